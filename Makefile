@@ -1,0 +1,28 @@
+# Two commands: `make run` (the app with a demo campaign) and `make test` (the whole suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	# torch first, pinned, so that nothing pulls a multi-GB CUDA build in its place.
+	$(VENV)/bin/python -m pip install -q -c constraints.txt "torch==2.13.0"
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+run: venv
+	scripts/run.sh
+
+test: venv
+	scripts/test.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf var/test var/test-smoke

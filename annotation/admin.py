@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from annotation.models import (
+    Assignment,
+    Campaign,
+    CodeRun,
+    Corpus,
+    Document,
+    Evidence,
+    ImportJob,
+    Label,
+    Pair,
+    Round,
+)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ["name", "scale", "annotators_per_pair", "agreement_target", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(Pair)
+class PairAdmin(admin.ModelAdmin):
+    list_display = ["id", "campaign", "status", "provenance", "priority", "is_gold", "task_category"]
+    list_filter = ["campaign", "status", "provenance", "is_gold"]
+    search_fields = ["external_id", "content_hash"]
+    raw_id_fields = ["round"]
+    show_full_result_count = False  # counting millions of rows on every page is slow
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair", "annotator", "status", "kind", "swapped", "lease_expires_at"]
+    list_filter = ["status", "kind"]
+    raw_id_fields = ["pair", "annotator", "round"]
+    show_full_result_count = False
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair", "annotator", "preference", "confidence", "created_at"]
+    raw_id_fields = ["assignment", "pair", "annotator"]
+    show_full_result_count = False
+
+
+admin.site.register(Round)
+admin.site.register(Evidence)
+admin.site.register(CodeRun)
+admin.site.register(ImportJob)
+admin.site.register(Corpus)
+admin.site.register(Document)

@@ -1,0 +1,176 @@
+"""REST API for annotators and admins: one APIView per action (STYLE.md §3)."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
+from annotation.models import ImportJob
+from annotation.selectors import (
+    assignment_for_annotator,
+    campaign_for_admin,
+    campaign_for_annotator,
+    campaign_progress,
+    labels_for_export,
+    shown_pair,
+)
+from annotation.services.assignments import assignment_next, assignment_skip
+from annotation.services.import_jobs import import_job_create, import_job_enqueue, import_job_run
+from annotation.services.labels import FLAG_NAMES, LabelInput, label_submit
+
+
+class TurnSerializer(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+
+
+class ShownPairSerializer(serializers.Serializer):
+    conversation = TurnSerializer(many=True)
+    response_a = serializers.CharField()
+    response_b = serializers.CharField()
+    annotation_guideline = serializers.CharField()
+    task_category = serializers.CharField()
+
+
+class AssignmentOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign = serializers.IntegerField(source="campaign_id")
+    status = serializers.CharField()
+
+
+class NextOutputSerializer(serializers.Serializer):
+    assignment = AssignmentOutSerializer()
+    pair = ShownPairSerializer()
+    lease_expires_at = serializers.DateTimeField()
+
+
+def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
+    return {
+        "assignment": assignment,
+        "pair": shown_pair(assignment),
+        "lease_expires_at": assignment.lease_expires_at,
+    }
+
+
+class CampaignNextApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: NextOutputSerializer, 204: OpenApiResponse(description="No work left.")},
+    )
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_annotator(campaign_id=campaign_id, user=request.user)
+        assignment = assignment_next(campaign=campaign, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(NextOutputSerializer(next_payload(assignment)).data)
+
+
+class LabelApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        preference = serializers.IntegerField(min_value=-2, max_value=2)
+        rationale = serializers.CharField(required=False, allow_blank=True, default="")
+        confidence = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=5
+        )
+        flags = serializers.ListField(
+            child=serializers.ChoiceField(choices=FLAG_NAMES), required=False, default=list
+        )
+        seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        assignment = serializers.IntegerField(source="assignment_id")
+        preference = serializers.IntegerField(
+            help_text="In the orientation shown to the annotator."
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        label_input = LabelInput(
+            preference=data["preference"],
+            rationale=data["rationale"],
+            confidence=data.get("confidence"),
+            flags=tuple(data["flags"]),
+            seconds_spent=data.get("seconds_spent"),
+        )
+        try:
+            label = label_submit(assignment=assignment, data=label_input)
+        except InvalidLabel as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=400)
+        except (LeaseExpired, AlreadyFinished) as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=409)
+        shown = {"id": label.pk, "assignment_id": assignment.pk, "preference": data["preference"]}
+        return Response(self.OutputSerializer(shown).data, status=201)
+
+
+class SkipApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
+        try:
+            assignment_skip(assignment=assignment)
+        except AlreadyFinished as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=409)
+        return Response(status=204)
+
+
+class ProgressApi(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_annotator(campaign_id=campaign_id, user=request.user)
+        return Response(campaign_progress(campaign=campaign, user=request.user))
+
+
+class LabelsExportApi(APIView):
+    @extend_schema(responses={200: OpenApiResponse(description="JSON Lines, one label a line.")})
+    def get(self, request: Request, campaign_id: int) -> StreamingHttpResponse:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        lines = (json.dumps(row) + "\n" for row in labels_for_export(campaign=campaign))
+        response = StreamingHttpResponse(lines, content_type="application/jsonl")
+        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-labels.jsonl"'
+        return response
+
+
+class ImportApi(APIView):
+    """Upload a file of pairs; small files import at once, large ones as a Celery job."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        as_gold = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(request=InputSerializer, responses={201: dict, 202: dict, 400: dict})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        job = import_job_create(
+            campaign=campaign,
+            upload=upload,
+            as_gold=serializer.validated_data["as_gold"],
+            user=request.user,
+        )
+        if upload.size > settings.ARBITER["IMPORT_INLINE_MAX_BYTES"]:
+            import_job_enqueue(job=job)
+            return Response({"job": job.pk, "status": job.status}, status=202)
+        job = import_job_run(job_id=job.pk)
+        body = {"job": job.pk, "status": job.status, "created": job.created_count,
+                "duplicates": job.duplicate_count}
+        if job.status == ImportJob.Status.FAILED:
+            return Response({**body, "detail": job.error, "line": job.error_line}, status=400)
+        return Response(body, status=201)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.roles import Role
+from annotation.services.users import user_create
+
+
+class Command(BaseCommand):
+    help = "Create a user with a role; prints the API token alone on the last line."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--role", required=True, choices=[role.value for role in Role])
+        parser.add_argument("--password", help="Generated and printed when omitted.")
+        parser.add_argument("--email", default="")
+
+    def handle(self, *args: object, **options: object) -> None:
+        username = str(options["username"])
+        if not username.strip():
+            raise CommandError("username cannot be empty")
+        password_given = options["password"] is not None
+        user, password, token = user_create(
+            username=username,
+            role=Role(str(options["role"])),
+            password=str(options["password"]) if password_given else None,
+            email=str(options["email"]),
+        )
+        self.stdout.write(f"user {user.username} ({options['role']}) ready")
+        if not password_given:
+            self.stdout.write(f"password: {password}")
+        self.stdout.write(token)

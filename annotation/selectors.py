@@ -1,0 +1,98 @@
+"""Reads for the annotation app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from annotation.models import Assignment, Campaign, Label, Pair
+from annotation.roles import Role, user_has_role
+
+
+def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
+    if not user_has_role(user, Role.ANNOTATOR):
+        raise Http404("No such campaign.")
+    return get_object_or_404(Campaign, pk=campaign_id)
+
+
+def campaign_for_admin(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
+    if not user_has_role(user, Role.ADMIN):
+        raise Http404("No such campaign.")
+    return get_object_or_404(Campaign, pk=campaign_id)
+
+
+def assignment_for_annotator(*, assignment_id: int, user: AbstractBaseUser) -> Assignment:
+    """An assignment of this user's; anyone else's is reported as not found (no probing)."""
+    assignment = (
+        Assignment.objects.select_related("pair", "campaign")
+        .filter(pk=assignment_id, annotator=user)
+        .first()
+    )
+    if assignment is None:
+        raise Http404("No such assignment.")
+    return assignment
+
+
+def shown_pair(assignment: Assignment) -> dict[str, Any]:
+    """The pair as this annotator sees it: A/B possibly swapped, nothing about other labels."""
+    pair = assignment.pair
+    left, right = (
+        (pair.response_b, pair.response_a) if assignment.swapped else
+        (pair.response_a, pair.response_b)
+    )
+    return {
+        "conversation": pair.conversation,
+        "response_a": left,
+        "response_b": right,
+        "annotation_guideline": pair.annotation_guideline,
+        "task_category": pair.task_category,
+    }
+
+
+def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = None
+                      ) -> dict[str, Any]:
+    by_status = dict(
+        Pair.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("id"))
+    )
+    progress: dict[str, Any] = {
+        "pairs": {status: by_status.get(status, 0) for status in Pair.Status.values},
+        "labels": Label.objects.filter(campaign=campaign).count(),
+    }
+    progress["pairs"]["total"] = sum(by_status.values())
+    if user is not None:
+        mine = Assignment.objects.filter(campaign=campaign, annotator=user).aggregate(
+            submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED)),
+            skipped=Count("id", filter=Q(status=Assignment.Status.SKIPPED)),
+        )
+        progress["mine"] = mine
+    return progress
+
+
+def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
+    """Raw labels in canonical orientation, streamed."""
+    rows = (
+        Label.objects.filter(campaign=campaign)
+        .select_related("annotator", "assignment")
+        .order_by("id")
+    )
+    for label in rows.iterator(chunk_size=2000):
+        yield {
+            "label_id": label.pk,
+            "pair_id": label.pair_id,
+            "annotator": label.annotator.username,
+            "preference": label.preference,
+            "orientation": "canonical",
+            "shown_swapped": label.assignment.swapped,
+            "rationale": label.rationale,
+            "confidence": label.confidence,
+            "flags": label.flags,
+            "seconds_spent": label.seconds_spent,
+            "is_retest": label.is_retest,
+            "is_gold_check": label.is_gold_check,
+            "created_at": label.created_at.isoformat(),
+        }

@@ -1,0 +1,106 @@
+"""Import jobs: an uploaded file, imported inline or by a Celery worker, with progress."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.core.files.uploadedfile import UploadedFile
+from django.utils import timezone
+
+from annotation.importers import ImportFormatError
+from annotation.models import Campaign, ImportJob
+from annotation.services.imports import pairs_import
+
+
+def _progress_key(job_id: int) -> str:
+    return f"import-progress:{job_id}"
+
+
+def import_job_progress(*, job: ImportJob) -> int:
+    """Rows read so far. The import runs in one transaction, so live progress goes through
+    the cache (shared between processes) rather than the job row, which only commits at the
+    end."""
+    if job.status == ImportJob.Status.RUNNING:
+        return int(cache.get(_progress_key(job.pk), 0))
+    return job.rows_read
+
+
+def import_job_create(
+    *,
+    campaign: Campaign,
+    upload: UploadedFile | None = None,
+    path: Path | None = None,
+    as_gold: bool = False,
+    user: AbstractBaseUser | None = None,
+) -> ImportJob:
+    """Keep the file on disk and record a queued job for it."""
+    if upload is not None:
+        folder = Path(settings.MEDIA_ROOT) / "imports"
+        folder.mkdir(parents=True, exist_ok=True)
+        original_name = Path(upload.name or "upload").name
+        stored = folder / f"{uuid.uuid4().hex}-{original_name}"
+        with stored.open("wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+    elif path is not None:
+        stored, original_name = Path(path), Path(path).name
+    else:
+        raise ValueError("import_job_create needs an upload or a path")
+    return ImportJob.objects.create(
+        campaign=campaign,
+        file=str(stored),
+        original_name=original_name,
+        as_gold=as_gold,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+
+
+def import_job_enqueue(*, job: ImportJob) -> None:
+    from annotation.tasks import import_pairs_task
+
+    import_pairs_task.delay_on_commit(job.pk)
+
+
+def import_job_run(*, job_id: int) -> ImportJob:
+    """Claim the job and import its file; safe to call twice (the second does nothing)."""
+    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING
+    )
+    job = ImportJob.objects.select_related("campaign").get(pk=job_id)
+    if not claimed:
+        return job
+
+    def on_progress(rows: int) -> None:
+        cache.set(_progress_key(job_id), rows, timeout=24 * 3600)
+
+    try:
+        result = pairs_import(
+            campaign=job.campaign,
+            path=Path(job.file),
+            original_name=job.original_name,
+            as_gold=job.as_gold,
+            on_progress=on_progress,
+        )
+    except ImportFormatError as exc:
+        job.status = ImportJob.Status.FAILED
+        job.error = str(exc)
+        job.error_line = exc.line
+    except Exception as exc:
+        job.status = ImportJob.Status.FAILED
+        job.error = f"unexpected error: {exc}"
+        job.save(update_fields=["status", "error"])
+        raise
+    else:
+        job.status = ImportJob.Status.SUCCEEDED
+        job.rows_read = result.rows_read
+        job.created_count = result.created
+        job.duplicate_count = result.duplicates
+        job.progress = 1.0
+    job.finished_at = timezone.now()
+    job.save()
+    cache.delete(_progress_key(job_id))
+    return job

@@ -1,0 +1,35 @@
+"""Creating users with a role and an API token."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from annotation.roles import Role, role_groups
+
+
+@transaction.atomic
+def user_create(
+    *, username: str, role: Role, password: str | None = None, email: str = ""
+) -> tuple[AbstractUser, str, str]:
+    """Create (or update the role of) a user; returns (user, password, API token key).
+
+    A password is generated when none is given; it is returned so it can be shown once.
+    """
+    user_model = get_user_model()
+    password = password or secrets.token_urlsafe(12)
+    user, _created = user_model.objects.get_or_create(username=username, defaults={"email": email})
+    user.set_password(password)
+    user.is_staff = role is Role.ADMIN
+    user.is_superuser = role is Role.ADMIN
+    user.full_clean(exclude=["password"])
+    user.save()
+    groups = role_groups()
+    user.groups.remove(*groups.values())
+    user.groups.add(groups[role])
+    token, _ = Token.objects.get_or_create(user=user)
+    return user, password, token.key

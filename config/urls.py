@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from annotation import views as annotation_views
+
+urlpatterns = [
+    path("", annotation_views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", annotation_views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("", include("annotation.urls")),
+    path("", include("reviewers.urls")),
+    path("", include("scoring.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("api/", include("annotation.api_urls")),
+    path("api/", include("reviewers.api_urls")),
+    path("api/", include("scoring.api_urls")),
+]

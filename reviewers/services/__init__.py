@@ -1,0 +1,1 @@
+"""Writes for the reviewers app: consensus, escalations, adjudication, quality control."""

@@ -1,0 +1,183 @@
+"""Jobs run by workers, reward-model versions, model scores, embeddings and exports.
+
+A job row, not Celery's result backend, is the truth about a job: workers claim it with a
+conditional UPDATE, write progress and log lines to it, and finish it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.models import Campaign, Pair, Round
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        TRAIN = "train"
+        SCORE = "score"
+        LOOP = "loop", "Retrain, score and open the next round"
+        EXPORT = "export"
+        CURATE = "curate"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["campaign", "kind", "-created_at"], name="job_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
+
+
+class JobLogLine(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines")
+    created_at = models.DateTimeField(auto_now_add=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        READY = "ready"
+        ARCHIVED = "archived"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField()
+    base = models.CharField(max_length=500)
+    mode = models.CharField(max_length=10, default="head")
+    checkpoint = models.CharField(max_length=1000)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.SET_NULL)
+    label_snapshot = models.JSONField(
+        default=dict, help_text="Which labels it saw: counts, max label id, digest of pair ids."
+    )
+    metrics = models.JSONField(default=dict)
+    heldout_accuracy = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="model_version_unique"),
+            models.UniqueConstraint(
+                fields=["campaign"], condition=Q(is_active=True), name="one_active_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} model v{self.number}"
+
+
+class PairScore(models.Model):
+    """The model's rewards for a pair (canonical orientation) and p(A better)."""
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="scores")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scores")
+    reward_a = models.FloatField()
+    reward_b = models.FloatField()
+    p_a_better = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pair", "model_version"], name="pair_score_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"score of {self.pair_id} by v{self.model_version_id}"
+
+
+class PairEmbedding(models.Model):
+    """A float32 vector of the conversation and attributes, for nearest-neighbour retrieval."""
+
+    pair = models.OneToOneField(Pair, on_delete=models.CASCADE, related_name="embedding")
+    encoder = models.CharField(max_length=500)
+    dim = models.PositiveSmallIntegerField()
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"embedding of {self.pair_id}"
+
+
+class Retrieval(models.Model):
+    """Why a pair was moved up the queue: it resembles a pair the model got wrong."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="retrievals")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="retrievals")
+    similar_to = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="+")
+    p = models.FloatField(help_text="Model's probability of agreeing with the human label.")
+    similarity = models.FloatField()
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class ExportSnapshot(models.Model):
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="export")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="exports")
+    version = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    filters = models.JSONField(default=dict)
+    path = models.CharField(max_length=1000, blank=True)
+    manifest = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "version"], name="export_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} export v{self.version}"
+
+
+class EvaluationPrompt(models.Model):
+    """Prompts of an evaluation set (e.g. RewardBench) to decontaminate against."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="eval_prompts")
+    set_name = models.CharField(max_length=200)
+    text = models.TextField()
+
+    def __str__(self) -> str:
+        return self.set_name

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole suite: on PostgreSQL + Redis with real Celery workers, then a smoke subset on the
+# embedded default (SQLite + file-system broker) so that `make run` keeps working.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+scripts/ensure_services.sh
+mkdir -p var
+export SECRET_KEY="test-only-secret-key-not-for-production-use-0123456789abcdef"
+export DEBUG=false SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
+export STATIC_MANIFEST=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export ARBITER_VAR_DIR="$PWD/var/test"
+# Redis database 15 and a database name of its own keep tests away from `make run` data.
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/arbiter}"
+export CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
+export CACHE_URL="${TEST_CACHE_URL:-redis://127.0.0.1:6379/14}"
+if [ -x /usr/bin/chromium ]; then export ARBITER_CHROMIUM=/usr/bin/chromium; fi
+
+echo "== lint (ruff)"
+.venv/bin/ruff check .
+echo "== main suite on PostgreSQL"
+"$PY" -m pytest "$@"
+echo "== smoke suite on the embedded default (SQLite, file-system broker)"
+rm -rf var/test-smoke
+env -u DATABASE_URL -u CELERY_BROKER_URL -u CACHE_URL \
+  ARBITER_VAR_DIR="$PWD/var/test-smoke" TEST_DATABASE_NAME="$PWD/var/test-smoke/test.sqlite3" \
+  "$PY" -m pytest -m smoke -q "$@"

@@ -1,0 +1,107 @@
+"""The assignment engine under many concurrent annotators, with real database connections."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.db.models import Count
+from django.utils import timezone
+
+from annotation.errors import AlreadyFinished, LeaseExpired
+from annotation.models import Assignment, Label, Pair
+from annotation.services.assignments import assignment_next, assignments_expire
+from annotation.services.labels import LabelInput, label_submit
+from tests.factories import CampaignFactory, PairFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _annotate_until_done(campaign, user, errors, stop_after=None):
+    try:
+        done = 0
+        while stop_after is None or done < stop_after:
+            assignment = assignment_next(campaign=campaign, annotator=user)
+            if assignment is None:
+                return
+            label_submit(assignment=assignment, data=LabelInput(preference=1))
+            done += 1
+    except Exception as exc:  # surfaced by the test below
+        errors.append(exc)
+    finally:
+        connections.close_all()
+
+
+def test_no_pair_goes_over_n_and_nobody_gets_a_pair_twice():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED are a PostgreSQL feature")
+    campaign = CampaignFactory(annotators_per_pair=3)
+    PairFactory.create_batch(40, campaign=campaign)
+    users = UserFactory.create_batch(24)
+    errors: list[Exception] = []
+    threads = [
+        threading.Thread(target=_annotate_until_done, args=(campaign, user, errors))
+        for user in users
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    over = Pair.objects.annotate(n=Count("labels")).filter(n__gt=3).count()
+    dupes = (
+        Assignment.objects.values("pair", "annotator").annotate(n=Count("id")).filter(n__gt=1)
+    ).count()
+    assert over == 0 and dupes == 0
+    # Every pair got exactly its three labels: the work was all done, by different people.
+    assert set(Pair.objects.values_list("labels_count", flat=True)) == {3}
+    assert Label.objects.count() == 120
+
+
+def test_expired_leases_are_reassigned_and_late_submits_rejected_under_load():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED are a PostgreSQL feature")
+    campaign = CampaignFactory(annotators_per_pair=2)
+    PairFactory.create_batch(10, campaign=campaign)
+    sleepers = UserFactory.create_batch(10)
+    stale = [assignment_next(campaign=campaign, annotator=user) for user in sleepers]
+    later = timezone.now() + timedelta(seconds=campaign.lease_seconds + 1)
+    expired = []
+    late_results: list[str] = []
+
+    def expire():
+        expired.append(assignments_expire(now=later))
+        connections.close_all()
+
+    def late_submit(assignment):
+        try:
+            label_submit(assignment=assignment, data=LabelInput(preference=1), now=later)
+            late_results.append("accepted")
+        except (LeaseExpired, AlreadyFinished):
+            late_results.append("rejected")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=expire) for _ in range(3)]
+    threads += [threading.Thread(target=late_submit, args=(a,)) for a in stale]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(expired) == 10
+    assert late_results == ["rejected"] * 10
+    # The freed slots go to new annotators until every pair has two labels.
+    errors: list[Exception] = []
+    workers = [
+        threading.Thread(target=_annotate_until_done, args=(campaign, user, errors))
+        for user in UserFactory.create_batch(6)
+    ]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert set(Pair.objects.values_list("labels_count", flat=True)) == {2}
+    assert not Label.objects.filter(annotator__in=sleepers).exists()

@@ -1,0 +1,178 @@
+"""Shared fixtures: personas, factories and a real Celery worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from annotation.roles import Role
+from annotation.services.users import user_create
+from tests.factories import CampaignFactory
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HH_RLHF = REPO_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
+
+
+def _make_user(name: str, role: Role):
+    user, _password, _token = user_create(username=name, role=role, password="pw-" + name)
+    return user
+
+
+@pytest.fixture
+def annotator_a(db):
+    return _make_user("alice", Role.ANNOTATOR)
+
+
+@pytest.fixture
+def annotator_b(db):
+    return _make_user("bob", Role.ANNOTATOR)
+
+
+@pytest.fixture
+def annotator_c(db):
+    return _make_user("carol", Role.ANNOTATOR)
+
+
+@pytest.fixture
+def expert(db):
+    return _make_user("erin", Role.EXPERT)
+
+
+@pytest.fixture
+def admin_user(db):
+    return _make_user("adam", Role.ADMIN)
+
+
+@pytest.fixture
+def outsider(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username="oscar", password="pw-oscar")
+
+
+@pytest.fixture
+def campaign(db):
+    return CampaignFactory()
+
+
+def api_client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+def worker_environment() -> dict[str, str]:
+    """Environment for a worker process that talks to the test database."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = db.get("USER") or "postgres"
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{db['NAME']}"
+    else:
+        env.pop("DATABASE_URL", None)
+        env["TEST_DATABASE_NAME"] = str(db["NAME"])
+        env["ARBITER_SQLITE_PATH"] = str(db["NAME"])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_worker(
+    *, queues: str = "default,sandbox,gpu", concurrency: int = 2, name: str = "test"
+) -> subprocess.Popen:
+    log = open(REPO_ROOT / "var" / f"worker-{name}.log", "w")  # noqa: SIM115 - lives with the process
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "config", "worker",
+            "-Q", queues, "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+        ],
+        cwd=REPO_ROOT,
+        env=worker_environment(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    log_path = REPO_ROOT / "var" / f"worker-{name}.log"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
+        if " ready." in log_path.read_text():
+            return process
+        time.sleep(0.2)
+    stop_worker(process)
+    raise RuntimeError(f"worker did not become ready:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_worker(process: subprocess.Popen, *, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def purge_broker() -> None:
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in ("default", "sandbox", "gpu"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: S112 - a queue that does not exist yet has nothing to purge
+                continue
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
+    """A real Celery worker consuming all queues, against the test database."""
+    (REPO_ROOT / "var").mkdir(exist_ok=True)
+    with django_db_blocker.unblock():
+        purge_broker()
+        process = start_worker(name="session")
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture
+def worker(celery_worker_process, transactional_db):
+    """Use in tests whose rows a worker must see: data is committed, not rolled back."""
+    return celery_worker_process
+
+
+def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def pytest_report_header(config):
+    return f"arbiter: database={settings.DATABASES['default']['ENGINE']}, broker={settings.CELERY_BROKER_URL}"

@@ -1,0 +1,41 @@
+"""factory_boy factories for the models tests use most."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+from factory.django import DjangoModelFactory
+
+from annotation.importers import content_hash
+from annotation.models import Campaign, Pair
+
+
+class UserFactory(DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+
+    username = factory.Sequence(lambda n: f"user{n}")
+
+
+class CampaignFactory(DjangoModelFactory[Campaign]):
+    class Meta:
+        model = Campaign
+
+    name = factory.Sequence(lambda n: f"campaign {n}")
+    guidelines = "Prefer the response that is **correct** and helpful."
+    retest_share = 0.0  # re-tests are random; tests that want them ask for them
+
+
+class PairFactory(DjangoModelFactory[Pair]):
+    class Meta:
+        model = Pair
+
+    campaign = factory.SubFactory(CampaignFactory)
+    conversation = factory.Sequence(lambda n: [{"role": "user", "content": f"Question {n}?"}])
+    response_a = factory.Sequence(lambda n: f"Answer A{n}")
+    response_b = factory.Sequence(lambda n: f"Answer B{n}")
+    content_hash = factory.LazyAttribute(
+        lambda pair: content_hash(pair.conversation, pair.response_a, pair.response_b)
+    )
+    status = Pair.Status.QUEUED
+    slot_cap = factory.LazyAttribute(lambda pair: pair.campaign.annotators_per_pair)
