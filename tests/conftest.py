@@ -92,7 +92,9 @@ def worker_environment() -> dict[str, str]:
 def start_worker(
     *, queues: str = "default,sandbox,gpu", concurrency: int = 2, name: str = "test"
 ) -> subprocess.Popen:
-    log = open(REPO_ROOT / "var" / f"worker-{name}.log", "w")  # noqa: SIM115 - lives with the process
+    log_path = Path(settings.VAR_DIR) / f"worker-{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("w")
     process = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "config", "worker",
@@ -106,7 +108,6 @@ def start_worker(
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    log_path = REPO_ROOT / "var" / f"worker-{name}.log"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
@@ -144,7 +145,6 @@ def purge_broker() -> None:
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
     """A real Celery worker consuming all queues, against the test database."""
-    (REPO_ROOT / "var").mkdir(exist_ok=True)
     with django_db_blocker.unblock():
         purge_broker()
         process = start_worker(name="session")
