@@ -1,0 +1,29 @@
+# One image for web, worker and gpu-worker. The GPU worker brings CUDA through the host's
+# NVIDIA runtime; pass TORCH_SPEC to install a CUDA build of torch for that image.
+FROM python:3.11-slim-bookworm
+
+ARG TORCH_SPEC="torch==2.13.0"
+ARG TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap nodejs g++ libpq5 \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY config ./config
+COPY annotation ./annotation
+COPY scoring ./scoring
+COPY reviewers ./reviewers
+RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC" \
+ && pip install --no-cache-dir -c constraints.txt .
+COPY manage.py ./
+COPY templates ./templates
+COPY static ./static
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+
+RUN useradd --system --uid 10001 --home /app arbiter && mkdir -p /app/var && chown arbiter /app/var
+USER arbiter
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

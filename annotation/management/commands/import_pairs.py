@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.importers import ImportFormatError
+from annotation.services.imports import campaign_get_or_create, pairs_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import preference pairs (JSONL, JSON, CSV or Parquet, optionally gzipped) into a "
+        "campaign, creating it if absent. All or nothing: a bad row rejects the whole file."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--campaign", required=True, help="Campaign name.")
+        parser.add_argument(
+            "--as-gold",
+            action="store_true",
+            help="The file's chosen/rejected labels are human-verified: import as gold pairs "
+            "(held out for evaluation and quality checks, never queued for annotation).",
+        )
+        parser.add_argument(
+            "--pool",
+            action="store_true",
+            help="Put the pairs in the pool instead of the open round (the loop queues them).",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        path = Path(str(options["file"]))
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+        campaign = campaign_get_or_create(name=str(options["campaign"]))
+        try:
+            result = pairs_import(
+                campaign=campaign,
+                path=path,
+                as_gold=bool(options["as_gold"]),
+                queue=not options["pool"],
+            )
+        except ImportFormatError as exc:
+            raise CommandError(f"{path.name}: {exc} (nothing was imported)") from exc
+        self.stdout.write(
+            json.dumps(
+                {
+                    "campaign": campaign.name,
+                    "campaign_id": campaign.pk,
+                    "rows": result.rows_read,
+                    "created": result.created,
+                    "duplicates": result.duplicates,
+                }
+            )
+        )

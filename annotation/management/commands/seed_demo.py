@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from annotation.demo_data import generate_demo_pairs
+from annotation.models import Scale
+from annotation.roles import Role
+from annotation.services.imports import campaign_get_or_create, pairs_import
+from annotation.services.users import user_create
+
+DEMO_CAMPAIGN = "Demo: checkable answers"
+DEMO_GUIDELINES = """\
+Compare the two responses to the conversation and choose the better one.
+
+* **Correctness first.** Every pair here has one response that is right and one that is
+  subtly wrong: check the arithmetic, the fact, or run the code with the tools panel.
+* Use *much better* only when the difference matters to a user.
+* Flag a pair as **cannot judge** rather than guessing.
+"""
+DEMO_USERS = (
+    ("annotator1", Role.ANNOTATOR),
+    ("annotator2", Role.ANNOTATOR),
+    ("annotator3", Role.ANNOTATOR),
+    ("expert1", Role.EXPERT),
+    ("admin", Role.ADMIN),
+)
+
+
+def _write_jsonl(rows: list[dict], folder: Path, name: str) -> Path:
+    path = folder / name
+    with path.open("w") as handle:
+        for row in rows:
+            row = {key: value for key, value in row.items() if key != "expected_preference"}
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+class Command(BaseCommand):
+    help = "Create the demo campaign (checkable pairs, gold pairs) and demo users; print logins."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--pairs", type=int, default=60)
+        parser.add_argument("--gold", type=int, default=12)
+
+    def handle(self, *args: object, **options: object) -> None:
+        campaign = campaign_get_or_create(
+            name=DEMO_CAMPAIGN,
+            guidelines=DEMO_GUIDELINES,
+            scale=Scale.FIVE_POINT,
+            gold_share=0.1,
+        )
+        n_pairs, n_gold = int(str(options["pairs"])), int(str(options["gold"]))
+        rows = generate_demo_pairs(n_pairs + n_gold, seed=0)
+        with tempfile.TemporaryDirectory() as folder:
+            queued = _write_jsonl(rows[:n_pairs], Path(folder), "demo-pairs.jsonl")
+            gold = _write_jsonl(rows[n_pairs:], Path(folder), "demo-gold.jsonl")
+            pairs = pairs_import(campaign=campaign, path=queued)
+            golds = pairs_import(campaign=campaign, path=gold, as_gold=True)
+        self.stdout.write(
+            f"campaign {campaign.name!r} (id {campaign.pk}): {pairs.created} new pairs, "
+            f"{golds.created} new gold pairs ({pairs.duplicates + golds.duplicates} already there)"
+        )
+        self.stdout.write("demo logins (passwords are new on every run):")
+        for username, role in DEMO_USERS:
+            _user, password, token = user_create(username=username, role=role)
+            self.stdout.write(f"  {role.value:<9} {username:<11} password: {password}  token: {token}")

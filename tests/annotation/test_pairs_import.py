@@ -1,0 +1,132 @@
+"""Importing through the service and the command: all or nothing, deduplicated."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from io import StringIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotation.importers import ImportFormatError
+from annotation.models import Campaign, Pair
+from annotation.services.imports import pairs_import
+from tests.conftest import HH_RLHF
+
+pytestmark = pytest.mark.django_db
+
+
+def native_rows(n: int, start: int = 0) -> list[dict]:
+    return [
+        {
+            "conversation": [{"role": "user", "content": f"What is {i} + {i}?"}],
+            "response_a": f"{2 * i}",
+            "response_b": f"{2 * i + 1}",
+            "external_id": f"q{i}",
+            "attributes": {"task_category": "math", "objectivity": "objective"},
+            "preferred": "a",
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def write_jsonl(path, rows, *, gz=False):
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_it_imports_every_row_with_attributes_and_silver_label(tmp_path, campaign):
+    result = pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "p.jsonl", native_rows(5)))
+    assert (result.rows_read, result.created, result.duplicates) == (5, 5, 0)
+    pair = Pair.objects.get(campaign=campaign, external_id="q3")
+    assert pair.conversation == [{"role": "user", "content": "What is 3 + 3?"}]
+    assert pair.task_category == "math" and pair.objectivity == "objective"
+    assert pair.silver_preference == 1
+    assert pair.status == Pair.Status.QUEUED and pair.round.number == 1
+    assert pair.slot_cap == campaign.annotators_per_pair
+
+
+def test_it_skips_duplicates_within_the_file_and_against_the_campaign(tmp_path, campaign):
+    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "a.jsonl", native_rows(3)))
+    rows = native_rows(5) + native_rows(2)  # 3 already imported, 2 repeated within the file
+    result = pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "b.jsonl", rows))
+    assert (result.rows_read, result.created, result.duplicates) == (7, 2, 5)
+    assert Pair.objects.filter(campaign=campaign).count() == 5
+
+
+def test_a_bad_row_rejects_the_whole_file_naming_its_line(tmp_path, campaign):
+    rows = native_rows(6000)  # more than one batch is written before the fault is found
+    rows[5500]["response_b"] = ""
+    path = write_jsonl(tmp_path / "bad.jsonl.gz", rows, gz=True)
+    with pytest.raises(ImportFormatError) as excinfo:
+        pairs_import(campaign=campaign, path=path)
+    assert excinfo.value.line == 5501
+    assert "5501" in str(excinfo.value)
+    assert not Pair.objects.filter(campaign=campaign).exists()
+
+
+def test_broken_json_in_the_middle_leaves_nothing_behind(tmp_path, campaign):
+    path = write_jsonl(tmp_path / "p.jsonl", native_rows(4))
+    lines = path.read_text().splitlines()
+    lines.insert(2, '{"conversation": [')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportFormatError) as excinfo:
+        pairs_import(campaign=campaign, path=path)
+    assert excinfo.value.line == 3
+    assert Pair.objects.count() == 0
+
+
+def test_parquet_and_hh_rlhf_import(tmp_path, campaign):
+    table = pa.Table.from_pylist(
+        [{"prompt": f"Say {i}", "chosen": f"{i}", "rejected": f"not {i}"} for i in range(10)]
+    )
+    pq.write_table(table, tmp_path / "p.parquet")
+    assert pairs_import(campaign=campaign, path=tmp_path / "p.parquet").created == 10
+    result = pairs_import(campaign=campaign, path=HH_RLHF)
+    assert result.rows_read == 2312
+    assert result.created + result.duplicates == 2312
+    sample = Pair.objects.filter(campaign=campaign, conversation__0__role="user").last()
+    assert sample.silver_preference == 1 and sample.response_a
+
+
+def test_gold_import_needs_labels_and_is_never_queued(tmp_path, campaign):
+    result = pairs_import(
+        campaign=campaign, path=write_jsonl(tmp_path / "g.jsonl", native_rows(3)), as_gold=True
+    )
+    assert result.created == 3
+    gold = Pair.objects.filter(campaign=campaign)
+    assert all(p.is_gold and p.gold_preference == 1 and p.round is None for p in gold)
+    assert {p.status for p in gold} == {Pair.Status.COMPLETE}
+    unlabeled = native_rows(2, start=10)
+    for row in unlabeled:
+        del row["preferred"]
+    with pytest.raises(ImportFormatError) as excinfo:
+        pairs_import(
+            campaign=campaign, path=write_jsonl(tmp_path / "u.jsonl", unlabeled), as_gold=True
+        )
+    assert excinfo.value.line == 1
+
+
+@pytest.mark.smoke
+def test_the_command_creates_the_campaign_and_reports_counts(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", native_rows(4))
+    out = StringIO()
+    call_command("import_pairs", str(path), "--campaign", "cmd", stdout=out)
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert report["created"] == 4 and report["campaign"] == "cmd"
+    assert Campaign.objects.get(name="cmd").pairs.count() == 4
+
+
+def test_the_command_rejects_a_bad_file_with_the_line(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("prompt,response_a,response_b\nhi,hello,hey\nhi again,,yo\n")
+    with pytest.raises(CommandError, match="line 3"):
+        call_command("import_pairs", str(path), "--campaign", "csv")
+    assert not Pair.objects.exists()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+
+
+def test_compose_defines_the_production_services():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    assert {"postgres", "redis", "web", "worker", "gpu-worker"} <= set(services)
+    gpu = services["gpu-worker"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "-Q" in gpu["command"] and "gpu" in gpu["command"]
+    assert "gunicorn" in (REPO_ROOT / "Dockerfile").read_text()
+
+
+def _compose_command() -> list[str] | None:
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no docker compose client on this machine")
+    (tmp_path / ".env").write_text((REPO_ROOT / ".env.example").read_text())
+    result = subprocess.run(
+        [*command, "-f", str(COMPOSE), "--project-directory", str(tmp_path), "config"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr

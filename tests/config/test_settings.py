@@ -1,0 +1,89 @@
+"""Settings come from the environment and fail loudly; production settings pass --deploy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {key: value for key, value in os.environ.items() if key not in {
+        "SECRET_KEY", "DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
+        "CSRF_COOKIE_SECURE", "STATIC_MANIFEST",
+    }}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_a_missing_secret_key_is_a_clear_startup_error(tmp_path):
+    result = run_manage("check", env={"ARBITER_VAR_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_a_bad_boolean_names_the_variable(tmp_path):
+    result = run_manage(
+        "check", env={"SECRET_KEY": "k" * 50, "DEBUG": "maybe", "ARBITER_VAR_DIR": str(tmp_path)}
+    )
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_production_settings_pass_the_deploy_check(tmp_path):
+    secret = "a-long-random-secret-key-with-enough-entropy-1234567890-abcdefghijklmnop"
+    result = run_manage(
+        "check", "--deploy", "--fail-level", "INFO",
+        env={"SECRET_KEY": secret, "DEBUG": "false", "ALLOWED_HOSTS": "arbiter.example.org",
+             "ARBITER_VAR_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_create_user_prints_the_token_alone_on_the_last_line(tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    out = StringIO()
+    call_command("create_user", "dana", "--role", "expert", "--password", "s3cret-Pass", stdout=out)
+    last = out.getvalue().strip().splitlines()[-1]
+    token = Token.objects.get(user__username="dana")
+    assert last == token.key
+    assert token.user.groups.filter(name="expert").exists()
+    assert token.user.check_password("s3cret-Pass")
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_strict_csp_and_nosniff(client):
+    response = client.get("/login/")
+    csp = response["Content-Security-Policy"]
+    script_src = next(part for part in csp.split(";") if part.strip().startswith("script-src"))
+    assert "'unsafe-inline'" not in script_src and "'self'" in script_src
+    assert "default-src 'self'" in csp
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.django_db
+def test_login_attempts_are_rate_limited(client, annotator_a):
+    for _ in range(5):
+        client.post("/login/", {"username": "alice", "password": "wrong"})
+    locked = client.post("/login/", {"username": "alice", "password": "pw-alice"})
+    assert locked.status_code in (403, 429)
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_login_works_with_the_right_password(client, annotator_a):
+    response = client.post("/login/", {"username": "alice", "password": "pw-alice"})
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(annotator_a.pk)
