@@ -1,0 +1,296 @@
+"""Readers that stream rows out of each file format.
+
+Each reader yields (position, row) pairs. A row is a dict, or a RowError when only that row
+is unreadable (a bad JSONL line, a CSV record with the wrong number of fields), so that a
+caller may skip it. Errors that spoil the rest of the file raise ImportFormatError.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from annotation.importers._json import JSONDecodeError, loads
+from annotation.importers.records import ImportFormatError, ImportLimits
+from annotation.importers.rows import RowError
+from annotation.importers.streams import ROW_KEYS, UTF8_BOM
+
+RowStream = Iterator[tuple[int, "dict[str, Any] | RowError"]]
+
+PARQUET_BATCH_ROWS = 4096
+JSON_CHUNK_BYTES = 1024 * 1024
+SHAPE_COLUMNS = (("response_a", "response_b"), ("chosen", "rejected"))
+_NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
+_JSON_DECODER = json.JSONDecoder()
+
+
+def iter_jsonl_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStream:
+    """One JSON object per line; blank lines are skipped but still counted."""
+    readline = stream.readline
+    max_bytes = limits.max_row_bytes
+    line = 0
+    while True:
+        raw = readline(max_bytes + 1)
+        if not raw:
+            return
+        line += 1
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            raise ImportFormatError(line, f"line is longer than {max_bytes:,} bytes")
+        if line == 1:
+            raw = raw.removeprefix(UTF8_BOM)
+        if raw.isspace():
+            continue
+        try:
+            row = loads(raw)
+        except JSONDecodeError as error:
+            yield line, RowError(_describe_json_error(error))
+            continue
+        yield line, row
+
+
+def iter_json_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStream:
+    """A top-level array, or an object whose "data" or "pairs" key holds the array.
+
+    The array is read item by item, so memory stays bounded by the largest item rather than
+    by the file.
+    """
+    text = _JsonText(stream, limits)
+    first = text.skip_whitespace()
+    if first == "":
+        return
+    if first == "[":
+        yield from _array_items(text)
+    elif first == "{":
+        yield from _wrapped_array_items(text)
+    else:
+        raise ImportFormatError(
+            None,
+            'a JSON file must hold an array of pairs or an object with a "data" or "pairs" array',
+        )
+    if text.skip_whitespace() != "":
+        raise ImportFormatError(None, "unexpected content after the end of the JSON value")
+
+
+def iter_csv_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStream:
+    """A header row, then one record per row; a record's line is where it starts."""
+    # The C parser's field limit is process-wide; raising it only loosens it for others.
+    csv.field_size_limit(max(csv.field_size_limit(), limits.max_row_bytes))
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, strict=True)
+    line_end = 0
+    try:
+        header: list[str] = []
+        for cells in reader:
+            if cells:
+                header = [cell.strip() for cell in cells]
+                break
+        if not header:
+            return
+        _check_header(header, reader.line_num, "CSV header", unit="line")
+        line_end = reader.line_num
+        for cells in reader:
+            line_start, line_end = line_end + 1, reader.line_num
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                yield (
+                    line_start,
+                    RowError(f"has {len(cells)} fields but the header has {len(header)}"),
+                )
+                continue
+            yield line_start, dict(zip(header, cells, strict=True))
+    except UnicodeDecodeError:
+        raise ImportFormatError(line_end + 1, "the file is not valid UTF-8") from None
+    except csv.Error as error:
+        raise ImportFormatError(line_end + 1, f"malformed CSV: {error}") from None
+
+
+def iter_parquet_rows(seekable: str | IO[bytes], limits: ImportLimits) -> RowStream:
+    """Row groups are read in batches, after the footer's counts pass the limits."""
+    try:
+        parquet = pq.ParquetFile(seekable)
+    except (pa.ArrowException, OSError) as error:
+        raise ImportFormatError(None, f"not a valid Parquet file: {error}") from None
+    try:
+        metadata = parquet.metadata
+        if metadata.num_rows > limits.max_rows:
+            raise ImportFormatError(
+                None, f"file has {metadata.num_rows:,} rows, over the limit of {limits.max_rows:,}"
+            )
+        uncompressed = sum(
+            metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups)
+        )
+        if uncompressed > limits.max_decompressed_bytes:
+            raise ImportFormatError(
+                None,
+                f"decompressed size ({uncompressed:,} bytes) exceeds the limit of "
+                f"{limits.max_decompressed_bytes:,} bytes",
+            )
+        names = parquet.schema_arrow.names
+        _check_header(names, None, "Parquet file", unit="row")
+        columns = [name for name in names if name in ROW_KEYS]
+        row = 0
+        try:
+            for batch in parquet.iter_batches(
+                batch_size=PARQUET_BATCH_ROWS, columns=columns, use_threads=False
+            ):
+                for values in batch.to_pylist():
+                    row += 1
+                    yield row, values
+        except (pa.ArrowException, OSError) as error:
+            raise ImportFormatError(
+                row + 1, f"unreadable Parquet data: {error}", unit="row"
+            ) from None
+    finally:
+        parquet.close()
+
+
+def _check_header(names: list[str], line: int | None, what: str, *, unit: str) -> None:
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ImportFormatError(line, f"{what} repeats the column {duplicates[0]!r}", unit=unit)
+    present = set(names)
+    if not any(present.issuperset(shape) for shape in SHAPE_COLUMNS):
+        found = ", ".join(names) or "none"
+        raise ImportFormatError(
+            line,
+            f"{what} needs response_a and response_b columns, or chosen and rejected columns "
+            f"(found: {found})",
+            unit=unit,
+        )
+
+
+def _describe_json_error(error: ValueError) -> str:
+    message = getattr(error, "msg", str(error))
+    column = getattr(error, "colno", None)
+    return f"invalid JSON at column {column}: {message}" if column else f"invalid JSON: {message}"
+
+
+class _JsonText:
+    """A window of decoded text over a JSON stream, grown on demand and trimmed between items."""
+
+    def __init__(self, stream: io.BufferedReader, limits: ImportLimits) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self._max_chars = limits.max_row_bytes
+        self.text = ""
+        self.pos = 0
+        self.eof = False
+
+    def _read_more(self, size: int) -> None:
+        data = self._stream.read(size)
+        try:
+            self.text += self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError:
+            raise ImportFormatError(None, "the file is not valid UTF-8") from None
+        self.eof = not data
+
+    def trim(self) -> None:
+        if self.pos > JSON_CHUNK_BYTES:
+            self.text = self.text[self.pos :]
+            self.pos = 0
+
+    def skip_whitespace(self) -> str:
+        """Moves to the next significant character and returns it ("" at the end)."""
+        while True:
+            match = _NOT_WHITESPACE.search(self.text, self.pos)
+            if match is not None:
+                self.pos = match.start()
+                return self.text[self.pos]
+            self.pos = len(self.text)
+            if self.eof:
+                return ""
+            self._read_more(JSON_CHUNK_BYTES)
+
+    def expect(self, character: str) -> bool:
+        if self.skip_whitespace() == character:
+            self.pos += 1
+            return True
+        return False
+
+    def value(self) -> Any:
+        """Decodes the value at pos, reading more text until it is complete.
+
+        A value that ends exactly at the end of the window may be a cut-off number, so it is
+        decoded again once more text is in.
+        """
+        while True:
+            try:
+                value, end = _JSON_DECODER.raw_decode(self.text, self.pos)
+            except json.JSONDecodeError as error:
+                if self.eof:
+                    raise ValueError(_describe_json_error(error)) from None
+            else:
+                if end < len(self.text) or self.eof:
+                    self.pos = end
+                    return value
+            pending = len(self.text) - self.pos
+            if pending > self._max_chars:
+                raise ValueError(f"item is larger than {self._max_chars:,} characters")
+            self._read_more(max(JSON_CHUNK_BYTES, pending))
+
+
+def _array_items(text: _JsonText) -> RowStream:
+    text.pos += 1  # past "["
+    if text.expect("]"):
+        return
+    item = 0
+    while True:
+        item += 1
+        text.trim()
+        text.skip_whitespace()
+        try:
+            value = text.value()
+        except ValueError as error:
+            raise ImportFormatError(item, str(error), unit="item") from None
+        yield item, value
+        if text.expect(","):
+            continue
+        if text.expect("]"):
+            return
+        raise ImportFormatError(item, "expected ',' or ']' after this item", unit="item")
+
+
+def _wrapped_array_items(text: _JsonText) -> RowStream:
+    text.pos += 1  # past "{"
+    found = None
+    if text.expect("}"):
+        raise ImportFormatError(None, 'the JSON object has no "data" or "pairs" array')
+    while True:
+        text.trim()
+        if text.skip_whitespace() != '"':
+            raise ImportFormatError(None, "malformed JSON object: expected a key")
+        try:
+            key = text.value()
+        except ValueError as error:
+            raise ImportFormatError(None, f"malformed JSON object: {error}") from None
+        if not text.expect(":"):
+            raise ImportFormatError(None, f"malformed JSON object: expected ':' after {key!r}")
+        if key in ("data", "pairs"):
+            if found is not None:
+                raise ImportFormatError(None, f'the JSON object has both "{found}" and "{key}"')
+            if text.skip_whitespace() != "[":
+                raise ImportFormatError(None, f'"{key}" must be an array of pairs')
+            found = key
+            yield from _array_items(text)
+        else:
+            text.skip_whitespace()
+            try:
+                text.value()
+            except ValueError as error:
+                raise ImportFormatError(None, f"malformed JSON in {key!r}: {error}") from None
+        if text.expect(","):
+            continue
+        if text.expect("}"):
+            break
+        raise ImportFormatError(None, "malformed JSON object: expected ',' or '}'")
+    if found is None:
+        raise ImportFormatError(None, 'the JSON object has no "data" or "pairs" array')

@@ -1,0 +1,109 @@
+"""The values the import parser produces: records, limits and errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from annotation.importers._json import dumps_sorted
+
+ATTRIBUTE_NAMES = (
+    "task_category",
+    "objectivity",
+    "controversiality",
+    "desired_attributes",
+    "annotation_guideline",
+)
+ROLES = frozenset({"system", "user", "assistant"})
+RawFormat = Literal["native", "hf_messages", "hh_rlhf"]
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    """Caps checked while streaming, before a file is read in full.
+
+    max_row_bytes bounds one JSONL line, one JSON array item or one CSV field, so a file
+    without newlines cannot make the parser hold gigabytes in memory.
+    """
+
+    max_bytes: int = 2 * GiB
+    max_decompressed_bytes: int = 8 * GiB
+    max_rows: int = 20_000_000
+    max_field_chars: int = 200_000
+    max_row_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_bytes",
+            "max_decompressed_bytes",
+            "max_rows",
+            "max_field_chars",
+            "max_row_bytes",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ImportLimits.{name} must be a positive integer")
+
+
+class ImportFormatError(ValueError):
+    """A file or one of its rows cannot be imported.
+
+    `line` is where the problem is (None when it concerns the whole file); `unit` says what
+    the number counts: "line" for JSONL and CSV, "item" for a JSON array, "row" for Parquet.
+    """
+
+    def __init__(self, line: int | None, reason: str, *, unit: str = "line") -> None:
+        self.line = line
+        self.reason = reason
+        self.unit = unit
+        super().__init__(reason if line is None else f"{unit} {line}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class PairRecord:
+    """One pair in canonical orientation, validated and ready to insert.
+
+    silver_preference is the source's own, unverified label on our -2..2 scale
+    (positive = A better). conversation is a tuple of {"role", "content"} dicts ending with a
+    user turn; treat them, and attributes, as read-only.
+    """
+
+    line: int
+    conversation: tuple[dict[str, str], ...]
+    response_a: str
+    response_b: str
+    source: str | None
+    external_id: str | None
+    attributes: dict[str, Any]
+    silver_preference: int | None
+    content_hash: str
+    raw_format: RawFormat
+
+
+def canonical_json(
+    conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str
+) -> bytes:
+    """The bytes content_hash digests.
+
+    Equal to json.dumps({"conversation": [{"content", "role"}...], "response_a", "response_b"},
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False) encoded as UTF-8, so any
+    language can recompute it. Message keys other than role and content do not count.
+    """
+    messages = [{"content": m["content"], "role": m["role"]} for m in conversation]
+    return dumps_sorted(
+        {"conversation": messages, "response_a": response_a, "response_b": response_b}
+    )
+
+
+def content_hash(
+    conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str
+) -> str:
+    """sha256 hex of canonical_json: the identity used to deduplicate pairs.
+
+    Orientation counts: the same two responses swapped give a different hash.
+    """
+    return hashlib.sha256(canonical_json(conversation, response_a, response_b)).hexdigest()
