@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from functools import cache
 
@@ -252,7 +252,7 @@ def run_code(
                 read_only_binds=[(build_dir, BUILD_DIR)],
             )
         result = _result(outcome, limits, tests)
-        return _replace_duration(result, compiled.duration_ms + outcome.duration_ms)
+        return replace(result, duration_ms=compiled.duration_ms + outcome.duration_ms)
 
 
 def _limits_for(toolchain: Toolchain, limits: Limits, timeout_s: float | None) -> Limits:
@@ -268,10 +268,6 @@ def _limits_for(toolchain: Toolchain, limits: Limits, timeout_s: float | None) -
         # still caps the memory it actually writes.
         limits = limits.replace(address_space_bytes=max(4 * limits.memory_bytes, 2048 * MIB))
     return limits
-
-
-def _replace_duration(result: RunResult, duration_ms: int) -> RunResult:
-    return RunResult(**{**result.__dict__, "duration_ms": duration_ms})
 
 
 def _result(outcome: Outcome, limits: Limits, tests: str, *, compiling: bool = False) -> RunResult:
