@@ -203,7 +203,11 @@ def _check_ends_with_user(conversation: list[dict[str, str]], field: str) -> Non
 
 
 def _split_shared_prefix(
-    chosen: list[dict[str, str]], rejected: list[dict[str, str]], limits: ImportLimits
+    chosen: list[dict[str, str]],
+    rejected: list[dict[str, str]],
+    limits: ImportLimits,
+    *,
+    allow_empty_response: bool = False,
 ) -> tuple[list[dict[str, str]], str, str]:
     """Shared turns become the conversation; each side must add one assistant turn."""
     shared = 0
@@ -224,6 +228,12 @@ def _split_shared_prefix(
     if not conversation:
         raise RowError("chosen and rejected share no conversation before their responses")
     _check_ends_with_user(conversation, "the shared conversation")
+    if allow_empty_response:
+        return (
+            conversation,
+            _text(tails[0][0]["content"], "chosen response", limits, allow_empty=True),
+            _text(tails[1][0]["content"], "rejected response", limits, allow_empty=True),
+        )
     return (
         conversation,
         _response(tails[0][0]["content"], "chosen response", limits),
@@ -234,8 +244,13 @@ def _split_shared_prefix(
 def _hh_pair(
     chosen: str, rejected: str, limits: ImportLimits
 ) -> tuple[list[dict[str, str]], str, str]:
+    # hh-rlhf has replies where saying nothing was the preferred action (an empty final
+    # "Assistant:" turn): keep them, since the other side is never identical.
     return _split_shared_prefix(
-        _hh_turns(chosen, "chosen", limits), _hh_turns(rejected, "rejected", limits), limits
+        _hh_turns(chosen, "chosen", limits),
+        _hh_turns(rejected, "rejected", limits),
+        limits,
+        allow_empty_response=True,
     )
 
 

@@ -13,6 +13,10 @@ from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.models import Assignment, Evidence, Label, Pair
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
+_CONSENSUS_FIELDS = (
+    "id", "campaign_id", "labels_count", "slot_cap", "status", "consensus_preference",
+    "provenance", "disagreement",
+)
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,10 @@ def _validate(assignment: Assignment, data: LabelInput) -> None:
         raise InvalidLabel("seconds_spent cannot be negative")
     if len(data.rationale) > 20_000:
         raise InvalidLabel("rationale is longer than 20,000 characters")
+    if data.rationale.strip():
+        return
     used_llm = Evidence.objects.filter(assignment=assignment, kind=Evidence.Kind.LLM).exists()
-    if used_llm and not data.rationale.strip():
+    if used_llm:
         # A label must never be the model's verdict alone.
         raise InvalidLabel("a rationale of your own is required when you consulted a model")
 
@@ -86,14 +92,15 @@ def label_submit(
             is_gold_check=assignment.kind == Assignment.Kind.GOLD,
             shown_first="b" if assignment.swapped else "a",
         )
-        label.full_clean(exclude=["assignment", "campaign", "pair", "annotator"])
+        # Values were validated above and CHECK constraints back them up in the database.
         label.save()
         Evidence.objects.filter(assignment=assignment, label__isnull=True).update(label=label)
         if assignment.kind != Assignment.Kind.GOLD:
-            # Serialise consensus per pair: the last of N concurrent submits computes it.
-            pair = Pair.objects.select_for_update().get(pk=assignment.pair_id)
-            Pair.objects.filter(pk=pair.pk).update(labels_count=F("labels_count") + 1)
-            pair.refresh_from_db()
+            # The UPDATE takes the pair's row lock until commit, which serialises concurrent
+            # submits for one pair: the last of them sees every label and computes consensus.
+            Pair.objects.filter(pk=assignment.pair_id).update(labels_count=F("labels_count") + 1)
+            pair = Pair.objects.only(*_CONSENSUS_FIELDS).get(pk=assignment.pair_id)
+            pair.campaign = assignment.campaign
             _after_label(pair=pair, label=label)
     assignment.status = Assignment.Status.SUBMITTED
     return label

@@ -441,19 +441,14 @@ def test_lenient_role_names_map_to_user_and_assistant() -> None:
     assert [turn["role"] for turn in record.conversation] == ["user", "assistant", "user"]
 
 
-def test_the_real_hh_rlhf_file_parses_except_four_empty_chosen_replies() -> None:
-    with pytest.raises(ImportFormatError, match="^line 87: chosen response is empty$"):
-        parse_all(HH_RLHF_TEST)
+def test_the_real_hh_rlhf_file_parses_including_four_empty_chosen_replies() -> None:
+    records = parse_all(HH_RLHF_TEST)
 
-    skipped: list[ImportFormatError] = []
-    records = parse_all(HH_RLHF_TEST, on_invalid_row=skipped.append)
-
-    # These four rows' chosen transcripts end with an empty "Assistant:" turn.
-    assert [(error.line, error.reason) for error in skipped] == [
-        (line, "chosen response is empty") for line in (87, 517, 926, 1104)
-    ]
-    assert len(records) == 2_308
-    assert len({record.content_hash for record in records}) == 2_308
+    # These four rows' chosen transcripts end with an empty "Assistant:" turn: in hh-rlhf,
+    # saying nothing was sometimes the preferred action, so the row is kept as it is.
+    assert [record.line for record in records if record.response_a == ""] == [87, 517, 926, 1104]
+    assert len(records) == 2_312
+    assert len({record.content_hash for record in records}) == 2_312
     assert all(record.conversation[-1]["role"] == "user" for record in records)
     assert all(record.raw_format == "hh_rlhf" for record in records)
     assert sum(len(record.conversation) > 1 for record in records) > 1_000

@@ -1,0 +1,214 @@
+"""Assignment engine under load: 50 annotators hammering next + label over HTTP.
+
+A fresh PostgreSQL database gets a campaign of 100,000 real pairs (hh-rlhf, repeated with
+varied ids), the app runs under gunicorn, and 50 concurrent annotators loop
+`POST /api/campaigns/{id}/next` and `POST /api/assignments/{id}/label` for 60 s.
+Prints p50/p95/p99 of both calls, labels per second and the invariant counts (pairs over N,
+duplicate pair-annotator assignments). The database is dropped at the end.
+
+    .venv/bin/python benchmarks/assignment.py [--pairs 100000] [--annotators 50] [--duration 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
+PG = "postgres://postgres@127.0.0.1:5432"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def psql(sql: str, db: str = "postgres") -> str:
+    return subprocess.run(
+        ["psql", f"{PG}/{db}", "-Atc", sql], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def write_pairs(path: Path, n: int) -> None:
+    with gzip.open(HH_RLHF, "rt") as handle:
+        base = [json.loads(line) for line in handle]
+    with path.open("w") as out:
+        for i in range(n):
+            row = dict(base[i % len(base)])
+            # A varied id at the start of the transcript keeps every copy a distinct pair.
+            tag = f"\n\nHuman: [copy {i}]"
+            out.write(json.dumps({
+                "chosen": tag + row["chosen"], "rejected": tag + row["rejected"],
+                "external_id": f"hh-{i}",
+            }) + "\n")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def annotator(session, base: str, token: str, campaign_id: int, stop_at: float,
+                    stats: dict[str, list]) -> None:
+    import aiohttp
+
+    headers = {"Authorization": f"Token {token}"}
+    rng = random.Random(token)
+    while time.monotonic() < stop_at:
+        started = time.perf_counter()
+        async with session.post(f"{base}/api/campaigns/{campaign_id}/next", headers=headers) as r:
+            status = r.status
+            body = await r.json() if status == 200 else None
+        stats["next"].append(time.perf_counter() - started)
+        if status == 204:
+            stats["empty"].append(1)
+            await asyncio.sleep(0.5)
+            continue
+        if status != 200:
+            stats["errors"].append(status)
+            continue
+        started = time.perf_counter()
+        payload = {"preference": rng.choice([2, 1, 0, -1, -2]), "seconds_spent": 3.0}
+        url = f"{base}/api/assignments/{body['assignment']['id']}/label"
+        try:
+            async with session.post(url, json=payload, headers=headers) as r:
+                status = r.status
+                await r.read()
+        except aiohttp.ClientError:
+            status = -1
+        stats["label"].append(time.perf_counter() - started)
+        if status == 201:
+            stats["labels"].append(1)
+        else:
+            stats["errors"].append(status)
+
+
+async def drive(base: str, tokens: list[str], campaign_id: int, duration: float) -> dict:
+    import aiohttp
+
+    stats: dict[str, list] = {"next": [], "label": [], "labels": [], "errors": [], "empty": []}
+    connector = aiohttp.TCPConnector(limit=len(tokens) + 5)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        stop_at = time.monotonic() + duration
+        started = time.monotonic()
+        await asyncio.gather(*(
+            annotator(session, base, token, campaign_id, stop_at, stats) for token in tokens
+        ))
+        stats["elapsed"] = [time.monotonic() - started]
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=100_000)
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    args = parser.parse_args()
+
+    db = f"arbiter_bench_assign_{os.getpid()}"
+    psql(f"CREATE DATABASE {db}")
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{PG}/{db}",
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "DEBUG": "false", "SECURE_SSL_REDIRECT": "false", "STATIC_MANIFEST": "false",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+    }
+    gunicorn = None
+    try:
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
+        with tempfile.TemporaryDirectory() as folder:
+            pairs_file = Path(folder) / "pairs.jsonl"
+            write_pairs(pairs_file, args.pairs)
+            started = time.perf_counter()
+            out = subprocess.run(
+                [*manage, "import_pairs", str(pairs_file), "--campaign", "bench"],
+                cwd=REPO, env=env, check=True, capture_output=True, text=True,
+            ).stdout
+            import_s = time.perf_counter() - started
+        report = json.loads(out.strip().splitlines()[-1])
+        campaign_id = report["campaign_id"]
+        print(f"setup: {report['created']:,} pairs imported in {import_s:.1f} s")
+        tokens = []
+        for i in range(args.annotators):
+            out = subprocess.run(
+                [*manage, "create_user", f"bench{i}", "--role", "annotator", "--password", "x"],
+                cwd=REPO, env=env, check=True, capture_output=True, text=True,
+            ).stdout
+            tokens.append(out.strip().splitlines()[-1])
+        port = free_port()
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}",
+             "-w", str(args.workers), "--threads", str(args.threads), "--worker-class", "gthread",
+             "--log-level", "warning"],
+            cwd=REPO, env=env, start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        stats = asyncio.run(drive(base, tokens, campaign_id, args.duration))
+        over = psql(
+            "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "
+            "ON l.pair_id = p.id GROUP BY p.id, p.slot_cap HAVING count(*) > p.slot_cap) t", db
+        )
+        over_n = psql(
+            "SELECT count(*) FROM (SELECT pair_id FROM annotation_label WHERE NOT is_retest "
+            "GROUP BY pair_id HAVING count(*) > 3) t", db
+        )
+        dupes = psql(
+            "SELECT count(*) FROM (SELECT pair_id, annotator_id FROM annotation_assignment "
+            "GROUP BY 1, 2 HAVING count(*) > 1) t", db
+        )
+        labels_db = int(psql("SELECT count(*) FROM annotation_label", db))
+    finally:
+        if gunicorn is not None:
+            os.killpg(gunicorn.pid, signal.SIGTERM)
+            gunicorn.wait(timeout=30)
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+    elapsed = stats["elapsed"][0]
+    ms = lambda values, q: percentile(values, q) * 1000  # noqa: E731
+    print(f"\n{args.annotators} annotators, {elapsed:.0f} s, gunicorn {args.workers}x{args.threads} "
+          f"threads, {os.cpu_count()} CPU cores")
+    print(f"{'call':<8}{'n':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
+    for name in ("next", "label"):
+        values = stats[name]
+        print(f"{name:<8}{len(values):>8}{ms(values, 50):>10.1f}{ms(values, 95):>10.1f}"
+              f"{ms(values, 99):>10.1f}")
+    labels = len(stats["labels"])
+    print(f"labels/s: {labels / elapsed:.1f}  (labels stored: {labels_db:,}; "
+          f"target >= 200/s, p95 next < 100 ms)")
+    print(f"errors: {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}; "
+          f"204 no-work answers: {len(stats['empty'])}")
+    print(f"invariants: pairs over their cap: {over}; regular labels over N=3: {over_n}; "
+          f"duplicate pair-annotator: {dupes}")
+    if stats["next"]:
+        print(f"mean next {statistics.mean(stats['next']) * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
