@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.models import Campaign
+from scoring.services.curation import (
+    CurationError,
+    curation_create,
+    curation_run,
+    evaluation_prompts_from_file,
+    evaluation_set_upload,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Stage-2 curation of a campaign's unverified pool: decontaminate against evaluation "
+        "prompts, deduplicate, then keep pairs whose source label agrees with the gold and the "
+        "best model. Runs inline (recorded as a curate job) unless --enqueue. Prints the job's "
+        "result as one JSON object on the last line."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--campaign", required=True, help="Campaign name.")
+        parser.add_argument(
+            "--eval-set",
+            help="A file of evaluation prompts (JSONL/JSON/Parquet/text) to decontaminate "
+            "against; replaces the set of the same name.",
+        )
+        parser.add_argument("--set-name", help="Evaluation set name (default: file stem).")
+        parser.add_argument(
+            "--upload-only", action="store_true", help="Store the evaluation set, do not curate."
+        )
+        parser.add_argument("--gold-version", type=int, help="Default: the active version.")
+        parser.add_argument("--best-version", type=int, help="Default: best held-out accuracy.")
+        parser.add_argument("--keep-threshold", type=float)
+        parser.add_argument("--recycle", action="store_true", help="Flip confident reversals.")
+        parser.add_argument("--recycle-threshold", type=float)
+        parser.add_argument(
+            "--recurate", action="store_true", help="Curate already curated pairs again."
+        )
+        parser.add_argument(
+            "--enqueue", action="store_true", help="Hand the job to a gpu worker and return."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        campaign = Campaign.objects.filter(name=options["campaign"]).first()
+        if campaign is None:
+            raise CommandError(f"no campaign named {options['campaign']!r}")
+        try:
+            if options["eval_set"]:
+                path = Path(options["eval_set"])
+                name = options["set_name"] or path.name.split(".")[0]
+                count = evaluation_set_upload(
+                    campaign=campaign,
+                    set_name=name,
+                    prompts=evaluation_prompts_from_file(path),
+                )
+                self.stdout.write(f"evaluation set {name!r}: {count} prompts")
+            if options["upload_only"]:
+                return
+            params: dict[str, Any] = {"recycle": options["recycle"]}
+            for name in ("gold_version", "best_version", "keep_threshold", "recycle_threshold"):
+                if options[name] is not None:
+                    params[name] = options[name]
+            if options["recurate"]:
+                params["recurate"] = True
+            job = curation_create(campaign=campaign, params=params, enqueue=options["enqueue"])
+        except CurationError as error:
+            raise CommandError(str(error)) from error
+        if options["enqueue"]:
+            self.stdout.write(f"curation job {job.pk} queued")
+            return
+        job = curation_run(job_id=job.pk, worker="manage.py curate_pool")
+        if job is None or job.status != job.Status.SUCCEEDED:
+            raise CommandError(f"curation failed: {job.error if job else 'not claimed'}")
+        self.stdout.write(job.message)
+        self.stdout.write(json.dumps({"job": job.pk, **job.result}))

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.models import Campaign
+from scoring.services.export import (
+    DEFAULT_PROVENANCE,
+    FORMATS,
+    PROVENANCE_CHOICES,
+    TIES_CHOICES,
+    ExportFilters,
+    InvalidExport,
+    export_write,
+    unranked_path,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Export a campaign's curated pairs (Hugging Face chosen/rejected message lists plus "
+        "provenance) to OUT, inline and atomically: OUT appears only once complete. Prints "
+        "the manifest as one JSON object on the last line."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("out", help="Output file (.parquet or .jsonl).")
+        parser.add_argument("--campaign", required=True, help="Campaign name.")
+        parser.add_argument(
+            "--format", choices=FORMATS, help="Default: from OUT's suffix, else parquet."
+        )
+        parser.add_argument(
+            "--provenance",
+            nargs="+",
+            choices=PROVENANCE_CHOICES,
+            default=list(DEFAULT_PROVENANCE),
+            help="Which verified pairs (default: %(default)s).",
+        )
+        parser.add_argument("--rounds", nargs="+", type=int, default=[], help="Round numbers.")
+        parser.add_argument("--min-agreement", type=float, help="1 - disagreement, 0 … 1.")
+        parser.add_argument("--task-category", nargs="+", default=[], dest="task_categories")
+        parser.add_argument(
+            "--include-silver",
+            action="store_true",
+            help="Also unverified source labels and Stage-2 kept/recycled pairs.",
+        )
+        parser.add_argument(
+            "--silver-curated-only",
+            action="store_true",
+            help="With --include-silver: only pairs Stage-2 curation kept or recycled.",
+        )
+        parser.add_argument(
+            "--ties",
+            choices=TIES_CHOICES,
+            default="exclude",
+            help="Pairs without a chosen side: leave out, or write to OUT's .ties file.",
+        )
+        parser.add_argument("--manifest", help="Also write the manifest to this JSON file.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        campaign = Campaign.objects.filter(name=options["campaign"]).first()
+        if campaign is None:
+            raise CommandError(f"no campaign named {options['campaign']!r}")
+        out = Path(options["out"])
+        file_format = options["format"] or ("jsonl" if out.suffix == ".jsonl" else "parquet")
+        try:
+            filters = ExportFilters(
+                rounds=tuple(options["rounds"]),
+                provenance=tuple(options["provenance"]),
+                min_agreement=options["min_agreement"],
+                task_categories=tuple(options["task_categories"]),
+                include_silver=options["include_silver"],
+                silver_curated_only=options["silver_curated_only"],
+                ties=options["ties"],
+            )
+            result = export_write(
+                campaign=campaign,
+                filters=filters,
+                file_format=file_format,
+                destination=out,
+                on_progress=lambda done, total: self.stderr.write(f"{done}/{total} pairs"),
+            )
+        except InvalidExport as error:
+            raise CommandError(str(error)) from error
+        counts = result.manifest["counts"]
+        self.stdout.write(f"wrote {counts['rows']} pairs to {out}")
+        if counts["unranked_written"]:
+            self.stdout.write(f"wrote {counts['unranked_written']} to {unranked_path(out)}")
+        if options["manifest"]:
+            Path(options["manifest"]).write_text(json.dumps(result.manifest, indent=2))
+        self.stdout.write(json.dumps(result.manifest))
