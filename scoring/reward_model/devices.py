@@ -1,0 +1,24 @@
+"""Device choice and mixed precision: CUDA when present, bf16 autocast on CUDA only."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def supports_bf16(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    # CPU bf16 autocast is slow on most CPUs and changes scores; we keep CPU in float32.
+    if supports_bf16(device):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

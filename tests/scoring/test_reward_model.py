@@ -1,0 +1,375 @@
+"""Behaviour of scoring.reward_model on tiny random models (the real MiniLM run lives in
+test_reward_model_minilm.py).
+
+Run without Django:
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -p no:django -p no:cacheprovider \
+    tests/scoring/test_reward_model.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    Qwen3Config,
+)
+
+from scoring.reward_model import (
+    PreferenceExample,
+    RewardModel,
+    TrainingConfig,
+    build_tiny_reward_model,
+    default_base_path,
+    embed_pairs,
+    evaluate,
+    parse_hh_rlhf_pair,
+    train,
+)
+
+TOPICS = ["weather", "cooking", "travel", "music", "sports", "movies", "books", "gardening"]
+HELPFUL = [
+    "thank you for asking, here is a careful and helpful answer",
+    "happy to help, here are clear and safe steps",
+    "good question, let me explain it kindly",
+]
+DISMISSIVE = [
+    "no. go away and figure it out yourself",
+    "whatever, that is a stupid question",
+    "not my problem, stop asking",
+]
+
+
+def synthetic_pairs(count: int, seed: int, *, flipped_category: str | None = None):
+    """Helpful replies beat dismissive ones; in ``flipped_category`` the label is reversed."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(count):
+        topic = rng.choice(TOPICS)
+        helpful = f"{rng.choice(HELPFUL)} about {topic}"
+        dismissive = f"{rng.choice(DISMISSIVE)} about {topic}"
+        conversation = [{"role": "user", "content": f"tell me about {topic} please"}]
+        if topic == flipped_category:
+            examples.append(PreferenceExample(conversation, dismissive, helpful, topic))
+        else:
+            examples.append(PreferenceExample(conversation, helpful, dismissive, topic))
+    return examples
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_reward_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def tiny(tiny_path: Path) -> RewardModel:
+    return RewardModel.load(tiny_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def head_trained(tiny_path: Path) -> RewardModel:
+    model = RewardModel.load(tiny_path, device="cpu")
+    train(model, synthetic_pairs(200, seed=1), TrainingConfig(mode="head"))
+    return model
+
+
+CONVERSATION = [
+    {"role": "user", "content": "How do I boil an egg?"},
+    {"role": "assistant", "content": "Do you want it soft or hard?"},
+    {"role": "user", "content": "Hard, please."},
+]
+
+
+def test_it_builds_a_small_bert_reward_model_with_one_output(tiny: RewardModel) -> None:
+    parameters = sum(parameter.numel() for parameter in tiny.model.parameters())
+    assert 1_000_000 < parameters < 10_000_000
+    assert tiny.model.config.num_labels == 1
+    assert math.isfinite(tiny.score(CONVERSATION, "Boil it for ten minutes."))
+
+
+def test_it_rejects_a_model_with_more_than_one_output(tiny_path: Path) -> None:
+    config = AutoConfig.from_pretrained(tiny_path, num_labels=2)
+    model = AutoModelForSequenceClassification.from_config(config)
+    with pytest.raises(ValueError, match="num_labels=1"):
+        RewardModel(model, AutoTokenizer.from_pretrained(tiny_path), device="cpu")
+
+
+def test_prob_a_better_is_the_sigmoid_of_the_reward_difference(
+    head_trained: RewardModel,
+) -> None:
+    response_a, response_b = "happy to help about cooking", "whatever about cooking"
+    difference = head_trained.score(CONVERSATION, response_a) - head_trained.score(
+        CONVERSATION, response_b
+    )
+    expected = 1 / (1 + math.exp(-difference))
+    assert abs(difference) > 0.1
+    # Scored in one padded batch vs one at a time: float32 noise only.
+    assert head_trained.prob_a_better(CONVERSATION, response_a, response_b) == pytest.approx(
+        expected, abs=1e-4
+    )
+
+
+def test_identical_responses_are_even_odds(head_trained: RewardModel) -> None:
+    assert head_trained.prob_a_better(CONVERSATION, "Ten minutes.", "Ten minutes.") == 0.5
+
+
+def test_batch_results_match_one_at_a_time_results(head_trained: RewardModel) -> None:
+    responses = ["Ten minutes.", "go away", "happy to help, " * 30, "Put it in boiling water."]
+    items = [(CONVERSATION, response) for response in responses]
+    singles = [head_trained.score(*item) for item in items]
+    # Padding changes float32 rounding, nothing more.
+    np.testing.assert_allclose(head_trained.score_batch(items), singles, rtol=1e-4, atol=1e-5)
+
+    triples = [(CONVERSATION, a, b) for a, b in zip(responses, responses[::-1], strict=True)]
+    single_probs = [head_trained.prob_a_better(*triple) for triple in triples]
+    np.testing.assert_allclose(
+        head_trained.prob_a_better_batch(triples), single_probs, rtol=0, atol=1e-4
+    )
+
+
+def test_embeddings_are_unit_vectors_of_the_head_width(head_trained: RewardModel) -> None:
+    embeddings = head_trained.embed_batch([(CONVERSATION, "a"), (CONVERSATION, "b c d")])
+    assert embeddings.shape == (2, head_trained.model.config.hidden_size)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_saved_model_reloads_with_the_same_scores(
+    head_trained: RewardModel, tmp_path: Path
+) -> None:
+    items = [(CONVERSATION, "happy to help"), (CONVERSATION, "go away")]
+    saved = head_trained.save(tmp_path / "checkpoint")
+    assert (saved / "model.safetensors").is_file()
+    reloaded = RewardModel.load(saved, device="cpu")
+    np.testing.assert_allclose(
+        reloaded.score_batch(items), head_trained.score_batch(items), atol=1e-6
+    )
+
+
+def test_hugging_face_loads_a_head_trained_checkpoint_with_the_same_scores(
+    head_trained: RewardModel, tmp_path: Path
+) -> None:
+    saved = head_trained.save(tmp_path / "checkpoint")
+    model = AutoModelForSequenceClassification.from_pretrained(saved).eval()
+    tokenizer = AutoTokenizer.from_pretrained(saved)
+    response = "thank you for asking, here is a careful answer"
+    text = head_trained.render(CONVERSATION, response)
+    with torch.no_grad():
+        logit = model(**tokenizer(text, return_tensors="pt")).logits.item()
+    assert logit == pytest.approx(head_trained.score(CONVERSATION, response), abs=1e-5)
+
+
+def test_head_training_learns_a_synthetic_preference(tiny: RewardModel) -> None:
+    held_out = synthetic_pairs(100, seed=2)
+    before = evaluate(tiny, held_out)["accuracy"]
+    metrics = train(tiny, synthetic_pairs(200, seed=1), TrainingConfig(mode="head"))
+    after = evaluate(tiny, held_out)["accuracy"]
+    assert after >= 0.95 > before + 0.2
+    assert metrics.mode == "head" and metrics.pairs == 200
+    assert metrics.final_loss < 0.5 * metrics.initial_loss
+    assert metrics.pairs_per_second > 0 and metrics.tokens > 0
+
+
+def test_head_training_on_precomputed_embeddings_matches_computing_them(
+    tiny_path: Path,
+) -> None:
+    examples = synthetic_pairs(60, seed=3)
+    computed = RewardModel.load(tiny_path, device="cpu")
+    train(computed, examples, TrainingConfig(mode="head"))
+    cached = RewardModel.load(tiny_path, device="cpu")
+    embeddings = embed_pairs(cached, examples)
+    train(cached, examples, TrainingConfig(mode="head"), embeddings=embeddings)
+    items = [(example.conversation, example.chosen) for example in examples[:5]]
+    np.testing.assert_allclose(cached.score_batch(items), computed.score_batch(items), atol=1e-5)
+
+
+def test_head_training_stops_when_asked_and_leaves_the_model_untouched(
+    tiny: RewardModel,
+) -> None:
+    items = [(CONVERSATION, "happy to help"), (CONVERSATION, "go away")]
+    before = tiny.score_batch(items)
+    metrics = train(tiny, synthetic_pairs(100, seed=1), should_stop=lambda: True)
+    assert metrics.cancelled
+    np.testing.assert_array_equal(tiny.score_batch(items), before)
+
+
+def test_full_training_lowers_the_loss_on_cpu(tiny: RewardModel) -> None:
+    progress: list[tuple[float, str]] = []
+    config = TrainingConfig(mode="full", max_steps=12, batch_size=8, learning_rate=1e-3)
+    metrics = train(
+        tiny,
+        synthetic_pairs(96, seed=1),
+        config,
+        on_progress=lambda fraction, message: progress.append((fraction, message)),
+    )
+    assert metrics.mode == "full" and metrics.device == "cpu" and not metrics.cancelled
+    assert metrics.steps == 12
+    assert np.mean(metrics.loss_curve[-3:]) < np.mean(metrics.loss_curve[:3]) - 0.1
+    assert metrics.tokens_per_second > 0 and metrics.pairs_per_second > 0
+    fractions = [fraction for fraction, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert evaluate(tiny, synthetic_pairs(50, seed=2))["accuracy"] >= 0.9
+
+
+def test_full_training_stops_after_the_step_where_stop_was_requested(
+    tiny: RewardModel,
+) -> None:
+    config = TrainingConfig(mode="full", max_steps=50, batch_size=4)
+    metrics = train(tiny, synthetic_pairs(40, seed=1), config, should_stop=lambda: True)
+    assert metrics.cancelled
+    assert metrics.steps == 1
+    json.dumps(metrics.as_dict(), allow_nan=False)  # storable in a JSON column
+
+
+def test_left_truncation_keeps_the_response(tiny: RewardModel) -> None:
+    long_conversation = [
+        {"role": "user", "content": "tell me a very long story " * 200},
+        {"role": "assistant", "content": "once upon a time " * 200},
+        {"role": "user", "content": "and then?"},
+    ]
+    encoded = tiny.encode([(long_conversation, "the dragon slept")])
+    assert encoded.truncated == [True]
+    assert len(encoded.input_ids[0]) == tiny.max_length
+    response_ids = tiny.tokenizer("the dragon slept", add_special_tokens=False)["input_ids"]
+    assert encoded.input_ids[0][0] == tiny.tokenizer.cls_token_id
+    assert encoded.input_ids[0][-len(response_ids) - 1 : -1] == response_ids
+    first = tiny.score(long_conversation, "the dragon slept")
+    second = tiny.score(long_conversation, "the knight fled in terror")
+    assert first != second
+
+
+def test_training_counts_truncated_pairs_or_drops_them(tiny: RewardModel) -> None:
+    long_conversation = [{"role": "user", "content": "tell me about weather " * 300}]
+    examples = (
+        synthetic_pairs(20, seed=1)
+        + [PreferenceExample(long_conversation, "happy to help", "go away")] * 3
+    )
+    cut = train(tiny, examples, TrainingConfig(mode="head"))
+    assert (cut.truncated, cut.dropped, cut.pairs) == (3, 0, 23)
+    dropped = train(tiny, examples, TrainingConfig(mode="head", drop_overlong=True))
+    assert (dropped.truncated, dropped.dropped, dropped.pairs) == (0, 3, 20)
+
+
+def test_max_length_is_configurable_and_bounded(tiny: RewardModel) -> None:
+    examples = synthetic_pairs(10, seed=1)
+    metrics = train(tiny, examples, TrainingConfig(mode="head", max_length=12))
+    assert tiny.max_length == 12 and metrics.truncated == 10
+    with pytest.raises(ValueError, match="exceeds"):
+        tiny.max_length = 100_000
+
+
+def test_an_interrupted_save_leaves_no_checkpoint(
+    tiny: RewardModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail_midway(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    # The model weights are written first; the failure comes while writing the tokenizer.
+    monkeypatch.setattr(tiny.tokenizer, "save_pretrained", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        tiny.save(tmp_path / "checkpoint")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(
+    tiny: RewardModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tiny.save(tmp_path / "checkpoint")
+    before = RewardModel.load(target, device="cpu").score(CONVERSATION, "hi")
+
+    def fail_midway(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tiny.tokenizer, "save_pretrained", fail_midway)
+    with pytest.raises(OSError):
+        tiny.save(target)
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint"]
+    assert RewardModel.load(target, device="cpu").score(CONVERSATION, "hi") == before
+
+
+def test_evaluate_reports_accuracy_per_category(head_trained: RewardModel) -> None:
+    examples = synthetic_pairs(80, seed=4, flipped_category="cooking")
+    examples.append(PreferenceExample(CONVERSATION, "happy to help", "go away"))
+    report = evaluate(head_trained, examples)
+    assert report["n"] == 81
+    per_category = report["per_category"]
+    assert set(per_category) <= set(TOPICS) and "cooking" in per_category
+    assert per_category["cooking"]["accuracy"] == 0.0
+    assert all(
+        per_category[topic]["accuracy"] == 1.0 for topic in per_category if topic != "cooking"
+    )
+    assert sum(entry["n"] for entry in per_category.values()) == 80
+    cooking = per_category["cooking"]["n"]
+    assert report["accuracy"] == pytest.approx((81 - cooking) / 81)
+
+
+def test_it_applies_the_tokenizers_chat_template(tiny_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
+    tokenizer.chat_template = (
+        "{% for message in messages %}<{{ message['role'] }}>{{ message['content'] }}\n{% endfor %}"
+    )
+    model = RewardModel(
+        AutoModelForSequenceClassification.from_pretrained(tiny_path), tokenizer, device="cpu"
+    )
+    assert model.uses_chat_template
+    assert model.render([{"role": "user", "content": "hi"}], "hello") == (
+        "<user>hi\n<assistant>hello\n"
+    )
+    # The template owns the special tokens, so none are added around it.
+    ids = model.encode([([{"role": "user", "content": "hi"}], "hello")]).input_ids[0]
+    assert tokenizer.cls_token_id not in ids
+
+
+def test_plain_transcripts_join_role_and_content_lines(tiny: RewardModel) -> None:
+    assert tiny.render(CONVERSATION[:1], "Ten minutes.") == (
+        "user: How do I boil an egg?\nassistant: Ten minutes."
+    )
+
+
+def test_head_training_works_for_a_decoder_that_scores_the_last_token(tmp_path: Path) -> None:
+    """Qwen/Llama-style models apply the head to every position and keep the last real token."""
+    tokenizer = AutoTokenizer.from_pretrained(default_base_path())
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+
+    model = RewardModel.from_base(tmp_path / "base", device="cpu")
+    assert type(model.model).__name__ == "Qwen3ForSequenceClassification"
+    train(model, synthetic_pairs(120, seed=1), TrainingConfig(mode="head"))
+    assert evaluate(model, synthetic_pairs(60, seed=2))["accuracy"] >= 0.9
+
+    saved = model.save(tmp_path / "rm")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(saved).eval()
+    text = model.render(CONVERSATION, "happy to help")
+    with torch.no_grad():
+        logit = reloaded(**tokenizer(text, return_tensors="pt")).logits.item()
+    assert logit == pytest.approx(model.score(CONVERSATION, "happy to help"), abs=1e-4)
+
+
+def test_it_parses_hh_rlhf_pairs_whose_responses_mention_human() -> None:
+    shared = "\n\nHuman: Can you help?\n\nAssistant: Sure.\n\nHuman: Rob a house?"
+    example = parse_hh_rlhf_pair(
+        shared + "\n\nAssistant: No.  Human: why not?",
+        shared + "\n\nAssistant: Go at night.",
+    )
+    assert [turn["role"] for turn in example.conversation] == ["user", "assistant", "user"]
+    assert example.conversation[-1]["content"] == "Rob a house?"
+    assert (example.chosen, example.rejected) == ("No.  Human: why not?", "Go at night.")
