@@ -2,9 +2,9 @@
 
 Parsing lives in `annotation.importers` (pure Python, streaming, with line numbers); this
 module writes what it yields. The whole file goes in one transaction: a bad row raises
-ImportFormatError naming its line and nothing is kept. On PostgreSQL rows travel by COPY
-into a temporary table and one INSERT … ON CONFLICT DO NOTHING drops duplicates (within the
-file and against pairs already there); elsewhere, batched bulk_create does the same.
+ImportFormatError naming its line and nothing is kept. On PostgreSQL rows travel by COPY,
+a batch at a time, after one lookup drops the pairs already there (in the campaign or
+earlier in the file); elsewhere, batched bulk_create with ignore_conflicts does the same.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.copy import QueuedLibpqWriter
 
 from annotation.importers import ImportFormatError, ImportLimits, PairRecord, iter_pair_records
 from annotation.models import Campaign, Pair, Round
@@ -54,6 +55,7 @@ _COLUMNS = (
 )
 
 ProgressCallback = Callable[[int], None]
+_IMPORT_LOCK = 7301  # advisory-lock namespace for imports (the second key is the campaign)
 
 
 @dataclass(frozen=True)
@@ -143,31 +145,48 @@ def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
         yield batch
 
 
-def _write_postgresql(batches: Iterable[list[tuple[Any, ...]]], on_batch: ProgressCallback) -> int:
+_HASH_INDEX = _COLUMNS.index("content_hash")
+
+
+def _copy_value(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def _write_postgresql(
+    batches: Iterable[list[tuple[Any, ...]]], on_batch: ProgressCallback, *, campaign_id: int
+) -> int:
+    """COPY each batch straight into the table, minus pairs already there.
+
+    Rows copied by earlier batches are visible to this transaction, so one indexed lookup per
+    batch deduplicates against the campaign and the rest of the file alike. Imports into one
+    campaign take an advisory lock, so two of them cannot race past each other's lookups.
+    """
     columns = ", ".join(_COLUMNS)
+    statement = f"COPY annotation_pair ({columns}) FROM STDIN"
+    read = created = 0
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE arbiter_pair_stage ON COMMIT DROP AS "  # noqa: S608 - constants
-            f"SELECT {columns} FROM annotation_pair WITH NO DATA"
-        )
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
         raw = cursor.cursor  # psycopg 3 cursor, for COPY
-        read = 0
-        with raw.copy(f"COPY arbiter_pair_stage ({columns}) FROM STDIN") as copy:
-            for batch in batches:
-                for row in batch:
-                    copy.write_row(
-                        tuple(json.dumps(value) if isinstance(value, list) else value
-                              for value in row)
-                    )
-                read += len(batch)
-                on_batch(read)
-        cursor.execute(
-            f"INSERT INTO annotation_pair ({columns}) "  # noqa: S608 - constants
-            f"SELECT {columns} FROM arbiter_pair_stage "
-            "ON CONFLICT (campaign_id, content_hash) DO NOTHING"
-        )
-        created = cursor.rowcount
-        cursor.execute("DROP TABLE arbiter_pair_stage")
+        for batch in batches:
+            read += len(batch)
+            fresh: dict[str, tuple[Any, ...]] = {}
+            for row in batch:
+                fresh.setdefault(row[_HASH_INDEX], row)
+            raw.execute(
+                "SELECT content_hash FROM annotation_pair "
+                "WHERE campaign_id = %s AND content_hash = ANY(%s)",
+                [campaign_id, list(fresh)],
+            )
+            for (known,) in raw.fetchall():
+                fresh.pop(known, None)
+            if fresh:
+                # The queued writer sends from a thread, so formatting the next rows
+                # overlaps with the server ingesting the previous ones.
+                with raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy:
+                    for row in fresh.values():
+                        copy.write_row(tuple(_copy_value(value) for value in row))
+                created += len(fresh)
+            on_batch(read)
     return created
 
 
@@ -214,7 +233,7 @@ def pairs_import(
                     )
 
         if connection.vendor == "postgresql":
-            created = _write_postgresql(_batches(rows()), on_batch)
+            created = _write_postgresql(_batches(rows()), on_batch, campaign_id=campaign.pk)
         else:
             created = _write_generic(_batches(rows()), on_batch)
     return ImportResult(rows_read=rows_read, created=created, duplicates=rows_read - created)

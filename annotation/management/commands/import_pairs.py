@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         campaign = campaign_get_or_create(name=str(options["campaign"]))
+        started = time.perf_counter()
         try:
             result = pairs_import(
                 campaign=campaign,
@@ -52,6 +54,7 @@ class Command(BaseCommand):
                     "rows": result.rows_read,
                     "created": result.created,
                     "duplicates": result.duplicates,
+                    "seconds": round(time.perf_counter() - started, 3),
                 }
             )
         )
