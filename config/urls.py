@@ -14,6 +14,7 @@ urlpatterns = [
     path("healthz", annotation_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("annotation.urls")),
+    path("", include("annotation.import_urls")),
     path("", include("reviewers.urls")),
     path("", include("scoring.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,60 @@
+"""Admin pages for importing pairs: upload, then watch the job's progress."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from annotation.models import ImportJob
+from annotation.selectors import campaign_for_admin
+from annotation.services.import_jobs import (
+    import_job_create,
+    import_job_enqueue,
+    import_job_progress,
+    import_job_run,
+)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="JSONL, JSON, CSV or Parquet, optionally gzipped.")
+    as_gold = forms.BooleanField(
+        required=False,
+        label="These labels are human-verified (import as gold pairs)",
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        job = import_job_create(
+            campaign=campaign, upload=upload, as_gold=form.cleaned_data["as_gold"],
+            user=request.user,
+        )
+        if upload.size > settings.ARBITER["IMPORT_INLINE_MAX_BYTES"]:
+            import_job_enqueue(job=job)
+        else:
+            import_job_run(job_id=job.pk)
+        return redirect("import-job", campaign_id=campaign.pk, job_id=job.pk)
+    jobs = ImportJob.objects.filter(campaign=campaign).order_by("-created_at")[:20]
+    return render(
+        request, "annotation/imports/page.html", {"campaign": campaign, "form": form, "jobs": jobs}
+    )
+
+
+@login_required
+def import_job_detail(request: HttpRequest, campaign_id: int, job_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    job = get_object_or_404(ImportJob, pk=job_id, campaign=campaign)
+    context = {"campaign": campaign, "job": job, "rows_read": import_job_progress(job=job)}
+    template = "annotation/imports/job.html"
+    if request.htmx:
+        template += "#job-status"
+    return render(request, template, context)
