@@ -74,9 +74,9 @@ def _create_assignment(
     now: datetime,
     rng: random.Random,
 ) -> Assignment:
-    return Assignment.objects.create(
+    assignment = Assignment.objects.create(
         campaign=campaign,
-        pair=pair,
+        pair_id=pair.pk,
         annotator=annotator,
         round_id=pair.round_id,
         kind=kind,
@@ -84,6 +84,10 @@ def _create_assignment(
         leased_at=now,
         lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
     )
+    # Callers show the pair next: load it whole, once.
+    assignment.pair = Pair.objects.get(pk=pair.pk)
+    assignment.campaign = campaign
+    return assignment
 
 
 def _take_regular_pair(
@@ -102,28 +106,26 @@ def _take_regular_pair(
             locked = candidates
             if _supports_skip_locked():
                 locked = candidates.select_for_update(skip_locked=True, of=("self",))
-            rows = list(locked.only("id", "slots_taken", "slot_cap", "round_id", "status")[
-                :_CANDIDATES
-            ])
+            rows = list(locked.values_list("id", "slots_taken", "round_id")[:_CANDIDATES])
             if not rows:
                 # Every candidate may just be locked by another annotator's transaction for a
                 # few milliseconds; only report "no work" when none exists at all.
                 if not candidates.exists():
                     return None
                 continue
-            for pair in rows:
-                taken = Pair.objects.filter(pk=pair.pk, slots_taken__lt=F("slot_cap")).update(
+            for pair_id, slots_taken, round_id in rows:
+                taken = Pair.objects.filter(pk=pair_id, slots_taken__lt=F("slot_cap")).update(
                     slots_taken=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION
                 )
                 if not taken:
                     continue
-                labelled = pair.slots_taken >= campaign.annotators_per_pair
+                labelled = slots_taken >= campaign.annotators_per_pair
                 kind = Assignment.Kind.RETEST if labelled else Assignment.Kind.REGULAR
                 try:
                     with transaction.atomic():
                         return _create_assignment(
                             campaign=campaign,
-                            pair=pair,
+                            pair=Pair(pk=pair_id, round_id=round_id),
                             annotator=annotator,
                             kind=kind,
                             now=now,
@@ -132,7 +134,7 @@ def _take_regular_pair(
                 except IntegrityError:
                     # The same annotator asked twice at once and the other request got this
                     # pair; give the slot back and try the next candidate.
-                    Pair.objects.filter(pk=pair.pk).update(slots_taken=F("slots_taken") - 1)
+                    Pair.objects.filter(pk=pair_id).update(slots_taken=F("slots_taken") - 1)
                     continue
     return None
 
