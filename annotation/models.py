@@ -137,8 +137,9 @@ class Pair(models.Model):
     conversation = models.JSONField(help_text="List of {role, content} turns before the responses.")
     response_a = models.TextField()
     response_b = models.TextField()
-    source = models.CharField(max_length=200, blank=True)
-    external_id = models.CharField(max_length=200, blank=True)
+    # The importer caps both at 255 characters.
+    source = models.CharField(max_length=255, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
     content_hash = models.CharField(max_length=64)
     # The five Skywork preference attributes.
     task_category = models.CharField(max_length=100, blank=True, db_index=True)
