@@ -246,6 +246,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 TRAINING_TIME_LIMIT_S = envint("TRAINING_TIME_LIMIT_S", 4 * 3600, minimum=60)
+CELERY_BEAT_SCHEDULE = {
+    # Expired leases give their slot back to the queue.
+    "expire-leases": {"task": "annotation.expire_leases", "schedule": 30.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Arbiter ------------------------------------------------------------------------------
 ARBITER = {

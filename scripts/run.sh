@@ -14,7 +14,7 @@ PORT="${PORT:-8000}"
 "$PY" manage.py migrate --noinput
 "$PY" manage.py seed_demo
 mkdir -p var
-"$PY" -m celery -A config worker -Q default,sandbox,gpu -c 2 -l INFO > var/worker.log 2>&1 &
+"$PY" -m celery -A config worker -B -s var/celerybeat-schedule -Q default,sandbox,gpu -c 2 -l INFO > var/worker.log 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null || true; wait $worker 2>/dev/null || true' EXIT INT TERM
 echo
