@@ -1,0 +1,389 @@
+"""The annotator tools: search, attached results, sandboxed code runs and model consultations.
+
+Whatever a tool does while an assignment is open is stored as Evidence on that assignment;
+label_submit links the evidence to the label, and `evidence_summary` tells an expert or an
+export what the annotator relied on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import nh3
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Assignment, CodeRun, Document, Evidence, Label
+from annotation.roles import Role, user_has_role
+from annotation.selectors import shown_pair
+from annotation.tools import search as search_tools
+from annotation.tools.llm import LlmUnavailable, chat, pair_messages
+
+MAX_CODE_CHARS = 256 * 1024
+MAX_STDIN_CHARS = 1024 * 1024
+MAX_TESTS_CHARS = 64 * 1024
+# Evidence keeps the head of long outputs; the CodeRun row keeps them whole.
+EVIDENCE_OUTPUT_CHARS = 4000
+EVIDENCE_CODE_CHARS = 64 * 1024
+
+
+class ToolError(Exception):
+    code = "tool_error"
+
+
+class AssignmentClosed(ToolError):
+    code = "assignment_closed"
+
+
+class TooManyRuns(ToolError):
+    code = "too_many_runs"
+
+
+class ToolUnavailable(ToolError):
+    code = "tool_unavailable"
+
+
+def tools_allowed(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Annotators use the tools while judging; experts while reviewing (admins may do both)."""
+    return user_has_role(user, Role.ANNOTATOR) or user_has_role(user, Role.EXPERT)
+
+
+def assignment_require_open(*, assignment: Assignment, now: datetime | None = None) -> None:
+    now = now or timezone.now()
+    if assignment.status != Assignment.Status.ACTIVE or assignment.lease_expires_at < now:
+        raise AssignmentClosed("This assignment is no longer open; its tools are closed too.")
+
+
+def _evidence_create(*, assignment: Assignment, kind: str, payload: dict[str, Any]) -> Evidence:
+    evidence = Evidence(assignment=assignment, kind=kind, payload=payload)
+    evidence.full_clean(exclude=["assignment", "label"])
+    evidence.save()
+    return evidence
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+def tool_search(
+    *,
+    query: str,
+    k: int = 10,
+    corpus_id: int | None = None,
+    assignment: Assignment | None = None,
+) -> list[search_tools.SearchHit]:
+    """Search, and record the search as evidence when it was made for an open assignment."""
+    if assignment is not None:
+        assignment_require_open(assignment=assignment)
+    k = search_tools.clamp_k(k)
+    hits = search_tools.search(query, k, corpus_id=corpus_id)
+    if assignment is not None and search_tools.clean_query(query):
+        _evidence_create(
+            assignment=assignment,
+            kind=Evidence.Kind.SEARCH,
+            payload={
+                "query": search_tools.clean_query(query),
+                "k": k,
+                "corpus": corpus_id,
+                "backend": search_tools.backend_name(),
+                "hits": [
+                    {"id": hit.document_id, "title": hit.title, "source": hit.source}
+                    for hit in hits
+                ],
+            },
+        )
+    return hits
+
+
+def safe_snippet(snippet: str) -> str:
+    """A snippet sent back by a client, reduced to text and <mark>: safe to render as HTML."""
+    return nh3.clean(snippet[:4000], tags={"mark"}, attributes={})
+
+
+def evidence_attach(
+    *,
+    assignment: Assignment,
+    title: str = "",
+    snippet: str = "",
+    source: str = "",
+    document_id: int | None = None,
+    query: str = "",
+    note: str = "",
+) -> Evidence:
+    """Attach one search result to the assignment as evidence. For a corpus document the title,
+    source and attribution come from the database, not from the client."""
+    assignment_require_open(assignment=assignment)
+    attribution = ""
+    if document_id is not None:
+        document = Document.objects.filter(pk=document_id).first()
+        if document is None:
+            raise ToolError("No such document.")
+        title, source, attribution = document.title, document.source, document.attribution
+    if not title.strip():
+        raise ToolError("An attached result needs a title or a document.")
+    payload = {
+        "document_id": document_id,
+        "title": search_tools.strip_control_chars(title)[:500],
+        "source": search_tools.strip_control_chars(source)[:1000],
+        "attribution": attribution,
+        "snippet": safe_snippet(snippet),
+        "query": search_tools.clean_query(query),
+        "note": note[:2000],
+    }
+    return _evidence_create(assignment=assignment, kind=Evidence.Kind.ATTACHED_RESULT,
+                            payload=payload)
+
+
+# --- code runs --------------------------------------------------------------------------------
+
+
+def code_run_max_pending() -> int:
+    return int(settings.ARBITER.get("CODE_RUN_MAX_PENDING", 8))
+
+
+def code_run_create(
+    *,
+    user: AbstractBaseUser,
+    language: str,
+    code: str,
+    stdin: str = "",
+    tests: str = "",
+    assignment: Assignment | None = None,
+) -> CodeRun:
+    """Queue a sandboxed run on the `sandbox` Celery queue; the task fills in the result.
+
+    A run made for an open assignment is recorded as evidence at once (so a label submitted
+    before the run ends still lists it), and the task adds the outcome.
+    """
+    from annotation.tool_tasks import run_code_task
+
+    if assignment is not None:
+        assignment_require_open(assignment=assignment)
+    if len(code) > MAX_CODE_CHARS or len(stdin) > MAX_STDIN_CHARS or len(tests) > MAX_TESTS_CHARS:
+        raise ToolError("The code, stdin or tests are too long.")
+    pending = CodeRun.objects.filter(
+        user=user, status__in=[CodeRun.Status.QUEUED, CodeRun.Status.RUNNING]
+    ).count()
+    if pending >= code_run_max_pending():
+        raise TooManyRuns(
+            f"You already have {pending} runs waiting or running; wait for one to finish."
+        )
+    with transaction.atomic():
+        run = CodeRun(
+            user=user, assignment=assignment, language=language, code=code, stdin=stdin,
+            tests=tests,
+        )
+        run.full_clean(exclude=["user", "assignment"])
+        run.save()
+        if assignment is not None:
+            _evidence_create(
+                assignment=assignment,
+                kind=Evidence.Kind.CODE_RUN,
+                payload={
+                    "code_run_id": run.pk,
+                    "language": language,
+                    "code": code[:EVIDENCE_CODE_CHARS],
+                    "stdin": stdin[:EVIDENCE_OUTPUT_CHARS],
+                    "tests": tests[:EVIDENCE_CODE_CHARS],
+                    "status": CodeRun.Status.QUEUED.value,
+                },
+            )
+        run_code_task.delay_on_commit(run.pk)
+    return run
+
+
+def _run_summary(run: CodeRun) -> dict[str, Any]:
+    result = run.result or {}
+    return {
+        "status": run.status,
+        "result_status": result.get("status"),
+        "tests_outcome": result.get("tests"),
+        "exit_code": result.get("exit_code"),
+        "duration_ms": result.get("duration_ms"),
+        "message": result.get("message") or result.get("error") or "",
+        "stdout": (result.get("stdout") or "")[:EVIDENCE_OUTPUT_CHARS],
+        "stderr": (result.get("stderr") or "")[:EVIDENCE_OUTPUT_CHARS],
+    }
+
+
+def code_run_execute(*, code_run_id: int) -> CodeRun | None:
+    """Claim a queued run, execute it in the sandbox and store the result.
+
+    Idempotent: a run that is not queued any more (done, or claimed by another delivery of the
+    same task) is left alone and None is returned. SandboxBusy puts the run back in the queue
+    and propagates, so that the task can retry.
+    """
+    from annotation.tools import (
+        SandboxBusy,
+        SandboxUnavailable,
+        UnsupportedLanguage,
+        run_code,
+    )
+
+    # The conditional UPDATE is the claim: of two deliveries, one changes the row.
+    claimed = CodeRun.objects.filter(pk=code_run_id, status=CodeRun.Status.QUEUED).update(
+        status=CodeRun.Status.RUNNING
+    )
+    if not claimed:
+        return None
+    run = CodeRun.objects.get(pk=code_run_id)
+    try:
+        result = run_code(run.language, run.code, stdin=run.stdin, tests=run.tests)
+    except SandboxBusy:
+        CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
+            status=CodeRun.Status.QUEUED
+        )
+        raise
+    except (UnsupportedLanguage, SandboxUnavailable, ValueError) as exc:
+        run.status, run.result = CodeRun.Status.FAILED, {"status": "failed", "error": str(exc)}
+    except Exception:
+        # A stuck worker hit its time limit, or a bug: the row must not stay "running".
+        _code_run_finish(run, CodeRun.Status.FAILED, {"status": "failed", "error": "internal"})
+        raise
+    else:
+        run.status, run.result = CodeRun.Status.DONE, result.to_dict()
+    _code_run_finish(run, run.status, run.result)
+    return run
+
+
+def _code_run_finish(run: CodeRun, status: str, result: dict[str, Any]) -> None:
+    run.status, run.result, run.finished_at = status, result, timezone.now()
+    CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
+        status=status, result=result, finished_at=run.finished_at
+    )
+    if run.assignment_id is not None:
+        _code_run_evidence_update(run)
+
+
+def _code_run_evidence_update(run: CodeRun) -> None:
+    evidence_rows = Evidence.objects.filter(
+        assignment_id=run.assignment_id, kind=Evidence.Kind.CODE_RUN
+    ).filter(payload__code_run_id=run.pk)
+    for evidence in evidence_rows:
+        evidence.payload = {**evidence.payload, **_run_summary(run)}
+        evidence.save(update_fields=["payload"])
+
+
+def code_run_wait(*, code_run_id: int, timeout_s: float, poll_s: float = 0.05) -> CodeRun:
+    """The run once it is finished, or as it stands after `timeout_s` (polling the row)."""
+    deadline = time.monotonic() + max(timeout_s, 0.0)
+    while True:
+        run = CodeRun.objects.get(pk=code_run_id)
+        if run.status in (CodeRun.Status.DONE, CodeRun.Status.FAILED):
+            return run
+        if time.monotonic() >= deadline:
+            return run
+        time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
+        poll_s = min(poll_s * 1.5, 0.5)
+
+
+def code_run_for_user(*, code_run_id: int, user: AbstractBaseUser) -> CodeRun | None:
+    return CodeRun.objects.filter(pk=code_run_id, user=user).first()
+
+
+# --- model consultation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    url: str
+    model: str
+    key: str
+    timeout_s: float
+
+
+def llm_settings() -> LlmSettings | None:
+    """The configured model endpoint, or None while the tool is off (the default)."""
+    config = settings.ARBITER
+    url = (config.get("LLM_URL") or "").strip()
+    if not url:
+        return None
+    return LlmSettings(
+        url=url,
+        model=(config.get("LLM_MODEL") or "").strip() or "default",
+        key=config.get("LLM_KEY") or "",
+        timeout_s=float(config.get("LLM_TIMEOUT_S") or 60),
+    )
+
+
+def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
+    """Ask the configured model about the pair as this annotator sees it; log it as evidence.
+
+    Once a model was consulted, label_submit requires the annotator's own rationale.
+    """
+    config = llm_settings()
+    if config is None:
+        raise ToolUnavailable("No model is configured (ARBITER_LLM_URL).")
+    question = question.strip()
+    if not question:
+        raise ToolError("Ask a question.")
+    assignment_require_open(assignment=assignment)
+    shown = shown_pair(assignment)
+    messages = pair_messages(
+        conversation=shown["conversation"],
+        response_a=shown["response_a"],
+        response_b=shown["response_b"],
+        question=question[:4000],
+    )
+    try:
+        answer = chat(
+            base_url=config.url,
+            model=config.model,
+            key=config.key,
+            messages=messages,
+            timeout_s=config.timeout_s,
+        )
+    except LlmUnavailable as exc:
+        raise ToolUnavailable(str(exc)) from exc
+    with transaction.atomic():
+        # The label may have been submitted while the model was thinking; then the answer
+        # cannot have shaped it, and it is neither shown nor kept.
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        assignment_require_open(assignment=locked)
+        return _evidence_create(
+            assignment=locked,
+            kind=Evidence.Kind.LLM,
+            payload={"question": question[:4000], "answer": answer.answer, "model": answer.model},
+        )
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def evidence_line(evidence: Evidence) -> str:
+    payload = evidence.payload or {}
+    if evidence.kind == Evidence.Kind.SEARCH:
+        titles = [hit.get("title", "") for hit in payload.get("hits", [])][:3]
+        found = f"{len(payload.get('hits', []))} hits"
+        return f'Searched "{_clip(payload.get("query", ""), 80)}" ({found}: {", ".join(titles)})'
+    if evidence.kind == Evidence.Kind.ATTACHED_RESULT:
+        source = f" <{payload['source']}>" if payload.get("source") else ""
+        note = f" — {_clip(payload['note'], 200)}" if payload.get("note") else ""
+        return f'Attached "{_clip(payload.get("title", ""), 120)}"{source}{note}'
+    if evidence.kind == Evidence.Kind.CODE_RUN:
+        outcome = payload.get("result_status") or payload.get("status", "queued")
+        outcome_of_tests = payload.get("tests_outcome")
+        tests = f", tests {outcome_of_tests}" if outcome_of_tests else ""
+        duration = payload.get("duration_ms")
+        took = f" in {duration} ms" if duration is not None else ""
+        return f"Ran {payload.get('language', 'code')}: {outcome}{tests}{took}"
+    if evidence.kind == Evidence.Kind.LLM:
+        return (
+            f'Asked {payload.get("model", "a model")}: "{_clip(payload.get("question", ""), 160)}"'
+            f' → "{_clip(payload.get("answer", ""), 240)}"'
+        )
+    return f"{evidence.kind}: {_clip(str(payload), 200)}"
+
+
+def evidence_summary(label: Label) -> str:
+    """One line per piece of evidence behind `label`, oldest first; "" when there is none."""
+    return "\n".join(evidence_line(evidence) for evidence in label.evidence.all())

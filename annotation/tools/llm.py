@@ -1,0 +1,105 @@
+"""A minimal client for an OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp, …).
+
+No Django here: the service passes the settings in. The request is the standard
+`POST <base>/chat/completions` with {"model", "messages", "temperature"}; the answer is
+`choices[0].message.content`. `base` is ARBITER_LLM_URL, e.g. http://localhost:11434/v1 (a URL
+that already ends in /chat/completions is used as it is).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+TIMEOUT_S = 60.0
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_QUESTION_CHARS = 4000
+# Long pairs are cut so that one request stays within a small model's context window.
+MAX_PAIR_CHARS = 24_000
+
+SYSTEM_PROMPT = (
+    "You help a human annotator who compares two AI responses (A and B) to the same "
+    "conversation. Answer the annotator's question with facts, explanations or checks. The "
+    "annotator makes the decision and must write their own rationale: do not hand down a "
+    "verdict, and say so if asked for one."
+)
+
+
+class LlmUnavailable(RuntimeError):
+    """The model endpoint is not configured, unreachable, or answered with something unusable."""
+
+
+@dataclass(frozen=True)
+class LlmAnswer:
+    model: str
+    answer: str
+
+
+def chat_url(base_url: str) -> str:
+    scheme = urllib.parse.urlsplit(base_url).scheme
+    if scheme not in {"http", "https"}:
+        raise LlmUnavailable(f"LLM_URL must be an http(s) URL, not {base_url!r}")
+    base = base_url.rstrip("/")
+    return base if base.endswith("/chat/completions") else f"{base}/chat/completions"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n[… cut for length …]"
+
+
+def pair_messages(
+    *, conversation: list[dict[str, Any]], response_a: str, response_b: str, question: str
+) -> list[dict[str, str]]:
+    """The pair as the annotator sees it, then their question."""
+    turns = "\n\n".join(
+        f"[{turn.get('role', 'user')}]\n{turn.get('content', '')}" for turn in conversation
+    )
+    budget = MAX_PAIR_CHARS // 3
+    pair = (
+        f"## Conversation\n{_clip(turns, budget)}\n\n"
+        f"## Response A\n{_clip(response_a, budget)}\n\n"
+        f"## Response B\n{_clip(response_b, budget)}"
+    )
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"{pair}\n\n## My question\n{question}"},
+    ]
+
+
+def chat(
+    *,
+    base_url: str,
+    model: str,
+    messages: list[dict[str, str]],
+    key: str = "",
+    timeout_s: float = TIMEOUT_S,
+) -> LlmAnswer:
+    url = chat_url(base_url)
+    payload = {"model": model, "messages": messages, "temperature": 0.2, "stream": False}
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(  # noqa: S310 - chat_url allows only http(s)
+        url, data=json.dumps(payload).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            body = response.read(MAX_RESPONSE_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise LlmUnavailable(f"the model endpoint answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise LlmUnavailable(f"the model endpoint did not answer: {exc}") from exc
+    if len(body) > MAX_RESPONSE_BYTES:
+        raise LlmUnavailable("the model endpoint sent more than 4 MiB")
+    try:
+        data = json.loads(body)
+        answer = data["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise LlmUnavailable("the model endpoint sent no chat completion") from exc
+    if not isinstance(answer, str):
+        raise LlmUnavailable("the model endpoint sent no text")
+    return LlmAnswer(model=str(data.get("model") or model), answer=answer)
