@@ -1,17 +1,26 @@
 """Celery tasks for exports and Stage-2 curation: thin adapters over the services.
 
-Autodiscovery imports only ``scoring.tasks``; that module imports this one. A failure marks
-the job failed (no automatic retry: the job row is the truth, and the admin starts another);
-a task redelivered after its worker died re-claims the job once its heartbeat is stale.
+Autodiscovery imports only ``scoring.tasks``; that module imports this one. Jobs run through
+``scoring.services.jobs.job_run``: a failure marks the job failed (no automatic retry: the
+admin starts another export), and a task redelivered after its worker died takes the job
+over once its heartbeat is stale.
 """
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 
 from scoring.services.curation import curation_run
 from scoring.services.export import export_run
+from scoring.services.jobs import ClaimOutcome, JobClaim, JobError, worker_name
+
+
+def _retry_while_busy(task: Task, claim: JobClaim) -> None:
+    if claim.outcome == ClaimOutcome.BUSY:
+        # Another delivery runs the job with a live heartbeat: look again once that heartbeat
+        # would be stale (the job finished, or its worker died and this delivery takes over).
+        raise task.retry(countdown=claim.retry_in, max_retries=None)
 
 
 # Exports read the database and write files: light work for the default queue, not the gpu
@@ -22,9 +31,10 @@ from scoring.services.export import export_run
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
+    throws=(JobError,),
 )
-def export_snapshot_task(self, job_id: int) -> None:  # noqa: ANN001 - Celery's bound task
-    export_run(job_id=job_id, worker=self.request.hostname or "")
+def export_snapshot_task(self: Task, job_id: int) -> None:
+    _retry_while_busy(self, export_run(job_id=job_id, worker=worker_name(self.request.hostname)))
 
 
 # Curation scores the pool with reward models: the gpu queue, like training and scoring.
@@ -33,8 +43,9 @@ def export_snapshot_task(self, job_id: int) -> None:  # noqa: ANN001 - Celery's 
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
+    throws=(JobError,),
     soft_time_limit=settings.TRAINING_TIME_LIMIT_S,
     time_limit=settings.TRAINING_TIME_LIMIT_S + 120,
 )
-def curate_pool_task(self, job_id: int) -> None:  # noqa: ANN001 - Celery's bound task
-    curation_run(job_id=job_id, worker=self.request.hostname or "")
+def curate_pool_task(self: Task, job_id: int) -> None:
+    _retry_while_busy(self, curation_run(job_id=job_id, worker=worker_name(self.request.hostname)))

@@ -48,7 +48,16 @@ from django.db.models import F, Q, QuerySet
 from annotation.importers import canonical_json
 from annotation.models import Campaign, Pair
 from scoring.models import EvaluationPrompt, Job, ModelVersion, PairScore
-from scoring.services.export_jobs import job_error, job_report, job_start, job_succeed
+from scoring.services.jobs import (
+    JobCancelled,
+    JobClaim,
+    JobContext,
+    JobError,
+    JobWork,
+    job_create,
+    job_run,
+    worker_name,
+)
 
 NGRAM = 13
 KEPT, DISCARDED, RECYCLED = "kept", "discarded", "recycled"
@@ -537,13 +546,9 @@ def curation_create(
         gold_number=params.get("gold_version"),
         best_number=params.get("best_version"),
     )
+    author = user if user is not None and user.is_authenticated else None
     with transaction.atomic():
-        job = Job.objects.create(
-            campaign=campaign,
-            kind=Job.Kind.CURATE,
-            params=params,
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
+        job = job_create(campaign=campaign, kind=Job.Kind.CURATE, params=params, user=author)
         if enqueue:
             from scoring.export_tasks import curate_pool_task
 
@@ -551,36 +556,30 @@ def curation_create(
     return job
 
 
-def curation_run(
-    *,
-    job_id: int,
-    worker: str = "",
-    scorers: Mapping[str, Scorer] | None = None,
-) -> Job | None:
-    """Claim the curation job and run it. ``scorers`` may supply "gold", "best" and "judge"
-    (tests, notebooks); otherwise the chosen model versions score the pool."""
-    job = job_start(job_id=job_id, worker=worker)
-    if job is None:
-        return None
+def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
     params = job.params or {}
-    scorers = dict(scorers or {})
-    try:
-        rules = CurationRules.from_params(params)
-        gold_version, best_version = curation_models(
-            campaign=job.campaign,
-            gold_number=params.get("gold_version"),
-            best_number=params.get("best_version"),
-        )
+
+    def work(context: JobContext) -> dict[str, Any]:
+        try:
+            rules = CurationRules.from_params(params)
+            gold_version, best_version = curation_models(
+                campaign=job.campaign,
+                gold_number=params.get("gold_version"),
+                best_number=params.get("best_version"),
+            )
+        except CurationError as error:
+            raise JobError(str(error)) from error
         gold = scorers.get("gold") or model_version_scorer(gold_version)
         best = scorers.get("best") or (
             gold if best_version.pk == gold_version.pk else model_version_scorer(best_version)
         )
-        job_report(
-            job=job,
-            fraction=0.0,
-            message=f"gold model v{gold_version.number}, best model v{best_version.number}",
-            log=True,
-        )
+        context.log(f"gold model v{gold_version.number}, best model v{best_version.number}")
+
+        def on_progress(fraction: float, message: str) -> None:
+            if context.should_stop():
+                raise JobCancelled  # verdicts written so far stay; a new run resumes
+            context.progress(fraction, message)
+
         result = pool_curate(
             campaign=job.campaign,
             gold=gold,
@@ -589,27 +588,33 @@ def curation_run(
             judge=scorers.get("judge"),
             evaluation_sets=params.get("evaluation_sets"),
             recurate=bool(params.get("recurate", False)),
-            on_progress=lambda fraction, message: job_report(
-                job=job, fraction=fraction, message=message
-            ),
+            on_progress=on_progress,
         )
-    except CurationError as error:
-        job_error(job=job, error=str(error))
-        return job
-    except Exception as error:
-        job_error(job=job, error=f"unexpected error: {error!r}")
-        raise
-    summary = {
-        **result.as_dict(),
-        "gold_version": gold_version.number,
-        "best_version": best_version.number,
-    }
-    job_succeed(
-        job=job,
-        result=summary,
-        message=(
+        context.log(
             f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "
             f"{result.contaminated} contaminated, {result.duplicates} duplicates"
-        ),
+        )
+        return {
+            **result.as_dict(),
+            "gold_version": gold_version.number,
+            "best_version": best_version.number,
+        }
+
+    return work
+
+
+def curation_run(
+    *,
+    job_id: int,
+    worker: str = "",
+    scorers: Mapping[str, Scorer] | None = None,
+    reraise: bool = True,
+) -> JobClaim:
+    """Claim the curation job and run it. ``scorers`` may supply "gold", "best" and "judge"
+    (tests, notebooks); otherwise the chosen model versions score the pool."""
+    return job_run(
+        job_id=job_id,
+        worker=worker or worker_name(),
+        work_for=lambda job: _curation_work(job, dict(scorers or {})),
+        reraise=reraise,
     )
-    return job

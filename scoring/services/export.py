@@ -57,7 +57,16 @@ from django.utils import timezone
 from annotation.models import Campaign, Evidence, Label, Pair
 from reviewers.models import Adjudication
 from scoring.models import ExportSnapshot, Job, ModelVersion, PairScore
-from scoring.services.export_jobs import job_error, job_report, job_start, job_succeed
+from scoring.services.jobs import (
+    JobCancelled,
+    JobClaim,
+    JobContext,
+    JobError,
+    JobWork,
+    job_create,
+    job_run,
+    worker_name,
+)
 
 FORMATS = ("jsonl", "parquet")
 DEFAULT_PROVENANCE = ("gold", "unanimous", "majority", "adjudicated")
@@ -754,16 +763,12 @@ def export_create(
         raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
     with transaction.atomic():
         # Lock the campaign row so two exports created at once get different versions.
-        Campaign.objects.select_for_update().filter(pk=campaign.pk).first()
+        Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
         latest = ExportSnapshot.objects.filter(campaign=campaign).aggregate(n=Max("version"))["n"]
         version = (latest or 0) + 1
         params = {"format": file_format, "filters": filters.as_params(), "version": version}
-        job = Job.objects.create(
-            campaign=campaign,
-            kind=Job.Kind.EXPORT,
-            params=params,
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
+        author = user if user is not None and user.is_authenticated else None
+        job = job_create(campaign=campaign, kind=Job.Kind.EXPORT, params=params, user=author)
         snapshot = ExportSnapshot.objects.create(
             job=job,
             campaign=campaign,
@@ -778,46 +783,51 @@ def export_create(
     return snapshot
 
 
-def export_run(
-    *, job_id: int, worker: str = "", chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> ExportSnapshot | None:
-    """Claim the export job and write its snapshot; a second delivery does nothing."""
-    job = job_start(job_id=job_id, worker=worker)
-    if job is None:
-        return None
+def _export_work(job: Job, chunk_size: int) -> JobWork:
     snapshot = ExportSnapshot.objects.select_related("campaign").get(job=job)
     campaign = snapshot.campaign
     extension = "jsonl" if snapshot.format == "jsonl" else "parquet"
     destination = export_directory(campaign=campaign) / f"export-v{snapshot.version}.{extension}"
 
-    def on_progress(done: int, total: int) -> None:
-        job_report(
-            job=job, fraction=done / total if total else 1.0, message=f"{done} of {total} pairs"
-        )
+    def work(context: JobContext) -> dict[str, Any]:
+        def on_progress(done: int, total: int) -> None:
+            if context.should_stop():
+                raise JobCancelled  # export_write removes its temporary files
+            context.progress(done / total if total else 1.0, f"{done} of {total} pairs")
 
-    try:
-        filters = ExportFilters.from_params(snapshot.filters)
-        result = export_write(
-            campaign=campaign,
-            filters=filters,
-            file_format=snapshot.format,
-            destination=destination,
-            chunk_size=chunk_size,
-            on_progress=on_progress,
-            extra_manifest={"snapshot_version": snapshot.version, "job": job.pk},
-        )
-    except InvalidExport as error:
-        job_error(job=job, error=str(error))
-        return snapshot
-    except Exception as error:
-        job_error(job=job, error=f"unexpected error: {error!r}")
-        raise
-    snapshot.path = str(result.path)
-    snapshot.manifest = result.manifest
-    snapshot.save(update_fields=["path", "manifest"])
-    counts = result.manifest["counts"]
-    job_succeed(job=job, result=counts, message=f"exported {counts['rows']} pairs")
-    return snapshot
+        try:
+            result = export_write(
+                campaign=campaign,
+                filters=ExportFilters.from_params(snapshot.filters),
+                file_format=snapshot.format,
+                destination=destination,
+                chunk_size=chunk_size,
+                on_progress=on_progress,
+                extra_manifest={"snapshot_version": snapshot.version, "job": job.pk},
+            )
+        except InvalidExport as error:
+            raise JobError(str(error)) from error
+        snapshot.path = str(result.path)
+        snapshot.manifest = result.manifest
+        snapshot.save(update_fields=["path", "manifest"])
+        context.log(f"exported {result.manifest['counts']['rows']} pairs to {result.path.name}")
+        return result.manifest["counts"]
+
+    return work
+
+
+def export_run(
+    *, job_id: int, worker: str = "", chunk_size: int = DEFAULT_CHUNK_SIZE, reraise: bool = True
+) -> JobClaim:
+    """Claim the export job and write its snapshot (see scoring.services.jobs: a second
+    delivery does nothing, a job whose worker died is taken over once its heartbeat is stale).
+    """
+    return job_run(
+        job_id=job_id,
+        worker=worker or worker_name(),
+        work_for=lambda job: _export_work(job, chunk_size),
+        reraise=reraise,
+    )
 
 
 def export_file(*, snapshot: ExportSnapshot, role: str = "main") -> Path | None:

@@ -25,6 +25,7 @@ from scoring.services.curation import (
     pool_curate,
 )
 from scoring.services.export import ExportFilters, export_rows
+from scoring.services.jobs import ClaimOutcome
 from tests.conftest import api_client_for
 from tests.factories import PairFactory
 from tests.scoring.test_export import add_labels
@@ -268,7 +269,7 @@ def test_a_curation_job_scores_the_pool_with_real_checkpoints(campaign, tiny_ver
     pairs = [silver(campaign, 1 if i % 2 else -1) for i in range(12)]
     job = curation_create(campaign=campaign, params={"recycle": True, "recycle_threshold": 0.51},
                           enqueue=False)
-    job = curation_run(job_id=job.pk)
+    job = curation_run(job_id=job.pk).job
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert (job.result["gold_version"], job.result["best_version"]) == (1, 2)
     assert job.result["kept"] + job.result["discarded"] + job.result["recycled"] == 12
@@ -281,7 +282,8 @@ def test_a_curation_job_scores_the_pool_with_real_checkpoints(campaign, tiny_ver
         p_best=p_best, rules=CurationRules(recycle=True, recycle_threshold=0.51),
     )
     assert curation_of(*pairs) == expected
-    assert curation_run(job_id=job.pk) is None  # delivered twice, runs once
+    again = curation_run(job_id=job.pk)  # delivered twice, runs once
+    assert again.outcome == ClaimOutcome.FINISHED
 
 
 def test_the_command_uploads_an_evaluation_set_and_curates(campaign, tiny_versions, tmp_path):

@@ -26,6 +26,7 @@ from scoring.services.export import (
     export_write,
     unranked_path,
 )
+from scoring.services.jobs import ClaimOutcome
 from tests.factories import PairFactory
 
 # --- Building a campaign's history (shared with the dashboard and curation tests) ---------
@@ -482,9 +483,10 @@ def test_snapshots_get_versions_and_a_job_runs_once(
     assert (first.version, second.version) == (1, 2)
     assert first.job.kind == Job.Kind.EXPORT and first.job.status == Job.Status.QUEUED
 
-    snapshot = export_run(job_id=second.job_id)
-    assert export_run(job_id=second.job_id) is None  # a redelivered task does nothing
-    snapshot.refresh_from_db()
+    assert export_run(job_id=second.job_id).outcome == ClaimOutcome.CLAIMED
+    # A redelivered task does nothing.
+    assert export_run(job_id=second.job_id).outcome == ClaimOutcome.FINISHED
+    snapshot = ExportSnapshot.objects.get(pk=second.pk)
     job = Job.objects.get(pk=second.job_id)
     assert job.status == Job.Status.SUCCEEDED and job.progress == 1.0
     assert job.result["rows"] == 4

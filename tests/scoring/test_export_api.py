@@ -50,7 +50,8 @@ def finished_export(campaign, history, admin_user, export_dir):
         user=admin_user,
         enqueue=False,
     )
-    return export_run(job_id=snapshot.job_id)
+    export_run(job_id=snapshot.job_id)
+    return ExportSnapshot.objects.get(pk=snapshot.pk)
 
 
 @pytest.mark.smoke

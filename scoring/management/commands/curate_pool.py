@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.models import Campaign
+from scoring.models import Job
 from scoring.services.curation import (
     CurationError,
     curation_create,
@@ -75,8 +76,10 @@ class Command(BaseCommand):
         if options["enqueue"]:
             self.stdout.write(f"curation job {job.pk} queued")
             return
-        job = curation_run(job_id=job.pk, worker="manage.py curate_pool")
-        if job is None or job.status != job.Status.SUCCEEDED:
-            raise CommandError(f"curation failed: {job.error if job else 'not claimed'}")
-        self.stdout.write(job.message)
+        job = curation_run(job_id=job.pk, reraise=False).job or job
+        job.refresh_from_db()
+        if job.status != Job.Status.SUCCEEDED:
+            raise CommandError(f"curation job {job.pk} {job.status}: {job.error}")
+        for line in job.log_lines.order_by("id").values_list("message", flat=True):
+            self.stderr.write(line)
         self.stdout.write(json.dumps({"job": job.pk, **job.result}))
