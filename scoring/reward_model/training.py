@@ -1,6 +1,7 @@
 """Bradley-Terry training of a :class:`RewardModel` on judged pairs.
 
-Loss: ``−log σ(r(x, chosen) − r(x, rejected))``. Two modes:
+Loss: ``−log σ(r(x, chosen) − r(x, rejected) − margin)``, margin 0 unless an example sets one.
+Two modes:
 
 ``head``
     The encoder stays frozen. The vectors the reward head reads (BERT: pooler output of
@@ -132,6 +133,8 @@ class _PreparedPairs:
     kept: list[int]
     truncated: int
     dropped: int
+    # None when no kept example has a margin, so plain BT loss runs unchanged.
+    margins: list[float] | None
 
     @property
     def tokens(self) -> int:
@@ -157,7 +160,8 @@ def train(
 ) -> TrainingMetrics:
     """Train ``model`` in place on ``examples``; save it afterwards with ``model.save(path)``.
 
-    ``embeddings`` (head mode only) must align row for row with ``examples``.
+    ``embeddings`` (head mode only) must align row for row with ``examples``. A
+    ``config.max_length`` becomes the model's window from then on (and is saved with it).
     """
     config = config or TrainingConfig()
     report = on_progress or (lambda fraction, message: None)
@@ -199,6 +203,11 @@ def _prepare_pairs(
         kept=kept,
         truncated=0 if drop_overlong else sum(overlong),
         dropped=len(examples) - len(kept),
+        margins=(
+            [examples[index].margin or 0.0 for index in kept]
+            if any(examples[index].margin is not None for index in kept)
+            else None
+        ),
     )
 
 
@@ -247,7 +256,7 @@ def _train_head(
         embed_seconds = time.perf_counter() - embed_started
         fit_started = time.perf_counter()
         losses, iterations = _fit_linear_head(
-            head, chosen, rejected, config, report, stop_requested
+            head, chosen, rejected, pairs.margins, config, report, stop_requested
         )
     except _Cancelled:
         return _cancelled_metrics(model, "head", pairs)
@@ -286,6 +295,7 @@ def _fit_linear_head(
     head: torch.nn.Linear,
     chosen: np.ndarray,
     rejected: np.ndarray,
+    margins: list[float] | None,
     config: TrainingConfig,
     report: ProgressCallback,
     stop_requested: StopCheck,
@@ -295,6 +305,7 @@ def _fit_linear_head(
     scale = all_features.std(dim=0).clamp_min(1e-6)
     # Centring cancels in the difference; only the scale matters for conditioning.
     differences = torch.from_numpy(chosen - rejected).double() / scale
+    margin = torch.tensor(margins or 0.0, dtype=torch.float64)
     weight = torch.zeros(differences.shape[1], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS(
         [weight], max_iter=config.head_max_iterations, line_search_fn="strong_wolfe"
@@ -305,7 +316,7 @@ def _fit_linear_head(
         if stop_requested():
             raise _Cancelled
         optimizer.zero_grad()
-        data_loss = torch.nn.functional.softplus(-(differences @ weight)).mean()
+        data_loss = torch.nn.functional.softplus(margin - differences @ weight).mean()
         loss = data_loss + 0.5 * config.head_l2 * weight.square().sum()
         loss.backward()
         losses.append(data_loss.item())
@@ -357,16 +368,18 @@ def _train_full(
     from trl import RewardTrainer
     from trl.trainer.reward_trainer import DataCollatorForPreference
 
-    dataset = Dataset.from_dict(
-        {
-            "chosen_ids": pairs.chosen_ids,
-            "rejected_ids": pairs.rejected_ids,
-            "length": [
-                max(len(chosen), len(rejected))
-                for chosen, rejected in zip(pairs.chosen_ids, pairs.rejected_ids, strict=True)
-            ],
-        }
-    )
+    columns: dict[str, list[Any]] = {
+        "chosen_ids": pairs.chosen_ids,
+        "rejected_ids": pairs.rejected_ids,
+        "length": [
+            max(len(chosen), len(rejected))
+            for chosen, rejected in zip(pairs.chosen_ids, pairs.rejected_ids, strict=True)
+        ],
+    }
+    if pairs.margins is not None:
+        # TRL's loss becomes −log σ(r_chosen − r_rejected − margin).
+        columns["margin"] = pairs.margins
+    dataset = Dataset.from_dict(columns)
     collator = _CountingCollator(
         DataCollatorForPreference(pad_token_id=model.tokenizer.pad_token_id)
     )

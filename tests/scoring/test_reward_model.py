@@ -8,6 +8,7 @@ HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -p no:django -p no:cacheprovider \
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -49,7 +50,9 @@ DISMISSIVE = [
 ]
 
 
-def synthetic_pairs(count: int, seed: int, *, flipped_category: str | None = None):
+def synthetic_pairs(
+    count: int, seed: int, *, flipped_category: str | None = None
+) -> list[PreferenceExample]:
     """Helpful replies beat dismissive ones; in ``flipped_category`` the label is reversed."""
     rng = random.Random(seed)
     examples = []
@@ -227,6 +230,34 @@ def test_full_training_stops_after_the_step_where_stop_was_requested(
     assert metrics.cancelled
     assert metrics.steps == 1
     json.dumps(metrics.as_dict(), allow_nan=False)  # storable in a JSON column
+
+
+def with_margin(examples: list[PreferenceExample], margin: float) -> list[PreferenceExample]:
+    return [dataclasses.replace(example, margin=margin) for example in examples]
+
+
+def test_head_training_widens_reward_gaps_for_pairs_with_a_margin(tiny_path: Path) -> None:
+    examples, probe = synthetic_pairs(100, seed=1), synthetic_pairs(30, seed=2)
+
+    def mean_gap(model: RewardModel) -> float:
+        chosen = model.score_batch([(example.conversation, example.chosen) for example in probe])
+        rejected = model.score_batch(
+            [(example.conversation, example.rejected) for example in probe]
+        )
+        return float(np.mean(chosen - rejected))
+
+    plain = RewardModel.load(tiny_path, device="cpu")
+    train(plain, examples, TrainingConfig(mode="head", head_l2=1.0))
+    margined = RewardModel.load(tiny_path, device="cpu")
+    train(margined, with_margin(examples, 4.0), TrainingConfig(mode="head", head_l2=1.0))
+    assert mean_gap(margined) > mean_gap(plain) + 1.0
+
+
+def test_full_training_passes_margins_to_the_loss(tiny: RewardModel) -> None:
+    config = TrainingConfig(mode="full", max_steps=2, batch_size=8, warmup_ratio=0.5)
+    metrics = train(tiny, with_margin(synthetic_pairs(16, seed=1), 1.0), config)
+    # Untrained rewards barely differ, so the first loss is about −log σ(−1) = softplus(1).
+    assert metrics.initial_loss == pytest.approx(math.log1p(math.e), abs=0.01)
 
 
 def test_left_truncation_keeps_the_response(tiny: RewardModel) -> None:
