@@ -1,21 +1,38 @@
-"""Consensus of a pair's labels: pure functions, no ORM."""
+"""Consensus of a pair's labels: pure functions, no ORM.
+
+Two notions of "how disputed" a pair is, for two different jobs:
+
+* ``pair_disagreement`` (stored on the pair and its escalation) is the pair's own observed
+  disagreement: the mean squared difference between two of its labels, over all pairs of
+  labels, divided by the largest squared difference the scale allows. It depends on nothing
+  but the pair, so a campaign's ``disagreement_threshold`` means the same whatever else has been
+  labelled, and the expert queue can sort by it in SQL. On a binary scale it is the share of
+  label pairs that disagree. With three labels it tops out at 2/3 (two labels at one end, one
+  at the other); with two labels at 1.
+* ``scoring.agreement.unit_disagreement`` is a pair's share of the observed disagreement of a
+  population (a round) at the campaign's level of measurement: the pairs that cost that round
+  the most agreement. ``scoring.selectors.agreement`` uses it to list a round's worst pairs.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Consensus:
     preference: int | None  # canonical, None when there is no majority
     provenance: str  # "unanimous", "majority" or "unresolved"
-    disagreement: float  # 0 (all equal) … 1 (maximal spread), see pair_disagreement
+    disagreement: float  # see pair_disagreement
     opposite_directions: bool
 
 
-def _direction(preference: int) -> int:
+def direction(preference: int) -> int:
+    """1 when A is preferred, -1 when B is, 0 for a tie."""
     return (preference > 0) - (preference < 0)
 
 
@@ -24,10 +41,10 @@ def _round_half_away(value: float) -> int:
 
 
 def pair_disagreement(preferences: list[int], *, max_value: int = 2) -> float:
-    """Mean squared difference over all pairs of labels, scaled to 0 … 1.
+    """Mean squared difference over all pairs of labels, divided by the largest one possible.
 
-    The same interval metric Krippendorff's alpha uses, normalised by the largest possible
-    difference on the scale, so thresholds mean the same for binary and five-point campaigns.
+    0 when all labels are equal; 1 only when two labels sit at opposite ends of the scale.
+    ``max_value`` is the scale's largest preference (2 on five-point, 1 otherwise).
     """
     if len(preferences) < 2:
         return 0.0
@@ -36,14 +53,56 @@ def pair_disagreement(preferences: list[int], *, max_value: int = 2) -> float:
 
 
 def consensus_of(preferences: list[int], *, max_value: int = 2) -> Consensus:
-    """Majority direction (A, tie or B) with the strength averaged over the majority."""
-    directions = [_direction(p) for p in preferences]
+    """Majority direction (A, tie or B) with the strength averaged over the majority.
+
+    A direction needs more than half of the labels; otherwise the pair is unresolved. The
+    averaged strength is rounded half away from zero, so "A much better" and "A better" from two
+    annotators give "A much better".
+    """
+    if not preferences:
+        return Consensus(None, "unresolved", 0.0, False)
+    directions = [direction(p) for p in preferences]
     disagreement = pair_disagreement(preferences, max_value=max_value)
     opposite = 1 in directions and -1 in directions
-    for direction in (1, 0, -1):
-        voters = [p for p, d in zip(preferences, directions, strict=True) if d == direction]
+    for side in (1, 0, -1):
+        voters = [p for p, d in zip(preferences, directions, strict=True) if d == side]
         if len(voters) * 2 > len(preferences):
             strength = _round_half_away(sum(voters) / len(voters))
+            # Unanimous means every label picked this direction; strengths may differ.
             provenance = "unanimous" if len(voters) == len(preferences) else "majority"
             return Consensus(strength, provenance, disagreement, opposite)
     return Consensus(None, "unresolved", disagreement, opposite)
+
+
+DEFAULT_DISAGREEMENT_THRESHOLD = 0.5
+
+
+def escalation_reasons(
+    consensus: Consensus, *, flags: Iterable[str], rules: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """The campaign's escalation rules that fire for a pair's consensus: (reason, detail).
+
+    Rules (each on unless ``rules`` sets it false): ``no_majority``; ``opposite_directions``
+    when someone chose A, someone B, and ``disagreement > disagreement_threshold`` (0.5);
+    ``flags`` when any label carries a flag (unsafe, broken, cannot judge). Reasons are the
+    values of ``reviewers.models.Escalation.Reason``.
+    """
+    reasons: list[tuple[str, str]] = []
+    if consensus.preference is None and rules.get("no_majority", True):
+        reasons.append(("no_majority", "labels split with no majority direction"))
+    threshold = float(rules.get("disagreement_threshold", DEFAULT_DISAGREEMENT_THRESHOLD))
+    if (
+        rules.get("opposite_directions", True)
+        and consensus.opposite_directions
+        and consensus.disagreement > threshold
+    ):
+        reasons.append(
+            (
+                "opposite_directions",
+                f"A and B both chosen; disagreement {consensus.disagreement:.2f} > {threshold:g}",
+            )
+        )
+    flag_names = sorted(set(flags))
+    if flag_names and rules.get("flags", True):
+        reasons.append(("flagged", "flags: " + ", ".join(flag_names)))
+    return reasons

@@ -1,5 +1,42 @@
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from reviewers import views
+
+urlpatterns = [
+    path("experts/queue/", views.expert_queue, name="expert-queue"),
+    path(
+        "escalations/<int:escalation_id>/", views.escalation_review_page, name="escalation-review"
+    ),
+    path(
+        "escalations/<int:escalation_id>/claim",
+        views.escalation_claim_view,
+        name="escalation-claim",
+    ),
+    path(
+        "escalations/<int:escalation_id>/release",
+        views.escalation_release_view,
+        name="escalation-release",
+    ),
+    path(
+        "escalations/<int:escalation_id>/adjudicate",
+        views.escalation_adjudicate_view,
+        name="escalation-adjudicate",
+    ),
+    path(
+        "escalations/<int:escalation_id>/promote-gold",
+        views.escalation_promote_gold_view,
+        name="escalation-promote-gold",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/agreement/",
+        views.campaign_agreement_page,
+        name="campaign-agreement",
+    ),
+    path(
+        "campaigns/<int:campaign_id>/quality/",
+        views.campaign_quality_page,
+        name="annotator-quality",
+    ),
+]

@@ -1,4 +1,16 @@
-"""What happens when a label arrives: consensus, escalation rules and re-tests."""
+"""What happens when a label arrives: consensus, escalation rules and double-blind re-tests.
+
+``annotation.services.labels.label_submit`` calls ``pair_label_recorded`` inside its
+transaction with the pair row locked, so the last of N concurrent submits computes the
+consensus exactly once.
+
+Re-tests: when a pair completes without dispute, a share (``campaign.retest_share``) of them
+gets one more slot (``slot_cap + 1``) and goes back into the queue. The assignment engine hands
+the slot to someone who never had the pair (a UNIQUE (pair, annotator) constraint guarantees
+it), as an ordinary-looking assignment; only the stored kind says "retest". The re-test label
+is kept out of the consensus and of alpha; a re-test that picks another direction than the
+consensus (A, tie or B) escalates.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +18,23 @@ import random
 
 from django.db.models import F
 
-from annotation.models import Campaign, Label, Pair
-from reviewers.consensus import consensus_of
+from annotation.models import Assignment, Campaign, Label, Pair
+from reviewers.consensus import (
+    Consensus,
+    consensus_of,
+    direction,
+    escalation_reasons,
+    pair_disagreement,
+)
 from reviewers.models import Escalation
-from reviewers.services.escalations import escalation_open
+from reviewers.services.escalations import FINAL_PAIR_STATUSES, escalation_open
 
 
 def _max_value(campaign: Campaign) -> int:
     return max(campaign.allowed_preferences)
 
 
-def _regular_preferences(pair: Pair) -> list[Label]:
+def _regular_labels(pair: Pair) -> list[Label]:
     return list(
         Label.objects.filter(pair=pair, is_retest=False, is_gold_check=False).order_by("id")
     )
@@ -24,11 +42,13 @@ def _regular_preferences(pair: Pair) -> list[Label]:
 
 def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None = None) -> None:
     """Called inside the submit transaction, with the pair row locked."""
+    if label.is_gold_check:
+        return  # gold checks measure the annotator, not the pair
     campaign = pair.campaign
     if label.is_retest:
         _retest_recorded(pair=pair, label=label, campaign=campaign)
         return
-    labels = _regular_preferences(pair)
+    labels = _regular_labels(pair)
     if len(labels) < campaign.annotators_per_pair:
         return
     pair_consensus_update(pair=pair, labels=labels, rng=rng)
@@ -36,9 +56,15 @@ def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None =
 
 def pair_consensus_update(
     *, pair: Pair, labels: list[Label] | None = None, rng: random.Random | None = None
-) -> None:
+) -> Consensus | None:
+    """Store the pair's consensus and provenance, then escalate or maybe schedule a re-test.
+
+    Returns None, changing nothing, when an expert has already decided the pair.
+    """
     campaign = pair.campaign
-    labels = labels if labels is not None else _regular_preferences(pair)
+    if Pair.objects.filter(pk=pair.pk, status__in=FINAL_PAIR_STATUSES).exists():
+        return None
+    labels = labels if labels is not None else _regular_labels(pair)
     rules = campaign.escalation_rules or {}
     consensus = consensus_of([lab.preference for lab in labels], max_value=_max_value(campaign))
     Pair.objects.filter(pk=pair.pk).update(
@@ -47,52 +73,60 @@ def pair_consensus_update(
         disagreement=consensus.disagreement,
         status=Pair.Status.COMPLETE,
     )
-    reasons: list[tuple[str, str]] = []
-    if consensus.preference is None and rules.get("no_majority", True):
-        reasons.append((Escalation.Reason.NO_MAJORITY, "labels split with no majority"))
-    threshold = float(rules.get("disagreement_threshold", 0.5))
-    if (
-        consensus.opposite_directions
-        and rules.get("opposite_directions", True)
-        and consensus.disagreement > threshold
-    ):
-        reasons.append(
-            (
-                Escalation.Reason.OPPOSITE_DIRECTIONS,
-                f"A and B both chosen; disagreement {consensus.disagreement:.2f} > {threshold}",
-            )
-        )
-    flagged = [lab for lab in labels if lab.flags]
-    if flagged and rules.get("flags", True):
-        names = sorted({name for lab in flagged for name in lab.flags})
-        reasons.append((Escalation.Reason.FLAGGED, "flags: " + ", ".join(names)))
+    pair.consensus_preference = consensus.preference
+    pair.provenance = consensus.provenance
+    pair.disagreement = consensus.disagreement
+    pair.status = Pair.Status.COMPLETE
+    flags = [name for lab in labels for name in lab.flags]
+    reasons = escalation_reasons(consensus, flags=flags, rules=rules)
     for reason, detail in reasons:
-        escalation_open(pair=pair, reason=reason, detail=detail, disagreement=consensus.disagreement)
-    if not reasons:
+        escalation_open(
+            pair=pair, reason=reason, detail=detail, disagreement=consensus.disagreement
+        )
+    if not reasons and consensus.preference is not None:
         _maybe_schedule_retest(pair=pair, campaign=campaign, rng=rng)
+    return consensus
 
 
-def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random | None) -> None:
+def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random | None) -> bool:
     """Send a share of completed pairs back for one more, different annotator."""
     rng = rng or random.Random()  # noqa: S311 - sampling, not security
     if campaign.retest_share <= 0 or rng.random() >= campaign.retest_share:
-        return
-    Pair.objects.filter(pk=pair.pk).update(
-        slot_cap=F("slot_cap") + 1, status=Pair.Status.IN_ANNOTATION
-    )
+        return False
+    if Assignment.objects.filter(pair=pair, kind=Assignment.Kind.RETEST).exists():
+        return False  # one re-test per pair
+    # Only a pair with no free slot left gets one more: running this twice adds one slot.
+    scheduled = Pair.objects.filter(
+        pk=pair.pk, status=Pair.Status.COMPLETE, slot_cap__lte=F("slots_taken")
+    ).update(slot_cap=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION)
+    return bool(scheduled)
 
 
 def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
-    Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.COMPLETE)
+    # Back out of the queue, unless an escalation or a decision moved the pair meanwhile.
+    Pair.objects.filter(pk=pair.pk, status=Pair.Status.IN_ANNOTATION).update(
+        status=Pair.Status.COMPLETE
+    )
     rules = campaign.escalation_rules or {}
-    if pair.consensus_preference is None or not rules.get("retest_contradiction", True):
-        return
-    consensus_direction = (pair.consensus_preference > 0) - (pair.consensus_preference < 0)
-    retest_direction = (label.preference > 0) - (label.preference < 0)
-    if consensus_direction != retest_direction:
+    regular = [lab.preference for lab in _regular_labels(pair)]
+    disagreement = pair_disagreement([*regular, label.preference], max_value=_max_value(campaign))
+    has_consensus = pair.provenance in (Pair.Provenance.UNANIMOUS, Pair.Provenance.MAJORITY)
+    if (
+        rules.get("retest_contradiction", True)
+        and has_consensus
+        and pair.consensus_preference is not None
+        and direction(label.preference) != direction(pair.consensus_preference)
+    ):
         escalation_open(
             pair=pair,
             reason=Escalation.Reason.RETEST_CONTRADICTION,
             detail=f"re-test said {label.preference}, consensus {pair.consensus_preference}",
-            disagreement=pair.disagreement or 0.0,
+            disagreement=disagreement,
+        )
+    if label.flags and rules.get("flags", True):
+        escalation_open(
+            pair=pair,
+            reason=Escalation.Reason.FLAGGED,
+            detail="re-test flags: " + ", ".join(label.flags),
+            disagreement=disagreement,
         )

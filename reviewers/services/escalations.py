@@ -1,35 +1,156 @@
-"""Opening escalations: each one a recorded reason why humans must look again."""
+"""Escalations: opening them (each a recorded reason why humans must look again) and claims.
+
+A claim is how one expert at a time reviews an escalation: it is taken with a conditional
+UPDATE, so the database decides who wins when several experts click at once, and it expires so
+that an abandoned review goes back to the queue.
+"""
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from datetime import datetime, timedelta
 
-from annotation.models import Pair
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from annotation.models import Campaign, Label, Pair
+from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
 from reviewers.models import Escalation
 
+CLAIM_DURATION = timedelta(minutes=30)
+DEFAULT_DEADLINE_HOURS = 72.0
+# A decision is final: nothing reopens a pair an expert resolved or discarded.
+FINAL_PAIR_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
 
-def escalation_open(*, pair: Pair, reason: str, detail: str = "", disagreement: float = 0.0
-                    ) -> Escalation:
-    """Open an escalation for the pair, or add the reason to the one already open."""
-    existing = Escalation.objects.filter(pair=pair, status=Escalation.Status.OPEN).first()
-    if existing is None:
-        try:
-            with transaction.atomic():
-                escalation = Escalation.objects.create(
-                    campaign_id=pair.campaign_id,
-                    pair=pair,
-                    reason=reason,
-                    detail=detail,
-                    disagreement=disagreement,
-                )
-        except IntegrityError:
-            # Another transaction opened one first (partial unique constraint).
-            existing = Escalation.objects.get(pair=pair, status=Escalation.Status.OPEN)
+
+def escalation_deadline_hours(campaign: Campaign) -> float:
+    """Hours an expert has to decide, from ``escalation_rules["deadline_hours"]`` (default 72)."""
+    raw = (campaign.escalation_rules or {}).get("deadline_hours", DEFAULT_DEADLINE_HOURS)
+    try:
+        hours = float(raw)
+    except (TypeError, ValueError):
+        return DEFAULT_DEADLINE_HOURS
+    return hours if hours > 0 else DEFAULT_DEADLINE_HOURS
+
+
+def escalation_open(
+    *,
+    pair: Pair,
+    reason: str,
+    detail: str = "",
+    disagreement: float = 0.0,
+    now: datetime | None = None,
+) -> Escalation | None:
+    """Open an escalation for the pair, or add the reason to the one already open.
+
+    Returns None when the pair already has a final decision (resolved or discarded).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Locking the pair serialises openers with each other, with label submits (which lock
+        # it too) and with adjudication (which updates it), so "one open escalation per pair"
+        # never races and a decision cannot be reopened behind the expert's back.
+        current = Pair.objects.select_for_update().only("status", "campaign_id").get(pk=pair.pk)
+        if current.status in FINAL_PAIR_STATUSES:
+            return None
+        existing = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN).first()
+        if existing is None:
+            hours = escalation_deadline_hours(pair.campaign)
+            escalation = Escalation(
+                campaign_id=current.campaign_id,
+                pair_id=pair.pk,
+                reason=reason,
+                detail=detail,
+                disagreement=disagreement,
+                deadline=now + timedelta(hours=hours),
+            )
+            escalation.full_clean(exclude=["campaign", "pair", "claimed_by"])
+            escalation.save()
         else:
-            Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
-            return escalation
-    if reason != existing.reason and reason not in existing.detail:
-        existing.detail = f"{existing.detail}\nalso: {reason} {detail}".strip()
-        existing.save(update_fields=["detail"])
-    Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
-    return existing
+            escalation = existing
+            changed = []
+            if reason != existing.reason and f"also: {reason}" not in existing.detail:
+                existing.detail = f"{existing.detail}\nalso: {reason} {detail}".strip()
+                changed.append("detail")
+            if disagreement > existing.disagreement:
+                existing.disagreement = disagreement
+                changed.append("disagreement")
+            if changed:
+                existing.save(update_fields=changed)
+        Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
+    pair.status = Pair.Status.ESCALATED
+    return escalation
+
+
+def escalation_model_contradiction(
+    *, pair: Pair, p_agree: float, threshold: float | None = None, now: datetime | None = None
+) -> Escalation | None:
+    """Escalate a unanimous human label that a confident reward model contradicts.
+
+    ``p_agree`` is the model's probability of agreeing with the human label; the model is
+    confident the other way when ``p_agree < 1 - threshold``. ``threshold`` defaults to the
+    campaign's ``escalation_rules["model_confidence"]`` (0.9). Returns the escalation, or None
+    when the rule is off, the label is not unanimous, the model is not confident enough, or the
+    pair already has a final decision.
+    """
+    if not 0.0 <= p_agree <= 1.0:
+        raise InvalidDecision("p_agree must be a probability between 0 and 1")
+    campaign = pair.campaign
+    rules = campaign.escalation_rules or {}
+    if not rules.get("model_contradiction", True):
+        return None
+    if threshold is None:
+        threshold = float(rules.get("model_confidence", 0.9))
+    if not 0.5 <= threshold < 1.0:
+        raise InvalidDecision("threshold must be at least 0.5 and below 1")
+    if p_agree >= 1.0 - threshold:
+        return None
+    current = Pair.objects.only("provenance", "disagreement").get(pk=pair.pk)
+    if current.provenance != Pair.Provenance.UNANIMOUS:
+        return None
+    return escalation_open(
+        pair=pair,
+        reason=Escalation.Reason.MODEL_CONTRADICTION,
+        detail=(
+            f"the reward model agrees with the unanimous label with p = {p_agree:.3f}, "
+            f"below {1.0 - threshold:.2f}"
+        ),
+        disagreement=current.disagreement or 0.0,
+        now=now,
+    )
+
+
+def escalation_claim(
+    *,
+    escalation: Escalation,
+    expert: AbstractBaseUser,
+    now: datetime | None = None,
+    duration: timedelta = CLAIM_DURATION,
+) -> Escalation:
+    """Take (or renew) the claim on an open escalation; raises if someone else holds it."""
+    now = now or timezone.now()
+    if Label.objects.filter(pair_id=escalation.pair_id, annotator=expert).exists():
+        raise ConflictOfInterest("You labelled this pair, so someone else must decide it.")
+    # The conditional UPDATE is the claim: of several experts racing, the database lets exactly
+    # one change the row; an expired claim counts as free.
+    taken = (
+        Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.OPEN)
+        .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=expert))
+        .update(claimed_by=expert, claim_expires_at=now + duration)
+    )
+    escalation.refresh_from_db()
+    if taken:
+        return escalation
+    if escalation.status != Escalation.Status.OPEN:
+        raise AlreadyDecided("This escalation has already been decided.")
+    raise ClaimUnavailable("Another expert is reviewing this pair.")
+
+
+def escalation_release(*, escalation: Escalation, expert: AbstractBaseUser) -> bool:
+    """Give the claim back; False when the expert did not hold it."""
+    released = Escalation.objects.filter(
+        pk=escalation.pk, status=Escalation.Status.OPEN, claimed_by=expert
+    ).update(claimed_by=None, claim_expires_at=None)
+    escalation.refresh_from_db()
+    return bool(released)

@@ -1,0 +1,315 @@
+"""REST API for agreement, the expert queue, adjudication, gold pairs and annotator quality.
+
+One APIView per action with nested Input/Output serializers (STYLE.md §3). Experts and admins
+use the escalation endpoints; agreement, quality and gold are for admins. Everyone else gets
+404, as if the campaign or escalation did not exist.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.selectors import campaign_for_admin
+from reviewers.errors import ReviewError
+from reviewers.models import Adjudication
+from reviewers.selectors import (
+    agreement_report,
+    annotator_quality,
+    claim_state,
+    escalation_for_expert,
+    escalation_queue,
+    escalation_review,
+    pair_for_admin,
+    require_expert,
+)
+from reviewers.services.adjudications import adjudication_resolve
+from reviewers.services.escalations import escalation_claim, escalation_release
+from reviewers.services.gold import pair_mark_gold, pair_promote_gold
+
+
+def _error(exc: ReviewError) -> Response:
+    return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
+
+
+class AgreementSubsetSerializer(serializers.Serializer):
+    alpha = serializers.FloatField(allow_null=True, help_text="null when undefined")
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    n_pairs = serializers.IntegerField(help_text="Pairs with two or more regular labels.")
+    undefined_reason = serializers.CharField(allow_null=True)
+
+
+class AgreementRoundSerializer(AgreementSubsetSerializer):
+    round_id = serializers.IntegerField(allow_null=True)
+    number = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField(allow_null=True)
+    below_target = serializers.BooleanField()
+
+
+class AgreementCategorySerializer(AgreementSubsetSerializer):
+    category = serializers.CharField(allow_blank=True)
+    below_target = serializers.BooleanField()
+
+
+class AgreementAnnotatorSerializer(serializers.Serializer):
+    annotator_id = serializers.IntegerField()
+    username = serializers.CharField()
+    alpha = serializers.FloatField(
+        allow_null=True, help_text="1 - D_o(annotator) / D_e(campaign); see scoring.agreement."
+    )
+    n_pairs = serializers.IntegerField()
+    undefined_reason = serializers.CharField(allow_null=True)
+    below_target = serializers.BooleanField()
+
+
+class DisputeSerializer(serializers.Serializer):
+    pair_id = serializers.IntegerField()
+    share = serializers.FloatField(help_text="The pair's share of the round's disagreement.")
+    counts = serializers.DictField(child=serializers.IntegerField())
+
+
+class DisputesSerializer(serializers.Serializer):
+    round_id = serializers.IntegerField(allow_null=True)
+    number = serializers.IntegerField(allow_null=True)
+    pairs = DisputeSerializer(many=True)
+
+
+class RetestAgreementSerializer(serializers.Serializer):
+    n = serializers.IntegerField()
+    agreeing = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+
+
+class CampaignAgreementApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        campaign = serializers.IntegerField()
+        level = serializers.ChoiceField(choices=["nominal", "ordinal"])
+        level_note = serializers.CharField()
+        target = serializers.FloatField()
+        computed_at = serializers.CharField()
+        overall = AgreementSubsetSerializer()
+        rounds = AgreementRoundSerializer(many=True)
+        categories = AgreementCategorySerializer(many=True)
+        annotators = AgreementAnnotatorSerializer(many=True)
+        disputes = DisputesSerializer()
+        retest = RetestAgreementSerializer()
+
+    @extend_schema(responses={200: OutputSerializer})
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        report = agreement_report(campaign=campaign)
+        return Response(self.OutputSerializer(report).data)
+
+
+class AnnotatorQualityApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        annotator_id = serializers.IntegerField()
+        username = serializers.CharField()
+        labels = serializers.IntegerField()
+        gold_checks = serializers.IntegerField()
+        gold_accuracy = serializers.FloatField(allow_null=True)
+        consensus_agreement = serializers.FloatField(allow_null=True)
+        position_bias = serializers.FloatField(allow_null=True)
+        position_bias_z = serializers.FloatField(allow_null=True)
+        median_seconds = serializers.FloatField(allow_null=True)
+        flagged = serializers.BooleanField()
+        flag_reasons = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(responses={200: OutputSerializer(many=True)})
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        return Response(annotator_quality(campaign=campaign))
+
+
+class EscalationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign = serializers.IntegerField(source="campaign_id")
+    pair = serializers.IntegerField(source="pair_id")
+    reason = serializers.CharField()
+    detail = serializers.CharField()
+    disagreement = serializers.FloatField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    deadline = serializers.DateTimeField(allow_null=True)
+    claim = serializers.SerializerMethodField()
+
+    def get_claim(self, escalation) -> dict:  # noqa: ANN001 - an Escalation
+        state = claim_state(escalation, viewer=self.context["viewer"])
+        return {
+            "held": state["held"],
+            "mine": state["mine"],
+            "holder": state["holder"],
+            "expires_at": state["expires_at"].isoformat() if state["expires_at"] else None,
+            "overdue": state["overdue"],
+        }
+
+
+class EscalationListApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        campaign = serializers.IntegerField(required=False)
+        order = serializers.ChoiceField(choices=["oldest", "disputed"], default="oldest")
+        limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
+        offset = serializers.IntegerField(min_value=0, default=0)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("campaign", int),
+            OpenApiParameter("order", str, enum=["oldest", "disputed"]),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: EscalationOutputSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        require_expert(request.user)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        queue = escalation_queue(campaign_id=data.get("campaign"), order=data["order"])
+        page = queue[data["offset"] : data["offset"] + data["limit"]]
+        serializer = EscalationOutputSerializer(page, many=True, context={"viewer": request.user})
+        return Response(serializer.data)
+
+
+class EvidenceSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    summary = serializers.CharField()
+
+
+class ReviewLabelSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    name = serializers.CharField(help_text="'Annotator N': identities are hidden from experts.")
+    username = serializers.CharField(allow_null=True, help_text="Shown to admins only.")
+    preference = serializers.IntegerField(help_text="Canonical orientation (A and B as imported).")
+    rationale = serializers.CharField(allow_blank=True)
+    confidence = serializers.IntegerField(allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField())
+    kind = serializers.CharField(allow_blank=True)
+    evidence = EvidenceSerializer(many=True)
+
+
+class AdjudicationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    escalation = serializers.IntegerField(source="escalation_id")
+    pair = serializers.IntegerField(source="pair_id")
+    decision = serializers.CharField()
+    preference = serializers.IntegerField(allow_null=True)
+    note = serializers.CharField()
+    expert = serializers.CharField(source="expert.username")
+    created_at = serializers.DateTimeField()
+
+
+class EscalationDetailApi(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, escalation_id: int) -> Response:
+        escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+        review = escalation_review(escalation=escalation, viewer=request.user)
+        pair = review["pair"]
+        adjudication = review["adjudication"]
+        body = EscalationOutputSerializer(escalation, context={"viewer": request.user}).data
+        body.update(
+            conversation=pair.conversation,
+            response_a=pair.response_a,
+            response_b=pair.response_b,
+            attributes={item["name"]: item["value"] for item in review["attributes"]},
+            labels=ReviewLabelSerializer(review["labels"], many=True).data,
+            prediction=review["prediction"],
+            adjudication=None
+            if adjudication is None
+            else AdjudicationOutputSerializer(adjudication).data,
+        )
+        return Response(body)
+
+
+class EscalationClaimApi(APIView):
+    @extend_schema(request=None, responses={200: EscalationOutputSerializer})
+    def post(self, request: Request, escalation_id: int) -> Response:
+        escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+        try:
+            escalation = escalation_claim(escalation=escalation, expert=request.user)
+        except ReviewError as exc:
+            return _error(exc)
+        return Response(
+            EscalationOutputSerializer(escalation, context={"viewer": request.user}).data
+        )
+
+
+class EscalationReleaseApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, escalation_id: int) -> Response:
+        escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+        if not escalation_release(escalation=escalation, expert=request.user):
+            return Response(
+                {"detail": "You do not hold this claim.", "code": "not_claimed"}, status=409
+            )
+        return Response(status=204)
+
+
+class EscalationAdjudicateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=Adjudication.Decision.values)
+        preference = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=-2,
+            max_value=2,
+            help_text="Canonical orientation (A and B as imported); for decision=preference.",
+        )
+        note = serializers.CharField()
+
+    OutputSerializer = AdjudicationOutputSerializer
+
+    @extend_schema(request=InputSerializer, responses={201: AdjudicationOutputSerializer})
+    def post(self, request: Request, escalation_id: int) -> Response:
+        escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            adjudication = adjudication_resolve(
+                escalation=escalation,
+                expert=request.user,
+                decision=data["decision"],
+                preference=data.get("preference"),
+                note=data["note"],
+            )
+        except ReviewError as exc:
+            return _error(exc)
+        return Response(self.OutputSerializer(adjudication).data, status=201)
+
+
+class PairGoldApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        preference = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=-2,
+            max_value=2,
+            help_text="The known answer, canonical; omit to promote the expert's decision.",
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        is_gold = serializers.BooleanField()
+        gold_preference = serializers.IntegerField(allow_null=True)
+        provenance = serializers.CharField()
+        status = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request: Request, pair_id: int) -> Response:
+        pair = pair_for_admin(pair_id=pair_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        preference = serializer.validated_data.get("preference")
+        try:
+            if preference is None:
+                pair = pair_promote_gold(pair=pair)
+            else:
+                pair = pair_mark_gold(pair=pair, preference=preference)
+        except ReviewError as exc:
+            return _error(exc)
+        return Response(self.OutputSerializer(pair).data)

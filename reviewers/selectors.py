@@ -1,0 +1,386 @@
+"""Reads for the reviewers app: the expert queue, the review page, quality control."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
+from django.db.models import Aggregate, Count, FloatField, Q, QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from annotation.models import Campaign, Label, Pair
+from annotation.roles import Role, user_has_role
+from reviewers.models import Escalation
+from scoring.models import PairScore
+from scoring.selectors.agreement import campaign_agreement
+
+QUEUE_ORDERS = {
+    "oldest": ("created_at", "id"),
+    "disputed": ("-disagreement", "created_at", "id"),
+}
+# Accuracy-style figures need a few items before they may flag anyone.
+QUALITY_MIN_ITEMS = 5
+# |z| of "the response shown first wins" against a fair coin, beyond which we flag.
+POSITION_BIAS_Z = 3.0
+EVIDENCE_SUMMARY_CHARS = 240
+PREFERENCE_WORDS = {
+    2: "A much better",
+    1: "A better",
+    0: "Tie",
+    -1: "B better",
+    -2: "B much better",
+}
+
+
+def preference_words(preference: int | None, *, campaign: Campaign) -> str:
+    if preference is None:
+        return "—"
+    if len(campaign.allowed_preferences) < 5 and preference in (1, -1):
+        return "A" if preference > 0 else "B"
+    return PREFERENCE_WORDS.get(preference, str(preference))
+
+
+# --- access -------------------------------------------------------------------------------
+
+
+def require_expert(user: AbstractBaseUser | AnonymousUser) -> None:
+    """Experts and admins only; anyone else is told the page does not exist."""
+    if not user_has_role(user, Role.EXPERT):
+        raise Http404("No such page.")
+
+
+def escalation_for_expert(
+    *, escalation_id: int, user: AbstractBaseUser | AnonymousUser
+) -> Escalation:
+    require_expert(user)
+    return get_object_or_404(
+        Escalation.objects.select_related("pair", "campaign", "claimed_by"), pk=escalation_id
+    )
+
+
+def pair_for_admin(*, pair_id: int, user: AbstractBaseUser | AnonymousUser) -> Pair:
+    if not user_has_role(user, Role.ADMIN):
+        raise Http404("No such pair.")
+    return get_object_or_404(Pair.objects.select_related("campaign"), pk=pair_id)
+
+
+# --- the expert queue -----------------------------------------------------------------------
+
+
+def escalation_queue(
+    *, campaign_id: int | None = None, order: str = "oldest"
+) -> QuerySet[Escalation]:
+    """Open escalations, oldest first or most disputed (highest pair disagreement) first."""
+    escalations = Escalation.objects.filter(status=Escalation.Status.OPEN).select_related(
+        "pair", "campaign", "claimed_by"
+    )
+    if campaign_id is not None:
+        escalations = escalations.filter(campaign_id=campaign_id)
+    return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
+
+
+def claim_state(
+    escalation: Escalation, *, viewer: AbstractBaseUser, now: datetime | None = None
+) -> dict[str, Any]:
+    """Who holds the claim, as this viewer may know it: experts do not see each other's names."""
+    now = now or timezone.now()
+    held = (
+        escalation.claimed_by_id is not None
+        and escalation.claim_expires_at is not None
+        and escalation.claim_expires_at >= now
+    )
+    mine = held and escalation.claimed_by_id == viewer.pk
+    holder = None
+    if held and not mine:
+        is_admin = user_has_role(viewer, Role.ADMIN)
+        holder = escalation.claimed_by.username if is_admin else "another expert"
+    return {
+        "held": held,
+        "mine": mine,
+        "holder": holder,
+        "expires_at": escalation.claim_expires_at if held else None,
+        "overdue": escalation.deadline is not None and escalation.deadline < now,
+    }
+
+
+# --- the review page ------------------------------------------------------------------------
+
+
+def evidence_summary(payload: Any) -> str:
+    """A one-line account of an evidence payload, whatever tool produced it."""
+    if isinstance(payload, dict):
+        preferred = ("query", "title", "url", "language", "status", "exit_code", "prompt")
+        parts = [
+            f"{key}: {payload[key]}" for key in preferred if payload.get(key) not in (None, "")
+        ]
+        if not parts:
+            parts = [f"{key}: {value}" for key, value in payload.items()]
+        text = "; ".join(_flat(part) for part in parts)
+    else:
+        text = _flat(json.dumps(payload, default=str))
+    if len(text) > EVIDENCE_SUMMARY_CHARS:
+        text = text[: EVIDENCE_SUMMARY_CHARS - 1] + "…"
+    return text
+
+
+def _flat(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return " ".join(text.split())
+
+
+def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> dict[str, Any]:
+    """Everything an expert needs to decide, in canonical orientation (A and B as imported).
+
+    Annotators appear as "Annotator 1, 2, …" in the order they labelled; only admins also see
+    usernames.
+    """
+    pair = escalation.pair
+    campaign = escalation.campaign
+    show_names = user_has_role(viewer, Role.ADMIN)
+    labels = (
+        Label.objects.filter(pair=pair)
+        .select_related("annotator")
+        .prefetch_related("evidence")
+        .order_by("created_at", "id")
+    )
+    entries = []
+    for number, label in enumerate(labels, start=1):
+        kind = "re-test" if label.is_retest else ("gold check" if label.is_gold_check else "")
+        entries.append(
+            {
+                "number": number,
+                "name": f"Annotator {number}",
+                "username": label.annotator.username if show_names else None,
+                "preference": label.preference,
+                "preference_words": preference_words(label.preference, campaign=campaign),
+                "rationale": label.rationale,
+                "confidence": label.confidence,
+                "flags": label.flags,
+                "seconds_spent": label.seconds_spent,
+                "kind": kind,
+                "evidence": [
+                    {
+                        "kind": item.kind,
+                        "kind_display": item.get_kind_display(),
+                        "summary": evidence_summary(item.payload),
+                    }
+                    for item in label.evidence.all()
+                ],
+            }
+        )
+    attributes = [
+        {"name": name, "label": label, "value": getattr(pair, name)}
+        for name, label in (
+            ("task_category", "Task category"),
+            ("objectivity", "Objectivity"),
+            ("controversiality", "Controversiality"),
+            ("desired_attributes", "Desired attributes"),
+            ("annotation_guideline", "Annotation guideline"),
+        )
+    ]
+    adjudication = getattr(escalation, "adjudication", None)
+    return {
+        "escalation": escalation,
+        "pair": pair,
+        "campaign": campaign,
+        "reasons": [
+            line
+            for line in [escalation.get_reason_display(), *escalation.detail.splitlines()]
+            if line
+        ],
+        "labels": entries,
+        "attributes": attributes,
+        "prediction": model_prediction(pair=pair),
+        "claim": claim_state(escalation, viewer=viewer),
+        "adjudication": adjudication,
+        "decision_words": (
+            preference_words(adjudication.preference, campaign=campaign)
+            if adjudication is not None
+            else None
+        ),
+        "choices": [
+            (value, preference_words(value, campaign=campaign))
+            for value in sorted(campaign.allowed_preferences, reverse=True)
+        ],
+        "show_names": show_names,
+    }
+
+
+def model_prediction(*, pair: Pair) -> dict[str, Any] | None:
+    """The active model version's latest score of the pair: p(A better), or None."""
+    score = (
+        PairScore.objects.filter(
+            pair=pair, model_version__is_active=True, model_version__campaign_id=pair.campaign_id
+        )
+        .select_related("model_version")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if score is None:
+        return None
+    return {
+        "version": score.model_version.number,
+        "p_a_better": score.p_a_better,
+        "reward_a": score.reward_a,
+        "reward_b": score.reward_b,
+    }
+
+
+# --- quality control ------------------------------------------------------------------------
+
+
+def _same_direction(left: str, right: str) -> Q:
+    return (
+        Q(**{f"{left}__gt": 0, f"{right}__gt": 0})
+        | Q(**{left: 0, right: 0})
+        | Q(**{f"{left}__lt": 0, f"{right}__lt": 0})
+    )
+
+
+class _Median(Aggregate):
+    """PostgreSQL's exact median; other databases take the Python path."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def retest_agreement(*, campaign: Campaign) -> dict[str, Any]:
+    """How often a double-blind re-test picked the same direction as the pair's consensus."""
+    counts = Label.objects.filter(
+        campaign=campaign, is_retest=True, pair__consensus_preference__isnull=False
+    ).aggregate(
+        n=Count("pk"),
+        agreeing=Count("pk", filter=_same_direction("preference", "pair__consensus_preference")),
+    )
+    n, agreeing = counts["n"], counts["agreeing"]
+    return {"n": n, "agreeing": agreeing, "rate": agreeing / n if n else None}
+
+
+def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per annotator: gold accuracy, agreement with consensus, position bias, median seconds.
+
+    * gold accuracy: share of gold checks whose direction (A, tie, B) matches the gold answer;
+    * consensus agreement: share of their regular and re-test labels, on pairs that have a
+      consensus, in its direction (their own label is part of a regular consensus);
+    * position bias: of their decisive labels (not ties), the share where the response shown
+      first (on the left) won. Order is randomised, so 0.5 is unbiased; ``position_bias_z`` is
+      the distance from 0.5 in standard errors of a fair coin;
+    * median seconds per pair, over labels that report time spent.
+
+    ``flagged`` when, with at least ``QUALITY_MIN_ITEMS`` items, gold accuracy is below the
+    campaign's ``quality_threshold`` (or, with no gold checks, agreement with consensus is), or
+    when ``|position_bias_z| >= POSITION_BIAS_Z``. Worst first.
+    """
+    first_wins = Q(shown_first="a", preference__gt=0) | Q(shown_first="b", preference__lt=0)
+    judged = Q(is_gold_check=False)
+    aggregates: dict[str, Any] = {
+        "labels": Count("pk", filter=judged),
+        "gold_checks": Count(
+            "pk", filter=Q(is_gold_check=True, pair__gold_preference__isnull=False)
+        ),
+        "gold_correct": Count(
+            "pk",
+            filter=Q(is_gold_check=True) & _same_direction("preference", "pair__gold_preference"),
+        ),
+        "consensus_labels": Count(
+            "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
+        ),
+        "consensus_agreeing": Count(
+            "pk", filter=judged & _same_direction("preference", "pair__consensus_preference")
+        ),
+        "decisive": Count("pk", filter=~Q(preference=0)),
+        "first_wins": Count("pk", filter=first_wins),
+    }
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        aggregates["median_seconds"] = _Median("seconds_spent")
+    rows = list(
+        Label.objects.filter(campaign=campaign)
+        .order_by()
+        .values("annotator_id", "annotator__username")
+        .annotate(**aggregates)
+    )
+    if not postgres:
+        seconds: dict[int, list[float]] = defaultdict(list)
+        timed = Label.objects.filter(campaign=campaign, seconds_spent__isnull=False)
+        for annotator_id, spent in timed.values_list("annotator_id", "seconds_spent").iterator():
+            seconds[annotator_id].append(spent)
+        for row in rows:
+            spent = seconds.get(row["annotator_id"])
+            row["median_seconds"] = statistics.median(spent) if spent else None
+    threshold = campaign.quality_threshold
+    result = []
+    for row in rows:
+        gold_accuracy = _share(row["gold_correct"], row["gold_checks"])
+        consensus_agreement = _share(row["consensus_agreeing"], row["consensus_labels"])
+        position_bias = _share(row["first_wins"], row["decisive"])
+        position_bias_z = None
+        if row["decisive"]:
+            position_bias_z = (row["first_wins"] - row["decisive"] / 2) / (
+                row["decisive"] ** 0.5 / 2
+            )
+        reasons = []
+        if row["gold_checks"] >= QUALITY_MIN_ITEMS and gold_accuracy < threshold:
+            reasons.append("gold_accuracy")
+        if (
+            row["gold_checks"] == 0
+            and row["consensus_labels"] >= QUALITY_MIN_ITEMS
+            and consensus_agreement < threshold
+        ):
+            reasons.append("consensus_agreement")
+        if position_bias_z is not None and abs(position_bias_z) >= POSITION_BIAS_Z:
+            reasons.append("position_bias")
+        result.append(
+            {
+                "annotator_id": row["annotator_id"],
+                "username": row["annotator__username"],
+                "labels": row["labels"],
+                "gold_checks": row["gold_checks"],
+                "gold_correct": row["gold_correct"],
+                "gold_accuracy": gold_accuracy,
+                "consensus_labels": row["consensus_labels"],
+                "consensus_agreement": consensus_agreement,
+                "decisive_labels": row["decisive"],
+                "first_shown_wins": row["first_wins"],
+                "position_bias": position_bias,
+                "position_bias_z": position_bias_z,
+                "median_seconds": row["median_seconds"],
+                "flagged": bool(reasons),
+                "flag_reasons": reasons,
+            }
+        )
+    result.sort(
+        key=lambda r: (
+            not r["flagged"],
+            _sort_key(r["gold_accuracy"]),
+            _sort_key(r["consensus_agreement"]),
+            r["username"],
+        )
+    )
+    return result
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _sort_key(value: float | None) -> float:
+    return 2.0 if value is None else value
+
+
+# --- agreement --------------------------------------------------------------------------------
+
+
+def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str, Any]:
+    """``scoring.selectors.agreement.campaign_agreement`` plus the re-test agreement rate."""
+    report = dict(campaign_agreement(campaign=campaign, use_cache=use_cache))
+    report["retest"] = retest_agreement(campaign=campaign)
+    return report

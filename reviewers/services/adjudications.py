@@ -1,0 +1,74 @@
+"""An expert's decision on an escalated pair: final, recorded with who and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Pair
+from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
+from reviewers.models import Adjudication, Escalation
+
+
+def adjudication_resolve(
+    *,
+    escalation: Escalation,
+    expert: AbstractBaseUser,
+    decision: str,
+    preference: int | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> Adjudication:
+    """Decide a canonical preference, or discard the pair as ambiguous.
+
+    The expert must hold an unexpired claim (``escalation_claim``). The pair gets the decision
+    as its consensus, with provenance "adjudicated" (status resolved) or "discarded" (status
+    discarded). A second decision on the same escalation raises ``AlreadyDecided``.
+    """
+    now = now or timezone.now()
+    campaign = escalation.campaign
+    note = note.strip()
+    if decision == Adjudication.Decision.PREFERENCE:
+        if preference not in campaign.allowed_preferences:
+            allowed = sorted(campaign.allowed_preferences, reverse=True)
+            raise InvalidDecision(f"preference must be one of {allowed} for this campaign")
+    elif decision == Adjudication.Decision.DISCARD:
+        preference = None
+    else:
+        raise InvalidDecision("decision must be 'preference' or 'discard'")
+    if not note:
+        raise InvalidDecision("a note explaining the decision is required")
+    with transaction.atomic():
+        # The conditional UPDATE is the gate: only the claim holder, once, before expiry.
+        closed = Escalation.objects.filter(
+            pk=escalation.pk,
+            status=Escalation.Status.OPEN,
+            claimed_by=expert,
+            claim_expires_at__gte=now,
+        ).update(status=Escalation.Status.RESOLVED)
+        if not closed:
+            escalation.refresh_from_db()
+            if escalation.status != Escalation.Status.OPEN:
+                raise AlreadyDecided("This escalation has already been decided.")
+            raise ClaimRequired("Claim this escalation (or renew your expired claim) first.")
+        adjudication = Adjudication(
+            escalation=escalation,
+            pair_id=escalation.pair_id,
+            expert=expert,
+            decision=decision,
+            preference=preference,
+            note=note,
+        )
+        adjudication.full_clean(exclude=["escalation", "pair", "expert"])
+        adjudication.save()
+        discarded = decision == Adjudication.Decision.DISCARD
+        Pair.objects.filter(pk=escalation.pair_id).update(
+            consensus_preference=preference,
+            provenance=Pair.Provenance.DISCARDED if discarded else Pair.Provenance.ADJUDICATED,
+            status=Pair.Status.DISCARDED if discarded else Pair.Status.RESOLVED,
+        )
+    escalation.status = Escalation.Status.RESOLVED
+    return adjudication

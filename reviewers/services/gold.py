@@ -1,0 +1,51 @@
+"""Gold pairs: pairs with a known answer, served silently as checks on annotators."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from annotation.models import Assignment, Pair
+from reviewers.errors import GoldNotAllowed
+
+_NOT_YET_LABELLED = (Pair.Status.POOLED, Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
+
+
+def pair_mark_gold(*, pair: Pair, preference: int) -> Pair:
+    """Give the pair a known answer (canonical orientation) and make it a gold check.
+
+    A pair still waiting for labels leaves the regular queue. The known answer becomes the
+    pair's consensus with provenance "gold"; on an adjudicated pair it must match the expert's
+    decision (use ``pair_promote_gold``). Escalated, discarded and currently leased pairs are
+    refused.
+    """
+    with transaction.atomic():
+        current = Pair.objects.select_for_update().get(pk=pair.pk)
+        campaign = pair.campaign
+        if preference not in campaign.allowed_preferences:
+            allowed = sorted(campaign.allowed_preferences, reverse=True)
+            raise GoldNotAllowed(f"preference must be one of {allowed} for this campaign")
+        if current.status == Pair.Status.ESCALATED:
+            raise GoldNotAllowed("This pair is waiting for an expert; decide it first.")
+        if current.status == Pair.Status.DISCARDED:
+            raise GoldNotAllowed("This pair was discarded as ambiguous.")
+        if Assignment.objects.filter(pair=current, status=Assignment.Status.ACTIVE).exists():
+            raise GoldNotAllowed("Annotators are judging this pair right now; try again later.")
+        adjudicated = current.provenance == Pair.Provenance.ADJUDICATED
+        if adjudicated and current.consensus_preference != preference:
+            raise GoldNotAllowed("An expert decided this pair differently; their decision stands.")
+        updates: dict[str, object] = {"is_gold": True, "gold_preference": preference}
+        if not adjudicated:
+            updates.update(consensus_preference=preference, provenance=Pair.Provenance.GOLD)
+        if current.status in _NOT_YET_LABELLED:
+            updates["status"] = Pair.Status.COMPLETE
+        Pair.objects.filter(pk=current.pk).update(**updates)
+    pair.refresh_from_db()
+    return pair
+
+
+def pair_promote_gold(*, pair: Pair) -> Pair:
+    """Promote an expert-adjudicated pair to gold, with the expert's decision as the answer."""
+    pair.refresh_from_db(fields=["provenance", "consensus_preference"])
+    if pair.provenance != Pair.Provenance.ADJUDICATED or pair.consensus_preference is None:
+        raise GoldNotAllowed("Only pairs an expert decided with a preference can be promoted.")
+    return pair_mark_gold(pair=pair, preference=pair.consensus_preference)

@@ -1,0 +1,183 @@
+"""Pages for experts (the queue, the review page) and admins (agreement, quality). htmx.
+
+Thin views: an access helper that answers 404 to anyone without the role, one service call,
+then render (the fragment for htmx requests) or redirect (plain form posts).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from annotation.models import Campaign
+from annotation.selectors import campaign_for_admin
+from reviewers.errors import ReviewError
+from reviewers.forms import AdjudicationForm
+from reviewers.models import Escalation
+from reviewers.selectors import (
+    QUEUE_ORDERS,
+    agreement_report,
+    annotator_quality,
+    claim_state,
+    escalation_for_expert,
+    escalation_queue,
+    escalation_review,
+    require_expert,
+    retest_agreement,
+)
+from reviewers.services.adjudications import adjudication_resolve
+from reviewers.services.escalations import escalation_claim, escalation_release
+from reviewers.services.gold import pair_promote_gold
+
+QUEUE_PAGE_SIZE = 200
+
+
+def _campaign_filter(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() else None
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def expert_queue(request: HttpRequest) -> HttpResponse:
+    require_expert(request.user)
+    campaign_id = _campaign_filter(request.GET.get("campaign"))
+    order = request.GET.get("order", "oldest")
+    order = order if order in QUEUE_ORDERS else "oldest"
+    queue = escalation_queue(campaign_id=campaign_id, order=order)
+    rows = [
+        {"escalation": escalation, "claim": claim_state(escalation, viewer=request.user)}
+        for escalation in queue[:QUEUE_PAGE_SIZE]
+    ]
+    context = {
+        "rows": rows,
+        "total": queue.count(),
+        "order": order,
+        "other_order": "disputed" if order == "oldest" else "oldest",
+        "campaign_id": campaign_id,
+        "campaigns": Campaign.objects.order_by("name"),
+    }
+    template = "reviewers/queue.html#queue-table" if request.htmx else "reviewers/queue.html"
+    return render(request, template, context)
+
+
+def _review_context(
+    request: HttpRequest, escalation: Escalation, form: AdjudicationForm | None = None
+) -> dict[str, object]:
+    context = escalation_review(escalation=escalation, viewer=request.user)
+    context["form"] = form or AdjudicationForm(campaign=escalation.campaign)
+    return context
+
+
+def _decision_panel(
+    request: HttpRequest, escalation_id: int, *, form: AdjudicationForm | None = None
+) -> HttpResponse:
+    """After a claim, release or decision: the fragment for htmx, else back to the page."""
+    if not request.htmx:
+        return redirect("escalation-review", escalation_id=escalation_id)
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    context = _review_context(request, escalation, form)
+    return render(request, "reviewers/review.html#decision-panel", context)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def escalation_review_page(request: HttpRequest, escalation_id: int) -> HttpResponse:
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    context = _review_context(request, escalation)
+    template = "reviewers/review.html#decision-panel" if request.htmx else "reviewers/review.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def escalation_claim_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    try:
+        escalation_claim(escalation=escalation, expert=request.user)
+    except ReviewError as exc:
+        messages.error(request, str(exc))
+    return _decision_panel(request, escalation_id)
+
+
+@login_required
+@require_POST
+def escalation_release_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    escalation_release(escalation=escalation, expert=request.user)
+    if not request.htmx:
+        return redirect("expert-queue")
+    return _decision_panel(request, escalation_id)
+
+
+@login_required
+@require_POST
+def escalation_adjudicate_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    form = AdjudicationForm(request.POST, campaign=escalation.campaign)
+    if not form.is_valid():
+        if not request.htmx:
+            messages.error(request, "Choose a decision and write a note.")
+        return _decision_panel(request, escalation_id, form=form)
+    decision, preference = form.decision()
+    try:
+        adjudication_resolve(
+            escalation=escalation,
+            expert=request.user,
+            decision=decision,
+            preference=preference,
+            note=form.cleaned_data["note"],
+        )
+    except ReviewError as exc:
+        messages.error(request, str(exc))
+        return _decision_panel(request, escalation_id, form=form)
+    messages.success(request, "Decision recorded.")
+    return _decision_panel(request, escalation_id)
+
+
+@login_required
+@require_POST
+def escalation_promote_gold_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    campaign_for_admin(campaign_id=escalation.campaign_id, user=request.user)
+    try:
+        pair_promote_gold(pair=escalation.pair)
+    except ReviewError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Pair {escalation.pair_id} is now a gold pair.")
+    return _decision_panel(request, escalation_id)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def campaign_agreement_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    report = agreement_report(campaign=campaign, use_cache="fresh" not in request.GET)
+    context = {
+        "campaign": campaign,
+        "report": report,
+        "rounds_below": [r for r in report["rounds"] if r["below_target"]],
+    }
+    template = (
+        "reviewers/agreement.html#agreement-body" if request.htmx else "reviewers/agreement.html"
+    )
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def campaign_quality_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    context = {
+        "campaign": campaign,
+        "annotators": annotator_quality(campaign=campaign),
+        "retest": retest_agreement(campaign=campaign),
+    }
+    return render(request, "reviewers/quality.html", context)

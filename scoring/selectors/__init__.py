@@ -1,0 +1,1 @@
+"""Reads for the scoring app, one module per subject (agreement, …)."""

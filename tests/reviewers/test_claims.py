@@ -1,0 +1,141 @@
+"""Claims on escalations: one expert at a time, safe under concurrency, and expiring."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from annotation.roles import Role
+from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest
+from reviewers.models import Escalation
+from reviewers.services.adjudications import adjudication_resolve
+from reviewers.services.escalations import (
+    CLAIM_DURATION,
+    escalation_claim,
+    escalation_open,
+    escalation_release,
+)
+from tests.factories import CampaignFactory, PairFactory
+from tests.reviewers.factories import add_label, user_with_role
+
+
+def _open_escalation(campaign=None) -> Escalation:
+    pair = PairFactory(campaign=campaign or CampaignFactory())
+    return escalation_open(pair=pair, reason=Escalation.Reason.MANUAL, detail="look")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exactly_one_of_many_racing_experts_wins_the_claim():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs real concurrent transactions (PostgreSQL)")
+    escalation = _open_escalation()
+    experts = [user_with_role(f"expert{i}", Role.EXPERT) for i in range(12)]
+    start = threading.Barrier(len(experts))
+    winners: list[int] = []
+    losers: list[int] = []
+    errors: list[BaseException] = []
+
+    def claim(expert):
+        try:
+            start.wait(timeout=30)
+            escalation_claim(escalation=Escalation.objects.get(pk=escalation.pk), expert=expert)
+            winners.append(expert.pk)
+        except ClaimUnavailable:
+            losers.append(expert.pk)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claim, args=(expert,)) for expert in experts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert len(winners) == 1 and len(losers) == len(experts) - 1
+    escalation.refresh_from_db()
+    assert escalation.claimed_by_id == winners[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_experts_share_an_expired_claim_out_to_exactly_one():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs real concurrent transactions (PostgreSQL)")
+    escalation = _open_escalation()
+    sleeper = user_with_role("sleeper", Role.EXPERT)
+    long_ago = timezone.now() - CLAIM_DURATION - timedelta(minutes=1)
+    escalation_claim(escalation=escalation, expert=sleeper, now=long_ago)
+    experts = [user_with_role(f"expert{i}", Role.EXPERT) for i in range(8)]
+    start = threading.Barrier(len(experts))
+    winners: list[int] = []
+
+    def claim(expert):
+        try:
+            start.wait(timeout=30)
+            escalation_claim(escalation=Escalation.objects.get(pk=escalation.pk), expert=expert)
+            winners.append(expert.pk)
+        except ClaimUnavailable:
+            pass
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claim, args=(expert,)) for expert in experts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(winners) == 1
+    escalation.refresh_from_db()
+    assert escalation.claimed_by_id == winners[0] != sleeper.pk
+
+
+@pytest.mark.django_db
+def test_a_held_claim_turns_others_away_until_it_expires(expert):
+    escalation = _open_escalation()
+    other = user_with_role("frank", Role.EXPERT)
+    now = timezone.now()
+    escalation_claim(escalation=escalation, expert=expert, now=now)
+    with pytest.raises(ClaimUnavailable):
+        escalation_claim(escalation=escalation, expert=other, now=now + timedelta(minutes=29))
+    claimed = escalation_claim(escalation=escalation, expert=other, now=now + timedelta(minutes=31))
+    assert claimed.claimed_by_id == other.pk
+    assert claimed.claim_expires_at == now + timedelta(minutes=31) + CLAIM_DURATION
+
+
+@pytest.mark.django_db
+def test_the_holder_can_renew_and_release_the_claim(expert):
+    escalation = _open_escalation()
+    other = user_with_role("frank", Role.EXPERT)
+    now = timezone.now()
+    escalation_claim(escalation=escalation, expert=expert, now=now)
+    renewed = escalation_claim(
+        escalation=escalation, expert=expert, now=now + timedelta(minutes=20)
+    )
+    assert renewed.claim_expires_at == now + timedelta(minutes=20) + CLAIM_DURATION
+    assert escalation_release(escalation=escalation, expert=other) is False
+    assert escalation_release(escalation=escalation, expert=expert) is True
+    assert escalation_claim(escalation=escalation, expert=other).claimed_by_id == other.pk
+
+
+@pytest.mark.django_db
+def test_nobody_claims_a_pair_they_labelled(admin_user):
+    escalation = _open_escalation()
+    add_label(escalation.pair, admin_user, 1)
+    with pytest.raises(ConflictOfInterest):
+        escalation_claim(escalation=escalation, expert=admin_user)
+
+
+@pytest.mark.django_db
+def test_a_decided_escalation_cannot_be_claimed(expert):
+    escalation = _open_escalation()
+    escalation_claim(escalation=escalation, expert=expert)
+    adjudication_resolve(
+        escalation=escalation, expert=expert, decision="discard", note="Both are wrong."
+    )
+    with pytest.raises(AlreadyDecided):
+        escalation_claim(escalation=escalation, expert=user_with_role("frank", Role.EXPERT))

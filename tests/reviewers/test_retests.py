@@ -1,0 +1,122 @@
+"""Double-blind re-tests: scheduling, who gets them, what they look like, what they report."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from django.urls import reverse
+
+from annotation.models import Assignment, Label, Pair
+from annotation.services.assignments import assignment_next
+from annotation.services.labels import LabelInput, label_submit
+from reviewers.models import Escalation
+from reviewers.selectors import retest_agreement
+from reviewers.services.consensus import pair_consensus_update
+from tests.conftest import api_client_for
+from tests.factories import CampaignFactory, PairFactory, UserFactory
+from tests.reviewers.factories import judge, judged_pair, user_with_role
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def retest_campaign(db):
+    return CampaignFactory(retest_share=1.0)  # every undisputed pair gets a re-test
+
+
+def test_an_undisputed_pair_goes_back_for_one_more_annotator(retest_campaign):
+    pair = judged_pair(retest_campaign, [1, 1, 2])
+    assert pair.status == Pair.Status.IN_ANNOTATION
+    assert pair.slot_cap == 4
+    assert pair.provenance == Pair.Provenance.UNANIMOUS  # the consensus is already recorded
+
+
+def test_a_disputed_pair_is_not_retested(retest_campaign):
+    pair = judged_pair(retest_campaign, [1, 0, -1])
+    assert pair.slot_cap == 3
+    assert pair.status == Pair.Status.ESCALATED
+
+
+def test_the_retest_never_reaches_one_of_the_original_annotators(retest_campaign):
+    originals = UserFactory.create_batch(3)
+    pair = judged_pair(retest_campaign, [1, 1, 1], users=originals)
+    for user in originals:
+        assert assignment_next(campaign=retest_campaign, annotator=user) is None
+    newcomer = UserFactory()
+    retest = assignment_next(campaign=retest_campaign, annotator=newcomer)
+    assert retest.pair_id == pair.pk
+    assert retest.kind == Assignment.Kind.RETEST
+    # And only one: the extra slot is taken.
+    assert assignment_next(campaign=retest_campaign, annotator=UserFactory()) is None
+
+
+def test_running_the_consensus_twice_schedules_one_retest(retest_campaign):
+    pair = judged_pair(retest_campaign, [2, 2, 2])
+    Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.COMPLETE)
+    pair.refresh_from_db()
+    pair_consensus_update(pair=pair, rng=random.Random(1))
+    pair.refresh_from_db()
+    assert pair.slot_cap == 4
+
+
+def test_the_retest_looks_like_any_other_assignment_to_the_annotator(retest_campaign):
+    judged_pair(retest_campaign, [1, 1, 1])
+    fresh = PairFactory(campaign=retest_campaign, priority=-1)  # served after the re-test
+    newcomer = user_with_role("newcomer")
+    client = api_client_for(newcomer)
+    url = reverse("api-next", args=[retest_campaign.pk])
+    retest_body = client.post(url).json()
+    label_url = reverse("api-label", args=[retest_body["assignment"]["id"]])
+    assert client.post(label_url, {"preference": 1}, format="json").status_code == 201
+    regular_body = client.post(url).json()
+    assert Assignment.objects.get(pk=regular_body["assignment"]["id"]).pair_id == fresh.pk
+
+    def shape(body):
+        return {
+            key: sorted(value) if isinstance(value, dict) else None for key, value in body.items()
+        }
+
+    assert shape(retest_body) == shape(regular_body)
+    assert "retest" not in str(retest_body).lower()
+
+
+def test_a_contradicting_retest_escalates_and_an_agreeing_one_does_not(retest_campaign):
+    agreeing = judged_pair(retest_campaign, [2, 1, 1])
+    label = judge(retest_campaign, UserFactory(), 1)
+    assert label.is_retest and label.pair_id == agreeing.pk
+    agreeing.refresh_from_db()
+    assert agreeing.status == Pair.Status.COMPLETE
+    assert not Escalation.objects.filter(pair=agreeing).exists()
+
+    contradicted = judged_pair(retest_campaign, [2, 1, 1])
+    judge(retest_campaign, UserFactory(), -1)
+    escalation = Escalation.objects.get(pair=contradicted)
+    assert escalation.reason == Escalation.Reason.RETEST_CONTRADICTION
+    contradicted.refresh_from_db()
+    assert contradicted.status == Pair.Status.ESCALATED
+    # The re-test stays out of the consensus.
+    assert contradicted.consensus_preference == 1
+    assert contradicted.provenance == Pair.Provenance.UNANIMOUS
+
+
+def test_a_retest_arriving_after_an_escalation_leaves_the_pair_escalated(retest_campaign):
+    from reviewers.services.escalations import escalation_model_contradiction
+
+    pair = judged_pair(retest_campaign, [1, 1, 1])
+    retest = assignment_next(campaign=retest_campaign, annotator=UserFactory())
+    escalation_model_contradiction(pair=pair, p_agree=0.01, threshold=0.9)
+    label_submit(assignment=retest, data=LabelInput(preference=1 if not retest.swapped else -1))
+    pair.refresh_from_db()
+    assert pair.status == Pair.Status.ESCALATED
+
+
+def test_the_retest_agreement_rate_is_reported(retest_campaign):
+    judged_pair(retest_campaign, [2, 2, 2])
+    judge(retest_campaign, UserFactory(), 1)  # agrees in direction
+    judged_pair(retest_campaign, [1, 1, 1])
+    judge(retest_campaign, UserFactory(), -2)  # contradicts
+    judged_pair(retest_campaign, [-1, -1, -2])
+    judge(retest_campaign, UserFactory(), -1)  # agrees
+    assert Label.objects.filter(is_retest=True).count() == 3
+    assert retest_agreement(campaign=retest_campaign) == {"n": 3, "agreeing": 2, "rate": 2 / 3}
