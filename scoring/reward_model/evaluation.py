@@ -8,16 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from .examples import PreferenceExample
+from .examples import ExampleLike, as_preference_examples
 from .model import RewardModel
 
 
-def evaluate(model: RewardModel, examples: Sequence[PreferenceExample]) -> dict[str, Any]:
+def evaluate(model: RewardModel, examples: Sequence[ExampleLike]) -> dict[str, Any]:
     """Share of pairs where r(chosen) > r(rejected), overall and per category.
 
     A tie counts as a miss. Examples without a category count only in the overall figure.
     Returns ``{"accuracy", "n", "per_category": {category: {"accuracy", "n"}}}``.
     """
+    examples = as_preference_examples(examples)
     if not examples:
         raise ValueError("Cannot evaluate on zero pairs.")
     items = [(example.conversation, example.chosen) for example in examples]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .formatting import Conversation
 
@@ -20,3 +22,14 @@ class PreferenceExample:
     rejected: str
     category: str | None = None
     margin: float | None = None
+
+
+# A PreferenceExample, or a plain tuple (conversation, chosen, rejected[, category[, margin]]).
+ExampleLike = PreferenceExample | tuple[Any, ...]
+
+
+def as_preference_examples(examples: Iterable[ExampleLike]) -> list[PreferenceExample]:
+    return [
+        example if isinstance(example, PreferenceExample) else PreferenceExample(*example)
+        for example in examples
+    ]

@@ -44,7 +44,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .examples import PreferenceExample
+from .examples import ExampleLike, PreferenceExample, as_preference_examples
 from .head import find_reward_head
 from .model import RewardModel
 
@@ -141,8 +141,9 @@ class _PreparedPairs:
         return sum(map(len, self.chosen_ids)) + sum(map(len, self.rejected_ids))
 
 
-def embed_pairs(model: RewardModel, examples: Sequence[PreferenceExample]) -> PairEmbeddings:
+def embed_pairs(model: RewardModel, examples: Sequence[ExampleLike]) -> PairEmbeddings:
     """Precompute head-mode features, e.g. to cache them across several head fits."""
+    examples = as_preference_examples(examples)
     chosen = model.encode([(example.conversation, example.chosen) for example in examples])
     rejected = model.encode([(example.conversation, example.rejected) for example in examples])
     features = model.features_for_ids(chosen.input_ids + rejected.input_ids)
@@ -151,7 +152,7 @@ def embed_pairs(model: RewardModel, examples: Sequence[PreferenceExample]) -> Pa
 
 def train(
     model: RewardModel,
-    examples: Sequence[PreferenceExample],
+    examples: Sequence[ExampleLike],
     config: TrainingConfig | None = None,
     *,
     embeddings: PairEmbeddings | None = None,
@@ -160,10 +161,13 @@ def train(
 ) -> TrainingMetrics:
     """Train ``model`` in place on ``examples``; save it afterwards with ``model.save(path)``.
 
-    ``embeddings`` (head mode only) must align row for row with ``examples``. A
+    ``examples`` are :class:`PreferenceExample` objects or tuples
+    ``(conversation, chosen, rejected[, category[, margin]])``. ``embeddings`` (head mode only)
+    must align row for row with ``examples``. A
     ``config.max_length`` becomes the model's window from then on (and is saved with it).
     """
     config = config or TrainingConfig()
+    examples = as_preference_examples(examples)
     report = on_progress or (lambda fraction, message: None)
     stop_requested = should_stop or (lambda: False)
     if config.max_length is not None:

@@ -404,3 +404,12 @@ def test_it_parses_hh_rlhf_pairs_whose_responses_mention_human() -> None:
     assert [turn["role"] for turn in example.conversation] == ["user", "assistant", "user"]
     assert example.conversation[-1]["content"] == "Rob a house?"
     assert (example.chosen, example.rejected) == ("No.  Human: why not?", "Go at night.")
+
+
+def test_evaluate_accepts_plain_tuples(head_trained: RewardModel) -> None:
+    pairs = [(CONVERSATION, "happy to help", "go away", "manners")] * 2
+    assert evaluate(head_trained, pairs) == {
+        "accuracy": 1.0,
+        "n": 2,
+        "per_category": {"manners": {"accuracy": 1.0, "n": 2}},
+    }
