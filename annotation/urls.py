@@ -1,9 +1,21 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from annotation import views
 
-urlpatterns: list = [
+urlpatterns = [
     path("campaigns/<int:campaign_id>/", views.campaign_detail, name="campaign-detail"),
+    path(
+        "assignments/<int:assignment_id>/label/",
+        views.assignment_label,
+        name="assignment-label",
+    ),
+    path(
+        "assignments/<int:assignment_id>/skip/",
+        views.assignment_skip_view,
+        name="assignment-skip",
+    ),
+    # The workspace embeds the tools panel, so its routes come with the workspace's.
+    path("", include("annotation.tools_urls")),
 ]

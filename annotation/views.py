@@ -1,16 +1,69 @@
-"""Pages for annotators and admins (htmx). Thin: access helper, one service call, render."""
+"""Pages for annotators (htmx). Thin: access helper, one service call, render or redirect.
+
+The workspace is one URL (`campaign-detail`) that serves the full page, or only the pair
+fragment (`annotation/workspace.html#pair`) to htmx, which swaps it in after a submit or a
+skip so that the next pair arrives without a page load.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect
 
-from annotation.models import Campaign
+from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
+from annotation.forms import LabelForm
+from annotation.models import Assignment, Campaign
+from annotation.rendering import render_markdown, render_pair
 from annotation.roles import Role, user_has_role
-from annotation.selectors import campaign_for_annotator, campaign_progress
+from annotation.selectors import (
+    assignment_for_annotator,
+    campaign_for_annotator,
+    campaign_progress,
+    shown_pair,
+)
+from annotation.services.assignments import assignment_next, assignment_skip
+from annotation.services.labels import label_submit
+
+WORKSPACE = "annotation/workspace.html"
+PAIR_FRAGMENT = "annotation/workspace.html#pair"
+
+
+def login_required_htmx(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """login_required that sends htmx requests to the login page as a whole-page redirect.
+
+    A plain 302 would be followed inside the XHR and the login page swapped into a fragment.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            next_path = request.htmx.current_url_abs_path or request.get_full_path()
+            return HttpResponseClientRedirect(redirect_to_login(next_path).url)
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
+
+
+def _nav(user: Any) -> dict[str, bool]:
+    return {
+        "is_annotator": user_has_role(user, Role.ANNOTATOR),
+        "is_expert": user_has_role(user, Role.EXPERT),
+        "is_admin": user_has_role(user, Role.ADMIN),
+    }
 
 
 @require_GET
@@ -20,22 +73,105 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok", "database": connection.vendor})
 
 
-@login_required
+@login_required_htmx
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    context = {
-        "campaigns": Campaign.objects.order_by("name"),
-        "is_annotator": user_has_role(user, Role.ANNOTATOR),
-        "is_expert": user_has_role(user, Role.EXPERT),
-        "is_admin": user_has_role(user, Role.ADMIN),
-    }
+    context = {"campaigns": Campaign.objects.order_by("name"), "nav": _nav(request.user)}
     return render(request, "annotation/home.html", context)
 
 
-@login_required
+def _progress_summary(campaign: Campaign, user: Any) -> dict[str, int]:
+    progress = campaign_progress(campaign=campaign, user=user)
+    pairs = progress["pairs"]
+    return {
+        "mine": progress["mine"]["submitted"],
+        "skipped": progress["mine"]["skipped"],
+        # Settled pairs: labelled to consensus, adjudicated, or set aside by an expert.
+        "done": pairs["complete"] + pairs["resolved"] + pairs["discarded"],
+        "total": pairs["total"],
+    }
+
+
+def _render_workspace(
+    request: HttpRequest,
+    *,
+    campaign: Campaign,
+    assignment: Assignment | None,
+    form: LabelForm | None = None,
+    notice: str = "",
+    closed_message: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """The workspace page, or only its pair fragment for htmx.
+
+    Blind by construction: the pair comes from `shown_pair`, which carries nothing about other
+    labels, consensus or model scores.
+    """
+    context: dict[str, Any] = {
+        "campaign": campaign,
+        "assignment": assignment,
+        "form": form or LabelForm(campaign=campaign),
+        "progress": _progress_summary(campaign, request.user),
+        "notice": notice,
+        "closed_message": closed_message,
+    }
+    if assignment is not None:
+        context["pair"] = render_pair(shown_pair(assignment))
+    if request.htmx:
+        return render(request, PAIR_FRAGMENT, context, status=status)
+    context["nav"] = _nav(request.user)
+    context["guidelines_html"] = render_markdown(campaign.guidelines)
+    return render(request, WORKSPACE, context, status=status)
+
+
+@login_required_htmx
+@require_GET
+@vary_on_headers("HX-Request")
 def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The annotator workspace: the current lease, or a new one; polled when there is none."""
     campaign = campaign_for_annotator(campaign_id=campaign_id, user=request.user)
-    progress = campaign_progress(campaign=campaign, user=request.user)
-    return render(
-        request, "annotation/campaign_detail.html", {"campaign": campaign, "progress": progress}
-    )
+    assignment = assignment_next(campaign=campaign, annotator=request.user)
+    return _render_workspace(request, campaign=campaign, assignment=assignment)
+
+
+def _after_action(request: HttpRequest, campaign: Campaign, notice: str) -> HttpResponse:
+    """POST/redirect/GET for plain forms; the next pair's fragment for htmx."""
+    if not request.htmx:
+        messages.success(request, notice)
+        return redirect(reverse("campaign-detail", args=[campaign.pk]))
+    following = assignment_next(campaign=campaign, annotator=request.user)
+    return _render_workspace(request, campaign=campaign, assignment=following, notice=notice)
+
+
+@login_required_htmx
+@require_POST
+def assignment_label(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
+    campaign = assignment.campaign
+    form = LabelForm(request.POST, campaign=campaign)
+    page = {"campaign": campaign, "assignment": assignment, "form": form}
+    if not form.is_valid():
+        return _render_workspace(request, **page, status=422)
+    elapsed = (timezone.now() - assignment.leased_at).total_seconds()
+    try:
+        label_submit(assignment=assignment, data=form.label_input(elapsed_seconds=elapsed))
+    except InvalidLabel as exc:
+        form.add_error(None, str(exc))
+        return _render_workspace(request, **page, status=422)
+    except (LeaseExpired, AlreadyFinished) as exc:
+        return _render_workspace(request, **page, closed_message=str(exc), status=409)
+    return _after_action(request, campaign, "Saved. Here is the next pair.")
+
+
+@login_required_htmx
+@require_POST
+def assignment_skip_view(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
+    campaign = assignment.campaign
+    try:
+        assignment_skip(assignment=assignment)
+    except AlreadyFinished as exc:
+        return _render_workspace(
+            request, campaign=campaign, assignment=assignment, closed_message=str(exc), status=409
+        )
+    return _after_action(request, campaign, "Skipped. You will not see that pair again.")

@@ -1,0 +1,119 @@
+"""Forms for the annotator workspace. Preferences are in the orientation the annotator saw."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from django import forms
+
+from annotation.models import Campaign
+from annotation.services.labels import FLAG_NAMES, LabelInput
+
+PREFERENCE_LABELS = {
+    2: "A is much better",
+    1: "A is better",
+    0: "About the same",
+    -1: "B is better",
+    -2: "B is much better",
+}
+# Buttons run from A (left) to B (right); the n-th button answers to digit n and to the
+# n-th letter of the home row, whatever the scale.
+SHORTCUT_LETTERS = "asdfg"
+CONFIDENCE_LABELS = {1: "Guess", 2: "Unsure", 3: "Fairly sure", 4: "Sure", 5: "Certain"}
+FLAG_LABELS = {
+    "unsafe": "Unsafe content",
+    "broken": "Broken or unreadable",
+    "cannot_judge": "I cannot judge this",
+}
+# A client clock may run a little ahead of the lease; beyond this the server's figure wins.
+SECONDS_SPENT_SLACK = 5.0
+
+
+@dataclass(frozen=True)
+class PreferenceOption:
+    value: int
+    label: str
+    digit: str
+    letter: str
+    side: str  # "a", "tie" or "b": which response the option favours, for styling
+    checked: bool
+
+
+class LabelForm(forms.Form):
+    preference = forms.TypedChoiceField(
+        coerce=int, error_messages={"required": "Choose which response is better."}
+    )
+    rationale = forms.CharField(required=False, max_length=20_000, strip=False)
+    confidence = forms.TypedChoiceField(
+        coerce=int,
+        required=False,
+        empty_value=None,
+        choices=[(level, str(level)) for level in CONFIDENCE_LABELS],
+    )
+    flags = forms.MultipleChoiceField(
+        required=False, choices=[(name, FLAG_LABELS[name]) for name in FLAG_NAMES]
+    )
+    # Measured by the browser; never a reason to reject a label, so parsed leniently.
+    seconds_spent = forms.CharField(required=False, max_length=40)
+
+    def __init__(self, *args: object, campaign: Campaign, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.campaign = campaign
+        self.fields["preference"].choices = [  # type: ignore[attr-defined]
+            (value, PREFERENCE_LABELS[value]) for value in campaign.allowed_preferences
+        ]
+
+    @property
+    def preference_options(self) -> list[PreferenceOption]:
+        current = str(self["preference"].value()) if self.is_bound else None
+        options = []
+        for position, value in enumerate(self.campaign.allowed_preferences):
+            options.append(
+                PreferenceOption(
+                    value=value,
+                    label=PREFERENCE_LABELS[value],
+                    digit=str(position + 1),
+                    letter=SHORTCUT_LETTERS[position],
+                    side="a" if value > 0 else "b" if value < 0 else "tie",
+                    checked=current == str(value),
+                )
+            )
+        return options
+
+    @property
+    def confidence_options(self) -> list[tuple[int, str, bool]]:
+        current = str(self["confidence"].value()) if self.is_bound else None
+        return [(level, text, current == str(level)) for level, text in CONFIDENCE_LABELS.items()]
+
+    @property
+    def flag_options(self) -> list[tuple[str, str, bool]]:
+        chosen = set(self["flags"].value() or []) if self.is_bound else set()
+        return [(name, FLAG_LABELS[name], name in chosen) for name in FLAG_NAMES]
+
+    def label_input(self, *, elapsed_seconds: float) -> LabelInput:
+        """The cleaned label; `elapsed_seconds` is the server's time since the lease began."""
+        data = self.cleaned_data
+        return LabelInput(
+            preference=data["preference"],
+            rationale=data["rationale"],
+            confidence=data["confidence"],
+            flags=tuple(data["flags"]),
+            seconds_spent=sane_seconds_spent(data["seconds_spent"], elapsed_seconds),
+        )
+
+
+def sane_seconds_spent(reported: str | None, elapsed_seconds: float) -> float:
+    """The browser's timing when it is plausible, else the server's time since the lease.
+
+    The browser measures from when the pair was shown, which is the better figure; but it is
+    client input, so it may not be negative, non-finite, or longer than the lease has existed.
+    """
+    elapsed = max(0.0, elapsed_seconds)
+    try:
+        value = float(reported) if reported else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or value > elapsed + SECONDS_SPENT_SLACK:
+        return round(elapsed, 3)
+    return round(min(value, elapsed + SECONDS_SPENT_SLACK), 3)
