@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from scoring.management.commands._model_job import (
+    MODE_HELP,
+    add_run_arguments,
+    campaign_named,
+    run_and_report,
+)
+from scoring.models import Job
+from scoring.services.model_jobs import scoring_request
+
+
+class Command(BaseCommand):
+    help = (
+        "Score the unlabelled pool and the judged pairs with the campaign's active model "
+        "version, then raise the priority of pool pairs similar to the pairs it gets wrong. "
+        + MODE_HELP
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_run_arguments(parser)
+        parser.add_argument(
+            "--no-gold-sources",
+            action="store_true",
+            help="Do not let gold pairs steer retrieval (keeps gold a clean held-out measure).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        campaign = campaign_named(options["campaign"])
+        params = {"retrieve_from_gold": not options["no_gold_sources"]}
+
+        def request(enqueue: bool) -> Job:
+            return scoring_request(campaign=campaign, params=params, enqueue=enqueue)
+
+        def result_of(job: Job) -> dict[str, Any]:
+            return dict(job.result or {})
+
+        run_and_report(self, options, request, result_of)

@@ -1,0 +1,97 @@
+"""Rounds of the loop, run inline: close, open by priority, auto-retrain, the whole advance."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotation.models import Pair, Round
+from annotation.services.assignments import assignment_next
+from scoring.models import Job, ModelVersion, PairScore, Retrieval
+from scoring.services.model_jobs import job_run_inline, loop_request
+from scoring.services.rounds import round_close, round_open_next, rounds_check_completion
+from tests.factories import CampaignFactory, PairFactory
+from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
+
+
+def test_closing_a_round_returns_its_untouched_pairs_to_the_pool(db, annotator_a):
+    campaign = make_loop_campaign(labelled=4, pooled=0, gold=0)
+    taken = assignment_next(campaign=campaign, annotator=annotator_a)
+    closed = round_close(campaign=campaign)
+    assert closed.round.status == Round.Status.CLOSED and closed.round.closed_at is not None
+    assert closed.returned_to_pool == 3
+    assert Pair.objects.get(pk=taken.pair_id).status == Pair.Status.IN_ANNOTATION
+    assert Pair.objects.filter(status=Pair.Status.POOLED, round__isnull=True).count() == 3
+    assert round_close(campaign=campaign) is None
+
+
+def test_the_next_round_takes_the_highest_priority_pooled_pairs(db):
+    campaign = CampaignFactory(round_size=2)
+    low = PairFactory(campaign=campaign, status=Pair.Status.POOLED, priority=0.1)
+    high = PairFactory(campaign=campaign, status=Pair.Status.POOLED, priority=0.9)
+    first_imported = PairFactory(campaign=campaign, status=Pair.Status.POOLED)
+    PairFactory(campaign=campaign, status=Pair.Status.COMPLETE, is_gold=True, priority=5)
+    opened = round_open_next(campaign=campaign)
+    assert opened.number == 1
+    assert set(Pair.objects.filter(round=opened).values_list("id", flat=True)) == {high.pk, low.pk}
+    assert Pair.objects.get(pk=high.pk).status == Pair.Status.QUEUED
+    assert Pair.objects.get(pk=first_imported.pk).status == Pair.Status.POOLED
+    assert round_open_next(campaign=campaign) is None  # one open round at a time
+
+
+@pytest.mark.smoke
+def test_the_loop_advances_a_round_and_the_engine_serves_retrieved_pairs_first(
+    db, settings, tmp_path, annotator_a, annotator_b, annotator_c,
+    django_capture_on_commit_callbacks,
+):
+    use_tiny_base(settings, model_dir=tmp_path / "models")
+    campaign = make_loop_campaign(labelled=10, pooled=20, gold=6, round_size=5)
+    label_queue(campaign, [annotator_a, annotator_b, annotator_c])
+    with django_capture_on_commit_callbacks(execute=False):
+        job = loop_request(campaign=campaign)
+    job = job_run_inline(job=job)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result["closed_round"] == 1 and job.result["opened_round"] == 2
+    version = ModelVersion.objects.get(campaign=campaign)
+    assert version.is_active and version.round.number == 1
+    # Every pool, labelled and gold pair has a score by the new version.
+    assert PairScore.objects.filter(model_version=version).count() == 36
+    retrieved = Pair.objects.filter(campaign=campaign, priority__gt=0)
+    assert retrieved.exists() and Retrieval.objects.filter(job=job).exists()
+    assert all(reason.startswith("similar to pair ") for reason in
+               retrieved.values_list("priority_reason", flat=True))
+    second = Round.objects.get(campaign=campaign, number=2)
+    assert Pair.objects.filter(round=second, status=Pair.Status.QUEUED).count() == 5
+    served = assignment_next(campaign=campaign, annotator=annotator_a)
+    top = Pair.objects.filter(round=second).order_by("-priority", "id").first()
+    assert served.pair_id == top.pk and served.pair.priority > 0
+    assert "similar to pair" in served.pair.priority_reason
+    steps = list(job.log_lines.values_list("message", flat=True))
+    assert any("closed round 1" in s for s in steps) and any("opened round 2" in s for s in steps)
+
+
+def test_a_loop_without_labels_or_model_just_opens_a_round(db, settings, tmp_path):
+    use_tiny_base(settings, model_dir=tmp_path / "models")
+    campaign = CampaignFactory(round_size=3)
+    PairFactory.create_batch(5, campaign=campaign, status=Pair.Status.POOLED)
+    job = job_run_inline(job=loop_request(campaign=campaign, enqueue=False))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result["opened_round"] == 1 and job.result["queued"] == 3
+    assert not ModelVersion.objects.exists()
+
+
+def test_a_completed_round_starts_a_loop_only_when_auto_retrain_is_on(
+    db, annotator_a, annotator_b, annotator_c, django_capture_on_commit_callbacks
+):
+    manual = make_loop_campaign(labelled=2, pooled=2, gold=0)
+    auto = make_loop_campaign(labelled=2, pooled=2, gold=0, auto_retrain=True)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert rounds_check_completion() == []  # nothing labelled yet
+        for campaign in (manual, auto):
+            label_queue(campaign, [annotator_a, annotator_b, annotator_c])
+        started = rounds_check_completion()
+    assert len(started) == 1
+    job = Job.objects.get(pk=started[0])
+    assert job.campaign == auto and job.kind == Job.Kind.LOOP
+    assert job.params["reason"] == "round complete"
+    with django_capture_on_commit_callbacks(execute=False):
+        assert rounds_check_completion() == []  # already running: not started twice
