@@ -6,12 +6,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from annotation.models import Assignment, Campaign, Label, Pair
 from annotation.roles import Role, user_has_role
+
+PROGRESS_CACHE_SECONDS = 5
 
 
 def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
@@ -56,8 +59,14 @@ def shown_pair(assignment: Assignment) -> dict[str, Any]:
 
 def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = None
                       ) -> dict[str, Any]:
-    by_status = dict(
-        Pair.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("id"))
+    # Counting a large campaign's pairs on every submit would be the slowest query of the
+    # workspace; a few seconds' staleness is invisible on a progress counter.
+    by_status = cache.get_or_set(
+        f"campaign-status-counts:{campaign.pk}",
+        lambda: dict(
+            Pair.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("id"))
+        ),
+        timeout=PROGRESS_CACHE_SECONDS,
     )
     progress: dict[str, Any] = {
         "pairs": {status: by_status.get(status, 0) for status in Pair.Status.values},

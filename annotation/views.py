@@ -26,7 +26,6 @@ from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.forms import LabelForm
 from annotation.models import Assignment, Campaign
 from annotation.rendering import render_markdown, render_pair
-from annotation.roles import Role, user_has_role
 from annotation.selectors import (
     assignment_for_annotator,
     campaign_for_annotator,
@@ -58,14 +57,6 @@ def login_required_htmx(view: Callable[..., HttpResponse]) -> Callable[..., Http
     return wrapper
 
 
-def _nav(user: Any) -> dict[str, bool]:
-    return {
-        "is_annotator": user_has_role(user, Role.ANNOTATOR),
-        "is_expert": user_has_role(user, Role.EXPERT),
-        "is_admin": user_has_role(user, Role.ADMIN),
-    }
-
-
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
@@ -76,7 +67,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @login_required_htmx
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    context = {"campaigns": Campaign.objects.order_by("name"), "nav": _nav(request.user)}
+    context = {"campaigns": Campaign.objects.order_by("name")}
     return render(request, "annotation/home.html", context)
 
 
@@ -119,7 +110,6 @@ def _render_workspace(
         context["pair"] = render_pair(shown_pair(assignment))
     if request.htmx:
         return render(request, PAIR_FRAGMENT, context, status=status)
-    context["nav"] = _nav(request.user)
     context["guidelines_html"] = render_markdown(campaign.guidelines)
     return render(request, WORKSPACE, context, status=status)
 

@@ -169,6 +169,14 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: s
 
 
 @pytest.fixture(autouse=True)
+def _clear_cache():
+    """Cached aggregates are keyed by ids, which restart in every test database."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
