@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotation.models import Corpus, Document
 from annotation.tools.search import strip_control_chars
@@ -124,6 +124,10 @@ def corpus_load(
         if batch:
             Document.objects.bulk_create(batch)
             result.created += len(batch)
+    if result.created and connection.vendor == "postgresql":
+        from annotation.tools.search_postgres import search_indexes_flush
+
+        search_indexes_flush()
     return result
 
 

@@ -5,6 +5,9 @@ Migration 0002 adds `search_vector`, a stored generated column
 with a GIN index. The model does not declare the column (it is PostgreSQL-only); Django never
 writes it, and the database keeps it current.
 
+Migration 0004 adds `title_vector` (title only, GIN-indexed) so that broad queries can find
+their title matches cheaply; see BODY_SAMPLE below.
+
 Queries use `websearch_to_tsquery`, which accepts anything a person types ("quoted phrases",
 -exclusions, or) and never raises a syntax error. Ranking uses ts_rank with the default weights
 (A = 1.0, B = 0.4), so a title match outranks a body match. Only the top k rows get a
@@ -23,19 +26,37 @@ _HEADLINE_OPTIONS = (
     'ShortWord=3, MaxFragments=2, FragmentDelimiter=" … "'
 )
 
+# Ranking every match of a broad query ("history": 12,000 of 100,000 documents) reads every
+# matching row, tens of milliseconds. So the rows ranked are the title matches (found through
+# the title-only index; a title match weighs 2.5 times a body match), up to TITLE_CAP, plus
+# the first BODY_SAMPLE body matches. A query with fewer matches is ranked exactly.
+BODY_SAMPLE = 500
+TITLE_CAP = 500
+
 _SEARCH_SQL = """
-WITH query AS (SELECT websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q),
+WITH query AS (
+    SELECT q FROM (SELECT websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q) typed
+    -- 'T' means nothing indexable ("-word" alone, stop words): no search, not "all but".
+    WHERE querytree(q) <> 'T'
+),
+ranked AS (
+    -- A title match may still fail the whole query (-exclusions), hence `hit`.
+    (SELECT d.id, ts_rank(d.search_vector, query.q) AS score, d.search_vector @@ query.q AS hit
+     FROM annotation_document d, query
+     WHERE d.title_vector @@ query.q {corpus_filter} LIMIT %(title_cap)s)
+    UNION ALL
+    (SELECT d.id, ts_rank(d.search_vector, query.q), true
+     FROM annotation_document d, query
+     WHERE d.search_vector @@ query.q {corpus_filter} LIMIT %(body_sample)s)
+),
 top AS (
-    SELECT d.id, d.title, d.body, d.source, ts_rank(d.search_vector, query.q) AS score
-    FROM annotation_document d, query
-    WHERE d.search_vector @@ query.q {corpus_filter}
-    ORDER BY score DESC, d.id
-    LIMIT %(k)s
+    SELECT id, max(score) AS score FROM ranked WHERE hit
+    GROUP BY id ORDER BY score DESC, id LIMIT %(k)s
 )
-SELECT top.id, top.title, top.source, top.score,
-       ts_headline(%(config)s::regconfig, top.body, query.q, %(options)s) AS snippet
-FROM top, query
-ORDER BY top.score DESC, top.id
+SELECT d.id, d.title, d.source, top.score,
+       ts_headline(%(config)s::regconfig, d.body, query.q, %(options)s) AS snippet
+FROM top JOIN annotation_document d ON d.id = top.id, query
+ORDER BY top.score DESC, d.id
 """
 
 
@@ -48,6 +69,8 @@ class PostgresSearchBackend:
             "query": query,
             "k": k,
             "options": _HEADLINE_OPTIONS,
+            "title_cap": TITLE_CAP,
+            "body_sample": BODY_SAMPLE,
         }
         corpus_filter = ""
         if corpus_id is not None:
@@ -67,3 +90,14 @@ class PostgresSearchBackend:
             )
             for document_id, title, source, score, snippet in rows
         ]
+
+
+def search_indexes_flush() -> None:
+    """Merge the GIN indexes' pending lists after a bulk load: until autovacuum gets to them,
+    every query would scan the unsorted pending entries (7 ms instead of 1 ms for a common
+    word over 100,000 documents)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT gin_clean_pending_list(%s::regclass), gin_clean_pending_list(%s::regclass)",
+            ["annotation_document_search", "annotation_document_title_search"],
+        )

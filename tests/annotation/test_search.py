@@ -172,3 +172,19 @@ def test_fts5_translation_quotes_every_word():
     assert to_fts5_query("a or b") == '("a") OR ("b")'
     assert to_fts5_query('NEAR(x) title:y *') == '("NEAR x" AND "title y")'
     assert to_fts5_query("-only") == ""
+
+
+def test_a_title_match_still_ranks_first_among_hundreds_of_body_matches(corpus):
+    # More matches than the PostgreSQL backend ranks exactly (BODY_SAMPLE): the title match
+    # must not be lost to the sampling.
+    corpus_load(
+        name="crowd",
+        documents=[
+            DocumentInput(title=f"Report {n}", body=f"Field note {n} mentions a glacier.")
+            for n in range(700)
+        ]
+        + [DocumentInput(title="Glacier", body="A persistent body of dense ice.")],
+    )
+    hits = search("glacier", 5)
+    assert hits[0].title == "Glacier"
+    assert len(hits) == 5
