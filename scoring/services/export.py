@@ -36,22 +36,26 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import shutil
 import subprocess
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotation.models import Campaign, Evidence, Label, Pair
@@ -76,7 +80,7 @@ SILVER_CURATIONS = ("kept", "recycled")
 EVIDENCE_KINDS = tuple(Evidence.Kind.values)
 EVIDENCE_ITEMS_PER_PAIR = 5
 EVIDENCE_ITEM_CHARS = 120
-DEFAULT_CHUNK_SIZE = 2000
+DEFAULT_CHUNK_SIZE = 5000
 PARQUET_ROW_GROUP = 10_000
 # Floating-point slack for min_agreement: 1 - 0.8 is 0.19999999999999996.
 _AGREEMENT_EPSILON = 1e-9
@@ -148,6 +152,11 @@ class ExportFilters:
 
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 _EVIDENCE_COUNTS = pa.struct([(kind, pa.int32()) for kind in EVIDENCE_KINDS])
+_IDENTITY_FIELDS = [
+    pa.field("pair_id", pa.int64()),
+    pa.field("external_id", pa.string()),
+    pa.field("source", pa.string()),
+]
 _PROVENANCE_FIELDS = [
     pa.field("provenance", pa.string()),
     pa.field("curation", pa.string()),
@@ -161,57 +170,48 @@ _PROVENANCE_FIELDS = [
     pa.field("adjudication_note", pa.string()),
     pa.field("model_version", pa.int32()),
 ]
-_ATTRIBUTE_FIELDS = [
-    pa.field(name, pa.string())
-    for name in (
-        "task_category",
-        "objectivity",
-        "controversiality",
-        "desired_attributes",
-        "annotation_guideline",
-    )
-]
-_EVIDENCE_FIELDS = [
+ATTRIBUTE_NAMES = (
+    "task_category",
+    "objectivity",
+    "controversiality",
+    "desired_attributes",
+    "annotation_guideline",
+)
+_TRAILING_FIELDS = [
+    *(pa.field(name, pa.string()) for name in ATTRIBUTE_NAMES),
     pa.field("evidence_counts", _EVIDENCE_COUNTS),
     pa.field("evidence_items", pa.list_(pa.string())),
 ]
-_IDENTITY_FIELDS = [
-    pa.field("pair_id", pa.int64()),
-    pa.field("external_id", pa.string()),
-    pa.field("source", pa.string()),
-]
 
-# chosen/rejected: conversation + final assistant turn. preference_strength: 1 (better) or 2
-# (much better). votes are canonical (positive = response A); chosen_side says whether A is
-# the chosen one. model_* columns: the active model version's view, oriented to chosen.
+# chosen/rejected: the conversation plus the final assistant turn. preference_strength: 1
+# (better) or 2 (much better). votes are canonical (positive = response A); chosen_side says
+# whether A is the chosen one. model_* columns: the active version's view, oriented to chosen.
 MAIN_SCHEMA = pa.schema(
     [
-        *_IDENTITY_FIELDS,
         pa.field("chosen", _MESSAGES),
         pa.field("rejected", _MESSAGES),
+        *_IDENTITY_FIELDS,
         pa.field("chosen_side", pa.string()),
         pa.field("preference_strength", pa.int8()),
         *_PROVENANCE_FIELDS,
         pa.field("model_p_chosen", pa.float64()),
         pa.field("model_reward_chosen", pa.float64()),
         pa.field("model_reward_rejected", pa.float64()),
-        *_ATTRIBUTE_FIELDS,
-        *_EVIDENCE_FIELDS,
+        *_TRAILING_FIELDS,
     ]
 )
 # Pairs with no chosen side: preference 0 (tie) or null (unresolved, discarded).
 UNRANKED_SCHEMA = pa.schema(
     [
-        *_IDENTITY_FIELDS,
         pa.field("response_a", _MESSAGES),
         pa.field("response_b", _MESSAGES),
+        *_IDENTITY_FIELDS,
         pa.field("preference", pa.int8()),
         *_PROVENANCE_FIELDS,
         pa.field("model_p_a_better", pa.float64()),
         pa.field("model_reward_a", pa.float64()),
         pa.field("model_reward_b", pa.float64()),
-        *_ATTRIBUTE_FIELDS,
-        *_EVIDENCE_FIELDS,
+        *_TRAILING_FIELDS,
     ]
 )
 
@@ -222,18 +222,15 @@ def schema_description(schema: pa.Schema) -> list[dict[str, str]]:
 
 # --- Selecting pairs ----------------------------------------------------------------------
 
+# The conversation travels as JSON text: JSONL embeds it as is, and only Parquet decodes it.
 _PAIR_COLUMNS = (
     "id",
     "external_id",
     "source",
-    "conversation",
+    "conversation_text",
     "response_a",
     "response_b",
-    "task_category",
-    "objectivity",
-    "controversiality",
-    "desired_attributes",
-    "annotation_guideline",
+    *ATTRIBUTE_NAMES,
     "silver_preference",
     "is_gold",
     "gold_preference",
@@ -244,7 +241,25 @@ _PAIR_COLUMNS = (
     "labels_count",
     "round__number",
 )
-_COLUMN = {name: index for index, name in enumerate(_PAIR_COLUMNS)}
+(
+    _ID,
+    _EXTERNAL_ID,
+    _SOURCE,
+    _CONVERSATION,
+    _RESPONSE_A,
+    _RESPONSE_B,
+    *_ATTRIBUTE_POSITIONS,
+    _SILVER,
+    _IS_GOLD,
+    _GOLD_PREFERENCE,
+    _CONSENSUS,
+    _PROVENANCE,
+    _DISAGREEMENT,
+    _CURATION,
+    _LABELS_COUNT,
+    _ROUND,
+) = range(len(_PAIR_COLUMNS))
+_ATTRIBUTES = tuple(zip(ATTRIBUTE_NAMES, _ATTRIBUTE_POSITIONS, strict=True))
 
 
 def export_condition(filters: ExportFilters) -> Q:
@@ -288,17 +303,6 @@ def export_queryset(*, campaign: Campaign, filters: ExportFilters) -> QuerySet[P
 # --- Building rows ------------------------------------------------------------------------
 
 
-def _messages(conversation: Any, response: str | None) -> list[dict[str, str]]:
-    turns = [
-        {"role": str(turn.get("role", "")), "content": str(turn.get("content", ""))}
-        for turn in (conversation or [])
-        if isinstance(turn, Mapping)
-    ]
-    if response is not None:
-        turns.append({"role": "assistant", "content": response})
-    return turns
-
-
 def _evidence_item(kind: str, payload: Any) -> str:
     text = ""
     if isinstance(payload, Mapping):
@@ -321,164 +325,182 @@ def _evidence_item(kind: str, payload: Any) -> str:
 class _ChunkContext:
     votes: dict[int, list[int]]
     adjudications: dict[int, tuple[str, int | None, str]]
-    scores: dict[int, tuple[float, float, float]]
+    scores: dict[int, tuple[float | None, float | None, float | None]]
     evidence_counts: dict[int, Counter[str]]
     evidence_items: dict[int, list[str]]
 
 
-def _chunk_context(pairs: Sequence[tuple[Any, ...]], model: ModelVersion | None) -> _ChunkContext:
-    ids = [pair[0] for pair in pairs]
-    labelled = [pair[0] for pair in pairs if pair[_COLUMN["labels_count"]]]
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _in_range(
+    rows: QuerySet, first: int, last: int, chunk_size: int, field_name: str = "pair_id"
+) -> Iterable[tuple[Any, ...]]:
+    """Rows of the chunk's pair-id range. A range scan on the pair index beats an IN list of
+    thousands of ids; rows of pairs outside the chunk are skipped by the caller. The chunks'
+    ranges do not overlap, so a whole export reads each related row once. A sparse chunk (a
+    narrow filter) spans a wide range: its rows are then read through a server-side cursor in
+    batches, so memory stays bounded."""
+    rows = rows.filter(**{f"{field_name}__gte": first, f"{field_name}__lte": last})
+    if last - first + 1 > 4 * chunk_size:
+        return rows.iterator(chunk_size=20_000)
+    return rows
+
+
+def _chunk_context(
+    chunk: Sequence[tuple[Any, ...]], campaign: Campaign, model: ModelVersion | None
+) -> _ChunkContext:
+    first, last, size = chunk[0][_ID], chunk[-1][_ID], len(chunk)
+    labelled = {pair[_ID] for pair in chunk if pair[_LABELS_COUNT]}
     votes: dict[int, list[int]] = defaultdict(list)
     adjudications: dict[int, tuple[str, int | None, str]] = {}
     counts: dict[int, Counter[str]] = defaultdict(Counter)
     items: dict[int, list[str]] = defaultdict(list)
     if labelled:
         vote_rows = (
-            Label.objects.filter(pair_id__in=labelled, is_retest=False, is_gold_check=False)
+            Label.objects.filter(campaign=campaign, is_retest=False, is_gold_check=False)
             .order_by("pair_id", "id")
             .values_list("pair_id", "preference")
         )
-        for pair_id, preference in vote_rows:
-            votes[pair_id].append(preference)
-        adjudication_rows = (
-            Adjudication.objects.filter(pair_id__in=labelled)
-            .order_by("pair_id", "created_at", "id")
-            .values_list("pair_id", "decision", "preference", "note")
-        )
-        for pair_id, decision, preference, note in adjudication_rows:
-            adjudications[pair_id] = (decision, preference, note)  # the latest wins
+        for pair_id, preference in _in_range(vote_rows, first, last, size):
+            if pair_id in labelled:
+                votes[pair_id].append(preference)
+        adjudication_rows = Adjudication.objects.order_by(
+            "pair_id", "created_at", "id"
+        ).values_list("pair_id", "decision", "preference", "note")
+        for pair_id, decision, preference, note in _in_range(adjudication_rows, first, last, size):
+            if pair_id in labelled:
+                adjudications[pair_id] = (decision, preference, note)  # the latest wins
         evidence_rows = (
-            Evidence.objects.filter(label__pair_id__in=labelled)
+            Evidence.objects.filter(label__campaign=campaign)
             .order_by("id")
             .values_list("label__pair_id", "kind", "payload")
         )
-        for pair_id, kind, payload in evidence_rows:
-            counts[pair_id][kind] += 1
-            if len(items[pair_id]) < EVIDENCE_ITEMS_PER_PAIR:
-                items[pair_id].append(_evidence_item(kind, payload))
-    scores: dict[int, tuple[float, float, float]] = {}
+        for pair_id, kind, payload in _in_range(evidence_rows, first, last, size, "label__pair_id"):
+            if pair_id in labelled:
+                counts[pair_id][kind] += 1
+                if len(items[pair_id]) < EVIDENCE_ITEMS_PER_PAIR:
+                    items[pair_id].append(_evidence_item(kind, payload))
+    scores: dict[int, tuple[float | None, float | None, float | None]] = {}
     if model is not None:
-        score_rows = PairScore.objects.filter(model_version=model, pair_id__in=ids).values_list(
+        ids = {pair[_ID] for pair in chunk}
+        score_rows = PairScore.objects.filter(model_version=model).values_list(
             "pair_id", "reward_a", "reward_b", "p_a_better"
         )
-        scores = {pair_id: (a, b, p) for pair_id, a, b, p in score_rows}
+        for pair_id, reward_a, reward_b, p_a_better in _in_range(score_rows, first, last, size):
+            if pair_id in ids:
+                scores[pair_id] = (_finite(reward_a), _finite(reward_b), _finite(p_a_better))
     return _ChunkContext(votes, adjudications, scores, counts, items)
 
 
 def _effective_preference(pair: tuple[Any, ...]) -> tuple[int | None, str, bool]:
     """(preference in canonical orientation, provenance shown, source label flipped)."""
-    column = _COLUMN
-    if pair[column["is_gold"]]:
-        gold = pair[column["gold_preference"]]
-        return (gold if gold is not None else pair[column["consensus_preference"]]), "gold", False
-    provenance = pair[column["provenance"]]
+    if pair[_IS_GOLD]:
+        gold = pair[_GOLD_PREFERENCE]
+        return (gold if gold is not None else pair[_CONSENSUS]), "gold", False
+    provenance = pair[_PROVENANCE]
     if provenance:
-        return pair[column["consensus_preference"]], provenance, False
-    silver = pair[column["silver_preference"]]
-    if pair[column["curation"]] == "recycled" and silver is not None:
+        return pair[_CONSENSUS], provenance, False
+    silver = pair[_SILVER]
+    if pair[_CURATION] == "recycled" and silver is not None:
         return -silver, "silver", True
     return silver, "silver", False
 
 
-def _build_row(
+_NO_EVIDENCE: Counter[str] = Counter()
+
+
+@dataclass(frozen=True)
+class _RowParts:
+    """One exported row, before it is given a format.
+
+    ``first``/``second`` are the final assistant turns of the two message lists: chosen and
+    rejected for ranked rows, A and B for the others. ``scalars`` are every other column, in
+    schema order."""
+
+    ranked: bool
+    conversation_text: str
+    first: str
+    second: str
+    scalars: dict[str, Any]
+    preference: int | None
+    provenance: str
+
+
+def _row_parts(
     pair: tuple[Any, ...], context: _ChunkContext, model: ModelVersion | None
-) -> tuple[bool, dict[str, Any], int | None, str]:
-    """(ranked?, row, preference, provenance) for one pair."""
-    column = _COLUMN
-    pair_id = pair[column["id"]]
+) -> _RowParts:
+    pair_id = pair[_ID]
     preference, provenance, flipped = _effective_preference(pair)
-    disagreement = pair[column["disagreement"]]
+    disagreement = pair[_DISAGREEMENT]
     adjudication = context.adjudications.get(pair_id)
-    counts = context.evidence_counts.get(pair_id, Counter())
     score = context.scores.get(pair_id)
-    head = {
+    counts = context.evidence_counts.get(pair_id, _NO_EVIDENCE)
+    ranked = bool(preference)
+    response_a, response_b = pair[_RESPONSE_A], pair[_RESPONSE_B]
+    a_chosen = ranked and preference > 0
+    scalars: dict[str, Any] = {
         "pair_id": pair_id,
-        "external_id": pair[column["external_id"]],
-        "source": pair[column["source"]],
+        "external_id": pair[_EXTERNAL_ID],
+        "source": pair[_SOURCE],
     }
-    tail = {
-        "provenance": provenance,
-        "curation": pair[column["curation"]],
-        "source_label_flipped": flipped,
-        "round": pair[column["round__number"]],
-        "votes": context.votes.get(pair_id, []),
-        "disagreement": disagreement,
-        "agreement": None if disagreement is None else 1.0 - disagreement,
-        "adjudication_decision": adjudication[0] if adjudication else None,
-        "adjudication_preference": adjudication[1] if adjudication else None,
-        "adjudication_note": adjudication[2] if adjudication else None,
-        "model_version": model.number if (model is not None and score is not None) else None,
-    }
-    attributes = {
-        name: pair[column[name]]
-        for name in (
-            "task_category",
-            "objectivity",
-            "controversiality",
-            "desired_attributes",
-            "annotation_guideline",
+    if ranked:
+        scalars["chosen_side"] = "a" if a_chosen else "b"
+        scalars["preference_strength"] = abs(preference)
+    else:
+        scalars["preference"] = preference
+    scalars["provenance"] = provenance
+    scalars["curation"] = pair[_CURATION]
+    scalars["source_label_flipped"] = flipped
+    scalars["round"] = pair[_ROUND]
+    scalars["votes"] = context.votes.get(pair_id, [])
+    scalars["disagreement"] = disagreement
+    scalars["agreement"] = None if disagreement is None else 1.0 - disagreement
+    scalars["adjudication_decision"] = adjudication[0] if adjudication else None
+    scalars["adjudication_preference"] = adjudication[1] if adjudication else None
+    scalars["adjudication_note"] = adjudication[2] if adjudication else None
+    scalars["model_version"] = model.number if (model is not None and score) else None
+    reward_a, reward_b, p_a_better = score or (None, None, None)
+    if not ranked:
+        scalars["model_p_a_better"] = p_a_better
+        scalars["model_reward_a"] = reward_a
+        scalars["model_reward_b"] = reward_b
+    elif a_chosen:
+        scalars["model_p_chosen"] = p_a_better
+        scalars["model_reward_chosen"] = reward_a
+        scalars["model_reward_rejected"] = reward_b
+    else:
+        scalars["model_p_chosen"] = None if p_a_better is None else 1.0 - p_a_better
+        scalars["model_reward_chosen"] = reward_b
+        scalars["model_reward_rejected"] = reward_a
+    for name, position in _ATTRIBUTES:
+        scalars[name] = pair[position]
+    scalars["evidence_counts"] = {kind: counts.get(kind, 0) for kind in EVIDENCE_KINDS}
+    scalars["evidence_items"] = context.evidence_items.get(pair_id, [])
+    first, second = (
+        (response_b, response_a)
+        if ranked and not a_chosen
+        else (
+            response_a,
+            response_b,
         )
-    }
-    evidence = {
-        "evidence_counts": {kind: counts.get(kind, 0) for kind in EVIDENCE_KINDS},
-        "evidence_items": context.evidence_items.get(pair_id, []),
-    }
-    conversation = pair[column["conversation"]]
-    response_a, response_b = pair[column["response_a"]], pair[column["response_b"]]
-    if not preference:
-        row = {
-            **head,
-            "response_a": _messages(conversation, response_a),
-            "response_b": _messages(conversation, response_b),
-            "preference": preference,
-            **tail,
-            "model_p_a_better": score[2] if score else None,
-            "model_reward_a": score[0] if score else None,
-            "model_reward_b": score[1] if score else None,
-            **attributes,
-            **evidence,
-        }
-        return False, row, preference, provenance
-    a_chosen = preference > 0
-    chosen, rejected = (response_a, response_b) if a_chosen else (response_b, response_a)
-    model_columns: dict[str, float | None] = {
-        "model_p_chosen": None,
-        "model_reward_chosen": None,
-        "model_reward_rejected": None,
-    }
-    if score is not None:
-        reward_a, reward_b, p_a_better = score
-        model_columns = {
-            "model_p_chosen": p_a_better if a_chosen else 1.0 - p_a_better,
-            "model_reward_chosen": reward_a if a_chosen else reward_b,
-            "model_reward_rejected": reward_b if a_chosen else reward_a,
-        }
-    row = {
-        **head,
-        "chosen": _messages(conversation, chosen),
-        "rejected": _messages(conversation, rejected),
-        "chosen_side": "a" if a_chosen else "b",
-        "preference_strength": abs(preference),
-        **tail,
-        **model_columns,
-        **attributes,
-        **evidence,
-    }
-    return True, row, preference, provenance
+    )
+    return _RowParts(ranked, pair[_CONVERSATION], first, second, scalars, preference, provenance)
 
 
 def _chunks(queryset: QuerySet[Pair], chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
     """Keyset pagination by primary key: each query is short and reads committed rows."""
+    rows = queryset.annotate(conversation_text=Cast("conversation", TextField()))
     last_id = 0
     while True:
         chunk = list(
-            queryset.filter(pk__gt=last_id).order_by("pk").values_list(*_PAIR_COLUMNS)[:chunk_size]
+            rows.filter(pk__gt=last_id).order_by("pk").values_list(*_PAIR_COLUMNS)[:chunk_size]
         )
         if not chunk:
             return
         yield chunk
-        last_id = chunk[-1][0]
+        last_id = chunk[-1][_ID]
 
 
 def active_model_version(*, campaign: Campaign) -> ModelVersion | None:
@@ -495,6 +517,32 @@ class ExportCounts:
     max_pair_id: int = 0
 
 
+def _export_parts(
+    *, campaign: Campaign, filters: ExportFilters, chunk_size: int, counts: ExportCounts
+) -> Iterator[_RowParts]:
+    model = active_model_version(campaign=campaign)
+    provenance_counts: Counter[str] = Counter()
+    queryset = export_queryset(campaign=campaign, filters=filters)
+    for chunk in _chunks(queryset, chunk_size):
+        context = _chunk_context(chunk, campaign, model)
+        for pair in chunk:
+            parts = _row_parts(pair, context, model)
+            if parts.ranked:
+                counts.rows += 1
+                provenance_counts[parts.provenance] += 1
+            elif parts.preference == 0:
+                counts.ties += 1
+            else:
+                counts.unresolved += 1
+            yield parts
+        counts.max_pair_id = chunk[-1][_ID]
+        counts.by_provenance = dict(sorted(provenance_counts.items()))
+
+
+def _message_list(turns: list[dict[str, str]], response: str) -> list[dict[str, str]]:
+    return [*turns, {"role": "assistant", "content": response}]
+
+
 def export_rows(
     *,
     campaign: Campaign,
@@ -502,38 +550,55 @@ def export_rows(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     counts: ExportCounts | None = None,
 ) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """Every exported row as (ranked, row): ranked rows have chosen/rejected, the others are
-    ties or unresolved pairs (for the separate file). Streams; memory bounded by chunk_size."""
+    """Every exported row as (ranked, row), exactly as the files hold them: ranked rows have
+    chosen/rejected (MAIN_SCHEMA), the others response_a/response_b (UNRANKED_SCHEMA).
+    Streams; memory is bounded by chunk_size."""
     counts = counts if counts is not None else ExportCounts()
-    model = active_model_version(campaign=campaign)
-    provenance_counts: Counter[str] = Counter()
-    queryset = export_queryset(campaign=campaign, filters=filters)
-    for chunk in _chunks(queryset, chunk_size):
-        context = _chunk_context(chunk, model)
-        for pair in chunk:
-            ranked, row, preference, provenance = _build_row(pair, context, model)
-            if ranked:
-                counts.rows += 1
-                provenance_counts[provenance] += 1
-            elif preference == 0:
-                counts.ties += 1
-            else:
-                counts.unresolved += 1
-            yield ranked, row
-        counts.max_pair_id = chunk[-1][0]
-        counts.by_provenance = dict(sorted(provenance_counts.items()))
+    for parts in _export_parts(
+        campaign=campaign, filters=filters, chunk_size=chunk_size, counts=counts
+    ):
+        turns = [
+            {"role": turn["role"], "content": turn["content"]}
+            for turn in json.loads(parts.conversation_text)
+        ]
+        first, second = ("chosen", "rejected") if parts.ranked else ("response_a", "response_b")
+        yield (
+            parts.ranked,
+            {
+                first: _message_list(turns, parts.first),
+                second: _message_list(turns, parts.second),
+                **parts.scalars,
+            },
+        )
 
 
 # --- Writing files ------------------------------------------------------------------------
 
 
-class _JsonlWriter:
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.handle = path.open("wb")
+def _messages_json(conversation_text: str, response: str) -> str:
+    """The message list as JSON text, reusing the conversation's stored JSON as is."""
+    final = '{"role":"assistant","content":' + json.dumps(response) + "}"
+    opened = conversation_text.rstrip()[:-1].rstrip()
+    return opened + ("," if opened != "[" else "") + final + "]"
 
-    def write(self, row: dict[str, Any]) -> None:
-        line = json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        self.handle.write(line.encode() + b"\n")
+
+class _JsonlWriter:
+    """One JSON object a line. Only the small columns go through json.dumps per row; the
+    conversation's JSON comes from the database and is spliced in twice."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.handle = path.open("wb", buffering=1 << 20)
+        self.first, self.second = schema.names[0], schema.names[1]
+
+    def write(self, parts: _RowParts) -> None:
+        conversation = parts.conversation_text
+        line = (
+            f'{{"{self.first}":{_messages_json(conversation, parts.first)},'
+            f'"{self.second}":{_messages_json(conversation, parts.second)},'
+            + json.dumps(parts.scalars, separators=(",", ":"), allow_nan=False)[1:]
+            + "\n"
+        )
+        self.handle.write(line.encode())
 
     def close(self) -> None:
         self.handle.flush()
@@ -544,24 +609,83 @@ class _JsonlWriter:
         self.handle.close()
 
 
+def _parse_conversations(texts: Sequence[str]) -> pa.ListArray:
+    """Many conversations' JSON parsed at once by Arrow's C++ reader, as message lists."""
+    payload = "".join(f'{{"c":{text}}}\n' for text in texts).encode()
+    longest = max(len(text) for text in texts)
+    table = pa_json.read_json(
+        pa.BufferReader(payload),
+        # A block must hold the longest line (UTF-8: up to 4 bytes per character).
+        read_options=pa_json.ReadOptions(block_size=max(1 << 22, 4 * longest + 64)),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=pa.schema([("c", _MESSAGES)]), unexpected_field_behavior="ignore"
+        ),
+    )
+    return table.column("c").combine_chunks()
+
+
+def _with_final_turn(conversations: pa.ListArray, responses: Sequence[str]) -> pa.ListArray:
+    """Each message list plus one assistant turn, by index arithmetic on the flat values."""
+    count = len(conversations)
+    offsets = conversations.offsets.to_numpy().astype(np.int64)
+    turns = conversations.flatten()
+    finals = pa.StructArray.from_arrays(
+        [pa.array(["assistant"] * count, pa.string()), pa.array(responses, pa.string())],
+        names=["role", "content"],
+    )
+    new_offsets = offsets - offsets[0] + np.arange(count + 1)
+    final_positions = new_offsets[1:] - 1
+    order = np.empty(len(turns) + count, dtype=np.int64)
+    keeps_turn = np.ones(len(order), dtype=bool)
+    keeps_turn[final_positions] = False
+    order[keeps_turn] = np.arange(len(turns))
+    order[final_positions] = len(turns) + np.arange(count)
+    values = pa.concat_arrays([turns, finals]).take(pa.array(order))
+    return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values, type=_MESSAGES)
+
+
 class _ParquetWriter:
-    """Rows buffered into row groups, each converted and written as one table."""
+    """Rows gathered into a row group, then converted column by column (no per-row objects
+    for the message lists: Arrow parses the conversations' JSON in bulk)."""
+
+    max_row_group_chars = 256 * 1024**2  # string arrays must stay well under 2 GiB
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.schema = schema
-        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
-        self.buffer: list[dict[str, Any]] = []
         self.path = path
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.scalar_names = schema.names[2:]
+        self._reset()
 
-    def write(self, row: dict[str, Any]) -> None:
-        self.buffer.append(row)
-        if len(self.buffer) >= PARQUET_ROW_GROUP:
+    def _reset(self) -> None:
+        self.conversations: list[str] = []
+        self.firsts: list[str] = []
+        self.seconds: list[str] = []
+        self.scalars: list[dict[str, Any]] = []
+        self.chars = 0
+
+    def write(self, parts: _RowParts) -> None:
+        self.conversations.append(parts.conversation_text)
+        self.firsts.append(parts.first)
+        self.seconds.append(parts.second)
+        self.scalars.append(parts.scalars)
+        self.chars += len(parts.conversation_text) + len(parts.first) + len(parts.second)
+        if len(self.scalars) >= PARQUET_ROW_GROUP or self.chars >= self.max_row_group_chars:
             self._flush()
 
     def _flush(self) -> None:
-        if self.buffer:
-            self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
-            self.buffer = []
+        if not self.scalars:
+            return
+        conversations = _parse_conversations(self.conversations)
+        arrays = [
+            _with_final_turn(conversations, self.firsts),
+            _with_final_turn(conversations, self.seconds),
+        ]
+        for name in self.scalar_names:
+            values = [row[name] for row in self.scalars]
+            arrays.append(pa.array(values, type=self.schema.field(name).type))
+        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self._reset()
 
     def close(self) -> None:
         self._flush()
@@ -570,7 +694,7 @@ class _ParquetWriter:
             os.fsync(handle.fileno())
 
     def abort(self) -> None:
-        self.buffer = []
+        self._reset()
         self.writer.close()
 
 
@@ -660,13 +784,13 @@ def export_write(
         writers["main"] = writer_class(temporaries["main"], MAIN_SCHEMA)
         if separate:
             writers["ties"] = writer_class(temporaries["ties"], UNRANKED_SCHEMA)
-        for ranked, row in export_rows(
+        for parts in _export_parts(
             campaign=campaign, filters=filters, chunk_size=chunk_size, counts=counts
         ):
-            if ranked:
-                writers["main"].write(row)
+            if parts.ranked:
+                writers["main"].write(parts)
             elif separate:
-                writers["ties"].write(row)
+                writers["ties"].write(parts)
                 counts.unranked_written += 1
             seen += 1
             if on_progress is not None and seen % chunk_size == 0:

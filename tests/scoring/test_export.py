@@ -252,7 +252,17 @@ def read_rows(path: Path, file_format: str) -> list[dict]:
 
 
 @pytest.mark.smoke
-def test_jsonl_and_parquet_reload_to_the_same_rows(campaign, history, tmp_path):
+def test_jsonl_and_parquet_reload_to_the_same_rows(campaign, history, annotators, tmp_path):
+    tricky = [
+        {"role": "system", "content": "Be \"precise\"\n\ttabs, back\\slash, ünïcødé, 🙂"},
+        {"role": "user", "content": "</script> {\"json\": [1, 2]} \u2028"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "and again?"},
+    ]
+    voted_pair(
+        campaign, annotators, [-2, -2, -2], consensus=-2, provenance="unanimous",
+        conversation=tricky, response_a="A: \"quoted\"\n", response_b="B 🙂 \\",
+    )
     filters = ExportFilters(include_silver=True, ties="separate")
     expected = [row for ranked, row in export_rows(campaign=campaign, filters=filters) if ranked]
     loaded = {}
@@ -268,6 +278,9 @@ def test_jsonl_and_parquet_reload_to_the_same_rows(campaign, history, tmp_path):
         loaded[file_format] = read_rows(path, file_format)
     assert loaded["jsonl"] == expected
     assert loaded["parquet"] == expected
+    last = expected[-1]
+    assert last["chosen"] == [*tricky, {"role": "assistant", "content": "B 🙂 \\"}]
+    assert last["rejected"][-1] == {"role": "assistant", "content": "A: \"quoted\"\n"}
     assert pq.read_schema(tmp_path / "out.parquet").names == MAIN_SCHEMA.names
     ties = read_rows(unranked_path(tmp_path / "out.parquet"), "parquet")
     assert ties == read_rows(unranked_path(tmp_path / "out.jsonl"), "jsonl")
