@@ -6,6 +6,9 @@ from celery import shared_task
 
 from annotation.services.assignments import assignments_expire
 from annotation.services.import_jobs import import_job_run
+from annotation.tool_tasks import run_code_task
+
+__all__ = ["expire_leases_task", "import_pairs_task", "run_code_task"]
 
 
 @shared_task(name="annotation.import_pairs", acks_late=True)

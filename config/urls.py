@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("annotation.api_urls")),
+    path("api/", include("annotation.tools_api_urls")),
     path("api/", include("reviewers.api_urls")),
     path("api/", include("scoring.api_urls")),
 ]
