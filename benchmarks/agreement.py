@@ -1,6 +1,7 @@
 """Krippendorff's alpha at campaign scale: scoring.agreement against the krippendorff package.
 
 Run: .venv/bin/python benchmarks/agreement.py [--pairs N] [--repeat R] [--n-boot B]
+     [--only SECTION …] [--database-url postgres://user@host:port/postgres]
 
 Data: N pairs x 3 annotators, 10% of labels missing, annotators who agree with a hidden
 preference 70% of the time and otherwise answer at random. Each section below is a function
@@ -8,12 +9,20 @@ that takes the shared BenchmarkContext and returns Measurements; add a section (
 "alpha from PostgreSQL end to end") by writing one more such function and listing it in
 SECTIONS. Timings are the best of --repeat runs; peak memory is measured in a separate
 tracemalloc run so it does not slow the timed ones.
+
+"alpha from PostgreSQL end to end" needs a PostgreSQL server: it creates a temporary database
+(arbiter_bench_<pid>) on the server of --database-url (default: $DATABASE_URL, else
+postgres://postgres@127.0.0.1:5432/postgres), migrates it, loads the five-point data with COPY
+and drops the database at the end, whatever happens.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -72,6 +81,7 @@ class BenchmarkContext:
     n_boot: int
     seed: int
     reliability_data: dict[str, np.ndarray]
+    database_url: str = ""
 
 
 T = TypeVar("T")
@@ -89,6 +99,7 @@ def main() -> None:
             scenario.name: synthetic_reliability_data(arguments.pairs, scenario, arguments.seed)
             for scenario in SCENARIOS
         },
+        database_url=arguments.database_url,
     )
     print(
         f"{arguments.pairs:,} pairs x {ANNOTATORS} annotators, {MISSING_SHARE:.0%} missing; "
@@ -96,6 +107,8 @@ def main() -> None:
     )
     measurements: list[Measurement] = []
     for section in SECTIONS:
+        if arguments.only and not any(word in section.__name__ for word in arguments.only):
+            continue
         measurements.extend(section(context))
     print_summary(measurements)
 
@@ -106,6 +119,18 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help="run only sections whose function name contains one of these words "
+        "(reliability_data, pattern_histogram, postgres)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("ARBITER_BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL", ""),
+        help="a PostgreSQL server to create the temporary database on",
+    )
     return parser.parse_args()
 
 
@@ -232,9 +257,286 @@ def group_count_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return patterns, multiplicities
 
 
+POSTGRES_SCENARIO = SCENARIOS[2]  # five-point, ordinal: the harder level and the usual scale
+POSTGRES_ANNOTATORS = 30
+POSTGRES_ROUNDS = 10
+POSTGRES_CATEGORIES = ("math", "code", "chat", "safety", "reasoning", "writing", "facts", "other")
+POSTGRES_TARGET_SECONDS = 2.0
+
+
+def section_alpha_from_postgres(context: BenchmarkContext) -> list[Measurement]:
+    """Alpha from PostgreSQL end to end: grouped query + alpha + 95% CI, via our selector."""
+    section = "alpha from PostgreSQL end to end"
+    print_section(section)
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    except ImportError:
+        print("  skipped: psycopg is not installed")
+        return []
+    server = context.database_url or "postgres://postgres@127.0.0.1:5432/postgres"
+    if not server.startswith(("postgres://", "postgresql://")):
+        print(f"  skipped: {server!r} is not a PostgreSQL URL")
+        return []
+    database = f"arbiter_bench_{os.getpid()}"
+    admin_info = {**conninfo_to_dict(server), "dbname": "postgres"}
+    try:
+        admin = psycopg.connect(make_conninfo(**admin_info), autocommit=True)
+    except psycopg.OperationalError as exc:
+        print(f"  skipped: cannot reach PostgreSQL ({exc})")
+        return []
+    with admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            return _alpha_from_postgres(context, section, {**admin_info, "dbname": database})
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            print(f"  dropped temporary database {database}")
+
+
+def _alpha_from_postgres(
+    context: BenchmarkContext, section: str, info: dict[str, object]
+) -> list[Measurement]:
+    user = info.get("user") or "postgres"
+    password = f":{info['password']}" if info.get("password") else ""
+    host, port = info.get("host") or "127.0.0.1", info.get("port") or 5432
+    os.environ["DATABASE_URL"] = f"postgres://{user}{password}@{host}:{port}/{info['dbname']}"
+    os.environ.setdefault("SECRET_KEY", "benchmark-only")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ["ARBITER_VAR_DIR"] = tempfile.mkdtemp(prefix="arbiter-bench-")
+    for variable in ("CACHE_URL", "CELERY_BROKER_URL"):
+        os.environ.pop(variable, None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from scoring.agreement import alpha_components
+    from scoring.selectors.agreement import (
+        agreement_level,
+        annotator_agreements_from_db,
+        campaign_agreement,
+        histogram_components,
+        pattern_histogram,
+        pattern_histograms_by_round_and_category,
+        scale_values,
+    )
+
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0, interactive=False)
+    print(f"  migrated a fresh database in {time.perf_counter() - started:.1f} s")
+    data = context.reliability_data[POSTGRES_SCENARIO.name]
+    started = time.perf_counter()
+    campaign, label_count = load_labels_with_copy(connection, data)
+    print(
+        f"  loaded {context.pairs:,} pairs, {label_count:,} labels (and their assignments) "
+        f"with COPY in {time.perf_counter() - started:.1f} s"
+    )
+    level = agreement_level(campaign)
+    values = scale_values(campaign)
+    assert level == POSTGRES_SCENARIO.level and values == POSTGRES_SCENARIO.values
+
+    def end_to_end() -> tuple[float, tuple[float, float]]:
+        histogram = pattern_histogram(campaign=campaign)
+        alpha = histogram_components(histogram, level).alpha
+        interval = alpha_confidence_interval(
+            histogram.patterns,
+            values,
+            level,
+            multiplicities=histogram.multiplicities,
+            n_boot=context.n_boot,
+            seed=context.seed,
+        )
+        return alpha, interval
+
+    (alpha, interval), seconds, peak = measure(end_to_end, context.repeat)
+    query_only, query_seconds, query_peak = measure(
+        lambda: pattern_histogram(campaign=campaign), context.repeat
+    )
+    by_subset, subset_seconds, subset_peak = measure(
+        lambda: pattern_histograms_by_round_and_category(campaign=campaign), 1
+    )
+    reference = alpha_components(query_only.patterns, query_only.multiplicities, values, level)
+    annotators, annotator_seconds, annotator_peak = measure(
+        lambda: annotator_agreements_from_db(
+            campaign=campaign, reference_value_totals=reference.value_totals, level=level
+        ),
+        1,
+    )
+    report, report_seconds, report_peak = measure(
+        lambda: campaign_agreement(campaign=campaign, use_cache=False), 1
+    )
+    expected = krippendorff_alpha(data, level, values)
+    rows = [
+        ("grouped query only", None, query_seconds, query_peak),
+        (f"query + alpha + CI ({context.n_boot})", alpha, seconds, peak),
+        (f"by round x category ({len(by_subset)} groups)", None, subset_seconds, subset_peak),
+        (f"per annotator ({len(annotators)})", None, annotator_seconds, annotator_peak),
+        ("whole report, uncached", report["overall"]["alpha"], report_seconds, report_peak),
+    ]
+    measurements = []
+    for method, value, elapsed, memory in rows:
+        measurement = Measurement(section, POSTGRES_SCENARIO.name, method, elapsed, memory, value)
+        measurements.append(measurement)
+        print_measurement(measurement)
+    verdict = "meets" if seconds < POSTGRES_TARGET_SECONDS else "misses"
+    print(
+        f"    {len(query_only.patterns)} distinct patterns; 95% CI [{interval[0]:.4f}, "
+        f"{interval[1]:.4f}]; |alpha - in-memory alpha| = {abs(alpha - expected):.1e}; "
+        f"{seconds:.3f} s {verdict} the {POSTGRES_TARGET_SECONDS:.0f} s target"
+    )
+    print(
+        "    peak MiB is Python-side (tracemalloc); the process's peak resident set so far is "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+    return measurements
+
+
+def load_labels_with_copy(connection, data: np.ndarray):  # noqa: ANN001 - Django connection
+    """A campaign with one pair per column of ``data`` and a label per non-missing cell.
+
+    Annotator of row r on pair i: (i mod 10) * 3 + r, so a pair's annotators are distinct.
+    Rows go in with COPY; foreign-key triggers are skipped during the load (the data is
+    consistent by construction) and the tables analysed afterwards, as a bulk import would.
+    """
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from annotation.models import Assignment, Campaign, Label, Pair, Round
+
+    now = timezone.now()
+    users = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"bench-annotator-{i}") for i in range(POSTGRES_ANNOTATORS)
+    )
+    campaign = Campaign.objects.create(name="benchmark", scale="five_point")
+    rounds = [
+        Round.objects.create(
+            campaign=campaign,
+            number=number,
+            status=Round.Status.OPEN if number == POSTGRES_ROUNDS else Round.Status.CLOSED,
+        )
+        for number in range(1, POSTGRES_ROUNDS + 1)
+    ]
+    pair_count = data.shape[1]
+    pair_ids = np.arange(1, pair_count + 1)
+    round_ids = np.asarray([r.pk for r in rounds])[pair_ids * POSTGRES_ROUNDS // (pair_count + 1)]
+    # Pair by pair, as labels arrive in a real campaign (a pair's labels are close in time).
+    unit, coder = np.nonzero(~np.isnan(data.T))
+    label_ids = np.arange(1, len(unit) + 1)
+    annotator_ids = np.asarray([u.pk for u in users])[(unit % 10) * 3 + coder]
+    preferences = data[coder, unit].astype(np.int64)
+    swapped = (unit + coder) % 2 == 1
+
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        raw.execute("SET session_replication_role = replica")
+        copy_model(
+            raw,
+            Pair,
+            {
+                "id": pair_ids,
+                "round_id": round_ids,
+                "task_category": np.asarray(POSTGRES_CATEGORIES)[
+                    pair_ids % len(POSTGRES_CATEGORIES)
+                ],
+                "content_hash": np.char.mod("%064x", pair_ids),
+            },
+            {
+                "campaign_id": campaign.pk,
+                "conversation": "[]",
+                "response_a": "A",
+                "response_b": "B",
+                "status": Pair.Status.COMPLETE,
+                "slots_taken": 3,
+                "labels_count": 3,
+                "created_at": now,
+            },
+        )
+        copy_model(
+            raw,
+            Assignment,
+            {
+                "id": label_ids,
+                "pair_id": pair_ids[unit],
+                "annotator_id": annotator_ids,
+                "round_id": round_ids[unit],
+                "swapped": swapped,
+            },
+            {
+                "campaign_id": campaign.pk,
+                "status": Assignment.Status.SUBMITTED,
+                "kind": Assignment.Kind.REGULAR,
+                "leased_at": now,
+                "lease_expires_at": now,
+                "finished_at": now,
+            },
+        )
+        copy_model(
+            raw,
+            Label,
+            {
+                "id": label_ids,
+                "assignment_id": label_ids,
+                "pair_id": pair_ids[unit],
+                "annotator_id": annotator_ids,
+                "preference": preferences,
+                "shown_first": np.where(swapped, "b", "a"),
+            },
+            {"campaign_id": campaign.pk, "created_at": now},
+        )
+        raw.execute("SET session_replication_role = DEFAULT")
+        for model in (Pair, Assignment, Label):
+            table = model._meta.db_table
+            raw.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                f"(SELECT MAX(id) FROM {table}))"
+            )
+            raw.execute(f"ANALYZE {table}")
+    return campaign, len(label_ids)
+
+
+def copy_model(raw_cursor, model, columns: dict[str, np.ndarray], constants: dict[str, object]):  # noqa: ANN001
+    """COPY rows into the model's table: per-row ``columns``, the same ``constants`` on every
+    row, and every other column at its model default (or NULL), so new fields need no edit."""
+    from django.db.models import NOT_PROVIDED
+
+    fixed: dict[str, object] = dict(constants)
+    for field in model._meta.concrete_fields:
+        if field.column in columns or field.column in fixed:
+            continue
+        if field.default is not NOT_PROVIDED:
+            default = field.get_default()
+            is_json = field.get_internal_type() == "JSONField"
+            fixed[field.column] = _json_text(default) if is_json else default
+        elif field.null:
+            fixed[field.column] = None
+        elif field.get_internal_type() in ("CharField", "TextField"):
+            fixed[field.column] = ""
+        else:
+            raise ValueError(f"{model.__name__}.{field.name} needs a value for the benchmark")
+    names = [*columns, *fixed]
+    table = model._meta.db_table
+    per_row = [column.tolist() for column in columns.values()]
+    constant_values = tuple(fixed.values())
+    with raw_cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+        for row in zip(*per_row, strict=True):
+            copy.write_row((*row, *constant_values))
+
+
+def _json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value)
+
+
 SECTIONS: tuple[Section, ...] = (
     section_alpha_from_reliability_data,
     section_pattern_histogram,
+    section_alpha_from_postgres,
 )
 
 
@@ -273,6 +575,13 @@ def print_summary(measurements: list[Measurement]) -> None:
     for measurement in measurements:
         if measurement.method.startswith("ours: CI"):
             print(f"  {measurement.scenario}: {measurement.method} in {measurement.seconds:.3f} s")
+        if measurement.method.startswith("query + alpha + CI"):
+            verdict = "meets" if measurement.seconds < POSTGRES_TARGET_SECONDS else "misses"
+            print(
+                f"  PostgreSQL end to end ({measurement.scenario}): {measurement.method} in "
+                f"{measurement.seconds:.3f} s, {verdict} the {POSTGRES_TARGET_SECONDS:.0f} s "
+                f"target; Python-side peak {measurement.peak_mib:.1f} MiB"
+            )
 
 
 if __name__ == "__main__":

@@ -32,17 +32,17 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, When, Window
 from django.utils import timezone
 from numpy.typing import NDArray
 
-from annotation.models import Campaign, Label, Round, Scale
+from annotation.models import Campaign, Label, Pair, Round, Scale
 from scoring.agreement import (
     AlphaComponents,
     LevelOfMeasurement,
     alpha_components,
     alpha_confidence_interval,
-    annotator_agreement,
+    annotator_agreements,
     unit_disagreement,
 )
 
@@ -110,7 +110,7 @@ def pattern_histogram(
         labels = labels.filter(pair__round_id=round_id)
     if category is not None:
         labels = labels.filter(pair__task_category=category)
-    grouped = _grouped_histograms(labels, scale_values(campaign), keys={})
+    grouped = _grouped_histograms(labels, scale_values(campaign))
     return grouped.get((), PatternHistogram.empty(scale_values(campaign)))
 
 
@@ -118,8 +118,9 @@ def pattern_histograms_by_round_and_category(
     *, campaign: Campaign
 ) -> dict[tuple[int | None, str], PatternHistogram]:
     """One grouped query: a histogram per (round id, task category) present in the labels."""
-    keys = {"round_key": F("pair__round_id"), "category_key": F("pair__task_category")}
-    grouped = _grouped_histograms(regular_labels(campaign=campaign), scale_values(campaign), keys)
+    grouped = _grouped_histograms(
+        regular_labels(campaign=campaign), scale_values(campaign), by_round_and_category=True
+    )
     return {(key[0], key[1]): histogram for key, histogram in grouped.items()}
 
 
@@ -181,31 +182,35 @@ def annotator_agreements_from_db(
 ) -> list[dict[str, Any]]:
     """Each annotator's agreement with the others on their pairs, against the campaign.
 
-    One grouped query returns, per annotator, how many of their labels had each (own value,
-    pair pattern) combination; each annotator's pairs are then rebuilt from it (own label in
-    row 0, co-labels below) for ``annotator_agreement``.
+    One grouped query, a single pass over the labels with a window per pair, returns how many
+    of each annotator's labels had each (own value, pair pattern) combination; see
+    ``_coder_agreement`` for how that becomes ``annotator_agreements``' figure.
     """
     level = level or agreement_level(campaign)
     values = scale_values(campaign)
-    labels = regular_labels(campaign=campaign)
-    counts = _value_counts(values)
-    per_pair = labels.order_by().values(unit=F("pair_id")).annotate(**counts)
-    own = labels.order_by().values(
-        unit=F("pair_id"), coder=F("annotator_id"), own_value=F("preference")
+    windowed = (
+        regular_labels(campaign=campaign)
+        .order_by()
+        .annotate(
+            **{
+                name: Window(
+                    Sum(Case(When(preference=value, then=1), default=0)),
+                    partition_by=[F("pair_id")],
+                )
+                for name, value in zip(_count_names(values), values, strict=True)
+            }
+        )
+        .values("annotator_id", "preference", *_count_names(values))
     )
-    per_pair_sql, per_pair_params = per_pair.query.sql_with_params()
-    own_sql, own_params = own.query.sql_with_params()
+    inner_sql, params = windowed.query.sql_with_params()
     quote = connection.ops.quote_name
-    count_columns = ", ".join(f"per_pair.{quote(name)}" for name in counts)
-    # Only our own identifiers are formatted in; every value travels as a query parameter.
-    sql = (
-        f"SELECT own.{quote('coder')}, own.{quote('own_value')}, {count_columns}, COUNT(*) "  # noqa: S608
-        f"FROM ({own_sql}) own INNER JOIN ({per_pair_sql}) per_pair "
-        f"ON own.{quote('unit')} = per_pair.{quote('unit')} "
-        f"GROUP BY own.{quote('coder')}, own.{quote('own_value')}, {count_columns}"
+    columns = ", ".join(
+        quote(name) for name in ("annotator_id", "preference", *_count_names(values))
     )
+    # Only our own identifiers are formatted in; every value travels as a query parameter.
+    sql = f"SELECT {columns}, COUNT(*) FROM ({inner_sql}) own GROUP BY {columns}"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, (*own_params, *per_pair_params))
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     by_coder: dict[int, list[tuple[int, ...]]] = defaultdict(list)
     for coder, own_value, *rest in rows:
@@ -213,12 +218,9 @@ def annotator_agreements_from_db(
     usernames = dict(get_user_model().objects.filter(pk__in=by_coder).values_list("pk", "username"))
     result = []
     for coder, coder_rows in by_coder.items():
-        data, pairable = _coder_reliability_data(np.asarray(coder_rows, dtype=np.int64), values)
-        agreement = float("nan")
-        if pairable:
-            agreement = annotator_agreement(
-                data, 0, level, np.asarray(values), reference_value_totals
-            )
+        agreement, pairable = _coder_agreement(
+            np.asarray(coder_rows, dtype=np.int64), values, level, reference_value_totals
+        )
         result.append(
             {
                 "annotator_id": coder,
@@ -352,30 +354,49 @@ def _below(entry: Mapping[str, Any], target: float) -> bool:
     return entry["alpha"] is not None and entry["alpha"] < target
 
 
+def _count_names(values: tuple[int, ...]) -> list[str]:
+    return [f"n{index}" for index in range(len(values))]
+
+
 def _value_counts(values: tuple[int, ...]) -> dict[str, Count]:
     return {
-        f"n{index}": Count("pk", filter=Q(preference=value)) for index, value in enumerate(values)
+        name: Count("pk", filter=Q(preference=value))
+        for name, value in zip(_count_names(values), values, strict=True)
     }
 
 
 def _grouped_histograms(
-    labels: QuerySet[Label], values: tuple[int, ...], keys: Mapping[str, F]
+    labels: QuerySet[Label], values: tuple[int, ...], *, by_round_and_category: bool = False
 ) -> dict[tuple[Any, ...], PatternHistogram]:
-    """Run the grouped query: per pair counts, then GROUP BY (keys…, counts…)."""
+    """Run the grouped query: counts per pair, then GROUP BY (count pattern) and count pairs.
+
+    With ``by_round_and_category`` the per-pair rows are joined to their pair for its round and
+    task category, which lead the GROUP BY; joining after the per-pair step joins one row per
+    pair rather than one per label.
+    """
     counts = _value_counts(values)
-    per_pair = labels.order_by().values(unit=F("pair_id"), **keys).annotate(**counts)
+    per_pair = labels.order_by().values(unit=F("pair_id")).annotate(**counts)
     inner_sql, params = per_pair.query.sql_with_params()
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(name) for name in (*keys, *counts))
+    count_columns = [f"per_pair.{quote(name)}" for name in counts]
+    source = f"({inner_sql}) per_pair"
+    keys: list[str] = []
+    if by_round_and_category:
+        pair_table = quote(Pair._meta.db_table)
+        source += f" INNER JOIN {pair_table} pair ON pair.{quote('id')} = per_pair.{quote('unit')}"
+        keys = [
+            f"pair.{quote(Pair._meta.get_field('round').column)}",
+            f"pair.{quote(Pair._meta.get_field('task_category').column)}",
+        ]
+    columns = ", ".join([*keys, *count_columns])
     # Only our own identifiers are formatted in; every value travels as a query parameter.
-    sql = f"SELECT {columns}, COUNT(*) FROM ({inner_sql}) per_pair GROUP BY {columns}"  # noqa: S608
+    sql = f"SELECT {columns}, COUNT(*) FROM {source} GROUP BY {columns}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    key_count = len(keys)
     grouped: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows:
-        grouped[tuple(row[:key_count])].append(row[key_count:])
+        grouped[tuple(row[: len(keys)])].append(row[len(keys) :])
     return {
         key: PatternHistogram(
             values,
@@ -386,31 +407,43 @@ def _grouped_histograms(
     }
 
 
-def _coder_reliability_data(
-    rows: NDArray[np.int64], values: tuple[int, ...]
-) -> tuple[NDArray[np.float64], int]:
-    """Rebuild one coder's units from (own value index, pattern counts…, pairs) rows.
+def _coder_agreement(
+    rows: NDArray[np.int64],
+    values: tuple[int, ...],
+    level: LevelOfMeasurement,
+    reference_value_totals: NDArray[np.float64],
+) -> tuple[float, int]:
+    """(agreement, pairable labels) of one coder from (own value index, counts…, n) rows.
 
-    Row 0 holds the coder's own value, the rows below the other labels of the unit, NaN-padded;
-    only which values a unit holds matters to ``annotator_agreement``, not who gave the others.
+    The figure is ``1 - D_o(coder) / D_e`` with ``D_e`` fixed by the reference totals, and
+    ``D_o(coder)`` is a mean over the coder's units of a term that depends only on the own value
+    and the unit's counts. So each distinct combination is evaluated once, as its own pseudo
+    coder with a single unit (``annotator_agreements`` row k, unit k, the co-labels in filler
+    rows below), and the coder's figure is the mean of those weighted by how many units had
+    each: exactly what ``annotator_agreement`` gives on the coder's expanded pairs, without
+    expanding them.
     """
     own_index, patterns, multiplicities = rows[:, 0], rows[:, 1:-1], rows[:, -1]
     labels_per_unit = patterns.sum(axis=1)
     keep = labels_per_unit >= 2
     pairable = int(multiplicities[keep].sum())
-    own_index, patterns, multiplicities = own_index[keep], patterns[keep], multiplicities[keep]
     if not pairable:
-        return np.full((1, 0), np.nan), 0
+        return float("nan"), 0
+    own_index, patterns, multiplicities = own_index[keep], patterns[keep], multiplicities[keep]
+    combinations = len(own_index)
     value_array = np.asarray(values, dtype=np.float64)
     others = patterns.copy()
-    others[np.arange(len(others)), own_index] -= 1
-    height = int(labels_per_unit.max())
-    distinct = np.full((height, len(others)), np.nan)
-    distinct[0] = value_array[own_index]
+    others[np.arange(combinations), own_index] -= 1
+    filler_rows = int(others.sum(axis=1).max())
+    data = np.full((combinations + filler_rows, combinations), np.nan)
+    data[np.arange(combinations), np.arange(combinations)] = value_array[own_index]
     for column, other_counts in enumerate(others):
         other_values = np.repeat(value_array, other_counts)
-        distinct[1 : 1 + len(other_values), column] = other_values
-    return np.repeat(distinct, multiplicities, axis=1), pairable
+        data[combinations : combinations + len(other_values), column] = other_values
+    per_combination = annotator_agreements(data, level, np.asarray(values), reference_value_totals)[
+        :combinations
+    ]
+    return float(np.average(per_combination, weights=multiplicities)), pairable
 
 
 def _finite_or_none(value: float) -> float | None:
