@@ -42,6 +42,9 @@ def adjudication_resolve(
     if not note:
         raise InvalidDecision("a note explaining the decision is required")
     with transaction.atomic():
+        # Pair first, then escalation: the same lock order as escalation_open and label
+        # submits, so a reason arriving during the decision waits instead of deadlocking.
+        list(Pair.objects.select_for_update().filter(pk=escalation.pair_id).values_list("pk"))
         # The conditional UPDATE is the gate: only the claim holder, once, before expiry.
         closed = Escalation.objects.filter(
             pk=escalation.pk,

@@ -51,7 +51,6 @@ def half_labelled(campaign):
     return pair, alice, bob
 
 
-@pytest.mark.smoke
 def test_the_next_pair_shows_nothing_of_earlier_labels(campaign, half_labelled):
     pair, alice, bob = half_labelled
     response = api_client_for(bob).post(reverse("api-next", args=[campaign.pk]))

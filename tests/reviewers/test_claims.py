@@ -9,9 +9,10 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from annotation.models import Pair
 from annotation.roles import Role
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest
-from reviewers.models import Escalation
+from reviewers.models import Adjudication, Escalation
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import (
     CLAIM_DURATION,
@@ -139,3 +140,40 @@ def test_a_decided_escalation_cannot_be_claimed(expert):
     )
     with pytest.raises(AlreadyDecided):
         escalation_claim(escalation=escalation, expert=user_with_role("frank", Role.EXPERT))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_submitted_several_times_at_once_is_recorded_once():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs real concurrent transactions (PostgreSQL)")
+    escalation = _open_escalation()
+    expert = user_with_role("hasty", Role.EXPERT)
+    escalation_claim(escalation=escalation, expert=expert)
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def decide(preference):
+        try:
+            start.wait(timeout=30)
+            adjudication_resolve(
+                escalation=Escalation.objects.get(pk=escalation.pk),
+                expert=expert,
+                decision="preference",
+                preference=preference,
+                note="double click",
+            )
+            outcomes.append("decided")
+        except AlreadyDecided:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=decide, args=(p,)) for p in (2, 1, -1, -2, 1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["decided"] + ["refused"] * 5
+    adjudication = Adjudication.objects.get(escalation=escalation)
+    pair = Pair.objects.get(pk=escalation.pair_id)
+    assert pair.consensus_preference == adjudication.preference

@@ -101,7 +101,6 @@ def _gold_pairs(campaign, answers):
     return [PairFactory(campaign=campaign, is_gold=True, gold_preference=a) for a in answers]
 
 
-@pytest.mark.smoke
 def test_quality_computes_gold_accuracy_position_bias_and_median_time():
     campaign = CampaignFactory(quality_threshold=0.6)
     careful, sloppy, biased = (user_with_role(n) for n in ("careful", "sloppy", "biased"))
