@@ -8,7 +8,6 @@ import time
 import urllib.request
 
 import pytest
-from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from annotation.models import CodeRun, Evidence
@@ -30,22 +29,6 @@ def _sandbox_problem() -> str | None:
 
 needs_sandbox = pytest.mark.skipif(
     _sandbox_problem() is not None, reason=f"no sandbox here: {_sandbox_problem()}"
-)
-
-
-def _tool_tasks_wired() -> bool:
-    """Whether `celery -A config worker` registers annotation.run_code: annotation.tasks
-    re-exports the tool tasks, or the settings import them."""
-    import annotation.tasks
-
-    imports = getattr(settings, "CELERY_IMPORTS", ())
-    return hasattr(annotation.tasks, "run_code_task") or "annotation.tool_tasks" in imports
-
-
-needs_wired_worker = pytest.mark.skipif(
-    not _tool_tasks_wired(),
-    reason="annotation.tasks does not re-export annotation.tool_tasks yet "
-    "(add `from annotation.tool_tasks import *`), so a worker would drop the runs",
 )
 
 
@@ -142,7 +125,6 @@ def test_runs_are_private_to_their_author(annotator_a, annotator_b):
 
 
 @needs_sandbox
-@needs_wired_worker
 @pytest.mark.worker
 def test_a_worker_runs_code_posted_to_the_api_and_records_evidence(worker, campaign, annotator_a):
     assignment = open_assignment(campaign, annotator_a)
@@ -176,7 +158,6 @@ def test_a_worker_runs_code_posted_to_the_api_and_records_evidence(worker, campa
 
 
 @needs_sandbox
-@needs_wired_worker
 @pytest.mark.worker
 def test_without_waiting_the_api_answers_202_and_the_run_can_be_polled(worker, annotator_a):
     client = api_client_for(annotator_a)
@@ -206,7 +187,6 @@ HOSTILE_PROGRAMS = [
 
 
 @needs_sandbox
-@needs_wired_worker
 @pytest.mark.worker
 @pytest.mark.slow
 def test_pages_stay_responsive_while_20_hostile_runs_execute(
