@@ -24,7 +24,15 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(Pair)
 class PairAdmin(admin.ModelAdmin):
-    list_display = ["id", "campaign", "status", "provenance", "priority", "is_gold", "task_category"]
+    list_display = [
+        "id",
+        "campaign",
+        "status",
+        "provenance",
+        "priority",
+        "is_gold",
+        "task_category",
+    ]
     list_filter = ["campaign", "status", "provenance", "is_gold"]
     search_fields = ["external_id", "content_hash"]
     raw_id_fields = ["round"]

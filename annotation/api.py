@@ -140,7 +140,9 @@ class LabelsExportApi(APIView):
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         lines = (json.dumps(row) + "\n" for row in labels_for_export(campaign=campaign))
         response = StreamingHttpResponse(lines, content_type="application/jsonl")
-        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-labels.jsonl"'
+        response["Content-Disposition"] = (
+            f'attachment; filename="campaign-{campaign.pk}-labels.jsonl"'
+        )
         return response
 
 
@@ -169,8 +171,12 @@ class ImportApi(APIView):
             import_job_enqueue(job=job)
             return Response({"job": job.pk, "status": job.status}, status=202)
         job = import_job_run(job_id=job.pk)
-        body = {"job": job.pk, "status": job.status, "created": job.created_count,
-                "duplicates": job.duplicate_count}
+        body = {
+            "job": job.pk,
+            "status": job.status,
+            "created": job.created_count,
+            "duplicates": job.duplicate_count,
+        }
         if job.status == ImportJob.Status.FAILED:
             return Response({**body, "detail": job.error, "line": job.error_line}, status=400)
         return Response(body, status=201)

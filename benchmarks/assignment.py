@@ -51,10 +51,16 @@ def write_pairs(path: Path, n: int) -> None:
             row = dict(base[i % len(base)])
             # A varied id at the start of the transcript keeps every copy a distinct pair.
             tag = f"\n\nHuman: [copy {i}]"
-            out.write(json.dumps({
-                "chosen": tag + row["chosen"], "rejected": tag + row["rejected"],
-                "external_id": f"hh-{i}",
-            }) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "chosen": tag + row["chosen"],
+                        "rejected": tag + row["rejected"],
+                        "external_id": f"hh-{i}",
+                    }
+                )
+                + "\n"
+            )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,8 +70,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-async def annotator(session, base: str, token: str, campaign_id: int, stop_at: float,
-                    stats: dict[str, list]) -> None:
+async def annotator(
+    session, base: str, token: str, campaign_id: int, stop_at: float, stats: dict[str, list]
+) -> None:
     import aiohttp
 
     headers = {"Authorization": f"Token {token}"}
@@ -107,9 +114,9 @@ async def drive(base: str, tokens: list[str], campaign_id: int, duration: float)
     async with aiohttp.ClientSession(connector=connector) as session:
         stop_at = time.monotonic() + duration
         started = time.monotonic()
-        await asyncio.gather(*(
-            annotator(session, base, token, campaign_id, stop_at, stats) for token in tokens
-        ))
+        await asyncio.gather(
+            *(annotator(session, base, token, campaign_id, stop_at, stats) for token in tokens)
+        )
         stats["elapsed"] = [time.monotonic() - started]
     return stats
 
@@ -129,7 +136,9 @@ def main() -> None:
         **os.environ,
         "DATABASE_URL": f"{PG}/{db}",
         "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-        "DEBUG": "false", "SECURE_SSL_REDIRECT": "false", "STATIC_MANIFEST": "false",
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "STATIC_MANIFEST": "false",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
     }
     gunicorn = None
@@ -142,7 +151,11 @@ def main() -> None:
             started = time.perf_counter()
             out = subprocess.run(
                 [*manage, "import_pairs", str(pairs_file), "--campaign", "bench"],
-                cwd=REPO, env=env, check=True, capture_output=True, text=True,
+                cwd=REPO,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             import_s = time.perf_counter() - started
         report = json.loads(out.strip().splitlines()[-1])
@@ -152,15 +165,34 @@ def main() -> None:
         for i in range(args.annotators):
             out = subprocess.run(
                 [*manage, "create_user", f"bench{i}", "--role", "annotator", "--password", "x"],
-                cwd=REPO, env=env, check=True, capture_output=True, text=True,
+                cwd=REPO,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             tokens.append(out.strip().splitlines()[-1])
         port = free_port()
         gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}",
-             "-w", str(args.workers), "--threads", str(args.threads), "--worker-class", "gthread",
-             "--log-level", "warning"],
-            cwd=REPO, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                str(args.workers),
+                "--threads",
+                str(args.threads),
+                "--worker-class",
+                "gthread",
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
         )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -173,15 +205,18 @@ def main() -> None:
         stats = asyncio.run(drive(base, tokens, campaign_id, args.duration))
         over = psql(
             "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "
-            "ON l.pair_id = p.id GROUP BY p.id, p.slot_cap HAVING count(*) > p.slot_cap) t", db
+            "ON l.pair_id = p.id GROUP BY p.id, p.slot_cap HAVING count(*) > p.slot_cap) t",
+            db,
         )
         over_n = psql(
             "SELECT count(*) FROM (SELECT pair_id FROM annotation_label WHERE NOT is_retest "
-            "GROUP BY pair_id HAVING count(*) > 3) t", db
+            "GROUP BY pair_id HAVING count(*) > 3) t",
+            db,
         )
         dupes = psql(
             "SELECT count(*) FROM (SELECT pair_id, annotator_id FROM annotation_assignment "
-            "GROUP BY 1, 2 HAVING count(*) > 1) t", db
+            "GROUP BY 1, 2 HAVING count(*) > 1) t",
+            db,
         )
         labels_db = int(psql("SELECT count(*) FROM annotation_label", db))
     finally:
@@ -192,20 +227,30 @@ def main() -> None:
 
     elapsed = stats["elapsed"][0]
     ms = lambda values, q: percentile(values, q) * 1000  # noqa: E731
-    print(f"\n{args.annotators} annotators, {elapsed:.0f} s, gunicorn {args.workers}x{args.threads} "
-          f"threads, {os.cpu_count()} CPU cores")
+    print(
+        f"\n{args.annotators} annotators, {elapsed:.0f} s, gunicorn {args.workers}x{args.threads} "
+        f"threads, {os.cpu_count()} CPU cores"
+    )
     print(f"{'call':<8}{'n':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
     for name in ("next", "label"):
         values = stats[name]
-        print(f"{name:<8}{len(values):>8}{ms(values, 50):>10.1f}{ms(values, 95):>10.1f}"
-              f"{ms(values, 99):>10.1f}")
+        print(
+            f"{name:<8}{len(values):>8}{ms(values, 50):>10.1f}{ms(values, 95):>10.1f}"
+            f"{ms(values, 99):>10.1f}"
+        )
     labels = len(stats["labels"])
-    print(f"labels/s: {labels / elapsed:.1f}  (labels stored: {labels_db:,}; "
-          f"target >= 200/s, p95 next < 100 ms)")
-    print(f"errors: {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}; "
-          f"204 no-work answers: {len(stats['empty'])}")
-    print(f"invariants: pairs over their cap: {over}; regular labels over N=3: {over_n}; "
-          f"duplicate pair-annotator: {dupes}")
+    print(
+        f"labels/s: {labels / elapsed:.1f}  (labels stored: {labels_db:,}; "
+        f"target >= 200/s, p95 next < 100 ms)"
+    )
+    print(
+        f"errors: {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}; "
+        f"204 no-work answers: {len(stats['empty'])}"
+    )
+    print(
+        f"invariants: pairs over their cap: {over}; regular labels over N=3: {over_n}; "
+        f"duplicate pair-annotator: {dupes}"
+    )
     if stats["next"]:
         print(f"mean next {statistics.mean(stats['next']) * 1000:.1f} ms")
 

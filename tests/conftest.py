@@ -97,9 +97,23 @@ def start_worker(
     log = log_path.open("w")
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
-            "-Q", queues, "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
         ],
         cwd=REPO_ROOT,
         env=worker_environment(),
@@ -183,4 +197,5 @@ def _media_root(settings, tmp_path):
 
 
 def pytest_report_header(config):
-    return f"arbiter: database={settings.DATABASES['default']['ENGINE']}, broker={settings.CELERY_BROKER_URL}"
+    engine = settings.DATABASES["default"]["ENGINE"]
+    return f"arbiter: database={engine}, broker={settings.CELERY_BROKER_URL}"

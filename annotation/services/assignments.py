@@ -93,7 +93,9 @@ def _create_assignment(
 def _take_regular_pair(
     campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
 ) -> Assignment | None:
-    already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values("pair_id")
+    already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values(
+        "pair_id"
+    )
     candidates = (
         Pair.objects.filter(
             campaign=campaign, status__in=OPEN_STATUSES, slots_taken__lt=F("slot_cap")
@@ -143,7 +145,9 @@ def _take_gold_pair(
     campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
 ) -> Assignment | None:
     """Gold checks do not use slots: any number of annotators may see a gold pair."""
-    already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values("pair_id")
+    already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values(
+        "pair_id"
+    )
     gold_ids = list(
         Pair.objects.filter(campaign=campaign, is_gold=True)
         .exclude(pk__in=already_had)

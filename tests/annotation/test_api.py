@@ -26,7 +26,9 @@ def test_next_returns_the_pair_as_shown_and_204_when_done(campaign, annotator_a)
     body = response.json()
     assignment = Assignment.objects.get(pk=body["assignment"]["id"])
     shown = (body["pair"]["response_a"], body["pair"]["response_b"])
-    expected = ("right answer", "left answer") if assignment.swapped else ("left answer", "right answer")
+    expected = (
+        ("right answer", "left answer") if assignment.swapped else ("left answer", "right answer")
+    )
     assert shown == expected
     assert body["pair"]["conversation"] == pair.conversation
     assert "lease_expires_at" in body
@@ -43,8 +45,13 @@ def test_label_is_stored_in_canonical_orientation(campaign, annotator_a, swapped
     Assignment.objects.filter(pk=assignment_id).update(swapped=swapped)
     response = client.post(
         f"/api/assignments/{assignment_id}/label",
-        {"preference": 2, "rationale": "clearer", "confidence": 4, "flags": ["unsafe"],
-         "seconds_spent": 12.5},
+        {
+            "preference": 2,
+            "rationale": "clearer",
+            "confidence": 4,
+            "flags": ["unsafe"],
+            "seconds_spent": 12.5,
+        },
         format="json",
     )
     assert response.status_code == 201
@@ -58,11 +65,16 @@ def test_label_twice_or_after_expiry_is_409(campaign, annotator_a):
     PairFactory.create_batch(2, campaign=campaign)
     client = api_client_for(annotator_a)
     first = client.post(f"/api/campaigns/{campaign.pk}/next").json()["assignment"]["id"]
-    assert client.post(f"/api/assignments/{first}/label", {"preference": 1}, format="json").status_code == 201
+    assert (
+        client.post(f"/api/assignments/{first}/label", {"preference": 1}, format="json").status_code
+        == 201
+    )
     again = client.post(f"/api/assignments/{first}/label", {"preference": 1}, format="json")
     assert again.status_code == 409 and again.json()["code"] == "already_finished"
     second = client.post(f"/api/campaigns/{campaign.pk}/next").json()["assignment"]["id"]
-    Assignment.objects.filter(pk=second).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    Assignment.objects.filter(pk=second).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     late = client.post(f"/api/assignments/{second}/label", {"preference": 1}, format="json")
     assert late.status_code == 409 and late.json()["code"] == "lease_expired"
 
@@ -71,7 +83,9 @@ def test_someone_elses_assignment_is_not_found(campaign, annotator_a, annotator_
     PairFactory(campaign=campaign)
     mine = api_client_for(annotator_a).post(f"/api/campaigns/{campaign.pk}/next").json()
     theirs = api_client_for(annotator_b)
-    response = theirs.post(f"/api/assignments/{mine['assignment']['id']}/label", {"preference": 1}, format="json")
+    response = theirs.post(
+        f"/api/assignments/{mine['assignment']['id']}/label", {"preference": 1}, format="json"
+    )
     assert response.status_code == 404
     assert theirs.post(f"/api/assignments/{mine['assignment']['id']}/skip").status_code == 404
 
@@ -82,11 +96,20 @@ def test_the_scale_restricts_preferences(annotator_a):
     client = api_client_for(annotator_a)
     assignment_id = client.post(f"/api/campaigns/{campaign.pk}/next").json()["assignment"]["id"]
     for value in (0, 2, -2):
-        response = client.post(f"/api/assignments/{assignment_id}/label", {"preference": value}, format="json")
+        response = client.post(
+            f"/api/assignments/{assignment_id}/label", {"preference": value}, format="json"
+        )
         assert response.status_code == 400, value
-    response = client.post(f"/api/assignments/{assignment_id}/label", {"preference": 3}, format="json")
+    response = client.post(
+        f"/api/assignments/{assignment_id}/label", {"preference": 3}, format="json"
+    )
     assert response.status_code == 400
-    assert client.post(f"/api/assignments/{assignment_id}/label", {"preference": -1}, format="json").status_code == 201
+    assert (
+        client.post(
+            f"/api/assignments/{assignment_id}/label", {"preference": -1}, format="json"
+        ).status_code
+        == 201
+    )
 
 
 def test_skip_then_progress(campaign, annotator_a):
@@ -140,15 +163,24 @@ def test_import_upload_is_all_or_nothing_and_admin_only(campaign, admin_user, an
         b'{"prompt": "hi", "response_a": "hello", "response_b": "hey"}\n'
         b'{"prompt": "yo", "response_a": "sup", "response_b": "hey"}\n',
     )
-    assert api_client_for(annotator_a).post(
-        f"/api/campaigns/{campaign.pk}/imports", {"file": good}, format="multipart"
-    ).status_code == 404
+    assert (
+        api_client_for(annotator_a)
+        .post(f"/api/campaigns/{campaign.pk}/imports", {"file": good}, format="multipart")
+        .status_code
+        == 404
+    )
     good.seek(0)
     admin = api_client_for(admin_user)
-    response = admin.post(f"/api/campaigns/{campaign.pk}/imports", {"file": good}, format="multipart")
+    response = admin.post(
+        f"/api/campaigns/{campaign.pk}/imports", {"file": good}, format="multipart"
+    )
     assert response.status_code == 201 and response.json()["created"] == 2
-    bad = SimpleUploadedFile("bad.jsonl", b'{"prompt": "a", "response_a": "b", "response_b": "c"}\nnot json\n')
-    response = admin.post(f"/api/campaigns/{campaign.pk}/imports", {"file": bad}, format="multipart")
+    bad = SimpleUploadedFile(
+        "bad.jsonl", b'{"prompt": "a", "response_a": "b", "response_b": "c"}\nnot json\n'
+    )
+    response = admin.post(
+        f"/api/campaigns/{campaign.pk}/imports", {"file": bad}, format="multipart"
+    )
     assert response.status_code == 400
     assert response.json()["line"] == 2
     assert Pair.objects.filter(campaign=campaign).count() == 2

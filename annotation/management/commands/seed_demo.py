@@ -67,4 +67,6 @@ class Command(BaseCommand):
         self.stdout.write("demo logins (passwords are new on every run):")
         for username, role in DEMO_USERS:
             _user, password, token = user_create(username=username, role=role)
-            self.stdout.write(f"  {role.value:<9} {username:<11} password: {password}  token: {token}")
+            self.stdout.write(
+                f"  {role.value:<9} {username:<11} password: {password}  token: {token}"
+            )
