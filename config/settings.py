@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -11,8 +12,9 @@ from dotenv import load_dotenv
 from config.env import envbool, envfloat, envint, envlist, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# A local .env is a convenience for `make run`; real environment variables win.
-load_dotenv(BASE_DIR / ".env", override=False)
+# A local .env is a convenience for `make run`; real environment variables win. The test
+# script points ARBITER_ENV_FILE at /dev/null so that a developer's .env never leaks in.
+load_dotenv(os.environ.get("ARBITER_ENV_FILE") or BASE_DIR / ".env", override=False)
 
 VAR_DIR = Path(envstr("ARBITER_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
 

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 scripts/ensure_services.sh
 mkdir -p var
+export ARBITER_ENV_FILE=/dev/null
 export SECRET_KEY="test-only-secret-key-not-for-production-use-0123456789abcdef"
 export DEBUG=false SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
 export STATIC_MANIFEST=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
