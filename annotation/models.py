@@ -33,6 +33,7 @@ DEFAULT_ESCALATION_RULES = {
     "retest_contradiction": True,
     "model_contradiction": True,
     "model_confidence": 0.9,
+    "deadline_hours": 72,
 }
 
 
@@ -272,7 +273,16 @@ class Label(models.Model):
                 name="label_confidence_range",
             ),
         ]
-        indexes = [models.Index(fields=["campaign", "created_at"], name="label_campaign_time")]
+        indexes = [
+            models.Index(fields=["campaign", "created_at"], name="label_campaign_time"),
+            # Agreement's grouped query reads regular labels per pair from this index alone.
+            models.Index(
+                fields=["campaign", "pair"],
+                include=["preference"],
+                condition=Q(is_retest=False, is_gold_check=False),
+                name="label_regular_votes",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"label {self.pk}"

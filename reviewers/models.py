@@ -49,6 +49,11 @@ class Escalation(models.Model):
                 name="escalation_open_queue",
                 condition=Q(status="open"),
             ),
+            models.Index(
+                fields=["campaign", "-disagreement", "created_at"],
+                name="escalation_most_disputed",
+                condition=Q(status="open"),
+            ),
         ]
 
     def __str__(self) -> str:
