@@ -273,7 +273,14 @@ ARBITER = {
     "LLM_URL": envstr("ARBITER_LLM_URL", "") or "",
     "LLM_MODEL": envstr("ARBITER_LLM_MODEL", "") or "",
     "LLM_KEY": envsecret("ARBITER_LLM_KEY", "") or "",
+    "LLM_TIMEOUT_S": envfloat("ARBITER_LLM_TIMEOUT_S", 60.0),
+    "CODE_RUN_WAIT_S": envfloat("ARBITER_CODE_RUN_WAIT_S", 5.0),
+    "CODE_RUN_MAX_PENDING": envint("ARBITER_CODE_RUN_MAX_PENDING", 8, minimum=1),
+    # A running job whose heartbeat is silent this long is taken over by another worker.
+    "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0),
 }
+if envstr("ARBITER_JOB_HEARTBEAT_SECONDS"):  # default: a quarter of the stale time, at most 10 s
+    ARBITER["JOB_HEARTBEAT_SECONDS"] = envfloat("ARBITER_JOB_HEARTBEAT_SECONDS", 10.0)
 
 LOGGING = {
     "version": 1,
