@@ -38,8 +38,10 @@ import importlib.metadata
 import json
 import math
 import os
+import queue
 import shutil
 import subprocess
+import threading
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -53,7 +55,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -408,7 +410,10 @@ def _effective_preference(pair: tuple[Any, ...]) -> tuple[int | None, str, bool]
     return silver, "silver", False
 
 
-_NO_EVIDENCE: Counter[str] = Counter()
+# Shared by every row without evidence or votes; rows are only read, never changed, until
+# export_rows copies them for its callers.
+_NO_EVIDENCE_COUNTS: dict[str, int] = dict.fromkeys(EVIDENCE_KINDS, 0)
+_NOTHING: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -436,7 +441,7 @@ def _row_parts(
     disagreement = pair[_DISAGREEMENT]
     adjudication = context.adjudications.get(pair_id)
     score = context.scores.get(pair_id)
-    counts = context.evidence_counts.get(pair_id, _NO_EVIDENCE)
+    counts = context.evidence_counts.get(pair_id)
     ranked = bool(preference)
     response_a, response_b = pair[_RESPONSE_A], pair[_RESPONSE_B]
     a_chosen = ranked and preference > 0
@@ -454,7 +459,7 @@ def _row_parts(
     scalars["curation"] = pair[_CURATION]
     scalars["source_label_flipped"] = flipped
     scalars["round"] = pair[_ROUND]
-    scalars["votes"] = context.votes.get(pair_id, [])
+    scalars["votes"] = context.votes.get(pair_id, _NOTHING)
     scalars["disagreement"] = disagreement
     scalars["agreement"] = None if disagreement is None else 1.0 - disagreement
     scalars["adjudication_decision"] = adjudication[0] if adjudication else None
@@ -476,8 +481,10 @@ def _row_parts(
         scalars["model_reward_rejected"] = reward_a
     for name, position in _ATTRIBUTES:
         scalars[name] = pair[position]
-    scalars["evidence_counts"] = {kind: counts.get(kind, 0) for kind in EVIDENCE_KINDS}
-    scalars["evidence_items"] = context.evidence_items.get(pair_id, [])
+    scalars["evidence_counts"] = (
+        {kind: counts.get(kind, 0) for kind in EVIDENCE_KINDS} if counts else _NO_EVIDENCE_COUNTS
+    )
+    scalars["evidence_items"] = context.evidence_items.get(pair_id, _NOTHING)
     first, second = (
         (response_b, response_a)
         if ranked and not a_chosen
@@ -517,14 +524,69 @@ class ExportCounts:
     max_pair_id: int = 0
 
 
+_END = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _read_ahead(produce: Callable[[], Iterator[Any]], depth: int = 2) -> Iterator[Any]:
+    """Items of ``produce()`` computed one step ahead in a thread with its own database
+    connection, so the database answers the next chunk's queries while this thread formats
+    the current one. Inside a transaction (tests, callers' atomic blocks) another connection
+    could not see uncommitted rows: then it reads inline."""
+    if connection.in_atomic_block:
+        yield from produce()
+        return
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in produce():
+                while not stopping.is_set():
+                    try:
+                        items.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stopping.is_set():
+                    return
+            items.put(_END)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            items.put(_Failed(error))
+        finally:
+            connection.close()  # this thread's own connection
+
+    reader = threading.Thread(target=run, name="export-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stopping.set()
+        reader.join(timeout=60)
+
+
 def _export_parts(
     *, campaign: Campaign, filters: ExportFilters, chunk_size: int, counts: ExportCounts
 ) -> Iterator[_RowParts]:
     model = active_model_version(campaign=campaign)
     provenance_counts: Counter[str] = Counter()
     queryset = export_queryset(campaign=campaign, filters=filters)
-    for chunk in _chunks(queryset, chunk_size):
-        context = _chunk_context(chunk, campaign, model)
+
+    def chunks_with_context() -> Iterator[tuple[list[tuple[Any, ...]], _ChunkContext]]:
+        for chunk in _chunks(queryset, chunk_size):
+            yield chunk, _chunk_context(chunk, campaign, model)
+
+    for chunk, context in _read_ahead(chunks_with_context):
         for pair in chunk:
             parts = _row_parts(pair, context, model)
             if parts.ranked:
@@ -562,45 +624,63 @@ def export_rows(
             for turn in json.loads(parts.conversation_text)
         ]
         first, second = ("chosen", "rejected") if parts.ranked else ("response_a", "response_b")
-        yield (
-            parts.ranked,
-            {
-                first: _message_list(turns, parts.first),
-                second: _message_list(turns, parts.second),
-                **parts.scalars,
-            },
-        )
+        row = {
+            first: _message_list(turns, parts.first),
+            second: _message_list(turns, parts.second),
+            **parts.scalars,
+        }
+        for name in ("votes", "evidence_items"):
+            row[name] = list(row[name])
+        row["evidence_counts"] = dict(row["evidence_counts"])
+        yield parts.ranked, row
 
 
 # --- Writing files ------------------------------------------------------------------------
 
 
+# One encoder for every row: json.dumps with arguments would build a new one each call.
+_encode_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_encode_text = json.JSONEncoder().encode
+
+
 def _messages_json(conversation_text: str, response: str) -> str:
     """The message list as JSON text, reusing the conversation's stored JSON as is."""
-    final = '{"role":"assistant","content":' + json.dumps(response) + "}"
+    final = '{"role":"assistant","content":' + _encode_text(response) + "}"
     opened = conversation_text.rstrip()[:-1].rstrip()
     return opened + ("," if opened != "[" else "") + final + "]"
 
 
 class _JsonlWriter:
-    """One JSON object a line. Only the small columns go through json.dumps per row; the
-    conversation's JSON comes from the database and is spliced in twice."""
+    """One JSON object a line. Only the small columns go through the JSON encoder per row;
+    the conversation's JSON comes from the database and is spliced in twice."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.handle = path.open("wb", buffering=1 << 20)
-        self.first, self.second = schema.names[0], schema.names[1]
+        self.first = '{"' + schema.names[0] + '":'
+        self.second = ',"' + schema.names[1] + '":'
+        self.lines: list[str] = []
 
     def write(self, parts: _RowParts) -> None:
         conversation = parts.conversation_text
-        line = (
-            f'{{"{self.first}":{_messages_json(conversation, parts.first)},'
-            f'"{self.second}":{_messages_json(conversation, parts.second)},'
-            + json.dumps(parts.scalars, separators=(",", ":"), allow_nan=False)[1:]
-            + "\n"
+        self.lines.append(
+            self.first
+            + _messages_json(conversation, parts.first)
+            + self.second
+            + _messages_json(conversation, parts.second)
+            + ","
+            + _encode_compact(parts.scalars)[1:]
         )
-        self.handle.write(line.encode())
+        if len(self.lines) >= 1000:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.lines:
+            self.lines.append("")  # the last line's newline
+            self.handle.write("\n".join(self.lines).encode())
+            self.lines = []
 
     def close(self) -> None:
+        self._flush()
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -508,3 +509,36 @@ def test_snapshots_get_versions_and_a_job_runs_once(
     assert snapshot.manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert snapshot.manifest["snapshot_version"] == 2
     assert ExportSnapshot.objects.get(pk=first.pk).path == ""  # not run yet
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_chunks_are_read_ahead_and_an_interruption_stops_the_reader(
+    campaign, history, tmp_path
+):
+    readers_seen = []
+
+    def watch(done, total):
+        readers_seen.append(
+            any(thread.name == "export-read-ahead" for thread in threading.enumerate())
+        )
+
+    filters = ExportFilters(include_silver=True, ties="separate")
+    result = export_write(
+        campaign=campaign, filters=filters, file_format="parquet",
+        destination=tmp_path / "out.parquet", chunk_size=2, on_progress=watch,
+    )
+    assert any(readers_seen)
+    expected = [row for ranked, row in export_rows(campaign=campaign, filters=filters) if ranked]
+    assert read_rows(tmp_path / "out.parquet", "parquet") == expected
+    assert result.manifest["counts"]["rows"] == len(expected) == 7
+
+    def interrupt(done, total):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        export_write(
+            campaign=campaign, filters=filters, file_format="jsonl",
+            destination=tmp_path / "cut" / "out.jsonl", chunk_size=2, on_progress=interrupt,
+        )
+    assert list((tmp_path / "cut").iterdir()) == []
+    assert not any(thread.name == "export-read-ahead" for thread in threading.enumerate())
