@@ -73,8 +73,15 @@ def pool_prioritise(
         k = retrieval_count(p_agree, campaign.retrieval_k)
         if k > 0:
             sources.append((pair, p_agree, k))
-    pool = list(pool_pairs(campaign=campaign).order_by("id").values_list("id", "priority"))
-    pulls = _retrieve(version, sources, [pair_id for pair_id, _ in pool])
+    key = retrieval_encoder_key(version)
+    # Pairs imported since the pool was scored have no vectors yet: candidates next time.
+    pool = list(
+        pool_pairs(campaign=campaign)
+        .filter(embedding__encoder=key)
+        .order_by("id")
+        .values_list("id", "priority")
+    )
+    pulls = _retrieve(key, sources, [pair_id for pair_id, _ in pool])
     context.check()
     retrieved = _apply(version=version, context=context, pulls=pulls, priorities=dict(pool))
     escalated = _escalate_contradictions(campaign_rules=campaign.escalation_rules, pairs=agreement)
@@ -94,12 +101,11 @@ def pool_prioritise(
 
 
 def _retrieve(
-    version: ModelVersion, sources: list[tuple[Pair, float, int]], pool_ids: list[int]
+    key: str, sources: list[tuple[Pair, float, int]], pool_ids: list[int]
 ) -> dict[int, _Pull]:
     """For each pool pair retrieved, the strongest pull (highest 1 - p, then similarity)."""
     if not sources or not pool_ids:
         return {}
-    key = retrieval_encoder_key(version)
     pool_vectors = pair_vectors_load(pair_ids=pool_ids, key=key).context
     source_vectors = pair_vectors_load(pair_ids=[pair.pk for pair, _, _ in sources], key=key)
     k_max = max(k for _, _, k in sources)

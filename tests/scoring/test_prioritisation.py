@@ -213,3 +213,13 @@ def test_the_contradiction_rule_can_be_switched_off(setup):
     version = ModelVersion.objects.select_related("campaign").get(pk=version.pk)
     assert pool_prioritise(version=version, context=context)["escalated"] == 0
     assert not Escalation.objects.exists()
+
+
+def test_pool_pairs_imported_after_scoring_wait_for_the_next_run(setup):
+    campaign, version, context = setup
+    _judged(campaign, preference=1, p_a_better=0.1, direction=[1, 0, 0, 0], version=version)
+    embedded = _pooled(campaign, [0, 1, 0, 0])
+    late = PairFactory(campaign=campaign, status=Pair.Status.POOLED)  # no vectors yet
+    assert pool_prioritise(version=version, context=context)["retrieved"] == 1
+    embedded.refresh_from_db(); late.refresh_from_db()  # noqa: E702
+    assert embedded.priority > 0 and late.priority == 0.0

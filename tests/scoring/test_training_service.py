@@ -140,3 +140,23 @@ def test_the_command_without_wait_only_queues_the_job(labelled_campaign, tiny, c
     job = Job.objects.get(pk=summary["job"])
     assert job.status == Job.Status.QUEUED and job.kind == Job.Kind.TRAIN
     assert len(callbacks) == 1  # the task is sent once the job row is committed
+
+
+def test_pairs_imported_as_gold_are_the_held_out_set(db, tmp_path, capsys):
+    import gzip
+
+    from tests.conftest import HH_RLHF
+
+    with gzip.open(HH_RLHF, "rt", encoding="utf-8") as lines:
+        rows = [next(lines) for _ in range(6)]
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(rows[:4]))
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(rows[4:]))
+    call_command("import_pairs", str(seed), "--campaign", "gold import", "--as-gold")
+    call_command("import_pairs", str(pool), "--campaign", "gold import", "--pool")
+    campaign = Pair.objects.filter(campaign__name="gold import").first().campaign
+    heldout = heldout_pairs(campaign=campaign)
+    assert len(heldout) == 4 and all(pair.is_gold for pair in heldout.pairs)
+    assert heldout.preferences == [1, 1, 1, 1]  # hh-rlhf's chosen side becomes response A
+    assert len(training_pairs(campaign=campaign)) == 0  # gold is never trained on
