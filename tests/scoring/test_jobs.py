@@ -191,3 +191,18 @@ def test_cancelling_during_training_stops_it_and_registers_nothing(
     assert job.status == Job.Status.CANCELLED
     assert job.progress < 0.9
     assert not ModelVersion.objects.filter(campaign=campaign).exists()
+
+
+def test_silent_running_jobs_are_sent_again_for_a_worker_to_take_over(
+    db, django_capture_on_commit_callbacks
+):
+    from scoring.services.jobs import jobs_recover_stale
+
+    silent = job_create(campaign=CampaignFactory(), kind=Job.Kind.LOOP)
+    alive = job_create(campaign=CampaignFactory(), kind=Job.Kind.TRAIN)
+    for job in (silent, alive):
+        job_claim(job_id=job.pk, worker="w")
+    Job.objects.filter(pk=silent.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert jobs_recover_stale() == [silent.pk]
+    assert len(callbacks) == 1

@@ -95,3 +95,48 @@ def test_a_completed_round_starts_a_loop_only_when_auto_retrain_is_on(
     assert job.params["reason"] == "round complete"
     with django_capture_on_commit_callbacks(execute=False):
         assert rounds_check_completion() == []  # already running: not started twice
+
+
+def test_a_full_mode_loop_scores_with_the_fine_tuned_checkpoint(
+    db, settings, tmp_path, annotator_a, annotator_b, annotator_c
+):
+    use_tiny_base(settings, model_dir=tmp_path / "models")
+    campaign = make_loop_campaign(labelled=4, pooled=6, gold=2, round_size=3)
+    label_queue(campaign, [annotator_a, annotator_b, annotator_c])
+    job = loop_request(
+        campaign=campaign, enqueue=False,
+        params={"mode": "full", "max_steps": 2, "base_model": str(use_tiny_base(settings))},
+    )
+    job = job_run_inline(job=job)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    version = ModelVersion.objects.get(campaign=campaign)
+    assert version.mode == "full" and version.metrics["training"]["steps"] == 2
+    scores = PairScore.objects.filter(model_version=version)
+    assert scores.count() == 12
+    # The stored probability is the checkpoint's own sigmoid(r_A - r_B).
+    from scoring.reward_model import RewardModel
+
+    score = scores.select_related("pair").first()
+    pair = score.pair
+    expected = RewardModel.load(version.checkpoint).prob_a_better(
+        pair.conversation, pair.response_a, pair.response_b
+    )
+    assert score.p_a_better == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_score_pool_command_prioritises_with_the_active_version(
+    db, settings, tmp_path, annotator_a, annotator_b, annotator_c, capsys
+):
+    import json
+
+    from django.core.management import call_command
+
+    use_tiny_base(settings, model_dir=tmp_path / "models")
+    campaign = make_loop_campaign(labelled=8, pooled=10, gold=4)
+    label_queue(campaign, [annotator_a, annotator_b, annotator_c])
+    call_command("train_reward_model", "--campaign", campaign.name, "--inline")
+    call_command("score_pool", "--campaign", campaign.name, "--inline")
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded" and summary["version"] == 1
+    assert summary["scoring"]["pool"] == 10 and summary["scoring"]["judged"] == 12
+    assert summary["prioritisation"]["retrieved"] == Retrieval.objects.count()
