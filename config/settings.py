@@ -234,7 +234,9 @@ else:
     # Redis redelivers unacknowledged tasks after this many seconds: it must exceed the
     # longest job (training), or acks_late tasks would run twice concurrently.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 4 * 3600 + 600, minimum=60)
+        "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 4 * 3600 + 600, minimum=1),
+        # How often a worker looks for unacknowledged tasks past their visibility timeout.
+        "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", 60, minimum=1),
     }
 CELERY_RESULT_BACKEND = None  # Job rows are the truth, never the result backend.
 CELERY_TASK_IGNORE_RESULT = True
@@ -252,6 +254,10 @@ TRAINING_TIME_LIMIT_S = envint("TRAINING_TIME_LIMIT_S", 4 * 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     # Expired leases give their slot back to the queue.
     "expire-leases": {"task": "annotation.expire_leases", "schedule": 30.0},
+    # Opens the next round (and retrains, when the campaign asks) once a round is complete.
+    "check-round-completion": {"task": "scoring.check_round_completion", "schedule": 60.0},
+    # Model jobs whose worker died without a trace are retried or failed.
+    "recover-stale-model-jobs": {"task": "scoring.recover_stale_jobs", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -4,8 +4,8 @@ What the test pins down: while the job is orphaned, the previous model stays act
 is lost and no version appears. Redis then redelivers the unacknowledged task (acks_late) to a
 new worker, whose claim finds the job's heartbeat stale and runs it again from the start
 (attempt 2): the job is retried to success, and exactly one new version is registered.
-The workers use tests/scoring/fast_redelivery_settings.py (8 s visibility timeout, 3 s
-staleness) so this takes seconds rather than hours.
+The workers get environment variables for an 8 s visibility timeout and 3 s staleness, so
+this takes seconds rather than hours.
 """
 
 from __future__ import annotations
@@ -63,7 +63,15 @@ def test_kill_9_mid_training_keeps_the_old_model_and_the_redelivered_task_retrie
         previous = ModelVersion.objects.get(campaign=campaign, is_active=True)
         labels = Label.objects.filter(campaign=campaign).count()
 
-        monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.scoring.fast_redelivery_settings")
+        # Redis hands an unacknowledged task to another worker after 8 s (instead of hours)
+        # and a job whose heartbeat is 3 s old counts as abandoned.
+        for name, value in {
+            "CELERY_VISIBILITY_TIMEOUT": "8",
+            "CELERY_UNACKED_RESTORE_INTERVAL": "1",
+            "ARBITER_JOB_STALE_SECONDS": "3",
+            "ARBITER_JOB_HEARTBEAT_SECONDS": "0.5",
+        }.items():
+            monkeypatch.setenv(name, value)
         _purge(KILL_QUEUE)
         workers.append(start_worker(queues=KILL_QUEUE, concurrency=1, name="kill"))
         job = training_request(
