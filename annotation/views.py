@@ -34,6 +34,8 @@ from annotation.selectors import (
 )
 from annotation.services.assignments import assignment_next, assignment_skip
 from annotation.services.labels import label_submit
+from scoring.selectors.model_view import model_view_for_assignment
+from scoring.services.assistance import model_view_record_shown
 
 WORKSPACE = "annotation/workspace.html"
 PAIR_FRAGMENT = "annotation/workspace.html#pair"
@@ -91,6 +93,7 @@ def _render_workspace(
     form: LabelForm | None = None,
     notice: str = "",
     closed_message: str = "",
+    previous_model_view: dict[str, Any] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     """The workspace page, or only its pair fragment for htmx.
@@ -105,6 +108,7 @@ def _render_workspace(
         "progress": _progress_summary(campaign, request.user),
         "notice": notice,
         "closed_message": closed_message,
+        "previous_model_view": previous_model_view,
     }
     if assignment is not None:
         context["pair"] = render_pair(shown_pair(assignment))
@@ -124,13 +128,44 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     return _render_workspace(request, campaign=campaign, assignment=assignment)
 
 
-def _after_action(request: HttpRequest, campaign: Campaign, notice: str) -> HttpResponse:
+def _after_action(
+    request: HttpRequest,
+    campaign: Campaign,
+    notice: str,
+    previous_model_view: dict[str, Any] | None = None,
+) -> HttpResponse:
     """POST/redirect/GET for plain forms; the next pair's fragment for htmx."""
     if not request.htmx:
         messages.success(request, notice)
+        if previous_model_view:
+            messages.info(request, _describe_model_view(previous_model_view))
         return redirect(reverse("campaign-detail", args=[campaign.pk]))
     following = assignment_next(campaign=campaign, annotator=request.user)
-    return _render_workspace(request, campaign=campaign, assignment=following, notice=notice)
+    return _render_workspace(
+        request,
+        campaign=campaign,
+        assignment=following,
+        notice=notice,
+        previous_model_view=previous_model_view,
+    )
+
+
+def _describe_model_view(view: dict[str, Any]) -> str:
+    verdict = {True: "It agreed with you.", False: "It disagreed with you.", None: ""}
+    return (
+        f"On the pair you just judged, reward model v{view['model_version']} preferred "
+        f"{view['prefers']} (p(A better) = {view['p_a_better']:.2f}). "
+        f"{verdict[view['agrees_with_you']]}"
+    ).strip()
+
+
+def _revealed_model_view(assignment: Assignment) -> dict[str, Any] | None:
+    """After a submit only, and only where the campaign allows it; recorded when shown."""
+    view = model_view_for_assignment(assignment)
+    if view is None:
+        return None
+    model_view_record_shown(assignment=assignment)
+    return {**view, "text": _describe_model_view(view)}
 
 
 @login_required_htmx
@@ -150,7 +185,9 @@ def assignment_label(request: HttpRequest, assignment_id: int) -> HttpResponse:
         return _render_workspace(request, **page, status=422)
     except (LeaseExpired, AlreadyFinished) as exc:
         return _render_workspace(request, **page, closed_message=str(exc), status=409)
-    return _after_action(request, campaign, "Saved. Here is the next pair.")
+    return _after_action(
+        request, campaign, "Saved. Here is the next pair.", _revealed_model_view(assignment)
+    )
 
 
 @login_required_htmx

@@ -75,3 +75,21 @@ def test_nobody_else_can_read_it(scored, annotator_a, annotator_b):
     _campaign, assignment = scored
     label_submit(assignment=assignment, data=LabelInput(preference=1))
     assert api_client_for(annotator_b).get(url(assignment)).status_code == 404
+
+
+def test_the_workspace_reveals_it_after_submitting_and_records_that(scored, annotator_a, client):
+    campaign, assignment = scored
+    client.force_login(annotator_a)
+    page = client.get(f"/campaigns/{campaign.pk}/")
+    assert b"reward model" not in page.content.lower()
+    shown = 1 if not assignment.swapped else -1  # the annotator prefers canonical A
+    response = client.post(
+        f"/assignments/{assignment.pk}/label/",
+        {"preference": str(shown), "rationale": "A is right"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    assert b'data-testid="model-view"' in response.content
+    assert b"It agreed with you." in response.content
+    assignment.refresh_from_db()
+    assert assignment.model_view_shown is True
