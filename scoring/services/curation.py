@@ -367,31 +367,25 @@ def _screen(
         .iterator(chunk_size=2000)
     ):
         seen.add(dedupe_key(conversation, response_a, response_b))
-    survivors = array("q")
-    contaminated: list[int] = []
-    duplicates: list[int] = []
+    survivors, contaminated, duplicates = array("q"), array("q"), array("q")
     rows = pool.order_by("pk").values_list("pk", "conversation", "response_a", "response_b")
     for pair_id, conversation, response_a, response_b in rows.iterator(chunk_size=2000):
         result.pool += 1
         if index.contaminates(_turn_texts(conversation)):
             contaminated.append(pair_id)
+            continue
+        key = dedupe_key(conversation, response_a, response_b)
+        if key in seen:
+            duplicates.append(pair_id)
         else:
-            key = dedupe_key(conversation, response_a, response_b)
-            if key in seen:
-                duplicates.append(pair_id)
-            else:
-                seen.add(key)
-                survivors.append(pair_id)
-        if len(contaminated) + len(duplicates) >= 2000:
-            result.contaminated += len(contaminated)
-            result.duplicates += len(duplicates)
-            _mark(contaminated, CONTAMINATED)
-            _mark(duplicates, DUPLICATE)
-            contaminated, duplicates = [], []
-    result.contaminated += len(contaminated)
-    result.duplicates += len(duplicates)
-    _mark(contaminated, CONTAMINATED)
-    _mark(duplicates, DUPLICATE)
+            seen.add(key)
+            survivors.append(pair_id)
+    # Marked once the scan is over: SQLite gives no isolation between a query being read and
+    # writes to the same table on the connection.
+    for ids, verdict in ((contaminated, CONTAMINATED), (duplicates, DUPLICATE)):
+        for start in range(0, len(ids), 2000):
+            _mark(ids[start : start + 2000].tolist(), verdict)
+    result.contaminated, result.duplicates = len(contaminated), len(duplicates)
     return survivors
 
 
