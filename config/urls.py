@@ -17,10 +17,12 @@ urlpatterns = [
     path("", include("annotation.import_urls")),
     path("", include("reviewers.urls")),
     path("", include("scoring.urls")),
+    path("", include("scoring.dashboard_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("annotation.api_urls")),
     path("api/", include("annotation.tools_api_urls")),
     path("api/", include("reviewers.api_urls")),
     path("api/", include("scoring.api_urls")),
+    path("api/", include("scoring.export_api_urls")),
 ]

@@ -13,10 +13,8 @@ from rest_framework.authtoken.models import Token
 from annotation.models import CodeRun, Evidence
 from annotation.services.tools import code_run_execute
 from annotation.tools import SandboxUnavailable, available_languages, preflight
-from tests.annotation.tools_helpers import TOOLS_URLS, open_assignment
+from tests.annotation.tools_helpers import open_assignment
 from tests.conftest import api_client_for, start_worker, stop_worker, wait_for
-
-pytestmark = pytest.mark.urls(TOOLS_URLS)
 
 
 def _sandbox_problem() -> str | None:

@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.template import RequestContext, Template
 from django.test import Client
-from django.urls import include, path
+from django.urls import path
 
 from config.urls import urlpatterns as project_urlpatterns
 from tests.annotation.tools_helpers import open_assignment
@@ -45,8 +45,6 @@ def workspace_stand_in(request: HttpRequest, assignment_id: int) -> HttpResponse
 urlpatterns = [
     path("test-workspace/<int:assignment_id>", workspace_stand_in),
     *project_urlpatterns,
-    path("", include("annotation.tools_urls")),
-    path("api/", include("annotation.tools_api_urls")),
 ]
 
 

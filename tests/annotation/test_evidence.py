@@ -12,10 +12,10 @@ from annotation.models import Assignment, CodeRun, Evidence
 from annotation.services.corpus import DocumentInput, corpus_load
 from annotation.services.labels import LabelInput, label_submit
 from annotation.services.tools import evidence_summary
-from tests.annotation.tools_helpers import TOOLS_URLS, open_assignment
+from tests.annotation.tools_helpers import open_assignment
 from tests.conftest import api_client_for
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(TOOLS_URLS)]
+pytestmark = [pytest.mark.django_db]
 
 
 @pytest.fixture

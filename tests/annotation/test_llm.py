@@ -8,10 +8,10 @@ from django.test import Client
 from annotation.errors import InvalidLabel
 from annotation.models import Assignment, Evidence
 from annotation.services.labels import LabelInput, label_submit
-from tests.annotation.tools_helpers import TOOLS_URLS, local_json_server, open_assignment
+from tests.annotation.tools_helpers import local_json_server, open_assignment
 from tests.conftest import api_client_for
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(TOOLS_URLS)]
+pytestmark = [pytest.mark.django_db]
 
 
 def completion(request):

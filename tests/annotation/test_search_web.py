@@ -7,7 +7,7 @@ import urllib.parse
 import pytest
 
 from annotation.tools.search import SearchError, get_backend, search
-from tests.annotation.tools_helpers import TOOLS_URLS, local_json_server, open_assignment
+from tests.annotation.tools_helpers import local_json_server, open_assignment
 from tests.conftest import api_client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
@@ -79,7 +79,6 @@ def test_a_failing_service_raises_search_error(web_search, answer):
             search("anything", 5)
 
 
-@pytest.mark.urls(TOOLS_URLS)
 def test_the_api_reports_an_unreachable_service_as_502(web_search, annotator_a):
     with local_json_server(lambda request: (200, RESULTS)) as server:
         dead_url = server.url
@@ -89,7 +88,6 @@ def test_the_api_reports_an_unreachable_service_as_502(web_search, annotator_a):
     assert response.json()["code"] == "search_failed"
 
 
-@pytest.mark.urls(TOOLS_URLS)
 def test_web_hits_are_recorded_as_evidence(web_search, annotator_a, campaign):
     assignment = open_assignment(campaign, annotator_a)
     with local_json_server(lambda request: (200, RESULTS)) as server:

@@ -14,8 +14,6 @@ from annotation.models import Assignment
 from annotation.services.assignments import assignment_next
 from tests.factories import PairFactory
 
-TOOLS_URLS = "tests.annotation.tools_test_urls"
-
 
 def open_assignment(campaign, annotator, **pair_fields) -> Assignment:  # noqa: ANN001
     PairFactory(campaign=campaign, **pair_fields)

@@ -305,7 +305,6 @@ def test_the_command_uploads_an_evaluation_set_and_curates(campaign, tiny_versio
     assert all(value in ("kept", "discarded") for value in curation_of(*others))
 
 
-@pytest.mark.urls("tests.scoring.dashboard_test_urls")
 def test_only_admins_upload_evaluation_sets_and_start_curation(
     campaign, admin_user, annotator_a, expert, tiny_versions
 ):

@@ -19,8 +19,6 @@ from scoring.models import ExportSnapshot, Job, ModelVersion
 from tests.factories import PairFactory
 from tests.scoring import test_export
 
-pytestmark = pytest.mark.urls("tests.scoring.dashboard_test_urls")
-
 annotators = test_export.annotators
 history = test_export.history
 HTMX = {"HTTP_HX_REQUEST": "true"}

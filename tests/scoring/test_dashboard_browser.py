@@ -13,7 +13,7 @@ from annotation.roles import Role
 from annotation.services.users import user_create
 from tests.factories import CampaignFactory, PairFactory
 
-pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.scoring.dashboard_test_urls")]
+pytestmark = [pytest.mark.browser]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
