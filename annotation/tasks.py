@@ -5,10 +5,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from annotation.services.assignments import assignments_expire
-from annotation.services.import_jobs import import_job_run
+from annotation.services.import_jobs import import_job_run, import_jobs_fail_stale
+from annotation.services.tools import code_runs_fail_stale
 from annotation.tool_tasks import run_code_task
 
-__all__ = ["expire_leases_task", "import_pairs_task", "run_code_task"]
+__all__ = ["expire_leases_task", "fail_stale_work_task", "import_pairs_task", "run_code_task"]
 
 
 @shared_task(name="annotation.import_pairs", acks_late=True)
@@ -19,3 +20,9 @@ def import_pairs_task(job_id: int) -> None:
 @shared_task(name="annotation.expire_leases")
 def expire_leases_task() -> int:
     return assignments_expire()
+
+
+@shared_task(name="annotation.fail_stale_work")
+def fail_stale_work_task() -> int:
+    """Imports and code runs whose worker died are marked failed rather than left running."""
+    return import_jobs_fail_stale() + code_runs_fail_stale()

@@ -254,6 +254,7 @@ TRAINING_TIME_LIMIT_S = envint("TRAINING_TIME_LIMIT_S", 4 * 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     # Expired leases give their slot back to the queue.
     "expire-leases": {"task": "annotation.expire_leases", "schedule": 30.0},
+    "fail-stale-imports-and-code-runs": {"task": "annotation.fail_stale_work", "schedule": 120.0},
     # Opens the next round (and retrains, when the campaign asks) once a round is complete.
     "check-round-completion": {"task": "scoring.check_round_completion", "schedule": 60.0},
     # Model jobs whose worker died without a trace are retried or failed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from annotation.services.imports import pairs_import
 
 def _progress_key(job_id: int) -> str:
     return f"import-progress:{job_id}"
+
+
+def _heartbeat_key(job_id: int) -> str:
+    return f"import-heartbeat:{job_id}"
+
+
+# A running import reports every batch; one silent this long lost its worker.
+IMPORT_STALE_SECONDS = 600
 
 
 def import_job_progress(*, job: ImportJob) -> int:
@@ -75,7 +84,12 @@ def import_job_run(*, job_id: int) -> ImportJob:
         return job
 
     def on_progress(rows: int) -> None:
-        cache.set(_progress_key(job_id), rows, timeout=24 * 3600)
+        cache.set_many(
+            {_progress_key(job_id): rows, _heartbeat_key(job_id): time.time()},
+            timeout=24 * 3600,
+        )
+
+    on_progress(0)
 
     try:
         result = pairs_import(
@@ -102,5 +116,23 @@ def import_job_run(*, job_id: int) -> ImportJob:
         job.progress = 1.0
     job.finished_at = timezone.now()
     job.save()
-    cache.delete(_progress_key(job_id))
+    cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
     return job
+
+
+def import_jobs_fail_stale(*, now: float | None = None) -> int:
+    """Mark imports whose worker died as failed. The import ran in one transaction, which the
+    database rolled back with the dead connection, so nothing of the file was kept."""
+    now = now or time.time()
+    failed = 0
+    for job in ImportJob.objects.filter(status=ImportJob.Status.RUNNING):
+        beat = cache.get(_heartbeat_key(job.pk))
+        last = beat if beat is not None else job.created_at.timestamp()
+        if now - last < IMPORT_STALE_SECONDS:
+            continue
+        failed += ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+            status=ImportJob.Status.FAILED,
+            error="The worker importing this file stopped; nothing was imported. Upload it again.",
+            finished_at=timezone.now(),
+        )
+    return failed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import nh3
@@ -387,3 +387,20 @@ def evidence_line(evidence: Evidence) -> str:
 def evidence_summary(label: Label) -> str:
     """One line per piece of evidence behind `label`, oldest first; "" when there is none."""
     return "\n".join(evidence_line(evidence) for evidence in label.evidence.all())
+
+
+# Longer than a run's slot wait, retries and wall clock together.
+CODE_RUN_STALE_SECONDS = 600
+
+
+def code_runs_fail_stale(*, now: datetime | None = None) -> int:
+    """Fail runs left queued or running by a worker that died, so nobody waits on them."""
+    now = now or timezone.now()
+    return CodeRun.objects.filter(
+        status__in=[CodeRun.Status.QUEUED, CodeRun.Status.RUNNING],
+        created_at__lt=now - timedelta(seconds=CODE_RUN_STALE_SECONDS),
+    ).update(
+        status=CodeRun.Status.FAILED,
+        result={"status": "failed", "error": "the worker running this program stopped"},
+        finished_at=now,
+    )
