@@ -24,8 +24,9 @@ The pool: pairs of a campaign that carry a source chosen/rejected label
 
 Scorers are plain callables (items → p(A better) per item), so the rules can be tested with
 known answers; ``model_version_scorer`` builds one from a registered model version, reusing
-the version's stored ``PairScore`` rows and scoring only the rest. No LLM judge client ships:
-the ``judge`` parameter takes any scorer.
+the version's stored ``PairScore`` rows and scoring only the rest. When an OpenAI-compatible
+model is configured (ARBITER_LLM_URL, ARBITER_LLM_MODEL), curation jobs use it as the judge
+(`scoring.services.llm_judge`; job parameter ``llm_judge: false`` turns it off).
 """
 
 from __future__ import annotations
@@ -574,12 +575,20 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 raise JobCancelled  # verdicts written so far stay; a new run resumes
             context.progress(fraction, message)
 
+        judge = scorers.get("judge")
+        if judge is None and params.get("llm_judge", True):
+            from scoring.services.llm_judge import llm_judge_configured, llm_judge_scorer
+
+            if llm_judge_configured():
+                judge = llm_judge_scorer()
+                context.log("an LLM judge is configured: it may keep pairs the models reject")
+
         result = pool_curate(
             campaign=job.campaign,
             gold=gold,
             best=best,
             rules=rules,
-            judge=scorers.get("judge"),
+            judge=judge,
             evaluation_sets=params.get("evaluation_sets"),
             recurate=bool(params.get("recurate", False)),
             on_progress=on_progress,
