@@ -1,5 +1,10 @@
 """Headless Chromium (Debian's, through Playwright's sync API) against pytest-django's
-live_server, logged in as a persona."""
+live_server, for every browser test in the suite.
+
+A pytest plugin, registered from tests/conftest.py: a test asks for `page` (and `watched`, to
+assert on what the page did), or `browser_context` to log in with `log_in_with_session`.
+Every page records the content-security-policy violations it causes in
+`window.__cspViolations`."""
 
 from __future__ import annotations
 
@@ -58,6 +63,7 @@ class Watched:
     dialogs: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -85,6 +91,12 @@ def page(browser_context, watched) -> object:
     page.on("dialog", on_dialog)
     page.on("request", lambda request: watched.requests.append(request.url))
     page.on("pageerror", lambda error: watched.page_errors.append(str(error)))
+
+    def on_console(message) -> None:  # noqa: ANN001
+        if message.type == "error":
+            watched.console_errors.append(message.text)
+
+    page.on("console", on_console)
     return page
 
 
@@ -103,4 +115,13 @@ def log_in_with_session(context, live_server, user) -> None:  # noqa: ANN001
                 "url": live_server.url,
             }
         ]
+    )
+
+
+def wait_for_next_pair(page, previous: str | None) -> None:  # noqa: ANN001
+    """Wait until the workspace shows a pair other than assignment `previous`, ready for input."""
+    page.wait_for_function(
+        "previous => { const pair = document.querySelector('#pair');"
+        " return pair && pair.dataset.ready && pair.dataset.assignment !== previous; }",
+        arg=previous,
     )

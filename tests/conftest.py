@@ -21,6 +21,8 @@ from tests.factories import CampaignFactory
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HH_RLHF = REPO_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
 
+pytest_plugins = ["tests.browser_support"]
+
 
 def _make_user(name: str, role: Role):
     user, _password, _token = user_create(username=name, role=role, password="pw-" + name)

@@ -3,22 +3,17 @@ block of a response copies the code, and its language, into the runner's editor.
 
 from __future__ import annotations
 
-import os
-from urllib.parse import urlsplit
-
 import pytest
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.template import RequestContext, Template
-from django.test import Client
 from django.urls import path
 
 from config.urls import urlpatterns as project_urlpatterns
 from tests.annotation.tools_helpers import open_assignment
+from tests.browser_support import log_in_with_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.urls(__name__)]
-
-CHROMIUM = os.environ.get("ARBITER_CHROMIUM")
 
 PAGE = Template(
     """{% extends "base.html" %}{% block content %}
@@ -48,40 +43,11 @@ urlpatterns = [
 ]
 
 
-@pytest.fixture
-def browser_page(live_server, monkeypatch):
-    if not CHROMIUM:
-        pytest.skip("ARBITER_CHROMIUM is not set: no browser to drive")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )
-        context = browser.new_context()
-        yield context
-        browser.close()
-
-
 def test_run_copies_a_response_code_block_into_the_editor(
-    browser_page, live_server, transactional_db, campaign, annotator_a
+    page, browser_context, watched, live_server, transactional_db, campaign, annotator_a
 ):
     assignment = open_assignment(campaign, annotator_a)
-    client = Client()
-    client.force_login(annotator_a)
-    browser_page.add_cookies([{
-        "name": "sessionid",
-        "value": client.cookies["sessionid"].value,
-        "domain": urlsplit(live_server.url).hostname,
-        "path": "/",
-    }])
-    page = browser_page.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    log_in_with_session(browser_context, live_server, annotator_a)
     page.goto(f"{live_server.url}/test-workspace/{assignment.pk}")
 
     page.wait_for_selector("[data-tools-editor]", timeout=15_000)  # the panel loaded by htmx
@@ -98,4 +64,5 @@ def test_run_copies_a_response_code_block_into_the_editor(
     editor.press("End")
     editor.press("Tab")
     assert editor.input_value().endswith(";    ")
-    assert problems == [], problems
+    assert watched.console_errors == [], watched.console_errors
+    assert watched.page_errors == [], watched.page_errors

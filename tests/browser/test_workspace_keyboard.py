@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from annotation.models import Assignment, Label, Scale
 from annotation.services.labels import to_canonical
+from tests.browser_support import wait_for_next_pair
 from tests.factories import CampaignFactory, PairFactory
 
 pytestmark = [
@@ -15,14 +16,6 @@ pytestmark = [
 
 def pair_id_shown(page) -> str:  # noqa: ANN001
     return page.get_attribute("#pair", "data-assignment") or ""
-
-
-def wait_for_next_pair(page, previous: str) -> None:  # noqa: ANN001
-    page.wait_for_function(
-        "previous => { const pair = document.querySelector('#pair');"
-        " return pair && pair.dataset.ready && pair.dataset.assignment !== previous; }",
-        arg=previous,
-    )
 
 
 def my_count(page) -> str:  # noqa: ANN001

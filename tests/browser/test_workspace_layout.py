@@ -8,7 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from annotation.importers.parse import iter_pair_records
-from tests.browser.conftest import log_in_with_session
+from tests.browser_support import log_in_with_session, wait_for_next_pair
 from tests.conftest import HH_RLHF
 from tests.factories import CampaignFactory, PairFactory
 
@@ -92,11 +92,7 @@ def test_responses_sit_side_by_side_when_wide_and_stack_when_narrow(
     first = page.get_attribute("#pair", "data-assignment")
     page.keyboard.press("2")
     page.keyboard.press("Enter")
-    page.wait_for_function(
-        "first => { const pair = document.querySelector('#pair');"
-        " return pair.dataset.ready && pair.dataset.assignment !== first; }",
-        arg=first,
-    )
+    wait_for_next_pair(page, first)
     assert page.locator("#pair .code-block .k").count() > 0  # highlighted by class
     page.screenshot(path=str(shots / "workspace-code.png"), full_page=True)
     assert watched.page_errors == []

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.urls import reverse
 
-from tests.browser.conftest import log_in_with_session
+from tests.browser_support import log_in_with_session, wait_for_next_pair
 from tests.factories import CampaignFactory, PairFactory
 
 pytestmark = [
@@ -99,11 +99,7 @@ def test_hostile_pairs_render_as_inert_text(
             page.keyboard.press("Escape")  # focus leaves the guidelines' summary
             page.keyboard.press("3")
             page.keyboard.press("Enter")
-            page.wait_for_function(
-                "first => { const pair = document.querySelector('#pair');"
-                " return pair.dataset.ready && pair.dataset.assignment !== first; }",
-                arg=first_pair,
-            )
+            wait_for_next_pair(page, first_pair)
 
     assert len(set(checked_pairs)) == 2
     assert watched.dialogs == []
