@@ -42,7 +42,10 @@ ROLE_ALIASES = {"human": "user", "gpt": "assistant"}
 PREFERRED_VALUES = {"a": 1, "b": -1, "tie": 0}
 
 _HH_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+_HH_INNER_MARKER = re.compile(r"\n\n(Human|Assistant):")  # _HH_MARKER but at the start
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+_HH_HUMAN = "\n\nHuman:"
+_HH_ASSISTANT = "\n\nAssistant:"
 # Columns that hold JSON text in CSV files (and may in Parquet files).
 _ATTRIBUTE_SET = frozenset(ATTRIBUTE_NAMES)
 _RESPONSE_KEYS = frozenset({"response_a", "response_b", "chosen", "rejected"})
@@ -246,12 +249,36 @@ def _hh_pair(
 ) -> tuple[list[dict[str, str]], str, str]:
     # hh-rlhf has replies where saying nothing was the preferred action (an empty final
     # "Assistant:" turn): keep them, since the other side is never identical.
+    chosen_turns = _hh_turns(chosen, "chosen", limits)
     return _split_shared_prefix(
-        _hh_turns(chosen, "chosen", limits),
-        _hh_turns(rejected, "rejected", limits),
+        chosen_turns,
+        _hh_rejected_turns(rejected, chosen, chosen_turns, limits),
         limits,
         allow_empty_response=True,
     )
+
+
+def _hh_rejected_turns(
+    rejected: str, chosen: str, chosen_turns: list[dict[str, str]], limits: ImportLimits
+) -> list[dict[str, str]]:
+    """Rejected's turns, parsing only what follows the text it shares with chosen.
+
+    Both transcripts normally repeat the same conversation and differ in the final
+    "Assistant:" turn, so parsing the shared text twice is half the import's parsing time.
+    Every marker occurrence is a split point (a marker cannot overlap another), so when
+    rejected starts with chosen's text up to and including the marker that opens chosen's
+    final assistant turn, rejected's turns before it are chosen's. Otherwise: a full parse.
+    """
+    last_human = chosen.rfind(_HH_HUMAN)
+    final_start = chosen.find(_HH_ASSISTANT, last_human + 1 if last_human >= 0 else 0)
+    if (
+        final_start > 0
+        and len(chosen_turns) > 1
+        and chosen_turns[-1]["role"] == "assistant"
+        and rejected.startswith(chosen[: final_start + len(_HH_ASSISTANT)])
+    ):
+        return chosen_turns[:-1] + _hh_turns(rejected[final_start:], "rejected", limits)
+    return _hh_turns(rejected, "rejected", limits)
 
 
 def _hh_turns(transcript: str, field: str, limits: ImportLimits) -> list[dict[str, str]]:
@@ -261,7 +288,7 @@ def _hh_turns(transcript: str, field: str, limits: ImportLimits) -> list[dict[st
     responses in which the model itself wrote "\\n\\nAssistant:", and the text after it is
     still the same reply.
     """
-    pieces = _HH_MARKER.split(transcript)
+    pieces = _hh_split(transcript)
     if pieces[0].strip():
         raise RowError(f"{field} is not an hh-rlhf transcript: it must start with 'Human:'")
     turns: list[list[str]] = []
@@ -271,11 +298,25 @@ def _hh_turns(transcript: str, field: str, limits: ImportLimits) -> list[dict[st
         else:
             turns.append([speaker, text])
     messages = []
+    max_chars = limits.max_field_chars
     for speaker, text in turns:
         content = text.strip()
-        _text(content, field, limits, allow_empty=True)
+        if len(content) > max_chars or "\x00" in content:
+            _text(content, field, limits, allow_empty=True)  # raises, naming the rule
         messages.append({"role": _HH_ROLES[speaker], "content": content})
     return messages
+
+
+def _hh_split(transcript: str) -> list[str]:
+    """The same pieces as ``_HH_MARKER.split(transcript)``, about five times faster.
+
+    A pattern that starts with the literal "\n\n" lets the regex engine skip ahead; the one
+    marker allowed without it, at the very start, is split off here.
+    """
+    for speaker in _HH_ROLES:
+        if transcript.startswith(speaker) and transcript[len(speaker) : len(speaker) + 1] == ":":
+            return ["", speaker, *_HH_INNER_MARKER.split(transcript[len(speaker) + 1 :])]
+    return _HH_INNER_MARKER.split(transcript)
 
 
 def _response(value: Any, field: str, limits: ImportLimits) -> str:

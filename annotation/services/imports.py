@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.copy import QueuedLibpqWriter
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the standard library is the slow fallback
+    orjson = None
 
 from annotation.importers import ImportFormatError, ImportLimits, PairRecord, iter_pair_records
 from annotation.models import Campaign, Pair, Round
@@ -83,8 +89,8 @@ def round_current(*, campaign: Campaign) -> Round:
     return Round.objects.create(campaign=campaign, number=(last.number + 1) if last else 1)
 
 
-def _attribute(record: PairRecord, name: str) -> str:
-    value = (record.attributes or {}).get(name)
+def _attribute(attributes: dict[str, Any], name: str) -> str:
+    value = attributes.get(name)
     if value is None:
         return ""
     if isinstance(value, list | tuple):
@@ -92,46 +98,89 @@ def _attribute(record: PairRecord, name: str) -> str:
     return str(value)
 
 
-def _row(
-    record: PairRecord, *, campaign: Campaign, round_id: int | None, as_gold: bool, now: Any
-) -> tuple[Any, ...]:
-    if as_gold and record.silver_preference in (None, 0):
-        raise ImportFormatError(
-            record.line, "a gold import needs a chosen/rejected (or preferred) label on every row"
+def _conversation_json(conversation: tuple[dict[str, str], ...]) -> str:
+    # COPY's text format takes the jsonb value as text (whitespace and key order do not
+    # matter to jsonb); the hash step already refused what orjson cannot encode.
+    if orjson is not None:
+        return orjson.dumps(conversation).decode()
+    return json.dumps(conversation)  # pragma: no cover - orjson is installed with the app
+
+
+def _row_builder(
+    *,
+    campaign: Campaign,
+    round_id: int | None,
+    as_gold: bool,
+    now: Any,
+    encode_conversation: Callable[[tuple[dict[str, str], ...]], Any],
+) -> Callable[[PairRecord], tuple[Any, ...]]:
+    """A function from record to row, in _COLUMNS order.
+
+    It runs once per pair: everything that is the same for the whole file is worked out
+    here, once, and the row is built as a tuple literal.
+    """
+    campaign_id = campaign.pk
+    slot_cap = campaign.annotators_per_pair
+    row_round_id = None if as_gold else round_id
+    status = (
+        Pair.Status.COMPLETE
+        if as_gold
+        else (Pair.Status.QUEUED if round_id is not None else Pair.Status.POOLED)
+    )
+    status = str(status)
+    provenance = str(Pair.Provenance.GOLD if as_gold else Pair.Provenance.NONE)
+
+    def build(record: PairRecord) -> tuple[Any, ...]:
+        silver = record.silver_preference
+        gold = None
+        if as_gold:
+            if silver in (None, 0):
+                raise ImportFormatError(
+                    record.line,
+                    "a gold import needs a chosen/rejected (or preferred) label on every row",
+                )
+            gold = silver
+        attributes = record.attributes
+        if attributes:
+            task_category = _attribute(attributes, "task_category")
+            objectivity = _attribute(attributes, "objectivity")
+            controversiality = _attribute(attributes, "controversiality")
+            desired_attributes = _attribute(attributes, "desired_attributes")
+            annotation_guideline = _attribute(attributes, "annotation_guideline")
+        else:
+            task_category = objectivity = controversiality = ""
+            desired_attributes = annotation_guideline = ""
+        return (
+            campaign_id,
+            row_round_id,
+            encode_conversation(record.conversation),
+            record.response_a,
+            record.response_b,
+            record.source or "",
+            record.external_id or "",
+            record.content_hash,
+            task_category,
+            objectivity,
+            controversiality,
+            desired_attributes,
+            annotation_guideline,
+            silver,
+            as_gold,
+            gold,
+            status,
+            0.0,  # priority
+            "",  # priority_reason
+            0,  # slots_taken
+            slot_cap,
+            0,  # labels_count
+            gold,  # consensus_preference
+            provenance,
+            None,  # disagreement
+            "",  # curation
+            now,  # created_at
         )
-    gold = record.silver_preference if as_gold else None
-    values = {
-        "campaign_id": campaign.pk,
-        "round_id": None if as_gold else round_id,
-        "conversation": list(record.conversation),
-        "response_a": record.response_a,
-        "response_b": record.response_b,
-        "source": record.source or "",
-        "external_id": record.external_id or "",
-        "content_hash": record.content_hash,
-        "task_category": _attribute(record, "task_category"),
-        "objectivity": _attribute(record, "objectivity"),
-        "controversiality": _attribute(record, "controversiality"),
-        "desired_attributes": _attribute(record, "desired_attributes"),
-        "annotation_guideline": _attribute(record, "annotation_guideline"),
-        "silver_preference": record.silver_preference,
-        "is_gold": as_gold,
-        "gold_preference": gold,
-        "status": Pair.Status.COMPLETE if as_gold else (
-            Pair.Status.QUEUED if round_id is not None else Pair.Status.POOLED
-        ),
-        "priority": 0.0,
-        "priority_reason": "",
-        "slots_taken": 0,
-        "slot_cap": campaign.annotators_per_pair,
-        "labels_count": 0,
-        "consensus_preference": gold,
-        "provenance": Pair.Provenance.GOLD if as_gold else Pair.Provenance.NONE,
-        "disagreement": None,
-        "curation": "",
-        "created_at": now,
-    }
-    return tuple(values[column] for column in _COLUMNS)
+
+    return build
 
 
 def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
@@ -148,8 +197,14 @@ def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
 _HASH_INDEX = _COLUMNS.index("content_hash")
 
 
-def _copy_value(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, list) else value
+def _copy_rows(raw: Any, statement: str, rows: list[tuple[Any, ...]]) -> int:
+    # The queued writer sends from a thread of its own, so formatting rows overlaps with
+    # sending them; leaving the block waits for the server to ingest them all.
+    with raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy:
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
+    return len(rows)
 
 
 def _write_postgresql(
@@ -160,33 +215,50 @@ def _write_postgresql(
     Rows copied by earlier batches are visible to this transaction, so one indexed lookup per
     batch deduplicates against the campaign and the rest of the file alike. Imports into one
     campaign take an advisory lock, so two of them cannot race past each other's lookups.
+    Rows arrive with the conversation already encoded as JSON text.
+
+    The server ingesting a batch (jsonb, eight indexes) takes about as long as parsing the
+    next one, so each COPY runs in a helper thread while this one parses on. The connection
+    is never used by both at once: the helper is joined before the next lookup, before
+    progress is reported (the callback may use the database) and before leaving.
     """
     columns = ", ".join(_COLUMNS)
     statement = f"COPY annotation_pair ({columns}) FROM STDIN"
     read = created = 0
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, ThreadPoolExecutor(max_workers=1) as sender:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
         raw = cursor.cursor  # psycopg 3 cursor, for COPY
-        for batch in batches:
-            read += len(batch)
-            fresh: dict[str, tuple[Any, ...]] = {}
-            for row in batch:
-                fresh.setdefault(row[_HASH_INDEX], row)
-            raw.execute(
-                "SELECT content_hash FROM annotation_pair "
-                "WHERE campaign_id = %s AND content_hash = ANY(%s)",
-                [campaign_id, list(fresh)],
-            )
-            for (known,) in raw.fetchall():
-                fresh.pop(known, None)
-            if fresh:
-                # The queued writer sends from a thread, so formatting the next rows
-                # overlaps with the server ingesting the previous ones.
-                with raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy:
-                    for row in fresh.values():
-                        copy.write_row(tuple(_copy_value(value) for value in row))
-                created += len(fresh)
-            on_batch(read)
+        pending: Future[int] | None = None
+        try:
+            for batch in batches:
+                if pending is not None:
+                    created += pending.result()
+                    pending = None
+                    on_batch(read)
+                read += len(batch)
+                fresh: dict[str, tuple[Any, ...]] = {}
+                for row in batch:
+                    fresh.setdefault(row[_HASH_INDEX], row)
+                raw.execute(
+                    "SELECT content_hash FROM annotation_pair "
+                    "WHERE campaign_id = %s AND content_hash = ANY(%s)",
+                    [campaign_id, list(fresh)],
+                )
+                for (known,) in raw.fetchall():
+                    fresh.pop(known, None)
+                if fresh:
+                    pending = sender.submit(_copy_rows, raw, statement, list(fresh.values()))
+                else:
+                    on_batch(read)
+            if pending is not None:
+                created += pending.result()
+                pending = None
+                on_batch(read)
+        finally:
+            if pending is not None:
+                # A row failed to parse while a COPY was in flight: let it finish before the
+                # transaction rolls back on this connection.
+                wait([pending])
     return created
 
 
@@ -220,6 +292,15 @@ def pairs_import(
     with transaction.atomic():
         round_id = round_current(campaign=campaign).pk if (queue and not as_gold) else None
 
+        postgresql = connection.vendor == "postgresql"
+        build_row = _row_builder(
+            campaign=campaign,
+            round_id=round_id,
+            as_gold=as_gold,
+            now=now,
+            encode_conversation=_conversation_json if postgresql else list,
+        )
+
         def rows() -> Iterator[tuple[Any, ...]]:
             nonlocal rows_read
             with path.open("rb") as handle:
@@ -228,11 +309,9 @@ def pairs_import(
                 )
                 for record in records:
                     rows_read += 1
-                    yield _row(
-                        record, campaign=campaign, round_id=round_id, as_gold=as_gold, now=now
-                    )
+                    yield build_row(record)
 
-        if connection.vendor == "postgresql":
+        if postgresql:
             created = _write_postgresql(_batches(rows()), on_batch, campaign_id=campaign.pk)
         else:
             created = _write_generic(_batches(rows()), on_batch)
