@@ -29,10 +29,16 @@ def campaign_for_admin(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
     return get_object_or_404(Campaign, pk=campaign_id)
 
 
-def assignment_for_annotator(*, assignment_id: int, user: AbstractBaseUser) -> Assignment:
-    """An assignment of this user's; anyone else's is reported as not found (no probing)."""
+def assignment_for_annotator(
+    *, assignment_id: int, user: AbstractBaseUser, with_pair: bool = True
+) -> Assignment:
+    """An assignment of this user's; anyone else's is reported as not found (no probing).
+
+    with_pair=False leaves the pair's texts unread, for callers that only write.
+    """
+    related = ("pair", "campaign") if with_pair else ("campaign",)
     assignment = (
-        Assignment.objects.select_related("pair", "campaign")
+        Assignment.objects.select_related(*related)
         .filter(pk=assignment_id, annotator=user)
         .first()
     )

@@ -31,6 +31,17 @@ HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.json
 PG = "postgres://postgres@127.0.0.1:5432"
 
 
+CREATE_USERS_SNIPPET = """
+import sys
+import django
+django.setup()
+from annotation.roles import Role
+from annotation.services.users import user_create
+for i in range(int(sys.argv[1])):
+    print(user_create(username=f"bench{i}", role=Role.ANNOTATOR, password="x")[2])
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -161,17 +172,16 @@ def main() -> None:
         report = json.loads(out.strip().splitlines()[-1])
         campaign_id = report["campaign_id"]
         print(f"setup: {report['created']:,} pairs imported in {import_s:.1f} s")
-        tokens = []
-        for i in range(args.annotators):
-            out = subprocess.run(
-                [*manage, "create_user", f"bench{i}", "--role", "annotator", "--password", "x"],
-                cwd=REPO,
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            tokens.append(out.strip().splitlines()[-1])
+        # One process for all users (the create_user command's service, not 50 start-ups).
+        out = subprocess.run(
+            [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators)],
+            cwd=REPO,
+            env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        tokens = out.split()
         port = free_port()
         gunicorn = subprocess.Popen(
             [

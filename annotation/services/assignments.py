@@ -6,6 +6,11 @@ Guarantees, each held by the database rather than by Python:
 - nobody gets the same pair twice: a UNIQUE (pair, annotator) constraint;
 - concurrent annotators do not queue behind each other: candidate rows are locked with
   SELECT … FOR UPDATE SKIP LOCKED, so each transaction takes a different pair.
+
+On PostgreSQL the common case (a regular pair) is one statement: lock a candidate, take its
+slot, insert the assignment and return the pair, in one round trip and one implicit
+transaction. The ORM path below does the same in several statements; SQLite and gold checks
+use it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from annotation.models import Assignment, Campaign, Pair
 
 OPEN_STATUSES = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 _CANDIDATES = 8  # rows locked per attempt; SKIP LOCKED means contention just moves on
+_ATTEMPTS = 20
 
 
 def _supports_skip_locked() -> bool:
@@ -73,6 +79,7 @@ def _create_assignment(
     kind: str,
     now: datetime,
     rng: random.Random,
+    pair_loaded: bool = False,
 ) -> Assignment:
     assignment = Assignment.objects.create(
         campaign=campaign,
@@ -85,7 +92,7 @@ def _create_assignment(
         lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
     )
     # Callers show the pair next: load it whole, once.
-    assignment.pair = Pair.objects.get(pk=pair.pk)
+    assignment.pair = pair if pair_loaded else Pair.objects.get(pk=pair.pk)
     assignment.campaign = campaign
     return assignment
 
@@ -93,17 +100,158 @@ def _create_assignment(
 def _take_regular_pair(
     campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
 ) -> Assignment | None:
+    if connection.vendor == "postgresql":
+        return _take_regular_pair_in_one_statement(campaign, annotator, now, rng)
+    return _take_regular_pair_with_orm(campaign, annotator, now, rng)
+
+
+def _open_candidates(campaign: Campaign, annotator: AbstractBaseUser):  # noqa: ANN202 - QuerySet
     already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values(
         "pair_id"
     )
-    candidates = (
+    return (
         Pair.objects.filter(
             campaign=campaign, status__in=OPEN_STATUSES, slots_taken__lt=F("slot_cap")
         )
         .exclude(pk__in=already_had)
         .order_by("-priority", "id")
     )
-    for _attempt in range(20):
+
+
+def _pair_columns() -> str:
+    return ", ".join(f"taken.{field.column}" for field in Pair._meta.concrete_fields)
+
+
+# One statement: unless the annotator holds a live lease in this campaign, lock the best
+# open pair they never had (skipping rows other transactions hold), take one of its slots
+# with the same conditional UPDATE as the ORM path, record the assignment and return the
+# whole pair. The UNIQUE (pair, annotator) constraint still guards the insert; if it fires,
+# the statement (the slot included) is undone.
+_TAKE_SQL = """
+WITH candidate AS (
+    SELECT p.id, p.slots_taken
+    FROM annotation_pair p
+    WHERE p.campaign_id = %(campaign)s
+      AND p.status = ANY(%(open_statuses)s)
+      AND p.slots_taken < p.slot_cap
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_assignment a
+          WHERE a.pair_id = p.id AND a.annotator_id = %(annotator)s
+      )
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_assignment l
+          WHERE l.annotator_id = %(annotator)s AND l.campaign_id = %(campaign)s
+            AND l.status = %(active)s AND l.lease_expires_at > %(now)s
+      )
+    ORDER BY p.priority DESC, p.id
+    LIMIT 1
+    FOR UPDATE OF p SKIP LOCKED
+), taken AS (
+    UPDATE annotation_pair p
+    SET slots_taken = p.slots_taken + 1, status = %(in_annotation)s
+    FROM candidate
+    WHERE p.id = candidate.id AND p.slots_taken < p.slot_cap
+    RETURNING p.*, candidate.slots_taken AS slots_before
+), assigned AS (
+    INSERT INTO annotation_assignment (
+        campaign_id, pair_id, annotator_id, round_id, status, kind, swapped,
+        leased_at, lease_expires_at, finished_at, model_view_shown
+    )
+    SELECT %(campaign)s, taken.id, %(annotator)s, taken.round_id, %(active)s,
+           CASE WHEN taken.slots_before >= %(per_pair)s THEN %(retest)s ELSE %(regular)s END,
+           %(swapped)s, %(now)s, %(expires)s, NULL, false
+    FROM taken
+    RETURNING id, kind
+)
+SELECT assigned.id, assigned.kind, {pair_columns}
+FROM assigned CROSS JOIN taken
+"""
+
+
+def _take_regular_pair_in_one_statement(
+    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
+) -> Assignment | None:
+    sql = _TAKE_SQL.format(pair_columns=_pair_columns())
+    fields = Pair._meta.concrete_fields
+    converters = [
+        (index, field.get_db_converters(connection)) for index, field in enumerate(fields)
+    ]
+    converters = [(index, found) for index, found in converters if found]
+    names = [field.attname for field in fields]
+    for _attempt in range(_ATTEMPTS):
+        swapped = rng.random() < 0.5
+        params = {
+            "campaign": campaign.pk,
+            "annotator": annotator.pk,
+            "open_statuses": list(OPEN_STATUSES),
+            "in_annotation": Pair.Status.IN_ANNOTATION,
+            "active": Assignment.Status.ACTIVE,
+            "per_pair": campaign.annotators_per_pair,
+            "retest": Assignment.Kind.RETEST,
+            "regular": Assignment.Kind.REGULAR,
+            "swapped": swapped,
+            "now": now,
+            "expires": now + timedelta(seconds=campaign.lease_seconds),
+        }
+        try:
+            row = _fetch_one_atomically(sql, params)
+        except IntegrityError:
+            # The same annotator asked twice at once and the other request got this pair;
+            # the statement, slot included, was undone: try again.
+            continue
+        if row is None:
+            # The annotator may hold a lease already (the statement starts no second one).
+            current = _active_assignment(campaign, annotator, now)
+            if current is not None:
+                return current
+            # Every candidate may just be locked by another annotator's transaction for a
+            # few milliseconds; only report "no work" when none exists at all.
+            if not _open_candidates(campaign, annotator).exists():
+                return None
+            continue
+        assignment_id, kind, *pair_values = row
+        for index, found in converters:
+            for converter in found:
+                pair_values[index] = converter(pair_values[index], fields[index], connection)
+        pair = Pair.from_db(connection.alias, names, pair_values)
+        assignment = Assignment(
+            id=assignment_id,
+            campaign=campaign,
+            pair=pair,
+            annotator=annotator,
+            round_id=pair.round_id,
+            status=Assignment.Status.ACTIVE,
+            kind=kind,
+            swapped=swapped,
+            leased_at=params["now"],
+            lease_expires_at=params["expires"],
+            finished_at=None,
+            model_view_shown=False,
+        )
+        assignment._state.adding = False
+        assignment._state.db = connection.alias
+        return assignment
+    return None
+
+
+def _fetch_one_atomically(sql: str, params: dict) -> tuple | None:
+    if connection.in_atomic_block:
+        # Inside a caller's transaction a failed statement would doom it: use a savepoint.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    # In autocommit mode the statement is its own transaction, all or nothing, with no
+    # BEGIN/COMMIT round trips; the row locks last until it ends.
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _take_regular_pair_with_orm(
+    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
+) -> Assignment | None:
+    candidates = _open_candidates(campaign, annotator)
+    for _attempt in range(_ATTEMPTS):
         with transaction.atomic():
             locked = candidates
             if _supports_skip_locked():
@@ -165,6 +313,7 @@ def _take_gold_pair(
                 kind=Assignment.Kind.GOLD,
                 now=now,
                 rng=rng,
+                pair_loaded=True,
             )
     except IntegrityError:
         return None
@@ -180,9 +329,11 @@ def assignment_next(
     """The annotator's current lease, or a new one on the best pair; None when no work."""
     now = now or timezone.now()
     rng = rng or random.Random()  # noqa: S311 - A/B order and gold sampling, not security
-    current = _active_assignment(campaign, annotator, now)
-    if current is not None:
-        return current
+    if connection.vendor != "postgresql" or campaign.gold_share > 0:
+        current = _active_assignment(campaign, annotator, now)
+        if current is not None:
+            return current
+    # Otherwise the one-statement path checks for a current lease itself and returns it.
     if campaign.gold_share > 0 and rng.random() < campaign.gold_share:
         gold = _take_gold_pair(campaign, annotator, now, rng)
         if gold is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -14,8 +15,14 @@ from annotation.models import Assignment, Evidence, Label, Pair
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 _CONSENSUS_FIELDS = (
-    "id", "campaign_id", "labels_count", "slot_cap", "status", "consensus_preference",
-    "provenance", "disagreement",
+    "id",
+    "campaign_id",
+    "labels_count",
+    "slot_cap",
+    "status",
+    "consensus_preference",
+    "provenance",
+    "disagreement",
 )
 
 
@@ -51,59 +58,178 @@ def _validate(assignment: Assignment, data: LabelInput) -> None:
         raise InvalidLabel("seconds_spent cannot be negative")
     if len(data.rationale) > 20_000:
         raise InvalidLabel("rationale is longer than 20,000 characters")
-    if data.rationale.strip():
-        return
-    used_llm = Evidence.objects.filter(assignment=assignment, kind=Evidence.Kind.LLM).exists()
-    if used_llm:
-        # A label must never be the model's verdict alone.
-        raise InvalidLabel("a rationale of your own is required when you consulted a model")
+    # Whether a model was consulted is checked with the write, in the same round trip.
 
 
-def label_submit(
-    *, assignment: Assignment, data: LabelInput, now: datetime | None = None
-) -> Label:
+def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | None = None) -> Label:
     now = now or timezone.now()
     _validate(assignment, data)
+    canonical = to_canonical(data.preference, swapped=assignment.swapped)
+    label = Label(
+        assignment=assignment,
+        campaign_id=assignment.campaign_id,
+        pair_id=assignment.pair_id,
+        annotator_id=assignment.annotator_id,
+        preference=canonical,
+        rationale=data.rationale,
+        confidence=data.confidence,
+        flag_unsafe="unsafe" in data.flags,
+        flag_broken="broken" in data.flags,
+        flag_cannot_judge="cannot_judge" in data.flags,
+        seconds_spent=data.seconds_spent,
+        is_retest=assignment.kind == Assignment.Kind.RETEST,
+        is_gold_check=assignment.kind == Assignment.Kind.GOLD,
+        shown_first="b" if assignment.swapped else "a",
+    )
+    counts_for_pair = assignment.kind != Assignment.Kind.GOLD
     with transaction.atomic():
-        # The conditional UPDATE is the claim: a second submit, a skip or an expiry that got
-        # there first leaves zero rows changed.
-        claimed = Assignment.objects.filter(
-            pk=assignment.pk, status=Assignment.Status.ACTIVE, lease_expires_at__gte=now
-        ).update(status=Assignment.Status.SUBMITTED, finished_at=now)
-        if not claimed:
-            current = Assignment.objects.get(pk=assignment.pk)
-            if current.status == Assignment.Status.ACTIVE:
-                raise LeaseExpired("The lease on this pair expired; it went back to the queue.")
-            raise AlreadyFinished(f"This assignment is already {current.status}.")
-        canonical = to_canonical(data.preference, swapped=assignment.swapped)
-        label = Label(
-            assignment=assignment,
-            campaign_id=assignment.campaign_id,
-            pair_id=assignment.pair_id,
-            annotator_id=assignment.annotator_id,
-            preference=canonical,
-            rationale=data.rationale,
-            confidence=data.confidence,
-            flag_unsafe="unsafe" in data.flags,
-            flag_broken="broken" in data.flags,
-            flag_cannot_judge="cannot_judge" in data.flags,
-            seconds_spent=data.seconds_spent,
-            is_retest=assignment.kind == Assignment.Kind.RETEST,
-            is_gold_check=assignment.kind == Assignment.Kind.GOLD,
-            shown_first="b" if assignment.swapped else "a",
-        )
-        # Values were validated above and CHECK constraints back them up in the database.
-        label.save()
-        Evidence.objects.filter(assignment=assignment, label__isnull=True).update(label=label)
-        if assignment.kind != Assignment.Kind.GOLD:
-            # The UPDATE takes the pair's row lock until commit, which serialises concurrent
-            # submits for one pair: the last of them sees every label and computes consensus.
-            Pair.objects.filter(pk=assignment.pair_id).update(labels_count=F("labels_count") + 1)
-            pair = Pair.objects.only(*_CONSENSUS_FIELDS).get(pk=assignment.pair_id)
+        if connection.vendor == "postgresql":
+            pair = _record_in_one_statement(assignment, label, now, counts_for_pair)
+        else:
+            pair = _record_with_orm(assignment, label, now, counts_for_pair)
+        if pair is not None:
             pair.campaign = assignment.campaign
             _after_label(pair=pair, label=label)
     assignment.status = Assignment.Status.SUBMITTED
     return label
+
+
+def _claim_failed(assignment: Assignment) -> Exception:
+    current = Assignment.objects.get(pk=assignment.pk)
+    if current.status == Assignment.Status.ACTIVE:
+        return LeaseExpired("The lease on this pair expired; it went back to the queue.")
+    return AlreadyFinished(f"This assignment is already {current.status}.")
+
+
+# A label must never be the model's verdict alone.
+_MODEL_ALONE = "a rationale of your own is required when you consulted a model"
+
+
+def _model_alone(assignment: Assignment, label: Label) -> bool:
+    if label.rationale.strip():
+        return False
+    return Evidence.objects.filter(assignment=assignment, kind=Evidence.Kind.LLM).exists()
+
+
+def _record_with_orm(
+    assignment: Assignment, label: Label, now: datetime, counts_for_pair: bool
+) -> Pair | None:
+    if _model_alone(assignment, label):
+        raise InvalidLabel(_MODEL_ALONE)
+    # The conditional UPDATE is the claim: a second submit, a skip or an expiry that got
+    # there first leaves zero rows changed.
+    claimed = Assignment.objects.filter(
+        pk=assignment.pk, status=Assignment.Status.ACTIVE, lease_expires_at__gte=now
+    ).update(status=Assignment.Status.SUBMITTED, finished_at=now)
+    if not claimed:
+        raise _claim_failed(assignment)
+    # Values were validated above and CHECK constraints back them up in the database.
+    label.save()
+    Evidence.objects.filter(assignment=assignment, label__isnull=True).update(label=label)
+    if not counts_for_pair:
+        return None
+    # The UPDATE takes the pair's row lock until commit, which serialises concurrent
+    # submits for one pair: the last of them sees every label and computes consensus.
+    Pair.objects.filter(pk=assignment.pair_id).update(labels_count=F("labels_count") + 1)
+    return Pair.objects.only(*_CONSENSUS_FIELDS).get(pk=assignment.pair_id)
+
+
+# Model order: Model.from_db takes values in the order of the model's fields.
+_CONSENSUS_COLUMNS = tuple(
+    field.attname for field in Pair._meta.concrete_fields if field.attname in _CONSENSUS_FIELDS
+)
+_LABEL_COLUMNS = (
+    "assignment_id",
+    "campaign_id",
+    "pair_id",
+    "annotator_id",
+    "preference",
+    "rationale",
+    "confidence",
+    "flag_unsafe",
+    "flag_broken",
+    "flag_cannot_judge",
+    "seconds_spent",
+    "is_retest",
+    "is_gold_check",
+    "shown_first",
+    "created_at",
+)
+
+
+# The claim, the label, its evidence and the pair's count in one round trip. Each step reads
+# the one before (no claim, no label; no label, nothing else), so a lost claim changes
+# nothing; the final SELECT sees the tables as they were before the statement. The pair
+# UPDATE takes the pair's row lock until commit, which serialises
+# concurrent submits for one pair: the last of them sees every label and computes consensus.
+@functools.cache
+def _submit_sql() -> str:
+    # Typed values: the statement would also work with server-side parameter binding.
+    values = ", ".join(
+        f"CAST(%({column})s AS {Label._meta.get_field(column).db_type(connection)})"
+        for column in _LABEL_COLUMNS
+    )
+    return f"""
+WITH claimed AS (
+    UPDATE annotation_assignment
+    SET status = %(submitted)s, finished_at = %(now)s
+    WHERE id = %(assignment)s AND status = %(active)s AND lease_expires_at >= %(now)s
+    RETURNING id
+), label AS (
+    INSERT INTO annotation_label ({", ".join(_LABEL_COLUMNS)})
+    SELECT {values}
+    FROM claimed
+    RETURNING id
+), evidence AS (
+    UPDATE annotation_evidence
+    SET label_id = (SELECT id FROM label)
+    WHERE assignment_id = %(assignment)s AND label_id IS NULL
+      AND EXISTS (SELECT 1 FROM label)
+), counted AS (
+    UPDATE annotation_pair
+    SET labels_count = labels_count + 1
+    WHERE id = %(pair_id)s AND %(counts_for_pair)s AND EXISTS (SELECT 1 FROM label)
+    RETURNING {", ".join(_CONSENSUS_COLUMNS)}
+)
+SELECT label.id,
+       EXISTS (
+           SELECT 1 FROM annotation_evidence
+           WHERE assignment_id = %(assignment)s AND kind = %(llm)s
+       ),
+       {", ".join(f"counted.{column}" for column in _CONSENSUS_COLUMNS)}
+FROM label LEFT JOIN counted ON true
+"""  # noqa: S608 - only constant column names are interpolated
+
+
+def _record_in_one_statement(
+    assignment: Assignment, label: Label, now: datetime, counts_for_pair: bool
+) -> Pair | None:
+    label.created_at = now
+    params = {column: getattr(label, column) for column in _LABEL_COLUMNS}
+    params.update(
+        submitted=Assignment.Status.SUBMITTED,
+        active=Assignment.Status.ACTIVE,
+        now=now,
+        assignment=assignment.pk,
+        counts_for_pair=counts_for_pair,
+        llm=Evidence.Kind.LLM,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_submit_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        if _model_alone(assignment, label):
+            raise InvalidLabel(_MODEL_ALONE)  # reported first, as on the ORM path
+        raise _claim_failed(assignment)
+    label_id, used_llm, *pair_values = row
+    if used_llm and not label.rationale.strip():
+        raise InvalidLabel(_MODEL_ALONE)  # undoes the statement with the rest of the transaction
+    label.pk = label_id
+    label._state.adding = False
+    label._state.db = connection.alias
+    if not counts_for_pair:
+        return None
+    return Pair.from_db(connection.alias, _CONSENSUS_COLUMNS, pair_values)
 
 
 def _after_label(*, pair: Pair, label: Label) -> None:

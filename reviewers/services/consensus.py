@@ -48,6 +48,10 @@ def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None =
     if label.is_retest:
         _retest_recorded(pair=pair, label=label, campaign=campaign)
         return
+    if pair.labels_count < campaign.annotators_per_pair:
+        # labels_count (read under the pair's row lock) counts every label but gold checks,
+        # so fewer than N means fewer than N regular labels: no need to read them.
+        return
     labels = _regular_labels(pair)
     if len(labels) < campaign.annotators_per_pair:
         return
