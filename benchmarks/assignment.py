@@ -7,6 +7,9 @@ Prints p50/p95/p99 of both calls, labels per second and the invariant counts (pa
 duplicate pair-annotator assignments). The database is dropped at the end.
 
     .venv/bin/python benchmarks/assignment.py [--pairs 100000] [--annotators 50] [--duration 60]
+        [--worker-class sync|gthread] [--workers 3] [--threads 1] [--worker-connections 1000]
+
+Also prints the CPU seconds each gunicorn worker and the load generator used during the run.
 """
 
 from __future__ import annotations
@@ -74,6 +77,22 @@ def write_pairs(path: Path, n: int) -> None:
             )
 
 
+def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each child of the gunicorn master, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # fields[1] is the parent pid
+            seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -137,8 +156,19 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    # Defaults as in the Dockerfile. Measured on 2 cores: sync 3 and sync 4 give the same
+    # throughput; gthread 2x4 is a third slower, because every keep-alive connection of the
+    # load generator sticks to the worker that accepted it first (one GIL for all of them)
+    # unless --worker-connections spreads them.
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument(
+        "--worker-connections",
+        type=int,
+        default=1000,
+        help="gunicorn's cap on connections a worker holds (keep-alive connections stay put)",
+    )
     args = parser.parse_args()
 
     db = f"arbiter_bench_assign_{os.getpid()}"
@@ -196,7 +226,9 @@ def main() -> None:
                 "--threads",
                 str(args.threads),
                 "--worker-class",
-                "gthread",
+                args.worker_class,
+                "--worker-connections",
+                str(args.worker_connections),
                 "--log-level",
                 "warning",
             ],
@@ -212,7 +244,12 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.3)
+        workers_before = worker_cpu_seconds(gunicorn.pid)
+        driver_before = time.process_time()
         stats = asyncio.run(drive(base, tokens, campaign_id, args.duration))
+        driver_cpu = time.process_time() - driver_before
+        workers_after = worker_cpu_seconds(gunicorn.pid)
+        worker_cpu = [workers_after[pid] - workers_before.get(pid, 0.0) for pid in workers_after]
         over = psql(
             "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "
             "ON l.pair_id = p.id GROUP BY p.id, p.slot_cap HAVING count(*) > p.slot_cap) t",
@@ -238,8 +275,9 @@ def main() -> None:
     elapsed = stats["elapsed"][0]
     ms = lambda values, q: percentile(values, q) * 1000  # noqa: E731
     print(
-        f"\n{args.annotators} annotators, {elapsed:.0f} s, gunicorn {args.workers}x{args.threads} "
-        f"threads, {os.cpu_count()} CPU cores"
+        f"\n{args.annotators} annotators, {elapsed:.0f} s, gunicorn {args.worker_class} "
+        f"{args.workers}x{args.threads} threads, {args.worker_connections} connections per "
+        f"worker, {os.cpu_count()} CPU cores"
     )
     print(f"{'call':<8}{'n':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
     for name in ("next", "label"):
@@ -260,6 +298,11 @@ def main() -> None:
     print(
         f"invariants: pairs over their cap: {over}; regular labels over N=3: {over_n}; "
         f"duplicate pair-annotator: {dupes}"
+    )
+    print(
+        "CPU seconds during the run: gunicorn workers "
+        + ", ".join(f"{seconds:.1f}" for seconds in sorted(worker_cpu, reverse=True))
+        + f"; load generator {driver_cpu:.1f}"
     )
     if stats["next"]:
         print(f"mean next {statistics.mean(stats['next']) * 1000:.1f} ms")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+import psycopg
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -237,13 +238,24 @@ def _take_regular_pair_in_one_statement(
 def _fetch_one_atomically(sql: str, params: dict) -> tuple | None:
     if connection.in_atomic_block:
         # Inside a caller's transaction a failed statement would doom it: use a savepoint.
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
+        with transaction.atomic():
+            return fetch_one_prepared(sql, params)
     # In autocommit mode the statement is its own transaction, all or nothing, with no
     # BEGIN/COMMIT round trips; the row locks last until it ends.
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return fetch_one_prepared(sql, params)
+
+
+def fetch_one_prepared(sql: str, params: dict) -> tuple | None:
+    """Run a hot-path statement as a server-side prepared statement (PostgreSQL only).
+
+    Django's cursors bind parameters on the client, so PostgreSQL parses and plans every
+    call afresh; planning these statements costs more than running them. A psycopg cursor
+    with server-side binding prepares it once per connection. Errors are wrapped as
+    Django's (IntegrityError), like the ORM's.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
 
 

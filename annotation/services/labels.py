@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.models import Assignment, Evidence, Label, Pair
+from annotation.services.assignments import fetch_one_prepared
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 _CONSENSUS_FIELDS = (
@@ -214,9 +215,7 @@ def _record_in_one_statement(
         counts_for_pair=counts_for_pair,
         llm=Evidence.Kind.LLM,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_submit_sql(), params)
-        row = cursor.fetchone()
+    row = fetch_one_prepared(_submit_sql(), params)
     if row is None:
         if _model_alone(assignment, label):
             raise InvalidLabel(_MODEL_ALONE)  # reported first, as on the ORM path
