@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.db import connection
 from django.http import StreamingHttpResponse
-from django.utils.translation import gettext_lazy as _
-from drf_spectacular.drainage import set_override
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +15,6 @@ from rest_framework.views import APIView
 
 from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.models import ImportJob
-from annotation.roles import Role, user_roles_remember
 from annotation.selectors import (
     assignment_for_annotator,
     campaign_for_admin,
@@ -34,66 +26,6 @@ from annotation.selectors import (
 from annotation.services.assignments import assignment_next, assignment_skip
 from annotation.services.import_jobs import import_job_create, import_job_enqueue, import_job_run
 from annotation.services.labels import FLAG_NAMES, LabelInput, label_submit
-
-
-class TokenWithRolesAuthentication(TokenAuthentication):
-    """DRF's token authentication, with the user's roles read in the same query.
-
-    Every annotator call checks a role; reading the groups with the token saves a query per
-    call on the hot path (next, label), and plain SQL saves compiling three subqueries.
-    """
-
-    def authenticate_credentials(self, key: str) -> tuple:
-        token_model = self.get_model()
-        params = [*(role.value for role in Role), key]
-        users = get_user_model().objects.raw(_token_user_sql(token_model), params)
-        user = next(iter(users), None)
-        if user is None:
-            raise exceptions.AuthenticationFailed(_("Invalid token."))
-        if not user.is_active:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        user_roles_remember(user, [role for role in Role if getattr(user, f"has_{role.value}")])
-        token = token_model(key=key, user=user)
-        token._state.adding = False
-        return (user, token)
-
-
-@functools.cache
-def _token_user_sql(token_model: type) -> str:
-    quote = connection.ops.quote_name
-    user_model = get_user_model()
-    groups = user_model._meta.get_field("groups")
-    user_pk = quote(user_model._meta.pk.column)
-    member_user, member_group = quote(groups.m2m_column_name()), quote(groups.m2m_reverse_name())
-    memberships = quote(groups.remote_field.through._meta.db_table)
-    group_table = quote(Group._meta.db_table)
-    role_check = (
-        "EXISTS (SELECT 1 FROM {memberships} m JOIN {groups} g ON g.id = m.{group}"
-        " WHERE m.{user} = u.{pk} AND g.name = %s) AS has_{role}"
-    )
-    role_checks = ", ".join(
-        role_check.format(
-            memberships=memberships,
-            groups=group_table,
-            group=member_group,
-            user=member_user,
-            pk=user_pk,
-            role=role.value,
-        )
-        for role in Role
-    )
-    return (
-        f"SELECT u.*, {role_checks} FROM {quote(token_model._meta.db_table)} t"  # noqa: S608
-        f" JOIN {quote(user_model._meta.db_table)} u ON u.{user_pk} = t.user_id"
-        " WHERE t.key = %s"
-    )
-
-
-# Same header, same "tokenAuth" security scheme in the OpenAPI schema as DRF's class.
-set_override(TokenWithRolesAuthentication, "suppress_collision_warning", True)
-
-# The project's defaults (token, then session), with roles loaded alongside the token.
-AUTHENTICATION_CLASSES = [TokenWithRolesAuthentication, SessionAuthentication]
 
 
 class TurnSerializer(serializers.Serializer):
@@ -130,8 +62,6 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
 
 
 class CampaignNextApi(APIView):
-    authentication_classes = AUTHENTICATION_CLASSES
-
     @extend_schema(
         request=None,
         responses={200: NextOutputSerializer, 204: OpenApiResponse(description="No work left.")},
@@ -145,8 +75,6 @@ class CampaignNextApi(APIView):
 
 
 class LabelApi(APIView):
-    authentication_classes = AUTHENTICATION_CLASSES
-
     class InputSerializer(serializers.Serializer):
         preference = serializers.IntegerField(min_value=-2, max_value=2)
         rationale = serializers.CharField(required=False, allow_blank=True, default="")
@@ -191,8 +119,6 @@ class LabelApi(APIView):
 
 
 class SkipApi(APIView):
-    authentication_classes = AUTHENTICATION_CLASSES
-
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, assignment_id: int) -> Response:
         assignment = assignment_for_annotator(
@@ -206,8 +132,6 @@ class SkipApi(APIView):
 
 
 class ProgressApi(APIView):
-    authentication_classes = AUTHENTICATION_CLASSES
-
     @extend_schema(responses={200: dict})
     def get(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_annotator(campaign_id=campaign_id, user=request.user)
@@ -215,8 +139,6 @@ class ProgressApi(APIView):
 
 
 class LabelsExportApi(APIView):
-    authentication_classes = AUTHENTICATION_CLASSES
-
     @extend_schema(responses={200: OpenApiResponse(description="JSON Lines, one label a line.")})
     def get(self, request: Request, campaign_id: int) -> StreamingHttpResponse:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
@@ -231,7 +153,6 @@ class LabelsExportApi(APIView):
 class ImportApi(APIView):
     """Upload a file of pairs; small files import at once, large ones as a Celery job."""
 
-    authentication_classes = AUTHENTICATION_CLASSES
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):

@@ -1,0 +1,49 @@
+"""The API's token authentication, which reads the user's roles with the token."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation.roles import Role
+from annotation.services.users import user_create
+from tests.factories import PairFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
+
+
+def client_with(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def test_roles_come_with_the_token(campaign):
+    PairFactory(campaign=campaign)
+    _user, _password, annotator = user_create(username="ann", role=Role.ANNOTATOR)
+    _user, _password, expert = user_create(username="exp", role=Role.EXPERT)
+    _user, _password, admin = user_create(username="adm", role=Role.ADMIN)
+    assert client_with(annotator).post(f"/api/campaigns/{campaign.pk}/next").status_code == 200
+    assert client_with(expert).post(f"/api/campaigns/{campaign.pk}/next").status_code == 404
+    assert client_with(admin).get(f"/api/campaigns/{campaign.pk}/labels.jsonl").status_code == 200
+    assert client_with(annotator).get(
+        f"/api/campaigns/{campaign.pk}/labels.jsonl"
+    ).status_code == 404
+
+
+def test_a_bad_token_or_an_inactive_user_is_refused(campaign):
+    user, _password, token = user_create(username="gone", role=Role.ANNOTATOR)
+    bad = client_with("0" * 40).post(f"/api/campaigns/{campaign.pk}/next")
+    assert bad.status_code == 401 and bad.json()["detail"] == "Invalid token."
+    user.is_active = False
+    user.save()
+    inactive = client_with(token).post(f"/api/campaigns/{campaign.pk}/next")
+    assert inactive.status_code == 401
+
+
+def test_a_role_change_is_seen_on_the_next_request(campaign):
+    PairFactory(campaign=campaign)
+    _user, _password, token = user_create(username="mover", role=Role.EXPERT)
+    assert client_with(token).post(f"/api/campaigns/{campaign.pk}/next").status_code == 404
+    user_create(username="mover", role=Role.ANNOTATOR)
+    assert client_with(token).post(f"/api/campaigns/{campaign.pk}/next").status_code == 200
