@@ -32,7 +32,6 @@ from tests.scoring import test_export
 annotators = test_export.annotators
 history = test_export.history
 
-pytestmark = pytest.mark.urls("tests.scoring.dashboard_test_urls")
 
 
 @pytest.fixture
