@@ -259,6 +259,8 @@ CELERY_BEAT_SCHEDULE = {
     "check-round-completion": {"task": "scoring.check_round_completion", "schedule": 60.0},
     # Model jobs whose worker died without a trace are retried or failed.
     "recover-stale-model-jobs": {"task": "scoring.recover_stale_jobs", "schedule": 300.0},
+    # The dashboard's slow panels (agreement, annotators) are recomputed here, not in a page.
+    "refresh-dashboards": {"task": "scoring.refresh_dashboards", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

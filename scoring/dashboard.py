@@ -25,7 +25,7 @@ from scoring.models import EvaluationPrompt, ExportSnapshot, Job, ModelVersion
 
 CACHE_SECONDS = 10
 # Agreement (bootstrap intervals) and the annotator table scan every label: a little longer.
-SLOW_CACHE_SECONDS = 30
+SLOW_CACHE_SECONDS = 150  # refreshed every minute by dashboards_refresh
 
 # Dashboard buckets of Pair.Status, in the order a pair moves through them.
 PROGRESS_BUCKETS: dict[str, tuple[str, ...]] = {
@@ -53,8 +53,8 @@ AGE_BUCKETS = (
 )
 
 
-def _cached(key: str, seconds: int, compute: Callable[[], Any]) -> Any:
-    value = cache.get(key)
+def _cached(key: str, seconds: int, compute: Callable[[], Any], *, refresh: bool = False) -> Any:
+    value = None if refresh else cache.get(key)
     if value is None:
         value = compute()
         cache.set(key, value, seconds)
@@ -230,7 +230,7 @@ def silver_summary(*, campaign: Campaign) -> dict[str, Any]:
 # --- Agreement ----------------------------------------------------------------------------
 
 
-def agreement_panel(*, campaign: Campaign) -> dict[str, Any]:
+def agreement_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
     """Alpha per round (with CI and the target) and per task category, as charts."""
     try:
         from scoring.selectors.agreement import campaign_agreement
@@ -238,7 +238,7 @@ def agreement_panel(*, campaign: Campaign) -> dict[str, Any]:
         return {"available": False}
 
     def compute() -> dict[str, Any]:
-        report = campaign_agreement(campaign=campaign)
+        report = campaign_agreement(campaign=campaign, use_cache=not refresh)
         rounds = [entry for entry in report["rounds"] if entry.get("number") is not None]
         target = report["target"]
         return {
@@ -269,13 +269,15 @@ def agreement_panel(*, campaign: Campaign) -> dict[str, Any]:
             ),
         }
 
-    return _cached(_campaign_key(campaign, "agreement"), SLOW_CACHE_SECONDS, compute)
+    return _cached(
+        _campaign_key(campaign, "agreement"), SLOW_CACHE_SECONDS, compute, refresh=refresh
+    )
 
 
 # --- Annotators ---------------------------------------------------------------------------
 
 
-def annotator_table(*, campaign: Campaign) -> dict[str, Any]:
+def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
     """The reviewers' annotator quality figures plus throughput (labels in the last hour and
     day, one grouped query)."""
     try:
@@ -309,7 +311,25 @@ def annotator_table(*, campaign: Campaign) -> dict[str, Any]:
             )
         return {"available": True, "rows": rows, "flagged": sum(row["flagged"] for row in rows)}
 
-    return _cached(_campaign_key(campaign, "annotators"), SLOW_CACHE_SECONDS, compute)
+    return _cached(
+        _campaign_key(campaign, "annotators"), SLOW_CACHE_SECONDS, compute, refresh=refresh
+    )
+
+
+def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
+    """Recompute the slow panels of campaigns labelled lately, so that pages read them warm.
+
+    On a million pairs the agreement report takes seconds; a periodic task (every minute)
+    pays that instead of an admin's page. Returns how many campaigns were refreshed.
+    """
+    since = timezone.now() - active_within
+    campaigns = Campaign.objects.filter(labels__created_at__gte=since).distinct()
+    refreshed = 0
+    for campaign in campaigns:
+        agreement_panel(campaign=campaign, refresh=True)
+        annotator_table(campaign=campaign, refresh=True)
+        refreshed += 1
+    return refreshed
 
 
 # --- Expert queue -------------------------------------------------------------------------

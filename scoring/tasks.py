@@ -86,3 +86,10 @@ def check_round_completion_task() -> list[int]:
 @shared_task(name="scoring.recover_stale_jobs", queue="default")
 def recover_stale_jobs_task() -> list[int]:
     return jobs_recover_stale()
+
+
+@shared_task(name="scoring.refresh_dashboards", queue="default")
+def refresh_dashboards_task() -> int:
+    from scoring.dashboard import dashboards_refresh
+
+    return dashboards_refresh()

@@ -16,7 +16,7 @@ from annotation.models import Pair, Round
 from reviewers.models import Escalation
 from scoring.dashboard import bar_chart, line_chart, progress_summary, stacked_bar
 from scoring.models import ExportSnapshot, Job, ModelVersion
-from tests.factories import PairFactory
+from tests.factories import CampaignFactory, PairFactory
 from tests.scoring import test_export
 
 annotators = test_export.annotators
@@ -236,3 +236,24 @@ def test_a_stacked_bar_splits_one_row_by_share():
     assert [(s["name"], s["x"], s["width"]) for s in segments] == [
         ("pending", 0.0, 100.0), ("complete", 100.0, 300.0)
     ]
+
+
+def test_the_periodic_refresh_recomputes_the_slow_panels_of_active_campaigns(
+    campaign, annotator_a, annotator_b
+):
+    from annotation.services.assignments import assignment_next
+    from annotation.services.labels import LabelInput, label_submit
+    from scoring.dashboard import agreement_panel, dashboards_refresh
+
+    idle = CampaignFactory()
+    PairFactory.create_batch(2, campaign=campaign)
+    before = agreement_panel(campaign=campaign)  # cached now
+    for user in (annotator_a, annotator_b):
+        label_submit(
+            assignment=assignment_next(campaign=campaign, annotator=user),
+            data=LabelInput(preference=1),
+        )
+    assert agreement_panel(campaign=campaign) == before  # still the cached figures
+    assert dashboards_refresh() == 1  # only the campaign with recent labels, not `idle`
+    assert agreement_panel(campaign=campaign) != before
+    assert idle.pk != campaign.pk
