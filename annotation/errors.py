@@ -19,7 +19,3 @@ class AlreadyFinished(AnnotationError):
 
 class InvalidLabel(AnnotationError):
     code = "invalid_label"
-
-
-class NotYours(AnnotationError):
-    code = "not_yours"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import os
 import random
@@ -29,8 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from hh_rlhf_copies import hh_rlhf_copies  # a sibling script module
+
 REPO = Path(__file__).resolve().parent.parent
-HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
 PG = "postgres://postgres@127.0.0.1:5432"
 
 
@@ -58,23 +58,9 @@ def psql(sql: str, db: str = "postgres") -> str:
 
 
 def write_pairs(path: Path, n: int) -> None:
-    with gzip.open(HH_RLHF, "rt") as handle:
-        base = [json.loads(line) for line in handle]
     with path.open("w") as out:
-        for i in range(n):
-            row = dict(base[i % len(base)])
-            # A varied id at the start of the transcript keeps every copy a distinct pair.
-            tag = f"\n\nHuman: [copy {i}]"
-            out.write(
-                json.dumps(
-                    {
-                        "chosen": tag + row["chosen"],
-                        "rejected": tag + row["rejected"],
-                        "external_id": f"hh-{i}",
-                    }
-                )
-                + "\n"
-            )
+        for row in hh_rlhf_copies(n):
+            out.write(json.dumps(row) + "\n")
 
 
 def worker_cpu_seconds(master_pid: int) -> dict[int, float]:

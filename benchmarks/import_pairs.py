@@ -12,7 +12,6 @@ before the import (Django loaded) and at its peak.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -22,26 +21,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hh_rlhf_copies import hh_rlhf_copies  # a sibling script module
 
 REPO = Path(__file__).resolve().parent.parent
-HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
 PG = "postgres://postgres@127.0.0.1:5432"
 
 
 def psql(sql: str) -> None:
     subprocess.run(["psql", f"{PG}/postgres", "-Atc", sql], check=True, capture_output=True)
-
-
-def rows(n: int) -> list[dict]:
-    with gzip.open(HH_RLHF, "rt") as handle:
-        base = [json.loads(line) for line in handle]
-    out = []
-    for i in range(n):
-        row = base[i % len(base)]
-        tag = f"\n\nHuman: [copy {i}]"
-        out.append({"chosen": tag + row["chosen"], "rejected": tag + row["rejected"],
-                    "external_id": f"hh-{i}"})
-    return out
 
 
 IMPORT_SNIPPET = """
@@ -72,8 +59,11 @@ def run_import(path: Path, campaign: str, env: dict[str, str]) -> dict:
     """Import in a fresh process: Django loaded, nothing else, so its peak RSS is the import's."""
     output = subprocess.run(
         [sys.executable, "-c", IMPORT_SNIPPET, str(path), campaign],
-        cwd=REPO, env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
-        check=True, capture_output=True, text=True,
+        cwd=REPO,
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -84,28 +74,39 @@ def main() -> None:
     args = parser.parse_args()
     db = f"arbiter_bench_import_{os.getpid()}"
     psql(f"CREATE DATABASE {db}")
-    env = {**os.environ, "DATABASE_URL": f"{PG}/{db}",
-           "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-           "DEBUG": "false", "SECURE_SSL_REDIRECT": "false"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{PG}/{db}",
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+    }
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env,
-                       check=True)
-        data = rows(args.pairs)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True
+        )
+        data = list(hh_rlhf_copies(args.pairs))
         with tempfile.TemporaryDirectory() as folder:
             jsonl = Path(folder) / "pairs.jsonl"
             jsonl.write_text("".join(json.dumps(row) + "\n" for row in data))
             parquet = Path(folder) / "pairs.parquet"
             pq.write_table(pa.Table.from_pylist(data), parquet, row_group_size=20_000)
-            print(f"{args.pairs:,} pairs; JSONL {jsonl.stat().st_size / 1e6:.0f} MB, "
-                  f"Parquet {parquet.stat().st_size / 1e6:.0f} MB; {os.cpu_count()} CPU cores")
-            print(f"{'format':<9}{'pairs/s':>10}{'seconds':>9}{'RSS before MB':>15}"
-                  f"{'peak RSS MB':>13}")
+            print(
+                f"{args.pairs:,} pairs; JSONL {jsonl.stat().st_size / 1e6:.0f} MB, "
+                f"Parquet {parquet.stat().st_size / 1e6:.0f} MB; {os.cpu_count()} CPU cores"
+            )
+            print(
+                f"{'format':<9}{'pairs/s':>10}{'seconds':>9}{'RSS before MB':>15}"
+                f"{'peak RSS MB':>13}"
+            )
             for name, path in (("jsonl", jsonl), ("parquet", parquet)):
                 report = run_import(path, f"bench-{name}", env)
                 assert report["created"] == args.pairs, report
                 rate = report["created"] / report["seconds"]
-                print(f"{name:<9}{rate:>10,.0f}{report['seconds']:>9.1f}"
-                      f"{report['rss_before_mb']:>15.0f}{report['rss_peak_mb']:>13.0f}")
+                print(
+                    f"{name:<9}{rate:>10,.0f}{report['seconds']:>9.1f}"
+                    f"{report['rss_before_mb']:>15.0f}{report['rss_peak_mb']:>13.0f}"
+                )
         print("target: at least 20,000 pairs/s (Label Studio: about 3,500 tasks/s)")
     finally:
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
