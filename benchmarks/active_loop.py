@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/active_loop.py [--seeds 5] [--rounds 4] [--seed-size 100]
      [--budget 100] [--test 500] [--error-rate 0.2] [--pairs N] [--k 8]
+     [--mode head|full] [--full-epochs 2] [--full-learning-rate 5e-5]
 
 Everything goes through the app's own services, on a temporary SQLite database and model
 directory (deleted at the end; dev data is never touched):
@@ -24,8 +25,10 @@ directory (deleted at the end; dev data is never touched):
   deviation over seeds, and the per-seed paired difference.
 
 Encoder vectors (three per pair) are computed once with MiniLM and cached under
-var/benchmarks/, then copied into each campaign's ``PairEmbedding`` rows, so every training
-is head-only and every scoring a matrix product.
+var/benchmarks/, then copied into each campaign's ``PairEmbedding`` rows, so in head mode every
+training is head-only and every scoring a matrix product. ``--mode full`` fine-tunes all of
+MiniLM from the base in every round instead (each round retrains on all labels so far) and
+scores the pool with real forward passes: minutes per seed on a GPU, far longer on a CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -233,7 +237,7 @@ def run_arm(
     for round_index in range(args.rounds + 1):
         annotators.label_round(campaign)
         labelled = Pair.objects.filter(campaign=campaign, is_gold=False, labels_count__gt=0)
-        params = job_params_for_training(mode="head")
+        params = job_params_for_training(mode=args.mode, **training_options(args))
         params.update(prioritise=arm == "error-driven", retrieve_from_gold=False)
         started = time.perf_counter()
         job = job_run_inline(job=loop_request(campaign=campaign, params=params, enqueue=False))
@@ -260,6 +264,12 @@ def run_arm(
     return results
 
 
+def training_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.mode == "head":
+        return {}
+    return {"epochs": args.full_epochs, "learning_rate": args.full_learning_rate}
+
+
 def summarise(runs: dict[tuple[int, str], list[dict[str, Any]]], args: argparse.Namespace) -> str:
     seeds = sorted({seed for seed, _ in runs})
 
@@ -268,7 +278,7 @@ def summarise(runs: dict[tuple[int, str], list[dict[str, Any]]], args: argparse.
         return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
     lines = [
-        f"hh-rlhf harmless-base, MiniLM head mode, {len(seeds)} seeds, test split "
+        f"hh-rlhf harmless-base, MiniLM {args.mode} mode, {len(seeds)} seeds, test split "
         f"{args.test} gold pairs, seed set {args.seed_size}, budget {args.budget}/round, "
         f"annotator error rate {args.error_rate}, k = {args.k}",
         "",
@@ -300,39 +310,72 @@ def main() -> None:
     parser.add_argument("--error-rate", type=float, default=0.2)
     parser.add_argument("--k", type=int, default=8, help="campaign.retrieval_k")
     parser.add_argument("--pairs", type=int, default=None, help="use only the first N pairs")
+    parser.add_argument("--mode", choices=("head", "full"), default="head")
+    parser.add_argument("--workers", type=int, default=1, help="seeds run in parallel")
+    parser.add_argument("--full-epochs", type=float, default=2.0, help="with --mode full")
+    parser.add_argument("--full-learning-rate", type=float, default=5e-5, help="with --mode full")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="arbiter-active-loop-"))
     started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="arbiter-active-loop-"))
     try:
         configure_django(workdir)
-        from annotation.roles import Role
-        from annotation.services.users import user_create
-
         rows = read_rows(args.pairs)
         needed = args.test + args.seed_size + args.rounds * args.budget
         if len(rows) < needed:
             raise SystemExit(f"{len(rows)} pairs are fewer than the {needed} the setup needs")
         key, vectors = cached_vectors(rows, workdir)
-        users = [
-            user_create(username=f"annotator-{i}", role=Role.ANNOTATOR, password=None)[0]
-            for i in range(3)
-        ]
-        runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
-        for seed in range(args.seeds):
-            shuffled = list(rows)
-            random.Random(seed).shuffle(shuffled)
-            test_file = write_jsonl(shuffled[: args.test], workdir / f"test-{seed}.jsonl")
-            pool_file = write_jsonl(shuffled[args.test :], workdir / f"pool-{seed}.jsonl")
-            for arm in ("random", "error-driven"):
-                runs[(seed, arm)] = run_arm(
-                    arm=arm, seed=seed, pool_file=pool_file, test_file=test_file, key=key,
-                    vectors=vectors, users=users, args=args,
-                )
+        jobs = [(seed, args, rows, key, vectors) for seed in range(args.seeds)]
+        if args.workers > 1:
+            # Seeds are independent: each process has its own database and model directory.
+            with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+                per_seed = pool.starmap(run_seed, jobs)
+        else:
+            per_seed = [run_seed(*job) for job in jobs]
+        runs = {key: results for seed_runs in per_seed for key, results in seed_runs.items()}
         print(summarise(runs, args))
         print(f"\ntotal {time.perf_counter() - started:.0f} s")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_seed(
+    seed: int, args: argparse.Namespace, rows: list[dict[str, str]], key: str,
+    vectors: dict[str, bytes],
+) -> dict[tuple[int, str], list[dict[str, Any]]]:
+    """Both arms of one seed; in a worker process (--workers), on a database of its own."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"arbiter-active-loop-{seed}-"))
+    try:
+        if not _django_ready():  # a worker process: a database of its own
+            configure_django(workdir)
+        from annotation.roles import Role
+        from annotation.services.users import user_create
+
+        users = [
+            user_create(username=f"annotator-{seed}-{i}", role=Role.ANNOTATOR, password=None)[0]
+            for i in range(3)
+        ]
+        shuffled = list(rows)
+        random.Random(seed).shuffle(shuffled)
+        test_file = write_jsonl(shuffled[: args.test], workdir / f"test-{seed}.jsonl")
+        pool_file = write_jsonl(shuffled[args.test :], workdir / f"pool-{seed}.jsonl")
+        return {
+            (seed, arm): run_arm(
+                arm=arm, seed=seed, pool_file=pool_file, test_file=test_file, key=key,
+                vectors=vectors, users=users, args=args,
+            )
+            for arm in ("random", "error-driven")
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _django_ready() -> bool:
+    if "django" not in sys.modules:
+        return False
+    from django.apps import apps
+
+    return apps.ready
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ weights, since an embedding lookup does no matmul; tokens: real, non-padding tok
 
     .venv/bin/python benchmarks/reward_model.py --pairs 200
     .venv/bin/python benchmarks/reward_model.py --device cuda --pairs 2000
+    .venv/bin/python benchmarks/reward_model.py --device cuda --heldout 500   # + accuracy
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from scoring.reward_model import (  # noqa: E402
     RewardModel,
     TrainingConfig,
     default_base_path,
+    evaluate,
     load_hh_rlhf,
     train,
 )
@@ -147,6 +149,33 @@ def bench_full_training(
     print(line + f"; loss {metrics.loss_curve[0]:.3f} -> {metrics.loss_curve[-1]:.3f}")
 
 
+def bench_heldout_accuracy(
+    label: str, build: Callable[[], RewardModel], args: argparse.Namespace
+) -> None:
+    """Held-out accuracy of both training modes on the real hh-rlhf labels (no pair repeated)."""
+    pool = load_hh_rlhf(HH_RLHF_PATH)
+    held_out, training = pool[: args.heldout], pool[args.heldout :]
+    configs = {
+        "head": TrainingConfig(mode="head"),
+        "full": TrainingConfig(
+            mode="full",
+            epochs=args.full_epochs,
+            batch_size=args.train_batch_size,
+            learning_rate=args.full_learning_rate,
+        ),
+    }
+    for mode, config in configs.items():
+        model = build()
+        started = time.perf_counter()
+        metrics = train(model, training, config)
+        seconds = time.perf_counter() - started
+        accuracy = evaluate(model, held_out)["accuracy"]
+        print(
+            f"[{label}] {mode} training on {metrics.pairs} pairs ({metrics.steps} steps) in "
+            f"{seconds:.1f} s -> held-out accuracy {accuracy:.3f} on {len(held_out)} pairs"
+        )
+
+
 def qwen3_like_model(device: torch.device) -> RewardModel:
     """A random ~0.6B Qwen3-shaped reward model, scored with the MiniLM tokenizer's ids."""
     tokenizer = AutoTokenizer.from_pretrained(default_base_path(), local_files_only=True)
@@ -204,6 +233,14 @@ def main() -> None:
     parser.add_argument("--score-batch-size", type=int, default=32, help="sequences per pass")
     parser.add_argument("--peak-tflops", type=float, default=None, help="override peak bf16")
     parser.add_argument("--skip-large", action="store_true", help="GPU: skip the 0.6B model")
+    parser.add_argument(
+        "--heldout",
+        type=int,
+        default=0,
+        help="also train head and full MiniLM on all other hh-rlhf pairs; report accuracy on N",
+    )
+    parser.add_argument("--full-epochs", type=float, default=2.0, help="with --heldout")
+    parser.add_argument("--full-learning-rate", type=float, default=5e-5, help="with --heldout")
     args = parser.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -216,6 +253,8 @@ def main() -> None:
         f"{args.pairs} hh-rlhf pairs"
     )
     run_model("minilm", lambda: RewardModel.from_base(device=device), pairs, args, peak)
+    if args.heldout:
+        bench_heldout_accuracy("minilm", lambda: RewardModel.from_base(device=device), args)
     if device.type == "cuda" and not args.skip_large:
         run_model("qwen3-0.6b-random", lambda: qwen3_like_model(device), pairs, args, peak)
 

@@ -1,4 +1,8 @@
-"""Device choice and mixed precision: CUDA when present, bf16 autocast on CUDA only."""
+"""Device choice and mixed precision: CUDA when present, bf16 autocast on CUDA only.
+
+A model's precision is ``"bf16"`` (autocast on a bf16-capable GPU, float32 elsewhere) or
+``"float32"`` (float32 everywhere).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,13 @@ def supports_bf16(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[object]:
+PRECISIONS = ("bf16", "float32")
+
+
+def autocast_for(
+    device: torch.device, precision: str = "bf16"
+) -> contextlib.AbstractContextManager[object]:
     # CPU bf16 autocast is slow on most CPUs and changes scores; we keep CPU in float32.
-    if supports_bf16(device):
+    if precision == "bf16" and supports_bf16(device):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

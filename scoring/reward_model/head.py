@@ -83,10 +83,11 @@ class HeadInputCapture:
         return features
 
     def _check_reproduces(self, features: torch.Tensor, logits: torch.Tensor) -> None:
-        weight = self.head.weight.detach().float()
-        recomputed = features @ weight.T
-        if self.head.bias is not None:
-            recomputed = recomputed + self.head.bias.detach().float()
+        # In float32 even inside a bf16 autocast region, so both sides have one dtype.
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            recomputed = features.float() @ self.head.weight.detach().float().T
+            if self.head.bias is not None:
+                recomputed = recomputed + self.head.bias.detach().float()
         expected = logits.detach().float().reshape(recomputed.shape)
         # Loose tolerance: under bf16 autocast the head itself ran in bf16.
         if not torch.allclose(recomputed, expected, rtol=2e-2, atol=2e-2):

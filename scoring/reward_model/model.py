@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from .checkpoint import save_checkpoint
-from .devices import autocast_for, resolve_device
+from .devices import PRECISIONS, autocast_for, resolve_device
 from .formatting import (
     Conversation,
     EncodedTranscripts,
@@ -32,6 +32,8 @@ from .head import HeadInputCapture
 # Skywork-Reward-V2 trains at 16K tokens; longer windows rarely pay for their memory.
 MAX_LENGTH_CAP = 16_384
 DEFAULT_BATCH_SIZE = 32
+# Kept in config.json, so a checkpoint is scored in the precision it was trained in.
+PRECISION_CONFIG_KEY = "arbiter_precision"
 # Bounds padded tokens per forward pass so long transcripts do not exhaust memory.
 DEFAULT_MAX_BATCH_TOKENS = 32_768
 
@@ -155,6 +157,19 @@ class RewardModel:
         return cls(model, tokenizer, device=device, max_length=max_length)
 
     @property
+    def precision(self) -> str:
+        """``"bf16"``: autocast on a bf16-capable GPU (checkpoints from elsewhere, full fine-tunes
+        trained that way); ``"float32"``: float32 on every device (head-mode fits, whose
+        standardised features would magnify bf16 rounding)."""
+        return getattr(self.model.config, PRECISION_CONFIG_KEY, "bf16")
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {value!r}.")
+        setattr(self.model.config, PRECISION_CONFIG_KEY, value)
+
+    @property
     def max_length(self) -> int:
         """Token window; longer transcripts lose tokens on the left."""
         return self._max_length
@@ -257,7 +272,7 @@ class RewardModel:
         with (
             capture if capture is not None else contextlib.nullcontext(),
             torch.inference_mode(),
-            autocast_for(self.device),
+            autocast_for(self.device, self.precision),
         ):
             for batch_indices in self._length_sorted_batches(input_ids):
                 ids, attention_mask = self._pad([input_ids[index] for index in batch_indices])

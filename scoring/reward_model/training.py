@@ -242,6 +242,8 @@ def _train_head(
 ) -> TrainingMetrics:
     head = find_reward_head(model.model)
     count = len(pairs.kept)
+    # Set before the features are computed: the fit and every later score see float32 alike.
+    model.precision = "float32"
     embed_started = time.perf_counter()
 
     def on_batch(done: int, total: int) -> None:
@@ -389,9 +391,12 @@ def _train_full(
     )
     callback = _ProgressCallback(report, stop_requested)
     with tempfile.TemporaryDirectory(prefix="reward-trainer-") as output_dir:
+        reward_config = _reward_config(config, model.device, output_dir)
+        # Scored later the way it was trained: bf16 autocast on the GPU, else float32.
+        model.precision = "bf16" if reward_config.bf16 else "float32"
         trainer = RewardTrainer(
             model=model.model,
-            args=_reward_config(config, model.device, output_dir),
+            args=reward_config,
             train_dataset=dataset,
             processing_class=model.tokenizer,
             data_collator=collator,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from annotation.models import Label, Pair, Round
 from annotation.services.assignments import assignment_next
@@ -43,6 +44,9 @@ def test_retrain_now_runs_the_whole_loop_on_a_worker(
 
         version = ModelVersion.objects.get(campaign=campaign)
         assert version.is_active and version.heldout_accuracy is not None
+        # The worker trains where the model runs best: the GPU when the host has one.
+        expected_device = "cuda" if torch.cuda.is_available() else "cpu"
+        assert version.metrics["training"]["device"].startswith(expected_device)
         assert version.label_snapshot["labels"] == labels
         assert PairScore.objects.filter(model_version=version).count() == 36
 

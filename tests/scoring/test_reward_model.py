@@ -413,3 +413,22 @@ def test_evaluate_accepts_plain_tuples(head_trained: RewardModel) -> None:
         "n": 2,
         "per_category": {"manners": {"accuracy": 1.0, "n": 2}},
     }
+
+
+def test_the_precision_to_score_in_travels_with_the_checkpoint(
+    tiny_path: Path, tmp_path: Path
+) -> None:
+    model = RewardModel.load(tiny_path, device="cpu")
+    assert model.precision == "bf16"  # a checkpoint from elsewhere: autocast on a GPU
+    train(model, synthetic_pairs(60, seed=1), TrainingConfig(mode="head"))
+    assert model.precision == "float32"
+    saved = model.save(tmp_path / "rm")
+    assert json.loads((saved / "config.json").read_text())["arbiter_precision"] == "float32"
+    assert RewardModel.load(saved, device="cpu").precision == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        model.precision = "fp8"
+
+
+def test_full_training_on_cpu_scores_in_float32_afterwards(tiny: RewardModel) -> None:
+    train(tiny, synthetic_pairs(16, seed=1), TrainingConfig(mode="full", max_steps=1))
+    assert tiny.precision == "float32"

@@ -1,0 +1,151 @@
+"""The reward model's CUDA paths: float32 head fits and bf16 full fine-tunes, each scored in
+the precision it was trained in, and checkpoints written on the GPU that a CPU-only host loads.
+
+Skipped where no CUDA device is present (CI has none). Runs without Django on a GPU host:
+HF_HUB_OFFLINE=1 python -m pytest -p no:django -p no:cacheprovider --noconftest \
+    tests/scoring/test_reward_model_gpu.py -q
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    Qwen3Config,
+)
+
+from scoring.reward_model import (
+    RewardModel,
+    TrainingConfig,
+    build_tiny_reward_model,
+    default_base_path,
+    evaluate,
+    load_hh_rlhf,
+    train,
+)
+from tests.scoring.test_reward_model import CONVERSATION, synthetic_pairs
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
+PROBE = [(CONVERSATION, "happy to help about cooking"), (CONVERSATION, "whatever about cooking")]
+PROBE += [(CONVERSATION, f"thank you for asking about {topic}") for topic in ("books", "music")]
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_reward_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def head_trained_on_cpu(tiny_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = RewardModel.load(tiny_path, device="cpu")
+    train(model, synthetic_pairs(200, seed=1), TrainingConfig(mode="head"))
+    return model.save(tmp_path_factory.mktemp("head") / "rm")
+
+
+def test_the_default_device_is_the_gpu(tiny_path: Path) -> None:
+    assert RewardModel.load(tiny_path).device.type == "cuda"
+
+
+def test_a_checkpoint_from_elsewhere_scores_under_bf16_autocast(tiny_path: Path) -> None:
+    on_gpu = RewardModel.load(tiny_path, device="cuda")
+    assert on_gpu.precision == "bf16"
+    on_cpu = RewardModel.load(tiny_path, device="cpu").score_batch(PROBE)
+    np.testing.assert_allclose(on_gpu.score_batch(PROBE), on_cpu, rtol=0.05, atol=0.05)
+
+
+def test_a_head_fit_from_cpu_scores_in_float32_on_the_gpu(head_trained_on_cpu: Path) -> None:
+    on_cpu = RewardModel.load(head_trained_on_cpu, device="cpu").score_batch(PROBE)
+    on_gpu_model = RewardModel.load(head_trained_on_cpu, device="cuda")
+    assert on_gpu_model.precision == "float32"
+    np.testing.assert_allclose(on_gpu_model.score_batch(PROBE), on_cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_head_training_on_the_gpu_gives_a_checkpoint_that_scores_alike_on_cpu(
+    tiny_path: Path, tmp_path: Path
+) -> None:
+    model = RewardModel.load(tiny_path, device="cuda")
+    metrics = train(model, synthetic_pairs(200, seed=1), TrainingConfig(mode="head"))
+    assert metrics.device.startswith("cuda") and not metrics.cancelled
+    assert evaluate(model, synthetic_pairs(60, seed=2))["accuracy"] >= 0.9
+
+    reloaded = RewardModel.load(model.save(tmp_path / "rm"), device="cpu")
+    assert evaluate(reloaded, synthetic_pairs(60, seed=2))["accuracy"] >= 0.9
+    np.testing.assert_allclose(
+        reloaded.score_batch(PROBE), model.score_batch(PROBE), rtol=1e-3, atol=1e-3
+    )
+
+
+def test_full_training_on_the_gpu_learns_in_bf16_and_saves_float32_weights(
+    tiny_path: Path, tmp_path: Path
+) -> None:
+    model = RewardModel.load(tiny_path, device="cuda")
+    config = TrainingConfig(mode="full", max_steps=12, batch_size=8, learning_rate=1e-3)
+    metrics = train(model, synthetic_pairs(96, seed=1), config)
+    assert metrics.device.startswith("cuda") and metrics.steps == 12
+    assert np.mean(metrics.loss_curve[-3:]) < np.mean(metrics.loss_curve[:3]) - 0.1
+    assert model.device.type == "cuda" and model.precision == "bf16"
+    assert evaluate(model, synthetic_pairs(50, seed=2))["accuracy"] >= 0.9
+
+    saved = model.save(tmp_path / "rm")
+    plain = AutoModelForSequenceClassification.from_pretrained(saved)
+    # Autocast computes in bf16 but keeps float32 master weights; the checkpoint holds those.
+    assert {parameter.dtype for parameter in plain.parameters()} == {torch.float32}
+    on_cpu = RewardModel.load(saved, device="cpu")
+    assert evaluate(on_cpu, synthetic_pairs(50, seed=2))["accuracy"] >= 0.9
+    probe = [(example.conversation, example.chosen) for example in synthetic_pairs(20, seed=3)]
+    probe += [(example.conversation, example.rejected) for example in synthetic_pairs(20, seed=3)]
+    bf16_scores, float32_scores = model.score_batch(probe), on_cpu.score_batch(probe)
+    assert np.corrcoef(bf16_scores, float32_scores)[0, 1] > 0.98
+
+
+def test_a_decoder_pools_the_last_real_token_on_the_gpu_as_on_cpu(tmp_path: Path) -> None:
+    """Padded batches on CUDA pick the same last real token as unpadded scoring on CPU."""
+    tokenizer = AutoTokenizer.from_pretrained(default_base_path())
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    model = RewardModel.from_base(tmp_path / "base", device="cuda")
+    train(model, synthetic_pairs(120, seed=1), TrainingConfig(mode="head"))
+    assert evaluate(model, synthetic_pairs(60, seed=2))["accuracy"] >= 0.9
+
+    on_cpu = RewardModel.load(model.save(tmp_path / "rm"), device="cpu")
+    one_at_a_time = np.array([on_cpu.score(conversation, reply) for conversation, reply in PROBE])
+    np.testing.assert_allclose(model.score_batch(PROBE), one_at_a_time, rtol=1e-3, atol=1e-3)
+
+
+def test_minilm_on_the_gpu_learns_hh_rlhf_as_well_as_on_cpu() -> None:
+    """The real base model and real human labels: the GPU run matches the CPU run."""
+    if not HH_RLHF_PATH.is_file():
+        pytest.skip(f"no hh-rlhf data at {HH_RLHF_PATH}")
+    examples = load_hh_rlhf(HH_RLHF_PATH, limit=600)
+    training, held_out = examples[:400], examples[400:]
+    reports = {}
+    for device in ("cpu", "cuda"):
+        model = RewardModel.from_base(device=device, max_length=256)
+        train(model, training, TrainingConfig(mode="head"))
+        reports[device] = evaluate(model, held_out)
+    assert reports["cuda"]["n"] == 200
+    assert reports["cuda"]["accuracy"] > 0.52
+    assert abs(reports["cuda"]["accuracy"] - reports["cpu"]["accuracy"]) <= 0.03
