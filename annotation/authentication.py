@@ -12,7 +12,9 @@ from drf_spectacular.drainage import set_override
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
+from annotation.prepared_reads import instances_from_row, model_columns
 from annotation.roles import Role, user_roles_remember
+from annotation.services.assignments import fetch_one_prepared
 
 
 class TokenWithRolesAuthentication(TokenAuthentication):
@@ -25,8 +27,17 @@ class TokenWithRolesAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str) -> tuple:
         token_model = self.get_model()
         params = [*(role.value for role in Role), key]
-        users = get_user_model().objects.raw(_token_user_sql(token_model), params)
-        user = next(iter(users), None)
+        sql = _token_user_sql(token_model)
+        if connection.vendor == "postgresql":  # every API call: prepared, no ORM compiling
+            row = fetch_one_prepared(sql, params)
+            user = None
+            if row is not None:
+                columns = model_columns(get_user_model(), "u")
+                (user,) = instances_from_row(row, [columns])
+                for role, has_role in zip(Role, row[len(columns.attnames) :], strict=True):
+                    setattr(user, f"has_{role.value}", has_role)
+        else:
+            user = next(iter(get_user_model().objects.raw(sql, params)), None)
         if user is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not user.is_active:
@@ -61,8 +72,9 @@ def _token_user_sql(token_model: type) -> str:
         )
         for role in Role
     )
+    columns = model_columns(user_model, "u").select_sql
     return (
-        f"SELECT u.*, {role_checks} FROM {quote(token_model._meta.db_table)} t"  # noqa: S608
+        f"SELECT {columns}, {role_checks} FROM {quote(token_model._meta.db_table)} t"  # noqa: S608
         f" JOIN {quote(user_model._meta.db_table)} u ON u.{user_pk} = t.user_id"
         " WHERE t.key = %s"
     )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from annotation.models import Assignment, Campaign, Label, Pair
+from annotation.prepared_reads import fetch_instances, model_columns
 from annotation.roles import Role, user_has_role
 
 PROGRESS_CACHE_SECONDS = 5
@@ -20,6 +23,12 @@ PROGRESS_CACHE_SECONDS = 5
 def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
     if not user_has_role(user, Role.ANNOTATOR):
         raise Http404("No such campaign.")
+    if connection.vendor == "postgresql":  # the hot path: next (see annotation.prepared_reads)
+        columns = [model_columns(Campaign, "c")]
+        found = fetch_instances(_campaign_sql(), {"id": campaign_id}, columns)
+        if found is None:
+            raise Http404("No such campaign.")
+        return found[0]
     return get_object_or_404(Campaign, pk=campaign_id)
 
 
@@ -36,6 +45,17 @@ def assignment_for_annotator(
 
     with_pair=False leaves the pair's texts unread, for callers that only write.
     """
+    if not with_pair and connection.vendor == "postgresql":  # the hot path: label
+        found = fetch_instances(
+            _assignment_with_campaign_sql(),
+            {"id": assignment_id, "annotator": user.pk},
+            [model_columns(Assignment, "a"), model_columns(Campaign, "c")],
+        )
+        if found is None:
+            raise Http404("No such assignment.")
+        assignment, campaign = found
+        assignment.campaign = campaign
+        return assignment
     related = ("pair", "campaign") if with_pair else ("campaign",)
     assignment = (
         Assignment.objects.select_related(*related)
@@ -45,6 +65,25 @@ def assignment_for_annotator(
     if assignment is None:
         raise Http404("No such assignment.")
     return assignment
+
+
+@functools.cache
+def _campaign_sql() -> str:
+    table = connection.ops.quote_name(Campaign._meta.db_table)
+    columns = model_columns(Campaign, "c").select_sql
+    return f"SELECT {columns} FROM {table} c WHERE c.id = %(id)s"  # noqa: S608
+
+
+@functools.cache
+def _assignment_with_campaign_sql() -> str:
+    quote = connection.ops.quote_name
+    assignment, campaign = model_columns(Assignment, "a"), model_columns(Campaign, "c")
+    return (
+        f"SELECT {assignment.select_sql}, {campaign.select_sql}"  # noqa: S608
+        f" FROM {quote(Assignment._meta.db_table)} a"
+        f" JOIN {quote(Campaign._meta.db_table)} c ON c.id = a.campaign_id"
+        " WHERE a.id = %(id)s AND a.annotator_id = %(annotator)s"
+    )
 
 
 def shown_pair(assignment: Assignment) -> dict[str, Any]:

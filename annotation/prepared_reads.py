@@ -1,0 +1,73 @@
+"""Whole model rows read by one server-side prepared statement: the hot path's reads.
+
+Every next and label call reads the caller's campaign or assignment. Through the ORM each such
+read compiled its SQL afresh and PostgreSQL planned it afresh, and that cost more than the
+statement itself. Here the SQL is built once per process from the models' own metadata, run
+prepared (see ``fetch_one_prepared``), and the row becomes model instances by the same
+``from_db`` and database converters the ORM uses, so JSON, dates and choices come out alike.
+PostgreSQL only: callers keep their ORM query for other databases.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+
+from annotation.services.assignments import fetch_one_prepared
+
+
+@dataclass(frozen=True)
+class ModelColumns:
+    """A model's concrete columns as selected from the table alias ``alias``."""
+
+    model: type[Model]
+    alias: str
+    attnames: tuple[str, ...]
+    select_sql: str
+    converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+
+
+@functools.cache
+def model_columns(model: type[Model], alias: str) -> ModelColumns:
+    quote = connection.ops.quote_name
+    fields = model._meta.concrete_fields
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if found:
+            converters.append((index, tuple(found), column))
+    return ModelColumns(
+        model=model,
+        alias=alias,
+        attnames=tuple(field.attname for field in fields),
+        select_sql=", ".join(f"{alias}.{quote(field.column)}" for field in fields),
+        converters=tuple(converters),
+    )
+
+
+def instances_from_row(row: Sequence[Any], specs: Sequence[ModelColumns]) -> list[Model]:
+    """Split one joined row into an instance per spec, in order."""
+    instances = []
+    offset = 0
+    for spec in specs:
+        values = list(row[offset : offset + len(spec.attnames)])
+        for index, converters, column in spec.converters:
+            for convert in converters:
+                values[index] = convert(values[index], column, connection)
+        instances.append(spec.model.from_db(connection.alias, spec.attnames, values))
+        offset += len(spec.attnames)
+    return instances
+
+
+def fetch_instances(
+    sql: str, params: dict[str, Any], specs: Sequence[ModelColumns]
+) -> list[Model] | None:
+    """Run ``sql`` (selecting the specs' columns, in order) prepared; None when no row."""
+    row = fetch_one_prepared(sql, params)
+    return None if row is None else instances_from_row(row, specs)
