@@ -79,6 +79,31 @@ def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
     return seconds
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU seconds of every PostgreSQL process on this machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name, rest = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if name.endswith("(postgres"):
+            fields = rest.split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -231,10 +256,15 @@ def main() -> None:
             except OSError:
                 time.sleep(0.3)
         workers_before = worker_cpu_seconds(gunicorn.pid)
+        postgres_before, machine_before = postgres_cpu_seconds(), machine_cpu_seconds()
         driver_before = time.process_time()
         stats = asyncio.run(drive(base, tokens, campaign_id, args.duration))
         driver_cpu = time.process_time() - driver_before
         workers_after = worker_cpu_seconds(gunicorn.pid)
+        postgres_cpu = postgres_cpu_seconds() - postgres_before
+        machine_after = machine_cpu_seconds()
+        machine_busy = machine_after[0] - machine_before[0]
+        machine_total = machine_after[1] - machine_before[1]
         worker_cpu = [workers_after[pid] - workers_before.get(pid, 0.0) for pid in workers_after]
         over = psql(
             "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "
@@ -288,8 +318,15 @@ def main() -> None:
     print(
         "CPU seconds during the run: gunicorn workers "
         + ", ".join(f"{seconds:.1f}" for seconds in sorted(worker_cpu, reverse=True))
-        + f"; load generator {driver_cpu:.1f}"
+        + f"; load generator {driver_cpu:.1f}; PostgreSQL {postgres_cpu:.1f}; whole machine "
+        f"{machine_busy:.1f} of {machine_total:.1f} busy"
     )
+    labels = len(stats["labels"])
+    if labels:
+        print(
+            f"per next + label: {1000 * sum(worker_cpu) / labels:.2f} ms web-worker CPU, "
+            f"{1000 * postgres_cpu / labels:.2f} ms PostgreSQL CPU"
+        )
     if stats["next"]:
         print(f"mean next {statistics.mean(stats['next']) * 1000:.1f} ms")
 
