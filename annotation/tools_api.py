@@ -18,6 +18,7 @@ from annotation.models import Assignment, CodeRun
 from annotation.selectors import assignment_for_annotator
 from annotation.services.tools import (
     AssignmentClosed,
+    RateLimited,
     ToolError,
     ToolUnavailable,
     TooManyRuns,
@@ -52,9 +53,11 @@ def _assignment(assignment_id: int | None, request: Request) -> Assignment | Non
     return assignment_for_annotator(assignment_id=assignment_id, user=request.user)
 
 
+_STATUS_FOR = {AssignmentClosed: 409, TooManyRuns: 429, RateLimited: 429, ToolUnavailable: 503}
+
+
 def _error(exc: ToolError) -> Response:
-    status = {AssignmentClosed: 409, TooManyRuns: 429, ToolUnavailable: 503}.get(type(exc), 400)
-    return Response({"detail": str(exc), "code": exc.code}, status=status)
+    return Response({"detail": str(exc), "code": exc.code}, status=_STATUS_FOR.get(type(exc), 400))
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -84,7 +87,7 @@ class SearchApi(ToolsApiView):
             OpenApiParameter("corpus", int, description="Search one corpus only."),
             OpenApiParameter("assignment", int, description="Record as evidence on it."),
         ],
-        responses={200: OutputSerializer, 409: dict, 502: dict},
+        responses={200: OutputSerializer, 409: dict, 429: dict, 502: dict},
     )
     def get(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.query_params)
@@ -93,7 +96,11 @@ class SearchApi(ToolsApiView):
         assignment = _assignment(data["assignment"], request)
         try:
             hits = tool_search(
-                query=data["q"], k=data["k"], corpus_id=data["corpus"], assignment=assignment
+                query=data["q"],
+                k=data["k"],
+                corpus_id=data["corpus"],
+                assignment=assignment,
+                user=request.user,
             )
         except ToolError as exc:
             return _error(exc)
@@ -241,7 +248,9 @@ class LlmAskApi(ToolsApiView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={201: OutputSerializer, 409: dict, 503: OpenApiResponse(description="Off.")},
+        responses={
+            201: OutputSerializer, 409: dict, 429: dict, 503: OpenApiResponse(description="Off.")
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

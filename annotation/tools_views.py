@@ -108,6 +108,7 @@ def tools_search(request: HttpRequest) -> HttpResponse:
             k=k,
             corpus_id=_int_or_none(request.GET.get("corpus")),
             assignment=assignment,
+            user=request.user,
         )
     except (ToolError, SearchError) as exc:
         context["error"] = str(exc)

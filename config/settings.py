@@ -285,6 +285,10 @@ ARBITER = {
     "LLM_TIMEOUT_S": envfloat("ARBITER_LLM_TIMEOUT_S", 60.0),
     "CODE_RUN_WAIT_S": envfloat("ARBITER_CODE_RUN_WAIT_S", 5.0),
     "CODE_RUN_MAX_PENDING": envint("ARBITER_CODE_RUN_MAX_PENDING", 8, minimum=1),
+    # Tool calls per user per minute (0: unlimited); over it a call is refused (API: 429).
+    "SEARCHES_PER_MINUTE": envint("ARBITER_SEARCHES_PER_MINUTE", 60, minimum=0),
+    "CODE_RUNS_PER_MINUTE": envint("ARBITER_CODE_RUNS_PER_MINUTE", 20, minimum=0),
+    "LLM_ASKS_PER_MINUTE": envint("ARBITER_LLM_ASKS_PER_MINUTE", 10, minimum=0),
     # A running job whose heartbeat is silent this long is taken over by another worker.
     "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0),
 }

@@ -15,6 +15,7 @@ from typing import Any
 import nh3
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -48,6 +49,44 @@ class ToolUnavailable(ToolError):
     code = "tool_unavailable"
 
 
+class RateLimited(ToolError):
+    code = "rate_limited"
+
+
+# What each tool's per-minute limit is called in settings.ARBITER, and in messages.
+_RATE_LIMITS = {
+    "search": ("SEARCHES_PER_MINUTE", "searches"),
+    "code_run": ("CODE_RUNS_PER_MINUTE", "code runs"),
+    "llm": ("LLM_ASKS_PER_MINUTE", "questions to the model"),
+}
+
+
+def tool_rate_check(*, user_id: int, tool: str, now: float | None = None) -> None:
+    """Count one call of ``tool`` by the user; refuse it past the per-minute limit.
+
+    Fixed one-minute windows counted in the shared cache (Redis in production), so every web
+    process sees the same count; a refused call counts too, so hammering does not pay.
+    """
+    setting, what = _RATE_LIMITS[tool]
+    limit = int(settings.ARBITER.get(setting, 0))
+    if limit <= 0:
+        return
+    now = time.time() if now is None else now
+    window = int(now // 60)
+    key = f"tool-rate:{tool}:{user_id}:{window}"
+    cache.add(key, 0, timeout=120)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=120)
+        count = 1
+    if count > limit:
+        wait_s = max(1, int(60 - now % 60))
+        raise RateLimited(
+            f"You have reached the limit for {what} ({limit} a minute); try again in {wait_s} s."
+        )
+
+
 def tools_allowed(user: AbstractBaseUser | AnonymousUser) -> bool:
     """Annotators use the tools while judging; experts while reviewing (admins may do both)."""
     return user_has_role(user, Role.ANNOTATOR) or user_has_role(user, Role.EXPERT)
@@ -75,10 +114,16 @@ def tool_search(
     k: int = 10,
     corpus_id: int | None = None,
     assignment: Assignment | None = None,
+    user: AbstractBaseUser | None = None,
 ) -> list[search_tools.SearchHit]:
-    """Search, and record the search as evidence when it was made for an open assignment."""
+    """Search, and record the search as evidence when it was made for an open assignment.
+
+    With ``user``, the search counts against that user's per-minute limit.
+    """
     if assignment is not None:
         assignment_require_open(assignment=assignment)
+    if user is not None:
+        tool_rate_check(user_id=user.pk, tool="search")
     k = search_tools.clamp_k(k)
     hits = search_tools.search(query, k, corpus_id=corpus_id)
     if assignment is not None and search_tools.clean_query(query):
@@ -172,6 +217,7 @@ def code_run_create(
         raise TooManyRuns(
             f"You already have {pending} runs waiting or running; wait for one to finish."
         )
+    tool_rate_check(user_id=user.pk, tool="code_run")
     with transaction.atomic():
         run = CodeRun(
             user=user, assignment=assignment, language=language, code=code, stdin=stdin,
@@ -322,6 +368,7 @@ def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
     if not question:
         raise ToolError("Ask a question.")
     assignment_require_open(assignment=assignment)
+    tool_rate_check(user_id=assignment.annotator_id, tool="llm")
     shown = shown_pair(assignment)
     messages = pair_messages(
         conversation=shown["conversation"],

@@ -190,7 +190,7 @@ HOSTILE_PROGRAMS = [
 def test_pages_stay_responsive_while_20_hostile_runs_execute(
     live_server, transactional_db, campaign, annotator_a, monkeypatch, settings
 ):
-    settings.ARBITER = {**settings.ARBITER, "CODE_RUN_MAX_PENDING": 50}
+    settings.ARBITER = {**settings.ARBITER, "CODE_RUN_MAX_PENDING": 50, "CODE_RUNS_PER_MINUTE": 0}
     # Short limits keep the test short; the runs are still hostile for their whole life.
     monkeypatch.setenv("ARBITER_SANDBOX_TIMEOUT_S", "2")
     sandbox_worker = start_worker(queues="sandbox", concurrency=4, name="tools-hostile")
