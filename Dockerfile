@@ -26,4 +26,6 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 RUN useradd --system --uid 10001 --home /app arbiter && mkdir -p /app/var && chown arbiter /app/var
 USER arbiter
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# Sync workers are killed after --timeout seconds of one request: keep it above the slowest
+# request the app makes on purpose (asking a model waits up to ARBITER_LLM_TIMEOUT_S, 60 s).
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", "--access-logfile", "-"]
