@@ -213,6 +213,13 @@ def run_model(
     )
     model.batch_size = args.score_batch_size
     bench_scoring(label, model, pairs[: args.pairs], peak)
+    if model.device.type == "cuda" and model.precision == "bf16":
+        # What a scoring-only worker runs: bf16 weights (RewardModel.load(inference_only=True)).
+        scoring_only = build()
+        scoring_only.model.to(torch.bfloat16)
+        scoring_only.batch_size = args.score_batch_size
+        bench_scoring(f"{label}, bf16 weights", scoring_only, pairs[: args.pairs], peak)
+        del scoring_only
     bench_head_training(label, model, pairs[: args.pairs])
     bench_full_training(
         label,

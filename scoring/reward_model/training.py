@@ -167,6 +167,13 @@ def train(
     ``config.max_length`` becomes the model's window from then on (and is saved with it).
     """
     config = config or TrainingConfig()
+    weights = next(model.model.parameters()).dtype
+    if weights != torch.float32:
+        # Head fits fold into float32 weights, and AdamW needs float32 master weights.
+        raise ValueError(
+            f"Training needs float32 weights; this model holds {weights} weights "
+            "(loaded with inference_only=True or a dtype). Load it in float32 to train it."
+        )
     examples = as_preference_examples(examples)
     report = on_progress or (lambda fraction, message: None)
     stop_requested = should_stop or (lambda: False)

@@ -500,7 +500,7 @@ def model_version_scorer(version: ModelVersion, *, batch_size: int = 64) -> Scor
             if not loaded:
                 from scoring.reward_model import RewardModel
 
-                model = RewardModel.load(version.checkpoint)
+                model = RewardModel.load(version.checkpoint, inference_only=True)
                 model.batch_size = batch_size
                 loaded.append(model)
             p = loaded[0].prob_a_better_batch(

@@ -66,7 +66,8 @@ def load_version_model(version: ModelVersion) -> Any:
 
     if not Path(version.checkpoint).is_dir():
         raise JobError(f"the checkpoint of v{version.number} is missing: {version.checkpoint}")
-    return RewardModel.load(version.checkpoint)
+    # Scoring only: bf16 weights where the model scores in bf16 on the GPU anyway.
+    return RewardModel.load(version.checkpoint, inference_only=True)
 
 
 def _base_encoder(version: ModelVersion, model: Any) -> Any:

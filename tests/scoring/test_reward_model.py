@@ -432,3 +432,17 @@ def test_the_precision_to_score_in_travels_with_the_checkpoint(
 def test_full_training_on_cpu_scores_in_float32_afterwards(tiny: RewardModel) -> None:
     train(tiny, synthetic_pairs(16, seed=1), TrainingConfig(mode="full", max_steps=1))
     assert tiny.precision == "float32"
+
+
+def test_a_scoring_only_load_stays_float32_where_it_would_not_score_in_bf16(
+    tiny_path: Path,
+) -> None:
+    model = RewardModel.load(tiny_path, device="cpu", inference_only=True)
+    assert {parameter.dtype for parameter in model.model.parameters()} == {torch.float32}
+
+
+def test_training_refuses_a_model_without_float32_weights(tiny_path: Path) -> None:
+    model = RewardModel.load(tiny_path, device="cpu", dtype=torch.bfloat16)
+    for mode in ("head", "full"):
+        with pytest.raises(ValueError, match="float32 weights"):
+            train(model, synthetic_pairs(8, seed=1), TrainingConfig(mode=mode, max_steps=1))

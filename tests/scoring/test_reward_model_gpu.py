@@ -65,6 +65,22 @@ def test_a_checkpoint_from_elsewhere_scores_under_bf16_autocast(tiny_path: Path)
     np.testing.assert_allclose(on_gpu.score_batch(PROBE), on_cpu, rtol=0.05, atol=0.05)
 
 
+def test_a_scoring_only_load_holds_bf16_weights_and_scores_alike(tiny_path: Path) -> None:
+    autocast = RewardModel.load(tiny_path, device="cuda")
+    scoring_only = RewardModel.load(tiny_path, device="cuda", inference_only=True)
+    assert {parameter.dtype for parameter in scoring_only.model.parameters()} == {torch.bfloat16}
+    np.testing.assert_allclose(
+        scoring_only.score_batch(PROBE), autocast.score_batch(PROBE), rtol=0.05, atol=0.05
+    )
+    with pytest.raises(ValueError, match="float32 weights"):
+        train(scoring_only, synthetic_pairs(8, seed=1), TrainingConfig(mode="head"))
+
+
+def test_a_head_fit_loaded_for_scoring_only_keeps_float32(head_trained_on_cpu: Path) -> None:
+    model = RewardModel.load(head_trained_on_cpu, device="cuda", inference_only=True)
+    assert {parameter.dtype for parameter in model.model.parameters()} == {torch.float32}
+
+
 def test_a_head_fit_from_cpu_scores_in_float32_on_the_gpu(head_trained_on_cpu: Path) -> None:
     on_cpu = RewardModel.load(head_trained_on_cpu, device="cpu").score_batch(PROBE)
     on_gpu_model = RewardModel.load(head_trained_on_cpu, device="cuda")
