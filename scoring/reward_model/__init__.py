@@ -25,7 +25,7 @@ from .examples import PreferenceExample  # noqa: E402
 from .formatting import Conversation, Turn  # noqa: E402
 from .hh_rlhf import load_hh_rlhf, parse_hh_rlhf_pair  # noqa: E402
 from .model import RewardModel, default_base_path  # noqa: E402
-from .tiny import build_tiny_reward_model  # noqa: E402
+from .tiny import build_tiny_decoder_base, build_tiny_reward_model  # noqa: E402
 from .training import (  # noqa: E402
     PairEmbeddings,
     TrainingConfig,
@@ -42,6 +42,7 @@ __all__ = [
     "TrainingConfig",
     "TrainingMetrics",
     "Turn",
+    "build_tiny_decoder_base",
     "build_tiny_reward_model",
     "default_base_path",
     "embed_pairs",

@@ -19,18 +19,16 @@ import pytest
 import torch
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    Qwen3Config,
 )
 
 from scoring.reward_model import (
     PreferenceExample,
     RewardModel,
     TrainingConfig,
+    build_tiny_decoder_base,
     build_tiny_reward_model,
-    default_base_path,
     embed_pairs,
     evaluate,
     parse_hh_rlhf_pair,
@@ -367,20 +365,7 @@ def test_plain_transcripts_join_role_and_content_lines(tiny: RewardModel) -> Non
 
 def test_head_training_works_for_a_decoder_that_scores_the_last_token(tmp_path: Path) -> None:
     """Qwen/Llama-style models apply the head to every position and keep the last real token."""
-    tokenizer = AutoTokenizer.from_pretrained(default_base_path())
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_decoder_base(tmp_path / "base"))
 
     model = RewardModel.from_base(tmp_path / "base", device="cpu")
     assert type(model.model).__name__ == "Qwen3ForSequenceClassification"

@@ -14,17 +14,14 @@ import numpy as np
 import pytest
 import torch
 from transformers import (
-    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
-    Qwen3Config,
 )
 
 from scoring.reward_model import (
     RewardModel,
     TrainingConfig,
+    build_tiny_decoder_base,
     build_tiny_reward_model,
-    default_base_path,
     evaluate,
     load_hh_rlhf,
     train,
@@ -128,21 +125,7 @@ def test_full_training_on_the_gpu_learns_in_bf16_and_saves_float32_weights(
 
 def test_a_decoder_pools_the_last_real_token_on_the_gpu_as_on_cpu(tmp_path: Path) -> None:
     """Padded batches on CUDA pick the same last real token as unpadded scoring on CPU."""
-    tokenizer = AutoTokenizer.from_pretrained(default_base_path())
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
-    model = RewardModel.from_base(tmp_path / "base", device="cuda")
+    model = RewardModel.from_base(build_tiny_decoder_base(tmp_path / "base"), device="cuda")
     train(model, synthetic_pairs(120, seed=1), TrainingConfig(mode="head"))
     assert evaluate(model, synthetic_pairs(60, seed=2))["accuracy"] >= 0.9
 
