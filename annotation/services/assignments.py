@@ -245,7 +245,7 @@ def _fetch_one_atomically(sql: str, params: dict) -> tuple | None:
     return fetch_one_prepared(sql, params)
 
 
-def fetch_one_prepared(sql: str, params: dict) -> tuple | None:
+def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
     """Run a hot-path statement as a server-side prepared statement (PostgreSQL only).
 
     Django's cursors bind parameters on the client, so PostgreSQL parses and plans every
