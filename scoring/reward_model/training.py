@@ -250,7 +250,8 @@ def _train_head(
     head = find_reward_head(model.model)
     count = len(pairs.kept)
     # Set before the features are computed: the fit and every later score see float32 alike.
-    model.precision = "float32"
+    # A cancelled run leaves the model untouched, its precision included.
+    precision_before, model.precision = model.precision, "float32"
     embed_started = time.perf_counter()
 
     def on_batch(done: int, total: int) -> None:
@@ -272,6 +273,7 @@ def _train_head(
             head, chosen, rejected, pairs.margins, config, report, stop_requested
         )
     except _Cancelled:
+        model.precision = precision_before
         return _cancelled_metrics(model, "head", pairs)
     return TrainingMetrics(
         mode="head",

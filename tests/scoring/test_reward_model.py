@@ -200,6 +200,7 @@ def test_head_training_stops_when_asked_and_leaves_the_model_untouched(
     metrics = train(tiny, synthetic_pairs(100, seed=1), should_stop=lambda: True)
     assert metrics.cancelled
     np.testing.assert_array_equal(tiny.score_batch(items), before)
+    assert tiny.precision == "bf16"  # as loaded: a checkpoint from elsewhere
 
 
 def test_full_training_lowers_the_loss_on_cpu(tiny: RewardModel) -> None:
