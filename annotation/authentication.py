@@ -12,9 +12,8 @@ from drf_spectacular.drainage import set_override
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
-from annotation.prepared_reads import instances_from_row, model_columns
+from annotation.prepared_reads import fetch_one_prepared, instances_from_row, model_columns
 from annotation.roles import Role, user_roles_remember
-from annotation.services.assignments import fetch_one_prepared
 
 
 class TokenWithRolesAuthentication(TokenAuthentication):

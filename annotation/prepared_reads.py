@@ -1,4 +1,4 @@
-"""Whole model rows read by one server-side prepared statement: the hot path's reads.
+"""The hot path's statements, prepared server-side, and whole model rows read by them.
 
 Every next and label call reads the caller's campaign or assignment. Through the ORM each such
 read compiled its SQL afresh and PostgreSQL planned it afresh, and that cost more than the
@@ -15,10 +15,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.db import connection
 from django.db.models import Model
 
-from annotation.services.assignments import fetch_one_prepared
+
+def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
+    """Run a hot-path statement as a server-side prepared statement (PostgreSQL only).
+
+    Django's cursors bind parameters on the client, so PostgreSQL parses and plans every
+    call afresh; planning these statements costs more than running them. A psycopg cursor
+    with server-side binding prepares it once per connection. Errors are wrapped as
+    Django's (IntegrityError), like the ORM's.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def _after_action(
     if not request.htmx:
         messages.success(request, notice)
         if previous_model_view:
-            messages.info(request, _describe_model_view(previous_model_view))
+            messages.info(request, previous_model_view["text"])
         return redirect(reverse("campaign-detail", args=[campaign.pk]))
     following = assignment_next(campaign=campaign, annotator=request.user)
     return _render_workspace(

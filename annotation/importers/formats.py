@@ -143,11 +143,11 @@ def iter_parquet_rows(seekable: str | IO[bytes], limits: ImportLimits) -> RowStr
                 batch_size=PARQUET_BATCH_ROWS, columns=columns, use_threads=False
             ):
                 # Column by column, then zipped: about 40% faster than batch.to_pylist().
-                names = batch.schema.names
-                columns = [column.to_pylist() for column in batch.columns]
-                for values in zip(*columns, strict=True):
+                batch_names = batch.schema.names
+                column_values = [column.to_pylist() for column in batch.columns]
+                for values in zip(*column_values, strict=True):
                     row += 1
-                    yield row, dict(zip(names, values, strict=False))  # same width by design
+                    yield row, dict(zip(batch_names, values, strict=False))  # same width
         except (pa.ArrowException, OSError) as error:
             raise ImportFormatError(
                 row + 1, f"unreadable Parquet data: {error}", unit="row"

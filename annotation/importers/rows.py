@@ -41,8 +41,7 @@ SOURCE_MAX_CHARS = 255
 ROLE_ALIASES = {"human": "user", "gpt": "assistant"}
 PREFERRED_VALUES = {"a": 1, "b": -1, "tie": 0}
 
-_HH_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):")
-_HH_INNER_MARKER = re.compile(r"\n\n(Human|Assistant):")  # _HH_MARKER but at the start
+_HH_INNER_MARKER = re.compile(r"\n\n(Human|Assistant):")  # turn markers after the first
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 _HH_HUMAN = "\n\nHuman:"
 _HH_ASSISTANT = "\n\nAssistant:"
@@ -308,7 +307,8 @@ def _hh_turns(transcript: str, field: str, limits: ImportLimits) -> list[dict[st
 
 
 def _hh_split(transcript: str) -> list[str]:
-    """The same pieces as ``_HH_MARKER.split(transcript)``, about five times faster.
+    """The pieces ``re.split(r"(?:^|\n\n)(Human|Assistant):", transcript)`` gives, about five
+    times faster.
 
     A pattern that starts with the literal "\n\n" lets the regex engine skip ahead; the one
     marker allowed without it, at the very start, is split off here.

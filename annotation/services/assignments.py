@@ -15,10 +15,10 @@ use it.
 
 from __future__ import annotations
 
+import functools
 import random
 from datetime import datetime, timedelta
 
-import psycopg
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from annotation.errors import AlreadyFinished
 from annotation.models import Assignment, Campaign, Pair
+from annotation.prepared_reads import fetch_one_prepared, instances_from_row, model_columns
 
 OPEN_STATUSES = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 _CANDIDATES = 8  # rows locked per attempt; SKIP LOCKED means contention just moves on
@@ -119,10 +120,6 @@ def _open_candidates(campaign: Campaign, annotator: AbstractBaseUser):  # noqa: 
     )
 
 
-def _pair_columns() -> str:
-    return ", ".join(f"taken.{field.column}" for field in Pair._meta.concrete_fields)
-
-
 # One statement: unless the annotator holds a live lease in this campaign, lock the best
 # open pair they never had (skipping rows other transactions hold), take one of its slots
 # with the same conditional UPDATE as the ORM path, record the assignment and return the
@@ -169,16 +166,14 @@ FROM assigned CROSS JOIN taken
 """
 
 
+@functools.cache
+def _take_sql() -> str:
+    return _TAKE_SQL.format(pair_columns=model_columns(Pair, "taken").select_sql)
+
+
 def _take_regular_pair_in_one_statement(
     campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
 ) -> Assignment | None:
-    sql = _TAKE_SQL.format(pair_columns=_pair_columns())
-    fields = Pair._meta.concrete_fields
-    converters = [
-        (index, field.get_db_converters(connection)) for index, field in enumerate(fields)
-    ]
-    converters = [(index, found) for index, found in converters if found]
-    names = [field.attname for field in fields]
     for _attempt in range(_ATTEMPTS):
         swapped = rng.random() < 0.5
         params = {
@@ -195,7 +190,7 @@ def _take_regular_pair_in_one_statement(
             "expires": now + timedelta(seconds=campaign.lease_seconds),
         }
         try:
-            row = _fetch_one_atomically(sql, params)
+            row = _fetch_one_atomically(_take_sql(), params)
         except IntegrityError:
             # The same annotator asked twice at once and the other request got this pair;
             # the statement, slot included, was undone: try again.
@@ -211,10 +206,7 @@ def _take_regular_pair_in_one_statement(
                 return None
             continue
         assignment_id, kind, *pair_values = row
-        for index, found in converters:
-            for converter in found:
-                pair_values[index] = converter(pair_values[index], fields[index], connection)
-        pair = Pair.from_db(connection.alias, names, pair_values)
+        (pair,) = instances_from_row(pair_values, [model_columns(Pair, "taken")])
         assignment = Assignment(
             id=assignment_id,
             campaign=campaign,
@@ -243,20 +235,6 @@ def _fetch_one_atomically(sql: str, params: dict) -> tuple | None:
     # In autocommit mode the statement is its own transaction, all or nothing, with no
     # BEGIN/COMMIT round trips; the row locks last until it ends.
     return fetch_one_prepared(sql, params)
-
-
-def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
-    """Run a hot-path statement as a server-side prepared statement (PostgreSQL only).
-
-    Django's cursors bind parameters on the client, so PostgreSQL parses and plans every
-    call afresh; planning these statements costs more than running them. A psycopg cursor
-    with server-side binding prepares it once per connection. Errors are wrapped as
-    Django's (IntegrityError), like the ORM's.
-    """
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchone()
 
 
 def _take_regular_pair_with_orm(

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.models import Assignment, Evidence, Label, Pair
-from annotation.services.assignments import fetch_one_prepared
+from annotation.prepared_reads import fetch_one_prepared
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 _CONSENSUS_FIELDS = (

@@ -7,10 +7,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
+from annotation.api import LabelApi, NextOutputSerializer
 from annotation.models import Assignment, Label, Pair, Scale
 from annotation.roles import Role
+from annotation.selectors import shown_pair
 from annotation.services.users import user_create
 from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory
@@ -192,3 +195,26 @@ def test_openapi_schema_and_docs_are_served(admin_user, client):
     assert schema.status_code == 200
     assert b"/api/campaigns/{campaign_id}/next" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_next_and_label_bodies_are_what_their_serializers_document(annotator_a):
+    """The hot endpoints build their bodies by hand; the OpenAPI schema reads the serializers."""
+    campaign = CampaignFactory()
+    PairFactory(campaign=campaign)
+    client = api_client_for(annotator_a)
+    body = client.post(f"/api/campaigns/{campaign.pk}/next").json()
+    assignment = Assignment.objects.select_related("pair").get(pk=body["assignment"]["id"])
+    documented = NextOutputSerializer(
+        {
+            "assignment": assignment,
+            "pair": shown_pair(assignment),
+            "lease_expires_at": assignment.lease_expires_at,
+        }
+    ).data
+    assert body == json.loads(JSONRenderer().render(documented))
+
+    label = client.post(
+        f"/api/assignments/{assignment.pk}/label", {"preference": 1}, format="json"
+    ).json()
+    assert set(label) == set(LabelApi.OutputSerializer().fields)
+    assert label["assignment"] == assignment.pk and label["preference"] == 1
