@@ -432,13 +432,23 @@ def pool_curate(
         silver = np.array([item.silver_preference for item in items])
         p_gold = gold(items)
         p_best = p_gold if best is gold else best(items)
-        p_judge = judge(items) if judge is not None else None
-        verdicts = curation_verdicts(
-            silver_preferences=silver, p_gold=p_gold, p_best=p_best, rules=rules, p_judge=p_judge
+        by_models = curation_verdicts(
+            silver_preferences=silver, p_gold=p_gold, p_best=p_best, rules=rules
         )
-        if judge is not None:
-            by_models = curation_verdicts(
-                silver_preferences=silver, p_gold=p_gold, p_best=p_best, rules=rules
+        verdicts = by_models
+        undecided = [index for index, verdict in enumerate(by_models) if verdict != KEPT]
+        if judge is not None and undecided:
+            # The judge can only keep what the models did not: ask it about those pairs alone
+            # (each question is two calls to the model); the kept ones stay kept whatever it
+            # would say, so they get an even 0.5.
+            p_judge = np.full(len(items), 0.5)
+            p_judge[undecided] = judge([items[index] for index in undecided])
+            verdicts = curation_verdicts(
+                silver_preferences=silver,
+                p_gold=p_gold,
+                p_best=p_best,
+                rules=rules,
+                p_judge=p_judge,
             )
             result.kept_by_judge += sum(
                 1

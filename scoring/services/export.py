@@ -546,20 +546,24 @@ def _read_ahead(produce: Callable[[], Iterator[Any]], depth: int = 2) -> Iterato
     items: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stopping = threading.Event()
 
+    def offer(item: Any) -> bool:
+        # Never blocks past the consumer: once it stopped, nothing more is handed over.
+        while not stopping.is_set():
+            try:
+                items.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def run() -> None:
         try:
             for item in produce():
-                while not stopping.is_set():
-                    try:
-                        items.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stopping.is_set():
+                if not offer(item):
                     return
-            items.put(_END)
+            offer(_END)
         except BaseException as error:  # handed to the consumer, which re-raises it
-            items.put(_Failed(error))
+            offer(_Failed(error))
         finally:
             connection.close()  # this thread's own connection
 

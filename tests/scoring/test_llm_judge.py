@@ -53,6 +53,22 @@ def test_the_judge_keeps_pairs_both_models_reject_when_it_agrees(campaign, confi
     assert result.kept == 1 and result.kept_by_judge == 1
 
 
+def test_the_judge_is_not_asked_about_pairs_the_models_keep(campaign, configure):
+    kept_by_models = PairFactory(campaign=campaign, silver_preference=1,
+                                 status=Pair.Status.POOLED, response_a="the right answer")
+    doubted = PairFactory(campaign=campaign, silver_preference=-1, status=Pair.Status.POOLED,
+                          response_a="a wrong answer", response_b="the right answer")
+    with local_json_server(judge_that_knows) as server:
+        configure(server)
+        # p(A better) = 0.9: agrees with the first silver label (A), contradicts the second.
+        result = pool_curate(campaign=campaign, gold=constant(0.9), best=constant(0.9),
+                             judge=llm_judge_scorer())
+        assert len(server.requests) == 2  # the doubted pair, both ways round
+    assert Pair.objects.get(pk=kept_by_models.pk).curation == "kept"
+    assert Pair.objects.get(pk=doubted.pk).curation == "kept"
+    assert result.kept == 2 and result.kept_by_judge == 1
+
+
 def test_a_judge_that_always_says_a_decides_nothing(campaign, configure):
     pair = PairFactory(campaign=campaign, silver_preference=1, status=Pair.Status.POOLED)
     with local_json_server(lambda request: answer("A. Definitely A.")) as server:
