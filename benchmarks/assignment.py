@@ -9,7 +9,8 @@ duplicate pair-annotator assignments). The database is dropped at the end.
     .venv/bin/python benchmarks/assignment.py [--pairs 100000] [--annotators 50] [--duration 60]
         [--worker-class sync|gthread] [--workers 3] [--threads 1] [--worker-connections 1000]
 
-Also prints the CPU seconds each gunicorn worker and the load generator used during the run.
+Also prints the CPU seconds each gunicorn worker, the load generator and PostgreSQL used during
+the run, how busy the whole machine was, and the web and PostgreSQL CPU per next + label.
 """
 
 from __future__ import annotations
@@ -63,20 +64,37 @@ def write_pairs(path: Path, n: int) -> None:
             out.write(json.dumps(row) + "\n")
 
 
-def worker_cpu_seconds(master_pid: int) -> dict[int, float]:
-    """User + system CPU seconds of each child of the gunicorn master, from /proc."""
+def process_cpu_seconds() -> dict[int, tuple[str, int, float]]:
+    """{pid: (command name, parent pid, user + system CPU seconds)} of every process."""
     ticks = os.sysconf("SC_CLK_TCK")
-    seconds = {}
+    processes = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            head, rest = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:
             continue
-        if int(fields[1]) == master_pid:  # fields[1] is the parent pid
-            seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    return seconds
+        fields = rest.split()  # fields[1] is the parent pid; 11 and 12 user and system time
+        name = head.split("(", 1)[1]
+        processes[int(entry.name)] = (
+            name,
+            int(fields[1]),
+            (int(fields[11]) + int(fields[12])) / ticks,
+        )
+    return processes
+
+
+def worker_cpu_seconds(
+    processes: dict[int, tuple[str, int, float]], master_pid: int
+) -> dict[int, float]:
+    """CPU seconds of each child of the gunicorn master."""
+    return {pid: cpu for pid, (_name, parent, cpu) in processes.items() if parent == master_pid}
+
+
+def postgres_cpu_seconds(processes: dict[int, tuple[str, int, float]]) -> float:
+    """CPU seconds of every PostgreSQL process on this machine."""
+    return sum(cpu for name, _parent, cpu in processes.values() if name == "postgres")
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -85,23 +103,6 @@ def machine_cpu_seconds() -> tuple[float, float]:
     ticks = os.sysconf("SC_CLK_TCK")
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
-
-
-def postgres_cpu_seconds() -> float:
-    """User + system CPU seconds of every PostgreSQL process on this machine."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            name, rest = (entry / "stat").read_text().rsplit(")", 1)
-        except OSError:
-            continue
-        if name.endswith("(postgres"):
-            fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -255,14 +256,16 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.3)
-        workers_before = worker_cpu_seconds(gunicorn.pid)
-        postgres_before, machine_before = postgres_cpu_seconds(), machine_cpu_seconds()
+        processes_before, machine_before = process_cpu_seconds(), machine_cpu_seconds()
+        workers_before = worker_cpu_seconds(processes_before, gunicorn.pid)
         driver_before = time.process_time()
         stats = asyncio.run(drive(base, tokens, campaign_id, args.duration))
         driver_cpu = time.process_time() - driver_before
-        workers_after = worker_cpu_seconds(gunicorn.pid)
-        postgres_cpu = postgres_cpu_seconds() - postgres_before
-        machine_after = machine_cpu_seconds()
+        processes_after, machine_after = process_cpu_seconds(), machine_cpu_seconds()
+        workers_after = worker_cpu_seconds(processes_after, gunicorn.pid)
+        postgres_cpu = postgres_cpu_seconds(processes_after) - postgres_cpu_seconds(
+            processes_before
+        )
         machine_busy = machine_after[0] - machine_before[0]
         machine_total = machine_after[1] - machine_before[1]
         worker_cpu = [workers_after[pid] - workers_before.get(pid, 0.0) for pid in workers_after]
@@ -321,7 +324,6 @@ def main() -> None:
         + f"; load generator {driver_cpu:.1f}; PostgreSQL {postgres_cpu:.1f}; whole machine "
         f"{machine_busy:.1f} of {machine_total:.1f} busy"
     )
-    labels = len(stats["labels"])
     if labels:
         print(
             f"per next + label: {1000 * sum(worker_cpu) / labels:.2f} ms web-worker CPU, "

@@ -15,6 +15,7 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -54,6 +55,11 @@ def default_base_path() -> Path:
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"No model files under {model_dir}.")
     return model_dir
+
+
+def _precision_of(config: PretrainedConfig) -> str:
+    # A checkpoint from elsewhere records none: it is scored under bf16 autocast on a GPU.
+    return getattr(config, PRECISION_CONFIG_KEY, "bf16")
 
 
 @contextlib.contextmanager
@@ -138,12 +144,11 @@ class RewardModel:
         and no per-step casts. Such a model cannot be trained.
         """
         resolved = resolve_device(device)
-        if inference_only:
-            config = AutoConfig.from_pretrained(path, local_files_only=True)
-            if getattr(config, PRECISION_CONFIG_KEY, "bf16") == "bf16" and supports_bf16(resolved):
-                dtype = torch.bfloat16
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        if inference_only and _precision_of(config) == "bf16" and supports_bf16(resolved):
+            dtype = torch.bfloat16
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, dtype=dtype, local_files_only=True
+            path, config=config, dtype=dtype, local_files_only=True
         )
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         return cls(model, tokenizer, device=resolved, max_length=max_length)
@@ -173,7 +178,7 @@ class RewardModel:
         """``"bf16"``: autocast on a bf16-capable GPU (checkpoints from elsewhere, full fine-tunes
         trained that way); ``"float32"``: float32 on every device (head-mode fits, whose
         standardised features would magnify bf16 rounding)."""
-        return getattr(self.model.config, PRECISION_CONFIG_KEY, "bf16")
+        return _precision_of(self.model.config)
 
     @precision.setter
     def precision(self, value: str) -> None:

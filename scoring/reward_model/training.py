@@ -44,6 +44,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from .devices import supports_bf16
 from .examples import ExampleLike, PreferenceExample, as_preference_examples
 from .head import find_reward_head
 from .model import RewardModel
@@ -448,7 +449,7 @@ def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str
     use_bf16 = (
         config.bf16
         if config.bf16 is not None
-        else (device.type == "cuda" and torch.cuda.is_bf16_supported())
+        else supports_bf16(device)
     )
     options: dict[str, Any] = {
         "output_dir": output_dir,

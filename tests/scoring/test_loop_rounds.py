@@ -100,12 +100,12 @@ def test_a_completed_round_starts_a_loop_only_when_auto_retrain_is_on(
 def test_a_full_mode_loop_scores_with_the_fine_tuned_checkpoint(
     db, settings, tmp_path, annotator_a, annotator_b, annotator_c
 ):
-    use_tiny_base(settings, model_dir=tmp_path / "models")
+    base = use_tiny_base(settings, model_dir=tmp_path / "models")
     campaign = make_loop_campaign(labelled=4, pooled=6, gold=2, round_size=3)
     label_queue(campaign, [annotator_a, annotator_b, annotator_c])
     job = loop_request(
         campaign=campaign, enqueue=False,
-        params={"mode": "full", "max_steps": 2, "base_model": str(use_tiny_base(settings))},
+        params={"mode": "full", "max_steps": 2, "base_model": str(base)},
     )
     job = job_run_inline(job=job)
     assert job.status == Job.Status.SUCCEEDED, job.error
