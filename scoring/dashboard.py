@@ -14,14 +14,17 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
 from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import Campaign, Label, Pair, Round
 from annotation.roles import Role, user_has_role
 from reviewers.models import Adjudication, Escalation
+from reviewers.selectors import annotator_quality
 from scoring.models import EvaluationPrompt, ExportSnapshot, Job, ModelVersion
+from scoring.selectors.agreement import campaign_agreement
+from scoring.services.curation import curation_pool
 
 CACHE_SECONDS = 10
 # Agreement (bootstrap intervals) and the annotator table scan every label: a little longer.
@@ -195,14 +198,7 @@ def silver_summary(*, campaign: Campaign) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         verdicts = dict(
-            Pair.objects.filter(
-                campaign=campaign,
-                is_gold=False,
-                provenance="",
-                labels_count=0,
-                silver_preference__isnull=False,
-            )
-            .exclude(silver_preference=0)
+            curation_pool(campaign=campaign, recurate=True)
             .order_by()
             .values_list("curation")
             .annotate(n=Count("id"))
@@ -232,17 +228,11 @@ def silver_summary(*, campaign: Campaign) -> dict[str, Any]:
 
 def agreement_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
     """Alpha per round (with CI and the target) and per task category, as charts."""
-    try:
-        from scoring.selectors.agreement import campaign_agreement
-    except ImportError:  # the agreement selector ships with the reviewers work
-        return {"available": False}
-
     def compute() -> dict[str, Any]:
         report = campaign_agreement(campaign=campaign, use_cache=not refresh)
         rounds = [entry for entry in report["rounds"] if entry.get("number") is not None]
         target = report["target"]
         return {
-            "available": True,
             "level_note": report.get("level_note", ""),
             "target": target,
             "overall": report["overall"],
@@ -280,11 +270,6 @@ def agreement_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
 def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
     """The reviewers' annotator quality figures plus throughput (labels in the last hour and
     day, one grouped query)."""
-    try:
-        from reviewers.selectors import annotator_quality
-    except ImportError:
-        return {"available": False, "rows": []}
-
     def compute() -> dict[str, Any]:
         now = timezone.now()
         pace = {
@@ -309,7 +294,7 @@ def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
                     "last_day": recent.get("last_day", 0),
                 }
             )
-        return {"available": True, "rows": rows, "flagged": sum(row["flagged"] for row in rows)}
+        return {"rows": rows, "flagged": sum(row["flagged"] for row in rows)}
 
     return _cached(
         _campaign_key(campaign, "annotators"), SLOW_CACHE_SECONDS, compute, refresh=refresh
@@ -323,7 +308,9 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
     pays that instead of an admin's page. Returns how many campaigns were refreshed.
     """
     since = timezone.now() - active_within
-    campaigns = Campaign.objects.filter(labels__created_at__gte=since).distinct()
+    # EXISTS stops at each campaign's first recent label instead of joining them all.
+    recent = Label.objects.filter(campaign=OuterRef("pk"), created_at__gte=since)
+    campaigns = Campaign.objects.filter(Exists(recent))
     refreshed = 0
     for campaign in campaigns:
         agreement_panel(campaign=campaign, refresh=True)

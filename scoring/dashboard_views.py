@@ -13,9 +13,6 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
-from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
@@ -34,6 +31,7 @@ from scoring.dashboard import (
     require_admin,
     silver_summary,
 )
+from scoring.selectors.model_versions import current_model_job, job_log_tail
 from scoring.services.curation import CurationError, curation_create
 from scoring.services.export import (
     DEFAULT_PROVENANCE,
@@ -111,49 +109,16 @@ class CurationForm(forms.Form):
         return {name: value for name, value in self.cleaned_data.items() if value is not None}
 
 
-def _links(campaign: Campaign) -> dict[str, str]:
-    """Links to other teams' pages, only those that exist in this installation."""
-    wanted = {
-        "expert_queue": ("expert-queue", ()),
-        "agreement": ("campaign-agreement", (campaign.pk,)),
-        "annotators": ("annotator-quality", (campaign.pk,)),
-        "models": ("scoring-campaign-models", (campaign.pk,)),
-        "campaign": ("campaign-detail", (campaign.pk,)),
-        "exports_api": ("api-export-download", (0,)),
-    }
-    links = {}
-    for key, (name, args) in wanted.items():
-        try:
-            links[key] = reverse(name, args=args)
-        except NoReverseMatch:
-            continue
-    return links
-
-
-def _template_exists(name: str) -> bool:
-    try:
-        get_template(name)
-    except TemplateDoesNotExist:
-        return False
-    return True
-
-
 def _models_context(campaign: Campaign) -> dict[str, Any]:
     context: dict[str, Any] = {"models": models_panel(campaign=campaign)}
     context["versions"] = context["models"]["versions"]  # what _model_versions.html reads
-    context["has_model_fragments"] = _template_exists("scoring/_model_versions.html")
     return context
 
 
 def _model_job_context(campaign: Campaign) -> dict[str, Any]:
     """The retrain button and the current model job, from the model-registry fragments."""
-    try:
-        from scoring.selectors.model_versions import current_model_job, job_log_tail
-    except ImportError:
-        return {"has_retrain": False}
     job = current_model_job(campaign=campaign)
     return {
-        "has_retrain": _template_exists("scoring/_retrain_button.html"),
         "job": job,
         "log_lines": job_log_tail(job=job) if job is not None else [],
     }
@@ -177,7 +142,6 @@ def _panel_response(
         "campaign": campaign,
         "refresh": REFRESH,
         "bucket_labels": BUCKET_LABELS,
-        "links": _links(campaign),
     }
     context.update(PANELS[part](campaign))
     context.update(extra)
@@ -211,7 +175,6 @@ def _full_page(
         "campaign": campaign,
         "refresh": REFRESH,
         "bucket_labels": BUCKET_LABELS,
-        "links": _links(campaign),
         "export_form": ExportForm(),
         "curation_form": CurationForm(),
         **_model_job_context(campaign),
