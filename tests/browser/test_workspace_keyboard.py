@@ -32,6 +32,8 @@ def test_an_annotator_judges_and_skips_pairs_with_the_keyboard_only(
 
     # Log in through the form, by keyboard: the username field has autofocus.
     page.goto(f"{live_server.url}{reverse('login')}?next={workspace}")
+    # Typing before autofocus has landed would lose keys on a busy machine.
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
     page.keyboard.type("alice")
     page.keyboard.press("Tab")
     page.keyboard.type("pw-alice")
