@@ -25,7 +25,8 @@ def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
 
     Django's cursors bind parameters on the client, so PostgreSQL parses and plans every
     call afresh; planning these statements costs more than running them. A psycopg cursor
-    with server-side binding prepares it once per connection. Errors are wrapped as
+    with server-side binding prepares it once per connection (when the settings leave
+    psycopg's prepared statements on: DATABASE_PREPARED_STATEMENTS). Errors are wrapped as
     Django's (IntegrityError), like the ORM's.
     """
     connection.ensure_connection()

@@ -88,6 +88,13 @@ TEMPLATES = [
 _database_url = envstr("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool(
+        "DATABASE_PREPARED_STATEMENTS", True
+    ):
+        # Django turns psycopg's prepared statements off for the sake of transaction-pooling
+        # PgBouncers older than 1.21. Only the hot path asks for them (ORM queries bind on
+        # the client and are never prepared): planned once per connection, not per call.
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

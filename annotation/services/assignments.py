@@ -130,7 +130,7 @@ WITH candidate AS (
     SELECT p.id, p.slots_taken
     FROM annotation_pair p
     WHERE p.campaign_id = %(campaign)s
-      AND p.status = ANY(%(open_statuses)s)
+      AND p.status IN ({open_statuses})
       AND p.slots_taken < p.slot_cap
       AND NOT EXISTS (
           SELECT 1 FROM annotation_assignment a
@@ -139,14 +139,14 @@ WITH candidate AS (
       AND NOT EXISTS (
           SELECT 1 FROM annotation_assignment l
           WHERE l.annotator_id = %(annotator)s AND l.campaign_id = %(campaign)s
-            AND l.status = %(active)s AND l.lease_expires_at > %(now)s
+            AND l.status = {active} AND l.lease_expires_at > %(now)s
       )
     ORDER BY p.priority DESC, p.id
     LIMIT 1
     FOR UPDATE OF p SKIP LOCKED
 ), taken AS (
     UPDATE annotation_pair p
-    SET slots_taken = p.slots_taken + 1, status = %(in_annotation)s
+    SET slots_taken = p.slots_taken + 1, status = {in_annotation}
     FROM candidate
     WHERE p.id = candidate.id AND p.slots_taken < p.slot_cap
     RETURNING p.*, candidate.slots_taken AS slots_before
@@ -155,8 +155,8 @@ WITH candidate AS (
         campaign_id, pair_id, annotator_id, round_id, status, kind, swapped,
         leased_at, lease_expires_at, finished_at, model_view_shown
     )
-    SELECT %(campaign)s, taken.id, %(annotator)s, taken.round_id, %(active)s,
-           CASE WHEN taken.slots_before >= %(per_pair)s THEN %(retest)s ELSE %(regular)s END,
+    SELECT %(campaign)s, taken.id, %(annotator)s, taken.round_id, {active},
+           CASE WHEN taken.slots_before >= %(per_pair)s THEN {retest} ELSE {regular} END,
            %(swapped)s, %(now)s, %(expires)s, NULL, false
     FROM taken
     RETURNING id, kind
@@ -166,9 +166,41 @@ FROM assigned CROSS JOIN taken
 """
 
 
+def sql_literal(choice: str) -> str:
+    """A model's choice value as an SQL string literal (constants only, never input)."""
+    if not choice.replace("_", "").isalnum():
+        raise ValueError(f"not a plain choice value: {choice!r}")
+    return f"'{choice}'"
+
+
 @functools.cache
-def _take_sql() -> str:
-    return _TAKE_SQL.format(pair_columns=model_columns(Pair, "taken").select_sql)
+def take_sql() -> str:
+    # Statuses and kinds are written into the SQL, not bound: PostgreSQL plans a prepared
+    # statement once (a generic plan) only if that plan is as good as a fresh one, and only
+    # literal statuses let it prove that the partial queue index (status IN ('queued',
+    # 'in_annotation')) applies. With them bound, every call was planned afresh, which cost
+    # more than running it.
+    return _TAKE_SQL.format(
+        pair_columns=model_columns(Pair, "taken").select_sql,
+        open_statuses=", ".join(sql_literal(status) for status in OPEN_STATUSES),
+        in_annotation=sql_literal(Pair.Status.IN_ANNOTATION),
+        active=sql_literal(Assignment.Status.ACTIVE),
+        retest=sql_literal(Assignment.Kind.RETEST),
+        regular=sql_literal(Assignment.Kind.REGULAR),
+    )
+
+
+def take_params(
+    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, *, swapped: bool
+) -> dict:
+    return {
+        "campaign": campaign.pk,
+        "annotator": annotator.pk,
+        "per_pair": campaign.annotators_per_pair,
+        "swapped": swapped,
+        "now": now,
+        "expires": now + timedelta(seconds=campaign.lease_seconds),
+    }
 
 
 def _take_regular_pair_in_one_statement(
@@ -176,21 +208,9 @@ def _take_regular_pair_in_one_statement(
 ) -> Assignment | None:
     for _attempt in range(_ATTEMPTS):
         swapped = rng.random() < 0.5
-        params = {
-            "campaign": campaign.pk,
-            "annotator": annotator.pk,
-            "open_statuses": list(OPEN_STATUSES),
-            "in_annotation": Pair.Status.IN_ANNOTATION,
-            "active": Assignment.Status.ACTIVE,
-            "per_pair": campaign.annotators_per_pair,
-            "retest": Assignment.Kind.RETEST,
-            "regular": Assignment.Kind.REGULAR,
-            "swapped": swapped,
-            "now": now,
-            "expires": now + timedelta(seconds=campaign.lease_seconds),
-        }
+        params = take_params(campaign, annotator, now, swapped=swapped)
         try:
-            row = _fetch_one_atomically(_take_sql(), params)
+            row = _fetch_one_atomically(take_sql(), params)
         except IntegrityError:
             # The same annotator asked twice at once and the other request got this pair;
             # the statement, slot included, was undone: try again.

@@ -6,13 +6,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.http import Http404
+from django.utils import timezone
 from rest_framework.test import APIRequestFactory
 
 from annotation.authentication import TokenWithRolesAuthentication
 from annotation.models import Assignment, Campaign
 from annotation.roles import Role, user_has_role
 from annotation.selectors import assignment_for_annotator, campaign_for_annotator
-from annotation.services.assignments import assignment_next
+from annotation.services.assignments import assignment_next, take_params, take_sql
+from annotation.services.labels import LabelInput, label_submit
 from annotation.services.users import user_create
 from tests.factories import CampaignFactory, PairFactory
 
@@ -36,9 +38,7 @@ def test_an_assignment_and_its_campaign_read_prepared_equal_the_orms(annotator_a
     PairFactory(campaign=campaign)
     assignment = assignment_next(campaign=campaign, annotator=annotator_a)
 
-    found = assignment_for_annotator(
-        assignment_id=assignment.pk, user=annotator_a, with_pair=False
-    )
+    found = assignment_for_annotator(assignment_id=assignment.pk, user=annotator_a, with_pair=False)
     expected = Assignment.objects.select_related("campaign").get(pk=assignment.pk)
     assert_same_fields(found, expected)
     assert_same_fields(found.campaign, expected.campaign)
@@ -66,3 +66,46 @@ def test_the_token_user_read_prepared_equals_the_orms_with_its_roles():
     found, _token = TokenWithRolesAuthentication().authenticate(request)
     assert_same_fields(found, get_user_model().objects.get(pk=user.pk))
     assert user_has_role(found, Role.EXPERT) and not user_has_role(found, Role.ANNOTATOR)
+
+
+def test_the_hot_path_statements_are_prepared_and_planned_once(annotator_a):
+    # Django turns psycopg's prepared statements off unless the settings ask for them; and
+    # PostgreSQL keeps one plan for a prepared statement only when that plan is as good as a
+    # fresh one (which bound statuses in the take statement prevented).
+    campaign = CampaignFactory()
+    PairFactory.create_batch(8, campaign=campaign)
+    for _ in range(8):
+        assignment = assignment_next(campaign=campaign, annotator=annotator_a)
+        label_submit(assignment=assignment, data=LabelInput(preference=1))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans FROM pg_prepared_statements")
+        generic_plans = {" ".join(sql.split())[:20]: plans for sql, plans in cursor.fetchall()}
+    assert generic_plans["WITH candidate AS ( "] >= 2  # the take statement
+    assert generic_plans["WITH claimed AS ( UP"] >= 2  # the label submit
+
+
+def test_the_take_statements_one_plan_walks_the_open_queue_index(annotator_a):
+    # With the statuses bound as parameters, a plan made once for every call could not use
+    # the partial index on open pairs: it sorted the whole campaign on each call instead.
+    campaign = CampaignFactory()
+    PairFactory.create_batch(3, campaign=campaign)
+    params = take_params(campaign, annotator_a, timezone.now(), swapped=False)
+    types = {"campaign": "bigint", "annotator": "bigint", "per_pair": "integer"}
+    types.update(swapped="boolean", now="timestamptz", expires="timestamptz")
+    sql = take_sql()
+    for number, name in enumerate(params, start=1):
+        sql = sql.replace(f"%({name})s", f"${number}")
+    with connection.cursor() as cursor:  # inside the test's transaction, as SET LOCAL needs
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("SET LOCAL enable_seqscan = off")  # tiny tables: scans would win
+        cursor.execute(f"PREPARE take_check ({', '.join(types[name] for name in params)}) AS {sql}")
+        try:
+            cursor.execute(
+                f"EXPLAIN EXECUTE take_check ({', '.join(['%s'] * len(params))})",
+                list(params.values()),
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE take_check")
+    assert "$1" in plan  # one plan for any values, not one for these values
+    assert "pair_open_queue" in plan, plan
