@@ -15,10 +15,14 @@ consensus (A, tie or B) escalates.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models import F
 
 from annotation.models import Assignment, Campaign, Label, Pair
+from annotation.services.labels import FLAG_NAMES
 from reviewers.consensus import (
     Consensus,
     consensus_of,
@@ -27,21 +31,39 @@ from reviewers.consensus import (
     pair_disagreement,
 )
 from reviewers.models import Escalation
-from reviewers.services.escalations import FINAL_PAIR_STATUSES, escalation_open
+from reviewers.services.escalations import (
+    FINAL_PAIR_STATUSES,
+    escalation_open,
+    escalation_record,
+)
 
 
 def _max_value(campaign: Campaign) -> int:
     return max(campaign.allowed_preferences)
 
 
-def _regular_labels(pair: Pair) -> list[Label]:
-    return list(
-        Label.objects.filter(pair=pair, is_retest=False, is_gold_check=False).order_by("id")
+@dataclass(frozen=True)
+class Vote:
+    """What consensus needs of a label: its canonical preference and its flags."""
+
+    preference: int
+    flags: tuple[str, ...]
+
+
+def _regular_votes(pair_id: int) -> list[Vote]:
+    rows = (
+        Label.objects.filter(pair_id=pair_id, is_retest=False, is_gold_check=False)
+        .order_by("id")
+        .values_list("preference", "flag_unsafe", "flag_broken", "flag_cannot_judge")
     )
+    return [
+        Vote(preference, tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on))
+        for preference, *flags in rows
+    ]
 
 
 def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None = None) -> None:
-    """Called inside the submit transaction, with the pair row locked."""
+    """Called inside the submit transaction, with the pair row locked and read."""
     if label.is_gold_check:
         return  # gold checks measure the annotator, not the pair
     campaign = pair.campaign
@@ -52,43 +74,61 @@ def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None =
         # labels_count (read under the pair's row lock) counts every label but gold checks,
         # so fewer than N means fewer than N regular labels: no need to read them.
         return
-    labels = _regular_labels(pair)
-    if len(labels) < campaign.annotators_per_pair:
+    votes = _regular_votes(pair.pk)
+    if len(votes) < campaign.annotators_per_pair:
         return
-    pair_consensus_update(pair=pair, labels=labels, rng=rng)
+    pair_consensus_update(pair=pair, labels=votes, rng=rng, locked=True)
 
 
 def pair_consensus_update(
-    *, pair: Pair, labels: list[Label] | None = None, rng: random.Random | None = None
+    *,
+    pair: Pair,
+    labels: Sequence[Vote | Label] | None = None,
+    rng: random.Random | None = None,
+    locked: bool = False,
 ) -> Consensus | None:
     """Store the pair's consensus and provenance, then escalate or maybe schedule a re-test.
 
-    Returns None, changing nothing, when an expert has already decided the pair.
+    ``locked``: the caller holds the pair's row lock and read its status under it (a label
+    submit), so neither needs doing again. Returns None, changing nothing, when an expert has
+    already decided the pair.
     """
     campaign = pair.campaign
-    if Pair.objects.filter(pk=pair.pk, status__in=FINAL_PAIR_STATUSES).exists():
-        return None
-    labels = labels if labels is not None else _regular_labels(pair)
-    rules = campaign.escalation_rules or {}
-    consensus = consensus_of([lab.preference for lab in labels], max_value=_max_value(campaign))
-    Pair.objects.filter(pk=pair.pk).update(
-        consensus_preference=consensus.preference,
-        provenance=consensus.provenance,
-        disagreement=consensus.disagreement,
-        status=Pair.Status.COMPLETE,
-    )
-    pair.consensus_preference = consensus.preference
-    pair.provenance = consensus.provenance
-    pair.disagreement = consensus.disagreement
-    pair.status = Pair.Status.COMPLETE
-    flags = [name for lab in labels for name in lab.flags]
-    reasons = escalation_reasons(consensus, flags=flags, rules=rules)
-    for reason, detail in reasons:
-        escalation_open(
-            pair=pair, reason=reason, detail=detail, disagreement=consensus.disagreement
+    # No savepoint: a failure here must undo the caller's whole transaction anyway.
+    with transaction.atomic(savepoint=False):
+        if not locked:
+            pair.status = (
+                Pair.objects.select_for_update().values_list("status", flat=True).get(pk=pair.pk)
+            )
+        if pair.status in FINAL_PAIR_STATUSES:
+            return None
+        labels = labels if labels is not None else _regular_votes(pair.pk)
+        consensus = consensus_of(
+            [vote.preference for vote in labels], max_value=_max_value(campaign)
         )
-    if not reasons and consensus.preference is not None:
-        _maybe_schedule_retest(pair=pair, campaign=campaign, rng=rng)
+        flags = [name for vote in labels for name in vote.flags]
+        reasons = escalation_reasons(consensus, flags=flags, rules=campaign.escalation_rules or {})
+        status = Pair.Status.ESCALATED if reasons else Pair.Status.COMPLETE
+        Pair.objects.filter(pk=pair.pk).update(
+            consensus_preference=consensus.preference,
+            provenance=consensus.provenance,
+            disagreement=consensus.disagreement,
+            status=status,
+        )
+        pair.consensus_preference = consensus.preference
+        pair.provenance = consensus.provenance
+        pair.disagreement = consensus.disagreement
+        pair.status = status
+        for reason, detail in reasons:
+            escalation_record(
+                pair=pair,
+                campaign_id=campaign.pk,
+                reason=reason,
+                detail=detail,
+                disagreement=consensus.disagreement,
+            )
+        if not reasons and consensus.preference is not None:
+            _maybe_schedule_retest(pair=pair, campaign=campaign, rng=rng)
     return consensus
 
 
@@ -112,7 +152,7 @@ def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
         status=Pair.Status.COMPLETE
     )
     rules = campaign.escalation_rules or {}
-    regular = [lab.preference for lab in _regular_labels(pair)]
+    regular = [vote.preference for vote in _regular_votes(pair.pk)]
     disagreement = pair_disagreement([*regular, label.preference], max_value=_max_value(campaign))
     has_consensus = pair.provenance in (Pair.Provenance.UNANIMOUS, Pair.Provenance.MAJORITY)
     if (

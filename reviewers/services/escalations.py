@@ -46,7 +46,6 @@ def escalation_open(
 
     Returns None when the pair already has a final decision (resolved or discarded).
     """
-    now = now or timezone.now()
     with transaction.atomic():
         # Locking the pair serialises openers with each other, with label submits (which lock
         # it too) and with adjudication (which updates it), so "one open escalation per pair"
@@ -54,33 +53,56 @@ def escalation_open(
         current = Pair.objects.select_for_update().only("status", "campaign_id").get(pk=pair.pk)
         if current.status in FINAL_PAIR_STATUSES:
             return None
-        existing = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN).first()
-        if existing is None:
-            hours = escalation_deadline_hours(pair.campaign)
-            escalation = Escalation(
-                campaign_id=current.campaign_id,
-                pair_id=pair.pk,
-                reason=reason,
-                detail=detail,
-                disagreement=disagreement,
-                deadline=now + timedelta(hours=hours),
-            )
-            escalation.full_clean(exclude=["campaign", "pair", "claimed_by"])
-            escalation.save()
-        else:
-            escalation = existing
-            changed = []
-            if reason != existing.reason and f"also: {reason}" not in existing.detail:
-                existing.detail = f"{existing.detail}\nalso: {reason} {detail}".strip()
-                changed.append("detail")
-            if disagreement > existing.disagreement:
-                existing.disagreement = disagreement
-                changed.append("disagreement")
-            if changed:
-                existing.save(update_fields=changed)
+        escalation = escalation_record(
+            pair=pair,
+            campaign_id=current.campaign_id,
+            reason=reason,
+            detail=detail,
+            disagreement=disagreement,
+            now=now,
+        )
         Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
     pair.status = Pair.Status.ESCALATED
     return escalation
+
+
+def escalation_record(
+    *,
+    pair: Pair,
+    campaign_id: int,
+    reason: str,
+    detail: str = "",
+    disagreement: float = 0.0,
+    now: datetime | None = None,
+) -> Escalation:
+    """The escalation row of ``escalation_open``, for a caller that holds the pair's row lock,
+    has checked that no decision is final, and sets the pair's status itself."""
+    now = now or timezone.now()
+    existing = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN).first()
+    if existing is None:
+        escalation = Escalation(
+            campaign_id=campaign_id,
+            pair_id=pair.pk,
+            reason=reason,
+            detail=detail,
+            disagreement=disagreement,
+            deadline=now + timedelta(hours=escalation_deadline_hours(pair.campaign)),
+        )
+        # Field values only: the unique and check constraints are the database's to enforce
+        # (validating them here would cost a query each, under the pair lock).
+        escalation.clean_fields(exclude=["campaign", "pair", "claimed_by"])
+        escalation.save()
+        return escalation
+    changed = []
+    if reason != existing.reason and f"also: {reason}" not in existing.detail:
+        existing.detail = f"{existing.detail}\nalso: {reason} {detail}".strip()
+        changed.append("detail")
+    if disagreement > existing.disagreement:
+        existing.disagreement = disagreement
+        changed.append("disagreement")
+    if changed:
+        existing.save(update_fields=changed)
+    return existing
 
 
 def escalation_model_contradiction(
