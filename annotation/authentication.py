@@ -1,9 +1,19 @@
-"""API authentication: DRF's token scheme, with the user's roles read in the same query."""
+"""API authentication: DRF's token scheme, with the user's roles read in the same query.
+
+Every annotator call (next, label) authenticates; a web process keeps what it read for a token
+for ``ARBITER_TOKEN_CACHE_SECONDS`` (default 5), so a busy annotator costs one lookup per few
+seconds rather than one per call. A change to users, tokens or group memberships made through
+Django empties this process's cache at once; other processes see it within those seconds
+(0 turns the cache off).
+"""
 
 from __future__ import annotations
 
 import functools
+import threading
+import time
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -25,26 +35,75 @@ class TokenWithRolesAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, key: str) -> tuple:
         token_model = self.get_model()
-        params = [*(role.value for role in Role), key]
-        sql = _token_user_sql(token_model)
-        if connection.vendor == "postgresql":  # every API call: prepared, no ORM compiling
-            row = fetch_one_prepared(sql, params)
-            user = None
-            if row is not None:
-                columns = model_columns(get_user_model(), "u")
-                (user,) = instances_from_row(row, [columns])
-                for role, has_role in zip(Role, row[len(columns.attnames) :], strict=True):
-                    setattr(user, f"has_{role.value}", has_role)
-        else:
-            user = next(iter(get_user_model().objects.raw(sql, params)), None)
+        user = _cached_user(key)
+        if user is None:
+            user = _read_user(token_model, key)
+            if user is not None and user.is_active:
+                _remember_user(key, user)
         if user is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        user_roles_remember(user, [role for role in Role if getattr(user, f"has_{role.value}")])
         token = token_model(key=key, user=user)
         token._state.adding = False
         return (user, token)
+
+
+def _read_user(token_model: type, key: str):  # noqa: ANN202 - the user model
+    """The token's user with has_<role> flags and remembered roles; None for no such token."""
+    params = [*(role.value for role in Role), key]
+    sql = _token_user_sql(token_model)
+    if connection.vendor == "postgresql":  # every API call: prepared, no ORM compiling
+        row = fetch_one_prepared(sql, params)
+        user = None
+        if row is not None:
+            columns = model_columns(get_user_model(), "u")
+            (user,) = instances_from_row(row, [columns])
+            for role, has_role in zip(Role, row[len(columns.attnames) :], strict=True):
+                setattr(user, f"has_{role.value}", has_role)
+    else:
+        user = next(iter(get_user_model().objects.raw(sql, params)), None)
+    if user is not None:
+        user_roles_remember(user, [role for role in Role if getattr(user, f"has_{role.value}")])
+    return user
+
+
+# token key -> (monotonic expiry, the user's field values, its roles). Field values, not the
+# user object: each request gets an instance of its own to change as it likes.
+_token_cache: dict[str, tuple[float, dict, frozenset]] = {}
+_token_cache_lock = threading.Lock()
+_TOKEN_CACHE_MAX = 10_000
+
+
+def _cached_user(key: str):  # noqa: ANN202 - the user model
+    seconds = settings.ARBITER["TOKEN_CACHE_SECONDS"]
+    found = _token_cache.get(key) if seconds > 0 else None
+    if found is None or found[0] < time.monotonic():
+        return None
+    _expires, values, roles = found
+    user = get_user_model()(**values)
+    user._state.adding = False
+    user._state.db = connection.alias
+    user_roles_remember(user, roles)
+    return user
+
+
+def _remember_user(key: str, user) -> None:  # noqa: ANN001 - the user model
+    seconds = settings.ARBITER["TOKEN_CACHE_SECONDS"]
+    if seconds <= 0:
+        return
+    values = {field.attname: getattr(user, field.attname) for field in user._meta.concrete_fields}
+    roles = frozenset(role for role in Role if getattr(user, f"has_{role.value}"))
+    with _token_cache_lock:
+        if len(_token_cache) >= _TOKEN_CACHE_MAX:
+            _token_cache.clear()
+        _token_cache[key] = (time.monotonic() + seconds, values, roles)
+
+
+def token_cache_clear(**_signal_kwargs: object) -> None:
+    """Forget every cached token (connected to changes of users, tokens and groups)."""
+    with _token_cache_lock:
+        _token_cache.clear()
 
 
 @functools.cache

@@ -296,6 +296,8 @@ ARBITER = {
     "SEARCHES_PER_MINUTE": envint("ARBITER_SEARCHES_PER_MINUTE", 60, minimum=0),
     "CODE_RUNS_PER_MINUTE": envint("ARBITER_CODE_RUNS_PER_MINUTE", 20, minimum=0),
     "LLM_ASKS_PER_MINUTE": envint("ARBITER_LLM_ASKS_PER_MINUTE", 10, minimum=0),
+    # How long a web process trusts what it read for an API token (0: it reads every call).
+    "TOKEN_CACHE_SECONDS": envfloat("ARBITER_TOKEN_CACHE_SECONDS", 5.0),
     # A running job whose heartbeat is silent this long is taken over by another worker.
     "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0),
 }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation.roles import Role
@@ -26,9 +29,9 @@ def test_roles_come_with_the_token(campaign):
     assert client_with(annotator).post(f"/api/campaigns/{campaign.pk}/next").status_code == 200
     assert client_with(expert).post(f"/api/campaigns/{campaign.pk}/next").status_code == 404
     assert client_with(admin).get(f"/api/campaigns/{campaign.pk}/labels.jsonl").status_code == 200
-    assert client_with(annotator).get(
-        f"/api/campaigns/{campaign.pk}/labels.jsonl"
-    ).status_code == 404
+    assert (
+        client_with(annotator).get(f"/api/campaigns/{campaign.pk}/labels.jsonl").status_code == 404
+    )
 
 
 def test_a_bad_token_or_an_inactive_user_is_refused(campaign):
@@ -47,3 +50,36 @@ def test_a_role_change_is_seen_on_the_next_request(campaign):
     assert client_with(token).post(f"/api/campaigns/{campaign.pk}/next").status_code == 404
     user_create(username="mover", role=Role.ANNOTATOR)
     assert client_with(token).post(f"/api/campaigns/{campaign.pk}/next").status_code == 200
+
+
+def test_a_token_read_is_reused_for_a_few_seconds_then_read_again(campaign, settings):
+    settings.ARBITER = {**settings.ARBITER, "TOKEN_CACHE_SECONDS": 0.5}
+    PairFactory(campaign=campaign)
+    _user, _password, token = user_create(username="busy", role=Role.ANNOTATOR)
+    client = client_with(token)
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
+    # Revoked behind Django's back (no signal): this process still trusts what it read...
+    Token.objects.filter(key=token)._raw_delete(using="default")
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
+    # ...until the cached read expires.
+    time.sleep(0.6)
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 401
+
+
+def test_without_the_cache_every_call_reads_the_token(campaign, settings):
+    settings.ARBITER = {**settings.ARBITER, "TOKEN_CACHE_SECONDS": 0}
+    _user, _password, token = user_create(username="strict", role=Role.ANNOTATOR)
+    client = client_with(token)
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
+    Token.objects.filter(key=token)._raw_delete(using="default")
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 401
+
+
+def test_changes_made_through_django_take_effect_at_once(campaign):
+    user, _password, token = user_create(username="changing", role=Role.ANNOTATOR)
+    client = client_with(token)
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
+    user.groups.clear()  # the annotator role taken away
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 404
+    Token.objects.filter(key=token).delete()
+    assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 401
