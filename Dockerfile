@@ -26,6 +26,8 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 RUN useradd --system --uid 10001 --home /app arbiter && mkdir -p /app/var && chown arbiter /app/var
 USER arbiter
 EXPOSE 8000
-# Sync workers are killed after --timeout seconds of one request: keep it above the slowest
-# request the app makes on purpose (asking a model waits up to ARBITER_LLM_TIMEOUT_S, 60 s).
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", "--access-logfile", "-"]
+# Granian (HTTP in Rust, the app on Python threads): a worker per core, and threads enough that
+# a slow request (asking a model waits up to ARBITER_LLM_TIMEOUT_S) holds one thread, not a
+# worker. Nothing kills a request midway. Override with GRANIAN_WORKERS etc. in the environment.
+ENV GRANIAN_WORKERS=2 GRANIAN_BLOCKING_THREADS=4
+CMD ["granian", "--interface", "wsgi", "config.wsgi:application", "--host", "0.0.0.0", "--port", "8000", "--access-log", "--respawn-failed-workers"]

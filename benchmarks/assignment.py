@@ -1,15 +1,18 @@
 """Assignment engine under load: 50 annotators hammering next + label over HTTP.
 
 A fresh PostgreSQL database gets a campaign of 100,000 real pairs (hh-rlhf, repeated with
-varied ids), the app runs under gunicorn, and 50 concurrent annotators loop
-`POST /api/campaigns/{id}/next` and `POST /api/assignments/{id}/label` for 60 s.
-Prints p50/p95/p99 of both calls, labels per second and the invariant counts (pairs over N,
-duplicate pair-annotator assignments). The database is dropped at the end.
+varied ids), the app runs under Granian as the Dockerfile runs it, and 50 concurrent annotators
+loop `POST /api/campaigns/{id}/next` and `POST /api/assignments/{id}/label` for 60 s. Prints
+p50/p95/p99 of both calls, labels per second and the invariant counts (pairs over N, duplicate
+pair-annotator assignments). The database is dropped at the end.
 
     .venv/bin/python benchmarks/assignment.py [--pairs 100000] [--annotators 50] [--duration 60]
-        [--worker-class sync|gthread] [--workers 3] [--threads 1] [--worker-connections 1000]
+        [--workers 2] [--threads 4] [--baseline]
 
-Also prints the CPU seconds each gunicorn worker, the load generator and PostgreSQL used during
+--baseline then runs the same load against gunicorn with 3 sync workers (the server this
+project shipped before) on the same database, and prints the ratios of the two.
+
+Also prints the CPU seconds each web worker, the load generator and PostgreSQL used during
 the run, how busy the whole machine was, and the web and PostgreSQL CPU per next + label.
 """
 
@@ -22,7 +25,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,23 +206,115 @@ async def drive(host: str, port: int, tokens: list[str], campaign_id: int, durat
     return stats
 
 
+def start_server(server: str, workers: int, threads: int, port: int, env: dict):
+    """The web server as a process group of its own; returns the Popen of its master."""
+    if server == "granian":
+        command = ["granian", "--interface", "wsgi", "config.wsgi:application"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+        command += ["--blocking-threads", str(threads), "--log-level", "warning"]
+    else:
+        command = ["gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{port}"]
+        command += ["--workers", str(workers), "--log-level", "warning"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", *command], cwd=REPO, env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{server} did not start listening within 60 s")
+
+
+def run_load(
+    server: str,
+    workers: int,
+    threads: int,
+    env: dict,
+    tokens: list[str],
+    campaign_id: int,
+    duration: float,
+) -> dict:
+    """Drive the load against a freshly started server; its stats and CPU seconds."""
+    port = free_port()
+    process = start_server(server, workers, threads, port, env)
+    try:
+        processes_before, machine_before = process_cpu_seconds(), machine_cpu_seconds()
+        workers_before = worker_cpu_seconds(processes_before, process.pid)
+        driver_before = time.process_time()
+        stats = asyncio.run(drive("127.0.0.1", port, tokens, campaign_id, duration))
+        stats["driver_cpu"] = time.process_time() - driver_before
+        processes_after, machine_after = process_cpu_seconds(), machine_cpu_seconds()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    workers_after = worker_cpu_seconds(processes_after, process.pid)
+    stats["worker_cpu"] = [
+        workers_after[pid] - workers_before.get(pid, 0.0) for pid in workers_after
+    ]
+    stats["postgres_cpu"] = postgres_cpu_seconds(processes_after) - postgres_cpu_seconds(
+        processes_before
+    )
+    stats["machine"] = (machine_after[0] - machine_before[0], machine_after[1] - machine_before[1])
+    stats["title"] = (
+        f"granian, {workers} workers x {threads} threads"
+        if server == "granian"
+        else f"gunicorn, {workers} sync workers"
+    )
+    return stats
+
+
+def report(stats: dict, annotators: int) -> dict[str, float]:
+    """Print one run's figures; the headline ones for ratios."""
+    elapsed = stats["elapsed"][0]
+    ms = lambda values, q: percentile(values, q) * 1000  # noqa: E731
+    print(
+        f"\n{stats['title']}: {annotators} annotators, {elapsed:.0f} s, {os.cpu_count()} CPU cores"
+    )
+    print(f"{'call':<8}{'n':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
+    for name in ("next", "label"):
+        values = stats[name]
+        print(
+            f"{name:<8}{len(values):>8}{ms(values, 50):>10.1f}{ms(values, 95):>10.1f}"
+            f"{ms(values, 99):>10.1f}"
+        )
+    labels = len(stats["labels"])
+    print(f"labels/s: {labels / elapsed:.1f}  (target >= 200/s, p95 next < 100 ms)")
+    print(
+        f"errors: {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}; "
+        f"204 no-work answers: {len(stats['empty'])}"
+    )
+    busy, total = stats["machine"]
+    print(
+        "CPU seconds during the run: web workers "
+        + ", ".join(f"{seconds:.1f}" for seconds in sorted(stats["worker_cpu"], reverse=True))
+        + f"; load generator {stats['driver_cpu']:.1f}; PostgreSQL {stats['postgres_cpu']:.1f}; "
+        f"whole machine {busy:.1f} of {total:.1f} busy"
+    )
+    if labels:
+        print(
+            f"per next + label: {1000 * sum(stats['worker_cpu']) / labels:.2f} ms web-worker "
+            f"CPU, {1000 * stats['postgres_cpu'] / labels:.2f} ms PostgreSQL CPU"
+        )
+    return {
+        "labels/s": labels / elapsed,
+        "p95 next ms": ms(stats["next"], 95),
+        "p95 label ms": ms(stats["label"], 95),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0)
-    # Defaults as in the Dockerfile. Measured on 2 cores: sync 3 and sync 4 give the same
-    # throughput; gthread 2x4 is a third slower, because every keep-alive connection of the
-    # load generator sticks to the worker that accepted it first (one GIL for all of them)
-    # unless --worker-connections spreads them.
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
-    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    # Defaults as in the Dockerfile (GRANIAN_WORKERS, GRANIAN_BLOCKING_THREADS).
+    parser.add_argument("--workers", type=int, default=2, help="Granian worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="Granian threads per worker")
     parser.add_argument(
-        "--worker-connections",
-        type=int,
-        default=1000,
-        help="gunicorn's cap on connections a worker holds (keep-alive connections stay put)",
+        "--baseline", action="store_true", help="also run gunicorn (3 sync workers) and compare"
     )
     args = parser.parse_args()
 
@@ -235,7 +329,6 @@ def main() -> None:
         "STATIC_MANIFEST": "false",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
     }
-    gunicorn = None
     try:
         manage = [sys.executable, "manage.py"]
         subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
@@ -252,9 +345,9 @@ def main() -> None:
                 text=True,
             ).stdout
             import_s = time.perf_counter() - started
-        report = json.loads(out.strip().splitlines()[-1])
-        campaign_id = report["campaign_id"]
-        print(f"setup: {report['created']:,} pairs imported in {import_s:.1f} s")
+        imported = json.loads(out.strip().splitlines()[-1])
+        campaign_id = imported["campaign_id"]
+        print(f"setup: {imported['created']:,} pairs imported in {import_s:.1f} s")
         # One process for all users (the create_user command's service, not 50 start-ups).
         out = subprocess.run(
             [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators)],
@@ -265,50 +358,11 @@ def main() -> None:
             text=True,
         ).stdout
         tokens = out.split()
-        port = free_port()
-        gunicorn = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi:application",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--worker-class",
-                args.worker_class,
-                "--worker-connections",
-                str(args.worker_connections),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.3)
-        processes_before, machine_before = process_cpu_seconds(), machine_cpu_seconds()
-        workers_before = worker_cpu_seconds(processes_before, gunicorn.pid)
-        driver_before = time.process_time()
-        stats = asyncio.run(drive("127.0.0.1", port, tokens, campaign_id, args.duration))
-        driver_cpu = time.process_time() - driver_before
-        processes_after, machine_after = process_cpu_seconds(), machine_cpu_seconds()
-        workers_after = worker_cpu_seconds(processes_after, gunicorn.pid)
-        postgres_cpu = postgres_cpu_seconds(processes_after) - postgres_cpu_seconds(
-            processes_before
-        )
-        machine_busy = machine_after[0] - machine_before[0]
-        machine_total = machine_after[1] - machine_before[1]
-        worker_cpu = [workers_after[pid] - workers_before.get(pid, 0.0) for pid in workers_after]
+        runs = [
+            run_load("granian", args.workers, args.threads, env, tokens, campaign_id, args.duration)
+        ]
+        if args.baseline:
+            runs.append(run_load("gunicorn", 3, 1, env, tokens, campaign_id, args.duration))
         over = psql(
             "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "
             "ON l.pair_id = p.id GROUP BY p.id, p.slot_cap HAVING count(*) > p.slot_cap) t",
@@ -326,51 +380,19 @@ def main() -> None:
         )
         labels_db = int(psql("SELECT count(*) FROM annotation_label", db))
     finally:
-        if gunicorn is not None:
-            os.killpg(gunicorn.pid, signal.SIGTERM)
-            gunicorn.wait(timeout=30)
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
-    elapsed = stats["elapsed"][0]
-    ms = lambda values, q: percentile(values, q) * 1000  # noqa: E731
+    headlines = [report(stats, args.annotators) for stats in runs]
     print(
-        f"\n{args.annotators} annotators, {elapsed:.0f} s, gunicorn {args.worker_class} "
-        f"{args.workers}x{args.threads} threads, {args.worker_connections} connections per "
-        f"worker, {os.cpu_count()} CPU cores"
+        f"\ninvariants over all runs ({labels_db:,} labels stored): pairs over their cap: "
+        f"{over}; regular labels over N=3: {over_n}; duplicate pair-annotator: {dupes}"
     )
-    print(f"{'call':<8}{'n':>8}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
-    for name in ("next", "label"):
-        values = stats[name]
+    if len(headlines) == 2:
+        ours, baseline = headlines
         print(
-            f"{name:<8}{len(values):>8}{ms(values, 50):>10.1f}{ms(values, 95):>10.1f}"
-            f"{ms(values, 99):>10.1f}"
+            "Granian / gunicorn baseline: "
+            + ", ".join(f"{name} {ours[name] / baseline[name]:.2f}x" for name in ours)
         )
-    labels = len(stats["labels"])
-    print(
-        f"labels/s: {labels / elapsed:.1f}  (labels stored: {labels_db:,}; "
-        f"target >= 200/s, p95 next < 100 ms)"
-    )
-    print(
-        f"errors: {len(stats['errors'])} {sorted(set(stats['errors']))[:5]}; "
-        f"204 no-work answers: {len(stats['empty'])}"
-    )
-    print(
-        f"invariants: pairs over their cap: {over}; regular labels over N=3: {over_n}; "
-        f"duplicate pair-annotator: {dupes}"
-    )
-    print(
-        "CPU seconds during the run: gunicorn workers "
-        + ", ".join(f"{seconds:.1f}" for seconds in sorted(worker_cpu, reverse=True))
-        + f"; load generator {driver_cpu:.1f}; PostgreSQL {postgres_cpu:.1f}; whole machine "
-        f"{machine_busy:.1f} of {machine_total:.1f} busy"
-    )
-    if labels:
-        print(
-            f"per next + label: {1000 * sum(worker_cpu) / labels:.2f} ms web-worker CPU, "
-            f"{1000 * postgres_cpu / labels:.2f} ms PostgreSQL CPU"
-        )
-    if stats["next"]:
-        print(f"mean next {statistics.mean(stats['next']) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

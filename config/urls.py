@@ -7,7 +7,16 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from annotation import views as annotation_views
 
+# The API first: its calls are the busiest, and Django tries patterns in order (every page
+# pattern below would be tried, and fail, before each API call otherwise).
 urlpatterns = [
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("api/", include("annotation.api_urls")),
+    path("api/", include("annotation.tools_api_urls")),
+    path("api/", include("reviewers.api_urls")),
+    path("api/", include("scoring.api_urls")),
+    path("api/", include("scoring.export_api_urls")),
     path("", annotation_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -18,11 +27,4 @@ urlpatterns = [
     path("", include("reviewers.urls")),
     path("", include("scoring.urls")),
     path("", include("scoring.dashboard_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
-    path("api/", include("annotation.api_urls")),
-    path("api/", include("annotation.tools_api_urls")),
-    path("api/", include("reviewers.api_urls")),
-    path("api/", include("scoring.api_urls")),
-    path("api/", include("scoring.export_api_urls")),
 ]

@@ -28,7 +28,7 @@ def test_compose_defines_the_production_services():
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert "-Q" in gpu["command"] and "gpu" in gpu["command"]
-    assert "gunicorn" in (REPO_ROOT / "Dockerfile").read_text()
+    assert "granian" in (REPO_ROOT / "Dockerfile").read_text()
 
 
 def test_compose_file_matches_the_compose_specification():

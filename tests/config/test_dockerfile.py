@@ -1,8 +1,9 @@
-"""The production image's web server lets the app's slowest deliberate request finish."""
+"""The production image's web server serves the app and lets slow requests finish."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from django.conf import settings
@@ -10,16 +11,33 @@ from django.conf import settings
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
 
-def gunicorn_command() -> list[str]:
+def web_command() -> list[str]:
     lines = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("CMD ")]
     assert len(lines) == 1, lines
     return json.loads(lines[0].removeprefix("CMD "))
 
 
-def test_gunicorn_outwaits_a_question_to_the_model_and_a_code_run_wait():
-    command = gunicorn_command()
-    assert command[0] == "gunicorn"
-    timeout = float(command[command.index("--timeout") + 1])
-    # Past its timeout gunicorn kills a sync worker mid-request and the annotator gets a 502.
-    assert timeout > settings.ARBITER["LLM_TIMEOUT_S"] + 10
-    assert timeout > settings.ARBITER["CODE_RUN_WAIT_S"] + 10
+def image_environment() -> dict[str, str]:
+    found = {}
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("ENV "):
+            found.update(re.findall(r"(\w+)=(\S+)", line))
+    return found
+
+
+def test_granian_serves_the_wsgi_app():
+    command = web_command()
+    assert command[:4] == ["granian", "--interface", "wsgi", "config.wsgi:application"]
+    assert command[command.index("--port") + 1] == "8000"
+
+
+def test_a_slow_request_holds_a_thread_and_nothing_cuts_it_short():
+    command = web_command()
+    environment = image_environment()
+    # Asking a model waits up to LLM_TIMEOUT_S on one thread; the worker's other threads go
+    # on serving annotators meanwhile.
+    assert settings.ARBITER["LLM_TIMEOUT_S"] > 0
+    assert int(environment["GRANIAN_BLOCKING_THREADS"]) >= 2
+    assert int(environment["GRANIAN_WORKERS"]) >= 1
+    # No option of Granian's that ends a request early is set (gunicorn's --timeout was one).
+    assert not [option for option in command if "timeout" in option]
