@@ -130,3 +130,37 @@ def test_the_command_rejects_a_bad_file_with_the_line(tmp_path):
     with pytest.raises(CommandError, match="line 3"):
         call_command("import_pairs", str(path), "--campaign", "csv")
     assert not Pair.objects.exists()
+
+
+def test_every_field_of_a_row_lands_in_its_own_column(tmp_path, campaign):
+    # The importer builds rows as bare tuples in _COLUMNS order (for COPY): a value in the
+    # wrong position would still fit most text columns, so each gets a value of its own.
+    attributes = {
+        "task_category": "cat-value",
+        "objectivity": "obj-value",
+        "controversiality": "con-value",
+        "desired_attributes": "des-value",
+        "annotation_guideline": "gui-value",
+    }
+    row = {
+        "conversation": [{"role": "user", "content": "prompt-value"}],
+        "response_a": "a-value",
+        "response_b": "b-value",
+        "source": "source-value",
+        "external_id": "id-value",
+        "attributes": attributes,
+        "preferred": "b",
+    }
+    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "one.jsonl", [row]))
+    pair = Pair.objects.get(campaign=campaign)
+    assert pair.conversation == row["conversation"]
+    assert (pair.response_a, pair.response_b) == ("a-value", "b-value")
+    assert (pair.source, pair.external_id) == ("source-value", "id-value")
+    assert {name: getattr(pair, name) for name in attributes} == attributes
+    assert pair.silver_preference == -1 and not pair.is_gold and pair.gold_preference is None
+    assert (pair.priority, pair.priority_reason, pair.curation) == (0.0, "", "")
+    assert (pair.slots_taken, pair.labels_count, pair.slot_cap) == (0, 0, 3)
+    assert pair.status == Pair.Status.QUEUED and pair.round is not None
+    assert pair.provenance == Pair.Provenance.NONE and pair.consensus_preference is None
+    assert pair.disagreement is None and pair.created_at is not None
+    assert len(pair.content_hash) == 64
