@@ -131,7 +131,11 @@ class Pair(models.Model):
         DISCARDED = "discarded"
         UNRESOLVED = "unresolved"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="pairs")
+    # No index of its own: the composite indexes below all start with the campaign, and every
+    # index is paid for on each imported row and on each update that moves a pair on.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="pairs", db_index=False
+    )
     round = models.ForeignKey(
         Round, null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
     )
@@ -143,7 +147,7 @@ class Pair(models.Model):
     external_id = models.CharField(max_length=255, blank=True)
     content_hash = models.CharField(max_length=64)
     # The five Skywork preference attributes.
-    task_category = models.CharField(max_length=100, blank=True, db_index=True)
+    task_category = models.CharField(max_length=100, blank=True)  # indexed with the campaign
     objectivity = models.CharField(max_length=100, blank=True)
     controversiality = models.CharField(max_length=100, blank=True)
     desired_attributes = models.TextField(blank=True)
@@ -191,6 +195,8 @@ class Pair(models.Model):
                 condition=Q(status__in=["queued", "in_annotation"]),
             ),
             models.Index(fields=["campaign", "status"], name="pair_campaign_status"),
+            # Filters by category (export, agreement) are always within a campaign.
+            models.Index(fields=["campaign", "task_category"], name="pair_campaign_category"),
         ]
 
     def __str__(self) -> str:
