@@ -35,37 +35,38 @@ class TokenWithRolesAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, key: str) -> tuple:
         token_model = self.get_model()
-        user = _cached_user(key)
-        if user is None:
-            user = _read_user(token_model, key)
-            if user is not None and user.is_active:
-                _remember_user(key, user)
-        if user is None:
+        cached = _cached_user(key)
+        found = cached or _read_user(token_model, key)
+        if found is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
+        user, roles = found
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        if cached is None:
+            _remember_user(key, user, roles)
+        user_roles_remember(user, roles)
         token = token_model(key=key, user=user)
         token._state.adding = False
         return (user, token)
 
 
-def _read_user(token_model: type, key: str):  # noqa: ANN202 - the user model
-    """The token's user with has_<role> flags and remembered roles; None for no such token."""
+def _read_user(token_model: type, key: str) -> tuple | None:
+    """(the token's user, its roles), or None for no such token."""
     params = [*(role.value for role in Role), key]
     sql = _token_user_sql(token_model)
     if connection.vendor == "postgresql":  # every API call: prepared, no ORM compiling
         row = fetch_one_prepared(sql, params)
-        user = None
-        if row is not None:
-            columns = model_columns(get_user_model(), "u")
-            (user,) = instances_from_row(row, [columns])
-            for role, has_role in zip(Role, row[len(columns.attnames) :], strict=True):
-                setattr(user, f"has_{role.value}", has_role)
+        if row is None:
+            return None
+        columns = model_columns(get_user_model(), "u")
+        (user,) = instances_from_row(row, [columns])
+        flags = row[len(columns.attnames) :]
     else:
         user = next(iter(get_user_model().objects.raw(sql, params)), None)
-    if user is not None:
-        user_roles_remember(user, [role for role in Role if getattr(user, f"has_{role.value}")])
-    return user
+        if user is None:
+            return None
+        flags = [getattr(user, f"has_{role.value}") for role in Role]
+    return user, frozenset(role for role, has_role in zip(Role, flags, strict=True) if has_role)
 
 
 # token key -> (monotonic expiry, the user's field values, its roles). Field values, not the
@@ -75,7 +76,7 @@ _token_cache_lock = threading.Lock()
 _TOKEN_CACHE_MAX = 10_000
 
 
-def _cached_user(key: str):  # noqa: ANN202 - the user model
+def _cached_user(key: str) -> tuple | None:
     seconds = settings.ARBITER["TOKEN_CACHE_SECONDS"]
     found = _token_cache.get(key) if seconds > 0 else None
     if found is None or found[0] < time.monotonic():
@@ -84,16 +85,14 @@ def _cached_user(key: str):  # noqa: ANN202 - the user model
     user = get_user_model()(**values)
     user._state.adding = False
     user._state.db = connection.alias
-    user_roles_remember(user, roles)
-    return user
+    return user, roles
 
 
-def _remember_user(key: str, user) -> None:  # noqa: ANN001 - the user model
+def _remember_user(key: str, user, roles: frozenset) -> None:  # noqa: ANN001 - the user model
     seconds = settings.ARBITER["TOKEN_CACHE_SECONDS"]
     if seconds <= 0:
         return
     values = {field.attname: getattr(user, field.attname) for field in user._meta.concrete_fields}
-    roles = frozenset(role for role in Role if getattr(user, f"has_{role.value}"))
     with _token_cache_lock:
         if len(_token_cache) >= _TOKEN_CACHE_MAX:
             _token_cache.clear()

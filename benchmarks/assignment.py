@@ -90,7 +90,7 @@ def process_cpu_seconds() -> dict[int, tuple[str, int, float]]:
 def worker_cpu_seconds(
     processes: dict[int, tuple[str, int, float]], master_pid: int
 ) -> dict[int, float]:
-    """CPU seconds of each child of the gunicorn master."""
+    """CPU seconds of each child of the web server's master process (its workers)."""
     return {pid: cpu for pid, (_name, parent, cpu) in processes.items() if parent == master_pid}
 
 

@@ -35,6 +35,7 @@ from reviewers.services.escalations import (
     FINAL_PAIR_STATUSES,
     escalation_open,
     escalation_record,
+    pair_status_locked,
 )
 
 
@@ -54,7 +55,7 @@ def _regular_votes(pair_id: int) -> list[Vote]:
     rows = (
         Label.objects.filter(pair_id=pair_id, is_retest=False, is_gold_check=False)
         .order_by("id")
-        .values_list("preference", "flag_unsafe", "flag_broken", "flag_cannot_judge")
+        .values_list("preference", *(f"flag_{name}" for name in FLAG_NAMES))
     )
     return [
         Vote(preference, tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on))
@@ -97,9 +98,7 @@ def pair_consensus_update(
     # No savepoint: a failure here must undo the caller's whole transaction anyway.
     with transaction.atomic(savepoint=False):
         if not locked:
-            pair.status = (
-                Pair.objects.select_for_update().values_list("status", flat=True).get(pk=pair.pk)
-            )
+            pair.status = pair_status_locked(pair_id=pair.pk)
         if pair.status in FINAL_PAIR_STATUSES:
             return None
         labels = labels if labels is not None else _regular_votes(pair.pk)
@@ -121,11 +120,7 @@ def pair_consensus_update(
         pair.status = status
         for reason, detail in reasons:
             escalation_record(
-                pair=pair,
-                campaign_id=campaign.pk,
-                reason=reason,
-                detail=detail,
-                disagreement=consensus.disagreement,
+                pair=pair, reason=reason, detail=detail, disagreement=consensus.disagreement
             )
         if not reasons and consensus.preference is not None:
             _maybe_schedule_retest(pair=pair, campaign=campaign, rng=rng)

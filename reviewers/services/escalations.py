@@ -34,6 +34,11 @@ def escalation_deadline_hours(campaign: Campaign) -> float:
     return hours if hours > 0 else DEFAULT_DEADLINE_HOURS
 
 
+def pair_status_locked(*, pair_id: int) -> str:
+    """The pair's status, read under its row lock (held until the transaction ends)."""
+    return Pair.objects.select_for_update().values_list("status", flat=True).get(pk=pair_id)
+
+
 def escalation_open(
     *,
     pair: Pair,
@@ -50,16 +55,10 @@ def escalation_open(
         # Locking the pair serialises openers with each other, with label submits (which lock
         # it too) and with adjudication (which updates it), so "one open escalation per pair"
         # never races and a decision cannot be reopened behind the expert's back.
-        current = Pair.objects.select_for_update().only("status", "campaign_id").get(pk=pair.pk)
-        if current.status in FINAL_PAIR_STATUSES:
+        if pair_status_locked(pair_id=pair.pk) in FINAL_PAIR_STATUSES:
             return None
         escalation = escalation_record(
-            pair=pair,
-            campaign_id=current.campaign_id,
-            reason=reason,
-            detail=detail,
-            disagreement=disagreement,
-            now=now,
+            pair=pair, reason=reason, detail=detail, disagreement=disagreement, now=now
         )
         Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
     pair.status = Pair.Status.ESCALATED
@@ -69,7 +68,6 @@ def escalation_open(
 def escalation_record(
     *,
     pair: Pair,
-    campaign_id: int,
     reason: str,
     detail: str = "",
     disagreement: float = 0.0,
@@ -81,7 +79,7 @@ def escalation_record(
     existing = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN).first()
     if existing is None:
         escalation = Escalation(
-            campaign_id=campaign_id,
+            campaign_id=pair.campaign_id,
             pair_id=pair.pk,
             reason=reason,
             detail=detail,
