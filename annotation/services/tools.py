@@ -298,11 +298,14 @@ def code_run_execute(*, code_run_id: int) -> CodeRun | None:
 
 def _code_run_finish(run: CodeRun, status: str, result: dict[str, Any]) -> None:
     run.status, run.result, run.finished_at = status, result, timezone.now()
-    CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
-        status=status, result=result, finished_at=run.finished_at
-    )
-    if run.assignment_id is not None:
-        _code_run_evidence_update(run)
+    # One transaction: whoever sees the run finished (a waiting API call) sees its evidence
+    # updated too, and a worker killed in between leaves neither half written.
+    with transaction.atomic():
+        CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
+            status=status, result=result, finished_at=run.finished_at
+        )
+        if run.assignment_id is not None:
+            _code_run_evidence_update(run)
 
 
 def _code_run_evidence_update(run: CodeRun) -> None:
