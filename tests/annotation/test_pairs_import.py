@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from io import StringIO
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ from django.core.management import CommandError, call_command
 
 from annotation.importers import ImportFormatError
 from annotation.models import Campaign, Pair
+from annotation.services import imports
 from annotation.services.imports import pairs_import
 from tests.conftest import HH_RLHF
 
@@ -61,8 +63,33 @@ def test_it_skips_duplicates_within_the_file_and_against_the_campaign(tmp_path, 
     assert Pair.objects.filter(campaign=campaign).count() == 5
 
 
-def test_a_bad_row_rejects_the_whole_file_naming_its_line(tmp_path, campaign):
-    rows = native_rows(6000)  # more than one batch is written before the fault is found
+def test_a_repeat_of_a_pair_from_an_earlier_batch_is_skipped(tmp_path, campaign, small_batches):
+    rows = native_rows(3500) + native_rows(1, start=10) + native_rows(1, start=2400)
+    result = pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "p.jsonl", rows))
+    assert (result.rows_read, result.created, result.duplicates) == (3502, 3500, 2)
+    assert Pair.objects.filter(campaign=campaign).count() == 3500
+    assert Pair.objects.get(campaign=campaign, external_id="q2400").response_a == "4800"
+
+
+def test_the_import_leaves_the_thread_switch_interval_as_it_was(tmp_path, campaign):
+    before = sys.getswitchinterval()
+    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "good.jsonl", native_rows(3)))
+    assert sys.getswitchinterval() == before
+    bad = native_rows(3)
+    bad[1]["response_a"] = ""
+    with pytest.raises(ImportFormatError):
+        pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "bad.jsonl", bad))
+    assert sys.getswitchinterval() == before
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Batches of 1,000 rows, so that a few thousand rows keep several batches in flight."""
+    monkeypatch.setattr(imports, "_BATCH", 1000)
+
+
+def test_a_bad_row_rejects_the_whole_file_naming_its_line(tmp_path, campaign, small_batches):
+    rows = native_rows(6000)  # batches are written and waiting when the fault is found
     rows[5500]["response_b"] = ""
     path = write_jsonl(tmp_path / "bad.jsonl.gz", rows, gz=True)
     with pytest.raises(ImportFormatError) as excinfo:
