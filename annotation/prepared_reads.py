@@ -11,13 +11,21 @@ PostgreSQL only: callers keep their ORM query for other databases.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from django.db import connection
 from django.db.models import Model
+
+
+@contextmanager
+def _prepared_cursor() -> Iterator[psycopg.Cursor]:
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
@@ -29,10 +37,34 @@ def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
     psycopg's prepared statements on: DATABASE_PREPARED_STATEMENTS). Errors are wrapped as
     Django's (IntegrityError), like the ORM's.
     """
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
+
+
+def fetch_all_prepared(sql: str, params: dict | list) -> list[tuple]:
+    """Every row of a hot-path statement: prepared on PostgreSQL, Django's cursor elsewhere.
+
+    For statements written in SQL that every supported database reads alike.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall()
+
+
+def execute_prepared(sql: str, params: dict | list) -> int:
+    """Run a hot-path write (prepared on PostgreSQL, as ``fetch_all_prepared``); rows changed."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.rowcount
 
 
 @dataclass(frozen=True)

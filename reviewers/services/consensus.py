@@ -14,6 +14,7 @@ consensus (A, tie or B) escalates.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from django.db import transaction
 from django.db.models import F
 
 from annotation.models import Assignment, Campaign, Label, Pair
+from annotation.prepared_reads import execute_prepared, fetch_all_prepared
 from annotation.services.labels import FLAG_NAMES
 from reviewers.consensus import (
     Consensus,
@@ -51,16 +53,29 @@ class Vote:
     flags: tuple[str, ...]
 
 
-def _regular_votes(pair_id: int) -> list[Vote]:
-    rows = (
-        Label.objects.filter(pair_id=pair_id, is_retest=False, is_gold_check=False)
-        .order_by("id")
-        .values_list("preference", *(f"flag_{name}" for name in FLAG_NAMES))
+@functools.cache
+def _votes_sql() -> str:
+    # Runs under the pair's row lock on every N-th label: one prepared statement, no ORM.
+    table = Label._meta.db_table
+    flags = ", ".join(f"flag_{name}" for name in FLAG_NAMES)
+    return (
+        f"SELECT preference, {flags} FROM {table} "  # noqa: S608 - constant names only
+        "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check ORDER BY id"
     )
+
+
+def _regular_votes(pair_id: int) -> list[Vote]:
     return [
         Vote(preference, tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on))
-        for preference, *flags in rows
+        for preference, *flags in fetch_all_prepared(_votes_sql(), [pair_id])
     ]
+
+
+_STORE_CONSENSUS_SQL = (
+    f"UPDATE {Pair._meta.db_table} "  # noqa: S608 - a constant table name only
+    "SET consensus_preference = %s, provenance = %s, disagreement = %s, status = %s "
+    "WHERE id = %s"
+)
 
 
 def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None = None) -> None:
@@ -108,11 +123,15 @@ def pair_consensus_update(
         flags = [name for vote in labels for name in vote.flags]
         reasons = escalation_reasons(consensus, flags=flags, rules=campaign.escalation_rules or {})
         status = Pair.Status.ESCALATED if reasons else Pair.Status.COMPLETE
-        Pair.objects.filter(pk=pair.pk).update(
-            consensus_preference=consensus.preference,
-            provenance=consensus.provenance,
-            disagreement=consensus.disagreement,
-            status=status,
+        execute_prepared(
+            _STORE_CONSENSUS_SQL,
+            [
+                consensus.preference,
+                str(consensus.provenance),
+                consensus.disagreement,
+                str(status),
+                pair.pk,
+            ],
         )
         pair.consensus_preference = consensus.preference
         pair.provenance = consensus.provenance

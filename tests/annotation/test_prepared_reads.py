@@ -71,7 +71,7 @@ def test_the_token_user_read_prepared_equals_the_orms_with_its_roles():
 def test_the_hot_path_statements_are_prepared_and_planned_once(annotator_a):
     # Django turns psycopg's prepared statements off unless the settings ask for them. (On
     # tables this small any plan will do; the next test checks the take statement's plan.)
-    campaign = CampaignFactory()
+    campaign = CampaignFactory(annotators_per_pair=1)  # each label completes its pair
     PairFactory.create_batch(8, campaign=campaign)
     for _ in range(8):
         assignment = assignment_next(campaign=campaign, annotator=annotator_a)
@@ -81,6 +81,8 @@ def test_the_hot_path_statements_are_prepared_and_planned_once(annotator_a):
         generic_plans = {" ".join(sql.split())[:20]: plans for sql, plans in cursor.fetchall()}
     assert generic_plans["WITH candidate AS ( "] >= 2  # the take statement
     assert generic_plans["WITH claimed AS ( UP"] >= 2  # the label submit
+    assert generic_plans["SELECT preference, f"] >= 2  # the votes, under the pair's lock
+    assert generic_plans["UPDATE annotation_pa"] >= 2  # the consensus stored
 
 
 def test_the_take_statements_one_plan_walks_the_open_queue_index(annotator_a):
