@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotation.models import Campaign, Label, Pair
+from annotation.prepared_reads import fetch_all_prepared
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
 from reviewers.models import Escalation
 
@@ -65,6 +66,13 @@ def escalation_open(
     return escalation
 
 
+# At most one escalation per pair is open (a partial unique constraint).
+_OPEN_ESCALATION_SQL = (
+    f"SELECT id FROM {Escalation._meta.db_table} "  # noqa: S608 - a constant table name only
+    "WHERE pair_id = %s AND status = %s"
+)
+
+
 def escalation_record(
     *,
     pair: Pair,
@@ -76,7 +84,10 @@ def escalation_record(
     """The escalation row of ``escalation_open``, for a caller that holds the pair's row lock,
     has checked that no decision is final, and sets the pair's status itself."""
     now = now or timezone.now()
-    existing = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN).first()
+    # Runs under the pair's lock on a disputed label: a prepared read, no ORM compiling (an
+    # open escalation is rare here, so the whole row is read only when there is one).
+    found = fetch_all_prepared(_OPEN_ESCALATION_SQL, [pair.pk, str(Escalation.Status.OPEN)])
+    existing = Escalation.objects.get(pk=found[0][0]) if found else None
     if existing is None:
         escalation = Escalation(
             campaign_id=pair.campaign_id,
