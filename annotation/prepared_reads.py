@@ -5,7 +5,9 @@ read compiled its SQL afresh and PostgreSQL planned it afresh, and that cost mor
 statement itself. Here the SQL is built once per process from the models' own metadata, run
 prepared (see ``fetch_one_prepared``), and the row becomes model instances by the same
 ``from_db`` and database converters the ORM uses, so JSON, dates and choices come out alike.
-PostgreSQL only: callers keep their ORM query for other databases.
+``fetch_one_prepared`` and the model-row helpers are PostgreSQL only (callers keep their ORM
+query for other databases); ``fetch_all_prepared`` and ``execute_prepared`` take SQL that every
+supported database reads alike and run it through Django's cursor elsewhere.
 """
 
 from __future__ import annotations
