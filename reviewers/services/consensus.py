@@ -14,7 +14,6 @@ consensus (A, tie or B) escalates.
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,21 +52,18 @@ class Vote:
     flags: tuple[str, ...]
 
 
-@functools.cache
-def _votes_sql() -> str:
-    # Runs under the pair's row lock on every N-th label: one prepared statement, no ORM.
-    table = Label._meta.db_table
-    flags = ", ".join(f"flag_{name}" for name in FLAG_NAMES)
-    return (
-        f"SELECT preference, {flags} FROM {table} "  # noqa: S608 - constant names only
-        "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check ORDER BY id"
-    )
+# Both run under the pair's row lock on every N-th label: prepared statements, no ORM compiling.
+_VOTES_SQL = (
+    f"SELECT preference, {', '.join(f'flag_{name}' for name in FLAG_NAMES)} "  # noqa: S608
+    f"FROM {Label._meta.db_table} "  # constant names only
+    "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check ORDER BY id"
+)
 
 
 def _regular_votes(pair_id: int) -> list[Vote]:
     return [
         Vote(preference, tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on))
-        for preference, *flags in fetch_all_prepared(_votes_sql(), [pair_id])
+        for preference, *flags in fetch_all_prepared(_VOTES_SQL, [pair_id])
     ]
 
 
