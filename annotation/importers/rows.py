@@ -35,8 +35,10 @@ from annotation.importers.records import (
     RawFormat,
 )
 
+# The lengths of the pair's columns that have one (a test checks them against the model).
 EXTERNAL_ID_MAX_CHARS = 255
 SOURCE_MAX_CHARS = 255
+SHORT_ATTRIBUTE_MAX_CHARS = {"task_category": 100, "objectivity": 100, "controversiality": 100}
 # Lenient names from ShareGPT-style exports; anything else is an error.
 ROLE_ALIASES = {"human": "user", "gpt": "assistant"}
 PREFERRED_VALUES = {"a": 1, "b": -1, "tie": 0}
@@ -406,6 +408,10 @@ def _attributes(row: dict[str, Any], limits: ImportLimits) -> dict[str, Any]:
             flat = _attribute_value(name, flat, limits)
             if attributes.setdefault(name, flat) != flat:
                 raise RowError(f"attribute {name} is given twice with different values")
+    for name, max_chars in SHORT_ATTRIBUTE_MAX_CHARS.items():
+        value = attributes.get(name)
+        if value is not None and len(value) > max_chars:
+            raise RowError(f"attributes.{name} is longer than {max_chars} characters")
     return attributes
 
 

@@ -539,6 +539,19 @@ def test_a_response_over_the_field_limit_is_rejected() -> None:
     assert str(error) == "line 1: response_a is longer than 100 characters"
 
 
+def test_a_short_attribute_longer_than_its_column_is_rejected() -> None:
+    rows = [native_row(), native_row(attributes={"task_category": "c" * 101})]
+    error = errors_of(jsonl_bytes(rows))
+    assert str(error) == "line 2: attributes.task_category is longer than 100 characters"
+    flat = {**native_row(), "objectivity": "o" * 101}
+    assert str(errors_of(jsonl_bytes([flat]))).startswith("line 1: attributes.objectivity is")
+    at_the_limit = native_row(
+        attributes={"controversiality": "c" * 100, "annotation_guideline": "g" * 1000}
+    )
+    (record,) = iter_pair_records(io.BytesIO(jsonl_bytes([at_the_limit])), filename="p.jsonl")
+    assert record.attributes["controversiality"] == "c" * 100
+
+
 def test_json_errors_name_the_array_item() -> None:
     items = [json.dumps(native_row()), json.dumps(native_row(response_b="")), "{broken"]
     error = errors_of(("[" + ",".join(items) + "]").encode(), "pairs.json")

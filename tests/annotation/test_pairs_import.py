@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotation.importers import ImportFormatError
+from annotation.importers import ATTRIBUTE_NAMES, ImportFormatError
+from annotation.importers import rows as row_shapes
 from annotation.models import Campaign, Pair
 from annotation.services import imports
 from annotation.services.imports import pairs_import
@@ -191,3 +192,25 @@ def test_every_field_of_a_row_lands_in_its_own_column(tmp_path, campaign):
     assert pair.provenance == Pair.Provenance.NONE and pair.consensus_preference is None
     assert pair.disagreement is None and pair.created_at is not None
     assert len(pair.content_hash) == 64
+
+
+def test_the_importers_length_limits_are_the_columns():
+    assert Pair._meta.get_field("external_id").max_length == row_shapes.EXTERNAL_ID_MAX_CHARS
+    assert Pair._meta.get_field("source").max_length == row_shapes.SOURCE_MAX_CHARS
+    for name, max_chars in row_shapes.SHORT_ATTRIBUTE_MAX_CHARS.items():
+        assert Pair._meta.get_field(name).max_length == max_chars
+    limited = {
+        field.name
+        for field in Pair._meta.get_fields()
+        if getattr(field, "max_length", None) and field.name in ATTRIBUTE_NAMES
+    }
+    assert limited == set(row_shapes.SHORT_ATTRIBUTE_MAX_CHARS)
+
+
+def test_a_category_too_long_for_its_column_rejects_the_file_naming_its_line(tmp_path, campaign):
+    bad = native_rows(4)
+    bad[2]["attributes"]["task_category"] = "c" * 101
+    with pytest.raises(ImportFormatError) as excinfo:
+        pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "long.jsonl", bad))
+    assert excinfo.value.line == 3
+    assert not Pair.objects.filter(campaign=campaign).exists()
