@@ -102,8 +102,8 @@ def shown_pair(assignment: Assignment) -> dict[str, Any]:
     }
 
 
-def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = None
-                      ) -> dict[str, Any]:
+def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
+    """The campaign's pairs by status, and their total."""
     # Counting a large campaign's pairs on every submit would be the slowest query of the
     # workspace; a few seconds' staleness is invisible on a progress counter.
     by_status = cache.get_or_set(
@@ -113,17 +113,28 @@ def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = Non
         ),
         timeout=PROGRESS_CACHE_SECONDS,
     )
+    counts = {status: by_status.get(status, 0) for status in Pair.Status.values}
+    counts["total"] = sum(by_status.values())
+    return counts
+
+
+def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str, int]:
+    """How many pairs of the campaign the user has labelled and skipped."""
+    return Assignment.objects.filter(campaign=campaign, annotator=user).aggregate(
+        submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED)),
+        skipped=Count("id", filter=Q(status=Assignment.Status.SKIPPED)),
+    )
+
+
+def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = None
+                      ) -> dict[str, Any]:
+    """What GET /api/campaigns/{id}/progress reports: pairs, labels and the caller's own."""
     progress: dict[str, Any] = {
-        "pairs": {status: by_status.get(status, 0) for status in Pair.Status.values},
+        "pairs": campaign_pair_counts(campaign=campaign),
         "labels": Label.objects.filter(campaign=campaign).count(),
     }
-    progress["pairs"]["total"] = sum(by_status.values())
     if user is not None:
-        mine = Assignment.objects.filter(campaign=campaign, annotator=user).aggregate(
-            submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED)),
-            skipped=Count("id", filter=Q(status=Assignment.Status.SKIPPED)),
-        )
-        progress["mine"] = mine
+        progress["mine"] = annotator_counts(campaign=campaign, user=user)
     return progress
 
 

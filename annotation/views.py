@@ -27,9 +27,10 @@ from annotation.forms import LabelForm
 from annotation.models import Assignment, Campaign
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import (
+    annotator_counts,
     assignment_for_annotator,
     campaign_for_annotator,
-    campaign_progress,
+    campaign_pair_counts,
     shown_pair,
 )
 from annotation.services.assignments import assignment_next, assignment_skip
@@ -74,11 +75,13 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _progress_summary(campaign: Campaign, user: Any) -> dict[str, int]:
-    progress = campaign_progress(campaign=campaign, user=user)
-    pairs = progress["pairs"]
+    # Not campaign_progress: the counter shows no label count, and a count of the campaign's
+    # labels on every pair shown would cost more the larger the campaign grows.
+    pairs = campaign_pair_counts(campaign=campaign)
+    mine = annotator_counts(campaign=campaign, user=user)
     return {
-        "mine": progress["mine"]["submitted"],
-        "skipped": progress["mine"]["skipped"],
+        "mine": mine["submitted"],
+        "skipped": mine["skipped"],
         # Settled pairs: labelled to consensus, adjudicated, or set aside by an expert.
         "done": pairs["complete"] + pairs["resolved"] + pairs["discarded"],
         "total": pairs["total"],

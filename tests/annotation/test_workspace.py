@@ -5,6 +5,8 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -441,3 +443,22 @@ def test_the_fragment_takes_a_bounded_number_of_queries(
     alice_client.get(workspace_url(campaign))
     with django_assert_max_num_queries(12):
         alice_client.get(workspace_url(campaign), headers=HTMX)
+
+
+def test_showing_a_pair_does_not_count_the_campaigns_labels(
+    alice_client, annotator_a, campaign
+):
+    # The counter shows pairs and the annotator's own labels; a count of every label in the
+    # campaign on each pair shown would cost more the larger the campaign grows.
+    PairFactory.create_batch(2, campaign=campaign)
+    alice_client.get(workspace_url(campaign))
+    assignment = current_assignment(campaign, annotator_a)
+    with CaptureQueriesContext(connection) as queries:
+        response = alice_client.post(label_url(assignment), {"preference": "1"}, headers=HTMX)
+    assert "<strong>1</strong> judged by you" in response.content.decode()
+    label_counts = [
+        query["sql"]
+        for query in queries.captured_queries
+        if "COUNT(" in query["sql"].upper() and '"annotation_label"' in query["sql"]
+    ]
+    assert label_counts == []
