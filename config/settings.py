@@ -291,6 +291,9 @@ ARBITER = {
     "LLM_MODEL": envstr("ARBITER_LLM_MODEL", "") or "",
     "LLM_KEY": envsecret("ARBITER_LLM_KEY", "") or "",
     "LLM_TIMEOUT_S": envfloat("ARBITER_LLM_TIMEOUT_S", 60.0),
+    # Model asks waiting on the provider at once in one web process (0: no cap); each holds a
+    # server thread, so the cap keeps threads free for next and label.
+    "LLM_CONCURRENT_ASKS": envint("ARBITER_LLM_CONCURRENT_ASKS", 2, minimum=0),
     "CODE_RUN_WAIT_S": envfloat("ARBITER_CODE_RUN_WAIT_S", 5.0),
     "CODE_RUN_MAX_PENDING": envint("ARBITER_CODE_RUN_MAX_PENDING", 8, minimum=1),
     # Tool calls per user per minute (0: unlimited); over it a call is refused (API: 429).

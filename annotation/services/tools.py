@@ -7,6 +7,7 @@ export what the annotator relied on.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -359,6 +360,22 @@ def llm_settings() -> LlmSettings | None:
     )
 
 
+_llm_slots_lock = threading.Lock()
+_llm_slots_by_cap: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _llm_slots(cap: int) -> threading.BoundedSemaphore | None:
+    """This process's semaphore for ``cap`` asks at once (None: no cap).
+
+    An ask waits on the provider for up to LLM_TIMEOUT_S while holding a server thread; a
+    few annotators asking at once must not take every thread from next and label.
+    """
+    if cap <= 0:
+        return None
+    with _llm_slots_lock:
+        return _llm_slots_by_cap.setdefault(cap, threading.BoundedSemaphore(cap))
+
+
 def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
     """Ask the configured model about the pair as this annotator sees it; log it as evidence.
 
@@ -379,6 +396,11 @@ def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
         response_b=shown["response_b"],
         question=question[:4000],
     )
+    slots = _llm_slots(int(settings.ARBITER.get("LLM_CONCURRENT_ASKS", 0)))
+    if slots is not None and not slots.acquire(blocking=False):
+        raise ToolUnavailable(
+            "The model is answering other questions on this server; ask again in a moment."
+        )
     try:
         answer = chat(
             base_url=config.url,
@@ -389,6 +411,9 @@ def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
         )
     except LlmUnavailable as exc:
         raise ToolUnavailable(str(exc)) from exc
+    finally:
+        if slots is not None:
+            slots.release()
     with transaction.atomic():
         # The label may have been submitted while the model was thinking; then the answer
         # cannot have shaped it, and it is neither shown nor kept.

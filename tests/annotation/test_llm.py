@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.db import connections
 from django.test import Client
 
 from annotation.errors import InvalidLabel
 from annotation.models import Assignment, Evidence
 from annotation.services.labels import LabelInput, label_submit
+from annotation.services.tools import ToolUnavailable, llm_ask
 from tests.annotation.tools_helpers import local_json_server, open_assignment
 from tests.conftest import api_client_for
 
@@ -136,3 +141,50 @@ def test_the_panel_offers_the_model_when_configured(fake_llm, assignment, annota
     html = answer.content.decode()
     assert "B is wrong." in html
     assert "&lt;b&gt;Is B right?&lt;/b&gt;" in html
+
+
+@pytest.mark.django_db(transaction=True)  # the first ask runs in a thread of its own
+def test_asks_past_the_cap_are_refused_at_once_while_others_wait_on_the_model(
+    settings, campaign, annotator_a, annotator_b
+):
+    release = threading.Event()
+
+    def slow_completion(request):
+        release.wait(timeout=30)
+        return completion(request)
+
+    first_assignment = open_assignment(campaign, annotator_a)
+    second_assignment = open_assignment(campaign, annotator_b)
+    answers: list[Evidence] = []
+
+    def ask_first():
+        try:
+            answers.append(llm_ask(assignment=first_assignment, question="Which?"))
+        finally:
+            connections.close_all()
+
+    with local_json_server(slow_completion) as server:
+        settings.ARBITER = {
+            **settings.ARBITER,
+            "LLM_URL": f"{server.url}/v1",
+            "LLM_CONCURRENT_ASKS": 1,
+        }
+        first = threading.Thread(target=ask_first)
+        first.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not server.requests and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(server.requests) == 1  # the first ask is waiting on the model
+            started = time.monotonic()
+            with pytest.raises(ToolUnavailable, match="ask again in a moment"):
+                llm_ask(assignment=second_assignment, question="And?")
+            assert time.monotonic() - started < 5  # refused, not queued behind the first
+            assert len(server.requests) == 1
+        finally:
+            release.set()
+            first.join(timeout=30)
+        assert len(answers) == 1 and answers[0].kind == Evidence.Kind.LLM
+        # The slot is free again once the first answer is in.
+        assert llm_ask(assignment=second_assignment, question="And?").kind == Evidence.Kind.LLM
+    assert Evidence.objects.filter(kind=Evidence.Kind.LLM).count() == 2
