@@ -207,8 +207,8 @@ def _copy_fresh(raw: Any, statement: str, campaign_id: int, batch: list[tuple[An
 
     Rows copied by earlier batches are visible to this transaction, so one indexed lookup
     deduplicates against the campaign and the rest of the file alike. The hashes travel as one
-    comma-separated string (they are hex): quoting 5,000 array items costs the client more
-    than the lookup costs the server.
+    comma-separated string (they are hex): quoting each item of a 10,000-item array costs the
+    client more than the lookup costs the server.
     """
     fresh: dict[str, tuple[Any, ...]] = {}
     for row in batch:
