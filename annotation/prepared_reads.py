@@ -44,28 +44,31 @@ def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
         return cursor.fetchone()
 
 
+@contextmanager
+def _portable_executed(sql: str, params: dict | list) -> Iterator[Any]:
+    """A cursor that has run ``sql``: prepared on PostgreSQL, Django's cursor elsewhere."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            yield cursor
+        return
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        yield cursor
+
+
 def fetch_all_prepared(sql: str, params: dict | list) -> list[tuple]:
     """Every row of a hot-path statement: prepared on PostgreSQL, Django's cursor elsewhere.
 
     For statements written in SQL that every supported database reads alike.
     """
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
+    with _portable_executed(sql, params) as cursor:
         return cursor.fetchall()
 
 
 def execute_prepared(sql: str, params: dict | list) -> int:
     """Run a hot-path write (prepared on PostgreSQL, as ``fetch_all_prepared``); rows changed."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
+    with _portable_executed(sql, params) as cursor:
         return cursor.rowcount
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,12 +303,11 @@ def _write_postgresql(
                 pending.append((future, len(batch)))
             while pending:
                 settle_oldest()
-        finally:
+        except BaseException:
             # A row failed to parse, or a batch failed on the server: drop the batches not
             # started and let the one in flight finish before the transaction rolls back.
-            for future, _rows in pending:
-                future.cancel()
-            wait([future for future, _rows in pending])
+            sender.shutdown(cancel_futures=True)
+            raise
     return created
 
 

@@ -344,6 +344,7 @@ class LlmSettings:
     model: str
     key: str
     timeout_s: float
+    concurrent_asks: int  # per web process; 0: no cap
 
 
 def llm_settings() -> LlmSettings | None:
@@ -357,6 +358,7 @@ def llm_settings() -> LlmSettings | None:
         model=(config.get("LLM_MODEL") or "").strip() or "default",
         key=config.get("LLM_KEY") or "",
         timeout_s=float(config.get("LLM_TIMEOUT_S") or 60),
+        concurrent_asks=int(config.get("LLM_CONCURRENT_ASKS") or 0),
     )
 
 
@@ -396,7 +398,7 @@ def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
         response_b=shown["response_b"],
         question=question[:4000],
     )
-    slots = _llm_slots(int(settings.ARBITER.get("LLM_CONCURRENT_ASKS", 0)))
+    slots = _llm_slots(config.concurrent_asks)
     if slots is not None and not slots.acquire(blocking=False):
         raise ToolUnavailable(
             "The model is answering other questions on this server; ask again in a moment."
