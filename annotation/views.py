@@ -35,8 +35,8 @@ from annotation.selectors import (
 )
 from annotation.services.assignments import assignment_next, assignment_skip
 from annotation.services.labels import label_submit
-from scoring.selectors.model_view import model_view_for_assignment
-from scoring.services.assistance import model_view_record_shown
+from scoring.loop.assistance import model_view_record_shown
+from scoring.loop.model_view import model_view_for_assignment
 
 WORKSPACE = "annotation/workspace.html"
 PAIR_FRAGMENT = "annotation/workspace.html#pair"

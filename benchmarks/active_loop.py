@@ -120,9 +120,9 @@ def cached_vectors(rows: list[dict[str, str]], workdir: Path) -> tuple[str, dict
 
     from annotation.models import Pair
     from annotation.services.imports import campaign_get_or_create, pairs_import
+    from scoring.loop.embeddings import encoder_key, pair_embeddings_ensure
     from scoring.models import Job, PairEmbedding
     from scoring.reward_model import RewardModel, default_base_path
-    from scoring.services.embeddings import encoder_key, pair_embeddings_ensure
 
     base = default_base_path()
     model = RewardModel.from_base(base)
@@ -205,10 +205,10 @@ def run_arm(
 
     from annotation.models import Campaign, Pair, Scale
     from annotation.services.imports import pairs_import
+    from scoring.loop.model_jobs import job_run_inline, loop_request
+    from scoring.loop.rounds import round_open_next
+    from scoring.loop.training import job_params_for_training
     from scoring.models import Job, ModelVersion, PairEmbedding
-    from scoring.services.model_jobs import job_run_inline, loop_request
-    from scoring.services.rounds import round_open_next
-    from scoring.services.training import job_params_for_training
 
     campaign = Campaign.objects.create(
         name=f"active loop {arm} seed {seed}",

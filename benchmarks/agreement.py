@@ -1,4 +1,4 @@
-"""Krippendorff's alpha at campaign scale: scoring.agreement against the krippendorff package.
+"""Krippendorff's alpha at campaign scale: reviewers.agreement.maths vs the krippendorff package.
 
 Run: .venv/bin/python benchmarks/agreement.py [--pairs N] [--repeat R] [--n-boot B]
      [--only SECTION …] [--database-url postgres://user@host:port/postgres]
@@ -36,7 +36,7 @@ import numpy as np
 # Run as a script, only benchmarks/ is on the path; the repo root must come first.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scoring.agreement import (  # noqa: E402
+from reviewers.agreement.maths import (  # noqa: E402
     alpha_confidence_interval,
     alpha_from_pattern_histogram,
     alpha_from_value_counts,
@@ -315,8 +315,8 @@ def _alpha_from_postgres(
     from django.core.management import call_command
     from django.db import connection
 
-    from scoring.agreement import alpha_components
-    from scoring.selectors.agreement import (
+    from reviewers.agreement.maths import alpha_components
+    from reviewers.agreement.selectors import (
         agreement_level,
         annotator_agreements_from_db,
         campaign_agreement,

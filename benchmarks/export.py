@@ -45,7 +45,7 @@ def high_water_mb():
 django.setup()
 from pathlib import Path
 from annotation.models import Campaign
-from scoring.services.export import ExportFilters, export_write
+from scoring.datasets.export import ExportFilters, export_write
 
 campaign = Campaign.objects.get(name=sys.argv[1])
 file_format, destination = sys.argv[2], Path(sys.argv[3])

@@ -59,7 +59,8 @@ class AgreementAnnotatorSerializer(serializers.Serializer):
     annotator_id = serializers.IntegerField()
     username = serializers.CharField()
     alpha = serializers.FloatField(
-        allow_null=True, help_text="1 - D_o(annotator) / D_e(campaign); see scoring.agreement."
+        allow_null=True,
+        help_text="1 - D_o(annotator) / D_e(campaign); see reviewers.agreement.maths.",
     )
     n_pairs = serializers.IntegerField()
     undefined_reason = serializers.CharField(allow_null=True)

@@ -9,9 +9,9 @@ Two notions of "how disputed" a pair is, for two different jobs:
   labelled, and the expert queue can sort by it in SQL. On a binary scale it is the share of
   label pairs that disagree. With three labels it tops out at 2/3 (two labels at one end, one
   at the other); with two labels at 1.
-* ``scoring.agreement.unit_disagreement`` is a pair's share of the observed disagreement of a
-  population (a round) at the campaign's level of measurement: the pairs that cost that round
-  the most agreement. ``scoring.selectors.agreement`` uses it to list a round's worst pairs.
+* ``reviewers.agreement.maths.unit_disagreement`` is a pair's share of the observed disagreement
+  of a population (a round) at the campaign's level of measurement: the pairs that cost that round
+  the most agreement. ``reviewers.agreement.selectors`` uses it to list a round's worst pairs.
 """
 
 from __future__ import annotations

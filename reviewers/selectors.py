@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Label, Pair
 from annotation.roles import Role, user_has_role
+from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Escalation
 from scoring.models import PairScore
-from scoring.selectors.agreement import campaign_agreement
 
 QUEUE_ORDERS = {
     "oldest": ("created_at", "id"),
@@ -380,7 +380,7 @@ def _sort_key(value: float | None) -> float:
 
 
 def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str, Any]:
-    """``scoring.selectors.agreement.campaign_agreement`` plus the re-test agreement rate."""
+    """``reviewers.agreement.selectors.campaign_agreement`` plus the re-test agreement rate."""
     report = dict(campaign_agreement(campaign=campaign, use_cache=use_cache))
     report["retest"] = retest_agreement(campaign=campaign)
     return report

@@ -1,4 +1,4 @@
-"""Agreement from the database equals scoring.agreement on the same labels built by hand."""
+"""Agreement from the database equals reviewers.agreement.maths on the same labels built by hand."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from django.urls import reverse
 
 from annotation.models import Assignment, Round
 from annotation.roles import Role
-from scoring.agreement import (
+from reviewers.agreement.maths import (
     alpha_components,
     alpha_confidence_interval,
     annotator_agreements,
     krippendorff_alpha,
     value_counts_from_reliability_data,
 )
-from scoring.selectors.agreement import (
+from reviewers.agreement.selectors import (
     BOOTSTRAP_REPLICATES,
     BOOTSTRAP_SEED,
     campaign_agreement,

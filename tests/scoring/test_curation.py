@@ -10,8 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from annotation.models import Pair
-from scoring.models import EvaluationPrompt, Job, ModelVersion, PairScore
-from scoring.services.curation import (
+from scoring.datasets.curation import (
     CurationError,
     CurationRules,
     EvaluationIndex,
@@ -24,8 +23,9 @@ from scoring.services.curation import (
     model_version_scorer,
     pool_curate,
 )
-from scoring.services.export import ExportFilters, export_rows
-from scoring.services.jobs import ClaimOutcome
+from scoring.datasets.export import ExportFilters, export_rows
+from scoring.jobs.runner import ClaimOutcome
+from scoring.models import EvaluationPrompt, Job, ModelVersion, PairScore
 from tests.conftest import api_client_for
 from tests.factories import PairFactory
 from tests.scoring.test_export import add_labels

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from annotation.models import Pair, Round
 from reviewers.models import Escalation
-from scoring.dashboard import bar_chart, line_chart, progress_summary, stacked_bar
+from scoring.dashboard.selectors import bar_chart, line_chart, progress_summary, stacked_bar
 from scoring.models import ExportSnapshot, Job, ModelVersion
 from tests.factories import CampaignFactory, PairFactory
 from tests.scoring import test_export
@@ -243,7 +243,7 @@ def test_the_periodic_refresh_recomputes_the_slow_panels_of_active_campaigns(
 ):
     from annotation.services.assignments import assignment_next
     from annotation.services.labels import LabelInput, label_submit
-    from scoring.dashboard import agreement_panel, dashboards_refresh
+    from scoring.dashboard.selectors import agreement_panel, dashboards_refresh
 
     CampaignFactory()  # idle: no recent labels, so not refreshed
     PairFactory.create_batch(2, campaign=campaign)

@@ -15,8 +15,7 @@ from django.utils import timezone
 from annotation.models import Assignment, Evidence, Label, Pair, Round
 from reviewers.consensus import pair_disagreement
 from reviewers.models import Adjudication, Escalation
-from scoring.models import ExportSnapshot, Job, ModelVersion, PairScore
-from scoring.services.export import (
+from scoring.datasets.export import (
     MAIN_SCHEMA,
     UNRANKED_SCHEMA,
     ExportFilters,
@@ -27,7 +26,8 @@ from scoring.services.export import (
     export_write,
     unranked_path,
 )
-from scoring.services.jobs import ClaimOutcome
+from scoring.jobs.runner import ClaimOutcome
+from scoring.models import ExportSnapshot, Job, ModelVersion, PairScore
 from tests.factories import PairFactory
 
 # --- Building a campaign's history (shared with the dashboard and curation tests) ---------

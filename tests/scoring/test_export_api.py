@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from annotation.models import Pair
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
-from scoring.export_tasks import export_snapshot_task  # noqa: F401 - registers the task
+from scoring.datasets.export import ExportFilters, export_create, export_run
 from scoring.models import ExportSnapshot, Job
-from scoring.services.export import ExportFilters, export_create, export_run
-from tests.conftest import REPO_ROOT, api_client_for, stop_worker, wait_for, worker_environment
+from scoring.tasks.datasets import export_snapshot_task  # noqa: F401 - registers the task
+from tests.conftest import api_client_for, wait_for
 from tests.factories import PairFactory
 from tests.scoring import test_export
 
@@ -129,44 +123,9 @@ def test_the_command_writes_the_file_and_prints_its_manifest(campaign, history, 
 # --- A real worker --------------------------------------------------------------------------
 
 
-def _session_worker_runs_exports() -> bool:
-    """True once scoring/tasks.py imports the export tasks, so autodiscovery finds them."""
-    spec = importlib.util.find_spec("scoring.tasks")
-    return bool(spec and spec.origin and "export_tasks" in Path(spec.origin).read_text())
-
-
-@pytest.fixture
-def export_worker(request, transactional_db):
-    if _session_worker_runs_exports():
-        yield request.getfixturevalue("worker")
-        return
-    # Until then: a worker of our own that imports the export tasks explicitly.
-    log_path = Path(django_settings.VAR_DIR) / "worker-export.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default",
-                "-c", "1", "-n", f"export-{os.getpid()}@%h", "--include",
-                "scoring.export_tasks", "--without-gossip", "--without-mingle",
-                "--without-heartbeat", "-l", "INFO",
-            ],
-            cwd=REPO_ROOT, env=worker_environment(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while " ready." not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_worker(process)
-            raise RuntimeError(f"export worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield process
-    stop_worker(process)
-
-
 @pytest.mark.worker
 def test_a_real_worker_runs_an_export_job_end_to_end(
-    export_worker, campaign, annotator_a, annotator_b, annotator_c, admin_user, export_dir
+    worker, campaign, annotator_a, annotator_b, annotator_c, admin_user, export_dir
 ):
     # Labels through the real engine and submit path, so consensus comes from the services.
     pairs = [PairFactory(campaign=campaign) for _ in range(3)]

@@ -9,8 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from scoring.models import Job, JobLogLine, ModelVersion
-from scoring.services.jobs import (
+from scoring.jobs.runner import (
     MAX_ATTEMPTS,
     ClaimOutcome,
     JobCancelled,
@@ -23,13 +22,14 @@ from scoring.services.jobs import (
     job_progress,
     job_run,
 )
-from scoring.services.model_jobs import (
+from scoring.loop.model_jobs import (
     job_run_inline,
     loop_request,
     scoring_request,
     training_request,
 )
-from scoring.tasks import train_reward_model_task
+from scoring.models import Job, JobLogLine, ModelVersion
+from scoring.tasks.model_jobs import train_reward_model_task
 from tests.conftest import wait_for
 from tests.factories import CampaignFactory
 from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
@@ -196,7 +196,7 @@ def test_cancelling_during_training_stops_it_and_registers_nothing(
 def test_silent_running_jobs_are_sent_again_for_a_worker_to_take_over(
     db, django_capture_on_commit_callbacks
 ):
-    from scoring.services.jobs import jobs_recover_stale
+    from scoring.jobs.runner import jobs_recover_stale
 
     silent = job_create(campaign=CampaignFactory(), kind=Job.Kind.LOOP)
     alive = job_create(campaign=CampaignFactory(), kind=Job.Kind.TRAIN)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from annotation.models import Pair
-from scoring.services.curation import pool_curate
-from scoring.services.llm_judge import llm_judge_scorer
+from scoring.datasets.curation import pool_curate
+from scoring.datasets.llm_judge import llm_judge_scorer
 from tests.annotation.tools_helpers import local_json_server
 from tests.factories import PairFactory
 

@@ -7,8 +7,8 @@ import pytest
 from annotation.models import Assignment
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
+from scoring.loop.model_view import model_view_for_assignment
 from scoring.models import ModelVersion, PairScore
-from scoring.selectors.model_view import model_view_for_assignment
 from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory
 

@@ -6,9 +6,9 @@ import pytest
 
 from annotation.models import Pair, Round
 from annotation.services.assignments import assignment_next
+from scoring.loop.model_jobs import job_run_inline, loop_request
+from scoring.loop.rounds import round_close, round_open_next, rounds_check_completion
 from scoring.models import Job, ModelVersion, PairScore, Retrieval
-from scoring.services.model_jobs import job_run_inline, loop_request
-from scoring.services.rounds import round_close, round_open_next, rounds_check_completion
 from tests.factories import CampaignFactory, PairFactory
 from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
 

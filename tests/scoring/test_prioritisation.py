@@ -10,10 +10,10 @@ import pytest
 
 from annotation.models import Pair
 from reviewers.models import Escalation
+from scoring.jobs.runner import JobContext, job_claim, job_create
+from scoring.loop.prioritisation import pool_prioritise
+from scoring.loop.retrieval import nearest_neighbours, normalise_rows, retrieval_count
 from scoring.models import ModelVersion, PairEmbedding, PairScore, Retrieval
-from scoring.retrieval import nearest_neighbours, normalise_rows, retrieval_count
-from scoring.services.jobs import JobContext, job_claim, job_create
-from scoring.services.prioritisation import pool_prioritise
 from tests.factories import CampaignFactory, PairFactory
 
 KEY = "test-encoder"
@@ -44,7 +44,7 @@ def test_exact_and_faiss_search_find_the_same_neighbours(monkeypatch):
     pool = normalise_rows(rng.normal(size=(300, 16)))
     queries = normalise_rows(rng.normal(size=(7, 16)))
     exact_indices, exact_similarities = nearest_neighbours(queries, pool, 5)
-    monkeypatch.setattr("scoring.retrieval.EXACT_SEARCH_MAX_POOL", 10)
+    monkeypatch.setattr("scoring.loop.retrieval.EXACT_SEARCH_MAX_POOL", 10)
     faiss_indices, faiss_similarities = nearest_neighbours(queries, pool, 5)
     brute = np.argsort(-(queries @ pool.T), axis=1)[:, :5]
     np.testing.assert_array_equal(exact_indices, brute)

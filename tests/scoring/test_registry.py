@@ -6,15 +6,15 @@ import pytest
 from django.db import IntegrityError, transaction
 from transformers import PreTrainedModel
 
-from scoring.models import Job, ModelVersion
-from scoring.services.model_jobs import job_run_inline, training_request
-from scoring.services.registry import (
+from scoring.loop.model_jobs import job_run_inline, training_request
+from scoring.loop.registry import (
     RegistryError,
     campaign_model_root,
     model_version_activate,
     model_version_archive,
     model_version_rollback,
 )
+from scoring.models import Job, ModelVersion
 from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
 
 

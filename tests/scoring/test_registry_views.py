@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from scoring.jobs.runner import job_claim, job_progress
 from scoring.models import Job, ModelVersion
-from scoring.services.jobs import job_claim, job_progress
 from tests.conftest import api_client_for
 from tests.factories import CampaignFactory
 

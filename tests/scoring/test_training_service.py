@@ -10,10 +10,10 @@ from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
 from annotation.models import Label, Pair
+from scoring.loop.model_jobs import job_run_inline, training_request
+from scoring.loop.training import heldout_pairs, job_params_for_training, training_pairs
 from scoring.models import Job, ModelVersion, PairEmbedding
 from scoring.reward_model import RewardModel
-from scoring.services.model_jobs import job_run_inline, training_request
-from scoring.services.training import heldout_pairs, job_params_for_training, training_pairs
 from tests.factories import PairFactory
 from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
 
@@ -115,7 +115,7 @@ def test_it_fails_the_job_with_a_clear_message_when_nothing_is_labelled(db, tiny
 
 
 def test_it_rejects_an_unknown_mode():
-    from scoring.services.jobs import JobError
+    from scoring.jobs.runner import JobError
 
     with pytest.raises(JobError, match="mode"):
         job_params_for_training(mode="huge")

@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.models import Campaign
+from scoring.loop.model_jobs import job_run_inline, job_wait
 from scoring.models import Job
-from scoring.services.model_jobs import job_run_inline, job_wait
 
 MODE_HELP = (
     "Without --wait or --inline the job is queued for a gpu worker and its id printed. "

@@ -7,14 +7,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.models import Campaign
-from scoring.models import Job
-from scoring.services.curation import (
+from scoring.datasets.curation import (
     CurationError,
     curation_create,
     curation_run,
     evaluation_prompts_from_file,
     evaluation_set_upload,
 )
+from scoring.models import Job
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.models import Campaign
-from scoring.services.export import (
+from scoring.datasets.export import (
     DEFAULT_PROVENANCE,
     FORMATS,
     PROVENANCE_CHOICES,

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from scoring.loop.model_jobs import scoring_request
 from scoring.management.commands._model_job import (
     MODE_HELP,
     add_run_arguments,
@@ -11,7 +12,6 @@ from scoring.management.commands._model_job import (
     run_and_report,
 )
 from scoring.models import Job
-from scoring.services.model_jobs import scoring_request
 
 
 class Command(BaseCommand):

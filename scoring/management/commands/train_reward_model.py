@@ -4,6 +4,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scoring.jobs.runner import JobError
+from scoring.loop.model_jobs import training_request
+from scoring.loop.training import MODES, job_params_for_training
 from scoring.management.commands._model_job import (
     MODE_HELP,
     add_run_arguments,
@@ -11,9 +14,6 @@ from scoring.management.commands._model_job import (
     run_and_report,
 )
 from scoring.models import Job
-from scoring.services.jobs import JobError
-from scoring.services.model_jobs import training_request
-from scoring.services.training import MODES, job_params_for_training
 
 
 class Command(BaseCommand):

@@ -1,0 +1,557 @@
+"""Reads for the admin dashboard and the export pages.
+
+Every panel is one or two grouped queries (counts by the database, never rows in Python), and
+its result is cached for a few seconds in the shared Django cache, so a page that refreshes its
+fragments every five seconds costs the database little even on a campaign of a million pairs.
+Charts are plain geometry computed here and drawn by the templates as inline SVG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.http import Http404
+from django.utils import timezone
+
+from annotation.models import Campaign, Label, Pair, Round
+from annotation.roles import Role, user_has_role
+from reviewers.agreement.selectors import campaign_agreement
+from reviewers.models import Adjudication, Escalation
+from reviewers.selectors import annotator_quality
+from scoring.datasets.curation import curation_pool
+from scoring.models import EvaluationPrompt, ExportSnapshot, Job, ModelVersion
+
+CACHE_SECONDS = 10
+# Agreement (bootstrap intervals) and the annotator table scan every label: a little longer.
+SLOW_CACHE_SECONDS = 150  # refreshed every minute by dashboards_refresh
+
+# Dashboard buckets of Pair.Status, in the order a pair moves through them.
+PROGRESS_BUCKETS: dict[str, tuple[str, ...]] = {
+    "pending": (Pair.Status.POOLED, Pair.Status.QUEUED),
+    "in_annotation": (Pair.Status.IN_ANNOTATION,),
+    "complete": (Pair.Status.COMPLETE, Pair.Status.RESOLVED),
+    "escalated": (Pair.Status.ESCALATED,),
+    "discarded": (Pair.Status.DISCARDED,),
+}
+BUCKET_LABELS = {
+    "pending": "Pending",
+    "in_annotation": "In annotation",
+    "complete": "Complete",
+    "escalated": "Escalated",
+    "discarded": "Discarded",
+}
+_BUCKET_OF = {
+    status: bucket for bucket, statuses in PROGRESS_BUCKETS.items() for status in statuses
+}
+AGE_BUCKETS = (
+    ("under 1 h", timedelta(hours=1)),
+    ("1–24 h", timedelta(days=1)),
+    ("1–3 days", timedelta(days=3)),
+    ("over 3 days", None),
+)
+
+
+def _cached(key: str, seconds: int, compute: Callable[[], Any], *, refresh: bool = False) -> Any:
+    value = None if refresh else cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, seconds)
+    return value
+
+
+def _campaign_key(campaign: Campaign, panel: str) -> str:
+    # created_at keeps a re-created database that reuses ids from reading stale figures.
+    return f"arbiter:dashboard:v1:{panel}:{campaign.pk}:{campaign.created_at.timestamp():.6f}"
+
+
+# --- Access -------------------------------------------------------------------------------
+
+
+def require_admin(user: AbstractBaseUser) -> None:
+    if not user_has_role(user, Role.ADMIN):
+        raise Http404("No such page.")
+
+
+def exports_recent(*, campaign: Campaign, limit: int = 10) -> list[ExportSnapshot]:
+    return list(
+        ExportSnapshot.objects.filter(campaign=campaign)
+        .select_related("job", "campaign")
+        .order_by("-version")[:limit]
+    )
+
+
+def export_for_admin(*, export_id: int, user: AbstractBaseUser) -> ExportSnapshot:
+    """The snapshot, for admins; anyone else is told it does not exist (no probing)."""
+    require_admin(user)
+    snapshot = ExportSnapshot.objects.select_related("job", "campaign").filter(pk=export_id).first()
+    if snapshot is None:
+        raise Http404("No such export.")
+    return snapshot
+
+
+# --- Campaign list ------------------------------------------------------------------------
+
+
+def dashboard_campaigns() -> list[dict[str, Any]]:
+    """Every campaign with its headline numbers: one grouped query for all of them."""
+
+    def compute() -> list[dict[str, Any]]:
+        counts: dict[int, dict[str, int]] = {}
+        for row in Pair.objects.order_by().values("campaign_id", "status").annotate(n=Count("id")):
+            buckets = counts.setdefault(row["campaign_id"], dict.fromkeys(PROGRESS_BUCKETS, 0))
+            buckets[_BUCKET_OF.get(row["status"], "pending")] += row["n"]
+        open_escalations = dict(
+            Escalation.objects.filter(status=Escalation.Status.OPEN)
+            .order_by()
+            .values_list("campaign_id")
+            .annotate(n=Count("id"))
+        )
+        active = dict(
+            ModelVersion.objects.filter(is_active=True).values_list("campaign_id", "number")
+        )
+        campaigns = []
+        for campaign in Campaign.objects.order_by("name"):
+            buckets = counts.get(campaign.pk, dict.fromkeys(PROGRESS_BUCKETS, 0))
+            total = sum(buckets.values())
+            campaigns.append(
+                {
+                    "id": campaign.pk,
+                    "name": campaign.name,
+                    "total": total,
+                    "buckets": buckets,
+                    "complete_share": buckets["complete"] / total if total else None,
+                    "open_escalations": open_escalations.get(campaign.pk, 0),
+                    "active_model": active.get(campaign.pk),
+                }
+            )
+        return campaigns
+
+    return _cached("arbiter:dashboard:v1:campaigns", CACHE_SECONDS, compute)
+
+
+# --- Progress -----------------------------------------------------------------------------
+
+
+def progress_summary(*, campaign: Campaign) -> dict[str, Any]:
+    """Pairs per bucket, overall and per round (one GROUP BY), labels and their pace."""
+
+    def compute() -> dict[str, Any]:
+        rounds = {
+            item.pk: item for item in Round.objects.filter(campaign=campaign).order_by("number")
+        }
+        per_round: dict[int | None, dict[str, int]] = {}
+        totals = dict.fromkeys(PROGRESS_BUCKETS, 0)
+        for row in (
+            Pair.objects.filter(campaign=campaign)
+            .order_by()
+            .values("round_id", "status")
+            .annotate(n=Count("id"))
+        ):
+            bucket = _BUCKET_OF.get(row["status"], "pending")
+            per_round.setdefault(row["round_id"], dict.fromkeys(PROGRESS_BUCKETS, 0))
+            per_round[row["round_id"]][bucket] += row["n"]
+            totals[bucket] += row["n"]
+        now = timezone.now()
+        labels = Label.objects.filter(campaign=campaign).aggregate(
+            total=Count("id"),
+            last_hour=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))),
+            last_day=Count("id", filter=Q(created_at__gte=now - timedelta(days=1))),
+        )
+        rows = []
+        for round_id, item in rounds.items():
+            buckets = per_round.get(round_id, dict.fromkeys(PROGRESS_BUCKETS, 0))
+            rows.append(
+                {"label": f"Round {item.number}", "status": item.status, "buckets": buckets}
+            )
+        if None in per_round:
+            rows.append(
+                {"label": "No round (pool, gold)", "status": "", "buckets": per_round[None]}
+            )
+        for row in rows:
+            row["total"] = sum(row["buckets"].values())
+            row["counts"] = [row["buckets"][name] for name in PROGRESS_BUCKETS]
+            row["segments"] = stacked_bar(row["buckets"])
+        total = sum(totals.values())
+        return {
+            "totals": totals,
+            "buckets": [
+                {"name": name, "label": BUCKET_LABELS[name], "count": totals[name]}
+                for name in PROGRESS_BUCKETS
+            ],
+            "total": total,
+            "complete_share": totals["complete"] / total if total else None,
+            "rounds": rows,
+            "labels": labels,
+            "computed_at": now,
+        }
+
+    return _cached(_campaign_key(campaign, "progress"), CACHE_SECONDS, compute)
+
+
+def silver_summary(*, campaign: Campaign) -> dict[str, Any]:
+    """The unverified pool by Stage-2 verdict, the evaluation sets, the latest curation job."""
+
+    def compute() -> dict[str, Any]:
+        verdicts = dict(
+            curation_pool(campaign=campaign, recurate=True)
+            .order_by()
+            .values_list("curation")
+            .annotate(n=Count("id"))
+        )
+        evaluation_sets = list(
+            EvaluationPrompt.objects.filter(campaign=campaign)
+            .order_by("set_name")
+            .values("set_name")
+            .annotate(n=Count("id"))
+        )
+        return {
+            "uncurated": verdicts.pop("", 0),
+            "verdicts": verdicts,
+            "total": sum(verdicts.values()),
+            "evaluation_sets": evaluation_sets,
+        }
+
+    summary = dict(_cached(_campaign_key(campaign, "silver"), CACHE_SECONDS, compute))
+    summary["job"] = (
+        Job.objects.filter(campaign=campaign, kind=Job.Kind.CURATE).order_by("-id").first()
+    )
+    return summary
+
+
+# --- Agreement ----------------------------------------------------------------------------
+
+
+def agreement_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
+    """Alpha per round (with CI and the target) and per task category, as charts."""
+    def compute() -> dict[str, Any]:
+        report = campaign_agreement(campaign=campaign, use_cache=not refresh)
+        rounds = [entry for entry in report["rounds"] if entry.get("number") is not None]
+        target = report["target"]
+        return {
+            "level_note": report.get("level_note", ""),
+            "target": target,
+            "overall": report["overall"],
+            "rounds": rounds,
+            "categories": report["categories"],
+            "rounds_chart": line_chart(
+                [
+                    (f"R{entry['number']}", entry["alpha"], entry["ci_low"], entry["ci_high"])
+                    for entry in rounds
+                ],
+                target=target,
+            ),
+            "categories_chart": bar_chart(
+                [
+                    (
+                        entry["category"] or "(none)",
+                        entry["alpha"],
+                        entry["ci_low"],
+                        entry["ci_high"],
+                    )
+                    for entry in report["categories"]
+                ],
+                target=target,
+            ),
+        }
+
+    return _cached(
+        _campaign_key(campaign, "agreement"), SLOW_CACHE_SECONDS, compute, refresh=refresh
+    )
+
+
+# --- Annotators ---------------------------------------------------------------------------
+
+
+def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
+    """The reviewers' annotator quality figures plus throughput (labels in the last hour and
+    day, one grouped query)."""
+    def compute() -> dict[str, Any]:
+        now = timezone.now()
+        pace = {
+            row["annotator_id"]: row
+            for row in Label.objects.filter(
+                campaign=campaign, created_at__gte=now - timedelta(days=1)
+            )
+            .order_by()
+            .values("annotator_id")
+            .annotate(
+                last_day=Count("id"),
+                last_hour=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))),
+            )
+        }
+        rows = []
+        for row in annotator_quality(campaign=campaign):
+            recent = pace.get(row["annotator_id"], {})
+            rows.append(
+                {
+                    **row,
+                    "last_hour": recent.get("last_hour", 0),
+                    "last_day": recent.get("last_day", 0),
+                }
+            )
+        return {"rows": rows, "flagged": sum(row["flagged"] for row in rows)}
+
+    return _cached(
+        _campaign_key(campaign, "annotators"), SLOW_CACHE_SECONDS, compute, refresh=refresh
+    )
+
+
+def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
+    """Recompute the slow panels of campaigns labelled lately, so that pages read them warm.
+
+    On a million pairs the agreement report takes seconds; a periodic task (every minute)
+    pays that instead of an admin's page. Returns how many campaigns were refreshed.
+    """
+    since = timezone.now() - active_within
+    # EXISTS stops at each campaign's first recent label instead of joining them all.
+    recent = Label.objects.filter(campaign=OuterRef("pk"), created_at__gte=since)
+    campaigns = Campaign.objects.filter(Exists(recent))
+    refreshed = 0
+    for campaign in campaigns:
+        agreement_panel(campaign=campaign, refresh=True)
+        annotator_table(campaign=campaign, refresh=True)
+        refreshed += 1
+    return refreshed
+
+
+# --- Expert queue -------------------------------------------------------------------------
+
+
+def expert_queue_health(*, campaign: Campaign) -> dict[str, Any]:
+    """Open escalations: how many, claimed, overdue, their ages and reasons."""
+
+    def compute() -> dict[str, Any]:
+        now = timezone.now()
+        open_escalations = Escalation.objects.filter(
+            campaign=campaign, status=Escalation.Status.OPEN
+        )
+        age_counts: dict[str, Count] = {}
+        newer_than = now
+        for index, (_label, limit) in enumerate(AGE_BUCKETS):
+            condition = Q(created_at__lte=newer_than)
+            if limit is not None:
+                condition &= Q(created_at__gt=now - limit)
+                newer_than = now - limit
+            age_counts[f"age{index}"] = Count("id", filter=condition)
+        figures = open_escalations.aggregate(
+            open=Count("id"),
+            claimed=Count("id", filter=Q(claimed_by__isnull=False, claim_expires_at__gt=now)),
+            overdue=Count("id", filter=Q(deadline__lt=now)),
+            oldest=Min("created_at"),
+            **age_counts,
+        )
+        reasons = list(
+            open_escalations.order_by().values("reason").annotate(n=Count("id")).order_by("-n")
+        )
+        adjudicated = Adjudication.objects.filter(
+            pair__campaign=campaign, created_at__gte=now - timedelta(days=1)
+        ).count()
+        ages = [
+            (label, figures[f"age{index}"]) for index, (label, _limit) in enumerate(AGE_BUCKETS)
+        ]
+        return {
+            "open": figures["open"],
+            "claimed": figures["claimed"],
+            "overdue": figures["overdue"],
+            "oldest": figures["oldest"],
+            "reasons": [
+                {"reason": Escalation.Reason(row["reason"]).label, "n": row["n"]}
+                if row["reason"] in Escalation.Reason.values
+                else {"reason": row["reason"], "n": row["n"]}
+                for row in reasons
+            ],
+            "adjudicated_last_day": adjudicated,
+            "ages_chart": bar_chart(
+                [(label, count, None, None) for label, count in ages],
+                domain=(0, max([count for _label, count in ages] + [1])),
+                value_format="{:.0f}",
+            ),
+        }
+
+    return _cached(_campaign_key(campaign, "experts"), CACHE_SECONDS, compute)
+
+
+# --- Models -------------------------------------------------------------------------------
+
+
+def models_panel(*, campaign: Campaign) -> dict[str, Any]:
+    """Versions (newest first) and held-out gold accuracy per version, as a chart."""
+    versions = list(
+        ModelVersion.objects.filter(campaign=campaign).select_related("round").order_by("-number")
+    )
+    chronological = sorted(versions, key=lambda version: version.number)
+    points = [
+        (
+            f"v{version.number}" + (f" R{version.round.number}" if version.round else ""),
+            version.heldout_accuracy,
+            None,
+            None,
+        )
+        for version in chronological
+    ]
+    active = next((version for version in versions if version.is_active), None)
+    labels = dict(
+        zip((version.pk for version in chronological), (p[0] for p in points), strict=True)
+    )
+    return {
+        "versions": versions,
+        "active": active,
+        "active_label": labels.get(active.pk) if active else None,
+        "accuracy_chart": line_chart(points, target=None, domain=(0.0, 1.0)),
+    }
+
+
+# --- Chart geometry -----------------------------------------------------------------------
+
+Point = tuple[str, float | None, float | None, float | None]
+
+
+def _scale(value: float, domain: tuple[float, float], low: float, high: float) -> float:
+    start, end = domain
+    share = (value - start) / (end - start) if end != start else 0.0
+    return round(low + share * (high - low), 1)
+
+
+def _domain(values: Sequence[float | None], target: float | None) -> tuple[float, float]:
+    known = [value for value in values if value is not None]
+    if target is not None:
+        known.append(target)
+    lowest = min([0.0, *known])
+    # Whole tenths below zero, so the axis labels stay round.
+    return (-(int(-lowest * 10 + 0.999)) / 10.0 if lowest < 0 else 0.0, 1.0)
+
+
+def line_chart(
+    points: Sequence[Point],
+    *,
+    target: float | None,
+    domain: tuple[float, float] | None = None,
+    width: int = 560,
+    height: int = 220,
+) -> dict[str, Any]:
+    """Values (with optional intervals) at evenly spaced x, a polyline, and a target line."""
+    left, right, top, bottom = 44, width - 12, 12, height - 30
+    every = [bound for _l, value, low, high in points for bound in (value, low, high)]
+    domain = domain or _domain(every, target)
+    step = (right - left) / max(len(points) - 1, 1)
+    drawn = []
+    for index, (label, value, low, high) in enumerate(points):
+        x = round(left + index * step if len(points) > 1 else (left + right) / 2, 1)
+        drawn.append(
+            {
+                "label": label,
+                "value": value,
+                "low": low,
+                "high": high,
+                "x": x,
+                "y": None if value is None else _scale(value, domain, bottom, top),
+                "y_low": None if low is None else _scale(low, domain, bottom, top),
+                "y_high": None if high is None else _scale(high, domain, bottom, top),
+                "below_target": target is not None and value is not None and value < target,
+            }
+        )
+    defined = [point for point in drawn if point["y"] is not None]
+    banded = [
+        point for point in drawn if point["y_low"] is not None and point["y_high"] is not None
+    ]
+    ticks = []
+    start, end = domain
+    tick = start
+    while tick <= end + 1e-9:
+        ticks.append({"label": f"{tick:.1f}", "y": _scale(tick, domain, bottom, top)})
+        tick = round(tick + (0.2 if end - start > 1 else 0.1 if end - start <= 0.5 else 0.2), 6)
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right": right,
+        "top": top,
+        "bottom": bottom,
+        "points": drawn,
+        "line": " ".join(f"{point['x']},{point['y']}" for point in defined),
+        "band": " ".join(
+            [f"{point['x']},{point['y_high']}" for point in banded]
+            + [f"{point['x']},{point['y_low']}" for point in reversed(banded)]
+        )
+        if len(banded) > 1
+        else "",
+        "target": target,
+        "target_y": None if target is None else _scale(target, domain, bottom, top),
+        "ticks": ticks,
+        "empty": not defined,
+    }
+
+
+def bar_chart(
+    items: Sequence[Point],
+    *,
+    target: float | None = None,
+    domain: tuple[float, float] | None = None,
+    width: int = 560,
+    row_height: int = 24,
+    value_format: str = "{:.2f}",
+) -> dict[str, Any]:
+    """Horizontal bars from zero, with optional interval whiskers and a target line."""
+    label_width, right = 150, width - 56
+    every = [bound for _l, value, low, high in items for bound in (value, low, high)]
+    domain = domain or _domain(every, target)
+    zero = _scale(0.0, domain, label_width, right)
+    rows = []
+    for index, (label, value, low, high) in enumerate(items):
+        y = 4 + index * row_height
+        x_value = None if value is None else _scale(value, domain, label_width, right)
+        rows.append(
+            {
+                "label": label,
+                "value": value,
+                "text": "n/a" if value is None else value_format.format(value),
+                "y": y,
+                "text_y": y + row_height / 2 + 4,
+                "mid_y": y + row_height / 2 - 2,
+                "bar_x": None if x_value is None else min(zero, x_value),
+                "bar_width": None if x_value is None else max(abs(x_value - zero), 1.0),
+                "bar_height": row_height - 8,
+                "whisker_low": None if low is None else _scale(low, domain, label_width, right),
+                "whisker_high": None if high is None else _scale(high, domain, label_width, right),
+                "below_target": target is not None and value is not None and value < target,
+            }
+        )
+    height = 8 + len(items) * row_height
+    return {
+        "width": width,
+        "height": height,
+        "label_width": label_width,
+        "value_x": right + 6,
+        "zero_x": zero,
+        "rows": rows,
+        "target_x": None if target is None else _scale(target, domain, label_width, right),
+        "empty": not items,
+    }
+
+
+def stacked_bar(buckets: dict[str, int], *, width: int = 400) -> list[dict[str, Any]]:
+    """Segments of one 100 % bar, in PROGRESS_BUCKETS order (empty ones left out)."""
+    total = sum(buckets.values())
+    segments, x = [], 0.0
+    for name in PROGRESS_BUCKETS:
+        count = buckets.get(name, 0)
+        if not total or not count:
+            continue
+        share = count / total
+        segments.append(
+            {
+                "name": name,
+                "label": BUCKET_LABELS[name],
+                "count": count,
+                "x": round(x, 1),
+                "width": round(share * width, 1),
+                "share": share,
+            }
+        )
+        x += share * width
+    return segments

@@ -1,0 +1,243 @@
+"""The admin dashboard (htmx): one URL serves the whole page or, to htmx, one panel.
+
+Panels refresh themselves every few seconds (``?part=<name>``); the figures behind them are
+cached briefly by ``scoring.dashboard.selectors``. Admins only: anyone else gets a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import trigger_client_event
+
+from annotation.models import Campaign
+from annotation.selectors import campaign_for_admin
+from scoring.dashboard.selectors import (
+    BUCKET_LABELS,
+    agreement_panel,
+    annotator_table,
+    dashboard_campaigns,
+    expert_queue_health,
+    exports_recent,
+    models_panel,
+    progress_summary,
+    require_admin,
+    silver_summary,
+)
+from scoring.datasets.curation import CurationError, curation_create
+from scoring.datasets.export import (
+    DEFAULT_PROVENANCE,
+    FORMATS,
+    PROVENANCE_CHOICES,
+    TIES_CHOICES,
+    ExportFilters,
+    InvalidExport,
+    export_create,
+)
+from scoring.loop.versions import current_model_job, job_log_tail
+
+# Panels poll; a tab shown again after being hidden asks at once (static/scoring/dashboard.js).
+REFRESH = "every 5s, dashboard-refresh from:body"
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=[(name, name.upper()) for name in FORMATS])
+    provenance = forms.MultipleChoiceField(
+        choices=[(name, name) for name in PROVENANCE_CHOICES],
+        initial=list(DEFAULT_PROVENANCE),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+    rounds = forms.CharField(required=False, help_text="Round numbers, e.g. 1, 2 (all if empty)")
+    min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
+    task_categories = forms.CharField(required=False, help_text="Comma-separated (all if empty)")
+    include_silver = forms.BooleanField(required=False)
+    silver_curated_only = forms.BooleanField(required=False)
+    ties = forms.ChoiceField(
+        choices=[("exclude", "leave out"), ("separate", "separate file")],
+        initial="exclude",
+    )
+
+    def clean_rounds(self) -> list[int]:
+        text = self.cleaned_data["rounds"].replace(",", " ")
+        try:
+            return sorted({int(number) for number in text.split()})
+        except ValueError as error:
+            raise forms.ValidationError("Round numbers are whole numbers.") from error
+
+    def clean_task_categories(self) -> list[str]:
+        text = self.cleaned_data["task_categories"]
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors:
+            try:
+                data["filters"] = ExportFilters.from_params(
+                    {
+                        "rounds": data["rounds"],
+                        "provenance": data["provenance"],
+                        "min_agreement": data.get("min_agreement"),
+                        "task_categories": data["task_categories"],
+                        "include_silver": data["include_silver"],
+                        "silver_curated_only": data["silver_curated_only"],
+                        "ties": data["ties"] if data["ties"] in TIES_CHOICES else "exclude",
+                    }
+                )
+            except InvalidExport as error:
+                raise forms.ValidationError(str(error)) from error
+        return data
+
+
+class CurationForm(forms.Form):
+    recycle = forms.BooleanField(required=False, help_text="Flip pairs both models reverse.")
+    keep_threshold = forms.FloatField(initial=0.5, min_value=0, max_value=0.99)
+    recycle_threshold = forms.FloatField(initial=0.9, min_value=0, max_value=0.99)
+    gold_version = forms.IntegerField(required=False, min_value=1, help_text="Default: active")
+    best_version = forms.IntegerField(
+        required=False, min_value=1, help_text="Default: best held-out accuracy"
+    )
+
+    def params(self) -> dict[str, Any]:
+        return {name: value for name, value in self.cleaned_data.items() if value is not None}
+
+
+def _models_context(campaign: Campaign) -> dict[str, Any]:
+    context: dict[str, Any] = {"models": models_panel(campaign=campaign)}
+    context["versions"] = context["models"]["versions"]  # what _model_versions.html reads
+    return context
+
+
+def _model_job_context(campaign: Campaign) -> dict[str, Any]:
+    """The retrain button and the current model job, from the model-registry fragments."""
+    job = current_model_job(campaign=campaign)
+    return {
+        "job": job,
+        "log_lines": job_log_tail(job=job) if job is not None else [],
+    }
+
+
+PANELS: dict[str, Callable[[Campaign], dict[str, Any]]] = {
+    "progress": lambda campaign: {"progress": progress_summary(campaign=campaign)},
+    "agreement": lambda campaign: {"agreement": agreement_panel(campaign=campaign)},
+    "annotators": lambda campaign: {"annotators": annotator_table(campaign=campaign)},
+    "experts": lambda campaign: {"experts": expert_queue_health(campaign=campaign)},
+    "models": _models_context,
+    "curation": lambda campaign: {"silver": silver_summary(campaign=campaign)},
+    "exports": lambda campaign: {"exports": exports_recent(campaign=campaign)},
+}
+
+
+def _panel_response(
+    request: HttpRequest, campaign: Campaign, part: str, **extra: Any
+) -> HttpResponse:
+    context = {
+        "campaign": campaign,
+        "refresh": REFRESH,
+        "bucket_labels": BUCKET_LABELS,
+    }
+    context.update(PANELS[part](campaign))
+    context.update(extra)
+    return render(request, f"scoring/dashboard.html#{part}", context)
+
+
+@login_required
+@require_GET
+def dashboard_index(request: HttpRequest) -> HttpResponse:
+    require_admin(request.user)
+    return render(request, "scoring/dashboard_index.html", {"campaigns": dashboard_campaigns()})
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def campaign_dashboard(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    part = request.GET.get("part", "")
+    if request.htmx and part:
+        if part not in PANELS:
+            raise Http404("No such panel.")
+        return _panel_response(request, campaign, part)
+    return _full_page(request, campaign)
+
+
+def _full_page(
+    request: HttpRequest, campaign: Campaign, status: int = 200, **forms_: Any
+) -> HttpResponse:
+    context: dict[str, Any] = {
+        "campaign": campaign,
+        "refresh": REFRESH,
+        "bucket_labels": BUCKET_LABELS,
+        "export_form": ExportForm(),
+        "curation_form": CurationForm(),
+        **_model_job_context(campaign),
+    }
+    for build in PANELS.values():
+        context.update(build(campaign))
+    context.update(forms_)
+    return render(request, "scoring/dashboard.html", context, status=status)
+
+
+@login_required
+@require_POST
+def dashboard_export_create(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """Start an export snapshot from the dashboard's form."""
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    form = ExportForm(request.POST)
+    created = False
+    if form.is_valid():
+        created = True
+        export_create(
+            campaign=campaign,
+            file_format=form.cleaned_data["format"],
+            filters=form.cleaned_data["filters"],
+            user=request.user,
+        )
+        form = ExportForm()
+    if request.htmx:
+        response = render(
+            request,
+            "scoring/dashboard.html#export-form",
+            {"campaign": campaign, "export_form": form},
+        )
+        if created:
+            trigger_client_event(response, "exports-changed")
+        return response
+    if not created:
+        return _full_page(request, campaign, status=400, export_form=form)
+    return redirect("campaign-dashboard", campaign_id=campaign.pk)
+
+
+@login_required
+@require_POST
+def dashboard_curation_create(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """Start Stage-2 curation of the silver pool from the dashboard's form."""
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    form = CurationForm(request.POST)
+    error, created = "", False
+    if form.is_valid():
+        try:
+            curation_create(campaign=campaign, params=form.params(), user=request.user)
+        except CurationError as exc:
+            error = str(exc)
+        else:
+            form, created = CurationForm(), True
+    if request.htmx:
+        response = render(
+            request,
+            "scoring/dashboard.html#curation-form",
+            {"campaign": campaign, "curation_form": form, "curation_error": error},
+        )
+        if created:
+            trigger_client_event(response, "curation-changed")
+        return response
+    if not created:
+        return _full_page(request, campaign, status=400, curation_form=form, curation_error=error)
+    return redirect("campaign-dashboard", campaign_id=campaign.pk)

@@ -1,0 +1,161 @@
+"""REST API for curated exports and Stage-2 curation (admins only): one APIView per action."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.selectors import campaign_for_admin
+from scoring.dashboard.selectors import export_for_admin, exports_recent
+from scoring.datasets.curation import (
+    CurationError,
+    curation_create,
+    evaluation_prompts_read,
+    evaluation_set_upload,
+)
+from scoring.datasets.export import (
+    FORMATS,
+    PROVENANCE_CHOICES,
+    TIES_CHOICES,
+    ExportFilters,
+    InvalidExport,
+    export_create,
+    export_file,
+)
+
+
+class ExportOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    format = serializers.CharField()
+    filters = serializers.JSONField()
+    status = serializers.CharField(source="job.status")
+    progress = serializers.FloatField(source="job.progress")
+    message = serializers.CharField(source="job.message")
+    error = serializers.CharField(source="job.error")
+    manifest = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    download_url = serializers.SerializerMethodField()
+
+    def get_download_url(self, snapshot) -> str | None:  # noqa: ANN001 - an ExportSnapshot
+        if export_file(snapshot=snapshot) is None:
+            return None
+        return f"/api/exports/{snapshot.pk}/download"
+
+
+class ExportsApi(APIView):
+    """GET: the campaign's export snapshots, newest first. POST: start a new one (a job)."""
+
+    class InputSerializer(serializers.Serializer):
+        format = serializers.ChoiceField(choices=FORMATS, default="parquet")
+        rounds = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), required=False, default=list
+        )
+        provenance = serializers.ListField(
+            child=serializers.ChoiceField(choices=PROVENANCE_CHOICES), required=False
+        )
+        min_agreement = serializers.FloatField(
+            required=False, allow_null=True, min_value=0, max_value=1
+        )
+        task_categories = serializers.ListField(
+            child=serializers.CharField(), required=False, default=list
+        )
+        include_silver = serializers.BooleanField(required=False, default=False)
+        silver_curated_only = serializers.BooleanField(required=False, default=False)
+        ties = serializers.ChoiceField(choices=TIES_CHOICES, required=False, default="exclude")
+
+    @extend_schema(responses={200: ExportOutputSerializer(many=True)})
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        snapshots = exports_recent(campaign=campaign, limit=100)
+        return Response(ExportOutputSerializer(snapshots, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={202: ExportOutputSerializer})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        file_format = data.pop("format")
+        try:
+            filters = ExportFilters.from_params(data)
+        except InvalidExport as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        snapshot = export_create(
+            campaign=campaign, file_format=file_format, filters=filters, user=request.user
+        )
+        return Response(ExportOutputSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDownloadApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("file", str, enum=["main", "ties"], required=False)],
+        responses={200: OpenApiResponse(description="The export file, as an attachment.")},
+    )
+    def get(self, request: Request, export_id: int) -> FileResponse:
+        snapshot = export_for_admin(export_id=export_id, user=request.user)
+        role = request.query_params.get("file", "main")
+        path = export_file(snapshot=snapshot, role=role) if role in ("main", "ties") else None
+        if path is None:
+            raise Http404("This export has no such file (yet).")
+        filename = f"{snapshot.campaign.name}-{path.name}".replace(" ", "_")
+        return FileResponse(path.open("rb"), as_attachment=True, filename=filename)
+
+
+class CurationsApi(APIView):
+    """POST: start Stage-2 curation of the campaign's silver pool (a job on the gpu queue)."""
+
+    class InputSerializer(serializers.Serializer):
+        gold_version = serializers.IntegerField(required=False, min_value=1)
+        best_version = serializers.IntegerField(required=False, min_value=1)
+        keep_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+        recycle = serializers.BooleanField(required=False, default=False)
+        recycle_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
+        evaluation_sets = serializers.ListField(child=serializers.CharField(), required=False)
+        recurate = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(request=InputSerializer, responses={202: dict, 400: dict})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            job = curation_create(
+                campaign=campaign, params=dict(serializer.validated_data), user=request.user
+            )
+        except CurationError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
+
+
+class EvaluationSetApi(APIView):
+    """POST a file of evaluation prompts (e.g. RewardBench) to decontaminate against."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        name = serializers.CharField(max_length=200)
+
+    @extend_schema(request=InputSerializer, responses={201: dict, 400: dict})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        try:
+            prompts = evaluation_prompts_read(upload, filename=upload.name or "prompts.txt")
+            count = evaluation_set_upload(
+                campaign=campaign, set_name=serializer.validated_data["name"], prompts=prompts
+            )
+        except CurationError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"set_name": serializer.validated_data["name"], "prompts": count},
+            status=status.HTTP_201_CREATED,
+        )

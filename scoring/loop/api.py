@@ -1,0 +1,156 @@
+"""REST API for the model registry, model jobs and judgment assistance (STYLE.md §3)."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.selectors import assignment_for_annotator, campaign_for_admin
+from scoring.jobs.runner import job_cancel
+from scoring.loop.assistance import model_view_record_shown
+from scoring.loop.model_jobs import loop_request
+from scoring.loop.model_view import model_view_for_assignment
+from scoring.loop.registry import (
+    RegistryError,
+    model_version_activate,
+    model_version_rollback,
+)
+from scoring.loop.training import MODES, job_params_for_training
+from scoring.loop.versions import (
+    job_for_admin,
+    job_log_tail,
+    model_version_for_admin,
+    model_versions_for_campaign,
+)
+from scoring.models import Job
+
+
+class ModelVersionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    base = serializers.CharField()
+    mode = serializers.CharField()
+    checkpoint = serializers.CharField()
+    heldout_accuracy = serializers.FloatField(allow_null=True)
+    label_snapshot = serializers.JSONField()
+    metrics = serializers.JSONField()
+    status = serializers.CharField()
+    is_active = serializers.BooleanField()
+    job = serializers.IntegerField(source="job_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class JobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign = serializers.IntegerField(source="campaign_id")
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    result = serializers.JSONField()
+    params = serializers.JSONField()
+    attempts = serializers.IntegerField()
+    cancel_requested = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    log = serializers.SerializerMethodField(help_text="The last 50 log lines, oldest first.")
+
+    def get_log(self, job: Job) -> list[str]:
+        return [line.message for line in job_log_tail(job=job, lines=50)]
+
+
+def job_payload(job: Job) -> dict:
+    return JobSerializer(job).data
+
+
+class ModelVersionsApi(APIView):
+    @extend_schema(responses={200: ModelVersionSerializer(many=True)})
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        versions = model_versions_for_campaign(campaign=campaign)
+        return Response(ModelVersionSerializer(versions, many=True).data)
+
+
+class ModelVersionActivateApi(APIView):
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
+    def post(self, request: Request, version_id: int) -> Response:
+        version = model_version_for_admin(version_id=version_id, user=request.user)
+        try:
+            version = model_version_activate(version=version)
+        except RegistryError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(ModelVersionSerializer(version).data)
+
+
+class ModelVersionRollbackApi(APIView):
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        try:
+            version = model_version_rollback(campaign=campaign)
+        except RegistryError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(ModelVersionSerializer(version).data)
+
+
+class RetrainApi(APIView):
+    """"Retrain now": close the round, train, score, prioritise, open the next round."""
+
+    class InputSerializer(serializers.Serializer):
+        mode = serializers.ChoiceField(choices=MODES, default="head")
+        retrieve_from_gold = serializers.BooleanField(default=True)
+
+    @extend_schema(request=InputSerializer, responses={202: JobSerializer})
+    def post(self, request: Request, campaign_id: int) -> Response:
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        params = job_params_for_training(mode=serializer.validated_data["mode"])
+        params["retrieve_from_gold"] = serializer.validated_data["retrieve_from_gold"]
+        job = loop_request(campaign=campaign, user=request.user, params=params)
+        return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)
+
+
+class JobApi(APIView):
+    @extend_schema(responses={200: JobSerializer})
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(job_payload(job_for_admin(job_id=job_id, user=request.user)))
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses={200: JobSerializer})
+    def post(self, request: Request, job_id: int) -> Response:
+        job = job_cancel(job=job_for_admin(job_id=job_id, user=request.user))
+        return Response(job_payload(job))
+
+
+class ModelViewApi(APIView):
+    """The active model's view of a pair, after its annotator submitted (if the campaign
+    reveals it); reading it records that it was shown."""
+
+    class OutputSerializer(serializers.Serializer):
+        model_version = serializers.IntegerField()
+        active_version = serializers.BooleanField()
+        p_a_better = serializers.FloatField(help_text="In the orientation shown.")
+        reward_a = serializers.FloatField()
+        reward_b = serializers.FloatField()
+        prefers = serializers.CharField()
+        confidence = serializers.FloatField()
+        agrees_with_you = serializers.BooleanField(allow_null=True)
+
+    @extend_schema(
+        responses={200: OutputSerializer, 404: OpenApiResponse(description="Not available.")}
+    )
+    def get(self, request: Request, assignment_id: int) -> Response:
+        assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
+        view = model_view_for_assignment(assignment)
+        if view is None:
+            raise Http404("The model's view is not available for this assignment.")
+        model_view_record_shown(assignment=assignment)
+        return Response(self.OutputSerializer(view).data)

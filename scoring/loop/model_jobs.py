@@ -1,0 +1,182 @@
+"""Starting model jobs (train, score, loop) and running them, on a worker or inline.
+
+``training_request``, ``scoring_request`` and ``loop_request`` ("Retrain now") create the job
+row and enqueue its task after commit. A second request while a model job of the campaign is
+queued or running returns that job instead of starting another (one model job at a time per
+campaign). ``job_run_inline`` runs a job in the calling process (management commands with
+``--inline``, the benchmark); ``job_wait`` polls a job row until it finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotation.models import Campaign
+from scoring.jobs.runner import (
+    JobClaim,
+    JobConflict,
+    JobContext,
+    JobError,
+    JobWork,
+    job_create,
+    job_enqueue,
+    job_run,
+    worker_name,
+)
+from scoring.loop.training import job_params_for_training
+from scoring.models import Job
+
+
+def _request(
+    *,
+    campaign: Campaign,
+    kind: str,
+    params: dict[str, Any],
+    user: AbstractBaseUser | None,
+    enqueue: bool,
+    queue: str | None = None,
+) -> Job:
+    try:
+        with transaction.atomic():
+            job = job_create(campaign=campaign, kind=kind, params=params, user=user)
+            if enqueue:
+                job_enqueue(job=job, queue=queue)
+    except JobConflict as conflict:
+        return conflict.existing
+    return job
+
+
+def training_request(
+    *,
+    campaign: Campaign,
+    user: AbstractBaseUser | None = None,
+    params: dict[str, Any] | None = None,
+    enqueue: bool = True,
+    queue: str | None = None,
+) -> Job:
+    """Train a new version (``params``: see ``training.job_params_for_training``)."""
+    params = params if params is not None else job_params_for_training()
+    return _request(
+        campaign=campaign, kind=Job.Kind.TRAIN, params=params, user=user, enqueue=enqueue,
+        queue=queue,
+    )
+
+
+def scoring_request(
+    *,
+    campaign: Campaign,
+    user: AbstractBaseUser | None = None,
+    params: dict[str, Any] | None = None,
+    enqueue: bool = True,
+    queue: str | None = None,
+) -> Job:
+    """Score and prioritise the pool with the active version."""
+    return _request(
+        campaign=campaign, kind=Job.Kind.SCORE, params=params or {}, user=user, enqueue=enqueue,
+        queue=queue,
+    )
+
+
+def loop_request(
+    *,
+    campaign: Campaign,
+    user: AbstractBaseUser | None = None,
+    params: dict[str, Any] | None = None,
+    reason: str = "retrain now",
+    enqueue: bool = True,
+    queue: str | None = None,
+) -> Job:
+    """Close the round, retrain, score, prioritise and open the next round, as one job."""
+    params = dict(params) if params is not None else job_params_for_training()
+    params.setdefault("reason", reason)
+    return _request(
+        campaign=campaign, kind=Job.Kind.LOOP, params=params, user=user, enqueue=enqueue,
+        queue=queue,
+    )
+
+
+# --- What each kind of job does ------------------------------------------------------------
+
+
+def _train_work(context: JobContext) -> dict[str, Any]:
+    from scoring.loop.training import train_job_work
+
+    return train_job_work(context)
+
+
+def _score_work(context: JobContext) -> dict[str, Any]:
+    from scoring.loop.pool_scoring import pool_score
+    from scoring.loop.prioritisation import pool_prioritise
+    from scoring.loop.training import active_version
+
+    campaign = context.job.campaign
+    version = active_version(campaign)
+    if version is None:
+        raise JobError("the campaign has no active model version to score with")
+    include_gold = bool(context.job.params.get("retrieve_from_gold", True))
+    with context.stage(0.0, 0.9, f"scoring the pool with v{version.number}"):
+        scoring = pool_score(version=version, context=context, include_gold=include_gold)
+    with context.stage(0.9, 1.0, "prioritising"):
+        prioritisation = pool_prioritise(
+            version=version, context=context, include_gold=include_gold
+        )
+    return {"version": version.number, "scoring": scoring, "prioritisation": prioritisation}
+
+
+def _loop_work(context: JobContext) -> dict[str, Any]:
+    from scoring.loop.rounds import round_close_and_advance
+
+    return round_close_and_advance(campaign=context.job.campaign, context=context)
+
+
+_WORK: dict[str, JobWork] = {
+    Job.Kind.TRAIN: _train_work,
+    Job.Kind.SCORE: _score_work,
+    Job.Kind.LOOP: _loop_work,
+}
+
+
+def job_work_for(job: Job) -> JobWork:
+    try:
+        return _WORK[job.kind]
+    except KeyError:
+        raise JobError(f"{job.kind} jobs are not model jobs") from None
+
+
+def model_job_run(*, job_id: int, worker: str, reraise: bool = True) -> JobClaim:
+    return job_run(job_id=job_id, worker=worker, work_for=job_work_for, reraise=reraise)
+
+
+def job_run_inline(*, job: Job) -> Job:
+    """Run a queued job in this process; the job row records the outcome (no re-raise)."""
+    model_job_run(job_id=job.pk, worker="inline:" + worker_name(), reraise=False)
+    job.refresh_from_db()
+    return job
+
+
+def job_wait(
+    *,
+    job: Job,
+    timeout: float | None = None,
+    interval: float = 1.0,
+    on_update: Callable[[Job], None] | None = None,
+) -> Job:
+    """Poll the job row until it finishes; raises TimeoutError after ``timeout`` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last_seen: tuple[Any, ...] = ()
+    while True:
+        job.refresh_from_db()
+        seen = (job.status, round(job.progress, 3), job.message)
+        if on_update is not None and seen != last_seen:
+            on_update(job)
+            last_seen = seen
+        if job.is_finished:
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"job {job.pk} still {job.status} after {timeout} s")
+        time.sleep(interval)

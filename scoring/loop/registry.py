@@ -1,0 +1,143 @@
+"""The model registry: one ``ModelVersion`` per trained model, one active per campaign.
+
+A version exists only once its checkpoint is complete on disk:
+
+1. the reward-model package saves the checkpoint atomically to a staging directory private to
+   the job attempt (``campaign-<id>/.job-<job>-attempt-<n>``);
+2. in one short transaction that locks the campaign row, the next number ``n`` is taken, the
+   staging directory is renamed to ``campaign-<id>/v<n>`` and the row is inserted.
+
+An interrupted run leaves at most a staging directory (never a version); a crash between the
+rename and the commit leaves an orphan ``v<n>`` directory without a row, which the next
+registration moves aside before reusing the number.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+
+from annotation.models import Campaign, Round
+from scoring.jobs.runner import JobLost
+from scoring.models import Job, ModelVersion
+
+if TYPE_CHECKING:
+    from scoring.reward_model import RewardModel
+
+
+class RegistryError(Exception):
+    """A registry request that cannot be honoured (e.g. nothing to roll back to)."""
+
+
+def campaign_model_root(campaign: Campaign) -> Path:
+    return Path(settings.ARBITER["MODEL_DIR"]) / f"campaign-{campaign.pk}"
+
+
+def model_version_register(
+    *,
+    campaign: Campaign,
+    job: Job,
+    model: RewardModel,
+    base: str,
+    mode: str,
+    label_snapshot: dict[str, Any],
+    metrics: dict[str, Any],
+    heldout_accuracy: float | None,
+    round_: Round | None = None,
+) -> ModelVersion:
+    """Save the checkpoint, then create the version row (see the module docstring).
+
+    Only the job's current owner registers: a worker that lost its job raises JobLost and
+    leaves nothing behind.
+    """
+    root = campaign_model_root(campaign)
+    staging = root / f".job-{job.pk}-attempt-{job.attempts}"
+    model.save(staging)
+    renamed: Path | None = None
+    try:
+        with transaction.atomic():
+            owner = Job.objects.select_for_update().filter(
+                pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts
+            )
+            if not owner.exists():
+                raise JobLost(f"job {job.pk} is no longer owned by this worker")
+            # Serialises numbering per campaign; NO KEY UPDATE does not block label inserts.
+            Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
+            last = ModelVersion.objects.filter(campaign=campaign).order_by("-number").first()
+            number = (last.number + 1) if last else 1
+            final = root / f"v{number}"
+            if final.exists():
+                # Left by a crash after a rename whose row never committed: not a version.
+                os.rename(final, root / f".orphan-v{number}-{uuid.uuid4().hex[:8]}")
+            os.rename(staging, final)
+            renamed = final
+            version = ModelVersion(
+                campaign=campaign,
+                number=number,
+                base=base[:500],
+                mode=mode,
+                checkpoint=str(final),
+                job=job,
+                round=round_,
+                label_snapshot=label_snapshot,
+                metrics=metrics,
+                heldout_accuracy=heldout_accuracy,
+            )
+            version.full_clean(exclude=["campaign", "job", "round"])
+            version.save()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if renamed is not None and renamed.exists():
+            # The row did not commit, so this directory is not a version: move it aside.
+            os.rename(renamed, root / f".orphan-{renamed.name}-{uuid.uuid4().hex[:8]}")
+        raise
+    return version
+
+
+def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+    """Make this version the campaign's active one (and no other)."""
+    if version.status != ModelVersion.Status.READY:
+        raise RegistryError(f"v{version.number} is {version.status}; only ready versions run")
+    if not Path(version.checkpoint).is_dir():
+        raise RegistryError(f"the checkpoint of v{version.number} is missing on disk")
+    with transaction.atomic():
+        Campaign.objects.select_for_update(no_key=True).filter(pk=version.campaign_id).first()
+        # Deactivate first: the partial unique constraint allows one active row at a time.
+        ModelVersion.objects.filter(campaign_id=version.campaign_id, is_active=True).exclude(
+            pk=version.pk
+        ).update(is_active=False)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.refresh_from_db()
+    return version
+
+
+def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
+    """Activate the newest ready version older than the active one."""
+    active = ModelVersion.objects.filter(campaign=campaign, is_active=True).first()
+    if active is None:
+        raise RegistryError("no active version to roll back from")
+    previous = (
+        ModelVersion.objects.filter(
+            campaign=campaign, number__lt=active.number, status=ModelVersion.Status.READY
+        )
+        .order_by("-number")
+        .first()
+    )
+    if previous is None:
+        raise RegistryError(f"v{active.number} is the oldest version; nothing to roll back to")
+    return model_version_activate(version=previous)
+
+
+def model_version_archive(*, version: ModelVersion) -> ModelVersion:
+    """Retire a version (it stays listed with its metrics but can no longer be activated)."""
+    if version.is_active:
+        raise RegistryError("activate another version before archiving the active one")
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ARCHIVED)
+    version.refresh_from_db()
+    return version

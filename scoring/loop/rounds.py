@@ -1,0 +1,159 @@
+"""Rounds of the active-learning loop: close, train, score, prioritise, open the next.
+
+``round_close_and_advance`` runs as one ``loop`` job, its steps on the progress bar:
+close (0–2 %), train and evaluate on gold (2–50 %), score the pool (50–90 %), prioritise
+(90–97 %), open the next round (97–100 %).
+
+Closing a round returns its untouched pairs (queued, no slot taken) to the pool, where they
+compete on priority for the next round; pairs already being labelled stay in annotation. The
+next round takes the ``campaign.round_size`` highest-priority pooled pairs (ties by id, i.e.
+import order). Running the loop again after a failure is safe: with no round open the close
+is a no-op.
+
+When a loop starts automatically: campaigns with ``auto_retrain`` are checked by the periodic
+task ``scoring.check_round_completion`` (``rounds_check_completion``): an open round none of
+whose pairs is still queued or in annotation starts a loop job. A periodic check, not the label
+submit path, keeps the annotators' requests free of this work; it is one indexed query per
+campaign with auto-retrain on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Campaign, Pair, Round
+from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext
+from scoring.loop.pool_scoring import pool_score
+from scoring.loop.prioritisation import pool_prioritise
+from scoring.loop.training import (
+    active_version,
+    model_train,
+    resolve_base_model,
+    training_config_from_params,
+    training_pairs,
+    version_result,
+)
+from scoring.models import Job
+
+
+@dataclass(frozen=True)
+class ClosedRound:
+    round: Round
+    returned_to_pool: int
+
+
+def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRound | None:
+    """Close the campaign's open round; None when no round is open."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        current = (
+            Round.objects.select_for_update()
+            .filter(campaign=campaign, status=Round.Status.OPEN)
+            .first()
+        )
+        if current is None:
+            return None
+        Round.objects.filter(pk=current.pk).update(status=Round.Status.CLOSED, closed_at=now)
+        returned = Pair.objects.filter(
+            round=current, status=Pair.Status.QUEUED, slots_taken=0, labels_count=0
+        ).update(status=Pair.Status.POOLED, round=None)
+    current.refresh_from_db()
+    return ClosedRound(current, returned)
+
+
+def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | None:
+    """Open a round with the highest-priority pooled pairs; None if one is open or the pool
+    is empty."""
+    size = size if size is not None else campaign.round_size
+    with transaction.atomic():
+        if Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).exists():
+            return None
+        chosen = list(
+            Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)
+            .order_by("-priority", "id")
+            .values_list("id", flat=True)[:size]
+        )
+        if not chosen:
+            return None
+        last = Round.objects.filter(campaign=campaign).order_by("-number").first()
+        opened = Round.objects.create(campaign=campaign, number=(last.number + 1) if last else 1)
+        Pair.objects.filter(pk__in=chosen, status=Pair.Status.POOLED).update(
+            status=Pair.Status.QUEUED, round=opened
+        )
+    return opened
+
+
+def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[str, Any]:
+    """The whole loop (see the module docstring); ``context.job`` is the loop job."""
+    params = context.job.params
+    # Fail on bad parameters before the round is closed.
+    training_config_from_params(params)
+    resolve_base_model(params)
+    result: dict[str, Any] = {}
+    with context.stage(0.0, 0.02, "closing the round"):
+        closed = round_close(campaign=campaign)
+    if closed is not None:
+        result["closed_round"] = closed.round.number
+        context.log(
+            f"closed round {closed.round.number}; {closed.returned_to_pool} untouched pairs "
+            "went back to the pool"
+        )
+    trained = None
+    with context.stage(0.02, 0.5, "training"):
+        if len(training_pairs(campaign=campaign)):
+            trained = model_train(
+                job=context.job, context=context, round_=closed.round if closed else None
+            )
+            result["trained"] = version_result(trained.version)
+        else:
+            context.log("no verified pairs yet: nothing to train on")
+    version = trained.version if trained is not None else active_version(campaign)
+    if version is not None and params.get("prioritise", True):
+        include_gold = bool(params.get("retrieve_from_gold", True))
+        with context.stage(0.5, 0.9, f"scoring the pool with v{version.number}"):
+            result["scoring"] = pool_score(
+                version=version,
+                context=context,
+                model=trained.model if trained is not None else None,
+                include_gold=include_gold,
+            )
+        with context.stage(0.9, 0.97, "prioritising"):
+            result["prioritisation"] = pool_prioritise(
+                version=version, context=context, include_gold=include_gold
+            )
+    elif version is None:
+        context.log("no model yet: the next round takes pairs in priority, then import, order")
+    with context.stage(0.97, 1.0, "opening the next round"):
+        opened = round_open_next(campaign=campaign, size=params.get("round_size"))
+    if opened is not None:
+        queued = Pair.objects.filter(round=opened).count()
+        result["opened_round"] = opened.number
+        result["queued"] = queued
+        context.log(f"opened round {opened.number} with {queued} pairs")
+    else:
+        context.log("no round opened: the pool is empty or a round is already open")
+    return result
+
+
+def rounds_check_completion() -> list[int]:
+    """Start a loop job for each auto-retrain campaign whose open round is done."""
+    from scoring.loop.model_jobs import loop_request
+
+    started = []
+    busy = Job.objects.filter(kind__in=EXCLUSIVE_KINDS, status__in=ACTIVE_STATUSES).values(
+        "campaign_id"
+    )
+    for current in Round.objects.filter(
+        status=Round.Status.OPEN, campaign__auto_retrain=True
+    ).exclude(campaign_id__in=busy).select_related("campaign"):
+        pairs = Pair.objects.filter(round=current)
+        still_open = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
+        if pairs.exists() and not still_open.exists():
+            job = loop_request(campaign=current.campaign, user=None, reason="round complete")
+            started.append(job.pk)
+    return started

@@ -1,0 +1,334 @@
+"""Training a campaign's reward model on its verified labels, and evaluating it on gold.
+
+Training data: non-gold pairs with a human consensus (provenance unanimous, majority or
+adjudicated) whose consensus is not a tie; the sign of the consensus says which side was
+chosen. Gold pairs are the held-out evaluation set and are never trained on, unless the job
+asks for ``train_on_gold_share`` (a fixed, id-hashed share of them moves to training and the
+rest stays held out).
+
+Base model: the job's ``base_model`` parameter (recorded when the job is created from
+``settings.ARBITER["BASE_MODEL"]``), else the packaged all-MiniLM-L6-v2. Mode ``head`` (the
+default: seconds on a CPU) fits the reward head on cached encoder vectors (see
+``scoring.loop.embeddings``); ``full`` fine-tunes every weight through TRL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Max
+
+from annotation.models import Campaign, Label, Pair, Round
+from scoring.jobs.runner import JobCancelled, JobContext, JobError
+from scoring.loop.embeddings import (
+    encoder_key,
+    head_rewards,
+    pair_embeddings_ensure,
+    pair_vectors_load,
+)
+from scoring.loop.registry import model_version_activate, model_version_register
+from scoring.models import Job, ModelVersion
+
+TRAINABLE_PROVENANCE = (
+    Pair.Provenance.UNANIMOUS,
+    Pair.Provenance.MAJORITY,
+    Pair.Provenance.ADJUDICATED,
+)
+MODES = ("head", "full")
+# TrainingConfig fields a job may set through its params.
+_CONFIG_PARAMS = (
+    "max_length",
+    "drop_overlong",
+    "seed",
+    "head_l2",
+    "learning_rate",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "warmup_ratio",
+)
+
+
+@dataclass(frozen=True)
+class JudgedPairs:
+    """Pairs with a human preference, in canonical orientation (positive: A was chosen)."""
+
+    pairs: list[Pair]
+    preferences: list[int]
+
+    @property
+    def pair_ids(self) -> list[int]:
+        return [pair.pk for pair in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+def _gold_goes_to_training(pair_id: int, share: float) -> bool:
+    # A stable pseudo-random split: the same gold pairs stay held out across retrainings.
+    digest = hashlib.sha256(f"gold-split:{pair_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
+    verified = (
+        Pair.objects.filter(
+            campaign=campaign,
+            is_gold=False,
+            provenance__in=TRAINABLE_PROVENANCE,
+            consensus_preference__isnull=False,
+        )
+        .exclude(consensus_preference=0)
+        .order_by("id")
+    )
+    pairs = list(verified)
+    preferences = [pair.consensus_preference for pair in pairs]
+    if train_on_gold_share > 0:
+        for pair in gold_pairs(campaign=campaign).pairs:
+            if _gold_goes_to_training(pair.pk, train_on_gold_share):
+                pairs.append(pair)
+                preferences.append(pair.gold_preference)
+    return JudgedPairs(pairs, preferences)
+
+
+def gold_pairs(*, campaign: Campaign) -> JudgedPairs:
+    gold = (
+        Pair.objects.filter(campaign=campaign, is_gold=True, gold_preference__isnull=False)
+        .exclude(gold_preference=0)
+        .order_by("id")
+    )
+    pairs = list(gold)
+    return JudgedPairs(pairs, [pair.gold_preference for pair in pairs])
+
+
+def heldout_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
+    gold = gold_pairs(campaign=campaign)
+    kept = [
+        (pair, preference)
+        for pair, preference in zip(gold.pairs, gold.preferences, strict=True)
+        if not (train_on_gold_share > 0 and _gold_goes_to_training(pair.pk, train_on_gold_share))
+    ]
+    return JudgedPairs([pair for pair, _ in kept], [preference for _, preference in kept])
+
+
+def label_snapshot(*, campaign: Campaign, data: JudgedPairs, heldout: JudgedPairs) -> dict:
+    """Which labels a version saw: counts, the highest label id, and a digest of the data."""
+    ids = data.pair_ids
+    labels = Label.objects.filter(pair_id__in=ids, is_gold_check=False)
+    digest = hashlib.sha256(
+        "\n".join(f"{i}:{p}" for i, p in zip(ids, data.preferences, strict=True)).encode()
+    ).hexdigest()
+    by_provenance: dict[str, int] = defaultdict(int)
+    for pair in data.pairs:
+        by_provenance[pair.provenance or "none"] += 1
+    return {
+        "pairs": len(data),
+        "labels": labels.count(),
+        "max_label_id": Label.objects.filter(campaign=campaign).aggregate(m=Max("id"))["m"],
+        "digest": digest,
+        "by_provenance": dict(sorted(by_provenance.items())),
+        "heldout_gold_pairs": len(heldout),
+    }
+
+
+def resolve_base_model(params: dict[str, Any]) -> Path:
+    from scoring.reward_model import default_base_path
+
+    configured = params.get("base_model") or settings.ARBITER.get("BASE_MODEL") or ""
+    base = Path(configured) if configured else default_base_path()
+    if not (base / "config.json").is_file():
+        raise JobError(f"base model {base} is not a model directory (no config.json)")
+    return base
+
+
+def job_params_for_training(
+    *, mode: str = "head", base_model: str | None = None, **options: Any
+) -> dict[str, Any]:
+    """Parameters recorded on a train or loop job when it is created (see the module doc)."""
+    if mode not in MODES:
+        raise JobError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    params: dict[str, Any] = {
+        "mode": mode,
+        "base_model": base_model if base_model is not None else settings.ARBITER["BASE_MODEL"],
+    }
+    params.update({name: value for name, value in options.items() if value is not None})
+    return params
+
+
+def _examples(data: JudgedPairs) -> list[Any]:
+    from scoring.reward_model import PreferenceExample
+
+    examples = []
+    for pair, preference in zip(data.pairs, data.preferences, strict=True):
+        chosen, rejected = (
+            (pair.response_a, pair.response_b) if preference > 0 else
+            (pair.response_b, pair.response_a)
+        )
+        examples.append(
+            PreferenceExample(pair.conversation, chosen, rejected, pair.task_category or None)
+        )
+    return examples
+
+
+def _accuracy_report(correct: np.ndarray, data: JudgedPairs) -> dict[str, Any]:
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for pair, hit in zip(data.pairs, correct, strict=True):
+        if pair.task_category:
+            by_category[pair.task_category].append(bool(hit))
+    return {
+        "accuracy": float(np.mean(correct)),
+        "n": len(data),
+        "per_category": {
+            category: {"accuracy": float(np.mean(hits)), "n": len(hits)}
+            for category, hits in sorted(by_category.items())
+        },
+    }
+
+
+def evaluate_pairs(*, model: Any, data: JudgedPairs, key: str | None) -> dict[str, Any] | None:
+    """Pairwise accuracy (ties count as misses). Head mode reads cached vectors (``key``)."""
+    if not len(data):
+        return None
+    if key is not None:
+        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
+        reward_a, reward_b = head_rewards(model, vectors)
+    else:
+        items = [(pair.conversation, pair.response_a) for pair in data.pairs]
+        items += [(pair.conversation, pair.response_b) for pair in data.pairs]
+        rewards = model.score_batch(items)
+        reward_a, reward_b = rewards[: len(data)], rewards[len(data) :]
+    signs = np.sign(np.array(data.preferences, dtype=np.float64))
+    correct = (reward_a - reward_b) * signs > 0
+    return _accuracy_report(correct, data)
+
+
+def training_config_from_params(params: dict[str, Any]) -> Any:
+    from scoring.reward_model import TrainingConfig
+
+    options = {name: params[name] for name in _CONFIG_PARAMS if params.get(name) is not None}
+    try:
+        return TrainingConfig(mode=params.get("mode", "head"), **options)
+    except (TypeError, ValueError) as error:
+        raise JobError(f"bad training parameters: {error}") from error
+
+
+@dataclass
+class TrainedModel:
+    version: ModelVersion
+    model: Any  # the RewardModel, still in memory for scoring right after
+
+
+def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -> TrainedModel:
+    """Train, evaluate on held-out gold, register (and by default activate) a new version."""
+    from scoring.reward_model import PairEmbeddings, RewardModel, train
+
+    campaign = job.campaign
+    params = job.params
+    config = training_config_from_params(params)
+    gold_share = float(params.get("train_on_gold_share", 0.0))
+    if not 0.0 <= gold_share <= 1.0:
+        raise JobError("train_on_gold_share must be between 0 and 1")
+    data = training_pairs(campaign=campaign, train_on_gold_share=gold_share)
+    if not len(data):
+        raise JobError(
+            "no verified pairs to train on yet: a pair needs a unanimous, majority or "
+            "adjudicated consensus other than a tie (gold pairs are held out)"
+        )
+    heldout = heldout_pairs(campaign=campaign, train_on_gold_share=gold_share)
+    base = resolve_base_model(params)
+    context.log(
+        f"training a {config.mode} model on {len(data)} pairs from {base.name}; "
+        f"{len(heldout)} gold pairs held out"
+    )
+    model = RewardModel.from_base(base, max_length=params.get("max_length"))
+    key = encoder_key(base, model.max_length)
+    head_mode = config.mode == "head"
+    embeddings = None
+    if head_mode:
+        with context.stage(0.0, 0.7, "embedding pairs with the frozen encoder"):
+            computed = pair_embeddings_ensure(
+                pair_ids=data.pair_ids + heldout.pair_ids,
+                model=model,
+                key=key,
+                on_progress=context.on_progress,
+                check=context.check,
+            )
+        context.log(f"embedded {computed} new pairs (the rest were cached)")
+        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
+        chooses_a = (np.array(data.preferences) > 0)[:, None]
+        embeddings = PairEmbeddings(
+            chosen=np.where(chooses_a, vectors.a, vectors.b),
+            rejected=np.where(chooses_a, vectors.b, vectors.a),
+        )
+    fit_start = 0.7 if head_mode else 0.0
+    with context.stage(fit_start, 0.9, f"training ({config.mode} mode)"):
+        metrics = train(
+            model,
+            _examples(data),
+            config,
+            embeddings=embeddings,
+            on_progress=context.on_progress,
+            should_stop=context.should_stop,
+        )
+    if metrics.cancelled:
+        raise JobCancelled
+    context.check()
+    evaluation = evaluate_pairs(model=model, data=heldout, key=key if head_mode else None)
+    all_metrics: dict[str, Any] = {
+        "training": metrics.as_dict(),
+        "heldout": evaluation,
+        # The base encoder that computes this version's cached vectors (retrieval; head mode).
+        "encoder": key,
+        "encoder_max_length": model.max_length,
+    }
+    accuracy = evaluation["accuracy"] if evaluation else None
+    context.log(
+        "held-out gold accuracy: "
+        + (f"{accuracy:.3f} on {evaluation['n']} pairs" if evaluation else "no gold pairs")
+    )
+    with context.stage(0.9, 1.0, "saving the checkpoint"):
+        version = model_version_register(
+            campaign=campaign,
+            job=job,
+            model=model,
+            base=str(base),
+            mode=config.mode,
+            label_snapshot=label_snapshot(campaign=campaign, data=data, heldout=heldout),
+            metrics=all_metrics,
+            heldout_accuracy=accuracy,
+            round_=round_,
+        )
+    context.log(f"registered v{version.number} at {version.checkpoint}")
+    if params.get("activate", True):
+        version = model_version_activate(version=version)
+        context.log(f"v{version.number} is now the active model")
+    return TrainedModel(version, model)
+
+
+def train_job_work(context: JobContext) -> dict[str, Any]:
+    trained = model_train(job=context.job, context=context)
+    return version_result(trained.version)
+
+
+def version_result(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "version": version.number,
+        "version_id": version.pk,
+        "checkpoint": version.checkpoint,
+        "heldout_accuracy": version.heldout_accuracy,
+        "mode": version.mode,
+        "active": version.is_active,
+        "pairs": version.label_snapshot.get("pairs"),
+    }
+
+
+def active_version(campaign: Campaign) -> ModelVersion | None:
+    return ModelVersion.objects.filter(campaign=campaign, is_active=True).first()
+

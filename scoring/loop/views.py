@@ -1,0 +1,113 @@
+"""Model registry, "Retrain now" and job progress pages (htmx).
+
+Each URL serves a full page, or to htmx just its fragment (``templates/scoring/_*.html``), so
+the admin dashboard can embed the same fragments. POSTs from plain forms redirect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from annotation.models import Campaign
+from annotation.selectors import campaign_for_admin
+from scoring.jobs.runner import job_cancel
+from scoring.loop.model_jobs import loop_request
+from scoring.loop.registry import (
+    RegistryError,
+    model_version_activate,
+    model_version_rollback,
+)
+from scoring.loop.versions import (
+    current_model_job,
+    job_for_admin,
+    job_log_tail,
+    model_version_for_admin,
+    model_versions_for_campaign,
+)
+from scoring.models import Job
+
+
+def _versions_context(campaign: Campaign, error: str = "") -> dict:
+    return {
+        "campaign": campaign,
+        "versions": model_versions_for_campaign(campaign=campaign),
+        "registry_error": error,
+    }
+
+
+def _job_context(job: Job | None) -> dict:
+    return {"job": job, "log_lines": job_log_tail(job=job) if job is not None else []}
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def campaign_models(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    if request.htmx:
+        return render(request, "scoring/_model_versions.html", _versions_context(campaign))
+    context = {**_versions_context(campaign), **_job_context(current_model_job(campaign=campaign))}
+    return render(request, "scoring/models.html", context)
+
+
+def _registry_change(
+    request: HttpRequest, campaign: Campaign, change: Callable[[], object]
+) -> HttpResponse:
+    error = ""
+    try:
+        change()
+    except RegistryError as exc:
+        error = str(exc)
+    if request.htmx:
+        return render(request, "scoring/_model_versions.html", _versions_context(campaign, error))
+    return redirect("scoring-campaign-models", campaign_id=campaign.pk)
+
+
+@login_required
+@require_POST
+def model_version_activate_view(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = model_version_for_admin(version_id=version_id, user=request.user)
+    return _registry_change(
+        request, version.campaign, lambda: model_version_activate(version=version)
+    )
+
+
+@login_required
+@require_POST
+def model_version_rollback_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    return _registry_change(request, campaign, lambda: model_version_rollback(campaign=campaign))
+
+
+@login_required
+@require_POST
+def campaign_retrain(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """"Retrain now": start the loop job (or show the one already running)."""
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    job = loop_request(campaign=campaign, user=request.user)
+    if request.htmx:
+        return render(request, "scoring/_job_progress.html", _job_context(job))
+    return redirect("scoring-job", job_id=job.pk)
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = job_for_admin(job_id=job_id, user=request.user)
+    if request.htmx:
+        return render(request, "scoring/_job_progress.html", _job_context(job))
+    return render(request, "scoring/job.html", _job_context(job))
+
+
+@login_required
+@require_POST
+def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = job_cancel(job=job_for_admin(job_id=job_id, user=request.user))
+    if request.htmx:
+        return render(request, "scoring/_job_progress.html", _job_context(job))
+    return redirect("scoring-job", job_id=job.pk)

@@ -1,1 +1,0 @@
-"""Reads for the scoring app, one module per subject (agreement, …)."""

@@ -1,0 +1,51 @@
+"""Celery tasks for exports and Stage-2 curation: thin adapters over the services.
+
+Autodiscovery imports the ``scoring.tasks`` package, which imports this module. Jobs run
+through ``scoring.jobs.runner.job_run``: a failure marks the job failed (no automatic retry: the
+admin starts another export), and a task redelivered after its worker died takes the job
+over once its heartbeat is stale.
+"""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from scoring.datasets.curation import curation_run
+from scoring.datasets.export import export_run
+from scoring.jobs.runner import ClaimOutcome, JobClaim, JobError, worker_name
+
+
+def _retry_while_busy(task: Task, claim: JobClaim) -> None:
+    if claim.outcome == ClaimOutcome.BUSY:
+        # Another delivery runs the job with a live heartbeat: look again once that heartbeat
+        # would be stale (the job finished, or its worker died and this delivery takes over).
+        raise task.retry(countdown=claim.retry_in, max_retries=None)
+
+
+# Exports read the database and write files: light work for the default queue, not the gpu
+# queue that routes send scoring.* to (a task's own queue wins over the routes).
+@shared_task(
+    name="scoring.export_snapshot",
+    queue="default",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    throws=(JobError,),
+)
+def export_snapshot_task(self: Task, job_id: int) -> None:
+    _retry_while_busy(self, export_run(job_id=job_id, worker=worker_name(self.request.hostname)))
+
+
+# Curation scores the pool with reward models: the gpu queue, like training and scoring.
+@shared_task(
+    name="scoring.curate_pool",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    throws=(JobError,),
+    soft_time_limit=settings.TRAINING_TIME_LIMIT_S,
+    time_limit=settings.TRAINING_TIME_LIMIT_S + 120,
+)
+def curate_pool_task(self: Task, job_id: int) -> None:
+    _retry_while_busy(self, curation_run(job_id=job_id, worker=worker_name(self.request.hostname)))

@@ -1,0 +1,88 @@
+"""Celery tasks of the scoring app: thin adapters that take a job id, claim, run one service.
+
+Model tasks run on the ``gpu`` queue (settings route ``scoring.*`` there), one at a time per
+worker. They acknowledge late and are rejected (so redelivered) when their worker dies; the job
+claim makes a second delivery harmless (see ``scoring.jobs.runner``). Transient database or
+Redis errors retry the task automatically; user errors (``JobError``) are expected failures,
+recorded on the job row. Nothing is returned: the job row holds the result.
+"""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from scoring.jobs.runner import ClaimOutcome, JobError, jobs_recover_stale, worker_name
+from scoring.loop.model_jobs import model_job_run
+from scoring.loop.rounds import rounds_check_completion
+from scoring.models import Job
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
+
+_MODEL_TASK_OPTIONS = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "soft_time_limit": settings.TRAINING_TIME_LIMIT_S,
+    "time_limit": settings.TRAINING_TIME_LIMIT_S + 120,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "max_retries": 5,
+    "throws": (JobError,),
+}
+
+
+def _run_model_job(task: Task, job_id: int) -> None:
+    claim = model_job_run(job_id=job_id, worker=worker_name(task.request.hostname))
+    if claim.outcome == ClaimOutcome.BUSY:
+        # Another delivery of this job is running with a live heartbeat. Look again once that
+        # heartbeat would be stale: the job has then finished (nothing to do) or its worker
+        # died (this delivery takes over). Either happens within the time limit.
+        raise task.retry(countdown=claim.retry_in, max_retries=None)
+
+
+@shared_task(name="scoring.train_reward_model", **_MODEL_TASK_OPTIONS)
+def train_reward_model_task(self: Task, job_id: int) -> None:
+    _run_model_job(self, job_id)
+
+
+@shared_task(name="scoring.score_pool", **_MODEL_TASK_OPTIONS)
+def score_pool_task(self: Task, job_id: int) -> None:
+    _run_model_job(self, job_id)
+
+
+@shared_task(name="scoring.run_round_loop", **_MODEL_TASK_OPTIONS)
+def run_round_loop_task(self: Task, job_id: int) -> None:
+    _run_model_job(self, job_id)
+
+
+_TASKS = {
+    Job.Kind.TRAIN: train_reward_model_task,
+    Job.Kind.SCORE: score_pool_task,
+    Job.Kind.LOOP: run_round_loop_task,
+}
+
+
+def task_for_kind(kind: str) -> Task:
+    return _TASKS[kind]
+
+
+# Periodic checks are light: the default queue (a task's own queue wins over the routes).
+@shared_task(name="scoring.check_round_completion", queue="default")
+def check_round_completion_task() -> list[int]:
+    return rounds_check_completion()
+
+
+@shared_task(name="scoring.recover_stale_jobs", queue="default")
+def recover_stale_jobs_task() -> list[int]:
+    return jobs_recover_stale()
+
+
+@shared_task(name="scoring.refresh_dashboards", queue="default")
+def refresh_dashboards_task() -> int:
+    from scoring.dashboard.selectors import dashboards_refresh
+
+    return dashboards_refresh()
