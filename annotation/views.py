@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
+from annotation import hooks
 from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.forms import LabelForm
 from annotation.models import Assignment, Campaign
@@ -35,8 +36,6 @@ from annotation.selectors import (
 )
 from annotation.services.assignments import assignment_next, assignment_skip
 from annotation.services.labels import label_submit
-from scoring.loop.assistance import model_view_record_shown
-from scoring.loop.model_view import model_view_for_assignment
 
 WORKSPACE = "annotation/workspace.html"
 PAIR_FRAGMENT = "annotation/workspace.html#pair"
@@ -164,10 +163,9 @@ def _describe_model_view(view: dict[str, Any]) -> str:
 
 def _revealed_model_view(assignment: Assignment) -> dict[str, Any] | None:
     """After a submit only, and only where the campaign allows it; recorded when shown."""
-    view = model_view_for_assignment(assignment)
+    view = hooks.model_view_after_submit.first(assignment=assignment)
     if view is None:
         return None
-    model_view_record_shown(assignment=assignment)
     return {**view, "text": _describe_model_view(view)}
 
 

@@ -205,7 +205,8 @@ def run_arm(
 
     from annotation.models import Campaign, Pair, Scale
     from annotation.services.imports import pairs_import
-    from scoring.loop.model_jobs import job_run_inline, loop_request
+    from scoring.loop.model_jobs import job_run_inline
+    from scoring.loop.requests import loop_request
     from scoring.loop.rounds import round_open_next
     from scoring.loop.training import job_params_for_training
     from scoring.models import Job, ModelVersion, PairEmbedding

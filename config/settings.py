@@ -249,7 +249,14 @@ else:
 CELERY_RESULT_BACKEND = None  # Job rows are the truth, never the result backend.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Routing lives here, by task name only: tasks are sent by name (a lower layer never imports a
+# task module), so a queue given on the task itself would not be seen by the sender. Exact names
+# win over the pattern. Light scoring work (exports, periodic checks) stays on `default`.
 CELERY_TASK_ROUTES = {
+    "scoring.export_snapshot": {"queue": "default"},
+    "scoring.check_round_completion": {"queue": "default"},
+    "scoring.recover_stale_jobs": {"queue": "default"},
+    "scoring.refresh_dashboards": {"queue": "default"},
     "scoring.*": {"queue": "gpu"},
     "annotation.run_code": {"queue": "sandbox"},
 }

@@ -6,3 +6,10 @@ from django.apps import AppConfig
 class ReviewersConfig(AppConfig):
     name = "reviewers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # annotation calls up through its hooks, never by importing reviewers.
+        from annotation import hooks
+        from reviewers.services.consensus import pair_label_recorded
+
+        hooks.label_recorded.register(pair_label_recorded)

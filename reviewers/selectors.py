@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Label, Pair
 from annotation.roles import Role, user_has_role
+from reviewers import hooks
 from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Escalation
-from scoring.models import PairScore
 
 QUEUE_ORDERS = {
     "oldest": ("created_at", "id"),
@@ -197,7 +197,7 @@ def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> di
         ],
         "labels": entries,
         "attributes": attributes,
-        "prediction": model_prediction(pair=pair),
+        "prediction": hooks.model_prediction.first(pair=pair),
         "claim": claim_state(escalation, viewer=viewer),
         "adjudication": adjudication,
         "decision_words": (
@@ -210,26 +210,6 @@ def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> di
             for value in sorted(campaign.allowed_preferences, reverse=True)
         ],
         "show_names": show_names,
-    }
-
-
-def model_prediction(*, pair: Pair) -> dict[str, Any] | None:
-    """The active model version's latest score of the pair: p(A better), or None."""
-    score = (
-        PairScore.objects.filter(
-            pair=pair, model_version__is_active=True, model_version__campaign_id=pair.campaign_id
-        )
-        .select_related("model_version")
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if score is None:
-        return None
-    return {
-        "version": score.model_version.number,
-        "p_a_better": score.p_a_better,
-        "reward_a": score.reward_a,
-        "reward_b": score.reward_b,
     }
 
 

@@ -6,10 +6,12 @@ import time
 import uuid
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.importers import ImportFormatError
@@ -69,9 +71,8 @@ def import_job_create(
 
 
 def import_job_enqueue(*, job: ImportJob) -> None:
-    from annotation.tasks import import_pairs_task
-
-    import_pairs_task.delay_on_commit(job.pk)
+    # By name: the task module imports this one.
+    transaction.on_commit(lambda: current_app.send_task("annotation.import_pairs", args=(job.pk,)))
 
 
 def import_job_run(*, job_id: int) -> ImportJob:

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from annotation import hooks
 from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.models import Assignment, Evidence, Label, Pair
 from annotation.prepared_reads import fetch_one_prepared
@@ -90,7 +91,8 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
             pair = _record_with_orm(assignment, label, now, counts_for_pair)
         if pair is not None:
             pair.campaign = assignment.campaign
-            _after_label(pair=pair, label=label)
+            # Consensus (reviewers) runs here, in this transaction, under the pair's row lock.
+            hooks.label_recorded(pair=pair, label=label)
     assignment.status = Assignment.Status.SUBMITTED
     return label
 
@@ -230,9 +232,3 @@ def _record_in_one_statement(
         return None
     return Pair.from_db(connection.alias, _CONSENSUS_COLUMNS, pair_values)
 
-
-def _after_label(*, pair: Pair, label: Label) -> None:
-    # Imported lazily: reviewers depends on annotation, not the other way round at import time.
-    from reviewers.services.consensus import pair_label_recorded
-
-    pair_label_recorded(pair=pair, label=label)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import nh3
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
@@ -205,8 +206,6 @@ def code_run_create(
     A run made for an open assignment is recorded as evidence at once (so a label submitted
     before the run ends still lists it), and the task adds the outcome.
     """
-    from annotation.tool_tasks import run_code_task
-
     if assignment is not None:
         assignment_require_open(assignment=assignment)
     if len(code) > MAX_CODE_CHARS or len(stdin) > MAX_STDIN_CHARS or len(tests) > MAX_TESTS_CHARS:
@@ -239,7 +238,8 @@ def code_run_create(
                     "status": CodeRun.Status.QUEUED.value,
                 },
             )
-        run_code_task.delay_on_commit(run.pk)
+        # By name (routed to the sandbox queue): the task module imports this one.
+        transaction.on_commit(lambda: current_app.send_task("annotation.run_code", args=(run.pk,)))
     return run
 
 

@@ -48,6 +48,8 @@ from django.db.models import F, Q, QuerySet
 
 from annotation.importers import canonical_json
 from annotation.models import Campaign, Pair
+from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
+from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.jobs.runner import (
     JobCancelled,
     JobClaim,
@@ -55,6 +57,7 @@ from scoring.jobs.runner import (
     JobError,
     JobWork,
     job_create,
+    job_enqueue,
     job_run,
     worker_name,
 )
@@ -72,16 +75,6 @@ class CurationError(ValueError):
     """Curation cannot run: no model version, bad thresholds, unreadable evaluation set."""
 
 
-@dataclass(frozen=True)
-class PoolItem:
-    pair_id: int
-    conversation: list[dict[str, str]]
-    response_a: str
-    response_b: str
-    silver_preference: int
-
-
-Scorer = Callable[[Sequence[PoolItem]], np.ndarray]
 ProgressCallback = Callable[[float, str], None]
 
 
@@ -555,9 +548,7 @@ def curation_create(
     with transaction.atomic():
         job = job_create(campaign=campaign, kind=Job.Kind.CURATE, params=params, user=author)
         if enqueue:
-            from scoring.tasks.datasets import curate_pool_task
-
-            curate_pool_task.delay_on_commit(job.pk)
+            job_enqueue(job=job)
     return job
 
 
@@ -587,8 +578,6 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
 
         judge = scorers.get("judge")
         if judge is None and params.get("llm_judge", True):
-            from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
-
             if llm_judge_configured():
                 judge = llm_judge_scorer()
                 context.log("an LLM judge is configured: it may keep pairs the models reject")

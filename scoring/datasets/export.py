@@ -71,6 +71,7 @@ from scoring.jobs.runner import (
     JobError,
     JobWork,
     job_create,
+    job_enqueue,
     job_run,
     worker_name,
 )
@@ -988,9 +989,7 @@ def export_create(
             filters=filters.as_params(),
         )
         if enqueue:
-            from scoring.tasks.datasets import export_snapshot_task
-
-            export_snapshot_task.delay_on_commit(job.pk)
+            job_enqueue(job=job)
     return snapshot
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from django.conf import settings
 
 from annotation.tools.llm import LlmUnavailable, chat
-from scoring.datasets.curation import PoolItem, Scorer
+from scoring.datasets.scorers import PoolItem, Scorer
 
 JUDGE_PROMPT = (
     "You judge which of two AI responses to the same conversation is better: more helpful, "

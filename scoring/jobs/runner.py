@@ -30,11 +30,19 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from annotation.models import Campaign
 from scoring.models import Job, JobLogLine
@@ -114,18 +122,26 @@ def job_create(
     return job
 
 
+# The Celery task that runs each kind of job, by name: the runner sends tasks by name so that
+# it need not import the task modules (they import the services that import the runner).
+# Queues come from the routes in settings (CELERY_TASK_ROUTES), which see names only.
+TASK_NAMES: dict[str, str] = {
+    Job.Kind.TRAIN: "scoring.train_reward_model",
+    Job.Kind.SCORE: "scoring.score_pool",
+    Job.Kind.LOOP: "scoring.run_round_loop",
+    Job.Kind.EXPORT: "scoring.export_snapshot",
+    Job.Kind.CURATE: "scoring.curate_pool",
+}
+
+
 def job_enqueue(*, job: Job, queue: str | None = None) -> None:
     """Send the job's task once the surrounding transaction commits (the worker must see it).
 
     ``queue`` overrides the route (``scoring.*`` → ``gpu``), e.g. for a dedicated GPU host.
     """
-    from scoring.tasks.model_jobs import task_for_kind  # the tasks module imports these services
-
-    task = task_for_kind(job.kind)
-    if queue is None:
-        task.delay_on_commit(job.pk)
-    else:
-        transaction.on_commit(lambda: task.apply_async((job.pk,), queue=queue))
+    name = TASK_NAMES[job.kind]
+    options = {} if queue is None else {"queue": queue}
+    transaction.on_commit(lambda: current_app.send_task(name, args=(job.pk,), **options))
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -439,9 +455,6 @@ def job_run(
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
-    from django.db import InterfaceError, OperationalError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
     return (OperationalError, InterfaceError, RedisConnectionError)
 
 

@@ -11,14 +11,13 @@ from rest_framework.views import APIView
 
 from annotation.selectors import assignment_for_annotator, campaign_for_admin
 from scoring.jobs.runner import job_cancel
-from scoring.loop.assistance import model_view_record_shown
-from scoring.loop.model_jobs import loop_request
-from scoring.loop.model_view import model_view_for_assignment
+from scoring.loop.assistance import model_view_reveal
 from scoring.loop.registry import (
     RegistryError,
     model_version_activate,
     model_version_rollback,
 )
+from scoring.loop.requests import loop_request
 from scoring.loop.training import MODES, job_params_for_training
 from scoring.loop.versions import (
     job_for_admin,
@@ -149,8 +148,7 @@ class ModelViewApi(APIView):
     )
     def get(self, request: Request, assignment_id: int) -> Response:
         assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
-        view = model_view_for_assignment(assignment)
+        view = model_view_reveal(assignment=assignment)
         if view is None:
             raise Http404("The model's view is not available for this assignment.")
-        model_view_record_shown(assignment=assignment)
         return Response(self.OutputSerializer(view).data)

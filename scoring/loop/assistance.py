@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from annotation.models import Assignment
+from scoring.loop.model_view import model_view_for_assignment
 
 
 def model_view_record_shown(*, assignment: Assignment) -> bool:
@@ -13,3 +16,13 @@ def model_view_record_shown(*, assignment: Assignment) -> bool:
     if updated:
         assignment.model_view_shown = True
     return bool(updated)
+
+
+def model_view_reveal(*, assignment: Assignment) -> dict[str, Any] | None:
+    """The model's view for an annotator who just submitted, recorded as shown; None when not
+    allowed or no version scored the pair. Registered on ``annotation.hooks``."""
+    view = model_view_for_assignment(assignment)
+    if view is None:
+        return None
+    model_view_record_shown(assignment=assignment)
+    return view

@@ -1,10 +1,9 @@
-"""Starting model jobs (train, score, loop) and running them, on a worker or inline.
+"""Running model jobs (train, score, loop), on a worker or inline.
 
-``training_request``, ``scoring_request`` and ``loop_request`` ("Retrain now") create the job
-row and enqueue its task after commit. A second request while a model job of the campaign is
-queued or running returns that job instead of starting another (one model job at a time per
-campaign). ``job_run_inline`` runs a job in the calling process (management commands with
-``--inline``, the benchmark); ``job_wait`` polls a job row until it finishes.
+What each kind of job does (``job_work_for``); ``model_job_run`` claims and runs one (the
+tasks call it). ``job_run_inline`` runs a job in the calling process (management commands with
+``--inline``, the benchmark); ``job_wait`` polls a job row until it finishes. Jobs are started
+by ``scoring.loop.requests``.
 """
 
 from __future__ import annotations
@@ -13,106 +12,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-
-from annotation.models import Campaign
-from scoring.jobs.runner import (
-    JobClaim,
-    JobConflict,
-    JobContext,
-    JobError,
-    JobWork,
-    job_create,
-    job_enqueue,
-    job_run,
-    worker_name,
-)
-from scoring.loop.training import job_params_for_training
+from scoring.jobs.runner import JobClaim, JobContext, JobError, JobWork, job_run, worker_name
+from scoring.loop.pool_scoring import pool_score
+from scoring.loop.prioritisation import pool_prioritise
+from scoring.loop.rounds import round_close_and_advance
+from scoring.loop.training import active_version, train_job_work
 from scoring.models import Job
-
-
-def _request(
-    *,
-    campaign: Campaign,
-    kind: str,
-    params: dict[str, Any],
-    user: AbstractBaseUser | None,
-    enqueue: bool,
-    queue: str | None = None,
-) -> Job:
-    try:
-        with transaction.atomic():
-            job = job_create(campaign=campaign, kind=kind, params=params, user=user)
-            if enqueue:
-                job_enqueue(job=job, queue=queue)
-    except JobConflict as conflict:
-        return conflict.existing
-    return job
-
-
-def training_request(
-    *,
-    campaign: Campaign,
-    user: AbstractBaseUser | None = None,
-    params: dict[str, Any] | None = None,
-    enqueue: bool = True,
-    queue: str | None = None,
-) -> Job:
-    """Train a new version (``params``: see ``training.job_params_for_training``)."""
-    params = params if params is not None else job_params_for_training()
-    return _request(
-        campaign=campaign, kind=Job.Kind.TRAIN, params=params, user=user, enqueue=enqueue,
-        queue=queue,
-    )
-
-
-def scoring_request(
-    *,
-    campaign: Campaign,
-    user: AbstractBaseUser | None = None,
-    params: dict[str, Any] | None = None,
-    enqueue: bool = True,
-    queue: str | None = None,
-) -> Job:
-    """Score and prioritise the pool with the active version."""
-    return _request(
-        campaign=campaign, kind=Job.Kind.SCORE, params=params or {}, user=user, enqueue=enqueue,
-        queue=queue,
-    )
-
-
-def loop_request(
-    *,
-    campaign: Campaign,
-    user: AbstractBaseUser | None = None,
-    params: dict[str, Any] | None = None,
-    reason: str = "retrain now",
-    enqueue: bool = True,
-    queue: str | None = None,
-) -> Job:
-    """Close the round, retrain, score, prioritise and open the next round, as one job."""
-    params = dict(params) if params is not None else job_params_for_training()
-    params.setdefault("reason", reason)
-    return _request(
-        campaign=campaign, kind=Job.Kind.LOOP, params=params, user=user, enqueue=enqueue,
-        queue=queue,
-    )
-
 
 # --- What each kind of job does ------------------------------------------------------------
 
 
 def _train_work(context: JobContext) -> dict[str, Any]:
-    from scoring.loop.training import train_job_work
-
     return train_job_work(context)
 
 
 def _score_work(context: JobContext) -> dict[str, Any]:
-    from scoring.loop.pool_scoring import pool_score
-    from scoring.loop.prioritisation import pool_prioritise
-    from scoring.loop.training import active_version
 
     campaign = context.job.campaign
     version = active_version(campaign)
@@ -129,8 +43,6 @@ def _score_work(context: JobContext) -> dict[str, Any]:
 
 
 def _loop_work(context: JobContext) -> dict[str, Any]:
-    from scoring.loop.rounds import round_close_and_advance
-
     return round_close_and_advance(campaign=context.job.campaign, context=context)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from annotation.models import Assignment, Label
+from annotation.models import Assignment, Label, Pair
 from scoring.models import ModelVersion, PairScore
 
 
@@ -49,4 +49,26 @@ def model_view_for_assignment(assignment: Assignment) -> dict[str, Any] | None:
         "prefers": prefers,
         "confidence": max(p_shown_a, 1.0 - p_shown_a),
         "agrees_with_you": agrees,
+    }
+
+
+def pair_model_prediction(*, pair: Pair) -> dict[str, Any] | None:
+    """The active model version's latest score of the pair: p(A better), or None.
+
+    Shown on the expert review page (registered on ``reviewers.hooks``)."""
+    score = (
+        PairScore.objects.filter(
+            pair=pair, model_version__is_active=True, model_version__campaign_id=pair.campaign_id
+        )
+        .select_related("model_version")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if score is None:
+        return None
+    return {
+        "version": score.model_version.number,
+        "p_a_better": score.p_a_better,
+        "reward_a": score.reward_a,
+        "reward_b": score.reward_b,
     }

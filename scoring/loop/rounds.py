@@ -30,6 +30,7 @@ from annotation.models import Campaign, Pair, Round
 from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext
 from scoring.loop.pool_scoring import pool_score
 from scoring.loop.prioritisation import pool_prioritise
+from scoring.loop.requests import loop_request
 from scoring.loop.training import (
     active_version,
     model_train,
@@ -142,8 +143,6 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
 
 def rounds_check_completion() -> list[int]:
     """Start a loop job for each auto-retrain campaign whose open round is done."""
-    from scoring.loop.model_jobs import loop_request
-
     started = []
     busy = Job.objects.filter(kind__in=EXCLUSIVE_KINDS, status__in=ACTIVE_STATUSES).values(
         "campaign_id"

@@ -17,12 +17,12 @@ from django.views.decorators.vary import vary_on_headers
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
 from scoring.jobs.runner import job_cancel
-from scoring.loop.model_jobs import loop_request
 from scoring.loop.registry import (
     RegistryError,
     model_version_activate,
     model_version_rollback,
 )
+from scoring.loop.requests import loop_request
 from scoring.loop.versions import (
     current_model_job,
     job_for_admin,

@@ -23,11 +23,10 @@ def _retry_while_busy(task: Task, claim: JobClaim) -> None:
         raise task.retry(countdown=claim.retry_in, max_retries=None)
 
 
-# Exports read the database and write files: light work for the default queue, not the gpu
-# queue that routes send scoring.* to (a task's own queue wins over the routes).
+# Exports read the database and write files: light work, routed to the default queue (not the
+# gpu queue of the other scoring.* tasks) by settings.CELERY_TASK_ROUTES.
 @shared_task(
     name="scoring.export_snapshot",
-    queue="default",
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,

@@ -1,4 +1,4 @@
-"""Celery tasks of the scoring app: thin adapters that take a job id, claim, run one service.
+"""Model-job tasks (train, score, loop): thin adapters that take a job id, claim, run one service.
 
 Model tasks run on the ``gpu`` queue (settings route ``scoring.*`` there), one at a time per
 worker. They acknowledge late and are rejected (so redelivered) when their worker dies; the job
@@ -14,10 +14,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from scoring.jobs.runner import ClaimOutcome, JobError, jobs_recover_stale, worker_name
+from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
 from scoring.loop.model_jobs import model_job_run
-from scoring.loop.rounds import rounds_check_completion
-from scoring.models import Job
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 
@@ -58,31 +56,3 @@ def score_pool_task(self: Task, job_id: int) -> None:
 def run_round_loop_task(self: Task, job_id: int) -> None:
     _run_model_job(self, job_id)
 
-
-_TASKS = {
-    Job.Kind.TRAIN: train_reward_model_task,
-    Job.Kind.SCORE: score_pool_task,
-    Job.Kind.LOOP: run_round_loop_task,
-}
-
-
-def task_for_kind(kind: str) -> Task:
-    return _TASKS[kind]
-
-
-# Periodic checks are light: the default queue (a task's own queue wins over the routes).
-@shared_task(name="scoring.check_round_completion", queue="default")
-def check_round_completion_task() -> list[int]:
-    return rounds_check_completion()
-
-
-@shared_task(name="scoring.recover_stale_jobs", queue="default")
-def recover_stale_jobs_task() -> list[int]:
-    return jobs_recover_stale()
-
-
-@shared_task(name="scoring.refresh_dashboards", queue="default")
-def refresh_dashboards_task() -> int:
-    from scoring.dashboard.selectors import dashboards_refresh
-
-    return dashboards_refresh()

@@ -18,7 +18,8 @@ import pytest
 from django.conf import settings
 
 from annotation.models import Label
-from scoring.loop.model_jobs import job_run_inline, training_request
+from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
 from tests.conftest import start_worker, stop_worker, wait_for
 from tests.scoring.loop_support import (

@@ -6,7 +6,8 @@ import pytest
 
 from annotation.models import Pair, Round
 from annotation.services.assignments import assignment_next
-from scoring.loop.model_jobs import job_run_inline, loop_request
+from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.requests import loop_request
 from scoring.loop.rounds import round_close, round_open_next, rounds_check_completion
 from scoring.models import Job, ModelVersion, PairScore, Retrieval
 from tests.factories import CampaignFactory, PairFactory

@@ -9,7 +9,7 @@ import torch
 
 from annotation.models import Label, Pair, Round
 from annotation.services.assignments import assignment_next
-from scoring.loop.model_jobs import loop_request
+from scoring.loop.requests import loop_request
 from scoring.models import Job, ModelVersion, PairScore, Retrieval
 from scoring.tasks.model_jobs import run_round_loop_task
 from tests.conftest import wait_for

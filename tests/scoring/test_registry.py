@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from transformers import PreTrainedModel
 
-from scoring.loop.model_jobs import job_run_inline, training_request
+from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.registry import (
     RegistryError,
     campaign_model_root,
@@ -14,6 +14,7 @@ from scoring.loop.registry import (
     model_version_archive,
     model_version_rollback,
 )
+from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
 from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
 

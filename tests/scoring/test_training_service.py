@@ -10,7 +10,8 @@ from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
 from annotation.models import Label, Pair
-from scoring.loop.model_jobs import job_run_inline, training_request
+from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.requests import training_request
 from scoring.loop.training import heldout_pairs, job_params_for_training, training_pairs
 from scoring.models import Job, ModelVersion, PairEmbedding
 from scoring.reward_model import RewardModel

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from scoring.loop.model_jobs import scoring_request
+from scoring.loop.requests import scoring_request
 from scoring.management.commands._model_job import (
     MODE_HELP,
     add_run_arguments,

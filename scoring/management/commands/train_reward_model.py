@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.jobs.runner import JobError
-from scoring.loop.model_jobs import training_request
+from scoring.loop.requests import training_request
 from scoring.loop.training import MODES, job_params_for_training
 from scoring.management.commands._model_job import (
     MODE_HELP,

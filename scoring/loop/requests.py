@@ -1,0 +1,85 @@
+"""Starting model jobs (train, score, loop): ``training_request``, ``scoring_request`` and
+``loop_request`` ("Retrain now") create the job row and enqueue its task after commit. A second
+request while a model job of the campaign is queued or running returns that job instead of
+starting another (one model job at a time per campaign). ``scoring.loop.model_jobs`` runs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotation.models import Campaign
+from scoring.jobs.runner import JobConflict, job_create, job_enqueue
+from scoring.loop.training import job_params_for_training
+from scoring.models import Job
+
+
+def _request(
+    *,
+    campaign: Campaign,
+    kind: str,
+    params: dict[str, Any],
+    user: AbstractBaseUser | None,
+    enqueue: bool,
+    queue: str | None = None,
+) -> Job:
+    try:
+        with transaction.atomic():
+            job = job_create(campaign=campaign, kind=kind, params=params, user=user)
+            if enqueue:
+                job_enqueue(job=job, queue=queue)
+    except JobConflict as conflict:
+        return conflict.existing
+    return job
+
+
+def training_request(
+    *,
+    campaign: Campaign,
+    user: AbstractBaseUser | None = None,
+    params: dict[str, Any] | None = None,
+    enqueue: bool = True,
+    queue: str | None = None,
+) -> Job:
+    """Train a new version (``params``: see ``training.job_params_for_training``)."""
+    params = params if params is not None else job_params_for_training()
+    return _request(
+        campaign=campaign, kind=Job.Kind.TRAIN, params=params, user=user, enqueue=enqueue,
+        queue=queue,
+    )
+
+
+def scoring_request(
+    *,
+    campaign: Campaign,
+    user: AbstractBaseUser | None = None,
+    params: dict[str, Any] | None = None,
+    enqueue: bool = True,
+    queue: str | None = None,
+) -> Job:
+    """Score and prioritise the pool with the active version."""
+    return _request(
+        campaign=campaign, kind=Job.Kind.SCORE, params=params or {}, user=user, enqueue=enqueue,
+        queue=queue,
+    )
+
+
+def loop_request(
+    *,
+    campaign: Campaign,
+    user: AbstractBaseUser | None = None,
+    params: dict[str, Any] | None = None,
+    reason: str = "retrain now",
+    enqueue: bool = True,
+    queue: str | None = None,
+) -> Job:
+    """Close the round, retrain, score, prioritise and open the next round, as one job."""
+    params = dict(params) if params is not None else job_params_for_training()
+    params.setdefault("reason", reason)
+    return _request(
+        campaign=campaign, kind=Job.Kind.LOOP, params=params, user=user, enqueue=enqueue,
+        queue=queue,
+    )

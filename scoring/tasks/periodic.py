@@ -1,0 +1,25 @@
+"""Periodic scoring checks that beat sends (settings.CELERY_BEAT_SCHEDULE): light work, routed
+to the default queue by settings.CELERY_TASK_ROUTES."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from scoring.dashboard.selectors import dashboards_refresh
+from scoring.jobs.runner import jobs_recover_stale
+from scoring.loop.rounds import rounds_check_completion
+
+
+@shared_task(name="scoring.check_round_completion")
+def check_round_completion_task() -> list[int]:
+    return rounds_check_completion()
+
+
+@shared_task(name="scoring.recover_stale_jobs")
+def recover_stale_jobs_task() -> list[int]:
+    return jobs_recover_stale()
+
+
+@shared_task(name="scoring.refresh_dashboards")
+def refresh_dashboards_task() -> int:
+    return dashboards_refresh()
