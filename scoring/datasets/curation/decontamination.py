@@ -1,0 +1,70 @@
+"""Decontamination: word 13-grams of the campaign's evaluation prompts, and the index that finds
+a pool pair sharing one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from annotation.models import Campaign
+from scoring.models import EvaluationPrompt
+
+NGRAM = 13
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+# --- Decontamination ----------------------------------------------------------------------
+
+
+def normalised_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def word_ngrams(words: Sequence[str], n: int = NGRAM) -> Iterator[tuple[str, ...]]:
+    for start in range(len(words) - n + 1):
+        yield tuple(words[start : start + n])
+
+
+@dataclass
+class EvaluationIndex:
+    """13-grams of evaluation prompts, and the whole word sequence of shorter ones."""
+
+    ngrams: set[int] = field(default_factory=set)
+    short_prompts: set[tuple[str, ...]] = field(default_factory=set)
+    prompts: int = 0
+
+    def add(self, text: str) -> None:
+        words = normalised_words(text)
+        if not words:
+            return
+        self.prompts += 1
+        if len(words) < NGRAM:
+            self.short_prompts.add(tuple(words))
+            return
+        self.ngrams.update(hash(gram) for gram in word_ngrams(words))
+
+    def contaminates(self, turns: Iterable[str]) -> bool:
+        if not self.ngrams and not self.short_prompts:
+            return False
+        for text in turns:
+            words = normalised_words(text)
+            if tuple(words) in self.short_prompts:
+                return True
+            if any(hash(gram) in self.ngrams for gram in word_ngrams(words)):
+                return True
+        return False
+
+
+def evaluation_index(
+    *, campaign: Campaign, set_names: Sequence[str] | None = None
+) -> EvaluationIndex:
+    index = EvaluationIndex()
+    prompts = EvaluationPrompt.objects.filter(campaign=campaign)
+    if set_names:
+        prompts = prompts.filter(set_name__in=set_names)
+    for text in prompts.values_list("text", flat=True).iterator(chunk_size=2000):
+        index.add(text)
+    return index

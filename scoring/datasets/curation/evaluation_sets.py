@@ -1,0 +1,109 @@
+"""Evaluation sets: reading prompts from an uploaded file (JSONL, JSON, Parquet, gzipped or
+not) and storing them as ``EvaluationPrompt`` rows."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.db import transaction
+
+from annotation.models import Campaign
+from scoring.datasets.curation.consistency import CurationError
+from scoring.models import EvaluationPrompt
+
+MAX_EVALUATION_SET_BYTES = 200 * 1024**2
+
+
+def _prompt_from_record(record: Any) -> str | None:
+    if isinstance(record, str):
+        return record
+    if not isinstance(record, Mapping):
+        return None
+    for key in ("prompt", "text", "question", "instruction", "input"):
+        value = record.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    for key in ("conversation", "messages", "chosen"):
+        turns = record.get(key)
+        if isinstance(turns, list):
+            users = [
+                str(turn.get("content", ""))
+                for turn in turns
+                if isinstance(turn, Mapping) and turn.get("role") == "user"
+            ]
+            if users:
+                return "\n".join(users)
+    return None
+
+
+def evaluation_prompts_from_file(path: str | Path) -> list[str]:
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return evaluation_prompts_read(handle, filename=path.name)
+    except OSError as error:
+        raise CurationError(f"cannot read evaluation set {path.name}: {error}") from error
+
+
+def evaluation_prompts_read(handle: BinaryIO, *, filename: str) -> list[str]:
+    """Prompts from JSONL / JSON / Parquet (a prompt, text or question field, or the user turns
+    of a message list) or plain text (one prompt a line), told by the file name; ``.gz`` is
+    decompressed. Evaluation sets are small (RewardBench: ~3,000 prompts), so it reads whole."""
+    name = filename.lower()
+    try:
+        raw = handle.read(MAX_EVALUATION_SET_BYTES + 1)
+        if len(raw) > MAX_EVALUATION_SET_BYTES:
+            raise CurationError(f"{filename} is larger than {MAX_EVALUATION_SET_BYTES} bytes")
+        if name.endswith(".gz"):
+            raw = gzip.decompress(raw)
+            name = name.removesuffix(".gz")
+        if name.endswith(".parquet"):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            records: Iterable[Any] = pq.read_table(pa.BufferReader(raw)).to_pylist()
+        else:
+            content = raw.decode("utf-8")
+            if name.endswith(".jsonl"):
+                records = [json.loads(line) for line in content.splitlines() if line.strip()]
+            elif name.endswith(".json"):
+                data = json.loads(content)
+                if isinstance(data, dict):
+                    data = data.get("data", data.get("prompts", []))
+                records = data if isinstance(data, list) else []
+            else:
+                records = [line for line in content.splitlines() if line.strip()]
+    except CurationError:
+        raise
+    except (OSError, ValueError, EOFError, pa_errors()) as error:
+        raise CurationError(f"cannot read evaluation set {filename}: {error}") from error
+    prompts = [prompt for prompt in map(_prompt_from_record, records) if prompt]
+    if not prompts:
+        raise CurationError(f"no prompts found in {filename}")
+    return prompts
+
+
+def pa_errors() -> type[Exception]:
+    import pyarrow as pa
+
+    return pa.ArrowException
+
+
+def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterable[str]) -> int:
+    """Replace the campaign's evaluation set of that name; returns how many prompts it holds."""
+    set_name = set_name.strip()
+    if not set_name:
+        raise CurationError("an evaluation set needs a name")
+    rows = [
+        EvaluationPrompt(campaign=campaign, set_name=set_name, text=text)
+        for text in prompts
+        if text and text.strip()
+    ]
+    with transaction.atomic():
+        EvaluationPrompt.objects.filter(campaign=campaign, set_name=set_name).delete()
+        EvaluationPrompt.objects.bulk_create(rows, batch_size=2000)
+    return len(rows)

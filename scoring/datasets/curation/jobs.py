@@ -1,0 +1,138 @@
+"""Curation jobs: their parameters, creation and run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotation.models import Campaign
+from scoring.datasets.curation.consistency import (
+    CurationError,
+    CurationRules,
+    curation_models,
+    model_version_scorer,
+)
+from scoring.datasets.curation.pool import pool_curate
+from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
+from scoring.datasets.scorers import Scorer
+from scoring.jobs.runner import (
+    JobCancelled,
+    JobClaim,
+    JobContext,
+    JobError,
+    JobWork,
+    job_create,
+    job_enqueue,
+    job_run,
+    worker_name,
+)
+from scoring.models import Job
+
+# --- Jobs ---------------------------------------------------------------------------------
+
+_PARAM_NAMES = {
+    "gold_version",
+    "best_version",
+    "evaluation_sets",
+    "recurate",
+    *CurationRules.__dataclass_fields__,
+}
+
+
+def curation_create(
+    *,
+    campaign: Campaign,
+    params: Mapping[str, Any] | None = None,
+    user: AbstractBaseUser | None = None,
+    enqueue: bool = True,
+) -> Job:
+    """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - _PARAM_NAMES)
+    if unknown:
+        raise CurationError(f"unknown parameter {', '.join(unknown)}")
+    CurationRules.from_params(params)
+    curation_models(
+        campaign=campaign,
+        gold_number=params.get("gold_version"),
+        best_number=params.get("best_version"),
+    )
+    author = user if user is not None and user.is_authenticated else None
+    with transaction.atomic():
+        job = job_create(campaign=campaign, kind=Job.Kind.CURATE, params=params, user=author)
+        if enqueue:
+            job_enqueue(job=job)
+    return job
+
+
+def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
+    params = job.params or {}
+
+    def work(context: JobContext) -> dict[str, Any]:
+        try:
+            rules = CurationRules.from_params(params)
+            gold_version, best_version = curation_models(
+                campaign=job.campaign,
+                gold_number=params.get("gold_version"),
+                best_number=params.get("best_version"),
+            )
+        except CurationError as error:
+            raise JobError(str(error)) from error
+        gold = scorers.get("gold") or model_version_scorer(gold_version)
+        best = scorers.get("best") or (
+            gold if best_version.pk == gold_version.pk else model_version_scorer(best_version)
+        )
+        context.log(f"gold model v{gold_version.number}, best model v{best_version.number}")
+
+        def on_progress(fraction: float, message: str) -> None:
+            if context.should_stop():
+                raise JobCancelled  # verdicts written so far stay; a new run resumes
+            context.progress(fraction, message)
+
+        judge = scorers.get("judge")
+        if judge is None and params.get("llm_judge", True):
+            if llm_judge_configured():
+                judge = llm_judge_scorer()
+                context.log("an LLM judge is configured: it may keep pairs the models reject")
+
+        result = pool_curate(
+            campaign=job.campaign,
+            gold=gold,
+            best=best,
+            rules=rules,
+            judge=judge,
+            evaluation_sets=params.get("evaluation_sets"),
+            recurate=bool(params.get("recurate", False)),
+            on_progress=on_progress,
+        )
+        context.log(
+            f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "
+            f"{result.contaminated} contaminated, {result.duplicates} duplicates"
+        )
+        return {
+            **result.as_dict(),
+            "gold_version": gold_version.number,
+            "best_version": best_version.number,
+        }
+
+    return work
+
+
+def curation_run(
+    *,
+    job_id: int,
+    worker: str = "",
+    scorers: Mapping[str, Scorer] | None = None,
+    reraise: bool = True,
+) -> JobClaim:
+    """Claim the curation job and run it. ``scorers`` may supply "gold", "best" and "judge"
+    (tests, notebooks); otherwise the chosen model versions score the pool."""
+    return job_run(
+        job_id=job_id,
+        worker=worker or worker_name(),
+        work_for=lambda job: _curation_work(job, dict(scorers or {})),
+        reraise=reraise,
+    )

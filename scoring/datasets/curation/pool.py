@@ -1,0 +1,202 @@
+"""The silver pool and one curation pass over it: decontamination, deduplication against earlier
+silver and human-verified pairs, then the consistency filter."""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from django.db.models import Q, QuerySet
+
+from annotation.importers import canonical_json
+from annotation.models import Campaign, Pair
+from scoring.datasets.curation.consistency import (
+    CONTAMINATED,
+    DEFAULT_BATCH_SIZE,
+    DISCARDED,
+    DUPLICATE,
+    KEPT,
+    RECYCLED,
+    CurationRules,
+    ProgressCallback,
+    curation_verdicts,
+)
+from scoring.datasets.curation.decontamination import EvaluationIndex, evaluation_index
+from scoring.datasets.scorers import PoolItem, Scorer
+
+# --- The pool -----------------------------------------------------------------------------
+
+
+def curation_pool(*, campaign: Campaign, recurate: bool = False) -> QuerySet[Pair]:
+    """Unverified pairs with a source label; already curated ones only with ``recurate``."""
+    pool = Pair.objects.filter(
+        campaign=campaign,
+        is_gold=False,
+        provenance="",
+        labels_count=0,
+        silver_preference__isnull=False,
+    ).exclude(silver_preference=0)
+    return pool if recurate else pool.filter(curation="")
+
+
+def _reference_pairs(campaign: Campaign, *, recurate: bool) -> QuerySet[Pair]:
+    """Pairs a pooled pair must not duplicate: human-verified ones (labelled, gold or with a
+    consensus) and, unless everything is curated again, silver pairs curated before."""
+    reference = Q(is_gold=True) | Q(labels_count__gt=0) | ~Q(provenance="")
+    if not recurate:
+        reference |= Q(curation__in=[KEPT, DISCARDED, RECYCLED])
+    return Pair.objects.filter(campaign=campaign).filter(reference)
+
+
+def dedupe_key(conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str) -> int:
+    """64 bits of a digest of the conversation and the two responses in either order."""
+    first, second = sorted((response_a, response_b))
+    digest = hashlib.blake2b(canonical_json(conversation, first, second), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
+
+
+def _turn_texts(conversation: Any) -> list[str]:
+    return [
+        str(turn.get("content", "")) for turn in conversation or [] if isinstance(turn, Mapping)
+    ]
+
+
+@dataclass
+class CurationResult:
+    pool: int = 0
+    contaminated: int = 0
+    duplicates: int = 0
+    scored: int = 0
+    kept: int = 0
+    discarded: int = 0
+    recycled: int = 0
+    kept_by_judge: int = 0
+    evaluation_prompts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _mark(ids: Sequence[int], curation: str) -> None:
+    if ids:
+        Pair.objects.filter(pk__in=ids).update(curation=curation)
+
+
+def _screen(
+    *,
+    campaign: Campaign,
+    pool: QuerySet[Pair],
+    index: EvaluationIndex,
+    result: CurationResult,
+    recurate: bool,
+) -> array:
+    """Pass 1: drop contaminated and duplicate pairs; return the ids left to score."""
+    seen: set[int] = set()
+    for conversation, response_a, response_b in (
+        _reference_pairs(campaign, recurate=recurate)
+        .values_list("conversation", "response_a", "response_b")
+        .iterator(chunk_size=2000)
+    ):
+        seen.add(dedupe_key(conversation, response_a, response_b))
+    survivors, contaminated, duplicates = array("q"), array("q"), array("q")
+    rows = pool.order_by("pk").values_list("pk", "conversation", "response_a", "response_b")
+    for pair_id, conversation, response_a, response_b in rows.iterator(chunk_size=2000):
+        result.pool += 1
+        if index.contaminates(_turn_texts(conversation)):
+            contaminated.append(pair_id)
+            continue
+        key = dedupe_key(conversation, response_a, response_b)
+        if key in seen:
+            duplicates.append(pair_id)
+        else:
+            seen.add(key)
+            survivors.append(pair_id)
+    # Marked once the scan is over: SQLite gives no isolation between a query being read and
+    # writes to the same table on the connection.
+    for ids, verdict in ((contaminated, CONTAMINATED), (duplicates, DUPLICATE)):
+        for start in range(0, len(ids), 2000):
+            _mark(ids[start : start + 2000].tolist(), verdict)
+    result.contaminated, result.duplicates = len(contaminated), len(duplicates)
+    return survivors
+
+
+def pool_curate(
+    *,
+    campaign: Campaign,
+    gold: Scorer,
+    best: Scorer,
+    rules: CurationRules | None = None,
+    judge: Scorer | None = None,
+    evaluation_sets: Sequence[str] | None = None,
+    recurate: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> CurationResult:
+    """Decontaminate, deduplicate, then keep/discard/recycle the campaign's silver pool.
+
+    Verdicts are written a batch at a time, so an interrupted run resumes where it stopped
+    (the pool is the pairs not curated yet).
+    """
+    rules = rules or CurationRules()
+    report = on_progress or (lambda _fraction, _message: None)
+    result = CurationResult()
+    index = evaluation_index(campaign=campaign, set_names=evaluation_sets)
+    result.evaluation_prompts = index.prompts
+    pool = curation_pool(campaign=campaign, recurate=recurate)
+    survivors = _screen(campaign=campaign, pool=pool, index=index, result=result, recurate=recurate)
+    report(
+        0.1,
+        f"{result.pool} pooled; {result.contaminated} contaminated, "
+        f"{result.duplicates} duplicates dropped",
+    )
+    for start in range(0, len(survivors), batch_size):
+        ids = survivors[start : start + batch_size].tolist()
+        rows = (
+            Pair.objects.filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", "conversation", "response_a", "response_b", "silver_preference")
+        )
+        items = [PoolItem(pk, list(conv or []), a, b, silver) for pk, conv, a, b, silver in rows]
+        if not items:
+            continue
+        silver = np.array([item.silver_preference for item in items])
+        p_gold = gold(items)
+        p_best = p_gold if best is gold else best(items)
+        by_models = curation_verdicts(
+            silver_preferences=silver, p_gold=p_gold, p_best=p_best, rules=rules
+        )
+        verdicts = by_models
+        undecided = [index for index, verdict in enumerate(by_models) if verdict != KEPT]
+        if judge is not None and undecided:
+            # The judge can only keep what the models did not: ask it about those pairs alone
+            # (each question is two calls to the model); the kept ones stay kept whatever it
+            # would say, so they get an even 0.5.
+            p_judge = np.full(len(items), 0.5)
+            p_judge[undecided] = judge([items[index] for index in undecided])
+            verdicts = curation_verdicts(
+                silver_preferences=silver,
+                p_gold=p_gold,
+                p_best=p_best,
+                rules=rules,
+                p_judge=p_judge,
+            )
+            result.kept_by_judge += sum(
+                1
+                for mine, theirs in zip(verdicts, by_models, strict=True)
+                if mine == KEPT and theirs != KEPT
+            )
+        for verdict in (KEPT, DISCARDED, RECYCLED):
+            chosen = [item.pair_id for item, v in zip(items, verdicts, strict=True) if v == verdict]
+            _mark(chosen, verdict)
+            setattr(result, verdict, getattr(result, verdict) + len(chosen))
+        result.scored += len(items)
+        report(
+            0.1 + 0.9 * result.scored / len(survivors),
+            f"scored {result.scored} of {len(survivors)}: {result.kept} kept, "
+            f"{result.discarded} discarded, {result.recycled} recycled",
+        )
+    return result

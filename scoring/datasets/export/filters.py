@@ -1,0 +1,128 @@
+"""What an export includes: formats, provenance choices, ``ExportFilters`` and the pair query they
+build (see the package docstring for the rules)."""
+
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from annotation.models import Campaign, Evidence, Pair
+
+FORMATS = ("jsonl", "parquet")
+DEFAULT_PROVENANCE = ("gold", "unanimous", "majority", "adjudicated")
+PROVENANCE_CHOICES = (*DEFAULT_PROVENANCE, "discarded", "unresolved")
+TIES_CHOICES = ("exclude", "separate")
+SILVER_CURATIONS = ("kept", "recycled")
+EVIDENCE_KINDS = tuple(Evidence.Kind.values)
+EVIDENCE_ITEMS_PER_PAIR = 5
+EVIDENCE_ITEM_CHARS = 120
+DEFAULT_CHUNK_SIZE = 5000
+# Rows per Parquet row group: bounds the writer's buffers (see benchmarks/export.py).
+PARQUET_ROW_GROUP = 5000
+# Floating-point slack for min_agreement: 1 - 0.8 is 0.19999999999999996.
+_AGREEMENT_EPSILON = 1e-9
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class InvalidExport(ValueError):
+    """Filters or a format the export cannot honour."""
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    rounds: tuple[int, ...] = ()
+    provenance: tuple[str, ...] = DEFAULT_PROVENANCE
+    min_agreement: float | None = None
+    task_categories: tuple[str, ...] = ()
+    include_silver: bool = False
+    silver_curated_only: bool = False
+    ties: str = "exclude"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.provenance) - set(PROVENANCE_CHOICES))
+        if unknown:
+            raise InvalidExport(f"unknown provenance {', '.join(unknown)}")
+        if not self.provenance and not self.include_silver:
+            raise InvalidExport("nothing to export: no provenance and no silver pairs")
+        if self.ties not in TIES_CHOICES:
+            raise InvalidExport(f"ties must be one of {', '.join(TIES_CHOICES)}")
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise InvalidExport("min_agreement must lie between 0 and 1")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> ExportFilters:
+        params = dict(params or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise InvalidExport(f"unknown filter {', '.join(unknown)}")
+        try:
+            values: dict[str, Any] = {}
+            if "rounds" in params:
+                values["rounds"] = tuple(sorted({int(number) for number in params["rounds"]}))
+            if "provenance" in params and params["provenance"] is not None:
+                values["provenance"] = tuple(dict.fromkeys(str(p) for p in params["provenance"]))
+            if params.get("min_agreement") is not None:
+                values["min_agreement"] = float(params["min_agreement"])
+            if "task_categories" in params:
+                values["task_categories"] = tuple(str(c) for c in params["task_categories"])
+            for flag in ("include_silver", "silver_curated_only"):
+                if flag in params:
+                    values[flag] = bool(params[flag])
+            if params.get("ties"):
+                values["ties"] = str(params["ties"])
+        except (TypeError, ValueError) as error:
+            if isinstance(error, InvalidExport):
+                raise
+            raise InvalidExport(f"bad filter value: {error}") from error
+        return cls(**values)
+
+    def as_params(self) -> dict[str, Any]:
+        params = asdict(self)
+        for name in ("rounds", "provenance", "task_categories"):
+            params[name] = list(params[name])
+        return params
+
+
+def export_condition(filters: ExportFilters) -> Q:
+    """The WHERE clause of an export, over one campaign's pairs."""
+    wanted = set(filters.provenance)
+    in_rounds = Q(round__number__in=filters.rounds) if filters.rounds else Q()
+    human = Q(is_gold=False) & in_rounds
+    parts: list[Q] = []
+    if "gold" in wanted:
+        parts.append(Q(is_gold=True))
+    voted = [name for name in ("unanimous", "majority") if name in wanted]
+    if voted:
+        # An open escalation means an expert may still overturn the majority.
+        condition = human & Q(provenance__in=voted) & ~Q(status=Pair.Status.ESCALATED)
+        if filters.min_agreement is not None:
+            ceiling = 1.0 - filters.min_agreement + _AGREEMENT_EPSILON
+            condition &= Q(disagreement__isnull=True) | Q(disagreement__lte=ceiling)
+        parts.append(condition)
+    decided = [name for name in ("adjudicated", "discarded", "unresolved") if name in wanted]
+    if decided:
+        parts.append(human & Q(provenance__in=decided))
+    if filters.include_silver:
+        curations = (
+            list(SILVER_CURATIONS) if filters.silver_curated_only else ["", *SILVER_CURATIONS]
+        )
+        # A pair humans have started labelling is being verified: not silver any more.
+        parts.append(
+            Q(is_gold=False, provenance="", labels_count=0, silver_preference__isnull=False)
+            & Q(curation__in=curations)
+        )
+    condition = functools.reduce(lambda left, right: left | right, parts, Q(pk__in=[]))
+    if filters.task_categories:
+        condition &= Q(task_category__in=filters.task_categories)
+    return condition
+
+
+def export_queryset(*, campaign: Campaign, filters: ExportFilters) -> QuerySet[Pair]:
+    return Pair.objects.filter(campaign=campaign).filter(export_condition(filters))

@@ -1,0 +1,129 @@
+"""Export snapshots: export jobs, their directory and files."""
+
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Max
+
+from annotation.models import Campaign
+from scoring.datasets.export.filters import (
+    DEFAULT_CHUNK_SIZE,
+    FORMATS,
+    ExportFilters,
+    InvalidExport,
+)
+from scoring.datasets.export.writers import export_write, unranked_path
+from scoring.jobs.runner import (
+    JobCancelled,
+    JobClaim,
+    JobContext,
+    JobError,
+    JobWork,
+    job_create,
+    job_enqueue,
+    job_run,
+    worker_name,
+)
+from scoring.models import ExportSnapshot, Job
+
+# --- Snapshots (jobs) ---------------------------------------------------------------------
+
+
+def export_directory(*, campaign: Campaign) -> Path:
+    return Path(settings.ARBITER["EXPORT_DIR"]) / f"campaign-{campaign.pk}"
+
+
+def export_create(
+    *,
+    campaign: Campaign,
+    file_format: str,
+    filters: ExportFilters,
+    user: AbstractBaseUser | None = None,
+    enqueue: bool = True,
+) -> ExportSnapshot:
+    """Record a queued export job and its snapshot row (the next version), and enqueue it."""
+    if file_format not in FORMATS:
+        raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
+    with transaction.atomic():
+        # Lock the campaign row so two exports created at once get different versions.
+        Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
+        latest = ExportSnapshot.objects.filter(campaign=campaign).aggregate(n=Max("version"))["n"]
+        version = (latest or 0) + 1
+        params = {"format": file_format, "filters": filters.as_params(), "version": version}
+        author = user if user is not None and user.is_authenticated else None
+        job = job_create(campaign=campaign, kind=Job.Kind.EXPORT, params=params, user=author)
+        snapshot = ExportSnapshot.objects.create(
+            job=job,
+            campaign=campaign,
+            version=version,
+            format=file_format,
+            filters=filters.as_params(),
+        )
+        if enqueue:
+            job_enqueue(job=job)
+    return snapshot
+
+
+def _export_work(job: Job, chunk_size: int) -> JobWork:
+    snapshot = ExportSnapshot.objects.select_related("campaign").get(job=job)
+    campaign = snapshot.campaign
+    extension = "jsonl" if snapshot.format == "jsonl" else "parquet"
+    destination = export_directory(campaign=campaign) / f"export-v{snapshot.version}.{extension}"
+
+    def work(context: JobContext) -> dict[str, Any]:
+        def on_progress(done: int, total: int) -> None:
+            if context.should_stop():
+                raise JobCancelled  # export_write removes its temporary files
+            context.progress(done / total if total else 1.0, f"{done} of {total} pairs")
+
+        try:
+            result = export_write(
+                campaign=campaign,
+                filters=ExportFilters.from_params(snapshot.filters),
+                file_format=snapshot.format,
+                destination=destination,
+                chunk_size=chunk_size,
+                on_progress=on_progress,
+                extra_manifest={"snapshot_version": snapshot.version, "job": job.pk},
+            )
+        except InvalidExport as error:
+            raise JobError(str(error)) from error
+        snapshot.path = str(result.path)
+        snapshot.manifest = result.manifest
+        snapshot.save(update_fields=["path", "manifest"])
+        context.log(f"exported {result.manifest['counts']['rows']} pairs to {result.path.name}")
+        return result.manifest["counts"]
+
+    return work
+
+
+def export_run(
+    *, job_id: int, worker: str = "", chunk_size: int = DEFAULT_CHUNK_SIZE, reraise: bool = True
+) -> JobClaim:
+    """Claim the export job and write its snapshot (see scoring.jobs.runner: a second
+    delivery does nothing, a job whose worker died is taken over once its heartbeat is stale).
+    """
+    return job_run(
+        job_id=job_id,
+        worker=worker or worker_name(),
+        work_for=lambda job: _export_work(job, chunk_size),
+        reraise=reraise,
+    )
+
+
+def export_file(*, snapshot: ExportSnapshot, role: str = "main") -> Path | None:
+    """The finished file of a snapshot ("main" or "ties"), or None when there is none."""
+    if not snapshot.path:
+        return None
+    main = Path(snapshot.path)
+    path = main if role == "main" else unranked_path(main)
+    names = {item.get("name") for item in snapshot.manifest.get("files", [])}
+    if path.name not in names or not path.is_file():
+        return None
+    return path

@@ -1,0 +1,357 @@
+"""Writing export files (JSONL, Parquet) under a hidden temporary name, renamed when complete,
+with their manifest."""
+
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.utils import timezone
+
+from annotation.models import Campaign
+from scoring.datasets.export.filters import (
+    DEFAULT_CHUNK_SIZE,
+    FORMATS,
+    PARQUET_ROW_GROUP,
+    ExportFilters,
+    InvalidExport,
+    ProgressCallback,
+    export_queryset,
+)
+from scoring.datasets.export.rows import (
+    _MESSAGES,
+    MAIN_SCHEMA,
+    UNRANKED_SCHEMA,
+    ExportCounts,
+    _export_parts,
+    _RowParts,
+    schema_description,
+)
+from scoring.selectors import active_model_version
+
+# --- Writing files ------------------------------------------------------------------------
+
+
+# One encoder for every row: json.dumps with arguments would build a new one each call.
+_encode_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_encode_text = json.JSONEncoder().encode
+
+
+def _messages_json(conversation_text: str, response: str) -> str:
+    """The message list as JSON text, reusing the conversation's stored JSON as is."""
+    final = '{"role":"assistant","content":' + _encode_text(response) + "}"
+    opened = conversation_text.rstrip()[:-1].rstrip()
+    return opened + ("," if opened != "[" else "") + final + "]"
+
+
+class _JsonlWriter:
+    """One JSON object a line. Only the small columns go through the JSON encoder per row;
+    the conversation's JSON comes from the database and is spliced in twice."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.handle = path.open("wb", buffering=1 << 20)
+        self.first = '{"' + schema.names[0] + '":'
+        self.second = ',"' + schema.names[1] + '":'
+        self.lines: list[str] = []
+
+    def write(self, parts: _RowParts) -> None:
+        conversation = parts.conversation_text
+        self.lines.append(
+            self.first
+            + _messages_json(conversation, parts.first)
+            + self.second
+            + _messages_json(conversation, parts.second)
+            + ","
+            + _encode_compact(parts.scalars)[1:]
+        )
+        if len(self.lines) >= 1000:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.lines:
+            self.lines.append("")  # the last line's newline
+            self.handle.write("\n".join(self.lines).encode())
+            self.lines = []
+
+    def close(self) -> None:
+        self._flush()
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+
+    def abort(self) -> None:
+        self.handle.close()
+
+
+def _parse_conversations(texts: Sequence[str]) -> pa.ListArray:
+    """Many conversations' JSON parsed at once by Arrow's C++ reader, as message lists."""
+    payload = "".join(f'{{"c":{text}}}\n' for text in texts).encode()
+    longest = max(len(text) for text in texts)
+    table = pa_json.read_json(
+        pa.BufferReader(payload),
+        # A block must hold the longest line (UTF-8: up to 4 bytes per character).
+        read_options=pa_json.ReadOptions(block_size=max(1 << 22, 4 * longest + 64)),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=pa.schema([("c", _MESSAGES)]), unexpected_field_behavior="ignore"
+        ),
+    )
+    return table.column("c").combine_chunks()
+
+
+def _with_final_turn(conversations: pa.ListArray, responses: Sequence[str]) -> pa.ListArray:
+    """Each message list plus one assistant turn, by index arithmetic on the flat values."""
+    count = len(conversations)
+    offsets = conversations.offsets.to_numpy().astype(np.int64)
+    turns = conversations.flatten()
+    finals = pa.StructArray.from_arrays(
+        [pa.array(["assistant"] * count, pa.string()), pa.array(responses, pa.string())],
+        names=["role", "content"],
+    )
+    new_offsets = offsets - offsets[0] + np.arange(count + 1)
+    final_positions = new_offsets[1:] - 1
+    order = np.empty(len(turns) + count, dtype=np.int64)
+    keeps_turn = np.ones(len(order), dtype=bool)
+    keeps_turn[final_positions] = False
+    order[keeps_turn] = np.arange(len(turns))
+    order[final_positions] = len(turns) + np.arange(count)
+    values = pa.concat_arrays([turns, finals]).take(pa.array(order))
+    return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values, type=_MESSAGES)
+
+
+class _ParquetWriter:
+    """Rows gathered into a row group, then converted column by column (no per-row objects
+    for the message lists: Arrow parses the conversations' JSON in bulk)."""
+
+    max_row_group_chars = 256 * 1024**2  # string arrays must stay well under 2 GiB
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.path = path
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.scalar_names = schema.names[2:]
+        self._reset()
+
+    def _reset(self) -> None:
+        self.conversations: list[str] = []
+        self.firsts: list[str] = []
+        self.seconds: list[str] = []
+        self.scalars: list[dict[str, Any]] = []
+        self.chars = 0
+
+    def write(self, parts: _RowParts) -> None:
+        self.conversations.append(parts.conversation_text)
+        self.firsts.append(parts.first)
+        self.seconds.append(parts.second)
+        self.scalars.append(parts.scalars)
+        self.chars += len(parts.conversation_text) + len(parts.first) + len(parts.second)
+        if len(self.scalars) >= PARQUET_ROW_GROUP or self.chars >= self.max_row_group_chars:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.scalars:
+            return
+        conversations = _parse_conversations(self.conversations)
+        arrays = [
+            _with_final_turn(conversations, self.firsts),
+            _with_final_turn(conversations, self.seconds),
+        ]
+        for name in self.scalar_names:
+            values = [row[name] for row in self.scalars]
+            arrays.append(pa.array(values, type=self.schema.field(name).type))
+        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self._reset()
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+        with self.path.open("rb") as handle:
+            os.fsync(handle.fileno())
+
+    def abort(self) -> None:
+        self._reset()
+        self.writer.close()
+
+
+_WRITERS = {"jsonl": _JsonlWriter, "parquet": _ParquetWriter}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unranked_path(path: Path) -> Path:
+    """Where the ties (and unresolved pairs) go when written separately: x.ties.jsonl."""
+    return path.with_name(f"{path.stem}.ties{path.suffix}")
+
+
+def _hidden_temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+
+
+@functools.cache
+def code_version() -> str:
+    """`git describe` of the running code when it is a git checkout, else the package version."""
+    base = Path(settings.BASE_DIR)
+    git = shutil.which("git")
+    if git and (base / ".git").exists():
+        try:
+            described = subprocess.run(  # noqa: S603 - fixed arguments, no user input
+                [git, "describe", "--always", "--dirty", "--tags"],
+                cwd=base,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            pass
+        else:
+            if described.stdout.strip():
+                return f"git {described.stdout.strip()}"
+    try:
+        return f"arbiter {importlib.metadata.version('arbiter')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    manifest: dict[str, Any]
+
+
+def export_write(
+    *,
+    campaign: Campaign,
+    filters: ExportFilters,
+    file_format: str,
+    destination: Path,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_progress: ProgressCallback | None = None,
+    extra_manifest: Mapping[str, Any] | None = None,
+) -> ExportResult:
+    """Write the export to ``destination`` (and its ties file when asked), atomically.
+
+    Nothing appears at ``destination`` until every row is written and synced; on any error
+    the hidden temporary files are removed and the error propagates.
+    """
+    if file_format not in FORMATS:
+        raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    total = export_queryset(campaign=campaign, filters=filters).count()
+    separate = filters.ties == "separate"
+    targets = {"main": destination}
+    if separate:
+        targets["ties"] = unranked_path(destination)
+    temporaries = {role: _hidden_temporary(path) for role, path in targets.items()}
+    writer_class = _WRITERS[file_format]
+    writers: dict[str, Any] = {}
+    counts = ExportCounts()
+    renamed: list[Path] = []
+    seen = 0
+    try:
+        writers["main"] = writer_class(temporaries["main"], MAIN_SCHEMA)
+        if separate:
+            writers["ties"] = writer_class(temporaries["ties"], UNRANKED_SCHEMA)
+        for parts in _export_parts(
+            campaign=campaign, filters=filters, chunk_size=chunk_size, counts=counts
+        ):
+            if parts.ranked:
+                writers["main"].write(parts)
+            elif separate:
+                writers["ties"].write(parts)
+                counts.unranked_written += 1
+            seen += 1
+            if on_progress is not None and seen % chunk_size == 0:
+                on_progress(seen, total)
+        for writer in writers.values():
+            writer.close()
+        writers.clear()
+        files = []
+        for role, temporary in temporaries.items():
+            files.append(
+                {
+                    "role": role,
+                    "name": targets[role].name,
+                    "rows": counts.rows if role == "main" else counts.unranked_written,
+                    "bytes": temporary.stat().st_size,
+                    "sha256": file_sha256(temporary),
+                    "schema": schema_description(
+                        MAIN_SCHEMA if role == "main" else UNRANKED_SCHEMA
+                    ),
+                }
+            )
+        for role, temporary in temporaries.items():
+            os.replace(temporary, targets[role])
+            renamed.append(targets[role])
+        _sync_directory(destination.parent)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+        # All files or none: a ties file renamed before a failure goes too.
+        for path in renamed:
+            path.unlink(missing_ok=True)
+        raise
+    if on_progress is not None:
+        on_progress(seen, total)
+    model = active_model_version(campaign=campaign)
+    manifest = {
+        "campaign": {"id": campaign.pk, "name": campaign.name},
+        "format": file_format,
+        "filters": filters.as_params(),
+        "counts": {
+            "rows": counts.rows,
+            "ties": counts.ties,
+            "unresolved": counts.unresolved,
+            "unranked_written": counts.unranked_written,
+            "excluded_without_chosen_side": (counts.ties + counts.unresolved)
+            - counts.unranked_written,
+            "by_provenance": counts.by_provenance,
+        },
+        "sha256": files[0]["sha256"],
+        "files": files,
+        "schema": files[0]["schema"],
+        "model_version": model.number if model is not None else None,
+        "max_pair_id": counts.max_pair_id,
+        "code_version": code_version(),
+        "created_at": timezone.now().isoformat(),
+        **dict(extra_manifest or {}),
+    }
+    return ExportResult(path=destination, manifest=manifest)
+
+
+def _sync_directory(folder: Path) -> None:
+    # Makes the rename durable; not every platform lets a directory be opened.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
