@@ -20,8 +20,9 @@ if [ -x /usr/bin/chromium ]; then export ARBITER_CHROMIUM=/usr/bin/chromium; fi
 export ARBITER_SANDBOX_REQUIRED=1
 "$PY" -m annotation.tools.sandbox --preflight
 
-echo "== lint (ruff)"
+echo "== lint (ruff, import-linter)"
 .venv/bin/ruff check .
+.venv/bin/lint-imports
 echo "== main suite on PostgreSQL"
 "$PY" -m pytest "$@"
 echo "== smoke suite on the embedded default (SQLite, file-system broker)"

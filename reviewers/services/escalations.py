@@ -7,7 +7,9 @@ that an abandoned review goes back to the queue.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -114,6 +116,22 @@ def escalation_record(
     return existing
 
 
+def model_contradiction_threshold(rules: Mapping[str, Any] | None) -> float | None:
+    """The model confidence of a campaign's model-contradiction rule (``escalation_rules``:
+    ``model_confidence``, 0.9 by default), or None when the rule is off
+    (``model_contradiction: false``). The one statement of the rule, with ``model_contradicts``:
+    the escalation below and the prioritisation pass that looks for candidates both use it."""
+    rules = rules or {}
+    if not rules.get("model_contradiction", True):
+        return None
+    return float(rules.get("model_confidence", 0.9))
+
+
+def model_contradicts(*, p_agree: float, threshold: float) -> bool:
+    """The model is confident the other way: its p(agreeing with the label) < 1 - threshold."""
+    return p_agree < 1.0 - threshold
+
+
 def escalation_model_contradiction(
     *, pair: Pair, p_agree: float, threshold: float | None = None, now: datetime | None = None
 ) -> Escalation | None:
@@ -127,15 +145,14 @@ def escalation_model_contradiction(
     """
     if not 0.0 <= p_agree <= 1.0:
         raise InvalidDecision("p_agree must be a probability between 0 and 1")
-    campaign = pair.campaign
-    rules = campaign.escalation_rules or {}
-    if not rules.get("model_contradiction", True):
+    campaign_threshold = model_contradiction_threshold(pair.campaign.escalation_rules)
+    if campaign_threshold is None:
         return None
     if threshold is None:
-        threshold = float(rules.get("model_confidence", 0.9))
+        threshold = campaign_threshold
     if not 0.5 <= threshold < 1.0:
         raise InvalidDecision("threshold must be at least 0.5 and below 1")
-    if p_agree >= 1.0 - threshold:
+    if not model_contradicts(p_agree=p_agree, threshold=threshold):
         return None
     current = Pair.objects.only("provenance", "disagreement").get(pk=pair.pk)
     if current.provenance != Pair.Provenance.UNANIMOUS:

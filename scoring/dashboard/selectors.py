@@ -24,7 +24,7 @@ from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Adjudication, Escalation
 from reviewers.selectors import annotator_quality
 from scoring.datasets.curation import curation_pool
-from scoring.models import EvaluationPrompt, ExportSnapshot, Job, ModelVersion
+from scoring.models import EvaluationPrompt, Job, ModelVersion
 
 CACHE_SECONDS = 10
 # Agreement (bootstrap intervals) and the annotator table scan every label: a little longer.
@@ -75,23 +75,6 @@ def _campaign_key(campaign: Campaign, panel: str) -> str:
 def require_admin(user: AbstractBaseUser) -> None:
     if not user_has_role(user, Role.ADMIN):
         raise Http404("No such page.")
-
-
-def exports_recent(*, campaign: Campaign, limit: int = 10) -> list[ExportSnapshot]:
-    return list(
-        ExportSnapshot.objects.filter(campaign=campaign)
-        .select_related("job", "campaign")
-        .order_by("-version")[:limit]
-    )
-
-
-def export_for_admin(*, export_id: int, user: AbstractBaseUser) -> ExportSnapshot:
-    """The snapshot, for admins; anyone else is told it does not exist (no probing)."""
-    require_admin(user)
-    snapshot = ExportSnapshot.objects.select_related("job", "campaign").filter(pk=export_id).first()
-    if snapshot is None:
-        raise Http404("No such export.")
-    return snapshot
 
 
 # --- Campaign list ------------------------------------------------------------------------

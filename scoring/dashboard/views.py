@@ -25,7 +25,6 @@ from scoring.dashboard.selectors import (
     annotator_table,
     dashboard_campaigns,
     expert_queue_health,
-    exports_recent,
     models_panel,
     progress_summary,
     require_admin,
@@ -41,6 +40,7 @@ from scoring.datasets.export import (
     InvalidExport,
     export_create,
 )
+from scoring.datasets.selectors import exports_recent
 from scoring.loop.versions import current_model_job, job_log_tail
 
 # Panels poll; a tab shown again after being hidden asks at once (static/scoring/dashboard.js).

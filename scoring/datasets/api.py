@@ -11,7 +11,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
-from scoring.dashboard.selectors import export_for_admin, exports_recent
 from scoring.datasets.curation import (
     CurationError,
     curation_create,
@@ -27,6 +26,7 @@ from scoring.datasets.export import (
     export_create,
     export_file,
 )
+from scoring.datasets.selectors import export_for_admin, exports_recent
 
 
 class ExportOutputSerializer(serializers.Serializer):

@@ -16,8 +16,9 @@ from scoring.jobs.runner import JobClaim, JobContext, JobError, JobWork, job_run
 from scoring.loop.pool_scoring import pool_score
 from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.rounds import round_close_and_advance
-from scoring.loop.training import active_version, train_job_work
+from scoring.loop.training import train_job_work
 from scoring.models import Job
+from scoring.selectors import active_model_version
 
 # --- What each kind of job does ------------------------------------------------------------
 
@@ -29,7 +30,7 @@ def _train_work(context: JobContext) -> dict[str, Any]:
 def _score_work(context: JobContext) -> dict[str, Any]:
 
     campaign = context.job.campaign
-    version = active_version(campaign)
+    version = active_model_version(campaign=campaign)
     if version is None:
         raise JobError("the campaign has no active model version to score with")
     include_gold = bool(context.job.params.get("retrieve_from_gold", True))

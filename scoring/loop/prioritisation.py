@@ -31,6 +31,11 @@ from django.db import transaction
 
 from annotation.models import Pair
 from reviewers.models import Escalation
+from reviewers.services.escalations import (
+    escalation_model_contradiction,
+    model_contradiction_threshold,
+    model_contradicts,
+)
 from scoring.jobs.runner import JobContext
 from scoring.loop.embeddings import pair_vectors_load
 from scoring.loop.pool_scoring import judged_pairs, pool_pairs, retrieval_encoder_key
@@ -155,14 +160,14 @@ def _apply(
 def _escalate_contradictions(
     *, campaign_rules: dict[str, Any] | None, pairs: list[tuple[Pair, float]]
 ) -> int:
-    rules = campaign_rules or {}
-    if not rules.get("model_contradiction", True):
+    threshold = model_contradiction_threshold(campaign_rules)
+    if threshold is None:
         return 0
-    threshold = float(rules.get("model_confidence", 0.9))
     candidates = [
         (pair, p)
         for pair, p in pairs
-        if p < 1.0 - threshold and pair.provenance == Pair.Provenance.UNANIMOUS
+        if model_contradicts(p_agree=p, threshold=threshold)
+        and pair.provenance == Pair.Provenance.UNANIMOUS
     ]
     if not candidates:
         return 0
@@ -180,19 +185,6 @@ def _escalate_contradictions(
 
 
 def _open_escalation(*, pair: Pair, p_agree: float, threshold: float) -> bool:
-    from reviewers.services import escalations
-
-    # The reviewers app's own rule when it has one; the generic opener otherwise.
-    wrapper = getattr(escalations, "escalation_model_contradiction", None)
-    if wrapper is not None:
-        return wrapper(pair=pair, p_agree=float(np.clip(p_agree, 0.0, 1.0))) is not None
-    escalations.escalation_open(
-        pair=pair,
-        reason=Escalation.Reason.MODEL_CONTRADICTION,
-        detail=(
-            f"the reward model agrees with the unanimous label with p = {p_agree:.3f}, "
-            f"below {1.0 - threshold:.2f}"
-        ),
-        disagreement=pair.disagreement or 0.0,
-    )
-    return True
+    p_agree = float(np.clip(p_agree, 0.0, 1.0))
+    opened = escalation_model_contradiction(pair=pair, p_agree=p_agree, threshold=threshold)
+    return opened is not None

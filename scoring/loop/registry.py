@@ -26,6 +26,7 @@ from django.db import transaction
 from annotation.models import Campaign, Round
 from scoring.jobs.runner import JobLost
 from scoring.models import Job, ModelVersion
+from scoring.selectors import active_model_version
 
 if TYPE_CHECKING:
     from scoring.reward_model import RewardModel
@@ -119,7 +120,7 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
 
 def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
     """Activate the newest ready version older than the active one."""
-    active = ModelVersion.objects.filter(campaign=campaign, is_active=True).first()
+    active = active_model_version(campaign=campaign)
     if active is None:
         raise RegistryError("no active version to roll back from")
     previous = (

@@ -32,7 +32,6 @@ from scoring.loop.pool_scoring import pool_score
 from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.requests import loop_request
 from scoring.loop.training import (
-    active_version,
     model_train,
     resolve_base_model,
     training_config_from_params,
@@ -40,6 +39,7 @@ from scoring.loop.training import (
     version_result,
 )
 from scoring.models import Job
+from scoring.selectors import active_model_version
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
             result["trained"] = version_result(trained.version)
         else:
             context.log("no verified pairs yet: nothing to train on")
-    version = trained.version if trained is not None else active_version(campaign)
+    version = trained.version if trained is not None else active_model_version(campaign=campaign)
     if version is not None and params.get("prioritise", True):
         include_gold = bool(params.get("retrieve_from_gold", True))
         with context.stage(0.5, 0.9, f"scoring the pool with v{version.number}"):

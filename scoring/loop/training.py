@@ -329,6 +329,4 @@ def version_result(version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def active_version(campaign: Campaign) -> ModelVersion | None:
-    return ModelVersion.objects.filter(campaign=campaign, is_active=True).first()
 

@@ -16,10 +16,6 @@ def model_versions_for_campaign(*, campaign: Campaign) -> QuerySet[ModelVersion]
     return ModelVersion.objects.filter(campaign=campaign).order_by("-number")
 
 
-def active_model_version(*, campaign: Campaign) -> ModelVersion | None:
-    return ModelVersion.objects.filter(campaign=campaign, is_active=True).first()
-
-
 def model_version_for_admin(*, version_id: int, user: AbstractBaseUser) -> ModelVersion:
     if not user_has_role(user, Role.ADMIN):
         raise Http404("No such model version.")

@@ -1,4 +1,4 @@
-"""Import parser throughput: python -m annotation.importers.benchmark [rows]
+"""Import parser throughput: .venv/bin/python benchmarks/import_parsing.py [rows]
 
 Writes demo pairs in every format to a temporary folder, streams them back through
 iter_pair_records and prints rows per second (wall clock and CPU time, best of three),
@@ -21,8 +21,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotation.demo_data import generate_demo_pairs
-from annotation.importers import ATTRIBUTE_NAMES, ImportFormatError, iter_pair_records
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from annotation.demo_data import generate_demo_pairs  # noqa: E402
+from annotation.importers import (  # noqa: E402
+    ATTRIBUTE_NAMES,
+    ImportFormatError,
+    iter_pair_records,
+)
 
 HH_RLHF_TEST = Path("../shared/data/hh-rlhf-harmless-base/test.jsonl.gz")
 UNIQUE_ROWS = 20_000
