@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from annotation.models import Pair, Round
 from reviewers.models import Escalation
-from scoring.dashboard.selectors import bar_chart, line_chart, progress_summary, stacked_bar
+from scoring.dashboard.charts import bar_chart, line_chart
+from scoring.dashboard.selectors import progress_summary, stacked_bar
 from scoring.models import ExportSnapshot, Job, ModelVersion
 from tests.factories import CampaignFactory, PairFactory
 from tests.scoring import test_export
