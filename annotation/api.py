@@ -26,6 +26,7 @@ from annotation.selectors import (
 from annotation.services.assignments import assignment_next, assignment_skip
 from annotation.services.import_jobs import import_job_create, import_job_enqueue, import_job_run
 from annotation.services.labels import FLAG_NAMES, LabelInput, label_submit
+from config.validation import UPLOAD_NAME_MAX
 
 
 class TurnSerializer(serializers.Serializer):
@@ -176,7 +177,7 @@ class ImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
-        file = serializers.FileField()
+        file = serializers.FileField(max_length=UPLOAD_NAME_MAX)
         as_gold = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(request=InputSerializer, responses={201: dict, 202: dict, 400: dict})

@@ -17,10 +17,13 @@ from annotation.services.import_jobs import (
     import_job_progress,
     import_job_run,
 )
+from config.validation import UPLOAD_NAME_MAX
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="JSONL, JSON, CSV or Parquet, optionally gzipped.")
+    file = forms.FileField(
+        max_length=UPLOAD_NAME_MAX, help_text="JSONL, JSON, CSV or Parquet, optionally gzipped."
+    )
     as_gold = forms.BooleanField(
         required=False,
         label="These labels are human-verified (import as gold pairs)",

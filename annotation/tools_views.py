@@ -40,6 +40,7 @@ from annotation.services.tools import (
 )
 from annotation.tools import available_languages
 from annotation.tools.search import MAX_K, SearchError, backend_name
+from config.validation import UPLOAD_NAME_MAX, int_param
 
 PANEL = "annotation/_tools_panel.html"
 # The page waits this long for a run before it shows "running" and polls instead: a web worker
@@ -55,10 +56,7 @@ def _require_tools(request: HttpRequest) -> None:
 
 
 def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
+    return int_param(value)
 
 
 def _assignment_from(request: HttpRequest, data: dict) -> Assignment | None:  # type: ignore[type-arg]
@@ -234,6 +232,7 @@ class CorpusUploadForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     files = MultipleFileField(
         required=False,
+        max_length=UPLOAD_NAME_MAX,
         help_text="JSONL (title, body, source), a .zip of a folder, or Markdown/text files.",
     )
     wiki_offline = forms.BooleanField(

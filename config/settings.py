@@ -59,6 +59,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.CSPMiddleware",  # django-csp's, with the headers built once
     "django_htmx.middleware.HtmxMiddleware",
+    # 400 for out-of-range numbers and over-deep input, 503 for a lost database connection.
+    "config.middleware.RequestFaultMiddleware",
     # Last, as django-axes asks, so that it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]
@@ -210,6 +212,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.ContentNegotiation",
+    # JSON through orjson with a bound on nesting depth (config/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
 }
 SPECTACULAR_SETTINGS = {

@@ -15,6 +15,7 @@ from django.utils import timezone
 from annotation.importers import ImportFormatError
 from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
+from config.validation import UPLOAD_NAME_MAX
 
 
 def _progress_key(job_id: int) -> str:
@@ -50,7 +51,7 @@ def import_job_create(
     if upload is not None:
         folder = Path(settings.MEDIA_ROOT) / "imports"
         folder.mkdir(parents=True, exist_ok=True)
-        original_name = Path(upload.name or "upload").name
+        original_name = Path(upload.name or "upload").name[-UPLOAD_NAME_MAX:]
         stored = folder / f"{uuid.uuid4().hex}-{original_name}"
         with stored.open("wb") as handle:
             for chunk in upload.chunks():
