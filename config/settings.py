@@ -119,6 +119,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth ---------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    "annotation.login_brake.AddressBrakeBackend",
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -133,7 +134,10 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = envfloat("AXES_COOLOFF_HOURS", 0.25)
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+# A username is locked only together with the address guessing it, so that a stranger cannot
+# lock anyone out; annotation/login_brake.py brakes an address spraying many usernames.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+LOGIN_ADDRESS_FAILURE_LIMIT = envint("LOGIN_ADDRESS_FAILURE_LIMIT", 50, minimum=1)
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
