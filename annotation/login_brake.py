@@ -15,7 +15,6 @@ from typing import Any
 
 from axes.helpers import get_client_ip_address
 from django.conf import settings
-from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
@@ -46,9 +45,10 @@ def login_failure_count(sender: Any, credentials: dict, request: HttpRequest | N
         counter_incr(_key(address, time.time()), timeout=_window_s() * 2)
 
 
-class AddressBrakeBackend(BaseBackend):
+class AddressBrakeBackend:
     """First in AUTHENTICATION_BACKENDS: refuses every login from a braked address (Django
-    stops at PermissionDenied and reports a failed login)."""
+    stops at PermissionDenied and reports a failed login). It has no get_user (unlike
+    BaseBackend's), so sessions and force_login stay with the backend that finds users."""
 
     def authenticate(self, request: HttpRequest | None, **credentials: Any) -> None:
         if address_is_braked(request):
