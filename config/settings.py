@@ -25,6 +25,19 @@ if not SECRET_KEY:
         "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE) in the environment or in "
         ".env; `make run` writes a random one for local use."
     )
+# Placeholders that have been published (ours in .env.example, Django's startproject prefix):
+# a server started with one of them signs sessions and tokens with a key anyone knows.
+_PLACEHOLDER_KEY_MARKS = ("change-me", "changeme", "django-insecure", "your-secret", "replace-me")
+if not DEBUG and (
+    any(mark in SECRET_KEY.lower() for mark in _PLACEHOLDER_KEY_MARKS)
+    or len(SECRET_KEY) < 50
+    or len(set(SECRET_KEY)) < 5
+):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is a placeholder or too weak (it needs 50 or more random characters when "
+        "DEBUG is off). Generate one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 

@@ -76,3 +76,16 @@ def test_make_test_and_ci_run_set_the_machine_up_through_the_one_script():
     test_recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert test_recipe.index("scripts/setup_system.sh") < test_recipe.index("scripts/test.sh")
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")
+
+
+def test_make_run_writes_its_env_file_readable_by_its_owner_only(tmp_path):
+    import stat
+    import sys
+
+    target = tmp_path / ".env"
+    script = ROOT / "scripts" / "write_env.sh"
+    subprocess.run([str(script), sys.executable, str(target)], check=True, timeout=60)  # noqa: S603
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    lines = dict(line.split("=", 1) for line in target.read_text().splitlines())
+    assert len(lines["SECRET_KEY"]) >= 50 and lines["DEBUG"] == "true"
+    assert "scripts/write_env.sh" in (ROOT / "scripts" / "run.sh").read_text()
