@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from pathlib import Path
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.importers import ImportFormatError
@@ -53,20 +55,38 @@ def import_job_create(
         folder.mkdir(parents=True, exist_ok=True)
         original_name = Path(upload.name or "upload").name[-UPLOAD_NAME_MAX:]
         stored = folder / f"{uuid.uuid4().hex}-{original_name}"
+        digest, size = hashlib.sha256(), 0
         with stored.open("wb") as handle:
             for chunk in upload.chunks():
                 handle.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        sha256, file_bytes = digest.hexdigest(), size
     elif path is not None:
         stored, original_name = Path(path), Path(path).name
+        sha256, file_bytes = "", None
     else:
         raise ValueError("import_job_create needs an upload or a path")
     return ImportJob.objects.create(
         campaign=campaign,
         file=str(stored),
         original_name=original_name,
+        file_sha256=sha256,
+        file_bytes=file_bytes,
         as_gold=as_gold,
         created_by=user if user is not None and user.is_authenticated else None,
     )
+
+
+def _discard_upload(job: ImportJob) -> None:
+    """Remove a finished job's uploaded file (once its state is committed); the row keeps the
+    name, size, SHA-256, who and when, and the outcome. A file imported from a path given on
+    the command line is the user's and stays."""
+    stored = Path(job.file)
+    uploads = (Path(settings.MEDIA_ROOT) / "imports").resolve()
+    if stored.parent.resolve() != uploads:
+        return
+    transaction.on_commit(lambda: stored.unlink(missing_ok=True))
 
 
 def import_job_enqueue(*, job: ImportJob) -> None:
@@ -108,6 +128,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
         job.status = ImportJob.Status.FAILED
         job.error = f"unexpected error: {exc}"
         job.save(update_fields=["status", "error"])
+        _discard_upload(job)
         raise
     else:
         job.status = ImportJob.Status.SUCCEEDED
@@ -117,6 +138,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
         job.progress = 1.0
     job.finished_at = timezone.now()
     job.save()
+    _discard_upload(job)
     cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
     return job
 
@@ -131,9 +153,12 @@ def import_jobs_fail_stale(*, now: float | None = None) -> int:
         last = beat if beat is not None else job.created_at.timestamp()
         if now - last < IMPORT_STALE_SECONDS:
             continue
-        failed += ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+        marked = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
             status=ImportJob.Status.FAILED,
             error="The worker importing this file stopped; nothing was imported. Upload it again.",
             finished_at=timezone.now(),
         )
+        if marked:
+            _discard_upload(job)
+        failed += marked
     return failed
