@@ -112,3 +112,18 @@ def test_a_short_secret_key_is_allowed_for_local_debugging(tmp_path):
         "check", env={"SECRET_KEY": "dev", "DEBUG": "true", "ARBITER_VAR_DIR": str(tmp_path)}
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("bad name!", "Enter a valid username"), ("x" * 200, "at most 150 characters")],
+)
+def test_create_user_with_an_invalid_name_is_a_clear_error_and_stores_nothing(name, why):
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    # manage.py prints a CommandError as one line, without a traceback.
+    with pytest.raises(CommandError, match=f"invalid user .*{why}"):
+        call_command("create_user", name, "--role", "annotator")
+    assert not get_user_model().objects.exists()
