@@ -48,6 +48,9 @@ PANEL = "annotation/_tools_panel.html"
 PAGE_WAIT_S = 1.5
 UPLOAD_MAX_BYTES = 100 * 1024 * 1024
 UNPACKED_MAX_BYTES = 4 * UPLOAD_MAX_BYTES
+# A corpus upload is read within the request (there is no background path for it): what it
+# unpacks to and how long reading it may hold the request are both capped.
+UPLOAD_MAX_SECONDS = 20.0
 
 
 def _require_tools(request: HttpRequest) -> None:
@@ -266,6 +269,7 @@ def corpora(request: HttpRequest) -> HttpResponse:
             documents = documents_from_upload(
                 ((upload.name, upload) for upload in data["files"]),
                 max_bytes=UNPACKED_MAX_BYTES,
+                max_seconds=UPLOAD_MAX_SECONDS,
             )
         try:
             result = corpus_load(

@@ -305,7 +305,12 @@ ARBITER = {
         "ARBITER_IMPORT_MAX_DECOMPRESSED_BYTES", 8 * 1024**3, minimum=1
     ),
     "IMPORT_MAX_ROWS": envint("ARBITER_IMPORT_MAX_ROWS", 20_000_000, minimum=1),
+    # An upload is imported within the request when reading it costs at most this many bytes
+    # (decompressed, as measured), and must be read within the first limit of seconds there,
+    # the second in a worker.
     "IMPORT_INLINE_MAX_BYTES": envint("ARBITER_IMPORT_INLINE_MAX_BYTES", 5 * 1024**2, minimum=0),
+    "IMPORT_INLINE_MAX_SECONDS": envfloat("ARBITER_IMPORT_INLINE_MAX_SECONDS", 20.0),
+    "IMPORT_MAX_SECONDS": envfloat("ARBITER_IMPORT_MAX_SECONDS", 4 * 3600.0),
     "MODEL_DIR": Path(envstr("ARBITER_MODEL_DIR", str(VAR_DIR / "models")) or "models"),
     "EXPORT_DIR": Path(envstr("ARBITER_EXPORT_DIR", str(VAR_DIR / "exports")) or "exports"),
     "BASE_MODEL": envstr("ARBITER_BASE_MODEL", "") or "",

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.importers import ImportFormatError
+from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
 from config.validation import UPLOAD_NAME_MAX
@@ -95,8 +96,18 @@ def import_job_enqueue(*, job: ImportJob) -> None:
     import_pairs_task.delay_on_commit(job.pk)
 
 
-def import_job_run(*, job_id: int) -> ImportJob:
-    """Claim the job and import its file; safe to call twice (the second does nothing)."""
+def import_job_runs_inline(*, job: ImportJob) -> bool:
+    """Whether the job is cheap enough to import within the request: by what reading it will
+    cost (a gzip file's decompressed size, measured), not by its size on disk. A 300 KB .gz
+    of 300 MiB of blank lines goes to the background."""
+    cap = settings.ARBITER["IMPORT_INLINE_MAX_BYTES"]
+    return estimated_cost_bytes(job.file, cap=cap) <= cap
+
+
+def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
+    """Claim the job and import its file; safe to call twice (the second does nothing).
+    Reading the file may take ARBITER_IMPORT_INLINE_MAX_SECONDS within a request (`inline`),
+    ARBITER_IMPORT_MAX_SECONDS in a worker."""
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
         status=ImportJob.Status.RUNNING
     )
@@ -119,6 +130,9 @@ def import_job_run(*, job_id: int) -> ImportJob:
             original_name=job.original_name,
             as_gold=job.as_gold,
             on_progress=on_progress,
+            max_seconds=settings.ARBITER[
+                "IMPORT_INLINE_MAX_SECONDS" if inline else "IMPORT_MAX_SECONDS"
+            ],
         )
     except ImportFormatError as exc:
         job.status = ImportJob.Status.FAILED

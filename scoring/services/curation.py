@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import re
 from array import array
@@ -65,6 +66,8 @@ KEPT, DISCARDED, RECYCLED = "kept", "discarded", "recycled"
 DUPLICATE, CONTAMINATED = "duplicate", "contaminated"
 DEFAULT_BATCH_SIZE = 256
 MAX_EVALUATION_SET_BYTES = 200 * 1024**2
+# What a gzipped evaluation set may decompress to (RewardBench's prompts are a few MB).
+MAX_EVALUATION_SET_DECOMPRESSED_BYTES = 32 * 1024**2
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -244,7 +247,11 @@ def evaluation_prompts_read(handle: BinaryIO, *, filename: str) -> list[str]:
         if len(raw) > MAX_EVALUATION_SET_BYTES:
             raise CurationError(f"{filename} is larger than {MAX_EVALUATION_SET_BYTES} bytes")
         if name.endswith(".gz"):
-            raw = gzip.decompress(raw)
+            # Decompressed in bounded steps: a small .gz may claim or hold gigabytes.
+            limit = MAX_EVALUATION_SET_DECOMPRESSED_BYTES
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(limit + 1)
+            if len(raw) > limit:
+                raise CurationError(f"{filename} decompresses to more than {limit:,} bytes")
             name = name.removesuffix(".gz")
         if name.endswith(".parquet"):
             import pyarrow as pa
@@ -264,6 +271,8 @@ def evaluation_prompts_read(handle: BinaryIO, *, filename: str) -> list[str]:
                 records = [line for line in content.splitlines() if line.strip()]
     except CurationError:
         raise
+    except RecursionError:
+        raise CurationError(f"cannot read evaluation set {filename}: nested too deeply") from None
     except (OSError, ValueError, EOFError, pa_errors()) as error:
         raise CurationError(f"cannot read evaluation set {filename}: {error}") from error
     prompts = [prompt for prompt in map(_prompt_from_record, records) if prompt]
