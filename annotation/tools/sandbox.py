@@ -365,6 +365,32 @@ def _remove_scratch_dirs(slot: Slot) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def sandbox_sweep(config: SandboxConfig | None = None) -> int:
+    """Clean up after sandbox workers that died (kill -9): for every slot nobody holds, kill
+    what still runs under its uid and remove its scratch directories. Returns how many slots
+    it swept. Safe at any time: a slot in use is locked, and skipped."""
+    config = config or SandboxConfig.from_env()
+    if not config.runtime_dir.is_dir():
+        return 0
+    drop_privileges = os.geteuid() == 0
+    if drop_privileges:
+        _check_uid_range(config.uid_base, config.slots)
+    swept = 0
+    for index in range(config.slots):
+        lock_fd = _try_lock(config.runtime_dir / f"slot-{index}.lock")
+        if lock_fd is None:
+            continue
+        try:
+            slot = Slot(index, config.slot_uid(index), config, drop_privileges)
+            if drop_privileges:
+                _kill_uid(slot.uid)
+            _remove_scratch_dirs(slot)
+            swept += 1
+        finally:
+            os.close(lock_fd)
+    return swept
+
+
 # --- processes -----------------------------------------------------------------------------------
 
 
