@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -20,6 +23,8 @@ from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
 from config.validation import UPLOAD_NAME_MAX
 
+logger = logging.getLogger(__name__)
+
 
 def _progress_key(job_id: int) -> str:
     return f"import-progress:{job_id}"
@@ -27,6 +32,17 @@ def _progress_key(job_id: int) -> str:
 
 def _heartbeat_key(job_id: int) -> str:
     return f"import-heartbeat:{job_id}"
+
+
+@contextlib.contextmanager
+def _cache_advisory() -> Iterator[None]:
+    """Progress and heartbeats go through the cache (Redis in production) and are advisory:
+    an import keeps going while the cache is down (it needs only the database), and a page
+    asking for progress shows the last committed figure."""
+    try:
+        yield
+    except Exception:  # noqa: BLE001 - any cache backend's error; logged, never fatal
+        logger.warning("cache unavailable for import progress", exc_info=True)
 
 
 # A running import reports every batch; one silent this long lost its worker.
@@ -38,7 +54,8 @@ def import_job_progress(*, job: ImportJob) -> int:
     the cache (shared between processes) rather than the job row, which only commits at the
     end."""
     if job.status == ImportJob.Status.RUNNING:
-        return int(cache.get(_progress_key(job.pk), 0))
+        with _cache_advisory():
+            return int(cache.get(_progress_key(job.pk), 0))
     return job.rows_read
 
 
@@ -116,10 +133,11 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
         return job
 
     def on_progress(rows: int) -> None:
-        cache.set_many(
-            {_progress_key(job_id): rows, _heartbeat_key(job_id): time.time()},
-            timeout=24 * 3600,
-        )
+        with _cache_advisory():
+            cache.set_many(
+                {_progress_key(job_id): rows, _heartbeat_key(job_id): time.time()},
+                timeout=24 * 3600,
+            )
 
     on_progress(0)
 
@@ -153,7 +171,8 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     job.finished_at = timezone.now()
     job.save()
     _discard_upload(job)
-    cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
+    with _cache_advisory():
+        cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
     return job
 
 
@@ -163,7 +182,9 @@ def import_jobs_fail_stale(*, now: float | None = None) -> int:
     now = now or time.time()
     failed = 0
     for job in ImportJob.objects.filter(status=ImportJob.Status.RUNNING):
-        beat = cache.get(_heartbeat_key(job.pk))
+        beat = None
+        with _cache_advisory():
+            beat = cache.get(_heartbeat_key(job.pk))
         last = beat if beat is not None else job.created_at.timestamp()
         if now - last < IMPORT_STALE_SECONDS:
             continue
