@@ -21,7 +21,7 @@ RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC" \
 COPY manage.py ./
 COPY templates ./templates
 COPY static ./static
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+RUN SECRET_KEY=collectstatic-only-not-a-secret-0123456789-abcdefghijklmnopqrstuvwxyz python manage.py collectstatic --noinput
 
 RUN useradd --system --uid 10001 --home /app arbiter && mkdir -p /app/var && chown arbiter /app/var
 USER arbiter

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint bench clean
+.PHONY: run test system venv lint bench clean
 
 venv: $(STAMP)
 
@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: venv
 	scripts/run.sh
 
-test: venv
+# The machine first (system packages and services, or the exact commands to run without root),
+# then the venv, then the suite.
+test:
+	scripts/setup_system.sh
+	$(MAKE) --no-print-directory venv
 	scripts/test.sh
+
+system:
+	scripts/setup_system.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

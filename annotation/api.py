@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -24,8 +23,14 @@ from annotation.selectors import (
     shown_pair,
 )
 from annotation.services.assignments import assignment_next, assignment_skip
-from annotation.services.import_jobs import import_job_create, import_job_enqueue, import_job_run
+from annotation.services.import_jobs import (
+    import_job_create,
+    import_job_enqueue,
+    import_job_run,
+    import_job_runs_inline,
+)
 from annotation.services.labels import FLAG_NAMES, LabelInput, label_submit
+from config.validation import UPLOAD_NAME_MAX
 
 
 class TurnSerializer(serializers.Serializer):
@@ -176,7 +181,7 @@ class ImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
-        file = serializers.FileField()
+        file = serializers.FileField(max_length=UPLOAD_NAME_MAX)
         as_gold = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(request=InputSerializer, responses={201: dict, 202: dict, 400: dict})
@@ -191,10 +196,10 @@ class ImportApi(APIView):
             as_gold=serializer.validated_data["as_gold"],
             user=request.user,
         )
-        if upload.size > settings.ARBITER["IMPORT_INLINE_MAX_BYTES"]:
+        if not import_job_runs_inline(job=job):
             import_job_enqueue(job=job)
             return Response({"job": job.pk, "status": job.status}, status=202)
-        job = import_job_run(job_id=job.pk)
+        job = import_job_run(job_id=job.pk, inline=True)
         body = {
             "job": job.pk,
             "status": job.status,

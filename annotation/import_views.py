@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,11 +15,15 @@ from annotation.services.import_jobs import (
     import_job_enqueue,
     import_job_progress,
     import_job_run,
+    import_job_runs_inline,
 )
+from config.validation import UPLOAD_NAME_MAX
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="JSONL, JSON, CSV or Parquet, optionally gzipped.")
+    file = forms.FileField(
+        max_length=UPLOAD_NAME_MAX, help_text="JSONL, JSON, CSV or Parquet, optionally gzipped."
+    )
     as_gold = forms.BooleanField(
         required=False,
         label="These labels are human-verified (import as gold pairs)",
@@ -38,10 +41,10 @@ def import_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
             campaign=campaign, upload=upload, as_gold=form.cleaned_data["as_gold"],
             user=request.user,
         )
-        if upload.size > settings.ARBITER["IMPORT_INLINE_MAX_BYTES"]:
-            import_job_enqueue(job=job)
+        if import_job_runs_inline(job=job):
+            import_job_run(job_id=job.pk, inline=True)
         else:
-            import_job_run(job_id=job.pk)
+            import_job_enqueue(job=job)
         return redirect("import-job", campaign_id=campaign.pk, job_id=job.pk)
     jobs = ImportJob.objects.filter(campaign=campaign).order_by("-created_at")[:20]
     return render(

@@ -358,8 +358,14 @@ class ImportJob(models.Model):
         FAILED = "failed"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="imports")
-    file = models.CharField(max_length=500, help_text="Path of the uploaded file on disk.")
+    file = models.CharField(
+        max_length=500,
+        help_text="Path of the file on disk; an upload is removed once the import has finished.",
+    )
     original_name = models.CharField(max_length=300)
+    # What stays of an upload once its import has finished (the file itself is removed).
+    file_bytes = models.BigIntegerField(null=True, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
     as_gold = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)

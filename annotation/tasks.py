@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from celery import shared_task
 
 from annotation.services.assignments import assignments_expire
 from annotation.services.import_jobs import import_job_run, import_jobs_fail_stale
 from annotation.services.tools import code_runs_fail_stale
 from annotation.tool_tasks import run_code_task
+from annotation.tools.sandbox import SandboxUnavailable, sandbox_sweep
 
 __all__ = ["expire_leases_task", "fail_stale_work_task", "import_pairs_task", "run_code_task"]
 
@@ -24,5 +27,8 @@ def expire_leases_task() -> int:
 
 @shared_task(name="annotation.fail_stale_work")
 def fail_stale_work_task() -> int:
-    """Imports and code runs whose worker died are marked failed rather than left running."""
+    """Imports and code runs whose worker died are marked failed rather than left running,
+    and what a killed sandbox worker left on this host (processes, scratch directories) goes."""
+    with contextlib.suppress(SandboxUnavailable, OSError):
+        sandbox_sweep()
     return import_jobs_fail_stale() + code_runs_fail_stale()

@@ -32,6 +32,7 @@ from annotation.services.tools import (
 )
 from annotation.tools import available_languages
 from annotation.tools.search import MAX_K, MAX_QUERY_CHARS, SearchError, backend_name
+from config.validation import DbIntegerField
 
 MAX_WAIT_S = 15.0
 
@@ -72,8 +73,8 @@ class SearchApi(ToolsApiView):
     class InputSerializer(serializers.Serializer):
         q = serializers.CharField(allow_blank=True, trim_whitespace=True, max_length=2000)
         k = serializers.IntegerField(required=False, default=10, min_value=1, max_value=MAX_K)
-        corpus = serializers.IntegerField(required=False, allow_null=True, default=None)
-        assignment = serializers.IntegerField(required=False, allow_null=True, default=None)
+        corpus = DbIntegerField(required=False, allow_null=True, default=None)
+        assignment = DbIntegerField(required=False, allow_null=True, default=None)
 
     class OutputSerializer(serializers.Serializer):
         query = serializers.CharField()
@@ -114,8 +115,8 @@ class EvidenceApi(ToolsApiView):
     """Attach a search result (or any cited source) to an open assignment."""
 
     class InputSerializer(serializers.Serializer):
-        assignment = serializers.IntegerField()
-        document_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+        assignment = DbIntegerField()
+        document_id = DbIntegerField(required=False, allow_null=True, default=None)
         title = serializers.CharField(required=False, allow_blank=True, default="",
                                       max_length=500)
         snippet = serializers.CharField(required=False, allow_blank=True, default="",
@@ -178,7 +179,7 @@ class CodeRunCreateApi(ToolsApiView):
                                       trim_whitespace=False, max_length=1024 * 1024)
         tests = serializers.CharField(required=False, allow_blank=True, default="",
                                       trim_whitespace=False, max_length=64 * 1024)
-        assignment = serializers.IntegerField(required=False, allow_null=True, default=None)
+        assignment = DbIntegerField(required=False, allow_null=True, default=None)
         wait = serializers.FloatField(required=False, allow_null=True, default=None,
                                       min_value=0, max_value=MAX_WAIT_S)
 
@@ -238,7 +239,7 @@ class LlmAskApi(ToolsApiView):
     ARBITER_LLM_URL is set (503)."""
 
     class InputSerializer(serializers.Serializer):
-        assignment = serializers.IntegerField()
+        assignment = DbIntegerField()
         question = serializers.CharField(max_length=4000)
 
     class OutputSerializer(serializers.Serializer):

@@ -40,6 +40,7 @@ from annotation.services.tools import (
 )
 from annotation.tools import available_languages
 from annotation.tools.search import MAX_K, SearchError, backend_name
+from config.validation import UPLOAD_NAME_MAX, int_param
 
 PANEL = "annotation/_tools_panel.html"
 # The page waits this long for a run before it shows "running" and polls instead: a web worker
@@ -47,6 +48,9 @@ PANEL = "annotation/_tools_panel.html"
 PAGE_WAIT_S = 1.5
 UPLOAD_MAX_BYTES = 100 * 1024 * 1024
 UNPACKED_MAX_BYTES = 4 * UPLOAD_MAX_BYTES
+# A corpus upload is read within the request (there is no background path for it): what it
+# unpacks to and how long reading it may hold the request are both capped.
+UPLOAD_MAX_SECONDS = 20.0
 
 
 def _require_tools(request: HttpRequest) -> None:
@@ -55,10 +59,7 @@ def _require_tools(request: HttpRequest) -> None:
 
 
 def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
+    return int_param(value)
 
 
 def _assignment_from(request: HttpRequest, data: dict) -> Assignment | None:  # type: ignore[type-arg]
@@ -234,6 +235,7 @@ class CorpusUploadForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     files = MultipleFileField(
         required=False,
+        max_length=UPLOAD_NAME_MAX,
         help_text="JSONL (title, body, source), a .zip of a folder, or Markdown/text files.",
     )
     wiki_offline = forms.BooleanField(
@@ -267,6 +269,7 @@ def corpora(request: HttpRequest) -> HttpResponse:
             documents = documents_from_upload(
                 ((upload.name, upload) for upload in data["files"]),
                 max_bytes=UNPACKED_MAX_BYTES,
+                max_seconds=UPLOAD_MAX_SECONDS,
             )
         try:
             result = corpus_load(

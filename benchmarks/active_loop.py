@@ -72,7 +72,7 @@ def configure_django(workdir: Path) -> None:
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         }
     )
-    os.environ.setdefault("SECRET_KEY", "benchmark-only-" + os.urandom(16).hex())
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-" + os.urandom(32).hex())
     import django
     import transformers
 

@@ -304,7 +304,7 @@ def _alpha_from_postgres(
     password = f":{info['password']}" if info.get("password") else ""
     host, port = info.get("host") or "127.0.0.1", info.get("port") or 5432
     os.environ["DATABASE_URL"] = f"postgres://{user}{password}@{host}:{port}/{info['dbname']}"
-    os.environ.setdefault("SECRET_KEY", "benchmark-only")
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-" + os.urandom(32).hex())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["ARBITER_VAR_DIR"] = tempfile.mkdtemp(prefix="arbiter-bench-")
     for variable in ("CACHE_URL", "CELERY_BROKER_URL"):

@@ -316,7 +316,7 @@ def main() -> None:
 
     database = f"arbiter_bench_export_{os.getpid()}"
     database_url = f"{PG}/{database}"
-    os.environ.setdefault("SECRET_KEY", "benchmark")
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-" + os.urandom(32).hex())
     os.environ.update(
         DATABASE_URL=database_url, SECURE_SSL_REDIRECT="false", STATIC_MANIFEST="false"
     )

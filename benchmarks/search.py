@@ -30,7 +30,7 @@ QUALIFIERS = [
 
 
 def _setup_django(database_url: str | None, sqlite_path: str | None) -> None:
-    os.environ.setdefault("SECRET_KEY", "benchmark")
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-" + os.urandom(32).hex())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.pop("DATABASE_URL", None)
     if database_url:

@@ -7,8 +7,11 @@ import http.client
 import csp.middleware
 from csp.constants import HEADER, HEADER_REPORT_ONLY
 from csp.utils import build_policy
+from django import db
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+
+from config.validation import DB_INT_MAX, DB_INT_MIN, IntegerOutOfRange
 
 # Response attributes by which django-csp's decorators give a view a policy of its own.
 _OWN_POLICY_ATTRIBUTES = (
@@ -76,3 +79,67 @@ class CSPMiddleware(csp.middleware.CSPMiddleware):
             isinstance(config, dict) and config.get("EXCLUDE_URL_PREFIXES")
             for config in (policy, policy_ro)
         )
+
+RETRY_AFTER_S = 2
+
+
+def _error_response(request: HttpRequest, status: int, detail: str, code: str) -> HttpResponse:
+    if request.path.startswith("/api/") or "json" in request.headers.get("accept", ""):
+        return JsonResponse({"detail": detail, "code": code}, status=status)
+    return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
+
+
+class RequestFaultMiddleware:
+    """Bad input and a lost database answer as 4xx and 503, never as 500.
+
+    - An integer in the URL (`<int:...>`) beyond what the database stores answers 400 before
+      the view runs (SQLite raises OverflowError on it, PostgreSQL a DataError).
+    - A number the view passed on to the database out of its range (OverflowError, or
+      PostgreSQL's "out of range" DataError) answers 400; a RecursionError (input nested too
+      deep for a recursive parser) answers 400 too.
+    - A lost database connection (OperationalError / InterfaceError) answers 503 with
+      Retry-After; the broken connection is closed so that the next request opens a new one.
+    """
+
+    def __init__(self, get_response):  # noqa: ANN001 - Django's middleware protocol
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view_func, view_args, view_kwargs  # noqa: ANN001
+    ) -> HttpResponse | None:
+        for name, value in view_kwargs.items():
+            if isinstance(value, int) and not DB_INT_MIN <= value <= DB_INT_MAX:
+                return _error_response(
+                    request, 400, f"{name} is out of range (at most {DB_INT_MAX})", "out_of_range"
+                )
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, db.OperationalError | db.InterfaceError):
+            for connection in db.connections.all(initialized_only=True):
+                # Django marks the connection after an error; a dead one is closed here.
+                connection.close_if_unusable_or_obsolete()
+            response = _error_response(
+                request,
+                503,
+                "The database is unavailable for a moment; please retry.",
+                "database_unavailable",
+            )
+            response["Retry-After"] = str(RETRY_AFTER_S)
+            return response
+        if isinstance(exception, IntegerOutOfRange):
+            return _error_response(request, 400, str(exception), "out_of_range")
+        if isinstance(exception, OverflowError) or (
+            isinstance(exception, db.DataError) and "out of range" in str(exception)
+        ):
+            return _error_response(
+                request, 400, "A number in the request is out of range.", "out_of_range"
+            )
+        if isinstance(exception, RecursionError):
+            return _error_response(
+                request, 400, "The request is nested too deeply.", "nested_too_deep"
+            )
+        return None

@@ -25,6 +25,19 @@ if not SECRET_KEY:
         "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE) in the environment or in "
         ".env; `make run` writes a random one for local use."
     )
+# Placeholders that have been published (ours in .env.example, Django's startproject prefix):
+# a server started with one of them signs sessions and tokens with a key anyone knows.
+_PLACEHOLDER_KEY_MARKS = ("change-me", "changeme", "django-insecure", "your-secret", "replace-me")
+if not DEBUG and (
+    any(mark in SECRET_KEY.lower() for mark in _PLACEHOLDER_KEY_MARKS)
+    or len(SECRET_KEY) < 50
+    or len(set(SECRET_KEY)) < 5
+):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is a placeholder or too weak (it needs 50 or more random characters when "
+        "DEBUG is off). Generate one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
@@ -59,6 +72,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.CSPMiddleware",  # django-csp's, with the headers built once
     "django_htmx.middleware.HtmxMiddleware",
+    # 400 for out-of-range numbers and over-deep input, 503 for a lost database connection.
+    "config.middleware.RequestFaultMiddleware",
     # Last, as django-axes asks, so that it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]
@@ -117,6 +132,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth ---------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    "annotation.login_brake.AddressBrakeBackend",
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -131,7 +147,10 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = envfloat("AXES_COOLOFF_HOURS", 0.25)
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+# A username is locked only together with the address guessing it, so that a stranger cannot
+# lock anyone out; annotation/login_brake.py brakes an address spraying many usernames.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+LOGIN_ADDRESS_FAILURE_LIMIT = envint("LOGIN_ADDRESS_FAILURE_LIMIT", 50, minimum=1)
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
@@ -210,6 +229,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.ContentNegotiation",
+    # JSON through orjson with a bound on nesting depth (config/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
 }
 SPECTACULAR_SETTINGS = {
@@ -287,7 +312,12 @@ ARBITER = {
         "ARBITER_IMPORT_MAX_DECOMPRESSED_BYTES", 8 * 1024**3, minimum=1
     ),
     "IMPORT_MAX_ROWS": envint("ARBITER_IMPORT_MAX_ROWS", 20_000_000, minimum=1),
+    # An upload is imported within the request when reading it costs at most this many bytes
+    # (decompressed, as measured), and must be read within the first limit of seconds there,
+    # the second in a worker.
     "IMPORT_INLINE_MAX_BYTES": envint("ARBITER_IMPORT_INLINE_MAX_BYTES", 5 * 1024**2, minimum=0),
+    "IMPORT_INLINE_MAX_SECONDS": envfloat("ARBITER_IMPORT_INLINE_MAX_SECONDS", 20.0),
+    "IMPORT_MAX_SECONDS": envfloat("ARBITER_IMPORT_MAX_SECONDS", 4 * 3600.0),
     "MODEL_DIR": Path(envstr("ARBITER_MODEL_DIR", str(VAR_DIR / "models")) or "models"),
     "EXPORT_DIR": Path(envstr("ARBITER_EXPORT_DIR", str(VAR_DIR / "exports")) or "exports"),
     "BASE_MODEL": envstr("ARBITER_BASE_MODEL", "") or "",

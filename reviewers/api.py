@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
+from config.validation import DbIntegerField
 from reviewers.errors import ReviewError
 from reviewers.models import Adjudication
 from reviewers.selectors import (
@@ -151,10 +152,10 @@ class EscalationOutputSerializer(serializers.Serializer):
 
 class EscalationListApi(APIView):
     class FilterSerializer(serializers.Serializer):
-        campaign = serializers.IntegerField(required=False)
+        campaign = DbIntegerField(required=False)
         order = serializers.ChoiceField(choices=["oldest", "disputed"], default="oldest")
         limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
-        offset = serializers.IntegerField(min_value=0, default=0)
+        offset = DbIntegerField(min_value=0, default=0)
 
     @extend_schema(
         parameters=[

@@ -15,6 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
+from config.validation import int_param
 from reviewers.errors import ReviewError
 from reviewers.forms import AdjudicationForm
 from reviewers.models import Escalation
@@ -37,7 +38,7 @@ QUEUE_PAGE_SIZE = 200
 
 
 def _campaign_filter(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
+    return int_param(raw, name="campaign")
 
 
 @login_required

@@ -4,11 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-if [ ! -f .env ]; then
-  key=$("$PY" -c "import secrets; print(secrets.token_urlsafe(50))")
-  printf 'SECRET_KEY=%s\nDEBUG=true\n' "$key" > .env
-  echo "wrote .env with a random SECRET_KEY and DEBUG=true (local use only)"
-fi
+scripts/write_env.sh "$PY" .env
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 PORT="${PORT:-8000}"
 "$PY" manage.py migrate --noinput

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# The whole suite: on PostgreSQL + Redis with real Celery workers, then a smoke subset on the
+# The whole suite (`make test` sets the machine up first with scripts/setup_system.sh): on PostgreSQL + Redis with real Celery workers, then a smoke subset on the
 # embedded default (SQLite + file-system broker) so that `make run` keeps working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-scripts/ensure_services.sh
 mkdir -p var
 export ARBITER_ENV_FILE=/dev/null
 export SECRET_KEY="test-only-secret-key-not-for-production-use-0123456789abcdef"

@@ -233,6 +233,10 @@ class _JsonText:
             except json.JSONDecodeError as error:
                 if self.eof:
                     raise ValueError(_describe_json_error(error)) from None
+            except RecursionError:
+                # The standard decoder recurses once per level; a cut-off item cannot recurse
+                # deeper once complete, so this is final.
+                raise ValueError("item is nested too deeply") from None
             else:
                 if end < len(self.text) or self.eof:
                     self.pos = end

@@ -35,8 +35,12 @@ class ImportLimits:
     max_rows: int = 20_000_000
     max_field_chars: int = 200_000
     max_row_bytes: int = 16 * 1024 * 1024
+    # Wall-clock seconds from opening the file; None: no limit (a command-line import).
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError("ImportLimits.max_seconds must be positive")
         for name in (
             "max_bytes",
             "max_decompressed_bytes",

@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import tempfile
+import time
+import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -64,10 +66,13 @@ class _CountingReader(io.RawIOBase):
     whatever the header or the file size claims. It never closes the stream it wraps.
     """
 
-    def __init__(self, inner: Any, limit: int, reason: str) -> None:
+    def __init__(
+        self, inner: Any, limit: int, reason: str, deadline: _Deadline | None = None
+    ) -> None:
         self._inner = inner
         self._limit = limit
         self._reason = reason
+        self._deadline = deadline
         self.count = 0
 
     def readable(self) -> bool:
@@ -86,7 +91,24 @@ class _CountingReader(io.RawIOBase):
         self.count += size
         if self.count > self._limit:
             raise ImportFormatError(None, self._reason)
+        if self._deadline is not None:
+            self._deadline.check()
         return size
+
+
+class _Deadline:
+    """Checked once a chunk (1 MiB) is read, so blank lines or tiny rows cannot hold an
+    import for minutes between checks."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._ends = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self._ends:
+            raise ImportFormatError(
+                None, f"reading the file took longer than the limit of {self._seconds:g} s"
+            )
 
 
 def open_source(
@@ -113,7 +135,10 @@ def open_source(
         filename = filename or (os.path.basename(name) if isinstance(name, str) else None)
         start = _check_remaining_size(raw, limits)
     limit_reason = f"file is larger than the limit of {limits.max_bytes:,} bytes"
-    outer = io.BufferedReader(_CountingReader(raw, limits.max_bytes, limit_reason), BUFFER_BYTES)
+    deadline = _Deadline(limits.max_seconds) if limits.max_seconds else None
+    outer = io.BufferedReader(
+        _CountingReader(raw, limits.max_bytes, limit_reason, deadline), BUFFER_BYTES
+    )
     name = (filename or "").lower()
     compressed = outer.peek(2)[:2] == GZIP_MAGIC
     if compressed:
@@ -122,7 +147,8 @@ def open_source(
             f"decompressed size exceeds the limit of {limits.max_decompressed_bytes:,} bytes"
         )
         stream = io.BufferedReader(
-            _CountingReader(unpacked, limits.max_decompressed_bytes, bomb_reason), BUFFER_BYTES
+            _CountingReader(unpacked, limits.max_decompressed_bytes, bomb_reason, deadline),
+            BUFFER_BYTES,
         )
         name = name.removesuffix(".gz").removesuffix(".gzip")
     else:
@@ -137,6 +163,41 @@ def open_source(
         stream,
         _seekable_parquet(stream, raw, path, start, compressed=compressed, stack=stack),
     )
+
+
+def estimated_cost_bytes(path: str | os.PathLike[str], *, cap: int) -> int:
+    """What reading the file will cost, in bytes, measured rather than trusted: a gzip file's
+    decompressed size (decompressed up to just past `cap`, so the measure itself is cheap), a
+    Parquet file's uncompressed row-group size, else the file size. Callers compare it with
+    `cap` to choose between importing now and importing in the background."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        if head[:2] == GZIP_MAGIC:
+            handle.seek(0)
+            total = 0
+            try:
+                with gzip.GzipFile(fileobj=handle, mode="rb") as unpacked:
+                    while total <= cap:
+                        chunk = unpacked.read(min(BUFFER_BYTES, cap + 1 - total))
+                        if not chunk:
+                            break
+                        total += len(chunk)
+            except (OSError, EOFError, zlib.error):
+                return size  # broken: the parser will say so, quickly
+            return max(size, total)
+    if head == PARQUET_MAGIC:
+        try:
+            import pyarrow.parquet as pq
+
+            metadata = pq.read_metadata(os.fspath(path))
+            declared = sum(
+                metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+            )
+        except Exception:  # noqa: BLE001 - unreadable: the parser will say so
+            declared = 0
+        return max(size, declared)
+    return size
 
 
 def detect_format(stream: io.BufferedReader, name: str) -> FileFormat:

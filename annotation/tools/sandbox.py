@@ -15,10 +15,15 @@ program printed and how it ended. The layers, outermost first:
 - Namespaces: new user, mount, PID, network (loopback only, down), IPC, UTS and cgroup
   namespaces; no nested user namespaces; every capability dropped; a new terminal session;
   killed with SIGKILL if the server dies.
+- System calls: a seccomp filter (annotation/tools/seccomp.py, through `--seccomp`) refuses
+  with EPERM what no sandboxed language needs: ptrace, mount, keyctl, bpf, perf_event_open,
+  userfaultfd, unshare/setns and clone into new namespaces, and the like.
 - File system: a read-only `/usr` (and the `/bin`, `/lib*` links into it), the dynamic linker
-  cache, a generated `/etc/passwd` and `/etc/group`, fresh `/proc` and `/dev`, and size-capped
-  private tmpfs mounts on `/sandbox` (the work directory), `/tmp` and `/dev/shm`. The root itself
-  is read-only. Nothing under /work, /root, /home, /var or the rest of /etc is visible.
+  cache, a generated `/etc/passwd` and `/etc/group` (bound from memory, like a compiled
+  program, so that /proc/self/mountinfo names no host path of the runtime directory), fresh
+  `/proc` and `/dev`, and size-capped private tmpfs mounts on `/sandbox` (the work
+  directory), `/tmp` and `/dev/shm`. The root itself is read-only. Nothing under /work,
+  /root, /home, /var or the rest of /etc is visible.
 - The parent enforces the wall-clock limit and the output limit, and kills the whole process
   group; when bubblewrap's pid 1 dies the kernel kills everything left in the PID namespace.
   After every run the slot's uid is swept for survivors and the scratch directory is removed.
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -48,6 +54,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+
+from annotation.tools import seccomp
 
 MIB = 1024 * 1024
 
@@ -357,6 +365,32 @@ def _remove_scratch_dirs(slot: Slot) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def sandbox_sweep(config: SandboxConfig | None = None) -> int:
+    """Clean up after sandbox workers that died (kill -9): for every slot nobody holds, kill
+    what still runs under its uid and remove its scratch directories. Returns how many slots
+    it swept. Safe at any time: a slot in use is locked, and skipped."""
+    config = config or SandboxConfig.from_env()
+    if not config.runtime_dir.is_dir():
+        return 0
+    drop_privileges = os.geteuid() == 0
+    if drop_privileges:
+        _check_uid_range(config.uid_base, config.slots)
+    swept = 0
+    for index in range(config.slots):
+        lock_fd = _try_lock(config.runtime_dir / f"slot-{index}.lock")
+        if lock_fd is None:
+            continue
+        try:
+            slot = Slot(index, config.slot_uid(index), config, drop_privileges)
+            if drop_privileges:
+                _kill_uid(slot.uid)
+            _remove_scratch_dirs(slot)
+            swept += 1
+        finally:
+            os.close(lock_fd)
+    return swept
+
+
 # --- processes -----------------------------------------------------------------------------------
 
 
@@ -416,6 +450,11 @@ def _wait_until_dead(pid: int, *, grace_s: float = _TEARDOWN_GRACE_S) -> None:
         pause = min(pause * 2, 0.02)
 
 
+def _process_marker(config: SandboxConfig) -> str:
+    digest = hashlib.sha256(str(config.runtime_dir).encode()).hexdigest()[:16]
+    return f"ARBITER_SANDBOX_{digest}"
+
+
 def _memfd(name: str, content: bytes) -> int:
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     view = memoryview(content)
@@ -438,11 +477,14 @@ def run_sandboxed(
     read_only_binds: Sequence[tuple[Path, str]] = (),
     writable_binds: Sequence[tuple[Path, str]] = (),
     env: Mapping[str, str] | None = None,
+    executables: Mapping[str, bytes] | None = None,
 ) -> Outcome:
     """Run `argv` in a fresh sandbox in `slot` and return how it ended.
 
     `files` maps names to contents copied into the work directory `/sandbox` before the
-    program starts; the binds expose host paths (for example a compiler's output directory).
+    program starts; the binds expose host paths (for example a compiler's output directory);
+    `executables` maps absolute paths to contents placed read-only and executable (a compiled
+    program, without showing the host path it was built in).
     Raises SandboxUnavailable when bubblewrap cannot set the sandbox up.
     """
     prlimit = _require_tool("prlimit")
@@ -463,6 +505,20 @@ def run_sandboxed(
         for name, content in (files or {}).items():
             child_fds.append(_memfd("arbiter-file", content))
             file_args += ["--file", str(child_fds[-1]), f"{WORK_DIR}/{name}"]
+        # Contents bound read-only from descriptors rather than host files: the sandbox's
+        # /proc/self/mountinfo then names no host path under the runtime directory.
+        data_binds: list[tuple[int, str, int]] = []
+        for target, name in (("/etc/passwd", "passwd"), ("/etc/group", "group")):
+            child_fds.append(_memfd("arbiter-etc", (slot.config.etc_dir / name).read_bytes()))
+            data_binds.append((child_fds[-1], target, 0o444))
+        for target, content in (executables or {}).items():
+            child_fds.append(_memfd("arbiter-program", content))
+            data_binds.append((child_fds[-1], target, 0o555))
+        seccomp_args: list[str] = []
+        program = seccomp.filter_program()
+        if program is not None:
+            child_fds.append(_memfd("arbiter-seccomp", program))
+            seccomp_args = ["--seccomp", str(child_fds[-1])]
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
         child_fds.append(status_write)
         command = [
@@ -470,8 +526,9 @@ def run_sandboxed(
             *limits.prlimit_args(extra_processes=extra_processes),
             "--",
             bwrap,
-            *_bwrap_args(slot, limits, read_only_binds, writable_binds, env or {}),
+            *_bwrap_args(slot, limits, read_only_binds, writable_binds, env or {}, data_binds),
             *file_args,
+            *seccomp_args,
             "--json-status-fd",
             str(status_write),
             "--",
@@ -533,9 +590,14 @@ def _bwrap_args(
     read_only_binds: Sequence[tuple[Path, str]],
     writable_binds: Sequence[tuple[Path, str]],
     env: Mapping[str, str],
+    data_binds: Sequence[tuple[int, str, int]] = (),
 ) -> list[str]:
     scratch = str(limits.scratch_bytes)
     args = [
+        # A no-op (the environment is cleared) that marks this host's sandboxes for
+        # stray_report without naming the runtime directory.
+        "--unsetenv",
+        _process_marker(slot.config),
         # --unshare-all includes the network: the sandbox has only its own loopback interface.
         "--unshare-all",
         "--unshare-user",
@@ -554,12 +616,6 @@ def _bwrap_args(
         args += ["--uid", str(slot.uid), "--gid", str(slot.uid)]
     args += [
         *_system_mount_args(),
-        "--ro-bind",
-        str(slot.config.etc_dir / "passwd"),
-        "/etc/passwd",
-        "--ro-bind",
-        str(slot.config.etc_dir / "group"),
-        "/etc/group",
         "--proc",
         "/proc",
         "--dev",
@@ -581,6 +637,8 @@ def _bwrap_args(
         args += ["--ro-bind", str(source), target]
     for source, target in writable_binds:
         args += ["--bind", str(source), target]
+    for fd, target, mode in data_binds:
+        args += ["--perms", f"{mode:04o}", "--ro-bind-data", str(fd), target]
     # bubblewrap's own root and /dev are unbounded tmpfs mounts: make them read-only so that
     # only the size-capped mounts above take writes.
     args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORK_DIR, "--clearenv"]
@@ -732,7 +790,7 @@ def stray_report(config: SandboxConfig | None = None) -> StrayReport:
     if os.geteuid() == 0:
         slot_uids = range(config.uid_base, config.uid_base + config.slots)
         pids.update(pid for pid in _pids_of_uids(slot_uids) if _is_alive(pid))
-    marker = str(config.etc_dir).encode()
+    marker = _process_marker(config).encode()
     with os.scandir("/proc") as entries:
         for entry in entries:
             if entry.name.isdigit():

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from annotation.tools.http import OffOriginRedirect, urlopen
 from annotation.tools.search import (
     SearchError,
     SearchHit,
@@ -54,8 +55,11 @@ class WebSearchBackend:
             request.add_header("Authorization", f"Bearer {self.key}")
         try:
             # The scheme was checked in __init__: only http(s) reaches urlopen.
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+            # Redirects are followed only within the configured origin (the key goes along).
+            with urlopen(request, timeout=self.timeout_s) as response:
                 body = response.read(MAX_RESPONSE_BYTES + 1)
+        except OffOriginRedirect as exc:
+            raise SearchError(f"the web-search service redirected elsewhere: {exc.msg}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise SearchError(f"the web-search service did not answer: {exc}") from exc
         if len(body) > MAX_RESPONSE_BYTES:

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
+from config.validation import UPLOAD_NAME_MAX, DbIntegerField
 from scoring.datasets.curation import (
     CurationError,
     curation_create,
@@ -54,7 +55,7 @@ class ExportsApi(APIView):
     class InputSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=FORMATS, default="parquet")
         rounds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, default=list
+            child=DbIntegerField(min_value=1), required=False, default=list
         )
         provenance = serializers.ListField(
             child=serializers.ChoiceField(choices=PROVENANCE_CHOICES), required=False
@@ -139,7 +140,7 @@ class EvaluationSetApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
-        file = serializers.FileField()
+        file = serializers.FileField(max_length=UPLOAD_NAME_MAX)
         name = serializers.CharField(max_length=200)
 
     @extend_schema(request=InputSerializer, responses={201: dict, 400: dict})

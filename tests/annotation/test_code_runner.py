@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -507,3 +508,88 @@ def test_it_leaves_no_process_directory_or_mount_after_many_runs() -> None:
     assert report.scratch_dirs == ()
     assert report.mounts == ()
     assert Path("/proc/self/mountinfo").read_text().count("\n") == mounts_before
+
+
+# --- seccomp and what the sandbox can see of the host ---------------------------------------
+
+_SYSCALL_PROBE = """
+import ctypes, json, subprocess, threading
+NR = json.loads({numbers!r})
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(name, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(NR[name], *[ctypes.c_long(a) for a in args])
+    return [result, ctypes.get_errno()]
+# Arguments chosen so that without the filter the kernel answers otherwise (PTRACE_TRACEME and
+# KEYCTL_GET_KEYRING_ID succeed, setns(-1) is EBADF, mount(NULL...) EFAULT, unshare ENOSPC).
+out = {{
+    "ptrace": call("ptrace", 0, 0, 0, 0),
+    "process_vm_readv": call("process_vm_readv", 1, 0, 0, 0, 0, 0),
+    "mount": call("mount", 0, 0, 0, 0, 0),
+    "umount2": call("umount2", 0, 0),
+    "keyctl": call("keyctl", 0, -3, 0),
+    "add_key": call("add_key", 0, 0, 0, 0, 0),
+    "bpf": call("bpf", 0, 0, 0),
+    "perf_event_open": call("perf_event_open", 0, 0, -1, -1, 0),
+    "userfaultfd": call("userfaultfd", 0),
+    "unshare(user)": call("unshare", 0x10000000),
+    "unshare(net)": call("unshare", 0x40000000),
+    "setns": call("setns", -1, 0),
+    "clone(newnet)": call("clone", 0x40000000 | 17, 0, 0, 0, 0),
+}}
+thread = threading.Thread(target=lambda: None)
+thread.start()
+thread.join()
+out["threads and processes"] = subprocess.run(["/bin/echo", "ok"], capture_output=True).stdout
+print(json.dumps({{k: v if isinstance(v, list) else v.decode() for k, v in out.items()}}))
+"""
+
+
+def test_the_seccomp_filter_refuses_kernel_interfaces_no_language_needs() -> None:
+    from annotation.tools.seccomp import syscall_numbers
+
+    numbers = syscall_numbers()
+    if numbers is None:
+        pytest.skip("no seccomp filter for this machine")
+    result = run_json(_SYSCALL_PROBE.format(numbers=json.dumps(numbers)))
+    assert result.pop("threads and processes") == "ok\n"
+    refused = {name: answer for name, answer in result.items() if answer == [-1, 1]}  # EPERM
+    assert refused == result
+
+
+def test_programs_still_run_threads_and_compile_under_the_filter() -> None:
+    result = run_code(
+        "javascript",
+        "const { Worker } = require('worker_threads');"
+        "new Worker('require(\"worker_threads\").parentPort.postMessage(6*7)', { eval: true })"
+        ".on('message', (m) => console.log(m));",
+    )
+    assert (result.status, result.stdout.strip()) == (RunStatus.OK, "42")
+
+
+@requires("c")
+def test_the_sandbox_shows_no_host_runtime_path_in_its_mounts(sandbox_environment) -> None:
+    python = run_python("print(open('/proc/self/mountinfo').read())")
+    c = run_code(
+        "c",
+        '#include <stdio.h>\nint main(void) { FILE *f = fopen("/proc/self/mountinfo", "r");'
+        " char b[16384]; size_t n = fread(b, 1, sizeof b, f); fwrite(b, 1, n, stdout); }",
+    )
+    for result in (python, c):
+        assert result.status == RunStatus.OK, result.stderr
+        assert "/etc/passwd" in result.stdout
+        assert str(sandbox_environment) not in result.stdout
+
+
+def test_the_filter_is_a_whole_bpf_program_for_known_machines_only() -> None:
+    from annotation.tools.seccomp import filter_program
+
+    for machine in ("x86_64", "aarch64"):
+        program = filter_program(machine)
+        assert program is not None and len(program) % 8 == 0
+        end = len(program)
+        last_three = [struct.unpack("<HBBI", program[i : i + 8]) for i in range(end - 24, end, 8)]
+        # RET ALLOW, RET ERRNO(EPERM), RET ERRNO(ENOSYS)
+        assert last_three == [(6, 0, 0, 0x7FFF0000), (6, 0, 0, 0x50001), (6, 0, 0, 0x50026)]
+    assert filter_program("s390x") is None

@@ -76,3 +76,51 @@ def test_the_workspace_panel_shows_the_limit_as_an_error(settings, campaign, ann
     client.get("/tools/search", query, HTTP_HX_REQUEST="true")
     page = client.get("/tools/search", query, HTTP_HX_REQUEST="true")
     assert page.status_code == 200 and b"limit for searches (1 a minute)" in page.content
+
+
+def _cache_settings(backend: str, tmp_path) -> dict:
+    import os
+
+    if backend == "file":
+        return {
+            "default": {
+                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(tmp_path / "cache"),
+            }
+        }
+    url = os.environ.get("CACHE_URL", "")
+    if not url.startswith("redis://"):
+        pytest.skip("no Redis cache configured (CACHE_URL)")
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("backend", ["file", "redis"])
+def test_concurrent_calls_never_pass_the_limit_on_any_cache_backend(settings, tmp_path, backend):
+    import threading
+
+    settings.CACHES = _cache_settings(backend, tmp_path)
+    with_limits(settings, SEARCHES_PER_MINUTE=60)
+    from django.core.cache import cache
+
+    cache.clear()
+    allowed: list[int] = []
+    refused: list[int] = []
+    start = threading.Barrier(12)
+
+    def hammer() -> None:
+        start.wait()
+        for _ in range(10):
+            try:
+                tool_rate_check(user_id=7, tool="search", now=MINUTE_START + 5)
+            except RateLimited:
+                refused.append(1)
+            else:
+                allowed.append(1)
+
+    threads = [threading.Thread(target=hammer) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(allowed), len(refused)) == (60, 60)

@@ -87,3 +87,43 @@ def test_login_works_with_the_right_password(client, annotator_a):
     response = client.post("/login/", {"username": "alice", "password": "pw-alice"})
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(annotator_a.pk)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "change-me-to-50-random-characters",  # .env.example's placeholder
+        "change-me-to-50-random-characters-padded-out-to-more-than-fifty",
+        "django-insecure-" + "x1y2z3" * 10,
+        "short-but-random-Q8v2",
+        "k" * 60,
+    ],
+)
+def test_a_placeholder_or_weak_secret_key_is_refused_when_debug_is_off(tmp_path, secret):
+    result = run_manage(
+        "check", env={"SECRET_KEY": secret, "DEBUG": "false", "ARBITER_VAR_DIR": str(tmp_path)}
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY is a placeholder or too weak" in result.stderr
+
+
+def test_a_short_secret_key_is_allowed_for_local_debugging(tmp_path):
+    result = run_manage(
+        "check", env={"SECRET_KEY": "dev", "DEBUG": "true", "ARBITER_VAR_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("bad name!", "Enter a valid username"), ("x" * 200, "at most 150 characters")],
+)
+def test_create_user_with_an_invalid_name_is_a_clear_error_and_stores_nothing(name, why):
+    from django.contrib.auth import get_user_model
+    from django.core.management import CommandError, call_command
+
+    # manage.py prints a CommandError as one line, without a traceback.
+    with pytest.raises(CommandError, match=f"invalid user .*{why}"):
+        call_command("create_user", name, "--role", "annotator")
+    assert not get_user_model().objects.exists()

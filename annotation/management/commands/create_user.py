@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from annotation.roles import Role
 from annotation.services.users import user_create
+
+
+def _messages(error: ValidationError) -> str:
+    if hasattr(error, "message_dict"):
+        items = error.message_dict.items()
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in items)
+    return " ".join(error.messages)
 
 
 class Command(BaseCommand):
@@ -20,12 +29,16 @@ class Command(BaseCommand):
         if not username.strip():
             raise CommandError("username cannot be empty")
         password_given = options["password"] is not None
-        user, password, token = user_create(
-            username=username,
-            role=Role(str(options["role"])),
-            password=str(options["password"]) if password_given else None,
-            email=str(options["email"]),
-        )
+        try:
+            with transaction.atomic():
+                user, password, token = user_create(
+                    username=username,
+                    role=Role(str(options["role"])),
+                    password=str(options["password"]) if password_given else None,
+                    email=str(options["email"]),
+                )
+        except ValidationError as exc:
+            raise CommandError(f"invalid user {username!r}: {_messages(exc)}") from None
         self.stdout.write(f"user {user.username} ({options['role']}) ready")
         if not password_given:
             self.stdout.write(f"password: {password}")

@@ -4,6 +4,7 @@ not) and storing them as ``EvaluationPrompt`` rows."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,6 +17,8 @@ from scoring.datasets.curation.consistency import CurationError
 from scoring.models import EvaluationPrompt
 
 MAX_EVALUATION_SET_BYTES = 200 * 1024**2
+# What a gzipped evaluation set may decompress to (RewardBench's prompts are a few MB).
+MAX_EVALUATION_SET_DECOMPRESSED_BYTES = 32 * 1024**2
 
 
 def _prompt_from_record(record: Any) -> str | None:
@@ -59,7 +62,11 @@ def evaluation_prompts_read(handle: BinaryIO, *, filename: str) -> list[str]:
         if len(raw) > MAX_EVALUATION_SET_BYTES:
             raise CurationError(f"{filename} is larger than {MAX_EVALUATION_SET_BYTES} bytes")
         if name.endswith(".gz"):
-            raw = gzip.decompress(raw)
+            # Decompressed in bounded steps: a small .gz may claim or hold gigabytes.
+            limit = MAX_EVALUATION_SET_DECOMPRESSED_BYTES
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(limit + 1)
+            if len(raw) > limit:
+                raise CurationError(f"{filename} decompresses to more than {limit:,} bytes")
             name = name.removesuffix(".gz")
         if name.endswith(".parquet"):
             import pyarrow as pa
@@ -79,6 +86,8 @@ def evaluation_prompts_read(handle: BinaryIO, *, filename: str) -> list[str]:
                 records = [line for line in content.splitlines() if line.strip()]
     except CurationError:
         raise
+    except RecursionError:
+        raise CurationError(f"cannot read evaluation set {filename}: nested too deeply") from None
     except (OSError, ValueError, EOFError, pa_errors()) as error:
         raise CurationError(f"cannot read evaluation set {filename}: {error}") from error
     prompts = [prompt for prompt in map(_prompt_from_record, records) if prompt]

@@ -1,0 +1,56 @@
+"""A per-address brake on password spraying, beside django-axes' lockout.
+
+django-axes locks a username only together with the address it was guessed from, so a
+stranger cannot lock the admin (or anyone behind the same address) out. Spraying many
+usernames from one address still has to be slowed: failed logins are counted per address in
+fixed windows of AXES_COOLOFF_TIME, and past LOGIN_ADDRESS_FAILURE_LIMIT of them every login
+from that address is refused until the window ends. That limit is well above axes' own, so one
+person mistyping, or a stranger guessing one account, never reaches it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from axes.helpers import get_client_ip_address
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+from config.counters import counter_get, counter_incr
+
+
+def _window_s() -> int:
+    return max(60, int(float(settings.AXES_COOLOFF_TIME) * 3600))
+
+
+def _key(address: str, now: float) -> str:
+    return f"login-failures:{address}:{int(now // _window_s())}"
+
+
+def address_is_braked(request: HttpRequest | None, *, now: float | None = None) -> bool:
+    address = get_client_ip_address(request) if request is not None else None
+    if not address:
+        return False
+    now = time.time() if now is None else now
+    return counter_get(_key(address, now)) >= settings.LOGIN_ADDRESS_FAILURE_LIMIT
+
+
+def login_failure_count(sender: Any, credentials: dict, request: HttpRequest | None = None,
+                        **kwargs: Any) -> None:
+    """user_login_failed receiver: one more failure for the request's address."""
+    address = get_client_ip_address(request) if request is not None else None
+    if address:
+        counter_incr(_key(address, time.time()), timeout=_window_s() * 2)
+
+
+class AddressBrakeBackend:
+    """First in AUTHENTICATION_BACKENDS: refuses every login from a braked address (Django
+    stops at PermissionDenied and reports a failed login). It has no get_user (unlike
+    BaseBackend's), so sessions and force_login stay with the backend that finds users."""
+
+    def authenticate(self, request: HttpRequest | None, **credentials: Any) -> None:
+        if address_is_braked(request):
+            raise PermissionDenied("Too many failed logins from this address; wait a while.")
+        return None

@@ -1,0 +1,47 @@
+"""Bounds of what the databases store, for input checks shared by every app."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+# The widest integer either database stores (PostgreSQL bigint, SQLite INTEGER). A larger one
+# raises OverflowError on SQLite and "out of range" on PostgreSQL, so input is checked first.
+DB_INT_MAX = 2**63 - 1
+DB_INT_MIN = -(2**63)
+# Longest uploaded file name accepted (Linux allows 255 bytes per path component, and a stored
+# name adds a 33-character prefix): longer names answer 400.
+UPLOAD_NAME_MAX = 200
+
+
+class DbIntegerField(serializers.IntegerField):
+    """DRF's IntegerField bounded by what the database stores (an id, an offset, a filter)."""
+
+    def __init__(self, **kwargs):  # noqa: ANN003, ANN204 - DRF's field signature
+        kwargs.setdefault("max_value", DB_INT_MAX)
+        kwargs.setdefault("min_value", DB_INT_MIN)
+        super().__init__(**kwargs)
+
+
+class IntegerOutOfRange(ValueError):
+    """A number in the request beyond what the database stores; answered 400
+    (config.middleware.RequestFaultMiddleware)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is out of range (at most {DB_INT_MAX})")
+
+
+def int_param(raw: str | None, *, name: str = "a number") -> int | None:
+    """A form or query parameter as an integer, None when it is not one (blank, not a number);
+    IntegerOutOfRange when it is a number the database cannot hold."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw or len(raw) > 4300:  # int() refuses longer digit strings anyway
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    if not DB_INT_MIN <= value <= DB_INT_MAX:
+        raise IntegerOutOfRange(name)
+    return value
