@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
+from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
 from reviewers.errors import ReviewError
 from reviewers.forms import AdjudicationForm
@@ -70,6 +71,17 @@ def _review_context(
 ) -> dict[str, object]:
     context = escalation_review(escalation=escalation, viewer=request.user)
     context["form"] = form or AdjudicationForm(campaign=escalation.campaign)
+    pair = escalation.pair
+    # The workspace's renderer and sanitiser: experts see exactly what annotators saw.
+    context["rendered"] = render_pair(
+        {
+            "conversation": pair.conversation,
+            "response_a": pair.response_a,
+            "response_b": pair.response_b,
+            "annotation_guideline": pair.annotation_guideline,
+        }
+    )
+    context["guidelines_html"] = render_markdown(escalation.campaign.guidelines)
     return context
 
 
