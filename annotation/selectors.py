@@ -102,20 +102,40 @@ def shown_pair(assignment: Assignment) -> dict[str, Any]:
     }
 
 
+def _pair_counts_key(campaign_id: int) -> str:
+    return f"campaign-status-counts:{campaign_id}"
+
+
 def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
-    """The campaign's pairs by status, and their total."""
+    """The campaign's pairs by status and their total, gold pairs apart (under "gold").
+
+    Gold pairs are checks on annotators with a known answer: they are not work to be done, so
+    they count in no status and not in the total.
+    """
     # Counting a large campaign's pairs on every submit would be the slowest query of the
-    # workspace; a few seconds' staleness is invisible on a progress counter.
-    by_status = cache.get_or_set(
-        f"campaign-status-counts:{campaign.pk}",
-        lambda: dict(
-            Pair.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("id"))
+    # workspace: the counts are cached, and a label that moves a pair on forgets them
+    # (`campaign_pair_counts_forget`), so the counter follows the labels.
+    rows = cache.get_or_set(
+        _pair_counts_key(campaign.pk),
+        lambda: list(
+            Pair.objects.filter(campaign=campaign)
+            .order_by()
+            .values_list("status", "is_gold")
+            .annotate(n=Count("id"))
         ),
         timeout=PROGRESS_CACHE_SECONDS,
     )
-    counts = {status: by_status.get(status, 0) for status in Pair.Status.values}
-    counts["total"] = sum(by_status.values())
+    counts = dict.fromkeys(Pair.Status.values, 0)
+    counts["gold"] = 0
+    for status, is_gold, n in rows:
+        counts["gold" if is_gold else status] += n
+    counts["total"] = sum(n for status, is_gold, n in rows if not is_gold)
     return counts
+
+
+def campaign_pair_counts_forget(*, campaign_id: int) -> None:
+    """Drop the cached counts (after a write that moved a pair from one status to another)."""
+    cache.delete(_pair_counts_key(campaign_id))
 
 
 def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str, int]:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
 from annotation.models import Assignment, Evidence, Label, Pair
 from annotation.prepared_reads import fetch_one_prepared
+from annotation.selectors import campaign_pair_counts_forget
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 _CONSENSUS_FIELDS = (
@@ -90,7 +91,10 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
             pair = _record_with_orm(assignment, label, now, counts_for_pair)
         if pair is not None:
             pair.campaign = assignment.campaign
+            status_before = pair.status
             _after_label(pair=pair, label=label)
+            if pair.status != status_before:
+                _forget_counts_on_commit(assignment.campaign_id)
     assignment.status = Assignment.Status.SUBMITTED
     return label
 
@@ -229,6 +233,12 @@ def _record_in_one_statement(
     if not counts_for_pair:
         return None
     return Pair.from_db(connection.alias, _CONSENSUS_COLUMNS, pair_values)
+
+
+def _forget_counts_on_commit(campaign_id: int) -> None:
+    # Once per pair that completes or escalates, not per label: the progress counter is exact
+    # right after the label that moved the pair, and the counts stay cached in between.
+    transaction.on_commit(lambda: campaign_pair_counts_forget(campaign_id=campaign_id))
 
 
 def _after_label(*, pair: Pair, label: Label) -> None:

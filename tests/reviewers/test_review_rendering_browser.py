@@ -51,9 +51,7 @@ def test_the_review_page_renders_markdown_like_the_workspace(expert_page, live_s
     assert page.evaluate("window.__cspViolations") == []
 
 
-def test_a_200000_character_line_lays_out_at_once_and_stays_in_its_block(
-    expert_page, live_server
-):
+def test_a_200000_character_line_lays_out_at_once_and_stays_in_its_block(expert_page, live_server):
     page = expert_page
     long_line = "x" * 200_000
     escalation = _escalated(
