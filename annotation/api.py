@@ -6,7 +6,7 @@ import json
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -80,6 +80,7 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
     }
 
 
+@extend_schema(summary="Lease the next pair to judge")
 class CampaignNextApi(APIView):
     @extend_schema(
         request=None,
@@ -93,6 +94,7 @@ class CampaignNextApi(APIView):
         return Response(next_payload(assignment))
 
 
+@extend_schema_view(post=extend_schema(summary="Submit a label for a leased pair"))
 class LabelApi(APIView):
     class InputSerializer(serializers.Serializer):
         preference = serializers.IntegerField(min_value=-2, max_value=2)
@@ -138,6 +140,7 @@ class LabelApi(APIView):
         return Response(shown, status=201)
 
 
+@extend_schema(summary="Skip a leased pair")
 class SkipApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, assignment_id: int) -> Response:
@@ -151,6 +154,7 @@ class SkipApi(APIView):
         return Response(status=204)
 
 
+@extend_schema(summary="Campaign progress: pairs by status, labels, yours")
 class ProgressApi(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -158,6 +162,7 @@ class ProgressApi(APIView):
         return Response(campaign_progress(campaign=campaign, user=request.user))
 
 
+@extend_schema(summary="Download the campaign's raw labels (JSON Lines)")
 class LabelsExportApi(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="JSON Lines, one label a line.")})
     def get(self, request: Request, campaign_id: int) -> StreamingHttpResponse:
@@ -170,6 +175,7 @@ class LabelsExportApi(APIView):
         return response
 
 
+@extend_schema(summary="Import a file of pairs")
 class ImportApi(APIView):
     """Upload a file of pairs; small files import at once, large ones as a Celery job."""
 
