@@ -13,7 +13,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from annotation.models import Assignment, Campaign, Label, Pair
+from annotation.models import Assignment, Campaign, Document, Label, Pair
 from annotation.prepared_reads import fetch_instances, model_columns
 from annotation.roles import Role, user_has_role
 
@@ -181,3 +181,11 @@ def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "is_gold_check": label.is_gold_check,
             "created_at": label.created_at.isoformat(),
         }
+
+
+def corpus_has_documents(*, corpus_id: int | None = None) -> bool:
+    """Whether there is anything to search: in the corpus named, or in any corpus."""
+    documents = Document.objects.all()
+    if corpus_id is not None:
+        documents = documents.filter(corpus_id=corpus_id)
+    return documents.exists()
