@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
+from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
 from annotation.models import ImportJob
 from annotation.selectors import (
     assignment_for_annotator,
@@ -25,7 +25,7 @@ from annotation.selectors import (
 )
 from annotation.services.assignments import assignment_next, assignment_skip
 from annotation.services.import_jobs import import_job_create, import_job_enqueue, import_job_run
-from annotation.services.labels import FLAG_NAMES, LabelInput, label_submit
+from annotation.services.labels import FLAG_NAMES, LabelInput, label_change, label_submit
 
 
 class TurnSerializer(serializers.Serializer):
@@ -138,6 +138,42 @@ class LabelApi(APIView):
         # Plain data shaped as OutputSerializer documents it (see next_payload).
         shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
         return Response(shown, status=201)
+
+    @extend_schema(
+        summary="Change your label (within the campaign's grace period)",
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            404: OpenApiResponse(description="Not your assignment."),
+            409: OpenApiResponse(
+                description="The grace period is over, an expert decided the pair, or the "
+                "assignment has no label."
+            ),
+        },
+    )
+    def put(self, request: Request, assignment_id: int) -> Response:
+        """Same body as POST; the label's previous values are kept in its history."""
+        assignment = assignment_for_annotator(
+            assignment_id=assignment_id, user=request.user, with_pair=False
+        )
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        label_input = LabelInput(
+            preference=data["preference"],
+            rationale=data["rationale"],
+            confidence=data.get("confidence"),
+            flags=tuple(data["flags"]),
+            seconds_spent=data.get("seconds_spent"),
+        )
+        try:
+            label = label_change(assignment=assignment, data=label_input)
+        except InvalidLabel as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=400)
+        except (LabelLocked, AlreadyFinished) as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=409)
+        shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
+        return Response(shown, status=200)
 
 
 @extend_schema(summary="Skip a leased pair")
