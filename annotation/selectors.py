@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -189,3 +190,23 @@ def corpus_has_documents(*, corpus_id: int | None = None) -> bool:
     if corpus_id is not None:
         documents = documents.filter(corpus_id=corpus_id)
     return documents.exists()
+
+
+def last_changeable_assignment(
+    *, campaign: Campaign, user: AbstractBaseUser, now: datetime
+) -> Assignment | None:
+    """The user's most recent labelled assignment whose label may still change, if any."""
+    minutes = campaign.label_change_minutes
+    if minutes <= 0:
+        return None
+    return (
+        Assignment.objects.filter(
+            campaign=campaign,
+            annotator=user,
+            status=Assignment.Status.SUBMITTED,
+            finished_at__gte=now - timedelta(minutes=minutes),
+        )
+        .exclude(pair__status__in=[Pair.Status.RESOLVED, Pair.Status.DISCARDED])
+        .order_by("-finished_at", "-id")
+        .first()
+    )

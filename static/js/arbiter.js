@@ -201,9 +201,20 @@
     for (const pair of pairs) pair.dataset.ready = "1";
   }
 
+  // Each pair has its own URL, so that Back returns to the previous pair (where its label can
+  // be changed). htmx pushes it with every new pair (HX-Push-Url); a page loaded from the
+  // campaign's URL takes its pair's URL here, in a history entry that htmx restores from the
+  // server (no cached snapshot: a stale form would post to a pair already judged).
+  function adoptPairUrl() {
+    const pair = document.querySelector("#pair[data-pair-url]");
+    if (!pair || window.location.pathname === pair.dataset.pairUrl) return;
+    window.history.replaceState({ htmx: true }, "", pair.dataset.pairUrl);
+  }
+
   function onLoad(root) {
     markShown(root);
     markReady(root);
+    if (root === document || root === document.body) adoptPairUrl();
   }
 
   if (window.htmx) {
