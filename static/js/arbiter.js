@@ -63,6 +63,22 @@
     if (panel) panel.open = !panel.open;
   }
 
+  // The inline diff of A and B: its button, or the c key anywhere on the page.
+  function toggleDiff() {
+    const button = document.querySelector("[data-diff-toggle]");
+    const panel = document.getElementById("pair-diff");
+    if (!button || !panel) return false;
+    panel.hidden = !panel.hidden;
+    button.setAttribute("aria-expanded", String(!panel.hidden));
+    button.firstChild.textContent = panel.hidden ? "Show differences " : "Hide differences ";
+    return true;
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("[data-diff-toggle]");
+    if (button) toggleDiff();
+  });
+
   function submitLabel(form) {
     const next = document.querySelector("[data-next-pair]");
     if (form.hasAttribute("data-closed") || !form.querySelector("button[type=submit]")) {
@@ -104,6 +120,10 @@
     if (event.key === "i") {
       toggle("guidelines");
       event.preventDefault();
+      return;
+    }
+    if (event.key === "c" && !event.shiftKey && (!target.form || target.form === form)) {
+      if (toggleDiff()) event.preventDefault();
       return;
     }
     if (!form) {
