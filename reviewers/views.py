@@ -27,6 +27,7 @@ from reviewers.selectors import (
     escalation_for_expert,
     escalation_queue,
     escalation_review,
+    next_escalation_for,
     require_expert,
     retest_agreement,
 )
@@ -115,6 +116,39 @@ def escalation_claim_view(request: HttpRequest, escalation_id: int) -> HttpRespo
     except ReviewError as exc:
         messages.error(request, str(exc))
     return _decision_panel(request, escalation_id)
+
+
+@login_required
+@require_POST
+def escalation_open_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+    """Opening an escalation from the queue: claim it if free, then show it."""
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    if not claim_state(escalation, viewer=request.user)["held"]:
+        try:
+            escalation_claim(escalation=escalation, expert=request.user)
+        except ReviewError as exc:
+            messages.info(request, str(exc))
+    return redirect("escalation-review", escalation_id=escalation_id)
+
+
+@login_required
+@require_POST
+def expert_next_view(request: HttpRequest) -> HttpResponse:
+    """The next escalation this expert can take, claimed and opened; the queue when none."""
+    require_expert(request.user)
+    after = _campaign_filter(request.POST.get("after"))
+    for _attempt in range(5):  # another expert may take each one first
+        escalation = next_escalation_for(expert=request.user, after=after)
+        if escalation is None:
+            break
+        try:
+            escalation_claim(escalation=escalation, expert=request.user)
+        except ReviewError:
+            after = escalation.pk
+            continue
+        return redirect("escalation-review", escalation_id=escalation.pk)
+    messages.success(request, "No open escalation is waiting for you. Thank you!")
+    return redirect("expert-queue")
 
 
 @login_required
