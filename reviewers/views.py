@@ -10,14 +10,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
 from reviewers.errors import ReviewError
-from reviewers.forms import AdjudicationForm
+from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation
 from reviewers.selectors import (
     QUEUE_ORDERS,
@@ -34,6 +34,7 @@ from reviewers.selectors import (
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
 from reviewers.services.gold import pair_promote_gold
+from reviewers.services.notifications import expert_settings_for, expert_settings_update
 
 QUEUE_PAGE_SIZE = 200
 
@@ -227,3 +228,30 @@ def campaign_quality_page(request: HttpRequest, campaign_id: int) -> HttpRespons
         "retest": retest_agreement(campaign=campaign),
     }
     return render(request, "reviewers/quality.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def expert_settings_page(request: HttpRequest) -> HttpResponse:
+    """E-mail about new escalations: on or off, and in which task categories."""
+    require_expert(request.user)
+    current = expert_settings_for(user=request.user)
+    if request.method == "POST":
+        form = ExpertSettingsForm(request.POST)
+        if form.is_valid():
+            expert_settings_update(
+                user=request.user,
+                notify_by_email=form.cleaned_data["notify_by_email"],
+                domains=form.domain_list(),
+            )
+            messages.success(request, "Saved.")
+            return redirect("expert-settings")
+    else:
+        form = ExpertSettingsForm(
+            initial={
+                "notify_by_email": current.notify_by_email,
+                "domains": ", ".join(current.domains),
+            }
+        )
+    context = {"form": form, "has_email": bool(request.user.email)}
+    return render(request, "reviewers/settings.html", context)
