@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
+from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
 from annotation.models import ImportJob
 from annotation.selectors import (
     assignment_for_annotator,
@@ -29,7 +29,7 @@ from annotation.services.import_jobs import (
     import_job_run,
     import_job_runs_inline,
 )
-from annotation.services.labels import FLAG_NAMES, LabelInput, label_submit
+from annotation.services.labels import FLAG_NAMES, LabelInput, label_change, label_submit
 from config.validation import UPLOAD_NAME_MAX
 
 
@@ -85,6 +85,7 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
     }
 
 
+@extend_schema(summary="Lease the next pair to judge")
 class CampaignNextApi(APIView):
     @extend_schema(
         request=None,
@@ -98,6 +99,7 @@ class CampaignNextApi(APIView):
         return Response(next_payload(assignment))
 
 
+@extend_schema_view(post=extend_schema(summary="Submit a label for a leased pair"))
 class LabelApi(APIView):
     class InputSerializer(serializers.Serializer):
         preference = serializers.IntegerField(min_value=-2, max_value=2)
@@ -142,7 +144,44 @@ class LabelApi(APIView):
         shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
         return Response(shown, status=201)
 
+    @extend_schema(
+        summary="Change your label (within the campaign's grace period)",
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            404: OpenApiResponse(description="Not your assignment."),
+            409: OpenApiResponse(
+                description="The grace period is over, an expert decided the pair, or the "
+                "assignment has no label."
+            ),
+        },
+    )
+    def put(self, request: Request, assignment_id: int) -> Response:
+        """Same body as POST; the label's previous values are kept in its history."""
+        assignment = assignment_for_annotator(
+            assignment_id=assignment_id, user=request.user, with_pair=False
+        )
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        label_input = LabelInput(
+            preference=data["preference"],
+            rationale=data["rationale"],
+            confidence=data.get("confidence"),
+            flags=tuple(data["flags"]),
+            seconds_spent=data.get("seconds_spent"),
+        )
+        try:
+            label = label_change(assignment=assignment, data=label_input)
+        except InvalidLabel as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=400)
+        except (LabelLocked, AlreadyFinished) as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=409)
+        shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
+        return Response(shown, status=200)
 
+
+@extend_schema(summary="Skip a leased pair")
 class SkipApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, assignment_id: int) -> Response:
@@ -156,6 +195,7 @@ class SkipApi(APIView):
         return Response(status=204)
 
 
+@extend_schema(summary="Campaign progress: pairs by status, labels, yours")
 class ProgressApi(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -163,6 +203,7 @@ class ProgressApi(APIView):
         return Response(campaign_progress(campaign=campaign, user=request.user))
 
 
+@extend_schema(summary="Download the campaign's raw labels (JSON Lines)")
 class LabelsExportApi(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="JSON Lines, one label a line.")})
     def get(self, request: Request, campaign_id: int) -> StreamingHttpResponse:
@@ -175,6 +216,7 @@ class LabelsExportApi(APIView):
         return response
 
 
+@extend_schema(summary="Import a file of pairs")
 class ImportApi(APIView):
     """Upload a file of pairs; small files import at once, large ones as a Celery job."""
 

@@ -76,6 +76,42 @@ CHEMICAL_SYMBOLS = (
 PLANETS = ("Mercury", "Venus", "Earth", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune")
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 
+DEMO_CORPUS_NAME = "Demo facts"
+DEMO_CORPUS_SOURCE = "Arbiter demo corpus"
+
+
+def demo_corpus_documents() -> list[dict[str, str]]:
+    """Short reference articles answering every factual question the demo asks.
+
+    Capitals, chemical symbols and the planets' order: loaded by `seed_demo` so that the
+    search tool finds the facts the guidelines tell annotators to check.
+    """
+    documents = [
+        {
+            "title": f"{country}",
+            "body": f"{capital} is the capital of {country}. The capital city of {country} "
+            f"is {capital}.",
+        }
+        for country, capital in CAPITALS
+    ]
+    documents += [
+        {
+            "title": f"{element.capitalize()} (chemical element)",
+            "body": f"{element.capitalize()} is a chemical element with the chemical symbol "
+            f"{symbol}. The symbol for {element} is {symbol}.",
+        }
+        for element, symbol in CHEMICAL_SYMBOLS
+    ]
+    documents += [
+        {
+            "title": f"{planet} (planet)",
+            "body": f"{planet} is the {ORDINALS[position]} planet from the Sun in the Solar "
+            f"System. Order from the Sun: {', '.join(PLANETS)}.",
+        }
+        for position, planet in enumerate(PLANETS)
+    ]
+    return [{**document, "source": DEMO_CORPUS_SOURCE} for document in documents]
+
 
 @dataclass(frozen=True)
 class CodeTask:

@@ -19,3 +19,9 @@ class AlreadyFinished(AnnotationError):
 
 class InvalidLabel(AnnotationError):
     code = "invalid_label"
+
+
+class LabelLocked(AnnotationError):
+    """The label can no longer be changed: its grace period is over, or an expert decided."""
+
+    code = "label_locked"

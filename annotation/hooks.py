@@ -49,6 +49,10 @@ class Hook:
 # reviewers computes the consensus here, so concurrent submits decide it exactly once.
 label_recorded = Hook("label_recorded")
 
+# An annotator changed a label of theirs (within the grace period): called inline inside
+# ``label_change``'s transaction with the pair's row locked; reviewers recomputes the consensus.
+label_changed = Hook("label_changed")
+
 # The annotator just submitted ``assignment``: the model's view of the pair to show them, or
 # None (scoring answers, and records that it was shown).
 model_view_after_submit = Hook("model_view_after_submit")

@@ -63,6 +63,9 @@ class Campaign(models.Model):
     reveal_model_after_submit = models.BooleanField(default=False)
     retrieval_k = models.PositiveSmallIntegerField(default=8)
     round_size = models.PositiveIntegerField(default=500)
+    # How long an annotator may change a label after submitting it (never once an expert
+    # decided the pair); 0 turns changes off.
+    label_change_minutes = models.PositiveIntegerField(default=10)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -267,6 +270,11 @@ class Label(models.Model):
         max_length=1, help_text="Canonical side shown on the left: 'a' or 'b'."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Each change (within the campaign's grace period) appends the values it replaced, oldest
+    # first: {"preference", "rationale", "confidence", "flags", "seconds_spent", "until"}.
+    # Null until the first change.
+    history = models.JSONField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,7 +14,7 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from annotation.models import Assignment, Campaign, Label, Pair
+from annotation.models import Assignment, Campaign, Document, Label, Pair
 from annotation.prepared_reads import fetch_instances, model_columns
 from annotation.roles import Role, user_has_role
 
@@ -102,20 +103,40 @@ def shown_pair(assignment: Assignment) -> dict[str, Any]:
     }
 
 
+def _pair_counts_key(campaign_id: int) -> str:
+    return f"campaign-status-counts:{campaign_id}"
+
+
 def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
-    """The campaign's pairs by status, and their total."""
+    """The campaign's pairs by status and their total, gold pairs apart (under "gold").
+
+    Gold pairs are checks on annotators with a known answer: they are not work to be done, so
+    they count in no status and not in the total.
+    """
     # Counting a large campaign's pairs on every submit would be the slowest query of the
-    # workspace; a few seconds' staleness is invisible on a progress counter.
-    by_status = cache.get_or_set(
-        f"campaign-status-counts:{campaign.pk}",
-        lambda: dict(
-            Pair.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("id"))
+    # workspace: the counts are cached, and a label that moves a pair on forgets them
+    # (`campaign_pair_counts_forget`), so the counter follows the labels.
+    rows = cache.get_or_set(
+        _pair_counts_key(campaign.pk),
+        lambda: list(
+            Pair.objects.filter(campaign=campaign)
+            .order_by()
+            .values_list("status", "is_gold")
+            .annotate(n=Count("id"))
         ),
         timeout=PROGRESS_CACHE_SECONDS,
     )
-    counts = {status: by_status.get(status, 0) for status in Pair.Status.values}
-    counts["total"] = sum(by_status.values())
+    counts = dict.fromkeys(Pair.Status.values, 0)
+    counts["gold"] = 0
+    for status, is_gold, n in rows:
+        counts["gold" if is_gold else status] += n
+    counts["total"] = sum(n for status, is_gold, n in rows if not is_gold)
     return counts
+
+
+def campaign_pair_counts_forget(*, campaign_id: int) -> None:
+    """Drop the cached counts (after a write that moved a pair from one status to another)."""
+    cache.delete(_pair_counts_key(campaign_id))
 
 
 def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str, int]:
@@ -161,3 +182,31 @@ def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "is_gold_check": label.is_gold_check,
             "created_at": label.created_at.isoformat(),
         }
+
+
+def corpus_has_documents(*, corpus_id: int | None = None) -> bool:
+    """Whether there is anything to search: in the corpus named, or in any corpus."""
+    documents = Document.objects.all()
+    if corpus_id is not None:
+        documents = documents.filter(corpus_id=corpus_id)
+    return documents.exists()
+
+
+def last_changeable_assignment(
+    *, campaign: Campaign, user: AbstractBaseUser, now: datetime
+) -> Assignment | None:
+    """The user's most recent labelled assignment whose label may still change, if any."""
+    minutes = campaign.label_change_minutes
+    if minutes <= 0:
+        return None
+    return (
+        Assignment.objects.filter(
+            campaign=campaign,
+            annotator=user,
+            status=Assignment.Status.SUBMITTED,
+            finished_at__gte=now - timedelta(minutes=minutes),
+        )
+        .exclude(pair__status__in=[Pair.Status.RESOLVED, Pair.Status.DISCARDED])
+        .order_by("-finished_at", "-id")
+        .first()
+    )

@@ -69,6 +69,7 @@ class SearchHitSerializer(serializers.Serializer):
     document_id = serializers.IntegerField(allow_null=True)
 
 
+@extend_schema(summary="Search the campaign's corpus")
 class SearchApi(ToolsApiView):
     class InputSerializer(serializers.Serializer):
         q = serializers.CharField(allow_blank=True, trim_whitespace=True, max_length=2000)
@@ -111,6 +112,7 @@ class SearchApi(ToolsApiView):
         return Response(self.OutputSerializer(body).data)
 
 
+@extend_schema(summary="Attach evidence to an open assignment")
 class EvidenceApi(ToolsApiView):
     """Attach a search result (or any cited source) to an open assignment."""
 
@@ -168,6 +170,7 @@ def _finished(run: CodeRun) -> bool:
     return run.status in (CodeRun.Status.DONE, CodeRun.Status.FAILED)
 
 
+@extend_schema(summary="Run code in the sandbox")
 class CodeRunCreateApi(ToolsApiView):
     """Run code in the sandbox. Waits up to `wait` seconds (default CODE_RUN_WAIT_S, 5) for the
     result: 200 with it, or 202 with the run to poll at `poll`."""
@@ -219,6 +222,7 @@ class CodeRunCreateApi(ToolsApiView):
         return Response(CodeRunOutputSerializer(run).data, status=200 if _finished(run) else 202)
 
 
+@extend_schema(summary="A code run's status and output")
 class CodeRunDetailApi(ToolsApiView):
     @extend_schema(responses={200: CodeRunOutputSerializer, 404: dict})
     def get(self, request: Request, run_id: int) -> Response:
@@ -228,12 +232,14 @@ class CodeRunDetailApi(ToolsApiView):
         return Response(CodeRunOutputSerializer(run).data)
 
 
+@extend_schema(summary="Languages the code runner accepts")
 class LanguagesApi(ToolsApiView):
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
         return Response({"languages": available_languages()})
 
 
+@extend_schema(summary="Ask the configured model about the pair")
 class LlmAskApi(ToolsApiView):
     """Ask the configured model about the pair (as shown); logged as evidence. Off unless
     ARBITER_LLM_URL is set (503)."""

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation.models import Assignment, Corpus
 from annotation.roles import Role, user_has_role
-from annotation.selectors import assignment_for_annotator
+from annotation.selectors import assignment_for_annotator, corpus_has_documents
 from annotation.services.corpus import (
     CorpusError,
     corpus_load,
@@ -113,6 +113,11 @@ def tools_search(request: HttpRequest) -> HttpResponse:
         )
     except (ToolError, SearchError) as exc:
         context["error"] = str(exc)
+    if not context["hits"] and backend_name() != "web":
+        # "No results" would read as "the corpus says nothing about it" when there is none.
+        context["no_corpus"] = not corpus_has_documents(
+            corpus_id=_int_or_none(request.GET.get("corpus"))
+        )
     return render(request, f"{PANEL}#search-results", context)
 
 

@@ -6,6 +6,12 @@ from annotation import views
 
 urlpatterns = [
     path("campaigns/<int:campaign_id>/", views.campaign_detail, name="campaign-detail"),
+    path("assignments/<int:assignment_id>/", views.assignment_page, name="assignment-page"),
+    path(
+        "assignments/<int:assignment_id>/change/",
+        views.assignment_label_change_view,
+        name="assignment-label-change",
+    ),
     path(
         "assignments/<int:assignment_id>/label/",
         views.assignment_label,

@@ -23,19 +23,26 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import hooks
-from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
+from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
 from annotation.forms import LabelForm
-from annotation.models import Assignment, Campaign
+from annotation.models import Assignment, Campaign, Label
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import (
     annotator_counts,
     assignment_for_annotator,
     campaign_for_annotator,
     campaign_pair_counts,
+    last_changeable_assignment,
     shown_pair,
 )
 from annotation.services.assignments import assignment_next, assignment_skip
-from annotation.services.labels import label_submit
+from annotation.services.labels import (
+    label_change,
+    label_change_check,
+    label_change_deadline,
+    label_submit,
+    to_canonical,
+)
 
 WORKSPACE = "annotation/workspace.html"
 PAIR_FRAGMENT = "annotation/workspace.html#pair"
@@ -96,9 +103,14 @@ def _render_workspace(
     notice: str = "",
     closed_message: str = "",
     previous_model_view: dict[str, Any] | None = None,
+    changing: dict[str, Any] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     """The workspace page, or only its pair fragment for htmx.
+
+    Each pair has its own URL (`assignment-page`): htmx pushes it with every new pair, so that
+    the browser's Back returns to the previous pair, where the label can still be changed
+    within the campaign's grace period (`changing`).
 
     Blind by construction: the pair comes from `shown_pair`, which carries nothing about other
     labels, consensus or model scores.
@@ -111,11 +123,22 @@ def _render_workspace(
         "notice": notice,
         "closed_message": closed_message,
         "previous_model_view": previous_model_view,
+        "changing": changing,
     }
     if assignment is not None:
         context["pair"] = render_pair(shown_pair(assignment))
+        context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
+        if changing is None:
+            context["previous"] = last_changeable_assignment(
+                campaign=campaign, user=request.user, now=timezone.now()
+            )
     if request.htmx:
-        return render(request, PAIR_FRAGMENT, context, status=status)
+        response = render(request, PAIR_FRAGMENT, context, status=status)
+        if status == 200 and not request.htmx.history_restore_request:
+            response["HX-Push-Url"] = context.get("pair_url") or reverse(
+                "campaign-detail", args=[campaign.pk]
+            )
+        return response
     context["guidelines_html"] = render_markdown(campaign.guidelines)
     return render(request, WORKSPACE, context, status=status)
 
@@ -203,3 +226,74 @@ def assignment_skip_view(request: HttpRequest, assignment_id: int) -> HttpRespon
             request, campaign=campaign, assignment=assignment, closed_message=str(exc), status=409
         )
     return _after_action(request, campaign, "Skipped. You will not see that pair again.")
+
+
+def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> LabelForm:
+    """The label's values in the orientation the annotator saw, as a bound form."""
+    data: dict[str, Any] = {
+        "preference": str(to_canonical(label.preference, swapped=assignment.swapped)),
+        "rationale": label.rationale,
+        "flags": label.flags,
+    }
+    if label.confidence is not None:
+        data["confidence"] = str(label.confidence)
+    form = LabelForm(data, campaign=campaign)
+    form.is_valid()
+    return form
+
+
+def _changing(label: Label, assignment: Assignment, campaign: Campaign) -> dict[str, Any]:
+    """Whether and until when the annotator may change this label, for the page."""
+    minutes = campaign.label_change_minutes
+    try:
+        label_change_check(
+            label=label, pair_status=assignment.pair.status, minutes=minutes, now=timezone.now()
+        )
+    except LabelLocked as exc:
+        return {"locked": str(exc)}
+    return {"until": label_change_deadline(label=label, minutes=minutes), "locked": ""}
+
+
+@login_required_htmx
+@require_GET
+@vary_on_headers("HX-Request")
+def assignment_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    """One pair's own URL: the pair to judge while leased, the label to change once judged."""
+    assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
+    campaign = assignment.campaign
+    if assignment.status == Assignment.Status.ACTIVE:
+        return _render_workspace(request, campaign=campaign, assignment=assignment)
+    label = Label.objects.filter(assignment=assignment).first()
+    if label is None:  # skipped or expired: nothing to show but the current work
+        messages.info(request, f"That pair was {assignment.status}; here is your current pair.")
+        return redirect(reverse("campaign-detail", args=[campaign.pk]))
+    return _render_workspace(
+        request,
+        campaign=campaign,
+        assignment=assignment,
+        form=_label_as_form(label, assignment, campaign),
+        changing=_changing(label, assignment, campaign),
+    )
+
+
+@login_required_htmx
+@require_POST
+def assignment_label_change_view(request: HttpRequest, assignment_id: int) -> HttpResponse:
+    assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
+    campaign = assignment.campaign
+    form = LabelForm(request.POST, campaign=campaign)
+    label = Label.objects.filter(assignment=assignment).first()
+    changing = _changing(label, assignment, campaign) if label else {"locked": "No label."}
+    page = {"campaign": campaign, "assignment": assignment, "form": form, "changing": changing}
+    if not form.is_valid():
+        return _render_workspace(request, **page, status=422)
+    try:
+        # No time added: the seconds spent measure the first judgment.
+        label_change(assignment=assignment, data=form.label_input(elapsed_seconds=0.0))
+    except InvalidLabel as exc:
+        form.add_error(None, str(exc))
+        return _render_workspace(request, **page, status=422)
+    except (LabelLocked, AlreadyFinished) as exc:
+        page["changing"] = {"locked": str(exc)}
+        return _render_workspace(request, **page, status=409)
+    return _after_action(request, campaign, "Changed your answer. Here is your current pair.")

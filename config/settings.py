@@ -304,8 +304,21 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# --- E-mail (experts hear of new escalations) ---------------------------------------------
+# The console by default (as `make run` wants it); set EMAIL_BACKEND and EMAIL_HOST… to send.
+EMAIL_BACKEND = envstr("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost") or "localhost"
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "arbiter@localhost") or "arbiter@localhost"
+
 # --- Arbiter ------------------------------------------------------------------------------
 ARBITER = {
+    # This server's address as people reach it (https://arbiter.example.org), for links in
+    # e-mails; empty gives paths only.
+    "BASE_URL": (envstr("ARBITER_BASE_URL", "") or "").rstrip("/"),
     "DEFAULT_LEASE_SECONDS": envint("ARBITER_LEASE_SECONDS", 900, minimum=30),
     "IMPORT_MAX_BYTES": envint("ARBITER_IMPORT_MAX_BYTES", 2 * 1024**3, minimum=1),
     "IMPORT_MAX_DECOMPRESSED_BYTES": envint(

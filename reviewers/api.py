@@ -86,6 +86,7 @@ class RetestAgreementSerializer(serializers.Serializer):
     rate = serializers.FloatField(allow_null=True)
 
 
+@extend_schema(summary="Inter-annotator agreement (Krippendorff's alpha)")
 class CampaignAgreementApi(APIView):
     class OutputSerializer(serializers.Serializer):
         campaign = serializers.IntegerField()
@@ -107,6 +108,7 @@ class CampaignAgreementApi(APIView):
         return Response(self.OutputSerializer(report).data)
 
 
+@extend_schema(summary="Annotator quality figures")
 class AnnotatorQualityApi(APIView):
     class OutputSerializer(serializers.Serializer):
         annotator_id = serializers.IntegerField()
@@ -150,6 +152,7 @@ class EscalationOutputSerializer(serializers.Serializer):
         }
 
 
+@extend_schema(summary="Open escalations (the expert queue)")
 class EscalationListApi(APIView):
     class FilterSerializer(serializers.Serializer):
         campaign = DbIntegerField(required=False)
@@ -205,6 +208,7 @@ class AdjudicationOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+@extend_schema(summary="One escalation, with its pair and labels")
 class EscalationDetailApi(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request: Request, escalation_id: int) -> Response:
@@ -227,6 +231,7 @@ class EscalationDetailApi(APIView):
         return Response(body)
 
 
+@extend_schema(summary="Claim an escalation")
 class EscalationClaimApi(APIView):
     @extend_schema(request=None, responses={200: EscalationOutputSerializer})
     def post(self, request: Request, escalation_id: int) -> Response:
@@ -240,6 +245,7 @@ class EscalationClaimApi(APIView):
         )
 
 
+@extend_schema(summary="Release a claimed escalation")
 class EscalationReleaseApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, escalation_id: int) -> Response:
@@ -251,6 +257,7 @@ class EscalationReleaseApi(APIView):
         return Response(status=204)
 
 
+@extend_schema(summary="Record the expert's final decision")
 class EscalationAdjudicateApi(APIView):
     class InputSerializer(serializers.Serializer):
         decision = serializers.ChoiceField(choices=Adjudication.Decision.values)
@@ -284,6 +291,7 @@ class EscalationAdjudicateApi(APIView):
         return Response(self.OutputSerializer(adjudication).data, status=201)
 
 
+@extend_schema(summary="Make a pair a gold check")
 class PairGoldApi(APIView):
     class InputSerializer(serializers.Serializer):
         preference = serializers.IntegerField(

@@ -10,6 +10,7 @@ class ReviewersConfig(AppConfig):
     def ready(self) -> None:
         # annotation calls up through its hooks, never by importing reviewers.
         from annotation import hooks
-        from reviewers.services.consensus import pair_label_recorded
+        from reviewers.services.consensus import pair_label_changed, pair_label_recorded
 
         hooks.label_recorded.register(pair_label_recorded)
+        hooks.label_changed.register(pair_label_changed)

@@ -36,3 +36,18 @@ class AdjudicationForm(forms.Form):
         if verdict == DISCARD:
             return Adjudication.Decision.DISCARD, None
         return Adjudication.Decision.PREFERENCE, int(verdict)
+
+
+class ExpertSettingsForm(forms.Form):
+    notify_by_email = forms.BooleanField(
+        required=False, label="E-mail me about new escalations (at most one e-mail an hour)"
+    )
+    domains = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Only in these task categories",
+        help_text="Comma-separated, e.g. math, code. Empty: every category.",
+    )
+
+    def domain_list(self) -> list[str]:
+        return [part.strip() for part in self.cleaned_data["domains"].split(",") if part.strip()]

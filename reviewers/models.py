@@ -21,6 +21,8 @@ class Escalation(models.Model):
     class Status(models.TextChoices):
         OPEN = "open"
         RESOLVED = "resolved"
+        # Closed without a decision: a changed label settled the dispute it was opened for.
+        WITHDRAWN = "withdrawn"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="escalations")
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="escalations")
@@ -86,3 +88,24 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"adjudication of {self.pair_id}"
+
+
+class ExpertSettings(models.Model):
+    """An expert's notification settings: e-mail about new escalations in their domains (task
+    categories; none listed means all), at most once an hour, unless turned off."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="expert_settings"
+    )
+    notify_by_email = models.BooleanField(default=True)
+    domains = models.JSONField(
+        default=list, blank=True, help_text="Task categories to hear about; empty for all."
+    )
+    # Taken with a conditional UPDATE before each e-mail: at most one an hour per expert.
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "expert settings"
+
+    def __str__(self) -> str:
+        return f"settings of {self.user}"

@@ -86,6 +86,22 @@ def escalation_queue(
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
 
 
+def next_escalation_for(
+    *, expert: AbstractBaseUser, after: int | None = None, now: datetime | None = None
+) -> Escalation | None:
+    """The oldest open escalation this expert can take: free (or theirs, or its claim expired),
+    on a pair they did not label, other than ``after``."""
+    now = now or timezone.now()
+    claimable = (
+        Escalation.objects.filter(status=Escalation.Status.OPEN)
+        .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=expert))
+        .exclude(pair__labels__annotator=expert)
+    )
+    if after is not None:
+        claimable = claimable.exclude(pk=after)
+    return claimable.order_by(*QUEUE_ORDERS["oldest"]).first()
+
+
 def claim_state(
     escalation: Escalation, *, viewer: AbstractBaseUser, now: datetime | None = None
 ) -> dict[str, Any]:

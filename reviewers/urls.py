@@ -6,6 +6,11 @@ from reviewers import views
 
 urlpatterns = [
     path("experts/queue/", views.expert_queue, name="expert-queue"),
+    path("experts/next", views.expert_next_view, name="expert-next"),
+    path("experts/settings/", views.expert_settings_page, name="expert-settings"),
+    path(
+        "escalations/<int:escalation_id>/open", views.escalation_open_view, name="escalation-open"
+    ),
     path(
         "escalations/<int:escalation_id>/", views.escalation_review_page, name="escalation-review"
     ),

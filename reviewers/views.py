@@ -10,14 +10,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
+from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
 from config.validation import int_param
 from reviewers.errors import ReviewError
-from reviewers.forms import AdjudicationForm
+from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation
 from reviewers.selectors import (
     QUEUE_ORDERS,
@@ -27,12 +28,14 @@ from reviewers.selectors import (
     escalation_for_expert,
     escalation_queue,
     escalation_review,
+    next_escalation_for,
     require_expert,
     retest_agreement,
 )
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
 from reviewers.services.gold import pair_promote_gold
+from reviewers.services.notifications import expert_settings_for, expert_settings_update
 
 QUEUE_PAGE_SIZE = 200
 
@@ -71,6 +74,17 @@ def _review_context(
 ) -> dict[str, object]:
     context = escalation_review(escalation=escalation, viewer=request.user)
     context["form"] = form or AdjudicationForm(campaign=escalation.campaign)
+    pair = escalation.pair
+    # The workspace's renderer and sanitiser: experts see exactly what annotators saw.
+    context["rendered"] = render_pair(
+        {
+            "conversation": pair.conversation,
+            "response_a": pair.response_a,
+            "response_b": pair.response_b,
+            "annotation_guideline": pair.annotation_guideline,
+        }
+    )
+    context["guidelines_html"] = render_markdown(escalation.campaign.guidelines)
     return context
 
 
@@ -104,6 +118,39 @@ def escalation_claim_view(request: HttpRequest, escalation_id: int) -> HttpRespo
     except ReviewError as exc:
         messages.error(request, str(exc))
     return _decision_panel(request, escalation_id)
+
+
+@login_required
+@require_POST
+def escalation_open_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+    """Opening an escalation from the queue: claim it if free, then show it."""
+    escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
+    if not claim_state(escalation, viewer=request.user)["held"]:
+        try:
+            escalation_claim(escalation=escalation, expert=request.user)
+        except ReviewError as exc:
+            messages.info(request, str(exc))
+    return redirect("escalation-review", escalation_id=escalation_id)
+
+
+@login_required
+@require_POST
+def expert_next_view(request: HttpRequest) -> HttpResponse:
+    """The next escalation this expert can take, claimed and opened; the queue when none."""
+    require_expert(request.user)
+    after = _campaign_filter(request.POST.get("after"))
+    for _attempt in range(5):  # another expert may take each one first
+        escalation = next_escalation_for(expert=request.user, after=after)
+        if escalation is None:
+            break
+        try:
+            escalation_claim(escalation=escalation, expert=request.user)
+        except ReviewError:
+            after = escalation.pk
+            continue
+        return redirect("escalation-review", escalation_id=escalation.pk)
+    messages.success(request, "No open escalation is waiting for you. Thank you!")
+    return redirect("expert-queue")
 
 
 @login_required
@@ -182,3 +229,30 @@ def campaign_quality_page(request: HttpRequest, campaign_id: int) -> HttpRespons
         "retest": retest_agreement(campaign=campaign),
     }
     return render(request, "reviewers/quality.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def expert_settings_page(request: HttpRequest) -> HttpResponse:
+    """E-mail about new escalations: on or off, and in which task categories."""
+    require_expert(request.user)
+    current = expert_settings_for(user=request.user)
+    if request.method == "POST":
+        form = ExpertSettingsForm(request.POST)
+        if form.is_valid():
+            expert_settings_update(
+                user=request.user,
+                notify_by_email=form.cleaned_data["notify_by_email"],
+                domains=form.domain_list(),
+            )
+            messages.success(request, "Saved.")
+            return redirect("expert-settings")
+    else:
+        form = ExpertSettingsForm(
+            initial={
+                "notify_by_email": current.notify_by_email,
+                "domains": ", ".join(current.domains),
+            }
+        )
+    context = {"form": form, "has_email": bool(request.user.email)}
+    return render(request, "reviewers/settings.html", context)

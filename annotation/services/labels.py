@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from annotation import hooks
-from annotation.errors import AlreadyFinished, InvalidLabel, LeaseExpired
+from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
 from annotation.models import Assignment, Evidence, Label, Pair
 from annotation.prepared_reads import fetch_one_prepared
+from annotation.selectors import campaign_pair_counts_forget
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 _CONSENSUS_FIELDS = (
@@ -91,8 +92,11 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
             pair = _record_with_orm(assignment, label, now, counts_for_pair)
         if pair is not None:
             pair.campaign = assignment.campaign
+            status_before = pair.status
             # Consensus (reviewers) runs here, in this transaction, under the pair's row lock.
             hooks.label_recorded(pair=pair, label=label)
+            if pair.status != status_before:
+                _forget_counts_on_commit(assignment.campaign_id)
     assignment.status = Assignment.Status.SUBMITTED
     return label
 
@@ -232,3 +236,92 @@ def _record_in_one_statement(
         return None
     return Pair.from_db(connection.alias, _CONSENSUS_COLUMNS, pair_values)
 
+
+def _forget_counts_on_commit(campaign_id: int) -> None:
+    # Once per pair that completes or escalates, not per label: the progress counter is exact
+    # right after the label that moved the pair, and the counts stay cached in between.
+    transaction.on_commit(lambda: campaign_pair_counts_forget(campaign_id=campaign_id))
+
+
+# --- Changing a label --------------------------------------------------------------------------
+
+# Pair statuses after which no label of the pair changes: an expert's decision is final.
+_DECIDED = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
+
+
+def label_change_deadline(*, label: Label, minutes: int) -> datetime:
+    """Until when the label may be changed: `minutes` after it was first submitted."""
+    return label.created_at + timedelta(minutes=minutes)
+
+
+def label_change_check(*, label: Label, pair_status: str, minutes: int, now: datetime) -> None:
+    """Raise LabelLocked unless the label may still be changed."""
+    if pair_status in _DECIDED:
+        raise LabelLocked("An expert has decided this pair; its labels can no longer change.")
+    if minutes <= 0 or now > label_change_deadline(label=label, minutes=minutes):
+        raise LabelLocked(
+            f"Labels can be changed for {minutes} minutes after submitting; this one is past that."
+            if minutes > 0
+            else "This campaign does not allow changing a submitted label."
+        )
+
+
+def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | None = None) -> Label:
+    """Replace the values of the annotator's submitted label, keeping the old ones in history.
+
+    Under the pair's row lock, as a submit: a concurrent submit, decision or change of the same
+    pair waits, and consensus and escalations are computed again from the labels as they now
+    are. LabelLocked after the campaign's grace period (from the first submit) or once an
+    expert decided the pair; AlreadyFinished when the assignment has no label to change.
+    """
+    now = now or timezone.now()
+    _validate(assignment, data)
+    campaign = assignment.campaign
+    with transaction.atomic():
+        # The pair's row lock first, as label_submit's UPDATE and escalation_open take it.
+        pair = Pair.objects.select_for_update().only(*_CONSENSUS_FIELDS).get(pk=assignment.pair_id)
+        label = Label.objects.select_for_update().filter(assignment=assignment).first()
+        if label is None:
+            raise AlreadyFinished(f"This assignment is {assignment.status}: it has no label.")
+        label_change_check(
+            label=label, pair_status=pair.status, minutes=campaign.label_change_minutes, now=now
+        )
+        if data.rationale.strip() == "" and _model_alone(assignment, label):
+            raise InvalidLabel(_MODEL_ALONE)
+        previous = {
+            "preference": label.preference,
+            "rationale": label.rationale,
+            "confidence": label.confidence,
+            "flags": label.flags,
+            "seconds_spent": label.seconds_spent,
+            "until": now.isoformat(),
+        }
+        label.history = [*(label.history or []), previous]
+        label.changed_at = now
+        label.preference = to_canonical(data.preference, swapped=assignment.swapped)
+        label.rationale = data.rationale
+        label.confidence = data.confidence
+        label.flag_unsafe = "unsafe" in data.flags
+        label.flag_broken = "broken" in data.flags
+        label.flag_cannot_judge = "cannot_judge" in data.flags
+        if data.seconds_spent is not None:
+            label.seconds_spent = (label.seconds_spent or 0.0) + data.seconds_spent
+        label.save(
+            update_fields=[
+                "history",
+                "changed_at",
+                "preference",
+                "rationale",
+                "confidence",
+                "flag_unsafe",
+                "flag_broken",
+                "flag_cannot_judge",
+                "seconds_spent",
+            ]
+        )
+        pair.campaign = campaign
+        status_before = pair.status
+        hooks.label_changed(pair=pair, label=label)
+        if pair.status != status_before:
+            _forget_counts_on_commit(assignment.campaign_id)
+    return label

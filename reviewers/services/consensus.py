@@ -92,6 +92,44 @@ def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None =
     pair_consensus_update(pair=pair, labels=votes, rng=rng, locked=True)
 
 
+# Escalations that the labels' consensus opens; a changed label can settle them again.
+_CONSENSUS_REASONS = (
+    Escalation.Reason.NO_MAJORITY,
+    Escalation.Reason.OPPOSITE_DIRECTIONS,
+    Escalation.Reason.FLAGGED,
+)
+
+
+def pair_label_changed(*, pair: Pair, label: Label) -> None:
+    """Called inside ``label_change``'s transaction, with the pair row locked and read.
+
+    Once the pair has its N labels, consensus is computed again: a change that creates a
+    dispute escalates the pair; one that settles it withdraws the open escalation the dispute
+    had opened (one opened for another reason stays, and so does the pair's escalated status).
+    Gold checks and re-tests never count towards the pair's consensus.
+    """
+    if label.is_gold_check or label.is_retest:
+        return
+    campaign = pair.campaign
+    if pair.labels_count < campaign.annotators_per_pair:
+        return
+    if pair.status in FINAL_PAIR_STATUSES:
+        return
+    # Still disputed: the open escalation takes the new reasons (escalation_record merges).
+    # Settled: the escalations the dispute opened are withdrawn; any other keeps the pair
+    # escalated (pair_consensus_update, which knows only the labels, marked it complete).
+    pair_consensus_update(pair=pair, locked=True)
+    if pair.status == Pair.Status.ESCALATED:
+        return
+    Escalation.objects.filter(
+        pair_id=pair.pk, status=Escalation.Status.OPEN, reason__in=_CONSENSUS_REASONS
+    ).update(status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None)
+    others_open = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN)
+    if others_open.exists():
+        Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
+        pair.status = Pair.Status.ESCALATED
+
+
 def pair_consensus_update(
     *,
     pair: Pair,

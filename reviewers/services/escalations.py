@@ -20,6 +20,7 @@ from annotation.models import Campaign, Label, Pair
 from annotation.prepared_reads import fetch_all_prepared
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
 from reviewers.models import Escalation
+from reviewers.tasks import notify_experts_task
 
 CLAIM_DURATION = timedelta(minutes=30)
 DEFAULT_DEADLINE_HOURS = 72.0
@@ -103,6 +104,8 @@ def escalation_record(
         # (validating them here would cost a query each, under the pair lock).
         escalation.clean_fields(exclude=["campaign", "pair", "claimed_by"])
         escalation.save()
+        # Experts hear of it once it is committed (at most an e-mail an hour each).
+        notify_experts_task.delay_on_commit(escalation.pk)
         return escalation
     changed = []
     if reason != existing.reason and f"also: {reason}" not in existing.detail:

@@ -258,8 +258,9 @@ def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
         now = timezone.now()
         pace = {
             row["annotator_id"]: row
+            # Gold checks apart, as in the Labels column (annotator_quality's "labels").
             for row in Label.objects.filter(
-                campaign=campaign, created_at__gte=now - timedelta(days=1)
+                campaign=campaign, created_at__gte=now - timedelta(days=1), is_gold_check=False
             )
             .order_by()
             .values("annotator_id")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -49,6 +54,10 @@ class ExportOutputSerializer(serializers.Serializer):
         return f"/api/exports/{snapshot.pk}/download"
 
 
+@extend_schema_view(
+    get=extend_schema(summary="The campaign's export snapshots"),
+    post=extend_schema(summary="Start an export snapshot"),
+)
 class ExportsApi(APIView):
     """GET: the campaign's export snapshots, newest first. POST: start a new one (a job)."""
 
@@ -93,6 +102,7 @@ class ExportsApi(APIView):
         return Response(ExportOutputSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(summary="Download an export snapshot")
 class ExportDownloadApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("file", str, enum=["main", "ties"], required=False)],
@@ -108,6 +118,7 @@ class ExportDownloadApi(APIView):
         return FileResponse(path.open("rb"), as_attachment=True, filename=filename)
 
 
+@extend_schema(summary="Start curating the silver pool")
 class CurationsApi(APIView):
     """POST: start Stage-2 curation of the campaign's silver pool (a job on the gpu queue)."""
 
@@ -134,6 +145,7 @@ class CurationsApi(APIView):
         return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(summary="Score an evaluation set")
 class EvaluationSetApi(APIView):
     """POST a file of evaluation prompts (e.g. RewardBench) to decontaminate against."""
 

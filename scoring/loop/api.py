@@ -68,6 +68,7 @@ def job_payload(job: Job) -> dict:
     return JobSerializer(job).data
 
 
+@extend_schema(summary="The campaign's reward-model versions")
 class ModelVersionsApi(APIView):
     @extend_schema(responses={200: ModelVersionSerializer(many=True)})
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -76,6 +77,7 @@ class ModelVersionsApi(APIView):
         return Response(ModelVersionSerializer(versions, many=True).data)
 
 
+@extend_schema(summary="Activate a model version")
 class ModelVersionActivateApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
     def post(self, request: Request, version_id: int) -> Response:
@@ -87,6 +89,7 @@ class ModelVersionActivateApi(APIView):
         return Response(ModelVersionSerializer(version).data)
 
 
+@extend_schema(summary="Roll back to the previous model version")
 class ModelVersionRollbackApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
     def post(self, request: Request, campaign_id: int) -> Response:
@@ -98,6 +101,7 @@ class ModelVersionRollbackApi(APIView):
         return Response(ModelVersionSerializer(version).data)
 
 
+@extend_schema(summary="Retrain now (closes the open round)")
 class RetrainApi(APIView):
     """"Retrain now": close the round, train, score, prioritise, open the next round."""
 
@@ -116,12 +120,14 @@ class RetrainApi(APIView):
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(summary="A model job's status and log")
 class JobApi(APIView):
     @extend_schema(responses={200: JobSerializer})
     def get(self, request: Request, job_id: int) -> Response:
         return Response(job_payload(job_for_admin(job_id=job_id, user=request.user)))
 
 
+@extend_schema(summary="Cancel a model job")
 class JobCancelApi(APIView):
     @extend_schema(request=None, responses={200: JobSerializer})
     def post(self, request: Request, job_id: int) -> Response:
@@ -129,6 +135,7 @@ class JobCancelApi(APIView):
         return Response(job_payload(job))
 
 
+@extend_schema(summary="The active model's view of a judged pair")
 class ModelViewApi(APIView):
     """The active model's view of a pair, after its annotator submitted (if the campaign
     reveals it); reading it records that it was shown."""

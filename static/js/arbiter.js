@@ -63,6 +63,22 @@
     if (panel) panel.open = !panel.open;
   }
 
+  // The inline diff of A and B: its button, or the c key anywhere on the page.
+  function toggleDiff() {
+    const button = document.querySelector("[data-diff-toggle]");
+    const panel = document.getElementById("pair-diff");
+    if (!button || !panel) return false;
+    panel.hidden = !panel.hidden;
+    button.setAttribute("aria-expanded", String(!panel.hidden));
+    button.firstChild.textContent = panel.hidden ? "Show differences " : "Hide differences ";
+    return true;
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("[data-diff-toggle]");
+    if (button) toggleDiff();
+  });
+
   function submitLabel(form) {
     const next = document.querySelector("[data-next-pair]");
     if (form.hasAttribute("data-closed") || !form.querySelector("button[type=submit]")) {
@@ -104,6 +120,10 @@
     if (event.key === "i") {
       toggle("guidelines");
       event.preventDefault();
+      return;
+    }
+    if (event.key === "c" && !event.shiftKey && (!target.form || target.form === form)) {
+      if (toggleDiff()) event.preventDefault();
       return;
     }
     if (!form) {
@@ -201,9 +221,20 @@
     for (const pair of pairs) pair.dataset.ready = "1";
   }
 
+  // Each pair has its own URL, so that Back returns to the previous pair (where its label can
+  // be changed). htmx pushes it with every new pair (HX-Push-Url); a page loaded from the
+  // campaign's URL takes its pair's URL here, in a history entry that htmx restores from the
+  // server (no cached snapshot: a stale form would post to a pair already judged).
+  function adoptPairUrl() {
+    const pair = document.querySelector("#pair[data-pair-url]");
+    if (!pair || window.location.pathname === pair.dataset.pairUrl) return;
+    window.history.replaceState({ htmx: true }, "", pair.dataset.pairUrl);
+  }
+
   function onLoad(root) {
     markShown(root);
     markReady(root);
+    if (root === document || root === document.body) adoptPairUrl();
   }
 
   if (window.htmx) {

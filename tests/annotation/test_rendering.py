@@ -308,3 +308,24 @@ HOSTILE_PIECES = [
 @given(st.lists(st.one_of(st.sampled_from(HOSTILE_PIECES), st.text(max_size=8)), max_size=25))
 def test_any_mix_of_hostile_pieces_renders_inert(pieces):
     assert_inert(render_markdown("".join(pieces)))
+
+
+def test_the_diff_marks_only_the_differing_token_and_escapes_everything():
+    from annotation.rendering import render_diff
+
+    html = render_diff("return n % 2 == 1 <b>", "return n % 2 == 0 <b>")
+    assert html == (
+        'return n % 2 == <del class="diff-a" title="only in A">1</del>'
+        '<ins class="diff-b" title="only in B">0</ins> &lt;b&gt;'
+    )
+    assert render_diff("same\ntext", "same\ntext") == "same\ntext"
+    assert "<script>" not in render_diff("<script>x</script>", "<script>y</script>")
+
+
+def test_the_diff_stays_fast_on_repetitive_text_and_gives_up_on_huge_text():
+    from annotation.rendering import MAX_DIFF_CHARS, render_diff
+
+    # Cubic for difflib without its junk heuristic: minutes; bounded here.
+    html = render_diff("x " * 1500, "y " * 1500)
+    assert html.count("diff-a") >= 1 and html.count("diff-b") >= 1
+    assert render_diff("a" * (MAX_DIFF_CHARS + 1), "b") == ""

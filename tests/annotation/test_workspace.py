@@ -445,9 +445,7 @@ def test_the_fragment_takes_a_bounded_number_of_queries(
         alice_client.get(workspace_url(campaign), headers=HTMX)
 
 
-def test_showing_a_pair_does_not_count_the_campaigns_labels(
-    alice_client, annotator_a, campaign
-):
+def test_showing_a_pair_does_not_count_the_campaigns_labels(alice_client, annotator_a, campaign):
     # The counter shows pairs and the annotator's own labels; a count of every label in the
     # campaign on each pair shown would cost more the larger the campaign grows.
     PairFactory.create_batch(2, campaign=campaign)
@@ -462,3 +460,34 @@ def test_showing_a_pair_does_not_count_the_campaigns_labels(
         if "COUNT(" in query["sql"].upper() and '"annotation_label"' in query["sql"]
     ]
     assert label_counts == []
+
+
+def test_gold_pairs_are_not_progress_and_the_counter_follows_the_labels(
+    alice_client, annotator_a, annotator_b, campaign, django_capture_on_commit_callbacks
+):
+    from reviewers.services.gold import pair_mark_gold
+
+    campaign.annotators_per_pair = 2
+    campaign.save()
+    pair = PairFactory(campaign=campaign)
+    for gold in PairFactory.create_batch(2, campaign=campaign):
+        pair_mark_gold(pair=gold, preference=1)
+    html = alice_client.get(workspace_url(campaign), headers=HTMX).content.decode()
+    assert "<strong>0</strong> of 1 pairs complete" in html  # gold checks are not the work
+    # Bob's label completes the pair (Alice holds the other slot), well within the cache's life.
+    bob = assignment_next(campaign=campaign, annotator=annotator_b)
+    assert bob.pair_id == pair.pk
+    alice = current_assignment(campaign, annotator_a)
+    label_submit(assignment=bob, data=LabelInput(preference=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post(
+            label_url(alice),
+            {"preference": "1" if alice.swapped == bob.swapped else "-1"},
+            headers=HTMX,
+        )
+    pair.refresh_from_db()
+    assert pair.status == Pair.Status.COMPLETE
+    html = alice_client.get(workspace_url(campaign), headers=HTMX).content.decode()
+    assert "<strong>1</strong> of 1 pairs complete" in html
+    api = alice_client.get(f"/api/campaigns/{campaign.pk}/progress").json()
+    assert (api["pairs"]["complete"], api["pairs"]["total"], api["pairs"]["gold"]) == (1, 1, 2)

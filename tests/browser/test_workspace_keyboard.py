@@ -39,7 +39,9 @@ def test_an_annotator_judges_and_skips_pairs_with_the_keyboard_only(
     page.keyboard.type("pw-alice")
     page.keyboard.press("Enter")
     page.wait_for_selector("#pair[data-assignment][data-ready]")
-    assert page.url == f"{live_server.url}{workspace}"
+    # The pair's own URL (Back returns to it), in place of the campaign's.
+    first_pair = reverse("assignment-page", args=[pair_id_shown(page)])
+    page.wait_for_function("url => window.location.pathname === url", arg=first_pair)
     page.evaluate("window.__stillTheSamePage = 'yes'")
     loaded_at = page.evaluate("window.arbiter.loadedAt")
 
@@ -74,7 +76,7 @@ def test_an_annotator_judges_and_skips_pairs_with_the_keyboard_only(
     # No full page load happened: the document and its globals are the ones from the start.
     assert page.evaluate("window.__stillTheSamePage") == "yes"
     assert page.evaluate("window.arbiter.loadedAt") == loaded_at
-    assert page.url == f"{live_server.url}{workspace}"
+    assert page.url == f"{live_server.url}{workspace}"  # no pair left: the campaign's URL
     assert watched.page_errors == []
 
     assert Assignment.objects.get(pk=skipped).status == Assignment.Status.SKIPPED

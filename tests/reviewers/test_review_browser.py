@@ -33,7 +33,7 @@ def test_an_expert_claims_and_decides_without_leaving_the_page(expert_page, live
     assert page.get_by_text("Annotator 3").is_visible()
     page.get_by_role("button", name="Claim this pair").click()
     page.get_by_role("button", name="Record final decision").wait_for()
-    page.get_by_label("B better", exact=True).check()
+    page.check("input[name=verdict][value='-1']")
     page.get_by_label("Note").fill("B is right; A misreads the question.")
     page.get_by_role("button", name="Record final decision").click()
     page.get_by_text("This decision is final").wait_for()

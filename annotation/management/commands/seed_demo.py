@@ -6,9 +6,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from annotation.demo_data import generate_demo_pairs
+from annotation.demo_data import DEMO_CORPUS_NAME, demo_corpus_documents, generate_demo_pairs
 from annotation.models import Scale
 from annotation.roles import Role
+from annotation.services.corpus import DocumentInput, corpus_load
 from annotation.services.imports import campaign_get_or_create, pairs_import
 from annotation.services.users import user_create
 
@@ -40,7 +41,10 @@ def _write_jsonl(rows: list[dict], folder: Path, name: str) -> Path:
 
 
 class Command(BaseCommand):
-    help = "Create the demo campaign (checkable pairs, gold pairs) and demo users; print logins."
+    help = (
+        "Create the demo campaign (checkable pairs, gold pairs), its fact corpus and demo "
+        "users; print logins."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--pairs", type=int, default=60)
@@ -63,6 +67,15 @@ class Command(BaseCommand):
         self.stdout.write(
             f"campaign {campaign.name!r} (id {campaign.pk}): {pairs.created} new pairs, "
             f"{golds.created} new gold pairs ({pairs.duplicates + golds.duplicates} already there)"
+        )
+        corpus = corpus_load(
+            name=DEMO_CORPUS_NAME,
+            description="Capitals, chemical symbols and planets: the demo's fact questions.",
+            documents=(DocumentInput(**document) for document in demo_corpus_documents()),
+            replace=True,
+        )
+        self.stdout.write(
+            f"corpus {corpus.corpus.name!r}: {corpus.created} documents for the search tool"
         )
         self.stdout.write("demo logins (passwords are new on every run):")
         for username, role in DEMO_USERS:

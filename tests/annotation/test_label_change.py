@@ -1,0 +1,151 @@
+"""Changing a submitted label: PUT /api/assignments/{id}/label, within the campaign's grace
+period and never after an expert decided; consensus and escalations follow, history keeps
+the values replaced."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from annotation.models import Assignment, Label, Pair
+from reviewers.models import Adjudication, Escalation
+from reviewers.services.adjudications import adjudication_resolve
+from reviewers.services.escalations import escalation_claim
+from tests.conftest import api_client_for
+from tests.factories import PairFactory
+from tests.reviewers.factories import user_with_role
+
+pytestmark = pytest.mark.django_db
+
+
+def url(assignment: Assignment) -> str:
+    return f"/api/assignments/{assignment.pk}/label"
+
+
+def submit(user, campaign, canonical: int, **extra) -> Assignment:
+    """The user's next pair, labelled through the API with a canonical preference."""
+    client = api_client_for(user)
+    body = client.post(f"/api/campaigns/{campaign.pk}/next").json()
+    assignment = Assignment.objects.get(pk=body["assignment"]["id"])
+    shown = -canonical if assignment.swapped else canonical
+    response = client.post(url(assignment), {"preference": shown, **extra}, format="json")
+    assert response.status_code == 201, response.content
+    return assignment
+
+
+def change(user, assignment: Assignment, canonical: int, **extra):
+    shown = -canonical if assignment.swapped else canonical
+    return api_client_for(user).put(url(assignment), {"preference": shown, **extra}, format="json")
+
+
+@pytest.fixture
+def trio(db):
+    return [user_with_role(f"ann{n}") for n in range(3)]
+
+
+def test_an_annotator_changes_their_label_and_history_keeps_both(campaign, annotator_a):
+    PairFactory(campaign=campaign)
+    assignment = submit(annotator_a, campaign, 1, rationale="first thought", confidence=2)
+
+    response = change(annotator_a, assignment, -2, rationale="A is wrong", confidence=5)
+
+    assert response.status_code == 200
+    assert response.json()["id"] == assignment.label.pk
+    label = Label.objects.get(assignment=assignment)
+    assert (label.preference, label.rationale, label.confidence) == (-2, "A is wrong", 5)
+    assert label.changed_at is not None
+    (previous,) = label.history
+    assert (previous["preference"], previous["rationale"], previous["confidence"]) == (
+        1,
+        "first thought",
+        2,
+    )
+    change(annotator_a, assignment, 0)
+    label.refresh_from_db()
+    assert [entry["preference"] for entry in label.history] == [1, -2]
+    assert label.preference == 0
+
+
+def test_a_change_after_the_grace_period_is_refused(campaign, annotator_a):
+    campaign.label_change_minutes = 10
+    campaign.save()
+    PairFactory(campaign=campaign)
+    assignment = submit(annotator_a, campaign, 1)
+    with time_machine.travel(timezone.now() + timedelta(minutes=9, seconds=50)):
+        assert change(annotator_a, assignment, 2).status_code == 200
+    with time_machine.travel(timezone.now() + timedelta(minutes=10, seconds=5)):
+        response = change(annotator_a, assignment, -1)
+    assert response.status_code == 409
+    assert response.json()["code"] == "label_locked"
+    assert Label.objects.get(assignment=assignment).preference == 2  # the refused change is lost
+
+
+def test_someone_elses_assignment_is_not_found(campaign, annotator_a, annotator_b):
+    PairFactory(campaign=campaign)
+    assignment = submit(annotator_a, campaign, 1)
+    assert change(annotator_b, assignment, -1).status_code == 404
+    assert Label.objects.get(assignment=assignment).preference == 1
+
+
+def test_an_assignment_without_a_label_has_nothing_to_change(campaign, annotator_a):
+    PairFactory(campaign=campaign)
+    body = api_client_for(annotator_a).post(f"/api/campaigns/{campaign.pk}/next").json()
+    assignment = Assignment.objects.get(pk=body["assignment"]["id"])
+    assert change(annotator_a, assignment, 1).status_code == 409
+
+
+def test_bad_input_is_a_400_and_changes_nothing(campaign, annotator_a):
+    campaign.scale = "binary"
+    campaign.save()
+    PairFactory(campaign=campaign)
+    assignment = submit(annotator_a, campaign, 1)
+    assert change(annotator_a, assignment, 0).status_code == 400  # no ties on a binary scale
+    assert Label.objects.get(assignment=assignment).history is None
+
+
+def test_a_change_that_settles_a_dispute_withdraws_its_escalation(campaign, trio):
+    pair = PairFactory(campaign=campaign)
+    submit(trio[0], campaign, 2)
+    second = submit(trio[1], campaign, 1)
+    last = submit(trio[2], campaign, -2)
+    pair.refresh_from_db()
+    assert pair.status == Pair.Status.ESCALATED
+    escalation = Escalation.objects.get(pair=pair)
+
+    assert change(trio[2], last, 1).status_code == 200
+
+    pair.refresh_from_db()
+    escalation.refresh_from_db()
+    assert (pair.status, pair.consensus_preference) == (Pair.Status.COMPLETE, 1)
+    assert escalation.status == Escalation.Status.WITHDRAWN
+    # And back: a change that reopens the dispute (2, -2, 1 again) escalates the pair again.
+    assert change(trio[1], second, -2).status_code == 200
+    pair.refresh_from_db()
+    assert pair.status == Pair.Status.ESCALATED
+    assert Escalation.objects.filter(pair=pair, status=Escalation.Status.OPEN).count() == 1
+
+
+def test_no_change_once_an_expert_decided(campaign, trio, expert):
+    pair = PairFactory(campaign=campaign)
+    submit(trio[0], campaign, 2)
+    submit(trio[1], campaign, 0)
+    last = submit(trio[2], campaign, -2)
+    escalation = Escalation.objects.get(pair=pair)
+    escalation_claim(escalation=escalation, expert=expert)
+    adjudication_resolve(
+        escalation=escalation,
+        expert=expert,
+        decision=Adjudication.Decision.PREFERENCE,
+        preference=-1,
+        note="B is right.",
+    )
+
+    response = change(trio[2], last, 2)
+
+    assert response.status_code == 409
+    assert "expert" in response.json()["detail"]
+    pair.refresh_from_db()
+    assert (pair.status, pair.consensus_preference) == (Pair.Status.RESOLVED, -1)
