@@ -59,6 +59,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.CSPMiddleware",  # django-csp's, with the headers built once
     "django_htmx.middleware.HtmxMiddleware",
+    # An ApplicationError a page view lets through becomes its page or htmx fragment.
+    "core.http.ApplicationErrorMiddleware",
     # Last, as django-axes asks, so that it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]
@@ -211,6 +213,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.ContentNegotiation",
     "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+    # ApplicationError -> {"detail", "code"} with its status; everything else as DRF does.
+    "EXCEPTION_HANDLER": "core.http.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Arbiter API",

@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 from annotation.selectors import campaign_for_admin
 from scoring.dashboard.selectors import export_for_admin, exports_recent
 from scoring.datasets.curation import (
-    CurationError,
     curation_create,
     evaluation_prompts_read,
     evaluation_set_upload,
@@ -23,7 +22,6 @@ from scoring.datasets.export import (
     PROVENANCE_CHOICES,
     TIES_CHOICES,
     ExportFilters,
-    InvalidExport,
     export_create,
     export_file,
 )
@@ -82,10 +80,7 @@ class ExportsApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         file_format = data.pop("format")
-        try:
-            filters = ExportFilters.from_params(data)
-        except InvalidExport as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        filters = ExportFilters.from_params(data)
         snapshot = export_create(
             campaign=campaign, file_format=file_format, filters=filters, user=request.user
         )
@@ -124,12 +119,9 @@ class CurationsApi(APIView):
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            job = curation_create(
-                campaign=campaign, params=dict(serializer.validated_data), user=request.user
-            )
-        except CurationError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        job = curation_create(
+            campaign=campaign, params=dict(serializer.validated_data), user=request.user
+        )
         return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -148,13 +140,10 @@ class EvaluationSetApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
-        try:
-            prompts = evaluation_prompts_read(upload, filename=upload.name or "prompts.txt")
-            count = evaluation_set_upload(
-                campaign=campaign, set_name=serializer.validated_data["name"], prompts=prompts
-            )
-        except CurationError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        prompts = evaluation_prompts_read(upload, filename=upload.name or "prompts.txt")
+        count = evaluation_set_upload(
+            campaign=campaign, set_name=serializer.validated_data["name"], prompts=prompts
+        )
         return Response(
             {"set_name": serializer.validated_data["name"], "prompts": count},
             status=status.HTTP_201_CREATED,

@@ -48,6 +48,7 @@ from django.db.models import F, Q, QuerySet
 
 from annotation.importers import canonical_json
 from annotation.models import Campaign, Pair
+from core.errors import BadRequest
 from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
 from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.jobs.runner import (
@@ -71,8 +72,10 @@ MAX_EVALUATION_SET_BYTES = 200 * 1024**2
 _WORD = re.compile(r"[^\W_]+")
 
 
-class CurationError(ValueError):
+class CurationError(BadRequest, ValueError):
     """Curation cannot run: no model version, bad thresholds, unreadable evaluation set."""
+
+    code = "curation_error"
 
 
 ProgressCallback = Callable[[float, str], None]

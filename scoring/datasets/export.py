@@ -63,6 +63,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotation.models import Campaign, Evidence, Label, Pair
+from core.errors import BadRequest
 from reviewers.models import Adjudication
 from scoring.jobs.runner import (
     JobCancelled,
@@ -94,8 +95,10 @@ _AGREEMENT_EPSILON = 1e-9
 ProgressCallback = Callable[[int, int], None]
 
 
-class InvalidExport(ValueError):
+class InvalidExport(BadRequest, ValueError):
     """Filters or a format the export cannot honour."""
+
+    code = "invalid_export"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from annotation.selectors import assignment_for_annotator, campaign_for_admin
 from scoring.jobs.runner import job_cancel
 from scoring.loop.assistance import model_view_reveal
 from scoring.loop.registry import (
-    RegistryError,
     model_version_activate,
     model_version_rollback,
 )
@@ -80,10 +79,7 @@ class ModelVersionActivateApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
     def post(self, request: Request, version_id: int) -> Response:
         version = model_version_for_admin(version_id=version_id, user=request.user)
-        try:
-            version = model_version_activate(version=version)
-        except RegistryError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        version = model_version_activate(version=version)
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -91,10 +87,7 @@ class ModelVersionRollbackApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        try:
-            version = model_version_rollback(campaign=campaign)
-        except RegistryError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        version = model_version_rollback(campaign=campaign)
         return Response(ModelVersionSerializer(version).data)
 
 

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotation.models import Campaign, Round
+from core.errors import Conflict
 from scoring.jobs.runner import JobLost
 from scoring.models import Job, ModelVersion
 
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
     from scoring.reward_model import RewardModel
 
 
-class RegistryError(Exception):
+class RegistryError(Conflict):
     """A registry request that cannot be honoured (e.g. nothing to roll back to)."""
+
+    code = "registry_error"
 
 
 def campaign_model_root(campaign: Campaign) -> Path:
