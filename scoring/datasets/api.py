@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.http import FileResponse, Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -13,18 +15,18 @@ from rest_framework.views import APIView
 from annotation.selectors import campaign_for_admin
 from scoring.dashboard.selectors import export_for_admin, exports_recent
 from scoring.datasets.curation import (
+    CurationParams,
     curation_create,
     evaluation_prompts_read,
     evaluation_set_upload,
 )
 from scoring.datasets.export import (
     FORMATS,
-    PROVENANCE_CHOICES,
-    TIES_CHOICES,
     ExportFilters,
     export_create,
     export_file,
 )
+from scoring.jobs.params import params_serializer
 
 
 class ExportOutputSerializer(serializers.Serializer):
@@ -47,25 +49,13 @@ class ExportOutputSerializer(serializers.Serializer):
 
 
 class ExportsApi(APIView):
-    """GET: the campaign's export snapshots, newest first. POST: start a new one (a job)."""
+    """GET: the campaign's export snapshots, newest first. POST: start a new one (a job).
 
-    class InputSerializer(serializers.Serializer):
+    The body is the export's format and its ExportFilters (parsed by ExportFilters.from_params;
+    the serializer below only documents it)."""
+
+    class InputSerializer(params_serializer(ExportFilters)):  # type: ignore[misc]
         format = serializers.ChoiceField(choices=FORMATS, default="parquet")
-        rounds = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, default=list
-        )
-        provenance = serializers.ListField(
-            child=serializers.ChoiceField(choices=PROVENANCE_CHOICES), required=False
-        )
-        min_agreement = serializers.FloatField(
-            required=False, allow_null=True, min_value=0, max_value=1
-        )
-        task_categories = serializers.ListField(
-            child=serializers.CharField(), required=False, default=list
-        )
-        include_silver = serializers.BooleanField(required=False, default=False)
-        silver_curated_only = serializers.BooleanField(required=False, default=False)
-        ties = serializers.ChoiceField(choices=TIES_CHOICES, required=False, default="exclude")
 
     @extend_schema(responses={200: ExportOutputSerializer(many=True)})
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -76,11 +66,12 @@ class ExportsApi(APIView):
     @extend_schema(request=InputSerializer, responses={202: ExportOutputSerializer})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        file_format = data.pop("format")
-        filters = ExportFilters.from_params(data)
+        data, file_format = request.data, "parquet"
+        if isinstance(data, Mapping):
+            data = data.copy()
+            file_format = data.get("format") or "parquet"
+            data.pop("format", None)
+        filters = ExportFilters.from_params(data)  # refuses anything but an object
         snapshot = export_create(
             campaign=campaign, file_format=file_format, filters=filters, user=request.user
         )
@@ -105,23 +96,11 @@ class ExportDownloadApi(APIView):
 class CurationsApi(APIView):
     """POST: start Stage-2 curation of the campaign's silver pool (a job on the gpu queue)."""
 
-    class InputSerializer(serializers.Serializer):
-        gold_version = serializers.IntegerField(required=False, min_value=1)
-        best_version = serializers.IntegerField(required=False, min_value=1)
-        keep_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
-        recycle = serializers.BooleanField(required=False, default=False)
-        recycle_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
-        evaluation_sets = serializers.ListField(child=serializers.CharField(), required=False)
-        recurate = serializers.BooleanField(required=False, default=False)
-
-    @extend_schema(request=InputSerializer, responses={202: dict, 400: dict})
+    @extend_schema(request=params_serializer(CurationParams), responses={202: dict, 400: dict})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = curation_create(
-            campaign=campaign, params=dict(serializer.validated_data), user=request.user
-        )
+        params = CurationParams.from_params(request.data)
+        job = curation_create(campaign=campaign, params=params, user=request.user)
         return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
 
 

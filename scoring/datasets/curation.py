@@ -51,6 +51,7 @@ from annotation.models import Campaign, Pair
 from core.errors import BadRequest
 from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
 from scoring.datasets.scorers import PoolItem, Scorer
+from scoring.jobs.params import JobParams
 from scoring.jobs.runner import (
     JobCancelled,
     JobClaim,
@@ -97,17 +98,38 @@ class CurationRules:
             # Otherwise a pair could be both "kept" and "confidently reversed".
             raise CurationError("recycle_threshold must exceed 1 - keep_threshold")
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> CurationRules:
-        known = {name: params[name] for name in cls.__dataclass_fields__ if name in params}
-        try:
-            values = {
-                name: (bool(value) if name == "recycle" else float(value))
-                for name, value in known.items()
-            }
-        except (TypeError, ValueError) as error:
-            raise CurationError(f"bad threshold: {error}") from error
-        return cls(**values)
+
+@dataclass(frozen=True)
+class CurationParams(JobParams):
+    """A curate job's parameters (the API, the dashboard form and curate_pool build it)."""
+
+    error = CurationError
+
+    gold_version: int | None = None  # default: the active version
+    best_version: int | None = None  # default: the best held-out accuracy
+    keep_threshold: float = 0.5
+    recycle: bool = False
+    recycle_threshold: float = 0.9
+    judge_threshold: float = 0.5
+    evaluation_sets: tuple[str, ...] | None = None  # default: all of the campaign's
+    recurate: bool = False
+    # Use the configured LLM judge (ARBITER_LLM_URL) when there is one.
+    llm_judge: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("gold_version", "best_version"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise CurationError(f"{name} must be a version number (1 or more), got {value}")
+        self.rules()  # checks the thresholds
+
+    def rules(self) -> CurationRules:
+        return CurationRules(
+            keep_threshold=self.keep_threshold,
+            recycle=self.recycle,
+            recycle_threshold=self.recycle_threshold,
+            judge_threshold=self.judge_threshold,
+        )
 
 
 def _agreement(silver: np.ndarray, p_a_better: np.ndarray) -> np.ndarray:
@@ -520,51 +542,37 @@ def model_version_scorer(version: ModelVersion, *, batch_size: int = 64) -> Scor
 
 # --- Jobs ---------------------------------------------------------------------------------
 
-_PARAM_NAMES = {
-    "gold_version",
-    "best_version",
-    "evaluation_sets",
-    "recurate",
-    *CurationRules.__dataclass_fields__,
-}
-
-
 def curation_create(
     *,
     campaign: Campaign,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | CurationParams | None = None,
     user: AbstractBaseUser | None = None,
     enqueue: bool = True,
 ) -> Job:
     """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - _PARAM_NAMES)
-    if unknown:
-        raise CurationError(f"unknown parameter {', '.join(unknown)}")
-    CurationRules.from_params(params)
+    if not isinstance(params, CurationParams):
+        params = CurationParams.from_params(params)
     curation_models(
-        campaign=campaign,
-        gold_number=params.get("gold_version"),
-        best_number=params.get("best_version"),
+        campaign=campaign, gold_number=params.gold_version, best_number=params.best_version
     )
     author = user if user is not None and user.is_authenticated else None
     with transaction.atomic():
-        job = job_create(campaign=campaign, kind=Job.Kind.CURATE, params=params, user=author)
+        job = job_create(
+            campaign=campaign, kind=Job.Kind.CURATE, params=params.as_params(), user=author
+        )
         if enqueue:
             job_enqueue(job=job)
     return job
 
 
 def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
-    params = job.params or {}
-
     def work(context: JobContext) -> dict[str, Any]:
         try:
-            rules = CurationRules.from_params(params)
+            params = CurationParams.from_params(job.params)
             gold_version, best_version = curation_models(
                 campaign=job.campaign,
-                gold_number=params.get("gold_version"),
-                best_number=params.get("best_version"),
+                gold_number=params.gold_version,
+                best_number=params.best_version,
             )
         except CurationError as error:
             raise JobError(str(error)) from error
@@ -580,7 +588,7 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             context.progress(fraction, message)
 
         judge = scorers.get("judge")
-        if judge is None and params.get("llm_judge", True):
+        if judge is None and params.llm_judge:
             if llm_judge_configured():
                 judge = llm_judge_scorer()
                 context.log("an LLM judge is configured: it may keep pairs the models reject")
@@ -589,10 +597,10 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             campaign=job.campaign,
             gold=gold,
             best=best,
-            rules=rules,
+            rules=params.rules(),
             judge=judge,
-            evaluation_sets=params.get("evaluation_sets"),
-            recurate=bool(params.get("recurate", False)),
+            evaluation_sets=params.evaluation_sets,
+            recurate=params.recurate,
             on_progress=on_progress,
         )
         context.log(
