@@ -48,6 +48,7 @@ from django.db.models import F, Q, QuerySet
 
 from annotation.importers import canonical_json
 from annotation.models import Campaign, Pair
+from annotation.services.pair_state import pairs_set_curation
 from core.errors import BadRequest
 from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
 from scoring.datasets.scorers import PoolItem, Scorer
@@ -366,8 +367,7 @@ class CurationResult:
 
 
 def _mark(ids: Sequence[int], curation: str) -> None:
-    if ids:
-        Pair.objects.filter(pk__in=ids).update(curation=curation)
+    pairs_set_curation(pair_ids=ids, curation=curation)
 
 
 def _screen(
