@@ -13,6 +13,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY config ./config
+COPY core ./core
 COPY annotation ./annotation
 COPY scoring ./scoring
 COPY reviewers ./reviewers

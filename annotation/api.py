@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
+from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked
 from annotation.models import ImportJob
 from annotation.selectors import (
     assignment_for_annotator,
@@ -30,7 +30,7 @@ from annotation.services.import_jobs import (
     import_job_runs_inline,
 )
 from annotation.services.labels import FLAG_NAMES, LabelInput, label_change, label_submit
-from config.validation import UPLOAD_NAME_MAX
+from core.validation import UPLOAD_NAME_MAX
 
 
 class TurnSerializer(serializers.Serializer):
@@ -134,12 +134,7 @@ class LabelApi(APIView):
             flags=tuple(data["flags"]),
             seconds_spent=data.get("seconds_spent"),
         )
-        try:
-            label = label_submit(assignment=assignment, data=label_input)
-        except InvalidLabel as exc:
-            return Response({"detail": str(exc), "code": exc.code}, status=400)
-        except (LeaseExpired, AlreadyFinished) as exc:
-            return Response({"detail": str(exc), "code": exc.code}, status=409)
+        label = label_submit(assignment=assignment, data=label_input)
         # Plain data shaped as OutputSerializer documents it (see next_payload).
         shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
         return Response(shown, status=201)
@@ -188,10 +183,7 @@ class SkipApi(APIView):
         assignment = assignment_for_annotator(
             assignment_id=assignment_id, user=request.user, with_pair=False
         )
-        try:
-            assignment_skip(assignment=assignment)
-        except AlreadyFinished as exc:
-            return Response({"detail": str(exc), "code": exc.code}, status=409)
+        assignment_skip(assignment=assignment)
         return Response(status=204)
 
 

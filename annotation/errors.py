@@ -1,19 +1,21 @@
-"""Errors raised by annotation services; views translate them to HTTP statuses."""
+"""Errors raised by annotation services; core.http turns them into HTTP responses."""
 
 from __future__ import annotations
 
+from core.errors import ApplicationError, Conflict
 
-class AnnotationError(Exception):
+
+class AnnotationError(ApplicationError):
     """Base class; `code` is a stable machine-readable name."""
 
     code = "annotation_error"
 
 
-class LeaseExpired(AnnotationError):
+class LeaseExpired(Conflict, AnnotationError):
     code = "lease_expired"
 
 
-class AlreadyFinished(AnnotationError):
+class AlreadyFinished(Conflict, AnnotationError):
     code = "already_finished"
 
 

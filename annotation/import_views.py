@@ -17,7 +17,7 @@ from annotation.services.import_jobs import (
     import_job_run,
     import_job_runs_inline,
 )
-from config.validation import UPLOAD_NAME_MAX
+from core.validation import UPLOAD_NAME_MAX
 
 
 class ImportForm(forms.Form):

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from config.counters import counter_get, counter_incr
+from core.counters import counter_get, counter_incr
 
 
 def _window_s() -> int:

@@ -17,11 +17,6 @@ from rest_framework.views import APIView
 from annotation.models import Assignment, CodeRun
 from annotation.selectors import assignment_for_annotator
 from annotation.services.tools import (
-    AssignmentClosed,
-    RateLimited,
-    ToolError,
-    ToolUnavailable,
-    TooManyRuns,
     code_run_create,
     code_run_for_user,
     code_run_wait,
@@ -31,8 +26,8 @@ from annotation.services.tools import (
     tools_allowed,
 )
 from annotation.tools import available_languages
-from annotation.tools.search import MAX_K, MAX_QUERY_CHARS, SearchError, backend_name
-from config.validation import DbIntegerField
+from annotation.tools.search import MAX_K, MAX_QUERY_CHARS, backend_name
+from core.validation import DbIntegerField
 
 MAX_WAIT_S = 15.0
 
@@ -52,13 +47,6 @@ def _assignment(assignment_id: int | None, request: Request) -> Assignment | Non
     if assignment_id is None:
         return None
     return assignment_for_annotator(assignment_id=assignment_id, user=request.user)
-
-
-_STATUS_FOR = {AssignmentClosed: 409, TooManyRuns: 429, RateLimited: 429, ToolUnavailable: 503}
-
-
-def _error(exc: ToolError) -> Response:
-    return Response({"detail": str(exc), "code": exc.code}, status=_STATUS_FOR.get(type(exc), 400))
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -96,18 +84,13 @@ class SearchApi(ToolsApiView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         assignment = _assignment(data["assignment"], request)
-        try:
-            hits = tool_search(
-                query=data["q"],
-                k=data["k"],
-                corpus_id=data["corpus"],
-                assignment=assignment,
-                user=request.user,
-            )
-        except ToolError as exc:
-            return _error(exc)
-        except SearchError as exc:
-            return Response({"detail": str(exc), "code": "search_failed"}, status=502)
+        hits = tool_search(
+            query=data["q"],
+            k=data["k"],
+            corpus_id=data["corpus"],
+            assignment=assignment,
+            user=request.user,
+        )
         body = {"query": data["q"][:MAX_QUERY_CHARS], "backend": backend_name(), "hits": hits}
         return Response(self.OutputSerializer(body).data)
 
@@ -141,10 +124,7 @@ class EvidenceApi(ToolsApiView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         assignment = _assignment(data.pop("assignment"), request)
-        try:
-            evidence = evidence_attach(assignment=assignment, **data)
-        except ToolError as exc:
-            return _error(exc)
+        evidence = evidence_attach(assignment=assignment, **data)
         return Response(self.OutputSerializer(evidence).data, status=201)
 
 
@@ -204,17 +184,14 @@ class CodeRunCreateApi(ToolsApiView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         assignment = _assignment(data["assignment"], request)
-        try:
-            run = code_run_create(
-                user=request.user,
-                language=data["language"],
-                code=data["code"],
-                stdin=data["stdin"],
-                tests=data["tests"],
-                assignment=assignment,
-            )
-        except ToolError as exc:
-            return _error(exc)
+        run = code_run_create(
+            user=request.user,
+            language=data["language"],
+            code=data["code"],
+            stdin=data["stdin"],
+            tests=data["tests"],
+            assignment=assignment,
+        )
         wait = data["wait"]
         if wait is None:
             wait = float(settings.ARBITER.get("CODE_RUN_WAIT_S", 5.0))
@@ -263,10 +240,7 @@ class LlmAskApi(ToolsApiView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         assignment = _assignment(serializer.validated_data["assignment"], request)
-        try:
-            evidence = llm_ask(
-                assignment=assignment, question=serializer.validated_data["question"]
-            )
-        except ToolError as exc:
-            return _error(exc)
+        evidence = llm_ask(
+            assignment=assignment, question=serializer.validated_data["question"]
+        )
         return Response(self.OutputSerializer(evidence).data, status=201)

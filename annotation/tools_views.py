@@ -40,7 +40,7 @@ from annotation.services.tools import (
 )
 from annotation.tools import available_languages
 from annotation.tools.search import MAX_K, SearchError, backend_name
-from config.validation import UPLOAD_NAME_MAX, int_param
+from core.validation import UPLOAD_NAME_MAX, int_param
 
 PANEL = "annotation/_tools_panel.html"
 # The page waits this long for a run before it shows "running" and polls instead: a web worker

@@ -11,7 +11,7 @@ from django import db
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
-from config.validation import DB_INT_MAX, DB_INT_MIN, IntegerOutOfRange
+from core.validation import DB_INT_MAX, DB_INT_MIN, IntegerOutOfRange
 
 # Response attributes by which django-csp's decorators give a view a policy of its own.
 _OWN_POLICY_ATTRIBUTES = (

@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # 400 for out-of-range numbers and over-deep input, 503 for a lost database connection.
     "config.middleware.RequestFaultMiddleware",
+    # An ApplicationError a page view lets through becomes its page or htmx fragment.
+    "core.http.ApplicationErrorMiddleware",
     # Last, as django-axes asks, so that it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]
@@ -236,6 +238,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+    # ApplicationError -> {"detail", "code"} with its status; everything else as DRF does.
+    "EXCEPTION_HANDLER": "core.http.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Arbiter API",

@@ -14,8 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
-from config.validation import DbIntegerField
-from reviewers.errors import ReviewError
+from core.validation import DbIntegerField
 from reviewers.models import Adjudication
 from reviewers.selectors import (
     agreement_report,
@@ -30,10 +29,6 @@ from reviewers.selectors import (
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
 from reviewers.services.gold import pair_mark_gold, pair_promote_gold
-
-
-def _error(exc: ReviewError) -> Response:
-    return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
 
 
 class AgreementSubsetSerializer(serializers.Serializer):
@@ -236,10 +231,7 @@ class EscalationClaimApi(APIView):
     @extend_schema(request=None, responses={200: EscalationOutputSerializer})
     def post(self, request: Request, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
-        try:
-            escalation = escalation_claim(escalation=escalation, expert=request.user)
-        except ReviewError as exc:
-            return _error(exc)
+        escalation = escalation_claim(escalation=escalation, expert=request.user)
         return Response(
             EscalationOutputSerializer(escalation, context={"viewer": request.user}).data
         )
@@ -278,16 +270,13 @@ class EscalationAdjudicateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            adjudication = adjudication_resolve(
-                escalation=escalation,
-                expert=request.user,
-                decision=data["decision"],
-                preference=data.get("preference"),
-                note=data["note"],
-            )
-        except ReviewError as exc:
-            return _error(exc)
+        adjudication = adjudication_resolve(
+            escalation=escalation,
+            expert=request.user,
+            decision=data["decision"],
+            preference=data.get("preference"),
+            note=data["note"],
+        )
         return Response(self.OutputSerializer(adjudication).data, status=201)
 
 
@@ -315,11 +304,8 @@ class PairGoldApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         preference = serializer.validated_data.get("preference")
-        try:
-            if preference is None:
-                pair = pair_promote_gold(pair=pair)
-            else:
-                pair = pair_mark_gold(pair=pair, preference=preference)
-        except ReviewError as exc:
-            return _error(exc)
+        if preference is None:
+            pair = pair_promote_gold(pair=pair)
+        else:
+            pair = pair_mark_gold(pair=pair, preference=preference)
         return Response(self.OutputSerializer(pair).data)

@@ -16,7 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 from annotation.models import Campaign
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
-from config.validation import int_param
+from core.validation import int_param
 from reviewers.errors import ReviewError
 from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation

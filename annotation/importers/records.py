@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from annotation.importers._json import dumps_sorted
+from core.errors import BadRequest
 
 ATTRIBUTE_NAMES = (
     "task_category",
@@ -53,12 +54,14 @@ class ImportLimits:
                 raise ValueError(f"ImportLimits.{name} must be a positive integer")
 
 
-class ImportFormatError(ValueError):
+class ImportFormatError(BadRequest, ValueError):
     """A file or one of its rows cannot be imported.
 
     `line` is where the problem is (None when it concerns the whole file); `unit` says what
     the number counts: "line" for JSONL and CSV, "item" for a JSON array, "row" for Parquet.
     """
+
+    code = "import_format_error"
 
     def __init__(self, line: int | None, reason: str, *, unit: str = "line") -> None:
         self.line = line

@@ -34,6 +34,7 @@ from annotation.importers.records import (
     PairRecord,
     RawFormat,
 )
+from core.errors import BadRequest
 
 # The lengths of the pair's columns that have one (a test checks them against the model).
 EXTERNAL_ID_MAX_CHARS = 255
@@ -53,8 +54,10 @@ _RESPONSE_KEYS = frozenset({"response_a", "response_b", "chosen", "rejected"})
 _NESTED_KEYS = ("conversation", "attributes", "chosen", "rejected", "prompt")
 
 
-class RowError(Exception):
+class RowError(BadRequest):
     """A row is invalid; the caller adds where it is."""
+
+    code = "invalid_row"
 
 
 def record_from_row(

@@ -27,6 +27,12 @@ from django.utils import timezone
 from annotation.errors import AlreadyFinished
 from annotation.models import Assignment, Campaign, Pair
 from annotation.prepared_reads import fetch_one_prepared, instances_from_row, model_columns
+from annotation.services.pair_state import (
+    TAKE_SLOT_GUARD_SQL,
+    TAKE_SLOT_SET_SQL,
+    pair_release_slot,
+    pair_take_slot,
+)
 
 OPEN_STATUSES = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 _CANDIDATES = 8  # rows locked per attempt; SKIP LOCKED means contention just moves on
@@ -52,9 +58,7 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
                 pk=assignment_id, status=Assignment.Status.ACTIVE
             ).update(status=Assignment.Status.EXPIRED, finished_at=now)
             if changed and kind != Assignment.Kind.GOLD:
-                Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
-                    slots_taken=F("slots_taken") - 1
-                )
+                pair_release_slot(pair_id=pair_id)
             expired += changed
     return expired
 
@@ -146,9 +150,9 @@ WITH candidate AS (
     FOR UPDATE OF p SKIP LOCKED
 ), taken AS (
     UPDATE annotation_pair p
-    SET slots_taken = p.slots_taken + 1, status = {in_annotation}
+    SET {take_slot_set}
     FROM candidate
-    WHERE p.id = candidate.id AND p.slots_taken < p.slot_cap
+    WHERE p.id = candidate.id AND {take_slot_guard}
     RETURNING p.*, candidate.slots_taken AS slots_before
 ), assigned AS (
     INSERT INTO annotation_assignment (
@@ -180,10 +184,13 @@ def take_sql() -> str:
     # literal statuses let it prove that the partial queue index (status IN ('queued',
     # 'in_annotation')) applies. With them bound, every call was planned afresh, which cost
     # more than running it.
+    # The pair's transition (taking a slot) is pair_state's, embedded here.
+    take_slot_set = TAKE_SLOT_SET_SQL.format(in_annotation=sql_literal(Pair.Status.IN_ANNOTATION))
     return _TAKE_SQL.format(
         pair_columns=model_columns(Pair, "taken").select_sql,
         open_statuses=", ".join(sql_literal(status) for status in OPEN_STATUSES),
-        in_annotation=sql_literal(Pair.Status.IN_ANNOTATION),
+        take_slot_set=take_slot_set,
+        take_slot_guard=TAKE_SLOT_GUARD_SQL,
         active=sql_literal(Assignment.Status.ACTIVE),
         retest=sql_literal(Assignment.Kind.RETEST),
         regular=sql_literal(Assignment.Kind.REGULAR),
@@ -274,10 +281,7 @@ def _take_regular_pair_with_orm(
                     return None
                 continue
             for pair_id, slots_taken, round_id in rows:
-                taken = Pair.objects.filter(pk=pair_id, slots_taken__lt=F("slot_cap")).update(
-                    slots_taken=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION
-                )
-                if not taken:
+                if not pair_take_slot(pair_id=pair_id):
                     continue
                 labelled = slots_taken >= campaign.annotators_per_pair
                 kind = Assignment.Kind.RETEST if labelled else Assignment.Kind.REGULAR
@@ -294,7 +298,7 @@ def _take_regular_pair_with_orm(
                 except IntegrityError:
                     # The same annotator asked twice at once and the other request got this
                     # pair; give the slot back and try the next candidate.
-                    Pair.objects.filter(pk=pair_id).update(slots_taken=F("slots_taken") - 1)
+                    pair_release_slot(pair_id=pair_id)
                     continue
     return None
 
@@ -361,7 +365,5 @@ def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> N
         if not changed:
             raise AlreadyFinished("This assignment is no longer active.")
         if assignment.kind != Assignment.Kind.GOLD:
-            Pair.objects.filter(pk=assignment.pair_id, slots_taken__gt=0).update(
-                slots_taken=F("slots_taken") - 1
-            )
+            pair_release_slot(pair_id=assignment.pair_id)
     assignment.status = Assignment.Status.SKIPPED

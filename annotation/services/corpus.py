@@ -24,6 +24,7 @@ from django.db import connection, transaction
 
 from annotation.models import Corpus, Document
 from annotation.tools.search import strip_control_chars
+from core.errors import BadRequest
 
 MAX_TITLE_CHARS = 500
 MAX_SOURCE_CHARS = 1000
@@ -46,8 +47,10 @@ _SETEXT_UNDERLINE = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 _NON_SPACE = re.compile(rb"\S")
 
 
-class CorpusError(ValueError):
+class CorpusError(BadRequest, ValueError):
     """The corpus file or folder cannot be read as documents."""
+
+    code = "corpus_error"
 
     def __init__(self, message: str, *, line: int | None = None) -> None:
         super().__init__(f"line {line}: {message}" if line else message)

@@ -22,7 +22,7 @@ from annotation.importers import ImportFormatError
 from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
-from config.validation import UPLOAD_NAME_MAX
+from core.validation import UPLOAD_NAME_MAX
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from annotation import hooks
@@ -15,6 +14,7 @@ from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseE
 from annotation.models import Assignment, Evidence, Label, Pair
 from annotation.prepared_reads import fetch_one_prepared
 from annotation.selectors import campaign_pair_counts_forget
+from annotation.services.pair_state import COUNT_LABEL_SET_SQL, pair_count_label
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 _CONSENSUS_FIELDS = (
@@ -137,7 +137,7 @@ def _record_with_orm(
         return None
     # The UPDATE takes the pair's row lock until commit, which serialises concurrent
     # submits for one pair: the last of them sees every label and computes consensus.
-    Pair.objects.filter(pk=assignment.pair_id).update(labels_count=F("labels_count") + 1)
+    pair_count_label(pair_id=assignment.pair_id)
     return Pair.objects.only(*_CONSENSUS_FIELDS).get(pk=assignment.pair_id)
 
 
@@ -194,7 +194,7 @@ WITH claimed AS (
       AND EXISTS (SELECT 1 FROM label)
 ), counted AS (
     UPDATE annotation_pair
-    SET labels_count = labels_count + 1
+    SET {COUNT_LABEL_SET_SQL}
     WHERE id = %(pair_id)s AND %(counts_for_pair)s AND EXISTS (SELECT 1 FROM label)
     RETURNING {", ".join(_CONSENSUS_COLUMNS)}
 )

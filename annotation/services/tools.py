@@ -25,7 +25,8 @@ from annotation.roles import Role, user_has_role
 from annotation.selectors import shown_pair
 from annotation.tools import search as search_tools
 from annotation.tools.llm import LlmUnavailable, chat, pair_messages
-from config.counters import counter_incr
+from core import errors
+from core.counters import counter_incr
 
 MAX_CODE_CHARS = 256 * 1024
 MAX_STDIN_CHARS = 1024 * 1024
@@ -35,23 +36,23 @@ EVIDENCE_OUTPUT_CHARS = 4000
 EVIDENCE_CODE_CHARS = 64 * 1024
 
 
-class ToolError(Exception):
+class ToolError(errors.ApplicationError):
     code = "tool_error"
 
 
-class AssignmentClosed(ToolError):
+class AssignmentClosed(errors.Conflict, ToolError):
     code = "assignment_closed"
 
 
-class TooManyRuns(ToolError):
+class TooManyRuns(errors.RateLimited, ToolError):
     code = "too_many_runs"
 
 
-class ToolUnavailable(ToolError):
+class ToolUnavailable(errors.Unavailable, ToolError):
     code = "tool_unavailable"
 
 
-class RateLimited(ToolError):
+class RateLimited(errors.RateLimited, ToolError):
     code = "rate_limited"
 
 
@@ -68,7 +69,7 @@ def tool_rate_check(*, user_id: int, tool: str, now: float | None = None) -> Non
 
     Fixed one-minute windows counted in the shared cache (Redis in production), so every web
     process sees the same count, with an increment that is atomic on every cache backend
-    (config/counters.py); a refused call counts too, so hammering does not pay.
+    (core/counters.py); a refused call counts too, so hammering does not pay.
     """
     setting, what = _RATE_LIMITS[tool]
     limit = int(settings.ARBITER.get(setting, 0))
@@ -80,7 +81,8 @@ def tool_rate_check(*, user_id: int, tool: str, now: float | None = None) -> Non
     if count > limit:
         wait_s = max(1, int(60 - now % 60))
         raise RateLimited(
-            f"You have reached the limit for {what} ({limit} a minute); try again in {wait_s} s."
+            f"You have reached the limit for {what} ({limit} a minute); try again in {wait_s} s.",
+            retry_after=wait_s,
         )
 
 

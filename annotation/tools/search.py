@@ -24,6 +24,8 @@ from html import escape
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from core.errors import UpstreamFailed
+
 MATCH_START = "\x02"
 MATCH_STOP = "\x03"
 MAX_QUERY_CHARS = 500
@@ -34,8 +36,10 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class SearchError(Exception):
+class SearchError(UpstreamFailed):
     """The search could not be carried out (bad configuration, remote service down)."""
+
+    code = "search_failed"
 
 
 @dataclass(frozen=True)

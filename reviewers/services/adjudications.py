@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Pair
+from annotation.services.pair_state import pair_lock, pair_resolve
 from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
 from reviewers.models import Adjudication, Escalation
 
@@ -44,7 +44,7 @@ def adjudication_resolve(
     with transaction.atomic():
         # Pair first, then escalation: the same lock order as escalation_open and label
         # submits, so a reason arriving during the decision waits instead of deadlocking.
-        list(Pair.objects.select_for_update().filter(pk=escalation.pair_id).values_list("pk"))
+        pair_lock(pair_id=escalation.pair_id)
         # The conditional UPDATE is the gate: only the claim holder, once, before expiry.
         closed = Escalation.objects.filter(
             pk=escalation.pk,
@@ -67,11 +67,10 @@ def adjudication_resolve(
         )
         adjudication.full_clean(exclude=["escalation", "pair", "expert"])
         adjudication.save()
-        discarded = decision == Adjudication.Decision.DISCARD
-        Pair.objects.filter(pk=escalation.pair_id).update(
-            consensus_preference=preference,
-            provenance=Pair.Provenance.DISCARDED if discarded else Pair.Provenance.ADJUDICATED,
-            status=Pair.Status.DISCARDED if discarded else Pair.Status.RESOLVED,
+        pair_resolve(
+            pair_id=escalation.pair_id,
+            preference=preference,
+            discarded=decision == Adjudication.Decision.DISCARD,
         )
     escalation.status = Escalation.Status.RESOLVED
     return adjudication

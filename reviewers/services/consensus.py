@@ -19,11 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
 
 from annotation.models import Assignment, Campaign, Label, Pair
-from annotation.prepared_reads import execute_prepared, fetch_all_prepared
+from annotation.prepared_reads import fetch_all_prepared
 from annotation.services.labels import FLAG_NAMES
+from annotation.services.pair_state import (
+    pair_lock_status,
+    pair_reopen_for_retest,
+    pair_retest_done,
+    pair_settle,
+)
 from reviewers.consensus import (
     Consensus,
     consensus_of,
@@ -36,7 +41,6 @@ from reviewers.services.escalations import (
     FINAL_PAIR_STATUSES,
     escalation_open,
     escalation_record,
-    pair_status_locked,
 )
 
 
@@ -65,13 +69,6 @@ def _regular_votes(pair_id: int) -> list[Vote]:
         Vote(preference, tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on))
         for preference, *flags in fetch_all_prepared(_VOTES_SQL, [pair_id])
     ]
-
-
-_STORE_CONSENSUS_SQL = (
-    f"UPDATE {Pair._meta.db_table} "  # noqa: S608 - a constant table name only
-    "SET consensus_preference = %s, provenance = %s, disagreement = %s, status = %s "
-    "WHERE id = %s"
-)
 
 
 def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None = None) -> None:
@@ -147,7 +144,7 @@ def pair_consensus_update(
     # No savepoint: a failure here must undo the caller's whole transaction anyway.
     with transaction.atomic(savepoint=False):
         if not locked:
-            pair.status = pair_status_locked(pair_id=pair.pk)
+            pair.status = pair_lock_status(pair_id=pair.pk)
         if pair.status in FINAL_PAIR_STATUSES:
             return None
         labels = labels if labels is not None else _regular_votes(pair.pk)
@@ -156,16 +153,12 @@ def pair_consensus_update(
         )
         flags = [name for vote in labels for name in vote.flags]
         reasons = escalation_reasons(consensus, flags=flags, rules=campaign.escalation_rules or {})
-        status = Pair.Status.ESCALATED if reasons else Pair.Status.COMPLETE
-        execute_prepared(
-            _STORE_CONSENSUS_SQL,
-            [
-                consensus.preference,
-                str(consensus.provenance),
-                consensus.disagreement,
-                str(status),
-                pair.pk,
-            ],
+        status = pair_settle(
+            pair_id=pair.pk,
+            preference=consensus.preference,
+            provenance=consensus.provenance,
+            disagreement=consensus.disagreement,
+            escalate=bool(reasons),
         )
         pair.consensus_preference = consensus.preference
         pair.provenance = consensus.provenance
@@ -188,17 +181,12 @@ def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random
     if Assignment.objects.filter(pair=pair, kind=Assignment.Kind.RETEST).exists():
         return False  # one re-test per pair
     # Only a pair with no free slot left gets one more: running this twice adds one slot.
-    scheduled = Pair.objects.filter(
-        pk=pair.pk, status=Pair.Status.COMPLETE, slot_cap__lte=F("slots_taken")
-    ).update(slot_cap=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION)
-    return bool(scheduled)
+    return pair_reopen_for_retest(pair_id=pair.pk)
 
 
 def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
     # Back out of the queue, unless an escalation or a decision moved the pair meanwhile.
-    Pair.objects.filter(pk=pair.pk, status=Pair.Status.IN_ANNOTATION).update(
-        status=Pair.Status.COMPLETE
-    )
+    pair_retest_done(pair_id=pair.pk)
     rules = campaign.escalation_rules or {}
     regular = [vote.preference for vote in _regular_votes(pair.pk)]
     disagreement = pair_disagreement([*regular, label.preference], max_value=_max_value(campaign))

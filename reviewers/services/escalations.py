@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
@@ -18,14 +19,14 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Label, Pair
 from annotation.prepared_reads import fetch_all_prepared
+from annotation.services.pair_state import FINAL_STATUSES, pair_escalate, pair_lock_status
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
 from reviewers.models import Escalation
-from reviewers.tasks import notify_experts_task
 
 CLAIM_DURATION = timedelta(minutes=30)
 DEFAULT_DEADLINE_HOURS = 72.0
 # A decision is final: nothing reopens a pair an expert resolved or discarded.
-FINAL_PAIR_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
+FINAL_PAIR_STATUSES = FINAL_STATUSES
 
 
 def escalation_deadline_hours(campaign: Campaign) -> float:
@@ -36,11 +37,6 @@ def escalation_deadline_hours(campaign: Campaign) -> float:
     except (TypeError, ValueError):
         return DEFAULT_DEADLINE_HOURS
     return hours if hours > 0 else DEFAULT_DEADLINE_HOURS
-
-
-def pair_status_locked(*, pair_id: int) -> str:
-    """The pair's status, read under its row lock (held until the transaction ends)."""
-    return Pair.objects.select_for_update().values_list("status", flat=True).get(pk=pair_id)
 
 
 def escalation_open(
@@ -59,12 +55,12 @@ def escalation_open(
         # Locking the pair serialises openers with each other, with label submits (which lock
         # it too) and with adjudication (which updates it), so "one open escalation per pair"
         # never races and a decision cannot be reopened behind the expert's back.
-        if pair_status_locked(pair_id=pair.pk) in FINAL_PAIR_STATUSES:
+        if pair_lock_status(pair_id=pair.pk) in FINAL_PAIR_STATUSES:
             return None
         escalation = escalation_record(
             pair=pair, reason=reason, detail=detail, disagreement=disagreement, now=now
         )
-        Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
+        pair_escalate(pair_id=pair.pk)
     pair.status = Pair.Status.ESCALATED
     return escalation
 
@@ -105,7 +101,10 @@ def escalation_record(
         escalation.clean_fields(exclude=["campaign", "pair", "claimed_by"])
         escalation.save()
         # Experts hear of it once it is committed (at most an e-mail an hour each).
-        notify_experts_task.delay_on_commit(escalation.pk)
+        # By name: services never import the task modules that call them.
+        transaction.on_commit(
+            lambda: current_app.send_task("reviewers.notify_experts", args=(escalation.pk,))
+        )
         return escalation
     changed = []
     if reason != existing.reason and f"also: {reason}" not in existing.detail:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from annotation.models import Assignment, Pair
+from annotation.services.pair_state import pair_make_gold
 from reviewers.errors import GoldNotAllowed
-
-_NOT_YET_LABELLED = (Pair.Status.POOLED, Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 
 
 def pair_mark_gold(*, pair: Pair, preference: int) -> Pair:
@@ -33,12 +32,7 @@ def pair_mark_gold(*, pair: Pair, preference: int) -> Pair:
         adjudicated = current.provenance == Pair.Provenance.ADJUDICATED
         if adjudicated and current.consensus_preference != preference:
             raise GoldNotAllowed("An expert decided this pair differently; their decision stands.")
-        updates: dict[str, object] = {"is_gold": True, "gold_preference": preference}
-        if not adjudicated:
-            updates.update(consensus_preference=preference, provenance=Pair.Provenance.GOLD)
-        if current.status in _NOT_YET_LABELLED:
-            updates["status"] = Pair.Status.COMPLETE
-        Pair.objects.filter(pk=current.pk).update(**updates)
+        pair_make_gold(pair=current, preference=preference)
     pair.refresh_from_db()
     return pair
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.http import FileResponse, Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -16,23 +18,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
-from config.validation import UPLOAD_NAME_MAX, DbIntegerField
+from core.validation import UPLOAD_NAME_MAX
 from scoring.datasets.curation import (
-    CurationError,
+    CurationParams,
     curation_create,
     evaluation_prompts_read,
     evaluation_set_upload,
 )
 from scoring.datasets.export import (
     FORMATS,
-    PROVENANCE_CHOICES,
-    TIES_CHOICES,
     ExportFilters,
-    InvalidExport,
     export_create,
     export_file,
 )
 from scoring.datasets.selectors import export_for_admin, exports_recent
+from scoring.jobs.params import params_serializer
 
 
 class ExportOutputSerializer(serializers.Serializer):
@@ -59,25 +59,13 @@ class ExportOutputSerializer(serializers.Serializer):
     post=extend_schema(summary="Start an export snapshot"),
 )
 class ExportsApi(APIView):
-    """GET: the campaign's export snapshots, newest first. POST: start a new one (a job)."""
+    """GET: the campaign's export snapshots, newest first. POST: start a new one (a job).
 
-    class InputSerializer(serializers.Serializer):
+    The body is the export's format and its ExportFilters (parsed by ExportFilters.from_params;
+    the serializer below only documents it)."""
+
+    class InputSerializer(params_serializer(ExportFilters)):  # type: ignore[misc]
         format = serializers.ChoiceField(choices=FORMATS, default="parquet")
-        rounds = serializers.ListField(
-            child=DbIntegerField(min_value=1), required=False, default=list
-        )
-        provenance = serializers.ListField(
-            child=serializers.ChoiceField(choices=PROVENANCE_CHOICES), required=False
-        )
-        min_agreement = serializers.FloatField(
-            required=False, allow_null=True, min_value=0, max_value=1
-        )
-        task_categories = serializers.ListField(
-            child=serializers.CharField(), required=False, default=list
-        )
-        include_silver = serializers.BooleanField(required=False, default=False)
-        silver_curated_only = serializers.BooleanField(required=False, default=False)
-        ties = serializers.ChoiceField(choices=TIES_CHOICES, required=False, default="exclude")
 
     @extend_schema(responses={200: ExportOutputSerializer(many=True)})
     def get(self, request: Request, campaign_id: int) -> Response:
@@ -88,14 +76,12 @@ class ExportsApi(APIView):
     @extend_schema(request=InputSerializer, responses={202: ExportOutputSerializer})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        file_format = data.pop("format")
-        try:
-            filters = ExportFilters.from_params(data)
-        except InvalidExport as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        data, file_format = request.data, "parquet"
+        if isinstance(data, Mapping):
+            data = data.copy()
+            file_format = data.get("format") or "parquet"
+            data.pop("format", None)
+        filters = ExportFilters.from_params(data)  # refuses anything but an object
         snapshot = export_create(
             campaign=campaign, file_format=file_format, filters=filters, user=request.user
         )
@@ -122,26 +108,11 @@ class ExportDownloadApi(APIView):
 class CurationsApi(APIView):
     """POST: start Stage-2 curation of the campaign's silver pool (a job on the gpu queue)."""
 
-    class InputSerializer(serializers.Serializer):
-        gold_version = serializers.IntegerField(required=False, min_value=1)
-        best_version = serializers.IntegerField(required=False, min_value=1)
-        keep_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
-        recycle = serializers.BooleanField(required=False, default=False)
-        recycle_threshold = serializers.FloatField(required=False, min_value=0, max_value=1)
-        evaluation_sets = serializers.ListField(child=serializers.CharField(), required=False)
-        recurate = serializers.BooleanField(required=False, default=False)
-
-    @extend_schema(request=InputSerializer, responses={202: dict, 400: dict})
+    @extend_schema(request=params_serializer(CurationParams), responses={202: dict, 400: dict})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            job = curation_create(
-                campaign=campaign, params=dict(serializer.validated_data), user=request.user
-            )
-        except CurationError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        params = CurationParams.from_params(request.data)
+        job = curation_create(campaign=campaign, params=params, user=request.user)
         return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -161,13 +132,10 @@ class EvaluationSetApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
-        try:
-            prompts = evaluation_prompts_read(upload, filename=upload.name or "prompts.txt")
-            count = evaluation_set_upload(
-                campaign=campaign, set_name=serializer.validated_data["name"], prompts=prompts
-            )
-        except CurationError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        prompts = evaluation_prompts_read(upload, filename=upload.name or "prompts.txt")
+        count = evaluation_set_upload(
+            campaign=campaign, set_name=serializer.validated_data["name"], prompts=prompts
+        )
         return Response(
             {"set_name": serializer.validated_data["name"], "prompts": count},
             status=status.HTTP_201_CREATED,

@@ -45,6 +45,7 @@ from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from annotation.models import Campaign
+from core.errors import ApplicationError, Conflict
 from scoring.models import Job, JobLogLine
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,16 @@ _PROGRESS_MIN_INTERVAL_S = 0.5
 _MESSAGE_MAX = 500
 
 
-class JobError(Exception):
+class JobError(ApplicationError):
     """A job cannot do its work for a reason the user must fix (no labels, bad parameters)."""
 
+    code = "job_error"
 
-class JobConflict(JobError):
+
+class JobConflict(Conflict, JobError):
     """Another model job of the campaign is queued or running."""
+
+    code = "job_conflict"
 
     def __init__(self, existing: Job) -> None:
         super().__init__(f"{existing.kind} job {existing.pk} is already {existing.status}")

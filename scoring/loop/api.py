@@ -10,15 +10,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import assignment_for_annotator, campaign_for_admin
+from scoring.jobs.params import params_serializer
 from scoring.jobs.runner import job_cancel
 from scoring.loop.assistance import model_view_reveal
+from scoring.loop.params import LoopParams
 from scoring.loop.registry import (
-    RegistryError,
     model_version_activate,
     model_version_rollback,
 )
 from scoring.loop.requests import loop_request
-from scoring.loop.training import MODES, job_params_for_training
+from scoring.loop.training import job_params_for_training
 from scoring.loop.versions import (
     job_for_admin,
     job_log_tail,
@@ -82,10 +83,7 @@ class ModelVersionActivateApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
     def post(self, request: Request, version_id: int) -> Response:
         version = model_version_for_admin(version_id=version_id, user=request.user)
-        try:
-            version = model_version_activate(version=version)
-        except RegistryError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        version = model_version_activate(version=version)
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -94,10 +92,7 @@ class ModelVersionRollbackApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        try:
-            version = model_version_rollback(campaign=campaign)
-        except RegistryError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        version = model_version_rollback(campaign=campaign)
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -105,17 +100,18 @@ class ModelVersionRollbackApi(APIView):
 class RetrainApi(APIView):
     """"Retrain now": close the round, train, score, prioritise, open the next round."""
 
-    class InputSerializer(serializers.Serializer):
-        mode = serializers.ChoiceField(choices=MODES, default="head")
-        retrieve_from_gold = serializers.BooleanField(default=True)
+    # What the API may set of LoopParams (the base model, a server path, is not among them).
+    FIELDS = ("mode", "retrieve_from_gold")
 
-    @extend_schema(request=InputSerializer, responses={202: JobSerializer})
+    @extend_schema(
+        request=params_serializer(LoopParams, fields=FIELDS), responses={202: JobSerializer}
+    )
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        params = job_params_for_training(mode=serializer.validated_data["mode"])
-        params["retrieve_from_gold"] = serializer.validated_data["retrieve_from_gold"]
+        given = LoopParams.from_params(request.data, fields=self.FIELDS)
+        params = job_params_for_training(
+            mode=given.mode, retrieve_from_gold=given.retrieve_from_gold
+        )
         job = loop_request(campaign=campaign, user=request.user, params=params)
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)
 

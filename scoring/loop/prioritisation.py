@@ -30,6 +30,7 @@ import numpy as np
 from django.db import transaction
 
 from annotation.models import Pair
+from annotation.services.pair_state import pairs_raise_priority
 from reviewers.models import Escalation
 from reviewers.services.escalations import (
     escalation_model_contradiction,
@@ -153,7 +154,7 @@ def _apply(
     with transaction.atomic():
         # One transaction: a cancelled or failed job never leaves half the pool re-ranked.
         Retrieval.objects.bulk_create(retrievals, batch_size=1000)
-        Pair.objects.bulk_update(raised, ["priority", "priority_reason"], batch_size=1000)
+        pairs_raise_priority(pairs=raised)
     return len(retrievals)
 
 

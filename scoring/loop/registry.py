@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from annotation.models import Campaign, Round
+from core.errors import Conflict
 from scoring.jobs.runner import JobLost
 from scoring.models import Job, ModelVersion
 from scoring.selectors import active_model_version
@@ -32,8 +33,10 @@ if TYPE_CHECKING:
     from scoring.reward_model import RewardModel
 
 
-class RegistryError(Exception):
+class RegistryError(Conflict):
     """A registry request that cannot be honoured (e.g. nothing to roll back to)."""
+
+    code = "registry_error"
 
 
 def campaign_model_root(campaign: Campaign) -> Path:

@@ -2,10 +2,13 @@
 ``loop_request`` ("Retrain now") create the job row and enqueue its task after commit. A second
 request while a model job of the campaign is queued or running returns that job instead of
 starting another (one model job at a time per campaign). ``scoring.loop.model_jobs`` runs them.
+Parameters are checked against the kind's schema (``scoring.loop.params``) before the row is
+written: a bad one is a JobError naming it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -13,6 +16,7 @@ from django.db import transaction
 
 from annotation.models import Campaign
 from scoring.jobs.runner import JobConflict, job_create, job_enqueue
+from scoring.loop.params import LoopParams, ScoreParams, TrainParams
 from scoring.loop.training import job_params_for_training
 from scoring.models import Job
 
@@ -40,12 +44,14 @@ def training_request(
     *,
     campaign: Campaign,
     user: AbstractBaseUser | None = None,
-    params: dict[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
     enqueue: bool = True,
     queue: str | None = None,
 ) -> Job:
-    """Train a new version (``params``: see ``training.job_params_for_training``)."""
-    params = params if params is not None else job_params_for_training()
+    """Train a new version (``params``: TrainParams; see ``training.job_params_for_training``)."""
+    params = TrainParams.from_params(
+        params if params is not None else job_params_for_training()
+    ).as_params()
     return _request(
         campaign=campaign, kind=Job.Kind.TRAIN, params=params, user=user, enqueue=enqueue,
         queue=queue,
@@ -56,13 +62,14 @@ def scoring_request(
     *,
     campaign: Campaign,
     user: AbstractBaseUser | None = None,
-    params: dict[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
     enqueue: bool = True,
     queue: str | None = None,
 ) -> Job:
-    """Score and prioritise the pool with the active version."""
+    """Score and prioritise the pool with the active version (``params``: ScoreParams)."""
+    params = ScoreParams.from_params(params).as_params()
     return _request(
-        campaign=campaign, kind=Job.Kind.SCORE, params=params or {}, user=user, enqueue=enqueue,
+        campaign=campaign, kind=Job.Kind.SCORE, params=params, user=user, enqueue=enqueue,
         queue=queue,
     )
 
@@ -71,14 +78,16 @@ def loop_request(
     *,
     campaign: Campaign,
     user: AbstractBaseUser | None = None,
-    params: dict[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
     reason: str = "retrain now",
     enqueue: bool = True,
     queue: str | None = None,
 ) -> Job:
-    """Close the round, retrain, score, prioritise and open the next round, as one job."""
+    """Close the round, retrain, score, prioritise and open the next round, as one job
+    (``params``: LoopParams)."""
     params = dict(params) if params is not None else job_params_for_training()
     params.setdefault("reason", reason)
+    params = LoopParams.from_params(params).as_params()
     return _request(
         campaign=campaign, kind=Job.Kind.LOOP, params=params, user=user, enqueue=enqueue,
         queue=queue,

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Campaign, Pair, Round
+from annotation.services.pair_state import pairs_queue, pairs_return_to_pool
 from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext
 from scoring.loop.pool_scoring import pool_score
 from scoring.loop.prioritisation import pool_prioritise
@@ -60,9 +61,7 @@ def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRou
         if current is None:
             return None
         Round.objects.filter(pk=current.pk).update(status=Round.Status.CLOSED, closed_at=now)
-        returned = Pair.objects.filter(
-            round=current, status=Pair.Status.QUEUED, slots_taken=0, labels_count=0
-        ).update(status=Pair.Status.POOLED, round=None)
+        returned = pairs_return_to_pool(round_=current)
     current.refresh_from_db()
     return ClosedRound(current, returned)
 
@@ -83,9 +82,7 @@ def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | N
             return None
         last = Round.objects.filter(campaign=campaign).order_by("-number").first()
         opened = Round.objects.create(campaign=campaign, number=(last.number + 1) if last else 1)
-        Pair.objects.filter(pk__in=chosen, status=Pair.Status.POOLED).update(
-            status=Pair.Status.QUEUED, round=opened
-        )
+        pairs_queue(pair_ids=chosen, round_=opened)
     return opened
 
 

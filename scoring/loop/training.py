@@ -32,6 +32,7 @@ from scoring.loop.embeddings import (
     pair_embeddings_ensure,
     pair_vectors_load,
 )
+from scoring.loop.params import LoopParams, TrainParams
 from scoring.loop.registry import model_version_activate, model_version_register
 from scoring.models import Job, ModelVersion
 
@@ -39,20 +40,6 @@ TRAINABLE_PROVENANCE = (
     Pair.Provenance.UNANIMOUS,
     Pair.Provenance.MAJORITY,
     Pair.Provenance.ADJUDICATED,
-)
-MODES = ("head", "full")
-# TrainingConfig fields a job may set through its params.
-_CONFIG_PARAMS = (
-    "max_length",
-    "drop_overlong",
-    "seed",
-    "head_l2",
-    "learning_rate",
-    "epochs",
-    "max_steps",
-    "batch_size",
-    "gradient_accumulation_steps",
-    "warmup_ratio",
 )
 
 
@@ -151,15 +138,13 @@ def resolve_base_model(params: dict[str, Any]) -> Path:
 def job_params_for_training(
     *, mode: str = "head", base_model: str | None = None, **options: Any
 ) -> dict[str, Any]:
-    """Parameters recorded on a train or loop job when it is created (see the module doc)."""
-    if mode not in MODES:
-        raise JobError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    params: dict[str, Any] = {
-        "mode": mode,
-        "base_model": base_model if base_model is not None else settings.ARBITER["BASE_MODEL"],
-    }
-    params.update({name: value for name, value in options.items() if value is not None})
-    return params
+    """Parameters recorded on a train or loop job when it is created (see the module doc):
+    TrainParams' (LoopParams' for the loop's own options), with the base model filled in."""
+    if base_model is None:
+        base_model = settings.ARBITER["BASE_MODEL"]
+    given = {"mode": mode, "base_model": base_model, **options}
+    schema = TrainParams if set(given) <= set(TrainParams.field_types()) else LoopParams
+    return schema.from_params(given).as_params()
 
 
 def _examples(data: JudgedPairs) -> list[Any]:
@@ -210,13 +195,8 @@ def evaluate_pairs(*, model: Any, data: JudgedPairs, key: str | None) -> dict[st
 
 
 def training_config_from_params(params: dict[str, Any]) -> Any:
-    from scoring.reward_model import TrainingConfig
-
-    options = {name: params[name] for name in _CONFIG_PARAMS if params.get(name) is not None}
-    try:
-        return TrainingConfig(mode=params.get("mode", "head"), **options)
-    except (TypeError, ValueError) as error:
-        raise JobError(f"bad training parameters: {error}") from error
+    """The TrainingConfig of a train or loop job's recorded params (LoopParams' superset)."""
+    return LoopParams.from_params(params, ignore_unknown=True).training_config()
 
 
 @dataclass
@@ -231,10 +211,9 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
 
     campaign = job.campaign
     params = job.params
-    config = training_config_from_params(params)
-    gold_share = float(params.get("train_on_gold_share", 0.0))
-    if not 0.0 <= gold_share <= 1.0:
-        raise JobError("train_on_gold_share must be between 0 and 1")
+    typed = LoopParams.from_params(params, ignore_unknown=True)  # train params are a subset
+    config = typed.training_config()
+    gold_share = typed.train_on_gold_share or 0.0
     data = training_pairs(campaign=campaign, train_on_gold_share=gold_share)
     if not len(data):
         raise JobError(
@@ -306,7 +285,7 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
             round_=round_,
         )
     context.log(f"registered v{version.number} at {version.checkpoint}")
-    if params.get("activate", True):
+    if typed.activate:
         version = model_version_activate(version=version)
         context.log(f"v{version.number} is now the active model")
     return TrainedModel(version, model)

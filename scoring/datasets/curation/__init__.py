@@ -43,6 +43,7 @@ from scoring.datasets.curation.consistency import (
     KEPT,
     RECYCLED,
     CurationError,
+    CurationParams,
     CurationRules,
     ProgressCallback,
     curation_models,
@@ -77,6 +78,7 @@ from scoring.datasets.curation.pool import (
 __all__ = [
     "CONTAMINATED",
     "CurationError",
+    "CurationParams",
     "CurationResult",
     "CurationRules",
     "DEFAULT_BATCH_SIZE",

@@ -3,7 +3,7 @@ and best models (and a judge), and the models that give them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,9 @@ import numpy as np
 from django.db.models import F
 
 from annotation.models import Campaign
+from core.errors import BadRequest
 from scoring.datasets.scorers import PoolItem, Scorer
+from scoring.jobs.params import JobParams
 from scoring.models import ModelVersion, PairScore
 from scoring.selectors import active_model_version
 
@@ -20,8 +22,10 @@ DUPLICATE, CONTAMINATED = "duplicate", "contaminated"
 DEFAULT_BATCH_SIZE = 256
 
 
-class CurationError(ValueError):
+class CurationError(BadRequest, ValueError):
     """Curation cannot run: no model version, bad thresholds, unreadable evaluation set."""
+
+    code = "curation_error"
 
 
 ProgressCallback = Callable[[float, str], None]
@@ -43,17 +47,38 @@ class CurationRules:
             # Otherwise a pair could be both "kept" and "confidently reversed".
             raise CurationError("recycle_threshold must exceed 1 - keep_threshold")
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> CurationRules:
-        known = {name: params[name] for name in cls.__dataclass_fields__ if name in params}
-        try:
-            values = {
-                name: (bool(value) if name == "recycle" else float(value))
-                for name, value in known.items()
-            }
-        except (TypeError, ValueError) as error:
-            raise CurationError(f"bad threshold: {error}") from error
-        return cls(**values)
+
+@dataclass(frozen=True)
+class CurationParams(JobParams):
+    """A curate job's parameters (the API, the dashboard form and curate_pool build it)."""
+
+    error = CurationError
+
+    gold_version: int | None = None  # default: the active version
+    best_version: int | None = None  # default: the best held-out accuracy
+    keep_threshold: float = 0.5
+    recycle: bool = False
+    recycle_threshold: float = 0.9
+    judge_threshold: float = 0.5
+    evaluation_sets: tuple[str, ...] | None = None  # default: all of the campaign's
+    recurate: bool = False
+    # Use the configured LLM judge (ARBITER_LLM_URL) when there is one.
+    llm_judge: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("gold_version", "best_version"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise CurationError(f"{name} must be a version number (1 or more), got {value}")
+        self.rules()  # checks the thresholds
+
+    def rules(self) -> CurationRules:
+        return CurationRules(
+            keep_threshold=self.keep_threshold,
+            recycle=self.recycle,
+            recycle_threshold=self.recycle_threshold,
+            judge_threshold=self.judge_threshold,
+        )
 
 
 def _agreement(silver: np.ndarray, p_a_better: np.ndarray) -> np.ndarray:

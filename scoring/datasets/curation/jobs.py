@@ -11,7 +11,7 @@ from django.db import transaction
 from annotation.models import Campaign
 from scoring.datasets.curation.consistency import (
     CurationError,
-    CurationRules,
+    CurationParams,
     curation_models,
     model_version_scorer,
 )
@@ -33,51 +33,37 @@ from scoring.models import Job
 
 # --- Jobs ---------------------------------------------------------------------------------
 
-_PARAM_NAMES = {
-    "gold_version",
-    "best_version",
-    "evaluation_sets",
-    "recurate",
-    *CurationRules.__dataclass_fields__,
-}
-
-
 def curation_create(
     *,
     campaign: Campaign,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | CurationParams | None = None,
     user: AbstractBaseUser | None = None,
     enqueue: bool = True,
 ) -> Job:
     """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - _PARAM_NAMES)
-    if unknown:
-        raise CurationError(f"unknown parameter {', '.join(unknown)}")
-    CurationRules.from_params(params)
+    if not isinstance(params, CurationParams):
+        params = CurationParams.from_params(params)
     curation_models(
-        campaign=campaign,
-        gold_number=params.get("gold_version"),
-        best_number=params.get("best_version"),
+        campaign=campaign, gold_number=params.gold_version, best_number=params.best_version
     )
     author = user if user is not None and user.is_authenticated else None
     with transaction.atomic():
-        job = job_create(campaign=campaign, kind=Job.Kind.CURATE, params=params, user=author)
+        job = job_create(
+            campaign=campaign, kind=Job.Kind.CURATE, params=params.as_params(), user=author
+        )
         if enqueue:
             job_enqueue(job=job)
     return job
 
 
 def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
-    params = job.params or {}
-
     def work(context: JobContext) -> dict[str, Any]:
         try:
-            rules = CurationRules.from_params(params)
+            params = CurationParams.from_params(job.params)
             gold_version, best_version = curation_models(
                 campaign=job.campaign,
-                gold_number=params.get("gold_version"),
-                best_number=params.get("best_version"),
+                gold_number=params.gold_version,
+                best_number=params.best_version,
             )
         except CurationError as error:
             raise JobError(str(error)) from error
@@ -93,7 +79,7 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             context.progress(fraction, message)
 
         judge = scorers.get("judge")
-        if judge is None and params.get("llm_judge", True):
+        if judge is None and params.llm_judge:
             if llm_judge_configured():
                 judge = llm_judge_scorer()
                 context.log("an LLM judge is configured: it may keep pairs the models reject")
@@ -102,10 +88,10 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             campaign=job.campaign,
             gold=gold,
             best=best,
-            rules=rules,
+            rules=params.rules(),
             judge=judge,
-            evaluation_sets=params.get("evaluation_sets"),
-            recurate=bool(params.get("recurate", False)),
+            evaluation_sets=params.evaluation_sets,
+            recurate=params.recurate,
             on_progress=on_progress,
         )
         context.log(

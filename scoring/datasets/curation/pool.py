@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet
 
 from annotation.importers import canonical_json
 from annotation.models import Campaign, Pair
+from annotation.services.pair_state import pairs_set_curation
 from scoring.datasets.curation.consistency import (
     CONTAMINATED,
     DEFAULT_BATCH_SIZE,
@@ -82,8 +83,7 @@ class CurationResult:
 
 
 def _mark(ids: Sequence[int], curation: str) -> None:
-    if ids:
-        Pair.objects.filter(pk__in=ids).update(curation=curation)
+    pairs_set_curation(pair_ids=ids, curation=curation)
 
 
 def _screen(

@@ -5,13 +5,15 @@ build (see the package docstring for the rules)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
 from annotation.models import Campaign, Evidence, Pair
+from core.errors import BadRequest
+from scoring.jobs.params import JobParams
 
 FORMATS = ("jsonl", "parquet")
 DEFAULT_PROVENANCE = ("gold", "unanimous", "majority", "adjudicated")
@@ -30,12 +32,19 @@ _AGREEMENT_EPSILON = 1e-9
 ProgressCallback = Callable[[int, int], None]
 
 
-class InvalidExport(ValueError):
+class InvalidExport(BadRequest, ValueError):
     """Filters or a format the export cannot honour."""
+
+    code = "invalid_export"
 
 
 @dataclass(frozen=True)
-class ExportFilters:
+class ExportFilters(JobParams):
+    """An export job's parameters (with its format); built by ``from_params`` everywhere."""
+
+    error = InvalidExport
+    choices = {"provenance": PROVENANCE_CHOICES, "ties": TIES_CHOICES}
+
     rounds: tuple[int, ...] = ()
     provenance: tuple[str, ...] = DEFAULT_PROVENANCE
     min_agreement: float | None = None
@@ -45,6 +54,9 @@ class ExportFilters:
     ties: str = "exclude"
 
     def __post_init__(self) -> None:
+        # Normal form: rounds sorted without repeats, provenance without repeats, in order.
+        object.__setattr__(self, "rounds", tuple(sorted(set(self.rounds))))
+        object.__setattr__(self, "provenance", tuple(dict.fromkeys(self.provenance)))
         unknown = sorted(set(self.provenance) - set(PROVENANCE_CHOICES))
         if unknown:
             raise InvalidExport(f"unknown provenance {', '.join(unknown)}")
@@ -55,35 +67,8 @@ class ExportFilters:
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             raise InvalidExport("min_agreement must lie between 0 and 1")
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None) -> ExportFilters:
-        params = dict(params or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise InvalidExport(f"unknown filter {', '.join(unknown)}")
-        try:
-            values: dict[str, Any] = {}
-            if "rounds" in params:
-                values["rounds"] = tuple(sorted({int(number) for number in params["rounds"]}))
-            if "provenance" in params and params["provenance"] is not None:
-                values["provenance"] = tuple(dict.fromkeys(str(p) for p in params["provenance"]))
-            if params.get("min_agreement") is not None:
-                values["min_agreement"] = float(params["min_agreement"])
-            if "task_categories" in params:
-                values["task_categories"] = tuple(str(c) for c in params["task_categories"])
-            for flag in ("include_silver", "silver_curated_only"):
-                if flag in params:
-                    values[flag] = bool(params[flag])
-            if params.get("ties"):
-                values["ties"] = str(params["ties"])
-        except (TypeError, ValueError) as error:
-            if isinstance(error, InvalidExport):
-                raise
-            raise InvalidExport(f"bad filter value: {error}") from error
-        return cls(**values)
-
     def as_params(self) -> dict[str, Any]:
+        # Every filter, min_agreement too when None: the snapshot row shows them all.
         params = asdict(self)
         for name in ("rounds", "provenance", "task_categories"):
             params[name] = list(params[name])

@@ -5,8 +5,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.jobs.runner import JobError
+from scoring.loop.params import MODES
 from scoring.loop.requests import training_request
-from scoring.loop.training import MODES, job_params_for_training
+from scoring.loop.training import job_params_for_training
 from scoring.management.commands._model_job import (
     MODE_HELP,
     add_run_arguments,
@@ -50,11 +51,10 @@ class Command(BaseCommand):
                 max_steps=options["max_steps"],
                 max_length=options["max_length"],
                 train_on_gold_share=options["train_on_gold_share"],
+                activate=not options["no_activate"],
             )
         except JobError as error:
             raise CommandError(str(error)) from error
-        if options["no_activate"]:
-            params["activate"] = False
 
         def request(enqueue: bool) -> Job:
             return training_request(campaign=campaign, params=params, enqueue=enqueue)

@@ -1,0 +1,187 @@
+"""The one owner of a pair's state: every write of ``Pair.status``, its slots, its verdict
+(consensus, provenance, disagreement), its gold and curation flags and its priority goes
+through a function here; the other modules and apps call them.
+
+States (``Pair.Status``) and the transitions between them::
+
+    pooled ──pairs_queue──> queued ──pair_take_slot──> in_annotation ──pair_settle──> complete
+       ^                      │                          ^      │                       │
+       └──pairs_return_to_pool┘            pair_reopen_for_retest └─────> escalated <────┘
+                                       (complete -> in_annotation;       (pair_settle or
+                                        pair_retest_done goes back)       pair_escalate)
+    escalated ──pair_resolve──> resolved | discarded   (final: nothing reopens them)
+
+plus counters (``pair_count_label``, ``pair_release_slot``), flags (``pair_make_gold``,
+``pairs_set_curation``) and priorities (``pairs_raise_priority``, not a transition).
+
+Where two writers race, the transition is a conditional UPDATE whose WHERE clause states the
+state it leaves (``status = 'pooled'``, ``slots_taken < slot_cap`` ...), and the caller reads
+the row count; where a caller must decide on what it read, it holds the row lock
+(``pair_lock_status``). The two hot-path statements (taking a slot with the assignment, and
+counting a label with its submit, in ``annotation.services.assignments`` and ``labels``) run
+as one prepared statement each for speed; they embed the SQL of their transition from here
+(``TAKE_SLOT_SET_SQL``, ``COUNT_LABEL_SET_SQL``), so the rule still lives in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.db.models import F
+
+from annotation.models import Pair, Round
+from annotation.prepared_reads import execute_prepared
+
+FINAL_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
+# Statuses that still wait for labels: marking such a pair gold takes it out of the queue.
+_NOT_YET_LABELLED = (Pair.Status.POOLED, Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
+
+# The slot-taking transition as SQL (alias ``p``), for the assignment engine's one-statement
+# path; ``pair_take_slot`` is the same rule through the ORM.
+TAKE_SLOT_GUARD_SQL = "p.slots_taken < p.slot_cap"
+TAKE_SLOT_SET_SQL = "slots_taken = p.slots_taken + 1, status = {in_annotation}"
+# Counting a label, for the submit's one-statement path; ``pair_count_label`` through the ORM.
+COUNT_LABEL_SET_SQL = "labels_count = labels_count + 1"
+
+
+def pair_lock_status(*, pair_id: int) -> str:
+    """The pair's status, read under its row lock (held until the transaction ends)."""
+    return Pair.objects.select_for_update().values_list("status", flat=True).get(pk=pair_id)
+
+
+def pair_lock(*, pair_id: int) -> None:
+    """Take the pair's row lock (until the transaction ends) without reading anything."""
+    list(Pair.objects.select_for_update().filter(pk=pair_id).values_list("pk"))
+
+
+# --- rounds ---------------------------------------------------------------------------------
+
+
+def pairs_queue(*, pair_ids: Sequence[int], round_: Round) -> int:
+    """pooled -> queued in ``round_``; pairs no longer pooled are left alone."""
+    return Pair.objects.filter(pk__in=pair_ids, status=Pair.Status.POOLED).update(
+        status=Pair.Status.QUEUED, round=round_
+    )
+
+
+def pairs_return_to_pool(*, round_: Round) -> int:
+    """queued -> pooled for the round's pairs nobody took a slot of or labelled."""
+    return Pair.objects.filter(
+        round=round_, status=Pair.Status.QUEUED, slots_taken=0, labels_count=0
+    ).update(status=Pair.Status.POOLED, round=None)
+
+
+# --- slots and labels -------------------------------------------------------------------------
+
+
+def pair_take_slot(*, pair_id: int) -> bool:
+    """queued | in_annotation -> in_annotation, taking a slot; False when none is free."""
+    return bool(
+        Pair.objects.filter(pk=pair_id, slots_taken__lt=F("slot_cap")).update(
+            slots_taken=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION
+        )
+    )
+
+
+def pair_release_slot(*, pair_id: int) -> int:
+    """Give a slot back (a lease expired or was skipped, or its insert failed)."""
+    return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
+        slots_taken=F("slots_taken") - 1
+    )
+
+
+def pair_count_label(*, pair_id: int) -> None:
+    """One more label; the UPDATE takes the pair's row lock until commit, which serialises
+    concurrent submits for one pair (the last of them computes the consensus)."""
+    Pair.objects.filter(pk=pair_id).update(labels_count=F("labels_count") + 1)
+
+
+# --- verdicts -------------------------------------------------------------------------------
+
+# Run under the pair's row lock on every N-th label: a prepared statement, no ORM compiling.
+_SETTLE_SQL = (
+    f"UPDATE {Pair._meta.db_table} "  # noqa: S608 - a constant table name only
+    "SET consensus_preference = %s, provenance = %s, disagreement = %s, status = %s "
+    "WHERE id = %s"
+)
+
+
+def pair_settle(
+    *,
+    pair_id: int,
+    preference: int | None,
+    provenance: str,
+    disagreement: float,
+    escalate: bool,
+) -> str:
+    """in_annotation -> complete, or escalated when a rule fired, storing the consensus.
+
+    The caller holds the pair's row lock and has checked that the pair is not final.
+    Returns the new status.
+    """
+    status = Pair.Status.ESCALATED if escalate else Pair.Status.COMPLETE
+    execute_prepared(
+        _SETTLE_SQL, [preference, str(provenance), disagreement, str(status), pair_id]
+    )
+    return status
+
+
+def pair_reopen_for_retest(*, pair_id: int) -> bool:
+    """complete -> in_annotation with one more slot, for a double-blind re-test. Only a pair
+    with no free slot left gets one: running this twice adds one slot."""
+    return bool(
+        Pair.objects.filter(
+            pk=pair_id, status=Pair.Status.COMPLETE, slot_cap__lte=F("slots_taken")
+        ).update(slot_cap=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION)
+    )
+
+
+def pair_retest_done(*, pair_id: int) -> bool:
+    """in_annotation -> complete once the re-test label is in, unless an escalation or a
+    decision moved the pair meanwhile."""
+    return bool(
+        Pair.objects.filter(pk=pair_id, status=Pair.Status.IN_ANNOTATION).update(
+            status=Pair.Status.COMPLETE
+        )
+    )
+
+
+def pair_escalate(*, pair_id: int) -> None:
+    """-> escalated. The caller holds the row lock and has checked the pair is not final."""
+    Pair.objects.filter(pk=pair_id).update(status=Pair.Status.ESCALATED)
+
+
+def pair_resolve(*, pair_id: int, preference: int | None, discarded: bool) -> None:
+    """escalated -> resolved (the expert's preference) or discarded. Under the row lock."""
+    Pair.objects.filter(pk=pair_id).update(
+        consensus_preference=preference,
+        provenance=Pair.Provenance.DISCARDED if discarded else Pair.Provenance.ADJUDICATED,
+        status=Pair.Status.DISCARDED if discarded else Pair.Status.RESOLVED,
+    )
+
+
+# --- flags and priority ---------------------------------------------------------------------
+
+
+def pair_make_gold(*, pair: Pair, preference: int) -> None:
+    """Flag the pair gold with its known answer (canonical). ``pair`` was read under its row
+    lock; the caller has refused escalated, discarded and leased pairs. The answer becomes the
+    consensus unless an expert decided the pair; a pair still waiting for labels leaves the
+    queue (-> complete)."""
+    updates: dict[str, object] = {"is_gold": True, "gold_preference": preference}
+    if pair.provenance != Pair.Provenance.ADJUDICATED:
+        updates.update(consensus_preference=preference, provenance=Pair.Provenance.GOLD)
+    if pair.status in _NOT_YET_LABELLED:
+        updates["status"] = Pair.Status.COMPLETE
+    Pair.objects.filter(pk=pair.pk).update(**updates)
+
+
+def pairs_set_curation(*, pair_ids: Sequence[int], curation: str) -> None:
+    """Stage-2 curation's verdict (a flag: the pair's status does not change)."""
+    if pair_ids:
+        Pair.objects.filter(pk__in=pair_ids).update(curation=curation)
+
+
+def pairs_raise_priority(*, pairs: Iterable[Pair]) -> None:
+    """Store new ``priority`` and ``priority_reason`` values (not a transition: a ranking)."""
+    Pair.objects.bulk_update(list(pairs), ["priority", "priority_reason"], batch_size=1000)

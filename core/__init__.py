@@ -1,0 +1,1 @@
+"""The lowest layer: what every app shares (the error family, its HTTP translation)."""

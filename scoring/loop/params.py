@@ -1,0 +1,94 @@
+"""The parameters of model jobs (train, loop, score): one typed schema each.
+
+``TrainParams`` for a train job (the reward model's options, recorded on the row when the job
+is created, see ``scoring.loop.training``), ``LoopParams`` for "Retrain now" (training plus
+what the loop does after it), ``ScoreParams`` for scoring the pool. The API, the dashboard and
+the management commands build them through ``from_params`` (``scoring.jobs.params``); a bad
+value is a JobError (400) naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scoring.jobs.params import JobParams
+from scoring.jobs.runner import JobError
+
+MODES = ("head", "full")
+# TrainParams fields that are TrainingConfig options (scoring.reward_model).
+_CONFIG_PARAMS = (
+    "max_length",
+    "drop_overlong",
+    "seed",
+    "head_l2",
+    "learning_rate",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "warmup_ratio",
+)
+_POSITIVE = ("max_length", "max_steps", "batch_size", "gradient_accumulation_steps")
+
+
+@dataclass(frozen=True)
+class TrainParams(JobParams):
+    error = JobError
+    choices = {"mode": MODES}
+
+    mode: str = "head"
+    # A model directory; None: settings.ARBITER["BASE_MODEL"], else the packaged MiniLM.
+    base_model: str | None = None
+    max_length: int | None = None
+    drop_overlong: bool | None = None
+    seed: int | None = None
+    head_l2: float | None = None
+    learning_rate: float | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    warmup_ratio: float | None = None
+    # Train on this share of the gold pairs too (None or 0: all held out).
+    train_on_gold_share: float | None = None
+    activate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise JobError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        share = self.train_on_gold_share
+        if share is not None and not 0.0 <= share <= 1.0:
+            raise JobError("train_on_gold_share must be between 0 and 1")
+        for name in _POSITIVE:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise JobError(f"{name} must be a positive whole number, got {value}")
+
+    def training_config(self) -> Any:
+        """The reward model's TrainingConfig (imports torch: call it in a worker)."""
+        from scoring.reward_model import TrainingConfig
+
+        options = {name: getattr(self, name) for name in _CONFIG_PARAMS}
+        options = {name: value for name, value in options.items() if value is not None}
+        try:
+            return TrainingConfig(mode=self.mode, **options)
+        except (TypeError, ValueError) as error:
+            raise JobError(f"bad training parameters: {error}") from error
+
+
+@dataclass(frozen=True)
+class LoopParams(TrainParams):
+    # Score the pool and raise the priority of pairs near the model's mistakes.
+    prioritise: bool = True
+    # Let gold pairs steer retrieval (off keeps gold a clean held-out measure).
+    retrieve_from_gold: bool = True
+    round_size: int | None = None  # None: the campaign's round_size
+    reason: str | None = None  # why the loop ran ("retrain now", "round complete")
+
+
+@dataclass(frozen=True)
+class ScoreParams(JobParams):
+    error = JobError
+
+    retrieve_from_gold: bool = True
