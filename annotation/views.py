@@ -135,9 +135,12 @@ def _render_workspace(
     if request.htmx:
         response = render(request, PAIR_FRAGMENT, context, status=status)
         if status == 200 and not request.htmx.history_restore_request:
-            response["HX-Push-Url"] = context.get("pair_url") or reverse(
-                "campaign-detail", args=[campaign.pk]
-            )
+            # A new pair gets a history entry (Back returns to the one before); the empty
+            # workspace, polled every 30 s, only replaces the address, adding no entries.
+            url = context.get("pair_url") or reverse("campaign-detail", args=[campaign.pk])
+            if request.htmx.current_url_abs_path != url:
+                header = "HX-Push-Url" if assignment is not None else "HX-Replace-Url"
+                response[header] = url
         return response
     context["guidelines_html"] = render_markdown(campaign.guidelines)
     return render(request, WORKSPACE, context, status=status)

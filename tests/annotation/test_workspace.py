@@ -491,3 +491,26 @@ def test_gold_pairs_are_not_progress_and_the_counter_follows_the_labels(
     assert "<strong>1</strong> of 1 pairs complete" in html
     api = alice_client.get(f"/api/campaigns/{campaign.pk}/progress").json()
     assert (api["pairs"]["complete"], api["pairs"]["total"], api["pairs"]["gold"]) == (1, 1, 2)
+
+
+def test_each_new_pair_gets_a_history_entry_and_polling_adds_none(
+    alice_client, annotator_a, campaign
+):
+    PairFactory(campaign=campaign)
+    response = alice_client.get(workspace_url(campaign), headers=HTMX)
+    assignment = current_assignment(campaign, annotator_a)
+    assert response["HX-Push-Url"] == reverse("assignment-page", args=[assignment.pk])
+    # The same pair asked for again from its own address: no second entry.
+    again = alice_client.get(
+        workspace_url(campaign),
+        headers={**HTMX, "HX-Current-URL": f"http://testserver{response['HX-Push-Url']}"},
+    )
+    assert "HX-Push-Url" not in again
+    alice_client.post(label_url(assignment), {"preference": "1"}, headers=HTMX)
+    # Nothing left: the poll replaces the address with the campaign's, pushing nothing.
+    poll = alice_client.get(
+        workspace_url(campaign),
+        headers={**HTMX, "HX-Current-URL": f"http://testserver{workspace_url(campaign)}"},
+    )
+    assert "Nothing left to judge" in poll.content.decode()
+    assert "HX-Push-Url" not in poll and "HX-Replace-Url" not in poll
