@@ -24,6 +24,7 @@ from annotation.models import Assignment, Campaign, Label, Pair
 from annotation.prepared_reads import fetch_all_prepared
 from annotation.services.labels import FLAG_NAMES
 from annotation.services.pair_state import (
+    pair_escalate,
     pair_lock_status,
     pair_reopen_for_retest,
     pair_retest_done,
@@ -123,7 +124,7 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
     ).update(status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None)
     others_open = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN)
     if others_open.exists():
-        Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.ESCALATED)
+        pair_escalate(pair_id=pair.pk)
         pair.status = Pair.Status.ESCALATED
 
 

@@ -76,7 +76,7 @@ _PAIR_WRITE = re.compile(
     r"UPDATE \{Pair|\.status = Pair\.Status"
 )
 # In-memory copies kept in step with what a transition just wrote (no database write).
-_IN_MEMORY = {"reviewers/services/escalations.py": 1}
+_IN_MEMORY = {"reviewers/services/consensus.py": 1, "reviewers/services/escalations.py": 1}
 
 
 def test_no_module_but_pair_state_writes_a_pair():
