@@ -1,6 +1,7 @@
 """What happens when a label arrives: consensus, escalation rules and double-blind re-tests.
 
-``annotation.services.labels.label_submit`` calls ``pair_label_recorded`` inside its
+``annotation.services.labels.label_submit`` calls ``pair_label_recorded`` (through the
+``annotation.hooks.label_recorded`` hook, registered in ``ReviewersConfig.ready``) inside its
 transaction with the pair row locked, so the last of N concurrent submits computes the
 consensus exactly once.
 

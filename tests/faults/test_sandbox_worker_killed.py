@@ -5,8 +5,10 @@ behind), none pending forever."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -27,7 +29,7 @@ C_SLEEPER = "#include <unistd.h>\nint main(void) { sleep(8); return 0; }"
 
 
 @pytest.fixture
-def private_sandbox(tmp_path, monkeypatch) -> SandboxConfig:
+def private_sandbox(tmp_path, monkeypatch) -> Iterator[SandboxConfig]:
     """A runtime directory and uid range of this test's own, shared with the worker it starts
     (through the environment), so that the stray report sees only this test's sandboxes."""
     monkeypatch.setenv("ARBITER_SANDBOX_RUNTIME_DIR", f"/tmp/arbiter-sandbox-kill9-{os.getpid()}")
@@ -39,7 +41,9 @@ def private_sandbox(tmp_path, monkeypatch) -> SandboxConfig:
         if os.environ.get("ARBITER_SANDBOX_REQUIRED") == "1":
             raise
         pytest.skip(f"no usable sandbox here: {error}")
-    return SandboxConfig.from_env()
+    config = SandboxConfig.from_env()
+    yield config
+    shutil.rmtree(config.runtime_dir, ignore_errors=True)
 
 
 def test_kill_9_of_a_sandbox_worker_leaves_nothing_behind(
