@@ -19,14 +19,15 @@ from scoring.selectors.model_versions import (
 )
 from scoring.selectors.model_view import model_view_for_assignment
 from scoring.services.assistance import model_view_record_shown
-from scoring.services.jobs import job_cancel
+from scoring.services.jobs import JobError, job_cancel
 from scoring.services.model_jobs import loop_request
 from scoring.services.registry import (
     RegistryError,
     model_version_activate,
     model_version_rollback,
 )
-from scoring.services.training import MODES, job_params_for_training
+from scoring.services.training import job_params_from_settings, training_settings_for
+from scoring.training_settings_fields import serializer_fields_for_settings
 
 
 class ModelVersionSerializer(serializers.Serializer):
@@ -102,17 +103,35 @@ class ModelVersionRollbackApi(APIView):
 class RetrainApi(APIView):
     """"Retrain now": close the round, train, score, prioritise, open the next round."""
 
-    class InputSerializer(serializers.Serializer):
-        mode = serializers.ChoiceField(choices=MODES, default="head")
-        retrieve_from_gold = serializers.BooleanField(default=True)
+    InputSerializer = type(
+        "RetrainInputSerializer",
+        (serializers.Serializer,),
+        {
+            **serializer_fields_for_settings(),
+            "retrieve_from_gold": serializers.BooleanField(default=True),
+        },
+    )
 
-    @extend_schema(request=InputSerializer, responses={202: JobSerializer})
+    @extend_schema(
+        responses={200: OpenApiResponse(description="The training settings and their defaults.")}
+    )
+    def get(self, request: Request, campaign_id: int) -> Response:
+        """The settings a retrain starts from (defaults, or the campaign's last choice)."""
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        return Response({"settings": training_settings_for(campaign=campaign)})
+
+    @extend_schema(request=InputSerializer, responses={202: JobSerializer, 400: dict})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        params = job_params_for_training(mode=serializer.validated_data["mode"])
-        params["retrieve_from_gold"] = serializer.validated_data["retrieve_from_gold"]
+        values = dict(serializer.validated_data)
+        retrieve_from_gold = values.pop("retrieve_from_gold")
+        try:
+            params = job_params_from_settings(values)
+        except JobError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        params["retrieve_from_gold"] = retrieve_from_gold
         job = loop_request(campaign=campaign, user=request.user, params=params)
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)
 

@@ -53,6 +53,9 @@ _CONFIG_PARAMS = (
     "batch_size",
     "gradient_accumulation_steps",
     "warmup_ratio",
+    "token_budget",
+    "gradient_checkpointing",
+    "liger",
 )
 
 
@@ -160,6 +163,39 @@ def job_params_for_training(
     }
     params.update({name: value for name, value in options.items() if value is not None})
     return params
+
+
+def training_settings_for(*, campaign: Campaign) -> dict[str, Any]:
+    """The Retrain form's starting values: the defaults, overlaid with what the campaign's
+    latest train or loop job chose (so a campaign keeps its base model and settings)."""
+    from scoring.reward_model.job_settings import training_defaults
+
+    values = training_defaults()
+    latest = (
+        Job.objects.filter(campaign=campaign, kind__in=(Job.Kind.TRAIN, Job.Kind.LOOP))
+        .order_by("-id")
+        .only("params")
+        .first()
+    )
+    if latest is not None:
+        values.update({name: latest.params[name] for name in values if name in latest.params})
+    return values
+
+
+def job_params_from_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Checked job parameters from submitted settings (form, API, command line).
+
+    Raises JobError naming each bad field; a base model must be a model directory here.
+    """
+    from scoring.reward_model.job_settings import SettingsError, parse_training_settings
+
+    try:
+        parsed = parse_training_settings(values)
+    except SettingsError as error:
+        raise JobError(f"bad training settings: {error}") from error
+    if parsed.get("base_model"):
+        resolve_base_model(parsed)
+    return job_params_for_training(**parsed)
 
 
 def _examples(data: JudgedPairs) -> list[Any]:
@@ -326,6 +362,7 @@ def version_result(version: ModelVersion) -> dict[str, Any]:
         "mode": version.mode,
         "active": version.is_active,
         "pairs": version.label_snapshot.get("pairs"),
+        "world_size": (version.metrics.get("training") or {}).get("world_size", 1),
     }
 
 

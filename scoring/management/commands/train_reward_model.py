@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -11,9 +12,10 @@ from scoring.management.commands._model_job import (
     run_and_report,
 )
 from scoring.models import Job
+from scoring.reward_model.job_settings import TRAINING_SETTINGS
 from scoring.services.jobs import JobError
 from scoring.services.model_jobs import training_request
-from scoring.services.training import MODES, job_params_for_training
+from scoring.services.training import job_params_from_settings
 
 
 class Command(BaseCommand):
@@ -26,13 +28,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_run_arguments(parser)
-        parser.add_argument("--mode", choices=MODES, default="head")
-        parser.add_argument(
-            "--base-model", default=None, help="Model directory (default: ARBITER_BASE_MODEL "
-            "or the packaged all-MiniLM-L6-v2)."
-        )
+        # One option per training setting (scoring.reward_model.job_settings), default shown.
+        for setting in TRAINING_SETTINGS:
+            flag = "--" + setting.name.replace("_", "-")
+            default = "none" if setting.default in (None, "") else setting.default
+            help_text = f"{setting.help} Default: {default}."
+            if setting.kind == "bool":
+                parser.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                )
+            elif setting.kind == "choice":
+                parser.add_argument(flag, choices=setting.choices, default=None, help=help_text)
+            else:
+                parser.add_argument(flag, default=None, help=help_text)
         parser.add_argument("--max-steps", type=int, default=None, help="Full mode: step cap.")
-        parser.add_argument("--max-length", type=int, default=None, help="Token window.")
         parser.add_argument(
             "--train-on-gold-share", type=float, default=None,
             help="Train on this share of the gold pairs too (default 0: all held out).",
@@ -44,13 +53,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = campaign_named(options["campaign"])
         try:
-            params = job_params_for_training(
-                mode=options["mode"],
-                base_model=options["base_model"],
-                max_steps=options["max_steps"],
-                max_length=options["max_length"],
-                train_on_gold_share=options["train_on_gold_share"],
+            params = job_params_from_settings(
+                {setting.name: options[setting.name] for setting in TRAINING_SETTINGS}
             )
+            for name in ("max_steps", "train_on_gold_share"):
+                if options[name] is not None:
+                    params[name] = options[name]
         except JobError as error:
             raise CommandError(str(error)) from error
         if options["no_activate"]:
@@ -68,6 +76,7 @@ class Command(BaseCommand):
                 "mode": result.get("mode"),
                 "active": result.get("active"),
                 "pairs": result.get("pairs"),
+                "world_size": result.get("world_size"),
             }
 
         run_and_report(self, options, request, result_of)
