@@ -118,6 +118,21 @@ class PackedRunStats:
     cancelled: bool
 
 
+def _set_checkpointing(model: PreTrainedModel, enabled: bool) -> None:
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*.
+    if hasattr(model, "activation_checkpointing_enable"):
+        if enabled:
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": False}
+            )
+        else:
+            model.activation_checkpointing_disable()
+    elif enabled:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def pack_width(model: PreTrainedModel, max_length: int) -> int | None:
     """Row width for :func:`.packing.pack`: one row where the attention kernel skips the blocks
     between sequences (flash-attention reads ``position_ids`` as varlen boundaries), else rows as
@@ -169,7 +184,7 @@ def run_packed_training(
             if isinstance(layer, nn.Dropout):
                 layer.p = 0.0
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _set_checkpointing(model, True)
     module: nn.Module = PackedRewardModule(model)
     if world_size > 1:
         module = nn.parallel.DistributedDataParallel(
@@ -263,7 +278,7 @@ def run_packed_training(
         torch.distributed.all_reduce(counts)
         pairs, tokens, slots = (int(value) for value in counts.tolist())
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+        _set_checkpointing(model, False)
     model.eval()
     return PackedRunStats(
         steps=len(losses),

@@ -163,3 +163,54 @@ def test_packed_full_training_learns_and_reports_no_padding(tmp_path: Path) -> N
     assert metrics.tokens > 0 and metrics.steps >= 3
     better = model.prob_a_better(CONVERSATION, "happy to help about music", "whatever about music")
     assert better > 0.5
+
+
+def _saved_activation_bytes(model: RewardModel, examples: list, checkpointing: bool):
+    """Train one step; return its metrics and the bytes autograd kept for the backward pass."""
+    saved = [0]
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        saved[0] += tensor.numel() * tensor.element_size()
+        return tensor
+
+    config = TrainingConfig(
+        mode="full", max_length=4096, gradient_checkpointing=checkpointing, token_budget=16_384,
+        max_steps=1, learning_rate=1e-4,
+    )
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        metrics = train(model, examples, config)
+    return metrics, saved[0]
+
+
+def test_a_4096_token_training_step_with_gradient_checkpointing(tmp_path: Path) -> None:
+    base = build_tiny_decoder_base(tmp_path / "base")
+    long_question = " ".join(f"word{index}" for index in range(2500))  # ~5,000 tokens
+    examples = [
+        ([{"role": "user", "content": long_question}], "a kind answer", "go away"),
+        ([{"role": "user", "content": "short question"}], "a kind answer", "go away"),
+    ]
+    model = RewardModel.from_base(base)
+    metrics, checkpointed = _saved_activation_bytes(model, examples, checkpointing=True)
+    assert model.max_length == 4096
+    # The long pair was cut from the left to 4,096 tokens a side, and counted.
+    assert metrics.truncated == 1 and metrics.dropped == 0
+    assert metrics.steps == 1 and metrics.final_loss is not None
+    assert metrics.tokens > 2 * 4096
+    assert not model.model.is_activation_checkpointing  # switched off again after training
+    # Checkpointing keeps only each layer's input for the backward pass, not its activations.
+    _, plain = _saved_activation_bytes(RewardModel.from_base(base), examples, checkpointing=False)
+    assert checkpointed < plain / 2
+
+
+def test_over_long_pairs_can_be_dropped_and_are_counted(tmp_path: Path) -> None:
+    model = RewardModel.from_base(build_tiny_decoder_base(tmp_path / "base"))
+    long_question = " ".join(f"word{index}" for index in range(300))
+    examples = [([{"role": "user", "content": long_question}], "yes", "no")] + [
+        ([{"role": "user", "content": "hi"}], "hello there", "no") for _ in range(3)
+    ]
+    metrics = train(
+        model,
+        examples,
+        TrainingConfig(mode="full", max_length=128, drop_overlong=True, max_steps=1),
+    )
+    assert metrics.dropped == 1 and metrics.truncated == 0 and metrics.pairs == 3
