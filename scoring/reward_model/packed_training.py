@@ -33,7 +33,7 @@ from torch import nn
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from .devices import autocast_for, supports_bf16
-from .packing import PackedBatch, pack, packed_forward
+from .packing import PackedBatch, pack, pack_width, packed_forward
 
 ProgressCallback = Callable[[float, str], None]
 StopCheck = Callable[[], bool]
@@ -133,15 +133,6 @@ def _set_checkpointing(model: PreTrainedModel, enabled: bool) -> None:
         model.gradient_checkpointing_disable()
 
 
-def pack_width(model: PreTrainedModel, max_length: int) -> int | None:
-    """Row width for :func:`.packing.pack`: one row where the attention kernel skips the blocks
-    between sequences (flash-attention reads ``position_ids`` as varlen boundaries), else rows as
-    wide as the longest allowed sequence (see :func:`.packing.pack`)."""
-    if model.config._attn_implementation.startswith("flash_attention"):
-        return None
-    return max_length
-
-
 def apply_liger(model: PreTrainedModel) -> bool:
     """Liger's fused kernels (RMSNorm, SwiGLU, RoPE) where installed and on CUDA; else False."""
     device = next(model.parameters()).device
@@ -225,7 +216,6 @@ def run_packed_training(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
     use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
-    width = pack_width(model, max_length)
     margin_values = torch.tensor(list(margins), dtype=torch.float32) if margins else None
     losses: list[float] = []
     pairs = tokens = slots = 0
@@ -236,7 +226,12 @@ def run_packed_training(
         for micro in range(config.gradient_accumulation_steps):
             indices = plan[(step * per_step + micro * world_size + rank) % len(plan)]
             sequences = [chosen_ids[i] for i in indices] + [rejected_ids[i] for i in indices]
-            batch = pack(sequences, width=width, filler_id=pad_token_id, device=device)
+            batch = pack(
+                sequences,
+                width=pack_width(model, [len(sequence) for sequence in sequences]),
+                filler_id=pad_token_id,
+                device=device,
+            )
             last_micro = micro == config.gradient_accumulation_steps - 1
             # Gradients are all-reduced once per optimizer step, on its last micro-batch.
             sync = (

@@ -84,10 +84,9 @@ def pack(
     """Pack token id lists into rows of at most ``width`` tokens (first fit, longest first).
 
     ``width=None`` packs everything into one row: right for attention kernels that skip the
-    blocks between sequences (flash-attention varlen, flex attention). SDPA and eager attention
-    compute the whole ``width × width`` score matrix under a mask, so with them rows as wide as
-    the longest allowed sequence keep the attention work near that of padded batches while the
-    linear layers, most of the work, see no padding.
+    blocks between sequences (flash-attention varlen). SDPA and eager attention compute the
+    whole ``width × width`` score matrix under a mask, so with them rows as wide as the longest
+    sequence keep the attention work at most that of a padded batch (see :func:`pack_width`).
     """
     if not sequences or any(len(sequence) == 0 for sequence in sequences):
         raise ValueError("pack needs at least one sequence and no empty sequence.")
@@ -144,6 +143,16 @@ def token_budget_batches(
         used += length
     if batch:
         yield batch
+
+
+def pack_width(model: PreTrainedModel, lengths: Sequence[int]) -> int | None:
+    """Row width for :func:`pack`: one row where the attention kernel skips the blocks between
+    sequences (flash-attention reads ``position_ids`` as varlen boundaries); else rows as wide
+    as the batch's longest sequence, since SDPA and eager attention compute every row's whole
+    score matrix: shorter sequences then share rows, and no row is wider than a padded batch."""
+    if model.config._attn_implementation.startswith("flash_attention"):
+        return None
+    return max(lengths)
 
 
 def _is_bert_like(model: PreTrainedModel) -> bool:

@@ -214,3 +214,25 @@ def test_over_long_pairs_can_be_dropped_and_are_counted(tmp_path: Path) -> None:
         TrainingConfig(mode="full", max_length=128, drop_overlong=True, max_steps=1),
     )
     assert metrics.dropped == 1 and metrics.truncated == 0 and metrics.pairs == 3
+
+
+def test_packed_scoring_gives_the_rewards_and_features_of_padded_scoring(
+    tiny_model: RewardModel,
+) -> None:
+    model = tiny_model
+    model.model.eval()
+    chosen, rejected = _pairs_ids(model)
+    sequences = chosen + rejected
+    assert model.packing  # both tiny architectures pack
+    model.max_batch_tokens = 64  # several packed batches
+    packed_rewards = model.rewards_for_ids(sequences)
+    packed_features = model.features_for_ids(sequences)
+    model.packing = False
+    try:
+        padded_rewards = model.rewards_for_ids(sequences)
+        padded_features = model.features_for_ids(sequences)
+    finally:
+        model.packing = True
+    assert abs(packed_rewards - padded_rewards).max() < TOLERANCE
+    assert abs(packed_features - padded_features).max() < TOLERANCE
+    assert packed_features.shape == padded_features.shape
