@@ -161,14 +161,21 @@ def bench_full_training(
     steps: int,
     batch_size: int,
     peak: float | None,
+    token_budget: int | None = None,
 ) -> None:
     """Full fine-tuning on the old padded path (TRL, batch_size pairs a step) and on the packed
     path (token budget), same pairs and step count, one after the other."""
     rates: dict[bool, float] = {}
     for packing in (False, True):
         model = build()
+        # The same pairs per step on both paths (a budget batch_size windows wide, so the
+        # pair cap binds): the paths then differ only in padding.
         config = TrainingConfig(
-            mode="full", max_steps=steps, batch_size=batch_size, packing=packing
+            mode="full",
+            max_steps=steps,
+            batch_size=batch_size,
+            packing=packing,
+            token_budget=token_budget or batch_size * 2 * model.max_length,
         )
         step_times: list[float] = []
 
@@ -403,6 +410,7 @@ def run_model(
         steps=args.full_steps,
         batch_size=args.train_batch_size,
         peak=peak,
+        token_budget=args.token_budget,
     )
 
 
@@ -426,6 +434,13 @@ def main() -> None:
         "--long-steps", type=int, default=3, help="training steps per --long length"
     )
     parser.add_argument("--processes", type=int, default=0, help="also train as N processes")
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        default=None,
+        help="packed full training: tokens per micro-batch (default: train-batch-size pairs "
+        "of full windows, so both paths train the same pairs per step)",
+    )
     parser.add_argument(
         "--heldout",
         type=int,
