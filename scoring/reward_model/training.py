@@ -14,11 +14,13 @@ Two modes:
     is offered.
 
 ``full``
-    Fine-tunes every weight with TRL's ``RewardTrainer`` (AdamW, linear warm-up and decay,
-    gradient accumulation, dynamic padding, length-grouped batches, bf16 autocast on CUDA,
-    accelerate/DeepSpeed when launched that way). We hand it pre-tokenized ``chosen_ids`` /
-    ``rejected_ids``: TRL can only drop sequences longer than ``max_length``, while we cut them
-    from the left so the response survives.
+    Fine-tunes every weight. By default on padding-free, token-budgeted packed batches with our
+    own small loop (:mod:`.packed_training`; AdamW, linear warm-up and decay, accumulation, bf16
+    autocast on CUDA, optional gradient checkpointing; one process, or one rank of a torchrun
+    job, see :mod:`.distributed`). With ``packing=False``, or for an architecture that
+    :func:`.packing.supports_packing` does not know, TRL's ``RewardTrainer`` on padded,
+    length-grouped batches. Either way sequences are pre-tokenized and cut from the left so the
+    response survives (TRL alone could only drop sequences longer than ``max_length``).
 
 Both modes report progress through ``on_progress(fraction, message)`` and poll
 ``should_stop()``; a stopped run returns metrics with ``cancelled=True`` (head mode then leaves
