@@ -9,7 +9,8 @@ rest stays held out).
 Base model: the job's ``base_model`` parameter (recorded when the job is created from
 ``settings.ARBITER["BASE_MODEL"]``), else the packaged all-MiniLM-L6-v2. Mode ``head`` (the
 default: seconds on a CPU) fits the reward head on cached encoder vectors (see
-``scoring.services.embeddings``); ``full`` fine-tunes every weight through TRL.
+``scoring.services.embeddings``); ``full`` fine-tunes every weight, in this process or, with
+``processes`` > 1, as that many torchrun ranks (``scoring.reward_model.launcher``).
 """
 
 from __future__ import annotations
