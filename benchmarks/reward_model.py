@@ -1,14 +1,20 @@
-"""Reward model throughput: scoring and training pairs/s and tokens/s.
+"""Reward model throughput: scoring and training pairs/s and tokens/s, padded vs packed.
 
-Runs the default all-MiniLM-L6-v2 reward model on real hh-rlhf pairs: scoring, head-only
-training and a few steps of full fine-tuning. On a CUDA device it also runs a randomly
-initialised ~0.6B-parameter Qwen3-shaped seq-cls model (built from a config, nothing
-downloaded) and reports the share of the GPU's peak dense bf16 throughput achieved, estimating
-FLOPs as 2·params·tokens for scoring and 6·params·tokens for training (params: non-embedding
-weights, since an embedding lookup does no matmul; tokens: real, non-padding tokens).
+Runs the default all-MiniLM-L6-v2 reward model on real hh-rlhf pairs: scoring and full
+fine-tuning each on the old padded path and on the packed (padding-free) path in the same run
+(with the share of computed positions that were padding, and the packed/padded ratio), and
+head-only training. On a CUDA device it also runs a randomly initialised ~0.6B-parameter
+Qwen3-shaped seq-cls model (built from a config, nothing downloaded), and ``--long`` runs it on
+synthetic 1K/4K/16K-token pairs. Each GPU figure comes with the share of the GPU's peak dense
+bf16 throughput (model FLOPs utilisation), estimating FLOPs as 2·N·tokens (scoring) and
+6·N·tokens (training) plus attention, 4·layers·hidden·Σlength² (scoring) and three times that
+(training); N: non-embedding weights (an embedding lookup does no matmul); tokens: real,
+non-padding tokens. ``--processes N`` adds full fine-tuning as N torchrun processes (gloo on
+CPU, NCCL on GPUs); its MFU divides by N GPUs' peak.
 
     .venv/bin/python benchmarks/reward_model.py --pairs 200
-    .venv/bin/python benchmarks/reward_model.py --device cuda --pairs 2000
+    .venv/bin/python benchmarks/reward_model.py --device cuda --pairs 2000 --long 1024,4096,16384
+    .venv/bin/python benchmarks/reward_model.py --device cuda --processes 8
     .venv/bin/python benchmarks/reward_model.py --device cuda --heldout 500   # + accuracy
 """
 
@@ -39,6 +45,7 @@ from scoring.reward_model import (  # noqa: E402
     load_hh_rlhf,
     train,
 )
+from scoring.reward_model.packing import pack, pack_width, token_budget_batches  # noqa: E402
 
 HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
 
@@ -67,11 +74,33 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
 
 
-def share_of_peak(flops_per_second: float, peak: float | None) -> str:
+def share_of_peak(flops_per_second: float, peak: float | None, devices: int = 1) -> str:
     if peak is None:
         return ""
-    share = 100 * flops_per_second / (peak * 1e12)
+    share = 100 * flops_per_second / (peak * 1e12 * devices)
     return f", {flops_per_second / 1e12:.1f} TFLOP/s = {share:.1f}% of peak bf16"
+
+
+def attention_flops(model: torch.nn.Module, lengths: list[int], *, training: bool) -> float:
+    """QKᵀ and AV: 4·layers·hidden·Σlength² forward (per sequence, causal masks not halved)."""
+    config = model.config.get_text_config()
+    per = 4 * config.num_hidden_layers * config.hidden_size * sum(n * n for n in lengths)
+    return float(per * (3 if training else 1))
+
+
+def padding_share_padded(model: RewardModel, ids: list[list[int]]) -> float:
+    slots = sum(len(batch) * len(ids[batch[0]]) for batch in model._length_sorted_batches(ids))
+    return 1.0 - sum(map(len, ids)) / max(slots, 1)
+
+
+def padding_share_packed(model: RewardModel, ids: list[list[int]]) -> float:
+    order = sorted(range(len(ids)), key=lambda index: len(ids[index]), reverse=True)
+    lengths = [len(ids[index]) for index in order]
+    slots = 0
+    for group in token_budget_batches(lengths, model.max_batch_tokens):
+        sequences = [ids[order[position]] for position in group]
+        slots += pack(sequences, width=pack_width(model.model, [len(s) for s in sequences])).slots
+    return 1.0 - sum(lengths) / max(slots, 1)
 
 
 def synchronize(device: torch.device) -> None:
@@ -82,22 +111,35 @@ def synchronize(device: torch.device) -> None:
 def bench_scoring(
     label: str, model: RewardModel, pairs: list[PreferenceExample], peak: float | None
 ) -> None:
+    """Padded (the old path) and packed scoring of the same pairs, one after the other."""
     triples = [(pair.conversation, pair.chosen, pair.rejected) for pair in pairs]
     model.prob_a_better_batch(triples[: min(8, len(triples))])  # warm-up (CUDA init, kernels)
     items = [(pair.conversation, pair.chosen) for pair in pairs]
     items += [(pair.conversation, pair.rejected) for pair in pairs]
-    tokens = model.encode(items).token_count
-    synchronize(model.device)
-    started = time.perf_counter()
-    model.prob_a_better_batch(triples)
-    synchronize(model.device)
-    seconds = time.perf_counter() - started
-    flops = 2 * non_embedding_parameters(model.model) * tokens / seconds
-    print(
-        f"[{label}] scoring: {len(pairs)} pairs ({tokens:,} tokens) in {seconds:.2f} s -> "
-        f"{len(pairs) / seconds:.1f} pairs/s, {tokens / seconds:,.0f} tokens/s"
-        f"{share_of_peak(flops, peak)}"
-    )
+    ids = model.encode(items).input_ids
+    tokens = sum(map(len, ids))
+    flops = 2 * non_embedding_parameters(model.model) * tokens
+    flops += attention_flops(model.model, [len(i) for i in ids], training=False)
+    packs = model.packing
+    rates: dict[bool, float] = {}
+    for packing in [False, True] if packs else [False]:
+        model.packing = packing
+        share = (padding_share_packed if packing else padding_share_padded)(model, ids)
+        synchronize(model.device)
+        started = time.perf_counter()
+        model.prob_a_better_batch(triples)
+        synchronize(model.device)
+        seconds = time.perf_counter() - started
+        rates[packing] = len(pairs) / seconds
+        print(
+            f"[{label}] scoring, {'packed' if packing else 'padded'}: {len(pairs)} pairs "
+            f"({tokens:,} tokens, {100 * share:.1f}% padding) in {seconds:.2f} s -> "
+            f"{len(pairs) / seconds:.1f} pairs/s, {tokens / seconds:,.0f} tokens/s"
+            f"{share_of_peak(flops / seconds, peak)}"
+        )
+    model.packing = packs
+    if len(rates) == 2:
+        print(f"[{label}] scoring packed/padded: {rates[True] / rates[False]:.2f}x")
 
 
 def bench_head_training(label: str, model: RewardModel, pairs: list[PreferenceExample]) -> None:
@@ -113,40 +155,171 @@ def bench_head_training(label: str, model: RewardModel, pairs: list[PreferenceEx
 
 def bench_full_training(
     label: str,
-    model: RewardModel,
+    build: Callable[[], RewardModel],
     pairs: list[PreferenceExample],
     *,
     steps: int,
     batch_size: int,
     peak: float | None,
+    token_budget: int | None = None,
 ) -> None:
-    config = TrainingConfig(mode="full", max_steps=steps, batch_size=batch_size)
-    step_times: list[float] = []
+    """Full fine-tuning on the old padded path (TRL, batch_size pairs a step) and on the packed
+    path (token budget), same pairs and step count, one after the other."""
+    rates: dict[bool, float] = {}
+    for packing in (False, True):
+        model = build()
+        # The same pairs per step on both paths (a budget batch_size windows wide, so the
+        # pair cap binds): the paths then differ only in padding.
+        config = TrainingConfig(
+            mode="full",
+            max_steps=steps,
+            batch_size=batch_size,
+            packing=packing,
+            token_budget=token_budget or batch_size * 2 * model.max_length,
+        )
+        step_times: list[float] = []
 
-    def on_progress(fraction: float, message: str) -> None:
-        if message.startswith("step "):
-            synchronize(model.device)
-            step_times.append(time.perf_counter())
+        def on_progress(
+            fraction: float,
+            message: str,
+            device: torch.device = model.device,
+            times: list[float] = step_times,
+        ) -> None:
+            if message.startswith("step "):
+                synchronize(device)
+                times.append(time.perf_counter())
 
-    needed = steps * batch_size
-    metrics = train(model, pairs[:needed], config, on_progress=on_progress)
-    line = (
-        f"[{label}] full training: {metrics.steps} steps x {batch_size} pairs on {metrics.device} "
-        f"in {metrics.phase_seconds['train']:.2f} s -> {metrics.pairs_per_second:.1f} pairs/s, "
-        f"{metrics.tokens_per_second:,.0f} tokens/s overall"
+        encoded = model.encode([(p.conversation, p.chosen) for p in pairs]).input_ids
+        encoded += model.encode([(p.conversation, p.rejected) for p in pairs]).input_ids
+        metrics = train(model, pairs, config, on_progress=on_progress)
+        name = "packed" if packing else "padded"
+        line = (
+            f"[{label}] full training, {name}: {metrics.steps} steps, "
+            f"{metrics.pairs_per_second:.1f} pairs/s and "
+            f"{metrics.tokens_per_second:,.0f} tokens/s overall, "
+            f"{100 * (metrics.padding_share or 0):.1f}% padding"
+        )
+        rate = metrics.pairs_per_second
+        if len(step_times) >= 3:
+            # Steady state: leave out the first step (optimizer creation, warm-up kernels);
+            # pairs per step taken as the run's average.
+            steady_seconds = step_times[-1] - step_times[0]
+            steady_steps = len(step_times) - 1
+            pairs_per_step = metrics.pairs_per_second * metrics.phase_seconds["train"] / steps
+            rate = steady_steps * pairs_per_step / steady_seconds
+            steady_tokens = metrics.tokens * steady_steps / metrics.steps / steady_seconds
+            mean_square = sum(len(i) ** 2 for i in encoded) / max(sum(map(len, encoded)), 1)
+            flops = 6 * non_embedding_parameters(model.model) * steady_tokens
+            flops += attention_flops(model.model, [1], training=True) * mean_square * steady_tokens
+            line += (
+                f"; steady {rate:.1f} pairs/s, {steady_tokens:,.0f} tokens/s"
+                f"{share_of_peak(flops, peak)}"
+            )
+        rates[packing] = rate
+        print(line + f"; loss {metrics.loss_curve[0]:.3f} -> {metrics.loss_curve[-1]:.3f}")
+        del model
+    print(
+        f"[{label}] full training packed/padded (steady pairs/s): {rates[True] / rates[False]:.2f}x"
     )
-    if len(step_times) >= 3:
-        # Steady state: leave out the first step (optimizer creation, warm-up kernels).
-        steady_seconds = step_times[-1] - step_times[0]
-        steady_steps = len(step_times) - 1
-        steady_pairs = steady_steps * batch_size / steady_seconds
-        steady_tokens = metrics.tokens * steady_steps / metrics.steps / steady_seconds
-        flops = 6 * non_embedding_parameters(model.model) * steady_tokens
-        line += (
-            f"; steady {steady_pairs:.1f} pairs/s, {steady_tokens:,.0f} tokens/s"
+
+
+def bench_distributed(
+    label: str,
+    base: Path,
+    pairs: list[PreferenceExample],
+    args: argparse.Namespace,
+    peak: float | None,
+    device: torch.device,
+) -> None:
+    """Full fine-tuning as --processes torchrun ranks (the job path), pairs/s over all ranks."""
+    from scoring.reward_model.launcher import train_distributed
+
+    config = TrainingConfig(mode="full", max_steps=args.full_steps)
+    started = time.perf_counter()
+    result = train_distributed(
+        base_model=base,
+        examples=pairs,
+        config=config,
+        processes=args.processes,
+        device=device.type,
+    )
+    metrics = result.metrics
+    flops = 6 * non_embedding_parameters(result.model.model) * metrics.tokens_per_second
+    print(
+        f"[{label}] full training, {result.world_size} processes: {metrics.steps} steps, "
+        f"{metrics.pairs_per_second:.1f} pairs/s, {metrics.tokens_per_second:,.0f} tokens/s "
+        f"(training loop only; {time.perf_counter() - started:.1f} s with start-up)"
+        f"{share_of_peak(flops, peak, devices=result.world_size if device.type == 'cuda' else 1)}"
+    )
+
+
+def bench_long_context(
+    label: str,
+    model: RewardModel,
+    lengths: list[int],
+    args: argparse.Namespace,
+    peak: float | None,
+) -> None:
+    """Packed scoring and training on synthetic pairs of exactly ``length`` tokens a side."""
+    from scoring.reward_model.packed_training import run_packed_training
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.model.config.get_text_config().vocab_size
+    parameters = non_embedding_parameters(model.model)
+    for length in lengths:
+        model.max_length = length
+        count = max(2, args.long_tokens // (2 * length))
+        sides = [
+            torch.randint(100, vocab, (length,), generator=generator).tolist()
+            for _ in range(2 * count)
+        ]
+        model.max_batch_tokens = max(args.long_tokens, length)
+        model.rewards_for_ids(sides[:2])  # warm-up
+        synchronize(model.device)
+        started = time.perf_counter()
+        model.rewards_for_ids(sides)
+        synchronize(model.device)
+        seconds = time.perf_counter() - started
+        tokens = 2 * count * length
+        flops = 2 * parameters * tokens + attention_flops(
+            model.model, [length] * 2 * count, training=False
+        )
+        print(
+            f"[{label}] {length:,}-token scoring: {count} pairs in {seconds:.2f} s -> "
+            f"{count / seconds:.2f} pairs/s, {tokens / seconds:,.0f} tokens/s"
+            f"{share_of_peak(flops / seconds, peak)}"
+        )
+        config = TrainingConfig(
+            mode="full",
+            max_steps=args.long_steps,
+            gradient_checkpointing=True,
+            token_budget=max(args.long_tokens, 2 * length),
+            batch_size=10**6,
+        )
+        stats = run_packed_training(
+            model.model,
+            chosen_ids=sides[:count],
+            rejected_ids=sides[count:],
+            margins=None,
+            config=config,
+            max_length=length,
+            pad_token_id=model.tokenizer.pad_token_id,
+            report=lambda fraction, message: None,
+            stop_requested=lambda: False,
+        )
+        tokens_per_second = stats.tokens / stats.seconds
+        flops = 6 * parameters * tokens_per_second
+        flops += (
+            attention_flops(model.model, [length], training=True)
+            * length
+            * tokens_per_second
+            / length
+        )
+        print(
+            f"[{label}] {length:,}-token training (gradient checkpointing, {stats.steps} steps): "
+            f"{stats.pairs / stats.seconds:.2f} pairs/s, {tokens_per_second:,.0f} tokens/s"
             f"{share_of_peak(flops, peak)}"
         )
-    print(line + f"; loss {metrics.loss_curve[0]:.3f} -> {metrics.loss_curve[-1]:.3f}")
 
 
 def bench_heldout_accuracy(
@@ -176,7 +349,16 @@ def bench_heldout_accuracy(
         )
 
 
-def qwen3_like_model(device: torch.device) -> RewardModel:
+def tiny_decoder(max_length: int) -> RewardModel:
+    import tempfile
+
+    from scoring.reward_model import build_tiny_decoder_base
+
+    path = build_tiny_decoder_base(Path(tempfile.mkdtemp(prefix="bench-tiny-")) / "base")
+    return RewardModel.from_base(path, max_length=max_length)
+
+
+def qwen3_like_model(device: torch.device, max_length: int = 512) -> RewardModel:
     """A random ~0.6B Qwen3-shaped reward model, scored with the MiniLM tokenizer's ids."""
     tokenizer = AutoTokenizer.from_pretrained(default_base_path(), local_files_only=True)
     config = Qwen3Config(
@@ -194,7 +376,7 @@ def qwen3_like_model(device: torch.device) -> RewardModel:
     )
     with torch.device(device):  # initialise the random weights where they will run
         model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    return RewardModel(model, tokenizer, device=device, max_length=512)
+    return RewardModel(model, tokenizer, device=device, max_length=max_length)
 
 
 def run_model(
@@ -223,11 +405,12 @@ def run_model(
     bench_head_training(label, model, pairs[: args.pairs])
     bench_full_training(
         label,
-        build(),
-        pairs,
+        build,
+        pairs[: args.full_steps * args.train_batch_size * 2],
         steps=args.full_steps,
         batch_size=args.train_batch_size,
         peak=peak,
+        token_budget=args.token_budget,
     )
 
 
@@ -240,6 +423,24 @@ def main() -> None:
     parser.add_argument("--score-batch-size", type=int, default=32, help="sequences per pass")
     parser.add_argument("--peak-tflops", type=float, default=None, help="override peak bf16")
     parser.add_argument("--skip-large", action="store_true", help="GPU: skip the 0.6B model")
+    parser.add_argument(
+        "--long",
+        default="",
+        help="comma-separated lengths, e.g. 1024,4096,16384: packed "
+        "scoring and training of the 0.6B config (GPU) or a tiny decoder (CPU) at each",
+    )
+    parser.add_argument("--long-tokens", type=int, default=32_768, help="tokens per --long batch")
+    parser.add_argument(
+        "--long-steps", type=int, default=3, help="training steps per --long length"
+    )
+    parser.add_argument("--processes", type=int, default=0, help="also train as N processes")
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        default=None,
+        help="packed full training: tokens per micro-batch (default: train-batch-size pairs "
+        "of full windows, so both paths train the same pairs per step)",
+    )
     parser.add_argument(
         "--heldout",
         type=int,
@@ -262,8 +463,17 @@ def main() -> None:
     run_model("minilm", lambda: RewardModel.from_base(device=device), pairs, args, peak)
     if args.heldout:
         bench_heldout_accuracy("minilm", lambda: RewardModel.from_base(device=device), args)
+    if args.processes:
+        bench_distributed("minilm", default_base_path(), pairs, args, peak, device)
     if device.type == "cuda" and not args.skip_large:
         run_model("qwen3-0.6b-random", lambda: qwen3_like_model(device), pairs, args, peak)
+    if args.long:
+        lengths = [int(length) for length in args.long.split(",")]
+        if device.type == "cuda":
+            long_label, long_model = "qwen3-0.6b-random", qwen3_like_model(device, max(lengths))
+        else:
+            long_label, long_model = "tiny-qwen3 (CPU smoke run)", tiny_decoder(max(lengths))
+        bench_long_context(long_label, long_model, lengths, args, peak)
 
 
 if __name__ == "__main__":

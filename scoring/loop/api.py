@@ -10,16 +10,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import assignment_for_annotator, campaign_for_admin
-from scoring.jobs.params import params_serializer
-from scoring.jobs.runner import job_cancel
+from scoring.jobs.runner import JobError, job_cancel
 from scoring.loop.assistance import model_view_reveal
-from scoring.loop.params import LoopParams
 from scoring.loop.registry import (
     model_version_activate,
     model_version_rollback,
 )
 from scoring.loop.requests import loop_request
-from scoring.loop.training import job_params_for_training
+from scoring.loop.training import (
+    job_params_from_settings,
+    training_settings_for,
+)
+from scoring.loop.training_fields import serializer_fields_for_settings
 from scoring.loop.versions import (
     job_for_admin,
     job_log_tail,
@@ -100,18 +102,35 @@ class ModelVersionRollbackApi(APIView):
 class RetrainApi(APIView):
     """"Retrain now": close the round, train, score, prioritise, open the next round."""
 
-    # What the API may set of LoopParams (the base model, a server path, is not among them).
-    FIELDS = ("mode", "retrieve_from_gold")
+    InputSerializer = type(
+        "RetrainInputSerializer",
+        (serializers.Serializer,),
+        {
+            **serializer_fields_for_settings(),
+            "retrieve_from_gold": serializers.BooleanField(default=True),
+        },
+    )
 
     @extend_schema(
-        request=params_serializer(LoopParams, fields=FIELDS), responses={202: JobSerializer}
+        responses={200: OpenApiResponse(description="The training settings and their defaults.")}
     )
+    def get(self, request: Request, campaign_id: int) -> Response:
+        """The settings a retrain starts from (defaults, or the campaign's last choice)."""
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        return Response({"settings": training_settings_for(campaign=campaign)})
+
+    @extend_schema(request=InputSerializer, responses={202: JobSerializer, 400: dict})
     def post(self, request: Request, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        given = LoopParams.from_params(request.data, fields=self.FIELDS)
-        params = job_params_for_training(
-            mode=given.mode, retrieve_from_gold=given.retrieve_from_gold
-        )
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
+        retrieve_from_gold = values.pop("retrieve_from_gold")
+        try:
+            params = job_params_from_settings(values)
+        except JobError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        params["retrieve_from_gold"] = retrieve_from_gold
         job = loop_request(campaign=campaign, user=request.user, params=params)
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)
 

@@ -28,8 +28,18 @@ _CONFIG_PARAMS = (
     "batch_size",
     "gradient_accumulation_steps",
     "warmup_ratio",
+    "token_budget",
+    "gradient_checkpointing",
+    "liger",
 )
-_POSITIVE = ("max_length", "max_steps", "batch_size", "gradient_accumulation_steps")
+_POSITIVE = (
+    "max_length",
+    "max_steps",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "token_budget",
+    "processes",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,12 @@ class TrainParams(JobParams):
     batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
     warmup_ratio: float | None = None
+    # Full mode: real tokens per packed micro-batch, activation recomputation, Liger kernels.
+    token_budget: int | None = None
+    gradient_checkpointing: bool | None = None
+    liger: bool | None = None
+    # Full mode: training processes on this host (torchrun ranks; gloo on a CPU host).
+    processes: int | None = None
     # Train on this share of the gold pairs too (None or 0: all held out).
     train_on_gold_share: float | None = None
     activate: bool = True
@@ -60,6 +76,8 @@ class TrainParams(JobParams):
         share = self.train_on_gold_share
         if share is not None and not 0.0 <= share <= 1.0:
             raise JobError("train_on_gold_share must be between 0 and 1")
+        if (self.processes or 1) > 1 and self.mode != "full":
+            raise JobError("several processes train only in full mode")
         for name in _POSITIVE:
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -9,7 +9,8 @@ rest stays held out).
 Base model: the job's ``base_model`` parameter (recorded when the job is created from
 ``settings.ARBITER["BASE_MODEL"]``), else the packaged all-MiniLM-L6-v2. Mode ``head`` (the
 default: seconds on a CPU) fits the reward head on cached encoder vectors (see
-``scoring.loop.embeddings``); ``full`` fine-tunes every weight through TRL.
+``scoring.loop.embeddings``); ``full`` fine-tunes every weight, in this process or, with
+``processes`` > 1, as that many torchrun ranks (``scoring.reward_model.launcher``).
 """
 
 from __future__ import annotations
@@ -147,6 +148,39 @@ def job_params_for_training(
     return schema.from_params(given).as_params()
 
 
+def training_settings_for(*, campaign: Campaign) -> dict[str, Any]:
+    """The Retrain form's starting values: the defaults, overlaid with what the campaign's
+    latest train or loop job chose (so a campaign keeps its base model and settings)."""
+    from scoring.reward_model.job_settings import training_defaults
+
+    values = training_defaults()
+    latest = (
+        Job.objects.filter(campaign=campaign, kind__in=(Job.Kind.TRAIN, Job.Kind.LOOP))
+        .order_by("-id")
+        .only("params")
+        .first()
+    )
+    if latest is not None:
+        values.update({name: latest.params[name] for name in values if name in latest.params})
+    return values
+
+
+def job_params_from_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Checked job parameters from submitted settings (form, API, command line).
+
+    Raises JobError naming each bad field; a base model must be a model directory here.
+    """
+    from scoring.reward_model.job_settings import SettingsError, parse_training_settings
+
+    try:
+        parsed = parse_training_settings(values)
+    except SettingsError as error:
+        raise JobError(f"bad training settings: {error}") from error
+    if parsed.get("base_model"):
+        resolve_base_model(parsed)
+    return job_params_for_training(**parsed)
+
+
 def _examples(data: JudgedPairs) -> list[Any]:
     from scoring.reward_model import PreferenceExample
 
@@ -207,8 +241,6 @@ class TrainedModel:
 
 def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -> TrainedModel:
     """Train, evaluate on held-out gold, register (and by default activate) a new version."""
-    from scoring.reward_model import PairEmbeddings, RewardModel, train
-
     campaign = job.campaign
     params = job.params
     typed = LoopParams.from_params(params, ignore_unknown=True)  # train params are a subset
@@ -226,35 +258,17 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
         f"training a {config.mode} model on {len(data)} pairs from {base.name}; "
         f"{len(heldout)} gold pairs held out"
     )
-    model = RewardModel.from_base(base, max_length=params.get("max_length"))
-    key = encoder_key(base, model.max_length)
-    head_mode = config.mode == "head"
-    embeddings = None
-    if head_mode:
-        with context.stage(0.0, 0.7, "embedding pairs with the frozen encoder"):
-            computed = pair_embeddings_ensure(
-                pair_ids=data.pair_ids + heldout.pair_ids,
-                model=model,
-                key=key,
-                on_progress=context.on_progress,
-                check=context.check,
-            )
-        context.log(f"embedded {computed} new pairs (the rest were cached)")
-        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
-        chooses_a = (np.array(data.preferences) > 0)[:, None]
-        embeddings = PairEmbeddings(
-            chosen=np.where(chooses_a, vectors.a, vectors.b),
-            rejected=np.where(chooses_a, vectors.b, vectors.a),
+    processes = int(params.get("processes") or 1)
+    if processes > 1:
+        model, metrics = _train_in_processes(
+            base=base, data=data, config=config, params=params, context=context,
+            processes=processes,
         )
-    fit_start = 0.7 if head_mode else 0.0
-    with context.stage(fit_start, 0.9, f"training ({config.mode} mode)"):
-        metrics = train(
-            model,
-            _examples(data),
-            config,
-            embeddings=embeddings,
-            on_progress=context.on_progress,
-            should_stop=context.should_stop,
+        key = encoder_key(base, model.max_length)
+        head_mode = False
+    else:
+        model, metrics, key, head_mode = _train_in_process(
+            base=base, data=data, heldout=heldout, config=config, params=params, context=context
         )
     if metrics.cancelled:
         raise JobCancelled
@@ -291,6 +305,85 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
     return TrainedModel(version, model)
 
 
+def _train_in_process(
+    *, base: Path, data: JudgedPairs, heldout: JudgedPairs, config: Any, params: dict[str, Any],
+    context: JobContext,
+) -> tuple[Any, Any, str, bool]:
+    from scoring.reward_model import PairEmbeddings, RewardModel, train
+
+    model = RewardModel.from_base(base, max_length=params.get("max_length"))
+    key = encoder_key(base, model.max_length)
+    head_mode = config.mode == "head"
+    embeddings = None
+    if head_mode:
+        with context.stage(0.0, 0.7, "embedding pairs with the frozen encoder"):
+            computed = pair_embeddings_ensure(
+                pair_ids=data.pair_ids + heldout.pair_ids,
+                model=model,
+                key=key,
+                on_progress=context.on_progress,
+                check=context.check,
+            )
+        context.log(f"embedded {computed} new pairs (the rest were cached)")
+        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
+        chooses_a = (np.array(data.preferences) > 0)[:, None]
+        embeddings = PairEmbeddings(
+            chosen=np.where(chooses_a, vectors.a, vectors.b),
+            rejected=np.where(chooses_a, vectors.b, vectors.a),
+        )
+    fit_start = 0.7 if head_mode else 0.0
+    with context.stage(fit_start, 0.9, f"training ({config.mode} mode)"):
+        metrics = train(
+            model,
+            _examples(data),
+            config,
+            embeddings=embeddings,
+            on_progress=context.on_progress,
+            should_stop=context.should_stop,
+        )
+    return model, metrics, key, head_mode
+
+
+def _train_in_processes(
+    *, base: Path, data: JudgedPairs, config: Any, params: dict[str, Any], context: JobContext,
+    processes: int,
+) -> tuple[Any, Any]:
+    """Full fine-tuning as ``processes`` torchrun ranks (see ``reward_model.launcher``): a
+    cancel or a lost job kills the whole process group; nothing is registered then."""
+    import torch
+
+    if config.mode != "full":
+        raise JobError("several processes train only in full mode")
+    from scoring.reward_model.launcher import (
+        DistributedTrainingCancelled,
+        DistributedTrainingError,
+        train_distributed,
+    )
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and processes > torch.cuda.device_count():
+        raise JobError(f"{processes} processes asked, {torch.cuda.device_count()} GPUs here")
+    context.log(f"launching {processes} training processes (torchrun, {device})")
+    try:
+        with context.stage(0.0, 0.9, f"training (full mode, {processes} processes)"):
+            result = train_distributed(
+                base_model=base,
+                examples=_examples(data),
+                config=config,
+                processes=processes,
+                max_length=params.get("max_length"),
+                seed=config.seed,
+                device=device,
+                on_progress=context.on_progress,
+                should_stop=context.should_stop,
+            )
+    except DistributedTrainingCancelled:
+        raise JobCancelled from None
+    except DistributedTrainingError as error:
+        raise JobError(str(error)) from error
+    return result.model, result.metrics
+
+
 def train_job_work(context: JobContext) -> dict[str, Any]:
     trained = model_train(job=context.job, context=context)
     return version_result(trained.version)
@@ -305,6 +398,7 @@ def version_result(version: ModelVersion) -> dict[str, Any]:
         "mode": version.mode,
         "active": version.is_active,
         "pairs": version.label_snapshot.get("pairs"),
+        "world_size": (version.metrics.get("training") or {}).get("world_size", 1),
     }
 
 

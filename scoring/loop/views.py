@@ -16,13 +16,15 @@ from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
-from scoring.jobs.runner import job_cancel
+from scoring.jobs.runner import JobError, job_cancel
 from scoring.loop.registry import (
     RegistryError,
     model_version_activate,
     model_version_rollback,
 )
 from scoring.loop.requests import loop_request
+from scoring.loop.training import job_params_from_settings
+from scoring.loop.training_fields import RetrainForm
 from scoring.loop.versions import (
     current_model_job,
     job_for_admin,
@@ -89,7 +91,23 @@ def model_version_rollback_view(request: HttpRequest, campaign_id: int) -> HttpR
 def campaign_retrain(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """"Retrain now": start the loop job (or show the one already running)."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-    job = loop_request(campaign=campaign, user=request.user)
+    form = RetrainForm(request.POST)
+    params = None
+    if form.is_valid():
+        try:
+            params = job_params_from_settings(form.cleaned_data)
+        except JobError as error:
+            form.add_error(None, str(error))
+    if params is None:
+        if request.htmx:
+            errors = "; ".join(
+                f"{name.replace('__all__', 'settings')}: {' '.join(messages)}"
+                for name, messages in form.errors.items()
+            )
+            return render(request, "scoring/_retrain_error.html", {"error": errors}, status=422)
+        context = {**_versions_context(campaign), "retrain_form": form, "job": None}
+        return render(request, "scoring/models.html", context, status=400)
+    job = loop_request(campaign=campaign, user=request.user, params=params)
     if request.htmx:
         return render(request, "scoring/_job_progress.html", _job_context(job))
     return redirect("scoring-job", job_id=job.pk)

@@ -30,6 +30,7 @@ from .formatting import (
     render_transcript,
 )
 from .head import HeadInputCapture
+from .packing import pack, pack_width, packed_forward, supports_packing, token_budget_batches
 
 # Skywork-Reward-V2 trains at 16K tokens; longer windows rarely pay for their memory.
 MAX_LENGTH_CAP = 16_384
@@ -123,6 +124,9 @@ class RewardModel:
         self.max_length = max_length or _default_max_length(model, tokenizer)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
+        # Padding-free scoring (see .packing) where the architecture allows; False keeps the
+        # length-sorted, padded batches (the benchmark compares both).
+        self.packing = supports_packing(model)
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.model.eval()
@@ -281,6 +285,8 @@ class RewardModel:
         Returns rewards (float64, shape (n,)) and head inputs (float32, shape (n, hidden), or
         (n, 0) when not captured). ``on_batch(done, total)`` follows each batch.
         """
+        if self.packing:
+            return self._run_packed(input_ids, capture_features=capture_features, on_batch=on_batch)
         count = len(input_ids)
         rewards = np.zeros(count, dtype=np.float64)
         features = np.zeros((count, 0), dtype=np.float32)
@@ -300,6 +306,43 @@ class RewardModel:
                     if features.shape[1] == 0:
                         features = np.zeros((count, pooled.shape[1]), dtype=np.float32)
                     features[batch_indices] = pooled
+                done += len(batch_indices)
+                if on_batch is not None:
+                    on_batch(done, count)
+        return rewards, features
+
+    def _run_packed(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        *,
+        capture_features: bool,
+        on_batch: Callable[[int, int], None] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`_run`, on packed batches: sequences sorted by length (longest first), cut
+        into groups of at most ``max_batch_tokens`` real tokens, each packed into rows as wide as
+        its longest sequence (one row under flash-attention)."""
+        count = len(input_ids)
+        rewards = np.zeros(count, dtype=np.float64)
+        features = np.zeros((count, 0), dtype=np.float32)
+        order = sorted(range(count), key=lambda index: len(input_ids[index]), reverse=True)
+        lengths = [len(input_ids[index]) for index in order]
+        done = 0
+        with torch.inference_mode(), autocast_for(self.device, self.precision):
+            for group in token_budget_batches(lengths, self.max_batch_tokens):
+                batch_indices = [order[position] for position in group]
+                sequences = [input_ids[index] for index in batch_indices]
+                batch = pack(
+                    sequences,
+                    width=pack_width(self.model, [len(sequence) for sequence in sequences]),
+                    filler_id=self.tokenizer.pad_token_id,
+                    device=self.device,
+                )
+                batch_rewards, pooled = packed_forward(self.model, batch)
+                rewards[batch_indices] = batch_rewards.float().cpu().numpy()
+                if capture_features:
+                    if features.shape[1] == 0:
+                        features = np.zeros((count, pooled.shape[1]), dtype=np.float32)
+                    features[batch_indices] = pooled.float().cpu().numpy()
                 done += len(batch_indices)
                 if on_batch is not None:
                     on_batch(done, count)

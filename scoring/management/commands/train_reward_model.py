@@ -1,13 +1,13 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.jobs.runner import JobError
-from scoring.loop.params import MODES
 from scoring.loop.requests import training_request
-from scoring.loop.training import job_params_for_training
+from scoring.loop.training import job_params_from_settings
 from scoring.management.commands._model_job import (
     MODE_HELP,
     add_run_arguments,
@@ -15,6 +15,7 @@ from scoring.management.commands._model_job import (
     run_and_report,
 )
 from scoring.models import Job
+from scoring.reward_model.job_settings import TRAINING_SETTINGS
 
 
 class Command(BaseCommand):
@@ -27,13 +28,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_run_arguments(parser)
-        parser.add_argument("--mode", choices=MODES, default="head")
-        parser.add_argument(
-            "--base-model", default=None, help="Model directory (default: ARBITER_BASE_MODEL "
-            "or the packaged all-MiniLM-L6-v2)."
-        )
+        # One option per training setting (scoring.reward_model.job_settings), default shown.
+        for setting in TRAINING_SETTINGS:
+            flag = "--" + setting.name.replace("_", "-")
+            default = "none" if setting.default in (None, "") else setting.default
+            help_text = f"{setting.help} Default: {default}."
+            if setting.kind == "bool":
+                parser.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                )
+            elif setting.kind == "choice":
+                parser.add_argument(flag, choices=setting.choices, default=None, help=help_text)
+            else:
+                parser.add_argument(flag, default=None, help=help_text)
         parser.add_argument("--max-steps", type=int, default=None, help="Full mode: step cap.")
-        parser.add_argument("--max-length", type=int, default=None, help="Token window.")
         parser.add_argument(
             "--train-on-gold-share", type=float, default=None,
             help="Train on this share of the gold pairs too (default 0: all held out).",
@@ -45,14 +53,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = campaign_named(options["campaign"])
         try:
-            params = job_params_for_training(
-                mode=options["mode"],
-                base_model=options["base_model"],
-                max_steps=options["max_steps"],
-                max_length=options["max_length"],
-                train_on_gold_share=options["train_on_gold_share"],
-                activate=not options["no_activate"],
+            params = job_params_from_settings(
+                {setting.name: options[setting.name] for setting in TRAINING_SETTINGS}
             )
+            for name in ("max_steps", "train_on_gold_share"):
+                if options[name] is not None:
+                    params[name] = options[name]
         except JobError as error:
             raise CommandError(str(error)) from error
 
@@ -68,6 +74,7 @@ class Command(BaseCommand):
                 "mode": result.get("mode"),
                 "active": result.get("active"),
                 "pairs": result.get("pairs"),
+                "world_size": result.get("world_size"),
             }
 
         run_and_report(self, options, request, result_of)

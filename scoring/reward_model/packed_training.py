@@ -1,0 +1,286 @@
+"""Full fine-tuning on packed, token-budgeted batches, in one process or as one rank of many.
+
+Written by hand rather than through TRL's ``RewardTrainer``: TRL (1.x) has no padding-free mode
+for reward models, and every ``*ForSequenceClassification`` head pools one position per row, so
+a packed row needs our own pooling (:mod:`.packing`). The loop is the usual one: AdamW, linear
+warm-up and decay (transformers' schedule), gradient accumulation, bf16 autocast over float32
+master weights where the GPU has bf16, optional gradient checkpointing and Liger kernels.
+
+Batches. Pairs are grouped by length (shuffled by ``seed``, sorted within chunks of about 32
+batches), cut into micro-batches of at most ``token_budget`` real tokens per process (both sides
+of a pair stay in one micro-batch; a pair over the budget goes alone) and at most
+``batch_size`` pairs (a cap for very short pairs; the default budget binds first on hh-rlhf),
+and the micro-batches are shuffled. One optimizer step takes
+``gradient_accumulation_steps × world_size`` consecutive micro-batches; with several processes
+(DDP), rank ``r`` takes the ``r``-th of each group, so N processes step exactly like one process
+accumulating N times as many micro-batches (the same global batch). The plan wraps around at
+its end, so every rank runs the same number of steps. Gradients are clipped to
+``max_grad_norm`` (1.0, the Trainer's default) before each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from .devices import autocast_for, supports_bf16
+from .packing import PackedBatch, pack, pack_width, packed_forward
+
+ProgressCallback = Callable[[float, str], None]
+StopCheck = Callable[[], bool]
+
+_GROUP_CHUNK_BATCHES = 32
+
+
+def plan_micro_batches(
+    pair_tokens: Sequence[int],
+    token_budget: int,
+    *,
+    seed: int,
+    epochs: float,
+    max_pairs: int | None = None,
+) -> list[list[int]]:
+    """Micro-batches of pair indices for ``epochs`` passes (a fraction keeps a prefix)."""
+    count = len(pair_tokens)
+    rng = np.random.default_rng(seed)
+    batches: list[list[int]] = []
+    for _ in range(max(math.ceil(epochs), 1)):
+        order = rng.permutation(count)
+        chunk_tokens = token_budget * _GROUP_CHUNK_BATCHES
+        epoch_batches: list[list[int]] = []
+        chunk: list[int] = []
+        used = 0
+        for index in [*order.tolist(), None]:
+            if index is not None:
+                chunk.append(index)
+                used += pair_tokens[index]
+            if chunk and (index is None or used >= chunk_tokens):
+                chunk.sort(key=lambda item: -pair_tokens[item])
+                epoch_batches.extend(_budget_groups(chunk, pair_tokens, token_budget, max_pairs))
+                chunk, used = [], 0
+        rng.shuffle(epoch_batches)
+        batches.extend(epoch_batches)
+    if epochs < math.ceil(epochs):
+        per_epoch = len(batches) / max(math.ceil(epochs), 1)
+        batches = batches[: max(1, round(per_epoch * epochs))]
+    return batches
+
+
+def _budget_groups(
+    indices: list[int], pair_tokens: Sequence[int], budget: int, max_pairs: int | None
+) -> list[list[int]]:
+    groups: list[list[int]] = []
+    group: list[int] = []
+    used = 0
+    for index in indices:
+        full = used + pair_tokens[index] > budget or (
+            max_pairs is not None and len(group) >= max_pairs
+        )
+        if group and full:
+            groups.append(group)
+            group, used = [], 0
+        group.append(index)
+        used += pair_tokens[index]
+    if group:
+        groups.append(group)
+    return groups
+
+
+class PackedRewardModule(nn.Module):
+    """The rewards of a packed batch as one module call, so DDP's forward hooks see it."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: PackedBatch) -> torch.Tensor:
+        rewards, _ = packed_forward(self.model, batch)
+        return rewards
+
+
+@dataclass
+class PackedRunStats:
+    steps: int
+    losses: list[float]
+    pairs: int
+    tokens: int
+    slots: int
+    seconds: float
+    cancelled: bool
+
+
+def _set_checkpointing(model: PreTrainedModel, enabled: bool) -> None:
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*.
+    if hasattr(model, "activation_checkpointing_enable"):
+        if enabled:
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": False}
+            )
+        else:
+            model.activation_checkpointing_disable()
+    elif enabled:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def apply_liger(model: PreTrainedModel) -> bool:
+    """Liger's fused kernels (RMSNorm, SwiGLU, RoPE) where installed and on CUDA; else False."""
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return False
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError:
+        return False
+    _apply_liger_kernel_to_instance(model=model)
+    return True
+
+
+def run_packed_training(
+    model: PreTrainedModel,
+    *,
+    chosen_ids: Sequence[Sequence[int]],
+    rejected_ids: Sequence[Sequence[int]],
+    margins: Sequence[float] | None,
+    config: Any,
+    max_length: int,
+    pad_token_id: int,
+    report: ProgressCallback,
+    stop_requested: StopCheck,
+    rank: int = 0,
+    world_size: int = 1,
+) -> PackedRunStats:
+    """Train ``model`` in place (``config``: a :class:`.training.TrainingConfig`).
+
+    With ``world_size > 1`` the default process group must be initialised; every rank calls this
+    with the same pairs and config. Losses are the global means per optimizer step.
+    """
+    device = next(model.parameters()).device
+    torch.manual_seed(config.seed)
+    model.train()
+    if config.disable_dropout:
+        # As TRL's RewardTrainer does by default (disable_dropout=True): a reward is read from
+        # one position, and dropout noise there slows learning markedly on small batches.
+        for layer in model.modules():
+            if isinstance(layer, nn.Dropout):
+                layer.p = 0.0
+    if config.gradient_checkpointing:
+        _set_checkpointing(model, True)
+    module: nn.Module = PackedRewardModule(model)
+    if world_size > 1:
+        module = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    pair_tokens = [
+        len(chosen) + len(rejected)
+        for chosen, rejected in zip(chosen_ids, rejected_ids, strict=True)
+    ]
+    plan = plan_micro_batches(
+        pair_tokens,
+        config.token_budget,
+        seed=config.seed,
+        epochs=config.epochs,
+        max_pairs=config.batch_size,
+    )
+    per_step = config.gradient_accumulation_steps * world_size
+    total_steps = max(math.ceil(len(plan) / per_step), 1)
+    if config.max_steps is not None:
+        # As the Trainer does: max_steps wins over epochs, running more passes where needed.
+        total_steps = config.max_steps
+        passes = math.ceil(total_steps * per_step / len(plan))
+        if passes > 1:
+            plan = plan_micro_batches(
+                pair_tokens,
+                config.token_budget,
+                seed=config.seed,
+                epochs=config.epochs * passes,
+                max_pairs=config.batch_size,
+            )
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device.type == "cuda",
+    )
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+    )
+    use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
+    margin_values = torch.tensor(list(margins), dtype=torch.float32) if margins else None
+    losses: list[float] = []
+    pairs = tokens = slots = 0
+    cancelled = False
+    started = time.perf_counter()
+    for step in range(total_steps):
+        step_loss = torch.zeros((), dtype=torch.float64, device=device)
+        for micro in range(config.gradient_accumulation_steps):
+            indices = plan[(step * per_step + micro * world_size + rank) % len(plan)]
+            sequences = [chosen_ids[i] for i in indices] + [rejected_ids[i] for i in indices]
+            batch = pack(
+                sequences,
+                width=pack_width(model, [len(sequence) for sequence in sequences]),
+                filler_id=pad_token_id,
+                device=device,
+            )
+            last_micro = micro == config.gradient_accumulation_steps - 1
+            # Gradients are all-reduced once per optimizer step, on its last micro-batch.
+            sync = (
+                module.no_sync() if world_size > 1 and not last_micro else contextlib.nullcontext()
+            )
+            with sync:
+                with autocast_for(device, "bf16" if use_bf16 else "float32"):
+                    rewards = module(batch).float()
+                chosen, rejected = rewards[: len(indices)], rewards[len(indices) :]
+                difference = chosen - rejected
+                if margin_values is not None:
+                    difference = difference - margin_values[indices].to(device)
+                loss = -nn.functional.logsigmoid(difference).mean()
+                if config.center_rewards_coefficient is not None:
+                    loss = loss + config.center_rewards_coefficient * torch.mean(
+                        (chosen + rejected) ** 2
+                    )
+                (loss / config.gradient_accumulation_steps).backward()
+            step_loss += loss.detach().double() / config.gradient_accumulation_steps
+            pairs += len(indices)
+            tokens += batch.tokens
+            slots += batch.slots
+        if config.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if world_size > 1:
+            torch.distributed.all_reduce(step_loss)
+            step_loss /= world_size
+        losses.append(float(step_loss))
+        report((step + 1) / total_steps, f"step {step + 1}/{total_steps}, loss {losses[-1]:.4f}")
+        if stop_requested():
+            cancelled = True
+            break
+    seconds = time.perf_counter() - started
+    if world_size > 1:
+        counts = torch.tensor([pairs, tokens, slots], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(counts)
+        pairs, tokens, slots = (int(value) for value in counts.tolist())
+    if config.gradient_checkpointing:
+        _set_checkpointing(model, False)
+    model.eval()
+    return PackedRunStats(
+        steps=len(losses),
+        losses=losses,
+        pairs=pairs,
+        tokens=tokens,
+        slots=slots,
+        seconds=seconds,
+        cancelled=cancelled,
+    )
