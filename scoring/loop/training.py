@@ -32,7 +32,7 @@ from scoring.loop.embeddings import (
     pair_embeddings_ensure,
     pair_vectors_load,
 )
-from scoring.loop.registry import model_version_activate, model_version_register
+from scoring.loop.registry import model_version_activate_if_better, model_version_register
 from scoring.models import Job, ModelVersion
 
 TRAINABLE_PROVENANCE = (
@@ -226,7 +226,8 @@ class TrainedModel:
 
 
 def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -> TrainedModel:
-    """Train, evaluate on held-out gold, register (and by default activate) a new version."""
+    """Train, evaluate on held-out gold, register a new version and activate it when the
+    activation gate lets it (``registry.model_version_activate_if_better``)."""
     from scoring.reward_model import PairEmbeddings, RewardModel, train
 
     campaign = job.campaign
@@ -307,8 +308,11 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
         )
     context.log(f"registered v{version.number} at {version.checkpoint}")
     if params.get("activate", True):
-        version = model_version_activate(version=version)
-        context.log(f"v{version.number} is now the active model")
+        version, refused = model_version_activate_if_better(version=version)
+        if refused:
+            context.log(f"v{version.number} registered but not activated: {refused}")
+        else:
+            context.log(f"v{version.number} is now the active model")
     return TrainedModel(version, model)
 
 
@@ -325,6 +329,7 @@ def version_result(version: ModelVersion) -> dict[str, Any]:
         "heldout_accuracy": version.heldout_accuracy,
         "mode": version.mode,
         "active": version.is_active,
+        "activation_note": version.activation_note,
         "pairs": version.label_snapshot.get("pairs"),
     }
 
