@@ -318,11 +318,16 @@ ARBITER = {
     ),
     # How the reward head's features are stored: i8 (int8 + a scale per row), f16 or f32.
     "VECTOR_FEATURE_CODEC": envstr("ARBITER_VECTOR_FEATURE_CODEC", "i8") or "i8",
+    # Retrieval index: exact up to this many vectors, IVF above (searching nprobe lists).
+    "INDEX_EXACT_MAX": envint("ARBITER_INDEX_EXACT_MAX", 50_000, minimum=1),
+    "INDEX_NPROBE": envint("ARBITER_INDEX_NPROBE", 48, minimum=1),
     # Score stages split their pairs into shards of this many, run by every gpu worker.
     "SHARD_SIZE": envint("ARBITER_SHARD_SIZE", 20_000, minimum=1),
     # Pairs a shard reads, embeds, scores and commits at a time.
     "SCORE_CHUNK": envint("ARBITER_SCORE_CHUNK", 2048, minimum=1),
 }
+if ARBITER["VECTOR_FEATURE_CODEC"] not in ("i8", "f16", "f32"):
+    raise ImproperlyConfigured("ARBITER_VECTOR_FEATURE_CODEC must be i8, f16 or f32")
 if envstr("ARBITER_JOB_HEARTBEAT_SECONDS"):  # default: a quarter of the stale time, at most 10 s
     ARBITER["JOB_HEARTBEAT_SECONDS"] = envfloat("ARBITER_JOB_HEARTBEAT_SECONDS", 10.0)
 

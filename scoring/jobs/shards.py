@@ -165,9 +165,6 @@ def job_hand_off_to_shards(
                 job=job, status__in=(JobShard.Status.QUEUED, JobShard.Status.RUNNING)
             ).values_list("pk", flat=True)
         )
-        JobShard.objects.filter(job=job, status=JobShard.Status.CANCELLED).update(
-            status=JobShard.Status.QUEUED, worker=""
-        )
         job_log(job=job, message=f"split into {total} shards of up to {size} pairs")
         if not inline:
             options = {"queue": queue} if queue else {}

@@ -174,14 +174,20 @@ def pair_embeddings_ensure(
     return len(missing)
 
 
-def pair_vectors_load(*, pair_ids: Sequence[int], key: str) -> PairVectors:
-    """Stored vectors for these pairs, in the given order. Raises if any is missing."""
+def pair_vectors_load(
+    *, pair_ids: Sequence[int], key: str, context: bool = True
+) -> PairVectors:
+    """Stored vectors for these pairs, in the given order. Raises if any is missing.
+    ``context=False`` reads only the head features (scoring), leaving ``context`` empty."""
     ids = np.array([int(pair_id) for pair_id in pair_ids], dtype=np.int64)
+    empty = np.zeros((len(ids), 0), dtype=np.float32)
     if not len(ids):
-        empty = np.zeros((0, 0), dtype=np.float32)
         return PairVectors(ids, empty, empty, empty)
-    blocks = vector_store(key).load(ids)
-    return PairVectors(pair_ids=ids, context=blocks["context"], a=blocks["a"], b=blocks["b"])
+    names = ("context", "a", "b") if context else ("a", "b")
+    blocks = vector_store(key).load(ids, blocks=names)
+    return PairVectors(
+        pair_ids=ids, context=blocks.get("context", empty), a=blocks["a"], b=blocks["b"]
+    )
 
 
 def pair_context_load(*, pair_ids: Sequence[int], key: str) -> np.ndarray:

@@ -43,13 +43,7 @@ from scoring.models import Job, JobShard, ModelVersion, PairScore
 
 def pool_pairs(*, campaign: Campaign) -> QuerySet[Pair]:
     """Pairs no annotator has touched: the candidates for the next round and for retrieval."""
-    return Pair.objects.filter(
-        campaign=campaign,
-        status__in=(Pair.Status.POOLED, Pair.Status.QUEUED),
-        is_gold=False,
-        labels_count=0,
-        slots_taken=0,
-    )
+    return Pair.objects.filter(campaign=campaign).filter(_pool_q())
 
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
@@ -83,23 +77,33 @@ def _base_encoder(version: ModelVersion, model: Any) -> Any:
     return RewardModel.from_base(version.base, max_length=max_length)
 
 
-def scoring_targets(*, campaign: Campaign, include_gold: bool = True) -> QuerySet[Pair]:
-    """What a score stage scores: the pool plus the pairs with a human preference (whose
-    scores drive prioritisation), as one queryset that shards split by id."""
-    pool = Q(
+def _pool_q() -> Q:
+    return Q(
         status__in=(Pair.Status.POOLED, Pair.Status.QUEUED),
         is_gold=False,
         labels_count=0,
         slots_taken=0,
     )
-    verified = (
-        Q(is_gold=False, provenance__in=TRAINABLE_PROVENANCE, consensus_preference__isnull=False)
-        & ~Q(consensus_preference=0)
-    )
-    judged = verified
+
+
+def _judged_q(include_gold: bool) -> Q:
+    judged = Q(
+        is_gold=False, provenance__in=TRAINABLE_PROVENANCE, consensus_preference__isnull=False
+    ) & ~Q(consensus_preference=0)
     if include_gold:
         judged |= Q(is_gold=True, gold_preference__isnull=False) & ~Q(gold_preference=0)
-    return Pair.objects.filter(campaign=campaign).filter(pool | judged)
+    return judged
+
+
+def judged_targets(*, campaign: Campaign, include_gold: bool = True) -> QuerySet[Pair]:
+    """Pairs with a human preference the model is checked against: consensus, then gold."""
+    return Pair.objects.filter(campaign=campaign).filter(_judged_q(include_gold))
+
+
+def scoring_targets(*, campaign: Campaign, include_gold: bool = True) -> QuerySet[Pair]:
+    """What a score stage scores: the pool plus the pairs with a human preference (whose
+    scores drive prioritisation), as one queryset that shards split by id."""
+    return Pair.objects.filter(campaign=campaign).filter(_pool_q() | _judged_q(include_gold))
 
 
 # One model per worker process, reused by the shards it runs (a shard is tens of thousands of
@@ -239,11 +243,7 @@ def pool_score_summary(*, job: Job, version: ModelVersion, include_gold: bool) -
     summary = shards_summary(job)
     campaign = version.campaign
     pool = pool_pairs(campaign=campaign).count()
-    judged = (
-        scoring_targets(campaign=campaign, include_gold=include_gold)
-        .exclude(pk__in=pool_pairs(campaign=campaign).values("pk"))
-        .count()
-    )
+    judged = judged_targets(campaign=campaign, include_gold=include_gold).count()
     return {**summary, "pool": pool, "judged": judged, "version": version.number}
 
 
@@ -251,7 +251,7 @@ def _rewards(
     version: ModelVersion, model: Any, pair_ids: list[int], key: str
 ) -> tuple[np.ndarray, np.ndarray]:
     if version.mode == "head":
-        return head_rewards(model, pair_vectors_load(pair_ids=pair_ids, key=key))
+        return head_rewards(model, pair_vectors_load(pair_ids=pair_ids, key=key, context=False))
     pairs = {pair.pk: pair for pair in Pair.objects.filter(pk__in=pair_ids)}
     ordered = [pairs[pair_id] for pair_id in pair_ids]
     items = [(pair.conversation, pair.response_a) for pair in ordered]

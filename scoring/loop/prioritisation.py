@@ -35,7 +35,7 @@ from annotation.models import Pair
 from reviewers.models import Escalation
 from scoring.jobs.runner import JobContext
 from scoring.loop.embeddings import pair_context_load
-from scoring.loop.pool_scoring import pool_pairs, retrieval_encoder_key, scoring_targets
+from scoring.loop.pool_scoring import judged_targets, pool_pairs, retrieval_encoder_key
 from scoring.loop.retrieval import retrieval_count
 from scoring.loop.vector_index import campaign_index, search_filtered
 from scoring.models import ModelVersion, PairScore, Retrieval
@@ -53,10 +53,7 @@ def _judged_agreement(
     *, version: ModelVersion, include_gold: bool
 ) -> Iterator[tuple[int, float, bool]]:
     """(pair id, p_agree, unanimous) of each judged pair that ``version`` scored, streamed."""
-    campaign = version.campaign
-    judged = scoring_targets(campaign=campaign, include_gold=include_gold).exclude(
-        pk__in=pool_pairs(campaign=campaign).values("pk")
-    )
+    judged = judged_targets(campaign=version.campaign, include_gold=include_gold)
     rows = (
         PairScore.objects.filter(model_version=version, pair__in=judged)
         .order_by("pair_id")
@@ -202,6 +199,7 @@ def _retrieve(
             )
         )
     table = np.concatenate(found)
+    context.log(f"searched the neighbours of {len(ids)} sources: {len(table)} hits")
     if not len(table):
         return _no_pulls()
     # Best pull per pool pair: by pool id, then boost and similarity, highest first.

@@ -81,7 +81,12 @@ def test_a_train_job_registers_an_active_version_evaluated_on_gold(labelled_camp
     assert job.progress == 1.0 and job.log_lines.count() >= 4
 
 
-def test_head_mode_accuracy_from_cached_vectors_matches_the_checkpoint(labelled_campaign, tiny):
+def test_head_mode_accuracy_from_cached_vectors_matches_the_checkpoint(
+    labelled_campaign, tiny, settings
+):
+    # Exact only with float32 features: the tiny random model's rewards are near ties that
+    # int8 features can flip (the README gives the effect of each codec on MiniLM).
+    settings.ARBITER = {**settings.ARBITER, "VECTOR_FEATURE_CODEC": "f32"}
     campaign = labelled_campaign
     job = job_run_inline(job=training_request(campaign=campaign, enqueue=False))
     version = ModelVersion.objects.get(campaign=campaign)
