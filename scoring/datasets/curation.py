@@ -61,6 +61,8 @@ from scoring.jobs.runner import (
     job_run,
     worker_name,
 )
+from scoring.jobs.shards import shards_run_inline
+from scoring.loop.pool_scoring import shard_score_work, silver_pool, silver_score_hand_off
 from scoring.models import EvaluationPrompt, Job, ModelVersion, PairScore
 
 NGRAM = 13
@@ -292,14 +294,7 @@ def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterabl
 
 def curation_pool(*, campaign: Campaign, recurate: bool = False) -> QuerySet[Pair]:
     """Unverified pairs with a source label; already curated ones only with ``recurate``."""
-    pool = Pair.objects.filter(
-        campaign=campaign,
-        is_gold=False,
-        provenance="",
-        labels_count=0,
-        silver_preference__isnull=False,
-    ).exclude(silver_preference=0)
-    return pool if recurate else pool.filter(curation="")
+    return silver_pool(campaign=campaign, recurate=recurate)
 
 
 def _reference_pairs(campaign: Campaign, *, recurate: bool) -> QuerySet[Pair]:
@@ -522,6 +517,8 @@ _PARAM_NAMES = {
     "best_version",
     "evaluation_sets",
     "recurate",
+    "shard_size",  # issue #13: the silver pool's scoring shards
+    "shard_scoring",
     *CurationRules.__dataclass_fields__,
 }
 
@@ -565,6 +562,18 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             )
         except CurationError as error:
             raise JobError(str(error)) from error
+        # --- issue #13: the models score the silver pool in shards on every gpu worker first
+        # (the job's last part then finds every score stored). Injected scorers skip it.
+        sharded = not scorers and bool(params.get("shard_scoring", True))
+        if sharded and job.stage == Job.Stage.MAIN:
+            silver_score_hand_off(
+                versions=list({gold_version.pk: gold_version, best_version.pk: best_version}
+                              .values()),
+                context=context,
+                recurate=bool(params.get("recurate", False)),
+                progress_range=(0.0, 0.6),
+            )
+        # --- end issue #13
         gold = scorers.get("gold") or model_version_scorer(gold_version)
         best = scorers.get("best") or (
             gold if best_version.pk == gold_version.pk else model_version_scorer(best_version)
@@ -582,16 +591,9 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 judge = llm_judge_scorer()
                 context.log("an LLM judge is configured: it may keep pairs the models reject")
 
-        result = pool_curate(
-            campaign=job.campaign,
-            gold=gold,
-            best=best,
-            rules=rules,
-            judge=judge,
-            evaluation_sets=params.get("evaluation_sets"),
-            recurate=bool(params.get("recurate", False)),
-            on_progress=on_progress,
-        )
+        with context.stage(0.6 if sharded else 0.0, 1.0, "curating"):
+            result = _curate(context=context, gold=gold, best=best, rules=rules, judge=judge,
+                             on_progress=on_progress)
         context.log(
             f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "
             f"{result.contaminated} contaminated, {result.duplicates} duplicates"
@@ -601,6 +603,14 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             "gold_version": gold_version.number,
             "best_version": best_version.number,
         }
+
+    def _curate(*, context: JobContext, **scoring: Any) -> Any:
+        return pool_curate(
+            campaign=job.campaign,
+            evaluation_sets=params.get("evaluation_sets"),
+            recurate=bool(params.get("recurate", False)),
+            **scoring,
+        )
 
     return work
 
@@ -613,10 +623,24 @@ def curation_run(
     reraise: bool = True,
 ) -> JobClaim:
     """Claim the curation job and run it. ``scorers`` may supply "gold", "best" and "judge"
-    (tests, notebooks); otherwise the chosen model versions score the pool."""
-    return job_run(
-        job_id=job_id,
-        worker=worker or worker_name(),
-        work_for=lambda job: _curation_work(job, dict(scorers or {})),
-        reraise=reraise,
-    )
+    (tests, notebooks); otherwise the chosen model versions score the pool, in shards that
+    every gpu worker takes (without ``worker``: in this process, shards included)."""
+
+    def run() -> JobClaim:
+        return job_run(
+            job_id=job_id,
+            worker=worker or "inline:" + worker_name(),
+            work_for=lambda job: _curation_work(job, dict(scorers or {})),
+            reraise=reraise,
+        )
+
+    claim = run()
+    if worker or claim.job is None:
+        return claim
+    # --- issue #13: in-process runs score their shards here, then run the job's last part.
+    claim.job.refresh_from_db()
+    if claim.job.status == Job.Status.RUNNING and claim.job.stage == Job.Stage.SHARDS:
+        shards_run_inline(job=claim.job, worker="inline:" + worker_name(),
+                          work_for=shard_score_work)
+        claim = run()
+    return claim

@@ -121,7 +121,8 @@ def version_model(version: ModelVersion) -> Any:
     key = f"v{version.pk}"
     if key not in _MODELS:
         model = load_version_model(version)
-        _MODELS.clear()
+        if len(_MODELS) >= 4:  # a curation job scores with two versions (and their bases)
+            _MODELS.clear()
         _MODELS[key] = model
     return _MODELS[key]
 
@@ -160,23 +161,77 @@ def pool_score_hand_off(
         raise JobHandedOff(f"job {job.pk} continues in {shards} shards")
 
 
+def silver_pool(*, campaign: Campaign, recurate: bool = False) -> QuerySet[Pair]:
+    """Stage 2's pool: unverified pairs with a source label (curated ones only with
+    ``recurate``); ``scoring.datasets.curation`` reads it from here."""
+    pool = Pair.objects.filter(
+        campaign=campaign,
+        is_gold=False,
+        provenance="",
+        labels_count=0,
+        silver_preference__isnull=False,
+    ).exclude(silver_preference=0)
+    return pool if recurate else pool.filter(curation="")
+
+
+def silver_score_hand_off(
+    *,
+    versions: list[ModelVersion],
+    context: JobContext,
+    recurate: bool,
+    progress_range: tuple[float, float],
+) -> None:
+    """Score the silver pool with each of ``versions`` in shards before a curation job's
+    verdicts (raises ``JobHandedOff``); returns when there is nothing to score."""
+    job = context.job
+    job.result = {
+        **(job.result or {}),
+        "score_version_ids": [version.pk for version in versions],
+        "targets": "silver",
+        "recurate": recurate,
+    }
+    shards = job_hand_off_to_shards(
+        context=context,
+        targets=silver_pool(campaign=versions[0].campaign, recurate=recurate),
+        size=shard_size_of(job.params),
+        progress_range=progress_range,
+        queue=context.queue,
+        inline=context.inline,
+    )
+    if shards:
+        raise JobHandedOff(f"job {job.pk} continues in {shards} shards")
+
+
+def _shard_targets(job: Job) -> QuerySet[Pair]:
+    result = job.result or {}
+    if result.get("targets") == "silver":
+        return silver_pool(campaign=job.campaign, recurate=bool(result.get("recurate")))
+    return scoring_targets(
+        campaign=job.campaign, include_gold=bool(result.get("include_gold", True))
+    )
+
+
+def _from_vectors(version: ModelVersion) -> bool:
+    """Head-mode versions with cached features score without a forward pass."""
+    return version.mode == "head" and bool(version.metrics.get("encoder"))
+
+
 def shard_score_work(shard: JobShard) -> ShardWork:
-    """Score the shard's pairs that this version has not scored yet, chunk by chunk."""
+    """Score the shard's pairs that each of the job's versions has not scored yet, by chunks.
+
+    A loop or score job's pairs get vectors too (retrieval needs them); a curation job's
+    silver pairs only where a head-mode version scores from them.
+    """
     job = shard.job
-    version = ModelVersion.objects.select_related("campaign").filter(
-        pk=(job.result or {}).get("score_version_id")
-    ).first()
-    if version is None:
-        raise JobError("the model version this job scores with no longer exists")
-    include_gold = bool((job.result or {}).get("include_gold", True))
+    result = job.result or {}
+    version_ids = result.get("score_version_ids") or [result.get("score_version_id")]
+    versions = list(ModelVersion.objects.select_related("campaign").filter(pk__in=version_ids))
+    if len(versions) != len(set(version_ids)):
+        raise JobError("a model version this job scores with no longer exists")
+    embed_all = result.get("targets") != "silver"
 
     def work(context: ShardContext) -> None:
-        model = version_model(version)
-        key = retrieval_encoder_key(version)
-        encoder = _version_encoder(version, model)
-        targets = scoring_targets(campaign=version.campaign, include_gold=include_gold).filter(
-            id__gte=shard.first_id, id__lte=shard.last_id
-        )
+        targets = _shard_targets(job).filter(id__gte=shard.first_id, id__lte=shard.last_id)
         after = shard.first_id - 1
         while True:
             context.check()
@@ -188,34 +243,53 @@ def shard_score_work(shard: JobShard) -> ShardWork:
             if not ids:
                 return
             after = ids[-1]
-            embedded = pair_embeddings_ensure(pair_ids=ids, model=encoder, key=key)
-            done = set(
-                PairScore.objects.filter(model_version=version, pair_id__in=ids).values_list(
-                    "pair_id", flat=True
-                )
-            )
-            todo = [pair_id for pair_id in ids if pair_id not in done]
-            rows = []
-            if todo:
-                reward_a, reward_b = _rewards(version, model, todo, key)
-                p_a_better = _sigmoid(reward_a - reward_b)
-                rows = [
-                    PairScore(
-                        pair_id=pair_id,
-                        model_version=version,
-                        reward_a=float(reward_a[i]),
-                        reward_b=float(reward_b[i]),
-                        p_a_better=float(p_a_better[i]),
+            embedded = scored = 0
+            rows: list[PairScore] = []
+            for version in versions:
+                model = version_model(version)
+                if embed_all or _from_vectors(version):
+                    key = retrieval_encoder_key(version)
+                    embedded += pair_embeddings_ensure(
+                        pair_ids=ids, model=_version_encoder(version, model), key=key
                     )
-                    for i, pair_id in enumerate(todo)
-                ]
+                rows += _score_rows(version, model, ids)
+            scored = len(rows)
             with transaction.atomic():
                 # The unique (pair, version) constraint keeps a pair from being scored twice;
                 # the fenced counter rolls the chunk back if this worker lost the shard.
                 PairScore.objects.bulk_create(rows, ignore_conflicts=True)
-                context.add_counts(scored=len(rows), embedded=embedded)
+                context.add_counts(scored=scored, embedded=embedded)
 
     return work
+
+
+def _score_rows(version: ModelVersion, model: Any, ids: list[int]) -> list[PairScore]:
+    done = set(
+        PairScore.objects.filter(model_version=version, pair_id__in=ids).values_list(
+            "pair_id", flat=True
+        )
+    )
+    todo = [pair_id for pair_id in ids if pair_id not in done]
+    if not todo:
+        return []
+    if _from_vectors(version):
+        key = retrieval_encoder_key(version)
+        reward_a, reward_b = head_rewards(
+            model, pair_vectors_load(pair_ids=todo, key=key, context=False)
+        )
+    else:
+        reward_a, reward_b = _forward_rewards(model, todo)
+    p_a_better = _sigmoid(reward_a - reward_b)
+    return [
+        PairScore(
+            pair_id=pair_id,
+            model_version=version,
+            reward_a=float(reward_a[i]),
+            reward_b=float(reward_b[i]),
+            p_a_better=float(p_a_better[i]),
+        )
+        for i, pair_id in enumerate(todo)
+    ]
 
 
 def score_chunk_size() -> int:
@@ -247,15 +321,10 @@ def pool_score_summary(*, job: Job, version: ModelVersion, include_gold: bool) -
     return {**summary, "pool": pool, "judged": judged, "version": version.number}
 
 
-def _rewards(
-    version: ModelVersion, model: Any, pair_ids: list[int], key: str
-) -> tuple[np.ndarray, np.ndarray]:
-    if version.mode == "head":
-        return head_rewards(model, pair_vectors_load(pair_ids=pair_ids, key=key, context=False))
+def _forward_rewards(model: Any, pair_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     pairs = {pair.pk: pair for pair in Pair.objects.filter(pk__in=pair_ids)}
     ordered = [pairs[pair_id] for pair_id in pair_ids]
     items = [(pair.conversation, pair.response_a) for pair in ordered]
     items += [(pair.conversation, pair.response_b) for pair in ordered]
     rewards = model.score_batch(items)
     return rewards[: len(ordered)], rewards[len(ordered) :]
-

@@ -14,6 +14,7 @@ import shutil
 import signal
 import time
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.core.management import call_command
@@ -256,3 +257,39 @@ def test_the_score_pool_command_reports_shards_and_workers(
         assert summary["workers"] and all(":" in name for name in summary["workers"])
     finally:
         shutil.rmtree(campaign_models_dir(campaign), ignore_errors=True)
+
+
+def test_stage_2_curation_scores_the_silver_pool_in_shards_with_both_models(db, tmp_path):
+    from scoring.datasets.curation import curation_create, curation_run
+    from scoring.models import ModelVersion
+    from scoring.reward_model import RewardModel, build_tiny_reward_model
+
+    campaign = CampaignFactory()
+    versions = [
+        ModelVersion.objects.create(
+            campaign=campaign, number=number, base="tiny", heldout_accuracy=0.5 + number / 10,
+            checkpoint=str(build_tiny_reward_model(tmp_path / f"v{number}", seed=number)),
+            is_active=number == 1,
+        )
+        for number in (1, 2)
+    ]
+    silver = [
+        PairFactory(campaign=campaign, silver_preference=1 if i % 2 else -1,
+                    status="pooled")
+        for i in range(7)
+    ]
+    job = curation_create(campaign=campaign, params={"shard_size": 3}, enqueue=False)
+    job = curation_run(job_id=job.pk).job
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    shards = JobShard.objects.filter(job=job)
+    assert shards.count() == 3 and not shards.exclude(status=JobShard.Status.SUCCEEDED)
+    assert shards.aggregate(n=Sum("scored"))["n"] == 14  # 7 pairs × 2 models, once each
+    assert job.result["kept"] + job.result["discarded"] + job.result["recycled"] == 7
+    model = RewardModel.load(versions[1].checkpoint)
+    expected = model.prob_a_better_batch(
+        [(pair.conversation, pair.response_a, pair.response_b) for pair in silver]
+    )
+    stored = dict(
+        PairScore.objects.filter(model_version=versions[1]).values_list("pair_id", "p_a_better")
+    )
+    np.testing.assert_allclose([stored[pair.pk] for pair in silver], expected, atol=1e-5)
