@@ -450,7 +450,7 @@ def _shard_fail_for_good(*, shard: JobShard, error: str, fenced: bool = True) ->
 
 def shards_recover_stale(*, now: datetime | None = None) -> list[int]:
     """Send again the tasks of running shards whose worker went silent (brokers without
-    redelivery); the claim decides whether they are taken over."""
+    redelivery), and of queued shards of a job silent that long; the claim decides."""
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=stale_seconds())
     stale = list(
@@ -458,6 +458,16 @@ def shards_recover_stale(*, now: datetime | None = None) -> list[int]:
             status=JobShard.Status.RUNNING,
             heartbeat_at__lt=stale_before,
             job__status=Job.Status.RUNNING,
+        ).select_related("job")
+    )
+    # Queued shards of a job nobody has touched for a while: their messages may be lost
+    # (a broker restart); a duplicate of a live one is ignored by its claim.
+    stale += list(
+        JobShard.objects.filter(
+            status=JobShard.Status.QUEUED,
+            job__status=Job.Status.RUNNING,
+            job__stage=Job.Stage.SHARDS,
+            job__heartbeat_at__lt=stale_before,
         ).select_related("job")
     )
     for shard in stale:

@@ -129,11 +129,11 @@ def test_filtered_search_skips_pairs_that_left_the_pool_and_widens_when_short():
 
 @pytest.fixture(scope="session")
 def minilm_context_vectors() -> np.ndarray:
-    """Context vectors of 1,500 hh-rlhf conversations with each response (3,000 vectors)."""
+    """Context vectors of 800 hh-rlhf conversations with each response (1,600 vectors)."""
     from scoring.loop.embeddings import context_vectors
     from scoring.reward_model import RewardModel, load_hh_rlhf
 
-    examples = load_hh_rlhf(HH_RLHF_PATH, limit=1500)
+    examples = load_hh_rlhf(HH_RLHF_PATH, limit=800)
     model = RewardModel.from_base(device="cpu", max_length=128)
     texts = []
     for example in examples:
