@@ -316,8 +316,9 @@ ARBITER = {
     "VECTOR_ROOT": envstr("ARBITER_VECTOR_ROOT", str(VAR_DIR / "vectors")) or str(
         VAR_DIR / "vectors"
     ),
-    # How the reward head's features are stored: i8 (int8 + a scale per row), f16 or f32.
-    "VECTOR_FEATURE_CODEC": envstr("ARBITER_VECTOR_FEATURE_CODEC", "i8") or "i8",
+    # How vectors are stored: i8 (int8 + a scale per row), f16 or f32 (README: their effect).
+    "VECTOR_FEATURE_CODEC": envstr("ARBITER_VECTOR_FEATURE_CODEC", "f16") or "f16",
+    "VECTOR_CONTEXT_CODEC": envstr("ARBITER_VECTOR_CONTEXT_CODEC", "i8") or "i8",
     # Retrieval index: exact up to this many vectors, IVF above (searching nprobe lists).
     "INDEX_EXACT_MAX": envint("ARBITER_INDEX_EXACT_MAX", 50_000, minimum=1),
     "INDEX_NPROBE": envint("ARBITER_INDEX_NPROBE", 48, minimum=1),
@@ -326,8 +327,9 @@ ARBITER = {
     # Pairs a shard reads, embeds, scores and commits at a time.
     "SCORE_CHUNK": envint("ARBITER_SCORE_CHUNK", 2048, minimum=1),
 }
-if ARBITER["VECTOR_FEATURE_CODEC"] not in ("i8", "f16", "f32"):
-    raise ImproperlyConfigured("ARBITER_VECTOR_FEATURE_CODEC must be i8, f16 or f32")
+for _codec in ("VECTOR_FEATURE_CODEC", "VECTOR_CONTEXT_CODEC"):
+    if ARBITER[_codec] not in ("i8", "f16", "f32"):
+        raise ImproperlyConfigured(f"ARBITER_{_codec} must be i8, f16 or f32")
 if envstr("ARBITER_JOB_HEARTBEAT_SECONDS"):  # default: a quarter of the stale time, at most 10 s
     ARBITER["JOB_HEARTBEAT_SECONDS"] = envfloat("ARBITER_JOB_HEARTBEAT_SECONDS", 10.0)
 

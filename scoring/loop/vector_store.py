@@ -16,10 +16,11 @@ No database table tracks the vectors: "which pairs have vectors for this encoder
 from the parts' id arrays (``VectorCatalogue``: 16 bytes a pair in memory, numpy arrays, read
 once per process and extended as parts appear).
 
-Codecs (per block): ``f16`` (float16) or ``i8`` (int8 with a float32 scale per row, i.e.
-``x ≈ code * scale`` with ``scale = max|x| / 127``). Context vectors (retrieval) are ``f16``;
-the reward head's features are ``i8`` by default (``VECTOR_FEATURE_CODEC``); the README gives
-the measured effect of each codec on rewards and recall.
+Codecs (per block): ``f16`` (float16), ``i8`` (int8 with a float32 scale per row, i.e.
+``x ≈ code * scale`` with ``scale = max|x| / 127``) or ``f32``. By default context vectors
+(retrieval) are ``i8`` (``VECTOR_CONTEXT_CODEC``: recall@8 unchanged against float32 on
+MiniLM vectors) and the reward head's features ``f16`` (``VECTOR_FEATURE_CODEC``: p moves by
+at most 0.0006, where int8 moves it by up to 0.016); the README gives the measurements.
 """
 
 from __future__ import annotations
@@ -48,7 +49,15 @@ def vector_root() -> str:
 
 
 def feature_codec() -> str:
-    return str(settings.ARBITER.get("VECTOR_FEATURE_CODEC", "i8"))
+    return str(settings.ARBITER.get("VECTOR_FEATURE_CODEC", "f16"))
+
+
+def context_codec() -> str:
+    return str(settings.ARBITER.get("VECTOR_CONTEXT_CODEC", "i8"))
+
+
+def configured_codecs() -> dict[str, str]:
+    return {"context": context_codec(), "a": feature_codec(), "b": feature_codec()}
 
 
 def _fs_and_path(url: str) -> tuple[Any, str]:
@@ -139,7 +148,7 @@ class VectorStore:
         self.root = root or vector_root()
         self.fs, base = _fs_and_path(self.root)
         self.path = f"{base}/{encoder_dir_name(key)}"
-        self.codecs = {"context": "f16", "a": feature_codec(), "b": feature_codec()}
+        self.codecs = configured_codecs()
         self.catalogue = VectorCatalogue()
         self._lock = threading.Lock()
         self._meta_written = False
@@ -155,7 +164,7 @@ class VectorStore:
             self.codecs = dict(stored.get("codecs", self.codecs))
         else:
             # A new encoder directory takes the codecs configured now; existing ones keep theirs.
-            self.codecs = {"context": "f16", "a": feature_codec(), "b": feature_codec()}
+            self.codecs = configured_codecs()
             self._atomic_write(
                 meta, json.dumps({"key": self.key, "codecs": self.codecs}).encode()
             )

@@ -70,14 +70,24 @@ def test_a_killed_writer_leaves_no_part_that_readers_see(tmp_path):
     assert fresh.missing([1, 2]) == [2]
 
 
-def test_a_part_costs_its_codecs_bytes(tmp_path, settings):
-    settings.ARBITER = {**settings.ARBITER, "VECTOR_FEATURE_CODEC": "i8"}
+@pytest.mark.parametrize(
+    ("context", "features", "expected"),
+    [
+        ("i8", "f16", 8 + 388 + 2 * 768),  # the default: 1,932 bytes a pair at 384 dims
+        ("f16", "i8", 8 + 768 + 2 * 388),
+        ("i8", "i8", 8 + 3 * 388),
+        ("f16", "f16", 8 + 3 * 768),
+    ],
+)
+def test_a_part_costs_its_codecs_bytes(tmp_path, settings, context, features, expected):
+    settings.ARBITER = {
+        **settings.ARBITER, "VECTOR_CONTEXT_CODEC": context, "VECTOR_FEATURE_CODEC": features,
+    }
     store = VectorStore("enc-b", str(tmp_path))
     n, dim = 2048, 384
     store.append(ids=np.arange(n), blocks=_blocks(np.random.default_rng(4), n, dim))
     per_pair = store.bytes_on_disk() / n
-    # ids 8 + context f16 768 + a and b int8 with a float32 scale each (2 × 388).
-    assert 8 + 768 + 776 <= per_pair < 8 + 768 + 776 + 2
+    assert expected <= per_pair < expected + 1  # plus the .npz headers, under a byte a pair
 
 
 # --- The index ---------------------------------------------------------------------------
