@@ -62,6 +62,13 @@ class Campaign(models.Model):
     auto_retrain = models.BooleanField(default=False)
     reveal_model_after_submit = models.BooleanField(default=False)
     retrieval_k = models.PositiveSmallIntegerField(default=8)
+    activation_tolerance = models.FloatField(
+        default=0.0,
+        help_text=(
+            "A newly trained model becomes active only if its held-out accuracy is at most "
+            "this much below the active model's."
+        ),
+    )
     round_size = models.PositiveIntegerField(default=500)
     # How long an annotator may change a label after submitting it (never once an expert
     # decided the pair); 0 turns changes off.

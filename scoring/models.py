@@ -1,4 +1,6 @@
-"""Jobs run by workers, reward-model versions, model scores, embeddings and exports.
+"""Jobs run by workers, reward-model versions, model scores and exports.
+
+Pair vectors are not here: they live in part files (``scoring.loop.vector_store``).
 
 A job row, not Celery's result backend, is the truth about a job: workers claim it with a
 conditional UPDATE, write progress and log lines to it, and finish it.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from annotation.models import Campaign, Pair, Round
 
@@ -28,6 +30,13 @@ class Job(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    class Stage(models.TextChoices):
+        """Where a sharded job is: its own worker's part, its shards, or its last part."""
+
+        MAIN = "", "main"
+        SHARDS = "shards"  # no worker owns the job: its shards run on any gpu worker
+        FINISHING = "finishing"  # every shard succeeded; the job's task runs its last part
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -39,6 +48,7 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
+    stage = models.CharField(max_length=10, choices=Stage.choices, default=Stage.MAIN, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -57,6 +67,44 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
+
+
+class JobShard(models.Model):
+    """One slice of a job's pairs (ids ``first_id``..``last_id`` of its target set), run by any
+    worker: claimed, heartbeaten and fenced by ``attempts`` like a job (``scoring.jobs.shards``).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    planned = models.PositiveIntegerField(help_text="Pairs in the range when it was planned.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    scored = models.PositiveIntegerField(default=0)
+    embedded = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="job_shard_unique"),
+            models.CheckConstraint(condition=Q(first_id__lte=F("last_id")), name="shard_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.index} of job {self.job_id} ({self.status})"
 
 
 class JobLogLine(models.Model):
@@ -88,6 +136,9 @@ class ModelVersion(models.Model):
     )
     metrics = models.JSONField(default=dict)
     heldout_accuracy = models.FloatField(null=True, blank=True)
+    activation_note = models.CharField(
+        max_length=300, blank=True, help_text="Why the activation gate kept it inactive, if so."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -122,19 +173,6 @@ class PairScore(models.Model):
 
     def __str__(self) -> str:
         return f"score of {self.pair_id} by v{self.model_version_id}"
-
-
-class PairEmbedding(models.Model):
-    """A float32 vector of the conversation and attributes, for nearest-neighbour retrieval."""
-
-    pair = models.OneToOneField(Pair, on_delete=models.CASCADE, related_name="embedding")
-    encoder = models.CharField(max_length=500)
-    dim = models.PositiveSmallIntegerField()
-    vector = models.BinaryField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"embedding of {self.pair_id}"
 
 
 class Retrieval(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,6 +191,16 @@ def _clear_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _vector_root():
+    """Pair ids restart with each test database: vectors of an earlier test's pairs must go."""
+    from scoring.loop.vector_store import vector_root
+
+    shutil.rmtree(vector_root(), ignore_errors=True)
+    yield
+    shutil.rmtree(vector_root(), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -26,8 +26,10 @@ as one prepared statement each for speed; they embed the SQL of their transition
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from django.db.models import F
+from django.db import connection
+from django.db.models import F, QuerySet
 
 from annotation.models import Pair, Round
 from annotation.prepared_reads import execute_prepared
@@ -57,8 +59,9 @@ def pair_lock(*, pair_id: int) -> None:
 # --- rounds ---------------------------------------------------------------------------------
 
 
-def pairs_queue(*, pair_ids: Sequence[int], round_: Round) -> int:
-    """pooled -> queued in ``round_``; pairs no longer pooled are left alone."""
+def pairs_queue(*, pair_ids: Sequence[int] | QuerySet[Pair, Any], round_: Round) -> int:
+    """pooled -> queued in ``round_``; pairs no longer pooled are left alone. ``pair_ids``
+    may be a sliced queryset of ids, so that a round's ids stay in the database."""
     return Pair.objects.filter(pk__in=pair_ids, status=Pair.Status.POOLED).update(
         status=Pair.Status.QUEUED, round=round_
     )
@@ -180,6 +183,25 @@ def pairs_set_curation(*, pair_ids: Sequence[int], curation: str) -> None:
     """Stage-2 curation's verdict (a flag: the pair's status does not change)."""
     if pair_ids:
         Pair.objects.filter(pk__in=pair_ids).update(curation=curation)
+
+
+def pairs_raise_priority_to(*, rows: Sequence[tuple[int, float, str]]) -> None:
+    """Raise pairs' priority to at least the given value, with its reason: one statement per
+    call (``rows`` of ``(pair_id, priority, reason)``; a priority never drops, so an admin's
+    higher manual priority is kept)."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(Pair._meta.db_table)
+    values = ", ".join(["(%s, %s, %s)"] * len(rows))
+    params = [value for row in rows for value in row]
+    with connection.cursor() as cursor:
+        # Only our own table name and placeholders are formatted into the SQL.
+        cursor.execute(
+            f"WITH v(id, priority, reason) AS (VALUES {values}) "  # noqa: S608
+            f"UPDATE {table} SET priority = v.priority, priority_reason = v.reason "
+            f"FROM v WHERE {table}.id = v.id AND {table}.priority <= v.priority",
+            params,
+        )
 
 
 def pairs_raise_priority(*, pairs: Iterable[Pair]) -> None:

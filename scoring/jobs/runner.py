@@ -46,7 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from annotation.models import Campaign
 from core.errors import ApplicationError, Conflict
-from scoring.models import Job, JobLogLine
+from scoring.models import Job, JobLogLine, JobShard
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ class JobCancelled(Exception):
 
 class JobLost(Exception):
     """This worker no longer owns the job (another worker took it over, or it was ended)."""
+
+
+class JobHandedOff(Exception):  # noqa: N818 - a control-flow signal, like JobCancelled
+    """Raised by a job's work once it gave the job over to its shards (``scoring.jobs.shards``):
+    the job stays running, owned by no worker, until its last shard sends it on."""
 
 
 def stale_seconds() -> float:
@@ -162,7 +167,30 @@ def job_cancel(*, job: Job) -> Job:
         elif Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
             JobLogLine.objects.create(job=job, message="cancel requested")
     job.refresh_from_db()
+    if job.stage == Job.Stage.SHARDS and job.status == Job.Status.RUNNING:
+        job_cancel_sharded(job=job)
+        job.refresh_from_db()
     return job
+
+
+def job_cancel_sharded(*, job: Job) -> int:
+    """Cancel a job in stage ``shards`` (no worker owns it) and its unfinished shards at once;
+    running shards notice at their next chunk. Returns how many shards were cancelled."""
+    now = timezone.now()
+    with transaction.atomic():
+        cancelled = Job.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS
+        ).update(
+            status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now, message="cancelled"
+        )
+        stopped = JobShard.objects.filter(
+            job_id=job.pk, status__in=(JobShard.Status.QUEUED, JobShard.Status.RUNNING)
+        ).update(status=JobShard.Status.CANCELLED, finished_at=now)
+        if cancelled:
+            JobLogLine.objects.create(
+                job=job, message=f"cancelled; {stopped} unfinished shards cancelled"
+            )
+    return stopped
 
 
 # --- Claiming (worker side) ----------------------------------------------------------------
@@ -190,23 +218,36 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
     claimed = Job.objects.filter(
         pk=job_id, status=Job.Status.QUEUED, cancel_requested=False
     ).update(status=Job.Status.RUNNING, started_at=now, message="started", **owned)
-    resumed = 0
+    # Sent on by its last shard: the job's last part, same attempt (nobody else owned it).
+    finishing = 0
     if not claimed:
+        finishing = Job.objects.filter(
+            pk=job_id, status=Job.Status.RUNNING, stage=Job.Stage.FINISHING, worker=""
+        ).update(worker=worker[:200], heartbeat_at=now, message="finishing")
+    resumed = 0
+    if not claimed and not finishing:
+        # A job in stage "shards" has no worker to lose: its shards are recovered instead.
         resumed = Job.objects.filter(
             pk=job_id,
             status=Job.Status.RUNNING,
             heartbeat_at__lt=stale_before,
             attempts__lt=MAX_ATTEMPTS,
             cancel_requested=False,
-        ).update(message="restarted after its worker was lost", **owned)
-    if claimed or resumed:
+        ).exclude(stage=Job.Stage.SHARDS).update(
+            message="restarted after its worker was lost", **owned
+        )
+    if claimed or finishing or resumed:
         job = Job.objects.select_related("campaign").get(pk=job_id)
         note = "claimed" if claimed else "worker lost; restarted from the beginning"
+        if finishing:
+            note = "last part claimed"
+        elif resumed and job.stage != Job.Stage.MAIN:
+            note = f"worker lost; restarted at stage {job.stage}"
         JobLogLine.objects.create(job=job, message=f"{note} by {worker} (attempt {job.attempts})")
         return JobClaim(ClaimOutcome.CLAIMED, job)
     given_up = Job.objects.filter(
         pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
-    ).update(
+    ).exclude(stage=Job.Stage.SHARDS).update(
         status=Job.Status.FAILED,
         finished_at=now,
         error="its worker was lost (killed or timed out) too many times",
@@ -222,7 +263,8 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
             status=Job.Status.CANCELLED, finished_at=now
         )
         return JobClaim(ClaimOutcome.FINISHED, job)
-    if job.is_finished:
+    if job.is_finished or job.stage == Job.Stage.SHARDS:
+        # In stage "shards" the shards carry the job; the last one sends its task again.
         return JobClaim(ClaimOutcome.FINISHED, job)
     heartbeat = job.heartbeat_at or now
     retry_in = max((heartbeat - stale_before).total_seconds(), 0.0) + 1.0
@@ -307,7 +349,7 @@ def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
     stale = list(
         Job.objects.filter(
             kind__in=EXCLUSIVE_KINDS, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
-        )
+        ).exclude(stage=Job.Stage.SHARDS)
     )
     for job in stale:
         job_log(job=job, message="no heartbeat; sent again for a worker to take over")
@@ -321,8 +363,10 @@ def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
 class JobContext:
     """What a running job's code sees: throttled progress, stage ranges and the stop check."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, queue: str | None = None) -> None:
         self.job = job
+        # Where the job's task came from: its shards are sent to the same queue.
+        self.queue = queue
         self._stop = threading.Event()
         self.lost = False
         self._last_write = 0.0
@@ -359,6 +403,11 @@ class JobContext:
 
     def log(self, message: str) -> None:
         job_log(job=self.job, message=message)
+
+    @property
+    def inline(self) -> bool:
+        """Run in the requesting process (``--inline``): its shards run here too."""
+        return self.job.worker.startswith("inline:")
 
     def on_progress(self, fraction: float, message: str) -> None:
         """A callback for the reward-model package (``on_progress``)."""
@@ -420,7 +469,12 @@ JobWork = Callable[[JobContext], dict[str, Any]]
 
 
 def job_run(
-    *, job_id: int, worker: str, work_for: Callable[[Job], JobWork], reraise: bool = True
+    *,
+    job_id: int,
+    worker: str,
+    work_for: Callable[[Job], JobWork],
+    reraise: bool = True,
+    queue: str | None = None,
 ) -> JobClaim:
     """Claim the job and run its work under a heartbeat; the job row records the outcome.
 
@@ -434,11 +488,13 @@ def job_run(
         return claim
     job = claim.job
     assert job is not None  # noqa: S101 - CLAIMED always carries the job
-    context = JobContext(job)
+    context = JobContext(job, queue)
     try:
         work = work_for(job)
         with context.heartbeat():
             result = work(context)
+    except JobHandedOff:
+        pass  # the shards carry the job now (scoring.jobs.shards)
     except JobCancelled:
         job_mark_cancelled(job=job)
     except JobLost:

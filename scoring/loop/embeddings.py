@@ -1,7 +1,8 @@
-"""Cached encoder vectors per pair (``PairEmbedding``), for head-mode training and retrieval.
+"""Cached encoder vectors per pair, for head-mode training and retrieval.
 
-One row per pair holds three float32 blocks of ``dim`` values each, computed by the campaign's
-base encoder (frozen in head mode):
+Each pair has three blocks of ``dim`` values, computed by the campaign's base encoder (frozen
+in head mode) and kept in append-only part files per encoder (``scoring.loop.vector_store``),
+not in the database:
 
 0. ``context``: the conversation plus the pair's preference attributes, mean-pooled over the
    encoder's last hidden states and L2-normalised. Nearest neighbours are searched on it.
@@ -13,8 +14,9 @@ base encoder (frozen in head mode):
 
 Head-mode training fits on blocks 1 and 2, and a head-mode version scores a pair as
 ``head(a)`` and ``head(b)`` exactly as the checkpoint would (the reward-model package checks
-that the head reads these features). ``encoder`` names the base and token window; a row
-computed by another encoder is recomputed. Only missing rows are ever computed.
+that the head reads these features). ``encoder_key`` names the base and token window; each
+encoder has its own files, so vectors of another encoder are never mixed in. Only missing
+vectors are ever computed.
 """
 
 from __future__ import annotations
@@ -25,15 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from django.db import transaction
 
 from annotation.models import Pair
-from scoring.models import PairEmbedding
+from scoring.loop.vector_store import vector_store
 
 if TYPE_CHECKING:
     from scoring.reward_model import RewardModel
 
-BLOCKS = 3
 _CHUNK = 256
 _ATTRIBUTES = (
     "task_category",
@@ -76,10 +76,6 @@ class PairVectors:
     def rows(self, pair_ids: Sequence[int]) -> np.ndarray:
         position = {int(pair_id): index for index, pair_id in enumerate(self.pair_ids)}
         return np.array([position[int(pair_id)] for pair_id in pair_ids], dtype=np.int64)
-
-
-def _encode_vector(context: np.ndarray, a: np.ndarray, b: np.ndarray) -> bytes:
-    return np.concatenate([context, a, b]).astype("<f4").tobytes()
 
 
 def context_vectors(model: RewardModel, texts: Sequence[str]) -> np.ndarray:
@@ -140,30 +136,15 @@ def compute_pair_vectors(model: RewardModel, pairs: Sequence[Pair]) -> PairVecto
 
 
 def pair_embeddings_missing(*, pair_ids: Sequence[int], key: str) -> list[int]:
-    have = set(
-        PairEmbedding.objects.filter(pair_id__in=pair_ids, encoder=key).values_list(
-            "pair_id", flat=True
-        )
-    )
-    return [pair_id for pair_id in pair_ids if pair_id not in have]
+    return vector_store(key).missing(pair_ids)
 
 
 def pair_embeddings_store(*, vectors: PairVectors, key: str) -> None:
-    """Write rows for these pairs, replacing rows another encoder computed."""
-    rows = [
-        PairEmbedding(
-            pair_id=int(pair_id),
-            encoder=key,
-            dim=int(vectors.context.shape[1]),
-            vector=_encode_vector(vectors.context[i], vectors.a[i], vectors.b[i]),
-        )
-        for i, pair_id in enumerate(vectors.pair_ids)
-    ]
-    with transaction.atomic():
-        PairEmbedding.objects.filter(pair_id__in=[int(i) for i in vectors.pair_ids]).exclude(
-            encoder=key
-        ).delete()
-        PairEmbedding.objects.bulk_create(rows, ignore_conflicts=True)
+    """Append one part file with these pairs' vectors (``scoring.loop.vector_store``)."""
+    vector_store(key).append(
+        ids=vectors.pair_ids,
+        blocks={"context": vectors.context, "a": vectors.a, "b": vectors.b},
+    )
 
 
 def pair_embeddings_ensure(
@@ -177,8 +158,8 @@ def pair_embeddings_ensure(
 ) -> int:
     """Compute and store the vectors of the pairs that have none for ``key``; returns how many.
 
-    ``model`` must carry the base encoder ``key`` names. Works in chunks, each committed on
-    its own, so an interrupted run keeps what it finished.
+    ``model`` must carry the base encoder ``key`` names. Works in chunks, each written as its
+    own part file, so an interrupted run keeps what it finished.
     """
     missing = pair_embeddings_missing(pair_ids=list(pair_ids), key=key)
     report = on_progress or (lambda fraction, message: None)
@@ -193,29 +174,27 @@ def pair_embeddings_ensure(
     return len(missing)
 
 
-def pair_vectors_load(*, pair_ids: Sequence[int], key: str) -> PairVectors:
-    """Stored vectors for these pairs, in the given order. Raises if any is missing."""
-    pair_ids = [int(pair_id) for pair_id in pair_ids]
-    rows = dict(
-        PairEmbedding.objects.filter(pair_id__in=pair_ids, encoder=key).values_list(
-            "pair_id", "vector"
-        )
-    )
-    missing = [pair_id for pair_id in pair_ids if pair_id not in rows]
-    if missing:
-        raise LookupError(f"no {key!r} embeddings for pairs {missing[:10]}")
-    if not pair_ids:
-        empty = np.zeros((0, 0), dtype=np.float32)
-        return PairVectors(np.zeros(0, dtype=np.int64), empty, empty, empty)
-    stacked = np.stack(
-        [np.frombuffer(bytes(rows[pair_id]), dtype="<f4") for pair_id in pair_ids]
-    ).reshape(len(pair_ids), BLOCKS, -1)
+def pair_vectors_load(
+    *, pair_ids: Sequence[int], key: str, context: bool = True
+) -> PairVectors:
+    """Stored vectors for these pairs, in the given order. Raises if any is missing.
+    ``context=False`` reads only the head features (scoring), leaving ``context`` empty."""
+    ids = np.array([int(pair_id) for pair_id in pair_ids], dtype=np.int64)
+    empty = np.zeros((len(ids), 0), dtype=np.float32)
+    if not len(ids):
+        return PairVectors(ids, empty, empty, empty)
+    names = ("context", "a", "b") if context else ("a", "b")
+    blocks = vector_store(key).load(ids, blocks=names)
     return PairVectors(
-        pair_ids=np.array(pair_ids, dtype=np.int64),
-        context=np.ascontiguousarray(stacked[:, 0]),
-        a=np.ascontiguousarray(stacked[:, 1]),
-        b=np.ascontiguousarray(stacked[:, 2]),
+        pair_ids=ids, context=blocks.get("context", empty), a=blocks["a"], b=blocks["b"]
     )
+
+
+def pair_context_load(*, pair_ids: Sequence[int], key: str) -> np.ndarray:
+    """Only the context vectors (retrieval) of these pairs, in the given order."""
+    if not len(pair_ids):
+        return np.zeros((0, 0), dtype=np.float32)
+    return vector_store(key).load(pair_ids, blocks=("context",))["context"]
 
 
 def head_rewards(model: RewardModel, vectors: PairVectors) -> tuple[np.ndarray, np.ndarray]:

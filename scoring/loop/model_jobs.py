@@ -13,7 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from scoring.jobs.runner import JobClaim, JobContext, JobError, JobWork, job_run, worker_name
-from scoring.loop.pool_scoring import pool_score
+from scoring.jobs.shards import ShardClaim, shard_run, shards_run_inline
+from scoring.loop.pool_scoring import (
+    pool_score_hand_off,
+    pool_score_summary,
+    scored_version,
+    scoring_log_line,
+    shard_score_work,
+)
 from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.rounds import round_close_and_advance
 from scoring.loop.training import train_job_work
@@ -28,19 +35,30 @@ def _train_work(context: JobContext) -> dict[str, Any]:
 
 
 def _score_work(context: JobContext) -> dict[str, Any]:
-
-    campaign = context.job.campaign
-    version = active_model_version(campaign=campaign)
-    if version is None:
-        raise JobError("the campaign has no active model version to score with")
-    include_gold = bool(context.job.params.get("retrieve_from_gold", True))
-    with context.stage(0.0, 0.9, f"scoring the pool with v{version.number}"):
-        scoring = pool_score(version=version, context=context, include_gold=include_gold)
+    job = context.job
+    include_gold = bool(job.params.get("retrieve_from_gold", True))
+    if job.stage == Job.Stage.MAIN:
+        version = active_model_version(campaign=job.campaign)
+        if version is None:
+            raise JobError("the campaign has no active model version to score with")
+        context.log(f"scoring the pool with v{version.number}")
+        pool_score_hand_off(
+            version=version, context=context, include_gold=include_gold,
+            progress_range=(0.0, 0.9),
+        )
+    version = scored_version(job)
+    scoring = pool_score_summary(job=job, version=version, include_gold=include_gold)
+    context.log(scoring_log_line(scoring))
     with context.stage(0.9, 1.0, "prioritising"):
         prioritisation = pool_prioritise(
             version=version, context=context, include_gold=include_gold
         )
-    return {"version": version.number, "scoring": scoring, "prioritisation": prioritisation}
+    return {
+        "version": version.number,
+        **{name: scoring[name] for name in ("scored", "pool", "shards", "workers")},
+        "scoring": scoring,
+        "prioritisation": prioritisation,
+    }
 
 
 def _loop_work(context: JobContext) -> dict[str, Any]:
@@ -61,14 +79,29 @@ def job_work_for(job: Job) -> JobWork:
         raise JobError(f"{job.kind} jobs are not model jobs") from None
 
 
-def model_job_run(*, job_id: int, worker: str, reraise: bool = True) -> JobClaim:
-    return job_run(job_id=job_id, worker=worker, work_for=job_work_for, reraise=reraise)
+def model_job_run(
+    *, job_id: int, worker: str, reraise: bool = True, queue: str | None = None
+) -> JobClaim:
+    return job_run(
+        job_id=job_id, worker=worker, work_for=job_work_for, reraise=reraise, queue=queue
+    )
+
+
+def shard_job_run(*, shard_id: int, worker: str) -> ShardClaim:
+    return shard_run(shard_id=shard_id, worker=worker, work_for=shard_score_work)
 
 
 def job_run_inline(*, job: Job) -> Job:
-    """Run a queued job in this process; the job row records the outcome (no re-raise)."""
-    model_job_run(job_id=job.pk, worker="inline:" + worker_name(), reraise=False)
+    """Run a queued job in this process, its shards too; the job row records the outcome."""
+    worker = "inline:" + worker_name()
+    model_job_run(job_id=job.pk, worker=worker, reraise=False)
     job.refresh_from_db()
+    if job.status == Job.Status.RUNNING and job.stage == Job.Stage.SHARDS:
+        shards_run_inline(job=job, worker=worker, work_for=shard_score_work)
+        job.refresh_from_db()
+    if job.status == Job.Status.RUNNING and job.stage == Job.Stage.FINISHING:
+        model_job_run(job_id=job.pk, worker=worker, reraise=False)
+        job.refresh_from_db()
     return job
 
 

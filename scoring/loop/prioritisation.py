@@ -23,14 +23,16 @@ those same gold pairs an optimistic estimate over rounds. Jobs may pass
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.db import transaction
+from django.db.models import QuerySet
 
 from annotation.models import Pair
-from annotation.services.pair_state import pairs_raise_priority
+from annotation.services.pair_state import pairs_raise_priority_to
 from reviewers.models import Escalation
 from reviewers.services.escalations import (
     escalation_model_contradiction,
@@ -38,18 +40,11 @@ from reviewers.services.escalations import (
     model_contradicts,
 )
 from scoring.jobs.runner import JobContext
-from scoring.loop.embeddings import pair_vectors_load
-from scoring.loop.pool_scoring import judged_pairs, pool_pairs, retrieval_encoder_key
-from scoring.loop.retrieval import nearest_neighbours, retrieval_count
+from scoring.loop.embeddings import pair_context_load
+from scoring.loop.pool_scoring import judged_targets, pool_pairs, retrieval_encoder_key
+from scoring.loop.retrieval import retrieval_count
+from scoring.loop.vector_index import campaign_index, search_filtered
 from scoring.models import ModelVersion, PairScore, Retrieval
-
-
-@dataclass(frozen=True)
-class _Pull:
-    boost: float
-    source_id: int
-    p: float
-    similarity: float
 
 
 def reason_text(*, source_id: int, p: float, similarity: float) -> str:
@@ -57,47 +52,85 @@ def reason_text(*, source_id: int, p: float, similarity: float) -> str:
     return f"similar to pair {source_id} (cosine {similarity:.2f}), {verdict} at p = {p:.2f}"
 
 
+_BATCH = 1024  # sources searched, and priorities written, per statement
+
+
+def _judged_agreement(
+    *, version: ModelVersion, include_gold: bool
+) -> Iterator[tuple[int, float, bool]]:
+    """(pair id, p_agree, unanimous) of each judged pair that ``version`` scored, streamed."""
+    judged = judged_targets(campaign=version.campaign, include_gold=include_gold)
+    rows = (
+        PairScore.objects.filter(model_version=version, pair__in=judged)
+        .order_by("pair_id")
+        .values_list(
+            "pair_id",
+            "p_a_better",
+            "pair__is_gold",
+            "pair__gold_preference",
+            "pair__consensus_preference",
+            "pair__provenance",
+        )
+        .iterator(chunk_size=5000)
+    )
+    for pair_id, p_a, is_gold, gold_pref, consensus_pref, provenance in rows:
+        preference = gold_pref if is_gold else consensus_pref
+        p_agree = p_a if preference > 0 else 1.0 - p_a
+        yield pair_id, float(p_agree), provenance == Pair.Provenance.UNANIMOUS
+
+
 def pool_prioritise(
     *, version: ModelVersion, context: JobContext, include_gold: bool = True
 ) -> dict[str, Any]:
-    """Raise the priority of pool pairs similar to the pairs ``version`` gets wrong."""
+    """Raise the priority of pool pairs similar to the pairs ``version`` gets wrong.
+
+    Bounded memory: judged pairs are streamed (a few numbers each are kept, never the pool),
+    neighbours come from the campaign's faiss index (``scoring.loop.vector_index``) in batches
+    of sources, and priorities are written by set-based UPDATEs in batches.
+    """
     campaign = version.campaign
-    judged = judged_pairs(campaign=campaign, include_gold=include_gold)
-    scores = dict(
-        PairScore.objects.filter(model_version=version, pair_id__in=judged.pair_ids).values_list(
-            "pair_id", "p_a_better"
-        )
-    )
-    sources: list[tuple[Pair, float, int]] = []
-    agreement: list[tuple[Pair, float]] = []
-    for pair, preference in zip(judged.pairs, judged.preferences, strict=True):
-        if pair.pk not in scores:
-            continue
-        p_a = scores[pair.pk]
-        p_agree = p_a if preference > 0 else 1.0 - p_a
-        agreement.append((pair, p_agree))
+    source_ids: list[int] = []
+    source_p: list[float] = []
+    source_k: list[int] = []
+    contradictions: list[tuple[int, float]] = []
+    judged = mispredicted = 0
+    for pair_id, p_agree, unanimous in _judged_agreement(
+        version=version, include_gold=include_gold
+    ):
+        judged += 1
+        mispredicted += int(p_agree < 0.5)
         k = retrieval_count(p_agree, campaign.retrieval_k)
         if k > 0:
-            sources.append((pair, p_agree, k))
+            source_ids.append(pair_id)
+            source_p.append(p_agree)
+            source_k.append(k)
+        if unanimous:
+            contradictions.append((pair_id, p_agree))
     key = retrieval_encoder_key(version)
-    # Pairs imported since the pool was scored have no vectors yet: candidates next time.
-    pool = list(
-        pool_pairs(campaign=campaign)
-        .filter(embedding__encoder=key)
-        .order_by("id")
-        .values_list("id", "priority")
+    pool = pool_pairs(campaign=campaign)
+    pulls = _retrieve(
+        key=key,
+        campaign_id=campaign.pk,
+        sources=(
+            np.array(source_ids, dtype=np.int64),
+            np.array(source_p, dtype=np.float64),
+            np.array(source_k, dtype=np.int64),
+        ),
+        pool=pool,
+        context=context,
     )
-    pulls = _retrieve(key, sources, [pair_id for pair_id, _ in pool])
     context.check()
-    retrieved = _apply(version=version, context=context, pulls=pulls, priorities=dict(pool))
-    escalated = _escalate_contradictions(campaign_rules=campaign.escalation_rules, pairs=agreement)
+    retrieved = _apply(version=version, context=context, pulls=pulls)
+    escalated = _escalate_contradictions(
+        campaign_rules=campaign.escalation_rules, pairs=contradictions
+    )
     summary = {
-        "judged": len(agreement),
-        "mispredicted": sum(1 for _, p in agreement if p < 0.5),
-        "sources": len(sources),
+        "judged": judged,
+        "mispredicted": mispredicted,
+        "sources": len(source_ids),
         "retrieved": retrieved,
         "escalated": escalated,
-        "pool": len(pool),
+        "pool": pool.count(),
     }
     context.log(
         f"{summary['mispredicted']} of {summary['judged']} judged pairs mispredicted; "
@@ -106,81 +139,152 @@ def pool_prioritise(
     return summary
 
 
+@dataclass(frozen=True)
+class Pulls:
+    """For each retrieved pool pair (sorted by id), its strongest pull."""
+
+    pool_ids: np.ndarray
+    boost: np.ndarray
+    source_ids: np.ndarray
+    p: np.ndarray
+    similarity: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pool_ids)
+
+
 def _retrieve(
-    key: str, sources: list[tuple[Pair, float, int]], pool_ids: list[int]
-) -> dict[int, _Pull]:
-    """For each pool pair retrieved, the strongest pull (highest 1 - p, then similarity)."""
-    if not sources or not pool_ids:
-        return {}
-    pool_vectors = pair_vectors_load(pair_ids=pool_ids, key=key).context
-    source_vectors = pair_vectors_load(pair_ids=[pair.pk for pair, _, _ in sources], key=key)
-    k_max = max(k for _, _, k in sources)
-    indices, similarities = nearest_neighbours(source_vectors.context, pool_vectors, k_max)
-    pulls: dict[int, _Pull] = {}
-    for row, (pair, p_agree, k) in enumerate(sources):
-        for column in range(min(k, indices.shape[1])):
-            pool_id = pool_ids[int(indices[row, column])]
-            pull = _Pull(1.0 - p_agree, pair.pk, p_agree, float(similarities[row, column]))
-            best = pulls.get(pool_id)
-            if best is None or (pull.boost, pull.similarity) > (best.boost, best.similarity):
-                pulls[pool_id] = pull
-    return pulls
-
-
-def _apply(
     *,
-    version: ModelVersion,
+    key: str,
+    campaign_id: int,
+    sources: tuple[np.ndarray, np.ndarray, np.ndarray],
+    pool: QuerySet[Pair],
     context: JobContext,
-    pulls: dict[int, _Pull],
-    priorities: dict[int, float],
-) -> int:
-    retrievals = []
-    raised = []
-    for pool_id, pull in pulls.items():
-        reason = reason_text(source_id=pull.source_id, p=pull.p, similarity=pull.similarity)
-        retrievals.append(
-            Retrieval(
-                campaign=version.campaign,
-                job=context.job,
-                pair_id=pool_id,
-                similar_to_id=pull.source_id,
-                p=pull.p,
-                similarity=pull.similarity,
-                reason=reason[:300],
+) -> Pulls:
+    """Strongest pull per pool pair (highest 1 - p, then similarity), from the index."""
+    ids, p, k = sources
+    if not len(ids):
+        return _no_pulls()
+
+    def members(part_ids: np.ndarray) -> np.ndarray:
+        return np.fromiter(
+            Pair.objects.filter(campaign_id=campaign_id, id__in=part_ids.tolist()).values_list(
+                "id", flat=True
+            ),
+            dtype=np.int64,
+        )
+
+    def in_pool(candidates: np.ndarray) -> np.ndarray:
+        found: list[int] = []
+        for start in range(0, len(candidates), 5000):
+            chunk = candidates[start : start + 5000].tolist()
+            found.extend(pool.filter(id__in=chunk).values_list("id", flat=True))
+        return np.array(found, dtype=np.int64)
+
+    loaded = campaign_index(key=key, campaign_id=campaign_id, members=members)
+    context.log(f"retrieval index: {loaded.meta['kind']}, {loaded.size} vectors")
+    k_max = int(k.max())
+    found: list[np.ndarray] = []
+    for start in range(0, len(ids), _BATCH):
+        context.check()
+        batch = slice(start, start + _BATCH)
+        queries = pair_context_load(pair_ids=ids[batch], key=key)
+        hit_ids, hit_sim = search_filtered(loaded.index, queries, k_max, in_pool)
+        keep = (hit_ids >= 0) & (np.arange(k_max)[None, :] < k[batch][:, None])
+        rows = np.nonzero(keep)[0]
+        found.append(
+            np.stack(
+                [
+                    hit_ids[keep].astype(np.float64),
+                    1.0 - p[batch][rows],
+                    ids[batch][rows].astype(np.float64),
+                    p[batch][rows],
+                    hit_sim[keep].astype(np.float64),
+                ],
+                axis=1,
             )
         )
-        if pull.boost >= priorities.get(pool_id, 0.0):
-            raised.append(Pair(pk=pool_id, priority=pull.boost, priority_reason=reason))
+    table = np.concatenate(found)
+    context.log(f"searched the neighbours of {len(ids)} sources: {len(table)} hits")
+    if not len(table):
+        return _no_pulls()
+    # Best pull per pool pair: by pool id, then boost and similarity, highest first.
+    table = table[np.lexsort((-table[:, 4], -table[:, 1], table[:, 0]))]
+    first = np.ones(len(table), dtype=bool)
+    first[1:] = table[1:, 0] != table[:-1, 0]
+    table = table[first]
+    return Pulls(
+        pool_ids=table[:, 0].astype(np.int64),
+        boost=table[:, 1],
+        source_ids=table[:, 2].astype(np.int64),
+        p=table[:, 3],
+        similarity=table[:, 4],
+    )
+
+
+def _no_pulls() -> Pulls:
+    empty = np.zeros(0)
+    return Pulls(empty.astype(np.int64), empty, empty.astype(np.int64), empty, empty)
+
+
+def _apply(*, version: ModelVersion, context: JobContext, pulls: Pulls) -> int:
+    """One Retrieval row per retrieved pair; its priority raised to the boost unless already
+    higher (a priority never drops). Set-based UPDATEs of ``_BATCH`` pairs in one transaction:
+    a cancelled or failed job never leaves half the pool re-ranked."""
     with transaction.atomic():
-        # One transaction: a cancelled or failed job never leaves half the pool re-ranked.
-        Retrieval.objects.bulk_create(retrievals, batch_size=1000)
-        pairs_raise_priority(pairs=raised)
-    return len(retrievals)
+        for start in range(0, len(pulls), _BATCH):
+            batch = range(start, min(start + _BATCH, len(pulls)))
+            reasons = [
+                reason_text(
+                    source_id=int(pulls.source_ids[i]),
+                    p=float(pulls.p[i]),
+                    similarity=float(pulls.similarity[i]),
+                )[:300]
+                for i in batch
+            ]
+            Retrieval.objects.bulk_create(
+                [
+                    Retrieval(
+                        campaign=version.campaign,
+                        job=context.job,
+                        pair_id=int(pulls.pool_ids[i]),
+                        similar_to_id=int(pulls.source_ids[i]),
+                        p=float(pulls.p[i]),
+                        similarity=float(pulls.similarity[i]),
+                        reason=reason,
+                    )
+                    for i, reason in zip(batch, reasons, strict=True)
+                ]
+            )
+            pairs_raise_priority_to(
+                rows=[
+                    (int(pulls.pool_ids[i]), float(pulls.boost[i]), reason)
+                    for i, reason in zip(batch, reasons, strict=True)
+                ]
+            )
+    return len(pulls)
 
 
 def _escalate_contradictions(
-    *, campaign_rules: dict[str, Any] | None, pairs: list[tuple[Pair, float]]
+    *, campaign_rules: dict[str, Any] | None, pairs: list[tuple[int, float]]
 ) -> int:
     threshold = model_contradiction_threshold(campaign_rules)
     if threshold is None:
         return 0
-    candidates = [
-        (pair, p)
-        for pair, p in pairs
-        if model_contradicts(p_agree=p, threshold=threshold)
-        and pair.provenance == Pair.Provenance.UNANIMOUS
-    ]
+    candidates = {
+        pair_id: p for pair_id, p in pairs if model_contradicts(p_agree=p, threshold=threshold)
+    }
     if not candidates:
         return 0
     already = set(
         Escalation.objects.filter(
-            pair_id__in=[pair.pk for pair, _ in candidates],
-            reason=Escalation.Reason.MODEL_CONTRADICTION,
+            pair_id__in=list(candidates), reason=Escalation.Reason.MODEL_CONTRADICTION
         ).values_list("pair_id", flat=True)
     )
     opened = 0
-    for pair, p in candidates:
-        if pair.pk not in already and _open_escalation(pair=pair, p_agree=p, threshold=threshold):
+    fresh = [pk for pk in candidates if pk not in already]
+    for pair in Pair.objects.filter(pk__in=fresh, provenance=Pair.Provenance.UNANIMOUS):
+        if _open_escalation(pair=pair, p_agree=candidates[pair.pk], threshold=threshold):
             opened += 1
     return opened
 

@@ -104,6 +104,70 @@ def model_version_register(
     return version
 
 
+FIRST_VERSION_MIN_ACCURACY = 0.5
+FIRST_VERSION_MIN_HELDOUT = 50
+
+
+def activation_gate_reason(
+    *,
+    accuracy: float | None,
+    heldout: int,
+    active_accuracy: float | None,
+    active_number: int | None,
+    tolerance: float,
+) -> str:
+    """Why a newly trained version must not become active, or "" when it may.
+
+    It may when its held-out accuracy is not below the active version's by more than
+    ``tolerance`` (the campaign's ``activation_tolerance``). With no active version, a first
+    version needs at least 0.5 when it was measured on 50 or more held-out pairs (on fewer,
+    accuracy is too noisy to refuse it). Without a measure on either side, nothing to compare.
+    """
+    if accuracy is None:
+        return ""
+    if active_number is None:
+        if heldout >= FIRST_VERSION_MIN_HELDOUT and accuracy < FIRST_VERSION_MIN_ACCURACY:
+            return (
+                f"held-out accuracy {accuracy:.3f} on {heldout} pairs is below "
+                f"{FIRST_VERSION_MIN_ACCURACY:.1f}, the minimum for a first version"
+            )
+        return ""
+    if active_accuracy is not None and accuracy < active_accuracy - tolerance:
+        return (
+            f"held-out accuracy {accuracy:.3f} is more than {tolerance:.3f} below the active "
+            f"v{active_number}'s {active_accuracy:.3f}"
+        )
+    return ""
+
+
+def model_version_activate_if_better(*, version: ModelVersion) -> tuple[ModelVersion, str]:
+    """Activate ``version`` if the campaign's activation gate lets it; else record why not.
+
+    Returns the version and the reason it stayed inactive ("" if activated). The comparison
+    and the activation happen under the campaign's row lock, so two trainings finishing
+    together are compared with whichever is active at that moment.
+    """
+    with transaction.atomic():
+        campaign = (
+            Campaign.objects.select_for_update(no_key=True).filter(pk=version.campaign_id).first()
+        )
+        active = ModelVersion.objects.filter(
+            campaign_id=version.campaign_id, is_active=True
+        ).first()
+        reason = activation_gate_reason(
+            accuracy=version.heldout_accuracy,
+            heldout=int((version.label_snapshot or {}).get("heldout_gold_pairs") or 0),
+            active_accuracy=active.heldout_accuracy if active else None,
+            active_number=active.number if active else None,
+            tolerance=float(campaign.activation_tolerance if campaign else 0.0),
+        )
+        if reason:
+            ModelVersion.objects.filter(pk=version.pk).update(activation_note=reason[:300])
+            version.refresh_from_db()
+            return version, reason
+        return model_version_activate(version=version), ""
+
+
 def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     """Make this version the campaign's active one (and no other)."""
     if version.status != ModelVersion.Status.READY:
@@ -116,7 +180,7 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
         ModelVersion.objects.filter(campaign_id=version.campaign_id, is_active=True).exclude(
             pk=version.pk
         ).update(is_active=False)
-        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activation_note="")
     version.refresh_from_db()
     return version
 

@@ -29,7 +29,14 @@ from django.utils import timezone
 from annotation.models import Campaign, Pair, Round
 from annotation.services.pair_state import pairs_queue, pairs_return_to_pool
 from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext
-from scoring.loop.pool_scoring import pool_score
+from scoring.jobs.shards import shard_size_of
+from scoring.loop.pool_scoring import (
+    pool_score_hand_off,
+    pool_score_summary,
+    remember_model,
+    scored_version,
+    scoring_log_line,
+)
 from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.requests import loop_request
 from scoring.loop.training import (
@@ -73,25 +80,70 @@ def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | N
     with transaction.atomic():
         if Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).exists():
             return None
-        chosen = list(
-            Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)
-            .order_by("-priority", "id")
-            .values_list("id", flat=True)[:size]
-        )
-        if not chosen:
+        candidates = Pair.objects.filter(
+            campaign=campaign, status=Pair.Status.POOLED, is_gold=False
+        ).order_by("-priority", "id")
+        if not candidates.exists():
             return None
         last = Round.objects.filter(campaign=campaign).order_by("-number").first()
         opened = Round.objects.create(campaign=campaign, number=(last.number + 1) if last else 1)
-        pairs_queue(pair_ids=chosen, round_=opened)
+        # A set-based UPDATE … WHERE id IN (SELECT … ORDER BY priority LIMIT size): the
+        # chosen ids never travel through Python, whatever the round size.
+        pairs_queue(pair_ids=candidates.values("pk")[:size], round_=opened)
     return opened
 
 
 def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[str, Any]:
-    """The whole loop (see the module docstring); ``context.job`` is the loop job."""
+    """The whole loop (see the module docstring); ``context.job`` is the loop job.
+
+    The scoring step runs in shards on any gpu workers: this function returns through
+    ``JobHandedOff`` once it has planned them, and the job's task runs it again in stage
+    ``finishing`` once the last shard is done, which prioritises and opens the round.
+    """
+    job = context.job
+    params = job.params
+    include_gold = bool(params.get("retrieve_from_gold", True))
+    if job.stage == Job.Stage.MAIN:
+        _loop_train_and_hand_off(campaign=campaign, context=context, include_gold=include_gold)
+    result = {
+        name: value
+        for name, value in (job.result or {}).items()
+        if name not in _INTERNAL_RESULT_KEYS
+    }
+    if "score_version_id" in (job.result or {}):
+        version = scored_version(job)
+        result["scoring"] = pool_score_summary(job=job, version=version, include_gold=include_gold)
+        context.log(scoring_log_line(result["scoring"]))
+        with context.stage(0.9, 0.97, "prioritising"):
+            result["prioritisation"] = pool_prioritise(
+                version=version, context=context, include_gold=include_gold
+            )
+    with context.stage(0.97, 1.0, "opening the next round"):
+        opened = round_open_next(campaign=campaign, size=params.get("round_size"))
+    if opened is not None:
+        queued = Pair.objects.filter(round=opened).count()
+        result["opened_round"] = opened.number
+        result["queued"] = queued
+        context.log(f"opened round {opened.number} with {queued} pairs")
+    else:
+        context.log("no round opened: the pool is empty or a round is already open")
+    return result
+
+
+_INTERNAL_RESULT_KEYS = frozenset(
+    {"score_version_id", "include_gold", "shard_progress", "queue", "inline"}
+)
+
+
+def _loop_train_and_hand_off(
+    *, campaign: Campaign, context: JobContext, include_gold: bool
+) -> None:
+    """Close the round, train, and give the scoring to shards (raises ``JobHandedOff``)."""
     params = context.job.params
     # Fail on bad parameters before the round is closed.
     training_config_from_params(params)
     resolve_base_model(params)
+    shard_size_of(params)
     result: dict[str, Any] = {}
     with context.stage(0.0, 0.02, "closing the round"):
         closed = round_close(campaign=campaign)
@@ -110,32 +162,21 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
             result["trained"] = version_result(trained.version)
         else:
             context.log("no verified pairs yet: nothing to train on")
-    version = trained.version if trained is not None else active_model_version(campaign=campaign)
+    # A version the activation gate kept inactive does not steer the next round.
+    version = active_model_version(campaign=campaign)
+    context.job.result = result
     if version is not None and params.get("prioritise", True):
-        include_gold = bool(params.get("retrieve_from_gold", True))
-        with context.stage(0.5, 0.9, f"scoring the pool with v{version.number}"):
-            result["scoring"] = pool_score(
-                version=version,
-                context=context,
-                model=trained.model if trained is not None else None,
-                include_gold=include_gold,
-            )
-        with context.stage(0.9, 0.97, "prioritising"):
-            result["prioritisation"] = pool_prioritise(
-                version=version, context=context, include_gold=include_gold
-            )
+        if trained is not None and trained.version.pk == version.pk:
+            remember_model(version, trained.model)  # shards run here reuse it
+        context.log(f"scoring the pool with v{version.number}")
+        pool_score_hand_off(
+            version=version,
+            context=context,
+            include_gold=include_gold,
+            progress_range=(0.5, 0.9),
+        )
     elif version is None:
         context.log("no model yet: the next round takes pairs in priority, then import, order")
-    with context.stage(0.97, 1.0, "opening the next round"):
-        opened = round_open_next(campaign=campaign, size=params.get("round_size"))
-    if opened is not None:
-        queued = Pair.objects.filter(round=opened).count()
-        result["opened_round"] = opened.number
-        result["queued"] = queued
-        context.log(f"opened round {opened.number} with {queued} pairs")
-    else:
-        context.log("no round opened: the pool is empty or a round is already open")
-    return result
 
 
 def rounds_check_completion() -> list[int]:

@@ -34,7 +34,7 @@ from scoring.loop.embeddings import (
     pair_vectors_load,
 )
 from scoring.loop.params import LoopParams, TrainParams
-from scoring.loop.registry import model_version_activate, model_version_register
+from scoring.loop.registry import model_version_activate_if_better, model_version_register
 from scoring.models import Job, ModelVersion
 
 TRAINABLE_PROVENANCE = (
@@ -240,7 +240,8 @@ class TrainedModel:
 
 
 def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -> TrainedModel:
-    """Train, evaluate on held-out gold, register (and by default activate) a new version."""
+    """Train, evaluate on held-out gold, register a new version and activate it when the
+    activation gate lets it (``registry.model_version_activate_if_better``)."""
     campaign = job.campaign
     params = job.params
     typed = LoopParams.from_params(params, ignore_unknown=True)  # train params are a subset
@@ -300,8 +301,11 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
         )
     context.log(f"registered v{version.number} at {version.checkpoint}")
     if typed.activate:
-        version = model_version_activate(version=version)
-        context.log(f"v{version.number} is now the active model")
+        version, refused = model_version_activate_if_better(version=version)
+        if refused:
+            context.log(f"v{version.number} registered but not activated: {refused}")
+        else:
+            context.log(f"v{version.number} is now the active model")
     return TrainedModel(version, model)
 
 
@@ -397,6 +401,7 @@ def version_result(version: ModelVersion) -> dict[str, Any]:
         "heldout_accuracy": version.heldout_accuracy,
         "mode": version.mode,
         "active": version.is_active,
+        "activation_note": version.activation_note,
         "pairs": version.label_snapshot.get("pairs"),
         "world_size": (version.metrics.get("training") or {}).get("world_size", 1),
     }

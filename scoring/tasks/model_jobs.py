@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
-from scoring.loop.model_jobs import model_job_run
+from scoring.loop.model_jobs import model_job_run, shard_job_run
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 
@@ -33,8 +33,15 @@ _MODEL_TASK_OPTIONS = {
 }
 
 
+def _queue_of(task: Task) -> str | None:
+    info = task.request.delivery_info or {}
+    return info.get("routing_key") or None
+
+
 def _run_model_job(task: Task, job_id: int) -> None:
-    claim = model_job_run(job_id=job_id, worker=worker_name(task.request.hostname))
+    claim = model_job_run(
+        job_id=job_id, worker=worker_name(task.request.hostname), queue=_queue_of(task)
+    )
     if claim.outcome == ClaimOutcome.BUSY:
         # Another delivery of this job is running with a live heartbeat. Look again once that
         # heartbeat would be stale: the job has then finished (nothing to do) or its worker
@@ -56,3 +63,12 @@ def score_pool_task(self: Task, job_id: int) -> None:
 def run_round_loop_task(self: Task, job_id: int) -> None:
     _run_model_job(self, job_id)
 
+
+
+@shared_task(name="scoring.score_shard", **_MODEL_TASK_OPTIONS)
+def score_shard_task(self: Task, shard_id: int) -> None:
+    """One shard of a score stage (``scoring.jobs.shards``); any gpu worker takes it."""
+    claim = shard_job_run(shard_id=shard_id, worker=worker_name(self.request.hostname))
+    if claim.outcome == "busy":
+        # A live worker holds it; look again once its heartbeat would be stale (taken over).
+        raise self.retry(countdown=claim.retry_in, max_retries=None)

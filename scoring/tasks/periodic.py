@@ -7,6 +7,7 @@ from celery import shared_task
 
 from scoring.dashboard.selectors import dashboards_refresh
 from scoring.jobs.runner import jobs_recover_stale
+from scoring.jobs.shards import shards_recover_stale
 from scoring.loop.rounds import rounds_check_completion
 
 
@@ -17,7 +18,7 @@ def check_round_completion_task() -> list[int]:
 
 @shared_task(name="scoring.recover_stale_jobs")
 def recover_stale_jobs_task() -> list[int]:
-    return jobs_recover_stale()
+    return jobs_recover_stale() + shards_recover_stale()
 
 
 @shared_task(name="scoring.refresh_dashboards")

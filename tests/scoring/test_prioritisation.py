@@ -11,9 +11,10 @@ import pytest
 from annotation.models import Pair
 from reviewers.models import Escalation
 from scoring.jobs.runner import JobContext, job_claim, job_create
+from scoring.loop.embeddings import PairVectors, pair_embeddings_store
 from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.retrieval import nearest_neighbours, normalise_rows, retrieval_count
-from scoring.models import ModelVersion, PairEmbedding, PairScore, Retrieval
+from scoring.models import ModelVersion, PairScore, Retrieval
 from tests.factories import CampaignFactory, PairFactory
 
 KEY = "test-encoder"
@@ -58,9 +59,13 @@ def test_a_small_pool_gives_fewer_neighbours():
 
 
 def _embed(pair: Pair, direction: list[float]) -> None:
-    context = normalise_rows(np.array([direction], dtype=np.float32))[0]
-    vector = np.concatenate([context, np.zeros(DIM), np.zeros(DIM)]).astype("<f4").tobytes()
-    PairEmbedding.objects.create(pair=pair, encoder=KEY, dim=DIM, vector=vector)
+    context = normalise_rows(np.array([direction], dtype=np.float32))
+    pair_embeddings_store(
+        vectors=PairVectors(
+            np.array([pair.pk]), context, np.zeros((1, DIM)), np.zeros((1, DIM))
+        ),
+        key=KEY,
+    )
 
 
 def _judged(campaign, *, preference: int, p_a_better: float, direction, version, **fields):

@@ -62,6 +62,9 @@ class CurationParams(JobParams):
     judge_threshold: float = 0.5
     evaluation_sets: tuple[str, ...] | None = None  # default: all of the campaign's
     recurate: bool = False
+    # The models score the silver pool first, in shards that every gpu worker takes (#13).
+    shard_scoring: bool = True
+    shard_size: int | None = None  # None: settings.ARBITER["SHARD_SIZE"] (20,000)
     # Use the configured LLM judge (ARBITER_LLM_URL) when there is one.
     llm_judge: bool = True
 

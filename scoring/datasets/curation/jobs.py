@@ -29,6 +29,8 @@ from scoring.jobs.runner import (
     job_run,
     worker_name,
 )
+from scoring.jobs.shards import shards_run_inline
+from scoring.loop.pool_scoring import shard_score_work, silver_score_hand_off
 from scoring.models import Job
 
 # --- Jobs ---------------------------------------------------------------------------------
@@ -67,6 +69,18 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             )
         except CurationError as error:
             raise JobError(str(error)) from error
+        # --- issue #13: the models score the silver pool in shards on every gpu worker first
+        # (the job's last part then finds every score stored). Injected scorers skip it.
+        sharded = not scorers and params.shard_scoring
+        if sharded and job.stage == Job.Stage.MAIN:
+            silver_score_hand_off(
+                versions=list({gold_version.pk: gold_version, best_version.pk: best_version}
+                              .values()),
+                context=context,
+                recurate=params.recurate,
+                progress_range=(0.0, 0.6),
+            )
+        # --- end issue #13
         gold = scorers.get("gold") or model_version_scorer(gold_version)
         best = scorers.get("best") or (
             gold if best_version.pk == gold_version.pk else model_version_scorer(best_version)
@@ -84,16 +98,17 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 judge = llm_judge_scorer()
                 context.log("an LLM judge is configured: it may keep pairs the models reject")
 
-        result = pool_curate(
-            campaign=job.campaign,
-            gold=gold,
-            best=best,
-            rules=params.rules(),
-            judge=judge,
-            evaluation_sets=params.evaluation_sets,
-            recurate=params.recurate,
-            on_progress=on_progress,
-        )
+        with context.stage(0.6 if sharded else 0.0, 1.0, "curating"):
+            result = pool_curate(
+                campaign=job.campaign,
+                gold=gold,
+                best=best,
+                rules=params.rules(),
+                judge=judge,
+                evaluation_sets=params.evaluation_sets,
+                recurate=params.recurate,
+                on_progress=on_progress,
+            )
         context.log(
             f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "
             f"{result.contaminated} contaminated, {result.duplicates} duplicates"
@@ -115,10 +130,24 @@ def curation_run(
     reraise: bool = True,
 ) -> JobClaim:
     """Claim the curation job and run it. ``scorers`` may supply "gold", "best" and "judge"
-    (tests, notebooks); otherwise the chosen model versions score the pool."""
-    return job_run(
-        job_id=job_id,
-        worker=worker or worker_name(),
-        work_for=lambda job: _curation_work(job, dict(scorers or {})),
-        reraise=reraise,
-    )
+    (tests, notebooks); otherwise the chosen model versions score the pool, in shards that
+    every gpu worker takes (without ``worker``: in this process, shards included)."""
+
+    def run() -> JobClaim:
+        return job_run(
+            job_id=job_id,
+            worker=worker or "inline:" + worker_name(),
+            work_for=lambda job: _curation_work(job, dict(scorers or {})),
+            reraise=reraise,
+        )
+
+    claim = run()
+    if worker or claim.job is None:
+        return claim
+    # --- issue #13: in-process runs score their shards here, then run the job's last part.
+    claim.job.refresh_from_db()
+    if claim.job.status == Job.Status.RUNNING and claim.job.stage == Job.Stage.SHARDS:
+        shards_run_inline(job=claim.job, worker="inline:" + worker_name(),
+                          work_for=shard_score_work)
+        claim = run()
+    return claim

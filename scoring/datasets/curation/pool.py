@@ -28,20 +28,14 @@ from scoring.datasets.curation.consistency import (
 )
 from scoring.datasets.curation.decontamination import EvaluationIndex, evaluation_index
 from scoring.datasets.scorers import PoolItem, Scorer
+from scoring.loop.pool_scoring import silver_pool
 
 # --- The pool -----------------------------------------------------------------------------
 
 
 def curation_pool(*, campaign: Campaign, recurate: bool = False) -> QuerySet[Pair]:
     """Unverified pairs with a source label; already curated ones only with ``recurate``."""
-    pool = Pair.objects.filter(
-        campaign=campaign,
-        is_gold=False,
-        provenance="",
-        labels_count=0,
-        silver_preference__isnull=False,
-    ).exclude(silver_preference=0)
-    return pool if recurate else pool.filter(curation="")
+    return silver_pool(campaign=campaign, recurate=recurate)
 
 
 def _reference_pairs(campaign: Campaign, *, recurate: bool) -> QuerySet[Pair]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.loop.requests import scoring_request
 from scoring.management.commands._model_job import (
@@ -28,10 +28,20 @@ class Command(BaseCommand):
             action="store_true",
             help="Do not let gold pairs steer retrieval (keeps gold a clean held-out measure).",
         )
+        parser.add_argument(
+            "--shard-size",
+            type=int,
+            default=None,
+            help="Pairs per shard (default: ARBITER_SHARD_SIZE); every gpu worker takes shards.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = campaign_named(options["campaign"])
-        params = {"retrieve_from_gold": not options["no_gold_sources"]}
+        params: dict[str, Any] = {"retrieve_from_gold": not options["no_gold_sources"]}
+        if options["shard_size"] is not None:
+            if options["shard_size"] < 1:
+                raise CommandError("--shard-size must be at least 1")
+            params["shard_size"] = options["shard_size"]
 
         def request(enqueue: bool) -> Job:
             return scoring_request(campaign=campaign, params=params, enqueue=enqueue)

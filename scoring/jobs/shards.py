@@ -1,0 +1,485 @@
+"""Sharded jobs: a job's pairs split into id ranges that any number of workers run in parallel.
+
+Lifecycle of a sharded job (a score job, or the scoring stage of a loop job):
+
+1. The job's own task (stage ``main``) does what must happen once (training, say), then plans
+   the shards by keyset pagination over its target pairs ordered by id (one page of at most
+   ``shard_size`` ids in memory at a time, never the whole list), and in one transaction
+   creates the ``JobShard`` rows, moves the job to stage ``shards`` (no worker owns it now)
+   and, on commit, sends one ``scoring.score_shard`` task per shard to the job's queue.
+2. Every worker on that queue, on any host, takes shards. A shard is claimed with a
+   conditional UPDATE (queued → running, ``attempts + 1``), heartbeaten, and every write is
+   fenced by ``(status=running, attempts)`` as for jobs (``scoring.jobs.runner``); its
+   heartbeat also keeps the job's fresh. A shard whose worker died (stale heartbeat, or the
+   task redelivered after a ``kill -9``: tasks acknowledge late) is taken over, up to
+   ``MAX_SHARD_ATTEMPTS`` claims; a shard that fails with a user error (``JobError``), or
+   after that many attempts, fails the job with its error and cancels the shards not started.
+3. A shard that succeeds counts the job's unfinished shards in the database after its own
+   commit. The last one to commit sees none and moves the job to stage ``finishing`` with a
+   conditional UPDATE (so exactly one shard does), then sends the job's task again; that
+   delivery claims the job (``job_claim``) and runs its last part (prioritising, opening
+   the round) and finishes it.
+
+Progress of the job during stage ``shards`` is shards done / shards (mapped onto the stage's
+range of the progress bar). Cancelling the job in stage ``shards`` cancels it and its unfinished
+shards at once; running shards notice at their next chunk (their fenced writes fail) and stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, QuerySet, Sum
+from django.utils import timezone
+
+from scoring.jobs.runner import (
+    TASK_NAMES,
+    JobCancelled,
+    JobContext,
+    JobError,
+    JobLost,
+    heartbeat_seconds,
+    job_cancel_sharded,
+    job_log,
+    stale_seconds,
+)
+from scoring.models import Job, JobShard
+
+logger = logging.getLogger(__name__)
+
+SHARD_TASK = "scoring.score_shard"
+MAX_SHARD_ATTEMPTS = 3
+_PLAN_BATCH = 1000
+
+
+def shard_size_setting() -> int:
+    return int(settings.ARBITER.get("SHARD_SIZE", 20_000))
+
+
+def shard_size_of(params: dict[str, Any]) -> int:
+    """The job's ``shard_size`` parameter, else the setting; a clear JobError when bad."""
+    raw = params.get("shard_size")
+    if raw is None:
+        return shard_size_setting()
+    try:
+        size = int(raw)
+    except (TypeError, ValueError):
+        raise JobError(f"shard_size must be a whole number, got {raw!r}") from None
+    if size < 1:
+        raise JobError("shard_size must be at least 1")
+    return size
+
+
+# --- Planning (the job's own worker) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardRange:
+    first_id: int
+    last_id: int
+    count: int
+
+
+def shard_ranges(targets: QuerySet, size: int) -> Iterator[ShardRange]:
+    """Consecutive id ranges of ``targets`` with ``size`` pairs each (the last one fewer).
+
+    Keyset pagination: each page is ``id > last id seen ORDER BY id LIMIT size``, so at most
+    ``size`` ids are in memory and each page is one index range scan.
+    """
+    if size < 1:
+        raise ValueError("shard size must be at least 1")
+    after: int | None = None
+    while True:
+        page = targets if after is None else targets.filter(id__gt=after)
+        ids = list(page.order_by("id").values_list("id", flat=True)[:size])
+        if not ids:
+            return
+        yield ShardRange(ids[0], ids[-1], len(ids))
+        after = ids[-1]
+
+
+def job_hand_off_to_shards(
+    *,
+    context: JobContext,
+    targets: QuerySet,
+    size: int,
+    progress_range: tuple[float, float],
+    queue: str | None = None,
+    inline: bool = False,
+) -> int:
+    """Plan the job's shards and give the job over to them (stage ``shards``); 0 if none.
+
+    Idempotent: a job restarted in stage ``shards`` (its planner died, or it was recovered)
+    keeps its shards and sends the unfinished ones again (a live one ignores the duplicate).
+    """
+    job = context.job
+    with transaction.atomic():
+        owned = Job.objects.select_for_update().filter(
+            pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts
+        )
+        if not owned.exists():
+            raise JobLost(f"job {job.pk} is no longer owned by this worker")
+        if not JobShard.objects.filter(job=job).exists():
+            batch: list[JobShard] = []
+            for index, shard_range in enumerate(shard_ranges(targets, size)):
+                context.check()
+                batch.append(
+                    JobShard(
+                        job=job,
+                        index=index,
+                        first_id=shard_range.first_id,
+                        last_id=shard_range.last_id,
+                        planned=shard_range.count,
+                    )
+                )
+                if len(batch) >= _PLAN_BATCH:
+                    JobShard.objects.bulk_create(batch)
+                    batch = []
+            JobShard.objects.bulk_create(batch)
+        total = JobShard.objects.filter(job=job).count()
+        if total == 0:
+            return 0
+        result = {**(job.result or {}), "shard_progress": list(progress_range)}
+        if queue:
+            result["queue"] = queue
+        result["inline"] = inline
+        owned.update(
+            stage=Job.Stage.SHARDS,
+            worker="",
+            heartbeat_at=timezone.now(),
+            result=result,
+            message=f"0/{total} shards done",
+        )
+        job.stage, job.result = Job.Stage.SHARDS, result
+        pending = list(
+            JobShard.objects.filter(
+                job=job, status__in=(JobShard.Status.QUEUED, JobShard.Status.RUNNING)
+            ).values_list("pk", flat=True)
+        )
+        job_log(job=job, message=f"split into {total} shards of up to {size} pairs")
+        if not inline:
+            options = {"queue": queue} if queue else {}
+            transaction.on_commit(
+                lambda: [
+                    current_app.send_task(SHARD_TASK, args=(pk,), **options) for pk in pending
+                ]
+            )
+    return total
+
+
+def shards_summary(job: Job) -> dict[str, Any]:
+    """Totals over a job's shards: pairs scored and embedded, shards, distinct workers."""
+    shards = JobShard.objects.filter(job=job)
+    totals = shards.aggregate(scored=Sum("scored"), embedded=Sum("embedded"))
+    workers = sorted(
+        set(shards.exclude(worker="").values_list("worker", flat=True).distinct())
+    )
+    return {
+        "scored": int(totals["scored"] or 0),
+        "embedded": int(totals["embedded"] or 0),
+        "shards": shards.count(),
+        "workers": workers,
+    }
+
+
+# --- Claiming and running a shard (any worker) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardClaim:
+    outcome: str  # "claimed", "busy" (retry in retry_in s), "finished" (nothing to do)
+    shard: JobShard | None = None
+    retry_in: float = 0.0
+
+
+def _job_active(job_id: int) -> QuerySet:
+    return Job.objects.filter(
+        pk=job_id, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS, cancel_requested=False
+    )
+
+
+def shard_claim(*, shard_id: int, worker: str, now: datetime | None = None) -> ShardClaim:
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=stale_seconds())
+    shard = JobShard.objects.filter(pk=shard_id).select_related("job").first()
+    if shard is None:
+        return ShardClaim("finished")
+    if not _job_active(shard.job_id).exists():
+        # The job was cancelled, failed or finished: this shard has nothing left to do.
+        JobShard.objects.filter(pk=shard_id, status=JobShard.Status.QUEUED).update(
+            status=JobShard.Status.CANCELLED
+        )
+        return ShardClaim("finished", shard)
+    owned = {"worker": worker[:200], "heartbeat_at": now, "attempts": F("attempts") + 1}
+    claimed = JobShard.objects.filter(pk=shard_id, status=JobShard.Status.QUEUED).update(
+        status=JobShard.Status.RUNNING, started_at=now, **owned
+    )
+    resumed = 0
+    if not claimed:
+        resumed = JobShard.objects.filter(
+            pk=shard_id,
+            status=JobShard.Status.RUNNING,
+            heartbeat_at__lt=stale_before,
+            attempts__lt=MAX_SHARD_ATTEMPTS,
+        ).update(**owned)
+    if claimed or resumed:
+        shard = JobShard.objects.select_related("job__campaign").get(pk=shard_id)
+        if resumed:
+            job_log(
+                job=shard.job,
+                message=f"shard {shard.index}: worker lost; taken over by {worker} "
+                f"(attempt {shard.attempts})",
+            )
+        return ShardClaim("claimed", shard)
+    shard.refresh_from_db()
+    if shard.status == JobShard.Status.RUNNING and shard.heartbeat_at is not None:
+        if shard.heartbeat_at < stale_before:  # stale, and out of attempts
+            _shard_fail_for_good(
+                shard=shard,
+                error=f"its worker was lost {shard.attempts} times",
+                fenced=False,
+            )
+            return ShardClaim("finished", shard)
+        retry_in = max((shard.heartbeat_at - stale_before).total_seconds(), 0.0) + 1.0
+        return ShardClaim("busy", shard, retry_in)
+    return ShardClaim("finished", shard)
+
+
+def _owned_shard(shard: JobShard) -> QuerySet:
+    return JobShard.objects.filter(
+        pk=shard.pk, status=JobShard.Status.RUNNING, attempts=shard.attempts
+    )
+
+
+class ShardContext:
+    """What a running shard's code sees: ``check`` between chunks and fenced counters."""
+
+    def __init__(self, shard: JobShard) -> None:
+        self.shard = shard
+        self.job = shard.job
+        self._stop = threading.Event()
+        self._cancelled = threading.Event()
+
+    def check(self) -> None:
+        self._poll()
+        if self._cancelled.is_set():
+            raise JobCancelled
+        if self._stop.is_set():
+            raise JobLost(f"shard {self.shard.pk} is no longer owned by this worker")
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set() or self._cancelled.is_set()
+
+    def _poll(self) -> bool:
+        now = timezone.now()
+        alive = _owned_shard(self.shard).update(heartbeat_at=now)
+        if not alive:
+            self._stop.set()
+            return False
+        # The job's heartbeat: alive while any of its shards is.
+        if not _job_active(self.job.pk).update(heartbeat_at=now):
+            job = Job.objects.filter(pk=self.job.pk).first()
+            if job is None or job.cancel_requested or job.status == Job.Status.CANCELLED:
+                self._cancelled.set()
+            else:
+                self._stop.set()
+            return False
+        return True
+
+    def add_counts(self, *, scored: int = 0, embedded: int = 0) -> None:
+        """Add to the shard's counters, inside the caller's transaction; raises if lost."""
+        if not _owned_shard(self.shard).update(
+            scored=F("scored") + scored, embedded=F("embedded") + embedded
+        ):
+            raise JobLost(f"shard {self.shard.pk} is no longer owned by this worker")
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        done = threading.Event()
+        interval = heartbeat_seconds()
+
+        def beat() -> None:
+            try:
+                while not done.wait(interval):
+                    try:
+                        if not self._poll():
+                            return
+                    except Exception:
+                        logger.warning("heartbeat of shard %s failed", self.shard.pk,
+                                       exc_info=True)
+                        close_old_connections()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=beat, name=f"shard-{self.shard.pk}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=interval + 30)
+
+
+ShardWork = Callable[[ShardContext], None]
+
+
+def shard_run(
+    *, shard_id: int, worker: str, work_for: Callable[[JobShard], ShardWork]
+) -> ShardClaim:
+    """Claim the shard and run its work; the rows record the outcome (see the docstring)."""
+    claim = shard_claim(shard_id=shard_id, worker=worker)
+    if claim.outcome != "claimed":
+        return claim
+    shard = claim.shard
+    assert shard is not None  # noqa: S101 - a claim carries its shard
+    context = ShardContext(shard)
+    try:
+        work = work_for(shard)
+        with context.heartbeat():
+            context.check()
+            work(context)
+    except JobCancelled:
+        _shard_cancel(shard=shard)
+    except JobLost:
+        logger.warning("shard %s was taken over or ended; stopping", shard.pk)
+    except JobError as error:
+        _shard_fail_for_good(shard=shard, error=str(error))
+    except Exception as error:
+        # Not re-raised: the shard row records it and the shard's task is sent again.
+        logger.exception("shard %s failed", shard.pk)
+        _shard_fail_or_retry(shard=shard, error=f"{type(error).__name__}: {error}")
+    else:
+        shard_finish(shard=shard)
+    shard.refresh_from_db()
+    return ShardClaim("claimed", shard)
+
+
+def shard_finish(*, shard: JobShard) -> bool:
+    """Mark the shard done; the last shard of the job to finish hands the job to its
+    finishing stage. Returns whether this shard was that last one."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not _owned_shard(shard).update(
+            status=JobShard.Status.SUCCEEDED, finished_at=now, heartbeat_at=now
+        ):
+            return False
+    # Counted after our own commit: of shards finishing together, at least the last to
+    # commit sees none left; the conditional UPDATE below lets exactly one of them advance.
+    shards = JobShard.objects.filter(job_id=shard.job_id)
+    total = shards.count()
+    done = shards.filter(status=JobShard.Status.SUCCEEDED).count()
+    job = shard.job
+    low, high = (job.result or {}).get("shard_progress", [0.0, 1.0])
+    _job_active(job.pk).update(
+        progress=low + (high - low) * done / max(total, 1),
+        message=f"{done}/{total} shards done",
+        heartbeat_at=now,
+    )
+    if done < total:
+        return False
+    with transaction.atomic():
+        advanced = Job.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS
+        ).update(stage=Job.Stage.FINISHING, worker="", heartbeat_at=now)
+        if not advanced:
+            return False
+        job_log(job=job, message=f"all {total} shards done")
+        if not (job.result or {}).get("inline"):
+            queue = (job.result or {}).get("queue")
+            options = {"queue": queue} if queue else {}
+            name = TASK_NAMES[job.kind]
+            transaction.on_commit(lambda: current_app.send_task(name, args=(job.pk,), **options))
+    return True
+
+
+def _shard_cancel(*, shard: JobShard) -> None:
+    now = timezone.now()
+    _owned_shard(shard).update(status=JobShard.Status.CANCELLED, finished_at=now)
+    job_cancel_sharded(job=shard.job)
+
+
+def _shard_fail_or_retry(*, shard: JobShard, error: str) -> None:
+    if shard.attempts >= MAX_SHARD_ATTEMPTS:
+        _shard_fail_for_good(shard=shard, error=error)
+        return
+    with transaction.atomic():
+        released = _owned_shard(shard).update(
+            status=JobShard.Status.QUEUED, worker="", error=error[:2000]
+        )
+        if released:
+            job_log(job=shard.job, message=f"shard {shard.index} failed, will retry: {error}")
+            queue = (shard.job.result or {}).get("queue")
+            options = {"queue": queue} if queue else {}
+            transaction.on_commit(
+                lambda: current_app.send_task(
+                    SHARD_TASK, args=(shard.pk,), countdown=2, **options
+                )
+            )
+
+
+def _shard_fail_for_good(*, shard: JobShard, error: str, fenced: bool = True) -> None:
+    now = timezone.now()
+    rows = _owned_shard(shard) if fenced else JobShard.objects.filter(
+        pk=shard.pk, status=JobShard.Status.RUNNING
+    )
+    with transaction.atomic():
+        if not rows.update(status=JobShard.Status.FAILED, error=error[:2000], finished_at=now):
+            return
+        message = f"shard {shard.index} failed: {error}"
+        failed = Job.objects.filter(pk=shard.job_id, status=Job.Status.RUNNING).update(
+            status=Job.Status.FAILED,
+            error=message,
+            finished_at=now,
+            message=message[:500],
+        )
+        JobShard.objects.filter(job_id=shard.job_id, status=JobShard.Status.QUEUED).update(
+            status=JobShard.Status.CANCELLED, finished_at=now
+        )
+        if failed:
+            job_log(job=shard.job, message=f"failed: {message}")
+
+
+def shards_recover_stale(*, now: datetime | None = None) -> list[int]:
+    """Send again the tasks of running shards whose worker went silent (brokers without
+    redelivery), and of queued shards of a job silent that long; the claim decides."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=stale_seconds())
+    stale = list(
+        JobShard.objects.filter(
+            status=JobShard.Status.RUNNING,
+            heartbeat_at__lt=stale_before,
+            job__status=Job.Status.RUNNING,
+        ).select_related("job")
+    )
+    # Queued shards of a job nobody has touched for a while: their messages may be lost
+    # (a broker restart); a duplicate of a live one is ignored by its claim.
+    stale += list(
+        JobShard.objects.filter(
+            status=JobShard.Status.QUEUED,
+            job__status=Job.Status.RUNNING,
+            job__stage=Job.Stage.SHARDS,
+            job__heartbeat_at__lt=stale_before,
+        ).select_related("job")
+    )
+    for shard in stale:
+        queue = (shard.job.result or {}).get("queue")
+        options = {"queue": queue} if queue else {}
+        current_app.send_task(SHARD_TASK, args=(shard.pk,), **options)
+    return [shard.pk for shard in stale]
+
+
+def shards_run_inline(*, job: Job, worker: str, work_for: Callable[[JobShard], ShardWork]) -> None:
+    """Run a job's unfinished shards one after another in this process (``--inline``)."""
+    for shard_id in JobShard.objects.filter(job=job, status=JobShard.Status.QUEUED).values_list(
+        "pk", flat=True
+    ):
+        shard_run(shard_id=shard_id, worker=worker, work_for=work_for)
