@@ -18,6 +18,7 @@ from annotation.models import Campaign, Pair
 from annotation.services import imports
 from annotation.services.imports import pairs_import
 from tests.conftest import HH_RLHF
+from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -117,11 +118,24 @@ def test_parquet_and_hh_rlhf_import(tmp_path, campaign):
     )
     pq.write_table(table, tmp_path / "p.parquet")
     assert pairs_import(campaign=campaign, path=tmp_path / "p.parquet").created == 10
-    result = pairs_import(campaign=campaign, path=HH_RLHF)
-    assert result.rows_read == 2312
-    assert result.created + result.duplicates == 2312
-    sample = Pair.objects.filter(campaign=campaign, conversation__0__role="user").last()
-    assert sample.silver_preference == 1 and sample.response_a
+    # A fresh campaign, so that no pair of the file can count as a duplicate of an earlier one:
+    # every one of the 2,312 distinct transcript pairs must be created.
+    fresh = CampaignFactory()
+    result = pairs_import(campaign=fresh, path=HH_RLHF)
+    assert (result.rows_read, result.created, result.duplicates) == (2312, 2312, 0)
+    assert Pair.objects.filter(campaign=fresh).count() == 2312
+    # The file's first row, found by its content: its shared turns become the conversation,
+    # its chosen final reply response A and its rejected one response B.
+    with gzip.open(HH_RLHF, "rt", encoding="utf-8") as lines:
+        first = json.loads(next(lines))
+    chosen_reply = first["chosen"].rsplit("\n\nAssistant:", 1)[1].strip()
+    rejected_reply = first["rejected"].rsplit("\n\nAssistant:", 1)[1].strip()
+    opening = first["chosen"].split("\n\nAssistant:", 1)[0].removeprefix("\n\nHuman:").strip()
+    sample = Pair.objects.get(campaign=fresh, response_a__startswith=chosen_reply[:60])
+    assert sample.conversation[0] == {"role": "user", "content": opening}
+    assert sample.response_a.strip() == chosen_reply
+    assert sample.response_b.strip() == rejected_reply
+    assert sample.silver_preference == 1
 
 
 def test_gold_import_needs_labels_and_is_never_queued(tmp_path, campaign):
