@@ -172,7 +172,7 @@ def test_it_lists_only_installed_languages() -> None:
 
 
 def test_it_rejects_an_unknown_language() -> None:
-    with pytest.raises(UnsupportedLanguage):
+    with pytest.raises(UnsupportedLanguage, match="unknown language 'cobol'"):
         run_code("cobol", "DISPLAY 'HI'.")
 
 
@@ -219,7 +219,7 @@ def test_it_refuses_to_run_without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(SandboxUnavailable, match="not an executable"):
         run_code("python", "print('must not run')")
-    with pytest.raises(SandboxUnavailable):
+    with pytest.raises(SandboxUnavailable, match="is not an executable file"):
         preflight()
 
 
@@ -490,7 +490,7 @@ def test_it_says_so_when_every_slot_stays_busy(monkeypatch: pytest.MonkeyPatch) 
     with contextlib.ExitStack() as held:
         for _ in range(SLOTS):
             held.enter_context(acquire_slot(config, wait_s=0))
-        with pytest.raises(SandboxBusy):
+        with pytest.raises(SandboxBusy, match="sandbox slots stayed busy"):
             run_code("python", "print(1)")
 
 

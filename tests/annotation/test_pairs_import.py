@@ -79,7 +79,7 @@ def test_the_import_leaves_the_thread_switch_interval_as_it_was(tmp_path, campai
     assert sys.getswitchinterval() == before
     bad = native_rows(3)
     bad[1]["response_a"] = ""
-    with pytest.raises(ImportFormatError):
+    with pytest.raises(ImportFormatError, match="^line 2: response_a is empty"):
         pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "bad.jsonl", bad))
     assert sys.getswitchinterval() == before
 
@@ -94,7 +94,7 @@ def test_a_bad_row_rejects_the_whole_file_naming_its_line(tmp_path, campaign, sm
     rows = native_rows(6000)  # batches are written and waiting when the fault is found
     rows[5500]["response_b"] = ""
     path = write_jsonl(tmp_path / "bad.jsonl.gz", rows, gz=True)
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 5501: response_b is empty") as excinfo:
         pairs_import(campaign=campaign, path=path)
     assert excinfo.value.line == 5501
     assert "5501" in str(excinfo.value)
@@ -106,7 +106,7 @@ def test_broken_json_in_the_middle_leaves_nothing_behind(tmp_path, campaign):
     lines = path.read_text().splitlines()
     lines.insert(2, '{"conversation": [')
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 3: invalid JSON") as excinfo:
         pairs_import(campaign=campaign, path=path)
     assert excinfo.value.line == 3
     assert Pair.objects.count() == 0
@@ -149,7 +149,7 @@ def test_gold_import_needs_labels_and_is_never_queued(tmp_path, campaign):
     unlabeled = native_rows(2, start=10)
     for row in unlabeled:
         del row["preferred"]
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 1: a gold import needs") as excinfo:
         pairs_import(
             campaign=campaign, path=write_jsonl(tmp_path / "u.jsonl", unlabeled), as_gold=True
         )
@@ -224,7 +224,7 @@ def test_the_importers_length_limits_are_the_columns():
 def test_a_category_too_long_for_its_column_rejects_the_file_naming_its_line(tmp_path, campaign):
     bad = native_rows(4)
     bad[2]["attributes"]["task_category"] = "c" * 101
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 3: attributes.task_category") as excinfo:
         pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "long.jsonl", bad))
     assert excinfo.value.line == 3
     assert not Pair.objects.filter(campaign=campaign).exists()

@@ -54,9 +54,9 @@ def test_someone_elses_assignment_or_a_missing_campaign_is_not_found(annotator_a
     campaign = CampaignFactory()
     PairFactory(campaign=campaign)
     assignment = assignment_next(campaign=campaign, annotator=annotator_a)
-    with pytest.raises(Http404):
+    with pytest.raises(Http404, match="No such assignment"):
         assignment_for_annotator(assignment_id=assignment.pk, user=annotator_b, with_pair=False)
-    with pytest.raises(Http404):
+    with pytest.raises(Http404, match="No such campaign"):
         campaign_for_annotator(campaign_id=campaign.pk + 1000, user=annotator_a)
 
 

@@ -101,7 +101,7 @@ def test_a_held_claim_turns_others_away_until_it_expires(expert):
     other = user_with_role("frank", Role.EXPERT)
     now = timezone.now()
     escalation_claim(escalation=escalation, expert=expert, now=now)
-    with pytest.raises(ClaimUnavailable):
+    with pytest.raises(ClaimUnavailable, match="Another expert is reviewing"):
         escalation_claim(escalation=escalation, expert=other, now=now + timedelta(minutes=29))
     claimed = escalation_claim(escalation=escalation, expert=other, now=now + timedelta(minutes=31))
     assert claimed.claimed_by_id == other.pk
@@ -127,7 +127,7 @@ def test_the_holder_can_renew_and_release_the_claim(expert):
 def test_nobody_claims_a_pair_they_labelled(admin_user):
     escalation = _open_escalation()
     add_label(escalation.pair, admin_user, 1)
-    with pytest.raises(ConflictOfInterest):
+    with pytest.raises(ConflictOfInterest, match="You labelled this pair"):
         escalation_claim(escalation=escalation, expert=admin_user)
 
 
@@ -138,7 +138,7 @@ def test_a_decided_escalation_cannot_be_claimed(expert):
     adjudication_resolve(
         escalation=escalation, expert=expert, decision="discard", note="Both are wrong."
     )
-    with pytest.raises(AlreadyDecided):
+    with pytest.raises(AlreadyDecided, match="already been decided"):
         escalation_claim(escalation=escalation, expert=user_with_role("frank", Role.EXPERT))
 
 

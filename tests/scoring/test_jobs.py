@@ -22,12 +22,8 @@ from scoring.jobs.runner import (
     job_progress,
     job_run,
 )
-from scoring.loop.model_jobs import (
-    job_run_inline,
-    loop_request,
-    scoring_request,
-    training_request,
-)
+from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.requests import loop_request, scoring_request, training_request
 from scoring.models import Job, JobLogLine, ModelVersion
 from scoring.tasks.model_jobs import train_reward_model_task
 from tests.conftest import wait_for
@@ -99,7 +95,7 @@ def test_a_running_job_sees_a_cancel_at_its_next_check(job):
     context = JobContext(job_claim(job_id=job.pk, worker="w").job)
     context.check()  # nothing asked yet
     job_cancel(job=job)
-    with pytest.raises(JobCancelled):
+    with pytest.raises(JobCancelled, match="^$"):
         context.check()
 
 
@@ -123,7 +119,7 @@ def test_an_unexpected_error_fails_the_job_with_its_message(job):
 
         return work
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
         job_run(job_id=job.pk, worker="w", work_for=work_for)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and "CUDA out of memory" in job.error
@@ -134,7 +130,7 @@ def test_one_model_job_at_a_time_per_campaign(db):
     first = training_request(campaign=campaign, enqueue=False)
     assert loop_request(campaign=campaign, enqueue=False) == first
     assert scoring_request(campaign=campaign, enqueue=False) == first
-    with pytest.raises(JobConflict):
+    with pytest.raises(JobConflict, match="is already queued"):
         job_create(campaign=campaign, kind=Job.Kind.LOOP)
     job_cancel(job=first)
     assert loop_request(campaign=campaign, enqueue=False) != first
