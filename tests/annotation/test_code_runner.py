@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from annotation.tools import (
     run_code,
 )
 from annotation.tools.sandbox import SandboxConfig, acquire_slot, stray_report
+from tests.conftest import run_concurrently
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UID_BASE = 61000
@@ -463,23 +463,11 @@ def test_it_kills_processes_that_detach_from_the_program() -> None:
 
 
 def test_concurrent_runs_get_distinct_uids() -> None:
-    uids: list[int] = []
-    errors: list[BaseException] = []
+    def run_one() -> int:
+        result = run_python("import os, time\nprint(os.getuid())\ntime.sleep(0.5)")
+        return int(result.stdout)
 
-    def run_one() -> None:
-        try:
-            result = run_python("import os, time\nprint(os.getuid())\ntime.sleep(0.5)")
-            uids.append(int(result.stdout))
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=run_one) for _ in range(SLOTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
+    uids = run_concurrently([run_one] * SLOTS)
     assert sorted(uids) == list(range(UID_BASE, UID_BASE + SLOTS))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from reviewers.services.escalations import (
     escalation_open,
     escalation_release,
 )
+from tests.conftest import run_concurrently
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import add_label, user_with_role
 
@@ -38,7 +40,6 @@ def test_exactly_one_of_many_racing_experts_wins_the_claim():
     start = threading.Barrier(len(experts))
     winners: list[int] = []
     losers: list[int] = []
-    errors: list[BaseException] = []
 
     def claim(expert):
         try:
@@ -47,17 +48,10 @@ def test_exactly_one_of_many_racing_experts_wins_the_claim():
             winners.append(expert.pk)
         except ClaimUnavailable:
             losers.append(expert.pk)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=claim, args=(expert,)) for expert in experts]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_concurrently([functools.partial(claim, expert) for expert in experts], timeout=60)
     assert len(winners) == 1 and len(losers) == len(experts) - 1
     escalation.refresh_from_db()
     assert escalation.claimed_by_id == winners[0]
@@ -85,11 +79,7 @@ def test_racing_experts_share_an_expired_claim_out_to_exactly_one():
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=claim, args=(expert,)) for expert in experts]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_concurrently([functools.partial(claim, expert) for expert in experts], timeout=60)
     assert len(winners) == 1
     escalation.refresh_from_db()
     assert escalation.claimed_by_id == winners[0] != sleeper.pk

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -26,7 +25,7 @@ from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.requests import loop_request, scoring_request, training_request
 from scoring.models import Job, JobLogLine, ModelVersion
 from scoring.tasks.model_jobs import train_reward_model_task
-from tests.conftest import wait_for
+from tests.conftest import start_in_thread, wait_for
 from tests.factories import CampaignFactory
 from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
 
@@ -171,8 +170,7 @@ def test_cancelling_during_training_stops_it_and_registers_nothing(
         finally:
             connection.close()
 
-    runner = threading.Thread(target=run)
-    runner.start()
+    runner = start_in_thread(run)
     try:
         wait_for(
             lambda: Job.objects.filter(pk=job.pk, progress__gt=0, message__startswith="step")
@@ -182,7 +180,7 @@ def test_cancelling_during_training_stops_it_and_registers_nothing(
         )
         job_cancel(job=job)
     finally:
-        runner.join(timeout=120)
+        runner.result(timeout=120)  # re-raises what the run raised
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert job.progress < 0.9
