@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -280,7 +281,7 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Arbiter ------------------------------------------------------------------------------
-ARBITER = {
+ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "DEFAULT_LEASE_SECONDS": envint("ARBITER_LEASE_SECONDS", 900, minimum=30),
     "IMPORT_MAX_BYTES": envint("ARBITER_IMPORT_MAX_BYTES", 2 * 1024**3, minimum=1),
     "IMPORT_MAX_DECOMPRESSED_BYTES": envint(

@@ -24,6 +24,8 @@ export ARBITER_SANDBOX_REQUIRED=1
 
 echo "== lint (ruff)"
 .venv/bin/ruff check .
+echo "== types (mypy with django-stubs and djangorestframework-stubs; see [tool.mypy])"
+.venv/bin/mypy
 echo "== main suite on PostgreSQL"
 "$PY" -m pytest "$@"
 echo "== smoke suite on the embedded default (SQLite, file-system broker)"

@@ -39,10 +39,10 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 
@@ -98,7 +98,7 @@ class CurationRules:
     def from_params(cls, params: Mapping[str, Any]) -> CurationRules:
         known = {name: params[name] for name in cls.__dataclass_fields__ if name in params}
         try:
-            values = {
+            values: dict[str, Any] = {  # bool for recycle, float for the thresholds
                 name: (bool(value) if name == "recycle" else float(value))
                 for name, value in known.items()
             }
@@ -268,7 +268,8 @@ def evaluation_prompts_read(handle: BinaryIO, *, filename: str) -> list[str]:
 def pa_errors() -> type[Exception]:
     import pyarrow as pa
 
-    return pa.ArrowException
+    arrow_errors: type[Exception] = pa.ArrowException
+    return arrow_errors
 
 
 def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterable[str]) -> int:
@@ -352,7 +353,7 @@ def _screen(
     index: EvaluationIndex,
     result: CurationResult,
     recurate: bool,
-) -> array:
+) -> array[int]:
     """Pass 1: drop contaminated and duplicate pairs; return the ids left to score."""
     seen: set[int] = set()
     for conversation, response_a, response_b in (
@@ -419,7 +420,11 @@ def pool_curate(
             .order_by("pk")
             .values_list("pk", "conversation", "response_a", "response_b", "silver_preference")
         )
-        items = [PoolItem(pk, list(conv or []), a, b, silver) for pk, conv, a, b, silver in rows]
+        # The pool query keeps non-zero silver preferences only: never null here.
+        items = [
+            PoolItem(pk, list(conv or []), a, b, cast(int, silver))
+            for pk, conv, a, b, silver in rows
+        ]
         if not items:
             continue
         silver = np.array([item.silver_preference for item in items])
@@ -530,7 +535,7 @@ def curation_create(
     *,
     campaign: Campaign,
     params: Mapping[str, Any] | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     enqueue: bool = True,
 ) -> Job:
     """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from annotation.models import Campaign
@@ -22,7 +22,7 @@ def _request(
     campaign: Campaign,
     kind: str,
     params: dict[str, Any],
-    user: AbstractBaseUser | None,
+    user: User | None,
     enqueue: bool,
     queue: str | None = None,
 ) -> Job:
@@ -39,7 +39,7 @@ def _request(
 def training_request(
     *,
     campaign: Campaign,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     params: dict[str, Any] | None = None,
     enqueue: bool = True,
     queue: str | None = None,
@@ -55,7 +55,7 @@ def training_request(
 def scoring_request(
     *,
     campaign: Campaign,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     params: dict[str, Any] | None = None,
     enqueue: bool = True,
     queue: str | None = None,
@@ -70,7 +70,7 @@ def scoring_request(
 def loop_request(
     *,
     campaign: Campaign,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     params: dict[str, Any] | None = None,
     reason: str = "retrain now",
     enqueue: bool = True,
