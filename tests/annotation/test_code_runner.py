@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,7 @@ from annotation.tools import (
     preflight,
     run_code,
 )
+from annotation.tools.code_runner import RunResult
 from annotation.tools.sandbox import SandboxConfig, acquire_slot, stray_report
 from tests.conftest import run_concurrently
 
@@ -57,13 +59,13 @@ def sandbox_environment() -> Iterator[Path]:
     shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
-def run_python(code: str, **options: object) -> object:
+def run_python(code: str, **options: object) -> RunResult:
     options.setdefault("timeout_s", 5)
     options.setdefault("limits", SMALL)
     return run_code("python", code, **options)  # type: ignore[arg-type]
 
 
-def run_json(code: str) -> object:
+def run_json(code: str) -> Any:
     result = run_python(code)
     assert result.status == RunStatus.OK, result.stderr
     return json.loads(result.stdout)

@@ -28,7 +28,9 @@ from tests.reviewers.factories import add_label, user_with_role
 
 def _open_escalation(campaign=None) -> Escalation:
     pair = PairFactory(campaign=campaign or CampaignFactory())
-    return escalation_open(pair=pair, reason=Escalation.Reason.MANUAL, detail="look")
+    escalation = escalation_open(pair=pair, reason=Escalation.Reason.MANUAL, detail="look")
+    assert escalation is not None
+    return escalation
 
 
 @pytest.mark.django_db(transaction=True)
