@@ -38,9 +38,12 @@ def _execute_prepared(cursor: psycopg.Cursor, sql: str, params: dict | list) -> 
     would escape ``connection.execute_wrapper`` and the query log that
     ``CaptureQueriesContext`` (and so pytest-django's ``django_assert_num_queries``) reads:
     each goes through the connection's execute wrappers, and is logged while
-    ``connection.queries_logged`` (DEBUG, or a capture in progress). Neither costs anything
-    when no wrapper is installed and nothing is logging.
+    ``connection.queries_logged`` (DEBUG, or a capture in progress). With no wrapper installed
+    and nothing logging (production) the statement runs directly, after two attribute checks.
     """
+    if not connection.execute_wrappers and not connection.queries_logged:
+        cursor.execute(sql, params, prepare=True)
+        return
 
     def execute(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
         cursor.execute(sql, params, prepare=True)
@@ -48,12 +51,13 @@ def _execute_prepared(cursor: psycopg.Cursor, sql: str, params: dict | list) -> 
     run: Callable[[str, Any, bool, dict[str, Any]], Any] = execute
     for wrapper in reversed(connection.execute_wrappers):  # the order Django applies them in
         run = functools.partial(wrapper, run)
+    context: dict[str, Any] = {"connection": connection, "cursor": cursor}
     if not connection.queries_logged:
-        run(sql, params, False, {"connection": connection, "cursor": cursor})
+        run(sql, params, False, context)
         return
     started = time.monotonic()
     try:
-        run(sql, params, False, {"connection": connection, "cursor": cursor})
+        run(sql, params, False, context)
     finally:
         duration = time.monotonic() - started
         connection.queries_log.append({"sql": f"{sql} /* prepared */", "time": f"{duration:.3f}"})
