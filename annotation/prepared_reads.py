@@ -13,6 +13,7 @@ supported database reads alike and run it through Django's cursor elsewhere.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,38 @@ def _prepared_cursor() -> Iterator[psycopg.Cursor]:
         yield cursor
 
 
+def _execute_prepared(cursor: psycopg.Cursor, sql: str, params: dict | list) -> None:
+    """``cursor.execute(..., prepare=True)``, seen as Django's own cursors are seen.
+
+    These raw psycopg cursors bypass Django's cursor wrapper, so without this the statements
+    would escape ``connection.execute_wrapper`` and the query log that
+    ``CaptureQueriesContext`` (and so pytest-django's ``django_assert_num_queries``) reads:
+    each goes through the connection's execute wrappers, and is logged while
+    ``connection.queries_logged`` (DEBUG, or a capture in progress). With no wrapper installed
+    and nothing logging (production) the statement runs directly, after two attribute checks.
+    """
+    if not connection.execute_wrappers and not connection.queries_logged:
+        cursor.execute(sql, params, prepare=True)
+        return
+
+    def execute(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
+        cursor.execute(sql, params, prepare=True)
+
+    run: Callable[[str, Any, bool, dict[str, Any]], Any] = execute
+    for wrapper in reversed(connection.execute_wrappers):  # the order Django applies them in
+        run = functools.partial(wrapper, run)
+    context: dict[str, Any] = {"connection": connection, "cursor": cursor}
+    if not connection.queries_logged:
+        run(sql, params, False, context)
+        return
+    started = time.monotonic()
+    try:
+        run(sql, params, False, context)
+    finally:
+        duration = time.monotonic() - started
+        connection.queries_log.append({"sql": f"{sql} /* prepared */", "time": f"{duration:.3f}"})
+
+
 def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
     """Run a hot-path statement as a server-side prepared statement (PostgreSQL only).
 
@@ -40,7 +73,7 @@ def fetch_one_prepared(sql: str, params: dict | list) -> tuple | None:
     Django's (IntegrityError), like the ORM's.
     """
     with _prepared_cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
+        _execute_prepared(cursor, sql, params)
         return cursor.fetchone()
 
 
@@ -53,7 +86,7 @@ def _portable_executed(sql: str, params: dict | list) -> Iterator[Any]:
             yield cursor
         return
     with _prepared_cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
+        _execute_prepared(cursor, sql, params)
         yield cursor
 
 

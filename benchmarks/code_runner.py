@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -104,6 +105,8 @@ def main() -> None:
         f"scratch dirs={len(strays.scratch_dirs)} sandbox mounts={len(strays.mounts)} "
         f"host mount table change={mount_count() - mounts_before:+d}"
     )
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) at the end")
 
 
 if __name__ == "__main__":

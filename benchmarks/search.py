@@ -135,7 +135,8 @@ def run_one(backend: str, docs: int, query_count: int, database_url: str | None,
         f"({result.created / load_s:,.0f} docs/s) queries={len(timings)} "
         f"p50={p50:.2f}ms p95={p95:.2f}ms max={timings[-1]:.2f}ms "
         f"mean_hits={statistics.mean(hit_counts):.1f} "
-        f"zero_hit_queries={sum(1 for n in hit_counts if n == 0)}"
+        f"zero_hit_queries={sum(1 for n in hit_counts if n == 0)} "
+        f"load_average={os.getloadavg()[0]:.1f}"
     )
     for duration, query in slowest_queries(query_list, show_slow):
         print(f"  slow: {duration:.1f} ms  {query!r}")

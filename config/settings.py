@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -319,7 +320,7 @@ EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "arbiter@localhost") or "arbiter@localhost"
 
 # --- Arbiter ------------------------------------------------------------------------------
-ARBITER = {
+ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     # This server's address as people reach it (https://arbiter.example.org), for links in
     # e-mails; empty gives paths only.
     "BASE_URL": (envstr("ARBITER_BASE_URL", "") or "").rstrip("/"),

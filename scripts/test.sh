@@ -14,7 +14,9 @@ export ARBITER_VAR_DIR="$PWD/var/test"
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/arbiter}"
 export CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
 export CACHE_URL="${TEST_CACHE_URL:-redis://127.0.0.1:6379/14}"
-if [ -x /usr/bin/chromium ]; then export ARBITER_CHROMIUM=/usr/bin/chromium; fi
+export ARBITER_CHROMIUM="${ARBITER_CHROMIUM:-/usr/bin/chromium}"
+# Browser tests fail (rather than skip) when that Chromium is missing.
+export ARBITER_CHROMIUM_REQUIRED=1
 # Sandbox tests fail (rather than skip) when bubblewrap or user namespaces are missing.
 export ARBITER_SANDBOX_REQUIRED=1
 "$PY" -m annotation.tools.sandbox --preflight
@@ -22,6 +24,8 @@ export ARBITER_SANDBOX_REQUIRED=1
 echo "== lint (ruff, import-linter)"
 .venv/bin/ruff check .
 .venv/bin/lint-imports
+echo "== types (mypy with django-stubs and djangorestframework-stubs; see [tool.mypy])"
+.venv/bin/mypy
 echo "== main suite on PostgreSQL"
 "$PY" -m pytest "$@"
 echo "== smoke suite on the embedded default (SQLite, file-system broker)"

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from django.conf import settings
@@ -18,6 +20,8 @@ from rest_framework.test import APIClient
 from annotation.roles import Role
 from annotation.services.users import user_create
 from tests.factories import CampaignFactory
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HH_RLHF = REPO_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
@@ -183,6 +187,29 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: s
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run_concurrently(calls: list[Callable[[], T]], *, timeout: float = 120.0) -> list[T]:
+    """Run every call in a thread of its own, all at once; their results, in order.
+
+    A call that raises fails the test with its own exception (re-raised here), and one that
+    never ends fails it with a TimeoutError, instead of either being lost in its thread.
+    """
+    pool = ThreadPoolExecutor(max_workers=len(calls))
+    try:
+        futures = [pool.submit(call) for call in calls]
+        deadline = time.monotonic() + timeout
+        return [future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_in_thread(call: Callable[[], T]) -> Future[T]:
+    """Start `call` in a thread; `.result(timeout=...)` later re-raises what it raised."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(call)
+    pool.shutdown(wait=False)
+    return future
 
 
 @pytest.fixture(autouse=True)

@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 import random
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from annotation.errors import AlreadyFinished
@@ -63,7 +64,7 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
     return expired
 
 
-def _active_assignment(campaign: Campaign, annotator: AbstractBaseUser, now: datetime):
+def _active_assignment(campaign: Campaign, annotator: User, now: datetime) -> Assignment | None:
     return (
         Assignment.objects.select_related("pair")
         .filter(
@@ -81,7 +82,7 @@ def _create_assignment(
     *,
     campaign: Campaign,
     pair: Pair,
-    annotator: AbstractBaseUser,
+    annotator: User,
     kind: str,
     now: datetime,
     rng: random.Random,
@@ -104,14 +105,14 @@ def _create_assignment(
 
 
 def _take_regular_pair(
-    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
+    campaign: Campaign, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment | None:
     if connection.vendor == "postgresql":
         return _take_regular_pair_in_one_statement(campaign, annotator, now, rng)
     return _take_regular_pair_with_orm(campaign, annotator, now, rng)
 
 
-def _open_candidates(campaign: Campaign, annotator: AbstractBaseUser):  # noqa: ANN202 - QuerySet
+def _open_candidates(campaign: Campaign, annotator: User) -> QuerySet[Pair]:
     already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values(
         "pair_id"
     )
@@ -198,8 +199,8 @@ def take_sql() -> str:
 
 
 def take_params(
-    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, *, swapped: bool
-) -> dict:
+    campaign: Campaign, annotator: User, now: datetime, *, swapped: bool
+) -> dict[str, Any]:
     return {
         "campaign": campaign.pk,
         "annotator": annotator.pk,
@@ -211,7 +212,7 @@ def take_params(
 
 
 def _take_regular_pair_in_one_statement(
-    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
+    campaign: Campaign, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment | None:
     for _attempt in range(_ATTEMPTS):
         swapped = rng.random() < 0.5
@@ -233,7 +234,8 @@ def _take_regular_pair_in_one_statement(
                 return None
             continue
         assignment_id, kind, *pair_values = row
-        (pair,) = instances_from_row(pair_values, [model_columns(Pair, "taken")])
+        (taken,) = instances_from_row(pair_values, [model_columns(Pair, "taken")])
+        pair = cast(Pair, taken)
         assignment = Assignment(
             id=assignment_id,
             campaign=campaign,
@@ -254,7 +256,7 @@ def _take_regular_pair_in_one_statement(
     return None
 
 
-def _fetch_one_atomically(sql: str, params: dict) -> tuple | None:
+def _fetch_one_atomically(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
     if connection.in_atomic_block:
         # Inside a caller's transaction a failed statement would doom it: use a savepoint.
         with transaction.atomic():
@@ -265,7 +267,7 @@ def _fetch_one_atomically(sql: str, params: dict) -> tuple | None:
 
 
 def _take_regular_pair_with_orm(
-    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
+    campaign: Campaign, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment | None:
     candidates = _open_candidates(campaign, annotator)
     for _attempt in range(_ATTEMPTS):
@@ -304,7 +306,7 @@ def _take_regular_pair_with_orm(
 
 
 def _take_gold_pair(
-    campaign: Campaign, annotator: AbstractBaseUser, now: datetime, rng: random.Random
+    campaign: Campaign, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment | None:
     """Gold checks do not use slots: any number of annotators may see a gold pair."""
     already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values(
@@ -336,7 +338,7 @@ def _take_gold_pair(
 def assignment_next(
     *,
     campaign: Campaign,
-    annotator: AbstractBaseUser,
+    annotator: User,
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> Assignment | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from celery import current_app
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -66,7 +66,7 @@ def import_job_create(
     upload: UploadedFile | None = None,
     path: Path | None = None,
     as_gold: bool = False,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> ImportJob:
     """Keep the file on disk and record a queued job for it."""
     if upload is not None:

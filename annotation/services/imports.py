@@ -29,7 +29,7 @@ from psycopg.copy import QueuedLibpqWriter
 try:
     import orjson
 except ImportError:  # pragma: no cover - the standard library is the slow fallback
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # a module or None: the checks below tell
 
 from annotation.importers import ImportFormatError, ImportLimits, PairRecord, iter_pair_records
 from annotation.models import Campaign, Pair, Round
@@ -127,7 +127,7 @@ def _row_builder(
     campaign_id = campaign.pk
     slot_cap = campaign.annotators_per_pair
     row_round_id = None if as_gold else round_id
-    status = (
+    status: str = (
         Pair.Status.COMPLETE
         if as_gold
         else (Pair.Status.QUEUED if round_id is not None else Pair.Status.POOLED)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from annotation import hooks
@@ -172,9 +174,10 @@ _LABEL_COLUMNS = (
 @functools.cache
 def _submit_sql() -> str:
     # Typed values: the statement would also work with server-side parameter binding.
+    fields = [cast("Field[Any, Any]", Label._meta.get_field(column)) for column in _LABEL_COLUMNS]
     values = ", ".join(
-        f"CAST(%({column})s AS {Label._meta.get_field(column).db_type(connection)})"
-        for column in _LABEL_COLUMNS
+        f"CAST(%({column})s AS {field.db_type(connection)})"
+        for column, field in zip(_LABEL_COLUMNS, fields, strict=True)
     )
     return f"""
 WITH claimed AS (

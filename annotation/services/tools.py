@@ -16,7 +16,7 @@ from typing import Any
 import nh3
 from celery import current_app
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -86,7 +86,7 @@ def tool_rate_check(*, user_id: int, tool: str, now: float | None = None) -> Non
         )
 
 
-def tools_allowed(user: AbstractBaseUser | AnonymousUser) -> bool:
+def tools_allowed(user: User | AnonymousUser) -> bool:
     """Annotators use the tools while judging; experts while reviewing (admins may do both)."""
     return user_has_role(user, Role.ANNOTATOR) or user_has_role(user, Role.EXPERT)
 
@@ -113,7 +113,7 @@ def tool_search(
     k: int = 10,
     corpus_id: int | None = None,
     assignment: Assignment | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> list[search_tools.SearchHit]:
     """Search, and record the search as evidence when it was made for an open assignment.
 
@@ -191,7 +191,7 @@ def code_run_max_pending() -> int:
 
 def code_run_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     language: str,
     code: str,
     stdin: str = "",
@@ -307,6 +307,7 @@ def _code_run_finish(run: CodeRun, status: str, result: dict[str, Any]) -> None:
 
 
 def _code_run_evidence_update(run: CodeRun) -> None:
+    assert run.assignment_id is not None  # noqa: S101 - the caller checked
     evidence_rows = Evidence.objects.filter(
         assignment_id=run.assignment_id, kind=Evidence.Kind.CODE_RUN
     ).filter(payload__code_run_id=run.pk)
@@ -328,7 +329,7 @@ def code_run_wait(*, code_run_id: int, timeout_s: float, poll_s: float = 0.05) -
         poll_s = min(poll_s * 1.5, 0.5)
 
 
-def code_run_for_user(*, code_run_id: int, user: AbstractBaseUser) -> CodeRun | None:
+def code_run_for_user(*, code_run_id: int, user: User) -> CodeRun | None:
     return CodeRun.objects.filter(pk=code_run_id, user=user).first()
 
 

@@ -77,7 +77,9 @@ def _domain_indices(domain: NDArray[np.generic], labels: NDArray[np.generic]) ->
     return indices
 
 
-def _labels_and_missing(reliability_data: ArrayLike) -> tuple[NDArray[np.generic], NDArray]:
+def _labels_and_missing(
+    reliability_data: ArrayLike,
+) -> tuple[NDArray[np.generic], NDArray[np.bool_]]:
     """The data as a 2-D array (float when numeric, object otherwise) and its missing mask."""
     inferred = np.asarray(reliability_data)
     if inferred.dtype.kind in "US":

@@ -31,7 +31,7 @@ variation": ``D_e = 0``). ``AlphaComponents.undefined_reason`` says which; the A
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -216,13 +216,17 @@ def unit_disagreement(
     value_array = _as_values(values, count_matrix.shape[1], level_of_measurement)
     labels_per_unit = count_matrix.sum(axis=1)
     pair_weights = _pair_weights(labels_per_unit)
-    value_totals = count_matrix.T @ pair_weights.astype(bool).astype(np.float64)
+    # int64 counts times float64 weights: float64 (numpy's stubs cannot tell).
+    value_totals = cast(
+        "NDArray[np.float64]", count_matrix.T @ pair_weights.astype(bool).astype(np.float64)
+    )
     distances = _squared_distances(value_array, value_totals, level_of_measurement)
     float_counts = count_matrix.astype(np.float64)
     # Own pairs drop out because a value's distance to itself is 0.
     per_unit = ((float_counts @ distances) * float_counts).sum(axis=1) * pair_weights
     total = per_unit.sum()
-    return per_unit / total if total > 0 else np.zeros_like(per_unit)
+    share: NDArray[np.float64] = per_unit / total if total > 0 else np.zeros_like(per_unit)
+    return share
 
 
 def annotator_agreements(
@@ -250,7 +254,9 @@ def annotator_agreements(
     counts = _counts_from_codes(codes, len(value_array))
     pair_weights = _pair_weights(counts.sum(axis=1))
     if reference_value_totals is None:
-        value_totals = counts.T @ pair_weights.astype(bool).astype(np.float64)
+        value_totals = cast(
+            "NDArray[np.float64]", counts.T @ pair_weights.astype(bool).astype(np.float64)
+        )
     else:
         value_totals = np.asarray(reference_value_totals, dtype=np.float64)
         if value_totals.shape != (len(value_array),):
@@ -429,7 +435,7 @@ def _pairable_pattern_histogram(
     keep = (counts.sum(axis=1) >= 2) & (unit_weights > 0)
     patterns, inverse = np.unique(counts[keep], axis=0, return_inverse=True)
     totals = np.bincount(inverse.reshape(-1), weights=unit_weights[keep], minlength=len(patterns))
-    return patterns, totals
+    return cast("NDArray[np.int64]", patterns), totals.astype(np.float64, copy=False)
 
 
 def _counts_from_codes(codes: NDArray[np.intp], value_count: int) -> NDArray[np.int64]:

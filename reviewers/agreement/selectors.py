@@ -51,7 +51,7 @@ LEVEL_BY_SCALE: dict[str, LevelOfMeasurement] = {
     Scale.THREE_POINT: "ordinal",
     Scale.FIVE_POINT: "ordinal",
 }
-LEVEL_NOTES = {
+LEVEL_NOTES: dict[str, str] = {
     Scale.BINARY: "nominal: A or B, no order between them",
     Scale.THREE_POINT: "ordinal: B better < tie < A better",
     Scale.FIVE_POINT: "ordinal: B much better < B better < tie < A better < A much better",
@@ -277,7 +277,7 @@ def campaign_agreement(*, campaign: Campaign, use_cache: bool = True) -> dict[st
     # another campaign's figures from a shared cache.
     key = f"arbiter:agreement:v1:{campaign.pk}:{campaign.created_at.timestamp():.6f}"
     if use_cache:
-        cached = cache.get(key)
+        cached: dict[str, Any] | None = cache.get(key)
         if cached is not None:
             return cached
     report = _campaign_agreement(campaign)
@@ -293,7 +293,9 @@ def _campaign_agreement(campaign: Campaign) -> dict[str, Any]:
     overall = histogram_agreement(overall_histogram, level)
     target = campaign.agreement_target
 
-    rounds_by_id = {r.pk: r for r in Round.objects.filter(campaign=campaign)}
+    rounds_by_id: dict[int | None, Round] = {
+        r.pk: r for r in Round.objects.filter(campaign=campaign)
+    }
     round_ids = sorted(
         {round_id for round_id, _ in by_subset},
         key=lambda rid: (rid is None, rounds_by_id[rid].number if rid in rounds_by_id else 0),
@@ -330,7 +332,7 @@ def _campaign_agreement(campaign: Campaign) -> dict[str, Any]:
         entry["below_target"] = _below(entry, target)
 
     latest = next((r for r in reversed(rounds) if r["round_id"] is not None), None)
-    disputes = {"round_id": None, "number": None, "pairs": []}
+    disputes: dict[str, Any] = {"round_id": None, "number": None, "pairs": []}
     if latest is not None:
         disputes = {
             "round_id": latest["round_id"],

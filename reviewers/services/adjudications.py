@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,7 +16,7 @@ from reviewers.models import Adjudication, Escalation
 def adjudication_resolve(
     *,
     escalation: Escalation,
-    expert: AbstractBaseUser,
+    expert: User,
     decision: str,
     preference: int | None = None,
     note: str = "",

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -174,7 +174,7 @@ def escalation_model_contradiction(
 def escalation_claim(
     *,
     escalation: Escalation,
-    expert: AbstractBaseUser,
+    expert: User,
     now: datetime | None = None,
     duration: timedelta = CLAIM_DURATION,
 ) -> Escalation:
@@ -197,7 +197,7 @@ def escalation_claim(
     raise ClaimUnavailable("Another expert is reviewing this pair.")
 
 
-def escalation_release(*, escalation: Escalation, expert: AbstractBaseUser) -> bool:
+def escalation_release(*, escalation: Escalation, expert: User) -> bool:
     """Give the claim back; False when the expert did not hold it."""
     released = Escalation.objects.filter(
         pk=escalation.pk, status=Escalation.Status.OPEN, claimed_by=expert

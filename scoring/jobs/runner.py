@@ -32,7 +32,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import (
     InterfaceError,
     OperationalError,
@@ -40,7 +40,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -108,7 +108,7 @@ def job_create(
     campaign: Campaign,
     kind: str,
     params: dict[str, Any] | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> Job:
     """A queued job. Model jobs are exclusive per campaign: raises JobConflict if one is active."""
     job = Job(campaign=campaign, kind=kind, params=dict(params or {}), created_by=user)
@@ -253,9 +253,10 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
         error="its worker was lost (killed or timed out) too many times",
         message="failed: worker lost",
     )
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None:
+    found = Job.objects.filter(pk=job_id).first()
+    if found is None:
         return JobClaim(ClaimOutcome.MISSING)
+    job = found
     if given_up:
         JobLogLine.objects.create(job=job, message=f"failed: worker lost {job.attempts} times")
     if job.status == Job.Status.QUEUED and job.cancel_requested:
@@ -271,7 +272,7 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
     return JobClaim(ClaimOutcome.BUSY, job, retry_in)
 
 
-def _owned(job: Job):  # noqa: ANN202 - a QuerySet of the one job this worker owns
+def _owned(job: Job) -> QuerySet[Job]:  # the one job this worker owns
     return Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
 
 

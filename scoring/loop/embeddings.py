@@ -117,7 +117,8 @@ def context_vectors(model: RewardModel, texts: Sequence[str]) -> np.ndarray:
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
             vectors[rows] = pooled.cpu().numpy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    unit: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return unit
 
 
 def compute_pair_vectors(model: RewardModel, pairs: Sequence[Pair]) -> PairVectors:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from annotation.models import Campaign
@@ -26,7 +26,7 @@ def _request(
     campaign: Campaign,
     kind: str,
     params: dict[str, Any],
-    user: AbstractBaseUser | None,
+    user: User | None,
     enqueue: bool,
     queue: str | None = None,
 ) -> Job:
@@ -43,7 +43,7 @@ def _request(
 def training_request(
     *,
     campaign: Campaign,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     params: Mapping[str, Any] | None = None,
     enqueue: bool = True,
     queue: str | None = None,
@@ -61,7 +61,7 @@ def training_request(
 def scoring_request(
     *,
     campaign: Campaign,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     params: Mapping[str, Any] | None = None,
     enqueue: bool = True,
     queue: str | None = None,
@@ -77,7 +77,7 @@ def scoring_request(
 def loop_request(
     *,
     campaign: Campaign,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     params: Mapping[str, Any] | None = None,
     reason: str = "retrain now",
     enqueue: bool = True,

@@ -35,7 +35,8 @@ def retrieval_count(p_agree: float, k_max: int = DEFAULT_RETRIEVAL_K) -> int:
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    unit: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return unit
 
 
 def nearest_neighbours(

@@ -19,7 +19,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from django.conf import settings
@@ -77,12 +77,13 @@ def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> J
         .order_by("id")
     )
     pairs = list(verified)
-    preferences = [pair.consensus_preference for pair in pairs]
+    # Both queries exclude null preferences; the ORM's types cannot say so.
+    preferences = [cast(int, pair.consensus_preference) for pair in pairs]
     if train_on_gold_share > 0:
         for pair in gold_pairs(campaign=campaign).pairs:
             if _gold_goes_to_training(pair.pk, train_on_gold_share):
                 pairs.append(pair)
-                preferences.append(pair.gold_preference)
+                preferences.append(cast(int, pair.gold_preference))
     return JudgedPairs(pairs, preferences)
 
 
@@ -93,7 +94,7 @@ def gold_pairs(*, campaign: Campaign) -> JudgedPairs:
         .order_by("id")
     )
     pairs = list(gold)
-    return JudgedPairs(pairs, [pair.gold_preference for pair in pairs])
+    return JudgedPairs(pairs, [cast(int, pair.gold_preference) for pair in pairs])
 
 
 def heldout_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
@@ -106,7 +107,9 @@ def heldout_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> Ju
     return JudgedPairs([pair for pair, _ in kept], [preference for _, preference in kept])
 
 
-def label_snapshot(*, campaign: Campaign, data: JudgedPairs, heldout: JudgedPairs) -> dict:
+def label_snapshot(
+    *, campaign: Campaign, data: JudgedPairs, heldout: JudgedPairs
+) -> dict[str, Any]:
     """Which labels a version saw: counts, the highest label id, and a digest of the data."""
     ids = data.pair_ids
     labels = Label.objects.filter(pair_id__in=ids, is_gold_check=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -16,7 +16,7 @@ def model_versions_for_campaign(*, campaign: Campaign) -> QuerySet[ModelVersion]
     return ModelVersion.objects.filter(campaign=campaign).order_by("-number")
 
 
-def model_version_for_admin(*, version_id: int, user: AbstractBaseUser) -> ModelVersion:
+def model_version_for_admin(*, version_id: int, user: User) -> ModelVersion:
     if not user_has_role(user, Role.ADMIN):
         raise Http404("No such model version.")
     version = ModelVersion.objects.select_related("campaign").filter(pk=version_id).first()
@@ -25,7 +25,7 @@ def model_version_for_admin(*, version_id: int, user: AbstractBaseUser) -> Model
     return version
 
 
-def job_for_admin(*, job_id: int, user: AbstractBaseUser) -> Job:
+def job_for_admin(*, job_id: int, user: User) -> Job:
     if not user_has_role(user, Role.ADMIN):
         raise Http404("No such job.")
     job = Job.objects.select_related("campaign").filter(pk=job_id).first()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from datetime import timedelta
 
 import pytest
@@ -14,22 +14,16 @@ from annotation.errors import AlreadyFinished, LeaseExpired
 from annotation.models import Assignment, Label, Pair
 from annotation.services.assignments import assignment_next, assignments_expire
 from annotation.services.labels import LabelInput, label_submit
+from tests.conftest import run_concurrently
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _annotate_until_done(campaign, user, errors, stop_after=None):
+def _annotate_until_done(campaign, user):
     try:
-        done = 0
-        while stop_after is None or done < stop_after:
-            assignment = assignment_next(campaign=campaign, annotator=user)
-            if assignment is None:
-                return
+        while (assignment := assignment_next(campaign=campaign, annotator=user)) is not None:
             label_submit(assignment=assignment, data=LabelInput(preference=1))
-            done += 1
-    except Exception as exc:  # surfaced by the test below
-        errors.append(exc)
     finally:
         connections.close_all()
 
@@ -40,16 +34,7 @@ def test_no_pair_goes_over_n_and_nobody_gets_a_pair_twice():
     campaign = CampaignFactory(annotators_per_pair=3)
     PairFactory.create_batch(40, campaign=campaign)
     users = UserFactory.create_batch(24)
-    errors: list[Exception] = []
-    threads = [
-        threading.Thread(target=_annotate_until_done, args=(campaign, user, errors))
-        for user in users
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    run_concurrently([functools.partial(_annotate_until_done, campaign, user) for user in users])
     over = Pair.objects.annotate(n=Count("labels")).filter(n__gt=3).count()
     dupes = (
         Assignment.objects.values("pair", "annotator").annotate(n=Count("id")).filter(n__gt=1)
@@ -72,8 +57,10 @@ def test_expired_leases_are_reassigned_and_late_submits_rejected_under_load():
     late_results: list[str] = []
 
     def expire():
-        expired.append(assignments_expire(now=later))
-        connections.close_all()
+        try:
+            expired.append(assignments_expire(now=later))
+        finally:
+            connections.close_all()
 
     def late_submit(assignment):
         try:
@@ -84,24 +71,17 @@ def test_expired_leases_are_reassigned_and_late_submits_rejected_under_load():
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=expire) for _ in range(3)]
-    threads += [threading.Thread(target=late_submit, args=(a,)) for a in stale]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_concurrently(
+        [expire] * 3 + [functools.partial(late_submit, a) for a in stale], timeout=60
+    )
     assert sum(expired) == 10
     assert late_results == ["rejected"] * 10
     # The freed slots go to new annotators until every pair has two labels.
-    errors: list[Exception] = []
-    workers = [
-        threading.Thread(target=_annotate_until_done, args=(campaign, user, errors))
-        for user in UserFactory.create_batch(6)
-    ]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join(timeout=120)
-    assert not errors, errors
+    run_concurrently(
+        [
+            functools.partial(_annotate_until_done, campaign, user)
+            for user in UserFactory.create_batch(6)
+        ]
+    )
     assert set(Pair.objects.values_list("labels_count", flat=True)) == {2}
     assert not Label.objects.filter(annotator__in=sleepers).exists()

@@ -69,7 +69,7 @@ def test_an_expired_lease_frees_its_slot_and_rejects_the_late_submit(campaign):
     assert assignments_expire(now=later) == 3
     pair.refresh_from_db()
     assert pair.slots_taken == 0
-    with pytest.raises(AlreadyFinished):
+    with pytest.raises(AlreadyFinished, match=r"already expired"):
         label_submit(assignment=late, data=LabelInput(preference=1))
     assert assignment_next(campaign=campaign, annotator=others[2]).pair_id == pair.pk
 
@@ -78,7 +78,7 @@ def test_a_submit_after_the_lease_ran_out_is_rejected_even_before_the_sweep(camp
     PairFactory(campaign=campaign)
     assignment = assignment_next(campaign=campaign, annotator=annotator_a)
     later = timezone.now() + timedelta(seconds=campaign.lease_seconds + 5)
-    with pytest.raises(LeaseExpired):
+    with pytest.raises(LeaseExpired, match="lease on this pair expired"):
         label_submit(assignment=assignment, data=LabelInput(preference=1), now=later)
 
 
@@ -89,7 +89,7 @@ def test_skip_frees_the_slot_and_the_pair_never_comes_back(campaign, annotator_a
     pair.refresh_from_db()
     assert pair.slots_taken == 0
     assert assignment_next(campaign=campaign, annotator=annotator_a) is None
-    with pytest.raises(AlreadyFinished):
+    with pytest.raises(AlreadyFinished, match="no longer active"):
         assignment_skip(assignment=assignment)
 
 
@@ -106,7 +106,7 @@ def test_ab_order_is_randomised_per_assignment_and_stored(campaign):
 def test_the_database_refuses_a_second_assignment_of_a_pair_to_one_annotator(campaign, annotator_a):
     pair = PairFactory(campaign=campaign)
     assignment = assignment_next(campaign=campaign, annotator=annotator_a)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="assignment_pair_annotator"):
         Assignment.objects.create(
             campaign=campaign, pair=pair, annotator=annotator_a, swapped=False,
             leased_at=assignment.leased_at, lease_expires_at=assignment.lease_expires_at,
@@ -115,5 +115,5 @@ def test_the_database_refuses_a_second_assignment_of_a_pair_to_one_annotator(cam
 
 def test_the_database_refuses_slots_over_the_cap(campaign):
     pair = PairFactory(campaign=campaign)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="pair_slots_within_cap"):
         Pair.objects.filter(pk=pair.pk).update(slots_taken=pair.slot_cap + 1)

@@ -14,11 +14,11 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +33,9 @@ from annotation.tools import (
     preflight,
     run_code,
 )
+from annotation.tools.code_runner import RunResult
 from annotation.tools.sandbox import SandboxConfig, acquire_slot, stray_report
+from tests.conftest import run_concurrently
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UID_BASE = 61000
@@ -58,13 +60,13 @@ def sandbox_environment() -> Iterator[Path]:
     shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
-def run_python(code: str, **options: object) -> object:
+def run_python(code: str, **options: object) -> RunResult:
     options.setdefault("timeout_s", 5)
     options.setdefault("limits", SMALL)
     return run_code("python", code, **options)  # type: ignore[arg-type]
 
 
-def run_json(code: str) -> object:
+def run_json(code: str) -> Any:
     result = run_python(code)
     assert result.status == RunStatus.OK, result.stderr
     return json.loads(result.stdout)
@@ -173,7 +175,7 @@ def test_it_lists_only_installed_languages() -> None:
 
 
 def test_it_rejects_an_unknown_language() -> None:
-    with pytest.raises(UnsupportedLanguage):
+    with pytest.raises(UnsupportedLanguage, match="unknown language 'cobol'"):
         run_code("cobol", "DISPLAY 'HI'.")
 
 
@@ -220,7 +222,7 @@ def test_it_refuses_to_run_without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(SandboxUnavailable, match="not an executable"):
         run_code("python", "print('must not run')")
-    with pytest.raises(SandboxUnavailable):
+    with pytest.raises(SandboxUnavailable, match="is not an executable file"):
         preflight()
 
 
@@ -464,23 +466,11 @@ def test_it_kills_processes_that_detach_from_the_program() -> None:
 
 
 def test_concurrent_runs_get_distinct_uids() -> None:
-    uids: list[int] = []
-    errors: list[BaseException] = []
+    def run_one() -> int:
+        result = run_python("import os, time\nprint(os.getuid())\ntime.sleep(0.5)")
+        return int(result.stdout)
 
-    def run_one() -> None:
-        try:
-            result = run_python("import os, time\nprint(os.getuid())\ntime.sleep(0.5)")
-            uids.append(int(result.stdout))
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=run_one) for _ in range(SLOTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
+    uids = run_concurrently([run_one] * SLOTS)
     assert sorted(uids) == list(range(UID_BASE, UID_BASE + SLOTS))
 
 
@@ -491,7 +481,7 @@ def test_it_says_so_when_every_slot_stays_busy(monkeypatch: pytest.MonkeyPatch) 
     with contextlib.ExitStack() as held:
         for _ in range(SLOTS):
             held.enter_context(acquire_slot(config, wait_s=0))
-        with pytest.raises(SandboxBusy):
+        with pytest.raises(SandboxBusy, match="sandbox slots stayed busy"):
             run_code("python", "print(1)")
 
 

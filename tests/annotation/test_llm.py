@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connections
@@ -14,7 +13,7 @@ from annotation.models import Assignment, Evidence
 from annotation.services.labels import LabelInput, label_submit
 from annotation.services.tools import ToolUnavailable, llm_ask
 from tests.annotation.tools_helpers import local_json_server, open_assignment
-from tests.conftest import api_client_for
+from tests.conftest import api_client_for, start_in_thread, wait_for
 
 pytestmark = [pytest.mark.django_db]
 
@@ -155,11 +154,9 @@ def test_asks_past_the_cap_are_refused_at_once_while_others_wait_on_the_model(
 
     first_assignment = open_assignment(campaign, annotator_a)
     second_assignment = open_assignment(campaign, annotator_b)
-    answers: list[Evidence] = []
-
-    def ask_first():
+    def ask_first() -> Evidence:
         try:
-            answers.append(llm_ask(assignment=first_assignment, question="Which?"))
+            return llm_ask(assignment=first_assignment, question="Which?")
         finally:
             connections.close_all()
 
@@ -169,22 +166,18 @@ def test_asks_past_the_cap_are_refused_at_once_while_others_wait_on_the_model(
             "LLM_URL": f"{server.url}/v1",
             "LLM_CONCURRENT_ASKS": 1,
         }
-        first = threading.Thread(target=ask_first)
-        first.start()
+        first = start_in_thread(ask_first)
         try:
-            deadline = time.monotonic() + 30
-            while not server.requests and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda: server.requests, timeout=30, interval=0.01, what="the first ask")
             assert len(server.requests) == 1  # the first ask is waiting on the model
-            started = time.monotonic()
             with pytest.raises(ToolUnavailable, match="ask again in a moment"):
                 llm_ask(assignment=second_assignment, question="And?")
-            assert time.monotonic() - started < 5  # refused, not queued behind the first
+            # Refused while the first still waits on the model: not queued behind it.
+            assert not first.done()
             assert len(server.requests) == 1
         finally:
             release.set()
-            first.join(timeout=30)
-        assert len(answers) == 1 and answers[0].kind == Evidence.Kind.LLM
+        assert first.result(timeout=30).kind == Evidence.Kind.LLM
         # The slot is free again once the first answer is in.
         assert llm_ask(assignment=second_assignment, question="And?").kind == Evidence.Kind.LLM
     assert Evidence.objects.filter(kind=Evidence.Kind.LLM).count() == 2

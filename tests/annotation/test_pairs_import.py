@@ -18,6 +18,7 @@ from annotation.models import Campaign, Pair
 from annotation.services import imports
 from annotation.services.imports import pairs_import
 from tests.conftest import HH_RLHF
+from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +79,7 @@ def test_the_import_leaves_the_thread_switch_interval_as_it_was(tmp_path, campai
     assert sys.getswitchinterval() == before
     bad = native_rows(3)
     bad[1]["response_a"] = ""
-    with pytest.raises(ImportFormatError):
+    with pytest.raises(ImportFormatError, match="^line 2: response_a is empty"):
         pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "bad.jsonl", bad))
     assert sys.getswitchinterval() == before
 
@@ -93,7 +94,7 @@ def test_a_bad_row_rejects_the_whole_file_naming_its_line(tmp_path, campaign, sm
     rows = native_rows(6000)  # batches are written and waiting when the fault is found
     rows[5500]["response_b"] = ""
     path = write_jsonl(tmp_path / "bad.jsonl.gz", rows, gz=True)
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 5501: response_b is empty") as excinfo:
         pairs_import(campaign=campaign, path=path)
     assert excinfo.value.line == 5501
     assert "5501" in str(excinfo.value)
@@ -105,7 +106,7 @@ def test_broken_json_in_the_middle_leaves_nothing_behind(tmp_path, campaign):
     lines = path.read_text().splitlines()
     lines.insert(2, '{"conversation": [')
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 3: invalid JSON") as excinfo:
         pairs_import(campaign=campaign, path=path)
     assert excinfo.value.line == 3
     assert Pair.objects.count() == 0
@@ -117,11 +118,24 @@ def test_parquet_and_hh_rlhf_import(tmp_path, campaign):
     )
     pq.write_table(table, tmp_path / "p.parquet")
     assert pairs_import(campaign=campaign, path=tmp_path / "p.parquet").created == 10
-    result = pairs_import(campaign=campaign, path=HH_RLHF)
-    assert result.rows_read == 2312
-    assert result.created + result.duplicates == 2312
-    sample = Pair.objects.filter(campaign=campaign, conversation__0__role="user").last()
-    assert sample.silver_preference == 1 and sample.response_a
+    # A fresh campaign, so that no pair of the file can count as a duplicate of an earlier one:
+    # every one of the 2,312 distinct transcript pairs must be created.
+    fresh = CampaignFactory()
+    result = pairs_import(campaign=fresh, path=HH_RLHF)
+    assert (result.rows_read, result.created, result.duplicates) == (2312, 2312, 0)
+    assert Pair.objects.filter(campaign=fresh).count() == 2312
+    # The file's first row, found by its content: its shared turns become the conversation,
+    # its chosen final reply response A and its rejected one response B.
+    with gzip.open(HH_RLHF, "rt", encoding="utf-8") as lines:
+        first = json.loads(next(lines))
+    chosen_reply = first["chosen"].rsplit("\n\nAssistant:", 1)[1].strip()
+    rejected_reply = first["rejected"].rsplit("\n\nAssistant:", 1)[1].strip()
+    opening = first["chosen"].split("\n\nAssistant:", 1)[0].removeprefix("\n\nHuman:").strip()
+    sample = Pair.objects.get(campaign=fresh, response_a__startswith=chosen_reply[:60])
+    assert sample.conversation[0] == {"role": "user", "content": opening}
+    assert sample.response_a.strip() == chosen_reply
+    assert sample.response_b.strip() == rejected_reply
+    assert sample.silver_preference == 1
 
 
 def test_gold_import_needs_labels_and_is_never_queued(tmp_path, campaign):
@@ -135,7 +149,7 @@ def test_gold_import_needs_labels_and_is_never_queued(tmp_path, campaign):
     unlabeled = native_rows(2, start=10)
     for row in unlabeled:
         del row["preferred"]
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 1: a gold import needs") as excinfo:
         pairs_import(
             campaign=campaign, path=write_jsonl(tmp_path / "u.jsonl", unlabeled), as_gold=True
         )
@@ -210,7 +224,7 @@ def test_the_importers_length_limits_are_the_columns():
 def test_a_category_too_long_for_its_column_rejects_the_file_naming_its_line(tmp_path, campaign):
     bad = native_rows(4)
     bad[2]["attributes"]["task_category"] = "c" * 101
-    with pytest.raises(ImportFormatError) as excinfo:
+    with pytest.raises(ImportFormatError, match="^line 3: attributes.task_category") as excinfo:
         pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "long.jsonl", bad))
     assert excinfo.value.line == 3
     assert not Pair.objects.filter(campaign=campaign).exists()

@@ -54,9 +54,9 @@ def test_someone_elses_assignment_or_a_missing_campaign_is_not_found(annotator_a
     campaign = CampaignFactory()
     PairFactory(campaign=campaign)
     assignment = assignment_next(campaign=campaign, annotator=annotator_a)
-    with pytest.raises(Http404):
+    with pytest.raises(Http404, match="No such assignment"):
         assignment_for_annotator(assignment_id=assignment.pk, user=annotator_b, with_pair=False)
-    with pytest.raises(Http404):
+    with pytest.raises(Http404, match="No such campaign"):
         campaign_for_annotator(campaign_id=campaign.pk + 1000, user=annotator_a)
 
 
@@ -110,3 +110,20 @@ def test_the_take_statements_one_plan_walks_the_open_queue_index(annotator_a):
             cursor.execute("DEALLOCATE take_check")
     assert "$1" in plan  # one plan for any values, not one for these values
     assert "pair_open_queue" in plan, plan
+
+
+def test_prepared_statements_pass_through_execute_wrappers_and_the_query_log():
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.prepared_reads import fetch_one_prepared
+
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):  # noqa: ANN001
+        seen.append((sql, params, context["connection"] is connection))
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(wrapper):
+        assert fetch_one_prepared("SELECT %s::int + 1", [41]) == (42,)
+    assert seen == [("SELECT %s::int + 1", [41], True)]
+    assert [query["sql"] for query in queries] == ["SELECT %s::int + 1 /* prepared */"]

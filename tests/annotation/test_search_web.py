@@ -70,12 +70,17 @@ def test_no_key_means_no_authorization_header(web_search):
 
 
 @pytest.mark.parametrize(
-    "answer", [(500, {"error": "down"}), (200, {"items": []}), (200, b"not json")]
+    ("answer", "message"),
+    [
+        ((500, {"error": "down"}), "did not answer: HTTP Error 500"),
+        ((200, {"items": []}), "sent something other than results"),
+        ((200, b"not json"), "sent something other than results"),
+    ],
 )
-def test_a_failing_service_raises_search_error(web_search, answer):
+def test_a_failing_service_raises_search_error(web_search, answer, message):
     with local_json_server(lambda request: answer) as server:
         web_search(server.url)
-        with pytest.raises(SearchError):
+        with pytest.raises(SearchError, match=message):
             search("anything", 5)
 
 

@@ -16,7 +16,7 @@ def web_command() -> list[str]:
 
 
 def image_environment() -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for line in DOCKERFILE.read_text().splitlines():
         if line.startswith("ENV "):
             found.update(re.findall(r"(\w+)=(\S+)", line))

@@ -45,12 +45,12 @@ def test_a_decision_updates_the_pair_and_is_final(escalation, expert):
     )
     escalation.refresh_from_db()
     assert escalation.status == Escalation.Status.RESOLVED
-    with pytest.raises(AlreadyDecided):
+    with pytest.raises(AlreadyDecided, match="already been decided"):
         adjudication_resolve(
             escalation=escalation, expert=expert, decision="preference", preference=2, note="x"
         )
     other = user_with_role("frank", Role.EXPERT)
-    with pytest.raises(AlreadyDecided):
+    with pytest.raises(AlreadyDecided, match="already been decided"):
         adjudication_resolve(escalation=escalation, expert=other, decision="discard", note="x")
     assert Adjudication.objects.filter(escalation=escalation).count() == 1
     pair.refresh_from_db()
@@ -72,14 +72,14 @@ def test_discarding_marks_the_pair_discarded(escalation, expert):
 
 
 def test_deciding_needs_your_own_unexpired_claim(escalation, expert):
-    with pytest.raises(ClaimRequired):
+    with pytest.raises(ClaimRequired, match="Claim this escalation"):
         adjudication_resolve(escalation=escalation, expert=expert, decision="discard", note="x")
     now = timezone.now()
     escalation_claim(escalation=escalation, expert=expert, now=now)
     other = user_with_role("frank", Role.EXPERT)
-    with pytest.raises(ClaimRequired):
+    with pytest.raises(ClaimRequired, match="Claim this escalation"):
         adjudication_resolve(escalation=escalation, expert=other, decision="discard", note="x")
-    with pytest.raises(ClaimRequired):
+    with pytest.raises(ClaimRequired, match="Claim this escalation"):
         adjudication_resolve(
             escalation=escalation,
             expert=expert,
@@ -91,17 +91,19 @@ def test_deciding_needs_your_own_unexpired_claim(escalation, expert):
 
 
 @pytest.mark.parametrize(
-    ("decision", "preference", "note"),
+    ("decision", "preference", "note", "message"),
     [
-        ("preference", None, "no preference given"),
-        ("preference", 3, "off the scale"),
-        ("maybe", 1, "unknown decision"),
-        ("preference", 1, "   "),
+        ("preference", None, "no preference given", "preference must be one of"),
+        ("preference", 3, "off the scale", "preference must be one of"),
+        ("maybe", 1, "unknown decision", "decision must be 'preference' or 'discard'"),
+        ("preference", 1, "   ", "a note explaining the decision is required"),
     ],
 )
-def test_it_rejects_an_incomplete_decision(escalation, expert, decision, preference, note):
+def test_it_rejects_an_incomplete_decision(
+    escalation, expert, decision, preference, note, message
+):
     escalation_claim(escalation=escalation, expert=expert)
-    with pytest.raises(InvalidDecision):
+    with pytest.raises(InvalidDecision, match=message):
         adjudication_resolve(
             escalation=escalation,
             expert=expert,
@@ -117,7 +119,7 @@ def test_a_binary_campaign_accepts_only_binary_preferences(expert):
     campaign = CampaignFactory(scale="binary")
     escalation = Escalation.objects.get(pair=judged_pair(campaign, [1, 1, -1]))
     escalation_claim(escalation=escalation, expert=expert)
-    with pytest.raises(InvalidDecision):
+    with pytest.raises(InvalidDecision, match=r"preference must be one of \[1, -1\]"):
         adjudication_resolve(
             escalation=escalation, expert=expert, decision="preference", preference=2, note="x"
         )

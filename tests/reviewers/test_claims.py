@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import timedelta
 
@@ -20,13 +21,16 @@ from reviewers.services.escalations import (
     escalation_open,
     escalation_release,
 )
+from tests.conftest import run_concurrently
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import add_label, user_with_role
 
 
 def _open_escalation(campaign=None) -> Escalation:
     pair = PairFactory(campaign=campaign or CampaignFactory())
-    return escalation_open(pair=pair, reason=Escalation.Reason.MANUAL, detail="look")
+    escalation = escalation_open(pair=pair, reason=Escalation.Reason.MANUAL, detail="look")
+    assert escalation is not None
+    return escalation
 
 
 @pytest.mark.django_db(transaction=True)
@@ -38,7 +42,6 @@ def test_exactly_one_of_many_racing_experts_wins_the_claim():
     start = threading.Barrier(len(experts))
     winners: list[int] = []
     losers: list[int] = []
-    errors: list[BaseException] = []
 
     def claim(expert):
         try:
@@ -47,17 +50,10 @@ def test_exactly_one_of_many_racing_experts_wins_the_claim():
             winners.append(expert.pk)
         except ClaimUnavailable:
             losers.append(expert.pk)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=claim, args=(expert,)) for expert in experts]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_concurrently([functools.partial(claim, expert) for expert in experts], timeout=60)
     assert len(winners) == 1 and len(losers) == len(experts) - 1
     escalation.refresh_from_db()
     assert escalation.claimed_by_id == winners[0]
@@ -85,11 +81,7 @@ def test_racing_experts_share_an_expired_claim_out_to_exactly_one():
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=claim, args=(expert,)) for expert in experts]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_concurrently([functools.partial(claim, expert) for expert in experts], timeout=60)
     assert len(winners) == 1
     escalation.refresh_from_db()
     assert escalation.claimed_by_id == winners[0] != sleeper.pk
@@ -101,7 +93,7 @@ def test_a_held_claim_turns_others_away_until_it_expires(expert):
     other = user_with_role("frank", Role.EXPERT)
     now = timezone.now()
     escalation_claim(escalation=escalation, expert=expert, now=now)
-    with pytest.raises(ClaimUnavailable):
+    with pytest.raises(ClaimUnavailable, match="Another expert is reviewing"):
         escalation_claim(escalation=escalation, expert=other, now=now + timedelta(minutes=29))
     claimed = escalation_claim(escalation=escalation, expert=other, now=now + timedelta(minutes=31))
     assert claimed.claimed_by_id == other.pk
@@ -127,7 +119,7 @@ def test_the_holder_can_renew_and_release_the_claim(expert):
 def test_nobody_claims_a_pair_they_labelled(admin_user):
     escalation = _open_escalation()
     add_label(escalation.pair, admin_user, 1)
-    with pytest.raises(ConflictOfInterest):
+    with pytest.raises(ConflictOfInterest, match="You labelled this pair"):
         escalation_claim(escalation=escalation, expert=admin_user)
 
 
@@ -138,7 +130,7 @@ def test_a_decided_escalation_cannot_be_claimed(expert):
     adjudication_resolve(
         escalation=escalation, expert=expert, decision="discard", note="Both are wrong."
     )
-    with pytest.raises(AlreadyDecided):
+    with pytest.raises(AlreadyDecided, match="already been decided"):
         escalation_claim(escalation=escalation, expert=user_with_role("frank", Role.EXPERT))
 
 

@@ -165,7 +165,7 @@ def test_the_model_rule_uses_the_campaign_confidence_and_can_be_off():
 
 def test_the_model_rule_rejects_a_probability_out_of_range(campaign):
     pair = judged_pair(campaign, [2, 2, 2])
-    with pytest.raises(InvalidDecision):
+    with pytest.raises(InvalidDecision, match="p_agree must be a probability"):
         escalation_model_contradiction(pair=pair, p_agree=1.5, threshold=0.9)
 
 

@@ -44,7 +44,7 @@ def test_an_adjudicated_pair_can_be_promoted_to_gold(campaign, expert):
     originals = [user_with_role(f"o{i}") for i in range(3)]
     pair = judged_pair(campaign, [2, 0, -1], users=originals)
     escalation = Escalation.objects.get(pair=pair)
-    with pytest.raises(GoldNotAllowed):
+    with pytest.raises(GoldNotAllowed, match="Only pairs an expert decided"):
         pair_promote_gold(pair=pair)  # not decided yet
     escalation_claim(escalation=escalation, expert=expert)
     adjudication_resolve(
@@ -65,20 +65,20 @@ def test_an_adjudicated_pair_can_be_promoted_to_gold(campaign, expert):
 
 def test_marking_gold_refuses_escalated_leased_and_overruled_pairs(campaign, expert):
     escalated = judged_pair(campaign, [2, 0, -1])
-    with pytest.raises(GoldNotAllowed):
+    with pytest.raises(GoldNotAllowed, match="waiting for an expert"):
         pair_mark_gold(pair=escalated, preference=1)
     leased = PairFactory(campaign=campaign)
     assignment_next(campaign=campaign, annotator=user_with_role("busy"))
-    with pytest.raises(GoldNotAllowed):
+    with pytest.raises(GoldNotAllowed, match="Annotators are judging this pair"):
         pair_mark_gold(pair=leased, preference=1)
-    with pytest.raises(GoldNotAllowed):
+    with pytest.raises(GoldNotAllowed, match=r"preference must be one of \[1, -1\]"):
         pair_mark_gold(pair=PairFactory(campaign=CampaignFactory(scale="binary")), preference=2)
     escalation = Escalation.objects.get(pair=escalated)
     escalation_claim(escalation=escalation, expert=expert)
     adjudication_resolve(
         escalation=escalation, expert=expert, decision="preference", preference=1, note="A."
     )
-    with pytest.raises(GoldNotAllowed):
+    with pytest.raises(GoldNotAllowed, match="An expert decided this pair differently"):
         pair_mark_gold(pair=escalated, preference=-2)
 
 

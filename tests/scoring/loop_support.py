@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from annotation.models import Campaign, Pair, Round
 from annotation.services.assignments import assignment_next
@@ -77,7 +78,7 @@ def make_loop_campaign(
 
 def label_queue(
     campaign: Campaign,
-    annotators: Iterable[object],
+    annotators: Iterable[User],
     preference_of: Callable[[Pair], int] = preference_for,
 ) -> int:
     """Each annotator labels every pair the engine serves them; returns labels submitted."""

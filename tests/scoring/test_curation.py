@@ -76,15 +76,15 @@ def test_a_judge_keeps_a_pair_the_models_reject():
 
 
 def test_it_refuses_inconsistent_thresholds_ties_and_bad_probabilities():
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match=r"keep_threshold must lie in \[0, 1\)"):
         CurationRules(keep_threshold=1.0)
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match="recycle_threshold must exceed"):
         CurationRules(keep_threshold=0.5, recycle=True, recycle_threshold=0.4)
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match="a tie carries no chosen/rejected label"):
         curation_verdicts(silver_preferences=[0], p_gold=[0.5], p_best=[0.5])
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match="one probability in"):
         curation_verdicts(silver_preferences=[1, 1], p_gold=[0.5], p_best=[0.5, 0.5])
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match="one probability in"):
         curation_verdicts(silver_preferences=[1], p_gold=[1.5], p_best=[0.5])
 
 
@@ -121,7 +121,7 @@ def test_evaluation_prompts_are_read_from_common_formats():
     assert evaluation_prompts_read(io.BytesIO(b"one\n\ntwo\n"), filename="x.txt") == [
         "one", "two"
     ]
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match="cannot read evaluation set x.json"):
         evaluation_prompts_read(io.BytesIO(b"{not json"), filename="x.json")
 
 
@@ -228,7 +228,7 @@ def test_stored_scores_of_a_version_are_reused_without_loading_it(campaign):
 
 
 def test_the_gold_model_defaults_to_the_active_one_and_best_to_held_out_accuracy(campaign):
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match="needs a trained model version"):
         curation_models(campaign=campaign)
     for number, accuracy, active in ((1, 0.6, True), (2, 0.8, False), (3, None, False)):
         ModelVersion.objects.create(
@@ -239,7 +239,7 @@ def test_the_gold_model_defaults_to_the_active_one_and_best_to_held_out_accuracy
     assert (gold.number, best.number) == (1, 2)
     gold, best = curation_models(campaign=campaign, gold_number=3, best_number=1)
     assert (gold.number, best.number) == (3, 1)
-    with pytest.raises(CurationError):
+    with pytest.raises(CurationError, match="no ready model version 9"):
         curation_models(campaign=campaign, gold_number=9)
 
 

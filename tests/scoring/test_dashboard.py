@@ -163,6 +163,38 @@ def test_the_progress_panel_costs_the_same_queries_for_more_pairs(campaign, admi
     assert len(cached) < len(few)
 
 
+# Queries per htmx refresh of each panel (session and user included), with the cache empty and
+# then warm: pinned, so a change that adds a query to a panel fails here.
+PANEL_QUERIES = {
+    "progress": (6, 3),
+    "agreement": (8, 3),
+    "annotators": (5, 3),
+    "experts": (6, 3),
+    "models": (4, 4),
+    "curation": (6, 4),
+    "exports": (4, 4),
+}
+
+
+@pytest.mark.parametrize("part", PANEL_QUERIES)
+def test_each_panel_takes_its_pinned_queries(
+    busy_campaign, admin_user, part, django_assert_num_queries
+):
+    from django.core.cache import cache
+
+    from scoring.dashboard.views import PANELS
+
+    assert set(PANEL_QUERIES) == set(PANELS)
+    client = client_for(admin_user)
+    client.get(dashboard_url(busy_campaign, part), **HTMX)  # warm the session
+    cache.clear()
+    uncached, cached = PANEL_QUERIES[part]
+    with django_assert_num_queries(uncached):
+        assert client.get(dashboard_url(busy_campaign, part), **HTMX).status_code == 200
+    with django_assert_num_queries(cached):
+        assert client.get(dashboard_url(busy_campaign, part), **HTMX).status_code == 200
+
+
 def test_an_admin_starts_an_export_from_the_dashboard(campaign, admin_user, settings, tmp_path):
     settings.ARBITER = {**settings.ARBITER, "EXPORT_DIR": tmp_path}
     client = client_for(admin_user)

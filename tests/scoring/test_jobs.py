@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -26,7 +25,7 @@ from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.requests import loop_request, scoring_request, training_request
 from scoring.models import Job, JobLogLine, ModelVersion
 from scoring.tasks.model_jobs import train_reward_model_task
-from tests.conftest import wait_for
+from tests.conftest import start_in_thread, wait_for
 from tests.factories import CampaignFactory
 from tests.scoring.loop_support import label_queue, make_loop_campaign, use_tiny_base
 
@@ -95,7 +94,7 @@ def test_a_running_job_sees_a_cancel_at_its_next_check(job):
     context = JobContext(job_claim(job_id=job.pk, worker="w").job)
     context.check()  # nothing asked yet
     job_cancel(job=job)
-    with pytest.raises(JobCancelled):
+    with pytest.raises(JobCancelled, match="^$"):
         context.check()
 
 
@@ -119,7 +118,7 @@ def test_an_unexpected_error_fails_the_job_with_its_message(job):
 
         return work
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
         job_run(job_id=job.pk, worker="w", work_for=work_for)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and "CUDA out of memory" in job.error
@@ -130,7 +129,7 @@ def test_one_model_job_at_a_time_per_campaign(db):
     first = training_request(campaign=campaign, enqueue=False)
     assert loop_request(campaign=campaign, enqueue=False) == first
     assert scoring_request(campaign=campaign, enqueue=False) == first
-    with pytest.raises(JobConflict):
+    with pytest.raises(JobConflict, match="is already queued"):
         job_create(campaign=campaign, kind=Job.Kind.LOOP)
     job_cancel(job=first)
     assert loop_request(campaign=campaign, enqueue=False) != first
@@ -171,8 +170,7 @@ def test_cancelling_during_training_stops_it_and_registers_nothing(
         finally:
             connection.close()
 
-    runner = threading.Thread(target=run)
-    runner.start()
+    runner = start_in_thread(run)
     try:
         wait_for(
             lambda: Job.objects.filter(pk=job.pk, progress__gt=0, message__startswith="step")
@@ -182,7 +180,7 @@ def test_cancelling_during_training_stops_it_and_registers_nothing(
         )
         job_cancel(job=job)
     finally:
-        runner.join(timeout=120)
+        runner.result(timeout=120)  # re-raises what the run raised
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED
     assert job.progress < 0.9

@@ -36,7 +36,7 @@ def test_the_rule_scales_with_the_configured_k():
 
 
 def test_it_rejects_a_probability_out_of_range():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="p_agree must be a probability, got 1.2"):
         retrieval_count(1.2)
 
 

@@ -62,7 +62,7 @@ def test_activation_and_rollback_keep_exactly_one_active_version(campaign):
 def test_the_database_refuses_two_active_versions(campaign):
     train(campaign)
     train(campaign)
-    with pytest.raises(IntegrityError), transaction.atomic():
+    with pytest.raises(IntegrityError, match="one_active_model"), transaction.atomic():
         ModelVersion.objects.filter(campaign=campaign).update(is_active=True)
 
 

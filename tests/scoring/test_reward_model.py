@@ -319,7 +319,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(
         raise OSError("disk full")
 
     monkeypatch.setattr(tiny.tokenizer, "save_pretrained", fail_midway)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         tiny.save(target)
     assert [path.name for path in tmp_path.iterdir()] == ["checkpoint"]
     assert RewardModel.load(target, device="cpu").score(CONVERSATION, "hi") == before

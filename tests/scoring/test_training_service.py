@@ -69,7 +69,7 @@ def test_a_train_job_registers_an_active_version_evaluated_on_gold(labelled_camp
     version = ModelVersion.objects.get(campaign=campaign)
     assert version.is_active and version.number == 1 and version.mode == "head"
     assert job.result["version"] == 1 and job.result["checkpoint"] == version.checkpoint
-    assert version.heldout_accuracy is not None and 0.0 <= version.heldout_accuracy <= 1.0
+    assert version.heldout_accuracy == pytest.approx(job.result["heldout_accuracy"])
     assert version.metrics["heldout"]["n"] == 4
     snapshot = version.label_snapshot
     assert snapshot["pairs"] == 10 and snapshot["labels"] == 30

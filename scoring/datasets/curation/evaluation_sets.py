@@ -99,7 +99,8 @@ def evaluation_prompts_read(handle: BinaryIO, *, filename: str) -> list[str]:
 def pa_errors() -> type[Exception]:
     import pyarrow as pa
 
-    return pa.ArrowException
+    arrow_errors: type[Exception] = pa.ArrowException
+    return arrow_errors
 
 
 def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterable[str]) -> int:

@@ -7,7 +7,7 @@ import hashlib
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from django.db.models import Q, QuerySet
@@ -87,7 +87,7 @@ def _screen(
     index: EvaluationIndex,
     result: CurationResult,
     recurate: bool,
-) -> array:
+) -> array[int]:
     """Pass 1: drop contaminated and duplicate pairs; return the ids left to score."""
     seen: set[int] = set()
     for conversation, response_a, response_b in (
@@ -154,7 +154,11 @@ def pool_curate(
             .order_by("pk")
             .values_list("pk", "conversation", "response_a", "response_b", "silver_preference")
         )
-        items = [PoolItem(pk, list(conv or []), a, b, silver) for pk, conv, a, b, silver in rows]
+        # The pool query keeps non-zero silver preferences only: never null here.
+        items = [
+            PoolItem(pk, list(conv or []), a, b, cast(int, silver))
+            for pk, conv, a, b, silver in rows
+        ]
         if not items:
             continue
         silver = np.array([item.silver_preference for item in items])

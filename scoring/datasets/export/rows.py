@@ -151,12 +151,13 @@ _ATTRIBUTES = tuple(zip(ATTRIBUTE_NAMES, _ATTRIBUTE_POSITIONS, strict=True))
 def _evidence_item(kind: str, payload: Any) -> str:
     text = ""
     if isinstance(payload, Mapping):
-        keys = {
+        keys_by_kind: dict[str, tuple[str, ...]] = {
             Evidence.Kind.SEARCH: ("query",),
             Evidence.Kind.ATTACHED_RESULT: ("title", "source", "snippet"),
             Evidence.Kind.CODE_RUN: ("language", "status"),
             Evidence.Kind.LLM: ("question",),
-        }.get(kind, ())
+        }
+        keys = keys_by_kind.get(kind, ())
         text = " ".join(str(payload[key]) for key in keys if payload.get(key))
         if not text:
             text = next((value for value in payload.values() if isinstance(value, str)), "")
@@ -180,7 +181,7 @@ def _finite(value: float) -> float | None:
 
 
 def _in_range(
-    rows: QuerySet, first: int, last: int, chunk_size: int, field_name: str = "pair_id"
+    rows: QuerySet[Any, Any], first: int, last: int, chunk_size: int, field_name: str = "pair_id"
 ) -> Iterable[tuple[Any, ...]]:
     """Rows of the chunk's pair-id range. A range scan on the pair index beats an IN list of
     thousands of ids; rows of pairs outside the chunk are skipped by the caller. The chunks'
@@ -287,7 +288,7 @@ def _row_parts(
     counts = context.evidence_counts.get(pair_id)
     ranked = bool(preference)
     response_a, response_b = pair[_RESPONSE_A], pair[_RESPONSE_B]
-    a_chosen = ranked and preference > 0
+    a_chosen = preference is not None and preference > 0  # so ranked and A chosen
     scalars: dict[str, Any] = {
         "pair_id": pair_id,
         "external_id": pair[_EXTERNAL_ID],
@@ -295,7 +296,7 @@ def _row_parts(
     }
     if ranked:
         scalars["chosen_side"] = "a" if a_chosen else "b"
-        scalars["preference_strength"] = abs(preference)
+        scalars["preference_strength"] = abs(preference or 0)  # ranked: never 0 or None
     else:
         scalars["preference"] = preference
     scalars["provenance"] = provenance

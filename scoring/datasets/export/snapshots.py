@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 
@@ -44,7 +44,7 @@ def export_create(
     campaign: Campaign,
     file_format: str,
     filters: ExportFilters,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     enqueue: bool = True,
 ) -> ExportSnapshot:
     """Record a queued export job and its snapshot row (the next version), and enqueue it."""
@@ -98,7 +98,8 @@ def _export_work(job: Job, chunk_size: int) -> JobWork:
         snapshot.manifest = result.manifest
         snapshot.save(update_fields=["path", "manifest"])
         context.log(f"exported {result.manifest['counts']['rows']} pairs to {result.path.name}")
-        return result.manifest["counts"]
+        counts: dict[str, Any] = result.manifest["counts"]
+        return counts
 
     return work
 
