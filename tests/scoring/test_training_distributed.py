@@ -20,7 +20,8 @@ from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
 from annotation.models import Pair
-from scoring.loop.requests import job_run_inline, training_request
+from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
 from tests.conftest import start_worker, stop_worker, wait_for
 from tests.factories import CampaignFactory, PairFactory
