@@ -22,12 +22,8 @@ from scoring.jobs.runner import (
     job_progress,
     job_run,
 )
-from scoring.loop.model_jobs import (
-    job_run_inline,
-    loop_request,
-    scoring_request,
-    training_request,
-)
+from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.requests import loop_request, scoring_request, training_request
 from scoring.models import Job, JobLogLine, ModelVersion
 from scoring.tasks.model_jobs import train_reward_model_task
 from tests.conftest import wait_for
