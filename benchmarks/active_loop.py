@@ -25,7 +25,7 @@ directory (deleted at the end; dev data is never touched):
   deviation over seeds, and the per-seed paired difference.
 
 Encoder vectors (three per pair) are computed once with MiniLM and cached under
-var/benchmarks/, then copied into each campaign's ``PairEmbedding`` rows, so in head mode every
+var/benchmarks/, then written as each campaign's vector part files, so in head mode every
 training is head-only and every scoring a matrix product. ``--mode full`` fine-tunes all of
 MiniLM from the base in every round instead (each round retrains on all labels so far) and
 scores the pool with real forward passes: minutes per seed on a GPU, far longer on a CPU.
@@ -120,8 +120,8 @@ def cached_vectors(rows: list[dict[str, str]], workdir: Path) -> tuple[str, dict
 
     from annotation.models import Pair
     from annotation.services.imports import campaign_get_or_create, pairs_import
-    from scoring.loop.embeddings import encoder_key, pair_embeddings_ensure
-    from scoring.models import Job, PairEmbedding
+    from scoring.loop.embeddings import encoder_key, pair_embeddings_ensure, pair_vectors_load
+    from scoring.models import Job
     from scoring.reward_model import RewardModel, default_base_path
 
     base = default_base_path()
@@ -148,11 +148,14 @@ def cached_vectors(rows: list[dict[str, str]], workdir: Path) -> tuple[str, dict
         log(f"  {fraction:6.1%} {message} ({time.perf_counter() - started:.0f} s)")
 
     pair_embeddings_ensure(pair_ids=pair_ids, model=model, key=key, on_progress=progress)
-    vectors = dict(
-        PairEmbedding.objects.filter(pair__campaign=campaign).values_list(
-            "pair__content_hash", "vector"
-        )
-    )
+    hashes_by_id = dict(Pair.objects.filter(campaign=campaign).values_list("id", "content_hash"))
+    loaded = pair_vectors_load(pair_ids=list(hashes_by_id), key=key)
+    vectors = {
+        hashes_by_id[int(pair_id)]: np.concatenate(
+            [loaded.context[i], loaded.a[i], loaded.b[i]]
+        ).astype("<f4").tobytes()
+        for i, pair_id in enumerate(loaded.pair_ids)
+    }
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     hashes = list(vectors)
     np.savez(
@@ -201,15 +204,17 @@ def run_arm(
     users: list[Any],
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:
+    import numpy as np
     from django.conf import settings
 
     from annotation.models import Campaign, Pair, Scale
     from annotation.services.imports import pairs_import
+    from scoring.loop.embeddings import PairVectors, pair_embeddings_store
     from scoring.loop.model_jobs import job_run_inline
     from scoring.loop.requests import loop_request
     from scoring.loop.rounds import round_open_next
     from scoring.loop.training import job_params_for_training
-    from scoring.models import Job, ModelVersion, PairEmbedding
+    from scoring.models import Job, ModelVersion
 
     campaign = Campaign.objects.create(
         name=f"active loop {arm} seed {seed}",
@@ -222,15 +227,18 @@ def run_arm(
     )
     pairs_import(campaign=campaign, path=pool_file, queue=False)
     pairs_import(campaign=campaign, path=test_file, as_gold=True)
-    PairEmbedding.objects.bulk_create(
-        [
-            PairEmbedding(pair_id=pair_id, encoder=key, dim=len(vectors[h]) // 12,
-                          vector=vectors[h])
-            for pair_id, h in Pair.objects.filter(campaign=campaign).values_list(
-                "id", "content_hash"
-            )
-        ],
-        batch_size=1000,
+    ids_and_hashes = list(
+        Pair.objects.filter(campaign=campaign).values_list("id", "content_hash")
+    )
+    stacked = np.stack(
+        [np.frombuffer(vectors[h], dtype="<f4") for _, h in ids_and_hashes]
+    ).reshape(len(ids_and_hashes), 3, -1)
+    pair_embeddings_store(
+        vectors=PairVectors(
+            np.array([pair_id for pair_id, _ in ids_and_hashes], dtype=np.int64),
+            stacked[:, 0], stacked[:, 1], stacked[:, 2],
+        ),
+        key=key,
     )
     annotators = Annotators(users, args.error_rate, random.Random(seed * 7919 + 1))
     round_open_next(campaign=campaign, size=args.seed_size)

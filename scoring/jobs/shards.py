@@ -441,9 +441,10 @@ def _shard_fail_for_good(*, shard: JobShard, error: str, fenced: bool = True) ->
             finished_at=now,
             message=message[:500],
         )
-        JobShard.objects.filter(job_id=shard.job_id, status=JobShard.Status.QUEUED).update(
-            status=JobShard.Status.CANCELLED, finished_at=now
-        )
+        # The others stop: queued ones are never claimed, running ones' fenced writes fail.
+        JobShard.objects.filter(
+            job_id=shard.job_id, status__in=(JobShard.Status.QUEUED, JobShard.Status.RUNNING)
+        ).update(status=JobShard.Status.CANCELLED, finished_at=now)
         if failed:
             job_log(job=shard.job, message=f"failed: {message}")
 

@@ -213,6 +213,7 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
             or (meta["kind"] == "exact" and upper > exact_max())
             or (meta["kind"] == "ivf" and upper > 2 * max(meta["trained_on"], 1))
         )
+        previous_file = (meta or {}).get("file")
         if rebuild:
             total = sum(len(members(part.ids)) for part in catalogue.parts)
             if total <= exact_max():
@@ -225,7 +226,8 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
                 index = _train_streaming(store, names, members, total)
                 kind = "ivf"
             _add_parts(store, index, names, members)
-            meta = {"kind": kind, "trained_on": int(index.ntotal), "parts": names}
+            meta = {"kind": kind, "trained_on": int(index.ntotal), "parts": names,
+                    "file": previous_file}
         else:
             index = loaded.index
             _add_parts(store, index, new, members)

@@ -32,7 +32,11 @@ def tiny_base_dir() -> Path:
 def use_tiny_base(settings_fixture, model_dir: Path | None = None) -> Path:  # noqa: ANN001
     """Point ARBITER["BASE_MODEL"] (and optionally MODEL_DIR) at test-local paths."""
     base = tiny_base_dir()
-    arbiter = {**settings_fixture.ARBITER, "BASE_MODEL": str(base)}
+    # Jobs run inline inside a test's transaction: the heartbeat thread's own connection
+    # cannot see the job row and would take it for lost on a slow (loaded) machine. Worker
+    # processes read their environment, not this.
+    arbiter = {**settings_fixture.ARBITER, "BASE_MODEL": str(base),
+               "JOB_HEARTBEAT_SECONDS": 3600.0}
     if model_dir is not None:
         arbiter["MODEL_DIR"] = model_dir
     settings_fixture.ARBITER = arbiter

@@ -293,3 +293,30 @@ def test_stage_2_curation_scores_the_silver_pool_in_shards_with_both_models(db, 
         PairScore.objects.filter(model_version=versions[1]).values_list("pair_id", "p_a_better")
     )
     np.testing.assert_allclose([stored[pair.pk] for pair in silver], expected, atol=1e-5)
+
+
+def test_a_shard_that_lost_its_worker_too_often_fails_the_job_and_stops_the_others(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scoring.jobs.shards import MAX_SHARD_ATTEMPTS, shard_claim
+
+    long_ago = timezone.now() - timedelta(hours=1)
+    job = Job.objects.create(
+        campaign=CampaignFactory(), kind=Job.Kind.SCORE, status=Job.Status.RUNNING,
+        stage=Job.Stage.SHARDS, heartbeat_at=timezone.now(),
+    )
+    dead = JobShard.objects.create(
+        job=job, index=0, first_id=1, last_id=10, planned=10, status=JobShard.Status.RUNNING,
+        attempts=MAX_SHARD_ATTEMPTS, worker="gone:1", heartbeat_at=long_ago,
+    )
+    waiting = JobShard.objects.create(job=job, index=1, first_id=11, last_id=20, planned=10)
+    claim = shard_claim(shard_id=dead.pk, worker="new:2")
+    assert claim.outcome == "finished"
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.error == f"shard 0 failed: its worker was lost {MAX_SHARD_ATTEMPTS} times"
+    assert JobShard.objects.get(pk=dead.pk).status == JobShard.Status.FAILED
+    assert JobShard.objects.get(pk=waiting.pk).status == JobShard.Status.CANCELLED
+    assert shard_claim(shard_id=waiting.pk, worker="new:2").outcome == "finished"

@@ -194,3 +194,35 @@ def test_kill_9_of_the_worker_kills_every_training_process_and_keeps_the_old_mod
             stop_worker(worker, sig=signal.SIGKILL)
         time.sleep(0.5)
         shutil.rmtree(campaign_models_dir(campaign), ignore_errors=True)
+
+
+def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path):
+    from scoring.reward_model import TrainingConfig
+    from scoring.reward_model.launcher import DistributedTrainingCancelled, train_distributed
+    from tests.scoring.loop_support import tiny_base_dir
+    from tests.scoring.test_reward_model import synthetic_pairs
+
+    launched: set[int] = set()
+    steps: list[str] = []
+
+    def on_progress(fraction: float, message: str) -> None:
+        if message.startswith("step "):
+            steps.append(message)
+            launched.update(_descendants(os.getpid()))
+
+    with pytest.raises(DistributedTrainingCancelled):
+        train_distributed(
+            base_model=tiny_base_dir(),
+            examples=synthetic_pairs(32, seed=1),
+            config=TrainingConfig(mode="full", epochs=500, token_budget=256),
+            processes=2,
+            on_progress=on_progress,
+            should_stop=lambda: len(steps) >= 2,
+            work_root=tmp_path,
+        )
+    # The exec shim became torchrun's agent; it and both ranks were running, and are gone.
+    assert len(launched) >= 3, launched
+    wait_for(
+        lambda: not any(_alive(pid) for pid in launched), timeout=30, what="no process left"
+    )
+    assert list(tmp_path.iterdir()) == []  # the work directory went with them

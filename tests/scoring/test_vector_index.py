@@ -161,8 +161,8 @@ def test_ivf_recall_at_8_on_real_minilm_vectors_is_at_least_0_95(
     queries, pool = vectors[:200], vectors[200:]
     ids = np.arange(len(pool)) + 7
     index = build_index(pool, ids, exact=False)
-    # As selective as at a million pairs: probe about a tenth of the lists here.
-    index.nprobe = max(1, index.nlist // 10)
+    # Real vectors, quantised to 8 bits, at the shipped settings (at this size they probe
+    # every list: benchmarks/loop_scale.py measures recall where they do not).
     found, _ = search_filtered(index, queries, 8, lambda candidates: candidates)
     recall = recall_at(found, exact_search(queries, pool, ids, 8))
     assert recall >= 0.95, (recall, index.nlist, index.nprobe)
