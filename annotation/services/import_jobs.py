@@ -117,7 +117,7 @@ def import_job_runs_inline(*, job: ImportJob) -> bool:
     """Whether the job is cheap enough to import within the request: by what reading it will
     cost (a gzip file's decompressed size, measured), not by its size on disk. A 300 KB .gz
     of 300 MiB of blank lines goes to the background."""
-    cap = settings.ARBITER["IMPORT_INLINE_MAX_BYTES"]
+    cap = int(settings.ARBITER["IMPORT_INLINE_MAX_BYTES"])
     return estimated_cost_bytes(job.file, cap=cap) <= cap
 
 

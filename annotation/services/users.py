@@ -7,6 +7,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
+from django.db.models import Field
 from rest_framework.authtoken.models import Token
 
 from annotation.roles import Role, role_groups
@@ -24,7 +25,9 @@ def user_create(
     user_model = get_user_model()
     # The name is checked before any row exists: get_or_create would store an invalid one
     # (or fail in the database on an over-long one) before full_clean could say why.
-    user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
+    name_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    assert isinstance(name_field, Field)  # noqa: S101 - a user model's name is a plain field
+    name_field.clean(username, None)
     password = password or secrets.token_urlsafe(12)
     user, _created = user_model.objects.get_or_create(username=username, defaults={"email": email})
     user.set_password(password)

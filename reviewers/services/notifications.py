@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db.models import Q
 from django.urls import reverse
@@ -23,16 +24,16 @@ from reviewers.models import Escalation, ExpertSettings
 NOTIFY_INTERVAL = timedelta(hours=1)
 
 
-def expert_settings_for(*, user) -> ExpertSettings:  # noqa: ANN001 - a user
+def expert_settings_for(*, user: AbstractBaseUser) -> ExpertSettings:
     settings_row, _created = ExpertSettings.objects.get_or_create(user=user)
     return settings_row
 
 
 def expert_settings_update(
     *,
-    user,
+    user: AbstractBaseUser,
     notify_by_email: bool,
-    domains: list[str],  # noqa: ANN001 - a user
+    domains: list[str],
 ) -> ExpertSettings:
     settings_row = expert_settings_for(user=user)
     settings_row.notify_by_email = notify_by_email

@@ -153,7 +153,7 @@ def _convert(value: Any, kind: Any) -> Any:
 
 def _serializer_field(
     kind: Any, default: Any, choices: Sequence[str] | None = None
-) -> serializers.Field:
+) -> serializers.Field[Any, Any, Any, Any]:
     optional = _is_optional(kind)
     kind = _strip_optional(kind)
     options: dict[str, Any] = {"required": False, "allow_null": optional}
@@ -171,12 +171,13 @@ def _serializer_field(
         float: serializers.FloatField,
         str: serializers.CharField,
     }[kind]
-    return field_class(**options)
+    field: serializers.Field[Any, Any, Any, Any] = field_class(**options)
+    return field
 
 
 def params_serializer(
     schema: type[JobParams], *, fields: Collection[str] | None = None
-) -> type[serializers.Serializer]:
+) -> type[serializers.Serializer[Any]]:
     """A DRF serializer describing ``schema`` (or the named fields of it), for the OpenAPI
     document only: requests are parsed by ``schema.from_params``."""
     types_ = schema.field_types()

@@ -89,7 +89,7 @@ class ShardRange:
     count: int
 
 
-def shard_ranges(targets: QuerySet, size: int) -> Iterator[ShardRange]:
+def shard_ranges(targets: QuerySet[Any], size: int) -> Iterator[ShardRange]:
     """Consecutive id ranges of ``targets`` with ``size`` pairs each (the last one fewer).
 
     Keyset pagination: each page is ``id > last id seen ORDER BY id LIMIT size``, so at most
@@ -110,7 +110,7 @@ def shard_ranges(targets: QuerySet, size: int) -> Iterator[ShardRange]:
 def job_hand_off_to_shards(
     *,
     context: JobContext,
-    targets: QuerySet,
+    targets: QuerySet[Any],
     size: int,
     progress_range: tuple[float, float],
     queue: str | None = None,
@@ -201,7 +201,7 @@ class ShardClaim:
     retry_in: float = 0.0
 
 
-def _job_active(job_id: int) -> QuerySet:
+def _job_active(job_id: int) -> QuerySet[Job]:
     return Job.objects.filter(
         pk=job_id, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS, cancel_requested=False
     )
@@ -254,7 +254,7 @@ def shard_claim(*, shard_id: int, worker: str, now: datetime | None = None) -> S
     return ShardClaim("finished", shard)
 
 
-def _owned_shard(shard: JobShard) -> QuerySet:
+def _owned_shard(shard: JobShard) -> QuerySet[JobShard]:
     return JobShard.objects.filter(
         pk=shard.pk, status=JobShard.Status.RUNNING, attempts=shard.attempts
     )

@@ -191,11 +191,12 @@ def pair_vectors_load(
     )
 
 
-def pair_context_load(*, pair_ids: Sequence[int], key: str) -> np.ndarray:
+def pair_context_load(*, pair_ids: Sequence[int] | np.ndarray, key: str) -> np.ndarray:
     """Only the context vectors (retrieval) of these pairs, in the given order."""
     if not len(pair_ids):
         return np.zeros((0, 0), dtype=np.float32)
-    return vector_store(key).load(pair_ids, blocks=("context",))["context"]
+    context: np.ndarray = vector_store(key).load(pair_ids, blocks=("context",))["context"]
+    return context
 
 
 def head_rewards(model: RewardModel, vectors: PairVectors) -> tuple[np.ndarray, np.ndarray]:

@@ -90,7 +90,7 @@ class TrainParams(JobParams):
         options = {name: getattr(self, name) for name in _CONFIG_PARAMS}
         options = {name: value for name, value in options.items() if value is not None}
         try:
-            return TrainingConfig(mode=self.mode, **options)
+            return TrainingConfig(mode=self.mode, **options)  # type: ignore[arg-type]  # checked in __post_init__
         except (TypeError, ValueError) as error:
             raise JobError(f"bad training parameters: {error}") from error
 

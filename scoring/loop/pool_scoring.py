@@ -298,7 +298,8 @@ def score_chunk_size() -> int:
 
 def scored_version(job: Job) -> ModelVersion:
     """The version a job in its shards or finishing stage scores with."""
-    version = ModelVersion.objects.filter(pk=(job.result or {}).get("score_version_id")).first()
+    version_id = (job.result or {}).get("score_version_id")
+    version = ModelVersion.objects.filter(pk=version_id).first() if version_id else None
     if version is None:
         raise JobError("the model version this job scored with no longer exists")
     return version

@@ -75,6 +75,8 @@ def _judged_agreement(
     )
     for pair_id, p_a, is_gold, gold_pref, consensus_pref, provenance in rows:
         preference = gold_pref if is_gold else consensus_pref
+        if preference is None:  # the filter above keeps decided pairs only
+            continue
         p_agree = p_a if preference > 0 else 1.0 - p_a
         yield pair_id, float(p_agree), provenance == Pair.Provenance.UNANIMOUS
 

@@ -11,6 +11,12 @@ from rest_framework import serializers
 from scoring.reward_model.job_settings import TRAINING_SETTINGS, Setting
 
 
+def _bounds(setting: Setting, kind: type[int] | type[float]) -> dict[str, Any]:
+    """min_value / max_value for a field, only those the setting has."""
+    bounds = {"min_value": setting.minimum, "max_value": setting.maximum}
+    return {name: kind(value) for name, value in bounds.items() if value is not None}
+
+
 def _help(setting: Setting) -> str:
     default = "none" if setting.default in (None, "") else setting.default
     return f"{setting.help} Default: {default}."
@@ -29,16 +35,9 @@ def serializer_fields_for_settings() -> dict[str, serializers.Field]:
         elif setting.kind == "path":
             field = serializers.CharField(**common, allow_blank=True, allow_null=True)
         elif setting.kind == "int":
-            field = serializers.IntegerField(
-                **common,
-                allow_null=True,
-                min_value=int(setting.minimum) if setting.minimum is not None else None,
-                max_value=int(setting.maximum) if setting.maximum is not None else None,
-            )
+            field = serializers.IntegerField(**common, allow_null=True, **_bounds(setting, int))
         else:
-            field = serializers.FloatField(
-                **common, allow_null=True, min_value=setting.minimum, max_value=setting.maximum
-            )
+            field = serializers.FloatField(**common, allow_null=True, **_bounds(setting, float))
         fields[setting.name] = field
     return fields
 
@@ -63,9 +62,7 @@ class RetrainForm(forms.Form):
             elif setting.kind == "path":
                 field = forms.CharField(**common, max_length=1000)
             elif setting.kind == "int":
-                field = forms.IntegerField(
-                    **common, min_value=setting.minimum, max_value=setting.maximum
-                )
+                field = forms.IntegerField(**common, **_bounds(setting, int))
             else:
                 field = forms.FloatField(
                     **common, min_value=setting.minimum, max_value=setting.maximum

@@ -89,6 +89,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, *, exact: bool | None = No
 
     n, dim = vectors.shape
     exact = n <= exact_max() if exact is None else exact
+    index: Any  # faiss's index classes share no typed base
     if exact:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     else:
@@ -183,13 +184,15 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
     memo: dict[tuple[int, int, int], np.ndarray] = {}
     plain_members = members
 
-    def members(ids: np.ndarray) -> np.ndarray:  # each part's membership queried once
+    def memo_members(ids: np.ndarray) -> np.ndarray:  # each part's membership queried once
         if not len(ids):
             return ids
         memo_key = (int(ids[0]), int(ids[-1]), len(ids))
         if memo_key not in memo:
             memo[memo_key] = plain_members(ids)
         return memo[memo_key]
+
+    members = memo_members
 
     with _LOCK:
         catalogue = store.refresh()
@@ -210,11 +213,13 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
         upper = (loaded.size if loaded else 0) + sum(sizes[name] for name in new)
         rebuild = (
             loaded is None
+            or meta is None
             or (meta["kind"] == "exact" and upper > exact_max())
             or (meta["kind"] == "ivf" and upper > 2 * max(meta["trained_on"], 1))
         )
         previous_file = (meta or {}).get("file")
-        if rebuild:
+        index: Any
+        if rebuild or loaded is None or meta is None:
             total = sum(len(members(part.ids)) for part in catalogue.parts)
             if total <= exact_max():
                 import faiss

@@ -61,7 +61,7 @@ def configured_codecs() -> dict[str, str]:
 
 
 def _fs_and_path(url: str) -> tuple[Any, str]:
-    import fsspec
+    import fsspec  # type: ignore[import-untyped]
 
     fs, path = fsspec.core.url_to_fs(url)
     return fs, path.rstrip("/")
@@ -189,7 +189,7 @@ class VectorStore:
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types kwds as bool
         name = f"{_PART_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{_PART_SUFFIX}"
         self._atomic_write(f"{self.path}/{name}", buffer.getvalue())
         return name
@@ -235,7 +235,9 @@ class VectorStore:
     def _members(self, block: str) -> list[str]:
         return [block, block + "_scale"] if self.codecs[block] == "i8" else [block]
 
-    def load(self, pair_ids: Sequence[int], blocks: Sequence[str] = BLOCKS) -> dict[str, Any]:
+    def load(
+        self, pair_ids: Sequence[int] | np.ndarray, blocks: Sequence[str] = BLOCKS
+    ) -> dict[str, Any]:
         """Decoded float32 blocks for these pairs, row-aligned; raises LookupError if any is
         missing. Reads each part that holds some of them once."""
         catalogue = self.refresh()

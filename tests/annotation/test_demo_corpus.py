@@ -25,6 +25,7 @@ def _factual_questions() -> list[tuple[str, str]]:
             continue
         correct = row["response_a"] if row["expected_preference"] > 0 else row["response_b"]
         match = FACT.search(correct)
+        assert match is not None, correct
         questions.append((row["conversation"][-1]["content"], match.group(1) or match.group(2)))
     return questions
 

@@ -186,5 +186,6 @@ def test_packed_bf16_full_training_runs_on_cuda_with_checkpointing(tmp_path: Pat
         ),
     )
     assert metrics.packing and metrics.device.startswith("cuda") and model.precision == "bf16"
+    assert metrics.final_loss is not None and metrics.initial_loss is not None
     assert metrics.final_loss < metrics.initial_loss
     assert {parameter.dtype for parameter in model.model.parameters()} == {torch.float32}

@@ -144,7 +144,7 @@ def curation_models(
     else:
         active = active_model_version(campaign=campaign)
         ready = active is not None and active.status == ModelVersion.Status.READY
-        gold = active if ready else best
+        gold = active if active is not None and ready else best
     return gold, best
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from annotation.models import Campaign
@@ -39,7 +39,7 @@ def curation_create(
     *,
     campaign: Campaign,
     params: Mapping[str, Any] | CurationParams | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     enqueue: bool = True,
 ) -> Job:
     """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""
