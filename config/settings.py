@@ -309,6 +309,12 @@ ARBITER = {
     "LLM_ASKS_PER_MINUTE": envint("ARBITER_LLM_ASKS_PER_MINUTE", 10, minimum=0),
     # How long a web process trusts what it read for an API token (0: it reads every call).
     "TOKEN_CACHE_SECONDS": envfloat("ARBITER_TOKEN_CACHE_SECONDS", 5.0),
+    # The scoring endpoint: items per request, characters per request, how long the web
+    # request waits for a worker's answer before a 504, and the queue of those workers.
+    "SCORE_MAX_ITEMS": envint("ARBITER_SCORE_MAX_ITEMS", 64, minimum=1),
+    "SCORE_MAX_CHARS": envint("ARBITER_SCORE_MAX_CHARS", 2_000_000, minimum=1),
+    "SCORE_TIMEOUT_S": envfloat("ARBITER_SCORE_TIMEOUT_S", 30.0),
+    "SCORE_QUEUE": envstr("ARBITER_SCORE_QUEUE", "gpu") or "gpu",
     # A running job whose heartbeat is silent this long is taken over by another worker.
     "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0),
 }

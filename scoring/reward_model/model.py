@@ -30,6 +30,7 @@ from .formatting import (
     render_transcript,
 )
 from .head import HeadInputCapture
+from .onnx_backend import OnnxRewardModel, is_onnx_model
 
 # Skywork-Reward-V2 trains at 16K tokens; longer windows rarely pay for their memory.
 MAX_LENGTH_CAP = 16_384
@@ -136,13 +137,18 @@ class RewardModel:
         max_length: int | None = None,
         dtype: torch.dtype = torch.float32,
         inference_only: bool = False,
-    ) -> RewardModel:
+    ) -> RewardModel | OnnxRewardModel:
         """Load a seq-cls reward model (e.g. Skywork-Reward-V2) from a local directory.
+
+        A directory written by :func:`.onnx_backend.export_onnx` gives an
+        :class:`.onnx_backend.OnnxRewardModel` (ONNX Runtime on the CPU; same scoring API).
 
         ``inference_only``: the model will only score. Where it scores in bf16 anyway (precision
         ``"bf16"`` on a bf16-capable GPU) its weights are then loaded in bf16: half the memory
         and no per-step casts. Such a model cannot be trained.
         """
+        if is_onnx_model(path):
+            return OnnxRewardModel.load(path, max_length=max_length)
         resolved = resolve_device(device)
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         if inference_only and _precision_of(config) == "bf16" and supports_bf16(resolved):
