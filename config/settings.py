@@ -257,6 +257,7 @@ CELERY_TASK_ROUTES = {
     "scoring.check_round_completion": {"queue": "default"},
     "scoring.recover_stale_jobs": {"queue": "default"},
     "scoring.refresh_dashboards": {"queue": "default"},
+    "scoring.evaluate_pending": {"queue": "default"},
     "scoring.*": {"queue": "gpu"},
     "annotation.run_code": {"queue": "sandbox"},
 }
@@ -276,6 +277,8 @@ CELERY_BEAT_SCHEDULE = {
     "recover-stale-model-jobs": {"task": "scoring.recover_stale_jobs", "schedule": 300.0},
     # The dashboard's slow panels (agreement, annotators) are recomputed here, not in a page.
     "refresh-dashboards": {"task": "scoring.refresh_dashboards", "schedule": 60.0},
+    # Ready model versions without a result on an evaluation set get an evaluate job.
+    "evaluate-pending": {"task": "scoring.evaluate_pending", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

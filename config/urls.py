@@ -28,4 +28,5 @@ urlpatterns = [
     path("", include("reviewers.urls")),
     path("", include("scoring.loop.urls")),
     path("", include("scoring.dashboard.urls")),
+    path("", include("scoring.evaluation.urls")),
 ]

@@ -61,7 +61,7 @@ from scoring.jobs.runner import (
     job_run,
     worker_name,
 )
-from scoring.models import EvaluationPrompt, Job, ModelVersion, PairScore
+from scoring.models import EvaluationItem, EvaluationPrompt, Job, ModelVersion, PairScore
 
 NGRAM = 13
 KEPT, DISCARDED, RECYCLED = "kept", "discarded", "recycled"
@@ -192,6 +192,15 @@ def evaluation_index(
     if set_names:
         prompts = prompts.filter(set_name__in=set_names)
     for text in prompts.values_list("text", flat=True).iterator(chunk_size=2000):
+        index.add(text)
+    # Uploaded evaluation sets (scoring.evaluation): the campaign's and the shared ones, so one
+    # upload serves both evaluation and decontamination.
+    items = EvaluationItem.objects.filter(
+        Q(evaluation_set__campaign=campaign) | Q(evaluation_set__campaign__isnull=True)
+    )
+    if set_names:
+        items = items.filter(evaluation_set__name__in=set_names)
+    for text in items.values_list("prompt", flat=True).iterator(chunk_size=2000):
         index.add(text)
     return index
 
