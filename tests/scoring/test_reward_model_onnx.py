@@ -97,6 +97,9 @@ def test_export_replaces_an_existing_model_and_leaves_no_staging(
     assert read_manifest(out)["quantization"] == "int8"
     export_onnx(tiny, out)
     assert read_manifest(out)["quantization"] is None
+    dynamic = RewardModel.load(export_onnx(tiny, out, quantize="int8-dynamic"))
+    assert dynamic.precision == "int8-dynamic"
+    assert np.all(np.isfinite(dynamic.score_batch([(CONVERSATION, r) for r in RESPONSES])))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["onnx"]
 
 
@@ -131,8 +134,9 @@ def test_minilm_onnx_and_int8_agree_with_torch_on_200_real_pairs(tmp_path: Path)
 
     int8 = RewardModel.load(export_onnx(model, tmp_path / "int8", quantize="int8"))
     assert int8.precision == "int8"
-    assert (tmp_path / "int8" / ONNX_FILE).stat().st_size < (tmp_path / "fp32" / ONNX_FILE).stat(
-    ).st_size / 3
+    fp32_bytes = (tmp_path / "fp32" / ONNX_FILE).stat().st_size
+    # The encoder's matrices shrink fourfold; the word embeddings stay float32.
+    assert (tmp_path / "int8" / ONNX_FILE).stat().st_size < 0.75 * fp32_bytes
     int8_rewards = int8.score_batch(items)
     torch_prefers_a = torch_rewards[0::2] > torch_rewards[1::2]
     int8_prefers_a = int8_rewards[0::2] > int8_rewards[1::2]
