@@ -20,16 +20,16 @@ from scoring.deploy.serving import (
 ROLES = ("system", "user", "assistant")
 
 
-class TurnSerializer(serializers.Serializer):
+class ScoreTurnSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=ROLES)
     content = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
 
-class ItemSerializer(serializers.Serializer):
+class ScoreItemSerializer(serializers.Serializer):
     """A conversation (or a single user ``prompt``) with one ``response`` to reward, or two
     (``response_a``, ``response_b``) to compare."""
 
-    conversation = TurnSerializer(many=True, required=False, allow_empty=False)
+    conversation = ScoreTurnSerializer(many=True, required=False, allow_empty=False)
     prompt = serializers.CharField(required=False, trim_whitespace=False)
     response = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     response_a = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
@@ -54,6 +54,15 @@ class ItemSerializer(serializers.Serializer):
         return item
 
 
+class ScoreResultSerializer(serializers.Serializer):
+    """``reward`` for a single response; ``reward_a``, ``reward_b``, ``p_a_better`` for a pair."""
+
+    reward = serializers.FloatField(required=False)
+    reward_a = serializers.FloatField(required=False)
+    reward_b = serializers.FloatField(required=False)
+    p_a_better = serializers.FloatField(required=False)
+
+
 def _characters(item: dict[str, Any]) -> int:
     turns = sum(len(turn["content"]) for turn in item["conversation"])
     return turns + sum(len(item.get(key, "")) for key in ("response", "response_a", "response_b"))
@@ -65,7 +74,7 @@ class ModelVersionScoreApi(APIView):
     the queue or the worker failed."""
 
     class InputSerializer(serializers.Serializer):
-        items = ItemSerializer(many=True, allow_empty=False)
+        items = ScoreItemSerializer(many=True, allow_empty=False)
 
         def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             limits = score_limits()
@@ -80,17 +89,11 @@ class ModelVersionScoreApi(APIView):
                 )
             return items
 
-    class ResultSerializer(serializers.Serializer):
-        reward = serializers.FloatField(required=False)
-        reward_a = serializers.FloatField(required=False)
-        reward_b = serializers.FloatField(required=False)
-        p_a_better = serializers.FloatField(required=False)
-
     class OutputSerializer(serializers.Serializer):
         model_version = serializers.IntegerField()
         campaign = serializers.IntegerField()
         number = serializers.IntegerField()
-        results = serializers.ListField(child=serializers.DictField())
+        results = ScoreResultSerializer(many=True)
 
     @extend_schema(
         request=InputSerializer,

@@ -62,7 +62,7 @@ def model_version_export(
         "version": version.number,
         "format": format,
         "quantization": quantize,
-        "dtype": dtype if format == "hf" else ("int8" if quantize else "float32"),
+        "dtype": dtype if format == "hf" else (quantize or "float32"),
         "path": str(path),
         "bytes": written.stat().st_size if written.is_file() else None,
     }
