@@ -287,6 +287,7 @@ CELERY_TASK_ROUTES = {
     "scoring.check_round_completion": {"queue": "default"},
     "scoring.recover_stale_jobs": {"queue": "default"},
     "scoring.refresh_dashboards": {"queue": "default"},
+    "scoring.evaluate_pending": {"queue": "default"},
     "scoring.*": {"queue": "gpu"},
     "annotation.run_code": {"queue": "sandbox"},
 }
@@ -306,6 +307,8 @@ CELERY_BEAT_SCHEDULE = {
     "recover-stale-model-jobs": {"task": "scoring.recover_stale_jobs", "schedule": 300.0},
     # The dashboard's slow panels (agreement, annotators) are recomputed here, not in a page.
     "refresh-dashboards": {"task": "scoring.refresh_dashboards", "schedule": 60.0},
+    # Ready model versions without a result on an evaluation set get an evaluate job.
+    "evaluate-pending": {"task": "scoring.evaluate_pending", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -357,6 +360,12 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "LLM_ASKS_PER_MINUTE": envint("ARBITER_LLM_ASKS_PER_MINUTE", 10, minimum=0),
     # How long a web process trusts what it read for an API token (0: it reads every call).
     "TOKEN_CACHE_SECONDS": envfloat("ARBITER_TOKEN_CACHE_SECONDS", 5.0),
+    # The scoring endpoint: items per request, characters per request, how long the web
+    # request waits for a worker's answer before a 504, and the queue of those workers.
+    "SCORE_MAX_ITEMS": envint("ARBITER_SCORE_MAX_ITEMS", 64, minimum=1),
+    "SCORE_MAX_CHARS": envint("ARBITER_SCORE_MAX_CHARS", 2_000_000, minimum=1),
+    "SCORE_TIMEOUT_S": envfloat("ARBITER_SCORE_TIMEOUT_S", 30.0),
+    "SCORE_QUEUE": envstr("ARBITER_SCORE_QUEUE", "gpu") or "gpu",
     # A running job whose heartbeat is silent this long is taken over by another worker.
     "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0),
     # Pair vectors (part files per encoder) and the retrieval index: a local directory or any

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/", include("reviewers.api_urls")),
     path("api/", include("scoring.loop.api_urls")),
     path("api/", include("scoring.datasets.api_urls")),
+    path("api/", include("scoring.deploy.api_urls")),
     path("", annotation_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -27,4 +28,5 @@ urlpatterns = [
     path("", include("reviewers.urls")),
     path("", include("scoring.loop.urls")),
     path("", include("scoring.dashboard.urls")),
+    path("", include("scoring.evaluation.urls")),
 ]

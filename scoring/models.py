@@ -22,6 +22,7 @@ class Job(models.Model):
         LOOP = "loop", "Retrain, score and open the next round"
         EXPORT = "export"
         CURATE = "curate"
+        EVALUATE = "evaluate", "Evaluate on evaluation sets"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -219,3 +220,96 @@ class EvaluationPrompt(models.Model):
 
     def __str__(self) -> str:
         return self.set_name
+
+
+# --- Evaluation sets (RewardBench layout) ------------------------------------------------------
+
+
+class EvaluationSet(models.Model):
+    """Preference pairs with a known answer (chosen beats rejected), grouped in subsets, that every
+    ready model version is scored on. ``campaign`` empty: shared by every campaign."""
+
+    campaign = models.ForeignKey(
+        Campaign,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="evaluation_sets",
+        help_text="Empty: shared by every campaign.",
+    )
+    name = models.CharField(max_length=200)
+    filename = models.CharField(max_length=500, blank=True)
+    sha256 = models.CharField(max_length=64, help_text="Of the pairs as stored, in order.")
+    pairs_count = models.PositiveIntegerField(default=0)
+    subsets = models.JSONField(default=dict, help_text="{subset: pairs}")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "name"],
+                condition=Q(campaign__isnull=False),
+                name="evaluation_set_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(campaign__isnull=True), name="shared_evaluation_set"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvaluationItem(models.Model):
+    evaluation_set = models.ForeignKey(
+        EvaluationSet, on_delete=models.CASCADE, related_name="items"
+    )
+    position = models.PositiveIntegerField()
+    subset = models.CharField(max_length=200)
+    conversation = models.JSONField()
+    chosen = models.TextField()
+    rejected = models.TextField()
+    prompt = models.TextField(help_text="The user turns, for decontamination.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["evaluation_set", "position"], name="evaluation_item_position"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.evaluation_set} #{self.position}"
+
+
+class EvaluationResult(models.Model):
+    """A version's accuracy on a set: overall and per subset, with 95% Wilson intervals."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="evaluations"
+    )
+    evaluation_set = models.ForeignKey(
+        EvaluationSet, on_delete=models.CASCADE, related_name="results"
+    )
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    set_sha256 = models.CharField(max_length=64, help_text="The set's content when evaluated.")
+    accuracy = models.FloatField()
+    n = models.PositiveIntegerField()
+    ci_low = models.FloatField()
+    ci_high = models.FloatField()
+    subsets = models.JSONField(default=dict, help_text="{subset: {accuracy, n, ci_low, ci_high}}")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "evaluation_set"], name="evaluation_result_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.model_version_id} on {self.evaluation_set_id}: {self.accuracy:.3f}"

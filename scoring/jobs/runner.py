@@ -141,6 +141,7 @@ TASK_NAMES: dict[str, str] = {
     Job.Kind.LOOP: "scoring.run_round_loop",
     Job.Kind.EXPORT: "scoring.export_snapshot",
     Job.Kind.CURATE: "scoring.curate_pool",
+    Job.Kind.EVALUATE: "scoring.evaluate_model",
 }
 
 

@@ -6,4 +6,10 @@ so that each task is registered. Task names are explicit and never change with t
 
 from __future__ import annotations
 
-from scoring.tasks import datasets, model_jobs, periodic  # noqa: F401  (registers the tasks)
+from scoring.tasks import (  # noqa: F401  (registers the tasks)
+    datasets,
+    evaluation,
+    model_jobs,
+    periodic,
+    serving,
+)

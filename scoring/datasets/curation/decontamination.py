@@ -7,8 +7,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from django.db.models import Q
+
 from annotation.models import Campaign
-from scoring.models import EvaluationPrompt
+from scoring.models import EvaluationItem, EvaluationPrompt
 
 NGRAM = 13
 
@@ -66,5 +68,14 @@ def evaluation_index(
     if set_names:
         prompts = prompts.filter(set_name__in=set_names)
     for text in prompts.values_list("text", flat=True).iterator(chunk_size=2000):
+        index.add(text)
+    # Uploaded evaluation sets (scoring.evaluation): the campaign's and the shared ones, so one
+    # upload serves both evaluation and decontamination.
+    items = EvaluationItem.objects.filter(
+        Q(evaluation_set__campaign=campaign) | Q(evaluation_set__campaign__isnull=True)
+    )
+    if set_names:
+        items = items.filter(evaluation_set__name__in=set_names)
+    for text in items.values_list("prompt", flat=True).iterator(chunk_size=2000):
         index.add(text)
     return index

@@ -1,0 +1,156 @@
+"""The deployment table: scoring latency and throughput of the default reward model per format.
+
+Arms, all measured in the same run and interleaved (batch by batch, round robin), so that a
+machine shared with other jobs slows every arm alike:
+
+* ``torch-fp32``: the torch model in float32 (the baseline; what a CPU worker runs today);
+* ``onnx-fp32``: the same model exported to ONNX, scored by ONNX Runtime;
+* ``onnx-int8``: that export quantised to int8 (``export_model --quantize int8``: weight-only,
+  block-wise int8 weights, float32 activations);
+* ``onnx-int8-dyn``: ``--quantize int8-dynamic`` (``quantize_dynamic``: per-channel int8
+  weights, int8 activations with one scale per tensor, int8 arithmetic);
+* on a CUDA device also ``torch-bf16`` and ``torch-fp16`` (half-precision weights, as the GPU
+  worker serves).
+
+The model is all-MiniLM-L6-v2 with a reward head trained (head mode) on ``--train`` hh-rlhf
+pairs; ``--heldout`` other pairs are scored by every arm. Reported per arm: per-pair latency at
+batch 1 (median over ``--latency-pairs`` pairs, one ``prob_a_better`` call each), pairs/s at
+batch 32 (all held-out pairs, 32 pairs = 64 transcripts per call), agreement with torch-fp32
+(same preferred side), held-out accuracy (the human-chosen side preferred), and the ratio of
+pairs/s to torch-fp32.
+
+    .venv/bin/python benchmarks/deploy.py [--train 300] [--heldout 400] [--latency-pairs 40]
+        [--threads N] [--max-length 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from scoring.reward_model import (  # noqa: E402
+    RewardModel,
+    TrainingConfig,
+    load_hh_rlhf,
+    train,
+)
+from scoring.reward_model.onnx_backend import OnnxRewardModel, export_onnx  # noqa: E402
+
+HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
+BATCH_PAIRS = 32
+
+Pair = tuple[list[dict[str, str]], str, str]
+
+
+def build_arms(
+    model: RewardModel, workdir: Path, threads: int
+) -> dict[str, Callable[[list[Pair]], np.ndarray]]:
+    arms: dict[str, Callable[[list[Pair]], np.ndarray]] = {
+        "torch-fp32": model.prob_a_better_batch
+    }
+    quantizations = (("onnx-fp32", None), ("onnx-int8", "int8"), ("onnx-int8-dyn", "int8-dynamic"))
+    for name, quantize in quantizations:
+        path = export_onnx(model, workdir / name, quantize=quantize)
+        arms[name] = OnnxRewardModel.load(path, threads=threads).prob_a_better_batch
+    if torch.cuda.is_available():
+        saved = model.save(workdir / "checkpoint")
+        for name, dtype in (("torch-bf16", torch.bfloat16), ("torch-fp16", torch.float16)):
+            gpu = RewardModel.load(saved, device="cuda", dtype=dtype)
+            gpu.precision = "float32"  # no autocast: the weights are already half precision
+
+            def run(pairs: list[Pair], gpu: RewardModel = gpu) -> np.ndarray:
+                result = gpu.prob_a_better_batch(pairs)
+                torch.cuda.synchronize()
+                return result
+
+            arms[name] = run
+    return arms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=int, default=300)
+    parser.add_argument("--heldout", type=int, default=400)
+    parser.add_argument("--latency-pairs", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--max-length", type=int, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    examples = load_hh_rlhf(HH_RLHF_PATH, limit=args.train + args.heldout)
+    training, held_out = examples[: args.train], examples[args.train :]
+    model = RewardModel.from_base(device="cpu", max_length=args.max_length)
+    started = time.perf_counter()
+    train(model, training, TrainingConfig(mode="head"))
+    print(
+        f"model: all-MiniLM-L6-v2 + head trained on {len(training)} hh-rlhf pairs in "
+        f"{time.perf_counter() - started:.0f} s; max_length {model.max_length}; "
+        f"{args.threads} threads; {len(held_out)} held-out pairs"
+    )
+    pairs: list[Pair] = [
+        (list(example.conversation), example.chosen, example.rejected) for example in held_out
+    ]
+
+    with tempfile.TemporaryDirectory(prefix="arbiter-deploy-bench-") as tmp:
+        arms = build_arms(model, Path(tmp), args.threads)
+        names = list(arms)
+        for run in arms.values():  # warm-up: first calls allocate and pick kernels
+            run(pairs[:BATCH_PAIRS])
+
+        latencies: dict[str, list[float]] = {name: [] for name in names}
+        for index, pair in enumerate(pairs[: args.latency_pairs]):
+            order = names[index % len(names) :] + names[: index % len(names)]
+            for name in order:
+                started = time.perf_counter()
+                arms[name]([pair])
+                latencies[name].append(time.perf_counter() - started)
+
+        spent = dict.fromkeys(names, 0.0)
+        probabilities: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for number, start in enumerate(range(0, len(pairs), BATCH_PAIRS)):
+            batch = pairs[start : start + BATCH_PAIRS]
+            order = names[number % len(names) :] + names[: number % len(names)]
+            for name in order:
+                started = time.perf_counter()
+                probabilities[name].append(arms[name](batch))
+                spent[name] += time.perf_counter() - started
+
+    baseline = np.concatenate(probabilities["torch-fp32"])
+    base_rate = len(pairs) / spent["torch-fp32"]
+    header = (
+        f"{'arm':<13} {'batch-1 ms/pair':>15} {'batch-32 pairs/s':>17} {'× torch-fp32':>13} "
+        f"{'agreement':>10} {'accuracy':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        p = np.concatenate(probabilities[name])
+        rate = len(pairs) / spent[name]
+        agreement = float(np.mean((p > 0.5) == (baseline > 0.5)))
+        accuracy = float(np.mean(p > 0.5))
+        print(
+            f"{name:<13} {1000 * statistics.median(latencies[name]):>15.1f} {rate:>17.1f} "
+            f"{rate / base_rate:>12.2f}× {agreement:>10.3f} {accuracy:>9.3f}"
+        )
+    print(
+        "agreement: same preferred side as torch-fp32; accuracy: the human-chosen side "
+        "preferred; all arms measured in this run, interleaved"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""POST /api/model-versions/{id}/score: rewards, and p(A better) for pairs, from a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scoring.deploy.serving import (
+    ScoringError,
+    model_version_for_scoring,
+    model_version_score,
+    score_limits,
+)
+
+ROLES = ("system", "user", "assistant")
+
+
+class ScoreTurnSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=ROLES)
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class ScoreItemSerializer(serializers.Serializer):
+    """A conversation (or a single user ``prompt``) with one ``response`` to reward, or two
+    (``response_a``, ``response_b``) to compare."""
+
+    conversation = ScoreTurnSerializer(many=True, required=False, allow_empty=False)
+    prompt = serializers.CharField(required=False, trim_whitespace=False)
+    response = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    response_a = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    response_b = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("conversation" in attrs) == ("prompt" in attrs):
+            raise serializers.ValidationError("give either 'conversation' or 'prompt'")
+        single = "response" in attrs
+        pair = "response_a" in attrs or "response_b" in attrs
+        if single == pair or (pair and not ("response_a" in attrs and "response_b" in attrs)):
+            raise serializers.ValidationError(
+                "give either 'response', or both 'response_a' and 'response_b'"
+            )
+        conversation = attrs.get("conversation") or [{"role": "user", "content": attrs["prompt"]}]
+        item: dict[str, Any] = {
+            "conversation": [{"role": t["role"], "content": t["content"]} for t in conversation]
+        }
+        for key in ("response", "response_a", "response_b"):
+            if key in attrs:
+                item[key] = attrs[key]
+        return item
+
+
+class ScoreResultSerializer(serializers.Serializer):
+    """``reward`` for a single response; ``reward_a``, ``reward_b``, ``p_a_better`` for a pair."""
+
+    reward = serializers.FloatField(required=False)
+    reward_a = serializers.FloatField(required=False)
+    reward_b = serializers.FloatField(required=False)
+    p_a_better = serializers.FloatField(required=False)
+
+
+def _characters(item: dict[str, Any]) -> int:
+    turns = sum(len(turn["content"]) for turn in item["conversation"])
+    return turns + sum(len(item.get(key, "")) for key in ("response", "response_a", "response_b"))
+
+
+class ModelVersionScoreApi(APIView):
+    """Score up to SCORE_MAX_ITEMS items with a model version (admins and scoring-service
+    accounts). Waits up to SCORE_TIMEOUT_S for a `gpu` worker: 504 when none answered, 503 when
+    the queue or the worker failed."""
+
+    class InputSerializer(serializers.Serializer):
+        items = ScoreItemSerializer(many=True, allow_empty=False)
+
+        def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            limits = score_limits()
+            if len(items) > limits["max_items"]:
+                raise serializers.ValidationError(
+                    f"at most {limits['max_items']} items per request, got {len(items)}"
+                )
+            characters = sum(_characters(item) for item in items)
+            if characters > limits["max_chars"]:
+                raise serializers.ValidationError(
+                    f"at most {limits['max_chars']} characters per request, got {characters}"
+                )
+            return items
+
+    class OutputSerializer(serializers.Serializer):
+        model_version = serializers.IntegerField()
+        campaign = serializers.IntegerField()
+        number = serializers.IntegerField()
+        results = ScoreResultSerializer(many=True)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            400: OpenApiResponse(description="Bad input or over the limits."),
+            404: OpenApiResponse(description="No such version, or not allowed."),
+            409: OpenApiResponse(description="The version is archived."),
+            503: OpenApiResponse(description="The queue or the worker failed."),
+            504: OpenApiResponse(description="No worker answered in time."),
+        },
+    )
+    def post(self, request: Request, version_id: int) -> Response:
+        version = model_version_for_scoring(version_id=version_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            results = model_version_score(
+                version=version, items=serializer.validated_data["items"]
+            )
+        except ScoringError as error:
+            return Response({"detail": str(error)}, status=error.status_code)
+        payload = {
+            "model_version": version.pk,
+            "campaign": version.campaign_id,
+            "number": version.number,
+            "results": results,
+        }
+        return Response(self.OutputSerializer(payload).data, status=status.HTTP_200_OK)

@@ -1,0 +1,159 @@
+"""The scoring endpoint's service: who may score with a version, sending a batch to a worker
+and waiting for its answer.
+
+The web process never loads a model. It sends ``scoring.score_request`` to ``SCORE_QUEUE``
+(default ``gpu``, where the model's device is; a queue of its own lets a dedicated worker serve
+while the ``gpu`` worker trains) with the validated batch and a request id, and polls the cache
+for the answer under that id until ``SCORE_TIMEOUT_S``; the task expires at the same moment,
+so a request the web stopped waiting for is dropped by the worker rather than scored late.
+Answers go through the cache, not Celery's result backend (which this project does not use):
+a short-lived value keyed by a random id, read once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
+from django.http import Http404
+
+from annotation.roles import Role, user_has_role
+from scoring.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+# Members of this group may score with any ready version through the API (and do nothing else
+# an admin can): the account an RLHF pipeline's token belongs to.
+SERVICE_GROUP = "scoring-service"
+TASK_NAME = "scoring.score_request"
+# How long an answer waits in the cache for a web process that has not read it yet.
+ANSWER_TTL_S = 120
+
+
+class ScoringError(Exception):
+    status_code = 503
+
+
+class ScoringRefused(ScoringError):
+    """The version cannot serve (archived)."""
+
+    status_code = 409
+
+
+class ScoringUnavailable(ScoringError):
+    """No worker could take or finish the request (broker down, worker error)."""
+
+    status_code = 503
+
+
+class ScoringTimeout(ScoringError):
+    """No worker answered in time."""
+
+    status_code = 504
+
+
+def score_limits() -> dict[str, Any]:
+    return {
+        "queue": str(settings.ARBITER.get("SCORE_QUEUE", "gpu")),
+        "max_items": int(settings.ARBITER.get("SCORE_MAX_ITEMS", 64)),
+        "max_chars": int(settings.ARBITER.get("SCORE_MAX_CHARS", 2_000_000)),
+        "timeout_s": float(settings.ARBITER.get("SCORE_TIMEOUT_S", 30.0)),
+    }
+
+
+def user_may_score(user: AbstractBaseUser | AnonymousUser) -> bool:
+    if not user.is_authenticated:
+        return False
+    if user_has_role(user, Role.ADMIN):
+        return True
+    return user.groups.filter(name=SERVICE_GROUP).exists()  # type: ignore[attr-defined]
+
+
+def model_version_for_scoring(
+    *, version_id: int, user: AbstractBaseUser | AnonymousUser
+) -> ModelVersion:
+    """The version, for an admin or a scoring-service account; 404 for everyone else."""
+    if not user_may_score(user):
+        raise Http404("No such model version.")
+    version = ModelVersion.objects.select_related("campaign").filter(pk=version_id).first()
+    if version is None:
+        raise Http404("No such model version.")
+    return version
+
+
+def _answer_key(request_id: str) -> str:
+    return f"arbiter:score-answer:{request_id}"
+
+
+def model_version_score(
+    *, version: ModelVersion, items: list[dict[str, Any]], timeout_s: float | None = None
+) -> list[dict[str, float]]:
+    """Score validated items with ``version`` on a worker; one result per item, in order."""
+    if version.status != ModelVersion.Status.READY:
+        raise ScoringRefused(f"model version {version.number} is {version.status}, not ready")
+    timeout_s = score_limits()["timeout_s"] if timeout_s is None else timeout_s
+    request_id = uuid.uuid4().hex
+    deadline = time.time() + timeout_s
+    try:
+        current_app.send_task(
+            TASK_NAME,
+            kwargs={
+                "version_id": version.pk,
+                "request_id": request_id,
+                "items": items,
+                "deadline": deadline,
+            },
+            queue=score_limits()["queue"],
+            expires=timeout_s,
+        )
+    except Exception as error:  # kombu raises many types when the broker is unreachable
+        logger.warning("scoring request not sent: %s", error)
+        raise ScoringUnavailable("the scoring queue is unavailable; try again later") from error
+    answer = _wait_for_answer(_answer_key(request_id), deadline)
+    if answer is None:
+        raise ScoringTimeout(
+            f"no scoring worker answered within {timeout_s:g} s (is a `gpu` worker running?)"
+        )
+    if "error" in answer:
+        raise ScoringUnavailable(f"the scoring worker failed: {answer['error']}")
+    return answer["results"]
+
+
+def _wait_for_answer(key: str, deadline: float) -> dict[str, Any] | None:
+    poll_s = 0.02
+    while True:
+        answer = cache.get(key)
+        if answer is not None:
+            cache.delete(key)
+            return answer
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            return None
+        time.sleep(min(poll_s, remaining))
+        poll_s = min(poll_s * 1.5, 0.25)
+
+
+def score_request_run(
+    *, version_id: int, request_id: str, items: list[dict[str, Any]], deadline: float
+) -> None:
+    """Worker side: score the batch and leave the answer for the waiting web process."""
+    if time.time() > deadline:
+        return  # the web process gave up already; nobody would read the answer
+    from scoring.deploy.scorer import score_items
+
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        answer: dict[str, Any] = {"error": f"model version {version_id} no longer exists"}
+    else:
+        try:
+            answer = {"results": score_items(checkpoint=version.checkpoint, items=items)}
+        except Exception as error:  # reported to the caller as a 503, and logged here
+            logger.exception("scoring request %s failed", request_id)
+            answer = {"error": f"{type(error).__name__}: {error}"}
+    cache.set(_answer_key(request_id), answer, timeout=ANSWER_TTL_S)

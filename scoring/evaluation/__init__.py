@@ -1,0 +1,1 @@
+"""Evaluation sets in the RewardBench layout: upload, per-version accuracy with intervals."""

@@ -1,0 +1,76 @@
+"""Evaluation sets on the model page and the dashboard (htmx fragment), and their upload."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from annotation.models import Campaign
+from annotation.selectors import campaign_for_admin
+from scoring.evaluation.reading import EvaluationSetError, read_evaluation_set
+from scoring.evaluation.selectors import evaluation_table
+from scoring.evaluation.services import evaluation_set_upload
+
+
+class EvaluationSetForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False, help_text="Default: the file's name.")
+    file = forms.FileField(help_text="JSONL, JSON or Parquet, optionally .gz")
+    shared = forms.BooleanField(required=False, help_text="Shared by every campaign.")
+
+
+def _render(
+    request: HttpRequest, campaign: Campaign, *, form: EvaluationSetForm | None = None,
+    error: str = "", message: str = "", status: int = 200,
+) -> HttpResponse:
+    context = {
+        "campaign": campaign,
+        "table": evaluation_table(campaign=campaign),
+        "form": form or EvaluationSetForm(),
+        "upload_error": error,
+        "upload_message": message,
+    }
+    return render(request, "scoring/_evaluations.html", context, status=status)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def campaign_evaluations(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The fragment (the model page and the dashboard load it); without htmx the model page."""
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    if not request.htmx:
+        return redirect("scoring-campaign-models", campaign_id=campaign.pk)
+    return _render(request, campaign)
+
+
+@login_required
+@require_POST
+def evaluation_set_upload_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    form = EvaluationSetForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _render(request, campaign, form=form, error="Choose a file.", status=400)
+    upload = form.cleaned_data["file"]
+    filename = upload.name or "evaluation.jsonl"
+    try:
+        records = read_evaluation_set(upload, filename=filename)
+        evaluation_set = evaluation_set_upload(
+            campaign=None if form.cleaned_data["shared"] else campaign,
+            name=form.cleaned_data["name"] or filename,
+            records=records,
+            filename=filename,
+            user=request.user,
+        )
+    except EvaluationSetError as error:
+        return _render(request, campaign, form=form, error=str(error), status=400)
+    message = (
+        f"{evaluation_set.name}: {evaluation_set.pairs_count} pairs in "
+        f"{len(evaluation_set.subsets)} subsets; ready versions are being evaluated."
+    )
+    if request.htmx:
+        return _render(request, campaign, message=message)
+    return redirect("scoring-campaign-models", campaign_id=campaign.pk)

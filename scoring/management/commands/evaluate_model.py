@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from scoring.evaluation.reading import EvaluationSetError, read_evaluation_set
+from scoring.evaluation.services import (
+    evaluation_request,
+    evaluation_run,
+    evaluation_set_upload,
+)
+from scoring.jobs.runner import worker_name
+from scoring.management.commands._model_job import (
+    MODE_HELP,
+    add_run_arguments,
+    campaign_named,
+    run_and_report,
+)
+from scoring.models import EvaluationResult, Job, ModelVersion
+
+
+class Command(BaseCommand):
+    help = (
+        "Upload FILE as an evaluation set of the campaign (RewardBench layout: prompt, chosen, "
+        "rejected, subset; or message lists; JSONL, JSON or Parquet, optionally gzipped) and "
+        "evaluate a model version on it. The last line is one JSON object with version, "
+        "accuracy, ci_low, ci_high, n and subsets ({name: {accuracy, n, ci_low, ci_high}}). "
+        + MODE_HELP
+    )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # Our --version (a model version) replaces Django's --version (its own release).
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_run_arguments(parser)
+        parser.add_argument("--eval-set", required=True, dest="eval_set", help="The set's file.")
+        parser.add_argument("--name", help="The set's name (default: the file's name).")
+        parser.add_argument(
+            "--version", type=int, dest="number", help="Version number (default: the active one)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        campaign = campaign_named(options["campaign"])
+        versions = ModelVersion.objects.select_related("campaign").filter(campaign=campaign)
+        number = options["number"]
+        version = (
+            versions.filter(number=number).first()
+            if number is not None
+            else versions.filter(is_active=True).first()
+        )
+        if version is None:
+            wanted = f"version {number}" if number is not None else "an active version"
+            raise CommandError(f"campaign {campaign.name!r} has no {wanted}")
+        path = Path(options["eval_set"])
+        try:
+            with path.open("rb") as handle:
+                records = read_evaluation_set(handle, filename=path.name)
+            evaluation_set = evaluation_set_upload(
+                campaign=campaign,
+                name=options["name"] or path.name,
+                records=records,
+                filename=path.name,
+                enqueue_pending=False,
+            )
+        except OSError as error:
+            raise CommandError(f"cannot read {path}: {error}") from error
+        except EvaluationSetError as error:
+            raise CommandError(str(error)) from error
+
+        def result_of(job: Job) -> dict[str, Any]:
+            result = EvaluationResult.objects.filter(
+                model_version=version, evaluation_set=evaluation_set
+            ).first()
+            if result is None:
+                return {"version": version.number, "eval_set": evaluation_set.name}
+            return {
+                "version": version.number,
+                "eval_set": evaluation_set.name,
+                "accuracy": result.accuracy,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "n": result.n,
+                "subsets": result.subsets,
+            }
+
+        if options["inline"]:
+            job = evaluation_request(version=version, sets=[evaluation_set], enqueue=False)
+            evaluation_run(job_id=job.pk, worker="inline:" + worker_name(), reraise=False)
+            job.refresh_from_db()
+            options = {**options, "inline": False, "wait": True}  # finished: report it
+            run_and_report(self, options, lambda _enqueue: job, result_of)
+            return
+        run_and_report(
+            self,
+            options,
+            lambda enqueue: evaluation_request(
+                version=version, sets=[evaluation_set], enqueue=enqueue
+            ),
+            result_of,
+        )

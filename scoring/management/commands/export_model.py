@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from scoring.deploy.export import FORMATS, HF_DTYPES, ModelExportError, model_version_export
+from scoring.management.commands._model_job import campaign_named
+from scoring.models import ModelVersion
+from scoring.reward_model.onnx_backend import QUANTIZATIONS
+
+
+class Command(BaseCommand):
+    help = (
+        "Write a model version for serving to the directory OUT, atomically: ONNX for ONNX "
+        "Runtime on CPUs (--quantize int8 for dynamic INT8), or a Hugging Face checkpoint in "
+        "bf16/fp16 for GPUs (--format hf). RewardModel.load(OUT) scores with either. Prints a "
+        "summary as one JSON object on the last line."
+    )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: object) -> CommandParser:
+        # Our --version (a model version) replaces Django's --version (its own release).
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("out", help="Output directory (replaced if it exists).")
+        parser.add_argument("--campaign", required=True, help="Campaign name.")
+        parser.add_argument(
+            "--version", type=int, dest="number", help="Version number (default: the active one)."
+        )
+        parser.add_argument("--format", choices=FORMATS, default="onnx")
+        parser.add_argument("--quantize", choices=QUANTIZATIONS, help="onnx only.")
+        parser.add_argument(
+            "--dtype", choices=HF_DTYPES, default="bfloat16", help="hf only (default: bfloat16)."
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        campaign = campaign_named(str(options["campaign"]))
+        versions = ModelVersion.objects.select_related("campaign").filter(campaign=campaign)
+        number = options["number"]
+        assert number is None or isinstance(number, int)  # noqa: S101 - argparse type=int
+        version = (
+            versions.filter(number=number).first()
+            if number is not None
+            else versions.filter(is_active=True).first()
+        )
+        if version is None:
+            wanted = f"version {number}" if number is not None else "an active version"
+            raise CommandError(f"campaign {campaign.name!r} has no {wanted}")
+        try:
+            summary = model_version_export(
+                version=version,
+                out=str(options["out"]),
+                format=str(options["format"]),
+                quantize=options["quantize"],  # type: ignore[arg-type]
+                dtype=str(options["dtype"]),
+            )
+        except ModelExportError as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(json.dumps(summary))

@@ -1,0 +1,31 @@
+"""Evaluation of model versions on the uploaded evaluation sets."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from scoring.evaluation.services import evaluation_run, evaluations_enqueue_pending
+from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
+
+
+# Scores with a reward model: the gpu queue (the scoring.* route).
+@shared_task(
+    name="scoring.evaluate_model",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    throws=(JobError,),
+    soft_time_limit=settings.TRAINING_TIME_LIMIT_S,
+    time_limit=settings.TRAINING_TIME_LIMIT_S + 120,
+)
+def evaluate_model_task(self: Task, job_id: int) -> None:
+    claim = evaluation_run(job_id=job_id, worker=worker_name(self.request.hostname))
+    if claim.outcome == ClaimOutcome.BUSY:
+        raise self.retry(countdown=claim.retry_in, max_retries=None)
+
+
+# Light: a few queries; the default queue (CELERY_TASK_ROUTES), run by the beat.
+@shared_task(name="scoring.evaluate_pending", ignore_result=True)
+def evaluate_pending_task() -> None:
+    evaluations_enqueue_pending()

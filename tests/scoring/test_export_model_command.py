@@ -1,0 +1,77 @@
+"""`manage.py export_model`: a version written for serving, loaded back by RewardModel.load."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+
+from scoring.models import ModelVersion
+from scoring.reward_model import RewardModel, build_tiny_reward_model
+from scoring.reward_model.onnx_backend import OnnxRewardModel
+
+ITEMS = [
+    ([{"role": "user", "content": "How do I boil an egg?"}], "Nine minutes in boiling water."),
+    ([{"role": "user", "content": "How do I boil an egg?"}], "Eggs are oval."),
+]
+
+
+@pytest.fixture
+def version(campaign, tmp_path: Path) -> ModelVersion:
+    checkpoint = build_tiny_reward_model(tmp_path / "v1")
+    return ModelVersion.objects.create(
+        campaign=campaign, number=1, base="tiny", checkpoint=str(checkpoint), is_active=True
+    )
+
+
+def _export(*args: str, **options: object) -> dict:
+    out = io.StringIO()
+    call_command("export_model", *args, stdout=out, **options)
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_it_exports_onnx_float32_and_int8_that_score_like_the_checkpoint(
+    version, tmp_path: Path
+) -> None:
+    expected = RewardModel.load(version.checkpoint, device="cpu").score_batch(ITEMS)
+    summary = _export(
+        str(tmp_path / "fp32"), campaign=version.campaign.name, number=1, format="onnx"
+    )
+    assert summary["version"] == 1 and summary["dtype"] == "float32" and summary["bytes"] > 0
+    fp32 = RewardModel.load(summary["path"])
+    assert isinstance(fp32, OnnxRewardModel)
+    np.testing.assert_allclose(fp32.score_batch(ITEMS), expected, atol=1e-3)
+
+    # Without --version: the active one.
+    summary = _export(str(tmp_path / "int8"), campaign=version.campaign.name, quantize="int8")
+    assert summary["quantization"] == "int8"
+    int8 = RewardModel.load(summary["path"])
+    assert int8.precision == "int8"
+    assert np.all(np.isfinite(int8.score_batch(ITEMS)))
+
+
+def test_it_exports_a_bf16_checkpoint_for_gpus(version, tmp_path: Path) -> None:
+    summary = _export(str(tmp_path / "hf"), campaign=version.campaign.name, format="hf")
+    assert summary["dtype"] == "bfloat16"
+    loaded = RewardModel.load(summary["path"], device="cpu", dtype=torch.bfloat16)
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+
+
+def test_it_refuses_bad_requests_clearly(version, tmp_path: Path) -> None:
+    name = version.campaign.name
+    with pytest.raises(CommandError, match="no version 7"):
+        _export(str(tmp_path / "x"), campaign=name, number=7)
+    with pytest.raises(CommandError, match="no campaign"):
+        _export(str(tmp_path / "x"), campaign="nope")
+    with pytest.raises(CommandError, match="onnx format only"):
+        _export(str(tmp_path / "x"), campaign=name, format="hf", quantize="int8")
+    version.checkpoint = str(tmp_path / "gone")
+    version.save()
+    with pytest.raises(CommandError, match="no checkpoint"):
+        _export(str(tmp_path / "x"), campaign=name)
+    assert not (tmp_path / "x").exists()

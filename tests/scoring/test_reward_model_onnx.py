@@ -1,0 +1,144 @@
+"""ONNX export and ONNX Runtime scoring (scoring.reward_model.onnx_backend): tiny random models,
+then the real default model (MiniLM with a head trained on hh-rlhf) on 200 real pairs.
+
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -p no:django tests/scoring/test_reward_model_onnx.py -q
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scoring.reward_model import (
+    RewardModel,
+    TrainingConfig,
+    build_tiny_decoder_base,
+    build_tiny_reward_model,
+    load_hh_rlhf,
+    train,
+)
+from scoring.reward_model.onnx_backend import (
+    ONNX_FILE,
+    OnnxExportError,
+    OnnxRewardModel,
+    export_onnx,
+    is_onnx_model,
+    read_manifest,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
+
+CONVERSATION = [{"role": "user", "content": "How do I boil an egg?"}]
+RESPONSES = [
+    "Put it in boiling water for nine minutes.",
+    "Eggs are oval.",
+    "",
+    "Boil it. " * 300,  # longer than the window: cut from the left, as the torch model does
+    "Put it in boiling water for nine minutes.",  # a duplicate scores exactly the same
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> RewardModel:
+    path = build_tiny_reward_model(tmp_path_factory.mktemp("tiny") / "model")
+    model = RewardModel.load(path, device="cpu", max_length=128)
+    model.precision = "float32"
+    return model
+
+
+def test_an_exported_model_loads_through_reward_model_load(
+    tiny: RewardModel, tmp_path: Path
+) -> None:
+    out = export_onnx(tiny, tmp_path / "onnx")
+    assert is_onnx_model(out) and not is_onnx_model(tmp_path)
+    manifest = read_manifest(out)
+    assert manifest["quantization"] is None and manifest["max_length"] == 128
+    loaded = RewardModel.load(out)
+    assert isinstance(loaded, OnnxRewardModel)
+    assert loaded.precision == "float32" and loaded.max_length == 128
+    # The tokenizer and config travel with it, so it scores any text on its own.
+    assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
+
+
+def test_onnx_float32_rewards_match_torch_within_1e3(tiny: RewardModel, tmp_path: Path) -> None:
+    onnx_model = RewardModel.load(export_onnx(tiny, tmp_path / "onnx"))
+    items = [(CONVERSATION, response) for response in RESPONSES]
+    expected = tiny.score_batch(items)
+    got = onnx_model.score_batch(items)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert got[0] == got[4]
+    # One at a time (no padding) gives the same rewards as the padded batch.
+    single = [onnx_model.score(CONVERSATION, response) for response in RESPONSES]
+    np.testing.assert_allclose(single, got, atol=1e-5)
+    pairs = [(CONVERSATION, RESPONSES[0], RESPONSES[1]), (CONVERSATION, RESPONSES[2], RESPONSES[0])]
+    np.testing.assert_allclose(
+        onnx_model.prob_a_better_batch(pairs), tiny.prob_a_better_batch(pairs), atol=1e-3
+    )
+    assert onnx_model.prob_a_better(CONVERSATION, RESPONSES[0], RESPONSES[0]) == 0.5
+
+
+def test_a_decoder_reward_model_exports_too(tmp_path: Path) -> None:
+    base = build_tiny_decoder_base(tmp_path / "decoder-base")
+    model = RewardModel.from_base(base, device="cpu", max_length=64)
+    model.precision = "float32"
+    onnx_model = RewardModel.load(export_onnx(model, tmp_path / "onnx"))
+    items = [(CONVERSATION, response) for response in RESPONSES]
+    np.testing.assert_allclose(onnx_model.score_batch(items), model.score_batch(items), atol=1e-3)
+
+
+def test_export_replaces_an_existing_model_and_leaves_no_staging(
+    tiny: RewardModel, tmp_path: Path
+) -> None:
+    out = tmp_path / "onnx"
+    export_onnx(tiny, out, quantize="int8")
+    assert read_manifest(out)["quantization"] == "int8"
+    export_onnx(tiny, out)
+    assert read_manifest(out)["quantization"] is None
+    dynamic = RewardModel.load(export_onnx(tiny, out, quantize="int8-dynamic"))
+    assert dynamic.precision == "int8-dynamic"
+    assert np.all(np.isfinite(dynamic.score_batch([(CONVERSATION, r) for r in RESPONSES])))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["onnx"]
+
+
+def test_export_refuses_an_unknown_quantisation_and_writes_nothing(
+    tiny: RewardModel, tmp_path: Path
+) -> None:
+    with pytest.raises(OnnxExportError, match="quantize"):
+        export_onnx(tiny, tmp_path / "onnx", quantize="int4")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_a_directory_without_a_model_fails_clearly(tmp_path: Path) -> None:
+    (tmp_path / ONNX_FILE).write_bytes(b"")
+    with pytest.raises(FileNotFoundError):
+        OnnxRewardModel.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_minilm_onnx_and_int8_agree_with_torch_on_200_real_pairs(tmp_path: Path) -> None:
+    """The default model with a head trained on 300 hh-rlhf pairs, scored on 200 others."""
+    examples = load_hh_rlhf(HH_RLHF_PATH, limit=500)
+    training, held_out = examples[:300], examples[300:]
+    model = RewardModel.from_base(device="cpu", max_length=256)
+    train(model, training, TrainingConfig(mode="head"))
+    assert model.precision == "float32"
+    pairs = [(example.conversation, example.chosen, example.rejected) for example in held_out]
+    items = [(conversation, response) for conversation, a, b in pairs for response in (a, b)]
+
+    torch_rewards = model.score_batch(items)
+    fp32 = RewardModel.load(export_onnx(model, tmp_path / "fp32"))
+    np.testing.assert_allclose(fp32.score_batch(items), torch_rewards, atol=1e-3)
+
+    int8 = RewardModel.load(export_onnx(model, tmp_path / "int8", quantize="int8"))
+    assert int8.precision == "int8"
+    fp32_bytes = (tmp_path / "fp32" / ONNX_FILE).stat().st_size
+    # The encoder's matrices shrink fourfold; the word embeddings stay float32.
+    assert (tmp_path / "int8" / ONNX_FILE).stat().st_size < 0.75 * fp32_bytes
+    int8_rewards = int8.score_batch(items)
+    torch_prefers_a = torch_rewards[0::2] > torch_rewards[1::2]
+    int8_prefers_a = int8_rewards[0::2] > int8_rewards[1::2]
+    assert len(pairs) == 200
+    assert np.mean(torch_prefers_a == int8_prefers_a) >= 0.98

@@ -1,0 +1,158 @@
+"""POST /api/model-versions/{id}/score: access rules, limits, and answers from a real worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from scoring.deploy.serving import SERVICE_GROUP
+from scoring.models import ModelVersion
+from scoring.reward_model import RewardModel, build_tiny_reward_model
+from tests.conftest import api_client_for
+
+CONVERSATION = [{"role": "user", "content": "How do I boil an egg?"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_reward_model(tmp_path_factory.mktemp("serving") / "v1")
+
+
+@pytest.fixture
+def version(campaign, tiny_checkpoint: Path) -> ModelVersion:
+    return ModelVersion.objects.create(
+        campaign=campaign, number=1, base="tiny", checkpoint=str(tiny_checkpoint)
+    )
+
+
+@pytest.fixture
+def service_client(db) -> APIClient:
+    """A pipeline's account: a token, in the scoring-service group, with no role."""
+    user = get_user_model().objects.create_user(username="rlhf-pipeline")
+    user.groups.add(Group.objects.get_or_create(name=SERVICE_GROUP)[0])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def _url(version_id: int) -> str:
+    return reverse("api-model-score", kwargs={"version_id": version_id})
+
+
+def _pair_body() -> dict:
+    return {
+        "items": [
+            {"conversation": CONVERSATION, "response": "Nine minutes in boiling water."},
+            {"prompt": "How do I boil an egg?", "response_a": "Eggs are oval.",
+             "response_b": "Nine minutes in boiling water."},
+        ]
+    }
+
+
+def test_a_service_token_scores_rewards_and_pairs_on_a_worker(
+    worker, version, service_client, tiny_checkpoint
+) -> None:
+    response = service_client.post(_url(version.pk), _pair_body(), format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["model_version"] == version.pk and body["number"] == 1
+    single, pair = body["results"]
+    model = RewardModel.load(tiny_checkpoint, device="cpu")
+    expected = model.score_batch(
+        [(CONVERSATION, "Nine minutes in boiling water."), (CONVERSATION, "Eggs are oval.")]
+    )
+    assert single["reward"] == pytest.approx(expected[0], abs=1e-4)
+    assert pair["reward_b"] == pytest.approx(expected[0], abs=1e-4)
+    assert pair["reward_a"] == pytest.approx(expected[1], abs=1e-4)
+    assert pair["p_a_better"] == pytest.approx(
+        1 / (1 + np.exp(-(expected[1] - expected[0]))), abs=1e-4
+    )
+
+
+def test_an_admin_may_score_too(worker, version, admin_user) -> None:
+    response = api_client_for(admin_user).post(_url(version.pk), _pair_body(), format="json")
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == 2
+
+
+def test_others_may_not_score(db, version, annotator_a, expert) -> None:
+    assert APIClient().post(_url(version.pk), _pair_body(), format="json").status_code in (
+        401,
+        403,
+    )
+    for user in (annotator_a, expert):
+        response = api_client_for(user).post(_url(version.pk), _pair_body(), format="json")
+        assert response.status_code == 404
+    assert api_client_for(annotator_a).get(_url(version.pk)).status_code in (404, 405)
+
+
+def test_an_unknown_or_archived_version_is_refused(db, version, service_client) -> None:
+    assert service_client.post(_url(version.pk + 1000), _pair_body(), format="json").status_code \
+        == 404
+    version.status = ModelVersion.Status.ARCHIVED
+    version.save()
+    response = service_client.post(_url(version.pk), _pair_body(), format="json")
+    assert response.status_code == 409
+    assert "archived" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "items"),
+        ({"items": []}, "items"),
+        ({"items": [{"prompt": "hi"}]}, "response"),
+        ({"items": [{"prompt": "hi", "response": "a", "response_a": "b", "response_b": "c"}]},
+         "response"),
+        ({"items": [{"prompt": "hi", "response_a": "b"}]}, "response_b"),
+        ({"items": [{"response": "a"}]}, "conversation"),
+        ({"items": [{"prompt": "hi", "conversation": CONVERSATION, "response": "a"}]},
+         "conversation"),
+        ({"items": [{"conversation": [{"role": "robot", "content": "x"}], "response": "a"}]},
+         "robot"),
+        ({"items": [{"conversation": [], "response": "a"}]}, "conversation"),
+        ({"items": "not a list"}, "items"),
+    ],
+)
+def test_bad_input_is_a_clear_400(db, version, service_client, body, message) -> None:
+    response = service_client.post(_url(version.pk), body, format="json")
+    assert response.status_code == 400
+    assert message in str(response.json())
+
+
+def test_the_batch_limits_are_settings(db, version, service_client, settings) -> None:
+    settings.ARBITER = {**settings.ARBITER, "SCORE_MAX_ITEMS": 3, "SCORE_MAX_CHARS": 100}
+    items = [{"prompt": "hi", "response": "a"}] * 4
+    response = service_client.post(_url(version.pk), {"items": items}, format="json")
+    assert response.status_code == 400
+    assert "at most 3 items" in str(response.json())
+    items = [{"prompt": "hi", "response": "a" * 120}]
+    response = service_client.post(_url(version.pk), {"items": items}, format="json")
+    assert response.status_code == 400
+    assert "at most 100 characters" in str(response.json())
+
+
+def test_no_worker_answering_is_a_504_within_the_timeout(
+    transactional_db, version, service_client, settings
+) -> None:
+    """No worker consumes this queue: the request gives up after SCORE_TIMEOUT_S and the task
+    it sent expires with it."""
+    settings.ARBITER = {**settings.ARBITER, "SCORE_TIMEOUT_S": 0.5, "SCORE_QUEUE": "no-worker"}
+    response = service_client.post(_url(version.pk), _pair_body(), format="json")
+    assert response.status_code == 504
+    assert "0.5 s" in response.json()["detail"]
+
+
+def test_a_worker_failure_is_a_503_with_its_reason(worker, version, service_client) -> None:
+    version.checkpoint = "/nonexistent/checkpoint"
+    version.save()
+    response = service_client.post(_url(version.pk), _pair_body(), format="json")
+    assert response.status_code == 503
+    assert "the scoring worker failed" in response.json()["detail"]
