@@ -55,7 +55,9 @@ def test_kill_9_mid_training_keeps_the_old_model_and_the_redelivered_task_retrie
     monkeypatch, annotator_a, annotator_b, annotator_c, settings
 ):
     use_tiny_base(settings)
-    campaign = make_loop_campaign(labelled=8, pooled=4, gold=4)
+    # Any held-out accuracy may activate (the activation gate has its own tests): this test
+    # is about the kill, and a 30-step fine-tune of a random model may well score lower.
+    campaign = make_loop_campaign(labelled=8, pooled=4, gold=4, activation_tolerance=1.0)
     workers = []
     try:
         label_queue(campaign, [annotator_a, annotator_b, annotator_c])
