@@ -102,6 +102,8 @@ class LoopParams(TrainParams):
     # Let gold pairs steer retrieval (off keeps gold a clean held-out measure).
     retrieve_from_gold: bool = True
     round_size: int | None = None  # None: the campaign's round_size
+    # Pairs a scoring shard holds (#13); None: settings.ARBITER["SHARD_SIZE"] (20,000).
+    shard_size: int | None = None
     reason: str | None = None  # why the loop ran ("retrain now", "round complete")
 
 
@@ -110,3 +112,5 @@ class ScoreParams(JobParams):
     error = JobError
 
     retrieve_from_gold: bool = True
+    # Pairs a scoring shard holds (#13); None: settings.ARBITER["SHARD_SIZE"] (20,000).
+    shard_size: int | None = None

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("scoring", "0002_job_shards"), ("annotation", "0007_campaign_activation_tolerance")]
+BEFORE = [("scoring", "0002_job_shards"), ("annotation", "0009_campaign_activation_tolerance")]
 AFTER = [("scoring", "0003_pair_vectors_to_files")]
 
 
