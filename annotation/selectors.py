@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from annotation.roles import Role, user_has_role
 
 PROGRESS_CACHE_SECONDS = 5
 
+
+logger = logging.getLogger(__name__)
 
 def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
     if not user_has_role(user, Role.ANNOTATOR):
@@ -135,8 +138,14 @@ def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
 
 
 def campaign_pair_counts_forget(*, campaign_id: int) -> None:
-    """Drop the cached counts (after a write that moved a pair from one status to another)."""
-    cache.delete(_pair_counts_key(campaign_id))
+    """Drop the cached counts (after a write that moved a pair from one status to another).
+
+    Best effort: it runs after the label's commit, so a cache that is down (Redis stopped)
+    must not turn a stored label into an error; the counts then expire on their own."""
+    try:
+        cache.delete(_pair_counts_key(campaign_id))
+    except Exception:  # the cache backend's own errors: Redis, file system
+        logger.warning("could not forget campaign %s's cached pair counts", campaign_id)
 
 
 def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str, int]:

@@ -7,6 +7,7 @@ that an abandoned review goes back to the queue.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,18 @@ DEFAULT_DEADLINE_HOURS = 72.0
 # A decision is final: nothing reopens a pair an expert resolved or discarded.
 FINAL_PAIR_STATUSES = FINAL_STATUSES
 
+
+logger = logging.getLogger(__name__)
+
+
+def _notify_experts_later(escalation_id: int) -> None:
+    # By name: services never import the task modules that call them. Best effort: this runs
+    # after the label's commit, and a broker that is down must not turn it into an error (the
+    # next escalation's notice covers the hour).
+    try:
+        current_app.send_task("reviewers.notify_experts", args=(escalation_id,))
+    except Exception:  # kombu's OperationalError and the transport's own connection errors
+        logger.warning("could not enqueue the expert notice for escalation %s", escalation_id)
 
 def escalation_deadline_hours(campaign: Campaign) -> float:
     """Hours an expert has to decide, from ``escalation_rules["deadline_hours"]`` (default 72)."""
@@ -101,10 +114,7 @@ def escalation_record(
         escalation.clean_fields(exclude=["campaign", "pair", "claimed_by"])
         escalation.save()
         # Experts hear of it once it is committed (at most an e-mail an hour each).
-        # By name: services never import the task modules that call them.
-        transaction.on_commit(
-            lambda: current_app.send_task("reviewers.notify_experts", args=(escalation.pk,))
-        )
+        transaction.on_commit(lambda: _notify_experts_later(escalation.pk))
         return escalation
     changed = []
     if reason != existing.reason and f"also: {reason}" not in existing.detail:

@@ -475,7 +475,7 @@ def test_the_manifest_records_filters_counts_checksums_and_code_version(
 def test_it_rejects_unknown_filters_and_bad_values():
     with pytest.raises(InvalidExport, match="unknown provenance made_up"):
         ExportFilters.from_params({"provenance": ["gold", "made_up"]})
-    with pytest.raises(InvalidExport, match="unknown filter colour"):
+    with pytest.raises(InvalidExport, match="unknown parameter colour"):
         ExportFilters.from_params({"colour": "blue"})
     with pytest.raises(InvalidExport, match="min_agreement must lie between 0 and 1"):
         ExportFilters.from_params({"min_agreement": 1.5})

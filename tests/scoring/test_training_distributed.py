@@ -203,12 +203,14 @@ def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path):
     from tests.scoring.test_reward_model import synthetic_pairs
 
     launched: set[int] = set()
+    # Processes this test process already had (a session Celery worker, a browser) are not ours.
+    before = _descendants(os.getpid())
     steps: list[str] = []
 
     def on_progress(fraction: float, message: str) -> None:
         if message.startswith("step "):
             steps.append(message)
-            launched.update(_descendants(os.getpid()))
+            launched.update(_descendants(os.getpid()) - before)
 
     with pytest.raises(DistributedTrainingCancelled):
         train_distributed(
