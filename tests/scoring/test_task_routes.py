@@ -38,6 +38,8 @@ def test_every_job_kind_names_a_task_that_autodiscovery_registers():
     assert {task for task in app.tasks if task.startswith("scoring.")} == {
         *TASK_NAMES.values(),
         "scoring.check_round_completion",
+        "scoring.evaluate_pending",
+        "scoring.score_request",
         "scoring.score_shard",
         "scoring.recover_stale_jobs",
         "scoring.refresh_dashboards",
