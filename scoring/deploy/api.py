@@ -96,6 +96,7 @@ class ModelVersionScoreApi(APIView):
         results = ScoreResultSerializer(many=True)
 
     @extend_schema(
+        summary="Score conversations and responses with a model version",
         request=InputSerializer,
         responses={
             200: OutputSerializer,
