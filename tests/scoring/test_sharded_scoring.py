@@ -59,9 +59,9 @@ def test_shard_ranges_cover_every_target_once_in_id_order(db):
     covered = [
         pk
         for r in ranges
-        for pk in targets.filter(id__gte=r.first_id, id__lte=r.last_id).values_list(
-            "id", flat=True
-        )
+        for pk in targets.filter(id__gte=r.first_id, id__lte=r.last_id)
+        .order_by("id")
+        .values_list("id", flat=True)
     ]
     assert covered == sorted(pair.pk for pair in pairs)
 
