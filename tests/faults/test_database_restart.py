@@ -34,6 +34,27 @@ def _pairs_file(path: Path, rows: int, tag: str) -> Path:
     return path
 
 
+def seed_and_serve(
+    app, tmp_path: Path, *, pairs: int, annotators: int  # noqa: ANN001
+) -> tuple[int, list[str], str]:
+    """Migrate, import a seed campaign, create annotators and an admin, start the web server
+    and a default worker: (campaign id, annotator tokens, admin token)."""
+    app.manage("migrate", "--noinput", timeout=600)
+    seeded = json.loads(app.manage(
+        "import_pairs", str(_pairs_file(tmp_path / "pairs.jsonl", pairs, "seed")),
+        "--campaign", "faults",
+    ).strip().splitlines()[-1])
+    tokens = [
+        app.manage("create_user", f"annotator{i}", "--role", "annotator").strip()
+        .splitlines()[-1]
+        for i in range(annotators)
+    ]
+    admin = app.manage("create_user", "boss", "--role", "admin").strip().splitlines()[-1]
+    app.start_web()
+    app.start_worker(queues="default")
+    return seeded["campaign_id"], tokens, admin
+
+
 def _count(app, sql: str) -> int:  # noqa: ANN001
     code = (
         "from django.db import connection\n"
@@ -86,20 +107,9 @@ def test_a_postgresql_restart_loses_no_acknowledged_label_and_answers_503_not_50
     with throwaway_postgres() as postgres, throwaway_redis() as redis, app_against(
         postgres.url, redis, extra={"ARBITER_IMPORT_INLINE_MAX_BYTES": "0"}
     ) as app:
-        app.manage("migrate", "--noinput", timeout=600)
-        seeded = json.loads(app.manage(
-            "import_pairs", str(_pairs_file(tmp_path / "pairs.jsonl", PAIRS, "seed")),
-            "--campaign", "faults",
-        ).strip().splitlines()[-1])
-        campaign_id = seeded["campaign_id"]
-        tokens = [
-            app.manage("create_user", f"annotator{i}", "--role", "annotator").strip()
-            .splitlines()[-1]
-            for i in range(ANNOTATORS)
-        ]
-        admin = app.manage("create_user", "boss", "--role", "admin").strip().splitlines()[-1]
-        app.start_web()
-        app.start_worker(queues="default")
+        campaign_id, tokens, admin = seed_and_serve(
+            app, tmp_path, pairs=PAIRS, annotators=ANNOTATORS
+        )
 
         stop = threading.Event()
         annotators = [Annotator(app.url, campaign_id, token, stop) for token in tokens]

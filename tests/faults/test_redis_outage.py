@@ -13,7 +13,12 @@ from collections import Counter
 import pytest
 
 from tests.faults.servers import app_against, throwaway_postgres, throwaway_redis
-from tests.faults.test_database_restart import Annotator, _count, _pairs_file
+from tests.faults.test_database_restart import (
+    Annotator,
+    _count,
+    _pairs_file,
+    seed_and_serve,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker]
 
@@ -43,20 +48,9 @@ def test_a_redis_outage_loses_no_label_and_the_job_completes_after_it(tmp_path):
     with throwaway_postgres() as postgres, throwaway_redis() as redis, app_against(
         postgres.url, redis, extra={"ARBITER_IMPORT_INLINE_MAX_BYTES": "0"}
     ) as app:
-        app.manage("migrate", "--noinput", timeout=600)
-        seeded = json.loads(app.manage(
-            "import_pairs", str(_pairs_file(tmp_path / "pairs.jsonl", PAIRS, "seed")),
-            "--campaign", "faults",
-        ).strip().splitlines()[-1])
-        campaign_id = seeded["campaign_id"]
-        tokens = [
-            app.manage("create_user", f"annotator{i}", "--role", "annotator").strip()
-            .splitlines()[-1]
-            for i in range(ANNOTATORS)
-        ]
-        admin = app.manage("create_user", "boss", "--role", "admin").strip().splitlines()[-1]
-        app.start_web()
-        app.start_worker(queues="default")
+        campaign_id, tokens, admin = seed_and_serve(
+            app, tmp_path, pairs=PAIRS, annotators=ANNOTATORS
+        )
 
         stop = threading.Event()
         annotators = [Annotator(app.url, campaign_id, token, stop) for token in tokens]
