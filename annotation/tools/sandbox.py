@@ -535,11 +535,6 @@ def run_sandboxed(
             *_INIT_ARGV,
             *argv,
         ]
-        identity = (
-            {"user": slot.uid, "group": slot.uid, "extra_groups": []}
-            if slot.drop_privileges
-            else {}
-        )
         started = time.monotonic()
         try:
             process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -553,7 +548,9 @@ def run_sandboxed(
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 cwd="/",
                 start_new_session=True,
-                **identity,  # type: ignore[arg-type]
+                user=slot.uid if slot.drop_privileges else None,
+                group=slot.uid if slot.drop_privileges else None,
+                extra_groups=[] if slot.drop_privileges else None,
             )
         except OSError as error:
             raise SandboxUnavailable(f"could not start bubblewrap: {error}") from error

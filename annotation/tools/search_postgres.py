@@ -16,6 +16,8 @@ Queries use `websearch_to_tsquery`, which accepts anything a person types ("quot
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 
 from annotation.tools.search import MATCH_START, MATCH_STOP, SearchHit, render_snippet
@@ -64,7 +66,7 @@ class PostgresSearchBackend:
     name = "postgres"
 
     def search(self, query: str, k: int, *, corpus_id: int | None = None) -> list[SearchHit]:
-        params: dict[str, object] = {
+        params: dict[str, Any] = {
             "config": TEXT_SEARCH_CONFIG,
             "query": query,
             "k": k,
