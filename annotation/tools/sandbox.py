@@ -47,7 +47,6 @@ import shutil
 import signal
 import stat
 import subprocess  # noqa: S404 - we start bubblewrap with fixed argument lists, never a shell
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -804,33 +803,3 @@ def stray_report(config: SandboxConfig | None = None) -> StrayReport:
             if mount_point.startswith(runtime_prefix) or mount_point in (WORK_DIR, BUILD_DIR):
                 mounts.append(mount_point)
     return StrayReport(tuple(sorted(pids)), tuple(scratch), tuple(mounts))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m annotation.tools.sandbox", description="Arbiter's code sandbox."
-    )
-    parser.add_argument(
-        "--preflight",
-        action="store_true",
-        help="check that untrusted code can be isolated here; exit 1 with the reason if not",
-    )
-    arguments = parser.parse_args(argv)
-    if not arguments.preflight:
-        parser.print_help()
-        return 2
-    try:
-        preflight()
-    except (SandboxUnavailable, SandboxBusy, ValueError) as error:
-        print(f"sandbox unavailable: {error}", file=sys.stderr)
-        return 1
-    from annotation.tools.code_runner import available_languages
-
-    print(f"sandbox ok; languages: {', '.join(available_languages()) or 'none'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

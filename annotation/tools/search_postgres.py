@@ -20,7 +20,7 @@ from typing import Any
 
 from django.db import connection
 
-from annotation.tools.search import MATCH_START, MATCH_STOP, SearchHit, render_snippet
+from annotation.tools.search_hits import MATCH_START, MATCH_STOP, SearchHit, render_snippet
 
 TEXT_SEARCH_CONFIG = "english"
 _HEADLINE_OPTIONS = (

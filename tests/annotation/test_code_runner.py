@@ -242,7 +242,7 @@ def test_it_refuses_to_run_when_user_namespaces_are_denied(
 
 
 def test_preflight_cli_exits_non_zero_with_the_reason() -> None:
-    command = [sys.executable, "-m", "annotation.tools.sandbox", "--preflight"]
+    command = [sys.executable, "-m", "annotation.tools.preflight"]
     broken_env = {**os.environ, "ARBITER_SANDBOX_BWRAP": "/nonexistent/bwrap"}
 
     broken = subprocess.run(
