@@ -29,141 +29,48 @@ the model untouched; full mode leaves it partly trained, so do not save it).
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers import (
-    PrinterCallback,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-    TrainingArguments,
-)
 
 from .devices import supports_bf16
-from .examples import ExampleLike, PreferenceExample, as_preference_examples
+from .examples import ExampleLike, as_preference_examples
 from .head import find_reward_head
 from .model import RewardModel
 from .packed_training import apply_liger, run_packed_training
 from .packing import supports_packing
+from .training_types import (
+    DEFAULT_TOKEN_BUDGET,
+    Cancelled,
+    PairEmbeddings,
+    PreparedPairs,
+    ProgressCallback,
+    StopCheck,
+    TrainingConfig,
+    TrainingMetrics,
+    cancelled_metrics,
+    loss_summary,
+    prepare_pairs,
+)
+from .trl_training import (
+    train_with_trl,
+)
 
-ProgressCallback = Callable[[float, str], None]
-StopCheck = Callable[[], bool]
+__all__ = [
+    "DEFAULT_TOKEN_BUDGET",
+    "PairEmbeddings",
+    "ProgressCallback",
+    "StopCheck",
+    "TrainingConfig",
+    "TrainingMetrics",
+    "embed_pairs",
+    "train",
+]
 
 # Share of the progress bar given to feature extraction in head mode (the slow part).
 _EMBEDDING_SHARE = 0.9
-_LOSS_CURVE_POINTS = 50
-# Real tokens per process and micro-batch: about 7 hh-rlhf pairs for MiniLM (~300 tokens a
-# pair), so the budget, not batch_size 8, sizes the batches there. Raise both for long context.
-DEFAULT_TOKEN_BUDGET = 2048
-
-
-@dataclass
-class TrainingConfig:
-    mode: Literal["head", "full"] = "head"
-    # None keeps the model's window (512 for MiniLM); set up to 16K for large models.
-    max_length: int | None = None
-    # Drop pairs with a side longer than max_length instead of cutting them from the left.
-    drop_overlong: bool = False
-    seed: int = 0
-    # Head mode: L2 penalty on standardised features (0.03 was best on MiniLM + hh-rlhf).
-    head_l2: float = 0.03
-    head_max_iterations: int = 200
-    # Full mode.
-    learning_rate: float = 2e-5
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    group_by_length: bool = True
-    # None: bf16 autocast exactly when training on a bf16-capable CUDA device.
-    bf16: bool | None = None
-    gradient_checkpointing: bool = False
-    center_rewards_coefficient: float | None = None
-    # Padding-free batches (see packed_training): at most this many real tokens (and at most
-    # batch_size pairs) per process and micro-batch. False runs TRL's RewardTrainer on padded
-    # batches of batch_size pairs.
-    packing: bool = True
-    token_budget: int = DEFAULT_TOKEN_BUDGET
-    # Liger's fused kernels, when the package is installed and training runs on CUDA.
-    liger: bool = False
-    max_grad_norm: float | None = 1.0
-    disable_dropout: bool = True
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("head", "full"):
-            raise ValueError(f"mode must be 'head' or 'full', got {self.mode!r}.")
-        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ValueError("batch_size and gradient_accumulation_steps must be positive.")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError("warmup_ratio must be in [0, 1).")
-        if self.token_budget < 16:
-            raise ValueError("token_budget must be at least 16 tokens.")
-        if self.epochs <= 0:
-            raise ValueError("epochs must be positive.")
-
-
-@dataclass(frozen=True)
-class PairEmbeddings:
-    """Unnormalised reward-head inputs for each pair's chosen and rejected side, shape (n, d)."""
-
-    chosen: np.ndarray
-    rejected: np.ndarray
-
-
-@dataclass
-class TrainingMetrics:
-    mode: str
-    device: str
-    pairs: int
-    truncated: int
-    dropped: int
-    steps: int
-    # None when no step completed (cancelled early); never NaN, so the dict is valid JSON.
-    initial_loss: float | None
-    final_loss: float | None
-    min_loss: float | None
-    loss_curve: list[float]
-    seconds: float
-    pairs_per_second: float
-    tokens: int
-    tokens_per_second: float
-    cancelled: bool = False
-    phase_seconds: dict[str, float] = field(default_factory=dict)
-    # Full mode: the share of computed token positions that were padding or filler.
-    padding_share: float | None = None
-    world_size: int = 1
-    packing: bool | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class _Cancelled(Exception):
-    pass
-
-
-@dataclass
-class _PreparedPairs:
-    chosen_ids: list[list[int]]
-    rejected_ids: list[list[int]]
-    kept: list[int]
-    truncated: int
-    dropped: int
-    # None when no kept example has a margin, so plain BT loss runs unchanged.
-    margins: list[float] | None
-
-    @property
-    def tokens(self) -> int:
-        return sum(map(len, self.chosen_ids)) + sum(map(len, self.rejected_ids))
 
 
 def embed_pairs(model: RewardModel, examples: Sequence[ExampleLike]) -> PairEmbeddings:
@@ -215,7 +122,7 @@ def train(
         raise ValueError("Several processes train only in full mode with packing.")
     started = time.perf_counter()
     report(0.0, "tokenizing")
-    pairs = _prepare_pairs(model, examples, drop_overlong=config.drop_overlong)
+    pairs = prepare_pairs(model, examples, drop_overlong=config.drop_overlong)
     tokenize_seconds = time.perf_counter() - started
     if not pairs.kept:
         raise ValueError("No training pairs left (none given, or all dropped as overlong).")
@@ -233,47 +140,9 @@ def train(
     return metrics
 
 
-def _prepare_pairs(
-    model: RewardModel, examples: Sequence[PreferenceExample], *, drop_overlong: bool
-) -> _PreparedPairs:
-    chosen = model.encode([(example.conversation, example.chosen) for example in examples])
-    rejected = model.encode([(example.conversation, example.rejected) for example in examples])
-    overlong = [a or b for a, b in zip(chosen.truncated, rejected.truncated, strict=True)]
-    kept = [index for index in range(len(examples)) if not (drop_overlong and overlong[index])]
-    return _PreparedPairs(
-        chosen_ids=[chosen.input_ids[index] for index in kept],
-        rejected_ids=[rejected.input_ids[index] for index in kept],
-        kept=kept,
-        truncated=0 if drop_overlong else sum(overlong),
-        dropped=len(examples) - len(kept),
-        margins=(
-            [examples[index].margin or 0.0 for index in kept]
-            if any(examples[index].margin is not None for index in kept)
-            else None
-        ),
-    )
-
-
-def _loss_summary(losses: Sequence[float]) -> dict[str, Any]:
-    """First, last and lowest loss, and the curve averaged down to at most 50 points."""
-    if not losses:
-        return {"initial_loss": None, "final_loss": None, "min_loss": None, "loss_curve": []}
-    if len(losses) <= _LOSS_CURVE_POINTS:
-        curve = [float(loss) for loss in losses]
-    else:
-        chunks = np.array_split(np.asarray(losses, dtype=np.float64), _LOSS_CURVE_POINTS)
-        curve = [float(chunk.mean()) for chunk in chunks]
-    return {
-        "initial_loss": float(losses[0]),
-        "final_loss": float(losses[-1]),
-        "min_loss": float(min(losses)),
-        "loss_curve": curve,
-    }
-
-
 def _train_head(
     model: RewardModel,
-    pairs: _PreparedPairs,
+    pairs: PreparedPairs,
     config: TrainingConfig,
     embeddings: PairEmbeddings | None,
     report: ProgressCallback,
@@ -289,7 +158,7 @@ def _train_head(
     def on_batch(done: int, total: int) -> None:
         report(_EMBEDDING_SHARE * done / total, f"embedding {done}/{total} transcripts")
         if stop_requested():
-            raise _Cancelled
+            raise Cancelled
 
     try:
         if embeddings is None:
@@ -304,9 +173,9 @@ def _train_head(
         losses, iterations = _fit_linear_head(
             head, chosen, rejected, pairs.margins, config, report, stop_requested
         )
-    except _Cancelled:
+    except Cancelled:
         model.precision = precision_before
-        return _cancelled_metrics(model, "head", pairs)
+        return cancelled_metrics(model, "head", pairs)
     return TrainingMetrics(
         mode="head",
         device=str(model.device),
@@ -314,7 +183,7 @@ def _train_head(
         truncated=pairs.truncated,
         dropped=pairs.dropped,
         steps=iterations,
-        **_loss_summary(losses),
+        **loss_summary(losses),
         seconds=0.0,
         pairs_per_second=0.0,
         tokens=pairs.tokens,
@@ -361,7 +230,7 @@ def _fit_linear_head(
 
     def closure() -> torch.Tensor:
         if stop_requested():
-            raise _Cancelled
+            raise Cancelled
         optimizer.zero_grad()
         data_loss = torch.nn.functional.softplus(margin - differences @ weight).mean()
         loss = data_loss + 0.5 * config.head_l2 * weight.square().sum()
@@ -386,104 +255,25 @@ def _fit_linear_head(
     return losses, iterations
 
 
-def _cancelled_metrics(model: RewardModel, mode: str, pairs: _PreparedPairs) -> TrainingMetrics:
-    return TrainingMetrics(
-        mode=mode,
-        device=str(model.device),
-        pairs=len(pairs.kept),
-        truncated=pairs.truncated,
-        dropped=pairs.dropped,
-        steps=0,
-        **_loss_summary([]),
-        seconds=0.0,
-        pairs_per_second=0.0,
-        tokens=0,
-        tokens_per_second=0.0,
-        cancelled=True,
-    )
-
-
 def _train_full(
     model: RewardModel,
-    pairs: _PreparedPairs,
+    pairs: PreparedPairs,
     config: TrainingConfig,
     report: ProgressCallback,
     stop_requested: StopCheck,
-    rank: int = 0,
-    world_size: int = 1,
+    rank: int,
+    world_size: int,
 ) -> TrainingMetrics:
     if config.packing and supports_packing(model.model):
         return _train_packed(model, pairs, config, report, stop_requested, rank, world_size)
     if world_size > 1:
         raise ValueError(f"{type(model.model).__name__} cannot be trained packed.")
-    # Imported here: TRL and datasets take seconds to import and only this mode needs them.
-    from datasets import Dataset
-    from trl import RewardTrainer
-    from trl.trainer.reward_trainer import DataCollatorForPreference
-
-    columns: dict[str, list[Any]] = {
-        "chosen_ids": pairs.chosen_ids,
-        "rejected_ids": pairs.rejected_ids,
-        "length": [
-            max(len(chosen), len(rejected))
-            for chosen, rejected in zip(pairs.chosen_ids, pairs.rejected_ids, strict=True)
-        ],
-    }
-    if pairs.margins is not None:
-        # TRL's loss becomes −log σ(r_chosen − r_rejected − margin).
-        columns["margin"] = pairs.margins
-    dataset = Dataset.from_dict(columns)
-    collator = _CountingCollator(
-        DataCollatorForPreference(pad_token_id=model.tokenizer.pad_token_id)
-    )
-    callback = _ProgressCallback(report, stop_requested)
-    with tempfile.TemporaryDirectory(prefix="reward-trainer-") as output_dir:
-        reward_config = _reward_config(config, model.device, output_dir)
-        # Scored later the way it was trained: bf16 autocast on the GPU, else float32.
-        model.precision = "bf16" if reward_config.bf16 else "float32"
-        trainer = RewardTrainer(
-            model=model.model,
-            args=reward_config,
-            train_dataset=dataset,
-            processing_class=model.tokenizer,
-            data_collator=collator,
-            callbacks=[callback],
-        )
-        # Progress goes to on_progress; the default printer would dump every step to stdout.
-        trainer.remove_callback(PrinterCallback)
-        train_started = time.perf_counter()
-        trainer.train()
-        train_seconds = time.perf_counter() - train_started
-        trained = trainer.accelerator.unwrap_model(trainer.model)
-        steps = trainer.state.global_step
-        del trainer
-    model.model = trained
-    model.model.eval()
-    model.device = next(trained.parameters()).device
-    if model.device.type == "cuda":
-        torch.cuda.empty_cache()
-    return TrainingMetrics(
-        mode="full",
-        device=str(model.device),
-        pairs=len(pairs.kept),
-        truncated=pairs.truncated,
-        dropped=pairs.dropped,
-        steps=steps,
-        **_loss_summary(callback.losses),
-        seconds=0.0,
-        pairs_per_second=collator.pairs / max(train_seconds, 1e-9),
-        tokens=collator.tokens,
-        tokens_per_second=collator.tokens / max(train_seconds, 1e-9),
-        cancelled=callback.cancelled,
-        phase_seconds={"train": train_seconds},
-        padding_share=1.0 - collator.tokens / max(collator.slots, 1),
-        packing=False,
-    )
+    return train_with_trl(model, pairs, config, report, stop_requested)
 
 
 def _train_packed(
     model: RewardModel,
-    pairs: _PreparedPairs,
+    pairs: PreparedPairs,
     config: TrainingConfig,
     report: ProgressCallback,
     stop_requested: StopCheck,
@@ -518,7 +308,7 @@ def _train_packed(
         truncated=pairs.truncated,
         dropped=pairs.dropped,
         steps=stats.steps,
-        **_loss_summary(stats.losses),
+        **loss_summary(stats.losses),
         seconds=0.0,
         pairs_per_second=stats.pairs / max(stats.seconds, 1e-9),
         tokens=stats.tokens,
@@ -529,119 +319,3 @@ def _train_packed(
         world_size=world_size,
         packing=True,
     )
-
-
-def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str) -> Any:
-    from trl import RewardConfig
-
-    available = {config_field.name for config_field in dataclasses.fields(RewardConfig)}
-    use_bf16 = (
-        config.bf16
-        if config.bf16 is not None
-        else supports_bf16(device)
-    )
-    options: dict[str, Any] = {
-        "output_dir": output_dir,
-        "per_device_train_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "learning_rate": config.learning_rate,
-        "weight_decay": config.weight_decay,
-        "optim": "adamw_torch",
-        "lr_scheduler_type": "linear",
-        "num_train_epochs": config.epochs,
-        "max_steps": config.max_steps if config.max_steps is not None else -1,
-        "logging_strategy": "steps",
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        # TRL's default is bf16=True even on CPU; we autocast on CUDA only.
-        "bf16": use_bf16,
-        "fp16": False,
-        "use_cpu": device.type != "cuda",
-        # Sequences are already cut from the left to max_length; TRL would only drop them.
-        "max_length": None,
-        "center_rewards_coefficient": config.center_rewards_coefficient,
-        # Keeps our "length" column for the length-grouped sampler; the collator ignores it.
-        "remove_unused_columns": False,
-        "length_column_name": "length",
-        "dataloader_num_workers": 0,
-        "dataloader_pin_memory": device.type == "cuda",
-    }
-    # It also folded warmup_ratio into a fractional warmup_steps and group_by_length into
-    # train_sampling_strategy; older releases have the former names.
-    # transformers 5 renamed gradient_checkpointing to activation_checkpointing; TRL defaults the
-    # old name to True, which the new name overrides.
-    if "activation_checkpointing" in available:
-        options["activation_checkpointing"] = config.gradient_checkpointing
-    else:
-        options["gradient_checkpointing"] = config.gradient_checkpointing
-    if "warmup_ratio" in available:
-        options["warmup_ratio"] = config.warmup_ratio
-    else:
-        options["warmup_steps"] = config.warmup_ratio
-    if "train_sampling_strategy" in available:
-        options["train_sampling_strategy"] = (
-            "group_by_length" if config.group_by_length else "random"
-        )
-    else:
-        options["group_by_length"] = config.group_by_length
-    return RewardConfig(**options)
-
-
-class _CountingCollator:
-    """Wraps TRL's collator to count the pairs and real (non-padding) tokens trained on."""
-
-    def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
-        self.inner = inner
-        self.pairs = 0
-        self.tokens = 0
-        self.slots = 0
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = self.inner(examples)
-        self.pairs += len(examples)
-        self.tokens += int(batch["attention_mask"].sum())
-        self.slots += int(batch["attention_mask"].numel())
-        return batch
-
-
-class _ProgressCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
-    """Forwards TRL/Trainer progress to ``on_progress``, keeps the loss curve, and stops the
-    run after the current optimizer step once ``should_stop()`` is true."""
-
-    def __init__(self, report: ProgressCallback, stop_requested: StopCheck) -> None:
-        self.report = report
-        self.stop_requested = stop_requested
-        self.losses: list[float] = []
-        self.cancelled = False
-
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, float] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if logs and "loss" in logs:
-            loss = float(logs["loss"])
-            self.losses.append(loss)
-            total = max(state.max_steps, 1)
-            self.report(
-                state.global_step / total, f"step {state.global_step}/{total}, loss {loss:.4f}"
-            )
-
-    def on_step_end(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        **kwargs: Any,
-    ) -> TrainerControl:
-        if self.stop_requested():
-            self.cancelled = True
-            control.should_training_stop = True
-        return control
