@@ -32,6 +32,7 @@ from annotation.selectors import (
     assignment_for_annotator,
     campaign_for_annotator,
     campaign_pair_counts,
+    campaigns_for_user,
     last_changeable_assignment,
     shown_pair,
 )
@@ -76,7 +77,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @login_required_htmx
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    context = {"campaigns": Campaign.objects.order_by("name")}
+    context = {"campaigns": campaigns_for_user(user=request.user)}
     return render(request, "annotation/home.html", context)
 
 

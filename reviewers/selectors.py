@@ -15,7 +15,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from annotation.models import Campaign, Label, Pair
+from annotation.models import Campaign, CampaignMember, Label, Pair
 from annotation.roles import Role, user_has_role
 from reviewers import hooks
 from reviewers.agreement.selectors import campaign_agreement
@@ -60,27 +60,64 @@ def escalation_for_expert(
     *, escalation_id: int, user: AbstractBaseUser | AnonymousUser
 ) -> Escalation:
     require_expert(user)
-    return get_object_or_404(
+    escalation = get_object_or_404(
         Escalation.objects.select_related("pair", "campaign", "claimed_by"), pk=escalation_id
+    )
+    if not escalation.campaign.open_to_all and not _reviews_campaign(user, escalation.campaign_id):
+        raise Http404("No such escalation.")
+    return escalation
+
+
+_REVIEWING_ROLES = (CampaignMember.Role.EXPERT, CampaignMember.Role.ADMIN)
+
+
+def _reviews_campaign(user: AbstractBaseUser | AnonymousUser, campaign_id: int) -> bool:
+    """An expert (or admin) member of the campaign, or a site admin."""
+    member = CampaignMember.objects.filter(
+        campaign_id=campaign_id, user_id=user.pk, role__in=_REVIEWING_ROLES
+    )
+    return member.exists() or user_has_role(user, Role.ADMIN)
+
+
+def _visible_to(
+    escalations: QuerySet[Escalation], viewer: AbstractBaseUser | AnonymousUser | None
+) -> QuerySet[Escalation]:
+    """Site admins see every campaign's escalations; experts those of open campaigns and of
+    campaigns where they are expert (or admin) members."""
+    if viewer is None or user_has_role(viewer, Role.ADMIN):
+        return escalations
+    theirs = CampaignMember.objects.filter(user_id=viewer.pk, role__in=_REVIEWING_ROLES)
+    return escalations.filter(
+        Q(campaign__open_to_all=True) | Q(campaign_id__in=theirs.values("campaign_id"))
     )
 
 
 def pair_for_admin(*, pair_id: int, user: AbstractBaseUser | AnonymousUser) -> Pair:
-    if not user_has_role(user, Role.ADMIN):
+    """The pair for a site admin, or for an admin member of its campaign; 404 otherwise."""
+    pairs = Pair.objects.select_related("campaign")
+    if user_has_role(user, Role.ADMIN):
+        return get_object_or_404(pairs, pk=pair_id)
+    theirs = CampaignMember.objects.filter(user_id=user.pk, role=CampaignMember.Role.ADMIN)
+    if not user.is_authenticated:
         raise Http404("No such pair.")
-    return get_object_or_404(Pair.objects.select_related("campaign"), pk=pair_id)
+    return get_object_or_404(pairs.filter(campaign_id__in=theirs.values("campaign_id")), pk=pair_id)
 
 
 # --- the expert queue -----------------------------------------------------------------------
 
 
 def escalation_queue(
-    *, campaign_id: int | None = None, order: str = "oldest"
+    *,
+    campaign_id: int | None = None,
+    order: str = "oldest",
+    viewer: AbstractBaseUser | AnonymousUser | None = None,
 ) -> QuerySet[Escalation]:
-    """Open escalations, oldest first or most disputed (highest pair disagreement) first."""
+    """Open escalations, oldest first or most disputed (highest pair disagreement) first;
+    only those the ``viewer`` may see when one is given."""
     escalations = Escalation.objects.filter(status=Escalation.Status.OPEN).select_related(
         "pair", "campaign", "claimed_by"
     )
+    escalations = _visible_to(escalations, viewer)
     if campaign_id is not None:
         escalations = escalations.filter(campaign_id=campaign_id)
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
@@ -97,6 +134,7 @@ def next_escalation_for(
         .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=expert))
         .exclude(pair__labels__annotator=expert)
     )
+    claimable = _visible_to(claimable, expert)
     if after is not None:
         claimable = claimable.exclude(pk=after)
     return claimable.order_by(*QUEUE_ORDERS["oldest"]).first()
