@@ -375,7 +375,7 @@ class Label(models.Model):
     changed_at = models.DateTimeField(null=True, blank=True)
     # Set aside when its annotator was quarantined before the pair settled: kept, but left out
     # of consensus, agreement and exports; its slot went back to the pair.
-    set_aside = models.BooleanField(default=False)
+    set_aside = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [
