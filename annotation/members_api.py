@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -26,6 +28,14 @@ from annotation.services.members import (
     usernames_from_csv,
 )
 from core.errors import BadRequest
+
+
+def _signed_in(request: Request) -> AbstractBaseUser:
+    """The signed-in user (login is required here; anyone else is told nothing exists)."""
+    user = request.user
+    if isinstance(user, AnonymousUser) or user is None:
+        raise Http404("No such campaign.")
+    return user
 
 
 class MemberOutputSerializer(serializers.Serializer):
@@ -85,7 +95,9 @@ class MembersApi(APIView):
         )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            given = [key for key in ("username", "usernames", "csv", "group", "invite") if key in attrs]
+            given = [
+                key for key in ("username", "usernames", "csv", "group", "invite") if key in attrs
+            ]
             if len(given) != 1:
                 raise serializers.ValidationError(
                     "give exactly one of username, usernames, csv, group or invite"
@@ -94,7 +106,7 @@ class MembersApi(APIView):
 
     @extend_schema(responses={200: MemberOutputSerializer(many=True)})
     def get(self, request: Request, campaign_id: int) -> Response:
-        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=_signed_in(request))
         return Response([_member_row(row) for row in campaign_members(campaign=campaign)])
 
     @extend_schema(
@@ -105,11 +117,11 @@ class MembersApi(APIView):
         },
     )
     def post(self, request: Request, campaign_id: int) -> Response:
-        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=_signed_in(request))
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        role, by = data["role"], request.user
+        role, by = data["role"], _signed_in(request)
         if "username" in data:
             user = get_user_model().objects.filter(username=data["username"]).first()
             if user is None:
@@ -122,11 +134,17 @@ class MembersApi(APIView):
             )
             link = request.build_absolute_uri(invitation.set_password_path)
             return Response(
-                {"added": [data["invite"]], "user_id": invitation.member.user_id, "set_password_url": link},
+                {
+                    "added": [data["invite"]],
+                    "user_id": invitation.member.user_id,
+                    "set_password_url": link,
+                },
                 status=201,
             )
         if "group" in data:
-            result = members_add_group(campaign=campaign, group_name=data["group"], role=role, by=by)
+            result = members_add_group(
+                campaign=campaign, group_name=data["group"], role=role, by=by
+            )
             return Response(_bulk_body(result), status=201)
         names = data["usernames"] if "usernames" in data else usernames_from_csv(data["csv"])
         result = members_add_usernames(campaign=campaign, usernames=names, role=role, by=by)
@@ -138,24 +156,26 @@ class MemberApi(APIView):
     class InputSerializer(serializers.Serializer):
         action = serializers.ChoiceField(choices=["admit", "restore"])
 
-    @extend_schema(request=None, responses={204: None, 404: OpenApiResponse(description="Not a member.")})
+    @extend_schema(
+        request=None, responses={204: None, 404: OpenApiResponse(description="Not a member.")}
+    )
     def delete(self, request: Request, campaign_id: int, user_id: int) -> Response:
-        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=_signed_in(request))
         member_remove(campaign=campaign, user_id=user_id)
         return Response(status=204)
 
     @extend_schema(request=InputSerializer, responses={200: MemberOutputSerializer})
     def post(self, request: Request, campaign_id: int, user_id: int) -> Response:
         """Admit a qualifying member, or restore a quarantined one (recorded as a transition)."""
-        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=_signed_in(request))
         member = get_object_or_404(
             CampaignMember.objects.select_related("campaign"), campaign=campaign, user_id=user_id
         )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if serializer.validated_data["action"] == "admit":
-            member_admit(member=member, reason="admitted by an admin", by=request.user)
+            member_admit(member=member, reason="admitted by an admin", by=_signed_in(request))
         else:
-            member_restore(member=member, by=request.user)
+            member_restore(member=member, by=_signed_in(request))
         rows = [row for row in campaign_members(campaign=campaign) if row["member"].pk == member.pk]
         return Response(_member_row(rows[0]))

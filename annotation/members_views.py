@@ -13,8 +13,8 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import Group
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -35,6 +35,14 @@ from core.errors import ApplicationError, BadRequest
 
 TEMPLATE = "annotation/members.html"
 ROLE_CHOICES = CampaignMember.Role.choices
+
+
+def _signed_in(request: HttpRequest) -> AbstractBaseUser:
+    """The signed-in user (login is required here; anyone else is told nothing exists)."""
+    user = request.user
+    if isinstance(user, AnonymousUser) or user is None:
+        raise Http404("No such campaign.")
+    return user
 
 
 class AddMemberForm(forms.Form):
@@ -88,7 +96,7 @@ def _render(
 @login_required
 @require_GET
 def members_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=_signed_in(request))
     return _render(request, campaign)
 
 
@@ -108,7 +116,9 @@ def _apply(request: HttpRequest, campaign: Campaign, action: str) -> str:
         user = get_user_model().objects.filter(username=form.cleaned_data["username"]).first()
         if user is None:
             raise BadRequest(f"No user named {form.cleaned_data['username']!r}.")
-        member_add(campaign=campaign, user=user, role=form.cleaned_data["role"], by=request.user)
+        member_add(
+            campaign=campaign, user=user, role=form.cleaned_data["role"], by=_signed_in(request)
+        )
         return f"{user.get_username()} is a member ({form.cleaned_data['role']})."
     if action == "bulk":
         bulk = BulkMembersForm(request.POST, request.FILES)
@@ -116,7 +126,10 @@ def _apply(request: HttpRequest, campaign: Campaign, action: str) -> str:
             raise BadRequest("Give user names (or a CSV file) and a role.")
         names = usernames_from_csv(bulk.text())
         result = members_add_usernames(
-            campaign=campaign, usernames=names, role=bulk.cleaned_data["role"], by=request.user
+            campaign=campaign,
+            usernames=names,
+            role=bulk.cleaned_data["role"],
+            by=_signed_in(request),
         )
         return _bulk_message(result)
     if action == "group":
@@ -127,7 +140,7 @@ def _apply(request: HttpRequest, campaign: Campaign, action: str) -> str:
             campaign=campaign,
             group_name=group.cleaned_data["group"],
             role=group.cleaned_data["role"],
-            by=request.user,
+            by=_signed_in(request),
         )
         return _bulk_message(result)
     if action == "invite":
@@ -139,7 +152,7 @@ def _apply(request: HttpRequest, campaign: Campaign, action: str) -> str:
             username=invite.cleaned_data["username"],
             email=invite.cleaned_data["email"],
             role=invite.cleaned_data["role"],
-            by=request.user,
+            by=_signed_in(request),
         )
         link = request.build_absolute_uri(invitation.set_password_path)
         return (
@@ -152,7 +165,7 @@ def _apply(request: HttpRequest, campaign: Campaign, action: str) -> str:
 @login_required
 @require_POST
 def members_change(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=_signed_in(request))
     try:
         notice = _apply(request, campaign, request.POST.get("action", ""))
     except ApplicationError as exc:  # shown on the page, above the forms
@@ -165,7 +178,7 @@ def members_change(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @require_POST
 def member_change(request: HttpRequest, campaign_id: int, user_id: int) -> HttpResponse:
     """Remove a member, admit a qualifier, or restore a quarantined member."""
-    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=_signed_in(request))
     action = request.POST.get("action", "")
     if action == "remove":
         member_remove(campaign=campaign, user_id=user_id)
@@ -175,9 +188,9 @@ def member_change(request: HttpRequest, campaign_id: int, user_id: int) -> HttpR
         CampaignMember.objects.select_related("campaign"), campaign=campaign, user_id=user_id
     )
     if action == "admit":
-        done = member_admit(member=member, reason="admitted by an admin", by=request.user)
+        done = member_admit(member=member, reason="admitted by an admin", by=_signed_in(request))
     elif action == "restore":
-        done = member_restore(member=member, by=request.user)
+        done = member_restore(member=member, by=_signed_in(request))
     else:
         return _render(request, campaign, error=f"Unknown action {action!r}.", status=400)
     if done:

@@ -51,7 +51,9 @@ def member_of(*, campaign: Campaign, user_id: int) -> CampaignMember | None:
     return member
 
 
-def _may_annotate(campaign: Campaign, member: CampaignMember | None, user: AbstractBaseUser) -> bool:
+def _may_annotate(
+    campaign: Campaign, member: CampaignMember | None, user: AbstractBaseUser
+) -> bool:
     """Open campaigns take every annotator; others their annotator and admin members only.
     Site admins see everything (asked last: for a session user it costs a query)."""
     if campaign.open_to_all:

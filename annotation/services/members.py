@@ -66,7 +66,11 @@ def member_add(
     member, created = CampaignMember.objects.get_or_create(
         campaign=campaign,
         user=user,
-        defaults={"role": role, "state": _initial_state(campaign, role), "added_by": by},
+        defaults={
+            "role": role,
+            "state": _initial_state(campaign, role),
+            "added_by_id": by.pk if by else None,
+        },
     )
     if not created and member.role != role:
         member.role = role
@@ -175,13 +179,16 @@ class Invitation:
     set_password_path: str  # one use: the token dies once the password is set
 
 
-_GLOBAL_ROLE = {CampaignMember.Role.ANNOTATOR: Role.ANNOTATOR, CampaignMember.Role.EXPERT: Role.EXPERT}
+_GLOBAL_ROLE: dict[str, Role] = {
+    CampaignMember.Role.ANNOTATOR: Role.ANNOTATOR,
+    CampaignMember.Role.EXPERT: Role.EXPERT,
+}
 
 
 def invitation_path(user: AbstractBaseUser) -> str:
     """A password-set link for the user, valid until they set a password (or it times out)."""
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)  # type: ignore[arg-type]
+    token = default_token_generator.make_token(user)
     return reverse("password_reset_confirm", kwargs={"uidb64": uid, "token": token})
 
 
@@ -243,7 +250,7 @@ def _transition(
         to_state=to_state,
         reason=reason[:200],
         figures=figures or {},
-        by=by,
+        by_id=by.pk if by else None,
     )
     member.state = to_state
     return transition

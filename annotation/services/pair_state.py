@@ -11,8 +11,9 @@ States (``Pair.Status``) and the transitions between them::
                                         pair_retest_done goes back)       pair_escalate)
     escalated ──pair_resolve──> resolved | discarded   (final: nothing reopens them)
 
-plus counters (``pair_count_label``, ``pair_release_slot``, ``pair_set_aside_label``), flags (``pair_make_gold``,
-``pairs_set_curation``) and priorities (``pairs_raise_priority``, not a transition).
+plus counters (``pair_count_label``, ``pair_release_slot``, ``pair_set_aside_label``), flags
+(``pair_make_gold``, ``pairs_set_curation``) and priorities (``pairs_raise_priority``, not a
+transition).
 
 Where two writers race, the transition is a conditional UPDATE whose WHERE clause states the
 state it leaves (``status = 'pooled'``, ``slots_taken < slot_cap`` ...), and the caller reads

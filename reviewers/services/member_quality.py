@@ -32,8 +32,9 @@ from reviewers.consensus import direction
 _SETTLED = (Pair.Status.COMPLETE, Pair.Status.RESOLVED)
 
 
-def _hits(rows: list[tuple[int, int]]) -> int:
-    return sum(direction(given) == direction(known) for given, known in rows)
+def _hits(rows: list[tuple[int, int | None]]) -> int:
+    # Known answers are never null here: the queries ask for them to be set.
+    return sum(known is not None and direction(given) == direction(known) for given, known in rows)
 
 
 def qualification_figures(*, campaign: Campaign, annotator_id: int) -> dict[str, Any]:

@@ -198,7 +198,9 @@ def test_an_invited_user_sets_a_password_once_with_their_link(closed):
 def test_inviting_an_existing_user_is_refused(closed):
     UserFactory(username="taken")
     client = api_client_for(user_with_role("ada", Role.ADMIN))
-    response = client.post(f"/api/campaigns/{closed.pk}/members", {"invite": "taken"}, format="json")
+    response = client.post(
+        f"/api/campaigns/{closed.pk}/members", {"invite": "taken"}, format="json"
+    )
     assert response.status_code == 409
 
 

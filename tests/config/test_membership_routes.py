@@ -105,9 +105,7 @@ def _id_routes() -> dict[str, tuple[str, set[str]]]:
     def walk(patterns: list[Any], prefix: str, ids: set[str], namespace: str | None) -> None:
         for entry in patterns:
             converters = getattr(entry.pattern, "converters", {})
-            here = ids | {
-                name for name, converter in converters.items() if name.endswith("_id")
-            }
+            here = ids | {name for name, converter in converters.items() if name.endswith("_id")}
             route = prefix + str(entry.pattern)
             if isinstance(entry, URLResolver):
                 walk(entry.url_patterns, route, here, entry.namespace or namespace)

@@ -38,9 +38,7 @@ def qualifying_campaign():
         open_to_all=False, qualification_gold_count=3, qualification_threshold=0.66
     )
     for _ in range(4):
-        PairFactory(
-            campaign=campaign, is_gold=True, gold_preference=1, status=Pair.Status.COMPLETE
-        )
+        PairFactory(campaign=campaign, is_gold=True, gold_preference=1, status=Pair.Status.COMPLETE)
     PairFactory.create_batch(2, campaign=campaign)
     return campaign
 
