@@ -144,6 +144,7 @@ def members_add_usernames(
 ) -> BulkResult:
     """Add every named user, or none: an unknown name rejects the whole list."""
     role = _role(role)
+    usernames = list(dict.fromkeys(usernames))  # each name once, in the order given
     if not usernames:
         raise BadRequest("no user names given")
     users = {
