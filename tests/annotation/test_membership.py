@@ -20,7 +20,7 @@ from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 from tests.reviewers.factories import judged_pair, user_with_role
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import judge, judged_pair, user_with_role
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 
 def _answer(client, campaign, *, canonical: int) -> dict:  # noqa: ANN001
