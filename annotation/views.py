@@ -34,6 +34,7 @@ from annotation.selectors import (
     campaign_pair_counts,
     campaigns_for_user,
     last_changeable_assignment,
+    member_of,
     shown_pair,
 )
 from annotation.services.assignments import assignment_next, assignment_skip
@@ -126,7 +127,12 @@ def _render_workspace(
         "previous_model_view": previous_model_view,
         "changing": changing,
     }
-    if assignment is not None:
+    if assignment is None:
+        # Why there is no work, for a member who qualifies or was quarantined (read with the
+        # campaign by its access helper: no query).
+        member = member_of(campaign=campaign, user_id=request.user.pk)
+        context["member_state"] = member.state if member is not None else ""
+    else:
         context["pair"] = render_pair(shown_pair(assignment))
         context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
         if changing is None:

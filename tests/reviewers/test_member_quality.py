@@ -128,6 +128,10 @@ def test_quarantine_sets_unsettled_labels_aside_reopens_slots_and_restore_keeps_
     third.refresh_from_db()
     assert (third.labels_count, third.slots_taken, third.status) == (1, 1, "in_annotation")
     assert bad_client.post(f"/api/campaigns/{campaign.pk}/next").status_code == 204
+    workspace = Client()
+    workspace.force_login(bad)
+    paused = workspace.get(reverse("campaign-detail", args=[campaign.pk])).content.decode()
+    assert "Your work here is paused" in paused
     # Others fill the reopened slot; consensus leaves the set-aside label out.
     for user in (good2, good3):
         assert judge(campaign, user, 1).pair_id == third.pk
