@@ -5,12 +5,14 @@ from django.contrib import admin
 from annotation.models import (
     Assignment,
     Campaign,
+    CampaignMember,
     CodeRun,
     Corpus,
     Document,
     Evidence,
     ImportJob,
     Label,
+    MemberTransition,
     Pair,
     Round,
 )
@@ -60,3 +62,18 @@ admin.site.register(CodeRun)
 admin.site.register(ImportJob)
 admin.site.register(Corpus)
 admin.site.register(Document)
+
+
+@admin.register(CampaignMember)
+class CampaignMemberAdmin(admin.ModelAdmin):
+    # Read-only state: changes go through the members page or API, which record transitions.
+    list_display = ["user", "campaign", "role", "state", "added_at"]
+    list_filter = ["role", "state"]
+    search_fields = ["user__username", "campaign__name"]
+    readonly_fields = ["state", "qualification"]
+
+
+@admin.register(MemberTransition)
+class MemberTransitionAdmin(admin.ModelAdmin):
+    list_display = ["member", "from_state", "to_state", "reason", "at", "by"]
+    list_filter = ["to_state"]

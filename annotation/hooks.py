@@ -49,6 +49,12 @@ class Hook:
 # reviewers computes the consensus here, so concurrent submits decide it exactly once.
 label_recorded = Hook("label_recorded")
 
+# Any label was recorded, gold checks included: called inline inside ``label_submit``'s
+# transaction after ``label_recorded`` (``assignment``, ``label``; the assignment's campaign
+# carries the membership its access helper read). reviewers measures the annotator here
+# (qualification, quarantine); a receiver returns at once when its campaign asks for neither.
+label_submitted = Hook("label_submitted")
+
 # An annotator changed a label of theirs (within the grace period): called inline inside
 # ``label_change``'s transaction with the pair's row locked; reviewers recomputes the consensus.
 label_changed = Hook("label_changed")

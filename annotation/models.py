@@ -73,6 +73,23 @@ class Campaign(models.Model):
     # How long an annotator may change a label after submitting it (never once an expert
     # decided the pair); 0 turns changes off.
     label_change_minutes = models.PositiveIntegerField(default=10)
+    # Membership (annotation.services.members): a campaign that is not open to all gives work,
+    # pages and API answers only to its members (site admins see everything). Campaigns made
+    # before membership existed were migrated open; new ones are members-only.
+    open_to_all = models.BooleanField(
+        default=False, help_text="Any annotator and expert may work here, members or not."
+    )
+    # Qualification: a new member first judges this many gold pairs and is admitted to regular
+    # work when their gold accuracy reaches the threshold (0 turns qualification off).
+    qualification_gold_count = models.PositiveSmallIntegerField(default=0)
+    qualification_threshold = models.FloatField(default=0.8)
+    # Quarantine: after each label the annotator's last `quarantine_window` gold checks and
+    # consensus-checked labels are measured; below a minimum (0 turns that check off), with at
+    # least `quarantine_min_checks` of them, the annotator is quarantined.
+    quarantine_min_gold_accuracy = models.FloatField(default=0.0)
+    quarantine_min_agreement = models.FloatField(default=0.0)
+    quarantine_min_checks = models.PositiveSmallIntegerField(default=10)
+    quarantine_window = models.PositiveSmallIntegerField(default=50)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -88,6 +105,12 @@ class Campaign(models.Model):
                 condition=Q(agreement_target__gte=-1) & Q(agreement_target__lte=1),
                 name="campaign_target_in_range",
             ),
+            models.CheckConstraint(
+                condition=Q(qualification_threshold__gte=0, qualification_threshold__lte=1)
+                & Q(quarantine_min_gold_accuracy__gte=0, quarantine_min_gold_accuracy__lte=1)
+                & Q(quarantine_min_agreement__gte=0, quarantine_min_agreement__lte=1),
+                name="campaign_member_thresholds_in_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -96,6 +119,74 @@ class Campaign(models.Model):
     @property
     def allowed_preferences(self) -> tuple[int, ...]:
         return SCALE_VALUES[self.scale]
+
+    @property
+    def quarantine_enabled(self) -> bool:
+        return self.quarantine_min_gold_accuracy > 0 or self.quarantine_min_agreement > 0
+
+
+class CampaignMember(models.Model):
+    """A user's role in one campaign and where they stand in it.
+
+    Only ``annotation.services.members`` writes ``state``; each change leaves a
+    ``MemberTransition`` with its reason and figures.
+    """
+
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator"
+        EXPERT = "expert"
+        ADMIN = "admin"
+
+    class State(models.TextChoices):
+        QUALIFYING = "qualifying"
+        ACTIVE = "active"
+        QUARANTINED = "quarantined"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="campaign_memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANNOTATOR)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.ACTIVE)
+    # The latest qualification figures (checks, correct, accuracy, threshold, outcome), shown
+    # to admins while the member qualifies or is held back.
+    qualification = models.JSONField(null=True, blank=True)
+    added_at = models.DateTimeField(auto_now_add=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["campaign", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "user"], name="campaign_member_unique"),
+        ]
+        indexes = [models.Index(fields=["user", "role"], name="campaign_member_user_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.campaign_id} as {self.role} ({self.state})"
+
+
+class MemberTransition(models.Model):
+    """One change of a member's state, with why and the figures behind it."""
+
+    member = models.ForeignKey(
+        CampaignMember, on_delete=models.CASCADE, related_name="transitions"
+    )
+    from_state = models.CharField(max_length=12, choices=CampaignMember.State.choices)
+    to_state = models.CharField(max_length=12, choices=CampaignMember.State.choices)
+    reason = models.CharField(max_length=200)
+    figures = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.from_state} -> {self.to_state}"
 
 
 class Round(models.Model):
@@ -282,6 +373,9 @@ class Label(models.Model):
     # Null until the first change.
     history = models.JSONField(null=True, blank=True)
     changed_at = models.DateTimeField(null=True, blank=True)
+    # Set aside when its annotator was quarantined before the pair settled: kept, but left out
+    # of consensus, agreement and exports; its slot went back to the pair.
+    set_aside = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [
@@ -300,9 +394,11 @@ class Label(models.Model):
             models.Index(
                 fields=["campaign", "pair"],
                 include=["preference"],
-                condition=Q(is_retest=False, is_gold_check=False),
+                condition=Q(is_retest=False, is_gold_check=False, set_aside=False),
                 name="label_regular_votes",
             ),
+            # An annotator's latest labels in a campaign: the rolling quality window.
+            models.Index(fields=["annotator", "campaign", "-id"], name="label_annotator_recent"),
         ]
 
     def __str__(self) -> str:

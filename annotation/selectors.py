@@ -11,41 +11,112 @@ from typing import Any, cast
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from annotation.models import Assignment, Campaign, Document, Label, Pair
+from annotation.models import (
+    Assignment,
+    Campaign,
+    CampaignMember,
+    Document,
+    Label,
+    MemberTransition,
+    Pair,
+)
 from annotation.prepared_reads import fetch_instances, model_columns
 from annotation.roles import Role, user_has_role
 
 PROGRESS_CACHE_SECONDS = 5
+# Where the memberships an access helper read with the campaign are kept on the campaign
+# object ({user id: member or None}), so the engine needs no second query in one request.
+_KNOWN_MEMBERS = "_arbiter_members"
 
 
 logger = logging.getLogger(__name__)
 
+def member_remember(campaign: Campaign, *, user_id: int, member: CampaignMember | None) -> None:
+    """Record what was read of the user's membership together with the campaign."""
+    known = campaign.__dict__.setdefault(_KNOWN_MEMBERS, {})
+    known[user_id] = member
+
+
+def member_of(*, campaign: Campaign, user_id: int) -> CampaignMember | None:
+    """The user's membership of the campaign (remembered with it, else read), or None."""
+    known = campaign.__dict__.get(_KNOWN_MEMBERS, {})
+    if user_id in known:
+        return known[user_id]
+    member = CampaignMember.objects.filter(campaign=campaign, user_id=user_id).first()
+    member_remember(campaign, user_id=user_id, member=member)
+    return member
+
+
+def _may_annotate(
+    campaign: Campaign, member: CampaignMember | None, user: User
+) -> bool:
+    """Open campaigns take every annotator; others their annotator and admin members only.
+    Site admins see everything (asked last: for a session user it costs a query)."""
+    if campaign.open_to_all:
+        return True
+    if member is not None and member.role != CampaignMember.Role.EXPERT:
+        return True
+    return user_has_role(user, Role.ADMIN)
+
+
+def _found_member(member: Any) -> CampaignMember | None:
+    # A LEFT JOIN with no member row gives a member of NULLs.
+    return member if member is not None and member.pk is not None else None
+
+
 def campaign_for_annotator(*, campaign_id: int, user: User) -> Campaign:
+    """The campaign, if the user may annotate there; 404 otherwise (no probing).
+
+    The user's membership is read in the same query and kept with the campaign, for the
+    assignment engine (qualification, quarantine)."""
     if not user_has_role(user, Role.ANNOTATOR):
         raise Http404("No such campaign.")
     if connection.vendor == "postgresql":  # the hot path: next (see annotation.prepared_reads)
-        columns = [model_columns(Campaign, "c")]
-        found = fetch_instances(_campaign_sql(), {"id": campaign_id}, columns)
+        columns = [model_columns(Campaign, "c"), model_columns(CampaignMember, "m")]
+        found = fetch_instances(_campaign_sql(), {"id": campaign_id, "user": user.pk}, columns)
         if found is None:
             raise Http404("No such campaign.")
-        return cast(Campaign, found[0])
-    return get_object_or_404(Campaign, pk=campaign_id)
+        campaign, member = cast(Campaign, found[0]), _found_member(found[1])
+    else:
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        member = CampaignMember.objects.filter(campaign=campaign, user_id=user.pk).first()
+    if not _may_annotate(campaign, member, user):
+        raise Http404("No such campaign.")
+    member_remember(campaign, user_id=user.pk, member=member)
+    return campaign
 
 
 def campaign_for_admin(*, campaign_id: int, user: User) -> Campaign:
-    if not user_has_role(user, Role.ADMIN):
+    """The campaign for a site admin, or for an admin member of this campaign; 404 otherwise."""
+    if user_has_role(user, Role.ADMIN):
+        return get_object_or_404(Campaign, pk=campaign_id)
+    if not user.is_authenticated:
         raise Http404("No such campaign.")
-    return get_object_or_404(Campaign, pk=campaign_id)
+    campaign = Campaign.objects.filter(
+        pk=campaign_id, members__user_id=user.pk, members__role=CampaignMember.Role.ADMIN
+    ).first()
+    if campaign is None:
+        raise Http404("No such campaign.")
+    return campaign
+
+
+def campaigns_for_user(*, user: User) -> QuerySet[Campaign]:
+    """The campaigns the user may open: all for site admins, else open ones and their own."""
+    campaigns = Campaign.objects.order_by("name")
+    if user_has_role(user, Role.ADMIN):
+        return campaigns
+    return campaigns.filter(Q(open_to_all=True) | Q(members__user_id=user.pk)).distinct()
 
 
 def assignment_for_annotator(
     *, assignment_id: int, user: User, with_pair: bool = True
 ) -> Assignment:
-    """An assignment of this user's; anyone else's is reported as not found (no probing).
+    """An assignment of this user's, in a campaign they still belong to; anyone else's is
+    reported as not found (no probing).
 
     with_pair=False leaves the pair's texts unread, for callers that only write.
     """
@@ -53,40 +124,58 @@ def assignment_for_annotator(
         found = fetch_instances(
             _assignment_with_campaign_sql(),
             {"id": assignment_id, "annotator": user.pk},
-            [model_columns(Assignment, "a"), model_columns(Campaign, "c")],
+            [
+                model_columns(Assignment, "a"),
+                model_columns(Campaign, "c"),
+                model_columns(CampaignMember, "m"),
+            ],
         )
         if found is None:
             raise Http404("No such assignment.")
-        read_assignment, read_campaign = found
-        leased = cast(Assignment, read_assignment)
-        leased.campaign = cast(Campaign, read_campaign)
-        return leased
-    related = ("pair", "campaign") if with_pair else ("campaign",)
-    assignment: Assignment | None = (
-        Assignment.objects.select_related(*related)
-        .filter(pk=assignment_id, annotator=user)
-        .first()
-    )
-    if assignment is None:
+        assignment, campaign, member = found[0], found[1], _found_member(found[2])
+    else:
+        related = ("pair", "campaign") if with_pair else ("campaign",)
+        found_assignment = (
+            Assignment.objects.select_related(*related)
+            .filter(pk=assignment_id, annotator=user)
+            .first()
+        )
+        if found_assignment is None:
+            raise Http404("No such assignment.")
+        assignment, campaign = found_assignment, found_assignment.campaign
+        member = CampaignMember.objects.filter(campaign=campaign, user_id=user.pk).first()
+    assert isinstance(assignment, Assignment) and isinstance(campaign, Campaign)  # noqa: S101
+    if not _may_annotate(campaign, member, user):
         raise Http404("No such assignment.")
+    member_remember(campaign, user_id=user.pk, member=member)
+    assignment.campaign = campaign
     return assignment
 
 
 @functools.cache
 def _campaign_sql() -> str:
-    table = connection.ops.quote_name(Campaign._meta.db_table)
-    columns = model_columns(Campaign, "c").select_sql
-    return f"SELECT {columns} FROM {table} c WHERE c.id = %(id)s"  # noqa: S608
+    quote = connection.ops.quote_name
+    campaign, member = model_columns(Campaign, "c"), model_columns(CampaignMember, "m")
+    return (
+        f"SELECT {campaign.select_sql}, {member.select_sql}"  # noqa: S608
+        f" FROM {quote(Campaign._meta.db_table)} c"
+        f" LEFT JOIN {quote(CampaignMember._meta.db_table)} m"
+        " ON m.campaign_id = c.id AND m.user_id = %(user)s"
+        " WHERE c.id = %(id)s"
+    )
 
 
 @functools.cache
 def _assignment_with_campaign_sql() -> str:
     quote = connection.ops.quote_name
     assignment, campaign = model_columns(Assignment, "a"), model_columns(Campaign, "c")
+    member = model_columns(CampaignMember, "m")
     return (
-        f"SELECT {assignment.select_sql}, {campaign.select_sql}"  # noqa: S608
+        f"SELECT {assignment.select_sql}, {campaign.select_sql}, {member.select_sql}"  # noqa: S608
         f" FROM {quote(Assignment._meta.db_table)} a"
         f" JOIN {quote(Campaign._meta.db_table)} c ON c.id = a.campaign_id"
+        f" LEFT JOIN {quote(CampaignMember._meta.db_table)} m"
+        " ON m.campaign_id = c.id AND m.user_id = a.annotator_id"
         " WHERE a.id = %(id)s AND a.annotator_id = %(annotator)s"
     )
 
@@ -170,9 +259,10 @@ def campaign_progress(*, campaign: Campaign, user: User | None = None
 
 
 def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
-    """Raw labels in canonical orientation, streamed."""
+    """Raw labels in canonical orientation, streamed; set-aside labels (their annotator was
+    quarantined before the pair settled) are left out."""
     rows = (
-        Label.objects.filter(campaign=campaign)
+        Label.objects.filter(campaign=campaign, set_aside=False)
         .select_related("annotator", "assignment")
         .order_by("id")
     )
@@ -219,4 +309,51 @@ def last_changeable_assignment(
         .exclude(pair__status__in=[Pair.Status.RESOLVED, Pair.Status.DISCARDED])
         .order_by("-finished_at", "-id")
         .first()
+    )
+
+
+def campaign_members(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """The campaign's members for its members page: role, state, the latest transition with
+    its figures, the qualification figures and how many of their labels are set aside."""
+    members = list(
+        CampaignMember.objects.filter(campaign=campaign)
+        .select_related("user", "added_by")
+        .order_by("user__username")
+    )
+    set_aside = dict(
+        Label.objects.filter(campaign=campaign, set_aside=True)
+        .order_by()
+        .values_list("annotator_id")
+        .annotate(n=Count("id"))
+    )
+    latest: dict[int, Any] = {}
+    transitions = (
+        MemberTransition.objects.filter(member__campaign=campaign)
+        .select_related("by")
+        .order_by("member_id", "-at", "-id")
+        .distinct("member_id")
+        if connection.vendor == "postgresql"
+        else MemberTransition.objects.filter(member__campaign=campaign)
+        .select_related("by")
+        .order_by("at", "id")
+    )
+    for transition in transitions:
+        latest[transition.member_id] = transition  # the newest wins
+    return [
+        {
+            "member": member,
+            "user": member.user,
+            "last_transition": latest.get(member.pk),
+            "labels_set_aside": set_aside.get(member.user_id, 0),
+        }
+        for member in members
+    ]
+
+
+def campaign_quarantined(*, campaign: Campaign) -> list[CampaignMember]:
+    """Members the campaign has quarantined (the dashboard tells the admin)."""
+    return list(
+        CampaignMember.objects.filter(
+            campaign=campaign, state=CampaignMember.State.QUARANTINED
+        ).select_related("user")
     )

@@ -31,7 +31,9 @@ from annotation.selectors import (
     assignment_for_annotator,
     campaign_for_annotator,
     campaign_pair_counts,
+    campaigns_for_user,
     last_changeable_assignment,
+    member_of,
     shown_pair,
 )
 from annotation.services.assignments import assignment_next, assignment_skip
@@ -77,7 +79,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @login_required_htmx
 @require_GET
 def home(request: SignedInRequest) -> HttpResponse:
-    context = {"campaigns": Campaign.objects.order_by("name")}
+    context = {"campaigns": campaigns_for_user(user=request.user)}
     return render(request, "annotation/home.html", context)
 
 
@@ -126,7 +128,12 @@ def _render_workspace(
         "previous_model_view": previous_model_view,
         "changing": changing,
     }
-    if assignment is not None:
+    if assignment is None:
+        # Why there is no work, for a member who qualifies or was quarantined (read with the
+        # campaign by its access helper: no query).
+        member = member_of(campaign=campaign, user_id=request.user.pk)
+        context["member_state"] = member.state if member is not None else ""
+    else:
         context["pair"] = render_pair(shown_pair(assignment))
         context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
         if changing is None:

@@ -41,10 +41,16 @@ CREATE_USERS_SNIPPET = """
 import sys
 import django
 django.setup()
+from annotation.models import Campaign
 from annotation.roles import Role
+from annotation.services.members import member_add
 from annotation.services.users import user_create
+# Membership on: the imported campaign is members-only, and every annotator is a member.
+campaign = Campaign.objects.get(pk=int(sys.argv[2]))
 for i in range(int(sys.argv[1])):
-    print(user_create(username=f"bench{i}", role=Role.ANNOTATOR, password="x")[2])
+    user, _password, token = user_create(username=f"bench{i}", role=Role.ANNOTATOR, password="x")
+    member_add(campaign=campaign, user=user)
+    print(token)
 """
 
 
@@ -350,7 +356,7 @@ def main() -> None:
         print(f"setup: {imported['created']:,} pairs imported in {import_s:.1f} s")
         # One process for all users (the create_user command's service, not 50 start-ups).
         out = subprocess.run(
-            [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators)],
+            [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators), str(campaign_id)],
             cwd=REPO,
             env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
             check=True,

@@ -169,7 +169,9 @@ class EscalationListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
-        queue = escalation_queue(campaign_id=data.get("campaign"), order=data["order"])
+        queue = escalation_queue(
+            campaign_id=data.get("campaign"), order=data["order"], viewer=request.user
+        )
         page = queue[data["offset"] : data["offset"] + data["limit"]]
         serializer = EscalationOutputSerializer(page, many=True, context={"viewer": request.user})
         return Response(serializer.data)

@@ -8,14 +8,14 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Aggregate, Count, FloatField, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from annotation.models import Campaign, Label, Pair
+from annotation.models import Campaign, CampaignMember, Label, Pair
 from annotation.roles import Role, user_has_role
 from reviewers import hooks
 from reviewers.agreement.selectors import campaign_agreement
@@ -50,37 +50,74 @@ def preference_words(preference: int | None, *, campaign: Campaign) -> str:
 # --- access -------------------------------------------------------------------------------
 
 
-def require_expert(user: AbstractBaseUser | AnonymousUser) -> None:
+def require_expert(user: User) -> None:
     """Experts and admins only; anyone else is told the page does not exist."""
     if not user_has_role(user, Role.EXPERT):
         raise Http404("No such page.")
 
 
 def escalation_for_expert(
-    *, escalation_id: int, user: AbstractBaseUser | AnonymousUser
+    *, escalation_id: int, user: User
 ) -> Escalation:
     require_expert(user)
-    return get_object_or_404(
+    escalation = get_object_or_404(
         Escalation.objects.select_related("pair", "campaign", "claimed_by"), pk=escalation_id
+    )
+    if not escalation.campaign.open_to_all and not _reviews_campaign(user, escalation.campaign_id):
+        raise Http404("No such escalation.")
+    return escalation
+
+
+_REVIEWING_ROLES = (CampaignMember.Role.EXPERT, CampaignMember.Role.ADMIN)
+
+
+def _reviews_campaign(user: User, campaign_id: int) -> bool:
+    """An expert (or admin) member of the campaign, or a site admin."""
+    member = CampaignMember.objects.filter(
+        campaign_id=campaign_id, user_id=user.pk, role__in=_REVIEWING_ROLES
+    )
+    return member.exists() or user_has_role(user, Role.ADMIN)
+
+
+def _visible_to(
+    escalations: QuerySet[Escalation], viewer: User | None
+) -> QuerySet[Escalation]:
+    """Site admins see every campaign's escalations; experts those of open campaigns and of
+    campaigns where they are expert (or admin) members."""
+    if viewer is None or user_has_role(viewer, Role.ADMIN):
+        return escalations
+    theirs = CampaignMember.objects.filter(user_id=viewer.pk, role__in=_REVIEWING_ROLES)
+    return escalations.filter(
+        Q(campaign__open_to_all=True) | Q(campaign_id__in=theirs.values("campaign_id"))
     )
 
 
-def pair_for_admin(*, pair_id: int, user: AbstractBaseUser | AnonymousUser) -> Pair:
-    if not user_has_role(user, Role.ADMIN):
+def pair_for_admin(*, pair_id: int, user: User) -> Pair:
+    """The pair for a site admin, or for an admin member of its campaign; 404 otherwise."""
+    pairs = Pair.objects.select_related("campaign")
+    if user_has_role(user, Role.ADMIN):
+        return get_object_or_404(pairs, pk=pair_id)
+    theirs = CampaignMember.objects.filter(user_id=user.pk, role=CampaignMember.Role.ADMIN)
+    if not user.is_authenticated:
         raise Http404("No such pair.")
-    return get_object_or_404(Pair.objects.select_related("campaign"), pk=pair_id)
+    return get_object_or_404(pairs.filter(campaign_id__in=theirs.values("campaign_id")), pk=pair_id)
 
 
 # --- the expert queue -----------------------------------------------------------------------
 
 
 def escalation_queue(
-    *, campaign_id: int | None = None, order: str = "oldest"
+    *,
+    campaign_id: int | None = None,
+    order: str = "oldest",
+    viewer: User | None = None,
 ) -> QuerySet[Escalation]:
-    """Open escalations, oldest first or most disputed (highest pair disagreement) first."""
+    """Open escalations, oldest first or most disputed (highest pair disagreement) first;
+    only those the ``viewer`` may see when one is given."""
     escalations = Escalation.objects.filter(status=Escalation.Status.OPEN).select_related(
         "pair", "campaign", "claimed_by"
     )
+    escalations = _visible_to(escalations, viewer)
     if campaign_id is not None:
         escalations = escalations.filter(campaign_id=campaign_id)
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
@@ -97,13 +134,14 @@ def next_escalation_for(
         .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=expert))
         .exclude(pair__labels__annotator=expert)
     )
+    claimable = _visible_to(claimable, expert)
     if after is not None:
         claimable = claimable.exclude(pk=after)
     return claimable.order_by(*QUEUE_ORDERS["oldest"]).first()
 
 
 def claim_state(
-    escalation: Escalation, *, viewer: AbstractBaseUser, now: datetime | None = None
+    escalation: Escalation, *, viewer: User, now: datetime | None = None
 ) -> dict[str, Any]:
     """Who holds the claim, as this viewer may know it: experts do not see each other's names."""
     now = now or timezone.now()
@@ -152,7 +190,7 @@ def _flat(value: Any) -> str:
     return " ".join(text.split())
 
 
-def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> dict[str, Any]:
+def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]:
     """Everything an expert needs to decide, in canonical orientation (A and B as imported).
 
     Annotators appear as "Annotator 1, 2, …" in the order they labelled; only admins also see

@@ -58,7 +58,7 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
     campaign_id = _campaign_filter(request.GET.get("campaign"))
     order = request.GET.get("order", "oldest")
     order = order if order in QUEUE_ORDERS else "oldest"
-    queue = escalation_queue(campaign_id=campaign_id, order=order)
+    queue = escalation_queue(campaign_id=campaign_id, order=order, viewer=request.user)
     rows = [
         {"escalation": escalation, "claim": claim_state(escalation, viewer=request.user)}
         for escalation in queue[:QUEUE_PAGE_SIZE]

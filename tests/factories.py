@@ -24,6 +24,9 @@ class CampaignFactory(DjangoModelFactory[Campaign]):
     name = factory.Sequence(lambda n: f"campaign {n}")
     guidelines = "Prefer the response that is **correct** and helpful."
     retest_share = 0.0  # re-tests are random; tests that want them ask for them
+    # Open, as campaigns made before membership were migrated: the tests of other features
+    # need no members; membership tests close it (open_to_all=False, the model default).
+    open_to_all = True
 
 
 class PairFactory(DjangoModelFactory[Pair]):

@@ -26,8 +26,9 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from annotation.errors import AlreadyFinished
-from annotation.models import Assignment, Campaign, Pair
+from annotation.models import Assignment, Campaign, CampaignMember, Pair
 from annotation.prepared_reads import fetch_one_prepared, instances_from_row, model_columns
+from annotation.selectors import member_of
 from annotation.services.pair_state import (
     TAKE_SLOT_GUARD_SQL,
     TAKE_SLOT_SET_SQL,
@@ -62,6 +63,27 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
                 pair_release_slot(pair_id=pair_id)
             expired += changed
     return expired
+
+
+def assignments_end_for_annotator(
+    *, campaign: Campaign, annotator_id: int, now: datetime | None = None
+) -> int:
+    """End the annotator's live leases in the campaign (they were removed or quarantined) and
+    give their slots back. Idempotent."""
+    now = now or timezone.now()
+    ended = 0
+    with transaction.atomic():
+        rows = Assignment.objects.filter(
+            campaign=campaign, annotator_id=annotator_id, status=Assignment.Status.ACTIVE
+        ).values_list("id", "pair_id", "kind")
+        for assignment_id, pair_id, kind in list(rows):
+            changed = Assignment.objects.filter(
+                pk=assignment_id, status=Assignment.Status.ACTIVE
+            ).update(status=Assignment.Status.EXPIRED, finished_at=now)
+            if changed and kind != Assignment.Kind.GOLD:
+                pair_release_slot(pair_id=pair_id)
+            ended += changed
+    return ended
 
 
 def _active_assignment(campaign: Campaign, annotator: User, now: datetime) -> Assignment | None:
@@ -342,9 +364,16 @@ def assignment_next(
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> Assignment | None:
-    """The annotator's current lease, or a new one on the best pair; None when no work."""
+    """The annotator's current lease, or a new one on the best pair; None when no work.
+
+    A member who qualifies gets gold pairs only (the campaign's qualification count, then
+    nothing until admitted); a quarantined member gets nothing new. The membership is the
+    one the access helper read with the campaign, or is read here."""
     now = now or timezone.now()
     rng = rng or random.Random()  # noqa: S311 - A/B order and gold sampling, not security
+    member = member_of(campaign=campaign, user_id=annotator.pk)
+    if member is not None and member.state != CampaignMember.State.ACTIVE:
+        return _next_for_inactive_member(campaign, annotator, member, now, rng)
     if connection.vendor != "postgresql" or campaign.gold_share > 0:
         current = _active_assignment(campaign, annotator, now)
         if current is not None:
@@ -355,6 +384,34 @@ def assignment_next(
         if gold is not None:
             return gold
     return _take_regular_pair(campaign, annotator, now, rng)
+
+
+def qualification_checks_taken(*, campaign: Campaign, annotator_id: int) -> int:
+    """Gold checks the annotator holds or answered in the campaign (skips and expiries not)."""
+    return Assignment.objects.filter(
+        campaign=campaign,
+        annotator_id=annotator_id,
+        kind=Assignment.Kind.GOLD,
+        status__in=(Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED),
+    ).count()
+
+
+def _next_for_inactive_member(
+    campaign: Campaign,
+    annotator: User,
+    member: CampaignMember,
+    now: datetime,
+    rng: random.Random,
+) -> Assignment | None:
+    current = _active_assignment(campaign, annotator, now)
+    if current is not None:
+        return current
+    if member.state != CampaignMember.State.QUALIFYING:
+        return None  # quarantined: no new work until an admin restores them
+    taken = qualification_checks_taken(campaign=campaign, annotator_id=annotator.pk)
+    if taken >= campaign.qualification_gold_count:
+        return None  # every check answered: admitted by the last label, or held back
+    return _take_gold_pair(campaign, annotator, now, rng)
 
 
 def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> None:

@@ -99,6 +99,7 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
             hooks.label_recorded(pair=pair, label=label)
             if pair.status != status_before:
                 _forget_counts_on_commit(assignment.campaign_id)
+        hooks.label_submitted(assignment=assignment, label=label)
     assignment.status = Assignment.Status.SUBMITTED
     return label
 
@@ -286,6 +287,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         label = Label.objects.select_for_update().filter(assignment=assignment).first()
         if label is None:
             raise AlreadyFinished(f"This assignment is {assignment.status}: it has no label.")
+        if label.set_aside:
+            raise LabelLocked("This label was set aside while you were quarantined.")
         label_change_check(
             label=label, pair_status=pair.status, minutes=campaign.label_change_minutes, now=now
         )

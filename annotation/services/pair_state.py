@@ -11,8 +11,9 @@ States (``Pair.Status``) and the transitions between them::
                                         pair_retest_done goes back)       pair_escalate)
     escalated ──pair_resolve──> resolved | discarded   (final: nothing reopens them)
 
-plus counters (``pair_count_label``, ``pair_release_slot``), flags (``pair_make_gold``,
-``pairs_set_curation``) and priorities (``pairs_raise_priority``, not a transition).
+plus counters (``pair_count_label``, ``pair_release_slot``, ``pair_set_aside_label``), flags
+(``pair_make_gold``, ``pairs_set_curation``) and priorities (``pairs_raise_priority``, not a
+transition).
 
 Where two writers race, the transition is a conditional UPDATE whose WHERE clause states the
 state it leaves (``status = 'pooled'``, ``slots_taken < slot_cap`` ...), and the caller reads
@@ -91,6 +92,18 @@ def pair_release_slot(*, pair_id: int) -> int:
     return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
         slots_taken=F("slots_taken") - 1
     )
+
+
+def pair_set_aside_label(*, pair_id: int) -> int:
+    """A label on the unsettled pair was set aside (its annotator was quarantined): the pair
+    counts one label and one slot fewer, so another annotator takes the slot. Under the
+    pair's row lock; only a pair still waiting for labels changes."""
+    return Pair.objects.filter(
+        pk=pair_id,
+        status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION),
+        slots_taken__gt=0,
+        labels_count__gt=0,
+    ).update(slots_taken=F("slots_taken") - 1, labels_count=F("labels_count") - 1)
 
 
 def pair_count_label(*, pair_id: int) -> None:

@@ -92,11 +92,13 @@ def scale_values(campaign: Campaign) -> tuple[int, ...]:
 
 
 def regular_labels(*, campaign: Campaign) -> QuerySet[Label]:
-    """The labels alpha is computed on: not re-tests, not gold checks, on the campaign's scale."""
+    """The labels alpha is computed on: not re-tests, not gold checks, not set aside (their
+    annotator was quarantined), on the campaign's scale."""
     return Label.objects.filter(
         campaign=campaign,
         is_retest=False,
         is_gold_check=False,
+        set_aside=False,
         preference__in=scale_values(campaign),
     )
 

@@ -62,7 +62,7 @@ class Vote:
 _VOTES_SQL = (
     f"SELECT preference, {', '.join(f'flag_{name}' for name in FLAG_NAMES)} "  # noqa: S608
     f"FROM {Label._meta.db_table} "  # constant names only
-    "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check ORDER BY id"
+    "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check AND NOT set_aside ORDER BY id"
 )
 
 

@@ -18,7 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import trigger_client_event
 
 from annotation.models import Campaign
-from annotation.selectors import campaign_for_admin
+from annotation.selectors import campaign_for_admin, campaign_quarantined
 from core.http import error_into
 from core.requests import SignedInRequest
 from scoring.dashboard.selectors import (
@@ -179,6 +179,8 @@ def _full_page(
         "bucket_labels": BUCKET_LABELS,
         "export_form": ExportForm(),
         "curation_form": CurationForm(),
+        # Quarantined members: the admin is told here, and restores them on the members page.
+        "quarantined": campaign_quarantined(campaign=campaign),
         **_model_job_context(campaign),
     }
     for build in PANELS.values():

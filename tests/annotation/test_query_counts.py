@@ -8,11 +8,13 @@ Django's query log while a capture runs). Raise a pin only with a reason in the 
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework.test import APIClient
 
 from annotation.models import Assignment, Label
 from annotation.roles import Role
+from annotation.services.members import member_add
 from annotation.services.users import user_create
 from tests.factories import CampaignFactory, PairFactory
 
@@ -85,3 +87,25 @@ def test_the_label_that_completes_a_pair_runs_consensus_in_its_pinned_queries(
     pair.refresh_from_db()
     assert pair.consensus_preference is not None
     assert Assignment.objects.filter(pair=pair, status=Assignment.Status.SUBMITTED).count() == 3
+
+
+def test_a_member_of_a_members_only_campaign_takes_the_same_pinned_queries(
+    token_client, django_assert_num_queries
+):
+    # The membership is read in the statement that reads the campaign (next) or the
+    # assignment (label): members-only campaigns cost no extra query.
+    campaign = CampaignFactory(annotators_per_pair=3, open_to_all=False)
+    PairFactory.create_batch(2, campaign=campaign)
+    client = token_client("member")
+    member_add(campaign=campaign, user=get_user_model().objects.get(username="member"))
+    with django_assert_num_queries(NEXT_QUERIES):
+        response = client.post(f"/api/campaigns/{campaign.pk}/next")
+    assert response.status_code == 200
+    assignment_id = response.json()["assignment"]["id"]
+    with django_assert_num_queries(LABEL_QUERIES):
+        response = client.post(
+            f"/api/assignments/{assignment_id}/label", {"preference": 1}, format="json"
+        )
+    assert response.status_code == 201
+    outsider = token_client("outsider")
+    assert outsider.post(f"/api/campaigns/{campaign.pk}/next").status_code == 404

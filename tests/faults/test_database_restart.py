@@ -42,7 +42,7 @@ def seed_and_serve(
     app.manage("migrate", "--noinput", timeout=600)
     seeded = json.loads(app.manage(
         "import_pairs", str(_pairs_file(tmp_path / "pairs.jsonl", pairs, "seed")),
-        "--campaign", "faults",
+        "--campaign", "faults", "--open-to-all",
     ).strip().splitlines()[-1])
     tokens = [
         app.manage("create_user", f"annotator{i}", "--role", "annotator").strip()

@@ -26,6 +26,12 @@ class Command(BaseCommand):
             "(held out for evaluation and quality checks, never queued for annotation).",
         )
         parser.add_argument(
+            "--open-to-all",
+            action="store_true",
+            help="A campaign created by this import takes every annotator and expert, members "
+            "or not (by default only its members and site admins work on it).",
+        )
+        parser.add_argument(
             "--pool",
             action="store_true",
             help="Put the pairs in the pool instead of the open round (the loop queues them).",
@@ -35,7 +41,9 @@ class Command(BaseCommand):
         path = Path(str(options["file"]))
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
-        campaign = campaign_get_or_create(name=str(options["campaign"]))
+        campaign = campaign_get_or_create(
+            name=str(options["campaign"]), open_to_all=bool(options["open_to_all"])
+        )
         started = time.perf_counter()
         try:
             result = pairs_import(

@@ -7,10 +7,11 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandParser
 
 from annotation.demo_data import DEMO_CORPUS_NAME, demo_corpus_documents, generate_demo_pairs
-from annotation.models import Scale
+from annotation.models import CampaignMember, Scale
 from annotation.roles import Role
 from annotation.services.corpus import DocumentInput, corpus_load
 from annotation.services.imports import campaign_get_or_create, pairs_import
+from annotation.services.members import member_add
 from annotation.services.users import user_create
 
 DEMO_CAMPAIGN = "Demo: checkable answers"
@@ -79,7 +80,9 @@ class Command(BaseCommand):
         )
         self.stdout.write("demo logins (passwords are new on every run):")
         for username, role in DEMO_USERS:
-            _user, password, token = user_create(username=username, role=role)
+            user, password, token = user_create(username=username, role=role)
+            # The demo campaign is members-only, as new campaigns are: its users are members.
+            member_add(campaign=campaign, user=user, role=CampaignMember.Role(role.value))
             self.stdout.write(
                 f"  {role.value:<9} {username:<11} password: {password}  token: {token}"
             )

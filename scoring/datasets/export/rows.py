@@ -205,7 +205,9 @@ def _chunk_context(
     items: dict[int, list[str]] = defaultdict(list)
     if labelled:
         vote_rows = (
-            Label.objects.filter(campaign=campaign, is_retest=False, is_gold_check=False)
+            Label.objects.filter(
+                campaign=campaign, is_retest=False, is_gold_check=False, set_aside=False
+            )
             .order_by("pair_id", "id")
             .values_list("pair_id", "preference")
         )

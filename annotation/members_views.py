@@ -1,0 +1,197 @@
+"""The campaign members page (admins): list, add one, add many (CSV of user names or a
+group), invite, remove, and move a member on (admit a qualifier, restore a quarantined one).
+
+POST/redirect/GET: each action redirects back to the page with a message; an input the
+services reject re-renders the page with the error, status 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Group
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation.models import Campaign, CampaignMember
+from annotation.selectors import campaign_for_admin, campaign_members
+from annotation.services.members import (
+    BulkResult,
+    member_add,
+    member_admit,
+    member_invite,
+    member_remove,
+    member_restore,
+    members_add_group,
+    members_add_usernames,
+    usernames_from_csv,
+)
+from core.errors import BadRequest
+from core.http import error_into
+from core.requests import SignedInRequest
+
+TEMPLATE = "annotation/members.html"
+ROLE_CHOICES = CampaignMember.Role.choices
+
+
+
+
+class AddMemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+class BulkMembersForm(forms.Form):
+    usernames = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        help_text="CSV: one user name per row (first column); a 'username' header is skipped.",
+    )
+    csv_file = forms.FileField(required=False, label="or a CSV file")
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+    def text(self) -> str:
+        upload = self.cleaned_data.get("csv_file")
+        if upload is not None:
+            return upload.read(1_000_000).decode("utf-8", errors="replace")
+        return self.cleaned_data.get("usernames") or ""
+
+
+class GroupMembersForm(forms.Form):
+    group = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+class InviteForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+def _render(
+    request: SignedInRequest, campaign: Campaign, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    context: dict[str, Any] = {
+        "campaign": campaign,
+        "rows": campaign_members(campaign=campaign),
+        "groups": Group.objects.order_by("name").values_list("name", flat=True),
+        "add_form": AddMemberForm(),
+        "bulk_form": BulkMembersForm(),
+        "group_form": GroupMembersForm(),
+        "invite_form": InviteForm(),
+        "error": error,
+    }
+    return render(request, TEMPLATE, context, status=status)
+
+
+@login_required
+@require_GET
+def members_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    return _render(request, campaign)
+
+
+def _bulk_message(result: BulkResult) -> str:
+    text = f"Added {len(result.added)} member(s)."
+    if result.already:
+        text += f" {len(result.already)} were members already (role updated)."
+    return text
+
+
+def _apply(request: SignedInRequest, campaign: Campaign, action: str) -> str:
+    """Run the action the form names; the message to show. Raises BadRequest on bad input."""
+    if action == "add":
+        form = AddMemberForm(request.POST)
+        if not form.is_valid():
+            raise BadRequest("Give a user name and a role.")
+        user = get_user_model().objects.filter(username=form.cleaned_data["username"]).first()
+        if user is None:
+            raise BadRequest(f"No user named {form.cleaned_data['username']!r}.")
+        member_add(
+            campaign=campaign, user=user, role=form.cleaned_data["role"], by=request.user
+        )
+        return f"{user.get_username()} is a member ({form.cleaned_data['role']})."
+    if action == "bulk":
+        bulk = BulkMembersForm(request.POST, request.FILES)
+        if not bulk.is_valid():
+            raise BadRequest("Give user names (or a CSV file) and a role.")
+        names = usernames_from_csv(bulk.text())
+        result = members_add_usernames(
+            campaign=campaign,
+            usernames=names,
+            role=bulk.cleaned_data["role"],
+            by=request.user,
+        )
+        return _bulk_message(result)
+    if action == "group":
+        group = GroupMembersForm(request.POST)
+        if not group.is_valid():
+            raise BadRequest("Give a group and a role.")
+        result = members_add_group(
+            campaign=campaign,
+            group_name=group.cleaned_data["group"],
+            role=group.cleaned_data["role"],
+            by=request.user,
+        )
+        return _bulk_message(result)
+    if action == "invite":
+        invite = InviteForm(request.POST)
+        if not invite.is_valid():
+            raise BadRequest("Give a user name, a valid e-mail (or none) and a role.")
+        invitation = member_invite(
+            campaign=campaign,
+            username=invite.cleaned_data["username"],
+            email=invite.cleaned_data["email"],
+            role=invite.cleaned_data["role"],
+            by=request.user,
+        )
+        link = request.build_absolute_uri(invitation.set_password_path)
+        return (
+            f"Invited {invite.cleaned_data['username']}. Send them this one-time link to set "
+            f"their password: {link}"
+        )
+    raise BadRequest(f"Unknown action {action!r}.")
+
+
+@login_required
+@require_POST
+def members_change(request: SignedInRequest, campaign_id: int) -> HttpResponse:
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    outcome: dict[str, Any] = {}
+    with error_into(outcome):  # a refusal is shown on the page, above the forms
+        outcome["notice"] = _apply(request, campaign, request.POST.get("action", ""))
+    if "error" in outcome:
+        return _render(request, campaign, error=outcome["error"], status=outcome["error_status"])
+    messages.success(request, outcome["notice"])
+    return redirect("campaign-members", campaign_id=campaign.pk)
+
+
+@login_required
+@require_POST
+def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> HttpResponse:
+    """Remove a member, admit a qualifier, or restore a quarantined member."""
+    campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    action = request.POST.get("action", "")
+    if action == "remove":
+        member_remove(campaign=campaign, user_id=user_id)
+        messages.success(request, "Removed from the campaign.")
+        return redirect("campaign-members", campaign_id=campaign.pk)
+    member = get_object_or_404(
+        CampaignMember.objects.select_related("campaign"), campaign=campaign, user_id=user_id
+    )
+    if action == "admit":
+        done = member_admit(member=member, reason="admitted by an admin", by=request.user)
+    elif action == "restore":
+        done = member_restore(member=member, by=request.user)
+    else:
+        return _render(request, campaign, error=f"Unknown action {action!r}.", status=400)
+    if done:
+        messages.success(request, f"{member.user.get_username()} is now {member.state}.")
+    else:
+        messages.info(request, f"{member.user.get_username()} is {member.state}: nothing to do.")
+    return redirect("campaign-members", campaign_id=campaign.pk)

@@ -1,0 +1,349 @@
+"""Campaign membership: who may work on a campaign, in which role, and where they stand.
+
+The one writer of ``CampaignMember.state``. States and transitions (each leaves a
+``MemberTransition`` row with its reason and figures)::
+
+    qualifying ──member_admit──> active ──member_quarantine──> quarantined
+         (gold accuracy reached, or an admin)    <──member_restore──┘
+
+A member added while the campaign asks for a qualification starts ``qualifying`` (gold pairs
+only); everyone else starts ``active``. Quarantine sets the member's labels on pairs not yet
+settled aside (kept, flagged ``Label.set_aside``) and gives those slots back to the pairs
+through ``pair_state``. Restoring does not take the labels back: their slots went to others
+meanwhile, so they stay set aside (nothing is deleted; exports and consensus leave them out).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group
+from django.contrib.auth.tokens import default_token_generator
+from django.db import transaction
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from rest_framework.authtoken.models import Token
+
+from annotation.models import Campaign, CampaignMember, Label, MemberTransition, Pair
+from annotation.roles import Role, role_groups
+from annotation.selectors import member_remember
+from annotation.services.assignments import assignments_end_for_annotator
+from annotation.services.pair_state import pair_lock_status, pair_set_aside_label
+from core.errors import BadRequest, Conflict, NotFound
+
+_UNSETTLED = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
+# Bulk additions read at most this many names (one campaign's annotators, not a directory).
+BULK_MAX_USERNAMES = 2000
+
+
+def _initial_state(campaign: Campaign, role: str) -> str:
+    if role == CampaignMember.Role.ANNOTATOR and campaign.qualification_gold_count > 0:
+        return CampaignMember.State.QUALIFYING
+    return CampaignMember.State.ACTIVE
+
+
+def _role(role: str) -> str:
+    if role not in CampaignMember.Role.values:
+        raise BadRequest(f"role must be one of {', '.join(CampaignMember.Role.values)}")
+    return role
+
+
+def member_add(
+    *,
+    campaign: Campaign,
+    user: AbstractBaseUser,
+    role: str = CampaignMember.Role.ANNOTATOR,
+    by: AbstractBaseUser | None = None,
+) -> CampaignMember:
+    """Add the user to the campaign (or change their role there); idempotent."""
+    role = _role(role)
+    member, created = CampaignMember.objects.get_or_create(
+        campaign=campaign,
+        user=user,
+        defaults={
+            "role": role,
+            "state": _initial_state(campaign, role),
+            "added_by_id": by.pk if by else None,
+        },
+    )
+    if not created and member.role != role:
+        member.role = role
+        member.save(update_fields=["role"])
+    return member
+
+
+def member_ensure(*, campaign: Campaign, user_id: int) -> CampaignMember:
+    """The user's membership, created active (an annotator working in an open campaign who
+    was never added, about to be quarantined: the state needs a row)."""
+    member, _ = CampaignMember.objects.get_or_create(
+        campaign=campaign,
+        user_id=user_id,
+        defaults={"role": CampaignMember.Role.ANNOTATOR, "state": CampaignMember.State.ACTIVE},
+    )
+    member_remember(campaign, user_id=user_id, member=member)
+    return member
+
+
+def member_remove(*, campaign: Campaign, user_id: int) -> None:
+    """Take the user out of the campaign; their labels and transitions' history stay."""
+    deleted, _ = CampaignMember.objects.filter(campaign=campaign, user_id=user_id).delete()
+    if not deleted:
+        raise NotFound("That user is not a member of this campaign.")
+    # Leases they hold here end now: they can no longer open the pairs.
+    assignments_end_for_annotator(campaign=campaign, annotator_id=user_id)
+
+
+@dataclass
+class BulkResult:
+    added: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+
+
+def _add_all(
+    campaign: Campaign, users: Iterable[AbstractBaseUser], role: str, by: AbstractBaseUser | None
+) -> BulkResult:
+    result = BulkResult()
+    existing = set(
+        CampaignMember.objects.filter(campaign=campaign).values_list("user_id", flat=True)
+    )
+    for user in users:
+        name = user.get_username()
+        (result.already if user.pk in existing else result.added).append(name)
+        member_add(campaign=campaign, user=user, role=role, by=by)
+    return result
+
+
+def usernames_from_csv(text: str) -> list[str]:
+    """User names from CSV text: the first column of each row; a "username" header is skipped."""
+    names: list[str] = []
+    for row in csv.reader(io.StringIO(text)):
+        if not row or not row[0].strip():
+            continue
+        name = row[0].strip()
+        if not names and name.lower() == "username":
+            continue
+        names.append(name)
+    if len(names) > BULK_MAX_USERNAMES:
+        raise BadRequest(f"at most {BULK_MAX_USERNAMES} user names at once")
+    return list(dict.fromkeys(names))
+
+
+@transaction.atomic
+def members_add_usernames(
+    *,
+    campaign: Campaign,
+    usernames: list[str],
+    role: str = CampaignMember.Role.ANNOTATOR,
+    by: AbstractBaseUser | None = None,
+) -> BulkResult:
+    """Add every named user, or none: an unknown name rejects the whole list."""
+    role = _role(role)
+    usernames = list(dict.fromkeys(usernames))  # each name once, in the order given
+    if not usernames:
+        raise BadRequest("no user names given")
+    users = {
+        user.get_username(): user
+        for user in get_user_model().objects.filter(username__in=usernames)
+    }
+    unknown = [name for name in usernames if name not in users]
+    if unknown:
+        raise BadRequest("unknown users: " + ", ".join(unknown[:20]))
+    return _add_all(campaign, [users[name] for name in usernames], role, by)
+
+
+@transaction.atomic
+def members_add_group(
+    *,
+    campaign: Campaign,
+    group_name: str,
+    role: str = CampaignMember.Role.ANNOTATOR,
+    by: AbstractBaseUser | None = None,
+) -> BulkResult:
+    """Add every user of a Django group (as it is now: later members of the group are not)."""
+    role = _role(role)
+    group = Group.objects.filter(name=group_name).first()
+    if group is None:
+        raise BadRequest(f"no group named {group_name!r}")
+    users = get_user_model().objects.filter(groups=group, is_active=True).order_by("username")
+    return _add_all(campaign, users, role, by)
+
+
+@dataclass(frozen=True)
+class Invitation:
+    member: CampaignMember
+    set_password_path: str  # one use: the token dies once the password is set
+
+
+_GLOBAL_ROLE: dict[str, Role] = {
+    CampaignMember.Role.ANNOTATOR: Role.ANNOTATOR,
+    CampaignMember.Role.EXPERT: Role.EXPERT,
+}
+
+
+def invitation_path(user: AbstractBaseUser) -> str:
+    """A password-set link for the user, valid until they set a password (or it times out)."""
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return reverse("password_reset_confirm", kwargs={"uidb64": uid, "token": token})
+
+
+@transaction.atomic
+def member_invite(
+    *,
+    campaign: Campaign,
+    username: str,
+    email: str = "",
+    role: str = CampaignMember.Role.ANNOTATOR,
+    by: AbstractBaseUser | None = None,
+) -> Invitation:
+    """Create a user with no usable password, make them a member, and return their link.
+
+    The user gets the site-wide group of their campaign role (annotator or expert: what kind
+    of work they do); a campaign admin gets none, their rights come from the membership.
+    """
+    role = _role(role)
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        raise Conflict(f"a user named {username!r} exists already; add them instead")
+    user = user_model(username=username, email=email)
+    user.set_unusable_password()
+    try:
+        user.full_clean(exclude=["password"])
+    except Exception as exc:  # ValidationError: tell the admin which value is wrong
+        raise BadRequest(f"cannot create {username!r}: {exc}") from exc
+    user.save()
+    if role in _GLOBAL_ROLE:
+        assert isinstance(user, AbstractUser)  # noqa: S101 - the user model has groups
+        user.groups.add(role_groups()[_GLOBAL_ROLE[role]])
+    Token.objects.get_or_create(user=user)
+    member = member_add(campaign=campaign, user=user, role=role, by=by)
+    return Invitation(member=member, set_password_path=invitation_path(user))
+
+
+# --- state --------------------------------------------------------------------------------
+
+
+def _transition(
+    member: CampaignMember,
+    *,
+    from_states: tuple[str, ...],
+    to_state: str,
+    reason: str,
+    figures: dict[str, Any] | None,
+    by: AbstractBaseUser | None,
+) -> MemberTransition | None:
+    """The conditional UPDATE that moves the member on, and its record; None if it lost."""
+    previous = member.state
+    changed = CampaignMember.objects.filter(pk=member.pk, state__in=from_states).update(
+        state=to_state
+    )
+    if not changed:
+        return None
+    transition = MemberTransition.objects.create(
+        member=member,
+        from_state=previous,
+        to_state=to_state,
+        reason=reason[:200],
+        figures=figures or {},
+        by_id=by.pk if by else None,
+    )
+    member.state = to_state
+    return transition
+
+
+def member_record_qualification(*, member: CampaignMember, figures: dict[str, Any]) -> None:
+    """Keep the latest qualification figures on the member, for the members page."""
+    CampaignMember.objects.filter(pk=member.pk).update(qualification=figures)
+    member.qualification = figures
+
+
+def member_admit(
+    *,
+    member: CampaignMember,
+    reason: str,
+    figures: dict[str, Any] | None = None,
+    by: AbstractBaseUser | None = None,
+) -> bool:
+    """qualifying -> active (the qualification passed, or an admin admits them)."""
+    return None is not _transition(
+        member,
+        from_states=(CampaignMember.State.QUALIFYING,),
+        to_state=CampaignMember.State.ACTIVE,
+        reason=reason,
+        figures=figures,
+        by=by,
+    )
+
+
+@transaction.atomic
+def member_quarantine(
+    *,
+    member: CampaignMember,
+    reason: str,
+    figures: dict[str, Any] | None = None,
+    by: AbstractBaseUser | None = None,
+) -> int | None:
+    """active -> quarantined: end their leases and set their unsettled labels aside.
+
+    Returns how many labels were set aside, or None when the member was not active (someone
+    else quarantined them first). Each pair is locked before its label is set aside, and only
+    a pair still waiting for labels (no consensus yet) gives its slot back.
+    """
+    transition = _transition(
+        member,
+        from_states=(CampaignMember.State.ACTIVE,),
+        to_state=CampaignMember.State.QUARANTINED,
+        reason=reason,
+        figures=figures,
+        by=by,
+    )
+    if transition is None:
+        return None
+    assignments_end_for_annotator(campaign=member.campaign, annotator_id=member.user_id)
+    candidates = (
+        Label.objects.filter(
+            campaign_id=member.campaign_id,
+            annotator_id=member.user_id,
+            set_aside=False,
+            is_gold_check=False,
+            is_retest=False,
+            pair__status__in=_UNSETTLED,
+            pair__provenance=Pair.Provenance.NONE,
+        )
+        .order_by("pair_id")
+        .values_list("pk", "pair_id")
+    )
+    set_aside = 0
+    for label_id, pair_id in list(candidates):
+        # In pair order, so two quarantines lock their pairs in the same order.
+        if pair_lock_status(pair_id=pair_id) not in _UNSETTLED:
+            continue
+        if Label.objects.filter(pk=label_id, set_aside=False).update(set_aside=True):
+            pair_set_aside_label(pair_id=pair_id)
+            set_aside += 1
+    transition.figures = {**transition.figures, "labels_set_aside": set_aside}
+    transition.save(update_fields=["figures"])
+    return set_aside
+
+
+def member_restore(
+    *,
+    member: CampaignMember,
+    reason: str = "restored by an admin",
+    by: AbstractBaseUser | None = None,
+) -> bool:
+    """quarantined -> active. Set-aside labels stay set aside (their slots went to others)."""
+    return None is not _transition(
+        member,
+        from_states=(CampaignMember.State.QUARANTINED,),
+        to_state=CampaignMember.State.ACTIVE,
+        reason=reason,
+        figures=None,
+        by=by,
+    )
