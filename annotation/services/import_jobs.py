@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
@@ -22,6 +21,7 @@ from annotation.importers import ImportFormatError
 from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
+from core.queue import QUEUE_UNAVAILABLE_REASON, send_task_on_commit
 from core.validation import UPLOAD_NAME_MAX
 
 logger = logging.getLogger(__name__)
@@ -109,8 +109,20 @@ def _discard_upload(job: ImportJob) -> None:
 
 
 def import_job_enqueue(*, job: ImportJob) -> None:
+    """Send the import to a worker after commit; with the broker down the job fails (its
+    upload removed) and QueueUnavailable (503) tells the admin to upload again later."""
+
+    def fail_unsent() -> None:
+        failed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED).update(
+            status=ImportJob.Status.FAILED,
+            error=f"Nothing was imported: {QUEUE_UNAVAILABLE_REASON}. Upload it again.",
+            finished_at=timezone.now(),
+        )
+        if failed:
+            _discard_upload(job)
+
     # By name: the task module imports this one.
-    transaction.on_commit(lambda: current_app.send_task("annotation.import_pairs", args=(job.pk,)))
+    send_task_on_commit("annotation.import_pairs", args=(job.pk,), on_unavailable=fail_unsent)
 
 
 def import_job_runs_inline(*, job: ImportJob) -> bool:
