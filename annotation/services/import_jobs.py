@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from annotation.importers import ImportFormatError
@@ -48,6 +48,8 @@ def _cache_advisory() -> Iterator[None]:
 
 # A running import reports every batch; one silent this long lost its worker.
 IMPORT_STALE_SECONDS = 600
+# How long a worker whose import lost the database keeps trying to record the failure.
+_RECONNECT_SECONDS = 30.0
 
 
 def import_job_progress(*, job: ImportJob) -> int:
@@ -171,7 +173,9 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     except Exception as exc:
         job.status = ImportJob.Status.FAILED
         job.error = f"unexpected error: {exc}"
-        job.save(update_fields=["status", "error"])
+        job.finished_at = timezone.now()
+        # A request (inline) answers at once (503 when the database is gone); a worker waits.
+        _save_after_error(job, fields=["status", "error", "finished_at"], wait=not inline)
         _discard_upload(job)
         raise
     else:
@@ -186,6 +190,23 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     with _cache_advisory():
         cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
     return job
+
+
+def _save_after_error(job: ImportJob, *, fields: list[str], wait: bool) -> None:
+    """Record a failed import even when the failure was the database going away (a restart):
+    the import's transaction was rolled back, and the job should say so once the database is
+    back rather than stay running until the stale sweep. Reconnects for up to
+    ``_RECONNECT_SECONDS``; after that the sweep (``import_jobs_fail_stale``) settles it."""
+    deadline = time.monotonic() + (_RECONNECT_SECONDS if wait else 0.0)
+    while True:
+        try:
+            job.save(update_fields=fields)
+            return
+        except (OperationalError, InterfaceError):
+            if time.monotonic() >= deadline:
+                raise
+            connection.close()  # the broken connection; the next query opens a new one
+            time.sleep(1.0)
 
 
 def import_jobs_fail_stale(*, now: float | None = None) -> int:
