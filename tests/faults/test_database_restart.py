@@ -14,6 +14,7 @@ import pytest
 from tests.faults.servers import app_against
 from tests.faults.workload import (
     Annotator,
+    count,
     pairs_file,
     query,
     seed_and_serve,
@@ -66,8 +67,14 @@ def test_a_postgresql_restart_loses_no_acknowledged_label_and_answers_503_not_50
         statuses = sum((annotator.statuses for annotator in annotators), Counter())
         print("statuses:", dict(statuses))  # noqa: T201
         assert not any(key.endswith(" 500") for key in statuses), statuses
-        assert set(statuses) <= {"next 200", "next 204", "next 503", "label 201", "label 503",
-                                 "label 409"}, statuses
+        assert set(statuses) <= {
+            "next 200",
+            "next 204",
+            "next 503",
+            "label 201",
+            "label 503",
+            "label 409",
+        }, statuses
         assert any(key.endswith(" 503") for key in statuses), "the outage was not met"
         assert sum(annotator.retry_after_missing for annotator in annotators) == 0
         acknowledged, stored = stored_labels(database, annotators)
@@ -81,9 +88,8 @@ def test_a_postgresql_restart_loses_no_acknowledged_label_and_answers_503_not_50
             lambda value: value in ("succeeded", "failed"),
             timeout=90,
         )
-        imported = int(query(
-            database, f"SELECT count(*) FROM annotation_pair WHERE campaign_id = {int(campaign_id)}"  # noqa: S608
-        )) - PAIRS
+        pairs = f"SELECT count(*) FROM annotation_pair WHERE campaign_id = {int(campaign_id)}"  # noqa: S608
+        imported = count(database, pairs) - PAIRS
         print("import:", status, imported)  # noqa: T201
         assert status in ("succeeded", "failed"), status
         assert imported in (0, IMPORT_ROWS), imported

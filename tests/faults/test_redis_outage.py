@@ -16,6 +16,7 @@ from celery import Celery
 from tests.faults.servers import app_against, http
 from tests.faults.workload import (
     Annotator,
+    count,
     labelled,
     pairs_file,
     query,
@@ -50,14 +51,25 @@ def test_a_redis_outage_loses_no_label_and_the_training_and_import_finish_after_
 ):
     redis = fault_servers.redis
     database = fault_servers.fresh_database()
-    with app_against(database, redis, extra={
-        "ARBITER_IMPORT_INLINE_MAX_BYTES": "0", "ARBITER_BASE_MODEL": tiny_base_model,
-    }) as app:
+    with app_against(
+        database,
+        redis,
+        extra={
+            "ARBITER_IMPORT_INLINE_MAX_BYTES": "0",
+            "ARBITER_BASE_MODEL": tiny_base_model,
+        },
+    ) as app:
         # The seed leaves a train job (head mode) queued; its task is sent below, once
         # labelling runs.
         campaign_id, tokens, admin, train_job = seed_and_serve(
-            app, tmp_path, pairs=PAIRS, annotators=ANNOTATORS, verified=VERIFIED,
-            train=True, worker_queues="default,gpu", worker_concurrency=2,
+            app,
+            tmp_path,
+            pairs=PAIRS,
+            annotators=ANNOTATORS,
+            verified=VERIFIED,
+            train=True,
+            worker_queues="default,gpu",
+            worker_concurrency=2,
         )
 
         stop = threading.Event()
@@ -76,7 +88,9 @@ def test_a_redis_outage_loses_no_label_and_the_training_and_import_finish_after_
             with Celery(broker=redis.url(0), set_as_current=False) as broker:
                 broker.send_task("scoring.train_reward_model", args=(train_job,), queue="gpu")
         training = wait_for_value(
-            lambda: _job(database, train_job), lambda value: value != "queued", timeout=120,
+            lambda: _job(database, train_job),
+            lambda value: value != "queued",
+            timeout=120,
             poll=0.1,
         )
         assert training == "running", (training, _job(database, train_job, "error"))
@@ -87,17 +101,28 @@ def test_a_redis_outage_loses_no_label_and_the_training_and_import_finish_after_
         # An admin starts an export while the broker is down: a clear 503, and no job row
         # left queued with no task to run it.
         status, body, headers = http(
-            "POST", f"{app.url}/api/campaigns/{campaign_id}/exports", token=admin,
+            "POST",
+            f"{app.url}/api/campaigns/{campaign_id}/exports",
+            token=admin,
             body={"format": "jsonl"},
         )
         assert status == 503, (status, body)
         retry_after = {name.lower(): value for name, value in headers.items()}["retry-after"]
         assert body["code"] == "queue_unavailable" and int(retry_after) > 0, body
-        assert query(database, "SELECT count(*) FROM scoring_job WHERE kind = 'export' "
-                     "AND status IN ('queued', 'running')") == 0
-        assert "broker" in str(query(
-            database, "SELECT error FROM scoring_job WHERE kind = 'export' AND status = 'failed'"
-        ))
+        assert (
+            query(
+                database,
+                "SELECT count(*) FROM scoring_job WHERE kind = 'export' "
+                "AND status IN ('queued', 'running')",
+            )
+            == 0
+        )
+        assert "broker" in str(
+            query(
+                database,
+                "SELECT error FROM scoring_job WHERE kind = 'export' AND status = 'failed'",
+            )
+        )
         time.sleep(max(OUTAGE_S - (time.monotonic() - outage_started), 0))
         labelled_during = labelled(annotators) - labelled_before
         training_at_restart = _job(database, train_job)
@@ -108,24 +133,27 @@ def test_a_redis_outage_loses_no_label_and_the_training_and_import_finish_after_
             annotator.join(timeout=60)
 
         statuses = sum((annotator.statuses for annotator in annotators), Counter())
-        print("statuses:", dict(statuses), "during the outage:", labelled_during,  # noqa: T201
-              "training when Redis came back:", training_at_restart)
+        summary = f"{dict(statuses)}; {labelled_during} during the outage"
+        print("statuses:", summary, "; training when Redis came back:", training_at_restart)  # noqa: T201
         assert set(statuses) <= {"next 200", "next 204", "label 201"}, statuses
         assert labelled_during > 0, "labelling stopped while Redis was down"
         acknowledged, stored = stored_labels(database, annotators)
         assert stored == acknowledged
 
         training = wait_for_value(
-            lambda: _job(database, train_job), lambda value: value in ("succeeded", "failed"),
+            lambda: _job(database, train_job),
+            lambda value: value in ("succeeded", "failed"),
             timeout=180,
         )
         assert training == "succeeded", (training, _job(database, train_job, "error"))
         versions = f"SELECT count(*) FROM scoring_modelversion WHERE job_id = {train_job}"  # noqa: S608
         assert query(database, versions) == 1
+        import_status = f"SELECT status FROM annotation_importjob WHERE id = {import_job}"  # noqa: S608
         imported = wait_for_value(
-            lambda: query(database, f"SELECT status FROM annotation_importjob WHERE id = {import_job}"),  # noqa: E501, S608
-            lambda value: value in ("succeeded", "failed"), timeout=120,
+            lambda: query(database, import_status),
+            lambda value: value in ("succeeded", "failed"),
+            timeout=120,
         )
         assert imported == "succeeded", imported
-        pairs = query(database, f"SELECT count(*) FROM annotation_pair WHERE campaign_id = {int(campaign_id)}")  # noqa: E501, S608
-        assert int(pairs) - PAIRS == IMPORT_ROWS
+        pairs = f"SELECT count(*) FROM annotation_pair WHERE campaign_id = {int(campaign_id)}"  # noqa: S608
+        assert count(database, pairs) - PAIRS == IMPORT_ROWS

@@ -24,11 +24,16 @@ from tests.faults.servers import App, http
 def pairs_file(path: Path, rows: int, tag: str) -> Path:
     with path.open("w") as handle:
         for index in range(rows):
-            handle.write(json.dumps({
-                "prompt": f"{tag} question {index}",
-                "response_a": f"answer A {index}",
-                "response_b": f"answer B {index}",
-            }) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "prompt": f"{tag} question {index}",
+                        "response_a": f"answer A {index}",
+                        "response_b": f"answer B {index}",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -67,8 +72,9 @@ print(json.dumps({{"campaign_id": campaign_id, "tokens": tokens, "admin": admin,
 Seeded = tuple[int, list[str], str, int | None]
 
 
-def seed(app: App, tmp_path: Path, *, pairs: int, annotators: int, verified: int = 0,
-         train: bool = False) -> Seeded:
+def seed(
+    app: App, tmp_path: Path, *, pairs: int, annotators: int, verified: int = 0, train: bool = False
+) -> Seeded:
     """Import a campaign of ``pairs``, create annotators and an admin, give the last
     ``verified`` pairs a consensus and (``train``) record a queued head-mode train job whose
     task is not sent: (campaign id, annotator tokens, admin token, train job id or None)."""
@@ -79,13 +85,18 @@ def seed(app: App, tmp_path: Path, *, pairs: int, annotators: int, verified: int
 
 
 def seed_and_serve(
-    app: App, tmp_path: Path, *, pairs: int, annotators: int, verified: int = 0,
-    train: bool = False, worker_queues: str = "default", worker_concurrency: int = 1,
+    app: App,
+    tmp_path: Path,
+    *,
+    pairs: int,
+    annotators: int,
+    verified: int = 0,
+    train: bool = False,
+    worker_queues: str = "default",
+    worker_concurrency: int = 1,
 ) -> Seeded:
     """``seed``, then the web server and a worker (started side by side)."""
-    seeded = seed(
-        app, tmp_path, pairs=pairs, annotators=annotators, verified=verified, train=train
-    )
+    seeded = seed(app, tmp_path, pairs=pairs, annotators=annotators, verified=verified, train=train)
     worker_ready = app.spawn_worker(queues=worker_queues, concurrency=worker_concurrency)
     app.start_web()
     worker_ready()
@@ -99,8 +110,15 @@ def query(database_url: str, sql: str) -> object:
     return row[0] if row else None
 
 
-def wait_for_value(read: Callable[[], object], done: Callable[[object], bool], *,
-                   timeout: float, poll: float = 0.5) -> object:
+def count(database_url: str, sql: str) -> int:
+    value = query(database_url, sql)
+    assert isinstance(value, int), value  # noqa: S101 - a test helper
+    return value
+
+
+def wait_for_value(
+    read: Callable[[], object], done: Callable[[object], bool], *, timeout: float, poll: float = 0.5
+) -> object:
     """Poll ``read`` until ``done`` holds or ``timeout`` passes; the last value read."""
     deadline = time.monotonic() + timeout
     value = read()
@@ -114,13 +132,21 @@ def upload(app: App, campaign_id: int, token: str, path: Path) -> tuple[int, dic
     """POST a pairs file to the import API: (status, JSON body)."""
     boundary = "----arbiterfault"
     payload = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     request = urllib.request.Request(  # noqa: S310 - loopback http
-        f"{app.url}/api/campaigns/{campaign_id}/imports", data=payload, method="POST",
-        headers={"Authorization": f"Token {token}",
-                 "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        f"{app.url}/api/campaigns/{campaign_id}/imports",
+        data=payload,
+        method="POST",
+        headers={
+            "Authorization": f"Token {token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
@@ -158,7 +184,9 @@ class Annotator(threading.Thread):
                     continue
                 assignment = body["assignment"]["id"]
                 status, _, headers = http(
-                    "POST", f"{self.url}/api/assignments/{assignment}/label", token=self.token,
+                    "POST",
+                    f"{self.url}/api/assignments/{assignment}/label",
+                    token=self.token,
                     body={"preference": 1},
                 )
                 self._record("label", status, headers)
@@ -179,5 +207,5 @@ def stored_labels(database_url: str, annotators: list[Annotator]) -> tuple[int, 
     if not acknowledged:
         return 0, 0
     ids = ",".join(str(int(a)) for a in acknowledged)
-    stored = query(database_url, f"SELECT count(*) FROM annotation_label WHERE assignment_id IN ({ids})")  # noqa: E501, S608 - our ints
-    return len(acknowledged), int(stored)
+    sql = f"SELECT count(*) FROM annotation_label WHERE assignment_id IN ({ids})"  # noqa: S608
+    return len(acknowledged), count(database_url, sql)
