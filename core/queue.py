@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from celery import current_app
+from celery import Celery, current_app
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
@@ -38,17 +38,19 @@ def send_task_on_commit(
     args: Sequence[Any],
     on_unavailable: Callable[[], object],
     queue: str | None = None,
+    app: Celery | None = None,
 ) -> None:
     """Send task ``name`` once the surrounding transaction commits (at once outside one).
 
     If the broker is down, ``on_unavailable()`` runs (it must leave the row finished, not
-    queued) and QueueUnavailable propagates from the commit to the request.
+    queued) and QueueUnavailable propagates from the commit to the request. ``app``: the
+    Celery app to send with (default: the current one, configured from settings).
     """
     options = {} if queue is None else {"queue": queue}
 
     def send() -> None:
         try:
-            current_app.send_task(name, args=tuple(args), **options)
+            (app or current_app).send_task(name, args=tuple(args), **options)
         except BROKER_ERRORS as error:
             logger.warning("could not send %s%s: %s", name, tuple(args), error)
             on_unavailable()
