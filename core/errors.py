@@ -19,6 +19,8 @@ class ApplicationError(Exception):
 
     code = "application_error"
     status = 400
+    # Seconds after which a retry may succeed: the Retry-After header, when known.
+    retry_after: int | None = None
 
     def __init__(self, message: str = "", *, code: str | None = None) -> None:
         super().__init__(message)
@@ -75,7 +77,13 @@ class UpstreamFailed(ApplicationError):
 
 
 class Unavailable(ApplicationError):
-    """The feature is switched off or its backend is not there."""
+    """The feature is switched off or its backend is not there (for now: ``retry_after``)."""
 
     code = "unavailable"
     status = 503
+
+    def __init__(
+        self, message: str = "", *, code: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -1,9 +1,10 @@
 """ApplicationError to HTTP: one DRF exception handler, one middleware for pages and htmx.
 
 The API answers `{"detail": message, "code": code}` with the error's status (and Retry-After
-for RateLimited); pages answer the message in `core/error.html`, htmx requests the fragment
-`core/_error.html`, with the same status. A view that shows the error inside its own form or
-panel (re-rendering what the user typed) wraps the service call in `error_into(context)`.
+when the error knows it: RateLimited, Unavailable); pages answer the message in
+`core/error.html`, htmx requests the fragment `core/_error.html`, with the same status. A view
+that shows the error inside its own form or panel (re-rendering what the user typed) wraps the
+service call in `error_into(context)`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from django.shortcuts import render
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ApplicationError, RateLimited
+from core.errors import ApplicationError
 
 
 def _headers(exc: ApplicationError) -> dict[str, str]:
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+    if exc.retry_after is not None:
         return {"Retry-After": str(int(exc.retry_after))}
     return {}
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
@@ -99,6 +99,26 @@ def worker_environment() -> dict[str, str]:
 def start_worker(
     *, queues: str = "default,sandbox,gpu", concurrency: int = 2, name: str = "test"
 ) -> subprocess.Popen:
+    return start_workers([{"queues": queues, "concurrency": concurrency, "name": name}])[0]
+
+
+def start_workers(specs: list[dict[str, Any]]) -> list[subprocess.Popen]:
+    """Start one worker per spec (``start_worker``'s arguments) side by side, then wait until
+    all are ready: their start-ups (seconds of imports each) overlap."""
+    started = [_spawn_worker(**spec) for spec in specs]
+    try:
+        for process, log_path in started:
+            _wait_ready(process, log_path)
+    except BaseException:
+        for process, _ in started:
+            stop_worker(process, sig=signal.SIGKILL)
+        raise
+    return [process for process, _ in started]
+
+
+def _spawn_worker(
+    *, queues: str = "default,sandbox,gpu", concurrency: int = 2, name: str = "test"
+) -> tuple[subprocess.Popen, Path]:
     log_path = Path(settings.VAR_DIR) / f"worker-{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
@@ -128,12 +148,16 @@ def start_worker(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    return process, log_path
+
+
+def _wait_ready(process: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")
         if " ready." in log_path.read_text():
-            return process
+            return
         time.sleep(0.2)
     stop_worker(process)
     raise RuntimeError(f"worker did not become ready:\n{log_path.read_text()[-3000:]}")

@@ -10,18 +10,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from annotation.importers import ImportFormatError
 from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
+from core.queue import QUEUE_UNAVAILABLE_REASON, send_task_on_commit
 from core.validation import UPLOAD_NAME_MAX
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ def _cache_advisory() -> Iterator[None]:
 
 # A running import reports every batch; one silent this long lost its worker.
 IMPORT_STALE_SECONDS = 600
+# How long a worker whose import lost the database keeps trying to record the failure.
+_RECONNECT_SECONDS = 30.0
 
 
 def import_job_progress(*, job: ImportJob) -> int:
@@ -109,8 +111,20 @@ def _discard_upload(job: ImportJob) -> None:
 
 
 def import_job_enqueue(*, job: ImportJob) -> None:
+    """Send the import to a worker after commit; with the broker down the job fails (its
+    upload removed) and QueueUnavailable (503) tells the admin to upload again later."""
+
+    def fail_unsent() -> None:
+        failed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED).update(
+            status=ImportJob.Status.FAILED,
+            error=f"Nothing was imported: {QUEUE_UNAVAILABLE_REASON}. Upload it again.",
+            finished_at=timezone.now(),
+        )
+        if failed:
+            _discard_upload(job)
+
     # By name: the task module imports this one.
-    transaction.on_commit(lambda: current_app.send_task("annotation.import_pairs", args=(job.pk,)))
+    send_task_on_commit("annotation.import_pairs", args=(job.pk,), on_unavailable=fail_unsent)
 
 
 def import_job_runs_inline(*, job: ImportJob) -> bool:
@@ -159,7 +173,9 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     except Exception as exc:
         job.status = ImportJob.Status.FAILED
         job.error = f"unexpected error: {exc}"
-        job.save(update_fields=["status", "error"])
+        job.finished_at = timezone.now()
+        # A request (inline) answers at once (503 when the database is gone); a worker waits.
+        _save_after_error(job, fields=["status", "error", "finished_at"], wait=not inline)
         _discard_upload(job)
         raise
     else:
@@ -174,6 +190,23 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     with _cache_advisory():
         cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
     return job
+
+
+def _save_after_error(job: ImportJob, *, fields: list[str], wait: bool) -> None:
+    """Record a failed import even when the failure was the database going away (a restart):
+    the import's transaction was rolled back, and the job should say so once the database is
+    back rather than stay running until the stale sweep. Reconnects for up to
+    ``_RECONNECT_SECONDS``; after that the sweep (``import_jobs_fail_stale``) settles it."""
+    deadline = time.monotonic() + (_RECONNECT_SECONDS if wait else 0.0)
+    while True:
+        try:
+            job.save(update_fields=fields)
+            return
+        except (OperationalError, InterfaceError):
+            if time.monotonic() >= deadline:
+                raise
+            connection.close()  # the broken connection; the next query opens a new one
+            time.sleep(1.0)
 
 
 def import_jobs_fail_stale(*, now: float | None = None) -> int:

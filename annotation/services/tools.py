@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import nh3
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
@@ -27,6 +26,7 @@ from annotation.tools import search as search_tools
 from annotation.tools.llm import LlmUnavailable, chat, pair_messages
 from core import errors
 from core.counters import counter_incr
+from core.queue import QUEUE_UNAVAILABLE_REASON, send_task_on_commit
 
 MAX_CODE_CHARS = 256 * 1024
 MAX_STDIN_CHARS = 1024 * 1024
@@ -236,8 +236,23 @@ def code_run_create(
                 },
             )
         # By name (routed to the sandbox queue): the task module imports this one.
-        transaction.on_commit(lambda: current_app.send_task("annotation.run_code", args=(run.pk,)))
+        send_task_on_commit(
+            "annotation.run_code", args=(run.pk,), on_unavailable=lambda: _code_run_fail_unsent(run)
+        )
     return run
+
+
+def _code_run_fail_unsent(run: CodeRun) -> None:
+    """The broker was down: the run ends failed now rather than waiting for a task never sent."""
+    run.status = CodeRun.Status.FAILED
+    run.result = {"status": "failed", "error": QUEUE_UNAVAILABLE_REASON}
+    run.finished_at = timezone.now()
+    with transaction.atomic():
+        failed = CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.QUEUED).update(
+            status=run.status, result=run.result, finished_at=run.finished_at
+        )
+        if failed and run.assignment_id is not None:
+            _code_run_evidence_update(run)
 
 
 def _run_summary(run: CodeRun) -> dict[str, Any]:

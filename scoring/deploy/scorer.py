@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from scoring.reward_model import RewardModel
-    from scoring.reward_model.onnx_backend import OnnxRewardModel
+    from scoring.reward_model import Scorer
 
 # Models kept loaded per worker process; the least recently used is dropped beyond this.
 CACHED_MODELS = 2
 
-_models: OrderedDict[tuple[str, float], RewardModel | OnnxRewardModel] = OrderedDict()
+_models: OrderedDict[tuple[str, float], Scorer] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -28,9 +27,10 @@ def _cache_key(checkpoint: str) -> tuple[str, float]:
     return (os.fspath(path.absolute()), marker.stat().st_mtime if marker.exists() else 0.0)
 
 
-def loaded_model(checkpoint: str) -> RewardModel | OnnxRewardModel:
-    """The model at ``checkpoint``, loaded once per process (bf16 on a bf16-capable GPU)."""
-    from scoring.reward_model import RewardModel
+def loaded_model(checkpoint: str) -> Scorer:
+    """The model at ``checkpoint``, loaded once per process (bf16 on a bf16-capable GPU; an
+    ONNX export with ONNX Runtime)."""
+    from scoring.reward_model import load_scorer
 
     key = _cache_key(checkpoint)
     with _lock:
@@ -38,7 +38,7 @@ def loaded_model(checkpoint: str) -> RewardModel | OnnxRewardModel:
         if model is not None:
             _models.move_to_end(key)
             return model
-    model = RewardModel.load(checkpoint, inference_only=True)
+    model = load_scorer(checkpoint)
     with _lock:
         _models[key] = model
         while len(_models) > CACHED_MODELS:

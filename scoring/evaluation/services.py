@@ -216,12 +216,12 @@ def evaluation_work(job: Job):  # noqa: ANN201 - a JobWork callable
     sets = list(EvaluationSet.objects.filter(pk__in=job.params.get("sets", [])).order_by("name"))
 
     def work(context: JobContext) -> dict[str, Any]:
-        from scoring.reward_model import RewardModel
+        from scoring.reward_model import load_scorer
 
         if not sets:
             return {"version": version.number, "sets": {}}
         with context.stage(0.0, 0.05, f"loading model version {version.number}"):
-            model = RewardModel.load(version.checkpoint, inference_only=True)
+            model = load_scorer(version.checkpoint)
         total = sum(item.pairs_count for item in sets)
         done = 0
         summaries: dict[str, Any] = {}

@@ -24,13 +24,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import (
@@ -46,6 +45,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from annotation.models import Campaign
 from core.errors import ApplicationError, Conflict
+from core.queue import QUEUE_UNAVAILABLE_REASON, send_task_on_commit
 from scoring.models import Job, JobLogLine, JobShard
 
 logger = logging.getLogger(__name__)
@@ -149,10 +149,28 @@ def job_enqueue(*, job: Job, queue: str | None = None) -> None:
     """Send the job's task once the surrounding transaction commits (the worker must see it).
 
     ``queue`` overrides the route (``scoring.*`` → ``gpu``), e.g. for a dedicated GPU host.
+    With the broker down the job is marked failed (no queued row without a task) and
+    ``core.queue.QueueUnavailable`` (503) propagates.
     """
-    name = TASK_NAMES[job.kind]
-    options = {} if queue is None else {"queue": queue}
-    transaction.on_commit(lambda: current_app.send_task(name, args=(job.pk,), **options))
+    send_task_on_commit(
+        TASK_NAMES[job.kind],
+        args=(job.pk,),
+        queue=queue,
+        on_unavailable=lambda: job_fail_unsent(job=job),
+    )
+
+
+def job_fail_unsent(*, job: Job) -> bool:
+    """Fail a queued job whose task could not be sent (see ``job_enqueue``)."""
+    updated = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.FAILED,
+        error=QUEUE_UNAVAILABLE_REASON,
+        finished_at=timezone.now(),
+        message=f"failed: {QUEUE_UNAVAILABLE_REASON}"[:_MESSAGE_MAX],
+    )
+    if updated:
+        JobLogLine.objects.create(job=job, message=f"failed: {QUEUE_UNAVAILABLE_REASON}")
+    return bool(updated)
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -362,6 +380,40 @@ def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
 # --- Running a claimed job -----------------------------------------------------------------
 
 
+@contextmanager
+def fenced_heartbeat(*, row: str, poll: Callable[[], bool]) -> Iterator[None]:
+    """While the body runs, call ``poll`` every ``heartbeat_seconds()`` in a background thread.
+
+    ``poll`` refreshes the heartbeat of the row this worker owns (a job, a shard) with an
+    UPDATE fenced by its attempt, and returns False once the row is no longer ours: the beats
+    stop (the poll has told the body to stop). A failing poll (a database hiccup) is logged and
+    tried again at the next beat. ``row`` names it in the thread's name and the log.
+    """
+    done = threading.Event()
+    interval = heartbeat_seconds()
+
+    def beat() -> None:
+        try:
+            while not done.wait(interval):
+                try:
+                    if not poll():
+                        return
+                except Exception:  # a database hiccup: try again at the next beat
+                    logger.warning("heartbeat of %s failed", row, exc_info=True)
+                    close_old_connections()
+        finally:
+            # Each thread has its own database connection; close it.
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"{row} heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=interval + 30)
+
+
 class JobContext:
     """What a running job's code sees: throttled progress, stage ranges and the stop check."""
 
@@ -439,32 +491,9 @@ class JobContext:
             self._stop.set()
         return True
 
-    @contextmanager
-    def heartbeat(self) -> Iterator[None]:
+    def heartbeat(self) -> AbstractContextManager[None]:
         """Beat in a background thread while the job's code runs."""
-        done = threading.Event()
-        interval = heartbeat_seconds()
-
-        def beat() -> None:
-            try:
-                while not done.wait(interval):
-                    try:
-                        if not self._poll():
-                            return
-                    except Exception:  # a database hiccup: try again at the next beat
-                        logger.warning("heartbeat of job %s failed", self.job.pk, exc_info=True)
-                        close_old_connections()
-            finally:
-                # Each thread has its own database connection; close it.
-                connection.close()
-
-        thread = threading.Thread(target=beat, name=f"job-{self.job.pk}-heartbeat", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join(timeout=interval + 30)
+        return fenced_heartbeat(row=f"job {self.job.pk}", poll=self._poll)
 
 
 JobWork = Callable[[JobContext], dict[str, Any]]

@@ -30,14 +30,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
@@ -47,7 +47,7 @@ from scoring.jobs.runner import (
     JobContext,
     JobError,
     JobLost,
-    heartbeat_seconds,
+    fenced_heartbeat,
     job_cancel_sharded,
     job_log,
     stale_seconds,
@@ -302,31 +302,9 @@ class ShardContext:
         ):
             raise JobLost(f"shard {self.shard.pk} is no longer owned by this worker")
 
-    @contextmanager
-    def heartbeat(self) -> Iterator[None]:
-        done = threading.Event()
-        interval = heartbeat_seconds()
-
-        def beat() -> None:
-            try:
-                while not done.wait(interval):
-                    try:
-                        if not self._poll():
-                            return
-                    except Exception:
-                        logger.warning("heartbeat of shard %s failed", self.shard.pk,
-                                       exc_info=True)
-                        close_old_connections()
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=beat, name=f"shard-{self.shard.pk}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join(timeout=interval + 30)
+    def heartbeat(self) -> AbstractContextManager[None]:
+        """Beat in a background thread while the shard's code runs (the job's too)."""
+        return fenced_heartbeat(row=f"shard {self.shard.pk}", poll=self._poll)
 
 
 ShardWork = Callable[[ShardContext], None]

@@ -9,6 +9,7 @@ Pure torch + transformers (no Django), usable from a notebook::
     evaluate(model, held_out)                  # {"accuracy", "n", "per_category"}
     model.save("checkpoints/rm-v1")            # an ordinary HF seq-cls directory
     RewardModel.load("checkpoints/rm-v1").prob_a_better(conversation, answer_a, answer_b)
+    load_scorer("exports/rm-v1-onnx").prob_a_better(...)   # a checkpoint or an ONNX export
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .examples import PreferenceExample  # noqa: E402
 from .formatting import Conversation, Turn  # noqa: E402
 from .hh_rlhf import load_hh_rlhf, parse_hh_rlhf_pair  # noqa: E402
 from .model import RewardModel, default_base_path  # noqa: E402
+from .scorer import Scorer, load_scorer  # noqa: E402
 from .tiny import build_tiny_decoder_base, build_tiny_reward_model  # noqa: E402
 from .training import (  # noqa: E402
     PairEmbeddings,
@@ -39,6 +41,7 @@ __all__ = [
     "PairEmbeddings",
     "PreferenceExample",
     "RewardModel",
+    "Scorer",
     "TrainingConfig",
     "TrainingMetrics",
     "Turn",
@@ -48,6 +51,7 @@ __all__ = [
     "embed_pairs",
     "evaluate",
     "load_hh_rlhf",
+    "load_scorer",
     "parse_hh_rlhf_pair",
     "train",
 ]

@@ -7,7 +7,6 @@ import importlib.resources
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ from .formatting import (
     render_transcript,
 )
 from .head import HeadInputCapture
-from .onnx_backend import OnnxRewardModel, is_onnx_model
+from .onnx_backend import is_onnx_model
 from .packing import pack, pack_width, packed_forward, supports_packing, token_budget_batches
 
 # Skywork-Reward-V2 trains at 16K tokens; longer windows rarely pay for their memory.
@@ -145,18 +144,18 @@ class RewardModel:
     ) -> RewardModel:
         """Load a seq-cls reward model (e.g. Skywork-Reward-V2) from a local directory.
 
-        A directory written by :func:`.onnx_backend.export_onnx` gives an
-        :class:`.onnx_backend.OnnxRewardModel` (ONNX Runtime on the CPU), which has the same
-        scoring API (``score``, ``score_batch``, ``prob_a_better``, ``prob_a_better_batch``)
-        and nothing else: it is typed as a RewardModel for those callers; training and saving
-        need a torch checkpoint (``isinstance(model, RewardModel)`` tells the two apart).
+        Torch checkpoints only: a directory written by :func:`.onnx_backend.export_onnx` is
+        opened by :func:`.scorer.load_scorer` (either kind, typed as the shared
+        :class:`.scorer.Scorer` API), since it can score but not train, embed or save.
 
         ``inference_only``: the model will only score. Where it scores in bf16 anyway (precision
         ``"bf16"`` on a bf16-capable GPU) its weights are then loaded in bf16: half the memory
         and no per-step casts. Such a model cannot be trained.
         """
         if is_onnx_model(path):
-            return cast("RewardModel", OnnxRewardModel.load(path, max_length=max_length))
+            raise ValueError(
+                f"{path} is an ONNX export: open it with load_scorer (it scores, nothing more)."
+            )
         resolved = resolve_device(device)
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         if inference_only and _precision_of(config) == "bf16" and supports_bf16(resolved):

@@ -3,9 +3,9 @@
 An ONNX reward model is a directory holding ``model.onnx`` (the sequence-classification graph:
 ``input_ids`` and ``attention_mask`` in, one logit per transcript out), the tokenizer and
 ``config.json`` of the checkpoint it came from, and ``arbiter_onnx.json`` (how it was exported).
-:meth:`RewardModel.load` hands such a directory to :class:`OnnxRewardModel`, which has the same
-scoring API (``score``, ``score_batch``, ``prob_a_better``, ``prob_a_better_batch``) and renders,
-tokenizes and truncates transcripts exactly as the torch model does (:mod:`.formatting`).
+:func:`.scorer.load_scorer` hands such a directory to :class:`OnnxRewardModel`, which has the
+torch model's scoring API (the :class:`.scorer.Scorer` protocol) and renders, tokenizes and
+truncates transcripts exactly as the torch model does (:mod:`.formatting`).
 
 ``quantize="int8"`` stores the weights of the matrix products as int8 in blocks of 32 input
 channels (weight-only; see :func:`_quantize`); ``"int8-dynamic"`` is

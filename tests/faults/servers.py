@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,20 @@ class Postgres:
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/arbiter"
+        return self.url_for("arbiter")
+
+    def url_for(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def createdb(self, name: str, *, template: str | None = None) -> str:
+        """A new database (a copy of ``template``: seconds, not a migration); its URL."""
+        options = ["-T", template] if template else []
+        subprocess.run(  # noqa: S603
+            [str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+             "postgres", *options, name],
+            check=True, capture_output=True, timeout=60,
+        )
+        return self.url_for(name)
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(  # noqa: S603
@@ -100,11 +113,7 @@ def throwaway_postgres() -> Iterator[Postgres]:
             check=True, capture_output=True, timeout=120,
         )
         server.start()
-        subprocess.run(  # noqa: S603
-            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U",
-             "postgres", "arbiter"],
-            check=True, capture_output=True, timeout=60,
-        )
+        server.createdb("arbiter")
         yield server
     finally:
         with contextlib.suppress(Exception):
@@ -146,6 +155,13 @@ class Redis:
             timeout=10,
         )
         return result.stdout.strip() == b"PONG"
+
+    def flush(self) -> None:
+        """Empty every database: a test sharing this server starts with no queued task."""
+        subprocess.run(  # noqa: S603
+            ["redis-cli", "-p", str(self.port), "flushall"], check=True, capture_output=True,
+            timeout=30,
+        )
 
 
 @contextlib.contextmanager
@@ -210,16 +226,22 @@ class App:
 
         _wait(answers, 60, "the web server to answer")
 
-    def start_worker(self, *, queues: str = "default", name: str = "fault") -> subprocess.Popen:
-        process = self._spawn(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-c", "1",
-             "-n", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "INFO"],
+    def start_worker(self, *, queues: str = "default", name: str = "fault",
+                     concurrency: int = 1) -> None:
+        self.spawn_worker(queues=queues, name=name, concurrency=concurrency)()
+
+    def spawn_worker(self, *, queues: str = "default", name: str = "fault",
+                     concurrency: int = 1) -> Callable[[], None]:
+        """Start a Celery worker; returns a call that waits until it is ready (so that the
+        web server can start meanwhile)."""
+        self._spawn(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues,
+             "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-l", "INFO"],
             f"worker-{name}.log",
         )
         log = self.var_dir / f"worker-{name}.log"
-        _wait(lambda: " ready." in log.read_text(), 90, "the worker to be ready")
-        return process
+        return lambda: _wait(lambda: " ready." in log.read_text(), 90, "the worker to be ready")
 
     def stop_all(self) -> None:
         for process in reversed(self.processes):

@@ -1,4 +1,4 @@
-"""`manage.py export_model`: a version written for serving, loaded back by RewardModel.load."""
+"""`manage.py export_model`: a version written for serving, loaded back by load_scorer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from django.core.management import CommandError, call_command
 
 from scoring.models import ModelVersion
-from scoring.reward_model import RewardModel, build_tiny_reward_model
+from scoring.reward_model import RewardModel, build_tiny_reward_model, load_scorer
 from scoring.reward_model.onnx_backend import OnnxRewardModel
 
 ITEMS = [
@@ -43,14 +43,14 @@ def test_it_exports_onnx_float32_and_int8_that_score_like_the_checkpoint(
         str(tmp_path / "fp32"), campaign=version.campaign.name, number=1, format="onnx"
     )
     assert summary["version"] == 1 and summary["dtype"] == "float32" and summary["bytes"] > 0
-    fp32 = RewardModel.load(summary["path"])
+    fp32 = load_scorer(summary["path"])
     assert isinstance(fp32, OnnxRewardModel)
     np.testing.assert_allclose(fp32.score_batch(ITEMS), expected, atol=1e-3)
 
     # Without --version: the active one.
     summary = _export(str(tmp_path / "int8"), campaign=version.campaign.name, quantize="int8")
     assert summary["quantization"] == "int8"
-    int8 = RewardModel.load(summary["path"])
+    int8 = load_scorer(summary["path"])
     assert int8.precision == "int8"
     assert np.all(np.isfinite(int8.score_batch(ITEMS)))
 

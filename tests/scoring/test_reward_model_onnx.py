@@ -17,6 +17,7 @@ from scoring.reward_model import (
     build_tiny_decoder_base,
     build_tiny_reward_model,
     load_hh_rlhf,
+    load_scorer,
     train,
 )
 from scoring.reward_model.onnx_backend import (
@@ -49,22 +50,24 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> RewardModel:
     return model
 
 
-def test_an_exported_model_loads_through_reward_model_load(
+def test_an_exported_model_loads_through_load_scorer_and_not_as_a_torch_model(
     tiny: RewardModel, tmp_path: Path
 ) -> None:
     out = export_onnx(tiny, tmp_path / "onnx")
     assert is_onnx_model(out) and not is_onnx_model(tmp_path)
     manifest = read_manifest(out)
     assert manifest["quantization"] is None and manifest["max_length"] == 128
-    loaded = RewardModel.load(out)
+    loaded = load_scorer(out)
     assert isinstance(loaded, OnnxRewardModel)
+    with pytest.raises(ValueError, match="is an ONNX export: open it with load_scorer"):
+        RewardModel.load(out)
     assert loaded.precision == "float32" and loaded.max_length == 128
     # The tokenizer and config travel with it, so it scores any text on its own.
     assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
 
 
 def test_onnx_float32_rewards_match_torch_within_1e3(tiny: RewardModel, tmp_path: Path) -> None:
-    onnx_model = RewardModel.load(export_onnx(tiny, tmp_path / "onnx"))
+    onnx_model = load_scorer(export_onnx(tiny, tmp_path / "onnx"))
     items = [(CONVERSATION, response) for response in RESPONSES]
     expected = tiny.score_batch(items)
     got = onnx_model.score_batch(items)
@@ -84,7 +87,7 @@ def test_a_decoder_reward_model_exports_too(tmp_path: Path) -> None:
     base = build_tiny_decoder_base(tmp_path / "decoder-base")
     model = RewardModel.from_base(base, device="cpu", max_length=64)
     model.precision = "float32"
-    onnx_model = RewardModel.load(export_onnx(model, tmp_path / "onnx"))
+    onnx_model = load_scorer(export_onnx(model, tmp_path / "onnx"))
     items = [(CONVERSATION, response) for response in RESPONSES]
     np.testing.assert_allclose(onnx_model.score_batch(items), model.score_batch(items), atol=1e-3)
 
@@ -97,7 +100,7 @@ def test_export_replaces_an_existing_model_and_leaves_no_staging(
     assert read_manifest(out)["quantization"] == "int8"
     export_onnx(tiny, out)
     assert read_manifest(out)["quantization"] is None
-    dynamic = RewardModel.load(export_onnx(tiny, out, quantize="int8-dynamic"))
+    dynamic = load_scorer(export_onnx(tiny, out, quantize="int8-dynamic"))
     assert dynamic.precision == "int8-dynamic"
     assert np.all(np.isfinite(dynamic.score_batch([(CONVERSATION, r) for r in RESPONSES])))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["onnx"]
@@ -129,10 +132,10 @@ def test_minilm_onnx_and_int8_agree_with_torch_on_200_real_pairs(tmp_path: Path)
     items = [(conversation, response) for conversation, a, b in pairs for response in (a, b)]
 
     torch_rewards = model.score_batch(items)
-    fp32 = RewardModel.load(export_onnx(model, tmp_path / "fp32"))
+    fp32 = load_scorer(export_onnx(model, tmp_path / "fp32"))
     np.testing.assert_allclose(fp32.score_batch(items), torch_rewards, atol=1e-3)
 
-    int8 = RewardModel.load(export_onnx(model, tmp_path / "int8", quantize="int8"))
+    int8 = load_scorer(export_onnx(model, tmp_path / "int8", quantize="int8"))
     assert int8.precision == "int8"
     fp32_bytes = (tmp_path / "fp32" / ONNX_FILE).stat().st_size
     # The encoder's matrices shrink fourfold; the word embeddings stay float32.

@@ -25,7 +25,7 @@ from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.pool_scoring import pool_pairs, scoring_targets
 from scoring.loop.requests import scoring_request, training_request
 from scoring.models import Job, JobShard, PairScore
-from tests.conftest import start_worker, stop_worker, wait_for
+from tests.conftest import start_workers, stop_worker, wait_for
 from tests.factories import CampaignFactory, PairFactory
 from tests.scoring.loop_support import (
     campaign_models_dir,
@@ -102,8 +102,9 @@ def shard_workers(transactional_db, monkeypatch):
     _purge()
     started = []
     try:
-        for name in ("shard-a", "shard-b"):
-            started.append(start_worker(queues=QUEUE, concurrency=1, name=name))
+        started = start_workers(
+            [{"queues": QUEUE, "concurrency": 1, "name": name} for name in ("shard-a", "shard-b")]
+        )
         yield started
     finally:
         for process in started:

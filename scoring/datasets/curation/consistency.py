@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.db.models import F
@@ -16,6 +16,9 @@ from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.jobs.params import JobParams
 from scoring.models import ModelVersion, PairScore
 from scoring.selectors import active_model_version
+
+if TYPE_CHECKING:  # torch is imported only where a model is loaded
+    from scoring.reward_model import Scorer as ModelScorer
 
 KEPT, DISCARDED, RECYCLED = "kept", "discarded", "recycled"
 DUPLICATE, CONTAMINATED = "duplicate", "contaminated"
@@ -150,7 +153,7 @@ def curation_models(
 
 def model_version_scorer(version: ModelVersion, *, batch_size: int = 64) -> Scorer:
     """p(A better) by this version: stored PairScore rows first, the checkpoint for the rest."""
-    loaded: list[Any] = []
+    loaded: list[ModelScorer] = []
 
     def score(items: Sequence[PoolItem]) -> np.ndarray:
         stored = dict(
@@ -161,9 +164,9 @@ def model_version_scorer(version: ModelVersion, *, batch_size: int = 64) -> Scor
         missing = [item for item in items if item.pair_id not in stored]
         if missing:
             if not loaded:
-                from scoring.reward_model import RewardModel
+                from scoring.reward_model import load_scorer
 
-                model = RewardModel.load(version.checkpoint, inference_only=True)
+                model = load_scorer(version.checkpoint)
                 model.batch_size = batch_size
                 loaded.append(model)
             p = loaded[0].prob_a_better_batch(
