@@ -141,7 +141,7 @@ class Campaign(models.Model):
 
     @property
     def allowed_outcomes(self) -> tuple[str, ...]:
-        """"Both good" only on scales with a tie: without one, "equally good" has no place."""
+        """ "Both good" only on scales with a tie: without one, "equally good" has no place."""
         if 0 in self.allowed_preferences:
             return (Outcome.PREFERENCE, Outcome.BOTH_BAD, Outcome.BOTH_GOOD)
         return (Outcome.PREFERENCE, Outcome.BOTH_BAD)
