@@ -81,6 +81,16 @@ class RetestAgreementSerializer(serializers.Serializer):
     rate = serializers.FloatField(allow_null=True)
 
 
+class AspectAgreementSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    alpha_interval = serializers.FloatField(allow_null=True)
+    alpha_ordinal = serializers.FloatField(allow_null=True)
+    pairable_units = serializers.IntegerField(help_text="(pair, response) rated at least twice.")
+    ratings = serializers.IntegerField()
+    undefined_reason = serializers.CharField(allow_null=True)
+
+
 @extend_schema(summary="Inter-annotator agreement (Krippendorff's alpha)")
 class CampaignAgreementApi(APIView):
     class OutputSerializer(serializers.Serializer):
@@ -95,6 +105,7 @@ class CampaignAgreementApi(APIView):
         annotators = AgreementAnnotatorSerializer(many=True)
         disputes = DisputesSerializer()
         retest = RetestAgreementSerializer()
+        aspects = AspectAgreementSerializer(many=True, help_text="Alpha per rated aspect.")
 
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request: Request, campaign_id: int) -> Response:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from annotation.models import Campaign, Label, Pair
 from annotation.roles import Role, user_has_role
 from reviewers import hooks
+from reviewers.agreement.aspects import aspect_agreement
 from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Escalation
 
@@ -379,4 +380,5 @@ def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str,
     """``reviewers.agreement.selectors.campaign_agreement`` plus the re-test agreement rate."""
     report = dict(campaign_agreement(campaign=campaign, use_cache=use_cache))
     report["retest"] = retest_agreement(campaign=campaign)
+    report["aspects"] = aspect_agreement(campaign=campaign)
     return report
