@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked
 from annotation.aspects import parse_aspects
+from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked
 from annotation.models import Campaign, ImportJob, Outcome
 from annotation.selectors import (
     assignment_for_annotator,

@@ -35,7 +35,6 @@ from scoring.models import Job
 
 # --- Jobs ---------------------------------------------------------------------------------
 
-
 def curation_create(
     *,
     campaign: Campaign,
@@ -75,9 +74,8 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
         sharded = not scorers and params.shard_scoring
         if sharded and job.stage == Job.Stage.MAIN:
             silver_score_hand_off(
-                versions=list(
-                    {gold_version.pk: gold_version, best_version.pk: best_version}.values()
-                ),
+                versions=list({gold_version.pk: gold_version, best_version.pk: best_version}
+                              .values()),
                 context=context,
                 recurate=params.recurate,
                 progress_range=(0.0, 0.6),
@@ -149,8 +147,7 @@ def curation_run(
     # --- issue #13: in-process runs score their shards here, then run the job's last part.
     claim.job.refresh_from_db()
     if claim.job.status == Job.Status.RUNNING and claim.job.stage == Job.Stage.SHARDS:
-        shards_run_inline(
-            job=claim.job, worker="inline:" + worker_name(), work_for=shard_score_work
-        )
+        shards_run_inline(job=claim.job, worker="inline:" + worker_name(),
+                          work_for=shard_score_work)
         claim = run()
     return claim
