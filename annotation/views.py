@@ -23,9 +23,10 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import hooks
+from annotation.aspects import shown_ratings
 from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
-from annotation.forms import LabelForm
-from annotation.models import Assignment, Campaign, Label
+from annotation.forms import LabelForm, aspect_field_name
+from annotation.models import Assignment, Campaign, Label, Outcome
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import (
     annotator_counts,
@@ -126,7 +127,10 @@ def _render_workspace(
         "changing": changing,
     }
     if assignment is not None:
-        context["pair"] = render_pair(shown_pair(assignment))
+        shown = shown_pair(assignment)
+        context["pair"] = render_pair(shown)
+        if campaign.allow_rewrites:  # the texts the rewrite box starts from, as shown
+            context["shown_texts"] = {"a": shown["response_a"], "b": shown["response_b"]}
         context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
         if changing is None:
             context["previous"] = last_changeable_assignment(
@@ -233,11 +237,19 @@ def assignment_skip_view(request: HttpRequest, assignment_id: int) -> HttpRespon
 
 def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> LabelForm:
     """The label's values in the orientation the annotator saw, as a bound form."""
+    shown_choice = (
+        str(to_canonical(label.preference, swapped=assignment.swapped))
+        if label.outcome == Outcome.PREFERENCE
+        else str(label.outcome)
+    )
     data: dict[str, Any] = {
-        "preference": str(to_canonical(label.preference, swapped=assignment.swapped)),
+        "preference": shown_choice,
         "rationale": label.rationale,
         "flags": label.flags,
     }
+    for aspect, sides in shown_ratings(label.aspect_ratings, swapped=assignment.swapped).items():
+        for side, value in sides.items():
+            data[aspect_field_name(aspect, side)] = str(value)
     if label.confidence is not None:
         data["confidence"] = str(label.confidence)
     form = LabelForm(data, campaign=campaign)
