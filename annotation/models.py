@@ -138,6 +138,10 @@ class Campaign(models.Model):
             parse_aspects(self.aspects)
         except AspectError as exc:
             raise ValidationError({"aspects": str(exc)}) from exc
+        if self.both_bad_route == BothBadRoute.REWRITE and not self.allow_rewrites:
+            raise ValidationError(
+                {"both_bad_route": "Sending 'both bad' to the rewrite step needs rewrites allowed."}
+            )
 
     @property
     def allowed_outcomes(self) -> tuple[str, ...]:

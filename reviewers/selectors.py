@@ -15,7 +15,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from annotation.models import Campaign, Label, Pair
+from annotation.models import Campaign, Label, Outcome, Pair
 from annotation.roles import Role, user_has_role
 from reviewers import hooks
 from reviewers.agreement.aspects import aspect_agreement
@@ -382,3 +382,28 @@ def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str,
     report["retest"] = retest_agreement(campaign=campaign)
     report["aspects"] = aspect_agreement(campaign=campaign)
     return report
+
+
+# --- the rewrite step -----------------------------------------------------------------------
+
+
+def pair_for_expert(*, pair_id: int, user: AbstractBaseUser | AnonymousUser) -> Pair:
+    require_expert(user)
+    return get_object_or_404(Pair.objects.select_related("campaign"), pk=pair_id)
+
+
+def rewrite_queue(*, campaign: Campaign, limit: int = 50) -> QuerySet[Pair]:
+    """Pairs the labels found "both bad" that no one has rewritten yet, oldest first.
+
+    Where the campaign sends "both bad" to the rewrite step (``both_bad_route``), experts (or
+    annotators with the workspace's rewrite box) write a corrected answer for them.
+    """
+    return (
+        Pair.objects.filter(
+            campaign=campaign,
+            consensus_outcome=Outcome.BOTH_BAD,
+            status__in=[Pair.Status.COMPLETE, Pair.Status.RESOLVED],
+        )
+        .exclude(rewrites__isnull=False)
+        .order_by("id")[:limit]
+    )
