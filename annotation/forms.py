@@ -24,8 +24,11 @@ PREFERENCE_LABELS = {
 # n-th letter of the home row, whatever the scale.
 SHORTCUT_LETTERS = "asdfg"
 # Outcomes beyond a preference, answered as one more choice of the same radio group.
-OUTCOME_LABELS = {Outcome.BOTH_BAD: "Both are bad", Outcome.BOTH_GOOD: "Both are good"}
-OUTCOME_KEYS = {Outcome.BOTH_BAD: "b", Outcome.BOTH_GOOD: "o"}
+OUTCOME_LABELS: dict[str, str] = {
+    Outcome.BOTH_BAD: "Both are bad",
+    Outcome.BOTH_GOOD: "Both are good",
+}
+OUTCOME_KEYS: dict[str, str] = {Outcome.BOTH_BAD: "b", Outcome.BOTH_GOOD: "o"}
 CONFIDENCE_LABELS = {1: "Guess", 2: "Unsure", 3: "Fairly sure", 4: "Sure", 5: "Certain"}
 FLAG_LABELS = {
     "unsafe": "Unsafe content",
