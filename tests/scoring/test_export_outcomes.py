@@ -185,3 +185,27 @@ def test_export_rows_match_the_files_for_outcomes(outcome_campaign):
     ranked, row = by_pair[pairs["both_bad"].pk]
     assert not ranked and row["outcome"] == "both_bad" and "response_a" in row
     assert Pair.objects.get(pk=pairs["both_bad"].pk).consensus_outcome == "both_bad"
+
+
+def test_the_dashboard_export_form_passes_the_outcomes_and_rewrites_options(
+    campaign, admin_user, settings, tmp_path
+):
+    settings.ARBITER = {**settings.ARBITER, "EXPORT_DIR": tmp_path}
+    from scoring.models import ExportSnapshot
+    from tests.scoring.test_dashboard import HTMX, client_for
+
+    url = f"/campaigns/{campaign.pk}/dashboard/exports"
+    response = client_for(admin_user).post(
+        url,
+        {
+            "format": "jsonl",
+            "ties": "exclude",
+            "provenance": ["unanimous"],
+            "outcomes": "exclude",
+            "rewrites": "on",
+        },
+        **HTMX,
+    )
+    assert response.status_code == 200
+    filters = ExportSnapshot.objects.get().filters
+    assert (filters["outcomes"], filters["rewrites"]) == ("exclude", True)
