@@ -7,6 +7,8 @@ import random
 import krippendorff
 import numpy as np
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from annotation.aspects import Aspect
 from annotation.models import Assignment
@@ -112,3 +114,9 @@ def test_the_agreement_api_reports_alpha_per_aspect_of_submitted_labels(admin_us
     (reported,) = response.json()["aspects"]
     assert reported["name"] == "helpfulness" and reported["ratings"] == 18
     assert reported["alpha_interval"] == pytest.approx(expected)
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(reverse("campaign-agreement", args=[campaign.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-testid="aspect-agreement"' in html and f"{expected:.3f}" in html
