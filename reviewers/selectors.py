@@ -176,7 +176,13 @@ def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> di
                 "name": f"Annotator {number}",
                 "username": label.annotator.username if show_names else None,
                 "preference": label.preference,
-                "preference_words": preference_words(label.preference, campaign=campaign),
+                "preference_words": (
+                    preference_words(label.preference, campaign=campaign)
+                    if label.outcome == Outcome.PREFERENCE
+                    else label.get_outcome_display()
+                ),
+                "outcome": label.outcome,
+                "aspect_ratings": label.aspect_ratings or {},
                 "rationale": label.rationale,
                 "confidence": label.confidence,
                 "flags": label.flags,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from annotation.models import Assignment, BothBadRoute, Label, Rewrite, Scale
@@ -194,3 +196,19 @@ def test_a_campaign_with_malformed_aspects_does_not_validate(db):
     campaign = CampaignFactory.build(aspects=[{"name": "Bad Name"}])
     with pytest.raises(ValidationError):
         campaign.full_clean()
+
+
+def test_the_raw_labels_export_carries_outcome_and_aspect_ratings(
+    rich_campaign, annotator_a, admin_user
+):
+    PairFactory(campaign=rich_campaign)
+    client = api_client_for(annotator_a)
+    assignment_id = _lease(client, rich_campaign, swapped=False)
+    client.post(
+        f"/api/assignments/{assignment_id}/label",
+        {"outcome": "both_bad", "aspect_ratings": {"helpfulness": {"a": 1}}},
+        format="json",
+    )
+    response = api_client_for(admin_user).get(f"/api/campaigns/{rich_campaign.pk}/labels.jsonl")
+    (row,) = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    assert row["outcome"] == "both_bad" and row["aspect_ratings"] == {"helpfulness": {"a": 1}}

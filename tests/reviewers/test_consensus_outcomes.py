@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from annotation.models import BothBadRoute, Campaign, Outcome, Pair
 from annotation.services.assignments import assignment_next
@@ -81,3 +82,25 @@ def test_both_bad_routed_to_an_expert_escalates_the_pair():
     assert pair.consensus_outcome == Outcome.BOTH_BAD
     escalation = Escalation.objects.get(pair=pair)
     assert escalation.reason == Escalation.Reason.BOTH_BAD
+
+
+@pytest.mark.django_db
+def test_the_expert_sees_both_bad_labels_and_their_aspect_ratings(client, expert):
+    campaign = CampaignFactory(
+        both_bad_route=BothBadRoute.EXPERT,
+        aspects=[{"name": "honesty", "label": "Honesty", "scale_min": 0, "scale_max": 2}],
+    )
+    pair = PairFactory(campaign=campaign)
+    for _ in range(3):
+        assignment = assignment_next(campaign=campaign, annotator=UserFactory())
+        assert assignment is not None
+        label_submit(
+            assignment=assignment,
+            data=LabelInput(preference=0, outcome="both_bad", aspect_ratings={"honesty": {"a": 0}}),
+        )
+    escalation = Escalation.objects.get(pair=pair)
+    client.force_login(expert)
+    text = client.get(reverse("escalation-review", args=[escalation.pk])).content.decode()
+    assert text.count("Both bad") >= 3
+    assert 'data-testid="aspect-ratings"' in text
+    assert "honesty: A 0 · B –" in text or "honesty: A – · B 0" in text
