@@ -12,6 +12,7 @@ from annotation.models import (
     ImportJob,
     Label,
     Pair,
+    Rewrite,
     Round,
 )
 
@@ -60,3 +61,9 @@ admin.site.register(CodeRun)
 admin.site.register(ImportJob)
 admin.site.register(Corpus)
 admin.site.register(Document)
+
+
+@admin.register(Rewrite)
+class RewriteAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair", "based_on", "author", "created_at"]
+    raw_id_fields = ["pair", "label", "assignment"]

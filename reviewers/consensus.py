@@ -56,7 +56,7 @@ def pair_disagreement(preferences: list[int], *, max_value: int = 2) -> float:
 
 
 def consensus_outcome(outcomes: Sequence[str]) -> str:
-    """ "both_bad" or "both_good" when more than half of the labels said it, else "preference"."""
+    """The outcome more than half of the labels gave (both_bad, both_good), else "preference"."""
     for outcome in ("both_bad", "both_good"):
         if sum(1 for value in outcomes if value == outcome) * 2 > len(outcomes):
             return outcome
