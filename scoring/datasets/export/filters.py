@@ -19,7 +19,7 @@ DEFAULT_PROVENANCE = ("gold", "unanimous", "majority", "adjudicated")
 PROVENANCE_CHOICES = (*DEFAULT_PROVENANCE, "discarded", "unresolved")
 TIES_CHOICES = ("exclude", "separate")
 # "Both bad"/"both good" pairs: in a file of their own (only when there are any), or left out.
-OUTCOMES_CHOICES = ("separate", "exclude")
+OUTCOMES_CHOICES = TIES_CHOICES
 SILVER_CURATIONS = ("kept", "recycled")
 EVIDENCE_KINDS = tuple(Evidence.Kind.values)
 EVIDENCE_ITEMS_PER_PAIR = 5
