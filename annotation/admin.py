@@ -14,6 +14,7 @@ from annotation.models import (
     Label,
     MemberTransition,
     Pair,
+    Rewrite,
     Round,
 )
 
@@ -77,3 +78,7 @@ class CampaignMemberAdmin(admin.ModelAdmin):
 class MemberTransitionAdmin(admin.ModelAdmin):
     list_display = ["member", "from_state", "to_state", "reason", "at", "by"]
     list_filter = ["to_state"]
+@admin.register(Rewrite)
+class RewriteAdmin(admin.ModelAdmin):
+    list_display = ["id", "pair", "based_on", "author", "created_at"]
+    raw_id_fields = ["pair", "label", "assignment"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -11,7 +12,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.models import ImportJob
+from annotation.aspects import parse_aspects
+from annotation.models import Campaign, ImportJob, Outcome
 from annotation.selectors import (
     assignment_for_annotator,
     campaign_for_admin,
@@ -27,7 +29,14 @@ from annotation.services.import_jobs import (
     import_job_run,
     import_job_runs_inline,
 )
-from annotation.services.labels import FLAG_NAMES, LabelInput, label_change, label_submit
+from annotation.services.labels import (
+    FLAG_NAMES,
+    LabelInput,
+    RewriteInput,
+    label_change,
+    label_submit,
+)
+from annotation.services.rewrites import REWRITE_MAX_CHARS
 from core.requests import SignedInApiRequest
 from core.validation import UPLOAD_NAME_MAX
 
@@ -51,10 +60,43 @@ class AssignmentOutSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
+class AspectOutSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # shadows Field.label
+    scale_min = serializers.IntegerField()
+    scale_max = serializers.IntegerField()
+
+
+class JudgmentOptionsSerializer(serializers.Serializer):
+    outcomes = serializers.ListField(
+        child=serializers.CharField(), help_text="Values the label's outcome may take."
+    )
+    aspects = AspectOutSerializer(many=True, help_text="Rate each response on these.")
+    allow_rewrites = serializers.BooleanField()
+
+
 class NextOutputSerializer(serializers.Serializer):
     assignment = AssignmentOutSerializer()
     pair = ShownPairSerializer()
+    judgment = JudgmentOptionsSerializer()
     lease_expires_at = serializers.DateTimeField()
+
+
+def judgment_options(campaign: Campaign) -> dict[str, Any]:
+    """What a label for this campaign may hold besides the preference."""
+    return {
+        "outcomes": [str(outcome) for outcome in campaign.allowed_outcomes],
+        "aspects": [
+            {
+                "name": aspect.name,
+                "label": aspect.label,
+                "scale_min": aspect.scale_min,
+                "scale_max": aspect.scale_max,
+            }
+            for aspect in parse_aspects(campaign.aspects)
+        ],
+        "allow_rewrites": campaign.allow_rewrites,
+    }
 
 
 def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
@@ -80,6 +122,7 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
             "annotation_guideline": pair["annotation_guideline"],
             "task_category": pair["task_category"],
         },
+        "judgment": judgment_options(assignment.campaign),
         "lease_expires_at": assignment.lease_expires_at,
     }
 
@@ -98,10 +141,49 @@ class CampaignNextApi(APIView):
         return Response(next_payload(assignment))
 
 
+class RewriteInSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=REWRITE_MAX_CHARS)
+    based_on = serializers.ChoiceField(
+        choices=["a", "b"], help_text="The response (as shown) the rewrite started from."
+    )
+
+
+def _label_input(data: dict[str, Any]) -> LabelInput:
+    rewrite = data.get("rewrite")
+    return LabelInput(
+        preference=data.get("preference", 0),
+        rationale=data["rationale"],
+        confidence=data.get("confidence"),
+        flags=tuple(data["flags"]),
+        seconds_spent=data.get("seconds_spent"),
+        outcome=data["outcome"],
+        aspect_ratings=data.get("aspect_ratings"),
+        rewrite=RewriteInput(rewrite["text"], rewrite["based_on"]) if rewrite else None,
+    )
+
+
 @extend_schema_view(post=extend_schema(summary="Submit a label for a leased pair"))
 class LabelApi(APIView):
     class InputSerializer(serializers.Serializer):
-        preference = serializers.IntegerField(min_value=-2, max_value=2)
+        preference = serializers.IntegerField(
+            min_value=-2,
+            max_value=2,
+            required=False,
+            help_text="Required for the outcome 'preference'; 0 (or left out) for the others.",
+        )
+        outcome = serializers.ChoiceField(
+            choices=Outcome.values,
+            default=Outcome.PREFERENCE,
+            help_text="'both_bad' or 'both_good' (on scales with a tie) instead of a preference.",
+        )
+        aspect_ratings = serializers.DictField(
+            child=serializers.DictField(child=serializers.IntegerField(allow_null=True)),
+            required=False,
+            help_text="{aspect: {a: n, b: n}}, a and b as shown; see the campaign's aspects.",
+        )
+        rewrite = RewriteInSerializer(
+            required=False, help_text="A corrected answer (campaigns that allow rewrites)."
+        )
         rationale = serializers.CharField(required=False, allow_blank=True, default="")
         confidence = serializers.IntegerField(
             required=False, allow_null=True, min_value=1, max_value=5
@@ -111,12 +193,18 @@ class LabelApi(APIView):
         )
         seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
 
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if attrs.get("outcome") == Outcome.PREFERENCE and "preference" not in attrs:
+                raise serializers.ValidationError({"preference": "This field is required."})
+            return attrs
+
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         assignment = serializers.IntegerField(source="assignment_id")
         preference = serializers.IntegerField(
             help_text="In the orientation shown to the annotator."
         )
+        outcome = serializers.CharField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: SignedInApiRequest, assignment_id: int) -> Response:
@@ -126,16 +214,15 @@ class LabelApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        label_input = LabelInput(
-            preference=data["preference"],
-            rationale=data["rationale"],
-            confidence=data.get("confidence"),
-            flags=tuple(data["flags"]),
-            seconds_spent=data.get("seconds_spent"),
-        )
+        label_input = _label_input(data)
         label = label_submit(assignment=assignment, data=label_input)
         # Plain data shaped as OutputSerializer documents it (see next_payload).
-        shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
+        shown = {
+            "id": label.pk,
+            "assignment": assignment.pk,
+            "preference": label_input.preference,
+            "outcome": label_input.outcome,
+        }
         return Response(shown, status=201)
 
     @extend_schema(
@@ -158,15 +245,14 @@ class LabelApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        label_input = LabelInput(
-            preference=data["preference"],
-            rationale=data["rationale"],
-            confidence=data.get("confidence"),
-            flags=tuple(data["flags"]),
-            seconds_spent=data.get("seconds_spent"),
-        )
+        label_input = _label_input(data)
         label = label_change(assignment=assignment, data=label_input)
-        shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
+        shown = {
+            "id": label.pk,
+            "assignment": assignment.pk,
+            "preference": label_input.preference,
+            "outcome": label_input.outcome,
+        }
         return Response(shown, status=200)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 
-from annotation.models import Campaign
-from annotation.services.labels import FLAG_NAMES, LabelInput
+from annotation.aspects import SIDES, AspectError, parse_aspects
+from annotation.models import Campaign, Outcome
+from annotation.services.labels import FLAG_NAMES, LabelInput, RewriteInput
+from annotation.services.rewrites import REWRITE_MAX_CHARS
 
 PREFERENCE_LABELS = {
     2: "A is much better",
@@ -20,6 +23,12 @@ PREFERENCE_LABELS = {
 # Buttons run from A (left) to B (right); the n-th button answers to digit n and to the
 # n-th letter of the home row, whatever the scale.
 SHORTCUT_LETTERS = "asdfg"
+# Outcomes beyond a preference, answered as one more choice of the same radio group.
+OUTCOME_LABELS: dict[str, str] = {
+    Outcome.BOTH_BAD: "Both are bad",
+    Outcome.BOTH_GOOD: "Both are good",
+}
+OUTCOME_KEYS: dict[str, str] = {Outcome.BOTH_BAD: "b", Outcome.BOTH_GOOD: "o"}
 CONFIDENCE_LABELS = {1: "Guess", 2: "Unsure", 3: "Fairly sure", 4: "Sure", 5: "Certain"}
 FLAG_LABELS = {
     "unsafe": "Unsafe content",
@@ -40,9 +49,31 @@ class PreferenceOption:
     checked: bool
 
 
+@dataclass(frozen=True)
+class AspectControl:
+    """One aspect's two radio groups (response A, response B), as shown."""
+
+    name: str
+    label: str
+    points: list[int]
+    field_a: str
+    field_b: str
+    checked_a: str
+    checked_b: str
+
+
+def _preference_or_outcome(value: str) -> int | str:
+    return value if value in OUTCOME_LABELS else int(value)
+
+
+def aspect_field_name(aspect: str, side: str) -> str:
+    return f"aspect__{aspect}__{side}"
+
+
 class LabelForm(forms.Form):
     preference = forms.TypedChoiceField(
-        coerce=int, error_messages={"required": "Choose which response is better."}
+        coerce=_preference_or_outcome,
+        error_messages={"required": "Choose which response is better."},
     )
     rationale = forms.CharField(required=False, max_length=20_000, strip=False)
     confidence = forms.TypedChoiceField(
@@ -61,8 +92,66 @@ class LabelForm(forms.Form):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.campaign = campaign
         self.fields["preference"].choices = [  # type: ignore[attr-defined]
-            (value, PREFERENCE_LABELS[value]) for value in campaign.allowed_preferences
+            *((value, PREFERENCE_LABELS[value]) for value in campaign.allowed_preferences),
+            *((outcome, OUTCOME_LABELS[outcome]) for outcome in self._outcomes),
         ]
+        # A campaign whose aspects do not parse shows none (the admin form refuses them).
+        try:
+            self.aspects = parse_aspects(campaign.aspects)
+        except AspectError:
+            self.aspects = []
+        for aspect in self.aspects:
+            for side in SIDES:
+                self.fields[aspect_field_name(aspect.name, side)] = forms.TypedChoiceField(
+                    coerce=int,
+                    required=False,
+                    empty_value=None,
+                    choices=[(point, str(point)) for point in aspect.points],
+                )
+        if campaign.allow_rewrites:
+            self.fields["rewrite_text"] = forms.CharField(
+                required=False, max_length=REWRITE_MAX_CHARS, strip=False
+            )
+            self.fields["rewrite_based_on"] = forms.ChoiceField(
+                required=False, choices=[("a", "Response A"), ("b", "Response B")]
+            )
+
+    @property
+    def _outcomes(self) -> list[str]:
+        return [outcome for outcome in self.campaign.allowed_outcomes if outcome in OUTCOME_LABELS]
+
+    @property
+    def outcome_options(self) -> list[PreferenceOption]:
+        current = str(self["preference"].value()) if self.is_bound else None
+        return [
+            PreferenceOption(
+                value=outcome,  # type: ignore[arg-type]
+                label=OUTCOME_LABELS[outcome],
+                digit="",
+                letter=OUTCOME_KEYS[outcome],
+                side=outcome,
+                checked=current == outcome,
+            )
+            for outcome in self._outcomes
+        ]
+
+    @property
+    def aspect_controls(self) -> list[AspectControl]:
+        controls = []
+        for aspect in self.aspects:
+            names = [aspect_field_name(aspect.name, side) for side in SIDES]
+            checked = [str(self[name].value() or "") if self.is_bound else "" for name in names]
+            controls.append(
+                AspectControl(aspect.name, aspect.label, list(aspect.points), *names, *checked)
+            )
+        return controls
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.campaign.allow_rewrites and (data.get("rewrite_text") or "").strip():
+            if not data.get("rewrite_based_on"):
+                self.add_error("rewrite_based_on", "Say which response you rewrote.")
+        return data
 
     @property
     def preference_options(self) -> list[PreferenceOption]:
@@ -94,12 +183,27 @@ class LabelForm(forms.Form):
     def label_input(self, *, elapsed_seconds: float) -> LabelInput:
         """The cleaned label; `elapsed_seconds` is the server's time since the lease began."""
         data = self.cleaned_data
+        choice = data["preference"]
+        ratings: dict[str, dict[str, int]] = {}
+        for aspect in self.aspects:
+            for side in SIDES:
+                value = data.get(aspect_field_name(aspect.name, side))
+                if value is not None:
+                    ratings.setdefault(aspect.name, {})[side] = value
+        rewrite_text = data.get("rewrite_text") or ""
         return LabelInput(
-            preference=data["preference"],
+            preference=0 if isinstance(choice, str) else choice,
+            outcome=choice if isinstance(choice, str) else Outcome.PREFERENCE,
             rationale=data["rationale"],
             confidence=data["confidence"],
             flags=tuple(data["flags"]),
             seconds_spent=sane_seconds_spent(data["seconds_spent"], elapsed_seconds),
+            aspect_ratings=ratings,
+            rewrite=(
+                RewriteInput(rewrite_text, data["rewrite_based_on"])
+                if rewrite_text.strip()
+                else None
+            ),
         )
 
 

@@ -9,6 +9,7 @@ orientation. Preference values: 2 = A much better, 1 = A better, 0 = tie, -1 = B
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -39,6 +40,31 @@ DEFAULT_ESCALATION_RULES = {
 
 def default_escalation_rules() -> dict[str, object]:
     return dict(DEFAULT_ESCALATION_RULES)
+
+
+class Outcome(models.TextChoices):
+    """What a label (or a pair's consensus) says beyond which response is better.
+
+    ``both_bad`` and ``both_good`` carry preference 0, so the preference maths (consensus
+    strength, disagreement, alpha) count them as "neither is better"; the outcome keeps them
+    apart from a plain tie, and neither ever becomes a chosen/rejected pair.
+    """
+
+    PREFERENCE = "preference", "A preference (or a tie)"
+    BOTH_BAD = "both_bad", "Both bad"
+    BOTH_GOOD = "both_good", "Both good"
+
+
+class BothBadRoute(models.TextChoices):
+    """Where a pair goes when its consensus is "both bad"."""
+
+    NONE = "none", "Nowhere: keep it apart in the export"
+    EXPERT = "expert", "To an expert (escalation)"
+    REWRITE = "rewrite", "To the rewrite step"
+
+
+# Largest number of points an aspect's scale may have (scale_max - scale_min + 1).
+ASPECT_MAX_POINTS = 10
 
 
 class Campaign(models.Model):
@@ -90,6 +116,14 @@ class Campaign(models.Model):
     quarantine_min_agreement = models.FloatField(default=0.0)
     quarantine_min_checks = models.PositiveSmallIntegerField(default=10)
     quarantine_window = models.PositiveSmallIntegerField(default=50)
+    # Per-aspect ratings asked for each response besides the overall judgment:
+    # [{"name": "helpfulness", "label": "Helpfulness", "scale_min": 1, "scale_max": 5}, ...].
+    aspects = models.JSONField(default=list, blank=True)
+    # Annotators (and experts) may write a corrected copy of the better response.
+    allow_rewrites = models.BooleanField(default=False)
+    both_bad_route = models.CharField(
+        max_length=10, choices=BothBadRoute.choices, default=BothBadRoute.NONE
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -119,6 +153,25 @@ class Campaign(models.Model):
     @property
     def allowed_preferences(self) -> tuple[int, ...]:
         return SCALE_VALUES[self.scale]
+
+    def clean(self) -> None:
+        from annotation.aspects import AspectError, parse_aspects  # pure; no cycle
+
+        try:
+            parse_aspects(self.aspects)
+        except AspectError as exc:
+            raise ValidationError({"aspects": str(exc)}) from exc
+        if self.both_bad_route == BothBadRoute.REWRITE and not self.allow_rewrites:
+            raise ValidationError(
+                {"both_bad_route": "Sending 'both bad' to the rewrite step needs rewrites allowed."}
+            )
+
+    @property
+    def allowed_outcomes(self) -> tuple[str, ...]:
+        """ "Both good" only on scales with a tie: without one, "equally good" has no place."""
+        if 0 in self.allowed_preferences:
+            return (Outcome.PREFERENCE, Outcome.BOTH_BAD, Outcome.BOTH_GOOD)
+        return (Outcome.PREFERENCE, Outcome.BOTH_BAD)
 
     @property
     def quarantine_enabled(self) -> bool:
@@ -268,6 +321,14 @@ class Pair(models.Model):
     labels_count = models.PositiveSmallIntegerField(default=0)
     # Consensus, filled when the pair has its labels (or by adjudication).
     consensus_preference = models.SmallIntegerField(null=True, blank=True)
+    # "both_bad"/"both_good" when a majority of labels said so (consensus_preference is 0).
+    # A database default too: the importer COPYs rows without naming this column.
+    consensus_outcome = models.CharField(
+        max_length=10,
+        choices=Outcome.choices,
+        default=Outcome.PREFERENCE,
+        db_default=Outcome.PREFERENCE,
+    )
     provenance = models.CharField(
         max_length=20, choices=Provenance.choices, default=Provenance.NONE, blank=True
     )
@@ -356,6 +417,14 @@ class Label(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels"
     )
     preference = models.SmallIntegerField(help_text="Canonical orientation, -2 … 2.")
+    outcome = models.CharField(
+        max_length=10,
+        choices=Outcome.choices,
+        default=Outcome.PREFERENCE,
+        db_default=Outcome.PREFERENCE,
+    )
+    # {aspect: {"a": n, "b": n}}, canonical sides (as imported), whatever was shown on the left.
+    aspect_ratings = models.JSONField(default=dict, blank=True)
     rationale = models.TextField(blank=True)
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
     flag_unsafe = models.BooleanField(default=False)
@@ -387,6 +456,10 @@ class Label(models.Model):
                 condition=Q(confidence__isnull=True) | Q(confidence__gte=1, confidence__lte=5),
                 name="label_confidence_range",
             ),
+            models.CheckConstraint(
+                condition=Q(outcome="preference") | Q(preference=0),
+                name="label_outcome_has_no_preference",
+            ),
         ]
         indexes = [
             models.Index(fields=["campaign", "created_at"], name="label_campaign_time"),
@@ -409,6 +482,45 @@ class Label(models.Model):
         names = {"unsafe": self.flag_unsafe, "broken": self.flag_broken}
         names["cannot_judge"] = self.flag_cannot_judge
         return [name for name, on in names.items() if on]
+
+
+class Rewrite(models.Model):
+    """A human-written correction of one of a pair's responses: a new response of its own.
+
+    ``based_on`` is the canonical side ('a' or 'b') whose text the author started from; the
+    export can emit (rewrite ≻ that response) as a pair of its own, marked in its provenance.
+    """
+
+    class BasedOn(models.TextChoices):
+        A = "a"
+        B = "b"
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="rewrites")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rewrites")
+    # Written with a label (annotators) or on its own (experts): then both are empty.
+    label = models.ForeignKey(
+        "Label", null=True, blank=True, on_delete=models.SET_NULL, related_name="rewrites"
+    )
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="rewrites"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rewrites"
+    )
+    text = models.TextField()
+    based_on = models.CharField(max_length=1, choices=BasedOn.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(based_on__in=["a", "b"]), name="rewrite_based_on_side"
+            ),
+        ]
+        indexes = [models.Index(fields=["campaign", "pair"], name="rewrite_campaign_pair")]
+
+    def __str__(self) -> str:
+        return f"rewrite {self.pk}"
 
 
 class Evidence(models.Model):

@@ -272,6 +272,8 @@ def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "pair_id": label.pair_id,
             "annotator": label.annotator.username,
             "preference": label.preference,
+            "outcome": label.outcome,
+            "aspect_ratings": label.aspect_ratings or {},
             "orientation": "canonical",
             "shown_swapped": label.assignment.swapped,
             "rationale": label.rationale,

@@ -23,8 +23,9 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import hooks
-from annotation.forms import LabelForm
-from annotation.models import Assignment, Campaign, Label
+from annotation.aspects import shown_ratings
+from annotation.forms import LabelForm, aspect_field_name
+from annotation.models import Assignment, Campaign, Label, Outcome
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import (
     annotator_counts,
@@ -134,7 +135,10 @@ def _render_workspace(
         member = member_of(campaign=campaign, user_id=request.user.pk)
         context["member_state"] = member.state if member is not None else ""
     else:
-        context["pair"] = render_pair(shown_pair(assignment))
+        shown = shown_pair(assignment)
+        context["pair"] = render_pair(shown)
+        if campaign.allow_rewrites:  # the texts the rewrite box starts from, as shown
+            context["shown_texts"] = {"a": shown["response_a"], "b": shown["response_b"]}
         context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
         if changing is None:
             context["previous"] = last_changeable_assignment(
@@ -259,11 +263,19 @@ def _refused_label_page(
 
 def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> LabelForm:
     """The label's values in the orientation the annotator saw, as a bound form."""
+    shown_choice = (
+        str(to_canonical(label.preference, swapped=assignment.swapped))
+        if label.outcome == Outcome.PREFERENCE
+        else str(label.outcome)
+    )
     data: dict[str, Any] = {
-        "preference": str(to_canonical(label.preference, swapped=assignment.swapped)),
+        "preference": shown_choice,
         "rationale": label.rationale,
         "flags": label.flags,
     }
+    for aspect, sides in shown_ratings(label.aspect_ratings, swapped=assignment.swapped).items():
+        for side, value in sides.items():
+            data[aspect_field_name(aspect, side)] = str(value)
     if label.confidence is not None:
         data["confidence"] = str(label.confidence)
     form = LabelForm(data, campaign=campaign)

@@ -251,6 +251,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Ties and "both bad/good" pairs of an export: one choice set, one name in the schema.
+    "ENUM_NAME_OVERRIDES": {"ExportSideFileEnum": ["exclude", "separate"]},
 }
 
 # --- Celery -------------------------------------------------------------------------------

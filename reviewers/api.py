@@ -7,12 +7,15 @@ use the escalation endpoints; agreement, quality and gold are for admins. Everyo
 
 from __future__ import annotations
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
+from annotation.services.rewrites import REWRITE_MAX_CHARS, rewrite_by_expert
 from core.requests import SignedInApiRequest
 from core.validation import DbIntegerField
 from reviewers.models import Adjudication
@@ -24,7 +27,9 @@ from reviewers.selectors import (
     escalation_queue,
     escalation_review,
     pair_for_admin,
+    pair_for_expert,
     require_expert,
+    rewrite_queue,
 )
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
@@ -81,6 +86,16 @@ class RetestAgreementSerializer(serializers.Serializer):
     rate = serializers.FloatField(allow_null=True)
 
 
+class AspectAgreementSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # shadows Field.label
+    alpha_interval = serializers.FloatField(allow_null=True)
+    alpha_ordinal = serializers.FloatField(allow_null=True)
+    pairable_units = serializers.IntegerField(help_text="(pair, response) rated at least twice.")
+    ratings = serializers.IntegerField()
+    undefined_reason = serializers.CharField(allow_null=True)
+
+
 @extend_schema(summary="Inter-annotator agreement (Krippendorff's alpha)")
 class CampaignAgreementApi(APIView):
     class OutputSerializer(serializers.Serializer):
@@ -95,6 +110,7 @@ class CampaignAgreementApi(APIView):
         annotators = AgreementAnnotatorSerializer(many=True)
         disputes = DisputesSerializer()
         retest = RetestAgreementSerializer()
+        aspects = AspectAgreementSerializer(many=True, help_text="Alpha per rated aspect.")
 
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
@@ -311,3 +327,49 @@ class PairGoldApi(APIView):
         else:
             pair = pair_mark_gold(pair=pair, preference=preference)
         return Response(self.OutputSerializer(pair).data)
+
+
+class RewriteOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    pair = serializers.IntegerField(source="pair_id")
+    based_on = serializers.CharField(help_text="Canonical side ('a' or 'b') it corrects.")
+    text = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+@extend_schema(summary="Pairs found 'both bad' that wait for a rewritten answer (experts)")
+class RewriteQueueApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        conversation = serializers.JSONField()
+        response_a = serializers.CharField()
+        response_b = serializers.CharField()
+
+    @extend_schema(responses={200: OutputSerializer(many=True)})
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
+        require_expert(request.user)
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        pairs = rewrite_queue(campaign=campaign)
+        return Response(self.OutputSerializer(pairs, many=True).data)
+
+
+@extend_schema(summary="Write a corrected answer for a pair (experts)")
+class PairRewriteApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        text = serializers.CharField(max_length=REWRITE_MAX_CHARS)
+        based_on = serializers.ChoiceField(
+            choices=["a", "b"], help_text="Canonical side (as imported) the rewrite corrects."
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: RewriteOutSerializer})
+    def post(self, request: SignedInApiRequest, pair_id: int) -> Response:
+        pair = pair_for_expert(pair_id=pair_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rewrite = rewrite_by_expert(
+            pair=pair,
+            expert=request.user,
+            text=serializer.validated_data["text"],
+            based_on=serializer.validated_data["based_on"],
+        )
+        return Response(RewriteOutSerializer(rewrite).data, status=201)

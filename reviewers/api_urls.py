@@ -37,4 +37,10 @@ urlpatterns = [
         name="api-escalation-adjudicate",
     ),
     path("pairs/<int:pair_id>/gold", api.PairGoldApi.as_view(), name="api-pair-gold"),
+    path(
+        "campaigns/<int:campaign_id>/rewrite-queue",
+        api.RewriteQueueApi.as_view(),
+        name="api-rewrite-queue",
+    ),
+    path("pairs/<int:pair_id>/rewrites", api.PairRewriteApi.as_view(), name="api-pair-rewrites"),
 ]

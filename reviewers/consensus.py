@@ -17,8 +17,8 @@ Two notions of "how disputed" a pair is, for two different jobs:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
 
@@ -29,6 +29,9 @@ class Consensus:
     provenance: str  # "unanimous", "majority" or "unresolved"
     disagreement: float  # see pair_disagreement
     opposite_directions: bool
+    # "both_bad"/"both_good" when more than half of the labels said so (preference is then 0),
+    # else "preference". Values of annotation.models.Outcome.
+    outcome: str = "preference"
 
 
 def direction(preference: int) -> int:
@@ -52,15 +55,37 @@ def pair_disagreement(preferences: list[int], *, max_value: int = 2) -> float:
     return sum(squared) / len(squared) / float((2 * max_value) ** 2)
 
 
-def consensus_of(preferences: list[int], *, max_value: int = 2) -> Consensus:
+def consensus_outcome(outcomes: Sequence[str]) -> str:
+    """The outcome more than half of the labels gave (both_bad, both_good), else "preference"."""
+    for outcome in ("both_bad", "both_good"):
+        if sum(1 for value in outcomes if value == outcome) * 2 > len(outcomes):
+            return outcome
+    return "preference"
+
+
+def consensus_of(
+    preferences: list[int], *, max_value: int = 2, outcomes: Sequence[str] | None = None
+) -> Consensus:
     """Majority direction (A, tie or B) with the strength averaged over the majority.
 
     A direction needs more than half of the labels; otherwise the pair is unresolved. The
     averaged strength is rounded half away from zero, so "A much better" and "A better" from two
     annotators give "A much better".
+
+    ``outcomes`` (one per preference): "both bad" and "both good" labels carry preference 0, so
+    they vote for "neither is better"; when more than half of all labels said the same one of
+    them, the consensus (preference 0) takes that outcome instead of a plain tie.
     """
     if not preferences:
         return Consensus(None, "unresolved", 0.0, False)
+    consensus = _preference_consensus(preferences, max_value=max_value)
+    outcome = consensus_outcome(outcomes or ())
+    if outcome != "preference" and consensus.preference == 0:
+        return replace(consensus, outcome=outcome)
+    return consensus
+
+
+def _preference_consensus(preferences: list[int], *, max_value: int) -> Consensus:
     directions = [direction(p) for p in preferences]
     disagreement = pair_disagreement(preferences, max_value=max_value)
     opposite = 1 in directions and -1 in directions
@@ -78,16 +103,23 @@ DEFAULT_DISAGREEMENT_THRESHOLD = 0.5
 
 
 def escalation_reasons(
-    consensus: Consensus, *, flags: Iterable[str], rules: Mapping[str, Any]
+    consensus: Consensus,
+    *,
+    flags: Iterable[str],
+    rules: Mapping[str, Any],
+    both_bad_to_expert: bool = False,
 ) -> list[tuple[str, str]]:
     """The campaign's escalation rules that fire for a pair's consensus: (reason, detail).
 
     Rules (each on unless ``rules`` sets it false): ``no_majority``; ``opposite_directions``
     when someone chose A, someone B, and ``disagreement > disagreement_threshold`` (0.5);
-    ``flags`` when any label carries a flag (unsafe, broken, cannot judge). Reasons are the
-    values of ``reviewers.models.Escalation.Reason``.
+    ``flags`` when any label carries a flag (unsafe, broken, cannot judge); ``both_bad`` when
+    the consensus is "both bad" and ``both_bad_to_expert`` (the campaign routes such pairs to an
+    expert). Reasons are the values of ``reviewers.models.Escalation.Reason``.
     """
     reasons: list[tuple[str, str]] = []
+    if consensus.outcome == "both_bad" and both_bad_to_expert:
+        reasons.append(("both_bad", "most annotators found both responses bad"))
     if consensus.preference is None and rules.get("no_majority", True):
         reasons.append(("no_majority", "labels split with no majority direction"))
     threshold = float(rules.get("disagreement_threshold", DEFAULT_DISAGREEMENT_THRESHOLD))

@@ -16,6 +16,7 @@ class Escalation(models.Model):
         FLAGGED = "flagged", "Flagged by an annotator"
         RETEST_CONTRADICTION = "retest_contradiction", "Re-test contradicts consensus"
         MODEL_CONTRADICTION = "model_contradiction", "Confident model contradicts unanimous label"
+        BOTH_BAD = "both_bad", "Both responses bad"
         MANUAL = "manual", "Escalated by an admin"
 
     class Status(models.TextChoices):

@@ -15,9 +15,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from annotation.models import Campaign, CampaignMember, Label, Pair
+from annotation.models import Campaign, CampaignMember, Label, Outcome, Pair
 from annotation.roles import Role, user_has_role
 from reviewers import hooks
+from reviewers.agreement.aspects import aspect_agreement
 from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Escalation
 
@@ -214,7 +215,13 @@ def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]
                 "name": f"Annotator {number}",
                 "username": label.annotator.username if show_names else None,
                 "preference": label.preference,
-                "preference_words": preference_words(label.preference, campaign=campaign),
+                "preference_words": (
+                    preference_words(label.preference, campaign=campaign)
+                    if label.outcome == Outcome.PREFERENCE
+                    else label.get_outcome_display()
+                ),
+                "outcome": label.outcome,
+                "aspect_ratings": label.aspect_ratings or {},
                 "rationale": label.rationale,
                 "confidence": label.confidence,
                 "flags": label.flags,
@@ -424,4 +431,30 @@ def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str,
     """``reviewers.agreement.selectors.campaign_agreement`` plus the re-test agreement rate."""
     report = dict(campaign_agreement(campaign=campaign, use_cache=use_cache))
     report["retest"] = retest_agreement(campaign=campaign)
+    report["aspects"] = aspect_agreement(campaign=campaign)
     return report
+
+
+# --- the rewrite step -----------------------------------------------------------------------
+
+
+def pair_for_expert(*, pair_id: int, user: User) -> Pair:
+    require_expert(user)
+    return get_object_or_404(Pair.objects.select_related("campaign"), pk=pair_id)
+
+
+def rewrite_queue(*, campaign: Campaign, limit: int = 50) -> QuerySet[Pair]:
+    """Pairs the labels found "both bad" that no one has rewritten yet, oldest first.
+
+    Where the campaign sends "both bad" to the rewrite step (``both_bad_route``), experts (or
+    annotators with the workspace's rewrite box) write a corrected answer for them.
+    """
+    return (
+        Pair.objects.filter(
+            campaign=campaign,
+            consensus_outcome=Outcome.BOTH_BAD,
+            status__in=[Pair.Status.COMPLETE, Pair.Status.RESOLVED],
+        )
+        .exclude(rewrites__isnull=False)
+        .order_by("id")[:limit]
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -12,11 +14,13 @@ from django.db.models import Field
 from django.utils import timezone
 
 from annotation import hooks
+from annotation.aspects import AspectError, canonical_ratings, parse_aspects
 from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
-from annotation.models import Assignment, Evidence, Label, Pair
+from annotation.models import Assignment, Evidence, Label, Outcome, Pair
 from annotation.prepared_reads import fetch_one_prepared
 from annotation.selectors import campaign_pair_counts_forget
 from annotation.services.pair_state import COUNT_LABEL_SET_SQL, pair_count_label
+from annotation.services.rewrites import rewrite_check, rewrite_create
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 _CONSENSUS_FIELDS = (
@@ -32,14 +36,29 @@ _CONSENSUS_FIELDS = (
 
 
 @dataclass(frozen=True)
+class RewriteInput:
+    """A corrected answer written with a label; ``based_on`` is the SHOWN side, 'a' or 'b'."""
+
+    text: str
+    based_on: str
+
+
+@dataclass(frozen=True)
 class LabelInput:
-    """A label as the annotator gave it, in the orientation they were shown."""
+    """A label as the annotator gave it, in the orientation they were shown.
+
+    ``outcome`` "both_bad"/"both_good" carry preference 0. ``aspect_ratings`` are
+    {aspect: {"a": n, "b": n}} with a and b as shown.
+    """
 
     preference: int
     rationale: str = ""
     confidence: int | None = None
     flags: tuple[str, ...] = ()
     seconds_spent: float | None = None
+    outcome: str = Outcome.PREFERENCE
+    aspect_ratings: Mapping[str, Any] | None = None
+    rewrite: RewriteInput | None = None
 
 
 def to_canonical(preference_shown: int, *, swapped: bool) -> int:
@@ -47,9 +66,19 @@ def to_canonical(preference_shown: int, *, swapped: bool) -> int:
     return -preference_shown if swapped else preference_shown
 
 
-def _validate(assignment: Assignment, data: LabelInput) -> None:
-    allowed = assignment.campaign.allowed_preferences
-    if data.preference not in allowed:
+def _validate(assignment: Assignment, data: LabelInput) -> dict[str, dict[str, int]]:
+    """Raise InvalidLabel unless the label fits the campaign; returns the canonical aspect
+    ratings."""
+    campaign = assignment.campaign
+    allowed = campaign.allowed_preferences
+    if data.outcome not in campaign.allowed_outcomes:
+        raise InvalidLabel(
+            f"outcome must be one of {', '.join(campaign.allowed_outcomes)} for this campaign"
+        )
+    if data.outcome != Outcome.PREFERENCE:
+        if data.preference != 0:
+            raise InvalidLabel(f"a {data.outcome} label carries preference 0")
+    elif data.preference not in allowed:
         raise InvalidLabel(
             f"preference must be one of {sorted(allowed, reverse=True)} for this campaign's "
             f"{assignment.campaign.get_scale_display()} scale"
@@ -63,12 +92,19 @@ def _validate(assignment: Assignment, data: LabelInput) -> None:
         raise InvalidLabel("seconds_spent cannot be negative")
     if len(data.rationale) > 20_000:
         raise InvalidLabel("rationale is longer than 20,000 characters")
+    if data.rewrite is not None:
+        rewrite_check(campaign=campaign, text=data.rewrite.text, based_on=data.rewrite.based_on)
     # Whether a model was consulted is checked with the write, in the same round trip.
+    try:
+        aspects = parse_aspects(campaign.aspects)
+        return canonical_ratings(data.aspect_ratings, aspects=aspects, swapped=assignment.swapped)
+    except AspectError as exc:
+        raise InvalidLabel(str(exc), code="invalid_aspect_rating") from exc
 
 
 def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | None = None) -> Label:
     now = now or timezone.now()
-    _validate(assignment, data)
+    aspect_ratings = _validate(assignment, data)
     canonical = to_canonical(data.preference, swapped=assignment.swapped)
     label = Label(
         assignment=assignment,
@@ -76,6 +112,8 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
         pair_id=assignment.pair_id,
         annotator_id=assignment.annotator_id,
         preference=canonical,
+        outcome=data.outcome,
+        aspect_ratings=aspect_ratings,
         rationale=data.rationale,
         confidence=data.confidence,
         flag_unsafe="unsafe" in data.flags,
@@ -92,6 +130,8 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
             pair = _record_in_one_statement(assignment, label, now, counts_for_pair)
         else:
             pair = _record_with_orm(assignment, label, now, counts_for_pair)
+        if data.rewrite is not None:
+            _rewrite_with_label(assignment, label, data.rewrite)
         if pair is not None:
             pair.campaign = assignment.campaign
             status_before = pair.status
@@ -102,6 +142,22 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
         hooks.label_submitted(assignment=assignment, label=label)
     assignment.status = Assignment.Status.SUBMITTED
     return label
+
+
+def _rewrite_with_label(assignment: Assignment, label: Label, rewrite: RewriteInput) -> None:
+    # The shown side, turned canonical as the label's preference is.
+    based_on = rewrite.based_on
+    if assignment.swapped:
+        based_on = "b" if based_on == "a" else "a"
+    rewrite_create(
+        pair_id=assignment.pair_id,
+        campaign=assignment.campaign,
+        author_id=assignment.annotator_id,
+        text=rewrite.text,
+        based_on=based_on,
+        label=label,
+        assignment=assignment,
+    )
 
 
 def _claim_failed(assignment: Assignment) -> Exception:
@@ -154,6 +210,8 @@ _LABEL_COLUMNS = (
     "pair_id",
     "annotator_id",
     "preference",
+    "outcome",
+    "aspect_ratings",
     "rationale",
     "confidence",
     "flag_unsafe",
@@ -217,6 +275,8 @@ def _record_in_one_statement(
 ) -> Pair | None:
     label.created_at = now
     params = {column: getattr(label, column) for column in _LABEL_COLUMNS}
+    # Cast from text to jsonb in the statement; a dict is no SQL parameter of its own.
+    params["aspect_ratings"] = json.dumps(label.aspect_ratings)
     params.update(
         submitted=Assignment.Status.SUBMITTED,
         active=Assignment.Status.ACTIVE,
@@ -279,7 +339,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
     expert decided the pair; AlreadyFinished when the assignment has no label to change.
     """
     now = now or timezone.now()
-    _validate(assignment, data)
+    aspect_ratings = _validate(assignment, data)
     campaign = assignment.campaign
     with transaction.atomic():
         # The pair's row lock first, as label_submit's UPDATE and escalation_open take it.
@@ -296,6 +356,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
             raise InvalidLabel(_MODEL_ALONE)
         previous = {
             "preference": label.preference,
+            "outcome": label.outcome,
+            "aspect_ratings": label.aspect_ratings,
             "rationale": label.rationale,
             "confidence": label.confidence,
             "flags": label.flags,
@@ -305,6 +367,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         label.history = [*(label.history or []), previous]
         label.changed_at = now
         label.preference = to_canonical(data.preference, swapped=assignment.swapped)
+        label.outcome = data.outcome
+        label.aspect_ratings = aspect_ratings
         label.rationale = data.rationale
         label.confidence = data.confidence
         label.flag_unsafe = "unsafe" in data.flags
@@ -317,6 +381,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
                 "history",
                 "changed_at",
                 "preference",
+                "outcome",
+                "aspect_ratings",
                 "rationale",
                 "confidence",
                 "flag_unsafe",
@@ -325,6 +391,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
                 "seconds_spent",
             ]
         )
+        if data.rewrite is not None:
+            _rewrite_with_label(assignment, label, data.rewrite)
         pair.campaign = campaign
         status_before = pair.status
         hooks.label_changed(pair=pair, label=label)

@@ -32,7 +32,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import F, QuerySet
 
-from annotation.models import Pair, Round
+from annotation.models import Outcome, Pair, Round
 from annotation.prepared_reads import execute_prepared
 
 FINAL_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
@@ -117,8 +117,8 @@ def pair_count_label(*, pair_id: int) -> None:
 # Run under the pair's row lock on every N-th label: a prepared statement, no ORM compiling.
 _SETTLE_SQL = (
     f"UPDATE {Pair._meta.db_table} "  # noqa: S608 - a constant table name only
-    "SET consensus_preference = %s, provenance = %s, disagreement = %s, status = %s "
-    "WHERE id = %s"
+    "SET consensus_preference = %s, consensus_outcome = %s, provenance = %s, disagreement = %s, "
+    "status = %s WHERE id = %s"
 )
 
 
@@ -129,15 +129,18 @@ def pair_settle(
     provenance: str,
     disagreement: float,
     escalate: bool,
+    outcome: str = Outcome.PREFERENCE,
 ) -> str:
     """in_annotation -> complete, or escalated when a rule fired, storing the consensus.
 
     The caller holds the pair's row lock and has checked that the pair is not final.
+    ``outcome``: "both_bad"/"both_good" when the labels' consensus said so (preference 0).
     Returns the new status.
     """
     status = Pair.Status.ESCALATED if escalate else Pair.Status.COMPLETE
     execute_prepared(
-        _SETTLE_SQL, [preference, str(provenance), disagreement, str(status), pair_id]
+        _SETTLE_SQL,
+        [preference, str(outcome), str(provenance), disagreement, str(status), pair_id],
     )
     return status
 
@@ -168,9 +171,13 @@ def pair_escalate(*, pair_id: int) -> None:
 
 
 def pair_resolve(*, pair_id: int, preference: int | None, discarded: bool) -> None:
-    """escalated -> resolved (the expert's preference) or discarded. Under the row lock."""
+    """escalated -> resolved (the expert's preference) or discarded. Under the row lock.
+
+    An expert's preference replaces a "both bad"/"both good" consensus outcome.
+    """
     Pair.objects.filter(pk=pair_id).update(
         consensus_preference=preference,
+        consensus_outcome=Outcome.PREFERENCE,
         provenance=Pair.Provenance.DISCARDED if discarded else Pair.Provenance.ADJUDICATED,
         status=Pair.Status.DISCARDED if discarded else Pair.Status.RESOLVED,
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from annotation.models import Assignment, Campaign, Label, Pair
+from annotation.models import Assignment, BothBadRoute, Campaign, Label, Outcome, Pair
 from annotation.prepared_reads import fetch_all_prepared
 from annotation.services.labels import FLAG_NAMES
 from annotation.services.pair_state import (
@@ -52,15 +52,16 @@ def _max_value(campaign: Campaign) -> int:
 
 @dataclass(frozen=True)
 class Vote:
-    """What consensus needs of a label: its canonical preference and its flags."""
+    """What consensus needs of a label: its canonical preference, flags and outcome."""
 
     preference: int
     flags: tuple[str, ...]
+    outcome: str = Outcome.PREFERENCE
 
 
 # Both run under the pair's row lock on every N-th label: prepared statements, no ORM compiling.
 _VOTES_SQL = (
-    f"SELECT preference, {', '.join(f'flag_{name}' for name in FLAG_NAMES)} "  # noqa: S608
+    f"SELECT preference, outcome, {', '.join(f'flag_{name}' for name in FLAG_NAMES)} "  # noqa: S608
     f"FROM {Label._meta.db_table} "  # constant names only
     "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check AND NOT set_aside ORDER BY id"
 )
@@ -68,8 +69,12 @@ _VOTES_SQL = (
 
 def _regular_votes(pair_id: int) -> list[Vote]:
     return [
-        Vote(preference, tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on))
-        for preference, *flags in fetch_all_prepared(_VOTES_SQL, [pair_id])
+        Vote(
+            preference,
+            tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on),
+            outcome,
+        )
+        for preference, outcome, *flags in fetch_all_prepared(_VOTES_SQL, [pair_id])
     ]
 
 
@@ -96,6 +101,7 @@ _CONSENSUS_REASONS = (
     Escalation.Reason.NO_MAJORITY,
     Escalation.Reason.OPPOSITE_DIRECTIONS,
     Escalation.Reason.FLAGGED,
+    Escalation.Reason.BOTH_BAD,
 )
 
 
@@ -151,18 +157,27 @@ def pair_consensus_update(
             return None
         labels = labels if labels is not None else _regular_votes(pair.pk)
         consensus = consensus_of(
-            [vote.preference for vote in labels], max_value=_max_value(campaign)
+            [vote.preference for vote in labels],
+            max_value=_max_value(campaign),
+            outcomes=[vote.outcome for vote in labels],
         )
         flags = [name for vote in labels for name in vote.flags]
-        reasons = escalation_reasons(consensus, flags=flags, rules=campaign.escalation_rules or {})
+        reasons = escalation_reasons(
+            consensus,
+            flags=flags,
+            rules=campaign.escalation_rules or {},
+            both_bad_to_expert=campaign.both_bad_route == BothBadRoute.EXPERT,
+        )
         status = pair_settle(
             pair_id=pair.pk,
             preference=consensus.preference,
             provenance=consensus.provenance,
             disagreement=consensus.disagreement,
             escalate=bool(reasons),
+            outcome=consensus.outcome,
         )
         pair.consensus_preference = consensus.preference
+        pair.consensus_outcome = consensus.outcome
         pair.provenance = consensus.provenance
         pair.disagreement = consensus.disagreement
         pair.status = status

@@ -66,6 +66,16 @@ class ExportForm(forms.Form):
         choices=[("exclude", "leave out"), ("separate", "separate file")],
         initial="exclude",
     )
+    outcomes = forms.TypedChoiceField(
+        label="Both bad / both good",
+        choices=[("separate", "separate file"), ("exclude", "leave out")],
+        initial="separate",
+        required=False,
+        empty_value="separate",
+    )
+    rewrites = forms.BooleanField(
+        required=False, help_text="Add (rewrite ≻ original) pairs, provenance 'rewrite'."
+    )
 
     def clean_rounds(self) -> list[int]:
         text = self.cleaned_data["rounds"].replace(",", " ")
@@ -91,6 +101,8 @@ class ExportForm(forms.Form):
                         "include_silver": data["include_silver"],
                         "silver_curated_only": data["silver_curated_only"],
                         "ties": data["ties"] if data["ties"] in TIES_CHOICES else "exclude",
+                        "outcomes": data["outcomes"],
+                        "rewrites": data["rewrites"],
                     }
                 )
             except InvalidExport as error:

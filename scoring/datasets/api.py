@@ -91,13 +91,19 @@ class ExportsApi(APIView):
 @extend_schema(summary="Download an export snapshot")
 class ExportDownloadApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("file", str, enum=["main", "ties"], required=False)],
+        parameters=[
+            OpenApiParameter("file", str, enum=["main", "ties", "outcomes"], required=False)
+        ],
         responses={200: OpenApiResponse(description="The export file, as an attachment.")},
     )
     def get(self, request: SignedInApiRequest, export_id: int) -> FileResponse:
         snapshot = export_for_admin(export_id=export_id, user=request.user)
         role = request.query_params.get("file", "main")
-        path = export_file(snapshot=snapshot, role=role) if role in ("main", "ties") else None
+        path = (
+            export_file(snapshot=snapshot, role=role)
+            if role in ("main", "ties", "outcomes")
+            else None
+        )
         if path is None:
             raise Http404("This export has no such file (yet).")
         filename = f"{snapshot.campaign.name}-{path.name}".replace(" ", "_")

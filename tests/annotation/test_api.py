@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
-from annotation.api import LabelApi, NextOutputSerializer
+from annotation.api import LabelApi, NextOutputSerializer, judgment_options
 from annotation.models import Assignment, Label, Pair, Scale
 from annotation.roles import Role
 from annotation.selectors import shown_pair
@@ -208,6 +208,7 @@ def test_next_and_label_bodies_are_what_their_serializers_document(annotator_a):
         {
             "assignment": assignment,
             "pair": shown_pair(assignment),
+            "judgment": judgment_options(campaign),
             "lease_expires_at": assignment.lease_expires_at,
         }
     ).data

@@ -514,3 +514,25 @@ def test_each_new_pair_gets_a_history_entry_and_polling_adds_none(
     )
     assert "Nothing left to judge" in poll.content.decode()
     assert "HX-Push-Url" not in poll and "HX-Replace-Url" not in poll
+
+
+@pytest.mark.parametrize(
+    ("scale", "outcomes"),
+    [
+        (Scale.BINARY, [("both_bad", "b", "Both are bad")]),
+        (
+            Scale.FIVE_POINT,
+            [("both_bad", "b", "Both are bad"), ("both_good", "o", "Both are good")],
+        ),
+    ],
+)
+def test_both_bad_and_both_good_are_offered_beside_the_scale(alice_client, scale, outcomes):
+    campaign = CampaignFactory(scale=scale)
+    PairFactory(campaign=campaign)
+    html = alice_client.get(workspace_url(campaign), headers=HTMX).content.decode()
+    offered = re.findall(
+        r'name="preference" value="(both_\w+)" data-key="(\w)".*?outcome-text">([^<]+)<',
+        html,
+        re.DOTALL,
+    )
+    assert offered == outcomes

@@ -4,7 +4,12 @@ Rows follow the Hugging Face preference format of Skywork-Reward-Preference-80K:
 ``rejected`` are message lists (the conversation plus the final assistant turn), followed by
 provenance columns (see ``MAIN_SCHEMA``). Pairs without a chosen side (ties, and unresolved or
 discarded pairs when asked for) are left out or written to a separate file whose rows carry
-``response_a``/``response_b`` instead (``UNRANKED_SCHEMA``).
+``response_a``/``response_b`` instead (``UNRANKED_SCHEMA``). Pairs whose consensus is "both bad"
+or "both good" (``Pair.consensus_outcome``) are never a chosen/rejected pair: they go to their
+own file, ``x.outcomes.jsonl`` (``outcomes="separate"``, the default; written only when there is
+one), or are left out (``outcomes="exclude"``), and the manifest counts them either way. With
+``rewrites``, each human rewrite of an exported pair adds a (rewrite ≻ original) row to the main
+file, provenance ``rewrite``. Per-aspect ratings of the labels are summarised in ``aspects``.
 
 What is exported (``ExportFilters``):
 
@@ -67,6 +72,7 @@ from scoring.datasets.export.writers import (
     code_version,
     export_write,
     file_sha256,
+    outcomes_path,
     unranked_path,
 )
 
@@ -93,6 +99,7 @@ __all__ = [
     "export_run",
     "export_write",
     "file_sha256",
+    "outcomes_path",
     "schema_description",
     "unranked_path",
 ]

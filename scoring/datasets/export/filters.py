@@ -1,7 +1,6 @@
 """What an export includes: formats, provenance choices, ``ExportFilters`` and the pair query they
 build (see the package docstring for the rules)."""
 
-
 from __future__ import annotations
 
 import functools
@@ -19,6 +18,8 @@ FORMATS = ("jsonl", "parquet")
 DEFAULT_PROVENANCE = ("gold", "unanimous", "majority", "adjudicated")
 PROVENANCE_CHOICES = (*DEFAULT_PROVENANCE, "discarded", "unresolved")
 TIES_CHOICES = ("exclude", "separate")
+# "Both bad"/"both good" pairs: in a file of their own (only when there are any), or left out.
+OUTCOMES_CHOICES = TIES_CHOICES
 SILVER_CURATIONS = ("kept", "recycled")
 EVIDENCE_KINDS = tuple(Evidence.Kind.values)
 EVIDENCE_ITEMS_PER_PAIR = 5
@@ -43,7 +44,11 @@ class ExportFilters(JobParams):
     """An export job's parameters (with its format); built by ``from_params`` everywhere."""
 
     error = InvalidExport
-    choices = {"provenance": PROVENANCE_CHOICES, "ties": TIES_CHOICES}
+    choices = {
+        "provenance": PROVENANCE_CHOICES,
+        "ties": TIES_CHOICES,
+        "outcomes": OUTCOMES_CHOICES,
+    }
 
     rounds: tuple[int, ...] = ()
     provenance: tuple[str, ...] = DEFAULT_PROVENANCE
@@ -52,6 +57,9 @@ class ExportFilters(JobParams):
     include_silver: bool = False
     silver_curated_only: bool = False
     ties: str = "exclude"
+    outcomes: str = "separate"
+    # Also emit (rewrite ≻ original) pairs, provenance "rewrite", after each pair's own row.
+    rewrites: bool = False
 
     def __post_init__(self) -> None:
         # Normal form: rounds sorted without repeats, provenance without repeats, in order.
@@ -64,6 +72,8 @@ class ExportFilters(JobParams):
             raise InvalidExport("nothing to export: no provenance and no silver pairs")
         if self.ties not in TIES_CHOICES:
             raise InvalidExport(f"ties must be one of {', '.join(TIES_CHOICES)}")
+        if self.outcomes not in OUTCOMES_CHOICES:
+            raise InvalidExport(f"outcomes must be one of {', '.join(OUTCOMES_CHOICES)}")
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             raise InvalidExport("min_agreement must lie between 0 and 1")
 

@@ -1,7 +1,6 @@
 """Export rows: the Arrow schemas, and the chunked reads that build one row per pair (labels,
 adjudications, scores and evidence fetched by pair-id range, a chunk at a time)."""
 
-
 from __future__ import annotations
 
 import json
@@ -18,7 +17,7 @@ from django.db import connection
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 
-from annotation.models import Campaign, Evidence, Label, Pair
+from annotation.models import Campaign, Evidence, Label, Outcome, Pair, Rewrite
 from reviewers.models import Adjudication
 from scoring.datasets.export.filters import (
     DEFAULT_CHUNK_SIZE,
@@ -42,6 +41,8 @@ _IDENTITY_FIELDS = [
 ]
 _PROVENANCE_FIELDS = [
     pa.field("provenance", pa.string()),
+    # The consensus outcome: "preference" (a side or a tie), "both_bad" or "both_good".
+    pa.field("outcome", pa.string()),
     pa.field("curation", pa.string()),
     pa.field("source_label_flipped", pa.bool_()),
     pa.field("round", pa.int32()),
@@ -66,6 +67,29 @@ _TRAILING_FIELDS = [
     pa.field("evidence_items", pa.list_(pa.string())),
 ]
 
+
+def _aspects_field(first: str, second: str) -> pa.Field:
+    """Per-aspect ratings of the regular labels: the mean rating of each response and how many
+    labels rated the aspect, in the campaign's aspect order (aspects nobody rated are left out)."""
+    return pa.field(
+        "aspects",
+        pa.list_(
+            pa.struct(
+                [
+                    ("name", pa.string()),
+                    (f"{first}_mean", pa.float64()),
+                    (f"{second}_mean", pa.float64()),
+                    ("ratings", pa.int32()),
+                ]
+            )
+        ),
+    )
+
+
+# Rewrite rows only (provenance "rewrite"): the rewrite's id, and the canonical side ('a' or
+# 'b') of the original response it improves on, which is the rejected one.
+_REWRITE_FIELDS = [pa.field("rewrite_id", pa.int64()), pa.field("rewrite_of", pa.string())]
+
 # chosen/rejected: the conversation plus the final assistant turn. preference_strength: 1
 # (better) or 2 (much better). votes are canonical (positive = response A); chosen_side says
 # whether A is the chosen one. model_* columns: the active version's view, oriented to chosen.
@@ -81,9 +105,12 @@ MAIN_SCHEMA = pa.schema(
         pa.field("model_reward_chosen", pa.float64()),
         pa.field("model_reward_rejected", pa.float64()),
         *_TRAILING_FIELDS,
+        _aspects_field("chosen", "rejected"),
+        *_REWRITE_FIELDS,
     ]
 )
-# Pairs with no chosen side: preference 0 (tie) or null (unresolved, discarded).
+# Pairs with no chosen side: preference 0 (tie, both bad, both good) or null (unresolved,
+# discarded). Ties go to the ties file, "both bad"/"both good" to the outcomes file.
 UNRANKED_SCHEMA = pa.schema(
     [
         pa.field("response_a", _MESSAGES),
@@ -95,6 +122,7 @@ UNRANKED_SCHEMA = pa.schema(
         pa.field("model_reward_a", pa.float64()),
         pa.field("model_reward_b", pa.float64()),
         *_TRAILING_FIELDS,
+        _aspects_field("a", "b"),
     ]
 )
 
@@ -118,6 +146,7 @@ _PAIR_COLUMNS = (
     "is_gold",
     "gold_preference",
     "consensus_preference",
+    "consensus_outcome",
     "provenance",
     "disagreement",
     "curation",
@@ -136,6 +165,7 @@ _PAIR_COLUMNS = (
     _IS_GOLD,
     _GOLD_PREFERENCE,
     _CONSENSUS,
+    _OUTCOME,
     _PROVENANCE,
     _DISAGREEMENT,
     _CURATION,
@@ -143,6 +173,7 @@ _PAIR_COLUMNS = (
     _ROUND,
 ) = range(len(_PAIR_COLUMNS))
 _ATTRIBUTES = tuple(zip(ATTRIBUTE_NAMES, _ATTRIBUTE_POSITIONS, strict=True))
+_PREFERENCE = str(Outcome.PREFERENCE)
 
 
 # --- Building rows ------------------------------------------------------------------------
@@ -174,6 +205,38 @@ class _ChunkContext:
     scores: dict[int, tuple[float | None, float | None, float | None]]
     evidence_counts: dict[int, Counter[str]]
     evidence_items: dict[int, list[str]]
+    # Per pair: [(aspect, mean of a, mean of b, labels that rated it)], canonical sides.
+    aspects: dict[int, list[tuple[str, float | None, float | None, int]]] = field(
+        default_factory=dict
+    )
+    # Per pair: [(rewrite id, text, canonical side it rewrites)], oldest first.
+    rewrites: dict[int, list[tuple[int, str, str]]] = field(default_factory=dict)
+
+
+def _mean(values: list[int]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def aspect_summaries(
+    ratings: Iterable[Mapping[str, Mapping[str, int]] | None], order: Sequence[str]
+) -> list[tuple[str, float | None, float | None, int]]:
+    """(aspect, mean rating of A, of B, labels that rated it) over a pair's labels; aspects in
+    ``order`` first, then any others a label holds (a campaign's aspects may change)."""
+    by_aspect: dict[str, tuple[list[int], list[int], list[int]]] = {}
+    for label_ratings in ratings:
+        for name, sides in (label_ratings or {}).items():
+            a_values, b_values, raters = by_aspect.setdefault(name, ([], [], []))
+            if "a" in sides:
+                a_values.append(sides["a"])
+            if "b" in sides:
+                b_values.append(sides["b"])
+            raters.append(1)
+    names = [name for name in order if name in by_aspect]
+    names += sorted(set(by_aspect) - set(names))
+    return [
+        (name, _mean(by_aspect[name][0]), _mean(by_aspect[name][1]), len(by_aspect[name][2]))
+        for name in names
+    ]
 
 
 def _finite(value: float) -> float | None:
@@ -195,11 +258,15 @@ def _in_range(
 
 
 def _chunk_context(
-    chunk: Sequence[tuple[Any, ...]], campaign: Campaign, model: ModelVersion | None
+    chunk: Sequence[tuple[Any, ...]],
+    campaign: Campaign,
+    model: ModelVersion | None,
+    with_rewrites: bool = False,
 ) -> _ChunkContext:
     first, last, size = chunk[0][_ID], chunk[-1][_ID], len(chunk)
     labelled = {pair[_ID] for pair in chunk if pair[_LABELS_COUNT]}
     votes: dict[int, list[int]] = defaultdict(list)
+    ratings: dict[int, list[Any]] = defaultdict(list)
     adjudications: dict[int, tuple[str, int | None, str]] = {}
     counts: dict[int, Counter[str]] = defaultdict(Counter)
     items: dict[int, list[str]] = defaultdict(list)
@@ -209,11 +276,13 @@ def _chunk_context(
                 campaign=campaign, is_retest=False, is_gold_check=False, set_aside=False
             )
             .order_by("pair_id", "id")
-            .values_list("pair_id", "preference")
+            .values_list("pair_id", "preference", "aspect_ratings")
         )
-        for pair_id, preference in _in_range(vote_rows, first, last, size):
+        for pair_id, preference, aspect_ratings in _in_range(vote_rows, first, last, size):
             if pair_id in labelled:
                 votes[pair_id].append(preference)
+                if aspect_ratings:
+                    ratings[pair_id].append(aspect_ratings)
         adjudication_rows = Adjudication.objects.order_by(
             "pair_id", "created_at", "id"
         ).values_list("pair_id", "decision", "preference", "note")
@@ -239,21 +308,37 @@ def _chunk_context(
         for pair_id, reward_a, reward_b, p_a_better in _in_range(score_rows, first, last, size):
             if pair_id in ids:
                 scores[pair_id] = (_finite(reward_a), _finite(reward_b), _finite(p_a_better))
-    return _ChunkContext(votes, adjudications, scores, counts, items)
+    aspect_order = [str(entry.get("name")) for entry in campaign.aspects or [] if entry]
+    aspects = {
+        pair_id: aspect_summaries(label_ratings, aspect_order)
+        for pair_id, label_ratings in ratings.items()
+    }
+    rewrites: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
+    if with_rewrites:
+        ids = {pair[_ID] for pair in chunk}
+        rewrite_rows = (
+            Rewrite.objects.filter(campaign=campaign)
+            .order_by("pair_id", "id")
+            .values_list("pair_id", "id", "text", "based_on")
+        )
+        for pair_id, rewrite_id, text, based_on in _in_range(rewrite_rows, first, last, size):
+            if pair_id in ids:
+                rewrites[pair_id].append((rewrite_id, text, based_on))
+    return _ChunkContext(votes, adjudications, scores, counts, items, aspects, rewrites)
 
 
-def _effective_preference(pair: tuple[Any, ...]) -> tuple[int | None, str, bool]:
-    """(preference in canonical orientation, provenance shown, source label flipped)."""
+def _effective_preference(pair: tuple[Any, ...]) -> tuple[int | None, str, bool, str]:
+    """(preference in canonical orientation, provenance shown, source label flipped, outcome)."""
     if pair[_IS_GOLD]:
         gold = pair[_GOLD_PREFERENCE]
-        return (gold if gold is not None else pair[_CONSENSUS]), "gold", False
+        return (gold if gold is not None else pair[_CONSENSUS]), "gold", False, _PREFERENCE
     provenance = pair[_PROVENANCE]
     if provenance:
-        return pair[_CONSENSUS], provenance, False
+        return pair[_CONSENSUS], provenance, False, pair[_OUTCOME] or _PREFERENCE
     silver = pair[_SILVER]
     if pair[_CURATION] == "recycled" and silver is not None:
-        return -silver, "silver", True
-    return silver, "silver", False
+        return -silver, "silver", True, _PREFERENCE
+    return silver, "silver", False, _PREFERENCE
 
 
 # Shared by every row without evidence or votes; rows are only read, never changed, until
@@ -277,18 +362,21 @@ class _RowParts:
     scalars: dict[str, Any]
     preference: int | None
     provenance: str
+    outcome: str = "preference"
+    is_rewrite: bool = False
 
 
 def _row_parts(
     pair: tuple[Any, ...], context: _ChunkContext, model: ModelVersion | None
 ) -> _RowParts:
     pair_id = pair[_ID]
-    preference, provenance, flipped = _effective_preference(pair)
+    preference, provenance, flipped, outcome = _effective_preference(pair)
     disagreement = pair[_DISAGREEMENT]
     adjudication = context.adjudications.get(pair_id)
     score = context.scores.get(pair_id)
     counts = context.evidence_counts.get(pair_id)
-    ranked = bool(preference)
+    # "Both bad"/"both good" carry preference 0; the outcome check keeps them unranked anyway.
+    ranked = bool(preference) and outcome == _PREFERENCE
     response_a, response_b = pair[_RESPONSE_A], pair[_RESPONSE_B]
     a_chosen = preference is not None and preference > 0  # so ranked and A chosen
     scalars: dict[str, Any] = {
@@ -302,6 +390,7 @@ def _row_parts(
     else:
         scalars["preference"] = preference
     scalars["provenance"] = provenance
+    scalars["outcome"] = outcome
     scalars["curation"] = pair[_CURATION]
     scalars["source_label_flipped"] = flipped
     scalars["round"] = pair[_ROUND]
@@ -331,6 +420,24 @@ def _row_parts(
         {kind: counts.get(kind, 0) for kind in EVIDENCE_KINDS} if counts else _NO_EVIDENCE_COUNTS
     )
     scalars["evidence_items"] = context.evidence_items.get(pair_id, _NOTHING)
+    summaries = context.aspects.get(pair_id, _NOTHING)
+    if ranked:
+        chosen, rejected = (0, 1) if a_chosen else (1, 0)
+        names = ("chosen_mean", "rejected_mean")
+    else:
+        chosen, rejected, names = 0, 1, ("a_mean", "b_mean")
+    scalars["aspects"] = [
+        {
+            "name": name,
+            names[0]: (a_mean, b_mean)[chosen],
+            names[1]: (a_mean, b_mean)[rejected],
+            "ratings": raters,
+        }
+        for name, a_mean, b_mean, raters in summaries
+    ]
+    if ranked:
+        scalars["rewrite_id"] = None
+        scalars["rewrite_of"] = None
     first, second = (
         (response_b, response_a)
         if ranked and not a_chosen
@@ -339,7 +446,50 @@ def _row_parts(
             response_b,
         )
     )
-    return _RowParts(ranked, pair[_CONVERSATION], first, second, scalars, preference, provenance)
+    return _RowParts(
+        ranked, pair[_CONVERSATION], first, second, scalars, preference, provenance, outcome
+    )
+
+
+def _rewrite_parts(pair: tuple[Any, ...], rewrite: tuple[int, str, str]) -> _RowParts:
+    """(rewrite ≻ the response it corrects): a ranked row of MAIN_SCHEMA, provenance "rewrite".
+
+    No votes, scores or aspect ratings: nobody judged this pair; the pair's own row has them.
+    """
+    rewrite_id, text, based_on = rewrite
+    original = pair[_RESPONSE_A] if based_on == "a" else pair[_RESPONSE_B]
+    scalars: dict[str, Any] = {
+        "pair_id": pair[_ID],
+        "external_id": pair[_EXTERNAL_ID],
+        "source": pair[_SOURCE],
+        "chosen_side": "rewrite",
+        "preference_strength": None,
+        "provenance": "rewrite",
+        "outcome": _PREFERENCE,
+        "curation": pair[_CURATION],
+        "source_label_flipped": False,
+        "round": pair[_ROUND],
+        "votes": _NOTHING,
+        "disagreement": None,
+        "agreement": None,
+        "adjudication_decision": None,
+        "adjudication_preference": None,
+        "adjudication_note": None,
+        "model_version": None,
+        "model_p_chosen": None,
+        "model_reward_chosen": None,
+        "model_reward_rejected": None,
+    }
+    for name, position in _ATTRIBUTES:
+        scalars[name] = pair[position]
+    scalars["evidence_counts"] = _NO_EVIDENCE_COUNTS
+    scalars["evidence_items"] = _NOTHING
+    scalars["aspects"] = _NOTHING
+    scalars["rewrite_id"] = rewrite_id
+    scalars["rewrite_of"] = based_on
+    return _RowParts(
+        True, pair[_CONVERSATION], text, original, scalars, None, "rewrite", is_rewrite=True
+    )
 
 
 def _chunks(queryset: QuerySet[Pair], chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -362,6 +512,10 @@ class ExportCounts:
     ties: int = 0
     unresolved: int = 0
     unranked_written: int = 0
+    both_bad: int = 0
+    both_good: int = 0
+    outcomes_written: int = 0
+    rewrites: int = 0
     by_provenance: dict[str, int] = field(default_factory=dict)
     max_pair_id: int = 0
 
@@ -430,7 +584,7 @@ def _export_parts(
 
     def chunks_with_context() -> Iterator[tuple[list[tuple[Any, ...]], _ChunkContext]]:
         for chunk in _chunks(queryset, chunk_size):
-            yield chunk, _chunk_context(chunk, campaign, model)
+            yield chunk, _chunk_context(chunk, campaign, model, filters.rewrites)
 
     for chunk, context in _read_ahead(chunks_with_context):
         for pair in chunk:
@@ -438,11 +592,20 @@ def _export_parts(
             if parts.ranked:
                 counts.rows += 1
                 provenance_counts[parts.provenance] += 1
+            elif parts.outcome == Outcome.BOTH_BAD:
+                counts.both_bad += 1
+            elif parts.outcome == Outcome.BOTH_GOOD:
+                counts.both_good += 1
             elif parts.preference == 0:
                 counts.ties += 1
             else:
                 counts.unresolved += 1
             yield parts
+            for rewrite in context.rewrites.get(pair[_ID], _NOTHING):
+                counts.rows += 1
+                counts.rewrites += 1
+                provenance_counts["rewrite"] += 1
+                yield _rewrite_parts(pair, rewrite)
         counts.max_pair_id = chunk[-1][_ID]
         counts.by_provenance = dict(sorted(provenance_counts.items()))
 
@@ -475,7 +638,7 @@ def export_rows(
             second: _message_list(turns, parts.second),
             **parts.scalars,
         }
-        for name in ("votes", "evidence_items"):
+        for name in ("votes", "evidence_items", "aspects"):
             row[name] = list(row[name])
         row["evidence_counts"] = dict(row["evidence_counts"])
         yield parts.ranked, row

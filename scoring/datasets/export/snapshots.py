@@ -1,6 +1,5 @@
 """Export snapshots: export jobs, their directory and files."""
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +17,7 @@ from scoring.datasets.export.filters import (
     ExportFilters,
     InvalidExport,
 )
-from scoring.datasets.export.writers import export_write, unranked_path
+from scoring.datasets.export.writers import export_write, outcomes_path, unranked_path
 from scoring.jobs.runner import (
     JobCancelled,
     JobClaim,
@@ -119,11 +118,15 @@ def export_run(
 
 
 def export_file(*, snapshot: ExportSnapshot, role: str = "main") -> Path | None:
-    """The finished file of a snapshot ("main" or "ties"), or None when there is none."""
+    """The finished file of a snapshot ("main", "ties" or "outcomes"), or None when there is
+    none."""
     if not snapshot.path:
         return None
     main = Path(snapshot.path)
-    path = main if role == "main" else unranked_path(main)
+    paths = {"main": main, "ties": unranked_path(main), "outcomes": outcomes_path(main)}
+    path = paths.get(role)
+    if path is None:
+        return None
     names = {item.get("name") for item in snapshot.manifest.get("files", [])}
     if path.name not in names or not path.is_file():
         return None

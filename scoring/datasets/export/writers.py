@@ -1,7 +1,6 @@
 """Writing export files (JSONL, Parquet) under a hidden temporary name, renamed when complete,
 with their manifest."""
 
-
 from __future__ import annotations
 
 import functools
@@ -204,6 +203,11 @@ def unranked_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.ties{path.suffix}")
 
 
+def outcomes_path(path: Path) -> Path:
+    """Where "both bad" and "both good" pairs go: x.outcomes.jsonl (never chosen/rejected)."""
+    return path.with_name(f"{path.stem}.outcomes{path.suffix}")
+
+
 def _hidden_temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
 
@@ -261,10 +265,13 @@ def export_write(
     destination.parent.mkdir(parents=True, exist_ok=True)
     total = export_queryset(campaign=campaign, filters=filters).count()
     separate = filters.ties == "separate"
+    separate_outcomes = filters.outcomes == "separate"
     targets = {"main": destination}
     if separate:
         targets["ties"] = unranked_path(destination)
     temporaries = {role: _hidden_temporary(path) for role, path in targets.items()}
+    # The outcomes file is opened at its first row: most campaigns have none.
+    outcomes_target = outcomes_path(destination)
     writer_class = _WRITERS[file_format]
     writers: dict[str, Any] = {}
     counts = ExportCounts()
@@ -279,6 +286,14 @@ def export_write(
         ):
             if parts.ranked:
                 writers["main"].write(parts)
+            elif parts.outcome != "preference":
+                if separate_outcomes:
+                    if "outcomes" not in writers:
+                        targets["outcomes"] = outcomes_target
+                        temporaries["outcomes"] = _hidden_temporary(outcomes_target)
+                        writers["outcomes"] = writer_class(temporaries["outcomes"], UNRANKED_SCHEMA)
+                    writers["outcomes"].write(parts)
+                    counts.outcomes_written += 1
             elif separate:
                 writers["ties"].write(parts)
                 counts.unranked_written += 1
@@ -289,12 +304,17 @@ def export_write(
             writer.close()
         writers.clear()
         files = []
+        rows_by_role = {
+            "main": counts.rows,
+            "ties": counts.unranked_written,
+            "outcomes": counts.outcomes_written,
+        }
         for role, temporary in temporaries.items():
             files.append(
                 {
                     "role": role,
                     "name": targets[role].name,
-                    "rows": counts.rows if role == "main" else counts.unranked_written,
+                    "rows": rows_by_role[role],
                     "bytes": temporary.stat().st_size,
                     "sha256": file_sha256(temporary),
                     "schema": schema_description(
@@ -329,6 +349,11 @@ def export_write(
             "unranked_written": counts.unranked_written,
             "excluded_without_chosen_side": (counts.ties + counts.unresolved)
             - counts.unranked_written,
+            # Never chosen/rejected pairs: in the outcomes file, or left out when asked.
+            "both_bad": counts.both_bad,
+            "both_good": counts.both_good,
+            "outcomes_written": counts.outcomes_written,
+            "rewrites": counts.rewrites,
             "by_provenance": counts.by_provenance,
         },
         "sha256": files[0]["sha256"],

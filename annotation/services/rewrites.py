@@ -1,0 +1,68 @@
+"""Rewritten answers: a human-corrected copy of one of a pair's responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from annotation.errors import InvalidLabel
+from annotation.models import Assignment, Campaign, Label, Pair, Rewrite
+
+REWRITE_MAX_CHARS = 50_000
+
+
+class InvalidRewrite(InvalidLabel):
+    code = "invalid_rewrite"
+
+
+def rewrite_check(*, campaign: Campaign, text: str, based_on: str) -> None:
+    """Raise InvalidRewrite unless the campaign takes rewrites and this one is well formed."""
+    if not campaign.allow_rewrites:
+        raise InvalidRewrite("this campaign does not take rewritten answers")
+    if based_on not in Rewrite.BasedOn.values:
+        raise InvalidRewrite("based_on must be 'a' or 'b'")
+    if not text.strip():
+        raise InvalidRewrite("a rewritten answer cannot be empty")
+    if len(text) > REWRITE_MAX_CHARS:
+        raise InvalidRewrite(f"a rewritten answer is at most {REWRITE_MAX_CHARS:,} characters")
+
+
+def rewrite_create(
+    *,
+    pair_id: int,
+    campaign: Campaign,
+    author_id: Any,
+    text: str,
+    based_on: str,
+    label: Label | None = None,
+    assignment: Assignment | None = None,
+) -> Rewrite:
+    """Store a rewrite of the pair's ``based_on`` response (canonical side).
+
+    An identical text from the same author for the same pair is stored once (a resubmitted
+    form, a changed label that keeps its rewrite).
+    """
+    rewrite_check(campaign=campaign, text=text, based_on=based_on)
+    existing = Rewrite.objects.filter(
+        pair_id=pair_id, author_id=author_id, based_on=based_on, text=text
+    ).first()
+    if existing is not None:
+        return existing
+    rewrite = Rewrite(
+        pair_id=pair_id,
+        campaign=campaign,
+        author_id=author_id,
+        text=text,
+        based_on=based_on,
+        label=label,
+        assignment=assignment,
+    )
+    rewrite.full_clean(exclude=["pair", "campaign", "author", "label", "assignment"])
+    rewrite.save()
+    return rewrite
+
+
+def rewrite_by_expert(*, pair: Pair, expert: Any, text: str, based_on: str) -> Rewrite:
+    """An expert's rewrite of a pair (for example one whose consensus is "both bad")."""
+    return rewrite_create(
+        pair_id=pair.pk, campaign=pair.campaign, author_id=expert.pk, text=text, based_on=based_on
+    )
