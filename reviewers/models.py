@@ -17,6 +17,7 @@ class Escalation(models.Model):
         RETEST_CONTRADICTION = "retest_contradiction", "Re-test contradicts consensus"
         MODEL_CONTRADICTION = "model_contradiction", "Confident model contradicts unanimous label"
         MANUAL = "manual", "Escalated by an admin"
+        LOW_POSTERIOR = "low_posterior", "Weighted consensus below the posterior threshold"
 
     class Status(models.TextChoices):
         OPEN = "open"
@@ -36,6 +37,9 @@ class Escalation(models.Model):
     )
     claim_expires_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
+    # Until then only experts whose domains include the pair's task category see it; null:
+    # every expert at once (no category, or the campaign waits 0 minutes).
+    open_to_all_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
