@@ -29,9 +29,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
-from annotation.models import Pair, Round
+from annotation.models import Assignment, Pair, Round
 from annotation.prepared_reads import execute_prepared
 
 FINAL_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
@@ -41,7 +42,11 @@ _NOT_YET_LABELLED = (Pair.Status.POOLED, Pair.Status.QUEUED, Pair.Status.IN_ANNO
 # The slot-taking transition as SQL (alias ``p``), for the assignment engine's one-statement
 # path; ``pair_take_slot`` is the same rule through the ORM.
 TAKE_SLOT_GUARD_SQL = "p.slots_taken < p.slot_cap"
-TAKE_SLOT_SET_SQL = "slots_taken = p.slots_taken + 1, status = {in_annotation}"
+# ``{swapped}`` is an SQL boolean: the orientation the new slot is shown in.
+TAKE_SLOT_SET_SQL = (
+    "slots_taken = p.slots_taken + 1, swapped_taken = p.swapped_taken + ({swapped})::int, "
+    "status = {in_annotation}"
+)
 # Counting a label, for the submit's one-statement path; ``pair_count_label`` through the ORM.
 COUNT_LABEL_SET_SQL = "labels_count = labels_count + 1"
 
@@ -77,19 +82,44 @@ def pairs_return_to_pool(*, round_: Round) -> int:
 # --- slots and labels -------------------------------------------------------------------------
 
 
-def pair_take_slot(*, pair_id: int) -> bool:
-    """queued | in_annotation -> in_annotation, taking a slot; False when none is free."""
+def pair_take_slot(*, pair_id: int, swapped: bool = False) -> bool:
+    """queued | in_annotation -> in_annotation, taking a slot shown ``swapped`` (or not);
+    False when none is free."""
     return bool(
         Pair.objects.filter(pk=pair_id, slots_taken__lt=F("slot_cap")).update(
-            slots_taken=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION
+            slots_taken=F("slots_taken") + 1,
+            swapped_taken=F("swapped_taken") + int(swapped),
+            status=Pair.Status.IN_ANNOTATION,
         )
     )
 
 
-def pair_release_slot(*, pair_id: int) -> int:
-    """Give a slot back (a lease expired or was skipped, or its insert failed)."""
-    return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
-        slots_taken=F("slots_taken") - 1
+def pair_release_slot(*, pair_id: int, swapped: bool | None = None) -> int:
+    """Give a slot back (a lease expired or was skipped, or its insert failed). ``swapped``:
+    the released slot's orientation; None when the caller does not know it, and then the
+    swapped count is recounted from the pair's live assignments (call after the release's
+    own assignment update)."""
+    released = Pair.objects.filter(pk=pair_id, slots_taken__gt=0)
+    if swapped is None:
+        live_swapped = (
+            Assignment.objects.filter(
+                pair_id=OuterRef("pk"),
+                swapped=True,
+                status__in=(Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED),
+            )
+            .exclude(kind=Assignment.Kind.GOLD)
+            .values("pair_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return released.update(
+            slots_taken=F("slots_taken") - 1,
+            swapped_taken=Coalesce(Subquery(live_swapped), 0),
+        )
+    if swapped:
+        released = released.filter(swapped_taken__gt=0)
+    return released.update(
+        slots_taken=F("slots_taken") - 1, swapped_taken=F("swapped_taken") - int(swapped)
     )
 
 
