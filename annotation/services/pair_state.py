@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
@@ -134,8 +134,9 @@ def pair_count_label(*, pair_id: int) -> None:
 # Run under the pair's row lock on every N-th label: a prepared statement, no ORM compiling.
 _SETTLE_SQL = (
     f"UPDATE {Pair._meta.db_table} "  # noqa: S608 - a constant table name only
-    "SET consensus_preference = %s, provenance = %s, disagreement = %s, status = %s "
-    "WHERE id = %s"
+    "SET consensus_preference = %s, provenance = %s, disagreement = %s, status = %s, "
+    # A majority carries no posterior; a weighted re-estimate sets it again later.
+    "consensus_posterior = NULL WHERE id = %s"
 )
 
 
@@ -157,6 +158,55 @@ def pair_settle(
         _SETTLE_SQL, [preference, str(provenance), disagreement, str(status), pair_id]
     )
     return status
+
+
+def pairs_settle_weighted(*, rows: Sequence[tuple[int, int, float]]) -> int:
+    """Store a reliability-weighted verdict ``(pair_id, preference, posterior)`` on pairs the
+    labels' majority settled (complete, not gold, no expert decision): the status stays
+    complete. A locked read and one update per thousand rows; returns how many changed."""
+    changed = 0
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        by_id = {pair_id: (preference, posterior) for pair_id, preference, posterior in chunk}
+        with transaction.atomic():
+            changed += _settle_weighted_chunk(by_id)
+    return changed
+
+
+def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
+    # Locked in id order: a label change or an escalation of one of these pairs waits, so
+    # neither is overwritten by a verdict read before it.
+    settled = (
+        Pair.objects.select_for_update()
+        .filter(
+            pk__in=by_id,
+            status=Pair.Status.COMPLETE,
+            is_gold=False,
+            provenance__in=(
+                Pair.Provenance.UNANIMOUS,
+                Pair.Provenance.MAJORITY,
+                Pair.Provenance.DAWID_SKENE,
+            ),
+        )
+        .only("pk", "consensus_preference", "consensus_posterior", "provenance")
+        .order_by("pk")
+    )
+    updated = []
+    for pair in settled:
+        preference, posterior = by_id[pair.pk]
+        if (
+            pair.consensus_preference == preference
+            and pair.provenance == Pair.Provenance.DAWID_SKENE
+            and pair.consensus_posterior is not None
+            and abs(pair.consensus_posterior - posterior) < 1e-9
+        ):
+            continue  # a re-run changes nothing
+        pair.consensus_preference = preference
+        pair.consensus_posterior = posterior
+        pair.provenance = Pair.Provenance.DAWID_SKENE
+        updated.append(pair)
+    Pair.objects.bulk_update(updated, ["consensus_preference", "consensus_posterior", "provenance"])
+    return len(updated)
 
 
 def pair_reopen_for_retest(*, pair_id: int) -> bool:
