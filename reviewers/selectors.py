@@ -19,7 +19,7 @@ from annotation.models import Campaign, Label, Pair
 from annotation.roles import Role, user_has_role
 from reviewers import hooks
 from reviewers.agreement.selectors import campaign_agreement
-from reviewers.models import Escalation
+from reviewers.models import Escalation, ExpertSettings
 
 QUEUE_ORDERS = {
     "oldest": ("created_at", "id"),
@@ -56,13 +56,44 @@ def require_expert(user: AbstractBaseUser | AnonymousUser) -> None:
         raise Http404("No such page.")
 
 
+def expert_domains(user: AbstractBaseUser | AnonymousUser) -> list[str]:
+    """The task categories an expert covers (``ExpertSettings.domains``, shared with the
+    hourly e-mail); none listed: a generalist, who sees escalations once they are open to all."""
+    settings_row = ExpertSettings.objects.filter(user_id=user.pk).only("domains").first()
+    return list(settings_row.domains) if settings_row is not None else []
+
+
+def visible_to_expert(
+    user: AbstractBaseUser | AnonymousUser, *, now: datetime | None = None
+) -> Q:
+    """Escalations ``user`` may see: all for admins; for an expert, those of their domains at
+    once and the others once the campaign's domain wait is over."""
+    if user_has_role(user, Role.ADMIN):
+        return Q()
+    now = now or timezone.now()
+    visible = Q(open_to_all_at__isnull=True) | Q(open_to_all_at__lte=now)
+    domains = expert_domains(user)
+    if domains:
+        visible |= Q(pair__task_category__in=domains)
+    return visible
+
+
 def escalation_for_expert(
     *, escalation_id: int, user: AbstractBaseUser | AnonymousUser
 ) -> Escalation:
     require_expert(user)
-    return get_object_or_404(
+    escalation = get_object_or_404(
         Escalation.objects.select_related("pair", "campaign", "claimed_by"), pk=escalation_id
     )
+    # Checked on the row: an escalation open to all (the common case) costs no query more.
+    waiting = escalation.open_to_all_at is not None and escalation.open_to_all_at > timezone.now()
+    if (
+        waiting
+        and not user_has_role(user, Role.ADMIN)
+        and escalation.pair.task_category not in expert_domains(user)
+    ):
+        raise Http404("No such escalation.")
+    return escalation
 
 
 def pair_for_admin(*, pair_id: int, user: AbstractBaseUser | AnonymousUser) -> Pair:
@@ -75,25 +106,48 @@ def pair_for_admin(*, pair_id: int, user: AbstractBaseUser | AnonymousUser) -> P
 
 
 def escalation_queue(
-    *, campaign_id: int | None = None, order: str = "oldest"
+    *,
+    campaign_id: int | None = None,
+    order: str = "oldest",
+    viewer: AbstractBaseUser | AnonymousUser | None = None,
+    domain: str | None = None,
+    now: datetime | None = None,
 ) -> QuerySet[Escalation]:
-    """Open escalations, oldest first or most disputed (highest pair disagreement) first."""
+    """Open escalations, oldest first or most disputed (highest pair disagreement) first;
+    those ``viewer`` may see (see ``visible_to_expert``), of one ``domain`` if given."""
     escalations = Escalation.objects.filter(status=Escalation.Status.OPEN).select_related(
         "pair", "campaign", "claimed_by"
     )
+    if viewer is not None:
+        escalations = escalations.filter(visible_to_expert(viewer, now=now))
     if campaign_id is not None:
         escalations = escalations.filter(campaign_id=campaign_id)
+    if domain:
+        escalations = escalations.filter(pair__task_category=domain)
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
+
+
+def queue_domains() -> list[str]:
+    """The task categories of pairs with an open escalation, for the queue's domain filter."""
+    return list(
+        Escalation.objects.filter(status=Escalation.Status.OPEN)
+        .exclude(pair__task_category="")
+        .values_list("pair__task_category", flat=True)
+        .distinct()
+        .order_by("pair__task_category")
+    )
 
 
 def next_escalation_for(
     *, expert: AbstractBaseUser, after: int | None = None, now: datetime | None = None
 ) -> Escalation | None:
-    """The oldest open escalation this expert can take: free (or theirs, or its claim expired),
-    on a pair they did not label, other than ``after``."""
+    """The oldest open escalation this expert can take: visible to them (their domains first,
+    see ``visible_to_expert``), free (or theirs, or its claim expired), on a pair they did not
+    label, other than ``after``."""
     now = now or timezone.now()
     claimable = (
         Escalation.objects.filter(status=Escalation.Status.OPEN)
+        .filter(visible_to_expert(expert, now=now))
         .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=expert))
         .exclude(pair__labels__annotator=expert)
     )

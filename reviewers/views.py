@@ -29,6 +29,7 @@ from reviewers.selectors import (
     escalation_queue,
     escalation_review,
     next_escalation_for,
+    queue_domains,
     require_expert,
     retest_agreement,
 )
@@ -52,7 +53,10 @@ def expert_queue(request: HttpRequest) -> HttpResponse:
     campaign_id = _campaign_filter(request.GET.get("campaign"))
     order = request.GET.get("order", "oldest")
     order = order if order in QUEUE_ORDERS else "oldest"
-    queue = escalation_queue(campaign_id=campaign_id, order=order)
+    domain = request.GET.get("domain", "").strip()
+    queue = escalation_queue(
+        campaign_id=campaign_id, order=order, viewer=request.user, domain=domain or None
+    )
     rows = [
         {"escalation": escalation, "claim": claim_state(escalation, viewer=request.user)}
         for escalation in queue[:QUEUE_PAGE_SIZE]
@@ -64,6 +68,8 @@ def expert_queue(request: HttpRequest) -> HttpResponse:
         "other_order": "disputed" if order == "oldest" else "oldest",
         "campaign_id": campaign_id,
         "campaigns": Campaign.objects.order_by("name"),
+        "domain": domain,
+        "domains": queue_domains(),
     }
     template = "reviewers/queue.html#queue-table" if request.htmx else "reviewers/queue.html"
     return render(request, template, context)

@@ -52,6 +52,16 @@ def escalation_deadline_hours(campaign: Campaign) -> float:
     return hours if hours > 0 else DEFAULT_DEADLINE_HOURS
 
 
+def escalation_open_to_all_at(*, pair: Pair, now: datetime) -> datetime | None:
+    """When every expert may see a new escalation of ``pair``: until then only experts of its
+    task category do (``Campaign.escalation_domain_wait_minutes``). None: everyone at once,
+    for a pair without a category or a campaign that does not wait."""
+    wait = pair.campaign.escalation_domain_wait_minutes
+    if not pair.task_category or wait <= 0:
+        return None
+    return now + timedelta(minutes=wait)
+
+
 def escalation_open(
     *,
     pair: Pair,
@@ -108,6 +118,7 @@ def escalation_record(
             detail=detail,
             disagreement=disagreement,
             deadline=now + timedelta(hours=escalation_deadline_hours(pair.campaign)),
+            open_to_all_at=escalation_open_to_all_at(pair=pair, now=now),
         )
         # Field values only: the unique and check constraints are the database's to enforce
         # (validating them here would cost a query each, under the pair lock).
