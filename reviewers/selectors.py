@@ -63,9 +63,7 @@ def expert_domains(user: AbstractBaseUser | AnonymousUser) -> list[str]:
     return list(settings_row.domains) if settings_row is not None else []
 
 
-def visible_to_expert(
-    user: AbstractBaseUser | AnonymousUser, *, now: datetime | None = None
-) -> Q:
+def visible_to_expert(user: AbstractBaseUser | AnonymousUser, *, now: datetime | None = None) -> Q:
     """Escalations ``user`` may see: all for admins; for an expert, those of their domains at
     once and the others once the campaign's domain wait is over."""
     if user_has_role(user, Role.ADMIN):
@@ -76,6 +74,12 @@ def visible_to_expert(
     if domains:
         visible |= Q(pair__task_category__in=domains)
     return visible
+
+
+def require_admin(user: AbstractBaseUser | AnonymousUser) -> None:
+    """Admins only; anyone else is told the page does not exist."""
+    if not user_has_role(user, Role.ADMIN):
+        raise Http404("No such page.")
 
 
 def escalation_for_expert(
@@ -286,7 +290,7 @@ def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> di
 # --- quality control ------------------------------------------------------------------------
 
 
-def _same_direction(left: str, right: str) -> Q:
+def same_direction(left: str, right: str) -> Q:
     return (
         Q(**{f"{left}__gt": 0, f"{right}__gt": 0})
         | Q(**{left: 0, right: 0})
@@ -308,7 +312,7 @@ def retest_agreement(*, campaign: Campaign) -> dict[str, Any]:
         campaign=campaign, is_retest=True, pair__consensus_preference__isnull=False
     ).aggregate(
         n=Count("pk"),
-        agreeing=Count("pk", filter=_same_direction("preference", "pair__consensus_preference")),
+        agreeing=Count("pk", filter=same_direction("preference", "pair__consensus_preference")),
     )
     n, agreeing = counts["n"], counts["agreeing"]
     return {"n": n, "agreeing": agreeing, "rate": agreeing / n if n else None}
@@ -338,13 +342,13 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
         ),
         "gold_correct": Count(
             "pk",
-            filter=Q(is_gold_check=True) & _same_direction("preference", "pair__gold_preference"),
+            filter=Q(is_gold_check=True) & same_direction("preference", "pair__gold_preference"),
         ),
         "consensus_labels": Count(
             "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
         ),
         "consensus_agreeing": Count(
-            "pk", filter=judged & _same_direction("preference", "pair__consensus_preference")
+            "pk", filter=judged & same_direction("preference", "pair__consensus_preference")
         ),
         "decisive": Count("pk", filter=~Q(preference=0)),
         "first_wins": Count("pk", filter=first_wins),

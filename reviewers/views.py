@@ -6,17 +6,23 @@ then render (the fragment for htmx requests) or redirect (plain form posts).
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
+from core.errors import BadRequest
 from core.validation import int_param
+from reviewers.annotator_report import annotator_report, annotator_report_csv
 from reviewers.errors import ReviewError
 from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation
@@ -30,6 +36,7 @@ from reviewers.selectors import (
     escalation_review,
     next_escalation_for,
     queue_domains,
+    require_admin,
     require_expert,
     retest_agreement,
 )
@@ -262,3 +269,51 @@ def expert_settings_page(request: HttpRequest) -> HttpResponse:
         )
     context = {"form": form, "has_email": bool(request.user.email)}
     return render(request, "reviewers/settings.html", context)
+
+
+def parse_date_or_none(raw: str) -> date | None:
+    try:
+        return parse_date(raw)
+    except ValueError:
+        return None
+
+
+def _report_day(raw: str | None, *, name: str, default: date) -> date:
+    if not raw:
+        return default
+    day = parse_date_or_none(raw)
+    if day is None:
+        raise BadRequest(f"{name} must be a date (YYYY-MM-DD).")
+    return day
+
+
+@login_required
+@require_GET
+def annotator_report_page(request: HttpRequest) -> HttpResponse:
+    """Time and pay per annotator over a date range (both days included); ``?format=csv``
+    downloads the same rows."""
+    require_admin(request.user)
+    today = timezone.localdate()
+    last = _report_day(request.GET.get("end"), name="end", default=today)
+    first = _report_day(request.GET.get("start"), name="start", default=last - timedelta(days=29))
+    if first > last:
+        raise BadRequest("start must not be after end.")
+    campaign_id = _campaign_filter(request.GET.get("campaign"))
+    start = datetime.combine(first, time.min, tzinfo=timezone.get_current_timezone())
+    end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=start.tzinfo)
+    rows = annotator_report(start=start, end=end, campaign_id=campaign_id)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(annotator_report_csv(rows), content_type="text/csv")
+        filename = f"annotators-{first.isoformat()}-{last.isoformat()}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    context = {
+        "rows": rows,
+        "start": first,
+        "end": last,
+        "campaign_id": campaign_id,
+        "campaigns": Campaign.objects.order_by("name"),
+        "total_seconds": sum(row.active_seconds for row in rows),
+        "total_labels": sum(row.labels for row in rows),
+    }
+    return render(request, "reviewers/annotator_report.html", context)

@@ -145,7 +145,8 @@ def _open_candidates(campaign: Campaign, annotator: User) -> QuerySet[Pair]:
 # open pair they never had (skipping rows other transactions hold), take one of its slots
 # with the same conditional UPDATE as the ORM path, record the assignment and return the
 # whole pair. The orientation is the one the pair's live slots use less (BALANCED_SWAP_SQL),
-# decided on the locked row, which FOR UPDATE reads in its latest committed version. The UNIQUE (pair, annotator) constraint still guards the insert; if it fires,
+# decided on the locked row, which FOR UPDATE reads in its latest committed version. The
+# UNIQUE (pair, annotator) constraint still guards the insert; if it fires,
 # the statement (the slot included) is undone.
 _TAKE_SQL = """
 WITH candidate AS (
@@ -295,9 +296,7 @@ def _take_regular_pair_with_orm(
             if _supports_skip_locked():
                 locked = candidates.select_for_update(skip_locked=True, of=("self",))
             rows = list(
-                locked.values_list("id", "slots_taken", "round_id", "swapped_taken")[
-                    :_CANDIDATES
-                ]
+                locked.values_list("id", "slots_taken", "round_id", "swapped_taken")[:_CANDIDATES]
             )
             if not rows:
                 # Every candidate may just be locked by another annotator's transaction for a

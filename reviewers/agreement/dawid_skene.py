@@ -74,8 +74,8 @@ def dawid_skene(
 
     confusions = np.zeros((n_annotators, n_classes, n_classes))
     priors = np.full(n_classes, 1.0 / n_classes)
-    iteration = 0
-    for iteration in range(1, max_iterations + 1):
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007 - reported in the fit
         # M-step: priors and confusions from the current posteriors.
         priors = posteriors.mean(axis=0) + 1e-9
         priors /= priors.sum()
@@ -92,7 +92,7 @@ def dawid_skene(
         posteriors = updated
         if change < tolerance:
             break
-    return DawidSkeneFit(posteriors, confusions, priors, iteration)
+    return DawidSkeneFit(posteriors, confusions, priors, iterations)
 
 
 def _normalise_rows(matrix: FloatArray) -> FloatArray:

@@ -30,7 +30,7 @@ from django.core.cache import cache
 from annotation.models import Campaign, ConsensusRule, Label, Pair
 from annotation.services.pair_state import pairs_settle_weighted
 from reviewers.agreement.dawid_skene import dawid_skene
-from reviewers.consensus import round_half_away, direction
+from reviewers.consensus import direction, round_half_away
 from reviewers.models import Escalation
 from reviewers.services.escalations import escalation_open
 
@@ -80,8 +80,9 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
         )
     )
     gold = dict(
-        Pair.objects.filter(campaign_id=campaign_id, is_gold=True, gold_preference__isnull=False)
-        .values_list("id", "gold_preference")
+        Pair.objects.filter(
+            campaign_id=campaign_id, is_gold=True, gold_preference__isnull=False
+        ).values_list("id", "gold_preference")
     )
     pair_ids = sorted({pair_id for pair_id, *_rest in rows})
     annotator_ids = sorted({annotator_id for _pair, annotator_id, *_rest in rows})
@@ -111,7 +112,11 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
         posterior = fit.posteriors[item_of[pair_id]]
         chosen = int(np.argmax(posterior))
         verdicts.append(
-            (pair_id, weighted_preference(preferences, DIRECTIONS[chosen]), float(posterior[chosen]))
+            (
+                pair_id,
+                weighted_preference(preferences, DIRECTIONS[chosen]),
+                float(posterior[chosen]),
+            )
         )
     settled = pairs_settle_weighted(rows=verdicts)
     escalated = _escalate_low_posteriors(campaign=campaign, verdicts=verdicts)
@@ -144,13 +149,13 @@ def posterior_threshold(campaign: Campaign) -> float | None:
     return threshold if threshold > 0 else None
 
 
-def _escalate_low_posteriors(
-    *, campaign: Campaign, verdicts: list[tuple[int, int, float]]
-) -> int:
+def _escalate_low_posteriors(*, campaign: Campaign, verdicts: list[tuple[int, int, float]]) -> int:
     threshold = posterior_threshold(campaign)
     if threshold is None:
         return 0
-    low = {pair_id: posterior for pair_id, _preference, posterior in verdicts if posterior < threshold}
+    low = {
+        pair_id: posterior for pair_id, _preference, posterior in verdicts if posterior < threshold
+    }
     escalated = 0
     # Only pairs the weighted rule settled and nobody escalated yet: a re-run opens nothing new.
     for pair in Pair.objects.filter(

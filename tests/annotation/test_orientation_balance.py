@@ -64,7 +64,9 @@ def test_every_completed_pair_is_balanced_and_the_majority_side_is_random():
     users = UserFactory.create_batch(3)
     rng = random.Random(7)
     for user in users:
-        while (assignment := assignment_next(campaign=campaign, annotator=user, rng=rng)) is not None:
+        while (
+            assignment := assignment_next(campaign=campaign, annotator=user, rng=rng)
+        ) is not None:
             label_submit(assignment=assignment, data=LabelInput(preference=1))
     majorities = _assert_every_completed_pair_balanced(3)
     # Which side gets two is chosen at random per pair: both occur.

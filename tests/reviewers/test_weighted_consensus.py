@@ -8,8 +8,7 @@ import pytest
 
 from annotation.models import ConsensusRule, Pair
 from annotation.services.assignments import assignment_next
-from annotation.services.labels import LabelInput, label_submit
-from annotation.services.labels import to_canonical
+from annotation.services.labels import LabelInput, label_submit, to_canonical
 from reviewers.models import Escalation
 from reviewers.services.weighted_consensus import campaign_consensus_reestimate
 from scoring.datasets.export import ExportFilters
@@ -109,13 +108,12 @@ def test_it_equals_the_majority_when_annotators_are_equally_good():
     campaign = _campaign()
     _label_campaign(campaign, accuracies=[0.85] * 4, seed=4)
     majority = dict(
-        Pair.objects.filter(campaign=campaign, status=Pair.Status.COMPLETE, is_gold=False)
-        .values_list("pk", "consensus_preference")
+        Pair.objects.filter(
+            campaign=campaign, status=Pair.Status.COMPLETE, is_gold=False
+        ).values_list("pk", "consensus_preference")
     )
     campaign_consensus_reestimate(campaign_id=campaign.pk)
-    weighted = dict(
-        Pair.objects.filter(pk__in=majority).values_list("pk", "consensus_preference")
-    )
+    weighted = dict(Pair.objects.filter(pk__in=majority).values_list("pk", "consensus_preference"))
     assert weighted == majority
 
 
