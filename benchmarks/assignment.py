@@ -7,10 +7,15 @@ p50/p95/p99 of both calls, labels per second and the invariant counts (pairs ove
 pair-annotator assignments). The database is dropped at the end.
 
     .venv/bin/python benchmarks/assignment.py [--pairs 100000] [--annotators 50] [--duration 60]
-        [--workers 2] [--threads 4] [--baseline]
+        [--workers 2] [--threads 4] [--baseline] [--campaigns 10]
 
 --baseline then runs the same load against gunicorn with 3 sync workers (the server this
 project shipped before) on the same database, and prints the ratios of the two.
+
+--campaigns N also imports the same number of pairs spread over N more campaigns, then runs
+the same load with the annotators spread over them (annotator i works in campaign i mod N),
+on the same server settings and database, and prints the ratios against the single-campaign
+run (the target: p95 of next and labels/s within 10%).
 
 Also prints the CPU seconds each web worker, the load generator and PostgreSQL used during
 the run, how busy the whole machine was, and the web and PostgreSQL CPU per next + label.
@@ -195,12 +200,13 @@ async def annotator(
     connection.close()
 
 
-async def drive(host: str, port: int, tokens: list[str], campaign_id: int, duration: float) -> dict:
+async def drive(host: str, port: int, work: list[tuple[str, int]], duration: float) -> dict:
+    """``work``: each annotator's (token, campaign id)."""
     stats: dict[str, list] = {"next": [], "label": [], "labels": [], "errors": [], "empty": []}
     stop_at = time.monotonic() + duration
     started = time.monotonic()
     await asyncio.gather(
-        *(annotator(host, port, token, campaign_id, stop_at, stats) for token in tokens)
+        *(annotator(host, port, token, campaign, stop_at, stats) for token, campaign in work)
     )
     stats["elapsed"] = [time.monotonic() - started]
     return stats
@@ -233,9 +239,9 @@ def run_load(
     workers: int,
     threads: int,
     env: dict,
-    tokens: list[str],
-    campaign_id: int,
+    work: list[tuple[str, int]],
     duration: float,
+    label: str = "",
 ) -> dict:
     """Drive the load against a freshly started server; its stats and CPU seconds."""
     port = free_port()
@@ -244,7 +250,7 @@ def run_load(
         processes_before, machine_before = process_cpu_seconds(), machine_cpu_seconds()
         workers_before = worker_cpu_seconds(processes_before, process.pid)
         driver_before = time.process_time()
-        stats = asyncio.run(drive("127.0.0.1", port, tokens, campaign_id, duration))
+        stats = asyncio.run(drive("127.0.0.1", port, work, duration))
         stats["driver_cpu"] = time.process_time() - driver_before
         processes_after, machine_after = process_cpu_seconds(), machine_cpu_seconds()
     finally:
@@ -262,7 +268,7 @@ def run_load(
         f"granian, {workers} workers x {threads} threads"
         if server == "granian"
         else f"gunicorn, {workers} sync workers"
-    )
+    ) + (f", {label}" if label else "")
     return stats
 
 
@@ -305,6 +311,22 @@ def report(stats: dict, annotators: int) -> dict[str, float]:
     }
 
 
+def import_campaign(manage: list[str], env: dict, name: str, pairs: int) -> dict:
+    """Import ``pairs`` hh-rlhf copies into a new campaign; import_pairs's JSON summary."""
+    with tempfile.TemporaryDirectory() as folder:
+        pairs_file = Path(folder) / "pairs.jsonl"
+        write_pairs(pairs_file, pairs)
+        out = subprocess.run(
+            [*manage, "import_pairs", str(pairs_file), "--campaign", name],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100_000)
@@ -315,6 +337,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="Granian threads per worker")
     parser.add_argument(
         "--baseline", action="store_true", help="also run gunicorn (3 sync workers) and compare"
+    )
+    parser.add_argument(
+        "--campaigns",
+        type=int,
+        default=0,
+        help="also run with the annotators spread over this many campaigns, and compare",
     )
     args = parser.parse_args()
 
@@ -332,22 +360,19 @@ def main() -> None:
     try:
         manage = [sys.executable, "manage.py"]
         subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
-        with tempfile.TemporaryDirectory() as folder:
-            pairs_file = Path(folder) / "pairs.jsonl"
-            write_pairs(pairs_file, args.pairs)
-            started = time.perf_counter()
-            out = subprocess.run(
-                [*manage, "import_pairs", str(pairs_file), "--campaign", "bench"],
-                cwd=REPO,
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            import_s = time.perf_counter() - started
-        imported = json.loads(out.strip().splitlines()[-1])
+        started = time.perf_counter()
+        imported = import_campaign(manage, env, "bench", args.pairs)
         campaign_id = imported["campaign_id"]
-        print(f"setup: {imported['created']:,} pairs imported in {import_s:.1f} s")
+        print(
+            f"setup: {imported['created']:,} pairs imported in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        spread: list[int] = []
+        for number in range(args.campaigns):
+            share = args.pairs // args.campaigns
+            spread.append(import_campaign(manage, env, f"bench-{number}", share)["campaign_id"])
+        if spread:
+            print(f"setup: {args.campaigns} more campaigns of {args.pairs // args.campaigns:,}")
         # One process for all users (the create_user command's service, not 50 start-ups).
         out = subprocess.run(
             [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators)],
@@ -358,11 +383,16 @@ def main() -> None:
             text=True,
         ).stdout
         tokens = out.split()
-        runs = [
-            run_load("granian", args.workers, args.threads, env, tokens, campaign_id, args.duration)
-        ]
+        single = [(token, campaign_id) for token in tokens]
+        runs = [run_load("granian", args.workers, args.threads, env, single, args.duration)]
         if args.baseline:
-            runs.append(run_load("gunicorn", 3, 1, env, tokens, campaign_id, args.duration))
+            runs.append(run_load("gunicorn", 3, 1, env, single, args.duration))
+        if spread:
+            many = [(token, spread[i % len(spread)]) for i, token in enumerate(tokens)]
+            label = f"annotators over {len(spread)} campaigns"
+            runs.append(
+                run_load("granian", args.workers, args.threads, env, many, args.duration, label)
+            )
         over = psql(
             "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "
             "ON l.pair_id = p.id GROUP BY p.id, p.slot_cap HAVING count(*) > p.slot_cap) t",
@@ -387,11 +417,17 @@ def main() -> None:
         f"\ninvariants over all runs ({labels_db:,} labels stored): pairs over their cap: "
         f"{over}; regular labels over N=3: {over_n}; duplicate pair-annotator: {dupes}"
     )
-    if len(headlines) == 2:
-        ours, baseline = headlines
+    if args.baseline:
+        ours, baseline = headlines[0], headlines[1]
         print(
             "Granian / gunicorn baseline: "
             + ", ".join(f"{name} {ours[name] / baseline[name]:.2f}x" for name in ours)
+        )
+    if args.campaigns:
+        single_run, spread_run = headlines[0], headlines[-1]
+        print(
+            f"{args.campaigns} campaigns / one campaign (target within 10%): "
+            + ", ".join(f"{name} {spread_run[name] / single_run[name]:.2f}x" for name in single_run)
         )
 
 
