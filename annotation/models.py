@@ -81,11 +81,14 @@ class Campaign(models.Model):
     # How settled pairs get their verdict: a majority of directions, or Dawid-Skene's
     # reliability-weighted estimate (re-estimated over the campaign by a debounced task).
     consensus_rule = models.CharField(
-        max_length=20, choices=ConsensusRule.choices, default=ConsensusRule.MAJORITY
+        max_length=20,
+        choices=ConsensusRule.choices,
+        default=ConsensusRule.MAJORITY,
+        db_default=ConsensusRule.MAJORITY,
     )
     # An escalation is first offered to experts whose domains include the pair's task
     # category; every expert sees it once this many minutes have passed (0: at once).
-    escalation_domain_wait_minutes = models.PositiveIntegerField(default=60)
+    escalation_domain_wait_minutes = models.PositiveIntegerField(default=60, db_default=60)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -201,7 +204,8 @@ class Pair(models.Model):
     consensus_posterior = models.FloatField(null=True, blank=True)
     # Of the slots in use, how many were shown with B on the left: the engine gives the next
     # annotator the less used orientation, so a pair's orientations stay balanced.
-    swapped_taken = models.PositiveSmallIntegerField(default=0)
+    # db_default too: the importer's COPY names its columns and leaves the rest to the table.
+    swapped_taken = models.PositiveSmallIntegerField(default=0, db_default=0)
     # Stage 2 automatic curation of unverified pairs.
     curation = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

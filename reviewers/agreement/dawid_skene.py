@@ -80,7 +80,8 @@ def dawid_skene(
         priors = posteriors.mean(axis=0) + 1e-9
         priors /= priors.sum()
         confusions = np.full((n_annotators, n_classes, n_classes), smoothing)
-        np.add.at(confusions, (annotator, slice(None), said), posteriors[item])
+        for true_class in range(n_classes):
+            np.add.at(confusions[:, true_class, :], (annotator, said), posteriors[item, true_class])
         confusions /= confusions.sum(axis=2, keepdims=True)
         # E-step: log prior plus each label's log likelihood under every true class.
         log_posteriors = np.tile(np.log(priors), (n_items, 1))

@@ -79,11 +79,13 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
             "pair_id", "annotator_id", "preference", "is_gold_check"
         )
     )
-    gold = dict(
-        Pair.objects.filter(
+    gold = {
+        pair_id: known
+        for pair_id, known in Pair.objects.filter(
             campaign_id=campaign_id, is_gold=True, gold_preference__isnull=False
         ).values_list("id", "gold_preference")
-    )
+        if known is not None
+    }
     pair_ids = sorted({pair_id for pair_id, *_rest in rows})
     annotator_ids = sorted({annotator_id for _pair, annotator_id, *_rest in rows})
     item_of = {pair_id: index for index, pair_id in enumerate(pair_ids)}
