@@ -49,6 +49,7 @@ def _assert_every_completed_pair_balanced(expected_labels: int) -> Counter[str]:
     return majorities
 
 
+@pytest.mark.smoke
 def test_the_rule_takes_the_less_used_orientation_and_the_coin_on_a_tie():
     assert balanced_swap(slots_taken=0, swapped_taken=0, coin=True) is True
     assert balanced_swap(slots_taken=0, swapped_taken=0, coin=False) is False
@@ -57,6 +58,7 @@ def test_the_rule_takes_the_less_used_orientation_and_the_coin_on_a_tie():
     assert balanced_swap(slots_taken=2, swapped_taken=1, coin=True) is True
 
 
+@pytest.mark.smoke  # SQLite takes the ORM path, PostgreSQL the one-statement path
 @pytest.mark.django_db
 def test_every_completed_pair_is_balanced_and_the_majority_side_is_random():
     campaign = CampaignFactory(annotators_per_pair=3)
@@ -73,6 +75,7 @@ def test_every_completed_pair_is_balanced_and_the_majority_side_is_random():
     assert majorities["a"] > 5 and majorities["b"] > 5
 
 
+@pytest.mark.smoke
 @pytest.mark.django_db
 def test_a_released_slot_keeps_the_balance():
     campaign = CampaignFactory(annotators_per_pair=3, lease_seconds=60)
