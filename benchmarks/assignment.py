@@ -7,7 +7,7 @@ p50/p95/p99 of both calls, labels per second and the invariant counts (pairs ove
 pair-annotator assignments). The database is dropped at the end.
 
     .venv/bin/python benchmarks/assignment.py [--pairs 100000] [--annotators 50] [--duration 60]
-        [--workers 2] [--threads 4] [--baseline] [--campaigns 10]
+        [--workers 2] [--threads 4] [--baseline] [--campaigns 10] [--warmup 0]
 
 --baseline then runs the same load against gunicorn with 3 sync workers (the server this
 project shipped before) on the same database, and prints the ratios of the two.
@@ -242,11 +242,15 @@ def run_load(
     work: list[tuple[str, int]],
     duration: float,
     label: str = "",
+    warmup: float = 0.0,
 ) -> dict:
     """Drive the load against a freshly started server; its stats and CPU seconds."""
     port = free_port()
     process = start_server(server, workers, threads, port, env)
     try:
+        if warmup > 0:
+            # Not measured: each worker thread's first requests load the app's modules.
+            asyncio.run(drive("127.0.0.1", port, work, warmup))
         processes_before, machine_before = process_cpu_seconds(), machine_cpu_seconds()
         workers_before = worker_cpu_seconds(processes_before, process.pid)
         driver_before = time.process_time()
@@ -311,20 +315,39 @@ def report(stats: dict, annotators: int) -> dict[str, float]:
     }
 
 
-def import_campaign(manage: list[str], env: dict, name: str, pairs: int) -> dict:
-    """Import ``pairs`` hh-rlhf copies into a new campaign; import_pairs's JSON summary."""
+IMPORT_SNIPPET = """
+import io
+import json
+import sys
+import django
+django.setup()
+from django.core.management import call_command
+for name, path in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    call_command("import_pairs", path, campaign=name, stdout=out)
+    print(out.getvalue().strip().splitlines()[-1])
+"""
+
+
+def import_campaigns(env: dict, campaigns: list[tuple[str, int]]) -> list[dict]:
+    """Import ``pairs`` hh-rlhf copies into each new campaign ``(name, pairs)``, in one process
+    (a Django start-up per campaign costs more than a small import on a busy machine); each
+    import_pairs JSON summary."""
     with tempfile.TemporaryDirectory() as folder:
-        pairs_file = Path(folder) / "pairs.jsonl"
-        write_pairs(pairs_file, pairs)
+        files = []
+        for name, pairs in campaigns:
+            pairs_file = Path(folder) / f"{name}.jsonl"
+            write_pairs(pairs_file, pairs)
+            files.append((name, str(pairs_file)))
         out = subprocess.run(
-            [*manage, "import_pairs", str(pairs_file), "--campaign", name],
+            [sys.executable, "-c", IMPORT_SNIPPET, json.dumps(files)],
             cwd=REPO,
-            env=env,
+            env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    return [json.loads(line) for line in out.strip().splitlines()[-len(campaigns) :]]
 
 
 def main() -> None:
@@ -337,6 +360,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="Granian threads per worker")
     parser.add_argument(
         "--baseline", action="store_true", help="also run gunicorn (3 sync workers) and compare"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds of unmeasured load on each freshly started server first",
     )
     parser.add_argument(
         "--campaigns",
@@ -361,18 +390,17 @@ def main() -> None:
         manage = [sys.executable, "manage.py"]
         subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
         started = time.perf_counter()
-        imported = import_campaign(manage, env, "bench", args.pairs)
-        campaign_id = imported["campaign_id"]
-        print(
-            f"setup: {imported['created']:,} pairs imported in "
-            f"{time.perf_counter() - started:.1f} s"
+        share = args.pairs // args.campaigns if args.campaigns else 0
+        imported, *others = import_campaigns(
+            env, [("bench", args.pairs)] + [(f"bench-{n}", share) for n in range(args.campaigns)]
         )
-        spread: list[int] = []
-        for number in range(args.campaigns):
-            share = args.pairs // args.campaigns
-            spread.append(import_campaign(manage, env, f"bench-{number}", share)["campaign_id"])
-        if spread:
-            print(f"setup: {args.campaigns} more campaigns of {args.pairs // args.campaigns:,}")
+        campaign_id = imported["campaign_id"]
+        spread = [other["campaign_id"] for other in others]
+        print(
+            f"setup: {imported['created']:,} pairs"
+            + (f" and {args.campaigns} more campaigns of {share:,}" if spread else "")
+            + f" imported in {time.perf_counter() - started:.1f} s"
+        )
         # One process for all users (the create_user command's service, not 50 start-ups).
         out = subprocess.run(
             [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators)],
@@ -384,14 +412,19 @@ def main() -> None:
         ).stdout
         tokens = out.split()
         single = [(token, campaign_id) for token in tokens]
-        runs = [run_load("granian", args.workers, args.threads, env, single, args.duration)]
+        warmup = args.warmup
+        runs = [
+            run_load("granian", args.workers, args.threads, env, single, args.duration, "", warmup)
+        ]
         if args.baseline:
-            runs.append(run_load("gunicorn", 3, 1, env, single, args.duration))
+            runs.append(run_load("gunicorn", 3, 1, env, single, args.duration, "", warmup))
         if spread:
             many = [(token, spread[i % len(spread)]) for i, token in enumerate(tokens)]
             label = f"annotators over {len(spread)} campaigns"
             runs.append(
-                run_load("granian", args.workers, args.threads, env, many, args.duration, label)
+                run_load(
+                    "granian", args.workers, args.threads, env, many, args.duration, label, warmup
+                )
             )
         over = psql(
             "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "

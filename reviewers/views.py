@@ -271,18 +271,14 @@ def expert_settings_page(request: HttpRequest) -> HttpResponse:
     return render(request, "reviewers/settings.html", context)
 
 
-def parse_date_or_none(raw: str) -> date | None:
-    try:
-        return parse_date(raw)
-    except ValueError:
-        return None
-
-
 def _report_day(raw: str | None, *, name: str, default: date) -> date:
     if not raw:
         return default
-    day = parse_date_or_none(raw)
-    if day is None:
+    try:
+        day = parse_date(raw)
+    except ValueError:
+        day = None
+    if day is None or day >= date.max:
         raise BadRequest(f"{name} must be a date (YYYY-MM-DD).")
     return day
 
