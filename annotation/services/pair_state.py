@@ -238,6 +238,7 @@ def pair_resolve(*, pair_id: int, preference: int | None, discarded: bool) -> No
     """escalated -> resolved (the expert's preference) or discarded. Under the row lock."""
     Pair.objects.filter(pk=pair_id).update(
         consensus_preference=preference,
+        consensus_posterior=None,  # an expert's decision, not an estimate
         provenance=Pair.Provenance.DISCARDED if discarded else Pair.Provenance.ADJUDICATED,
         status=Pair.Status.DISCARDED if discarded else Pair.Status.RESOLVED,
     )
@@ -253,7 +254,11 @@ def pair_make_gold(*, pair: Pair, preference: int) -> None:
     queue (-> complete)."""
     updates: dict[str, object] = {"is_gold": True, "gold_preference": preference}
     if pair.provenance != Pair.Provenance.ADJUDICATED:
-        updates.update(consensus_preference=preference, provenance=Pair.Provenance.GOLD)
+        updates.update(
+            consensus_preference=preference,
+            consensus_posterior=None,
+            provenance=Pair.Provenance.GOLD,
+        )
     if pair.status in _NOT_YET_LABELLED:
         updates["status"] = Pair.Status.COMPLETE
     Pair.objects.filter(pk=pair.pk).update(**updates)

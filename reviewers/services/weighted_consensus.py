@@ -3,9 +3,10 @@
 A campaign whose ``consensus_rule`` is ``dawid_skene`` settles each pair by the majority the
 moment its last label arrives (under the pair's row lock, as every campaign does), and a
 debounced Celery task (``reviewers.reestimate_consensus``, at most one per campaign per
-``REESTIMATE_DEBOUNCE_SECONDS``) then re-estimates every annotator's reliability by EM over all
-the campaign's labels, gold pairs anchoring it, and re-settles the completed pairs with the
-weighted verdict, its posterior and ``dawid_skene`` provenance. One estimate over the whole
+``settings.CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS``, 30 by default) then re-estimates every
+annotator's reliability by EM over all the campaign's labels, gold pairs anchoring it, and
+re-settles the completed pairs with the weighted verdict, its posterior and ``dawid_skene``
+provenance. One estimate over the whole
 campaign is what makes Dawid–Skene worth having (an annotator's reliability is learned from
 every pair they labelled), and it is too slow to run under a pair lock on every label.
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from celery import current_app
+from django.conf import settings
 from django.core.cache import cache
 
 from annotation.models import Campaign, ConsensusRule, Label, Pair
@@ -36,7 +38,6 @@ from reviewers.services.escalations import escalation_open
 
 logger = logging.getLogger(__name__)
 
-REESTIMATE_DEBOUNCE_SECONDS = 30
 DIRECTIONS = (-1, 0, 1)  # class index = direction + 1
 
 
@@ -51,15 +52,14 @@ class ReestimateResult:
 
 
 def consensus_reestimate_later(*, campaign_id: int) -> None:
-    """Ask for a re-estimate in ``REESTIMATE_DEBOUNCE_SECONDS`` unless one is already asked
-    for: the first label of a window enqueues it, the rest of the window rides along."""
+    """Ask for a re-estimate after the debounce window unless one is already asked for: the
+    first label of a window enqueues it, the rest of the window rides along."""
+    window = settings.CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS
     try:
-        if not cache.add(f"reestimate-consensus:{campaign_id}", 1, REESTIMATE_DEBOUNCE_SECONDS):
+        if not cache.add(f"reestimate-consensus:{campaign_id}", 1, window):
             return
         current_app.send_task(
-            "reviewers.reestimate_consensus",
-            args=(campaign_id,),
-            countdown=REESTIMATE_DEBOUNCE_SECONDS,
+            "reviewers.reestimate_consensus", args=(campaign_id,), countdown=window
         )
     except Exception:  # best effort after a commit: the next label asks again
         logger.warning("could not enqueue the consensus re-estimate of campaign %s", campaign_id)

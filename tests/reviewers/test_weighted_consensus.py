@@ -13,6 +13,7 @@ from reviewers.models import Escalation
 from reviewers.services.weighted_consensus import campaign_consensus_reestimate
 from scoring.datasets.export import ExportFilters
 from scoring.datasets.export.rows import export_rows
+from tests.conftest import wait_for
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -133,3 +134,18 @@ def test_a_posterior_below_the_threshold_escalates_once():
 def test_a_majority_campaign_is_left_alone():
     campaign = CampaignFactory()
     assert campaign_consensus_reestimate(campaign_id=campaign.pk) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_re_settles_a_weighted_campaign_after_its_labels(worker, settings):
+    settings.CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS = 1
+    campaign = _campaign()
+    _label_campaign(campaign, accuracies=ACCURACIES, pairs=15, gold=5)
+    settled = Pair.objects.filter(campaign=campaign, is_gold=False, status=Pair.Status.COMPLETE)
+    assert settled.exists()
+
+    def all_weighted() -> bool:
+        return not settled.exclude(provenance=Pair.Provenance.DAWID_SKENE).exists()
+
+    wait_for(all_weighted, timeout=90, what="the debounced Dawid-Skene re-estimate")
+    assert all(pair.consensus_posterior is not None for pair in settled)
