@@ -65,6 +65,9 @@ class BothBadRoute(models.TextChoices):
 
 # Largest number of points an aspect's scale may have (scale_max - scale_min + 1).
 ASPECT_MAX_POINTS = 10
+class ConsensusRule(models.TextChoices):
+    MAJORITY = "majority", "Majority of directions"
+    DAWID_SKENE = "dawid_skene", "Dawid-Skene (reliability-weighted)"
 
 
 class Campaign(models.Model):
@@ -124,6 +127,17 @@ class Campaign(models.Model):
     both_bad_route = models.CharField(
         max_length=10, choices=BothBadRoute.choices, default=BothBadRoute.NONE
     )
+    # How settled pairs get their verdict: a majority of directions, or Dawid-Skene's
+    # reliability-weighted estimate (re-estimated over the campaign by a debounced task).
+    consensus_rule = models.CharField(
+        max_length=20,
+        choices=ConsensusRule.choices,
+        default=ConsensusRule.MAJORITY,
+        db_default=ConsensusRule.MAJORITY,
+    )
+    # An escalation is first offered to experts whose domains include the pair's task
+    # category; every expert sees it once this many minutes have passed (0: at once).
+    escalation_domain_wait_minutes = models.PositiveIntegerField(default=60, db_default=60)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -281,6 +295,8 @@ class Pair(models.Model):
         GOLD = "gold"
         UNANIMOUS = "unanimous"
         MAJORITY = "majority"
+        # Settled by the campaign's Dawid-Skene estimate (reliability-weighted).
+        DAWID_SKENE = "dawid_skene"
         ADJUDICATED = "adjudicated"
         DISCARDED = "discarded"
         UNRESOLVED = "unresolved"
@@ -333,6 +349,13 @@ class Pair(models.Model):
         max_length=20, choices=Provenance.choices, default=Provenance.NONE, blank=True
     )
     disagreement = models.FloatField(null=True, blank=True)
+    # The settling rule's probability of the consensus direction (Dawid-Skene only; null for
+    # a plain majority, gold and adjudication).
+    consensus_posterior = models.FloatField(null=True, blank=True)
+    # Of the slots in use, how many were shown with B on the left: the engine gives the next
+    # annotator the less used orientation, so a pair's orientations stay balanced.
+    # db_default too: the importer's COPY names its columns and leaves the rest to the table.
+    swapped_taken = models.PositiveSmallIntegerField(default=0, db_default=0)
     # Stage 2 automatic curation of unverified pairs.
     curation = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -7,10 +7,15 @@ p50/p95/p99 of both calls, labels per second and the invariant counts (pairs ove
 pair-annotator assignments). The database is dropped at the end.
 
     .venv/bin/python benchmarks/assignment.py [--pairs 100000] [--annotators 50] [--duration 60]
-        [--workers 2] [--threads 4] [--baseline]
+        [--workers 2] [--threads 4] [--baseline] [--campaigns 10] [--warmup 0]
 
 --baseline then runs the same load against gunicorn with 3 sync workers (the server this
 project shipped before) on the same database, and prints the ratios of the two.
+
+--campaigns N also imports the same number of pairs spread over N more campaigns, then runs
+the same load with the annotators spread over them (annotator i works in campaign i mod N),
+on the same server settings and database, and prints the ratios against the single-campaign
+run (the target: p95 of next and labels/s within 10%).
 
 Also prints the CPU seconds each web worker, the load generator and PostgreSQL used during
 the run, how busy the whole machine was, and the web and PostgreSQL CPU per next + label.
@@ -201,12 +206,13 @@ async def annotator(
     connection.close()
 
 
-async def drive(host: str, port: int, tokens: list[str], campaign_id: int, duration: float) -> dict:
+async def drive(host: str, port: int, work: list[tuple[str, int]], duration: float) -> dict:
+    """``work``: each annotator's (token, campaign id)."""
     stats: dict[str, list] = {"next": [], "label": [], "labels": [], "errors": [], "empty": []}
     stop_at = time.monotonic() + duration
     started = time.monotonic()
     await asyncio.gather(
-        *(annotator(host, port, token, campaign_id, stop_at, stats) for token in tokens)
+        *(annotator(host, port, token, campaign, stop_at, stats) for token, campaign in work)
     )
     stats["elapsed"] = [time.monotonic() - started]
     return stats
@@ -239,18 +245,22 @@ def run_load(
     workers: int,
     threads: int,
     env: dict,
-    tokens: list[str],
-    campaign_id: int,
+    work: list[tuple[str, int]],
     duration: float,
+    label: str = "",
+    warmup: float = 0.0,
 ) -> dict:
     """Drive the load against a freshly started server; its stats and CPU seconds."""
     port = free_port()
     process = start_server(server, workers, threads, port, env)
     try:
+        if warmup > 0:
+            # Not measured: each worker thread's first requests load the app's modules.
+            asyncio.run(drive("127.0.0.1", port, work, warmup))
         processes_before, machine_before = process_cpu_seconds(), machine_cpu_seconds()
         workers_before = worker_cpu_seconds(processes_before, process.pid)
         driver_before = time.process_time()
-        stats = asyncio.run(drive("127.0.0.1", port, tokens, campaign_id, duration))
+        stats = asyncio.run(drive("127.0.0.1", port, work, duration))
         stats["driver_cpu"] = time.process_time() - driver_before
         processes_after, machine_after = process_cpu_seconds(), machine_cpu_seconds()
     finally:
@@ -268,7 +278,7 @@ def run_load(
         f"granian, {workers} workers x {threads} threads"
         if server == "granian"
         else f"gunicorn, {workers} sync workers"
-    )
+    ) + (f", {label}" if label else "")
     return stats
 
 
@@ -311,6 +321,41 @@ def report(stats: dict, annotators: int) -> dict[str, float]:
     }
 
 
+IMPORT_SNIPPET = """
+import io
+import json
+import sys
+import django
+django.setup()
+from django.core.management import call_command
+for name, path in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    call_command("import_pairs", path, campaign=name, stdout=out)
+    print(out.getvalue().strip().splitlines()[-1])
+"""
+
+
+def import_campaigns(env: dict, campaigns: list[tuple[str, int]]) -> list[dict]:
+    """Import ``pairs`` hh-rlhf copies into each new campaign ``(name, pairs)``, in one process
+    (a Django start-up per campaign costs more than a small import on a busy machine); each
+    import_pairs JSON summary."""
+    with tempfile.TemporaryDirectory() as folder:
+        files = []
+        for name, pairs in campaigns:
+            pairs_file = Path(folder) / f"{name}.jsonl"
+            write_pairs(pairs_file, pairs)
+            files.append((name, str(pairs_file)))
+        out = subprocess.run(
+            [sys.executable, "-c", IMPORT_SNIPPET, json.dumps(files)],
+            cwd=REPO,
+            env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    return [json.loads(line) for line in out.strip().splitlines()[-len(campaigns) :]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100_000)
@@ -321,6 +366,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="Granian threads per worker")
     parser.add_argument(
         "--baseline", action="store_true", help="also run gunicorn (3 sync workers) and compare"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds of unmeasured load on each freshly started server first",
+    )
+    parser.add_argument(
+        "--campaigns",
+        type=int,
+        default=0,
+        help="also run with the annotators spread over this many campaigns, and compare",
     )
     args = parser.parse_args()
 
@@ -338,22 +395,18 @@ def main() -> None:
     try:
         manage = [sys.executable, "manage.py"]
         subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
-        with tempfile.TemporaryDirectory() as folder:
-            pairs_file = Path(folder) / "pairs.jsonl"
-            write_pairs(pairs_file, args.pairs)
-            started = time.perf_counter()
-            out = subprocess.run(
-                [*manage, "import_pairs", str(pairs_file), "--campaign", "bench"],
-                cwd=REPO,
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            import_s = time.perf_counter() - started
-        imported = json.loads(out.strip().splitlines()[-1])
+        started = time.perf_counter()
+        share = args.pairs // args.campaigns if args.campaigns else 0
+        imported, *others = import_campaigns(
+            env, [("bench", args.pairs)] + [(f"bench-{n}", share) for n in range(args.campaigns)]
+        )
         campaign_id = imported["campaign_id"]
-        print(f"setup: {imported['created']:,} pairs imported in {import_s:.1f} s")
+        spread = [other["campaign_id"] for other in others]
+        print(
+            f"setup: {imported['created']:,} pairs"
+            + (f" and {args.campaigns} more campaigns of {share:,}" if spread else "")
+            + f" imported in {time.perf_counter() - started:.1f} s"
+        )
         # One process for all users (the create_user command's service, not 50 start-ups).
         out = subprocess.run(
             [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators), str(campaign_id)],
@@ -364,11 +417,21 @@ def main() -> None:
             text=True,
         ).stdout
         tokens = out.split()
+        single = [(token, campaign_id) for token in tokens]
+        warmup = args.warmup
         runs = [
-            run_load("granian", args.workers, args.threads, env, tokens, campaign_id, args.duration)
+            run_load("granian", args.workers, args.threads, env, single, args.duration, "", warmup)
         ]
         if args.baseline:
-            runs.append(run_load("gunicorn", 3, 1, env, tokens, campaign_id, args.duration))
+            runs.append(run_load("gunicorn", 3, 1, env, single, args.duration, "", warmup))
+        if spread:
+            many = [(token, spread[i % len(spread)]) for i, token in enumerate(tokens)]
+            label = f"annotators over {len(spread)} campaigns"
+            runs.append(
+                run_load(
+                    "granian", args.workers, args.threads, env, many, args.duration, label, warmup
+                )
+            )
         over = psql(
             "SELECT count(*) FROM (SELECT p.id FROM annotation_pair p JOIN annotation_label l "
             "ON l.pair_id = p.id GROUP BY p.id, p.slot_cap HAVING count(*) > p.slot_cap) t",
@@ -393,11 +456,17 @@ def main() -> None:
         f"\ninvariants over all runs ({labels_db:,} labels stored): pairs over their cap: "
         f"{over}; regular labels over N=3: {over_n}; duplicate pair-annotator: {dupes}"
     )
-    if len(headlines) == 2:
-        ours, baseline = headlines
+    if args.baseline:
+        ours, baseline = headlines[0], headlines[1]
         print(
             "Granian / gunicorn baseline: "
             + ", ".join(f"{name} {ours[name] / baseline[name]:.2f}x" for name in ours)
+        )
+    if args.campaigns:
+        single_run, spread_run = headlines[0], headlines[-1]
+        print(
+            f"{args.campaigns} campaigns / one campaign (target within 10%): "
+            + ", ".join(f"{name} {spread_run[name] / single_run[name]:.2f}x" for name in single_run)
         )
 
 

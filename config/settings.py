@@ -278,6 +278,11 @@ else:
         # How often a worker looks for unacknowledged tasks past their visibility timeout.
         "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", 60, minimum=1),
     }
+# A Dawid-Skene campaign re-estimates its weighted consensus at most once per this many
+# seconds, that long after the label that asked for it (reviewers.services.weighted_consensus).
+CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS = envint(
+    "CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS", 30, minimum=1
+)
 CELERY_RESULT_BACKEND = None  # Job rows are the truth, never the result backend.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"

@@ -150,6 +150,9 @@ class EscalationOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     created_at = serializers.DateTimeField()
     deadline = serializers.DateTimeField(allow_null=True)
+    open_to_all_at = serializers.DateTimeField(
+        allow_null=True, help_text="Until then only experts of the pair's task category see it."
+    )
     claim = serializers.SerializerMethodField()
 
     def get_claim(self, escalation) -> dict:  # noqa: ANN001 - an Escalation
@@ -168,6 +171,7 @@ class EscalationListApi(APIView):
     class FilterSerializer(serializers.Serializer):
         campaign = DbIntegerField(required=False)
         order = serializers.ChoiceField(choices=["oldest", "disputed"], default="oldest")
+        domain = serializers.CharField(required=False, allow_blank=True, max_length=100)
         limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
         offset = DbIntegerField(min_value=0, default=0)
 
@@ -175,6 +179,9 @@ class EscalationListApi(APIView):
         parameters=[
             OpenApiParameter("campaign", int),
             OpenApiParameter("order", str, enum=["oldest", "disputed"]),
+            OpenApiParameter(
+                "domain", str, description="Only escalations of pairs of this task category."
+            ),
             OpenApiParameter("limit", int),
             OpenApiParameter("offset", int),
         ],
@@ -186,7 +193,10 @@ class EscalationListApi(APIView):
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
         queue = escalation_queue(
-            campaign_id=data.get("campaign"), order=data["order"], viewer=request.user
+            campaign_id=data.get("campaign"),
+            order=data["order"],
+            viewer=request.user,
+            domain=data.get("domain") or None,
         )
         page = queue[data["offset"] : data["offset"] + data["limit"]]
         serializer = EscalationOutputSerializer(page, many=True, context={"viewer": request.user})

@@ -39,7 +39,7 @@ def direction(preference: int) -> int:
     return (preference > 0) - (preference < 0)
 
 
-def _round_half_away(value: float) -> int:
+def round_half_away(value: float) -> int:
     return int(math.copysign(math.floor(abs(value) + 0.5), value))
 
 
@@ -92,7 +92,7 @@ def _preference_consensus(preferences: list[int], *, max_value: int) -> Consensu
     for side in (1, 0, -1):
         voters = [p for p, d in zip(preferences, directions, strict=True) if d == side]
         if len(voters) * 2 > len(preferences):
-            strength = _round_half_away(sum(voters) / len(voters))
+            strength = round_half_away(sum(voters) / len(voters))
             # Unanimous means every label picked this direction; strengths may differ.
             provenance = "unanimous" if len(voters) == len(preferences) else "majority"
             return Consensus(strength, provenance, disagreement, opposite)

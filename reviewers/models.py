@@ -18,6 +18,7 @@ class Escalation(models.Model):
         MODEL_CONTRADICTION = "model_contradiction", "Confident model contradicts unanimous label"
         BOTH_BAD = "both_bad", "Both responses bad"
         MANUAL = "manual", "Escalated by an admin"
+        LOW_POSTERIOR = "low_posterior", "Weighted consensus below the posterior threshold"
 
     class Status(models.TextChoices):
         OPEN = "open"
@@ -37,6 +38,9 @@ class Escalation(models.Model):
     )
     claim_expires_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
+    # Until then only experts whose domains include the pair's task category see it; null:
+    # every expert at once (no category, or the campaign waits 0 minutes).
+    open_to_all_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -20,7 +20,7 @@ from annotation.roles import Role, user_has_role
 from reviewers import hooks
 from reviewers.agreement.aspects import aspect_agreement
 from reviewers.agreement.selectors import campaign_agreement
-from reviewers.models import Escalation
+from reviewers.models import Escalation, ExpertSettings
 
 QUEUE_ORDERS = {
     "oldest": ("created_at", "id"),
@@ -57,6 +57,32 @@ def require_expert(user: User) -> None:
         raise Http404("No such page.")
 
 
+def expert_domains(user: User) -> list[str]:
+    """The task categories an expert covers (``ExpertSettings.domains``, shared with the
+    hourly e-mail); none listed: a generalist, who sees escalations once they are open to all."""
+    settings_row = ExpertSettings.objects.filter(user_id=user.pk).only("domains").first()
+    return list(settings_row.domains) if settings_row is not None else []
+
+
+def visible_to_expert(user: User, *, now: datetime | None = None) -> Q:
+    """Escalations ``user`` may see: all for admins; for an expert, those of their domains at
+    once and the others once the campaign's domain wait is over."""
+    if user_has_role(user, Role.ADMIN):
+        return Q()
+    now = now or timezone.now()
+    visible = Q(open_to_all_at__isnull=True) | Q(open_to_all_at__lte=now)
+    domains = expert_domains(user)
+    if domains:
+        visible |= Q(pair__task_category__in=domains)
+    return visible
+
+
+def require_admin(user: User) -> None:
+    """Admins only; anyone else is told the page does not exist."""
+    if not user_has_role(user, Role.ADMIN):
+        raise Http404("No such page.")
+
+
 def escalation_for_expert(
     *, escalation_id: int, user: User
 ) -> Escalation:
@@ -65,6 +91,14 @@ def escalation_for_expert(
         Escalation.objects.select_related("pair", "campaign", "claimed_by"), pk=escalation_id
     )
     if not escalation.campaign.open_to_all and not _reviews_campaign(user, escalation.campaign_id):
+        raise Http404("No such escalation.")
+    # Checked on the row: an escalation open to all (the common case) costs no query more.
+    waiting = escalation.open_to_all_at is not None and escalation.open_to_all_at > timezone.now()
+    if (
+        waiting
+        and not user_has_role(user, Role.ADMIN)
+        and escalation.pair.task_category not in expert_domains(user)
+    ):
         raise Http404("No such escalation.")
     return escalation
 
@@ -112,26 +146,46 @@ def escalation_queue(
     campaign_id: int | None = None,
     order: str = "oldest",
     viewer: User | None = None,
+    domain: str | None = None,
+    now: datetime | None = None,
 ) -> QuerySet[Escalation]:
     """Open escalations, oldest first or most disputed (highest pair disagreement) first;
-    only those the ``viewer`` may see when one is given."""
+    those ``viewer`` may see (their campaigns, see ``_visible_to``; their domains, see
+    ``visible_to_expert``), of one ``domain`` if given."""
     escalations = Escalation.objects.filter(status=Escalation.Status.OPEN).select_related(
         "pair", "campaign", "claimed_by"
     )
     escalations = _visible_to(escalations, viewer)
+    if viewer is not None:
+        escalations = escalations.filter(visible_to_expert(viewer, now=now))
     if campaign_id is not None:
         escalations = escalations.filter(campaign_id=campaign_id)
+    if domain:
+        escalations = escalations.filter(pair__task_category=domain)
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
+
+
+def queue_domains() -> list[str]:
+    """The task categories of pairs with an open escalation, for the queue's domain filter."""
+    return list(
+        Escalation.objects.filter(status=Escalation.Status.OPEN)
+        .exclude(pair__task_category="")
+        .values_list("pair__task_category", flat=True)
+        .distinct()
+        .order_by("pair__task_category")
+    )
 
 
 def next_escalation_for(
     *, expert: User, after: int | None = None, now: datetime | None = None
 ) -> Escalation | None:
-    """The oldest open escalation this expert can take: free (or theirs, or its claim expired),
-    on a pair they did not label, other than ``after``."""
+    """The oldest open escalation this expert can take: visible to them (their domains first,
+    see ``visible_to_expert``), free (or theirs, or its claim expired), on a pair they did not
+    label, other than ``after``."""
     now = now or timezone.now()
     claimable = (
         Escalation.objects.filter(status=Escalation.Status.OPEN)
+        .filter(visible_to_expert(expert, now=now))
         .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=expert))
         .exclude(pair__labels__annotator=expert)
     )
@@ -278,7 +332,7 @@ def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]
 # --- quality control ------------------------------------------------------------------------
 
 
-def _same_direction(left: str, right: str) -> Q:
+def same_direction(left: str, right: str) -> Q:
     return (
         Q(**{f"{left}__gt": 0, f"{right}__gt": 0})
         | Q(**{left: 0, right: 0})
@@ -300,7 +354,7 @@ def retest_agreement(*, campaign: Campaign) -> dict[str, Any]:
         campaign=campaign, is_retest=True, pair__consensus_preference__isnull=False
     ).aggregate(
         n=Count("pk"),
-        agreeing=Count("pk", filter=_same_direction("preference", "pair__consensus_preference")),
+        agreeing=Count("pk", filter=same_direction("preference", "pair__consensus_preference")),
     )
     n, agreeing = counts["n"], counts["agreeing"]
     return {"n": n, "agreeing": agreeing, "rate": agreeing / n if n else None}
@@ -330,13 +384,13 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
         ),
         "gold_correct": Count(
             "pk",
-            filter=Q(is_gold_check=True) & _same_direction("preference", "pair__gold_preference"),
+            filter=Q(is_gold_check=True) & same_direction("preference", "pair__gold_preference"),
         ),
         "consensus_labels": Count(
             "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
         ),
         "consensus_agreeing": Count(
-            "pk", filter=judged & _same_direction("preference", "pair__consensus_preference")
+            "pk", filter=judged & same_direction("preference", "pair__consensus_preference")
         ),
         "decisive": Count("pk", filter=~Q(preference=0)),
         "first_wins": Count("pk", filter=first_wins),

@@ -7,6 +7,7 @@ from smtplib import SMTPException
 from celery import shared_task
 
 from reviewers.services.notifications import experts_notify
+from reviewers.services.weighted_consensus import campaign_consensus_reestimate
 
 
 @shared_task(
@@ -18,3 +19,10 @@ from reviewers.services.notifications import experts_notify
 )
 def notify_experts_task(escalation_id: int) -> int:
     return experts_notify(escalation_id=escalation_id)
+
+
+@shared_task(name="reviewers.reestimate_consensus", acks_late=True)
+def reestimate_consensus_task(campaign_id: int) -> int:
+    """Re-settle a Dawid–Skene campaign's pairs; idempotent, so a duplicate run is harmless."""
+    result = campaign_consensus_reestimate(campaign_id=campaign_id)
+    return 0 if result is None else result.pairs_settled

@@ -6,6 +6,7 @@ from reviewers import views
 
 urlpatterns = [
     path("experts/queue/", views.expert_queue, name="expert-queue"),
+    path("annotators/report/", views.annotator_report_page, name="annotator-report"),
     path("experts/next", views.expert_next_view, name="expert-next"),
     path("experts/settings/", views.expert_settings_page, name="expert-settings"),
     path(

@@ -6,21 +6,26 @@ then render (the fragment for htmx requests) or redirect (plain form posts).
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
+from core.errors import BadRequest
 from core.http import error_into
 from core.requests import SignedInRequest
 from core.validation import int_param
+from reviewers.annotator_report import annotator_report, annotator_report_csv
 from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation
 from reviewers.selectors import (
@@ -31,6 +36,8 @@ from reviewers.selectors import (
     escalation_for_expert,
     escalation_queue,
     escalation_review,
+    queue_domains,
+    require_admin,
     require_expert,
     retest_agreement,
 )
@@ -58,7 +65,10 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
     campaign_id = _campaign_filter(request.GET.get("campaign"))
     order = request.GET.get("order", "oldest")
     order = order if order in QUEUE_ORDERS else "oldest"
-    queue = escalation_queue(campaign_id=campaign_id, order=order, viewer=request.user)
+    domain = request.GET.get("domain", "").strip()
+    queue = escalation_queue(
+        campaign_id=campaign_id, order=order, viewer=request.user, domain=domain or None
+    )
     rows = [
         {"escalation": escalation, "claim": claim_state(escalation, viewer=request.user)}
         for escalation in queue[:QUEUE_PAGE_SIZE]
@@ -70,6 +80,8 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
         "other_order": "disputed" if order == "oldest" else "oldest",
         "campaign_id": campaign_id,
         "campaigns": Campaign.objects.order_by("name"),
+        "domain": domain,
+        "domains": queue_domains(),
     }
     template = "reviewers/queue.html#queue-table" if request.htmx else "reviewers/queue.html"
     return render(request, template, context)
@@ -259,3 +271,47 @@ def expert_settings_page(request: SignedInRequest) -> HttpResponse:
         )
     context = {"form": form, "has_email": bool(request.user.email)}
     return render(request, "reviewers/settings.html", context)
+
+
+def _report_day(raw: str | None, *, name: str, default: date) -> date:
+    if not raw:
+        return default
+    try:
+        day = parse_date(raw)
+    except ValueError:
+        day = None
+    if day is None or day >= date.max:
+        raise BadRequest(f"{name} must be a date (YYYY-MM-DD).")
+    return day
+
+
+@login_required
+@require_GET
+def annotator_report_page(request: SignedInRequest) -> HttpResponse:
+    """Time and pay per annotator over a date range (both days included); ``?format=csv``
+    downloads the same rows."""
+    require_admin(request.user)
+    today = timezone.localdate()
+    last = _report_day(request.GET.get("end"), name="end", default=today)
+    first = _report_day(request.GET.get("start"), name="start", default=last - timedelta(days=29))
+    if first > last:
+        raise BadRequest("start must not be after end.")
+    campaign_id = _campaign_filter(request.GET.get("campaign"))
+    start = datetime.combine(first, time.min, tzinfo=timezone.get_current_timezone())
+    end = datetime.combine(last + timedelta(days=1), time.min, tzinfo=start.tzinfo)
+    rows = annotator_report(start=start, end=end, campaign_id=campaign_id)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(annotator_report_csv(rows), content_type="text/csv")
+        filename = f"annotators-{first.isoformat()}-{last.isoformat()}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+    context = {
+        "rows": rows,
+        "start": first,
+        "end": last,
+        "campaign_id": campaign_id,
+        "campaigns": Campaign.objects.order_by("name"),
+        "total_seconds": sum(row.active_seconds for row in rows),
+        "total_labels": sum(row.labels for row in rows),
+    }
+    return render(request, "reviewers/annotator_report.html", context)

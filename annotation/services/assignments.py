@@ -53,14 +53,14 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
         stale = Assignment.objects.filter(status=Assignment.Status.ACTIVE, lease_expires_at__lt=now)
         if _supports_skip_locked():
             stale = stale.select_for_update(skip_locked=True)
-        rows = list(stale.values_list("id", "pair_id", "kind")[:limit])
-        for assignment_id, pair_id, kind in rows:
+        rows = list(stale.values_list("id", "pair_id", "kind", "swapped")[:limit])
+        for assignment_id, pair_id, kind, swapped in rows:
             # The status guard makes a concurrent submit or skip win cleanly.
             changed = Assignment.objects.filter(
                 pk=assignment_id, status=Assignment.Status.ACTIVE
             ).update(status=Assignment.Status.EXPIRED, finished_at=now)
             if changed and kind != Assignment.Kind.GOLD:
-                pair_release_slot(pair_id=pair_id)
+                pair_release_slot(pair_id=pair_id, swapped=swapped)
             expired += changed
     return expired
 
@@ -84,6 +84,20 @@ def assignments_end_for_annotator(
                 pair_release_slot(pair_id=pair_id)
             ended += changed
     return ended
+def balanced_swap(*, slots_taken: int, swapped_taken: int, coin: bool) -> bool:
+    """The orientation of a pair's next slot: the one its live slots use less, and the coin
+    when they are even. With three annotators a pair is shown two ways one way and once the
+    other, which way chosen at random per pair, so a left-leaning annotator cannot tilt it."""
+    if 2 * swapped_taken != slots_taken:
+        return 2 * swapped_taken < slots_taken
+    return coin
+
+
+# The same rule in SQL over the locked pair row (alias ``p``); ``%(swapped)s`` is the coin.
+BALANCED_SWAP_SQL = (
+    "CASE WHEN 2 * p.swapped_taken < p.slots_taken THEN true "
+    "WHEN 2 * p.swapped_taken > p.slots_taken THEN false ELSE %(swapped)s END"
+)
 
 
 def _active_assignment(campaign: Campaign, annotator: User, now: datetime) -> Assignment | None:
@@ -107,7 +121,7 @@ def _create_assignment(
     annotator: User,
     kind: str,
     now: datetime,
-    rng: random.Random,
+    swapped: bool,
     pair_loaded: bool = False,
 ) -> Assignment:
     assignment = Assignment.objects.create(
@@ -116,7 +130,7 @@ def _create_assignment(
         annotator=annotator,
         round_id=pair.round_id,
         kind=kind,
-        swapped=rng.random() < 0.5,
+        swapped=swapped,
         leased_at=now,
         lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
     )
@@ -150,11 +164,13 @@ def _open_candidates(campaign: Campaign, annotator: User) -> QuerySet[Pair]:
 # One statement: unless the annotator holds a live lease in this campaign, lock the best
 # open pair they never had (skipping rows other transactions hold), take one of its slots
 # with the same conditional UPDATE as the ORM path, record the assignment and return the
-# whole pair. The UNIQUE (pair, annotator) constraint still guards the insert; if it fires,
+# whole pair. The orientation is the one the pair's live slots use less (BALANCED_SWAP_SQL),
+# decided on the locked row, which FOR UPDATE reads in its latest committed version. The
+# UNIQUE (pair, annotator) constraint still guards the insert; if it fires,
 # the statement (the slot included) is undone.
 _TAKE_SQL = """
 WITH candidate AS (
-    SELECT p.id, p.slots_taken
+    SELECT p.id, p.slots_taken, {balanced_swap} AS swapped
     FROM annotation_pair p
     WHERE p.campaign_id = %(campaign)s
       AND p.status IN ({open_statuses})
@@ -176,7 +192,7 @@ WITH candidate AS (
     SET {take_slot_set}
     FROM candidate
     WHERE p.id = candidate.id AND {take_slot_guard}
-    RETURNING p.*, candidate.slots_taken AS slots_before
+    RETURNING p.*, candidate.slots_taken AS slots_before, candidate.swapped AS swapped_next
 ), assigned AS (
     INSERT INTO annotation_assignment (
         campaign_id, pair_id, annotator_id, round_id, status, kind, swapped,
@@ -184,11 +200,11 @@ WITH candidate AS (
     )
     SELECT %(campaign)s, taken.id, %(annotator)s, taken.round_id, {active},
            CASE WHEN taken.slots_before >= %(per_pair)s THEN {retest} ELSE {regular} END,
-           %(swapped)s, %(now)s, %(expires)s, NULL, false
+           taken.swapped_next, %(now)s, %(expires)s, NULL, false
     FROM taken
-    RETURNING id, kind
+    RETURNING id, kind, swapped
 )
-SELECT assigned.id, assigned.kind, {pair_columns}
+SELECT assigned.id, assigned.kind, assigned.swapped, {pair_columns}
 FROM assigned CROSS JOIN taken
 """
 
@@ -208,8 +224,11 @@ def take_sql() -> str:
     # 'in_annotation')) applies. With them bound, every call was planned afresh, which cost
     # more than running it.
     # The pair's transition (taking a slot) is pair_state's, embedded here.
-    take_slot_set = TAKE_SLOT_SET_SQL.format(in_annotation=sql_literal(Pair.Status.IN_ANNOTATION))
+    take_slot_set = TAKE_SLOT_SET_SQL.format(
+        in_annotation=sql_literal(Pair.Status.IN_ANNOTATION), swapped="candidate.swapped"
+    )
     return _TAKE_SQL.format(
+        balanced_swap=BALANCED_SWAP_SQL,
         pair_columns=model_columns(Pair, "taken").select_sql,
         open_statuses=", ".join(sql_literal(status) for status in OPEN_STATUSES),
         take_slot_set=take_slot_set,
@@ -237,8 +256,7 @@ def _take_regular_pair_in_one_statement(
     campaign: Campaign, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment | None:
     for _attempt in range(_ATTEMPTS):
-        swapped = rng.random() < 0.5
-        params = take_params(campaign, annotator, now, swapped=swapped)
+        params = take_params(campaign, annotator, now, swapped=rng.random() < 0.5)
         try:
             row = _fetch_one_atomically(take_sql(), params)
         except IntegrityError:
@@ -255,7 +273,7 @@ def _take_regular_pair_in_one_statement(
             if not _open_candidates(campaign, annotator).exists():
                 return None
             continue
-        assignment_id, kind, *pair_values = row
+        assignment_id, kind, swapped, *pair_values = row
         (taken,) = instances_from_row(pair_values, [model_columns(Pair, "taken")])
         pair = cast(Pair, taken)
         assignment = Assignment(
@@ -297,15 +315,20 @@ def _take_regular_pair_with_orm(
             locked = candidates
             if _supports_skip_locked():
                 locked = candidates.select_for_update(skip_locked=True, of=("self",))
-            rows = list(locked.values_list("id", "slots_taken", "round_id")[:_CANDIDATES])
+            rows = list(
+                locked.values_list("id", "slots_taken", "round_id", "swapped_taken")[:_CANDIDATES]
+            )
             if not rows:
                 # Every candidate may just be locked by another annotator's transaction for a
                 # few milliseconds; only report "no work" when none exists at all.
                 if not candidates.exists():
                     return None
                 continue
-            for pair_id, slots_taken, round_id in rows:
-                if not pair_take_slot(pair_id=pair_id):
+            for pair_id, slots_taken, round_id, swapped_taken in rows:
+                swapped = balanced_swap(
+                    slots_taken=slots_taken, swapped_taken=swapped_taken, coin=rng.random() < 0.5
+                )
+                if not pair_take_slot(pair_id=pair_id, swapped=swapped):
                     continue
                 labelled = slots_taken >= campaign.annotators_per_pair
                 kind = Assignment.Kind.RETEST if labelled else Assignment.Kind.REGULAR
@@ -317,12 +340,12 @@ def _take_regular_pair_with_orm(
                             annotator=annotator,
                             kind=kind,
                             now=now,
-                            rng=rng,
+                            swapped=swapped,
                         )
                 except IntegrityError:
                     # The same annotator asked twice at once and the other request got this
                     # pair; give the slot back and try the next candidate.
-                    pair_release_slot(pair_id=pair_id)
+                    pair_release_slot(pair_id=pair_id, swapped=swapped)
                     continue
     return None
 
@@ -350,7 +373,8 @@ def _take_gold_pair(
                 annotator=annotator,
                 kind=Assignment.Kind.GOLD,
                 now=now,
-                rng=rng,
+                # Gold checks take no slot and measure one annotator each: a fair coin.
+                swapped=rng.random() < 0.5,
                 pair_loaded=True,
             )
     except IntegrityError:
@@ -424,5 +448,5 @@ def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> N
         if not changed:
             raise AlreadyFinished("This assignment is no longer active.")
         if assignment.kind != Assignment.Kind.GOLD:
-            pair_release_slot(pair_id=assignment.pair_id)
+            pair_release_slot(pair_id=assignment.pair_id, swapped=assignment.swapped)
     assignment.status = Assignment.Status.SKIPPED

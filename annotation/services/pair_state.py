@@ -29,10 +29,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection
-from django.db.models import F, QuerySet
+from django.db import connection, transaction
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
-from annotation.models import Outcome, Pair, Round
+from annotation.models import Assignment, Outcome, Pair, Round
 from annotation.prepared_reads import execute_prepared
 
 FINAL_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
@@ -42,7 +43,11 @@ _NOT_YET_LABELLED = (Pair.Status.POOLED, Pair.Status.QUEUED, Pair.Status.IN_ANNO
 # The slot-taking transition as SQL (alias ``p``), for the assignment engine's one-statement
 # path; ``pair_take_slot`` is the same rule through the ORM.
 TAKE_SLOT_GUARD_SQL = "p.slots_taken < p.slot_cap"
-TAKE_SLOT_SET_SQL = "slots_taken = p.slots_taken + 1, status = {in_annotation}"
+# ``{swapped}`` is an SQL boolean: the orientation the new slot is shown in.
+TAKE_SLOT_SET_SQL = (
+    "slots_taken = p.slots_taken + 1, swapped_taken = p.swapped_taken + ({swapped})::int, "
+    "status = {in_annotation}"
+)
 # Counting a label, for the submit's one-statement path; ``pair_count_label`` through the ORM.
 COUNT_LABEL_SET_SQL = "labels_count = labels_count + 1"
 
@@ -78,19 +83,44 @@ def pairs_return_to_pool(*, round_: Round) -> int:
 # --- slots and labels -------------------------------------------------------------------------
 
 
-def pair_take_slot(*, pair_id: int) -> bool:
-    """queued | in_annotation -> in_annotation, taking a slot; False when none is free."""
+def pair_take_slot(*, pair_id: int, swapped: bool = False) -> bool:
+    """queued | in_annotation -> in_annotation, taking a slot shown ``swapped`` (or not);
+    False when none is free."""
     return bool(
         Pair.objects.filter(pk=pair_id, slots_taken__lt=F("slot_cap")).update(
-            slots_taken=F("slots_taken") + 1, status=Pair.Status.IN_ANNOTATION
+            slots_taken=F("slots_taken") + 1,
+            swapped_taken=F("swapped_taken") + int(swapped),
+            status=Pair.Status.IN_ANNOTATION,
         )
     )
 
 
-def pair_release_slot(*, pair_id: int) -> int:
-    """Give a slot back (a lease expired or was skipped, or its insert failed)."""
-    return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
-        slots_taken=F("slots_taken") - 1
+def pair_release_slot(*, pair_id: int, swapped: bool | None = None) -> int:
+    """Give a slot back (a lease expired or was skipped, or its insert failed). ``swapped``:
+    the released slot's orientation; None when the caller does not know it, and then the
+    swapped count is recounted from the pair's live assignments (call after the release's
+    own assignment update)."""
+    released = Pair.objects.filter(pk=pair_id, slots_taken__gt=0)
+    if swapped is None:
+        live_swapped = (
+            Assignment.objects.filter(
+                pair_id=OuterRef("pk"),
+                swapped=True,
+                status__in=(Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED),
+            )
+            .exclude(kind=Assignment.Kind.GOLD)
+            .values("pair_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return released.update(
+            slots_taken=F("slots_taken") - 1,
+            swapped_taken=Coalesce(Subquery(live_swapped), 0),
+        )
+    if swapped:
+        released = released.filter(swapped_taken__gt=0)
+    return released.update(
+        slots_taken=F("slots_taken") - 1, swapped_taken=F("swapped_taken") - int(swapped)
     )
 
 
@@ -118,7 +148,8 @@ def pair_count_label(*, pair_id: int) -> None:
 _SETTLE_SQL = (
     f"UPDATE {Pair._meta.db_table} "  # noqa: S608 - a constant table name only
     "SET consensus_preference = %s, consensus_outcome = %s, provenance = %s, disagreement = %s, "
-    "status = %s WHERE id = %s"
+    # A majority carries no posterior; a weighted re-estimate sets it again later.
+    "status = %s, consensus_posterior = NULL WHERE id = %s"
 )
 
 
@@ -143,6 +174,55 @@ def pair_settle(
         [preference, str(outcome), str(provenance), disagreement, str(status), pair_id],
     )
     return status
+
+
+def pairs_settle_weighted(*, rows: Sequence[tuple[int, int, float]]) -> int:
+    """Store a reliability-weighted verdict ``(pair_id, preference, posterior)`` on pairs the
+    labels' majority settled (complete, not gold, no expert decision): the status stays
+    complete. A locked read and one update per thousand rows; returns how many changed."""
+    changed = 0
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        by_id = {pair_id: (preference, posterior) for pair_id, preference, posterior in chunk}
+        with transaction.atomic():
+            changed += _settle_weighted_chunk(by_id)
+    return changed
+
+
+def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
+    # Locked in id order: a label change or an escalation of one of these pairs waits, so
+    # neither is overwritten by a verdict read before it.
+    settled = (
+        Pair.objects.select_for_update()
+        .filter(
+            pk__in=by_id,
+            status=Pair.Status.COMPLETE,
+            is_gold=False,
+            provenance__in=(
+                Pair.Provenance.UNANIMOUS,
+                Pair.Provenance.MAJORITY,
+                Pair.Provenance.DAWID_SKENE,
+            ),
+        )
+        .only("pk", "consensus_preference", "consensus_posterior", "provenance")
+        .order_by("pk")
+    )
+    updated = []
+    for pair in settled:
+        preference, posterior = by_id[pair.pk]
+        if (
+            pair.consensus_preference == preference
+            and pair.provenance == Pair.Provenance.DAWID_SKENE
+            and pair.consensus_posterior is not None
+            and abs(pair.consensus_posterior - posterior) < 1e-9
+        ):
+            continue  # a re-run changes nothing
+        pair.consensus_preference = preference
+        pair.consensus_posterior = posterior
+        pair.provenance = Pair.Provenance.DAWID_SKENE
+        updated.append(pair)
+    Pair.objects.bulk_update(updated, ["consensus_preference", "consensus_posterior", "provenance"])
+    return len(updated)
 
 
 def pair_reopen_for_retest(*, pair_id: int) -> bool:
@@ -178,6 +258,7 @@ def pair_resolve(*, pair_id: int, preference: int | None, discarded: bool) -> No
     Pair.objects.filter(pk=pair_id).update(
         consensus_preference=preference,
         consensus_outcome=Outcome.PREFERENCE,
+        consensus_posterior=None,  # an expert's decision, not an estimate
         provenance=Pair.Provenance.DISCARDED if discarded else Pair.Provenance.ADJUDICATED,
         status=Pair.Status.DISCARDED if discarded else Pair.Status.RESOLVED,
     )
@@ -193,7 +274,11 @@ def pair_make_gold(*, pair: Pair, preference: int) -> None:
     queue (-> complete)."""
     updates: dict[str, object] = {"is_gold": True, "gold_preference": preference}
     if pair.provenance != Pair.Provenance.ADJUDICATED:
-        updates.update(consensus_preference=preference, provenance=Pair.Provenance.GOLD)
+        updates.update(
+            consensus_preference=preference,
+            consensus_posterior=None,
+            provenance=Pair.Provenance.GOLD,
+        )
     if pair.status in _NOT_YET_LABELLED:
         updates["status"] = Pair.Status.COMPLETE
     Pair.objects.filter(pk=pair.pk).update(**updates)

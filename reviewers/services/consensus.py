@@ -21,7 +21,15 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from annotation.models import Assignment, BothBadRoute, Campaign, Label, Outcome, Pair
+from annotation.models import (
+    Assignment,
+    BothBadRoute,
+    Campaign,
+    ConsensusRule,
+    Label,
+    Outcome,
+    Pair,
+)
 from annotation.prepared_reads import fetch_all_prepared
 from annotation.services.labels import FLAG_NAMES
 from annotation.services.pair_state import (
@@ -44,6 +52,7 @@ from reviewers.services.escalations import (
     escalation_open,
     escalation_record,
 )
+from reviewers.services.weighted_consensus import consensus_reestimate_later
 
 
 def _max_value(campaign: Campaign) -> int:
@@ -187,6 +196,10 @@ def pair_consensus_update(
             )
         if not reasons and consensus.preference is not None:
             _maybe_schedule_retest(pair=pair, campaign=campaign, rng=rng)
+        if campaign.consensus_rule == ConsensusRule.DAWID_SKENE:
+            # The majority stands until the campaign's next (debounced) weighted estimate.
+            campaign_id = campaign.pk
+            transaction.on_commit(lambda: consensus_reestimate_later(campaign_id=campaign_id))
     return consensus
 
 
@@ -207,7 +220,11 @@ def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
     rules = campaign.escalation_rules or {}
     regular = [vote.preference for vote in _regular_votes(pair.pk)]
     disagreement = pair_disagreement([*regular, label.preference], max_value=_max_value(campaign))
-    has_consensus = pair.provenance in (Pair.Provenance.UNANIMOUS, Pair.Provenance.MAJORITY)
+    has_consensus = pair.provenance in (
+        Pair.Provenance.UNANIMOUS,
+        Pair.Provenance.MAJORITY,
+        Pair.Provenance.DAWID_SKENE,
+    )
     if (
         rules.get("retest_contradiction", True)
         and has_consensus

@@ -44,6 +44,7 @@ def _notify_experts_later(escalation_id: int) -> None:
     except Exception:  # kombu's OperationalError and the transport's own connection errors
         logger.warning("could not enqueue the expert notice for escalation %s", escalation_id)
 
+
 def escalation_deadline_hours(campaign: Campaign) -> float:
     """Hours an expert has to decide, from ``escalation_rules["deadline_hours"]`` (default 72)."""
     raw = (campaign.escalation_rules or {}).get("deadline_hours", DEFAULT_DEADLINE_HOURS)
@@ -52,6 +53,16 @@ def escalation_deadline_hours(campaign: Campaign) -> float:
     except (TypeError, ValueError):
         return DEFAULT_DEADLINE_HOURS
     return hours if hours > 0 else DEFAULT_DEADLINE_HOURS
+
+
+def escalation_open_to_all_at(*, pair: Pair, now: datetime) -> datetime | None:
+    """When every expert may see a new escalation of ``pair``: until then only experts of its
+    task category do (``Campaign.escalation_domain_wait_minutes``). None: everyone at once,
+    for a pair without a category or a campaign that does not wait."""
+    wait = pair.campaign.escalation_domain_wait_minutes
+    if not pair.task_category or wait <= 0:
+        return None
+    return now + timedelta(minutes=wait)
 
 
 def escalation_open(
@@ -110,6 +121,7 @@ def escalation_record(
             detail=detail,
             disagreement=disagreement,
             deadline=now + timedelta(hours=escalation_deadline_hours(pair.campaign)),
+            open_to_all_at=escalation_open_to_all_at(pair=pair, now=now),
         )
         # Field values only: the unique and check constraints are the database's to enforce
         # (validating them here would cost a query each, under the pair lock).

@@ -40,6 +40,7 @@ from scoring.models import Job, ModelVersion
 TRAINABLE_PROVENANCE = (
     Pair.Provenance.UNANIMOUS,
     Pair.Provenance.MAJORITY,
+    Pair.Provenance.DAWID_SKENE,
     Pair.Provenance.ADJUDICATED,
 )
 

@@ -15,7 +15,7 @@ from core.errors import BadRequest
 from scoring.jobs.params import JobParams
 
 FORMATS = ("jsonl", "parquet")
-DEFAULT_PROVENANCE = ("gold", "unanimous", "majority", "adjudicated")
+DEFAULT_PROVENANCE = ("gold", "unanimous", "majority", "dawid_skene", "adjudicated")
 PROVENANCE_CHOICES = (*DEFAULT_PROVENANCE, "discarded", "unresolved")
 TIES_CHOICES = ("exclude", "separate")
 # "Both bad"/"both good" pairs: in a file of their own (only when there are any), or left out.
@@ -93,7 +93,7 @@ def export_condition(filters: ExportFilters) -> Q:
     parts: list[Q] = []
     if "gold" in wanted:
         parts.append(Q(is_gold=True))
-    voted = [name for name in ("unanimous", "majority") if name in wanted]
+    voted = [name for name in ("unanimous", "majority", "dawid_skene") if name in wanted]
     if voted:
         # An open escalation means an expert may still overturn the majority.
         condition = human & Q(provenance__in=voted) & ~Q(status=Pair.Status.ESCALATED)

@@ -49,6 +49,8 @@ _PROVENANCE_FIELDS = [
     pa.field("votes", pa.list_(pa.int8())),
     pa.field("disagreement", pa.float64()),
     pa.field("agreement", pa.float64()),
+    # The settling rule's probability of the consensus direction (Dawid-Skene; else null).
+    pa.field("consensus_posterior", pa.float64()),
     pa.field("adjudication_decision", pa.string()),
     pa.field("adjudication_preference", pa.int8()),
     pa.field("adjudication_note", pa.string()),
@@ -149,6 +151,7 @@ _PAIR_COLUMNS = (
     "consensus_outcome",
     "provenance",
     "disagreement",
+    "consensus_posterior",
     "curation",
     "labels_count",
     "round__number",
@@ -168,6 +171,7 @@ _PAIR_COLUMNS = (
     _OUTCOME,
     _PROVENANCE,
     _DISAGREEMENT,
+    _POSTERIOR,
     _CURATION,
     _LABELS_COUNT,
     _ROUND,
@@ -397,6 +401,7 @@ def _row_parts(
     scalars["votes"] = context.votes.get(pair_id, _NOTHING)
     scalars["disagreement"] = disagreement
     scalars["agreement"] = None if disagreement is None else 1.0 - disagreement
+    scalars["consensus_posterior"] = None if pair[_IS_GOLD] else pair[_POSTERIOR]
     scalars["adjudication_decision"] = adjudication[0] if adjudication else None
     scalars["adjudication_preference"] = adjudication[1] if adjudication else None
     scalars["adjudication_note"] = adjudication[2] if adjudication else None

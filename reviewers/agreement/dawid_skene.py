@@ -1,0 +1,100 @@
+"""Dawid–Skene: each item's true class and each annotator's reliability, estimated together by
+EM over plain arrays (no ORM), with known answers (gold) as anchors.
+
+Every annotator has a confusion matrix ``confusion[j, true, said]``; the E-step gives each
+item a posterior over the classes from the class priors and the confusions of the annotators
+who labelled it, the M-step re-estimates priors and confusions from those posteriors. Anchored
+items keep their known class throughout, so they pin each annotator's confusion to the truth
+where it is known (and an adversarial annotator is recognised as such, not merely outvoted).
+
+Written here rather than taken from crowd-kit: that library brings pandas and scikit-learn
+for some fifty lines of EM, and its estimator takes no anchors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class DawidSkeneFit:
+    posteriors: FloatArray  # (items, classes): P(true class | labels)
+    confusions: FloatArray  # (annotators, true class, said class)
+    priors: FloatArray  # (classes,)
+    iterations: int
+
+    def annotator_accuracy(self) -> FloatArray:
+        """P(an annotator says the true class), weighted by the class priors."""
+        diagonal = np.einsum("jkk->jk", self.confusions)
+        return np.asarray(diagonal @ self.priors, dtype=np.float64)
+
+
+def dawid_skene(
+    items: Sequence[int] | npt.NDArray[np.int64],
+    annotators: Sequence[int] | npt.NDArray[np.int64],
+    classes: Sequence[int] | npt.NDArray[np.int64],
+    *,
+    n_items: int,
+    n_annotators: int,
+    n_classes: int,
+    anchors: Mapping[int, int] | None = None,
+    max_iterations: int = 100,
+    tolerance: float = 1e-6,
+    smoothing: float = 0.01,
+) -> DawidSkeneFit:
+    """Fit Dawid–Skene to labels given as three parallel arrays of indices: the item, the
+    annotator and the class each label said. ``anchors`` maps item index to its known class.
+
+    Starts from the (anchored) vote shares, as Dawid and Skene did; ``smoothing`` is a small
+    pseudo-count on every confusion cell, so an annotator seen on few items is not certain.
+    """
+    if n_items == 0:
+        empty = np.zeros((0, n_classes))
+        uniform = np.full((n_annotators, n_classes, n_classes), 1.0 / max(n_classes, 1))
+        return DawidSkeneFit(empty, uniform, np.full(n_classes, 1.0 / n_classes), 0)
+    item = np.asarray(items, dtype=np.int64)
+    annotator = np.asarray(annotators, dtype=np.int64)
+    said = np.asarray(classes, dtype=np.int64)
+    anchored = np.zeros(n_items, dtype=bool)
+    anchor_rows = np.zeros((n_items, n_classes))
+    for index, known in (anchors or {}).items():
+        anchored[index] = True
+        anchor_rows[index, known] = 1.0
+
+    posteriors = np.zeros((n_items, n_classes))
+    np.add.at(posteriors, (item, said), 1.0)
+    posteriors = _normalise_rows(posteriors + 1e-9)
+    posteriors[anchored] = anchor_rows[anchored]
+
+    confusions = np.zeros((n_annotators, n_classes, n_classes))
+    priors = np.full(n_classes, 1.0 / n_classes)
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007 - reported in the fit
+        # M-step: priors and confusions from the current posteriors.
+        priors = posteriors.mean(axis=0) + 1e-9
+        priors /= priors.sum()
+        confusions = np.full((n_annotators, n_classes, n_classes), smoothing)
+        for true_class in range(n_classes):
+            np.add.at(confusions[:, true_class, :], (annotator, said), posteriors[item, true_class])
+        confusions /= confusions.sum(axis=2, keepdims=True)
+        # E-step: log prior plus each label's log likelihood under every true class.
+        log_posteriors = np.tile(np.log(priors), (n_items, 1))
+        np.add.at(log_posteriors, item, np.log(confusions[annotator, :, said]))
+        log_posteriors -= log_posteriors.max(axis=1, keepdims=True)
+        updated = _normalise_rows(np.exp(log_posteriors))
+        updated[anchored] = anchor_rows[anchored]
+        change = float(np.abs(updated - posteriors).max()) if n_items else 0.0
+        posteriors = updated
+        if change < tolerance:
+            break
+    return DawidSkeneFit(posteriors, confusions, priors, iterations)
+
+
+def _normalise_rows(matrix: FloatArray) -> FloatArray:
+    return np.asarray(matrix / matrix.sum(axis=1, keepdims=True), dtype=np.float64)

@@ -1,0 +1,151 @@
+"""A Dawid–Skene campaign: labels through the real engine, re-settled by the weighted rule."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from annotation.models import ConsensusRule, Pair
+from annotation.services.assignments import assignment_next
+from annotation.services.labels import LabelInput, label_submit, to_canonical
+from reviewers.models import Escalation
+from reviewers.services.weighted_consensus import campaign_consensus_reestimate
+from scoring.datasets.export import ExportFilters
+from scoring.datasets.export.rows import export_rows
+from tests.conftest import wait_for
+from tests.factories import CampaignFactory, PairFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+ACCURACIES = [0.95, 0.9, 0.85, 0.1]  # three good annotators and one adversarial
+
+
+def _label_campaign(campaign, *, accuracies, pairs=90, gold=20, seed=11):
+    rng = random.Random(seed)
+    truth = {}
+    for _ in range(pairs):
+        pair = PairFactory(campaign=campaign)
+        truth[pair.pk] = rng.choice((1, -1))
+    for _ in range(gold):
+        answer = rng.choice((1, -1))
+        pair = PairFactory(
+            campaign=campaign, is_gold=True, gold_preference=answer, status=Pair.Status.COMPLETE
+        )
+        truth[pair.pk] = answer
+    users = UserFactory.create_batch(len(accuracies))
+    busy = True
+    while busy:
+        busy = False
+        for user, accuracy in zip(users, accuracies, strict=True):
+            assignment = assignment_next(campaign=campaign, annotator=user, rng=rng)
+            if assignment is None:
+                continue
+            busy = True
+            right = truth[assignment.pair_id]
+            canonical = right if rng.random() < accuracy else -right
+            shown = to_canonical(canonical, swapped=assignment.swapped)
+            label_submit(assignment=assignment, data=LabelInput(preference=shown))
+    return truth, users
+
+
+def _campaign(**rules):
+    return CampaignFactory(
+        scale="binary",
+        annotators_per_pair=3,
+        gold_share=0.25,
+        consensus_rule=ConsensusRule.DAWID_SKENE,
+        escalation_rules={"no_majority": True, "opposite_directions": False, **rules},
+    )
+
+
+def test_weighted_consensus_beats_the_majority_on_the_adversarys_pairs():
+    campaign = _campaign()
+    truth, users = _label_campaign(campaign, accuracies=ACCURACIES)
+    adversary = users[-1]
+    majority = dict(
+        Pair.objects.filter(campaign=campaign, is_gold=False).values_list(
+            "pk", "consensus_preference"
+        )
+    )
+    result = campaign_consensus_reestimate(campaign_id=campaign.pk)
+    assert result is not None and result.pairs_settled > 0
+    estimated = [result.accuracy[user.pk] for user in users]
+    assert estimated[-1] < 0.3 and min(estimated[:3]) > 0.7
+    weighted = dict(
+        Pair.objects.filter(campaign=campaign, is_gold=False).values_list(
+            "pk", "consensus_preference"
+        )
+    )
+    theirs = set(
+        Pair.objects.filter(
+            campaign=campaign, is_gold=False, labels__annotator=adversary
+        ).values_list("pk", flat=True)
+    )
+    assert theirs
+    weighted_right = sum(weighted[pk] == truth[pk] for pk in theirs)
+    majority_right = sum(majority[pk] == truth[pk] for pk in theirs)
+    assert weighted_right > majority_right
+    # Provenance and posterior are stored on every pair the labels settled.
+    settled = Pair.objects.filter(campaign=campaign, is_gold=False, status=Pair.Status.COMPLETE)
+    assert {pair.provenance for pair in settled} == {Pair.Provenance.DAWID_SKENE}
+    assert all(0.5 <= pair.consensus_posterior <= 1.0 for pair in settled)
+    # The export carries the posterior.
+    rows = [
+        row
+        for _ranked, row in export_rows(
+            campaign=campaign, filters=ExportFilters(provenance=("dawid_skene",))
+        )
+    ]
+    assert rows and all(row["provenance"] == "dawid_skene" for row in rows)
+    posteriors = {pair.pk: pair.consensus_posterior for pair in settled}
+    assert all(row["consensus_posterior"] == posteriors[row["pair_id"]] for row in rows)
+    # Idempotent: a second run changes nothing.
+    again = campaign_consensus_reestimate(campaign_id=campaign.pk)
+    assert again is not None and again.pairs_settled == 0
+
+
+def test_it_equals_the_majority_when_annotators_are_equally_good():
+    campaign = _campaign()
+    _label_campaign(campaign, accuracies=[0.85] * 4, seed=4)
+    majority = dict(
+        Pair.objects.filter(
+            campaign=campaign, status=Pair.Status.COMPLETE, is_gold=False
+        ).values_list("pk", "consensus_preference")
+    )
+    campaign_consensus_reestimate(campaign_id=campaign.pk)
+    weighted = dict(Pair.objects.filter(pk__in=majority).values_list("pk", "consensus_preference"))
+    assert weighted == majority
+
+
+def test_a_posterior_below_the_threshold_escalates_once():
+    campaign = _campaign(posterior_threshold=0.99)
+    _label_campaign(campaign, accuracies=[0.8, 0.8, 0.7, 0.6], pairs=40, gold=10, seed=2)
+    result = campaign_consensus_reestimate(campaign_id=campaign.pk)
+    assert result is not None and result.escalated > 0
+    low = Escalation.objects.filter(campaign=campaign, reason=Escalation.Reason.LOW_POSTERIOR)
+    assert low.count() == result.escalated
+    assert all(e.pair.status == Pair.Status.ESCALATED for e in low)
+    assert all(e.pair.consensus_posterior < 0.99 for e in low)
+    again = campaign_consensus_reestimate(campaign_id=campaign.pk)
+    assert again is not None and again.escalated == 0
+
+
+def test_a_majority_campaign_is_left_alone():
+    campaign = CampaignFactory()
+    assert campaign_consensus_reestimate(campaign_id=campaign.pk) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_re_settles_a_weighted_campaign_after_its_labels(worker, settings):
+    settings.CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS = 1
+    campaign = _campaign()
+    _label_campaign(campaign, accuracies=ACCURACIES, pairs=15, gold=5)
+    settled = Pair.objects.filter(campaign=campaign, is_gold=False, status=Pair.Status.COMPLETE)
+    assert settled.exists()
+
+    def all_weighted() -> bool:
+        return not settled.exclude(provenance=Pair.Provenance.DAWID_SKENE).exists()
+
+    wait_for(all_weighted, timeout=90, what="the debounced Dawid-Skene re-estimate")
+    assert all(pair.consensus_posterior is not None for pair in settled)
