@@ -6,20 +6,24 @@ on each label), labels (regular and re-test; gold checks apart), skips, gold acc
 checks in the gold answer's direction) and agreement with consensus (regular and re-test
 labels in the direction of their pair's consensus), as ``annotator_quality`` defines them.
 
-``quarantine_seconds`` stays empty (None) until annotator quarantine is recorded: the column
-is there so that files and the pay spreadsheets built on them keep their shape.
+``quarantine_seconds``: how long in the period the annotator was quarantined (in the campaign,
+or in any campaign, summed), from the member transitions that record every quarantine and
+restore; empty for annotators never quarantined.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
 from django.db.models import Count, Q, Sum
+from django.utils import timezone
 
-from annotation.models import Assignment, Label
+from annotation.models import Assignment, CampaignMember, Label, MemberTransition
 from reviewers.selectors import same_direction
 
 
@@ -80,6 +84,7 @@ def annotator_report(
         .values_list("annotator_id", "n")
     )
     names = dict(skips.order_by().values_list("annotator_id", "annotator__username").distinct())
+    quarantined = _quarantine_seconds(start=start, end=end, campaign_id=campaign_id)
     report: dict[int, AnnotatorPeriod] = {}
     for row in label_rows:
         annotator_id = row["annotator_id"]
@@ -92,7 +97,7 @@ def annotator_report(
             skips=skip_rows.get(annotator_id, 0),
             gold_accuracy=_share(row["gold_correct"], row["gold_checks"]),
             consensus_agreement=_share(row["consensus_agreeing"], row["consensus_labels"]),
-            quarantine_seconds=None,
+            quarantine_seconds=quarantined.get(annotator_id),
         )
     for annotator_id, count in skip_rows.items():
         if annotator_id not in report:
@@ -105,9 +110,68 @@ def annotator_report(
                 skips=count,
                 gold_accuracy=None,
                 consensus_agreement=None,
-                quarantine_seconds=None,
+                quarantine_seconds=quarantined.get(annotator_id),
+            )
+    for annotator_id, seconds in quarantined.items():
+        if annotator_id not in report:  # quarantined all period long: nothing done, still paid for
+            report[annotator_id] = AnnotatorPeriod(
+                annotator_id=annotator_id,
+                username=_username(annotator_id),
+                active_seconds=0.0,
+                labels=0,
+                gold_checks=0,
+                skips=0,
+                gold_accuracy=None,
+                consensus_agreement=None,
+                quarantine_seconds=seconds,
             )
     return sorted(report.values(), key=lambda row: row.username)
+
+
+def quarantined_seconds_in(
+    states: Iterable[tuple[datetime, str]], *, start: datetime, end: datetime, now: datetime
+) -> float:
+    """Seconds of ``[start, end)`` spent quarantined, given a member's state changes in time
+    order as (when, new state); the last state lasts until ``now``."""
+    total = 0.0
+    since: datetime | None = None
+    for at, state in [*states, (now, "")]:
+        if since is not None:
+            low, high = max(since, start), min(at, end)
+            total += max((high - low).total_seconds(), 0.0)
+        since = at if state == CampaignMember.State.QUARANTINED else None
+    return total
+
+
+def _quarantine_seconds(
+    *, start: datetime, end: datetime, campaign_id: int | None
+) -> dict[int, float]:
+    """Per annotator ever quarantined (in the campaign, or in any): seconds quarantined in the
+    period, summed over campaigns."""
+    transitions = MemberTransition.objects.filter(
+        member__in=MemberTransition.objects.filter(
+            to_state=CampaignMember.State.QUARANTINED, at__lt=end
+        ).values("member_id")
+    ).order_by("member_id", "at", "id")
+    if campaign_id is not None:
+        transitions = transitions.filter(member__campaign_id=campaign_id)
+    per_member: dict[tuple[int, int], list[tuple[datetime, str]]] = defaultdict(list)
+    for member_id, user_id, at, state in transitions.values_list(
+        "member_id", "member__user_id", "at", "to_state"
+    ):
+        per_member[(user_id, member_id)].append((at, state))
+    now = timezone.now()
+    seconds: dict[int, float] = defaultdict(float)
+    for (user_id, _member_id), states in per_member.items():
+        seconds[user_id] += quarantined_seconds_in(states, start=start, end=end, now=now)
+    return dict(seconds)
+
+
+def _username(user_id: int) -> str:
+    name: str = CampaignMember.objects.filter(user_id=user_id).values_list(
+        "user__username", flat=True
+    ).first() or str(user_id)
+    return name
 
 
 def annotator_report_csv(rows: list[AnnotatorPeriod]) -> str:

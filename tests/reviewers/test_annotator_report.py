@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from annotation.models import Pair
 from annotation.services.assignments import assignment_next, assignment_skip
+from annotation.services.members import member_add, member_quarantine, member_restore
+from reviewers.annotator_report import quarantined_seconds_in
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import judge, user_with_role
 
@@ -93,3 +95,35 @@ def test_only_admins_see_it_and_bad_dates_are_refused(client, admin_user, expert
     assert (
         client.get(reverse("annotator-report"), {"start": "2026-02-02", "end": "2026-02-01"})
     ).status_code == 400
+
+
+def test_quarantined_seconds_are_clipped_to_the_period_and_run_until_now() -> None:
+    t0 = timezone.now()
+    states = [
+        (t0, "active"),
+        (t0 + timedelta(hours=1), "quarantined"),
+        (t0 + timedelta(hours=3), "active"),
+        (t0 + timedelta(hours=5), "quarantined"),
+    ]
+    start, end = t0 + timedelta(hours=2), t0 + timedelta(hours=6)
+    # 2h-3h of the first quarantine, then 5h-6h of the second (it lasts until now, 10h).
+    seconds = quarantined_seconds_in(states, start=start, end=end, now=t0 + timedelta(hours=10))
+    assert seconds == 2 * 3600
+    assert quarantined_seconds_in(states[:1], start=start, end=end, now=end) == 0.0
+
+
+def test_the_report_counts_a_quarantine_from_the_member_transitions(
+    client, admin_user, seeded
+) -> None:
+    campaign, _ann, bob, _cat = seeded
+    client.force_login(admin_user)
+    member = member_add(campaign=campaign, user=bob)
+    with time_machine.travel(timezone.now() - timedelta(hours=2), tick=False):
+        member_quarantine(member=member, reason="test: below the gold threshold")
+    with time_machine.travel(timezone.now() - timedelta(hours=1), tick=False):
+        member.refresh_from_db()
+        assert member_restore(member=member)
+
+    rows = _csv_rows(client.get(reverse("annotator-report"), {"format": "csv"}))
+    assert float(rows["bob"]["quarantine_seconds"]) == pytest.approx(3600, abs=5)
+    assert rows["ann"]["quarantine_seconds"] == ""
