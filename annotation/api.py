@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -44,6 +45,12 @@ class ShownPairSerializer(serializers.Serializer):
     response_b = serializers.CharField()
     annotation_guideline = serializers.CharField()
     task_category = serializers.CharField()
+    responses = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Ranking items only: the K responses in the order shown to you; a ranking "
+        "names them by their index here.",
+    )
 
 
 class AssignmentOutSerializer(serializers.Serializer):
@@ -65,7 +72,7 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
     call on the busiest endpoint. The renderer writes the datetime as DRF's field would.
     """
     pair = shown_pair(assignment)
-    return {
+    body: dict[str, Any] = {
         "assignment": {
             "id": assignment.pk,
             "campaign": assignment.campaign_id,
@@ -83,6 +90,21 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
         },
         "lease_expires_at": assignment.lease_expires_at,
     }
+    if "responses" in pair:
+        body["pair"]["responses"] = pair["responses"]
+    return body
+
+
+def _label_shown(label_id: int, assignment_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    """The label as the annotator sent it (shown orientation), as OutputSerializer says."""
+    shown: dict[str, Any] = {
+        "id": label_id,
+        "assignment": assignment_id,
+        "preference": data.get("preference"),
+    }
+    if data.get("ranking") is not None:
+        shown["ranking"] = data["ranking"]
+    return shown
 
 
 @extend_schema(summary="Lease the next pair to judge")
@@ -102,7 +124,15 @@ class CampaignNextApi(APIView):
 @extend_schema_view(post=extend_schema(summary="Submit a label for a leased pair"))
 class LabelApi(APIView):
     class InputSerializer(serializers.Serializer):
-        preference = serializers.IntegerField(min_value=-2, max_value=2)
+        preference = serializers.IntegerField(
+            min_value=-2, max_value=2, required=False, help_text="A/B campaigns."
+        )
+        ranking = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField()),
+            required=False,
+            help_text="Ranking campaigns: groups of shown response indices, best first "
+            "([[2], [0, 1], [3]]: 2 best, 0 and 1 tied, 3 worst); every index exactly once.",
+        )
         rationale = serializers.CharField(required=False, allow_blank=True, default="")
         confidence = serializers.IntegerField(
             required=False, allow_null=True, min_value=1, max_value=5
@@ -112,11 +142,21 @@ class LabelApi(APIView):
         )
         seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
 
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if "preference" not in attrs and "ranking" not in attrs:
+                raise serializers.ValidationError({"preference": ["This field is required."]})
+            return attrs
+
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         assignment = serializers.IntegerField(source="assignment_id")
         preference = serializers.IntegerField(
-            help_text="In the orientation shown to the annotator."
+            allow_null=True, help_text="In the orientation shown to the annotator."
+        )
+        ranking = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField()),
+            required=False,
+            help_text="Ranking campaigns: as sent, in shown indices.",
         )
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
@@ -128,7 +168,8 @@ class LabelApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         label_input = LabelInput(
-            preference=data["preference"],
+            preference=data.get("preference"),
+            ranking=data.get("ranking"),
             rationale=data["rationale"],
             confidence=data.get("confidence"),
             flags=tuple(data["flags"]),
@@ -136,7 +177,7 @@ class LabelApi(APIView):
         )
         label = label_submit(assignment=assignment, data=label_input)
         # Plain data shaped as OutputSerializer documents it (see next_payload).
-        shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
+        shown = _label_shown(label.pk, assignment.pk, data)
         return Response(shown, status=201)
 
     @extend_schema(
@@ -160,7 +201,8 @@ class LabelApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         label_input = LabelInput(
-            preference=data["preference"],
+            preference=data.get("preference"),
+            ranking=data.get("ranking"),
             rationale=data["rationale"],
             confidence=data.get("confidence"),
             flags=tuple(data["flags"]),
@@ -172,7 +214,7 @@ class LabelApi(APIView):
             return Response({"detail": str(exc), "code": exc.code}, status=400)
         except (LabelLocked, AlreadyFinished) as exc:
             return Response({"detail": str(exc), "code": exc.code}, status=409)
-        shown = {"id": label.pk, "assignment": assignment.pk, "preference": data["preference"]}
+        shown = _label_shown(label.pk, assignment.pk, data)
         return Response(shown, status=200)
 
 

@@ -41,6 +41,24 @@ def default_escalation_rules() -> dict[str, object]:
     return dict(DEFAULT_ESCALATION_RULES)
 
 
+class ItemKind(models.TextChoices):
+    PAIR = "pair", "Pairs (A/B)"
+    RANKING = "ranking", "Rankings of 2 to 9 responses"
+
+
+class RankingExpansion(models.TextChoices):
+    """How a consensus ranking becomes chosen/rejected pairs (training and export)."""
+
+    ALL_PAIRS = "all_pairs", "Every pair of differently ranked responses"
+    BEST_VS_EACH = "best_vs_each", "Each best response against each lower one"
+    ADJACENT = "adjacent", "Each rank group against the next"
+
+
+# A K-wise item holds this many responses at least and at most.
+MIN_RESPONSES = 2
+MAX_RESPONSES = 9
+
+
 class Campaign(models.Model):
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
@@ -73,6 +91,11 @@ class Campaign(models.Model):
     # How long an annotator may change a label after submitting it (never once an expert
     # decided the pair); 0 turns changes off.
     label_change_minutes = models.PositiveIntegerField(default=10)
+    # Pairwise campaigns judge A against B; ranking campaigns rank each item's K responses.
+    item_kind = models.CharField(max_length=10, choices=ItemKind.choices, default=ItemKind.PAIR)
+    ranking_expansion = models.CharField(
+        max_length=20, choices=RankingExpansion.choices, default=RankingExpansion.ALL_PAIRS
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -152,6 +175,9 @@ class Pair(models.Model):
     conversation = models.JSONField(help_text="List of {role, content} turns before the responses.")
     response_a = models.TextField()
     response_b = models.TextField()
+    # K-wise items only (null on A/B pairs): every response, [{"content", "model"}], in
+    # imported (canonical) order; response_a and response_b repeat the first two.
+    responses = models.JSONField(null=True, blank=True)
     # The importer caps both at 255 characters.
     source = models.CharField(max_length=255, blank=True)
     external_id = models.CharField(max_length=255, blank=True)
@@ -164,6 +190,9 @@ class Pair(models.Model):
     annotation_guideline = models.TextField(blank=True)
     # The source's own chosen/rejected label, unverified ("silver"), canonical orientation.
     silver_preference = models.SmallIntegerField(null=True, blank=True)
+    # K-wise: the source's own ranking (e.g. UltraFeedback ratings), groups of canonical
+    # response indices, best first; unverified.
+    silver_ranking = models.JSONField(null=True, blank=True)
     is_gold = models.BooleanField(default=False)
     gold_preference = models.SmallIntegerField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -181,6 +210,8 @@ class Pair(models.Model):
         max_length=20, choices=Provenance.choices, default=Provenance.NONE, blank=True
     )
     disagreement = models.FloatField(null=True, blank=True)
+    # K-wise: the consensus (or adjudicated) ranking, groups of canonical indices, best first.
+    consensus_ranking = models.JSONField(null=True, blank=True)
     # Stage 2 automatic curation of unverified pairs.
     curation = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -238,6 +269,9 @@ class Assignment(models.Model):
     lease_expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     model_view_shown = models.BooleanField(default=False)
+    # K-wise items: the canonical response index shown at each position (a random
+    # permutation, as ``swapped`` is for A/B). Null on A/B pairs.
+    display_order = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -265,6 +299,10 @@ class Label(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels"
     )
     preference = models.SmallIntegerField(help_text="Canonical orientation, -2 … 2.")
+    # K-wise items: groups of canonical response indices, best first ([[2], [0, 1], [3]]).
+    # ``preference`` then holds response 0 against response 1 (1, 0 or -1), so that the
+    # pairwise views of a label stay defined.
+    ranking = models.JSONField(null=True, blank=True)
     rationale = models.TextField(blank=True)
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
     flag_unsafe = models.BooleanField(default=False)

@@ -24,6 +24,7 @@ PROGRESS_CACHE_SECONDS = 5
 
 logger = logging.getLogger(__name__)
 
+
 def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
     if not user_has_role(user, Role.ANNOTATOR):
         raise Http404("No such campaign.")
@@ -62,9 +63,7 @@ def assignment_for_annotator(
         return assignment
     related = ("pair", "campaign") if with_pair else ("campaign",)
     assignment = (
-        Assignment.objects.select_related(*related)
-        .filter(pk=assignment_id, annotator=user)
-        .first()
+        Assignment.objects.select_related(*related).filter(pk=assignment_id, annotator=user).first()
     )
     if assignment is None:
         raise Http404("No such assignment.")
@@ -93,14 +92,34 @@ def _assignment_with_campaign_sql() -> str:
 def shown_pair(assignment: Assignment) -> dict[str, Any]:
     """The pair as this annotator sees it: A/B possibly swapped, nothing about other labels."""
     pair = assignment.pair
+    if pair.responses is not None:
+        return _shown_ranking_item(assignment)
     left, right = (
-        (pair.response_b, pair.response_a) if assignment.swapped else
-        (pair.response_a, pair.response_b)
+        (pair.response_b, pair.response_a)
+        if assignment.swapped
+        else (pair.response_a, pair.response_b)
     )
     return {
         "conversation": pair.conversation,
         "response_a": left,
         "response_b": right,
+        "annotation_guideline": pair.annotation_guideline,
+        "task_category": pair.task_category,
+    }
+
+
+def _shown_ranking_item(assignment: Assignment) -> dict[str, Any]:
+    """A K-wise item in the assignment's display order, without the models' names (blind).
+    response_a and response_b are the first two shown, for pages that only show two."""
+    pair = assignment.pair
+    responses = pair.responses or []
+    order = assignment.display_order or list(range(len(responses)))
+    shown = [str(responses[index]["content"]) for index in order]
+    return {
+        "conversation": pair.conversation,
+        "response_a": shown[0],
+        "response_b": shown[1],
+        "responses": shown,
         "annotation_guideline": pair.annotation_guideline,
         "task_category": pair.task_category,
     }
@@ -156,8 +175,9 @@ def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str,
     )
 
 
-def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = None
-                      ) -> dict[str, Any]:
+def campaign_progress(
+    *, campaign: Campaign, user: AbstractBaseUser | None = None
+) -> dict[str, Any]:
     """What GET /api/campaigns/{id}/progress reports: pairs, labels and the caller's own."""
     progress: dict[str, Any] = {
         "pairs": campaign_pair_counts(campaign=campaign),

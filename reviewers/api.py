@@ -260,6 +260,13 @@ class EscalationAdjudicateApi(APIView):
             max_value=2,
             help_text="Canonical orientation (A and B as imported); for decision=preference.",
         )
+        ranking = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField()),
+            required=False,
+            allow_null=True,
+            help_text="Ranking items, for decision=preference: groups of canonical response "
+            "indices (as imported), best first.",
+        )
         note = serializers.CharField()
 
     OutputSerializer = AdjudicationOutputSerializer
@@ -275,6 +282,7 @@ class EscalationAdjudicateApi(APIView):
             expert=request.user,
             decision=data["decision"],
             preference=data.get("preference"),
+            ranking=data.get("ranking"),
             note=data["note"],
         )
         return Response(self.OutputSerializer(adjudication).data, status=201)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -13,8 +14,14 @@ from django.utils import timezone
 
 from annotation import hooks
 from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
-from annotation.models import Assignment, Evidence, Label, Pair
+from annotation.models import Assignment, Evidence, ItemKind, Label, Pair
 from annotation.prepared_reads import fetch_one_prepared
+from annotation.rankings import (
+    Ranking,
+    first_two_preference,
+    ranking_to_canonical,
+    ranking_validate,
+)
 from annotation.selectors import campaign_pair_counts_forget
 from annotation.services.pair_state import COUNT_LABEL_SET_SQL, pair_count_label
 
@@ -35,11 +42,31 @@ _CONSENSUS_FIELDS = (
 class LabelInput:
     """A label as the annotator gave it, in the orientation they were shown."""
 
-    preference: int
+    preference: int | None
     rationale: str = ""
     confidence: int | None = None
     flags: tuple[str, ...] = ()
     seconds_spent: float | None = None
+    # Ranking items: groups of shown response indices, best first (preference is then unused).
+    ranking: list[list[int]] | None = None
+
+
+def _canonical_values(assignment: Assignment, data: LabelInput) -> tuple[int, Ranking | None]:
+    """(canonical preference, canonical ranking or None); raises InvalidLabel."""
+    if assignment.campaign.item_kind != ItemKind.RANKING:
+        if data.ranking is not None:
+            raise InvalidLabel("this campaign judges pairs: send a preference, not a ranking")
+        if data.preference is None:
+            raise InvalidLabel("preference is required")
+        return to_canonical(data.preference, swapped=assignment.swapped), None
+    if data.ranking is None:
+        raise InvalidLabel("this campaign ranks responses: send a ranking")
+    order = assignment.display_order
+    if not order:
+        raise InvalidLabel("this assignment has no ranking item")
+    shown = ranking_validate(data.ranking, size=len(order))
+    canonical = ranking_to_canonical(shown, display_order=order)
+    return first_two_preference(canonical), canonical
 
 
 def to_canonical(preference_shown: int, *, swapped: bool) -> int:
@@ -49,7 +76,7 @@ def to_canonical(preference_shown: int, *, swapped: bool) -> int:
 
 def _validate(assignment: Assignment, data: LabelInput) -> None:
     allowed = assignment.campaign.allowed_preferences
-    if data.preference not in allowed:
+    if data.preference is not None and data.preference not in allowed:
         raise InvalidLabel(
             f"preference must be one of {sorted(allowed, reverse=True)} for this campaign's "
             f"{assignment.campaign.get_scale_display()} scale"
@@ -69,13 +96,14 @@ def _validate(assignment: Assignment, data: LabelInput) -> None:
 def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | None = None) -> Label:
     now = now or timezone.now()
     _validate(assignment, data)
-    canonical = to_canonical(data.preference, swapped=assignment.swapped)
+    canonical, ranking = _canonical_values(assignment, data)
     label = Label(
         assignment=assignment,
         campaign_id=assignment.campaign_id,
         pair_id=assignment.pair_id,
         annotator_id=assignment.annotator_id,
         preference=canonical,
+        ranking=ranking,
         rationale=data.rationale,
         confidence=data.confidence,
         flag_unsafe="unsafe" in data.flags,
@@ -153,6 +181,7 @@ _LABEL_COLUMNS = (
     "pair_id",
     "annotator_id",
     "preference",
+    "ranking",
     "rationale",
     "confidence",
     "flag_unsafe",
@@ -216,6 +245,8 @@ def _record_in_one_statement(
 ) -> Pair | None:
     label.created_at = now
     params = {column: getattr(label, column) for column in _LABEL_COLUMNS}
+    # jsonb travels as its text (CAST in the statement), like the importer's COPY.
+    params["ranking"] = None if label.ranking is None else json.dumps(label.ranking)
     params.update(
         submitted=Assignment.Status.SUBMITTED,
         active=Assignment.Status.ACTIVE,
@@ -279,6 +310,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
     """
     now = now or timezone.now()
     _validate(assignment, data)
+    canonical, ranking = _canonical_values(assignment, data)
     campaign = assignment.campaign
     with transaction.atomic():
         # The pair's row lock first, as label_submit's UPDATE and escalation_open take it.
@@ -293,6 +325,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
             raise InvalidLabel(_MODEL_ALONE)
         previous = {
             "preference": label.preference,
+            **({"ranking": label.ranking} if label.ranking is not None else {}),
             "rationale": label.rationale,
             "confidence": label.confidence,
             "flags": label.flags,
@@ -301,7 +334,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         }
         label.history = [*(label.history or []), previous]
         label.changed_at = now
-        label.preference = to_canonical(data.preference, swapped=assignment.swapped)
+        label.preference = canonical
+        label.ranking = ranking
         label.rationale = data.rationale
         label.confidence = data.confidence
         label.flag_unsafe = "unsafe" in data.flags
@@ -314,6 +348,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
                 "history",
                 "changed_at",
                 "preference",
+                "ranking",
                 "rationale",
                 "confidence",
                 "flag_unsafe",

@@ -123,8 +123,28 @@ def pair_settle(
     Returns the new status.
     """
     status = Pair.Status.ESCALATED if escalate else Pair.Status.COMPLETE
-    execute_prepared(
-        _SETTLE_SQL, [preference, str(provenance), disagreement, str(status), pair_id]
+    execute_prepared(_SETTLE_SQL, [preference, str(provenance), disagreement, str(status), pair_id])
+    return status
+
+
+def pair_settle_ranking(
+    *,
+    pair_id: int,
+    ranking: list[list[int]] | None,
+    preference: int | None,
+    provenance: str,
+    disagreement: float,
+    escalate: bool,
+) -> str:
+    """pair_settle for a K-wise item: also stores its consensus ranking (canonical).
+    Same preconditions as pair_settle; returns the new status."""
+    status = Pair.Status.ESCALATED if escalate else Pair.Status.COMPLETE
+    Pair.objects.filter(pk=pair_id).update(
+        consensus_ranking=ranking,
+        consensus_preference=preference,
+        provenance=provenance,
+        disagreement=disagreement,
+        status=status,
     )
     return status
 
@@ -154,9 +174,18 @@ def pair_escalate(*, pair_id: int) -> None:
     Pair.objects.filter(pk=pair_id).update(status=Pair.Status.ESCALATED)
 
 
-def pair_resolve(*, pair_id: int, preference: int | None, discarded: bool) -> None:
-    """escalated -> resolved (the expert's preference) or discarded. Under the row lock."""
+def pair_resolve(
+    *,
+    pair_id: int,
+    preference: int | None,
+    discarded: bool,
+    ranking: list[list[int]] | None = None,
+) -> None:
+    """escalated -> resolved (the expert's preference, and ranking for a K-wise item) or
+    discarded. Under the row lock."""
+    extra: dict[str, object] = {} if ranking is None else {"consensus_ranking": ranking}
     Pair.objects.filter(pk=pair_id).update(
+        **extra,
         consensus_preference=preference,
         provenance=Pair.Provenance.DISCARDED if discarded else Pair.Provenance.ADJUDICATED,
         status=Pair.Status.DISCARDED if discarded else Pair.Status.RESOLVED,
