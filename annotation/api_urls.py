@@ -6,7 +6,9 @@ from annotation import api
 
 urlpatterns = [
     path("campaigns/<int:campaign_id>/next", api.CampaignNextApi.as_view(), name="api-next"),
-    path("campaigns/<int:campaign_id>/progress", api.ProgressApi.as_view(), name="api-progress"),
+    path(
+        "campaigns/<int:campaign_id>/progress", api.ProgressApi.as_view(), name="api-progress"
+    ),
     path(
         "campaigns/<int:campaign_id>/labels.jsonl",
         api.LabelsExportApi.as_view(),

@@ -38,9 +38,7 @@ def import_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         job = import_job_create(
-            campaign=campaign,
-            upload=upload,
-            as_gold=form.cleaned_data["as_gold"],
+            campaign=campaign, upload=upload, as_gold=form.cleaned_data["as_gold"],
             user=request.user,
         )
         if import_job_runs_inline(job=job):

@@ -37,9 +37,8 @@ def address_is_braked(request: HttpRequest | None, *, now: float | None = None) 
     return counter_get(_key(address, now)) >= settings.LOGIN_ADDRESS_FAILURE_LIMIT
 
 
-def login_failure_count(
-    sender: Any, credentials: dict, request: HttpRequest | None = None, **kwargs: Any
-) -> None:
+def login_failure_count(sender: Any, credentials: dict, request: HttpRequest | None = None,
+                        **kwargs: Any) -> None:
     """user_login_failed receiver: one more failure for the request's address."""
     address = get_client_ip_address(request) if request is not None else None
     if address:

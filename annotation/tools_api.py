@@ -72,7 +72,7 @@ class SearchApi(ToolsApiView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("q", str, description='Web-search syntax: "phrase", -word, or.'),
+            OpenApiParameter("q", str, description="Web-search syntax: \"phrase\", -word, or."),
             OpenApiParameter("k", int, description=f"Hits wanted (1–{MAX_K}, default 10)."),
             OpenApiParameter("corpus", int, description="Search one corpus only."),
             OpenApiParameter("assignment", int, description="Record as evidence on it."),
@@ -102,15 +102,16 @@ class EvidenceApi(ToolsApiView):
     class InputSerializer(serializers.Serializer):
         assignment = DbIntegerField()
         document_id = DbIntegerField(required=False, allow_null=True, default=None)
-        title = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-        snippet = serializers.CharField(
-            required=False, allow_blank=True, default="", max_length=4000
-        )
-        source = serializers.CharField(
-            required=False, allow_blank=True, default="", max_length=1000
-        )
-        query = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
-        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+        title = serializers.CharField(required=False, allow_blank=True, default="",
+                                      max_length=500)
+        snippet = serializers.CharField(required=False, allow_blank=True, default="",
+                                        max_length=4000)
+        source = serializers.CharField(required=False, allow_blank=True, default="",
+                                       max_length=1000)
+        query = serializers.CharField(required=False, allow_blank=True, default="",
+                                      max_length=2000)
+        note = serializers.CharField(required=False, allow_blank=True, default="",
+                                     max_length=2000)
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
@@ -157,24 +158,13 @@ class CodeRunCreateApi(ToolsApiView):
     class InputSerializer(serializers.Serializer):
         language = serializers.CharField(max_length=20)
         code = serializers.CharField(trim_whitespace=False, max_length=256 * 1024)
-        stdin = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            default="",
-            trim_whitespace=False,
-            max_length=1024 * 1024,
-        )
-        tests = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            default="",
-            trim_whitespace=False,
-            max_length=64 * 1024,
-        )
+        stdin = serializers.CharField(required=False, allow_blank=True, default="",
+                                      trim_whitespace=False, max_length=1024 * 1024)
+        tests = serializers.CharField(required=False, allow_blank=True, default="",
+                                      trim_whitespace=False, max_length=64 * 1024)
         assignment = DbIntegerField(required=False, allow_null=True, default=None)
-        wait = serializers.FloatField(
-            required=False, allow_null=True, default=None, min_value=0, max_value=MAX_WAIT_S
-        )
+        wait = serializers.FloatField(required=False, allow_null=True, default=None,
+                                      min_value=0, max_value=MAX_WAIT_S)
 
         def validate_language(self, value: str) -> str:
             languages = available_languages()
@@ -186,12 +176,8 @@ class CodeRunCreateApi(ToolsApiView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={
-            200: CodeRunOutputSerializer,
-            202: CodeRunOutputSerializer,
-            409: dict,
-            429: dict,
-        },
+        responses={200: CodeRunOutputSerializer, 202: CodeRunOutputSerializer, 409: dict,
+                   429: dict},
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -247,15 +233,14 @@ class LlmAskApi(ToolsApiView):
     @extend_schema(
         request=InputSerializer,
         responses={
-            201: OutputSerializer,
-            409: dict,
-            429: dict,
-            503: OpenApiResponse(description="Off."),
+            201: OutputSerializer, 409: dict, 429: dict, 503: OpenApiResponse(description="Off.")
         },
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         assignment = _assignment(serializer.validated_data["assignment"], request)
-        evidence = llm_ask(assignment=assignment, question=serializer.validated_data["question"])
+        evidence = llm_ask(
+            assignment=assignment, question=serializer.validated_data["question"]
+        )
         return Response(self.OutputSerializer(evidence).data, status=201)

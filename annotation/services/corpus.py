@@ -347,7 +347,9 @@ def documents_from_zip(
                 if Path(info.filename).suffix.lower() in TEXT_SUFFIXES:
                     try:
                         with archive.open(info) as member:
-                            data = _read_at_most(member, MAX_MEMBER_BYTES, budget, info.filename)
+                            data = _read_at_most(
+                                member, MAX_MEMBER_BYTES, budget, info.filename
+                            )
                     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                         raise CorpusError(f"{info.filename}: cannot be unpacked ({exc})") from None
                     yield info.filename, data

@@ -178,9 +178,8 @@ def evidence_attach(
         "query": search_tools.clean_query(query),
         "note": note[:2000],
     }
-    return _evidence_create(
-        assignment=assignment, kind=Evidence.Kind.ATTACHED_RESULT, payload=payload
-    )
+    return _evidence_create(assignment=assignment, kind=Evidence.Kind.ATTACHED_RESULT,
+                            payload=payload)
 
 
 # --- code runs --------------------------------------------------------------------------------
@@ -218,11 +217,7 @@ def code_run_create(
     tool_rate_check(user_id=user.pk, tool="code_run")
     with transaction.atomic():
         run = CodeRun(
-            user=user,
-            assignment=assignment,
-            language=language,
-            code=code,
-            stdin=stdin,
+            user=user, assignment=assignment, language=language, code=code, stdin=stdin,
             tests=tests,
         )
         run.full_clean(exclude=["user", "assignment"])

@@ -42,7 +42,6 @@ def _notify_experts_later(escalation_id: int) -> None:
     except Exception:  # kombu's OperationalError and the transport's own connection errors
         logger.warning("could not enqueue the expert notice for escalation %s", escalation_id)
 
-
 def escalation_deadline_hours(campaign: Campaign) -> float:
     """Hours an expert has to decide, from ``escalation_rules["deadline_hours"]`` (default 72)."""
     raw = (campaign.escalation_rules or {}).get("deadline_hours", DEFAULT_DEADLINE_HOURS)

@@ -61,7 +61,9 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} does not exist")
             label = str(path)
             if path.is_dir():
-                documents = documents_from_folder(path, source_prefix=str(options["source_prefix"]))
+                documents = documents_from_folder(
+                    path, source_prefix=str(options["source_prefix"])
+                )
             elif path.suffix.lower() == ".zip":
                 documents = documents_from_zip(path.open("rb"), max_bytes=ZIP_MAX_BYTES)
             else:
