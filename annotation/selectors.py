@@ -24,7 +24,6 @@ PROGRESS_CACHE_SECONDS = 5
 
 logger = logging.getLogger(__name__)
 
-
 def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
     if not user_has_role(user, Role.ANNOTATOR):
         raise Http404("No such campaign.")
@@ -63,7 +62,9 @@ def assignment_for_annotator(
         return assignment
     related = ("pair", "campaign") if with_pair else ("campaign",)
     assignment = (
-        Assignment.objects.select_related(*related).filter(pk=assignment_id, annotator=user).first()
+        Assignment.objects.select_related(*related)
+        .filter(pk=assignment_id, annotator=user)
+        .first()
     )
     if assignment is None:
         raise Http404("No such assignment.")
@@ -95,9 +96,8 @@ def shown_pair(assignment: Assignment) -> dict[str, Any]:
     if pair.responses is not None:
         return _shown_ranking_item(assignment)
     left, right = (
-        (pair.response_b, pair.response_a)
-        if assignment.swapped
-        else (pair.response_a, pair.response_b)
+        (pair.response_b, pair.response_a) if assignment.swapped else
+        (pair.response_a, pair.response_b)
     )
     return {
         "conversation": pair.conversation,
@@ -175,9 +175,8 @@ def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str,
     )
 
 
-def campaign_progress(
-    *, campaign: Campaign, user: AbstractBaseUser | None = None
-) -> dict[str, Any]:
+def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = None
+                      ) -> dict[str, Any]:
     """What GET /api/campaigns/{id}/progress reports: pairs, labels and the caller's own."""
     progress: dict[str, Any] = {
         "pairs": campaign_pair_counts(campaign=campaign),
