@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 
-from annotation.models import Campaign
+from annotation.models import Campaign, ItemKind
 from annotation.services.labels import FLAG_NAMES, LabelInput
 
 PREFERENCE_LABELS = {
@@ -40,6 +42,16 @@ class PreferenceOption:
     checked: bool
 
 
+@dataclass(frozen=True)
+class RankCard:
+    """One response of a ranking item as the workspace shows it, with its rank control."""
+
+    position: int  # shown index, 0-based
+    html: Any  # the rendered response (SafeString)
+    rank: str  # the rank chosen so far ("" when none)
+    ranks: tuple[str, ...]  # "1" .. "K"
+
+
 class LabelForm(forms.Form):
     preference = forms.TypedChoiceField(
         coerce=int, error_messages={"required": "Choose which response is better."}
@@ -63,6 +75,45 @@ class LabelForm(forms.Form):
         self.fields["preference"].choices = [  # type: ignore[attr-defined]
             (value, PREFERENCE_LABELS[value]) for value in campaign.allowed_preferences
         ]
+        self.ranks_shown: list[str] = []
+        if campaign.item_kind == ItemKind.RANKING:
+            # A ranking item posts rank_0 .. rank_{K-1}, one per shown response (its select
+            # sits in the response's card, which dragging may move); no preference is asked.
+            self.fields["preference"].required = False
+            while f"rank_{len(self.ranks_shown)}" in self.data:
+                self.ranks_shown.append(str(self.data[f"rank_{len(self.ranks_shown)}"]))
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if self.campaign.item_kind == ItemKind.RANKING:
+            ranks = self.ranks_shown
+            if not ranks or any(not rank.isdigit() for rank in ranks):
+                raise forms.ValidationError("Give every response a rank (1 is best).")
+        return cleaned
+
+    def rank_cards(self, responses: Sequence[Any]) -> list[RankCard]:
+        ranks = tuple(str(rank) for rank in range(1, len(responses) + 1))
+        chosen = self.ranks_shown
+        return [
+            RankCard(
+                position=position,
+                html=html,
+                rank=chosen[position]
+                if position < len(chosen) and chosen[position] in ranks
+                else "",
+                ranks=ranks,
+            )
+            for position, html in enumerate(responses)
+        ]
+
+    def shown_ranking(self) -> list[list[int]] | None:
+        """The ranks as groups of shown indices, best first (equal ranks tie)."""
+        if self.campaign.item_kind != ItemKind.RANKING:
+            return None
+        groups: dict[int, list[int]] = {}
+        for position, rank in enumerate(self.ranks_shown):
+            groups.setdefault(int(rank), []).append(position)
+        return [groups[rank] for rank in sorted(groups)]
 
     @property
     def preference_options(self) -> list[PreferenceOption]:
@@ -95,7 +146,8 @@ class LabelForm(forms.Form):
         """The cleaned label; `elapsed_seconds` is the server's time since the lease began."""
         data = self.cleaned_data
         return LabelInput(
-            preference=data["preference"],
+            preference=data.get("preference"),
+            ranking=self.shown_ranking(),
             rationale=data["rationale"],
             confidence=data["confidence"],
             flags=tuple(data["flags"]),

@@ -65,6 +65,13 @@ def ranking_to_shown(canonical: Ranking, *, display_order: Sequence[int]) -> Ran
     return [sorted(position_of[index] for index in group) for group in canonical]
 
 
+def shown_ranks(canonical: Ranking, *, display_order: Sequence[int]) -> list[str]:
+    """Each shown response's rank (1 = best, ties equal), in shown order: the workspace's
+    rank controls for a stored label."""
+    groups = group_of(canonical)
+    return [str(groups[index] + 1) for index in display_order]
+
+
 def group_of(ranking: Ranking) -> dict[int, int]:
     """Response index -> 0-based position of its group (0 = best)."""
     return {index: rank for rank, group in enumerate(ranking) for index in group}

@@ -26,6 +26,7 @@ from annotation import hooks
 from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
 from annotation.forms import LabelForm
 from annotation.models import Assignment, Campaign, Label
+from annotation.rankings import shown_ranks
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import (
     annotator_counts,
@@ -127,6 +128,8 @@ def _render_workspace(
     }
     if assignment is not None:
         context["pair"] = render_pair(shown_pair(assignment))
+        if context["pair"].responses:
+            context["rank_cards"] = context["form"].rank_cards(context["pair"].responses)
         context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
         if changing is None:
             context["previous"] = last_changeable_assignment(
@@ -240,6 +243,9 @@ def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> 
     }
     if label.confidence is not None:
         data["confidence"] = str(label.confidence)
+    if label.ranking is not None and assignment.display_order:
+        ranks = shown_ranks(label.ranking, display_order=assignment.display_order)
+        data.update({f"rank_{position}": rank for position, rank in enumerate(ranks)})
     form = LabelForm(data, campaign=campaign)
     form.is_valid()
     return form

@@ -97,7 +97,7 @@ def record_from_row(
         return _native_record(row, line, limits)
     if "chosen" in row or "rejected" in row:
         return _chosen_rejected_record(row, line, limits)
-    raise RowError("row has neither response_a/response_b, chosen/rejected nor responses")
+    raise RowError("row has neither response_a/response_b nor chosen/rejected (nor responses)")
 
 
 def _prompt_conversation(
@@ -185,7 +185,7 @@ def _ultrafeedback_record(row: dict[str, Any], line: int, limits: ImportLimits) 
     conversation = _prompt_conversation(row, limits, prompt_keys=("instruction", "prompt"))
     completions = row["completions"]
     responses = _kwise_responses(completions, "completions", limits)
-    scores = []
+    scores: list[float] = []
     for item in completions:
         score = item.get("overall_score", item.get("rating"))
         if isinstance(score, bool) or not isinstance(score, int | float) or score != score:

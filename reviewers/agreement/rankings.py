@@ -64,7 +64,10 @@ def ranking_alpha(items: Iterable[Sequence[Ranking]]) -> float:
 
 
 def mean_ranks(rankings: Sequence[Ranking], size: int) -> NDArray[np.float64]:
-    return np.mean([fractional_ranks(ranking, size) for ranking in rankings], axis=0)
+    means: NDArray[np.float64] = np.mean(
+        [fractional_ranks(ranking, size) for ranking in rankings], axis=0
+    )
+    return means
 
 
 def consensus_ranking(rankings: Sequence[Ranking], size: int) -> list[list[int]]:

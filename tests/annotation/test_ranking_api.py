@@ -49,7 +49,7 @@ def submit_canonical(user: Any, campaign: Any, canonical: list[list[int]]) -> An
     """Lease the item and rank it as `canonical` says, speaking in shown indices."""
     body = lease(user, campaign)
     assignment = Assignment.objects.get(pk=body["assignment"]["id"])
-    shown = ranking_to_shown(canonical, display_order=assignment.display_order)
+    shown = ranking_to_shown(canonical, display_order=assignment.display_order or [])
     return api_client_for(user).post(
         f"/api/assignments/{assignment.pk}/label", {"ranking": shown}, format="json"
     )
