@@ -195,7 +195,7 @@ def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
         .order_by("id")
     )
     for label in rows.iterator(chunk_size=2000):
-        yield {
+        row = {
             "label_id": label.pk,
             "pair_id": label.pair_id,
             "annotator": label.annotator.username,
@@ -210,6 +210,11 @@ def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "is_gold_check": label.is_gold_check,
             "created_at": label.created_at.isoformat(),
         }
+        if label.ranking is not None:
+            # Ranking items: canonical groups, best first, and the order they were shown in.
+            row["ranking"] = label.ranking
+            row["display_order"] = label.assignment.display_order
+        yield row
 
 
 def corpus_has_documents(*, corpus_id: int | None = None) -> bool:

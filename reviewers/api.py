@@ -95,6 +95,12 @@ class CampaignAgreementApi(APIView):
         annotators = AgreementAnnotatorSerializer(many=True)
         disputes = DisputesSerializer()
         retest = RetestAgreementSerializer()
+        rankings = serializers.JSONField(
+            allow_null=True,
+            help_text="Ranking campaigns: ordinal alpha over the rankings, {alpha, items, "
+            "rounds: [{number, alpha, items}]}; the other figures compare response 0 with "
+            "response 1. Null for A/B campaigns.",
+        )
 
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request: Request, campaign_id: int) -> Response:
