@@ -97,14 +97,12 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
 
 def _label_shown(label_id: int, assignment_id: int, data: dict[str, Any]) -> dict[str, Any]:
     """The label as the annotator sent it (shown orientation), as OutputSerializer says."""
-    shown: dict[str, Any] = {
+    return {
         "id": label_id,
         "assignment": assignment_id,
         "preference": data.get("preference"),
+        "ranking": data.get("ranking"),
     }
-    if data.get("ranking") is not None:
-        shown["ranking"] = data["ranking"]
-    return shown
 
 
 @extend_schema(summary="Lease the next pair to judge")
@@ -155,8 +153,8 @@ class LabelApi(APIView):
         )
         ranking = serializers.ListField(
             child=serializers.ListField(child=serializers.IntegerField()),
-            required=False,
-            help_text="Ranking campaigns: as sent, in shown indices.",
+            allow_null=True,
+            help_text="Ranking campaigns: as sent, in shown indices; null for A/B campaigns.",
         )
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})

@@ -79,7 +79,9 @@ class LabelForm(forms.Form):
         if campaign.item_kind == ItemKind.RANKING:
             # A ranking item posts rank_0 .. rank_{K-1}, one per shown response (its select
             # sits in the response's card, which dragging may move); no preference is asked.
-            self.fields["preference"].required = False
+            preference = self.fields["preference"]
+            preference.required = False
+            preference.empty_value = None  # type: ignore[attr-defined]
             while f"rank_{len(self.ranks_shown)}" in self.data:
                 self.ranks_shown.append(str(self.data[f"rank_{len(self.ranks_shown)}"]))
 

@@ -50,8 +50,8 @@ def test_an_annotator_ranks_four_responses_with_the_keyboard_only(
     ranks = [page.input_value(f"select[name=rank_{position}]") for position in range(4)]
     assert ranks == ["2", "1", "3", "1"]
     assert page.get_attribute("#response-3", "aria-label") == "Response 4, rank 1"
-    # Change one: back up to the third response and make it 4th.
-    page.keyboard.press("ArrowUp")
+    # Focus stayed on the last response; back up to the third and make it 4th.
+    assert page.evaluate("document.activeElement.id") == "response-3"
     page.keyboard.press("ArrowUp")
     assert page.evaluate("document.activeElement.id") == "response-2"
     page.keyboard.press("4")
