@@ -172,3 +172,21 @@ def test_training_reads_a_ranking_item_as_its_expanded_pairs(db):
         ("answer 0.1", "answer 0.3", 1),
     ]
     assert {pair.pk for pair in data.pairs} == {item.pk}
+
+
+def test_a_head_mode_job_trains_on_the_expanded_pairs_of_ranking_items(db, settings, tmp_path):
+    from scoring.loop.model_jobs import job_run_inline
+    from scoring.loop.requests import training_request
+    from scoring.models import Job, ModelVersion
+    from tests.scoring.loop_support import use_tiny_base
+
+    use_tiny_base(settings, model_dir=tmp_path / "models")
+    campaign = CampaignFactory(item_kind=ItemKind.RANKING, ranking_expansion="all_pairs")
+    for n in range(3):
+        ranked_item(campaign, TIED if n % 2 else STRICT, n=n)
+    job = job_run_inline(job=training_request(campaign=campaign, enqueue=False))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    version = ModelVersion.objects.get(campaign=campaign)
+    assert version.mode == "head"
+    # Two strict items give 6 pairs each, the tied one 5.
+    assert version.label_snapshot["pairs"] == 17
