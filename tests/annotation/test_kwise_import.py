@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
 from annotation.importers import ImportFormatError, parse_all
-from annotation.models import ItemKind, Pair
+from annotation.models import Campaign, ItemKind, Pair
 from annotation.services.imports import pairs_import
 from tests.factories import CampaignFactory
 
@@ -132,3 +133,12 @@ def test_a_pair_campaign_refuses_kwise_rows_and_a_ranking_campaign_ab_rows(db, t
     with pytest.raises(ImportFormatError, match="line 1: a ranking campaign takes rows"):
         pairs_import(campaign=ranking_campaign, path=jsonl(tmp_path / "ab.jsonl", [ab]))
     assert not Pair.objects.exists()
+
+
+def test_the_import_command_creates_a_ranking_campaign_with_its_rule(db, tmp_path, capsys):
+    path = jsonl(tmp_path / "uf.jsonl", [ultrafeedback_row(), kwise_row()])
+    call_command("import_pairs", str(path), "--campaign", "uf", "--rankings", "adjacent")
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["created"] == 2
+    campaign = Campaign.objects.get(name="uf")
+    assert (campaign.item_kind, campaign.ranking_expansion) == ("ranking", "adjacent")
+    assert Pair.objects.filter(campaign=campaign, responses__isnull=False).count() == 2
