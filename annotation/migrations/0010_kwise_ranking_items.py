@@ -4,45 +4,56 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0009_campaign_activation_tolerance'),
+        ("annotation", "0009_campaign_activation_tolerance"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='assignment',
-            name='display_order',
+            model_name="assignment",
+            name="display_order",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='item_kind',
-            field=models.CharField(choices=[('pair', 'Pairs (A/B)'), ('ranking', 'Rankings of 2 to 9 responses')], default='pair', max_length=10),
+            model_name="campaign",
+            name="item_kind",
+            field=models.CharField(
+                choices=[("pair", "Pairs (A/B)"), ("ranking", "Rankings of 2 to 9 responses")],
+                default="pair",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='ranking_expansion',
-            field=models.CharField(choices=[('all_pairs', 'Every pair of differently ranked responses'), ('best_vs_each', 'Each best response against each lower one'), ('adjacent', 'Each rank group against the next')], default='all_pairs', max_length=20),
+            model_name="campaign",
+            name="ranking_expansion",
+            field=models.CharField(
+                choices=[
+                    ("all_pairs", "Every pair of differently ranked responses"),
+                    ("best_vs_each", "Each best response against each lower one"),
+                    ("adjacent", "Each rank group against the next"),
+                ],
+                default="all_pairs",
+                max_length=20,
+            ),
         ),
         migrations.AddField(
-            model_name='label',
-            name='ranking',
+            model_name="label",
+            name="ranking",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='pair',
-            name='consensus_ranking',
+            model_name="pair",
+            name="consensus_ranking",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='pair',
-            name='responses',
+            model_name="pair",
+            name="responses",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='pair',
-            name='silver_ranking',
+            model_name="pair",
+            name="silver_ranking",
             field=models.JSONField(blank=True, null=True),
         ),
     ]

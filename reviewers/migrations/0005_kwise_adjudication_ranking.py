@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reviewers', '0004_expert_settings_email_notifications'),
+        ("reviewers", "0004_expert_settings_email_notifications"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='adjudication',
-            name='ranking',
+            model_name="adjudication",
+            name="ranking",
             field=models.JSONField(blank=True, null=True),
         ),
     ]
