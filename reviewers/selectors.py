@@ -151,6 +151,12 @@ def _flat(value: Any) -> str:
     return " ".join(text.split())
 
 
+def ranking_words(ranking: list[list[int]]) -> str:
+    """A canonical ranking as the expert page writes it, responses numbered from 1:
+    "2 > 1 = 3 > 4" (response 2 best, 1 and 3 tied)."""
+    return " > ".join(" = ".join(str(index + 1) for index in group) for group in ranking)
+
+
 def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> dict[str, Any]:
     """Everything an expert needs to decide, in canonical orientation (A and B as imported).
 
@@ -175,7 +181,11 @@ def escalation_review(*, escalation: Escalation, viewer: AbstractBaseUser) -> di
                 "name": f"Annotator {number}",
                 "username": label.annotator.username if show_names else None,
                 "preference": label.preference,
-                "preference_words": preference_words(label.preference, campaign=campaign),
+                "preference_words": (
+                    ranking_words(label.ranking)
+                    if label.ranking is not None
+                    else preference_words(label.preference, campaign=campaign)
+                ),
                 "rationale": label.rationale,
                 "confidence": label.confidence,
                 "flags": label.flags,
