@@ -9,11 +9,9 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked
 from annotation.models import ImportJob
 from annotation.selectors import (
     assignment_for_annotator,
@@ -31,6 +29,7 @@ from annotation.services.import_jobs import (
     import_job_runs_inline,
 )
 from annotation.services.labels import FLAG_NAMES, LabelInput, label_change, label_submit
+from core.requests import SignedInApiRequest
 from core.validation import UPLOAD_NAME_MAX
 
 
@@ -111,7 +110,7 @@ class CampaignNextApi(APIView):
         request=None,
         responses={200: NextOutputSerializer, 204: OpenApiResponse(description="No work left.")},
     )
-    def post(self, request: Request, campaign_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_annotator(campaign_id=campaign_id, user=request.user)
         assignment = assignment_next(campaign=campaign, annotator=request.user)
         if assignment is None:
@@ -158,7 +157,7 @@ class LabelApi(APIView):
         )
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    def post(self, request: Request, assignment_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, assignment_id: int) -> Response:
         assignment = assignment_for_annotator(
             assignment_id=assignment_id, user=request.user, with_pair=False
         )
@@ -190,7 +189,7 @@ class LabelApi(APIView):
             ),
         },
     )
-    def put(self, request: Request, assignment_id: int) -> Response:
+    def put(self, request: SignedInApiRequest, assignment_id: int) -> Response:
         """Same body as POST; the label's previous values are kept in its history."""
         assignment = assignment_for_annotator(
             assignment_id=assignment_id, user=request.user, with_pair=False
@@ -206,12 +205,7 @@ class LabelApi(APIView):
             flags=tuple(data["flags"]),
             seconds_spent=data.get("seconds_spent"),
         )
-        try:
-            label = label_change(assignment=assignment, data=label_input)
-        except InvalidLabel as exc:
-            return Response({"detail": str(exc), "code": exc.code}, status=400)
-        except (LabelLocked, AlreadyFinished) as exc:
-            return Response({"detail": str(exc), "code": exc.code}, status=409)
+        label = label_change(assignment=assignment, data=label_input)
         shown = _label_shown(label.pk, assignment.pk, data)
         return Response(shown, status=200)
 
@@ -219,7 +213,7 @@ class LabelApi(APIView):
 @extend_schema(summary="Skip a leased pair")
 class SkipApi(APIView):
     @extend_schema(request=None, responses={204: None})
-    def post(self, request: Request, assignment_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, assignment_id: int) -> Response:
         assignment = assignment_for_annotator(
             assignment_id=assignment_id, user=request.user, with_pair=False
         )
@@ -230,7 +224,7 @@ class SkipApi(APIView):
 @extend_schema(summary="Campaign progress: pairs by status, labels, yours")
 class ProgressApi(APIView):
     @extend_schema(responses={200: dict})
-    def get(self, request: Request, campaign_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_annotator(campaign_id=campaign_id, user=request.user)
         return Response(campaign_progress(campaign=campaign, user=request.user))
 
@@ -238,7 +232,7 @@ class ProgressApi(APIView):
 @extend_schema(summary="Download the campaign's raw labels (JSON Lines)")
 class LabelsExportApi(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="JSON Lines, one label a line.")})
-    def get(self, request: Request, campaign_id: int) -> StreamingHttpResponse:
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> StreamingHttpResponse:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         lines = (json.dumps(row) + "\n" for row in labels_for_export(campaign=campaign))
         response = StreamingHttpResponse(lines, content_type="application/jsonl")
@@ -259,7 +253,7 @@ class ImportApi(APIView):
         as_gold = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(request=InputSerializer, responses={201: dict, 202: dict, 400: dict})
-    def post(self, request: Request, campaign_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.db.models import Model
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.drainage import set_override
 from rest_framework import exceptions
@@ -51,7 +54,9 @@ class TokenWithRolesAuthentication(TokenAuthentication):
         return (user, token)
 
 
-def _read_user(token_model: type, key: str) -> tuple | None:
+def _read_user(
+    token_model: type[Model], key: str
+) -> tuple[AbstractBaseUser, frozenset[Role]] | None:
     """(the token's user, its roles), or None for no such token."""
     params = [*(role.value for role in Role), key]
     sql = _token_user_sql(token_model)
@@ -60,12 +65,14 @@ def _read_user(token_model: type, key: str) -> tuple | None:
         if row is None:
             return None
         columns = model_columns(get_user_model(), "u")
-        (user,) = instances_from_row(row, [columns])
-        flags = row[len(columns.attnames) :]
+        (found,) = instances_from_row(row, [columns])
+        user: AbstractBaseUser = cast(AbstractBaseUser, found)
+        flags: Sequence[Any] = row[len(columns.attnames) :]
     else:
-        user = next(iter(get_user_model().objects.raw(sql, params)), None)
-        if user is None:
+        raw_user = next(iter(get_user_model().objects.raw(sql, params)), None)
+        if raw_user is None:
             return None
+        user = raw_user
         flags = [getattr(user, f"has_{role.value}") for role in Role]
     return user, frozenset(role for role, has_role in zip(Role, flags, strict=True) if has_role)
 
@@ -109,13 +116,14 @@ def token_cache_clear(**_signal_kwargs: object) -> None:
 
 
 @functools.cache
-def _token_user_sql(token_model: type) -> str:
+def _token_user_sql(token_model: type[Model]) -> str:
     quote = connection.ops.quote_name
     user_model = get_user_model()
     groups = user_model._meta.get_field("groups")
     user_pk = quote(user_model._meta.pk.column)
     member_user, member_group = quote(groups.m2m_column_name()), quote(groups.m2m_reverse_name())
-    memberships = quote(groups.remote_field.through._meta.db_table)
+    through = cast(type[Model], groups.remote_field.through)  # Django creates it
+    memberships = quote(through._meta.db_table)
     group_table = quote(Group._meta.db_table)
     role_check = (
         "EXISTS (SELECT 1 FROM {memberships} m JOIN {groups} g ON g.id = m.{group}"

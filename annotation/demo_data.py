@@ -278,7 +278,7 @@ def _arithmetic_pair(rng: random.Random) -> tuple[Turns, str, str, str]:
     operator = rng.choice(("+", "-", "×"))
     left, right = rng.randint(12, 999), rng.randint(12, 999)
     if operator == "+":
-        value, steps = left + right, []
+        value, steps = left + right, list[str]()
     elif operator == "-":
         value, steps = left - right, []
     else:

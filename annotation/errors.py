@@ -23,7 +23,7 @@ class InvalidLabel(AnnotationError):
     code = "invalid_label"
 
 
-class LabelLocked(AnnotationError):
+class LabelLocked(Conflict, AnnotationError):
     """The label can no longer be changed: its grace period is over, or an expert decided."""
 
     code = "label_locked"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -17,6 +17,7 @@ from annotation.services.import_jobs import (
     import_job_run,
     import_job_runs_inline,
 )
+from core.requests import SignedInRequest
 from core.validation import UPLOAD_NAME_MAX
 
 
@@ -32,7 +33,7 @@ class ImportForm(forms.Form):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def import_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def import_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -53,7 +54,7 @@ def import_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 
 @login_required
-def import_job_detail(request: HttpRequest, campaign_id: int, job_id: int) -> HttpResponse:
+def import_job_detail(request: SignedInRequest, campaign_id: int, job_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     job = get_object_or_404(ImportJob, pk=job_id, campaign=campaign)
     context = {"campaign": campaign, "job": job, "rows_read": import_job_progress(job=job)}

@@ -123,7 +123,9 @@ def model_columns(model: type[Model], alias: str) -> ModelColumns:
     converters = []
     for index, field in enumerate(fields):
         column = field.get_col(model._meta.db_table)
-        found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        # Field.get_db_converters is missing from django-stubs.
+        own = field.get_db_converters(connection)  # type: ignore[attr-defined]
+        found = connection.ops.get_db_converters(column) + own
         if found:
             converters.append((index, tuple(found), column))
     return ModelColumns(

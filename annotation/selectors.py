@@ -6,9 +6,9 @@ import functools
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q
@@ -24,7 +24,7 @@ PROGRESS_CACHE_SECONDS = 5
 
 logger = logging.getLogger(__name__)
 
-def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
+def campaign_for_annotator(*, campaign_id: int, user: User) -> Campaign:
     if not user_has_role(user, Role.ANNOTATOR):
         raise Http404("No such campaign.")
     if connection.vendor == "postgresql":  # the hot path: next (see annotation.prepared_reads)
@@ -32,18 +32,18 @@ def campaign_for_annotator(*, campaign_id: int, user: AbstractBaseUser) -> Campa
         found = fetch_instances(_campaign_sql(), {"id": campaign_id}, columns)
         if found is None:
             raise Http404("No such campaign.")
-        return found[0]
+        return cast(Campaign, found[0])
     return get_object_or_404(Campaign, pk=campaign_id)
 
 
-def campaign_for_admin(*, campaign_id: int, user: AbstractBaseUser) -> Campaign:
+def campaign_for_admin(*, campaign_id: int, user: User) -> Campaign:
     if not user_has_role(user, Role.ADMIN):
         raise Http404("No such campaign.")
     return get_object_or_404(Campaign, pk=campaign_id)
 
 
 def assignment_for_annotator(
-    *, assignment_id: int, user: AbstractBaseUser, with_pair: bool = True
+    *, assignment_id: int, user: User, with_pair: bool = True
 ) -> Assignment:
     """An assignment of this user's; anyone else's is reported as not found (no probing).
 
@@ -57,11 +57,12 @@ def assignment_for_annotator(
         )
         if found is None:
             raise Http404("No such assignment.")
-        assignment, campaign = found
-        assignment.campaign = campaign
-        return assignment
+        read_assignment, read_campaign = found
+        leased = cast(Assignment, read_assignment)
+        leased.campaign = cast(Campaign, read_campaign)
+        return leased
     related = ("pair", "campaign") if with_pair else ("campaign",)
-    assignment = (
+    assignment: Assignment | None = (
         Assignment.objects.select_related(*related)
         .filter(pk=assignment_id, annotator=user)
         .first()
@@ -138,7 +139,7 @@ def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
     # Counting a large campaign's pairs on every submit would be the slowest query of the
     # workspace: the counts are cached, and a label that moves a pair on forgets them
     # (`campaign_pair_counts_forget`), so the counter follows the labels.
-    rows = cache.get_or_set(
+    rows: list[tuple[str, bool, int]] = cache.get_or_set(  # type: ignore[assignment]
         _pair_counts_key(campaign.pk),
         lambda: list(
             Pair.objects.filter(campaign=campaign)
@@ -167,7 +168,7 @@ def campaign_pair_counts_forget(*, campaign_id: int) -> None:
         logger.warning("could not forget campaign %s's cached pair counts", campaign_id)
 
 
-def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str, int]:
+def annotator_counts(*, campaign: Campaign, user: User) -> dict[str, int]:
     """How many pairs of the campaign the user has labelled and skipped."""
     return Assignment.objects.filter(campaign=campaign, annotator=user).aggregate(
         submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED)),
@@ -175,7 +176,7 @@ def annotator_counts(*, campaign: Campaign, user: AbstractBaseUser) -> dict[str,
     )
 
 
-def campaign_progress(*, campaign: Campaign, user: AbstractBaseUser | None = None
+def campaign_progress(*, campaign: Campaign, user: User | None = None
                       ) -> dict[str, Any]:
     """What GET /api/campaigns/{id}/progress reports: pairs, labels and the caller's own."""
     progress: dict[str, Any] = {
@@ -226,7 +227,7 @@ def corpus_has_documents(*, corpus_id: int | None = None) -> bool:
 
 
 def last_changeable_assignment(
-    *, campaign: Campaign, user: AbstractBaseUser, now: datetime
+    *, campaign: Campaign, user: User, now: datetime
 ) -> Assignment | None:
     """The user's most recent labelled assignment whose label may still change, if any."""
     minutes = campaign.label_change_minutes

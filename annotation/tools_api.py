@@ -27,6 +27,7 @@ from annotation.services.tools import (
 )
 from annotation.tools import available_languages
 from annotation.tools.search import MAX_K, MAX_QUERY_CHARS, backend_name
+from core.requests import SignedInApiRequest
 from core.validation import DbIntegerField
 
 MAX_WAIT_S = 15.0
@@ -43,7 +44,7 @@ class ToolsApiView(APIView):
     permission_classes = [permissions.IsAuthenticated, CanUseTools]
 
 
-def _assignment(assignment_id: int | None, request: Request) -> Assignment | None:
+def _assignment(assignment_id: int | None, request: SignedInApiRequest) -> Assignment | None:
     if assignment_id is None:
         return None
     return assignment_for_annotator(assignment_id=assignment_id, user=request.user)
@@ -52,7 +53,7 @@ def _assignment(assignment_id: int | None, request: Request) -> Assignment | Non
 class SearchHitSerializer(serializers.Serializer):
     title = serializers.CharField()
     snippet = serializers.CharField(help_text="HTML: escaped text, matches in <mark>.")
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # shadows Field.source
     score = serializers.FloatField()
     document_id = serializers.IntegerField(allow_null=True)
 
@@ -79,7 +80,7 @@ class SearchApi(ToolsApiView):
         ],
         responses={200: OutputSerializer, 409: dict, 429: dict, 502: dict},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedInApiRequest) -> Response:
         serializer = self.InputSerializer(data=request.query_params)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -106,8 +107,9 @@ class EvidenceApi(ToolsApiView):
                                       max_length=500)
         snippet = serializers.CharField(required=False, allow_blank=True, default="",
                                         max_length=4000)
-        source = serializers.CharField(required=False, allow_blank=True, default="",
-                                       max_length=1000)
+        source = serializers.CharField(  # type: ignore[assignment]  # shadows Field.source
+            required=False, allow_blank=True, default="", max_length=1000
+        )
         query = serializers.CharField(required=False, allow_blank=True, default="",
                                       max_length=2000)
         note = serializers.CharField(required=False, allow_blank=True, default="",
@@ -119,11 +121,12 @@ class EvidenceApi(ToolsApiView):
         payload = serializers.JSONField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: dict})
-    def post(self, request: Request) -> Response:
+    def post(self, request: SignedInApiRequest) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        assignment = _assignment(data.pop("assignment"), request)
+        assignment_id = data.pop("assignment")
+        assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
         evidence = evidence_attach(assignment=assignment, **data)
         return Response(self.OutputSerializer(evidence).data, status=201)
 
@@ -179,7 +182,7 @@ class CodeRunCreateApi(ToolsApiView):
         responses={200: CodeRunOutputSerializer, 202: CodeRunOutputSerializer, 409: dict,
                    429: dict},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: SignedInApiRequest) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -202,7 +205,7 @@ class CodeRunCreateApi(ToolsApiView):
 @extend_schema(summary="A code run's status and output")
 class CodeRunDetailApi(ToolsApiView):
     @extend_schema(responses={200: CodeRunOutputSerializer, 404: dict})
-    def get(self, request: Request, run_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, run_id: int) -> Response:
         run = code_run_for_user(code_run_id=run_id, user=request.user)
         if run is None:
             return Response({"detail": "No such code run."}, status=404)
@@ -212,7 +215,7 @@ class CodeRunDetailApi(ToolsApiView):
 @extend_schema(summary="Languages the code runner accepts")
 class LanguagesApi(ToolsApiView):
     @extend_schema(responses={200: dict})
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedInApiRequest) -> Response:
         return Response({"languages": available_languages()})
 
 
@@ -236,10 +239,12 @@ class LlmAskApi(ToolsApiView):
             201: OutputSerializer, 409: dict, 429: dict, 503: OpenApiResponse(description="Off.")
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: SignedInApiRequest) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        assignment = _assignment(serializer.validated_data["assignment"], request)
+        assignment = assignment_for_annotator(
+            assignment_id=serializer.validated_data["assignment"], user=request.user
+        )
         evidence = llm_ask(
             assignment=assignment, question=serializer.validated_data["question"]
         )

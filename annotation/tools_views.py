@@ -7,12 +7,14 @@ thin: check access, make one service call, render.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -22,13 +24,11 @@ from annotation.models import Assignment, Corpus
 from annotation.roles import Role, user_has_role
 from annotation.selectors import assignment_for_annotator, corpus_has_documents
 from annotation.services.corpus import (
-    CorpusError,
     corpus_load,
     documents_from_upload,
     documents_from_wiki_offline,
 )
 from annotation.services.tools import (
-    ToolError,
     code_run_create,
     code_run_for_user,
     code_run_wait,
@@ -39,7 +39,9 @@ from annotation.services.tools import (
     tools_allowed,
 )
 from annotation.tools import available_languages
-from annotation.tools.search import MAX_K, SearchError, backend_name
+from annotation.tools.search import MAX_K, backend_name
+from core.http import error_into
+from core.requests import SignedInRequest
 from core.validation import UPLOAD_NAME_MAX, int_param
 
 PANEL = "annotation/_tools_panel.html"
@@ -53,7 +55,7 @@ UNPACKED_MAX_BYTES = 4 * UPLOAD_MAX_BYTES
 UPLOAD_MAX_SECONDS = 20.0
 
 
-def _require_tools(request: HttpRequest) -> None:
+def _require_tools(request: SignedInRequest) -> None:
     if not tools_allowed(request.user):
         raise PermissionDenied("The annotator tools are for annotators and experts.")
 
@@ -62,14 +64,14 @@ def _int_or_none(value: str | None) -> int | None:
     return int_param(value)
 
 
-def _assignment_from(request: HttpRequest, data: dict) -> Assignment | None:  # type: ignore[type-arg]
+def _assignment_from(request: SignedInRequest, data: QueryDict) -> Assignment | None:
     assignment_id = _int_or_none(data.get("assignment"))
     if assignment_id is None:
         return None
     return assignment_for_annotator(assignment_id=assignment_id, user=request.user)
 
 
-def _back(request: HttpRequest) -> HttpResponseRedirect:
+def _back(request: SignedInRequest) -> HttpResponseRedirect:
     """Non-htmx POSTs go back where they came from (same host only)."""
     target = request.headers.get("referer", "")
     if not url_has_allowed_host_and_scheme(
@@ -81,7 +83,7 @@ def _back(request: HttpRequest) -> HttpResponseRedirect:
 
 @login_required
 @require_GET
-def tools_panel(request: HttpRequest) -> HttpResponse:
+def tools_panel(request: SignedInRequest) -> HttpResponse:
     _require_tools(request)
     assignment = _assignment_from(request, request.GET)
     context = {
@@ -97,13 +99,13 @@ def tools_panel(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def tools_search(request: HttpRequest) -> HttpResponse:
+def tools_search(request: SignedInRequest) -> HttpResponse:
     _require_tools(request)
     assignment = _assignment_from(request, request.GET)
     query = request.GET.get("q", "")
     k = _int_or_none(request.GET.get("k")) or 10
     context: dict[str, object] = {"assignment": assignment, "query": query, "hits": []}
-    try:
+    with error_into(context):
         context["hits"] = tool_search(
             query=query,
             k=k,
@@ -111,8 +113,6 @@ def tools_search(request: HttpRequest) -> HttpResponse:
             assignment=assignment,
             user=request.user,
         )
-    except (ToolError, SearchError) as exc:
-        context["error"] = str(exc)
     if not context["hits"] and backend_name() != "web":
         # "No results" would read as "the corpus says nothing about it" when there is none.
         context["no_corpus"] = not corpus_has_documents(
@@ -123,14 +123,14 @@ def tools_search(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def tools_attach(request: HttpRequest) -> HttpResponse:
+def tools_attach(request: SignedInRequest) -> HttpResponse:
     _require_tools(request)
     assignment = _assignment_from(request, request.POST)
     context: dict[str, object] = {}
     if assignment is None:
         context["error"] = "Open a pair to attach evidence."
     else:
-        try:
+        with error_into(context):
             context["evidence"] = evidence_attach(
                 assignment=assignment,
                 document_id=_int_or_none(request.POST.get("document_id")),
@@ -140,8 +140,6 @@ def tools_attach(request: HttpRequest) -> HttpResponse:
                 query=request.POST.get("query", ""),
                 note=request.POST.get("note", ""),
             )
-        except ToolError as exc:
-            context["error"] = str(exc)
     if not request.htmx:
         if "error" in context:
             messages.error(request, str(context["error"]))
@@ -155,28 +153,29 @@ class CodeRunForm(forms.Form):
     stdin = forms.CharField(required=False, strip=False, max_length=1024 * 1024)
     tests = forms.CharField(required=False, strip=False, max_length=64 * 1024)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["language"].choices = [(name, name) for name in available_languages()]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        language = self.fields["language"]
+        assert isinstance(language, forms.ChoiceField)  # noqa: S101 - declared just above
+        language.choices = [(name, name) for name in available_languages()]
 
 
 @login_required
 @require_POST
-def tools_code_run(request: HttpRequest) -> HttpResponse:
+def tools_code_run(request: SignedInRequest) -> HttpResponse:
     _require_tools(request)
     assignment = _assignment_from(request, request.POST)
     form = CodeRunForm(request.POST)
     context: dict[str, object] = {}
     if not form.is_valid():
         context["error"] = "; ".join(
-            f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
+            f"{field}: {' '.join(str(error) for error in errors)}"
+            for field, errors in form.errors.items()
         )
     else:
-        try:
+        with error_into(context):
             run = code_run_create(user=request.user, assignment=assignment, **form.cleaned_data)
             context["run"] = code_run_wait(code_run_id=run.pk, timeout_s=PAGE_WAIT_S)
-        except ToolError as exc:
-            context["error"] = str(exc)
     if not request.htmx:
         if "error" in context:
             messages.error(request, str(context["error"]))
@@ -186,7 +185,7 @@ def tools_code_run(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def tools_code_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+def tools_code_run_detail(request: SignedInRequest, run_id: int) -> HttpResponse:
     _require_tools(request)
     run = code_run_for_user(code_run_id=run_id, user=request.user)
     if run is None:
@@ -196,19 +195,17 @@ def tools_code_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def tools_llm(request: HttpRequest) -> HttpResponse:
+def tools_llm(request: SignedInRequest) -> HttpResponse:
     _require_tools(request)
     assignment = _assignment_from(request, request.POST)
     context: dict[str, object] = {}
     if assignment is None:
         context["error"] = "Open a pair to ask about it."
     else:
-        try:
+        with error_into(context):
             context["evidence"] = llm_ask(
                 assignment=assignment, question=request.POST.get("question", "")
             )
-        except ToolError as exc:
-            context["error"] = str(exc)
     if not request.htmx:
         if "error" in context:
             messages.error(request, str(context["error"]))
@@ -238,7 +235,7 @@ class MultipleFileField(forms.FileField):
 class CorpusUploadForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    files = MultipleFileField(
+    files = MultipleFileField(  # type: ignore[assignment]  # the field named "files" shadows BaseForm.files
         required=False,
         max_length=UPLOAD_NAME_MAX,
         help_text="JSONL (title, body, source), a .zip of a folder, or Markdown/text files.",
@@ -262,7 +259,7 @@ class CorpusUploadForm(forms.Form):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def corpora(request: HttpRequest) -> HttpResponse:
+def corpora(request: SignedInRequest) -> HttpResponse:
     if not user_has_role(request.user, Role.ADMIN):
         raise PermissionDenied("Only admins load corpora.")
     form = CorpusUploadForm(request.POST or None, request.FILES or None)
@@ -276,16 +273,18 @@ def corpora(request: HttpRequest) -> HttpResponse:
                 max_bytes=UNPACKED_MAX_BYTES,
                 max_seconds=UPLOAD_MAX_SECONDS,
             )
-        try:
-            result = corpus_load(
+        outcome: dict[str, Any] = {}
+        with error_into(outcome):
+            outcome["result"] = corpus_load(
                 name=data["name"],
                 documents=documents,
                 description=data["description"],
                 replace=data["replace"],
             )
-        except CorpusError as exc:
-            form.add_error(None, str(exc))
+        if "error" in outcome:
+            form.add_error(None, outcome["error"])
         else:
+            result = outcome["result"]
             skipped = f", skipped {len(result.skipped)}" if result.skipped else ""
             messages.success(
                 request, f"Loaded {result.created} documents into {result.corpus.name}{skipped}."

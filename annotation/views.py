@@ -23,7 +23,6 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import hooks
-from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
 from annotation.forms import LabelForm
 from annotation.models import Assignment, Campaign, Label
 from annotation.rankings import shown_ranks
@@ -44,6 +43,8 @@ from annotation.services.labels import (
     label_submit,
     to_canonical,
 )
+from core.http import error_into
+from core.requests import SignedInRequest
 
 WORKSPACE = "annotation/workspace.html"
 PAIR_FRAGMENT = "annotation/workspace.html#pair"
@@ -56,7 +57,7 @@ def login_required_htmx(view: Callable[..., HttpResponse]) -> Callable[..., Http
     """
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: SignedInRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
             return view(request, *args, **kwargs)
         if request.htmx:
@@ -76,7 +77,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required_htmx
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: SignedInRequest) -> HttpResponse:
     context = {"campaigns": Campaign.objects.order_by("name")}
     return render(request, "annotation/home.html", context)
 
@@ -96,7 +97,7 @@ def _progress_summary(campaign: Campaign, user: Any) -> dict[str, int]:
 
 
 def _render_workspace(
-    request: HttpRequest,
+    request: SignedInRequest,
     *,
     campaign: Campaign,
     assignment: Assignment | None,
@@ -152,7 +153,7 @@ def _render_workspace(
 @login_required_htmx
 @require_GET
 @vary_on_headers("HX-Request")
-def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def campaign_detail(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     """The annotator workspace: the current lease, or a new one; polled when there is none."""
     campaign = campaign_for_annotator(campaign_id=campaign_id, user=request.user)
     assignment = assignment_next(campaign=campaign, annotator=request.user)
@@ -160,7 +161,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 
 def _after_action(
-    request: HttpRequest,
+    request: SignedInRequest,
     campaign: Campaign,
     notice: str,
     previous_model_view: dict[str, Any] | None = None,
@@ -200,21 +201,19 @@ def _revealed_model_view(assignment: Assignment) -> dict[str, Any] | None:
 
 @login_required_htmx
 @require_POST
-def assignment_label(request: HttpRequest, assignment_id: int) -> HttpResponse:
+def assignment_label(request: SignedInRequest, assignment_id: int) -> HttpResponse:
     assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
     campaign = assignment.campaign
     form = LabelForm(request.POST, campaign=campaign)
-    page = {"campaign": campaign, "assignment": assignment, "form": form}
+    page: dict[str, Any] = {"campaign": campaign, "assignment": assignment, "form": form}
     if not form.is_valid():
         return _render_workspace(request, **page, status=422)
     elapsed = (timezone.now() - assignment.leased_at).total_seconds()
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         label_submit(assignment=assignment, data=form.label_input(elapsed_seconds=elapsed))
-    except InvalidLabel as exc:
-        form.add_error(None, str(exc))
-        return _render_workspace(request, **page, status=422)
-    except (LeaseExpired, AlreadyFinished) as exc:
-        return _render_workspace(request, **page, closed_message=str(exc), status=409)
+    if refused:
+        return _refused_label_page(request, page, refused)
     return _after_action(
         request, campaign, "Saved. Here is the next pair.", _revealed_model_view(assignment)
     )
@@ -222,16 +221,36 @@ def assignment_label(request: HttpRequest, assignment_id: int) -> HttpResponse:
 
 @login_required_htmx
 @require_POST
-def assignment_skip_view(request: HttpRequest, assignment_id: int) -> HttpResponse:
+def assignment_skip_view(request: SignedInRequest, assignment_id: int) -> HttpResponse:
     assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
     campaign = assignment.campaign
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         assignment_skip(assignment=assignment)
-    except AlreadyFinished as exc:
-        return _render_workspace(
-            request, campaign=campaign, assignment=assignment, closed_message=str(exc), status=409
-        )
+    if refused:
+        page = {"campaign": campaign, "assignment": assignment}
+        return _refused_label_page(request, page, refused)
     return _after_action(request, campaign, "Skipped. You will not see that pair again.")
+
+
+def _refused_label_page(
+    request: SignedInRequest, page: dict[str, Any], refused: dict[str, Any]
+) -> HttpResponse:
+    """The workspace again after a service refused a label, a change or a skip.
+
+    A conflict (the lease is gone, the pair finished, the label locked) closes the pair, or
+    locks the change, with the reason (409); any other refusal is the form's error (422), with
+    what the annotator chose still selected.
+    """
+    status = refused["error_status"]
+    if status == 409 and "changing" in page:
+        return _render_workspace(
+            request, **{**page, "changing": {"locked": refused["error"]}}, status=status
+        )
+    if status == 409 or "form" not in page:
+        return _render_workspace(request, **page, closed_message=refused["error"], status=status)
+    page["form"].add_error(None, refused["error"])
+    return _render_workspace(request, **page, status=422)
 
 
 def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> LabelForm:
@@ -254,19 +273,20 @@ def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> 
 def _changing(label: Label, assignment: Assignment, campaign: Campaign) -> dict[str, Any]:
     """Whether and until when the annotator may change this label, for the page."""
     minutes = campaign.label_change_minutes
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         label_change_check(
             label=label, pair_status=assignment.pair.status, minutes=minutes, now=timezone.now()
         )
-    except LabelLocked as exc:
-        return {"locked": str(exc)}
+    if refused:
+        return {"locked": refused["error"]}
     return {"until": label_change_deadline(label=label, minutes=minutes), "locked": ""}
 
 
 @login_required_htmx
 @require_GET
 @vary_on_headers("HX-Request")
-def assignment_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
+def assignment_page(request: SignedInRequest, assignment_id: int) -> HttpResponse:
     """One pair's own URL: the pair to judge while leased, the label to change once judged."""
     assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
     campaign = assignment.campaign
@@ -287,22 +307,24 @@ def assignment_page(request: HttpRequest, assignment_id: int) -> HttpResponse:
 
 @login_required_htmx
 @require_POST
-def assignment_label_change_view(request: HttpRequest, assignment_id: int) -> HttpResponse:
+def assignment_label_change_view(request: SignedInRequest, assignment_id: int) -> HttpResponse:
     assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
     campaign = assignment.campaign
     form = LabelForm(request.POST, campaign=campaign)
     label = Label.objects.filter(assignment=assignment).first()
     changing = _changing(label, assignment, campaign) if label else {"locked": "No label."}
-    page = {"campaign": campaign, "assignment": assignment, "form": form, "changing": changing}
+    page: dict[str, Any] = {
+        "campaign": campaign,
+        "assignment": assignment,
+        "form": form,
+        "changing": changing,
+    }
     if not form.is_valid():
         return _render_workspace(request, **page, status=422)
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         # No time added: the seconds spent measure the first judgment.
         label_change(assignment=assignment, data=form.label_input(elapsed_seconds=0.0))
-    except InvalidLabel as exc:
-        form.add_error(None, str(exc))
-        return _render_workspace(request, **page, status=422)
-    except (LabelLocked, AlreadyFinished) as exc:
-        page["changing"] = {"locked": str(exc)}
-        return _render_workspace(request, **page, status=409)
+    if refused:
+        return _refused_label_page(request, page, refused)
     return _after_action(request, campaign, "Changed your answer. Here is your current pair.")

@@ -57,7 +57,9 @@ class CSPMiddleware(csp.middleware.CSPMiddleware):
         if header_ro:
             response[HEADER_REPORT_ONLY] = header_ro
         # As django-csp does once the header is written: a nonce asked for now would be unsent.
-        request.csp_nonce = csp.middleware.CheckableLazyObject(self._csp_nonce_post_response)
+        request.csp_nonce = csp.middleware.CheckableLazyObject(  # type: ignore[attr-defined]
+            self._csp_nonce_post_response  # django-csp sets this attribute on the request
+        )
         return response
 
     @staticmethod

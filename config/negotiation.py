@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 
 
@@ -20,15 +21,16 @@ class ContentNegotiation(DefaultContentNegotiation):
     """
 
     def select_renderer(
-        self, request: Request, renderers: Sequence[Any], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[Any, str]:
+        offered = list(renderers)
         meta = request.META
         format_param = f"{self.settings.URL_FORMAT_OVERRIDE}="
-        if renderers and not format_suffix and format_param not in meta.get("QUERY_STRING", ""):
+        if offered and not format_suffix and format_param not in meta.get("QUERY_STRING", ""):
             accept = meta.get("HTTP_ACCEPT", "*/*")
             if accept == "*/*":
-                return renderers[0], renderers[0].media_type
-            for renderer in renderers:
+                return offered[0], offered[0].media_type
+            for renderer in offered:
                 if accept == renderer.media_type:
                     return renderer, accept
-        return super().select_renderer(request, renderers, format_suffix)
+        return super().select_renderer(request, offered, format_suffix)

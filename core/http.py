@@ -3,11 +3,13 @@
 The API answers `{"detail": message, "code": code}` with the error's status (and Retry-After
 for RateLimited); pages answer the message in `core/error.html`, htmx requests the fragment
 `core/_error.html`, with the same status. A view that shows the error inside its own form or
-panel (re-rendering what the user typed) still catches ApplicationError itself.
+panel (re-rendering what the user typed) wraps the service call in `error_into(context)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -39,6 +41,18 @@ def application_error_response(request: HttpRequest, exc: ApplicationError) -> H
     for name, value in _headers(exc).items():
         response[name] = value
     return response
+
+
+@contextmanager
+def error_into(context: dict[str, Any]) -> Iterator[None]:
+    """For a view that shows a service's error inside its own form or panel: an ApplicationError
+    raised in the block puts its message in `context["error"]` and its status in
+    `context["error_status"]`; anything else propagates."""
+    try:
+        yield
+    except ApplicationError as error:
+        context["error"] = error.message
+        context["error_status"] = error.status
 
 
 class ApplicationErrorMiddleware:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
+from core.requests import SignedInApiRequest
 from core.validation import DbIntegerField
 from reviewers.models import Adjudication
 from reviewers.selectors import (
@@ -103,7 +103,7 @@ class CampaignAgreementApi(APIView):
         )
 
     @extend_schema(responses={200: OutputSerializer})
-    def get(self, request: Request, campaign_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         report = agreement_report(campaign=campaign)
         return Response(self.OutputSerializer(report).data)
@@ -125,7 +125,7 @@ class AnnotatorQualityApi(APIView):
         flag_reasons = serializers.ListField(child=serializers.CharField())
 
     @extend_schema(responses={200: OutputSerializer(many=True)})
-    def get(self, request: Request, campaign_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         return Response(annotator_quality(campaign=campaign))
 
@@ -170,7 +170,7 @@ class EscalationListApi(APIView):
         ],
         responses={200: EscalationOutputSerializer(many=True)},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: SignedInApiRequest) -> Response:
         require_expert(request.user)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -212,7 +212,7 @@ class AdjudicationOutputSerializer(serializers.Serializer):
 @extend_schema(summary="One escalation, with its pair and labels")
 class EscalationDetailApi(APIView):
     @extend_schema(responses={200: dict})
-    def get(self, request: Request, escalation_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
         review = escalation_review(escalation=escalation, viewer=request.user)
         pair = review["pair"]
@@ -235,7 +235,7 @@ class EscalationDetailApi(APIView):
 @extend_schema(summary="Claim an escalation")
 class EscalationClaimApi(APIView):
     @extend_schema(request=None, responses={200: EscalationOutputSerializer})
-    def post(self, request: Request, escalation_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
         escalation = escalation_claim(escalation=escalation, expert=request.user)
         return Response(
@@ -246,7 +246,7 @@ class EscalationClaimApi(APIView):
 @extend_schema(summary="Release a claimed escalation")
 class EscalationReleaseApi(APIView):
     @extend_schema(request=None, responses={204: None})
-    def post(self, request: Request, escalation_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
         if not escalation_release(escalation=escalation, expert=request.user):
             return Response(
@@ -278,7 +278,7 @@ class EscalationAdjudicateApi(APIView):
     OutputSerializer = AdjudicationOutputSerializer
 
     @extend_schema(request=InputSerializer, responses={201: AdjudicationOutputSerializer})
-    def post(self, request: Request, escalation_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -313,7 +313,7 @@ class PairGoldApi(APIView):
         status = serializers.CharField()
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
-    def post(self, request: Request, pair_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, pair_id: int) -> Response:
         pair = pair_for_admin(pair_id=pair_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -43,7 +43,9 @@ class AdjudicationForm(forms.Form):
                 for value in sorted(campaign.allowed_preferences, reverse=True)
             ]
         choices.append((DISCARD, "Discard as ambiguous"))
-        self.fields["verdict"].choices = choices
+        verdict = self.fields["verdict"]
+        assert isinstance(verdict, forms.ChoiceField)  # noqa: S101 - declared above
+        verdict.choices = choices
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()

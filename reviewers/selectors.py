@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection
 from django.db.models import Aggregate, Count, FloatField, Q, QuerySet
 from django.http import Http404
@@ -87,7 +87,7 @@ def escalation_queue(
 
 
 def next_escalation_for(
-    *, expert: AbstractBaseUser, after: int | None = None, now: datetime | None = None
+    *, expert: User, after: int | None = None, now: datetime | None = None
 ) -> Escalation | None:
     """The oldest open escalation this expert can take: free (or theirs, or its claim expired),
     on a pair they did not label, other than ``after``."""
@@ -116,7 +116,8 @@ def claim_state(
     holder = None
     if held and not mine:
         is_admin = user_has_role(viewer, Role.ADMIN)
-        holder = escalation.claimed_by.username if is_admin else "another expert"
+        claimer = escalation.claimed_by
+        holder = claimer.username if is_admin and claimer is not None else "another expert"
     return {
         "held": held,
         "mine": mine,
@@ -318,10 +319,11 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
         seconds: dict[int, list[float]] = defaultdict(list)
         timed = Label.objects.filter(campaign=campaign, seconds_spent__isnull=False)
         for annotator_id, spent in timed.values_list("annotator_id", "seconds_spent").iterator():
-            seconds[annotator_id].append(spent)
+            if spent is not None:
+                seconds[annotator_id].append(spent)
         for row in rows:
-            spent = seconds.get(row["annotator_id"])
-            row["median_seconds"] = statistics.median(spent) if spent else None
+            spent_all = seconds.get(row["annotator_id"])
+            row["median_seconds"] = statistics.median(spent_all) if spent_all else None
     threshold = campaign.quality_threshold
     result = []
     for row in rows:
@@ -334,11 +336,16 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
                 row["decisive"] ** 0.5 / 2
             )
         reasons = []
-        if row["gold_checks"] >= QUALITY_MIN_ITEMS and gold_accuracy < threshold:
+        if (
+            row["gold_checks"] >= QUALITY_MIN_ITEMS
+            and gold_accuracy is not None
+            and gold_accuracy < threshold
+        ):
             reasons.append("gold_accuracy")
         if (
             row["gold_checks"] == 0
             and row["consensus_labels"] >= QUALITY_MIN_ITEMS
+            and consensus_agreement is not None
             and consensus_agreement < threshold
         ):
             reasons.append("consensus_agreement")

@@ -6,9 +6,11 @@ then render (the fragment for htmx requests) or redirect (plain form posts).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -16,8 +18,9 @@ from django.views.decorators.vary import vary_on_headers
 from annotation.models import Campaign
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
+from core.http import error_into
+from core.requests import SignedInRequest
 from core.validation import int_param
-from reviewers.errors import ReviewError
 from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation
 from reviewers.selectors import (
@@ -28,12 +31,15 @@ from reviewers.selectors import (
     escalation_for_expert,
     escalation_queue,
     escalation_review,
-    next_escalation_for,
     require_expert,
     retest_agreement,
 )
 from reviewers.services.adjudications import adjudication_resolve
-from reviewers.services.escalations import escalation_claim, escalation_release
+from reviewers.services.escalations import (
+    escalation_claim,
+    escalation_claim_next,
+    escalation_release,
+)
 from reviewers.services.gold import pair_promote_gold
 from reviewers.services.notifications import expert_settings_for, expert_settings_update
 
@@ -47,7 +53,7 @@ def _campaign_filter(raw: str | None) -> int | None:
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
-def expert_queue(request: HttpRequest) -> HttpResponse:
+def expert_queue(request: SignedInRequest) -> HttpResponse:
     require_expert(request.user)
     campaign_id = _campaign_filter(request.GET.get("campaign"))
     order = request.GET.get("order", "oldest")
@@ -70,7 +76,7 @@ def expert_queue(request: HttpRequest) -> HttpResponse:
 
 
 def _review_context(
-    request: HttpRequest, escalation: Escalation, form: AdjudicationForm | None = None
+    request: SignedInRequest, escalation: Escalation, form: AdjudicationForm | None = None
 ) -> dict[str, object]:
     context = escalation_review(escalation=escalation, viewer=request.user)
     pair = escalation.pair
@@ -91,7 +97,7 @@ def _review_context(
 
 
 def _decision_panel(
-    request: HttpRequest, escalation_id: int, *, form: AdjudicationForm | None = None
+    request: SignedInRequest, escalation_id: int, *, form: AdjudicationForm | None = None
 ) -> HttpResponse:
     """After a claim, release or decision: the fragment for htmx, else back to the page."""
     if not request.htmx:
@@ -104,7 +110,7 @@ def _decision_panel(
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
-def escalation_review_page(request: HttpRequest, escalation_id: int) -> HttpResponse:
+def escalation_review_page(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
     context = _review_context(request, escalation)
     template = "reviewers/review.html#decision-panel" if request.htmx else "reviewers/review.html"
@@ -113,43 +119,38 @@ def escalation_review_page(request: HttpRequest, escalation_id: int) -> HttpResp
 
 @login_required
 @require_POST
-def escalation_claim_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+def escalation_claim_view(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         escalation_claim(escalation=escalation, expert=request.user)
-    except ReviewError as exc:
-        messages.error(request, str(exc))
+    if refused:
+        messages.error(request, refused["error"])
     return _decision_panel(request, escalation_id)
 
 
 @login_required
 @require_POST
-def escalation_open_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+def escalation_open_view(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     """Opening an escalation from the queue: claim it if free, then show it."""
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
     if not claim_state(escalation, viewer=request.user)["held"]:
-        try:
+        refused: dict[str, Any] = {}
+        with error_into(refused):
             escalation_claim(escalation=escalation, expert=request.user)
-        except ReviewError as exc:
-            messages.info(request, str(exc))
+        if refused:
+            messages.info(request, refused["error"])
     return redirect("escalation-review", escalation_id=escalation_id)
 
 
 @login_required
 @require_POST
-def expert_next_view(request: HttpRequest) -> HttpResponse:
+def expert_next_view(request: SignedInRequest) -> HttpResponse:
     """The next escalation this expert can take, claimed and opened; the queue when none."""
     require_expert(request.user)
     after = _campaign_filter(request.POST.get("after"))
-    for _attempt in range(5):  # another expert may take each one first
-        escalation = next_escalation_for(expert=request.user, after=after)
-        if escalation is None:
-            break
-        try:
-            escalation_claim(escalation=escalation, expert=request.user)
-        except ReviewError:
-            after = escalation.pk
-            continue
+    escalation = escalation_claim_next(expert=request.user, after=after)
+    if escalation is not None:
         return redirect("escalation-review", escalation_id=escalation.pk)
     messages.success(request, "No open escalation is waiting for you. Thank you!")
     return redirect("expert-queue")
@@ -157,7 +158,7 @@ def expert_next_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def escalation_release_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+def escalation_release_view(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
     escalation_release(escalation=escalation, expert=request.user)
     if not request.htmx:
@@ -167,7 +168,7 @@ def escalation_release_view(request: HttpRequest, escalation_id: int) -> HttpRes
 
 @login_required
 @require_POST
-def escalation_adjudicate_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+def escalation_adjudicate_view(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
     size = len(escalation.pair.responses or ())
     form = AdjudicationForm(request.POST, campaign=escalation.campaign, size=size)
@@ -176,7 +177,8 @@ def escalation_adjudicate_view(request: HttpRequest, escalation_id: int) -> Http
             messages.error(request, "Choose a decision and write a note.")
         return _decision_panel(request, escalation_id, form=form)
     decision, preference = form.decision()
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         adjudication_resolve(
             escalation=escalation,
             expert=request.user,
@@ -185,8 +187,8 @@ def escalation_adjudicate_view(request: HttpRequest, escalation_id: int) -> Http
             ranking=form.ranking_groups(),
             note=form.cleaned_data["note"],
         )
-    except ReviewError as exc:
-        messages.error(request, str(exc))
+    if refused:
+        messages.error(request, refused["error"])
         return _decision_panel(request, escalation_id, form=form)
     messages.success(request, "Decision recorded.")
     return _decision_panel(request, escalation_id)
@@ -194,13 +196,14 @@ def escalation_adjudicate_view(request: HttpRequest, escalation_id: int) -> Http
 
 @login_required
 @require_POST
-def escalation_promote_gold_view(request: HttpRequest, escalation_id: int) -> HttpResponse:
+def escalation_promote_gold_view(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
     campaign_for_admin(campaign_id=escalation.campaign_id, user=request.user)
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         pair_promote_gold(pair=escalation.pair)
-    except ReviewError as exc:
-        messages.error(request, str(exc))
+    if refused:
+        messages.error(request, refused["error"])
     else:
         messages.success(request, f"Pair {escalation.pair_id} is now a gold pair.")
     return _decision_panel(request, escalation_id)
@@ -209,7 +212,7 @@ def escalation_promote_gold_view(request: HttpRequest, escalation_id: int) -> Ht
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
-def campaign_agreement_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def campaign_agreement_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     report = agreement_report(campaign=campaign, use_cache="fresh" not in request.GET)
     context = {
@@ -225,7 +228,7 @@ def campaign_agreement_page(request: HttpRequest, campaign_id: int) -> HttpRespo
 
 @login_required
 @require_GET
-def campaign_quality_page(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def campaign_quality_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     context = {
         "campaign": campaign,
@@ -237,7 +240,7 @@ def campaign_quality_page(request: HttpRequest, campaign_id: int) -> HttpRespons
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def expert_settings_page(request: HttpRequest) -> HttpResponse:
+def expert_settings_page(request: SignedInRequest) -> HttpResponse:
     """E-mail about new escalations: on or off, and in which task categories."""
     require_expert(request.user)
     current = expert_settings_for(user=request.user)

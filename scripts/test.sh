@@ -19,7 +19,7 @@ export ARBITER_CHROMIUM="${ARBITER_CHROMIUM:-/usr/bin/chromium}"
 export ARBITER_CHROMIUM_REQUIRED=1
 # Sandbox tests fail (rather than skip) when bubblewrap or user namespaces are missing.
 export ARBITER_SANDBOX_REQUIRED=1
-"$PY" -m annotation.tools.sandbox --preflight
+"$PY" -m annotation.tools.preflight
 
 echo "== lint (ruff, import-linter)"
 .venv/bin/ruff check .

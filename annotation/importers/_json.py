@@ -1,34 +1,17 @@
-"""orjson when installed (several times faster), else the standard library.
+"""orjson, a hard dependency: several times faster than the standard library on import files.
 
-Both produce identical bytes for dumps_sorted, so content hashes do not depend on which one
-is present.
+dumps_sorted gives the canonical bytes that content hashes are computed from.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; this is the slow fallback
-    orjson = None
+import orjson
 
-if orjson is not None:
-    JSONDecodeError: type[ValueError] = orjson.JSONDecodeError
+JSONDecodeError = orjson.JSONDecodeError
+loads = orjson.loads
 
-    loads = orjson.loads
 
-    def dumps_sorted(value: Any) -> bytes:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-else:  # pragma: no cover
-    JSONDecodeError = json.JSONDecodeError
-
-    def loads(data: bytes | str) -> Any:
-        return json.loads(data)
-
-    def dumps_sorted(value: Any) -> bytes:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8"
-        )
+def dumps_sorted(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)

@@ -37,7 +37,7 @@ _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _JSON_DECODER = json.JSONDecoder()
 
 
-def iter_jsonl_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStream:
+def iter_jsonl_rows(stream: io.BufferedReader[Any], limits: ImportLimits) -> RowStream:
     """One JSON object per line; blank lines are skipped but still counted."""
     readline = stream.readline
     max_bytes = limits.max_row_bytes
@@ -61,7 +61,7 @@ def iter_jsonl_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStrea
         yield line, row
 
 
-def iter_json_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStream:
+def iter_json_rows(stream: io.BufferedReader[Any], limits: ImportLimits) -> RowStream:
     """A top-level array, or an object whose "data" or "pairs" key holds the array.
 
     The array is read item by item, so memory stays bounded by the largest item rather than
@@ -84,7 +84,7 @@ def iter_json_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStream
         raise ImportFormatError(None, "unexpected content after the end of the JSON value")
 
 
-def iter_csv_rows(stream: io.BufferedReader, limits: ImportLimits) -> RowStream:
+def iter_csv_rows(stream: io.BufferedReader[Any], limits: ImportLimits) -> RowStream:
     """A header row, then one record per row; a record's line is where it starts."""
     # The C parser's field limit is process-wide; raising it only loosens it for others.
     csv.field_size_limit(max(csv.field_size_limit(), limits.max_row_bytes))
@@ -187,7 +187,7 @@ def _describe_json_error(error: ValueError) -> str:
 class _JsonText:
     """A window of decoded text over a JSON stream, grown on demand and trimmed between items."""
 
-    def __init__(self, stream: io.BufferedReader, limits: ImportLimits) -> None:
+    def __init__(self, stream: io.BufferedReader[Any], limits: ImportLimits) -> None:
         self._stream = stream
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self._max_chars = limits.max_row_bytes

@@ -58,7 +58,7 @@ class OpenedSource:
     """A readable upload: `stream` gives the decompressed bytes; Parquet needs `seekable`."""
 
     format: FileFormat
-    stream: io.BufferedReader
+    stream: io.BufferedReader[Any]
     seekable: str | IO[bytes] | None = None
 
 
@@ -124,10 +124,11 @@ def open_source(
 ) -> OpenedSource:
     """Open `source` (a path or a binary file object) for reading; the stack closes it."""
     if isinstance(source, (str, os.PathLike)):
-        path: str | None = os.fspath(source)
-        filename = filename or os.path.basename(path)
-        _check_size(os.path.getsize(path), limits)
-        raw: Any = stack.enter_context(open(path, "rb", buffering=0))
+        named_path = os.fspath(source)
+        path: str | None = named_path
+        filename = filename or os.path.basename(named_path)
+        _check_size(os.path.getsize(named_path), limits)
+        raw: Any = stack.enter_context(open(named_path, "rb", buffering=0))
         start = 0
     else:
         if isinstance(source, io.TextIOBase):
@@ -203,7 +204,7 @@ def estimated_cost_bytes(path: str | os.PathLike[str], *, cap: int) -> int:
     return size
 
 
-def detect_format(stream: io.BufferedReader, name: str) -> FileFormat:
+def detect_format(stream: io.BufferedReader[Any], name: str) -> FileFormat:
     """Magic bytes first, then the extension, then a look at the first line."""
     head = stream.peek(BUFFER_BYTES)
     if head[:4] == PARQUET_MAGIC:
@@ -271,7 +272,7 @@ def _check_remaining_size(raw: Any, limits: ImportLimits) -> int:
 
 
 def _seekable_parquet(
-    stream: io.BufferedReader,
+    stream: io.BufferedReader[Any],
     raw: Any,
     path: str | None,
     start: int,

@@ -30,439 +30,69 @@ program printed and how it ended. The layers, outermost first:
 
 If bubblewrap, prlimit or unprivileged user namespaces are missing, nothing runs: every entry
 point raises `SandboxUnavailable`. There is deliberately no unsandboxed fallback.
-"""
 
+Settings and result types live in `sandbox_config`; host checks, slots and process handling
+in `sandbox_host`. This module runs a program, and is the one callers import.
+"""
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
-import math
 import os
-import pwd
-import secrets
 import selectors
-import shutil
 import signal
-import stat
 import subprocess  # noqa: S404 - we start bubblewrap with fixed argument lists, never a shell
-import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from functools import cache
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from annotation.tools import seccomp
-
-MIB = 1024 * 1024
-
-WORK_DIR = "/sandbox"
-BUILD_DIR = "/build"
-
-# Extra processes bubblewrap needs in the slot's uid: its monitor and the namespace's pid 1.
-_BWRAP_OWN_PROCESSES = 3
-_READ_CHUNK = 64 * 1024
-# After a kill, how long we wait for the pipes and pid 1 to go away before giving up on them.
-_TEARDOWN_GRACE_S = 3.0
-_SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-_SYSTEM_ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives")
-_SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-# pid 1 of every sandbox: a shell that starts the program and waits for it. The program is not
-# pid 1 itself because pid 1 ignores default-action signals (SIGABRT from assert, SIGXCPU...).
-# A background job's stdin would be /dev/null, hence the detour through fd 3.
-_INIT_ARGV = ("/bin/sh", "-c", 'exec 3<&0; "$@" 0<&3 3<&- & wait $!', "sandbox-init")
-
-
-class SandboxUnavailable(RuntimeError):
-    """The host cannot isolate untrusted code, so nothing was run."""
-
-
-class SandboxBusy(RuntimeError):
-    """Every sandbox slot stayed busy for the whole wait."""
-
-
-def _env_number(name: str, default: float, *, minimum: float, integer: bool) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise ValueError(f"{name}={raw!r} must be at least {minimum}")
-    return value
-
-
-def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
-    return int(_env_number(name, default, minimum=minimum, integer=True))
-
-
-def _env_float(name: str, default: float, *, minimum: float) -> float:
-    return _env_number(name, default, minimum=minimum, integer=False)
-
-
-@dataclass(frozen=True)
-class SandboxConfig:
-    """Where the sandbox keeps its locks and scratch files, and how many programs run at once."""
-
-    runtime_dir: Path = Path("/tmp/arbiter-sandbox")  # noqa: S108 - checked: ours, not shared
-    slots: int = 4
-    uid_base: int = 60000
-    slot_wait_s: float = 60.0
-
-    @classmethod
-    def from_env(cls) -> SandboxConfig:
-        return cls(
-            runtime_dir=Path(os.environ.get("ARBITER_SANDBOX_RUNTIME_DIR") or cls.runtime_dir),
-            slots=_env_int("ARBITER_SANDBOX_SLOTS", cls.slots),
-            uid_base=_env_int("ARBITER_SANDBOX_UID_BASE", cls.uid_base, minimum=1000),
-            slot_wait_s=_env_float("ARBITER_SANDBOX_SLOT_WAIT_S", cls.slot_wait_s, minimum=0),
-        )
-
-    @property
-    def scratch_root(self) -> Path:
-        return self.runtime_dir / "runs"
-
-    @property
-    def etc_dir(self) -> Path:
-        return self.runtime_dir / "etc"
-
-    def slot_uid(self, index: int) -> int:
-        return self.uid_base + index
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one sandboxed program may use. Sizes are bytes."""
-
-    wall_time_s: float = 10.0
-    memory_bytes: int = 512 * MIB
-    # V8 reserves far more address space than it touches, so JavaScript raises this and relies
-    # on memory_bytes (RLIMIT_DATA, which counts only writable private mappings) instead.
-    address_space_bytes: int | None = None
-    max_processes: int = 64
-    max_file_bytes: int = 16 * MIB
-    max_open_files: int = 256
-    max_output_bytes: int = 1 * MIB
-    scratch_bytes: int = 64 * MIB
-    stack_bytes: int = 8 * MIB
-
-    @classmethod
-    def from_env(cls) -> Limits:
-        return cls(
-            wall_time_s=_env_float("ARBITER_SANDBOX_TIMEOUT_S", cls.wall_time_s, minimum=0.1),
-            memory_bytes=_env_int("ARBITER_SANDBOX_MEMORY_MB", cls.memory_bytes // MIB) * MIB,
-            max_processes=_env_int("ARBITER_SANDBOX_MAX_PROCESSES", cls.max_processes),
-        )
-
-    def replace(self, **changes: object) -> Limits:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-    def prlimit_args(self, *, extra_processes: int) -> list[str]:
-        # The CPU limit backs up the wall clock for programs that burn several cores at once.
-        cpu_soft = math.ceil(self.wall_time_s) + 1
-        address_space = self.address_space_bytes or self.memory_bytes
-        return [
-            f"--cpu={cpu_soft}:{cpu_soft + 1}",
-            f"--as={address_space}",
-            f"--data={self.memory_bytes}",
-            f"--stack={min(self.stack_bytes, self.memory_bytes)}",
-            f"--nproc={self.max_processes + extra_processes}",
-            f"--fsize={self.max_file_bytes}",
-            f"--nofile={self.max_open_files}",
-            "--core=0",
-        ]
-
-
-@dataclass(frozen=True)
-class Slot:
-    """A claimed sandbox slot: its index and the uid its programs run as."""
-
-    index: int
-    uid: int
-    config: SandboxConfig
-    drop_privileges: bool
-
-    @contextlib.contextmanager
-    def scratch_dir(self) -> Iterator[Path]:
-        """A host directory the slot's uid may write (compiler output); removed afterwards."""
-        path = self.config.scratch_root / f"slot-{self.index}-{secrets.token_hex(6)}"
-        path.mkdir(mode=0o700)
-        try:
-            if self.drop_privileges:
-                os.chown(path, self.uid, self.uid)
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a sandboxed program ended. `exit_code` is None when the sandbox had to kill it."""
-
-    exit_code: int | None
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool
-    output_exceeded: bool
-    duration_ms: int
-
-    @property
-    def term_signal(self) -> int | None:
-        # bubblewrap reports a death by signal N as exit code 128 + N, like a shell.
-        if self.exit_code is not None and 128 < self.exit_code <= 128 + 64:
-            return self.exit_code - 128
-        return None
-
-
-@dataclass(frozen=True)
-class StrayReport:
-    """Sandbox leftovers on this host: live processes, scratch directories and mounts."""
-
-    processes: tuple[int, ...]
-    scratch_dirs: tuple[str, ...]
-    mounts: tuple[str, ...]
-
-    @property
-    def clean(self) -> bool:
-        return not (self.processes or self.scratch_dirs or self.mounts)
-
-
-# --- host checks --------------------------------------------------------------------------------
-
-
-def _require_tool(name: str) -> str:
-    # ARBITER_SANDBOX_BWRAP / ARBITER_SANDBOX_PRLIMIT name a binary outside the usual places.
-    variable = f"ARBITER_SANDBOX_{name.upper()}"
-    configured = os.environ.get(variable)
-    if configured:
-        if not os.access(configured, os.X_OK):
-            raise SandboxUnavailable(f"{variable}={configured} is not an executable file.")
-        return configured
-    path = shutil.which(name) or shutil.which(name, path="/usr/bin:/bin:/usr/local/bin")
-    if path is None:
-        package = "bubblewrap" if name == "bwrap" else "util-linux"
-        raise SandboxUnavailable(
-            f"`{name}` was not found; install it (Debian/Ubuntu: apt-get install {package})."
-        )
-    return path
-
-
-@cache
-def _check_uid_range(uid_base: int, slots: int) -> None:
-    for uid in range(uid_base, uid_base + slots):
-        with contextlib.suppress(KeyError):
-            owner = pwd.getpwuid(uid).pw_name
-            raise SandboxUnavailable(
-                f"uid {uid} belongs to the user {owner!r}; sandbox slots need uids nobody else "
-                "uses, so set ARBITER_SANDBOX_UID_BASE to a free range."
-            )
-
-
-def _prepare_runtime_dir(config: SandboxConfig) -> None:
-    for directory in (config.runtime_dir, config.scratch_root, config.etc_dir):
-        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-        info = directory.lstat()
-        # Anyone who could write here could swap the files we bind into the sandbox.
-        if (
-            not stat.S_ISDIR(info.st_mode)
-            or info.st_uid != os.geteuid()
-            or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        ):
-            raise SandboxUnavailable(
-                f"{directory} must be a directory owned by uid {os.geteuid()} that others "
-                "cannot write; remove it or set ARBITER_SANDBOX_RUNTIME_DIR elsewhere."
-            )
-        if stat.S_IMODE(info.st_mode) != 0o755:
-            os.chmod(directory, 0o755)  # noqa: S103 - slot uids must traverse and read it
-    passwd = "".join(
-        f"sandbox{i}:x:{config.slot_uid(i)}:{config.slot_uid(i)}::{WORK_DIR}:/usr/sbin/nologin\n"
-        for i in range(config.slots)
-    )
-    group = "".join(f"sandbox{i}:x:{config.slot_uid(i)}:\n" for i in range(config.slots))
-    _write_if_changed(config.etc_dir / "passwd", passwd + "nobody:x:65534:65534::/:/bin/false\n")
-    _write_if_changed(config.etc_dir / "group", group + "nogroup:x:65534:\n")
-
-
-def _write_if_changed(path: Path, content: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if path.read_text() == content:
-            return
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    temporary.write_text(content)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
-
-
-@cache
-def _system_mount_args() -> tuple[str, ...]:
-    args = ["--ro-bind", "/usr", "/usr"]
-    for name in _SYSTEM_LINKS:
-        host_path = Path("/") / name
-        if host_path.is_symlink():
-            args += ["--symlink", os.readlink(host_path), str(host_path)]
-        elif host_path.is_dir():
-            # Distributions without a merged /usr keep real libraries here.
-            args += ["--ro-bind", str(host_path), str(host_path)]
-    for path in _SYSTEM_ETC_FILES:
-        args += ["--ro-bind-try", path, path]
-    return tuple(args)
-
-
-# --- slots ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def acquire_slot(
-    config: SandboxConfig | None = None, *, wait_s: float | None = None
-) -> Iterator[Slot]:
-    """Claim a free slot for the duration of the block, waiting up to `wait_s` for one."""
-    config = config or SandboxConfig.from_env()
-    drop_privileges = os.geteuid() == 0
-    if drop_privileges:
-        _check_uid_range(config.uid_base, config.slots)
-    _prepare_runtime_dir(config)
-    deadline = time.monotonic() + (config.slot_wait_s if wait_s is None else wait_s)
-    first = (os.getpid() + threading.get_ident()) % config.slots
-    pause = 0.002
-    while True:
-        for offset in range(config.slots):
-            index = (first + offset) % config.slots
-            lock_fd = _try_lock(config.runtime_dir / f"slot-{index}.lock")
-            if lock_fd is None:
-                continue
-            slot = Slot(index, config.slot_uid(index), config, drop_privileges)
-            try:
-                _remove_scratch_dirs(slot)  # left by a worker that died mid-run
-                yield slot
-            finally:
-                if drop_privileges:
-                    _kill_uid(slot.uid)
-                os.close(lock_fd)
-            return
-        if time.monotonic() >= deadline:
-            raise SandboxBusy(f"all {config.slots} sandbox slots stayed busy")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _remove_scratch_dirs(slot: Slot) -> None:
-    for leftover in slot.config.scratch_root.glob(f"slot-{slot.index}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def sandbox_sweep(config: SandboxConfig | None = None) -> int:
-    """Clean up after sandbox workers that died (kill -9): for every slot nobody holds, kill
-    what still runs under its uid and remove its scratch directories. Returns how many slots
-    it swept. Safe at any time: a slot in use is locked, and skipped."""
-    config = config or SandboxConfig.from_env()
-    if not config.runtime_dir.is_dir():
-        return 0
-    drop_privileges = os.geteuid() == 0
-    if drop_privileges:
-        _check_uid_range(config.uid_base, config.slots)
-    swept = 0
-    for index in range(config.slots):
-        lock_fd = _try_lock(config.runtime_dir / f"slot-{index}.lock")
-        if lock_fd is None:
-            continue
-        try:
-            slot = Slot(index, config.slot_uid(index), config, drop_privileges)
-            if drop_privileges:
-                _kill_uid(slot.uid)
-            _remove_scratch_dirs(slot)
-            swept += 1
-        finally:
-            os.close(lock_fd)
-    return swept
-
-
-# --- processes -----------------------------------------------------------------------------------
-
-
-def _process_state(pid: int) -> str | None:
-    """The one-letter state of a process, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name may contain spaces and parentheses; the state follows the last ')'.
-    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3].decode() or None
-
-
-def _is_alive(pid: int) -> bool:
-    # A zombie has released everything but its pid; it waits for its (host) parent to reap it.
-    return _process_state(pid) not in (None, "Z", "X")
-
-
-def _pids_of_uids(uids: range) -> list[int]:
-    pids = []
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                owner = entry.stat(follow_symlinks=False).st_uid
-            except FileNotFoundError:
-                continue
-            if owner in uids:
-                pids.append(int(entry.name))
-    return pids
-
-
-def _count_processes_of_uid(uid: int) -> int:
-    return len(_pids_of_uids(range(uid, uid + 1)))
-
-
-def _kill_uid(uid: int, *, grace_s: float = _TEARDOWN_GRACE_S) -> None:
-    """SIGKILL every live process of a slot uid (only used when that uid is the slot's alone)."""
-    deadline = time.monotonic() + grace_s
-    while True:
-        survivors = [pid for pid in _pids_of_uids(range(uid, uid + 1)) if _is_alive(pid)]
-        if not survivors or time.monotonic() >= deadline:
-            return
-        for pid in survivors:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.002)
-
-
-def _wait_until_dead(pid: int, *, grace_s: float = _TEARDOWN_GRACE_S) -> None:
-    deadline = time.monotonic() + grace_s
-    pause = 0.0005
-    while _is_alive(pid) and time.monotonic() < deadline:
-        time.sleep(pause)
-        pause = min(pause * 2, 0.02)
-
-
-def _process_marker(config: SandboxConfig) -> str:
-    digest = hashlib.sha256(str(config.runtime_dir).encode()).hexdigest()[:16]
-    return f"ARBITER_SANDBOX_{digest}"
-
-
-def _memfd(name: str, content: bytes) -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    view = memoryview(content)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
+from annotation.tools.sandbox_config import (
+    BUILD_DIR,
+    BWRAP_OWN_PROCESSES,
+    INIT_ARGV,
+    MIB,
+    READ_CHUNK,
+    SANDBOX_PATH,
+    TEARDOWN_GRACE_S,
+    WORK_DIR,
+    Limits,
+    Outcome,
+    SandboxBusy,
+    SandboxConfig,
+    SandboxUnavailable,
+    Slot,
+    StrayReport,
+)
+from annotation.tools.sandbox_host import (
+    acquire_slot,
+    count_processes_of_uid,
+    is_alive,
+    kill_uid,
+    memfd,
+    pids_of_uids,
+    process_marker,
+    require_tool,
+    sandbox_sweep,
+    system_mount_args,
+    wait_until_dead,
+)
+
+__all__ = [
+    "BUILD_DIR",
+    "Limits",
+    "MIB",
+    "Outcome",
+    "SandboxBusy",
+    "SandboxConfig",
+    "SandboxUnavailable",
+    "StrayReport",
+    "acquire_slot",
+    "preflight",
+    "run_sandboxed",
+    "sandbox_sweep",
+    "stray_report",
+]
 
 # --- running -------------------------------------------------------------------------------------
 
@@ -487,38 +117,22 @@ def run_sandboxed(
     program, without showing the host path it was built in).
     Raises SandboxUnavailable when bubblewrap cannot set the sandbox up.
     """
-    prlimit = _require_tool("prlimit")
-    bwrap = _require_tool("bwrap")
-    extra_processes = _BWRAP_OWN_PROCESSES
+    prlimit = require_tool("prlimit")
+    bwrap = require_tool("bwrap")
+    extra_processes = BWRAP_OWN_PROCESSES
     if not slot.drop_privileges:
         # RLIMIT_NPROC counts every process of the real uid, and here that is the server's own.
-        extra_processes += _count_processes_of_uid(os.getuid())
+        extra_processes += count_processes_of_uid(os.getuid())
 
     # Everything the child needs is passed as a descriptor; the parent's copies are closed as
     # soon as bubblewrap has started (an open write end would keep the status pipe from ending).
     child_fds: list[int] = []
     status_read = -1
     try:
-        stdin_fd = _memfd("arbiter-stdin", stdin)
-        child_fds.append(stdin_fd)
-        file_args: list[str] = []
-        for name, content in (files or {}).items():
-            child_fds.append(_memfd("arbiter-file", content))
-            file_args += ["--file", str(child_fds[-1]), f"{WORK_DIR}/{name}"]
-        # Contents bound read-only from descriptors rather than host files: the sandbox's
-        # /proc/self/mountinfo then names no host path under the runtime directory.
-        data_binds: list[tuple[int, str, int]] = []
-        for target, name in (("/etc/passwd", "passwd"), ("/etc/group", "group")):
-            child_fds.append(_memfd("arbiter-etc", (slot.config.etc_dir / name).read_bytes()))
-            data_binds.append((child_fds[-1], target, 0o444))
-        for target, content in (executables or {}).items():
-            child_fds.append(_memfd("arbiter-program", content))
-            data_binds.append((child_fds[-1], target, 0o555))
-        seccomp_args: list[str] = []
-        program = seccomp.filter_program()
-        if program is not None:
-            child_fds.append(_memfd("arbiter-seccomp", program))
-            seccomp_args = ["--seccomp", str(child_fds[-1])]
+        file_args, data_binds, seccomp_args = _child_descriptors(
+            slot, child_fds, stdin=stdin, files=files or {}, executables=executables or {}
+        )
+        stdin_fd = child_fds[0]
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
         child_fds.append(status_write)
         command = [
@@ -532,14 +146,9 @@ def run_sandboxed(
             "--json-status-fd",
             str(status_write),
             "--",
-            *_INIT_ARGV,
+            *INIT_ARGV,
             *argv,
         ]
-        identity = (
-            {"user": slot.uid, "group": slot.uid, "extra_groups": []}
-            if slot.drop_privileges
-            else {}
-        )
         started = time.monotonic()
         try:
             process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -553,7 +162,9 @@ def run_sandboxed(
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 cwd="/",
                 start_new_session=True,
-                **identity,  # type: ignore[arg-type]
+                user=slot.uid if slot.drop_privileges else None,
+                group=slot.uid if slot.drop_privileges else None,
+                extra_groups=[] if slot.drop_privileges else None,
             )
         except OSError as error:
             raise SandboxUnavailable(f"could not start bubblewrap: {error}") from error
@@ -572,7 +183,7 @@ def run_sandboxed(
                 os.close(fd)
 
     if slot.drop_privileges:
-        _kill_uid(slot.uid)
+        kill_uid(slot.uid)
     killed_by_us = run.timed_out or run.output_exceeded
     if not killed_by_us and "exit-code" not in run.status:
         # bubblewrap reports an exit code only once the program was actually executed.
@@ -582,6 +193,39 @@ def run_sandboxed(
     return Outcome(
         exit_code, run.stdout, run.stderr, run.timed_out, run.output_exceeded, duration_ms
     )
+
+
+def _child_descriptors(
+    slot: Slot,
+    child_fds: list[int],
+    *,
+    stdin: bytes,
+    files: Mapping[str, bytes],
+    executables: Mapping[str, bytes],
+) -> tuple[list[str], list[tuple[int, str, int]], list[str]]:
+    """Memory files for all the child reads (stdin first, then the work files, /etc files,
+    programs and the seccomp filter), appended to `child_fds`, which the caller closes whatever
+    happens; returns the `--file` arguments, the data binds and the `--seccomp` arguments."""
+    child_fds.append(memfd("arbiter-stdin", stdin))
+    file_args: list[str] = []
+    for name, content in files.items():
+        child_fds.append(memfd("arbiter-file", content))
+        file_args += ["--file", str(child_fds[-1]), f"{WORK_DIR}/{name}"]
+    # Contents bound read-only from descriptors rather than host files: the sandbox's
+    # /proc/self/mountinfo then names no host path under the runtime directory.
+    data_binds: list[tuple[int, str, int]] = []
+    for target, name in (("/etc/passwd", "passwd"), ("/etc/group", "group")):
+        child_fds.append(memfd("arbiter-etc", (slot.config.etc_dir / name).read_bytes()))
+        data_binds.append((child_fds[-1], target, 0o444))
+    for target, content in executables.items():
+        child_fds.append(memfd("arbiter-program", content))
+        data_binds.append((child_fds[-1], target, 0o555))
+    seccomp_args: list[str] = []
+    program = seccomp.filter_program()
+    if program is not None:
+        child_fds.append(memfd("arbiter-seccomp", program))
+        seccomp_args = ["--seccomp", str(child_fds[-1])]
+    return file_args, data_binds, seccomp_args
 
 
 def _bwrap_args(
@@ -597,12 +241,12 @@ def _bwrap_args(
         # A no-op (the environment is cleared) that marks this host's sandboxes for
         # stray_report without naming the runtime directory.
         "--unsetenv",
-        _process_marker(slot.config),
+        process_marker(slot.config),
         # --unshare-all includes the network: the sandbox has only its own loopback interface.
         "--unshare-all",
         "--unshare-user",
         "--disable-userns",
-        # Our own tiny init (_INIT_ARGV) is pid 1, so bwrap's monitor reaps it and exits only once
+        # Our own tiny init (INIT_ARGV) is pid 1, so bwrap's monitor reaps it and exits only once
         # the kernel has emptied the PID namespace: no orphaned pid 1 is left for the host.
         "--as-pid-1",
         "--die-with-parent",
@@ -615,7 +259,7 @@ def _bwrap_args(
     if not slot.drop_privileges:
         args += ["--uid", str(slot.uid), "--gid", str(slot.uid)]
     args += [
-        *_system_mount_args(),
+        *system_mount_args(),
         "--proc",
         "/proc",
         "--dev",
@@ -643,7 +287,7 @@ def _bwrap_args(
     # only the size-capped mounts above take writes.
     args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORK_DIR, "--clearenv"]
     sandbox_env = {
-        "PATH": _SANDBOX_PATH,
+        "PATH": SANDBOX_PATH,
         "HOME": WORK_DIR,
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",  # noqa: S108 - the sandbox's private tmpfs
@@ -693,13 +337,13 @@ class _RunningSandbox:
                     self.timed_out = True
                     self.kill()
                 if self._killed_at is not None:
-                    wait = _TEARDOWN_GRACE_S - (now - self._killed_at)
+                    wait = TEARDOWN_GRACE_S - (now - self._killed_at)
                     if wait <= 0:
                         return
                 else:
                     wait = deadline - now
                 for key, _ in selector.select(timeout=wait):
-                    chunk = os.read(key.fd, _READ_CHUNK)
+                    chunk = os.read(key.fd, READ_CHUNK)
                     if not chunk:
                         selector.unregister(key.fd)
                     elif key.fd == self.status_read:
@@ -740,13 +384,13 @@ class _RunningSandbox:
     def stop(self) -> None:
         """Make sure bubblewrap and its namespace are gone, then reap bubblewrap."""
         try:
-            self.process.wait(timeout=_TEARDOWN_GRACE_S if self._killed_at else 0.5)
+            self.process.wait(timeout=TEARDOWN_GRACE_S if self._killed_at else 0.5)
         except subprocess.TimeoutExpired:
             self._kill_group()
             self.process.wait()
         sandbox_init = self.status.get("child-pid")
         if isinstance(sandbox_init, int):
-            _wait_until_dead(sandbox_init)
+            wait_until_dead(sandbox_init)
 
     def _kill_group(self) -> None:
         # bwrap leads its own process group (start_new_session).
@@ -761,8 +405,8 @@ class _RunningSandbox:
 def preflight(config: SandboxConfig | None = None) -> None:
     """Raise SandboxUnavailable, saying what to fix, unless sandboxed runs work on this host."""
     config = config or SandboxConfig.from_env()
-    _require_tool("bwrap")
-    _require_tool("prlimit")
+    require_tool("bwrap")
+    require_tool("prlimit")
     try:
         with acquire_slot(config) as slot:
             outcome = run_sandboxed(
@@ -789,14 +433,14 @@ def stray_report(config: SandboxConfig | None = None) -> StrayReport:
     pids: set[int] = set()
     if os.geteuid() == 0:
         slot_uids = range(config.uid_base, config.uid_base + config.slots)
-        pids.update(pid for pid in _pids_of_uids(slot_uids) if _is_alive(pid))
-    marker = _process_marker(config).encode()
+        pids.update(pid for pid in pids_of_uids(slot_uids) if is_alive(pid))
+    marker = process_marker(config).encode()
     with os.scandir("/proc") as entries:
         for entry in entries:
             if entry.name.isdigit():
                 with contextlib.suppress(OSError):
                     cmdline = Path(entry.path, "cmdline").read_bytes()
-                    if marker in cmdline and _is_alive(int(entry.name)):
+                    if marker in cmdline and is_alive(int(entry.name)):
                         pids.add(int(entry.name))
     scratch = sorted(str(path) for path in config.scratch_root.glob("*"))
     runtime_prefix = str(config.runtime_dir)
@@ -807,33 +451,3 @@ def stray_report(config: SandboxConfig | None = None) -> StrayReport:
             if mount_point.startswith(runtime_prefix) or mount_point in (WORK_DIR, BUILD_DIR):
                 mounts.append(mount_point)
     return StrayReport(tuple(sorted(pids)), tuple(scratch), tuple(mounts))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m annotation.tools.sandbox", description="Arbiter's code sandbox."
-    )
-    parser.add_argument(
-        "--preflight",
-        action="store_true",
-        help="check that untrusted code can be isolated here; exit 1 with the reason if not",
-    )
-    arguments = parser.parse_args(argv)
-    if not arguments.preflight:
-        parser.print_help()
-        return 2
-    try:
-        preflight()
-    except (SandboxUnavailable, SandboxBusy, ValueError) as error:
-        print(f"sandbox unavailable: {error}", file=sys.stderr)
-        return 1
-    from annotation.tools.code_runner import available_languages
-
-    print(f"sandbox ok; languages: {', '.join(available_languages()) or 'none'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

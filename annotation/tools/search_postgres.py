@@ -16,9 +16,11 @@ Queries use `websearch_to_tsquery`, which accepts anything a person types ("quot
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 
-from annotation.tools.search import MATCH_START, MATCH_STOP, SearchHit, render_snippet
+from annotation.tools.search_hits import MATCH_START, MATCH_STOP, SearchHit, render_snippet
 
 TEXT_SEARCH_CONFIG = "english"
 _HEADLINE_OPTIONS = (
@@ -64,7 +66,7 @@ class PostgresSearchBackend:
     name = "postgres"
 
     def search(self, query: str, k: int, *, corpus_id: int | None = None) -> list[SearchHit]:
-        params: dict[str, object] = {
+        params: dict[str, Any] = {
             "config": TEXT_SEARCH_CONFIG,
             "query": query,
             "k": k,

@@ -19,7 +19,7 @@ import re
 from django.db import connection
 from django.db.backends.signals import connection_created
 
-from annotation.tools.search import SearchHit, render_snippet
+from annotation.tools.search_hits import SearchHit, render_snippet
 
 FTS_TABLE = "annotation_document_fts"
 

@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 
 from annotation.tools.http import OffOriginRedirect, urlopen
-from annotation.tools.search import (
+from annotation.tools.search_hits import (
     SearchError,
     SearchHit,
     highlight_words,

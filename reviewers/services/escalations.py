@@ -21,8 +21,10 @@ from django.utils import timezone
 from annotation.models import Campaign, Label, Pair
 from annotation.prepared_reads import fetch_all_prepared
 from annotation.services.pair_state import FINAL_STATUSES, pair_escalate, pair_lock_status
+from core.errors import ApplicationError
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
 from reviewers.models import Escalation
+from reviewers.selectors import next_escalation_for
 
 CLAIM_DURATION = timedelta(minutes=30)
 DEFAULT_DEADLINE_HOURS = 72.0
@@ -205,6 +207,22 @@ def escalation_claim(
     if escalation.status != Escalation.Status.OPEN:
         raise AlreadyDecided("This escalation has already been decided.")
     raise ClaimUnavailable("Another expert is reviewing this pair.")
+
+
+def escalation_claim_next(
+    *, expert: User, after: int | None = None, attempts: int = 5
+) -> Escalation | None:
+    """Claim the next escalation this expert can take (None when there is none); another
+    expert may take each candidate first, so a lost race moves on to the next one."""
+    for _attempt in range(attempts):
+        escalation = next_escalation_for(expert=expert, after=after)
+        if escalation is None:
+            return None
+        try:
+            return escalation_claim(escalation=escalation, expert=expert)
+        except ApplicationError:
+            after = escalation.pk
+    return None
 
 
 def escalation_release(*, escalation: Escalation, expert: User) -> bool:

@@ -146,7 +146,7 @@ def progress_summary(*, campaign: Campaign) -> dict[str, Any]:
             last_hour=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))),
             last_day=Count("id", filter=Q(created_at__gte=now - timedelta(days=1))),
         )
-        rows = []
+        rows: list[dict[str, Any]] = []
         for round_id, item in rounds.items():
             buckets = per_round.get(round_id, dict.fromkeys(PROGRESS_BUCKETS, 0))
             rows.append(

@@ -11,7 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -19,6 +19,8 @@ from django_htmx.http import trigger_client_event
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
+from core.http import error_into
+from core.requests import SignedInRequest
 from scoring.dashboard.selectors import (
     BUCKET_LABELS,
     agreement_panel,
@@ -30,7 +32,7 @@ from scoring.dashboard.selectors import (
     require_admin,
     silver_summary,
 )
-from scoring.datasets.curation import CurationError, curation_create
+from scoring.datasets.curation import curation_create
 from scoring.datasets.export import (
     DEFAULT_PROVENANCE,
     FORMATS,
@@ -136,7 +138,7 @@ PANELS: dict[str, Callable[[Campaign], dict[str, Any]]] = {
 
 
 def _panel_response(
-    request: HttpRequest, campaign: Campaign, part: str, **extra: Any
+    request: SignedInRequest, campaign: Campaign, part: str, **extra: Any
 ) -> HttpResponse:
     context = {
         "campaign": campaign,
@@ -150,7 +152,7 @@ def _panel_response(
 
 @login_required
 @require_GET
-def dashboard_index(request: HttpRequest) -> HttpResponse:
+def dashboard_index(request: SignedInRequest) -> HttpResponse:
     require_admin(request.user)
     return render(request, "scoring/dashboard_index.html", {"campaigns": dashboard_campaigns()})
 
@@ -158,7 +160,7 @@ def dashboard_index(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
-def campaign_dashboard(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def campaign_dashboard(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     part = request.GET.get("part", "")
     if request.htmx and part:
@@ -169,7 +171,7 @@ def campaign_dashboard(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 
 def _full_page(
-    request: HttpRequest, campaign: Campaign, status: int = 200, **forms_: Any
+    request: SignedInRequest, campaign: Campaign, status: int = 200, **forms_: Any
 ) -> HttpResponse:
     context: dict[str, Any] = {
         "campaign": campaign,
@@ -187,7 +189,7 @@ def _full_page(
 
 @login_required
 @require_POST
-def dashboard_export_create(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def dashboard_export_create(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     """Start an export snapshot from the dashboard's form."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = ExportForm(request.POST)
@@ -217,18 +219,18 @@ def dashboard_export_create(request: HttpRequest, campaign_id: int) -> HttpRespo
 
 @login_required
 @require_POST
-def dashboard_curation_create(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def dashboard_curation_create(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     """Start Stage-2 curation of the silver pool from the dashboard's form."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = CurationForm(request.POST)
-    error, created = "", False
+    refused: dict[str, Any] = {}
+    created = False
     if form.is_valid():
-        try:
+        with error_into(refused):
             curation_create(campaign=campaign, params=form.params(), user=request.user)
-        except CurationError as exc:
-            error = str(exc)
-        else:
+        if not refused:
             form, created = CurationForm(), True
+    error = refused.get("error", "")
     if request.htmx:
         response = render(
             request,

@@ -13,11 +13,11 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
+from core.requests import SignedInApiRequest
 from core.validation import UPLOAD_NAME_MAX
 from scoring.datasets.curation import (
     CurationParams,
@@ -68,13 +68,13 @@ class ExportsApi(APIView):
         format = serializers.ChoiceField(choices=FORMATS, default="parquet")
 
     @extend_schema(responses={200: ExportOutputSerializer(many=True)})
-    def get(self, request: Request, campaign_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         snapshots = exports_recent(campaign=campaign, limit=100)
         return Response(ExportOutputSerializer(snapshots, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={202: ExportOutputSerializer})
-    def post(self, request: Request, campaign_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         data, file_format = request.data, "parquet"
         if isinstance(data, Mapping):
@@ -94,7 +94,7 @@ class ExportDownloadApi(APIView):
         parameters=[OpenApiParameter("file", str, enum=["main", "ties"], required=False)],
         responses={200: OpenApiResponse(description="The export file, as an attachment.")},
     )
-    def get(self, request: Request, export_id: int) -> FileResponse:
+    def get(self, request: SignedInApiRequest, export_id: int) -> FileResponse:
         snapshot = export_for_admin(export_id=export_id, user=request.user)
         role = request.query_params.get("file", "main")
         path = export_file(snapshot=snapshot, role=role) if role in ("main", "ties") else None
@@ -109,7 +109,7 @@ class CurationsApi(APIView):
     """POST: start Stage-2 curation of the campaign's silver pool (a job on the gpu queue)."""
 
     @extend_schema(request=params_serializer(CurationParams), responses={202: dict, 400: dict})
-    def post(self, request: Request, campaign_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         params = CurationParams.from_params(request.data)
         job = curation_create(campaign=campaign, params=params, user=request.user)
@@ -127,7 +127,7 @@ class EvaluationSetApi(APIView):
         name = serializers.CharField(max_length=200)
 
     @extend_schema(request=InputSerializer, responses={201: dict, 400: dict})
-    def post(self, request: Request, campaign_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

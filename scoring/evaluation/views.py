@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
+from core.requests import SignedInRequest
 from scoring.evaluation.reading import EvaluationSetError, read_evaluation_set
 from scoring.evaluation.selectors import evaluation_table
 from scoring.evaluation.services import evaluation_set_upload
@@ -23,7 +24,7 @@ class EvaluationSetForm(forms.Form):
 
 
 def _render(
-    request: HttpRequest, campaign: Campaign, *, form: EvaluationSetForm | None = None,
+    request: SignedInRequest, campaign: Campaign, *, form: EvaluationSetForm | None = None,
     error: str = "", message: str = "", status: int = 200,
 ) -> HttpResponse:
     context = {
@@ -39,7 +40,7 @@ def _render(
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
-def campaign_evaluations(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def campaign_evaluations(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     """The fragment (the model page and the dashboard load it); without htmx the model page."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     if not request.htmx:
@@ -49,7 +50,7 @@ def campaign_evaluations(request: HttpRequest, campaign_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def evaluation_set_upload_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def evaluation_set_upload_view(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = EvaluationSetForm(request.POST, request.FILES)
     if not form.is_valid():

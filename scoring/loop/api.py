@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import assignment_for_annotator, campaign_for_admin
-from scoring.jobs.runner import JobError, job_cancel
+from core.requests import SignedInApiRequest
+from scoring.jobs.runner import job_cancel
 from scoring.loop.assistance import model_view_reveal
 from scoring.loop.registry import (
     model_version_activate,
@@ -74,7 +74,7 @@ def job_payload(job: Job) -> dict:
 @extend_schema(summary="The campaign's reward-model versions")
 class ModelVersionsApi(APIView):
     @extend_schema(responses={200: ModelVersionSerializer(many=True)})
-    def get(self, request: Request, campaign_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         versions = model_versions_for_campaign(campaign=campaign)
         return Response(ModelVersionSerializer(versions, many=True).data)
@@ -83,7 +83,7 @@ class ModelVersionsApi(APIView):
 @extend_schema(summary="Activate a model version")
 class ModelVersionActivateApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
-    def post(self, request: Request, version_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, version_id: int) -> Response:
         version = model_version_for_admin(version_id=version_id, user=request.user)
         version = model_version_activate(version=version)
         return Response(ModelVersionSerializer(version).data)
@@ -92,7 +92,7 @@ class ModelVersionActivateApi(APIView):
 @extend_schema(summary="Roll back to the previous model version")
 class ModelVersionRollbackApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: dict})
-    def post(self, request: Request, campaign_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         version = model_version_rollback(campaign=campaign)
         return Response(ModelVersionSerializer(version).data)
@@ -114,22 +114,19 @@ class RetrainApi(APIView):
     @extend_schema(
         responses={200: OpenApiResponse(description="The training settings and their defaults.")}
     )
-    def get(self, request: Request, campaign_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         """The settings a retrain starts from (defaults, or the campaign's last choice)."""
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         return Response({"settings": training_settings_for(campaign=campaign)})
 
     @extend_schema(request=InputSerializer, responses={202: JobSerializer, 400: dict})
-    def post(self, request: Request, campaign_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = dict(serializer.validated_data)
         retrieve_from_gold = values.pop("retrieve_from_gold")
-        try:
-            params = job_params_from_settings(values)
-        except JobError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        params = job_params_from_settings(values)  # a JobError is the handler's 400
         params["retrieve_from_gold"] = retrieve_from_gold
         job = loop_request(campaign=campaign, user=request.user, params=params)
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)
@@ -138,14 +135,14 @@ class RetrainApi(APIView):
 @extend_schema(summary="A model job's status and log")
 class JobApi(APIView):
     @extend_schema(responses={200: JobSerializer})
-    def get(self, request: Request, job_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, job_id: int) -> Response:
         return Response(job_payload(job_for_admin(job_id=job_id, user=request.user)))
 
 
 @extend_schema(summary="Cancel a model job")
 class JobCancelApi(APIView):
     @extend_schema(request=None, responses={200: JobSerializer})
-    def post(self, request: Request, job_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, job_id: int) -> Response:
         job = job_cancel(job=job_for_admin(job_id=job_id, user=request.user))
         return Response(job_payload(job))
 
@@ -168,7 +165,7 @@ class ModelViewApi(APIView):
     @extend_schema(
         responses={200: OutputSerializer, 404: OpenApiResponse(description="Not available.")}
     )
-    def get(self, request: Request, assignment_id: int) -> Response:
+    def get(self, request: SignedInApiRequest, assignment_id: int) -> Response:
         assignment = assignment_for_annotator(assignment_id=assignment_id, user=request.user)
         view = model_view_reveal(assignment=assignment)
         if view is None:

@@ -7,18 +7,20 @@ the admin dashboard can embed the same fragments. POSTs from plain forms redirec
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
-from scoring.jobs.runner import JobError, job_cancel
+from core.http import error_into
+from core.requests import SignedInRequest
+from scoring.jobs.runner import job_cancel
 from scoring.loop.registry import (
-    RegistryError,
     model_version_activate,
     model_version_rollback,
 )
@@ -49,7 +51,7 @@ def _job_context(job: Job | None) -> dict:
 
 @login_required
 @vary_on_headers("HX-Request")
-def campaign_models(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def campaign_models(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     if request.htmx:
         return render(request, "scoring/_model_versions.html", _versions_context(campaign))
@@ -58,21 +60,20 @@ def campaign_models(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 
 def _registry_change(
-    request: HttpRequest, campaign: Campaign, change: Callable[[], object]
+    request: SignedInRequest, campaign: Campaign, change: Callable[[], object]
 ) -> HttpResponse:
-    error = ""
-    try:
+    refused: dict[str, Any] = {}
+    with error_into(refused):
         change()
-    except RegistryError as exc:
-        error = str(exc)
     if request.htmx:
+        error = refused.get("error", "")
         return render(request, "scoring/_model_versions.html", _versions_context(campaign, error))
     return redirect("scoring-campaign-models", campaign_id=campaign.pk)
 
 
 @login_required
 @require_POST
-def model_version_activate_view(request: HttpRequest, version_id: int) -> HttpResponse:
+def model_version_activate_view(request: SignedInRequest, version_id: int) -> HttpResponse:
     version = model_version_for_admin(version_id=version_id, user=request.user)
     return _registry_change(
         request, version.campaign, lambda: model_version_activate(version=version)
@@ -81,27 +82,28 @@ def model_version_activate_view(request: HttpRequest, version_id: int) -> HttpRe
 
 @login_required
 @require_POST
-def model_version_rollback_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def model_version_rollback_view(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     return _registry_change(request, campaign, lambda: model_version_rollback(campaign=campaign))
 
 
 @login_required
 @require_POST
-def campaign_retrain(request: HttpRequest, campaign_id: int) -> HttpResponse:
+def campaign_retrain(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     """"Retrain now": start the loop job (or show the one already running)."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = RetrainForm(request.POST)
-    params = None
+    checked: dict[str, Any] = {}
     if form.is_valid():
-        try:
-            params = job_params_from_settings(form.cleaned_data)
-        except JobError as error:
-            form.add_error(None, str(error))
+        with error_into(checked):
+            checked["params"] = job_params_from_settings(form.cleaned_data)
+        if "error" in checked:
+            form.add_error(None, checked["error"])
+    params = checked.get("params")
     if params is None:
         if request.htmx:
             errors = "; ".join(
-                f"{name.replace('__all__', 'settings')}: {' '.join(messages)}"
+                f"{name.replace('__all__', 'settings')}: {' '.join(str(m) for m in messages)}"
                 for name, messages in form.errors.items()
             )
             return render(request, "scoring/_retrain_error.html", {"error": errors}, status=422)
@@ -115,7 +117,7 @@ def campaign_retrain(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 @login_required
 @vary_on_headers("HX-Request")
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_detail(request: SignedInRequest, job_id: int) -> HttpResponse:
     job = job_for_admin(job_id=job_id, user=request.user)
     if request.htmx:
         return render(request, "scoring/_job_progress.html", _job_context(job))
@@ -124,7 +126,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_cancel_view(request: SignedInRequest, job_id: int) -> HttpResponse:
     job = job_cancel(job=job_for_admin(job_id=job_id, user=request.user))
     if request.htmx:
         return render(request, "scoring/_job_progress.html", _job_context(job))

@@ -18,7 +18,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def supports_bf16(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return device.type == "cuda" and bool(torch.cuda.is_bf16_supported())
 
 
 PRECISIONS = ("bf16", "float32")
@@ -29,5 +29,8 @@ def autocast_for(
 ) -> contextlib.AbstractContextManager[object]:
     # CPU bf16 autocast is slow on most CPUs and changes scores; we keep CPU in float32.
     if precision == "bf16" and supports_bf16(device):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        autocast: contextlib.AbstractContextManager[object] = torch.autocast(
+            device_type="cuda", dtype=torch.bfloat16
+        )
+        return autocast
     return contextlib.nullcontext()

@@ -45,7 +45,8 @@ def render_transcript(
     messages = [{"role": turn["role"], "content": turn["content"]} for turn in conversation] + [
         {"role": "assistant", "content": response}
     ]
-    return tokenizer.apply_chat_template(messages, tokenize=False)
+    rendered: str = tokenizer.apply_chat_template(messages, tokenize=False)
+    return rendered
 
 
 @dataclass(frozen=True)

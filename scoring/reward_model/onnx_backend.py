@@ -61,7 +61,8 @@ def is_onnx_model(path: str | os.PathLike[str]) -> bool:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return json.loads((Path(path) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = json.loads((Path(path) / MANIFEST_FILE).read_text("utf-8"))
+    return manifest
 
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
@@ -163,7 +164,7 @@ def _trace(model: RewardModel, target: Path, *, opset: int) -> None:
     attention_mask[1, 12:] = 0
     input_ids[1, 12:] = pad_id
 
-    class _Logits(torch.nn.Module):
+    class _Logits(torch.nn.Module):  # type: ignore[misc]  # torch is untyped here
         def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
             self.inner = inner

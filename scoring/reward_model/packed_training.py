@@ -95,7 +95,7 @@ def _budget_groups(
     return groups
 
 
-class PackedRewardModule(nn.Module):
+class PackedRewardModule(nn.Module):  # type: ignore[misc]  # torch is untyped here
     """The rewards of a packed batch as one module call, so DDP's forward hooks see it."""
 
     def __init__(self, model: PreTrainedModel) -> None:

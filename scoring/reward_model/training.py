@@ -608,7 +608,7 @@ class _CountingCollator:
         return batch
 
 
-class _ProgressCallback(TrainerCallback):
+class _ProgressCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
     """Forwards TRL/Trainer progress to ``on_progress``, keeps the loss curve, and stops the
     run after the current optimizer step once ``should_stop()`` is true."""
 

@@ -121,14 +121,15 @@ def final_number(response: str) -> int:
 
 
 def true_arithmetic_answer(conversation: list[dict[str, str]]) -> int:
-    left, operator, right = re.fullmatch(
-        r"What is (\d+) ([+×-]) (\d+)\?", conversation[0]["content"]
-    ).groups()
+    question = re.fullmatch(r"What is (\d+) ([+×-]) (\d+)\?", conversation[0]["content"])
+    assert question is not None
+    left, operator, right = question.groups()
     value = {"+": int(left) + int(right), "-": int(left) - int(right), "×": int(left) * int(right)}[
         operator
     ]
     if len(conversation) > 1:
         factor = re.fullmatch(r"Now multiply that by (\d+)\.", conversation[-1]["content"])
+        assert factor is not None
         value *= int(factor.group(1))
     return value
 
@@ -139,11 +140,14 @@ def true_fact(question: str) -> str:
     if match := re.fullmatch(r"What is the chemical symbol for (.+)\?", question):
         return f"`{SYMBOLS[match.group(1)]}`"
     match = re.fullmatch(r"Which planet is the (\w+) from the Sun\?", question)
+    assert match is not None
     return f"**{PLANET_BY_ORDINAL[match.group(1)]}**"
 
 
 def run_function(response: str) -> Callable[..., Any]:
-    code = re.search(r"```python\n(.*?)\n```", response, re.DOTALL).group(1)
+    block = re.search(r"```python\n(.*?)\n```", response, re.DOTALL)
+    assert block is not None
+    code = block.group(1)
     namespace: dict[str, Any] = {}
     exec(code, namespace)  # noqa: S102 - our own generated demo code, run to check it
     (function,) = [value for name, value in namespace.items() if not name.startswith("__")]

@@ -7,7 +7,7 @@ import io
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -252,7 +252,7 @@ def test_it_reads_a_caller_file_object_from_its_position_and_leaves_it_open() ->
 def test_it_reads_a_non_seekable_gzipped_parquet_stream() -> None:
     rows = generate_demo_pairs(30)
     stream = UnseekableStream(gzip.compress(parquet_bytes(rows)))
-    assert [record.external_id for record in parse_all(stream)] == [
+    assert [record.external_id for record in parse_all(cast(IO[bytes], stream))] == [
         row["external_id"] for row in rows
     ]
 
@@ -261,7 +261,8 @@ def test_it_streams_records_before_reading_the_whole_file() -> None:
     line = json.dumps(native_row()).encode() + b"\n"
     endless = EndlessStream(line)
 
-    first = list(itertools.islice(iter_pair_records(endless, filename="x.jsonl"), 3))
+    records = iter_pair_records(cast(IO[bytes], endless), filename="x.jsonl")
+    first = list(itertools.islice(records, 3))
 
     assert [record.line for record in first] == [1, 2, 3]
     assert endless.bytes_served < 4 * MiB
@@ -269,7 +270,7 @@ def test_it_streams_records_before_reading_the_whole_file() -> None:
 
 def test_it_rejects_a_text_mode_file_object() -> None:
     with pytest.raises(TypeError, match="binary"):
-        parse_all(io.StringIO("{}"))
+        parse_all(cast(IO[bytes], io.StringIO("{}")))
 
 
 # Row shapes
@@ -668,7 +669,8 @@ def test_an_oversized_file_is_rejected_before_it_is_read(tmp_path: Path) -> None
 def test_an_oversized_stream_of_unknown_size_is_stopped_while_reading() -> None:
     stream = UnseekableStream(jsonl_bytes([native_row()] * 10_000))
     with pytest.raises(ImportFormatError, match="file is larger than the limit of 10,000"):
-        parse_all(stream, filename="x.jsonl", limits=ImportLimits(max_bytes=10_000))
+        limits = ImportLimits(max_bytes=10_000)
+        parse_all(cast(IO[bytes], stream), filename="x.jsonl", limits=limits)
 
 
 def test_a_line_longer_than_the_row_limit_is_rejected() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -15,7 +17,7 @@ RENDERERS = [JSONRenderer(), BrowsableAPIRenderer()]
 
 
 def choice(negotiation, path: str, accept: str | None, suffix: str | None = None):
-    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    headers: dict[str, Any] = {} if accept is None else {"HTTP_ACCEPT": accept}
     request = Request(APIRequestFactory().get(path, **headers))
     try:
         renderer, media_type = negotiation.select_renderer(request, RENDERERS, suffix)

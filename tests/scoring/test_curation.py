@@ -142,7 +142,7 @@ def known(answers: dict[int, float]):
         calls.append([item.pair_id for item in items])
         return np.array([answers[item.pair_id] for item in items])
 
-    score.calls = calls
+    score.calls = calls  # type: ignore[attr-defined]
     return score
 
 

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,7 +45,9 @@ def test_the_wilson_interval_matches_known_values() -> None:
 
 
 def test_accuracy_is_reported_overall_and_per_subset_and_ties_count_as_wrong() -> None:
-    report = accuracy_report([0.9, 0.2, 0.5, 0.7], ["chat", "chat", "safety", "safety"])
+    report: dict[str, Any] = accuracy_report(
+        [0.9, 0.2, 0.5, 0.7], ["chat", "chat", "safety", "safety"]
+    )
     assert report["accuracy"] == 0.5 and report["n"] == 4
     assert report["subsets"]["chat"]["accuracy"] == 0.5
     assert report["subsets"]["safety"] == {
@@ -149,7 +152,7 @@ def test_a_job_stores_the_known_accuracy_per_subset_with_intervals(
     )
     job = evaluation_request(version=version, sets=[evaluation_set], enqueue=False)
     claim = evaluation_run(job_id=job.pk, worker="test", reraise=True)
-    assert claim.job.status == Job.Status.SUCCEEDED
+    assert claim.job is not None and claim.job.status == Job.Status.SUCCEEDED
     result = EvaluationResult.objects.get(model_version=version, evaluation_set=evaluation_set)
     assert result.n == 12 and result.accuracy == pytest.approx(overall)
     assert (result.ci_low, result.ci_high) == pytest.approx(wilson_interval(7, 12))
@@ -250,7 +253,7 @@ def test_decontamination_uses_the_uploaded_sets(db, campaign) -> None:
 
 # --- pages -----------------------------------------------------------------------------------
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 
 
 def test_admins_upload_a_set_and_see_results_on_the_model_page(

@@ -175,6 +175,7 @@ def test_head_training_learns_a_synthetic_preference(tiny: RewardModel) -> None:
     after = evaluate(tiny, held_out)["accuracy"]
     assert after >= 0.95 > before + 0.2
     assert metrics.mode == "head" and metrics.pairs == 200
+    assert metrics.final_loss is not None and metrics.initial_loss is not None
     assert metrics.final_loss < 0.5 * metrics.initial_loss
     assert metrics.pairs_per_second > 0 and metrics.tokens > 0
 
