@@ -21,7 +21,14 @@ from annotation.models import (
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "scale", "annotators_per_pair", "agreement_target", "created_at"]
+    list_display = [
+        "name",
+        "item_kind",
+        "scale",
+        "annotators_per_pair",
+        "agreement_target",
+        "created_at",
+    ]
     search_fields = ["name"]
 
 

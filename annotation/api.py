@@ -52,6 +52,12 @@ class ShownPairSerializer(serializers.Serializer):
     response_b = serializers.CharField()
     annotation_guideline = serializers.CharField()
     task_category = serializers.CharField()
+    responses = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Ranking items only: the K responses in the order shown to you; a ranking "
+        "names them by their index here.",
+    )
 
 
 class AssignmentOutSerializer(serializers.Serializer):
@@ -106,7 +112,7 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
     call on the busiest endpoint. The renderer writes the datetime as DRF's field would.
     """
     pair = shown_pair(assignment)
-    return {
+    body: dict[str, Any] = {
         "assignment": {
             "id": assignment.pk,
             "campaign": assignment.campaign_id,
@@ -124,6 +130,20 @@ def next_payload(assignment) -> dict:  # noqa: ANN001 - an Assignment
         },
         "judgment": judgment_options(assignment.campaign),
         "lease_expires_at": assignment.lease_expires_at,
+    }
+    if "responses" in pair:
+        body["pair"]["responses"] = pair["responses"]
+    return body
+
+
+def _label_shown(label_id: int, assignment_id: int, label: LabelInput) -> dict[str, Any]:
+    """The label as the annotator sent it (shown orientation), as OutputSerializer says."""
+    return {
+        "id": label_id,
+        "assignment": assignment_id,
+        "preference": label.preference,
+        "ranking": label.ranking,
+        "outcome": label.outcome,
     }
 
 
@@ -150,8 +170,11 @@ class RewriteInSerializer(serializers.Serializer):
 
 def _label_input(data: dict[str, Any]) -> LabelInput:
     rewrite = data.get("rewrite")
+    ranking = data.get("ranking")
     return LabelInput(
-        preference=data.get("preference", 0),
+        # Left out: 0 for a "both bad"/"both good" pair label, none for a ranking.
+        preference=data.get("preference", 0 if ranking is None else None),
+        ranking=ranking,
         rationale=data["rationale"],
         confidence=data.get("confidence"),
         flags=tuple(data["flags"]),
@@ -169,7 +192,14 @@ class LabelApi(APIView):
             min_value=-2,
             max_value=2,
             required=False,
-            help_text="Required for the outcome 'preference'; 0 (or left out) for the others.",
+            help_text="A/B campaigns: required for the outcome 'preference'; 0 (or left out) for "
+            "the others.",
+        )
+        ranking = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField()),
+            required=False,
+            help_text="Ranking campaigns: groups of shown response indices, best first "
+            "([[2], [0, 1], [3]]: 2 best, 0 and 1 tied, 3 worst); every index exactly once.",
         )
         outcome = serializers.ChoiceField(
             choices=Outcome.values,
@@ -194,15 +224,24 @@ class LabelApi(APIView):
         seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            if attrs.get("outcome") == Outcome.PREFERENCE and "preference" not in attrs:
-                raise serializers.ValidationError({"preference": "This field is required."})
+            if (
+                "ranking" not in attrs
+                and attrs.get("outcome") == Outcome.PREFERENCE
+                and "preference" not in attrs
+            ):
+                raise serializers.ValidationError({"preference": ["This field is required."]})
             return attrs
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         assignment = serializers.IntegerField(source="assignment_id")
         preference = serializers.IntegerField(
-            help_text="In the orientation shown to the annotator."
+            allow_null=True, help_text="In the orientation shown to the annotator."
+        )
+        ranking = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField()),
+            allow_null=True,
+            help_text="Ranking campaigns: as sent, in shown indices; null for A/B campaigns.",
         )
         outcome = serializers.CharField()
 
@@ -217,12 +256,7 @@ class LabelApi(APIView):
         label_input = _label_input(data)
         label = label_submit(assignment=assignment, data=label_input)
         # Plain data shaped as OutputSerializer documents it (see next_payload).
-        shown = {
-            "id": label.pk,
-            "assignment": assignment.pk,
-            "preference": label_input.preference,
-            "outcome": label_input.outcome,
-        }
+        shown = _label_shown(label.pk, assignment.pk, label_input)
         return Response(shown, status=201)
 
     @extend_schema(
@@ -247,12 +281,7 @@ class LabelApi(APIView):
         data = serializer.validated_data
         label_input = _label_input(data)
         label = label_change(assignment=assignment, data=label_input)
-        shown = {
-            "id": label.pk,
-            "assignment": assignment.pk,
-            "preference": label_input.preference,
-            "outcome": label_input.outcome,
-        }
+        shown = _label_shown(label.pk, assignment.pk, label_input)
         return Response(shown, status=200)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 
 from annotation.aspects import SIDES, AspectError, parse_aspects
-from annotation.models import Campaign, Outcome
+from annotation.models import Campaign, ItemKind, Outcome
 from annotation.services.labels import FLAG_NAMES, LabelInput, RewriteInput
 from annotation.services.rewrites import REWRITE_MAX_CHARS
 
@@ -70,6 +71,16 @@ def aspect_field_name(aspect: str, side: str) -> str:
     return f"aspect__{aspect}__{side}"
 
 
+@dataclass(frozen=True)
+class RankCard:
+    """One response of a ranking item as the workspace shows it, with its rank control."""
+
+    position: int  # shown index, 0-based
+    html: Any  # the rendered response (SafeString)
+    rank: str  # the rank chosen so far ("" when none)
+    ranks: tuple[str, ...]  # "1" .. "K"
+
+
 class LabelForm(forms.Form):
     preference = forms.TypedChoiceField(
         coerce=_preference_or_outcome,
@@ -115,6 +126,15 @@ class LabelForm(forms.Form):
             self.fields["rewrite_based_on"] = forms.ChoiceField(
                 required=False, choices=[("a", "Response A"), ("b", "Response B")]
             )
+        self.ranks_shown: list[str] = []
+        if campaign.item_kind == ItemKind.RANKING:
+            # A ranking item posts rank_0 .. rank_{K-1}, one per shown response (its select
+            # sits in the response's card, which dragging may move); no preference is asked.
+            preference = self.fields["preference"]
+            preference.required = False
+            preference.empty_value = None  # type: ignore[attr-defined]
+            while f"rank_{len(self.ranks_shown)}" in self.data:
+                self.ranks_shown.append(str(self.data[f"rank_{len(self.ranks_shown)}"]))
 
     @property
     def _outcomes(self) -> list[str]:
@@ -148,10 +168,38 @@ class LabelForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if self.campaign.item_kind == ItemKind.RANKING:
+            ranks = self.ranks_shown
+            if not ranks or any(not rank.isdigit() for rank in ranks):
+                raise forms.ValidationError("Give every response a rank (1 is best).")
         if self.campaign.allow_rewrites and (data.get("rewrite_text") or "").strip():
             if not data.get("rewrite_based_on"):
                 self.add_error("rewrite_based_on", "Say which response you rewrote.")
         return data
+
+    def rank_cards(self, responses: Sequence[Any]) -> list[RankCard]:
+        ranks = tuple(str(rank) for rank in range(1, len(responses) + 1))
+        chosen = self.ranks_shown
+        return [
+            RankCard(
+                position=position,
+                html=html,
+                rank=chosen[position]
+                if position < len(chosen) and chosen[position] in ranks
+                else "",
+                ranks=ranks,
+            )
+            for position, html in enumerate(responses)
+        ]
+
+    def shown_ranking(self) -> list[list[int]] | None:
+        """The ranks as groups of shown indices, best first (equal ranks tie)."""
+        if self.campaign.item_kind != ItemKind.RANKING:
+            return None
+        groups: dict[int, list[int]] = {}
+        for position, rank in enumerate(self.ranks_shown):
+            groups.setdefault(int(rank), []).append(position)
+        return [groups[rank] for rank in sorted(groups)]
 
     @property
     def preference_options(self) -> list[PreferenceOption]:
@@ -183,7 +231,7 @@ class LabelForm(forms.Form):
     def label_input(self, *, elapsed_seconds: float) -> LabelInput:
         """The cleaned label; `elapsed_seconds` is the server's time since the lease began."""
         data = self.cleaned_data
-        choice = data["preference"]
+        choice = data.get("preference")  # None for a ranking item
         ratings: dict[str, dict[str, int]] = {}
         for aspect in self.aspects:
             for side in SIDES:
@@ -194,6 +242,7 @@ class LabelForm(forms.Form):
         return LabelInput(
             preference=0 if isinstance(choice, str) else choice,
             outcome=choice if isinstance(choice, str) else Outcome.PREFERENCE,
+            ranking=self.shown_ranking(),
             rationale=data["rationale"],
             confidence=data["confidence"],
             flags=tuple(data["flags"]),

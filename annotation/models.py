@@ -65,9 +65,29 @@ class BothBadRoute(models.TextChoices):
 
 # Largest number of points an aspect's scale may have (scale_max - scale_min + 1).
 ASPECT_MAX_POINTS = 10
+
+
 class ConsensusRule(models.TextChoices):
     MAJORITY = "majority", "Majority of directions"
     DAWID_SKENE = "dawid_skene", "Dawid-Skene (reliability-weighted)"
+
+
+class ItemKind(models.TextChoices):
+    PAIR = "pair", "Pairs (A/B)"
+    RANKING = "ranking", "Rankings of 2 to 9 responses"
+
+
+class RankingExpansion(models.TextChoices):
+    """How a consensus ranking becomes chosen/rejected pairs (training and export)."""
+
+    ALL_PAIRS = "all_pairs", "Every pair of differently ranked responses"
+    BEST_VS_EACH = "best_vs_each", "Each best response against each lower one"
+    ADJACENT = "adjacent", "Each rank group against the next"
+
+
+# A K-wise item holds this many responses at least and at most.
+MIN_RESPONSES = 2
+MAX_RESPONSES = 9
 
 
 class Campaign(models.Model):
@@ -138,6 +158,11 @@ class Campaign(models.Model):
     # An escalation is first offered to experts whose domains include the pair's task
     # category; every expert sees it once this many minutes have passed (0: at once).
     escalation_domain_wait_minutes = models.PositiveIntegerField(default=60, db_default=60)
+    # Pairwise campaigns judge A against B; ranking campaigns rank each item's K responses.
+    item_kind = models.CharField(max_length=10, choices=ItemKind.choices, default=ItemKind.PAIR)
+    ranking_expansion = models.CharField(
+        max_length=20, choices=RankingExpansion.choices, default=RankingExpansion.ALL_PAIRS
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -312,6 +337,9 @@ class Pair(models.Model):
     conversation = models.JSONField(help_text="List of {role, content} turns before the responses.")
     response_a = models.TextField()
     response_b = models.TextField()
+    # K-wise items only (null on A/B pairs): every response, [{"content", "model"}], in
+    # imported (canonical) order; response_a and response_b repeat the first two.
+    responses = models.JSONField(null=True, blank=True)
     # The importer caps both at 255 characters.
     source = models.CharField(max_length=255, blank=True)
     external_id = models.CharField(max_length=255, blank=True)
@@ -324,6 +352,9 @@ class Pair(models.Model):
     annotation_guideline = models.TextField(blank=True)
     # The source's own chosen/rejected label, unverified ("silver"), canonical orientation.
     silver_preference = models.SmallIntegerField(null=True, blank=True)
+    # K-wise: the source's own ranking (e.g. UltraFeedback ratings), groups of canonical
+    # response indices, best first; unverified.
+    silver_ranking = models.JSONField(null=True, blank=True)
     is_gold = models.BooleanField(default=False)
     gold_preference = models.SmallIntegerField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -356,6 +387,8 @@ class Pair(models.Model):
     # annotator the less used orientation, so a pair's orientations stay balanced.
     # db_default too: the importer's COPY names its columns and leaves the rest to the table.
     swapped_taken = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # K-wise: the consensus (or adjudicated) ranking, groups of canonical indices, best first.
+    consensus_ranking = models.JSONField(null=True, blank=True)
     # Stage 2 automatic curation of unverified pairs.
     curation = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -413,6 +446,9 @@ class Assignment(models.Model):
     lease_expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     model_view_shown = models.BooleanField(default=False)
+    # K-wise items: the canonical response index shown at each position (a random
+    # permutation, as ``swapped`` is for A/B). Null on A/B pairs.
+    display_order = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -448,6 +484,10 @@ class Label(models.Model):
     )
     # {aspect: {"a": n, "b": n}}, canonical sides (as imported), whatever was shown on the left.
     aspect_ratings = models.JSONField(default=dict, blank=True)
+    # K-wise items: groups of canonical response indices, best first ([[2], [0, 1], [3]]).
+    # ``preference`` then holds response 0 against response 1 (1, 0 or -1), so that the
+    # pairwise views of a label stay defined.
+    ranking = models.JSONField(null=True, blank=True)
     rationale = models.TextField(blank=True)
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
     flag_unsafe = models.BooleanField(default=False)

@@ -186,6 +186,8 @@ class RenderedPair:
     response_b: SafeString
     guideline: SafeString
     diff: SafeString = mark_safe("")  # noqa: S308 - the empty string
+    # Ranking items: every response, in the order shown.
+    responses: tuple[SafeString, ...] = ()
 
 
 # Words, runs of white space and single other characters: `n % 2 == 1` against `== 0`
@@ -290,4 +292,5 @@ def render_pair(shown: dict[str, Any]) -> RenderedPair:
         response_b=render_markdown(shown.get("response_b") or ""),
         guideline=render_markdown(shown.get("annotation_guideline") or ""),
         diff=render_diff(shown.get("response_a") or "", shown.get("response_b") or ""),
+        responses=tuple(render_markdown(text) for text in shown.get("responses") or ()),
     )

@@ -183,6 +183,8 @@ def _assignment_with_campaign_sql() -> str:
 def shown_pair(assignment: Assignment) -> dict[str, Any]:
     """The pair as this annotator sees it: A/B possibly swapped, nothing about other labels."""
     pair = assignment.pair
+    if pair.responses is not None:
+        return _shown_ranking_item(assignment)
     left, right = (
         (pair.response_b, pair.response_a) if assignment.swapped else
         (pair.response_a, pair.response_b)
@@ -191,6 +193,23 @@ def shown_pair(assignment: Assignment) -> dict[str, Any]:
         "conversation": pair.conversation,
         "response_a": left,
         "response_b": right,
+        "annotation_guideline": pair.annotation_guideline,
+        "task_category": pair.task_category,
+    }
+
+
+def _shown_ranking_item(assignment: Assignment) -> dict[str, Any]:
+    """A K-wise item in the assignment's display order, without the models' names (blind).
+    response_a and response_b are the first two shown, for pages that only show two."""
+    pair = assignment.pair
+    responses = pair.responses or []
+    order = assignment.display_order or list(range(len(responses)))
+    shown = [str(responses[index]["content"]) for index in order]
+    return {
+        "conversation": pair.conversation,
+        "response_a": shown[0],
+        "response_b": shown[1],
+        "responses": shown,
         "annotation_guideline": pair.annotation_guideline,
         "task_category": pair.task_category,
     }
@@ -267,7 +286,7 @@ def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
         .order_by("id")
     )
     for label in rows.iterator(chunk_size=2000):
-        yield {
+        row = {
             "label_id": label.pk,
             "pair_id": label.pair_id,
             "annotator": label.annotator.username,
@@ -284,6 +303,11 @@ def labels_for_export(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "is_gold_check": label.is_gold_check,
             "created_at": label.created_at.isoformat(),
         }
+        if label.ranking is not None:
+            # Ranking items: canonical groups, best first, and the order they were shown in.
+            row["ranking"] = label.ranking
+            row["display_order"] = label.assignment.display_order
+        yield row
 
 
 def corpus_has_documents(*, corpus_id: int | None = None) -> bool:

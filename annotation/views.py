@@ -26,6 +26,7 @@ from annotation import hooks
 from annotation.aspects import shown_ratings
 from annotation.forms import LabelForm, aspect_field_name
 from annotation.models import Assignment, Campaign, Label, Outcome
+from annotation.rankings import shown_ranks
 from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import (
     annotator_counts,
@@ -139,6 +140,8 @@ def _render_workspace(
         context["pair"] = render_pair(shown)
         if campaign.allow_rewrites:  # the texts the rewrite box starts from, as shown
             context["shown_texts"] = {"a": shown["response_a"], "b": shown["response_b"]}
+        if context["pair"].responses:
+            context["rank_cards"] = context["form"].rank_cards(context["pair"].responses)
         context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
         if changing is None:
             context["previous"] = last_changeable_assignment(
@@ -278,6 +281,9 @@ def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> 
             data[aspect_field_name(aspect, side)] = str(value)
     if label.confidence is not None:
         data["confidence"] = str(label.confidence)
+    if label.ranking is not None and assignment.display_order:
+        ranks = shown_ranks(label.ranking, display_order=assignment.display_order)
+        data.update({f"rank_{position}": rank for position, rank in enumerate(ranks)})
     form = LabelForm(data, campaign=campaign)
     form.is_valid()
     return form

@@ -111,6 +111,12 @@ class CampaignAgreementApi(APIView):
         disputes = DisputesSerializer()
         retest = RetestAgreementSerializer()
         aspects = AspectAgreementSerializer(many=True, help_text="Alpha per rated aspect.")
+        rankings = serializers.JSONField(
+            allow_null=True,
+            help_text="Ranking campaigns: ordinal alpha over the rankings, {alpha, items, "
+            "rounds: [{number, alpha, items}]}; the other figures compare response 0 with "
+            "response 1. Null for A/B campaigns.",
+        )
 
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
@@ -288,6 +294,13 @@ class EscalationAdjudicateApi(APIView):
             max_value=2,
             help_text="Canonical orientation (A and B as imported); for decision=preference.",
         )
+        ranking = serializers.ListField(
+            child=serializers.ListField(child=serializers.IntegerField()),
+            required=False,
+            allow_null=True,
+            help_text="Ranking items, for decision=preference: groups of canonical response "
+            "indices (as imported), best first.",
+        )
         note = serializers.CharField()
 
     OutputSerializer = AdjudicationOutputSerializer
@@ -303,6 +316,7 @@ class EscalationAdjudicateApi(APIView):
             expert=request.user,
             decision=data["decision"],
             preference=data.get("preference"),
+            ranking=data.get("ranking"),
             note=data["note"],
         )
         return Response(self.OutputSerializer(adjudication).data, status=201)

@@ -79,6 +79,9 @@ class Adjudication(models.Model):
     expert = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     decision = models.CharField(max_length=20, choices=Decision.choices)
     preference = models.SmallIntegerField(null=True, blank=True, help_text="Canonical orientation.")
+    # K-wise items: the decided ranking, groups of canonical response indices, best first
+    # (``preference`` then holds response 0 against response 1).
+    ranking = models.JSONField(null=True, blank=True)
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -245,6 +245,12 @@ def _flat(value: Any) -> str:
     return " ".join(text.split())
 
 
+def ranking_words(ranking: list[list[int]]) -> str:
+    """A canonical ranking as the expert page writes it, responses numbered from 1:
+    "2 > 1 = 3 > 4" (response 2 best, 1 and 3 tied)."""
+    return " > ".join(" = ".join(str(index + 1) for index in group) for group in ranking)
+
+
 def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]:
     """Everything an expert needs to decide, in canonical orientation (A and B as imported).
 
@@ -270,7 +276,9 @@ def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]
                 "username": label.annotator.username if show_names else None,
                 "preference": label.preference,
                 "preference_words": (
-                    preference_words(label.preference, campaign=campaign)
+                    ranking_words(label.ranking)
+                    if label.ranking is not None
+                    else preference_words(label.preference, campaign=campaign)
                     if label.outcome == Outcome.PREFERENCE
                     else label.get_outcome_display()
                 ),

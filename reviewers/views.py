@@ -91,14 +91,16 @@ def _review_context(
     request: SignedInRequest, escalation: Escalation, form: AdjudicationForm | None = None
 ) -> dict[str, object]:
     context = escalation_review(escalation=escalation, viewer=request.user)
-    context["form"] = form or AdjudicationForm(campaign=escalation.campaign)
     pair = escalation.pair
+    size = len(pair.responses or ())
+    context["form"] = form or AdjudicationForm(campaign=escalation.campaign, size=size)
     # The workspace's renderer and sanitiser: experts see exactly what annotators saw.
     context["rendered"] = render_pair(
         {
             "conversation": pair.conversation,
             "response_a": pair.response_a,
             "response_b": pair.response_b,
+            "responses": [response["content"] for response in pair.responses or ()],
             "annotation_guideline": pair.annotation_guideline,
         }
     )
@@ -180,7 +182,8 @@ def escalation_release_view(request: SignedInRequest, escalation_id: int) -> Htt
 @require_POST
 def escalation_adjudicate_view(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
-    form = AdjudicationForm(request.POST, campaign=escalation.campaign)
+    size = len(escalation.pair.responses or ())
+    form = AdjudicationForm(request.POST, campaign=escalation.campaign, size=size)
     if not form.is_valid():
         if not request.htmx:
             messages.error(request, "Choose a decision and write a note.")
@@ -193,6 +196,7 @@ def escalation_adjudicate_view(request: SignedInRequest, escalation_id: int) -> 
             expert=request.user,
             decision=decision,
             preference=preference,
+            ranking=form.ranking_groups(),
             note=form.cleaned_data["note"],
         )
     if refused:

@@ -27,7 +27,12 @@ RowStream = Iterator[tuple[int, "dict[str, Any] | RowError"]]
 
 PARQUET_BATCH_ROWS = 4096
 JSON_CHUNK_BYTES = 1024 * 1024
-SHAPE_COLUMNS = (("response_a", "response_b"), ("chosen", "rejected"))
+SHAPE_COLUMNS = (
+    ("response_a", "response_b"),
+    ("chosen", "rejected"),
+    ("responses",),
+    ("completions",),
+)
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 _JSON_DECODER = json.JSONDecoder()
 
@@ -167,8 +172,8 @@ def _check_header(names: list[str], line: int | None, what: str, *, unit: str) -
         found = ", ".join(names) or "none"
         raise ImportFormatError(
             line,
-            f"{what} needs response_a and response_b columns, or chosen and rejected columns "
-            f"(found: {found})",
+            f"{what} needs response_a and response_b columns, or chosen and rejected columns, "
+            f"or a responses (or completions) column (found: {found})",
             unit=unit,
         )
 

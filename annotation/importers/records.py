@@ -18,9 +18,12 @@ ATTRIBUTE_NAMES = (
     "annotation_guideline",
 )
 ROLES = frozenset({"system", "user", "assistant"})
-RawFormat = Literal["native", "hf_messages", "hh_rlhf"]
+RawFormat = Literal["native", "hf_messages", "hh_rlhf", "native_kwise", "ultrafeedback"]
 
 GiB = 1024**3
+# A K-wise item holds this many responses (annotation.models repeats the bounds).
+MIN_RESPONSES = 2
+MAX_RESPONSES = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,10 @@ class PairRecord:
     silver_preference: int | None
     content_hash: str
     raw_format: RawFormat
+    # K-wise items only: every response as {"content", "model"} (response_a and response_b
+    # are the first two), and the source's own ranking, groups of indices, best first.
+    responses: tuple[dict[str, str], ...] | None = None
+    silver_ranking: tuple[tuple[int, ...], ...] | None = None
 
 
 def canonical_json(

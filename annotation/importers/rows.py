@@ -8,6 +8,12 @@ Row shapes, detected per row:
 - hf_messages: chosen and rejected message lists sharing every turn but the last assistant
   turn (Skywork-Reward-Preference-80K, TRL), or prompt plus chosen/rejected strings, or a
   prompt message list plus one-message chosen/rejected lists (TRL's conversational form).
+- native_kwise: conversation or prompt plus ``responses``, a list of 2 to 9 strings or
+  {content, model} objects (a K-wise item, ranked by annotators); optional silver_ranking
+  (groups of indices, best first).
+- ultrafeedback: ``instruction`` (or prompt/conversation) plus ``completions``, a list of
+  {response, model} objects; when every completion has an ``overall_score`` (or ``rating``),
+  those scores become the silver ranking (equal scores tie).
 - hh_rlhf: chosen and rejected transcripts in Anthropic's "\\n\\nHuman: ... \\n\\nAssistant: ..."
   form.
 
@@ -29,6 +35,8 @@ from typing import Any
 from annotation.importers._json import dumps_sorted
 from annotation.importers.records import (
     ATTRIBUTE_NAMES,
+    MAX_RESPONSES,
+    MIN_RESPONSES,
     ROLES,
     ImportLimits,
     PairRecord,
@@ -51,7 +59,16 @@ _HH_ASSISTANT = "\n\nAssistant:"
 # Columns that hold JSON text in CSV files (and may in Parquet files).
 _ATTRIBUTE_SET = frozenset(ATTRIBUTE_NAMES)
 _RESPONSE_KEYS = frozenset({"response_a", "response_b", "chosen", "rejected"})
-_NESTED_KEYS = ("conversation", "attributes", "chosen", "rejected", "prompt")
+_NESTED_KEYS = (
+    "conversation",
+    "attributes",
+    "chosen",
+    "rejected",
+    "prompt",
+    "responses",
+    "completions",
+    "silver_ranking",
+)
 
 
 class RowError(BadRequest):
@@ -72,11 +89,142 @@ def record_from_row(
         raise RowError(f"expected a JSON object, got {_type_name(row)}")
     if from_text:
         row = _decode_text_row(row)
+    if "responses" in row:
+        return _kwise_record(row, line, limits)
+    if "completions" in row:
+        return _ultrafeedback_record(row, line, limits)
     if "response_a" in row or "response_b" in row:
         return _native_record(row, line, limits)
     if "chosen" in row or "rejected" in row:
         return _chosen_rejected_record(row, line, limits)
-    raise RowError("row has neither response_a/response_b nor chosen/rejected")
+    raise RowError("row has neither response_a/response_b nor chosen/rejected (nor responses)")
+
+
+def _prompt_conversation(
+    row: dict[str, Any], limits: ImportLimits, *, prompt_keys: tuple[str, ...] = ("prompt",)
+) -> list[dict[str, str]]:
+    conversation_value = row.get("conversation")
+    prompts = [key for key in prompt_keys if row.get(key) is not None]
+    if conversation_value is not None:
+        if prompts:
+            raise RowError(f"give either conversation or {prompts[0]}, not both")
+        conversation = _conversation(conversation_value, "conversation", limits)
+    elif prompts:
+        key = prompts[0]
+        conversation = [{"role": "user", "content": _text(row[key], key, limits)}]
+    else:
+        raise RowError(f"missing field conversation (or {' or '.join(prompt_keys)})")
+    _check_ends_with_user(conversation, "conversation")
+    return conversation
+
+
+def _kwise_responses(value: Any, field: str, limits: ImportLimits) -> list[dict[str, str]]:
+    """2..MAX_RESPONSES items, each a string or {content, model} (``content_key`` for the text)."""
+    if not isinstance(value, list):
+        raise RowError(f"{field} must be a list of responses, got {_type_name(value)}")
+    if not MIN_RESPONSES <= len(value) <= MAX_RESPONSES:
+        raise RowError(
+            f"{field} must hold {MIN_RESPONSES} to {MAX_RESPONSES} responses, got {len(value)}"
+        )
+    content_key = "response" if field == "completions" else "content"
+    responses = []
+    for index, item in enumerate(value):
+        where = f"{field}[{index}]"
+        if isinstance(item, str) and field != "completions":
+            responses.append({"content": _text(item, where, limits), "model": ""})
+            continue
+        if type(item) is not dict:
+            expected = "an object with response" if field == "completions" else "a string or "
+            if field != "completions":
+                expected += "an object with content"
+            raise RowError(f"{where} must be {expected}, got {_type_name(item)}")
+        content = _response(item.get(content_key), f"{where}.{content_key}", limits)
+        model = _short_text(item.get("model"), f"{where}.model", SOURCE_MAX_CHARS) or ""
+        responses.append({"content": content, "model": model})
+    first_seen: dict[str, int] = {}
+    for index, response in enumerate(responses):
+        earlier = first_seen.setdefault(response["content"], index)
+        if earlier != index:
+            raise RowError(f"{field}[{earlier}] and {field}[{index}] are identical")
+    return responses
+
+
+def _silver_ranking_value(value: Any, size: int) -> tuple[tuple[int, ...], ...]:
+    if not isinstance(value, list) or not value or len(value) > size:
+        raise RowError(f"silver_ranking must be a list of 1 to {size} groups of indices")
+    seen: list[int] = []
+    for group in value:
+        if not isinstance(group, list) or not group:
+            raise RowError("silver_ranking groups must be non-empty lists of indices")
+        for index in group:
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+                raise RowError(f"silver_ranking holds {index!r}, not an index below {size}")
+        seen.extend(group)
+    if sorted(seen) != list(range(size)):
+        raise RowError("silver_ranking must name every response exactly once")
+    return tuple(tuple(sorted(group)) for group in value)
+
+
+def _ranking_from_scores(scores: list[float]) -> tuple[tuple[int, ...], ...]:
+    """Higher score first; equal scores share a group."""
+    by_score: dict[float, list[int]] = {}
+    for index, score in enumerate(scores):
+        by_score.setdefault(score, []).append(index)
+    return tuple(tuple(by_score[score]) for score in sorted(by_score, reverse=True))
+
+
+def _kwise_record(row: dict[str, Any], line: int, limits: ImportLimits) -> PairRecord:
+    conversation = _prompt_conversation(row, limits)
+    responses = _kwise_responses(row["responses"], "responses", limits)
+    silver = row.get("silver_ranking")
+    silver_ranking = None if silver is None else _silver_ranking_value(silver, len(responses))
+    return _build_kwise(row, line, limits, conversation, responses, silver_ranking, "native_kwise")
+
+
+def _ultrafeedback_record(row: dict[str, Any], line: int, limits: ImportLimits) -> PairRecord:
+    conversation = _prompt_conversation(row, limits, prompt_keys=("instruction", "prompt"))
+    completions = row["completions"]
+    responses = _kwise_responses(completions, "completions", limits)
+    scores: list[float] = []
+    for item in completions:
+        score = item.get("overall_score", item.get("rating"))
+        if isinstance(score, bool) or not isinstance(score, int | float) or score != score:
+            scores = []  # a missing or odd score anywhere: no silver ranking at all
+            break
+        scores.append(float(score))
+    silver_ranking = _ranking_from_scores(scores) if scores else None
+    return _build_kwise(row, line, limits, conversation, responses, silver_ranking, "ultrafeedback")
+
+
+def _build_kwise(
+    row: dict[str, Any],
+    line: int,
+    limits: ImportLimits,
+    conversation: list[dict[str, str]],
+    responses: list[dict[str, str]],
+    silver_ranking: tuple[tuple[int, ...], ...] | None,
+    raw_format: RawFormat,
+) -> PairRecord:
+    # The identity of a K-wise item: its conversation and every response's text, in order.
+    payload = {"conversation": conversation, "responses": [r["content"] for r in responses]}
+    try:
+        digest = hashlib.sha256(dumps_sorted(payload)).hexdigest()
+    except (TypeError, UnicodeEncodeError) as error:
+        raise RowError(f"text is not valid Unicode ({error})") from None
+    return PairRecord(
+        line=line,
+        conversation=tuple(conversation),
+        response_a=responses[0]["content"],
+        response_b=responses[1]["content"],
+        source=_short_text(row.get("source"), "source", SOURCE_MAX_CHARS),
+        external_id=_short_text(row.get("external_id"), "external_id", EXTERNAL_ID_MAX_CHARS),
+        attributes=_attributes(row, limits),
+        silver_preference=None,
+        content_hash=digest,
+        raw_format=raw_format,
+        responses=tuple(responses),
+        silver_ranking=silver_ranking,
+    )
 
 
 def _native_record(row: dict[str, Any], line: int, limits: ImportLimits) -> PairRecord:

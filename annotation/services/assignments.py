@@ -28,6 +28,7 @@ from django.utils import timezone
 from annotation.errors import AlreadyFinished
 from annotation.models import Assignment, Campaign, CampaignMember, Pair
 from annotation.prepared_reads import fetch_one_prepared, instances_from_row, model_columns
+from annotation.rankings import display_order_random
 from annotation.selectors import member_of
 from annotation.services.pair_state import (
     TAKE_SLOT_GUARD_SQL,
@@ -397,7 +398,17 @@ def assignment_next(
     rng = rng or random.Random()  # noqa: S311 - A/B order and gold sampling, not security
     member = member_of(campaign=campaign, user_id=annotator.pk)
     if member is not None and member.state != CampaignMember.State.ACTIVE:
-        return _next_for_inactive_member(campaign, annotator, member, now, rng)
+        assignment = _next_for_inactive_member(campaign, annotator, member, now, rng)
+    else:
+        assignment = _next_assignment(campaign, annotator, now, rng)
+    if assignment is not None and assignment.pair.responses is not None:
+        _display_order_ensure(assignment, rng)
+    return assignment
+
+
+def _next_assignment(
+    campaign: Campaign, annotator: User, now: datetime, rng: random.Random
+) -> Assignment | None:
     if connection.vendor != "postgresql" or campaign.gold_share > 0:
         current = _active_assignment(campaign, annotator, now)
         if current is not None:
@@ -436,6 +447,25 @@ def _next_for_inactive_member(
     if taken >= campaign.qualification_gold_count:
         return None  # every check answered: admitted by the last label, or held back
     return _take_gold_pair(campaign, annotator, now, rng)
+def _display_order_ensure(assignment: Assignment, rng: random.Random) -> None:
+    """Give a K-wise assignment its random display order, once.
+
+    A separate UPDATE, so that the A/B engine's one statement stays as it is; only ranking
+    items pay for it. The null guard makes a concurrent `next` for the same lease keep the
+    first order written.
+    """
+    if assignment.display_order is not None:
+        return
+    order = display_order_random(len(assignment.pair.responses or ()), rng)
+    written = Assignment.objects.filter(pk=assignment.pk, display_order__isnull=True).update(
+        display_order=order
+    )
+    if written:
+        assignment.display_order = order
+    else:
+        assignment.display_order = Assignment.objects.values_list("display_order", flat=True).get(
+            pk=assignment.pk
+        )
 
 
 def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> None:

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - the standard library is the slow fallb
     orjson = None  # type: ignore[assignment]  # a module or None: the checks below tell
 
 from annotation.importers import ImportFormatError, ImportLimits, PairRecord, iter_pair_records
-from annotation.models import Campaign, Pair, Round
+from annotation.models import Campaign, ItemKind, Pair, Round
 
 _BATCH = 10_000
 _COLUMNS = (
@@ -41,6 +41,8 @@ _COLUMNS = (
     "conversation",
     "response_a",
     "response_b",
+    "responses",
+    "silver_ranking",
     "source",
     "external_id",
     "content_hash",
@@ -103,7 +105,7 @@ def _attribute(attributes: dict[str, Any], name: str) -> str:
     return str(value)
 
 
-def _conversation_json(conversation: tuple[dict[str, str], ...]) -> str:
+def _conversation_json(conversation: tuple[Any, ...]) -> str:
     # COPY's text format takes the jsonb value as text (whitespace and key order do not
     # matter to jsonb); the hash step already refused what orjson cannot encode.
     if orjson is not None:
@@ -117,9 +119,10 @@ def _row_builder(
     round_id: int | None,
     as_gold: bool,
     now: Any,
-    encode_conversation: Callable[[tuple[dict[str, str], ...]], Any],
+    encode_conversation: Callable[[tuple[Any, ...]], Any],
 ) -> Callable[[PairRecord], tuple[Any, ...]]:
-    """A function from record to row, in _COLUMNS order.
+    """A function from record to row, in _COLUMNS order (K-wise items' responses and silver
+    ranking are encoded as the conversation is).
 
     It runs once per pair: everything that is the same for the whole file is worked out
     here, once, and the row is built as a tuple literal.
@@ -134,8 +137,16 @@ def _row_builder(
     )
     status = str(status)
     provenance = str(Pair.Provenance.GOLD if as_gold else Pair.Provenance.NONE)
+    ranking_campaign = campaign.item_kind == ItemKind.RANKING
 
     def build(record: PairRecord) -> tuple[Any, ...]:
+        if (record.responses is not None) != ranking_campaign:
+            raise ImportFormatError(
+                record.line,
+                "a ranking campaign takes rows with responses (or completions), not A/B pairs"
+                if ranking_campaign
+                else "rows with several responses need a campaign whose items are rankings",
+            )
         silver = record.silver_preference
         gold = None
         if as_gold:
@@ -161,6 +172,12 @@ def _row_builder(
             encode_conversation(record.conversation),
             record.response_a,
             record.response_b,
+            None if record.responses is None else encode_conversation(record.responses),
+            (
+                None
+                if record.silver_ranking is None
+                else encode_conversation(tuple(list(group) for group in record.silver_ranking))
+            ),
             record.source or "",
             record.external_id or "",
             record.content_hash,

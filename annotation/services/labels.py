@@ -16,8 +16,14 @@ from django.utils import timezone
 from annotation import hooks
 from annotation.aspects import AspectError, canonical_ratings, parse_aspects
 from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
-from annotation.models import Assignment, Evidence, Label, Outcome, Pair
+from annotation.models import Assignment, Evidence, ItemKind, Label, Outcome, Pair
 from annotation.prepared_reads import fetch_one_prepared
+from annotation.rankings import (
+    Ranking,
+    first_two_preference,
+    ranking_to_canonical,
+    ranking_validate,
+)
 from annotation.selectors import campaign_pair_counts_forget
 from annotation.services.pair_state import COUNT_LABEL_SET_SQL, pair_count_label
 from annotation.services.rewrites import rewrite_check, rewrite_create
@@ -51,7 +57,7 @@ class LabelInput:
     {aspect: {"a": n, "b": n}} with a and b as shown.
     """
 
-    preference: int
+    preference: int | None
     rationale: str = ""
     confidence: int | None = None
     flags: tuple[str, ...] = ()
@@ -59,6 +65,26 @@ class LabelInput:
     outcome: str = Outcome.PREFERENCE
     aspect_ratings: Mapping[str, Any] | None = None
     rewrite: RewriteInput | None = None
+    # Ranking items: groups of shown response indices, best first (preference is then unused).
+    ranking: list[list[int]] | None = None
+
+
+def _canonical_values(assignment: Assignment, data: LabelInput) -> tuple[int, Ranking | None]:
+    """(canonical preference, canonical ranking or None); raises InvalidLabel."""
+    if assignment.campaign.item_kind != ItemKind.RANKING:
+        if data.ranking is not None:
+            raise InvalidLabel("this campaign judges pairs: send a preference, not a ranking")
+        if data.preference is None:
+            raise InvalidLabel("preference is required")
+        return to_canonical(data.preference, swapped=assignment.swapped), None
+    if data.ranking is None:
+        raise InvalidLabel("this campaign ranks responses: send a ranking")
+    order = assignment.display_order
+    if not order:
+        raise InvalidLabel("this assignment has no ranking item")
+    shown = ranking_validate(data.ranking, size=len(order))
+    canonical = ranking_to_canonical(shown, display_order=order)
+    return first_two_preference(canonical), canonical
 
 
 def to_canonical(preference_shown: int, *, swapped: bool) -> int:
@@ -76,9 +102,11 @@ def _validate(assignment: Assignment, data: LabelInput) -> dict[str, dict[str, i
             f"outcome must be one of {', '.join(campaign.allowed_outcomes)} for this campaign"
         )
     if data.outcome != Outcome.PREFERENCE:
+        if campaign.item_kind == ItemKind.RANKING:
+            raise InvalidLabel("a ranking item takes a ranking, not an outcome")
         if data.preference != 0:
             raise InvalidLabel(f"a {data.outcome} label carries preference 0")
-    elif data.preference not in allowed:
+    elif data.preference is not None and data.preference not in allowed:
         raise InvalidLabel(
             f"preference must be one of {sorted(allowed, reverse=True)} for this campaign's "
             f"{assignment.campaign.get_scale_display()} scale"
@@ -105,7 +133,7 @@ def _validate(assignment: Assignment, data: LabelInput) -> dict[str, dict[str, i
 def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | None = None) -> Label:
     now = now or timezone.now()
     aspect_ratings = _validate(assignment, data)
-    canonical = to_canonical(data.preference, swapped=assignment.swapped)
+    canonical, ranking = _canonical_values(assignment, data)
     label = Label(
         assignment=assignment,
         campaign_id=assignment.campaign_id,
@@ -114,6 +142,7 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
         preference=canonical,
         outcome=data.outcome,
         aspect_ratings=aspect_ratings,
+        ranking=ranking,
         rationale=data.rationale,
         confidence=data.confidence,
         flag_unsafe="unsafe" in data.flags,
@@ -212,6 +241,7 @@ _LABEL_COLUMNS = (
     "preference",
     "outcome",
     "aspect_ratings",
+    "ranking",
     "rationale",
     "confidence",
     "flag_unsafe",
@@ -275,8 +305,10 @@ def _record_in_one_statement(
 ) -> Pair | None:
     label.created_at = now
     params = {column: getattr(label, column) for column in _LABEL_COLUMNS}
-    # Cast from text to jsonb in the statement; a dict is no SQL parameter of its own.
+    # jsonb travels as its text (CAST in the statement), like the importer's COPY; a dict is
+    # no SQL parameter of its own.
     params["aspect_ratings"] = json.dumps(label.aspect_ratings)
+    params["ranking"] = None if label.ranking is None else json.dumps(label.ranking)
     params.update(
         submitted=Assignment.Status.SUBMITTED,
         active=Assignment.Status.ACTIVE,
@@ -340,6 +372,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
     """
     now = now or timezone.now()
     aspect_ratings = _validate(assignment, data)
+    canonical, ranking = _canonical_values(assignment, data)
     campaign = assignment.campaign
     with transaction.atomic():
         # The pair's row lock first, as label_submit's UPDATE and escalation_open take it.
@@ -358,6 +391,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
             "preference": label.preference,
             "outcome": label.outcome,
             "aspect_ratings": label.aspect_ratings,
+            **({"ranking": label.ranking} if label.ranking is not None else {}),
             "rationale": label.rationale,
             "confidence": label.confidence,
             "flags": label.flags,
@@ -366,7 +400,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         }
         label.history = [*(label.history or []), previous]
         label.changed_at = now
-        label.preference = to_canonical(data.preference, swapped=assignment.swapped)
+        label.preference = canonical
+        label.ranking = ranking
         label.outcome = data.outcome
         label.aspect_ratings = aspect_ratings
         label.rationale = data.rationale
@@ -383,6 +418,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
                 "preference",
                 "outcome",
                 "aspect_ratings",
+                "ranking",
                 "rationale",
                 "confidence",
                 "flag_unsafe",

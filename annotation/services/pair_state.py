@@ -176,6 +176,29 @@ def pair_settle(
     return status
 
 
+def pair_settle_ranking(
+    *,
+    pair_id: int,
+    ranking: list[list[int]] | None,
+    preference: int | None,
+    provenance: str,
+    disagreement: float,
+    escalate: bool,
+) -> str:
+    """pair_settle for a K-wise item: also stores its consensus ranking (canonical).
+    Same preconditions as pair_settle; returns the new status."""
+    status = Pair.Status.ESCALATED if escalate else Pair.Status.COMPLETE
+    Pair.objects.filter(pk=pair_id).update(
+        consensus_ranking=ranking,
+        consensus_preference=preference,
+        consensus_posterior=None,
+        provenance=provenance,
+        disagreement=disagreement,
+        status=status,
+    )
+    return status
+
+
 def pairs_settle_weighted(*, rows: Sequence[tuple[int, int, float]]) -> int:
     """Store a reliability-weighted verdict ``(pair_id, preference, posterior)`` on pairs the
     labels' majority settled (complete, not gold, no expert decision): the status stays
@@ -250,12 +273,19 @@ def pair_escalate(*, pair_id: int) -> None:
     Pair.objects.filter(pk=pair_id).update(status=Pair.Status.ESCALATED)
 
 
-def pair_resolve(*, pair_id: int, preference: int | None, discarded: bool) -> None:
-    """escalated -> resolved (the expert's preference) or discarded. Under the row lock.
-
-    An expert's preference replaces a "both bad"/"both good" consensus outcome.
-    """
+def pair_resolve(
+    *,
+    pair_id: int,
+    preference: int | None,
+    discarded: bool,
+    ranking: list[list[int]] | None = None,
+) -> None:
+    """escalated -> resolved (the expert's preference, and ranking for a K-wise item) or
+    discarded. Under the row lock. An expert's preference replaces a "both bad"/"both good"
+    consensus outcome."""
+    extra: dict[str, object] = {} if ranking is None else {"consensus_ranking": ranking}
     Pair.objects.filter(pk=pair_id).update(
+        **extra,
         consensus_preference=preference,
         consensus_outcome=Outcome.PREFERENCE,
         consensus_posterior=None,  # an expert's decision, not an estimate

@@ -45,6 +45,7 @@ from reviewers.agreement.maths import (
     annotator_agreements,
     unit_disagreement,
 )
+from reviewers.agreement.rankings import ranking_alpha
 
 LEVEL_BY_SCALE: dict[str, LevelOfMeasurement] = {
     Scale.BINARY: "nominal",
@@ -341,7 +342,9 @@ def _campaign_agreement(campaign: Campaign) -> dict[str, Any]:
             "number": latest["number"],
             "pairs": round_disputes(campaign=campaign, round_id=latest["round_id"]),
         }
+    rankings = ranking_agreement(campaign=campaign) if campaign.item_kind == "ranking" else None
     return {
+        "rankings": rankings,
         "campaign": campaign.pk,
         "level": level,
         "level_note": LEVEL_NOTES[campaign.scale],
@@ -352,6 +355,38 @@ def _campaign_agreement(campaign: Campaign) -> dict[str, Any]:
         "categories": categories,
         "annotators": annotators,
         "disputes": disputes,
+    }
+
+
+def ranking_agreement(*, campaign: Campaign) -> dict[str, Any]:
+    """Ordinal alpha over a ranking campaign's rankings (``reviewers.agreement.rankings``),
+    overall and per round: {"alpha", "items", "rounds": [{"number", "alpha", "items"}]}.
+    The rest of the report reads labels' ``preference`` (response 0 against response 1)."""
+    rows = (
+        regular_labels(campaign=campaign)
+        .filter(ranking__isnull=False)
+        .order_by("pair_id", "id")
+        .values_list("pair_id", "pair__round__number", "ranking")
+    )
+    items: dict[int, list[Any]] = {}
+    round_of: dict[int, int | None] = {}
+    for pair_id, round_number, ranking in rows.iterator(chunk_size=5000):
+        items.setdefault(pair_id, []).append(ranking)
+        round_of[pair_id] = round_number
+    rounds = []
+    for number in sorted({n for n in round_of.values() if n is not None}):
+        chosen = [rankings for pair_id, rankings in items.items() if round_of[pair_id] == number]
+        rounds.append(
+            {
+                "number": number,
+                "alpha": _finite_or_none(ranking_alpha(chosen)),
+                "items": len(chosen),
+            }
+        )
+    return {
+        "alpha": _finite_or_none(ranking_alpha(items.values())),
+        "items": len(items),
+        "rounds": rounds,
     }
 
 

@@ -8,6 +8,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.models import ItemKind
+from annotation.rankings import InvalidRanking, first_two_preference, ranking_validate
 from annotation.services.pair_state import pair_lock, pair_resolve
 from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
 from reviewers.models import Adjudication, Escalation
@@ -19,10 +21,16 @@ def adjudication_resolve(
     expert: User,
     decision: str,
     preference: int | None = None,
+    ranking: list[list[int]] | None = None,
     note: str = "",
     now: datetime | None = None,
 ) -> Adjudication:
-    """Decide a canonical preference, or discard the pair as ambiguous.
+    """Decide a canonical preference (a canonical ranking for a K-wise item), or discard the
+    pair as ambiguous.
+
+    For a K-wise item the decision "preference" takes ``ranking`` (groups of canonical
+    response indices, best first); its ``preference`` is then response 0 against response 1,
+    as on labels.
 
     The expert must hold an unexpired claim (``escalation_claim``). The pair gets the decision
     as its consensus, with provenance "adjudicated" (status resolved) or "discarded" (status
@@ -31,7 +39,19 @@ def adjudication_resolve(
     now = now or timezone.now()
     campaign = escalation.campaign
     note = note.strip()
-    if decision == Adjudication.Decision.PREFERENCE:
+    ranking_item = campaign.item_kind == ItemKind.RANKING
+    if ranking is not None and not (ranking_item and decision == Adjudication.Decision.PREFERENCE):
+        raise InvalidDecision("a ranking decides only a ranking item (decision=preference)")
+    if decision == Adjudication.Decision.PREFERENCE and ranking_item:
+        if ranking is None:
+            raise InvalidDecision("this item is a ranking: send ranking, not preference")
+        size = len(escalation.pair.responses or ())
+        try:
+            ranking = ranking_validate(ranking, size=size)
+        except InvalidRanking as error:
+            raise InvalidDecision(str(error)) from None
+        preference = first_two_preference(ranking)
+    elif decision == Adjudication.Decision.PREFERENCE:
         if preference not in campaign.allowed_preferences:
             allowed = sorted(campaign.allowed_preferences, reverse=True)
             raise InvalidDecision(f"preference must be one of {allowed} for this campaign")
@@ -63,6 +83,7 @@ def adjudication_resolve(
             expert=expert,
             decision=decision,
             preference=preference,
+            ranking=ranking,
             note=note,
         )
         adjudication.full_clean(exclude=["escalation", "pair", "expert"])
@@ -71,6 +92,7 @@ def adjudication_resolve(
             pair_id=escalation.pair_id,
             preference=preference,
             discarded=decision == Adjudication.Decision.DISCARD,
+            ranking=ranking,
         )
     escalation.status = Escalation.Status.RESOLVED
     return adjudication

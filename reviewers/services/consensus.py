@@ -15,6 +15,7 @@ consensus (A, tie or B) escalates.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,11 +27,13 @@ from annotation.models import (
     BothBadRoute,
     Campaign,
     ConsensusRule,
+    ItemKind,
     Label,
     Outcome,
     Pair,
 )
 from annotation.prepared_reads import fetch_all_prepared
+from annotation.rankings import first_two_preference
 from annotation.services.labels import FLAG_NAMES
 from annotation.services.pair_state import (
     pair_escalate,
@@ -38,6 +41,12 @@ from annotation.services.pair_state import (
     pair_reopen_for_retest,
     pair_retest_done,
     pair_settle,
+    pair_settle_ranking,
+)
+from reviewers.agreement.rankings import (
+    consensus_ranking,
+    ranking_disagreement,
+    ranking_escalation_reasons,
 )
 from reviewers.consensus import (
     Consensus,
@@ -164,6 +173,8 @@ def pair_consensus_update(
             pair.status = pair_lock_status(pair_id=pair.pk)
         if pair.status in FINAL_PAIR_STATUSES:
             return None
+        if campaign.item_kind == ItemKind.RANKING:
+            return _ranking_consensus_update(pair=pair, campaign=campaign, rng=rng)
         labels = labels if labels is not None else _regular_votes(pair.pk)
         consensus = consensus_of(
             [vote.preference for vote in labels],
@@ -201,6 +212,69 @@ def pair_consensus_update(
             campaign_id = campaign.pk
             transaction.on_commit(lambda: consensus_reestimate_later(campaign_id=campaign_id))
     return consensus
+
+
+_RANKING_VOTES_SQL = (
+    f"SELECT ranking, {', '.join(f'flag_{name}' for name in FLAG_NAMES)} "  # noqa: S608
+    f"FROM {Label._meta.db_table} "  # constant names only
+    "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check AND ranking IS NOT NULL "
+    "ORDER BY id"
+)
+
+
+def _ranking_votes(pair_id: int) -> list[tuple[list[list[int]], tuple[str, ...]]]:
+    votes = []
+    for ranking, *flags in fetch_all_prepared(_RANKING_VOTES_SQL, [pair_id]):
+        # Django's PostgreSQL backend hands jsonb over as text outside the ORM.
+        value = json.loads(ranking) if isinstance(ranking, str) else ranking
+        names = tuple(name for name, on in zip(FLAG_NAMES, flags, strict=True) if on)
+        votes.append((value, names))
+    return votes
+
+
+def _ranking_consensus_update(
+    *, pair: Pair, campaign: Campaign, rng: random.Random | None
+) -> Consensus | None:
+    """A K-wise item's consensus ranking (mean rank, ties kept), its disagreement and the
+    ranking escalation rules; the caller holds the pair's row lock."""
+    votes = _ranking_votes(pair.pk)
+    if not votes:
+        return None
+    rankings = [ranking for ranking, _flags in votes]
+    size = sum(len(group) for group in rankings[0])
+    disagreement = ranking_disagreement(rankings, size)
+    reasons = ranking_escalation_reasons(
+        rankings,
+        disagreement=disagreement,
+        flags=[name for _ranking, flags in votes for name in flags],
+        rules=campaign.escalation_rules or {},
+    )
+    unresolved = any(reason == "no_majority" for reason, _detail in reasons)
+    ranking = None if unresolved else consensus_ranking(rankings, size)
+    if ranking is None:
+        provenance = Pair.Provenance.UNRESOLVED
+    elif all(vote == ranking for vote in rankings):
+        provenance = Pair.Provenance.UNANIMOUS
+    else:
+        provenance = Pair.Provenance.MAJORITY
+    preference = None if ranking is None else first_two_preference(ranking)
+    pair.status = pair_settle_ranking(
+        pair_id=pair.pk,
+        ranking=ranking,
+        preference=preference,
+        provenance=str(provenance),
+        disagreement=disagreement,
+        escalate=bool(reasons),
+    )
+    pair.consensus_ranking = ranking
+    pair.consensus_preference = preference
+    pair.provenance = provenance
+    pair.disagreement = disagreement
+    for reason, detail in reasons:
+        escalation_record(pair=pair, reason=reason, detail=detail, disagreement=disagreement)
+    if not reasons and ranking is not None:
+        _maybe_schedule_retest(pair=pair, campaign=campaign, rng=rng)
+    return Consensus(preference, str(provenance), disagreement, bool(reasons))
 
 
 def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random | None) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,15 +25,17 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Max
 
-from annotation.models import Campaign, Label, Pair, Round
+from annotation.models import Campaign, ItemKind, Label, Pair, Round
 from scoring.jobs.runner import JobCancelled, JobContext, JobError
 from scoring.loop.embeddings import (
+    compute_pair_vectors,
     encoder_key,
     head_rewards,
     pair_embeddings_ensure,
     pair_vectors_load,
 )
 from scoring.loop.params import LoopParams, TrainParams
+from scoring.loop.ranking_pairs import ranking_pairs
 from scoring.loop.registry import model_version_activate_if_better, model_version_register
 from scoring.models import Job, ModelVersion
 
@@ -47,10 +49,20 @@ TRAINABLE_PROVENANCE = (
 
 @dataclass(frozen=True)
 class JudgedPairs:
-    """Pairs with a human preference, in canonical orientation (positive: A was chosen)."""
+    """Pairs with a human preference, in canonical orientation (positive: A was chosen).
+
+    A ranking item enters as the pairs its consensus ranking expands into (the campaign's
+    ``ranking_expansion``): unsaved copies of the item, with its pk, whose response_a is the
+    chosen response and response_b the rejected one (preference 1); ``expanded`` marks them,
+    since the encoder vectors cached per stored pair do not describe them.
+    """
 
     pairs: list[Pair]
     preferences: list[int]
+    expanded: list[bool] = field(default_factory=list)
+
+    def is_expanded(self, position: int) -> bool:
+        return bool(self.expanded) and self.expanded[position]
 
     @property
     def pair_ids(self) -> list[int]:
@@ -67,6 +79,8 @@ def _gold_goes_to_training(pair_id: int, share: float) -> bool:
 
 
 def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
+    if campaign.item_kind == ItemKind.RANKING:
+        return _ranking_training_pairs(campaign=campaign)
     verified = (
         Pair.objects.filter(
             campaign=campaign,
@@ -86,6 +100,33 @@ def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> J
                 pairs.append(pair)
                 preferences.append(cast(int, pair.gold_preference))
     return JudgedPairs(pairs, preferences)
+
+
+def _ranking_training_pairs(*, campaign: Campaign) -> JudgedPairs:
+    """Verified ranking items, each expanded by the campaign's rule; tied responses never
+    make a pair (``scoring.loop.ranking_pairs``)."""
+    items = Pair.objects.filter(
+        campaign=campaign,
+        is_gold=False,
+        provenance__in=TRAINABLE_PROVENANCE,
+        consensus_ranking__isnull=False,
+        responses__isnull=False,
+    ).order_by("id")
+    pairs: list[Pair] = []
+    for item in items:
+        texts = [str(response["content"]) for response in item.responses or ()]
+        for ranked in ranking_pairs(item.consensus_ranking or [], campaign.ranking_expansion):
+            copy = Pair(
+                pk=item.pk,
+                campaign_id=item.campaign_id,
+                conversation=item.conversation,
+                response_a=texts[ranked.chosen],
+                response_b=texts[ranked.rejected],
+                task_category=item.task_category,
+                provenance=item.provenance,
+            )
+            pairs.append(copy)
+    return JudgedPairs(pairs, [1] * len(pairs), [True] * len(pairs))
 
 
 def gold_pairs(*, campaign: Campaign) -> JudgedPairs:
@@ -324,20 +365,21 @@ def _train_in_process(
     head_mode = config.mode == "head"
     embeddings = None
     if head_mode:
+        stored = [i for i in range(len(data)) if not data.is_expanded(i)]
         with context.stage(0.0, 0.7, "embedding pairs with the frozen encoder"):
             computed = pair_embeddings_ensure(
-                pair_ids=data.pair_ids + heldout.pair_ids,
+                pair_ids=[data.pairs[i].pk for i in stored] + heldout.pair_ids,
                 model=model,
                 key=key,
                 on_progress=context.on_progress,
                 check=context.check,
             )
         context.log(f"embedded {computed} new pairs (the rest were cached)")
-        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
+        vector_a, vector_b = _training_vectors(model, data, stored, key)
         chooses_a = (np.array(data.preferences) > 0)[:, None]
         embeddings = PairEmbeddings(
-            chosen=np.where(chooses_a, vectors.a, vectors.b),
-            rejected=np.where(chooses_a, vectors.b, vectors.a),
+            chosen=np.where(chooses_a, vector_a, vector_b),
+            rejected=np.where(chooses_a, vector_b, vector_a),
         )
     fit_start = 0.7 if head_mode else 0.0
     with context.stage(fit_start, 0.9, f"training ({config.mode} mode)"):
@@ -350,6 +392,29 @@ def _train_in_process(
             should_stop=context.should_stop,
         )
     return model, metrics, key, head_mode
+
+
+def _training_vectors(
+    model: Any, data: JudgedPairs, stored: list[int], key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Response vectors of A and B for every training pair, in order: cached ones for stored
+    pairs, computed here for pairs expanded from rankings (no cache describes them)."""
+    expanded = [i for i in range(len(data)) if data.is_expanded(i)]
+    if not expanded:
+        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
+        return vectors.a, vectors.b
+    parts = []
+    if stored:
+        stored_ids = [data.pairs[i].pk for i in stored]
+        parts.append((stored, pair_vectors_load(pair_ids=stored_ids, key=key)))
+    parts.append((expanded, compute_pair_vectors(model, [data.pairs[i] for i in expanded])))
+    width = parts[0][1].a.shape[1]
+    vector_a = np.zeros((len(data), width), dtype=parts[0][1].a.dtype)
+    vector_b = np.zeros_like(vector_a)
+    for positions, vectors in parts:
+        vector_a[positions] = vectors.a
+        vector_b[positions] = vectors.b
+    return vector_a, vector_b
 
 
 def _train_in_processes(

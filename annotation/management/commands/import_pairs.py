@@ -7,6 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.importers import ImportFormatError
+from annotation.models import ItemKind, RankingExpansion
 from annotation.services.imports import campaign_get_or_create, pairs_import
 
 
@@ -32,6 +33,12 @@ class Command(BaseCommand):
             "or not (by default only its members and site admins work on it).",
         )
         parser.add_argument(
+            "--rankings",
+            choices=RankingExpansion.values,
+            help="Create the campaign (when absent) for ranking items (rows with `responses` "
+            "or `completions`), expanded to pairs by this rule.",
+        )
+        parser.add_argument(
             "--pool",
             action="store_true",
             help="Put the pairs in the pool instead of the open round (the loop queues them).",
@@ -41,9 +48,10 @@ class Command(BaseCommand):
         path = Path(str(options["file"]))
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
-        campaign = campaign_get_or_create(
-            name=str(options["campaign"]), open_to_all=bool(options["open_to_all"])
-        )
+        fields: dict[str, object] = {"open_to_all": bool(options["open_to_all"])}
+        if options["rankings"]:
+            fields |= {"item_kind": ItemKind.RANKING, "ranking_expansion": options["rankings"]}
+        campaign = campaign_get_or_create(name=str(options["campaign"]), **fields)
         started = time.perf_counter()
         try:
             result = pairs_import(

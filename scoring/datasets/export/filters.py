@@ -109,8 +109,11 @@ def export_condition(filters: ExportFilters) -> Q:
             list(SILVER_CURATIONS) if filters.silver_curated_only else ["", *SILVER_CURATIONS]
         )
         # A pair humans have started labelling is being verified: not silver any more.
+        # A ranking item's silver label is its source's ranking.
+        has_silver = Q(silver_preference__isnull=False) | Q(silver_ranking__isnull=False)
         parts.append(
-            Q(is_gold=False, provenance="", labels_count=0, silver_preference__isnull=False)
+            Q(is_gold=False, provenance="", labels_count=0)
+            & has_silver
             & Q(curation__in=curations)
         )
     condition = functools.reduce(lambda left, right: left | right, parts, Q(pk__in=[]))

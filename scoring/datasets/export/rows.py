@@ -27,6 +27,7 @@ from scoring.datasets.export.filters import (
     ExportFilters,
     export_queryset,
 )
+from scoring.loop.ranking_pairs import ranking_pairs, tied_pairs
 from scoring.models import ModelVersion, PairScore
 from scoring.selectors import active_model_version
 
@@ -55,6 +56,22 @@ _PROVENANCE_FIELDS = [
     pa.field("adjudication_preference", pa.int8()),
     pa.field("adjudication_note", pa.string()),
     pa.field("model_version", pa.int32()),
+    # Rows expanded from a ranking item (null otherwise): the item, the campaign's rule, and
+    # the two responses' indices and ranks (1 = best). "first" is the chosen response in the
+    # main file and response_a in the ties file.
+    pa.field(
+        "ranking_pair",
+        pa.struct(
+            [
+                ("item", pa.int64()),
+                ("rule", pa.string()),
+                ("first_index", pa.int8()),
+                ("first_rank", pa.int8()),
+                ("second_index", pa.int8()),
+                ("second_rank", pa.int8()),
+            ]
+        ),
+    ),
 ]
 ATTRIBUTE_NAMES = (
     "task_category",
@@ -155,6 +172,9 @@ _PAIR_COLUMNS = (
     "curation",
     "labels_count",
     "round__number",
+    "responses",
+    "consensus_ranking",
+    "silver_ranking",
 )
 (
     _ID,
@@ -175,6 +195,9 @@ _PAIR_COLUMNS = (
     _CURATION,
     _LABELS_COUNT,
     _ROUND,
+    _RESPONSES,
+    _CONSENSUS_RANKING,
+    _SILVER_RANKING,
 ) = range(len(_PAIR_COLUMNS))
 _ATTRIBUTES = tuple(zip(ATTRIBUTE_NAMES, _ATTRIBUTE_POSITIONS, strict=True))
 _PREFERENCE = str(Outcome.PREFERENCE)
@@ -406,6 +429,7 @@ def _row_parts(
     scalars["adjudication_preference"] = adjudication[1] if adjudication else None
     scalars["adjudication_note"] = adjudication[2] if adjudication else None
     scalars["model_version"] = model.number if (model is not None and score) else None
+    scalars["ranking_pair"] = None
     reward_a, reward_b, p_a_better = score or (None, None, None)
     if not ranked:
         scalars["model_p_a_better"] = p_a_better
@@ -495,6 +519,83 @@ def _rewrite_parts(pair: tuple[Any, ...], rewrite: tuple[int, str, str]) -> _Row
     return _RowParts(
         True, pair[_CONVERSATION], text, original, scalars, None, "rewrite", is_rewrite=True
     )
+
+
+def _ranking_row_parts(
+    pair: tuple[Any, ...], context: _ChunkContext, model: ModelVersion | None, rule: str
+) -> list[_RowParts] | None:
+    """A ranking item's rows: its ranking expanded into chosen/rejected pairs by ``rule``,
+    then its tied responses as unranked rows (preference 0). None when the item has no
+    ranking yet (it is then exported as an unresolved A/B row of its first two responses).
+
+    Model scores are per A/B pair, so expanded rows carry none."""
+    provenance = pair[_PROVENANCE]
+    ranking = pair[_CONSENSUS_RANKING] if provenance else pair[_SILVER_RANKING]
+    if not ranking:
+        return None
+    shown_provenance = provenance or "silver"
+    base = _row_parts(pair, context, None).scalars
+    texts = [str(response["content"]) for response in pair[_RESPONSES]]
+    rows = []
+    for ranked in ranking_pairs(ranking, rule):
+        values = {
+            **base,
+            "chosen_side": None,
+            "preference_strength": 1,
+            "provenance": shown_provenance,
+            "ranking_pair": {
+                "item": pair[_ID],
+                "rule": rule,
+                "first_index": ranked.chosen,
+                "first_rank": ranked.chosen_rank,
+                "second_index": ranked.rejected,
+                "second_rank": ranked.rejected_rank,
+            },
+        }
+        rows.append(
+            _RowParts(
+                True,
+                pair[_CONVERSATION],
+                texts[ranked.chosen],
+                texts[ranked.rejected],
+                _in_schema_order(MAIN_SCHEMA, values),
+                1,
+                shown_provenance,
+            )
+        )
+    for tie in tied_pairs(ranking):
+        values = {
+            **base,
+            "preference": 0,
+            "provenance": shown_provenance,
+            "ranking_pair": {
+                "item": pair[_ID],
+                "rule": rule,
+                "first_index": tie.first,
+                "first_rank": tie.rank,
+                "second_index": tie.second,
+                "second_rank": tie.rank,
+            },
+        }
+        rows.append(
+            _RowParts(
+                False,
+                pair[_CONVERSATION],
+                texts[tie.first],
+                texts[tie.second],
+                _in_schema_order(UNRANKED_SCHEMA, values),
+                0,
+                shown_provenance,
+            )
+        )
+    return rows
+
+
+_MESSAGE_COLUMNS = frozenset({"chosen", "rejected", "response_a", "response_b"})
+
+
+def _in_schema_order(schema: pa.Schema, values: dict[str, Any]) -> dict[str, Any]:
+    return {name: values.get(name) for name in schema.names if name not in _MESSAGE_COLUMNS}
 
 
 def _chunks(queryset: QuerySet[Pair], chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -591,21 +692,25 @@ def _export_parts(
         for chunk in _chunks(queryset, chunk_size):
             yield chunk, _chunk_context(chunk, campaign, model, filters.rewrites)
 
+    rule = campaign.ranking_expansion
     for chunk, context in _read_ahead(chunks_with_context):
         for pair in chunk:
-            parts = _row_parts(pair, context, model)
-            if parts.ranked:
-                counts.rows += 1
-                provenance_counts[parts.provenance] += 1
-            elif parts.outcome == Outcome.BOTH_BAD:
-                counts.both_bad += 1
-            elif parts.outcome == Outcome.BOTH_GOOD:
-                counts.both_good += 1
-            elif parts.preference == 0:
-                counts.ties += 1
-            else:
-                counts.unresolved += 1
-            yield parts
+            expanded = None
+            if pair[_RESPONSES] is not None:
+                expanded = _ranking_row_parts(pair, context, model, rule)
+            for parts in expanded or (_row_parts(pair, context, model),):
+                if parts.ranked:
+                    counts.rows += 1
+                    provenance_counts[parts.provenance] += 1
+                elif parts.outcome == Outcome.BOTH_BAD:
+                    counts.both_bad += 1
+                elif parts.outcome == Outcome.BOTH_GOOD:
+                    counts.both_good += 1
+                elif parts.preference == 0:
+                    counts.ties += 1
+                else:
+                    counts.unresolved += 1
+                yield parts
             for rewrite in context.rewrites.get(pair[_ID], _NOTHING):
                 counts.rows += 1
                 counts.rewrites += 1

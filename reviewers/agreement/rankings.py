@@ -1,0 +1,147 @@
+"""Agreement, consensus and escalation over rankings of K responses (pure numpy, no ORM).
+
+A ranking is a list of groups of response indices, best first (``annotation.rankings``).
+Each response's *rank* is its fractional rank: the mean of the positions (1-based) its group
+covers, so ``[[2], [0, 1], [3]]`` gives response 2 rank 1, responses 0 and 1 rank 2.5 each,
+response 3 rank 4. Ties therefore keep the sum of ranks, which makes mean ranks comparable
+across labels with and without ties.
+
+* ``ranking_alpha``: Krippendorff's alpha, ordinal, where a unit is one response of one item
+  and a label's value for it is the response's rank.
+* ``consensus_ranking``: responses ordered by mean rank over the labels (equivalent to a Borda
+  count), equal means staying tied.
+* ``ranking_disagreement``: the mean, over all pairs of labels, of the share of response pairs
+  that the two labels order differently (Kendall's distance; a tie against an order counts 1/2).
+* ``ranking_escalation_reasons``: "no clear best" and "contradictory top choices".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from reviewers.agreement.maths import alpha_from_value_counts
+
+Ranking = Sequence[Sequence[int]]
+# Mean ranks closer than this are equal (they are means of halves over a few labels).
+_TIE_TOLERANCE = 1e-9
+
+
+def fractional_ranks(ranking: Ranking, size: int) -> NDArray[np.float64]:
+    """Each response's rank (1 = best), tied responses sharing the mean of their positions."""
+    ranks = np.full(size, np.nan)
+    position = 1
+    for group in ranking:
+        ranks[list(group)] = position + (len(group) - 1) / 2
+        position += len(group)
+    return ranks
+
+
+def ranking_alpha(items: Iterable[Sequence[Ranking]]) -> float:
+    """Ordinal Krippendorff's alpha over the rankings of many items (NaN when undefined).
+
+    ``items``: per item, the rankings its annotators gave. Units are (item, response); the
+    value domain is every fractional rank that occurs, in order.
+    """
+    unit_values: list[NDArray[np.float64]] = []
+    for rankings in items:
+        if not rankings:
+            continue
+        size = sum(len(group) for group in rankings[0])
+        per_label = np.array([fractional_ranks(ranking, size) for ranking in rankings])
+        unit_values.extend(per_label.T)  # one row of values per response
+    if not unit_values:
+        return float("nan")
+    domain = np.unique(np.concatenate(unit_values))
+    counts = np.zeros((len(unit_values), len(domain)), dtype=np.int64)
+    for row, values in enumerate(unit_values):
+        np.add.at(counts[row], np.searchsorted(domain, values), 1)
+    return alpha_from_value_counts(counts, domain, "ordinal")
+
+
+def mean_ranks(rankings: Sequence[Ranking], size: int) -> NDArray[np.float64]:
+    means: NDArray[np.float64] = np.mean(
+        [fractional_ranks(ranking, size) for ranking in rankings], axis=0
+    )
+    return means
+
+
+def consensus_ranking(rankings: Sequence[Ranking], size: int) -> list[list[int]]:
+    """Responses by mean rank, best first; equal mean ranks form one group (a tie)."""
+    means = mean_ranks(rankings, size)
+    groups: list[list[int]] = []
+    previous = None
+    for index in sorted(range(size), key=lambda i: (means[i], i)):
+        if previous is not None and abs(means[index] - previous) <= _TIE_TOLERANCE:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+        previous = means[index]
+    return groups
+
+
+def _order_signs(ranking: Ranking, size: int) -> NDArray[np.float64]:
+    ranks = fractional_ranks(ranking, size)
+    first, second = np.triu_indices(size, k=1)
+    return np.sign(ranks[second] - ranks[first])
+
+
+def ranking_disagreement(rankings: Sequence[Ranking], size: int) -> float:
+    """0 when every label is the same ranking; 1 when two labels are exact reverses."""
+    if len(rankings) < 2 or size < 2:
+        return 0.0
+    signs = [_order_signs(ranking, size) for ranking in rankings]
+    distances = [float(np.mean(np.abs(a - b)) / 2) for a, b in combinations(signs, 2)]
+    return float(np.mean(distances))
+
+
+def ranking_escalation_reasons(
+    rankings: Sequence[Ranking],
+    *,
+    disagreement: float,
+    flags: Iterable[str],
+    rules: Mapping[str, Any],
+) -> list[tuple[str, str]]:
+    """The escalation rules that fire for a K-wise item's labels: (reason, detail).
+
+    ``no_majority`` (no clear best): no response is in the best group of more than half of
+    the labels. ``opposite_directions`` (contradictory top choices): one label's best response
+    is another's worst, and the disagreement is above ``disagreement_threshold``. ``flags``:
+    any flag. The same rule switches as for pairs turn them off.
+    """
+    reasons: list[tuple[str, str]] = []
+    if not rankings:
+        return reasons
+    size = sum(len(group) for group in rankings[0])
+    top_votes = np.zeros(size, dtype=np.int64)
+    for ranking in rankings:
+        top_votes[list(ranking[0])] += 1
+    if rules.get("no_majority", True) and top_votes.max() * 2 <= len(rankings):
+        reasons.append(("no_majority", "no clear best: no response is best for a majority"))
+    threshold = float(rules.get("disagreement_threshold", 0.5))
+    contradicted = sorted(
+        {
+            index
+            for one, other in combinations(rankings, 2)
+            for first, second in ((one, other), (other, one))
+            if len(first) > 1 and len(second) > 1
+            for index in set(first[0]) & set(second[-1])
+        }
+    )
+    if rules.get("opposite_directions", True) and contradicted and disagreement > threshold:
+        reasons.append(
+            (
+                "opposite_directions",
+                "contradictory top choices: response "
+                + ", ".join(map(str, contradicted))
+                + f" ranked best and worst; disagreement {disagreement:.2f} > {threshold:g}",
+            )
+        )
+    flag_names = sorted(set(flags))
+    if flag_names and rules.get("flags", True):
+        reasons.append(("flagged", "flags: " + ", ".join(flag_names)))
+    return reasons
