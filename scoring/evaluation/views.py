@@ -11,9 +11,9 @@ from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
-from scoring.evaluation.reading import EvaluationSetError, read_evaluation_set
+from scoring.evaluation.reading import EvaluationSetError
 from scoring.evaluation.selectors import evaluation_table
-from scoring.evaluation.services import evaluation_set_upload
+from scoring.evaluation.services import evaluation_set_read_upload, evaluation_set_upload
 
 
 class EvaluationSetForm(forms.Form):
@@ -57,7 +57,7 @@ def evaluation_set_upload_view(request: HttpRequest, campaign_id: int) -> HttpRe
     upload = form.cleaned_data["file"]
     filename = upload.name or "evaluation.jsonl"
     try:
-        records = read_evaluation_set(upload, filename=filename)
+        records = evaluation_set_read_upload(upload=upload, filename=filename)
         evaluation_set = evaluation_set_upload(
             campaign=None if form.cleaned_data["shared"] else campaign,
             name=form.cleaned_data["name"] or filename,
