@@ -146,7 +146,7 @@ def test_only_admins_reach_the_evaluation_set_api(
         (b'{"prompt": "a", "chosen": "b"}\n', "row 1"),
         (b'{"prompt": "a", "chosen": "b", "rejected": "c"}\nnot json\n', "line 2"),
         (b"\x1f\x8b broken", "gzip"),
-        (b"", "no pairs"),
+        (b"\n\n", "no pairs"),
     ],
 )
 def test_a_bad_file_is_a_400_that_says_where_and_why(
