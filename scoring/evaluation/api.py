@@ -7,6 +7,9 @@ parser's streaming limits and the inline time limit); a file that cannot be read
 
 from __future__ import annotations
 
+from typing import cast
+
+from django.contrib.auth.models import User
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
@@ -75,6 +78,11 @@ _UPLOAD_RESPONSES = {
 }
 
 
+def _user(request: Request) -> User:
+    # Signed in: IsAuthenticated, the default permission, let no one else through.
+    return cast(User, request.user)
+
+
 def _require_admin(request: Request) -> None:
     if not user_has_role(request.user, Role.ADMIN):
         raise Http404("Not found.")
@@ -94,7 +102,7 @@ def _upload(request: Request, campaign: Campaign | None) -> Response:
     existed = EvaluationSet.objects.filter(campaign=campaign, name=name).exists()
     records = evaluation_set_read_upload(upload=upload, filename=filename)
     evaluation_set = evaluation_set_upload(
-        campaign=campaign, name=name, records=records, filename=filename, user=request.user
+        campaign=campaign, name=name, records=records, filename=filename, user=_user(request)
     )
     listed = evaluation_sets_listed(campaign=campaign, own_only=True).get(pk=evaluation_set.pk)
     return Response(
@@ -121,10 +129,10 @@ class CampaignEvaluationSetsApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     def get(self, request: Request, campaign_id: int) -> Response:
-        return _listed(campaign_for_admin(campaign_id=campaign_id, user=request.user))
+        return _listed(campaign_for_admin(campaign_id=campaign_id, user=_user(request)))
 
     def post(self, request: Request, campaign_id: int) -> Response:
-        return _upload(request, campaign_for_admin(campaign_id=campaign_id, user=request.user))
+        return _upload(request, campaign_for_admin(campaign_id=campaign_id, user=_user(request)))
 
 
 @extend_schema(
@@ -135,9 +143,9 @@ class CampaignEvaluationSetApi(APIView):
     """DELETE a set of the campaign's own, with its results (shared sets: /evaluation-sets)."""
 
     def delete(self, request: Request, campaign_id: int, set_id: int) -> Response:
-        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+        campaign = campaign_for_admin(campaign_id=campaign_id, user=_user(request))
         evaluation_set = evaluation_set_for_admin(
-            set_id=set_id, user=request.user, campaign=campaign
+            set_id=set_id, user=_user(request), campaign=campaign
         )
         evaluation_set_delete(evaluation_set=evaluation_set)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -174,6 +182,6 @@ class SharedEvaluationSetsApi(APIView):
 )
 class SharedEvaluationSetApi(APIView):
     def delete(self, request: Request, set_id: int) -> Response:
-        evaluation_set = evaluation_set_for_admin(set_id=set_id, user=request.user, campaign=None)
+        evaluation_set = evaluation_set_for_admin(set_id=set_id, user=_user(request), campaign=None)
         evaluation_set_delete(evaluation_set=evaluation_set)
         return Response(status=status.HTTP_204_NO_CONTENT)
