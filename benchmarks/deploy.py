@@ -19,8 +19,14 @@ batch 32 (all held-out pairs, 32 pairs = 64 transcripts per call), agreement wit
 (same preferred side), held-out accuracy (the human-chosen side preferred), and the ratio of
 pairs/s to torch-fp32.
 
+The ONNX arms are exported as ``export_model`` writes them: traced with eager attention and
+rewritten by ONNX Runtime's transformer optimizer (fused Attention, SkipLayerNormalization,
+BiasGelu and embedding nodes for BERT-style encoders), scored with idle threads sleeping rather
+than spinning. ``--checkpoint DIR`` keeps the trained model there and reuses it on the next run
+(the same model for every run; training is most of a run's time on a busy CPU).
+
     .venv/bin/python benchmarks/deploy.py [--train 300] [--heldout 400] [--latency-pairs 40]
-        [--threads N] [--max-length 512]
+        [--threads N] [--max-length 512] [--checkpoint DIR]
 """
 
 from __future__ import annotations
@@ -88,18 +94,26 @@ def main() -> None:
     parser.add_argument("--latency-pairs", type=int, default=40)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--checkpoint", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     examples = load_hh_rlhf(HH_RLHF_PATH, limit=args.train + args.heldout)
     training, held_out = examples[: args.train], examples[args.train :]
-    model = RewardModel.from_base(device="cpu", max_length=args.max_length)
     started = time.perf_counter()
-    train(model, training, TrainingConfig(mode="head"))
+    if args.checkpoint is not None and (args.checkpoint / "config.json").is_file():
+        model = RewardModel.load(args.checkpoint, device="cpu", max_length=args.max_length)
+        trained = f"loaded from {args.checkpoint}"
+    else:
+        model = RewardModel.from_base(device="cpu", max_length=args.max_length)
+        train(model, training, TrainingConfig(mode="head"))
+        trained = f"trained in {time.perf_counter() - started:.0f} s"
+        if args.checkpoint is not None:
+            model.save(args.checkpoint)
     print(
-        f"model: all-MiniLM-L6-v2 + head trained on {len(training)} hh-rlhf pairs in "
-        f"{time.perf_counter() - started:.0f} s; max_length {model.max_length}; "
-        f"{args.threads} threads; {len(held_out)} held-out pairs"
+        f"model: all-MiniLM-L6-v2 + head on {len(training)} hh-rlhf pairs ({trained}); "
+        f"max_length {model.max_length}; {args.threads} threads; {len(held_out)} held-out "
+        f"pairs; load average {os.getloadavg()[0]:.1f}"
     )
     pairs: list[Pair] = [
         (list(example.conversation), example.chosen, example.rejected) for example in held_out
@@ -148,7 +162,8 @@ def main() -> None:
         )
     print(
         "agreement: same preferred side as torch-fp32; accuracy: the human-chosen side "
-        "preferred; all arms measured in this run, interleaved"
+        "preferred; all arms measured in this run, interleaved; load average "
+        f"{os.getloadavg()[0]:.1f} at the end"
     )
 
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/", include("scoring.loop.api_urls")),
     path("api/", include("scoring.datasets.api_urls")),
     path("api/", include("scoring.deploy.api_urls")),
+    path("api/", include("scoring.evaluation.api_urls")),
     path("", annotation_views.home, name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

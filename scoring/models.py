@@ -94,6 +94,12 @@ class JobShard(models.Model):
     error = models.TextField(blank=True)
     scored = models.PositiveIntegerField(default=0)
     embedded = models.PositiveIntegerField(default=0)
+    result = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the shard computed for its job's last part (an evaluation: correct and "
+        "scored pairs per set and subset); written once, when the shard's work ends.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -9,7 +9,7 @@ Parquet, each optionally gzip-compressed (told by magic bytes). Row shapes: see 
 
 from __future__ import annotations
 
-from annotation.importers.parse import iter_pair_records, parse_all
+from annotation.importers.parse import RawRow, iter_pair_records, iter_raw_rows, parse_all
 from annotation.importers.records import (
     ATTRIBUTE_NAMES,
     ImportFormatError,
@@ -26,8 +26,10 @@ __all__ = [
     "ImportFormatError",
     "ImportLimits",
     "PairRecord",
+    "RawRow",
     "canonical_json",
     "content_hash",
     "iter_pair_records",
+    "iter_raw_rows",
     "parse_all",
 ]

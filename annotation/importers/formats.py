@@ -118,8 +118,11 @@ def iter_csv_rows(stream: io.BufferedReader[Any], limits: ImportLimits) -> RowSt
         raise ImportFormatError(line_end + 1, f"malformed CSV: {error}") from None
 
 
-def iter_parquet_rows(seekable: str | IO[bytes], limits: ImportLimits) -> RowStream:
-    """Row groups are read in batches, after the footer's counts pass the limits."""
+def iter_parquet_rows(
+    seekable: str | IO[bytes], limits: ImportLimits, extra_columns: frozenset[str] = frozenset()
+) -> RowStream:
+    """Row groups are read in batches, after the footer's counts pass the limits. Only the
+    columns a pair reads are decoded, and ``extra_columns`` (e.g. an evaluation set's subset)."""
     try:
         parquet = pq.ParquetFile(seekable)
     except (pa.ArrowException, OSError) as error:
@@ -141,7 +144,7 @@ def iter_parquet_rows(seekable: str | IO[bytes], limits: ImportLimits) -> RowStr
             )
         names = parquet.schema_arrow.names
         _check_header(names, None, "Parquet file", unit="row")
-        columns = [name for name in names if name in ROW_KEYS]
+        columns = [name for name in names if name in ROW_KEYS or name in extra_columns]
         row = 0
         try:
             # Arrow decodes the columns on threads of its own, outside the GIL: reading

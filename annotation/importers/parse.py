@@ -7,7 +7,8 @@ import gzip
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, Any
 
 from annotation.importers.formats import (
     RowStream,
@@ -47,8 +48,44 @@ def iter_pair_records(
     Nothing is read until the first record is asked for, and memory stays bounded by one
     row (JSONL, JSON, CSV) or one batch of a row group (Parquet).
     """
+    for raw in iter_raw_rows(source, filename=filename, limits=limits, file_format=file_format):
+        try:
+            if isinstance(raw.row, RowError):
+                raise raw.row
+            record = record_from_row(raw.row, line=raw.line, limits=limits, from_text=raw.from_text)
+        except RowError as error:
+            failure = ImportFormatError(raw.line, str(error), unit=raw.unit)
+            if on_invalid_row is None:
+                raise failure from None
+            on_invalid_row(failure)
+            continue
+        yield record
+
+
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    """One row as the file holds it (a dict, or the RowError of an unreadable row), before
+    validation: `line` counts `unit`s; `from_text` marks tabular sources (see record_from_row)."""
+
+    line: int
+    row: dict[str, Any] | RowError
+    unit: str
+    from_text: bool
+
+
+def iter_raw_rows(
+    source: Source,
+    *,
+    filename: str | None = None,
+    limits: ImportLimits = DEFAULT_LIMITS,
+    file_format: FileFormat | None = None,
+    extra_columns: frozenset[str] = frozenset(),
+) -> Iterator[RawRow]:
+    """The file's rows under the same limits as iter_pair_records (size, decompressed size,
+    row count, row size, time), for readers that need fields the pair parser drops (Parquet
+    decodes the pair's columns and ``extra_columns`` only)."""
     try:
-        yield from _iter_records(source, filename, limits, file_format, on_invalid_row)
+        yield from _iter_raw_rows(source, filename, limits, file_format, extra_columns)
     except EOFError:
         raise ImportFormatError(None, "the gzip data is truncated") from None
     except (gzip.BadGzipFile, zlib.error) as error:
@@ -56,13 +93,13 @@ def iter_pair_records(
         raise ImportFormatError(None, f"the gzip data is corrupt: {error}") from None
 
 
-def _iter_records(
+def _iter_raw_rows(
     source: Source,
     filename: str | None,
     limits: ImportLimits,
     file_format: FileFormat | None,
-    on_invalid_row: InvalidRowHandler | None,
-) -> Iterator[PairRecord]:
+    extra_columns: frozenset[str] = frozenset(),
+) -> Iterator[RawRow]:
     with contextlib.ExitStack() as stack:
         opened = open_source(
             source, filename=filename, limits=limits, stack=stack, file_format=file_format
@@ -71,21 +108,11 @@ def _iter_records(
         from_text = opened.format in ("csv", "parquet")
         max_rows = limits.max_rows
         rows = 0
-        for line, row in _rows(opened, limits):
+        for line, row in _rows(opened, limits, extra_columns):
             rows += 1
             if rows > max_rows:
                 raise ImportFormatError(None, f"file has more than {max_rows:,} rows")
-            try:
-                if isinstance(row, RowError):
-                    raise row
-                record = record_from_row(row, line=line, limits=limits, from_text=from_text)
-            except RowError as error:
-                failure = ImportFormatError(line, str(error), unit=unit)
-                if on_invalid_row is None:
-                    raise failure from None
-                on_invalid_row(failure)
-                continue
-            yield record
+            yield RawRow(line, row, unit, from_text)
 
 
 def parse_all(
@@ -108,7 +135,9 @@ def parse_all(
     )
 
 
-def _rows(opened: OpenedSource, limits: ImportLimits) -> RowStream:
+def _rows(
+    opened: OpenedSource, limits: ImportLimits, extra_columns: frozenset[str] = frozenset()
+) -> RowStream:
     if opened.format == "jsonl":
         return iter_jsonl_rows(opened.stream, limits)
     if opened.format == "json":
@@ -117,4 +146,4 @@ def _rows(opened: OpenedSource, limits: ImportLimits) -> RowStream:
         return iter_csv_rows(opened.stream, limits)
     if opened.seekable is None:
         raise RuntimeError("open_source gave a Parquet file no seekable handle")
-    return iter_parquet_rows(opened.seekable, limits)
+    return iter_parquet_rows(opened.seekable, limits, extra_columns)

@@ -12,19 +12,12 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
 from core.requests import SignedInApiRequest
-from core.validation import UPLOAD_NAME_MAX
-from scoring.datasets.curation import (
-    CurationParams,
-    curation_create,
-    evaluation_prompts_read,
-    evaluation_set_upload,
-)
+from scoring.datasets.curation import CurationParams, curation_create
 from scoring.datasets.export import (
     FORMATS,
     ExportFilters,
@@ -120,29 +113,3 @@ class CurationsApi(APIView):
         params = CurationParams.from_params(request.data)
         job = curation_create(campaign=campaign, params=params, user=request.user)
         return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
-
-
-@extend_schema(summary="Score an evaluation set")
-class EvaluationSetApi(APIView):
-    """POST a file of evaluation prompts (e.g. RewardBench) to decontaminate against."""
-
-    parser_classes = [MultiPartParser, FormParser]
-
-    class InputSerializer(serializers.Serializer):
-        file = serializers.FileField(max_length=UPLOAD_NAME_MAX)
-        name = serializers.CharField(max_length=200)
-
-    @extend_schema(request=InputSerializer, responses={201: dict, 400: dict})
-    def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
-        campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        upload = serializer.validated_data["file"]
-        prompts = evaluation_prompts_read(upload, filename=upload.name or "prompts.txt")
-        count = evaluation_set_upload(
-            campaign=campaign, set_name=serializer.validated_data["name"], prompts=prompts
-        )
-        return Response(
-            {"set_name": serializer.validated_data["name"], "prompts": count},
-            status=status.HTTP_201_CREATED,
-        )

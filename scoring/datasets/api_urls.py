@@ -20,9 +20,4 @@ urlpatterns = [
         export_api.CurationsApi.as_view(),
         name="api-curations",
     ),
-    path(
-        "campaigns/<int:campaign_id>/evaluation-sets",
-        export_api.EvaluationSetApi.as_view(),
-        name="api-evaluation-sets",
-    ),
 ]

@@ -29,27 +29,48 @@ def _summary(correct: int, n: int) -> dict[str, float | int]:
     return {"accuracy": correct / n if n else 0.0, "n": n, "ci_low": low, "ci_high": high}
 
 
+# {subset: [correct, n]}: what a shard of an evaluation job reports, summed over shards.
+SubsetCounts = dict[str, list[int]]
+
+
+def subset_counts(p_chosen_better: Sequence[float], subsets: Sequence[str]) -> SubsetCounts:
+    """Correct and scored pairs per subset. A pair counts as correct when the model gives the
+    chosen response the higher reward (p > 0.5); a tie (p == 0.5 exactly, e.g. identical
+    responses) counts as wrong, as RewardBench scores it."""
+    if len(p_chosen_better) != len(subsets):
+        raise ValueError("one subset per pair")
+    counts: SubsetCounts = {}
+    for p, subset in zip(p_chosen_better, subsets, strict=True):
+        entry = counts.setdefault(subset, [0, 0])
+        entry[0] += 1 if p > 0.5 else 0
+        entry[1] += 1
+    return counts
+
+
+def counts_merge(*parts: SubsetCounts) -> SubsetCounts:
+    """The sum of several parts' counts (a sharded evaluation's shards)."""
+    merged: SubsetCounts = {}
+    for part in parts:
+        for subset, (correct, n) in part.items():
+            entry = merged.setdefault(subset, [0, 0])
+            entry[0] += int(correct)
+            entry[1] += int(n)
+    return merged
+
+
+def report_from_counts(counts: SubsetCounts) -> dict[str, object]:
+    """``{"accuracy", "n", "ci_low", "ci_high", "subsets": {name: {same keys}}}``."""
+    correct = sum(int(hits) for hits, _n in counts.values())
+    n = sum(int(count) for _hits, count in counts.values())
+    report: dict[str, object] = dict(_summary(correct, n))
+    report["subsets"] = {
+        name: _summary(int(hits), int(count)) for name, (hits, count) in sorted(counts.items())
+    }
+    return report
+
+
 def accuracy_report(
     p_chosen_better: Sequence[float], subsets: Sequence[str]
 ) -> dict[str, object]:
-    """``{"accuracy", "n", "ci_low", "ci_high", "subsets": {name: {same keys}}}``.
-
-    A pair counts as correct when the model gives the chosen response the higher reward
-    (p > 0.5); a tie (p == 0.5 exactly, e.g. identical responses) counts as wrong, as
-    RewardBench scores it.
-    """
-    if len(p_chosen_better) != len(subsets):
-        raise ValueError("one subset per pair")
-    per_subset: dict[str, list[int]] = {}
-    total = 0
-    for p, subset in zip(p_chosen_better, subsets, strict=True):
-        hit = 1 if p > 0.5 else 0
-        total += hit
-        counts = per_subset.setdefault(subset, [0, 0])
-        counts[0] += hit
-        counts[1] += 1
-    report: dict[str, object] = dict(_summary(total, len(subsets)))
-    report["subsets"] = {
-        name: _summary(hits, count) for name, (hits, count) in sorted(per_subset.items())
-    }
-    return report
+    """The report (see ``report_from_counts``) of one model's p(chosen better) per pair."""
+    return report_from_counts(subset_counts(p_chosen_better, subsets))

@@ -5,15 +5,49 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Prefetch, Q, QuerySet
+from django.http import Http404
 
 from annotation.models import Campaign
+from annotation.roles import Role, user_has_role
 from scoring.models import EvaluationResult, EvaluationSet, ModelVersion
 
 # The chart's geometry (SVG user units).
 CHART_WIDTH, CHART_HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 44, 620, 14, 206
 COLOURS = ("#2f5bea", "#b42318", "#067647", "#b54708", "#6941c6", "#0e7090")
+
+
+def evaluation_sets_listed(
+    *, campaign: Campaign | None, own_only: bool = False
+) -> QuerySet[EvaluationSet]:
+    """The sets a campaign sees (its own and the shared ones; ``own_only``: its own), or with
+    ``campaign`` None the shared sets; each with its results (of the campaign's versions)."""
+    if campaign is None:
+        sets = EvaluationSet.objects.filter(campaign__isnull=True)
+        results = EvaluationResult.objects.all()
+    else:
+        scope = (
+            Q(campaign=campaign) if own_only else Q(campaign=campaign) | Q(campaign__isnull=True)
+        )
+        sets = EvaluationSet.objects.filter(scope)
+        results = EvaluationResult.objects.filter(model_version__campaign=campaign)
+    results = results.select_related("model_version").order_by("model_version__number", "id")
+    return sets.order_by("name", "id").prefetch_related(Prefetch("results", queryset=results))
+
+
+def evaluation_set_for_admin(
+    *, set_id: int, user: AbstractBaseUser | AnonymousUser, campaign: Campaign | None
+) -> EvaluationSet:
+    """The campaign's own set (``campaign``), or the shared set (``campaign`` None), for an
+    admin; 404 otherwise, so a campaign's route never reaches a shared set nor another's."""
+    if not user_has_role(user, Role.ADMIN):
+        raise Http404("No such evaluation set.")
+    found = evaluation_sets_listed(campaign=campaign, own_only=True).filter(pk=set_id).first()
+    if found is None:
+        raise Http404("No such evaluation set.")
+    return found
 
 
 @dataclass

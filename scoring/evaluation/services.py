@@ -11,25 +11,48 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from annotation.models import Campaign
-from scoring.evaluation.maths import accuracy_report
-from scoring.evaluation.reading import EvaluationRecord, EvaluationSetError
+from scoring.evaluation.maths import (
+    SubsetCounts,
+    counts_merge,
+    report_from_counts,
+    subset_counts,
+)
+from scoring.evaluation.reading import EvaluationRecord, EvaluationSetError, read_evaluation_set
 from scoring.jobs.runner import (
     ACTIVE_STATUSES,
     JobClaim,
     JobContext,
     JobError,
+    JobHandedOff,
     job_create,
     job_enqueue,
     job_run,
 )
-from scoring.models import EvaluationItem, EvaluationResult, EvaluationSet, Job, ModelVersion
+from scoring.jobs.shards import (
+    ShardContext,
+    ShardWork,
+    job_hand_off_to_shards,
+    shard_size_of,
+    shards_run_inline,
+    shards_summary,
+)
+from scoring.loop.pool_scoring import score_chunk_size, version_model
+from scoring.models import (
+    EvaluationItem,
+    EvaluationResult,
+    EvaluationSet,
+    Job,
+    JobShard,
+    ModelVersion,
+)
 
 # Pairs read from the database and scored per step: bounded memory for any set size.
 CHUNK_PAIRS = 256
@@ -46,6 +69,13 @@ def _digest(records: Sequence[EvaluationRecord]) -> str:
         digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def evaluation_set_read_upload(*, upload: BinaryIO, filename: str) -> list[EvaluationRecord]:
+    """Read an uploaded set in a web request (page or API): the reader's limits plus the
+    inline-import time limit, so a slow or huge upload is refused rather than held."""
+    max_seconds = float(settings.ARBITER.get("IMPORT_INLINE_MAX_SECONDS", 20.0)) or None
+    return read_evaluation_set(upload, filename=filename, max_seconds=max_seconds)
 
 
 def evaluation_set_upload(
@@ -119,6 +149,12 @@ def evaluation_set_upload(
     return evaluation_set
 
 
+def evaluation_set_delete(*, evaluation_set: EvaluationSet) -> None:
+    """Delete the set with its pairs and results. An evaluation job that was to score it
+    skips it (its result is not stored: ``evaluation_result_store`` finds no set)."""
+    evaluation_set.delete()
+
+
 def evaluation_sets_for_campaign(*, campaign: Campaign) -> list[EvaluationSet]:
     """The campaign's own sets and the shared ones."""
     return list(
@@ -144,14 +180,19 @@ def evaluation_request(
     sets: Sequence[EvaluationSet] | None = None,
     user: User | None = None,
     enqueue: bool = True,
+    shard_size: int | None = None,
+    queue: str | None = None,
 ) -> Job:
     """An ``evaluate`` job for ``version`` on ``sets`` (default: every set it can see). A queued
-    or running evaluation of the same version on the same sets is returned instead."""
+    or running evaluation of the same version on the same sets is returned instead.
+    ``shard_size``: pairs per shard (default SHARD_SIZE); ``queue`` overrides the route."""
     chosen = list(sets) if sets is not None else evaluation_sets_for_campaign(
         campaign=version.campaign
     )
     set_ids = sorted(item.pk for item in chosen)
-    params = {"version": version.pk, "sets": set_ids}
+    params: dict[str, Any] = {"version": version.pk, "sets": set_ids}
+    if shard_size is not None:
+        params["shard_size"] = shard_size
     active = Job.objects.filter(
         campaign=version.campaign, kind=Job.Kind.EVALUATE, status__in=ACTIVE_STATUSES
     )
@@ -160,7 +201,7 @@ def evaluation_request(
             return job
     job = job_create(campaign=version.campaign, kind=Job.Kind.EVALUATE, params=params, user=user)
     if enqueue:
-        job_enqueue(job=job)
+        job_enqueue(job=job, queue=queue)
     return job
 
 
@@ -191,65 +232,171 @@ def evaluations_enqueue_pending(*, campaign: Campaign | None = None) -> list[int
 
 
 # --- The worker job --------------------------------------------------------------------------
+#
+# A job over at most ``shard_size`` pairs (the job's parameter, else SHARD_SIZE) scores them in
+# its own worker. A larger one splits its sets' pairs into id ranges (``scoring.jobs.shards``):
+# any worker on the job's queue takes a shard, scores its pairs with the version and stores the
+# correct and scored pairs per set and subset on the shard row; the last shard sends the job on,
+# and its last part sums the shards' counts into each set's report. Counts add up exactly, so
+# the sharded result is the unsharded one.
 
 
-def _item_chunks(evaluation_set: EvaluationSet) -> Iterator[list[EvaluationItem]]:
-    items = EvaluationItem.objects.filter(evaluation_set=evaluation_set).order_by("position")
-    chunk: list[EvaluationItem] = []
-    for item in items.only("conversation", "chosen", "rejected", "subset").iterator(
-        chunk_size=CHUNK_PAIRS
-    ):
-        chunk.append(item)
-        if len(chunk) == CHUNK_PAIRS:
-            yield chunk
-            chunk = []
-    if chunk:
+def _evaluation_targets(set_ids: Sequence[int]) -> QuerySet[EvaluationItem]:
+    return EvaluationItem.objects.filter(evaluation_set_id__in=list(set_ids))
+
+
+def _chunk_size() -> int:
+    # The pool's scoring step (SCORE_CHUNK), at most CHUNK_PAIRS: pairs are two transcripts.
+    return max(1, min(CHUNK_PAIRS, score_chunk_size()))
+
+
+def _item_chunks(items: QuerySet[EvaluationItem], after: int = 0) -> Iterator[list[EvaluationItem]]:
+    """The items in id order, ``_chunk_size()`` at a time, by keyset pagination."""
+    size = _chunk_size()
+    while True:
+        chunk = list(
+            items.filter(id__gt=after)
+            .order_by("id")
+            .only("id", "evaluation_set_id", "conversation", "chosen", "rejected", "subset")[:size]
+        )
+        if not chunk:
+            return
         yield chunk
+        after = chunk[-1].pk
+
+
+def _chunk_counts(model: Any, chunk: Sequence[EvaluationItem]) -> dict[str, SubsetCounts]:
+    """Correct and scored pairs of the chunk per set (keyed by its id, as text) and subset."""
+    batch = [(item.conversation, item.chosen, item.rejected) for item in chunk]
+    probabilities = [float(p) for p in model.prob_a_better_batch(batch)]
+    by_set: dict[str, tuple[list[float], list[str]]] = {}
+    for item, p in zip(chunk, probabilities, strict=True):
+        values, subsets = by_set.setdefault(str(item.evaluation_set_id), ([], []))
+        values.append(p)
+        subsets.append(item.subset)
+    return {key: subset_counts(values, subsets) for key, (values, subsets) in by_set.items()}
+
+
+def _counts_add(total: dict[str, SubsetCounts], part: dict[str, SubsetCounts]) -> None:
+    for key, counts in part.items():
+        total[key] = counts_merge(total.get(key, {}), counts)
 
 
 def evaluation_work(job: Job):  # noqa: ANN201 - a JobWork callable
-    version = ModelVersion.objects.select_related("campaign").filter(
-        pk=job.params.get("version")
-    ).first()
+    version = (
+        ModelVersion.objects.select_related("campaign").filter(pk=job.params.get("version")).first()
+    )
     if version is None:
         raise JobError(f"model version {job.params.get('version')} no longer exists")
     sets = list(EvaluationSet.objects.filter(pk__in=job.params.get("sets", [])).order_by("name"))
 
     def work(context: JobContext) -> dict[str, Any]:
-        from scoring.reward_model import load_scorer
-
         if not sets:
             return {"version": version.number, "sets": {}}
-        with context.stage(0.0, 0.05, f"loading model version {version.number}"):
-            model = load_scorer(version.checkpoint)
-        total = sum(item.pairs_count for item in sets)
-        done = 0
+        if job.stage == Job.Stage.MAIN:
+            _hand_off_large(context, sets)
+            counts = _evaluate_here(context, version, sets)
+            sha256 = {str(item.pk): item.sha256 for item in sets}
+        else:  # the last part, once every shard is done
+            counts = {}
+            for part in JobShard.objects.filter(job=job).values_list("result", flat=True):
+                _counts_add(counts, (part or {}).get("counts", {}))
+            sha256 = (job.result or {}).get("set_sha256", {})
         summaries: dict[str, Any] = {}
         for evaluation_set in sets:
-            sha256 = evaluation_set.sha256
-            probabilities: list[float] = []
-            subsets: list[str] = []
-            for chunk in _item_chunks(evaluation_set):
-                context.check()
-                batch = [(item.conversation, item.chosen, item.rejected) for item in chunk]
-                probabilities.extend(float(p) for p in model.prob_a_better_batch(batch))
-                subsets.extend(item.subset for item in chunk)
-                done += len(chunk)
-                context.progress(
-                    0.05 + 0.95 * done / max(total, 1), f"{evaluation_set.name}: {done}/{total}"
+            key = str(evaluation_set.pk)
+            report = report_from_counts(counts.get(key, {}))
+            stored = None
+            if key in sha256 and report["n"] == evaluation_set.pairs_count:
+                stored = evaluation_result_store(
+                    version=version,
+                    evaluation_set=evaluation_set,
+                    sha256=sha256[key],
+                    report=report,
+                    job=job,
                 )
-            report = accuracy_report(probabilities, subsets)
-            result = evaluation_result_store(
-                version=version, evaluation_set=evaluation_set, sha256=sha256, report=report,
-                job=job,
+            if stored is None:
+                context.log(f"{evaluation_set.name} changed while it was scored; not stored")
+                continue
+            summaries[evaluation_set.name] = report
+            context.log(
+                f"{evaluation_set.name}: accuracy {report['accuracy']:.3f} "
+                f"[{report['ci_low']:.3f}, {report['ci_high']:.3f}] on {report['n']} pairs"
             )
-            if result is not None:
-                summaries[evaluation_set.name] = report
-                context.log(
-                    f"{evaluation_set.name}: accuracy {report['accuracy']:.3f} "
-                    f"[{report['ci_low']:.3f}, {report['ci_high']:.3f}] on {report['n']} pairs"
-                )
-        return {"version": version.number, "sets": summaries}
+        result: dict[str, Any] = {"version": version.number, "sets": summaries}
+        if job.stage != Job.Stage.MAIN:
+            summary = shards_summary(job)
+            result.update(shards=summary["shards"], workers=summary["workers"])
+        return result
+
+    return work
+
+
+def _hand_off_large(context: JobContext, sets: Sequence[EvaluationSet]) -> None:
+    """Give a job over more than its shard size of pairs to shards (raises JobHandedOff)."""
+    job = context.job
+    size = shard_size_of(job.params)
+    if sum(item.pairs_count for item in sets) <= size:
+        return
+    # Each set's content when planned: a set replaced meanwhile is not stored.
+    job.result = {
+        **(job.result or {}),
+        "set_sha256": {str(item.pk): item.sha256 for item in sets},
+    }
+    shards = job_hand_off_to_shards(
+        context=context,
+        targets=_evaluation_targets([item.pk for item in sets]),
+        size=size,
+        progress_range=(0.0, 0.95),
+        queue=context.queue,
+        inline=context.inline,
+    )
+    if shards:
+        raise JobHandedOff(f"job {job.pk} continues in {shards} shards")
+
+
+def _evaluate_here(
+    context: JobContext, version: ModelVersion, sets: Sequence[EvaluationSet]
+) -> dict[str, SubsetCounts]:
+    with context.stage(0.0, 0.05, f"loading model version {version.number}"):
+        model = version_model(version)
+    total = sum(item.pairs_count for item in sets)
+    counts: dict[str, SubsetCounts] = {}
+    done = 0
+    for evaluation_set in sets:
+        for chunk in _item_chunks(_evaluation_targets([evaluation_set.pk])):
+            context.check()
+            _counts_add(counts, _chunk_counts(model, chunk))
+            done += len(chunk)
+            context.progress(
+                0.05 + 0.95 * done / max(total, 1), f"{evaluation_set.name}: {done}/{total}"
+            )
+    return counts
+
+
+def evaluation_shard_work(shard: JobShard) -> ShardWork:
+    """Score the shard's pairs; store their correct and scored counts per set and subset."""
+    job = shard.job
+    version = ModelVersion.objects.select_related("campaign").filter(
+        pk=job.params.get("version")
+    ).first()
+    if version is None:
+        raise JobError(f"model version {job.params.get('version')} no longer exists")
+    items = _evaluation_targets(job.params.get("sets", [])).filter(
+        id__gte=shard.first_id, id__lte=shard.last_id
+    )
+
+    def work(context: ShardContext) -> None:
+        model = version_model(version)
+        counts: dict[str, SubsetCounts] = {}
+        scored = 0
+        # Counted in memory and written once: a shard taken over starts again from zero.
+        for chunk in _item_chunks(items, after=shard.first_id - 1):
+            context.check()
+            _counts_add(counts, _chunk_counts(model, chunk))
+            scored += len(chunk)
+        context.check()
+        context.store_result({"counts": counts}, scored=scored)
 
     return work
 
@@ -284,5 +431,19 @@ def evaluation_result_store(
     return result
 
 
-def evaluation_run(*, job_id: int, worker: str, reraise: bool = True) -> JobClaim:
-    return job_run(job_id=job_id, worker=worker, work_for=evaluation_work, reraise=reraise)
+def evaluation_run(
+    *, job_id: int, worker: str, reraise: bool = True, queue: str | None = None
+) -> JobClaim:
+    """Claim the job and run it. An inline worker (``inline:…``) runs the job's shards itself,
+    then its last part; a Celery worker leaves them to the shard tasks."""
+    claim = job_run(
+        job_id=job_id, worker=worker, work_for=evaluation_work, reraise=reraise, queue=queue
+    )
+    job = claim.job
+    if not worker.startswith("inline:") or job is None:
+        return claim
+    job.refresh_from_db()
+    if job.status == Job.Status.RUNNING and job.stage == Job.Stage.SHARDS:
+        shards_run_inline(job=job, worker=worker, work_for=evaluation_shard_work)
+        claim = job_run(job_id=job_id, worker=worker, work_for=evaluation_work, reraise=reraise)
+    return claim

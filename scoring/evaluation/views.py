@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
@@ -11,10 +13,10 @@ from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
+from core.http import error_into
 from core.requests import SignedInRequest
-from scoring.evaluation.reading import EvaluationSetError, read_evaluation_set
 from scoring.evaluation.selectors import evaluation_table
-from scoring.evaluation.services import evaluation_set_upload
+from scoring.evaluation.services import evaluation_set_read_upload, evaluation_set_upload
 
 
 class EvaluationSetForm(forms.Form):
@@ -57,17 +59,21 @@ def evaluation_set_upload_view(request: SignedInRequest, campaign_id: int) -> Ht
         return _render(request, campaign, form=form, error="Choose a file.", status=400)
     upload = form.cleaned_data["file"]
     filename = upload.name or "evaluation.jsonl"
-    try:
-        records = read_evaluation_set(upload, filename=filename)
-        evaluation_set = evaluation_set_upload(
+    refused: dict[str, Any] = {}
+    with error_into(refused):
+        records = evaluation_set_read_upload(upload=upload, filename=filename)
+        refused["set"] = evaluation_set_upload(
             campaign=None if form.cleaned_data["shared"] else campaign,
             name=form.cleaned_data["name"] or filename,
             records=records,
             filename=filename,
             user=request.user,
         )
-    except EvaluationSetError as error:
-        return _render(request, campaign, form=form, error=str(error), status=400)
+    if "error" in refused:
+        return _render(
+            request, campaign, form=form, error=refused["error"], status=refused["error_status"]
+        )
+    evaluation_set = refused["set"]
     message = (
         f"{evaluation_set.name}: {evaluation_set.pairs_count} pairs in "
         f"{len(evaluation_set.subsets)} subsets; ready versions are being evaluated."

@@ -302,6 +302,12 @@ class ShardContext:
         ):
             raise JobLost(f"shard {self.shard.pk} is no longer owned by this worker")
 
+    def store_result(self, result: dict[str, Any], *, scored: int) -> None:
+        """Set the shard's result and its count of scored pairs (a shard run again after its
+        worker was lost overwrites both, so nothing counts twice); raises if lost."""
+        if not _owned_shard(self.shard).update(result=result, scored=scored):
+            raise JobLost(f"shard {self.shard.pk} is no longer owned by this worker")
+
     def heartbeat(self) -> AbstractContextManager[None]:
         """Beat in a background thread while the shard's code runs (the job's too)."""
         return fenced_heartbeat(row=f"shard {self.shard.pk}", poll=self._poll)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scoring.jobs.runner import JobClaim, JobContext, JobError, JobWork, job_run, worker_name
-from scoring.jobs.shards import ShardClaim, shard_run, shards_run_inline
+from scoring.jobs.shards import shards_run_inline
 from scoring.loop.pool_scoring import (
     pool_score_hand_off,
     pool_score_summary,
@@ -85,10 +85,6 @@ def model_job_run(
     return job_run(
         job_id=job_id, worker=worker, work_for=job_work_for, reraise=reraise, queue=queue
     )
-
-
-def shard_job_run(*, shard_id: int, worker: str) -> ShardClaim:
-    return shard_run(shard_id=shard_id, worker=worker, work_for=shard_score_work)
 
 
 def job_run_inline(*, job: Job) -> Job:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "arbiter_onnx.json"
 QUANTIZATIONS = ("int8", "int8-dynamic")
+# Encoders whose graphs ONNX Runtime's transformer optimizer fuses with its "bert" patterns.
+FUSABLE_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta"})
 # Input channels per int8 weight block (each block has its own scale).
 INT8_BLOCK = 32
 DEFAULT_OPSET = 17
@@ -91,18 +93,26 @@ def export_onnx(
     final_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.partial-", dir=final_path.parent))
     try:
-        traced = staging / "float32.onnx"
-        _trace(model, traced, opset=opset)
-        if quantize is not None:
-            _quantize(traced, staging / ONNX_FILE, quantize)
+        traced = staging / "traced.onnx"
+        config = model.model.config.get_text_config()
+        fusable = config.model_type in FUSABLE_MODEL_TYPES
+        _trace(model, traced, opset=opset, eager_attention=fusable)
+        graph, fusions = traced, {}
+        if fusable:
+            graph = staging / "fused.onnx"
+            fusions = _fuse(traced, graph, config)
             traced.unlink()
+        if quantize is not None:
+            _quantize(graph, staging / ONNX_FILE, quantize)
+            graph.unlink()
         else:
-            os.rename(traced, staging / ONNX_FILE)
+            os.rename(graph, staging / ONNX_FILE)
         model.tokenizer.save_pretrained(staging)
         model.model.config.save_pretrained(staging)
         manifest = {
             "format": "onnx",
             "quantization": quantize,
+            "fusions": fusions,
             "opset": opset,
             "max_length": model.max_length,
             "inputs": ["input_ids", "attention_mask"],
@@ -132,7 +142,15 @@ def _quantize(source: Path, target: Path, quantize: str) -> None:
         if quantize == "int8-dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(
+                source,
+                target,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                # The fused nodes are ONNX Runtime's own (com.microsoft): shape inference
+                # cannot type their outputs, which are float32.
+                extra_options={"DefaultTensorType": 1},  # onnx.TensorProto.FLOAT
+            )
             return
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -150,13 +168,49 @@ def _quantize(source: Path, target: Path, quantize: str) -> None:
         logging.disable(logging.NOTSET)
 
 
-def _trace(model: RewardModel, target: Path, *, opset: int) -> None:
+def _fuse(source: Path, target: Path, config: PretrainedConfig) -> dict[str, int]:
+    """Rewrite a BERT-style graph with ONNX Runtime's transformer fusions (one ``Attention``
+    node per layer, ``SkipLayerNormalization``, ``BiasGelu``, ``EmbedLayerNormalization``);
+    returns how many of each it made. The graph computes the same function; the fused kernels
+    skip the dozens of small nodes (reshapes, transposes, masks) the tracer writes per layer."""
+    import logging
+
+    from onnxruntime.transformers import optimizer
+
+    logging.disable(logging.WARNING)  # the optimizer reports every pattern it tries
+    try:
+        optimized = optimizer.optimize_model(
+            str(source),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            # ONNX Runtime's basic, hardware-independent rewrites first (constant folding,
+            # redundant nodes), then the Python fusions.
+            opt_level=1,
+            use_gpu=False,
+        )
+        fusions = {
+            name: int(count)
+            for name, count in optimized.get_fused_operator_statistics().items()
+            if count
+        }
+        optimized.save_model_to_file(str(target), use_external_data_format=False)
+    finally:
+        logging.disable(logging.NOTSET)
+    return fusions
+
+
+def _trace(model: RewardModel, target: Path, *, opset: int, eager_attention: bool = False) -> None:
     import copy
 
     import torch
 
     # A float32 CPU copy: the serving model may be bf16 or on a GPU, and must stay as it is.
     network = copy.deepcopy(model.model).to(device="cpu", dtype=torch.float32).eval()
+    if eager_attention:
+        # The eager attention's MatMul/Softmax graph is the pattern ONNX Runtime's optimizer
+        # fuses into one Attention node; the SDPA path traces into a form it does not match.
+        network.set_attn_implementation("eager")
     pad_id = model.tokenizer.pad_token_id
     # Two rows of different lengths, so padding and masking are part of the traced graph.
     input_ids = torch.arange(100, 116).repeat(2, 1)
@@ -275,6 +329,9 @@ class OnnxRewardModel:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Idle pool threads sleep instead of spinning: on a CPU shared with other processes
+        # (web, workers, the database) spinning threads burn the time slices the work needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(
             str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"]
         )

@@ -20,7 +20,9 @@ from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
     time_limit=settings.TRAINING_TIME_LIMIT_S + 120,
 )
 def evaluate_model_task(self: Task, job_id: int) -> None:
-    claim = evaluation_run(job_id=job_id, worker=worker_name(self.request.hostname))
+    # The queue it came from: a sharded evaluation sends its shards to the same one.
+    queue = (self.request.delivery_info or {}).get("routing_key") or None
+    claim = evaluation_run(job_id=job_id, worker=worker_name(self.request.hostname), queue=queue)
     if claim.outcome == ClaimOutcome.BUSY:
         raise self.retry(countdown=claim.retry_in, max_retries=None)
 

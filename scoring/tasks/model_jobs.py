@@ -14,8 +14,12 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from scoring.evaluation.services import evaluation_shard_work
 from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
-from scoring.loop.model_jobs import model_job_run, shard_job_run
+from scoring.jobs.shards import ShardWork, shard_run
+from scoring.loop.model_jobs import model_job_run
+from scoring.loop.pool_scoring import shard_score_work
+from scoring.models import Job, JobShard
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 
@@ -65,10 +69,20 @@ def run_round_loop_task(self: Task, job_id: int) -> None:
 
 
 
+def _shard_work(shard: JobShard) -> ShardWork:
+    # An evaluation's shards score evaluation pairs; every other job's shards score the pool.
+    if shard.job.kind == Job.Kind.EVALUATE:
+        return evaluation_shard_work(shard)
+    return shard_score_work(shard)
+
+
 @shared_task(name="scoring.score_shard", **_MODEL_TASK_OPTIONS)
 def score_shard_task(self: Task, shard_id: int) -> None:
-    """One shard of a score stage (``scoring.jobs.shards``); any gpu worker takes it."""
-    claim = shard_job_run(shard_id=shard_id, worker=worker_name(self.request.hostname))
+    """One shard of a score stage or an evaluation (``scoring.jobs.shards``); any gpu worker
+    takes it."""
+    claim = shard_run(
+        shard_id=shard_id, worker=worker_name(self.request.hostname), work_for=_shard_work
+    )
     if claim.outcome == "busy":
         # A live worker holds it; look again once its heartbeat would be stale (taken over).
         raise self.retry(countdown=claim.retry_in, max_retries=None)

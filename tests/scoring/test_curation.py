@@ -311,15 +311,20 @@ def test_only_admins_upload_evaluation_sets_and_start_curation(
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     url = f"/api/campaigns/{campaign.pk}/evaluation-sets"
+    rows = b"".join(
+        json.dumps({"prompt": f"{word} prompt", "chosen": "yes", "rejected": "no"}).encode()
+        + b"\n"
+        for word in ("first", "second")
+    )
     for user in (annotator_a, expert):
-        upload = SimpleUploadedFile("set.txt", b"a prompt\n")
+        upload = SimpleUploadedFile("set.jsonl", rows)
         assert api_client_for(user).post(url, {"file": upload, "name": "x"}).status_code == 404
         assert api_client_for(user).post(
             f"/api/campaigns/{campaign.pk}/curations", {}, format="json"
         ).status_code == 404
-    upload = SimpleUploadedFile("set.txt", b"first prompt\nsecond prompt\n")
+    upload = SimpleUploadedFile("set.jsonl", rows)
     response = api_client_for(admin_user).post(url, {"file": upload, "name": "bench"})
-    assert response.status_code == 201 and response.data["prompts"] == 2
+    assert response.status_code == 201 and response.json()["pairs_count"] == 2
 
     response = api_client_for(admin_user).post(
         f"/api/campaigns/{campaign.pk}/curations", {"recycle": True}, format="json"

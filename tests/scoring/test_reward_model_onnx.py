@@ -68,6 +68,10 @@ def test_an_exported_model_loads_through_load_scorer_and_not_as_a_torch_model(
 
 def test_onnx_float32_rewards_match_torch_within_1e3(tiny: RewardModel, tmp_path: Path) -> None:
     onnx_model = load_scorer(export_onnx(tiny, tmp_path / "onnx"))
+    # A BERT encoder is fused: one Attention node per layer, fused layer norms and GELU.
+    fusions = read_manifest(tmp_path / "onnx")["fusions"]
+    layers = tiny.model.config.num_hidden_layers
+    assert fusions["Attention"] == layers and fusions["SkipLayerNormalization"] == 2 * layers
     items = [(CONVERSATION, response) for response in RESPONSES]
     expected = tiny.score_batch(items)
     got = onnx_model.score_batch(items)
@@ -88,6 +92,7 @@ def test_a_decoder_reward_model_exports_too(tmp_path: Path) -> None:
     model = RewardModel.from_base(base, device="cpu", max_length=64)
     model.precision = "float32"
     onnx_model = load_scorer(export_onnx(model, tmp_path / "onnx"))
+    assert read_manifest(tmp_path / "onnx")["fusions"] == {}  # not a BERT-style graph
     items = [(CONVERSATION, response) for response in RESPONSES]
     np.testing.assert_allclose(onnx_model.score_batch(items), model.score_batch(items), atol=1e-3)
 
