@@ -20,6 +20,7 @@ from django_htmx.http import trigger_client_event
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
 from scoring.dashboard.selectors import (
+    loop_effect_panel,
     BUCKET_LABELS,
     agreement_panel,
     annotator_table,
@@ -130,6 +131,7 @@ PANELS: dict[str, Callable[[Campaign], dict[str, Any]]] = {
     "annotators": lambda campaign: {"annotators": annotator_table(campaign=campaign)},
     "experts": lambda campaign: {"experts": expert_queue_health(campaign=campaign)},
     "models": _models_context,
+    "loop-effect": lambda campaign: {"effect": loop_effect_panel(campaign=campaign)},
     "curation": lambda campaign: {"silver": silver_summary(campaign=campaign)},
     "exports": lambda campaign: {"exports": exports_recent(campaign=campaign)},
 }
