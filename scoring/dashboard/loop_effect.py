@@ -34,9 +34,9 @@ from scoring.models import ModelVersion, PairScore
 SLICES = (Pair.Selection.PRIORITY, Pair.Selection.RANDOM)
 
 
-def _slice_figures(rows: list[tuple[int, int | None, float | None]], scores: dict[int, float]) -> (
-    dict[str, Any]
-):
+def _slice_figures(
+    rows: list[tuple[int, int | None, float | None]], scores: dict[int, float]
+) -> dict[str, Any]:
     """rows: (pair id, consensus preference, disagreement) of one slice."""
     judged = [(pair_id, preference) for pair_id, preference, _ in rows if preference]
     scored = [(pair_id, preference) for pair_id, preference in judged if pair_id in scores]
@@ -98,8 +98,10 @@ def _heldout_change(
     if not n_new or not n_old:
         return None
     change = proportion_difference(
-        round(trained.heldout_accuracy * n_new), n_new,
-        round(previous.heldout_accuracy * n_old), n_old,
+        round(trained.heldout_accuracy * n_new),
+        n_new,
+        round(previous.heldout_accuracy * n_old),
+        n_old,
     )
     value, low, high = change
     sentence = (
@@ -118,8 +120,8 @@ def _heldout_change(
 
 def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
     """Per round, both slices' figures and the sentences comparing them (module docstring)."""
-    rows_by_round: dict[int, dict[str, list[tuple[int, int | None, float | None]]]] = (
-        defaultdict(lambda: defaultdict(list))
+    rows_by_round: dict[int, dict[str, list[tuple[int, int | None, float | None]]]] = defaultdict(
+        lambda: defaultdict(list)
     )
     for pair_id, round_id, selection, preference, disagreement in (
         Pair.objects.filter(campaign=campaign, round__isnull=False, selection__in=SLICES)
@@ -145,15 +147,15 @@ def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
         hit_difference = None
         if prioritised["scored"] and random_["scored"]:
             hit_difference = proportion_difference(
-                prioritised["mispredicted"], prioritised["scored"],
-                random_["mispredicted"], random_["scored"],
+                prioritised["mispredicted"],
+                prioritised["scored"],
+                random_["mispredicted"],
+                random_["scored"],
             )
         disagreement_difference = bootstrap_mean_difference(
             prioritised["disagreements"], random_["disagreements"]
         )
-        trained = next(
-            (v for v in reversed(versions) if v.round_id == round_.pk), None
-        )
+        trained = next((v for v in reversed(versions) if v.round_id == round_.pk), None)
         previous = (
             next((v for v in reversed(versions) if v.number < trained.number), None)
             if trained is not None

@@ -20,12 +20,12 @@ from django_htmx.http import trigger_client_event
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
 from scoring.dashboard.selectors import (
-    loop_effect_panel,
     BUCKET_LABELS,
     agreement_panel,
     annotator_table,
     dashboard_campaigns,
     expert_queue_health,
+    loop_effect_panel,
     models_panel,
     progress_summary,
     require_admin,

@@ -31,9 +31,7 @@ def _summary(correct: int, n: int) -> dict[str, float | int]:
     return {"accuracy": correct / n if n else 0.0, "n": n, "ci_low": low, "ci_high": high}
 
 
-def accuracy_report(
-    p_chosen_better: Sequence[float], subsets: Sequence[str]
-) -> dict[str, object]:
+def accuracy_report(p_chosen_better: Sequence[float], subsets: Sequence[str]) -> dict[str, object]:
     """``{"accuracy", "n", "ci_low", "ci_high", "subsets": {name: {same keys}}}``.
 
     A pair counts as correct when the model gives the chosen response the higher reward

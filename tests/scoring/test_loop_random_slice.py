@@ -35,9 +35,10 @@ def test_the_random_slice_is_not_the_top_of_the_priority_order(db):
     assert not random_ids <= set(by_priority[:20])
     # A second round draws again; the pairs returned to the pool lose their mark.
     round_close(campaign=campaign)
-    assert Pair.objects.filter(campaign=campaign, round__isnull=True).exclude(
-        selection=""
-    ).count() == 0
+    assert (
+        Pair.objects.filter(campaign=campaign, round__isnull=True).exclude(selection="").count()
+        == 0
+    )
     second = round_open_next(campaign=campaign)
     assert Pair.objects.filter(round=second, selection="random").count() == 5
 
@@ -46,7 +47,9 @@ def test_a_share_of_zero_takes_the_whole_round_by_priority(db):
     campaign = CampaignFactory(round_size=4, random_slice_share=0.0)
     pairs = _pool(campaign, 10)
     opened = round_open_next(campaign=campaign)
-    chosen = set(Pair.objects.filter(round=opened, selection="priority").values_list("id", flat=True))
+    chosen = set(
+        Pair.objects.filter(round=opened, selection="priority").values_list("id", flat=True)
+    )
     assert chosen == {pair.pk for pair in pairs[-4:]}
     assert random_slice_size(size=500, share=0.1) == 50
     assert random_slice_size(size=4, share=0.1) == 0
@@ -56,8 +59,10 @@ def test_a_share_of_zero_takes_the_whole_round_by_priority(db):
 def _settle(pair_ids, preference, disagreement):
     # The test plays the humans' verdicts directly (labels are tested elsewhere).
     Pair.objects.filter(pk__in=pair_ids).update(
-        status=Pair.Status.COMPLETE, consensus_preference=preference,
-        provenance=Pair.Provenance.UNANIMOUS, disagreement=disagreement,
+        status=Pair.Status.COMPLETE,
+        consensus_preference=preference,
+        provenance=Pair.Provenance.UNANIMOUS,
+        disagreement=disagreement,
     )
 
 
@@ -65,8 +70,12 @@ def test_the_dashboard_counts_each_slice_apart(db):
     campaign = CampaignFactory(round_size=40, random_slice_share=0.5)
     pool = _pool(campaign, 100)
     version = ModelVersion.objects.create(
-        campaign=campaign, number=1, base="tiny", checkpoint="/nowhere",
-        heldout_accuracy=0.6, metrics={"heldout": {"n": 50}},
+        campaign=campaign,
+        number=1,
+        base="tiny",
+        checkpoint="/nowhere",
+        heldout_accuracy=0.6,
+        metrics={"heldout": {"n": 50}},
     )
     # The model prefers A everywhere: a pair humans settle for B is one it mispredicted.
     PairScore.objects.bulk_create(
@@ -84,13 +93,24 @@ def test_the_dashboard_counts_each_slice_apart(db):
     _settle([p.pk for p in drawn[4:]], 2, 0.0)
     # A version trained after the round, better on held-out gold.
     ModelVersion.objects.create(
-        campaign=campaign, number=2, base="tiny", checkpoint="/nowhere", round=opened,
-        heldout_accuracy=0.7, metrics={"heldout": {"n": 50}},
+        campaign=campaign,
+        number=2,
+        base="tiny",
+        checkpoint="/nowhere",
+        round=opened,
+        heldout_accuracy=0.7,
+        metrics={"heldout": {"n": 50}},
     )
     # A gold model is no loop version: it is neither "the model that chose" nor compared.
     ModelVersion.objects.create(
-        campaign=campaign, number=3, base="tiny", checkpoint="/nowhere", round=opened,
-        kind=ModelVersion.Kind.GOLD, heldout_accuracy=0.99, metrics={"heldout": {"n": 50}},
+        campaign=campaign,
+        number=3,
+        base="tiny",
+        checkpoint="/nowhere",
+        round=opened,
+        kind=ModelVersion.Kind.GOLD,
+        heldout_accuracy=0.99,
+        metrics={"heldout": {"n": 50}},
     )
 
     (report,) = loop_effect(campaign=campaign)["rounds"]
