@@ -172,6 +172,8 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     """Make this version the campaign's active one (and no other)."""
     if version.status != ModelVersion.Status.READY:
         raise RegistryError(f"v{version.number} is {version.status}; only ready versions run")
+    if version.kind == ModelVersion.Kind.GOLD:
+        raise RegistryError(f"v{version.number} is Stage 2's gold model; it never serves")
     if not Path(version.checkpoint).is_dir():
         raise RegistryError(f"the checkpoint of v{version.number} is missing on disk")
     with transaction.atomic():
@@ -192,7 +194,10 @@ def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
         raise RegistryError("no active version to roll back from")
     previous = (
         ModelVersion.objects.filter(
-            campaign=campaign, number__lt=active.number, status=ModelVersion.Status.READY
+            campaign=campaign,
+            number__lt=active.number,
+            status=ModelVersion.Status.READY,
+            kind=ModelVersion.Kind.LOOP,
         )
         .order_by("-number")
         .first()

@@ -271,7 +271,7 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
         key = encoder_key(base, model.max_length)
         head_mode = False
     else:
-        model, metrics, key, head_mode = _train_in_process(
+        model, metrics, key, head_mode = train_in_process(
             base=base, data=data, heldout=heldout, config=config, params=params, context=context
         )
     if metrics.cancelled:
@@ -312,7 +312,7 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
     return TrainedModel(version, model)
 
 
-def _train_in_process(
+def train_in_process(
     *, base: Path, data: JudgedPairs, heldout: JudgedPairs, config: Any, params: dict[str, Any],
     context: JobContext,
 ) -> tuple[Any, Any, str, bool]:

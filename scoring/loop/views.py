@@ -17,6 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
 from scoring.jobs.runner import JobError, job_cancel
+from scoring.loop.cross_validation import cross_validation_jobs
 from scoring.loop.registry import (
     RegistryError,
     model_version_activate,
@@ -53,7 +54,11 @@ def campaign_models(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     if request.htmx:
         return render(request, "scoring/_model_versions.html", _versions_context(campaign))
-    context = {**_versions_context(campaign), **_job_context(current_model_job(campaign=campaign))}
+    context = {
+        **_versions_context(campaign),
+        **_job_context(current_model_job(campaign=campaign)),
+        "cross_validations": cross_validation_jobs(campaign=campaign),
+    }
     return render(request, "scoring/models.html", context)
 
 

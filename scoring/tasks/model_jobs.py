@@ -64,6 +64,10 @@ def run_round_loop_task(self: Task, job_id: int) -> None:
     _run_model_job(self, job_id)
 
 
+@shared_task(name="scoring.cross_validate", **_MODEL_TASK_OPTIONS)
+def cross_validate_task(self: Task, job_id: int) -> None:
+    _run_model_job(self, job_id)
+
 
 @shared_task(name="scoring.score_shard", **_MODEL_TASK_OPTIONS)
 def score_shard_task(self: Task, shard_id: int) -> None:
