@@ -83,7 +83,11 @@ def cross_validate_job_work(context: JobContext) -> dict[str, Any]:
         start, end = fold / params.folds, (fold + 1) / params.folds
         with context.stage(start, end, f"fold {fold + 1} of {params.folds}"):
             model, _metrics, key, head_mode = train_in_process(
-                base=base, data=train, heldout=held_out, config=config, params=job.params,
+                base=base,
+                data=train,
+                heldout=held_out,
+                config=config,
+                params=job.params,
                 context=context,
             )
             context.check()
@@ -91,7 +95,9 @@ def cross_validate_job_work(context: JobContext) -> dict[str, Any]:
         assert report is not None  # noqa: S101 - every fold holds two pairs or more
         accuracies.append(float(report["accuracy"]))
         sizes.append(len(held_out))
-        context.log(f"fold {fold + 1}: held-out accuracy {report['accuracy']:.3f} on {len(held_out)}")
+        context.log(
+            f"fold {fold + 1}: held-out accuracy {report['accuracy']:.3f} on {len(held_out)}"
+        )
     values = np.array(accuracies)
     mean, spread = float(values.mean()), float(values.std(ddof=1))
     context.log(f"mean held-out accuracy {mean:.3f} ± {spread:.3f} (std over folds)")
@@ -114,4 +120,3 @@ def cross_validation_jobs(*, campaign: Campaign, limit: int = 5) -> list[Job]:
     return list(
         Job.objects.filter(campaign=campaign, kind=Job.Kind.CROSS_VALIDATE).order_by("-id")[:limit]
     )
-

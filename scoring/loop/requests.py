@@ -1,5 +1,6 @@
-"""Starting model jobs (train, score, loop): ``training_request``, ``scoring_request`` and
-``loop_request`` ("Retrain now") and ``cross_validation_request`` create the job row and enqueue its task after commit. A second
+"""Starting model jobs (train, score, loop, cross-validation): ``training_request``,
+``scoring_request``, ``loop_request`` ("Retrain now") and ``cross_validation_request`` create
+the job row and enqueue its task after commit. A second
 request while a model job of the campaign is queued or running returns that job instead of
 starting another (one model job at a time per campaign). ``scoring.loop.model_jobs`` runs them.
 Parameters are checked against the kind's schema (``scoring.loop.params``) before the row is
