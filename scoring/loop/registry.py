@@ -54,6 +54,7 @@ def model_version_register(
     metrics: dict[str, Any],
     heldout_accuracy: float | None,
     round_: Round | None = None,
+    kind: str = ModelVersion.Kind.LOOP,
 ) -> ModelVersion:
     """Save the checkpoint, then create the version row (see the module docstring).
 
@@ -92,6 +93,7 @@ def model_version_register(
                 label_snapshot=label_snapshot,
                 metrics=metrics,
                 heldout_accuracy=heldout_accuracy,
+                kind=kind,
             )
             version.full_clean(exclude=["campaign", "job", "round"])
             version.save()
