@@ -7,7 +7,7 @@ import hashlib
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from django.db.models import Q, QuerySet
@@ -26,7 +26,11 @@ from scoring.datasets.curation.consistency import (
     ProgressCallback,
     curation_verdicts,
 )
-from scoring.datasets.curation.decontamination import EvaluationIndex, evaluation_index
+from scoring.datasets.curation.decontamination import (
+    EvaluationIndex,
+    evaluation_index,
+    turn_texts,
+)
 from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.loop.pool_scoring import silver_pool
 
@@ -52,12 +56,6 @@ def dedupe_key(conversation: Sequence[Mapping[str, str]], response_a: str, respo
     first, second = sorted((response_a, response_b))
     digest = hashlib.blake2b(canonical_json(conversation, first, second), digest_size=8)
     return int.from_bytes(digest.digest(), "big")
-
-
-def _turn_texts(conversation: Any) -> list[str]:
-    return [
-        str(turn.get("content", "")) for turn in conversation or [] if isinstance(turn, Mapping)
-    ]
 
 
 @dataclass
@@ -100,7 +98,7 @@ def _screen(
     rows = pool.order_by("pk").values_list("pk", "conversation", "response_a", "response_b")
     for pair_id, conversation, response_a, response_b in rows.iterator(chunk_size=2000):
         result.pool += 1
-        if index.contaminates(_turn_texts(conversation)):
+        if index.contaminates(turn_texts(conversation)):
             contaminated.append(pair_id)
             continue
         key = dedupe_key(conversation, response_a, response_b)
