@@ -115,7 +115,7 @@ class DuplicateFinder:
         if key in self._exact:
             return EXACT
         self._exact.add(key)
-        if self._lsh is None:
+        if self._lsh is None or self.threshold is None:
             return None
         sketch = pair_sketch(conversation, response_a, response_b, num_perm=self.num_perm)
         # datasketch keeps 32 bits of each hash value.
