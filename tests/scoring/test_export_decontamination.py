@@ -206,3 +206,47 @@ def test_an_export_drops_exact_and_near_duplicates_and_counts_them(campaign, ann
     assert exported == {first.pk, swapped.pk, near.pk, other.pk}
     with pytest.raises(InvalidExport, match="near_duplicate_threshold"):
         ExportFilters(near_duplicate_threshold=1.5)
+
+
+def test_curation_drops_a_silver_near_duplicate_of_a_verified_pair_when_asked(campaign, annotators):
+    import numpy as np
+
+    from scoring.datasets.curation import pool_curate
+
+    original, distinct = [pair for pair in _hh_pairs(40) if len(pair[1]) > 200][:2]
+    conversation, chosen, rejected = original
+    voted_pair(
+        campaign,
+        annotators,
+        [1, 1, 1],
+        consensus=1,
+        provenance="unanimous",
+        conversation=conversation,
+        response_a=chosen,
+        response_b=rejected,
+    )
+    near = PairFactory(
+        campaign=campaign,
+        status=Pair.Status.POOLED,
+        silver_preference=1,
+        conversation=conversation,
+        response_a=_edited(chosen),
+        response_b=rejected,
+    )
+    other = PairFactory(
+        campaign=campaign,
+        status=Pair.Status.POOLED,
+        silver_preference=1,
+        conversation=distinct[0],
+        response_a=distinct[1],
+        response_b=distinct[2],
+    )
+
+    def agree(items):
+        return np.full(len(items), 0.9)
+
+    result = pool_curate(campaign=campaign, gold=agree, best=agree, near_duplicate_threshold=0.8)
+    assert (result.duplicates, result.near_duplicates, result.kept) == (1, 1, 1)
+    near.refresh_from_db()
+    other.refresh_from_db()
+    assert (near.curation, other.curation) == ("duplicate", "kept")

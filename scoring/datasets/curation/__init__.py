@@ -11,7 +11,9 @@ The pool: pairs of a campaign that carry a source chosen/rejected label
 2. Deduplication on (conversation, chosen, rejected): ``content_hash`` already makes pairs
    unique within a campaign in one orientation; here the key ignores the A/B order, and a
    silver pair is dropped (``curation="duplicate"``) when an earlier silver pair or a
-   human-verified pair (labelled, gold or with a consensus) of the campaign has the same key.
+   human-verified pair (labelled, gold or with a consensus) of the campaign has the same key,
+   or, with ``near_duplicate_threshold``, nearly the same text (MinHash, ``near_duplicates``;
+   off by default here: a few hundred pairs a second is slow for a pool of millions).
    The human label wins.
 3. Consistency filter: the gold model and the best model each give p(A better). The gold
    model is trained by the curation job itself on human-verified pairs only (``gold_sources``:
@@ -77,10 +79,10 @@ from scoring.datasets.curation.jobs import (
     curation_create,
     curation_run,
 )
+from scoring.datasets.curation.near_duplicates import DuplicateFinder, dedupe_key
 from scoring.datasets.curation.pool import (
     CurationResult,
     curation_pool,
-    dedupe_key,
     pool_curate,
 )
 
@@ -93,6 +95,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DISCARDED",
     "DUPLICATE",
+    "DuplicateFinder",
     "EvaluationIndex",
     "KEPT",
     "MAX_EVALUATION_SET_BYTES",

@@ -76,6 +76,9 @@ class CurationParams(JobParams):
     shard_size: int | None = None  # None: settings.ARBITER["SHARD_SIZE"] (20,000)
     # Use the configured LLM judge (ARBITER_LLM_URL) when there is one.
     llm_judge: bool = True
+    # Drop near-duplicates too (MinHash, scoring.datasets.curation.near_duplicates); None: only
+    # exact repeats. Off by default: MinHash runs at a few hundred pairs a second.
+    near_duplicate_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("gold_version", "best_version"):
@@ -88,6 +91,9 @@ class CurationParams(JobParams):
             raise CurationError(f"unknown gold_sources {', '.join(unknown)}")
         if self.train_gold and self.gold_version is None and not self.gold_sources:
             raise CurationError("gold_sources must name at least one kind of verified pair")
+        threshold = self.near_duplicate_threshold
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise CurationError("near_duplicate_threshold must lie in (0, 1]")
         if self.gold_mode not in MODES:
             raise CurationError(f"gold_mode must be one of {', '.join(MODES)}")
         self.rules()  # checks the thresholds

@@ -139,6 +139,7 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 evaluation_sets=params.evaluation_sets,
                 recurate=params.recurate,
                 on_progress=on_progress,
+                near_duplicate_threshold=params.near_duplicate_threshold,
             )
         context.log(
             f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "

@@ -14,6 +14,7 @@ confirmed part by part.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +22,21 @@ from typing import Any
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
+from annotation.importers import canonical_json
 from scoring.datasets.curation.decontamination import normalised_words, word_ngrams
-from scoring.datasets.curation.pool import dedupe_key
 
 SHINGLE_WORDS = 5
 NUM_PERM = 128
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.8
 EXACT, NEAR = "exact", "near"
 _SCHEME = "affine32"  # datasketch 2's default: 32-bit hash values
+
+
+def dedupe_key(conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str) -> int:
+    """64 bits of a digest of the conversation and the two responses in either order."""
+    first, second = sorted((response_a, response_b))
+    digest = hashlib.blake2b(canonical_json(conversation, first, second), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 def text_shingles(texts: Iterable[str]) -> set[bytes]:
