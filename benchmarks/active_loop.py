@@ -260,7 +260,9 @@ def run_arm(
         job = job_run_inline(job=loop_request(campaign=campaign, params=params, enqueue=False))
         if job.status != Job.Status.SUCCEEDED:
             raise RuntimeError(f"loop job failed: {job.error}")
-        version = ModelVersion.objects.get(campaign=campaign, is_active=True)
+        # The newest version: the activation gate may keep a weak first one inactive.
+        version = ModelVersion.objects.filter(campaign=campaign).order_by("-number").first()
+        assert version is not None  # noqa: S101 - the job trained one
         results.append(
             {
                 "round": round_index,
