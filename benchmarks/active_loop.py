@@ -343,7 +343,7 @@ def summarise(runs: dict[tuple[int, str], list[dict[str, Any]]], args: argparse.
         "settled pairs the model that chose them had mispredicted (mean ± sd over seeds)",
         "",
         f"{'round':>5}  {'labelled':>8}  {'random':>15}  {'error-driven':>15}  "
-        f"{'difference':>15}  {'hit random':>15}  {'hit error-driven':>16}  {'retrieved':>9}",
+        f"{'difference':>15}  {'hit random':>19}  {'hit error-driven':>19}  {'retrieved':>9}",
     ]
     for round_index in range(args.rounds + 1):
         random_acc = [runs[(s, "random")][round_index]["accuracy"] for s in seeds]
@@ -360,13 +360,15 @@ def summarise(runs: dict[tuple[int, str], list[dict[str, Any]]], args: argparse.
             ]
             for arm in ("random", "error-driven")
         }
+        # Seeds whose first versions the activation gate kept inactive have no chooser yet.
         hit_random, hit_driven = (
-            spread(hits[arm]) if hits[arm] else "–" for arm in ("random", "error-driven")
+            f"{spread(hits[arm])} n={len(hits[arm])}" if hits[arm] else "–"
+            for arm in ("random", "error-driven")
         )
         lines.append(
             f"{round_index:>5}  {labelled:>8}  {spread(random_acc):>15}  "
-            f"{spread(driven_acc):>15}  {spread(difference):>15}  {hit_random:>15}  "
-            f"{hit_driven:>16}  {retrieved:>9.0f}"
+            f"{spread(driven_acc):>15}  {spread(difference):>15}  {hit_random:>19}  "
+            f"{hit_driven:>19}  {retrieved:>9.0f}"
         )
     return "\n".join(lines)
 
