@@ -38,12 +38,16 @@ def _seed(campaign):
         preference = 1 if a_chosen else -1
         gold = index >= PAIRS
         Pair.objects.create(
-            campaign=campaign, conversation=conversation, response_a=response_a,
-            response_b=response_b, status=Pair.Status.COMPLETE,
+            campaign=campaign,
+            conversation=conversation,
+            response_a=response_a,
+            response_b=response_b,
+            status=Pair.Status.COMPLETE,
             content_hash=content_hash(conversation, response_a, response_b),
             consensus_preference=preference,
             provenance=Pair.Provenance.GOLD if gold else Pair.Provenance.UNANIMOUS,
-            is_gold=gold, gold_preference=preference if gold else None,
+            is_gold=gold,
+            gold_preference=preference if gold else None,
         )
 
 
@@ -52,8 +56,14 @@ def test_cross_validate_wait_reports_each_fold_mean_and_spread(worker, capsys):
     campaign = CampaignFactory(name="cross-validated")
     _seed(campaign)
     call_command(
-        "cross_validate", "--campaign", campaign.name, "--folds", "3", "--wait",
-        "--timeout", "300",
+        "cross_validate",
+        "--campaign",
+        campaign.name,
+        "--folds",
+        "3",
+        "--wait",
+        "--timeout",
+        "300",
     )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     job = Job.objects.get(campaign=campaign, kind=Job.Kind.CROSS_VALIDATE)
@@ -90,8 +100,11 @@ def test_cross_validation_refuses_bad_folds_and_too_few_pairs(db, settings, tmp_
     with pytest.raises(CommandError, match="folds"):
         call_command("cross_validate", "--campaign", campaign.name, "--folds", "50", "--inline")
     PairFactory.create_batch(
-        5, campaign=campaign, status=Pair.Status.COMPLETE,
-        provenance=Pair.Provenance.UNANIMOUS, consensus_preference=1,
+        5,
+        campaign=campaign,
+        status=Pair.Status.COMPLETE,
+        provenance=Pair.Provenance.UNANIMOUS,
+        consensus_preference=1,
     )
     job = job_run_inline(
         job=cross_validation_request(campaign=campaign, params={"folds": 3}, enqueue=False)
@@ -104,12 +117,20 @@ def test_include_gold_puts_gold_into_the_folds(db, settings, tmp_path):
     use_tiny_base(settings, model_dir=tmp_path / "models")
     campaign = CampaignFactory()
     PairFactory.create_batch(
-        8, campaign=campaign, status=Pair.Status.COMPLETE,
-        provenance=Pair.Provenance.UNANIMOUS, consensus_preference=1,
+        8,
+        campaign=campaign,
+        status=Pair.Status.COMPLETE,
+        provenance=Pair.Provenance.UNANIMOUS,
+        consensus_preference=1,
     )
     PairFactory.create_batch(
-        4, campaign=campaign, status=Pair.Status.COMPLETE, is_gold=True,
-        provenance=Pair.Provenance.GOLD, gold_preference=-1, consensus_preference=-1,
+        4,
+        campaign=campaign,
+        status=Pair.Status.COMPLETE,
+        is_gold=True,
+        provenance=Pair.Provenance.GOLD,
+        gold_preference=-1,
+        consensus_preference=-1,
     )
     job = job_run_inline(
         job=cross_validation_request(

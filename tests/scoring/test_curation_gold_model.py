@@ -23,8 +23,11 @@ from tests.scoring.loop_support import use_tiny_base
 def _verified(campaign, provenance, count, preference=1):
     return [
         PairFactory(
-            campaign=campaign, status=Pair.Status.COMPLETE, provenance=provenance,
-            consensus_preference=preference if i % 2 == 0 else -preference, labels_count=3,
+            campaign=campaign,
+            status=Pair.Status.COMPLETE,
+            provenance=provenance,
+            consensus_preference=preference if i % 2 == 0 else -preference,
+            labels_count=3,
         )
         for i in range(count)
     ]
@@ -37,8 +40,12 @@ def _seed(campaign):
         "majority": _verified(campaign, Pair.Provenance.MAJORITY, 5),
         "gold": [
             PairFactory(
-                campaign=campaign, status=Pair.Status.COMPLETE, is_gold=True,
-                provenance=Pair.Provenance.GOLD, gold_preference=p, consensus_preference=p,
+                campaign=campaign,
+                status=Pair.Status.COMPLETE,
+                is_gold=True,
+                provenance=Pair.Provenance.GOLD,
+                gold_preference=p,
+                consensus_preference=p,
             )
             for p in (1, -1)
         ],
@@ -73,7 +80,11 @@ def test_a_curation_job_trains_a_gold_model_of_its_own_kind(db, settings, tmp_pa
     campaign = CampaignFactory()
     pairs = _seed(campaign)
     loop = ModelVersion.objects.create(
-        campaign=campaign, number=1, base="tiny", heldout_accuracy=0.6, is_active=True,
+        campaign=campaign,
+        number=1,
+        base="tiny",
+        heldout_accuracy=0.6,
+        is_active=True,
         checkpoint=str(build_tiny_reward_model(tmp_path / "v1", seed=3)),
     )
     job = curation_create(
@@ -115,8 +126,13 @@ def test_without_verified_pairs_the_gold_model_cannot_be_trained(db, settings, t
 
 def _evaluated(version, evaluation_set, accuracy):
     EvaluationResult.objects.create(
-        model_version=version, evaluation_set=evaluation_set, set_sha256=evaluation_set.sha256,
-        accuracy=accuracy, n=100, ci_low=accuracy - 0.1, ci_high=accuracy + 0.1,
+        model_version=version,
+        evaluation_set=evaluation_set,
+        set_sha256=evaluation_set.sha256,
+        accuracy=accuracy,
+        n=100,
+        ci_low=accuracy - 0.1,
+        ci_high=accuracy + 0.1,
     )
 
 
