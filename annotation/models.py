@@ -72,7 +72,7 @@ class Campaign(models.Model):
     round_size = models.PositiveIntegerField(default=500)
     # The share of each round drawn at random from the pool instead of by priority: the
     # baseline that shows whether error-driven prioritisation pays (see scoring.dashboard).
-    random_slice_share = models.FloatField(default=0.10)
+    random_slice_share = models.FloatField(default=0.10, db_default=0.10)
     # How long an annotator may change a label after submitting it (never once an expert
     # decided the pair); 0 turns changes off.
     label_change_minutes = models.PositiveIntegerField(default=10)
@@ -183,8 +183,13 @@ class Pair(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     priority = models.FloatField(default=0.0)
     priority_reason = models.TextField(blank=True)
+    # db_default: the importers' COPY and raw INSERTs name their columns and leave it out.
     selection = models.CharField(
-        max_length=10, choices=Selection.choices, default=Selection.NONE, blank=True
+        max_length=10,
+        choices=Selection.choices,
+        default=Selection.NONE,
+        db_default=Selection.NONE,
+        blank=True,
     )
     # Assignment slots in use (active or submitted) and the cap they may reach. The cap is
     # annotators_per_pair, plus one for each double-blind re-test; the engine increments

@@ -137,7 +137,9 @@ class ModelVersion(models.Model):
     number = models.PositiveIntegerField()
     base = models.CharField(max_length=500)
     mode = models.CharField(max_length=10, default="head")
-    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.LOOP)
+    kind = models.CharField(
+        max_length=10, choices=Kind.choices, default=Kind.LOOP, db_default=Kind.LOOP
+    )
     checkpoint = models.CharField(max_length=1000)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.SET_NULL)
