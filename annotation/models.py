@@ -119,6 +119,9 @@ class Campaign(models.Model):
         ),
     )
     round_size = models.PositiveIntegerField(default=500)
+    # The share of each round drawn at random from the pool instead of by priority: the
+    # baseline that shows whether error-driven prioritisation pays (see scoring.dashboard).
+    random_slice_share = models.FloatField(default=0.10, db_default=0.10)
     # How long an annotator may change a label after submitting it (never once an expert
     # decided the pair); 0 turns changes off.
     label_change_minutes = models.PositiveIntegerField(default=10)
@@ -183,6 +186,10 @@ class Campaign(models.Model):
                 & Q(quarantine_min_gold_accuracy__gte=0, quarantine_min_gold_accuracy__lte=1)
                 & Q(quarantine_min_agreement__gte=0, quarantine_min_agreement__lte=1),
                 name="campaign_member_thresholds_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(random_slice_share__gte=0) & Q(random_slice_share__lte=1),
+                name="campaign_random_slice_in_range",
             ),
         ]
 
@@ -306,6 +313,13 @@ class Round(models.Model):
 
 
 class Pair(models.Model):
+    class Selection(models.TextChoices):
+        """How a round took the pair from the pool (blank: it is in no round)."""
+
+        NONE = "", "Not in a round"
+        PRIORITY = "priority"
+        RANDOM = "random"
+
     class Status(models.TextChoices):
         POOLED = "pooled"
         QUEUED = "queued"
@@ -360,6 +374,14 @@ class Pair(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     priority = models.FloatField(default=0.0)
     priority_reason = models.TextField(blank=True)
+    # db_default: the importers' COPY and raw INSERTs name their columns and leave it out.
+    selection = models.CharField(
+        max_length=10,
+        choices=Selection.choices,
+        default=Selection.NONE,
+        db_default=Selection.NONE,
+        blank=True,
+    )
     # Assignment slots in use (active or submitted) and the cap they may reach. The cap is
     # annotators_per_pair, plus one for each double-blind re-test; the engine increments
     # slots_taken with a conditional UPDATE, so the database enforces the cap.

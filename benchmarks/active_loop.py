@@ -22,7 +22,12 @@ directory (deleted at the end; dev data is never touched):
   runs the same jobs with ``prioritise=False``, so its next round is the next pairs in the
   shuffled pool. Both arms see the same split and the same annotators per seed.
 * Reported: held-out gold accuracy after training on each round's labels, mean and standard
-  deviation over seeds, and the per-seed paired difference.
+  deviation over seeds, and the per-seed paired difference; beside it each arm's hit rate:
+  the share of the round's pairs, once the annotators settled them, that the model which
+  chose the round (the active version when it opened) had mispredicted. The seed round has
+  no model before it, so no hit rate. The product's campaigns reserve a random slice of each
+  round (``Campaign.random_slice_share``); here each arm is pure (share 0), since the random
+  arm is the baseline.
 
 Encoder vectors (three per pair) are computed once with MiniLM and cached under
 var/benchmarks/, then written as each campaign's vector part files, so in head mode every
@@ -224,6 +229,7 @@ def run_arm(
         gold_share=0.0,
         round_size=args.budget,
         retrieval_k=args.k,
+        random_slice_share=0.0,  # each arm is pure: the random arm is the baseline
     )
     pairs_import(campaign=campaign, path=pool_file, queue=False)
     pairs_import(campaign=campaign, path=test_file, as_gold=True)
@@ -245,6 +251,8 @@ def run_arm(
     results = []
     for round_index in range(args.rounds + 1):
         annotators.label_round(campaign)
+        chooser = ModelVersion.objects.filter(campaign=campaign, is_active=True).first()
+        misses, judged = round_hit_rate(campaign, chooser) if chooser else (0, 0)
         labelled = Pair.objects.filter(campaign=campaign, is_gold=False, labels_count__gt=0)
         params = job_params_for_training(mode=args.mode, **training_options(args))
         params.update(prioritise=arm == "error-driven", retrieve_from_gold=False)
@@ -252,7 +260,9 @@ def run_arm(
         job = job_run_inline(job=loop_request(campaign=campaign, params=params, enqueue=False))
         if job.status != Job.Status.SUCCEEDED:
             raise RuntimeError(f"loop job failed: {job.error}")
-        version = ModelVersion.objects.get(campaign=campaign, is_active=True)
+        # The newest version: the activation gate may keep a weak first one inactive.
+        version = ModelVersion.objects.filter(campaign=campaign).order_by("-number").first()
+        assert version is not None  # noqa: S101 - the job trained one
         results.append(
             {
                 "round": round_index,
@@ -260,17 +270,55 @@ def run_arm(
                 "accuracy": version.heldout_accuracy,
                 "retrieved": job.result.get("prioritisation", {}).get("retrieved", 0),
                 "mispredicted": job.result.get("prioritisation", {}).get("mispredicted"),
+                "hit_rate": misses / judged if judged else None,
                 "seconds": time.perf_counter() - started,
             }
         )
+        hit = results[-1]["hit_rate"]
         log(
             f"  seed {seed} {arm:12s} round {round_index}: {results[-1]['labelled_pairs']} "
-            f"labelled, held-out accuracy {version.heldout_accuracy:.3f} "
-            f"({results[-1]['seconds']:.1f} s)"
+            f"labelled, hit rate {'–' if hit is None else f'{hit:.3f}'}, held-out accuracy "
+            f"{version.heldout_accuracy:.3f} ({results[-1]['seconds']:.1f} s)"
         )
     shutil.rmtree(Path(settings.ARBITER["MODEL_DIR"]) / f"campaign-{campaign.pk}",
                   ignore_errors=True)
     return results
+
+
+def round_hit_rate(campaign: Any, version: Any) -> tuple[int, int]:
+    """(mispredicted, settled) pairs of the open round, by ``version``, the model that was
+    active when the round opened: head-mode versions from the cached vectors, full-mode ones
+    with a forward pass (their encoder was fine-tuned)."""
+    import numpy as np
+
+    from annotation.models import Pair, Round
+    from scoring.evaluation.maths import mispredicted
+    from scoring.loop.embeddings import head_rewards, pair_vectors_load
+    from scoring.reward_model import RewardModel
+
+    current = Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).first()
+    settled = dict(
+        Pair.objects.filter(round=current, consensus_preference__isnull=False)
+        .exclude(consensus_preference=0)
+        .values_list("id", "consensus_preference")
+    )
+    if not settled:
+        return 0, 0
+    model = RewardModel.load(version.checkpoint, inference_only=True)
+    if version.mode == "head" and version.metrics.get("encoder"):
+        vectors = pair_vectors_load(pair_ids=list(settled), key=version.metrics["encoder"])
+        reward_a, reward_b = head_rewards(model, vectors)
+        p_a = 1.0 / (1.0 + np.exp(-(reward_a - reward_b)))
+        p = dict(zip((int(i) for i in vectors.pair_ids), p_a.tolist(), strict=True))
+    else:
+        pairs = Pair.objects.in_bulk(list(settled))
+        ids = list(settled)
+        p_a = model.prob_a_better_batch(
+            [(pairs[i].conversation, pairs[i].response_a, pairs[i].response_b) for i in ids]
+        )
+        p = dict(zip(ids, p_a.tolist(), strict=True))
+    misses = sum(1 for pair_id, human in settled.items() if mispredicted(p[pair_id], human))
+    return misses, len(settled)
 
 
 def training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -291,8 +339,11 @@ def summarise(runs: dict[tuple[int, str], list[dict[str, Any]]], args: argparse.
         f"{args.test} gold pairs, seed set {args.seed_size}, budget {args.budget}/round, "
         f"annotator error rate {args.error_rate}, k = {args.k}",
         "",
+        "accuracy: held-out gold accuracy after the round; hit rate: the share of the round's "
+        "settled pairs the model that chose them had mispredicted (mean ± sd over seeds)",
+        "",
         f"{'round':>5}  {'labelled':>8}  {'random':>15}  {'error-driven':>15}  "
-        f"{'difference':>15}  {'retrieved':>9}",
+        f"{'difference':>15}  {'hit random':>19}  {'hit error-driven':>19}  {'retrieved':>9}",
     ]
     for round_index in range(args.rounds + 1):
         random_acc = [runs[(s, "random")][round_index]["accuracy"] for s in seeds]
@@ -302,9 +353,22 @@ def summarise(runs: dict[tuple[int, str], list[dict[str, Any]]], args: argparse.
             runs[(s, "error-driven")][round_index]["retrieved"] for s in seeds
         )
         difference = [d - r for d, r in zip(driven_acc, random_acc, strict=True)]
+        hits = {
+            arm: [
+                hit for s in seeds
+                if (hit := runs[(s, arm)][round_index]["hit_rate"]) is not None
+            ]
+            for arm in ("random", "error-driven")
+        }
+        # Seeds whose first versions the activation gate kept inactive have no chooser yet.
+        hit_random, hit_driven = (
+            f"{spread(hits[arm])} n={len(hits[arm])}" if hits[arm] else "–"
+            for arm in ("random", "error-driven")
+        )
         lines.append(
             f"{round_index:>5}  {labelled:>8}  {spread(random_acc):>15}  "
-            f"{spread(driven_acc):>15}  {spread(difference):>15}  {retrieved:>9.0f}"
+            f"{spread(driven_acc):>15}  {spread(difference):>15}  {hit_random:>19}  "
+            f"{hit_driven:>19}  {retrieved:>9.0f}"
         )
     return "\n".join(lines)
 

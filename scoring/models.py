@@ -23,6 +23,7 @@ class Job(models.Model):
         EXPORT = "export"
         CURATE = "curate"
         EVALUATE = "evaluate", "Evaluate on evaluation sets"
+        CROSS_VALIDATE = "cross_validate", "Cross-validate a training configuration"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -39,7 +40,7 @@ class Job(models.Model):
         FINISHING = "finishing"  # every shard succeeded; the job's task runs its last part
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="jobs")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
@@ -131,10 +132,20 @@ class ModelVersion(models.Model):
         READY = "ready"
         ARCHIVED = "archived"
 
+    class Kind(models.TextChoices):
+        """``loop``: trained on the verified labels, may become active; ``gold``: Stage 2's gold
+        model, trained on human-verified pairs only (as the curation job chose), never active."""
+
+        LOOP = "loop"
+        GOLD = "gold"
+
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="model_versions")
     number = models.PositiveIntegerField()
     base = models.CharField(max_length=500)
     mode = models.CharField(max_length=10, default="head")
+    kind = models.CharField(
+        max_length=10, choices=Kind.choices, default=Kind.LOOP, db_default=Kind.LOOP
+    )
     checkpoint = models.CharField(max_length=1000)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.SET_NULL)

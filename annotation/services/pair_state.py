@@ -65,11 +65,17 @@ def pair_lock(*, pair_id: int) -> None:
 # --- rounds ---------------------------------------------------------------------------------
 
 
-def pairs_queue(*, pair_ids: Sequence[int] | QuerySet[Pair, Any], round_: Round) -> int:
-    """pooled -> queued in ``round_``; pairs no longer pooled are left alone. ``pair_ids``
-    may be a sliced queryset of ids, so that a round's ids stay in the database."""
+def pairs_queue(
+    *,
+    pair_ids: Sequence[int] | QuerySet[Pair, Any],
+    round_: Round,
+    selection: str = Pair.Selection.PRIORITY,
+) -> int:
+    """pooled -> queued in ``round_``, marked with how the round chose them (by priority or
+    at random); pairs no longer pooled are left alone. ``pair_ids`` may be a sliced queryset
+    of ids, so that a round's ids stay in the database."""
     return Pair.objects.filter(pk__in=pair_ids, status=Pair.Status.POOLED).update(
-        status=Pair.Status.QUEUED, round=round_
+        status=Pair.Status.QUEUED, round=round_, selection=selection
     )
 
 
@@ -77,7 +83,7 @@ def pairs_return_to_pool(*, round_: Round) -> int:
     """queued -> pooled for the round's pairs nobody took a slot of or labelled."""
     return Pair.objects.filter(
         round=round_, status=Pair.Status.QUEUED, slots_taken=0, labels_count=0
-    ).update(status=Pair.Status.POOLED, round=None)
+    ).update(status=Pair.Status.POOLED, round=None, selection=Pair.Selection.NONE)
 
 
 # --- slots and labels -------------------------------------------------------------------------

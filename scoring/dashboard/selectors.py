@@ -24,6 +24,7 @@ from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Adjudication, Escalation
 from reviewers.selectors import annotator_quality
 from scoring.dashboard.charts import bar_chart, line_chart
+from scoring.dashboard.loop_effect import loop_effect
 from scoring.datasets.curation import curation_pool
 from scoring.models import EvaluationPrompt, Job, ModelVersion
 
@@ -389,6 +390,15 @@ def models_panel(*, campaign: Campaign) -> dict[str, Any]:
         "active_label": labels.get(active.pk) if active else None,
         "accuracy_chart": line_chart(points, target=None, domain=(0.0, 1.0)),
     }
+
+
+def loop_effect_panel(*, campaign: Campaign) -> dict[str, Any]:
+    """The prioritised against the random slice of each round (``loop_effect``)."""
+    return _cached(
+        _campaign_key(campaign, "loop-effect"),
+        CACHE_SECONDS,
+        lambda: loop_effect(campaign=campaign),
+    )
 
 
 def stacked_bar(buckets: dict[str, int], *, width: int = 400) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from scoring.dashboard.selectors import (
     annotator_table,
     dashboard_campaigns,
     expert_queue_health,
+    loop_effect_panel,
     models_panel,
     progress_summary,
     require_admin,
@@ -43,6 +44,7 @@ from scoring.datasets.export import (
     export_create,
 )
 from scoring.datasets.selectors import exports_recent
+from scoring.loop.training import DEFAULT_GOLD_SOURCES, GOLD_SOURCES
 from scoring.loop.versions import current_model_job, job_log_tail
 
 # Panels poll; a tab shown again after being hidden asks at once (static/scoring/dashboard.js).
@@ -114,13 +116,34 @@ class CurationForm(forms.Form):
     recycle = forms.BooleanField(required=False, help_text="Flip pairs both models reverse.")
     keep_threshold = forms.FloatField(initial=0.5, min_value=0, max_value=0.99)
     recycle_threshold = forms.FloatField(initial=0.9, min_value=0, max_value=0.99)
-    gold_version = forms.IntegerField(required=False, min_value=1, help_text="Default: active")
+    train_gold = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Train a gold model",
+        help_text="On human-verified pairs only; off: the newest gold model, else the active one",
+    )
+    gold_sources = forms.MultipleChoiceField(
+        required=False,
+        choices=[(source, source) for source in GOLD_SOURCES],
+        initial=list(DEFAULT_GOLD_SOURCES),
+        widget=forms.CheckboxSelectMultiple,
+        label="Gold model learns from",
+    )
+    gold_version = forms.IntegerField(
+        required=False, min_value=1, help_text="A version to use as the gold model instead"
+    )
     best_version = forms.IntegerField(
-        required=False, min_value=1, help_text="Default: best held-out accuracy"
+        required=False,
+        min_value=1,
+        help_text="Default: best on the evaluation sets, else on held-out gold",
     )
 
     def params(self) -> dict[str, Any]:
-        return {name: value for name, value in self.cleaned_data.items() if value is not None}
+        return {
+            name: value
+            for name, value in self.cleaned_data.items()
+            if value is not None and value != []
+        }
 
 
 def _models_context(campaign: Campaign) -> dict[str, Any]:
@@ -144,6 +167,7 @@ PANELS: dict[str, Callable[[Campaign], dict[str, Any]]] = {
     "annotators": lambda campaign: {"annotators": annotator_table(campaign=campaign)},
     "experts": lambda campaign: {"experts": expert_queue_health(campaign=campaign)},
     "models": _models_context,
+    "loop-effect": lambda campaign: {"effect": loop_effect_panel(campaign=campaign)},
     "curation": lambda campaign: {"silver": silver_summary(campaign=campaign)},
     "exports": lambda campaign: {"exports": exports_recent(campaign=campaign)},
 }

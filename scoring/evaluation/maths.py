@@ -1,10 +1,12 @@
-"""Accuracy with a 95% Wilson score interval, overall and per subset. Pure: plain sequences in,
-plain dicts out."""
+"""Accuracy with a 95% Wilson score interval, overall and per subset, and the intervals that
+compare two slices of a round (the loop's effect). Pure: plain sequences in, plain values out."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+import numpy as np
 
 Z_95 = 1.959963984540054
 
@@ -74,3 +76,56 @@ def accuracy_report(
 ) -> dict[str, object]:
     """The report (see ``report_from_counts``) of one model's p(chosen better) per pair."""
     return report_from_counts(subset_counts(p_chosen_better, subsets))
+
+
+# --- Comparing two slices (the loop's effect) ---------------------------------------------
+
+
+def proportion_difference(
+    hits_a: int, n_a: int, hits_b: int, n_b: int, z: float = Z_95
+) -> tuple[float, float, float]:
+    """(p_a - p_b, low, high): Newcombe's hybrid score interval, built from each side's
+    Wilson interval; sound for small samples and proportions near 0 or 1."""
+    p_a = hits_a / n_a if n_a else 0.0
+    p_b = hits_b / n_b if n_b else 0.0
+    low_a, high_a = wilson_interval(hits_a, n_a, z)
+    low_b, high_b = wilson_interval(hits_b, n_b, z)
+    difference = p_a - p_b
+    low = difference - math.sqrt((p_a - low_a) ** 2 + (high_b - p_b) ** 2)
+    high = difference + math.sqrt((high_a - p_a) ** 2 + (p_b - low_b) ** 2)
+    return difference, max(-1.0, low), min(1.0, high)
+
+
+def bootstrap_mean_interval(
+    values: Sequence[float], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, low, high): a 95% percentile bootstrap interval of the mean; (0, 0, 0) when
+    there are no values. Seeded, so a page shows the same interval each time."""
+    data = np.asarray(values, dtype=np.float64)
+    if not data.size:
+        return (0.0, 0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(data.mean()), float(low), float(high)
+
+
+def bootstrap_mean_difference(
+    a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float] | None:
+    """(mean(a) - mean(b), low, high) with a 95% percentile bootstrap interval, each side
+    resampled on its own; None when either side is empty."""
+    left, right = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not left.size or not right.size:
+        return None
+    rng = np.random.default_rng(seed)
+    means_left = left[rng.integers(0, left.size, size=(resamples, left.size))].mean(axis=1)
+    means_right = right[rng.integers(0, right.size, size=(resamples, right.size))].mean(axis=1)
+    low, high = np.percentile(means_left - means_right, [2.5, 97.5])
+    return float(left.mean() - right.mean()), float(low), float(high)
+
+
+def mispredicted(p_a_better: float, human_preference: int) -> bool:
+    """Whether a model's p(A better) missed the humans' verdict (a tie p = 0.5 is a miss, as
+    in accuracy); only for a verdict with a side (``human_preference`` non-zero)."""
+    return (p_a_better - 0.5) * human_preference <= 0

@@ -142,6 +142,7 @@ TASK_NAMES: dict[str, str] = {
     Job.Kind.EXPORT: "scoring.export_snapshot",
     Job.Kind.CURATE: "scoring.curate_pool",
     Job.Kind.EVALUATE: "scoring.evaluate_model",
+    Job.Kind.CROSS_VALIDATE: "scoring.cross_validate",
 }
 
 

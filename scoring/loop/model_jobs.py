@@ -1,4 +1,4 @@
-"""Running model jobs (train, score, loop), on a worker or inline.
+"""Running model jobs (train, score, loop, cross-validation), on a worker or inline.
 
 What each kind of job does (``job_work_for``); ``model_job_run`` claims and runs one (the
 tasks call it). ``job_run_inline`` runs a job in the calling process (management commands with
@@ -14,6 +14,7 @@ from typing import Any
 
 from scoring.jobs.runner import JobClaim, JobContext, JobError, JobWork, job_run, worker_name
 from scoring.jobs.shards import shards_run_inline
+from scoring.loop.cross_validation import cross_validate_job_work
 from scoring.loop.pool_scoring import (
     pool_score_hand_off,
     pool_score_summary,
@@ -69,6 +70,7 @@ _WORK: dict[str, JobWork] = {
     Job.Kind.TRAIN: _train_work,
     Job.Kind.SCORE: _score_work,
     Job.Kind.LOOP: _loop_work,
+    Job.Kind.CROSS_VALIDATE: cross_validate_job_work,
 }
 
 

@@ -114,3 +114,25 @@ class ScoreParams(JobParams):
     retrieve_from_gold: bool = True
     # Pairs a scoring shard holds (#13); None: settings.ARBITER["SHARD_SIZE"] (20,000).
     shard_size: int | None = None
+
+
+MAX_FOLDS = 20
+
+
+@dataclass(frozen=True)
+class CrossValidateParams(TrainParams):
+    """k-fold cross-validation of a training configuration on the verified labels
+    (``scoring.loop.cross_validation``): nothing is registered or activated."""
+
+    folds: int = 5
+    # Put the gold pairs into the folds too (off: only human consensus, gold stays aside).
+    include_gold: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 2 <= self.folds <= MAX_FOLDS:
+            raise JobError(f"folds must be between 2 and {MAX_FOLDS}, got {self.folds}")
+        if (self.processes or 1) > 1:
+            raise JobError("cross-validation trains each fold in one process")
+        if self.train_on_gold_share:
+            raise JobError("cross-validation takes include_gold, not train_on_gold_share")

@@ -54,6 +54,7 @@ def model_version_register(
     metrics: dict[str, Any],
     heldout_accuracy: float | None,
     round_: Round | None = None,
+    kind: str = ModelVersion.Kind.LOOP,
 ) -> ModelVersion:
     """Save the checkpoint, then create the version row (see the module docstring).
 
@@ -92,6 +93,7 @@ def model_version_register(
                 label_snapshot=label_snapshot,
                 metrics=metrics,
                 heldout_accuracy=heldout_accuracy,
+                kind=kind,
             )
             version.full_clean(exclude=["campaign", "job", "round"])
             version.save()
@@ -172,6 +174,8 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     """Make this version the campaign's active one (and no other)."""
     if version.status != ModelVersion.Status.READY:
         raise RegistryError(f"v{version.number} is {version.status}; only ready versions run")
+    if version.kind == ModelVersion.Kind.GOLD:
+        raise RegistryError(f"v{version.number} is Stage 2's gold model; it never serves")
     if not Path(version.checkpoint).is_dir():
         raise RegistryError(f"the checkpoint of v{version.number} is missing on disk")
     with transaction.atomic():
@@ -192,7 +196,10 @@ def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
         raise RegistryError("no active version to roll back from")
     previous = (
         ModelVersion.objects.filter(
-            campaign=campaign, number__lt=active.number, status=ModelVersion.Status.READY
+            campaign=campaign,
+            number__lt=active.number,
+            status=ModelVersion.Status.READY,
+            kind=ModelVersion.Kind.LOOP,
         )
         .order_by("-number")
         .first()

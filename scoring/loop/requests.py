@@ -1,5 +1,6 @@
-"""Starting model jobs (train, score, loop): ``training_request``, ``scoring_request`` and
-``loop_request`` ("Retrain now") create the job row and enqueue its task after commit. A second
+"""Starting model jobs (train, score, loop, cross-validation): ``training_request``,
+``scoring_request``, ``loop_request`` ("Retrain now") and ``cross_validation_request`` create
+the job row and enqueue its task after commit. A second
 request while a model job of the campaign is queued or running returns that job instead of
 starting another (one model job at a time per campaign). ``scoring.loop.model_jobs`` runs them.
 Parameters are checked against the kind's schema (``scoring.loop.params``) before the row is
@@ -16,7 +17,7 @@ from django.db import transaction
 
 from annotation.models import Campaign
 from scoring.jobs.runner import JobConflict, job_create, job_enqueue
-from scoring.loop.params import LoopParams, ScoreParams, TrainParams
+from scoring.loop.params import CrossValidateParams, LoopParams, ScoreParams, TrainParams
 from scoring.loop.training import job_params_for_training
 from scoring.models import Job
 
@@ -91,4 +92,24 @@ def loop_request(
     return _request(
         campaign=campaign, kind=Job.Kind.LOOP, params=params, user=user, enqueue=enqueue,
         queue=queue,
+    )
+
+
+def cross_validation_request(
+    *,
+    campaign: Campaign,
+    user: User | None = None,
+    params: Mapping[str, Any] | None = None,
+    enqueue: bool = True,
+    queue: str | None = None,
+) -> Job:
+    """k-fold cross-validation of a training configuration (``params``: CrossValidateParams;
+    ``scoring.loop.cross_validation``). It registers nothing, so it runs beside other jobs."""
+    given = dict(params) if params is not None else {}
+    params = CrossValidateParams.from_params(
+        {**job_params_for_training(mode=given.pop("mode", "head")), **given}
+    ).as_params()
+    return _request(
+        campaign=campaign, kind=Job.Kind.CROSS_VALIDATE, params=params, user=user,
+        enqueue=enqueue, queue=queue,
     )

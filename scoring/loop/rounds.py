@@ -19,6 +19,7 @@ campaign with auto-retrain on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,23 +75,42 @@ def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRou
 
 
 def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | None:
-    """Open a round with the highest-priority pooled pairs; None if one is open or the pool
-    is empty."""
+    """Open a round with pooled pairs; None if one is open or the pool is empty.
+
+    ``campaign.random_slice_share`` of the round is drawn first, uniformly at random from the
+    whole pool (``selection="random"``): the baseline against which the rest, the
+    highest-priority pooled pairs (``selection="priority"``), is measured. Drawing it first
+    keeps it a sample of the pool the priority order chose from.
+    """
     size = size if size is not None else campaign.round_size
     with transaction.atomic():
         if Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).exists():
             return None
-        candidates = Pair.objects.filter(
-            campaign=campaign, status=Pair.Status.POOLED, is_gold=False
-        ).order_by("-priority", "id")
-        if not candidates.exists():
+        pooled = Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)
+        if not pooled.exists():
             return None
         last = Round.objects.filter(campaign=campaign).order_by("-number").first()
         opened = Round.objects.create(campaign=campaign, number=(last.number + 1) if last else 1)
-        # A set-based UPDATE … WHERE id IN (SELECT … ORDER BY priority LIMIT size): the
+        # Set-based UPDATEs … WHERE id IN (SELECT … ORDER BY random() | priority LIMIT n): the
         # chosen ids never travel through Python, whatever the round size.
-        pairs_queue(pair_ids=candidates.values("pk")[:size], round_=opened)
+        random_size = random_slice_size(size=size, share=campaign.random_slice_share)
+        drawn = 0
+        if random_size:
+            drawn = pairs_queue(
+                pair_ids=pooled.order_by("?").values("pk")[:random_size],
+                round_=opened,
+                selection=Pair.Selection.RANDOM,
+            )
+        by_priority = pooled.order_by("-priority", "id").values("pk")[: size - drawn]
+        pairs_queue(pair_ids=by_priority, round_=opened, selection=Pair.Selection.PRIORITY)
     return opened
+
+
+def random_slice_size(*, size: int, share: float) -> int:
+    """Pairs of a round of ``size`` drawn at random: the share of it, rounded half up."""
+    if share <= 0 or size < 1:
+        return 0
+    return min(size, math.floor(size * share + 0.5))
 
 
 def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[str, Any]:

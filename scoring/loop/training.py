@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -313,7 +314,7 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
         key = encoder_key(base, model.max_length)
         head_mode = False
     else:
-        model, metrics, key, head_mode = _train_in_process(
+        model, metrics, key, head_mode = train_in_process(
             base=base, data=data, heldout=heldout, config=config, params=params, context=context
         )
     if metrics.cancelled:
@@ -354,7 +355,7 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
     return TrainedModel(version, model)
 
 
-def _train_in_process(
+def train_in_process(
     *, base: Path, data: JudgedPairs, heldout: JudgedPairs, config: Any, params: dict[str, Any],
     context: JobContext,
 ) -> tuple[Any, Any, str, bool]:
@@ -455,6 +456,97 @@ def _train_in_processes(
     except DistributedTrainingError as error:
         raise JobError(str(error)) from error
     return result.model, result.metrics
+
+
+# --- Stage 2's gold model -------------------------------------------------------------------
+
+# What a gold model may learn from: human-verified pairs only (never silver, never a label no
+# human gave). Majority pairs are offered but not chosen by default: one dissenting vote.
+GOLD_SOURCES = ("gold", "adjudicated", "unanimous", "majority")
+DEFAULT_GOLD_SOURCES = ("gold", "adjudicated", "unanimous")
+
+
+def gold_training_pairs(*, campaign: Campaign, sources: Sequence[str]) -> JudgedPairs:
+    """The human-verified pairs of the chosen ``sources`` (``GOLD_SOURCES``), in id order:
+    gold pairs with their gold preference, the others with their consensus (ties left out)."""
+    unknown = sorted(set(sources) - set(GOLD_SOURCES))
+    if unknown:
+        raise JobError(f"unknown gold model source {', '.join(unknown)}")
+    pairs: list[Pair] = []
+    preferences: list[int] = []
+    provenances = [source for source in sources if source != "gold"]
+    if provenances:
+        verified = (
+            Pair.objects.filter(
+                campaign=campaign,
+                is_gold=False,
+                provenance__in=provenances,
+                consensus_preference__isnull=False,
+            )
+            .exclude(consensus_preference=0)
+            .order_by("id")
+        )
+        for pair in verified:
+            pairs.append(pair)
+            preferences.append(cast(int, pair.consensus_preference))
+    if "gold" in sources:
+        gold = gold_pairs(campaign=campaign)
+        pairs += gold.pairs
+        preferences += gold.preferences
+    return JudgedPairs(pairs, preferences)
+
+
+def gold_model_train(
+    *, job: Job, context: JobContext, sources: Sequence[str], mode: str = "head"
+) -> ModelVersion:
+    """Train Stage 2's gold model on ``gold_training_pairs`` and register it as a version of
+    kind ``gold`` (never activated). Its base model is the campaign's latest training
+    setting; held out: the gold pairs, when they are not among its sources."""
+    campaign = job.campaign
+    data = gold_training_pairs(campaign=campaign, sources=sources)
+    if not len(data):
+        raise JobError(
+            f"no human-verified pairs ({', '.join(sources)}) to train the gold model on; "
+            "choose other sources, name a gold_version, or set train_gold to false"
+        )
+    heldout = gold_pairs(campaign=campaign) if "gold" not in sources else JudgedPairs([], [])
+    params = TrainParams(
+        mode=mode, base_model=training_settings_for(campaign=campaign).get("base_model") or None
+    ).as_params()
+    config = TrainParams.from_params(params).training_config()
+    base = resolve_base_model(params)
+    context.log(
+        f"training the gold model ({mode} mode) on {len(data)} human-verified pairs "
+        f"({', '.join(sources)}); {len(heldout)} gold pairs held out"
+    )
+    model, metrics, key, head_mode = train_in_process(
+        base=base, data=data, heldout=heldout, config=config, params=params, context=context
+    )
+    if metrics.cancelled:
+        raise JobCancelled
+    evaluation = evaluate_pairs(model=model, data=heldout, key=key if head_mode else None)
+    snapshot = label_snapshot(campaign=campaign, data=data, heldout=heldout)
+    snapshot["sources"] = list(sources)
+    with context.stage(0.9, 1.0, "saving the gold model"):
+        version = model_version_register(
+            campaign=campaign,
+            job=job,
+            model=model,
+            base=str(base),
+            mode=config.mode,
+            label_snapshot=snapshot,
+            metrics={
+                "training": metrics.as_dict(),
+                "heldout": evaluation,
+                "encoder": key,
+                "encoder_max_length": model.max_length,
+                "gold_sources": list(sources),
+            },
+            heldout_accuracy=evaluation["accuracy"] if evaluation else None,
+            kind=ModelVersion.Kind.GOLD,
+        )
+    context.log(f"registered the gold model as v{version.number}")
+    return version
 
 
 def train_job_work(context: JobContext) -> dict[str, Any]:

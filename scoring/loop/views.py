@@ -20,6 +20,7 @@ from annotation.selectors import campaign_for_admin
 from core.http import error_into
 from core.requests import SignedInRequest
 from scoring.jobs.runner import job_cancel
+from scoring.loop.cross_validation import cross_validation_jobs
 from scoring.loop.registry import (
     model_version_activate,
     model_version_rollback,
@@ -55,7 +56,11 @@ def campaign_models(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     if request.htmx:
         return render(request, "scoring/_model_versions.html", _versions_context(campaign))
-    context = {**_versions_context(campaign), **_job_context(current_model_job(campaign=campaign))}
+    context = {
+        **_versions_context(campaign),
+        **_job_context(current_model_job(campaign=campaign)),
+        "cross_validations": cross_validation_jobs(campaign=campaign),
+    }
     return render(request, "scoring/models.html", context)
 
 

@@ -68,6 +68,10 @@ def run_round_loop_task(self: Task, job_id: int) -> None:
     _run_model_job(self, job_id)
 
 
+@shared_task(name="scoring.cross_validate", **_MODEL_TASK_OPTIONS)
+def cross_validate_task(self: Task, job_id: int) -> None:
+    _run_model_job(self, job_id)
+
 
 def _shard_work(shard: JobShard) -> ShardWork:
     # An evaluation's shards score evaluation pairs; every other job's shards score the pool.

@@ -267,8 +267,11 @@ def test_a_curation_job_scores_the_pool_with_real_checkpoints(campaign, tiny_ver
     from scoring.reward_model import RewardModel
 
     pairs = [silver(campaign, 1 if i % 2 else -1) for i in range(12)]
-    job = curation_create(campaign=campaign, params={"recycle": True, "recycle_threshold": 0.51},
-                          enqueue=False)
+    job = curation_create(
+        campaign=campaign,
+        params={"recycle": True, "recycle_threshold": 0.51, "train_gold": False},
+        enqueue=False,
+    )
     job = curation_run(job_id=job.pk).job
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert (job.result["gold_version"], job.result["best_version"]) == (1, 2)

@@ -70,7 +70,7 @@ def test_an_admin_sees_every_panel_with_charts_and_no_inline_style_or_script(
     assert response.status_code == 200
     html = response.content.decode()
     for heading in ("Progress", "Agreement", "Annotators", "Expert queue", "Reward models",
-                    "Stage 2: silver pool", "Exports"):
+                    "Stage 2: silver pool", "Exports", "The loop's effect"):
         assert f"<h2>{heading}</h2>" in html
     # Every panel polls for fresh numbers.
     assert html.count('hx-trigger="every 5s') >= 6
@@ -173,6 +173,8 @@ PANEL_QUERIES = {
     "models": (4, 4),
     "curation": (6, 4),
     "exports": (4, 4),
+    # Pairs, loop versions, rounds; and one query of scores per round with marked slices.
+    "loop-effect": (6, 3),
 }
 
 

@@ -279,7 +279,9 @@ def test_stage_2_curation_scores_the_silver_pool_in_shards_with_both_models(db, 
                     status="pooled")
         for i in range(7)
     ]
-    job = curation_create(campaign=campaign, params={"shard_size": 3}, enqueue=False)
+    job = curation_create(
+        campaign=campaign, params={"shard_size": 3, "train_gold": False}, enqueue=False
+    )
     job = curation_run(job_id=job.pk).job
     assert job.status == Job.Status.SUCCEEDED, job.error
     shards = JobShard.objects.filter(job=job)

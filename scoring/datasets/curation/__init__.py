@@ -11,12 +11,20 @@ The pool: pairs of a campaign that carry a source chosen/rejected label
 2. Deduplication on (conversation, chosen, rejected): ``content_hash`` already makes pairs
    unique within a campaign in one orientation; here the key ignores the A/B order, and a
    silver pair is dropped (``curation="duplicate"``) when an earlier silver pair or a
-   human-verified pair (labelled, gold or with a consensus) of the campaign has the same key.
+   human-verified pair (labelled, gold or with a consensus) of the campaign has the same key,
+   or, with ``near_duplicate_threshold``, nearly the same text (MinHash, ``near_duplicates``;
+   off by default here: a few hundred pairs a second is slow for a pool of millions).
    The human label wins.
-3. Consistency filter: the gold model (trained only on human-verified labels) and the current
-   best model each give p(A better). ``agree = p`` when the source label prefers A, else
-   ``1 - p``. A pair is ``kept`` when both agree above ``keep_threshold`` (0.5 by default), or
-   when a judge is configured and agrees above ``judge_threshold``. The rest are
+3. Consistency filter: the gold model and the best model each give p(A better). The gold
+   model is trained by the curation job itself on human-verified pairs only (``gold_sources``:
+   gold, adjudicated and unanimous pairs by default; majority on request; never silver) and
+   registered as a version of kind ``gold`` that never serves; or it is a version the admin
+   names. The best model is the loop version with the highest mean accuracy over the
+   campaign's evaluation sets, or, when no version is evaluated on them all, the highest
+   held-out gold accuracy; the job's result says which of each it used and why.
+   ``agree = p`` when the source label prefers A, else ``1 - p``. A pair is ``kept`` when
+   both agree above ``keep_threshold`` (0.5 by default), or when a judge is configured and
+   agrees above ``judge_threshold``. The rest are
    ``discarded``; with ``recycle`` on, a discarded pair both models confidently reverse
    (``1 - agree >= recycle_threshold`` for each, 0.9 by default) is ``recycled``: exports flip
    its chosen and rejected and mark it (``source_label_flipped``). The source label itself is
@@ -45,9 +53,12 @@ from scoring.datasets.curation.consistency import (
     CurationError,
     CurationParams,
     CurationRules,
+    ModelChoice,
     ProgressCallback,
+    best_model_choice,
     curation_models,
     curation_verdicts,
+    gold_model_choice,
     model_version_scorer,
 )
 from scoring.datasets.curation.decontamination import (
@@ -68,10 +79,10 @@ from scoring.datasets.curation.jobs import (
     curation_create,
     curation_run,
 )
+from scoring.datasets.curation.near_duplicates import DuplicateFinder, dedupe_key
 from scoring.datasets.curation.pool import (
     CurationResult,
     curation_pool,
-    dedupe_key,
     pool_curate,
 )
 
@@ -84,12 +95,15 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DISCARDED",
     "DUPLICATE",
+    "DuplicateFinder",
     "EvaluationIndex",
     "KEPT",
     "MAX_EVALUATION_SET_BYTES",
+    "ModelChoice",
     "NGRAM",
     "ProgressCallback",
     "RECYCLED",
+    "best_model_choice",
     "curation_create",
     "curation_models",
     "curation_pool",
@@ -100,6 +114,7 @@ __all__ = [
     "evaluation_prompts_from_file",
     "evaluation_prompts_read",
     "evaluation_set_upload",
+    "gold_model_choice",
     "model_version_scorer",
     "normalised_words",
     "pa_errors",

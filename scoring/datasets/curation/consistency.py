@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 
 from annotation.models import Campaign
 from core.errors import BadRequest
 from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.jobs.params import JobParams
-from scoring.models import ModelVersion, PairScore
+from scoring.loop.params import MODES
+from scoring.loop.training import DEFAULT_GOLD_SOURCES, GOLD_SOURCES
+from scoring.models import EvaluationResult, EvaluationSet, ModelVersion, PairScore
 from scoring.selectors import active_model_version
 
 if TYPE_CHECKING:  # torch is imported only where a model is loaded
@@ -57,8 +59,15 @@ class CurationParams(JobParams):
 
     error = CurationError
 
-    gold_version: int | None = None  # default: the active version
-    best_version: int | None = None  # default: the best held-out accuracy
+    # The gold model: this version; else (train_gold) one trained for this curation on the
+    # human-verified pairs of gold_sources; else the newest gold model, else the active one.
+    gold_version: int | None = None
+    train_gold: bool = True
+    gold_sources: tuple[str, ...] = DEFAULT_GOLD_SOURCES
+    gold_mode: str = "head"
+    # The best model: this version; else the best loop version on the evaluation sets (mean
+    # accuracy), else on held-out gold accuracy.
+    best_version: int | None = None
     keep_threshold: float = 0.5
     recycle: bool = False
     recycle_threshold: float = 0.9
@@ -70,12 +79,26 @@ class CurationParams(JobParams):
     shard_size: int | None = None  # None: settings.ARBITER["SHARD_SIZE"] (20,000)
     # Use the configured LLM judge (ARBITER_LLM_URL) when there is one.
     llm_judge: bool = True
+    # Drop near-duplicates too (MinHash, scoring.datasets.curation.near_duplicates); None: only
+    # exact repeats. Off by default: MinHash runs at a few hundred pairs a second.
+    near_duplicate_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("gold_version", "best_version"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise CurationError(f"{name} must be a version number (1 or more), got {value}")
+        object.__setattr__(self, "gold_sources", tuple(dict.fromkeys(self.gold_sources)))
+        unknown = sorted(set(self.gold_sources) - set(GOLD_SOURCES))
+        if unknown:
+            raise CurationError(f"unknown gold_sources {', '.join(unknown)}")
+        if self.train_gold and self.gold_version is None and not self.gold_sources:
+            raise CurationError("gold_sources must name at least one kind of verified pair")
+        threshold = self.near_duplicate_threshold
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise CurationError("near_duplicate_threshold must lie in (0, 1]")
+        if self.gold_mode not in MODES:
+            raise CurationError(f"gold_mode must be one of {', '.join(MODES)}")
         self.rules()  # checks the thresholds
 
     def rules(self) -> CurationRules:
@@ -125,29 +148,106 @@ def curation_verdicts(
 # --- Models -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model version chosen for curation, and in words why (the job's result says it)."""
+
+    version: ModelVersion
+    chosen_by: str
+    # Mean accuracy over the evaluation sets when they chose it.
+    evaluation_accuracy: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version.number,
+            "kind": self.version.kind,
+            "chosen_by": self.chosen_by,
+            "evaluation_accuracy": self.evaluation_accuracy,
+            "heldout_accuracy": self.version.heldout_accuracy,
+        }
+
+
+def _ready(campaign: Campaign) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(campaign=campaign, status=ModelVersion.Status.READY)
+
+
+def _numbered(campaign: Campaign, number: int) -> ModelVersion:
+    version = _ready(campaign).filter(number=number).first()
+    if version is None:
+        raise CurationError(f"no ready model version {number} in this campaign")
+    return version
+
+
+def best_model_choice(*, campaign: Campaign, number: int | None = None) -> ModelChoice:
+    """The best loop version: the highest mean accuracy over the campaign's evaluation sets
+    (its own and the shared ones; only versions evaluated on every set, on its current
+    content, compete), else, saying so, the highest held-out gold accuracy (newest on ties)."""
+    if number is not None:
+        return ModelChoice(_numbered(campaign, number), f"version {number} was asked for")
+    versions = _ready(campaign).filter(kind=ModelVersion.Kind.LOOP)
+    sets = dict(
+        EvaluationSet.objects.filter(
+            Q(campaign=campaign) | Q(campaign__isnull=True)
+        ).values_list("pk", "sha256")
+    )
+    reason = "held-out gold accuracy: the campaign has no evaluation set"
+    if sets:
+        accuracies: dict[int, list[float]] = {}
+        for version_id, set_id, sha256, accuracy in EvaluationResult.objects.filter(
+            model_version__in=versions, evaluation_set_id__in=sets
+        ).values_list("model_version_id", "evaluation_set_id", "set_sha256", "accuracy"):
+            if sets[set_id] == sha256:
+                accuracies.setdefault(version_id, []).append(accuracy)
+        complete = {
+            version_id: sum(values) / len(values)
+            for version_id, values in accuracies.items()
+            if len(values) == len(sets)
+        }
+        if complete:
+            by_id = {version.pk: version for version in versions.filter(pk__in=complete)}
+            best_id = max(complete, key=lambda pk: (complete[pk], by_id[pk].number))
+            return ModelChoice(
+                by_id[best_id],
+                f"mean accuracy over the campaign's {len(sets)} evaluation sets",
+                complete[best_id],
+            )
+        reason = (
+            "held-out gold accuracy: no version is evaluated on every evaluation set yet"
+        )
+    ranked = versions.order_by(F("heldout_accuracy").desc(nulls_last=True), "-number")
+    best = ranked.first()
+    if best is None:
+        raise CurationError("curation needs a trained model version; train one first")
+    return ModelChoice(best, reason)
+
+
+def gold_model_choice(
+    *, campaign: Campaign, number: int | None = None, best: ModelVersion | None = None
+) -> ModelChoice:
+    """An existing gold model: the numbered version, else the newest gold-kind version, else
+    (saying it is not one) the active version, else ``best``. ``CurationParams.train_gold``
+    trains a new one instead (``scoring.loop.training.gold_model_train``)."""
+    if number is not None:
+        return ModelChoice(_numbered(campaign, number), f"version {number} was asked for")
+    gold = _ready(campaign).filter(kind=ModelVersion.Kind.GOLD).order_by("-number").first()
+    if gold is not None:
+        return ModelChoice(gold, "the newest gold model (trained on human-verified pairs)")
+    active = active_model_version(campaign=campaign)
+    if active is not None and active.status == ModelVersion.Status.READY:
+        return ModelChoice(
+            active, "no gold model: the active version, trained on the loop's labels"
+        )
+    if best is None:
+        raise CurationError("curation needs a trained model version; train one first")
+    return ModelChoice(best, "no gold model and no active version: the best version")
+
+
 def curation_models(
     *, campaign: Campaign, gold_number: int | None = None, best_number: int | None = None
 ) -> tuple[ModelVersion, ModelVersion]:
-    """(gold, best). Gold: the numbered version, else the active one, else the best on held-out
-    gold. Best: the numbered version, else the highest held-out accuracy (newest on ties)."""
-    versions = ModelVersion.objects.filter(campaign=campaign, status=ModelVersion.Status.READY)
-
-    def numbered(number: int) -> ModelVersion:
-        version = versions.filter(number=number).first()
-        if version is None:
-            raise CurationError(f"no ready model version {number} in this campaign")
-        return version
-
-    ranked = versions.order_by(F("heldout_accuracy").desc(nulls_last=True), "-number")
-    best = numbered(best_number) if best_number is not None else ranked.first()
-    if best is None:
-        raise CurationError("curation needs a trained model version; train one first")
-    if gold_number is not None:
-        gold = numbered(gold_number)
-    else:
-        active = active_model_version(campaign=campaign)
-        ready = active is not None and active.status == ModelVersion.Status.READY
-        gold = active if active is not None and ready else best
+    """(gold, best) among existing versions: ``gold_model_choice`` and ``best_model_choice``."""
+    best = best_model_choice(campaign=campaign, number=best_number).version
+    gold = gold_model_choice(campaign=campaign, number=gold_number, best=best).version
     return gold, best
 
 

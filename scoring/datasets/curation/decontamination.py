@@ -4,8 +4,9 @@ a pool pair sharing one."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Q
 
@@ -58,6 +59,13 @@ class EvaluationIndex:
             if any(hash(gram) in self.ngrams for gram in word_ngrams(words)):
                 return True
         return False
+
+
+def turn_texts(conversation: Any) -> list[str]:
+    """The text of each turn of a stored conversation (what decontamination compares)."""
+    return [
+        str(turn.get("content", "")) for turn in conversation or [] if isinstance(turn, Mapping)
+    ]
 
 
 def evaluation_index(

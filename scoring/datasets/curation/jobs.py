@@ -12,7 +12,9 @@ from annotation.models import Campaign
 from scoring.datasets.curation.consistency import (
     CurationError,
     CurationParams,
-    curation_models,
+    ModelChoice,
+    best_model_choice,
+    gold_model_choice,
     model_version_scorer,
 )
 from scoring.datasets.curation.pool import pool_curate
@@ -31,7 +33,8 @@ from scoring.jobs.runner import (
 )
 from scoring.jobs.shards import shards_run_inline
 from scoring.loop.pool_scoring import shard_score_work, silver_score_hand_off
-from scoring.models import Job
+from scoring.loop.training import gold_model_train
+from scoring.models import Job, ModelVersion
 
 # --- Jobs ---------------------------------------------------------------------------------
 
@@ -45,9 +48,10 @@ def curation_create(
     """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""
     if not isinstance(params, CurationParams):
         params = CurationParams.from_params(params)
-    curation_models(
-        campaign=campaign, gold_number=params.gold_version, best_number=params.best_version
-    )
+    # Fail now, not in the worker, when a named version is missing or nothing is trained.
+    best = best_model_choice(campaign=campaign, number=params.best_version).version
+    if params.gold_version is not None or not params.train_gold:
+        gold_model_choice(campaign=campaign, number=params.gold_version, best=best)
     author = user if user is not None and user.is_authenticated else None
     with transaction.atomic():
         job = job_create(
@@ -58,17 +62,40 @@ def curation_create(
     return job
 
 
+def _gold_model(
+    *, job: Job, context: JobContext, params: CurationParams, best: ModelVersion, train: bool
+) -> ModelChoice:
+    """The gold model: trained in the job's first part (``params.train_gold``) and found again
+    by id in its last part, or an existing version (``gold_model_choice``)."""
+    if not train:
+        return gold_model_choice(campaign=job.campaign, number=params.gold_version, best=best)
+    sources = ", ".join(params.gold_sources)
+    chosen_by = f"trained for this curation on human-verified pairs only ({sources})"
+    trained_id = (job.result or {}).get("gold_version_id")
+    if trained_id is not None:
+        return ModelChoice(ModelVersion.objects.get(pk=trained_id), chosen_by)
+    with context.stage(0.0, 0.3, "training the gold model"):
+        version = gold_model_train(
+            job=job, context=context, sources=params.gold_sources, mode=params.gold_mode
+        )
+    job.result = {**(job.result or {}), "gold_version_id": version.pk}
+    return ModelChoice(version, chosen_by)
+
+
 def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
     def work(context: JobContext) -> dict[str, Any]:
+        params = CurationParams.from_params(job.params)
+        # Injected scorers (tests, notebooks) stand in for the models: nothing to train.
+        train = params.train_gold and params.gold_version is None and not scorers
         try:
-            params = CurationParams.from_params(job.params)
-            gold_version, best_version = curation_models(
-                campaign=job.campaign,
-                gold_number=params.gold_version,
-                best_number=params.best_version,
+            best_choice = best_model_choice(campaign=job.campaign, number=params.best_version)
+            gold_choice = _gold_model(
+                job=job, context=context, params=params, best=best_choice.version, train=train
             )
         except CurationError as error:
             raise JobError(str(error)) from error
+        gold_version, best_version = gold_choice.version, best_choice.version
+        start = 0.3 if train else 0.0
         # --- issue #13: the models score the silver pool in shards on every gpu worker first
         # (the job's last part then finds every score stored). Injected scorers skip it.
         sharded = not scorers and params.shard_scoring
@@ -78,14 +105,17 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                               .values()),
                 context=context,
                 recurate=params.recurate,
-                progress_range=(0.0, 0.6),
+                progress_range=(start, start + 0.6 * (1 - start)),
             )
         # --- end issue #13
         gold = scorers.get("gold") or model_version_scorer(gold_version)
         best = scorers.get("best") or (
             gold if best_version.pk == gold_version.pk else model_version_scorer(best_version)
         )
-        context.log(f"gold model v{gold_version.number}, best model v{best_version.number}")
+        context.log(
+            f"gold model v{gold_version.number} ({gold_choice.chosen_by}); best model "
+            f"v{best_version.number} ({best_choice.chosen_by})"
+        )
 
         def on_progress(fraction: float, message: str) -> None:
             if context.should_stop():
@@ -98,7 +128,8 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 judge = llm_judge_scorer()
                 context.log("an LLM judge is configured: it may keep pairs the models reject")
 
-        with context.stage(0.6 if sharded else 0.0, 1.0, "curating"):
+        curating_from = start + 0.6 * (1 - start) if sharded else start
+        with context.stage(curating_from, 1.0, "curating"):
             result = pool_curate(
                 campaign=job.campaign,
                 gold=gold,
@@ -108,6 +139,7 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 evaluation_sets=params.evaluation_sets,
                 recurate=params.recurate,
                 on_progress=on_progress,
+                near_duplicate_threshold=params.near_duplicate_threshold,
             )
         context.log(
             f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "
@@ -117,6 +149,8 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
             **result.as_dict(),
             "gold_version": gold_version.number,
             "best_version": best_version.number,
+            "gold_model": gold_choice.as_dict(),
+            "best_model": best_choice.as_dict(),
         }
 
     return work

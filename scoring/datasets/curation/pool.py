@@ -3,16 +3,14 @@ silver and human-verified pairs, then the consistency filter."""
 
 from __future__ import annotations
 
-import hashlib
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from django.db.models import Q, QuerySet
 
-from annotation.importers import canonical_json
 from annotation.models import Campaign, Pair
 from annotation.services.pair_state import pairs_set_curation
 from scoring.datasets.curation.consistency import (
@@ -26,7 +24,12 @@ from scoring.datasets.curation.consistency import (
     ProgressCallback,
     curation_verdicts,
 )
-from scoring.datasets.curation.decontamination import EvaluationIndex, evaluation_index
+from scoring.datasets.curation.decontamination import (
+    EvaluationIndex,
+    evaluation_index,
+    turn_texts,
+)
+from scoring.datasets.curation.near_duplicates import NEAR, DuplicateFinder
 from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.loop.pool_scoring import silver_pool
 
@@ -47,19 +50,6 @@ def _reference_pairs(campaign: Campaign, *, recurate: bool) -> QuerySet[Pair]:
     return Pair.objects.filter(campaign=campaign).filter(reference)
 
 
-def dedupe_key(conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str) -> int:
-    """64 bits of a digest of the conversation and the two responses in either order."""
-    first, second = sorted((response_a, response_b))
-    digest = hashlib.blake2b(canonical_json(conversation, first, second), digest_size=8)
-    return int.from_bytes(digest.digest(), "big")
-
-
-def _turn_texts(conversation: Any) -> list[str]:
-    return [
-        str(turn.get("content", "")) for turn in conversation or [] if isinstance(turn, Mapping)
-    ]
-
-
 @dataclass
 class CurationResult:
     pool: int = 0
@@ -71,6 +61,7 @@ class CurationResult:
     recycled: int = 0
     kept_by_judge: int = 0
     evaluation_prompts: int = 0
+    near_duplicates: int = 0  # of the duplicates, those MinHash found (not exact repeats)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -87,27 +78,29 @@ def _screen(
     index: EvaluationIndex,
     result: CurationResult,
     recurate: bool,
+    near_duplicate_threshold: float | None,
 ) -> array[int]:
-    """Pass 1: drop contaminated and duplicate pairs; return the ids left to score."""
-    seen: set[int] = set()
+    """Pass 1: drop contaminated and duplicate (exact, or near with a threshold) pairs;
+    return the ids left to score."""
+    finder = DuplicateFinder(threshold=near_duplicate_threshold)
     for conversation, response_a, response_b in (
         _reference_pairs(campaign, recurate=recurate)
         .values_list("conversation", "response_a", "response_b")
         .iterator(chunk_size=2000)
     ):
-        seen.add(dedupe_key(conversation, response_a, response_b))
+        finder.check(conversation, response_a, response_b)  # remembered; repeats among them stay
     survivors, contaminated, duplicates = array("q"), array("q"), array("q")
     rows = pool.order_by("pk").values_list("pk", "conversation", "response_a", "response_b")
     for pair_id, conversation, response_a, response_b in rows.iterator(chunk_size=2000):
         result.pool += 1
-        if index.contaminates(_turn_texts(conversation)):
+        if index.contaminates(turn_texts(conversation)):
             contaminated.append(pair_id)
             continue
-        key = dedupe_key(conversation, response_a, response_b)
-        if key in seen:
+        repeat = finder.check(conversation, response_a, response_b)
+        if repeat is not None:
             duplicates.append(pair_id)
+            result.near_duplicates += repeat == NEAR
         else:
-            seen.add(key)
             survivors.append(pair_id)
     # Marked once the scan is over: SQLite gives no isolation between a query being read and
     # writes to the same table on the connection.
@@ -129,6 +122,7 @@ def pool_curate(
     recurate: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
+    near_duplicate_threshold: float | None = None,
 ) -> CurationResult:
     """Decontaminate, deduplicate, then keep/discard/recycle the campaign's silver pool.
 
@@ -141,7 +135,14 @@ def pool_curate(
     index = evaluation_index(campaign=campaign, set_names=evaluation_sets)
     result.evaluation_prompts = index.prompts
     pool = curation_pool(campaign=campaign, recurate=recurate)
-    survivors = _screen(campaign=campaign, pool=pool, index=index, result=result, recurate=recurate)
+    survivors = _screen(
+        campaign=campaign,
+        pool=pool,
+        index=index,
+        result=result,
+        recurate=recurate,
+        near_duplicate_threshold=near_duplicate_threshold,
+    )
     report(
         0.1,
         f"{result.pool} pooled; {result.contaminated} contaminated, "

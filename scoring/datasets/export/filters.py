@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 
 from annotation.models import Campaign, Evidence, Pair
 from core.errors import BadRequest
+from scoring.datasets.curation.near_duplicates import DEFAULT_NEAR_DUPLICATE_THRESHOLD
 from scoring.jobs.params import JobParams
 
 FORMATS = ("jsonl", "parquet")
@@ -60,6 +61,15 @@ class ExportFilters(JobParams):
     outcomes: str = "separate"
     # Also emit (rewrite ≻ original) pairs, provenance "rewrite", after each pair's own row.
     rewrites: bool = False
+    # Drop every pair (human-labelled, gold and silver alike) whose conversation shares a word
+    # 13-gram with a prompt of the campaign's evaluation sets (``evaluation_sets``; empty: all).
+    decontaminate: bool = True
+    evaluation_sets: tuple[str, ...] = ()
+    # Drop a pair that repeats an earlier exported one exactly (A/B in either order) or nearly
+    # (MinHash: estimated Jaccard similarity of word 5-grams at least the threshold; None: only
+    # exact repeats).
+    deduplicate: bool = True
+    near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD
 
     def __post_init__(self) -> None:
         # Normal form: rounds sorted without repeats, provenance without repeats, in order.
@@ -76,11 +86,14 @@ class ExportFilters(JobParams):
             raise InvalidExport(f"outcomes must be one of {', '.join(OUTCOMES_CHOICES)}")
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             raise InvalidExport("min_agreement must lie between 0 and 1")
+        threshold = self.near_duplicate_threshold
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise InvalidExport("near_duplicate_threshold must lie in (0, 1]")
 
     def as_params(self) -> dict[str, Any]:
         # Every filter, min_agreement too when None: the snapshot row shows them all.
         params = asdict(self)
-        for name in ("rounds", "provenance", "task_categories"):
+        for name in ("rounds", "provenance", "task_categories", "evaluation_sets"):
             params[name] = list(params[name])
         return params
 

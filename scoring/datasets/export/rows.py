@@ -19,6 +19,12 @@ from django.db.models.functions import Cast
 
 from annotation.models import Campaign, Evidence, Label, Outcome, Pair, Rewrite
 from reviewers.models import Adjudication
+from scoring.datasets.curation.decontamination import (
+    EvaluationIndex,
+    evaluation_index,
+    turn_texts,
+)
+from scoring.datasets.curation.near_duplicates import EXACT, NEAR, DuplicateFinder
 from scoring.datasets.export.filters import (
     DEFAULT_CHUNK_SIZE,
     EVIDENCE_ITEM_CHARS,
@@ -624,6 +630,11 @@ class ExportCounts:
     rewrites: int = 0
     by_provenance: dict[str, int] = field(default_factory=dict)
     max_pair_id: int = 0
+    # Pairs left out, by the provenance they would have had: contaminated, repeated.
+    evaluation_prompts: int = 0
+    contaminated: Counter[str] = field(default_factory=Counter)
+    exact_duplicates: Counter[str] = field(default_factory=Counter)
+    near_duplicates: Counter[str] = field(default_factory=Counter)
 
 
 _END = object()
@@ -687,6 +698,19 @@ def _export_parts(
     model = active_model_version(campaign=campaign)
     provenance_counts: Counter[str] = Counter()
     queryset = export_queryset(campaign=campaign, filters=filters)
+    index = (
+        evaluation_index(campaign=campaign, set_names=filters.evaluation_sets or None)
+        if filters.decontaminate
+        else None
+    )
+    counts.evaluation_prompts = index.prompts if index is not None else 0
+    if index is not None and not index.prompts:
+        index = None
+    finder = (
+        DuplicateFinder(threshold=filters.near_duplicate_threshold)
+        if filters.deduplicate
+        else None
+    )
 
     def chunks_with_context() -> Iterator[tuple[list[tuple[Any, ...]], _ChunkContext]]:
         for chunk in _chunks(queryset, chunk_size):
@@ -695,6 +719,11 @@ def _export_parts(
     rule = campaign.ranking_expansion
     for chunk, context in _read_ahead(chunks_with_context):
         for pair in chunk:
+            if index is not None or finder is not None:
+                dropped = _left_out(pair, index, finder)
+                if dropped is not None:
+                    getattr(counts, dropped)[_effective_preference(pair)[1]] += 1
+                    continue
             expanded = None
             if pair[_RESPONSES] is not None:
                 expanded = _ranking_row_parts(pair, context, model, rule)
@@ -718,6 +747,23 @@ def _export_parts(
                 yield _rewrite_parts(pair, rewrite)
         counts.max_pair_id = chunk[-1][_ID]
         counts.by_provenance = dict(sorted(provenance_counts.items()))
+
+
+def _left_out(
+    pair: tuple[Any, ...], index: EvaluationIndex | None, finder: DuplicateFinder | None
+) -> str | None:
+    """Which ``ExportCounts`` tally a pair goes to instead of the files, or None to write it.
+    Pairs come in id order, so of two repeats the earlier one is written."""
+    conversation = json.loads(pair[_CONVERSATION])
+    if index is not None and index.contaminates(turn_texts(conversation)):
+        return "contaminated"
+    if finder is not None:
+        repeat = finder.check(conversation, pair[_RESPONSE_A], pair[_RESPONSE_B])
+        if repeat == EXACT:
+            return "exact_duplicates"
+        if repeat == NEAR:
+            return "near_duplicates"
+    return None
 
 
 def _message_list(turns: list[dict[str, str]], response: str) -> list[dict[str, str]]:

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotation.models import Campaign
+from scoring.datasets.curation.decontamination import NGRAM
 from scoring.datasets.export.filters import (
     DEFAULT_CHUNK_SIZE,
     FORMATS,
@@ -359,6 +360,21 @@ def export_write(
         "sha256": files[0]["sha256"],
         "files": files,
         "schema": files[0]["schema"],
+        "decontamination": {
+            "enabled": filters.decontaminate,
+            "ngram": NGRAM,
+            "evaluation_prompts": counts.evaluation_prompts,
+            "dropped": sum(counts.contaminated.values()),
+            "by_provenance": dict(sorted(counts.contaminated.items())),
+        },
+        "deduplication": {
+            "enabled": filters.deduplicate,
+            "near_duplicate_threshold": filters.near_duplicate_threshold,
+            "exact": sum(counts.exact_duplicates.values()),
+            "near": sum(counts.near_duplicates.values()),
+            "exact_by_provenance": dict(sorted(counts.exact_duplicates.items())),
+            "near_by_provenance": dict(sorted(counts.near_duplicates.items())),
+        },
         "model_version": model.number if model is not None else None,
         "max_pair_id": counts.max_pair_id,
         "code_version": code_version(),

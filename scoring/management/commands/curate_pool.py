@@ -14,6 +14,7 @@ from scoring.datasets.curation import (
     evaluation_prompts_from_file,
     evaluation_set_upload,
 )
+from scoring.loop.training import GOLD_SOURCES
 from scoring.models import Job
 
 
@@ -36,8 +37,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--upload-only", action="store_true", help="Store the evaluation set, do not curate."
         )
-        parser.add_argument("--gold-version", type=int, help="Default: the active version.")
-        parser.add_argument("--best-version", type=int, help="Default: best held-out accuracy.")
+        parser.add_argument(
+            "--gold-version", type=int,
+            help="A version to use as the gold model (default: train one for this curation).",
+        )
+        parser.add_argument(
+            "--gold-sources", nargs="+", choices=GOLD_SOURCES, default=None,
+            help="What the gold model trains on (default: gold adjudicated unanimous).",
+        )
+        parser.add_argument(
+            "--no-train-gold", action="store_true",
+            help="Use the newest gold model, else the active version, instead of training one.",
+        )
+        parser.add_argument(
+            "--best-version", type=int,
+            help="Default: the best on the evaluation sets, else on held-out gold accuracy.",
+        )
         parser.add_argument("--keep-threshold", type=float)
         parser.add_argument("--recycle", action="store_true", help="Flip confident reversals.")
         parser.add_argument("--recycle-threshold", type=float)
@@ -70,6 +85,10 @@ class Command(BaseCommand):
                     params[name] = options[name]
             if options["recurate"]:
                 params["recurate"] = True
+            if options["gold_sources"]:
+                params["gold_sources"] = options["gold_sources"]
+            if options["no_train_gold"]:
+                params["train_gold"] = False
             job = curation_create(campaign=campaign, params=params, enqueue=options["enqueue"])
         except CurationError as error:
             raise CommandError(str(error)) from error

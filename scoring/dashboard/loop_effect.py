@@ -1,0 +1,180 @@
+"""The loop's effect, measured on the campaign's own data: per round, the prioritised slice
+against the random one (``Pair.selection``, see ``scoring.loop.rounds``).
+
+For each slice of a round:
+
+* **hit rate**: the share of its pairs, once humans settled them with a side, that the model
+  which chose the round had mispredicted (the newest loop version registered before the round
+  opened and that scored the pair). Raising it is what the error-driven queue is for. 95%
+  Wilson interval; the difference between the slices has Newcombe's interval.
+* **human disagreement**: the mean of ``Pair.disagreement`` (0: the votes agreed), with a
+  bootstrap interval, and the bootstrap interval of the difference.
+
+And for the round as a whole, the change in held-out accuracy from the version before to the
+version trained once the round closed (both slices train that one model, so this change is
+not split by slice), with Newcombe's interval. A difference whose interval contains 0 is
+reported in a plain sentence as within noise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from annotation.models import Campaign, Pair, Round
+from scoring.evaluation.maths import (
+    bootstrap_mean_difference,
+    bootstrap_mean_interval,
+    mispredicted,
+    proportion_difference,
+    wilson_interval,
+)
+from scoring.models import ModelVersion, PairScore
+
+SLICES = (Pair.Selection.PRIORITY, Pair.Selection.RANDOM)
+
+
+def _slice_figures(
+    rows: list[tuple[int, int | None, float | None]], scores: dict[int, float]
+) -> dict[str, Any]:
+    """rows: (pair id, consensus preference, disagreement) of one slice."""
+    judged = [(pair_id, preference) for pair_id, preference, _ in rows if preference]
+    scored = [(pair_id, preference) for pair_id, preference in judged if pair_id in scores]
+    misses = sum(1 for pair_id, preference in scored if mispredicted(scores[pair_id], preference))
+    low, high = wilson_interval(misses, len(scored))
+    disagreements = [value for _, _, value in rows if value is not None]
+    mean, d_low, d_high = bootstrap_mean_interval(disagreements)
+    return {
+        "pairs": len(rows),
+        "judged": len(judged),
+        "scored": len(scored),
+        "mispredicted": misses,
+        "hit_rate": misses / len(scored) if scored else None,
+        "hit_rate_ci": (low, high) if scored else None,
+        "disagreement": mean if disagreements else None,
+        "disagreement_ci": (d_low, d_high) if disagreements else None,
+        "disagreement_n": len(disagreements),
+        "disagreements": disagreements,
+    }
+
+
+def _difference_sentence(
+    what: str, difference: tuple[float, float, float] | None, *, unit: str = ""
+) -> str:
+    if difference is None:
+        return f"{what}: not enough labelled pairs in both slices to compare yet."
+    value, low, high = difference
+    span = f"{value:+.3f}{unit} (95% interval {low:+.3f} to {high:+.3f})"
+    if low <= 0 <= high:
+        return f"{what}: the prioritised and random slices differ by {span}, within noise."
+    direction = "higher" if value > 0 else "lower"
+    return f"{what}: the prioritised slice is {direction} than the random one by {span}."
+
+
+def _previous_scores(round_: Round, pair_ids: list[int]) -> dict[int, float]:
+    """p(A better) of each pair by the newest loop version registered before the round
+    opened that scored it."""
+    best: dict[int, tuple[int, float]] = {}
+    rows = PairScore.objects.filter(
+        pair_id__in=pair_ids,
+        model_version__kind=ModelVersion.Kind.LOOP,
+        model_version__created_at__lt=round_.opened_at,
+    ).values_list("pair_id", "model_version__number", "p_a_better")
+    for pair_id, number, p in rows.iterator(chunk_size=5000):
+        if pair_id not in best or number > best[pair_id][0]:
+            best[pair_id] = (number, p)
+    return {pair_id: p for pair_id, (_, p) in best.items()}
+
+
+def _heldout_change(
+    trained: ModelVersion | None, previous: ModelVersion | None
+) -> dict[str, Any] | None:
+    if trained is None or previous is None:
+        return None
+    if trained.heldout_accuracy is None or previous.heldout_accuracy is None:
+        return None
+    n_new = int(((trained.metrics or {}).get("heldout") or {}).get("n") or 0)
+    n_old = int(((previous.metrics or {}).get("heldout") or {}).get("n") or 0)
+    if not n_new or not n_old:
+        return None
+    change = proportion_difference(
+        round(trained.heldout_accuracy * n_new),
+        n_new,
+        round(previous.heldout_accuracy * n_old),
+        n_old,
+    )
+    value, low, high = change
+    sentence = (
+        f"Held-out accuracy v{previous.number} → v{trained.number}: {value:+.3f} "
+        f"(95% interval {low:+.3f} to {high:+.3f})"
+        + (", within noise." if low <= 0 <= high else ".")
+    )
+    return {
+        "from_version": previous.number,
+        "to_version": trained.number,
+        "change": value,
+        "ci": (low, high),
+        "sentence": sentence,
+    }
+
+
+def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
+    """Per round, both slices' figures and the sentences comparing them (module docstring)."""
+    rows_by_round: dict[int, dict[str, list[tuple[int, int | None, float | None]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for pair_id, round_id, selection, preference, disagreement in (
+        Pair.objects.filter(campaign=campaign, round__isnull=False, selection__in=SLICES)
+        .order_by("id")
+        .values_list("id", "round_id", "selection", "consensus_preference", "disagreement")
+        .iterator(chunk_size=5000)
+    ):
+        rows_by_round[round_id][selection].append((pair_id, preference, disagreement))
+    versions = list(
+        ModelVersion.objects.filter(campaign=campaign, kind=ModelVersion.Kind.LOOP).order_by(
+            "number"
+        )
+    )
+    rounds = []
+    for round_ in Round.objects.filter(campaign=campaign).order_by("number"):
+        slices = rows_by_round.get(round_.pk)
+        if not slices:
+            continue
+        pair_ids = [row[0] for rows in slices.values() for row in rows if row[1]]
+        scores = _previous_scores(round_, pair_ids)
+        figures = {name: _slice_figures(slices.get(name, []), scores) for name in SLICES}
+        prioritised, random_ = figures[Pair.Selection.PRIORITY], figures[Pair.Selection.RANDOM]
+        hit_difference = None
+        if prioritised["scored"] and random_["scored"]:
+            hit_difference = proportion_difference(
+                prioritised["mispredicted"],
+                prioritised["scored"],
+                random_["mispredicted"],
+                random_["scored"],
+            )
+        disagreement_difference = bootstrap_mean_difference(
+            prioritised["disagreements"], random_["disagreements"]
+        )
+        trained = next((v for v in reversed(versions) if v.round_id == round_.pk), None)
+        previous = (
+            next((v for v in reversed(versions) if v.number < trained.number), None)
+            if trained is not None
+            else None
+        )
+        for name in SLICES:
+            figures[name].pop("disagreements")
+        rounds.append(
+            {
+                "number": round_.number,
+                "status": round_.status,
+                "slices": {str(name): figures[name] for name in SLICES},
+                "hit_rate_difference": hit_difference,
+                "hit_rate_sentence": _difference_sentence("Hit rate", hit_difference),
+                "disagreement_difference": disagreement_difference,
+                "disagreement_sentence": _difference_sentence(
+                    "Human disagreement", disagreement_difference
+                ),
+                "heldout": _heldout_change(trained, previous),
+            }
+        )
+    return {"rounds": rounds, "random_slice_share": campaign.random_slice_share}

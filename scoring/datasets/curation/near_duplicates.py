@@ -1,0 +1,159 @@
+"""Exact and near-duplicate pairs: the exact key of ``dedupe_key`` and MinHash (datasketch)
+over word shingles, with an LSH index that finds an earlier pair whose estimated Jaccard
+similarity reaches a threshold.
+
+Shingles are word 5-grams (lowercase, punctuation dropped, as in decontamination) that never
+cross a turn or a response, so the A/B order does not matter; a text shorter than five words
+is one shingle. Two pairs are near-duplicates when their conversations AND their responses
+(both together) each reach the threshold: the same prompt with other responses is another
+preference pair, not a repeat. The LSH index holds one MinHash of both parts' shingles (the
+combined similarity is never below the smaller of the two), and each candidate it returns is
+confirmed part by part.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from annotation.importers import canonical_json
+from scoring.datasets.curation.decontamination import normalised_words, word_ngrams
+
+SHINGLE_WORDS = 5
+NUM_PERM = 128
+DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.8
+EXACT, NEAR = "exact", "near"
+_SCHEME = "affine32"  # datasketch 2's default: 32-bit hash values
+
+
+def dedupe_key(conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str) -> int:
+    """64 bits of a digest of the conversation and the two responses in either order."""
+    first, second = sorted((response_a, response_b))
+    digest = hashlib.blake2b(canonical_json(conversation, first, second), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
+
+
+def text_shingles(texts: Iterable[str]) -> set[bytes]:
+    shingles: set[bytes] = set()
+    for text in texts:
+        words = normalised_words(text)
+        if not words:
+            continue
+        if len(words) < SHINGLE_WORDS:
+            shingles.add(" ".join(words).encode())
+        else:
+            shingles.update(" ".join(gram).encode() for gram in word_ngrams(words, SHINGLE_WORDS))
+    return shingles
+
+
+def pair_texts(conversation: Any, response_a: str, response_b: str) -> list[str]:
+    turns = [
+        str(turn.get("content", "")) for turn in conversation or [] if isinstance(turn, Mapping)
+    ]
+    return [*turns, response_a, response_b]
+
+
+@functools.cache
+def _permutations(num_perm: int) -> Any:
+    # Drawing the permutations is most of a new MinHash's cost: draw them once per size.
+    return MinHash(num_perm=num_perm, seed=1, scheme=_SCHEME).permutations
+
+
+def _hash32(shingle: bytes) -> int:
+    # Python's own hash, 32 bits of it: several times faster than datasketch's SHA-1, and
+    # sketches never leave the process (its salt changes between processes).
+    return hash(shingle) & 0xFFFFFFFF
+
+
+def _minhash(shingles: Iterable[bytes], num_perm: int) -> MinHash:
+    minhash = MinHash(
+        num_perm=num_perm,
+        seed=1,
+        permutations=_permutations(num_perm),
+        scheme=_SCHEME,
+        hashfunc=_hash32,
+    )
+    batch = list(shingles)
+    if batch:
+        minhash.update_batch(batch)
+    return minhash
+
+
+@dataclass(frozen=True)
+class PairSketch:
+    """MinHashes of a pair: its conversation, its responses and both (for the LSH index)."""
+
+    conversation: MinHash
+    responses: MinHash
+    combined: MinHash
+
+
+def pair_sketch(
+    conversation: Any, response_a: str, response_b: str, *, num_perm: int = NUM_PERM
+) -> PairSketch:
+    texts = pair_texts(conversation, response_a, response_b)
+    # Tagged, so that a conversation's shingle never matches a response's.
+    context = {b"c " + shingle for shingle in text_shingles(texts[:-2])}
+    responses = {b"r " + shingle for shingle in text_shingles(texts[-2:])}
+    context_sketch, responses_sketch = _minhash(context, num_perm), _minhash(responses, num_perm)
+    combined = context_sketch.copy()
+    combined.merge(responses_sketch)  # the MinHash of the union: element-wise minimum
+    return PairSketch(context_sketch, responses_sketch, combined)
+
+
+def minhash_similarity(
+    first: tuple[Any, str, str], second: tuple[Any, str, str], *, num_perm: int = NUM_PERM
+) -> tuple[float, float]:
+    """Estimated Jaccard similarity of two pairs' (conversation, responses) shingles; each
+    pair is given as (conversation, response A, response B)."""
+    one, other = pair_sketch(*first, num_perm=num_perm), pair_sketch(*second, num_perm=num_perm)
+    return (
+        float(one.conversation.jaccard(other.conversation)),
+        float(one.responses.jaccard(other.responses)),
+    )
+
+
+class DuplicateFinder:
+    """Remembers the pairs it has seen; ``check`` says whether a new one repeats one of them,
+    exactly (``EXACT``) or nearly (``NEAR``: estimated Jaccard similarity of the conversations
+    and of the responses both at least ``threshold``; None turns near-duplicate search off),
+    and remembers it when it does not. Memory per pair: one 64-bit key; with MinHash also two
+    sets of 128 32-bit hash values (1 KB) and the LSH bands of a third."""
+
+    def __init__(self, *, threshold: float | None, num_perm: int = NUM_PERM) -> None:
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise ValueError(f"a near-duplicate threshold lies in (0, 1], got {threshold}")
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self._exact: set[int] = set()
+        self._lsh = (
+            MinHashLSH(threshold=threshold, num_perm=num_perm) if threshold is not None else None
+        )
+        self._values: list[np.ndarray] = []
+
+    def check(self, conversation: Sequence[Any], response_a: str, response_b: str) -> str | None:
+        key = dedupe_key(conversation, response_a, response_b)
+        if key in self._exact:
+            return EXACT
+        self._exact.add(key)
+        if self._lsh is None or self.threshold is None:
+            return None
+        sketch = pair_sketch(conversation, response_a, response_b, num_perm=self.num_perm)
+        # datasketch keeps 32 bits of each hash value.
+        values = np.stack([sketch.conversation.hashvalues, sketch.responses.hashvalues]).astype(
+            np.uint32
+        )
+        # LSH candidates are probable matches: confirm each, part by part.
+        for candidate in self._lsh.query(sketch.combined):
+            similarity = np.mean(self._values[int(candidate)] == values, axis=1)
+            if float(similarity.min()) >= self.threshold:
+                return NEAR
+        self._lsh.insert(str(len(self._values)), sketch.combined)
+        self._values.append(values)
+        return None

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from scoring.jobs.runner import JobError
+from scoring.loop.params import MODES
+from scoring.loop.requests import cross_validation_request
+from scoring.management.commands._model_job import (
+    MODE_HELP,
+    add_run_arguments,
+    campaign_named,
+    run_and_report,
+)
+from scoring.models import Job
+
+
+class Command(BaseCommand):
+    help = (
+        "k-fold cross-validation of a training configuration on a campaign's verified labels: "
+        "each fold is held out once while a fresh model trains on the rest; nothing is "
+        "registered. " + MODE_HELP + " With a finished job the JSON holds folds, accuracies "
+        "(one per fold), fold_sizes, mean and std."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_run_arguments(parser)
+        parser.add_argument("--folds", type=int, default=5, help="Folds (2-20). Default: 5.")
+        parser.add_argument("--mode", choices=MODES, default="head", help="Default: head.")
+        parser.add_argument("--base-model", default=None, help="A local model directory.")
+        parser.add_argument("--epochs", type=float, default=None)
+        parser.add_argument("--learning-rate", type=float, default=None)
+        parser.add_argument("--seed", type=int, default=None, help="Also seeds the fold split.")
+        parser.add_argument(
+            "--include-gold", action="store_true", help="Put the gold pairs into the folds too."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        campaign = campaign_named(options["campaign"])
+        params: dict[str, Any] = {"folds": options["folds"], "mode": options["mode"]}
+        for name in ("base_model", "epochs", "learning_rate", "seed"):
+            if options[name] is not None:
+                params[name] = options[name]
+        if options["include_gold"]:
+            params["include_gold"] = True
+
+        def request(enqueue: bool) -> Job:
+            try:
+                return cross_validation_request(campaign=campaign, params=params, enqueue=enqueue)
+            except JobError as error:
+                raise CommandError(str(error)) from error
+
+        def result_of(job: Job) -> dict[str, Any]:
+            result = job.result or {}
+            return {
+                name: result.get(name)
+                for name in ("folds", "mode", "pairs", "accuracies", "fold_sizes", "mean", "std")
+            }
+
+        run_and_report(self, options, request, result_of)
