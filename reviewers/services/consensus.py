@@ -217,8 +217,8 @@ def pair_consensus_update(
 _RANKING_VOTES_SQL = (
     f"SELECT ranking, {', '.join(f'flag_{name}' for name in FLAG_NAMES)} "  # noqa: S608
     f"FROM {Label._meta.db_table} "  # constant names only
-    "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check AND ranking IS NOT NULL "
-    "ORDER BY id"
+    "WHERE pair_id = %s AND NOT is_retest AND NOT is_gold_check AND NOT set_aside "
+    "AND ranking IS NOT NULL ORDER BY id"
 )
 
 
