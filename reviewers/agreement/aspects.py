@@ -80,7 +80,9 @@ def aspect_agreement(*, campaign: Campaign) -> list[dict[str, Any]]:
     if not aspects:
         return []
     rows = (
-        Label.objects.filter(campaign=campaign, is_retest=False, is_gold_check=False)
+        Label.objects.filter(
+            campaign=campaign, is_retest=False, is_gold_check=False, set_aside=False
+        )
         .exclude(aspect_ratings={})
         .values_list("pair_id", "aspect_ratings")
         .iterator(chunk_size=10_000)
