@@ -1,0 +1,19 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("annotation", "0009_campaign_activation_tolerance"),
+    ]
+
+    operations = [
+        migrations.AddIndex(
+            model_name="pair",
+            index=models.Index(
+                condition=models.Q(("is_gold", False), ("status", "pooled")),
+                fields=["campaign", "-priority", "id"],
+                name="pair_pool_priority",
+            ),
+        ),
+    ]
