@@ -7,8 +7,8 @@ A fresh PostgreSQL database (dropped at the end) gets, by COPY, a campaign of hh
 1. **embed** (model stage, timed on a sample): the head-mode training job embeds the judged
    and gold pairs with all-MiniLM-L6-v2 on this CPU, and ``--sample`` pool pairs are embedded
    on their own; the rate is scaled up to the pool (the output says so).
-2. The rest of the pool gets the sample's vectors replicated with noise (context vectors
-   renormalised), written as part files: what the retrieval stages search is realistic in
+2. The rest of the pool gets the embedded pairs' vectors (sample, judged, gold) replicated
+   with noise (context vectors renormalised), written as part files: what the retrieval stages search is realistic in
    size and structure, without a day of CPU embedding.
 3. For 1 and for 2 Celery worker processes (``-Q gpu -c 1`` each): one loop job ("Retrain
    now") end to end: train (head, cached vectors) → **score** (sharded, every pool pair, head
@@ -391,8 +391,12 @@ def main() -> None:
             "note": "measured on the sample on this CPU and scaled up to the pool",
         }
         print(json.dumps({"embed": report["embed"]}), flush=True)
+        # Every embedded pair (the sample, judged and gold) is a base for the copies.
+        embedded_ids = sample_ids + list(Pair.objects.filter(campaign=campaign, id__gt=args.pairs)
+                                         .order_by("id").values_list("id", flat=True))
         report["replicate_seconds"] = round(replicate_vectors(
-            key=key, sample_ids=sample_ids, pool_ids_from=1, pool_ids_to=args.pairs), 1)
+            key=key, sample_ids=embedded_ids, pool_ids_from=1, pool_ids_to=args.pairs), 1)
+        report["replicated_from"] = len(embedded_ids)
         del model
 
         # 2. one loop round per worker count.
