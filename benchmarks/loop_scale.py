@@ -8,8 +8,8 @@ A fresh PostgreSQL database (dropped at the end) gets, by COPY, a campaign of hh
    and gold pairs with all-MiniLM-L6-v2 on this CPU, and ``--sample`` pool pairs are embedded
    on their own; the rate is scaled up to the pool (the output says so).
 2. The rest of the pool gets the embedded pairs' vectors (sample, judged, gold) replicated
-   with noise (context vectors renormalised), written as part files: what the retrieval stages search is realistic in
-   size and structure, without a day of CPU embedding.
+   with noise (context vectors renormalised), written as part files: what the retrieval
+   stages search is realistic in size and structure, without a day of CPU embedding.
 3. For 1 and for 2 Celery worker processes (``-Q gpu -c 1`` each): one loop job ("Retrain
    now") end to end: train (head, cached vectors) → **score** (sharded, every pool pair, head
    mode from the stored features) → **index** (the campaign's faiss index, built from scratch:

@@ -1,8 +1,9 @@
+from __future__ import annotations
+
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("annotation", "0009_campaign_activation_tolerance"),
     ]
