@@ -9,8 +9,8 @@ arrive, persisted beside the vectors and rebuilt when the pool has grown enough.
   per query): 392 bytes a pair on disk instead of 1,544 for float32 codes, with the recall
   the tests and the benchmark measure. Fewer, longer lists than the usual ``sqrt(n)``: adding
   a vector costs one comparison per list, and a build adds every vector while a round
-  searches a few hundred, so at 1M pairs 250 lists build about 4× faster than 1,000 and
-  searching 48 of them stays a few seconds a round.
+  searches a few hundred, so at 1M pairs 250 lists need a quarter of the comparisons 1,000
+  would, and searching 48 of them stays a few seconds a round.
 - The index is extended with each part file written since it was saved (only the campaign's
   pairs in it), and rebuilt from all parts (a new IVF training) when it holds more than twice
   the vectors it was trained on, or when it outgrows the exact threshold.
