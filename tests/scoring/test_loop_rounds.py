@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 
 from annotation.models import Pair, Round
 from annotation.services.assignments import assignment_next
@@ -39,9 +40,8 @@ def test_the_next_round_takes_the_highest_priority_pooled_pairs(db):
     assert round_open_next(campaign=campaign) is None  # one open round at a time
 
 
-@pytest.mark.smoke
 @pytest.mark.skipif(
-    "postgresql" not in __import__("django.conf").conf.settings.DATABASES["default"]["ENGINE"],
+    "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
     reason="reads PostgreSQL's plan",
 )
 def test_opening_a_round_reads_the_pool_by_priority_from_its_partial_index(db):
@@ -85,6 +85,7 @@ def test_opening_a_round_reads_the_pool_by_priority_from_its_partial_index(db):
     assert "pair_pool_priority" in plan and "Sort" not in plan, plan
 
 
+@pytest.mark.smoke
 def test_the_loop_advances_a_round_and_the_engine_serves_retrieved_pairs_first(
     db, settings, tmp_path, annotator_a, annotator_b, annotator_c,
     django_capture_on_commit_callbacks,
