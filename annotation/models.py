@@ -435,6 +435,14 @@ class Pair(models.Model):
                 condition=Q(status__in=["queued", "in_annotation"]),
             ),
             models.Index(fields=["campaign", "status"], name="pair_campaign_status"),
+            # What opening a round reads: the pool's pairs by priority, then id, so the next
+            # round's LIMIT n rows come off the index in order instead of sorting a pool of
+            # millions (scoring.loop.rounds.round_open_next).
+            models.Index(
+                fields=["campaign", "-priority", "id"],
+                name="pair_pool_priority",
+                condition=Q(status="pooled", is_gold=False),
+            ),
             # Filters by category (export, agreement) are always within a campaign.
             models.Index(fields=["campaign", "task_category"], name="pair_campaign_category"),
         ]

@@ -7,9 +7,9 @@ A fresh PostgreSQL database (dropped at the end) gets, by COPY, a campaign of hh
 1. **embed** (model stage, timed on a sample): the head-mode training job embeds the judged
    and gold pairs with all-MiniLM-L6-v2 on this CPU, and ``--sample`` pool pairs are embedded
    on their own; the rate is scaled up to the pool (the output says so).
-2. The rest of the pool gets the sample's vectors replicated with noise (context vectors
-   renormalised), written as part files: what the retrieval stages search is realistic in
-   size and structure, without a day of CPU embedding.
+2. The rest of the pool gets the embedded pairs' vectors (sample, judged, gold) replicated
+   with noise (context vectors renormalised), written as part files: what the retrieval
+   stages search is realistic in size and structure, without a day of CPU embedding.
 3. For 1 and for 2 Celery worker processes (``-Q gpu -c 1`` each): one loop job ("Retrain
    now") end to end: train (head, cached vectors) → **score** (sharded, every pool pair, head
    mode from the stored features) → **index** (the campaign's faiss index, built from scratch:
@@ -190,6 +190,12 @@ def stage_seconds(job) -> dict[str, float]:  # noqa: ANN001
     return out
 
 
+def settings_codecs() -> tuple[str, str]:
+    from scoring.loop.vector_store import context_codec, feature_codec
+
+    return context_codec(), feature_codec()
+
+
 def start_worker(name: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
     log = (log_dir / f"{name}.log").open("w")
     process = subprocess.Popen(
@@ -219,6 +225,7 @@ def run_round(*, campaign_id: int, workers: int, env: dict[str, str], log_dir: P
         job = loop_request(campaign=Campaign.objects.get(pk=campaign_id), params=params)
         job = job_wait(job=job, timeout=3600, interval=1.0)
         wall = time.perf_counter() - started
+        load_average = os.getloadavg()
         rss = {}
         for process in processes:
             for child in children(process.pid) or [process.pid]:
@@ -236,7 +243,7 @@ def run_round(*, campaign_id: int, workers: int, env: dict[str, str], log_dir: P
     return {"workers": workers, "wall_seconds": round(wall, 1), "stages": stage_seconds(job),
             "scoring": job.result.get("scoring"), "prioritisation": job.result.get(
                 "prioritisation"), "opened_round": job.result.get("opened_round"),
-            "peak_rss_mb": rss}
+            "peak_rss_mb": rss, "load_average_at_end": load_average}
 
 
 def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> dict:
@@ -274,6 +281,15 @@ def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> d
         cursor.execute("SELECT pg_total_relation_size('scoring_pairscore'), "
                        "(SELECT count(*) FROM scoring_pairscore)")
         score_bytes, score_rows = cursor.fetchone()
+        # What PostgreSQL keeps per score row: the heap and each index.
+        cursor.execute("SELECT 'heap', pg_relation_size('scoring_pairscore') UNION ALL "
+                       "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) "
+                       "FROM pg_index WHERE indrelid = 'scoring_pairscore'::regclass")
+        score_parts = {name: round(size / max(score_rows, 1), 1)
+                       for name, size in cursor.fetchall()}
+        cursor.execute("SELECT pg_total_relation_size('annotation_pair'), "
+                       "(SELECT count(*) FROM annotation_pair)")
+        pair_bytes, pair_rows = cursor.fetchone()
         cursor.execute("SELECT to_regclass('scoring_pairembedding') IS NULL")
         (no_embedding_table,) = cursor.fetchone()
     vector_bytes = store.bytes_on_disk() / max(vectors, 1)
@@ -289,6 +305,8 @@ def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> d
             "index_file": round(index_bytes, 1),
             "postgres_vectors": 0 if no_embedding_table else None,
             "postgres_scores_per_version": round(score_bytes / max(score_rows, 1), 1),
+            "postgres_scores_breakdown": score_parts,
+            "postgres_pair_row_with_indexes": round(pair_bytes / max(pair_rows, 1), 1),
             "before_pair_embedding": BEFORE_BYTES_PER_PAIR,
             "ratio_vectors": round(BEFORE_BYTES_PER_PAIR / max(vector_bytes, 1), 2),
             "ratio_vectors_and_index": round(
@@ -305,9 +323,11 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--shard-size", type=int, default=20_000)
+    parser.add_argument("--database", default=f"arbiter_loopbench_{os.getpid()}",
+                        help="the PostgreSQL database to create (and drop at the end)")
     args = parser.parse_args()
 
-    database = f"arbiter_loopbench_{os.getpid()}"
+    database = args.database
     root = Path(tempfile.mkdtemp(prefix="arbiter-loop-scale-"))
     env = dict(os.environ, DATABASE_URL=f"{PG}/{database}", ARBITER_VECTOR_ROOT=str(root / "v"),
                ARBITER_VAR_DIR=str(root / "var"), ARBITER_MODEL_DIR=str(root / "models"),
@@ -338,7 +358,11 @@ def main() -> None:
         from scoring.reward_model.model import default_base_path
 
         report: dict = {"machine": "2-core CPU dev machine, shared with other jobs",
-                        "pairs": args.pairs, "judged": args.judged, "gold": args.gold}
+                        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "load_average_at_start": os.getloadavg(),
+                        "pairs": args.pairs, "judged": args.judged, "gold": args.gold,
+                        "codecs": {"context": settings_codecs()[0],
+                                   "features": settings_codecs()[1]}}
         started = time.perf_counter()
         campaign_id = seed(pairs=args.pairs, judged=args.judged, gold=args.gold,
                            rng=random.Random(0))
@@ -367,8 +391,12 @@ def main() -> None:
             "note": "measured on the sample on this CPU and scaled up to the pool",
         }
         print(json.dumps({"embed": report["embed"]}), flush=True)
+        # Every embedded pair (the sample, judged and gold) is a base for the copies.
+        embedded_ids = sample_ids + list(Pair.objects.filter(campaign=campaign, id__gt=args.pairs)
+                                         .order_by("id").values_list("id", flat=True))
         report["replicate_seconds"] = round(replicate_vectors(
-            key=key, sample_ids=sample_ids, pool_ids_from=1, pool_ids_to=args.pairs), 1)
+            key=key, sample_ids=embedded_ids, pool_ids_from=1, pool_ids_to=args.pairs), 1)
+        report["replicated_from"] = len(embedded_ids)
         del model
 
         # 2. one loop round per worker count.
@@ -388,6 +416,7 @@ def main() -> None:
                           .order_by("id").values_list("id", flat=True)[:200])
         report.update(recall_and_bytes(campaign_id=campaign_id, key=key, queries_ids=judged_ids))
         report["benchmark_process_peak_rss_mb"] = round(high_water_mb(), 1)
+        report["load_average_at_end"] = os.getloadavg()
         print(json.dumps({"report": report}), flush=True)
     finally:
         from django.db import connections

@@ -380,20 +380,27 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "VECTOR_ROOT": envstr("ARBITER_VECTOR_ROOT", str(VAR_DIR / "vectors")) or str(
         VAR_DIR / "vectors"
     ),
-    # How vectors are stored: i8 (int8 + a scale per row), f16 or f32 (README: their effect).
-    "VECTOR_FEATURE_CODEC": envstr("ARBITER_VECTOR_FEATURE_CODEC", "f16") or "f16",
+    # How vectors are stored: i8 (int8 + a scale per row), i12, f16 or f32; the features of A
+    # and B also mid-diff (midpoint i8, difference i12) (README: their effect).
+    "VECTOR_FEATURE_CODEC": envstr("ARBITER_VECTOR_FEATURE_CODEC", "mid-diff") or "mid-diff",
     "VECTOR_CONTEXT_CODEC": envstr("ARBITER_VECTOR_CONTEXT_CODEC", "i8") or "i8",
     # Retrieval index: exact up to this many vectors, IVF above (searching nprobe lists).
     "INDEX_EXACT_MAX": envint("ARBITER_INDEX_EXACT_MAX", 50_000, minimum=1),
     "INDEX_NPROBE": envint("ARBITER_INDEX_NPROBE", 48, minimum=1),
+    # faiss's OpenMP threads: 1 suits a shared or busy host (README: measured), more a
+    # dedicated one.
+    "INDEX_THREADS": envint("ARBITER_INDEX_THREADS", 1, minimum=1),
     # Score stages split their pairs into shards of this many, run by every gpu worker.
     "SHARD_SIZE": envint("ARBITER_SHARD_SIZE", 20_000, minimum=1),
     # Pairs a shard reads, embeds, scores and commits at a time.
     "SCORE_CHUNK": envint("ARBITER_SCORE_CHUNK", 2048, minimum=1),
 }
-for _codec in ("VECTOR_FEATURE_CODEC", "VECTOR_CONTEXT_CODEC"):
-    if ARBITER[_codec] not in ("i8", "f16", "f32"):
-        raise ImproperlyConfigured(f"ARBITER_{_codec} must be i8, f16 or f32")
+for _codec, _allowed in (
+    ("VECTOR_FEATURE_CODEC", ("mid-diff", "i8", "i12", "f16", "f32")),
+    ("VECTOR_CONTEXT_CODEC", ("i8", "i12", "f16", "f32")),
+):
+    if ARBITER[_codec] not in _allowed:
+        raise ImproperlyConfigured(f"ARBITER_{_codec} must be one of {', '.join(_allowed)}")
 if envstr("ARBITER_JOB_HEARTBEAT_SECONDS"):  # default: a quarter of the stale time, at most 10 s
     ARBITER["JOB_HEARTBEAT_SECONDS"] = envfloat("ARBITER_JOB_HEARTBEAT_SECONDS", 10.0)
 

@@ -177,7 +177,9 @@ class ModelVersion(models.Model):
 class PairScore(models.Model):
     """The model's rewards for a pair (canonical orientation) and p(A better)."""
 
-    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="scores")
+    # No index of its own: the unique (pair, model_version) index starts with the pair and
+    # serves every look-up by pair; a second one cost 21–23 bytes a row (benchmarks/loop_scale.py).
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="scores", db_index=False)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scores")
     reward_a = models.FloatField()
     reward_b = models.FloatField()

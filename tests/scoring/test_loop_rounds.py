@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 
 from annotation.models import Pair, Round
 from annotation.services.assignments import assignment_next
@@ -37,6 +38,51 @@ def test_the_next_round_takes_the_highest_priority_pooled_pairs(db):
     assert Pair.objects.get(pk=high.pk).status == Pair.Status.QUEUED
     assert Pair.objects.get(pk=first_imported.pk).status == Pair.Status.POOLED
     assert round_open_next(campaign=campaign) is None  # one open round at a time
+
+
+@pytest.mark.skipif(
+    "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
+    reason="reads PostgreSQL's plan",
+)
+def test_opening_a_round_reads_the_pool_by_priority_from_its_partial_index(db):
+    """At 40M pairs a round must not sort the pool: the UPDATE that queues the next round
+    takes its LIMIT n ids in order off ``pair_pool_priority`` (pooled, not gold)."""
+    import random
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    campaign, other = CampaignFactory(round_size=50), CampaignFactory()
+    rng = random.Random(3)
+    Pair.objects.bulk_create(
+        Pair(
+            campaign=owner, conversation=[], response_a="a", response_b="b",
+            content_hash=f"{index:064x}", status=status, priority=rng.random(),
+            is_gold=status == Pair.Status.COMPLETE,
+        )
+        for index in range(12_000)
+        for owner, status in [(
+            campaign if index % 3 else other,
+            Pair.Status.COMPLETE if index % 10 == 0 else Pair.Status.POOLED,
+        )]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_pair")
+    expected = list(
+        Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)
+        .order_by("-priority", "id")
+        .values_list("id", flat=True)[:50]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        opened = round_open_next(campaign=campaign)
+    assert sorted(Pair.objects.filter(round=opened).values_list("id", flat=True)) == sorted(
+        expected
+    )
+    (update,) = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + update)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "pair_pool_priority" in plan and "Sort" not in plan, plan
 
 
 @pytest.mark.smoke

@@ -242,6 +242,71 @@ def test_cancelling_a_sharded_job_stops_every_shard(
 
 
 @pytest.mark.worker
+@pytest.mark.slow
+def test_recovery_sends_again_shards_whose_messages_were_lost_or_whose_worker_died(
+    transactional_db, monkeypatch, settings, annotator_a, annotator_b, annotator_c
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scoring.jobs.shards import shards_recover_stale
+    from scoring.loop.model_jobs import model_job_run
+
+    campaign = _trained_campaign(settings, [annotator_a, annotator_b, annotator_c], pooled=30)
+    settings.ARBITER = {**settings.ARBITER, "JOB_STALE_SECONDS": 3.0}
+    for name, value in _WORKER_ENV.items():
+        monkeypatch.setenv(name, value)
+    _purge()
+    workers = []
+    try:
+        # The job's first part plans the shards and sends their messages to the queue...
+        job = scoring_request(
+            campaign=campaign, params={"shard_size": 10}, enqueue=False, queue=QUEUE
+        )
+        model_job_run(job_id=job.pk, worker="planner:1", queue=QUEUE)
+        job.refresh_from_db()
+        assert job.stage == Job.Stage.SHARDS and job.status == Job.Status.RUNNING
+        shards = list(JobShard.objects.filter(job=job).order_by("index"))
+        assert len(shards) == 4
+        _purge()  # ...which are lost (a broker restarted without persistence, say).
+        # One shard's worker took its message and died; this broker does not redeliver.
+        long_ago = timezone.now() - timedelta(hours=1)
+        JobShard.objects.filter(pk=shards[0].pk).update(
+            status=JobShard.Status.RUNNING, attempts=1, worker="gone:1", heartbeat_at=long_ago
+        )
+        workers = start_workers(
+            [{"queues": QUEUE, "concurrency": 1, "name": f"recover-{i}"} for i in range(2)]
+        )
+        time.sleep(3)  # the workers are ready (start_workers waits) and have nothing to take
+        assert JobShard.objects.filter(job=job, status=JobShard.Status.QUEUED).count() == 3
+        assert not PairScore.objects.filter(model_version__campaign=campaign).exists()
+
+        # A job silent for the stale time: its queued shards and the dead one are sent again.
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=long_ago)
+        resent = shards_recover_stale()
+        assert sorted(resent) == sorted(shard.pk for shard in shards)
+        # Sending again what is now running or done only makes duplicates, which claims drop.
+        assert set(shards_recover_stale()) <= set(resent)
+
+        wait_for(lambda: Job.objects.get(pk=job.pk).is_finished, timeout=300, what="the job")
+        job.refresh_from_db()
+        assert job.status == Job.Status.SUCCEEDED, job.error
+        _scores_are_complete_and_single(job, campaign)
+        taken_over = JobShard.objects.get(pk=shards[0].pk)
+        assert taken_over.status == JobShard.Status.SUCCEEDED
+        assert taken_over.attempts == 2 and taken_over.worker.startswith("recover-")
+        others = JobShard.objects.filter(job=job).exclude(pk=shards[0].pk)
+        assert set(others.values_list("attempts", flat=True)) == {1}
+        assert shards_recover_stale() == []  # nothing left to send
+    finally:
+        for process in workers:
+            stop_worker(process, sig=signal.SIGKILL)
+        _purge()
+        shutil.rmtree(campaign_models_dir(campaign), ignore_errors=True)
+
+
+@pytest.mark.worker
 @pytest.mark.smoke
 def test_the_score_pool_command_reports_shards_and_workers(
     worker, settings, capsys, annotator_a, annotator_b, annotator_c
