@@ -50,11 +50,13 @@ from annotation.models import Campaign
 from annotation.roles import Role
 from annotation.services.members import member_add
 from annotation.services.users import user_create
-# Membership on: the imported campaign is members-only, and every annotator is a member.
-campaign = Campaign.objects.get(pk=int(sys.argv[2]))
+# Membership on: the imported campaigns are members-only, and every annotator is a member of
+# each of them (the single campaign and, with --campaigns, the spread ones).
+campaigns = list(Campaign.objects.filter(pk__in=[int(pk) for pk in sys.argv[2:]]))
 for i in range(int(sys.argv[1])):
     user, _password, token = user_create(username=f"bench{i}", role=Role.ANNOTATOR, password="x")
-    member_add(campaign=campaign, user=user)
+    for campaign in campaigns:
+        member_add(campaign=campaign, user=user)
     print(token)
 """
 
@@ -409,7 +411,13 @@ def main() -> None:
         )
         # One process for all users (the create_user command's service, not 50 start-ups).
         out = subprocess.run(
-            [sys.executable, "-c", CREATE_USERS_SNIPPET, str(args.annotators), str(campaign_id)],
+            [
+                sys.executable,
+                "-c",
+                CREATE_USERS_SNIPPET,
+                str(args.annotators),
+                *(str(pk) for pk in [campaign_id, *spread]),
+            ],
             cwd=REPO,
             env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
             check=True,
