@@ -6,12 +6,11 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.requests import SignedInApiRequest
 from scoring.deploy.serving import (
-    ScoringError,
     model_version_for_scoring,
     model_version_score,
     score_limits,
@@ -107,16 +106,12 @@ class ModelVersionScoreApi(APIView):
             504: OpenApiResponse(description="No worker answered in time."),
         },
     )
-    def post(self, request: Request, version_id: int) -> Response:
+    def post(self, request: SignedInApiRequest, version_id: int) -> Response:
         version = model_version_for_scoring(version_id=version_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            results = model_version_score(
-                version=version, items=serializer.validated_data["items"]
-            )
-        except ScoringError as error:
-            return Response({"detail": str(error)}, status=error.status_code)
+        # A ScoringError is the handler's 409, 503 or 504.
+        results = model_version_score(version=version, items=serializer.validated_data["items"])
         payload = {
             "model_version": version.pk,
             "campaign": version.campaign_id,

@@ -24,6 +24,7 @@ from django.core.cache import cache
 from django.http import Http404
 
 from annotation.roles import Role, user_has_role
+from core.errors import ApplicationError, Conflict, Unavailable
 from scoring.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -36,26 +37,28 @@ TASK_NAME = "scoring.score_request"
 ANSWER_TTL_S = 120
 
 
-class ScoringError(Exception):
-    status_code = 503
+class ScoringError(ApplicationError):
+    code = "scoring_failed"
+    status = 503
 
 
-class ScoringRefused(ScoringError):
+class ScoringRefused(Conflict, ScoringError):
     """The version cannot serve (archived)."""
 
-    status_code = 409
+    code = "scoring_refused"
 
 
-class ScoringUnavailable(ScoringError):
+class ScoringUnavailable(Unavailable, ScoringError):
     """No worker could take or finish the request (broker down, worker error)."""
 
-    status_code = 503
+    code = "scoring_unavailable"
 
 
 class ScoringTimeout(ScoringError):
     """No worker answered in time."""
 
-    status_code = 504
+    code = "scoring_timeout"
+    status = 504
 
 
 def score_limits() -> dict[str, Any]:
