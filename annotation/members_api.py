@@ -154,7 +154,11 @@ class MemberApi(APIView):
         member_remove(campaign=campaign, user_id=user_id)
         return Response(status=204)
 
-    @extend_schema(request=InputSerializer, responses={200: MemberOutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: MemberOutputSerializer},
+        operation_id="campaigns_members_change",
+    )
     def post(self, request: SignedInApiRequest, campaign_id: int, user_id: int) -> Response:
         """Admit a qualifying member, or restore a quarantined one (recorded as a transition)."""
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)

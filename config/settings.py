@@ -252,7 +252,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Ties and "both bad/good" pairs of an export: one choice set, one name in the schema.
-    "ENUM_NAME_OVERRIDES": {"ExportSideFileEnum": ["exclude", "separate"]},
+    "ENUM_NAME_OVERRIDES": {
+        "ExportSideFileEnum": ["exclude", "separate"],
+        # Two choice sets are both called "role": a member's in a campaign, a turn's speaker.
+        "MemberRoleEnum": "annotation.models.CampaignMember.Role",
+        "TurnRoleEnum": ["system", "user", "assistant"],
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------

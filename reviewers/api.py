@@ -7,13 +7,11 @@ use the escalation endpoints; agreement, quality and gold are for admins. Everyo
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, rewrite_by_expert
 from core.requests import SignedInApiRequest
@@ -22,6 +20,7 @@ from reviewers.models import Adjudication
 from reviewers.selectors import (
     agreement_report,
     annotator_quality,
+    campaign_for_expert,
     claim_state,
     escalation_for_expert,
     escalation_queue,
@@ -371,8 +370,7 @@ class RewriteQueueApi(APIView):
 
     @extend_schema(responses={200: OutputSerializer(many=True)})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
-        require_expert(request.user)
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        campaign = campaign_for_expert(campaign_id=campaign_id, user=request.user)
         pairs = rewrite_queue(campaign=campaign)
         return Response(self.OutputSerializer(pairs, many=True).data)
 

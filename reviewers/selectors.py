@@ -500,9 +500,23 @@ def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str,
 # --- the rewrite step -----------------------------------------------------------------------
 
 
-def pair_for_expert(*, pair_id: int, user: User) -> Pair:
+def campaign_for_expert(*, campaign_id: int, user: User) -> Campaign:
+    """The campaign, for an expert who reviews it (open to all, or an expert or admin member;
+    site admins always); 404 otherwise."""
     require_expert(user)
-    return get_object_or_404(Pair.objects.select_related("campaign"), pk=pair_id)
+    campaign = get_object_or_404(Campaign, pk=campaign_id)
+    if not campaign.open_to_all and not _reviews_campaign(user, campaign.pk):
+        raise Http404("No such campaign.")
+    return campaign
+
+
+def pair_for_expert(*, pair_id: int, user: User) -> Pair:
+    """The pair, for an expert who reviews its campaign; 404 otherwise."""
+    require_expert(user)
+    pair = get_object_or_404(Pair.objects.select_related("campaign"), pk=pair_id)
+    if not pair.campaign.open_to_all and not _reviews_campaign(user, pair.campaign_id):
+        raise Http404("No such pair.")
+    return pair
 
 
 def rewrite_queue(*, campaign: Campaign, limit: int = 50) -> QuerySet[Pair]:

@@ -56,12 +56,16 @@ ROUTES: dict[str, tuple[str, str]] = {
     "api-escalation-claim": ("expert", "post"),
     "api-escalation-release": ("expert", "post"),
     "api-escalation-adjudicate": ("expert", "post"),
+    "api-rewrite-queue": ("expert", "get"),
+    "api-pair-rewrites": ("expert", "post"),
     # admins of the campaign
     "campaign-members": ("campaign-admin", "get"),
     "campaign-members-change": ("campaign-admin", "post"),
     "campaign-member": ("campaign-admin", "post"),
     "api-campaign-members": ("campaign-admin", "get"),
     "api-campaign-member": ("campaign-admin", "delete"),
+    "api-evaluation-set": ("campaign-admin", "delete"),
+    "api-shared-evaluation-set": ("site-admin", "delete"),
     "import-page": ("campaign-admin", "get"),
     "import-job": ("campaign-admin", "get"),
     "campaign-agreement": ("campaign-admin", "get"),
@@ -152,6 +156,7 @@ def world():
         "version_id": 999_999,
         "export_id": 999_999,
         "run_id": 999_999,
+        "set_id": 999_999,
     }
     return people, ids
 

@@ -522,6 +522,8 @@ def _rewrite_parts(pair: tuple[Any, ...], rewrite: tuple[int, str, str]) -> _Row
     scalars["aspects"] = _NOTHING
     scalars["rewrite_id"] = rewrite_id
     scalars["rewrite_of"] = based_on
+    scalars["consensus_posterior"] = None
+    scalars["ranking_pair"] = None
     return _RowParts(
         True, pair[_CONVERSATION], text, original, scalars, None, "rewrite", is_rewrite=True
     )
