@@ -84,7 +84,9 @@ def annotator_report(
         .values_list("annotator_id", "n")
     )
     names = dict(skips.order_by().values_list("annotator_id", "annotator__username").distinct())
-    quarantined = _quarantine_seconds(start=start, end=end, campaign_id=campaign_id)
+    quarantined, quarantined_names = _quarantine_seconds(
+        start=start, end=end, campaign_id=campaign_id
+    )
     report: dict[int, AnnotatorPeriod] = {}
     for row in label_rows:
         annotator_id = row["annotator_id"]
@@ -116,7 +118,7 @@ def annotator_report(
         if annotator_id not in report:  # quarantined all period long: nothing done, still paid for
             report[annotator_id] = AnnotatorPeriod(
                 annotator_id=annotator_id,
-                username=_username(annotator_id),
+                username=quarantined_names[annotator_id],
                 active_seconds=0.0,
                 labels=0,
                 gold_checks=0,
@@ -145,9 +147,9 @@ def quarantined_seconds_in(
 
 def _quarantine_seconds(
     *, start: datetime, end: datetime, campaign_id: int | None
-) -> dict[int, float]:
+) -> tuple[dict[int, float], dict[int, str]]:
     """Per annotator ever quarantined (in the campaign, or in any): seconds quarantined in the
-    period, summed over campaigns."""
+    period, summed over campaigns; and their usernames, read in the same query."""
     transitions = MemberTransition.objects.filter(
         member__in=MemberTransition.objects.filter(
             to_state=CampaignMember.State.QUARANTINED, at__lt=end
@@ -156,22 +158,17 @@ def _quarantine_seconds(
     if campaign_id is not None:
         transitions = transitions.filter(member__campaign_id=campaign_id)
     per_member: dict[tuple[int, int], list[tuple[datetime, str]]] = defaultdict(list)
-    for member_id, user_id, at, state in transitions.values_list(
-        "member_id", "member__user_id", "at", "to_state"
+    names: dict[int, str] = {}
+    for member_id, user_id, username, at, state in transitions.values_list(
+        "member_id", "member__user_id", "member__user__username", "at", "to_state"
     ):
         per_member[(user_id, member_id)].append((at, state))
+        names[user_id] = username
     now = timezone.now()
     seconds: dict[int, float] = defaultdict(float)
     for (user_id, _member_id), states in per_member.items():
         seconds[user_id] += quarantined_seconds_in(states, start=start, end=end, now=now)
-    return dict(seconds)
-
-
-def _username(user_id: int) -> str:
-    name: str = CampaignMember.objects.filter(user_id=user_id).values_list(
-        "user__username", flat=True
-    ).first() or str(user_id)
-    return name
+    return dict(seconds), names
 
 
 def annotator_report_csv(rows: list[AnnotatorPeriod]) -> str:

@@ -118,12 +118,17 @@ def test_the_report_counts_a_quarantine_from_the_member_transitions(
     campaign, _ann, bob, _cat = seeded
     client.force_login(admin_user)
     member = member_add(campaign=campaign, user=bob)
+    idle = member_add(campaign=campaign, user=user_with_role("dan"))
     with time_machine.travel(timezone.now() - timedelta(hours=2), tick=False):
         member_quarantine(member=member, reason="test: below the gold threshold")
+        member_quarantine(member=idle, reason="test: quarantined, then did nothing")
     with time_machine.travel(timezone.now() - timedelta(hours=1), tick=False):
         member.refresh_from_db()
         assert member_restore(member=member)
 
     rows = _csv_rows(client.get(reverse("annotator-report"), {"format": "csv"}))
     assert float(rows["bob"]["quarantine_seconds"]) == pytest.approx(3600, abs=5)
+    # Quarantined all along and nothing done: listed by name, with only the quarantine time.
+    assert float(rows["dan"]["quarantine_seconds"]) == pytest.approx(7200, abs=5)
+    assert rows["dan"]["labels"] == "0" and rows["dan"]["skips"] == "0"
     assert rows["ann"]["quarantine_seconds"] == ""
