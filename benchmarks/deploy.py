@@ -9,8 +9,8 @@ machine shared with other jobs slows every arm alike:
   block-wise int8 weights, float32 activations);
 * ``onnx-int8-dyn``: ``--quantize int8-dynamic`` (``quantize_dynamic``: per-channel int8
   weights, int8 activations with one scale per tensor, int8 arithmetic);
-* on a CUDA device also ``torch-bf16`` and ``torch-fp16`` (half-precision weights, as the GPU
-  worker serves).
+* on a CUDA device also ``cuda-fp32`` (float32 weights, no autocast), ``torch-bf16`` and
+  ``torch-fp16`` (half-precision weights, as the GPU worker serves).
 
 The model is all-MiniLM-L6-v2 with a reward head trained (head mode) on ``--train`` hh-rlhf
 pairs; ``--heldout`` other pairs are scored by every arm. Reported per arm: per-pair latency at
@@ -65,18 +65,22 @@ Pair = tuple[list[dict[str, str]], str, str]
 def build_arms(
     model: RewardModel, workdir: Path, threads: int
 ) -> dict[str, Callable[[list[Pair]], np.ndarray]]:
-    arms: dict[str, Callable[[list[Pair]], np.ndarray]] = {
-        "torch-fp32": model.prob_a_better_batch
-    }
+    arms: dict[str, Callable[[list[Pair]], np.ndarray]] = {"torch-fp32": model.prob_a_better_batch}
     quantizations = (("onnx-fp32", None), ("onnx-int8", "int8"), ("onnx-int8-dyn", "int8-dynamic"))
     for name, quantize in quantizations:
         path = export_onnx(model, workdir / name, quantize=quantize)
         arms[name] = OnnxRewardModel.load(path, threads=threads).prob_a_better_batch
     if torch.cuda.is_available():
         saved = model.save(workdir / "checkpoint")
-        for name, dtype in (("torch-bf16", torch.bfloat16), ("torch-fp16", torch.float16)):
+        on_gpu = (
+            ("cuda-fp32", torch.float32),
+            ("torch-bf16", torch.bfloat16),
+            ("torch-fp16", torch.float16),
+        )
+        for name, dtype in on_gpu:
             gpu = RewardModel.load(saved, device="cuda", dtype=dtype)
-            gpu.precision = "float32"  # no autocast: the weights are already half precision
+            # No autocast: the arm runs in its weights' own precision.
+            gpu.precision = "float32"
 
             def run(pairs: list[Pair], gpu: RewardModel = gpu) -> np.ndarray:
                 result = gpu.prob_a_better_batch(pairs)

@@ -21,6 +21,7 @@ CPU, NCCL on GPUs); its MFU divides by N GPUs' peak.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -167,6 +168,9 @@ def bench_full_training(
     path (token budget), same pairs and step count, one after the other."""
     rates: dict[bool, float] = {}
     for packing in (False, True):
+        if not packing and importlib.util.find_spec("trl") is None:
+            print(f"[{label}] full training, padded: skipped (TRL, its only path, not installed)")
+            continue
         model = build()
         # The same pairs per step on both paths (a budget batch_size windows wide, so the
         # pair cap binds): the paths then differ only in padding.
@@ -218,9 +222,11 @@ def bench_full_training(
         rates[packing] = rate
         print(line + f"; loss {metrics.loss_curve[0]:.3f} -> {metrics.loss_curve[-1]:.3f}")
         del model
-    print(
-        f"[{label}] full training packed/padded (steady pairs/s): {rates[True] / rates[False]:.2f}x"
-    )
+    if len(rates) == 2:
+        print(
+            f"[{label}] full training packed/padded (steady pairs/s): "
+            f"{rates[True] / rates[False]:.2f}x"
+        )
 
 
 def bench_distributed(
@@ -255,71 +261,124 @@ def bench_distributed(
 
 def bench_long_context(
     label: str,
-    model: RewardModel,
+    build: Callable[[int], RewardModel],
     lengths: list[int],
     args: argparse.Namespace,
     peak: float | None,
 ) -> None:
-    """Packed scoring and training on synthetic pairs of exactly ``length`` tokens a side."""
-    from scoring.reward_model.packed_training import run_packed_training
+    """Packed scoring and training on synthetic pairs of exactly ``length`` tokens a side.
 
+    Scoring runs with float32 weights under bf16 autocast (a model being trained) and, on a GPU,
+    with bf16 weights (what a scoring worker loads). Training runs with gradient checkpointing at
+    every length, without it up to ``--long-plain-max`` tokens, and with ``--liger`` also with
+    Liger's fused kernels; rates are steady state (the first step, with its kernel compilation
+    and optimizer set-up, left out)."""
+    import copy
+
+    from scoring.reward_model.packed_training import apply_liger, run_packed_training
+
+    model = build(max(lengths))
+    on_gpu = model.device.type == "cuda"
+    scorers = [("float32 weights, bf16 autocast" if on_gpu else "float32", model)]
+    if on_gpu:
+        half = copy.deepcopy(model.model).to(torch.bfloat16)
+        scorers.append(("bf16 weights", RewardModel(half, model.tokenizer, device=model.device)))
+    trainers: list[tuple[str, RewardModel, bool]] = [("checkpointing", model, True)]
+    trainers.append(("no checkpointing", model, False))
+    if args.liger:
+        liger = build(max(lengths))
+        if apply_liger(liger.model):
+            trainers += [("liger + checkpointing", liger, True), ("liger", liger, False)]
+        else:
+            print(f"[{label}] --liger: liger-kernel not installed or no CUDA; Liger arms skipped")
     generator = torch.Generator().manual_seed(0)
     vocab = model.model.config.get_text_config().vocab_size
     parameters = non_embedding_parameters(model.model)
     for length in lengths:
-        model.max_length = length
         count = max(2, args.long_tokens // (2 * length))
         sides = [
             torch.randint(100, vocab, (length,), generator=generator).tolist()
             for _ in range(2 * count)
         ]
-        model.max_batch_tokens = max(args.long_tokens, length)
-        model.rewards_for_ids(sides[:2])  # warm-up
-        synchronize(model.device)
-        started = time.perf_counter()
-        model.rewards_for_ids(sides)
-        synchronize(model.device)
-        seconds = time.perf_counter() - started
         tokens = 2 * count * length
         flops = 2 * parameters * tokens + attention_flops(
             model.model, [length] * 2 * count, training=False
         )
-        print(
-            f"[{label}] {length:,}-token scoring: {count} pairs in {seconds:.2f} s -> "
-            f"{count / seconds:.2f} pairs/s, {tokens / seconds:,.0f} tokens/s"
-            f"{share_of_peak(flops / seconds, peak)}"
-        )
-        config = TrainingConfig(
-            mode="full",
-            max_steps=args.long_steps,
-            gradient_checkpointing=True,
-            token_budget=max(args.long_tokens, 2 * length),
-            batch_size=10**6,
-        )
-        stats = run_packed_training(
-            model.model,
-            chosen_ids=sides[:count],
-            rejected_ids=sides[count:],
-            margins=None,
-            config=config,
-            max_length=length,
-            pad_token_id=model.tokenizer.pad_token_id,
-            report=lambda fraction, message: None,
-            stop_requested=lambda: False,
-        )
-        tokens_per_second = stats.tokens / stats.seconds
-        flops = 6 * parameters * tokens_per_second
-        flops += (
-            attention_flops(model.model, [length], training=True)
-            * length
-            * tokens_per_second
-            / length
-        )
-        print(
-            f"[{label}] {length:,}-token training (gradient checkpointing, {stats.steps} steps): "
-            f"{stats.pairs / stats.seconds:.2f} pairs/s, {tokens_per_second:,.0f} tokens/s"
-            f"{share_of_peak(flops, peak)}"
-        )
+        for name, scorer in scorers:
+            scorer.max_length = length
+            scorer.max_batch_tokens = max(args.long_tokens, length)
+            scorer.rewards_for_ids(sides[:2])  # warm-up
+            synchronize(scorer.device)
+            started = time.perf_counter()
+            scorer.rewards_for_ids(sides)
+            synchronize(scorer.device)
+            seconds = time.perf_counter() - started
+            print(
+                f"[{label}] {length:,}-token scoring, {name}: {count} pairs in {seconds:.2f} s -> "
+                f"{count / seconds:.2f} pairs/s, {tokens / seconds:,.0f} tokens/s"
+                f"{share_of_peak(flops / seconds, peak)}"
+            )
+        budget = max(args.long_train_tokens, 2 * length)
+        for name, trainer, checkpointing in trainers:
+            if not checkpointing and length > args.long_plain_max:
+                continue
+            step_times: list[float] = []
+
+            def on_step(
+                fraction: float,
+                message: str,
+                device: torch.device = trainer.device,
+                times: list[float] = step_times,
+            ) -> None:
+                synchronize(device)
+                times.append(time.perf_counter())
+
+            config = TrainingConfig(
+                mode="full",
+                max_steps=args.long_steps,
+                gradient_checkpointing=checkpointing,
+                token_budget=budget,
+                batch_size=10**6,
+            )
+            try:
+                stats = run_packed_training(
+                    trainer.model,
+                    chosen_ids=sides[:count],
+                    rejected_ids=sides[count:],
+                    margins=None,
+                    config=config,
+                    max_length=length,
+                    pad_token_id=trainer.tokenizer.pad_token_id,
+                    report=on_step,
+                    stop_requested=lambda: False,
+                )
+            except torch.OutOfMemoryError:
+                print(f"[{label}] {length:,}-token training, {name}: out of memory")
+                torch.cuda.empty_cache()
+                continue
+            tokens_per_step = stats.tokens / stats.steps
+            if len(step_times) >= 3:
+                seconds = (step_times[-1] - step_times[0]) / (len(step_times) - 1)
+                rate = "steady"
+            else:
+                seconds = stats.seconds / stats.steps
+                rate = "overall"
+            tokens_per_second = tokens_per_step / seconds
+            flops = 6 * parameters * tokens_per_second
+            # Attention per sequence, times sequences per second.
+            flops += (
+                attention_flops(trainer.model, [length], training=True) * tokens_per_second / length
+            )
+            memory = ""
+            if trainer.device.type == "cuda":
+                memory = f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+                torch.cuda.reset_peak_memory_stats()
+            print(
+                f"[{label}] {length:,}-token training, {name} ({stats.steps} steps of "
+                f"{tokens_per_step:,.0f} tokens, {rate}): "
+                f"{tokens_per_second / (2 * length):.2f} pairs/s, {tokens_per_second:,.0f} tokens/s"
+                f"{share_of_peak(flops, peak)}{memory}"
+            )
 
 
 def bench_heldout_accuracy(
@@ -424,6 +483,9 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="override peak bf16")
     parser.add_argument("--skip-large", action="store_true", help="GPU: skip the 0.6B model")
     parser.add_argument(
+        "--skip-minilm", action="store_true", help="skip the MiniLM runs (e.g. --long alone)"
+    )
+    parser.add_argument(
         "--long",
         default="",
         help="comma-separated lengths, e.g. 1024,4096,16384: packed "
@@ -431,8 +493,18 @@ def main() -> None:
     )
     parser.add_argument("--long-tokens", type=int, default=32_768, help="tokens per --long batch")
     parser.add_argument(
-        "--long-steps", type=int, default=3, help="training steps per --long length"
+        "--long-steps", type=int, default=4, help="training steps per --long length and arm"
     )
+    parser.add_argument(
+        "--long-train-tokens", type=int, default=16_384, help="tokens per --long training step"
+    )
+    parser.add_argument(
+        "--long-plain-max",
+        type=int,
+        default=4_096,
+        help="--long training also runs without gradient checkpointing up to this length",
+    )
+    parser.add_argument("--liger", action="store_true", help="--long: also train with Liger")
     parser.add_argument("--processes", type=int, default=0, help="also train as N processes")
     parser.add_argument(
         "--token-budget",
@@ -460,7 +532,8 @@ def main() -> None:
         f"torch {torch.__version__} | transformers {transformers.__version__} | "
         f"{args.pairs} hh-rlhf pairs"
     )
-    run_model("minilm", lambda: RewardModel.from_base(device=device), pairs, args, peak)
+    if not args.skip_minilm:
+        run_model("minilm", lambda: RewardModel.from_base(device=device), pairs, args, peak)
     if args.heldout:
         bench_heldout_accuracy("minilm", lambda: RewardModel.from_base(device=device), args)
     if args.processes:
@@ -470,10 +543,15 @@ def main() -> None:
     if args.long:
         lengths = [int(length) for length in args.long.split(",")]
         if device.type == "cuda":
-            long_label, long_model = "qwen3-0.6b-random", qwen3_like_model(device, max(lengths))
+            bench_long_context(
+                "qwen3-0.6b-random",
+                lambda length: qwen3_like_model(device, length),
+                lengths,
+                args,
+                peak,
+            )
         else:
-            long_label, long_model = "tiny-qwen3 (CPU smoke run)", tiny_decoder(max(lengths))
-        bench_long_context(long_label, long_model, lengths, args, peak)
+            bench_long_context("tiny-qwen3 (CPU smoke run)", tiny_decoder, lengths, args, peak)
 
 
 if __name__ == "__main__":
