@@ -104,9 +104,11 @@ def test_full_training_on_the_gpu_learns_in_bf16_and_saves_float32_weights(
     tiny_path: Path, tmp_path: Path
 ) -> None:
     model = RewardModel.load(tiny_path, device="cuda")
-    config = TrainingConfig(mode="full", max_steps=12, batch_size=8, learning_rate=1e-3)
+    # 20 steps: at 12 the H100 run's loss had fallen by 0.098 (0.693 -> 0.595, the same curve
+    # as on CPU), just short of the 0.1 asserted; by 20 it is under 0.05 on CPU.
+    config = TrainingConfig(mode="full", max_steps=20, batch_size=8, learning_rate=1e-3)
     metrics = train(model, synthetic_pairs(96, seed=1), config)
-    assert metrics.device.startswith("cuda") and metrics.steps == 12
+    assert metrics.device.startswith("cuda") and metrics.steps == 20
     assert np.mean(metrics.loss_curve[-3:]) < np.mean(metrics.loss_curve[:3]) - 0.1
     assert model.device.type == "cuda" and model.precision == "bf16"
     assert evaluate(model, synthetic_pairs(50, seed=2))["accuracy"] >= 0.9
