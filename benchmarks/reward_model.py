@@ -368,6 +368,7 @@ def bench_long_context(
             except torch.OutOfMemoryError:
                 print(f"[{label}] {length:,}-token training, {name}: out of memory")
                 torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
                 continue
             tokens_per_step = stats.tokens / stats.steps
             if len(step_times) >= 3:
