@@ -120,6 +120,11 @@ def train(
         raise ValueError("Precomputed embeddings only apply to head mode.")
     if world_size > 1 and not (config.mode == "full" and config.packing):
         raise ValueError("Several processes train only in full mode with packing.")
+    if config.strategy == "fsdp" and not torch.distributed.is_initialized():
+        raise ValueError(
+            "FSDP needs a process group: run it through the launcher (torchrun), even for one "
+            "process."
+        )
     started = time.perf_counter()
     report(0.0, "tokenizing")
     pairs = prepare_pairs(model, examples, drop_overlong=config.drop_overlong)
@@ -266,7 +271,7 @@ def _train_full(
 ) -> TrainingMetrics:
     if config.packing and supports_packing(model.model):
         return _train_packed(model, pairs, config, report, stop_requested, rank, world_size)
-    if world_size > 1:
+    if world_size > 1 or config.strategy == "fsdp":
         raise ValueError(f"{type(model.model).__name__} cannot be trained packed.")
     return train_with_trl(model, pairs, config, report, stop_requested)
 
@@ -318,4 +323,5 @@ def _train_packed(
         padding_share=1.0 - stats.tokens / max(stats.slots, 1),
         world_size=world_size,
         packing=True,
+        strategy=config.strategy,
     )
