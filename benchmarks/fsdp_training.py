@@ -22,7 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from transformers import AutoModelForSequenceClassification  # noqa: E402
+from tokenizers import Tokenizer  # noqa: E402
+from tokenizers.models import WordLevel  # noqa: E402
+from tokenizers.pre_tokenizers import Whitespace  # noqa: E402
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast  # noqa: E402
 
 from scoring.reward_model import (  # noqa: E402
     PreferenceExample,
@@ -47,6 +50,23 @@ def learnable_pairs(count: int, seed: int) -> list[PreferenceExample]:
     return pairs
 
 
+def word_tokenizer(path: Path, pairs: list[PreferenceExample]) -> Path:
+    """A word-level tokenizer over the pairs' words, so the script needs no packaged model (the
+    GPU machine has transformers and tokenizers but not the MiniLM package)."""
+    texts = [
+        " ".join([turn["content"] for turn in pair.conversation] + [pair.chosen, pair.rejected])
+        for pair in pairs
+    ]
+    words = sorted({word for text in texts for word in text.split()} | {"user", "assistant", ":"})
+    special = {"pad_token": "[PAD]", "unk_token": "[UNK]", "eos_token": "[EOS]"}
+    vocab = {token: index for index, token in enumerate([*special.values(), *words])}
+    model = Tokenizer(WordLevel(vocab, unk_token=special["unk_token"]))
+    model.pre_tokenizer = Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, **special)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -58,7 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     pairs = learnable_pairs(args.pairs, seed=0)
     with tempfile.TemporaryDirectory(prefix="fsdp-bench-") as work:
-        base = build_tiny_decoder_base(Path(work) / "base")
+        vocab = word_tokenizer(Path(work) / "vocab", pairs)
+        base = build_tiny_decoder_base(Path(work) / "base", vocab_from=vocab)
         config = TrainingConfig(
             mode="full",
             epochs=args.epochs,
