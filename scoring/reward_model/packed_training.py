@@ -164,9 +164,10 @@ def shard_with_fsdp(module: nn.Module, model: PreTrainedModel, *, bf16: bool) ->
 def gather_full_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
     """The whole weights of an FSDP-sharded ``model``, on the CPU of rank 0 (an empty dict on
     other ranks). Every rank must call it: each tensor is all-gathered in turn."""
-    return get_model_state_dict(
+    weights: dict[str, torch.Tensor] = get_model_state_dict(
         model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
+    return weights
 
 
 def _set_checkpointing(model: PreTrainedModel, enabled: bool) -> None:
