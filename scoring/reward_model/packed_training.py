@@ -132,7 +132,7 @@ class PackedRunStats:
     cancelled: bool
 
 
-def _layer_stack(model: PreTrainedModel) -> list[nn.Module]:
+def shardable_layers(model: PreTrainedModel) -> list[nn.Module]:
     """The repeated blocks FSDP shards one by one: the children of the model's outermost
     ``ModuleList``s (a decoder's ``layers``, BERT's ``encoder.layer``)."""
     layers: list[nn.Module] = []
@@ -156,7 +156,7 @@ def shard_with_fsdp(module: nn.Module, model: PreTrainedModel, *, bf16: bool) ->
         if bf16
         else MixedPrecisionPolicy()
     )
-    for layer in _layer_stack(model):
+    for layer in shardable_layers(model):
         fully_shard(layer, mp_policy=policy)
     fully_shard(module, mp_policy=policy)
 

@@ -17,7 +17,14 @@ from transformers import AutoModelForSequenceClassification
 from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
-from scoring.reward_model import RewardModel, TrainingConfig, build_tiny_decoder_base, train
+from scoring.reward_model import (
+    RewardModel,
+    TrainingConfig,
+    build_tiny_decoder_base,
+    build_tiny_reward_model,
+    train,
+)
+from scoring.reward_model.packed_training import shardable_layers
 from tests.scoring.loop_support import campaign_models_dir, learnable_campaign, use_tiny_base
 
 FULL = {"mode": "full", "epochs": 2, "learning_rate": 1e-3, "token_budget": 256, "seed": 0}
@@ -117,3 +124,11 @@ def test_fsdp_outside_a_process_group_is_refused_before_any_work(tmp_path):
         )
     with pytest.raises(ValueError, match="only in full mode"):
         TrainingConfig(mode="head", strategy="fsdp")
+
+
+def test_fsdp_shards_each_encoder_or_decoder_layer_on_its_own(tmp_path):
+    decoder = RewardModel.from_base(build_tiny_decoder_base(tmp_path / "decoder"), device="cpu")
+    encoder = RewardModel.load(build_tiny_reward_model(tmp_path / "encoder"), device="cpu")
+    assert shardable_layers(decoder.model) == list(decoder.model.model.layers)
+    assert shardable_layers(encoder.model) == list(encoder.model.bert.encoder.layer)
+    assert len(shardable_layers(decoder.model)) == 2
