@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
@@ -146,19 +147,25 @@ def shardable_layers(model: PreTrainedModel) -> list[nn.Module]:
     return layers
 
 
-def shard_with_fsdp(module: nn.Module, model: PreTrainedModel, *, bf16: bool) -> None:
-    """Apply FSDP2 to ``module`` (which holds ``model``): each layer, then the rest as the root.
+def shard_with_fsdp(
+    module: nn.Module, model: PreTrainedModel, *, device: torch.device, bf16: bool
+) -> None:
+    """Apply FSDP2 to ``module`` (which holds ``model``): each layer, then the rest as the root,
+    over every rank of the default process group, on ``device``'s type.
 
     Layers first, so the root's own group holds only embeddings, final norm, pooler and head.
+    The mesh is named rather than left to FSDP, whose default is the host's accelerator even
+    when the ranks train on the CPU over gloo.
     """
+    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     policy = (
         MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
         if bf16
         else MixedPrecisionPolicy()
     )
     for layer in shardable_layers(model):
-        fully_shard(layer, mp_policy=policy)
-    fully_shard(module, mp_policy=policy)
+        fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(module, mesh=mesh, mp_policy=policy)
 
 
 def gather_full_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
@@ -232,7 +239,7 @@ def run_packed_training(
     fsdp = config.strategy == "fsdp"
     module: nn.Module = PackedRewardModule(model)
     if fsdp:
-        shard_with_fsdp(module, model, bf16=use_bf16)
+        shard_with_fsdp(module, model, device=device, bf16=use_bf16)
     elif world_size > 1:
         module = nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None
