@@ -165,7 +165,8 @@ def test_kill_9_of_the_worker_kills_every_training_process_and_keeps_the_old_mod
         shutil.rmtree(campaign_models_dir(campaign), ignore_errors=True)
 
 
-def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path, strategy):
     from scoring.reward_model import TrainingConfig
     from scoring.reward_model.launcher import DistributedTrainingCancelled, train_distributed
     from tests.scoring.loop_support import tiny_base_dir
@@ -185,7 +186,7 @@ def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path):
         train_distributed(
             base_model=tiny_base_dir(),
             examples=synthetic_pairs(32, seed=1),
-            config=TrainingConfig(mode="full", epochs=500, token_budget=256),
+            config=TrainingConfig(mode="full", epochs=500, token_budget=256, strategy=strategy),
             processes=2,
             on_progress=on_progress,
             should_stop=lambda: len(steps) >= 2,
