@@ -17,10 +17,11 @@ Two modes:
     Fine-tunes every weight. By default on padding-free, token-budgeted packed batches with our
     own small loop (:mod:`.packed_training`; AdamW, linear warm-up and decay, accumulation, bf16
     autocast on CUDA, optional gradient checkpointing; one process, or one rank of a torchrun
-    job, see :mod:`.distributed`). With ``packing=False``, or for an architecture that
-    :func:`.packing.supports_packing` does not know, TRL's ``RewardTrainer`` on padded,
-    length-grouped batches. Either way sequences are pre-tokenized and cut from the left so the
-    response survives (TRL alone could only drop sequences longer than ``max_length``).
+    job replicated by DDP or sharded by FSDP, see :mod:`.distributed`). With ``packing=False``,
+    or for an architecture that :func:`.packing.supports_packing` does not know, TRL's
+    ``RewardTrainer`` on padded, length-grouped batches. Either way sequences are pre-tokenized
+    and cut from the left so the response survives (TRL alone could only drop sequences longer
+    than ``max_length``).
 
 Both modes report progress through ``on_progress(fraction, message)`` and poll
 ``should_stop()``; a stopped run returns metrics with ``cancelled=True`` (head mode then leaves
