@@ -14,7 +14,9 @@ from django.conf import settings
 from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
+from scoring.jobs.runner import JobError
 from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.params import CrossValidateParams, TrainParams
 from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
 from scoring.reward_model import (
@@ -132,3 +134,15 @@ def test_fsdp_shards_each_encoder_or_decoder_layer_on_its_own(tmp_path):
     assert shardable_layers(decoder.model) == list(decoder.model.model.layers)
     assert shardable_layers(encoder.model) == list(encoder.model.bert.encoder.layer)
     assert len(shardable_layers(decoder.model)) == 2
+
+
+def test_job_parameters_take_fsdp_only_where_it_can_run():
+    assert TrainParams(mode="full", strategy="fsdp").training_config().strategy == "fsdp"
+    assert TrainParams(mode="full").training_config().strategy == "ddp"
+    with pytest.raises(JobError, match="fsdp trains only in full mode"):
+        TrainParams(mode="head", strategy="fsdp")
+    with pytest.raises(JobError, match="strategy must be one of ddp, fsdp"):
+        TrainParams(mode="full", strategy="zero3")
+    # Cross-validation trains its folds in the worker's own process, where FSDP cannot run.
+    with pytest.raises(JobError, match="without FSDP"):
+        CrossValidateParams(mode="full", strategy="fsdp")
