@@ -16,6 +16,8 @@ from scoring.jobs.params import JobParams
 from scoring.jobs.runner import JobError
 
 MODES = ("head", "full")
+# scoring.reward_model.training_types.STRATEGIES (not imported: it would load torch here).
+STRATEGIES = ("ddp", "fsdp")
 # TrainParams fields that are TrainingConfig options (scoring.reward_model).
 _CONFIG_PARAMS = (
     "max_length",
@@ -31,6 +33,7 @@ _CONFIG_PARAMS = (
     "token_budget",
     "gradient_checkpointing",
     "liger",
+    "strategy",
 )
 _POSITIVE = (
     "max_length",
@@ -45,7 +48,7 @@ _POSITIVE = (
 @dataclass(frozen=True)
 class TrainParams(JobParams):
     error = JobError
-    choices = {"mode": MODES}
+    choices = {"mode": MODES, "strategy": STRATEGIES}
 
     mode: str = "head"
     # A model directory; None: settings.ARBITER["BASE_MODEL"], else the packaged MiniLM.
@@ -66,6 +69,8 @@ class TrainParams(JobParams):
     liger: bool | None = None
     # Full mode: training processes on this host (torchrun ranks; gloo on a CPU host).
     processes: int | None = None
+    # Full mode: "ddp" (a whole model per process) or "fsdp" (sharded; always through torchrun).
+    strategy: str | None = None
     # Train on this share of the gold pairs too (None or 0: all held out).
     train_on_gold_share: float | None = None
     activate: bool = True
@@ -78,6 +83,12 @@ class TrainParams(JobParams):
             raise JobError("train_on_gold_share must be between 0 and 1")
         if (self.processes or 1) > 1 and self.mode != "full":
             raise JobError("several processes train only in full mode")
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise JobError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if self.strategy == "fsdp" and self.mode != "full":
+            raise JobError("fsdp trains only in full mode")
         for name in _POSITIVE:
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -132,7 +143,7 @@ class CrossValidateParams(TrainParams):
         super().__post_init__()
         if not 2 <= self.folds <= MAX_FOLDS:
             raise JobError(f"folds must be between 2 and {MAX_FOLDS}, got {self.folds}")
-        if (self.processes or 1) > 1:
-            raise JobError("cross-validation trains each fold in one process")
+        if (self.processes or 1) > 1 or self.strategy == "fsdp":
+            raise JobError("cross-validation trains each fold in one process, without FSDP")
         if self.train_on_gold_share:
             raise JobError("cross-validation takes include_gold, not train_on_gold_share")

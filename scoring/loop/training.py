@@ -10,7 +10,8 @@ Base model: the job's ``base_model`` parameter (recorded when the job is created
 ``settings.ARBITER["BASE_MODEL"]``), else the packaged all-MiniLM-L6-v2. Mode ``head`` (the
 default: seconds on a CPU) fits the reward head on cached encoder vectors (see
 ``scoring.loop.embeddings``); ``full`` fine-tunes every weight, in this process or, with
-``processes`` > 1, as that many torchrun ranks (``scoring.reward_model.launcher``).
+``processes`` > 1 or the ``fsdp`` strategy, as that many torchrun ranks
+(``scoring.reward_model.launcher``).
 """
 
 from __future__ import annotations
@@ -306,7 +307,8 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
         f"{len(heldout)} gold pairs held out"
     )
     processes = int(params.get("processes") or 1)
-    if processes > 1:
+    # FSDP needs a process group, so it runs through torchrun even as one process.
+    if processes > 1 or config.strategy == "fsdp":
         model, metrics = _train_in_processes(
             base=base, data=data, config=config, params=params, context=context,
             processes=processes,
@@ -437,7 +439,9 @@ def _train_in_processes(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and processes > torch.cuda.device_count():
         raise JobError(f"{processes} processes asked, {torch.cuda.device_count()} GPUs here")
-    context.log(f"launching {processes} training processes (torchrun, {device})")
+    context.log(
+        f"launching {processes} training processes (torchrun, {device}, {config.strategy})"
+    )
     try:
         with context.stage(0.0, 0.9, f"training (full mode, {processes} processes)"):
             result = train_distributed(
@@ -565,6 +569,7 @@ def version_result(version: ModelVersion) -> dict[str, Any]:
         "activation_note": version.activation_note,
         "pairs": version.label_snapshot.get("pairs"),
         "world_size": (version.metrics.get("training") or {}).get("world_size", 1),
+        "strategy": (version.metrics.get("training") or {}).get("strategy"),
     }
 
 

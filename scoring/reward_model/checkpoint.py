@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -37,15 +38,22 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def save_checkpoint(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | os.PathLike[str]
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    path: str | os.PathLike[str],
+    *,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write model (safetensors + config) and tokenizer to ``path`` atomically; replaces any
-    existing checkpoint there. Returns the final path."""
+    existing checkpoint there. Returns the final path.
+
+    ``state_dict``: the weights to write instead of the model's own, e.g. the whole weights
+    gathered from an FSDP-sharded model (whose own parameters are shards)."""
     final_path = Path(path).absolute()
     final_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.partial-", dir=final_path.parent))
     try:
-        model.save_pretrained(staging)
+        model.save_pretrained(staging, state_dict=state_dict)
         tokenizer.save_pretrained(staging)
         _fsync_tree(staging)
         _move_into_place(staging, final_path)

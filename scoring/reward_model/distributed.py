@@ -6,9 +6,11 @@
 ``job.json`` (written by :mod:`.launcher`) names the base model, the pairs file (JSON lines),
 the :class:`.training.TrainingConfig` fields, the token window, and the output directory.
 Every rank loads the same base (the reward head is seeded, and DDP broadcasts rank 0's weights
-anyway), trains its share of each optimizer step (DDP: gloo on CPU, NCCL on CUDA, one GPU per
-local rank), and rank 0 writes the checkpoint atomically (staging directory + rename, see
-:mod:`.checkpoint`) and prints progress as JSON lines on stdout::
+anyway), trains its share of each optimizer step (the config's ``strategy``: DDP replicas or
+FSDP shards, see :mod:`.packed_training`; gloo on CPU, NCCL on CUDA, one GPU per local rank),
+and rank 0 writes the checkpoint (under FSDP, the whole weights all ranks gathered) atomically
+(staging directory + rename, see :mod:`.checkpoint`) and prints progress as JSON lines on
+stdout::
 
     {"event": "progress", "fraction": 0.5, "message": "step 3/6, loss 0.6812"}
     {"event": "done", "checkpoint": "/…/model", "metrics": {…}}
@@ -80,6 +82,7 @@ def run(job_path: Path) -> None:
     import torch.distributed as dist
 
     from .model import RewardModel
+    from .packed_training import gather_full_state_dict
     from .training import TrainingConfig, train
 
     spec = json.loads(job_path.read_text(encoding="utf-8"))
@@ -112,8 +115,10 @@ def run(job_path: Path) -> None:
             rank=rank,
             world_size=world_size,
         )
+        # Under FSDP each rank holds shards: all of them gather, and rank 0 receives the whole.
+        full_weights = gather_full_state_dict(model.model) if config.strategy == "fsdp" else None
         if rank == 0:
-            checkpoint = model.save(spec["output"])
+            checkpoint = model.save(spec["output"], state_dict=full_weights)
             emit({"event": "done", "checkpoint": str(checkpoint), "metrics": metrics.as_dict()})
         # No rank leaves before the checkpoint is complete.
         dist.barrier()

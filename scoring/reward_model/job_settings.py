@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .training import DEFAULT_TOKEN_BUDGET, TrainingConfig
+from .training_types import STRATEGIES
 
 _DEFAULTS = TrainingConfig()
 MAX_PROCESSES = 64
@@ -89,6 +90,14 @@ TRAINING_SETTINGS: tuple[Setting, ...] = (
         1,
         MAX_PROCESSES,
     ),
+    Setting(
+        "strategy",
+        "choice",
+        _DEFAULTS.strategy,
+        "Full mode: ddp keeps a whole model per process; fsdp shards weights, gradients and "
+        "optimizer states over the processes (models that do not fit one GPU).",
+        choices=STRATEGIES,
+    ),
     Setting("liger", "bool", False, "Full mode: Liger fused kernels, where installed (CUDA)."),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in TRAINING_SETTINGS}
@@ -149,6 +158,8 @@ def parse_training_settings(values: Mapping[str, Any]) -> dict[str, Any]:
             errors[setting.name] = str(error)
     if not errors and parsed.get("processes", 1) > 1 and parsed.get("mode", "head") != "full":
         errors["processes"] = "several processes train only in full mode"
+    if not errors and parsed.get("strategy") == "fsdp" and parsed.get("mode", "head") != "full":
+        errors["strategy"] = "fsdp trains only in full mode"
     if errors:
         raise SettingsError(errors)
     return parsed

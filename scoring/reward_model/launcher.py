@@ -124,8 +124,9 @@ def train_distributed(
     work_root: str | os.PathLike[str] | None = None,
     timeout_s: float | None = None,
 ) -> DistributedResult:
-    """Full fine-tuning of ``base_model`` as ``processes`` DDP ranks; returns the trained model
-    (loaded from rank 0's checkpoint, float32) and rank 0's metrics."""
+    """Full fine-tuning of ``base_model`` as ``processes`` ranks (``config.strategy``: DDP or
+    FSDP); returns the trained model (loaded from rank 0's checkpoint, float32) and rank 0's
+    metrics."""
     if config.mode != "full" or processes < 1:
         raise ValueError("Distributed training needs mode='full' and at least one process.")
     report = on_progress or (lambda fraction, message: None)

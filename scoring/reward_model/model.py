@@ -219,9 +219,15 @@ class RewardModel:
     def uses_chat_template(self) -> bool:
         return has_chat_template(self.tokenizer)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write an HF checkpoint (safetensors, config, tokenizer) atomically to ``path``."""
-        return save_checkpoint(self.model, self.tokenizer, path)
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        state_dict: dict[str, torch.Tensor] | None = None,
+    ) -> Path:
+        """Write an HF checkpoint (safetensors, config, tokenizer) atomically to ``path``;
+        ``state_dict`` replaces the model's own weights (see :func:`.save_checkpoint`)."""
+        return save_checkpoint(self.model, self.tokenizer, path, state_dict=state_dict)
 
     def render(self, conversation: Conversation, response: str) -> str:
         return render_transcript(self.tokenizer, conversation, response)

@@ -16,6 +16,18 @@ and the micro-batches are shuffled. One optimizer step takes
 accumulating N times as many micro-batches (the same global batch). The plan wraps around at
 its end, so every rank runs the same number of steps. Gradients are clipped to
 ``max_grad_norm`` (1.0, the Trainer's default) before each step.
+
+Strategies. ``ddp`` keeps a whole replica per rank and all-reduces gradients once per step.
+``fsdp`` (torch's FSDP2, ``fully_shard``) shards each encoder/decoder layer, then the rest of the
+model, over the ranks: weights, gradients and AdamW states live in 1/N shards (DTensors), a
+layer's weights are all-gathered just before its forward and backward and freed after. On CUDA
+with bf16 the gathered weights are bf16 and gradients are reduced in float32 over float32 master
+shards (``MixedPrecisionPolicy``); on CPU everything stays float32. Gradients are
+reduce-scattered after every micro-batch, not once per step as DDP does: skipping the sync would
+keep whole unsharded gradients per rank, the memory FSDP is there to save. The sum is the same.
+Clipping and AdamW work on the sharded DTensor parameters directly; after training every rank
+takes part in :func:`gather_full_state_dict`, which hands rank 0 the whole weights on the CPU
+for the checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from .devices import autocast_for, supports_bf16
@@ -118,6 +133,50 @@ class PackedRunStats:
     cancelled: bool
 
 
+def shardable_layers(model: PreTrainedModel) -> list[nn.Module]:
+    """The repeated blocks FSDP shards one by one: the children of the model's outermost
+    ``ModuleList``s (a decoder's ``layers``, BERT's ``encoder.layer``)."""
+    layers: list[nn.Module] = []
+    taken: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and not any(
+            name.startswith(prefix) for prefix in taken
+        ):
+            layers.extend(module)
+            taken.append(name + ".")
+    return layers
+
+
+def shard_with_fsdp(
+    module: nn.Module, model: PreTrainedModel, *, device: torch.device, bf16: bool
+) -> None:
+    """Apply FSDP2 to ``module`` (which holds ``model``): each layer, then the rest as the root,
+    over every rank of the default process group, on ``device``'s type.
+
+    Layers first, so the root's own group holds only embeddings, final norm, pooler and head.
+    The mesh is named rather than left to FSDP, whose default is the host's accelerator even
+    when the ranks train on the CPU over gloo.
+    """
+    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
+    policy = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if bf16
+        else MixedPrecisionPolicy()
+    )
+    for layer in shardable_layers(model):
+        fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(module, mesh=mesh, mp_policy=policy)
+
+
+def gather_full_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The whole weights of an FSDP-sharded ``model``, on the CPU of rank 0 (an empty dict on
+    other ranks). Every rank must call it: each tensor is all-gathered in turn."""
+    weights: dict[str, torch.Tensor] = get_model_state_dict(
+        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    return weights
+
+
 def _set_checkpointing(model: PreTrainedModel, enabled: bool) -> None:
     # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*.
     if hasattr(model, "activation_checkpointing_enable"):
@@ -176,8 +235,12 @@ def run_packed_training(
                 layer.p = 0.0
     if config.gradient_checkpointing:
         _set_checkpointing(model, True)
+    use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
+    fsdp = config.strategy == "fsdp"
     module: nn.Module = PackedRewardModule(model)
-    if world_size > 1:
+    if fsdp:
+        shard_with_fsdp(module, model, device=device, bf16=use_bf16)
+    elif world_size > 1:
         module = nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -206,6 +269,7 @@ def run_packed_training(
                 epochs=config.epochs * passes,
                 max_pairs=config.batch_size,
             )
+    # Built after sharding: under FSDP it sees, and keeps AdamW states for, this rank's shards.
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.learning_rate,
@@ -215,7 +279,6 @@ def run_packed_training(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
-    use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
     margin_values = torch.tensor(list(margins), dtype=torch.float32) if margins else None
     losses: list[float] = []
     pairs = tokens = slots = 0
@@ -233,9 +296,12 @@ def run_packed_training(
                 device=device,
             )
             last_micro = micro == config.gradient_accumulation_steps - 1
-            # Gradients are all-reduced once per optimizer step, on its last micro-batch.
+            # DDP all-reduces gradients once per optimizer step, on its last micro-batch (FSDP
+            # reduce-scatters after each one, see the module's docstring).
             sync = (
-                module.no_sync() if world_size > 1 and not last_micro else contextlib.nullcontext()
+                module.no_sync()
+                if world_size > 1 and not fsdp and not last_micro
+                else contextlib.nullcontext()
             )
             with sync:
                 with autocast_for(device, "bf16" if use_bf16 else "float32"):

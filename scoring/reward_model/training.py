@@ -17,10 +17,11 @@ Two modes:
     Fine-tunes every weight. By default on padding-free, token-budgeted packed batches with our
     own small loop (:mod:`.packed_training`; AdamW, linear warm-up and decay, accumulation, bf16
     autocast on CUDA, optional gradient checkpointing; one process, or one rank of a torchrun
-    job, see :mod:`.distributed`). With ``packing=False``, or for an architecture that
-    :func:`.packing.supports_packing` does not know, TRL's ``RewardTrainer`` on padded,
-    length-grouped batches. Either way sequences are pre-tokenized and cut from the left so the
-    response survives (TRL alone could only drop sequences longer than ``max_length``).
+    job replicated by DDP or sharded by FSDP, see :mod:`.distributed`). With ``packing=False``,
+    or for an architecture that :func:`.packing.supports_packing` does not know, TRL's
+    ``RewardTrainer`` on padded, length-grouped batches. Either way sequences are pre-tokenized
+    and cut from the left so the response survives (TRL alone could only drop sequences longer
+    than ``max_length``).
 
 Both modes report progress through ``on_progress(fraction, message)`` and poll
 ``should_stop()``; a stopped run returns metrics with ``cancelled=True`` (head mode then leaves
@@ -120,6 +121,11 @@ def train(
         raise ValueError("Precomputed embeddings only apply to head mode.")
     if world_size > 1 and not (config.mode == "full" and config.packing):
         raise ValueError("Several processes train only in full mode with packing.")
+    if config.strategy == "fsdp" and not torch.distributed.is_initialized():
+        raise ValueError(
+            "FSDP needs a process group: run it through the launcher (torchrun), even for one "
+            "process."
+        )
     started = time.perf_counter()
     report(0.0, "tokenizing")
     pairs = prepare_pairs(model, examples, drop_overlong=config.drop_overlong)
@@ -266,7 +272,7 @@ def _train_full(
 ) -> TrainingMetrics:
     if config.packing and supports_packing(model.model):
         return _train_packed(model, pairs, config, report, stop_requested, rank, world_size)
-    if world_size > 1:
+    if world_size > 1 or config.strategy == "fsdp":
         raise ValueError(f"{type(model.model).__name__} cannot be trained packed.")
     return train_with_trl(model, pairs, config, report, stop_requested)
 
@@ -318,4 +324,5 @@ def _train_packed(
         padding_share=1.0 - stats.tokens / max(stats.slots, 1),
         world_size=world_size,
         packing=True,
+        strategy=config.strategy,
     )

@@ -28,6 +28,8 @@ _LOSS_CURVE_POINTS = 50
 # pair), so the budget, not batch_size 8, sizes the batches there. Raise both for long context.
 DEFAULT_TOKEN_BUDGET = 2048
 
+STRATEGIES = ("ddp", "fsdp")
+
 
 @dataclass
 class TrainingConfig:
@@ -62,6 +64,10 @@ class TrainingConfig:
     liger: bool = False
     max_grad_norm: float | None = 1.0
     disable_dropout: bool = True
+    # How several processes share the model: "ddp" replicates it on every rank; "fsdp" shards
+    # weights, gradients and AdamW states over the ranks (torch FSDP2), for models whose
+    # training state does not fit one GPU. FSDP runs only under torchrun (see .launcher).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
     def __post_init__(self) -> None:
         if self.mode not in ("head", "full"):
@@ -74,6 +80,10 @@ class TrainingConfig:
             raise ValueError("token_budget must be at least 16 tokens.")
         if self.epochs <= 0:
             raise ValueError("epochs must be positive.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {self.strategy!r}.")
+        if self.strategy == "fsdp" and not (self.mode == "full" and self.packing):
+            raise ValueError("FSDP trains only in full mode with packing.")
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,8 @@ class TrainingMetrics:
     padding_share: float | None = None
     world_size: int = 1
     packing: bool | None = None
+    # Full mode on packed batches: "ddp" (also for one process) or "fsdp".
+    strategy: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import random
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from django.contrib.auth.models import User
 from annotation.models import Campaign, Pair, Round
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
-from tests.factories import PairFactory
+from tests.factories import CampaignFactory, PairFactory
 
 
 @functools.cache
@@ -94,3 +95,32 @@ def label_queue(
             label_submit(assignment=assignment, data=LabelInput(preference=shown))
             submitted += 1
     return submitted
+
+
+LEARNABLE_TOPICS = ["weather", "cooking", "travel", "music", "sports", "books"]
+
+
+def learnable_campaign(*, train: int, gold: int) -> Campaign:
+    """Helpful answers beat dismissive ones; which side is helpful varies by pair. The last
+    ``gold`` pairs are gold (held out), the others carry a unanimous consensus."""
+    rng = random.Random(7)
+    campaign = CampaignFactory()
+    for index in range(train + gold):
+        topic = rng.choice(LEARNABLE_TOPICS)
+        helpful = f"happy to help, here is a careful answer about {topic} {index}"
+        dismissive = f"whatever, figure out {topic} yourself {index}"
+        a_helpful = rng.random() < 0.5
+        preference = 1 if a_helpful else -1
+        is_gold = index >= train
+        PairFactory(
+            campaign=campaign,
+            conversation=[{"role": "user", "content": f"tell me about {topic}"}],
+            response_a=helpful if a_helpful else dismissive,
+            response_b=dismissive if a_helpful else helpful,
+            status=Pair.Status.COMPLETE,
+            consensus_preference=preference,
+            provenance=Pair.Provenance.GOLD if is_gold else Pair.Provenance.UNANIMOUS,
+            is_gold=is_gold,
+            gold_preference=preference if is_gold else None,
+        )
+    return campaign

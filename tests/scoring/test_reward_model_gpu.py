@@ -191,3 +191,34 @@ def test_packed_bf16_full_training_runs_on_cuda_with_checkpointing(tmp_path: Pat
     assert metrics.final_loss is not None and metrics.initial_loss is not None
     assert metrics.final_loss < metrics.initial_loss
     assert {parameter.dtype for parameter in model.model.parameters()} == {torch.float32}
+
+
+def test_fsdp_through_the_launcher_trains_in_bf16_and_writes_whole_float32_weights(
+    tmp_path: Path,
+) -> None:
+    from scoring.reward_model.launcher import train_distributed
+
+    base = build_tiny_decoder_base(tmp_path / "decoder")
+    result = train_distributed(
+        base_model=base,
+        examples=synthetic_pairs(64, seed=1),
+        config=TrainingConfig(
+            mode="full", epochs=2, learning_rate=1e-3, token_budget=1024, strategy="fsdp",
+            gradient_checkpointing=True,
+        ),
+        processes=1,
+        device="cuda",
+        work_root=tmp_path,
+    )
+    metrics = result.metrics
+    assert result.world_size == 1 and metrics.strategy == "fsdp"
+    assert metrics.device.startswith("cuda") and result.model.precision == "bf16"
+    assert metrics.final_loss is not None and metrics.initial_loss is not None
+    assert metrics.final_loss < metrics.initial_loss
+    # The bf16 mixed-precision policy computes in bf16 over float32 master shards; rank 0 wrote
+    # those, gathered whole.
+    saved = result.model.save(tmp_path / "rm")
+    plain = AutoModelForSequenceClassification.from_pretrained(saved)
+    assert {parameter.dtype for parameter in plain.parameters()} == {torch.float32}
+    on_cpu = RewardModel.load(saved, device="cpu")
+    assert evaluate(on_cpu, synthetic_pairs(50, seed=2))["accuracy"] >= 0.9

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import shutil
 import signal
 import time
@@ -19,13 +18,11 @@ from django.conf import settings
 from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
-from annotation.models import Pair
 from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
 from tests.conftest import start_worker, stop_worker, wait_for
-from tests.factories import CampaignFactory, PairFactory
-from tests.scoring.loop_support import campaign_models_dir, use_tiny_base
+from tests.scoring.loop_support import campaign_models_dir, learnable_campaign, use_tiny_base
 
 pytestmark = [
     pytest.mark.worker,
@@ -34,34 +31,6 @@ pytestmark = [
         not settings.CELERY_BROKER_URL.startswith("redis"), reason="needs the Redis broker"
     ),
 ]
-
-TOPICS = ["weather", "cooking", "travel", "music", "sports", "books"]
-
-
-def _learnable_campaign(*, train: int, gold: int):
-    """Helpful answers beat dismissive ones; which side is helpful varies by pair."""
-    rng = random.Random(7)
-    campaign = CampaignFactory()
-    for index in range(train + gold):
-        topic = rng.choice(TOPICS)
-        helpful = f"happy to help, here is a careful answer about {topic} {index}"
-        dismissive = f"whatever, figure out {topic} yourself {index}"
-        a_helpful = rng.random() < 0.5
-        preference = 1 if a_helpful else -1
-        is_gold = index >= train
-        PairFactory(
-            campaign=campaign,
-            conversation=[{"role": "user", "content": f"tell me about {topic}"}],
-            response_a=helpful if a_helpful else dismissive,
-            response_b=dismissive if a_helpful else helpful,
-            status=Pair.Status.COMPLETE,
-            consensus_preference=preference,
-            provenance=Pair.Provenance.GOLD if is_gold else Pair.Provenance.UNANIMOUS,
-            is_gold=is_gold,
-            gold_preference=preference if is_gold else None,
-        )
-    return campaign
-
 
 def _descendants(root: int) -> set[int]:
     """Pids of every live process below ``root`` (read from /proc)."""
@@ -96,7 +65,7 @@ FULL = {"mode": "full", "epochs": 4, "learning_rate": 1e-3, "token_budget": 256,
 
 def test_two_processes_train_like_one_with_the_same_global_batch(worker, settings, tmp_path):
     base = use_tiny_base(settings)
-    campaign = _learnable_campaign(train=48, gold=16)
+    campaign = learnable_campaign(train=48, gold=16)
     try:
         # One process accumulating two micro-batches per step: the same global batch.
         single = job_run_inline(
@@ -151,7 +120,7 @@ def test_kill_9_of_the_worker_kills_every_training_process_and_keeps_the_old_mod
     transactional_db, settings, tmp_path
 ):
     base = use_tiny_base(settings)
-    campaign = _learnable_campaign(train=48, gold=4)
+    campaign = learnable_campaign(train=48, gold=4)
     worker = None
     try:
         first = job_run_inline(
@@ -196,7 +165,8 @@ def test_kill_9_of_the_worker_kills_every_training_process_and_keeps_the_old_mod
         shutil.rmtree(campaign_models_dir(campaign), ignore_errors=True)
 
 
-def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path, strategy):
     from scoring.reward_model import TrainingConfig
     from scoring.reward_model.launcher import DistributedTrainingCancelled, train_distributed
     from tests.scoring.loop_support import tiny_base_dir
@@ -216,7 +186,7 @@ def test_a_stop_request_kills_the_whole_launched_process_group(tmp_path):
         train_distributed(
             base_model=tiny_base_dir(),
             examples=synthetic_pairs(32, seed=1),
-            config=TrainingConfig(mode="full", epochs=500, token_budget=256),
+            config=TrainingConfig(mode="full", epochs=500, token_budget=256, strategy=strategy),
             processes=2,
             on_progress=on_progress,
             should_stop=lambda: len(steps) >= 2,

@@ -1,6 +1,6 @@
 """Training settings (mode, base model, epochs, learning rate, max length, token budget,
-gradient checkpointing, processes, Liger) from the Retrain form, the API and the command line,
-with their defaults shown, and bad values refused with nothing started."""
+gradient checkpointing, processes, strategy, Liger) from the Retrain form, the API and the
+command line, with their defaults shown, and bad values refused with nothing started."""
 
 from __future__ import annotations
 
@@ -27,20 +27,26 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def test_settings_are_typed_and_bad_ones_are_named() -> None:
     parsed = parse_training_settings(
         {"mode": "full", "epochs": "2.5", "token_budget": "8192", "processes": 2,
-         "gradient_checkpointing": "on", "max_length": "", "liger": False}
+         "gradient_checkpointing": "on", "max_length": "", "liger": False, "strategy": "fsdp"}
     )
     assert parsed == {
         "mode": "full", "epochs": 2.5, "token_budget": 8192, "processes": 2,
-        "gradient_checkpointing": True, "liger": False,
+        "gradient_checkpointing": True, "liger": False, "strategy": "fsdp",
     }
     with pytest.raises(SettingsError) as error:
         parse_training_settings(
-            {"mode": "sideways", "learning_rate": "fast", "token_budget": 3, "processes": "1.5"}
+            {"mode": "sideways", "learning_rate": "fast", "token_budget": 3, "processes": "1.5",
+             "strategy": "zero3"}
         )
-    assert set(error.value.errors) == {"mode", "learning_rate", "token_budget", "processes"}
+    assert set(error.value.errors) == {
+        "mode", "learning_rate", "token_budget", "processes", "strategy"
+    }
     with pytest.raises(SettingsError, match="only in full mode"):
         parse_training_settings({"processes": 2})
+    with pytest.raises(SettingsError, match="fsdp trains only in full mode"):
+        parse_training_settings({"mode": "head", "strategy": "fsdp"})
     assert training_defaults()["token_budget"] == 2048 and training_defaults()["processes"] == 1
+    assert training_defaults()["strategy"] == "ddp"
 
 
 @pytest.fixture
@@ -59,12 +65,15 @@ def test_the_retrain_form_shows_the_defaults_then_the_campaigns_last_choice(
     html = admin_client.get(url).content.decode()
     assert 'name="token_budget"' in html and 'value="2048"' in html
     assert "Default: 2048." in html and 'name="processes"' in html
+    assert 'name="strategy"' in html and "Default: ddp." in html
+    assert '<option value="fsdp"' in html
     base = build_tiny_reward_model(tmp_path / "base")
     with django_capture_on_commit_callbacks(execute=False):
         response = admin_client.post(
             f"/scoring/campaigns/{campaign.pk}/retrain",
             {"mode": "full", "base_model": str(base), "token_budget": "4096",
-             "gradient_checkpointing": "on", "processes": "2", "epochs": "3"},
+             "gradient_checkpointing": "on", "processes": "2", "epochs": "3",
+             "strategy": "fsdp"},
             **HTMX,
         )
     assert response.status_code == 200
@@ -72,8 +81,10 @@ def test_the_retrain_form_shows_the_defaults_then_the_campaigns_last_choice(
     assert job.params["mode"] == "full" and job.params["base_model"] == str(base)
     assert job.params["token_budget"] == 4096 and job.params["processes"] == 2
     assert job.params["gradient_checkpointing"] is True and job.params["epochs"] == 3.0
+    assert job.params["strategy"] == "fsdp"
     html = admin_client.get(url).content.decode()
     assert 'value="4096"' in html and str(base) in html
+    assert '<option value="fsdp" selected>' in html
 
 
 @pytest.mark.django_db
@@ -101,8 +112,11 @@ def test_the_api_shows_defaults_and_records_settings(
     shown = api.get(url).json()["settings"]
     assert shown["token_budget"] == 2048 and shown["mode"] == "head"
     assert shown["gradient_checkpointing"] is False and shown["processes"] == 1
+    assert shown["strategy"] == "ddp"
     refused = api.post(url, {"mode": "full", "processes": 0}, format="json")
     assert refused.status_code == 400 and "processes" in refused.json()
+    refused = api.post(url, {"mode": "head", "strategy": "fsdp"}, format="json")
+    assert refused.status_code == 400 and "fsdp trains only in full mode" in str(refused.json())
     refused = api.post(url, {"mode": "full", "base_model": str(tmp_path)}, format="json")
     assert refused.status_code == 400 and "not a model directory" in refused.json()["detail"]
     assert not Job.objects.filter(campaign=campaign).exists()
@@ -110,13 +124,14 @@ def test_the_api_shows_defaults_and_records_settings(
         started = api.post(
             url,
             {"mode": "full", "max_length": 4096, "gradient_checkpointing": True, "processes": 2,
-             "learning_rate": 1e-5},
+             "learning_rate": 1e-5, "strategy": "fsdp"},
             format="json",
         )
     assert started.status_code == 202
     params = started.json()["params"]
     assert params["max_length"] == 4096 and params["processes"] == 2
     assert params["learning_rate"] == 1e-5 and params["gradient_checkpointing"] is True
+    assert params["strategy"] == "fsdp"
 
 
 @pytest.mark.django_db
@@ -128,6 +143,7 @@ def test_the_command_line_shows_defaults_and_refuses_bad_settings():
     help_text = parser.format_help()
     assert "--token-budget" in help_text and "Default: 2048." in help_text
     assert "--gradient-checkpointing" in help_text and "--processes" in help_text
+    assert "--strategy {ddp,fsdp}" in help_text and "Default: ddp." in help_text
     with pytest.raises(CommandError, match="token_budget"):
         call_command(
             "train_reward_model", "--campaign", campaign.name, "--mode", "full",

@@ -75,6 +75,7 @@ class Command(BaseCommand):
                 "active": result.get("active"),
                 "pairs": result.get("pairs"),
                 "world_size": result.get("world_size"),
+                "strategy": result.get("strategy"),
             }
 
         run_and_report(self, options, request, result_of)
