@@ -62,13 +62,16 @@ def test_parts_round_trip_and_readers_see_new_parts(tmp_path):
     assert VectorStore("enc-y", str(tmp_path)).missing([10]) == [10]
 
 
-@pytest.mark.parametrize(("context", "features"), [("i8", "mid-diff"), ("i12", "f16"),
-                                                   ("f16", "i8"), ("f32", "f32")])
+@pytest.mark.parametrize(
+    ("context", "features"), [("i8", "mid-diff"), ("i12", "f16"), ("f16", "i8"), ("f32", "f32")]
+)
 def test_loading_a_few_rows_reads_the_same_values_as_the_whole_part(
     tmp_path, settings, context, features
 ):
     settings.ARBITER = {
-        **settings.ARBITER, "VECTOR_CONTEXT_CODEC": context, "VECTOR_FEATURE_CODEC": features,
+        **settings.ARBITER,
+        "VECTOR_CONTEXT_CODEC": context,
+        "VECTOR_FEATURE_CODEC": features,
     }
     rng = np.random.default_rng(11)
     store = VectorStore("enc-rows", str(tmp_path))
@@ -198,14 +201,18 @@ def test_refined_search_finds_the_true_top_8_in_a_near_duplicate_crowd(tmp_path,
     index's own top 8 miss some of the true ones; re-ranking 8 × 8 candidates by exact inner
     product against the stored vectors finds them, reading only those candidates' rows."""
     settings.ARBITER = {
-        **settings.ARBITER, "VECTOR_ROOT": str(tmp_path), "INDEX_EXACT_MAX": 1000,
-        "INDEX_NPROBE": 7, "INDEX_REFINE": 8,
+        **settings.ARBITER,
+        "VECTOR_ROOT": str(tmp_path),
+        "INDEX_EXACT_MAX": 1000,
+        "INDEX_NPROBE": 7,
+        "INDEX_REFINE": 8,
     }
     rng = np.random.default_rng(12)
     dim, bases, copies = 384, 40, 500
     centres = rng.normal(size=(10, dim))
-    base = normalise_rows(centres[rng.integers(0, len(centres), bases)]
-                          + rng.normal(size=(bases, dim)))
+    base = normalise_rows(
+        centres[rng.integers(0, len(centres), bases)] + rng.normal(size=(bases, dim))
+    )
     store = VectorStore("enc-crowd", str(tmp_path))
     pick = rng.integers(0, bases, bases * copies)
     for start in range(0, len(pick), 2048):  # parts of 2,048 pairs, as the benchmark writes
