@@ -344,10 +344,10 @@ def search_filtered(
         fetch = min(fetch * 4, index.ntotal)
     if exact_vectors is not None:
         approximate = _exact_similarities(queries, candidates, exact_vectors)
-    for query, (found, similarity) in enumerate(zip(candidates, approximate, strict=True)):
+    for row_out, (found, similarity) in enumerate(zip(candidates, approximate, strict=True)):
         best = np.argsort(-similarity, kind="stable")[:k]
-        out_ids[query, : len(best)] = found[best]
-        out_sim[query, : len(best)] = similarity[best]
+        out_ids[row_out, : len(best)] = found[best]
+        out_sim[row_out, : len(best)] = similarity[best]
     return out_ids, out_sim
 
 
