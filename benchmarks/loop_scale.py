@@ -15,8 +15,9 @@ A fresh PostgreSQL database (dropped at the end) gets, by COPY, a campaign of hh
    mode from the stored features) → **index** (the campaign's faiss index, built from scratch:
    its files are removed before each run) → **retrieve** → **prioritise** → **open round**.
    Seconds per stage come from the job's log lines; peak RSS (VmHWM) of each worker process,
-   of this process, bytes per pair on disk and in PostgreSQL, recall@8 of the index against
-   exact search on 200 judged pairs' context vectors.
+   of this process, bytes per pair on disk and in PostgreSQL, recall@8 against exact search
+   on 200 judged pairs' context vectors, of the loop's search (refined by exact inner
+   product) and of the index's own top 8 (8-bit codes) on the same index.
 
     .venv/bin/python benchmarks/loop_scale.py [--pairs 1000000] [--sample 20000] [--workers 1 2]
 """
@@ -252,7 +253,7 @@ def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> d
 
     from annotation.models import Pair
     from scoring.loop.embeddings import pair_context_load
-    from scoring.loop.vector_index import campaign_index, recall_at
+    from scoring.loop.vector_index import campaign_index, recall_at, refine_setting
     from scoring.loop.vector_store import vector_store
 
     def members(part_ids):  # noqa: ANN001, ANN202
@@ -261,8 +262,13 @@ def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> d
 
     loaded = campaign_index(key=key, campaign_id=campaign_id, members=members)
     queries = pair_context_load(pair_ids=queries_ids, key=key)
+    # The index's own top 8 (8-bit codes), then the search the loop runs (candidates
+    # re-ranked by exact inner product against the stored vectors), on the same index.
     started = time.perf_counter()
-    _, found = loaded.index.search(np.ascontiguousarray(queries), 8)
+    _, found_unrefined = loaded.index.search(np.ascontiguousarray(queries), 8)
+    unrefined_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    found, _ = loaded.search(queries, 8, lambda candidates: candidates)
     search_seconds = time.perf_counter() - started
     # Exact top 8 by streaming every part (one part in memory at a time).
     best_sim = np.full((len(queries), 8), -np.inf, dtype=np.float32)
@@ -296,10 +302,14 @@ def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> d
     index_bytes = sum(p.stat().st_size for p in index_files) / max(loaded.size, 1)
     return {
         "recall_at_8": round(recall_at(found, best_ids), 4),
+        "recall_at_8_without_refine": round(recall_at(found_unrefined, best_ids), 4),
         "index": {"kind": loaded.meta["kind"], "vectors": loaded.size,
                   "nprobe": getattr(loaded.index, "nprobe", None),
                   "nlist": getattr(loaded.index, "nlist", None),
-                  "search_seconds_200_queries": round(search_seconds, 3)},
+                  "refine": refine_setting() if loaded.meta["kind"] == "ivf" else None,
+                  "queries": len(queries),
+                  "search_seconds": round(search_seconds, 3),
+                  "search_seconds_without_refine": round(unrefined_seconds, 3)},
         "bytes_per_pair": {
             "vector_files": round(vector_bytes, 1),
             "index_file": round(index_bytes, 1),

@@ -392,6 +392,9 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     # Retrieval index: exact up to this many vectors, IVF above (searching nprobe lists).
     "INDEX_EXACT_MAX": envint("ARBITER_INDEX_EXACT_MAX", 50_000, minimum=1),
     "INDEX_NPROBE": envint("ARBITER_INDEX_NPROBE", 48, minimum=1),
+    # An IVF search takes k × this many candidates and ranks them by exact inner product
+    # against the stored vectors (8-bit codes cannot order near-duplicates; README: measured).
+    "INDEX_REFINE": envint("ARBITER_INDEX_REFINE", 8, minimum=1),
     # faiss's OpenMP threads: 1 suits a shared or busy host (README: measured), more a
     # dedicated one.
     "INDEX_THREADS": envint("ARBITER_INDEX_THREADS", 1, minimum=1),

@@ -43,7 +43,7 @@ from scoring.jobs.runner import JobContext
 from scoring.loop.embeddings import pair_context_load
 from scoring.loop.pool_scoring import judged_targets, pool_pairs, retrieval_encoder_key
 from scoring.loop.retrieval import retrieval_count
-from scoring.loop.vector_index import campaign_index, search_filtered
+from scoring.loop.vector_index import campaign_index
 from scoring.models import ModelVersion, PairScore, Retrieval
 
 
@@ -88,7 +88,8 @@ def pool_prioritise(
 
     Bounded memory: judged pairs are streamed (a few numbers each are kept, never the pool),
     neighbours come from the campaign's faiss index (``scoring.loop.vector_index``) in batches
-    of sources, and priorities are written by set-based UPDATEs in batches.
+    of sources (an IVF index's candidates re-ranked against only their own stored vectors),
+    and priorities are written by set-based UPDATEs in batches.
     """
     campaign = version.campaign
     source_ids: list[int] = []
@@ -191,7 +192,7 @@ def _retrieve(
         context.check()
         batch = slice(start, start + _BATCH)
         queries = pair_context_load(pair_ids=ids[batch], key=key)
-        hit_ids, hit_sim = search_filtered(loaded.index, queries, k_max, in_pool)
+        hit_ids, hit_sim = loaded.search(queries, k_max, in_pool)
         keep = (hit_ids >= 0) & (np.arange(k_max)[None, :] < k[batch][:, None])
         rows = np.nonzero(keep)[0]
         found.append(

@@ -33,9 +33,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +53,10 @@ FEATURE_CODECS = (*CODECS, JOINT_FEATURE_CODEC)
 _I12_MAX = 2047
 _PART_PREFIX = "part-"
 _PART_SUFFIX = ".npz"
+# Rows closer than this many bytes apart are read in one request (a gap costs less than a seek,
+# above all on object storage).
+_READ_GAP_BYTES = 64 * 1024
+_ZIP_LOCAL_HEADER = 30  # bytes before a member's name in its zip local header
 
 
 def vector_root() -> str:
@@ -275,6 +281,30 @@ class VectorStore:
         with self.fs.open(f"{self.path}/{name}", "rb") as handle, np.load(handle) as data:
             return {member: data[member] for member in members if member in data.files}
 
+    def _read_rows(
+        self, name: str, members: Sequence[str], rows: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """These rows (in this order) of a part's arrays, reading only the bytes that hold
+        them: a part is an uncompressed zip of ``.npy`` members, so row ``r`` of a member sits
+        at a fixed offset. 0-d arrays (a block's width) come whole."""
+        rows = np.asarray(rows, dtype=np.int64)
+        wanted, back = np.unique(rows, return_inverse=True)
+        out: dict[str, np.ndarray] = {}
+        with self.fs.open(f"{self.path}/{name}", "rb") as handle:
+            directory = zipfile.ZipFile(handle)
+            present = set(directory.namelist())
+            for member in members:
+                if member + ".npy" not in present:
+                    continue
+                info = directory.getinfo(member + ".npy")
+                if info.compress_type != zipfile.ZIP_STORED:  # not written by ``append``
+                    with directory.open(info) as stored:
+                        out[member] = np.lib.format.read_array(stored)[rows]
+                    continue
+                stored_rows = _stored_rows(handle, info, wanted)
+                out[member] = stored_rows[back] if stored_rows.ndim else stored_rows
+        return out
+
     def refresh(self) -> VectorCatalogue:
         """Read the id arrays of parts written since the last look (by any process)."""
         with self._lock:
@@ -338,10 +368,8 @@ class VectorStore:
             for suffix in suffixes.get(codec, ("",))
         ]
 
-    def _decode(
-        self, data: dict[str, np.ndarray], blocks: Sequence[str], rows: np.ndarray | None = None
-    ) -> dict[str, np.ndarray]:
-        """Float32 blocks from a part's arrays (only ``rows`` of them, when given)."""
+    def _decode(self, data: dict[str, np.ndarray], blocks: Sequence[str]) -> dict[str, np.ndarray]:
+        """Float32 blocks from a part's arrays."""
         decoded: dict[str, np.ndarray] = {}
         for name, codec in self._sources(blocks).items():
             arrays = {
@@ -349,8 +377,6 @@ class VectorStore:
                 for suffix in ("", "_scale", "_width")
                 if name + suffix in data
             }
-            if rows is not None:
-                arrays = {k: v if k == "_width" else v[rows] for k, v in arrays.items()}
             decoded[name] = decode_block(arrays, codec)
         if "mid" in decoded:
             mid, diff = decoded.pop("mid"), decoded.pop("diff")
@@ -361,7 +387,8 @@ class VectorStore:
         self, pair_ids: Sequence[int] | np.ndarray, blocks: Sequence[str] = BLOCKS
     ) -> dict[str, Any]:
         """Decoded float32 blocks for these pairs, row-aligned; raises LookupError if any is
-        missing. Reads each part that holds some of them once."""
+        missing. Opens each part that holds some of them once and reads only their rows (a
+        few candidates of a search cost a few kilobytes, not every part's whole block)."""
         catalogue = self.refresh()
         ids = np.asarray(list(pair_ids), dtype=np.int64)
         found, position = catalogue.locate(ids)
@@ -378,7 +405,7 @@ class VectorStore:
         for part_index in np.unique(part_of):
             rows_here = np.nonzero(part_of == part_index)[0]
             name = catalogue.parts[int(part_index)].name
-            decoded = self._decode(self._read(name, members), blocks, row_of[rows_here])
+            decoded = self._decode(self._read_rows(name, members, row_of[rows_here]), blocks)
             for block in blocks:
                 if block not in out:
                     out[block] = np.zeros((len(ids), decoded[block].shape[1]), dtype=np.float32)
@@ -400,6 +427,41 @@ class VectorStore:
                 if entry["name"].rsplit("/", 1)[-1].startswith(_PART_PREFIX)
             )
         )
+
+
+def _stored_rows(handle: Any, info: zipfile.ZipInfo, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted, unique) of the uncompressed ``.npy`` member ``info``: its offset
+    comes from the zip local header, its shape from the ``.npy`` header; nearby rows are read
+    together."""
+    handle.seek(info.header_offset)
+    local = handle.read(_ZIP_LOCAL_HEADER)
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    handle.seek(info.header_offset + _ZIP_LOCAL_HEADER + name_length + extra_length)
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+    else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+    start = handle.tell()
+    if not shape:
+        return np.frombuffer(handle.read(dtype.itemsize), dtype=dtype).reshape(())
+    if fortran_order:
+        handle.seek(start)
+        whole = np.frombuffer(handle.read(dtype.itemsize * int(np.prod(shape))), dtype=dtype)
+        return whole.reshape(shape, order="F")[rows]
+    row_shape = tuple(shape[1:])
+    row_bytes = dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
+    out = np.empty((len(rows), *row_shape), dtype=dtype)
+    if not len(rows) or not row_bytes:
+        return out
+    # Runs of rows whose gaps are small enough to read through.
+    breaks = np.nonzero(np.diff(rows) * row_bytes > _READ_GAP_BYTES)[0] + 1
+    for run in np.split(np.arange(len(rows)), breaks):
+        first, last = int(rows[run[0]]), int(rows[run[-1]])
+        handle.seek(start + first * row_bytes)
+        span = np.frombuffer(handle.read((last - first + 1) * row_bytes), dtype=dtype)
+        out[run] = span.reshape(-1, *row_shape)[rows[run] - first]
+    return out
 
 
 _STORES: dict[tuple[str, str], VectorStore] = {}

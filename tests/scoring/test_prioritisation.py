@@ -14,6 +14,7 @@ from scoring.jobs.runner import JobContext, job_claim, job_create
 from scoring.loop.embeddings import PairVectors, pair_embeddings_store
 from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.retrieval import nearest_neighbours, normalise_rows, retrieval_count
+from scoring.loop.vector_store import vector_store
 from scoring.models import ModelVersion, PairScore, Retrieval
 from tests.factories import CampaignFactory, PairFactory
 
@@ -228,3 +229,48 @@ def test_pool_pairs_imported_after_scoring_wait_for_the_next_run(setup):
     assert pool_prioritise(version=version, context=context)["retrieved"] == 1
     embedded.refresh_from_db(); late.refresh_from_db()  # noqa: E702
     assert embedded.priority > 0 and late.priority == 0.0
+
+
+def test_an_approximate_index_pulls_in_the_exact_nearest_pool_pairs(setup, settings):
+    """Above ``INDEX_EXACT_MAX`` the campaign's index is IVF with 8-bit codes; the pairs pulled
+    in are still the exact nearest pooled ones in a crowd of near-duplicates, with their exact
+    cosine (candidates re-ranked against the stored vectors; with ``INDEX_REFINE`` 1, the
+    index's own top 8, one of them is another copy)."""
+    settings.ARBITER = {
+        **settings.ARBITER,
+        "INDEX_EXACT_MAX": 100,
+        "INDEX_NPROBE": 4,
+        "INDEX_REFINE": 8,
+    }
+    campaign, version, context = setup
+    campaign.retrieval_k = 8
+    campaign.save(update_fields=["retrieval_k"])
+    rng = np.random.default_rng(3)
+    dim = 64
+    direction = normalise_rows(rng.normal(size=(1, dim)))
+    wrong = _judged(campaign, preference=1, p_a_better=0.1, direction=direction[0].tolist(),
+                    version=version)
+    pool = PairFactory.create_batch(1000, campaign=campaign, status=Pair.Status.POOLED)
+    pool_ids = np.array([pair.pk for pair in pool])
+    # 300 noisy copies of the mispredicted pair's context, 700 unrelated pairs.
+    context_vectors = normalise_rows(rng.normal(size=(1000, dim)))
+    context_vectors[:300] = normalise_rows(direction + 0.02 * rng.normal(size=(300, dim)))
+    pair_embeddings_store(
+        vectors=PairVectors(pool_ids, context_vectors, np.zeros((1000, DIM)),
+                            np.zeros((1000, DIM))),
+        key=KEY,
+    )
+    summary = pool_prioritise(version=version, context=context)
+    assert summary["retrieved"] == 8
+    # Exact cosine between the stored vectors (8-bit with a scale per row, as written).
+    stored = vector_store(KEY).load([wrong.pk, *pool_ids], blocks=("context",))["context"]
+    exact = stored[1:] @ stored[0]
+    nearest = set(pool_ids[np.argsort(-exact)[:8]].tolist())
+    pulled = dict(Retrieval.objects.filter(job=context.job).values_list("pair_id", "similarity"))
+    assert set(pulled) == nearest
+    by_id = dict(zip(pool_ids.tolist(), exact.tolist(), strict=True))
+    for pair_id, similarity in pulled.items():
+        assert similarity == pytest.approx(by_id[pair_id], abs=1e-5)
+    assert "retrieval index: ivf, 1001 vectors" in "\n".join(
+        context.job.log_lines.values_list("message", flat=True)
+    )
