@@ -24,7 +24,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from annotation.models import Assignment, CampaignMember, Label, MemberTransition
-from reviewers.selectors import same_direction
+from reviewers.selectors.quality import same_direction
 
 
 @dataclass(frozen=True)
