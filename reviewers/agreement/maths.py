@@ -356,7 +356,7 @@ def _pattern_coincidences(patterns: NDArray[np.float64]) -> NDArray[np.float64]:
     ordered pairs of labels, weighted 1 / (labels - 1) as in alpha's coincidence table."""
     value_count = patterns.shape[1]
     labels_per_pattern = patterns.sum(axis=1)
-    per_unit_coincidences = (
+    per_unit_coincidences: NDArray[np.float64] = (
         patterns[:, :, np.newaxis] * patterns[:, np.newaxis, :]
         - patterns[:, :, np.newaxis] * np.eye(value_count)
     ) / (labels_per_pattern - 1)[:, np.newaxis, np.newaxis]
