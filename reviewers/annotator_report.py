@@ -19,12 +19,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from annotation.models import Assignment, CampaignMember, Label, MemberTransition
-from reviewers.selectors import same_direction
+from reviewers.selectors.quality import same_direction
 
 
 @dataclass(frozen=True)
@@ -54,29 +55,7 @@ def annotator_report(
     if campaign_id is not None:
         labels = labels.filter(campaign_id=campaign_id)
         skips = skips.filter(campaign_id=campaign_id)
-    judged = Q(is_gold_check=False)
-    label_rows = (
-        labels.order_by()
-        .values("annotator_id", "annotator__username")
-        .annotate(
-            seconds=Sum("seconds_spent"),
-            labels=Count("pk", filter=judged),
-            gold_checks=Count(
-                "pk", filter=Q(is_gold_check=True, pair__gold_preference__isnull=False)
-            ),
-            gold_correct=Count(
-                "pk",
-                filter=Q(is_gold_check=True)
-                & same_direction("preference", "pair__gold_preference"),
-            ),
-            consensus_labels=Count(
-                "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
-            ),
-            consensus_agreeing=Count(
-                "pk", filter=judged & same_direction("preference", "pair__consensus_preference")
-            ),
-        )
-    )
+    label_rows = _label_figures(labels)
     skip_rows = dict(
         skips.order_by()
         .values("annotator_id")
@@ -103,31 +82,62 @@ def annotator_report(
         )
     for annotator_id, count in skip_rows.items():
         if annotator_id not in report:
-            report[annotator_id] = AnnotatorPeriod(
-                annotator_id=annotator_id,
-                username=names[annotator_id],
-                active_seconds=0.0,
-                labels=0,
-                gold_checks=0,
+            report[annotator_id] = _without_labels(
+                annotator_id,
+                names[annotator_id],
                 skips=count,
-                gold_accuracy=None,
-                consensus_agreement=None,
                 quarantine_seconds=quarantined.get(annotator_id),
             )
     for annotator_id, seconds in quarantined.items():
         if annotator_id not in report:  # quarantined all period long: nothing done, still paid for
-            report[annotator_id] = AnnotatorPeriod(
-                annotator_id=annotator_id,
-                username=quarantined_names[annotator_id],
-                active_seconds=0.0,
-                labels=0,
-                gold_checks=0,
-                skips=0,
-                gold_accuracy=None,
-                consensus_agreement=None,
-                quarantine_seconds=seconds,
+            report[annotator_id] = _without_labels(
+                annotator_id, quarantined_names[annotator_id], skips=0, quarantine_seconds=seconds
             )
     return sorted(report.values(), key=lambda row: row.username)
+
+
+def _label_figures(labels: QuerySet[Label]) -> QuerySet[Label, dict[str, Any]]:
+    """Per annotator: seconds spent, labels, gold checks and consensus checks with their hits."""
+    judged = Q(is_gold_check=False)
+    return (
+        labels.order_by()
+        .values("annotator_id", "annotator__username")
+        .annotate(
+            seconds=Sum("seconds_spent"),
+            labels=Count("pk", filter=judged),
+            gold_checks=Count(
+                "pk", filter=Q(is_gold_check=True, pair__gold_preference__isnull=False)
+            ),
+            gold_correct=Count(
+                "pk",
+                filter=Q(is_gold_check=True)
+                & same_direction("preference", "pair__gold_preference"),
+            ),
+            consensus_labels=Count(
+                "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
+            ),
+            consensus_agreeing=Count(
+                "pk", filter=judged & same_direction("preference", "pair__consensus_preference")
+            ),
+        )
+    )
+
+
+def _without_labels(
+    annotator_id: int, username: str, *, skips: int, quarantine_seconds: float | None
+) -> AnnotatorPeriod:
+    """The row of an annotator who only skipped, or was quarantined, in the period."""
+    return AnnotatorPeriod(
+        annotator_id=annotator_id,
+        username=username,
+        active_seconds=0.0,
+        labels=0,
+        gold_checks=0,
+        skips=skips,
+        gold_accuracy=None,
+        consensus_agreement=None,
+        quarantine_seconds=quarantine_seconds,
+    )
 
 
 def quarantined_seconds_in(

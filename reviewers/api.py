@@ -17,19 +17,16 @@ from annotation.services.rewrites import REWRITE_MAX_CHARS, rewrite_by_expert
 from core.requests import SignedInApiRequest
 from core.validation import DbIntegerField
 from reviewers.models import Adjudication
-from reviewers.selectors import (
-    agreement_report,
-    annotator_quality,
+from reviewers.selectors.access import (
     campaign_for_expert,
-    claim_state,
     escalation_for_expert,
-    escalation_queue,
-    escalation_review,
     pair_for_admin,
     pair_for_expert,
     require_expert,
-    rewrite_queue,
 )
+from reviewers.selectors.quality import agreement_report, annotator_quality
+from reviewers.selectors.queue import claim_state, escalation_queue, rewrite_queue
+from reviewers.selectors.review import escalation_review
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
 from reviewers.services.gold import pair_mark_gold, pair_promote_gold

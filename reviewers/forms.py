@@ -7,7 +7,7 @@ from django import forms
 from annotation.models import Campaign, ItemKind
 from annotation.rankings import ranking_validate
 from reviewers.models import Adjudication
-from reviewers.selectors import preference_words
+from reviewers.selectors.review import preference_words
 
 DISCARD = "discard"
 RANKING = "ranking"

@@ -28,19 +28,10 @@ from core.validation import int_param
 from reviewers.annotator_report import annotator_report, annotator_report_csv
 from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation
-from reviewers.selectors import (
-    QUEUE_ORDERS,
-    agreement_report,
-    annotator_quality,
-    claim_state,
-    escalation_for_expert,
-    escalation_queue,
-    escalation_review,
-    queue_domains,
-    require_admin,
-    require_expert,
-    retest_agreement,
-)
+from reviewers.selectors.access import escalation_for_expert, require_admin, require_expert
+from reviewers.selectors.quality import agreement_report, annotator_quality, retest_agreement
+from reviewers.selectors.queue import QUEUE_ORDERS, claim_state, escalation_queue, queue_domains
+from reviewers.selectors.review import escalation_review
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import (
     escalation_claim,

@@ -387,45 +387,13 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         )
         if data.rationale.strip() == "" and _model_alone(assignment, label):
             raise InvalidLabel(_MODEL_ALONE)
-        previous = {
-            "preference": label.preference,
-            "outcome": label.outcome,
-            "aspect_ratings": label.aspect_ratings,
-            **({"ranking": label.ranking} if label.ranking is not None else {}),
-            "rationale": label.rationale,
-            "confidence": label.confidence,
-            "flags": label.flags,
-            "seconds_spent": label.seconds_spent,
-            "until": now.isoformat(),
-        }
-        label.history = [*(label.history or []), previous]
-        label.changed_at = now
-        label.preference = canonical
-        label.ranking = ranking
-        label.outcome = data.outcome
-        label.aspect_ratings = aspect_ratings
-        label.rationale = data.rationale
-        label.confidence = data.confidence
-        label.flag_unsafe = "unsafe" in data.flags
-        label.flag_broken = "broken" in data.flags
-        label.flag_cannot_judge = "cannot_judge" in data.flags
-        if data.seconds_spent is not None:
-            label.seconds_spent = (label.seconds_spent or 0.0) + data.seconds_spent
-        label.save(
-            update_fields=[
-                "history",
-                "changed_at",
-                "preference",
-                "outcome",
-                "aspect_ratings",
-                "ranking",
-                "rationale",
-                "confidence",
-                "flag_unsafe",
-                "flag_broken",
-                "flag_cannot_judge",
-                "seconds_spent",
-            ]
+        _replace_label_values(
+            label,
+            data,
+            canonical=canonical,
+            ranking=ranking,
+            aspect_ratings=aspect_ratings,
+            now=now,
         )
         if data.rewrite is not None:
             _rewrite_with_label(assignment, label, data.rewrite)
@@ -435,3 +403,55 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         if pair.status != status_before:
             _forget_counts_on_commit(assignment.campaign_id)
     return label
+
+
+def _replace_label_values(
+    label: Label,
+    data: LabelInput,
+    *,
+    canonical: int,
+    ranking: Ranking | None,
+    aspect_ratings: dict[str, dict[str, int]],
+    now: datetime,
+) -> None:
+    """Save the changed values on the label, appending the ones they replace to its history."""
+    previous = {
+        "preference": label.preference,
+        "outcome": label.outcome,
+        "aspect_ratings": label.aspect_ratings,
+        **({"ranking": label.ranking} if label.ranking is not None else {}),
+        "rationale": label.rationale,
+        "confidence": label.confidence,
+        "flags": label.flags,
+        "seconds_spent": label.seconds_spent,
+        "until": now.isoformat(),
+    }
+    label.history = [*(label.history or []), previous]
+    label.changed_at = now
+    label.preference = canonical
+    label.ranking = ranking
+    label.outcome = data.outcome
+    label.aspect_ratings = aspect_ratings
+    label.rationale = data.rationale
+    label.confidence = data.confidence
+    label.flag_unsafe = "unsafe" in data.flags
+    label.flag_broken = "broken" in data.flags
+    label.flag_cannot_judge = "cannot_judge" in data.flags
+    if data.seconds_spent is not None:
+        label.seconds_spent = (label.seconds_spent or 0.0) + data.seconds_spent
+    label.save(
+        update_fields=[
+            "history",
+            "changed_at",
+            "preference",
+            "outcome",
+            "aspect_ratings",
+            "ranking",
+            "rationale",
+            "confidence",
+            "flag_unsafe",
+            "flag_broken",
+            "flag_cannot_judge",
+            "seconds_spent",
+        ]
+    )

@@ -97,6 +97,8 @@ __all__ = [
 # --- running -------------------------------------------------------------------------------------
 
 
+# Stays long: every descriptor the child gets is opened and closed in one try/finally, so that
+# none can leak whatever fails.
 def run_sandboxed(
     slot: Slot,
     argv: Sequence[str],
@@ -228,6 +230,8 @@ def _child_descriptors(
     return file_args, data_binds, seccomp_args
 
 
+# Stays long: the whole bubblewrap command line in the order bubblewrap applies it, audited in
+# one place.
 def _bwrap_args(
     slot: Slot,
     limits: Limits,

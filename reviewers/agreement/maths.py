@@ -327,13 +327,8 @@ def alpha_confidence_interval(
         return float("nan"), float("nan")
 
     value_count = count_matrix.shape[1]
-    labels_per_pattern = patterns.sum(axis=1)
     float_patterns = patterns.astype(np.float64)
-    per_unit_coincidences = (
-        float_patterns[:, :, np.newaxis] * float_patterns[:, np.newaxis, :]
-        - float_patterns[:, :, np.newaxis] * np.eye(value_count)
-    ) / (labels_per_pattern - 1)[:, np.newaxis, np.newaxis]
-    per_unit_coincidences = per_unit_coincidences.reshape(len(patterns), -1)
+    per_unit_coincidences = _pattern_coincidences(float_patterns)
 
     rng = np.random.default_rng(seed)
     probabilities = pattern_counts / total_units
@@ -354,6 +349,18 @@ def alpha_confidence_interval(
     tail = (1.0 - confidence) / 2
     low, high = np.quantile(alphas, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def _pattern_coincidences(patterns: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each pattern's coincidence matrix (values x values, flattened to one row): a unit's
+    ordered pairs of labels, weighted 1 / (labels - 1) as in alpha's coincidence table."""
+    value_count = patterns.shape[1]
+    labels_per_pattern = patterns.sum(axis=1)
+    per_unit_coincidences: NDArray[np.float64] = (
+        patterns[:, :, np.newaxis] * patterns[:, np.newaxis, :]
+        - patterns[:, :, np.newaxis] * np.eye(value_count)
+    ) / (labels_per_pattern - 1)[:, np.newaxis, np.newaxis]
+    return per_unit_coincidences.reshape(len(patterns), -1)
 
 
 def _batched_alpha(

@@ -296,27 +296,7 @@ def _campaign_agreement(campaign: Campaign) -> dict[str, Any]:
     overall = histogram_agreement(overall_histogram, level)
     target = campaign.agreement_target
 
-    rounds_by_id: dict[int | None, Round] = {
-        r.pk: r for r in Round.objects.filter(campaign=campaign)
-    }
-    round_ids = sorted(
-        {round_id for round_id, _ in by_subset},
-        key=lambda rid: (rid is None, rounds_by_id[rid].number if rid in rounds_by_id else 0),
-    )
-    rounds = []
-    for round_id in round_ids:
-        histogram = merge_histograms(
-            (h for (rid, _), h in by_subset.items() if rid == round_id), values
-        )
-        entry = histogram_agreement(histogram, level)
-        the_round = rounds_by_id.get(round_id)  # None: pairs outside any round
-        entry.update(
-            round_id=round_id,
-            number=the_round.number if the_round else None,
-            status=the_round.status if the_round else None,
-            below_target=entry["alpha"] is not None and entry["alpha"] < target,
-        )
-        rounds.append(entry)
+    rounds = _round_entries(campaign, by_subset)
 
     categories = []
     for category in sorted({category for _, category in by_subset}):
@@ -356,6 +336,36 @@ def _campaign_agreement(campaign: Campaign) -> dict[str, Any]:
         "annotators": annotators,
         "disputes": disputes,
     }
+
+
+def _round_entries(
+    campaign: Campaign, by_subset: dict[tuple[int | None, str], PatternHistogram]
+) -> list[dict[str, Any]]:
+    """Alpha per round, in round order (pairs outside any round last)."""
+    level, values = agreement_level(campaign), scale_values(campaign)
+    target = campaign.agreement_target
+    rounds_by_id: dict[int | None, Round] = {
+        r.pk: r for r in Round.objects.filter(campaign=campaign)
+    }
+    round_ids = sorted(
+        {round_id for round_id, _ in by_subset},
+        key=lambda rid: (rid is None, rounds_by_id[rid].number if rid in rounds_by_id else 0),
+    )
+    rounds = []
+    for round_id in round_ids:
+        histogram = merge_histograms(
+            (h for (rid, _), h in by_subset.items() if rid == round_id), values
+        )
+        entry = histogram_agreement(histogram, level)
+        the_round = rounds_by_id.get(round_id)  # None: pairs outside any round
+        entry.update(
+            round_id=round_id,
+            number=the_round.number if the_round else None,
+            status=the_round.status if the_round else None,
+            below_target=entry["alpha"] is not None and entry["alpha"] < target,
+        )
+        rounds.append(entry)
+    return rounds
 
 
 def ranking_agreement(*, campaign: Campaign) -> dict[str, Any]:

@@ -37,28 +37,10 @@ def adjudication_resolve(
     discarded). A second decision on the same escalation raises ``AlreadyDecided``.
     """
     now = now or timezone.now()
-    campaign = escalation.campaign
     note = note.strip()
-    ranking_item = campaign.item_kind == ItemKind.RANKING
-    if ranking is not None and not (ranking_item and decision == Adjudication.Decision.PREFERENCE):
-        raise InvalidDecision("a ranking decides only a ranking item (decision=preference)")
-    if decision == Adjudication.Decision.PREFERENCE and ranking_item:
-        if ranking is None:
-            raise InvalidDecision("this item is a ranking: send ranking, not preference")
-        size = len(escalation.pair.responses or ())
-        try:
-            ranking = ranking_validate(ranking, size=size)
-        except InvalidRanking as error:
-            raise InvalidDecision(str(error)) from None
-        preference = first_two_preference(ranking)
-    elif decision == Adjudication.Decision.PREFERENCE:
-        if preference not in campaign.allowed_preferences:
-            allowed = sorted(campaign.allowed_preferences, reverse=True)
-            raise InvalidDecision(f"preference must be one of {allowed} for this campaign")
-    elif decision == Adjudication.Decision.DISCARD:
-        preference = None
-    else:
-        raise InvalidDecision("decision must be 'preference' or 'discard'")
+    preference, ranking = _check_decision(
+        escalation, decision=decision, preference=preference, ranking=ranking
+    )
     if not note:
         raise InvalidDecision("a note explaining the decision is required")
     with transaction.atomic():
@@ -96,3 +78,36 @@ def adjudication_resolve(
         )
     escalation.status = Escalation.Status.RESOLVED
     return adjudication
+
+
+def _check_decision(
+    escalation: Escalation,
+    *,
+    decision: str,
+    preference: int | None,
+    ranking: list[list[int]] | None,
+) -> tuple[int | None, list[list[int]] | None]:
+    """The decision's canonical (preference, ranking), checked against the campaign's scale
+    and item kind; raises InvalidDecision."""
+    campaign = escalation.campaign
+    ranking_item = campaign.item_kind == ItemKind.RANKING
+    if ranking is not None and not (ranking_item and decision == Adjudication.Decision.PREFERENCE):
+        raise InvalidDecision("a ranking decides only a ranking item (decision=preference)")
+    if decision == Adjudication.Decision.PREFERENCE and ranking_item:
+        if ranking is None:
+            raise InvalidDecision("this item is a ranking: send ranking, not preference")
+        size = len(escalation.pair.responses or ())
+        try:
+            ranking = ranking_validate(ranking, size=size)
+        except InvalidRanking as error:
+            raise InvalidDecision(str(error)) from None
+        preference = first_two_preference(ranking)
+    elif decision == Adjudication.Decision.PREFERENCE:
+        if preference not in campaign.allowed_preferences:
+            allowed = sorted(campaign.allowed_preferences, reverse=True)
+            raise InvalidDecision(f"preference must be one of {allowed} for this campaign")
+    elif decision == Adjudication.Decision.DISCARD:
+        preference = None
+    else:
+        raise InvalidDecision("decision must be 'preference' or 'discard'")
+    return preference, ranking

@@ -24,7 +24,7 @@ from annotation.services.pair_state import FINAL_STATUSES, pair_escalate, pair_l
 from core.errors import ApplicationError
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
 from reviewers.models import Escalation
-from reviewers.selectors import next_escalation_for
+from reviewers.selectors.queue import next_escalation_for
 
 CLAIM_DURATION = timedelta(minutes=30)
 DEFAULT_DEADLINE_HOURS = 72.0

@@ -31,7 +31,7 @@ from django.core.cache import cache
 
 from annotation.models import Campaign, ConsensusRule, Label, Pair
 from annotation.services.pair_state import pairs_settle_weighted
-from reviewers.agreement.dawid_skene import dawid_skene
+from reviewers.agreement.dawid_skene import FloatArray, dawid_skene
 from reviewers.consensus import direction, round_half_away
 from reviewers.models import Escalation
 from reviewers.services.escalations import escalation_open
@@ -103,23 +103,7 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
             if pair_id in item_of
         },
     )
-    regular: dict[int, list[int]] = defaultdict(list)
-    for pair_id, _annotator, preference, is_gold_check in rows:
-        if not is_gold_check:
-            regular[pair_id].append(preference)
-    verdicts = []
-    for pair_id, preferences in regular.items():
-        if pair_id in gold:
-            continue
-        posterior = fit.posteriors[item_of[pair_id]]
-        chosen = int(np.argmax(posterior))
-        verdicts.append(
-            (
-                pair_id,
-                weighted_preference(preferences, DIRECTIONS[chosen]),
-                float(posterior[chosen]),
-            )
-        )
+    verdicts = _verdicts(rows, gold=gold, item_of=item_of, posteriors=fit.posteriors)
     settled = pairs_settle_weighted(rows=verdicts)
     escalated = _escalate_low_posteriors(campaign=campaign, verdicts=verdicts)
     accuracy = fit.annotator_accuracy()
@@ -130,6 +114,35 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
         escalated=escalated,
         accuracy={user_id: float(accuracy[annotator_of[user_id]]) for user_id in annotator_ids},
     )
+
+
+def _verdicts(
+    rows: list[tuple[int, int, int, bool]],
+    *,
+    gold: dict[int, int],
+    item_of: dict[int, int],
+    posteriors: FloatArray,
+) -> list[tuple[int, int, float]]:
+    """(pair id, weighted preference, posterior of its direction) for each labelled pair that
+    is not gold, from the regular labels and the fit's posteriors."""
+    regular: dict[int, list[int]] = defaultdict(list)
+    for pair_id, _annotator, preference, is_gold_check in rows:
+        if not is_gold_check:
+            regular[pair_id].append(preference)
+    verdicts = []
+    for pair_id, preferences in regular.items():
+        if pair_id in gold:
+            continue
+        posterior = posteriors[item_of[pair_id]]
+        chosen = int(np.argmax(posterior))
+        verdicts.append(
+            (
+                pair_id,
+                weighted_preference(preferences, DIRECTIONS[chosen]),
+                float(posterior[chosen]),
+            )
+        )
+    return verdicts
 
 
 def weighted_preference(preferences: list[int], side: int) -> int:

@@ -22,7 +22,7 @@ from annotation.models import Campaign, Label, Pair, Round
 from annotation.roles import Role, user_has_role
 from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Adjudication, Escalation
-from reviewers.selectors import annotator_quality
+from reviewers.selectors.quality import annotator_quality
 from scoring.dashboard.charts import bar_chart, line_chart
 from scoring.dashboard.loop_effect import loop_effect
 from scoring.datasets.curation import curation_pool

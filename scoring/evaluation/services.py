@@ -103,9 +103,7 @@ def evaluation_set_upload(
         subsets[record.subset] = subsets.get(record.subset, 0) + 1
     with transaction.atomic():
         existing = (
-            EvaluationSet.objects.select_for_update()
-            .filter(campaign=campaign, name=name)
-            .first()
+            EvaluationSet.objects.select_for_update().filter(campaign=campaign, name=name).first()
         )
         if existing is not None and existing.sha256 == sha256:
             return existing
@@ -129,24 +127,29 @@ def evaluation_set_upload(
                 subsets=dict(sorted(subsets.items())),
                 created_by=user,
             )
-        EvaluationItem.objects.bulk_create(
-            (
-                EvaluationItem(
-                    evaluation_set=evaluation_set,
-                    position=position,
-                    subset=record.subset,
-                    conversation=record.conversation,
-                    chosen=record.chosen,
-                    rejected=record.rejected,
-                    prompt=_prompt_text(record.conversation),
-                )
-                for position, record in enumerate(records)
-            ),
-            batch_size=1000,
-        )
+        _items_create(evaluation_set, records)
         if enqueue_pending:
             transaction.on_commit(lambda: evaluations_enqueue_pending(campaign=campaign))
     return evaluation_set
+
+
+def _items_create(evaluation_set: EvaluationSet, records: Sequence[EvaluationRecord]) -> None:
+    """The set's pairs, in upload order, each with its prompt's text for decontamination."""
+    EvaluationItem.objects.bulk_create(
+        (
+            EvaluationItem(
+                evaluation_set=evaluation_set,
+                position=position,
+                subset=record.subset,
+                conversation=record.conversation,
+                chosen=record.chosen,
+                rejected=record.rejected,
+                prompt=_prompt_text(record.conversation),
+            )
+            for position, record in enumerate(records)
+        ),
+        batch_size=1000,
+    )
 
 
 def evaluation_set_delete(*, evaluation_set: EvaluationSet) -> None:
@@ -186,8 +189,8 @@ def evaluation_request(
     """An ``evaluate`` job for ``version`` on ``sets`` (default: every set it can see). A queued
     or running evaluation of the same version on the same sets is returned instead.
     ``shard_size``: pairs per shard (default SHARD_SIZE); ``queue`` overrides the route."""
-    chosen = list(sets) if sets is not None else evaluation_sets_for_campaign(
-        campaign=version.campaign
+    chosen = (
+        list(sets) if sets is not None else evaluation_sets_for_campaign(campaign=version.campaign)
     )
     set_ids = sorted(item.pk for item in chosen)
     params: dict[str, Any] = {"version": version.pk, "sets": set_ids}
@@ -377,9 +380,9 @@ def _evaluate_here(
 def evaluation_shard_work(shard: JobShard) -> ShardWork:
     """Score the shard's pairs; store their correct and scored counts per set and subset."""
     job = shard.job
-    version = ModelVersion.objects.select_related("campaign").filter(
-        pk=job.params.get("version")
-    ).first()
+    version = (
+        ModelVersion.objects.select_related("campaign").filter(pk=job.params.get("version")).first()
+    )
     if version is None:
         raise JobError(f"model version {job.params.get('version')} no longer exists")
     items = _evaluation_targets(job.params.get("sets", [])).filter(

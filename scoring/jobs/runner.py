@@ -1,77 +1,97 @@
-"""Model jobs (train, score, loop): the job row is the truth, workers only claim and report.
+"""Running a claimed model job (train, score, loop): its work runs under a fenced heartbeat
+and the job row records the outcome.
 
-Lifecycle: ``queued`` → ``running`` (claimed by one worker) → ``succeeded`` | ``failed`` |
-``cancelled``. Every write a worker makes after its claim is conditional on
-``(status=running, attempts=<its attempt>)``: ``attempts`` is a fencing token, so a worker that
-lost its job (presumed dead and taken over) can neither report progress, register a model nor
-finish the job; it notices and stops.
-
-Redelivery. Tasks acknowledge late, so a task whose worker was killed (``kill -9``) is
-delivered again by Redis after the visibility timeout. Its claim succeeds only if the job is
-still queued, or running with a heartbeat older than ``JOB_STALE_SECONDS`` (the worker is
-gone): the job then runs again from the start with ``attempts + 1``, and after
-``MAX_ATTEMPTS`` lost workers it is marked failed instead. A second delivery of a task whose
-job is alive finds a fresh heartbeat and backs off; one whose job has finished does nothing.
-A heartbeat thread beats every ``JOB_HEARTBEAT_SECONDS`` while a job runs, and its check
-doubles as the cheap cancel query that ``should_stop`` reads.
+The lifecycle, the claim and its fencing token are described in ``scoring.jobs.claims``;
+creating, enqueueing and cancelling jobs live in ``scoring.jobs.requests``. This module
+re-exports both, so ``scoring.jobs.runner`` stays the one import for the job machinery.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import (
     InterfaceError,
     OperationalError,
     close_old_connections,
     connection,
-    transaction,
 )
-from django.db.models import F, QuerySet
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from annotation.models import Campaign
-from core.errors import ApplicationError, Conflict
-from core.queue import QUEUE_UNAVAILABLE_REASON, send_task_on_commit
-from scoring.models import Job, JobLogLine, JobShard
+from scoring.jobs.claims import (
+    MAX_ATTEMPTS,
+    ClaimOutcome,
+    JobClaim,
+    job_claim,
+    job_fail,
+    job_finish,
+    job_log,
+    job_mark_cancelled,
+    job_owned,
+    job_progress,
+    job_release,
+    jobs_recover_stale,
+    stale_seconds,
+    worker_name,
+)
+from scoring.jobs.requests import (
+    ACTIVE_STATUSES,
+    EXCLUSIVE_KINDS,
+    TASK_NAMES,
+    JobConflict,
+    JobError,
+    job_cancel,
+    job_cancel_sharded,
+    job_create,
+    job_enqueue,
+    job_fail_unsent,
+)
+from scoring.models import Job
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "EXCLUSIVE_KINDS",
+    "MAX_ATTEMPTS",
+    "TASK_NAMES",
+    "ClaimOutcome",
+    "JobCancelled",
+    "JobClaim",
+    "JobConflict",
+    "JobContext",
+    "JobError",
+    "JobHandedOff",
+    "JobLost",
+    "JobWork",
+    "fenced_heartbeat",
+    "heartbeat_seconds",
+    "job_cancel",
+    "job_cancel_sharded",
+    "job_claim",
+    "job_create",
+    "job_enqueue",
+    "job_fail",
+    "job_fail_unsent",
+    "job_finish",
+    "job_log",
+    "job_mark_cancelled",
+    "job_progress",
+    "job_release",
+    "job_run",
+    "jobs_recover_stale",
+    "stale_seconds",
+    "worker_name",
+]
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3
-# Jobs that read or write a campaign's models and priorities: one at a time per campaign.
-EXCLUSIVE_KINDS = (Job.Kind.TRAIN, Job.Kind.SCORE, Job.Kind.LOOP)
-ACTIVE_STATUSES = (Job.Status.QUEUED, Job.Status.RUNNING)
 _PROGRESS_MIN_INTERVAL_S = 0.5
-_MESSAGE_MAX = 500
-
-
-class JobError(ApplicationError):
-    """A job cannot do its work for a reason the user must fix (no labels, bad parameters)."""
-
-    code = "job_error"
-
-
-class JobConflict(Conflict, JobError):
-    """Another model job of the campaign is queued or running."""
-
-    code = "job_conflict"
-
-    def __init__(self, existing: Job) -> None:
-        super().__init__(f"{existing.kind} job {existing.pk} is already {existing.status}")
-        self.existing = existing
 
 
 class JobCancelled(Exception):
@@ -87,298 +107,9 @@ class JobHandedOff(Exception):  # noqa: N818 - a control-flow signal, like JobCa
     the job stays running, owned by no worker, until its last shard sends it on."""
 
 
-def stale_seconds() -> float:
-    return float(settings.ARBITER.get("JOB_STALE_SECONDS", 60))
-
-
 def heartbeat_seconds() -> float:
     default = max(min(stale_seconds() / 4, 10.0), 0.2)
     return float(settings.ARBITER.get("JOB_HEARTBEAT_SECONDS", default))
-
-
-def worker_name(hostname: str | None = None) -> str:
-    return f"{hostname or socket.gethostname()}:{os.getpid()}"[:200]
-
-
-# --- Creating and cancelling (web side) ----------------------------------------------------
-
-
-def job_create(
-    *,
-    campaign: Campaign,
-    kind: str,
-    params: dict[str, Any] | None = None,
-    user: User | None = None,
-) -> Job:
-    """A queued job. Model jobs are exclusive per campaign: raises JobConflict if one is active."""
-    job = Job(campaign=campaign, kind=kind, params=dict(params or {}), created_by=user)
-    job.full_clean(exclude=["campaign", "created_by"])
-    with transaction.atomic():
-        if kind in EXCLUSIVE_KINDS:
-            # Serialise job creation per campaign so two clicks cannot start two trainings.
-            # NO KEY UPDATE leaves the FOR KEY SHARE locks of label inserts unblocked.
-            Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
-            existing = (
-                Job.objects.filter(
-                    campaign=campaign, kind__in=EXCLUSIVE_KINDS, status__in=ACTIVE_STATUSES
-                )
-                .order_by("id")
-                .first()
-            )
-            if existing is not None:
-                raise JobConflict(existing)
-        job.save()
-        JobLogLine.objects.create(job=job, message=f"{kind} job queued")
-    return job
-
-
-# The Celery task that runs each kind of job, by name: the runner sends tasks by name so that
-# it need not import the task modules (they import the services that import the runner).
-# Queues come from the routes in settings (CELERY_TASK_ROUTES), which see names only.
-TASK_NAMES: dict[str, str] = {
-    Job.Kind.TRAIN: "scoring.train_reward_model",
-    Job.Kind.SCORE: "scoring.score_pool",
-    Job.Kind.LOOP: "scoring.run_round_loop",
-    Job.Kind.EXPORT: "scoring.export_snapshot",
-    Job.Kind.CURATE: "scoring.curate_pool",
-    Job.Kind.EVALUATE: "scoring.evaluate_model",
-    Job.Kind.CROSS_VALIDATE: "scoring.cross_validate",
-}
-
-
-def job_enqueue(*, job: Job, queue: str | None = None) -> None:
-    """Send the job's task once the surrounding transaction commits (the worker must see it).
-
-    ``queue`` overrides the route (``scoring.*`` → ``gpu``), e.g. for a dedicated GPU host.
-    With the broker down the job is marked failed (no queued row without a task) and
-    ``core.queue.QueueUnavailable`` (503) propagates.
-    """
-    send_task_on_commit(
-        TASK_NAMES[job.kind],
-        args=(job.pk,),
-        queue=queue,
-        on_unavailable=lambda: job_fail_unsent(job=job),
-    )
-
-
-def job_fail_unsent(*, job: Job) -> bool:
-    """Fail a queued job whose task could not be sent (see ``job_enqueue``)."""
-    updated = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.FAILED,
-        error=QUEUE_UNAVAILABLE_REASON,
-        finished_at=timezone.now(),
-        message=f"failed: {QUEUE_UNAVAILABLE_REASON}"[:_MESSAGE_MAX],
-    )
-    if updated:
-        JobLogLine.objects.create(job=job, message=f"failed: {QUEUE_UNAVAILABLE_REASON}")
-    return bool(updated)
-
-
-def job_cancel(*, job: Job) -> Job:
-    """Ask a job to stop. A queued job is cancelled at once; a running one at its next check."""
-    now = timezone.now()
-    with transaction.atomic():
-        Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(cancel_requested=True)
-        cancelled_now = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-            status=Job.Status.CANCELLED, finished_at=now, message="cancelled before it started"
-        )
-        if cancelled_now:
-            JobLogLine.objects.create(job=job, message="cancelled before it started")
-        elif Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
-            JobLogLine.objects.create(job=job, message="cancel requested")
-    job.refresh_from_db()
-    if job.stage == Job.Stage.SHARDS and job.status == Job.Status.RUNNING:
-        job_cancel_sharded(job=job)
-        job.refresh_from_db()
-    return job
-
-
-def job_cancel_sharded(*, job: Job) -> int:
-    """Cancel a job in stage ``shards`` (no worker owns it) and its unfinished shards at once;
-    running shards notice at their next chunk. Returns how many shards were cancelled."""
-    now = timezone.now()
-    with transaction.atomic():
-        cancelled = Job.objects.filter(
-            pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS
-        ).update(
-            status=Job.Status.CANCELLED, cancel_requested=True, finished_at=now, message="cancelled"
-        )
-        stopped = JobShard.objects.filter(
-            job_id=job.pk, status__in=(JobShard.Status.QUEUED, JobShard.Status.RUNNING)
-        ).update(status=JobShard.Status.CANCELLED, finished_at=now)
-        if cancelled:
-            JobLogLine.objects.create(
-                job=job, message=f"cancelled; {stopped} unfinished shards cancelled"
-            )
-    return stopped
-
-
-# --- Claiming (worker side) ----------------------------------------------------------------
-
-
-class ClaimOutcome(StrEnum):
-    CLAIMED = "claimed"
-    BUSY = "busy"  # running elsewhere with a fresh heartbeat: try again later
-    FINISHED = "finished"  # nothing to do (finished, cancelled, or failed after lost workers)
-    MISSING = "missing"
-
-
-@dataclass(frozen=True)
-class JobClaim:
-    outcome: ClaimOutcome
-    job: Job | None = None
-    retry_in: float = 0.0
-
-
-def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobClaim:
-    """Claim a job for this worker with a conditional UPDATE (see the module docstring)."""
-    now = now or timezone.now()
-    stale_before = now - timedelta(seconds=stale_seconds())
-    owned = {"worker": worker[:200], "heartbeat_at": now, "attempts": F("attempts") + 1}
-    claimed = Job.objects.filter(
-        pk=job_id, status=Job.Status.QUEUED, cancel_requested=False
-    ).update(status=Job.Status.RUNNING, started_at=now, message="started", **owned)
-    # Sent on by its last shard: the job's last part, same attempt (nobody else owned it).
-    finishing = 0
-    if not claimed:
-        finishing = Job.objects.filter(
-            pk=job_id, status=Job.Status.RUNNING, stage=Job.Stage.FINISHING, worker=""
-        ).update(worker=worker[:200], heartbeat_at=now, message="finishing")
-    resumed = 0
-    if not claimed and not finishing:
-        # A job in stage "shards" has no worker to lose: its shards are recovered instead.
-        resumed = Job.objects.filter(
-            pk=job_id,
-            status=Job.Status.RUNNING,
-            heartbeat_at__lt=stale_before,
-            attempts__lt=MAX_ATTEMPTS,
-            cancel_requested=False,
-        ).exclude(stage=Job.Stage.SHARDS).update(
-            message="restarted after its worker was lost", **owned
-        )
-    if claimed or finishing or resumed:
-        job = Job.objects.select_related("campaign").get(pk=job_id)
-        note = "claimed" if claimed else "worker lost; restarted from the beginning"
-        if finishing:
-            note = "last part claimed"
-        elif resumed and job.stage != Job.Stage.MAIN:
-            note = f"worker lost; restarted at stage {job.stage}"
-        JobLogLine.objects.create(job=job, message=f"{note} by {worker} (attempt {job.attempts})")
-        return JobClaim(ClaimOutcome.CLAIMED, job)
-    given_up = Job.objects.filter(
-        pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
-    ).exclude(stage=Job.Stage.SHARDS).update(
-        status=Job.Status.FAILED,
-        finished_at=now,
-        error="its worker was lost (killed or timed out) too many times",
-        message="failed: worker lost",
-    )
-    found = Job.objects.filter(pk=job_id).first()
-    if found is None:
-        return JobClaim(ClaimOutcome.MISSING)
-    job = found
-    if given_up:
-        JobLogLine.objects.create(job=job, message=f"failed: worker lost {job.attempts} times")
-    if job.status == Job.Status.QUEUED and job.cancel_requested:
-        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-            status=Job.Status.CANCELLED, finished_at=now
-        )
-        return JobClaim(ClaimOutcome.FINISHED, job)
-    if job.is_finished or job.stage == Job.Stage.SHARDS:
-        # In stage "shards" the shards carry the job; the last one sends its task again.
-        return JobClaim(ClaimOutcome.FINISHED, job)
-    heartbeat = job.heartbeat_at or now
-    retry_in = max((heartbeat - stale_before).total_seconds(), 0.0) + 1.0
-    return JobClaim(ClaimOutcome.BUSY, job, retry_in)
-
-
-def _owned(job: Job) -> QuerySet[Job]:  # the one job this worker owns
-    return Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
-
-
-def job_log(*, job: Job, message: str) -> None:
-    JobLogLine.objects.create(job=job, message=message)
-
-
-def job_progress(*, job: Job, fraction: float, message: str, log: bool = True) -> bool:
-    """Record progress (and a heartbeat) on an owned job; False when the job is no longer ours.
-
-    Only progress, message and heartbeat change, so a concurrent cancel request survives.
-    """
-    fraction = min(max(float(fraction), 0.0), 1.0)
-    updated = _owned(job).update(
-        progress=fraction, message=message[:_MESSAGE_MAX], heartbeat_at=timezone.now()
-    )
-    if updated and log:
-        JobLogLine.objects.create(job=job, message=message)
-    job.progress, job.message = fraction, message[:_MESSAGE_MAX]
-    return bool(updated)
-
-
-def job_finish(*, job: Job, result: dict[str, Any] | None = None) -> bool:
-    now = timezone.now()
-    updated = _owned(job).update(
-        status=Job.Status.SUCCEEDED,
-        progress=1.0,
-        result=result or {},
-        finished_at=now,
-        heartbeat_at=now,
-        message="done",
-    )
-    if updated:
-        JobLogLine.objects.create(job=job, message="succeeded")
-    return bool(updated)
-
-
-def job_fail(*, job: Job, error: str) -> bool:
-    now = timezone.now()
-    updated = _owned(job).update(
-        status=Job.Status.FAILED,
-        error=error,
-        finished_at=now,
-        heartbeat_at=now,
-        message=f"failed: {error}"[:_MESSAGE_MAX],
-    )
-    if updated:
-        JobLogLine.objects.create(job=job, message=f"failed: {error}")
-    return bool(updated)
-
-
-def job_mark_cancelled(*, job: Job) -> bool:
-    now = timezone.now()
-    updated = _owned(job).update(
-        status=Job.Status.CANCELLED, finished_at=now, heartbeat_at=now, message="cancelled"
-    )
-    if updated:
-        JobLogLine.objects.create(job=job, message="cancelled; nothing was registered")
-    return bool(updated)
-
-
-def job_release(*, job: Job, reason: str) -> bool:
-    """Give an owned job back to the queue (before a retry after a transient error)."""
-    updated = _owned(job).update(status=Job.Status.QUEUED, worker="", message=reason[:500])
-    if updated:
-        JobLogLine.objects.create(job=job, message=f"released for a retry: {reason}")
-    return bool(updated)
-
-
-def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
-    """Re-enqueue running model jobs whose worker went silent (e.g. brokers without
-    redelivery, such as the file-system one). The claim decides whether they run again."""
-    now = now or timezone.now()
-    stale_before = now - timedelta(seconds=stale_seconds())
-    stale = list(
-        Job.objects.filter(
-            kind__in=EXCLUSIVE_KINDS, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
-        ).exclude(stage=Job.Stage.SHARDS)
-    )
-    for job in stale:
-        job_log(job=job, message="no heartbeat; sent again for a worker to take over")
-        job_enqueue(job=job)
-    return [job.pk for job in stale]
-
-
-# --- Running a claimed job -----------------------------------------------------------------
 
 
 @contextmanager
@@ -483,7 +214,7 @@ class JobContext:
 
     def _poll(self) -> bool:
         """One heartbeat: refresh ownership and read the cancel flag. False once lost."""
-        alive = _owned(self.job).update(heartbeat_at=timezone.now())
+        alive = job_owned(self.job).update(heartbeat_at=timezone.now())
         if not alive:
             self.lost = True
             self._stop.set()

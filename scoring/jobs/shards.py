@@ -129,22 +129,7 @@ def job_hand_off_to_shards(
         if not owned.exists():
             raise JobLost(f"job {job.pk} is no longer owned by this worker")
         if not JobShard.objects.filter(job=job).exists():
-            batch: list[JobShard] = []
-            for index, shard_range in enumerate(shard_ranges(targets, size)):
-                context.check()
-                batch.append(
-                    JobShard(
-                        job=job,
-                        index=index,
-                        first_id=shard_range.first_id,
-                        last_id=shard_range.last_id,
-                        planned=shard_range.count,
-                    )
-                )
-                if len(batch) >= _PLAN_BATCH:
-                    JobShard.objects.bulk_create(batch)
-                    batch = []
-            JobShard.objects.bulk_create(batch)
+            _shards_plan(context, targets=targets, size=size)
         total = JobShard.objects.filter(job=job).count()
         if total == 0:
             return 0
@@ -174,6 +159,27 @@ def job_hand_off_to_shards(
                 ]
             )
     return total
+
+
+def _shards_plan(context: JobContext, *, targets: QuerySet[Any], size: int) -> None:
+    """Write the job's shard rows, a batch at a time, checking for a stop between shards."""
+    job = context.job
+    batch: list[JobShard] = []
+    for index, shard_range in enumerate(shard_ranges(targets, size)):
+        context.check()
+        batch.append(
+            JobShard(
+                job=job,
+                index=index,
+                first_id=shard_range.first_id,
+                last_id=shard_range.last_id,
+                planned=shard_range.count,
+            )
+        )
+        if len(batch) >= _PLAN_BATCH:
+            JobShard.objects.bulk_create(batch)
+            batch = []
+    JobShard.objects.bulk_create(batch)
 
 
 def shards_summary(job: Job) -> dict[str, Any]:

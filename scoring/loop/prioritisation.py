@@ -211,7 +211,12 @@ def _retrieve(
     context.log(f"searched the neighbours of {len(ids)} sources: {len(table)} hits")
     if not len(table):
         return _no_pulls()
-    # Best pull per pool pair: by pool id, then boost and similarity, highest first.
+    return _best_pulls(table)
+
+
+def _best_pulls(table: np.ndarray) -> Pulls:
+    """One pull per pool pair from the hits (pool id, boost, source id, p, similarity): the
+    highest boost, then the highest similarity."""
     table = table[np.lexsort((-table[:, 4], -table[:, 1], table[:, 0]))]
     first = np.ones(len(table), dtype=bool)
     first[1:] = table[1:, 0] != table[:-1, 0]

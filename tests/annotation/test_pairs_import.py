@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.importers import ATTRIBUTE_NAMES, ImportFormatError
-from annotation.importers import rows as row_shapes
+from annotation.importers import row_fields as row_shapes
 from annotation.models import Campaign, Pair
 from annotation.services import imports
 from annotation.services.imports import pairs_import

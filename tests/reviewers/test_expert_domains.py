@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from annotation.roles import Role
 from reviewers.models import Escalation, ExpertSettings
-from reviewers.selectors import next_escalation_for
+from reviewers.selectors.queue import next_escalation_for
 from reviewers.services.escalations import escalation_open
 from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory

@@ -11,7 +11,7 @@ from annotation.models import Assignment, Pair
 from annotation.services.assignments import assignment_next
 from reviewers.errors import GoldNotAllowed
 from reviewers.models import Escalation
-from reviewers.selectors import annotator_quality
+from reviewers.selectors.quality import annotator_quality
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim
 from reviewers.services.gold import pair_mark_gold, pair_promote_gold

@@ -11,7 +11,7 @@ from annotation.models import Assignment, Label, Pair
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
 from reviewers.models import Escalation
-from reviewers.selectors import retest_agreement
+from reviewers.selectors.quality import retest_agreement
 from reviewers.services.consensus import pair_consensus_update
 from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory, UserFactory

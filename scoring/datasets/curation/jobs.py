@@ -82,7 +82,10 @@ def _gold_model(
     return ModelChoice(version, chosen_by)
 
 
+# Stays long: the job's steps in order (choose the models, hand the scoring to shards, pick
+# the scorers and the judge, curate, report), each a few lines that read best as one story.
 def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
+    # Stays long: see _curation_work.
     def work(context: JobContext) -> dict[str, Any]:
         params = CurationParams.from_params(job.params)
         # Injected scorers (tests, notebooks) stand in for the models: nothing to train.

@@ -150,44 +150,12 @@ def pool_curate(
     )
     for start in range(0, len(survivors), batch_size):
         ids = survivors[start : start + batch_size].tolist()
-        rows = (
-            Pair.objects.filter(pk__in=ids)
-            .order_by("pk")
-            .values_list("pk", "conversation", "response_a", "response_b", "silver_preference")
-        )
-        # The pool query keeps non-zero silver preferences only: never null here.
-        items = [
-            PoolItem(pk, list(conv or []), a, b, cast(int, silver))
-            for pk, conv, a, b, silver in rows
-        ]
+        items = _pool_items(ids)
         if not items:
             continue
-        silver = np.array([item.silver_preference for item in items])
-        p_gold = gold(items)
-        p_best = p_gold if best is gold else best(items)
-        by_models = curation_verdicts(
-            silver_preferences=silver, p_gold=p_gold, p_best=p_best, rules=rules
+        verdicts = _batch_verdicts(
+            items, gold=gold, best=best, judge=judge, rules=rules, result=result
         )
-        verdicts = by_models
-        undecided = [index for index, verdict in enumerate(by_models) if verdict != KEPT]
-        if judge is not None and undecided:
-            # The judge can only keep what the models did not: ask it about those pairs alone
-            # (each question is two calls to the model); the kept ones stay kept whatever it
-            # would say, so they get an even 0.5.
-            p_judge = np.full(len(items), 0.5)
-            p_judge[undecided] = judge([items[index] for index in undecided])
-            verdicts = curation_verdicts(
-                silver_preferences=silver,
-                p_gold=p_gold,
-                p_best=p_best,
-                rules=rules,
-                p_judge=p_judge,
-            )
-            result.kept_by_judge += sum(
-                1
-                for mine, theirs in zip(verdicts, by_models, strict=True)
-                if mine == KEPT and theirs != KEPT
-            )
         for verdict in (KEPT, DISCARDED, RECYCLED):
             chosen = [item.pair_id for item, v in zip(items, verdicts, strict=True) if v == verdict]
             _mark(chosen, verdict)
@@ -199,3 +167,56 @@ def pool_curate(
             f"{result.discarded} discarded, {result.recycled} recycled",
         )
     return result
+
+
+def _pool_items(ids: list[int]) -> list[PoolItem]:
+    """The batch's pairs as the scorers read them, in id order."""
+    rows = (
+        Pair.objects.filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "conversation", "response_a", "response_b", "silver_preference")
+    )
+    # The pool query keeps non-zero silver preferences only: never null here.
+    return [
+        PoolItem(pk, list(conv or []), a, b, cast(int, silver)) for pk, conv, a, b, silver in rows
+    ]
+
+
+def _batch_verdicts(
+    items: list[PoolItem],
+    *,
+    gold: Scorer,
+    best: Scorer,
+    judge: Scorer | None,
+    rules: CurationRules,
+    result: CurationResult,
+) -> list[str]:
+    """Each item's verdict by the two models, then by the judge for those they did not keep
+    (counted in ``result.kept_by_judge``)."""
+    silver = np.array([item.silver_preference for item in items])
+    p_gold = gold(items)
+    p_best = p_gold if best is gold else best(items)
+    by_models = curation_verdicts(
+        silver_preferences=silver, p_gold=p_gold, p_best=p_best, rules=rules
+    )
+    verdicts = by_models
+    undecided = [index for index, verdict in enumerate(by_models) if verdict != KEPT]
+    if judge is not None and undecided:
+        # The judge can only keep what the models did not: ask it about those pairs alone
+        # (each question is two calls to the model); the kept ones stay kept whatever it
+        # would say, so they get an even 0.5.
+        p_judge = np.full(len(items), 0.5)
+        p_judge[undecided] = judge([items[index] for index in undecided])
+        verdicts = curation_verdicts(
+            silver_preferences=silver,
+            p_gold=p_gold,
+            p_best=p_best,
+            rules=rules,
+            p_judge=p_judge,
+        )
+        result.kept_by_judge += sum(
+            1
+            for mine, theirs in zip(verdicts, by_models, strict=True)
+            if mine == KEPT and theirs != KEPT
+        )
+    return verdicts

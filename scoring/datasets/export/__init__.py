@@ -36,8 +36,10 @@ the highest pair id read. Files are written under a hidden temporary name and re
 complete, so an interrupted export leaves no visible file. benchmarks/export.py measures a
 million pairs.
 
-The package: ``filters`` (what is exported), ``rows`` (schemas and building rows), ``writers``
-(files and manifests), ``snapshots`` (export jobs). Its public names are re-exported here.
+The package: ``filters`` (what is exported), ``schema`` (the Arrow schemas), ``reading`` (the
+chunked reads and the read-ahead), ``row_parts`` (one row's columns), ``rows`` (the rows of a
+whole export and their counts), ``writers`` (files and manifests), ``snapshots`` (export jobs).
+Its public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -53,12 +55,11 @@ from scoring.datasets.export.filters import (
     export_condition,
     export_queryset,
 )
-from scoring.datasets.export.rows import (
+from scoring.datasets.export.rows import ExportCounts, export_rows
+from scoring.datasets.export.schema import (
     ATTRIBUTE_NAMES,
     MAIN_SCHEMA,
     UNRANKED_SCHEMA,
-    ExportCounts,
-    export_rows,
     schema_description,
 )
 from scoring.datasets.export.snapshots import (

@@ -34,13 +34,12 @@ from scoring.datasets.export.filters import (
     ProgressCallback,
     export_queryset,
 )
-from scoring.datasets.export.rows import (
+from scoring.datasets.export.row_parts import _RowParts
+from scoring.datasets.export.rows import ExportCounts, _export_parts
+from scoring.datasets.export.schema import (
     _MESSAGES,
     MAIN_SCHEMA,
     UNRANKED_SCHEMA,
-    ExportCounts,
-    _export_parts,
-    _RowParts,
     schema_description,
 )
 from scoring.selectors import active_model_version
@@ -245,6 +244,7 @@ class ExportResult:
     manifest: dict[str, Any]
 
 
+# Stays long: one try block owns every file it opens, so that any failure removes them all.
 def export_write(
     *,
     campaign: Campaign,
@@ -304,25 +304,7 @@ def export_write(
         for writer in writers.values():
             writer.close()
         writers.clear()
-        files = []
-        rows_by_role = {
-            "main": counts.rows,
-            "ties": counts.unranked_written,
-            "outcomes": counts.outcomes_written,
-        }
-        for role, temporary in temporaries.items():
-            files.append(
-                {
-                    "role": role,
-                    "name": targets[role].name,
-                    "rows": rows_by_role[role],
-                    "bytes": temporary.stat().st_size,
-                    "sha256": file_sha256(temporary),
-                    "schema": schema_description(
-                        MAIN_SCHEMA if role == "main" else UNRANKED_SCHEMA
-                    ),
-                }
-            )
+        files = _file_entries(temporaries, targets, counts)
         for role, temporary in temporaries.items():
             os.replace(temporary, targets[role])
             renamed.append(targets[role])
@@ -338,6 +320,51 @@ def export_write(
         raise
     if on_progress is not None:
         on_progress(seen, total)
+    manifest = _manifest(
+        campaign=campaign,
+        filters=filters,
+        file_format=file_format,
+        counts=counts,
+        files=files,
+        extra_manifest=extra_manifest,
+    )
+    return ExportResult(path=destination, manifest=manifest)
+
+
+def _file_entries(
+    temporaries: Mapping[str, Path], targets: Mapping[str, Path], counts: ExportCounts
+) -> list[dict[str, Any]]:
+    """The manifest's entry of each written file (still under its temporary name)."""
+    files = []
+    rows_by_role = {
+        "main": counts.rows,
+        "ties": counts.unranked_written,
+        "outcomes": counts.outcomes_written,
+    }
+    for role, temporary in temporaries.items():
+        files.append(
+            {
+                "role": role,
+                "name": targets[role].name,
+                "rows": rows_by_role[role],
+                "bytes": temporary.stat().st_size,
+                "sha256": file_sha256(temporary),
+                "schema": schema_description(MAIN_SCHEMA if role == "main" else UNRANKED_SCHEMA),
+            }
+        )
+    return files
+
+
+def _manifest(
+    *,
+    campaign: Campaign,
+    filters: ExportFilters,
+    file_format: str,
+    counts: ExportCounts,
+    files: list[dict[str, Any]],
+    extra_manifest: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """What the export holds and how it was made: filters, counts, files, model, code."""
     model = active_model_version(campaign=campaign)
     manifest = {
         "campaign": {"id": campaign.pk, "name": campaign.name},
@@ -381,7 +408,7 @@ def export_write(
         "created_at": timezone.now().isoformat(),
         **dict(extra_manifest or {}),
     }
-    return ExportResult(path=destination, manifest=manifest)
+    return manifest
 
 
 def _sync_directory(folder: Path) -> None:

@@ -1,0 +1,239 @@
+"""A campaign, its members (with their state transitions) and its rounds."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from annotation.models.choices import (
+    SCALE_VALUES,
+    BothBadRoute,
+    ConsensusRule,
+    ItemKind,
+    Outcome,
+    RankingExpansion,
+    Scale,
+    default_escalation_rules,
+)
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    scale = models.CharField(max_length=20, choices=Scale.choices, default=Scale.FIVE_POINT)
+    annotators_per_pair = models.PositiveSmallIntegerField(default=3)
+    lease_seconds = models.PositiveIntegerField(default=900)
+    attribute_schema = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Allowed values per attribute, e.g. {'task_category': ['math', 'code']}.",
+    )
+    agreement_target = models.FloatField(default=0.85)
+    escalation_rules = models.JSONField(default=default_escalation_rules, blank=True)
+    retest_share = models.FloatField(default=0.05)
+    gold_share = models.FloatField(default=0.0)
+    quality_threshold = models.FloatField(
+        default=0.6, help_text="Annotators below this gold accuracy are flagged."
+    )
+    auto_retrain = models.BooleanField(default=False)
+    reveal_model_after_submit = models.BooleanField(default=False)
+    retrieval_k = models.PositiveSmallIntegerField(default=8)
+    activation_tolerance = models.FloatField(
+        default=0.0,
+        help_text=(
+            "A newly trained model becomes active only if its held-out accuracy is at most "
+            "this much below the active model's."
+        ),
+    )
+    round_size = models.PositiveIntegerField(default=500)
+    # The share of each round drawn at random from the pool instead of by priority: the
+    # baseline that shows whether error-driven prioritisation pays (see scoring.dashboard).
+    random_slice_share = models.FloatField(default=0.10, db_default=0.10)
+    # How long an annotator may change a label after submitting it (never once an expert
+    # decided the pair); 0 turns changes off.
+    label_change_minutes = models.PositiveIntegerField(default=10)
+    # Membership (annotation.services.members): a campaign that is not open to all gives work,
+    # pages and API answers only to its members (site admins see everything). Campaigns made
+    # before membership existed were migrated open; new ones are members-only.
+    open_to_all = models.BooleanField(
+        default=False, help_text="Any annotator and expert may work here, members or not."
+    )
+    # Qualification: a new member first judges this many gold pairs and is admitted to regular
+    # work when their gold accuracy reaches the threshold (0 turns qualification off).
+    qualification_gold_count = models.PositiveSmallIntegerField(default=0)
+    qualification_threshold = models.FloatField(default=0.8)
+    # Quarantine: after each label the annotator's last `quarantine_window` gold checks and
+    # consensus-checked labels are measured; below a minimum (0 turns that check off), with at
+    # least `quarantine_min_checks` of them, the annotator is quarantined.
+    quarantine_min_gold_accuracy = models.FloatField(default=0.0)
+    quarantine_min_agreement = models.FloatField(default=0.0)
+    quarantine_min_checks = models.PositiveSmallIntegerField(default=10)
+    quarantine_window = models.PositiveSmallIntegerField(default=50)
+    # Per-aspect ratings asked for each response besides the overall judgment:
+    # [{"name": "helpfulness", "label": "Helpfulness", "scale_min": 1, "scale_max": 5}, ...].
+    aspects = models.JSONField(default=list, blank=True)
+    # Annotators (and experts) may write a corrected copy of the better response.
+    allow_rewrites = models.BooleanField(default=False)
+    both_bad_route = models.CharField(
+        max_length=10, choices=BothBadRoute.choices, default=BothBadRoute.NONE
+    )
+    # How settled pairs get their verdict: a majority of directions, or Dawid-Skene's
+    # reliability-weighted estimate (re-estimated over the campaign by a debounced task).
+    consensus_rule = models.CharField(
+        max_length=20,
+        choices=ConsensusRule.choices,
+        default=ConsensusRule.MAJORITY,
+        db_default=ConsensusRule.MAJORITY,
+    )
+    # An escalation is first offered to experts whose domains include the pair's task
+    # category; every expert sees it once this many minutes have passed (0: at once).
+    escalation_domain_wait_minutes = models.PositiveIntegerField(default=60, db_default=60)
+    # Pairwise campaigns judge A against B; ranking campaigns rank each item's K responses.
+    item_kind = models.CharField(max_length=10, choices=ItemKind.choices, default=ItemKind.PAIR)
+    ranking_expansion = models.CharField(
+        max_length=20, choices=RankingExpansion.choices, default=RankingExpansion.ALL_PAIRS
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(annotators_per_pair__gte=1), name="campaign_annotators_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(agreement_target__gte=-1) & Q(agreement_target__lte=1),
+                name="campaign_target_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(qualification_threshold__gte=0, qualification_threshold__lte=1)
+                & Q(quarantine_min_gold_accuracy__gte=0, quarantine_min_gold_accuracy__lte=1)
+                & Q(quarantine_min_agreement__gte=0, quarantine_min_agreement__lte=1),
+                name="campaign_member_thresholds_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(random_slice_share__gte=0) & Q(random_slice_share__lte=1),
+                name="campaign_random_slice_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def allowed_preferences(self) -> tuple[int, ...]:
+        return SCALE_VALUES[self.scale]
+
+    def clean(self) -> None:
+        from annotation.aspects import AspectError, parse_aspects  # pure; no cycle
+
+        try:
+            parse_aspects(self.aspects)
+        except AspectError as exc:
+            raise ValidationError({"aspects": str(exc)}) from exc
+        if self.both_bad_route == BothBadRoute.REWRITE and not self.allow_rewrites:
+            raise ValidationError(
+                {"both_bad_route": "Sending 'both bad' to the rewrite step needs rewrites allowed."}
+            )
+
+    @property
+    def allowed_outcomes(self) -> tuple[str, ...]:
+        """ "Both good" only on scales with a tie: without one, "equally good" has no place."""
+        if 0 in self.allowed_preferences:
+            return (Outcome.PREFERENCE, Outcome.BOTH_BAD, Outcome.BOTH_GOOD)
+        return (Outcome.PREFERENCE, Outcome.BOTH_BAD)
+
+    @property
+    def quarantine_enabled(self) -> bool:
+        return self.quarantine_min_gold_accuracy > 0 or self.quarantine_min_agreement > 0
+
+
+class CampaignMember(models.Model):
+    """A user's role in one campaign and where they stand in it.
+
+    Only ``annotation.services.members`` writes ``state``; each change leaves a
+    ``MemberTransition`` with its reason and figures.
+    """
+
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator"
+        EXPERT = "expert"
+        ADMIN = "admin"
+
+    class State(models.TextChoices):
+        QUALIFYING = "qualifying"
+        ACTIVE = "active"
+        QUARANTINED = "quarantined"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="campaign_memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANNOTATOR)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.ACTIVE)
+    # The latest qualification figures (checks, correct, accuracy, threshold, outcome), shown
+    # to admins while the member qualifies or is held back.
+    qualification = models.JSONField(null=True, blank=True)
+    added_at = models.DateTimeField(auto_now_add=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["campaign", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "user"], name="campaign_member_unique"),
+        ]
+        indexes = [models.Index(fields=["user", "role"], name="campaign_member_user_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.campaign_id} as {self.role} ({self.state})"
+
+
+class MemberTransition(models.Model):
+    """One change of a member's state, with why and the figures behind it."""
+
+    member = models.ForeignKey(CampaignMember, on_delete=models.CASCADE, related_name="transitions")
+    from_state = models.CharField(max_length=12, choices=CampaignMember.State.choices)
+    to_state = models.CharField(max_length=12, choices=CampaignMember.State.choices)
+    reason = models.CharField(max_length=200)
+    figures = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.from_state} -> {self.to_state}"
+
+
+class Round(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "number"], name="round_number_unique"),
+            models.UniqueConstraint(
+                fields=["campaign"], condition=Q(status="open"), name="one_open_round_per_campaign"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} round {self.number}"

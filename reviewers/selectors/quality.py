@@ -1,0 +1,179 @@
+"""Quality control: re-test agreement, per-annotator quality figures, and the agreement
+report."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from django.db import connection
+from django.db.models import Aggregate, Count, FloatField, Q
+
+from annotation.models import Campaign, Label
+from reviewers.agreement.aspects import aspect_agreement
+from reviewers.agreement.selectors import campaign_agreement
+
+# Accuracy-style figures need a few items before they may flag anyone.
+QUALITY_MIN_ITEMS = 5
+
+# |z| of "the response shown first wins" against a fair coin, beyond which we flag.
+POSITION_BIAS_Z = 3.0
+
+
+def same_direction(left: str, right: str) -> Q:
+    return (
+        Q(**{f"{left}__gt": 0, f"{right}__gt": 0})
+        | Q(**{left: 0, right: 0})
+        | Q(**{f"{left}__lt": 0, f"{right}__lt": 0})
+    )
+
+
+class _Median(Aggregate):
+    """PostgreSQL's exact median; other databases take the Python path."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def retest_agreement(*, campaign: Campaign) -> dict[str, Any]:
+    """How often a double-blind re-test picked the same direction as the pair's consensus."""
+    counts = Label.objects.filter(
+        campaign=campaign, is_retest=True, pair__consensus_preference__isnull=False
+    ).aggregate(
+        n=Count("pk"),
+        agreeing=Count("pk", filter=same_direction("preference", "pair__consensus_preference")),
+    )
+    n, agreeing = counts["n"], counts["agreeing"]
+    return {"n": n, "agreeing": agreeing, "rate": agreeing / n if n else None}
+
+
+def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per annotator: gold accuracy, agreement with consensus, position bias, median seconds.
+
+    * gold accuracy: share of gold checks whose direction (A, tie, B) matches the gold answer;
+    * consensus agreement: share of their regular and re-test labels, on pairs that have a
+      consensus, in its direction (their own label is part of a regular consensus);
+    * position bias: of their decisive labels (not ties), the share where the response shown
+      first (on the left) won. Order is randomised, so 0.5 is unbiased; ``position_bias_z`` is
+      the distance from 0.5 in standard errors of a fair coin;
+    * median seconds per pair, over labels that report time spent.
+
+    ``flagged`` when, with at least ``QUALITY_MIN_ITEMS`` items, gold accuracy is below the
+    campaign's ``quality_threshold`` (or, with no gold checks, agreement with consensus is), or
+    when ``|position_bias_z| >= POSITION_BIAS_Z``. Worst first.
+    """
+    first_wins = Q(shown_first="a", preference__gt=0) | Q(shown_first="b", preference__lt=0)
+    judged = Q(is_gold_check=False)
+    aggregates: dict[str, Any] = {
+        "labels": Count("pk", filter=judged),
+        "gold_checks": Count(
+            "pk", filter=Q(is_gold_check=True, pair__gold_preference__isnull=False)
+        ),
+        "gold_correct": Count(
+            "pk",
+            filter=Q(is_gold_check=True) & same_direction("preference", "pair__gold_preference"),
+        ),
+        "consensus_labels": Count(
+            "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
+        ),
+        "consensus_agreeing": Count(
+            "pk", filter=judged & same_direction("preference", "pair__consensus_preference")
+        ),
+        "decisive": Count("pk", filter=~Q(preference=0)),
+        "first_wins": Count("pk", filter=first_wins),
+    }
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        aggregates["median_seconds"] = _Median("seconds_spent")
+    rows = list(
+        Label.objects.filter(campaign=campaign)
+        .order_by()
+        .values("annotator_id", "annotator__username")
+        .annotate(**aggregates)
+    )
+    if not postgres:
+        _add_median_seconds(rows, campaign=campaign)
+    result = [_quality_figures(row, threshold=campaign.quality_threshold) for row in rows]
+    result.sort(
+        key=lambda r: (
+            not r["flagged"],
+            _sort_key(r["gold_accuracy"]),
+            _sort_key(r["consensus_agreement"]),
+            r["username"],
+        )
+    )
+    return result
+
+
+def _add_median_seconds(rows: list[dict[str, Any]], *, campaign: Campaign) -> None:
+    """Each annotator's median seconds per pair, computed in Python (databases other than
+    PostgreSQL have no exact median aggregate)."""
+    seconds: dict[int, list[float]] = defaultdict(list)
+    timed = Label.objects.filter(campaign=campaign, seconds_spent__isnull=False)
+    for annotator_id, spent in timed.values_list("annotator_id", "seconds_spent").iterator():
+        if spent is not None:
+            seconds[annotator_id].append(spent)
+    for row in rows:
+        spent_all = seconds.get(row["annotator_id"])
+        row["median_seconds"] = statistics.median(spent_all) if spent_all else None
+
+
+def _quality_figures(row: dict[str, Any], *, threshold: float) -> dict[str, Any]:
+    """One annotator's figures and flags from their aggregated counts (see annotator_quality)."""
+    gold_accuracy = _share(row["gold_correct"], row["gold_checks"])
+    consensus_agreement = _share(row["consensus_agreeing"], row["consensus_labels"])
+    position_bias = _share(row["first_wins"], row["decisive"])
+    position_bias_z = None
+    if row["decisive"]:
+        position_bias_z = (row["first_wins"] - row["decisive"] / 2) / (row["decisive"] ** 0.5 / 2)
+    reasons = []
+    if (
+        row["gold_checks"] >= QUALITY_MIN_ITEMS
+        and gold_accuracy is not None
+        and gold_accuracy < threshold
+    ):
+        reasons.append("gold_accuracy")
+    if (
+        row["gold_checks"] == 0
+        and row["consensus_labels"] >= QUALITY_MIN_ITEMS
+        and consensus_agreement is not None
+        and consensus_agreement < threshold
+    ):
+        reasons.append("consensus_agreement")
+    if position_bias_z is not None and abs(position_bias_z) >= POSITION_BIAS_Z:
+        reasons.append("position_bias")
+    return {
+        "annotator_id": row["annotator_id"],
+        "username": row["annotator__username"],
+        "labels": row["labels"],
+        "gold_checks": row["gold_checks"],
+        "gold_correct": row["gold_correct"],
+        "gold_accuracy": gold_accuracy,
+        "consensus_labels": row["consensus_labels"],
+        "consensus_agreement": consensus_agreement,
+        "decisive_labels": row["decisive"],
+        "first_shown_wins": row["first_wins"],
+        "position_bias": position_bias,
+        "position_bias_z": position_bias_z,
+        "median_seconds": row["median_seconds"],
+        "flagged": bool(reasons),
+        "flag_reasons": reasons,
+    }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _sort_key(value: float | None) -> float:
+    return 2.0 if value is None else value
+
+
+def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str, Any]:
+    """``reviewers.agreement.selectors.campaign_agreement`` plus the re-test agreement rate."""
+    report = dict(campaign_agreement(campaign=campaign, use_cache=use_cache))
+    report["retest"] = retest_agreement(campaign=campaign)
+    report["aspects"] = aspect_agreement(campaign=campaign)
+    return report

@@ -1,0 +1,117 @@
+"""The expert queue: open escalations by order and domain, the next one an expert can take,
+who holds a claim; and the rewrite step's queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from annotation.models import Campaign, Outcome, Pair
+from annotation.roles import Role, user_has_role
+from reviewers.models import Escalation
+from reviewers.selectors.access import visible_to, visible_to_expert
+
+QUEUE_ORDERS = {
+    "oldest": ("created_at", "id"),
+    "disputed": ("-disagreement", "created_at", "id"),
+}
+
+
+def escalation_queue(
+    *,
+    campaign_id: int | None = None,
+    order: str = "oldest",
+    viewer: User | None = None,
+    domain: str | None = None,
+    now: datetime | None = None,
+) -> QuerySet[Escalation]:
+    """Open escalations, oldest first or most disputed (highest pair disagreement) first;
+    those ``viewer`` may see (their campaigns, see ``visible_to``; their domains, see
+    ``visible_to_expert``), of one ``domain`` if given."""
+    escalations = Escalation.objects.filter(status=Escalation.Status.OPEN).select_related(
+        "pair", "campaign", "claimed_by"
+    )
+    escalations = visible_to(escalations, viewer)
+    if viewer is not None:
+        escalations = escalations.filter(visible_to_expert(viewer, now=now))
+    if campaign_id is not None:
+        escalations = escalations.filter(campaign_id=campaign_id)
+    if domain:
+        escalations = escalations.filter(pair__task_category=domain)
+    return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
+
+
+def queue_domains() -> list[str]:
+    """The task categories of pairs with an open escalation, for the queue's domain filter."""
+    return list(
+        Escalation.objects.filter(status=Escalation.Status.OPEN)
+        .exclude(pair__task_category="")
+        .values_list("pair__task_category", flat=True)
+        .distinct()
+        .order_by("pair__task_category")
+    )
+
+
+def next_escalation_for(
+    *, expert: User, after: int | None = None, now: datetime | None = None
+) -> Escalation | None:
+    """The oldest open escalation this expert can take: visible to them (their domains first,
+    see ``visible_to_expert``), free (or theirs, or its claim expired), on a pair they did not
+    label, other than ``after``."""
+    now = now or timezone.now()
+    claimable = (
+        Escalation.objects.filter(status=Escalation.Status.OPEN)
+        .filter(visible_to_expert(expert, now=now))
+        .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=expert))
+        .exclude(pair__labels__annotator=expert)
+    )
+    claimable = visible_to(claimable, expert)
+    if after is not None:
+        claimable = claimable.exclude(pk=after)
+    return claimable.order_by(*QUEUE_ORDERS["oldest"]).first()
+
+
+def claim_state(
+    escalation: Escalation, *, viewer: User, now: datetime | None = None
+) -> dict[str, Any]:
+    """Who holds the claim, as this viewer may know it: experts do not see each other's names."""
+    now = now or timezone.now()
+    held = (
+        escalation.claimed_by_id is not None
+        and escalation.claim_expires_at is not None
+        and escalation.claim_expires_at >= now
+    )
+    mine = held and escalation.claimed_by_id == viewer.pk
+    holder = None
+    if held and not mine:
+        is_admin = user_has_role(viewer, Role.ADMIN)
+        claimer = escalation.claimed_by
+        holder = claimer.username if is_admin and claimer is not None else "another expert"
+    return {
+        "held": held,
+        "mine": mine,
+        "holder": holder,
+        "expires_at": escalation.claim_expires_at if held else None,
+        "overdue": escalation.deadline is not None and escalation.deadline < now,
+    }
+
+
+def rewrite_queue(*, campaign: Campaign, limit: int = 50) -> QuerySet[Pair]:
+    """Pairs the labels found "both bad" that no one has rewritten yet, oldest first.
+
+    Where the campaign sends "both bad" to the rewrite step (``both_bad_route``), experts (or
+    annotators with the workspace's rewrite box) write a corrected answer for them.
+    """
+    return (
+        Pair.objects.filter(
+            campaign=campaign,
+            consensus_outcome=Outcome.BOTH_BAD,
+            status__in=[Pair.Status.COMPLETE, Pair.Status.RESOLVED],
+        )
+        .exclude(rewrites__isnull=False)
+        .order_by("id")[:limit]
+    )

@@ -1,0 +1,152 @@
+"""The review page: an escalated pair's labels, evidence and attributes as an expert reads them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from annotation.models import Campaign, Label, Outcome, Pair
+from annotation.roles import Role, user_has_role
+from reviewers import hooks
+from reviewers.models import Escalation
+from reviewers.selectors.queue import claim_state
+
+EVIDENCE_SUMMARY_CHARS = 240
+
+PREFERENCE_WORDS = {
+    2: "A much better",
+    1: "A better",
+    0: "Tie",
+    -1: "B better",
+    -2: "B much better",
+}
+
+
+def preference_words(preference: int | None, *, campaign: Campaign) -> str:
+    if preference is None:
+        return "—"
+    if len(campaign.allowed_preferences) < 5 and preference in (1, -1):
+        return "A" if preference > 0 else "B"
+    return PREFERENCE_WORDS.get(preference, str(preference))
+
+
+def evidence_summary(payload: Any) -> str:
+    """A one-line account of an evidence payload, whatever tool produced it."""
+    if isinstance(payload, dict):
+        preferred = ("query", "title", "url", "language", "status", "exit_code", "prompt")
+        parts = [
+            f"{key}: {payload[key]}" for key in preferred if payload.get(key) not in (None, "")
+        ]
+        if not parts:
+            parts = [f"{key}: {value}" for key, value in payload.items()]
+        text = "; ".join(_flat(part) for part in parts)
+    else:
+        text = _flat(json.dumps(payload, default=str))
+    if len(text) > EVIDENCE_SUMMARY_CHARS:
+        text = text[: EVIDENCE_SUMMARY_CHARS - 1] + "…"
+    return text
+
+
+def _flat(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return " ".join(text.split())
+
+
+def ranking_words(ranking: list[list[int]]) -> str:
+    """A canonical ranking as the expert page writes it, responses numbered from 1:
+    "2 > 1 = 3 > 4" (response 2 best, 1 and 3 tied)."""
+    return " > ".join(" = ".join(str(index + 1) for index in group) for group in ranking)
+
+
+def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]:
+    """Everything an expert needs to decide, in canonical orientation (A and B as imported).
+
+    Annotators appear as "Annotator 1, 2, …" in the order they labelled; only admins also see
+    usernames.
+    """
+    pair = escalation.pair
+    campaign = escalation.campaign
+    show_names = user_has_role(viewer, Role.ADMIN)
+    entries = _label_entries(pair, campaign=campaign, show_names=show_names)
+    attributes = [
+        {"name": name, "label": label, "value": getattr(pair, name)}
+        for name, label in (
+            ("task_category", "Task category"),
+            ("objectivity", "Objectivity"),
+            ("controversiality", "Controversiality"),
+            ("desired_attributes", "Desired attributes"),
+            ("annotation_guideline", "Annotation guideline"),
+        )
+    ]
+    adjudication = getattr(escalation, "adjudication", None)
+    return {
+        "escalation": escalation,
+        "pair": pair,
+        "campaign": campaign,
+        "reasons": [
+            line
+            for line in [escalation.get_reason_display(), *escalation.detail.splitlines()]
+            if line
+        ],
+        "labels": entries,
+        "attributes": attributes,
+        "prediction": hooks.model_prediction.first(pair=pair),
+        "claim": claim_state(escalation, viewer=viewer),
+        "adjudication": adjudication,
+        "decision_words": (
+            preference_words(adjudication.preference, campaign=campaign)
+            if adjudication is not None
+            else None
+        ),
+        "choices": [
+            (value, preference_words(value, campaign=campaign))
+            for value in sorted(campaign.allowed_preferences, reverse=True)
+        ],
+        "show_names": show_names,
+    }
+
+
+def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[dict[str, Any]]:
+    """The pair's labels as the review page lists them, numbered in the order they came."""
+    labels = (
+        Label.objects.filter(pair=pair)
+        .select_related("annotator")
+        .prefetch_related("evidence")
+        .order_by("created_at", "id")
+    )
+    entries = []
+    for number, label in enumerate(labels, start=1):
+        kind = "re-test" if label.is_retest else ("gold check" if label.is_gold_check else "")
+        entries.append(
+            {
+                "number": number,
+                "name": f"Annotator {number}",
+                "username": label.annotator.username if show_names else None,
+                "preference": label.preference,
+                "preference_words": (
+                    ranking_words(label.ranking)
+                    if label.ranking is not None
+                    else preference_words(label.preference, campaign=campaign)
+                    if label.outcome == Outcome.PREFERENCE
+                    else label.get_outcome_display()
+                ),
+                "outcome": label.outcome,
+                "aspect_ratings": label.aspect_ratings or {},
+                "rationale": label.rationale,
+                "confidence": label.confidence,
+                "flags": label.flags,
+                "seconds_spent": label.seconds_spent,
+                "kind": kind,
+                "evidence": [
+                    {
+                        "kind": item.kind,
+                        "kind_display": item.get_kind_display(),
+                        "summary": evidence_summary(item.payload),
+                    }
+                    for item in label.evidence.all()
+                ],
+            }
+        )
+    return entries

@@ -1,0 +1,213 @@
+"""Claiming model jobs (worker side) and every write a worker makes to the job it owns.
+
+The job row is the truth, workers only claim and report.
+
+Lifecycle: ``queued`` → ``running`` (claimed by one worker) → ``succeeded`` | ``failed`` |
+``cancelled``. Every write a worker makes after its claim is conditional on
+``(status=running, attempts=<its attempt>)``: ``attempts`` is a fencing token, so a worker that
+lost its job (presumed dead and taken over) can neither report progress, register a model nor
+finish the job; it notices and stops.
+
+Redelivery. Tasks acknowledge late, so a task whose worker was killed (``kill -9``) is
+delivered again by Redis after the visibility timeout. Its claim succeeds only if the job is
+still queued, or running with a heartbeat older than ``JOB_STALE_SECONDS`` (the worker is
+gone): the job then runs again from the start with ``attempts + 1``, and after
+``MAX_ATTEMPTS`` lost workers it is marked failed instead. A second delivery of a task whose
+job is alive finds a fresh heartbeat and backs off; one whose job has finished does nothing.
+A heartbeat thread beats every ``JOB_HEARTBEAT_SECONDS`` while a job runs, and its check
+doubles as the cheap cancel query that ``should_stop`` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from scoring.jobs.requests import EXCLUSIVE_KINDS, MESSAGE_MAX, job_enqueue
+from scoring.models import Job, JobLogLine
+
+MAX_ATTEMPTS = 3
+
+
+def stale_seconds() -> float:
+    return float(settings.ARBITER.get("JOB_STALE_SECONDS", 60))
+
+
+def worker_name(hostname: str | None = None) -> str:
+    return f"{hostname or socket.gethostname()}:{os.getpid()}"[:200]
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"
+    BUSY = "busy"  # running elsewhere with a fresh heartbeat: try again later
+    FINISHED = "finished"  # nothing to do (finished, cancelled, or failed after lost workers)
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class JobClaim:
+    outcome: ClaimOutcome
+    job: Job | None = None
+    retry_in: float = 0.0
+
+
+# Stays long: the claim's cases (queued, finishing, resumed, given up, busy) are tried in one
+# order of precedence, each a conditional UPDATE, and read best together.
+def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobClaim:
+    """Claim a job for this worker with a conditional UPDATE (see the module docstring)."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=stale_seconds())
+    owned = {"worker": worker[:200], "heartbeat_at": now, "attempts": F("attempts") + 1}
+    claimed = Job.objects.filter(
+        pk=job_id, status=Job.Status.QUEUED, cancel_requested=False
+    ).update(status=Job.Status.RUNNING, started_at=now, message="started", **owned)
+    # Sent on by its last shard: the job's last part, same attempt (nobody else owned it).
+    finishing = 0
+    if not claimed:
+        finishing = Job.objects.filter(
+            pk=job_id, status=Job.Status.RUNNING, stage=Job.Stage.FINISHING, worker=""
+        ).update(worker=worker[:200], heartbeat_at=now, message="finishing")
+    resumed = 0
+    if not claimed and not finishing:
+        # A job in stage "shards" has no worker to lose: its shards are recovered instead.
+        resumed = (
+            Job.objects.filter(
+                pk=job_id,
+                status=Job.Status.RUNNING,
+                heartbeat_at__lt=stale_before,
+                attempts__lt=MAX_ATTEMPTS,
+                cancel_requested=False,
+            )
+            .exclude(stage=Job.Stage.SHARDS)
+            .update(message="restarted after its worker was lost", **owned)
+        )
+    if claimed or finishing or resumed:
+        job = Job.objects.select_related("campaign").get(pk=job_id)
+        note = "claimed" if claimed else "worker lost; restarted from the beginning"
+        if finishing:
+            note = "last part claimed"
+        elif resumed and job.stage != Job.Stage.MAIN:
+            note = f"worker lost; restarted at stage {job.stage}"
+        JobLogLine.objects.create(job=job, message=f"{note} by {worker} (attempt {job.attempts})")
+        return JobClaim(ClaimOutcome.CLAIMED, job)
+    given_up = (
+        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before)
+        .exclude(stage=Job.Stage.SHARDS)
+        .update(
+            status=Job.Status.FAILED,
+            finished_at=now,
+            error="its worker was lost (killed or timed out) too many times",
+            message="failed: worker lost",
+        )
+    )
+    found = Job.objects.filter(pk=job_id).first()
+    if found is None:
+        return JobClaim(ClaimOutcome.MISSING)
+    job = found
+    if given_up:
+        JobLogLine.objects.create(job=job, message=f"failed: worker lost {job.attempts} times")
+    if job.status == Job.Status.QUEUED and job.cancel_requested:
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            status=Job.Status.CANCELLED, finished_at=now
+        )
+        return JobClaim(ClaimOutcome.FINISHED, job)
+    if job.is_finished or job.stage == Job.Stage.SHARDS:
+        # In stage "shards" the shards carry the job; the last one sends its task again.
+        return JobClaim(ClaimOutcome.FINISHED, job)
+    heartbeat = job.heartbeat_at or now
+    retry_in = max((heartbeat - stale_before).total_seconds(), 0.0) + 1.0
+    return JobClaim(ClaimOutcome.BUSY, job, retry_in)
+
+
+def job_owned(job: Job) -> QuerySet[Job]:  # the one job this worker owns
+    return Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
+
+
+def job_log(*, job: Job, message: str) -> None:
+    JobLogLine.objects.create(job=job, message=message)
+
+
+def job_progress(*, job: Job, fraction: float, message: str, log: bool = True) -> bool:
+    """Record progress (and a heartbeat) on an owned job; False when the job is no longer ours.
+
+    Only progress, message and heartbeat change, so a concurrent cancel request survives.
+    """
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    updated = job_owned(job).update(
+        progress=fraction, message=message[:MESSAGE_MAX], heartbeat_at=timezone.now()
+    )
+    if updated and log:
+        JobLogLine.objects.create(job=job, message=message)
+    job.progress, job.message = fraction, message[:MESSAGE_MAX]
+    return bool(updated)
+
+
+def job_finish(*, job: Job, result: dict[str, Any] | None = None) -> bool:
+    now = timezone.now()
+    updated = job_owned(job).update(
+        status=Job.Status.SUCCEEDED,
+        progress=1.0,
+        result=result or {},
+        finished_at=now,
+        heartbeat_at=now,
+        message="done",
+    )
+    if updated:
+        JobLogLine.objects.create(job=job, message="succeeded")
+    return bool(updated)
+
+
+def job_fail(*, job: Job, error: str) -> bool:
+    now = timezone.now()
+    updated = job_owned(job).update(
+        status=Job.Status.FAILED,
+        error=error,
+        finished_at=now,
+        heartbeat_at=now,
+        message=f"failed: {error}"[:MESSAGE_MAX],
+    )
+    if updated:
+        JobLogLine.objects.create(job=job, message=f"failed: {error}")
+    return bool(updated)
+
+
+def job_mark_cancelled(*, job: Job) -> bool:
+    now = timezone.now()
+    updated = job_owned(job).update(
+        status=Job.Status.CANCELLED, finished_at=now, heartbeat_at=now, message="cancelled"
+    )
+    if updated:
+        JobLogLine.objects.create(job=job, message="cancelled; nothing was registered")
+    return bool(updated)
+
+
+def job_release(*, job: Job, reason: str) -> bool:
+    """Give an owned job back to the queue (before a retry after a transient error)."""
+    updated = job_owned(job).update(status=Job.Status.QUEUED, worker="", message=reason[:500])
+    if updated:
+        JobLogLine.objects.create(job=job, message=f"released for a retry: {reason}")
+    return bool(updated)
+
+
+def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
+    """Re-enqueue running model jobs whose worker went silent (e.g. brokers without
+    redelivery, such as the file-system one). The claim decides whether they run again."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=stale_seconds())
+    stale = list(
+        Job.objects.filter(
+            kind__in=EXCLUSIVE_KINDS, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
+        ).exclude(stage=Job.Stage.SHARDS)
+    )
+    for job in stale:
+        job_log(job=job, message="no heartbeat; sent again for a worker to take over")
+        job_enqueue(job=job)
+    return [job.pk for job in stale]
