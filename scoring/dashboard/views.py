@@ -44,7 +44,7 @@ from scoring.datasets.export import (
     export_create,
 )
 from scoring.datasets.selectors import exports_recent
-from scoring.loop.training import DEFAULT_GOLD_SOURCES, GOLD_SOURCES
+from scoring.loop.judged_pairs import DEFAULT_GOLD_SOURCES, GOLD_SOURCES
 from scoring.loop.versions import current_model_job, job_log_tail
 
 # Panels poll; a tab shown again after being hidden asks at once (static/scoring/dashboard.js).

@@ -19,15 +19,9 @@ import numpy as np
 
 from annotation.models import Campaign
 from scoring.jobs.runner import JobContext, JobError
+from scoring.loop.judged_pairs import JudgedPairs, gold_pairs, training_pairs
 from scoring.loop.params import CrossValidateParams
-from scoring.loop.training import (
-    JudgedPairs,
-    evaluate_pairs,
-    gold_pairs,
-    resolve_base_model,
-    train_in_process,
-    training_pairs,
-)
+from scoring.loop.training import evaluate_pairs, resolve_base_model, train_in_process
 from scoring.models import Job
 
 

@@ -37,7 +37,7 @@ from scoring.loop.embeddings import (
     pair_embeddings_ensure,
     pair_vectors_load,
 )
-from scoring.loop.training import TRAINABLE_PROVENANCE
+from scoring.loop.judged_pairs import TRAINABLE_PROVENANCE
 from scoring.models import Job, JobShard, ModelVersion, PairScore
 
 
@@ -146,8 +146,11 @@ def pool_score_hand_off(
     """Plan the shards that score the pool and the judged pairs with ``version`` and give
     the job over to them (raises ``JobHandedOff``); returns when there is nothing to score."""
     job = context.job
-    job.result = {**(job.result or {}), "score_version_id": version.pk,
-                  "include_gold": include_gold}
+    job.result = {
+        **(job.result or {}),
+        "score_version_id": version.pk,
+        "include_gold": include_gold,
+    }
     targets = scoring_targets(campaign=version.campaign, include_gold=include_gold)
     shards = job_hand_off_to_shards(
         context=context,
@@ -236,9 +239,9 @@ def shard_score_work(shard: JobShard) -> ShardWork:
         while True:
             context.check()
             ids = list(
-                targets.filter(id__gt=after).order_by("id").values_list("id", flat=True)[
-                    :score_chunk_size()
-                ]
+                targets.filter(id__gt=after)
+                .order_by("id")
+                .values_list("id", flat=True)[: score_chunk_size()]
             )
             if not ids:
                 return

@@ -31,6 +31,7 @@ from annotation.models import Campaign, Pair, Round
 from annotation.services.pair_state import pairs_queue, pairs_return_to_pool
 from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext
 from scoring.jobs.shards import shard_size_of
+from scoring.loop.judged_pairs import training_pairs
 from scoring.loop.pool_scoring import (
     pool_score_hand_off,
     pool_score_summary,
@@ -44,7 +45,6 @@ from scoring.loop.training import (
     model_train,
     resolve_base_model,
     training_config_from_params,
-    training_pairs,
     version_result,
 )
 from scoring.models import Job
@@ -205,9 +205,11 @@ def rounds_check_completion() -> list[int]:
     busy = Job.objects.filter(kind__in=EXCLUSIVE_KINDS, status__in=ACTIVE_STATUSES).values(
         "campaign_id"
     )
-    for current in Round.objects.filter(
-        status=Round.Status.OPEN, campaign__auto_retrain=True
-    ).exclude(campaign_id__in=busy).select_related("campaign"):
+    for current in (
+        Round.objects.filter(status=Round.Status.OPEN, campaign__auto_retrain=True)
+        .exclude(campaign_id__in=busy)
+        .select_related("campaign")
+    ):
         pairs = Pair.objects.filter(round=current)
         still_open = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
         if pairs.exists() and not still_open.exists():

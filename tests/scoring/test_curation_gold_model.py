@@ -13,8 +13,8 @@ from scoring.datasets.curation import (
     curation_run,
 )
 from scoring.datasets.curation.consistency import CurationParams
+from scoring.loop.judged_pairs import gold_training_pairs
 from scoring.loop.registry import RegistryError, model_version_activate
-from scoring.loop.training import gold_training_pairs
 from scoring.models import EvaluationResult, EvaluationSet, Job, ModelVersion
 from tests.factories import CampaignFactory, PairFactory
 from tests.scoring.loop_support import use_tiny_base

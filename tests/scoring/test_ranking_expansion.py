@@ -18,8 +18,8 @@ from scoring.datasets.export import (
     export_write,
     unranked_path,
 )
+from scoring.loop.judged_pairs import training_pairs
 from scoring.loop.ranking_pairs import RankedPair, ranking_pairs, tied_pairs
-from scoring.loop.training import training_pairs
 from tests.factories import CampaignFactory, PairFactory
 
 STRICT = [[3], [1], [0], [2]]  # four responses, no ties

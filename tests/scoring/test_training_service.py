@@ -10,9 +10,10 @@ from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
 from annotation.models import Label, Pair
+from scoring.loop.judged_pairs import heldout_pairs, training_pairs
 from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.requests import training_request
-from scoring.loop.training import heldout_pairs, job_params_for_training, training_pairs
+from scoring.loop.training import job_params_for_training
 from scoring.loop.vector_store import vector_store
 from scoring.models import Job, ModelVersion
 from scoring.reward_model import RewardModel
@@ -34,10 +35,15 @@ def labelled_campaign(db, annotator_a, annotator_b, annotator_c):
 
 def test_it_trains_on_consensus_pairs_and_holds_gold_out(labelled_campaign):
     campaign = labelled_campaign
-    tie = PairFactory(campaign=campaign, status=Pair.Status.COMPLETE, consensus_preference=0,
-                      provenance=Pair.Provenance.UNANIMOUS)
-    unresolved = PairFactory(campaign=campaign, status=Pair.Status.ESCALATED,
-                             provenance=Pair.Provenance.UNRESOLVED)
+    tie = PairFactory(
+        campaign=campaign,
+        status=Pair.Status.COMPLETE,
+        consensus_preference=0,
+        provenance=Pair.Provenance.UNANIMOUS,
+    )
+    unresolved = PairFactory(
+        campaign=campaign, status=Pair.Status.ESCALATED, provenance=Pair.Provenance.UNRESOLVED
+    )
     data = training_pairs(campaign=campaign)
     heldout = heldout_pairs(campaign=campaign)
     gold = Pair.objects.filter(campaign=campaign, is_gold=True)
@@ -140,8 +146,9 @@ def test_the_command_trains_inline_and_prints_json_last(labelled_campaign, tiny,
     assert summary["heldout_accuracy"] == pytest.approx(version.heldout_accuracy)
 
 
-def test_the_command_without_wait_only_queues_the_job(labelled_campaign, tiny, capsys,
-                                                      django_capture_on_commit_callbacks):
+def test_the_command_without_wait_only_queues_the_job(
+    labelled_campaign, tiny, capsys, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         call_command("train_reward_model", "--campaign", labelled_campaign.name)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

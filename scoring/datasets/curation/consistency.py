@@ -14,8 +14,8 @@ from annotation.models import Campaign
 from core.errors import BadRequest
 from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.jobs.params import JobParams
+from scoring.loop.judged_pairs import DEFAULT_GOLD_SOURCES, GOLD_SOURCES
 from scoring.loop.params import MODES
-from scoring.loop.training import DEFAULT_GOLD_SOURCES, GOLD_SOURCES
 from scoring.models import EvaluationResult, EvaluationSet, ModelVersion, PairScore
 from scoring.selectors import active_model_version
 

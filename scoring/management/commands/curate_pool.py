@@ -14,7 +14,7 @@ from scoring.datasets.curation import (
     evaluation_prompts_from_file,
     evaluation_set_upload,
 )
-from scoring.loop.training import GOLD_SOURCES
+from scoring.loop.judged_pairs import GOLD_SOURCES
 from scoring.models import Job
 
 

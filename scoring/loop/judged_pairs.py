@@ -1,0 +1,190 @@
+"""Which pairs a model learns from and is judged on: the campaign's verified labels, its gold.
+
+Training data: non-gold pairs with a human consensus (provenance unanimous, majority,
+Dawid-Skene or adjudicated) whose consensus is not a tie; the sign of the consensus says which
+side was chosen. Gold pairs are the held-out evaluation set and are never trained on, unless
+the job asks for ``train_on_gold_share`` (a fixed, id-hashed share of them moves to training and
+the rest stays held out). Stage 2's gold model learns only from the human-verified sources the
+admin chooses (``gold_training_pairs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from django.db.models import Max
+
+from annotation.models import Campaign, ItemKind, Label, Pair
+from scoring.jobs.runner import JobError
+from scoring.loop.ranking_pairs import ranking_pairs
+
+TRAINABLE_PROVENANCE = (
+    Pair.Provenance.UNANIMOUS,
+    Pair.Provenance.MAJORITY,
+    Pair.Provenance.DAWID_SKENE,
+    Pair.Provenance.ADJUDICATED,
+)
+
+
+@dataclass(frozen=True)
+class JudgedPairs:
+    """Pairs with a human preference, in canonical orientation (positive: A was chosen).
+
+    A ranking item enters as the pairs its consensus ranking expands into (the campaign's
+    ``ranking_expansion``): unsaved copies of the item, with its pk, whose response_a is the
+    chosen response and response_b the rejected one (preference 1); ``expanded`` marks them,
+    since the encoder vectors cached per stored pair do not describe them.
+    """
+
+    pairs: list[Pair]
+    preferences: list[int]
+    expanded: list[bool] = field(default_factory=list)
+
+    def is_expanded(self, position: int) -> bool:
+        return bool(self.expanded) and self.expanded[position]
+
+    @property
+    def pair_ids(self) -> list[int]:
+        return [pair.pk for pair in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+def _gold_goes_to_training(pair_id: int, share: float) -> bool:
+    # A stable pseudo-random split: the same gold pairs stay held out across retrainings.
+    digest = hashlib.sha256(f"gold-split:{pair_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
+    if campaign.item_kind == ItemKind.RANKING:
+        return _ranking_training_pairs(campaign=campaign)
+    verified = (
+        Pair.objects.filter(
+            campaign=campaign,
+            is_gold=False,
+            provenance__in=TRAINABLE_PROVENANCE,
+            consensus_preference__isnull=False,
+        )
+        .exclude(consensus_preference=0)
+        .order_by("id")
+    )
+    pairs = list(verified)
+    # Both queries exclude null preferences; the ORM's types cannot say so.
+    preferences = [cast(int, pair.consensus_preference) for pair in pairs]
+    if train_on_gold_share > 0:
+        for pair in gold_pairs(campaign=campaign).pairs:
+            if _gold_goes_to_training(pair.pk, train_on_gold_share):
+                pairs.append(pair)
+                preferences.append(cast(int, pair.gold_preference))
+    return JudgedPairs(pairs, preferences)
+
+
+def _ranking_training_pairs(*, campaign: Campaign) -> JudgedPairs:
+    """Verified ranking items, each expanded by the campaign's rule; tied responses never
+    make a pair (``scoring.loop.ranking_pairs``)."""
+    items = Pair.objects.filter(
+        campaign=campaign,
+        is_gold=False,
+        provenance__in=TRAINABLE_PROVENANCE,
+        consensus_ranking__isnull=False,
+        responses__isnull=False,
+    ).order_by("id")
+    pairs: list[Pair] = []
+    for item in items:
+        texts = [str(response["content"]) for response in item.responses or ()]
+        for ranked in ranking_pairs(item.consensus_ranking or [], campaign.ranking_expansion):
+            copy = Pair(
+                pk=item.pk,
+                campaign_id=item.campaign_id,
+                conversation=item.conversation,
+                response_a=texts[ranked.chosen],
+                response_b=texts[ranked.rejected],
+                task_category=item.task_category,
+                provenance=item.provenance,
+            )
+            pairs.append(copy)
+    return JudgedPairs(pairs, [1] * len(pairs), [True] * len(pairs))
+
+
+def gold_pairs(*, campaign: Campaign) -> JudgedPairs:
+    gold = (
+        Pair.objects.filter(campaign=campaign, is_gold=True, gold_preference__isnull=False)
+        .exclude(gold_preference=0)
+        .order_by("id")
+    )
+    pairs = list(gold)
+    return JudgedPairs(pairs, [cast(int, pair.gold_preference) for pair in pairs])
+
+
+def heldout_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
+    gold = gold_pairs(campaign=campaign)
+    kept = [
+        (pair, preference)
+        for pair, preference in zip(gold.pairs, gold.preferences, strict=True)
+        if not (train_on_gold_share > 0 and _gold_goes_to_training(pair.pk, train_on_gold_share))
+    ]
+    return JudgedPairs([pair for pair, _ in kept], [preference for _, preference in kept])
+
+
+def label_snapshot(
+    *, campaign: Campaign, data: JudgedPairs, heldout: JudgedPairs
+) -> dict[str, Any]:
+    """Which labels a version saw: counts, the highest label id, and a digest of the data."""
+    ids = data.pair_ids
+    labels = Label.objects.filter(pair_id__in=ids, is_gold_check=False)
+    digest = hashlib.sha256(
+        "\n".join(f"{i}:{p}" for i, p in zip(ids, data.preferences, strict=True)).encode()
+    ).hexdigest()
+    by_provenance: dict[str, int] = defaultdict(int)
+    for pair in data.pairs:
+        by_provenance[pair.provenance or "none"] += 1
+    return {
+        "pairs": len(data),
+        "labels": labels.count(),
+        "max_label_id": Label.objects.filter(campaign=campaign).aggregate(m=Max("id"))["m"],
+        "digest": digest,
+        "by_provenance": dict(sorted(by_provenance.items())),
+        "heldout_gold_pairs": len(heldout),
+    }
+
+
+# What a gold model may learn from: human-verified pairs only (never silver, never a label no
+# human gave). Majority pairs are offered but not chosen by default: one dissenting vote.
+GOLD_SOURCES = ("gold", "adjudicated", "unanimous", "majority")
+DEFAULT_GOLD_SOURCES = ("gold", "adjudicated", "unanimous")
+
+
+def gold_training_pairs(*, campaign: Campaign, sources: Sequence[str]) -> JudgedPairs:
+    """The human-verified pairs of the chosen ``sources`` (``GOLD_SOURCES``), in id order:
+    gold pairs with their gold preference, the others with their consensus (ties left out)."""
+    unknown = sorted(set(sources) - set(GOLD_SOURCES))
+    if unknown:
+        raise JobError(f"unknown gold model source {', '.join(unknown)}")
+    pairs: list[Pair] = []
+    preferences: list[int] = []
+    provenances = [source for source in sources if source != "gold"]
+    if provenances:
+        verified = (
+            Pair.objects.filter(
+                campaign=campaign,
+                is_gold=False,
+                provenance__in=provenances,
+                consensus_preference__isnull=False,
+            )
+            .exclude(consensus_preference=0)
+            .order_by("id")
+        )
+        for pair in verified:
+            pairs.append(pair)
+            preferences.append(cast(int, pair.consensus_preference))
+    if "gold" in sources:
+        gold = gold_pairs(campaign=campaign)
+        pairs += gold.pairs
+        preferences += gold.preferences
+    return JudgedPairs(pairs, preferences)
