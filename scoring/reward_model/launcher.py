@@ -110,6 +110,32 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
+def _write_job(
+    work_dir: Path,
+    *,
+    base_model: str | os.PathLike[str],
+    examples: Sequence[ExampleLike],
+    config: TrainingConfig,
+    max_length: int | None,
+    seed: int,
+    device: str,
+) -> Path:
+    """The pairs and the settings every rank reads (``scoring.reward_model.distributed``)."""
+    _write_examples(work_dir / "pairs.jsonl", examples)
+    spec = {
+        "base_model": str(base_model),
+        "examples": str(work_dir / "pairs.jsonl"),
+        "config": dataclasses.asdict(config),
+        "max_length": max_length,
+        "seed": seed,
+        "device": device,
+        "output": str(work_dir / "model"),
+    }
+    job_path = work_dir / "job.json"
+    job_path.write_text(json.dumps(spec), encoding="utf-8")
+    return job_path
+
+
 def train_distributed(
     *,
     base_model: str | os.PathLike[str],
@@ -133,18 +159,15 @@ def train_distributed(
     stop_requested = should_stop or (lambda: False)
     with tempfile.TemporaryDirectory(prefix="rm-distributed-", dir=work_root) as work:
         work_dir = Path(work)
-        _write_examples(work_dir / "pairs.jsonl", examples)
-        spec = {
-            "base_model": str(base_model),
-            "examples": str(work_dir / "pairs.jsonl"),
-            "config": dataclasses.asdict(config),
-            "max_length": max_length,
-            "seed": seed,
-            "device": device,
-            "output": str(work_dir / "model"),
-        }
-        job_path = work_dir / "job.json"
-        job_path.write_text(json.dumps(spec), encoding="utf-8")
+        job_path = _write_job(
+            work_dir,
+            base_model=base_model,
+            examples=examples,
+            config=config,
+            max_length=max_length,
+            seed=seed,
+            device=device,
+        )
         stderr_path = work_dir / "stderr.log"
         command = [
             sys.executable,
@@ -175,8 +198,7 @@ def train_distributed(
         if process.returncode != 0 or done is None:
             tail = deque(stderr_path.read_text(errors="replace").splitlines(), _STDERR_TAIL_LINES)
             raise DistributedTrainingError(
-                f"distributed training exited with status {process.returncode}:\n"
-                + "\n".join(tail)
+                f"distributed training exited with status {process.returncode}:\n" + "\n".join(tail)
             )
         metrics_fields = {field.name for field in dataclasses.fields(TrainingMetrics)}
         metrics = TrainingMetrics(
@@ -224,4 +246,3 @@ def _watch(
             done = event
     process.wait()
     return done
-

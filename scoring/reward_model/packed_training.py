@@ -205,6 +205,90 @@ def apply_liger(model: PreTrainedModel) -> bool:
     return True
 
 
+def _prepare_model(model: PreTrainedModel, config: Any) -> None:
+    torch.manual_seed(config.seed)
+    model.train()
+    if config.disable_dropout:
+        # As TRL's RewardTrainer does by default (disable_dropout=True): a reward is read from
+        # one position, and dropout noise there slows learning markedly on small batches.
+        for layer in model.modules():
+            if isinstance(layer, nn.Dropout):
+                layer.p = 0.0
+    if config.gradient_checkpointing:
+        _set_checkpointing(model, True)
+
+
+def _wrap_for_strategy(
+    model: PreTrainedModel, config: Any, *, device: torch.device, world_size: int, bf16: bool
+) -> nn.Module:
+    """The module the loop calls: sharded in place under FSDP, DDP-wrapped across processes."""
+    module: nn.Module = PackedRewardModule(model)
+    if config.strategy == "fsdp":
+        shard_with_fsdp(module, model, device=device, bf16=bf16)
+    elif world_size > 1:
+        module = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return module
+
+
+def _step_plan(pair_tokens: list[int], config: Any, per_step: int) -> tuple[list[list[int]], int]:
+    """Micro-batches and the number of optimizer steps (``per_step`` micro-batches each)."""
+    plan = plan_micro_batches(
+        pair_tokens,
+        config.token_budget,
+        seed=config.seed,
+        epochs=config.epochs,
+        max_pairs=config.batch_size,
+    )
+    total_steps = max(math.ceil(len(plan) / per_step), 1)
+    if config.max_steps is not None:
+        # As the Trainer does: max_steps wins over epochs, running more passes where needed.
+        total_steps = config.max_steps
+        passes = math.ceil(total_steps * per_step / len(plan))
+        if passes > 1:
+            plan = plan_micro_batches(
+                pair_tokens,
+                config.token_budget,
+                seed=config.seed,
+                epochs=config.epochs * passes,
+                max_pairs=config.batch_size,
+            )
+    return plan, total_steps
+
+
+def _pair_loss(
+    rewards: torch.Tensor, margins: torch.Tensor | None, indices: list[int], config: Any
+) -> torch.Tensor:
+    """Bradley-Terry loss of a micro-batch whose rewards are its chosen sides, then rejected."""
+    chosen, rejected = rewards[: len(indices)], rewards[len(indices) :]
+    difference = chosen - rejected
+    if margins is not None:
+        difference = difference - margins[indices].to(rewards.device)
+    loss = -nn.functional.logsigmoid(difference).mean()
+    if config.center_rewards_coefficient is not None:
+        loss = loss + config.center_rewards_coefficient * torch.mean((chosen + rejected) ** 2)
+    return loss
+
+
+def _pack_pairs(
+    model: PreTrainedModel,
+    chosen_ids: Sequence[Sequence[int]],
+    rejected_ids: Sequence[Sequence[int]],
+    indices: list[int],
+    pad_token_id: int,
+    device: torch.device,
+) -> PackedBatch:
+    """One micro-batch: its pairs' chosen sides, then their rejected sides, packed."""
+    sequences = [chosen_ids[i] for i in indices] + [rejected_ids[i] for i in indices]
+    return pack(
+        sequences,
+        width=pack_width(model, [len(sequence) for sequence in sequences]),
+        filler_id=pad_token_id,
+        device=device,
+    )
+
+
 def run_packed_training(
     model: PreTrainedModel,
     *,
@@ -224,51 +308,19 @@ def run_packed_training(
     With ``world_size > 1`` the default process group must be initialised; every rank calls this
     with the same pairs and config. Losses are the global means per optimizer step.
     """
+    # Long (~95 lines) on purpose: one optimizer-step loop whose accumulation, gradient sync,
+    # clipping and counting read best in one place; set-up and loss live in the helpers above.
     device = next(model.parameters()).device
-    torch.manual_seed(config.seed)
-    model.train()
-    if config.disable_dropout:
-        # As TRL's RewardTrainer does by default (disable_dropout=True): a reward is read from
-        # one position, and dropout noise there slows learning markedly on small batches.
-        for layer in model.modules():
-            if isinstance(layer, nn.Dropout):
-                layer.p = 0.0
-    if config.gradient_checkpointing:
-        _set_checkpointing(model, True)
+    _prepare_model(model, config)
     use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
     fsdp = config.strategy == "fsdp"
-    module: nn.Module = PackedRewardModule(model)
-    if fsdp:
-        shard_with_fsdp(module, model, device=device, bf16=use_bf16)
-    elif world_size > 1:
-        module = nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    module = _wrap_for_strategy(model, config, device=device, world_size=world_size, bf16=use_bf16)
     pair_tokens = [
         len(chosen) + len(rejected)
         for chosen, rejected in zip(chosen_ids, rejected_ids, strict=True)
     ]
-    plan = plan_micro_batches(
-        pair_tokens,
-        config.token_budget,
-        seed=config.seed,
-        epochs=config.epochs,
-        max_pairs=config.batch_size,
-    )
     per_step = config.gradient_accumulation_steps * world_size
-    total_steps = max(math.ceil(len(plan) / per_step), 1)
-    if config.max_steps is not None:
-        # As the Trainer does: max_steps wins over epochs, running more passes where needed.
-        total_steps = config.max_steps
-        passes = math.ceil(total_steps * per_step / len(plan))
-        if passes > 1:
-            plan = plan_micro_batches(
-                pair_tokens,
-                config.token_budget,
-                seed=config.seed,
-                epochs=config.epochs * passes,
-                max_pairs=config.batch_size,
-            )
+    plan, total_steps = _step_plan(pair_tokens, config, per_step)
     # Built after sharding: under FSDP it sees, and keeps AdamW states for, this rank's shards.
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -288,13 +340,7 @@ def run_packed_training(
         step_loss = torch.zeros((), dtype=torch.float64, device=device)
         for micro in range(config.gradient_accumulation_steps):
             indices = plan[(step * per_step + micro * world_size + rank) % len(plan)]
-            sequences = [chosen_ids[i] for i in indices] + [rejected_ids[i] for i in indices]
-            batch = pack(
-                sequences,
-                width=pack_width(model, [len(sequence) for sequence in sequences]),
-                filler_id=pad_token_id,
-                device=device,
-            )
+            batch = _pack_pairs(model, chosen_ids, rejected_ids, indices, pad_token_id, device)
             last_micro = micro == config.gradient_accumulation_steps - 1
             # DDP all-reduces gradients once per optimizer step, on its last micro-batch (FSDP
             # reduce-scatters after each one, see the module's docstring).
@@ -306,15 +352,7 @@ def run_packed_training(
             with sync:
                 with autocast_for(device, "bf16" if use_bf16 else "float32"):
                     rewards = module(batch).float()
-                chosen, rejected = rewards[: len(indices)], rewards[len(indices) :]
-                difference = chosen - rejected
-                if margin_values is not None:
-                    difference = difference - margin_values[indices].to(device)
-                loss = -nn.functional.logsigmoid(difference).mean()
-                if config.center_rewards_coefficient is not None:
-                    loss = loss + config.center_rewards_coefficient * torch.mean(
-                        (chosen + rejected) ** 2
-                    )
+                loss = _pair_loss(rewards, margin_values, indices, config)
                 (loss / config.gradient_accumulation_steps).backward()
             step_loss += loss.detach().double() / config.gradient_accumulation_steps
             pairs += len(indices)

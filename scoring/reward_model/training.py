@@ -83,6 +83,31 @@ def embed_pairs(model: RewardModel, examples: Sequence[ExampleLike]) -> PairEmbe
     return PairEmbeddings(chosen=features[: len(examples)], rejected=features[len(examples) :])
 
 
+def _check_trainable(
+    model: RewardModel,
+    config: TrainingConfig,
+    *,
+    embeddings: PairEmbeddings | None,
+    world_size: int,
+) -> None:
+    weights = next(model.model.parameters()).dtype
+    if weights != torch.float32:
+        # Head fits fold into float32 weights, and AdamW needs float32 master weights.
+        raise ValueError(
+            f"Training needs float32 weights; this model holds {weights} weights "
+            "(loaded with inference_only=True or a dtype). Load it in float32 to train it."
+        )
+    if embeddings is not None and config.mode != "head":
+        raise ValueError("Precomputed embeddings only apply to head mode.")
+    if world_size > 1 and not (config.mode == "full" and config.packing):
+        raise ValueError("Several processes train only in full mode with packing.")
+    if config.strategy == "fsdp" and not torch.distributed.is_initialized():
+        raise ValueError(
+            "FSDP needs a process group: run it through the launcher (torchrun), even for one "
+            "process."
+        )
+
+
 def train(
     model: RewardModel,
     examples: Sequence[ExampleLike],
@@ -105,27 +130,12 @@ def train(
     ``config.max_length`` becomes the model's window from then on (and is saved with it).
     """
     config = config or TrainingConfig()
-    weights = next(model.model.parameters()).dtype
-    if weights != torch.float32:
-        # Head fits fold into float32 weights, and AdamW needs float32 master weights.
-        raise ValueError(
-            f"Training needs float32 weights; this model holds {weights} weights "
-            "(loaded with inference_only=True or a dtype). Load it in float32 to train it."
-        )
+    _check_trainable(model, config, embeddings=embeddings, world_size=world_size)
     examples = as_preference_examples(examples)
     report = on_progress or (lambda fraction, message: None)
     stop_requested = should_stop or (lambda: False)
     if config.max_length is not None:
         model.max_length = config.max_length
-    if embeddings is not None and config.mode != "head":
-        raise ValueError("Precomputed embeddings only apply to head mode.")
-    if world_size > 1 and not (config.mode == "full" and config.packing):
-        raise ValueError("Several processes train only in full mode with packing.")
-    if config.strategy == "fsdp" and not torch.distributed.is_initialized():
-        raise ValueError(
-            "FSDP needs a process group: run it through the launcher (torchrun), even for one "
-            "process."
-        )
     started = time.perf_counter()
     report(0.0, "tokenizing")
     pairs = prepare_pairs(model, examples, drop_overlong=config.drop_overlong)

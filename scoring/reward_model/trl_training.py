@@ -33,17 +33,9 @@ from .training_types import (
 )
 
 
-def train_with_trl(
-    model: RewardModel,
-    pairs: PreparedPairs,
-    config: TrainingConfig,
-    report: ProgressCallback,
-    stop_requested: StopCheck,
-) -> TrainingMetrics:
-    # Imported here: TRL and datasets take seconds to import and only this mode needs them.
-    from datasets import Dataset
-    from trl import RewardTrainer
-    from trl.trainer.reward_trainer import DataCollatorForPreference
+def _preference_dataset(pairs: PreparedPairs) -> Any:
+    """TRL's preference columns (token ids of each side, a length to group by, margins)."""
+    from datasets import Dataset  # seconds to import; only this mode needs it
 
     columns: dict[str, list[Any]] = {
         "chosen_ids": pairs.chosen_ids,
@@ -56,7 +48,21 @@ def train_with_trl(
     if pairs.margins is not None:
         # TRL's loss becomes −log σ(r_chosen − r_rejected − margin).
         columns["margin"] = pairs.margins
-    dataset = Dataset.from_dict(columns)
+    return Dataset.from_dict(columns)
+
+
+def train_with_trl(
+    model: RewardModel,
+    pairs: PreparedPairs,
+    config: TrainingConfig,
+    report: ProgressCallback,
+    stop_requested: StopCheck,
+) -> TrainingMetrics:
+    # Imported here: TRL takes seconds to import and only this mode needs it.
+    from trl import RewardTrainer
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    dataset = _preference_dataset(pairs)
     collator = _CountingCollator(
         DataCollatorForPreference(pad_token_id=model.tokenizer.pad_token_id)
     )
@@ -109,11 +115,7 @@ def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str
     from trl import RewardConfig
 
     available = {config_field.name for config_field in dataclasses.fields(RewardConfig)}
-    use_bf16 = (
-        config.bf16
-        if config.bf16 is not None
-        else supports_bf16(device)
-    )
+    use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
     options: dict[str, Any] = {
         "output_dir": output_dir,
         "per_device_train_batch_size": config.batch_size,
