@@ -73,6 +73,8 @@ def test_onnx_float32_rewards_match_torch_within_1e3(tiny: RewardModel, tmp_path
     fusions = read_manifest(tmp_path / "onnx")["fusions"]
     layers = tiny.model.config.num_hidden_layers
     assert fusions["Attention"] == layers and fusions["SkipLayerNormalization"] == 2 * layers
+    # Its pooler reads the first token only, so the last layer runs on that token after attention.
+    assert read_manifest(tmp_path / "onnx")["last_layer_first_token_only"] is True
     items = [(CONVERSATION, response) for response in RESPONSES]
     expected = tiny.score_batch(items)
     got = onnx_model.score_batch(items)
@@ -93,7 +95,9 @@ def test_a_decoder_reward_model_exports_too(tmp_path: Path) -> None:
     model = RewardModel.from_base(base, device="cpu", max_length=64)
     model.precision = "float32"
     onnx_model = load_scorer(export_onnx(model, tmp_path / "onnx"))
-    assert read_manifest(tmp_path / "onnx")["fusions"] == {}  # not a BERT-style graph
+    manifest = read_manifest(tmp_path / "onnx")
+    assert manifest["fusions"] == {}  # not a BERT-style graph
+    assert manifest["last_layer_first_token_only"] is False
     items = [(CONVERSATION, response) for response in RESPONSES]
     np.testing.assert_allclose(onnx_model.score_batch(items), model.score_batch(items), atol=1e-3)
 
