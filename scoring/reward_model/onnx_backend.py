@@ -221,7 +221,7 @@ def _last_layer_on_first_token(path: Path) -> bool:
     """Where the head reads only the first token of the last layer (BERT's pooler: a Gather of
     position 0), rewrite that layer so that everything after its attention runs on that token
     alone; returns whether it did. The output projection, feed-forward block and layer norms of
-    the last layer are about a sixth of the encoder's work and, for the other positions, feed
+    the last layer are about an eighth of the encoder's work and, for the other positions, feed
     nothing: their results were thrown away by the pooler. The rewards are unchanged (the first
     token's values are computed exactly as before)."""
     import numpy as np
