@@ -22,8 +22,11 @@ pairs/s to torch-fp32.
 The ONNX arms are exported as ``export_model`` writes them: traced with eager attention and
 rewritten by ONNX Runtime's transformer optimizer (fused Attention, SkipLayerNormalization,
 BiasGelu and embedding nodes for BERT-style encoders), scored with idle threads sleeping rather
-than spinning. ``--checkpoint DIR`` keeps the trained model there and reuses it on the next run
-(the same model for every run; training is most of a run's time on a busy CPU).
+than spinning, in length-sorted batches whose rows are within 10% of the batch's longest (ONNX
+Runtime computes every padded position; the torch arm scores padding-free packed batches). The
+padding this leaves is printed as padded/real tokens. ``--checkpoint DIR`` keeps the trained
+model there and reuses it on the next run (the same model for every run; training is most of a
+run's time on a busy CPU).
 
     .venv/bin/python benchmarks/deploy.py [--train 300] [--heldout 400] [--latency-pairs 40]
         [--threads N] [--max-length 512] [--checkpoint DIR]
@@ -54,7 +57,14 @@ from scoring.reward_model import (  # noqa: E402
     load_hh_rlhf,
     train,
 )
-from scoring.reward_model.onnx_backend import OnnxRewardModel, export_onnx  # noqa: E402
+from scoring.reward_model.onnx_backend import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_TOKENS,
+    DEFAULT_MAX_PADDING,
+    OnnxRewardModel,
+    export_onnx,
+    length_sorted_batches,
+)
 
 HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
 BATCH_PAIRS = 32
@@ -91,6 +101,24 @@ def build_arms(
     return arms
 
 
+def padded_share(model: RewardModel, pairs: list[Pair]) -> float:
+    """Padded over real tokens in the ONNX arms' batches, calls of BATCH_PAIRS pairs as timed."""
+    real = padded = 0
+    for start in range(0, len(pairs), BATCH_PAIRS):
+        batch = pairs[start : start + BATCH_PAIRS]
+        items = [(conversation, response) for conversation, a, b in batch for response in (a, b)]
+        ids = model.encode(items).input_ids
+        for rows in length_sorted_batches(
+            ids,
+            batch_size=DEFAULT_BATCH_SIZE,
+            max_batch_tokens=DEFAULT_MAX_BATCH_TOKENS,
+            max_padding=DEFAULT_MAX_PADDING,
+        ):
+            real += sum(len(ids[row]) for row in rows)
+            padded += len(rows) * max(len(ids[row]) for row in rows)
+    return padded / real
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=int, default=300)
@@ -125,6 +153,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="arbiter-deploy-bench-") as tmp:
         arms = build_arms(model, Path(tmp), args.threads)
+        print(f"ONNX batches: {padded_share(model, pairs):.2f} padded/real tokens")
         names = list(arms)
         for run in arms.values():  # warm-up: first calls allocate and pick kernels
             run(pairs[:BATCH_PAIRS])

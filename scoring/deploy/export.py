@@ -27,7 +27,9 @@ def model_version_export(
 ) -> dict[str, Any]:
     """Write ``version``'s model to ``out`` (a directory, written atomically); returns a summary.
 
-    ``onnx``: the float32 graph for ONNX Runtime, ``quantize="int8"`` for dynamic INT8.
+    ``onnx``: the float32 graph for ONNX Runtime; ``quantize="int8"`` stores its matrices as
+    weight-only int8, ``"int8-dynamic"`` multiplies in int8
+    (see :mod:`scoring.reward_model.onnx_backend`).
     ``hf``: the checkpoint with its weights cast to ``dtype`` (bf16 by default, for GPUs).
     """
     if format not in FORMATS:

@@ -26,6 +26,7 @@ from scoring.reward_model.onnx_backend import (
     OnnxRewardModel,
     export_onnx,
     is_onnx_model,
+    length_sorted_batches,
     read_manifest,
 )
 
@@ -72,6 +73,8 @@ def test_onnx_float32_rewards_match_torch_within_1e3(tiny: RewardModel, tmp_path
     fusions = read_manifest(tmp_path / "onnx")["fusions"]
     layers = tiny.model.config.num_hidden_layers
     assert fusions["Attention"] == layers and fusions["SkipLayerNormalization"] == 2 * layers
+    # Its pooler reads the first token only, so the last layer runs on that token after attention.
+    assert read_manifest(tmp_path / "onnx")["last_layer_first_token_only"] is True
     items = [(CONVERSATION, response) for response in RESPONSES]
     expected = tiny.score_batch(items)
     got = onnx_model.score_batch(items)
@@ -92,7 +95,9 @@ def test_a_decoder_reward_model_exports_too(tmp_path: Path) -> None:
     model = RewardModel.from_base(base, device="cpu", max_length=64)
     model.precision = "float32"
     onnx_model = load_scorer(export_onnx(model, tmp_path / "onnx"))
-    assert read_manifest(tmp_path / "onnx")["fusions"] == {}  # not a BERT-style graph
+    manifest = read_manifest(tmp_path / "onnx")
+    assert manifest["fusions"] == {}  # not a BERT-style graph
+    assert manifest["last_layer_first_token_only"] is False
     items = [(CONVERSATION, response) for response in RESPONSES]
     np.testing.assert_allclose(onnx_model.score_batch(items), model.score_batch(items), atol=1e-3)
 
@@ -117,6 +122,35 @@ def test_export_refuses_an_unknown_quantisation_and_writes_nothing(
     with pytest.raises(OnnxExportError, match="quantize"):
         export_onnx(tiny, tmp_path / "onnx", quantize="int4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batches_hold_rows_of_nearly_one_length_so_little_padding_is_computed() -> None:
+    lengths = [100, 12, 95, 91, 89, 50, 48, 300, 11, 10]
+    input_ids = [[7] * length for length in lengths]
+    batches = list(
+        length_sorted_batches(input_ids, batch_size=32, max_batch_tokens=10_000, max_padding=0.1)
+    )
+    assert [[lengths[index] for index in batch] for batch in batches] == [
+        [300],
+        [100, 95, 91],
+        [89],
+        [50, 48],
+        [12, 11],
+        [10],
+    ]
+    # Without the bound, the size and token limits alone decide (one batch here).
+    assert len(list(length_sorted_batches(input_ids, batch_size=32, max_batch_tokens=10_000))) == 1
+
+
+def test_onnx_scores_do_not_depend_on_how_rows_are_batched(
+    tiny: RewardModel, tmp_path: Path
+) -> None:
+    onnx_model = load_scorer(export_onnx(tiny, tmp_path / "onnx"))
+    assert isinstance(onnx_model, OnnxRewardModel) and onnx_model.max_padding == 0.1
+    items = [(CONVERSATION, response) for response in RESPONSES]
+    tight = onnx_model.score_batch(items)
+    onnx_model.max_padding = 1.0  # one padded batch
+    np.testing.assert_allclose(onnx_model.score_batch(items), tight, atol=1e-5)
 
 
 def test_loading_a_directory_without_a_model_fails_clearly(tmp_path: Path) -> None:

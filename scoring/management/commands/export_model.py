@@ -13,7 +13,8 @@ from scoring.reward_model.onnx_backend import QUANTIZATIONS
 class Command(BaseCommand):
     help = (
         "Write a model version for serving to the directory OUT, atomically: ONNX for ONNX "
-        "Runtime on CPUs (--quantize int8 for dynamic INT8), or a Hugging Face checkpoint in "
+        "Runtime on CPUs (--quantize int8: weight-only int8, faithful; int8-dynamic: int8 "
+        "arithmetic, coarser), or a Hugging Face checkpoint in "
         "bf16/fp16 for GPUs (--format hf). load_scorer(OUT) scores with either. Prints a "
         "summary as one JSON object on the last line."
     )
