@@ -260,6 +260,19 @@ def _media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """For `pytest -n N --dist loadgroup` (scripts/test.sh): each test file runs on one xdist
+    worker, so its module-scoped fixtures (trained models, indexes) are built once, not once
+    per worker; and all of tests/faults/ on one worker, which builds their shared throwaway
+    PostgreSQL cluster (migrated once) and runs one outage at a time, as in a serial run."""
+    faults = Path(__file__).resolve().parent / "faults"
+    for item in items:
+        path = Path(item.path)
+        group = "faults" if faults in path.parents else str(path.relative_to(REPO_ROOT))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_report_header(config):
     engine = settings.DATABASES["default"]["ENGINE"]
     return f"arbiter: database={engine}, broker={settings.CELERY_BROKER_URL}"
