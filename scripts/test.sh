@@ -32,8 +32,10 @@ echo "== lint (ruff, import-linter)"
 echo "== types (mypy with django-stubs and djangorestframework-stubs; see [tool.mypy])"
 .venv/bin/mypy
 echo "== main suite on PostgreSQL ($TEST_WORKERS pytest-xdist workers)"
-# --dist loadgroup: tests/conftest.py groups each file (and all of tests/faults/) onto one worker.
-"$PY" -m pytest -n "$TEST_WORKERS" --dist loadgroup "$@"
+# --dist loadgroup: tests/conftest.py groups each file (and all of tests/faults/) onto one
+# worker and hands out the groups with a `slow` test first (hence --no-loadscope-reorder, which
+# would sort them by test count instead).
+"$PY" -m pytest -n "$TEST_WORKERS" --dist loadgroup --no-loadscope-reorder "$@"
 echo "== smoke suite on the embedded default (SQLite, file-system broker)"
 rm -rf var/test-smoke
 env -u DATABASE_URL -u CELERY_BROKER_URL -u CACHE_URL \
