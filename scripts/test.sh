@@ -37,7 +37,7 @@ echo "== main suite on PostgreSQL ($TEST_WORKERS pytest-xdist workers)"
 # --dist loadgroup: tests/conftest.py groups each file (and all of tests/faults/) onto one
 # worker and hands out the groups with a `slow` test first (hence --no-loadscope-reorder, which
 # would sort them by test count instead).
-"$PY" -m pytest -n "$TEST_WORKERS" --dist loadgroup --no-loadscope-reorder -m "not alone" "$@" || [ $? -eq 5 ]
+"$PY" -m pytest -p tests.xdist_isolation -n "$TEST_WORKERS" --dist loadgroup --no-loadscope-reorder -m "not alone" "$@" || [ $? -eq 5 ]
 echo "== tests marked alone, one at a time (timed sandbox runs)"
 "$PY" -m pytest -m alone "$@" || [ $? -eq 5 ]
 echo "== smoke suite on the embedded default (SQLite, file-system broker)"

@@ -260,6 +260,14 @@ def _media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER") and "tests.xdist_isolation" not in sys.modules:
+        # Without it every worker would share one broker, cache and var directory.
+        raise pytest.UsageError(
+            "run pytest-xdist with `python -m pytest -p tests.xdist_isolation -n N ...`"
+        )
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """For `pytest -n N --dist loadgroup --no-loadscope-reorder` (scripts/test.sh): each test

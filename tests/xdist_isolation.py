@@ -1,12 +1,13 @@
 """Give every pytest-xdist worker (`pytest -n 2`, as `scripts/test.sh` runs the suite) Redis
 databases and a var directory of its own, as pytest-django gives each its own test database.
 
-Loaded with `-p` (pyproject's addopts) so that it runs before pytest-django reads
-`config.settings`: the settings, and the Celery worker processes the tests start (they inherit
-this environment), then see the worker's values. Worker ``gwK`` uses the run's broker and
-cache database numbers plus ``2 * K``, so a run given databases 8 and 9 with two workers uses
-8 to 11; its var directory (media, models, exports, vectors, the file-system broker and cache of
-the SQLite smoke run) is ``<ARBITER_VAR_DIR>/gwK``. Outside xdist it changes nothing."""
+Loaded with `-p tests.xdist_isolation` (scripts/test.sh; `python -m pytest`, whose working
+directory is on sys.path) so that it runs before pytest-django reads `config.settings`: the
+settings, and the Celery worker processes the tests start (they inherit this environment),
+then see the worker's values. Worker ``gwK`` uses the run's broker and cache database numbers
+plus ``2 * K``, so a run given databases 12 and 13 with two workers uses 12 to 15; its var
+directory (media, models, exports, vectors, the file-system broker and cache of the SQLite
+smoke run) is ``<ARBITER_VAR_DIR>/gwK``. Outside xdist it changes nothing."""
 
 from __future__ import annotations
 
