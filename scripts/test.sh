@@ -10,10 +10,15 @@ export SECRET_KEY="test-only-secret-key-not-for-production-use-0123456789abcdef"
 export DEBUG=false SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
 export STATIC_MANIFEST=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export ARBITER_VAR_DIR="$PWD/var/test"
-# Redis database 15 and a database name of its own keep tests away from `make run` data.
+# Redis databases 12 to 15 and a database name of their own keep tests away from `make run`
+# data. The main suite runs in TEST_WORKERS pytest-xdist processes (default 2, one per core of
+# the CI machine); tests/xdist_isolation.py gives worker K the broker and cache databases below
+# plus 2K (12/13 and 14/15), a var directory var/test/gwK and, through pytest-django, the test
+# database test_arbiter_gwK.
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/arbiter}"
-export CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
-export CACHE_URL="${TEST_CACHE_URL:-redis://127.0.0.1:6379/14}"
+export CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/12}"
+export CACHE_URL="${TEST_CACHE_URL:-redis://127.0.0.1:6379/13}"
+TEST_WORKERS="${TEST_WORKERS:-2}"
 export ARBITER_CHROMIUM="${ARBITER_CHROMIUM:-/usr/bin/chromium}"
 # Browser tests fail (rather than skip) when that Chromium is missing.
 export ARBITER_CHROMIUM_REQUIRED=1
@@ -26,8 +31,15 @@ echo "== lint (ruff, import-linter)"
 .venv/bin/lint-imports
 echo "== types (mypy with django-stubs and djangorestframework-stubs; see [tool.mypy])"
 .venv/bin/mypy
-echo "== main suite on PostgreSQL"
-"$PY" -m pytest "$@"
+echo "== main suite on PostgreSQL ($TEST_WORKERS pytest-xdist workers)"
+# In both passes exit status 5 (no test selected: the arguments name files of the other pass)
+# is not a failure.
+# --dist loadgroup: tests/conftest.py groups each file (and all of tests/faults/) onto one
+# worker and hands out the groups with a `slow` test first (hence --no-loadscope-reorder, which
+# would sort them by test count instead).
+"$PY" -m pytest -p tests.xdist_isolation -n "$TEST_WORKERS" --dist loadgroup --no-loadscope-reorder -m "not alone" "$@" || [ $? -eq 5 ]
+echo "== tests marked alone, one at a time (timed sandbox runs)"
+"$PY" -m pytest -m alone "$@" || [ $? -eq 5 ]
 echo "== smoke suite on the embedded default (SQLite, file-system broker)"
 rm -rf var/test-smoke
 env -u DATABASE_URL -u CELERY_BROKER_URL -u CACHE_URL \

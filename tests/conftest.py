@@ -260,6 +260,40 @@ def _media_root(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER") and "tests.xdist_isolation" not in sys.modules:
+        # Without it every worker would share one broker, cache and var directory.
+        raise pytest.UsageError(
+            "run pytest-xdist with `python -m pytest -p tests.xdist_isolation -n N ...`"
+        )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """For `pytest -n N --dist loadgroup --no-loadscope-reorder` (scripts/test.sh): each test
+    file runs on one xdist worker, so its module-scoped fixtures (trained models, indexes) are
+    built once, not once per worker; all of tests/faults/ runs on one worker, which builds their
+    shared throwaway PostgreSQL cluster (migrated once) and runs one outage at a time, as in a
+    serial run. Under xdist the groups holding a `slow` test go first, then the others by size:
+    a several-minute test handed out last would leave the other worker idle meanwhile."""
+    faults = Path(__file__).resolve().parent / "faults"
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        path = Path(item.path)
+        group = "faults" if faults in path.parents else str(path.relative_to(REPO_ROOT))
+        item.add_marker(pytest.mark.xdist_group(group))
+        groups.setdefault(group, []).append(item)
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return  # a serial run keeps the order it was collected in
+
+    def slow_first_then_largest(group: list[pytest.Item]) -> tuple[bool, int]:
+        return (not any(item.get_closest_marker("slow") for item in group), -len(group))
+
+    items[:] = [
+        item for group in sorted(groups.values(), key=slow_first_then_largest) for item in group
+    ]
+
+
 def pytest_report_header(config):
     engine = settings.DATABASES["default"]["ENGINE"]
     return f"arbiter: database={engine}, broker={settings.CELERY_BROKER_URL}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from scoring.reward_model import RewardModel, TrainingConfig, evaluate, load_hh_rlhf, train
 
@@ -16,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
 
 
+@pytest.mark.slow
 def test_minilm_head_training_on_hh_rlhf_end_to_end(tmp_path: Path) -> None:
     """Real base model and real human preferences: train, evaluate, save, reload."""
     examples = load_hh_rlhf(HH_RLHF_PATH, limit=500)

@@ -267,6 +267,7 @@ def minilm_context_vectors() -> np.ndarray:
     return context_vectors(model, texts)
 
 
+@pytest.mark.slow  # embeds real hh-rlhf transcripts with MiniLM on the CPU
 def test_ivf_recall_at_8_on_real_minilm_vectors_is_at_least_0_95(
     minilm_context_vectors, settings
 ):
