@@ -21,20 +21,57 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from .evaluation import evaluate  # noqa: E402
-from .examples import PreferenceExample  # noqa: E402
-from .formatting import Conversation, Turn  # noqa: E402
-from .hh_rlhf import load_hh_rlhf, parse_hh_rlhf_pair  # noqa: E402
-from .model import RewardModel, default_base_path  # noqa: E402
-from .scorer import Scorer, load_scorer  # noqa: E402
-from .tiny import build_tiny_decoder_base, build_tiny_reward_model  # noqa: E402
-from .training import (  # noqa: E402
-    PairEmbeddings,
-    TrainingConfig,
-    TrainingMetrics,
-    embed_pairs,
-    train,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Each public name and the submodule that defines it. They load on first use (PEP 562), so
+# importing a light submodule such as ``scoring.reward_model.job_settings`` (the web process's
+# URL conf does, for the retrain form's fields) no longer loads torch and transformers.
+_SUBMODULE_OF = {
+    "evaluate": ".evaluation",
+    "PreferenceExample": ".examples",
+    "Conversation": ".formatting",
+    "Turn": ".formatting",
+    "load_hh_rlhf": ".hh_rlhf",
+    "parse_hh_rlhf_pair": ".hh_rlhf",
+    "RewardModel": ".model",
+    "default_base_path": ".model",
+    "Scorer": ".scorer",
+    "load_scorer": ".scorer",
+    "build_tiny_decoder_base": ".tiny",
+    "build_tiny_reward_model": ".tiny",
+    "PairEmbeddings": ".training",
+    "TrainingConfig": ".training",
+    "TrainingMetrics": ".training",
+    "embed_pairs": ".training",
+    "train": ".training",
+}
+
+if TYPE_CHECKING:
+    from .evaluation import evaluate
+    from .examples import PreferenceExample
+    from .formatting import Conversation, Turn
+    from .hh_rlhf import load_hh_rlhf, parse_hh_rlhf_pair
+    from .model import RewardModel, default_base_path
+    from .scorer import Scorer, load_scorer
+    from .tiny import build_tiny_decoder_base, build_tiny_reward_model
+    from .training import (
+        PairEmbeddings,
+        TrainingConfig,
+        TrainingMetrics,
+        embed_pairs,
+        train,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    submodule = _SUBMODULE_OF.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(submodule, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Conversation",

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .training import DEFAULT_TOKEN_BUDGET, TrainingConfig
-from .training_types import STRATEGIES
+from .training_types import DEFAULT_TOKEN_BUDGET, STRATEGIES, TrainingConfig
 
 _DEFAULTS = TrainingConfig()
 MAX_PROCESSES = 64

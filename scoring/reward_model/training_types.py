@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .examples import PreferenceExample
-from .model import RewardModel
+if TYPE_CHECKING:  # annotations only: the settings table imports this module without torch
+    from .examples import PreferenceExample
+    from .model import RewardModel
 
 ProgressCallback = Callable[[float, str], None]
 

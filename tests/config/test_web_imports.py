@@ -14,8 +14,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import REPO_ROOT
 
 MODEL_LIBRARIES = ("torch", "transformers", "datasketch")
@@ -50,11 +48,5 @@ def test_the_probe_sees_a_library_the_url_conf_does_load():
     assert loaded_by_url_conf("rest_framework") == ["rest_framework"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scoring/reward_model/job_settings.py imports TrainingConfig from .training (torch) and "
-    "the package __init__ imports every submodule; datasketch is imported at module level in "
-    "scoring/datasets/curation/near_duplicates.py. Drop this marker with the fix in scoring/.",
-)
 def test_loading_the_url_conf_imports_no_model_library():
     assert loaded_by_url_conf(*MODEL_LIBRARIES) == []

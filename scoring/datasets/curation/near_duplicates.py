@@ -17,13 +17,15 @@ import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from annotation.importers import canonical_json
 from scoring.datasets.curation.decontamination import normalised_words, word_ngrams
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 SHINGLE_WORDS = 5
 NUM_PERM = 128
@@ -62,6 +64,8 @@ def pair_texts(conversation: Any, response_a: str, response_b: str) -> list[str]
 @functools.cache
 def _permutations(num_perm: int) -> Any:
     # Drawing the permutations is most of a new MinHash's cost: draw them once per size.
+    from datasketch import MinHash  # heavy (scipy): imported by curation runs, not web workers
+
     return MinHash(num_perm=num_perm, seed=1, scheme=_SCHEME).permutations
 
 
@@ -72,6 +76,8 @@ def _hash32(shingle: bytes) -> int:
 
 
 def _minhash(shingles: Iterable[bytes], num_perm: int) -> MinHash:
+    from datasketch import MinHash
+
     minhash = MinHash(
         num_perm=num_perm,
         seed=1,
@@ -132,6 +138,8 @@ class DuplicateFinder:
         self.threshold = threshold
         self.num_perm = num_perm
         self._exact: set[int] = set()
+        from datasketch import MinHashLSH
+
         self._lsh = (
             MinHashLSH(threshold=threshold, num_perm=num_perm) if threshold is not None else None
         )
