@@ -3,8 +3,10 @@
 django-axes locks a username only together with the address it was guessed from, so a
 stranger cannot lock the admin (or anyone behind the same address) out. Spraying many
 usernames from one address still has to be slowed: failed logins are counted per address in
-fixed windows of AXES_COOLOFF_TIME, and past LOGIN_ADDRESS_FAILURE_LIMIT of them every login
-from that address is refused until the window ends. That limit is well above axes' own, so one
+fixed windows of AXES_COOLOFF_TIME, and once the current window and the one before it hold
+LOGIN_ADDRESS_FAILURE_LIMIT of them together, every login from that address is refused. A
+failure thus counts for one to two windows, so a window boundary neither wipes the count nor
+lets a sprayer make twice the limit across it. The limit is well above axes' own, so one
 person mistyping, or a stranger guessing one account, never reaches it.
 """
 
@@ -25,16 +27,23 @@ def _window_s() -> int:
     return max(60, int(float(settings.AXES_COOLOFF_TIME) * 3600))
 
 
-def _key(address: str, now: float) -> str:
-    return f"login-failures:{address}:{int(now // _window_s())}"
+def _key(address: str, window: int) -> str:
+    return f"login-failures:{address}:{window}"
 
 
 def address_is_braked(request: HttpRequest | None, *, now: float | None = None) -> bool:
     address = get_client_ip_address(request) if request is not None else None
     if not address:
         return False
-    now = time.time() if now is None else now
-    return counter_get(_key(address, now)) >= settings.LOGIN_ADDRESS_FAILURE_LIMIT
+    window = int((time.time() if now is None else now) // _window_s())
+    failures = counter_get(_key(address, window)) + counter_get(_key(address, window - 1))
+    return failures >= settings.LOGIN_ADDRESS_FAILURE_LIMIT
+
+
+def login_failure_record(address: str, *, now: float | None = None) -> None:
+    window = int((time.time() if now is None else now) // _window_s())
+    # Kept for two windows: the next window still reads it as "the one before".
+    counter_incr(_key(address, window), timeout=_window_s() * 2)
 
 
 def login_failure_count(sender: Any, credentials: dict, request: HttpRequest | None = None,
@@ -42,7 +51,7 @@ def login_failure_count(sender: Any, credentials: dict, request: HttpRequest | N
     """user_login_failed receiver: one more failure for the request's address."""
     address = get_client_ip_address(request) if request is not None else None
     if address:
-        counter_incr(_key(address, time.time()), timeout=_window_s() * 2)
+        login_failure_record(address)
 
 
 class AddressBrakeBackend:

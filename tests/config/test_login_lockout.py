@@ -3,8 +3,12 @@ with a per-address brake on password spraying."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from django.test import Client
+from django.test import Client, RequestFactory
+
+from annotation import login_brake
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
@@ -46,3 +50,19 @@ def test_a_few_mistakes_from_an_address_do_not_brake_it(settings, annotator_a, a
     for n in range(4):
         _login(f"user{n}", "wrong", STRANGER)
     assert _logged_in(_login("bob", "pw-bob", STRANGER))
+
+
+def test_failures_just_before_a_window_boundary_still_brake_just_after_it(settings):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 8
+    window = login_brake._window_s()
+    boundary = (int(time.time() // window) + 1) * window
+    for _ in range(8):
+        login_brake.login_failure_record(STRANGER, now=boundary - 1)
+    request = RequestFactory().post("/login/", REMOTE_ADDR=STRANGER)
+    assert login_brake.address_is_braked(request, now=boundary - 1)
+    assert login_brake.address_is_braked(request, now=boundary + 1)
+    # Two windows on, the failures no longer count.
+    assert not login_brake.address_is_braked(request, now=boundary + window + 1)
+    assert not login_brake.address_is_braked(
+        RequestFactory().post("/login/", REMOTE_ADDR=ELSEWHERE), now=boundary + 1
+    )
