@@ -388,7 +388,10 @@ class _RunningSandbox:
     def stop(self) -> None:
         """Make sure bubblewrap and its namespace are gone, then reap bubblewrap."""
         try:
-            self.process.wait(timeout=TEARDOWN_GRACE_S if self._killed_at else 0.5)
+            # The whole grace even for a run that ended by itself: its status pipe has closed,
+            # so bubblewrap is exiting, but on a busy machine that can take longer than half a
+            # second, and killing it then turned a finished run into SandboxUnavailable.
+            self.process.wait(timeout=TEARDOWN_GRACE_S)
         except subprocess.TimeoutExpired:
             self._kill_group()
             self.process.wait()
