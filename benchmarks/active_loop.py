@@ -198,6 +198,8 @@ class Annotators:
         return submitted
 
 
+# Long on purpose: one arm of the experiment, seed round to last round, in the order it runs and
+# prints.
 def run_arm(
     *,
     arm: str,

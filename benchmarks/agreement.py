@@ -297,6 +297,8 @@ def section_alpha_from_postgres(context: BenchmarkContext) -> list[Measurement]:
             print(f"  dropped temporary database {database}")
 
 
+# Long on purpose: the SQL path measured end to end in one place, so its timings cover exactly
+# what they say.
 def _alpha_from_postgres(
     context: BenchmarkContext, section: str, info: dict[str, object]
 ) -> list[Measurement]:
@@ -396,6 +398,7 @@ def _alpha_from_postgres(
     return measurements
 
 
+# Long on purpose: the COPY load of every table the measurement reads, in dependency order.
 def load_labels_with_copy(connection, data: np.ndarray):  # noqa: ANN001 - Django connection
     """A campaign with one pair per column of ``data`` and a label per non-missing cell.
 

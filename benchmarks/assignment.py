@@ -358,6 +358,8 @@ def import_campaigns(env: dict, campaigns: list[tuple[str, int]]) -> list[dict]:
     return [json.loads(line) for line in out.strip().splitlines()[-len(campaigns) :]]
 
 
+# Long on purpose: the run's phases (servers, load, measurement, checks, report) in the order they
+# happen.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100_000)

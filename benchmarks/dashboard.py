@@ -40,6 +40,7 @@ def _median_seconds(compute, before, repeat: int) -> float:  # noqa: ANN001
     return statistics.median(timings)
 
 
+# Long on purpose: set-up, then each panel cold and warm, in the order printed.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=1_000_000)

@@ -119,6 +119,7 @@ def padded_share(model: RewardModel, pairs: list[Pair]) -> float:
     return padded / real
 
 
+# Long on purpose: training, export, interleaved measurement and the table, in the order they run.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=int, default=300)

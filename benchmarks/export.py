@@ -119,6 +119,7 @@ class Copier:
         return count
 
 
+# Long on purpose: one COPY per table of the seeded campaign, in dependency order.
 def seed(campaign_name: str, pairs: int, examples, rng: random.Random) -> dict[str, int]:
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -305,6 +306,7 @@ def run_export(database_url: str, campaign: str, file_format: str, out: Path, ti
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+# Long on purpose: seed, each format's export and its checks, in the order printed.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=1_000_000)

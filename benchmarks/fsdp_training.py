@@ -67,6 +67,7 @@ def word_tokenizer(path: Path, pairs: list[PreferenceExample]) -> Path:
     return path
 
 
+# Long on purpose: launch, reload and the checks of one JSON line, in the order they run.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -247,6 +247,7 @@ def run_round(*, campaign_id: int, workers: int, env: dict[str, str], log_dir: P
             "peak_rss_mb": rss, "load_average_at_end": load_average}
 
 
+# Long on purpose: the recall and storage figures read from the same files in one pass.
 def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> dict:
     import numpy as np
     from django.db import connection
@@ -325,6 +326,7 @@ def recall_and_bytes(*, campaign_id: int, key: str, queries_ids: list[int]) -> d
     }
 
 
+# Long on purpose: the round's stages in the order they run, each timed where it happens.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=1_000_000)

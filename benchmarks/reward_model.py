@@ -157,6 +157,8 @@ def bench_head_training(label: str, model: RewardModel, pairs: list[PreferenceEx
     )
 
 
+# Long on purpose: both paths measured the same way in one loop, so their ratio compares like with
+# like.
 def bench_full_training(
     label: str,
     build: Callable[[], RewardModel],
@@ -262,6 +264,7 @@ def bench_distributed(
     )
 
 
+# Long on purpose: every arm at each length in one loop, so their figures share data and warm-up.
 def bench_long_context(
     label: str,
     build: Callable[[int], RewardModel],
@@ -487,6 +490,7 @@ def run_model(
     )
 
 
+# Long on purpose: argument parsing and the runs it selects, in the order printed.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=200, help="hh-rlhf pairs to score/train on")
