@@ -109,6 +109,19 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def step_timer(device: torch.device) -> tuple[list[float], Callable[[float, str], None]]:
+    """A training progress callback recording when each optimizer step ends (after a device
+    sync), and the list it fills."""
+    times: list[float] = []
+
+    def on_progress(fraction: float, message: str) -> None:
+        if message.startswith("step "):
+            synchronize(device)
+            times.append(time.perf_counter())
+
+    return times, on_progress
+
+
 def bench_scoring(
     label: str, model: RewardModel, pairs: list[PreferenceExample], peak: float | None
 ) -> None:
@@ -186,18 +199,7 @@ def bench_full_training(
             packing=packing,
             token_budget=token_budget or batch_size * 2 * model.max_length,
         )
-        step_times: list[float] = []
-
-        def on_progress(
-            fraction: float,
-            message: str,
-            device: torch.device = model.device,
-            times: list[float] = step_times,
-        ) -> None:
-            if message.startswith("step "):
-                synchronize(device)
-                times.append(time.perf_counter())
-
+        step_times, on_progress = step_timer(model.device)
         encoded = model.encode([(p.conversation, p.chosen) for p in pairs]).input_ids
         encoded += model.encode([(p.conversation, p.rejected) for p in pairs]).input_ids
         metrics = train(model, pairs, config, on_progress=on_progress)
@@ -338,16 +340,7 @@ def bench_long_context(
         for name, trainer, checkpointing in trainers:
             if not checkpointing and length > args.long_plain_max:
                 continue
-            step_times: list[float] = []
-
-            def on_step(
-                fraction: float,
-                message: str,
-                device: torch.device = trainer.device,
-                times: list[float] = step_times,
-            ) -> None:
-                synchronize(device)
-                times.append(time.perf_counter())
+            step_times, on_step = step_timer(trainer.device)
 
             config = TrainingConfig(
                 mode="full",

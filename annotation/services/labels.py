@@ -233,11 +233,8 @@ def _record_with_orm(
 _CONSENSUS_COLUMNS = tuple(
     field.attname for field in Pair._meta.concrete_fields if field.attname in _CONSENSUS_FIELDS
 )
-_LABEL_COLUMNS = (
-    "assignment_id",
-    "campaign_id",
-    "pair_id",
-    "annotator_id",
+# What an annotator judged: written on submit and replaced by a change of mind.
+_JUDGMENT_COLUMNS = (
     "preference",
     "outcome",
     "aspect_ratings",
@@ -247,6 +244,13 @@ _LABEL_COLUMNS = (
     "flag_unsafe",
     "flag_broken",
     "flag_cannot_judge",
+)
+_LABEL_COLUMNS = (
+    "assignment_id",
+    "campaign_id",
+    "pair_id",
+    "annotator_id",
+    *_JUDGMENT_COLUMNS,
     "seconds_spent",
     "is_retest",
     "is_gold_check",
@@ -439,19 +443,4 @@ def _replace_label_values(
     label.flag_cannot_judge = "cannot_judge" in data.flags
     if data.seconds_spent is not None:
         label.seconds_spent = (label.seconds_spent or 0.0) + data.seconds_spent
-    label.save(
-        update_fields=[
-            "history",
-            "changed_at",
-            "preference",
-            "outcome",
-            "aspect_ratings",
-            "ranking",
-            "rationale",
-            "confidence",
-            "flag_unsafe",
-            "flag_broken",
-            "flag_cannot_judge",
-            "seconds_spent",
-        ]
-    )
+    label.save(update_fields=["history", "changed_at", *_JUDGMENT_COLUMNS, "seconds_spent"])
