@@ -17,6 +17,9 @@ from django.contrib.auth.models import User
 from annotation.models import Campaign, Pair, Round
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
+from scoring.loop.model_jobs import job_run_inline
+from scoring.loop.requests import training_request
+from scoring.models import Job, ModelVersion
 from tests.factories import CampaignFactory, PairFactory
 
 
@@ -124,3 +127,10 @@ def learnable_campaign(*, train: int, gold: int) -> Campaign:
             gold_preference=preference if is_gold else None,
         )
     return campaign
+
+
+def train_in_this_process(*, campaign: Campaign, params: dict) -> ModelVersion:
+    """A training job run inline (one process, no torchrun); the version it registered."""
+    job = job_run_inline(job=training_request(campaign=campaign, params=params, enqueue=False))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    return ModelVersion.objects.filter(campaign=campaign).latest("number")

@@ -22,7 +22,12 @@ from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
 from tests.conftest import start_worker, stop_worker, wait_for
-from tests.scoring.loop_support import campaign_models_dir, learnable_campaign, use_tiny_base
+from tests.scoring.loop_support import (
+    campaign_models_dir,
+    learnable_campaign,
+    train_in_this_process,
+    use_tiny_base,
+)
 
 pytestmark = [
     pytest.mark.worker,
@@ -68,15 +73,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(worker, setting
     campaign = learnable_campaign(train=48, gold=16)
     try:
         # One process accumulating two micro-batches per step: the same global batch.
-        single = job_run_inline(
-            job=training_request(
-                campaign=campaign,
-                params={**FULL, "base_model": str(base), "gradient_accumulation_steps": 2},
-                enqueue=False,
-            )
+        one = train_in_this_process(
+            campaign=campaign,
+            params={**FULL, "base_model": str(base), "gradient_accumulation_steps": 2},
         )
-        assert single.status == Job.Status.SUCCEEDED, single.error
-        one = ModelVersion.objects.get(campaign=campaign, number=1)
         assert one.metrics["training"]["world_size"] == 1
 
         out = io.StringIO()

@@ -15,9 +15,7 @@ from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
 from scoring.jobs.runner import JobError
-from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.params import CrossValidateParams, TrainParams
-from scoring.loop.requests import training_request
 from scoring.models import Job, ModelVersion
 from scoring.reward_model import (
     RewardModel,
@@ -27,7 +25,12 @@ from scoring.reward_model import (
     train,
 )
 from scoring.reward_model.packed_training import shardable_layers
-from tests.scoring.loop_support import campaign_models_dir, learnable_campaign, use_tiny_base
+from tests.scoring.loop_support import (
+    campaign_models_dir,
+    learnable_campaign,
+    train_in_this_process,
+    use_tiny_base,
+)
 
 FULL = {"mode": "full", "epochs": 2, "learning_rate": 1e-3, "token_budget": 256, "seed": 0}
 
@@ -46,15 +49,10 @@ def test_fsdp_over_two_processes_trains_like_one_process_with_the_same_global_ba
     campaign = learnable_campaign(train=48, gold=16)
     try:
         # One process, no process group, accumulating two micro-batches per step.
-        single = job_run_inline(
-            job=training_request(
-                campaign=campaign,
-                params={**FULL, "base_model": str(base), "gradient_accumulation_steps": 2},
-                enqueue=False,
-            )
+        one = train_in_this_process(
+            campaign=campaign,
+            params={**FULL, "base_model": str(base), "gradient_accumulation_steps": 2},
         )
-        assert single.status == Job.Status.SUCCEEDED, single.error
-        one = ModelVersion.objects.get(campaign=campaign, number=1)
         assert one.metrics["training"]["strategy"] == "ddp"
 
         out = io.StringIO()
