@@ -57,6 +57,16 @@ def high_water_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
+def stage_peak_mb() -> float:
+    """This process's peak RSS since the last call, then reset (Linux ``clear_refs`` 5)."""
+    peak = round(high_water_mb(), 1)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: the figures become running peaks
+        pass
+    return peak
+
+
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -379,12 +389,16 @@ def main() -> None:
         campaign_id = seed(pairs=args.pairs, judged=args.judged, gold=args.gold,
                            rng=random.Random(0))
         report["seed_seconds"] = round(time.perf_counter() - started, 1)
+        # This process's peak RSS in each stage, so the one that sets the peak is named.
+        peak_in = report["benchmark_process_peak_rss_mb_by_stage"] = {}
+        peak_in["start_and_seed"] = stage_peak_mb()
         print(json.dumps({"seeded": report}), flush=True)
 
         # 1. embed: the first training embeds judged + gold pairs; then a pool sample.
         campaign = Campaign.objects.get(pk=campaign_id)
         trained = job_run_inline(job=training_request(campaign=campaign, enqueue=False))
         assert trained.status == "succeeded", trained.error
+        peak_in["first_training"] = stage_peak_mb()
         version = ModelVersion.objects.get(campaign=campaign, number=1)
         key = version.metrics["encoder"]
         model = RewardModel.from_base(default_base_path(),
@@ -402,6 +416,7 @@ def main() -> None:
             "scaled_to_pool_seconds_cpu": round(args.pairs / rate, 0),
             "note": "measured on the sample on this CPU and scaled up to the pool",
         }
+        peak_in["embed_sample"] = stage_peak_mb()
         print(json.dumps({"embed": report["embed"]}), flush=True)
         # Every embedded pair (the sample, judged and gold) is a base for the copies.
         embedded_ids = sample_ids + list(Pair.objects.filter(campaign=campaign, id__gt=args.pairs)
@@ -409,6 +424,7 @@ def main() -> None:
         report["replicate_seconds"] = round(replicate_vectors(
             key=key, sample_ids=embedded_ids, pool_ids_from=1, pool_ids_to=args.pairs), 1)
         report["replicated_from"] = len(embedded_ids)
+        peak_in["replicate"] = stage_peak_mb()
         del model
 
         # 2. one loop round per worker count.
@@ -423,11 +439,18 @@ def main() -> None:
                 stages.get(name, 0.0) for name in ("index", "retrieve", "prioritise",
                                                     "open_round")), 1)
             report["rounds"].append(result)
+            peak_in[f"round_{workers}_workers"] = stage_peak_mb()
             print(json.dumps({"round": result}), flush=True)
         judged_ids = list(Pair.objects.filter(campaign=campaign, provenance="unanimous")
                           .order_by("id").values_list("id", flat=True)[:200])
         report.update(recall_and_bytes(campaign_id=campaign_id, key=key, queries_ids=judged_ids))
-        report["benchmark_process_peak_rss_mb"] = round(high_water_mb(), 1)
+        peak_in["recall_and_bytes"] = stage_peak_mb()
+        report["benchmark_process_peak_rss_mb"] = max(peak_in.values())
+        # The model stages (MiniLM on this CPU, in this process only to time the embedding)
+        # apart from the pool's path: seed, replication, the rounds' waits, recall and bytes.
+        report["benchmark_process_peak_rss_mb_pool_path"] = max(
+            peak for stage, peak in peak_in.items()
+            if stage not in ("first_training", "embed_sample"))
         report["load_average_at_end"] = os.getloadavg()
         print(json.dumps({"report": report}), flush=True)
     finally:
