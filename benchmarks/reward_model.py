@@ -47,6 +47,7 @@ from scoring.reward_model import (  # noqa: E402
     train,
 )
 from scoring.reward_model.packing import pack, pack_width, token_budget_batches  # noqa: E402
+from scoring.reward_model.training_types import DEFAULT_TOKEN_BUDGET  # noqa: E402
 
 HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
 
@@ -182,28 +183,43 @@ def bench_full_training(
     peak: float | None,
     token_budget: int | None = None,
 ) -> None:
-    """Full fine-tuning on the old padded path (TRL, batch_size pairs a step) and on the packed
-    path (token budget), same pairs and step count, one after the other."""
-    rates: dict[bool, float] = {}
-    for packing in (False, True):
+    """Full fine-tuning, one arm after the other on the same pairs: the old padded path (TRL,
+    batch_size pairs a step), the packed path with the same pairs per step (a budget batch_size
+    windows wide, so the pair cap binds and the two differ only in padding), and the packed
+    path as a job runs it by default (micro-batches of DEFAULT_TOKEN_BUDGET real tokens, one
+    pass over the pairs). Steady pairs/s of each, and each packed arm over the padded one."""
+    # (name, packing, max_steps, token budget; None: batch_size full windows)
+    arms: list[tuple[str, bool, int | None, int | None]] = [
+        ("padded", False, steps, token_budget),
+        ("packed", True, steps, token_budget),
+    ]
+    if token_budget is None:
+        arms.append(
+            (
+                f"packed, {DEFAULT_TOKEN_BUDGET:,}-token micro-batches",
+                True,
+                None,
+                DEFAULT_TOKEN_BUDGET,
+            )
+        )
+    rates: dict[str, float] = {}
+    for name, packing, max_steps, budget in arms:
         if not packing and importlib.util.find_spec("trl") is None:
             print(f"[{label}] full training, padded: skipped (TRL, its only path, not installed)")
             continue
         model = build()
-        # The same pairs per step on both paths (a budget batch_size windows wide, so the
-        # pair cap binds): the paths then differ only in padding.
         config = TrainingConfig(
             mode="full",
-            max_steps=steps,
+            max_steps=max_steps,
+            epochs=1.0,
             batch_size=batch_size,
             packing=packing,
-            token_budget=token_budget or batch_size * 2 * model.max_length,
+            token_budget=budget or batch_size * 2 * model.max_length,
         )
         step_times, on_progress = step_timer(model.device)
         encoded = model.encode([(p.conversation, p.chosen) for p in pairs]).input_ids
         encoded += model.encode([(p.conversation, p.rejected) for p in pairs]).input_ids
         metrics = train(model, pairs, config, on_progress=on_progress)
-        name = "packed" if packing else "padded"
         line = (
             f"[{label}] full training, {name}: {metrics.steps} steps, "
             f"{metrics.pairs_per_second:.1f} pairs/s and "
@@ -216,7 +232,8 @@ def bench_full_training(
             # pairs per step taken as the run's average.
             steady_seconds = step_times[-1] - step_times[0]
             steady_steps = len(step_times) - 1
-            pairs_per_step = metrics.pairs_per_second * metrics.phase_seconds["train"] / steps
+            pairs_per_step = metrics.pairs_per_second * metrics.phase_seconds["train"]
+            pairs_per_step /= metrics.steps
             rate = steady_steps * pairs_per_step / steady_seconds
             steady_tokens = metrics.tokens * steady_steps / metrics.steps / steady_seconds
             mean_square = sum(len(i) ** 2 for i in encoded) / max(sum(map(len, encoded)), 1)
@@ -226,14 +243,16 @@ def bench_full_training(
                 f"; steady {rate:.1f} pairs/s, {steady_tokens:,.0f} tokens/s"
                 f"{share_of_peak(flops, peak)}"
             )
-        rates[packing] = rate
+        rates[name] = rate
         print(line + f"; loss {metrics.loss_curve[0]:.3f} -> {metrics.loss_curve[-1]:.3f}")
         del model
-    if len(rates) == 2:
-        print(
-            f"[{label}] full training packed/padded (steady pairs/s): "
-            f"{rates[True] / rates[False]:.2f}x"
-        )
+    if "padded" in rates:
+        for name, rate in rates.items():
+            if name != "padded":
+                print(
+                    f"[{label}] full training {name}/padded (steady pairs/s): "
+                    f"{rate / rates['padded']:.2f}x"
+                )
 
 
 def bench_distributed(
