@@ -61,22 +61,28 @@ def _gold_goes_to_training(pair_id: int, share: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
-def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
-    if campaign.item_kind == ItemKind.RANKING:
-        return _ranking_training_pairs(campaign=campaign)
-    verified = (
+def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedPairs:
+    """Non-gold pairs of these provenances whose consensus picked a side, in id order."""
+    decided = (
         Pair.objects.filter(
             campaign=campaign,
             is_gold=False,
-            provenance__in=TRAINABLE_PROVENANCE,
+            provenance__in=provenances,
             consensus_preference__isnull=False,
         )
         .exclude(consensus_preference=0)
         .order_by("id")
     )
-    pairs = list(verified)
-    # Both queries exclude null preferences; the ORM's types cannot say so.
-    preferences = [cast(int, pair.consensus_preference) for pair in pairs]
+    pairs = list(decided)
+    # The query excludes null preferences; the ORM's types cannot say so.
+    return JudgedPairs(pairs, [cast(int, pair.consensus_preference) for pair in pairs])
+
+
+def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
+    if campaign.item_kind == ItemKind.RANKING:
+        return _ranking_training_pairs(campaign=campaign)
+    verified = _decided_pairs(campaign=campaign, provenances=TRAINABLE_PROVENANCE)
+    pairs, preferences = verified.pairs, verified.preferences
     if train_on_gold_share > 0:
         for pair in gold_pairs(campaign=campaign).pairs:
             if _gold_goes_to_training(pair.pk, train_on_gold_share):
@@ -170,19 +176,8 @@ def gold_training_pairs(*, campaign: Campaign, sources: Sequence[str]) -> Judged
     preferences: list[int] = []
     provenances = [source for source in sources if source != "gold"]
     if provenances:
-        verified = (
-            Pair.objects.filter(
-                campaign=campaign,
-                is_gold=False,
-                provenance__in=provenances,
-                consensus_preference__isnull=False,
-            )
-            .exclude(consensus_preference=0)
-            .order_by("id")
-        )
-        for pair in verified:
-            pairs.append(pair)
-            preferences.append(cast(int, pair.consensus_preference))
+        verified = _decided_pairs(campaign=campaign, provenances=provenances)
+        pairs, preferences = verified.pairs, verified.preferences
     if "gold" in sources:
         gold = gold_pairs(campaign=campaign)
         pairs += gold.pairs
