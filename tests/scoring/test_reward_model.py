@@ -34,6 +34,7 @@ from scoring.reward_model import (
     parse_hh_rlhf_pair,
     train,
 )
+from scoring.reward_model.model import CPU_MAX_BATCH_TOKENS
 
 TOPICS = ["weather", "cooking", "travel", "music", "sports", "movies", "books", "gardening"]
 HELPFUL = [
@@ -433,3 +434,21 @@ def test_training_refuses_a_model_without_float32_weights(tiny_path: Path) -> No
     for mode in ("head", "full"):
         with pytest.raises(ValueError, match="float32 weights"):
             train(model, synthetic_pairs(8, seed=1), TrainingConfig(mode=mode, max_steps=1))
+
+
+def test_a_cpu_model_scores_in_small_groups_unless_told_otherwise(tiny_path: Path) -> None:
+    # Small groups stay in a CPU's cache (README, reward_model.py row); GPUs keep large ones.
+    assert RewardModel.load(tiny_path, device="cpu").max_batch_tokens == CPU_MAX_BATCH_TOKENS
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_path)
+    chosen = RewardModel(
+        model, AutoTokenizer.from_pretrained(tiny_path), device="cpu", max_batch_tokens=60
+    )
+    assert chosen.max_batch_tokens == 60
+    sequences = chosen.encode(
+        [(CONVERSATION, " ".join(TOPICS[: count % 8 + 1]) * count) for count in (40, 25, 9, 3)]
+    ).input_ids
+    assert sum(map(len, sequences)) > 2 * 60  # several groups
+    # Groups of at most 60 real tokens give the rewards of one group holding everything.
+    grouped = chosen.rewards_for_ids(sequences)
+    chosen.max_batch_tokens = 100_000
+    np.testing.assert_allclose(grouped, chosen.rewards_for_ids(sequences), atol=1e-5)
