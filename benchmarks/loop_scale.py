@@ -379,7 +379,8 @@ def main() -> None:
         from scoring.reward_model import RewardModel
         from scoring.reward_model.model import default_base_path
 
-        report: dict = {"machine": "2-core CPU dev machine, shared with other jobs",
+        # How busy the machine was is in the load averages, not in this label.
+        report: dict = {"machine": f"{os.cpu_count()} CPU cores",
                         "started": datetime.now(UTC).isoformat(timespec="seconds"),
                         "load_average_at_start": os.getloadavg(),
                         "pairs": args.pairs, "judged": args.judged, "gold": args.gold,
