@@ -87,6 +87,7 @@ def train_with_trl(
         trained = trainer.accelerator.unwrap_model(trainer.model)
         steps = trainer.state.global_step
         del trainer
+    pairs_trained, tokens, slots = collator.trained(steps * config.gradient_accumulation_steps)
     model.model = trained
     model.model.eval()
     model.device = next(trained.parameters()).device
@@ -101,12 +102,12 @@ def train_with_trl(
         steps=steps,
         **loss_summary(callback.losses),
         seconds=0.0,
-        pairs_per_second=collator.pairs / max(train_seconds, 1e-9),
-        tokens=collator.tokens,
-        tokens_per_second=collator.tokens / max(train_seconds, 1e-9),
+        pairs_per_second=pairs_trained / max(train_seconds, 1e-9),
+        tokens=tokens,
+        tokens_per_second=tokens / max(train_seconds, 1e-9),
         cancelled=callback.cancelled,
         phase_seconds={"train": train_seconds},
-        padding_share=1.0 - collator.tokens / max(collator.slots, 1),
+        padding_share=1.0 - tokens / max(slots, 1),
         packing=False,
     )
 
@@ -168,20 +169,31 @@ def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str
 
 
 class _CountingCollator:
-    """Wraps TRL's collator to count the pairs and real (non-padding) tokens trained on."""
+    """Wraps TRL's collator to count the pairs and real (non-padding) tokens trained on.
+
+    Accelerate's data loader collates one batch ahead of the one in use, so a run stopped by
+    ``max_steps`` collates a batch it never trains on (6 calls for 5 steps); :meth:`trained`
+    counts only the first ``batches``."""
 
     def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
         self.inner = inner
-        self.pairs = 0
-        self.tokens = 0
-        self.slots = 0
+        # (pairs, real tokens, token slots) per collated batch, in order.
+        self.batches: list[tuple[int, int, int]] = []
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.inner(examples)
-        self.pairs += len(examples)
-        self.tokens += int(batch["attention_mask"].sum())
-        self.slots += int(batch["attention_mask"].numel())
+        mask = batch["attention_mask"]
+        self.batches.append((len(examples), int(mask.sum()), int(mask.numel())))
         return batch
+
+    def trained(self, batches: int) -> tuple[int, int, int]:
+        """Pairs, real tokens and token slots of the first ``batches`` batches."""
+        used = self.batches[:batches]
+        return (
+            sum(pairs for pairs, _, _ in used),
+            sum(tokens for _, tokens, _ in used),
+            sum(slots for _, _, slots in used),
+        )
 
 
 class _ProgressCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here

@@ -452,3 +452,12 @@ def test_a_cpu_model_scores_in_small_groups_unless_told_otherwise(tiny_path: Pat
     grouped = chosen.rewards_for_ids(sequences)
     chosen.max_batch_tokens = 100_000
     np.testing.assert_allclose(grouped, chosen.rewards_for_ids(sequences), atol=1e-5)
+
+
+def test_padded_training_counts_only_the_pairs_it_trained_on(tiny: RewardModel) -> None:
+    # Accelerate collates one batch ahead: 4 batches of 8 for 3 steps, 24 pairs trained.
+    config = TrainingConfig(mode="full", max_steps=3, batch_size=8, packing=False)
+    metrics = train(tiny, synthetic_pairs(96, seed=1), config)
+    assert metrics.steps == 3
+    trained = metrics.pairs_per_second * metrics.phase_seconds["train"]
+    assert trained == pytest.approx(24)
