@@ -208,6 +208,35 @@ def test_an_export_drops_exact_and_near_duplicates_and_counts_them(campaign, ann
         ExportFilters(near_duplicate_threshold=1.5)
 
 
+def test_minhash_estimates_are_the_same_in_every_process():
+    # Python's hash() is salted per process: sketches built on it gave a pair near the
+    # threshold a different verdict from one run to the next.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import django; django.setup();"
+        "from scoring.datasets.curation.near_duplicates import minhash_similarity;"
+        "a = ([{'role': 'user', 'content': 'how do I bake bread at home'}],"
+        " 'Mix flour, water, salt and yeast, knead it, let it rise and bake it hot.', 'No.');"
+        "b = (a[0], 'Mix flour, water, salt and yeast, knead it well, let it rise and bake it.',"
+        " 'No.');"
+        "print(minhash_similarity(a, b))"
+    )
+    estimates = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert len(estimates) == 1, estimates
+
+
 def test_curation_drops_a_silver_near_duplicate_of_a_verified_pair_when_asked(campaign, annotators):
     import numpy as np
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,9 +71,10 @@ def _permutations(num_perm: int) -> Any:
 
 
 def _hash32(shingle: bytes) -> int:
-    # Python's own hash, 32 bits of it: several times faster than datasketch's SHA-1, and
-    # sketches never leave the process (its salt changes between processes).
-    return hash(shingle) & 0xFFFFFFFF
+    # CRC-32: several times faster than datasketch's SHA-1 and the same in every process.
+    # (Python's own hash() is salted per process, so near the threshold a pair was found a
+    # near duplicate in one run and not in the next.)
+    return zlib.crc32(shingle)
 
 
 def _minhash(shingles: Iterable[bytes], num_perm: int) -> MinHash:
