@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,11 +157,18 @@ def release_freed_memory() -> None:
     Forward passes over ever-changing shapes leave freed blocks in glibc's arenas: MiniLM
     embedding chunk after chunk held 1.3 GB where a trim brings it back to 0.55 GB, and a
     20,000-pair run peaked at 2.6 GB (benchmarks/loop_scale.py, README)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    # Looked up once per process: find_library runs ldconfig.
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc
-        pass
+        return None
 
 
 def pair_embeddings_ensure(
