@@ -16,8 +16,10 @@ from scoring.jobs.params import JobParams
 from scoring.jobs.runner import JobError
 
 MODES = ("head", "full")
-# scoring.reward_model.training_types.STRATEGIES (not imported: it would load torch here).
+# scoring.reward_model.training_types.STRATEGIES and TRAINING_PRECISIONS (not imported: it would
+# load torch here).
 STRATEGIES = ("ddp", "fsdp")
+PRECISIONS = ("auto", "bf16", "float32")
 # TrainParams fields that are TrainingConfig options (scoring.reward_model).
 _CONFIG_PARAMS = (
     "max_length",
@@ -48,7 +50,7 @@ _POSITIVE = (
 @dataclass(frozen=True)
 class TrainParams(JobParams):
     error = JobError
-    choices = {"mode": MODES, "strategy": STRATEGIES}
+    choices = {"mode": MODES, "strategy": STRATEGIES, "precision": PRECISIONS}
 
     mode: str = "head"
     # A model directory; None: settings.ARBITER["BASE_MODEL"], else the packaged MiniLM.
@@ -71,6 +73,8 @@ class TrainParams(JobParams):
     processes: int | None = None
     # Full mode: "ddp" (a whole model per process) or "fsdp" (sharded; always through torchrun).
     strategy: str | None = None
+    # Full mode: "auto" (bf16 autocast where the hardware has bf16), "bf16" or "float32".
+    precision: str | None = None
     # Train on this share of the gold pairs too (None or 0: all held out).
     train_on_gold_share: float | None = None
     activate: bool = True
@@ -87,6 +91,10 @@ class TrainParams(JobParams):
             raise JobError(
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise JobError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.strategy == "fsdp" and self.mode != "full":
             raise JobError("fsdp trains only in full mode")
         for name in _POSITIVE:
@@ -100,6 +108,8 @@ class TrainParams(JobParams):
 
         options = {name: getattr(self, name) for name in _CONFIG_PARAMS}
         options = {name: value for name, value in options.items() if value is not None}
+        if self.precision in ("bf16", "float32"):
+            options["bf16"] = self.precision == "bf16"
         try:
             return TrainingConfig(mode=self.mode, **options)  # type: ignore[arg-type]  # checked in __post_init__
         except (TypeError, ValueError) as error:

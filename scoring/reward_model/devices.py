@@ -1,7 +1,8 @@
-"""Device choice and mixed precision: CUDA when present, bf16 autocast on CUDA only.
+"""Device choice and mixed precision: CUDA when present, bf16 autocast where it pays.
 
-A model's precision is ``"bf16"`` (autocast on a bf16-capable GPU, float32 elsewhere) or
-``"float32"`` (float32 everywhere).
+A model's precision is how it scores: ``"bf16"`` (autocast on a bf16-capable GPU, float32
+elsewhere) or ``"float32"`` (float32 everywhere). Training autocasts to bf16 by default on such a
+GPU and on a CPU with AMX bf16 units (:func:`trains_in_bf16_by_default`); weights stay float32.
 """
 
 from __future__ import annotations
@@ -21,13 +22,38 @@ def supports_bf16(device: torch.device) -> bool:
     return device.type == "cuda" and bool(torch.cuda.is_bf16_supported())
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX). On the dev machine a
+    2048x384x1536 matmul ran 10x faster in bf16 than in float32; elsewhere bf16 is emulated."""
+    # torch.cpu exposes the CPUID check only under a private name.
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check()) if check is not None else False
+
+
+def trains_in_bf16_by_default(device: torch.device) -> bool:
+    return supports_bf16(device) or (device.type == "cpu" and cpu_has_bf16_units())
+
+
+def training_autocast(
+    device: torch.device, bf16: bool
+) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast over float32 weights on a GPU or a CPU when ``bf16``; else nothing."""
+    if bf16 and device.type in ("cuda", "cpu"):
+        autocast: contextlib.AbstractContextManager[object] = torch.autocast(
+            device_type=device.type, dtype=torch.bfloat16
+        )
+        return autocast
+    return contextlib.nullcontext()
+
+
 PRECISIONS = ("bf16", "float32")
 
 
 def autocast_for(
     device: torch.device, precision: str = "bf16"
 ) -> contextlib.AbstractContextManager[object]:
-    # CPU bf16 autocast is slow on most CPUs and changes scores; we keep CPU in float32.
+    # Scoring: CPU bf16 is emulated (slow) on most CPUs and changes scores; a CPU scores in
+    # float32, so a version's scores do not depend on which CPU scored it.
     if precision == "bf16" and supports_bf16(device):
         autocast: contextlib.AbstractContextManager[object] = torch.autocast(
             device_type="cuda", dtype=torch.bfloat16

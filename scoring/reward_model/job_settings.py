@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .training_types import DEFAULT_TOKEN_BUDGET, STRATEGIES, TrainingConfig
+from .training_types import (
+    DEFAULT_TOKEN_BUDGET,
+    STRATEGIES,
+    TRAINING_PRECISIONS,
+    TrainingConfig,
+)
 
 _DEFAULTS = TrainingConfig()
 MAX_PROCESSES = 64
@@ -98,6 +103,14 @@ TRAINING_SETTINGS: tuple[Setting, ...] = (
         choices=STRATEGIES,
     ),
     Setting("liger", "bool", False, "Full mode: Liger fused kernels, where installed (CUDA)."),
+    Setting(
+        "precision",
+        "choice",
+        "auto",
+        "Full mode: training arithmetic over float32 weights. auto: bf16 autocast on a bf16 "
+        "GPU or a CPU with AMX bf16 units, float32 elsewhere; bf16 or float32 forces one.",
+        choices=TRAINING_PRECISIONS,
+    ),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in TRAINING_SETTINGS}
 

@@ -47,7 +47,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from .devices import autocast_for, supports_bf16
+from .devices import training_autocast, trains_in_bf16_by_default
 from .packing import PackedBatch, pack, pack_width, packed_forward
 
 ProgressCallback = Callable[[float, str], None]
@@ -158,9 +158,10 @@ def shard_with_fsdp(
     when the ranks train on the CPU over gloo.
     """
     mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
+    # On the CPU, gloo gathers float32 weights; bf16 autocast (if on) still casts for compute.
     policy = (
         MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        if bf16
+        if bf16 and device.type == "cuda"
         else MixedPrecisionPolicy()
     )
     for layer in shardable_layers(model):
@@ -312,7 +313,7 @@ def run_packed_training(
     # clipping and counting read best in one place; set-up and loss live in the helpers above.
     device = next(model.parameters()).device
     _prepare_model(model, config)
-    use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
+    use_bf16 = config.bf16 if config.bf16 is not None else trains_in_bf16_by_default(device)
     fsdp = config.strategy == "fsdp"
     module = _wrap_for_strategy(model, config, device=device, world_size=world_size, bf16=use_bf16)
     pair_tokens = [
@@ -352,7 +353,7 @@ def run_packed_training(
                 else contextlib.nullcontext()
             )
             with sync:
-                with autocast_for(device, "bf16" if use_bf16 else "float32"):
+                with training_autocast(device, use_bf16):
                     rewards = module(batch).float()
                 loss = _pair_loss(rewards, margin_values, indices, config)
                 (loss / config.gradient_accumulation_steps).backward()

@@ -15,7 +15,10 @@ What transformers gives us and what we add by hand (transformers 5.x):
   here because we pack token ids we already hold, pairs kept together).
 * BERT-style encoders (MiniLM): the bidirectional mask builder ignores ``position_ids``, so
   packing needs a block-diagonal mask. It accepts a prepared 4D mask as is, so we pass one
-  (boolean, ``(rows, 1, width, width)``).
+  (boolean, ``(rows, 1, width, width)``). On the CPU we do better: every sequence goes into one
+  row and attends to itself only, through an attention function registered with transformers
+  (:func:`packed_attention`, given the sequence boundaries as flash-attention varlen reads them),
+  so no filler is computed and no score between two sequences either.
 * Pooling: every ``*ForSequenceClassification`` head pools one position per row (decoders: the
   last non-padding token; BERT: the pooler over ``[CLS]``), which a packed row breaks. So we run
   the base model and read the reward head ourselves at each sequence's last token (decoders) or
@@ -29,9 +32,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
+from torch.nn import functional
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .head import find_reward_head
+
+# The attention implementation of an encoder that scores or trains packed batches on the CPU:
+# per-sequence attention given boundaries, transformers' SDPA otherwise (packed_attention).
+PACKED_ATTENTION = "arbiter_packed_sdpa"
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,16 @@ class PackedBatch:
         device = self.input_ids.device
         ends = [start + length - 1 for start, length in zip(self.start, self.lengths, strict=True)]
         return torch.tensor(self.row, device=device), torch.tensor(ends, device=device)
+
+    def boundaries(self) -> torch.Tensor:
+        """Cumulative sequence ends of a one-row batch, from 0, in row order (int32): the
+        ``cu_seq_lens`` of flash-attention varlen."""
+        if self.input_ids.shape[0] != 1:
+            raise ValueError("Sequence boundaries describe a batch packed into one row.")
+        ends = sorted(
+            start + length for start, length in zip(self.start, self.lengths, strict=True)
+        )
+        return torch.tensor([0, *ends], dtype=torch.int32, device=self.input_ids.device)
 
     def block_diagonal_mask(self) -> torch.Tensor:
         """Boolean ``(rows, 1, width, width)`` mask, True where query and key share a block.
@@ -146,13 +166,89 @@ def token_budget_batches(
 
 
 def pack_width(model: PreTrainedModel, lengths: Sequence[int]) -> int | None:
-    """Row width for :func:`pack`: one row where the attention kernel skips the blocks between
-    sequences (flash-attention reads ``position_ids`` as varlen boundaries); else rows as wide
-    as the batch's longest sequence, since SDPA and eager attention compute every row's whole
-    score matrix: shorter sequences then share rows, and no row is wider than a padded batch."""
+    """Row width for :func:`pack`: one row where attention skips the blocks between sequences
+    (flash-attention reads ``position_ids`` as varlen boundaries; an encoder on the CPU runs
+    :func:`packed_attention`); else rows as wide as the batch's longest sequence, since SDPA and
+    eager attention compute every row's whole score matrix: shorter sequences then share rows,
+    and no row is wider than a padded batch."""
     if model.config._attn_implementation.startswith("flash_attention"):
         return None
+    if _attends_per_sequence(model):
+        return None
     return max(lengths)
+
+
+def _attends_per_sequence(model: PreTrainedModel) -> bool:
+    # The CPU only: on a GPU one kernel per sequence and layer would cost more in launches than
+    # the masked row computes in vain.
+    return (
+        _is_bert_like(model)
+        and model.config._attn_implementation in ("sdpa", PACKED_ATTENTION)
+        and next(model.parameters()).device.type == "cpu"
+    )
+
+
+def packed_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """A transformers attention function (``PACKED_ATTENTION``) for bidirectional encoders.
+
+    Given ``cu_seq_lens_q`` (the boundaries of the sequences packed into one row) each sequence
+    attends to itself only; without it, this is transformers' SDPA exactly, so padded batches
+    through a model set to it run as before. transformers has varlen attention only through
+    flash-attention, which needs CUDA, hence this function."""
+    boundaries = kwargs.get("cu_seq_lens_q")
+    if boundaries is None:
+        return sdpa_attention_forward(  # type: ignore[no-any-return]
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
+        )
+    if is_causal or getattr(module, "is_causal", False):
+        raise ValueError("packed_attention serves bidirectional encoders only.")
+    if not isinstance(boundaries, torch.Tensor):
+        raise TypeError("cu_seq_lens_q must be a tensor of sequence boundaries.")
+    lengths = torch.diff(boundaries).tolist()
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    outputs = [
+        _sequence_attention(q, k, v, scale, dropout)
+        for q, k, v in zip(
+            query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2), strict=True
+        )
+    ]
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _sequence_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, dropout: float
+) -> torch.Tensor:
+    if query.dtype == torch.float32:
+        return functional.scaled_dot_product_attention(
+            query, key, value, dropout_p=dropout, scale=scale
+        )
+    # bf16 (CPU autocast): the CPU SDPA kernel's bf16 backward was slower here than plain
+    # matmuls, which run on the CPU's bf16 units; softmax stays float32 as autocast keeps it.
+    weights = torch.softmax(torch.matmul(query, key.transpose(-1, -2)) * scale, dim=-1)
+    weights = functional.dropout(weights.to(value.dtype), p=dropout, training=dropout > 0)
+    return torch.matmul(weights, value)
+
+
+AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
 
 
 def _is_bert_like(model: PreTrainedModel) -> bool:
@@ -181,10 +277,22 @@ def packed_forward(model: PreTrainedModel, batch: PackedBatch) -> tuple[torch.Te
     gradients when enabled. Equal to the padded forward pass of the same sequences."""
     base = model.base_model
     if _is_bert_like(model):
+        if batch.input_ids.shape[0] == 1 and _attends_per_sequence(model):
+            # Kept for good: PACKED_ATTENTION is SDPA for every call without boundaries, and
+            # gradient checkpointing recomputes the forward pass after this call returns.
+            model.config._attn_implementation = PACKED_ATTENTION
+            cu_seq_lens = batch.boundaries()
+            longest = max(batch.lengths)
+            attention: dict[str, object] = {
+                "cu_seq_lens_q": cu_seq_lens,
+                "cu_seq_lens_k": cu_seq_lens,
+                "max_length_q": longest,
+                "max_length_k": longest,
+            }
+        else:
+            attention = {"attention_mask": batch.block_diagonal_mask()}
         hidden = base(
-            input_ids=batch.input_ids,
-            position_ids=batch.position_ids,
-            attention_mask=batch.block_diagonal_mask(),
+            input_ids=batch.input_ids, position_ids=batch.position_ids, **attention
         ).last_hidden_state
         # BertPooler reads position 0 of each row: give it each sequence's [CLS] as a row.
         pooled = base.pooler(hidden[batch.first_index()].unsqueeze(1))

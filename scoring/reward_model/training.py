@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .devices import supports_bf16
+from .devices import trains_in_bf16_by_default
 from .examples import ExampleLike, as_preference_examples
 from .head import find_reward_head
 from .model import RewardModel
@@ -297,8 +297,8 @@ def _train_packed(
     world_size: int,
 ) -> TrainingMetrics:
     device = model.device
-    use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
-    # Scored later the way it was trained: bf16 autocast on the GPU, else float32.
+    use_bf16 = config.bf16 if config.bf16 is not None else trains_in_bf16_by_default(device)
+    # Scored later the way it was trained: bf16 autocast on a GPU (a CPU scores in float32).
     model.precision = "bf16" if use_bf16 else "float32"
     if config.liger:
         apply_liger(model.model)

@@ -27,6 +27,8 @@ _LOSS_CURVE_POINTS = 50
 
 # Real tokens per process and micro-batch: about 7 hh-rlhf pairs for MiniLM (~300 tokens a
 # pair), so the budget, not batch_size 8, sizes the batches there. Raise both for long context.
+# A training setting: "auto" leaves TrainingConfig.bf16 None (the device decides).
+TRAINING_PRECISIONS = ("auto", "bf16", "float32")
 DEFAULT_TOKEN_BUDGET = 2048
 
 STRATEGIES = ("ddp", "fsdp")
@@ -52,7 +54,7 @@ class TrainingConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     group_by_length: bool = True
-    # None: bf16 autocast exactly when training on a bf16-capable CUDA device.
+    # None: bf16 autocast on a bf16-capable CUDA device or a CPU with AMX (devices.py).
     bf16: bool | None = None
     gradient_checkpointing: bool = False
     center_rewards_coefficient: float | None = None

@@ -21,7 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .devices import supports_bf16
+from .devices import trains_in_bf16_by_default
 from .model import RewardModel
 from .training_types import (
     PreparedPairs,
@@ -69,7 +69,7 @@ def train_with_trl(
     callback = _ProgressCallback(report, stop_requested)
     with tempfile.TemporaryDirectory(prefix="reward-trainer-") as output_dir:
         reward_config = _reward_config(config, model.device, output_dir)
-        # Scored later the way it was trained: bf16 autocast on the GPU, else float32.
+        # Scored later the way it was trained: bf16 autocast on a GPU (a CPU scores in float32).
         model.precision = "bf16" if reward_config.bf16 else "float32"
         trainer = RewardTrainer(
             model=model.model,
@@ -116,7 +116,7 @@ def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str
     from trl import RewardConfig
 
     available = {config_field.name for config_field in dataclasses.fields(RewardConfig)}
-    use_bf16 = config.bf16 if config.bf16 is not None else supports_bf16(device)
+    use_bf16 = config.bf16 if config.bf16 is not None else trains_in_bf16_by_default(device)
     options: dict[str, Any] = {
         "output_dir": output_dir,
         "per_device_train_batch_size": config.batch_size,
@@ -134,7 +134,7 @@ def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str
         "disable_tqdm": True,
         "seed": config.seed,
         "data_seed": config.seed,
-        # TRL's default is bf16=True even on CPU; we autocast on CUDA only.
+        # TRL's default is bf16=True on any CPU; we autocast where the hardware has bf16.
         "bf16": use_bf16,
         "fp16": False,
         "use_cpu": device.type != "cuda",

@@ -33,6 +33,7 @@ def test_values_arrive_as_text_from_forms_and_as_json_from_the_api():
         (CurationParams, {"gold_version": 0}, "gold_version must be a version number"),
         (TrainParams, {"mode": "huge"}, "mode must be one of head, full"),
         (TrainParams, {"batch_size": 0}, "batch_size must be a positive whole number"),
+        (TrainParams, {"precision": "fp8"}, "precision must be one of auto, bf16, float32"),
         (TrainParams, {"prioritise": False}, "unknown parameter prioritise"),
         (LoopParams, {"train_on_gold_share": 2}, "train_on_gold_share must be between"),
         (ScoreParams, {"retrieve_from_gold": 3}, "retrieve_from_gold: expected true or false"),
@@ -42,6 +43,15 @@ def test_values_arrive_as_text_from_forms_and_as_json_from_the_api():
 def test_a_bad_parameter_is_refused_naming_it(schema, params, message):
     with pytest.raises(schema.error, match=message):
         schema.from_params(params)
+
+
+@pytest.mark.parametrize(
+    ("precision", "bf16"), [("auto", None), ("bf16", True), ("float32", False)]
+)
+def test_the_precision_setting_becomes_the_training_configs_bf16(precision, bf16):
+    # auto leaves it to the device (devices.trains_in_bf16_by_default).
+    params = TrainParams.from_params({"mode": "full", "precision": precision})
+    assert params.training_config().bf16 is bf16
 
 
 def test_the_error_of_each_kind_is_its_domain_error():

@@ -21,7 +21,13 @@ from scoring.reward_model import (
     train,
 )
 from scoring.reward_model.packed_training import plan_micro_batches
-from scoring.reward_model.packing import pack, packed_forward, token_budget_batches
+from scoring.reward_model.packing import (
+    PACKED_ATTENTION,
+    pack,
+    pack_width,
+    packed_forward,
+    token_budget_batches,
+)
 from tests.scoring.test_reward_model import CONVERSATION, synthetic_pairs
 
 TOLERANCE = 1e-5
@@ -83,7 +89,8 @@ def test_a_packed_batch_has_the_loss_rewards_and_gradients_of_the_padded_batch(
     padded_loss.backward()
     padded_grads = _gradients(model)
 
-    # One row (flash-attention, flex) or rows as wide as the longest sequence (SDPA).
+    # One row (flash-attention; an encoder on the CPU: packed_attention) or rows as wide as the
+    # longest sequence (SDPA with a block-diagonal mask).
     width = None if rows == "one" else max(map(len, sequences))
     batch = pack(sequences, width=width, filler_id=model.tokenizer.pad_token_id)
     assert batch.tokens == sum(map(len, sequences))
@@ -93,6 +100,8 @@ def test_a_packed_batch_has_the_loss_rewards_and_gradients_of_the_padded_batch(
         assert 1 < batch.input_ids.shape[0] < len(sequences)
         assert batch.input_ids.shape[1] == width
     packed_rewards, features = packed_forward(module, batch)
+    if width is None and model.model.base_model_prefix == "bert":
+        assert module.config._attn_implementation == PACKED_ATTENTION
     packed_loss = _loss(packed_rewards, len(chosen))
     packed_loss.backward()
     packed_grads = _gradients(model)
@@ -104,6 +113,31 @@ def test_a_packed_batch_has_the_loss_rewards_and_gradients_of_the_padded_batch(
         assert torch.allclose(packed_grads[name], gradient, atol=TOLERANCE, rtol=0), name
     # The features are what the reward head reads, as in head-mode training.
     assert features.shape == (len(sequences), features.shape[1])
+
+
+def test_an_encoder_on_the_cpu_packs_one_row_and_attends_per_sequence_in_bf16_too(
+    tmp_path: Path,
+) -> None:
+    # Under CPU bf16 autocast packed_attention multiplies in bf16 itself (not through SDPA):
+    # its rewards must still be those of the padded batch under the same autocast.
+    model = RewardModel.load(build_tiny_reward_model(tmp_path / "rm"))
+    chosen, rejected = _pairs_ids(model)
+    sequences = chosen + rejected
+    assert pack_width(model.model, [len(sequence) for sequence in sequences]) is None
+    module = model.model.float().eval()
+    input_ids, attention_mask = model._pad(sequences)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded = module(input_ids=input_ids, attention_mask=attention_mask).logits.reshape(-1)
+        packed, _ = packed_forward(module, pack(sequences, width=None))
+    assert module.config._attn_implementation == PACKED_ATTENTION
+    assert packed.dtype == padded.dtype == torch.bfloat16
+    assert torch.allclose(packed.float(), padded.float(), atol=3e-2, rtol=0)
+    # Padded batches through a model set to packed_attention are plain SDPA: unchanged.
+    with torch.no_grad():
+        again = module(input_ids=input_ids, attention_mask=attention_mask).logits.reshape(-1)
+        module.config._attn_implementation = "sdpa"
+        sdpa = module(input_ids=input_ids, attention_mask=attention_mask).logits.reshape(-1)
+    assert torch.equal(again, sdpa)
 
 
 def test_packing_fills_rows_first_fit_and_keeps_sequences_whole() -> None:
@@ -159,8 +193,8 @@ def test_packed_full_training_learns_and_reports_no_padding(tmp_path: Path) -> N
     assert metrics.packing is True and metrics.world_size == 1
     assert metrics.final_loss is not None and metrics.initial_loss is not None
     assert metrics.final_loss < metrics.initial_loss
-    # Rows as wide as the window: the only filler is at row ends.
-    assert metrics.padding_share is not None and metrics.padding_share < 0.2
+    # An encoder on the CPU packs every micro-batch into one row: no filler at all.
+    assert metrics.padding_share == 0.0
     assert metrics.tokens > 0 and metrics.steps >= 3
     better = model.prob_a_better(CONVERSATION, "happy to help about music", "whatever about music")
     assert better > 0.5

@@ -1,6 +1,6 @@
 """Training settings (mode, base model, epochs, learning rate, max length, token budget,
-gradient checkpointing, processes, strategy, Liger) from the Retrain form, the API and the
-command line, with their defaults shown, and bad values refused with nothing started."""
+gradient checkpointing, processes, strategy, Liger, precision) from the Retrain form, the API
+and the command line, with their defaults shown, and bad values refused with nothing started."""
 
 from __future__ import annotations
 
@@ -27,26 +27,28 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def test_settings_are_typed_and_bad_ones_are_named() -> None:
     parsed = parse_training_settings(
         {"mode": "full", "epochs": "2.5", "token_budget": "8192", "processes": 2,
-         "gradient_checkpointing": "on", "max_length": "", "liger": False, "strategy": "fsdp"}
+         "gradient_checkpointing": "on", "max_length": "", "liger": False, "strategy": "fsdp",
+         "precision": "float32"}
     )
     assert parsed == {
         "mode": "full", "epochs": 2.5, "token_budget": 8192, "processes": 2,
         "gradient_checkpointing": True, "liger": False, "strategy": "fsdp",
+        "precision": "float32",
     }
     with pytest.raises(SettingsError) as error:
         parse_training_settings(
             {"mode": "sideways", "learning_rate": "fast", "token_budget": 3, "processes": "1.5",
-             "strategy": "zero3"}
+             "strategy": "zero3", "precision": "fp8"}
         )
     assert set(error.value.errors) == {
-        "mode", "learning_rate", "token_budget", "processes", "strategy"
+        "mode", "learning_rate", "token_budget", "processes", "strategy", "precision"
     }
     with pytest.raises(SettingsError, match="only in full mode"):
         parse_training_settings({"processes": 2})
     with pytest.raises(SettingsError, match="fsdp trains only in full mode"):
         parse_training_settings({"mode": "head", "strategy": "fsdp"})
     assert training_defaults()["token_budget"] == 2048 and training_defaults()["processes"] == 1
-    assert training_defaults()["strategy"] == "ddp"
+    assert training_defaults()["strategy"] == "ddp" and training_defaults()["precision"] == "auto"
 
 
 @pytest.fixture
