@@ -20,7 +20,7 @@ from scoring.reward_model import (
     build_tiny_reward_model,
     train,
 )
-from scoring.reward_model.packed_training import plan_micro_batches
+from scoring.reward_model.packed_training import _set_checkpointing, plan_micro_batches
 from scoring.reward_model.packing import (
     PACKED_ATTENTION,
     pack,
@@ -138,6 +138,33 @@ def test_an_encoder_on_the_cpu_packs_one_row_and_attends_per_sequence_in_bf16_to
         module.config._attn_implementation = "sdpa"
         sdpa = module(input_ids=input_ids, attention_mask=attention_mask).logits.reshape(-1)
     assert torch.equal(again, sdpa)
+
+
+def test_per_sequence_attention_survives_gradient_checkpointings_recomputation(
+    tmp_path: Path,
+) -> None:
+    # Checkpointing reruns each layer's forward pass during backward, after packed_forward has
+    # returned: the layers must still attend per sequence then, or gradients would mix pairs.
+    model = RewardModel.load(build_tiny_reward_model(tmp_path / "rm"))
+    chosen, rejected = _pairs_ids(model)
+    batch = pack(chosen + rejected, width=None)
+    module = model.model.float().train()
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Dropout):
+            layer.p = 0.0
+    gradients = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            _set_checkpointing(module, True)
+        rewards, _ = packed_forward(module, batch)
+        _loss(rewards, len(chosen)).backward()
+        gradients.append(_gradients(model))
+    assert module.is_activation_checkpointing
+    assert module.config._attn_implementation == PACKED_ATTENTION
+    plain, recomputed = gradients
+    assert plain.keys() == recomputed.keys() and len(plain) > 10
+    for name, gradient in plain.items():
+        assert torch.allclose(recomputed[name], gradient, atol=TOLERANCE, rtol=0), name
 
 
 def test_packing_fills_rows_first_fit_and_keeps_sequences_whole() -> None:
