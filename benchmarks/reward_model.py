@@ -13,6 +13,7 @@ non-padding tokens. ``--processes N`` adds full fine-tuning as N torchrun proces
 CPU, NCCL on GPUs); its MFU divides by N GPUs' peak.
 
     .venv/bin/python benchmarks/reward_model.py --pairs 200
+    .venv/bin/python benchmarks/reward_model.py --pairs 256 --score-groups 32768,8192,2048   # CPU
     .venv/bin/python benchmarks/reward_model.py --device cuda --pairs 2000 --long 1024,4096,16384
     .venv/bin/python benchmarks/reward_model.py --device cuda --processes 8
     .venv/bin/python benchmarks/reward_model.py --device cuda --heldout 500   # + accuracy
@@ -160,6 +161,34 @@ def bench_scoring(
     model.packing = packs
     if len(rates) == 2:
         print(f"[{label}] scoring packed/padded: {rates[True] / rates[False]:.2f}x")
+
+
+def bench_score_groups(
+    label: str, model: RewardModel, pairs: list[PreferenceExample], budgets: list[int]
+) -> None:
+    """Packed scoring of the same pairs in groups of each token budget (``max_batch_tokens``),
+    the budgets interleaved pass by pass (best of 2), so a busy moment hits them alike."""
+    triples = [(pair.conversation, pair.chosen, pair.rejected) for pair in pairs]
+    default = model.max_batch_tokens
+    best = dict.fromkeys(budgets, float("inf"))
+    for _ in range(2):
+        for budget in budgets:
+            model.max_batch_tokens = budget
+            model.prob_a_better_batch(triples[:8])  # warm-up at this group size
+            synchronize(model.device)
+            started = time.perf_counter()
+            model.prob_a_better_batch(triples)
+            synchronize(model.device)
+            best[budget] = min(best[budget], time.perf_counter() - started)
+    model.max_batch_tokens = default
+    first = len(pairs) / best[budgets[0]]
+    for budget in budgets:
+        rate = len(pairs) / best[budget]
+        print(
+            f"[{label}] scoring in {budget:,}-token groups"
+            f"{' (the default here)' if budget == default else ''}: {rate:.1f} pairs/s, "
+            f"{rate / first:.2f}x the {budgets[0]:,}-token groups"
+        )
 
 
 def bench_head_training(label: str, model: RewardModel, pairs: list[PreferenceExample]) -> None:
@@ -504,6 +533,9 @@ def run_model(
     )
     model.batch_size = args.score_batch_size
     bench_scoring(label, model, pairs[: args.pairs], peak)
+    if args.score_groups:
+        budgets = [int(budget) for budget in args.score_groups.split(",")]
+        bench_score_groups(label, model, pairs[: args.pairs], budgets)
     if model.device.type == "cuda" and model.precision == "bf16":
         # What a scoring-only worker runs: bf16 weights (RewardModel.load(inference_only=True)).
         scoring_only = build()
@@ -532,6 +564,12 @@ def main() -> None:
     parser.add_argument("--full-steps", type=int, default=5, help="full fine-tuning steps")
     parser.add_argument("--train-batch-size", type=int, default=8, help="pairs per step")
     parser.add_argument("--score-batch-size", type=int, default=32, help="sequences per pass")
+    parser.add_argument(
+        "--score-groups",
+        default="",
+        help="comma-separated scoring group sizes in tokens, e.g. 32768,8192,2048: packed "
+        "scoring at each (max_batch_tokens), interleaved",
+    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="override peak bf16")
     parser.add_argument("--skip-large", action="store_true", help="GPU: skip the 0.6B model")
     parser.add_argument(
