@@ -180,9 +180,11 @@ def pack_width(model: PreTrainedModel, lengths: Sequence[int]) -> int | None:
 
 def _attends_per_sequence(model: PreTrainedModel) -> bool:
     # The CPU only: on a GPU one kernel per sequence and layer would cost more in launches than
-    # the masked row computes in vain.
+    # the masked row computes in vain. Only models whose attention calls transformers' attention
+    # interface: any other would attend across the whole unmasked row.
     return (
         _is_bert_like(model)
+        and bool(getattr(model, "_supports_attention_backend", False))
         and model.config._attn_implementation in ("sdpa", PACKED_ATTENTION)
         and next(model.parameters()).device.type == "cpu"
     )

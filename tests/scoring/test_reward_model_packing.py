@@ -140,6 +140,22 @@ def test_an_encoder_on_the_cpu_packs_one_row_and_attends_per_sequence_in_bf16_to
     assert torch.equal(again, sdpa)
 
 
+def test_an_encoder_outside_transformers_attention_interface_keeps_its_masked_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Such a model would ignore the per-sequence attention and attend across the whole row.
+    model = RewardModel.load(build_tiny_reward_model(tmp_path / "rm"))
+    monkeypatch.setattr(type(model.model), "_supports_attention_backend", False)
+    assert pack_width(model.model, [3, 5]) == 5
+    model.model.eval()
+    chosen, rejected = _pairs_ids(model)
+    sequences = chosen + rejected
+    packed = model.rewards_for_ids(sequences)
+    model.packing = False
+    assert abs(packed - model.rewards_for_ids(sequences)).max() < TOLERANCE
+    assert model.model.config._attn_implementation == "sdpa"
+
+
 def test_per_sequence_attention_survives_gradient_checkpointings_recomputation(
     tmp_path: Path,
 ) -> None:
