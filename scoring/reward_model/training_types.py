@@ -122,6 +122,9 @@ class TrainingMetrics:
     packing: bool | None = None
     # Full mode on packed batches: "ddp" (also for one process) or "fsdp".
     strategy: str | None = None
+    # Full mode: the arithmetic it trained in, "bf16" (autocast) or "float32"; "auto" resolves
+    # per host, so the job's result says which it was.
+    precision: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -109,6 +109,7 @@ def train_with_trl(
         phase_seconds={"train": train_seconds},
         padding_share=1.0 - tokens / max(slots, 1),
         packing=False,
+        precision=model.precision,
     )
 
 

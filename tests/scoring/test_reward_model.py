@@ -422,10 +422,13 @@ def test_the_precision_to_score_in_travels_with_the_checkpoint(
 def test_full_training_records_its_precision_and_keeps_float32_weights(
     tiny: RewardModel,
 ) -> None:
-    train(tiny, synthetic_pairs(16, seed=1), TrainingConfig(mode="full", max_steps=1, bf16=False))
-    assert tiny.precision == "float32"
-    train(tiny, synthetic_pairs(16, seed=1), TrainingConfig(mode="full", max_steps=1, bf16=True))
-    assert tiny.precision == "bf16"  # scored under autocast on a GPU, in float32 on a CPU
+    pairs = synthetic_pairs(16, seed=1)
+    metrics = train(tiny, pairs, TrainingConfig(mode="full", max_steps=1, bf16=False))
+    assert tiny.precision == metrics.precision == "float32"
+    metrics = train(tiny, pairs, TrainingConfig(mode="full", max_steps=1, bf16=True))
+    # Scored under autocast on a GPU, in float32 on a CPU; the job's result says what ran.
+    assert tiny.precision == metrics.precision == "bf16"
+    assert metrics.as_dict()["precision"] == "bf16"
     assert {parameter.dtype for parameter in tiny.model.parameters()} == {torch.float32}
 
 
