@@ -21,9 +21,6 @@ vectors are ever computed.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ import numpy as np
 
 from annotation.models import Pair
 from scoring.loop.vector_store import vector_store
+from scoring.reward_model.memory import release_freed_memory
 
 if TYPE_CHECKING:
     from scoring.reward_model import RewardModel
@@ -151,26 +149,6 @@ def pair_embeddings_store(*, vectors: PairVectors, key: str) -> None:
     )
 
 
-def release_freed_memory() -> None:
-    """Hand memory that malloc keeps after frees back to the OS (glibc only; a no-op elsewhere).
-
-    Forward passes over ever-changing shapes leave freed blocks in glibc's arenas: MiniLM
-    embedding chunk after chunk held 1.3 GB where a trim brings it back to 0.55 GB, and a
-    20,000-pair run peaked at 2.6 GB (benchmarks/loop_scale.py, README)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    # Looked up once per process: find_library runs ldconfig.
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
 def pair_embeddings_ensure(
     *,
     pair_ids: Sequence[int],
@@ -199,9 +177,7 @@ def pair_embeddings_ensure(
     return len(missing)
 
 
-def pair_vectors_load(
-    *, pair_ids: Sequence[int], key: str, context: bool = True
-) -> PairVectors:
+def pair_vectors_load(*, pair_ids: Sequence[int], key: str, context: bool = True) -> PairVectors:
     """Stored vectors for these pairs, in the given order. Raises if any is missing.
     ``context=False`` reads only the head features (scoring), leaving ``context`` empty."""
     ids = np.array([int(pair_id) for pair_id in pair_ids], dtype=np.int64)
