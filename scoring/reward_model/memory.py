@@ -25,6 +25,6 @@ def release_freed_memory() -> None:
 def _malloc_trim() -> Callable[[int], int] | None:
     # Looked up once per process: find_library runs ldconfig.
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc
         return None
