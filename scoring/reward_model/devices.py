@@ -34,6 +34,16 @@ def trains_in_bf16_by_default(device: torch.device) -> bool:
     return supports_bf16(device) or (device.type == "cpu" and cpu_has_bf16_units())
 
 
+def training_bf16(requested: bool | None, device: torch.device) -> bool:
+    """Whether training on ``device`` autocasts to bf16: ``requested`` (a ``precision``
+    setting), or the device's default when None. A GPU without bf16 is refused up front."""
+    if requested is None:
+        return trains_in_bf16_by_default(device)
+    if requested and device.type == "cuda" and not supports_bf16(device):
+        raise ValueError("This GPU has no bf16 arithmetic: train with precision float32 or auto.")
+    return requested
+
+
 def training_autocast(
     device: torch.device, bf16: bool
 ) -> contextlib.AbstractContextManager[object]:

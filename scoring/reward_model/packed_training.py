@@ -47,7 +47,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from .devices import training_autocast, trains_in_bf16_by_default
+from .devices import training_autocast, training_bf16
 from .memory import release_freed_memory
 from .packing import PackedBatch, pack, pack_width, packed_forward
 
@@ -314,7 +314,7 @@ def run_packed_training(
     # clipping and counting read best in one place; set-up and loss live in the helpers above.
     device = next(model.parameters()).device
     _prepare_model(model, config)
-    use_bf16 = config.bf16 if config.bf16 is not None else trains_in_bf16_by_default(device)
+    use_bf16 = training_bf16(config.bf16, device)
     fsdp = config.strategy == "fsdp"
     module = _wrap_for_strategy(model, config, device=device, world_size=world_size, bf16=use_bf16)
     pair_tokens = [

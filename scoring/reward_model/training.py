@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .devices import trains_in_bf16_by_default
+from .devices import training_bf16
 from .examples import ExampleLike, as_preference_examples
 from .head import find_reward_head
 from .model import RewardModel
@@ -298,7 +298,7 @@ def _train_packed(
     world_size: int,
 ) -> TrainingMetrics:
     device = model.device
-    use_bf16 = config.bf16 if config.bf16 is not None else trains_in_bf16_by_default(device)
+    use_bf16 = training_bf16(config.bf16, device)
     # Scored later the way it was trained: bf16 autocast on a GPU (a CPU scores in float32).
     model.precision = "bf16" if use_bf16 else "float32"
     if config.liger:

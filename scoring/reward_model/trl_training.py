@@ -21,7 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .devices import trains_in_bf16_by_default
+from .devices import training_bf16
 from .model import RewardModel
 from .training_types import (
     PreparedPairs,
@@ -117,7 +117,7 @@ def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str
     from trl import RewardConfig
 
     available = {config_field.name for config_field in dataclasses.fields(RewardConfig)}
-    use_bf16 = config.bf16 if config.bf16 is not None else trains_in_bf16_by_default(device)
+    use_bf16 = training_bf16(config.bf16, device)
     options: dict[str, Any] = {
         "output_dir": output_dir,
         "per_device_train_batch_size": config.batch_size,

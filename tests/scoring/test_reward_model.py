@@ -34,7 +34,7 @@ from scoring.reward_model import (
     parse_hh_rlhf_pair,
     train,
 )
-from scoring.reward_model.devices import cpu_has_bf16_units
+from scoring.reward_model.devices import cpu_has_bf16_units, training_bf16
 from scoring.reward_model.model import CPU_MAX_BATCH_TOKENS
 
 TOPICS = ["weather", "cooking", "travel", "music", "sports", "movies", "books", "gardening"]
@@ -430,6 +430,19 @@ def test_full_training_records_its_precision_and_keeps_float32_weights(
     assert tiny.precision == metrics.precision == "bf16"
     assert metrics.as_dict()["precision"] == "bf16"
     assert {parameter.dtype for parameter in tiny.model.parameters()} == {torch.float32}
+
+
+def test_the_precision_setting_resolves_per_device_and_refuses_bf16_where_a_gpu_lacks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    old_gpu = torch.device("cuda")
+    with pytest.raises(ValueError, match="no bf16"):
+        training_bf16(True, old_gpu)
+    assert training_bf16(None, old_gpu) is False  # auto: float32 there
+    assert training_bf16(False, old_gpu) is False
+    assert training_bf16(None, torch.device("cpu")) is cpu_has_bf16_units()
+    assert training_bf16(True, torch.device("cpu")) is True  # forced: emulated where no AMX
 
 
 def test_cpu_training_autocasts_to_bf16_where_the_cpu_has_bf16_units(tiny: RewardModel) -> None:
