@@ -245,6 +245,7 @@ def bench_full_training(
     steady rate (first step left out) is printed too, but it flatters the padded path: its
     length-grouped sampler puts the longest batch first (README)."""
     rates: dict[str, tuple[float, float]] = {}
+    mean_square: float | None = None  # Σ length² / Σ length of the pairs' sequences
     for name, packing, max_steps, budget, bf16 in _full_training_arms(device, steps, token_budget):
         if not packing and importlib.util.find_spec("trl") is None:
             print(f"[{label}] full training, padded: skipped (TRL, its only path, not installed)")
@@ -260,9 +261,11 @@ def bench_full_training(
             bf16=bf16,
         )
         train(build(), pairs, dataclasses.replace(config, max_steps=1))  # warm-up, untimed
+        if mean_square is None:  # the same tokenizer in every arm
+            encoded = model.encode([(p.conversation, p.chosen) for p in pairs]).input_ids
+            encoded += model.encode([(p.conversation, p.rejected) for p in pairs]).input_ids
+            mean_square = sum(len(i) ** 2 for i in encoded) / max(sum(map(len, encoded)), 1)
         step_times, on_progress = step_timer(model.device)
-        encoded = model.encode([(p.conversation, p.chosen) for p in pairs]).input_ids
-        encoded += model.encode([(p.conversation, p.rejected) for p in pairs]).input_ids
         metrics = train(model, pairs, config, on_progress=on_progress)
         line = (
             f"[{label}] full training, {name}: {metrics.steps} steps, "
@@ -279,7 +282,6 @@ def bench_full_training(
             pairs_per_step /= metrics.steps
             steady = steady_steps * pairs_per_step / steady_seconds
             steady_tokens = metrics.tokens * steady_steps / metrics.steps / steady_seconds
-            mean_square = sum(len(i) ** 2 for i in encoded) / max(sum(map(len, encoded)), 1)
             flops = 6 * non_embedding_parameters(model.model) * steady_tokens
             flops += attention_flops(model.model, [1], training=True) * mean_square * steady_tokens
             line += (
@@ -454,7 +456,7 @@ def bench_long_context(
 
 
 def bench_heldout_accuracy(
-    label: str, build: Callable[[], RewardModel], args: argparse.Namespace
+    label: str, build: Callable[[], RewardModel], args: argparse.Namespace, device: torch.device
 ) -> None:
     """Held-out accuracy of both training modes on the real hh-rlhf labels (no pair repeated)."""
     pool = load_hh_rlhf(HH_RLHF_PATH)
@@ -468,7 +470,6 @@ def bench_heldout_accuracy(
             learning_rate=args.full_learning_rate,
         ),
     }
-    device = build().device
     if device.type == "cpu" and trains_in_bf16_by_default(device):
         # The default here is bf16 autocast: float32 beside it shows what bf16 costs in accuracy.
         configs["full, bf16 autocast (default here)"] = configs.pop("full")
@@ -630,7 +631,7 @@ def main() -> None:
     if not args.skip_minilm:
         run_model("minilm", lambda: RewardModel.from_base(device=device), pairs, args, peak)
     if args.heldout:
-        bench_heldout_accuracy("minilm", lambda: RewardModel.from_base(device=device), args)
+        bench_heldout_accuracy("minilm", lambda: RewardModel.from_base(device=device), args, device)
     if args.processes:
         bench_distributed("minilm", default_base_path(), pairs, args, peak, device)
     if device.type == "cuda" and not args.skip_large:

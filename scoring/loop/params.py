@@ -19,7 +19,7 @@ MODES = ("head", "full")
 # scoring.reward_model.training_types.STRATEGIES and TRAINING_PRECISIONS (not imported: it would
 # load torch here).
 STRATEGIES = ("ddp", "fsdp")
-PRECISIONS = ("auto", "bf16", "float32")
+TRAINING_PRECISIONS = ("auto", "bf16", "float32")
 # TrainParams fields that are TrainingConfig options (scoring.reward_model).
 _CONFIG_PARAMS = (
     "max_length",
@@ -50,7 +50,7 @@ _POSITIVE = (
 @dataclass(frozen=True)
 class TrainParams(JobParams):
     error = JobError
-    choices = {"mode": MODES, "strategy": STRATEGIES, "precision": PRECISIONS}
+    choices = {"mode": MODES, "strategy": STRATEGIES, "precision": TRAINING_PRECISIONS}
 
     mode: str = "head"
     # A model directory; None: settings.ARBITER["BASE_MODEL"], else the packaged MiniLM.
@@ -91,9 +91,9 @@ class TrainParams(JobParams):
             raise JobError(
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
-        if self.precision is not None and self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in TRAINING_PRECISIONS:
             raise JobError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+                f"precision must be one of {', '.join(TRAINING_PRECISIONS)}, got {self.precision!r}"
             )
         if self.strategy == "fsdp" and self.mode != "full":
             raise JobError("fsdp trains only in full mode")

@@ -377,7 +377,7 @@ def run_packed_training(
             break
     seconds = time.perf_counter() - started
     # Not during training: a trim every 10 steps held MiniLM at 1.5 GB instead of 3.7 GB but
-    # cost 6-15% of the pairs/s (pages faulted back in); after it, the worker gives them back.
+    # cost 6-18% of the pairs/s (pages faulted back in); after it, the worker gives them back.
     release_freed_memory()
     if world_size > 1:
         counts = torch.tensor([pairs, tokens, slots], dtype=torch.float64, device=device)

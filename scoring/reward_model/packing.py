@@ -282,15 +282,9 @@ def packed_forward(model: PreTrainedModel, batch: PackedBatch) -> tuple[torch.Te
         if batch.input_ids.shape[0] == 1 and _attends_per_sequence(model):
             # Kept for good: PACKED_ATTENTION is SDPA for every call without boundaries, and
             # gradient checkpointing recomputes the forward pass after this call returns.
-            model.config._attn_implementation = PACKED_ATTENTION
-            cu_seq_lens = batch.boundaries()
-            longest = max(batch.lengths)
-            attention: dict[str, object] = {
-                "cu_seq_lens_q": cu_seq_lens,
-                "cu_seq_lens_k": cu_seq_lens,
-                "max_length_q": longest,
-                "max_length_k": longest,
-            }
+            if model.config._attn_implementation != PACKED_ATTENTION:
+                model.config._attn_implementation = PACKED_ATTENTION
+            attention: dict[str, object] = {"cu_seq_lens_q": batch.boundaries()}
         else:
             attention = {"attention_mask": batch.block_diagonal_mask()}
         hidden = base(

@@ -336,5 +336,5 @@ def _train_packed(
         world_size=world_size,
         packing=True,
         strategy=config.strategy,
-        precision="bf16" if use_bf16 else "float32",
+        precision=model.precision,
     )

@@ -27,9 +27,10 @@ _LOSS_CURVE_POINTS = 50
 
 # Real tokens per process and micro-batch: about 7 hh-rlhf pairs for MiniLM (~300 tokens a
 # pair), so the budget, not batch_size 8, sizes the batches there. Raise both for long context.
+DEFAULT_TOKEN_BUDGET = 2048
+
 # A training setting: "auto" leaves TrainingConfig.bf16 None (the device decides).
 TRAINING_PRECISIONS = ("auto", "bf16", "float32")
-DEFAULT_TOKEN_BUDGET = 2048
 
 STRATEGIES = ("ddp", "fsdp")
 

@@ -54,6 +54,15 @@ def test_the_precision_setting_becomes_the_training_configs_bf16(precision, bf16
     assert params.training_config().bf16 is bf16
 
 
+def test_the_job_schemas_choices_mirror_the_reward_models():
+    # Copied, not imported, so that parsing a job does not load torch: they must not drift.
+    from scoring.loop import params
+    from scoring.reward_model import training_types
+
+    assert params.STRATEGIES == training_types.STRATEGIES
+    assert params.TRAINING_PRECISIONS == training_types.TRAINING_PRECISIONS
+
+
 def test_the_error_of_each_kind_is_its_domain_error():
     assert (TrainParams.error, LoopParams.error, ScoreParams.error) == (JobError,) * 3
     assert ExportFilters.error is InvalidExport
