@@ -207,7 +207,7 @@ def _full_training_arms(
 ) -> list[tuple[str, bool, int | None, int | None, bool | None]]:
     """(name, packing, max_steps, token budget, bf16) of each full-training arm. On a CPU the
     padded/packed comparison runs in float32 (the old default) and the job's default (bf16
-    autocast where the CPU has AMX) is an arm of its own; on a GPU every arm autocasts."""
+    autocast where the CPU has bf16 units) is an arm of its own; on a GPU every arm autocasts."""
     float32 = False if device.type == "cpu" else None
     arms: list[tuple[str, bool, int | None, int | None, bool | None]] = [
         ("padded", False, steps, token_budget, float32),
@@ -217,7 +217,7 @@ def _full_training_arms(
         job = f"packed, {DEFAULT_TOKEN_BUDGET:,}-token micro-batches"
         arms.append((job, True, None, DEFAULT_TOKEN_BUDGET, float32))
         if device.type == "cpu" and trains_in_bf16_by_default(device):
-            arms.append((f"{job}, bf16 autocast (AMX)", True, None, DEFAULT_TOKEN_BUDGET, None))
+            arms.append((f"{job}, bf16 autocast", True, None, DEFAULT_TOKEN_BUDGET, None))
     return arms
 
 
@@ -238,7 +238,7 @@ def bench_full_training(
     batch_size pairs a step), the packed path with the same pairs per step (a budget batch_size
     windows wide, so the pair cap binds and the two differ only in padding), the packed path
     as a job runs it (micro-batches of DEFAULT_TOKEN_BUDGET real tokens, one pass over the
-    pairs) and, on a CPU with AMX, that again with the job's default bf16 autocast.
+    pairs) and, on a CPU with bf16 units, that again with the job's default bf16 autocast.
 
     Each arm first trains one untimed step on a fresh model (kernels and allocator warmed), so
     its overall pairs/s, which counts every pair trained in every step, is the comparison. The

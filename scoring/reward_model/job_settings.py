@@ -108,7 +108,8 @@ TRAINING_SETTINGS: tuple[Setting, ...] = (
         "choice",
         "auto",
         "Full mode: training arithmetic over float32 weights. auto: bf16 autocast on a bf16 "
-        "GPU or a CPU with AMX bf16 units, float32 elsewhere; bf16 or float32 forces one.",
+        "GPU or a CPU with bf16 units (AMX or AVX-512 BF16), float32 elsewhere; bf16 or float32 "
+        "forces one.",
         choices=TRAINING_PRECISIONS,
     ),
 )

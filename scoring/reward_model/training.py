@@ -16,9 +16,9 @@ Two modes:
 ``full``
     Fine-tunes every weight. By default on padding-free, token-budgeted packed batches with our
     own small loop (:mod:`.packed_training`; AdamW, linear warm-up and decay, accumulation, bf16
-    autocast on a bf16 GPU or an AMX CPU (``config.bf16``), optional gradient checkpointing; one
-    process, or one rank of a torchrun job replicated by DDP or sharded by FSDP, see
-    :mod:`.distributed`). With ``packing=False``,
+    autocast on a bf16 GPU or a CPU with bf16 units (``config.bf16``), optional gradient
+    checkpointing; one process, or one rank of a torchrun job replicated by DDP or sharded by
+    FSDP, see :mod:`.distributed`). With ``packing=False``,
     or for an architecture that :func:`.packing.supports_packing` does not know, TRL's
     ``RewardTrainer`` on padded, length-grouped batches. Either way sequences are pre-tokenized
     and cut from the left so the response survives (TRL alone could only drop sequences longer

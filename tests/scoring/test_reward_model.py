@@ -442,7 +442,20 @@ def test_the_precision_setting_resolves_per_device_and_refuses_bf16_where_a_gpu_
     assert training_bf16(None, old_gpu) is False  # auto: float32 there
     assert training_bf16(False, old_gpu) is False
     assert training_bf16(None, torch.device("cpu")) is cpu_has_bf16_units()
-    assert training_bf16(True, torch.device("cpu")) is True  # forced: emulated where no AMX
+    assert training_bf16(True, torch.device("cpu")) is True  # forced: emulated where no bf16 units
+
+
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "expected"),
+    [(True, False, True), (False, True, True), (False, False, False)],
+)
+def test_a_cpu_has_bf16_units_with_amx_tiles_or_avx512_bf16(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, expected: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert cpu_has_bf16_units() is expected
+    assert training_bf16(None, torch.device("cpu")) is expected
 
 
 def test_cpu_training_autocasts_to_bf16_where_the_cpu_has_bf16_units(tiny: RewardModel) -> None:
