@@ -74,10 +74,13 @@
     return true;
   }
 
+  // Every page loads this file, so this is the one click handler of the diff button; page
+  // scripts with keys of their own call window.arbiter.toggleDiff.
   document.addEventListener("click", function (event) {
     const button = event.target.closest && event.target.closest("[data-diff-toggle]");
     if (button) toggleDiff();
   });
+  window.arbiter.toggleDiff = toggleDiff;
 
   function submitLabel(form) {
     const next = document.querySelector("[data-next-pair]");

@@ -14,21 +14,6 @@
     return verdict ? verdict.form : null;
   }
 
-  function toggleDiff() {
-    const button = document.querySelector("[data-diff-toggle]");
-    const panel = document.getElementById("pair-diff");
-    if (!button || !panel) return false;
-    panel.hidden = !panel.hidden;
-    button.setAttribute("aria-expanded", String(!panel.hidden));
-    button.firstChild.textContent = panel.hidden ? "Show differences " : "Hide differences ";
-    return true;
-  }
-
-  document.addEventListener("click", function (event) {
-    const button = event.target.closest && event.target.closest("[data-diff-toggle]");
-    if (button) toggleDiff();
-  });
-
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.isComposing) return;
     const target = event.target;
@@ -46,7 +31,9 @@
     if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
     if (key === "c") {
-      if (toggleDiff()) event.preventDefault();
+      // The site script (js/arbiter.js) owns the diff and its button; it leaves c to this
+      // page when a verdict control has the focus.
+      if (window.arbiter && window.arbiter.toggleDiff()) event.preventDefault();
       return;
     }
     if (key === "n") {

@@ -1,6 +1,6 @@
 """The expert's review page shows the pair as annotators saw it: the workspace's Markdown
-renderer and sanitiser, code highlighted, and very long unbroken lines kept inside their block
-without stalling the layout."""
+renderer and sanitiser, code highlighted, very long unbroken lines kept inside their block
+without stalling the layout, and the diff of A and B opened by its button or key."""
 
 from __future__ import annotations
 
@@ -75,3 +75,41 @@ def test_a_200000_character_line_lays_out_at_once_and_stays_in_its_block(expert_
     for selector in ("#response-a", "#response-b", ".conversation .turn"):
         box = page.locator(selector).first.bounding_box()
         assert box["x"] + box["width"] <= 1440, selector
+
+
+def test_the_review_page_diff_opens_and_closes_by_its_button_and_its_key(
+    expert_page, live_server, watched
+):
+    page = expert_page
+    escalation = _escalated(
+        CampaignFactory(),
+        response_a="```python\ndef is_odd(n):\n    return n % 2 == 1\n```",
+        response_b="```python\ndef is_odd(n):\n    return n % 2 == 0\n```",
+    )
+    page.goto(f"{live_server.url}/escalations/{escalation.pk}/")
+    diff = page.locator("#pair-diff")
+    button = page.locator("[data-diff-toggle]")
+    assert not diff.is_visible()
+
+    # The page loads the site's script and its own: one click must toggle the diff once.
+    button.click()
+    assert diff.is_visible()
+    assert button.get_attribute("aria-expanded") == "true"
+    assert sorted(
+        diff.locator(".diff-body del.diff-a").all_inner_texts()
+        + diff.locator(".diff-body ins.diff-b").all_inner_texts()
+    ) == ["0", "1"]
+    button.click()
+    assert not diff.is_visible()
+    page.keyboard.press("c")
+    assert diff.is_visible()
+    page.keyboard.press("c")
+    assert not diff.is_visible()
+    # From a verdict control too, where the page's own key handler serves c.
+    page.get_by_role("button", name="Claim this pair").click()
+    page.get_by_role("button", name="Record final decision").wait_for()
+    page.locator("#decision-panel input[name=verdict]").first.focus()
+    page.keyboard.press("c")
+    assert diff.is_visible()
+    assert watched.page_errors == []
+    assert page.evaluate("window.__cspViolations") == []
