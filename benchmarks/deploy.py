@@ -10,14 +10,17 @@ machine shared with other jobs slows every arm alike:
 * ``onnx-int8-dyn``: ``--quantize int8-dynamic`` (``quantize_dynamic``: per-channel int8
   weights, int8 activations with one scale per tensor, int8 arithmetic);
 * on a CUDA device also ``cuda-fp32`` (float32 weights, no autocast), ``torch-bf16`` and
-  ``torch-fp16`` (half-precision weights, as the GPU worker serves).
+  ``torch-fp16`` (half-precision weights, as the GPU worker serves);
+* on a CPU with bf16 units (AMX or AVX-512 BF16) also ``cpu-bf16-autocast``: the torch model
+  under CPU bf16 autocast. Not a product path (a CPU scores in float32, so a version's scores do
+  not depend on the CPU that scored them); it shows what that rule costs in speed.
 
 The model is all-MiniLM-L6-v2 with a reward head trained (head mode) on ``--train`` hh-rlhf
 pairs; ``--heldout`` other pairs are scored by every arm. Reported per arm: per-pair latency at
 batch 1 (median over ``--latency-pairs`` pairs, one ``prob_a_better`` call each), pairs/s at
 batch 32 (all held-out pairs, 32 pairs = 64 transcripts per call), agreement with torch-fp32
-(same preferred side), held-out accuracy (the human-chosen side preferred), and the ratio of
-pairs/s to torch-fp32.
+(same preferred side), held-out accuracy (the human-chosen side preferred) and its change
+against torch-fp32 with a 95% paired bootstrap interval, and the ratio of pairs/s to torch-fp32.
 
 The ONNX arms are exported as ``export_model`` writes them: traced with eager attention and
 rewritten by ONNX Runtime's transformer optimizer (fused Attention, SkipLayerNormalization,
@@ -26,7 +29,7 @@ than spinning, in length-sorted batches whose rows are within 10% of the batch's
 Runtime computes every padded position; the torch arm scores padding-free packed batches). The
 padding this leaves is printed as padded/real tokens. ``--checkpoint DIR`` keeps the trained
 model there and reuses it on the next run (the same model for every run; training is most of a
-run's time on a busy CPU).
+run's time on a busy CPU); any saved reward model directory serves, e.g. a full-mode version.
 
     .venv/bin/python benchmarks/deploy.py [--train 300] [--heldout 400] [--latency-pairs 40]
         [--threads N] [--max-length 512] [--checkpoint DIR]
@@ -51,12 +54,14 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from scoring.evaluation.maths import bootstrap_mean_interval  # noqa: E402
 from scoring.reward_model import (  # noqa: E402
     RewardModel,
     TrainingConfig,
     load_hh_rlhf,
     train,
 )
+from scoring.reward_model.devices import cpu_has_bf16_units  # noqa: E402
 from scoring.reward_model.onnx_backend import (  # noqa: E402
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_BATCH_TOKENS,
@@ -80,6 +85,13 @@ def build_arms(
     for name, quantize in quantizations:
         path = export_onnx(model, workdir / name, quantize=quantize)
         arms[name] = OnnxRewardModel.load(path, threads=threads).prob_a_better_batch
+    if model.device.type == "cpu" and cpu_has_bf16_units():
+
+        def cpu_bf16(pairs: list[Pair]) -> np.ndarray:
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+                return model.prob_a_better_batch(pairs)
+
+        arms["cpu-bf16-autocast"] = cpu_bf16
     if torch.cuda.is_available():
         saved = model.save(workdir / "checkpoint")
         on_gpu = (
@@ -136,15 +148,18 @@ def main() -> None:
     started = time.perf_counter()
     if args.checkpoint is not None and (args.checkpoint / "config.json").is_file():
         model = RewardModel.load(args.checkpoint, device="cpu", max_length=args.max_length)
-        trained = f"loaded from {args.checkpoint}"
+        trained = f"{args.checkpoint}, as saved there"
     else:
         model = RewardModel.from_base(device="cpu", max_length=args.max_length)
         train(model, training, TrainingConfig(mode="head"))
-        trained = f"trained in {time.perf_counter() - started:.0f} s"
+        trained = (
+            f"all-MiniLM-L6-v2 + head on {len(training)} hh-rlhf pairs, trained in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
         if args.checkpoint is not None:
             model.save(args.checkpoint)
     print(
-        f"model: all-MiniLM-L6-v2 + head on {len(training)} hh-rlhf pairs ({trained}); "
+        f"model: {trained}; "
         f"max_length {model.max_length}; {args.threads} threads; {len(held_out)} held-out "
         f"pairs; load average {os.getloadavg()[0]:.1f}"
     )
@@ -180,8 +195,8 @@ def main() -> None:
     baseline = np.concatenate(probabilities["torch-fp32"])
     base_rate = len(pairs) / spent["torch-fp32"]
     header = (
-        f"{'arm':<13} {'batch-1 ms/pair':>15} {'batch-32 pairs/s':>17} {'× torch-fp32':>13} "
-        f"{'agreement':>10} {'accuracy':>9}"
+        f"{'arm':<17} {'batch-1 ms/pair':>15} {'batch-32 pairs/s':>17} {'× torch-fp32':>13} "
+        f"{'agreement':>10} {'accuracy':>9} {'Δ accuracy [95%]':>24}"
     )
     print(header)
     print("-" * len(header))
@@ -190,13 +205,19 @@ def main() -> None:
         rate = len(pairs) / spent[name]
         agreement = float(np.mean((p > 0.5) == (baseline > 0.5)))
         accuracy = float(np.mean(p > 0.5))
+        # Paired: the same pairs under both arms, so resample pairs, not the two arms apart.
+        change, low, high = bootstrap_mean_interval(
+            (p > 0.5).astype(np.float64) - (baseline > 0.5).astype(np.float64)
+        )
         print(
-            f"{name:<13} {1000 * statistics.median(latencies[name]):>15.1f} {rate:>17.1f} "
-            f"{rate / base_rate:>12.2f}× {agreement:>10.3f} {accuracy:>9.3f}"
+            f"{name:<17} {1000 * statistics.median(latencies[name]):>15.1f} {rate:>17.1f} "
+            f"{rate / base_rate:>12.2f}× {agreement:>10.3f} {accuracy:>9.3f} "
+            f"{f'{change:+.3f} [{low:+.3f}, {high:+.3f}]':>24}"
         )
     print(
         "agreement: same preferred side as torch-fp32; accuracy: the human-chosen side "
-        "preferred; all arms measured in this run, interleaved; load average "
+        "preferred; Δ accuracy: against torch-fp32 on the same pairs, with a 95% paired "
+        "bootstrap interval; all arms measured in this run, interleaved; load average "
         f"{os.getloadavg()[0]:.1f} at the end"
     )
 
