@@ -23,17 +23,17 @@ def supports_bf16(device: torch.device) -> bool:
     return device.type == "cuda" and bool(torch.cuda.is_bf16_supported())
 
 
+# The CPUID checks for bf16 matrix units, which torch.cpu exposes only under private names.
+_CPU_BF16_CHECKS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware: Intel AMX tiles or AVX-512 BF16
     dot products (AMD Zen 4 and later, Intel Cooper Lake and later). A 2048x384x1536 matmul ran
     10x faster in bf16 than in float32 on the AMX dev machine, 4.1x on the AVX-512 BF16 one;
     elsewhere bf16 is emulated."""
-    # torch.cpu exposes the CPUID checks only under private names.
     checks = (getattr(torch.cpu, name, None) for name in _CPU_BF16_CHECKS)
     return any(bool(check()) for check in checks if check is not None)
-
-
-_CPU_BF16_CHECKS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
 
 
 def trains_in_bf16_by_default(device: torch.device) -> bool:

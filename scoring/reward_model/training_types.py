@@ -56,7 +56,7 @@ class TrainingConfig:
     weight_decay: float = 0.0
     group_by_length: bool = True
     # None: bf16 autocast on a bf16-capable CUDA device or a CPU with bf16 units (AMX or
-    # AVX-512 BF16; devices.py)..
+    # AVX-512 BF16; devices.py).
     bf16: bool | None = None
     gradient_checkpointing: bool = False
     center_rewards_coefficient: float | None = None
