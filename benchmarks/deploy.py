@@ -85,7 +85,7 @@ def build_arms(
     for name, quantize in quantizations:
         path = export_onnx(model, workdir / name, quantize=quantize)
         arms[name] = OnnxRewardModel.load(path, threads=threads).prob_a_better_batch
-    if model.device.type == "cpu" and cpu_has_bf16_units():
+    if cpu_has_bf16_units():  # main() builds the model on the CPU
 
         def cpu_bf16(pairs: list[Pair]) -> np.ndarray:
             with torch.autocast(device_type="cpu", dtype=torch.bfloat16):

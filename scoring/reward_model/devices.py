@@ -68,8 +68,9 @@ PRECISIONS = ("bf16", "float32")
 def autocast_for(
     device: torch.device, precision: str = "bf16"
 ) -> contextlib.AbstractContextManager[object]:
-    # Scoring: CPU bf16 is emulated (slow) on most CPUs and changes scores; a CPU scores in
-    # float32, so a version's scores do not depend on which CPU scored it.
+    # Scoring: a CPU scores in float32 even where it has bf16 units (2.3x faster with 99%
+    # agreement on the AVX-512 BF16 dev machine, benchmarks/deploy.py), so a version's scores do
+    # not depend on which CPU scored them; elsewhere CPU bf16 is emulated and slow besides.
     if precision == "bf16" and supports_bf16(device):
         autocast: contextlib.AbstractContextManager[object] = torch.autocast(
             device_type="cuda", dtype=torch.bfloat16

@@ -217,7 +217,7 @@ def test_full_training_lowers_the_loss_on_cpu(tiny: RewardModel) -> None:
     )
     assert metrics.mode == "full" and metrics.device == "cpu" and not metrics.cancelled
     assert metrics.steps == 12
-    # 0.10 in float32, 0.098 under bf16 autocast (the default on a CPU with AMX).
+    # 0.10 in float32, 0.098 under bf16 autocast (the default on a CPU with bf16 units).
     assert np.mean(metrics.loss_curve[-3:]) < np.mean(metrics.loss_curve[:3]) - 0.08
     assert metrics.tokens_per_second > 0 and metrics.pairs_per_second > 0
     fractions = [fraction for fraction, _ in progress]
