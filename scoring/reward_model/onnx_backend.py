@@ -153,7 +153,12 @@ def _quantize(source: Path, target: Path, quantize: str) -> None:
     accuracy_level 4, which is what ``quantize_static`` QDQ becomes after ONNX Runtime's fusions)
     is faithful with SmoothQuant on the FFN input (0.05, 99–100% same side) but slower than
     float32 on this CPU, as is the weight-only form (ONNX Runtime's 8-bit MatMulNBits kernels
-    lose to its float32 GEMM), so only the calibration-free weight-only form is offered."""
+    lose to its float32 GEMM), so only the calibration-free weight-only form is offered.
+    One activation scale per row over all channels (symmetric int8 per token, MatMulInteger with
+    per-channel weights, the fused Attention left in float32) is no cure either (AMD Zen 4,
+    128–256 pairs): 0.33 on the 18 MatMul nodes, 0.135 with SmoothQuant calibrated on 128
+    other pairs (α 0.8), 0.28 on the FFN input alone; and its separate quantising nodes leave it
+    at 1.25–1.32× ONNX float32, where ``quantize_dynamic``'s fused kernels reach 1.98×."""
     import logging
 
     logging.disable(logging.INFO)  # both quantisers log every node at INFO
