@@ -79,6 +79,9 @@ def _record(
 ) -> EvaluationRecord:
     subset = row.get("subset", row.get("category"))
     subset = str(subset).strip() if subset not in (None, "") else DEFAULT_SUBSET
+    if "\x00" in subset:
+        # PostgreSQL text cannot hold NUL: refuse the row here, with its number, not at save.
+        raise EvaluationSetError(f"{filename}: row {number}: subset contains a NUL character")
     try:
         record = record_from_row(_pair_fields(row), line=number, limits=limits, from_text=from_text)
     except RowError as error:

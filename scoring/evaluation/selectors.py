@@ -40,9 +40,11 @@ def evaluation_sets_listed(
 def evaluation_set_for_admin(
     *, set_id: int, user: AbstractBaseUser | AnonymousUser, campaign: Campaign | None
 ) -> EvaluationSet:
-    """The campaign's own set (``campaign``), or the shared set (``campaign`` None), for an
-    admin; 404 otherwise, so a campaign's route never reaches a shared set nor another's."""
-    if not user_has_role(user, Role.ADMIN):
+    """The campaign's own set (``campaign``, which the caller has from ``campaign_for_admin``:
+    a site admin or the campaign's admin, who may upload its sets, may delete them), or the
+    shared set (``campaign`` None) for a site admin; 404 otherwise, so a campaign's route never
+    reaches a shared set nor another campaign's."""
+    if campaign is None and not user_has_role(user, Role.ADMIN):
         raise Http404("No such evaluation set.")
     found = evaluation_sets_listed(campaign=campaign, own_only=True).filter(pk=set_id).first()
     if found is None:

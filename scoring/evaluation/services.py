@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from annotation.models import Campaign
@@ -101,32 +101,35 @@ def evaluation_set_upload(
     subsets: dict[str, int] = {}
     for record in records:
         subsets[record.subset] = subsets.get(record.subset, 0) + 1
+    fields = {
+        "filename": filename[:500],
+        "sha256": sha256,
+        "pairs_count": len(records),
+        "subsets": dict(sorted(subsets.items())),
+        "created_by": user,
+    }
+    locked = EvaluationSet.objects.select_for_update().filter(campaign=campaign, name=name)
     with transaction.atomic():
-        existing = (
-            EvaluationSet.objects.select_for_update().filter(campaign=campaign, name=name).first()
-        )
-        if existing is not None and existing.sha256 == sha256:
-            return existing
-        if existing is not None:
-            existing.items.all().delete()
-            existing.results.all().delete()
-            evaluation_set = existing
-            evaluation_set.sha256 = sha256
-            evaluation_set.filename = filename[:500]
-            evaluation_set.pairs_count = len(records)
-            evaluation_set.subsets = dict(sorted(subsets.items()))
-            evaluation_set.created_by = user
+        evaluation_set, created = locked.first(), False
+        if evaluation_set is None:
+            try:
+                with transaction.atomic():
+                    evaluation_set = EvaluationSet.objects.create(
+                        campaign=campaign, name=name, **fields
+                    )
+                created = True
+            except IntegrityError:
+                # A concurrent upload created the set of that name after our look-up (there
+                # was no row to lock yet): its row is committed now, so replace it as below.
+                evaluation_set = locked.get()
+        if not created:
+            if evaluation_set.sha256 == sha256:
+                return evaluation_set
+            evaluation_set.items.all().delete()
+            evaluation_set.results.all().delete()
+            for key, value in fields.items():
+                setattr(evaluation_set, key, value)
             evaluation_set.save()
-        else:
-            evaluation_set = EvaluationSet.objects.create(
-                campaign=campaign,
-                name=name,
-                filename=filename[:500],
-                sha256=sha256,
-                pairs_count=len(records),
-                subsets=dict(sorted(subsets.items())),
-                created_by=user,
-            )
         _items_create(evaluation_set, records)
         if enqueue_pending:
             transaction.on_commit(lambda: evaluations_enqueue_pending(campaign=campaign))

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from annotation.models import Campaign
+from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_for_admin
 from core.http import error_into
 from core.requests import SignedInRequest
@@ -35,6 +36,7 @@ def _render(
         "form": form or EvaluationSetForm(),
         "upload_error": error,
         "upload_message": message,
+        "can_share": user_has_role(request.user, Role.ADMIN),
     }
     return render(request, "scoring/_evaluations.html", context, status=status)
 
@@ -57,6 +59,10 @@ def evaluation_set_upload_view(request: SignedInRequest, campaign_id: int) -> Ht
     form = EvaluationSetForm(request.POST, request.FILES)
     if not form.is_valid():
         return _render(request, campaign, form=form, error="Choose a file.", status=400)
+    if form.cleaned_data["shared"] and not user_has_role(request.user, Role.ADMIN):
+        # As the API's shared route: a campaign's admin must not replace every campaign's set.
+        error = "Only a site admin can upload a set shared by every campaign."
+        return _render(request, campaign, form=form, error=error, status=403)
     upload = form.cleaned_data["file"]
     filename = upload.name or "evaluation.jsonl"
     refused: dict[str, Any] = {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 
 from scoring.datasets.curation import evaluation_index
 from scoring.evaluation.maths import accuracy_report, wilson_interval
-from scoring.evaluation.reading import EvaluationSetError, read_evaluation_set
+from scoring.evaluation.reading import (
+    EvaluationRecord,
+    EvaluationSetError,
+    read_evaluation_set,
+)
 from scoring.evaluation.services import (
     evaluation_request,
     evaluation_run,
@@ -25,6 +32,7 @@ from scoring.evaluation.services import (
 )
 from scoring.models import EvaluationResult, EvaluationSet, Job, ModelVersion
 from scoring.reward_model import RewardModel, build_tiny_reward_model
+from tests.conftest import start_in_thread
 from tests.factories import CampaignFactory
 
 PROMPTS = [f"Question number {index}: how should I store fresh herbs?" for index in range(12)]
@@ -169,6 +177,59 @@ def test_a_job_stores_the_known_accuracy_per_subset_with_intervals(
         campaign=version.campaign, name="known", records=records[:6], enqueue_pending=False
     )
     assert not EvaluationResult.objects.filter(evaluation_set=evaluation_set).exists()
+
+
+def test_two_uploads_of_a_new_name_at_once_leave_one_set_the_later_content(
+    transactional_db, campaign
+) -> None:
+    """The first upload holds its transaction open until the second waits on the set's unique
+    name in PostgreSQL (no row existed to lock): the second then replaces the first's set
+    instead of failing with an IntegrityError."""
+    first = [EvaluationRecord([{"role": "user", "content": "q1"}], "a1", "b1", "one")]
+    second = [EvaluationRecord([{"role": "user", "content": "q2"}], "a2", "b2", "two")]
+    second_started = threading.Event()
+
+    def waiters() -> int:
+        with connection.cursor() as cursor:
+            # Inside a transaction the activity view is a snapshot until cleared.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return int(cursor.fetchone()[0])
+
+    def upload_first() -> int:
+        try:
+            with transaction.atomic():
+                created = evaluation_set_upload(
+                    campaign=campaign, name="bench", records=first, enqueue_pending=False
+                )
+                second_started.set()
+                deadline = time.monotonic() + 30
+                while waiters() == 0:
+                    assert time.monotonic() < deadline, "the second upload never waited"
+                    time.sleep(0.05)
+            return created.pk
+        finally:
+            connection.close()
+
+    def upload_second() -> int:
+        try:
+            assert second_started.wait(30)
+            return evaluation_set_upload(
+                campaign=campaign, name="bench", records=second, enqueue_pending=False
+            ).pk
+        finally:
+            connection.close()
+
+    futures = [start_in_thread(upload_first), start_in_thread(upload_second)]
+    second_pk = futures[1].result(timeout=60)
+    first_pk = futures[0].result(timeout=60)
+    assert first_pk == second_pk
+    kept = EvaluationSet.objects.get(campaign=campaign, name="bench")
+    assert kept.subsets == {"two": 1}
+    assert [item.chosen for item in kept.items.all()] == ["a2"]
 
 
 def test_every_ready_version_without_a_result_gets_one_job(

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
 
+from annotation.models import CampaignMember
 from scoring.evaluation import reading
 from scoring.evaluation.services import evaluation_run
 from scoring.models import EvaluationResult, EvaluationSet, Job, ModelVersion
@@ -140,6 +143,54 @@ def test_only_admins_reach_the_evaluation_set_api(
     assert EvaluationSet.objects.count() == 2
 
 
+def test_a_campaign_admin_manages_its_own_sets_but_not_the_shared_ones(
+    campaign, annotator_a, django_capture_on_commit_callbacks
+) -> None:
+    CampaignMember.objects.create(
+        campaign=campaign, user=annotator_a, role=CampaignMember.Role.ADMIN
+    )
+    client = api_client_for(annotator_a)
+    base = f"/api/campaigns/{campaign.pk}/evaluation-sets"
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post(base, {"file": _upload(), "name": "mine"}, format="multipart")
+    assert created.status_code == 201, created.content
+    # Whoever may upload the campaign's sets may delete them too.
+    assert client.delete(f"{base}/{created.json()['id']}").status_code == 204
+    assert not EvaluationSet.objects.filter(name="mine").exists()
+
+    # A shared set reaches every campaign: the page refuses it to a campaign's admin, as the
+    # API's shared route does, and does not offer the choice.
+    page = Client()
+    page.force_login(annotator_a)
+    url = reverse("scoring-evaluation-set-upload", args=[campaign.pk])
+    refused = page.post(
+        url, {"file": _upload(), "name": "everyone", "shared": "on"}, HTTP_HX_REQUEST="true"
+    )
+    assert refused.status_code == 403
+    assert "Only a site admin" in refused.content.decode()
+    assert 'name="shared"' not in refused.content.decode()
+    assert client.post("/api/evaluation-sets", {"file": _upload()}).status_code == 404
+    assert not EvaluationSet.objects.filter(campaign__isnull=True).exists()
+
+
+def test_a_site_admin_is_offered_and_may_upload_a_shared_set_from_the_page(
+    campaign, admin_user, django_capture_on_commit_callbacks
+) -> None:
+    page = Client()
+    page.force_login(admin_user)
+    fragment = page.get(
+        reverse("scoring-campaign-evaluations", args=[campaign.pk]), HTTP_HX_REQUEST="true"
+    )
+    assert 'name="shared"' in fragment.content.decode()
+    url = reverse("scoring-evaluation-set-upload", args=[campaign.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = page.post(
+            url, {"file": _upload(), "name": "everyone", "shared": "on"}, HTTP_HX_REQUEST="true"
+        )
+    assert response.status_code == 200
+    assert EvaluationSet.objects.get(name="everyone").campaign_id is None
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -147,6 +198,8 @@ def test_only_admins_reach_the_evaluation_set_api(
         (b'{"prompt": "a", "chosen": "b", "rejected": "c"}\nnot json\n', "line 2"),
         (b"\x1f\x8b broken", "gzip"),
         (b"\n\n", "no pairs"),
+        # PostgreSQL text cannot hold NUL: refused with the row, not a 500 at save.
+        (b'{"prompt": "a", "chosen": "b", "rejected": "c", "subset": "x\\u0000y"}\n', "row 1"),
     ],
 )
 def test_a_bad_file_is_a_400_that_says_where_and_why(
