@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from scoring.models import ModelVersion
 
 FORMATS = ("onnx", "hf")
@@ -41,6 +43,7 @@ def model_version_export(
     checkpoint = Path(version.checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise ModelExportError(f"version {version.number} has no checkpoint at {checkpoint}")
+    _check_out(Path(out), checkpoint)
 
     import torch
 
@@ -68,3 +71,32 @@ def model_version_export(
         "path": str(path),
         "bytes": written.stat().st_size if written.is_file() else None,
     }
+
+
+def _check_out(out: Path, checkpoint: Path) -> None:
+    """Refuse an ``out`` whose replacement would destroy something that is not an export: the
+    model store (every version's checkpoint), or an existing file or directory that an earlier
+    export did not write. An earlier export there is replaced, as the command says."""
+    target = out.resolve()
+    for store in (Path(settings.ARBITER["MODEL_DIR"]).resolve(), checkpoint.resolve()):
+        if target == store or store in target.parents or target in store.parents:
+            raise ModelExportError(
+                f"{out} overlaps the model store ({store}); export to a directory outside it"
+            )
+    if not target.exists() and not target.is_symlink():
+        return
+    if not target.is_dir():
+        raise ModelExportError(f"{out} exists and is not a directory")
+    if any(target.iterdir()) and not _is_model_directory(target):
+        raise ModelExportError(
+            f"{out} is a non-empty directory that no export wrote; give a new or empty directory"
+        )
+
+
+def _is_model_directory(path: Path) -> bool:
+    """What an earlier export leaves: an ONNX model, or a checkpoint (config and weights)."""
+    from scoring.reward_model.onnx_backend import is_onnx_model
+
+    return is_onnx_model(path) or (
+        (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    )

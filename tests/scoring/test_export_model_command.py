@@ -75,3 +75,38 @@ def test_it_refuses_bad_requests_clearly(version, tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="no checkpoint"):
         _export(str(tmp_path / "x"), campaign=name)
     assert not (tmp_path / "x").exists()
+
+
+def test_it_replaces_an_earlier_export_and_nothing_else(version, tmp_path: Path, settings) -> None:
+    name = version.campaign.name
+    out = tmp_path / "served"
+    _export(str(out), campaign=name)
+    # An earlier export, of either format, is replaced.
+    assert _export(str(out), campaign=name, format="hf")["format"] == "hf"
+    assert _export(str(out), campaign=name)["format"] == "onnx"
+    (out.parent / "empty").mkdir()
+    assert _export(str(out.parent / "empty"), campaign=name)["format"] == "onnx"
+
+    # A directory holding anything else is refused and left as it was.
+    notes = tmp_path / "project"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "notes.txt").write_text("keep me")
+    with pytest.raises(CommandError, match="no export wrote"):
+        _export(str(notes), campaign=name)
+    assert (notes / "notes.txt").read_text() == "keep me" and (notes / "sub").is_dir()
+    with pytest.raises(CommandError, match="not a directory"):
+        _export(str(notes / "notes.txt"), campaign=name)
+
+    # The version's own checkpoint, and anything overlapping the model store, are refused.
+    checkpoint_files = sorted(path.name for path in Path(version.checkpoint).iterdir())
+    for inside in (version.checkpoint, str(Path(version.checkpoint) / "onnx"), str(tmp_path)):
+        with pytest.raises(CommandError, match="overlaps the model store"):
+            _export(inside, campaign=name)
+    assert sorted(path.name for path in Path(version.checkpoint).iterdir()) == checkpoint_files
+    RewardModel.load(version.checkpoint, device="cpu")  # still a torch checkpoint
+    store = tmp_path / "store"
+    settings.ARBITER = {**settings.ARBITER, "MODEL_DIR": str(store)}
+    for inside in (str(store), str(store / "campaign-1" / "v9")):
+        with pytest.raises(CommandError, match="overlaps the model store"):
+            _export(inside, campaign=name)
+    assert not store.exists()

@@ -24,7 +24,11 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("out", help="Output directory (replaced if it exists).")
+        parser.add_argument(
+            "out",
+            help="Output directory: a new or empty one, or an earlier export (replaced). Not "
+            "inside the model store.",
+        )
         parser.add_argument("--campaign", required=True, help="Campaign name.")
         parser.add_argument(
             "--version", type=int, dest="number", help="Version number (default: the active one)."
