@@ -20,7 +20,9 @@ def ranking_page(db, client, annotator_a):
     PairFactory(
         campaign=campaign,
         conversation=conversation,
-        responses=[{"content": f"answer number {k}", "model": f"m{k}"} for k in range(4)],
+        responses=[
+            {"content": f"answer number {k}", "model": f"hidden-model-{k}"} for k in range(4)
+        ],
         content_hash=content_hash(conversation, "ranking", "page"),
     )
     client.force_login(annotator_a)
@@ -38,7 +40,8 @@ def test_the_page_shows_each_response_with_its_rank_control_in_display_order(ran
         assert f'name="rank_{position}" form="label-form"' in html
     assert "annotation/ranking.js" in html
     assert 'name="preference"' not in html  # no A/B buttons
-    assert "m0" not in html  # blind to the models
+    # Blind to the models (a name random tokens cannot contain by chance, unlike "m0").
+    assert "hidden-model" not in html
 
 
 def test_posting_ranks_stores_the_canonical_ranking(ranking_page):
