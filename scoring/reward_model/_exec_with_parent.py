@@ -15,6 +15,8 @@ import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1
+# Kept equal to distributed.LAUNCHER_PID_VARIABLE (this file imports nothing of the package).
+LAUNCHER_PID_VARIABLE = "ARBITER_TORCHRUN_PID"
 
 
 def main(args: list[str]) -> None:
@@ -26,7 +28,9 @@ def main(args: list[str]) -> None:
         pass
     if os.getppid() != int(args[0]):
         sys.exit(1)  # the parent is already gone
-    os.execv(args[2], args[2:])  # noqa: S606 - argv built by launcher.train_distributed
+    # exec keeps this pid: torchrun's, the parent every rank must find (die_with_parent).
+    environment = {**os.environ, LAUNCHER_PID_VARIABLE: str(os.getpid())}
+    os.execve(args[2], args[2:], environment)  # noqa: S606 - argv built by train_distributed
 
 
 if __name__ == "__main__":

@@ -33,11 +33,18 @@ from pathlib import Path
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+# Set by _exec_with_parent.py to its own pid, which torchrun keeps across exec.
+LAUNCHER_PID_VARIABLE = "ARBITER_TORCHRUN_PID"
 
 
 def die_with_parent() -> None:
-    """Exit at once when the parent process dies (kill -9 included)."""
-    parent = os.getppid()
+    """Exit at once when the parent process dies (kill -9 included).
+
+    The parent is the one the launcher named (``LAUNCHER_PID_VARIABLE``: torchrun, started by
+    ``launcher.train_distributed``) when it did: ``os.getppid()`` alone cannot tell a parent
+    that died before this ran (the rank is then init's child already). Without it (torchrun
+    started by hand), the parent at start-up."""
+    parent = int(os.environ.get(LAUNCHER_PID_VARIABLE) or os.getppid())
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
