@@ -98,15 +98,19 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
             note = f"worker lost; restarted at stage {job.stage}"
         JobLogLine.objects.create(job=job, message=f"{note} by {worker} (attempt {job.attempts})")
         return JobClaim(ClaimOutcome.CLAIMED, job)
-    given_up = (
-        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before)
-        .exclude(stage=Job.Stage.SHARDS)
-        .update(
-            status=Job.Status.FAILED,
-            finished_at=now,
-            error="its worker was lost (killed or timed out) too many times",
-            message="failed: worker lost",
-        )
+    lost = Job.objects.filter(
+        pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
+    ).exclude(stage=Job.Stage.SHARDS)
+    # A cancel was asked for and the worker died before it stopped: the job is cancelled
+    # (not restarted, not failed for lost workers).
+    cancelled_lost = lost.filter(cancel_requested=True).update(
+        status=Job.Status.CANCELLED, finished_at=now, message="cancelled"
+    )
+    given_up = lost.filter(cancel_requested=False).update(
+        status=Job.Status.FAILED,
+        finished_at=now,
+        error="its worker was lost (killed or timed out) too many times",
+        message="failed: worker lost",
     )
     found = Job.objects.filter(pk=job_id).first()
     if found is None:
@@ -114,6 +118,10 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
     job = found
     if given_up:
         JobLogLine.objects.create(job=job, message=f"failed: worker lost {job.attempts} times")
+    if cancelled_lost:
+        JobLogLine.objects.create(
+            job=job, message="cancelled; its worker was lost before it stopped"
+        )
     if job.status == Job.Status.QUEUED and job.cancel_requested:
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.CANCELLED, finished_at=now
@@ -179,13 +187,14 @@ def job_fail(*, job: Job, error: str) -> bool:
     return bool(updated)
 
 
-def job_mark_cancelled(*, job: Job) -> bool:
+def job_mark_cancelled(*, job: Job, leaves: str = "nothing was registered") -> bool:
+    """End an owned job as cancelled; ``leaves``: what the work had done that stays."""
     now = timezone.now()
     updated = job_owned(job).update(
         status=Job.Status.CANCELLED, finished_at=now, heartbeat_at=now, message="cancelled"
     )
     if updated:
-        JobLogLine.objects.create(job=job, message="cancelled; nothing was registered")
+        JobLogLine.objects.create(job=job, message=f"cancelled; {leaves}"[:MESSAGE_MAX])
     return bool(updated)
 
 

@@ -157,6 +157,9 @@ class JobContext:
         self.lost = False
         self._last_write = 0.0
         self._range = (0.0, 1.0)
+        # What a cancel at this point leaves behind, for the job's log; the work updates it
+        # once it has changed something a cancel does not undo (a version registered).
+        self.cancel_leaves = "nothing was registered"
 
     # Progress ------------------------------------------------------------------------------
     @contextmanager
@@ -259,7 +262,7 @@ def job_run(
     except JobHandedOff:
         pass  # the shards carry the job now (scoring.jobs.shards)
     except JobCancelled:
-        job_mark_cancelled(job=job)
+        job_mark_cancelled(job=job, leaves=context.cancel_leaves)
     except JobLost:
         logger.warning("job %s was taken over by another worker; stopping", job.pk)
     except _transient_errors() as error:

@@ -18,7 +18,7 @@ from scoring.loop.registry import (
 )
 from scoring.loop.requests import loop_request
 from scoring.loop.training import (
-    job_params_from_settings,
+    job_params_for_campaign,
     training_settings_for,
 )
 from scoring.loop.training_fields import serializer_fields_for_settings
@@ -126,7 +126,11 @@ class RetrainApi(APIView):
         serializer.is_valid(raise_exception=True)
         values = dict(serializer.validated_data)
         retrieve_from_gold = values.pop("retrieve_from_gold")
-        params = job_params_from_settings(values)  # a JobError is the handler's 400
+        # What GET shows is what a retrain starts from: fields left out keep the campaign's
+        # settings (its latest train or loop job's), not the global defaults.
+        submitted = {name: value for name, value in values.items() if name in request.data}
+        # A JobError is the handler's 400.
+        params = job_params_for_campaign(campaign=campaign, submitted=submitted)
         params["retrieve_from_gold"] = retrieve_from_gold
         job = loop_request(campaign=campaign, user=request.user, params=params)
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)

@@ -19,6 +19,7 @@ campaign with auto-retrain on.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +30,7 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Pair, Round
 from annotation.services.pair_state import pairs_queue, pairs_return_to_pool
-from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext
+from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext, JobError
 from scoring.jobs.shards import shard_size_of
 from scoring.loop.judged_pairs import training_pairs
 from scoring.loop.pool_scoring import (
@@ -42,13 +43,15 @@ from scoring.loop.pool_scoring import (
 from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.requests import loop_request
 from scoring.loop.training import (
+    job_params_for_campaign,
     model_train,
-    resolve_base_model,
-    training_config_from_params,
+    training_preflight,
     version_result,
 )
 from scoring.models import Job
 from scoring.selectors import active_model_version
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -160,19 +163,23 @@ def _loop_train_and_hand_off(
 ) -> None:
     """Close the round, train, and give the scoring to shards (raises ``JobHandedOff``)."""
     params = context.job.params
-    # Fail on bad parameters before the round is closed.
-    training_config_from_params(params)
-    resolve_base_model(params)
+    # Fail on bad parameters, and on settings this host cannot train, before the round closes.
+    training_preflight(params)
     shard_size_of(params)
     result: dict[str, Any] = {}
     with context.stage(0.0, 0.02, "closing the round"):
         closed = round_close(campaign=campaign)
+    closed_note = ""
     if closed is not None:
         result["closed_round"] = closed.round.number
         context.log(
             f"closed round {closed.round.number}; {closed.returned_to_pool} untouched pairs "
             "went back to the pool"
         )
+        closed_note = (
+            f"; round {closed.round.number} was closed, and no round opens until the next retrain"
+        )
+        context.cancel_leaves += closed_note
     trained = None
     with context.stage(0.02, 0.5, "training"):
         if len(training_pairs(campaign=campaign)):
@@ -180,6 +187,7 @@ def _loop_train_and_hand_off(
                 job=context.job, context=context, round_=closed.round if closed else None
             )
             result["trained"] = version_result(trained.version)
+            context.cancel_leaves += closed_note  # model_train said what it registered
         else:
             context.log("no verified pairs yet: nothing to train on")
     # A version the activation gate kept inactive does not steer the next round.
@@ -212,7 +220,26 @@ def rounds_check_completion() -> list[int]:
     ):
         pairs = Pair.objects.filter(round=current)
         still_open = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
-        if pairs.exists() and not still_open.exists():
-            job = loop_request(campaign=current.campaign, user=None, reason="round complete")
-            started.append(job.pk)
+        if not pairs.exists() or still_open.exists():
+            continue
+        campaign = current.campaign
+        latest = (
+            Job.objects.filter(campaign=campaign, kind__in=(Job.Kind.TRAIN, Job.Kind.LOOP))
+            .order_by("-id")
+            .only("status")
+            .first()
+        )
+        if latest is not None and latest.status == Job.Status.FAILED:
+            # Not retried every minute: the failed job is on the dashboard, and an admin's
+            # "Retrain now" (with settings that work) resumes the loop.
+            continue
+        try:
+            # The campaign's own settings (its base model, mode, ...), as the form shows them;
+            # the worker checks the base model before it closes the round.
+            params = job_params_for_campaign(campaign=campaign, check_base_model=False)
+        except JobError as error:
+            logger.warning("campaign %s: no automatic retrain: %s", campaign.pk, error)
+            continue
+        job = loop_request(campaign=campaign, user=None, params=params, reason="round complete")
+        started.append(job.pk)
     return started

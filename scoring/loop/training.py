@@ -16,8 +16,9 @@ default: seconds on a CPU) fits the reward head on cached encoder vectors (see
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,52 @@ def resolve_base_model(params: dict[str, Any]) -> Path:
     base = Path(configured) if configured else default_base_path()
     if not (base / "config.json").is_file():
         raise JobError(f"base model {base} is not a model directory (no config.json)")
+    return base
+
+
+def base_model_positions(base: Path) -> int | None:
+    """The base model's position limit from its ``config.json`` (read as JSON: no transformers
+    import in a web request), or None where it names none."""
+    try:
+        config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    text_config = config.get("text_config")
+    text = text_config if isinstance(text_config, dict) else config
+    positions = text.get("max_position_embeddings") or config.get("max_position_embeddings")
+    return int(positions) if isinstance(positions, int) and positions > 0 else None
+
+
+def check_max_length(params: Mapping[str, Any], base: Path) -> None:
+    """Refuse a ``max_length`` longer than the base model's positions (JobError)."""
+    max_length = params.get("max_length")
+    positions = base_model_positions(base)
+    if max_length and positions and int(max_length) > positions:
+        raise JobError(
+            f"bad training settings: max_length: {max_length} exceeds the base model's "
+            f"{positions} positions"
+        )
+
+
+def training_preflight(params: Mapping[str, Any]) -> Path:
+    """What a worker checks before a loop job changes anything (closes the round): the base
+    model, its window, and what this host's devices can do for the settings. Returns the
+    base model's directory; raises JobError naming the problem."""
+    import torch
+
+    from scoring.reward_model.devices import supports_bf16
+
+    training_config_from_params(dict(params))
+    base = resolve_base_model(dict(params))
+    check_max_length(params, base)
+    if torch.cuda.is_available():
+        processes = int(params.get("processes") or 1)
+        if processes > 1 and processes > torch.cuda.device_count():
+            raise JobError(f"{processes} processes asked, {torch.cuda.device_count()} GPUs here")
+        if params.get("precision") == "bf16" and not supports_bf16(torch.device("cuda")):
+            raise JobError("this GPU has no bf16 arithmetic: train with precision float32 or auto")
     return base
 
 
@@ -98,8 +145,36 @@ def job_params_from_settings(values: dict[str, Any]) -> dict[str, Any]:
     except SettingsError as error:
         raise JobError(f"bad training settings: {error}") from error
     if parsed.get("base_model"):
-        resolve_base_model(parsed)
+        check_max_length(parsed, resolve_base_model(parsed))
+    elif parsed.get("max_length"):
+        try:
+            base = resolve_base_model(parsed)
+        except JobError:
+            base = None  # the default may live on the training host only: the worker checks
+        if base is not None:
+            check_max_length(parsed, base)
     return job_params_for_training(**parsed)
+
+
+def job_params_for_campaign(
+    *,
+    campaign: Campaign,
+    submitted: Mapping[str, Any] | None = None,
+    check_base_model: bool = True,
+) -> dict[str, Any]:
+    """Checked job parameters for a retrain of ``campaign``: its settings
+    (``training_settings_for``: its latest train or loop job's choice, else the defaults) with
+    the ``submitted`` ones over them, as the Retrain form starts. Without
+    ``check_base_model`` the base model is left to the worker's ``training_preflight``."""
+    values = {**training_settings_for(campaign=campaign), **(submitted or {})}
+    if check_base_model:
+        return job_params_from_settings(values)
+    from scoring.reward_model.job_settings import SettingsError, parse_training_settings
+
+    try:
+        return job_params_for_training(**parse_training_settings(values))
+    except SettingsError as error:
+        raise JobError(f"bad training settings: {error}") from error
 
 
 def _examples(data: JudgedPairs) -> list[Any]:
@@ -214,6 +289,7 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
         "held-out gold accuracy: "
         + (f"{accuracy:.3f} on {evaluation['n']} pairs" if evaluation else "no gold pairs")
     )
+    context.check()  # a cancel during the evaluation still registers nothing
     with context.stage(0.9, 1.0, "saving the checkpoint"):
         version = model_version_register(
             campaign=campaign,
@@ -227,12 +303,14 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
             round_=round_,
         )
     context.log(f"registered v{version.number} at {version.checkpoint}")
+    context.cancel_leaves = f"v{version.number} was registered and not activated"
     if typed.activate:
         version, refused = model_version_activate_if_better(version=version)
         if refused:
             context.log(f"v{version.number} registered but not activated: {refused}")
         else:
             context.log(f"v{version.number} is now the active model")
+            context.cancel_leaves = f"v{version.number} was registered and is the active model"
     return TrainedModel(version, model)
 
 

@@ -111,6 +111,35 @@ def test_a_cancelled_job_records_cancelled(job):
     assert claim.job.status == Job.Status.CANCELLED and claim.job.result == {}
 
 
+def test_a_cancel_whose_worker_then_died_ends_the_job_cancelled_not_failed(job, settings):
+    settings.ARBITER = {**settings.ARBITER, "JOB_STALE_SECONDS": 30}
+    job_claim(job_id=job.pk, worker="dead")
+    job_cancel(job=job)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    claim = job_claim(job_id=job.pk, worker="next")
+    job.refresh_from_db()
+    assert claim.outcome == ClaimOutcome.FINISHED
+    assert job.status == Job.Status.CANCELLED and job.error == "" and job.attempts == 1
+    assert job.log_lines.filter(message__contains="worker was lost before it stopped").exists()
+
+
+def test_the_log_of_a_cancel_says_what_the_work_had_registered(job):
+    def work_for(_job):
+        def work(context):
+            context.cancel_leaves = "v3 was registered and is the active model"
+            job_cancel(job=context.job)
+            context.check()
+            return {"never": True}
+
+        return work
+
+    claim = job_run(job_id=job.pk, worker="w", work_for=work_for)
+    assert claim.job.status == Job.Status.CANCELLED
+    messages = [line.message for line in claim.job.log_lines.all()]
+    assert "cancelled; v3 was registered and is the active model" in messages
+    assert not any("nothing was registered" in message for message in messages)
+
+
 def test_an_unexpected_error_fails_the_job_with_its_message(job):
     def work_for(_job):
         def work(context):

@@ -145,6 +145,51 @@ def test_a_completed_round_starts_a_loop_only_when_auto_retrain_is_on(
         assert rounds_check_completion() == []  # already running: not started twice
 
 
+def test_an_automatic_retrain_keeps_the_campaigns_settings_and_waits_after_a_failure(
+    db, settings, tmp_path, annotator_a, annotator_b, annotator_c,
+    django_capture_on_commit_callbacks,
+):
+    base = tmp_path / "my-base"
+    base.mkdir()
+    (base / "config.json").write_text('{"max_position_embeddings": 512}')
+    campaign = make_loop_campaign(labelled=2, pooled=2, gold=0, auto_retrain=True)
+    chosen = {"mode": "full", "base_model": str(base), "epochs": 3.0, "learning_rate": 1e-5}
+    Job.objects.create(
+        campaign=campaign, kind=Job.Kind.LOOP, status=Job.Status.SUCCEEDED,
+        params={**chosen, "reason": "retrain now"},
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        label_queue(campaign, [annotator_a, annotator_b, annotator_c])
+        (started,) = rounds_check_completion()
+    params = Job.objects.get(pk=started).params
+    assert {name: params[name] for name in chosen} == chosen
+    assert params["reason"] == "round complete"
+
+    # A failed retrain is not started again every minute: an admin's "Retrain now" resumes.
+    Job.objects.filter(pk=started).update(status=Job.Status.FAILED, error="out of memory")
+    with django_capture_on_commit_callbacks(execute=False):
+        assert rounds_check_completion() == []
+
+
+def test_a_loop_that_this_worker_cannot_train_fails_before_closing_the_round(
+    db, settings, tmp_path, annotator_a, annotator_b, annotator_c
+):
+    base = use_tiny_base(settings, model_dir=tmp_path / "models")
+    campaign = make_loop_campaign(labelled=4, pooled=6, gold=0, round_size=3)
+    label_queue(campaign, [annotator_a, annotator_b, annotator_c])
+    open_round = Round.objects.get(campaign=campaign, status=Round.Status.OPEN)
+    # Recorded without the request-time check (as an older job's settings would be).
+    job = loop_request(
+        campaign=campaign, enqueue=False,
+        params={"mode": "full", "base_model": str(base), "max_length": 1000},
+    )
+    job = job_run_inline(job=job)
+    assert job.status == Job.Status.FAILED and "exceeds the base model's" in job.error
+    open_round.refresh_from_db()
+    assert open_round.status == Round.Status.OPEN  # nothing changed: the round goes on
+    assert not ModelVersion.objects.filter(campaign=campaign).exists()
+
+
 def test_a_full_mode_loop_scores_with_the_fine_tuned_checkpoint(
     db, settings, tmp_path, annotator_a, annotator_b, annotator_c
 ):

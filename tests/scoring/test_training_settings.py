@@ -122,11 +122,14 @@ def test_the_api_shows_defaults_and_records_settings(
     refused = api.post(url, {"mode": "full", "base_model": str(tmp_path)}, format="json")
     assert refused.status_code == 400 and "not a model directory" in refused.json()["detail"]
     assert not Job.objects.filter(campaign=campaign).exists()
+    long_window = tmp_path / "long-window"
+    long_window.mkdir()
+    (long_window / "config.json").write_text('{"max_position_embeddings": 40960}')
     with django_capture_on_commit_callbacks(execute=False):
         started = api.post(
             url,
             {"mode": "full", "max_length": 4096, "gradient_checkpointing": True, "processes": 2,
-             "learning_rate": 1e-5, "strategy": "fsdp"},
+             "learning_rate": 1e-5, "strategy": "fsdp", "base_model": str(long_window)},
             format="json",
         )
     assert started.status_code == 202
@@ -134,6 +137,34 @@ def test_the_api_shows_defaults_and_records_settings(
     assert params["max_length"] == 4096 and params["processes"] == 2
     assert params["learning_rate"] == 1e-5 and params["gradient_checkpointing"] is True
     assert params["strategy"] == "fsdp"
+
+
+@pytest.mark.django_db
+def test_a_retrain_through_the_api_keeps_the_campaigns_settings_it_does_not_name(
+    admin_user, tmp_path, django_capture_on_commit_callbacks
+):
+    campaign = CampaignFactory()
+    base = tmp_path / "my-base"
+    base.mkdir()
+    (base / "config.json").write_text('{"max_position_embeddings": 512}')
+    chosen = {"mode": "full", "base_model": str(base), "epochs": 3.0, "token_budget": 1024}
+    Job.objects.create(
+        campaign=campaign, kind=Job.Kind.LOOP, status=Job.Status.SUCCEEDED, params=chosen
+    )
+    api = api_client_for(admin_user)
+    url = f"/api/campaigns/{campaign.pk}/retrain"
+    shown = api.get(url).json()["settings"]
+    assert {name: shown[name] for name in chosen} == chosen
+    # Longer than the base model's window: refused up front, naming both.
+    refused = api.post(url, {"max_length": 1000}, format="json")
+    assert refused.status_code == 400
+    assert "max_length: 1000 exceeds the base model's 512 positions" in refused.json()["detail"]
+    with django_capture_on_commit_callbacks(execute=False):
+        started = api.post(url, {"learning_rate": 1e-5, "max_length": 256}, format="json")
+    assert started.status_code == 202, started.content
+    params = started.json()["params"]
+    assert {name: params[name] for name in chosen} == chosen  # what GET showed
+    assert params["learning_rate"] == 1e-5 and params["max_length"] == 256
 
 
 @pytest.mark.django_db
@@ -156,4 +187,14 @@ def test_the_command_line_shows_defaults_and_refuses_bad_settings():
             "train_reward_model", "--campaign", campaign.name, "--processes", "2",
             stdout=io.StringIO(),
         )
+    # The two options outside the settings table are checked as clearly.
+    for flag, value, named in (
+        ("--max-steps", "-1", "max_steps"),
+        ("--train-on-gold-share", "2", "train_on_gold_share"),
+    ):
+        with pytest.raises(CommandError, match=named):
+            call_command(
+                "train_reward_model", "--campaign", campaign.name, flag, value,
+                stdout=io.StringIO(),
+            )
     assert not Job.objects.filter(campaign=campaign).exists()

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.jobs.runner import JobError
+from scoring.loop.params import TrainParams
 from scoring.loop.requests import training_request
 from scoring.loop.training import job_params_from_settings
 from scoring.management.commands._model_job import (
@@ -59,6 +60,7 @@ class Command(BaseCommand):
             for name in ("max_steps", "train_on_gold_share"):
                 if options[name] is not None:
                     params[name] = options[name]
+            TrainParams.from_params(params)  # checks those two here, not as a traceback later
         except JobError as error:
             raise CommandError(str(error)) from error
 
