@@ -324,7 +324,13 @@ def evaluation_work(job: Job):  # noqa: ANN201 - a JobWork callable
             if stored is None:
                 context.log(f"{evaluation_set.name} changed while it was scored; not stored")
                 continue
-            summaries[evaluation_set.name] = report
+            # A shared set may bear the name of one of the campaign's own: keep both.
+            label = evaluation_set.name
+            if evaluation_set.campaign_id is None and any(
+                other.name == label and other.campaign_id is not None for other in sets
+            ):
+                label = f"{label} (shared)"
+            summaries[label] = report
             context.log(
                 f"{evaluation_set.name}: accuracy {report['accuracy']:.3f} "
                 f"[{report['ci_low']:.3f}, {report['ci_high']:.3f}] on {report['n']} pairs"

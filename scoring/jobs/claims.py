@@ -206,9 +206,16 @@ def job_release(*, job: Job, reason: str) -> bool:
     return bool(updated)
 
 
+# A job released for a retry (``job_release``) and still queued this many stale periods later
+# lost its task: Celery's automatic retries ran out (e.g. a database outage of minutes).
+RELEASED_STALE_PERIODS = 10
+
+
 def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
     """Re-enqueue running model jobs whose worker went silent (e.g. brokers without
-    redelivery, such as the file-system one). The claim decides whether they run again."""
+    redelivery, such as the file-system one), and released jobs whose task's retries ran out
+    (queued, claimed before, untouched for ``RELEASED_STALE_PERIODS`` stale periods). The claim
+    decides whether they run again, so a task sent twice runs once."""
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=stale_seconds())
     stale = list(
@@ -219,4 +226,18 @@ def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
     for job in stale:
         job_log(job=job, message="no heartbeat; sent again for a worker to take over")
         job_enqueue(job=job)
-    return [job.pk for job in stale]
+    released_before = now - timedelta(seconds=stale_seconds() * RELEASED_STALE_PERIODS)
+    released = list(
+        Job.objects.filter(
+            kind__in=EXCLUSIVE_KINDS,
+            status=Job.Status.QUEUED,
+            cancel_requested=False,
+            heartbeat_at__lt=released_before,  # null for a job no worker has claimed yet
+        )
+    )
+    for job in released:
+        job_log(job=job, message="released and never taken again; sent again")
+        # Sent again now: the next sweep waits as long again before another.
+        Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(heartbeat_at=now)
+        job_enqueue(job=job)
+    return [job.pk for job in stale + released]

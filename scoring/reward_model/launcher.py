@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -136,6 +138,40 @@ def _write_job(
     return job_path
 
 
+WORK_DIR_PREFIX = "rm-distributed-"
+# Locked by the process whose run the work directory is, for as long as it lives.
+OWNER_LOCK = "owner.lock"
+
+
+@contextlib.contextmanager
+def _owned(directory: Path) -> Iterator[None]:
+    """Hold the directory's owner lock while the run lives; the kernel drops it when this
+    process dies, ``kill -9`` included. The lock file appears already locked (locked under
+    another name, then renamed), so no sweep can find it free while its owner lives."""
+    staging = directory / f".{OWNER_LOCK}.new"
+    with open(staging, "wb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        os.rename(staging, directory / OWNER_LOCK)
+        yield
+
+
+def remove_abandoned_work_dirs(root: Path) -> list[Path]:
+    """Remove the work directories under ``root`` whose run's process died without cleaning
+    up (``kill -9`` skips it): the pairs, and possibly a full checkpoint, each time. One whose
+    owner lock can be taken has no owner; one without a lock file is left alone. Returns the
+    directories removed."""
+    removed = []
+    for directory in root.glob(f"{WORK_DIR_PREFIX}*"):
+        try:
+            with open(directory / OWNER_LOCK, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by a live run, no lock file, or not a directory
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
 def train_distributed(
     *,
     base_model: str | os.PathLike[str],
@@ -157,7 +193,12 @@ def train_distributed(
         raise ValueError("Distributed training needs mode='full' and at least one process.")
     report = on_progress or (lambda fraction, message: None)
     stop_requested = should_stop or (lambda: False)
-    with tempfile.TemporaryDirectory(prefix="rm-distributed-", dir=work_root) as work:
+    root = Path(work_root) if work_root is not None else Path(tempfile.gettempdir())
+    remove_abandoned_work_dirs(root)
+    with (
+        tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=root) as work,
+        _owned(Path(work)),
+    ):
         work_dir = Path(work)
         job_path = _write_job(
             work_dir,

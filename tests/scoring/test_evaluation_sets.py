@@ -168,6 +168,16 @@ def test_a_job_stores_the_known_accuracy_per_subset_with_intervals(
     assert {name: s["n"] for name, s in result.subsets.items()} == {
         "agree": 4, "disagree": 4, "mixed": 4
     }
+    # A shared set of the same name is evaluated too, and the job's summary keeps both.
+    shared = evaluation_set_upload(
+        campaign=None, name="known", records=records[:6], enqueue_pending=False
+    )
+    job = evaluation_request(version=version, sets=[evaluation_set, shared], enqueue=False)
+    claim = evaluation_run(job_id=job.pk, worker="test", reraise=True)
+    assert claim.job is not None and claim.job.status == Job.Status.SUCCEEDED
+    assert {name: report["n"] for name, report in claim.job.result["sets"].items()} == {
+        "known": 12, "known (shared)": 6
+    }
     # The same content uploaded again keeps the result; new content drops it.
     again = evaluation_set_upload(
         campaign=version.campaign, name="known", records=records, enqueue_pending=False

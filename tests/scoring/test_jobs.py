@@ -229,3 +229,25 @@ def test_silent_running_jobs_are_sent_again_for_a_worker_to_take_over(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert jobs_recover_stale() == [silent.pk]
     assert len(callbacks) == 1
+
+
+def test_a_released_job_whose_retries_ran_out_is_sent_again_once_a_while(
+    db, django_capture_on_commit_callbacks
+):
+    from scoring.jobs.claims import RELEASED_STALE_PERIODS, stale_seconds
+    from scoring.jobs.runner import job_release, jobs_recover_stale
+
+    released = job_create(campaign=CampaignFactory(), kind=Job.Kind.TRAIN)
+    waiting = job_create(campaign=CampaignFactory(), kind=Job.Kind.TRAIN)  # never claimed
+    recent = job_create(campaign=CampaignFactory(), kind=Job.Kind.TRAIN)
+    for job in (released, recent):
+        job_release(job=job_claim(job_id=job.pk, worker="w").job, reason="database restarting")
+    long_ago = timezone.now() - timedelta(seconds=stale_seconds() * RELEASED_STALE_PERIODS + 1)
+    Job.objects.filter(pk=released.pk).update(heartbeat_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert jobs_recover_stale() == [released.pk]
+        assert jobs_recover_stale() == []  # not again at the next sweep
+    assert len(callbacks) == 1
+    assert released.log_lines.filter(message__contains="never taken again").exists()
+    assert job_claim(job_id=released.pk, worker="w2").outcome == ClaimOutcome.CLAIMED
+    assert Job.objects.get(pk=waiting.pk).status == Job.Status.QUEUED
