@@ -229,9 +229,9 @@ def rounds_check_completion() -> list[int]:
             .only("status")
             .first()
         )
-        if latest is not None and latest.status == Job.Status.FAILED:
-            # Not retried every minute: the failed job is on the dashboard, and an admin's
-            # "Retrain now" (with settings that work) resumes the loop.
+        if latest is not None and latest.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+            # Not restarted every minute after a failure, nor a minute after an admin's
+            # cancel: the job is on the dashboard, and "Retrain now" resumes the loop.
             continue
         try:
             # The campaign's own settings (its base model, mode, ...), as the form shows them;

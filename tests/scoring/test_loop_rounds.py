@@ -145,7 +145,7 @@ def test_a_completed_round_starts_a_loop_only_when_auto_retrain_is_on(
         assert rounds_check_completion() == []  # already running: not started twice
 
 
-def test_an_automatic_retrain_keeps_the_campaigns_settings_and_waits_after_a_failure(
+def test_an_automatic_retrain_keeps_the_campaigns_settings_and_waits_after_a_failure_or_cancel(
     db, settings, tmp_path, annotator_a, annotator_b, annotator_c,
     django_capture_on_commit_callbacks,
 ):
@@ -165,10 +165,11 @@ def test_an_automatic_retrain_keeps_the_campaigns_settings_and_waits_after_a_fai
     assert {name: params[name] for name in chosen} == chosen
     assert params["reason"] == "round complete"
 
-    # A failed retrain is not started again every minute: an admin's "Retrain now" resumes.
-    Job.objects.filter(pk=started).update(status=Job.Status.FAILED, error="out of memory")
-    with django_capture_on_commit_callbacks(execute=False):
-        assert rounds_check_completion() == []
+    # A failed or cancelled retrain is not started again every minute: "Retrain now" resumes.
+    for ended in (Job.Status.FAILED, Job.Status.CANCELLED):
+        Job.objects.filter(pk=started).update(status=ended)
+        with django_capture_on_commit_callbacks(execute=False):
+            assert rounds_check_completion() == []
 
 
 def test_a_loop_that_this_worker_cannot_train_fails_before_closing_the_round(
