@@ -104,6 +104,16 @@ def campaign_for_admin(*, campaign_id: int, user: User) -> Campaign:
     return campaign
 
 
+def is_campaign_admin(*, campaign_id: int, user: User) -> bool:
+    """Whether ``user`` administers the campaign: a site admin, or an admin member of it
+    (the rule of ``campaign_for_admin``, for objects that name their campaign)."""
+    if user_has_role(user, Role.ADMIN):
+        return True
+    return bool(user.is_authenticated) and CampaignMember.objects.filter(
+        campaign_id=campaign_id, user_id=user.pk, role=CampaignMember.Role.ADMIN
+    ).exists()
+
+
 def campaigns_for_user(*, user: User) -> QuerySet[Campaign]:
     """The campaigns the user may open: all for site admins, else open ones and their own."""
     campaigns = Campaign.objects.order_by("name")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import Http404
 
 from annotation.models import Campaign
-from annotation.roles import Role, user_has_role
+from annotation.selectors import is_campaign_admin
 from scoring.models import ExportSnapshot
 
 
@@ -18,11 +18,10 @@ def exports_recent(*, campaign: Campaign, limit: int = 10) -> list[ExportSnapsho
     )
 
 
-def export_for_admin(*, export_id: int, user: AbstractBaseUser) -> ExportSnapshot:
-    """The snapshot, for admins; anyone else is told it does not exist (no probing)."""
-    if not user_has_role(user, Role.ADMIN):
-        raise Http404("No such page.")
+def export_for_admin(*, export_id: int, user: User) -> ExportSnapshot:
+    """The snapshot, for an admin of its campaign (site admin or admin member, who may start
+    exports); anyone else is told it does not exist (no probing)."""
     snapshot = ExportSnapshot.objects.select_related("job", "campaign").filter(pk=export_id).first()
-    if snapshot is None:
+    if snapshot is None or not is_campaign_admin(campaign_id=snapshot.campaign_id, user=user):
         raise Http404("No such export.")
     return snapshot

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from annotation.models import Campaign
-from annotation.roles import Role, user_has_role
+from annotation.selectors import is_campaign_admin
 from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS
 from scoring.models import Job, JobLogLine, ModelVersion
 
@@ -17,19 +17,17 @@ def model_versions_for_campaign(*, campaign: Campaign) -> QuerySet[ModelVersion]
 
 
 def model_version_for_admin(*, version_id: int, user: User) -> ModelVersion:
-    if not user_has_role(user, Role.ADMIN):
-        raise Http404("No such model version.")
+    """The version, for an admin of its campaign (site admin or admin member); 404 otherwise."""
     version = ModelVersion.objects.select_related("campaign").filter(pk=version_id).first()
-    if version is None:
+    if version is None or not is_campaign_admin(campaign_id=version.campaign_id, user=user):
         raise Http404("No such model version.")
     return version
 
 
 def job_for_admin(*, job_id: int, user: User) -> Job:
-    if not user_has_role(user, Role.ADMIN):
-        raise Http404("No such job.")
+    """The job, for an admin of its campaign (site admin or admin member); 404 otherwise."""
     job = Job.objects.select_related("campaign").filter(pk=job_id).first()
-    if job is None:
+    if job is None or not is_campaign_admin(campaign_id=job.campaign_id, user=user):
         raise Http404("No such job.")
     return job
 

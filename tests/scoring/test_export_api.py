@@ -12,14 +12,15 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from annotation.models import Pair
+from annotation.models import CampaignMember, Pair
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
+from annotation.services.members import member_add
 from scoring.datasets.export import ExportFilters, export_create, export_run
 from scoring.models import ExportSnapshot, Job
 from scoring.tasks.datasets import export_snapshot_task  # noqa: F401 - registers the task
 from tests.conftest import api_client_for, wait_for
-from tests.factories import PairFactory
+from tests.factories import CampaignFactory, PairFactory, UserFactory
 from tests.scoring import test_export
 
 # Fixtures shared with the export service tests.
@@ -68,6 +69,21 @@ def test_nobody_but_an_admin_can_download_or_list_exports(
         assert api_client_for(user).get(url).status_code == 404
         assert api_client_for(user).get(f"/api/campaigns/{campaign.pk}/exports").status_code == 404
     assert APIClient().get(url).status_code in (401, 403)
+
+
+def test_the_campaigns_admin_downloads_its_exports_and_no_other_campaigns_admin(
+    finished_export, campaign
+) -> None:
+    mine, theirs = UserFactory(username="own-admin"), UserFactory(username="their-admin")
+    member_add(campaign=campaign, user=mine, role=CampaignMember.Role.ADMIN)
+    member_add(campaign=CampaignFactory(), user=theirs, role=CampaignMember.Role.ADMIN)
+    listed = api_client_for(mine).get(f"/api/campaigns/{campaign.pk}/exports").json()
+    url = listed[0]["download_url"]
+    response = api_client_for(mine).get(url)
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    assert hashlib.sha256(body).hexdigest() == finished_export.manifest["sha256"]
+    assert api_client_for(theirs).get(url).status_code == 404
 
 
 def test_an_unfinished_export_has_nothing_to_download(campaign, admin_user, export_dir):
