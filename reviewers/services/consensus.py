@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 
 from annotation.models import (
     Assignment,
@@ -129,14 +130,15 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
     Once the pair has its N labels, consensus is computed again: a change that creates a
     dispute escalates the pair; one that settles it withdraws the open escalation the dispute
     had opened (one opened for another reason stays, and so does the pair's escalated status).
-    Gold checks and re-tests never count towards the pair's consensus.
+    Gold checks and re-tests never count towards the pair's consensus, and a gold pair's
+    answer is the admin's: a changed label moves neither.
     """
     if label.is_gold_check or label.is_retest:
         return
     campaign = pair.campaign
     if pair.labels_count < campaign.annotators_per_pair:
         return
-    if pair.status in FINAL_PAIR_STATUSES:
+    if pair.status in FINAL_PAIR_STATUSES or pair.provenance == Pair.Provenance.GOLD:
         return
     # Still disputed: the open escalation takes the new reasons (escalation_record merges).
     # Settled: the escalations the dispute opened are withdrawn; any other keeps the pair
@@ -144,13 +146,26 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
     pair_consensus_update(pair=pair, locked=True)
     if pair.status == Pair.Status.ESCALATED:
         return
+    reasons = list(_CONSENSUS_REASONS)
+    if _retest_flagged(pair.pk):
+        # The flag is a re-test's (it opened a "flagged" escalation of its own), which no
+        # change of a regular label settles.
+        reasons.remove(Escalation.Reason.FLAGGED)
     Escalation.objects.filter(
-        pair_id=pair.pk, status=Escalation.Status.OPEN, reason__in=_CONSENSUS_REASONS
+        pair_id=pair.pk, status=Escalation.Status.OPEN, reason__in=reasons
     ).update(status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None)
     others_open = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN)
     if others_open.exists():
         pair_escalate(pair_id=pair.pk)
         pair.status = Pair.Status.ESCALATED
+
+
+def _retest_flagged(pair_id: int) -> bool:
+    return (
+        Label.objects.filter(pair_id=pair_id, is_retest=True)
+        .filter(Q(flag_unsafe=True) | Q(flag_broken=True) | Q(flag_cannot_judge=True))
+        .exists()
+    )
 
 
 def pair_consensus_update(

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from annotation.models import Assignment, Label, Pair
 from annotation.services.assignments import assignment_next
-from annotation.services.labels import LabelInput, label_submit
+from annotation.services.labels import LabelInput, label_change, label_submit
 from reviewers.models import Escalation
 from reviewers.selectors.quality import retest_agreement
 from reviewers.services.consensus import pair_consensus_update
@@ -120,3 +120,38 @@ def test_the_retest_agreement_rate_is_reported(retest_campaign):
     judge(retest_campaign, UserFactory(), -1)  # agrees
     assert Label.objects.filter(is_retest=True).count() == 3
     assert retest_agreement(campaign=retest_campaign) == {"n": 3, "agreeing": 2, "rate": 2 / 3}
+
+
+def _change(label: Label, preference: int, flags: tuple[str, ...] = ()) -> None:
+    """The annotator changes their label (canonical preference) within the grace period."""
+    assignment = label.assignment
+    shown = -preference if assignment.swapped else preference
+    label_change(assignment=assignment, data=LabelInput(preference=shown, flags=flags))
+
+
+def test_a_retests_flag_stays_escalated_when_a_regular_label_changes(retest_campaign):
+    retest_campaign.label_change_minutes = 30
+    retest_campaign.save()
+    pair = judged_pair(retest_campaign, [1, 1, 1])
+    judge(retest_campaign, UserFactory(), 1, flags=("unsafe",))
+    flagged = Escalation.objects.get(pair=pair)
+    assert flagged.reason == Escalation.Reason.FLAGGED and "re-test" in flagged.detail
+    # A change that keeps the consensus settles nothing the re-test raised.
+    _change(Label.objects.filter(pair=pair, is_retest=False).first(), 2)
+    flagged.refresh_from_db()
+    pair.refresh_from_db()
+    assert flagged.status == Escalation.Status.OPEN
+    assert pair.status == Pair.Status.ESCALATED
+
+
+def test_a_changed_label_moves_neither_a_gold_pairs_answer_nor_its_status(db):
+    from reviewers.services.gold import pair_mark_gold
+
+    campaign = CampaignFactory(label_change_minutes=30)
+    pair = judged_pair(campaign, [1, 1, 1])
+    pair_mark_gold(pair=pair, preference=-2)
+    _change(Label.objects.filter(pair=pair).first(), 2, flags=("unsafe",))
+    pair.refresh_from_db()
+    assert (pair.status, pair.consensus_preference) == (Pair.Status.COMPLETE, -2)
+    assert pair.provenance == Pair.Provenance.GOLD
+    assert not Escalation.objects.filter(pair=pair).exists()
