@@ -54,11 +54,12 @@ def member_of(*, campaign: Campaign, user_id: int) -> CampaignMember | None:
 def _may_annotate(
     campaign: Campaign, member: CampaignMember | None, user: User
 ) -> bool:
-    """Open campaigns take every annotator; others their annotator and admin members only.
-    Site admins see everything (asked last: for a session user it costs a query)."""
-    if campaign.open_to_all:
-        return True
-    if member is not None and member.role != CampaignMember.Role.EXPERT:
+    """Open campaigns take every annotator but their expert members (who settle its disputes,
+    so never judge its pairs first); others their annotator and admin members only. Site
+    admins see everything (asked last: for a session user it costs a query)."""
+    if member is not None and member.role == CampaignMember.Role.EXPERT:
+        return user_has_role(user, Role.ADMIN)
+    if campaign.open_to_all or member is not None:
         return True
     return user_has_role(user, Role.ADMIN)
 

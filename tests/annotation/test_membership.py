@@ -56,10 +56,14 @@ def test_an_open_campaign_gives_work_to_every_annotator():
     assert response.status_code == 200
 
 
-def test_an_expert_member_does_not_annotate_there(closed):
+@pytest.mark.parametrize("open_to_all", [False, True])
+def test_an_expert_member_does_not_annotate_there(open_to_all):
+    campaign = CampaignFactory(open_to_all=open_to_all)
+    PairFactory(campaign=campaign)
     expert_member = user_with_role("eve")  # an annotator elsewhere, an expert here
-    member_add(campaign=closed, user=expert_member, role=CampaignMember.Role.EXPERT)
-    assert api_client_for(expert_member).post(f"/api/campaigns/{closed.pk}/next").status_code == 404
+    member_add(campaign=campaign, user=expert_member, role=CampaignMember.Role.EXPERT)
+    next_url = f"/api/campaigns/{campaign.pk}/next"
+    assert api_client_for(expert_member).post(next_url).status_code == 404
 
 
 def test_a_removed_member_loses_their_assignment_and_its_slot(closed):
