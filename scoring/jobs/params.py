@@ -147,6 +147,9 @@ def _convert(value: Any, kind: Any) -> Any:
     if kind is str:
         if not isinstance(value, str):
             raise TypeError(f"expected text, got {value!r}")
+        if "\x00" in value:
+            # PostgreSQL's jsonb refuses "\u0000": the job row could not be stored.
+            raise ValueError("text may not contain NUL characters")
         return value
     raise TypeError(f"unsupported parameter type {kind!r}")  # a schema bug, not user input
 

@@ -18,6 +18,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from scoring.datasets.curation import evaluation_index
+from scoring.datasets.curation.decontamination import turn_texts
 from scoring.evaluation.maths import accuracy_report, wilson_interval
 from scoring.evaluation.reading import (
     EvaluationRecord,
@@ -320,6 +321,24 @@ def test_decontamination_uses_the_uploaded_sets(db, campaign) -> None:
     assert index.contaminates([leaked])
     assert not index.contaminates(["How do clouds form over the sea?"])
     assert index.prompts == 1
+
+
+def test_a_multi_turn_evaluation_prompt_is_found_across_its_turns(db, campaign) -> None:
+    turns = [
+        {"role": "user", "content": "What is the capital city of France these days?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And how many people live there right now, roughly?"},
+    ]
+    row = {"chosen": [*turns, {"role": "assistant", "content": "About two million."}],
+           "rejected": [*turns, {"role": "assistant", "content": "Nobody."}]}
+    records = read_evaluation_set(io.BytesIO(json.dumps(row).encode()), filename="mt.jsonl")
+    evaluation_set_upload(campaign=campaign, name="mt", records=records, enqueue_pending=False)
+    index = evaluation_index(campaign=campaign)
+    # Each user turn is under 13 words: only the turns together match.
+    assert index.contaminates(turn_texts(turns))
+    assert not index.contaminates(turn_texts(turns[:1]))
+    other = [turns[0], turns[1], {"role": "user", "content": "And what about Lyon?"}]
+    assert not index.contaminates(turn_texts(other))
 
 
 # --- pages -----------------------------------------------------------------------------------

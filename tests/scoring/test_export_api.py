@@ -73,7 +73,7 @@ def test_nobody_but_an_admin_can_download_or_list_exports(
 
 def test_the_campaigns_admin_downloads_its_exports_and_no_other_campaigns_admin(
     finished_export, campaign
-) -> None:
+):
     mine, theirs = UserFactory(username="own-admin"), UserFactory(username="their-admin")
     member_add(campaign=campaign, user=mine, role=CampaignMember.Role.ADMIN)
     member_add(campaign=CampaignFactory(), user=theirs, role=CampaignMember.Role.ADMIN)

@@ -97,6 +97,9 @@ class CurationParams(JobParams):
         threshold = self.near_duplicate_threshold
         if threshold is not None and not 0.0 < threshold <= 1.0:
             raise CurationError("near_duplicate_threshold must lie in (0, 1]")
+        # Else the job is accepted and fails only in the worker (scoring.jobs.shards).
+        if self.shard_size is not None and self.shard_size < 1:
+            raise CurationError(f"shard_size must be at least 1, got {self.shard_size}")
         if self.gold_mode not in MODES:
             raise CurationError(f"gold_mode must be one of {', '.join(MODES)}")
         self.rules()  # checks the thresholds

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Q
 
 from annotation.models import Campaign
-from scoring.models import EvaluationItem, EvaluationPrompt
+from scoring.models import EvaluationItem, EvaluationPrompt, EvaluationSet
 
 NGRAM = 13
 
@@ -62,10 +62,16 @@ class EvaluationIndex:
 
 
 def turn_texts(conversation: Any) -> list[str]:
-    """The text of each turn of a stored conversation (what decontamination compares)."""
-    return [
-        str(turn.get("content", "")) for turn in conversation or [] if isinstance(turn, Mapping)
-    ]
+    """The text of each turn of a stored conversation (what decontamination compares), and,
+    with several user turns, those joined by newlines: an evaluation set's multi-turn prompt
+    is indexed so (``scoring.evaluation``), and its 13-grams may cross turns, or all its turns
+    be shorter than 13 words, so no single turn would ever match it."""
+    turns = [turn for turn in conversation or [] if isinstance(turn, Mapping)]
+    texts = [str(turn.get("content", "")) for turn in turns]
+    user_turns = [str(turn.get("content", "")) for turn in turns if turn.get("role") == "user"]
+    if len(user_turns) > 1:
+        texts.append("\n".join(user_turns))
+    return texts
 
 
 def evaluation_index(
@@ -87,3 +93,23 @@ def evaluation_index(
     for text in items.values_list("prompt", flat=True).iterator(chunk_size=2000):
         index.add(text)
     return index
+
+
+def evaluation_sets_unknown(*, campaign: Campaign, set_names: Sequence[str]) -> list[str]:
+    """The names that match no evaluation set the campaign's decontamination reads (its
+    uploaded prompt sets, its own and the shared evaluation sets), sorted: refused up front,
+    since decontaminating against nothing is silent."""
+    wanted = set(set_names)
+    if not wanted:
+        return []
+    known = set(
+        EvaluationPrompt.objects.filter(campaign=campaign, set_name__in=wanted)
+        .values_list("set_name", flat=True)
+        .distinct()
+    )
+    known.update(
+        EvaluationSet.objects.filter(Q(campaign=campaign) | Q(campaign__isnull=True))
+        .filter(name__in=wanted)
+        .values_list("name", flat=True)
+    )
+    return sorted(wanted - known)

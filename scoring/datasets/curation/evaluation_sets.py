@@ -108,11 +108,20 @@ def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterabl
     set_name = set_name.strip()
     if not set_name:
         raise CurationError("an evaluation set needs a name")
+    # Refused here: the database would answer a DataError (PostgreSQL text holds no NUL).
+    longest = EvaluationPrompt._meta.get_field("set_name").max_length or 0
+    if len(set_name) > longest:
+        raise CurationError(f"an evaluation set's name is at most {longest} characters")
+    if "\x00" in set_name:
+        raise CurationError("an evaluation set's name may not contain NUL characters")
     rows = [
         EvaluationPrompt(campaign=campaign, set_name=set_name, text=text)
         for text in prompts
         if text and text.strip()
     ]
+    for number, row in enumerate(rows, 1):
+        if "\x00" in row.text:
+            raise CurationError(f"prompt {number} of {set_name!r} contains a NUL character")
     with transaction.atomic():
         EvaluationPrompt.objects.filter(campaign=campaign, set_name=set_name).delete()
         EvaluationPrompt.objects.bulk_create(rows, batch_size=2000)

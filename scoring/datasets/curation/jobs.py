@@ -17,6 +17,7 @@ from scoring.datasets.curation.consistency import (
     gold_model_choice,
     model_version_scorer,
 )
+from scoring.datasets.curation.decontamination import evaluation_sets_unknown
 from scoring.datasets.curation.pool import pool_curate
 from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
 from scoring.datasets.scorers import Scorer
@@ -48,6 +49,9 @@ def curation_create(
     """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""
     if not isinstance(params, CurationParams):
         params = CurationParams.from_params(params)
+    unknown = evaluation_sets_unknown(campaign=campaign, set_names=params.evaluation_sets or ())
+    if unknown:
+        raise CurationError(f"evaluation_sets: unknown evaluation set {', '.join(unknown)}")
     # Fail now, not in the worker, when a named version is missing or nothing is trained.
     best = best_model_choice(campaign=campaign, number=params.best_version).version
     if params.gold_version is not None or not params.train_gold:

@@ -4,17 +4,18 @@ similarity reaches a threshold.
 
 Shingles are word 5-grams (lowercase, punctuation dropped, as in decontamination) that never
 cross a turn or a response, so the A/B order does not matter; a text shorter than five words
-is one shingle. Two pairs are near-duplicates when their conversations AND their responses
-(both together) each reach the threshold: the same prompt with other responses is another
-preference pair, not a repeat. The LSH index holds one MinHash of both parts' shingles (the
-combined similarity is never below the smaller of the two), and each candidate it returns is
-confirmed part by part.
+is one shingle. A ranking item is compared by all of its responses, not its first two. Two
+pairs are near-duplicates when their conversations AND their responses (both together) each
+reach the threshold: the same prompt with other responses is another preference pair, not a
+repeat. The LSH index holds one MinHash of both parts' shingles (the combined similarity is
+never below the smaller of the two), and each candidate it returns is confirmed part by part.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,10 +36,16 @@ EXACT, NEAR = "exact", "near"
 _SCHEME = "affine32"  # datasketch 2's default: 32-bit hash values
 
 
-def dedupe_key(conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str) -> int:
-    """64 bits of a digest of the conversation and the two responses in either order."""
-    first, second = sorted((response_a, response_b))
+def dedupe_key(
+    conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str, *more: str
+) -> int:
+    """64 bits of a digest of the conversation and the responses in any order: the two of an
+    A/B pair, or every response of a ranking item (``more``: its third and later ones)."""
+    first, second, *rest = sorted((response_a, response_b, *more))
     digest = hashlib.blake2b(canonical_json(conversation, first, second), digest_size=8)
+    # JSON strings delimit themselves; an A/B pair's key is the same as before.
+    for text in rest:
+        digest.update(json.dumps(text, ensure_ascii=False).encode())
     return int.from_bytes(digest.digest(), "big")
 
 
@@ -55,11 +62,11 @@ def text_shingles(texts: Iterable[str]) -> set[bytes]:
     return shingles
 
 
-def pair_texts(conversation: Any, response_a: str, response_b: str) -> list[str]:
+def pair_texts(conversation: Any, response_a: str, response_b: str, *more: str) -> list[str]:
     turns = [
         str(turn.get("content", "")) for turn in conversation or [] if isinstance(turn, Mapping)
     ]
-    return [*turns, response_a, response_b]
+    return [*turns, response_a, response_b, *more]
 
 
 @functools.cache
@@ -103,12 +110,13 @@ class PairSketch:
 
 
 def pair_sketch(
-    conversation: Any, response_a: str, response_b: str, *, num_perm: int = NUM_PERM
+    conversation: Any, response_a: str, response_b: str, *more: str, num_perm: int = NUM_PERM
 ) -> PairSketch:
-    texts = pair_texts(conversation, response_a, response_b)
+    texts = pair_texts(conversation, response_a, response_b, *more)
+    turns = len(texts) - 2 - len(more)
     # Tagged, so that a conversation's shingle never matches a response's.
-    context = {b"c " + shingle for shingle in text_shingles(texts[:-2])}
-    responses = {b"r " + shingle for shingle in text_shingles(texts[-2:])}
+    context = {b"c " + shingle for shingle in text_shingles(texts[:turns])}
+    responses = {b"r " + shingle for shingle in text_shingles(texts[turns:])}
     context_sketch, responses_sketch = _minhash(context, num_perm), _minhash(responses, num_perm)
     combined = context_sketch.copy()
     combined.merge(responses_sketch)  # the MinHash of the union: element-wise minimum
@@ -147,14 +155,24 @@ class DuplicateFinder:
         )
         self._values: list[np.ndarray] = []
 
-    def check(self, conversation: Sequence[Any], response_a: str, response_b: str) -> str | None:
-        key = dedupe_key(conversation, response_a, response_b)
+    def check(
+        self,
+        conversation: Sequence[Any],
+        response_a: str,
+        response_b: str,
+        *more: str,
+        remember: bool = True,
+    ) -> str | None:
+        """``more``: a ranking item's third and later responses. With ``remember`` False a
+        pair that repeats none is not remembered (the export left it out of its files)."""
+        key = dedupe_key(conversation, response_a, response_b, *more)
         if key in self._exact:
             return EXACT
-        self._exact.add(key)
+        if remember:
+            self._exact.add(key)
         if self._lsh is None or self.threshold is None:
             return None
-        sketch = pair_sketch(conversation, response_a, response_b, num_perm=self.num_perm)
+        sketch = pair_sketch(conversation, response_a, response_b, *more, num_perm=self.num_perm)
         # datasketch keeps 32 bits of each hash value.
         values = np.stack([sketch.conversation.hashvalues, sketch.responses.hashvalues]).astype(
             np.uint32
@@ -164,6 +182,8 @@ class DuplicateFinder:
             similarity = np.mean(self._values[int(candidate)] == values, axis=1)
             if float(similarity.min()) >= self.threshold:
                 return NEAR
+        if not remember:
+            return None
         self._lsh.insert(str(len(self._values)), sketch.combined)
         self._values.append(values)
         return None

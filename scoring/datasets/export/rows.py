@@ -90,15 +90,17 @@ def _export_parts(
     rule = campaign.ranking_expansion
     for chunk, context in _read_ahead(chunks_with_context):
         for pair in chunk:
-            if index is not None or finder is not None:
-                dropped = _left_out(pair, index, finder)
-                if dropped is not None:
-                    getattr(counts, dropped)[_effective_preference(pair)[1]] += 1
-                    continue
             expanded = None
             if pair[_RESPONSES] is not None:
                 expanded = _ranking_row_parts(pair, context, model, rule)
-            for parts in expanded or (_row_parts(pair, context, model),):
+            rows = expanded or [_row_parts(pair, context, model)]
+            if index is not None or finder is not None:
+                written = any(_goes_to_a_file(parts, filters) for parts in rows)
+                dropped = _left_out(pair, index, finder, written=written)
+                if dropped is not None:
+                    getattr(counts, dropped)[_effective_preference(pair)[1]] += 1
+                    continue
+            for parts in rows:
                 if parts.ranked:
                     counts.rows += 1
                     provenance_counts[parts.provenance] += 1
@@ -120,16 +122,39 @@ def _export_parts(
         counts.by_provenance = dict(sorted(provenance_counts.items()))
 
 
+def _goes_to_a_file(parts: _RowParts, filters: ExportFilters) -> bool:
+    """Whether export_write writes the row (ties and outcomes may be left out)."""
+    if parts.ranked:
+        return True
+    if parts.outcome != "preference":
+        return filters.outcomes == "separate"
+    return filters.ties == "separate"
+
+
+def _pair_responses(pair: tuple[Any, ...]) -> list[str]:
+    """Every response of a ranking item (two items may share their first two), else A and B."""
+    responses = pair[_RESPONSES]
+    if responses and len(responses) >= 2:
+        return [str(response["content"]) for response in responses]
+    return [pair[_RESPONSE_A], pair[_RESPONSE_B]]
+
+
 def _left_out(
-    pair: tuple[Any, ...], index: EvaluationIndex | None, finder: DuplicateFinder | None
+    pair: tuple[Any, ...],
+    index: EvaluationIndex | None,
+    finder: DuplicateFinder | None,
+    *,
+    written: bool,
 ) -> str | None:
     """Which ``ExportCounts`` tally a pair goes to instead of the files, or None to write it.
-    Pairs come in id order, so of two repeats the earlier one is written."""
+    Pairs come in id order, so of two repeats the earlier one is written. Only a pair with a
+    row in the files (``written``) is remembered: a repeat of a tie the export leaves out
+    is no repeat of anything exported."""
     conversation = json.loads(pair[_CONVERSATION])
     if index is not None and index.contaminates(turn_texts(conversation)):
         return "contaminated"
     if finder is not None:
-        repeat = finder.check(conversation, pair[_RESPONSE_A], pair[_RESPONSE_B])
+        repeat = finder.check(conversation, *_pair_responses(pair), remember=written)
         if repeat == EXACT:
             return "exact_duplicates"
         if repeat == NEAR:

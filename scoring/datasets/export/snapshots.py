@@ -11,13 +11,19 @@ from django.db import transaction
 from django.db.models import Max
 
 from annotation.models import Campaign
+from scoring.datasets.curation.decontamination import evaluation_sets_unknown
 from scoring.datasets.export.filters import (
     DEFAULT_CHUNK_SIZE,
     FORMATS,
     ExportFilters,
     InvalidExport,
 )
-from scoring.datasets.export.writers import export_write, outcomes_path, unranked_path
+from scoring.datasets.export.writers import (
+    export_write,
+    outcomes_path,
+    stale_temporaries_remove,
+    unranked_path,
+)
 from scoring.jobs.runner import (
     JobCancelled,
     JobClaim,
@@ -49,6 +55,9 @@ def export_create(
     """Record a queued export job and its snapshot row (the next version), and enqueue it."""
     if file_format not in FORMATS:
         raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
+    unknown = evaluation_sets_unknown(campaign=campaign, set_names=filters.evaluation_sets)
+    if unknown:
+        raise InvalidExport(f"evaluation_sets: unknown evaluation set {', '.join(unknown)}")
     with transaction.atomic():
         # Lock the campaign row so two exports created at once get different versions.
         Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
@@ -81,6 +90,10 @@ def _export_work(job: Job, chunk_size: int) -> JobWork:
                 raise JobCancelled  # export_write removes its temporary files
             context.progress(done / total if total else 1.0, f"{done} of {total} pairs")
 
+        # A run killed mid-write (SIGKILL, lost machine) left its temporaries; this run owns
+        # the job now, so no other writes this version.
+        if stale_temporaries_remove(destination):
+            context.log("removed the temporary files of an interrupted run")
         try:
             result = export_write(
                 campaign=campaign,

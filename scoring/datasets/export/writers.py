@@ -4,6 +4,7 @@ with their manifest."""
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import importlib.metadata
 import json
@@ -212,6 +213,19 @@ def _hidden_temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
 
 
+def stale_temporaries_remove(destination: Path) -> int:
+    """Remove the hidden temporary files an earlier run writing to ``destination`` (and its
+    ties and outcomes files) left behind; returns how many. A killed process never reaches
+    export_write's cleanup, and its successor writes under new names. Call it only where no
+    other run writes to ``destination`` (an export job's owner)."""
+    removed = 0
+    for target in (destination, unranked_path(destination), outcomes_path(destination)):
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @functools.cache
 def code_version() -> str:
     """`git describe` of the running code when it is a git checkout, else the package version."""
@@ -305,6 +319,9 @@ def export_write(
             writer.close()
         writers.clear()
         files = _file_entries(temporaries, targets, counts)
+        # The last call may cancel (JobCancelled): before the renames, so that nothing stays.
+        if on_progress is not None:
+            on_progress(seen, total)
         for role, temporary in temporaries.items():
             os.replace(temporary, targets[role])
             renamed.append(targets[role])
@@ -318,8 +335,6 @@ def export_write(
         for path in renamed:
             path.unlink(missing_ok=True)
         raise
-    if on_progress is not None:
-        on_progress(seen, total)
     manifest = _manifest(
         campaign=campaign,
         filters=filters,
