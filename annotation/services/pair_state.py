@@ -101,6 +101,24 @@ def pair_take_slot(*, pair_id: int, swapped: bool = False) -> bool:
     )
 
 
+def _live_swapped_slots() -> Coalesce:
+    """The pair's (``OuterRef("pk")``) slots shown swapped: its leased or labelled
+    assignments but gold checks and labels set aside."""
+    live_swapped = (
+        Assignment.objects.filter(
+            pair_id=OuterRef("pk"),
+            swapped=True,
+            status__in=(Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED),
+        )
+        .exclude(kind=Assignment.Kind.GOLD)
+        .exclude(label__set_aside=True)
+        .values("pair_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(live_swapped), 0)
+
+
 def pair_release_slot(*, pair_id: int, swapped: bool | None = None) -> int:
     """Give a slot back (a lease expired or was skipped, or its insert failed). ``swapped``:
     the released slot's orientation; None when the caller does not know it, and then the
@@ -108,20 +126,8 @@ def pair_release_slot(*, pair_id: int, swapped: bool | None = None) -> int:
     own assignment update)."""
     released = Pair.objects.filter(pk=pair_id, slots_taken__gt=0)
     if swapped is None:
-        live_swapped = (
-            Assignment.objects.filter(
-                pair_id=OuterRef("pk"),
-                swapped=True,
-                status__in=(Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED),
-            )
-            .exclude(kind=Assignment.Kind.GOLD)
-            .values("pair_id")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
         return released.update(
-            slots_taken=F("slots_taken") - 1,
-            swapped_taken=Coalesce(Subquery(live_swapped), 0),
+            slots_taken=F("slots_taken") - 1, swapped_taken=_live_swapped_slots()
         )
     if swapped:
         released = released.filter(swapped_taken__gt=0)
@@ -132,14 +138,20 @@ def pair_release_slot(*, pair_id: int, swapped: bool | None = None) -> int:
 
 def pair_set_aside_label(*, pair_id: int) -> int:
     """A label on the unsettled pair was set aside (its annotator was quarantined): the pair
-    counts one label and one slot fewer, so another annotator takes the slot. Under the
-    pair's row lock; only a pair still waiting for labels changes."""
+    counts one label and one slot fewer, so another annotator takes the slot, and its
+    swapped slots are recounted without that label (call after setting it aside), so the
+    orientations stay balanced. Under the pair's row lock; only a pair still waiting for
+    labels changes."""
     return Pair.objects.filter(
         pk=pair_id,
         status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION),
         slots_taken__gt=0,
         labels_count__gt=0,
-    ).update(slots_taken=F("slots_taken") - 1, labels_count=F("labels_count") - 1)
+    ).update(
+        slots_taken=F("slots_taken") - 1,
+        labels_count=F("labels_count") - 1,
+        swapped_taken=_live_swapped_slots(),
+    )
 
 
 def pair_count_label(*, pair_id: int) -> None:
