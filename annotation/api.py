@@ -31,6 +31,7 @@ from annotation.services.import_jobs import (
 )
 from annotation.services.labels import (
     FLAG_NAMES,
+    SECONDS_SPENT_MAX,
     LabelInput,
     RewriteInput,
     label_change,
@@ -221,7 +222,9 @@ class LabelApi(APIView):
         flags = serializers.ListField(
             child=serializers.ChoiceField(choices=FLAG_NAMES), required=False, default=list
         )
-        seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
+        seconds_spent = serializers.FloatField(
+            required=False, allow_null=True, min_value=0, max_value=SECONDS_SPENT_MAX
+        )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             if (

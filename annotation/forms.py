@@ -11,7 +11,7 @@ from django import forms
 
 from annotation.aspects import SIDES, AspectError, parse_aspects
 from annotation.models import Campaign, ItemKind, Outcome
-from annotation.services.labels import FLAG_NAMES, LabelInput, RewriteInput
+from annotation.services.labels import FLAG_NAMES, SECONDS_SPENT_MAX, LabelInput, RewriteInput
 from annotation.services.rewrites import REWRITE_MAX_CHARS
 
 PREFERENCE_LABELS = {
@@ -170,7 +170,10 @@ class LabelForm(forms.Form):
         data = super().clean() or {}
         if self.campaign.item_kind == ItemKind.RANKING:
             ranks = self.ranks_shown
-            if not ranks or any(not rank.isdigit() for rank in ranks):
+            # The selects offer "1" to "K"; str.isdigit would also pass "²" or 5,000 digits,
+            # which int() then refuses.
+            allowed = {str(rank) for rank in range(1, len(ranks) + 1)}
+            if not ranks or any(rank not in allowed for rank in ranks):
                 raise forms.ValidationError("Give every response a rank (1 is best).")
         if self.campaign.allow_rewrites and (data.get("rewrite_text") or "").strip():
             if not data.get("rewrite_based_on"):
@@ -261,12 +264,13 @@ def sane_seconds_spent(reported: str | None, elapsed_seconds: float) -> float:
 
     The browser measures from when the pair was shown, which is the better figure; but it is
     client input, so it may not be negative, non-finite, or longer than the lease has existed.
+    A lease held for days still reports at most the day that label_submit accepts.
     """
-    elapsed = max(0.0, elapsed_seconds)
+    elapsed = min(max(0.0, elapsed_seconds), SECONDS_SPENT_MAX)
     try:
         value = float(reported) if reported else math.nan
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0 or value > elapsed + SECONDS_SPENT_SLACK:
         return round(elapsed, 3)
-    return round(min(value, elapsed + SECONDS_SPENT_SLACK), 3)
+    return round(min(value, elapsed + SECONDS_SPENT_SLACK, SECONDS_SPENT_MAX), 3)

@@ -8,8 +8,8 @@ from rest_framework import serializers
 # raises OverflowError on SQLite and "out of range" on PostgreSQL, so input is checked first.
 DB_INT_MAX = 2**63 - 1
 DB_INT_MIN = -(2**63)
-# Longest uploaded file name accepted (Linux allows 255 bytes per path component, and a stored
-# name adds a 33-character prefix): longer names answer 400.
+# Longest uploaded file name accepted: longer names answer 400. An upload is stored on disk
+# under a uuid, not its name: Linux refuses names past 255 bytes, 128 letters such as "é".
 UPLOAD_NAME_MAX = 200
 
 

@@ -21,6 +21,7 @@ SHORT_ATTRIBUTE_MAX_CHARS = {"task_category": 100, "objectivity": 100, "controve
 # Lenient names from ShareGPT-style exports; anything else is an error.
 ROLE_ALIASES = {"human": "user", "gpt": "assistant"}
 PREFERRED_VALUES = {"a": 1, "b": -1, "tie": 0}
+_NOT_UNICODE = "{field} is not valid Unicode (it holds a lone surrogate such as \\ud800)"
 
 _ATTRIBUTE_SET = frozenset(ATTRIBUTE_NAMES)
 _RESPONSE_KEYS = frozenset({"response_a", "response_b", "chosen", "rejected"})
@@ -175,6 +176,7 @@ def text_value(value: Any, field: str, limits: ImportLimits, *, allow_empty: boo
         and len(value) <= limits.max_field_chars
         and "\x00" not in value
         and (allow_empty or (value and not value.isspace()))
+        and (value.isascii() or _encodes_as_utf8(value))
     ):
         return value
     raise RowError(_text_error(value, field, limits, allow_empty=allow_empty))
@@ -190,7 +192,20 @@ def _text_error(value: Any, field: str, limits: ImportLimits, *, allow_empty: bo
     if "\x00" in value:
         # PostgreSQL text cannot hold NUL; failing here names the row.
         return f"{field} contains a NUL character"
+    if not _encodes_as_utf8(value):
+        return _NOT_UNICODE.format(field=field)
     return f"{field} is not valid text"
+
+
+def _encodes_as_utf8(value: str) -> bool:
+    # JSON escapes decode lone surrogates ("\ud800") into a str that PostgreSQL's COPY cannot
+    # encode; caught here, the error names the row and the field. Hashed texts are also caught
+    # by the hash, but a source or an attribute is not hashed.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def short_text(value: Any, field: str, max_chars: int) -> str | None:
@@ -204,6 +219,8 @@ def short_text(value: Any, field: str, max_chars: int) -> str | None:
         raise RowError(f"{field} is longer than {max_chars} characters")
     if "\x00" in value:
         raise RowError(f"{field} contains a NUL character")
+    if not value.isascii() and not _encodes_as_utf8(value):
+        raise RowError(_NOT_UNICODE.format(field=field))
     return value or None
 
 
@@ -237,7 +254,12 @@ def attributes_value(row: dict[str, Any], limits: ImportLimits) -> dict[str, Any
                 raise RowError(
                     f"unknown attribute {name!r}; expected one of " + ", ".join(ATTRIBUTE_NAMES)
                 )
-            if type(value) is str and 0 < len(value) <= max_chars and "\x00" not in value:
+            if (
+                type(value) is str
+                and 0 < len(value) <= max_chars
+                and "\x00" not in value
+                and value.isascii()
+            ):
                 attributes[name] = value  # the common case, checked inline for speed
             elif value is not None and value != "":
                 attributes[name] = _attribute_value(name, value, limits)
@@ -277,12 +299,15 @@ def decode_text_row(row: dict[str, Any]) -> dict[str, Any]:
         value = decoded.get(key)
         if not isinstance(value, str) or value[:1] not in ("[", "{"):
             continue
-        if key in ("chosen", "rejected", "prompt") and not _looks_like_messages(value):
-            continue  # a plain answer that happens to start with a bracket
         try:
+            if key in ("chosen", "rejected", "prompt") and not _looks_like_messages(value):
+                continue  # a plain answer that happens to start with a bracket
             decoded[key] = json.loads(value)
         except ValueError as error:
             raise RowError(f"{key} is not valid JSON: {error}") from None
+        except RecursionError:
+            # The standard library's decoder recurses once per level: "[[[[…" in a cell.
+            raise RowError(f"{key} is nested too deeply") from None
     silver = decoded.get("silver_preference")
     if isinstance(silver, str):
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -75,7 +76,7 @@ def import_job_create(
         folder = Path(settings.MEDIA_ROOT) / "imports"
         folder.mkdir(parents=True, exist_ok=True)
         original_name = Path(upload.name or "upload").name[-UPLOAD_NAME_MAX:]
-        stored = folder / f"{uuid.uuid4().hex}-{original_name}"
+        stored = folder / _stored_name(original_name)
         digest, size = hashlib.sha256(), 0
         with stored.open("wb") as handle:
             for chunk in upload.chunks():
@@ -97,6 +98,20 @@ def import_job_create(
         as_gold=as_gold,
         created_by=user if user is not None and user.is_authenticated else None,
     )
+
+
+# Extensions kept on the stored file: short ASCII ones such as ".jsonl.gz".
+_STORED_EXTENSIONS = re.compile(r"(\.[A-Za-z0-9]{1,10}){0,2}")
+
+
+def _stored_name(original_name: str) -> str:
+    """A name on disk that no upload can make too long: a uuid and the original's extensions.
+    Linux allows 255 bytes per name, and 200 letters such as "é" take 400. The format is read
+    from original_name; the extensions only tell whoever lists the folder what each file is."""
+    extensions = "".join(Path(original_name).suffixes[-2:])
+    if not _STORED_EXTENSIONS.fullmatch(extensions):
+        extensions = ""
+    return f"{uuid.uuid4().hex}{extensions}"
 
 
 def _discard_upload(job: ImportJob) -> None:

@@ -293,8 +293,8 @@ def _write_postgresql(
     and looks up and copies batch after batch, while this one parses the next ones, up to
     _BATCHES_AHEAD in waiting. The connection is never used by both threads: this one only
     reads the helper's results, and it reports progress (rows whose batch is in) through a
-    callback that must not use the database. Imports into one campaign take an advisory
-    lock, so two of them cannot race past each other's lookups.
+    callback that must not use the database. The caller holds the campaign's import lock
+    (campaign_rounds_lock), so two imports cannot race past each other's lookups.
     Rows arrive with the conversation already encoded as JSON text.
     """
     columns = ", ".join(_COLUMNS)
@@ -314,7 +314,6 @@ def _write_postgresql(
         ThreadPoolExecutor(max_workers=1) as sender,
         _prompt_thread_switches(),
     ):
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
         raw = cursor.cursor  # psycopg 3 cursor, for COPY
         try:
             for batch in batches:
@@ -330,6 +329,18 @@ def _write_postgresql(
             sender.shutdown(cancel_futures=True)
             raise
     return created
+
+
+def campaign_rounds_lock(campaign_id: int) -> None:
+    """Wait for the campaign's other imports (and round openings) to commit, and hold them
+    off until this transaction does (PostgreSQL).
+
+    Taken before the open round is looked up: two imports that both found no open round, or
+    an import and the loop opening the next round, would otherwise both open one, and the
+    second would fail on its number.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
 
 
 def _write_generic(batches: Iterable[list[tuple[Any, ...]]], on_batch: ProgressCallback) -> int:
@@ -362,10 +373,11 @@ def pairs_import(
     on_batch = on_progress or (lambda _rows: None)
     now = timezone.now()
     rows_read = 0
+    postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
+        if postgresql:
+            campaign_rounds_lock(campaign.pk)
         round_id = round_current(campaign=campaign).pk if (queue and not as_gold) else None
-
-        postgresql = connection.vendor == "postgresql"
         build_row = _row_builder(
             campaign=campaign,
             round_id=round_id,

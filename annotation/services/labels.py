@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,10 @@ from annotation.services.pair_state import COUNT_LABEL_SET_SQL, pair_count_label
 from annotation.services.rewrites import rewrite_check, rewrite_create
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
+# Longest time one submit or change may report. Nobody spends a day on one item; a bigger
+# figure is a broken clock or a crafted request, and sums of such figures overflow to inf,
+# which neither JSON nor the quality figures can hold.
+SECONDS_SPENT_MAX = 86_400
 _CONSENSUS_FIELDS = (
     "id",
     "campaign_id",
@@ -118,6 +123,10 @@ def _validate(assignment: Assignment, data: LabelInput) -> dict[str, dict[str, i
         raise InvalidLabel(f"unknown flags: {', '.join(sorted(unknown))}")
     if data.seconds_spent is not None and data.seconds_spent < 0:
         raise InvalidLabel("seconds_spent cannot be negative")
+    if data.seconds_spent is not None and not (
+        math.isfinite(data.seconds_spent) and data.seconds_spent <= SECONDS_SPENT_MAX
+    ):
+        raise InvalidLabel(f"seconds_spent must be a finite number, at most {SECONDS_SPENT_MAX:,}")
     if len(data.rationale) > 20_000:
         raise InvalidLabel("rationale is longer than 20,000 characters")
     if data.rewrite is not None:
@@ -200,8 +209,8 @@ def _claim_failed(assignment: Assignment) -> Exception:
 _MODEL_ALONE = "a rationale of your own is required when you consulted a model"
 
 
-def _model_alone(assignment: Assignment, label: Label) -> bool:
-    if label.rationale.strip():
+def _model_alone(assignment: Assignment, rationale: str) -> bool:
+    if rationale.strip():
         return False
     return Evidence.objects.filter(assignment=assignment, kind=Evidence.Kind.LLM).exists()
 
@@ -209,7 +218,7 @@ def _model_alone(assignment: Assignment, label: Label) -> bool:
 def _record_with_orm(
     assignment: Assignment, label: Label, now: datetime, counts_for_pair: bool
 ) -> Pair | None:
-    if _model_alone(assignment, label):
+    if _model_alone(assignment, label.rationale):
         raise InvalidLabel(_MODEL_ALONE)
     # The conditional UPDATE is the claim: a second submit, a skip or an expiry that got
     # there first leaves zero rows changed.
@@ -323,7 +332,7 @@ def _record_in_one_statement(
     )
     row = fetch_one_prepared(_submit_sql(), params)
     if row is None:
-        if _model_alone(assignment, label):
+        if _model_alone(assignment, label.rationale):
             raise InvalidLabel(_MODEL_ALONE)  # reported first, as on the ORM path
         raise _claim_failed(assignment)
     label_id, used_llm, *pair_values = row
@@ -389,7 +398,8 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         label_change_check(
             label=label, pair_status=pair.status, minutes=campaign.label_change_minutes, now=now
         )
-        if data.rationale.strip() == "" and _model_alone(assignment, label):
+        # The new rationale is the one that must stand on its own, not the one it replaces.
+        if _model_alone(assignment, data.rationale):
             raise InvalidLabel(_MODEL_ALONE)
         _replace_label_values(
             label,

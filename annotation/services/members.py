@@ -121,14 +121,20 @@ def _add_all(
 
 def usernames_from_csv(text: str) -> list[str]:
     """User names from CSV text: the first column of each row; a "username" header is skipped."""
+    if "\x00" in text:
+        # No user name holds one, and PostgreSQL refuses to compare text that does.
+        raise BadRequest("the CSV contains a NUL character")
     names: list[str] = []
-    for row in csv.reader(io.StringIO(text)):
-        if not row or not row[0].strip():
-            continue
-        name = row[0].strip()
-        if not names and name.lower() == "username":
-            continue
-        names.append(name)
+    try:
+        for row in csv.reader(io.StringIO(text)):
+            if not row or not row[0].strip():
+                continue
+            name = row[0].strip()
+            if not names and name.lower() == "username":
+                continue
+            names.append(name)
+    except csv.Error as error:  # a field over the csv module's limit, for one
+        raise BadRequest(f"the CSV cannot be read: {error}") from None
     if len(names) > BULK_MAX_USERNAMES:
         raise BadRequest(f"at most {BULK_MAX_USERNAMES} user names at once")
     return list(dict.fromkeys(names))

@@ -44,3 +44,14 @@ def test_a_file_imported_from_a_path_is_left_where_it_was(tmp_path, campaign):
     job = import_job_run(job_id=import_job_create(campaign=campaign, path=source).pk)
     assert job.status == "succeeded"
     assert source.read_bytes() == GOOD
+
+
+def test_an_upload_named_past_the_file_systems_255_bytes_still_imports(campaign, admin_user):
+    # 156 characters, under the 200 accepted, but 306 bytes in UTF-8: past Linux's 255.
+    name = "é" * 150 + ".jsonl"
+    job = import_job_create(campaign=campaign, upload=SimpleUploadedFile(name, GOOD))
+    assert len(Path(job.file).name.encode()) < 255
+    assert Path(job.file).name.endswith(".jsonl")
+    job = import_job_run(job_id=job.pk)
+    assert job.status == "succeeded"
+    assert job.original_name == name

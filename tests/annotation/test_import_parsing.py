@@ -569,10 +569,53 @@ def test_text_with_lone_surrogates_is_rejected() -> None:
     # The standard library decodes "\ud800" into a str that no database can store.
     item = '{"prompt": "q", "response_a": "a\\ud800", "response_b": "b"}'
     in_json = errors_of(f"[{item}]".encode(), "pairs.json")
-    assert str(in_json).startswith("item 1: text is not valid Unicode")
+    assert str(in_json).startswith("item 1: response_a is not valid Unicode")
     in_jsonl = errors_of(item.encode() + b"\n")
     # orjson refuses it while decoding, the standard library only when hashing.
     assert str(in_jsonl).startswith(("line 1: invalid JSON", "line 1: text is not valid"))
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ('"source": "s\\ud800"', "source"),
+        ('"external_id": "\\udfff"', "external_id"),
+        ('"attributes": {"objectivity": "o\\ud800"}', "attributes.objectivity"),
+        ('"annotation_guideline": "\\ud800 long"', "attributes.annotation_guideline"),
+        ('"attributes": {"desired_attributes": ["\\ud800"]}', "attributes.desired_attributes"),
+    ],
+)
+def test_lone_surrogates_in_fields_that_are_not_hashed_are_rejected_naming_the_field(
+    fields: str, field: str
+) -> None:
+    # Nothing hashes these fields, so only their own check stops "\ud800" before PostgreSQL.
+    item = '{"prompt": "q", "response_a": "a", "response_b": "b", ' + fields + "}"
+    error = errors_of(f"[{item}]".encode(), "pairs.json")
+    assert str(error).startswith(f"item 1: {field} is not valid Unicode")
+
+
+def test_lone_surrogates_in_a_csv_json_cell_are_rejected_naming_the_line() -> None:
+    data = 'prompt,response_a,response_b,attributes\nq,a,b,"{""objectivity"": ""\\ud800""}"\n'
+    error = errors_of(data.encode(), "pairs.csv")
+    assert str(error).startswith("line 2: attributes.objectivity is not valid Unicode")
+
+
+DEEP = "[" * 100_000  # the standard library's decoder recurses once per level
+
+
+@pytest.mark.parametrize(
+    "data, column",
+    [
+        (f"conversation,response_a,response_b\n{DEEP},a,b\n", "conversation"),
+        (f"chosen,rejected\n{DEEP},r\n", "chosen"),
+        (f"prompt,response_a,response_b,attributes\nq,a,b,{DEEP}\n", "attributes"),
+    ],
+)
+def test_a_csv_json_cell_nested_too_deeply_is_rejected_naming_the_line(
+    data: str, column: str
+) -> None:
+    error = errors_of(data.encode(), "pairs.csv")
+    assert str(error) == f"line 2: {column} is nested too deeply"
 
 
 def test_a_json_object_without_data_or_pairs_is_rejected() -> None:

@@ -4,13 +4,17 @@ the values replaced."""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.utils import timezone
 
-from annotation.models import Assignment, Label, Pair
+from annotation.errors import InvalidLabel
+from annotation.models import Assignment, Evidence, Label, Pair
+from annotation.services.assignments import assignment_next
+from annotation.services.labels import LabelInput, label_change, label_submit
 from reviewers.models import Adjudication, Escalation
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim
@@ -104,6 +108,56 @@ def test_bad_input_is_a_400_and_changes_nothing(campaign, annotator_a):
     assignment = submit(annotator_a, campaign, 1)
     assert change(annotator_a, assignment, 0).status_code == 400  # no ties on a binary scale
     assert Label.objects.get(assignment=assignment).history is None
+
+
+def test_a_change_that_drops_the_rationale_is_refused_once_a_model_was_consulted(
+    campaign, annotator_a
+):
+    PairFactory(campaign=campaign)
+    client = api_client_for(annotator_a)
+    body = client.post(f"/api/campaigns/{campaign.pk}/next").json()
+    assignment = Assignment.objects.get(pk=body["assignment"]["id"])
+    Evidence.objects.create(assignment=assignment, kind=Evidence.Kind.LLM, payload={})
+    response = client.post(url(assignment), {"preference": 1, "rationale": "mine"}, format="json")
+    assert response.status_code == 201, response.content
+
+    response = change(annotator_a, assignment, 1, rationale="  ")
+
+    assert response.status_code == 400
+    assert "rationale of your own" in response.content.decode()
+    assert Label.objects.get(assignment=assignment).rationale == "mine"
+
+
+def test_seconds_spent_beyond_a_day_is_a_400_on_submit_and_on_change(campaign, annotator_a):
+    PairFactory.create_batch(2, campaign=campaign)
+    client = api_client_for(annotator_a)
+    body = client.post(f"/api/campaigns/{campaign.pk}/next").json()
+    refused = client.post(
+        f"/api/assignments/{body['assignment']['id']}/label",
+        {"preference": 1, "seconds_spent": 1e308},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "seconds_spent" in refused.json()
+    assignment = submit(annotator_a, campaign, 1, seconds_spent=86_400)
+    # Twice 1e308 would sum to inf, which neither JSON nor the quality figures can hold.
+    assert change(annotator_a, assignment, 1, seconds_spent=1e308).status_code == 400
+    assert change(annotator_a, assignment, 2, seconds_spent=60).status_code == 200
+    assert Label.objects.get(assignment=assignment).seconds_spent == 86_460
+
+
+@pytest.mark.parametrize("seconds", [math.inf, math.nan, 1e308])
+def test_the_service_refuses_seconds_spent_that_is_not_finite_or_beyond_a_day(
+    campaign, annotator_a, seconds
+):
+    PairFactory(campaign=campaign)
+    assignment = assignment_next(campaign=campaign, annotator=annotator_a)
+    with pytest.raises(InvalidLabel, match="seconds_spent"):
+        label_submit(assignment=assignment, data=LabelInput(preference=1, seconds_spent=seconds))
+    label_submit(assignment=assignment, data=LabelInput(preference=1, seconds_spent=10))
+    with pytest.raises(InvalidLabel, match="seconds_spent"):
+        label_change(assignment=assignment, data=LabelInput(preference=1, seconds_spent=seconds))
+    assert Label.objects.get(assignment=assignment).seconds_spent == 10
 
 
 def test_a_change_that_settles_a_dispute_withdraws_its_escalation(campaign, trio):

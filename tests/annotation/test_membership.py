@@ -230,6 +230,32 @@ def test_the_members_page_adds_in_bulk_from_a_csv_file_and_shows_errors(closed):
     assert b"No user named" in refused.content
 
 
+@pytest.mark.parametrize(
+    "content, problem",
+    [(b"username\nc1\x00\n", b"NUL"), (b"username\n" + b"c" * 200_000 + b"\n", b"CSV")],
+)
+def test_the_members_page_refuses_a_csv_file_it_cannot_read_with_a_400(closed, content, problem):
+    browser = Client()
+    browser.force_login(user_with_role("ada", Role.ADMIN))
+    upload = io.BytesIO(content)
+    upload.name = "members.csv"
+    refused = browser.post(
+        reverse("campaign-members-change", args=[closed.pk]),
+        {"action": "bulk", "role": "annotator", "csv_file": upload},
+    )
+    assert refused.status_code == 400
+    assert problem in refused.content
+    assert not CampaignMember.objects.filter(campaign=closed).exists()
+
+
+def test_the_members_api_refuses_csv_it_cannot_read_with_a_400(closed):
+    client = api_client_for(user_with_role("ada", Role.ADMIN))
+    url = f"/api/campaigns/{closed.pk}/members"
+    refused = client.post(url, {"csv": "username\n" + "c" * 200_000 + "\n"}, format="json")
+    assert refused.status_code == 400
+    assert "CSV" in refused.json()["detail"]
+
+
 def test_the_campaign_member_command_adds_and_removes(closed):
     UserFactory(username="cli")
     out = io.StringIO()

@@ -101,6 +101,17 @@ def test_a_bad_row_rejects_the_whole_file_naming_its_line(tmp_path, campaign, sm
     assert not Pair.objects.filter(campaign=campaign).exists()
 
 
+def test_a_lone_surrogate_in_a_source_rejects_the_file_naming_its_item(tmp_path, campaign):
+    # json.dumps escapes "\ud800" as the JSON text \\ud800, which decodes back to a lone surrogate.
+    rows = native_rows(3)
+    rows[1]["source"] = "web\ud800"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(rows))
+    with pytest.raises(ImportFormatError, match="^item 2: source is not valid Unicode"):
+        pairs_import(campaign=campaign, path=path)
+    assert not Pair.objects.filter(campaign=campaign).exists()
+
+
 def test_broken_json_in_the_middle_leaves_nothing_behind(tmp_path, campaign):
     path = write_jsonl(tmp_path / "p.jsonl", native_rows(4))
     lines = path.read_text().splitlines()

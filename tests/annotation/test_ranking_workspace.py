@@ -64,3 +64,13 @@ def test_posting_ranks_stores_the_canonical_ranking(ranking_page):
         select = re.search(rf'name="rank_{position}".*?</select>', page, re.S)
         assert select is not None
         assert f'<option value="{rank}" selected>' in select.group(0)
+
+
+@pytest.mark.parametrize("odd", ["²", "٣", "1" * 5000, "0", "5", "-1", " 1"])
+def test_a_rank_other_than_one_to_the_number_of_responses_is_a_form_error(ranking_page, odd):
+    client, assignment, _html = ranking_page
+    url = reverse("assignment-label", args=[assignment.pk])
+    response = client.post(url, {"rank_0": odd, "rank_1": "1", "rank_2": "2", "rank_3": "3"})
+    assert response.status_code == 422
+    assert "Give every response a rank" in response.content.decode()
+    assert not Label.objects.exists()

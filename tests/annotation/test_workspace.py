@@ -433,6 +433,20 @@ def test_the_server_bounds_the_reported_time_spent(alice_client, annotator_a, ca
     assert Label.objects.get(assignment=second).seconds_spent == pytest.approx(60, abs=0.01)
 
 
+def test_a_lease_held_for_days_reports_at_most_a_day_spent(alice_client, annotator_a, campaign):
+    campaign.lease_seconds = 3 * 86_400
+    campaign.save()
+    PairFactory(campaign=campaign)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        alice_client.get(workspace_url(campaign))
+    assignment = current_assignment(campaign, annotator_a)
+    with time_machine.travel(start + timedelta(days=2), tick=False):
+        response = alice_client.post(label_url(assignment), {"preference": "1"})
+    assert response.status_code == 302
+    assert Label.objects.get(assignment=assignment).seconds_spent == 86_400
+
+
 def test_the_fragment_takes_a_bounded_number_of_queries(
     alice_client, campaign, django_assert_max_num_queries
 ):
