@@ -44,6 +44,10 @@ class ScoreItemSerializer(serializers.Serializer):
                 "give either 'response', or both 'response_a' and 'response_b'"
             )
         conversation = attrs.get("conversation") or [{"role": "user", "content": attrs["prompt"]}]
+        if conversation[-1]["role"] != "user":
+            # As an import requires: the responses answer the last user turn, and chat
+            # templates that enforce alternation would fail in the worker (a 503, not a 400).
+            raise serializers.ValidationError("the conversation must end with a user turn")
         item: dict[str, Any] = {
             "conversation": [{"role": t["role"], "content": t["content"]} for t in conversation]
         }

@@ -118,6 +118,10 @@ def test_an_unknown_or_archived_version_is_refused(db, version, service_client) 
         ({"items": [{"conversation": [{"role": "robot", "content": "x"}], "response": "a"}]},
          "robot"),
         ({"items": [{"conversation": [], "response": "a"}]}, "conversation"),
+        # The responses answer the last turn: a conversation ending on an assistant turn has
+        # nothing for them to answer (and strict chat templates would fail in the worker).
+        ({"items": [{"conversation": [*CONVERSATION, {"role": "assistant", "content": "x"}],
+                     "response": "a"}]}, "end with a user turn"),
         ({"items": "not a list"}, "items"),
     ],
 )
