@@ -27,8 +27,9 @@ def serializer_fields_for_settings() -> dict[str, serializers.Field]:
     for setting in TRAINING_SETTINGS:
         common: dict[str, Any] = {"required": False, "help_text": _help(setting)}
         if setting.kind == "choice":
+            # null or "" means the default, as for every other setting (job_settings).
             field: serializers.Field = serializers.ChoiceField(
-                choices=setting.choices, default=setting.default, **common
+                choices=setting.choices, allow_null=True, allow_blank=True, **common
             )
         elif setting.kind == "bool":
             field = serializers.BooleanField(**common, allow_null=True)

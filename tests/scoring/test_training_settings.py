@@ -165,6 +165,16 @@ def test_a_retrain_through_the_api_keeps_the_campaigns_settings_it_does_not_name
     params = started.json()["params"]
     assert {name: params[name] for name in chosen} == chosen  # what GET showed
     assert params["learning_rate"] == 1e-5 and params["max_length"] == 256
+    # null or "" asks for the default, for a choice as for any other setting.
+    Job.objects.filter(pk=started.json()["id"]).update(status=Job.Status.CANCELLED)
+    with django_capture_on_commit_callbacks(execute=False):
+        reset = api.post(url, {"mode": None, "strategy": "", "epochs": None}, format="json")
+    assert reset.status_code == 202, reset.content
+    params = reset.json()["params"]
+    # The campaign's full mode and 3 epochs give way to the defaults; "" leaves ddp as is.
+    assert params["mode"] == "head" and params.get("epochs") != 3.0
+    assert params.get("strategy", "ddp") == "ddp"
+    assert params["base_model"] == str(base)  # not named: the campaign's
 
 
 @pytest.mark.django_db
