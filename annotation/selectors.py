@@ -11,7 +11,7 @@ from typing import Any, cast
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -116,8 +116,11 @@ def is_campaign_admin(*, campaign_id: int, user: User) -> bool:
 
 
 def campaigns_for_user(*, user: User) -> QuerySet[Campaign]:
-    """The campaigns the user may open: all for site admins, else open ones and their own."""
-    campaigns = Campaign.objects.order_by("name")
+    """The campaigns the user may open: all for site admins, else open ones and their own;
+    each with ``member_role``, the user's role there as a member (None if not one), so that a
+    page offers judging to no expert member and a campaign's admin pages to its admins."""
+    role = CampaignMember.objects.filter(campaign=OuterRef("pk"), user_id=user.pk).values("role")
+    campaigns = Campaign.objects.order_by("name").annotate(member_role=Subquery(role[:1]))
     if user_has_role(user, Role.ADMIN):
         return campaigns
     return campaigns.filter(Q(open_to_all=True) | Q(members__user_id=user.pk)).distinct()

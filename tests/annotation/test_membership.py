@@ -92,6 +92,27 @@ def test_the_home_page_lists_only_the_campaigns_a_user_may_open(closed):
     assert elsewhere.name not in names
 
 
+def test_the_home_page_links_what_each_member_may_do_there():
+    judged, reviewed, administered = (CampaignFactory(open_to_all=True) for _ in range(3))
+    user = user_with_role("mia")  # an annotator, with a different role in each campaign
+    member_add(campaign=reviewed, user=user, role=CampaignMember.Role.EXPERT)
+    member_add(campaign=administered, user=user, role=CampaignMember.Role.ADMIN)
+    client = Client()
+    client.force_login(user)
+    html = client.get("/").content.decode()
+    for campaign, may_judge, may_administer in (
+        (judged, True, False),
+        (reviewed, False, False),  # its expert: the page would answer 404
+        (administered, True, True),
+    ):
+        judge_url = reverse("campaign-detail", args=[campaign.pk])
+        models_url = reverse("scoring-campaign-models", args=[campaign.pk])
+        assert (f'href="{judge_url}"' in html) == may_judge, campaign.name
+        assert (f'href="{models_url}"' in html) == may_administer, campaign.name
+        assert client.get(judge_url).status_code == (200 if may_judge else 404)
+        assert client.get(models_url).status_code == (200 if may_administer else 404)
+
+
 def test_experts_see_escalations_only_of_campaigns_they_review():
     closed = CampaignFactory(open_to_all=False)
     escalation = Escalation.objects.get(pair=judged_pair(closed, [2, 0, -1]))
