@@ -239,6 +239,9 @@ def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
             pk__in=by_id,
             status=Pair.Status.COMPLETE,
             is_gold=False,
+            # "Both bad"/"both good" stay so: a weighted verdict on who is better would make
+            # them a chosen/rejected pair.
+            consensus_outcome=Outcome.PREFERENCE,
             provenance__in=(
                 Pair.Provenance.UNANIMOUS,
                 Pair.Provenance.MAJORITY,

@@ -75,7 +75,8 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
     if campaign.consensus_rule != ConsensusRule.DAWID_SKENE:
         return None
     rows = list(
-        Label.objects.filter(campaign_id=campaign_id, is_retest=False).values_list(
+        # Labels set aside (a quarantined annotator's) count in no consensus.
+        Label.objects.filter(campaign_id=campaign_id, is_retest=False, set_aside=False).values_list(
             "pair_id", "annotator_id", "preference", "is_gold_check"
         )
     )

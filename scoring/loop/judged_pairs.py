@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from django.db.models import Max
 
-from annotation.models import Campaign, ItemKind, Label, Pair
+from annotation.models import Campaign, ItemKind, Label, Outcome, Pair
 from scoring.jobs.runner import JobError
 from scoring.loop.ranking_pairs import ranking_pairs
 
@@ -71,6 +71,8 @@ def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedP
             consensus_preference__isnull=False,
         )
         .exclude(consensus_preference=0)
+        # Never a chosen/rejected pair, whatever preference a later verdict stored.
+        .exclude(consensus_outcome__in=(Outcome.BOTH_BAD, Outcome.BOTH_GOOD))
         .order_by("id")
     )
     pairs = list(decided)

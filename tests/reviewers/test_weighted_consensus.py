@@ -6,13 +6,15 @@ import random
 
 import pytest
 
-from annotation.models import ConsensusRule, Pair
+from annotation.models import ConsensusRule, Label, Outcome, Pair
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit, to_canonical
+from annotation.services.pair_state import pairs_settle_weighted
 from reviewers.models import Escalation
 from reviewers.services.weighted_consensus import campaign_consensus_reestimate
 from scoring.datasets.export import ExportFilters
 from scoring.datasets.export.rows import export_rows
+from scoring.loop.judged_pairs import training_pairs
 from tests.conftest import wait_for
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 
@@ -149,3 +151,50 @@ def test_the_worker_re_settles_a_weighted_campaign_after_its_labels(worker, sett
 
     wait_for(all_weighted, timeout=90, what="the debounced Dawid-Skene re-estimate")
     assert all(pair.consensus_posterior is not None for pair in settled)
+
+
+def _verdicts(campaign):
+    """pair id -> (preference, posterior) of the pairs the weighted rule settled."""
+    rows = Pair.objects.filter(campaign=campaign, provenance=Pair.Provenance.DAWID_SKENE)
+    return {
+        pk: (preference, posterior)
+        for pk, preference, posterior in rows.values_list(
+            "pk", "consensus_preference", "consensus_posterior"
+        )
+    }
+
+
+def test_labels_set_aside_count_in_no_weighted_verdict():
+    campaign = _campaign()
+    _truth, users = _label_campaign(campaign, accuracies=ACCURACIES)
+    adversary = users[-1]
+    Label.objects.filter(annotator=adversary).update(set_aside=True)
+    campaign_consensus_reestimate(campaign_id=campaign.pk)
+    with_set_aside = _verdicts(campaign)
+    assert with_set_aside
+    Label.objects.filter(annotator=adversary).delete()
+    campaign_consensus_reestimate(campaign_id=campaign.pk)
+    without = _verdicts(campaign)
+    assert without.keys() == with_set_aside.keys()
+    for pk, (preference, posterior) in without.items():
+        assert with_set_aside[pk][0] == preference
+        assert with_set_aside[pk][1] == pytest.approx(posterior)
+
+
+def test_a_weighted_verdict_never_makes_a_both_bad_pair_a_chosen_rejected_one():
+    campaign = _campaign()
+    both_bad = PairFactory(
+        campaign=campaign,
+        status=Pair.Status.COMPLETE,
+        provenance=Pair.Provenance.MAJORITY,
+        consensus_preference=0,
+        consensus_outcome=Outcome.BOTH_BAD,
+    )
+    assert pairs_settle_weighted(rows=[(both_bad.pk, 1, 0.99)]) == 0
+    both_bad.refresh_from_db()
+    assert (both_bad.consensus_preference, both_bad.consensus_outcome) == (0, Outcome.BOTH_BAD)
+    # One stored so before this fix is still no training pair.
+    Pair.objects.filter(pk=both_bad.pk).update(
+        consensus_preference=1, provenance=Pair.Provenance.DAWID_SKENE
+    )
+    assert both_bad.pk not in [pair.pk for pair in training_pairs(campaign=campaign).pairs]
