@@ -27,7 +27,7 @@ def ranking_validate(ranking: object, *, size: int) -> Ranking:
         raise InvalidRanking("ranking must be a non-empty list of groups of response indices")
     if len(ranking) > size:
         raise InvalidRanking(f"ranking has {len(ranking)} groups; at most {size} for this item")
-    seen: list[int] = []
+    seen: set[int] = set()
     groups: Ranking = []
     for position, group in enumerate(ranking):
         if not isinstance(group, list) or not group:
@@ -37,11 +37,11 @@ def ranking_validate(ranking: object, *, size: int) -> Ranking:
                 raise InvalidRanking(f"ranking[{position}] holds {index!r}, not an index")
             if not 0 <= index < size:
                 raise InvalidRanking(f"response index {index} is outside 0..{size - 1}")
-        seen.extend(group)
+            # Caught at the first repeat: the work stays linear in what was sent, however long.
+            if index in seen:
+                raise InvalidRanking(f"response {index} is ranked more than once")
+            seen.add(index)
         groups.append(sorted(group))
-    repeated = sorted({index for index in seen if seen.count(index) > 1})
-    if repeated:
-        raise InvalidRanking(f"response {repeated[0]} is ranked more than once")
     missing = sorted(set(range(size)) - set(seen))
     if missing:
         raise InvalidRanking(

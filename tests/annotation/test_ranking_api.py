@@ -97,6 +97,9 @@ def test_display_orders_are_random_per_assignment(ranking_campaign, annotator_a)
         ([[0], [1], [2], [7]], "response index 7 is outside 0..3"),
         ([[0, 1, 2, 3], []], "ranking[1] must be a non-empty list"),
         ([], "ranking must be a non-empty list"),
+        # 300,000 repeats of one index: refused at the second (counting every index's
+        # repeats, as before, took minutes of a web worker's CPU: quadratic).
+        ([[0] * 300_000, [1], [2], [3]], "response 0 is ranked more than once"),
     ],
 )
 def test_it_rejects_invalid_rankings_with_a_message(
