@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.core.mail import send_mail
 from django.db.models import Q
 from django.urls import reverse
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from annotation.roles import Role
 from reviewers.models import Escalation, ExpertSettings
+from reviewers.selectors.access import reviews_campaign, visible_to
 
 NOTIFY_INTERVAL = timedelta(hours=1)
 
@@ -47,8 +48,9 @@ def _in_domains(row: ExpertSettings, category: str) -> bool:
     return not row.domains or category in row.domains
 
 
-def _open_in_domains(row: ExpertSettings) -> int:
-    open_escalations = Escalation.objects.filter(status=Escalation.Status.OPEN)
+def _open_in_domains(row: ExpertSettings, expert: User) -> int:
+    # Only escalations the expert may open: another campaign's count is not theirs to know.
+    open_escalations = visible_to(Escalation.objects.filter(status=Escalation.Status.OPEN), expert)
     if row.domains:
         open_escalations = open_escalations.filter(pair__task_category__in=row.domains)
     return open_escalations.count()
@@ -71,8 +73,11 @@ def experts_notify(*, escalation_id: int, now: datetime | None = None) -> int:
         .exclude(email="")
         .distinct()
     )
+    campaign = escalation.campaign
     sent = 0
     for expert in experts:
+        if not (campaign.open_to_all or reviews_campaign(expert, campaign.pk)):
+            continue  # they cannot open it: the mail would only tell them of the campaign
         row = expert_settings_for(user=expert)
         if not row.notify_by_email or not _in_domains(row, category):
             continue
@@ -87,7 +92,7 @@ def experts_notify(*, escalation_id: int, now: datetime | None = None) -> int:
         )
         if not taken:
             continue
-        waiting = _open_in_domains(row)
+        waiting = _open_in_domains(row, expert)
         queue = settings.ARBITER.get("BASE_URL", "") + reverse("expert-queue")
         try:
             send_mail(

@@ -10,7 +10,9 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
+from annotation.models import CampaignMember
 from annotation.roles import Role
+from annotation.services.members import member_add
 from reviewers.models import Escalation
 from reviewers.services.notifications import expert_settings_update
 from reviewers.tasks import notify_experts_task
@@ -81,3 +83,15 @@ def test_an_expert_turns_the_emails_off_on_their_settings_page(client, experts):
         ["code", "math"],
     )
     assert notify_experts_task(escalation(CampaignFactory()).pk) == 2  # ezra and emil only
+
+
+def test_no_expert_hears_of_a_campaign_they_cannot_open(experts):
+    erin, ezra, _emil = experts
+    members_only = CampaignFactory(open_to_all=False, name="Secret Project X")
+    member_add(campaign=members_only, user=ezra, role=CampaignMember.Role.EXPERT)
+    escalation(CampaignFactory(open_to_all=False))  # another members-only campaign's
+    assert notify_experts_task(escalation(members_only).pk) == 1
+    assert [message.to for message in mail.outbox] == [["ezra@example.org"]]
+    # The count in the mail is of what ezra may open: not the other campaign's escalation.
+    assert "1 escalation waiting" in mail.outbox[0].subject
+    assert erin.email not in str([message.to for message in mail.outbox])
