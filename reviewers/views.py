@@ -28,7 +28,12 @@ from core.validation import int_param
 from reviewers.annotator_report import annotator_report, annotator_report_csv
 from reviewers.forms import AdjudicationForm, ExpertSettingsForm
 from reviewers.models import Escalation
-from reviewers.selectors.access import escalation_for_expert, require_admin, require_expert
+from reviewers.selectors.access import (
+    campaigns_reviewable,
+    escalation_for_expert,
+    require_admin,
+    require_expert,
+)
 from reviewers.selectors.quality import agreement_report, annotator_quality, retest_agreement
 from reviewers.selectors.queue import QUEUE_ORDERS, claim_state, escalation_queue, queue_domains
 from reviewers.selectors.review import escalation_review
@@ -70,9 +75,10 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
         "order": order,
         "other_order": "disputed" if order == "oldest" else "oldest",
         "campaign_id": campaign_id,
-        "campaigns": Campaign.objects.order_by("name"),
+        # Only what the viewer may see: another campaign's name or categories are not theirs.
+        "campaigns": campaigns_reviewable(request.user),
         "domain": domain,
-        "domains": queue_domains(),
+        "domains": queue_domains(viewer=request.user),
     }
     template = "reviewers/queue.html#queue-table" if request.htmx else "reviewers/queue.html"
     return render(request, template, context)

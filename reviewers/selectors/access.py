@@ -75,6 +75,15 @@ def reviews_campaign(user: User, campaign_id: int) -> bool:
     return member.exists() or user_has_role(user, Role.ADMIN)
 
 
+def campaigns_reviewable(viewer: User) -> QuerySet[Campaign]:
+    """The campaigns whose escalations ``viewer`` may see (``visible_to``), by name."""
+    campaigns = Campaign.objects.order_by("name")
+    if user_has_role(viewer, Role.ADMIN):
+        return campaigns
+    theirs = CampaignMember.objects.filter(user_id=viewer.pk, role__in=_REVIEWING_ROLES)
+    return campaigns.filter(Q(open_to_all=True) | Q(pk__in=theirs.values("campaign_id")))
+
+
 def visible_to(escalations: QuerySet[Escalation], viewer: User | None) -> QuerySet[Escalation]:
     """Site admins see every campaign's escalations; experts those of open campaigns and of
     campaigns where they are expert (or admin) members."""

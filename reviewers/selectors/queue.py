@@ -45,10 +45,11 @@ def escalation_queue(
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
 
 
-def queue_domains() -> list[str]:
-    """The task categories of pairs with an open escalation, for the queue's domain filter."""
+def queue_domains(*, viewer: User) -> list[str]:
+    """The task categories of pairs with an open escalation the viewer may see, for the
+    queue's domain filter."""
     return list(
-        Escalation.objects.filter(status=Escalation.Status.OPEN)
+        visible_to(Escalation.objects.filter(status=Escalation.Status.OPEN), viewer)
         .exclude(pair__task_category="")
         .values_list("pair__task_category", flat=True)
         .distinct()

@@ -5,12 +5,17 @@ from __future__ import annotations
 from django import template
 
 from reviewers.models import Escalation
+from reviewers.selectors.access import visible_to
 
 register = template.Library()
 
 
-@register.simple_tag
-def open_escalations_count() -> int:
+@register.simple_tag(takes_context=True)
+def open_escalations_count(context: template.Context) -> int:
     # Exact on every page: open escalations are few (they are decided, or withdrawn), and a
-    # partial index on open ones serves the count.
-    return Escalation.objects.filter(status=Escalation.Status.OPEN).count()
+    # partial index on open ones serves the count. Only those of campaigns the user may see.
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return 0
+    return visible_to(Escalation.objects.filter(status=Escalation.Status.OPEN), user).count()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from annotation.models import Evidence, Pair
+from annotation.models import CampaignMember, Evidence, Pair
 from annotation.roles import Role
+from annotation.services.members import member_add
 from reviewers.models import Adjudication, Escalation
 from scoring.models import ModelVersion, PairScore
 from tests.conftest import api_client_for
@@ -189,3 +190,18 @@ def test_experts_see_each_campaign_separately(expert):
     pair_two = judged_pair(two, [1, 0, -1])
     rows = api_client_for(expert).get(reverse("api-escalations"), {"campaign": two.pk}).json()
     assert [row["pair"] for row in rows] == [pair_two.pk]
+
+
+def test_the_queue_and_the_nav_name_no_campaign_the_expert_cannot_open(client, expert):
+    secret = CampaignFactory(open_to_all=False, name="Secret Project X")
+    hidden = judged_pair(secret, [1, 0, -1])
+    Pair.objects.filter(pk=hidden.pk).update(task_category="bioweapons-redteam")
+    _logged_in(client, expert)
+    html = client.get(reverse("expert-queue")).content.decode()
+    assert "Secret Project X" not in html and "bioweapons-redteam" not in html
+    assert 'data-testid="nav-expert-queue">Expert queue</a>' in html  # no count to see
+    # A member who reviews it sees all three.
+    member_add(campaign=secret, user=expert, role=CampaignMember.Role.EXPERT)
+    html = client.get(reverse("expert-queue")).content.decode()
+    assert "Secret Project X" in html and "bioweapons-redteam" in html
+    assert 'aria-label="1 open"' in html
