@@ -286,6 +286,10 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
                     "file": previous_file}
         else:
             index = loaded.index
+            # Extended in place: if adding or saving fails halfway, the object holds vectors
+            # its metadata does not list, and a retry would add them again. Forgotten until
+            # saved, so a retry reloads the index from its file.
+            _CACHE.pop(cache_key, None)
             _add_parts(store, index, new, members)
             meta = {**meta, "parts": names}
         _save(store, campaign_id, index, meta)

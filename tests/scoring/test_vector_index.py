@@ -302,3 +302,30 @@ def test_the_campaign_index_is_saved_extended_and_rebuilt(tmp_path, settings):
     assert rebuilt.meta["trained_on"] == 700
     saved = sorted(path.name for path in Path(store.path).glob("index-c1-*.faiss"))
     assert saved == [rebuilt.meta["file"]]  # the older files were replaced
+
+
+def test_an_extension_that_fails_halfway_leaves_no_vector_twice(tmp_path, settings):
+    settings.ARBITER = {**settings.ARBITER, "VECTOR_ROOT": str(tmp_path)}
+    rng = np.random.default_rng(9)
+    store = VectorStore("enc-retry", str(tmp_path))
+    store.append(ids=np.arange(0, 10), blocks=_blocks(rng, 10))
+    every = lambda part_ids: part_ids  # noqa: E731 - every id is the campaign's
+    assert campaign_index(key="enc-retry", campaign_id=1, members=every).size == 10
+    store.append(ids=np.arange(10, 20), blocks=_blocks(rng, 10))
+    store.append(ids=np.arange(20, 30), blocks=_blocks(rng, 10))
+    asked = []
+
+    def failing_on_the_second_new_part(part_ids):
+        # The membership query is the database's: it can fail (a restart, a timeout).
+        asked.append(int(part_ids[0]))
+        if len(asked) == 2:
+            raise ConnectionError("the database went away")
+        return part_ids
+
+    with pytest.raises(ConnectionError):
+        campaign_index(key="enc-retry", campaign_id=1, members=failing_on_the_second_new_part)
+    again = campaign_index(key="enc-retry", campaign_id=1, members=every)
+    assert again.size == 30
+    query = normalise_rows(store.load([12], blocks=("context",))["context"])
+    found, _ = search_filtered(again.index, query, 4, lambda candidates: candidates)
+    assert len(set(found[0].tolist())) == 4  # each neighbour once
