@@ -26,16 +26,15 @@ from scoring.models import Job
 
 
 def fold_of(pair_ids: Sequence[int], *, folds: int, seed: int = 0) -> list[int]:
-    """The fold (0..folds-1) of each pair: ids ordered by a seeded hash, then dealt round
-    robin, so folds differ in size by one at most and do not follow import order."""
-    ranked = sorted(
-        range(len(pair_ids)),
-        key=lambda index: hashlib.sha256(f"cv:{seed}:{pair_ids[index]}".encode()).digest(),
+    """The fold (0..folds-1) of each pair: distinct ids ordered by a seeded hash, then dealt
+    round robin, so folds differ by one id at most and do not follow import order. Pairs
+    sharing an id (the pairs one ranking item expands to) share its fold: a model is never
+    tested on a pair of an item it was trained on."""
+    distinct = sorted(
+        set(pair_ids), key=lambda pair_id: hashlib.sha256(f"cv:{seed}:{pair_id}".encode()).digest()
     )
-    assignment = [0] * len(pair_ids)
-    for position, index in enumerate(ranked):
-        assignment[index] = position % folds
-    return assignment
+    fold = {pair_id: position % folds for position, pair_id in enumerate(distinct)}
+    return [fold[pair_id] for pair_id in pair_ids]
 
 
 def _subset(data: JudgedPairs, keep: Sequence[bool]) -> JudgedPairs:
@@ -58,10 +57,12 @@ def cross_validate_job_work(context: JobContext) -> dict[str, Any]:
     params = CrossValidateParams.from_params(job.params, ignore_unknown=True)
     config = params.training_config()
     data = cross_validation_pairs(campaign=job.campaign, include_gold=params.include_gold)
-    if len(data) < 2 * params.folds:
+    # Counted by id: a ranking item's pairs go to one fold together.
+    items = len(set(data.pair_ids))
+    if items < 2 * params.folds:
         raise JobError(
             f"{params.folds}-fold cross-validation needs at least {2 * params.folds} verified "
-            f"pairs (two a fold); the campaign has {len(data)}"
+            f"pairs or items (two a fold); the campaign has {items}"
         )
     base = resolve_base_model(job.params)
     assignment = fold_of(data.pair_ids, folds=params.folds, seed=params.seed or 0)

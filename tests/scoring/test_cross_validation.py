@@ -140,3 +140,14 @@ def test_include_gold_puts_gold_into_the_folds(db, settings, tmp_path):
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.result["pairs"] == 12 and sum(job.result["fold_sizes"]) == 12
     assert len(job.result["accuracies"]) == 2
+
+
+def test_the_pairs_of_one_ranking_item_share_a_fold():
+    # A ranking item expands to several pairs that carry its id.
+    ids = [5, 5, 5, 9, 9, 9, 11, 11, 11, 14, 14, 14]
+    folds = fold_of(ids, folds=3)
+    by_item: dict[int, set[int]] = {}
+    for pair_id, fold in zip(ids, folds, strict=True):
+        by_item.setdefault(pair_id, set()).add(fold)
+    assert all(len(item_folds) == 1 for item_folds in by_item.values())
+    assert len(set(folds)) == 3  # and the items still spread over every fold
