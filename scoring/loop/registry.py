@@ -190,23 +190,27 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
 
 
 def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
-    """Activate the newest ready version older than the active one."""
+    """Activate the newest ready version older than the active one that could serve: not one
+    the activation gate refused (``activation_note``: it never served, being worse than the
+    version of its day), nor one whose checkpoint is gone from disk."""
     active = active_model_version(campaign=campaign)
     if active is None:
         raise RegistryError("no active version to roll back from")
-    previous = (
-        ModelVersion.objects.filter(
-            campaign=campaign,
-            number__lt=active.number,
-            status=ModelVersion.Status.READY,
-            kind=ModelVersion.Kind.LOOP,
-        )
-        .order_by("-number")
-        .first()
+    older = ModelVersion.objects.filter(
+        campaign=campaign,
+        number__lt=active.number,
+        status=ModelVersion.Status.READY,
+        kind=ModelVersion.Kind.LOOP,
     )
-    if previous is None:
+    if not older.exists():
         raise RegistryError(f"v{active.number} is the oldest version; nothing to roll back to")
-    return model_version_activate(version=previous)
+    for previous in older.filter(activation_note="").order_by("-number").iterator():
+        if Path(previous.checkpoint).is_dir():
+            return model_version_activate(version=previous)
+    raise RegistryError(
+        f"no version older than v{active.number} can serve: the activation gate refused them, "
+        "or their checkpoints are gone"
+    )
 
 
 def model_version_archive(*, version: ModelVersion) -> ModelVersion:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from django.db import IntegrityError, transaction
 from transformers import PreTrainedModel
@@ -59,6 +61,26 @@ def test_activation_and_rollback_keep_exactly_one_active_version(campaign):
     assert list(active.values_list("number", flat=True)) == [3]
 
 
+def test_rollback_skips_a_version_that_never_served_or_whose_checkpoint_is_gone(campaign):
+    for _ in range(4):
+        train(campaign)
+    assert ModelVersion.objects.get(campaign=campaign, is_active=True).number == 4
+    # v3 was kept inactive by the activation gate; v2's checkpoint was deleted since.
+    ModelVersion.objects.filter(campaign=campaign, number=3).update(
+        activation_note="held-out accuracy below the active version's"
+    )
+    shutil.rmtree(ModelVersion.objects.get(campaign=campaign, number=2).checkpoint)
+    assert model_version_rollback(campaign=campaign).number == 1
+    with pytest.raises(RegistryError, match="oldest"):
+        model_version_rollback(campaign=campaign)
+    # Nothing older that can serve: said so, and v4 stays active.
+    model_version_activate(version=ModelVersion.objects.get(campaign=campaign, number=4))
+    shutil.rmtree(ModelVersion.objects.get(campaign=campaign, number=1).checkpoint)
+    with pytest.raises(RegistryError, match="can serve"):
+        model_version_rollback(campaign=campaign)
+    assert ModelVersion.objects.get(campaign=campaign, is_active=True).number == 4
+
+
 def test_the_database_refuses_two_active_versions(campaign):
     train(campaign)
     train(campaign)
@@ -109,8 +131,6 @@ def test_a_directory_left_by_a_crash_before_commit_does_not_block_the_next_versi
 
 
 def test_a_version_whose_checkpoint_vanished_cannot_be_activated(campaign):
-    import shutil
-
     train(campaign)
     train(campaign)
     old = ModelVersion.objects.get(campaign=campaign, number=1)
