@@ -13,8 +13,9 @@ A part is written to a temporary name and renamed once complete, so a killed wri
 file that readers list (only a ``.tmp-*`` leftover). Parts are never modified; a pair
 embedded twice (two writers racing) has identical vectors in both, and readers take either.
 No database table tracks the vectors: "which pairs have vectors for this encoder" is answered
-from the parts' id arrays (``VectorCatalogue``: 16 bytes a pair in memory, numpy arrays, read
-once per process and extended as parts appear).
+from the parts' id arrays (``VectorCatalogue``: 24 bytes a pair in memory, numpy arrays: each
+part's int64 ids, and the sorted int64 ids with int32 part and row; read once per process and
+extended as parts appear).
 
 Codecs (per block): ``f16`` (float16), ``i8`` (int8 with a float32 scale per row, i.e.
 ``x ≈ code * scale`` with ``scale = max|x| / 127``), ``i12`` (the same with 12-bit codes, two
