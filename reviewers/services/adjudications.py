@@ -13,6 +13,7 @@ from annotation.rankings import InvalidRanking, first_two_preference, ranking_va
 from annotation.services.pair_state import pair_lock, pair_resolve
 from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
 from reviewers.models import Adjudication, Escalation
+from reviewers.services.escalations import escalation_closed_message
 
 
 def adjudication_resolve(
@@ -57,7 +58,7 @@ def adjudication_resolve(
         if not closed:
             escalation.refresh_from_db()
             if escalation.status != Escalation.Status.OPEN:
-                raise AlreadyDecided("This escalation has already been decided.")
+                raise AlreadyDecided(escalation_closed_message(escalation))
             raise ClaimRequired("Claim this escalation (or renew your expired claim) first.")
         adjudication = Adjudication(
             escalation=escalation,

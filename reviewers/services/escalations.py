@@ -217,8 +217,18 @@ def escalation_claim(
     if taken:
         return escalation
     if escalation.status != Escalation.Status.OPEN:
-        raise AlreadyDecided("This escalation has already been decided.")
+        raise AlreadyDecided(escalation_closed_message(escalation))
     raise ClaimUnavailable("Another expert is reviewing this pair.")
+
+
+def escalation_closed_message(escalation: Escalation) -> str:
+    """Why a closed escalation takes no claim or decision, as its status says."""
+    if escalation.status == Escalation.Status.WITHDRAWN:
+        return (
+            "This escalation was withdrawn: a changed label settled the dispute, so there is "
+            "nothing left to decide."
+        )
+    return "This escalation has already been decided."
 
 
 def escalation_claim_next(

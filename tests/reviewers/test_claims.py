@@ -169,3 +169,17 @@ def test_a_decision_submitted_several_times_at_once_is_recorded_once():
     adjudication = Adjudication.objects.get(escalation=escalation)
     pair = Pair.objects.get(pk=escalation.pair_id)
     assert pair.consensus_preference == adjudication.preference
+
+
+@pytest.mark.django_db
+def test_a_withdrawn_escalation_says_so_to_a_claim_and_to_a_decision(expert):
+    escalation = _open_escalation()
+    escalation_claim(escalation=escalation, expert=expert)
+    # A changed label settled the dispute while the expert was reviewing it.
+    Escalation.objects.filter(pk=escalation.pk).update(status=Escalation.Status.WITHDRAWN)
+    with pytest.raises(AlreadyDecided, match="withdrawn: a changed label settled"):
+        escalation_claim(escalation=escalation, expert=expert)
+    with pytest.raises(AlreadyDecided, match="withdrawn"):
+        adjudication_resolve(
+            escalation=escalation, expert=expert, decision="preference", preference=1, note="x"
+        )
