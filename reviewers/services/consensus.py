@@ -151,9 +151,17 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
         # The flag is a re-test's (it opened a "flagged" escalation of its own), which no
         # change of a regular label settles.
         reasons.remove(Escalation.Reason.FLAGGED)
+    # One row holds every reason the pair was escalated for: the first in ``reason``, the
+    # others as "also: REASON" in ``detail``; one that no label change settles keeps it open.
+    merged_elsewhere = Q()
+    for other in Escalation.Reason.values:
+        if other not in reasons:
+            merged_elsewhere |= Q(detail__contains=f"also: {other}")
     Escalation.objects.filter(
         pair_id=pair.pk, status=Escalation.Status.OPEN, reason__in=reasons
-    ).update(status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None)
+    ).exclude(merged_elsewhere).update(
+        status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None
+    )
     others_open = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN)
     if others_open.exists():
         pair_escalate(pair_id=pair.pk)

@@ -155,3 +155,22 @@ def test_a_changed_label_moves_neither_a_gold_pairs_answer_nor_its_status(db):
     assert (pair.status, pair.consensus_preference) == (Pair.Status.COMPLETE, -2)
     assert pair.provenance == Pair.Provenance.GOLD
     assert not Escalation.objects.filter(pair=pair).exists()
+
+
+def test_a_settling_change_keeps_an_escalation_that_also_holds_another_reason(db):
+    from reviewers.services.escalations import escalation_open
+
+    campaign = CampaignFactory(label_change_minutes=30)
+    pair = judged_pair(campaign, [1, 1, 1], flags=("unsafe",))
+    flagged = Escalation.objects.get(pair=pair)
+    assert flagged.reason == Escalation.Reason.FLAGGED
+    escalation_open(pair=pair, reason=Escalation.Reason.MANUAL, detail="an admin wants a look")
+    flagged.refresh_from_db()
+    assert "also: manual" in flagged.detail
+    # The flag is taken back: the labels' dispute is settled, the admin's reason is not.
+    for label in Label.objects.filter(pair=pair):
+        _change(label, 1)
+    flagged.refresh_from_db()
+    pair.refresh_from_db()
+    assert flagged.status == Escalation.Status.OPEN
+    assert pair.status == Pair.Status.ESCALATED
