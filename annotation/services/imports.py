@@ -333,12 +333,15 @@ def _write_postgresql(
 
 def campaign_rounds_lock(campaign_id: int) -> None:
     """Wait for the campaign's other imports (and round openings) to commit, and hold them
-    off until this transaction does (PostgreSQL).
+    off until this transaction does (PostgreSQL; elsewhere, e.g. SQLite, which writes one
+    transaction at a time, nothing to do).
 
     Taken before the open round is looked up: two imports that both found no open round, or
     an import and the loop opening the next round, would otherwise both open one, and the
     second would fail on its number.
     """
+    if connection.vendor != "postgresql":
+        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
 
@@ -375,8 +378,7 @@ def pairs_import(
     rows_read = 0
     postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
-        if postgresql:
-            campaign_rounds_lock(campaign.pk)
+        campaign_rounds_lock(campaign.pk)
         round_id = round_current(campaign=campaign).pk if (queue and not as_gold) else None
         build_row = _row_builder(
             campaign=campaign,

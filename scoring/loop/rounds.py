@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Campaign, Pair, Round
@@ -88,8 +88,7 @@ def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | N
     """
     size = size if size is not None else campaign.round_size
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            campaign_rounds_lock(campaign.pk)  # an import may be opening a round too
+        campaign_rounds_lock(campaign.pk)  # an import may be opening a round too
         if Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).exists():
             return None
         pooled = Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)

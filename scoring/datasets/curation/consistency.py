@@ -14,6 +14,8 @@ from annotation.models import Campaign
 from core.errors import BadRequest
 from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.jobs.params import JobParams
+from scoring.jobs.runner import JobError
+from scoring.jobs.shards import shard_size_of
 from scoring.loop.judged_pairs import DEFAULT_GOLD_SOURCES, GOLD_SOURCES
 from scoring.loop.params import MODES
 from scoring.models import EvaluationResult, EvaluationSet, ModelVersion, PairScore
@@ -97,9 +99,12 @@ class CurationParams(JobParams):
         threshold = self.near_duplicate_threshold
         if threshold is not None and not 0.0 < threshold <= 1.0:
             raise CurationError("near_duplicate_threshold must lie in (0, 1]")
-        # Else the job is accepted and fails only in the worker (scoring.jobs.shards).
-        if self.shard_size is not None and self.shard_size < 1:
-            raise CurationError(f"shard_size must be at least 1, got {self.shard_size}")
+        if self.shard_size is not None:
+            # The shards' own rule, checked now: else the job fails only in the worker.
+            try:
+                shard_size_of({"shard_size": self.shard_size})
+            except JobError as error:
+                raise CurationError(str(error)) from None
         if self.gold_mode not in MODES:
             raise CurationError(f"gold_mode must be one of {', '.join(MODES)}")
         self.rules()  # checks the thresholds
