@@ -1,4 +1,9 @@
-"""DRF's JSON parser with a bound on nesting depth.
+"""DRF's JSON parser with bounds on size and nesting depth.
+
+Django bounds a form body (DATA_UPLOAD_MAX_MEMORY_SIZE) but DRF reads a JSON body whole from
+the stream, so without a bound one request could hold a web process's memory with gigabytes.
+A JSON body over ``ARBITER_API_MAX_JSON_BYTES`` is a 413, refused from its Content-Length
+before anything is read, or after reading one byte past the bound where there is none.
 
 The standard library's decoder recurses once per level, so a body of 100,000 "[" ends in a
 RecursionError (a 500). orjson parses without Python recursion and stops at 1,024 levels;
@@ -13,8 +18,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from django.conf import settings
+from rest_framework import parsers, status
+from rest_framework.exceptions import APIException, ParseError
 
 MAX_JSON_DEPTH = 64
 
@@ -38,9 +44,35 @@ def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+class RequestBodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+
+def max_json_bytes() -> int:
+    return int(settings.ARBITER["API_MAX_JSON_BYTES"])
+
+
+def _declared_length(parser_context: dict[str, Any] | None) -> int | None:
+    request = (parser_context or {}).get("request")
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "")  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return None
+
+
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):  # noqa: ANN001, ANN201 - DRF's signature
-        body = stream.read() if stream is not None else b""
+        limit = max_json_bytes()
+        too_large = RequestBodyTooLarge(
+            f"a JSON body may hold at most {limit} bytes (ARBITER_API_MAX_JSON_BYTES)"
+        )
+        declared = _declared_length(parser_context)
+        if declared is not None and declared > limit:
+            raise too_large
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise too_large
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -372,6 +372,9 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "LLM_ASKS_PER_MINUTE": envint("ARBITER_LLM_ASKS_PER_MINUTE", 10, minimum=0),
     # How long a web process trusts what it read for an API token (0: it reads every call).
     "TOKEN_CACHE_SECONDS": envfloat("ARBITER_TOKEN_CACHE_SECONDS", 5.0),
+    # Bytes a JSON request body may hold (413 above); above the score endpoint's characters
+    # as \u-escaped JSON spells them (six bytes each).
+    "API_MAX_JSON_BYTES": envint("ARBITER_API_MAX_JSON_BYTES", 16 * 1024**2, minimum=1024),
     # The scoring endpoint: items per request, characters per request, how long the web
     # request waits for a worker's answer before a 504, and the queue of those workers.
     "SCORE_MAX_ITEMS": envint("ARBITER_SCORE_MAX_ITEMS", 64, minimum=1),
@@ -382,9 +385,8 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0),
     # Pair vectors (part files per encoder) and the retrieval index: a local directory or any
     # fsspec URL (s3://…, a shared volume) that every worker can reach.
-    "VECTOR_ROOT": envstr("ARBITER_VECTOR_ROOT", str(VAR_DIR / "vectors")) or str(
-        VAR_DIR / "vectors"
-    ),
+    "VECTOR_ROOT": envstr("ARBITER_VECTOR_ROOT", str(VAR_DIR / "vectors"))
+    or str(VAR_DIR / "vectors"),
     # How vectors are stored: i8 (int8 + a scale per row), i12, f16 or f32; the features of A
     # and B also mid-diff (midpoint i8, difference i12) (README: their effect).
     "VECTOR_FEATURE_CODEC": envstr("ARBITER_VECTOR_FEATURE_CODEC", "mid-diff") or "mid-diff",

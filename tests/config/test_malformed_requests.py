@@ -73,6 +73,37 @@ def test_json_nested_past_the_bound_but_within_orjson_is_refused(campaign, annot
     _assert_clear_400(response)
 
 
+def test_a_json_body_over_the_byte_bound_is_a_413_and_changes_nothing(
+    settings, campaign, annotator_a
+):
+    settings.ARBITER = {**settings.ARBITER, "API_MAX_JSON_BYTES": 2048}
+    assignment = _assignment(campaign, annotator_a)
+    client = api_client_for(annotator_a)
+    url = f"/api/assignments/{assignment.pk}/label"
+    body = b'{"preference": 1, "rationale": "' + b"x" * 4096 + b'"}'
+    response = _post_raw(client, url, body)
+    assert response.status_code == 413, response.content[:300]
+    assert "ARBITER_API_MAX_JSON_BYTES" in response.json()["detail"]
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.ACTIVE
+    # Within the bound the same request is taken.
+    response = _post_raw(client, url, b'{"preference": 1}')
+    assert response.status_code == 201, response.content[:300]
+
+
+def test_a_json_body_without_a_length_is_read_only_to_one_byte_past_the_bound(settings):
+    from io import BytesIO
+
+    from config.parsers import JSONParser, RequestBodyTooLarge
+
+    settings.ARBITER = {**settings.ARBITER, "API_MAX_JSON_BYTES": 1024}
+    stream = BytesIO(b"[" + b"1," * 10_000 + b"1]")
+    with pytest.raises(RequestBodyTooLarge):
+        JSONParser().parse(stream, parser_context={})
+    assert stream.tell() == 1025
+    assert JSONParser().parse(BytesIO(b'{"a": [1, 2]}'), parser_context={}) == {"a": [1, 2]}
+
+
 @pytest.mark.parametrize("huge", HUGE)
 def test_huge_integers_in_query_parameters_are_refused(huge, campaign, annotator_a, expert):
     annotator = api_client_for(annotator_a)
