@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
@@ -24,6 +25,10 @@ from rest_framework import serializers
 
 from core.errors import ApplicationError, BadRequest
 
+# What a form or query string may spell a number as: ASCII digits, without Python's "1_000"
+# (int("1_0") is 10) or other scripts' digits.
+_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")
+_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -130,17 +135,15 @@ def _convert(value: Any, kind: Any) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise TypeError(f"expected a whole number, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if isinstance(value, str) and not _WHOLE.fullmatch(value):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return int(value)
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise TypeError(f"expected a number, got {value!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"expected a number, got {value!r}") from None
+        if isinstance(value, str) and not _NUMBER.fullmatch(value):
+            raise ValueError(f"expected a number, got {value!r}")
+        number = float(value)
         if not math.isfinite(number):
             raise ValueError(f"expected a finite number, got {value!r}")
         return number

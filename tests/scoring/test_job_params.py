@@ -20,6 +20,9 @@ def test_values_arrive_as_text_from_forms_and_as_json_from_the_api():
     assert (filters.rounds, filters.include_silver, filters.min_agreement) == ((1, 2), True, 0.5)
     assert ExportFilters.from_params({"include_silver": "false"}).include_silver is False
     assert TrainParams.from_params({"max_steps": "40", "mode": "full"}).max_steps == 40
+    assert TrainParams.from_params({"max_steps": " +40 "}).max_steps == 40
+    assert TrainParams.from_params({"learning_rate": "5e-5"}).learning_rate == 5e-5
+    assert TrainParams.from_params({"learning_rate": ".5"}).learning_rate == 0.5
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,13 @@ def test_values_arrive_as_text_from_forms_and_as_json_from_the_api():
         (LoopParams, {"train_on_gold_share": 2}, "train_on_gold_share must be between"),
         (ScoreParams, {"retrieve_from_gold": 3}, "retrieve_from_gold: expected true or false"),
         (ScoreParams, ["retrieve_from_gold"], "expected an object of named parameters"),
+        # Python's int() and float() read "1_0" as 10 and other scripts' digits: a form's
+        # number is ASCII digits.
+        (LoopParams, {"mode": "full", "processes": "1_0"}, "processes: expected a whole"),
+        (LoopParams, {"mode": "full", "processes": "\u0662"}, "processes: expected a whole"),
+        (TrainParams, {"learning_rate": "1_0.5"}, "learning_rate: expected a number"),
+        (TrainParams, {"learning_rate": "nan"}, "learning_rate: expected a number"),
+        (TrainParams, {"learning_rate": 1e400}, "learning_rate: expected a finite number"),
     ],
 )
 def test_a_bad_parameter_is_refused_naming_it(schema, params, message):
@@ -70,14 +80,14 @@ def test_the_error_of_each_kind_is_its_domain_error():
 
 @pytest.mark.django_db
 def test_a_job_row_stores_the_schema_and_a_run_reads_it_back(campaign):
-    job = loop_request(campaign=campaign, params={"mode": "head", "prioritise": "false"},
-                       enqueue=False)
+    job = loop_request(
+        campaign=campaign, params={"mode": "head", "prioritise": "false"}, enqueue=False
+    )
     stored = LoopParams.from_params(job.params)
     assert (stored.prioritise, stored.reason, stored.mode) == (False, "retrain now", "head")
     job.status = Job.Status.SUCCEEDED
     job.save(update_fields=["status"])
-    score = scoring_request(campaign=campaign, params={"retrieve_from_gold": False},
-                            enqueue=False)
+    score = scoring_request(campaign=campaign, params={"retrieve_from_gold": False}, enqueue=False)
     assert score.params == {"retrieve_from_gold": False}
     with pytest.raises(JobError, match="unknown parameter colour"):
         scoring_request(campaign=campaign, params={"colour": 1}, enqueue=False)
@@ -93,14 +103,13 @@ def test_curation_accepts_llm_judge_false_as_its_docstring_says(campaign, admin_
     bad = client.post(url, {"keep_threshold": "lots"}, format="json")
     assert bad.status_code == 400
     assert bad.json() == {
-        "detail": "keep_threshold: expected a number, got 'lots'", "code": "curation_error"
+        "detail": "keep_threshold: expected a number, got 'lots'",
+        "code": "curation_error",
     }
 
 
 @pytest.mark.django_db
-def test_the_api_answers_a_bad_export_or_loop_parameter_with_a_400_naming_it(
-    campaign, admin_user
-):
+def test_the_api_answers_a_bad_export_or_loop_parameter_with_a_400_naming_it(campaign, admin_user):
     client = api_client_for(admin_user)
     bad = client.post(f"/api/campaigns/{campaign.pk}/exports", {"ties": 3}, format="json")
     assert bad.status_code == 400 and bad.json()["detail"] == "ties: expected text, got 3"
