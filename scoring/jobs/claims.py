@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from scoring.jobs.requests import EXCLUSIVE_KINDS, MESSAGE_MAX, job_enqueue
+from scoring.jobs.requests import MESSAGE_MAX, TASK_NAMES, job_enqueue
 from scoring.models import Job, JobLogLine
 
 MAX_ATTEMPTS = 3
@@ -212,15 +212,17 @@ RELEASED_STALE_PERIODS = 10
 
 
 def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
-    """Re-enqueue running model jobs whose worker went silent (e.g. brokers without
+    """Re-enqueue running jobs of every kind whose worker went silent (e.g. brokers without
     redelivery, such as the file-system one), and released jobs whose task's retries ran out
-    (queued, claimed before, untouched for ``RELEASED_STALE_PERIODS`` stale periods). The claim
-    decides whether they run again, so a task sent twice runs once."""
+    or which had none (exports, curation and evaluation are not retried automatically): queued,
+    claimed before, untouched for ``RELEASED_STALE_PERIODS`` stale periods. The claim decides
+    whether they run again, so a task sent twice runs once."""
+    kinds = tuple(TASK_NAMES)
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=stale_seconds())
     stale = list(
         Job.objects.filter(
-            kind__in=EXCLUSIVE_KINDS, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
+            kind__in=kinds, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
         ).exclude(stage=Job.Stage.SHARDS)
     )
     for job in stale:
@@ -229,7 +231,7 @@ def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
     released_before = now - timedelta(seconds=stale_seconds() * RELEASED_STALE_PERIODS)
     released = list(
         Job.objects.filter(
-            kind__in=EXCLUSIVE_KINDS,
+            kind__in=kinds,
             status=Job.Status.QUEUED,
             cancel_requested=False,
             heartbeat_at__lt=released_before,  # null for a job no worker has claimed yet

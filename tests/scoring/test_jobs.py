@@ -202,8 +202,9 @@ def test_cancelling_during_training_stops_it_and_registers_nothing(
     runner = start_in_thread(run)
     try:
         wait_for(
-            lambda: Job.objects.filter(pk=job.pk, progress__gt=0, message__startswith="step")
-            .exists(),
+            lambda: Job.objects.filter(
+                pk=job.pk, progress__gt=0, message__startswith="step"
+            ).exists(),
             timeout=120,
             what="training steps",
         )
@@ -251,3 +252,28 @@ def test_a_released_job_whose_retries_ran_out_is_sent_again_once_a_while(
     assert released.log_lines.filter(message__contains="never taken again").exists()
     assert job_claim(job_id=released.pk, worker="w2").outcome == ClaimOutcome.CLAIMED
     assert Job.objects.get(pk=waiting.pk).status == Job.Status.QUEUED
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [Job.Kind.EXPORT, Job.Kind.CURATE, Job.Kind.EVALUATE, Job.Kind.CROSS_VALIDATE],
+)
+def test_jobs_of_every_kind_are_recovered_not_only_the_model_jobs(
+    kind, db, django_capture_on_commit_callbacks
+):
+    # Export, curation and evaluation tasks have no automatic retry: a job their run released
+    # after a database error was queued with no task left, for ever.
+    from scoring.jobs.claims import RELEASED_STALE_PERIODS, stale_seconds
+    from scoring.jobs.runner import job_release, jobs_recover_stale
+
+    released = job_create(campaign=CampaignFactory(), kind=kind)
+    silent = job_create(campaign=CampaignFactory(), kind=kind)
+    job_release(job=job_claim(job_id=released.pk, worker="w").job, reason="database restarting")
+    job_claim(job_id=silent.pk, worker="w")
+    long_ago = timezone.now() - timedelta(seconds=stale_seconds() * RELEASED_STALE_PERIODS + 1)
+    Job.objects.filter(pk__in=[released.pk, silent.pk]).update(heartbeat_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert sorted(jobs_recover_stale()) == sorted([released.pk, silent.pk])
+    assert len(callbacks) == 2
+    assert job_claim(job_id=released.pk, worker="w2").outcome == ClaimOutcome.CLAIMED
+    assert job_claim(job_id=silent.pk, worker="w2").outcome == ClaimOutcome.CLAIMED
