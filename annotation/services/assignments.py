@@ -76,13 +76,15 @@ def assignments_end_for_annotator(
     with transaction.atomic():
         rows = Assignment.objects.filter(
             campaign=campaign, annotator_id=annotator_id, status=Assignment.Status.ACTIVE
-        ).values_list("id", "pair_id", "kind")
-        for assignment_id, pair_id, kind in list(rows):
+        ).values_list("id", "pair_id", "kind", "swapped")
+        for assignment_id, pair_id, kind, swapped in list(rows):
             changed = Assignment.objects.filter(
                 pk=assignment_id, status=Assignment.Status.ACTIVE
             ).update(status=Assignment.Status.EXPIRED, finished_at=now)
             if changed and kind != Assignment.Kind.GOLD:
-                pair_release_slot(pair_id=pair_id)
+                # Its own orientation, not a recount: a recount's snapshot, taken before the
+                # pair's row lock, missed a slot another annotator took meanwhile.
+                pair_release_slot(pair_id=pair_id, swapped=swapped)
             ended += changed
     return ended
 def balanced_swap(*, slots_taken: int, swapped_taken: int, coin: bool) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 
 from annotation.models import Assignment, Outcome, Pair, Round
 from annotation.prepared_reads import execute_prepared
@@ -119,20 +119,13 @@ def _live_swapped_slots() -> Coalesce:
     return Coalesce(Subquery(live_swapped), 0)
 
 
-def pair_release_slot(*, pair_id: int, swapped: bool | None = None) -> int:
-    """Give a slot back (a lease expired or was skipped, or its insert failed). ``swapped``:
-    the released slot's orientation; None when the caller does not know it, and then the
-    swapped count is recounted from the pair's live assignments (call after the release's
-    own assignment update)."""
-    released = Pair.objects.filter(pk=pair_id, slots_taken__gt=0)
-    if swapped is None:
-        return released.update(
-            slots_taken=F("slots_taken") - 1, swapped_taken=_live_swapped_slots()
-        )
-    if swapped:
-        released = released.filter(swapped_taken__gt=0)
-    return released.update(
-        slots_taken=F("slots_taken") - 1, swapped_taken=F("swapped_taken") - int(swapped)
+def pair_release_slot(*, pair_id: int, swapped: bool) -> int:
+    """Give a slot back (a lease expired, was skipped or ended, or its insert failed);
+    ``swapped``: the released slot's orientation. The slot always goes back: a swapped
+    count already at zero (it should not be) stays there rather than keeping the slot."""
+    return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
+        slots_taken=F("slots_taken") - 1,
+        swapped_taken=Greatest(F("swapped_taken") - int(swapped), 0),
     )
 
 

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
 from annotation.errors import AlreadyFinished, LeaseExpired
 from annotation.models import Assignment, Label, Pair
-from annotation.services.assignments import assignment_next, assignments_expire
+from annotation.services.assignments import (
+    assignment_next,
+    assignment_skip,
+    assignments_end_for_annotator,
+    assignments_expire,
+)
 from annotation.services.labels import LabelInput, label_submit
+from annotation.services.pair_state import pair_take_slot
 from tests.conftest import run_concurrently
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 
@@ -71,9 +79,7 @@ def test_expired_leases_are_reassigned_and_late_submits_rejected_under_load():
         finally:
             connections.close_all()
 
-    run_concurrently(
-        [expire] * 3 + [functools.partial(late_submit, a) for a in stale], timeout=60
-    )
+    run_concurrently([expire] * 3 + [functools.partial(late_submit, a) for a in stale], timeout=60)
     assert sum(expired) == 10
     assert late_results == ["rejected"] * 10
     # The freed slots go to new annotators until every pair has two labels.
@@ -85,3 +91,55 @@ def test_expired_leases_are_reassigned_and_late_submits_rejected_under_load():
     )
     assert set(Pair.objects.values_list("labels_count", flat=True)) == {2}
     assert not Label.objects.filter(annotator__in=sleepers).exists()
+
+
+def _lease(pair, user, *, swapped):
+    now = timezone.now()
+    return Assignment.objects.create(
+        campaign=pair.campaign,
+        pair=pair,
+        annotator=user,
+        round_id=pair.round_id,
+        swapped=swapped,
+        leased_at=now,
+        lease_expires_at=now + timedelta(minutes=15),
+    )
+
+
+def test_ending_a_members_leases_while_another_takes_the_pair_keeps_the_slot_count(
+    campaign, annotator_a, annotator_c
+):
+    # The ended lease's slot was given back with a recount of the swapped slots whose
+    # snapshot predated the pair's row lock: a swapped slot taken meanwhile went uncounted,
+    # and when that lease ended its slot never came back (a pair short of its labels forever).
+    if connection.vendor != "postgresql":
+        pytest.skip("the race needs two PostgreSQL sessions")
+    pair = PairFactory(
+        campaign=campaign, slots_taken=1, swapped_taken=0, status=Pair.Status.IN_ANNOTATION
+    )
+    _lease(pair, annotator_c, swapped=False)
+    taken, go_on = threading.Event(), threading.Event()
+    held = {}
+
+    def take_a_swapped_slot():
+        try:
+            with transaction.atomic():
+                assert pair_take_slot(pair_id=pair.pk, swapped=True)
+                held["lease"] = _lease(pair, annotator_a, swapped=True)
+                taken.set()
+                go_on.wait(10)
+                time.sleep(0.5)  # the other session now waits on the pair's row lock
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=take_a_swapped_slot)
+    thread.start()
+    assert taken.wait(10)
+    go_on.set()
+    assignments_end_for_annotator(campaign=campaign, annotator_id=annotator_c.pk)
+    thread.join()
+    pair.refresh_from_db()
+    assert (pair.slots_taken, pair.swapped_taken) == (1, 1)
+    assignment_skip(assignment=held["lease"])
+    pair.refresh_from_db()
+    assert (pair.slots_taken, pair.swapped_taken) == (0, 0)

@@ -30,7 +30,9 @@ def test_a_round_queues_pooled_pairs_only_and_returns_the_untouched_ones(campaig
     assert pair_state.pair_take_slot(pair_id=taken.pk)
     assert pair_state.pairs_return_to_pool(round_=opened) == 1
     assert (_status(pooled), _status(queued), _status(taken)) == (
-        "pooled", "escalated", "in_annotation"
+        "pooled",
+        "escalated",
+        "in_annotation",
     )
 
 
@@ -38,7 +40,11 @@ def test_a_round_queues_pooled_pairs_only_and_returns_the_untouched_ones(campaig
 def test_slots_are_taken_up_to_the_cap_and_given_back_down_to_zero(campaign):
     pair = PairFactory(campaign=campaign, slot_cap=2)
     assert [pair_state.pair_take_slot(pair_id=pair.pk) for _ in range(3)] == [True, True, False]
-    assert [pair_state.pair_release_slot(pair_id=pair.pk) for _ in range(3)] == [1, 1, 0]
+    assert [pair_state.pair_release_slot(pair_id=pair.pk, swapped=False) for _ in range(3)] == [
+        1,
+        1,
+        0,
+    ]
     pair.refresh_from_db()
     assert pair.slots_taken == 0
 
@@ -58,14 +64,19 @@ def test_a_retest_reopens_a_full_complete_pair_once_and_backs_out_after(campaign
 def test_settling_stores_the_verdict_and_resolving_is_final(campaign):
     pair = PairFactory(campaign=campaign, status=Pair.Status.IN_ANNOTATION)
     status = pair_state.pair_settle(
-        pair_id=pair.pk, preference=None, provenance="unresolved", disagreement=0.5,
+        pair_id=pair.pk,
+        preference=None,
+        provenance="unresolved",
+        disagreement=0.5,
         escalate=True,
     )
     assert status == _status(pair) == "escalated"
     pair_state.pair_resolve(pair_id=pair.pk, preference=-1, discarded=False)
     pair.refresh_from_db()
     assert (pair.status, pair.provenance, pair.consensus_preference) == (
-        "resolved", "adjudicated", -1
+        "resolved",
+        "adjudicated",
+        -1,
     )
     assert pair.status in pair_state.FINAL_STATUSES
 
