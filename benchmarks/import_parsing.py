@@ -1,4 +1,4 @@
-"""Import parser throughput: .venv/bin/python benchmarks/import_parsing.py [rows]
+"""Import parser throughput: .venv/bin/python benchmarks/import_parsing.py [--rows N]
 
 Writes demo pairs in every format to a temporary folder, streams them back through
 iter_pair_records and prints rows per second (wall clock and CPU time, best of three),
@@ -7,6 +7,7 @@ then does the same for the real hh-rlhf test file.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import io
@@ -94,4 +95,8 @@ def _parquet(rows: list[dict[str, Any]]) -> bytes:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", type=int, default=200_000, help="demo pairs written in each format"
+    )
+    main(parser.parse_args().rows)
