@@ -154,6 +154,12 @@ AXES_COOLOFF_TIME = envfloat("AXES_COOLOFF_HOURS", 0.25)
 # lock anyone out; annotation/login_brake.py brakes an address spraying many usernames.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 LOGIN_ADDRESS_FAILURE_LIMIT = envint("LOGIN_ADDRESS_FAILURE_LIMIT", 50, minimum=1)
+# Behind a reverse proxy every request's REMOTE_ADDR is the proxy's: the lockout and the brake
+# key on the address the trusted proxies appended to X-Forwarded-For (core/client_ip.py).
+TRUSTED_PROXY_HOPS = envint(
+    "TRUSTED_PROXY_HOPS", 1 if envbool("BEHIND_TLS_PROXY", False) else 0, minimum=0
+)
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
@@ -238,7 +244,6 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
     # ApplicationError -> {"detail", "code"} with its status; everything else as DRF does.
     "EXCEPTION_HANDLER": "core.http.exception_handler",
 }

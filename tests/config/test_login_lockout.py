@@ -9,6 +9,7 @@ import pytest
 from django.test import Client, RequestFactory
 
 from annotation import login_brake
+from core.client_ip import client_ip
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
@@ -66,3 +67,48 @@ def test_failures_just_before_a_window_boundary_still_brake_just_after_it(settin
     assert not login_brake.address_is_braked(
         RequestFactory().post("/login/", REMOTE_ADDR=ELSEWHERE), now=boundary + 1
     )
+
+
+PROXY = "10.0.0.2"
+
+
+def _login_through_proxy(username: str, password: str, forwarded_for: str) -> Client:
+    client = Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded_for)
+    client.post("/login/", {"username": username, "password": password})
+    return client
+
+
+def test_behind_a_proxy_a_stranger_cannot_lock_anyone_out(settings, annotator_a, annotator_b):
+    # Every request arrives from the proxy's address: keyed on REMOTE_ADDR, a stranger's
+    # guesses locked alice out everywhere and a sprayer braked every login of the site.
+    settings.TRUSTED_PROXY_HOPS = 1
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 8
+    for n in range(8):
+        _login_through_proxy("alice" if n < 6 else f"user{n}", "wrong", STRANGER)
+    assert not _logged_in(_login_through_proxy("alice", "pw-alice", STRANGER))
+    assert _logged_in(_login_through_proxy("alice", "pw-alice", ELSEWHERE))
+    assert _logged_in(_login_through_proxy("bob", "pw-bob", ELSEWHERE))
+
+
+def test_a_client_cannot_choose_its_address_through_the_forwarded_header(settings, annotator_a):
+    # The proxy appends what it saw; whatever the client wrote to the left is not believed.
+    settings.TRUSTED_PROXY_HOPS = 1
+    for n in range(8):
+        _login_through_proxy("alice", "wrong", f"192.0.2.{n}, {STRANGER}")
+    assert not _logged_in(_login_through_proxy("alice", "pw-alice", f"192.0.2.99, {STRANGER}"))
+    assert _logged_in(_login_through_proxy("alice", "pw-alice", ELSEWHERE))
+
+
+def test_without_trusted_proxies_the_forwarded_header_is_ignored(settings, annotator_a):
+    settings.TRUSTED_PROXY_HOPS = 0
+    request = RequestFactory().get("/", REMOTE_ADDR=STRANGER, HTTP_X_FORWARDED_FOR=ELSEWHERE)
+    assert client_ip(request) == STRANGER
+    settings.TRUSTED_PROXY_HOPS = 1
+    assert client_ip(request) == ELSEWHERE
+    # Not an address (a misconfigured hop count let the client's text through): the peer's.
+    garbage = RequestFactory().get("/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="<script>")
+    assert client_ip(garbage) == PROXY
+    settings.TRUSTED_PROXY_HOPS = 2
+    chain = f"1.2.3.4, {ELSEWHERE}, 10.0.0.3"
+    two = RequestFactory().get("/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=chain)
+    assert client_ip(two) == ELSEWHERE
