@@ -35,6 +35,7 @@ _KNOWN_MEMBERS = "_arbiter_members"
 
 logger = logging.getLogger(__name__)
 
+
 def member_remember(campaign: Campaign, *, user_id: int, member: CampaignMember | None) -> None:
     """Record what was read of the user's membership together with the campaign."""
     known = campaign.__dict__.setdefault(_KNOWN_MEMBERS, {})
@@ -51,9 +52,7 @@ def member_of(*, campaign: Campaign, user_id: int) -> CampaignMember | None:
     return member
 
 
-def _may_annotate(
-    campaign: Campaign, member: CampaignMember | None, user: User
-) -> bool:
+def _may_annotate(campaign: Campaign, member: CampaignMember | None, user: User) -> bool:
     """Open campaigns take every annotator but their expert members (who settle its disputes,
     so never judge its pairs first); others their annotator and admin members only. Site
     admins see everything (asked last: for a session user it costs a query)."""
@@ -110,9 +109,12 @@ def is_campaign_admin(*, campaign_id: int, user: User) -> bool:
     (the rule of ``campaign_for_admin``, for objects that name their campaign)."""
     if user_has_role(user, Role.ADMIN):
         return True
-    return bool(user.is_authenticated) and CampaignMember.objects.filter(
-        campaign_id=campaign_id, user_id=user.pk, role=CampaignMember.Role.ADMIN
-    ).exists()
+    return (
+        bool(user.is_authenticated)
+        and CampaignMember.objects.filter(
+            campaign_id=campaign_id, user_id=user.pk, role=CampaignMember.Role.ADMIN
+        ).exists()
+    )
 
 
 def campaigns_for_user(*, user: User) -> QuerySet[Campaign]:
@@ -200,8 +202,9 @@ def shown_pair(assignment: Assignment) -> dict[str, Any]:
     if pair.responses is not None:
         return _shown_ranking_item(assignment)
     left, right = (
-        (pair.response_b, pair.response_a) if assignment.swapped else
-        (pair.response_a, pair.response_b)
+        (pair.response_b, pair.response_a)
+        if assignment.swapped
+        else (pair.response_a, pair.response_b)
     )
     return {
         "conversation": pair.conversation,
@@ -279,8 +282,7 @@ def annotator_counts(*, campaign: Campaign, user: User) -> dict[str, int]:
     )
 
 
-def campaign_progress(*, campaign: Campaign, user: User | None = None
-                      ) -> dict[str, Any]:
+def campaign_progress(*, campaign: Campaign, user: User | None = None) -> dict[str, Any]:
     """What GET /api/campaigns/{id}/progress reports: pairs, labels and the caller's own."""
     progress: dict[str, Any] = {
         "pairs": campaign_pair_counts(campaign=campaign),
@@ -345,6 +347,7 @@ def last_changeable_assignment(
             annotator=user,
             status=Assignment.Status.SUBMITTED,
             finished_at__gte=now - timedelta(minutes=minutes),
+            model_view_shown=False,
         )
         .exclude(pair__status__in=[Pair.Status.RESOLVED, Pair.Status.DISCARDED])
         .order_by("-finished_at", "-id")

@@ -295,7 +295,11 @@ def _changing(label: Label, assignment: Assignment, campaign: Campaign) -> dict[
     refused: dict[str, Any] = {}
     with error_into(refused):
         label_change_check(
-            label=label, pair_status=assignment.pair.status, minutes=minutes, now=timezone.now()
+            label=label,
+            pair_status=assignment.pair.status,
+            minutes=minutes,
+            now=timezone.now(),
+            model_view_shown=assignment.model_view_shown,
         )
     if refused:
         return {"locked": refused["error"]}

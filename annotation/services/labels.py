@@ -363,10 +363,18 @@ def label_change_deadline(*, label: Label, minutes: int) -> datetime:
     return label.created_at + timedelta(minutes=minutes)
 
 
-def label_change_check(*, label: Label, pair_status: str, minutes: int, now: datetime) -> None:
+def label_change_check(
+    *, label: Label, pair_status: str, minutes: int, now: datetime, model_view_shown: bool
+) -> None:
     """Raise LabelLocked unless the label may still be changed."""
     if pair_status in _DECIDED:
         raise LabelLocked("An expert has decided this pair; its labels can no longer change.")
+    if model_view_shown:
+        # The view is shown only after a submit so that it cannot sway the label; a change
+        # after it would let it.
+        raise LabelLocked(
+            "You have seen the model's view of this pair, so its label can no longer change."
+        )
     if minutes <= 0 or now > label_change_deadline(label=label, minutes=minutes):
         raise LabelLocked(
             f"Labels can be changed for {minutes} minutes after submitting; this one is past that."
@@ -395,8 +403,13 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
             raise AlreadyFinished(f"This assignment is {assignment.status}: it has no label.")
         if label.set_aside:
             raise LabelLocked("This label was set aside while you were quarantined.")
+        shown = Assignment.objects.filter(pk=assignment.pk, model_view_shown=True).exists()
         label_change_check(
-            label=label, pair_status=pair.status, minutes=campaign.label_change_minutes, now=now
+            label=label,
+            pair_status=pair.status,
+            minutes=campaign.label_change_minutes,
+            now=now,
+            model_view_shown=shown,
         )
         # The new rationale is the one that must stand on its own, not the one it replaces.
         if _model_alone(assignment, data.rationale):

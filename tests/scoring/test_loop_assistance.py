@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotation.models import Assignment
+from annotation.models import Assignment, Label
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
 from scoring.loop.model_view import model_view_for_assignment
@@ -20,8 +20,9 @@ def scored(db, annotator_a):
     version = ModelVersion.objects.create(
         campaign=campaign, number=1, base="b", checkpoint="/c", is_active=True
     )
-    PairScore.objects.create(pair=pair, model_version=version, reward_a=2.0, reward_b=0.5,
-                             p_a_better=0.8)
+    PairScore.objects.create(
+        pair=pair, model_version=version, reward_a=2.0, reward_b=0.5, p_a_better=0.8
+    )
     assignment = assignment_next(campaign=campaign, annotator=annotator_a)
     return campaign, assignment
 
@@ -93,3 +94,30 @@ def test_the_workspace_reveals_it_after_submitting_and_records_that(scored, anno
     assert b"It agreed with you." in response.content
     assignment.refresh_from_db()
     assert assignment.model_view_shown is True
+
+
+def test_once_the_view_is_shown_the_label_can_no_longer_change(scored, annotator_a, client):
+    # The view is revealed only after a submit so that it cannot sway the label; the change
+    # window let an annotator read it and then move the label to the model's side.
+    campaign, assignment = scored
+    api = api_client_for(annotator_a)
+    label_url = f"/api/assignments/{assignment.pk}/label"
+    assert api.post(label_url, {"preference": -1}, format="json").status_code == 201
+    # Before looking, the grace period applies as usual.
+    assert api.put(label_url, {"preference": -2}, format="json").status_code == 200
+    assert api.get(url(assignment)).status_code == 200
+    changed = api.put(label_url, {"preference": 1}, format="json")
+    assert changed.status_code == 409
+    assert "model's view" in changed.json()["detail"]
+    assignment.refresh_from_db()
+    expected = 2 if assignment.swapped else -2  # labels are stored in canonical orientation
+    assert Label.objects.get(assignment=assignment).preference == expected
+    # The workspace no longer offers the pair to change, and its page says why.
+    client.force_login(annotator_a)
+    page = client.get(f"/assignments/{assignment.pk}/")
+    assert page.status_code == 200
+    assert b"seen the model&#x27;s view" in page.content or b"seen the model's view" in page.content
+    assert (
+        f"/assignments/{assignment.pk}/".encode()
+        not in client.get(f"/campaigns/{campaign.pk}/").content
+    )
