@@ -23,6 +23,8 @@ BUFFER_BYTES = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 UTF8_BOM = b"\xef\xbb\xbf"
+# Every top-level key the row parser reads: Parquet decodes only these columns (and the
+# first JSONL line is told from a JSON document by them).
 ROW_KEYS = frozenset(
     {
         "conversation",
@@ -39,6 +41,7 @@ ROW_KEYS = frozenset(
         "attributes",
         "silver_preference",
         "preferred",
+        "silver_ranking",
         *ATTRIBUTE_NAMES,
     }
 )

@@ -7,6 +7,7 @@ export what the annotator relied on.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -16,17 +17,19 @@ from typing import Any
 import nh3
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from annotation.models import Assignment, CodeRun, Document, Evidence, Label
 from annotation.roles import Role, user_has_role
 from annotation.selectors import shown_pair
 from annotation.tools import search as search_tools
-from annotation.tools.llm import LlmUnavailable, chat, pair_messages
+from annotation.tools.llm import LlmUnavailable, chat, pair_messages, ranking_messages
 from core import errors
 from core.counters import counter_incr
 from core.queue import QUEUE_UNAVAILABLE_REASON, send_task_on_commit
+
+logger = logging.getLogger(__name__)
 
 MAX_CODE_CHARS = 256 * 1024
 MAX_STDIN_CHARS = 1024 * 1024
@@ -176,10 +179,11 @@ def evidence_attach(
         "attribution": attribution,
         "snippet": safe_snippet(snippet),
         "query": search_tools.clean_query(query),
-        "note": note[:2000],
+        "note": search_tools.strip_control_chars(note)[:2000],
     }
-    return _evidence_create(assignment=assignment, kind=Evidence.Kind.ATTACHED_RESULT,
-                            payload=payload)
+    return _evidence_create(
+        assignment=assignment, kind=Evidence.Kind.ATTACHED_RESULT, payload=payload
+    )
 
 
 # --- code runs --------------------------------------------------------------------------------
@@ -217,7 +221,11 @@ def code_run_create(
     tool_rate_check(user_id=user.pk, tool="code_run")
     with transaction.atomic():
         run = CodeRun(
-            user=user, assignment=assignment, language=language, code=code, stdin=stdin,
+            user=user,
+            assignment=assignment,
+            language=language,
+            code=code,
+            stdin=stdin,
             tests=tests,
         )
         run.full_clean(exclude=["user", "assignment"])
@@ -310,13 +318,31 @@ def code_run_execute(*, code_run_id: int) -> CodeRun | None:
 
 
 def _code_run_finish(run: CodeRun, status: str, result: dict[str, Any]) -> None:
-    run.status, run.result, run.finished_at = status, result, timezone.now()
+    try:
+        _code_run_store(run, status, result)
+    except DataError:
+        # A result the database refuses must not leave the run "running" until the sweep.
+        logger.exception("code run %s: the database refused its result", run.pk)
+        _code_run_store(
+            run,
+            CodeRun.Status.FAILED,
+            {"status": "failed", "error": "the run's output could not be stored"},
+        )
+
+
+def _code_run_store(run: CodeRun, status: str, result: dict[str, Any]) -> None:
+    finished_at = timezone.now()
     # One transaction: whoever sees the run finished (a waiting API call) sees its evidence
     # updated too, and a worker killed in between leaves neither half written.
     with transaction.atomic():
-        CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
-            status=status, result=result, finished_at=run.finished_at
+        stored = CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
+            status=status, result=result, finished_at=finished_at
         )
+        if not stored:
+            # The sweep failed it meanwhile: its evidence already tells that outcome.
+            run.refresh_from_db()
+            return
+        run.status, run.result, run.finished_at = status, result, finished_at
         if run.assignment_id is not None:
             _code_run_evidence_update(run)
 
@@ -391,8 +417,14 @@ def _llm_slots(cap: int) -> threading.BoundedSemaphore | None:
         return _llm_slots_by_cap.setdefault(cap, threading.BoundedSemaphore(cap))
 
 
+def _without_nul(text: str) -> str:
+    # A model's text is stored as jsonb, which refuses NUL.
+    return text.replace("\x00", "\ufffd")
+
+
 def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
-    """Ask the configured model about the pair as this annotator sees it; log it as evidence.
+    """Ask the configured model about the pair (or every response of a ranking item) as this
+    annotator sees it; log it as evidence.
 
     Once a model was consulted, label_submit requires the annotator's own rationale.
     """
@@ -402,15 +434,27 @@ def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
     question = question.strip()
     if not question:
         raise ToolError("Ask a question.")
+    if "\x00" in question:
+        # Refused before the model is asked: the evidence could not store it (jsonb), and an
+        # answer nobody can keep must not count against the annotator or the provider.
+        raise ToolError("The question holds a NUL character; remove it and ask again.")
     assignment_require_open(assignment=assignment)
     tool_rate_check(user_id=assignment.annotator_id, tool="llm")
     shown = shown_pair(assignment)
-    messages = pair_messages(
-        conversation=shown["conversation"],
-        response_a=shown["response_a"],
-        response_b=shown["response_b"],
-        question=question[:4000],
-    )
+    if "responses" in shown:
+        # A ranking item: every response, as numbered on the page, not just the first two.
+        messages = ranking_messages(
+            conversation=shown["conversation"],
+            responses=shown["responses"],
+            question=question[:4000],
+        )
+    else:
+        messages = pair_messages(
+            conversation=shown["conversation"],
+            response_a=shown["response_a"],
+            response_b=shown["response_b"],
+            question=question[:4000],
+        )
     slots = _llm_slots(config.concurrent_asks)
     if slots is not None and not slots.acquire(blocking=False):
         raise ToolUnavailable(
@@ -437,7 +481,11 @@ def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
         return _evidence_create(
             assignment=locked,
             kind=Evidence.Kind.LLM,
-            payload={"question": question[:4000], "answer": answer.answer, "model": answer.model},
+            payload={
+                "question": question[:4000],
+                "answer": _without_nul(answer.answer),
+                "model": _without_nul(answer.model),
+            },
         )
 
 
@@ -486,11 +534,21 @@ CODE_RUN_STALE_SECONDS = 600
 def code_runs_fail_stale(*, now: datetime | None = None) -> int:
     """Fail runs left queued or running by a worker that died, so nobody waits on them."""
     now = now or timezone.now()
-    return CodeRun.objects.filter(
-        status__in=[CodeRun.Status.QUEUED, CodeRun.Status.RUNNING],
-        created_at__lt=now - timedelta(seconds=CODE_RUN_STALE_SECONDS),
-    ).update(
-        status=CodeRun.Status.FAILED,
-        result={"status": "failed", "error": "the worker running this program stopped"},
-        finished_at=now,
+    unfinished = [CodeRun.Status.QUEUED, CodeRun.Status.RUNNING]
+    stale = CodeRun.objects.filter(
+        status__in=unfinished, created_at__lt=now - timedelta(seconds=CODE_RUN_STALE_SECONDS)
     )
+    result = {"status": "failed", "error": "the worker running this program stopped"}
+    failed = 0
+    with transaction.atomic():
+        for run in stale.only("pk", "assignment_id"):
+            # Guarded row by row: a run that finished since the SELECT keeps its outcome.
+            if not CodeRun.objects.filter(pk=run.pk, status__in=unfinished).update(
+                status=CodeRun.Status.FAILED, result=result, finished_at=now
+            ):
+                continue
+            failed += 1
+            if run.assignment_id is not None:
+                run.status, run.result, run.finished_at = CodeRun.Status.FAILED, result, now
+                _code_run_evidence_update(run)
+    return failed

@@ -285,12 +285,18 @@ def _result(outcome: Outcome, limits: Limits, tests: str, *, compiling: bool = F
     return RunResult(
         status=status,
         exit_code=outcome.exit_code,
-        stdout=outcome.stdout.decode(errors="replace"),
-        stderr=outcome.stderr.decode(errors="replace"),
+        stdout=_text(outcome.stdout),
+        stderr=_text(outcome.stderr),
         duration_ms=outcome.duration_ms,
         tests=tests_outcome,
         message=message,
     )
+
+
+def _text(output: bytes) -> str:
+    # PostgreSQL's jsonb refuses NUL, which a program may well print: shown as U+FFFD, like
+    # any other byte that is not text.
+    return output.decode(errors="replace").replace("\x00", "\ufffd")
 
 
 def _classify(outcome: Outcome, limits: Limits) -> tuple[RunStatus, str]:

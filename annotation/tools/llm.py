@@ -23,11 +23,18 @@ MAX_QUESTION_CHARS = 4000
 # Long pairs are cut so that one request stays within a small model's context window.
 MAX_PAIR_CHARS = 24_000
 
+_ROLE_OF_THE_MODEL = (
+    "Answer the annotator's question with facts, explanations or checks. The annotator makes "
+    "the decision and must write their own rationale: do not hand down a verdict, and say so "
+    "if asked for one."
+)
 SYSTEM_PROMPT = (
     "You help a human annotator who compares two AI responses (A and B) to the same "
-    "conversation. Answer the annotator's question with facts, explanations or checks. The "
-    "annotator makes the decision and must write their own rationale: do not hand down a "
-    "verdict, and say so if asked for one."
+    f"conversation. {_ROLE_OF_THE_MODEL}"
+)
+RANKING_SYSTEM_PROMPT = (
+    "You help a human annotator who ranks {count} AI responses (numbered 1 to {count}) to the "
+    f"same conversation. {_ROLE_OF_THE_MODEL}"
 )
 
 
@@ -57,18 +64,39 @@ def pair_messages(
     *, conversation: list[dict[str, Any]], response_a: str, response_b: str, question: str
 ) -> list[dict[str, str]]:
     """The pair as the annotator sees it, then their question."""
+    return _item_messages(
+        SYSTEM_PROMPT, conversation, [("A", response_a), ("B", response_b)], question
+    )
+
+
+def ranking_messages(
+    *, conversation: list[dict[str, Any]], responses: list[str], question: str
+) -> list[dict[str, str]]:
+    """A K-wise item as the annotator sees it (``responses`` in display order, numbered from 1
+    as on the page), then their question."""
+    system = RANKING_SYSTEM_PROMPT.format(count=len(responses))
+    numbered = [(str(number), text) for number, text in enumerate(responses, start=1)]
+    return _item_messages(system, conversation, numbered, question)
+
+
+def _item_messages(
+    system: str,
+    conversation: list[dict[str, Any]],
+    responses: list[tuple[str, str]],
+    question: str,
+) -> list[dict[str, str]]:
     turns = "\n\n".join(
         f"[{turn.get('role', 'user')}]\n{turn.get('content', '')}" for turn in conversation
     )
-    budget = MAX_PAIR_CHARS // 3
-    pair = (
-        f"## Conversation\n{_clip(turns, budget)}\n\n"
-        f"## Response A\n{_clip(response_a, budget)}\n\n"
-        f"## Response B\n{_clip(response_b, budget)}"
-    )
+    # The conversation and each response get an equal share.
+    budget = MAX_PAIR_CHARS // (len(responses) + 1)
+    parts = [f"## Conversation\n{_clip(turns, budget)}"] + [
+        f"## Response {name}\n{_clip(text, budget)}" for name, text in responses
+    ]
+    item = "\n\n".join(parts)
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": f"{pair}\n\n## My question\n{question}"},
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"{item}\n\n## My question\n{question}"},
     ]
 
 

@@ -12,13 +12,15 @@ in front of any search API with a few lines of glue:
                       "score": 1.0}, …]}
 
 `snippet` and `title` are plain text (any HTML in them is shown escaped, never rendered);
-`score` is optional. Results beyond k are ignored. Anything else (a non-200 status, invalid
-JSON, a timeout) raises SearchError.
+`score` is optional (a hit without a finite number there is scored by its rank). Results
+beyond k are ignored. Anything else (a non-200 status, invalid JSON, a timeout) raises
+SearchError.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -75,14 +77,29 @@ class WebSearchBackend:
         for rank, item in enumerate(results[:k]):
             if not isinstance(item, dict):
                 continue
-            score = item.get("score")
+            score = _finite_score(item.get("score"))
             hits.append(
                 SearchHit(
                     title=strip_control_chars(str(item.get("title") or ""))[:500],
                     snippet=highlight_words(str(item.get("snippet") or "")[:2000], words),
                     source=strip_control_chars(str(item.get("url") or ""))[:1000],
-                    score=float(score) if isinstance(score, int | float) else float(k - rank),
+                    score=float(k - rank) if score is None else score,
                     document_id=None,
                 )
             )
         return hits
+
+
+def _finite_score(value: object) -> float | None:
+    """The service's score when it is a real, finite number; None ranks the hit by position.
+
+    json.loads accepts NaN and Infinity, 1e400 reads as infinity and a 400-digit integer
+    overflows float(): none of them sorts or serialises as a score.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        score = float(value)
+    except OverflowError:
+        return None
+    return score if math.isfinite(score) else None
