@@ -22,6 +22,7 @@ from annotation.models import Campaign, CampaignMember
 from annotation.selectors import campaign_for_admin, campaign_members
 from annotation.services.members import (
     BulkResult,
+    csv_text_from_upload,
     member_add,
     member_admit,
     member_invite,
@@ -37,8 +38,6 @@ from core.requests import SignedInRequest
 
 TEMPLATE = "annotation/members.html"
 ROLE_CHOICES = CampaignMember.Role.choices
-
-
 
 
 class AddMemberForm(forms.Form):
@@ -58,7 +57,7 @@ class BulkMembersForm(forms.Form):
     def text(self) -> str:
         upload = self.cleaned_data.get("csv_file")
         if upload is not None:
-            return upload.read(1_000_000).decode("utf-8", errors="replace")
+            return csv_text_from_upload(upload)
         return self.cleaned_data.get("usernames") or ""
 
 
@@ -112,9 +111,7 @@ def _apply(request: SignedInRequest, campaign: Campaign, action: str) -> str:
         user = get_user_model().objects.filter(username=form.cleaned_data["username"]).first()
         if user is None:
             raise BadRequest(f"No user named {form.cleaned_data['username']!r}.")
-        member_add(
-            campaign=campaign, user=user, role=form.cleaned_data["role"], by=request.user
-        )
+        member_add(campaign=campaign, user=user, role=form.cleaned_data["role"], by=request.user)
         return f"{user.get_username()} is a member ({form.cleaned_data['role']})."
     if action == "bulk":
         bulk = BulkMembersForm(request.POST, request.FILES)

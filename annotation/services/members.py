@@ -19,12 +19,12 @@ import csv
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group
 from django.contrib.auth.tokens import default_token_generator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -40,6 +40,9 @@ from core.errors import BadRequest, Conflict, NotFound
 _UNSETTLED = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 # Bulk additions read at most this many names (one campaign's annotators, not a directory).
 BULK_MAX_USERNAMES = 2000
+# An uploaded CSV is read whole or refused: one cut short can end in part of a name, and that
+# part can be another user's ("alice" cut to "al").
+BULK_MAX_CSV_BYTES = 1_000_000
 
 
 def _initial_state(campaign: Campaign, role: str) -> str:
@@ -99,6 +102,10 @@ def member_remove(*, campaign: Campaign, user_id: int) -> None:
     assignments_end_for_annotator(campaign=campaign, annotator_id=user_id)
 
 
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
 @dataclass
 class BulkResult:
     added: list[str] = field(default_factory=list)
@@ -119,8 +126,20 @@ def _add_all(
     return result
 
 
+def csv_text_from_upload(upload: _Readable) -> str:
+    """An uploaded CSV's text, whole; over BULK_MAX_CSV_BYTES it is refused."""
+    data = upload.read(BULK_MAX_CSV_BYTES + 1)
+    if len(data) > BULK_MAX_CSV_BYTES:
+        raise BadRequest(
+            f"the CSV file is over 1 MB ({BULK_MAX_CSV_BYTES:,} bytes): split it into smaller files"
+        )
+    # "utf-8-sig": Excel's "CSV UTF-8" starts with a byte-order mark.
+    return data.decode("utf-8-sig", errors="replace")
+
+
 def usernames_from_csv(text: str) -> list[str]:
     """User names from CSV text: the first column of each row; a "username" header is skipped."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark pasted or posted with the text
     if "\x00" in text:
         # No user name holds one, and PostgreSQL refuses to compare text that does.
         raise BadRequest("the CSV contains a NUL character")
@@ -215,15 +234,22 @@ def member_invite(
     """
     role = _role(role)
     user_model = get_user_model()
+    taken = Conflict(f"a user named {username!r} exists already; add them instead")
     if user_model.objects.filter(username=username).exists():
-        raise Conflict(f"a user named {username!r} exists already; add them instead")
+        raise taken
     user = user_model(username=username, email=email)
     user.set_unusable_password()
     try:
         user.full_clean(exclude=["password"])
     except Exception as exc:  # ValidationError: tell the admin which value is wrong
         raise BadRequest(f"cannot create {username!r}: {exc}") from exc
-    user.save()
+    try:
+        # The check above misses a concurrent invite of the same name until it commits; the
+        # unique username then refuses this insert, and the savepoint keeps the caller usable.
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise taken from None
     if role in _GLOBAL_ROLE:
         assert isinstance(user, AbstractUser)  # noqa: S101 - the user model has groups
         user.groups.add(role_groups()[_GLOBAL_ROLE[role]])
