@@ -146,3 +146,28 @@ def test_rounds_are_reported_in_order_and_empty_rounds_skipped(db):
     round_open_next(campaign=campaign)
     numbers = [entry["number"] for entry in loop_effect(campaign=campaign)["rounds"]]
     assert numbers == [2]
+
+
+def test_the_bootstrap_draws_in_bounded_chunks_with_the_same_interval(monkeypatch):
+    # A round's slice of 200,000 pairs drew 2,000 × 200,000 indices at once (3.2 GB).
+    import tracemalloc
+
+    import numpy as np
+
+    from scoring.evaluation import maths
+
+    values = np.random.default_rng(3).random(5_000)
+    whole = maths.bootstrap_mean_interval(values)
+    monkeypatch.setattr(maths, "_BOOTSTRAP_CHUNK_ELEMENTS", 5_000 * 7)  # 7 resamples a chunk
+    assert maths.bootstrap_mean_interval(values) == whole
+    monkeypatch.undo()
+    large = np.random.default_rng(4).random(200_000)
+    tracemalloc.start()
+    try:
+        mean, low, high = maths.bootstrap_mean_interval(large)
+        difference = maths.bootstrap_mean_difference(large, large[:100_000])
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert low < mean < high and difference is not None
+    assert peak < 200 * 1024**2, f"peak {peak / 1024**2:.0f} MiB"
