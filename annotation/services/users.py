@@ -15,11 +15,18 @@ from annotation.roles import Role, role_groups
 
 @transaction.atomic
 def user_create(
-    *, username: str, role: Role, password: str | None = None, email: str = ""
-) -> tuple[AbstractUser, str, str]:
+    *,
+    username: str,
+    role: Role,
+    password: str | None = None,
+    email: str = "",
+    reset_password: bool = False,
+) -> tuple[AbstractUser, str | None, str]:
     """Create (or update the role of) a user; returns (user, password, API token key).
 
-    A password is generated when none is given; it is returned so it can be shown once. An
+    A new user without a ``password`` gets a generated one, returned so it can be shown once.
+    An existing user keeps theirs (None is returned) unless one is given or
+    ``reset_password`` asks for a new one: changing a role must not lock its owner out. An
     invalid name or e-mail raises ValidationError and stores nothing.
     """
     user_model = get_user_model()
@@ -28,9 +35,11 @@ def user_create(
     name_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
     assert isinstance(name_field, Field)  # noqa: S101 - a user model's name is a plain field
     name_field.clean(username, None)
-    password = password or secrets.token_urlsafe(12)
-    user, _created = user_model.objects.get_or_create(username=username, defaults={"email": email})
-    user.set_password(password)
+    user, created = user_model.objects.get_or_create(username=username, defaults={"email": email})
+    if password is None and (created or reset_password):
+        password = secrets.token_urlsafe(12)
+    if password is not None:
+        user.set_password(password)
     user.is_staff = role is Role.ADMIN
     user.is_superuser = role is Role.ADMIN
     user.full_clean(exclude=["password"])

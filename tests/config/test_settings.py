@@ -12,13 +12,26 @@ from tests.conftest import REPO_ROOT
 
 
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {key: value for key, value in os.environ.items() if key not in {
-        "SECRET_KEY", "DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
-        "CSRF_COOKIE_SECURE", "STATIC_MANIFEST",
-    }}
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in {
+            "SECRET_KEY",
+            "DEBUG",
+            "SECURE_SSL_REDIRECT",
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "STATIC_MANIFEST",
+        }
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -39,9 +52,16 @@ def test_a_bad_boolean_names_the_variable(tmp_path):
 def test_production_settings_pass_the_deploy_check(tmp_path):
     secret = "a-long-random-secret-key-with-enough-entropy-1234567890-abcdefghijklmnop"
     result = run_manage(
-        "check", "--deploy", "--fail-level", "INFO",
-        env={"SECRET_KEY": secret, "DEBUG": "false", "ALLOWED_HOSTS": "arbiter.example.org",
-             "ARBITER_VAR_DIR": str(tmp_path)},
+        "check",
+        "--deploy",
+        "--fail-level",
+        "INFO",
+        env={
+            "SECRET_KEY": secret,
+            "DEBUG": "false",
+            "ALLOWED_HOSTS": "arbiter.example.org",
+            "ARBITER_VAR_DIR": str(tmp_path),
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -61,6 +81,32 @@ def test_create_user_prints_the_token_alone_on_the_last_line(tmp_path):
     assert last == token.key
     assert token.user.groups.filter(name="expert").exists()
     assert token.user.check_password("s3cret-Pass")
+
+
+@pytest.mark.django_db
+def test_create_user_changing_a_role_keeps_the_password_unless_given():
+    # Running it again to change a role generated and set a new password: its owner was
+    # locked out by a role change.
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("create_user", "erin", "--role", "annotator", "--password", "first-Pass-1")
+    out = StringIO()
+    call_command("create_user", "erin", "--role", "expert", stdout=out)
+    erin = get_user_model().objects.get(username="erin")
+    assert erin.check_password("first-Pass-1")
+    assert erin.groups.filter(name="expert").exists()
+    assert "password: unchanged" in out.getvalue()
+    call_command("create_user", "erin", "--role", "expert", "--password", "second-Pass-2")
+    erin.refresh_from_db()
+    assert erin.check_password("second-Pass-2")
+    new = StringIO()
+    call_command("create_user", "fred", "--role", "annotator", stdout=new)
+    lines = new.getvalue().splitlines()
+    generated = next(line.split(": ", 1)[1] for line in lines if line.startswith("password"))
+    assert get_user_model().objects.get(username="fred").check_password(generated)
 
 
 @pytest.mark.django_db

@@ -21,7 +21,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--role", required=True, choices=[role.value for role in Role])
-        parser.add_argument("--password", help="Generated and printed when omitted.")
+        parser.add_argument(
+            "--password",
+            help="Generated and printed when omitted for a new user; an existing one keeps theirs.",
+        )
         parser.add_argument("--email", default="")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -40,6 +43,8 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(f"invalid user {username!r}: {_messages(exc)}") from None
         self.stdout.write(f"user {user.username} ({options['role']}) ready")
-        if not password_given:
+        if password is None:
+            self.stdout.write("password: unchanged (an existing user; --password sets one)")
+        elif not password_given:
             self.stdout.write(f"password: {password}")
         self.stdout.write(token)

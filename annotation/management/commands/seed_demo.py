@@ -80,7 +80,7 @@ class Command(BaseCommand):
         )
         self.stdout.write("demo logins (passwords are new on every run):")
         for username, role in DEMO_USERS:
-            user, password, token = user_create(username=username, role=role)
+            user, password, token = user_create(username=username, role=role, reset_password=True)
             # The demo campaign is members-only, as new campaigns are: its users are members.
             member_add(campaign=campaign, user=user, role=CampaignMember.Role(role.value))
             self.stdout.write(
