@@ -3,12 +3,14 @@ against the random one (``Pair.selection``, see ``scoring.loop.rounds``).
 
 For each slice of a round:
 
-* **hit rate**: the share of its pairs, once humans settled them with a side, that the model
+* **hit rate**: the share of its pairs, once humans settled them with a side (complete, or
+  resolved by an expert: an escalated pair's stored majority is provisional), that the model
   which chose the round had mispredicted (the newest loop version registered before the round
   opened and that scored the pair). Raising it is what the error-driven queue is for. 95%
   Wilson interval; the difference between the slices has Newcombe's interval.
-* **human disagreement**: the mean of ``Pair.disagreement`` (0: the votes agreed), with a
-  bootstrap interval, and the bootstrap interval of the difference.
+* **human disagreement**: the mean of ``Pair.disagreement`` (0: the votes agreed) over its
+  labelled pairs, escalated ones included, with a bootstrap interval, and the bootstrap
+  interval of the difference.
 
 And for the round as a whole, the change in held-out accuracy from the version before to the
 version trained once the round closed (both slices train that one model, so this change is
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from annotation.models import Campaign, Pair, Round
+from annotation.models import Campaign, Outcome, Pair, Round
 from scoring.evaluation.maths import (
     bootstrap_mean_difference,
     bootstrap_mean_interval,
@@ -32,12 +34,18 @@ from scoring.evaluation.maths import (
 from scoring.models import ModelVersion, PairScore
 
 SLICES = (Pair.Selection.PRIORITY, Pair.Selection.RANDOM)
+# An escalated pair stores its labels' majority too, but only provisionally: the hit rate waits
+# for the expert (resolved), as the training data does for its adjudicated verdict.
+SETTLED = (Pair.Status.COMPLETE, Pair.Status.RESOLVED)
+# Verdicts that pick no side (a later preference on them is not a human's choice).
+NO_SIDE = (Outcome.BOTH_BAD, Outcome.BOTH_GOOD)
 
 
 def _slice_figures(
     rows: list[tuple[int, int | None, float | None]], scores: dict[int, float]
 ) -> dict[str, Any]:
-    """rows: (pair id, consensus preference, disagreement) of one slice."""
+    """rows: (pair id, settled preference or None, disagreement) of one slice; the
+    disagreement counts every labelled pair, escalated ones included (it is why they were)."""
     judged = [(pair_id, preference) for pair_id, preference, _ in rows if preference]
     scored = [(pair_id, preference) for pair_id, preference in judged if pair_id in scores]
     misses = sum(1 for pair_id, preference in scored if mispredicted(scores[pair_id], preference))
@@ -123,13 +131,24 @@ def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
     rows_by_round: dict[int, dict[str, list[tuple[int, int | None, float | None]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for pair_id, round_id, selection, preference, disagreement in (
+    for pair_id, round_id, selection, preference, disagreement, status, outcome in (
         Pair.objects.filter(campaign=campaign, round__isnull=False, selection__in=SLICES)
         .order_by("id")
-        .values_list("id", "round_id", "selection", "consensus_preference", "disagreement")
+        .values_list(
+            "id",
+            "round_id",
+            "selection",
+            "consensus_preference",
+            "disagreement",
+            "status",
+            "consensus_outcome",
+        )
         .iterator(chunk_size=5000)
     ):
-        rows_by_round[round_id][selection].append((pair_id, preference, disagreement))
+        settled = status in SETTLED and outcome not in NO_SIDE
+        rows_by_round[round_id][selection].append(
+            (pair_id, preference if settled else None, disagreement)
+        )
     versions = list(
         ModelVersion.objects.filter(campaign=campaign, kind=ModelVersion.Kind.LOOP).order_by(
             "number"

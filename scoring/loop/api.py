@@ -100,14 +100,16 @@ class ModelVersionRollbackApi(APIView):
 
 @extend_schema(summary="Retrain now (closes the open round)")
 class RetrainApi(APIView):
-    """"Retrain now": close the round, train, score, prioritise, open the next round."""
+    """ "Retrain now": close the round, train, score, prioritise, open the next round."""
 
     InputSerializer = type(
         "RetrainInputSerializer",
         (serializers.Serializer,),
         {
             **serializer_fields_for_settings(),
-            "retrieve_from_gold": serializers.BooleanField(default=True),
+            # Left out: the campaign's latest loop job's choice (``loop_options_for``).
+            "prioritise": serializers.BooleanField(required=False),
+            "retrieve_from_gold": serializers.BooleanField(required=False),
         },
     )
 
@@ -115,7 +117,8 @@ class RetrainApi(APIView):
         responses={200: OpenApiResponse(description="The training settings and their defaults.")}
     )
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
-        """The settings a retrain starts from (defaults, or the campaign's last choice)."""
+        """The settings a retrain starts from (defaults, or the campaign's last choice), with
+        the loop options (``prioritise``, ``retrieve_from_gold``)."""
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         return Response({"settings": training_settings_for(campaign=campaign)})
 
@@ -125,13 +128,12 @@ class RetrainApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = dict(serializer.validated_data)
-        retrieve_from_gold = values.pop("retrieve_from_gold")
         # What GET shows is what a retrain starts from: fields left out keep the campaign's
-        # settings (its latest train or loop job's), not the global defaults.
+        # settings (its latest train or loop job's, and its latest loop's loop options), not
+        # the global defaults.
         submitted = {name: value for name, value in values.items() if name in request.data}
         # A JobError is the handler's 400.
         params = job_params_for_campaign(campaign=campaign, submitted=submitted)
-        params["retrieve_from_gold"] = retrieve_from_gold
         job = loop_request(campaign=campaign, user=request.user, params=params)
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)
 

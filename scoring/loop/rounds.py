@@ -8,7 +8,9 @@ Closing a round returns its untouched pairs (queued, no slot taken) to the pool,
 compete on priority for the next round; pairs already being labelled stay in annotation. The
 next round takes the ``campaign.round_size`` highest-priority pooled pairs (ties by id, i.e.
 import order). Running the loop again after a failure is safe: with no round open the close
-is a no-op.
+is a no-op. A loop job restarted after its worker was lost (or released after a transient
+error) does not close again: it trains for the round an earlier attempt closed, which the job
+recorded in the transaction that closed it.
 
 When a loop starts automatically: campaigns with ``auto_retrain`` are checked by the periodic
 task ``scoring.check_round_completion`` (``rounds_check_completion``): an open round none of
@@ -31,7 +33,14 @@ from django.utils import timezone
 from annotation.models import Campaign, Pair, Round
 from annotation.services.imports import campaign_rounds_lock
 from annotation.services.pair_state import pairs_queue, pairs_return_to_pool
-from scoring.jobs.runner import ACTIVE_STATUSES, EXCLUSIVE_KINDS, JobContext, JobError
+from scoring.jobs.claims import job_owned
+from scoring.jobs.runner import (
+    ACTIVE_STATUSES,
+    EXCLUSIVE_KINDS,
+    JobContext,
+    JobError,
+    JobLost,
+)
 from scoring.jobs.shards import shard_size_of
 from scoring.loop.judged_pairs import training_pairs
 from scoring.loop.pool_scoring import (
@@ -156,8 +165,43 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
 
 
 _INTERNAL_RESULT_KEYS = frozenset(
-    {"score_version_id", "include_gold", "shard_progress", "queue", "inline"}
+    {"score_version_id", "include_gold", "shard_progress", "queue", "inline", "closed_round_id"}
 )
+
+
+def _loop_round_close(*, campaign: Campaign, context: JobContext) -> Round | None:
+    """Close the open round for the loop job, once; the round this job closed, or None.
+
+    The close and the job's record of it (``closed_round_id`` in its result) commit together,
+    fenced by the attempt: an attempt restarted after its worker was lost, or released after a
+    transient error, finds the round an earlier attempt closed and trains for it, rather than
+    finding no round open and registering a version of no round.
+    """
+    job = context.job
+    recorded = (job.result or {}).get("closed_round_id")
+    if recorded is not None:
+        earlier = Round.objects.filter(pk=recorded).first()
+        if earlier is not None:
+            context.log(f"round {earlier.number} was closed by an earlier attempt")
+        # A round opened since (an import) is not this job's to close.
+        return earlier
+    with transaction.atomic():
+        # The job's row first, as the shard hand-off locks it: a worker that lost the job
+        # closes nothing, and the close cannot commit without its record.
+        owned = job_owned(job).select_for_update()
+        if not owned.exists():
+            raise JobLost(f"job {job.pk} is no longer owned by this worker")
+        closed = round_close(campaign=campaign)
+        if closed is None:
+            return None
+        recorded_result = {**(job.result or {}), "closed_round_id": closed.round.pk}
+        owned.update(result=recorded_result)
+    job.result = recorded_result
+    context.log(
+        f"closed round {closed.round.number}; {closed.returned_to_pool} untouched pairs "
+        "went back to the pool"
+    )
+    return closed.round
 
 
 def _loop_train_and_hand_off(
@@ -168,26 +212,20 @@ def _loop_train_and_hand_off(
     # Fail on bad parameters, and on settings this host cannot train, before the round closes.
     training_preflight(params)
     shard_size_of(params)
-    result: dict[str, Any] = {}
     with context.stage(0.0, 0.02, "closing the round"):
-        closed = round_close(campaign=campaign)
+        closed = _loop_round_close(campaign=campaign, context=context)
+    result: dict[str, Any] = {}
     closed_note = ""
     if closed is not None:
-        result["closed_round"] = closed.round.number
-        context.log(
-            f"closed round {closed.round.number}; {closed.returned_to_pool} untouched pairs "
-            "went back to the pool"
-        )
+        result = {"closed_round": closed.number, "closed_round_id": closed.pk}
         closed_note = (
-            f"; round {closed.round.number} was closed, and no round opens until the next retrain"
+            f"; round {closed.number} was closed, and no round opens until the next retrain"
         )
         context.cancel_leaves += closed_note
     trained = None
     with context.stage(0.02, 0.5, "training"):
         if len(training_pairs(campaign=campaign)):
-            trained = model_train(
-                job=context.job, context=context, round_=closed.round if closed else None
-            )
+            trained = model_train(job=context.job, context=context, round_=closed)
             result["trained"] = version_result(trained.version)
             context.cancel_leaves += closed_note  # model_train said what it registered
         else:

@@ -116,9 +116,30 @@ def job_params_for_training(
     return schema.from_params(given).as_params()
 
 
+# What a loop does beyond training (LoopParams), kept from one loop to the next like the
+# training settings: an admin who kept gold out of retrieval keeps it out in later rounds.
+LOOP_OPTIONS = ("prioritise", "retrieve_from_gold")
+
+
+def loop_options_for(*, campaign: Campaign) -> dict[str, bool]:
+    """The campaign's latest loop job's ``LOOP_OPTIONS``, else LoopParams' defaults (a train
+    job has none, so it changes nothing here)."""
+    values = {name: bool(getattr(LoopParams, name)) for name in LOOP_OPTIONS}
+    latest = (
+        Job.objects.filter(campaign=campaign, kind=Job.Kind.LOOP)
+        .order_by("-id")
+        .only("params")
+        .first()
+    )
+    if latest is not None:
+        values.update({name: bool(latest.params[name]) for name in values if name in latest.params})
+    return values
+
+
 def training_settings_for(*, campaign: Campaign) -> dict[str, Any]:
     """The Retrain form's starting values: the defaults, overlaid with what the campaign's
-    latest train or loop job chose (so a campaign keeps its base model and settings)."""
+    latest train or loop job chose (so a campaign keeps its base model and settings), and the
+    loop options of its latest loop job (``loop_options_for``)."""
     from scoring.reward_model.job_settings import training_defaults
 
     values = training_defaults()
@@ -130,7 +151,7 @@ def training_settings_for(*, campaign: Campaign) -> dict[str, Any]:
     )
     if latest is not None:
         values.update({name: latest.params[name] for name in values if name in latest.params})
-    return values
+    return {**values, **loop_options_for(campaign=campaign)}
 
 
 def job_params_from_settings(values: dict[str, Any]) -> dict[str, Any]:
@@ -162,17 +183,19 @@ def job_params_for_campaign(
     submitted: Mapping[str, Any] | None = None,
     check_base_model: bool = True,
 ) -> dict[str, Any]:
-    """Checked job parameters for a retrain of ``campaign``: its settings
-    (``training_settings_for``: its latest train or loop job's choice, else the defaults) with
-    the ``submitted`` ones over them, as the Retrain form starts. Without
-    ``check_base_model`` the base model is left to the worker's ``training_preflight``."""
+    """Checked loop job parameters for a retrain of ``campaign``: its settings
+    (``training_settings_for``: its latest train or loop job's choice, else the defaults, and
+    its latest loop job's loop options) with the ``submitted`` ones over them, as the Retrain
+    form starts. Without ``check_base_model`` the base model is left to the worker's
+    ``training_preflight``."""
     values = {**training_settings_for(campaign=campaign), **(submitted or {})}
+    options = {name: values[name] for name in LOOP_OPTIONS}
     if check_base_model:
-        return job_params_from_settings(values)
+        return job_params_for_training(**job_params_from_settings(values), **options)
     from scoring.reward_model.job_settings import SettingsError, parse_training_settings
 
     try:
-        return job_params_for_training(**parse_training_settings(values))
+        return job_params_for_training(**parse_training_settings(values), **options)
     except SettingsError as error:
         raise JobError(f"bad training settings: {error}") from error
 

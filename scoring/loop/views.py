@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -21,12 +21,13 @@ from core.http import error_into
 from core.requests import SignedInRequest
 from scoring.jobs.runner import job_cancel
 from scoring.loop.cross_validation import cross_validation_jobs
+from scoring.loop.params import LoopParams
 from scoring.loop.registry import (
     model_version_activate,
     model_version_rollback,
 )
 from scoring.loop.requests import loop_request
-from scoring.loop.training import job_params_from_settings
+from scoring.loop.training import LOOP_OPTIONS, job_params_from_settings, loop_options_for
 from scoring.loop.training_fields import RetrainForm
 from scoring.loop.versions import (
     current_model_job,
@@ -95,13 +96,16 @@ def model_version_rollback_view(request: SignedInRequest, campaign_id: int) -> H
 @login_required
 @require_POST
 def campaign_retrain(request: SignedInRequest, campaign_id: int) -> HttpResponse:
-    """"Retrain now": start the loop job (or show the one already running)."""
+    """ "Retrain now": start the loop job (or show the one already running)."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = RetrainForm(request.POST)
     checked: dict[str, Any] = {}
     if form.is_valid():
         with error_into(checked):
-            checked["params"] = job_params_from_settings(form.cleaned_data)
+            checked["params"] = {
+                **job_params_from_settings(form.cleaned_data),
+                **_loop_options(request.POST, campaign),
+            }
         if "error" in checked:
             form.add_error(None, checked["error"])
     params = checked.get("params")
@@ -112,12 +116,24 @@ def campaign_retrain(request: SignedInRequest, campaign_id: int) -> HttpResponse
                 for name, messages in form.errors.items()
             )
             return render(request, "scoring/_retrain_error.html", {"error": errors}, status=422)
+        form.initial = loop_options_for(campaign=campaign)  # for boxes the post did not send
         context = {**_versions_context(campaign), "retrain_form": form, "job": None}
         return render(request, "scoring/models.html", context, status=400)
     job = loop_request(campaign=campaign, user=request.user, params=params)
     if request.htmx:
         return render(request, "scoring/_job_progress.html", _job_context(job))
     return redirect("scoring-job", job_id=job.pk)
+
+
+def _loop_options(data: QueryDict, campaign: Campaign) -> dict[str, Any]:
+    """The Retrain form's loop options. Each box sends a hidden "false" before its "true",
+    so the last value is the box's state; a post without them (an older page, a script)
+    keeps the campaign's choice rather than turning them off."""
+    options: dict[str, Any] = loop_options_for(campaign=campaign)
+    sent = {name: data[name] for name in LOOP_OPTIONS if name in data}
+    checked = LoopParams.from_params(sent, fields=LOOP_OPTIONS)  # a JobError names a bad one
+    options.update({name: getattr(checked, name) for name in sent})
+    return options
 
 
 @login_required
