@@ -18,7 +18,8 @@ Lifecycle of a sharded job (a score job, or the scoring stage of a loop job):
    commit. The last one to commit sees none and moves the job to stage ``finishing`` with a
    conditional UPDATE (so exactly one shard does), then sends the job's task again; that
    delivery claims the job (``job_claim``) and runs its last part (prioritising, opening
-   the round) and finishes it.
+   the round) and finishes it. If that shard's worker dies between its commit and that
+   UPDATE, the shard's task delivered again, or ``shards_recover_stale``, does it instead.
 
 Progress of the job during stage ``shards`` is shards done / shards (mapped onto the stage's
 range of the progress bar). Cancelling the job in stage ``shards`` cancels it and its unfinished
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 SHARD_TASK = "scoring.score_shard"
 MAX_SHARD_ATTEMPTS = 3
+RETRY_SECONDS = 2  # before a shard that failed is run again
 _PLAN_BATCH = 1000
 
 
@@ -154,9 +157,7 @@ def job_hand_off_to_shards(
         if not inline:
             options = {"queue": queue} if queue else {}
             transaction.on_commit(
-                lambda: [
-                    current_app.send_task(SHARD_TASK, args=(pk,), **options) for pk in pending
-                ]
+                lambda: [current_app.send_task(SHARD_TASK, args=(pk,), **options) for pk in pending]
             )
     return total
 
@@ -186,9 +187,7 @@ def shards_summary(job: Job) -> dict[str, Any]:
     """Totals over a job's shards: pairs scored and embedded, shards, distinct workers."""
     shards = JobShard.objects.filter(job=job)
     totals = shards.aggregate(scored=Sum("scored"), embedded=Sum("embedded"))
-    workers = sorted(
-        set(shards.exclude(worker="").values_list("worker", flat=True).distinct())
-    )
+    workers = sorted(set(shards.exclude(worker="").values_list("worker", flat=True).distinct()))
     return {
         "scored": int(totals["scored"] or 0),
         "embedded": int(totals["embedded"] or 0),
@@ -257,6 +256,10 @@ def shard_claim(*, shard_id: int, worker: str, now: datetime | None = None) -> S
             return ShardClaim("finished", shard)
         retry_in = max((shard.heartbeat_at - stale_before).total_seconds(), 0.0) + 1.0
         return ShardClaim("busy", shard, retry_in)
+    if shard.status == JobShard.Status.SUCCEEDED:
+        # Delivered again (tasks acknowledge late): its worker may have died after the
+        # shard's commit and before it handed the job on; if so, this delivery does it.
+        _job_advance_if_done(shard.job, now=now)
     return ShardClaim("finished", shard)
 
 
@@ -363,18 +366,29 @@ def shard_finish(*, shard: JobShard) -> bool:
         ):
             return False
     # Counted after our own commit: of shards finishing together, at least the last to
-    # commit sees none left; the conditional UPDATE below lets exactly one of them advance.
-    shards = JobShard.objects.filter(job_id=shard.job_id)
+    # commit sees none left. A worker killed before this point leaves the job to a redelivery
+    # of its task or to the sweep (both call the same helper).
+    return _job_advance_if_done(shard.job, now=now)
+
+
+def _job_advance_if_done(job: Job, *, now: datetime | None = None) -> bool:
+    """Record the job's shards done; if all have succeeded, move the job to stage
+    ``finishing`` and send its task on commit. Returns whether this call moved it.
+
+    Called by each shard that succeeds, by a shard task delivered again after its shard
+    succeeded, and by ``shards_recover_stale``: the conditional UPDATE lets exactly one of
+    them move the job, so its task is sent once."""
+    now = now or timezone.now()
+    shards = JobShard.objects.filter(job_id=job.pk)
     total = shards.count()
     done = shards.filter(status=JobShard.Status.SUCCEEDED).count()
-    job = shard.job
     low, high = (job.result or {}).get("shard_progress", [0.0, 1.0])
     _job_active(job.pk).update(
         progress=low + (high - low) * done / max(total, 1),
         message=f"{done}/{total} shards done",
         heartbeat_at=now,
     )
-    if done < total:
+    if total == 0 or done < total:
         return False
     with transaction.atomic():
         advanced = Job.objects.filter(
@@ -407,19 +421,23 @@ def _shard_fail_or_retry(*, shard: JobShard, error: str) -> None:
         )
         if released:
             job_log(job=shard.job, message=f"shard {shard.index} failed, will retry: {error}")
+            if (shard.job.result or {}).get("inline"):
+                return  # shards_run_inline takes it again; no worker is meant to
             queue = (shard.job.result or {}).get("queue")
             options = {"queue": queue} if queue else {}
             transaction.on_commit(
                 lambda: current_app.send_task(
-                    SHARD_TASK, args=(shard.pk,), countdown=2, **options
+                    SHARD_TASK, args=(shard.pk,), countdown=RETRY_SECONDS, **options
                 )
             )
 
 
 def _shard_fail_for_good(*, shard: JobShard, error: str, fenced: bool = True) -> None:
     now = timezone.now()
-    rows = _owned_shard(shard) if fenced else JobShard.objects.filter(
-        pk=shard.pk, status=JobShard.Status.RUNNING
+    rows = (
+        _owned_shard(shard)
+        if fenced
+        else JobShard.objects.filter(pk=shard.pk, status=JobShard.Status.RUNNING)
     )
     with transaction.atomic():
         if not rows.update(status=JobShard.Status.FAILED, error=error[:2000], finished_at=now):
@@ -441,9 +459,18 @@ def _shard_fail_for_good(*, shard: JobShard, error: str, fenced: bool = True) ->
 
 def shards_recover_stale(*, now: datetime | None = None) -> list[int]:
     """Send again the tasks of running shards whose worker went silent (brokers without
-    redelivery), and of queued shards of a job silent that long; the claim decides."""
+    redelivery), and of queued shards of a job silent that long; the claim decides. Hand
+    on the jobs silent that long whose shards have all succeeded. Returns the shards sent."""
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=stale_seconds())
+    # The last shard's worker died between the shard's commit and handing the job on, and its
+    # task was not delivered again (a broker without redelivery): nothing else moves the job.
+    unfinished = [status for status in JobShard.Status if status != JobShard.Status.SUCCEEDED]
+    finished = Job.objects.filter(
+        status=Job.Status.RUNNING, stage=Job.Stage.SHARDS, heartbeat_at__lt=stale_before
+    ).exclude(shards__status__in=unfinished)
+    for job in finished:
+        _job_advance_if_done(job)
     stale = list(
         JobShard.objects.filter(
             status=JobShard.Status.RUNNING,
@@ -469,8 +496,15 @@ def shards_recover_stale(*, now: datetime | None = None) -> list[int]:
 
 
 def shards_run_inline(*, job: Job, worker: str, work_for: Callable[[JobShard], ShardWork]) -> None:
-    """Run a job's unfinished shards one after another in this process (``--inline``)."""
-    for shard_id in JobShard.objects.filter(job=job, status=JobShard.Status.QUEUED).values_list(
-        "pk", flat=True
-    ):
-        shard_run(shard_id=shard_id, worker=worker, work_for=work_for)
+    """Run a job's unfinished shards one after another in this process (``--inline``), and
+    again those a transient error put back in the queue, until none is queued: each run
+    takes an attempt, so a shard failing every time fails the job after
+    ``MAX_SHARD_ATTEMPTS``."""
+    queued = JobShard.objects.filter(job=job, status=JobShard.Status.QUEUED)
+    shard_ids = list(queued.values_list("pk", flat=True))
+    while shard_ids:
+        for shard_id in shard_ids:
+            shard_run(shard_id=shard_id, worker=worker, work_for=work_for)
+        shard_ids = list(queued.values_list("pk", flat=True))
+        if shard_ids:
+            time.sleep(RETRY_SECONDS)  # as a worker's retry waits

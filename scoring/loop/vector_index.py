@@ -23,7 +23,9 @@ arrive, persisted beside the vectors and rebuilt when the pool has grown enough.
   codes', not the lists'), so ``nprobe`` stays where it was.
 - Pairs leave the pool (labelled, queued) without leaving the index: searches ask for more
   neighbours than needed and keep the hits the caller accepts (``search_filtered``), asking
-  again with a wider net for queries that came back short.
+  again with a wider net for queries that came back short. A pair whose vectors are in two
+  part files (racing writers, a taken-over shard's old parts) is in the index twice; a search
+  keeps its best hit only, so it takes one of a query's k places.
 
 Files: ``enc-…/index-c<campaign>-<ns>.faiss`` plus ``index-c<campaign>.json`` (which parts it
 holds, what it was trained on), each written to a temporary name and renamed; a reader never
@@ -181,7 +183,10 @@ def _train_streaming(store: VectorStore, parts: list[str], members: Members, tot
         taken += len(chosen)
     vectors = np.concatenate(sample) if sample else np.zeros((0, dim), dtype=np.float32)
     index = faiss.IndexIVFScalarQuantizer(
-        faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+        faiss.IndexFlatIP(dim),
+        dim,
+        nlist,
+        faiss.ScalarQuantizer.QT_8bit,
         faiss.METRIC_INNER_PRODUCT,
     )
     index.cp.niter = _KMEANS_ITERATIONS
@@ -257,7 +262,8 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
         loaded = _CACHE.get(cache_key)
         if meta is not None and (loaded is None or loaded.meta.get("file") != meta["file"]):
             loaded = LoadedIndex(_load(store, meta["file"]), meta, key)
-        new = [name for name in names if meta is None or name not in set(meta["parts"])]
+        indexed = set(meta["parts"]) if meta is not None else set()  # once: 20,000 parts
+        new = [name for name in names if name not in indexed]
         if loaded is not None and meta is not None and not new:
             _CACHE[cache_key] = loaded
             return loaded
@@ -282,8 +288,12 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
                 index = _train_streaming(store, names, members, total)
                 kind = "ivf"
             _add_parts(store, index, names, members)
-            meta = {"kind": kind, "trained_on": int(index.ntotal), "parts": names,
-                    "file": previous_file}
+            meta = {
+                "kind": kind,
+                "trained_on": int(index.ntotal),
+                "parts": names,
+                "file": previous_file,
+            }
         else:
             index = loaded.index
             # Extended in place: if adding or saving fails halfway, the object holds vectors
@@ -314,9 +324,11 @@ def search_filtered(
     exact_vectors: ExactVectors | None = None,
     refine: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` accepted ids per query (-1 padded) and their similarities.
+    """Top ``k`` distinct accepted ids per query (-1 padded) and their similarities.
 
     ``accept(ids)`` returns the subset of ids that may be returned (e.g. still in the pool).
+    An id the index holds more than once (its pair is in two part files) keeps its first,
+    best hit only, so it fills one of the ``k`` places.
     Asks for ``max(4k + 16, refine * k)`` neighbours, then 4× more for queries still short of
     ``k``, up to ``max_rounds`` times or the whole index. With ``exact_vectors``, the first
     ``refine * k`` accepted candidates of each query are ranked by exact inner product
@@ -337,9 +349,12 @@ def search_filtered(
         ok = np.isin(ids, accept(np.unique(ids[ids >= 0])))
         short = []
         for row, query in enumerate(todo):
-            hits = ok[row]
-            candidates[query] = ids[row][hits][:keep]
-            approximate[query] = similarities[row][hits][:keep]
+            hits = np.nonzero(ok[row])[0]
+            # A pair stored in two parts is in the index twice: its best hit counts, once.
+            _, first = np.unique(ids[row][hits], return_index=True)
+            hits = hits[np.sort(first)][:keep]
+            candidates[query] = ids[row][hits]
+            approximate[query] = similarities[row][hits]
             if len(candidates[query]) < k and fetch < index.ntotal:
                 short.append(query)
         if not short:
@@ -374,9 +389,7 @@ def _exact_similarities(
     return exact
 
 
-def exact_search(
-    queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int
-) -> np.ndarray:
+def exact_search(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     """Exact top-k ids by inner product (the reference the recall is measured against)."""
     faiss = _faiss()
 
@@ -388,8 +401,10 @@ def exact_search(
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of the true top-k ids found, per query."""
     k = truth.shape[1]
-    hits = [len(set(f[f >= 0].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth,
-                                                                               strict=True)]
+    hits = [
+        len(set(f[f >= 0].tolist()) & set(t.tolist())) / k
+        for f, t in zip(found, truth, strict=True)
+    ]
     return float(np.mean(hits)) if hits else 1.0
 
 
@@ -399,4 +414,3 @@ def index_bytes(data: Any) -> int:
     writer = faiss.VectorIOWriter()
     faiss.write_index(data, writer)
     return int(faiss.vector_to_array(writer.data).size)
-
