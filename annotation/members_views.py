@@ -40,12 +40,25 @@ TEMPLATE = "annotation/members.html"
 ROLE_CHOICES = CampaignMember.Role.choices
 
 
-class AddMemberForm(forms.Form):
+class _MembersForm(forms.Form):
+    """The page shows four of these: each gets ids of its own (``add_username``), so that no
+    two share one and each label names a field of its own form; POST names stay the same."""
+
+    id_prefix = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"{self.id_prefix}_%s")
+        super().__init__(*args, **kwargs)
+
+
+class AddMemberForm(_MembersForm):
+    id_prefix = "add"
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=ROLE_CHOICES)
 
 
-class BulkMembersForm(forms.Form):
+class BulkMembersForm(_MembersForm):
+    id_prefix = "bulk"
     usernames = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
         required=False,
@@ -61,12 +74,14 @@ class BulkMembersForm(forms.Form):
         return self.cleaned_data.get("usernames") or ""
 
 
-class GroupMembersForm(forms.Form):
+class GroupMembersForm(_MembersForm):
+    id_prefix = "group"
     group = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=ROLE_CHOICES)
 
 
-class InviteForm(forms.Form):
+class InviteForm(_MembersForm):
+    id_prefix = "invite"
     username = forms.CharField(max_length=150)
     email = forms.EmailField(required=False)
     role = forms.ChoiceField(choices=ROLE_CHOICES)

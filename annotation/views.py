@@ -81,7 +81,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @login_required_htmx
 @require_GET
 def home(request: SignedInRequest) -> HttpResponse:
-    context = {"campaigns": campaigns_for_user(user=request.user)}
+    campaigns = list(campaigns_for_user(user=request.user))
+    context = {
+        "campaigns": campaigns,
+        # A member (a campaign's admin, say) has a role there without a site-wide one;
+        # member_role is campaigns_for_user's annotation, unknown to the type checker.
+        "is_member": any(getattr(campaign, "member_role", None) for campaign in campaigns),
+    }
     return render(request, "annotation/home.html", context)
 
 

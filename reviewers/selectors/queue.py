@@ -47,9 +47,10 @@ def escalation_queue(
 
 def queue_domains(*, viewer: User) -> list[str]:
     """The task categories of pairs with an open escalation the viewer may see, for the
-    queue's domain filter."""
+    queue's domain filter: those of the queue itself, so that no category is offered whose
+    escalations the viewer's domains (or the wait) still hide."""
     return list(
-        visible_to(Escalation.objects.filter(status=Escalation.Status.OPEN), viewer)
+        escalation_queue(viewer=viewer)
         .exclude(pair__task_category="")
         .values_list("pair__task_category", flat=True)
         .distinct()
