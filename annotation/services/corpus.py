@@ -7,6 +7,7 @@ search indexes follow by themselves (a generated column on PostgreSQL, triggers 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from django.db import connection, transaction
+from django.db.models.functions import MD5
 
 from annotation.models import Corpus, Document
 from annotation.tools.search import strip_control_chars
@@ -70,6 +72,7 @@ class CorpusLoadResult:
     corpus: Corpus
     created: int = 0
     skipped: list[str] = field(default_factory=list)
+    duplicates: int = 0  # identical to a document already in the corpus (or earlier in the load)
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -79,6 +82,27 @@ def _clean(text: str, limit: int | None = None) -> str:
     # Control characters would collide with the search backends' match markers.
     text = strip_control_chars(str(text)).strip()
     return text[:limit] if limit else text
+
+
+def _body_digest(body: str) -> str:
+    # The same as the database's MD5(body) (PostgreSQL's md5() of UTF-8 text, Django's SQLite
+    # MD5 function), so that stored bodies need not travel to be compared.
+    return hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
+
+
+def _document_key(title: str, source: str, body_digest: str) -> bytes:
+    """What makes two documents of a corpus the same: title, source and text."""
+    encoded = json.dumps([title, source, body_digest]).encode()
+    return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
+def _known_documents(corpus: Corpus) -> set[bytes]:
+    rows = (
+        Document.objects.filter(corpus=corpus)
+        .values_list("title", "source", MD5("body"))
+        .iterator(chunk_size=10_000)
+    )
+    return {_document_key(title, source, digest) for title, source, digest in rows}
 
 
 def corpus_load(
@@ -91,7 +115,10 @@ def corpus_load(
     """Add documents to the corpus `name` (created when new); `replace` empties it first.
 
     Runs in one transaction, so a failure part-way leaves the corpus as it was. Documents with
-    no title or body, or a body over MAX_BODY_CHARS, are skipped and reported.
+    no title or body, or a body over MAX_BODY_CHARS, are skipped and reported. A document
+    identical (title, source and text, once cleaned) to one already in the corpus, or earlier
+    in the load, is not added again but counted in `duplicates`: loading the same file twice
+    changes nothing, and loading it again after adding to it adds only what is new.
     """
     name = _clean(name, 200)
     if not name:
@@ -104,6 +131,7 @@ def corpus_load(
             Corpus.objects.filter(pk=corpus.pk).update(description=description)
         if replace:
             corpus.documents.all().delete()
+        known = set() if created or replace else _known_documents(corpus)
         result = CorpusLoadResult(corpus=corpus)
         batch: list[Document] = []
         for position, item in enumerate(documents, start=1):
@@ -118,12 +146,18 @@ def corpus_load(
                     "characters; split it"
                 )
                 continue
+            source = _clean(item.source, MAX_SOURCE_CHARS)
+            key = _document_key(title, source, _body_digest(body))
+            if key in known:
+                result.duplicates += 1
+                continue
+            known.add(key)
             batch.append(
                 Document(
                     corpus=corpus,
                     title=title,
                     body=body,
-                    source=_clean(item.source, MAX_SOURCE_CHARS),
+                    source=source,
                     attribution=_clean(item.attribution, 500),
                 )
             )
@@ -236,8 +270,8 @@ def documents_from_jsonl(
     does a line over MAX_LINE_BYTES or a file past the budget (bytes after gzip, seconds).
     """
     budget = budget or ReadBudget(max_bytes=2**62)
-    binary = _open_binary(stream, name)
     try:
+        binary = _open_binary(stream, name)
         for number, raw in _lines(binary, budget):
             line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             if not line.strip():
@@ -309,7 +343,11 @@ def documents_from_folder(folder: Path, *, source_prefix: str = "") -> Iterator[
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
             relative = path.relative_to(folder).as_posix()
-            document = title_and_body(_decode(path.read_bytes(), relative), filename=path.name)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise CorpusError(f"cannot read {relative}: {exc.strerror or exc}") from None
+            document = title_and_body(_decode(data, relative), filename=path.name)
             yield DocumentInput(document.title, document.body, source=source_prefix + relative)
 
 
@@ -335,6 +373,8 @@ def documents_from_zip(
         archive = zipfile.ZipFile(stream)
     except zipfile.BadZipFile:
         raise CorpusError("the file is not a valid zip archive") from None
+    except OSError as exc:
+        raise CorpusError(f"the file could not be read ({exc})") from None
     with archive:
         members = sorted(
             (info for info in archive.infolist() if not info.is_dir()), key=lambda i: i.filename
@@ -347,9 +387,7 @@ def documents_from_zip(
                 if Path(info.filename).suffix.lower() in TEXT_SUFFIXES:
                     try:
                         with archive.open(info) as member:
-                            data = _read_at_most(
-                                member, MAX_MEMBER_BYTES, budget, info.filename
-                            )
+                            data = _read_at_most(member, MAX_MEMBER_BYTES, budget, info.filename)
                     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                         raise CorpusError(f"{info.filename}: cannot be unpacked ({exc})") from None
                     yield info.filename, data

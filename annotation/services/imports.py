@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.copy import QueuedLibpqWriter
@@ -406,7 +407,17 @@ def pairs_import(
 
 
 def campaign_get_or_create(*, name: str, **fields: Any) -> Campaign:
-    campaign, created = Campaign.objects.get_or_create(name=name, defaults=fields)
-    if created:
-        campaign.full_clean()
+    """The campaign called `name`, or a new one with `fields`, checked before it is saved.
+
+    An invalid name or field raises ValidationError and stores nothing. To make a new campaign
+    part of an import's all or nothing, call this and pairs_import in one transaction.
+    """
+    found = Campaign.objects.filter(name=name).first()
+    if found is not None:
+        return found
+    if not name.strip():
+        raise ValidationError({"name": "a campaign needs a name"})
+    Campaign(name=name, **fields).full_clean()
+    # Another process may have created it since the look-up: get_or_create takes theirs.
+    campaign, _created = Campaign.objects.get_or_create(name=name, defaults=fields)
     return campaign

@@ -137,6 +137,10 @@ def csv_text_from_upload(upload: _Readable) -> str:
     return data.decode("utf-8-sig", errors="replace")
 
 
+# Django's User.username max_length.
+USERNAME_MAX = 150
+
+
 def usernames_from_csv(text: str) -> list[str]:
     """User names from CSV text: the first column of each row; a "username" header is skipped."""
     text = text.removeprefix("\ufeff")  # a byte-order mark pasted or posted with the text
@@ -151,6 +155,13 @@ def usernames_from_csv(text: str) -> list[str]:
             name = row[0].strip()
             if not names and name.lower() == "username":
                 continue
+            if len(name) > USERNAME_MAX:
+                # Checked here, not left to the csv module's field limit: an import raises that
+                # limit for the whole process.
+                raise BadRequest(
+                    f"the CSV holds a cell of {len(name):,} characters where a user name "
+                    f"(at most {USERNAME_MAX}) belongs"
+                )
             names.append(name)
     except csv.Error as error:  # a field over the csv module's limit, for one
         raise BadRequest(f"the CSV cannot be read: {error}") from None

@@ -6,6 +6,8 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Field
 from rest_framework.authtoken.models import Token
@@ -21,13 +23,19 @@ def user_create(
     password: str | None = None,
     email: str = "",
     reset_password: bool = False,
+    check_password_rules: bool = False,
 ) -> tuple[AbstractUser, str | None, str]:
     """Create (or update the role of) a user; returns (user, password, API token key).
 
     A new user without a ``password`` gets a generated one, returned so it can be shown once.
     An existing user keeps theirs (None is returned) unless one is given or
     ``reset_password`` asks for a new one: changing a role must not lock its owner out. An
-    invalid name or e-mail raises ValidationError and stores nothing.
+    invalid name or e-mail, or an empty password, raises ValidationError and stores nothing.
+
+    ``check_password_rules`` also holds a given password to AUTH_PASSWORD_VALIDATORS (length,
+    common passwords, likeness to the user's name and e-mail): for passwords an operator
+    chooses (create_user). Generated ones (seed_demo's, a new user's) are random, and test
+    fixtures pass short known ones on purpose.
     """
     user_model = get_user_model()
     # The name is checked before any row exists: get_or_create would store an invalid one
@@ -35,6 +43,18 @@ def user_create(
     name_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
     assert isinstance(name_field, Field)  # noqa: S101 - a user model's name is a plain field
     name_field.clean(username, None)
+    if password == "":
+        # set_password("") stores a usable hash: anyone could log in with an empty password.
+        raise ValidationError({"password": "a password cannot be empty"})
+    if password is not None and check_password_rules:
+        # Checked against the user as they will be (an unsaved one when new), so the
+        # likeness-to-name-or-e-mail rule sees the name and e-mail, and before any write.
+        existing = user_model.objects.filter(username=username).first()
+        subject = existing or user_model(username=username, email=email)
+        try:
+            validate_password(password, subject)
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from None
     user, created = user_model.objects.get_or_create(username=username, defaults={"email": email})
     if password is None and (created or reset_password):
         password = secrets.token_urlsafe(12)

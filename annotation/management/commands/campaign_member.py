@@ -9,9 +9,16 @@ from core.errors import ApplicationError
 
 
 def _campaign(key: str) -> Campaign:
-    """A campaign by id, or by name."""
-    found = Campaign.objects.filter(pk=int(key)).first() if key.isdigit() else None
-    found = found or Campaign.objects.filter(name=key).first()
+    """A campaign by id, or by name. An all-digit key that is one campaign's id and another's
+    name is refused as ambiguous, naming both ids: each id then reaches its own campaign."""
+    by_id = Campaign.objects.filter(pk=int(key)).first() if key.isdecimal() else None
+    by_name = Campaign.objects.filter(name=key).first()
+    if by_id is not None and by_name is not None and by_id.pk != by_name.pk:
+        raise CommandError(
+            f"{key!r} is ambiguous: it is the id {by_id.pk} of {by_id.name!r} and the name of "
+            f"campaign id {by_name.pk}; give the id of the one you mean"
+        )
+    found = by_id or by_name
     if found is None:
         raise CommandError(f"no campaign {key!r} (give its id or its name)")
     return found

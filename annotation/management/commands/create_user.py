@@ -23,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--role", required=True, choices=[role.value for role in Role])
         parser.add_argument(
             "--password",
-            help="Generated and printed when omitted for a new user; an existing one keeps theirs.",
+            help="Generated and printed when omitted for a new user; an existing one keeps theirs. "
+            "A given one must pass the site's password rules (AUTH_PASSWORD_VALIDATORS).",
         )
         parser.add_argument("--email", default="")
 
@@ -39,6 +40,7 @@ class Command(BaseCommand):
                     role=Role(str(options["role"])),
                     password=str(options["password"]) if password_given else None,
                     email=str(options["email"]),
+                    check_password_rules=True,
                 )
         except ValidationError as exc:
             raise CommandError(f"invalid user {username!r}: {_messages(exc)}") from None

@@ -4,11 +4,20 @@ import json
 import time
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from annotation.importers import ImportFormatError
 from annotation.models import ItemKind, RankingExpansion
 from annotation.services.imports import campaign_get_or_create, pairs_import
+
+
+def _messages(error: ValidationError) -> str:
+    if hasattr(error, "message_dict"):
+        items = error.message_dict.items()
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in items)
+    return " ".join(error.messages)
 
 
 class Command(BaseCommand):
@@ -46,22 +55,33 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         path = Path(str(options["file"]))
+        if path.is_dir():
+            raise CommandError(f"{path} is a directory: give one file")
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         fields: dict[str, object] = {"open_to_all": bool(options["open_to_all"])}
         if options["rankings"]:
             fields |= {"item_kind": ItemKind.RANKING, "ranking_expansion": options["rankings"]}
-        campaign = campaign_get_or_create(name=str(options["campaign"]), **fields)
         started = time.perf_counter()
         try:
-            result = pairs_import(
-                campaign=campaign,
-                path=path,
-                as_gold=bool(options["as_gold"]),
-                queue=not options["pool"],
-            )
+            # A campaign this creates is part of the import's all or nothing (a bad row, an
+            # unreadable file or Ctrl-C leaves none behind): one transaction holds both, and
+            # pairs_import's own becomes a savepoint in it. The COPY helper thread works on
+            # this same connection, so it sees the uncommitted campaign.
+            with transaction.atomic():
+                campaign = campaign_get_or_create(name=str(options["campaign"]), **fields)
+                result = pairs_import(
+                    campaign=campaign,
+                    path=path,
+                    as_gold=bool(options["as_gold"]),
+                    queue=not options["pool"],
+                )
+        except ValidationError as exc:
+            raise CommandError(f"invalid campaign: {_messages(exc)}") from None
         except ImportFormatError as exc:
             raise CommandError(f"{path.name}: {exc} (nothing was imported)") from exc
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
         self.stdout.write(
             json.dumps(
                 {
