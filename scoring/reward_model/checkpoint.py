@@ -11,30 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-
-def _fsync_tree(directory: Path) -> None:
-    for file_path in directory.rglob("*"):
-        if file_path.is_file():
-            with open(file_path, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+from .files import chmod_from_umask, fsync_directory, fsync_tree, move_into_place
 
 
 def save_checkpoint(
@@ -55,26 +37,11 @@ def save_checkpoint(
     try:
         model.save_pretrained(staging, state_dict=state_dict)
         tokenizer.save_pretrained(staging)
-        _fsync_tree(staging)
-        _move_into_place(staging, final_path)
+        chmod_from_umask(staging)
+        fsync_tree(staging)
+        move_into_place(staging, final_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_directory(final_path.parent)
+    fsync_directory(final_path.parent)
     return final_path
-
-
-def _move_into_place(staging: Path, final_path: Path) -> None:
-    if not final_path.exists():
-        os.rename(staging, final_path)
-        return
-    # A directory cannot be renamed over a non-empty one: park the old checkpoint first and put
-    # it back if the swap fails, so the final path always holds a complete checkpoint or none.
-    retired = final_path.with_name(f".{final_path.name}.old-{uuid.uuid4().hex}")
-    os.rename(final_path, retired)
-    try:
-        os.rename(staging, final_path)
-    except BaseException:
-        os.rename(retired, final_path)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
+from .files import chmod_from_umask, fsync_tree, move_into_place
 from .formatting import Conversation, EncodedTranscripts, encode_transcripts, render_transcript
 
 if TYPE_CHECKING:
@@ -126,8 +126,9 @@ def export_onnx(
             "architecture": (model.model.config.architectures or [type(model.model).__name__])[0],
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        _fsync_tree(staging)
-        _move_into_place(staging, final_path)
+        fsync_tree(staging)
+        chmod_from_umask(staging)  # mkdtemp's 0700 would hide it from a server's other user
+        move_into_place(staging, final_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -350,27 +351,6 @@ def _trace(model: RewardModel, target: Path, *, opset: int, eager_attention: boo
             )
     except Exception as error:  # the exporter raises many types for unsupported operators
         raise OnnxExportError(f"ONNX export failed: {error}") from error
-
-
-def _fsync_tree(directory: Path) -> None:
-    for file_path in directory.rglob("*"):
-        if file_path.is_file():
-            with open(file_path, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def _move_into_place(staging: Path, final_path: Path) -> None:
-    if not final_path.exists():
-        os.rename(staging, final_path)
-        return
-    retired = final_path.with_name(f".{final_path.name}.old-{uuid.uuid4().hex}")
-    os.rename(final_path, retired)
-    try:
-        os.rename(staging, final_path)
-    except BaseException:
-        os.rename(retired, final_path)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 # --- scoring ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ with their manifest."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import hashlib
@@ -272,7 +273,9 @@ def export_write(
     """Write the export to ``destination`` (and its ties file when asked), atomically.
 
     Nothing appears at ``destination`` until every row is written and synced; on any error
-    the hidden temporary files are removed and the error propagates.
+    the hidden temporary files are removed, the files an earlier export left there stay as
+    they were, and the error propagates. A ties or outcomes file of an earlier export that
+    this one does not write is removed with the rest of the old set.
     """
     if file_format not in FORMATS:
         raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
@@ -284,13 +287,15 @@ def export_write(
     targets = {"main": destination}
     if separate:
         targets["ties"] = unranked_path(destination)
-    temporaries = {role: _hidden_temporary(path) for role, path in targets.items()}
     # The outcomes file is opened at its first row: most campaigns have none.
     outcomes_target = outcomes_path(destination)
+    for path in [*targets.values(), *([outcomes_target] if separate_outcomes else [])]:
+        if path.is_dir():
+            raise InvalidExport(f"{path} is a directory")
+    temporaries = {role: _hidden_temporary(path) for role, path in targets.items()}
     writer_class = _WRITERS[file_format]
     writers: dict[str, Any] = {}
     counts = ExportCounts()
-    renamed: list[Path] = []
     seen = 0
     try:
         writers["main"] = writer_class(temporaries["main"], MAIN_SCHEMA)
@@ -322,18 +327,20 @@ def export_write(
         # The last call may cancel (JobCancelled): before the renames, so that nothing stays.
         if on_progress is not None:
             on_progress(seen, total)
-        for role, temporary in temporaries.items():
-            os.replace(temporary, targets[role])
-            renamed.append(targets[role])
+        # A companion this export does not write must not outlive it (the manifest would say
+        # it holds nothing); its files replace the old set whole, or the old set stays.
+        stale = [
+            path
+            for path in (unranked_path(destination), outcomes_target)
+            if path not in targets.values()
+        ]
+        _commit(temporaries, targets, stale=stale)
         _sync_directory(destination.parent)
     except BaseException:
         for writer in writers.values():
             writer.abort()
         for temporary in temporaries.values():
             temporary.unlink(missing_ok=True)
-        # All files or none: a ties file renamed before a failure goes too.
-        for path in renamed:
-            path.unlink(missing_ok=True)
         raise
     manifest = _manifest(
         campaign=campaign,
@@ -344,6 +351,50 @@ def export_write(
         extra_manifest=extra_manifest,
     )
     return ExportResult(path=destination, manifest=manifest)
+
+
+def _commit(
+    temporaries: Mapping[str, Path], targets: Mapping[str, Path], *, stale: Sequence[Path]
+) -> None:
+    """Rename each temporary over its target and remove the ``stale`` companions, all or
+    nothing: every file it replaces or removes is kept under a hidden name (a hard link, so the
+    target never disappears) until all are done, and put back if one step fails."""
+    kept: dict[Path, Path] = {}
+    done: list[Path] = []
+    try:
+        for target in [*(targets[role] for role in temporaries), *stale]:
+            if target.is_symlink() or target.is_file():
+                kept[target] = _keep(target)
+        for role, temporary in temporaries.items():
+            os.replace(temporary, targets[role])
+            done.append(targets[role])
+        for target in stale:
+            if target in kept:  # a directory there is not a companion an export wrote
+                target.unlink()
+                done.append(target)
+    except BaseException:
+        for target in reversed(done):
+            with contextlib.suppress(OSError):
+                backup = kept.pop(target, None)
+                if backup is not None:
+                    os.replace(backup, target)
+                else:
+                    target.unlink(missing_ok=True)
+        for backup in kept.values():
+            backup.unlink(missing_ok=True)
+        raise
+    for backup in kept.values():
+        backup.unlink(missing_ok=True)
+
+
+def _keep(path: Path) -> Path:
+    """A second name for ``path``'s file (a hard link; a copy where links are refused)."""
+    backup = _hidden_temporary(path)
+    try:
+        os.link(path, backup, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(path, backup, follow_symlinks=False)
+    return backup
 
 
 def _file_entries(

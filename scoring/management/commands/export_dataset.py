@@ -30,7 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("out", help="Output file (.parquet or .jsonl).")
         parser.add_argument("--campaign", required=True, help="Campaign name.")
         parser.add_argument(
-            "--format", choices=FORMATS, help="Default: from OUT's suffix, else parquet."
+            "--format",
+            choices=FORMATS,
+            help="Default: jsonl for a .jsonl OUT (any case), else parquet.",
         )
         parser.add_argument(
             "--provenance",
@@ -50,7 +52,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--silver-curated-only",
             action="store_true",
-            help="With --include-silver: only pairs Stage-2 curation kept or recycled.",
+            help="With --include-silver (refused without it): only pairs Stage-2 curation kept "
+            "or recycled.",
         )
         parser.add_argument(
             "--ties",
@@ -64,8 +67,18 @@ class Command(BaseCommand):
         campaign = Campaign.objects.filter(name=options["campaign"]).first()
         if campaign is None:
             raise CommandError(f"no campaign named {options['campaign']!r}")
+        if options["silver_curated_only"] and not options["include_silver"]:
+            raise CommandError("--silver-curated-only applies with --include-silver only")
+        if not options["out"]:
+            raise CommandError("OUT must name a file")
         out = Path(options["out"])
-        file_format = options["format"] or ("jsonl" if out.suffix == ".jsonl" else "parquet")
+        manifest_path = Path(options["manifest"]) if options["manifest"] else None
+        # Refused before anything is written: OUT must not be replaced when the manifest fails.
+        for path in (out, manifest_path):
+            if path is not None and path.is_dir():
+                raise CommandError(f"{path} is a directory; give a file name")
+        suffix = out.suffix.lower()
+        file_format = options["format"] or ("jsonl" if suffix == ".jsonl" else "parquet")
         try:
             filters = ExportFilters(
                 rounds=tuple(options["rounds"]),
@@ -85,10 +98,17 @@ class Command(BaseCommand):
             )
         except InvalidExport as error:
             raise CommandError(str(error)) from error
+        except OSError as error:  # the earlier export, if any, is left as it was
+            raise CommandError(f"could not write {out}: {error}") from error
         counts = result.manifest["counts"]
         self.stdout.write(f"wrote {counts['rows']} pairs to {out}")
         if counts["unranked_written"]:
             self.stdout.write(f"wrote {counts['unranked_written']} to {unranked_path(out)}")
-        if options["manifest"]:
-            Path(options["manifest"]).write_text(json.dumps(result.manifest, indent=2))
+        if manifest_path is not None:
+            try:
+                manifest_path.write_text(json.dumps(result.manifest, indent=2))
+            except OSError as error:
+                raise CommandError(
+                    f"wrote {out}, but could not write the manifest to {manifest_path}: {error}"
+                ) from error
         self.stdout.write(json.dumps(result.manifest))

@@ -26,8 +26,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "out",
-            help="Output directory: a new or empty one, or an earlier export (replaced). Not "
-            "inside the model store.",
+            help="Output directory: a new or empty one, or an earlier export holding only its "
+            "own files (replaced). Not inside the model store.",
         )
         parser.add_argument("--campaign", required=True, help="Campaign name.")
         parser.add_argument(
@@ -35,9 +35,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--format", choices=FORMATS, default="onnx")
         parser.add_argument("--quantize", choices=QUANTIZATIONS, help="onnx only.")
-        parser.add_argument(
-            "--dtype", choices=HF_DTYPES, default="bfloat16", help="hf only (default: bfloat16)."
-        )
+        parser.add_argument("--dtype", choices=HF_DTYPES, help="hf only (default: bfloat16).")
 
     def handle(self, *args: object, **options: object) -> None:
         campaign = campaign_named(str(options["campaign"]))
@@ -50,7 +48,7 @@ class Command(BaseCommand):
             else versions.filter(is_active=True).first()
         )
         if version is None:
-            wanted = f"version {number}" if number is not None else "an active version"
+            wanted = f"version {number}" if number is not None else "active version"
             raise CommandError(f"campaign {campaign.name!r} has no {wanted}")
         try:
             summary = model_version_export(
@@ -58,7 +56,7 @@ class Command(BaseCommand):
                 out=str(options["out"]),
                 format=str(options["format"]),
                 quantize=options["quantize"],  # type: ignore[arg-type]
-                dtype=str(options["dtype"]),
+                dtype=options["dtype"],  # type: ignore[arg-type]
             )
         except ModelExportError as error:
             raise CommandError(str(error)) from error

@@ -1,0 +1,58 @@
+"""Writing a directory of model files atomically, without torch: stage, fix the modes, fsync,
+rename into place (checkpoints, ONNX and serving exports share these)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+def fsync_tree(directory: Path) -> None:
+    for file_path in directory.rglob("*"):
+        if file_path.is_file():
+            with open(file_path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def chmod_from_umask(directory: Path) -> None:
+    """Give ``directory`` and its files the modes ``mkdir`` and ``open`` give under the umask.
+
+    ``tempfile.mkdtemp`` makes a directory 0700 whatever the umask, and safetensors writes its
+    file 0600: a reader running as another user (a serving process) could open neither."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put back at once
+    os.umask(umask)
+    for path in directory.rglob("*"):
+        if path.is_symlink():
+            continue
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+    directory.chmod(0o777 & ~umask)
+
+
+def move_into_place(staging: Path, final_path: Path) -> None:
+    if not final_path.exists():
+        os.rename(staging, final_path)
+        return
+    # A directory cannot be renamed over a non-empty one: park the old checkpoint first and put
+    # it back if the swap fails, so the final path always holds a complete checkpoint or none.
+    retired = final_path.with_name(f".{final_path.name}.old-{uuid.uuid4().hex}")
+    os.rename(final_path, retired)
+    try:
+        os.rename(staging, final_path)
+    except BaseException:
+        os.rename(retired, final_path)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
