@@ -38,6 +38,8 @@ def int_param(raw: str | None, *, name: str = "a number") -> int | None:
     raw = raw.strip()
     if not raw or len(raw) > 4300:  # int() refuses longer digit strings anyway
         return None
+    if not raw.isascii() or "_" in raw:
+        return None  # int() reads "1_0" as 10 and other scripts' digits: not a form's number
     try:
         value = int(raw)
     except ValueError:
