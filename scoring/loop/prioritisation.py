@@ -95,6 +95,9 @@ def pool_prioritise(
     source_ids: list[int] = []
     source_p: list[float] = []
     source_k: list[int] = []
+    # Only the pairs the model contradicts are kept (not every unanimous one): bounded by the
+    # model's confident mistakes, not the judged set.
+    threshold = model_contradiction_threshold(campaign.escalation_rules)
     contradictions: list[tuple[int, float]] = []
     judged = mispredicted = 0
     for pair_id, p_agree, unanimous in _judged_agreement(
@@ -107,7 +110,11 @@ def pool_prioritise(
             source_ids.append(pair_id)
             source_p.append(p_agree)
             source_k.append(k)
-        if unanimous:
+        if (
+            unanimous
+            and threshold is not None
+            and model_contradicts(p_agree=p_agree, threshold=threshold)
+        ):
             contradictions.append((pair_id, p_agree))
     key = retrieval_encoder_key(version)
     pool = pool_pairs(campaign=campaign)
@@ -124,9 +131,7 @@ def pool_prioritise(
     )
     context.check()
     retrieved = _apply(version=version, context=context, pulls=pulls)
-    escalated = _escalate_contradictions(
-        campaign_rules=campaign.escalation_rules, pairs=contradictions
-    )
+    escalated = _escalate_contradictions(threshold=threshold, pairs=contradictions)
     summary = {
         "judged": judged,
         "mispredicted": mispredicted,
@@ -273,28 +278,27 @@ def _apply(*, version: ModelVersion, context: JobContext, pulls: Pulls) -> int:
     return len(pulls)
 
 
-def _escalate_contradictions(
-    *, campaign_rules: dict[str, Any] | None, pairs: list[tuple[int, float]]
-) -> int:
-    threshold = model_contradiction_threshold(campaign_rules)
-    if threshold is None:
+def _escalate_contradictions(*, threshold: float | None, pairs: list[tuple[int, float]]) -> int:
+    """Open a model-contradiction escalation on each pair (the model's confident mistakes on
+    unanimous pairs) that has none yet; looked up in chunks."""
+    if threshold is None or not pairs:
         return 0
-    candidates = {
-        pair_id: p for pair_id, p in pairs if model_contradicts(p_agree=p, threshold=threshold)
-    }
-    if not candidates:
-        return 0
-    already = set(
-        Escalation.objects.filter(
-            pair_id__in=list(candidates), reason=Escalation.Reason.MODEL_CONTRADICTION
-        ).values_list("pair_id", flat=True)
-    )
     opened = 0
-    fresh = [pk for pk in candidates if pk not in already]
-    for pair in Pair.objects.filter(pk__in=fresh, provenance=Pair.Provenance.UNANIMOUS):
-        if _open_escalation(pair=pair, p_agree=candidates[pair.pk], threshold=threshold):
-            opened += 1
+    for start in range(0, len(pairs), _CONTRADICTION_CHUNK):
+        candidates = dict(pairs[start : start + _CONTRADICTION_CHUNK])
+        already = set(
+            Escalation.objects.filter(
+                pair_id__in=list(candidates), reason=Escalation.Reason.MODEL_CONTRADICTION
+            ).values_list("pair_id", flat=True)
+        )
+        fresh = [pk for pk in candidates if pk not in already]
+        for pair in Pair.objects.filter(pk__in=fresh, provenance=Pair.Provenance.UNANIMOUS):
+            if _open_escalation(pair=pair, p_agree=candidates[pair.pk], threshold=threshold):
+                opened += 1
     return opened
+
+
+_CONTRADICTION_CHUNK = 5000
 
 
 def _open_escalation(*, pair: Pair, p_agree: float, threshold: float) -> bool:
