@@ -223,6 +223,22 @@ def _save(store: VectorStore, campaign_id: int, index: Any, meta: dict[str, Any]
     store._atomic_write(_meta_path(store, campaign_id), json.dumps(meta).encode())
     if old and old != name:
         store.fs.rm(f"{store.path}/{old}")
+    _remove_orphan_indexes(store, campaign_id, keep=name)
+
+
+# An index file is an orphan once no meta names it: a process killed between writing the file
+# and its meta leaves one (~400 MB at 1M pairs). Only those older than this are removed, so a
+# concurrent save's fresh file is never taken from under it.
+_ORPHAN_AGE_NS = 3600 * 10**9
+
+
+def _remove_orphan_indexes(store: VectorStore, campaign_id: int, *, keep: str) -> None:
+    now = time.time_ns()
+    for path in store.fs.glob(f"{store.path}/index-c{campaign_id}-*.faiss"):
+        name = path.rsplit("/", 1)[-1]
+        stamp = name.removeprefix(f"index-c{campaign_id}-").split("-", 1)[0]
+        if name != keep and stamp.isdigit() and now - int(stamp) > _ORPHAN_AGE_NS:
+            store.fs.rm(path)
 
 
 def _load(store: VectorStore, name: str) -> Any:

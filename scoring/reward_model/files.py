@@ -3,6 +3,7 @@ rename into place (checkpoints, ONNX and serving exports share these)."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import uuid
@@ -43,12 +44,15 @@ def chmod_from_umask(directory: Path) -> None:
 
 
 def move_into_place(staging: Path, final_path: Path) -> None:
+    """Rename ``staging`` to ``final_path``, replacing what is there; first puts back what a
+    process killed halfway through an earlier swap left parked (see below)."""
+    _recover_parked(final_path)
     if not final_path.exists():
         os.rename(staging, final_path)
         return
     # A directory cannot be renamed over a non-empty one: park the old checkpoint first and put
     # it back if the swap fails, so the final path always holds a complete checkpoint or none.
-    retired = final_path.with_name(f".{final_path.name}.old-{uuid.uuid4().hex}")
+    retired = final_path.with_name(f"{_parked_prefix(final_path)}{uuid.uuid4().hex}")
     os.rename(final_path, retired)
     try:
         os.rename(staging, final_path)
@@ -56,3 +60,21 @@ def move_into_place(staging: Path, final_path: Path) -> None:
         os.rename(retired, final_path)
         raise
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _parked_prefix(final_path: Path) -> str:
+    return f".{final_path.name}.old-"
+
+
+def _recover_parked(final_path: Path) -> None:
+    """A SIGKILL between the two renames leaves no directory at ``final_path`` and the old one
+    parked beside it (``except`` never ran): put the newest parked one back. After a kill past
+    the second rename, the parked ones are only leftovers: removed."""
+    parked = sorted(
+        final_path.parent.glob(f"{glob.escape(_parked_prefix(final_path))}*"),
+        key=lambda path: path.stat().st_mtime,
+    )
+    if parked and not final_path.exists():
+        os.rename(parked.pop(), final_path)
+    for leftover in parked:
+        shutil.rmtree(leftover, ignore_errors=True)

@@ -6,6 +6,7 @@ Recall@8 is measured against exact inner-product search, on random vectors and o
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,9 @@ def test_a_killed_writer_leaves_no_part_that_readers_see(tmp_path):
 )
 def test_a_part_costs_its_codecs_bytes(tmp_path, settings, context, features, expected):
     settings.ARBITER = {
-        **settings.ARBITER, "VECTOR_CONTEXT_CODEC": context, "VECTOR_FEATURE_CODEC": features,
+        **settings.ARBITER,
+        "VECTOR_CONTEXT_CODEC": context,
+        "VECTOR_FEATURE_CODEC": features,
     }
     store = VectorStore("enc-b", str(tmp_path))
     n, dim = 2048, 384
@@ -169,8 +172,9 @@ def test_ivf_recall_at_8_on_random_clustered_vectors_is_at_least_0_95(settings):
     centres = rng.normal(size=(300, 48))
 
     def sample(n: int) -> np.ndarray:
-        return normalise_rows(centres[rng.integers(0, len(centres), n)]
-                              + 0.6 * rng.normal(size=(n, 48)))
+        return normalise_rows(
+            centres[rng.integers(0, len(centres), n)] + 0.6 * rng.normal(size=(n, 48))
+        )
 
     vectors = sample(20_000)
     ids = np.arange(len(vectors))
@@ -260,17 +264,16 @@ def minilm_context_vectors() -> np.ndarray:
     model = RewardModel.from_base(device="cpu", max_length=128)
     texts = []
     for example in examples:
-        lines = [f"{turn.get('role', '')}: {turn.get('content', '')}" for turn in
-                 example.conversation]
+        lines = [
+            f"{turn.get('role', '')}: {turn.get('content', '')}" for turn in example.conversation
+        ]
         for response in (example.chosen, example.rejected):
             texts.append("\n".join([*lines, f"assistant: {response}"]))
     return context_vectors(model, texts)
 
 
 @pytest.mark.slow  # embeds real hh-rlhf transcripts with MiniLM on the CPU
-def test_ivf_recall_at_8_on_real_minilm_vectors_is_at_least_0_95(
-    minilm_context_vectors, settings
-):
+def test_ivf_recall_at_8_on_real_minilm_vectors_is_at_least_0_95(minilm_context_vectors, settings):
     vectors = minilm_context_vectors
     queries, pool = vectors[:200], vectors[200:]
     ids = np.arange(len(pool)) + 7
@@ -284,7 +287,9 @@ def test_ivf_recall_at_8_on_real_minilm_vectors_is_at_least_0_95(
 
 def test_the_campaign_index_is_saved_extended_and_rebuilt(tmp_path, settings):
     settings.ARBITER = {
-        **settings.ARBITER, "VECTOR_ROOT": str(tmp_path), "INDEX_EXACT_MAX": 300,
+        **settings.ARBITER,
+        "VECTOR_ROOT": str(tmp_path),
+        "INDEX_EXACT_MAX": 300,
     }
     rng = np.random.default_rng(8)
     store = VectorStore("enc-i", str(tmp_path))
@@ -329,3 +334,26 @@ def test_an_extension_that_fails_halfway_leaves_no_vector_twice(tmp_path, settin
     query = normalise_rows(store.load([12], blocks=("context",))["context"])
     found, _ = search_filtered(again.index, query, 4, lambda candidates: candidates)
     assert len(set(found[0].tolist())) == 4  # each neighbour once
+
+
+def test_an_index_file_a_killed_save_left_unnamed_is_removed_once_old(tmp_path, settings):
+    # A process killed between writing an index file and the meta naming it left the file
+    # (~400 MB at 1M pairs) for ever: the next save deleted only the file the meta named.
+    settings.ARBITER = {**settings.ARBITER, "VECTOR_ROOT": str(tmp_path)}
+    rng = np.random.default_rng(10)
+    store = VectorStore("enc-orphan", str(tmp_path))
+    every = lambda part_ids: part_ids  # noqa: E731 - every id is the campaign's
+    store.append(ids=np.arange(0, 10), blocks=_blocks(rng, 10))
+    campaign_index(key="enc-orphan", campaign_id=3, members=every)
+    hour_and_more = 3601 * 10**9
+    old_orphan = Path(store.path) / f"index-c3-{1:020d}-aaaaaa.faiss"
+    fresh = Path(store.path) / f"index-c3-{time.time_ns() - 10**9:020d}-bbbbbb.faiss"
+    other_campaign = Path(store.path) / f"index-c33-{time.time_ns() - hour_and_more:020d}-c.faiss"
+    for path in (old_orphan, fresh, other_campaign):
+        path.write_bytes(b"left by a killed save")
+    store.append(ids=np.arange(10, 20), blocks=_blocks(rng, 10))
+    extended = campaign_index(key="enc-orphan", campaign_id=3, members=every)
+    assert extended.size == 20
+    left = {path.name for path in Path(store.path).glob("index-c3*-*.faiss")}
+    # The old orphan goes; a fresh file (perhaps a concurrent save's) and another campaign's stay.
+    assert left == {extended.meta["file"], fresh.name, other_campaign.name}
