@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +18,21 @@ MODE_HELP = (
     "Without --wait or --inline the job is queued for a gpu worker and its id printed. "
     "--wait queues it and polls the job row until it finishes (a worker must be running "
     "`celery -A config worker -Q gpu`); --inline runs it in this process instead (no worker). "
-    "The last line of output is one JSON object."
+    "While another train, score or loop job of the campaign is queued or running, nothing is "
+    'started ("campaign busy"). The last line of output is one JSON object, also when the '
+    "command fails after asking for its job."
 )
+
+
+def timeout_seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds, at least 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return seconds
 
 
 def add_run_arguments(parser: CommandParser) -> None:
@@ -26,7 +41,10 @@ def add_run_arguments(parser: CommandParser) -> None:
     how.add_argument("--wait", action="store_true", help="Queue, then wait for a worker.")
     how.add_argument("--inline", action="store_true", help="Run in this process.")
     parser.add_argument(
-        "--timeout", type=float, default=None, help="With --wait: give up after this many s."
+        "--timeout",
+        type=timeout_seconds,
+        default=None,
+        help="With --wait: give up after this many s (the job stays queued or running).",
     )
 
 
@@ -37,33 +55,83 @@ def campaign_named(name: str) -> Campaign:
     return campaign
 
 
+def job_state(job: Job) -> dict[str, Any]:
+    return {"job": job.pk, "kind": job.kind, "status": job.status}
+
+
+def failure_reason(job: Job) -> str:
+    """Why a finished job did not succeed: its error, else its last message (a cancelled job
+    has no error), else its status."""
+    return job.error or job.message or str(job.status)
+
+
+def report_finished(
+    command: BaseCommand, job: Job, result_of: Callable[[Job], dict[str, Any]]
+) -> None:
+    """Print the finished job's summary as the last line; CommandError unless it succeeded."""
+    summary = {"job": job.pk, "status": job.status, **result_of(job)}
+    if job.status != Job.Status.SUCCEEDED:
+        summary["error"] = failure_reason(job)
+    command.stdout.write(json.dumps(summary, default=str))
+    if job.status != Job.Status.SUCCEEDED:
+        raise CommandError(f"{job.kind} job {job.pk} {job.status}: {failure_reason(job)}")
+
+
+def _latest_job_id() -> int:
+    return Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
 def run_and_report(
     command: BaseCommand,
     options: dict[str, Any],
     request: Callable[[bool], Job],
     result_of: Callable[[Job], dict[str, Any]],
+    *,
+    kind: str,
+    share_existing: bool = False,
 ) -> None:
-    """``request(enqueue)`` creates (or returns the already active) job."""
+    """``request(enqueue)`` creates a ``kind`` job, or returns the campaign's active job that
+    stops it being created (``scoring.loop.requests``: one train, score or loop job at a time).
+    Only a job this call created is run, waited for or reported; another one is refused as
+    "campaign busy". ``share_existing``: the request returns an existing job of ``kind`` only
+    when it does the very same work (``evaluation_request``), so that one is taken as ours."""
     inline = bool(options["inline"])
+    # A job with an id up to this one existed before the request. (A job another process
+    # creates between this read and the request would pass for ours if it is of our kind:
+    # the request does not say which it returns.)
+    latest_before = _latest_job_id()
     job = request(not inline)
+    if job.kind != kind or (job.pk <= latest_before and not share_existing):
+        message = f"campaign busy: {job.kind} job {job.pk} is {job.status}"
+        command.stdout.write(
+            json.dumps(
+                {
+                    "job": None,
+                    "kind": kind,
+                    "status": "refused",
+                    "error": message,
+                    "active_job": job_state(job),
+                }
+            )
+        )
+        raise CommandError(message)
     if inline:
         if job.status != Job.Status.QUEUED:
+            command.stdout.write(json.dumps(job_state(job)))
             raise CommandError(f"{job.kind} job {job.pk} is already {job.status}")
         job = job_run_inline(job=job)
     elif options["wait"]:
+
         def show(current: Job) -> None:
             command.stderr.write(f"[{current.progress:6.1%}] {current.status}: {current.message}")
 
         try:
             job = job_wait(job=job, timeout=options["timeout"], on_update=show)
         except TimeoutError as error:
+            job.refresh_from_db()
+            command.stdout.write(json.dumps(job_state(job)))
             raise CommandError(str(error)) from error
     else:
-        command.stdout.write(json.dumps({"job": job.pk, "kind": job.kind, "status": job.status}))
+        command.stdout.write(json.dumps(job_state(job)))
         return
-    summary = {"job": job.pk, "status": job.status, **result_of(job)}
-    if job.status != Job.Status.SUCCEEDED:
-        summary["error"] = job.error
-    command.stdout.write(json.dumps(summary, default=str))
-    if job.status != Job.Status.SUCCEEDED:
-        raise CommandError(f"{job.kind} job {job.pk} {job.status}: {job.error}")
+    report_finished(command, job, result_of)

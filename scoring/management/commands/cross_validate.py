@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from scoring.jobs.runner import JobError
 from scoring.loop.params import MODES
 from scoring.loop.requests import cross_validation_request
+from scoring.loop.training import job_params_from_settings
 from scoring.management.commands._model_job import (
     MODE_HELP,
     add_run_arguments,
@@ -29,8 +30,8 @@ class Command(BaseCommand):
         parser.add_argument("--folds", type=int, default=5, help="Folds (2-20). Default: 5.")
         parser.add_argument("--mode", choices=MODES, default="head", help="Default: head.")
         parser.add_argument("--base-model", default=None, help="A local model directory.")
-        parser.add_argument("--epochs", type=float, default=None)
-        parser.add_argument("--learning-rate", type=float, default=None)
+        parser.add_argument("--epochs", default=None, help="Full mode: passes over the pairs.")
+        parser.add_argument("--learning-rate", default=None, help="Full mode: peak learning rate.")
         parser.add_argument("--seed", type=int, default=None, help="Also seeds the fold split.")
         parser.add_argument(
             "--include-gold", action="store_true", help="Put the gold pairs into the folds too."
@@ -38,10 +39,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = campaign_named(options["campaign"])
-        params: dict[str, Any] = {"folds": options["folds"], "mode": options["mode"]}
-        for name in ("base_model", "epochs", "learning_rate", "seed"):
-            if options[name] is not None:
-                params[name] = options[name]
+        try:
+            # The bounds train_reward_model, the Retrain form and the API check
+            # (scoring.reward_model.job_settings), and a base model must be a model directory.
+            params = job_params_from_settings(
+                {name: options[name] for name in ("mode", "base_model", "epochs", "learning_rate")}
+            )
+        except JobError as error:
+            raise CommandError(str(error)) from error
+        params["folds"] = options["folds"]
+        if options["seed"] is not None:
+            params["seed"] = options["seed"]
         if options["include_gold"]:
             params["include_gold"] = True
 
@@ -58,4 +66,4 @@ class Command(BaseCommand):
                 for name in ("folds", "mode", "pairs", "accuracies", "fold_sizes", "mean", "std")
             }
 
-        run_and_report(self, options, request, result_of)
+        run_and_report(self, options, request, result_of, kind=Job.Kind.CROSS_VALIDATE)

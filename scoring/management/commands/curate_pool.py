@@ -15,15 +15,16 @@ from scoring.datasets.curation import (
     evaluation_set_upload,
 )
 from scoring.loop.judged_pairs import GOLD_SOURCES
-from scoring.models import Job
+from scoring.management.commands._model_job import job_state, report_finished
 
 
 class Command(BaseCommand):
     help = (
         "Stage-2 curation of a campaign's unverified pool: decontaminate against evaluation "
         "prompts, deduplicate, then keep pairs whose source label agrees with the gold and the "
-        "best model. Runs inline (recorded as a curate job) unless --enqueue. Prints the job's "
-        "result as one JSON object on the last line."
+        "best model. Runs inline (recorded as a curate job) unless --enqueue. The last line of "
+        "output is one JSON object: the job's result (with error when it failed), the queued "
+        "job with --enqueue, or the stored set with --upload-only."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,19 +39,25 @@ class Command(BaseCommand):
             "--upload-only", action="store_true", help="Store the evaluation set, do not curate."
         )
         parser.add_argument(
-            "--gold-version", type=int,
+            "--gold-version",
+            type=int,
             help="A version to use as the gold model (default: train one for this curation).",
         )
         parser.add_argument(
-            "--gold-sources", nargs="+", choices=GOLD_SOURCES, default=None,
+            "--gold-sources",
+            nargs="+",
+            choices=GOLD_SOURCES,
+            default=None,
             help="What the gold model trains on (default: gold adjudicated unanimous).",
         )
         parser.add_argument(
-            "--no-train-gold", action="store_true",
+            "--no-train-gold",
+            action="store_true",
             help="Use the newest gold model, else the active version, instead of training one.",
         )
         parser.add_argument(
-            "--best-version", type=int,
+            "--best-version",
+            type=int,
             help="Default: the best on the evaluation sets, else on held-out gold accuracy.",
         )
         parser.add_argument("--keep-threshold", type=float)
@@ -67,18 +74,30 @@ class Command(BaseCommand):
         campaign = Campaign.objects.filter(name=options["campaign"]).first()
         if campaign is None:
             raise CommandError(f"no campaign named {options['campaign']!r}")
+        if options["upload_only"] and not options["eval_set"]:
+            raise CommandError("--upload-only needs --eval-set (the file to store)")
+        if options["gold_sources"] and (
+            options["no_train_gold"] or options["gold_version"] is not None
+        ):
+            # The gold sources say what a gold model trained for this curation learns from;
+            # with a given gold model (or none trained) they would be silently ignored.
+            raise CommandError(
+                "--gold-sources trains a gold model: it cannot go with --gold-version or "
+                "--no-train-gold"
+            )
         try:
             if options["eval_set"]:
                 path = Path(options["eval_set"])
-                name = options["set_name"] or path.name.split(".")[0]
+                set_name = options["set_name"] or path.name.split(".")[0]
                 count = evaluation_set_upload(
                     campaign=campaign,
-                    set_name=name,
+                    set_name=set_name,
                     prompts=evaluation_prompts_from_file(path),
                 )
-                self.stdout.write(f"evaluation set {name!r}: {count} prompts")
-            if options["upload_only"]:
-                return
+                self.stdout.write(f"evaluation set {set_name!r}: {count} prompts")
+                if options["upload_only"]:
+                    self.stdout.write(json.dumps({"eval_set": set_name, "prompts": count}))
+                    return
             params: dict[str, Any] = {"recycle": options["recycle"]}
             for name in ("gold_version", "best_version", "keep_threshold", "recycle_threshold"):
                 if options[name] is not None:
@@ -93,12 +112,10 @@ class Command(BaseCommand):
         except CurationError as error:
             raise CommandError(str(error)) from error
         if options["enqueue"]:
-            self.stdout.write(f"curation job {job.pk} queued")
+            self.stdout.write(json.dumps(job_state(job)))
             return
         job = curation_run(job_id=job.pk, reraise=False).job or job
         job.refresh_from_db()
-        if job.status != Job.Status.SUCCEEDED:
-            raise CommandError(f"curation job {job.pk} {job.status}: {job.error}")
         for line in job.log_lines.order_by("id").values_list("message", flat=True):
             self.stderr.write(line)
-        self.stdout.write(json.dumps({"job": job.pk, **job.result}))
+        report_finished(self, job, lambda finished: dict(finished.result or {}))

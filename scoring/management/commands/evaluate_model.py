@@ -52,7 +52,7 @@ class Command(BaseCommand):
             else versions.filter(is_active=True).first()
         )
         if version is None:
-            wanted = f"version {number}" if number is not None else "an active version"
+            wanted = f"version {number}" if number is not None else "active version"
             raise CommandError(f"campaign {campaign.name!r} has no {wanted}")
         path = Path(options["eval_set"])
         try:
@@ -91,7 +91,14 @@ class Command(BaseCommand):
             evaluation_run(job_id=job.pk, worker="inline:" + worker_name(), reraise=False)
             job.refresh_from_db()
             options = {**options, "inline": False, "wait": True}  # finished: report it
-            run_and_report(self, options, lambda _enqueue: job, result_of)
+            run_and_report(
+                self,
+                options,
+                lambda _enqueue: job,
+                result_of,
+                kind=Job.Kind.EVALUATE,
+                share_existing=True,
+            )
             return
         run_and_report(
             self,
@@ -100,4 +107,8 @@ class Command(BaseCommand):
                 version=version, sets=[evaluation_set], enqueue=enqueue
             ),
             result_of,
+            kind=Job.Kind.EVALUATE,
+            # evaluation_request returns an active job only when it evaluates the same version
+            # on the same set: the work asked for.
+            share_existing=True,
         )

@@ -13,6 +13,10 @@ from scoring.management.commands._model_job import (
 )
 from scoring.models import Job
 
+# A shard's pair count is a PositiveIntegerField (JobShard.planned) and the size is a SQL
+# LIMIT: beyond PostgreSQL's integer a job could only fail.
+MAX_SHARD_SIZE = 2**31 - 1
+
 
 class Command(BaseCommand):
     help = (
@@ -32,15 +36,16 @@ class Command(BaseCommand):
             "--shard-size",
             type=int,
             default=None,
-            help="Pairs per shard (default: ARBITER_SHARD_SIZE); every gpu worker takes shards.",
+            help="Pairs per shard, 1 to 2147483647 (default: ARBITER_SHARD_SIZE); every gpu worker "
+            "takes shards.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = campaign_named(options["campaign"])
         params: dict[str, Any] = {"retrieve_from_gold": not options["no_gold_sources"]}
         if options["shard_size"] is not None:
-            if options["shard_size"] < 1:
-                raise CommandError("--shard-size must be at least 1")
+            if not 1 <= options["shard_size"] <= MAX_SHARD_SIZE:
+                raise CommandError(f"--shard-size must be between 1 and {MAX_SHARD_SIZE}")
             params["shard_size"] = options["shard_size"]
 
         def request(enqueue: bool) -> Job:
@@ -49,4 +54,4 @@ class Command(BaseCommand):
         def result_of(job: Job) -> dict[str, Any]:
             return dict(job.result or {})
 
-        run_and_report(self, options, request, result_of)
+        run_and_report(self, options, request, result_of, kind=Job.Kind.SCORE)

@@ -44,7 +44,9 @@ class Command(BaseCommand):
                 parser.add_argument(flag, default=None, help=help_text)
         parser.add_argument("--max-steps", type=int, default=None, help="Full mode: step cap.")
         parser.add_argument(
-            "--train-on-gold-share", type=float, default=None,
+            "--train-on-gold-share",
+            type=float,
+            default=None,
             help="Train on this share of the gold pairs too (default 0: all held out).",
         )
         parser.add_argument(
@@ -80,4 +82,4 @@ class Command(BaseCommand):
                 "strategy": result.get("strategy"),
             }
 
-        run_and_report(self, options, request, result_of)
+        run_and_report(self, options, request, result_of, kind=Job.Kind.TRAIN)
