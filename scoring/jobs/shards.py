@@ -68,6 +68,10 @@ def shard_size_setting() -> int:
     return int(settings.ARBITER.get("SHARD_SIZE", 20_000))
 
 
+# A shard's planned pair count is stored in a 32-bit column (JobShard.planned).
+SHARD_SIZE_MAX = 2**31 - 1
+
+
 def shard_size_of(params: dict[str, Any]) -> int:
     """The job's ``shard_size`` parameter, else the setting; a clear JobError when bad."""
     raw = params.get("shard_size")
@@ -77,8 +81,8 @@ def shard_size_of(params: dict[str, Any]) -> int:
         size = int(raw)
     except (TypeError, ValueError):
         raise JobError(f"shard_size must be a whole number, got {raw!r}") from None
-    if size < 1:
-        raise JobError("shard_size must be at least 1")
+    if not 1 <= size <= SHARD_SIZE_MAX:
+        raise JobError(f"shard_size must be between 1 and {SHARD_SIZE_MAX}, got {size}")
     return size
 
 

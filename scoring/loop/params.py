@@ -14,6 +14,7 @@ from typing import Any
 
 from scoring.jobs.params import JobParams
 from scoring.jobs.runner import JobError
+from scoring.jobs.shards import shard_size_of
 
 MODES = ("head", "full")
 # scoring.reward_model.training_types.STRATEGIES and TRAINING_PRECISIONS (not imported: it would
@@ -127,6 +128,11 @@ class LoopParams(TrainParams):
     shard_size: int | None = None
     reason: str | None = None  # why the loop ran ("retrain now", "round complete")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shard_size is not None:
+            shard_size_of({"shard_size": self.shard_size})  # a JobError naming the bounds
+
 
 @dataclass(frozen=True)
 class ScoreParams(JobParams):
@@ -135,6 +141,10 @@ class ScoreParams(JobParams):
     retrieve_from_gold: bool = True
     # Pairs a scoring shard holds (#13); None: settings.ARBITER["SHARD_SIZE"] (20,000).
     shard_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.shard_size is not None:
+            shard_size_of({"shard_size": self.shard_size})  # a JobError naming the bounds
 
 
 MAX_FOLDS = 20

@@ -48,6 +48,9 @@ def test_values_arrive_as_text_from_forms_and_as_json_from_the_api():
         (TrainParams, {"learning_rate": "1_0.5"}, "learning_rate: expected a number"),
         (TrainParams, {"learning_rate": "nan"}, "learning_rate: expected a number"),
         (TrainParams, {"learning_rate": 1e400}, "learning_rate: expected a finite number"),
+        # A shard's size is stored in a 32-bit column: a larger one failed in the worker.
+        (ScoreParams, {"shard_size": 2**31}, "shard_size must be between 1 and 2147483647"),
+        (LoopParams, {"shard_size": 0}, "shard_size must be between 1 and 2147483647"),
     ],
 )
 def test_a_bad_parameter_is_refused_naming_it(schema, params, message):
