@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -22,10 +23,18 @@ from annotation.importers import ImportFormatError
 from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
 from annotation.services.imports import pairs_import
-from core.queue import QUEUE_UNAVAILABLE_REASON, send_task_on_commit
+from core.queue import QUEUE_UNAVAILABLE_REASON, QueueUnavailable, send_task_on_commit
 from core.validation import UPLOAD_NAME_MAX
 
 logger = logging.getLogger(__name__)
+
+
+def _uploads_folder() -> Path:
+    return Path(settings.MEDIA_ROOT) / "imports"
+
+
+def _resent_key(job_id: int) -> str:
+    return f"import-resent:{job_id}"
 
 
 def _progress_key(job_id: int) -> str:
@@ -49,6 +58,19 @@ def _cache_advisory() -> Iterator[None]:
 
 # A running import reports every batch; one silent this long lost its worker.
 IMPORT_STALE_SECONDS = 600
+# A queued job is normally taken within seconds; one queued this long may have lost its task
+# (the request died between committing the row and sending it), so the sweep sends it once
+# again: harmless if the first is only waiting, since the claim lets one run.
+IMPORT_QUEUED_RESEND_SECONDS = 3 * IMPORT_STALE_SECONDS
+# Still queued this long after being sent again, it is failed and its upload removed. Long
+# enough for a queue of several imports of up to ARBITER_IMPORT_MAX_SECONDS (4 h) ahead of it.
+IMPORT_QUEUED_FAIL_SECONDS = 24 * 3600
+# What a queued job sent again says until a worker takes it (the claim clears it).
+_RESENT_NOTE = "Sent to a worker again: the request that queued it stopped before sending it."
+# A file in the uploads folder that no job names (an upload cut off, or a row never committed)
+# is removed by the sweep once it is this old.
+_LEFTOVER_SECONDS = 24 * 3600
+_PARTIAL_SUFFIX = ".partial"
 # How long a worker whose import lost the database keeps trying to record the failure.
 _RECONNECT_SECONDS = 30.0
 
@@ -71,33 +93,46 @@ def import_job_create(
     as_gold: bool = False,
     user: User | None = None,
 ) -> ImportJob:
-    """Keep the file on disk and record a queued job for it."""
+    """Keep the file on disk and record a queued job for it. An upload is written under a
+    hidden ``.partial`` name and renamed once complete; whatever stops it (the client going
+    away, the row's insert failing) removes what was written."""
     if upload is not None:
-        folder = Path(settings.MEDIA_ROOT) / "imports"
+        folder = _uploads_folder()
         folder.mkdir(parents=True, exist_ok=True)
         original_name = Path(upload.name or "upload").name[-UPLOAD_NAME_MAX:]
         stored = folder / _stored_name(original_name)
+        partial = folder / f".{uuid.uuid4().hex}{_PARTIAL_SUFFIX}"
         digest, size = hashlib.sha256(), 0
-        with stored.open("wb") as handle:
-            for chunk in upload.chunks():
-                handle.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+        try:
+            with partial.open("wb") as handle:
+                for chunk in upload.chunks():
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            partial.rename(stored)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         sha256, file_bytes = digest.hexdigest(), size
     elif path is not None:
         stored, original_name = Path(path), Path(path).name
         sha256, file_bytes = "", None
     else:
         raise ValueError("import_job_create needs an upload or a path")
-    return ImportJob.objects.create(
-        campaign=campaign,
-        file=str(stored),
-        original_name=original_name,
-        file_sha256=sha256,
-        file_bytes=file_bytes,
-        as_gold=as_gold,
-        created_by=user if user is not None and user.is_authenticated else None,
-    )
+    try:
+        return ImportJob.objects.create(
+            campaign=campaign,
+            file=str(stored),
+            original_name=original_name,
+            file_sha256=sha256,
+            file_bytes=file_bytes,
+            as_gold=as_gold,
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+    except BaseException:
+        if upload is not None:
+            stored.unlink(missing_ok=True)
+        raise
 
 
 # Extensions kept on the stored file: short ASCII ones such as ".jsonl.gz".
@@ -119,7 +154,7 @@ def _discard_upload(job: ImportJob) -> None:
     name, size, SHA-256, who and when, and the outcome. A file imported from a path given on
     the command line is the user's and stays."""
     stored = Path(job.file)
-    uploads = (Path(settings.MEDIA_ROOT) / "imports").resolve()
+    uploads = _uploads_folder().resolve()
     if stored.parent.resolve() != uploads:
         return
     transaction.on_commit(lambda: stored.unlink(missing_ok=True))
@@ -155,7 +190,8 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     Reading the file may take ARBITER_IMPORT_INLINE_MAX_SECONDS within a request (`inline`),
     ARBITER_IMPORT_MAX_SECONDS in a worker."""
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING
+        status=ImportJob.Status.RUNNING,
+        error="",  # a note that the sweep sent it again
     )
     job = ImportJob.objects.select_related("campaign").get(pk=job_id)
     if not claimed:
@@ -225,9 +261,25 @@ def _save_after_error(job: ImportJob, *, fields: list[str], wait: bool) -> None:
 
 
 def import_jobs_fail_stale(*, now: float | None = None) -> int:
-    """Mark imports whose worker died as failed. The import ran in one transaction, which the
-    database rolled back with the dead connection, so nothing of the file was kept."""
+    """Settle imports that nothing will finish; the number failed.
+
+    - Running, silent for ``IMPORT_STALE_SECONDS``: its worker died. The import ran in one
+      transaction, which the database rolled back with the dead connection, so nothing of the
+      file was kept: failed.
+    - Queued for ``IMPORT_QUEUED_RESEND_SECONDS``: its request may have died between
+      committing the row and sending the task. Sent again, once; then, still queued
+      ``IMPORT_QUEUED_FAIL_SECONDS`` later, failed and its upload removed.
+    - Files in the uploads folder that no unfinished job names (an upload cut off, a row
+      never committed), a day old: removed.
+
+    ``now``: seconds since the epoch (default: the current time)."""
     now = now or time.time()
+    failed = _fail_dead_running(now=now) + _resend_or_fail_queued(now=now)
+    _remove_leftover_files(now=now)
+    return failed
+
+
+def _fail_dead_running(*, now: float) -> int:
     failed = 0
     for job in ImportJob.objects.filter(status=ImportJob.Status.RUNNING):
         beat = None
@@ -245,3 +297,82 @@ def import_jobs_fail_stale(*, now: float | None = None) -> int:
             _discard_upload(job)
         failed += marked
     return failed
+
+
+def _resend_or_fail_queued(*, now: float) -> int:
+    """Whether a queued job was sent again is kept on the row (its note in ``error``, which the
+    claim clears); when, in the cache, or if the cache lost it, the earliest it can have been."""
+    waiting_since = datetime.fromtimestamp(now - IMPORT_QUEUED_RESEND_SECONDS, tz=UTC)
+    failed = 0
+    queued = ImportJob.objects.filter(status=ImportJob.Status.QUEUED, created_at__lt=waiting_since)
+    for job in queued:
+        if job.error != _RESENT_NOTE:
+            if not _resend(job, now=now):
+                break  # the broker is down: the next sweep tries again
+            continue
+        resent_at = None
+        with _cache_advisory():
+            resent_at = cache.get(_resent_key(job.pk))
+        if resent_at is None:
+            resent_at = job.created_at.timestamp() + IMPORT_QUEUED_RESEND_SECONDS
+        if now - resent_at < IMPORT_QUEUED_FAIL_SECONDS:
+            continue
+        marked = ImportJob.objects.filter(
+            pk=job.pk, status=ImportJob.Status.QUEUED, error=_RESENT_NOTE
+        ).update(
+            status=ImportJob.Status.FAILED,
+            error="No worker ever took this import; nothing was imported. Upload it again.",
+            finished_at=timezone.now(),
+        )
+        if marked:
+            _discard_upload(job)
+            with _cache_advisory():
+                cache.delete(_resent_key(job.pk))
+        failed += marked
+    return failed
+
+
+def _resend(job: ImportJob, *, now: float) -> bool:
+    """Send a queued job's task again, noting it on the row first so that a second sweep does
+    not; False, the note withdrawn, when the broker is down."""
+    noted = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED, error="").update(
+        error=_RESENT_NOTE
+    )
+    if not noted:
+        return True  # claimed, or noted by another sweep, meanwhile
+    with _cache_advisory():
+        cache.set(_resent_key(job.pk), now, timeout=IMPORT_QUEUED_FAIL_SECONDS * 2)
+    logger.warning("import %s queued since %s and never taken; sent again", job.pk, job.created_at)
+
+    def withdraw() -> None:
+        ImportJob.objects.filter(
+            pk=job.pk, status=ImportJob.Status.QUEUED, error=_RESENT_NOTE
+        ).update(error="")
+
+    try:
+        send_task_on_commit("annotation.import_pairs", args=(job.pk,), on_unavailable=withdraw)
+    except QueueUnavailable:
+        return False
+    return True
+
+
+def _remove_leftover_files(*, now: float) -> None:
+    """Remove uploads no unfinished job names (and ``.partial`` files a killed request left)
+    once a day old: younger ones may belong to an upload still being written or a row not yet
+    committed. Names are compared, not paths, so that MEDIA_ROOT spelled otherwise matches."""
+    folder = _uploads_folder()
+    if not folder.is_dir():
+        return
+    unfinished = ImportJob.objects.filter(
+        status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+    ).values_list("file", flat=True)
+    kept = {Path(name).name for name in unfinished}
+    for entry in folder.iterdir():
+        if entry.name in kept:
+            continue
+        try:
+            if entry.is_file() and now - entry.stat().st_mtime >= _LEFTOVER_SECONDS:
+                logger.warning("removing import upload %s that no job needs", entry.name)
+                entry.unlink(missing_ok=True)
+        except OSError:
+            logger.warning("could not remove import upload %s", entry.name, exc_info=True)
