@@ -1,14 +1,24 @@
 """Quality control: re-test agreement, per-annotator quality figures, and the agreement
-report."""
+report.
+
+``agreement_report`` and ``quality_report`` scan every label of a campaign, so pages and the API
+read them from the shared cache (``REPORT_CACHE_SECONDS``), where the periodic
+``scoring.dashboard.selectors.dashboards_refresh`` stores them every minute for campaigns that
+are being labelled. A miss (a first visit before the task ran, an idle campaign) computes once
+and stores. Both carry ``computed_at``, so a page can say how old its figures are.
+"""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Aggregate, Count, FloatField, Q
+from django.utils import timezone
 
 from annotation.models import Campaign, Label
 from reviewers.agreement.aspects import aspect_agreement
@@ -19,6 +29,10 @@ QUALITY_MIN_ITEMS = 5
 
 # |z| of "the response shown first wins" against a fair coin, beyond which we flag.
 POSITION_BIAS_Z = 3.0
+
+# The reports below scan every label; dashboards_refresh rewrites them every minute, so an
+# active campaign's entry never expires between two runs.
+REPORT_CACHE_SECONDS = 150
 
 
 def same_direction(left: str, right: str) -> Q:
@@ -172,8 +186,57 @@ def _sort_key(value: float | None) -> float:
 
 
 def agreement_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str, Any]:
-    """``reviewers.agreement.selectors.campaign_agreement`` plus the re-test agreement rate."""
-    report = dict(campaign_agreement(campaign=campaign, use_cache=use_cache))
-    report["retest"] = retest_agreement(campaign=campaign)
-    report["aspects"] = aspect_agreement(campaign=campaign)
+    """``reviewers.agreement.selectors.campaign_agreement`` plus the re-test agreement rate and
+    alpha per rated aspect, cached whole (``REPORT_CACHE_SECONDS``); ``use_cache=False``
+    recomputes all of it (the re-test entry too) and stores the result."""
+
+    def compute() -> dict[str, Any]:
+        report = dict(campaign_agreement(campaign=campaign, use_cache=use_cache))
+        report["retest"] = retest_report(campaign=campaign, use_cache=use_cache)
+        report["aspects"] = aspect_agreement(campaign=campaign)
+        return report
+
+    return _cached_report(_report_key(campaign, "agreement"), compute, use_cache=use_cache)
+
+
+def annotator_quality_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str, Any]:
+    """{annotators: ``annotator_quality``, computed_at}, cached like ``agreement_report``: the
+    quality page, its API and the dashboard's annotator table read the same stored figures."""
+
+    def compute() -> dict[str, Any]:
+        return {
+            "annotators": annotator_quality(campaign=campaign),
+            "computed_at": timezone.now().isoformat(),
+        }
+
+    return _cached_report(_report_key(campaign, "annotators"), compute, use_cache=use_cache)
+
+
+def retest_report(*, campaign: Campaign, use_cache: bool = True) -> dict[str, Any]:
+    """``retest_agreement``, cached like ``agreement_report`` (which refreshes it)."""
+    return _cached_report(
+        _report_key(campaign, "retest"),
+        lambda: retest_agreement(campaign=campaign),
+        use_cache=use_cache,
+    )
+
+
+def quality_report(*, campaign: Campaign) -> dict[str, Any]:
+    """The quality page's stored figures: {annotators, retest, computed_at}."""
+    report = annotator_quality_report(campaign=campaign)
+    return {**report, "retest": retest_report(campaign=campaign)}
+
+
+def _report_key(campaign: Campaign, report: str) -> str:
+    # created_at keeps a re-created database that reuses ids from reading stale figures.
+    return f"arbiter:quality:v1:{report}:{campaign.pk}:{campaign.created_at.timestamp():.6f}"
+
+
+def _cached_report(
+    key: str, compute: Callable[[], dict[str, Any]], *, use_cache: bool
+) -> dict[str, Any]:
+    report: dict[str, Any] | None = cache.get(key) if use_cache else None
+    if report is None:
+        report = compute()
+        cache.set(key, report, REPORT_CACHE_SECONDS)
     return report

@@ -3,6 +3,9 @@
 Every panel is one or two grouped queries (counts by the database, never rows in Python), and
 its result is cached for a few seconds in the shared Django cache, so a page that refreshes its
 fragments every five seconds costs the database little even on a campaign of a million pairs.
+The slow panels (agreement, annotators, the loop's effect), which read every label, are cached
+for ``SLOW_CACHE_SECONDS`` and recomputed every minute by ``dashboards_refresh`` (a beat task),
+so pages read them warm; a miss computes once and stores. They carry ``computed_at``.
 Charts are plain geometry computed here and drawn by the templates as inline SVG.
 """
 
@@ -22,14 +25,15 @@ from annotation.models import Campaign, Label, Pair, Round
 from annotation.roles import Role, user_has_role
 from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Adjudication, Escalation
-from reviewers.selectors.quality import annotator_quality
+from reviewers.selectors.quality import agreement_report, annotator_quality_report
 from scoring.dashboard.charts import bar_chart, line_chart
 from scoring.dashboard.loop_effect import loop_effect
 from scoring.datasets.curation import curation_pool
 from scoring.models import EvaluationPrompt, Job, ModelVersion
 
 CACHE_SECONDS = 10
-# Agreement (bootstrap intervals) and the annotator table scan every label: a little longer.
+# Agreement (bootstrap intervals), the annotator table and the loop's effect scan every label:
+# a little longer.
 SLOW_CACHE_SECONDS = 150  # refreshed every minute by dashboards_refresh
 
 # Dashboard buckets of Pair.Status, in the order a pair moves through them.
@@ -211,13 +215,19 @@ def silver_summary(*, campaign: Campaign) -> dict[str, Any]:
 # --- Agreement ----------------------------------------------------------------------------
 
 
-def agreement_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
+def agreement_panel(
+    *, campaign: Campaign, refresh: bool = False, report_just_stored: bool = False
+) -> dict[str, Any]:
     """Alpha per round (with CI and the target) and per task category, as charts."""
+
     def compute() -> dict[str, Any]:
-        report = campaign_agreement(campaign=campaign, use_cache=not refresh)
+        # dashboards_refresh has just recomputed (and stored) the report, with the agreement
+        # page's; a refresh asked alone recomputes it here.
+        report = campaign_agreement(campaign=campaign, use_cache=not refresh or report_just_stored)
         rounds = [entry for entry in report["rounds"] if entry.get("number") is not None]
         target = report["target"]
         return {
+            "computed_at": report["computed_at"],
             "level_note": report.get("level_note", ""),
             "target": target,
             "overall": report["overall"],
@@ -255,6 +265,7 @@ def agreement_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
 def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
     """The reviewers' annotator quality figures plus throughput (labels in the last hour and
     day, one grouped query)."""
+
     def compute() -> dict[str, Any]:
         now = timezone.now()
         pace = {
@@ -270,8 +281,10 @@ def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
                 last_hour=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))),
             )
         }
+        # The quality page's stored figures: one refresh stores both.
+        quality = annotator_quality_report(campaign=campaign, use_cache=not refresh)
         rows = []
-        for row in annotator_quality(campaign=campaign):
+        for row in quality["annotators"]:
             recent = pace.get(row["annotator_id"], {})
             rows.append(
                 {
@@ -280,7 +293,11 @@ def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
                     "last_day": recent.get("last_day", 0),
                 }
             )
-        return {"rows": rows, "flagged": sum(row["flagged"] for row in rows)}
+        return {
+            "rows": rows,
+            "flagged": sum(row["flagged"] for row in rows),
+            "computed_at": quality["computed_at"],
+        }
 
     return _cached(
         _campaign_key(campaign, "annotators"), SLOW_CACHE_SECONDS, compute, refresh=refresh
@@ -299,8 +316,12 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
     campaigns = Campaign.objects.filter(Exists(recent))
     refreshed = 0
     for campaign in campaigns:
-        agreement_panel(campaign=campaign, refresh=True)
+        # The agreement page's report (re-tests and aspects included), then the panel from the
+        # campaign_agreement it stored, so that the slow part runs once.
+        agreement_report(campaign=campaign, use_cache=False)
+        agreement_panel(campaign=campaign, refresh=True, report_just_stored=True)
         annotator_table(campaign=campaign, refresh=True)
+        loop_effect_panel(campaign=campaign, refresh=True)
         refreshed += 1
     return refreshed
 
@@ -392,12 +413,15 @@ def models_panel(*, campaign: Campaign) -> dict[str, Any]:
     }
 
 
-def loop_effect_panel(*, campaign: Campaign) -> dict[str, Any]:
-    """The prioritised against the random slice of each round (``loop_effect``)."""
+def loop_effect_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
+    """The prioritised against the random slice of each round (``loop_effect``): it reads every
+    pair ever in a round, so it is a slow panel that ``dashboards_refresh`` precomputes."""
+
+    def compute() -> dict[str, Any]:
+        return {**loop_effect(campaign=campaign), "computed_at": timezone.now().isoformat()}
+
     return _cached(
-        _campaign_key(campaign, "loop-effect"),
-        CACHE_SECONDS,
-        lambda: loop_effect(campaign=campaign),
+        _campaign_key(campaign, "loop-effect"), SLOW_CACHE_SECONDS, compute, refresh=refresh
     )
 
 
