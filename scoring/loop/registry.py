@@ -10,6 +10,15 @@ A version exists only once its checkpoint is complete on disk:
 An interrupted run leaves at most a staging directory (never a version); a crash between the
 rename and the commit leaves an orphan ``v<n>`` directory without a row, which the next
 registration moves aside before reusing the number.
+
+The same transaction records the version's id in the job's result (``registered_version_id``,
+fenced by the attempt, as a loop job records the round it closed): an attempt restarted after
+its worker was lost, or released after a transient error, finds the version an earlier attempt
+registered (``model_version_registered_by``) and goes on from it instead of training again.
+
+A loop version is registered as ``NOT_JUDGED`` (its ``activation_note``) until the activation
+gate judges it: activating clears the note, a refusal replaces it with the reason. Rollback
+takes only versions whose note is empty, so never one the gate did not let serve.
 """
 
 from __future__ import annotations
@@ -39,8 +48,29 @@ class RegistryError(Conflict):
     code = "registry_error"
 
 
+# A loop version's activation_note until the activation gate has judged it.
+NOT_JUDGED = "not judged by the activation gate"
+
+# The key of a job's result that names the version the job registered.
+REGISTERED_VERSION_KEY = "registered_version_id"
+
+
 def campaign_model_root(campaign: Campaign) -> Path:
     return Path(settings.ARBITER["MODEL_DIR"]) / f"campaign-{campaign.pk}"
+
+
+def model_version_registered_by(*, job: Job, kind: str) -> ModelVersion | None:
+    """The version of ``kind`` an earlier attempt of ``job`` registered (see the module
+    docstring), if it is still ready and its checkpoint is on disk; else None."""
+    recorded = (job.result or {}).get(REGISTERED_VERSION_KEY)
+    if recorded is None:
+        return None
+    version = ModelVersion.objects.filter(
+        pk=recorded, job_id=job.pk, kind=kind, status=ModelVersion.Status.READY
+    ).first()
+    if version is None or not Path(version.checkpoint).is_dir():
+        return None
+    return version
 
 
 def model_version_register(
@@ -56,7 +86,8 @@ def model_version_register(
     round_: Round | None = None,
     kind: str = ModelVersion.Kind.LOOP,
 ) -> ModelVersion:
-    """Save the checkpoint, then create the version row (see the module docstring).
+    """Save the checkpoint, then create the version row and record it in the job's result (see
+    the module docstring).
 
     Only the job's current owner registers: a worker that lost its job raises JobLost and
     leaves nothing behind.
@@ -70,7 +101,8 @@ def model_version_register(
             owner = Job.objects.select_for_update().filter(
                 pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts
             )
-            if not owner.exists():
+            owned = owner.values("result").first()
+            if owned is None:
                 raise JobLost(f"job {job.pk} is no longer owned by this worker")
             # Serialises numbering per campaign; NO KEY UPDATE does not block label inserts.
             Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
@@ -94,15 +126,19 @@ def model_version_register(
                 metrics=metrics,
                 heldout_accuracy=heldout_accuracy,
                 kind=kind,
+                activation_note=NOT_JUDGED if kind == ModelVersion.Kind.LOOP else "",
             )
             version.full_clean(exclude=["campaign", "job", "round"])
             version.save()
+            recorded = {**(owned["result"] or {}), REGISTERED_VERSION_KEY: version.pk}
+            owner.update(result=recorded)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if renamed is not None and renamed.exists():
             # The row did not commit, so this directory is not a version: move it aside.
             os.rename(renamed, root / f".orphan-{renamed.name}-{uuid.uuid4().hex[:8]}")
         raise
+    job.result = recorded
     return version
 
 
@@ -191,8 +227,9 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
 
 def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
     """Activate the newest ready version older than the active one that could serve: not one
-    the activation gate refused (``activation_note``: it never served, being worse than the
-    version of its day), nor one whose checkpoint is gone from disk."""
+    the activation gate refused or never judged (``activation_note``: it never served, being
+    worse than the version of its day, or never compared with it), nor one whose checkpoint
+    is gone from disk."""
     active = active_model_version(campaign=campaign)
     if active is None:
         raise RegistryError("no active version to roll back from")
@@ -208,8 +245,8 @@ def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
         if Path(previous.checkpoint).is_dir():
             return model_version_activate(version=previous)
     raise RegistryError(
-        f"no version older than v{active.number} can serve: the activation gate refused them, "
-        "or their checkpoints are gone"
+        f"no version older than v{active.number} can serve: the activation gate refused them "
+        "or never judged them, or their checkpoints are gone"
     )
 
 

@@ -12,6 +12,11 @@ default: seconds on a CPU) fits the reward head on cached encoder vectors (see
 ``scoring.loop.embeddings``); ``full`` fine-tunes every weight, in this process or, with
 ``processes`` > 1 or the ``fsdp`` strategy, as that many torchrun ranks
 (``scoring.reward_model.launcher``).
+
+A train or loop job (or a curation job's gold model) registers at most one version: an attempt
+restarted after the version was registered (its worker lost, or released after a transient
+error) does not train again but goes on from that version
+(``registry.model_version_registered_by``): the activation gate, then the rest of the job.
 """
 
 from __future__ import annotations
@@ -44,7 +49,12 @@ from scoring.loop.judged_pairs import (
     training_pairs,
 )
 from scoring.loop.params import LoopParams, TrainParams
-from scoring.loop.registry import model_version_activate_if_better, model_version_register
+from scoring.loop.registry import (
+    NOT_JUDGED,
+    model_version_activate_if_better,
+    model_version_register,
+    model_version_registered_by,
+)
 from scoring.models import Job, ModelVersion
 
 
@@ -261,10 +271,18 @@ class TrainedModel:
 
 def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -> TrainedModel:
     """Train, evaluate on held-out gold, register a new version and activate it when the
-    activation gate lets it (``registry.model_version_activate_if_better``)."""
+    activation gate lets it (``registry.model_version_activate_if_better``). A version an
+    earlier attempt of the job registered is not trained again (see the module docstring)."""
     campaign = job.campaign
     params = job.params
     typed = LoopParams.from_params(params, ignore_unknown=True)  # train params are a subset
+    earlier = model_version_registered_by(job=job, kind=ModelVersion.Kind.LOOP)
+    if earlier is not None:
+        from scoring.loop.pool_scoring import load_version_model
+
+        context.log(f"resuming: v{earlier.number} was registered by an earlier attempt")
+        version = _activation_gate(version=earlier, activate=typed.activate, context=context)
+        return TrainedModel(version, load_version_model(version))
     config = typed.training_config()
     gold_share = typed.train_on_gold_share or 0.0
     data = training_pairs(campaign=campaign, train_on_gold_share=gold_share)
@@ -326,15 +344,28 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
             round_=round_,
         )
     context.log(f"registered v{version.number} at {version.checkpoint}")
+    version = _activation_gate(version=version, activate=typed.activate, context=context)
+    return TrainedModel(version, model)
+
+
+def _activation_gate(*, version: ModelVersion, activate: bool, context: JobContext) -> ModelVersion:
+    """Put the job's registered ``version`` through the activation gate (when the job asks to
+    activate), unless an earlier attempt already did."""
     context.cancel_leaves = f"v{version.number} was registered and not activated"
-    if typed.activate:
+    if version.is_active:  # activated by an earlier attempt
+        context.log(f"v{version.number} is the active model")
+    elif version.activation_note != NOT_JUDGED:  # judged by an earlier attempt
+        why = version.activation_note or "another version was activated since"
+        context.log(f"v{version.number} registered but not activated: {why}")
+    elif activate:
         version, refused = model_version_activate_if_better(version=version)
         if refused:
             context.log(f"v{version.number} registered but not activated: {refused}")
         else:
             context.log(f"v{version.number} is now the active model")
-            context.cancel_leaves = f"v{version.number} was registered and is the active model"
-    return TrainedModel(version, model)
+    if version.is_active:
+        context.cancel_leaves = f"v{version.number} was registered and is the active model"
+    return version
 
 
 def train_in_process(
@@ -456,8 +487,13 @@ def gold_model_train(
 ) -> ModelVersion:
     """Train Stage 2's gold model on ``gold_training_pairs`` and register it as a version of
     kind ``gold`` (never activated). Its base model is the campaign's latest training
-    setting; held out: the gold pairs, when they are not among its sources."""
+    setting; held out: the gold pairs, when they are not among its sources. A gold model an
+    earlier attempt of the job registered is not trained again (see the module docstring)."""
     campaign = job.campaign
+    earlier = model_version_registered_by(job=job, kind=ModelVersion.Kind.GOLD)
+    if earlier is not None:
+        context.log(f"resuming: v{earlier.number} was registered by an earlier attempt")
+        return earlier
     data = gold_training_pairs(campaign=campaign, sources=sources)
     if not len(data):
         raise JobError(
