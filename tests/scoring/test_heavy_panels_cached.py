@@ -161,6 +161,7 @@ def test_the_pages_show_the_figures_of_the_latest_refresh(busy, admin_user):
     assert sorted(row["labels"] for row in quality) == [2, 4, 4, 4]
     page = get(pages["quality page"])
     assert page.context["computed_at"] and page.context["retest"]["n"] == 2
+    assert f"Figures as of {page.context['computed_at'][:19]} UTC" in page.content.decode()
 
     effect = loop_effect_panel(campaign=campaign)
     assert effect["computed_at"]
