@@ -243,8 +243,10 @@ def _no_pulls() -> Pulls:
 def _apply(*, version: ModelVersion, context: JobContext, pulls: Pulls) -> int:
     """One Retrieval row per retrieved pair; its priority raised to the boost unless already
     higher (a priority never drops). Set-based UPDATEs of ``_BATCH`` pairs in one transaction:
-    a cancelled or failed job never leaves half the pool re-ranked."""
+    a cancelled or failed job never leaves half the pool re-ranked. A job run again (its
+    worker lost after this commit) replaces its own rows rather than adding a second set."""
     with transaction.atomic():
+        Retrieval.objects.filter(job=context.job).delete()
         for start in range(0, len(pulls), _BATCH):
             batch = range(start, min(start + _BATCH, len(pulls)))
             reasons = [

@@ -274,3 +274,17 @@ def test_an_approximate_index_pulls_in_the_exact_nearest_pool_pairs(setup, setti
     assert "retrieval index: ivf, 1001 vectors" in "\n".join(
         context.job.log_lines.values_list("message", flat=True)
     )
+
+
+def test_a_job_run_again_keeps_one_retrieval_row_per_pulled_pair(setup):
+    # A loop job whose worker was lost after the prioritisation committed runs its finishing
+    # stage again: it added a second set of rows, doubling the counts and reasons shown.
+    campaign, version, context = setup
+    _judged(campaign, preference=-1, p_a_better=0.77, direction=[1, 0, 0, 0], version=version)
+    near = _pooled(campaign, [1, 0.1, 0, 0])
+    _pooled(campaign, [1, 0.05, 0, 0])
+    first = pool_prioritise(version=version, context=context)
+    again = pool_prioritise(version=version, context=context)
+    assert first["retrieved"] == again["retrieved"] == 2
+    assert Retrieval.objects.filter(job=context.job).count() == 2
+    assert Retrieval.objects.filter(pair=near).count() == 1
