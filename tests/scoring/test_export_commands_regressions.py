@@ -311,3 +311,24 @@ def test_silver_curated_only_without_include_silver_is_refused(
     with pytest.raises(CommandError, match="--include-silver"):
         _export_dataset(str(tmp_path / "x.jsonl"), campaign=campaign.name, silver_curated_only=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_manifest_write_that_fails_halfway_leaves_the_earlier_manifest_whole(
+    campaign, pairs, tmp_path: Path, monkeypatch
+) -> None:
+    out, manifest = tmp_path / "out.jsonl", tmp_path / "manifest.json"
+    _export_dataset(str(out), campaign=campaign.name, manifest=str(manifest))
+    earlier = manifest.read_text()
+    real_write_text = Path.write_text
+
+    def disk_full_halfway(self, data, *args, **kwargs):  # noqa: ANN001, ANN202
+        real_write_text(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full_halfway)
+    with pytest.raises(CommandError, match="manifest"):
+        _export_dataset(str(out), campaign=campaign.name, manifest=str(manifest))
+    monkeypatch.undo()
+    assert manifest.read_text() == earlier  # written in place, it was cut in half
+    assert json.loads(earlier)["counts"]["rows"] == 1
+    assert not [path for path in tmp_path.iterdir() if path.name.endswith(".part")]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,21 @@ class Command(BaseCommand):
             self.stdout.write(f"wrote {counts['unranked_written']} to {unranked_path(out)}")
         if manifest_path is not None:
             try:
-                manifest_path.write_text(json.dumps(result.manifest, indent=2))
+                _write_atomically(manifest_path, json.dumps(result.manifest, indent=2))
             except OSError as error:
                 raise CommandError(
                     f"wrote {out}, but could not write the manifest to {manifest_path}: {error}"
                 ) from error
         self.stdout.write(json.dumps(result.manifest))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside ``path`` and rename over it: a failure or a kill halfway leaves the earlier
+    manifest whole, never a truncated one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
