@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
 # The widest integer either database stores (PostgreSQL bigint, SQLite INTEGER). A larger one
@@ -11,6 +13,11 @@ DB_INT_MIN = -(2**63)
 # Longest uploaded file name accepted: longer names answer 400. An upload is stored on disk
 # under a uuid, not its name: Linux refuses names past 255 bytes, 128 letters such as "é".
 UPLOAD_NAME_MAX = 200
+
+
+# A whole number as a form or query string spells it: ASCII digits, an optional sign and
+# surrounding spaces. int() alone also reads "1_0" as 10 and other scripts' digits.
+ASCII_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
 class DbIntegerField(serializers.IntegerField):
@@ -38,12 +45,9 @@ def int_param(raw: str | None, *, name: str = "a number") -> int | None:
     raw = raw.strip()
     if not raw or len(raw) > 4300:  # int() refuses longer digit strings anyway
         return None
-    if not raw.isascii() or "_" in raw:
-        return None  # int() reads "1_0" as 10 and other scripts' digits: not a form's number
-    try:
-        value = int(raw)
-    except ValueError:
+    if not ASCII_INTEGER.fullmatch(raw):
         return None
+    value = int(raw)
     if not DB_INT_MIN <= value <= DB_INT_MAX:
         raise IntegerOutOfRange(name)
     return value

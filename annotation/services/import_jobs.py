@@ -33,10 +33,6 @@ def _uploads_folder() -> Path:
     return Path(settings.MEDIA_ROOT) / "imports"
 
 
-def _resent_key(job_id: int) -> str:
-    return f"import-resent:{job_id}"
-
-
 def _progress_key(job_id: int) -> str:
     return f"import-progress:{job_id}"
 
@@ -62,8 +58,8 @@ IMPORT_STALE_SECONDS = 600
 # (the request died between committing the row and sending it), so the sweep sends it once
 # again: harmless if the first is only waiting, since the claim lets one run.
 IMPORT_QUEUED_RESEND_SECONDS = 3 * IMPORT_STALE_SECONDS
-# Still queued this long after being sent again, it is failed and its upload removed. Long
-# enough for a queue of several imports of up to ARBITER_IMPORT_MAX_SECONDS (4 h) ahead of it.
+# Still queued this long after it was due to be sent again, it is failed and its upload
+# removed. Long enough for several imports of up to ARBITER_IMPORT_MAX_SECONDS (4 h) ahead.
 IMPORT_QUEUED_FAIL_SECONDS = 24 * 3600
 # What a queued job sent again says until a worker takes it (the claim clears it).
 _RESENT_NOTE = "Sent to a worker again: the request that queued it stopped before sending it."
@@ -301,21 +297,17 @@ def _fail_dead_running(*, now: float) -> int:
 
 def _resend_or_fail_queued(*, now: float) -> int:
     """Whether a queued job was sent again is kept on the row (its note in ``error``, which the
-    claim clears); when, in the cache, or if the cache lost it, the earliest it can have been."""
+    claim clears); the time counts from when it was due to be sent again."""
     waiting_since = datetime.fromtimestamp(now - IMPORT_QUEUED_RESEND_SECONDS, tz=UTC)
     failed = 0
     queued = ImportJob.objects.filter(status=ImportJob.Status.QUEUED, created_at__lt=waiting_since)
     for job in queued:
         if job.error != _RESENT_NOTE:
-            if not _resend(job, now=now):
+            if not _resend(job):
                 break  # the broker is down: the next sweep tries again
             continue
-        resent_at = None
-        with _cache_advisory():
-            resent_at = cache.get(_resent_key(job.pk))
-        if resent_at is None:
-            resent_at = job.created_at.timestamp() + IMPORT_QUEUED_RESEND_SECONDS
-        if now - resent_at < IMPORT_QUEUED_FAIL_SECONDS:
+        resend_due = job.created_at.timestamp() + IMPORT_QUEUED_RESEND_SECONDS
+        if now - resend_due <= IMPORT_QUEUED_FAIL_SECONDS:
             continue
         marked = ImportJob.objects.filter(
             pk=job.pk, status=ImportJob.Status.QUEUED, error=_RESENT_NOTE
@@ -326,13 +318,11 @@ def _resend_or_fail_queued(*, now: float) -> int:
         )
         if marked:
             _discard_upload(job)
-            with _cache_advisory():
-                cache.delete(_resent_key(job.pk))
         failed += marked
     return failed
 
 
-def _resend(job: ImportJob, *, now: float) -> bool:
+def _resend(job: ImportJob) -> bool:
     """Send a queued job's task again, noting it on the row first so that a second sweep does
     not; False, the note withdrawn, when the broker is down."""
     noted = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED, error="").update(
@@ -340,8 +330,6 @@ def _resend(job: ImportJob, *, now: float) -> bool:
     )
     if not noted:
         return True  # claimed, or noted by another sweep, meanwhile
-    with _cache_advisory():
-        cache.set(_resent_key(job.pk), now, timeout=IMPORT_QUEUED_FAIL_SECONDS * 2)
     logger.warning("import %s queued since %s and never taken; sent again", job.pk, job.created_at)
 
     def withdraw() -> None:

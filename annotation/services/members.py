@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group
 from django.contrib.auth.tokens import default_token_generator
 from django.db import IntegrityError, transaction
+from django.db.models import Field
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -137,8 +138,11 @@ def csv_text_from_upload(upload: _Readable) -> str:
     return data.decode("utf-8-sig", errors="replace")
 
 
-# Django's User.username max_length.
-USERNAME_MAX = 150
+def _username_max_length() -> int:
+    user_model = get_user_model()
+    name_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    assert isinstance(name_field, Field)  # noqa: S101 - a user model's name is a plain field
+    return int(name_field.max_length or 150)
 
 
 def usernames_from_csv(text: str) -> list[str]:
@@ -148,6 +152,7 @@ def usernames_from_csv(text: str) -> list[str]:
         # No user name holds one, and PostgreSQL refuses to compare text that does.
         raise BadRequest("the CSV contains a NUL character")
     names: list[str] = []
+    longest = _username_max_length()
     try:
         for row in csv.reader(io.StringIO(text)):
             if not row or not row[0].strip():
@@ -155,12 +160,12 @@ def usernames_from_csv(text: str) -> list[str]:
             name = row[0].strip()
             if not names and name.lower() == "username":
                 continue
-            if len(name) > USERNAME_MAX:
+            if len(name) > longest:
                 # Checked here, not left to the csv module's field limit: an import raises that
                 # limit for the whole process.
                 raise BadRequest(
                     f"the CSV holds a cell of {len(name):,} characters where a user name "
-                    f"(at most {USERNAME_MAX}) belongs"
+                    f"(at most {longest}) belongs"
                 )
             names.append(name)
     except csv.Error as error:  # a field over the csv module's limit, for one

@@ -80,7 +80,7 @@ def model_version_export(
 
     from scoring.reward_model import RewardModel
     from scoring.reward_model.checkpoint import save_checkpoint
-    from scoring.reward_model.files import chmod_from_umask, fsync_directory, move_into_place
+    from scoring.reward_model.files import fsync_directory, move_into_place
     from scoring.reward_model.onnx_backend import ONNX_FILE, OnnxExportError, export_onnx
 
     model = RewardModel.load(checkpoint, device="cpu")
@@ -109,9 +109,8 @@ def model_version_export(
             save_checkpoint(model.model, model.tokenizer, staging)
             weights = staging / "model.safetensors"
         summary["bytes"] = weights.stat().st_size if weights.is_file() else None
+        # export_onnx and save_checkpoint already gave the directory the umask's modes.
         _write_marker(staging, summary)
-        # The modes mkdir and open give: a serving process running as another user reads it.
-        chmod_from_umask(staging)
         _check_out(final_path, checkpoint)  # again: ``out`` may have changed meanwhile
         move_into_place(staging, final_path)
     except BaseException:

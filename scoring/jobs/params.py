@@ -24,10 +24,9 @@ from typing import Any, ClassVar, Self
 from rest_framework import serializers
 
 from core.errors import ApplicationError, BadRequest
+from core.validation import ASCII_INTEGER
 
-# What a form or query string may spell a number as: ASCII digits, without Python's "1_000"
-# (int("1_0") is 10) or other scripts' digits.
-_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")
+# What a form or query string may spell a decimal number as (whole ones: ASCII_INTEGER).
 _NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -135,7 +134,7 @@ def _convert(value: Any, kind: Any) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise TypeError(f"expected a whole number, got {value!r}")
-        if isinstance(value, str) and not _WHOLE.fullmatch(value):
+        if isinstance(value, str) and not ASCII_INTEGER.fullmatch(value):
             raise ValueError(f"expected a whole number, got {value!r}")
         return int(value)
     if kind is float:
