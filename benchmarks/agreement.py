@@ -257,6 +257,84 @@ def group_count_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return patterns, multiplicities
 
 
+DAWID_SKENE_ANNOTATORS = 30
+
+
+def section_dawid_skene_fit(context: BenchmarkContext) -> list[Measurement]:
+    """The Dawid-Skene fit on the 3-value data: ours (np.bincount) against the same EM with
+    np.add.at, the form it had before session 13, on the same labels."""
+    from reviewers.agreement.dawid_skene import dawid_skene
+
+    section = "Dawid-Skene fit"
+    print_section(section)
+    scenario = SCENARIOS[1]
+    data = context.reliability_data[scenario.name]
+    coder, unit = np.nonzero(~np.isnan(data))
+    said = data[coder, unit].astype(np.int64) + 1
+    annotator = (unit % 10) * ANNOTATORS + coder  # as in the PostgreSQL section: 30 annotators
+    shape = {
+        "n_items": data.shape[1],
+        "n_annotators": DAWID_SKENE_ANNOTATORS,
+        "n_classes": len(scenario.values),
+    }
+    fit, seconds, peak = measure(
+        lambda: dawid_skene(unit, annotator, said, **shape), context.repeat
+    )
+    baseline, base_seconds, base_peak = measure(
+        lambda: dawid_skene_add_at(unit, annotator, said, **shape), context.repeat
+    )
+    measurements = [
+        Measurement(section, scenario.name, "ours: np.bincount EM", seconds, peak),
+        Measurement(section, scenario.name, "baseline: np.add.at EM", base_seconds, base_peak),
+    ]
+    for measurement in measurements:
+        print_measurement(measurement)
+    difference = float(np.abs(fit.posteriors - baseline[0]).max())
+    print(
+        f"    {len(said):,} labels, {fit.iterations} iterations (baseline {baseline[1]}); "
+        f"{base_seconds / seconds:.1f}x faster, peak memory {base_peak / peak:.1f}x smaller; "
+        f"posteriors equal to {difference:.1e}"
+    )
+    return measurements
+
+
+def dawid_skene_add_at(
+    item: np.ndarray,
+    annotator: np.ndarray,
+    said: np.ndarray,
+    *,
+    n_items: int,
+    n_annotators: int,
+    n_classes: int,
+    max_iterations: int = 100,
+    tolerance: float = 1e-6,
+    smoothing: float = 0.01,
+) -> tuple[np.ndarray, int]:
+    """The baseline: reviewers.agreement.dawid_skene as it was before session 13 (no anchors)."""
+    posteriors = np.zeros((n_items, n_classes))
+    np.add.at(posteriors, (item, said), 1.0)
+    posteriors += 1e-9
+    posteriors /= posteriors.sum(axis=1, keepdims=True)
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007 - returned
+        priors = posteriors.mean(axis=0) + 1e-9
+        priors /= priors.sum()
+        confusions = np.full((n_annotators, n_classes, n_classes), smoothing)
+        for true_class in range(n_classes):
+            np.add.at(confusions[:, true_class, :], (annotator, said), posteriors[item, true_class])
+        confusions /= confusions.sum(axis=2, keepdims=True)
+        log_posteriors = np.tile(np.log(priors), (n_items, 1))
+        np.add.at(log_posteriors, item, np.log(confusions[annotator, :, said]))
+        log_posteriors -= log_posteriors.max(axis=1, keepdims=True)
+        updated = np.exp(log_posteriors)
+        updated /= updated.sum(axis=1, keepdims=True)
+        change = float(np.abs(updated - posteriors).max())
+        posteriors = updated
+        if change < tolerance:
+            break
+    return posteriors, iterations
+
+
 POSTGRES_SCENARIO = SCENARIOS[2]  # five-point, ordinal: the harder level and the usual scale
 POSTGRES_ANNOTATORS = 30
 POSTGRES_ROUNDS = 10
@@ -373,12 +451,14 @@ def _alpha_from_postgres(
         lambda: campaign_agreement(campaign=campaign, use_cache=False), 1
     )
     expected = krippendorff_alpha(data, level, values)
+    reestimate_rows = _dawid_skene_reestimate(campaign)
     rows = [
         ("grouped query only", None, query_seconds, query_peak),
         (f"query + alpha + CI ({context.n_boot})", alpha, seconds, peak),
         (f"by round x category ({len(by_subset)} groups)", None, subset_seconds, subset_peak),
         (f"per annotator ({len(annotators)})", None, annotator_seconds, annotator_peak),
         ("whole report, uncached", report["overall"]["alpha"], report_seconds, report_peak),
+        *reestimate_rows,
     ]
     measurements = []
     for method, value, elapsed, memory in rows:
@@ -396,6 +476,32 @@ def _alpha_from_postgres(
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
     return measurements
+
+
+def _dawid_skene_reestimate(campaign) -> list[tuple[str, None, float, float]]:  # noqa: ANN001
+    """The campaign switched to Dawid-Skene and re-estimated end to end (read the labels,
+    fit, re-settle every pair): once setting every pair, then again with nothing to change,
+    under tracemalloc for the peak (which also slows it)."""
+    from annotation.models import ConsensusRule, Outcome, Pair
+    from reviewers.services.weighted_consensus import campaign_consensus_reestimate
+
+    campaign.consensus_rule = ConsensusRule.DAWID_SKENE
+    campaign.save(update_fields=["consensus_rule"])
+    Pair.objects.filter(campaign=campaign).update(
+        provenance=Pair.Provenance.MAJORITY, consensus_outcome=Outcome.PREFERENCE
+    )
+    started = time.perf_counter()
+    first = campaign_consensus_reestimate(campaign_id=campaign.pk)
+    writing = time.perf_counter() - started
+    assert first is not None
+    _result, unchanged, peak = measure(
+        lambda: campaign_consensus_reestimate(campaign_id=campaign.pk), 1
+    )
+    print(f"    Dawid-Skene re-estimate: {first.labels:,} labels, {first.pairs_settled:,} set")
+    return [
+        ("Dawid-Skene re-estimate, all pairs set", None, writing, float("nan")),
+        ("Dawid-Skene re-estimate, nothing to set", None, unchanged, peak),
+    ]
 
 
 # Long on purpose: the COPY load of every table the measurement reads, in dependency order.
@@ -539,6 +645,7 @@ def _json_text(value: object) -> str:
 SECTIONS: tuple[Section, ...] = (
     section_alpha_from_reliability_data,
     section_pattern_histogram,
+    section_dawid_skene_fit,
     section_alpha_from_postgres,
 )
 

@@ -35,6 +35,7 @@ from django.db.models.functions import Coalesce, Greatest
 
 from annotation.models import Assignment, Outcome, Pair, Round
 from annotation.prepared_reads import execute_prepared
+from core.iterables import batched
 
 FINAL_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
 # Statuses that still wait for labels: marking such a pair gold takes it out of the queue.
@@ -210,13 +211,13 @@ def pair_settle_ranking(
     return status
 
 
-def pairs_settle_weighted(*, rows: Sequence[tuple[int, int, float]]) -> int:
+def pairs_settle_weighted(*, rows: Iterable[tuple[int, int, float]]) -> int:
     """Store a reliability-weighted verdict ``(pair_id, preference, posterior)`` on pairs the
     labels' majority settled (complete, not gold, no expert decision): the status stays
-    complete. A locked read and one update per thousand rows; returns how many changed."""
+    complete. A locked read and one update per thousand rows, read from ``rows`` as they come
+    (a stream of millions is fine); returns how many changed."""
     changed = 0
-    for start in range(0, len(rows), 1000):
-        chunk = rows[start : start + 1000]
+    for chunk in batched(rows, 1000):
         by_id = {pair_id: (preference, posterior) for pair_id, preference, posterior in chunk}
         with transaction.atomic():
             changed += _settle_weighted_chunk(by_id)
@@ -258,8 +259,54 @@ def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
         pair.consensus_posterior = posterior
         pair.provenance = Pair.Provenance.DAWID_SKENE
         updated.append(pair)
-    Pair.objects.bulk_update(updated, ["consensus_preference", "consensus_posterior", "provenance"])
+    if connection.vendor == "postgresql":
+        _update_weighted_in_one_statement(updated)
+    else:
+        Pair.objects.bulk_update(
+            updated, ["consensus_preference", "consensus_posterior", "provenance"]
+        )
     return len(updated)
+
+
+# bulk_update's CASE WHEN id = … per column makes a thousand-row update compare every row
+# with every id (about a second a chunk: 16 minutes for a million pairs); a join on the
+# unnested arrays is one pass.
+_UPDATE_WEIGHTED_SQL = """
+UPDATE {table} AS pair
+SET {preference} = verdict.preference, {posterior} = verdict.posterior, {provenance} = %s
+FROM unnest(%s::bigint[], %s::integer[], %s::double precision[])
+    AS verdict(id, preference, posterior)
+WHERE pair.{id} = verdict.id
+"""
+
+
+def _update_weighted_in_one_statement(pairs: list[Pair]) -> None:
+    if not pairs:
+        return
+    quote = connection.ops.quote_name
+    columns = {
+        placeholder: quote(Pair._meta.get_field(field).column)
+        for placeholder, field in _WEIGHTED_COLUMNS.items()
+    }
+    sql = _UPDATE_WEIGHTED_SQL.format(table=quote(Pair._meta.db_table), **columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                Pair.Provenance.DAWID_SKENE,
+                [pair.pk for pair in pairs],
+                [pair.consensus_preference for pair in pairs],
+                [pair.consensus_posterior for pair in pairs],
+            ],
+        )
+
+
+_WEIGHTED_COLUMNS = {
+    "id": "id",
+    "preference": "consensus_preference",
+    "posterior": "consensus_posterior",
+    "provenance": "provenance",
+}
 
 
 def pair_reopen_for_retest(*, pair_id: int) -> bool:

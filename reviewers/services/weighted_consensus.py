@@ -21,18 +21,20 @@ weighted verdict whose posterior is below it (reason ``low_posterior``).
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 
 from annotation.models import Campaign, ConsensusRule, Label, Pair
 from annotation.services.pair_state import pairs_settle_weighted
+from core.iterables import batched
 from reviewers.agreement.dawid_skene import FloatArray, dawid_skene
-from reviewers.consensus import direction, round_half_away
 from reviewers.models import Escalation
 from reviewers.services.escalations import escalation_open
 
@@ -65,95 +67,167 @@ def consensus_reestimate_later(*, campaign_id: int) -> None:
         logger.warning("could not enqueue the consensus re-estimate of campaign %s", campaign_id)
 
 
+# Labels are read this many at a time into numpy arrays: a campaign of tens of millions of
+# labels costs about 18 bytes a label, not a Python tuple each.
+LABEL_CHUNK = 50_000
+# Verdicts are written, and low posteriors escalated, this many pairs at a time.
+WRITE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class CampaignLabels:
+    """A campaign's labels that count in its consensus, as parallel arrays (one row a label)."""
+
+    pair: npt.NDArray[np.int64]
+    annotator: npt.NDArray[np.int64]
+    preference: npt.NDArray[np.int64]
+    gold_check: npt.NDArray[np.bool_]
+
+
+def campaign_labels(*, campaign_id: int, chunk: int | None = None) -> CampaignLabels:
+    """Stream the labels into arrays, ``chunk`` rows (default ``LABEL_CHUNK``) at a time."""
+    chunk = chunk or LABEL_CHUNK
+    rows = (
+        # Labels set aside (a quarantined annotator's) count in no consensus.
+        Label.objects.filter(campaign_id=campaign_id, is_retest=False, set_aside=False)
+        .order_by()
+        .values_list("pair_id", "annotator_id", "preference", "is_gold_check")
+        .iterator(chunk_size=chunk)
+    )
+    pair, annotator, preference, gold_check = [], [], [], []
+    for batch in batched(rows, chunk):
+        columns = tuple(zip(*batch, strict=True))
+        pair.append(np.array(columns[0], dtype=np.int64))
+        annotator.append(np.array(columns[1], dtype=np.int64))
+        preference.append(np.array(columns[2], dtype=np.int8))
+        gold_check.append(np.array(columns[3], dtype=np.bool_))
+
+    def joined(parts: list[Any], dtype: Any) -> Any:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    return CampaignLabels(
+        pair=joined(pair, np.int64),
+        annotator=joined(annotator, np.int64),
+        preference=joined(preference, np.int8).astype(np.int64),
+        gold_check=joined(gold_check, np.bool_),
+    )
+
+
 def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | None:
     """Fit Dawid–Skene over the campaign's labels and re-settle its completed pairs.
 
     Idempotent: the same labels give the same verdicts, and an unchanged pair is not written.
-    Returns None when the campaign settles by majority.
+    Returns None when the campaign settles by majority. Memory is a few arrays of the labels'
+    length, whatever the campaign's size; pairs are written a thousand at a time.
     """
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.consensus_rule != ConsensusRule.DAWID_SKENE:
         return None
-    rows = list(
-        # Labels set aside (a quarantined annotator's) count in no consensus.
-        Label.objects.filter(campaign_id=campaign_id, is_retest=False, set_aside=False).values_list(
-            "pair_id", "annotator_id", "preference", "is_gold_check"
+    labels = campaign_labels(campaign_id=campaign_id)
+    gold_ids, gold_answers = _gold_answers(campaign_id=campaign_id)
+    pair_ids, item = np.unique(labels.pair, return_inverse=True)
+    annotator_ids, annotator = np.unique(labels.annotator, return_inverse=True)
+    # Gold pairs with labels anchor the fit at their known direction.
+    position = np.searchsorted(pair_ids, gold_ids)
+    labelled = position < len(pair_ids)
+    labelled[labelled] = pair_ids[position[labelled]] == gold_ids[labelled]
+    anchors = dict(
+        zip(
+            position[labelled].tolist(),
+            (np.sign(gold_answers[labelled]) + 1).tolist(),
+            strict=True,
         )
     )
-    gold = {
-        pair_id: known
-        for pair_id, known in Pair.objects.filter(
-            campaign_id=campaign_id, is_gold=True, gold_preference__isnull=False
-        ).values_list("id", "gold_preference")
-        if known is not None
-    }
-    pair_ids = sorted({pair_id for pair_id, *_rest in rows})
-    annotator_ids = sorted({annotator_id for _pair, annotator_id, *_rest in rows})
-    item_of = {pair_id: index for index, pair_id in enumerate(pair_ids)}
-    annotator_of = {user_id: index for index, user_id in enumerate(annotator_ids)}
     fit = dawid_skene(
-        [item_of[pair_id] for pair_id, *_rest in rows],
-        [annotator_of[annotator_id] for _pair, annotator_id, *_rest in rows],
-        [direction(preference) + 1 for _pair, _annotator, preference, _gold in rows],
+        item,
+        annotator,
+        np.sign(labels.preference) + 1,
         n_items=len(pair_ids),
         n_annotators=len(annotator_ids),
         n_classes=len(DIRECTIONS),
-        anchors={
-            item_of[pair_id]: direction(known) + 1
-            for pair_id, known in gold.items()
-            if pair_id in item_of
-        },
+        anchors=anchors,
     )
-    verdicts = _verdicts(rows, gold=gold, item_of=item_of, posteriors=fit.posteriors)
-    settled = pairs_settle_weighted(rows=verdicts)
+    verdicts = weighted_verdicts(
+        labels, item=item, pair_ids=pair_ids, gold_ids=gold_ids, posteriors=fit.posteriors
+    )
+    settled = pairs_settle_weighted(rows=verdicts.rows())
     escalated = _escalate_low_posteriors(campaign=campaign, verdicts=verdicts)
     accuracy = fit.annotator_accuracy()
     return ReestimateResult(
-        labels=len(rows),
+        labels=len(labels.pair),
         annotators=len(annotator_ids),
         pairs_settled=settled,
         escalated=escalated,
-        accuracy={user_id: float(accuracy[annotator_of[user_id]]) for user_id in annotator_ids},
+        accuracy={
+            int(user_id): float(accuracy[index]) for index, user_id in enumerate(annotator_ids)
+        },
     )
 
 
-def _verdicts(
-    rows: list[tuple[int, int, int, bool]],
-    *,
-    gold: dict[int, int],
-    item_of: dict[int, int],
-    posteriors: FloatArray,
-) -> list[tuple[int, int, float]]:
-    """(pair id, weighted preference, posterior of its direction) for each labelled pair that
-    is not gold, from the regular labels and the fit's posteriors."""
-    regular: dict[int, list[int]] = defaultdict(list)
-    for pair_id, _annotator, preference, is_gold_check in rows:
-        if not is_gold_check:
-            regular[pair_id].append(preference)
-    verdicts = []
-    for pair_id, preferences in regular.items():
-        if pair_id in gold:
-            continue
-        posterior = posteriors[item_of[pair_id]]
-        chosen = int(np.argmax(posterior))
-        verdicts.append(
-            (
-                pair_id,
-                weighted_preference(preferences, DIRECTIONS[chosen]),
-                float(posterior[chosen]),
+def _gold_answers(*, campaign_id: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The campaign's gold pairs with a known answer: (sorted ids, answers)."""
+    rows = list(
+        Pair.objects.filter(campaign_id=campaign_id, is_gold=True, gold_preference__isnull=False)
+        .order_by("id")
+        .values_list("id", "gold_preference")
+    )
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ids, answers = zip(*rows, strict=True)
+    return np.array(ids, dtype=np.int64), np.array(answers, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class WeightedVerdicts:
+    """The weighted verdict of each labelled pair that is not gold, in pair id order."""
+
+    pair_ids: npt.NDArray[np.int64]
+    preferences: npt.NDArray[np.int64]
+    posteriors: FloatArray  # of the verdict's direction
+
+    def rows(self) -> Iterator[tuple[int, int, float]]:
+        """(pair id, weighted preference, posterior of its direction), one pair at a time."""
+        for start in range(0, len(self.pair_ids), WRITE_CHUNK):
+            stop = start + WRITE_CHUNK
+            yield from zip(
+                self.pair_ids[start:stop].tolist(),
+                self.preferences[start:stop].tolist(),
+                self.posteriors[start:stop].tolist(),
+                strict=True,
             )
-        )
-    return verdicts
 
 
-def weighted_preference(preferences: list[int], side: int) -> int:
-    """The verdict's strength: the mean of the labels that chose its direction, else 1."""
-    agreeing = [preference for preference in preferences if direction(preference) == side]
-    if side == 0:
-        return 0
-    if not agreeing:
-        return side
-    return round_half_away(sum(agreeing) / len(agreeing))
+def weighted_verdicts(
+    labels: CampaignLabels,
+    *,
+    item: npt.NDArray[np.int64],
+    pair_ids: npt.NDArray[np.int64],
+    gold_ids: npt.NDArray[np.int64],
+    posteriors: FloatArray,
+) -> WeightedVerdicts:
+    """Each pair's verdict from the fit's posteriors and its regular labels (gold checks are
+    not its annotation): the direction of highest posterior, with the strength
+    the module docstring gives. ``item`` maps each label to its row in ``pair_ids``."""
+    n_items = len(pair_ids)
+    chosen = posteriors.argmax(axis=1) if n_items else np.zeros(0, dtype=np.int64)
+    side = np.asarray(DIRECTIONS)[chosen]
+    regular = ~labels.gold_check
+    agreeing = regular & (np.sign(labels.preference) == side[item])
+    agreeing_sum = np.bincount(item, weights=labels.preference * agreeing, minlength=n_items)
+    agreeing_count = np.bincount(item, weights=agreeing, minlength=n_items)
+    regular_count = np.bincount(item, weights=regular, minlength=n_items)
+    mean = agreeing_sum / np.maximum(agreeing_count, 1)
+    # The mean rounded half away from zero; a direction no label chose has strength 1.
+    strength = np.where(
+        agreeing_count > 0, np.copysign(np.floor(np.abs(mean) + 0.5), mean), side
+    ).astype(np.int64)
+    strength[side == 0] = 0
+    kept = (regular_count > 0) & ~np.isin(pair_ids, gold_ids)
+    return WeightedVerdicts(
+        pair_ids=pair_ids[kept],
+        preferences=strength[kept],
+        posteriors=posteriors[np.arange(n_items), chosen][kept],
+    )
 
 
 def posterior_threshold(campaign: Campaign) -> float | None:
@@ -165,23 +239,33 @@ def posterior_threshold(campaign: Campaign) -> float | None:
     return threshold if threshold > 0 else None
 
 
-def _escalate_low_posteriors(*, campaign: Campaign, verdicts: list[tuple[int, int, float]]) -> int:
+def _escalate_low_posteriors(*, campaign: Campaign, verdicts: WeightedVerdicts) -> int:
     threshold = posterior_threshold(campaign)
     if threshold is None:
         return 0
-    low = {
-        pair_id: posterior for pair_id, _preference, posterior in verdicts if posterior < threshold
-    }
+    low = verdicts.posteriors < threshold
+    low_ids, low_posteriors = verdicts.pair_ids[low].tolist(), verdicts.posteriors[low].tolist()
     escalated = 0
-    # Only pairs the weighted rule settled and nobody escalated yet: a re-run opens nothing new.
-    for pair in Pair.objects.filter(
-        pk__in=low, status=Pair.Status.COMPLETE, provenance=Pair.Provenance.DAWID_SKENE
-    ).select_related("campaign"):
-        opened = escalation_open(
-            pair=pair,
-            reason=Escalation.Reason.LOW_POSTERIOR,
-            detail=f"weighted consensus posterior {low[pair.pk]:.2f} < {threshold:g}",
-            disagreement=pair.disagreement or 0.0,
+    for start in range(0, len(low_ids), WRITE_CHUNK):
+        posterior_of = dict(
+            zip(
+                low_ids[start : start + WRITE_CHUNK],
+                low_posteriors[start : start + WRITE_CHUNK],
+                strict=True,
+            )
         )
-        escalated += opened is not None
+        # Only pairs the weighted rule settled and nobody escalated yet: a re-run opens
+        # nothing new.
+        for pair in Pair.objects.filter(
+            pk__in=posterior_of,
+            status=Pair.Status.COMPLETE,
+            provenance=Pair.Provenance.DAWID_SKENE,
+        ).select_related("campaign"):
+            opened = escalation_open(
+                pair=pair,
+                reason=Escalation.Reason.LOW_POSTERIOR,
+                detail=f"weighted consensus posterior {posterior_of[pair.pk]:.2f} < {threshold:g}",
+                disagreement=pair.disagreement or 0.0,
+            )
+            escalated += opened is not None
     return escalated

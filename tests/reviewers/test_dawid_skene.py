@@ -60,3 +60,79 @@ def test_it_equals_the_majority_when_all_annotators_are_equally_good():
 def test_it_needs_no_anchors_and_handles_an_empty_campaign():
     fit = dawid_skene([], [], [], n_items=0, n_annotators=0, n_classes=3)
     assert fit.posteriors.shape == (0, 3)
+
+
+def _reference_fit(items, annotators, said, *, n_items, n_annotators, n_classes, anchors):
+    """The EM written out label by label, as Dawid and Skene state it: the check on the
+    vectorised fit."""
+    smoothing = 0.01
+    posteriors = [[1e-9] * n_classes for _ in range(n_items)]
+    for i, s in zip(items, said, strict=True):
+        posteriors[i][s] += 1.0
+    posteriors = [[v / sum(row) for v in row] for row in posteriors]
+    for i, known in anchors.items():
+        posteriors[i] = [1.0 if c == known else 0.0 for c in range(n_classes)]
+    for _ in range(100):
+        priors = [sum(row[c] for row in posteriors) / n_items + 1e-9 for c in range(n_classes)]
+        priors = [p / sum(priors) for p in priors]
+        confusion = [
+            [[smoothing] * n_classes for _ in range(n_classes)] for _ in range(n_annotators)
+        ]
+        for i, j, s in zip(items, annotators, said, strict=True):
+            for t in range(n_classes):
+                confusion[j][t][s] += posteriors[i][t]
+        for j in range(n_annotators):
+            for t in range(n_classes):
+                total = sum(confusion[j][t])
+                confusion[j][t] = [v / total for v in confusion[j][t]]
+        logs = [[float(np.log(priors[t])) for t in range(n_classes)] for _ in range(n_items)]
+        for i, j, s in zip(items, annotators, said, strict=True):
+            for t in range(n_classes):
+                logs[i][t] += float(np.log(confusion[j][t][s]))
+        updated = []
+        for i, row in enumerate(logs):
+            top = max(row)
+            weights = [float(np.exp(v - top)) for v in row]
+            updated.append([w / sum(weights) for w in weights])
+            if i in anchors:
+                updated[i] = [1.0 if c == anchors[i] else 0.0 for c in range(n_classes)]
+        change = max(
+            abs(a - b)
+            for new, old in zip(updated, posteriors, strict=True)
+            for a, b in zip(new, old, strict=True)
+        )
+        posteriors = updated
+        if change < 1e-6:
+            break
+    return np.array(posteriors), np.array(confusion)
+
+
+def test_the_vectorised_fit_equals_the_em_written_label_by_label():
+    rng = np.random.default_rng(7)
+    n_items, n_annotators, n_classes = 60, 5, 3
+    items = np.repeat(np.arange(n_items), 3)
+    annotators = np.concatenate(
+        [rng.choice(n_annotators, 3, replace=False) for _ in range(n_items)]
+    )
+    said = rng.integers(0, n_classes, len(items))
+    anchors = {0: 2, 7: 0, 13: 1}
+    fit = dawid_skene(
+        items,
+        annotators,
+        said,
+        n_items=n_items,
+        n_annotators=n_annotators,
+        n_classes=n_classes,
+        anchors=anchors,
+    )
+    posteriors, confusions = _reference_fit(
+        items.tolist(),
+        annotators.tolist(),
+        said.tolist(),
+        n_items=n_items,
+        n_annotators=n_annotators,
+        n_classes=n_classes,
+        anchors=anchors,
+    )
+    assert np.allclose(fit.posteriors, posteriors, atol=1e-9)
+    assert np.allclose(fit.confusions, confusions, atol=1e-9)

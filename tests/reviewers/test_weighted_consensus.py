@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.django_db
 ACCURACIES = [0.95, 0.9, 0.85, 0.1]  # three good annotators and one adversarial
 
 
-def _label_campaign(campaign, *, accuracies, pairs=90, gold=20, seed=11):
+def _label_campaign(campaign, *, accuracies, pairs=90, gold=20, seed=11, strengths=(1,)):
     rng = random.Random(seed)
     truth = {}
     for _ in range(pairs):
@@ -46,14 +47,16 @@ def _label_campaign(campaign, *, accuracies, pairs=90, gold=20, seed=11):
             busy = True
             right = truth[assignment.pair_id]
             canonical = right if rng.random() < accuracy else -right
+            if len(strengths) > 1:
+                canonical *= rng.choice(strengths)
             shown = to_canonical(canonical, swapped=assignment.swapped)
             label_submit(assignment=assignment, data=LabelInput(preference=shown))
     return truth, users
 
 
-def _campaign(**rules):
+def _campaign(scale="binary", **rules):
     return CampaignFactory(
-        scale="binary",
+        scale=scale,
         annotators_per_pair=3,
         gold_share=0.25,
         consensus_rule=ConsensusRule.DAWID_SKENE,
@@ -198,3 +201,56 @@ def test_a_weighted_verdict_never_makes_a_both_bad_pair_a_chosen_rejected_one():
         consensus_preference=1, provenance=Pair.Provenance.DAWID_SKENE
     )
     assert both_bad.pk not in [pair.pk for pair in training_pairs(campaign=campaign).pairs]
+
+
+def _round_half_away(value):
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
+def test_labels_read_and_verdicts_written_in_small_chunks_give_the_rule_s_verdicts(monkeypatch):
+    """The arrays built chunk by chunk and the vectorised verdicts give, pair by pair, what
+    the rule says: the direction of highest posterior, with the mean strength of the regular
+    labels that chose it (rounded half away from zero), or 1 when none did."""
+    from reviewers.services import weighted_consensus
+
+    campaign = _campaign(scale="five_point")
+    _label_campaign(campaign, accuracies=ACCURACIES, pairs=40, gold=10, strengths=(0, 1, 2, 2))
+    monkeypatch.setattr(weighted_consensus, "LABEL_CHUNK", 7)
+    monkeypatch.setattr(weighted_consensus, "WRITE_CHUNK", 5)
+    labels = weighted_consensus.campaign_labels(campaign_id=campaign.pk)
+    expected_rows = sorted(
+        Label.objects.filter(campaign=campaign, is_retest=False, set_aside=False).values_list(
+            "pair_id", "annotator_id", "preference", "is_gold_check"
+        )
+    )
+    assert sorted(
+        zip(
+            labels.pair.tolist(),
+            labels.annotator.tolist(),
+            labels.preference.tolist(),
+            labels.gold_check.tolist(),
+            strict=True,
+        )
+    ) == [(p, a, pref, bool(g)) for p, a, pref, g in expected_rows]
+    result = campaign_consensus_reestimate(campaign_id=campaign.pk)
+    assert result is not None and result.pairs_settled > 0
+    stored = _verdicts(campaign)
+    assert len(stored) == result.pairs_settled
+    regular = {}
+    for pair_id, _annotator, preference, gold_check in expected_rows:
+        if not gold_check:
+            regular.setdefault(pair_id, []).append(preference)
+    strengths = set()
+    for pair_id, (preference, posterior) in stored.items():
+        side = (preference > 0) - (preference < 0)
+        agreeing = [p for p in regular[pair_id] if (p > 0) - (p < 0) == side]
+        if side == 0:
+            expected = 0
+        elif agreeing:
+            expected = _round_half_away(sum(agreeing) / len(agreeing))
+        else:
+            expected = side
+        assert preference == expected
+        assert 1 / 3 <= posterior <= 1.0
+        strengths.add(abs(preference))
+    assert strengths >= {1, 2}  # the five-point strengths were exercised
