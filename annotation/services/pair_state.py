@@ -284,9 +284,9 @@ def _update_weighted_in_one_statement(pairs: list[Pair]) -> None:
     if not pairs:
         return
     quote = connection.ops.quote_name
+    column_of = {field.name: field.column for field in Pair._meta.concrete_fields}
     columns = {
-        placeholder: quote(Pair._meta.get_field(field).column)
-        for placeholder, field in _WEIGHTED_COLUMNS.items()
+        placeholder: quote(column_of[field]) for placeholder, field in _WEIGHTED_COLUMNS.items()
     }
     sql = _UPDATE_WEIGHTED_SQL.format(table=quote(Pair._meta.db_table), **columns)
     with connection.cursor() as cursor:

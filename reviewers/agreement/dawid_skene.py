@@ -8,7 +8,8 @@ items keep their known class throughout, so they pin each annotator's confusion 
 where it is known (and an adversarial annotator is recognised as such, not merely outvoted).
 
 Written here rather than taken from crowd-kit: that library brings pandas and scikit-learn
-for some fifty lines of EM, and its estimator takes no anchors.
+for some fifty lines of EM, and works on data frames where the campaign's labels arrive as
+arrays.
 """
 
 from __future__ import annotations

@@ -323,7 +323,7 @@ def alpha_confidence_interval(
     value_array = _as_values(values, count_matrix.shape[1], level_of_measurement)
     patterns, pattern_counts = _pairable_pattern_histogram(count_matrix, unit_weights)
     total_units = int(pattern_counts.sum())
-    if total_units == 0:
+    if total_units < 2:  # resampling one unit gives it back every time: a zero-width interval
         return float("nan"), float("nan")
 
     value_count = count_matrix.shape[1]

@@ -20,11 +20,13 @@ reported in a plain sentence as within noise.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
 from annotation.models import Campaign, Outcome, Pair, Round
 from scoring.evaluation.maths import (
+    BOOTSTRAP_MIN_N,
     bootstrap_mean_difference,
     bootstrap_mean_interval,
     mispredicted,
@@ -60,17 +62,19 @@ def _slice_figures(
         "hit_rate": misses / len(scored) if scored else None,
         "hit_rate_ci": (low, high) if scored else None,
         "disagreement": mean if disagreements else None,
-        "disagreement_ci": (d_low, d_high) if disagreements else None,
+        # None below BOOTSTRAP_MIN_N labelled pairs (the bootstrap says nothing that small).
+        "disagreement_ci": None if math.isnan(d_low) else (d_low, d_high),
         "disagreement_n": len(disagreements),
         "disagreements": disagreements,
     }
 
 
 def _difference_sentence(
-    what: str, difference: tuple[float, float, float] | None, *, unit: str = ""
+    what: str, difference: tuple[float, float, float] | None, *, unit: str = "", at_least: int = 1
 ) -> str:
     if difference is None:
-        return f"{what}: not enough labelled pairs in both slices to compare yet."
+        needed = f" (at least {at_least} in each)" if at_least > 1 else ""
+        return f"{what}: not enough labelled pairs in both slices to compare yet{needed}."
     value, low, high = difference
     span = f"{value:+.3f}{unit} (95% interval {low:+.3f} to {high:+.3f})"
     if low <= 0 <= high:
@@ -191,7 +195,7 @@ def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
                 "hit_rate_sentence": _difference_sentence("Hit rate", hit_difference),
                 "disagreement_difference": disagreement_difference,
                 "disagreement_sentence": _difference_sentence(
-                    "Human disagreement", disagreement_difference
+                    "Human disagreement", disagreement_difference, at_least=BOOTSTRAP_MIN_N
                 ),
                 "heldout": _heldout_change(trained, previous),
             }

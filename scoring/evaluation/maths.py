@@ -111,27 +111,35 @@ def _bootstrap_means(data: np.ndarray, rng: np.random.Generator, resamples: int)
     return means
 
 
+# Fewer values than this get no bootstrap interval: the percentile bootstrap of a small sample
+# is far too narrow (one value, or a few equal ones, give a zero-width interval, as if the mean
+# were known exactly).
+BOOTSTRAP_MIN_N = 10
+
+
 def bootstrap_mean_interval(
     values: Sequence[float], *, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """(mean, low, high): a 95% percentile bootstrap interval of the mean; (0, 0, 0) when
-    there are no values. Seeded, so a page shows the same interval each time."""
+    """(mean, low, high): a 95% percentile bootstrap interval of the mean; low and high are
+    NaN with fewer than ``BOOTSTRAP_MIN_N`` values, and the mean is 0 with none. Seeded, so a
+    page shows the same interval each time."""
     data = np.asarray(values, dtype=np.float64)
-    if not data.size:
-        return (0.0, 0.0, 0.0)
+    mean = float(data.mean()) if data.size else 0.0
+    if data.size < BOOTSTRAP_MIN_N:
+        return (mean, float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     means = _bootstrap_means(data, rng, resamples)
     low, high = np.percentile(means, [2.5, 97.5])
-    return float(data.mean()), float(low), float(high)
+    return mean, float(low), float(high)
 
 
 def bootstrap_mean_difference(
     a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float] | None:
     """(mean(a) - mean(b), low, high) with a 95% percentile bootstrap interval, each side
-    resampled on its own; None when either side is empty."""
+    resampled on its own; None when either side has fewer than ``BOOTSTRAP_MIN_N`` values."""
     left, right = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if not left.size or not right.size:
+    if left.size < BOOTSTRAP_MIN_N or right.size < BOOTSTRAP_MIN_N:
         return None
     rng = np.random.default_rng(seed)
     means_left = _bootstrap_means(left, rng, resamples)

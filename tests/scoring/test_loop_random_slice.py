@@ -134,7 +134,7 @@ def test_the_dashboard_counts_each_slice_apart(db):
 def test_a_small_difference_is_called_within_noise():
     difference, low, high = proportion_difference(6, 20, 5, 20)
     assert low < 0 < high and abs(difference - 0.05) < 1e-12
-    result = bootstrap_mean_difference([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
+    result = bootstrap_mean_difference([0.1, 0.2, 0.3] * 4, [0.1, 0.2, 0.3] * 4)
     assert result is not None and result[1] <= 0 <= result[2]
     assert bootstrap_mean_difference([], [1.0]) is None
 
