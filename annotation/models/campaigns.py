@@ -132,6 +132,9 @@ class Campaign(models.Model):
     def clean(self) -> None:
         from annotation.aspects import AspectError, parse_aspects  # pure; no cycle
 
+        if self.round_size is not None and self.round_size < 1:
+            # A round of no pairs never completes, and the loop would stop there.
+            raise ValidationError({"round_size": "A round needs at least one pair."})
         try:
             parse_aspects(self.aspects)
         except AspectError as exc:

@@ -102,6 +102,11 @@ class TrainParams(JobParams):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise JobError(f"{name} must be a positive whole number, got {value}")
+        # A negative L2 penalty rewards large weights: the head's fit runs off to inf.
+        if self.head_l2 is not None and self.head_l2 < 0:
+            raise JobError(f"head_l2 must be zero or more, got {self.head_l2}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise JobError(f"learning_rate must be positive, got {self.learning_rate}")
 
     def training_config(self) -> Any:
         """The reward model's TrainingConfig (imports torch: call it in a worker)."""
@@ -130,6 +135,9 @@ class LoopParams(TrainParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # 0 would open a round of no pairs, which never completes.
+        if self.round_size is not None and self.round_size < 1:
+            raise JobError(f"round_size must be a positive whole number, got {self.round_size}")
         if self.shard_size is not None:
             shard_size_of({"shard_size": self.shard_size})  # a JobError naming the bounds
 

@@ -11,7 +11,8 @@ Priority rule: a retrieved pair's priority becomes ``max(priority, 1 - p)`` with
 most mispredicted pair that retrieved it, so pairs near the model's worst mistakes come first
 (all retrieved pairs rank above never-retrieved ones at priority 0), and a priority never drops
 (an admin's manual priority is kept). Each retrieved pair gets one ``Retrieval`` row and a
-``priority_reason`` naming that pair and its ``p``.
+``priority_reason`` naming that pair and its ``p``. A judged pair without a context vector for
+the version's encoder pulls in nothing this run (the log says how many were skipped).
 
 A model confident the other way (``p < 1 - escalation_rules["model_confidence"]``, 0.9 by
 default) about a unanimous human label opens a model-contradiction escalation, once per pair.
@@ -40,7 +41,7 @@ from reviewers.services.escalations import (
     model_contradicts,
 )
 from scoring.jobs.runner import JobContext
-from scoring.loop.embeddings import pair_context_load
+from scoring.loop.embeddings import pair_context_load, pair_embeddings_missing
 from scoring.loop.pool_scoring import judged_targets, pool_pairs, retrieval_encoder_key
 from scoring.loop.retrieval import retrieval_count
 from scoring.loop.vector_index import campaign_index
@@ -171,6 +172,16 @@ def _retrieve(
 ) -> Pulls:
     """Strongest pull per pool pair (highest 1 - p, then similarity), from the index."""
     ids, p, k = sources
+    if not len(ids):
+        return _no_pulls()
+    # A judged pair may have this version's score but no context vector (a curation job
+    # scores without vectors; a pair finished annotation while the shards ran): it cannot be
+    # searched from, and must not fail the whole prioritisation.
+    unsearchable = pair_embeddings_missing(pair_ids=ids.tolist(), key=key)
+    if unsearchable:
+        searchable = ~np.isin(ids, np.array(unsearchable, dtype=np.int64))
+        ids, p, k = ids[searchable], p[searchable], k[searchable]
+        context.log(f"skipped {len(unsearchable)} sources without context vectors")
     if not len(ids):
         return _no_pulls()
 

@@ -10,7 +10,8 @@ next round takes the ``campaign.round_size`` highest-priority pooled pairs (ties
 import order). Running the loop again after a failure is safe: with no round open the close
 is a no-op. A loop job restarted after its worker was lost (or released after a transient
 error) does not close again: it trains for the round an earlier attempt closed, which the job
-recorded in the transaction that closed it.
+recorded in the transaction that closed it. Opening is recorded the same way, so a finishing
+stage run again reports the round its earlier attempt opened.
 
 When a loop starts automatically: campaigns with ``auto_retrain`` are checked by the periodic
 task ``scoring.check_round_completion`` (``rounds_check_completion``): an open round none of
@@ -153,7 +154,7 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
                 version=version, context=context, include_gold=include_gold
             )
     with context.stage(0.97, 1.0, "opening the next round"):
-        opened = round_open_next(campaign=campaign, size=params.get("round_size"))
+        opened = _loop_round_open(campaign=campaign, context=context, size=params.get("round_size"))
     if opened is not None:
         queued = Pair.objects.filter(round=opened).count()
         result["opened_round"] = opened.number
@@ -165,8 +166,46 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
 
 
 _INTERNAL_RESULT_KEYS = frozenset(
-    {"score_version_id", "include_gold", "shard_progress", "queue", "inline", "closed_round_id"}
+    {
+        "score_version_id",
+        "include_gold",
+        "shard_progress",
+        "queue",
+        "inline",
+        "closed_round_id",
+        "opened_round_id",
+    }
 )
+
+
+def _loop_round_open(*, campaign: Campaign, context: JobContext, size: int | None) -> Round | None:
+    """Open the next round for the loop job, once; the round this job opened, or None.
+
+    As for the close: the round and the job's record of it (``opened_round_id`` in its result)
+    commit together, fenced by the attempt, so an attempt run again after its worker was lost
+    before the job finished reports the round an earlier attempt opened, rather than finding
+    a round open and reporting none.
+    """
+    job = context.job
+    recorded = (job.result or {}).get("opened_round_id")
+    if recorded is not None:
+        earlier = Round.objects.filter(pk=recorded).first()
+        if earlier is not None:
+            context.log(f"round {earlier.number} was opened by an earlier attempt")
+        return earlier
+    with transaction.atomic():
+        # The job's row first, as the close does: a worker that lost the job opens nothing.
+        owned = job_owned(job).select_for_update()
+        row = owned.only("result").first()
+        if row is None:
+            raise JobLost(f"job {job.pk} is no longer owned by this worker")
+        opened = round_open_next(campaign=campaign, size=size)
+        if opened is None:
+            return None
+        # Added to the row's result as stored (what this attempt holds in memory may not be).
+        owned.update(result={**(row.result or {}), "opened_round_id": opened.pk})
+    job.result = {**(job.result or {}), "opened_round_id": opened.pk}
+    return opened
 
 
 def _loop_round_close(*, campaign: Campaign, context: JobContext) -> Round | None:

@@ -13,7 +13,9 @@ arrive, persisted beside the vectors and rebuilt when the pool has grown enough.
   would, and searching 48 of them stays a few seconds a round.
 - The index is extended with each part file written since it was saved (only the campaign's
   pairs in it), and rebuilt from all parts (a new IVF training) when it holds more than twice
-  the vectors it was trained on, or when it outgrows the exact threshold.
+  the vectors it was trained on, or when it outgrows the exact threshold (counting the
+  campaign's vectors only). With no part file yet there is no index to save: its width comes
+  from the first vectors.
 - 8-bit codes cannot tell apart neighbours whose similarities differ by less than their
   step (a crowd of near-duplicates: the 1M benchmark's 0.912 recall@8 without this), so an IVF
   search is refined: it takes ``INDEX_REFINE`` × k candidates (8 by default) and ranks them by
@@ -269,11 +271,16 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
 
     with _LOCK:
         catalogue = store.refresh()
-        sizes = {part.name: len(part.ids) for part in catalogue.parts}
         names = [part.name for part in catalogue.parts]
+        if not names:
+            # No vector yet (or no encoder directory at all): nothing to search, and nothing
+            # saved, so the first vectors give the index its width.
+            return _empty_index(key)
         meta = _read_meta(store, campaign_id)
-        if meta is not None and not set(meta["parts"]).issubset(sizes):
+        if meta is not None and not set(meta["parts"]).issubset(names):
             meta = None  # its parts were deleted: start again
+        if meta is not None and not meta["parts"]:
+            meta = None  # saved before any part existed (older code): its width was a guess
         cache_key = f"{store.path}|{campaign_id}"
         loaded = _CACHE.get(cache_key)
         if meta is not None and (loaded is None or loaded.meta.get("file") != meta["file"]):
@@ -283,51 +290,61 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
         if loaded is not None and meta is not None and not new:
             _CACHE[cache_key] = loaded
             return loaded
-        # Upper bound of the vectors the index would hold (parts hold other campaigns too).
-        upper = (loaded.size if loaded else 0) + sum(sizes[name] for name in new)
-        rebuild = (
-            loaded is None
-            or meta is None
-            or (meta["kind"] == "exact" and upper > exact_max())
-            or (meta["kind"] == "ivf" and upper > 2 * max(meta["trained_on"], 1))
-        )
         previous_file = (meta or {}).get("file")
-        index: Any
-        if rebuild or loaded is None or meta is None:
+        index: Any = None
+        saved: dict[str, Any] = {}
+        if loaded is not None and meta is not None:
+            index = loaded.index
+            # Extended in place: if adding or saving fails halfway, the object holds vectors
+            # its metadata does not list, and a retry would add them again. Forgotten until
+            # saved, so a retry reloads the index from its file. Extended before the rebuild
+            # check, so only this campaign's vectors count: the parts hold other campaigns'
+            # pairs too (one encoder serves many). A rebuild then reads them again; it is rare.
+            _CACHE.pop(cache_key, None)
+            _add_parts(store, index, new, members)
+            if _outgrown(meta, int(index.ntotal)):
+                index = None
+            else:
+                saved = {**meta, "parts": names}
+        if index is None:
             total = sum(len(members(part.ids)) for part in catalogue.parts)
             if total <= exact_max():
                 faiss = _faiss()
-                dim = _dim(store)
-                index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+                index = faiss.IndexIDMap2(faiss.IndexFlatIP(_dim(store, names[0])))
                 kind = "exact"
             else:
                 index = _train_streaming(store, names, members, total)
                 kind = "ivf"
             _add_parts(store, index, names, members)
-            meta = {
+            saved = {
                 "kind": kind,
                 "trained_on": int(index.ntotal),
                 "parts": names,
                 "file": previous_file,
             }
-        else:
-            index = loaded.index
-            # Extended in place: if adding or saving fails halfway, the object holds vectors
-            # its metadata does not list, and a retry would add them again. Forgotten until
-            # saved, so a retry reloads the index from its file.
-            _CACHE.pop(cache_key, None)
-            _add_parts(store, index, new, members)
-            meta = {**meta, "parts": names}
-        _save(store, campaign_id, index, meta)
-        loaded = LoadedIndex(index, meta, key)
+        _save(store, campaign_id, index, saved)
+        loaded = LoadedIndex(index, saved, key)
         _CACHE[cache_key] = loaded
         return loaded
 
 
-def _dim(store: VectorStore) -> int:
-    for part in store.iter_parts(("context",)):
-        return int(part["context"].shape[1])
-    return 1
+def _outgrown(meta: dict[str, Any], size: int) -> bool:
+    """Whether an index of ``size`` vectors is rebuilt: an exact one past the exact threshold,
+    an IVF one past twice the vectors its lists were trained on."""
+    if meta["kind"] == "exact":
+        return size > exact_max()
+    return size > 2 * max(meta["trained_on"], 1)
+
+
+def _empty_index(key: str) -> LoadedIndex:
+    """An index of no vectors, not saved (its width is unknown until a vector exists)."""
+    faiss = _faiss()
+    meta = {"kind": "exact", "trained_on": 0, "parts": [], "file": None}
+    return LoadedIndex(faiss.IndexIDMap2(faiss.IndexFlatIP(1)), meta, key)
+
+
+def _dim(store: VectorStore, part: str) -> int:
+    return int(store.read_part(part, ("context",))["context"].shape[1])
 
 
 def search_filtered(
