@@ -4,19 +4,25 @@ A checkpoint is an ordinary Hugging Face directory (``config.json``, ``model.saf
 tokenizer files) so ``AutoModelForSequenceClassification.from_pretrained`` reads it. It is written
 to a hidden sibling directory and renamed into place only once complete: a crash or an exception
 mid-save never leaves a directory at the final path, and readers never see half a checkpoint.
+What a killed save staged is removed by a later save of the same path once it is stale.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .files import chmod_from_umask, fsync_directory, fsync_tree, move_into_place
+from .files import (
+    chmod_from_umask,
+    fsync_directory,
+    fsync_tree,
+    move_into_place,
+    staging_directory,
+)
 
 
 def save_checkpoint(
@@ -33,7 +39,7 @@ def save_checkpoint(
     gathered from an FSDP-sharded model (whose own parameters are shards)."""
     final_path = Path(path).absolute()
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.partial-", dir=final_path.parent))
+    staging = staging_directory(final_path)
     try:
         model.save_pretrained(staging, state_dict=state_dict)
         tokenizer.save_pretrained(staging)

@@ -6,8 +6,43 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import tempfile
+import time
 import uuid
 from pathlib import Path
+
+# A staging directory nothing has written to for this long was left by a save that was killed
+# (SIGKILL, the OOM killer). Age, not a pid: on a shared store the save may be another host's.
+STALE_STAGING_SECONDS = 6 * 60 * 60
+
+
+def staging_directory(final_path: Path) -> Path:
+    """A new hidden sibling of ``final_path`` to write into before :func:`move_into_place`.
+
+    First removes the stale ones earlier, killed saves of the same path left (a whole copy of
+    the weights each): an exception removes its own, a kill cannot."""
+    prefix = _staging_prefix(final_path)
+    now = time.time()
+    for leftover in final_path.parent.glob(f"{glob.escape(prefix)}*"):
+        newest = _newest_mtime(leftover)
+        if newest is not None and now - newest > STALE_STAGING_SECONDS:
+            shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=final_path.parent))
+
+
+def _staging_prefix(final_path: Path) -> str:
+    return f".{final_path.name}.partial-"
+
+
+def _newest_mtime(directory: Path) -> float | None:
+    """The latest mtime of ``directory`` and everything in it; None if it changes under us
+    (a live save renaming or removing it), which is never stale."""
+    try:
+        return max(
+            [directory.lstat().st_mtime, *(path.lstat().st_mtime for path in directory.rglob("*"))]
+        )
+    except FileNotFoundError:
+        return None
 
 
 def fsync_tree(directory: Path) -> None:

@@ -75,7 +75,15 @@ def encode_transcripts(
         texts, add_special_tokens=add_special_tokens, truncation=False, verbose=False
     )["input_ids"]
     overlong = [index for index, ids in enumerate(input_ids) if len(ids) > max_length]
-    if overlong:
+    if overlong and not add_special_tokens:
+        # The template's special tokens are plain text here, so a left cut would drop its leading
+        # BOS (Llama-3's "{{ bos_token }}"), which the model always saw in training: keep it.
+        bos = tokenizer.bos_token_id
+        for index in overlong:
+            ids = input_ids[index]
+            keeps_bos = bos is not None and ids[0] == bos
+            input_ids[index] = [bos, *ids[-(max_length - 1) :]] if keeps_bos else ids[-max_length:]
+    elif overlong:
         # Re-tokenizing (instead of slicing ids) lets the tokenizer keep its own special tokens,
         # e.g. BERT's leading [CLS], while dropping content from the left.
         previous_side = tokenizer.truncation_side

@@ -38,6 +38,9 @@ MAX_LENGTH_CAP = 16_384
 DEFAULT_BATCH_SIZE = 32
 # Kept in config.json, so a checkpoint is scored in the precision it was trained in.
 PRECISION_CONFIG_KEY = "arbiter_precision"
+# Kept in config.json: the window was chosen here, so a reload keeps it even above the cap (a
+# tokenizer's own model_max_length, e.g. Qwen3's 131,072, is only an upper bound).
+MAX_LENGTH_CONFIG_KEY = "arbiter_max_length"
 # Bounds the tokens of one forward pass so long transcripts do not exhaust memory. On a GPU,
 # large groups keep the kernels busy. On a CPU, attention materialises each row's score matrix
 # and groups of about 2K tokens stay in cache: on the 2-core dev machine MiniLM ran 1.14x (32-pair
@@ -80,11 +83,28 @@ def _quiet_transformers() -> Iterator[None]:
         transformers.logging.set_verbosity(verbosity)
 
 
-def _default_max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    limits = [MAX_LENGTH_CAP]
+def _position_limit(model: PreTrainedModel) -> int | None:
+    """The longest sequence the position table holds. RoBERTa-style embeddings number positions
+    from ``padding_idx + 1`` (514 positions, 512 tokens), as its tokenizer's limit says."""
     positions = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    if not positions:
+        return None
+    embeddings = getattr(model.base_model, "embeddings", None)
+    position_table = getattr(embeddings, "position_embeddings", None)
+    padding_idx = getattr(position_table, "padding_idx", None)
+    if isinstance(position_table, torch.nn.Embedding) and padding_idx is not None:
+        return int(positions) - (int(padding_idx) + 1)
+    return int(positions)
+
+
+def _default_max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    positions = _position_limit(model)
+    saved = getattr(model.config, MAX_LENGTH_CONFIG_KEY, None)
+    if saved:
+        return min(int(saved), positions) if positions else int(saved)
+    limits = [MAX_LENGTH_CAP]
     if positions:
-        limits.append(int(positions))
+        limits.append(positions)
     # Tokenizers without a limit report a huge sentinel (int(1e30)).
     if tokenizer.model_max_length and tokenizer.model_max_length < 10_000_000:
         limits.append(int(tokenizer.model_max_length))
@@ -213,14 +233,15 @@ class RewardModel:
 
     @max_length.setter
     def max_length(self, value: int) -> None:
-        positions = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        positions = _position_limit(self.model)
         if value < 8:
             raise ValueError(f"max_length={value} is too short to hold a response.")
         if positions and value > positions:
             raise ValueError(f"max_length={value} exceeds the model's {positions} positions.")
         self._max_length = value
-        # Saved with the tokenizer, so a reloaded checkpoint keeps the same window.
+        # Saved with the tokenizer and the config, so a reloaded checkpoint keeps the window.
         self.tokenizer.model_max_length = value
+        setattr(self.model.config, MAX_LENGTH_CONFIG_KEY, value)
 
     @property
     def uses_chat_template(self) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
-from .files import chmod_from_umask, fsync_tree, move_into_place
+from .files import chmod_from_umask, fsync_tree, move_into_place, staging_directory
 from .formatting import Conversation, EncodedTranscripts, encode_transcripts, render_transcript
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ def export_onnx(
         raise OnnxExportError(f"quantize must be one of {QUANTIZATIONS} or None, got {quantize!r}.")
     final_path = Path(path).absolute()
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.partial-", dir=final_path.parent))
+    staging = staging_directory(final_path)
     try:
         traced = staging / "traced.onnx"
         config = model.model.config.get_text_config()

@@ -21,8 +21,9 @@ What transformers gives us and what we add by hand (transformers 5.x):
   so no filler is computed and no score between two sequences either.
 * Pooling: every ``*ForSequenceClassification`` head pools one position per row (decoders: the
   last non-padding token; BERT: the pooler over ``[CLS]``), which a packed row breaks. So we run
-  the base model and read the reward head ourselves at each sequence's last token (decoders) or
-  first token (encoders), keeping the model's own convention (see :mod:`.head`). Architectures
+  the base model and read the reward head ourselves at each sequence's last token that is not
+  the pad id (decoders) or first token (encoders), keeping the model's own convention (see
+  :mod:`.head`). Architectures
   other than these two fall back to padded batches (:func:`supports_packing`).
 """
 
@@ -74,6 +75,22 @@ class PackedBatch:
         device = self.input_ids.device
         ends = [start + length - 1 for start, length in zip(self.start, self.lengths, strict=True)]
         return torch.tensor(self.row, device=device), torch.tensor(ends, device=device)
+
+    def last_non_padding_index(self, pad_token_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sequence's last token whose id is not ``pad_token_id`` (its first token when all
+        are), where transformers' seq-cls decoders read the reward on a padded batch. Where the
+        pad token is also the eos that closes every transcript, that is the token before it."""
+        rows, ends = self.last_index()
+        if pad_token_id is None:
+            return rows, ends
+        device = self.input_ids.device
+        starts = torch.tensor(self.start, device=device)
+        offsets = torch.arange(max(self.lengths), device=device)
+        inside = offsets < torch.tensor(self.lengths, device=device)[:, None]
+        columns = (starts[:, None] + offsets).clamp_max(self.input_ids.shape[1] - 1)
+        real = inside & (self.input_ids[rows[:, None], columns] != pad_token_id)
+        # argmax of all zeros is 0, as in transformers' own (positions * non_pad).argmax(-1).
+        return rows, starts + (offsets * real).argmax(-1)
 
     def boundaries(self) -> torch.Tensor:
         """Cumulative sequence ends of a one-row batch, from 0, in row order (int32): the
@@ -290,8 +307,14 @@ def packed_forward(model: PreTrainedModel, batch: PackedBatch) -> tuple[torch.Te
         hidden = base(
             input_ids=batch.input_ids, position_ids=batch.position_ids, **attention
         ).last_hidden_state
-        # BertPooler reads position 0 of each row: give it each sequence's [CLS] as a row.
-        pooled = base.pooler(hidden[batch.first_index()].unsqueeze(1))
+        first_tokens = hidden[batch.first_index()]
+        activation = getattr(base, "pooler_activation", None)
+        if activation is not None:
+            # ALBERT: a bare Linear over [CLS], its tanh kept apart as pooler_activation.
+            pooled = activation(base.pooler(first_tokens))
+        else:
+            # BertPooler reads position 0 of each row: give it each sequence's [CLS] as a row.
+            pooled = base.pooler(first_tokens.unsqueeze(1))
         features = pooled
         pooled = model.dropout(pooled) if hasattr(model, "dropout") else pooled
         head = model.classifier
@@ -299,7 +322,8 @@ def packed_forward(model: PreTrainedModel, batch: PackedBatch) -> tuple[torch.Te
         hidden = base(
             input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
         ).last_hidden_state
-        features = pooled = hidden[batch.last_index()]
+        pad_token_id = model.config.get_text_config().pad_token_id
+        features = pooled = hidden[batch.last_non_padding_index(pad_token_id)]
         head = model.score
     else:
         raise ValueError(f"Packed batches are not supported for {type(model).__name__}.")

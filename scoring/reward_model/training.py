@@ -184,7 +184,10 @@ def _train_head(
             )
             chosen, rejected = features[:count], features[count:]
         else:
-            chosen, rejected = _select_precomputed(embeddings, pairs.kept, head.in_features)
+            examples = len(pairs.kept) + pairs.dropped
+            chosen, rejected = _select_precomputed(
+                embeddings, pairs.kept, head.in_features, expected_rows=examples
+            )
         embed_seconds = time.perf_counter() - embed_started
         fit_started = time.perf_counter()
         losses, iterations = _fit_linear_head(
@@ -210,7 +213,7 @@ def _train_head(
 
 
 def _select_precomputed(
-    embeddings: PairEmbeddings, kept: list[int], width: int
+    embeddings: PairEmbeddings, kept: list[int], width: int, *, expected_rows: int
 ) -> tuple[np.ndarray, np.ndarray]:
     chosen = np.asarray(embeddings.chosen, dtype=np.float32)
     rejected = np.asarray(embeddings.rejected, dtype=np.float32)
@@ -219,8 +222,11 @@ def _select_precomputed(
             f"Precomputed embeddings must both have shape (pairs, {width}); "
             f"got {chosen.shape} and {rejected.shape}."
         )
-    if kept and max(kept) >= chosen.shape[0]:
-        raise ValueError("Precomputed embeddings have fewer rows than there are examples.")
+    if chosen.shape[0] != expected_rows:
+        raise ValueError(
+            f"Precomputed embeddings must have one row per example ({expected_rows}); "
+            f"got {chosen.shape[0]}."
+        )
     return chosen[kept], rejected[kept]
 
 

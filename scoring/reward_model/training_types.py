@@ -85,6 +85,18 @@ class TrainingConfig:
             raise ValueError("token_budget must be at least 16 tokens.")
         if self.epochs <= 0:
             raise ValueError("epochs must be positive.")
+        # None means "run the epochs"; 0 or below would train nothing (packed) or mean unset (TRL).
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be positive or None, got {self.max_steps}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        # A negative penalty rewards large weights: L-BFGS runs them off to infinity.
+        if self.head_l2 < 0:
+            raise ValueError(f"head_l2 must be zero or positive, got {self.head_l2}.")
+        if self.head_max_iterations < 1:
+            raise ValueError(
+                f"head_max_iterations must be at least 1, got {self.head_max_iterations}."
+            )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {self.strategy!r}.")
         if self.strategy == "fsdp" and not (self.mode == "full" and self.packing):
