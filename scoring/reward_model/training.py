@@ -43,6 +43,7 @@ from .head import find_reward_head
 from .model import RewardModel
 from .packed_training import apply_liger, run_packed_training
 from .packing import supports_packing
+from .token_table import TokenTable
 from .training_types import (
     DEFAULT_TOKEN_BUDGET,
     Cancelled,
@@ -180,7 +181,7 @@ def _train_head(
     try:
         if embeddings is None:
             features = model.features_for_ids(
-                pairs.chosen_ids + pairs.rejected_ids, on_batch=on_batch
+                TokenTable.concatenate([pairs.chosen_ids, pairs.rejected_ids]), on_batch=on_batch
             )
             chosen, rejected = features[:count], features[count:]
         else:

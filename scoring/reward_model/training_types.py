@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .token_table import TokenTable, TokenTableBuilder
+
 if TYPE_CHECKING:  # annotations only: the settings table imports this module without torch
     from .examples import PreferenceExample
     from .model import RewardModel
@@ -150,8 +152,8 @@ class Cancelled(Exception):
 
 @dataclass
 class PreparedPairs:
-    chosen_ids: list[list[int]]
-    rejected_ids: list[list[int]]
+    chosen_ids: TokenTable
+    rejected_ids: TokenTable
     kept: list[int]
     truncated: int
     dropped: int
@@ -160,21 +162,37 @@ class PreparedPairs:
 
     @property
     def tokens(self) -> int:
-        return sum(map(len, self.chosen_ids)) + sum(map(len, self.rejected_ids))
+        return self.chosen_ids.total_tokens + self.rejected_ids.total_tokens
+
+
+# Examples tokenized at a time: the token lists of one chunk live as Python ints (about 36 bytes
+# a token) only until the chunk is copied into the TokenTables (4 bytes a token).
+ENCODE_CHUNK = 1024
 
 
 def prepare_pairs(
     model: RewardModel, examples: Sequence[PreferenceExample], *, drop_overlong: bool
 ) -> PreparedPairs:
-    chosen = model.encode([(example.conversation, example.chosen) for example in examples])
-    rejected = model.encode([(example.conversation, example.rejected) for example in examples])
-    overlong = [a or b for a, b in zip(chosen.truncated, rejected.truncated, strict=True)]
-    kept = [index for index in range(len(examples)) if not (drop_overlong and overlong[index])]
+    chosen_table, rejected_table = TokenTableBuilder(), TokenTableBuilder()
+    kept: list[int] = []
+    overlong_kept = 0
+    for start in range(0, len(examples), ENCODE_CHUNK):
+        chunk = examples[start : start + ENCODE_CHUNK]
+        chosen = model.encode([(example.conversation, example.chosen) for example in chunk])
+        rejected = model.encode([(example.conversation, example.rejected) for example in chunk])
+        for offset in range(len(chunk)):
+            overlong = chosen.truncated[offset] or rejected.truncated[offset]
+            if drop_overlong and overlong:
+                continue
+            kept.append(start + offset)
+            overlong_kept += overlong
+            chosen_table.append(chosen.input_ids[offset])
+            rejected_table.append(rejected.input_ids[offset])
     return PreparedPairs(
-        chosen_ids=[chosen.input_ids[index] for index in kept],
-        rejected_ids=[rejected.input_ids[index] for index in kept],
+        chosen_ids=chosen_table.build(),
+        rejected_ids=rejected_table.build(),
         kept=kept,
-        truncated=0 if drop_overlong else sum(overlong),
+        truncated=overlong_kept,
         dropped=len(examples) - len(kept),
         margins=(
             [examples[index].margin or 0.0 for index in kept]

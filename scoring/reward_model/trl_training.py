@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import (
     PrinterCallback,
@@ -38,12 +39,11 @@ def _preference_dataset(pairs: PreparedPairs) -> Any:
     from datasets import Dataset  # seconds to import; only this mode needs it
 
     columns: dict[str, list[Any]] = {
-        "chosen_ids": pairs.chosen_ids,
-        "rejected_ids": pairs.rejected_ids,
-        "length": [
-            max(len(chosen), len(rejected))
-            for chosen, rejected in zip(pairs.chosen_ids, pairs.rejected_ids, strict=True)
-        ],
+        # Lists of Python ints, as datasets takes them: this padded path is the baseline that
+        # benchmarks compare with, not the one jobs run at scale (they pack).
+        "chosen_ids": list(pairs.chosen_ids),
+        "rejected_ids": list(pairs.rejected_ids),
+        "length": np.maximum(pairs.chosen_ids.lengths(), pairs.rejected_ids.lengths()).tolist(),
     }
     if pairs.margins is not None:
         # TRL's loss becomes −log σ(r_chosen − r_rejected − margin).
