@@ -80,7 +80,11 @@ def model_version_export(
 
     from scoring.reward_model import RewardModel
     from scoring.reward_model.checkpoint import save_checkpoint
-    from scoring.reward_model.files import fsync_directory, move_into_place
+    from scoring.reward_model.files import (
+        fsync_directory,
+        move_into_place,
+        remove_stale_siblings,
+    )
     from scoring.reward_model.onnx_backend import ONNX_FILE, OnnxExportError, export_onnx
 
     model = RewardModel.load(checkpoint, device="cpu")
@@ -96,7 +100,11 @@ def model_version_export(
     final_path.parent.mkdir(parents=True, exist_ok=True)
     # Written (each format atomically) under a hidden sibling name, marked, then renamed into
     # place: ``out`` holds a whole, marked export or what it held before.
-    staging = final_path.with_name(f".{final_path.name}.export-{uuid.uuid4().hex}")
+    # A killed export leaves its staging directory (and, inside a save, that directory's own
+    # staging sibling, hence the second prefix): a whole copy of the weights each.
+    staging_prefix = f".{final_path.name}.export-"
+    remove_stale_siblings(final_path.parent, staging_prefix, f".{staging_prefix}")
+    staging = final_path.with_name(f"{staging_prefix}{uuid.uuid4().hex}")
     try:
         if format == "onnx":
             try:

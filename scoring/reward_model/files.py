@@ -22,12 +22,19 @@ def staging_directory(final_path: Path) -> Path:
     First removes the stale ones earlier, killed saves of the same path left (a whole copy of
     the weights each): an exception removes its own, a kill cannot."""
     prefix = _staging_prefix(final_path)
-    now = time.time()
-    for leftover in final_path.parent.glob(f"{glob.escape(prefix)}*"):
-        newest = _newest_mtime(leftover)
-        if newest is not None and now - newest > STALE_STAGING_SECONDS:
-            shutil.rmtree(leftover, ignore_errors=True)
+    remove_stale_siblings(final_path.parent, prefix)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=final_path.parent))
+
+
+def remove_stale_siblings(parent: Path, *prefixes: str) -> None:
+    """Remove the entries of ``parent`` named with one of ``prefixes`` that nothing has
+    written to for ``STALE_STAGING_SECONDS``."""
+    now = time.time()
+    for prefix in prefixes:
+        for leftover in parent.glob(f"{glob.escape(prefix)}*"):
+            newest = _newest_mtime(leftover)
+            if newest is not None and now - newest > STALE_STAGING_SECONDS:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _staging_prefix(final_path: Path) -> str:

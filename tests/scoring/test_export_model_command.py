@@ -110,3 +110,30 @@ def test_it_replaces_an_earlier_export_and_nothing_else(version, tmp_path: Path,
         with pytest.raises(CommandError, match="overlaps the model store"):
             _export(inside, campaign=name)
     assert not store.exists()
+
+
+def test_an_export_removes_what_killed_exports_left_and_keeps_live_ones(
+    version, tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    from scoring.reward_model.files import STALE_STAGING_SECONDS
+
+    def staged(name: str, age_seconds: float) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "model.safetensors").write_text("half an export")
+        then = time.time() - age_seconds
+        for entry in (path / "model.safetensors", path):
+            os.utime(entry, (then, then))
+        return path
+
+    old = STALE_STAGING_SECONDS + 60
+    killed = staged(".hf.export-killed", old)  # killed after its save, before the rename
+    killed_inside = staged("..hf.export-killed.partial-x", old)  # killed during the save
+    live = staged(".hf.export-writing", 60)
+    summary = _export(str(tmp_path / "hf"), campaign=version.campaign.name, format="hf")
+    assert Path(summary["path"]).is_dir()
+    assert not killed.exists() and not killed_inside.exists()
+    assert live.exists()
