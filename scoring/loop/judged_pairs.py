@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 
 from annotation.models import Campaign, ItemKind, Label, Outcome, Pair
 from scoring.jobs.runner import JobError
@@ -61,9 +61,25 @@ def _gold_goes_to_training(pair_id: int, share: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
-def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedPairs:
-    """Non-gold pairs of these provenances whose consensus picked a side, in id order."""
-    decided = (
+# What training, evaluation and a version's label snapshot read of a pair: loading only these
+# leaves out the long fields nothing here reads (guidelines, desired attributes, responses of a
+# ranking item, silver rankings) from a training set of hundreds of thousands of pairs.
+TRAINING_FIELDS = (
+    "id",
+    "campaign_id",
+    "conversation",
+    "response_a",
+    "response_b",
+    "task_category",
+    "provenance",
+    "is_gold",
+    "consensus_preference",
+    "gold_preference",
+)
+
+
+def _decided_query(*, campaign: Campaign, provenances: Sequence[str]) -> QuerySet[Pair]:
+    return (
         Pair.objects.filter(
             campaign=campaign,
             is_gold=False,
@@ -73,6 +89,14 @@ def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedP
         .exclude(consensus_preference=0)
         # Never a chosen/rejected pair, whatever preference a later verdict stored.
         .exclude(consensus_outcome__in=(Outcome.BOTH_BAD, Outcome.BOTH_GOOD))
+    )
+
+
+def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedPairs:
+    """Non-gold pairs of these provenances whose consensus picked a side, in id order."""
+    decided = (
+        _decided_query(campaign=campaign, provenances=provenances)
+        .only(*TRAINING_FIELDS)
         .order_by("id")
     )
     pairs = list(decided)
@@ -93,16 +117,39 @@ def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> J
     return JudgedPairs(pairs, preferences)
 
 
-def _ranking_training_pairs(*, campaign: Campaign) -> JudgedPairs:
-    """Verified ranking items, each expanded by the campaign's rule; tied responses never
-    make a pair (``scoring.loop.ranking_pairs``)."""
-    items = Pair.objects.filter(
+def training_pairs_exist(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> bool:
+    """Whether ``training_pairs`` would give any pair, without loading them."""
+    if campaign.item_kind == ItemKind.RANKING:
+        rankings = _ranking_items(campaign).values_list("consensus_ranking", flat=True)
+        return any(
+            ranking_pairs(ranking or [], campaign.ranking_expansion)
+            for ranking in rankings.iterator(chunk_size=1000)
+        )
+    if _decided_query(campaign=campaign, provenances=TRAINABLE_PROVENANCE).exists():
+        return True
+    if train_on_gold_share <= 0:
+        return False
+    gold_ids = _gold_query(campaign).values_list("id", flat=True)
+    return any(
+        _gold_goes_to_training(pair_id, train_on_gold_share)
+        for pair_id in gold_ids.iterator(chunk_size=5000)
+    )
+
+
+def _ranking_items(campaign: Campaign) -> QuerySet[Pair]:
+    return Pair.objects.filter(
         campaign=campaign,
         is_gold=False,
         provenance__in=TRAINABLE_PROVENANCE,
         consensus_ranking__isnull=False,
         responses__isnull=False,
-    ).order_by("id")
+    )
+
+
+def _ranking_training_pairs(*, campaign: Campaign) -> JudgedPairs:
+    """Verified ranking items, each expanded by the campaign's rule; tied responses never
+    make a pair (``scoring.loop.ranking_pairs``)."""
+    items = _ranking_items(campaign).order_by("id")
     pairs: list[Pair] = []
     for item in items:
         texts = [str(response["content"]) for response in item.responses or ()]
@@ -120,12 +167,14 @@ def _ranking_training_pairs(*, campaign: Campaign) -> JudgedPairs:
     return JudgedPairs(pairs, [1] * len(pairs), [True] * len(pairs))
 
 
+def _gold_query(campaign: Campaign) -> QuerySet[Pair]:
+    return Pair.objects.filter(
+        campaign=campaign, is_gold=True, gold_preference__isnull=False
+    ).exclude(gold_preference=0)
+
+
 def gold_pairs(*, campaign: Campaign) -> JudgedPairs:
-    gold = (
-        Pair.objects.filter(campaign=campaign, is_gold=True, gold_preference__isnull=False)
-        .exclude(gold_preference=0)
-        .order_by("id")
-    )
+    gold = _gold_query(campaign).only(*TRAINING_FIELDS).order_by("id")
     pairs = list(gold)
     return JudgedPairs(pairs, [cast(int, pair.gold_preference) for pair in pairs])
 

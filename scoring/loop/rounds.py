@@ -43,7 +43,7 @@ from scoring.jobs.runner import (
     JobLost,
 )
 from scoring.jobs.shards import shard_size_of
-from scoring.loop.judged_pairs import training_pairs
+from scoring.loop.judged_pairs import training_pairs_exist
 from scoring.loop.pool_scoring import (
     pool_score_hand_off,
     pool_score_summary,
@@ -263,7 +263,8 @@ def _loop_train_and_hand_off(
         context.cancel_leaves += closed_note
     trained = None
     with context.stage(0.02, 0.5, "training"):
-        if len(training_pairs(campaign=campaign)):
+        gold_share = float(params.get("train_on_gold_share") or 0.0)
+        if training_pairs_exist(campaign=campaign, train_on_gold_share=gold_share):
             trained = model_train(job=context.job, context=context, round_=closed)
             result["trained"] = version_result(trained.version)
             context.cancel_leaves += closed_note  # model_train said what it registered
