@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -232,8 +234,16 @@ def _shown_ranking_item(assignment: Assignment) -> dict[str, Any]:
     }
 
 
-def _pair_counts_key(campaign_id: int) -> str:
-    return f"campaign-status-counts:{campaign_id}"
+# How long the last counts are served while one request counts again (a large campaign's
+# count takes a second or more), and how long that request may hold the recount.
+STALE_COUNTS_SECONDS = 600
+RECOUNT_LOCK_SECONDS = 30
+
+
+def _pair_counts_keys(campaign_id: int) -> tuple[str, str, str]:
+    """(the counts, their generation, the recount lock) of a campaign in the cache."""
+    prefix = f"campaign-pair-counts:{campaign_id}"  # not the old key: its value was the rows
+    return prefix, f"{prefix}:generation", f"{prefix}:recount"
 
 
 def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
@@ -242,19 +252,7 @@ def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
     Gold pairs are checks on annotators with a known answer: they are not work to be done, so
     they count in no status and not in the total.
     """
-    # Counting a large campaign's pairs on every submit would be the slowest query of the
-    # workspace: the counts are cached, and a label that moves a pair on forgets them
-    # (`campaign_pair_counts_forget`), so the counter follows the labels.
-    rows: list[tuple[str, bool, int]] = cache.get_or_set(  # type: ignore[assignment]
-        _pair_counts_key(campaign.pk),
-        lambda: list(
-            Pair.objects.filter(campaign=campaign)
-            .order_by()
-            .values_list("status", "is_gold")
-            .annotate(n=Count("id"))
-        ),
-        timeout=PROGRESS_CACHE_SECONDS,
-    )
+    rows = _pair_count_rows(campaign)
     counts = dict.fromkeys(Pair.Status.values, 0)
     counts["gold"] = 0
     for status, is_gold, n in rows:
@@ -263,13 +261,59 @@ def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
     return counts
 
 
+def _pair_count_rows(campaign: Campaign) -> list[tuple[str, bool, int]]:
+    """(status, is_gold, pairs) rows, cached.
+
+    Counting a large campaign's pairs on every submit would be the slowest query of the
+    workspace, so the counts are cached for ``PROGRESS_CACHE_SECONDS``, and a label that moves a
+    pair on starts a new generation (``campaign_pair_counts_forget``), so the counter follows
+    the labels. With hundreds of annotators completing pairs every second, dropping the counts
+    instead sent every workspace request to count at once; now one request counts again (the
+    recount lock) while the others show the counts it replaces.
+    """
+    counts_key, generation_key, lock_key = _pair_counts_keys(campaign.pk)
+    try:
+        cached = cache.get_many([counts_key, generation_key])
+    except Exception:  # the cache backend's own errors: count, as without a cache
+        logger.warning("could not read campaign %s's cached pair counts", campaign.pk)
+        return _count_pairs(campaign)
+    generation = cached.get(generation_key)
+    entry = cached.get(counts_key)  # (generation, when counted, rows)
+    if entry is not None:
+        counted_generation, counted_at, rows = entry
+        if counted_generation == generation and time.time() - counted_at < PROGRESS_CACHE_SECONDS:
+            return cast(list[tuple[str, bool, int]], rows)
+        if not cache.add(lock_key, 1, timeout=RECOUNT_LOCK_SECONDS):
+            return cast(list[tuple[str, bool, int]], rows)  # another request is counting
+    try:
+        rows = _count_pairs(campaign)
+        # Stamped with the generation read before counting: a label that moved a pair while
+        # the count ran started a new one, so these counts are stale at once.
+        cache.set(counts_key, (generation, time.time(), rows), timeout=STALE_COUNTS_SECONDS)
+    finally:
+        if entry is not None:
+            cache.delete(lock_key)
+    return rows
+
+
+def _count_pairs(campaign: Campaign) -> list[tuple[str, bool, int]]:
+    return list(
+        Pair.objects.filter(campaign=campaign)
+        .order_by()
+        .values_list("status", "is_gold")
+        .annotate(n=Count("id"))
+    )
+
+
 def campaign_pair_counts_forget(*, campaign_id: int) -> None:
-    """Drop the cached counts (after a write that moved a pair from one status to another).
+    """Mark the cached counts stale (after a write that moved a pair from one status to
+    another): a new generation, so the next request counts again.
 
     Best effort: it runs after the label's commit, so a cache that is down (Redis stopped)
     must not turn a stored label into an error; the counts then expire on their own."""
+    _counts_key, generation_key, _lock_key = _pair_counts_keys(campaign_id)
     try:
-        cache.delete(_pair_counts_key(campaign_id))
+        cache.set(generation_key, uuid.uuid4().hex, timeout=None)
     except Exception:  # the cache backend's own errors: Redis, file system
         logger.warning("could not forget campaign %s's cached pair counts", campaign_id)
 
