@@ -220,7 +220,12 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
         ModelVersion.objects.filter(campaign_id=version.campaign_id, is_active=True).exclude(
             pk=version.pk
         ).update(is_active=False)
-        ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activation_note="")
+        # Still ready under the campaign's lock: an archive that came first wins (the check
+        # above read the caller's copy); raising undoes the deactivation too.
+        if not ModelVersion.objects.filter(pk=version.pk, status=ModelVersion.Status.READY).update(
+            is_active=True, activation_note=""
+        ):
+            raise RegistryError(f"v{version.number} is no longer ready; it was not activated")
     version.refresh_from_db()
     return version
 
@@ -254,6 +259,13 @@ def model_version_archive(*, version: ModelVersion) -> ModelVersion:
     """Retire a version (it stays listed with its metrics but can no longer be activated)."""
     if version.is_active:
         raise RegistryError("activate another version before archiving the active one")
-    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ARCHIVED)
+    with transaction.atomic():
+        # The campaign's lock, as activation takes it, and the version's state read under it,
+        # not from the caller's copy: an activation that came first wins.
+        Campaign.objects.select_for_update(no_key=True).filter(pk=version.campaign_id).first()
+        if not ModelVersion.objects.filter(pk=version.pk, is_active=False).update(
+            status=ModelVersion.Status.ARCHIVED
+        ):
+            raise RegistryError("activate another version before archiving the active one")
     version.refresh_from_db()
     return version

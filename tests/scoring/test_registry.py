@@ -138,3 +138,27 @@ def test_a_version_whose_checkpoint_vanished_cannot_be_activated(campaign):
     with pytest.raises(RegistryError, match="missing"):
         model_version_activate(version=old)
     assert ModelVersion.objects.get(campaign=campaign, is_active=True).number == 2
+
+
+def test_activation_and_archiving_decide_on_the_stored_state_not_the_callers_copy(campaign):
+    # Two admins at once: each request read its version before the other one's change.
+    train(campaign)
+    train(campaign)
+    old = ModelVersion.objects.get(campaign=campaign, number=1)
+    read_before_the_archive = ModelVersion.objects.get(pk=old.pk)
+    model_version_archive(version=old)
+    with pytest.raises(RegistryError, match="no longer ready"):
+        model_version_activate(version=read_before_the_archive)
+    active = ModelVersion.objects.get(campaign=campaign, is_active=True)
+    assert active.number == 2  # the failed activation deactivated nothing
+
+    other = ModelVersion.objects.get(campaign=campaign, number=2)
+    read_before_the_activation = ModelVersion.objects.get(pk=old.pk)
+    ModelVersion.objects.filter(pk=old.pk).update(status=ModelVersion.Status.READY)
+    model_version_activate(version=ModelVersion.objects.get(pk=old.pk))
+    read_before_the_activation.is_active = False  # what the second request had read
+    with pytest.raises(RegistryError, match="before archiving the active one"):
+        model_version_archive(version=read_before_the_activation)
+    old.refresh_from_db()
+    assert old.is_active and old.status == ModelVersion.Status.READY
+    assert not ModelVersion.objects.get(pk=other.pk).is_active
