@@ -25,7 +25,7 @@ def _clear_cache():
 
 
 def _complete_one(campaign) -> None:
-    pair = Pair.objects.filter(campaign=campaign, status=Pair.Status.QUEUED).first()
+    pair = Pair.objects.filter(campaign=campaign, status=Pair.Status.QUEUED).earliest("id")
     Pair.objects.filter(pk=pair.pk).update(status=Pair.Status.COMPLETE)
     campaign_pair_counts_forget(campaign_id=campaign.pk)
 
