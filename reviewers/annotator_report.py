@@ -89,7 +89,9 @@ def annotator_report(
                 quarantine_seconds=quarantined.get(annotator_id),
             )
     for annotator_id, seconds in quarantined.items():
-        if annotator_id not in report:  # quarantined all period long: nothing done, still paid for
+        # Quarantined in the period, nothing else: a row, as the time may still be paid for;
+        # one quarantined and restored before the period (0 s in it) did nothing to report.
+        if annotator_id not in report and seconds > 0:
             report[annotator_id] = _without_labels(
                 annotator_id, quarantined_names[annotator_id], skips=0, quarantine_seconds=seconds
             )

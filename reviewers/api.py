@@ -219,7 +219,11 @@ class ReviewLabelSerializer(serializers.Serializer):
     rationale = serializers.CharField(allow_blank=True)
     confidence = serializers.IntegerField(allow_null=True)
     flags = serializers.ListField(child=serializers.CharField())
-    kind = serializers.CharField(allow_blank=True)
+    kind = serializers.CharField(
+        allow_blank=True,
+        help_text="'' for a counted vote; 're-test', 'gold check' or 'set aside' (a "
+        "quarantined annotator's label) for one the consensus did not count.",
+    )
     evidence = EvidenceSerializer(many=True)
 
 

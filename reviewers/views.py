@@ -53,6 +53,14 @@ def _campaign_filter(raw: str | None) -> int | None:
     return int_param(raw, name="campaign")
 
 
+def _domain_filter(raw: str) -> str:
+    # PostgreSQL text cannot hold NUL: the query would fail as a 500 (the API's CharField
+    # refuses it the same way).
+    if "\x00" in raw:
+        raise BadRequest("domain must not contain a NUL character.")
+    return raw.strip()
+
+
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
@@ -61,7 +69,7 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
     campaign_id = _campaign_filter(request.GET.get("campaign"))
     order = request.GET.get("order", "oldest")
     order = order if order in QUEUE_ORDERS else "oldest"
-    domain = request.GET.get("domain", "").strip()
+    domain = _domain_filter(request.GET.get("domain", ""))
     queue = escalation_queue(
         campaign_id=campaign_id, order=order, viewer=request.user, domain=domain or None
     )

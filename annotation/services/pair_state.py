@@ -30,11 +30,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models import Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
 from annotation.models import Assignment, Outcome, Pair, Round
-from annotation.prepared_reads import execute_prepared
+from annotation.prepared_reads import fetch_all_prepared
 from core.iterables import batched
 
 FINAL_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
@@ -160,8 +160,12 @@ def pair_count_label(*, pair_id: int) -> None:
 _SETTLE_SQL = (
     f"UPDATE {Pair._meta.db_table} "  # noqa: S608 - a constant table name only
     "SET consensus_preference = %s, consensus_outcome = %s, provenance = %s, disagreement = %s, "
+    # A settled pair with a slot still free stays in annotation: the slot is its re-test's
+    # (pair_reopen_for_retest), which a changed label must not drop (no complete pair is
+    # served).
+    "status = CASE WHEN %s AND slots_taken < slot_cap THEN %s ELSE %s END, "
     # A majority carries no posterior; a weighted re-estimate sets it again later.
-    "status = %s, consensus_posterior = NULL WHERE id = %s"
+    "consensus_posterior = NULL WHERE id = %s RETURNING status"
 )
 
 
@@ -174,18 +178,28 @@ def pair_settle(
     escalate: bool,
     outcome: str = Outcome.PREFERENCE,
 ) -> str:
-    """in_annotation -> complete, or escalated when a rule fired, storing the consensus.
+    """in_annotation -> complete, or escalated when a rule fired, storing the consensus; a
+    pair whose re-test slot is still free stays (or goes back) in_annotation.
 
     The caller holds the pair's row lock and has checked that the pair is not final.
     ``outcome``: "both_bad"/"both_good" when the labels' consensus said so (preference 0).
     Returns the new status.
     """
     status = Pair.Status.ESCALATED if escalate else Pair.Status.COMPLETE
-    execute_prepared(
+    rows = fetch_all_prepared(
         _SETTLE_SQL,
-        [preference, str(outcome), str(provenance), disagreement, str(status), pair_id],
+        [
+            preference,
+            str(outcome),
+            str(provenance),
+            disagreement,
+            not escalate,
+            str(Pair.Status.IN_ANNOTATION),
+            str(status),
+            pair_id,
+        ],
     )
-    return status
+    return str(rows[0][0]) if rows else status
 
 
 def pair_settle_ranking(
@@ -199,16 +213,26 @@ def pair_settle_ranking(
 ) -> str:
     """pair_settle for a K-wise item: also stores its consensus ranking (canonical).
     Same preconditions as pair_settle; returns the new status."""
-    status = Pair.Status.ESCALATED if escalate else Pair.Status.COMPLETE
-    Pair.objects.filter(pk=pair_id).update(
+    if escalate:
+        new_status: Any = Pair.Status.ESCALATED
+    else:
+        # As pair_settle: a free re-test slot keeps the pair in annotation.
+        new_status = Case(
+            When(slots_taken__lt=F("slot_cap"), then=Value(Pair.Status.IN_ANNOTATION)),
+            default=Value(Pair.Status.COMPLETE),
+        )
+    pairs = Pair.objects.filter(pk=pair_id)
+    pairs.update(
         consensus_ranking=ranking,
         consensus_preference=preference,
         consensus_posterior=None,
         provenance=provenance,
         disagreement=disagreement,
-        status=status,
+        status=new_status,
     )
-    return status
+    if escalate:
+        return Pair.Status.ESCALATED
+    return pairs.values_list("status", flat=True).first() or Pair.Status.COMPLETE
 
 
 def pairs_settle_weighted(*, rows: Iterable[tuple[int, int, float]]) -> int:

@@ -108,8 +108,19 @@ def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]
     }
 
 
+def _label_kind(label: Label) -> str:
+    # A quarantined annotator's label is shown, marked, so that the expert does not read it as
+    # one of the votes the consensus counted.
+    if label.set_aside:
+        return "set aside"
+    if label.is_retest:
+        return "re-test"
+    return "gold check" if label.is_gold_check else ""
+
+
 def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[dict[str, Any]]:
-    """The pair's labels as the review page lists them, numbered in the order they came."""
+    """The pair's labels as the review page lists them, numbered in the order they came;
+    ``kind`` marks those the consensus did not count (re-test, gold check, set aside)."""
     labels = (
         Label.objects.filter(pair=pair)
         .select_related("annotator")
@@ -118,7 +129,7 @@ def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[
     )
     entries = []
     for number, label in enumerate(labels, start=1):
-        kind = "re-test" if label.is_retest else ("gold check" if label.is_gold_check else "")
+        kind = _label_kind(label)
         entries.append(
             {
                 "number": number,

@@ -4,12 +4,18 @@ An escalation's commit enqueues ``reviewers.notify_experts``; the task calls
 ``experts_notify``, which takes each expert's hourly slot with a conditional UPDATE before
 sending, so a re-run (or two escalations at once) never sends an expert a second e-mail in the
 hour. Experts turn it off, or narrow it to task categories, on their settings page.
+
+An expert hears only of an escalation they can open now: during the campaign's domain wait
+(``Escalation.open_to_all_at``) that is the experts of its category, and the run then sends
+itself again for that moment, when it tells the others.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, User
@@ -18,11 +24,14 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.roles import Role
+from annotation.roles import Role, user_has_role
 from reviewers.models import Escalation, ExpertSettings
-from reviewers.selectors.access import reviews_campaign, visible_to
+from reviewers.selectors.access import reviews_campaign
+from reviewers.selectors.queue import escalation_queue
 
 NOTIFY_INTERVAL = timedelta(hours=1)
+
+logger = logging.getLogger(__name__)
 
 
 def expert_settings_for(*, user: AbstractBaseUser) -> ExpertSettings:
@@ -48,16 +57,40 @@ def _in_domains(row: ExpertSettings, category: str) -> bool:
     return not row.domains or category in row.domains
 
 
-def _open_in_domains(row: ExpertSettings, expert: User) -> int:
-    # Only escalations the expert may open: another campaign's count is not theirs to know.
-    open_escalations = visible_to(Escalation.objects.filter(status=Escalation.Status.OPEN), expert)
+def _open_in_domains(row: ExpertSettings, expert: User, now: datetime) -> int:
+    # Only escalations the expert may open now: another campaign's, or one still reserved for
+    # other domains, is not theirs to count.
+    open_escalations = escalation_queue(viewer=expert, now=now)
     if row.domains:
         open_escalations = open_escalations.filter(pair__task_category__in=row.domains)
     return open_escalations.count()
 
 
+def _opens_to_them_at(escalation: Escalation, expert: User, row: ExpertSettings) -> datetime | None:
+    # As ``visible_to_expert``: admins and the category's experts see it at once (None), the
+    # others at the end of the campaign's domain wait (None too where there is none).
+    if escalation.pair.task_category in row.domains or user_has_role(expert, Role.ADMIN):
+        return None
+    return escalation.open_to_all_at
+
+
+def _notify_again_at(escalation: Escalation) -> None:
+    # By name, as escalations.py sends the first run. Best effort: a broker that is down costs
+    # the late notice, not the experts' e-mails already sent. A duplicate (a retried run sends
+    # it again) is harmless: the hourly slot lets one of them send.
+    try:
+        current_app.send_task(
+            "reviewers.notify_experts", args=(escalation.pk,), eta=escalation.open_to_all_at
+        )
+    except Exception:  # kombu's OperationalError and the transport's own connection errors
+        logger.warning("could not schedule the late expert notice for escalation %s", escalation.pk)
+
+
 def experts_notify(*, escalation_id: int, now: datetime | None = None) -> int:
-    """E-mail the experts whose domains cover the escalation's pair; returns how many."""
+    """E-mail the experts whose domains cover the escalation's pair and who can open it now,
+    unless an e-mail since it became theirs to see has counted it; returns how many. During
+    its domain wait that is its category's experts: the run schedules itself again for the
+    end of the wait, for the others."""
     now = now or timezone.now()
     escalation = (
         Escalation.objects.select_related("pair", "campaign")
@@ -67,6 +100,8 @@ def experts_notify(*, escalation_id: int, now: datetime | None = None) -> int:
     if escalation is None:
         return 0  # decided or withdrawn before the task ran
     category = escalation.pair.task_category
+    if escalation.open_to_all_at is not None and escalation.open_to_all_at > now:
+        _notify_again_at(escalation)
     experts = (
         get_user_model()
         .objects.filter(groups__name=Role.EXPERT.value, is_active=True)
@@ -81,6 +116,10 @@ def experts_notify(*, escalation_id: int, now: datetime | None = None) -> int:
         row = expert_settings_for(user=expert)
         if not row.notify_by_email or not _in_domains(row, category):
             continue
+        opens_at = _opens_to_them_at(escalation, expert, row)
+        if opens_at is not None and opens_at > now:
+            continue  # still reserved for its category's experts: the later run tells them
+        visible_since = opens_at or escalation.created_at
         previous = row.last_notified_at
         # The hourly slot, taken before sending: of two tasks racing, one sends.
         taken = (
@@ -88,11 +127,14 @@ def experts_notify(*, escalation_id: int, now: datetime | None = None) -> int:
             .filter(
                 Q(last_notified_at__isnull=True) | Q(last_notified_at__lte=now - NOTIFY_INTERVAL)
             )
+            # An e-mail sent since they could see it counted it already (the scheduled run
+            # at the end of the wait skips the category's experts told at the start).
+            .exclude(last_notified_at__gte=visible_since)
             .update(last_notified_at=now)
         )
         if not taken:
             continue
-        waiting = _open_in_domains(row, expert)
+        waiting = _open_in_domains(row, expert, now)
         queue = settings.ARBITER.get("BASE_URL", "") + reverse("expert-queue")
         try:
             send_mail(
