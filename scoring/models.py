@@ -49,6 +49,9 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Claims after a release for a transient error (``job_release``): attempts that were not
+    # lost workers, so the lost-worker limit does not count them.
+    releases = models.PositiveSmallIntegerField(default=0, db_default=0)
     worker = models.CharField(max_length=200, blank=True)
     stage = models.CharField(max_length=10, choices=Stage.choices, default=Stage.MAIN, blank=True)
     created_by = models.ForeignKey(

@@ -232,9 +232,27 @@ def evaluations_enqueue_pending(*, campaign: Campaign | None = None) -> list[int
             version.campaign_id, evaluation_sets_for_campaign(campaign=version.campaign)
         )
         missing = _missing_sets(version, sets)
-        if missing:
+        if missing and not _evaluation_ended_unfinished(version, missing):
             jobs.append(evaluation_request(version=version, sets=missing).pk)
     return jobs
+
+
+def _evaluation_ended_unfinished(version: ModelVersion, sets: Sequence[EvaluationSet]) -> bool:
+    """Whether the latest evaluate job of ``version`` on these sets failed or was cancelled.
+    The sweep does not ask for it again: not every minute after a failure, nor a minute after
+    an admin's cancel (as ``rounds_check_completion`` for retrains); asking by hand still does."""
+    latest = (
+        Job.objects.filter(
+            campaign_id=version.campaign_id,
+            kind=Job.Kind.EVALUATE,
+            params__version=version.pk,
+            params__sets=sorted(item.pk for item in sets),
+        )
+        .order_by("-id")
+        .only("status")
+        .first()
+    )
+    return latest is not None and latest.status in (Job.Status.FAILED, Job.Status.CANCELLED)
 
 
 # --- The worker job --------------------------------------------------------------------------

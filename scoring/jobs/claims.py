@@ -12,14 +12,17 @@ Redelivery. Tasks acknowledge late, so a task whose worker was killed (``kill -9
 delivered again by Redis after the visibility timeout. Its claim succeeds only if the job is
 still queued, or running with a heartbeat older than ``JOB_STALE_SECONDS`` (the worker is
 gone): the job then runs again from the start with ``attempts + 1``, and after
-``MAX_ATTEMPTS`` lost workers it is marked failed instead. A second delivery of a task whose
-job is alive finds a fresh heartbeat and backs off; one whose job has finished does nothing.
-A heartbeat thread beats every ``JOB_HEARTBEAT_SECONDS`` while a job runs, and its check
-doubles as the cheap cancel query that ``should_stop`` reads.
+``MAX_ATTEMPTS`` lost workers it is marked failed instead (claims after a ``job_release``
+for a transient error are not lost workers and do not count). Heartbeats are written and
+judged with the database's clock (``Now()``), so workers on hosts whose clocks differ agree.
+A second delivery of a task whose job is alive finds a fresh heartbeat and backs off; one
+whose job has finished does nothing. A heartbeat thread beats every ``JOB_HEARTBEAT_SECONDS``
+while a job runs, and its check doubles as the cheap cancel query that ``should_stop`` reads.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -29,16 +32,38 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import F, QuerySet
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Now
 from django.utils import timezone
 
+from core.queue import QueueUnavailable
 from scoring.jobs.requests import MESSAGE_MAX, TASK_NAMES, job_enqueue
 from scoring.models import Job, JobLogLine
+
+logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 
 
 def stale_seconds() -> float:
     return float(settings.ARBITER.get("JOB_STALE_SECONDS", 60))
+
+
+def stale_before(periods: float = 1) -> CombinedExpression:
+    """The database's clock less ``periods`` stale times. Heartbeats are written with the
+    database's clock too (``Now()``): workers on hosts whose clocks differ judge them alike."""
+    return Now() - timedelta(seconds=stale_seconds() * periods)
+
+
+def seconds_until_stale(rows: QuerySet[Any]) -> float:
+    """Seconds until the heartbeat of the row in ``rows`` (a job, a shard) goes stale, by the
+    database's clock; 0 if it has none."""
+    found = rows.annotate(db_now=Now()).values_list("heartbeat_at", "db_now").first()
+    if found is None or found[0] is None:
+        return 0.0
+    heartbeat: datetime = found[0]
+    db_now: datetime = found[1]
+    return max((heartbeat - db_now).total_seconds() + stale_seconds(), 0.0)
 
 
 def worker_name(hostname: str | None = None) -> str:
@@ -61,29 +86,36 @@ class JobClaim:
 
 # Stays long: the claim's cases (queued, finishing, resumed, given up, busy) are tried in one
 # order of precedence, each a conditional UPDATE, and read best together.
-def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobClaim:
+def job_claim(*, job_id: int, worker: str) -> JobClaim:
     """Claim a job for this worker with a conditional UPDATE (see the module docstring)."""
-    now = now or timezone.now()
-    stale_before = now - timedelta(seconds=stale_seconds())
-    owned = {"worker": worker[:200], "heartbeat_at": now, "attempts": F("attempts") + 1}
+    now = timezone.now()  # the times shown; staleness is judged by the database's clock
+    owned = {"worker": worker[:200], "heartbeat_at": Now(), "attempts": F("attempts") + 1}
     claimed = Job.objects.filter(
         pk=job_id, status=Job.Status.QUEUED, cancel_requested=False
     ).update(status=Job.Status.RUNNING, started_at=now, message="started", **owned)
     # Sent on by its last shard: the job's last part, same attempt (nobody else owned it).
-    finishing = 0
+    # No worker owned it to see a cancel asked meanwhile: the request ends it here.
+    waiting = Job.objects.filter(
+        pk=job_id, status=Job.Status.RUNNING, stage=Job.Stage.FINISHING, worker=""
+    )
+    finishing = cancelled_waiting = 0
     if not claimed:
-        finishing = Job.objects.filter(
-            pk=job_id, status=Job.Status.RUNNING, stage=Job.Stage.FINISHING, worker=""
-        ).update(worker=worker[:200], heartbeat_at=now, message="finishing")
+        finishing = waiting.filter(cancel_requested=False).update(
+            worker=worker[:200], heartbeat_at=Now(), message="finishing"
+        )
+        if not finishing:
+            cancelled_waiting = waiting.filter(cancel_requested=True).update(
+                status=Job.Status.CANCELLED, finished_at=now, message="cancelled"
+            )
     resumed = 0
-    if not claimed and not finishing:
+    if not (claimed or finishing or cancelled_waiting):
         # A job in stage "shards" has no worker to lose: its shards are recovered instead.
         resumed = (
             Job.objects.filter(
                 pk=job_id,
                 status=Job.Status.RUNNING,
-                heartbeat_at__lt=stale_before,
-                attempts__lt=MAX_ATTEMPTS,
+                heartbeat_at__lt=stale_before(),
+                attempts__lt=MAX_ATTEMPTS + F("releases"),
                 cancel_requested=False,
             )
             .exclude(stage=Job.Stage.SHARDS)
@@ -99,7 +131,7 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
         JobLogLine.objects.create(job=job, message=f"{note} by {worker} (attempt {job.attempts})")
         return JobClaim(ClaimOutcome.CLAIMED, job)
     lost = Job.objects.filter(
-        pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
+        pk=job_id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before()
     ).exclude(stage=Job.Stage.SHARDS)
     # A cancel was asked for and the worker died before it stopped: the job is cancelled
     # (not restarted, not failed for lost workers).
@@ -117,11 +149,14 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
         return JobClaim(ClaimOutcome.MISSING)
     job = found
     if given_up:
-        JobLogLine.objects.create(job=job, message=f"failed: worker lost {job.attempts} times")
+        lost_workers = job.attempts - job.releases
+        JobLogLine.objects.create(job=job, message=f"failed: worker lost {lost_workers} times")
     if cancelled_lost:
         JobLogLine.objects.create(
             job=job, message="cancelled; its worker was lost before it stopped"
         )
+    if cancelled_waiting:
+        JobLogLine.objects.create(job=job, message="cancelled before its last part started")
     if job.status == Job.Status.QUEUED and job.cancel_requested:
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.CANCELLED, finished_at=now
@@ -130,8 +165,7 @@ def job_claim(*, job_id: int, worker: str, now: datetime | None = None) -> JobCl
     if job.is_finished or job.stage == Job.Stage.SHARDS:
         # In stage "shards" the shards carry the job; the last one sends its task again.
         return JobClaim(ClaimOutcome.FINISHED, job)
-    heartbeat = job.heartbeat_at or now
-    retry_in = max((heartbeat - stale_before).total_seconds(), 0.0) + 1.0
+    retry_in = seconds_until_stale(Job.objects.filter(pk=job_id)) + 1.0
     return JobClaim(ClaimOutcome.BUSY, job, retry_in)
 
 
@@ -150,7 +184,7 @@ def job_progress(*, job: Job, fraction: float, message: str, log: bool = True) -
     """
     fraction = min(max(float(fraction), 0.0), 1.0)
     updated = job_owned(job).update(
-        progress=fraction, message=message[:MESSAGE_MAX], heartbeat_at=timezone.now()
+        progress=fraction, message=message[:MESSAGE_MAX], heartbeat_at=Now()
     )
     if updated and log:
         JobLogLine.objects.create(job=job, message=message)
@@ -165,7 +199,7 @@ def job_finish(*, job: Job, result: dict[str, Any] | None = None) -> bool:
         progress=1.0,
         result=result or {},
         finished_at=now,
-        heartbeat_at=now,
+        heartbeat_at=Now(),
         message="done",
     )
     if updated:
@@ -179,7 +213,7 @@ def job_fail(*, job: Job, error: str) -> bool:
         status=Job.Status.FAILED,
         error=error,
         finished_at=now,
-        heartbeat_at=now,
+        heartbeat_at=Now(),
         message=f"failed: {error}"[:MESSAGE_MAX],
     )
     if updated:
@@ -191,19 +225,35 @@ def job_mark_cancelled(*, job: Job, leaves: str = "nothing was registered") -> b
     """End an owned job as cancelled; ``leaves``: what the work had done that stays."""
     now = timezone.now()
     updated = job_owned(job).update(
-        status=Job.Status.CANCELLED, finished_at=now, heartbeat_at=now, message="cancelled"
+        status=Job.Status.CANCELLED, finished_at=now, heartbeat_at=Now(), message="cancelled"
     )
     if updated:
         JobLogLine.objects.create(job=job, message=f"cancelled; {leaves}"[:MESSAGE_MAX])
     return bool(updated)
 
 
-def job_release(*, job: Job, reason: str) -> bool:
-    """Give an owned job back to the queue (before a retry after a transient error)."""
-    updated = job_owned(job).update(status=Job.Status.QUEUED, worker="", message=reason[:500])
-    if updated:
+def job_release(*, job: Job, reason: str, cancel_leaves: str = "nothing was registered") -> bool:
+    """Give an owned job back to the queue (before a retry after a transient error); False
+    if it is no longer ours, or was cancelled instead: a job whose cancel was asked would sit
+    queued, as neither a claim nor the released-job sweep takes it. ``cancel_leaves``: see
+    ``job_mark_cancelled``."""
+    released = (
+        job_owned(job)
+        .filter(cancel_requested=False)
+        .update(
+            status=Job.Status.QUEUED,
+            worker="",
+            message=reason[:MESSAGE_MAX],
+            releases=F("releases") + 1,
+        )
+    )
+    if released:
         JobLogLine.objects.create(job=job, message=f"released for a retry: {reason}")
-    return bool(updated)
+        return True
+    # The request only ever goes from False to True: a job still ours here has it.
+    if job_mark_cancelled(job=job, leaves=cancel_leaves):
+        job_log(job=job, message=f"stopped by {reason} after a cancel was asked"[:MESSAGE_MAX])
+    return False
 
 
 # A job released for a retry (``job_release``) and still queued this many stale periods later
@@ -211,35 +261,47 @@ def job_release(*, job: Job, reason: str) -> bool:
 RELEASED_STALE_PERIODS = 10
 
 
-def jobs_recover_stale(*, now: datetime | None = None) -> list[int]:
+def jobs_recover_stale() -> list[int]:
     """Re-enqueue running jobs of every kind whose worker went silent (e.g. brokers without
     redelivery, such as the file-system one), and released jobs whose task's retries ran out
     or which had none (exports, curation and evaluation are not retried automatically): queued,
     claimed before, untouched for ``RELEASED_STALE_PERIODS`` stale periods. The claim decides
-    whether they run again, so a task sent twice runs once."""
+    whether they run again, so a task sent twice runs once. Returns the jobs sent again."""
     kinds = tuple(TASK_NAMES)
-    now = now or timezone.now()
-    stale_before = now - timedelta(seconds=stale_seconds())
     stale = list(
         Job.objects.filter(
-            kind__in=kinds, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before
+            kind__in=kinds, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before()
         ).exclude(stage=Job.Stage.SHARDS)
     )
+    sent = []
     for job in stale:
         job_log(job=job, message="no heartbeat; sent again for a worker to take over")
-        job_enqueue(job=job)
-    released_before = now - timedelta(seconds=stale_seconds() * RELEASED_STALE_PERIODS)
+        if _send_again(job):
+            sent.append(job.pk)
     released = list(
         Job.objects.filter(
             kind__in=kinds,
             status=Job.Status.QUEUED,
             cancel_requested=False,
-            heartbeat_at__lt=released_before,  # null for a job no worker has claimed yet
+            # Null for a job no worker has claimed yet.
+            heartbeat_at__lt=stale_before(RELEASED_STALE_PERIODS),
         )
     )
     for job in released:
         job_log(job=job, message="released and never taken again; sent again")
         # Sent again now: the next sweep waits as long again before another.
-        Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(heartbeat_at=now)
+        Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(heartbeat_at=Now())
+        if _send_again(job):
+            sent.append(job.pk)
+    return sent
+
+
+def _send_again(job: Job) -> bool:
+    """Send the job's task; False if the broker refused it (``job_enqueue`` settled the row),
+    so that one refusal does not end the sweep (nor the shards' sweep after it)."""
+    try:
         job_enqueue(job=job)
-    return [job.pk for job in stale + released]
+    except QueueUnavailable:
+        logger.warning("stale job %s: its task could not be sent again", job.pk, exc_info=True)
+        return False
+    return True

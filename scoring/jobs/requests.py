@@ -110,21 +110,30 @@ def job_fail_unsent(*, job: Job) -> bool:
 
 
 def job_cancel(*, job: Job) -> Job:
-    """Ask a job to stop. A queued job is cancelled at once; a running one at its next check."""
+    """Ask a job to stop. A job no worker owns (queued; in stage ``shards`` or waiting for its
+    last part) is cancelled at once; a running one at its next check. One transaction, so a
+    request that dies halfway leaves no flag that nobody acts on."""
     now = timezone.now()
     with transaction.atomic():
         Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(cancel_requested=True)
         cancelled_now = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
             status=Job.Status.CANCELLED, finished_at=now, message="cancelled before it started"
         )
+        # Its last shard sent its task on; no worker has claimed it, so none would see the flag.
+        cancelled_waiting = Job.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.FINISHING, worker=""
+        ).update(status=Job.Status.CANCELLED, finished_at=now, message="cancelled")
         if cancelled_now:
             JobLogLine.objects.create(job=job, message="cancelled before it started")
+        elif cancelled_waiting:
+            JobLogLine.objects.create(job=job, message="cancelled before its last part started")
+        elif Job.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS
+        ).exists():
+            job_cancel_sharded(job=job)
         elif Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
             JobLogLine.objects.create(job=job, message="cancel requested")
     job.refresh_from_db()
-    if job.stage == Job.Stage.SHARDS and job.status == Job.Status.RUNNING:
-        job_cancel_sharded(job=job)
-        job.refresh_from_db()
     return job
 
 

@@ -22,7 +22,7 @@ from django.db import (
     close_old_connections,
     connection,
 )
-from django.utils import timezone
+from django.db.models.functions import Now
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scoring.jobs.claims import (
@@ -38,6 +38,8 @@ from scoring.jobs.claims import (
     job_progress,
     job_release,
     jobs_recover_stale,
+    seconds_until_stale,
+    stale_before,
     stale_seconds,
     worker_name,
 )
@@ -85,6 +87,8 @@ __all__ = [
     "job_release",
     "job_run",
     "jobs_recover_stale",
+    "seconds_until_stale",
+    "stale_before",
     "stale_seconds",
     "worker_name",
 ]
@@ -217,7 +221,7 @@ class JobContext:
 
     def _poll(self) -> bool:
         """One heartbeat: refresh ownership and read the cancel flag. False once lost."""
-        alive = job_owned(self.job).update(heartbeat_at=timezone.now())
+        alive = job_owned(self.job).update(heartbeat_at=Now())
         if not alive:
             self.lost = True
             self._stop.set()
@@ -267,7 +271,11 @@ def job_run(
         logger.warning("job %s was taken over by another worker; stopping", job.pk)
     except _transient_errors() as error:
         try:
-            job_release(job=job, reason=f"{type(error).__name__}: {error}")
+            job_release(
+                job=job,
+                reason=f"{type(error).__name__}: {error}",
+                cancel_leaves=context.cancel_leaves,
+            )
         except Exception:  # the database may still be down; the heartbeat goes stale instead
             logger.warning("could not release job %s", job.pk, exc_info=True)
         raise

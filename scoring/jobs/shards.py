@@ -34,13 +34,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from scoring.jobs.runner import (
@@ -52,7 +52,8 @@ from scoring.jobs.runner import (
     fenced_heartbeat,
     job_cancel_sharded,
     job_log,
-    stale_seconds,
+    seconds_until_stale,
+    stale_before,
 )
 from scoring.models import Job, JobShard
 
@@ -147,7 +148,7 @@ def job_hand_off_to_shards(
         owned.update(
             stage=Job.Stage.SHARDS,
             worker="",
-            heartbeat_at=timezone.now(),
+            heartbeat_at=Now(),
             result=result,
             message=f"0/{total} shards done",
         )
@@ -216,19 +217,19 @@ def _job_active(job_id: int) -> QuerySet[Job]:
     )
 
 
-def shard_claim(*, shard_id: int, worker: str, now: datetime | None = None) -> ShardClaim:
-    now = now or timezone.now()
-    stale_before = now - timedelta(seconds=stale_seconds())
+def shard_claim(*, shard_id: int, worker: str) -> ShardClaim:
+    now = timezone.now()  # the times shown; staleness is judged by the database's clock
     shard = JobShard.objects.filter(pk=shard_id).select_related("job").first()
     if shard is None:
         return ShardClaim("finished")
     if not _job_active(shard.job_id).exists():
         # The job was cancelled, failed or finished: this shard has nothing left to do.
+        _job_cancel_if_asked(shard.job)
         JobShard.objects.filter(pk=shard_id, status=JobShard.Status.QUEUED).update(
             status=JobShard.Status.CANCELLED
         )
         return ShardClaim("finished", shard)
-    owned = {"worker": worker[:200], "heartbeat_at": now, "attempts": F("attempts") + 1}
+    owned = {"worker": worker[:200], "heartbeat_at": Now(), "attempts": F("attempts") + 1}
     claimed = JobShard.objects.filter(pk=shard_id, status=JobShard.Status.QUEUED).update(
         status=JobShard.Status.RUNNING, started_at=now, **owned
     )
@@ -237,7 +238,7 @@ def shard_claim(*, shard_id: int, worker: str, now: datetime | None = None) -> S
         resumed = JobShard.objects.filter(
             pk=shard_id,
             status=JobShard.Status.RUNNING,
-            heartbeat_at__lt=stale_before,
+            heartbeat_at__lt=stale_before(),
             attempts__lt=MAX_SHARD_ATTEMPTS,
         ).update(**owned)
     if claimed or resumed:
@@ -250,20 +251,20 @@ def shard_claim(*, shard_id: int, worker: str, now: datetime | None = None) -> S
             )
         return ShardClaim("claimed", shard)
     shard.refresh_from_db()
-    if shard.status == JobShard.Status.RUNNING and shard.heartbeat_at is not None:
-        if shard.heartbeat_at < stale_before:  # stale, and out of attempts
-            _shard_fail_for_good(
-                shard=shard,
-                error=f"its worker was lost {shard.attempts} times",
-                fenced=False,
-            )
-            return ShardClaim("finished", shard)
-        retry_in = max((shard.heartbeat_at - stale_before).total_seconds(), 0.0) + 1.0
-        return ShardClaim("busy", shard, retry_in)
+    running = JobShard.objects.filter(
+        pk=shard_id, status=JobShard.Status.RUNNING, heartbeat_at__isnull=False
+    )
+    if running.filter(heartbeat_at__lt=stale_before()).exists():  # stale, and out of attempts
+        _shard_fail_for_good(
+            shard=shard, error=f"its worker was lost {shard.attempts} times", fenced=False
+        )
+        return ShardClaim("finished", shard)
+    if running.exists():
+        return ShardClaim("busy", shard, seconds_until_stale(running) + 1.0)
     if shard.status == JobShard.Status.SUCCEEDED:
         # Delivered again (tasks acknowledge late): its worker may have died after the
         # shard's commit and before it handed the job on; if so, this delivery does it.
-        _job_advance_if_done(shard.job, now=now)
+        _job_advance_if_done(shard.job)
     return ShardClaim("finished", shard)
 
 
@@ -293,13 +294,12 @@ class ShardContext:
         return self._stop.is_set() or self._cancelled.is_set()
 
     def _poll(self) -> bool:
-        now = timezone.now()
-        alive = _owned_shard(self.shard).update(heartbeat_at=now)
+        alive = _owned_shard(self.shard).update(heartbeat_at=Now())
         if not alive:
             self._stop.set()
             return False
         # The job's heartbeat: alive while any of its shards is.
-        if not _job_active(self.job.pk).update(heartbeat_at=now):
+        if not _job_active(self.job.pk).update(heartbeat_at=Now()):
             job = Job.objects.filter(pk=self.job.pk).first()
             if job is None or job.cancel_requested or job.status == Job.Status.CANCELLED:
                 self._cancelled.set()
@@ -366,23 +366,23 @@ def shard_finish(*, shard: JobShard) -> bool:
     now = timezone.now()
     with transaction.atomic():
         if not _owned_shard(shard).update(
-            status=JobShard.Status.SUCCEEDED, finished_at=now, heartbeat_at=now
+            status=JobShard.Status.SUCCEEDED, finished_at=now, heartbeat_at=Now()
         ):
             return False
     # Counted after our own commit: of shards finishing together, at least the last to
     # commit sees none left. A worker killed before this point leaves the job to a redelivery
     # of its task or to the sweep (both call the same helper).
-    return _job_advance_if_done(shard.job, now=now)
+    return _job_advance_if_done(shard.job)
 
 
-def _job_advance_if_done(job: Job, *, now: datetime | None = None) -> bool:
+def _job_advance_if_done(job: Job) -> bool:
     """Record the job's shards done; if all have succeeded, move the job to stage
     ``finishing`` and send its task on commit. Returns whether this call moved it.
 
     Called by each shard that succeeds, by a shard task delivered again after its shard
     succeeded, and by ``shards_recover_stale``: the conditional UPDATE lets exactly one of
-    them move the job, so its task is sent once."""
-    now = now or timezone.now()
+    them move the job, so its task is sent once. A job whose cancel was asked is cancelled
+    instead: its last part would run with no check of the request."""
     shards = JobShard.objects.filter(job_id=job.pk)
     total = shards.count()
     done = shards.filter(status=JobShard.Status.SUCCEEDED).count()
@@ -390,15 +390,16 @@ def _job_advance_if_done(job: Job, *, now: datetime | None = None) -> bool:
     _job_active(job.pk).update(
         progress=low + (high - low) * done / max(total, 1),
         message=f"{done}/{total} shards done",
-        heartbeat_at=now,
+        heartbeat_at=Now(),
     )
     if total == 0 or done < total:
         return False
     with transaction.atomic():
-        advanced = Job.objects.filter(
-            pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS
-        ).update(stage=Job.Stage.FINISHING, worker="", heartbeat_at=now)
+        advanced = _job_active(job.pk).update(
+            stage=Job.Stage.FINISHING, worker="", heartbeat_at=Now()
+        )
         if not advanced:
+            _job_cancel_if_asked(job)
             return False
         job_log(job=job, message=f"all {total} shards done")
         if not (job.result or {}).get("inline"):
@@ -407,6 +408,16 @@ def _job_advance_if_done(job: Job, *, now: datetime | None = None) -> bool:
             name = TASK_NAMES[job.kind]
             transaction.on_commit(lambda: current_app.send_task(name, args=(job.pk,), **options))
     return True
+
+
+def _job_cancel_if_asked(job: Job) -> None:
+    """Cancel a job left in stage ``shards`` with its cancel asked: asked before the job got
+    there, or by a request that died before it cancelled the job. No shard of it would run
+    to notice, and its last part must not run."""
+    if Job.objects.filter(
+        pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS, cancel_requested=True
+    ).exists():
+        job_cancel_sharded(job=job)
 
 
 def _shard_cancel(*, shard: JobShard) -> None:
@@ -461,24 +472,22 @@ def _shard_fail_for_good(*, shard: JobShard, error: str, fenced: bool = True) ->
             job_log(job=shard.job, message=f"failed: {message}")
 
 
-def shards_recover_stale(*, now: datetime | None = None) -> list[int]:
+def shards_recover_stale() -> list[int]:
     """Send again the tasks of running shards whose worker went silent (brokers without
     redelivery), and of queued shards of a job silent that long; the claim decides. Hand
     on the jobs silent that long whose shards have all succeeded. Returns the shards sent."""
-    now = now or timezone.now()
-    stale_before = now - timedelta(seconds=stale_seconds())
     # The last shard's worker died between the shard's commit and handing the job on, and its
     # task was not delivered again (a broker without redelivery): nothing else moves the job.
     unfinished = [status for status in JobShard.Status if status != JobShard.Status.SUCCEEDED]
     finished = Job.objects.filter(
-        status=Job.Status.RUNNING, stage=Job.Stage.SHARDS, heartbeat_at__lt=stale_before
+        status=Job.Status.RUNNING, stage=Job.Stage.SHARDS, heartbeat_at__lt=stale_before()
     ).exclude(shards__status__in=unfinished)
     for job in finished:
         _job_advance_if_done(job)
     stale = list(
         JobShard.objects.filter(
             status=JobShard.Status.RUNNING,
-            heartbeat_at__lt=stale_before,
+            heartbeat_at__lt=stale_before(),
             job__status=Job.Status.RUNNING,
         ).select_related("job")
     )
@@ -489,7 +498,7 @@ def shards_recover_stale(*, now: datetime | None = None) -> list[int]:
             status=JobShard.Status.QUEUED,
             job__status=Job.Status.RUNNING,
             job__stage=Job.Stage.SHARDS,
-            job__heartbeat_at__lt=stale_before,
+            job__heartbeat_at__lt=stale_before(),
         ).select_related("job")
     )
     for shard in stale:
