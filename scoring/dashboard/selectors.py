@@ -11,6 +11,7 @@ Charts are plain geometry computed here and drawn by the templates as inline SVG
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -91,7 +92,17 @@ def dashboard_campaigns() -> list[dict[str, Any]]:
 
     def compute() -> list[dict[str, Any]]:
         counts: dict[int, dict[str, int]] = {}
-        for row in Pair.objects.order_by().values("campaign_id", "status").annotate(n=Count("id")):
+        # Gold pairs are checks with a known answer, not work: apart, as the workspace and
+        # the API count them (annotation.selectors.campaign_pair_counts).
+        gold: dict[int, int] = defaultdict(int)
+        for row in (
+            Pair.objects.order_by()
+            .values("campaign_id", "status", "is_gold")
+            .annotate(n=Count("id"))
+        ):
+            if row["is_gold"]:
+                gold[row["campaign_id"]] += row["n"]
+                continue
             buckets = counts.setdefault(row["campaign_id"], dict.fromkeys(PROGRESS_BUCKETS, 0))
             buckets[_BUCKET_OF.get(row["status"], "pending")] += row["n"]
         open_escalations = dict(
@@ -112,6 +123,7 @@ def dashboard_campaigns() -> list[dict[str, Any]]:
                     "id": campaign.pk,
                     "name": campaign.name,
                     "total": total,
+                    "gold": gold[campaign.pk],
                     "buckets": buckets,
                     "complete_share": buckets["complete"] / total if total else None,
                     "open_escalations": open_escalations.get(campaign.pk, 0),
@@ -135,12 +147,16 @@ def progress_summary(*, campaign: Campaign) -> dict[str, Any]:
         }
         per_round: dict[int | None, dict[str, int]] = {}
         totals = dict.fromkeys(PROGRESS_BUCKETS, 0)
+        gold = 0
         for row in (
             Pair.objects.filter(campaign=campaign)
             .order_by()
-            .values("round_id", "status")
+            .values("round_id", "status", "is_gold")
             .annotate(n=Count("id"))
         ):
+            if row["is_gold"]:  # checks, not work: apart, as the workspace counts them
+                gold += row["n"]
+                continue
             bucket = _BUCKET_OF.get(row["status"], "pending")
             per_round.setdefault(row["round_id"], dict.fromkeys(PROGRESS_BUCKETS, 0))
             per_round[row["round_id"]][bucket] += row["n"]
@@ -159,7 +175,7 @@ def progress_summary(*, campaign: Campaign) -> dict[str, Any]:
             )
         if None in per_round:
             rows.append(
-                {"label": "No round (pool, gold)", "status": "", "buckets": per_round[None]}
+                {"label": "No round (pool)", "status": "", "buckets": per_round[None]}
             )
         for row in rows:
             row["total"] = sum(row["buckets"].values())
@@ -173,6 +189,7 @@ def progress_summary(*, campaign: Campaign) -> dict[str, Any]:
                 for name in PROGRESS_BUCKETS
             ],
             "total": total,
+            "gold": gold,
             "complete_share": totals["complete"] / total if total else None,
             "rounds": rows,
             "labels": labels,

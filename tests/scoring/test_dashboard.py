@@ -87,9 +87,11 @@ def test_an_admin_sees_every_panel_with_charts_and_no_inline_style_or_script(
 def test_progress_counts_pairs_by_state_and_round(busy_campaign, history):
     summary = progress_summary(campaign=busy_campaign)
     assert summary["totals"] == {
-        "pending": 5, "in_annotation": 0, "complete": 5, "escalated": 2, "discarded": 1
+        "pending": 5, "in_annotation": 0, "complete": 4, "escalated": 2, "discarded": 1
     }
-    assert summary["total"] == len(history)
+    gold = sum(1 for pair in history.values() if pair.is_gold)
+    assert summary["gold"] == gold == 1  # checks, not work: apart
+    assert summary["total"] == len(history) - gold
     round_2 = next(row for row in summary["rounds"] if row["label"] == "Round 2")
     assert round_2["buckets"]["escalated"] == 2 and round_2["buckets"]["pending"] == 1
     assert summary["labels"]["total"] == 21
@@ -291,3 +293,25 @@ def test_the_periodic_refresh_recomputes_the_slow_panels_of_active_campaigns(
     assert agreement_panel(campaign=campaign) == before  # still the cached figures
     assert dashboards_refresh() == 1  # only the campaign with recent labels
     assert agreement_panel(campaign=campaign) != before
+
+
+def test_gold_pairs_are_counted_apart_as_the_workspace_and_the_api_count_them(
+    campaign, admin_user
+):
+    from annotation.selectors import campaign_pair_counts
+    from scoring.dashboard.selectors import dashboard_campaigns
+
+    PairFactory.create_batch(2, campaign=campaign, status=Pair.Status.COMPLETE)
+    PairFactory(campaign=campaign)
+    PairFactory.create_batch(
+        4, campaign=campaign, is_gold=True, gold_preference=1, status=Pair.Status.COMPLETE
+    )
+    summary = progress_summary(campaign=campaign)
+    api = campaign_pair_counts(campaign=campaign)
+    assert (summary["total"], summary["totals"]["complete"], summary["gold"]) == (3, 2, 4)
+    assert (api["total"], api["complete"], api["gold"]) == (3, 2, 4)
+    assert summary["complete_share"] == pytest.approx(2 / 3)
+    listed = next(item for item in dashboard_campaigns() if item["id"] == campaign.pk)
+    assert (listed["total"], listed["buckets"]["complete"], listed["gold"]) == (3, 2, 4)
+    page = client_for(admin_user).get(dashboard_url(campaign)).content.decode()
+    assert "3 pairs (and 4 gold checks), 67 % complete" in page
