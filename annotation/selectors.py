@@ -65,6 +65,26 @@ def _may_annotate(campaign: Campaign, member: CampaignMember | None, user: User)
     return user_has_role(user, Role.ADMIN)
 
 
+def retest_taker_exists(*, campaign: Campaign, pair_id: int) -> bool:
+    """Whether anyone could take the pair's re-test: in a members-only campaign, an active
+    annotator member who has never had the pair (nobody judges a pair twice). A team exactly
+    as large as the pairs' annotator count has nobody, and a re-test slot opened then stays
+    empty for good (the pair in annotation, its round never done). A campaign open to all
+    takes any annotator of the site: someone new may always come."""
+    if campaign.open_to_all:
+        return True
+    had_it = Assignment.objects.filter(pair_id=pair_id).values("annotator_id")
+    return (
+        CampaignMember.objects.filter(
+            campaign=campaign,
+            role=CampaignMember.Role.ANNOTATOR,
+            state=CampaignMember.State.ACTIVE,
+        )
+        .exclude(user_id__in=had_it)
+        .exists()
+    )
+
+
 def _found_member(member: Any) -> CampaignMember | None:
     # A LEFT JOIN with no member row gives a member of NULLs.
     return member if member is not None and member.pk is not None else None

@@ -35,6 +35,7 @@ from annotation.models import (
 )
 from annotation.prepared_reads import fetch_all_prepared
 from annotation.rankings import first_two_preference
+from annotation.selectors import retest_taker_exists
 from annotation.services.labels import FLAG_NAMES
 from annotation.services.pair_state import (
     pair_escalate,
@@ -307,6 +308,8 @@ def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random
         return False
     if Assignment.objects.filter(pair=pair, kind=Assignment.Kind.RETEST).exists():
         return False  # one re-test per pair
+    if not retest_taker_exists(campaign=campaign, pair_id=pair.pk):
+        return False  # nobody could take it: the pair would wait in annotation for good
     # Only a pair with no free slot left gets one more: running this twice adds one slot.
     return pair_reopen_for_retest(pair_id=pair.pk)
 

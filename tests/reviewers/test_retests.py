@@ -174,3 +174,26 @@ def test_a_settling_change_keeps_an_escalation_that_also_holds_another_reason(db
     pair.refresh_from_db()
     assert flagged.status == Escalation.Status.OPEN
     assert pair.status == Pair.Status.ESCALATED
+
+
+def test_a_members_only_team_no_larger_than_a_pair_gets_no_retest_it_could_never_take():
+    # Three annotator members, three labels a pair: a re-test slot would wait for a fourth
+    # annotator for good, the pair in annotation and its round never done.
+    from annotation.services.members import member_add
+
+    campaign = CampaignFactory(retest_share=1.0, open_to_all=False, auto_retrain=True)
+    team = UserFactory.create_batch(3)
+    for user in team:
+        member_add(campaign=campaign, user=user)
+    pair = judged_pair(campaign, [1, 1, 2], users=team)
+    assert (pair.status, pair.slot_cap) == (Pair.Status.COMPLETE, 3)
+    assert not Pair.objects.filter(campaign=campaign, status=Pair.Status.IN_ANNOTATION).exists()
+
+    # A fourth member who never had the pair can take one: the next pair gets its re-test.
+    newcomer = UserFactory()
+    member_add(campaign=campaign, user=newcomer)
+    second = judged_pair(campaign, [1, 1, 2], users=team)
+    assert (second.status, second.slot_cap) == (Pair.Status.IN_ANNOTATION, 4)
+    retest = assignment_next(campaign=campaign, annotator=newcomer)
+    assert retest is not None and retest.pair_id == second.pk
+    assert retest.kind == Assignment.Kind.RETEST
