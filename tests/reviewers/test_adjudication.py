@@ -99,9 +99,7 @@ def test_deciding_needs_your_own_unexpired_claim(escalation, expert):
         ("preference", 1, "   ", "a note explaining the decision is required"),
     ],
 )
-def test_it_rejects_an_incomplete_decision(
-    escalation, expert, decision, preference, note, message
-):
+def test_it_rejects_an_incomplete_decision(escalation, expert, decision, preference, note, message):
     escalation_claim(escalation=escalation, expert=expert)
     with pytest.raises(InvalidDecision, match=message):
         adjudication_resolve(
@@ -127,3 +125,26 @@ def test_a_binary_campaign_accepts_only_binary_preferences(expert):
         escalation=escalation, expert=expert, decision="preference", preference=1, note="A."
     )
     assert Pair.objects.get(pk=escalation.pair_id).consensus_preference == 1
+
+
+def test_the_progress_counter_follows_a_decision_at_once(
+    escalation, expert, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    from annotation.selectors import campaign_pair_counts
+
+    cache.clear()
+    campaign = escalation.campaign
+    assert campaign_pair_counts(campaign=campaign)["escalated"] == 1
+    escalation_claim(escalation=escalation, expert=expert)
+    with django_capture_on_commit_callbacks(execute=True):
+        adjudication_resolve(
+            escalation=escalation,
+            expert=expert,
+            decision=Adjudication.Decision.PREFERENCE,
+            preference=1,
+            note="A is right.",
+        )
+    counts = campaign_pair_counts(campaign=campaign)  # well within the counts' 5 s
+    assert (counts["escalated"], counts["resolved"]) == (0, 1)
