@@ -315,3 +315,12 @@ def test_gold_pairs_are_counted_apart_as_the_workspace_and_the_api_count_them(
     assert (listed["total"], listed["buckets"]["complete"], listed["gold"]) == (3, 2, 4)
     page = client_for(admin_user).get(dashboard_url(campaign)).content.decode()
     assert "3 pairs (and 4 gold checks), 67 % complete" in page
+
+
+def test_the_loop_panel_says_why_a_round_of_imported_pairs_is_not_in_it(campaign, admin_user):
+    round_1 = Round.objects.create(campaign=campaign, number=1, status=Round.Status.OPEN)
+    PairFactory.create_batch(2, campaign=campaign, round=round_1)  # imported into the round
+    page = client_for(admin_user).get(dashboard_url(campaign, "loop-effect"), **HTMX)
+    text = page.content.decode()
+    assert "No round has drawn pairs from the pool yet" in text
+    assert "No round has been opened yet" not in text
