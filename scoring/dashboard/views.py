@@ -233,14 +233,17 @@ def dashboard_export_create(request: SignedInRequest, campaign_id: int) -> HttpR
     form = ExportForm(request.POST)
     created = False
     if form.is_valid():
-        created = True
-        export_create(
-            campaign=campaign,
-            file_format=form.cleaned_data["format"],
-            filters=form.cleaned_data["filters"],
-            user=request.user,
-        )
-        form = ExportForm()
+        try:
+            export_create(
+                campaign=campaign,
+                file_format=form.cleaned_data["format"],
+                filters=form.cleaned_data["filters"],
+                user=request.user,
+            )
+            created = True
+            form = ExportForm()
+        except InvalidExport as error:  # what only the campaign can tell: rounds, sets
+            form.add_error(None, str(error))
     if request.htmx:
         response = render(
             request,

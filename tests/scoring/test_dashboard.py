@@ -201,6 +201,8 @@ def test_each_panel_takes_its_pinned_queries(
 
 def test_an_admin_starts_an_export_from_the_dashboard(campaign, admin_user, settings, tmp_path):
     settings.ARBITER = {**settings.ARBITER, "EXPORT_DIR": tmp_path}
+    for number in (1, 2):
+        Round.objects.create(campaign=campaign, number=number, status=Round.Status.CLOSED)
     client = client_for(admin_user)
     url = f"/campaigns/{campaign.pk}/dashboard/exports"
     response = client.post(
@@ -219,6 +221,9 @@ def test_an_admin_starts_an_export_from_the_dashboard(campaign, admin_user, sett
 
     bad = client.post(url, {"format": "parquet", "rounds": "one", "ties": "exclude"}, **HTMX)
     assert "HX-Trigger" not in bad and "whole numbers" in bad.content.decode()
+    unknown_round = {"format": "parquet", "rounds": "99", "ties": "exclude", "provenance": ["gold"]}
+    unknown = client.post(url, unknown_round, **HTMX)
+    assert "HX-Trigger" not in unknown and "no round 99" in unknown.content.decode()
     plain = client.post(url, {"format": "jsonl", "ties": "exclude", "provenance": ["gold"]})
     assert plain.status_code == 302 and ExportSnapshot.objects.count() == 2
     nothing = client.post(url, {"format": "jsonl", "ties": "exclude"})  # every box unticked

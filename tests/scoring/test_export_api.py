@@ -118,6 +118,9 @@ def test_an_admin_starts_and_lists_exports_through_the_api(campaign, admin_user,
 
     bad = client.post(url, {"provenance": ["made_up"]}, format="json")
     assert bad.status_code == 400
+    no_such_round = client.post(url, {"format": "jsonl", "rounds": [2, 99]}, format="json")
+    assert no_such_round.status_code == 400
+    assert "no round 99" in no_such_round.content.decode()
     assert ExportSnapshot.objects.count() == 1
 
 
