@@ -29,6 +29,8 @@ class DawidSkeneFit:
     confusions: FloatArray  # (annotators, true class, said class)
     priors: FloatArray  # (classes,)
     iterations: int
+    # False when the fit stopped at max_iterations with posteriors still moving.
+    converged: bool = True
 
     def annotator_accuracy(self) -> FloatArray:
         """P(an annotator says the true class), weighted by the class priors."""
@@ -82,6 +84,7 @@ def dawid_skene(
     confusions = np.zeros((n_annotators, n_classes, n_classes))
     priors = np.full(n_classes, 1.0 / n_classes)
     iterations = 0
+    change = float("inf")
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - reported in the fit
         # M-step: priors and confusions from the current posteriors.
         priors = posteriors.mean(axis=0) + 1e-9
@@ -110,7 +113,7 @@ def dawid_skene(
         posteriors = updated
         if change < tolerance:
             break
-    return DawidSkeneFit(posteriors, confusions, priors, iterations)
+    return DawidSkeneFit(posteriors, confusions, priors, iterations, change < tolerance)
 
 
 def _normalise_rows(matrix: FloatArray) -> FloatArray:

@@ -147,6 +147,13 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
         n_classes=len(DIRECTIONS),
         anchors=anchors,
     )
+    if not fit.converged:
+        # The verdicts stand (the EM only improves them), but an admin should know.
+        logger.warning(
+            "Dawid-Skene on campaign %s stopped after %s iterations before converging",
+            campaign_id,
+            fit.iterations,
+        )
     verdicts = weighted_verdicts(
         labels, item=item, pair_ids=pair_ids, gold_ids=gold_ids, posteriors=fit.posteriors
     )

@@ -136,3 +136,12 @@ def test_the_vectorised_fit_equals_the_em_written_label_by_label():
     )
     assert np.allclose(fit.posteriors, posteriors, atol=1e-9)
     assert np.allclose(fit.confusions, confusions, atol=1e-9)
+
+
+def test_a_fit_cut_short_says_it_did_not_converge():
+    truth, items, annotators, said = _simulate([0.9, 0.85, 0.8, 0.15], n_items=200)
+    shape = {"n_items": len(truth), "n_annotators": 4, "n_classes": 2}
+    full = dawid_skene(items, annotators, said, **shape)
+    assert full.converged and full.iterations > 2
+    cut = dawid_skene(items, annotators, said, **shape, max_iterations=2)
+    assert not cut.converged and cut.iterations == 2
