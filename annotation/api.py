@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from annotation.aspects import parse_aspects
 from annotation.models import Campaign, ImportJob, Outcome
+from annotation.roles import Role, user_has_role
 from annotation.selectors import (
     assignment_for_annotator,
     campaign_for_admin,
@@ -23,6 +24,7 @@ from annotation.selectors import (
     shown_pair,
 )
 from annotation.services.assignments import assignment_next, assignment_skip
+from annotation.services.campaigns import CREATE_FIELDS, campaign_create
 from annotation.services.import_jobs import (
     import_job_create,
     import_job_enqueue,
@@ -38,6 +40,7 @@ from annotation.services.labels import (
     label_submit,
 )
 from annotation.services.rewrites import REWRITE_MAX_CHARS
+from core.errors import Forbidden
 from core.requests import SignedInApiRequest
 from core.validation import UPLOAD_NAME_MAX
 
@@ -355,3 +358,32 @@ class ImportApi(APIView):
         if job.status == ImportJob.Status.FAILED:
             return Response({**body, "detail": job.error, "line": job.error_line}, status=400)
         return Response(body, status=201)
+
+
+@extend_schema(summary="Create a campaign (site admins)")
+class CampaignCreateApi(APIView):
+    """A new campaign with its first settings; the rest keep their defaults (Django admin)."""
+
+    class InputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Campaign
+            fields = CREATE_FIELDS
+            # The service says a name is taken, with a 409.
+            extra_kwargs = {"name": {"validators": []}}
+
+    class OutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Campaign
+            fields = ("id", *CREATE_FIELDS, "created_at")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer, 400: dict, 403: dict, 409: dict},
+    )
+    def post(self, request: SignedInApiRequest) -> Response:
+        if not user_has_role(request.user, Role.ADMIN):
+            raise Forbidden("only site administrators create campaigns")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        campaign = campaign_create(created_by=request.user, **serializer.validated_data)
+        return Response(self.OutputSerializer(campaign).data, status=status.HTTP_201_CREATED)

@@ -5,6 +5,7 @@ from django.urls import path
 from annotation import api
 
 urlpatterns = [
+    path("campaigns", api.CampaignCreateApi.as_view(), name="api-campaign-create"),
     path("campaigns/<int:campaign_id>/next", api.CampaignNextApi.as_view(), name="api-next"),
     path(
         "campaigns/<int:campaign_id>/progress", api.ProgressApi.as_view(), name="api-progress"

@@ -132,6 +132,10 @@ class Campaign(models.Model):
     def clean(self) -> None:
         from annotation.aspects import AspectError, parse_aspects  # pure; no cycle
 
+        for share in ("gold_share", "retest_share", "random_slice_share"):
+            value = getattr(self, share)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValidationError({share: "A share lies between 0 and 1."})
         if self.round_size is not None and self.round_size < 1:
             # A round of no pairs never completes, and the loop would stop there.
             raise ValidationError({"round_size": "A round needs at least one pair."})
