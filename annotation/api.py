@@ -369,7 +369,7 @@ class CampaignCreateApi(APIView):
             model = Campaign
             fields = CREATE_FIELDS
             # The service says a name is taken, with a 409.
-            extra_kwargs = {"name": {"validators": []}}
+            extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
     class OutputSerializer(serializers.ModelSerializer):
         class Meta:

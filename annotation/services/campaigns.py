@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -39,7 +39,7 @@ class CampaignNameTaken(Conflict):
     code = "campaign_exists"
 
 
-def campaign_create(*, created_by: AbstractBaseUser | None, **fields: Any) -> Campaign:
+def campaign_create(*, created_by: User | None, **fields: Any) -> Campaign:
     """A new campaign with these settings (``CREATE_FIELDS``), checked before it is saved:
     CampaignInvalid names the first wrong field, CampaignNameTaken a name in use."""
     unknown = sorted(set(fields) - set(CREATE_FIELDS))
