@@ -124,3 +124,18 @@ def test_the_api_starts_watches_and_cancels_a_retrain(
     assert watched["progress"] == 0.0 and watched["params"]["mode"] == "head"
     cancelled = api.post(f"/api/jobs/{body['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
+
+
+def test_a_finished_loop_says_whether_it_opened_a_round(campaign, admin_client):
+    trained = {"trained": {"version": 2, "heldout_accuracy": 0.7}}
+    opened = Job.objects.create(
+        campaign=campaign, kind=Job.Kind.LOOP, status=Job.Status.SUCCEEDED,
+        result={**trained, "opened_round": 3, "queued": 50},
+    )
+    none = Job.objects.create(
+        campaign=campaign, kind=Job.Kind.LOOP, status=Job.Status.SUCCEEDED, result=trained
+    )
+    page = admin_client.get(f"/scoring/jobs/{opened.pk}/", **HTMX).content.decode()
+    assert "opened round 3 with 50 pairs" in page
+    page = admin_client.get(f"/scoring/jobs/{none.pk}/", **HTMX).content.decode()
+    assert "no round opened: the pool is empty or a round is already open" in page
