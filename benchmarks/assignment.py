@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -107,9 +108,17 @@ def worker_cpu_seconds(
     return {pid: cpu for pid, (_name, parent, cpu) in processes.items() if parent == master_pid}
 
 
-def postgres_cpu_seconds(processes: dict[int, tuple[str, int, float]]) -> float:
-    """CPU seconds of every PostgreSQL process on this machine."""
-    return sum(cpu for name, _parent, cpu in processes.values() if name == "postgres")
+def postgres_cpu_seconds(
+    before: dict[int, tuple[str, int, float]], after: dict[int, tuple[str, int, float]]
+) -> float:
+    """CPU seconds PostgreSQL processes used between the two snapshots, process by process:
+    a connection that closed in between is left out (its time since ``before`` is lost, not
+    subtracted), one that opened counts whole."""
+    return sum(
+        cpu - (before[pid][2] if pid in before else 0.0)
+        for pid, (name, _parent, cpu) in after.items()
+        if name == "postgres"
+    )
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -272,9 +281,7 @@ def run_load(
     stats["worker_cpu"] = [
         workers_after[pid] - workers_before.get(pid, 0.0) for pid in workers_after
     ]
-    stats["postgres_cpu"] = postgres_cpu_seconds(processes_after) - postgres_cpu_seconds(
-        processes_before
-    )
+    stats["postgres_cpu"] = postgres_cpu_seconds(processes_before, processes_after)
     stats["machine"] = (machine_after[0] - machine_before[0], machine_after[1] - machine_before[1])
     stats["title"] = (
         f"granian, {workers} workers x {threads} threads"
@@ -386,6 +393,7 @@ def main() -> None:
     args = parser.parse_args()
 
     db = f"arbiter_bench_assign_{os.getpid()}"
+    var_dir = tempfile.mkdtemp(prefix="arbiter-assign-bench-")
     psql(f"CREATE DATABASE {db}")
     env = {
         **os.environ,
@@ -394,7 +402,11 @@ def main() -> None:
         "DEBUG": "false",
         "SECURE_SSL_REDIRECT": "false",
         "STATIC_MANIFEST": "false",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+        # No worker runs here: the tasks labels send (notifications, re-estimates) go to the
+        # file-system broker under a var directory of the run's own, removed at the end, not
+        # to a shared Redis.
+        "CELERY_BROKER_URL": "filesystem://",
+        "ARBITER_VAR_DIR": var_dir,
     }
     try:
         manage = [sys.executable, "manage.py"]
@@ -460,6 +472,7 @@ def main() -> None:
         labels_db = int(psql("SELECT count(*) FROM annotation_label", db))
     finally:
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        shutil.rmtree(var_dir, ignore_errors=True)
 
     headlines = [report(stats, args.annotators) for stats in runs]
     print(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def main() -> None:
 
     database = f"arbiter_bench_dashboard_{os.getpid()}"
     var_dir = tempfile.mkdtemp(prefix="arbiter-dashboard-bench-")
-    os.environ.setdefault("SECRET_KEY", "benchmark")
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-" + os.urandom(32).hex())
     os.environ.update(
         DATABASE_URL=f"{PG}/{database}",
         SECURE_SSL_REDIRECT="false",
@@ -102,6 +103,7 @@ def main() -> None:
         except Exception:  # noqa: S110 - Django may not have started
             pass
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+# The issue's "< 500 MB" of resident memory, compared in MB (the peak is read in KiB).
 TARGET_SECONDS, TARGET_MB = 60, 500
 
 EXPORT_SNIPPET = """
@@ -365,7 +366,8 @@ def main() -> None:
                     f"{rows / result['seconds']:9,.0f} pairs/s  rows {rows:,} "
                     f"(+{result['counts']['unranked_written']:,} ties)  "
                     f"{main_file['bytes'] / 1e6:8.0f} MB  "
-                    f"RSS before {result['rss_before_mb']:.0f} MB, peak {result['peak_mb']:.0f} MB"
+                    f"RSS before {result['rss_before_mb']:.0f} MiB, "
+                    f"peak {result['peak_mb']:.0f} MiB"
                 )
                 out.unlink()
                 for extra in Path(folder).iterdir():
@@ -379,11 +381,12 @@ def main() -> None:
         for file_format, result in results.items():
             verdict = (
                 "meets"
-                if result["seconds"] < TARGET_SECONDS and result["peak_mb"] < TARGET_MB
+                if result["seconds"] < TARGET_SECONDS
+                and result["peak_mb"] * 2**20 / 1e6 < TARGET_MB
                 else "misses"
             )
             print(
-                f"  {file_format}: {result['seconds']:.1f} s, peak RSS {result['peak_mb']:.0f} MB"
+                f"  {file_format}: {result['seconds']:.1f} s, peak RSS {result['peak_mb']:.0f} MiB"
                 f" -> {verdict} the target"
             )
     finally:

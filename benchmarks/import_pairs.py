@@ -96,8 +96,8 @@ def main() -> None:
                 f"Parquet {parquet.stat().st_size / 1e6:.0f} MB; {os.cpu_count()} CPU cores"
             )
             print(
-                f"{'format':<9}{'pairs/s':>10}{'seconds':>9}{'RSS before MB':>15}"
-                f"{'peak RSS MB':>13}"
+                f"{'format':<9}{'pairs/s':>10}{'seconds':>9}{'RSS before MiB':>15}"
+                f"{'peak RSS MiB':>13}"
             )
             for name, path in (("jsonl", jsonl), ("parquet", parquet)):
                 report = run_import(path, f"bench-{name}", env)

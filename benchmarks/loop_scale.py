@@ -51,7 +51,7 @@ def high_water_mb(pid: int | str = "self") -> float:
     try:
         for line in open(f"/proc/{pid}/status"):  # noqa: PTH123, SIM115
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+                return int(line.split()[1]) * 1024 / 1e6  # VmHWM is in KiB; MB as the keys say
     except FileNotFoundError:
         return 0.0
     return 0.0
@@ -355,6 +355,7 @@ def main() -> None:
                ARBITER_VAR_DIR=str(root / "var"), ARBITER_MODEL_DIR=str(root / "models"),
                ARBITER_JOB_STALE_SECONDS="120", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                DJANGO_SETTINGS_MODULE="config.settings")
+    env.setdefault("SECRET_KEY", "benchmark-only-" + os.urandom(32).hex())
     os.environ.update(env)
     psql(f"CREATE DATABASE {database}")
     try:
@@ -455,9 +456,12 @@ def main() -> None:
         report["load_average_at_end"] = os.getloadavg()
         print(json.dumps({"report": report}), flush=True)
     finally:
-        from django.db import connections
+        try:
+            from django.db import connections
 
-        connections.close_all()
+            connections.close_all()
+        except Exception:  # noqa: S110 - Django may not have started; drop and remove anyway
+            pass
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         shutil.rmtree(root, ignore_errors=True)
 

@@ -59,8 +59,19 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
 
 
 def load_pairs(count: int) -> list[PreferenceExample]:
+    """``count`` hh-rlhf pairs; past the file's 2,312 each further copy is tagged, so it is a
+    distinct pair (scoring computes identical transcripts once, which would flatter the rate)."""
     pool = load_hh_rlhf(HH_RLHF_PATH)
-    return [pool[index % len(pool)] for index in range(count)]
+    pairs = []
+    for index in range(count):
+        example = pool[index % len(pool)]
+        copy = index // len(pool)
+        if copy:
+            first, *rest = example.conversation
+            tagged = {**first, "content": f"[copy {copy}] {first['content']}"}
+            example = dataclasses.replace(example, conversation=[tagged, *rest])
+        pairs.append(example)
+    return pairs
 
 
 def non_embedding_parameters(model: torch.nn.Module) -> int:
@@ -493,8 +504,9 @@ def tiny_decoder(max_length: int) -> RewardModel:
 
     from scoring.reward_model import build_tiny_decoder_base
 
-    path = build_tiny_decoder_base(Path(tempfile.mkdtemp(prefix="bench-tiny-")) / "base")
-    return RewardModel.from_base(path, max_length=max_length)
+    with tempfile.TemporaryDirectory(prefix="bench-tiny-") as directory:
+        path = build_tiny_decoder_base(Path(directory) / "base")
+        return RewardModel.from_base(path, max_length=max_length)  # loaded: the files can go
 
 
 def qwen3_like_model(device: torch.device, max_length: int = 512) -> RewardModel:

@@ -83,7 +83,7 @@ def train_with_trl(
         trainer.remove_callback(PrinterCallback)
         train_started = time.perf_counter()
         trainer.train()
-        train_seconds = time.perf_counter() - train_started
+        train_seconds = time.perf_counter() - (callback.steps_started or train_started)
         trained = trainer.accelerator.unwrap_model(trainer.model)
         steps = trainer.state.global_step
         del trainer
@@ -206,6 +206,18 @@ class _ProgressCallback(TrainerCallback):  # type: ignore[misc]  # transformers 
         self.stop_requested = stop_requested
         self.losses: list[float] = []
         self.cancelled = False
+        # When the steps began: after the optimizer, scheduler and accelerate's set-up, as the
+        # packed path's clock starts after its own (so the two rates compare like for like).
+        self.steps_started: float | None = None
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: Any,
+    ) -> None:
+        self.steps_started = time.perf_counter()
 
     def on_log(
         self,
