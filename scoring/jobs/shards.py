@@ -137,6 +137,7 @@ def job_hand_off_to_shards(
         if not owned.exists():
             raise JobLost(f"job {job.pk} is no longer owned by this worker")
         if not JobShard.objects.filter(job=job).exists():
+            size = _bounded_shard_size(context, targets=targets, size=size)
             _shards_plan(context, targets=targets, size=size)
         total = JobShard.objects.filter(job=job).count()
         if total == 0:
@@ -165,6 +166,20 @@ def job_hand_off_to_shards(
                 lambda: [current_app.send_task(SHARD_TASK, args=(pk,), **options) for pk in pending]
             )
     return total
+
+
+# A job's shards are planned in one transaction and each sent as a message: a shard size of 1
+# on a pool of 40 million pairs would be 40 million rows and messages. Past this many shards
+# the size grows instead.
+MAX_SHARDS = 100_000
+
+
+def _bounded_shard_size(context: JobContext, *, targets: QuerySet[Any], size: int) -> int:
+    needed = -(-targets.count() // MAX_SHARDS)
+    if needed <= size:
+        return size
+    context.log(f"shard size raised from {size} to {needed}: at most {MAX_SHARDS:,} shards a job")
+    return needed
 
 
 def _shards_plan(context: JobContext, *, targets: QuerySet[Any], size: int) -> None:
@@ -501,11 +516,19 @@ def shards_recover_stale() -> list[int]:
             job__heartbeat_at__lt=stale_before(),
         ).select_related("job")
     )
+    sent = []
     for shard in stale:
         queue = (shard.job.result or {}).get("queue")
         options = {"queue": queue} if queue else {}
-        current_app.send_task(SHARD_TASK, args=(shard.pk,), **options)
-    return [shard.pk for shard in stale]
+        try:
+            current_app.send_task(SHARD_TASK, args=(shard.pk,), **options)
+        except Exception:  # the broker's own errors (kombu, redis): the next sweep tries again
+            logger.warning(
+                "stale shard %s: its task could not be sent again", shard.pk, exc_info=True
+            )
+            continue
+        sent.append(shard.pk)
+    return sent
 
 
 def shards_run_inline(*, job: Job, worker: str, work_for: Callable[[JobShard], ShardWork]) -> None:

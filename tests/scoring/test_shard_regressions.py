@@ -189,3 +189,19 @@ def test_an_inline_shard_that_fails_every_attempt_fails_the_job(db, monkeypatch,
     ]
     assert len(calls) == 2 * MAX_SHARD_ATTEMPTS - 1
     assert sent == []
+
+
+def test_a_broker_refusing_one_stale_shard_does_not_end_the_sweep(db, monkeypatch):
+    job, last = _job_whose_last_shard_died_after_its_commit()
+    first = JobShard.objects.get(job=job, index=0)
+    JobShard.objects.filter(job=job).update(status=JobShard.Status.QUEUED)
+    sent: list[int] = []
+
+    def send_task(name, args=(), **options):
+        if args == (first.pk,):
+            raise ConnectionError("broker down for this one")
+        sent.append(args[0])
+
+    monkeypatch.setattr(current_app, "send_task", send_task)
+    assert shards_recover_stale() == [last.pk]
+    assert sent == [last.pk]

@@ -388,3 +388,28 @@ def test_a_shard_that_lost_its_worker_too_often_fails_the_job_and_stops_the_othe
     assert JobShard.objects.get(pk=dead.pk).status == JobShard.Status.FAILED
     assert JobShard.objects.get(pk=waiting.pk).status == JobShard.Status.CANCELLED
     assert shard_claim(shard_id=waiting.pk, worker="new:2").outcome == "finished"
+
+
+def test_a_tiny_shard_size_on_a_large_pool_is_raised_to_bound_the_shards(
+    db, tmp_path, monkeypatch
+):
+    from scoring.datasets.curation import curation_create, curation_run
+    from scoring.jobs import shards
+    from scoring.models import ModelVersion
+    from scoring.reward_model import build_tiny_reward_model
+
+    monkeypatch.setattr(shards, "MAX_SHARDS", 2)
+    campaign = CampaignFactory()
+    ModelVersion.objects.create(
+        campaign=campaign, number=1, base="tiny", heldout_accuracy=0.6, is_active=True,
+        checkpoint=str(build_tiny_reward_model(tmp_path / "v1")),
+    )
+    for i in range(7):
+        PairFactory(campaign=campaign, silver_preference=1 if i % 2 else -1, status="pooled")
+    job = curation_create(
+        campaign=campaign, params={"shard_size": 1, "train_gold": False}, enqueue=False
+    )
+    job = curation_run(job_id=job.pk).job
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert sorted(JobShard.objects.filter(job=job).values_list("planned", flat=True)) == [3, 4]
+    assert job.log_lines.filter(message__startswith="shard size raised from 1 to 4").exists()
