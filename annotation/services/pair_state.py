@@ -127,6 +127,12 @@ def pair_release_slot(*, pair_id: int, swapped: bool) -> int:
     return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
         slots_taken=F("slots_taken") - 1,
         swapped_taken=Greatest(F("swapped_taken") - int(swapped), 0),
+        # Only a re-test's slot frees on a complete pair (it settled, a label changed, while
+        # the re-test was out): back in annotation, or no one would be served the re-test.
+        status=Case(
+            When(status=Pair.Status.COMPLETE, is_gold=False, then=Value(Pair.Status.IN_ANNOTATION)),
+            default=F("status"),
+        ),
     )
 
 

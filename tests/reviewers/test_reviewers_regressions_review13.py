@@ -108,6 +108,26 @@ def test_an_undisputed_label_change_keeps_the_pending_retest():
     assert retest is not None and retest.kind == Assignment.Kind.RETEST
 
 
+def test_a_retest_handed_out_when_a_label_changes_is_not_lost_if_its_lease_ends():
+    from annotation.services.assignments import assignment_skip
+
+    campaign = CampaignFactory(retest_share=1.0)
+    users = UserFactory.create_batch(3)
+    pair = judged_pair(campaign, [1, 1, 1], users=users)
+    first_retester = UserFactory()
+    retest = assignment_next(campaign=campaign, annotator=first_retester)
+    assert retest is not None and retest.kind == Assignment.Kind.RETEST
+    _change(users[0], pair, 2)  # every slot taken: the pair settles complete
+    pair.refresh_from_db()
+    assert pair.status == Pair.Status.COMPLETE
+    assignment_skip(assignment=retest)  # the re-tester gives the slot back
+    pair.refresh_from_db()
+    assert (pair.status, pair.slots_taken, pair.slot_cap) == (Pair.Status.IN_ANNOTATION, 3, 4)
+    again = assignment_next(campaign=campaign, annotator=UserFactory())
+    assert again is not None and again.pair_id == pair.pk
+    assert again.kind == Assignment.Kind.RETEST
+
+
 def test_a_label_change_with_no_free_slot_still_completes_the_pair():
     campaign = CampaignFactory(retest_share=0.0)
     users = UserFactory.create_batch(3)
