@@ -53,6 +53,10 @@ _EXTENSIONS: dict[str, FileFormat] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+UNSUPPORTED_FILE = (
+    "this is not a file of pairs the importer reads: JSONL, JSON, CSV or Parquet, "
+    "optionally gzip-compressed"
+)
 _FIRST_KEY = re.compile(rb'\s*\{\s*"([^"\\]{1,64})"')
 
 
@@ -227,6 +231,11 @@ def detect_format(stream: io.BufferedReader[Any], name: str) -> FileFormat:
         return "json"
     if not text:
         return "jsonl"  # empty: every reader yields nothing
+    first_line = text.split(b"\n", 1)[0]
+    if b"\0" in head or (by_name is None and b"," not in first_line):
+        # Neither its name nor its first line says CSV (an image, a document, plain text):
+        # say what the importer reads rather than what a CSV header lacks.
+        raise ImportFormatError(None, UNSUPPORTED_FILE)
     return "csv"
 
 

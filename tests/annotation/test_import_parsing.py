@@ -811,3 +811,13 @@ class CountingBytesIO(io.BytesIO):
         data = super().read(size)
         self.bytes_read += len(data)
         return data
+
+
+def test_a_file_that_is_no_file_of_pairs_says_what_the_importer_reads() -> None:
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10"
+    for data, name in ((png, "photo.png"), (b"Dear team\nhere are my notes.\n", "notes.txt")):
+        error = errors_of(data, name, match="not a file of pairs")
+        assert error.line is None
+        assert "JSONL, JSON, CSV or Parquet, optionally gzip-compressed" in str(error)
+    # A CSV under another name, or none, is still read as CSV.
+    assert len(parse_all(io.BytesIO(b"prompt,response_a,response_b\nhi,a,b\n"))) == 1
