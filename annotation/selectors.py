@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -323,6 +323,13 @@ def _count_pairs(campaign: Campaign) -> list[tuple[str, bool, int]]:
         .values_list("status", "is_gold")
         .annotate(n=Count("id"))
     )
+
+
+def campaign_pair_counts_forget_on_commit(*, campaign_id: int) -> None:
+    """``campaign_pair_counts_forget`` once the current transaction commits: after a write that
+    moved a pair from one status to another (a completing or escalating label, an escalation,
+    a decision, a pair made gold), so the counter shows it at once."""
+    transaction.on_commit(lambda: campaign_pair_counts_forget(campaign_id=campaign_id))
 
 
 def campaign_pair_counts_forget(*, campaign_id: int) -> None:

@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.uploadedfile import UploadedFile
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotation.importers import ImportFormatError
@@ -284,14 +285,11 @@ def _fail_dead_running(*, now: float) -> int:
         last = beat if beat is not None else job.created_at.timestamp()
         if now - last < IMPORT_STALE_SECONDS:
             continue
-        marked = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).update(
-            status=ImportJob.Status.FAILED,
-            error="The worker importing this file stopped; nothing was imported. Upload it again.",
-            finished_at=timezone.now(),
+        failed += _fail_unfinished(
+            job,
+            ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING),
+            "The worker importing this file stopped; nothing was imported. Upload it again.",
         )
-        if marked:
-            _discard_upload(job)
-        failed += marked
     return failed
 
 
@@ -309,17 +307,21 @@ def _resend_or_fail_queued(*, now: float) -> int:
         resend_due = job.created_at.timestamp() + IMPORT_QUEUED_RESEND_SECONDS
         if now - resend_due <= IMPORT_QUEUED_FAIL_SECONDS:
             continue
-        marked = ImportJob.objects.filter(
-            pk=job.pk, status=ImportJob.Status.QUEUED, error=_RESENT_NOTE
-        ).update(
-            status=ImportJob.Status.FAILED,
-            error="No worker ever took this import; nothing was imported. Upload it again.",
-            finished_at=timezone.now(),
+        failed += _fail_unfinished(
+            job,
+            ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.QUEUED, error=_RESENT_NOTE),
+            "No worker ever took this import; nothing was imported. Upload it again.",
         )
-        if marked:
-            _discard_upload(job)
-        failed += marked
     return failed
+
+
+def _fail_unfinished(job: ImportJob, still: QuerySet[ImportJob], error: str) -> int:
+    """Fail the job if ``still`` (its row in the state the sweep saw) holds, and drop its
+    upload; 1 if it did."""
+    marked = still.update(status=ImportJob.Status.FAILED, error=error, finished_at=timezone.now())
+    if marked:
+        _discard_upload(job)
+    return marked
 
 
 def _resend(job: ImportJob) -> bool:

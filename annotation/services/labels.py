@@ -25,7 +25,7 @@ from annotation.rankings import (
     ranking_to_canonical,
     ranking_validate,
 )
-from annotation.selectors import campaign_pair_counts_forget
+from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import COUNT_LABEL_SET_SQL, pair_count_label
 from annotation.services.rewrites import rewrite_check, rewrite_create
 
@@ -176,7 +176,7 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
             # Consensus (reviewers) runs here, in this transaction, under the pair's row lock.
             hooks.label_recorded(pair=pair, label=label)
             if pair.status != status_before:
-                _forget_counts_on_commit(assignment.campaign_id)
+                campaign_pair_counts_forget_on_commit(campaign_id=assignment.campaign_id)
         hooks.label_submitted(assignment=assignment, label=label)
     assignment.status = Assignment.Status.SUBMITTED
     return label
@@ -346,12 +346,6 @@ def _record_in_one_statement(
     return Pair.from_db(connection.alias, _CONSENSUS_COLUMNS, pair_values)
 
 
-def _forget_counts_on_commit(campaign_id: int) -> None:
-    # Once per pair that completes or escalates, not per label: the progress counter is exact
-    # right after the label that moved the pair, and the counts stay cached in between.
-    transaction.on_commit(lambda: campaign_pair_counts_forget(campaign_id=campaign_id))
-
-
 # --- Changing a label --------------------------------------------------------------------------
 
 # Pair statuses after which no label of the pair changes: an expert's decision is final.
@@ -428,7 +422,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
         status_before = pair.status
         hooks.label_changed(pair=pair, label=label)
         if pair.status != status_before:
-            _forget_counts_on_commit(assignment.campaign_id)
+            campaign_pair_counts_forget_on_commit(campaign_id=assignment.campaign_id)
     return label
 
 

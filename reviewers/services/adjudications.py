@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from annotation.models import ItemKind
 from annotation.rankings import InvalidRanking, first_two_preference, ranking_validate
-from annotation.selectors import campaign_pair_counts_forget
+from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import pair_lock, pair_resolve
 from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
 from reviewers.models import Adjudication, Escalation
@@ -78,9 +78,8 @@ def adjudication_resolve(
             discarded=decision == Adjudication.Decision.DISCARD,
             ranking=ranking,
         )
-        campaign_id = escalation.campaign_id
         # The pair left "escalated": the progress counter shows it at once, as after a label.
-        transaction.on_commit(lambda: campaign_pair_counts_forget(campaign_id=campaign_id))
+        campaign_pair_counts_forget_on_commit(campaign_id=escalation.campaign_id)
     escalation.status = Escalation.Status.RESOLVED
     return adjudication
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Label, Pair
 from annotation.prepared_reads import fetch_all_prepared
-from annotation.selectors import campaign_pair_counts_forget
+from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import FINAL_STATUSES, pair_escalate, pair_lock_status
 from core.errors import ApplicationError
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
@@ -88,8 +88,7 @@ def escalation_open(
             pair=pair, reason=reason, detail=detail, disagreement=disagreement, now=now
         )
         pair_escalate(pair_id=pair.pk)
-        campaign_id = pair.campaign_id
-        transaction.on_commit(lambda: campaign_pair_counts_forget(campaign_id=campaign_id))
+        campaign_pair_counts_forget_on_commit(campaign_id=pair.campaign_id)
     pair.status = Pair.Status.ESCALATED
     return escalation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from annotation.models import Assignment, Pair
-from annotation.selectors import campaign_pair_counts_forget
+from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import pair_make_gold
 from reviewers.errors import GoldNotAllowed
 
@@ -34,8 +34,7 @@ def pair_mark_gold(*, pair: Pair, preference: int) -> Pair:
         if adjudicated and current.consensus_preference != preference:
             raise GoldNotAllowed("An expert decided this pair differently; their decision stands.")
         pair_make_gold(pair=current, preference=preference)
-        campaign_id = current.campaign_id
-        transaction.on_commit(lambda: campaign_pair_counts_forget(campaign_id=campaign_id))
+        campaign_pair_counts_forget_on_commit(campaign_id=current.campaign_id)
     pair.refresh_from_db()
     return pair
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -179,68 +180,70 @@ _INTERNAL_RESULT_KEYS = frozenset(
 
 
 def _loop_round_open(*, campaign: Campaign, context: JobContext, size: int | None) -> Round | None:
-    """Open the next round for the loop job, once; the round this job opened, or None.
+    """Open the next round for the loop job, once (``_loop_round_step_once``); the round this
+    job opened, or None. An attempt run again after its worker was lost before the job finished
+    reports the round an earlier attempt opened, rather than finding a round open and reporting
+    none."""
+    return _loop_round_step_once(
+        context=context,
+        key="opened_round_id",
+        done="opened",
+        step=lambda: round_open_next(campaign=campaign, size=size),
+    )
 
-    As for the close: the round and the job's record of it (``opened_round_id`` in its result)
-    commit together, fenced by the attempt, so an attempt run again after its worker was lost
-    before the job finished reports the round an earlier attempt opened, rather than finding
-    a round open and reporting none.
-    """
+
+def _loop_round_close(*, campaign: Campaign, context: JobContext) -> Round | None:
+    """Close the open round for the loop job, once (``_loop_round_step_once``); the round this
+    job closed, or None. An attempt restarted after its worker was lost, or released after a
+    transient error, finds the round an earlier attempt closed and trains for it, rather than
+    finding no round open and registering a version of no round (a round opened since, by an
+    import, is not this job's to close)."""
+    closed: list[ClosedRound] = []
+
+    def close() -> Round | None:
+        result = round_close(campaign=campaign)
+        if result is None:
+            return None
+        closed.append(result)
+        return result.round
+
+    round_ = _loop_round_step_once(
+        context=context, key="closed_round_id", done="closed", step=close
+    )
+    if closed:
+        context.log(
+            f"closed round {closed[0].round.number}; {closed[0].returned_to_pool} untouched "
+            "pairs went back to the pool"
+        )
+    return round_
+
+
+def _loop_round_step_once(
+    *, context: JobContext, key: str, done: str, step: Callable[[], Round | None]
+) -> Round | None:
+    """Run ``step`` (a round's close or open) for the loop job, once: the step and the job's
+    record of its round (``key`` in the job's result) commit together, fenced by the attempt
+    (the job's row is locked first: a worker that lost the job changes no round). An attempt
+    run again returns the round the record names instead of running the step."""
     job = context.job
-    recorded = (job.result or {}).get("opened_round_id")
+    recorded = (job.result or {}).get(key)
     if recorded is not None:
         earlier = Round.objects.filter(pk=recorded).first()
         if earlier is not None:
-            context.log(f"round {earlier.number} was opened by an earlier attempt")
+            context.log(f"round {earlier.number} was {done} by an earlier attempt")
         return earlier
     with transaction.atomic():
-        # The job's row first, as the close does: a worker that lost the job opens nothing.
         owned = job_owned(job).select_for_update()
         row = owned.only("result").first()
         if row is None:
             raise JobLost(f"job {job.pk} is no longer owned by this worker")
-        opened = round_open_next(campaign=campaign, size=size)
-        if opened is None:
+        round_ = step()
+        if round_ is None:
             return None
         # Added to the row's result as stored (what this attempt holds in memory may not be).
-        owned.update(result={**(row.result or {}), "opened_round_id": opened.pk})
-    job.result = {**(job.result or {}), "opened_round_id": opened.pk}
-    return opened
-
-
-def _loop_round_close(*, campaign: Campaign, context: JobContext) -> Round | None:
-    """Close the open round for the loop job, once; the round this job closed, or None.
-
-    The close and the job's record of it (``closed_round_id`` in its result) commit together,
-    fenced by the attempt: an attempt restarted after its worker was lost, or released after a
-    transient error, finds the round an earlier attempt closed and trains for it, rather than
-    finding no round open and registering a version of no round.
-    """
-    job = context.job
-    recorded = (job.result or {}).get("closed_round_id")
-    if recorded is not None:
-        earlier = Round.objects.filter(pk=recorded).first()
-        if earlier is not None:
-            context.log(f"round {earlier.number} was closed by an earlier attempt")
-        # A round opened since (an import) is not this job's to close.
-        return earlier
-    with transaction.atomic():
-        # The job's row first, as the shard hand-off locks it: a worker that lost the job
-        # closes nothing, and the close cannot commit without its record.
-        owned = job_owned(job).select_for_update()
-        if not owned.exists():
-            raise JobLost(f"job {job.pk} is no longer owned by this worker")
-        closed = round_close(campaign=campaign)
-        if closed is None:
-            return None
-        recorded_result = {**(job.result or {}), "closed_round_id": closed.round.pk}
-        owned.update(result=recorded_result)
-    job.result = recorded_result
-    context.log(
-        f"closed round {closed.round.number}; {closed.returned_to_pool} untouched pairs "
-        "went back to the pool"
-    )
-    return closed.round
+        owned.update(result={**(row.result or {}), key: round_.pk})
+    job.result = {**(job.result or {}), key: round_.pk}
+    return round_
 
 
 def _loop_train_and_hand_off(
