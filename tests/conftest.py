@@ -29,6 +29,18 @@ HH_RLHF = REPO_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base" / "test
 pytest_plugins = ["tests.browser_support"]
 
 
+@pytest.fixture
+def sent_tasks(monkeypatch) -> list[tuple[str, tuple]]:
+    """(task name, args) of every Celery task sent, recorded instead of reaching a broker."""
+    from celery import current_app
+
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        current_app, "send_task", lambda name, args=(), **options: sent.append((name, args))
+    )
+    return sent
+
+
 def _make_user(name: str, role: Role):
     user, _password, _token = user_create(username=name, role=role, password="pw-" + name)
     return user

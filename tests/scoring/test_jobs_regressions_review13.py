@@ -35,22 +35,12 @@ from tests.factories import CampaignFactory
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """(task name, args) of every Celery task sent."""
-    sent: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(
-        current_app, "send_task", lambda name, args=(), **options: sent.append((name, args))
-    )
-    return sent
-
-
-@pytest.fixture
 def job(db):
     return job_create(campaign=CampaignFactory(), kind=Job.Kind.EXPORT)
 
 
 def _waiting_for_its_last_part(**fields) -> Job:
-    """A job whose last shard sent its task on: running, stage finishing, no worker."""
+    """A job whose last shard sent_tasks its task on: running, stage finishing, no worker."""
     defaults = {
         "kind": Job.Kind.EVALUATE,
         "status": Job.Status.RUNNING,
@@ -68,7 +58,7 @@ def _store(context):
     return {"stored": True}
 
 
-def test_the_pending_evaluation_sweep_does_not_undo_a_cancel_or_loop_on_a_failure(db, sent):
+def test_the_pending_evaluation_sweep_does_not_undo_a_cancel_or_loop_on_a_failure(db, sent_tasks):
     campaign = CampaignFactory()
     ModelVersion.objects.create(campaign=campaign, number=1, base="tiny", checkpoint="/nonexistent")
     EvaluationSet.objects.create(campaign=campaign, name="bench", sha256="0" * 64, pairs_count=3)
@@ -123,7 +113,7 @@ def test_a_cancelled_evaluation_waiting_for_its_last_part_stores_nothing(db):
     assert not EvaluationResult.objects.exists()
 
 
-def test_a_sharded_job_whose_cancel_was_asked_is_not_handed_to_its_last_part(db, sent):
+def test_a_sharded_job_whose_cancel_was_asked_is_not_handed_to_its_last_part(db, sent_tasks):
     job = Job.objects.create(
         campaign=CampaignFactory(),
         kind=Job.Kind.SCORE,
@@ -141,7 +131,7 @@ def test_a_sharded_job_whose_cancel_was_asked_is_not_handed_to_its_last_part(db,
     assert not shard_finish(shard=shard)
     job.refresh_from_db()
     assert (job.status, job.stage) == (Job.Status.CANCELLED, Job.Stage.SHARDS)
-    assert sent == []  # no task for a last part
+    assert sent_tasks == []  # no task for a last part
 
 
 def test_a_cancelled_then_released_job_does_not_stay_queued_forever(job):
@@ -194,7 +184,7 @@ def test_transient_releases_do_not_use_up_the_lost_worker_attempts(job):
     assert job.status == Job.Status.FAILED and "worker was lost" in job.error
 
 
-def test_a_sharded_job_with_a_cancel_request_and_only_queued_shards_ends(db, sent):
+def test_a_sharded_job_with_a_cancel_request_and_only_queued_shards_ends(db, sent_tasks):
     job = Job.objects.create(
         campaign=CampaignFactory(),
         kind=Job.Kind.SCORE,
@@ -221,7 +211,7 @@ def test_a_sharded_job_with_a_cancel_request_and_only_queued_shards_ends(db, sen
     }
 
 
-@pytest.mark.django_db(transaction=True)  # tasks are sent at once, as in the beat's sweep
+@pytest.mark.django_db(transaction=True)  # tasks are sent_tasks at once, as in the beat's sweep
 def test_a_broker_refusing_one_stale_job_does_not_end_the_sweep(monkeypatch):
     stale = [job_create(campaign=CampaignFactory(), kind=Job.Kind.EXPORT) for _ in range(2)]
     for job in stale:
@@ -229,14 +219,14 @@ def test_a_broker_refusing_one_stale_job_does_not_end_the_sweep(monkeypatch):
     Job.objects.filter(pk__in=[job.pk for job in stale]).update(
         heartbeat_at=timezone.now() - timedelta(hours=1)
     )
-    sent: list[tuple] = []
+    sent_tasks: list[tuple] = []
 
     def send_task(name, args=(), **options):
-        if not sent:
-            sent.append(())
+        if not sent_tasks:
+            sent_tasks.append(())
             raise BrokerOperationalError("Connection refused")
-        sent.append(args)
+        sent_tasks.append(args)
 
     monkeypatch.setattr(current_app, "send_task", send_task)
     (recovered,) = recover_stale_jobs_task()  # the one the broker took; the other is logged
-    assert sent == [(), (recovered,)]
+    assert sent_tasks == [(), (recovered,)]

@@ -24,16 +24,6 @@ from scoring.models import Job, JobShard, ModelVersion
 from tests.factories import CampaignFactory, PairFactory
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """(task name, args) of every Celery task sent."""
-    sent: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(
-        current_app, "send_task", lambda name, args=(), **options: sent.append((name, args))
-    )
-    return sent
-
-
 def _no_work(shard):
     return lambda context: None
 
@@ -79,45 +69,45 @@ def _job_whose_last_shard_died_after_its_commit() -> tuple[Job, JobShard]:
     return job, last
 
 
-def _assert_handed_on_once(job: Job, sent) -> None:
+def _assert_handed_on_once(job: Job, sent_tasks) -> None:
     job.refresh_from_db()
     assert (job.status, job.stage, job.worker) == (Job.Status.RUNNING, Job.Stage.FINISHING, "")
     assert job.progress == pytest.approx(0.9)
-    assert sent == [(TASK_NAMES[Job.Kind.SCORE], (job.pk,))]
+    assert sent_tasks == [(TASK_NAMES[Job.Kind.SCORE], (job.pk,))]
     logged = list(job.log_lines.values_list("message", flat=True))
     assert logged.count("all 2 shards done") == 1
 
 
 def test_a_redelivered_last_shard_hands_on_a_job_its_dead_worker_left_in_stage_shards(
-    db, sent, django_capture_on_commit_callbacks
+    db, sent_tasks, django_capture_on_commit_callbacks
 ):
     job, last = _job_whose_last_shard_died_after_its_commit()
     with django_capture_on_commit_callbacks(execute=True):
         claim = shard_run(shard_id=last.pk, worker="w:3", work_for=_no_work)
     assert claim.outcome == "finished"
     assert JobShard.objects.get(pk=last.pk).attempts == 1  # not run again
-    _assert_handed_on_once(job, sent)
-    # A further delivery finds the job handed on: nothing more is sent.
+    _assert_handed_on_once(job, sent_tasks)
+    # A further delivery finds the job handed on: nothing more is sent_tasks.
     with django_capture_on_commit_callbacks(execute=True):
         assert shard_run(shard_id=last.pk, worker="w:4", work_for=_no_work).outcome == "finished"
-    _assert_handed_on_once(job, sent)
+    _assert_handed_on_once(job, sent_tasks)
 
 
 def test_the_stale_sweep_hands_on_a_job_whose_shards_all_succeeded_once(
-    db, sent, django_capture_on_commit_callbacks
+    db, sent_tasks, django_capture_on_commit_callbacks
 ):
     job, _last = _job_whose_last_shard_died_after_its_commit()
     with django_capture_on_commit_callbacks(execute=True):
         assert jobs_recover_stale() + shards_recover_stale() == []  # no shard to send again
-    _assert_handed_on_once(job, sent)
+    _assert_handed_on_once(job, sent_tasks)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert jobs_recover_stale() + shards_recover_stale() == []
     assert callbacks == []
-    _assert_handed_on_once(job, sent)
+    _assert_handed_on_once(job, sent_tasks)
 
 
 def test_the_sweep_leaves_a_job_with_a_shard_still_to_run_to_its_shards(
-    db, sent, django_capture_on_commit_callbacks
+    db, sent_tasks, django_capture_on_commit_callbacks
 ):
     job, last = _job_whose_last_shard_died_after_its_commit()
     JobShard.objects.filter(pk=last.pk).update(status=JobShard.Status.QUEUED)
@@ -125,7 +115,7 @@ def test_the_sweep_leaves_a_job_with_a_shard_still_to_run_to_its_shards(
         assert shards_recover_stale() == [last.pk]
     job.refresh_from_db()
     assert job.stage == Job.Stage.SHARDS
-    assert sent == [(SHARD_TASK, (last.pk,))]
+    assert sent_tasks == [(SHARD_TASK, (last.pk,))]
 
 
 # --- --inline jobs whose shard hits a retryable error ----------------------------------------
@@ -160,7 +150,7 @@ def _inline_scoring_job(campaign, monkeypatch, failures: int) -> tuple[Job, list
 
 
 def test_an_inline_job_runs_again_a_shard_that_failed_once_and_succeeds(
-    db, monkeypatch, settings, sent
+    db, monkeypatch, settings, sent_tasks
 ):
     # No beat during the test: the heartbeat thread's connection cannot see its rows.
     settings.ARBITER = {**settings.ARBITER, "JOB_HEARTBEAT_SECONDS": 3600.0}
@@ -171,10 +161,12 @@ def test_an_inline_job_runs_again_a_shard_that_failed_once_and_succeeds(
     assert job.status == Job.Status.SUCCEEDED, (job.status, job.stage, job.error, rows)
     assert rows == [(JobShard.Status.SUCCEEDED, 2), (JobShard.Status.SUCCEEDED, 1)]
     assert len(calls) == 3
-    assert sent == []  # inline: no Celery task, not even for the retry
+    assert sent_tasks == []  # inline: no Celery task, not even for the retry
 
 
-def test_an_inline_shard_that_fails_every_attempt_fails_the_job(db, monkeypatch, settings, sent):
+def test_an_inline_shard_that_fails_every_attempt_fails_the_job(
+    db, monkeypatch, settings, sent_tasks
+):
     settings.ARBITER = {**settings.ARBITER, "JOB_HEARTBEAT_SECONDS": 3600.0}
     job, calls = _inline_scoring_job(CampaignFactory(), monkeypatch, failures=100)
     assert job.status == Job.Status.FAILED
@@ -188,7 +180,7 @@ def test_an_inline_shard_that_fails_every_attempt_fails_the_job(db, monkeypatch,
         (JobShard.Status.CANCELLED, MAX_SHARD_ATTEMPTS - 1),
     ]
     assert len(calls) == 2 * MAX_SHARD_ATTEMPTS - 1
-    assert sent == []
+    assert sent_tasks == []
 
 
 def test_a_broker_refusing_one_stale_shard_does_not_end_the_sweep(db, monkeypatch):
