@@ -61,21 +61,45 @@ def _gold_goes_to_training(pair_id: int, share: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
-# What training, evaluation and a version's label snapshot read of a pair: loading only these
-# leaves out the long fields nothing here reads (guidelines, desired attributes, responses of a
-# ranking item, silver rankings) from a training set of hundreds of thousands of pairs.
+# What training, evaluation and a version's label snapshot keep of each pair. The texts are not
+# among them: ``pair_texts`` reads those a chunk at a time when training or scoring reaches
+# them, since a training set of 16K-token conversations is tens of GB of text. Nor are the long
+# fields nothing here reads (guidelines, desired attributes, a ranking item's responses).
 TRAINING_FIELDS = (
     "id",
     "campaign_id",
-    "conversation",
-    "response_a",
-    "response_b",
     "task_category",
     "provenance",
     "is_gold",
     "consensus_preference",
     "gold_preference",
 )
+
+# Pairs whose texts are read in one query.
+TEXT_CHUNK = 1000
+
+
+def pair_texts(data: JudgedPairs, start: int, stop: int) -> list[tuple[Any, str, str]]:
+    """``(conversation, response_a, response_b)`` of ``data``'s pairs ``start:stop``, read from
+    the database ``TEXT_CHUNK`` pairs a query (a ranking item's expanded pairs carry their own)."""
+    positions = range(max(start, 0), min(stop, len(data)))
+    stored = [data.pairs[p].pk for p in positions if not data.is_expanded(p)]
+    texts: dict[int, tuple[Any, str, str]] = {}
+    for first in range(0, len(stored), TEXT_CHUNK):
+        rows = Pair.objects.filter(pk__in=stored[first : first + TEXT_CHUNK]).values_list(
+            "pk", "conversation", "response_a", "response_b"
+        )
+        texts.update((pk, (conversation, a, b)) for pk, conversation, a, b in rows)
+    result = []
+    for position in positions:
+        pair = data.pairs[position]
+        if data.is_expanded(position):
+            result.append((pair.conversation, pair.response_a, pair.response_b))
+        elif pair.pk in texts:
+            result.append(texts[pair.pk])
+        else:
+            raise JobError(f"pair {pair.pk} was deleted while the job read its texts")
+    return result
 
 
 def _decided_query(*, campaign: Campaign, provenances: Sequence[str]) -> QuerySet[Pair]:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from django.conf import settings
@@ -41,11 +41,13 @@ from scoring.loop.embeddings import (
     pair_vectors_load,
 )
 from scoring.loop.judged_pairs import (
+    TEXT_CHUNK,
     JudgedPairs,
     gold_pairs,
     gold_training_pairs,
     heldout_pairs,
     label_snapshot,
+    pair_texts,
     training_pairs,
 )
 from scoring.loop.params import LoopParams, TrainParams
@@ -210,20 +212,50 @@ def job_params_for_campaign(
         raise JobError(f"bad training settings: {error}") from error
 
 
-def _examples(data: JudgedPairs) -> list[Any]:
-    from scoring.reward_model import PreferenceExample
+class JudgedExamples(Sequence[tuple[Any, ...]]):
+    """``data`` as training examples ``(conversation, chosen, rejected, category)``, whose texts
+    are read from the database when sliced (``pair_texts``): training reads them a chunk at a
+    time (``reward_model.examples.example_chunks``), so they are never held whole."""
 
-    examples = []
-    for pair, preference in zip(data.pairs, data.preferences, strict=True):
-        chosen, rejected = (
-            (pair.response_a, pair.response_b)
-            if preference > 0
-            else (pair.response_b, pair.response_a)
-        )
-        examples.append(
-            PreferenceExample(pair.conversation, chosen, rejected, pair.task_category or None)
-        )
-    return examples
+    def __init__(self, data: JudgedPairs) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Any, ...]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[Any, ...]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[Any, ...] | list[tuple[Any, ...]]:
+        if isinstance(index, int):
+            position = index + len(self) if index < 0 else index
+            if not 0 <= position < len(self):
+                raise IndexError(index)
+            return self._examples(position, position + 1)[0]
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            return [self[position] for position in range(start, stop, step)]
+        return self._examples(start, stop)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for start in range(0, len(self), TEXT_CHUNK):
+            yield from self._examples(start, start + TEXT_CHUNK)
+
+    def _examples(self, start: int, stop: int) -> list[tuple[Any, ...]]:
+        examples = []
+        texts = pair_texts(self.data, start, stop)
+        for position, (conversation, a, b) in zip(range(start, stop), texts, strict=False):
+            chosen, rejected = (a, b) if self.data.preferences[position] > 0 else (b, a)
+            category = self.data.pairs[position].task_category or None
+            examples.append((conversation, chosen, rejected, category))
+        return examples
+
+
+def _examples(data: JudgedPairs) -> JudgedExamples:
+    return JudgedExamples(data)
 
 
 def _accuracy_report(correct: np.ndarray, data: JudgedPairs) -> dict[str, Any]:
@@ -249,10 +281,15 @@ def evaluate_pairs(*, model: Any, data: JudgedPairs, key: str | None) -> dict[st
         vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
         reward_a, reward_b = head_rewards(model, vectors)
     else:
-        items = [(pair.conversation, pair.response_a) for pair in data.pairs]
-        items += [(pair.conversation, pair.response_b) for pair in data.pairs]
-        rewards = model.score_batch(items)
-        reward_a, reward_b = rewards[: len(data)], rewards[len(data) :]
+        # A chunk of texts at a time, as training reads them.
+        reward_a, reward_b = np.zeros(len(data)), np.zeros(len(data))
+        for start in range(0, len(data), TEXT_CHUNK):
+            texts = pair_texts(data, start, start + TEXT_CHUNK)
+            items = [(conversation, a) for conversation, a, _b in texts]
+            items += [(conversation, b) for conversation, _a, b in texts]
+            rewards = model.score_batch(items)
+            reward_a[start : start + len(texts)] = rewards[: len(texts)]
+            reward_b[start : start + len(texts)] = rewards[len(texts) :]
     signs = np.sign(np.array(data.preferences, dtype=np.float64))
     correct = (reward_a - reward_b) * signs > 0
     return _accuracy_report(correct, data)

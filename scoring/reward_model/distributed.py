@@ -68,26 +68,11 @@ def emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def read_examples(path: Path) -> list[Any]:
-    from .examples import PreferenceExample
-
-    examples = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            examples.append(
-                PreferenceExample(
-                    row["conversation"], row["chosen"], row["rejected"], row.get("category"),
-                    row.get("margin"),
-                )
-            )
-    return examples
-
-
 def run(job_path: Path) -> None:
     import torch
     import torch.distributed as dist
 
+    from .examples import JsonlExamples
     from .model import RewardModel
     from .packed_training import gather_full_state_dict
     from .training import TrainingConfig, train
@@ -116,7 +101,7 @@ def run(job_path: Path) -> None:
 
         metrics = train(
             model,
-            read_examples(Path(spec["examples"])),
+            JsonlExamples(spec["examples"]),
             config,
             on_progress=report,
             rank=rank,

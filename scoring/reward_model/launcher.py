@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .examples import ExampleLike, as_preference_examples
+from .examples import ExampleLike, write_jsonl_examples
 from .model import RewardModel
 from .training import TrainingConfig, TrainingMetrics
 
@@ -79,19 +79,6 @@ def torchrun_command(processes: int, job_path: Path) -> list[str]:
     ]
 
 
-def _write_examples(path: Path, examples: Sequence[ExampleLike]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for example in as_preference_examples(examples):
-            row = {
-                "conversation": [dict(turn) for turn in example.conversation],
-                "chosen": example.chosen,
-                "rejected": example.rejected,
-                "category": example.category,
-                "margin": example.margin,
-            }
-            handle.write(json.dumps(row) + "\n")
-
-
 def _kill_group(process: subprocess.Popen[Any]) -> None:
     """SIGTERM to the whole process group, SIGKILL after a grace period."""
     with contextlib.suppress(ProcessLookupError):
@@ -123,7 +110,7 @@ def _write_job(
     device: str,
 ) -> Path:
     """The pairs and the settings every rank reads (``scoring.reward_model.distributed``)."""
-    _write_examples(work_dir / "pairs.jsonl", examples)
+    write_jsonl_examples(work_dir / "pairs.jsonl", examples)
     spec = {
         "base_model": str(base_model),
         "examples": str(work_dir / "pairs.jsonl"),

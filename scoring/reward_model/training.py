@@ -127,13 +127,14 @@ def train(
     :mod:`.distributed`); the default process group must then be initialised.
 
     ``examples`` are :class:`PreferenceExample` objects or tuples
-    ``(conversation, chosen, rejected[, category[, margin]])``. ``embeddings`` (head mode only)
+    ``(conversation, chosen, rejected[, category[, margin]])``, in any sequence that slices: they
+    are read a chunk at a time (``examples.example_chunks``), so a lazy sequence keeps the
+    texts out of memory. ``embeddings`` (head mode only)
     must align row for row with ``examples``. A
     ``config.max_length`` becomes the model's window from then on (and is saved with it).
     """
     config = config or TrainingConfig()
     _check_trainable(model, config, embeddings=embeddings, world_size=world_size)
-    examples = as_preference_examples(examples)
     report = on_progress or (lambda fraction, message: None)
     stop_requested = should_stop or (lambda: False)
     if config.max_length is not None:

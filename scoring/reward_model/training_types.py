@@ -15,7 +15,7 @@ import numpy as np
 from .token_table import TokenTable, TokenTableBuilder
 
 if TYPE_CHECKING:  # annotations only: the settings table imports this module without torch
-    from .examples import PreferenceExample
+    from .examples import ExampleLike
     from .model import RewardModel
 
 ProgressCallback = Callable[[float, str], None]
@@ -171,20 +171,25 @@ ENCODE_CHUNK = 1024
 
 
 def prepare_pairs(
-    model: RewardModel, examples: Sequence[PreferenceExample], *, drop_overlong: bool
+    model: RewardModel, examples: Sequence[ExampleLike], *, drop_overlong: bool
 ) -> PreparedPairs:
+    """Tokenize ``examples`` a chunk at a time (``example_chunks``): neither their texts nor
+    their tokens as Python ints are ever held whole, only the TokenTables."""
+    from .examples import example_chunks  # not at import: the settings table needs no tokenizer
+
     chosen_table, rejected_table = TokenTableBuilder(), TokenTableBuilder()
     kept: list[int] = []
+    margins: list[float | None] = []
     overlong_kept = 0
-    for start in range(0, len(examples), ENCODE_CHUNK):
-        chunk = examples[start : start + ENCODE_CHUNK]
+    for start, chunk in example_chunks(examples, ENCODE_CHUNK):
         chosen = model.encode([(example.conversation, example.chosen) for example in chunk])
         rejected = model.encode([(example.conversation, example.rejected) for example in chunk])
-        for offset in range(len(chunk)):
+        for offset, example in enumerate(chunk):
             overlong = chosen.truncated[offset] or rejected.truncated[offset]
             if drop_overlong and overlong:
                 continue
             kept.append(start + offset)
+            margins.append(example.margin)
             overlong_kept += overlong
             chosen_table.append(chosen.input_ids[offset])
             rejected_table.append(rejected.input_ids[offset])
@@ -195,8 +200,8 @@ def prepare_pairs(
         truncated=overlong_kept,
         dropped=len(examples) - len(kept),
         margins=(
-            [examples[index].margin or 0.0 for index in kept]
-            if any(examples[index].margin is not None for index in kept)
+            [margin or 0.0 for margin in margins]
+            if any(margin is not None for margin in margins)
             else None
         ),
     )

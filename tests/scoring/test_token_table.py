@@ -75,3 +75,67 @@ def test_prepared_pairs_equal_tokenizing_everything_at_once(monkeypatch, tmp_pat
         assert list(prepared.rejected_ids) == [rejected.input_ids[i] for i in kept]
         assert prepared.dropped == len(examples) - len(kept)
         assert prepared.truncated == (0 if drop else sum(overlong))
+
+
+class _ReadOnDemand(list):
+    """A sequence of examples that records every read, as the loop's database-backed one."""
+
+    def __init__(self, items):
+        super().__init__(items)
+        self.reads: list[int] = []
+
+    def __getitem__(self, index):
+        result = super().__getitem__(index)
+        self.reads.append(len(result) if isinstance(index, slice) else 1)
+        return result
+
+    def __iter__(self):
+        raise AssertionError("training iterated over every example at once")
+
+
+def test_training_reads_its_examples_a_chunk_at_a_time(monkeypatch, tmp_path):
+    from scoring.reward_model import PreferenceExample, RewardModel, training_types
+    from scoring.reward_model.tiny import build_tiny_reward_model
+
+    model = RewardModel.load(build_tiny_reward_model(tmp_path / "rm"))
+    examples = _ReadOnDemand(
+        [
+            PreferenceExample(
+                [{"role": "user", "content": f"q {i}"}], f"good {i}", f"bad {i}", None, i / 10
+            )
+            for i in range(10)
+        ]
+    )
+    monkeypatch.setattr(training_types, "ENCODE_CHUNK", 4)
+    prepared = training_types.prepare_pairs(model, examples, drop_overlong=False)
+    assert examples.reads == [4, 4, 2]
+    assert prepared.kept == list(range(10))
+    assert prepared.margins == pytest.approx([i / 10 for i in range(10)])
+
+
+def test_a_ranks_examples_file_is_read_back_equal_and_on_demand(tmp_path):
+    from scoring.reward_model.examples import (
+        JsonlExamples,
+        PreferenceExample,
+        write_jsonl_examples,
+    )
+
+    examples = [
+        PreferenceExample(
+            [{"role": "user", "content": f"question {i}\nwith é and a newline"}],
+            f"chosen {i}",
+            f"rejected {i}",
+            "math" if i % 2 else None,
+            0.5 if i % 3 == 0 else None,
+        )
+        for i in range(7)
+    ]
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl_examples(path, [tuple(vars(example).values()) for example in examples])
+    read = JsonlExamples(path)
+    assert len(read) == 7
+    assert list(read) == examples
+    assert read[2:5] == examples[2:5] and read[-1] == examples[-1] and read[::3] == examples[::3]
+    assert read[5:99] == examples[5:] and read[7:] == []
+    with pytest.raises(IndexError):
+        read[7]

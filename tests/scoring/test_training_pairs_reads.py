@@ -41,7 +41,9 @@ def test_training_reads_no_field_it_does_not_use(django_assert_num_queries):
     data = training_pairs(campaign=campaign)
     heldout = heldout_pairs(campaign=campaign)
     assert len(data) == 4 and len(heldout) == 1
-    assert all("annotation_guideline" in pair.get_deferred_fields() for pair in data.pairs)
+    # Neither the long fields nothing reads nor the texts, which are read a chunk at a time.
+    for field in ("annotation_guideline", "conversation", "response_a", "response_b"):
+        assert all(field in pair.get_deferred_fields() for pair in data.pairs)
     # Everything the training job reads of them comes without a query per pair.
     import numpy as np
 
@@ -49,10 +51,48 @@ def test_training_reads_no_field_it_does_not_use(django_assert_num_queries):
         examples = _examples(data)
         _accuracy_report(np.ones(len(data), dtype=bool), data)
         _examples(heldout)
-    assert [example.category for example in examples] == ["math"] * 4
+    with django_assert_num_queries(1):
+        read = examples[0:4]
+    assert [example[3] for example in read] == ["math"] * 4
     with django_assert_num_queries(2):  # the labels' count and the highest label id
         snapshot = label_snapshot(campaign=campaign, data=data, heldout=heldout)
     assert snapshot["by_provenance"] == {"majority": 4}
+
+
+def test_training_texts_are_read_a_chunk_at_a_time_in_the_chosen_orientation(
+    monkeypatch, django_assert_num_queries
+):
+    import scoring.loop.judged_pairs as judged_pairs
+
+    monkeypatch.setattr(judged_pairs, "TEXT_CHUNK", 2)
+    campaign = CampaignFactory()
+    stored = _verified(campaign, 5)
+    data = training_pairs(campaign=campaign)
+    examples = _examples(data)
+    with django_assert_num_queries(3):  # five pairs, two a query
+        read = examples[0:5]
+    by_id = {pair.pk: pair for pair in stored}
+    for pair, preference, (conversation, chosen, rejected, _category) in zip(
+        data.pairs, data.preferences, read, strict=True
+    ):
+        original = by_id[pair.pk]
+        assert conversation == original.conversation
+        expected = (original.response_a, original.response_b)
+        assert (chosen, rejected) == (expected if preference > 0 else expected[::-1])
+    assert examples[-1] == read[-1] and examples[1:3] == read[1:3]
+    with django_assert_num_queries(3):
+        assert list(examples) == read
+
+
+def test_a_pair_deleted_while_training_reads_it_fails_the_job_plainly():
+    from scoring.jobs.runner import JobError
+
+    campaign = CampaignFactory()
+    stored = _verified(campaign, 2)
+    examples = _examples(training_pairs(campaign=campaign))
+    Pair.objects.filter(pk=stored[1].pk).delete()
+    with pytest.raises(JobError, match=f"pair {stored[1].pk} was deleted"):
+        examples[0:2]
 
 
 def test_whether_there_is_anything_to_train_on_agrees_with_loading_it():
