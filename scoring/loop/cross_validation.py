@@ -38,17 +38,14 @@ def fold_of(pair_ids: Sequence[int], *, folds: int, seed: int = 0) -> list[int]:
 
 
 def _subset(data: JudgedPairs, keep: Sequence[bool]) -> JudgedPairs:
-    chosen = [index for index, wanted in enumerate(keep) if wanted]
-    return JudgedPairs(
-        [data.pairs[index] for index in chosen], [data.preferences[index] for index in chosen]
-    )
+    return data.subset([index for index, wanted in enumerate(keep) if wanted])
 
 
 def cross_validation_pairs(*, campaign: Campaign, include_gold: bool) -> JudgedPairs:
     data = training_pairs(campaign=campaign)
     if include_gold:
         gold = gold_pairs(campaign=campaign)
-        data = JudgedPairs(data.pairs + gold.pairs, data.preferences + gold.preferences)
+        data = data + gold
     return data
 
 

@@ -34,18 +34,21 @@ TRAINABLE_PROVENANCE = (
 class JudgedPairs:
     """Pairs with a human preference, in canonical orientation (positive: A was chosen).
 
-    A ranking item enters as the pairs its consensus ranking expands into (the campaign's
-    ``ranking_expansion``): unsaved copies of the item, with its pk, whose response_a is the
-    chosen response and response_b the rejected one (preference 1); ``expanded`` marks them,
-    since the encoder vectors cached per stored pair do not describe them.
+    The pairs carry no texts (``TRAINING_FIELDS``); ``pair_texts`` reads them. A ranking item
+    enters as the pairs its consensus ranking expands into (the campaign's
+    ``ranking_expansion``): unsaved copies of the item, with its pk and preference 1, whose
+    ``expanded`` entry gives the indexes of the chosen and the rejected response among the
+    item's responses; the encoder vectors cached per stored pair do not describe them.
     """
 
     pairs: list[Pair]
     preferences: list[int]
-    expanded: list[bool] = field(default_factory=list)
+    # Per position: (chosen, rejected) response indexes of a pair expanded from a ranking item,
+    # None for a stored pair. Empty when no pair is expanded.
+    expanded: list[tuple[int, int] | None] = field(default_factory=list)
 
     def is_expanded(self, position: int) -> bool:
-        return bool(self.expanded) and self.expanded[position]
+        return bool(self.expanded) and self.expanded[position] is not None
 
     @property
     def pair_ids(self) -> list[int]:
@@ -53,6 +56,22 @@ class JudgedPairs:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def subset(self, positions: Sequence[int]) -> JudgedPairs:
+        """The pairs at ``positions``, expansions kept."""
+        return JudgedPairs(
+            [self.pairs[p] for p in positions],
+            [self.preferences[p] for p in positions],
+            [self.expanded[p] for p in positions] if self.expanded else [],
+        )
+
+    def __add__(self, other: JudgedPairs) -> JudgedPairs:
+        expanded: list[tuple[int, int] | None] = []
+        if self.expanded or other.expanded:
+            expanded = (self.expanded or [None] * len(self)) + (
+                other.expanded or [None] * len(other)
+            )
+        return JudgedPairs(self.pairs + other.pairs, self.preferences + other.preferences, expanded)
 
 
 def _gold_goes_to_training(pair_id: int, share: float) -> bool:
@@ -80,25 +99,41 @@ TEXT_CHUNK = 1000
 
 
 def pair_texts(data: JudgedPairs, start: int, stop: int) -> list[tuple[Any, str, str]]:
-    """``(conversation, response_a, response_b)`` of ``data``'s pairs ``start:stop``, read from
-    the database ``TEXT_CHUNK`` pairs a query (a ranking item's expanded pairs carry their own)."""
-    positions = range(max(start, 0), min(stop, len(data)))
-    stored = [data.pairs[p].pk for p in positions if not data.is_expanded(p)]
+    """``(conversation, response_a, response_b)`` of ``data``'s pairs ``start:stop``."""
+    return pair_texts_at(data, range(max(start, 0), min(stop, len(data))))
+
+
+def pair_texts_at(data: JudgedPairs, positions: Sequence[int]) -> list[tuple[Any, str, str]]:
+    """``(conversation, response_a, response_b)`` of ``data``'s pairs at ``positions``, read
+    from the database ``TEXT_CHUNK`` pairs a query; an expanded pair's from its ranking item."""
+    stored = sorted({data.pairs[p].pk for p in positions if not data.is_expanded(p)})
+    ranked = sorted({data.pairs[p].pk for p in positions if data.is_expanded(p)})
     texts: dict[int, tuple[Any, str, str]] = {}
     for first in range(0, len(stored), TEXT_CHUNK):
         rows = Pair.objects.filter(pk__in=stored[first : first + TEXT_CHUNK]).values_list(
             "pk", "conversation", "response_a", "response_b"
         )
         texts.update((pk, (conversation, a, b)) for pk, conversation, a, b in rows)
+    items: dict[int, tuple[Any, list[str]]] = {}
+    for first in range(0, len(ranked), TEXT_CHUNK):
+        item_rows = Pair.objects.filter(pk__in=ranked[first : first + TEXT_CHUNK]).values_list(
+            "pk", "conversation", "responses"
+        )
+        items.update(
+            (pk, (conversation, [str(response["content"]) for response in responses or ()]))
+            for pk, conversation, responses in item_rows
+        )
     result = []
     for position in positions:
-        pair = data.pairs[position]
-        if data.is_expanded(position):
-            result.append((pair.conversation, pair.response_a, pair.response_b))
-        elif pair.pk in texts:
-            result.append(texts[pair.pk])
+        pk = data.pairs[position].pk
+        sides = data.expanded[position] if data.is_expanded(position) else None
+        if sides is not None and pk in items:
+            conversation, responses = items[pk]
+            result.append((conversation, responses[sides[0]], responses[sides[1]]))
+        elif sides is None and pk in texts:
+            result.append(texts[pk])
         else:
-            raise JobError(f"pair {pair.pk} was deleted while the job read its texts")
+            raise JobError(f"pair {pk} was deleted while the job read its texts")
     return result
 
 
@@ -172,23 +207,26 @@ def _ranking_items(campaign: Campaign) -> QuerySet[Pair]:
 
 def _ranking_training_pairs(*, campaign: Campaign) -> JudgedPairs:
     """Verified ranking items, each expanded by the campaign's rule; tied responses never
-    make a pair (``scoring.loop.ranking_pairs``)."""
-    items = _ranking_items(campaign).order_by("id")
+    make a pair (``scoring.loop.ranking_pairs``). No text is read here (``pair_texts``)."""
+    items = (
+        _ranking_items(campaign)
+        .only("id", "campaign_id", "task_category", "provenance", "consensus_ranking")
+        .order_by("id")
+    )
     pairs: list[Pair] = []
-    for item in items:
-        texts = [str(response["content"]) for response in item.responses or ()]
+    expanded: list[tuple[int, int] | None] = []
+    for item in items.iterator(chunk_size=TEXT_CHUNK):
         for ranked in ranking_pairs(item.consensus_ranking or [], campaign.ranking_expansion):
-            copy = Pair(
-                pk=item.pk,
-                campaign_id=item.campaign_id,
-                conversation=item.conversation,
-                response_a=texts[ranked.chosen],
-                response_b=texts[ranked.rejected],
-                task_category=item.task_category,
-                provenance=item.provenance,
+            pairs.append(
+                Pair(
+                    pk=item.pk,
+                    campaign_id=item.campaign_id,
+                    task_category=item.task_category,
+                    provenance=item.provenance,
+                )
             )
-            pairs.append(copy)
-    return JudgedPairs(pairs, [1] * len(pairs), [True] * len(pairs))
+            expanded.append((ranked.chosen, ranked.rejected))
+    return JudgedPairs(pairs, [1] * len(pairs), expanded)
 
 
 def _gold_query(campaign: Campaign) -> QuerySet[Pair]:

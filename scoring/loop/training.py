@@ -31,9 +31,10 @@ from typing import Any, overload
 import numpy as np
 from django.conf import settings
 
-from annotation.models import Campaign, Round
+from annotation.models import Campaign, Pair, Round
 from scoring.jobs.runner import JobCancelled, JobContext, JobError
 from scoring.loop.embeddings import (
+    PairVectors,
     compute_pair_vectors,
     encoder_key,
     head_rewards,
@@ -48,6 +49,7 @@ from scoring.loop.judged_pairs import (
     heldout_pairs,
     label_snapshot,
     pair_texts,
+    pair_texts_at,
     training_pairs,
 )
 from scoring.loop.params import LoopParams, TrainParams
@@ -278,7 +280,14 @@ def evaluate_pairs(*, model: Any, data: JudgedPairs, key: str | None) -> dict[st
     if not len(data):
         return None
     if key is not None:
-        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
+        stored = [i for i in range(len(data)) if not data.is_expanded(i)]
+        vector_a, vector_b = _training_vectors(model, data, stored, key)
+        vectors = PairVectors(
+            pair_ids=np.array(data.pair_ids, dtype=np.int64),
+            context=np.zeros((len(data), 0), dtype=np.float32),
+            a=vector_a,
+            b=vector_b,
+        )
         reward_a, reward_b = head_rewards(model, vectors)
     else:
         # A chunk of texts at a time, as training reads them.
@@ -454,7 +463,8 @@ def _training_vectors(
     model: Any, data: JudgedPairs, stored: list[int], key: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Response vectors of A and B for every training pair, in order: cached ones for stored
-    pairs, computed here for pairs expanded from rankings (no cache describes them)."""
+    pairs, computed here for pairs expanded from rankings (no cache describes them), a chunk of
+    texts at a time."""
     expanded = [i for i in range(len(data)) if data.is_expanded(i)]
     if not expanded:
         vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
@@ -463,7 +473,14 @@ def _training_vectors(
     if stored:
         stored_ids = [data.pairs[i].pk for i in stored]
         parts.append((stored, pair_vectors_load(pair_ids=stored_ids, key=key)))
-    parts.append((expanded, compute_pair_vectors(model, [data.pairs[i] for i in expanded])))
+    for first in range(0, len(expanded), TEXT_CHUNK):
+        positions = expanded[first : first + TEXT_CHUNK]
+        texts = pair_texts_at(data, positions)
+        copies = [
+            Pair(pk=data.pairs[p].pk, conversation=conversation, response_a=a, response_b=b)
+            for p, (conversation, a, b) in zip(positions, texts, strict=True)
+        ]
+        parts.append((positions, compute_pair_vectors(model, copies)))
     width = parts[0][1].a.shape[1]
     vector_a = np.zeros((len(data), width), dtype=parts[0][1].a.dtype)
     vector_b = np.zeros_like(vector_a)

@@ -18,8 +18,9 @@ from scoring.datasets.export import (
     export_write,
     unranked_path,
 )
-from scoring.loop.judged_pairs import training_pairs
+from scoring.loop.judged_pairs import gold_pairs, training_pairs
 from scoring.loop.ranking_pairs import RankedPair, ranking_pairs, tied_pairs
+from scoring.loop.training import _examples
 from tests.factories import CampaignFactory, PairFactory
 
 STRICT = [[3], [1], [0], [2]]  # four responses, no ties
@@ -160,18 +161,24 @@ def test_training_reads_a_ranking_item_as_its_expanded_pairs(db):
     campaign = CampaignFactory(item_kind=ItemKind.RANKING, ranking_expansion="adjacent")
     item = ranked_item(campaign, TIED)
     data = training_pairs(campaign=campaign)
-    assert len(data) == 4
-    examples = [
-        (pair.response_a, pair.response_b, preference)
-        for pair, preference in zip(data.pairs, data.preferences, strict=True)
-    ]
+    assert len(data) == 4 and data.preferences == [1] * 4
+    examples = [(chosen, rejected) for _c, chosen, rejected, _category in _examples(data)[0:4]]
     assert examples == [
-        ("answer 0.2", "answer 0.0", 1),
-        ("answer 0.2", "answer 0.1", 1),
-        ("answer 0.0", "answer 0.3", 1),
-        ("answer 0.1", "answer 0.3", 1),
+        ("answer 0.2", "answer 0.0"),
+        ("answer 0.2", "answer 0.1"),
+        ("answer 0.0", "answer 0.3"),
+        ("answer 0.1", "answer 0.3"),
     ]
     assert {pair.pk for pair in data.pairs} == {item.pk}
+    # The expansion survives a subset (cross-validation's folds) and joining gold pairs.
+    gold = PairFactory(campaign=campaign, is_gold=True, gold_preference=-1, status="complete")
+    joined = data.subset([3, 1]) + gold_pairs(campaign=campaign)
+    texts = [(chosen, rejected) for _c, chosen, rejected, _category in _examples(joined)[0:3]]
+    assert texts == [
+        ("answer 0.1", "answer 0.3"),
+        ("answer 0.2", "answer 0.1"),
+        (gold.response_b, gold.response_a),
+    ]
 
 
 def test_a_head_mode_job_trains_on_the_expanded_pairs_of_ranking_items(db, settings, tmp_path):
@@ -190,3 +197,36 @@ def test_a_head_mode_job_trains_on_the_expanded_pairs_of_ranking_items(db, setti
     assert version.mode == "head"
     # Two strict items give 6 pairs each, the tied one 5.
     assert version.label_snapshot["pairs"] == 17
+
+
+def test_head_mode_evaluation_of_expanded_pairs_uses_their_own_responses(db, settings, tmp_path):
+    """Cross-validation holds out expanded pairs: read from cached vectors (head mode), their
+    rewards must be those of the responses they compare, as a forward pass gives them, not those
+    of the item's stored pair."""
+    from scoring.loop.model_jobs import job_run_inline
+    from scoring.loop.pool_scoring import load_version_model
+    from scoring.loop.requests import training_request
+    from scoring.loop.training import evaluate_pairs
+    from scoring.models import Job, ModelVersion
+    from tests.scoring.loop_support import use_tiny_base
+
+    use_tiny_base(settings, model_dir=tmp_path / "models")
+    campaign = CampaignFactory(item_kind=ItemKind.RANKING, ranking_expansion="all_pairs")
+    for n in range(4):
+        ranked_item(campaign, STRICT, n=n)
+    job = job_run_inline(job=training_request(campaign=campaign, enqueue=False))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    version = ModelVersion.objects.get(campaign=campaign)
+    model = load_version_model(version)
+    data = training_pairs(campaign=campaign)
+    # Half the expanded pairs flipped, so that accuracy depends on each pair's own responses.
+    flipped = data.subset(range(len(data)))
+    flipped.preferences[::2] = [-1] * len(flipped.preferences[::2])
+    for judged in (data, flipped):
+        from_vectors = evaluate_pairs(model=model, data=judged, key=version.metrics["encoder"])
+        forward = evaluate_pairs(model=model, data=judged, key=None)
+        assert from_vectors is not None and forward is not None
+        assert from_vectors["accuracy"] == pytest.approx(forward["accuracy"])
+    assert evaluate_pairs(model=model, data=flipped, key=None)["accuracy"] != pytest.approx(
+        evaluate_pairs(model=model, data=data, key=None)["accuracy"]
+    )
