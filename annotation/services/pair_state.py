@@ -373,8 +373,10 @@ def pair_resolve(
 ) -> None:
     """escalated -> resolved (the expert's preference, and ranking for a K-wise item) or
     discarded. Under the row lock. An expert's preference replaces a "both bad"/"both good"
-    consensus outcome."""
+    consensus outcome. A discarded item keeps no ranking either: it has no chosen side."""
     extra: dict[str, object] = {} if ranking is None else {"consensus_ranking": ranking}
+    if discarded:
+        extra["consensus_ranking"] = None
     Pair.objects.filter(pk=pair_id).update(
         **extra,
         consensus_preference=preference,

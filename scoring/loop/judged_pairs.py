@@ -151,13 +151,15 @@ def _decided_query(*, campaign: Campaign, provenances: Sequence[str]) -> QuerySe
     )
 
 
-def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedPairs:
-    """Non-gold pairs of these provenances whose consensus picked a side, in id order."""
-    decided = (
-        _decided_query(campaign=campaign, provenances=provenances)
-        .only(*TRAINING_FIELDS)
-        .order_by("id")
-    )
+def _decided_pairs(
+    *, campaign: Campaign, provenances: Sequence[str], settled: bool = False
+) -> JudgedPairs:
+    """Non-gold pairs of these provenances whose consensus picked a side, in id order;
+    ``settled``: none with an open escalation."""
+    query = _decided_query(campaign=campaign, provenances=provenances)
+    if settled:
+        query = query.exclude(status=Pair.Status.ESCALATED)
+    decided = query.only(*TRAINING_FIELDS).order_by("id")
     pairs = list(decided)
     # The query excludes null preferences; the ORM's types cannot say so.
     return JudgedPairs(pairs, [cast(int, pair.consensus_preference) for pair in pairs])
@@ -294,7 +296,8 @@ DEFAULT_GOLD_SOURCES = ("gold", "adjudicated", "unanimous")
 
 def gold_training_pairs(*, campaign: Campaign, sources: Sequence[str]) -> JudgedPairs:
     """The human-verified pairs of the chosen ``sources`` (``GOLD_SOURCES``), in id order:
-    gold pairs with their gold preference, the others with their consensus (ties left out)."""
+    gold pairs with their gold preference, the others with their consensus (ties left out).
+    A voted pair waiting for an expert is not verified yet (the export leaves it out too)."""
     unknown = sorted(set(sources) - set(GOLD_SOURCES))
     if unknown:
         raise JobError(f"unknown gold model source {', '.join(unknown)}")
@@ -302,7 +305,7 @@ def gold_training_pairs(*, campaign: Campaign, sources: Sequence[str]) -> Judged
     preferences: list[int] = []
     provenances = [source for source in sources if source != "gold"]
     if provenances:
-        verified = _decided_pairs(campaign=campaign, provenances=provenances)
+        verified = _decided_pairs(campaign=campaign, provenances=provenances, settled=True)
         pairs, preferences = verified.pairs, verified.preferences
     if "gold" in sources:
         gold = gold_pairs(campaign=campaign)

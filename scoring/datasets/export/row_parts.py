@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from annotation.models import Outcome
+from annotation.models import Outcome, Pair
 from scoring.datasets.export.filters import EVIDENCE_KINDS
 from scoring.datasets.export.reading import (
     _ATTRIBUTES,
@@ -217,6 +217,8 @@ def _ranking_row_parts(
 
     Model scores are per A/B pair, so expanded rows carry none."""
     provenance = pair[_PROVENANCE]
+    if provenance in (Pair.Provenance.DISCARDED, Pair.Provenance.UNRESOLVED):
+        return None  # no chosen side, whatever ranking a row from before still holds
     ranking = pair[_CONSENSUS_RANKING] if provenance else pair[_SILVER_RANKING]
     if not ranking:
         return None
