@@ -260,7 +260,7 @@ def test_jsonl_and_parquet_reload_to_the_same_rows(campaign, history, annotators
         {"role": "assistant", "content": ""},
         {"role": "user", "content": "and again?"},
     ]
-    voted_pair(
+    tricky_pair = voted_pair(
         campaign, annotators, [-2, -2, -2], consensus=-2, provenance="unanimous",
         conversation=tricky, response_a="A: \"quoted\"\n", response_b="B 🙂 \\",
     )
@@ -279,7 +279,7 @@ def test_jsonl_and_parquet_reload_to_the_same_rows(campaign, history, annotators
         loaded[file_format] = read_rows(path, file_format)
     assert loaded["jsonl"] == expected
     assert loaded["parquet"] == expected
-    last = expected[-1]
+    last = next(row for row in expected if row["pair_id"] == tricky_pair.pk)
     assert last["chosen"] == [*tricky, {"role": "assistant", "content": "B 🙂 \\"}]
     assert last["rejected"][-1] == {"role": "assistant", "content": "A: \"quoted\"\n"}
     assert pq.read_schema(tmp_path / "out.parquet").names == MAIN_SCHEMA.names

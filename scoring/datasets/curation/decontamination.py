@@ -1,5 +1,5 @@
-"""Decontamination: word 13-grams of the campaign's evaluation prompts, and the index that finds
-a pool pair sharing one."""
+"""Decontamination: token 13-grams of the campaign's evaluation prompts (shorter prompts whole),
+and the index that finds a pool pair sharing one."""
 
 from __future__ import annotations
 
@@ -14,15 +14,24 @@ from annotation.models import Campaign
 from scoring.models import EvaluationItem, EvaluationPrompt, EvaluationSet
 
 NGRAM = 13
+# A prompt of CONTAINED_MIN to NGRAM - 1 tokens contaminates a turn that holds its whole token
+# sequence anywhere; a shorter one (1 to 7 tokens: "Tell me a joke", "什么是机器学习") only a
+# turn that is that sequence and nothing else, as every prompt under 13 tokens did before:
+# such phrases recur in unrelated prompts, and matching them inside a turn would drop pairs
+# that merely quote a common question.
+CONTAINED_MIN = 8
 
-
-_WORD = re.compile(r"[^\W_]+")
+# Scripts written without spaces between words: each CJK ideograph (and extension A), kana
+# and hangul syllable is a token of its own; any other run of letters and digits is one token.
+_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
 
 
 # --- Decontamination ----------------------------------------------------------------------
 
 
 def normalised_words(text: str) -> list[str]:
+    """The tokens of ``text``, lowercase: words, and each CJK, kana or hangul character."""
     return _WORD.findall(text.lower())
 
 
@@ -33,10 +42,17 @@ def word_ngrams(words: Sequence[str], n: int = NGRAM) -> Iterator[tuple[str, ...
 
 @dataclass
 class EvaluationIndex:
-    """13-grams of evaluation prompts, and the whole word sequence of shorter ones."""
+    """Hashes (never the text, so memory stays bounded) of the evaluation prompts' token
+    13-grams; of the whole token sequence of shorter prompts, by length, for those of at least
+    CONTAINED_MIN tokens (found anywhere inside a turn) and apart for the shorter ones (found
+    only as a whole turn)."""
 
     ngrams: set[int] = field(default_factory=set)
-    short_prompts: set[tuple[str, ...]] = field(default_factory=set)
+    contained: dict[int, set[int]] = field(default_factory=dict)
+    # Hashes of the first CONTAINED_MIN tokens of the prompts in ``contained``: a turn's
+    # position is checked against each length only where one of them starts there.
+    contained_heads: set[int] = field(default_factory=set)
+    whole_turn: set[int] = field(default_factory=set)
     prompts: int = 0
 
     def add(self, text: str) -> None:
@@ -44,20 +60,37 @@ class EvaluationIndex:
         if not words:
             return
         self.prompts += 1
-        if len(words) < NGRAM:
-            self.short_prompts.add(tuple(words))
-            return
-        self.ngrams.update(hash(gram) for gram in word_ngrams(words))
+        if len(words) < CONTAINED_MIN:
+            self.whole_turn.add(hash(tuple(words)))
+        elif len(words) < NGRAM:
+            self.contained.setdefault(len(words), set()).add(hash(tuple(words)))
+            self.contained_heads.add(hash(tuple(words[:CONTAINED_MIN])))
+        else:
+            self.ngrams.update(hash(gram) for gram in word_ngrams(words))
 
     def contaminates(self, turns: Iterable[str]) -> bool:
-        if not self.ngrams and not self.short_prompts:
+        if not self.ngrams and not self.contained and not self.whole_turn:
             return False
         for text in turns:
             words = normalised_words(text)
-            if tuple(words) in self.short_prompts:
+            if self.whole_turn and hash(tuple(words)) in self.whole_turn:
                 return True
-            if any(hash(gram) in self.ngrams for gram in word_ngrams(words)):
+            if self.contained and self._contains_a_prompt(words):
                 return True
+            if self.ngrams and any(hash(gram) in self.ngrams for gram in word_ngrams(words)):
+                return True
+        return False
+
+    def _contains_a_prompt(self, words: Sequence[str]) -> bool:
+        """Whether the token sequence of a prompt in ``contained`` appears in ``words``."""
+        for start, head in enumerate(word_ngrams(words, CONTAINED_MIN)):
+            if hash(head) not in self.contained_heads:
+                continue
+            for length, hashes in self.contained.items():
+                if start + length <= len(words) and (
+                    hash(tuple(words[start : start + length])) in hashes
+                ):
+                    return True
         return False
 
 

@@ -2,13 +2,14 @@
 over word shingles, with an LSH index that finds an earlier pair whose estimated Jaccard
 similarity reaches a threshold.
 
-Shingles are word 5-grams (lowercase, punctuation dropped, as in decontamination) that never
-cross a turn or a response, so the A/B order does not matter; a text shorter than five words
-is one shingle. A ranking item is compared by all of its responses, not its first two. Two
-pairs are near-duplicates when their conversations AND their responses (both together) each
-reach the threshold: the same prompt with other responses is another preference pair, not a
-repeat. The LSH index holds one MinHash of both parts' shingles (the combined similarity is
-never below the smaller of the two), and each candidate it returns is confirmed part by part.
+Shingles are word 5-grams (lowercase, punctuation dropped, each CJK, kana or hangul character a
+word, as in decontamination) that never cross a turn or a response, so the A/B order does not
+matter; a text shorter than five words is one shingle. A ranking item is compared by all of its
+responses, not its first two. Two pairs are near-duplicates when their conversations AND their
+responses (both together) each reach the threshold: the same prompt with other responses is
+another preference pair, not a repeat. The LSH index holds one MinHash of both parts' shingles
+(the combined similarity is never below the smaller of the two), and each candidate it returns
+is confirmed part by part against the threshold.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 SHINGLE_WORDS = 5
 NUM_PERM = 128
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.8
+# The highest threshold the LSH index is built for (see ``DuplicateFinder``).
+LSH_MAX_THRESHOLD = 0.95
 EXACT, NEAR = "exact", "near"
 _SCHEME = "affine32"  # datasketch 2's default: 32-bit hash values
 
@@ -150,8 +153,15 @@ class DuplicateFinder:
         self._exact: set[int] = set()
         from datasketch import MinHashLSH
 
+        # The LSH index only proposes candidates; ``check`` confirms each against the real
+        # threshold. datasketch refuses a threshold above about 0.98 with 128 permutations (it
+        # would need fewer than 2 bands), so the index is built for at most LSH_MAX_THRESHOLD
+        # (3 bands of 42 rows): it proposes more candidates than one built for the real
+        # threshold would, and pairs with identical sketches (threshold 1.0) share every band.
         self._lsh = (
-            MinHashLSH(threshold=threshold, num_perm=num_perm) if threshold is not None else None
+            MinHashLSH(threshold=min(threshold, LSH_MAX_THRESHOLD), num_perm=num_perm)
+            if threshold is not None
+            else None
         )
         self._values: list[np.ndarray] = []
 

@@ -27,11 +27,14 @@ What is exported (``ExportFilters``):
   label), and, unless ``silver_curated_only``, pairs not curated yet. Pairs curation marked
   ``discarded``, ``duplicate`` or ``contaminated`` never are.
 
-Every export streams pairs in primary-key order, a chunk at a time, with the chunk's labels,
+Every export streams pairs in two passes, the verified pairs (gold, voted, decided) and then
+the silver ones, each in primary-key order (so a verified pair, not its silver repeat, is the
+one deduplication keeps), a chunk at a time, with the chunk's labels,
 adjudications, scores and evidence fetched by pair-id range in a handful of queries, so memory
 stays bounded whatever the campaign's size; outside a transaction a reader thread fetches the
 next chunk while this one is formatted. Each chunk reads committed data: a pair that changes
-while the export runs appears once, either before or after the change, and the manifest records
+while the export runs appears at most once, before or after the change (a silver pair that
+humans settle between the two passes, in neither), and the manifest records
 the highest pair id read. Files are written under a hidden temporary name and renamed only when
 complete, so an interrupted export leaves no visible file. benchmarks/export.py measures a
 million pairs.

@@ -10,8 +10,9 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from annotation.models import Campaign, Evidence, Pair
+from annotation.models import Campaign, Evidence, Pair, Round
 from core.errors import BadRequest
+from scoring.datasets.curation.decontamination import evaluation_sets_unknown
 from scoring.datasets.curation.near_duplicates import DEFAULT_NEAR_DUPLICATE_THRESHOLD
 from scoring.jobs.params import JobParams
 
@@ -61,13 +62,15 @@ class ExportFilters(JobParams):
     outcomes: str = "separate"
     # Also emit (rewrite ≻ original) pairs, provenance "rewrite", after each pair's own row.
     rewrites: bool = False
-    # Drop every pair (human-labelled, gold and silver alike) whose conversation shares a word
-    # 13-gram with a prompt of the campaign's evaluation sets (``evaluation_sets``; empty: all).
+    # Drop every pair (human-labelled, gold and silver alike) whose conversation shares a token
+    # 13-gram with a prompt of the campaign's evaluation sets (``evaluation_sets``; empty: all),
+    # or holds a shorter one whole (see ``scoring.datasets.curation.decontamination``).
     decontaminate: bool = True
     evaluation_sets: tuple[str, ...] = ()
     # Drop a pair that repeats an earlier exported one exactly (A/B in either order) or nearly
     # (MinHash: estimated Jaccard similarity of word 5-grams at least the threshold; None: only
-    # exact repeats).
+    # exact repeats). Verified pairs are read before silver ones (``export_conditions``), so a
+    # silver pair is the one dropped when it repeats a verified one.
     deduplicate: bool = True
     near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD
 
@@ -98,8 +101,9 @@ class ExportFilters(JobParams):
         return params
 
 
-def export_condition(filters: ExportFilters) -> Q:
-    """The WHERE clause of an export, over one campaign's pairs."""
+def _verified_condition(filters: ExportFilters) -> Q | None:
+    """The human-verified part of an export's WHERE clause (gold, voted and decided pairs), or
+    None when its provenance selects none."""
     wanted = set(filters.provenance)
     in_rounds = Q(round__number__in=filters.rounds) if filters.rounds else Q()
     human = Q(is_gold=False) & in_rounds
@@ -117,23 +121,72 @@ def export_condition(filters: ExportFilters) -> Q:
     decided = [name for name in ("adjudicated", "discarded", "unresolved") if name in wanted]
     if decided:
         parts.append(human & Q(provenance__in=decided))
-    if filters.include_silver:
-        curations = (
-            list(SILVER_CURATIONS) if filters.silver_curated_only else ["", *SILVER_CURATIONS]
-        )
-        # A pair humans have started labelling is being verified: not silver any more.
-        # A ranking item's silver label is its source's ranking.
-        has_silver = Q(silver_preference__isnull=False) | Q(silver_ranking__isnull=False)
-        parts.append(
-            Q(is_gold=False, provenance="", labels_count=0)
-            & has_silver
-            & Q(curation__in=curations)
-        )
-    condition = functools.reduce(lambda left, right: left | right, parts, Q(pk__in=[]))
+    if not parts:
+        return None
+    return functools.reduce(lambda left, right: left | right, parts)
+
+
+def _silver_condition(filters: ExportFilters) -> Q | None:
+    """The silver part of an export's WHERE clause, or None without ``include_silver``. It
+    selects no pair of the verified part: a silver pair has no provenance and is not gold."""
+    if not filters.include_silver:
+        return None
+    curations = list(SILVER_CURATIONS) if filters.silver_curated_only else ["", *SILVER_CURATIONS]
+    # A pair humans have started labelling is being verified: not silver any more.
+    # A ranking item's silver label is its source's ranking.
+    has_silver = Q(silver_preference__isnull=False) | Q(silver_ranking__isnull=False)
+    return Q(is_gold=False, provenance="", labels_count=0) & has_silver & Q(curation__in=curations)
+
+
+def export_conditions(filters: ExportFilters) -> list[Q]:
+    """The WHERE clauses of an export's passes, over one campaign's pairs: the human-verified
+    selection, then (with ``include_silver``) the silver one; they select disjoint pairs, and a
+    pass that selects nothing is left out. The export reads them in this order so that of two
+    repeats a verified pair is written rather than an unverified silver copy."""
+    conditions = [
+        condition
+        for condition in (_verified_condition(filters), _silver_condition(filters))
+        if condition is not None
+    ]
     if filters.task_categories:
-        condition &= Q(task_category__in=filters.task_categories)
-    return condition
+        conditions = [
+            condition & Q(task_category__in=filters.task_categories) for condition in conditions
+        ]
+    return conditions
+
+
+def export_condition(filters: ExportFilters) -> Q:
+    """The WHERE clause of an export, over one campaign's pairs (all its passes together)."""
+    return functools.reduce(
+        lambda left, right: left | right, export_conditions(filters), Q(pk__in=[])
+    )
 
 
 def export_queryset(*, campaign: Campaign, filters: ExportFilters) -> QuerySet[Pair]:
+    """Every pair the export selects (its passes together: for counting, not for order)."""
     return Pair.objects.filter(campaign=campaign).filter(export_condition(filters))
+
+
+def export_querysets(*, campaign: Campaign, filters: ExportFilters) -> list[QuerySet[Pair]]:
+    """The pairs of each of the export's passes, in the order it reads them
+    (``export_conditions``)."""
+    pairs = Pair.objects.filter(campaign=campaign)
+    return [pairs.filter(condition) for condition in export_conditions(filters)]
+
+
+def export_filters_check(*, campaign: Campaign, filters: ExportFilters) -> None:
+    """Refuse filters that name what the campaign lacks (evaluation sets, rounds): they would
+    export nothing, or less than asked, without a word. Shared by ``export_create`` (the API,
+    the dashboard) and the ``export_dataset`` command."""
+    unknown = evaluation_sets_unknown(campaign=campaign, set_names=filters.evaluation_sets)
+    if unknown:
+        raise InvalidExport(f"evaluation_sets: unknown evaluation set {', '.join(unknown)}")
+    if filters.rounds:
+        known = set(
+            Round.objects.filter(campaign=campaign, number__in=filters.rounds).values_list(
+                "number", flat=True
+            )
+        )
+        missing = [str(number) for number in filters.rounds if number not in known]
+        if missing:
+            raise InvalidExport(f"rounds: this campaign has no round {', '.join(missing)}")

@@ -76,7 +76,8 @@ _ATTRIBUTES = tuple(zip(ATTRIBUTE_NAMES, _ATTRIBUTE_POSITIONS, strict=True))
 
 
 def _chunks(queryset: QuerySet[Pair], chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
-    """Keyset pagination by primary key: each query is short and reads committed rows."""
+    """Keyset pagination by primary key: each query is short and reads committed rows. One
+    pass of an export (``export_querysets``): each pass starts again from the lowest id."""
     rows = queryset.annotate(conversation_text=Cast("conversation", TextField()))
     last_id = 0
     while True:
@@ -158,7 +159,8 @@ def _in_range(
 ) -> Iterable[tuple[Any, ...]]:
     """Rows of the chunk's pair-id range. A range scan on the pair index beats an IN list of
     thousands of ids; rows of pairs outside the chunk are skipped by the caller. The chunks'
-    ranges do not overlap, so a whole export reads each related row once. A sparse chunk (a
+    ranges do not overlap within a pass, so a pass reads each related row once (the silver
+    pass, whose pairs have no labels, reads only scores and rewrites again). A sparse chunk (a
     narrow filter) spans a wide range: its rows are then read through a server-side cursor in
     batches, so memory stays bounded."""
     rows = rows.filter(**{f"{field_name}__gte": first, f"{field_name}__lte": last})

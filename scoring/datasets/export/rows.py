@@ -22,7 +22,7 @@ from scoring.datasets.curation.near_duplicates import EXACT, NEAR, DuplicateFind
 from scoring.datasets.export.filters import (
     DEFAULT_CHUNK_SIZE,
     ExportFilters,
-    export_queryset,
+    export_querysets,
 )
 from scoring.datasets.export.reading import (
     _CONVERSATION,
@@ -70,7 +70,10 @@ def _export_parts(
 ) -> Iterator[_RowParts]:
     model = active_model_version(campaign=campaign)
     provenance_counts: Counter[str] = Counter()
-    queryset = export_queryset(campaign=campaign, filters=filters)
+    # The verified pass, then the silver one (``export_conditions``): every gold or
+    # human-verified pair is in the duplicate finder before any silver pair is checked, so a
+    # silver repeat of it is the one left out, whichever id is lower.
+    passes = export_querysets(campaign=campaign, filters=filters)
     index = (
         evaluation_index(campaign=campaign, set_names=filters.evaluation_sets or None)
         if filters.decontaminate
@@ -84,8 +87,9 @@ def _export_parts(
     )
 
     def chunks_with_context() -> Iterator[tuple[list[tuple[Any, ...]], _ChunkContext]]:
-        for chunk in _chunks(queryset, chunk_size):
-            yield chunk, _chunk_context(chunk, campaign, model, filters.rewrites)
+        for queryset in passes:
+            for chunk in _chunks(queryset, chunk_size):
+                yield chunk, _chunk_context(chunk, campaign, model, filters.rewrites)
 
     rule = campaign.ranking_expansion
     for chunk, context in _read_ahead(chunks_with_context):
@@ -118,7 +122,9 @@ def _export_parts(
                 counts.rewrites += 1
                 provenance_counts["rewrite"] += 1
                 yield _rewrite_parts(pair, rewrite)
-        counts.max_pair_id = chunk[-1][_ID]
+        # Each pass reads in id order, the silver one after the verified one: the highest id
+        # read so far, whichever pass read it.
+        counts.max_pair_id = max(counts.max_pair_id, chunk[-1][_ID])
         counts.by_provenance = dict(sorted(provenance_counts.items()))
 
 
@@ -147,9 +153,10 @@ def _left_out(
     written: bool,
 ) -> str | None:
     """Which ``ExportCounts`` tally a pair goes to instead of the files, or None to write it.
-    Pairs come in id order, so of two repeats the earlier one is written. Only a pair with a
-    row in the files (``written``) is remembered: a repeat of a tie the export leaves out
-    is no repeat of anything exported."""
+    Verified pairs (gold, voted, decided) come first in id order, then silver ones in id order,
+    so of two repeats a verified one is written rather than an unverified silver copy, and
+    otherwise the earlier one. Only a pair with a row in the files (``written``) is
+    remembered: a repeat of a tie the export leaves out is no repeat of anything exported."""
     conversation = json.loads(pair[_CONVERSATION])
     if index is not None and index.contaminates(turn_texts(conversation)):
         return "contaminated"

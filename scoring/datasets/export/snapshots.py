@@ -10,13 +10,13 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 
-from annotation.models import Campaign, Round
-from scoring.datasets.curation.decontamination import evaluation_sets_unknown
+from annotation.models import Campaign
 from scoring.datasets.export.filters import (
     DEFAULT_CHUNK_SIZE,
     FORMATS,
     ExportFilters,
     InvalidExport,
+    export_filters_check,
 )
 from scoring.datasets.export.writers import (
     export_write,
@@ -55,19 +55,8 @@ def export_create(
     """Record a queued export job and its snapshot row (the next version), and enqueue it."""
     if file_format not in FORMATS:
         raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
-    unknown = evaluation_sets_unknown(campaign=campaign, set_names=filters.evaluation_sets)
-    if unknown:
-        raise InvalidExport(f"evaluation_sets: unknown evaluation set {', '.join(unknown)}")
-    if filters.rounds:
-        # A mistyped round would export nothing (or less than asked) without a word.
-        known = set(
-            Round.objects.filter(campaign=campaign, number__in=filters.rounds).values_list(
-                "number", flat=True
-            )
-        )
-        missing = [str(number) for number in filters.rounds if number not in known]
-        if missing:
-            raise InvalidExport(f"rounds: this campaign has no round {', '.join(missing)}")
+    # A mistyped round or evaluation set would export nothing (or less than asked) silently.
+    export_filters_check(campaign=campaign, filters=filters)
     with transaction.atomic():
         # Lock the campaign row so two exports created at once get different versions.
         Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()

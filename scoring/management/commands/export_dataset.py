@@ -18,6 +18,7 @@ from scoring.datasets.export import (
     export_write,
     unranked_path,
 )
+from scoring.datasets.export.filters import export_filters_check
 
 
 class Command(BaseCommand):
@@ -90,6 +91,9 @@ class Command(BaseCommand):
                 silver_curated_only=options["silver_curated_only"],
                 ties=options["ties"],
             )
+            # The checks export_create makes: a round the campaign lacks is refused, not an
+            # empty export.
+            export_filters_check(campaign=campaign, filters=filters)
             result = export_write(
                 campaign=campaign,
                 filters=filters,
