@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -79,12 +80,20 @@ class ModelVersionScoreApi(APIView):
     class InputSerializer(serializers.Serializer):
         items = ScoreItemSerializer(many=True, allow_empty=False)
 
-        def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            limits = score_limits()
-            if len(items) > limits["max_items"]:
+        def to_internal_value(self, data: Any) -> dict[str, Any]:
+            # Counted before any item is validated: an over-limit batch is refused at once,
+            # not after validating each of its (up to a request body's worth of) items.
+            items = data.get("items") if isinstance(data, Mapping) else None
+            max_items = score_limits()["max_items"]
+            if isinstance(items, list) and len(items) > max_items:
                 raise serializers.ValidationError(
-                    f"at most {limits['max_items']} items per request, got {len(items)}"
+                    {"items": [f"at most {max_items} items per request, got {len(items)}"]}
                 )
+            return super().to_internal_value(data)
+
+        def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            # The count was checked before the items were validated (to_internal_value).
+            limits = score_limits()
             characters = sum(_characters(item) for item in items)
             if characters > limits["max_chars"]:
                 raise serializers.ValidationError(

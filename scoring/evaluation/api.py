@@ -1,8 +1,10 @@
 """REST API for evaluation sets (admins only): upload, list and delete, per campaign or shared.
 
-Uploads are read exactly as the page reads them (``evaluation_set_read_upload``: the import
-parser's streaming limits and the inline time limit); a file that cannot be read is a 400 whose
-``detail`` says where and why. Uploading queues the evaluations that ready versions now lack.
+Uploads are read and stored exactly as the page does it (``evaluation_set_upload_file``: the
+import parser's streaming limits, and the inline time limit across reading and storing); a file
+that cannot be read, or not in time, is a 400 whose ``detail`` says where and why. Uploading
+queues the evaluations that ready versions now lack; with the broker down the stored set is
+still answered (its ``note`` says the evaluations follow once the queue is back).
 """
 
 from __future__ import annotations
@@ -23,11 +25,7 @@ from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_for_admin
 from core.validation import UPLOAD_NAME_MAX
 from scoring.evaluation.selectors import evaluation_set_for_admin, evaluation_sets_listed
-from scoring.evaluation.services import (
-    evaluation_set_delete,
-    evaluation_set_read_upload,
-    evaluation_set_upload,
-)
+from scoring.evaluation.services import evaluation_set_delete, evaluation_set_upload_file
 from scoring.models import EvaluationSet
 
 
@@ -57,6 +55,16 @@ class EvaluationSetOutputSerializer(serializers.Serializer):
         return evaluation_set.campaign_id is None
 
 
+class EvaluationSetUploadOutputSerializer(EvaluationSetOutputSerializer):
+    note = serializers.SerializerMethodField(
+        help_text="Empty; or, when the task queue was unavailable, that the set is stored and "
+        "its evaluations will be queued once the queue is back."
+    )
+
+    def get_note(self, _evaluation_set: EvaluationSet) -> str:
+        return str(self.context.get("note", ""))
+
+
 class EvaluationSetUploadSerializer(serializers.Serializer):
     file = serializers.FileField(
         max_length=UPLOAD_NAME_MAX,
@@ -69,11 +77,15 @@ class EvaluationSetUploadSerializer(serializers.Serializer):
 
 
 _UPLOAD_RESPONSES = {
-    201: EvaluationSetOutputSerializer,
+    201: EvaluationSetUploadOutputSerializer,
     200: OpenApiResponse(
-        EvaluationSetOutputSerializer, description="A set of that name was replaced (or kept)."
+        EvaluationSetUploadOutputSerializer,
+        description="A set of that name was replaced (or kept).",
     ),
-    400: OpenApiResponse(description="The file cannot be read; detail says where and why."),
+    400: OpenApiResponse(
+        description="The file cannot be read (or not within the inline time limit, reading and "
+        "storing together); detail says where and why."
+    ),
     404: OpenApiResponse(description="No such campaign, or not an admin."),
 }
 
@@ -100,13 +112,12 @@ def _upload(request: Request, campaign: Campaign | None) -> Response:
     filename = upload.name or "evaluation.jsonl"
     name = (serializer.validated_data.get("name") or filename).strip()
     existed = EvaluationSet.objects.filter(campaign=campaign, name=name).exists()
-    records = evaluation_set_read_upload(upload=upload, filename=filename)
-    evaluation_set = evaluation_set_upload(
-        campaign=campaign, name=name, records=records, filename=filename, user=_user(request)
+    evaluation_set, note = evaluation_set_upload_file(
+        campaign=campaign, name=name, upload=upload, filename=filename, user=_user(request)
     )
     listed = evaluation_sets_listed(campaign=campaign, own_only=True).get(pk=evaluation_set.pk)
     return Response(
-        EvaluationSetOutputSerializer(listed).data,
+        EvaluationSetUploadOutputSerializer(listed, context={"note": note}).data,
         status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
     )
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from django.conf import settings
@@ -19,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from annotation.models import Campaign
+from core.queue import QUEUE_UNAVAILABLE_REASON, QueueUnavailable
 from scoring.evaluation.maths import (
     SubsetCounts,
     counts_merge,
@@ -56,6 +59,13 @@ from scoring.models import (
 
 # Pairs read from the database and scored per step: bounded memory for any set size.
 CHUNK_PAIRS = 256
+# Pairs written per INSERT when a set is stored; an upload's time limit is checked between them.
+ITEMS_PER_BATCH = 1000
+# Said with an upload that was stored while the broker was down (page and API).
+EVALUATION_DEFERRED_NOTE = (
+    "The task queue is unavailable for a moment, so its evaluation was not queued yet; it "
+    "will be once the queue is back (the periodic check asks for missing results)."
+)
 
 
 def _prompt_text(conversation: Sequence[dict[str, str]]) -> str:
@@ -71,11 +81,83 @@ def _digest(records: Sequence[EvaluationRecord]) -> str:
     return digest.hexdigest()
 
 
-def evaluation_set_read_upload(*, upload: BinaryIO, filename: str) -> list[EvaluationRecord]:
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass(frozen=True)
+class UploadDeadline:
+    """The inline-import time limit of an upload in a web request (ARBITER_IMPORT_INLINE_MAX_
+    SECONDS), counted once across reading the file and storing its pairs."""
+
+    seconds: float
+    ends: float
+
+    @classmethod
+    def start(cls) -> UploadDeadline | None:
+        """From now; None when the limit is 0 (no limit)."""
+        seconds = float(settings.ARBITER.get("IMPORT_INLINE_MAX_SECONDS", 20.0))
+        return cls(seconds=seconds, ends=_now() + seconds) if seconds else None
+
+    def check(self, filename: str) -> None:
+        """Refuse (a 400, as a slow read is refused) once the limit has passed."""
+        if _now() > self.ends:
+            raise EvaluationSetError(
+                f"{filename}: reading and storing the file took longer than the limit of "
+                f"{self.seconds:g} s"
+            )
+
+
+def evaluation_set_read_upload(
+    *, upload: BinaryIO, filename: str, deadline: UploadDeadline | None = None
+) -> list[EvaluationRecord]:
     """Read an uploaded set in a web request (page or API): the reader's limits plus the
-    inline-import time limit, so a slow or huge upload is refused rather than held."""
-    max_seconds = float(settings.ARBITER.get("IMPORT_INLINE_MAX_SECONDS", 20.0)) or None
+    inline-import time limit (``deadline``, default: one from now), which storing the set then
+    shares (``evaluation_set_upload``), so a slow or huge upload is refused rather than held."""
+    if deadline is None:
+        deadline = UploadDeadline.start()
+    max_seconds = deadline.seconds if deadline is not None else None
     return read_evaluation_set(upload, filename=filename, max_seconds=max_seconds)
+
+
+def evaluation_set_upload_file(
+    *,
+    campaign: Campaign | None,
+    name: str,
+    upload: BinaryIO,
+    filename: str,
+    user: User | None = None,
+) -> tuple[EvaluationSet, str]:
+    """Read an upload in a web request (page or API), store it and queue the evaluations it
+    asks for, reading and storing within one inline time limit (``UploadDeadline``).
+
+    Returns the set and a note for the user: empty, or ``EVALUATION_DEFERRED_NOTE`` when the
+    set was stored but the broker was down as its evaluations were queued (their jobs are
+    failed unsent, which the periodic ``evaluations_enqueue_pending`` does not count, so it
+    asks for them once the broker is back). A stored set is never answered as a failure."""
+    deadline = UploadDeadline.start()
+    records = evaluation_set_read_upload(upload=upload, filename=filename, deadline=deadline)
+    evaluation_set, changed = _evaluation_set_store(
+        campaign=campaign,
+        name=name,
+        records=records,
+        filename=filename,
+        user=user,
+        deadline=deadline,
+    )
+    deferred: list[bool] = []
+
+    def enqueue() -> None:
+        try:
+            evaluations_enqueue_pending(campaign=campaign)
+        except QueueUnavailable:
+            # core.queue logged it and failed the job it could not send.
+            deferred.append(True)
+
+    if changed:
+        # Run at once when no transaction surrounds the call (a request), else at its commit.
+        transaction.on_commit(enqueue)
+    return evaluation_set, EVALUATION_DEFERRED_NOTE if deferred else ""
 
 
 def evaluation_set_upload(
@@ -86,10 +168,38 @@ def evaluation_set_upload(
     filename: str = "",
     user: User | None = None,
     enqueue_pending: bool = True,
+    deadline: UploadDeadline | None = None,
 ) -> EvaluationSet:
     """Create the set, or replace the pairs of the set of that name (its results go with them).
     Uploading the same content again changes nothing and keeps the results. With
-    ``enqueue_pending`` the ready versions that can see the set are queued for evaluation."""
+    ``enqueue_pending`` the ready versions that can see the set are queued for evaluation once
+    it is committed (a broker outage raises QueueUnavailable from the commit). ``deadline``:
+    refuse (EvaluationSetError, nothing changed) once it has passed, checked before the set is
+    locked and between batches of pairs written."""
+    evaluation_set, changed = _evaluation_set_store(
+        campaign=campaign,
+        name=name,
+        records=records,
+        filename=filename,
+        user=user,
+        deadline=deadline,
+    )
+    if changed and enqueue_pending:
+        transaction.on_commit(lambda: evaluations_enqueue_pending(campaign=campaign))
+    return evaluation_set
+
+
+def _evaluation_set_store(
+    *,
+    campaign: Campaign | None,
+    name: str,
+    records: Sequence[EvaluationRecord],
+    filename: str,
+    user: User | None,
+    deadline: UploadDeadline | None,
+) -> tuple[EvaluationSet, bool]:
+    """``evaluation_set_upload`` without queueing: the set, and whether its content changed.
+    One transaction: a refusal part-way (the deadline) leaves the set's previous content."""
     name = name.strip()
     if not name:
         raise EvaluationSetError("an evaluation set needs a name")
@@ -108,6 +218,9 @@ def evaluation_set_upload(
         "subsets": dict(sorted(subsets.items())),
         "created_by": user,
     }
+    label = filename or name
+    if deadline is not None:
+        deadline.check(label)
     locked = EvaluationSet.objects.select_for_update().filter(campaign=campaign, name=name)
     with transaction.atomic():
         evaluation_set, created = locked.first(), False
@@ -124,35 +237,44 @@ def evaluation_set_upload(
                 evaluation_set = locked.get()
         if not created:
             if evaluation_set.sha256 == sha256:
-                return evaluation_set
+                return evaluation_set, False
             evaluation_set.items.all().delete()
             evaluation_set.results.all().delete()
             for key, value in fields.items():
                 setattr(evaluation_set, key, value)
             evaluation_set.save()
-        _items_create(evaluation_set, records)
-        if enqueue_pending:
-            transaction.on_commit(lambda: evaluations_enqueue_pending(campaign=campaign))
-    return evaluation_set
+        _items_create(evaluation_set, records, deadline=deadline, label=label)
+    return evaluation_set, True
 
 
-def _items_create(evaluation_set: EvaluationSet, records: Sequence[EvaluationRecord]) -> None:
-    """The set's pairs, in upload order, each with its prompt's text for decontamination."""
-    EvaluationItem.objects.bulk_create(
-        (
-            EvaluationItem(
-                evaluation_set=evaluation_set,
-                position=position,
-                subset=record.subset,
-                conversation=record.conversation,
-                chosen=record.chosen,
-                rejected=record.rejected,
-                prompt=_prompt_text(record.conversation),
-            )
-            for position, record in enumerate(records)
-        ),
-        batch_size=1000,
-    )
+def _items_create(
+    evaluation_set: EvaluationSet,
+    records: Sequence[EvaluationRecord],
+    *,
+    deadline: UploadDeadline | None = None,
+    label: str = "",
+) -> None:
+    """The set's pairs, in upload order, each with its prompt's text for decontamination;
+    ``ITEMS_PER_BATCH`` per INSERT, ``deadline`` checked before each."""
+    for start in range(0, len(records), ITEMS_PER_BATCH):
+        if deadline is not None:
+            deadline.check(label)
+        EvaluationItem.objects.bulk_create(
+            [
+                EvaluationItem(
+                    evaluation_set=evaluation_set,
+                    position=position,
+                    subset=record.subset,
+                    conversation=record.conversation,
+                    chosen=record.chosen,
+                    rejected=record.rejected,
+                    prompt=_prompt_text(record.conversation),
+                )
+                for position, record in enumerate(
+                    records[start : start + ITEMS_PER_BATCH], start=start
+                )
+            ]
+        )
 
 
 def evaluation_set_delete(*, evaluation_set: EvaluationSet) -> None:
@@ -191,7 +313,11 @@ def evaluation_request(
 ) -> Job:
     """An ``evaluate`` job for ``version`` on ``sets`` (default: every set it can see). A queued
     or running evaluation of the same version on the same sets is returned instead.
-    ``shard_size``: pairs per shard (default SHARD_SIZE); ``queue`` overrides the route."""
+    ``shard_size``: pairs per shard (default SHARD_SIZE); ``queue`` overrides the route.
+
+    The job records the sets' content it was asked for in ``result["set_sha256"]`` ({set id:
+    SHA-256}; a sharded job's plan rewrites it with the content it planned), so that the sweep
+    can tell a failed evaluation of the current content from one of content since replaced."""
     chosen = (
         list(sets) if sets is not None else evaluation_sets_for_campaign(campaign=version.campaign)
     )
@@ -205,7 +331,12 @@ def evaluation_request(
     for job in active:
         if job.params.get("version") == version.pk and job.params.get("sets") == set_ids:
             return job
-    job = job_create(campaign=version.campaign, kind=Job.Kind.EVALUATE, params=params, user=user)
+    with transaction.atomic():
+        job = job_create(
+            campaign=version.campaign, kind=Job.Kind.EVALUATE, params=params, user=user
+        )
+        job.result = {"set_sha256": {str(item.pk): item.sha256 for item in chosen}}
+        job.save(update_fields=["result"])
     if enqueue:
         job_enqueue(job=job, queue=queue)
     return job
@@ -238,9 +369,12 @@ def evaluations_enqueue_pending(*, campaign: Campaign | None = None) -> list[int
 
 
 def _evaluation_ended_unfinished(version: ModelVersion, sets: Sequence[EvaluationSet]) -> bool:
-    """Whether the latest evaluate job of ``version`` on these sets failed or was cancelled.
-    The sweep does not ask for it again: not every minute after a failure, nor a minute after
-    an admin's cancel (as ``rounds_check_completion`` for retrains); asking by hand still does."""
+    """Whether the latest evaluate job of ``version`` on these sets, as their content is now,
+    failed or was cancelled. The sweep does not ask for it again: not every minute after a
+    failure, nor a minute after an admin's cancel (as ``rounds_check_completion`` for
+    retrains); asking by hand still does. Not counted: a job that failed because the broker was
+    down (it never ran), and one asked for other content of a set (its recorded
+    ``set_sha256`` differs, or it recorded none): new content is evaluated again."""
     latest = (
         Job.objects.filter(
             campaign_id=version.campaign_id,
@@ -248,11 +382,15 @@ def _evaluation_ended_unfinished(version: ModelVersion, sets: Sequence[Evaluatio
             params__version=version.pk,
             params__sets=sorted(item.pk for item in sets),
         )
+        .exclude(status=Job.Status.FAILED, error=QUEUE_UNAVAILABLE_REASON)
         .order_by("-id")
-        .only("status")
+        .only("status", "result")
         .first()
     )
-    return latest is not None and latest.status in (Job.Status.FAILED, Job.Status.CANCELLED)
+    if latest is None or latest.status not in (Job.Status.FAILED, Job.Status.CANCELLED):
+        return False
+    recorded = (latest.result or {}).get("set_sha256") or {}
+    return all(recorded.get(str(item.pk)) == item.sha256 for item in sets)
 
 
 # --- The worker job --------------------------------------------------------------------------

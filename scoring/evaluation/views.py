@@ -17,7 +17,7 @@ from annotation.selectors import campaign_for_admin
 from core.http import error_into
 from core.requests import SignedInRequest
 from scoring.evaluation.selectors import evaluation_table
-from scoring.evaluation.services import evaluation_set_read_upload, evaluation_set_upload
+from scoring.evaluation.services import evaluation_set_upload_file
 
 
 class EvaluationSetForm(forms.Form):
@@ -27,8 +27,13 @@ class EvaluationSetForm(forms.Form):
 
 
 def _render(
-    request: SignedInRequest, campaign: Campaign, *, form: EvaluationSetForm | None = None,
-    error: str = "", message: str = "", status: int = 200,
+    request: SignedInRequest,
+    campaign: Campaign,
+    *,
+    form: EvaluationSetForm | None = None,
+    error: str = "",
+    message: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     context = {
         "campaign": campaign,
@@ -67,11 +72,10 @@ def evaluation_set_upload_view(request: SignedInRequest, campaign_id: int) -> Ht
     filename = upload.name or "evaluation.jsonl"
     refused: dict[str, Any] = {}
     with error_into(refused):
-        records = evaluation_set_read_upload(upload=upload, filename=filename)
-        refused["set"] = evaluation_set_upload(
+        refused["set"], refused["note"] = evaluation_set_upload_file(
             campaign=None if form.cleaned_data["shared"] else campaign,
             name=form.cleaned_data["name"] or filename,
-            records=records,
+            upload=upload,
             filename=filename,
             user=request.user,
         )
@@ -80,10 +84,13 @@ def evaluation_set_upload_view(request: SignedInRequest, campaign_id: int) -> Ht
             request, campaign, form=form, error=refused["error"], status=refused["error_status"]
         )
     evaluation_set = refused["set"]
-    message = (
+    stored = (
         f"{evaluation_set.name}: {evaluation_set.pairs_count} pairs in "
-        f"{len(evaluation_set.subsets)} subsets; ready versions are being evaluated."
+        f"{len(evaluation_set.subsets)} subsets"
     )
+    # With the broker down the set is stored all the same; the note says its evaluation waits.
+    note = refused["note"]
+    message = f"{stored}. {note}" if note else f"{stored}; ready versions are being evaluated."
     if request.htmx:
         return _render(request, campaign, message=message)
     return redirect("scoring-campaign-models", campaign_id=campaign.pk)
