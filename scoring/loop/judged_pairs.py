@@ -1,7 +1,8 @@
 """Which pairs a model learns from and is judged on: the campaign's verified labels, its gold.
 
 Training data: non-gold pairs with a human consensus (provenance unanimous, majority,
-Dawid-Skene or adjudicated) whose consensus is not a tie; the sign of the consensus says which
+Dawid-Skene or adjudicated) whose consensus is not a tie and that no expert is still to decide
+(an open escalation: the export waits for it too); the sign of the consensus says which
 side was chosen. Gold pairs are the held-out evaluation set and are never trained on, unless
 the job asks for ``train_on_gold_share`` (a fixed, id-hashed share of them moves to training and
 the rest stays held out). Stage 2's gold model learns only from the human-verified sources the
@@ -148,18 +149,18 @@ def _decided_query(*, campaign: Campaign, provenances: Sequence[str]) -> QuerySe
         .exclude(consensus_preference=0)
         # Never a chosen/rejected pair, whatever preference a later verdict stored.
         .exclude(consensus_outcome__in=(Outcome.BOTH_BAD, Outcome.BOTH_GOOD))
+        # Waiting for an expert, who may overturn the majority: not verified yet.
+        .exclude(status=Pair.Status.ESCALATED)
     )
 
 
-def _decided_pairs(
-    *, campaign: Campaign, provenances: Sequence[str], settled: bool = False
-) -> JudgedPairs:
-    """Non-gold pairs of these provenances whose consensus picked a side, in id order;
-    ``settled``: none with an open escalation."""
-    query = _decided_query(campaign=campaign, provenances=provenances)
-    if settled:
-        query = query.exclude(status=Pair.Status.ESCALATED)
-    decided = query.only(*TRAINING_FIELDS).order_by("id")
+def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedPairs:
+    """Non-gold pairs of these provenances whose consensus picked a side, in id order."""
+    decided = (
+        _decided_query(campaign=campaign, provenances=provenances)
+        .only(*TRAINING_FIELDS)
+        .order_by("id")
+    )
     pairs = list(decided)
     # The query excludes null preferences; the ORM's types cannot say so.
     return JudgedPairs(pairs, [cast(int, pair.consensus_preference) for pair in pairs])
@@ -204,7 +205,7 @@ def _ranking_items(campaign: Campaign) -> QuerySet[Pair]:
         provenance__in=TRAINABLE_PROVENANCE,
         consensus_ranking__isnull=False,
         responses__isnull=False,
-    )
+    ).exclude(status=Pair.Status.ESCALATED)
 
 
 def _ranking_training_pairs(*, campaign: Campaign) -> JudgedPairs:
@@ -305,7 +306,7 @@ def gold_training_pairs(*, campaign: Campaign, sources: Sequence[str]) -> Judged
     preferences: list[int] = []
     provenances = [source for source in sources if source != "gold"]
     if provenances:
-        verified = _decided_pairs(campaign=campaign, provenances=provenances, settled=True)
+        verified = _decided_pairs(campaign=campaign, provenances=provenances)
         pairs, preferences = verified.pairs, verified.preferences
     if "gold" in sources:
         gold = gold_pairs(campaign=campaign)

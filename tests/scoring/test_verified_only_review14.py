@@ -73,3 +73,23 @@ def test_the_gold_model_does_not_learn_from_a_pair_waiting_for_an_expert(provena
         trained = gold_training_pairs(campaign=campaign, sources=sources).pair_ids
         assert pending.pk not in trained
         assert (settled.pk in trained) is (provenance in sources)
+
+
+def test_the_reward_model_does_not_learn_from_a_pair_waiting_for_an_expert():
+    from scoring.loop.judged_pairs import training_pairs, training_pairs_exist
+
+    campaign = CampaignFactory()
+    pending = PairFactory(
+        campaign=campaign,
+        status=Pair.Status.ESCALATED,
+        provenance=Pair.Provenance.MAJORITY,
+        consensus_preference=1,
+        labels_count=3,
+    )
+    assert not len(training_pairs(campaign=campaign))
+    assert training_pairs_exist(campaign=campaign) is False
+    # The expert decides: now it is verified.
+    pair_resolve(pair_id=pending.pk, preference=-1, discarded=False)
+    assert training_pairs(campaign=campaign).pair_ids == [pending.pk]
+    assert training_pairs(campaign=campaign).preferences == [-1]
+    assert training_pairs_exist(campaign=campaign) is True
