@@ -254,48 +254,76 @@ def pairs_settle_weighted(*, rows: Iterable[tuple[int, int, float]]) -> int:
     return changed
 
 
-def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
-    # Locked in id order: a label change or an escalation of one of these pairs waits, so
-    # neither is overwritten by a verdict read before it.
-    settled = (
-        Pair.objects.select_for_update()
-        .filter(
-            pk__in=by_id,
-            status=Pair.Status.COMPLETE,
-            is_gold=False,
-            # "Both bad"/"both good" stay so: a weighted verdict on who is better would make
-            # them a chosen/rejected pair.
-            consensus_outcome=Outcome.PREFERENCE,
-            provenance__in=(
-                Pair.Provenance.UNANIMOUS,
-                Pair.Provenance.MAJORITY,
-                Pair.Provenance.DAWID_SKENE,
-            ),
-        )
-        .only("pk", "consensus_preference", "consensus_posterior", "provenance")
-        .order_by("pk")
+def _weighted_settleable(pair_ids: Iterable[int]) -> QuerySet[Pair]:
+    return Pair.objects.filter(
+        pk__in=pair_ids,
+        status=Pair.Status.COMPLETE,
+        is_gold=False,
+        # "Both bad"/"both good" stay so: a weighted verdict on who is better would make them
+        # a chosen/rejected pair.
+        consensus_outcome=Outcome.PREFERENCE,
+        provenance__in=(
+            Pair.Provenance.UNANIMOUS,
+            Pair.Provenance.MAJORITY,
+            Pair.Provenance.DAWID_SKENE,
+        ),
     )
-    updated = []
-    for pair in settled:
-        preference, posterior = by_id[pair.pk]
+
+
+_WEIGHTED_STATE = ("pk", "consensus_preference", "consensus_posterior", "provenance")
+
+
+def _weighted_changes(
+    rows: Iterable[tuple[int, int | None, float | None, str]],
+    by_id: dict[int, tuple[int, float]],
+) -> list[tuple[int, int, float]]:
+    """``(pair_id, preference, posterior)`` of the stored states ``rows`` the verdicts change."""
+    changes = []
+    for pair_id, stored_preference, stored_posterior, provenance in rows:
+        preference, posterior = by_id[pair_id]
         if (
-            pair.consensus_preference == preference
-            and pair.provenance == Pair.Provenance.DAWID_SKENE
-            and pair.consensus_posterior is not None
-            and abs(pair.consensus_posterior - posterior) < 1e-9
+            stored_preference == preference
+            and provenance == Pair.Provenance.DAWID_SKENE
+            and stored_posterior is not None
+            and abs(stored_posterior - posterior) < 1e-9
         ):
             continue  # a re-run changes nothing
-        pair.consensus_preference = preference
-        pair.consensus_posterior = posterior
-        pair.provenance = Pair.Provenance.DAWID_SKENE
-        updated.append(pair)
+        changes.append((pair_id, preference, posterior))
+    return changes
+
+
+def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
+    # First a plain read: a re-estimate that changes nothing (the usual case, every 30 s on a
+    # busy campaign) locks and dirties no row; locking a million rows wrote 272 MB of WAL.
+    stale = _weighted_changes(_weighted_settleable(by_id).values_list(*_WEIGHTED_STATE), by_id)
+    if not stale:
+        return 0
+    # Then the rows to change, locked in id order and compared again: a label change or an
+    # escalation of one of them waits, so neither is overwritten by a verdict read before it.
+    # (A pair a label changes after the read is left to the re-estimate that label asks for.)
+    locked = (
+        _weighted_settleable([pair_id for pair_id, _preference, _posterior in stale])
+        .select_for_update()
+        .order_by("pk")
+        .values_list(*_WEIGHTED_STATE)
+    )
+    changes = _weighted_changes(locked, by_id)
     if connection.vendor == "postgresql":
-        _update_weighted_in_one_statement(updated)
+        _update_weighted_in_one_statement(changes)
     else:
         Pair.objects.bulk_update(
-            updated, ["consensus_preference", "consensus_posterior", "provenance"]
+            [
+                Pair(
+                    pk=pair_id,
+                    consensus_preference=preference,
+                    consensus_posterior=posterior,
+                    provenance=Pair.Provenance.DAWID_SKENE,
+                )
+                for pair_id, preference, posterior in changes
+            ],
+            ["consensus_preference", "consensus_posterior", "provenance"],
         )
-    return len(updated)
+    return len(changes)
 
 
 # bulk_update's CASE WHEN id = … per column makes a thousand-row update compare every row
@@ -310,8 +338,8 @@ WHERE pair.{id} = verdict.id
 """
 
 
-def _update_weighted_in_one_statement(pairs: list[Pair]) -> None:
-    if not pairs:
+def _update_weighted_in_one_statement(changes: list[tuple[int, int, float]]) -> None:
+    if not changes:
         return
     quote = connection.ops.quote_name
     column_of = {field.name: field.column for field in Pair._meta.concrete_fields}
@@ -324,9 +352,9 @@ def _update_weighted_in_one_statement(pairs: list[Pair]) -> None:
             sql,
             [
                 Pair.Provenance.DAWID_SKENE,
-                [pair.pk for pair in pairs],
-                [pair.consensus_preference for pair in pairs],
-                [pair.consensus_posterior for pair in pairs],
+                [pair_id for pair_id, _preference, _posterior in changes],
+                [preference for _pair_id, preference, _posterior in changes],
+                [posterior for _pair_id, _preference, posterior in changes],
             ],
         )
 

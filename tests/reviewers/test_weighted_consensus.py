@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 
@@ -254,3 +255,46 @@ def test_labels_read_and_verdicts_written_in_small_chunks_give_the_rule_s_verdic
         assert 1 / 3 <= posterior <= 1.0
         strengths.add(abs(preference))
     assert strengths >= {1, 2}  # the five-point strengths were exercised
+
+
+def test_a_re_estimate_that_changes_nothing_locks_no_row():
+    """The usual re-run (every 30 s on a busy campaign) reads and compares; it locks and writes
+    only the pairs whose verdict changes (locking a million unchanged rows dirtied every page)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    campaign = CampaignFactory()
+    pairs = [
+        PairFactory(
+            campaign=campaign,
+            status=Pair.Status.COMPLETE,
+            provenance=Pair.Provenance.MAJORITY,
+            consensus_preference=1,
+            labels_count=3,
+        )
+        for _ in range(3)
+    ]
+    verdicts = [(pair.pk, 2, 0.9) for pair in pairs]
+    with CaptureQueriesContext(connection) as first:
+        assert pairs_settle_weighted(rows=verdicts) == 3
+    assert any("FOR UPDATE" in query["sql"] for query in first.captured_queries)
+    with CaptureQueriesContext(connection) as again:
+        assert pairs_settle_weighted(rows=verdicts) == 0
+    assert not any("FOR UPDATE" in query["sql"] for query in again.captured_queries)
+    assert not any(query["sql"].startswith("UPDATE") for query in again.captured_queries)
+    # One verdict moves: only that pair is locked and written.
+    verdicts[1] = (pairs[1].pk, -1, 0.7)
+    with CaptureQueriesContext(connection) as moved:
+        assert pairs_settle_weighted(rows=verdicts) == 1
+    (locking,) = [query["sql"] for query in moved.captured_queries if "FOR UPDATE" in query["sql"]]
+    locked_ids = re.search(r'"id" IN \(([^)]*)\)', locking).group(1)
+    assert [int(pair_id) for pair_id in locked_ids.split(",")] == [pairs[1].pk]
+    stored = {
+        pair.pk: (pair.consensus_preference, pair.consensus_posterior, pair.provenance)
+        for pair in Pair.objects.filter(pk__in=[pair.pk for pair in pairs])
+    }
+    assert stored == {
+        pairs[0].pk: (2, 0.9, Pair.Provenance.DAWID_SKENE),
+        pairs[1].pk: (-1, 0.7, Pair.Provenance.DAWID_SKENE),
+        pairs[2].pk: (2, 0.9, Pair.Provenance.DAWID_SKENE),
+    }
