@@ -271,10 +271,13 @@ def label_snapshot(
         ).count()
         for start in range(0, len(distinct), _SNAPSHOT_CHUNK)
     )
-    # The same digest as of the lines joined by newlines, fed one line at a time.
+    # The same digest as of the lines joined by newlines, fed one line at a time. A pair
+    # expanded from a ranking item is "id:chosen>rejected" (its preference is always 1).
     hasher = hashlib.sha256()
     for index, (pair_id, preference) in enumerate(zip(ids, data.preferences, strict=True)):
-        hasher.update(f"{chr(10) if index else ''}{pair_id}:{preference}".encode())
+        sides = data.expanded[index] if data.is_expanded(index) else None
+        line = f"{pair_id}:{preference}" if sides is None else f"{pair_id}:{sides[0]}>{sides[1]}"
+        hasher.update(f"{chr(10) if index else ''}{line}".encode())
     digest = hasher.hexdigest()
     by_provenance: dict[str, int] = defaultdict(int)
     for pair in data.pairs:

@@ -230,3 +230,20 @@ def test_head_mode_evaluation_of_expanded_pairs_uses_their_own_responses(db, set
     assert evaluate_pairs(model=model, data=flipped, key=None)["accuracy"] != pytest.approx(
         evaluate_pairs(model=model, data=data, key=None)["accuracy"]
     )
+
+
+def test_the_label_snapshot_tells_a_reversed_ranking_apart(db):
+    from scoring.loop.judged_pairs import heldout_pairs, label_snapshot
+
+    campaign = CampaignFactory(item_kind=ItemKind.RANKING, ranking_expansion="all_pairs")
+    item = ranked_item(campaign, [[0], [1], [2], [3]])
+    first = label_snapshot(
+        campaign=campaign,
+        data=training_pairs(campaign=campaign),
+        heldout=heldout_pairs(campaign=campaign),
+    )
+    Pair.objects.filter(pk=item.pk).update(consensus_ranking=[[3], [2], [1], [0]])
+    data = training_pairs(campaign=campaign)
+    second = label_snapshot(campaign=campaign, data=data, heldout=heldout_pairs(campaign=campaign))
+    assert first["pairs"] == second["pairs"] == 6
+    assert first["digest"] != second["digest"]
