@@ -10,7 +10,8 @@ gets one more slot (``slot_cap + 1``) and goes back into the queue. The assignme
 the slot to someone who never had the pair (a UNIQUE (pair, annotator) constraint guarantees
 it), as an ordinary-looking assignment; only the stored kind says "retest". The re-test label
 is kept out of the consensus and of alpha; a re-test that picks another direction than the
-consensus (A, tie or B) escalates.
+consensus (A, tie or B) escalates, and on a ranking item one whose best group shares no
+response with the consensus ranking's best group.
 """
 
 from __future__ import annotations
@@ -318,23 +319,26 @@ def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
     # Back out of the queue, unless an escalation or a decision moved the pair meanwhile.
     pair_retest_done(pair_id=pair.pk)
     rules = campaign.escalation_rules or {}
-    regular = [vote.preference for vote in _regular_votes(pair.pk)]
-    disagreement = pair_disagreement([*regular, label.preference], max_value=_max_value(campaign))
     has_consensus = pair.provenance in (
         Pair.Provenance.UNANIMOUS,
         Pair.Provenance.MAJORITY,
         Pair.Provenance.DAWID_SKENE,
     )
-    if (
-        rules.get("retest_contradiction", True)
-        and has_consensus
-        and pair.consensus_preference is not None
-        and direction(label.preference) != direction(pair.consensus_preference)
-    ):
+    if campaign.item_kind == ItemKind.RANKING:
+        contradiction, disagreement = _ranking_retest_contradiction(pair=pair, label=label)
+    else:
+        regular = [vote.preference for vote in _regular_votes(pair.pk)]
+        disagreement = pair_disagreement(
+            [*regular, label.preference], max_value=_max_value(campaign)
+        )
+        said, consensus = label.preference, pair.consensus_preference
+        contradicts = consensus is not None and direction(said) != direction(consensus)
+        contradiction = f"re-test said {said}, consensus {consensus}" if contradicts else None
+    if rules.get("retest_contradiction", True) and has_consensus and contradiction is not None:
         escalation_open(
             pair=pair,
             reason=Escalation.Reason.RETEST_CONTRADICTION,
-            detail=f"re-test said {label.preference}, consensus {pair.consensus_preference}",
+            detail=contradiction,
             disagreement=disagreement,
         )
     if label.flags and rules.get("flags", True):
@@ -344,3 +348,27 @@ def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
             detail="re-test flags: " + ", ".join(label.flags),
             disagreement=disagreement,
         )
+
+
+def _best_group(ranking: Sequence[Sequence[int]]) -> str:
+    return " = ".join(str(index) for index in sorted(ranking[0]))
+
+
+def _ranking_retest_contradiction(*, pair: Pair, label: Label) -> tuple[str | None, float]:
+    """A K-wise re-test against the consensus ranking: (the contradiction's detail or None,
+    the disagreement of the regular rankings and the re-test's).
+
+    The re-test contradicts when its best group shares no response with the consensus's best
+    group: the ranking analogue of a re-test that prefers the other side.
+    """
+    rankings = [ranking for ranking, _flags in _ranking_votes(pair.pk)]
+    retest = label.ranking
+    if retest:
+        rankings.append(retest)
+    size = sum(len(group) for group in rankings[0]) if rankings else 0
+    disagreement = ranking_disagreement(rankings, size)
+    consensus = pair.consensus_ranking
+    if not retest or not consensus or set(retest[0]) & set(consensus[0]):
+        return None, disagreement
+    detail = f"re-test ranked {_best_group(retest)} best, consensus {_best_group(consensus)} best"
+    return detail, disagreement
