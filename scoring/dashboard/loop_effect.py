@@ -7,14 +7,18 @@ For each slice of a round:
   resolved by an expert: an escalated pair's stored majority is provisional), that the model
   which chose the round had mispredicted (the newest loop version registered before the round
   opened and that scored the pair). Raising it is what the error-driven queue is for. 95%
-  Wilson interval; the difference between the slices has Newcombe's interval.
+  Wilson interval; the difference between the slices has Newcombe's interval, once each slice
+  has at least ``BOOTSTRAP_MIN_N`` scored pairs (as the disagreement's difference needs).
 * **human disagreement**: the mean of ``Pair.disagreement`` (0: the votes agreed) over its
   labelled pairs, escalated ones included, with a bootstrap interval, and the bootstrap
   interval of the difference.
 
 And for the round as a whole, the change in held-out accuracy from the version before to the
 version trained once the round closed (both slices train that one model, so this change is
-not split by slice), with Newcombe's interval. A difference whose interval contains 0 is
+not split by slice), with Newcombe's interval. That version is the newest loop version naming
+the round or, when none does (the loop job that closed the round failed or was cancelled
+before registering one, and the next retrain closed nothing), the first loop version created
+once the round closed that names no round. A difference whose interval contains 0 is
 reported in a plain sentence as within noise.
 """
 
@@ -130,6 +134,24 @@ def _heldout_change(
     }
 
 
+def _trained_after(round_: Round, versions: list[ModelVersion]) -> ModelVersion | None:
+    """The loop version trained once ``round_`` closed: the newest naming it, else (its loop
+    job failed or was cancelled after closing it, and the next retrain, closing nothing,
+    registered a version naming no round) the first created at or after its close that names
+    it or no round. ``versions`` in number order."""
+    named = next((v for v in reversed(versions) if v.round_id == round_.pk), None)
+    if named is not None or round_.closed_at is None:
+        return named
+    return next(
+        (
+            v
+            for v in versions
+            if v.round_id in (None, round_.pk) and v.created_at >= round_.closed_at
+        ),
+        None,
+    )
+
+
 def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
     """Per round, both slices' figures and the sentences comparing them (module docstring)."""
     rows_by_round: dict[int, dict[str, list[tuple[int, int | None, float | None]]]] = defaultdict(
@@ -168,7 +190,8 @@ def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
         figures = {name: _slice_figures(slices.get(name, []), scores) for name in SLICES}
         prioritised, random_ = figures[Pair.Selection.PRIORITY], figures[Pair.Selection.RANDOM]
         hit_difference = None
-        if prioritised["scored"] and random_["scored"]:
+        # As for the disagreement: no comparison below BOOTSTRAP_MIN_N scored pairs a side.
+        if min(prioritised["scored"], random_["scored"]) >= BOOTSTRAP_MIN_N:
             hit_difference = proportion_difference(
                 prioritised["mispredicted"],
                 prioritised["scored"],
@@ -178,7 +201,7 @@ def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
         disagreement_difference = bootstrap_mean_difference(
             prioritised["disagreements"], random_["disagreements"]
         )
-        trained = next((v for v in reversed(versions) if v.round_id == round_.pk), None)
+        trained = _trained_after(round_, versions)
         previous = (
             next((v for v in reversed(versions) if v.number < trained.number), None)
             if trained is not None
@@ -192,7 +215,9 @@ def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
                 "status": round_.status,
                 "slices": {str(name): figures[name] for name in SLICES},
                 "hit_rate_difference": hit_difference,
-                "hit_rate_sentence": _difference_sentence("Hit rate", hit_difference),
+                "hit_rate_sentence": _difference_sentence(
+                    "Hit rate", hit_difference, at_least=BOOTSTRAP_MIN_N
+                ),
                 "disagreement_difference": disagreement_difference,
                 "disagreement_sentence": _difference_sentence(
                     "Human disagreement", disagreement_difference, at_least=BOOTSTRAP_MIN_N

@@ -23,10 +23,10 @@ campaign with auto-retrain on.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
@@ -123,10 +123,14 @@ def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | N
 
 
 def random_slice_size(*, size: int, share: float) -> int:
-    """Pairs of a round of ``size`` drawn at random: the share of it, rounded half up."""
+    """Pairs of a round of ``size`` drawn at random: the share of it, rounded half up.
+
+    In decimal, from the share as written (``repr``): in binary floating point 50 × 0.29 is
+    14.499999999999998, which would round down to 14."""
     if share <= 0 or size < 1:
         return 0
-    return min(size, math.floor(size * share + 0.5))
+    exact = Decimal(repr(share)) * size
+    return min(size, int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP)))
 
 
 def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[str, Any]:
