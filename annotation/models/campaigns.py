@@ -147,6 +147,25 @@ class Campaign(models.Model):
             raise ValidationError(
                 {"both_bad_route": "Sending 'both bad' to the rewrite step needs rewrites allowed."}
             )
+        if self.item_kind == ItemKind.RANKING:
+            # A ranking item shows K responses in a per-assignment order: rewrites and aspect
+            # ratings name sides "a" and "b" of an A/B pair, and the Dawid-Skene re-estimate
+            # settles a pair's A-versus-B verdict. None of them has a meaning here.
+            ranking_errors: dict[str, str] = {}
+            if self.allow_rewrites:
+                ranking_errors["allow_rewrites"] = (
+                    "Rewrites name response A or B of a pair; a ranking campaign has none."
+                )
+            if self.aspects:
+                ranking_errors["aspects"] = (
+                    "Aspect ratings are for A/B pairs; a ranking campaign has none."
+                )
+            if self.consensus_rule == ConsensusRule.DAWID_SKENE:
+                ranking_errors["consensus_rule"] = (
+                    "Dawid-Skene settles A/B pairs; a ranking campaign takes the majority rule."
+                )
+            if ranking_errors:
+                raise ValidationError(ranking_errors)
 
     @property
     def allowed_outcomes(self) -> tuple[str, ...]:

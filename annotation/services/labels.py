@@ -129,6 +129,17 @@ def _validate(assignment: Assignment, data: LabelInput) -> dict[str, dict[str, i
         raise InvalidLabel(f"seconds_spent must be a finite number, at most {SECONDS_SPENT_MAX:,}")
     if len(data.rationale) > 20_000:
         raise InvalidLabel("rationale is longer than 20,000 characters")
+    if campaign.item_kind == ItemKind.RANKING:
+        # "a" and "b" name an A/B pair's sides; a ranking item has K responses in its own
+        # display order. Campaign.clean refuses these settings; this guards campaigns saved
+        # before it did.
+        if data.rewrite is not None:
+            raise InvalidLabel("a ranking item takes no rewrite: rewrites are for A/B pairs")
+        if data.aspect_ratings:
+            raise InvalidLabel(
+                "a ranking item takes no aspect ratings: they are for A/B pairs",
+                code="invalid_aspect_rating",
+            )
     if data.rewrite is not None:
         rewrite_check(campaign=campaign, text=data.rewrite.text, based_on=data.rewrite.based_on)
     # Whether a model was consulted is checked with the write, in the same round trip.
