@@ -251,6 +251,10 @@ class Round(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     opened_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The number of the campaign's active model version when the round opened: the model whose
+    # scores set the priorities that chose it (a number, not a key: the versions live in the
+    # scoring app, above this one). Null when none was active, and for rounds opened before.
+    chosen_by_version = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["campaign", "number"]

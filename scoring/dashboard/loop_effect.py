@@ -5,10 +5,12 @@ For each slice of a round:
 
 * **hit rate**: the share of its pairs, once humans settled them with a side (complete, or
   resolved by an expert: an escalated pair's stored majority is provisional), that the model
-  which chose the round had mispredicted (the newest loop version registered before the round
-  opened and that scored the pair). Raising it is what the error-driven queue is for. 95%
-  Wilson interval; the difference between the slices has Newcombe's interval, once each slice
-  has at least ``BOOTSTRAP_MIN_N`` scored pairs (as the disagreement's difference needs).
+  which chose the round had mispredicted (the version active when the round opened,
+  ``Round.chosen_by_version``; for rounds opened before that was recorded, the newest loop
+  version registered before the round opened and that scored the pair). Raising it is what
+  the error-driven queue is for. 95% Wilson interval; the difference between the slices has
+  Newcombe's interval, once each slice has at least ``BOOTSTRAP_MIN_N`` scored pairs (as the
+  disagreement's difference needs).
 * **human disagreement**: the mean of ``Pair.disagreement`` (0: the votes agreed) over its
   labelled pairs, escalated ones included, with a bootstrap interval, and the bootstrap
   interval of the difference.
@@ -88,14 +90,23 @@ def _difference_sentence(
 
 
 def _previous_scores(round_: Round, pair_ids: list[int]) -> dict[int, float]:
-    """p(A better) of each pair by the newest loop version registered before the round
-    opened that scored it."""
+    """p(A better) of each pair by the model that chose the round: the version active when it
+    opened (``Round.chosen_by_version``; after a rollback not the newest one). For rounds
+    recorded before that field, the newest loop version registered before the round opened
+    that scored the pair."""
     best: dict[int, tuple[int, float]] = {}
-    rows = PairScore.objects.filter(
-        pair_id__in=pair_ids,
-        model_version__kind=ModelVersion.Kind.LOOP,
-        model_version__created_at__lt=round_.opened_at,
-    ).values_list("pair_id", "model_version__number", "p_a_better")
+    scores = PairScore.objects.filter(pair_id__in=pair_ids)
+    if round_.chosen_by_version is not None:
+        scores = scores.filter(
+            model_version__campaign_id=round_.campaign_id,
+            model_version__number=round_.chosen_by_version,
+        )
+    else:
+        scores = scores.filter(
+            model_version__kind=ModelVersion.Kind.LOOP,
+            model_version__created_at__lt=round_.opened_at,
+        )
+    rows = scores.values_list("pair_id", "model_version__number", "p_a_better")
     for pair_id, number, p in rows.iterator(chunk_size=5000):
         if pair_id not in best or number > best[pair_id][0]:
             best[pair_id] = (number, p)

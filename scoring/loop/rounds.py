@@ -106,7 +106,13 @@ def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | N
         if not pooled.exists():
             return None
         last = Round.objects.filter(campaign=campaign).order_by("-number").first()
-        opened = Round.objects.create(campaign=campaign, number=(last.number + 1) if last else 1)
+        active = active_model_version(campaign=campaign)
+        opened = Round.objects.create(
+            campaign=campaign,
+            number=(last.number + 1) if last else 1,
+            # Whose scores set the priorities read below (the loop-effect panel's hit rate).
+            chosen_by_version=active.number if active is not None else None,
+        )
         # Set-based UPDATEs … WHERE id IN (SELECT … ORDER BY random() | priority LIMIT n): the
         # chosen ids never travel through Python, whatever the round size.
         random_size = random_slice_size(size=size, share=campaign.random_slice_share)

@@ -245,3 +245,45 @@ def test_a_round_takes_the_half_up_random_slice(db, share):
     opened = round_open_next(campaign=campaign)
     drawn = Pair.objects.filter(round=opened, selection=Pair.Selection.RANDOM).count()
     assert drawn == (15 if share == 0.29 else 32)
+
+
+def test_after_a_rollback_the_hit_rate_reads_the_model_that_chose_the_round(db):
+    """v1 and then v2 scored the pool; the admin rolled back to v1, whose priorities chose the
+    round: the hit rate is v1's, not that of v2, the newest version that scored the pairs."""
+    from annotation.models import Pair as PairModel
+    from scoring.dashboard.loop_effect import loop_effect
+    from scoring.loop.rounds import round_open_next
+    from scoring.models import ModelVersion, PairScore
+    from tests.factories import CampaignFactory, PairFactory
+
+    campaign = CampaignFactory(round_size=10, random_slice_share=0.0)
+    pool = [PairFactory(campaign=campaign, status=PairModel.Status.POOLED) for _ in range(10)]
+
+    def scored(version, p):
+        PairScore.objects.bulk_create(
+            PairScore(pair=pair, model_version=version, reward_a=0.0, reward_b=0.0, p_a_better=p)
+            for pair in pool
+        )
+
+    v1 = ModelVersion.objects.create(
+        campaign=campaign, number=1, base="t", checkpoint="/x", activation_note=""
+    )
+    scored(v1, 0.1)  # v1 prefers B everywhere
+    v2 = ModelVersion.objects.create(
+        campaign=campaign, number=2, base="t", checkpoint="/x", activation_note=""
+    )
+    scored(v2, 0.9)  # v2 prefers A everywhere
+    ModelVersion.objects.filter(pk=v1.pk).update(is_active=True)  # the rollback
+    opened = round_open_next(campaign=campaign)
+    assert opened is not None and opened.chosen_by_version == 1
+    # Humans agree with v1 on every pair: the model that chose the round missed none.
+    PairModel.objects.filter(round=opened).update(
+        status=PairModel.Status.COMPLETE,
+        consensus_preference=-1,
+        provenance=PairModel.Provenance.UNANIMOUS,
+        disagreement=0.0,
+    )
+    (report,) = loop_effect(campaign=campaign)["rounds"]
+    priority = report["slices"]["priority"]
+    assert priority["scored"] == 10
+    assert priority["hit_rate"] == 0.0
