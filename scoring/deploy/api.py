@@ -46,8 +46,8 @@ class ScoreItemSerializer(serializers.Serializer):
             )
         conversation = attrs.get("conversation") or [{"role": "user", "content": attrs["prompt"]}]
         if conversation[-1]["role"] != "user":
-            # As an import requires: the responses answer the last user turn, and chat
-            # templates that enforce alternation would fail in the worker (a 503, not a 400).
+            # As an import requires: the responses answer the last user turn. A chat template's
+            # own rules (roles that alternate) are checked where the model is: a 400 from there.
             raise serializers.ValidationError("the conversation must end with a user turn")
         item: dict[str, Any] = {
             "conversation": [{"role": t["role"], "content": t["content"]} for t in conversation]
@@ -75,7 +75,7 @@ def _characters(item: dict[str, Any]) -> int:
 class ModelVersionScoreApi(APIView):
     """Score up to SCORE_MAX_ITEMS items with a model version (admins and scoring-service
     accounts). Waits up to SCORE_TIMEOUT_S for a `gpu` worker: 504 when none answered, 503 when
-    the queue or the worker failed."""
+    the queue or the worker failed, 400 when the model's chat template refused a conversation."""
 
     class InputSerializer(serializers.Serializer):
         items = ScoreItemSerializer(many=True, allow_empty=False)

@@ -24,7 +24,7 @@ from django.core.cache import cache
 from django.http import Http404
 
 from annotation.roles import Role, user_has_role
-from core.errors import ApplicationError, Conflict, Unavailable
+from core.errors import ApplicationError, BadRequest, Conflict, Unavailable
 from scoring.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,13 @@ class ScoringUnavailable(Unavailable, ScoringError):
     """No worker could take or finish the request (broker down, worker error)."""
 
     code = "scoring_unavailable"
+
+
+class ScoringBadInput(BadRequest, ScoringError):
+    """The model refuses a conversation of the batch (its chat template's own rule, such as
+    roles that must alternate): a request to change, found only where the model is."""
+
+    code = "scoring_bad_input"
 
 
 class ScoringTimeout(ScoringError):
@@ -123,9 +130,21 @@ def model_version_score(
         raise ScoringTimeout(
             f"no scoring worker answered within {timeout_s:g} s (is a `gpu` worker running?)"
         )
+    if "bad_input" in answer:
+        raise ScoringBadInput(answer["bad_input"])
     if "error" in answer:
         raise ScoringUnavailable(f"the scoring worker failed: {answer['error']}")
     return answer["results"]
+
+
+def _template_errors() -> tuple[type[BaseException], ...]:
+    """What a chat template raises to refuse a conversation (transformers renders templates
+    with jinja2, which torch installs; without it no template renders at all)."""
+    try:
+        from jinja2.exceptions import TemplateError
+    except ImportError:
+        return ()
+    return (TemplateError,)
 
 
 def _wait_for_answer(key: str, deadline: float) -> dict[str, Any] | None:
@@ -156,6 +175,8 @@ def score_request_run(
     else:
         try:
             answer = {"results": score_items(checkpoint=version.checkpoint, items=items)}
+        except _template_errors() as error:  # raise_exception() in the model's chat template
+            answer = {"bad_input": f"the model's chat template refuses a conversation: {error}"}
         except Exception as error:  # reported to the caller as a 503, and logged here
             logger.exception("scoring request %s failed", request_id)
             answer = {"error": f"{type(error).__name__}: {error}"}

@@ -50,8 +50,11 @@ def _pair_body() -> dict:
     return {
         "items": [
             {"conversation": CONVERSATION, "response": "Nine minutes in boiling water."},
-            {"prompt": "How do I boil an egg?", "response_a": "Eggs are oval.",
-             "response_b": "Nine minutes in boiling water."},
+            {
+                "prompt": "How do I boil an egg?",
+                "response_a": "Eggs are oval.",
+                "response_b": "Nine minutes in boiling water.",
+            },
         ]
     }
 
@@ -94,8 +97,9 @@ def test_others_may_not_score(db, version, annotator_a, expert) -> None:
 
 
 def test_an_unknown_or_archived_version_is_refused(db, version, service_client) -> None:
-    assert service_client.post(_url(version.pk + 1000), _pair_body(), format="json").status_code \
-        == 404
+    assert (
+        service_client.post(_url(version.pk + 1000), _pair_body(), format="json").status_code == 404
+    )
     version.status = ModelVersion.Status.ARCHIVED
     version.save()
     response = service_client.post(_url(version.pk), _pair_body(), format="json")
@@ -109,19 +113,34 @@ def test_an_unknown_or_archived_version_is_refused(db, version, service_client) 
         ({}, "items"),
         ({"items": []}, "items"),
         ({"items": [{"prompt": "hi"}]}, "response"),
-        ({"items": [{"prompt": "hi", "response": "a", "response_a": "b", "response_b": "c"}]},
-         "response"),
+        (
+            {"items": [{"prompt": "hi", "response": "a", "response_a": "b", "response_b": "c"}]},
+            "response",
+        ),
         ({"items": [{"prompt": "hi", "response_a": "b"}]}, "response_b"),
         ({"items": [{"response": "a"}]}, "conversation"),
-        ({"items": [{"prompt": "hi", "conversation": CONVERSATION, "response": "a"}]},
-         "conversation"),
-        ({"items": [{"conversation": [{"role": "robot", "content": "x"}], "response": "a"}]},
-         "robot"),
+        (
+            {"items": [{"prompt": "hi", "conversation": CONVERSATION, "response": "a"}]},
+            "conversation",
+        ),
+        (
+            {"items": [{"conversation": [{"role": "robot", "content": "x"}], "response": "a"}]},
+            "robot",
+        ),
         ({"items": [{"conversation": [], "response": "a"}]}, "conversation"),
         # The responses answer the last turn: a conversation ending on an assistant turn has
         # nothing for them to answer (and strict chat templates would fail in the worker).
-        ({"items": [{"conversation": [*CONVERSATION, {"role": "assistant", "content": "x"}],
-                     "response": "a"}]}, "end with a user turn"),
+        (
+            {
+                "items": [
+                    {
+                        "conversation": [*CONVERSATION, {"role": "assistant", "content": "x"}],
+                        "response": "a",
+                    }
+                ]
+            },
+            "end with a user turn",
+        ),
         ({"items": "not a list"}, "items"),
     ],
 )
@@ -160,3 +179,37 @@ def test_a_worker_failure_is_a_503_with_its_reason(worker, version, service_clie
     response = service_client.post(_url(version.pk), _pair_body(), format="json")
     assert response.status_code == 503
     assert "the scoring worker failed" in response.json()["detail"]
+
+
+def test_a_conversation_the_chat_template_refuses_is_a_400(
+    worker, campaign, service_client, tiny_checkpoint, tmp_path
+) -> None:
+    """Mistral- or Gemma-style templates refuse roles that do not alternate; that is the
+    caller's input to change (a 400 naming the template's message), not a failed worker."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    checkpoint = tmp_path / "alternating"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.chat_template = (
+        "{% for m in messages %}"
+        "{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('Conversation roles must alternate user/assistant') }}"
+        "{% endif %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    )
+    tokenizer.save_pretrained(checkpoint)
+    version = ModelVersion.objects.create(
+        campaign=campaign, number=2, base="tiny", checkpoint=str(checkpoint)
+    )
+    fine = {"items": [{"conversation": CONVERSATION, "response": "Nine minutes."}]}
+    response = service_client.post(_url(version.pk), fine, format="json")
+    assert response.status_code == 200, response.content
+    two_user_turns = [*CONVERSATION, {"role": "user", "content": "And a soft one?"}]
+    refused = {"items": [{"conversation": two_user_turns, "response": "Six minutes."}]}
+    response = service_client.post(_url(version.pk), refused, format="json")
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "scoring_bad_input"
+    assert "roles must alternate" in body["detail"]
