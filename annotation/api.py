@@ -103,9 +103,9 @@ def judgment_options(campaign: Campaign) -> dict[str, Any]:
                 "scale_min": aspect.scale_min,
                 "scale_max": aspect.scale_max,
             }
-            for aspect in parse_aspects(campaign.aspects)
+            for aspect in (parse_aspects(campaign.aspects) if campaign.takes_aspect_ratings else [])
         ],
-        "allow_rewrites": campaign.allow_rewrites,
+        "allow_rewrites": campaign.takes_rewrites,
     }
 
 

@@ -108,7 +108,7 @@ class LabelForm(forms.Form):
         ]
         # A campaign whose aspects do not parse shows none (the admin form refuses them).
         try:
-            self.aspects = parse_aspects(campaign.aspects)
+            self.aspects = parse_aspects(campaign.aspects) if campaign.takes_aspect_ratings else []
         except AspectError:
             self.aspects = []
         for aspect in self.aspects:
@@ -119,7 +119,7 @@ class LabelForm(forms.Form):
                     empty_value=None,
                     choices=[(point, str(point)) for point in aspect.points],
                 )
-        if campaign.allow_rewrites:
+        if campaign.takes_rewrites:
             self.fields["rewrite_text"] = forms.CharField(
                 required=False, max_length=REWRITE_MAX_CHARS, strip=False
             )
@@ -175,7 +175,7 @@ class LabelForm(forms.Form):
             allowed = {str(rank) for rank in range(1, len(ranks) + 1)}
             if not ranks or any(rank not in allowed for rank in ranks):
                 raise forms.ValidationError("Give every response a rank (1 is best).")
-        if self.campaign.allow_rewrites and (data.get("rewrite_text") or "").strip():
+        if self.campaign.takes_rewrites and (data.get("rewrite_text") or "").strip():
             if not data.get("rewrite_based_on"):
                 self.add_error("rewrite_based_on", "Say which response you rewrote.")
         return data

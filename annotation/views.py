@@ -144,7 +144,7 @@ def _render_workspace(
     else:
         shown = shown_pair(assignment)
         context["pair"] = render_pair(shown)
-        if campaign.allow_rewrites:  # the texts the rewrite box starts from, as shown
+        if campaign.takes_rewrites:  # the texts the rewrite box starts from, as shown
             context["shown_texts"] = {"a": shown["response_a"], "b": shown["response_b"]}
         if context["pair"].responses:
             context["rank_cards"] = context["form"].rank_cards(context["pair"].responses)

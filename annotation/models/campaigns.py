@@ -126,6 +126,18 @@ class Campaign(models.Model):
         return self.name
 
     @property
+    def takes_rewrites(self) -> bool:
+        """Whether labels may carry a rewritten answer: a rewrite names response A or B of a
+        pair, so never on a ranking campaign (``clean`` refuses the setting there; this covers
+        campaigns saved before that rule)."""
+        return self.allow_rewrites and self.item_kind != ItemKind.RANKING
+
+    @property
+    def takes_aspect_ratings(self) -> bool:
+        """Whether labels may rate aspects of A and B: as rewrites, never on a ranking campaign."""
+        return bool(self.aspects) and self.item_kind != ItemKind.RANKING
+
+    @property
     def allowed_preferences(self) -> tuple[int, ...]:
         return SCALE_VALUES[self.scale]
 

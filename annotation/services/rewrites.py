@@ -16,7 +16,7 @@ class InvalidRewrite(InvalidLabel):
 
 def rewrite_check(*, campaign: Campaign, text: str, based_on: str) -> None:
     """Raise InvalidRewrite unless the campaign takes rewrites and this one is well formed."""
-    if not campaign.allow_rewrites:
+    if not campaign.takes_rewrites:
         raise InvalidRewrite("this campaign does not take rewritten answers")
     if based_on not in Rewrite.BasedOn.values:
         raise InvalidRewrite("based_on must be 'a' or 'b'")

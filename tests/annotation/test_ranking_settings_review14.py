@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from annotation.importers import content_hash
 from annotation.models import Assignment, Campaign, ConsensusRule, ItemKind, Label, Pair, Rewrite
@@ -143,3 +144,24 @@ def test_a_changed_ranking_label_cannot_bring_a_rewrite_or_aspect_ratings(annota
     label = Label.objects.get()
     assert label.aspect_ratings == {} and not Rewrite.objects.exists()
     assert label.ranking == [[3], [2], [1], [0]]  # canonical of shown [[0], [1], [2], [3]]
+
+
+def test_a_ranking_campaign_saved_before_the_rule_offers_no_rewrite_or_aspects(annotator_a, expert):
+    from annotation.services.rewrites import InvalidRewrite, rewrite_by_expert
+
+    campaign, assignment = _leased_ranking_item(annotator_a, allow_rewrites=True, aspects=ASPECTS)
+    body = api_client_for(annotator_a).post(f"/api/campaigns/{campaign.pk}/next").json()
+    assert body["judgment"]["aspects"] == [] and body["judgment"]["allow_rewrites"] is False
+    client = Client()
+    client.force_login(annotator_a)
+    response = client.get(f"/assignments/{assignment.pk}/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "data-ranking" in page  # the ranking form is there
+    assert "data-rewrite" not in page and "data-aspects" not in page
+    with pytest.raises(InvalidRewrite):
+        rewrite_by_expert(pair=assignment.pair, expert=expert, text="better", based_on="a")
+    assert not Rewrite.objects.exists()
+    # An A/B campaign with the same settings still offers both.
+    pairs = CampaignFactory(allow_rewrites=True, aspects=ASPECTS)
+    assert pairs.takes_rewrites and pairs.takes_aspect_ratings
