@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -174,9 +174,7 @@ def progress_summary(*, campaign: Campaign) -> dict[str, Any]:
                 {"label": f"Round {item.number}", "status": item.status, "buckets": buckets}
             )
         if None in per_round:
-            rows.append(
-                {"label": "No round (pool)", "status": "", "buckets": per_round[None]}
-            )
+            rows.append({"label": "No round (pool)", "status": "", "buckets": per_round[None]})
         for row in rows:
             row["total"] = sum(row["buckets"].values())
             row["counts"] = [row["buckets"][name] for name in PROGRESS_BUCKETS]
@@ -235,71 +233,74 @@ def silver_summary(*, campaign: Campaign) -> dict[str, Any]:
 def agreement_panel(
     *, campaign: Campaign, refresh: bool = False, report_just_stored: bool = False
 ) -> dict[str, Any]:
-    """Alpha per round (with CI and the target) and per task category, as charts."""
+    """Alpha per round (with CI and the target) and per task category, as charts.
 
-    def compute() -> dict[str, Any]:
-        # dashboards_refresh has just recomputed (and stored) the report, with the agreement
-        # page's; a refresh asked alone recomputes it here.
-        report = campaign_agreement(campaign=campaign, use_cache=not refresh or report_just_stored)
-        rounds = [entry for entry in report["rounds"] if entry.get("number") is not None]
-        target = report["target"]
-        return {
-            "computed_at": report["computed_at"],
-            "level_note": report.get("level_note", ""),
-            "target": target,
-            "overall": report["overall"],
-            "rounds": rounds,
-            "categories": report["categories"],
-            "rounds_chart": line_chart(
-                [
-                    (f"R{entry['number']}", entry["alpha"], entry["ci_low"], entry["ci_high"])
-                    for entry in rounds
-                ],
-                target=target,
-            ),
-            "categories_chart": bar_chart(
-                [
-                    (
-                        entry["category"] or "(none)",
-                        entry["alpha"],
-                        entry["ci_low"],
-                        entry["ci_high"],
-                    )
-                    for entry in report["categories"]
-                ],
-                target=target,
-            ),
-        }
-
-    return _cached(
-        _campaign_key(campaign, "agreement"), SLOW_CACHE_SECONDS, compute, refresh=refresh
-    )
+    Drawn from the stored report on every call (the charts' geometry costs nothing), with no
+    copy of its own: the panel shows what the agreement page shows, "Recompute now" included.
+    """
+    # dashboards_refresh has just recomputed (and stored) the report, with the agreement
+    # page's; a refresh asked alone recomputes it here.
+    report = campaign_agreement(campaign=campaign, use_cache=not refresh or report_just_stored)
+    rounds = [entry for entry in report["rounds"] if entry.get("number") is not None]
+    target = report["target"]
+    return {
+        "computed_at": report["computed_at"],
+        "level_note": report.get("level_note", ""),
+        "target": target,
+        "overall": report["overall"],
+        "rounds": rounds,
+        "categories": report["categories"],
+        "rounds_chart": line_chart(
+            [
+                (f"R{entry['number']}", entry["alpha"], entry["ci_low"], entry["ci_high"])
+                for entry in rounds
+            ],
+            target=target,
+        ),
+        "categories_chart": bar_chart(
+            [
+                (
+                    entry["category"] or "(none)",
+                    entry["alpha"],
+                    entry["ci_low"],
+                    entry["ci_high"],
+                )
+                for entry in report["categories"]
+            ],
+            target=target,
+        ),
+    }
 
 
 # --- Annotators ---------------------------------------------------------------------------
 
 
 def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, Any]:
-    """The reviewers' annotator quality figures plus throughput (labels in the last hour and
-    day, one grouped query)."""
+    """The reviewers' annotator quality figures plus throughput (labels in the hour and the
+    day before those figures were computed, one grouped query)."""
 
     def compute() -> dict[str, Any]:
-        now = timezone.now()
+        # The quality page's stored figures: one refresh stores both.
+        quality = annotator_quality_report(campaign=campaign, use_cache=not refresh)
+        # The pace as of the same moment (the stored figures may be minutes old), so Labels
+        # and Last 24 h count the same labels.
+        as_of = datetime.fromisoformat(quality["computed_at"])
         pace = {
             row["annotator_id"]: row
             # Gold checks apart, as in the Labels column (annotator_quality's "labels").
             for row in Label.objects.filter(
-                campaign=campaign, created_at__gte=now - timedelta(days=1), is_gold_check=False
+                campaign=campaign,
+                created_at__gt=as_of - timedelta(days=1),
+                created_at__lte=as_of,
+                is_gold_check=False,
             )
             .order_by()
             .values("annotator_id")
             .annotate(
                 last_day=Count("id"),
-                last_hour=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))),
+                last_hour=Count("id", filter=Q(created_at__gt=as_of - timedelta(hours=1))),
             )
         }
-        # The quality page's stored figures: one refresh stores both.
-        quality = annotator_quality_report(campaign=campaign, use_cache=not refresh)
         rows = []
         for row in quality["annotators"]:
             recent = pace.get(row["annotator_id"], {})
