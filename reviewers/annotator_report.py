@@ -115,11 +115,17 @@ def _label_figures(labels: QuerySet[Label]) -> QuerySet[Label, dict[str, Any]]:
                 filter=Q(is_gold_check=True)
                 & same_direction("preference", "pair__gold_preference"),
             ),
+            # Set-aside labels count in no consensus, so not in agreement with one (they
+            # stay in labels and seconds: the work was done).
             consensus_labels=Count(
-                "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
+                "pk",
+                filter=judged & Q(set_aside=False, pair__consensus_preference__isnull=False),
             ),
             consensus_agreeing=Count(
-                "pk", filter=judged & same_direction("preference", "pair__consensus_preference")
+                "pk",
+                filter=judged
+                & Q(set_aside=False)
+                & same_direction("preference", "pair__consensus_preference"),
             ),
         )
     )

@@ -17,7 +17,15 @@ from django.utils import timezone
 from annotation import hooks
 from annotation.aspects import AspectError, canonical_ratings, parse_aspects
 from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
-from annotation.models import Assignment, Evidence, ItemKind, Label, Outcome, Pair
+from annotation.models import (
+    Assignment,
+    CampaignMember,
+    Evidence,
+    ItemKind,
+    Label,
+    Outcome,
+    Pair,
+)
 from annotation.prepared_reads import fetch_one_prepared
 from annotation.rankings import (
     Ranking,
@@ -388,6 +396,14 @@ def label_change_check(
         )
 
 
+def _quarantined(*, campaign_id: int, user_id: int) -> bool:
+    # Read now, not the membership remembered with the campaign: a quarantine may have begun
+    # since the request read it.
+    return CampaignMember.objects.filter(
+        campaign_id=campaign_id, user_id=user_id, state=CampaignMember.State.QUARANTINED
+    ).exists()
+
+
 def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | None = None) -> Label:
     """Replace the values of the annotator's submitted label, keeping the old ones in history.
 
@@ -408,6 +424,9 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
             raise AlreadyFinished(f"This assignment is {assignment.status}: it has no label.")
         if label.set_aside:
             raise LabelLocked("This label was set aside while you were quarantined.")
+        if _quarantined(campaign_id=assignment.campaign_id, user_id=assignment.annotator_id):
+            # Their labels count in no consensus from now on: not by changing one either.
+            raise LabelLocked("You are quarantined in this campaign: your labels cannot change.")
         shown = Assignment.objects.filter(pk=assignment.pk, model_view_shown=True).exists()
         label_change_check(
             label=label,

@@ -89,11 +89,17 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
             "pk",
             filter=Q(is_gold_check=True) & same_direction("preference", "pair__gold_preference"),
         ),
+        # Set-aside labels (a quarantined annotator's) count in no consensus, so they are not
+        # compared with one either.
         "consensus_labels": Count(
-            "pk", filter=judged & Q(pair__consensus_preference__isnull=False)
+            "pk",
+            filter=judged & Q(set_aside=False, pair__consensus_preference__isnull=False),
         ),
         "consensus_agreeing": Count(
-            "pk", filter=judged & same_direction("preference", "pair__consensus_preference")
+            "pk",
+            filter=judged
+            & Q(set_aside=False)
+            & same_direction("preference", "pair__consensus_preference"),
         ),
         "decisive": Count("pk", filter=~Q(preference=0)),
         "first_wins": Count("pk", filter=first_wins),
