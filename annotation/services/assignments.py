@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from annotation.errors import AlreadyFinished
@@ -87,6 +87,8 @@ def assignments_end_for_annotator(
                 pair_release_slot(pair_id=pair_id, swapped=swapped)
             ended += changed
     return ended
+
+
 def balanced_swap(*, slots_taken: int, swapped_taken: int, coin: bool) -> bool:
     """The orientation of a pair's next slot: the one its live slots use less, and the coin
     when they are even. With three annotators a pair is shown two ways one way and once the
@@ -423,14 +425,26 @@ def _next_assignment(
     return _take_regular_pair(campaign, annotator, now, rng)
 
 
-def qualification_checks_taken(*, campaign: Campaign, annotator_id: int) -> int:
-    """Gold checks the annotator holds or answered in the campaign (skips and expiries not)."""
-    return Assignment.objects.filter(
-        campaign=campaign,
-        annotator_id=annotator_id,
-        kind=Assignment.Kind.GOLD,
-        status__in=(Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED),
-    ).count()
+def qualification_checks_taken(
+    *, campaign: Campaign, annotator_id: int, since: datetime | None = None
+) -> int:
+    """Gold checks the annotator holds or answered in the campaign (skips and expiries not).
+
+    With ``since`` (the membership's start, ``CampaignMember.added_at``), only checks answered
+    since then count, as in the qualification figures: a removed and re-added member, or one
+    who answered gold checks while the campaign was open to all, is served the qualification
+    set again. A lease still held counts whenever it was taken (its answer will count)."""
+    taken = Assignment.objects.filter(
+        campaign=campaign, annotator_id=annotator_id, kind=Assignment.Kind.GOLD
+    )
+    if since is None:
+        taken = taken.filter(status__in=(Assignment.Status.ACTIVE, Assignment.Status.SUBMITTED))
+    else:
+        taken = taken.filter(
+            Q(status=Assignment.Status.ACTIVE)
+            | Q(status=Assignment.Status.SUBMITTED, label__created_at__gte=since)
+        )
+    return taken.count()
 
 
 def _next_for_inactive_member(
@@ -445,10 +459,14 @@ def _next_for_inactive_member(
         return current
     if member.state != CampaignMember.State.QUALIFYING:
         return None  # quarantined: no new work until an admin restores them
-    taken = qualification_checks_taken(campaign=campaign, annotator_id=annotator.pk)
+    taken = qualification_checks_taken(
+        campaign=campaign, annotator_id=annotator.pk, since=member.added_at
+    )
     if taken >= campaign.qualification_gold_count:
         return None  # every check answered: admitted by the last label, or held back
     return _take_gold_pair(campaign, annotator, now, rng)
+
+
 def _display_order_ensure(assignment: Assignment, rng: random.Random) -> None:
     """Give a K-wise assignment its random display order, once.
 

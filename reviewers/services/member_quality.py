@@ -4,22 +4,34 @@ Runs through ``annotation.hooks.label_submitted`` inside the submit's transactio
 that asks for neither (the default) costs nothing here: no query. The state changes are
 ``annotation.services.members``' (the one writer of a member's state).
 
-* Qualification: a qualifying member's gold checks are counted; once they have answered the
+* Qualification: a qualifying member's gold checks since they were added are counted (earlier
+  ones, from a previous membership or an open campaign, are not); once they have answered the
   campaign's ``qualification_gold_count`` of them, a gold accuracy (direction A, tie or B as
   the known answer) of at least ``qualification_threshold`` admits them; below it they stay
   qualifying, with no more work, and the figures say why.
 * Quarantine: an active annotator's last ``quarantine_window`` gold checks and last
   ``quarantine_window`` labels on settled pairs (consensus, or an expert's decision) are
-  measured; with at least ``quarantine_min_checks`` of either, a gold accuracy below
-  ``quarantine_min_gold_accuracy`` or an agreement below ``quarantine_min_agreement`` (each 0
-  = off) quarantines them.
+  measured, counting only labels since they last became active (admitted or restored: a
+  restore starts a fresh window); with at least ``quarantine_min_checks`` of either, a gold
+  accuracy below ``quarantine_min_gold_accuracy`` or an agreement below
+  ``quarantine_min_agreement`` (each 0 = off) quarantines them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from annotation.models import Assignment, Campaign, CampaignMember, Label, Pair
+from django.db.models import Max
+
+from annotation.models import (
+    Assignment,
+    Campaign,
+    CampaignMember,
+    Label,
+    MemberTransition,
+    Pair,
+)
 from annotation.selectors import member_of
 from annotation.services.members import (
     member_admit,
@@ -37,19 +49,25 @@ def _hits(rows: list[tuple[int, int | None]]) -> int:
     return sum(known is not None and direction(given) == direction(known) for given, known in rows)
 
 
-def qualification_figures(*, campaign: Campaign, annotator_id: int) -> dict[str, Any]:
-    """The first ``qualification_gold_count`` gold checks of the annotator, scored."""
+def qualification_figures(
+    *, campaign: Campaign, annotator_id: int, since: datetime | None = None
+) -> dict[str, Any]:
+    """The first ``qualification_gold_count`` gold checks of the annotator, scored.
+
+    ``since`` (the membership's start, ``CampaignMember.added_at``) leaves out gold checks
+    answered before it: a removed and re-added member, or one who answered gold checks while
+    the campaign was open to all, qualifies again on the checks of this membership (as
+    ``qualification_checks_taken`` counts them)."""
     wanted = campaign.qualification_gold_count
-    rows = list(
-        Label.objects.filter(
-            campaign=campaign,
-            annotator_id=annotator_id,
-            is_gold_check=True,
-            pair__gold_preference__isnull=False,
-        )
-        .order_by("id")
-        .values_list("preference", "pair__gold_preference")[:wanted]
+    mine = Label.objects.filter(
+        campaign=campaign,
+        annotator_id=annotator_id,
+        is_gold_check=True,
+        pair__gold_preference__isnull=False,
     )
+    if since is not None:
+        mine = mine.filter(created_at__gte=since)
+    rows = list(mine.order_by("id").values_list("preference", "pair__gold_preference")[:wanted])
     correct = _hits(rows)
     accuracy = correct / len(rows) if rows else None
     done = len(rows) >= wanted
@@ -64,10 +82,29 @@ def qualification_figures(*, campaign: Campaign, annotator_id: int) -> dict[str,
     }
 
 
-def rolling_figures(*, campaign: Campaign, annotator_id: int) -> dict[str, Any]:
-    """The annotator's rolling gold accuracy and agreement with settled pairs' verdicts."""
+def active_since(member: CampaignMember | None) -> datetime | None:
+    """When the member last became active (admitted or restored); None if never (added
+    active, or no membership): one query, for a member only."""
+    if member is None or member.pk is None:
+        return None
+    since: datetime | None = MemberTransition.objects.filter(
+        member_id=member.pk, to_state=CampaignMember.State.ACTIVE
+    ).aggregate(at=Max("at"))["at"]
+    return since
+
+
+def rolling_figures(
+    *, campaign: Campaign, annotator_id: int, since: datetime | None = None
+) -> dict[str, Any]:
+    """The annotator's rolling gold accuracy and agreement with settled pairs' verdicts.
+
+    Only labels created after ``since`` (the member's last transition into active, see
+    ``active_since``) count: a restored (or newly admitted) member starts a fresh window and
+    is judged again once ``quarantine_min_checks`` new checks exist."""
     window = campaign.quarantine_window
     mine = Label.objects.filter(campaign=campaign, annotator_id=annotator_id, set_aside=False)
+    if since is not None:
+        mine = mine.filter(created_at__gt=since)
     gold = list(
         mine.filter(is_gold_check=True, pair__gold_preference__isnull=False)
         .order_by("-id")
@@ -136,7 +173,9 @@ def member_label_submitted(*, assignment: Assignment, label: Label) -> None:
 
 
 def _qualification_step(campaign: Campaign, member: CampaignMember) -> None:
-    figures = qualification_figures(campaign=campaign, annotator_id=member.user_id)
+    figures = qualification_figures(
+        campaign=campaign, annotator_id=member.user_id, since=member.added_at
+    )
     member_record_qualification(member=member, figures=figures)
     if figures["outcome"] == "passed":
         accuracy = figures["accuracy"]
@@ -148,7 +187,9 @@ def _qualification_step(campaign: Campaign, member: CampaignMember) -> None:
 
 
 def _quarantine_step(campaign: Campaign, member: CampaignMember | None, annotator_id: int) -> None:
-    figures = rolling_figures(campaign=campaign, annotator_id=annotator_id)
+    figures = rolling_figures(
+        campaign=campaign, annotator_id=annotator_id, since=active_since(member)
+    )
     reasons = quarantine_reasons(figures)
     if not reasons:
         return
