@@ -11,6 +11,7 @@ Charts are plain geometry computed here and drawn by the templates as inline SVG
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -36,6 +37,8 @@ CACHE_SECONDS = 10
 # Agreement (bootstrap intervals), the annotator table and the loop's effect scan every label:
 # a little longer.
 SLOW_CACHE_SECONDS = 150  # refreshed every minute by dashboards_refresh
+
+logger = logging.getLogger(__name__)
 
 # Dashboard buckets of Pair.Status, in the order a pair moves through them.
 PROGRESS_BUCKETS: dict[str, tuple[str, ...]] = {
@@ -334,12 +337,16 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
     campaigns = Campaign.objects.filter(Exists(recent))
     refreshed = 0
     for campaign in campaigns:
-        # The agreement page's report (re-tests and aspects included), then the panel from the
-        # campaign_agreement it stored, so that the slow part runs once.
-        agreement_report(campaign=campaign, use_cache=False)
-        agreement_panel(campaign=campaign, refresh=True, report_just_stored=True)
-        annotator_table(campaign=campaign, refresh=True)
-        loop_effect_panel(campaign=campaign, refresh=True)
+        try:
+            # The agreement page's report (re-tests and aspects included), then the panel from
+            # the campaign_agreement it stored, so that the slow part runs once.
+            agreement_report(campaign=campaign, use_cache=False)
+            agreement_panel(campaign=campaign, refresh=True, report_just_stored=True)
+            annotator_table(campaign=campaign, refresh=True)
+            loop_effect_panel(campaign=campaign, refresh=True)
+        except Exception:  # one campaign's failure must not leave the others' panels stale
+            logger.exception("refreshing the dashboard of campaign %s failed", campaign.pk)
+            continue
         refreshed += 1
     return refreshed
 

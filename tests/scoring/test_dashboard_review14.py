@@ -96,3 +96,24 @@ def test_the_annotator_tables_labels_and_pace_count_the_same_labels(admin_user, 
     assert (row["labels"], row["last_day"], row["last_hour"]) == (3, 3, 3)
     (row,) = annotator_table(campaign=campaign, refresh=True)["rows"]
     assert (row["labels"], row["last_day"], row["last_hour"]) == (5, 5, 5)
+
+
+def test_one_campaign_failing_to_refresh_does_not_stop_the_others(monkeypatch, caplog, annotator_a):
+    from scoring.dashboard import selectors
+
+    broken, fine = CampaignFactory(), CampaignFactory()
+    for campaign in (broken, fine):
+        _label(PairFactory(campaign=campaign), annotator_a, 1)
+    original = selectors.loop_effect_panel
+    seen = []
+
+    def loop_effect_panel(*, campaign, refresh: bool = False):  # noqa: ANN001, ANN202
+        seen.append(campaign.pk)
+        if campaign.pk == broken.pk:
+            raise RuntimeError("a campaign whose panel cannot be computed")
+        return original(campaign=campaign, refresh=refresh)
+
+    monkeypatch.setattr(selectors, "loop_effect_panel", loop_effect_panel)
+    assert selectors.dashboards_refresh() == 1
+    assert sorted(seen) == sorted([broken.pk, fine.pk])
+    assert f"campaign {broken.pk} failed" in caplog.text
