@@ -280,8 +280,7 @@ def evaluate_pairs(*, model: Any, data: JudgedPairs, key: str | None) -> dict[st
     if not len(data):
         return None
     if key is not None:
-        stored = [i for i in range(len(data)) if not data.is_expanded(i)]
-        vector_a, vector_b = _training_vectors(model, data, stored, key)
+        vector_a, vector_b = _training_vectors(model, data, key)
         vectors = PairVectors(
             pair_ids=np.array(data.pair_ids, dtype=np.int64),
             context=np.zeros((len(data), 0), dtype=np.float32),
@@ -440,7 +439,7 @@ def train_in_process(
                 check=context.check,
             )
         context.log(f"embedded {computed} new pairs (the rest were cached)")
-        vector_a, vector_b = _training_vectors(model, data, stored, key)
+        vector_a, vector_b = _training_vectors(model, data, key)
         chooses_a = (np.array(data.preferences) > 0)[:, None]
         embeddings = PairEmbeddings(
             chosen=np.where(chooses_a, vector_a, vector_b),
@@ -459,16 +458,15 @@ def train_in_process(
     return model, metrics, key, head_mode
 
 
-def _training_vectors(
-    model: Any, data: JudgedPairs, stored: list[int], key: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Response vectors of A and B for every training pair, in order: cached ones for stored
+def _training_vectors(model: Any, data: JudgedPairs, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Response vectors of A and B for every pair of ``data``, in order: cached ones for stored
     pairs, computed here for pairs expanded from rankings (no cache describes them), a chunk of
     texts at a time."""
     expanded = [i for i in range(len(data)) if data.is_expanded(i)]
     if not expanded:
         vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
         return vectors.a, vectors.b
+    stored = [i for i in range(len(data)) if not data.is_expanded(i)]
     parts = []
     if stored:
         stored_ids = [data.pairs[i].pk for i in stored]

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.test import Client
-from django.utils import timezone
 
-from annotation.models import Assignment, Label, Pair, Round
+from annotation.models import Pair, Round
 from scoring.dashboard.selectors import agreement_panel, annotator_table
 from tests.factories import CampaignFactory, PairFactory
+from tests.reviewers.factories import add_label
 
 pytestmark = pytest.mark.django_db
 
@@ -29,29 +29,6 @@ def private_cache(settings):
     cache.clear()
 
 
-def _label(pair: Pair, user, preference: int) -> Label:  # noqa: ANN001
-    now = timezone.now()
-    assignment = Assignment.objects.create(
-        campaign=pair.campaign,
-        pair=pair,
-        annotator=user,
-        round=pair.round,
-        status=Assignment.Status.SUBMITTED,
-        swapped=False,
-        leased_at=now,
-        lease_expires_at=now,
-        finished_at=now,
-    )
-    return Label.objects.create(
-        assignment=assignment,
-        campaign=pair.campaign,
-        pair=pair,
-        annotator=user,
-        preference=preference,
-        shown_first="a",
-    )
-
-
 def _admin_client(user) -> Client:  # noqa: ANN001
     client = Client()
     client.force_login(user)
@@ -65,12 +42,12 @@ def test_recompute_now_reaches_the_dashboards_agreement_panel(admin_user, annota
         PairFactory(campaign=campaign, round=round_, status=Pair.Status.COMPLETE) for _ in range(6)
     ]
     for index, pair in enumerate(pairs[:3]):
-        _label(pair, annotator_a, 2 if index % 2 else -2)
-        _label(pair, annotator_b, 2 if index % 2 else -2)
+        add_label(pair, annotator_a, 2 if index % 2 else -2)
+        add_label(pair, annotator_b, 2 if index % 2 else -2)
     assert agreement_panel(campaign=campaign)["overall"]["n_pairs"] == 3
     for pair in pairs[3:]:
-        _label(pair, annotator_a, 2)
-        _label(pair, annotator_b, -2)
+        add_label(pair, annotator_a, 2)
+        add_label(pair, annotator_b, -2)
     client = _admin_client(admin_user)
     page = client.get(f"/campaigns/{campaign.pk}/agreement/?fresh=1")
     assert page.status_code == 200
@@ -85,12 +62,12 @@ def test_the_annotator_tables_labels_and_pace_count_the_same_labels(admin_user, 
     round_ = Round.objects.create(campaign=campaign, number=1)
     pairs = [PairFactory(campaign=campaign, round=round_) for _ in range(5)]
     for pair in pairs[:3]:
-        _label(pair, annotator_a, 1)
+        add_label(pair, annotator_a, 1)
     client = _admin_client(admin_user)
     # The quality page stores the annotator figures ...
     assert client.get(f"/campaigns/{campaign.pk}/quality/").status_code == 200
     for pair in pairs[3:]:
-        _label(pair, annotator_a, 1)
+        add_label(pair, annotator_a, 1)
     # ... and the dashboard, opened later, counts the same labels in every column.
     (row,) = annotator_table(campaign=campaign)["rows"]
     assert (row["labels"], row["last_day"], row["last_hour"]) == (3, 3, 3)
@@ -103,7 +80,7 @@ def test_one_campaign_failing_to_refresh_does_not_stop_the_others(monkeypatch, c
 
     broken, fine = CampaignFactory(), CampaignFactory()
     for campaign in (broken, fine):
-        _label(PairFactory(campaign=campaign), annotator_a, 1)
+        add_label(PairFactory(campaign=campaign), annotator_a, 1)
     original = selectors.loop_effect_panel
     seen = []
 
