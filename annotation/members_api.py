@@ -151,7 +151,7 @@ class MemberApi(APIView):
     )
     def delete(self, request: SignedInApiRequest, campaign_id: int, user_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        member_remove(campaign=campaign, user_id=user_id)
+        member_remove(campaign=campaign, user_id=user_id, by=request.user)
         return Response(status=204)
 
     @extend_schema(

@@ -190,7 +190,7 @@ def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> H
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     action = request.POST.get("action", "")
     if action == "remove":
-        member_remove(campaign=campaign, user_id=user_id)
+        member_remove(campaign=campaign, user_id=user_id, by=request.user)
         messages.success(request, "Removed from the campaign.")
         return redirect("campaign-members", campaign_id=campaign.pk)
     member = get_object_or_404(

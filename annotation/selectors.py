@@ -440,16 +440,13 @@ def campaign_members(*, campaign: Campaign) -> list[dict[str, Any]]:
         .values_list("annotator_id")
         .annotate(n=Count("id"))
     )
-    latest: dict[int, Any] = {}
+    latest: dict[int | None, Any] = {}
+    # The current memberships' transitions (an earlier, removed membership's have no member).
+    current = MemberTransition.objects.filter(campaign=campaign, member__isnull=False)
     transitions = (
-        MemberTransition.objects.filter(member__campaign=campaign)
-        .select_related("by")
-        .order_by("member_id", "-at", "-id")
-        .distinct("member_id")
+        current.select_related("by").order_by("member_id", "-at", "-id").distinct("member_id")
         if connection.vendor == "postgresql"
-        else MemberTransition.objects.filter(member__campaign=campaign)
-        .select_related("by")
-        .order_by("at", "id")
+        else current.select_related("by").order_by("at", "id")
     )
     for transition in transitions:
         latest[transition.member_id] = transition  # the newest wins

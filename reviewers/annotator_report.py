@@ -7,8 +7,8 @@ checks in the gold answer's direction) and agreement with consensus (regular and
 labels in the direction of their pair's consensus), as ``annotator_quality`` defines them.
 
 ``quarantine_seconds``: how long in the period the annotator was quarantined (in the campaign,
-or in any campaign, summed), from the member transitions that record every quarantine and
-restore; empty for annotators never quarantined.
+or in any campaign, summed), from the member transitions that record every quarantine,
+restore and removal (a removed member's history stays); empty for annotators never quarantined.
 """
 
 from __future__ import annotations
@@ -168,23 +168,26 @@ def _quarantine_seconds(
 ) -> tuple[dict[int, float], dict[int, str]]:
     """Per annotator ever quarantined (in the campaign, or in any): seconds quarantined in the
     period, summed over campaigns; and their usernames, read in the same query."""
-    transitions = MemberTransition.objects.filter(
-        member__in=MemberTransition.objects.filter(
-            to_state=CampaignMember.State.QUARANTINED, at__lt=end
-        ).values("member_id")
-    ).order_by("member_id", "at", "id")
+    # A user's timeline in a campaign runs across memberships (removed, added again): their
+    # transitions are kept by campaign and user, the member row may be gone.
+    quarantined_users = MemberTransition.objects.filter(
+        to_state=CampaignMember.State.QUARANTINED, at__lt=end
+    ).values("user_id")
+    transitions = MemberTransition.objects.filter(user_id__in=quarantined_users).order_by(
+        "user_id", "campaign_id", "at", "id"
+    )
     if campaign_id is not None:
-        transitions = transitions.filter(member__campaign_id=campaign_id)
+        transitions = transitions.filter(campaign_id=campaign_id)
     per_member: dict[tuple[int, int], list[tuple[datetime, str]]] = defaultdict(list)
     names: dict[int, str] = {}
-    for member_id, user_id, username, at, state in transitions.values_list(
-        "member_id", "member__user_id", "member__user__username", "at", "to_state"
+    for user_id, campaign, username, at, state in transitions.values_list(
+        "user_id", "campaign_id", "user__username", "at", "to_state"
     ):
-        per_member[(user_id, member_id)].append((at, state))
+        per_member[(user_id, campaign)].append((at, state))
         names[user_id] = username
     now = timezone.now()
     seconds: dict[int, float] = defaultdict(float)
-    for (user_id, _member_id), states in per_member.items():
+    for (user_id, _campaign), states in per_member.items():
         seconds[user_id] += quarantined_seconds_in(states, start=start, end=end, now=now)
     return dict(seconds), names
 

@@ -234,11 +234,27 @@ class CampaignMember(models.Model):
 
 
 class MemberTransition(models.Model):
-    """One change of a member's state, with why and the figures behind it."""
+    """One change of a member's state, with why and the figures behind it.
 
-    member = models.ForeignKey(CampaignMember, on_delete=models.CASCADE, related_name="transitions")
+    The history outlives the membership: removing a member records a last transition to
+    ``removed`` and leaves ``member`` null, and the campaign and user keep the rows found (the
+    pay report's quarantine time reads them).
+    """
+
+    REMOVED = "removed"
+    STATES = [*CampaignMember.State.choices, (REMOVED, "Removed")]
+
+    member = models.ForeignKey(
+        CampaignMember,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="transitions",
+    )
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     from_state = models.CharField(max_length=12, choices=CampaignMember.State.choices)
-    to_state = models.CharField(max_length=12, choices=CampaignMember.State.choices)
+    to_state = models.CharField(max_length=12, choices=STATES)
     reason = models.CharField(max_length=200)
     figures = models.JSONField(default=dict, blank=True)
     at = models.DateTimeField(auto_now_add=True)
@@ -248,9 +264,10 @@ class MemberTransition(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+        indexes = [models.Index(fields=["user", "campaign", "at"], name="member_transition_user")]
 
     def __str__(self) -> str:
-        return f"{self.member_id}: {self.from_state} -> {self.to_state}"
+        return f"{self.user_id} in {self.campaign_id}: {self.from_state} -> {self.to_state}"
 
 
 class Round(models.Model):

@@ -94,11 +94,27 @@ def member_ensure(*, campaign: Campaign, user_id: int) -> CampaignMember:
     return member
 
 
-def member_remove(*, campaign: Campaign, user_id: int) -> None:
-    """Take the user out of the campaign; their labels and transitions' history stay."""
-    deleted, _ = CampaignMember.objects.filter(campaign=campaign, user_id=user_id).delete()
-    if not deleted:
-        raise NotFound("That user is not a member of this campaign.")
+def member_remove(*, campaign: Campaign, user_id: int, by: AbstractBaseUser | None = None) -> None:
+    """Take the user out of the campaign; their labels and state history stay, the history
+    ending in a transition to ``removed`` (a quarantine lasts until then, not for ever)."""
+    with transaction.atomic():
+        member = (
+            CampaignMember.objects.select_for_update()
+            .filter(campaign=campaign, user_id=user_id)
+            .first()
+        )
+        if member is None:
+            raise NotFound("That user is not a member of this campaign.")
+        MemberTransition.objects.create(
+            member=None,
+            campaign_id=member.campaign_id,
+            user_id=member.user_id,
+            from_state=member.state,
+            to_state=MemberTransition.REMOVED,
+            reason="removed from the campaign",
+            by_id=by.pk if by else None,
+        )
+        member.delete()
     # Leases they hold here end now: they can no longer open the pairs.
     assignments_end_for_annotator(campaign=campaign, annotator_id=user_id)
 
@@ -295,6 +311,8 @@ def _transition(
         return None
     transition = MemberTransition.objects.create(
         member=member,
+        campaign_id=member.campaign_id,
+        user_id=member.user_id,
         from_state=previous,
         to_state=to_state,
         reason=reason[:200],
