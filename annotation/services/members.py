@@ -35,7 +35,7 @@ from annotation.models import Campaign, CampaignMember, Label, MemberTransition,
 from annotation.roles import Role, role_groups
 from annotation.selectors import member_remember
 from annotation.services.assignments import assignments_end_for_annotator
-from annotation.services.pair_state import pair_lock_status, pair_set_aside_label
+from annotation.services.pair_state import pair_lock_open, pair_set_aside_label
 from core.errors import BadRequest, Conflict, NotFound
 
 _UNSETTLED = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
@@ -302,23 +302,26 @@ def _transition(
     figures: dict[str, Any] | None,
     by: AbstractBaseUser | None,
 ) -> MemberTransition | None:
-    """The conditional UPDATE that moves the member on, and its record; None if it lost."""
+    """The conditional UPDATE that moves the member on, and its record, in one transaction
+    (the UPDATE holds the member's row until both are in, so a concurrent removal waits);
+    None if it lost."""
     previous = member.state
-    changed = CampaignMember.objects.filter(pk=member.pk, state__in=from_states).update(
-        state=to_state
-    )
-    if not changed:
-        return None
-    transition = MemberTransition.objects.create(
-        member=member,
-        campaign_id=member.campaign_id,
-        user_id=member.user_id,
-        from_state=previous,
-        to_state=to_state,
-        reason=reason[:200],
-        figures=figures or {},
-        by_id=by.pk if by else None,
-    )
+    with transaction.atomic():
+        changed = CampaignMember.objects.filter(pk=member.pk, state__in=from_states).update(
+            state=to_state
+        )
+        if not changed:
+            return None
+        transition = MemberTransition.objects.create(
+            member=member,
+            campaign_id=member.campaign_id,
+            user_id=member.user_id,
+            from_state=previous,
+            to_state=to_state,
+            reason=reason[:200],
+            figures=figures or {},
+            by_id=by.pk if by else None,
+        )
     member.state = to_state
     return transition
 
@@ -360,6 +363,13 @@ def member_quarantine(
     Returns how many labels were set aside, or None when the member was not active (someone
     else quarantined them first). Each pair is locked before its label is set aside, and only
     a pair still waiting for labels (no consensus yet) gives its slot back.
+
+    A quarantine often runs inside a label submit's transaction, which holds the labelled
+    pair's lock: waiting here for another pair's lock could close a cycle with another
+    annotator's submit (each holding the pair the other's quarantine wants). So pairs locked
+    by others right now are skipped, and set aside after this transaction commits, by a pass
+    that holds no other pair while it waits (``_set_aside_after_commit``); the count returned
+    leaves them out, the transition's figures include them once done.
     """
     transition = _transition(
         member,
@@ -372,30 +382,70 @@ def member_quarantine(
     if transition is None:
         return None
     assignments_end_for_annotator(campaign=member.campaign, annotator_id=member.user_id)
-    candidates = (
-        Label.objects.filter(
-            campaign_id=member.campaign_id,
-            annotator_id=member.user_id,
-            set_aside=False,
-            is_gold_check=False,
-            is_retest=False,
-            pair__status__in=_UNSETTLED,
-            pair__provenance=Pair.Provenance.NONE,
+    set_aside, busy = _set_aside_unsettled(member, pair_ids=None, wait=False)
+    transition.figures = {**transition.figures, "labels_set_aside": set_aside}
+    transition.save(update_fields=["figures"])
+    if busy:
+        # Robust: the label that quarantined them is in; a failure here is logged, not a 500.
+        transaction.on_commit(
+            lambda: _set_aside_after_commit(member, transition_id=transition.pk, pair_ids=busy),
+            robust=True,
         )
-        .order_by("pair_id")
-        .values_list("pk", "pair_id")
+    return set_aside
+
+
+def _set_aside_unsettled(
+    member: CampaignMember, *, pair_ids: list[int] | None, wait: bool
+) -> tuple[int, list[int]]:
+    """Set aside the member's labels on unsettled pairs (of ``pair_ids``, or all), each pair
+    locked first, in pair order; with ``wait`` False, pairs another transaction holds are
+    skipped. Returns how many were set aside and the pairs skipped."""
+    candidates = Label.objects.filter(
+        campaign_id=member.campaign_id,
+        annotator_id=member.user_id,
+        set_aside=False,
+        is_gold_check=False,
+        is_retest=False,
+        pair__status__in=_UNSETTLED,
+        pair__provenance=Pair.Provenance.NONE,
     )
+    if pair_ids is not None:
+        candidates = candidates.filter(pair_id__in=pair_ids)
     set_aside = 0
-    for label_id, pair_id in list(candidates):
-        # In pair order, so two quarantines lock their pairs in the same order.
-        if pair_lock_status(pair_id=pair_id) not in _UNSETTLED:
+    busy: list[int] = []
+    for label_id, pair_id in list(candidates.order_by("pair_id").values_list("pk", "pair_id")):
+        locked = pair_lock_open(pair_id=pair_id, wait=wait)
+        if locked is None:
+            busy.append(pair_id)
+            continue
+        # Read under the lock: the pair may have settled (and even reopened for its re-test,
+        # unsettled again but with a consensus that counts this label) since the read above.
+        if not locked:
             continue
         if Label.objects.filter(pk=label_id, set_aside=False).update(set_aside=True):
             pair_set_aside_label(pair_id=pair_id)
             set_aside += 1
-    transition.figures = {**transition.figures, "labels_set_aside": set_aside}
-    transition.save(update_fields=["figures"])
-    return set_aside
+    return set_aside, busy
+
+
+def _set_aside_after_commit(
+    member: CampaignMember, *, transition_id: int, pair_ids: list[int]
+) -> None:
+    """The pairs a quarantine skipped, locked one at a time in pair order (this transaction
+    holds no other pair while it waits), while the member is still quarantined."""
+    with transaction.atomic():
+        still = (
+            CampaignMember.objects.select_for_update()
+            .filter(pk=member.pk, state=CampaignMember.State.QUARANTINED)
+            .exists()
+        )
+        if not still:
+            return
+        set_aside, _ = _set_aside_unsettled(member, pair_ids=pair_ids, wait=True)
+        transition = MemberTransition.objects.select_for_update().get(pk=transition_id)
+        done = int(transition.figures.get("labels_set_aside", 0)) + set_aside
+        transition.figures = {**transition.figures, "labels_set_aside": done}
+        transition.save(update_fields=["figures"])
 
 
 def member_restore(

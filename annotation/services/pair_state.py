@@ -58,6 +58,24 @@ def pair_lock_status(*, pair_id: int) -> str:
     return Pair.objects.select_for_update().values_list("status", flat=True).get(pk=pair_id)
 
 
+def pair_lock_open(*, pair_id: int, wait: bool = True) -> bool | None:
+    """Take the pair's row lock and say whether it still waits for labels with no verdict
+    (unsettled, no consensus): None, without waiting, when ``wait`` is False and another
+    transaction holds it (or the pair is gone)."""
+    row = (
+        Pair.objects.select_for_update(skip_locked=not wait)
+        .filter(pk=pair_id)
+        .values_list("status", "provenance")
+        .first()
+    )
+    if row is None:
+        return None
+    status, provenance = row
+    return status in (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION) and (
+        provenance == Pair.Provenance.NONE
+    )
+
+
 def pair_lock(*, pair_id: int) -> None:
     """Take the pair's row lock (until the transaction ends) without reading anything."""
     list(Pair.objects.select_for_update().filter(pk=pair_id).values_list("pk"))
