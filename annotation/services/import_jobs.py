@@ -23,7 +23,7 @@ from django.utils import timezone
 from annotation.importers import ImportFormatError
 from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
-from annotation.services.imports import pairs_import
+from annotation.services.imports import ImportResult, pairs_import
 from core.queue import QUEUE_UNAVAILABLE_REASON, QueueUnavailable, send_task_on_commit
 from core.validation import UPLOAD_NAME_MAX
 
@@ -204,16 +204,21 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     on_progress(0)
 
     try:
-        result = pairs_import(
-            campaign=job.campaign,
-            path=Path(job.file),
-            original_name=job.original_name,
-            as_gold=job.as_gold,
-            on_progress=on_progress,
-            max_seconds=settings.ARBITER[
-                "IMPORT_INLINE_MAX_SECONDS" if inline else "IMPORT_MAX_SECONDS"
-            ],
-        )
+        # The pairs and the job's success commit together: a worker killed in between would
+        # leave the pairs in and the job running, which the stale sweep then fails as
+        # "nothing was imported".
+        with transaction.atomic():
+            result = pairs_import(
+                campaign=job.campaign,
+                path=Path(job.file),
+                original_name=job.original_name,
+                as_gold=job.as_gold,
+                on_progress=on_progress,
+                max_seconds=settings.ARBITER[
+                    "IMPORT_INLINE_MAX_SECONDS" if inline else "IMPORT_MAX_SECONDS"
+                ],
+            )
+            _record_success(job, result)
     except ImportFormatError as exc:
         job.status = ImportJob.Status.FAILED
         job.error = str(exc)
@@ -227,17 +232,26 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
         _discard_upload(job)
         raise
     else:
-        job.status = ImportJob.Status.SUCCEEDED
-        job.rows_read = result.rows_read
-        job.created_count = result.created
-        job.duplicate_count = result.duplicates
-        job.progress = 1.0
+        _discard_upload(job)
+        with _cache_advisory():
+            cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
+        return job
     job.finished_at = timezone.now()
     job.save()
     _discard_upload(job)
     with _cache_advisory():
         cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
     return job
+
+
+def _record_success(job: ImportJob, result: ImportResult) -> None:
+    job.status = ImportJob.Status.SUCCEEDED
+    job.rows_read = result.rows_read
+    job.created_count = result.created
+    job.duplicate_count = result.duplicates
+    job.progress = 1.0
+    job.finished_at = timezone.now()
+    job.save()
 
 
 def _save_after_error(job: ImportJob, *, fields: list[str], wait: bool) -> None:

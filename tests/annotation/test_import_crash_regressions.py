@@ -146,3 +146,38 @@ def test_the_sweep_removes_day_old_leftovers_only(campaign, settings, sent):
         os.utime(path, (day_ago, day_ago))
     import_jobs_fail_stale(now=job.created_at.timestamp() + 5)
     assert sorted(os.listdir(folder)) == sorted([new_partial.name, Path(job.file).name])
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: no handler of the import runs after it."""
+
+
+def test_a_worker_killed_after_the_import_leaves_both_or_neither(campaign, monkeypatch):
+    """The pairs and the job's success commit together: killed just after the import, the
+    job was running with every pair in, and the stale sweep then said "nothing was
+    imported"; now the kill rolls both back, and that message is true."""
+    from annotation.models import Pair
+    from annotation.services.import_jobs import IMPORT_STALE_SECONDS
+
+    rows = b"".join(
+        b'{"prompt": "q%d", "response_a": "a%d", "response_b": "b%d"}\n' % (i, i, i)
+        for i in range(5)
+    )
+    job = import_job_create(campaign=campaign, upload=SimpleUploadedFile("p.jsonl", rows))
+    real_import = import_jobs.pairs_import
+
+    def import_then_die(**kwargs):
+        real_import(**kwargs)
+        raise _Killed
+
+    monkeypatch.setattr(import_jobs, "pairs_import", import_then_die)
+    with pytest.raises(_Killed):
+        import_job_run(job_id=job.pk)
+    monkeypatch.undo()
+    assert not Pair.objects.filter(campaign=campaign).exists()
+    import_job_run(job_id=job.pk)  # redelivered (acks_late): claimed already, nothing to do
+    import_jobs_fail_stale(now=time.time() + IMPORT_STALE_SECONDS + 60)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED
+    assert "nothing was imported" in job.error
+    assert not Pair.objects.filter(campaign=campaign).exists()
