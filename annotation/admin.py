@@ -17,6 +17,7 @@ from annotation.models import (
     Rewrite,
     Round,
 )
+from core.admin_paging import EstimatedCountPaginator
 
 
 @admin.register(Campaign)
@@ -46,7 +47,10 @@ class PairAdmin(admin.ModelAdmin):
     list_filter = ["campaign", "status", "provenance", "is_gold"]
     search_fields = ["external_id", "content_hash"]
     raw_id_fields = ["round"]
-    show_full_result_count = False  # counting millions of rows on every page is slow
+    # Counting millions of rows on every page is slow: no second, unfiltered count beside a
+    # filtered one, and the unfiltered list counts from the table's statistics.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 @admin.register(Assignment)
@@ -55,6 +59,7 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_filter = ["status", "kind"]
     raw_id_fields = ["pair", "annotator", "round"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 @admin.register(Label)
@@ -62,11 +67,29 @@ class LabelAdmin(admin.ModelAdmin):
     list_display = ["id", "pair", "annotator", "preference", "confidence", "created_at"]
     raw_id_fields = ["assignment", "pair", "annotator"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
 
 admin.site.register(Round)
-admin.site.register(Evidence)
-admin.site.register(CodeRun)
+
+
+# Their forms name an assignment (and a label): a select of every row would load the tables.
+@admin.register(Evidence)
+class EvidenceAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "assignment_id", "label_id", "created_at"]
+    raw_id_fields = ["assignment", "label"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
+@admin.register(CodeRun)
+class CodeRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "user", "status", "created_at"]
+    raw_id_fields = ["user", "assignment"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
 admin.site.register(ImportJob)
 admin.site.register(Corpus)
 admin.site.register(Document)
@@ -83,8 +106,12 @@ class CampaignMemberAdmin(admin.ModelAdmin):
 
 @admin.register(MemberTransition)
 class MemberTransitionAdmin(admin.ModelAdmin):
-    list_display = ["member", "from_state", "to_state", "reason", "at", "by"]
+    list_display = ["user", "campaign", "from_state", "to_state", "reason", "at", "by"]
     list_filter = ["to_state"]
+    list_select_related = ["user", "campaign", "by"]  # by is nullable: not followed by default
+    raw_id_fields = ["member", "user", "campaign", "by"]
+
+
 @admin.register(Rewrite)
 class RewriteAdmin(admin.ModelAdmin):
     list_display = ["id", "pair", "based_on", "author", "created_at"]

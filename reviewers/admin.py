@@ -25,6 +25,8 @@ class EscalationAdmin(ReadOnlyAdmin):
     list_display = ["id", "pair", "campaign", "reason", "status", "claimed_by", "deadline"]
     list_filter = ["status", "reason", "campaign"]
     raw_id_fields = ["pair"]
+    # claimed_by is nullable, which the admin's own select_related does not follow.
+    list_select_related = ["pair", "campaign", "claimed_by"]
 
 
 @admin.register(Adjudication)
