@@ -302,6 +302,18 @@ def _missing_sets(version: ModelVersion, sets: Sequence[EvaluationSet]) -> list[
     return [item for item in sets if (item.pk, item.sha256) not in done]
 
 
+def _version_evaluations_lock(version: ModelVersion) -> None:
+    """Hold off other requests for the version's evaluations until this transaction commits.
+
+    ``evaluate`` is not an exclusive kind, so ``job_create`` takes no lock: without this, two
+    callers at once (the beat's sweep and an upload's, or a sweep and a request by hand) both
+    find no active evaluation and both queue one, and the version is scored twice on the gpu
+    queue. Taken before that check. NO KEY UPDATE leaves inserts that reference the version
+    (its results) unblocked.
+    """
+    ModelVersion.objects.select_for_update(no_key=True).filter(pk=version.pk).first()
+
+
 def evaluation_request(
     *,
     version: ModelVersion,
@@ -325,13 +337,14 @@ def evaluation_request(
     params: dict[str, Any] = {"version": version.pk, "sets": set_ids}
     if shard_size is not None:
         params["shard_size"] = shard_size
-    active = Job.objects.filter(
-        campaign=version.campaign, kind=Job.Kind.EVALUATE, status__in=ACTIVE_STATUSES
-    )
-    for job in active:
-        if job.params.get("version") == version.pk and job.params.get("sets") == set_ids:
-            return job
     with transaction.atomic():
+        _version_evaluations_lock(version)
+        active = Job.objects.filter(
+            campaign=version.campaign, kind=Job.Kind.EVALUATE, status__in=ACTIVE_STATUSES
+        )
+        for job in active:
+            if job.params.get("version") == version.pk and job.params.get("sets") == set_ids:
+                return job
         job = job_create(
             campaign=version.campaign, kind=Job.Kind.EVALUATE, params=params, user=user
         )
@@ -362,8 +375,19 @@ def evaluations_enqueue_pending(*, campaign: Campaign | None = None) -> list[int
         sets = sets_by_campaign.setdefault(
             version.campaign_id, evaluation_sets_for_campaign(campaign=version.campaign)
         )
-        missing = _missing_sets(version, sets)
-        if missing and not _evaluation_ended_unfinished(version, missing):
+        if not _missing_sets(version, sets):
+            continue
+        with transaction.atomic():
+            _version_evaluations_lock(version)
+            # Read again under the lock: another sweep may have asked since the reads above.
+            if Job.objects.filter(
+                kind=Job.Kind.EVALUATE, status__in=ACTIVE_STATUSES, params__version=version.pk
+            ).exists():
+                continue
+            missing = _missing_sets(version, sets)
+            if not missing or _evaluation_ended_unfinished(version, missing):
+                continue
+            # Its task is sent when this transaction commits, after the lock is let go.
             jobs.append(evaluation_request(version=version, sets=missing).pk)
     return jobs
 
