@@ -323,7 +323,13 @@ CELERY_BEAT_SCHEDULE = {
     # Model jobs whose worker died without a trace are retried or failed.
     "recover-stale-model-jobs": {"task": "scoring.recover_stale_jobs", "schedule": 300.0},
     # The dashboard's slow panels (agreement, annotators) are recomputed here, not in a page.
-    "refresh-dashboards": {"task": "scoring.refresh_dashboards", "schedule": 60.0},
+    # One not started within its minute is dropped: the next is as good, and a busy worker
+    # does not pile them up behind imports and exports.
+    "refresh-dashboards": {
+        "task": "scoring.refresh_dashboards",
+        "schedule": 60.0,
+        "options": {"expires": 55.0},
+    },
     # Ready model versions without a result on an evaluation set get an evaluate job.
     "evaluate-pending": {"task": "scoring.evaluate_pending", "schedule": 60.0},
 }

@@ -12,6 +12,7 @@ Charts are plain geometry computed here and drawn by the templates as inline SVG
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -325,11 +326,32 @@ def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
     )
 
 
+# A refresh still marked running after this long died with its worker.
+_REFRESH_LOCK_SECONDS = 3600
+
+
+# A refresh that took longer than this waits as long again before the next.
+_SPACED_FROM_SECONDS = 30.0
+
+
+def refresh_due(*, last: tuple[float, float] | None, now: float) -> bool:
+    """Whether a campaign's panels are due again, given its last refresh (finished at,
+    seconds it took): a quick one always; a slow one once it ended at least as long ago as it
+    took, so a campaign whose refresh outgrows the minute takes at most half the worker's
+    time and the queue never fills with it."""
+    if last is None:
+        return True
+    finished, took = last
+    return took <= _SPACED_FROM_SECONDS or now - finished >= took
+
+
 def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
     """Recompute the slow panels of campaigns labelled lately, so that pages read them warm.
 
     On a million pairs the agreement report takes seconds; a periodic task (every minute)
-    pays that instead of an admin's page. Returns how many campaigns were refreshed.
+    pays that instead of an admin's page. A campaign another run is refreshing is skipped
+    (runs can overlap when one takes over a minute), and so is one not yet due
+    (``refresh_due``). Returns how many campaigns were refreshed.
     """
     since = timezone.now() - active_within
     # EXISTS stops at each campaign's first recent label instead of joining them all.
@@ -337,6 +359,13 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
     campaigns = Campaign.objects.filter(Exists(recent))
     refreshed = 0
     for campaign in campaigns:
+        running_key = _campaign_key(campaign, "refresh-running")
+        last_key = _campaign_key(campaign, "refresh-last")
+        if not refresh_due(last=cache.get(last_key), now=time.time()):
+            continue
+        if not cache.add(running_key, True, _REFRESH_LOCK_SECONDS):
+            continue
+        started = time.time()
         try:
             # The agreement page's report (re-tests and aspects included), then the panel from
             # the campaign_agreement it stored, so that the slow part runs once.
@@ -347,7 +376,12 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
         except Exception:  # one campaign's failure must not leave the others' panels stale
             logger.exception("refreshing the dashboard of campaign %s failed", campaign.pk)
             continue
-        refreshed += 1
+        else:
+            refreshed += 1
+        finally:
+            finished = time.time()
+            cache.set(last_key, (finished, finished - started), 24 * 3600)
+            cache.delete(running_key)
     return refreshed
 
 

@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from annotation.models import Pair, Round
+from scoring.dashboard import selectors
 from scoring.dashboard.selectors import agreement_panel, annotator_table
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import add_label
@@ -94,3 +95,30 @@ def test_one_campaign_failing_to_refresh_does_not_stop_the_others(monkeypatch, c
     assert selectors.dashboards_refresh() == 1
     assert sorted(seen) == sorted([broken.pk, fine.pk])
     assert f"campaign {broken.pk} failed" in caplog.text
+
+
+# --- review 15: the minute task at scale --------------------------------------------------
+
+
+def test_a_slow_refresh_waits_as_long_as_it_took_before_the_next() -> None:
+    assert selectors.refresh_due(last=None, now=1000.0)
+    assert selectors.refresh_due(last=(999.0, 5.0), now=1000.0)  # quick: every minute
+    assert not selectors.refresh_due(last=(950.0, 90.0), now=1000.0)  # took 90 s, 50 s ago
+    assert selectors.refresh_due(last=(900.0, 90.0), now=1000.0)
+
+
+def test_a_campaign_another_run_is_refreshing_is_skipped(annotator_a) -> None:
+    campaign = CampaignFactory()
+    add_label(PairFactory(campaign=campaign), annotator_a, 1)
+    running = selectors._campaign_key(campaign, "refresh-running")
+    # Another worker's run holds the campaign (its key is what that run took).
+    assert cache.add(running, True, 60)
+    assert selectors.dashboards_refresh() == 0
+    cache.delete(running)
+    assert selectors.dashboards_refresh() == 1
+    assert cache.get(running) is None  # let go after the run
+
+
+def test_the_beat_drops_a_refresh_not_started_within_its_minute(settings) -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["refresh-dashboards"]
+    assert entry["options"]["expires"] < entry["schedule"]
