@@ -25,6 +25,7 @@ from annotation.models import (
     Label,
     Outcome,
     Pair,
+    Rewrite,
 )
 from annotation.prepared_reads import fetch_one_prepared
 from annotation.rankings import (
@@ -35,7 +36,11 @@ from annotation.rankings import (
 )
 from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import COUNT_LABEL_SET_SQL, pair_count_label
-from annotation.services.rewrites import rewrite_check, rewrite_create
+from annotation.services.rewrites import (
+    rewrite_check,
+    rewrite_create,
+    rewrite_of_label_replace,
+)
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 # Longest time one submit or change may report. Nobody spends a day on one item; a bigger
@@ -201,17 +206,20 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
     return label
 
 
-def _rewrite_with_label(assignment: Assignment, label: Label, rewrite: RewriteInput) -> None:
+def _canonical_side(assignment: Assignment, rewrite: RewriteInput) -> str:
     # The shown side, turned canonical as the label's preference is.
-    based_on = rewrite.based_on
     if assignment.swapped:
-        based_on = "b" if based_on == "a" else "a"
+        return "b" if rewrite.based_on == "a" else "a"
+    return rewrite.based_on
+
+
+def _rewrite_with_label(assignment: Assignment, label: Label, rewrite: RewriteInput) -> None:
     rewrite_create(
         pair_id=assignment.pair_id,
         campaign=assignment.campaign,
         author_id=assignment.annotator_id,
         text=rewrite.text,
-        based_on=based_on,
+        based_on=_canonical_side(assignment, rewrite),
         label=label,
         assignment=assignment,
     )
@@ -446,8 +454,14 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
             aspect_ratings=aspect_ratings,
             now=now,
         )
-        if data.rewrite is not None:
-            _rewrite_with_label(assignment, label, data.rewrite)
+        # The rewrite follows the label's values too: the one the change carries, or none.
+        rewrite = data.rewrite
+        rewrite_of_label_replace(
+            label=label,
+            assignment=assignment,
+            text=rewrite.text if rewrite is not None else None,
+            based_on=_canonical_side(assignment, rewrite) if rewrite is not None else "",
+        )
         pair.campaign = campaign
         status_before = pair.status
         hooks.label_changed(pair=pair, label=label)
@@ -477,6 +491,10 @@ def _replace_label_values(
         "seconds_spent": label.seconds_spent,
         "until": now.isoformat(),
     }
+    # The rewrite it had (canonical side): a change replaces or withdraws it.
+    rewrite = Rewrite.objects.filter(label=label).order_by("-id").values("text", "based_on").first()
+    if rewrite is not None:
+        previous["rewrite"] = rewrite
     label.history = [*(label.history or []), previous]
     label.changed_at = now
     label.preference = canonical

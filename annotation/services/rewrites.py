@@ -61,6 +61,39 @@ def rewrite_create(
     return rewrite
 
 
+def rewrite_of_label_replace(
+    *,
+    label: Label,
+    assignment: Assignment,
+    text: str | None,
+    based_on: str = "",
+) -> Rewrite | None:
+    """Make ``text`` (on the canonical side ``based_on``) the label's one rewrite, or leave it
+    none when ``text`` is None; called when the label's values change.
+
+    The label's earlier rewrites are deleted, not kept beside it: each Rewrite is a training
+    row of the export (rewrite ≻ original), so a draft the annotator corrected or withdrew must
+    not stay one. The label's history keeps the rewrite it replaced. An identical text on the
+    same side keeps its row, and its id.
+    """
+    kept = None
+    if text is not None:
+        kept = rewrite_create(
+            pair_id=label.pair_id,
+            campaign=assignment.campaign,
+            author_id=label.annotator_id,
+            text=text,
+            based_on=based_on,
+            label=label,
+            assignment=assignment,
+        )
+    earlier = Rewrite.objects.filter(label=label)
+    if kept is not None:
+        earlier = earlier.exclude(pk=kept.pk)
+    earlier.delete()
+    return kept
+
+
 def rewrite_by_expert(*, pair: Pair, expert: Any, text: str, based_on: str) -> Rewrite:
     """An expert's rewrite of a pair (for example one whose consensus is "both bad")."""
     return rewrite_create(

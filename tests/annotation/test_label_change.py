@@ -12,7 +12,7 @@ import time_machine
 from django.utils import timezone
 
 from annotation.errors import InvalidLabel
-from annotation.models import Assignment, Evidence, Label, Pair
+from annotation.models import Assignment, Evidence, Label, Pair, Rewrite
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_change, label_submit
 from reviewers.models import Adjudication, Escalation
@@ -71,6 +71,28 @@ def test_an_annotator_changes_their_label_and_history_keeps_both(campaign, annot
     label.refresh_from_db()
     assert [entry["preference"] for entry in label.history] == [1, -2]
     assert label.preference == 0
+
+
+def test_the_rewrite_follows_the_changed_label(campaign, annotator_a):
+    """A change replaces the label's rewrite, or withdraws it when it carries none; the
+    label's history keeps the one replaced (canonical side)."""
+    campaign.allow_rewrites = True
+    campaign.save()
+    PairFactory(campaign=campaign)
+    assignment = submit(annotator_a, campaign, 1, rewrite={"text": "draft", "based_on": "a"})
+    side = "b" if assignment.swapped else "a"
+
+    fixed = change(annotator_a, assignment, 1, rewrite={"text": "fixed", "based_on": "a"})
+    assert fixed.status_code == 200
+    assert list(Rewrite.objects.values_list("text", "based_on")) == [("fixed", side)]
+    assert change(annotator_a, assignment, 1).status_code == 200
+    assert not Rewrite.objects.exists()
+
+    history = Label.objects.get(assignment=assignment).history
+    assert [entry.get("rewrite") for entry in history] == [
+        {"text": "draft", "based_on": side},
+        {"text": "fixed", "based_on": side},
+    ]
 
 
 def test_a_change_after_the_grace_period_is_refused(campaign, annotator_a):

@@ -8,8 +8,11 @@ discarded pairs when asked for) are left out or written to a separate file whose
 or "both good" (``Pair.consensus_outcome``) are never a chosen/rejected pair: they go to their
 own file, ``x.outcomes.jsonl`` (``outcomes="separate"``, the default; written only when there is
 one), or are left out (``outcomes="exclude"``), and the manifest counts them either way. With
-``rewrites``, each human rewrite of an exported pair adds a (rewrite ≻ original) row to the main
-file, provenance ``rewrite``. Per-aspect ratings of the labels are summarised in ``aspects``.
+``rewrites``, each human rewrite of a pair the export selects adds a (rewrite ≻ original) row to
+the main file, provenance ``rewrite``: a chosen/rejected pair of its own, written whether the
+pair's own row goes to the main, ties or outcomes file or nowhere (a "both bad" pair's rewrite
+is what the rewrite step is for). Of an annotator's rewrites only their label's latest counts,
+and none of a set-aside label. Per-aspect ratings of the labels are summarised in ``aspects``.
 
 What is exported (``ExportFilters``):
 

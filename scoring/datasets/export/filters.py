@@ -60,7 +60,8 @@ class ExportFilters(JobParams):
     silver_curated_only: bool = False
     ties: str = "exclude"
     outcomes: str = "separate"
-    # Also emit (rewrite ≻ original) pairs, provenance "rewrite", after each pair's own row.
+    # Also emit (rewrite ≻ original) pairs, provenance "rewrite", after each pair's own row
+    # (also when ``ties`` or ``outcomes`` leave that row out).
     rewrites: bool = False
     # Drop every pair (human-labelled, gold and silver alike) whose conversation shares a token
     # 13-gram with a prompt of the campaign's evaluation sets (``evaluation_sets``; empty: all),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet, TextField
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from annotation.models import Campaign, Evidence, Label, Pair, Rewrite
@@ -234,8 +234,9 @@ def _read_labelled(
     for pair_id, decision, preference, note in _in_range(adjudication_rows, first, last, size):
         if pair_id in labelled:
             context.adjudications[pair_id] = (decision, preference, note)  # the latest wins
+    # A set-aside label (its annotator quarantined) is left out with everything it carries.
     evidence_rows = (
-        Evidence.objects.filter(label__campaign=campaign)
+        Evidence.objects.filter(label__campaign=campaign, label__set_aside=False)
         .order_by("id")
         .values_list("label__pair_id", "kind", "payload")
     )
@@ -267,17 +268,26 @@ def _read_rewrites(
     campaign: Campaign, ids: set[int], span: _Span
 ) -> dict[int, list[tuple[int, str, str]]]:
     """The chunk's rewrites by pair: (rewrite id, text, canonical side it rewrites), oldest
-    first."""
-    rewrites: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
+    first. Of a label's rewrites only the newest counts (a label changed before changes
+    replaced its rewrite holds several), and none of a set-aside label's; an expert's rewrite,
+    of no label, always does."""
     rewrite_rows = (
         Rewrite.objects.filter(campaign=campaign)
+        .filter(Q(label__isnull=True) | Q(label__set_aside=False))
         .order_by("pair_id", "id")
-        .values_list("pair_id", "id", "text", "based_on")
+        .values_list("pair_id", "id", "label_id", "text", "based_on")
     )
-    for pair_id, rewrite_id, text, based_on in _in_range(
-        rewrite_rows, span.first, span.last, span.size
-    ):
+    found: list[tuple[int, int, int | None, str, str]] = []
+    latest: dict[int, int] = {}  # label id: its newest rewrite's id
+    for row in _in_range(rewrite_rows, span.first, span.last, span.size):
+        pair_id, rewrite_id, label_id = row[:3]
         if pair_id in ids:
+            found.append(row)
+            if label_id is not None:
+                latest[label_id] = rewrite_id  # id order: the last one read is the newest
+    rewrites: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
+    for pair_id, rewrite_id, label_id, text, based_on in found:
+        if label_id is None or latest[label_id] == rewrite_id:
             rewrites[pair_id].append((rewrite_id, text, based_on))
     return rewrites
 

@@ -43,6 +43,7 @@ from scoring.datasets.export.row_parts import (
     _row_parts,
     _RowParts,
 )
+from scoring.models import ModelVersion
 from scoring.selectors import active_model_version
 
 
@@ -66,9 +67,16 @@ class ExportCounts:
 
 
 def _export_parts(
-    *, campaign: Campaign, filters: ExportFilters, chunk_size: int, counts: ExportCounts
+    *,
+    campaign: Campaign,
+    filters: ExportFilters,
+    chunk_size: int,
+    counts: ExportCounts,
+    model: ModelVersion | None,
 ) -> Iterator[_RowParts]:
-    model = active_model_version(campaign=campaign)
+    """The rows' parts, scored by ``model`` (the campaign's active version, read once by the
+    caller: the loop may activate another while an export runs, and the manifest names the one
+    the rows carry)."""
     provenance_counts: Counter[str] = Counter()
     # The verified pass, then the silver one (``export_conditions``): every gold or
     # human-verified pair is in the duplicate finder before any silver pair is checked, so a
@@ -99,7 +107,10 @@ def _export_parts(
                 expanded = _ranking_row_parts(pair, context, model, rule)
             rows = expanded or [_row_parts(pair, context, model)]
             if index is not None or finder is not None:
-                written = any(_goes_to_a_file(parts, filters) for parts in rows)
+                # Its rewrites' rows are written whether or not its own row is.
+                written = bool(context.rewrites.get(pair[_ID])) or any(
+                    _goes_to_a_file(parts, filters) for parts in rows
+                )
                 dropped = _left_out(pair, index, finder, written=written)
                 if dropped is not None:
                     getattr(counts, dropped)[_effective_preference(pair)[1]] += 1
@@ -185,7 +196,11 @@ def export_rows(
     Streams; memory is bounded by chunk_size."""
     counts = counts if counts is not None else ExportCounts()
     for parts in _export_parts(
-        campaign=campaign, filters=filters, chunk_size=chunk_size, counts=counts
+        campaign=campaign,
+        filters=filters,
+        chunk_size=chunk_size,
+        counts=counts,
+        model=active_model_version(campaign=campaign),
     ):
         turns = [
             {"role": turn["role"], "content": turn["content"]}

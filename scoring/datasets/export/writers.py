@@ -44,6 +44,7 @@ from scoring.datasets.export.schema import (
     UNRANKED_SCHEMA,
     schema_description,
 )
+from scoring.models import ModelVersion
 from scoring.selectors import active_model_version
 
 # --- Writing files ------------------------------------------------------------------------
@@ -296,13 +297,16 @@ def export_write(
     writer_class = _WRITERS[file_format]
     writers: dict[str, Any] = {}
     counts = ExportCounts()
+    # Read once: the rows and the manifest name the same version, whatever the loop activates
+    # while the export runs.
+    model = active_model_version(campaign=campaign)
     seen = 0
     try:
         writers["main"] = writer_class(temporaries["main"], MAIN_SCHEMA)
         if separate:
             writers["ties"] = writer_class(temporaries["ties"], UNRANKED_SCHEMA)
         for parts in _export_parts(
-            campaign=campaign, filters=filters, chunk_size=chunk_size, counts=counts
+            campaign=campaign, filters=filters, chunk_size=chunk_size, counts=counts, model=model
         ):
             if parts.ranked:
                 writers["main"].write(parts)
@@ -348,6 +352,7 @@ def export_write(
         file_format=file_format,
         counts=counts,
         files=files,
+        model=model,
         extra_manifest=extra_manifest,
     )
     return ExportResult(path=destination, manifest=manifest)
@@ -428,10 +433,11 @@ def _manifest(
     file_format: str,
     counts: ExportCounts,
     files: list[dict[str, Any]],
+    model: ModelVersion | None,
     extra_manifest: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """What the export holds and how it was made: filters, counts, files, model, code."""
-    model = active_model_version(campaign=campaign)
+    """What the export holds and how it was made: filters, counts, files, the model version
+    that scored the rows, code."""
     manifest = {
         "campaign": {"id": campaign.pk, "name": campaign.name},
         "format": file_format,
