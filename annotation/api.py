@@ -42,6 +42,7 @@ from annotation.services.labels import (
 from annotation.services.rewrites import REWRITE_MAX_CHARS
 from core.errors import Forbidden
 from core.requests import SignedInApiRequest
+from core.serializers import StrictSerializer
 from core.validation import UPLOAD_NAME_MAX
 
 
@@ -191,7 +192,7 @@ def _label_input(data: dict[str, Any]) -> LabelInput:
 
 @extend_schema_view(post=extend_schema(summary="Submit a label for a leased pair"))
 class LabelApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         preference = serializers.IntegerField(
             min_value=-2,
             max_value=2,
@@ -329,7 +330,7 @@ class ImportApi(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         file = serializers.FileField(max_length=UPLOAD_NAME_MAX)
         as_gold = serializers.BooleanField(required=False, default=False)
 
@@ -364,7 +365,9 @@ class ImportApi(APIView):
 class CampaignCreateApi(APIView):
     """A new campaign with its first settings; the rest keep their defaults (Django admin)."""
 
-    class InputSerializer(serializers.ModelSerializer):
+    # Strict: a ModelSerializer drops what CREATE_FIELDS lacks before campaign_create's own
+    # check could see it ({"itemkind": "ranking"} made an A/B campaign).
+    class InputSerializer(StrictSerializer, serializers.ModelSerializer):
         class Meta:
             model = Campaign
             fields = CREATE_FIELDS

@@ -26,6 +26,7 @@ from annotation.services.members import (
 )
 from core.errors import BadRequest
 from core.requests import SignedInApiRequest
+from core.serializers import StrictSerializer
 
 
 class MemberOutputSerializer(serializers.Serializer):
@@ -67,7 +68,7 @@ def _bulk_body(result: BulkResult) -> dict[str, Any]:
 
 @extend_schema(summary="List or add a campaign's members")
 class MembersApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         """Exactly one of: username, usernames, csv, group, invite."""
 
         username = serializers.CharField(required=False, max_length=150)
@@ -143,7 +144,7 @@ class MembersApi(APIView):
 
 @extend_schema(summary="Remove a member, or admit or restore them")
 class MemberApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         action = serializers.ChoiceField(choices=["admit", "restore"])
 
     @extend_schema(

@@ -28,6 +28,7 @@ from annotation.services.tools import (
 from annotation.tools import available_languages
 from annotation.tools.search import MAX_K, MAX_QUERY_CHARS, backend_name
 from core.requests import SignedInApiRequest
+from core.serializers import StrictSerializer
 from core.validation import DbIntegerField
 
 MAX_WAIT_S = 15.0
@@ -73,7 +74,7 @@ class SearchApi(ToolsApiView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("q", str, description="Web-search syntax: \"phrase\", -word, or."),
+            OpenApiParameter("q", str, description='Web-search syntax: "phrase", -word, or.'),
             OpenApiParameter("k", int, description=f"Hits wanted (1–{MAX_K}, default 10)."),
             OpenApiParameter("corpus", int, description="Search one corpus only."),
             OpenApiParameter("assignment", int, description="Record as evidence on it."),
@@ -100,20 +101,18 @@ class SearchApi(ToolsApiView):
 class EvidenceApi(ToolsApiView):
     """Attach a search result (or any cited source) to an open assignment."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         assignment = DbIntegerField()
         document_id = DbIntegerField(required=False, allow_null=True, default=None)
-        title = serializers.CharField(required=False, allow_blank=True, default="",
-                                      max_length=500)
-        snippet = serializers.CharField(required=False, allow_blank=True, default="",
-                                        max_length=4000)
+        title = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+        snippet = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=4000
+        )
         source = serializers.CharField(  # type: ignore[assignment]  # shadows Field.source
             required=False, allow_blank=True, default="", max_length=1000
         )
-        query = serializers.CharField(required=False, allow_blank=True, default="",
-                                      max_length=2000)
-        note = serializers.CharField(required=False, allow_blank=True, default="",
-                                     max_length=2000)
+        query = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
@@ -158,16 +157,27 @@ class CodeRunCreateApi(ToolsApiView):
     """Run code in the sandbox. Waits up to `wait` seconds (default CODE_RUN_WAIT_S, 5) for the
     result: 200 with it, or 202 with the run to poll at `poll`."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         language = serializers.CharField(max_length=20)
         code = serializers.CharField(trim_whitespace=False, max_length=256 * 1024)
-        stdin = serializers.CharField(required=False, allow_blank=True, default="",
-                                      trim_whitespace=False, max_length=1024 * 1024)
-        tests = serializers.CharField(required=False, allow_blank=True, default="",
-                                      trim_whitespace=False, max_length=64 * 1024)
+        stdin = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            trim_whitespace=False,
+            max_length=1024 * 1024,
+        )
+        tests = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            trim_whitespace=False,
+            max_length=64 * 1024,
+        )
         assignment = DbIntegerField(required=False, allow_null=True, default=None)
-        wait = serializers.FloatField(required=False, allow_null=True, default=None,
-                                      min_value=0, max_value=MAX_WAIT_S)
+        wait = serializers.FloatField(
+            required=False, allow_null=True, default=None, min_value=0, max_value=MAX_WAIT_S
+        )
 
         def validate_language(self, value: str) -> str:
             languages = available_languages()
@@ -179,8 +189,12 @@ class CodeRunCreateApi(ToolsApiView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: CodeRunOutputSerializer, 202: CodeRunOutputSerializer, 409: dict,
-                   429: dict},
+        responses={
+            200: CodeRunOutputSerializer,
+            202: CodeRunOutputSerializer,
+            409: dict,
+            429: dict,
+        },
     )
     def post(self, request: SignedInApiRequest) -> Response:
         serializer = self.InputSerializer(data=request.data)
@@ -224,7 +238,7 @@ class LlmAskApi(ToolsApiView):
     """Ask the configured model about the pair (as shown); logged as evidence. Off unless
     ARBITER_LLM_URL is set (503)."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         assignment = DbIntegerField()
         question = serializers.CharField(max_length=4000)
 
@@ -236,7 +250,10 @@ class LlmAskApi(ToolsApiView):
     @extend_schema(
         request=InputSerializer,
         responses={
-            201: OutputSerializer, 409: dict, 429: dict, 503: OpenApiResponse(description="Off.")
+            201: OutputSerializer,
+            409: dict,
+            429: dict,
+            503: OpenApiResponse(description="Off."),
         },
     )
     def post(self, request: SignedInApiRequest) -> Response:
@@ -245,7 +262,5 @@ class LlmAskApi(ToolsApiView):
         assignment = assignment_for_annotator(
             assignment_id=serializer.validated_data["assignment"], user=request.user
         )
-        evidence = llm_ask(
-            assignment=assignment, question=serializer.validated_data["question"]
-        )
+        evidence = llm_ask(assignment=assignment, question=serializer.validated_data["question"])
         return Response(self.OutputSerializer(evidence).data, status=201)

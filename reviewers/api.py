@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, rewrite_by_expert
 from core.requests import SignedInApiRequest
+from core.serializers import StrictSerializer
 from core.validation import DbIntegerField
 from reviewers.models import Adjudication
 from reviewers.selectors.access import (
@@ -286,7 +287,7 @@ class EscalationReleaseApi(APIView):
 
 @extend_schema(summary="Record the expert's final decision")
 class EscalationAdjudicateApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         decision = serializers.ChoiceField(choices=Adjudication.Decision.values)
         preference = serializers.IntegerField(
             required=False,
@@ -325,7 +326,7 @@ class EscalationAdjudicateApi(APIView):
 
 @extend_schema(summary="Make a pair a gold check")
 class PairGoldApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         preference = serializers.IntegerField(
             required=False,
             allow_null=True,
@@ -379,7 +380,7 @@ class RewriteQueueApi(APIView):
 
 @extend_schema(summary="Write a corrected answer for a pair (experts)")
 class PairRewriteApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         text = serializers.CharField(max_length=REWRITE_MAX_CHARS)
         based_on = serializers.ChoiceField(
             choices=["a", "b"], help_text="Canonical side (as imported) the rewrite corrects."

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from annotation.models import Campaign
 from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_for_admin
+from core.serializers import StrictSerializer
 from core.validation import UPLOAD_NAME_MAX
 from scoring.evaluation.selectors import evaluation_set_for_admin, evaluation_sets_listed
 from scoring.evaluation.services import evaluation_set_delete, evaluation_set_upload_file
@@ -65,7 +66,7 @@ class EvaluationSetUploadOutputSerializer(EvaluationSetOutputSerializer):
         return str(self.context.get("note", ""))
 
 
-class EvaluationSetUploadSerializer(serializers.Serializer):
+class EvaluationSetUploadSerializer(StrictSerializer):
     file = serializers.FileField(
         max_length=UPLOAD_NAME_MAX,
         help_text="RewardBench layout (prompt, chosen, rejected, subset) or chosen/rejected "

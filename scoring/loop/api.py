@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from annotation.selectors import assignment_for_annotator, campaign_for_admin
 from core.requests import SignedInApiRequest
+from core.serializers import StrictSerializer
 from scoring.jobs.runner import job_cancel
 from scoring.loop.assistance import model_view_reveal
 from scoring.loop.registry import (
@@ -104,7 +105,7 @@ class RetrainApi(APIView):
 
     InputSerializer = type(
         "RetrainInputSerializer",
-        (serializers.Serializer,),
+        (StrictSerializer,),
         {
             **serializer_fields_for_settings(),
             # Left out: the campaign's latest loop job's choice (``loop_options_for``).
