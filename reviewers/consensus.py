@@ -16,11 +16,21 @@ Two notions of "how disputed" a pair is, for two different jobs:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
+
+from annotation.models.campaigns import (
+    ESCALATION_RULE_NUMBERS,
+    ESCALATION_RULE_SWITCHES,
+    escalation_rule_problem,
+)
+from annotation.models.choices import DEFAULT_ESCALATION_RULES
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,14 +109,41 @@ def _preference_consensus(preferences: list[int], *, max_value: int) -> Consensu
     return Consensus(None, "unresolved", disagreement, opposite)
 
 
-DEFAULT_DISAGREEMENT_THRESHOLD = 0.5
+def escalation_rules_of(stored: object) -> dict[str, Any]:
+    """A campaign's ``escalation_rules`` as their readers take them: the defaults
+    (``DEFAULT_ESCALATION_RULES``) with each stored setting that ``Campaign.clean`` accepts.
+
+    A campaign saved before the admin checked its rules may hold what clean refuses (a word
+    for a threshold, a list for the rules). Such a number keeps its default and a switch is read
+    by its truth value, as it always was (turning an existing campaign's rules on or off
+    silently would be worse), each with one warning per read: a label never fails for them.
+    ``posterior_threshold`` has no default (absent: off). Unknown keys are left out.
+    """
+    rules: dict[str, Any] = dict(DEFAULT_ESCALATION_RULES)
+    if not isinstance(stored, Mapping):
+        logger.warning("escalation rules %.80r are not an object; the defaults apply", stored)
+        return rules
+    ignored: list[str] = []
+    for key, value in stored.items():
+        if key in ESCALATION_RULE_SWITCHES:
+            rules[key] = bool(value)
+            if not isinstance(value, bool):
+                ignored.append(f"{key}={value!r:.40} read as {bool(value)}")
+        elif key in ESCALATION_RULE_NUMBERS:
+            if escalation_rule_problem(key, value) is None:
+                rules[key] = float(value)
+            else:
+                ignored.append(f"{key}={value!r:.40} ignored, the default applies")
+    if ignored:
+        logger.warning("escalation rules the campaign cannot take: %s", "; ".join(ignored))
+    return rules
 
 
 def escalation_reasons(
     consensus: Consensus,
     *,
     flags: Iterable[str],
-    rules: Mapping[str, Any],
+    rules: object,
     both_bad_to_expert: bool = False,
 ) -> list[tuple[str, str]]:
     """The campaign's escalation rules that fire for a pair's consensus: (reason, detail).
@@ -115,16 +152,18 @@ def escalation_reasons(
     when someone chose A, someone B, and ``disagreement > disagreement_threshold`` (0.5);
     ``flags`` when any label carries a flag (unsafe, broken, cannot judge); ``both_bad`` when
     the consensus is "both bad" and ``both_bad_to_expert`` (the campaign routes such pairs to an
-    expert). Reasons are the values of ``reviewers.models.Escalation.Reason``.
+    expert). Reasons are the values of ``reviewers.models.Escalation.Reason``. ``rules`` is the
+    campaign's stored ``escalation_rules``, read by ``escalation_rules_of``.
     """
+    rule = escalation_rules_of(rules)
     reasons: list[tuple[str, str]] = []
     if consensus.outcome == "both_bad" and both_bad_to_expert:
         reasons.append(("both_bad", "most annotators found both responses bad"))
-    if consensus.preference is None and rules.get("no_majority", True):
+    if consensus.preference is None and rule["no_majority"]:
         reasons.append(("no_majority", "labels split with no majority direction"))
-    threshold = float(rules.get("disagreement_threshold", DEFAULT_DISAGREEMENT_THRESHOLD))
+    threshold = float(rule["disagreement_threshold"])
     if (
-        rules.get("opposite_directions", True)
+        rule["opposite_directions"]
         and consensus.opposite_directions
         and consensus.disagreement > threshold
     ):
@@ -135,6 +174,6 @@ def escalation_reasons(
             )
         )
     flag_names = sorted(set(flags))
-    if flag_names and rules.get("flags", True):
+    if flag_names and rule["flags"]:
         reasons.append(("flagged", "flags: " + ", ".join(flag_names)))
     return reasons

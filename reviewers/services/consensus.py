@@ -56,6 +56,7 @@ from reviewers.consensus import (
     consensus_of,
     direction,
     escalation_reasons,
+    escalation_rules_of,
     pair_disagreement,
 )
 from reviewers.models import Escalation
@@ -210,7 +211,7 @@ def pair_consensus_update(
         reasons = escalation_reasons(
             consensus,
             flags=flags,
-            rules=campaign.escalation_rules or {},
+            rules=escalation_rules_of(campaign.escalation_rules),
             both_bad_to_expert=campaign.both_bad_route == BothBadRoute.EXPERT,
         )
         status = pair_settle(
@@ -272,7 +273,7 @@ def _ranking_consensus_update(
         rankings,
         disagreement=disagreement,
         flags=[name for _ranking, flags in votes for name in flags],
-        rules=campaign.escalation_rules or {},
+        rules=escalation_rules_of(campaign.escalation_rules),
     )
     unresolved = any(reason == "no_majority" for reason, _detail in reasons)
     ranking = None if unresolved else consensus_ranking(rankings, size)
@@ -318,7 +319,7 @@ def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random
 def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
     # Back out of the queue, unless an escalation or a decision moved the pair meanwhile.
     pair_retest_done(pair_id=pair.pk)
-    rules = campaign.escalation_rules or {}
+    rules = escalation_rules_of(campaign.escalation_rules)
     has_consensus = pair.provenance in (
         Pair.Provenance.UNANIMOUS,
         Pair.Provenance.MAJORITY,

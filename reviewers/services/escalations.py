@@ -8,9 +8,7 @@ that an abandoned review goes back to the queue.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from celery import current_app
 from django.contrib.auth.models import User
@@ -23,12 +21,12 @@ from annotation.prepared_reads import fetch_all_prepared
 from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import FINAL_STATUSES, pair_escalate, pair_lock_status
 from core.errors import ApplicationError
+from reviewers.consensus import escalation_rules_of
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
 from reviewers.models import Escalation
 from reviewers.selectors.queue import next_escalation_for
 
 CLAIM_DURATION = timedelta(minutes=30)
-DEFAULT_DEADLINE_HOURS = 72.0
 # A decision is final: nothing reopens a pair an expert resolved or discarded.
 FINAL_PAIR_STATUSES = FINAL_STATUSES
 
@@ -47,13 +45,9 @@ def _notify_experts_later(escalation_id: int) -> None:
 
 
 def escalation_deadline_hours(campaign: Campaign) -> float:
-    """Hours an expert has to decide, from ``escalation_rules["deadline_hours"]`` (default 72)."""
-    raw = (campaign.escalation_rules or {}).get("deadline_hours", DEFAULT_DEADLINE_HOURS)
-    try:
-        hours = float(raw)
-    except (TypeError, ValueError):
-        return DEFAULT_DEADLINE_HOURS
-    return hours if hours > 0 else DEFAULT_DEADLINE_HOURS
+    """Hours an expert has to decide, from ``escalation_rules["deadline_hours"]`` (default 72;
+    a stored value outside (0, 8760] reads as the default, see ``escalation_rules_of``)."""
+    return float(escalation_rules_of(campaign.escalation_rules)["deadline_hours"])
 
 
 def escalation_open_to_all_at(*, pair: Pair, now: datetime) -> datetime | None:
@@ -144,15 +138,17 @@ def escalation_record(
     return existing
 
 
-def model_contradiction_threshold(rules: Mapping[str, Any] | None) -> float | None:
+def model_contradiction_threshold(rules: object) -> float | None:
     """The model confidence of a campaign's model-contradiction rule (``escalation_rules``:
     ``model_confidence``, 0.9 by default), or None when the rule is off
     (``model_contradiction: false``). The one statement of the rule, with ``model_contradicts``:
-    the escalation below and the prioritisation pass that looks for candidates both use it."""
-    rules = rules or {}
-    if not rules.get("model_contradiction", True):
+    the escalation below and the prioritisation pass that looks for candidates both use it. A
+    stored confidence outside [0.5, 1) reads as the default (``escalation_rules_of``), so it
+    never fails the check of ``escalation_model_contradiction``."""
+    rule = escalation_rules_of(rules)
+    if not rule["model_contradiction"]:
         return None
-    return float(rules.get("model_confidence", 0.9))
+    return float(rule["model_confidence"])
 
 
 def model_contradicts(*, p_agree: float, threshold: float) -> bool:

@@ -35,6 +35,7 @@ from annotation.models import Campaign, ConsensusRule, Label, Pair
 from annotation.services.pair_state import pairs_settle_weighted
 from core.iterables import batched
 from reviewers.agreement.dawid_skene import FloatArray, dawid_skene
+from reviewers.consensus import escalation_rules_of
 from reviewers.models import Escalation
 from reviewers.services.escalations import escalation_open
 
@@ -238,7 +239,7 @@ def weighted_verdicts(
 
 
 def posterior_threshold(campaign: Campaign) -> float | None:
-    raw = (campaign.escalation_rules or {}).get("posterior_threshold")
+    raw = escalation_rules_of(campaign.escalation_rules).get("posterior_threshold")
     try:
         threshold = float(raw) if raw is not None else 0.0
     except (TypeError, ValueError):
