@@ -17,6 +17,7 @@ from annotation.importers.records import (
     PairRecord,
     canonical_json,
     content_hash,
+    nfc,
 )
 from annotation.importers.streams import FileFormat
 
@@ -31,5 +32,6 @@ __all__ = [
     "content_hash",
     "iter_pair_records",
     "iter_raw_rows",
+    "nfc",
     "parse_all",
 ]

@@ -1,7 +1,11 @@
 """Chosen/rejected rows: hf_messages (message lists, or a prompt with two strings) and
 hh_rlhf transcripts ("\\n\\nHuman: ... \\n\\nAssistant: ...").
 
-Chosen becomes response A and rejected response B, with silver_preference = 1.
+Chosen becomes response A and rejected response B, with silver_preference = 1. A transcript's
+or a message list's final assistant turn may be empty (hh-rlhf keeps replies where saying
+nothing was preferred, and the export writes them as message lists); a prompt's two strings
+may not, since an empty cell there is far likelier a missing value. The two responses are
+never identical.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ def chosen_rejected_record(row: dict[str, Any], line: int, limits: ImportLimits)
             prefix = conversation_turns(prompt, "prompt", limits)
             chosen_turns = prefix + chosen_turns
             rejected_turns = prefix + rejected_turns
+        # An empty final assistant turn is kept, as in hh-rlhf (saying nothing was the
+        # preferred reply): the export writes such a pair so, and must read back.
         conversation, response_a, response_b = split_shared_prefix(
-            chosen_turns, rejected_turns, limits
+            chosen_turns, rejected_turns, limits, allow_empty_response=True
         )
     else:
         raise RowError(

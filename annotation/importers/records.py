@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -98,18 +99,48 @@ class PairRecord:
     silver_ranking: tuple[tuple[int, ...], ...] | None = None
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode NFC form: what a pair's identity is computed from (the stored text
+    stays as imported). The same words with precomposed or decomposed accents ("é" or
+    "e" + U+0301) are the same pair; text already in NFC, ASCII included, is unchanged."""
+    return unicodedata.normalize("NFC", text)
+
+
+def canonical_messages(conversation: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    return [{"content": nfc(m["content"]), "role": m["role"]} for m in conversation]
+
+
+def all_nfc(conversation: Sequence[Mapping[str, str]], *texts: str) -> bool:
+    """Whether the turns and texts are all in NFC form already (almost every file): the
+    import's hot path then hashes them as they are, without copying each message."""
+    is_normalized = unicodedata.is_normalized
+    # str.isascii reads a flag of the string (O(1)); is_normalized scans it.
+    for message in conversation:
+        content = message["content"]
+        if not (content.isascii() or is_normalized("NFC", content)):
+            return False
+    for text in texts:
+        if not (text.isascii() or is_normalized("NFC", text)):
+            return False
+    return True
+
+
 def canonical_json(
     conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str
 ) -> bytes:
     """The bytes content_hash digests.
 
     Equal to json.dumps({"conversation": [{"content", "role"}...], "response_a", "response_b"},
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False) encoded as UTF-8, so any
-    language can recompute it. Message keys other than role and content do not count.
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False) encoded as UTF-8, with every
+    text in NFC form, so any language can recompute it. Message keys other than role and
+    content do not count.
     """
-    messages = [{"content": m["content"], "role": m["role"]} for m in conversation]
     return dumps_sorted(
-        {"conversation": messages, "response_a": response_a, "response_b": response_b}
+        {
+            "conversation": canonical_messages(conversation),
+            "response_a": nfc(response_a),
+            "response_b": nfc(response_b),
+        }
     )
 
 

@@ -11,7 +11,17 @@ import json
 from typing import Any
 
 from annotation.importers._json import dumps_sorted
-from annotation.importers.records import ATTRIBUTE_NAMES, ROLES, ImportLimits, PairRecord, RawFormat
+from annotation.importers.records import (
+    ATTRIBUTE_NAMES,
+    ROLES,
+    ImportLimits,
+    PairRecord,
+    RawFormat,
+    all_nfc,
+    canonical_json,
+    canonical_messages,
+    nfc,
+)
 from core.errors import BadRequest
 
 # The lengths of the pair's columns that have one (a test checks them against the model).
@@ -54,9 +64,18 @@ def pair_record(
     silver_preference: int | None,
     raw_format: RawFormat,
 ) -> PairRecord:
-    payload = {"conversation": conversation, "response_a": response_a, "response_b": response_b}
     try:
-        digest = hashlib.sha256(dumps_sorted(payload)).hexdigest()
+        if all_nfc(conversation, response_a, response_b):
+            # canonical_json's bytes: the messages hold role and content only.
+            payload = {
+                "conversation": conversation,
+                "response_a": response_a,
+                "response_b": response_b,
+            }
+            canonical = dumps_sorted(payload)
+        else:
+            canonical = canonical_json(conversation, response_a, response_b)
+        digest = hashlib.sha256(canonical).hexdigest()
     except (TypeError, UnicodeEncodeError) as error:
         # Lone surrogates ("\ud800") decode from JSON but cannot be stored or hashed.
         raise RowError(f"text is not valid Unicode ({error})") from None
@@ -83,8 +102,12 @@ def kwise_record(
     silver_ranking: tuple[tuple[int, ...], ...] | None,
     raw_format: RawFormat,
 ) -> PairRecord:
-    # The identity of a K-wise item: its conversation and every response's text, in order.
-    payload = {"conversation": conversation, "responses": [r["content"] for r in responses]}
+    # The identity of a K-wise item: its conversation and every response's text, in order, in
+    # NFC form as a pair's (canonical_json).
+    payload = {
+        "conversation": canonical_messages(conversation),
+        "responses": [nfc(r["content"]) for r in responses],
+    }
     try:
         digest = hashlib.sha256(dumps_sorted(payload)).hexdigest()
     except (TypeError, UnicodeEncodeError) as error:
@@ -281,7 +304,13 @@ def attributes_value(row: dict[str, Any], limits: ImportLimits) -> dict[str, Any
 def _attribute_value(name: str, value: Any, limits: ImportLimits) -> str | list[str]:
     field = f"attributes.{name}"
     if name == "desired_attributes" and isinstance(value, list):
-        return [text_value(item, field, limits, allow_empty=True) for item in value]
+        items = [text_value(item, field, limits, allow_empty=True) for item in value]
+        for index, item in enumerate(items):
+            # A list is stored one item a line (an item may hold commas), so a line break
+            # inside an item would split it in two.
+            if item.splitlines() != ([item] if item else []):
+                raise RowError(f"{field}[{index}] holds a line break; give one item a line")
+        return items
     return text_value(value, field, limits, allow_empty=True)
 
 

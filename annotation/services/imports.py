@@ -5,6 +5,11 @@ module writes what it yields. The whole file goes in one transaction: a bad row 
 ImportFormatError naming its line and nothing is kept. On PostgreSQL rows travel by COPY,
 a batch at a time, after one lookup drops the pairs already there (in the campaign or
 earlier in the file); elsewhere, batched bulk_create with ignore_conflicts does the same.
+
+A gold import (``as_gold``) makes the pairs it names gold, new or already in the campaign:
+an existing pair becomes gold with the file's answer by the rules of making a pair gold
+(``pair_make_gold``; the file is refused, naming the line, where that would be refused, and
+where the pair is already gold with another answer).
 """
 
 from __future__ import annotations
@@ -14,16 +19,17 @@ import json
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 from psycopg.copy import QueuedLibpqWriter
 
@@ -33,7 +39,9 @@ except ImportError:  # pragma: no cover - the standard library is the slow fallb
     orjson = None  # type: ignore[assignment]  # a module or None: the checks below tell
 
 from annotation.importers import ImportFormatError, ImportLimits, PairRecord, iter_pair_records
-from annotation.models import Campaign, ItemKind, Pair, Round
+from annotation.models import Assignment, Campaign, ItemKind, Pair, Round
+from annotation.selectors import campaign_pair_counts_forget_on_commit
+from annotation.services.pair_state import pair_make_gold
 
 _BATCH = 10_000
 _COLUMNS = (
@@ -74,9 +82,14 @@ _IMPORT_LOCK = 7301  # advisory-lock namespace for imports (the second key is th
 
 @dataclass(frozen=True)
 class ImportResult:
+    """``rows_read`` = ``created`` + ``made_gold`` + ``duplicates``: a gold import's rows that
+    made a pair already in the campaign gold count in ``made_gold``; a row that repeats a
+    pair (one already gold with the same answer included) is a duplicate."""
+
     rows_read: int
     created: int
     duplicates: int
+    made_gold: int = 0
 
 
 def import_limits() -> ImportLimits:
@@ -102,7 +115,9 @@ def _attribute(attributes: dict[str, Any], name: str) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return ", ".join(str(item) for item in value)
+        # One item a line: an item may hold commas ("cites sources, with links"), and the
+        # importer refuses items holding a line break, so the items can be told apart.
+        return "\n".join(str(item) for item in value)
     return str(value)
 
 
@@ -141,6 +156,7 @@ def _row_builder(
     status = str(status)
     provenance = str(Pair.Provenance.GOLD if as_gold else Pair.Provenance.NONE)
     ranking_campaign = campaign.item_kind == ItemKind.RANKING
+    allowed = campaign.allowed_preferences
 
     # Stays long: one tuple literal, the _COLUMNS order written out once.
     def build(record: PairRecord) -> tuple[Any, ...]:
@@ -154,11 +170,13 @@ def _row_builder(
         silver = record.silver_preference
         gold = None
         if as_gold:
-            if silver in (None, 0):
+            if silver is None or silver == 0:
                 raise ImportFormatError(
                     record.line,
                     "a gold import needs a chosen/rejected (or preferred) label on every row",
                 )
+            if silver not in allowed:
+                raise ImportFormatError(record.line, _off_scale(silver, allowed))
             gold = silver
         attributes = record.attributes
         if attributes:
@@ -209,8 +227,11 @@ def _row_builder(
     return build
 
 
-def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
-    batch: list[tuple[Any, ...]] = []
+_T = TypeVar("_T")
+
+
+def _batches(rows: Iterable[_T]) -> Iterator[list[_T]]:
+    batch: list[_T] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= _BATCH:
@@ -221,6 +242,7 @@ def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
 
 
 _HASH_INDEX = _COLUMNS.index("content_hash")
+_GOLD_INDEX = _COLUMNS.index("gold_preference")
 _BATCHES_AHEAD = 2  # parsed batches waiting for the server: enough to keep it busy
 
 
@@ -332,6 +354,130 @@ def _write_postgresql(
     return created
 
 
+def _off_scale(answer: int, allowed: Sequence[int]) -> str:
+    scale = ", ".join(str(value) for value in sorted(allowed, reverse=True))
+    return f"the gold answer {answer} is not on this campaign's scale ({scale})"
+
+
+def _gold_refusal(pair: Pair, answer: int, *, busy: set[int], new_floor: int) -> str | None:
+    """Why the pair, already in the campaign, cannot take the gold file's answer (the rules
+    of ``reviewers.services.gold.pair_mark_gold``, which this layer cannot import), or None.
+    A pair already gold keeps its answer: a file never silently overwrites one."""
+    if pair.is_gold:
+        if pair.gold_preference == answer:
+            return None
+        if pair.pk > new_floor:
+            return (
+                f"this pair is on an earlier line of the file with another gold answer "
+                f"({pair.gold_preference} there, {answer} here)"
+            )
+        return (
+            f"pair {pair.pk} is already gold with the answer {pair.gold_preference}, not "
+            f"{answer}; a gold import does not change a gold answer (POST "
+            f"/api/pairs/{pair.pk}/gold does)"
+        )
+    where = f"pair {pair.pk}, already in the campaign,"
+    if pair.status == Pair.Status.ESCALATED:
+        return f"{where} is waiting for an expert; decide it before making it gold"
+    if pair.status == Pair.Status.DISCARDED:
+        return f"{where} was discarded as ambiguous and cannot become gold"
+    if pair.pk in busy:
+        return f"{where} is being judged by annotators right now; import the file again later"
+    adjudicated = pair.provenance == Pair.Provenance.ADJUDICATED
+    if adjudicated and pair.consensus_preference != answer:
+        return (
+            f"{where} was decided by an expert as {pair.consensus_preference}, not {answer}; "
+            "their decision stands"
+        )
+    return None
+
+
+def _gold_batch(
+    batch: list[tuple[int, tuple[Any, ...]]], *, campaign_id: int, new_floor: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Make the batch's pairs already in the campaign gold; returns the rows still to create
+    and how many pairs were made gold. Raises ImportFormatError at the first line (in file
+    order) that cannot be applied. ``batch`` holds (line, row); pairs with an id above
+    ``new_floor`` were created by earlier batches of this file (visible in its transaction)."""
+    first: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    for line, row in batch:
+        seen_line, seen = first.setdefault(row[_HASH_INDEX], (line, row))
+        if seen[_GOLD_INDEX] != row[_GOLD_INDEX]:
+            raise ImportFormatError(
+                line,
+                f"this pair is on line {seen_line} too, with another gold answer "
+                f"({seen[_GOLD_INDEX]} there, {row[_GOLD_INDEX]} here)",
+            )
+    # Locked, in id order, as pair_mark_gold locks its one pair: nobody takes a slot on them
+    # or labels them between the checks and the change.
+    existing = list(
+        Pair.objects.select_for_update()
+        .filter(campaign_id=campaign_id, content_hash__in=list(first))
+        .order_by("pk")
+        .only(
+            "pk",
+            "content_hash",
+            "status",
+            "provenance",
+            "is_gold",
+            "gold_preference",
+            "consensus_preference",
+        )
+    )
+    if not existing:
+        return [row for _line, row in first.values()], 0
+    busy = set(
+        Assignment.objects.filter(
+            pair__in=[pair.pk for pair in existing], status=Assignment.Status.ACTIVE
+        ).values_list("pair_id", flat=True)
+    )
+    made = []
+    for pair in sorted(existing, key=lambda pair: first[pair.content_hash][0]):
+        line, row = first.pop(pair.content_hash)
+        answer = row[_GOLD_INDEX]
+        refusal = _gold_refusal(pair, answer, busy=busy, new_floor=new_floor)
+        if refusal is not None:
+            raise ImportFormatError(line, refusal)
+        if not pair.is_gold:
+            made.append((pair, answer))
+    for pair, answer in made:
+        pair_make_gold(pair=pair, preference=answer)
+    return [row for _line, row in first.values()], len(made)
+
+
+def _write_gold(
+    batches: Iterable[list[tuple[int, tuple[Any, ...]]]],
+    on_batch: ProgressCallback,
+    *,
+    campaign_id: int,
+    postgresql: bool,
+) -> tuple[int, int]:
+    """A gold import's writer: each batch's pairs already in the campaign are made gold, the
+    others created; returns (created, made gold). One thread, batch after batch: the checks
+    go through the ORM on the import's connection, which the pipelined COPY of
+    ``_write_postgresql`` hands to a helper thread (gold files are seed sets, not pools)."""
+    # Pairs created from here on (under the campaign's import lock) are this file's.
+    new_floor = Pair.objects.aggregate(last=Max("pk"))["last"] or 0
+    created = made_gold = read = 0
+    statement = f"COPY annotation_pair ({', '.join(_COLUMNS)}) FROM STDIN"
+    for batch in batches:
+        fresh, made = _gold_batch(batch, campaign_id=campaign_id, new_floor=new_floor)
+        made_gold += made
+        if fresh and postgresql:
+            with connection.cursor() as cursor:
+                created += _copy_fresh(cursor.cursor, statement, campaign_id, fresh)
+        elif fresh:
+            Pair.objects.bulk_create(
+                [Pair(**dict(zip(_COLUMNS, row, strict=True))) for row in fresh]
+            )
+            created += len(fresh)
+        read += len(batch)
+        on_batch(read)
+    if made_gold:
+        campaign_pair_counts_forget_on_commit(campaign_id=campaign_id)
+    return created, made_gold
+
+
 def campaign_rounds_lock(campaign_id: int) -> None:
     """Wait for the campaign's other imports (and round openings) to commit, and hold them
     off until this transaction does (PostgreSQL; elsewhere, e.g. SQLite, which writes one
@@ -389,21 +535,32 @@ def pairs_import(
             encode_conversation=_conversation_json if postgresql else list,
         )
 
-        def rows() -> Iterator[tuple[Any, ...]]:
+        def records() -> Iterator[PairRecord]:
             nonlocal rows_read
             with path.open("rb") as handle:
-                records = iter_pair_records(
+                for record in iter_pair_records(
                     handle, filename=original_name or path.name, limits=limits
-                )
-                for record in records:
+                ):
                     rows_read += 1
-                    yield build_row(record)
+                    yield record
 
-        if postgresql:
-            created = _write_postgresql(_batches(rows()), on_batch, campaign_id=campaign.pk)
+        made_gold = 0
+        if as_gold:
+            numbered = ((record.line, build_row(record)) for record in records())
+            created, made_gold = _write_gold(
+                _batches(numbered), on_batch, campaign_id=campaign.pk, postgresql=postgresql
+            )
+        elif postgresql:
+            rows = map(build_row, records())
+            created = _write_postgresql(_batches(rows), on_batch, campaign_id=campaign.pk)
         else:
-            created = _write_generic(_batches(rows()), on_batch)
-    return ImportResult(rows_read=rows_read, created=created, duplicates=rows_read - created)
+            created = _write_generic(_batches(map(build_row, records())), on_batch)
+    return ImportResult(
+        rows_read=rows_read,
+        created=created,
+        duplicates=rows_read - created - made_gold,
+        made_gold=made_gold,
+    )
 
 
 def campaign_get_or_create(*, name: str, **fields: Any) -> Campaign:

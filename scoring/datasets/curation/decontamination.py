@@ -4,6 +4,7 @@ and the index that finds a pool pair sharing one."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +32,14 @@ _WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
 
 
 def normalised_words(text: str) -> list[str]:
-    """The tokens of ``text``, lowercase: words, and each CJK, kana or hangul character."""
-    return _WORD.findall(text.lower())
+    """The tokens of ``text`` in NFKC form, lowercase: words, and each CJK, kana or hangul
+    character.
+
+    NFKC first: in decomposed text (NFD) an accent is a combining mark, no word character, so
+    "élève" would split apart and never match the same prompt typed precomposed; NFKC also
+    folds full-width letters and ligatures. The index is built from stored texts at each run,
+    so no stored value needs recomputing."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def word_ngrams(words: Sequence[str], n: int = NGRAM) -> Iterator[tuple[str, ...]]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annotation.importers import canonical_json
+from annotation.importers import canonical_json, nfc
 from scoring.datasets.curation.decontamination import normalised_words, word_ngrams
 
 if TYPE_CHECKING:
@@ -43,8 +43,10 @@ def dedupe_key(
     conversation: Sequence[Mapping[str, str]], response_a: str, response_b: str, *more: str
 ) -> int:
     """64 bits of a digest of the conversation and the responses in any order: the two of an
-    A/B pair, or every response of a ranking item (``more``: its third and later ones)."""
-    first, second, *rest = sorted((response_a, response_b, *more))
+    A/B pair, or every response of a ranking item (``more``: its third and later ones). Texts
+    count in NFC form, as in the import's content hash: the same words with precomposed or
+    decomposed accents are one pair (sorted after normalising, so the order agrees too)."""
+    first, second, *rest = sorted(nfc(text) for text in (response_a, response_b, *more))
     digest = hashlib.blake2b(canonical_json(conversation, first, second), digest_size=8)
     # JSON strings delimit themselves; an A/B pair's key is the same as before.
     for text in rest:
