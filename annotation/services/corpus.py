@@ -288,17 +288,41 @@ def documents_from_jsonl(
             body = record.get("body", record.get("text", record.get("content")))
             if not isinstance(title, str) or not isinstance(body, str):
                 raise CorpusError('needs string fields "title" and "body"', line=number)
-            source = record.get("source", record.get("url")) or ""
-            yield DocumentInput(
-                title=title,
-                body=body,
-                source=str(source),
-                attribution=str(record.get("attribution") or ""),
-            )
+            source = _optional_text(record, ("source", "url"), number)
+            attribution = _optional_text(record, ("attribution",), number)
+            fields = {"title": title, "body": body, "source": source, "attribution": attribution}
+            for field_name, text in fields.items():
+                _check_encodes(text, field_name, number)
+            yield DocumentInput(title=title, body=body, source=source, attribution=attribution)
     except UnicodeDecodeError as exc:
         raise CorpusError(f"the file is not UTF-8 text ({exc.reason})") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise CorpusError(f"the file could not be read ({exc})") from None
+
+
+def _optional_text(record: dict[str, object], keys: tuple[str, ...], number: int) -> str:
+    """The first of ``keys`` the line holds, "" when none (or null): a string, else refused
+    (str() would store an object's or a number's repr as the text)."""
+    key = next((key for key in keys if record.get(key) is not None), keys[0])
+    value = record.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CorpusError(f'"{key}" must be a string', line=number)
+    return value
+
+
+def _check_encodes(text: str, field_name: str, number: int) -> None:
+    # A JSON escape of a lone surrogate ("\ud800") decodes to a str that neither the body's
+    # digest nor the database can encode: refused here, with the line's number.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CorpusError(
+                f'"{field_name}" is not valid Unicode (it holds a lone surrogate such as \\ud800)',
+                line=number,
+            ) from None
 
 
 # --- Markdown / text ----------------------------------------------------------------------------

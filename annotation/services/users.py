@@ -43,9 +43,25 @@ def user_create(
     name_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
     assert isinstance(name_field, Field)  # noqa: S101 - a user model's name is a plain field
     name_field.clean(username, None)
+    # The e-mail too (its format and the column's 254 characters): it is stored by the
+    # get_or_create below, whose INSERT would fail on an over-long one (a DataError).
+    email_field = user_model._meta.get_field("email")
+    assert isinstance(email_field, Field)  # noqa: S101 - AbstractUser's email is a plain field
+    try:
+        email_field.clean(email, None)
+    except ValidationError as exc:
+        raise ValidationError({"email": exc.messages}) from None
     if password == "":
         # set_password("") stores a usable hash: anyone could log in with an empty password.
         raise ValidationError({"password": "a password cannot be empty"})
+    # A command-line argument that is not UTF-8 reaches here with lone surrogates ("\udc80"),
+    # which the e-mail's domain check lets through: neither the INSERT nor the hash could
+    # encode them.
+    for field_name, value in (("email", email), ("password", password or "")):
+        if not _encodes_as_utf8(value):
+            raise ValidationError(
+                {field_name: "not valid UTF-8 text (a lone surrogate such as \\udc80)"}
+            )
     if password is not None and check_password_rules:
         # Checked against the user as they will be (an unsaved one when new), so the
         # likeness-to-name-or-e-mail rule sees the name and e-mail, and before any write.
@@ -69,3 +85,11 @@ def user_create(
     user.groups.add(groups[role])
     token, _ = Token.objects.get_or_create(user=user)
     return user, password, token.key
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

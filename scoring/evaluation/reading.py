@@ -4,7 +4,8 @@
 Rows are parsed by the import parser (``annotation.importers``), so an evaluation set accepts
 what a pair import accepts (a ``prompt`` string or message list with ``chosen``/``rejected``
 strings, ``chosen``/``rejected`` message lists sharing all but the last turn, hh-rlhf
-transcripts); ``subset`` (or ``category``) names the row's subset, ``"default"`` when absent.
+transcripts); ``subset`` (or ``category``), a string or a whole number, names the row's
+subset, ``"default"`` when absent.
 Pure: no Django.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from annotation.importers import ImportFormatError, ImportLimits, iter_raw_rows
+from annotation.importers.row_fields import type_name
 from annotation.importers.rows import RowError, record_from_row
 from core.errors import BadRequest
 
@@ -75,13 +77,14 @@ def read_evaluation_set(
 
 
 def _record(
-    row: dict[str, Any], number: int, filename: str, limits: ImportLimits, *, from_text: bool
+    row: object, number: int, filename: str, limits: ImportLimits, *, from_text: bool
 ) -> EvaluationRecord:
-    subset = row.get("subset", row.get("category"))
-    subset = str(subset).strip() if subset not in (None, "") else DEFAULT_SUBSET
-    if "\x00" in subset:
-        # PostgreSQL text cannot hold NUL: refuse the row here, with its number, not at save.
-        raise EvaluationSetError(f"{filename}: row {number}: subset contains a NUL character")
+    if not isinstance(row, dict):
+        # A JSON array file may hold anything: [1, 2] or [[]] are rows too.
+        raise EvaluationSetError(
+            f"{filename}: row {number}: expected a JSON object, got {type_name(row)}"
+        )
+    subset = _subset(row, number, filename)
     try:
         record = record_from_row(_pair_fields(row), line=number, limits=limits, from_text=from_text)
     except RowError as error:
@@ -90,8 +93,36 @@ def _record(
         conversation=[dict(turn) for turn in record.conversation],
         chosen=record.response_a,
         rejected=record.response_b,
-        subset=subset[:200] or DEFAULT_SUBSET,
+        subset=subset,
     )
+
+
+def _subset(row: dict[str, Any], number: int, filename: str) -> str:
+    """The row's subset: a string or a whole number (a Parquet column may hold those), cut to
+    200 characters; ``DEFAULT_SUBSET`` when absent or blank."""
+    field = "subset" if row.get("subset") not in (None, "") else "category"
+    value = row.get(field)
+    if value in (None, ""):
+        return DEFAULT_SUBSET
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        # str() would store an object's repr or a float's "inf" as the subset's name.
+        raise EvaluationSetError(
+            f"{filename}: row {number}: {field} must be a string, got {type_name(value)}"
+        )
+    # PostgreSQL text holds no NUL, and a lone surrogate ("\ud800", which JSON escapes decode
+    # to) cannot be encoded: refused here with the row's number, not at hashing or saving.
+    if "\x00" in value:
+        raise EvaluationSetError(f"{filename}: row {number}: {field} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EvaluationSetError(
+            f"{filename}: row {number}: {field} is not valid Unicode (it holds a lone "
+            "surrogate such as \\ud800)"
+        ) from None
+    return value.strip()[:200] or DEFAULT_SUBSET
 
 
 def _pair_fields(row: dict[str, Any]) -> dict[str, Any]:

@@ -67,7 +67,13 @@ def resolve_base_model(params: dict[str, Any]) -> Path:
 
     configured = params.get("base_model") or settings.ARBITER.get("BASE_MODEL") or ""
     base = Path(configured) if configured else default_base_path()
-    if not (base / "config.json").is_file():
+    try:
+        is_model = (base / "config.json").is_file()
+    except OSError as error:
+        # is_file() answers False only for a missing path; a name over 255 bytes or a folder
+        # this user may not search raises, and is the user's to fix like a missing one.
+        raise JobError(f"base model {base} cannot be read: {error.strerror or error}") from None
+    if not is_model:
         raise JobError(f"base model {base} is not a model directory (no config.json)")
     return base
 

@@ -55,9 +55,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         path = Path(str(options["file"]))
-        if path.is_dir():
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError as exc:  # a name over 255 bytes, a folder this user may not search
+            raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if is_dir:
             raise CommandError(f"{path} is a directory: give one file")
-        if not path.is_file():
+        if not is_file:
             raise CommandError(f"{path}: no such file")
         fields: dict[str, object] = {"open_to_all": bool(options["open_to_all"])}
         if options["rankings"]:

@@ -65,10 +65,14 @@ class Command(BaseCommand):
                 raise CommandError("give a FILE (JSONL, .zip or a folder) or --wiki-offline")
             else:
                 path = Path(str(file))
-                if not path.exists():
+                try:
+                    exists, is_dir = path.exists(), path.is_dir()
+                except OSError as exc:  # a name over 255 bytes, a folder this user may not search
+                    raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+                if not exists:
                     raise CommandError(f"{path} does not exist")
                 label = str(path)
-                if path.is_dir():
+                if is_dir:
                     documents = documents_from_folder(
                         path, source_prefix=str(options["source_prefix"])
                     )

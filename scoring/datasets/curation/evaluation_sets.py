@@ -19,6 +19,7 @@ from scoring.models import EvaluationPrompt
 MAX_EVALUATION_SET_BYTES = 200 * 1024**2
 # What a gzipped evaluation set may decompress to (RewardBench's prompts are a few MB).
 MAX_EVALUATION_SET_DECOMPRESSED_BYTES = 32 * 1024**2
+_NOT_UNICODE = "is not valid Unicode (it holds a lone surrogate such as \\ud800)"
 
 
 def _prompt_from_record(record: Any) -> str | None:
@@ -114,6 +115,8 @@ def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterabl
         raise CurationError(f"an evaluation set's name is at most {longest} characters")
     if "\x00" in set_name:
         raise CurationError("an evaluation set's name may not contain NUL characters")
+    if not _encodes_as_utf8(set_name):
+        raise CurationError(f"an evaluation set's name {_NOT_UNICODE}")
     rows = [
         EvaluationPrompt(campaign=campaign, set_name=set_name, text=text)
         for text in prompts
@@ -122,7 +125,19 @@ def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterabl
     for number, row in enumerate(rows, 1):
         if "\x00" in row.text:
             raise CurationError(f"prompt {number} of {set_name!r} contains a NUL character")
+        if not _encodes_as_utf8(row.text):
+            raise CurationError(f"prompt {number} of {set_name!r} {_NOT_UNICODE}")
     with transaction.atomic():
         EvaluationPrompt.objects.filter(campaign=campaign, set_name=set_name).delete()
         EvaluationPrompt.objects.bulk_create(rows, batch_size=2000)
     return len(rows)
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    # JSON escapes decode a lone surrogate ("\ud800") into a str, and a command-line argument
+    # may hold one too; PostgreSQL cannot store it, so it is refused before the INSERT.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

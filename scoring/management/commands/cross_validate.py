@@ -16,6 +16,10 @@ from scoring.management.commands._model_job import (
 )
 from scoring.models import Job
 
+# The seeds every trainer takes: numpy's (np.random.seed, which TRL's set_seed calls) end at
+# 2**32 - 1 and refuse negatives; a seed outside them would fail in the worker, not here.
+MAX_SEED = 2**32 - 1
+
 
 class Command(BaseCommand):
     help = (
@@ -32,13 +36,21 @@ class Command(BaseCommand):
         parser.add_argument("--base-model", default=None, help="A local model directory.")
         parser.add_argument("--epochs", default=None, help="Full mode: passes over the pairs.")
         parser.add_argument("--learning-rate", default=None, help="Full mode: peak learning rate.")
-        parser.add_argument("--seed", type=int, default=None, help="Also seeds the fold split.")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help=f"0 to {MAX_SEED}; also seeds the fold split.",
+        )
         parser.add_argument(
             "--include-gold", action="store_true", help="Put the gold pairs into the folds too."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = campaign_named(options["campaign"])
+        seed = options["seed"]
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise CommandError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
         try:
             # The bounds train_reward_model, the Retrain form and the API check
             # (scoring.reward_model.job_settings), and a base model must be a model directory.
@@ -48,8 +60,8 @@ class Command(BaseCommand):
         except JobError as error:
             raise CommandError(str(error)) from error
         params["folds"] = options["folds"]
-        if options["seed"] is not None:
-            params["seed"] = options["seed"]
+        if seed is not None:
+            params["seed"] = seed
         if options["include_gold"]:
             params["include_gold"] = True
 

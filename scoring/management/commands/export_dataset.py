@@ -77,7 +77,13 @@ class Command(BaseCommand):
         manifest_path = Path(options["manifest"]) if options["manifest"] else None
         # Refused before anything is written: OUT must not be replaced when the manifest fails.
         for path in (out, manifest_path):
-            if path is not None and path.is_dir():
+            if path is None:
+                continue
+            try:
+                is_dir = path.is_dir()
+            except OSError as error:  # a name over 255 bytes, a folder this user may not search
+                raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+            if is_dir:
                 raise CommandError(f"{path} is a directory; give a file name")
         suffix = out.suffix.lower()
         file_format = options["format"] or ("jsonl" if suffix == ".jsonl" else "parquet")
