@@ -6,16 +6,17 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from annotation.models import (
     Assignment,
@@ -266,6 +267,14 @@ def _pair_counts_keys(campaign_id: int) -> tuple[str, str, str]:
     return prefix, f"{prefix}:generation", f"{prefix}:recount"
 
 
+def _label_count_keys(campaign_id: int) -> tuple[str, str, str]:
+    """As ``_pair_counts_keys`` for the label count; the pairs' generation, so that a write
+    that moves a pair on (a completing label, say) refreshes both."""
+    _counts, generation, _lock = _pair_counts_keys(campaign_id)
+    prefix = f"campaign-label-count:{campaign_id}"
+    return prefix, generation, f"{prefix}:recount"
+
+
 def campaign_pair_counts(*, campaign: Campaign) -> dict[str, int]:
     """The campaign's pairs by status and their total, gold pairs apart (under "gold").
 
@@ -291,29 +300,49 @@ def _pair_count_rows(campaign: Campaign) -> list[tuple[str, bool, int]]:
     instead sent every workspace request to count at once; now one request counts again (the
     recount lock) while the others show the counts it replaces.
     """
-    counts_key, generation_key, lock_key = _pair_counts_keys(campaign.pk)
+    rows = _cached_count(
+        campaign.pk, _pair_counts_keys(campaign.pk), lambda: _count_pairs(campaign)
+    )
+    return cast(list[tuple[str, bool, int]], rows)
+
+
+def campaign_label_count(*, campaign: Campaign) -> int:
+    """How many labels the campaign holds, cached as its pair counts are (a count of millions
+    of labels on every call of the progress API would read them all each time)."""
+    count = _cached_count(
+        campaign.pk,
+        _label_count_keys(campaign.pk),
+        lambda: Label.objects.filter(campaign=campaign).count(),
+    )
+    return cast(int, count)
+
+
+def _cached_count(campaign_id: int, keys: tuple[str, str, str], count: Callable[[], Any]) -> Any:
+    """What ``count`` returns, served from the cache for ``PROGRESS_CACHE_SECONDS`` within one
+    generation, and while another request counts again, the value it replaces."""
+    counts_key, generation_key, lock_key = keys
     try:
         cached = cache.get_many([counts_key, generation_key])
     except Exception:  # the cache backend's own errors: count, as without a cache
-        logger.warning("could not read campaign %s's cached pair counts", campaign.pk)
-        return _count_pairs(campaign)
+        logger.warning("could not read campaign %s's cached counts", campaign_id)
+        return count()
     generation = cached.get(generation_key)
-    entry = cached.get(counts_key)  # (generation, when counted, rows)
+    entry = cached.get(counts_key)  # (generation, when counted, value)
     if entry is not None:
-        counted_generation, counted_at, rows = entry
+        counted_generation, counted_at, value = entry
         if counted_generation == generation and time.time() - counted_at < PROGRESS_CACHE_SECONDS:
-            return cast(list[tuple[str, bool, int]], rows)
+            return value
         if not cache.add(lock_key, 1, timeout=RECOUNT_LOCK_SECONDS):
-            return cast(list[tuple[str, bool, int]], rows)  # another request is counting
+            return value  # another request is counting
     try:
-        rows = _count_pairs(campaign)
+        value = count()
         # Stamped with the generation read before counting: a label that moved a pair while
         # the count ran started a new one, so these counts are stale at once.
-        cache.set(counts_key, (generation, time.time(), rows), timeout=STALE_COUNTS_SECONDS)
+        cache.set(counts_key, (generation, time.time(), value), timeout=STALE_COUNTS_SECONDS)
     finally:
         if entry is not None:
             cache.delete(lock_key)
-    return rows
+    return value
 
 
 def _count_pairs(campaign: Campaign) -> list[tuple[str, bool, int]]:
@@ -345,19 +374,68 @@ def campaign_pair_counts_forget(*, campaign_id: int) -> None:
         logger.warning("could not forget campaign %s's cached pair counts", campaign_id)
 
 
+# An annotator's label count is kept with the last label id it counted: each call reads only
+# the labels since (label_annotator_recent), not the annotator's whole history. Labels younger
+# than SETTLE_SECONDS are counted but not yet kept: a submit whose transaction took a lower id
+# may still commit after a later one (parallel API clients), and must not fall behind the id
+# kept. The count starts afresh every ANNOTATOR_COUNTS_SECONDS, to forget labels deleted with
+# their pair.
+ANNOTATOR_COUNTS_SECONDS = 3600
+SETTLE_SECONDS = 60
+
+
+def _annotator_counts_key(campaign_id: int, user_id: int) -> str:
+    return f"annotator-counts:{campaign_id}:{user_id}"
+
+
 def annotator_counts(*, campaign: Campaign, user: User) -> dict[str, int]:
-    """How many pairs of the campaign the user has labelled and skipped."""
-    return Assignment.objects.filter(campaign=campaign, annotator=user).aggregate(
-        submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED)),
-        skipped=Count("id", filter=Q(status=Assignment.Status.SKIPPED)),
+    """How many pairs of the campaign the user has labelled and skipped.
+
+    A submitted assignment and its label are written in one transaction, so the labels are
+    counted, as the note above says. Skips are counted from the skipped entries of the
+    assignments' annotator index alone: a skip is the exception, and no label is read for it.
+    """
+    key = _annotator_counts_key(campaign.pk, user.pk)
+    try:
+        entry = cache.get(key)  # (when started, the last label id kept, the labels up to it)
+    except Exception:  # the cache backend's own errors: count everything, as without one
+        logger.warning("could not read the cached label count of %s in %s", user.pk, campaign.pk)
+        entry = None
+    fresh = entry is None or time.time() - entry[0] >= ANNOTATOR_COUNTS_SECONDS
+    started, kept_id, kept = (time.time(), 0, 0) if fresh else entry
+    young = Q(created_at__gte=timezone.now() - timedelta(seconds=SETTLE_SECONDS))
+    found = (
+        Label.objects.filter(campaign=campaign, annotator=user, pk__gt=kept_id)
+        .order_by()
+        .aggregate(
+            new=Count("id"),
+            old=Count("id", filter=~young),
+            old_last=Max("id", filter=~young),
+            young_first=Min("id", filter=young),
+        )
     )
+    # Kept only where the old labels come before every young one (a young label below an old
+    # one, from a web server whose clock runs ahead, would fall behind the id kept).
+    settled = found["old_last"] is not None and (
+        found["young_first"] is None or found["old_last"] < found["young_first"]
+    )
+    if settled or fresh:
+        kept_next = (found["old_last"], kept + found["old"]) if settled else (0, 0)
+        try:
+            cache.set(key, (started, *kept_next), timeout=ANNOTATOR_COUNTS_SECONDS)
+        except Exception:  # best effort: the next call counts again
+            logger.warning("could not cache the label count of %s in %s", user.pk, campaign.pk)
+    skipped = Assignment.objects.filter(
+        campaign=campaign, annotator=user, status=Assignment.Status.SKIPPED
+    ).count()
+    return {"submitted": kept + found["new"], "skipped": skipped}
 
 
 def campaign_progress(*, campaign: Campaign, user: User | None = None) -> dict[str, Any]:
     """What GET /api/campaigns/{id}/progress reports: pairs, labels and the caller's own."""
     progress: dict[str, Any] = {
         "pairs": campaign_pair_counts(campaign=campaign),
-        "labels": Label.objects.filter(campaign=campaign).count(),
+        "labels": campaign_label_count(campaign=campaign),
     }
     if user is not None:
         progress["mine"] = annotator_counts(campaign=campaign, user=user)
@@ -405,19 +483,36 @@ def corpus_has_documents(*, corpus_id: int | None = None) -> bool:
     return documents.exists()
 
 
+# The Back link looks for a label to change among the annotator's latest labels only: it is
+# for the answer just given, and reading every label of a long grace period (or, as it did, of
+# the annotator's whole history) on each pair shown costs more the more they judged.
+CHANGEABLE_AMONG_LATEST = 50
+
+
 def last_changeable_assignment(
     *, campaign: Campaign, user: User, now: datetime
 ) -> Assignment | None:
-    """The user's most recent labelled assignment whose label may still change, if any."""
+    """The user's most recent labelled assignment whose label may still change, if any, among
+    their ``CHANGEABLE_AMONG_LATEST`` latest labels (read by id from label_annotator_recent)."""
     minutes = campaign.label_change_minutes
     if minutes <= 0:
         return None
+    since = now - timedelta(minutes=minutes)
+    latest = (
+        Label.objects.filter(campaign=campaign, annotator=user)
+        .order_by("-id")
+        .values_list("assignment_id", "created_at")[:CHANGEABLE_AMONG_LATEST]
+    )
+    # Two queries: with the latest labels as a subquery, the planner may scan every assignment
+    # for the recent ones instead.
+    recent = [assignment_id for assignment_id, created_at in latest if created_at >= since]
+    if not recent:
+        return None
     return (
         Assignment.objects.filter(
-            campaign=campaign,
-            annotator=user,
+            pk__in=recent,
             status=Assignment.Status.SUBMITTED,
-            finished_at__gte=now - timedelta(minutes=minutes),
+            finished_at__gte=since,
             model_view_shown=False,
         )
         .exclude(pair__status__in=[Pair.Status.RESOLVED, Pair.Status.DISCARDED])

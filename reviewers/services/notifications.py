@@ -20,13 +20,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.core.mail import send_mail
-from django.db.models import Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.roles import Role, user_has_role
+from annotation.models import CampaignMember
+from annotation.roles import Role
 from reviewers.models import Escalation, ExpertSettings
-from reviewers.selectors.access import reviews_campaign
+from reviewers.selectors.access import _REVIEWING_ROLES as REVIEWING_ROLES
 from reviewers.selectors.queue import escalation_queue
 
 NOTIFY_INTERVAL = timedelta(hours=1)
@@ -66,12 +67,55 @@ def _open_in_domains(row: ExpertSettings, expert: User, now: datetime) -> int:
     return open_escalations.count()
 
 
-def _opens_to_them_at(escalation: Escalation, expert: User, row: ExpertSettings) -> datetime | None:
+def _opens_to_them_at(
+    escalation: Escalation, row: ExpertSettings, *, is_admin: bool
+) -> datetime | None:
     # As ``visible_to_expert``: admins and the category's experts see it at once (None), the
     # others at the end of the campaign's domain wait (None too where there is none).
-    if escalation.pair.task_category in row.domains or user_has_role(expert, Role.ADMIN):
+    if escalation.pair.task_category in row.domains or is_admin:
         return None
     return escalation.open_to_all_at
+
+
+def _due_experts(escalation: Escalation, now: datetime) -> QuerySet[User]:
+    """Active experts with an address who can open the escalation's campaign and whose hourly
+    slot is free, with their settings (None: never set, so on for all domains) and
+    ``is_admin``, in one query: the slot, rarely free while escalations come often, is asked
+    first, so that a notice costs no query per expert who is not due an e-mail.
+
+    A superset of those ``experts_notify`` mails: the domains, the wait and an e-mail that
+    counted the escalation already are checked there (the last one again by the slot's UPDATE).
+    """
+    memberships = get_user_model().groups.through.objects.filter(user_id=OuterRef("pk"))
+    is_admin = Q(is_superuser=True) | Exists(memberships.filter(group__name=Role.ADMIN.value))
+    # An e-mail since the last moment anyone came to see the escalation counted it for all
+    # (the slot's UPDATE checks each one's own moment).
+    seen_by_all_since = max(
+        escalation.created_at, escalation.open_to_all_at or escalation.created_at
+    )
+    slot_free = Q(expert_settings__last_notified_at__isnull=True) | Q(
+        expert_settings__last_notified_at__lte=now - NOTIFY_INTERVAL,
+        expert_settings__last_notified_at__lt=seen_by_all_since,
+    )
+    experts = (
+        get_user_model()
+        .objects.filter(Exists(memberships.filter(group__name=Role.EXPERT.value)))
+        .filter(is_active=True)
+        .exclude(email="")
+        .filter(Q(expert_settings__isnull=True) | Q(expert_settings__notify_by_email=True))
+        .filter(slot_free)
+        .select_related("expert_settings")
+        .annotate(is_admin=ExpressionWrapper(is_admin, output_field=BooleanField()))
+        .order_by("pk")
+    )
+    campaign = escalation.campaign
+    if not campaign.open_to_all:
+        # Otherwise they cannot open it: the mail would only tell them of the campaign.
+        reviewers = CampaignMember.objects.filter(
+            campaign_id=campaign.pk, user_id=OuterRef("pk"), role__in=REVIEWING_ROLES
+        )
+        experts = experts.filter(Exists(reviewers) | is_admin)
+    return experts
 
 
 def _notify_again_at(escalation: Escalation) -> None:
@@ -102,21 +146,14 @@ def experts_notify(*, escalation_id: int, now: datetime | None = None) -> int:
     category = escalation.pair.task_category
     if escalation.open_to_all_at is not None and escalation.open_to_all_at > now:
         _notify_again_at(escalation)
-    experts = (
-        get_user_model()
-        .objects.filter(groups__name=Role.EXPERT.value, is_active=True)
-        .exclude(email="")
-        .distinct()
-    )
-    campaign = escalation.campaign
     sent = 0
-    for expert in experts:
-        if not (campaign.open_to_all or reviews_campaign(expert, campaign.pk)):
-            continue  # they cannot open it: the mail would only tell them of the campaign
-        row = expert_settings_for(user=expert)
+    for expert in _due_experts(escalation, now):
+        # None: they never saved their settings (on, all domains); made now, for the slot.
+        row = getattr(expert, "expert_settings", None) or expert_settings_for(user=expert)
         if not row.notify_by_email or not _in_domains(row, category):
             continue
-        opens_at = _opens_to_them_at(escalation, expert, row)
+        # is_admin: the query's annotation, unknown to the type checker.
+        opens_at = _opens_to_them_at(escalation, row, is_admin=getattr(expert, "is_admin", False))
         if opens_at is not None and opens_at > now:
             continue  # still reserved for its category's experts: the later run tells them
         visible_since = opens_at or escalation.created_at
