@@ -26,6 +26,7 @@ from annotation.models import (
     Label,
     MemberTransition,
     Pair,
+    Rewrite,
 )
 from annotation.prepared_reads import fetch_instances, model_columns
 from annotation.roles import Role, user_has_role
@@ -37,6 +38,12 @@ _KNOWN_MEMBERS = "_arbiter_members"
 
 
 logger = logging.getLogger(__name__)
+
+
+def label_rewrite(*, label: Label) -> Rewrite | None:
+    """The label's rewrite (the latest, where labels changed before one label kept one kept
+    several), or None."""
+    return Rewrite.objects.filter(label=label).order_by("-id").first()
 
 
 def member_remember(campaign: Campaign, *, user_id: int, member: CampaignMember | None) -> None:

@@ -34,6 +34,7 @@ from annotation.selectors import (
     campaign_for_annotator,
     campaign_pair_counts,
     campaigns_for_user,
+    label_rewrite,
     last_changeable_assignment,
     member_of,
     shown_pair,
@@ -290,6 +291,13 @@ def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> 
     if label.ranking is not None and assignment.display_order:
         ranks = shown_ranks(label.ranking, display_order=assignment.display_order)
         data.update({f"rank_{position}": rank for position, rank in enumerate(ranks)})
+    rewrite = label_rewrite(label=label) if campaign.takes_rewrites else None
+    if rewrite is not None:
+        # The change replaces the label's rewrite with the form's (none withdraws it), so the
+        # form starts from it, on the side as shown.
+        data["rewrite_text"] = rewrite.text
+        flipped = {"a": "b", "b": "a"}[rewrite.based_on]
+        data["rewrite_based_on"] = flipped if assignment.swapped else rewrite.based_on
     form = LabelForm(data, campaign=campaign)
     form.is_valid()
     return form

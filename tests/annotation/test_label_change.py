@@ -225,3 +225,29 @@ def test_no_change_once_an_expert_decided(campaign, trio, expert):
     assert "expert" in response.json()["detail"]
     pair.refresh_from_db()
     assert (pair.status, pair.consensus_preference) == (Pair.Status.RESOLVED, -1)
+
+
+def test_the_workspace_change_form_starts_from_the_labels_rewrite(client, campaign, annotator_a):
+    """A change without a rewrite withdraws it: the change page fills the rewrite box (side as
+    shown), so changing only the preference in the browser keeps it."""
+    from django.urls import reverse
+
+    campaign.allow_rewrites = True
+    campaign.save()
+    PairFactory(campaign=campaign)
+    assignment = submit(annotator_a, campaign, 1, rewrite={"text": "draft", "based_on": "a"})
+    client.force_login(annotator_a)
+    page = client.get(reverse("assignment-page", args=[assignment.pk])).content.decode()
+    assert "data-rewrite-text" in page and ">draft</textarea>" in page
+    assert 'value="a" data-rewrite-base checked' in page  # "a" as shown, whatever the swap
+    # The browser posts the form as shown, the preference changed and the rewrite as filled.
+    shown_preference = -2 if assignment.swapped else 2
+    response = client.post(
+        reverse("assignment-label-change", args=[assignment.pk]),
+        {"preference": str(shown_preference), "rewrite_text": "draft", "rewrite_based_on": "a"},
+    )
+    assert response.status_code in (200, 302)
+    label = Label.objects.get(assignment=assignment)
+    assert label.preference == 2
+    side = "b" if assignment.swapped else "a"
+    assert list(Rewrite.objects.values_list("text", "based_on")) == [("draft", side)]
