@@ -205,3 +205,14 @@ def test_the_queue_and_the_nav_name_no_campaign_the_expert_cannot_open(client, e
     html = client.get(reverse("expert-queue")).content.decode()
     assert "Secret Project X" in html and "bioweapons-redteam" in html
     assert 'aria-label="1 open"' in html
+
+
+def test_a_desired_attributes_list_shows_one_item_a_line(client, expert, disputed):
+    """An imported list is stored one item a line (an item may hold commas); the page keeps
+    the lines apart, escaped."""
+    escalation, _ = disputed
+    Pair.objects.filter(pk=escalation.pair_id).update(
+        desired_attributes="concise\ncites sources, with <links>"
+    )
+    page = _logged_in(client, expert).get(reverse("escalation-review", args=[escalation.pk]))
+    assert "concise<br>cites sources, with &lt;links&gt;" in page.content.decode()
