@@ -35,7 +35,13 @@ from reviewers.selectors.access import (
     require_expert,
 )
 from reviewers.selectors.quality import agreement_report, quality_report
-from reviewers.selectors.queue import QUEUE_ORDERS, claim_state, escalation_queue, queue_domains
+from reviewers.selectors.queue import (
+    QUEUE_ORDERS,
+    claim_state,
+    claim_states,
+    escalation_queue,
+    queue_domains,
+)
 from reviewers.selectors.review import escalation_review
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import (
@@ -74,8 +80,8 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
         campaign_id=campaign_id, order=order, viewer=request.user, domain=domain or None
     )
     rows = [
-        {"escalation": escalation, "claim": claim_state(escalation, viewer=request.user)}
-        for escalation in queue[:QUEUE_PAGE_SIZE]
+        {"escalation": escalation, "claim": claim}
+        for escalation, claim in claim_states(queue[:QUEUE_PAGE_SIZE], viewer=request.user)
     ]
     context = {
         "rows": rows,

@@ -125,6 +125,19 @@ class Label(models.Model):
             ),
             # An annotator's latest labels in a campaign: the rolling quality window.
             models.Index(fields=["annotator", "campaign", "-id"], name="label_annotator_recent"),
+            # An annotator's gold checks in a campaign, latest or first: quarantine's gold
+            # window and qualification read them without walking every other label.
+            models.Index(
+                fields=["annotator", "campaign", "-id"],
+                condition=Q(is_gold_check=True),
+                name="label_gold_checks",
+            ),
+            # The members page counts each member's labels set aside (a few, if any).
+            models.Index(
+                fields=["campaign", "annotator"],
+                condition=Q(set_aside=True),
+                name="label_set_aside",
+            ),
         ]
 
     def __str__(self) -> str:

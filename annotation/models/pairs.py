@@ -131,7 +131,11 @@ class Pair(models.Model):
                 name="pair_open_queue",
                 condition=Q(status__in=["queued", "in_annotation"]),
             ),
-            models.Index(fields=["campaign", "status"], name="pair_campaign_status"),
+            # With is_gold, a count of pairs by status, gold apart (the workspace's counts, the
+            # dashboard's), can read this index alone, not the pairs' wide rows.
+            models.Index(
+                fields=["campaign", "status", "is_gold"], name="pair_campaign_status_gold"
+            ),
             # What opening a round reads: the pool's pairs by priority, then id, so the next
             # round's LIMIT n rows come off the index in order instead of sorting a pool of
             # millions (scoring.loop.rounds.round_open_next).
@@ -142,6 +146,16 @@ class Pair(models.Model):
             ),
             # Filters by category (export, agreement) are always within a campaign.
             models.Index(fields=["campaign", "task_category"], name="pair_campaign_category"),
+            # Drawing a gold check reads the campaign's gold pairs only (a few dozen to a few
+            # thousand), not every pair (annotation.services.assignments._take_gold_pair).
+            models.Index(fields=["campaign", "id"], name="pair_gold", condition=Q(is_gold=True)),
+            # The rewrite step's queue: the few "both bad" pairs, oldest first
+            # (reviewers.selectors.queue.rewrite_queue).
+            models.Index(
+                fields=["campaign", "id"],
+                name="pair_both_bad",
+                condition=Q(consensus_outcome=Outcome.BOTH_BAD),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotation.errors import AlreadyFinished
@@ -359,12 +359,13 @@ def _take_gold_pair(
     campaign: Campaign, annotator: User, now: datetime, rng: random.Random
 ) -> Assignment | None:
     """Gold checks do not use slots: any number of annotators may see a gold pair."""
-    already_had = Assignment.objects.filter(annotator=annotator, campaign=campaign).values(
-        "pair_id"
-    )
+    # NOT EXISTS, not NOT IN: the planner may then ask, for each gold pair (pair_gold), whether
+    # the annotator had it (assignment_pair_annotator), instead of always reading their whole
+    # history in the campaign.
+    already_had = Assignment.objects.filter(annotator=annotator, pair_id=OuterRef("pk"))
     gold_ids = list(
         Pair.objects.filter(campaign=campaign, is_gold=True)
-        .exclude(pk__in=already_had)
+        .filter(~Exists(already_had))
         .values_list("id", flat=True)[:200]
     )
     if not gold_ids:

@@ -3,6 +3,7 @@ who holds a claim; and the rewrite step's queue."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -77,20 +78,31 @@ def next_escalation_for(
     return claimable.order_by(*QUEUE_ORDERS["oldest"]).first()
 
 
-def claim_state(
-    escalation: Escalation, *, viewer: User, now: datetime | None = None
-) -> dict[str, Any]:
-    """Who holds the claim, as this viewer may know it: experts do not see each other's names."""
-    now = now or timezone.now()
-    held = (
+def _held(escalation: Escalation, now: datetime) -> bool:
+    return (
         escalation.claimed_by_id is not None
         and escalation.claim_expires_at is not None
         and escalation.claim_expires_at >= now
     )
+
+
+def claim_state(
+    escalation: Escalation,
+    *,
+    viewer: User,
+    now: datetime | None = None,
+    viewer_is_admin: bool | None = None,
+) -> dict[str, Any]:
+    """Who holds the claim, as this viewer may know it: experts do not see each other's names.
+
+    A page of claims passes ``viewer_is_admin``, read once: a signed-in session's user has no
+    remembered roles, so asking here costs a query per row held by someone else."""
+    now = now or timezone.now()
+    held = _held(escalation, now)
     mine = held and escalation.claimed_by_id == viewer.pk
     holder = None
     if held and not mine:
-        is_admin = user_has_role(viewer, Role.ADMIN)
+        is_admin = user_has_role(viewer, Role.ADMIN) if viewer_is_admin is None else viewer_is_admin
         claimer = escalation.claimed_by
         holder = claimer.username if is_admin and claimer is not None else "another expert"
     return {
@@ -100,6 +112,22 @@ def claim_state(
         "expires_at": escalation.claim_expires_at if held else None,
         "overdue": escalation.deadline is not None and escalation.deadline < now,
     }
+
+
+def claim_states(
+    escalations: Iterable[Escalation], *, viewer: User, now: datetime | None = None
+) -> list[tuple[Escalation, dict[str, Any]]]:
+    """Each escalation of a page with its ``claim_state``: whether the viewer is an admin is
+    read once, and only if some claim is held by someone else."""
+    now = now or timezone.now()
+    is_admin: bool | None = None
+    rows = []
+    for escalation in escalations:
+        if is_admin is None and _held(escalation, now) and escalation.claimed_by_id != viewer.pk:
+            is_admin = user_has_role(viewer, Role.ADMIN)
+        state = claim_state(escalation, viewer=viewer, now=now, viewer_is_admin=is_admin)
+        rows.append((escalation, state))
+    return rows
 
 
 def rewrite_queue(*, campaign: Campaign, limit: int = 50) -> QuerySet[Pair]:

@@ -42,6 +42,9 @@ from annotation.services.members import (
 from reviewers.consensus import direction
 
 _SETTLED = (Pair.Status.COMPLETE, Pair.Status.RESOLVED)
+# How many windows of an annotator's latest labels the agreement measure looks through for
+# labels on settled pairs.
+_AGREEMENT_LOOKBACK = 10
 
 
 def _hits(rows: list[tuple[int, int | None]]) -> int:
@@ -100,25 +103,41 @@ def rolling_figures(
 
     Only labels created after ``since`` (the member's last transition into active, see
     ``active_since``) count: a restored (or newly admitted) member starts a fresh window and
-    is judged again once ``quarantine_min_checks`` new checks exist."""
+    is judged again once ``quarantine_min_checks`` new checks exist. A measure whose minimum
+    is 0 (off) is not read: it shows no checks. Agreement looks for its ``quarantine_window``
+    settled labels among the annotator's last ``_AGREEMENT_LOOKBACK`` windows of labels."""
     window = campaign.quarantine_window
     mine = Label.objects.filter(campaign=campaign, annotator_id=annotator_id, set_aside=False)
     if since is not None:
         mine = mine.filter(created_at__gt=since)
-    gold = list(
-        mine.filter(is_gold_check=True, pair__gold_preference__isnull=False)
-        .order_by("-id")
-        .values_list("preference", "pair__gold_preference")[:window]
-    )
-    settled = list(
-        mine.filter(
-            is_gold_check=False,
-            pair__status__in=_SETTLED,
-            pair__consensus_preference__isnull=False,
+    gold: list[tuple[int, int | None]] = []
+    if campaign.quarantine_min_gold_accuracy > 0:
+        # label_gold_checks: only the annotator's gold checks are read, however few.
+        gold = list(
+            mine.filter(is_gold_check=True, pair__gold_preference__isnull=False)
+            .order_by("-id")
+            .values_list("preference", "pair__gold_preference")[:window]
         )
-        .order_by("-id")
-        .values_list("preference", "pair__consensus_preference")[:window]
-    )
+    settled: list[tuple[int, int | None]] = []
+    if campaign.quarantine_min_agreement > 0:
+        # Bounded: looking further back for settled pairs (an annotator far ahead of the
+        # others, pairs that escalate) read the annotator's whole history on each label, under
+        # the pair's row lock. The ids are fetched first: given as a subquery, the planner may
+        # join them by walking the label table's primary key back from the newest label.
+        recent = list(
+            mine.filter(is_gold_check=False)
+            .order_by("-id")
+            .values_list("id", flat=True)[: window * _AGREEMENT_LOOKBACK]
+        )
+        settled = list(
+            Label.objects.filter(
+                id__in=recent,
+                pair__status__in=_SETTLED,
+                pair__consensus_preference__isnull=False,
+            )
+            .order_by("-id")
+            .values_list("preference", "pair__consensus_preference")[:window]
+        )
     gold_correct, agreeing = _hits(gold), _hits(settled)
     return {
         "window": window,
