@@ -355,6 +355,7 @@ class ImportApi(APIView):
             "status": job.status,
             "created": job.created_count,
             "duplicates": job.duplicate_count,
+            "made_gold": job.made_gold_count,
         }
         if job.status == ImportJob.Status.FAILED:
             return Response({**body, "detail": job.error, "line": job.error_line}, status=400)

@@ -30,6 +30,8 @@ class ImportJob(models.Model):
     rows_read = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
+    # A gold import's rows that made pairs already in the campaign gold.
+    made_gold_count = models.PositiveIntegerField(default=0)
     error_line = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(

@@ -249,6 +249,7 @@ def _record_success(job: ImportJob, result: ImportResult) -> None:
     job.rows_read = result.rows_read
     job.created_count = result.created
     job.duplicate_count = result.duplicates
+    job.made_gold_count = result.made_gold
     job.progress = 1.0
     job.finished_at = timezone.now()
     job.save()

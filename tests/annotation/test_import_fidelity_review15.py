@@ -258,7 +258,8 @@ def test_a_gold_file_makes_the_pairs_already_imported_gold(admin_user, tmp_path)
 
     response = api_import(admin_user, campaign, "gold.jsonl", gold, as_gold=True)
     assert response.status_code == 201, response.json()
-    assert response.json()["created"] == 0
+    body = response.json()
+    assert (body["created"], body["made_gold"], body["duplicates"]) == (0, 2, 0)
     made = Pair.objects.filter(campaign=campaign, is_gold=True).order_by("pk")
     assert [(p.response_a, p.gold_preference, p.consensus_preference) for p in made] == [
         ("right0", 1, 1),

@@ -94,6 +94,7 @@ class Command(BaseCommand):
                     "rows": result.rows_read,
                     "created": result.created,
                     "duplicates": result.duplicates,
+                    "made_gold": result.made_gold,
                     "seconds": round(time.perf_counter() - started, 3),
                 }
             )
