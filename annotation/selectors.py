@@ -357,7 +357,8 @@ def _count_pairs(campaign: Campaign) -> list[tuple[str, bool, int]]:
         Pair.objects.filter(campaign=campaign)
         .order_by()
         .values_list("status", "is_gold")
-        .annotate(n=Count("id"))
+        # COUNT(*), not of a column: the (campaign, status, is_gold) index answers alone.
+        .annotate(n=Count("*"))
     )
 
 

@@ -122,3 +122,24 @@ def test_a_campaign_another_run_is_refreshing_is_skipped(annotator_a) -> None:
 def test_the_beat_drops_a_refresh_not_started_within_its_minute(settings) -> None:
     entry = settings.CELERY_BEAT_SCHEDULE["refresh-dashboards"]
     assert entry["options"]["expires"] < entry["schedule"]
+
+
+def test_the_dashboard_index_reads_each_campaigns_cached_pair_counts() -> None:
+    """The index page (refreshed every 10 s while open) grouped the whole pair table; it now
+    reads the counts the workspace and the progress API keep for each campaign."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.selectors import campaign_pair_counts
+
+    campaigns = [CampaignFactory() for _ in range(2)]
+    PairFactory.create_batch(3, campaign=campaigns[0])
+    PairFactory(campaign=campaigns[1], is_gold=True, status=Pair.Status.COMPLETE)
+    for campaign in campaigns:
+        campaign_pair_counts(campaign=campaign)  # warm, as the annotators' pages keep them
+    with CaptureQueriesContext(connection) as queries:
+        listed = {item["id"]: item for item in selectors.dashboard_campaigns()}
+    assert not [q["sql"] for q in queries.captured_queries if '"annotation_pair"' in q["sql"]]
+    first, second = listed[campaigns[0].pk], listed[campaigns[1].pk]
+    assert (first["total"], first["buckets"]["pending"], first["gold"]) == (3, 3, 0)
+    assert (second["total"], second["gold"], second["complete_share"]) == (0, 1, None)
