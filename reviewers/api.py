@@ -26,7 +26,7 @@ from reviewers.selectors.access import (
     require_expert,
 )
 from reviewers.selectors.quality import agreement_report, quality_report
-from reviewers.selectors.queue import claim_state, escalation_queue, rewrite_queue
+from reviewers.selectors.queue import claim_state, claim_states, escalation_queue, rewrite_queue
 from reviewers.selectors.review import escalation_review
 from reviewers.services.adjudications import adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
@@ -160,7 +160,9 @@ class EscalationOutputSerializer(serializers.Serializer):
     claim = serializers.SerializerMethodField()
 
     def get_claim(self, escalation) -> dict:  # noqa: ANN001 - an Escalation
-        state = claim_state(escalation, viewer=self.context["viewer"])
+        # A page's states come read together (claim_states: the viewer's roles asked once).
+        states = self.context.get("claim_states") or {}
+        state = states.get(escalation.pk) or claim_state(escalation, viewer=self.context["viewer"])
         return {
             "held": state["held"],
             "mine": state["mine"],
@@ -202,8 +204,11 @@ class EscalationListApi(APIView):
             viewer=request.user,
             domain=data.get("domain") or None,
         )
-        page = queue[data["offset"] : data["offset"] + data["limit"]]
-        serializer = EscalationOutputSerializer(page, many=True, context={"viewer": request.user})
+        page = list(queue[data["offset"] : data["offset"] + data["limit"]])
+        states = {row.pk: state for row, state in claim_states(page, viewer=request.user)}
+        serializer = EscalationOutputSerializer(
+            page, many=True, context={"viewer": request.user, "claim_states": states}
+        )
         return Response(serializer.data)
 
 

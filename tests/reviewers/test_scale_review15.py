@@ -153,3 +153,33 @@ def test_the_expert_queue_page_asks_the_viewers_roles_once(client, django_assert
             response = client.get("/experts/queue/")
         assert response.status_code == 200
         assert response.content.count(b"another expert") == n
+
+
+def test_the_escalations_api_asks_a_session_viewers_roles_once(client):
+    """The API called from a signed-in browser session (no roles remembered with its user)
+    read the viewer's roles once per escalation another expert held."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    campaign = CampaignFactory()
+    viewer = user_with_role("viewer", Role.EXPERT)
+    holder = user_with_role("holder", Role.EXPERT)
+    client.force_login(viewer, backend="django.contrib.auth.backends.ModelBackend")
+    soon = timezone.now() + timedelta(hours=1)
+    counts = {}
+    for n in (3, 30):
+        Escalation.objects.all().delete()
+        for pair in PairFactory.create_batch(n, campaign=campaign, status=Pair.Status.ESCALATED):
+            Escalation.objects.create(
+                campaign=campaign,
+                pair=pair,
+                reason="disagreement",
+                claimed_by=holder,
+                claim_expires_at=soon,
+            )
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/api/escalations")
+        assert response.status_code == 200
+        assert [row["claim"]["holder"] for row in response.json()] == ["another expert"] * n
+        counts[n] = len(queries.captured_queries)
+    assert counts[30] == counts[3]
