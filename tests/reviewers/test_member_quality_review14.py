@@ -189,3 +189,16 @@ def test_gold_checks_from_an_open_campaign_do_not_count_for_a_later_membership()
     # Without a start, the figures still score the first checks ever answered (both wrong).
     figures = qualification_figures(campaign=campaign, annotator_id=user.pk)
     assert (figures["checks"], figures["correct"]) == (2, 0)
+
+
+def test_the_members_page_shows_only_the_measures_that_are_on(client, admin_user):
+    """Review 15: a measure whose minimum is 0 is not read (nor its checks counted), so the
+    page no longer shows it as "gold 0/0" beside the agreement that quarantined them."""
+    from django.urls import reverse
+
+    campaign = _watched()  # agreement on, gold accuracy off
+    _quarantined(campaign)
+    client.force_login(admin_user)
+    page = client.get(reverse("campaign-members", args=[campaign.pk])).content.decode()
+    assert "; agreement 0/2" in page
+    assert "gold 0/0" not in page
