@@ -23,6 +23,7 @@ from annotation.importers.records import (
     nfc,
 )
 from core.errors import BadRequest
+from core.text import encodes_as_utf8
 
 # The lengths of the pair's columns that have one (a test checks them against the model).
 EXTERNAL_ID_MAX_CHARS = 255
@@ -199,7 +200,7 @@ def text_value(value: Any, field: str, limits: ImportLimits, *, allow_empty: boo
         and len(value) <= limits.max_field_chars
         and "\x00" not in value
         and (allow_empty or (value and not value.isspace()))
-        and (value.isascii() or _encodes_as_utf8(value))
+        and encodes_as_utf8(value)
     ):
         return value
     raise RowError(_text_error(value, field, limits, allow_empty=allow_empty))
@@ -215,20 +216,9 @@ def _text_error(value: Any, field: str, limits: ImportLimits, *, allow_empty: bo
     if "\x00" in value:
         # PostgreSQL text cannot hold NUL; failing here names the row.
         return f"{field} contains a NUL character"
-    if not _encodes_as_utf8(value):
+    if not encodes_as_utf8(value):
         return _NOT_UNICODE.format(field=field)
     return f"{field} is not valid text"
-
-
-def _encodes_as_utf8(value: str) -> bool:
-    # JSON escapes decode lone surrogates ("\ud800") into a str that PostgreSQL's COPY cannot
-    # encode; caught here, the error names the row and the field. Hashed texts are also caught
-    # by the hash, but a source or an attribute is not hashed.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def short_text(value: Any, field: str, max_chars: int) -> str | None:
@@ -242,7 +232,7 @@ def short_text(value: Any, field: str, max_chars: int) -> str | None:
         raise RowError(f"{field} is longer than {max_chars} characters")
     if "\x00" in value:
         raise RowError(f"{field} contains a NUL character")
-    if not value.isascii() and not _encodes_as_utf8(value):
+    if not encodes_as_utf8(value):
         raise RowError(_NOT_UNICODE.format(field=field))
     return value or None
 

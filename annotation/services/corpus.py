@@ -27,6 +27,7 @@ from django.db.models.functions import MD5
 from annotation.models import Corpus, Document
 from annotation.tools.search import strip_control_chars
 from core.errors import BadRequest
+from core.text import encodes_as_utf8
 
 MAX_TITLE_CHARS = 500
 MAX_SOURCE_CHARS = 1000
@@ -315,14 +316,11 @@ def _optional_text(record: dict[str, object], keys: tuple[str, ...], number: int
 def _check_encodes(text: str, field_name: str, number: int) -> None:
     # A JSON escape of a lone surrogate ("\ud800") decodes to a str that neither the body's
     # digest nor the database can encode: refused here, with the line's number.
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise CorpusError(
-                f'"{field_name}" is not valid Unicode (it holds a lone surrogate such as \\ud800)',
-                line=number,
-            ) from None
+    if not encodes_as_utf8(text):
+        raise CorpusError(
+            f'"{field_name}" is not valid Unicode (it holds a lone surrogate such as \\ud800)',
+            line=number,
+        )
 
 
 # --- Markdown / text ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from django.db.models import Field
 from rest_framework.authtoken.models import Token
 
 from annotation.roles import Role, role_groups
+from core.text import encodes_as_utf8
 
 
 @transaction.atomic
@@ -58,7 +59,7 @@ def user_create(
     # which the e-mail's domain check lets through: neither the INSERT nor the hash could
     # encode them.
     for field_name, value in (("email", email), ("password", password or "")):
-        if not _encodes_as_utf8(value):
+        if not encodes_as_utf8(value):
             raise ValidationError(
                 {field_name: "not valid UTF-8 text (a lone surrogate such as \\udc80)"}
             )
@@ -85,11 +86,3 @@ def user_create(
     user.groups.add(groups[role])
     token, _ = Token.objects.get_or_create(user=user)
     return user, password, token.key
-
-
-def _encodes_as_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

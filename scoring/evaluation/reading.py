@@ -19,6 +19,7 @@ from annotation.importers import ImportFormatError, ImportLimits, iter_raw_rows
 from annotation.importers.row_fields import type_name
 from annotation.importers.rows import RowError, record_from_row
 from core.errors import BadRequest
+from core.text import encodes_as_utf8
 
 # RewardBench is ~3,000 pairs and a few MB; sets are held whole once read.
 MAX_SET_BYTES = 256 * 1024**2
@@ -115,13 +116,11 @@ def _subset(row: dict[str, Any], number: int, filename: str) -> str:
     # to) cannot be encoded: refused here with the row's number, not at hashing or saving.
     if "\x00" in value:
         raise EvaluationSetError(f"{filename}: row {number}: {field} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+    if not encodes_as_utf8(value):
         raise EvaluationSetError(
             f"{filename}: row {number}: {field} is not valid Unicode (it holds a lone "
             "surrogate such as \\ud800)"
-        ) from None
+        )
     return value.strip()[:200] or DEFAULT_SUBSET
 
 

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 from django.db import transaction
 
 from annotation.models import Campaign
+from core.text import encodes_as_utf8
 from scoring.datasets.curation.consistency import CurationError
 from scoring.models import EvaluationPrompt
 
@@ -115,7 +116,7 @@ def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterabl
         raise CurationError(f"an evaluation set's name is at most {longest} characters")
     if "\x00" in set_name:
         raise CurationError("an evaluation set's name may not contain NUL characters")
-    if not _encodes_as_utf8(set_name):
+    if not encodes_as_utf8(set_name):
         raise CurationError(f"an evaluation set's name {_NOT_UNICODE}")
     rows = [
         EvaluationPrompt(campaign=campaign, set_name=set_name, text=text)
@@ -125,19 +126,9 @@ def evaluation_set_upload(*, campaign: Campaign, set_name: str, prompts: Iterabl
     for number, row in enumerate(rows, 1):
         if "\x00" in row.text:
             raise CurationError(f"prompt {number} of {set_name!r} contains a NUL character")
-        if not _encodes_as_utf8(row.text):
+        if not encodes_as_utf8(row.text):
             raise CurationError(f"prompt {number} of {set_name!r} {_NOT_UNICODE}")
     with transaction.atomic():
         EvaluationPrompt.objects.filter(campaign=campaign, set_name=set_name).delete()
         EvaluationPrompt.objects.bulk_create(rows, batch_size=2000)
     return len(rows)
-
-
-def _encodes_as_utf8(text: str) -> bool:
-    # JSON escapes decode a lone surrogate ("\ud800") into a str, and a command-line argument
-    # may hold one too; PostgreSQL cannot store it, so it is refused before the INSERT.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
