@@ -54,7 +54,11 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
         stale = Assignment.objects.filter(status=Assignment.Status.ACTIVE, lease_expires_at__lt=now)
         if _supports_skip_locked():
             stale = stale.select_for_update(skip_locked=True)
-        rows = list(stale.values_list("id", "pair_id", "kind", "swapped")[:limit])
+        # In pair order, as every other walk over several pairs locks them: two sweeps, or a
+        # sweep and a quarantine's pass, cannot each hold a pair the other waits for.
+        rows = list(
+            stale.order_by("pair_id", "id").values_list("id", "pair_id", "kind", "swapped")[:limit]
+        )
         for assignment_id, pair_id, kind, swapped in rows:
             # The status guard makes a concurrent submit or skip win cleanly.
             changed = Assignment.objects.filter(
@@ -74,9 +78,13 @@ def assignments_end_for_annotator(
     now = now or timezone.now()
     ended = 0
     with transaction.atomic():
-        rows = Assignment.objects.filter(
-            campaign=campaign, annotator_id=annotator_id, status=Assignment.Status.ACTIVE
-        ).values_list("id", "pair_id", "kind", "swapped")
+        rows = (
+            Assignment.objects.filter(
+                campaign=campaign, annotator_id=annotator_id, status=Assignment.Status.ACTIVE
+            )
+            .order_by("pair_id", "id")  # pair order, as assignments_expire
+            .values_list("id", "pair_id", "kind", "swapped")
+        )
         for assignment_id, pair_id, kind, swapped in list(rows):
             changed = Assignment.objects.filter(
                 pk=assignment_id, status=Assignment.Status.ACTIVE
