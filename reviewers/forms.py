@@ -94,7 +94,12 @@ class ExpertSettingsForm(forms.Form):
         required=False,
         max_length=2000,
         label="Only in these task categories",
-        help_text="Comma-separated, e.g. math, code. Empty: every category.",
+        help_text=(
+            "Comma-separated, e.g. math, code. Escalations of these categories reach you at "
+            "once, by e-mail too; the others once their campaign's domain wait is over (60 "
+            "minutes by default). Empty: e-mail about every category, and see each escalation "
+            "once its wait is over."
+        ),
     )
 
     def domain_list(self) -> list[str]:

@@ -41,6 +41,7 @@ from reviewers.selectors.queue import (
     claim_states,
     escalation_queue,
     queue_domains,
+    queue_held_back,
 )
 from reviewers.selectors.review import escalation_review
 from reviewers.services.adjudications import adjudication_resolve
@@ -93,6 +94,7 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
         "campaigns": campaigns_reviewable(request.user),
         "domain": domain,
         "domains": queue_domains(viewer=request.user),
+        "held_back": queue_held_back(viewer=request.user),
     }
     template = "reviewers/queue.html#queue-table" if request.htmx else "reviewers/queue.html"
     return render(request, template, context)

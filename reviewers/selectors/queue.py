@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Campaign, Outcome, Pair
@@ -44,6 +44,16 @@ def escalation_queue(
     if domain:
         escalations = escalations.filter(pair__task_category=domain)
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
+
+
+def queue_held_back(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
+    """Open escalations the viewer may review but not yet: reserved for the experts of their
+    task category until the campaign's domain wait is over. How many, and when the first
+    opens to all (so an empty queue can say why it is empty)."""
+    now = now or timezone.now()
+    escalations = visible_to(Escalation.objects.filter(status=Escalation.Status.OPEN), viewer)
+    held = escalations.exclude(visible_to_expert(viewer, now=now))
+    return held.aggregate(count=Count("id"), opens_at=Min("open_to_all_at"))
 
 
 def queue_domains(*, viewer: User) -> list[str]:

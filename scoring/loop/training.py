@@ -345,7 +345,8 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
     heldout = heldout_pairs(campaign=campaign, train_on_gold_share=gold_share)
     base = resolve_base_model(params)
     context.log(
-        f"training a {config.mode} model on {len(data)} pairs from {base.name}; "
+        # The whole path: the packaged default's folder is called "model".
+        f"training a {config.mode} model on {len(data)} pairs from {base}; "
         f"{len(heldout)} gold pairs held out"
     )
     processes = int(params.get("processes") or 1)

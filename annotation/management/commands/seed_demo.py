@@ -92,6 +92,9 @@ class Command(BaseCommand):
             guidelines=DEMO_GUIDELINES,
             scale=Scale.FIVE_POINT,
             gold_share=0.1,
+            # The demo's one expert covers every category: its disputes reach them at once
+            # (by default another category's wait an hour for its own experts).
+            escalation_domain_wait_minutes=0,
         )
         rows = generate_demo_pairs(n_pairs + n_gold, seed=0)
         with tempfile.TemporaryDirectory() as folder:
