@@ -221,10 +221,11 @@ def silver_summary(*, campaign: Campaign) -> dict[str, Any]:
             "evaluation_sets": evaluation_sets,
         }
 
-    summary = dict(_cached(_campaign_key(campaign, "silver"), CACHE_SECONDS, compute))
-    summary["job"] = (
-        Job.objects.filter(campaign=campaign, kind=Job.Kind.CURATE).order_by("-id").first()
-    )
+    job = Job.objects.filter(campaign=campaign, kind=Job.Kind.CURATE).order_by("-id").first()
+    # Keyed by the latest curation's state: the panel that says it finished shows its verdicts.
+    state = f"{job.pk}-{job.status}" if job is not None else "none"
+    summary = dict(_cached(_campaign_key(campaign, f"silver:{state}"), CACHE_SECONDS, compute))
+    summary["job"] = job
     return summary
 
 

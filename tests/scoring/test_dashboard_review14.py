@@ -143,3 +143,21 @@ def test_the_dashboard_index_reads_each_campaigns_cached_pair_counts() -> None:
     first, second = listed[campaigns[0].pk], listed[campaigns[1].pk]
     assert (first["total"], first["buckets"]["pending"], first["gold"]) == (3, 3, 0)
     assert (second["total"], second["gold"], second["complete_share"]) == (0, 1, None)
+
+
+def test_the_silver_panel_shows_a_finished_curations_verdicts_at_once() -> None:
+    """The panel cached its counts for seconds while reading the job fresh: right after
+    "Succeeded" it still showed every pair uncurated."""
+    from scoring.models import Job
+
+    campaign = CampaignFactory()
+    pairs = PairFactory.create_batch(3, campaign=campaign, silver_preference=1)
+    job = Job.objects.create(campaign=campaign, kind=Job.Kind.CURATE, status=Job.Status.RUNNING)
+    before = selectors.silver_summary(campaign=campaign)
+    assert (before["uncurated"], before["verdicts"]) == (3, {})
+    Pair.objects.filter(pk__in=[pair.pk for pair in pairs[:2]]).update(curation="kept")
+    Pair.objects.filter(pk=pairs[2].pk).update(curation="discarded")
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    after = selectors.silver_summary(campaign=campaign)
+    assert after["job"].status == Job.Status.SUCCEEDED
+    assert (after["uncurated"], after["verdicts"]) == (0, {"kept": 2, "discarded": 1})
