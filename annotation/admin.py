@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from annotation.models import (
     Assignment,
@@ -17,6 +20,7 @@ from annotation.models import (
     Rewrite,
     Round,
 )
+from annotation.services.members import member_remove
 from core.admin_paging import EstimatedCountPaginator
 
 
@@ -95,6 +99,10 @@ admin.site.register(Corpus)
 admin.site.register(Document)
 
 
+def _admin(request: HttpRequest) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
 @admin.register(CampaignMember)
 class CampaignMemberAdmin(admin.ModelAdmin):
     # Read-only state: changes go through the members page or API, which record transitions.
@@ -102,6 +110,15 @@ class CampaignMemberAdmin(admin.ModelAdmin):
     list_filter = ["role", "state"]
     search_fields = ["user__username", "campaign__name"]
     readonly_fields = ["state", "qualification"]
+
+    # Deleting here is removing from the campaign: through member_remove, so the state
+    # history ends in "removed" (a quarantine stops counting) and their leases end.
+    def delete_model(self, request: HttpRequest, obj: CampaignMember) -> None:
+        member_remove(campaign=obj.campaign, user_id=obj.user_id, by=_admin(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[CampaignMember]) -> None:
+        for member in queryset.select_related("campaign"):
+            member_remove(campaign=member.campaign, user_id=member.user_id, by=_admin(request))
 
 
 @admin.register(MemberTransition)

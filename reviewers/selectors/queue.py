@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotation.models import Campaign, Outcome, Pair
+from annotation.models import Campaign, Outcome, Pair, Rewrite
 from annotation.roles import Role, user_has_role
 from reviewers.models import Escalation
 from reviewers.selectors.access import visible_to, visible_to_expert
@@ -50,9 +50,11 @@ def queue_held_back(*, viewer: User, now: datetime | None = None) -> dict[str, A
     """Open escalations the viewer may review but not yet: reserved for the experts of their
     task category until the campaign's domain wait is over. How many, and when the first
     opens to all (so an empty queue can say why it is empty)."""
+    if user_has_role(viewer, Role.ADMIN):  # admins see every escalation at once
+        return {"count": 0, "opens_at": None}
     now = now or timezone.now()
     escalations = visible_to(Escalation.objects.filter(status=Escalation.Status.OPEN), viewer)
-    held = escalations.exclude(visible_to_expert(viewer, now=now))
+    held = escalations.filter(open_to_all_at__gt=now).exclude(visible_to_expert(viewer, now=now))
     return held.aggregate(count=Count("id"), opens_at=Min("open_to_all_at"))
 
 
@@ -146,12 +148,17 @@ def rewrite_queue(*, campaign: Campaign, limit: int = 50) -> QuerySet[Pair]:
     Where the campaign sends "both bad" to the rewrite step (``both_bad_route``), experts (or
     annotators with the workspace's rewrite box) write a corrected answer for them.
     """
+    # A rewrite that counts: an expert's, or one of a label not set aside (the export leaves
+    # a quarantined annotator's out, so their pair needs another).
+    counted = Rewrite.objects.filter(pair=OuterRef("pk")).filter(
+        Q(label__isnull=True) | Q(label__set_aside=False)
+    )
     return (
         Pair.objects.filter(
             campaign=campaign,
             consensus_outcome=Outcome.BOTH_BAD,
             status__in=[Pair.Status.COMPLETE, Pair.Status.RESOLVED],
         )
-        .exclude(rewrites__isnull=False)
+        .exclude(Exists(counted))
         .order_by("id")[:limit]
     )
