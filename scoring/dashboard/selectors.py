@@ -324,8 +324,9 @@ def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
     )
 
 
-# A refresh still marked running after this long died with its worker.
-_REFRESH_LOCK_SECONDS = 3600
+# A refresh still marked running after this long died with its worker (the mark expires, so
+# a killed worker holds a campaign's panels back this long at most).
+_REFRESH_LOCK_SECONDS = 900
 
 
 # A refresh that took longer than this waits as long again before the next.
