@@ -8,6 +8,7 @@ from celery import shared_task
 
 from annotation.services.assignments import assignments_expire
 from annotation.services.import_jobs import import_job_run, import_jobs_fail_stale
+from annotation.services.members import members_set_aside_left_behind
 from annotation.services.tools import code_runs_fail_stale
 from annotation.tool_tasks import run_code_task
 from annotation.tools.sandbox import SandboxUnavailable, sandbox_sweep
@@ -28,7 +29,8 @@ def expire_leases_task() -> int:
 @shared_task(name="annotation.fail_stale_work")
 def fail_stale_work_task() -> int:
     """Imports and code runs whose worker died are marked failed rather than left running,
-    and what a killed sandbox worker left on this host (processes, scratch directories) goes."""
+    what a killed sandbox worker left on this host (processes, scratch directories) goes, and
+    labels a quarantine left behind (its process killed just after its commit) are set aside."""
     with contextlib.suppress(SandboxUnavailable, OSError):
         sandbox_sweep()
-    return import_jobs_fail_stale() + code_runs_fail_stale()
+    return import_jobs_fail_stale() + code_runs_fail_stale() + members_set_aside_left_behind()

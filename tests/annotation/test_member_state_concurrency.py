@@ -308,3 +308,29 @@ def test_a_restore_racing_a_removal_answers_no_500(monkeypatch):
         MemberTransition.objects.filter(user=bad).order_by("at", "id").values_list("to_state")
     )
     assert states == [("quarantined",), ("active",), ("removed",)]
+
+
+def test_the_sweep_sets_aside_what_a_killed_quarantine_left_behind(monkeypatch):
+    """A quarantine's pass after commit never ran (its process was killed): the member is
+    quarantined and a label of theirs still counts on an unsettled pair. The periodic sweep
+    (annotation.fail_stale_work) sets it aside and gives the slot back."""
+    from annotation.services.members import members_set_aside_left_behind
+    from annotation.tasks import fail_stale_work_task
+
+    campaign, member, p0, p, x_on_p, _b = _x_with_two_unsettled_labels()
+    holder, release = _holding(p)
+    # The quarantine as it stood when its process died: P skipped, the pass never run.
+    monkeypatch.setattr(members_service, "_set_aside_after_commit", lambda *a, **k: None)
+    assert member_quarantine(member=member, reason="test") == 1
+    monkeypatch.undo()
+    # Still held elsewhere: the sweep skips it (the next sweep takes it).
+    assert members_set_aside_left_behind() == 0
+    release.set()
+    holder.result(timeout=30)
+    assert fail_stale_work_task() >= 1
+    x_on_p.refresh_from_db()
+    p.refresh_from_db()
+    assert x_on_p.set_aside and (p.labels_count, p.slots_taken) == (1, 2)
+    transition = MemberTransition.objects.get(to_state=CampaignMember.State.QUARANTINED)
+    assert transition.figures["labels_set_aside"] == 2
+    assert members_set_aside_left_behind() == 0  # idempotent
