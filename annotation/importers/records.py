@@ -152,3 +152,16 @@ def content_hash(
     Orientation counts: the same two responses swapped give a different hash.
     """
     return hashlib.sha256(canonical_json(conversation, response_a, response_b)).hexdigest()
+
+
+def kwise_content_hash(
+    conversation: Sequence[Mapping[str, str]], responses: Sequence[Mapping[str, str]]
+) -> str:
+    """sha256 hex of a K-wise item's identity: its conversation and every response's text
+    ({"content", ...} items), in order, each text in NFC form as in canonical_json. What
+    row_fields.kwise_record digests; migration 0020 recomputes stored items' hashes with it."""
+    payload = {
+        "conversation": canonical_messages(conversation),
+        "responses": [nfc(response["content"]) for response in responses],
+    }
+    return hashlib.sha256(dumps_sorted(payload)).hexdigest()
