@@ -356,6 +356,7 @@ class ImportApi(APIView):
             "created": job.created_count,
             "duplicates": job.duplicate_count,
             "made_gold": job.made_gold_count,
+            "busy_gold": job.busy_gold_count,
         }
         if job.status == ImportJob.Status.FAILED:
             return Response({**body, "detail": job.error, "line": job.error_line}, status=400)

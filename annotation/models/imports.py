@@ -32,6 +32,8 @@ class ImportJob(models.Model):
     duplicate_count = models.PositiveIntegerField(default=0)
     # A gold import's rows that made pairs already in the campaign gold.
     made_gold_count = models.PositiveIntegerField(default=0)
+    # A gold import's rows naming a pair being judged right now: left as it was, not gold.
+    busy_gold_count = models.PositiveIntegerField(default=0)
     error_line = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(

@@ -250,6 +250,7 @@ def _record_success(job: ImportJob, result: ImportResult) -> None:
     job.created_count = result.created
     job.duplicate_count = result.duplicates
     job.made_gold_count = result.made_gold
+    job.busy_gold_count = result.busy_gold
     job.progress = 1.0
     job.finished_at = timezone.now()
     job.save()

@@ -9,7 +9,9 @@ earlier in the file); elsewhere, batched bulk_create with ignore_conflicts does 
 A gold import (``as_gold``) makes the pairs it names gold, new or already in the campaign:
 an existing pair becomes gold with the file's answer by the rules of making a pair gold
 (``pair_make_gold``; the file is refused, naming the line, where that would be refused, and
-where the pair is already gold with another answer).
+where the pair is already gold with another answer). A pair annotators are judging right now
+(leased, or locked by a label being submitted) is left as it is and counted in ``busy_gold``:
+importing the file again once it is labelled makes it gold, by the same rules.
 """
 
 from __future__ import annotations
@@ -82,14 +84,16 @@ _IMPORT_LOCK = 7301  # advisory-lock namespace for imports (the second key is th
 
 @dataclass(frozen=True)
 class ImportResult:
-    """``rows_read`` = ``created`` + ``made_gold`` + ``duplicates``: a gold import's rows that
-    made a pair already in the campaign gold count in ``made_gold``; a row that repeats a
-    pair (one already gold with the same answer included) is a duplicate."""
+    """``rows_read`` = ``created`` + ``made_gold`` + ``duplicates`` + ``busy_gold``: a gold
+    import's rows that made a pair already in the campaign gold count in ``made_gold``, those
+    naming a pair being judged right now (left as it is, not gold) in ``busy_gold``; a row
+    that repeats a pair (one already gold with the same answer included) is a duplicate."""
 
     rows_read: int
     created: int
     duplicates: int
     made_gold: int = 0
+    busy_gold: int = 0
 
 
 def import_limits() -> ImportLimits:
@@ -359,10 +363,11 @@ def _off_scale(answer: int, allowed: Sequence[int]) -> str:
     return f"the gold answer {answer} is not on this campaign's scale ({scale})"
 
 
-def _gold_refusal(pair: Pair, answer: int, *, busy: set[int], new_floor: int) -> str | None:
+def _gold_refusal(pair: Pair, answer: int, *, new_floor: int) -> str | None:
     """Why the pair, already in the campaign, cannot take the gold file's answer (the rules
     of ``reviewers.services.gold.pair_mark_gold``, which this layer cannot import), or None.
-    A pair already gold keeps its answer: a file never silently overwrites one."""
+    A pair already gold keeps its answer: a file never silently overwrites one. Whether the
+    pair is being judged is not a refusal: the caller skips such a pair."""
     if pair.is_gold:
         if pair.gold_preference == answer:
             return None
@@ -381,8 +386,6 @@ def _gold_refusal(pair: Pair, answer: int, *, busy: set[int], new_floor: int) ->
         return f"{where} is waiting for an expert; decide it before making it gold"
     if pair.status == Pair.Status.DISCARDED:
         return f"{where} was discarded as ambiguous and cannot become gold"
-    if pair.pk in busy:
-        return f"{where} is being judged by annotators right now; import the file again later"
     adjudicated = pair.provenance == Pair.Provenance.ADJUDICATED
     if adjudicated and pair.consensus_preference != answer:
         return (
@@ -392,13 +395,47 @@ def _gold_refusal(pair: Pair, answer: int, *, busy: set[int], new_floor: int) ->
     return None
 
 
+_GOLD_FIELDS = (
+    "pk",
+    "content_hash",
+    "status",
+    "provenance",
+    "is_gold",
+    "gold_preference",
+    "consensus_preference",
+)
+
+
+def _leased(pair_ids: Iterable[int]) -> set[int]:
+    return set(
+        Assignment.objects.filter(
+            pair__in=list(pair_ids), status=Assignment.Status.ACTIVE
+        ).values_list("pair_id", flat=True)
+    )
+
+
+@dataclass
+class _GoldTally:
+    """What a gold import's batches did so far; ``busy`` holds the pairs skipped as being
+    judged, which stay skipped for the rest of the file (a later row naming one again is a
+    duplicate), so that each is counted once and the job never says one was both."""
+
+    made_gold: int = 0
+    busy: set[int] = dataclasses.field(default_factory=set)
+
+
 def _gold_batch(
-    batch: list[tuple[int, tuple[Any, ...]]], *, campaign_id: int, new_floor: int
-) -> tuple[list[tuple[Any, ...]], int]:
-    """Make the batch's pairs already in the campaign gold; returns the rows still to create
-    and how many pairs were made gold. Raises ImportFormatError at the first line (in file
-    order) that cannot be applied. ``batch`` holds (line, row); pairs with an id above
-    ``new_floor`` were created by earlier batches of this file (visible in its transaction)."""
+    batch: list[tuple[int, tuple[Any, ...]]],
+    *,
+    campaign_id: int,
+    new_floor: int,
+    tally: _GoldTally,
+) -> list[tuple[Any, ...]]:
+    """Make the batch's pairs already in the campaign gold, skipping (in ``tally.busy``) those
+    being judged right now; returns the rows still to create. Raises ImportFormatError at the
+    first line (in file order) that cannot be applied. ``batch`` holds (line, row); pairs with
+    an id above ``new_floor`` were created by earlier batches of this file (visible in its
+    transaction)."""
     first: dict[str, tuple[int, tuple[Any, ...]]] = {}
     for line, row in batch:
         seen_line, seen = first.setdefault(row[_HASH_INDEX], (line, row))
@@ -408,41 +445,52 @@ def _gold_batch(
                 f"this pair is on line {seen_line} too, with another gold answer "
                 f"({seen[_GOLD_INDEX]} there, {row[_GOLD_INDEX]} here)",
             )
-    # Locked, in id order, as pair_mark_gold locks its one pair: nobody takes a slot on them
-    # or labels them between the checks and the change.
-    existing = list(
-        Pair.objects.select_for_update()
-        .filter(campaign_id=campaign_id, content_hash__in=list(first))
-        .order_by("pk")
-        .only(
-            "pk",
-            "content_hash",
-            "status",
-            "provenance",
-            "is_gold",
-            "gold_preference",
-            "consensus_preference",
+    # A plain read first: it waits for no lock, and tells which pairs may change.
+    named = list(
+        Pair.objects.filter(campaign_id=campaign_id, content_hash__in=list(first)).only(
+            *_GOLD_FIELDS
         )
     )
-    if not existing:
-        return [row for _line, row in first.values()], 0
-    busy = set(
-        Assignment.objects.filter(
-            pair__in=[pair.pk for pair in existing], status=Assignment.Status.ACTIVE
-        ).values_list("pair_id", flat=True)
-    )
+    if not named:
+        return [row for _line, row in first.values()]
+    open_ids = [pair.pk for pair in named if not pair.is_gold and pair.pk not in tally.busy]
+    busy = _leased(open_ids)
+    # Only the pairs that may become gold are locked (in id order, as pair_mark_gold locks its
+    # one pair), so that nobody takes a slot on them or labels them between the checks and the
+    # change. The locks last until the import commits: a leased pair is not locked, or its
+    # annotator's label would wait for the whole file. skip_locked: a pair another transaction
+    # holds (a label being submitted, a slot being taken) is being judged, skipped, and never
+    # waited for.
+    locked = {
+        pair.pk: pair
+        for pair in Pair.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=[pk for pk in open_ids if pk not in busy])
+        .order_by("pk")
+        .only(*_GOLD_FIELDS)
+    }
+    # A slot taken between the read and the lock shows now (that pair's lock is held anyway).
+    busy |= _leased(locked)
     made = []
-    for pair in sorted(existing, key=lambda pair: first[pair.content_hash][0]):
+    for pair in sorted(named, key=lambda pair: first[pair.content_hash][0]):
         line, row = first.pop(pair.content_hash)
+        if pair.pk in tally.busy:
+            continue  # skipped on an earlier line of the file: this row repeats it
+        # Under the lock where we hold it; a pair locked elsewhere is judged as last committed.
+        current = locked.get(pair.pk, pair)
         answer = row[_GOLD_INDEX]
-        refusal = _gold_refusal(pair, answer, busy=busy, new_floor=new_floor)
+        refusal = _gold_refusal(current, answer, new_floor=new_floor)
         if refusal is not None:
             raise ImportFormatError(line, refusal)
-        if not pair.is_gold:
-            made.append((pair, answer))
+        if current.is_gold:
+            continue
+        if current.pk in busy or current.pk not in locked:
+            tally.busy.add(current.pk)
+            continue
+        made.append((current, answer))
     for pair, answer in made:
         pair_make_gold(pair=pair, preference=answer)
-    return [row for _line, row in first.values()], len(made)
+    tally.made_gold += len(made)
+    return [row for _line, row in first.values()]
 
 
 def _write_gold(
@@ -451,18 +499,19 @@ def _write_gold(
     *,
     campaign_id: int,
     postgresql: bool,
-) -> tuple[int, int]:
-    """A gold import's writer: each batch's pairs already in the campaign are made gold, the
-    others created; returns (created, made gold). One thread, batch after batch: the checks
-    go through the ORM on the import's connection, which the pipelined COPY of
-    ``_write_postgresql`` hands to a helper thread (gold files are seed sets, not pools)."""
+) -> tuple[int, int, int]:
+    """A gold import's writer: each batch's pairs already in the campaign are made gold (or
+    skipped while being judged), the others created; returns (created, made gold, skipped as
+    being judged). One thread, batch after batch: the checks go through the ORM on the
+    import's connection, which the pipelined COPY of ``_write_postgresql`` hands to a helper
+    thread (gold files are seed sets, not pools)."""
     # Pairs created from here on (under the campaign's import lock) are this file's.
     new_floor = Pair.objects.aggregate(last=Max("pk"))["last"] or 0
-    created = made_gold = read = 0
+    tally = _GoldTally()
+    created = read = 0
     statement = f"COPY annotation_pair ({', '.join(_COLUMNS)}) FROM STDIN"
     for batch in batches:
-        fresh, made = _gold_batch(batch, campaign_id=campaign_id, new_floor=new_floor)
-        made_gold += made
+        fresh = _gold_batch(batch, campaign_id=campaign_id, new_floor=new_floor, tally=tally)
         if fresh and postgresql:
             with connection.cursor() as cursor:
                 created += _copy_fresh(cursor.cursor, statement, campaign_id, fresh)
@@ -473,9 +522,9 @@ def _write_gold(
             created += len(fresh)
         read += len(batch)
         on_batch(read)
-    if made_gold:
+    if tally.made_gold:
         campaign_pair_counts_forget_on_commit(campaign_id=campaign_id)
-    return created, made_gold
+    return created, tally.made_gold, len(tally.busy)
 
 
 def campaign_rounds_lock(campaign_id: int) -> None:
@@ -517,7 +566,8 @@ def pairs_import(
     max_seconds: float | None = None,
 ) -> ImportResult:
     """Import every pair of the file, or none. Raises ImportFormatError naming the line, or
-    the whole file when reading it takes longer than `max_seconds`."""
+    the whole file when reading it takes longer than `max_seconds`. A gold import leaves the
+    pairs being judged right now as they are (counted in ``busy_gold``): not an error."""
     limits = dataclasses.replace(import_limits(), max_seconds=max_seconds)
     path = Path(path)
     on_batch = on_progress or (lambda _rows: None)
@@ -544,10 +594,10 @@ def pairs_import(
                     rows_read += 1
                     yield record
 
-        made_gold = 0
+        made_gold = busy_gold = 0
         if as_gold:
             numbered = ((record.line, build_row(record)) for record in records())
-            created, made_gold = _write_gold(
+            created, made_gold, busy_gold = _write_gold(
                 _batches(numbered), on_batch, campaign_id=campaign.pk, postgresql=postgresql
             )
         elif postgresql:
@@ -558,8 +608,9 @@ def pairs_import(
     return ImportResult(
         rows_read=rows_read,
         created=created,
-        duplicates=rows_read - created - made_gold,
+        duplicates=rows_read - created - made_gold - busy_gold,
         made_gold=made_gold,
+        busy_gold=busy_gold,
     )
 
 

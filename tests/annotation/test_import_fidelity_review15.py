@@ -1,23 +1,31 @@
 """Review 15, import fidelity: a pair's identity ignores the Unicode form of its text, an
 exported hh-rlhf campaign imports again, a gold file makes the pairs it names gold (those
-already in the campaign too) and a list of desired attributes keeps its items."""
+already in the campaign too, but for those being judged right now, which it counts and leaves
+as they are) and a list of desired attributes keeps its items."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import threading
+import time
 import unicodedata
+from functools import partial
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.db import OperationalError, connection, connections, transaction
 
 from annotation.importers import ImportFormatError, ImportLimits, content_hash
 from annotation.importers.rows import RowError, record_from_row
-from annotation.models import Assignment, Pair
+from annotation.models import Assignment, ImportJob, Pair
 from annotation.services.imports import pairs_import
+from annotation.services.pair_state import pair_lock
 from scoring.datasets.export import ExportFilters, export_write
 from scoring.models import EvaluationItem
-from tests.conftest import api_client_for
+from tests.conftest import api_client_for, start_in_thread
 from tests.factories import CampaignFactory, PairFactory
 
 pytestmark = pytest.mark.django_db
@@ -360,22 +368,236 @@ def test_a_gold_file_follows_the_rules_of_making_a_pair_gold(tmp_path, campaign,
     assert not Pair.objects.filter(campaign=campaign, is_gold=True).exists()
 
 
-def test_a_gold_file_waits_for_pairs_being_judged(tmp_path, annotator_a):
+def plain_rows(count: int, *, start: int = 0) -> list[dict]:
+    """gold_rows without the answers: a pool."""
+    return [
+        {k: v for k, v in row.items() if k != "preferred"} for row in gold_rows(count, start=start)
+    ]
+
+
+def jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def lease_one(campaign, user) -> tuple[Pair, int]:
+    """Serve ``user`` a pair through the API: the pair and the assignment's id."""
+    served = api_client_for(user).post(f"/api/campaigns/{campaign.pk}/next")
+    assert served.status_code == 200, served.content
+    assignment = Assignment.objects.get(pk=served.json()["assignment"]["id"])
+    assert assignment.status == Assignment.Status.ACTIVE
+    return assignment.pair, assignment.pk
+
+
+def test_a_gold_file_leaves_a_pair_being_judged_and_imports_the_rest(
+    admin_user, annotator_a, tmp_path, client
+):
+    """Review rv6: one leased pair of a 200-pair pool no longer sinks a 250-row seed set."""
     campaign = CampaignFactory()
-    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "pool.jsonl", gold_rows(1)))
-    served = api_client_for(annotator_a).post(f"/api/campaigns/{campaign.pk}/next")
-    assert served.status_code == 200
-    pair = Pair.objects.get(campaign=campaign)
-    assert Assignment.objects.filter(pair=pair, status=Assignment.Status.ACTIVE).exists()
+    assert api_import(admin_user, campaign, "pool.jsonl", jsonl(plain_rows(200))).status_code == 201
+    leased, assignment_id = lease_one(campaign, annotator_a)
+
+    response = api_import(admin_user, campaign, "gold.jsonl", jsonl(gold_rows(250)), as_gold=True)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    job = ImportJob.objects.get(pk=body["job"])
+    assert body == {
+        "job": job.pk,
+        "status": "succeeded",
+        "created": 50,
+        "duplicates": 0,
+        "made_gold": 199,
+        "busy_gold": 1,
+    }
+    assert (job.rows_read, job.created_count, job.made_gold_count, job.busy_gold_count) == (
+        250,
+        50,
+        199,
+        1,
+    )
+    # The pair being judged is left as it was; every other pair the file names is gold.
+    leased.refresh_from_db()
+    assert (leased.is_gold, leased.gold_preference, leased.status) == (
+        False,
+        None,
+        Pair.Status.IN_ANNOTATION,
+    )
+    assert Assignment.objects.get(pk=assignment_id).status == Assignment.Status.ACTIVE
+    gold = Pair.objects.filter(campaign=campaign, is_gold=True)
+    assert gold.count() == 249
+    assert set(gold.values_list("gold_preference", "status")) == {(1, Pair.Status.COMPLETE)}
+    assert Pair.objects.filter(campaign=campaign).count() == 250
+    client.force_login(admin_user)
+    page = client.get(f"/campaigns/{campaign.pk}/import/{job.pk}/")
+    assert page.status_code == 200
+    assert (
+        "1 pair named by the file was being judged and was not made gold: import the file "
+        "again once it is labelled to make it gold." in page.content.decode()
+    )
+
+    # Once labelled (one label of three: no verdict yet), importing the file again makes it
+    # gold by the rules of making a pair gold: the gold answer is its consensus.
+    labelled = api_client_for(annotator_a).post(
+        f"/api/assignments/{assignment_id}/label", {"preference": -1}, format="json"
+    )
+    assert labelled.status_code == 201, labelled.content
+    again = api_import(admin_user, campaign, "gold.jsonl", jsonl(gold_rows(250)), as_gold=True)
+    assert again.status_code == 201, again.json()
+    assert {k: v for k, v in again.json().items() if k != "job"} == {
+        "status": "succeeded",
+        "created": 0,
+        "duplicates": 249,
+        "made_gold": 1,
+        "busy_gold": 0,
+    }
+    leased.refresh_from_db()
+    assert (
+        leased.is_gold,
+        leased.gold_preference,
+        leased.consensus_preference,
+        leased.provenance,
+        leased.status,
+        leased.labels_count,
+    ) == (True, 1, 1, Pair.Provenance.GOLD, Pair.Status.COMPLETE, 1)
+    assert Pair.objects.filter(campaign=campaign, is_gold=True).count() == 250
+
+
+@pytest.mark.parametrize("batch", [2, 10_000])
+def test_a_pair_being_judged_is_counted_once_however_often_the_file_names_it(
+    tmp_path, annotator_a, monkeypatch, batch
+):
+    from annotation.services import imports
+
+    monkeypatch.setattr(imports, "_BATCH", batch)  # 2: line 3 is read after lines 1-2 are in
+    campaign = CampaignFactory()
+    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "pool.jsonl", plain_rows(1)))
+    leased, _assignment_id = lease_one(campaign, annotator_a)
+    pool_pair(campaign, 1)
+    rows = [*gold_rows(2), *gold_rows(1)]  # line 3 names the leased pair of line 1 again
+    result = pairs_import(
+        campaign=campaign, path=write_jsonl(tmp_path / "g.jsonl", rows), as_gold=True
+    )
+    assert (
+        result.rows_read,
+        result.created,
+        result.made_gold,
+        result.busy_gold,
+        result.duplicates,
+    ) == (3, 0, 1, 1, 1)
+    assert list(
+        Pair.objects.filter(campaign=campaign, is_gold=True).values_list("response_a", flat=True)
+    ) == ["right1"]
+    assert not Pair.objects.get(pk=leased.pk).is_gold
+
+
+def test_a_pair_being_judged_does_not_excuse_a_real_error(tmp_path, annotator_a):
+    campaign = CampaignFactory()
+    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "pool.jsonl", plain_rows(1)))
+    lease_one(campaign, annotator_a)
+    escalated = pool_pair(campaign, 1, status=Pair.Status.ESCALATED)
     with pytest.raises(ImportFormatError) as refused:
         pairs_import(
-            campaign=campaign, path=write_jsonl(tmp_path / "g.jsonl", gold_rows(1)), as_gold=True
+            campaign=campaign,
+            path=write_jsonl(tmp_path / "g.jsonl", gold_rows(3)),
+            as_gold=True,
         )
     assert str(refused.value) == (
-        f"line 1: pair {pair.pk}, already in the campaign, is being judged by annotators "
-        "right now; import the file again later"
+        f"line 2: pair {escalated.pk}, already in the campaign, is waiting for an expert; "
+        "decide it before making it gold"
     )
-    assert not Pair.objects.get(pk=pair.pk).is_gold
+    # Every pair or none: nothing was made gold or created.
+    assert not Pair.objects.filter(campaign=campaign, is_gold=True).exists()
+    assert Pair.objects.filter(campaign=campaign).count() == 2
+
+
+def test_import_pairs_prints_the_pairs_being_judged(tmp_path, annotator_a):
+    campaign = CampaignFactory(name="seeded")
+    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "pool.jsonl", plain_rows(1)))
+    lease_one(campaign, annotator_a)
+    out = io.StringIO()
+    path = write_jsonl(tmp_path / "g.jsonl", gold_rows(2))
+    call_command("import_pairs", str(path), "--campaign", "seeded", "--as-gold", stdout=out)
+    printed = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert {k: printed[k] for k in ("rows", "created", "duplicates", "made_gold", "busy_gold")} == {
+        "rows": 2,
+        "created": 1,
+        "duplicates": 0,
+        "made_gold": 0,
+        "busy_gold": 1,
+    }
+
+
+def _holding_pair_lock(pair_id: int, holding: threading.Event, release: threading.Event):
+    """In a connection of its own, lock the pair's row (as a label being submitted does) and
+    hold it until ``release``."""
+    try:
+        with transaction.atomic():
+            pair_lock(pair_id=pair_id)
+            holding.set()
+            release.wait(timeout=20)
+    finally:
+        connections.close_all()
+
+
+def _can_lock_now(pair_id: int) -> bool:
+    """Whether another connection could take the pair's row lock at once."""
+    try:
+        with transaction.atomic():
+            list(Pair.objects.select_for_update(nowait=True).filter(pk=pair_id).values("pk"))
+        return True
+    except OperationalError:
+        return False
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gold_file_skips_a_pair_locked_elsewhere_without_waiting_for_it(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    campaign = CampaignFactory()
+    locked, free = pool_pair(campaign, 0), pool_pair(campaign, 1)
+    holding, release = threading.Event(), threading.Event()
+    holder = start_in_thread(lambda: _holding_pair_lock(locked.pk, holding, release))
+    assert holding.wait(timeout=10)
+    try:
+        started = time.monotonic()
+        result = pairs_import(
+            campaign=campaign, path=write_jsonl(tmp_path / "g.jsonl", gold_rows(2)), as_gold=True
+        )
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.result(timeout=30)
+    assert waited < 10  # the holder lets go after 20 s: the import did not wait for it
+    assert (result.made_gold, result.busy_gold, result.duplicates) == (1, 1, 0)
+    assert not Pair.objects.get(pk=locked.pk).is_gold
+    assert Pair.objects.get(pk=free.pk).is_gold
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gold_import_holds_no_lock_on_a_pair_being_judged(tmp_path, annotator_a):
+    """The pair's annotator can submit their label while the import runs: only the pairs made
+    gold stay locked until it commits."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    campaign = CampaignFactory()
+    pairs_import(campaign=campaign, path=write_jsonl(tmp_path / "pool.jsonl", plain_rows(1)))
+    leased, _assignment_id = lease_one(campaign, annotator_a)
+    made = pool_pair(campaign, 1)
+    lockable: dict[int, bool] = {}
+
+    def probe(_rows: int) -> None:  # after the batch, inside the import's transaction
+        for pair_id in (leased.pk, made.pk):
+            lockable[pair_id] = start_in_thread(partial(_can_lock_now, pair_id)).result(timeout=30)
+
+    result = pairs_import(
+        campaign=campaign,
+        path=write_jsonl(tmp_path / "g.jsonl", gold_rows(2)),
+        as_gold=True,
+        on_progress=probe,
+    )
+    assert (result.made_gold, result.busy_gold) == (1, 1)
+    assert lockable == {leased.pk: True, made.pk: False}
 
 
 def test_an_expert_decision_that_agrees_stays_the_pairs_provenance(tmp_path, campaign):

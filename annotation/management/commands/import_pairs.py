@@ -95,6 +95,7 @@ class Command(BaseCommand):
                     "created": result.created,
                     "duplicates": result.duplicates,
                     "made_gold": result.made_gold,
+                    "busy_gold": result.busy_gold,
                     "seconds": round(time.perf_counter() - started, 3),
                 }
             )
