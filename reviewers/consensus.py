@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
 
-from annotation.models.campaigns import (
+from annotation.escalation_rules import (
+    DEFAULT_ESCALATION_RULES,
     ESCALATION_RULE_NUMBERS,
     ESCALATION_RULE_SWITCHES,
     escalation_rule_problem,
 )
-from annotation.models.choices import DEFAULT_ESCALATION_RULES
 
 logger = logging.getLogger(__name__)
 
@@ -109,15 +109,23 @@ def _preference_consensus(preferences: list[int], *, max_value: int) -> Consensu
     return Consensus(None, "unresolved", disagreement, opposite)
 
 
+# A deadline stored before Campaign.clean bounded it reads as itself up to this (1,000 years),
+# and a longer one as this: it never comes either way, and now + it still fits a datetime (the
+# old reader's overflowed some 8,000 years out).
+_LONGEST_STORED_DEADLINE_HOURS = 1000 * 8760.0
+
+
 def escalation_rules_of(stored: object) -> dict[str, Any]:
     """A campaign's ``escalation_rules`` as their readers take them: the defaults
-    (``DEFAULT_ESCALATION_RULES``) with each stored setting that ``Campaign.clean`` accepts.
+    (``DEFAULT_ESCALATION_RULES``) with each stored setting.
 
-    A campaign saved before the admin checked its rules may hold what clean refuses (a word
-    for a threshold, a list for the rules). Such a number keeps its default and a switch is read
-    by its truth value, as it always was (turning an existing campaign's rules on or off
-    silently would be worse), each with one warning per read: a label never fails for them.
-    ``posterior_threshold`` has no default (absent: off). Unknown keys are left out.
+    ``Campaign.clean`` holds new saves to ``annotation.escalation_rules``; a campaign saved
+    before may hold what it refuses, and keeps the meaning the readers gave it then (each took
+    ``float()`` of a number, and a switch by its truth value): see ``_stored_number``. Only what
+    they could not use at all (a word for a number, null, NaN, a list for the rules) reads as its
+    default. Either way one warning per read names what clean would refuse; a label never
+    fails for them. ``posterior_threshold`` has no default (absent: off). Unknown keys are left
+    out.
     """
     rules: dict[str, Any] = dict(DEFAULT_ESCALATION_RULES)
     if not isinstance(stored, Mapping):
@@ -132,11 +140,41 @@ def escalation_rules_of(stored: object) -> dict[str, Any]:
         elif key in ESCALATION_RULE_NUMBERS:
             if escalation_rule_problem(key, value) is None:
                 rules[key] = float(value)
-            else:
+                continue
+            number = _stored_number(key, value)
+            if number is None:
                 ignored.append(f"{key}={value!r:.40} ignored, the default applies")
+            else:
+                rules[key] = number
+                ignored.append(f"{key}={value!r:.40} read as {number:g}")
     if ignored:
         logger.warning("escalation rules the campaign cannot take: %s", "; ".join(ignored))
     return rules
+
+
+def _stored_number(key: str, value: object) -> float | None:
+    """What the readers before ``Campaign.clean``'s check made of a number it refuses, or None
+    where they could not use it (the default then applies).
+
+    They read ``float(value)``: a numeric string was its number, and a number out of clean's
+    range did what it says (a threshold above 1 never fires, a negative one on any split; a model
+    confidence of 1 or more never fires; a posterior threshold above 1 escalates every weighted
+    verdict, 0 or below is off). A model confidence below 0.5 made the escalation raise
+    InvalidDecision, and a deadline of 0 hours or fewer read as the default.
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]  # any stored value
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(number):
+        return None
+    if key == "model_confidence" and number < 0.5:
+        return None
+    if key == "deadline_hours":
+        if number <= 0.0:
+            return None
+        return min(number, _LONGEST_STORED_DEADLINE_HOURS)
+    return number
 
 
 def escalation_reasons(

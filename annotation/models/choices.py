@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django.db import models
 
+# Re-exported: the rules' defaults live with their bounds, where code without Django reads them.
+from annotation.escalation_rules import DEFAULT_ESCALATION_RULES as DEFAULT_ESCALATION_RULES
+
 
 class Scale(models.TextChoices):
     BINARY = "binary", "Binary (A or B)"
@@ -15,17 +18,6 @@ SCALE_VALUES: dict[str, tuple[int, ...]] = {
     Scale.BINARY: (1, -1),
     Scale.THREE_POINT: (1, 0, -1),
     Scale.FIVE_POINT: (2, 1, 0, -1, -2),
-}
-
-DEFAULT_ESCALATION_RULES = {
-    "no_majority": True,
-    "opposite_directions": True,
-    "disagreement_threshold": 0.5,
-    "flags": True,
-    "retest_contradiction": True,
-    "model_contradiction": True,
-    "model_confidence": 0.9,
-    "deadline_hours": 72,
 }
 
 

@@ -46,7 +46,8 @@ def _notify_experts_later(escalation_id: int) -> None:
 
 def escalation_deadline_hours(campaign: Campaign) -> float:
     """Hours an expert has to decide, from ``escalation_rules["deadline_hours"]`` (default 72;
-    a stored value outside (0, 8760] reads as the default, see ``escalation_rules_of``)."""
+    a row saved before ``Campaign.clean``'s check reads as ``escalation_rules_of`` says: a
+    deadline over 8760 h holds, up to 1,000 years)."""
     return float(escalation_rules_of(campaign.escalation_rules)["deadline_hours"])
 
 
@@ -143,12 +144,14 @@ def model_contradiction_threshold(rules: object) -> float | None:
     ``model_confidence``, 0.9 by default), or None when the rule is off
     (``model_contradiction: false``). The one statement of the rule, with ``model_contradicts``:
     the escalation below and the prioritisation pass that looks for candidates both use it. A
-    stored confidence outside [0.5, 1) reads as the default (``escalation_rules_of``), so it
+    stored confidence below 0.5 reads as the default (``escalation_rules_of``); one of 1 or
+    more (an old row's way to turn the rule off: no model is that sure) is None, off, so it
     never fails the check of ``escalation_model_contradiction``."""
     rule = escalation_rules_of(rules)
     if not rule["model_contradiction"]:
         return None
-    return float(rule["model_confidence"])
+    confidence = float(rule["model_confidence"])
+    return confidence if confidence < 1 else None
 
 
 def model_contradicts(*, p_agree: float, threshold: float) -> bool:

@@ -3,7 +3,8 @@ version on them and stores accuracy per subset and overall with 95% Wilson inter
 
 Every ready version is evaluated on every set it can see (its campaign's and the shared ones):
 ``evaluations_enqueue_pending`` (run by the beat every minute, and right after an upload) asks
-for one ``evaluate`` job per version that lacks a result for the current content of a set.
+for one ``evaluate`` job per version on the sets it lacks a result for (as their content is now)
+that none of its queued or running evaluate jobs is scoring.
 """
 
 from __future__ import annotations
@@ -292,14 +293,18 @@ def evaluation_sets_for_campaign(*, campaign: Campaign) -> list[EvaluationSet]:
     )
 
 
-def _missing_sets(version: ModelVersion, sets: Sequence[EvaluationSet]) -> list[EvaluationSet]:
+def _missing_sets(
+    version: ModelVersion, sets: Sequence[EvaluationSet], *, asked: set[int]
+) -> list[EvaluationSet]:
+    """The sets the version has no result for, as their content is now, and no active job of
+    it (``asked``: their ids) is scoring."""
     done = {
         (set_id, sha)
         for set_id, sha in EvaluationResult.objects.filter(model_version=version).values_list(
             "evaluation_set_id", "set_sha256"
         )
     }
-    return [item for item in sets if (item.pk, item.sha256) not in done]
+    return [item for item in sets if (item.pk, item.sha256) not in done and item.pk not in asked]
 
 
 def _version_evaluations_lock(version: ModelVersion) -> None:
@@ -357,39 +362,45 @@ def evaluation_request(
 
 def evaluations_enqueue_pending(*, campaign: Campaign | None = None) -> list[int]:
     """Ask for the evaluations that ready versions lack (of ``campaign``, or of every campaign
-    when ``campaign`` is None or the set was shared); returns the jobs' ids."""
+    when ``campaign`` is None or the set was shared); returns the jobs' ids.
+
+    A set that a queued or running evaluate job of the version already covers is not asked for
+    again; the version's other missing sets are, at once (a set uploaded while the previous
+    set's job waits on the gpu queue gets a job of its own)."""
     versions = ModelVersion.objects.filter(status=ModelVersion.Status.READY).select_related(
         "campaign"
     )
     if campaign is not None:
         versions = versions.filter(campaign=campaign)
-    busy = {
-        job.params.get("version")
-        for job in Job.objects.filter(kind=Job.Kind.EVALUATE, status__in=ACTIVE_STATUSES)
-    }
+    asked = _sets_being_evaluated(Job.objects.all())
     sets_by_campaign: dict[int, list[EvaluationSet]] = {}
     jobs: list[int] = []
     for version in versions.order_by("campaign_id", "number"):
-        if version.pk in busy:
-            continue
         sets = sets_by_campaign.setdefault(
             version.campaign_id, evaluation_sets_for_campaign(campaign=version.campaign)
         )
-        if not _missing_sets(version, sets):
+        if not _missing_sets(version, sets, asked=asked.get(version.pk, set())):
             continue
         with transaction.atomic():
             _version_evaluations_lock(version)
             # Read again under the lock: another sweep may have asked since the reads above.
-            if Job.objects.filter(
-                kind=Job.Kind.EVALUATE, status__in=ACTIVE_STATUSES, params__version=version.pk
-            ).exists():
-                continue
-            missing = _missing_sets(version, sets)
+            now_asked = _sets_being_evaluated(Job.objects.filter(params__version=version.pk))
+            missing = _missing_sets(version, sets, asked=now_asked.get(version.pk, set()))
             if not missing or _evaluation_ended_unfinished(version, missing):
                 continue
             # Its task is sent when this transaction commits, after the lock is let go.
             jobs.append(evaluation_request(version=version, sets=missing).pk)
     return jobs
+
+
+def _sets_being_evaluated(jobs: QuerySet[Job]) -> dict[int, set[int]]:
+    """{version id: ids of the sets its queued or running evaluate jobs (of ``jobs``) score}."""
+    asked: dict[int, set[int]] = {}
+    for params in jobs.filter(kind=Job.Kind.EVALUATE, status__in=ACTIVE_STATUSES).values_list(
+        "params", flat=True
+    ):
+        asked.setdefault(params.get("version"), set()).update(params.get("sets") or ())
+    return asked
 
 
 def _evaluation_ended_unfinished(version: ModelVersion, sets: Sequence[EvaluationSet]) -> bool:

@@ -1,13 +1,19 @@
 """Review 15: campaign settings saved in the Django admin. ``Campaign.clean`` refuses escalation
 rules and numbers the product cannot use (the admin and ``campaign_create`` both run it), and
-rules stored before it did (written here with a queryset update, as an old row) read as their
-defaults, so a label never fails for them."""
+rules stored before it did (written here with a queryset update, as an old row) keep the
+meaning the readers gave them then (a numeric string its number, a threshold above 1 never
+fires, a deadline over a year holds); what those readers could not use at all reads as its
+default, so a label never fails for them."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.forms import modelform_factory
@@ -22,6 +28,7 @@ from reviewers.services.escalations import (
     escalation_model_contradiction,
     model_contradiction_threshold,
 )
+from reviewers.services.weighted_consensus import posterior_threshold
 from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import judged_pair, user_with_role
@@ -123,6 +130,17 @@ REFUSED = [
         "escalation_rules",
         '{"model_confidence": 1}',
         "model_confidence must be a number from 0.5 to below 1.",
+    ),
+    # What an old row may hold and still be read as it was: refused for a new save all the same.
+    (
+        "escalation_rules",
+        '{"disagreement_threshold": "0.8"}',
+        "disagreement_threshold must be a number from 0 to 1.",
+    ),
+    (
+        "escalation_rules",
+        '{"deadline_hours": 9600}',
+        "deadline_hours must be a number above 0, at most 8760.",
     ),
     (
         "escalation_rules",
@@ -233,20 +251,25 @@ def test_campaign_create_runs_the_same_checks_and_keeps_the_default_rules(admin_
         campaign_create(created_by=admin_user, name="no rounds", round_size=0)
 
 
-# What the admin saved before the check (jsonb holds no infinity, and the column no null).
+# What the admin saved before the check and its readers could not use (jsonb holds no infinity,
+# and the column no null): float() refused it, overflowed, or gave NaN; an infinite deadline
+# overflowed the date, a confidence below 0.5 failed the escalation's check, and a deadline of
+# 0 hours or fewer read as the default.
 STORED_BEFORE_THE_CHECK = [
     {"disagreement_threshold": "high"},
     {"disagreement_threshold": None},
     ["flags"],
     "strict",
-    {"deadline_hours": 1e308},
+    {"deadline_hours": "inf"},
     {"deadline_hours": 10**400},
-    {"model_confidence": "x", "disagreement_threshold": -1},
+    {"deadline_hours": -3},
+    {"model_confidence": "x", "disagreement_threshold": "nan"},
+    {"model_confidence": 0.3, "disagreement_threshold": [0.8]},
 ]
 
 
 @pytest.mark.parametrize("rules", STORED_BEFORE_THE_CHECK, ids=lambda rules: repr(rules)[:40])
-def test_rules_stored_before_the_check_read_as_the_defaults(rules, caplog):
+def test_rules_stored_before_the_check_that_were_unusable_read_as_the_defaults(rules, caplog):
     with caplog.at_level(logging.WARNING, logger="reviewers.consensus"):
         read = escalation_rules_of(rules)
         assert escalation_rules_of(None) == DEFAULTS
@@ -308,7 +331,7 @@ def test_a_label_completing_a_pair_is_taken_whatever_rules_were_stored(rules):
     ("rules", "threshold"),
     [
         ({"model_confidence": 0.3}, 0.9),
-        ({"model_confidence": 1.0}, 0.9),
+        ({"model_confidence": -1}, 0.9),
         ({"model_confidence": "x"}, 0.9),
         (["model_confidence"], 0.9),
         ({"model_confidence": 0.95}, 0.95),
@@ -333,10 +356,10 @@ def test_a_stored_confidence_out_of_range_escalates_with_the_default():
 @pytest.mark.parametrize(
     ("rules", "hours"),
     [
-        ({"deadline_hours": 1e308}, 72.0),
+        ({"deadline_hours": "inf"}, 72.0),
         ({"deadline_hours": -3}, 72.0),
+        ({"deadline_hours": 0}, 72.0),
         ({"deadline_hours": "soon"}, 72.0),
-        ({"deadline_hours": 8761}, 72.0),
         ({"deadline_hours": 8760}, 8760.0),
         ({"deadline_hours": 0.5}, 0.5),
     ],
@@ -376,3 +399,132 @@ def test_a_ranking_item_completes_whatever_rules_were_stored(rules):
     assert statuses == [201, 201, 201]
     item.refresh_from_db()
     assert (item.status, item.consensus_ranking) == (Pair.Status.COMPLETE, [[0], [1], [2]])
+
+
+# Review 6 of a6921ed: what the readers before the check used (each read float(stored value))
+# keeps its meaning on an old row, though clean refuses it for a new save.
+OLD_ROWS_READ_AS_BEFORE = [
+    ({"disagreement_threshold": "0.8"}, {"disagreement_threshold": 0.8}, "'0.8' read as 0.8"),
+    ({"disagreement_threshold": 2}, {"disagreement_threshold": 2.0}, "2 read as 2"),
+    ({"disagreement_threshold": -1}, {"disagreement_threshold": -1.0}, "-1 read as -1"),
+    ({"disagreement_threshold": True}, {"disagreement_threshold": 1.0}, "True read as 1"),
+    ({"model_confidence": 1}, {"model_confidence": 1.0}, "1 read as 1"),
+    ({"model_confidence": "0.95"}, {"model_confidence": 0.95}, "'0.95' read as 0.95"),
+    ({"deadline_hours": "48"}, {"deadline_hours": 48.0}, "'48' read as 48"),
+    ({"deadline_hours": 9600}, {"deadline_hours": 9600.0}, "9600 read as 9600"),
+    # Longer than 1,000 years: it never came (and past some 8,000 years the date overflowed).
+    ({"deadline_hours": 1e308}, {"deadline_hours": 8760000.0}, "1e+308 read as 8.76e+06"),
+    ({"posterior_threshold": 1.5}, {"posterior_threshold": 1.5}, "1.5 read as 1.5"),
+    ({"posterior_threshold": " 0.8 "}, {"posterior_threshold": 0.8}, "' 0.8 ' read as 0.8"),
+]
+
+
+@pytest.mark.parametrize(
+    ("stored", "read", "warning"), OLD_ROWS_READ_AS_BEFORE, ids=lambda value: repr(value)[:40]
+)
+def test_a_stored_number_the_old_readers_used_keeps_its_meaning(stored, read, warning, caplog):
+    with caplog.at_level(logging.WARNING, logger="reviewers.consensus"):
+        assert escalation_rules_of(stored) == {**DEFAULTS, **read}
+
+    (key,) = stored
+    assert [record.getMessage() for record in caplog.records] == [
+        f"escalation rules the campaign cannot take: {key}={warning}"
+    ]
+
+
+def _old_row(**rules: object) -> Campaign:
+    campaign = CampaignFactory(annotators_per_pair=3)
+    Campaign.objects.filter(pk=campaign.pk).update(escalation_rules=rules)  # an old row
+    campaign.refresh_from_db()
+    return campaign
+
+
+@pytest.mark.parametrize("threshold", ["0.8", 2])
+def test_a_stored_threshold_above_the_disagreement_lets_a_majority_settle(threshold):
+    # Two "A much better", one "B much better": a majority with disagreement 2/3, which the
+    # default 0.5 would send to an expert.
+    pair = judged_pair(_old_row(disagreement_threshold=threshold), [2, 2, -2])
+
+    assert (pair.status, pair.provenance, pair.consensus_preference) == (
+        Pair.Status.COMPLETE,
+        Pair.Provenance.MAJORITY,
+        2,
+    )
+    assert not Escalation.objects.filter(pair=pair).exists()
+
+
+def test_a_stored_negative_threshold_escalates_any_opposite_directions():
+    # Disagreement 0.29, below the default 0.5: only the stored -1 sends it on.
+    pair = judged_pair(_old_row(disagreement_threshold=-1), [2, 1, -1])
+
+    assert pair.status == Pair.Status.ESCALATED
+    escalation = Escalation.objects.get(pair=pair)
+    assert (escalation.reason, escalation.detail) == (
+        Escalation.Reason.OPPOSITE_DIRECTIONS,
+        "A and B both chosen; disagreement 0.29 > -1",
+    )
+
+
+@pytest.mark.parametrize(("hours", "expected"), [("48", 48.0), (24 * 400, 9600.0)])
+def test_a_stored_deadline_the_old_reader_used_is_the_experts_deadline(hours, expected):
+    campaign = _old_row(deadline_hours=hours)
+    Campaign.objects.filter(pk=campaign.pk).update(annotators_per_pair=2)
+    campaign.refresh_from_db()
+
+    pair = judged_pair(campaign, [2, -2])
+
+    escalation = Escalation.objects.get(pair=pair)
+    assert escalation.deadline - escalation.created_at == pytest.approx(
+        timedelta(hours=expected), abs=timedelta(seconds=2)
+    )
+
+
+def test_a_stored_model_confidence_string_is_its_number():
+    campaign = _old_row(model_confidence="0.95")
+    pair = judged_pair(campaign, [2, 2, 2])
+
+    assert model_contradiction_threshold(campaign.escalation_rules) == 0.95
+    # Below 1 - 0.9 but not below 1 - 0.95: the default would escalate, 0.95 does not.
+    assert escalation_model_contradiction(pair=pair, p_agree=0.07) is None
+    assert escalation_model_contradiction(pair=pair, p_agree=0.03) is not None
+
+
+@pytest.mark.parametrize("confidence", [1, 1.5])
+def test_a_stored_model_confidence_of_one_or_more_never_finds_a_contradiction(confidence):
+    # No model is that sure: the rule is off (None), for the prioritisation pass and for the
+    # escalation alike, which would otherwise refuse the threshold (InvalidDecision).
+    assert model_contradiction_threshold({"model_confidence": confidence}) is None
+    campaign = CampaignFactory()
+    Campaign.objects.filter(pk=campaign.pk).update(
+        escalation_rules={"model_confidence": confidence}
+    )
+    pair = judged_pair(Campaign.objects.get(pk=campaign.pk), [1, 1, 1])
+    assert escalation_model_contradiction(pair=pair, p_agree=0.0) is None
+
+
+def test_a_stored_posterior_threshold_above_one_is_kept():
+    assert posterior_threshold(_old_row(posterior_threshold=1.5)) == 1.5
+    assert posterior_threshold(_old_row(posterior_threshold="0.8")) == 0.8
+    assert posterior_threshold(_old_row(posterior_threshold="off")) is None
+
+
+def test_the_consensus_maths_imports_without_django_settings():
+    # reviewers.consensus is pure (no ORM): the rules' names, bounds and defaults it reads come
+    # from annotation.escalation_rules, which imports nothing of Django.
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
+        [
+            sys.executable,
+            "-c",
+            "import sys, reviewers.consensus\n"
+            "print(sorted(name for name in sys.modules if name.split('.')[0] == 'django'))",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
