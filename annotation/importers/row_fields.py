@@ -19,8 +19,7 @@ from annotation.importers.records import (
     RawFormat,
     all_nfc,
     canonical_json,
-    canonical_messages,
-    nfc,
+    kwise_content_hash,
 )
 from core.errors import BadRequest
 from core.text import encodes_as_utf8
@@ -103,14 +102,8 @@ def kwise_record(
     silver_ranking: tuple[tuple[int, ...], ...] | None,
     raw_format: RawFormat,
 ) -> PairRecord:
-    # The identity of a K-wise item: its conversation and every response's text, in order, in
-    # NFC form as a pair's (canonical_json).
-    payload = {
-        "conversation": canonical_messages(conversation),
-        "responses": [nfc(r["content"]) for r in responses],
-    }
     try:
-        digest = hashlib.sha256(dumps_sorted(payload)).hexdigest()
+        digest = kwise_content_hash(conversation, responses)
     except (TypeError, UnicodeEncodeError) as error:
         raise RowError(f"text is not valid Unicode ({error})") from None
     return PairRecord(
