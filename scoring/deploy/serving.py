@@ -19,11 +19,12 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.cache import cache
 from django.http import Http404
 
 from annotation.roles import Role, user_has_role
+from annotation.selectors import is_campaign_admin
 from core.errors import ApplicationError, BadRequest, Conflict, Unavailable
 from scoring.models import ModelVersion
 
@@ -88,11 +89,17 @@ def user_may_score(user: AbstractBaseUser | AnonymousUser) -> bool:
 def model_version_for_scoring(
     *, version_id: int, user: AbstractBaseUser | AnonymousUser
 ) -> ModelVersion:
-    """The version, for an admin or a scoring-service account; 404 for everyone else."""
-    if not user_may_score(user):
+    """The version, for a site admin, a scoring-service account or an admin member of its
+    campaign (who may activate and roll it back, so may try it); 404 for everyone else."""
+    if not user.is_authenticated:
         raise Http404("No such model version.")
     version = ModelVersion.objects.select_related("campaign").filter(pk=version_id).first()
     if version is None:
+        raise Http404("No such model version.")
+    if user_may_score(user):
+        return version
+    assert isinstance(user, User)  # noqa: S101 - authenticated above
+    if not is_campaign_admin(campaign_id=version.campaign_id, user=user):
         raise Http404("No such model version.")
     return version
 

@@ -85,6 +85,24 @@ def test_an_admin_may_score_too(worker, version, admin_user) -> None:
     assert len(response.json()["results"]) == 2
 
 
+def test_an_admin_member_of_the_campaign_may_score_its_versions_only(
+    worker, version, annotator_b
+) -> None:
+    """They may activate and roll back the campaign's versions, so they may try them; another
+    campaign's admin member may not (404, as for anyone not allowed)."""
+    from annotation.models import CampaignMember
+    from annotation.services.members import member_add
+    from tests.factories import CampaignFactory
+
+    member_add(campaign=version.campaign, user=annotator_b, role=CampaignMember.Role.ADMIN)
+    response = api_client_for(annotator_b).post(_url(version.pk), _pair_body(), format="json")
+    assert response.status_code == 200, response.content
+    other = get_user_model().objects.create_user(username="other-admin")
+    member_add(campaign=CampaignFactory(), user=other, role=CampaignMember.Role.ADMIN)
+    response = api_client_for(other).post(_url(version.pk), _pair_body(), format="json")
+    assert response.status_code == 404
+
+
 def test_others_may_not_score(db, version, annotator_a, expert) -> None:
     assert APIClient().post(_url(version.pk), _pair_body(), format="json").status_code in (
         401,
