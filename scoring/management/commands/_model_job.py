@@ -6,11 +6,12 @@ import argparse
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.models import Campaign
+from core.queue import QUEUE_UNAVAILABLE_REASON, QueueUnavailable
 from scoring.loop.model_jobs import job_run_inline, job_wait
 from scoring.models import Job
 
@@ -77,8 +78,36 @@ def report_finished(
         raise CommandError(f"{job.kind} job {job.pk} {job.status}: {failure_reason(job)}")
 
 
-def _latest_job_id() -> int:
+def latest_job_id() -> int:
     return Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def report_unsent(
+    command: BaseCommand,
+    error: QueueUnavailable,
+    *,
+    kind: str,
+    campaign_name: str,
+    latest_before: int,
+) -> NoReturn:
+    """The broker was down as the job was enqueued: core.queue has failed the row it created
+    (``job_fail_unsent``). Print that job as failed as the last line, then CommandError."""
+    job = (
+        Job.objects.filter(
+            pk__gt=latest_before,
+            kind=kind,
+            campaign__name=campaign_name,
+            status=Job.Status.FAILED,
+            error=QUEUE_UNAVAILABLE_REASON,
+        )
+        .order_by("pk")
+        .first()
+    )
+    reason = job.error if job is not None else QUEUE_UNAVAILABLE_REASON
+    summary = {"job": job.pk if job else None, "kind": kind, "status": "failed", "error": reason}
+    command.stdout.write(json.dumps(summary))
+    named = f"{kind} job {job.pk}" if job is not None else f"the {kind} job"
+    raise CommandError(f"{named} failed: {reason}; retry when the broker is back") from error
 
 
 def run_and_report(
@@ -99,8 +128,17 @@ def run_and_report(
     # A job with an id up to this one existed before the request. (A job another process
     # creates between this read and the request would pass for ours if it is of our kind:
     # the request does not say which it returns.)
-    latest_before = _latest_job_id()
-    job = request(not inline)
+    latest_before = latest_job_id()
+    try:
+        job = request(not inline)
+    except QueueUnavailable as error:
+        report_unsent(
+            command,
+            error,
+            kind=kind,
+            campaign_name=options["campaign"],
+            latest_before=latest_before,
+        )
     if job.kind != kind or (job.pk <= latest_before and not share_existing):
         message = f"campaign busy: {job.kind} job {job.pk} is {job.status}"
         command.stdout.write(

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.models import Campaign
+from core.queue import QueueUnavailable
 from scoring.datasets.curation import (
     CurationError,
     curation_create,
@@ -15,7 +16,13 @@ from scoring.datasets.curation import (
     evaluation_set_upload,
 )
 from scoring.loop.judged_pairs import GOLD_SOURCES
-from scoring.management.commands._model_job import job_state, report_finished
+from scoring.management.commands._model_job import (
+    job_state,
+    latest_job_id,
+    report_finished,
+    report_unsent,
+)
+from scoring.models import Job
 
 
 class Command(BaseCommand):
@@ -85,6 +92,7 @@ class Command(BaseCommand):
                 "--gold-sources trains a gold model: it cannot go with --gold-version or "
                 "--no-train-gold"
             )
+        latest_before = latest_job_id()  # a job above it is this call's (see report_unsent)
         try:
             if options["eval_set"]:
                 path = Path(options["eval_set"])
@@ -111,6 +119,14 @@ class Command(BaseCommand):
             job = curation_create(campaign=campaign, params=params, enqueue=options["enqueue"])
         except CurationError as error:
             raise CommandError(str(error)) from error
+        except QueueUnavailable as error:
+            report_unsent(
+                self,
+                error,
+                kind=Job.Kind.CURATE,
+                campaign_name=campaign.name,
+                latest_before=latest_before,
+            )
         if options["enqueue"]:
             self.stdout.write(json.dumps(job_state(job)))
             return

@@ -62,6 +62,8 @@ class Command(BaseCommand):
             for name in ("max_steps", "train_on_gold_share"):
                 if options[name] is not None:
                     params[name] = options[name]
+            if options["no_activate"]:
+                params["activate"] = False
             TrainParams.from_params(params)  # checks those two here, not as a traceback later
         except JobError as error:
             raise CommandError(str(error)) from error
