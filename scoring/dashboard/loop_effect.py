@@ -5,9 +5,10 @@ For each slice of a round:
 
 * **hit rate**: the share of its pairs, once humans settled them with a side (complete, or
   resolved by an expert: an escalated pair's stored majority is provisional), that the model
-  which chose the round had mispredicted (the version active when the round opened,
-  ``Round.chosen_by_version``; for rounds opened before that was recorded, the newest loop
-  version registered before the round opened and that scored the pair). Raising it is what
+  which chose the round had mispredicted (``Round.chosen_by_version``: the version the loop
+  job prioritised with, else the version active when the round opened; for rounds opened
+  before that was recorded, the newest loop version registered before the round opened and
+  that scored the pair). Raising it is what
   the error-driven queue is for. 95% Wilson interval; the difference between the slices has
   Newcombe's interval, once each slice has at least ``BOOTSTRAP_MIN_N`` scored pairs (as the
   disagreement's difference needs).
@@ -90,8 +91,9 @@ def _difference_sentence(
 
 
 def _previous_scores(round_: Round, pair_ids: list[int]) -> dict[int, float]:
-    """p(A better) of each pair by the model that chose the round: the version active when it
-    opened (``Round.chosen_by_version``; after a rollback not the newest one). For rounds
+    """p(A better) of each pair by the model that chose the round (``Round.chosen_by_version``:
+    a loop job's scoring version, else the version active when it opened; after a rollback not
+    the newest one). For rounds
     recorded before that field, the newest loop version registered before the round opened
     that scored the pair."""
     best: dict[int, tuple[int, float]] = {}

@@ -12,9 +12,12 @@ rename and the commit leaves an orphan ``v<n>`` directory without a row, which t
 registration moves aside before reusing the number.
 
 The same transaction records the version's id in the job's result (``registered_version_id``,
-fenced by the attempt, as a loop job records the round it closed): an attempt restarted after
-its worker was lost, or released after a transient error, finds the version an earlier attempt
-registered (``model_version_registered_by``) and goes on from it instead of training again.
+fenced by the attempt, as a loop job records the round it closed, and by the job's cancel flag:
+a cancel asked before it commits registers nothing, and the staging directory is removed). The
+activation the job asks for is fenced the same way: a cancel asked after the registration leaves
+the version registered and not activated. An attempt restarted after its worker was lost, or
+released after a transient error, finds the version an earlier attempt registered
+(``model_version_registered_by``) and goes on from it instead of training again.
 
 A loop version is registered as ``NOT_JUDGED`` (its ``activation_note``) until the activation
 gate judges it: activating clears the note, a refusal replaces it with the reason. Rollback
@@ -34,7 +37,7 @@ from django.db import transaction
 
 from annotation.models import Campaign, Round
 from core.errors import Conflict
-from scoring.jobs.runner import JobLost
+from scoring.jobs.runner import JobCancelled, JobLost
 from scoring.models import Job, ModelVersion
 from scoring.selectors import active_model_version
 
@@ -73,6 +76,24 @@ def model_version_registered_by(*, job: Job, kind: str) -> ModelVersion | None:
     return version
 
 
+def _job_lock_for_registry(job: Job) -> dict[str, Any] | None:
+    """Lock the job's row, in a transaction, for a write it fences (a registration, an
+    activation); its stored result. Raises JobLost when this attempt no longer owns the job,
+    JobCancelled when a cancel was asked: the caller then writes nothing."""
+    row = (
+        Job.objects.select_for_update()
+        .filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts)
+        .values("result", "cancel_requested")
+        .first()
+    )
+    if row is None:
+        raise JobLost(f"job {job.pk} is no longer owned by this worker")
+    if row["cancel_requested"]:
+        raise JobCancelled
+    result: dict[str, Any] | None = row["result"]
+    return result
+
+
 def model_version_register(
     *,
     campaign: Campaign,
@@ -89,8 +110,9 @@ def model_version_register(
     """Save the checkpoint, then create the version row and record it in the job's result (see
     the module docstring).
 
-    Only the job's current owner registers: a worker that lost its job raises JobLost and
-    leaves nothing behind.
+    Only the job's current owner registers, and only while no cancel was asked: a worker that
+    lost its job raises JobLost, one whose job was cancelled JobCancelled, and neither leaves
+    anything behind.
     """
     root = campaign_model_root(campaign)
     staging = root / f".job-{job.pk}-attempt-{job.attempts}"
@@ -98,12 +120,9 @@ def model_version_register(
     renamed: Path | None = None
     try:
         with transaction.atomic():
-            owner = Job.objects.select_for_update().filter(
-                pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts
-            )
-            owned = owner.values("result").first()
-            if owned is None:
-                raise JobLost(f"job {job.pk} is no longer owned by this worker")
+            # The job's row first, then the campaign's, as an activation takes them: a cancel
+            # (an UPDATE of the job's row) lands before this commits or after it.
+            stored = _job_lock_for_registry(job)
             # Serialises numbering per campaign; NO KEY UPDATE does not block label inserts.
             Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
             last = ModelVersion.objects.filter(campaign=campaign).order_by("-number").first()
@@ -130,8 +149,8 @@ def model_version_register(
             )
             version.full_clean(exclude=["campaign", "job", "round"])
             version.save()
-            recorded = {**(owned["result"] or {}), REGISTERED_VERSION_KEY: version.pk}
-            owner.update(result=recorded)
+            recorded = {**(stored or {}), REGISTERED_VERSION_KEY: version.pk}
+            Job.objects.filter(pk=job.pk).update(result=recorded)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if renamed is not None and renamed.exists():
@@ -178,14 +197,20 @@ def activation_gate_reason(
     return ""
 
 
-def model_version_activate_if_better(*, version: ModelVersion) -> tuple[ModelVersion, str]:
+def model_version_activate_if_better(
+    *, version: ModelVersion, job: Job | None = None
+) -> tuple[ModelVersion, str]:
     """Activate ``version`` if the campaign's activation gate lets it; else record why not.
 
     Returns the version and the reason it stayed inactive ("" if activated). The comparison
     and the activation happen under the campaign's row lock, so two trainings finishing
-    together are compared with whichever is active at that moment.
+    together are compared with whichever is active at that moment. With the ``job`` that
+    registered it, the gate is fenced as the registration is (``_job_lock_for_registry``): a
+    job cancelled since judges and activates nothing (JobCancelled).
     """
     with transaction.atomic():
+        if job is not None:
+            _job_lock_for_registry(job)
         campaign = (
             Campaign.objects.select_for_update(no_key=True).filter(pk=version.campaign_id).first()
         )

@@ -60,7 +60,7 @@ from scoring.loop.training import (
     training_preflight,
     version_result,
 )
-from scoring.models import Job
+from scoring.models import Job, ModelVersion
 from scoring.selectors import active_model_version
 
 logger = logging.getLogger(__name__)
@@ -89,8 +89,14 @@ def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRou
     return ClosedRound(current, returned)
 
 
-def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | None:
+def round_open_next(
+    *, campaign: Campaign, size: int | None = None, prioritised_with: ModelVersion | None = None
+) -> Round | None:
     """Open a round with pooled pairs; None if one is open or the pool is empty.
+
+    ``Round.chosen_by_version`` records whose scores set the priorities it takes: the version a
+    loop job scored and prioritised with (``prioritised_with``), which an admin may have rolled
+    back from meanwhile; else the campaign's active version.
 
     ``campaign.random_slice_share`` of the round is drawn first, uniformly at random from the
     whole pool (``selection="random"``): the baseline against which the rest, the
@@ -106,12 +112,12 @@ def round_open_next(*, campaign: Campaign, size: int | None = None) -> Round | N
         if not pooled.exists():
             return None
         last = Round.objects.filter(campaign=campaign).order_by("-number").first()
-        active = active_model_version(campaign=campaign)
+        chooser = prioritised_with or active_model_version(campaign=campaign)
         opened = Round.objects.create(
             campaign=campaign,
             number=(last.number + 1) if last else 1,
             # Whose scores set the priorities read below (the loop-effect panel's hit rate).
-            chosen_by_version=active.number if active is not None else None,
+            chosen_by_version=chooser.number if chooser is not None else None,
         )
         # Set-based UPDATEs … WHERE id IN (SELECT … ORDER BY random() | priority LIMIT n): the
         # chosen ids never travel through Python, whatever the round size.
@@ -156,6 +162,7 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
         for name, value in (job.result or {}).items()
         if name not in _INTERNAL_RESULT_KEYS
     }
+    version = None
     if "score_version_id" in (job.result or {}):
         version = scored_version(job)
         result["scoring"] = pool_score_summary(job=job, version=version, include_gold=include_gold)
@@ -165,7 +172,9 @@ def round_close_and_advance(*, campaign: Campaign, context: JobContext) -> dict[
                 version=version, context=context, include_gold=include_gold
             )
     with context.stage(0.97, 1.0, "opening the next round"):
-        opened = _loop_round_open(campaign=campaign, context=context, size=params.get("round_size"))
+        opened = _loop_round_open(
+            campaign=campaign, context=context, size=params.get("round_size"), scored=version
+        )
     if opened is not None:
         queued = Pair.objects.filter(round=opened).count()
         result["opened_round"] = opened.number
@@ -189,16 +198,23 @@ _INTERNAL_RESULT_KEYS = frozenset(
 )
 
 
-def _loop_round_open(*, campaign: Campaign, context: JobContext, size: int | None) -> Round | None:
+def _loop_round_open(
+    *,
+    campaign: Campaign,
+    context: JobContext,
+    size: int | None,
+    scored: ModelVersion | None = None,
+) -> Round | None:
     """Open the next round for the loop job, once (``_loop_round_step_once``); the round this
     job opened, or None. An attempt run again after its worker was lost before the job finished
     reports the round an earlier attempt opened, rather than finding a round open and reporting
-    none."""
+    none. ``scored``: the version the job scored and prioritised the pool with, if it did; the
+    round records it as the one that chose it, even after a rollback since."""
     return _loop_round_step_once(
         context=context,
         key="opened_round_id",
         done="opened",
-        step=lambda: round_open_next(campaign=campaign, size=size),
+        step=lambda: round_open_next(campaign=campaign, size=size, prioritised_with=scored),
     )
 
 
@@ -278,9 +294,14 @@ def _loop_train_and_hand_off(
     with context.stage(0.02, 0.5, "training"):
         gold_share = float(params.get("train_on_gold_share") or 0.0)
         if training_pairs_exist(campaign=campaign, train_on_gold_share=gold_share):
-            trained = model_train(job=context.job, context=context, round_=closed)
+            try:
+                trained = model_train(job=context.job, context=context, round_=closed)
+            finally:
+                # Once it registered a version model_train says so in place of the round's note
+                # (a cancel may stop it after that, at the activation gate).
+                if not context.cancel_leaves.endswith(closed_note):
+                    context.cancel_leaves += closed_note
             result["trained"] = version_result(trained.version)
-            context.cancel_leaves += closed_note  # model_train said what it registered
         else:
             context.log("no verified pairs yet: nothing to train on")
     # A version the activation gate kept inactive does not steer the next round.

@@ -402,7 +402,8 @@ def model_train(*, job: Job, context: JobContext, round_: Round | None = None) -
 
 def _activation_gate(*, version: ModelVersion, activate: bool, context: JobContext) -> ModelVersion:
     """Put the job's registered ``version`` through the activation gate (when the job asks to
-    activate), unless an earlier attempt already did."""
+    activate), unless an earlier attempt already did. A cancel asked since the registration
+    stops the job here (JobCancelled): the version stays registered, unjudged and inactive."""
     context.cancel_leaves = f"v{version.number} was registered and not activated"
     if version.is_active:  # activated by an earlier attempt
         context.log(f"v{version.number} is the active model")
@@ -410,7 +411,7 @@ def _activation_gate(*, version: ModelVersion, activate: bool, context: JobConte
         why = version.activation_note or "another version was activated since"
         context.log(f"v{version.number} registered but not activated: {why}")
     elif activate:
-        version, refused = model_version_activate_if_better(version=version)
+        version, refused = model_version_activate_if_better(version=version, job=context.job)
         if refused:
             context.log(f"v{version.number} registered but not activated: {refused}")
         else:
