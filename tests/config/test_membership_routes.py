@@ -98,8 +98,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "api-model-activate": ("campaign-admin", "post"),
     "api-job": ("campaign-admin", "get"),
     "api-job-cancel": ("campaign-admin", "post"),
-    # site admins only
-    "api-model-score": ("site-admin", "post"),
+    "api-model-score": ("campaign-admin", "post"),
 }
 REFUSED = {404, 403}
 
