@@ -14,8 +14,18 @@ from scoring.models import ExportSnapshot, Job, ModelVersion
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
+    """Jobs are created by their services and moved on by their workers (claims fenced by
+    attempt, cancel through the job pages and API): here they are only shown. An edited status
+    would orphan a running worker or revive a finished job."""
+
     list_display = ["id", "campaign", "kind", "status", "progress", "created_at"]
     list_filter = ["kind", "status"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(ModelVersion)

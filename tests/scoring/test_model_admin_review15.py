@@ -142,3 +142,21 @@ def test_activate_takes_one_version_per_campaign(client, versions, tmp_path):
     assert _state(active) == ("ready", True)
     assert _state(ready) == ("ready", False)
     assert _state(other) == ("ready", True)
+
+
+def test_the_job_admin_shows_jobs_and_changes_none(client, campaign):
+    """An edited status in the Django admin would orphan a running worker or revive a
+    finished job: the admin only shows jobs."""
+    from django.contrib.auth import get_user_model
+
+    from scoring.models import Job
+
+    job = Job.objects.create(campaign=campaign, kind=Job.Kind.TRAIN, status=Job.Status.RUNNING)
+    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org", "x"))
+    page = client.get(f"/admin/scoring/job/{job.pk}/change/")
+    assert page.status_code == 200 and b'name="status"' not in page.content
+    client.post(f"/admin/scoring/job/{job.pk}/change/", {"status": "succeeded"})
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING
+    assert client.get("/admin/scoring/job/add/").status_code == 403
+    assert client.get("/admin/scoring/job/").status_code == 200
