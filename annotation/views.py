@@ -45,6 +45,7 @@ from annotation.services.labels import (
     label_change_check,
     label_change_deadline,
     label_submit,
+    side_across_swap,
     to_canonical,
 )
 from core.http import error_into
@@ -296,8 +297,7 @@ def _label_as_form(label: Label, assignment: Assignment, campaign: Campaign) -> 
         # The change replaces the label's rewrite with the form's (none withdraws it), so the
         # form starts from it, on the side as shown.
         data["rewrite_text"] = rewrite.text
-        flipped = {"a": "b", "b": "a"}[rewrite.based_on]
-        data["rewrite_based_on"] = flipped if assignment.swapped else rewrite.based_on
+        data["rewrite_based_on"] = side_across_swap(rewrite.based_on, swapped=assignment.swapped)
     form = LabelForm(data, campaign=campaign)
     form.is_valid()
     return form

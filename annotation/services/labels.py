@@ -206,11 +206,17 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
     return label
 
 
+def side_across_swap(side: str, *, swapped: bool) -> str:
+    """A response side ("a" or "b") across the display swap: shown to canonical or back (the
+    same exchange either way)."""
+    if swapped:
+        return "b" if side == "a" else "a"
+    return side
+
+
 def _canonical_side(assignment: Assignment, rewrite: RewriteInput) -> str:
     # The shown side, turned canonical as the label's preference is.
-    if assignment.swapped:
-        return "b" if rewrite.based_on == "a" else "a"
-    return rewrite.based_on
+    return side_across_swap(rewrite.based_on, swapped=assignment.swapped)
 
 
 def _rewrite_with_label(assignment: Assignment, label: Label, rewrite: RewriteInput) -> None:

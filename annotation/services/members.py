@@ -388,7 +388,7 @@ def member_quarantine(
     if busy:
         # Robust: the label that quarantined them is in; a failure here is logged, not a 500.
         transaction.on_commit(
-            lambda: _set_aside_after_commit(member, transition_id=transition.pk, pair_ids=busy),
+            lambda: _set_aside_after_commit(member, pair_ids=busy),
             robust=True,
         )
     return set_aside
@@ -428,24 +428,10 @@ def _set_aside_unsettled(
     return set_aside, busy
 
 
-def _set_aside_after_commit(
-    member: CampaignMember, *, transition_id: int, pair_ids: list[int]
-) -> None:
+def _set_aside_after_commit(member: CampaignMember, *, pair_ids: list[int]) -> None:
     """The pairs a quarantine skipped, locked one at a time in pair order (this transaction
     holds no other pair while it waits), while the member is still quarantined."""
-    with transaction.atomic():
-        still = (
-            CampaignMember.objects.select_for_update()
-            .filter(pk=member.pk, state=CampaignMember.State.QUARANTINED)
-            .exists()
-        )
-        if not still:
-            return
-        set_aside, _ = _set_aside_unsettled(member, pair_ids=pair_ids, wait=True)
-        transition = MemberTransition.objects.select_for_update().get(pk=transition_id)
-        done = int(transition.figures.get("labels_set_aside", 0)) + set_aside
-        transition.figures = {**transition.figures, "labels_set_aside": done}
-        transition.save(update_fields=["figures"])
+    _set_aside_while_quarantined(member.pk, pair_ids=pair_ids, wait=True)
 
 
 def members_set_aside_left_behind() -> int:
@@ -456,34 +442,36 @@ def members_set_aside_left_behind() -> int:
     leaves them counted. The periodic sweep (``annotation.fail_stale_work``) finishes the job:
     quarantined members are few, and each pass skips pairs held right now (the next one takes
     them)."""
-    done = 0
-    for member_id in list(
-        CampaignMember.objects.filter(state=CampaignMember.State.QUARANTINED).values_list(
-            "pk", flat=True
+    quarantined = CampaignMember.objects.filter(state=CampaignMember.State.QUARANTINED)
+    return sum(
+        _set_aside_while_quarantined(member_id, pair_ids=None, wait=False)
+        for member_id in list(quarantined.values_list("pk", flat=True))
+    )
+
+
+def _set_aside_while_quarantined(member_id: int, *, pair_ids: list[int] | None, wait: bool) -> int:
+    """``_set_aside_unsettled`` for a member still quarantined (their row locked), counted in
+    the figures of their latest quarantine; how many were set aside."""
+    with transaction.atomic():
+        member = (
+            CampaignMember.objects.select_for_update()
+            .filter(pk=member_id, state=CampaignMember.State.QUARANTINED)
+            .first()
         )
-    ):
-        with transaction.atomic():
-            member = (
-                CampaignMember.objects.select_for_update()
-                .filter(pk=member_id, state=CampaignMember.State.QUARANTINED)
-                .first()
-            )
-            if member is None:
-                continue
-            set_aside, _busy = _set_aside_unsettled(member, pair_ids=None, wait=False)
-            if set_aside:
-                latest = (
-                    MemberTransition.objects.select_for_update()
-                    .filter(member=member, to_state=CampaignMember.State.QUARANTINED)
-                    .order_by("-at", "-id")
-                    .first()
-                )
-                if latest is not None:
-                    total = int(latest.figures.get("labels_set_aside", 0)) + set_aside
-                    latest.figures = {**latest.figures, "labels_set_aside": total}
-                    latest.save(update_fields=["figures"])
-            done += set_aside
-    return done
+        if member is None:
+            return 0
+        set_aside, _busy = _set_aside_unsettled(member, pair_ids=pair_ids, wait=wait)
+        latest = (
+            MemberTransition.objects.select_for_update()
+            .filter(member=member, to_state=CampaignMember.State.QUARANTINED)
+            .order_by("-at", "-id")
+            .first()
+        )
+        if set_aside and latest is not None:
+            total = int(latest.figures.get("labels_set_aside", 0)) + set_aside
+            latest.figures = {**latest.figures, "labels_set_aside": total}
+            latest.save(update_fields=["figures"])
+        return set_aside
 
 
 def member_restore(
