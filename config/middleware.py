@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+from typing import Any
 
 import csp.middleware
 from csp.constants import HEADER, HEADER_REPORT_ONLY
@@ -10,7 +11,9 @@ from csp.utils import build_policy
 from django import db
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.functional import SimpleLazyObject
 
+from annotation.roles import user_roles_read_once
 from core.validation import DB_INT_MAX, DB_INT_MIN, IntegerOutOfRange
 
 # Response attributes by which django-csp's decorators give a view a policy of its own.
@@ -24,6 +27,27 @@ _OWN_POLICY_ATTRIBUTES = (
     "_csp_exempt",
     "_csp_exempt_ro",
 )
+
+
+class RolesOncePerRequestMiddleware:
+    """The signed-in user's roles read once per request, in one query, when first asked.
+
+    Django loads the session's user afresh for each request, so nothing read here outlives
+    the request. The user stays lazy: a request that never looks at it reads nothing.
+    """
+
+    def __init__(self, get_response):  # noqa: ANN001 - Django's middleware protocol
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        session_user = request.user
+        request.user = SimpleLazyObject(lambda: _read_roles_once(session_user))  # type: ignore[assignment]
+        return self.get_response(request)
+
+
+def _read_roles_once(user: Any) -> Any:  # Django's lazy user, kept lazy until now
+    user_roles_read_once(user)
+    return user
 
 
 class CSPMiddleware(csp.middleware.CSPMiddleware):
@@ -82,6 +106,7 @@ class CSPMiddleware(csp.middleware.CSPMiddleware):
             for config in (policy, policy_ro)
         )
 
+
 RETRY_AFTER_S = 2
 
 
@@ -110,7 +135,11 @@ class RequestFaultMiddleware:
         return self.get_response(request)
 
     def process_view(
-        self, request: HttpRequest, view_func, view_args, view_kwargs  # noqa: ANN001
+        self,
+        request: HttpRequest,
+        view_func,
+        view_args,
+        view_kwargs,  # noqa: ANN001
     ) -> HttpResponse | None:
         for name, value in view_kwargs.items():
             if isinstance(value, int) and not DB_INT_MIN <= value <= DB_INT_MAX:

@@ -69,6 +69,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A page asks the user's roles several times: one query reads them all, once.
+    "config.middleware.RolesOncePerRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.CSPMiddleware",  # django-csp's, with the headers built once
@@ -381,6 +383,7 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "SEARCHES_PER_MINUTE": envint("ARBITER_SEARCHES_PER_MINUTE", 60, minimum=0),
     "CODE_RUNS_PER_MINUTE": envint("ARBITER_CODE_RUNS_PER_MINUTE", 20, minimum=0),
     "LLM_ASKS_PER_MINUTE": envint("ARBITER_LLM_ASKS_PER_MINUTE", 10, minimum=0),
+    "ATTACHES_PER_MINUTE": envint("ARBITER_ATTACHES_PER_MINUTE", 60, minimum=0),
     # How long a web process trusts what it read for an API token (0: it reads every call).
     "TOKEN_CACHE_SECONDS": envfloat("ARBITER_TOKEN_CACHE_SECONDS", 5.0),
     # Bytes a JSON request body may hold (413 above); above the score endpoint's characters
