@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - the standard library is the slow fallb
 from annotation.importers import ImportFormatError, ImportLimits, PairRecord, iter_pair_records
 from annotation.models import Assignment, Campaign, ItemKind, Pair, Round
 from annotation.selectors import campaign_pair_counts_forget_on_commit
-from annotation.services.pair_state import pair_make_gold
+from annotation.services.pair_state import GoldRefusal, pair_gold_refusal, pair_make_gold
 
 _BATCH = 10_000
 _COLUMNS = (
@@ -365,7 +365,7 @@ def _off_scale(answer: int, allowed: Sequence[int]) -> str:
 
 def _gold_refusal(pair: Pair, answer: int, *, new_floor: int) -> str | None:
     """Why the pair, already in the campaign, cannot take the gold file's answer (the rules
-    of ``reviewers.services.gold.pair_mark_gold``, which this layer cannot import), or None.
+    of ``pair_gold_refusal``, worded for the file), or None.
     A pair already gold keeps its answer: a file never silently overwrites one. Whether the
     pair is being judged is not a refusal: the caller skips such a pair."""
     if pair.is_gold:
@@ -382,12 +382,12 @@ def _gold_refusal(pair: Pair, answer: int, *, new_floor: int) -> str | None:
             f"/api/pairs/{pair.pk}/gold does)"
         )
     where = f"pair {pair.pk}, already in the campaign,"
-    if pair.status == Pair.Status.ESCALATED:
+    refusal = pair_gold_refusal(pair=pair, preference=answer)
+    if refusal is GoldRefusal.ESCALATED:
         return f"{where} is waiting for an expert; decide it before making it gold"
-    if pair.status == Pair.Status.DISCARDED:
+    if refusal is GoldRefusal.DISCARDED:
         return f"{where} was discarded as ambiguous and cannot become gold"
-    adjudicated = pair.provenance == Pair.Provenance.ADJUDICATED
-    if adjudicated and pair.consensus_preference != answer:
+    if refusal is GoldRefusal.EXPERT_DECIDED_OTHERWISE:
         return (
             f"{where} was decided by an expert as {pair.consensus_preference}, not {answer}; "
             "their decision stands"

@@ -27,6 +27,7 @@ as one prepared statement each for speed; they embed the SQL of their transition
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from enum import StrEnum
 from typing import Any
 
 from django.db import connection, transaction
@@ -436,11 +437,32 @@ def pair_resolve(
 # --- flags and priority ---------------------------------------------------------------------
 
 
+class GoldRefusal(StrEnum):
+    """Why a pair cannot take a gold answer; each way of making pairs gold words it."""
+
+    ESCALATED = "escalated"  # waiting for an expert: decide it first
+    DISCARDED = "discarded"  # discarded as ambiguous
+    EXPERT_DECIDED_OTHERWISE = "expert_decided_otherwise"  # the expert's decision stands
+
+
+def pair_gold_refusal(*, pair: Pair, preference: int) -> GoldRefusal | None:
+    """Why ``pair`` (not gold yet, read under its row lock) cannot become gold with this
+    answer, or None. Being judged right now is the callers' to check: the API refuses such a
+    pair, a gold import leaves it for later."""
+    if pair.status == Pair.Status.ESCALATED:
+        return GoldRefusal.ESCALATED
+    if pair.status == Pair.Status.DISCARDED:
+        return GoldRefusal.DISCARDED
+    if pair.provenance == Pair.Provenance.ADJUDICATED and pair.consensus_preference != preference:
+        return GoldRefusal.EXPERT_DECIDED_OTHERWISE
+    return None
+
+
 def pair_make_gold(*, pair: Pair, preference: int) -> None:
     """Flag the pair gold with its known answer (canonical). ``pair`` was read under its row
-    lock; the caller has refused escalated, discarded and leased pairs. The answer becomes the
-    consensus unless an expert decided the pair; a pair still waiting for labels leaves the
-    queue (-> complete)."""
+    lock; the caller has refused what ``pair_gold_refusal`` refuses, and leased pairs. The
+    answer becomes the consensus unless an expert decided the pair; a pair still waiting for
+    labels leaves the queue (-> complete)."""
     updates: dict[str, object] = {"is_gold": True, "gold_preference": preference}
     if pair.provenance != Pair.Provenance.ADJUDICATED:
         updates.update(

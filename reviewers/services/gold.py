@@ -6,12 +6,19 @@ from django.db import transaction
 
 from annotation.models import Assignment, ItemKind, Pair
 from annotation.selectors import campaign_pair_counts_forget_on_commit
-from annotation.services.pair_state import pair_make_gold
+from annotation.services.pair_state import GoldRefusal, pair_gold_refusal, pair_make_gold
 from reviewers.errors import GoldNotAllowed
 
 RANKING_GOLD_REFUSED = (
     "A ranking item has no A/B gold answer: it cannot be made gold or promoted to gold."
 )
+_REFUSALS = {
+    GoldRefusal.ESCALATED: "This pair is waiting for an expert; decide it first.",
+    GoldRefusal.DISCARDED: "This pair was discarded as ambiguous.",
+    GoldRefusal.EXPERT_DECIDED_OTHERWISE: (
+        "An expert decided this pair differently; their decision stands."
+    ),
+}
 
 
 def pair_mark_gold(*, pair: Pair, preference: int) -> Pair:
@@ -30,15 +37,13 @@ def pair_mark_gold(*, pair: Pair, preference: int) -> Pair:
         if preference not in campaign.allowed_preferences:
             allowed = sorted(campaign.allowed_preferences, reverse=True)
             raise GoldNotAllowed(f"preference must be one of {allowed} for this campaign")
-        if current.status == Pair.Status.ESCALATED:
-            raise GoldNotAllowed("This pair is waiting for an expert; decide it first.")
-        if current.status == Pair.Status.DISCARDED:
-            raise GoldNotAllowed("This pair was discarded as ambiguous.")
+        refusal = pair_gold_refusal(pair=current, preference=preference)
+        if refusal in (GoldRefusal.ESCALATED, GoldRefusal.DISCARDED):
+            raise GoldNotAllowed(_REFUSALS[refusal])
         if Assignment.objects.filter(pair=current, status=Assignment.Status.ACTIVE).exists():
             raise GoldNotAllowed("Annotators are judging this pair right now; try again later.")
-        adjudicated = current.provenance == Pair.Provenance.ADJUDICATED
-        if adjudicated and current.consensus_preference != preference:
-            raise GoldNotAllowed("An expert decided this pair differently; their decision stands.")
+        if refusal is not None:
+            raise GoldNotAllowed(_REFUSALS[refusal])
         pair_make_gold(pair=current, preference=preference)
         campaign_pair_counts_forget_on_commit(campaign_id=current.campaign_id)
     pair.refresh_from_db()
