@@ -21,6 +21,7 @@ from django.db import (
     OperationalError,
     close_old_connections,
     connection,
+    transaction,
 )
 from django.db.models.functions import Now
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -229,6 +230,19 @@ class JobContext:
         if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
             self._stop.set()
         return True
+
+    @contextmanager
+    def owned(self) -> Iterator[None]:
+        """A transaction in which this worker still owns the job: its row is locked first, so
+        a takeover waits until the block commits. Raises JobLost where the job is no longer
+        this worker's (taken over while a stale heartbeat let it); for the step that makes
+        the job's result visible (a file renamed into place, its record saved)."""
+        with transaction.atomic():
+            if not job_owned(self.job).select_for_update().exists():
+                self.lost = True
+                self._stop.set()
+                raise JobLost(f"job {self.job.pk} is no longer owned by this worker")
+            yield
 
     def heartbeat(self) -> AbstractContextManager[None]:
         """Beat in a background thread while the job's code runs."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -255,14 +256,20 @@ def read_rows(path: Path, file_format: str) -> list[dict]:
 @pytest.mark.smoke
 def test_jsonl_and_parquet_reload_to_the_same_rows(campaign, history, annotators, tmp_path):
     tricky = [
-        {"role": "system", "content": "Be \"precise\"\n\ttabs, back\\slash, ünïcødé, 🙂"},
-        {"role": "user", "content": "</script> {\"json\": [1, 2]} \u2028"},
+        {"role": "system", "content": 'Be "precise"\n\ttabs, back\\slash, ünïcødé, 🙂'},
+        {"role": "user", "content": '</script> {"json": [1, 2]} \u2028'},
         {"role": "assistant", "content": ""},
         {"role": "user", "content": "and again?"},
     ]
     tricky_pair = voted_pair(
-        campaign, annotators, [-2, -2, -2], consensus=-2, provenance="unanimous",
-        conversation=tricky, response_a="A: \"quoted\"\n", response_b="B 🙂 \\",
+        campaign,
+        annotators,
+        [-2, -2, -2],
+        consensus=-2,
+        provenance="unanimous",
+        conversation=tricky,
+        response_a='A: "quoted"\n',
+        response_b="B 🙂 \\",
     )
     filters = ExportFilters(include_silver=True, ties="separate")
     expected = [row for ranked, row in export_rows(campaign=campaign, filters=filters) if ranked]
@@ -281,7 +288,7 @@ def test_jsonl_and_parquet_reload_to_the_same_rows(campaign, history, annotators
     assert loaded["parquet"] == expected
     last = next(row for row in expected if row["pair_id"] == tricky_pair.pk)
     assert last["chosen"] == [*tricky, {"role": "assistant", "content": "B 🙂 \\"}]
-    assert last["rejected"][-1] == {"role": "assistant", "content": "A: \"quoted\"\n"}
+    assert last["rejected"][-1] == {"role": "assistant", "content": 'A: "quoted"\n'}
     assert pq.read_schema(tmp_path / "out.parquet").names == MAIN_SCHEMA.names
     ties = read_rows(unranked_path(tmp_path / "out.parquet"), "parquet")
     assert ties == read_rows(unranked_path(tmp_path / "out.jsonl"), "jsonl")
@@ -524,8 +531,12 @@ def test_outside_a_transaction_chunks_are_read_ahead_and_an_interruption_stops_t
 
     filters = ExportFilters(include_silver=True, ties="separate")
     result = export_write(
-        campaign=campaign, filters=filters, file_format="parquet",
-        destination=tmp_path / "out.parquet", chunk_size=2, on_progress=watch,
+        campaign=campaign,
+        filters=filters,
+        file_format="parquet",
+        destination=tmp_path / "out.parquet",
+        chunk_size=2,
+        on_progress=watch,
     )
     assert any(readers_seen)
     expected = [row for ranked, row in export_rows(campaign=campaign, filters=filters) if ranked]
@@ -537,8 +548,43 @@ def test_outside_a_transaction_chunks_are_read_ahead_and_an_interruption_stops_t
 
     with pytest.raises(Interrupted, match="^$"):
         export_write(
-            campaign=campaign, filters=filters, file_format="jsonl",
-            destination=tmp_path / "cut" / "out.jsonl", chunk_size=2, on_progress=interrupt,
+            campaign=campaign,
+            filters=filters,
+            file_format="jsonl",
+            destination=tmp_path / "cut" / "out.jsonl",
+            chunk_size=2,
+            on_progress=interrupt,
         )
     assert list((tmp_path / "cut").iterdir()) == []
     assert not any(thread.name == "export-read-ahead" for thread in threading.enumerate())
+
+
+def test_a_worker_that_lost_the_export_job_puts_no_file_in_place(
+    campaign, history, admin_user, settings, tmp_path
+):
+    """Taken over (its heartbeat went stale) before the rename: before, the old worker still
+    renamed its files over the destination and saved its manifest, beside its successor's."""
+    from scoring.datasets.export.snapshots import _export_work
+    from scoring.jobs.claims import job_claim
+    from scoring.jobs.runner import JobContext, JobLost
+
+    settings.ARBITER = {**settings.ARBITER, "EXPORT_DIR": tmp_path / "exports"}
+    snapshot = export_create(
+        campaign=campaign, file_format="jsonl", filters=ExportFilters(), user=admin_user
+    )
+    job = job_claim(job_id=snapshot.job_id, worker="old").job
+    work = _export_work(job, 100)
+    # Another worker's claim: a new attempt, which the old worker has not noticed yet.
+    Job.objects.filter(pk=job.pk).update(attempts=job.attempts + 1, worker="new")
+    context = JobContext(job)
+    # Its last progress write was under half a second before the end (as at the end of a long
+    # export), so the final progress call is throttled and does not find out either; here
+    # the whole (short) export stands for that last half second.
+    context._last_write = time.monotonic() + 3600
+    with pytest.raises(JobLost):
+        work(context)
+    snapshot.refresh_from_db()
+    assert (snapshot.path, snapshot.manifest) == ("", {})
+    assert list((tmp_path / "exports").rglob("*")) == [
+        tmp_path / "exports" / f"campaign-{campaign.pk}"
+    ]

@@ -102,12 +102,16 @@ def _export_work(job: Job, chunk_size: int) -> JobWork:
                 chunk_size=chunk_size,
                 on_progress=on_progress,
                 extra_manifest={"snapshot_version": snapshot.version, "job": job.pk},
+                # A worker whose job was taken over (a stale heartbeat) must not put its
+                # files in place, nor its manifest beside its successor's files.
+                commit_fence=context.owned,
             )
         except InvalidExport as error:
             raise JobError(str(error)) from error
         snapshot.path = str(result.path)
         snapshot.manifest = result.manifest
-        snapshot.save(update_fields=["path", "manifest"])
+        with context.owned():
+            snapshot.save(update_fields=["path", "manifest"])
         context.log(f"exported {result.manifest['counts']['rows']} pairs to {result.path.name}")
         counts: dict[str, Any] = result.manifest["counts"]
         return counts

@@ -13,7 +13,8 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,13 +271,15 @@ def export_write(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     on_progress: ProgressCallback | None = None,
     extra_manifest: Mapping[str, Any] | None = None,
+    commit_fence: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> ExportResult:
     """Write the export to ``destination`` (and its ties file when asked), atomically.
 
     Nothing appears at ``destination`` until every row is written and synced; on any error
     the hidden temporary files are removed, the files an earlier export left there stay as
     they were, and the error propagates. A ties or outcomes file of an earlier export that
-    this one does not write is removed with the rest of the old set.
+    this one does not write is removed with the rest of the old set. The files are renamed
+    into place inside ``commit_fence()`` (an export job's: while it still owns the job).
     """
     if file_format not in FORMATS:
         raise InvalidExport(f"format must be one of {', '.join(FORMATS)}")
@@ -338,8 +341,9 @@ def export_write(
             for path in (unranked_path(destination), outcomes_target)
             if path not in targets.values()
         ]
-        _commit(temporaries, targets, stale=stale)
-        _sync_directory(destination.parent)
+        with commit_fence():
+            _commit(temporaries, targets, stale=stale)
+            _sync_directory(destination.parent)
     except BaseException:
         for writer in writers.values():
             writer.abort()
