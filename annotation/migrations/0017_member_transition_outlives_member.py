@@ -1,6 +1,9 @@
 """A member's state history outlives the membership: each transition names its campaign and
 user, and removing the member leaves its transitions (member set null) instead of deleting
-them."""
+them.
+
+Going back deletes the transitions of members removed since (the schema before cannot hold a
+transition without its member, and removing a member deleted its history then)."""
 
 import django.db.models.deletion
 from django.conf import settings
@@ -16,6 +19,12 @@ def name_campaign_and_user(apps, schema_editor):
         campaign_id=Subquery(member.values("campaign_id")[:1]),
         user_id=Subquery(member.values("user_id")[:1]),
     )
+
+
+def forget_removed_members(apps, schema_editor):
+    """Backwards only, before ``member`` is NOT NULL again."""
+    Transition = apps.get_model("annotation", "MemberTransition")
+    Transition.objects.filter(member__isnull=True).delete()
 
 
 class Migration(migrations.Migration):
@@ -92,4 +101,6 @@ class Migration(migrations.Migration):
             model_name="membertransition",
             index=models.Index(fields=["user", "campaign", "at"], name="member_transition_user"),
         ),
+        # Last, so that going back runs it first.
+        migrations.RunPython(migrations.RunPython.noop, forget_removed_members),
     ]
