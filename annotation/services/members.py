@@ -99,7 +99,10 @@ def member_remove(*, campaign: Campaign, user_id: int, by: AbstractBaseUser | No
     ending in a transition to ``removed`` (a quarantine lasts until then, not for ever)."""
     with transaction.atomic():
         member = (
-            CampaignMember.objects.select_for_update()
+            # OF self: the default ordering joins the campaign and the user, whose rows a
+            # plain FOR UPDATE would lock too (every label's commit in the campaign waits
+            # for the campaign row's key-share lock).
+            CampaignMember.objects.select_for_update(of=("self",))
             .filter(campaign=campaign, user_id=user_id)
             .first()
         )
@@ -454,7 +457,9 @@ def _set_aside_while_quarantined(member_id: int, *, pair_ids: list[int] | None, 
     the figures of their latest quarantine; how many were set aside."""
     with transaction.atomic():
         member = (
-            CampaignMember.objects.select_for_update()
+            # OF self: not the campaign's row (see member_remove), which every label's
+            # commit in the campaign needs while this waits for a pair.
+            CampaignMember.objects.select_for_update(of=("self",))
             .filter(pk=member_id, state=CampaignMember.State.QUARANTINED)
             .first()
         )

@@ -316,7 +316,7 @@ def _version_evaluations_lock(version: ModelVersion) -> None:
     queue. Taken before that check. NO KEY UPDATE leaves inserts that reference the version
     (its results) unblocked.
     """
-    ModelVersion.objects.select_for_update(no_key=True).filter(pk=version.pk).first()
+    ModelVersion.objects.select_for_update(no_key=True, of=("self",)).filter(pk=version.pk).first()
 
 
 def evaluation_request(

@@ -77,7 +77,9 @@ def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRou
     now = now or timezone.now()
     with transaction.atomic():
         current = (
-            Round.objects.select_for_update()
+            # OF self: the default ordering joins the campaign, whose row every label's
+            # commit in the campaign needs (its foreign-key check).
+            Round.objects.select_for_update(of=("self",))
             .filter(campaign=campaign, status=Round.Status.OPEN)
             .first()
         )
