@@ -97,22 +97,38 @@ class ShardRange:
     count: int
 
 
+# Ids read per query while planning shards: the planner's memory, whatever the shard size.
+_PLAN_PAGE = 10_000
+
+
 def shard_ranges(targets: QuerySet[Any], size: int) -> Iterator[ShardRange]:
     """Consecutive id ranges of ``targets`` with ``size`` pairs each (the last one fewer).
 
-    Keyset pagination: each page is ``id > last id seen ORDER BY id LIMIT size``, so at most
-    ``size`` ids are in memory and each page is one index range scan.
+    Keyset pagination: each page is ``id > last id seen ORDER BY id LIMIT n``, one index range
+    scan, with n at most ``_PLAN_PAGE`` whatever the shard size, so that a shard as large as
+    the pool (``--shard-size`` up to 2**31-1) never holds the pool's ids in memory.
     """
     if size < 1:
         raise ValueError("shard size must be at least 1")
     after: int | None = None
+    first: int | None = None
+    count = 0
     while True:
         page = targets if after is None else targets.filter(id__gt=after)
-        ids = list(page.order_by("id").values_list("id", flat=True)[:size])
+        ids = list(
+            page.order_by("id").values_list("id", flat=True)[: min(_PLAN_PAGE, size - count)]
+        )
         if not ids:
+            if first is not None and after is not None:
+                yield ShardRange(first, after, count)
             return
-        yield ShardRange(ids[0], ids[-1], len(ids))
+        if first is None:
+            first = ids[0]
+        count += len(ids)
         after = ids[-1]
+        if count == size:
+            yield ShardRange(first, after, count)
+            first, count = None, 0
 
 
 def job_hand_off_to_shards(
