@@ -9,7 +9,7 @@ programs run at once is bounded twice: by the concurrency of the workers that co
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from annotation.services.tools import code_run_execute
 from annotation.tools.sandbox import SandboxBusy
@@ -18,6 +18,7 @@ __all__ = ["run_code_task"]
 
 
 @shared_task(
+    bind=True,
     name="annotation.run_code",
     acks_late=True,
     autoretry_for=(SandboxBusy,),
@@ -28,5 +29,8 @@ __all__ = ["run_code_task"]
     soft_time_limit=120,
     time_limit=150,
 )
-def run_code_task(code_run_id: int) -> None:
-    code_run_execute(code_run_id=code_run_id)
+def run_code_task(self: Task, code_run_id: int) -> None:
+    # On the last try a busy sandbox fails the run: Celery gives up after it, and a run left
+    # queued would wait for the stale sweep (minutes) and get its reason wrong.
+    last_try = self.max_retries is not None and self.request.retries >= self.max_retries
+    code_run_execute(code_run_id=code_run_id, last_try=last_try)

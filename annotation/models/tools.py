@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from annotation.models.labels import Assignment
+
+# Runs still waiting for a sandbox or running in one. Finished runs are kept for ever; the stale
+# sweep and the pending-runs cap filter with this very condition, so that they read only the
+# partial index below (usually empty), not the table or the user's whole history.
+CODE_RUN_UNFINISHED = Q(status__in=["queued", "running"])
 
 
 class CodeRun(models.Model):
@@ -29,6 +35,15 @@ class CodeRun(models.Model):
     result = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["user", "created_at"],
+                condition=CODE_RUN_UNFINISHED,
+                name="coderun_unfinished",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"code run {self.pk}"

@@ -21,6 +21,7 @@ from django.db import DataError, transaction
 from django.utils import timezone
 
 from annotation.models import Assignment, CodeRun, Document, Evidence, Label
+from annotation.models.tools import CODE_RUN_UNFINISHED
 from annotation.roles import Role, user_has_role
 from annotation.selectors import shown_pair
 from annotation.tools import search as search_tools
@@ -37,6 +38,11 @@ MAX_TESTS_CHARS = 64 * 1024
 # Evidence keeps the head of long outputs; the CodeRun row keeps them whole.
 EVIDENCE_OUTPUT_CHARS = 4000
 EVIDENCE_CODE_CHARS = 64 * 1024
+# Attached results one assignment may hold: more than any real judgement cites, and a bound on
+# what the review page and the export read back (each result keeps up to about 9 KB).
+MAX_ATTACHED_PER_ASSIGNMENT = 50
+# What a run whose every retry found the sandbox slots taken tells the annotator.
+SANDBOX_BUSY_REASON = "every sandbox slot stayed busy; try again"
 
 
 class ToolError(errors.ApplicationError):
@@ -49,6 +55,10 @@ class AssignmentClosed(errors.Conflict, ToolError):
 
 class TooManyRuns(errors.RateLimited, ToolError):
     code = "too_many_runs"
+
+
+class TooManyAttachedResults(errors.Conflict, ToolError):
+    code = "too_many_attached_results"
 
 
 class ToolUnavailable(errors.Unavailable, ToolError):
@@ -64,6 +74,7 @@ _RATE_LIMITS = {
     "search": ("SEARCHES_PER_MINUTE", "searches"),
     "code_run": ("CODE_RUNS_PER_MINUTE", "code runs"),
     "llm": ("LLM_ASKS_PER_MINUTE", "questions to the model"),
+    "attach": ("ATTACHES_PER_MINUTE", "attached results"),
 }
 
 
@@ -162,8 +173,13 @@ def evidence_attach(
     note: str = "",
 ) -> Evidence:
     """Attach one search result to the assignment as evidence. For a corpus document the title,
-    source and attribution come from the database, not from the client."""
+    source and attribution come from the database, not from the client.
+
+    Counts against the annotator's attached results a minute; an assignment holds at most
+    MAX_ATTACHED_PER_ASSIGNMENT of them.
+    """
     assignment_require_open(assignment=assignment)
+    tool_rate_check(user_id=assignment.annotator_id, tool="attach")
     attribution = ""
     if document_id is not None:
         document = Document.objects.filter(pk=document_id).first()
@@ -181,9 +197,22 @@ def evidence_attach(
         "query": search_tools.clean_query(query),
         "note": search_tools.strip_control_chars(note)[:2000],
     }
-    return _evidence_create(
-        assignment=assignment, kind=Evidence.Kind.ATTACHED_RESULT, payload=payload
-    )
+    with transaction.atomic():
+        # Under the assignment's row lock, simultaneous attaches each count the ones before
+        # them (none passes the cap), and none lands after the label was submitted.
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        assignment_require_open(assignment=locked)
+        attached = Evidence.objects.filter(
+            assignment=locked, kind=Evidence.Kind.ATTACHED_RESULT
+        ).count()
+        if attached >= MAX_ATTACHED_PER_ASSIGNMENT:
+            raise TooManyAttachedResults(
+                f"This assignment already holds {attached} attached results, the most one may "
+                f"hold ({MAX_ATTACHED_PER_ASSIGNMENT}); cite any further source in your rationale."
+            )
+        return _evidence_create(
+            assignment=locked, kind=Evidence.Kind.ATTACHED_RESULT, payload=payload
+        )
 
 
 # --- code runs --------------------------------------------------------------------------------
@@ -211,15 +240,17 @@ def code_run_create(
         assignment_require_open(assignment=assignment)
     if len(code) > MAX_CODE_CHARS or len(stdin) > MAX_STDIN_CHARS or len(tests) > MAX_TESTS_CHARS:
         raise ToolError("The code, stdin or tests are too long.")
-    pending = CodeRun.objects.filter(
-        user=user, status__in=[CodeRun.Status.QUEUED, CodeRun.Status.RUNNING]
-    ).count()
-    if pending >= code_run_max_pending():
-        raise TooManyRuns(
-            f"You already have {pending} runs waiting or running; wait for one to finish."
-        )
-    tool_rate_check(user_id=user.pk, tool="code_run")
     with transaction.atomic():
+        # Count and insert under the user's row lock: of simultaneous requests each counts the
+        # runs of those before it, so none passes the cap. NO KEY: rows that merely reference
+        # the user are not held up. (SQLite has no row locks; it runs one writer at a time.)
+        User.objects.select_for_update(no_key=True).only("pk").get(pk=user.pk)
+        pending = CodeRun.objects.filter(CODE_RUN_UNFINISHED, user=user).count()
+        if pending >= code_run_max_pending():
+            raise TooManyRuns(
+                f"You already have {pending} runs waiting or running; wait for one to finish."
+            )
+        tool_rate_check(user_id=user.pk, tool="code_run")
         run = CodeRun(
             user=user,
             assignment=assignment,
@@ -277,12 +308,13 @@ def _run_summary(run: CodeRun) -> dict[str, Any]:
     }
 
 
-def code_run_execute(*, code_run_id: int) -> CodeRun | None:
+def code_run_execute(*, code_run_id: int, last_try: bool = False) -> CodeRun | None:
     """Claim a queued run, execute it in the sandbox and store the result.
 
     Idempotent: a run that is not queued any more (done, or claimed by another delivery of the
     same task) is left alone and None is returned. SandboxBusy puts the run back in the queue
-    and propagates, so that the task can retry.
+    and propagates, so that the task can retry; on the task's ``last_try`` it fails the run
+    instead (nothing would run it again), and still propagates for the task's own record.
     """
     from annotation.tools import (
         SandboxBusy,
@@ -301,9 +333,14 @@ def code_run_execute(*, code_run_id: int) -> CodeRun | None:
     try:
         result = run_code(run.language, run.code, stdin=run.stdin, tests=run.tests)
     except SandboxBusy:
-        CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
-            status=CodeRun.Status.QUEUED
-        )
+        if last_try:
+            _code_run_finish(
+                run, CodeRun.Status.FAILED, {"status": "failed", "error": SANDBOX_BUSY_REASON}
+            )
+        else:
+            CodeRun.objects.filter(pk=run.pk, status=CodeRun.Status.RUNNING).update(
+                status=CodeRun.Status.QUEUED
+            )
         raise
     except (UnsupportedLanguage, SandboxUnavailable, ValueError) as exc:
         run.status, run.result = CodeRun.Status.FAILED, {"status": "failed", "error": str(exc)}
@@ -534,16 +571,16 @@ CODE_RUN_STALE_SECONDS = 600
 def code_runs_fail_stale(*, now: datetime | None = None) -> int:
     """Fail runs left queued or running by a worker that died, so nobody waits on them."""
     now = now or timezone.now()
-    unfinished = [CodeRun.Status.QUEUED, CodeRun.Status.RUNNING]
+    # CODE_RUN_UNFINISHED is the partial index's condition: the sweep reads only that index.
     stale = CodeRun.objects.filter(
-        status__in=unfinished, created_at__lt=now - timedelta(seconds=CODE_RUN_STALE_SECONDS)
+        CODE_RUN_UNFINISHED, created_at__lt=now - timedelta(seconds=CODE_RUN_STALE_SECONDS)
     )
     result = {"status": "failed", "error": "the worker running this program stopped"}
     failed = 0
     with transaction.atomic():
         for run in stale.only("pk", "assignment_id"):
             # Guarded row by row: a run that finished since the SELECT keeps its outcome.
-            if not CodeRun.objects.filter(pk=run.pk, status__in=unfinished).update(
+            if not CodeRun.objects.filter(CODE_RUN_UNFINISHED, pk=run.pk).update(
                 status=CodeRun.Status.FAILED, result=result, finished_at=now
             ):
                 continue
