@@ -30,10 +30,11 @@ class ImportJob(models.Model):
     rows_read = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
-    # A gold import's rows that made pairs already in the campaign gold.
-    made_gold_count = models.PositiveIntegerField(default=0)
+    # A gold import's rows that made pairs already in the campaign gold. db_default (both):
+    # the previous release's code, still serving during an upgrade, leaves them out.
+    made_gold_count = models.PositiveIntegerField(default=0, db_default=0)
     # A gold import's rows naming a pair being judged right now: left as it was, not gold.
-    busy_gold_count = models.PositiveIntegerField(default=0)
+    busy_gold_count = models.PositiveIntegerField(default=0, db_default=0)
     error_line = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(

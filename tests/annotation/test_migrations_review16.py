@@ -137,3 +137,23 @@ def test_0017_goes_back_after_a_member_was_removed(back_to_leaf):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM annotation_membertransition")
         assert cursor.fetchone()[0] == kept_rows
+
+
+@pytest.mark.django_db
+def test_the_previous_release_can_still_create_import_jobs():
+    """Code of the state before 0019 (still serving while `migrate` runs) names neither gold
+    counter; before, its insert failed on the NOT NULL column."""
+    state = MigrationExecutor(connection).loader.project_state(
+        ("annotation", "0018_scale_partial_indexes")
+    )
+    OldImportJob = state.apps.get_model("annotation", "ImportJob")
+    old_campaign = state.apps.get_model("annotation", "Campaign").objects.get(
+        pk=CampaignFactory().pk
+    )
+    job = OldImportJob.objects.create(
+        campaign=old_campaign, file="imports/pairs.jsonl", original_name="pairs.jsonl"
+    )
+    from annotation.models import ImportJob
+
+    current = ImportJob.objects.get(pk=job.pk)
+    assert (current.made_gold_count, current.busy_gold_count) == (0, 0)
