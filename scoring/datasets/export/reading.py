@@ -90,6 +90,16 @@ def _chunks(queryset: QuerySet[Pair], chunk_size: int) -> Iterator[list[tuple[An
         last_id = chunk[-1][_ID]
 
 
+def _code_run_seen(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What the annotator saw of a finished run: the program's outcome ("ok", "error",
+    "timeout" ...) and its tests', not the run's bookkeeping state ("done" whatever the
+    program did)."""
+    outcome = payload.get("result_status") or payload.get("status")
+    if payload.get("tests_outcome"):
+        outcome = f"{outcome}, tests {payload['tests_outcome']}"
+    return {**payload, "status": outcome}
+
+
 def _evidence_item(kind: str, payload: Any) -> str:
     text = ""
     if isinstance(payload, Mapping):
@@ -100,6 +110,8 @@ def _evidence_item(kind: str, payload: Any) -> str:
             Evidence.Kind.LLM: ("question",),
         }
         keys = keys_by_kind.get(kind, ())
+        if kind == Evidence.Kind.CODE_RUN:
+            payload = _code_run_seen(payload)
         text = " ".join(str(payload[key]) for key in keys if payload.get(key))
         if not text:
             text = next((value for value in payload.values() if isinstance(value, str)), "")
