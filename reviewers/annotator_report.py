@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum, Window
+from django.db.models.functions import Lead
 from django.utils import timezone
 
 from annotation.models import Assignment, CampaignMember, Label, MemberTransition
@@ -170,14 +171,27 @@ def _quarantine_seconds(
     period, summed over campaigns; and their usernames, read in the same query."""
     # A user's timeline in a campaign runs across memberships (removed, added again): their
     # transitions are kept by campaign and user, the member row may be gone.
-    quarantined_users = MemberTransition.objects.filter(
-        to_state=CampaignMember.State.QUARANTINED, at__lt=end
-    ).values("user_id")
-    transitions = MemberTransition.objects.filter(user_id__in=quarantined_users).order_by(
-        "user_id", "campaign_id", "at", "id"
-    )
+    in_scope = MemberTransition.objects.filter(at__lt=end)
     if campaign_id is not None:
-        transitions = transitions.filter(campaign_id=campaign_id)
+        # Quarantined in this campaign, not merely somewhere: else "never quarantined here"
+        # would read 0 s rather than empty.
+        in_scope = in_scope.filter(campaign_id=campaign_id)
+    quarantined_users = in_scope.filter(to_state=CampaignMember.State.QUARANTINED).values("user_id")
+    # Only the states in force during the period: each transition up to the last one before
+    # it starts (the state it starts in), the earlier ones end before it and add nothing.
+    # Those from ``end`` on only end a stretch that the period's end clips anyway.
+    transitions = (
+        in_scope.filter(user_id__in=quarantined_users)
+        .annotate(
+            next_at=Window(
+                Lead("at"),
+                partition_by=[F("user_id"), F("campaign_id")],
+                order_by=[F("at").asc(), F("id").asc()],
+            )
+        )
+        .filter(Q(next_at__isnull=True) | Q(next_at__gt=start))
+        .order_by("user_id", "campaign_id", "at", "id")
+    )
     per_member: dict[tuple[int, int], list[tuple[datetime, str]]] = defaultdict(list)
     names: dict[int, str] = {}
     for user_id, campaign, username, at, state in transitions.values_list(

@@ -133,6 +133,8 @@ class AnnotatorQualityApi(APIView):
         consensus_agreement = serializers.FloatField(allow_null=True)
         position_bias = serializers.FloatField(allow_null=True)
         position_bias_z = serializers.FloatField(allow_null=True)
+        # Where position_bias would sit by chance: 0.5 for A/B pairs, 1/K for K responses.
+        position_bias_chance = serializers.FloatField(allow_null=True)
         median_seconds = serializers.FloatField(allow_null=True)
         flagged = serializers.BooleanField()
         flag_reasons = serializers.ListField(child=serializers.CharField())

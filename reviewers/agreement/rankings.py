@@ -13,6 +13,8 @@ across labels with and without ties.
 * ``ranking_disagreement``: the mean, over all pairs of labels, of the share of response pairs
   that the two labels order differently (Kendall's distance; a tie against an order counts 1/2).
 * ``ranking_escalation_reasons``: "no clear best" and "contradictory top choices".
+* ``retest_contradicts``: whether a re-test's ranking contradicts the consensus ranking (the
+  re-test escalation and the re-test agreement rate both read it).
 """
 
 from __future__ import annotations
@@ -97,6 +99,13 @@ def ranking_disagreement(rankings: Sequence[Ranking], size: int) -> float:
     signs = [_order_signs(ranking, size) for ranking in rankings]
     distances = [float(np.mean(np.abs(a - b)) / 2) for a, b in combinations(signs, 2)]
     return float(np.mean(distances))
+
+
+def retest_contradicts(retest: Ranking | None, consensus: Ranking | None) -> bool:
+    """Whether a re-test's best group shares no response with the consensus ranking's best
+    group: the ranking analogue of a re-test that prefers the other side. Without either
+    ranking there is nothing to contradict."""
+    return bool(retest and consensus and not set(retest[0]) & set(consensus[0]))
 
 
 def ranking_escalation_reasons(

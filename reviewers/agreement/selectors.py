@@ -12,7 +12,11 @@ sums them into the overall, per-round and per-category figures.
 
 Level of measurement: five-point and three-point scales are *ordinal* (B better < tie < A
 better is an order, but the steps need not be equal); binary is *nominal*. Column order is
-the ascending preference (-2 … 2), which is the rank order the ordinal metric needs.
+the ascending preference (-2 … 2), which is the rank order the ordinal metric needs. The
+values are the scale's plus 0 wherever a label can carry 0 without the scale offering a tie:
+"both bad" (and "both good") is preference 0, "neither is better", and so is a ranking that
+ties responses 0 and 1. On a binary scale 0 is then a third nominal value, no closer to A
+than to B: saying "both bad" where another said "A" disagrees as much as saying "B" does.
 
 Per annotator: ``reviewers.agreement.maths.annotator_agreement`` on that annotator's pairs and the
 co-labels on them, judged against the campaign's value totals (``reference_value_totals``), so
@@ -36,7 +40,7 @@ from django.db.models import Case, Count, F, Q, QuerySet, Sum, When, Window
 from django.utils import timezone
 from numpy.typing import NDArray
 
-from annotation.models import Campaign, Label, Pair, Round, Scale
+from annotation.models import Campaign, ItemKind, Label, Outcome, Pair, Round, Scale
 from reviewers.agreement.maths import (
     AlphaComponents,
     LevelOfMeasurement,
@@ -53,7 +57,7 @@ LEVEL_BY_SCALE: dict[str, LevelOfMeasurement] = {
     Scale.FIVE_POINT: "ordinal",
 }
 LEVEL_NOTES: dict[str, str] = {
-    Scale.BINARY: "nominal: A or B, no order between them",
+    Scale.BINARY: "nominal: A, B or neither (both bad; a ranking's tie), no order between them",
     Scale.THREE_POINT: "ordinal: B better < tie < A better",
     Scale.FIVE_POINT: "ordinal: B much better < B better < tie < A better < A much better",
 }
@@ -88,27 +92,36 @@ def agreement_level(campaign: Campaign) -> LevelOfMeasurement:
 
 
 def scale_values(campaign: Campaign) -> tuple[int, ...]:
-    """The campaign's preference values in rank order (B strongest first)."""
-    return tuple(sorted(campaign.allowed_preferences))
+    """The preference values the campaign's labels can carry, in rank order (B strongest
+    first): the scale's, and 0 when an outcome ("both bad", "both good") or a ranking's tie
+    of responses 0 and 1 can give it on a scale without a tie (binary)."""
+    values = set(campaign.allowed_preferences)
+    neither_better = {Outcome.BOTH_BAD, Outcome.BOTH_GOOD} & set(campaign.allowed_outcomes)
+    if neither_better or campaign.item_kind == ItemKind.RANKING:
+        values.add(0)
+    return tuple(sorted(values))
 
 
 def regular_labels(*, campaign: Campaign) -> QuerySet[Label]:
-    """The labels alpha is computed on: not re-tests, not gold checks, not set aside (their
-    annotator was quarantined), on the campaign's scale."""
+    """The labels agreement is computed on: not re-tests, not gold checks, not set aside (their
+    annotator was quarantined)."""
     return Label.objects.filter(
-        campaign=campaign,
-        is_retest=False,
-        is_gold_check=False,
-        set_aside=False,
-        preference__in=scale_values(campaign),
+        campaign=campaign, is_retest=False, is_gold_check=False, set_aside=False
     )
+
+
+def regular_preference_labels(*, campaign: Campaign) -> QuerySet[Label]:
+    """``regular_labels`` with a preference in the campaign's values (``scale_values``): the
+    A/B figures' labels. A label saved under another scale (the campaign's was changed) has no
+    column in their value counts."""
+    return regular_labels(campaign=campaign).filter(preference__in=scale_values(campaign))
 
 
 def pattern_histogram(
     *, campaign: Campaign, round_id: int | None = None, category: str | None = None
 ) -> PatternHistogram:
     """The pattern histogram of the campaign, or of one round and/or task category."""
-    labels = regular_labels(campaign=campaign)
+    labels = regular_preference_labels(campaign=campaign)
     if round_id is not None:
         labels = labels.filter(pair__round_id=round_id)
     if category is not None:
@@ -122,7 +135,9 @@ def pattern_histograms_by_round_and_category(
 ) -> dict[tuple[int | None, str], PatternHistogram]:
     """One grouped query: a histogram per (round id, task category) present in the labels."""
     grouped = _grouped_histograms(
-        regular_labels(campaign=campaign), scale_values(campaign), by_round_and_category=True
+        regular_preference_labels(campaign=campaign),
+        scale_values(campaign),
+        by_round_and_category=True,
     )
     return {(key[0], key[1]): histogram for key, histogram in grouped.items()}
 
@@ -192,7 +207,7 @@ def annotator_agreements_from_db(
     level = level or agreement_level(campaign)
     values = scale_values(campaign)
     windowed = (
-        regular_labels(campaign=campaign)
+        regular_preference_labels(campaign=campaign)
         .order_by()
         .annotate(
             **{
@@ -247,7 +262,7 @@ def round_disputes(
     level."""
     values = scale_values(campaign)
     rows = list(
-        regular_labels(campaign=campaign)
+        regular_preference_labels(campaign=campaign)
         .filter(pair__round_id=round_id)
         .order_by()
         .values_list("pair_id")

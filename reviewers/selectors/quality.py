@@ -17,11 +17,25 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Aggregate, Count, FloatField, Q
+from django.db.models import (
+    Aggregate,
+    Count,
+    F,
+    FloatField,
+    Func,
+    IntegerField,
+    Q,
+    Sum,
+    Value,
+)
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
+from django.db.models.lookups import Exact, IsNull
 from django.utils import timezone
 
-from annotation.models import Campaign, Label
+from annotation.models import Campaign, ItemKind, Label
 from reviewers.agreement.aspects import aspect_agreement
+from reviewers.agreement.rankings import retest_contradicts
 from reviewers.agreement.selectors import campaign_agreement
 
 # Accuracy-style figures need a few items before they may flag anyone.
@@ -52,14 +66,24 @@ class _Median(Aggregate):
 
 
 def retest_agreement(*, campaign: Campaign) -> dict[str, Any]:
-    """How often a double-blind re-test picked the same direction as the pair's consensus."""
-    counts = Label.objects.filter(
-        campaign=campaign, is_retest=True, pair__consensus_preference__isnull=False
-    ).aggregate(
-        n=Count("pk"),
-        agreeing=Count("pk", filter=same_direction("preference", "pair__consensus_preference")),
-    )
-    n, agreeing = counts["n"], counts["agreeing"]
+    """How often a double-blind re-test agreed with the pair's consensus: picked the same
+    direction (A, tie, B) or, on a ranking item, did not contradict the consensus ranking
+    (``reviewers.agreement.rankings.retest_contradicts``, the rule the re-test escalation
+    applies)."""
+    retests = Label.objects.filter(campaign=campaign, is_retest=True)
+    if campaign.item_kind == ItemKind.RANKING:
+        # Re-tests are a small share of the labels: their rankings are compared here.
+        compared = retests.filter(pair__consensus_ranking__isnull=False).values_list(
+            "ranking", "pair__consensus_ranking"
+        )
+        verdicts = [not retest_contradicts(retest, consensus) for retest, consensus in compared]
+        n, agreeing = len(verdicts), sum(verdicts)
+    else:
+        counts = retests.filter(pair__consensus_preference__isnull=False).aggregate(
+            n=Count("pk"),
+            agreeing=Count("pk", filter=same_direction("preference", "pair__consensus_preference")),
+        )
+        n, agreeing = counts["n"], counts["agreeing"]
     return {"n": n, "agreeing": agreeing, "rate": agreeing / n if n else None}
 
 
@@ -71,14 +95,17 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
       consensus, in its direction (their own label is part of a regular consensus);
     * position bias: of their decisive labels (not ties), the share where the response shown
       first (on the left) won. Order is randomised, so 0.5 is unbiased; ``position_bias_z`` is
-      the distance from 0.5 in standard errors of a fair coin;
+      the distance from 0.5 in standard errors of a fair coin. On a ranking campaign a label
+      is decisive when its best group is a single response (a tie for best says nothing of
+      position), and the first shown won when that response is ``display_order[0]``; with K
+      responses shown in random order chance is 1/K (``position_bias_chance``, the mean over
+      the labels), and ``position_bias_z`` counts standard errors of that chance;
     * median seconds per pair, over labels that report time spent.
 
     ``flagged`` when, with at least ``QUALITY_MIN_ITEMS`` items, gold accuracy is below the
     campaign's ``quality_threshold`` (or, with no gold checks, agreement with consensus is), or
     when ``|position_bias_z| >= POSITION_BIAS_Z``. Worst first.
     """
-    first_wins = Q(shown_first="a", preference__gt=0) | Q(shown_first="b", preference__lt=0)
     judged = Q(is_gold_check=False)
     aggregates: dict[str, Any] = {
         "labels": Count("pk", filter=judged),
@@ -101,8 +128,7 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
             & Q(set_aside=False)
             & same_direction("preference", "pair__consensus_preference"),
         ),
-        "decisive": Count("pk", filter=~Q(preference=0)),
-        "first_wins": Count("pk", filter=first_wins),
+        **_position_aggregates(campaign),
     }
     postgres = connection.vendor == "postgresql"
     if postgres:
@@ -127,6 +153,45 @@ def annotator_quality(*, campaign: Campaign) -> list[dict[str, Any]]:
     return result
 
 
+def _position_aggregates(campaign: Campaign) -> dict[str, Aggregate]:
+    """Per annotator: decisive labels, those the first-shown response won, and (on a ranking
+    campaign) the wins and their variance expected by chance (see ``annotator_quality``)."""
+    if campaign.item_kind != ItemKind.RANKING:
+        first_wins = Q(shown_first="a", preference__gt=0) | Q(shown_first="b", preference__lt=0)
+        return {
+            "decisive": Count("pk", filter=~Q(preference=0)),
+            "first_wins": Count("pk", filter=first_wins),
+        }
+    # ``shown_first`` and ``preference`` speak of responses 0 and 1, not of what was shown:
+    # a ranking item's screen order is its assignment's display_order. ``#>>`` (PostgreSQL)
+    # and JSON_EXTRACT (SQLite) read a missing index as NULL.
+    shown = F("assignment__display_order")
+    decisive = (
+        IsNull(F("ranking"), False)
+        & IsNull(shown, False)
+        # a best group of one: it has no second response
+        & IsNull(KeyTextTransform("1", KeyTransform("0", "ranking")), True)
+    )
+    first_wins = decisive & Exact(
+        KeyTextTransform("0", KeyTransform("0", "ranking")), KeyTextTransform("0", shown)
+    )
+    responses = Cast(_JsonArrayLength(shown), FloatField())
+    return {
+        "decisive": Count("pk", filter=decisive),
+        "first_wins": Count("pk", filter=first_wins),
+        "chance_wins": Sum(Value(1.0) / responses, filter=decisive),
+        "chance_variance": Sum((responses - 1) / (responses * responses), filter=decisive),
+    }
+
+
+class _JsonArrayLength(Func):
+    function = "JSONB_ARRAY_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, function="JSON_ARRAY_LENGTH", **extra)
+
+
 def _add_median_seconds(rows: list[dict[str, Any]], *, campaign: Campaign) -> None:
     """Each annotator's median seconds per pair, computed in Python (databases other than
     PostgreSQL have no exact median aggregate)."""
@@ -144,10 +209,14 @@ def _quality_figures(row: dict[str, Any], *, threshold: float) -> dict[str, Any]
     """One annotator's figures and flags from their aggregated counts (see annotator_quality)."""
     gold_accuracy = _share(row["gold_correct"], row["gold_checks"])
     consensus_agreement = _share(row["consensus_agreeing"], row["consensus_labels"])
-    position_bias = _share(row["first_wins"], row["decisive"])
+    decisive = row["decisive"]
+    position_bias = _share(row["first_wins"], decisive)
+    # A/B: a fair coin per decisive label; ranking: chance 1/K per label (_position_aggregates).
+    chance_wins = row.get("chance_wins", decisive / 2) or 0.0
+    chance_variance = row.get("chance_variance", decisive / 4) or 0.0
     position_bias_z = None
-    if row["decisive"]:
-        position_bias_z = (row["first_wins"] - row["decisive"] / 2) / (row["decisive"] ** 0.5 / 2)
+    if decisive and chance_variance > 0:
+        position_bias_z = (row["first_wins"] - chance_wins) / chance_variance**0.5
     reasons = []
     if (
         row["gold_checks"] >= QUALITY_MIN_ITEMS
@@ -176,6 +245,7 @@ def _quality_figures(row: dict[str, Any], *, threshold: float) -> dict[str, Any]
         "decisive_labels": row["decisive"],
         "first_shown_wins": row["first_wins"],
         "position_bias": position_bias,
+        "position_bias_chance": _share(chance_wins, decisive),
         "position_bias_z": position_bias_z,
         "median_seconds": row["median_seconds"],
         "flagged": bool(reasons),
@@ -183,7 +253,7 @@ def _quality_figures(row: dict[str, Any], *, threshold: float) -> dict[str, Any]
     }
 
 
-def _share(part: int, whole: int) -> float | None:
+def _share(part: float, whole: int) -> float | None:
     return part / whole if whole else None
 
 

@@ -50,6 +50,7 @@ from reviewers.agreement.rankings import (
     consensus_ranking,
     ranking_disagreement,
     ranking_escalation_reasons,
+    retest_contradicts,
 )
 from reviewers.consensus import (
     Consensus,
@@ -369,7 +370,7 @@ def _ranking_retest_contradiction(*, pair: Pair, label: Label) -> tuple[str | No
     size = sum(len(group) for group in rankings[0]) if rankings else 0
     disagreement = ranking_disagreement(rankings, size)
     consensus = pair.consensus_ranking
-    if not retest or not consensus or set(retest[0]) & set(consensus[0]):
+    if retest is None or consensus is None or not retest_contradicts(retest, consensus):
         return None, disagreement
     detail = f"re-test ranked {_best_group(retest)} best, consensus {_best_group(consensus)} best"
     return detail, disagreement
