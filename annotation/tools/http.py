@@ -8,6 +8,8 @@ origin raises OffOriginRedirect (an HTTPError) and nothing is sent there.
 
 from __future__ import annotations
 
+import http.client
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,6 +18,31 @@ from typing import Any
 
 class OffOriginRedirect(urllib.error.HTTPError):
     pass
+
+
+class AnswerTooLate(Exception):  # noqa: N818 - named for what happened, like TimeoutError
+    """The deadline for the whole answer passed while it was still arriving."""
+
+
+READ_CHUNK_BYTES = 64 * 1024
+
+
+def read_within(response: http.client.HTTPResponse, *, limit: int, deadline: float) -> bytes:
+    """At most ``limit`` bytes of the body, read in chunks; AnswerTooLate once ``deadline``
+    (time.monotonic()) passes, so that an endpoint trickling its answer cannot hold the thread
+    for longer than the timeout (and at most one more socket read): the socket's timeout
+    bounds each read, not the answer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        if time.monotonic() >= deadline:
+            raise AnswerTooLate
+        chunk = response.read1(min(READ_CHUNK_BYTES, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -13,19 +13,26 @@ in front of any search API with a few lines of glue:
 
 `snippet` and `title` are plain text (any HTML in them is shown escaped, never rendered);
 `score` is optional (a hit without a finite number there is scored by its rank). Results
-beyond k are ignored. Anything else (a non-200 status, invalid JSON, a timeout) raises
-SearchError.
+beyond k are ignored. Anything else (a non-200 status, invalid JSON, broken HTTP, no whole
+answer within the timeout) raises SearchError.
+
+A search holds a server thread while it waits on the service, so at most CONCURRENT_SEARCHES
+wait at once in a process (as ARBITER_LLM_CONCURRENT_ASKS does for the model): a slow or stuck
+service cannot take every thread from next and label.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from annotation.tools.http import OffOriginRedirect, urlopen
+from annotation.tools.http import AnswerTooLate, OffOriginRedirect, read_within, urlopen
 from annotation.tools.search_hits import (
     SearchError,
     SearchHit,
@@ -36,18 +43,76 @@ from annotation.tools.search_hits import (
 
 TIMEOUT_S = 8.0
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024
+# Searches waiting on the service at once in one web process (0: no cap), and how long one more
+# waits for a slot: a healthy service frees one within a fraction of a second, a stuck one not.
+CONCURRENT_SEARCHES = 2
+SLOT_WAIT_S = 1.0
+
+_slots_lock = threading.Lock()
+_slots_by_cap: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _search_slots(cap: int) -> threading.BoundedSemaphore | None:
+    """This process's semaphore for `cap` searches at once (None: no cap)."""
+    if cap <= 0:
+        return None
+    with _slots_lock:
+        return _slots_by_cap.setdefault(cap, threading.BoundedSemaphore(cap))
 
 
 class WebSearchBackend:
     name = "web"
 
-    def __init__(self, *, url: str, key: str = "", timeout_s: float = TIMEOUT_S) -> None:
-        scheme = urllib.parse.urlsplit(url).scheme
+    def __init__(
+        self,
+        *,
+        url: str,
+        key: str = "",
+        timeout_s: float = TIMEOUT_S,
+        concurrent_searches: int = CONCURRENT_SEARCHES,
+    ) -> None:
+        try:
+            scheme = urllib.parse.urlsplit(url).scheme
+        except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 address
+            raise SearchError(f"WEB_SEARCH_URL is not a URL: {exc}") from exc
         if scheme not in {"http", "https"}:
             raise SearchError(f"WEB_SEARCH_URL must be an http(s) URL, not {url!r}")
         self.url = url
         self.key = key
         self.timeout_s = timeout_s
+        self.slots = _search_slots(concurrent_searches)
+
+    def _fetch(self, request: urllib.request.Request) -> bytes:
+        # The socket timeout bounds each read, not the call: the whole answer must be in by then.
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            # The scheme was checked in __init__: only http(s) reaches urlopen.
+            # Redirects are followed only within the configured origin (the key goes along).
+            with urlopen(request, timeout=self.timeout_s) as response:
+                return read_within(response, limit=MAX_RESPONSE_BYTES + 1, deadline=deadline)
+        except OffOriginRedirect as exc:
+            raise SearchError(f"the web-search service redirected elsewhere: {exc.msg}") from exc
+        except AnswerTooLate as exc:
+            raise SearchError(
+                f"the web-search service sent no answer within {self.timeout_s:g} s"
+            ) from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise SearchError(f"the web-search service did not answer: {exc}") from exc
+        except http.client.InvalidURL as exc:
+            raise SearchError(
+                f"the web-search service's URL (ARBITER_WEB_SEARCH_URL) is not usable: {exc}"
+            ) from exc
+        except http.client.HTTPException as exc:
+            # Not HTTP at all (an SSH banner), a body cut short, a line too long.
+            what = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            raise SearchError(
+                f"the web-search service sent no usable HTTP answer ({what})"
+            ) from exc
+        except ValueError as exc:
+            # A broken chunk size, or a URL or header http.client refuses; the text is left out,
+            # as it may hold the key.
+            what = type(exc).__name__
+            raise SearchError(f"the exchange with the web-search service failed ({what})") from exc
 
     def search(self, query: str, k: int, *, corpus_id: int | None = None) -> list[SearchHit]:
         separator = "&" if urllib.parse.urlsplit(self.url).query else "?"
@@ -55,15 +120,16 @@ class WebSearchBackend:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
         if self.key:
             request.add_header("Authorization", f"Bearer {self.key}")
+        if self.slots is not None and not self.slots.acquire(timeout=SLOT_WAIT_S):
+            raise SearchError(
+                "The web-search service is answering other searches on this server; "
+                "search again in a moment."
+            )
         try:
-            # The scheme was checked in __init__: only http(s) reaches urlopen.
-            # Redirects are followed only within the configured origin (the key goes along).
-            with urlopen(request, timeout=self.timeout_s) as response:
-                body = response.read(MAX_RESPONSE_BYTES + 1)
-        except OffOriginRedirect as exc:
-            raise SearchError(f"the web-search service redirected elsewhere: {exc.msg}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise SearchError(f"the web-search service did not answer: {exc}") from exc
+            body = self._fetch(request)
+        finally:
+            if self.slots is not None:
+                self.slots.release()
         if len(body) > MAX_RESPONSE_BYTES:
             raise SearchError("the web-search service sent more than 2 MiB")
         try:
