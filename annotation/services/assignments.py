@@ -427,11 +427,23 @@ def _next_assignment(
         if current is not None:
             return current
     # Otherwise the one-statement path checks for a current lease itself and returns it.
-    if campaign.gold_share > 0 and rng.random() < campaign.gold_share:
+    if (
+        campaign.gold_share > 0
+        and rng.random() < campaign.gold_share
+        and _gold_stays_silent(campaign, annotator)
+    ):
         gold = _take_gold_pair(campaign, annotator, now, rng)
         if gold is not None:
             return gold
     return _take_regular_pair(campaign, annotator, now, rng)
+
+
+def _gold_stays_silent(campaign: Campaign, annotator: User) -> bool:
+    """Whether a gold check drawn now would pass as ordinary work: only while the annotator
+    has regular work left. Past it, `next` answered "no work" or a pair by the coin, and a
+    pair after "no work" was always a gold check. A campaign of gold checks only (share 1)
+    hides nothing. Asked on gold draws alone, so the regular path pays nothing for it."""
+    return campaign.gold_share >= 1 or _open_candidates(campaign, annotator).exists()
 
 
 def qualification_checks_taken(
