@@ -21,12 +21,15 @@ def import_pairs_task(job_id: int) -> None:
     import_job_run(job_id=job_id)
 
 
-@shared_task(name="annotation.expire_leases")
+# Periodic tasks (settings.CELERY_BEAT_SCHEDULE) expire before beat sends the next one: a default
+# worker held up (an import shares the queue for hours) would otherwise find hundreds queued and
+# run them back to back, when the next one does the same work.
+@shared_task(name="annotation.expire_leases", expires=25)  # every 30 s
 def expire_leases_task() -> int:
     return assignments_expire()
 
 
-@shared_task(name="annotation.fail_stale_work")
+@shared_task(name="annotation.fail_stale_work", expires=110)  # every 120 s
 def fail_stale_work_task() -> int:
     """Imports and code runs whose worker died are marked failed rather than left running,
     what a killed sandbox worker left on this host (processes, scratch directories) goes, and

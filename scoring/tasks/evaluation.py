@@ -27,7 +27,8 @@ def evaluate_model_task(self: Task, job_id: int) -> None:
         raise self.retry(countdown=claim.retry_in, max_retries=None)
 
 
-# Light: a few queries; the default queue (CELERY_TASK_ROUTES), run by the beat.
-@shared_task(name="scoring.evaluate_pending", ignore_result=True)
+# Light: a few queries; the default queue (CELERY_TASK_ROUTES), run by the beat every 60 s. It
+# expires before the next one is sent, so a held-up worker does not run a pile of them.
+@shared_task(name="scoring.evaluate_pending", ignore_result=True, expires=55)
 def evaluate_pending_task() -> None:
     evaluations_enqueue_pending()

@@ -11,16 +11,19 @@ from scoring.jobs.shards import shards_recover_stale
 from scoring.loop.rounds import rounds_check_completion
 
 
-@shared_task(name="scoring.check_round_completion")
+# Each expires before beat sends the next one (settings.CELERY_BEAT_SCHEDULE): a default worker
+# held up by long work would otherwise run the ones that piled up back to back, when the next
+# one does the same work.
+@shared_task(name="scoring.check_round_completion", expires=55)  # every 60 s
 def check_round_completion_task() -> list[int]:
     return rounds_check_completion()
 
 
-@shared_task(name="scoring.recover_stale_jobs")
+@shared_task(name="scoring.recover_stale_jobs", expires=290)  # every 300 s
 def recover_stale_jobs_task() -> list[int]:
     return jobs_recover_stale() + shards_recover_stale()
 
 
-@shared_task(name="scoring.refresh_dashboards")
+@shared_task(name="scoring.refresh_dashboards", expires=55)  # every 60 s
 def refresh_dashboards_task() -> int:
     return dashboards_refresh()

@@ -21,7 +21,6 @@ from annotation.services.tools import (
     code_run_execute,
     code_runs_fail_stale,
 )
-from annotation.tool_tasks import run_code_task
 from annotation.tools import SandboxBusy
 from tests.annotation.tools_helpers import open_assignment
 from tests.conftest import api_client_for
@@ -109,7 +108,10 @@ def test_the_last_busy_retry_fails_the_run_at_once_with_the_true_reason(
 ):
     _every_slot_busy(monkeypatch)
     run = _run_with_evidence(campaign, annotator_a)
-    run_code_task.apply(args=(run.pk,), retries=run_code_task.max_retries)
+    # What the task does on its last try (run_code_task passes last_try when its retries are
+    # spent); called here directly, not through an eager Celery.
+    with pytest.raises(SandboxBusy):
+        code_run_execute(code_run_id=run.pk, last_try=True)
     run.refresh_from_db()
     assert run.status == CodeRun.Status.FAILED
     assert run.finished_at is not None
