@@ -178,7 +178,9 @@ class ModelVersion(models.Model):
 
 
 class PairScore(models.Model):
-    """The model's rewards for a pair (canonical orientation) and p(A better)."""
+    """The model's rewards for a pair (canonical orientation) and p(A better); for a verified
+    ranking item also the reward of every response (prioritisation judges the item by its
+    expanded pairs, not by its first two responses)."""
 
     # No index of its own: the unique (pair, model_version) index starts with the pair and
     # serves every look-up by pair; a second one cost 21–23 bytes a row (benchmarks/loop_scale.py).
@@ -187,6 +189,9 @@ class PairScore(models.Model):
     reward_a = models.FloatField()
     reward_b = models.FloatField()
     p_a_better = models.FloatField()
+    # One reward per response in imported order (``reward_a``, ``reward_b`` are the first two),
+    # for a ranking item with a verified consensus ranking when it was scored; null otherwise.
+    rewards = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

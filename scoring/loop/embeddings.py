@@ -15,8 +15,8 @@ not in the database:
 Head-mode training fits on blocks 1 and 2, and a head-mode version scores a pair as
 ``head(a)`` and ``head(b)`` exactly as the checkpoint would (the reward-model package checks
 that the head reads these features). ``encoder_key`` names the base and token window; each
-encoder has its own files, so vectors of another encoder are never mixed in. Only missing
-vectors are ever computed.
+encoder has its own files, so vectors of another encoder are never mixed in; each part file
+holds one campaign's pairs and names it. Only missing vectors are ever computed.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from scoring.reward_model import RewardModel
 
 _CHUNK = 256
+_LOOKUP_CHUNK = 5000  # pair ids whose campaigns are read per query
 _ATTRIBUTES = (
     "task_category",
     "objectivity",
@@ -142,11 +143,32 @@ def pair_embeddings_missing(*, pair_ids: Sequence[int], key: str) -> list[int]:
 
 
 def pair_embeddings_store(*, vectors: PairVectors, key: str) -> None:
-    """Append one part file with these pairs' vectors (``scoring.loop.vector_store``)."""
-    vector_store(key).append(
-        ids=vectors.pair_ids,
-        blocks={"context": vectors.context, "a": vectors.a, "b": vectors.b},
+    """Append these pairs' vectors (``scoring.loop.vector_store``): one part file per campaign,
+    named by it, so a campaign's index reads its own parts, not those of every campaign that
+    shares the encoder."""
+    campaign_of: dict[int, int] = {}
+    for start in range(0, len(vectors.pair_ids), _LOOKUP_CHUNK):
+        chunk = vectors.pair_ids[start : start + _LOOKUP_CHUNK].tolist()
+        campaign_of.update(Pair.objects.filter(pk__in=chunk).values_list("pk", "campaign_id"))
+    _store_by_campaign(
+        vectors=vectors,
+        campaigns=[campaign_of.get(int(pair_id)) for pair_id in vectors.pair_ids],
+        key=key,
     )
+
+
+def _store_by_campaign(*, vectors: PairVectors, campaigns: Sequence[int | None], key: str) -> None:
+    """One part per campaign among these pairs (None: a pair no longer in the database, kept
+    in an untagged part, which every campaign's index reads)."""
+    store = vector_store(key)
+    labels = np.array([-1 if campaign is None else campaign for campaign in campaigns])
+    for campaign in np.unique(labels):
+        rows = np.nonzero(labels == campaign)[0]
+        store.append(
+            ids=vectors.pair_ids[rows],
+            blocks={"context": vectors.context[rows], "a": vectors.a[rows], "b": vectors.b[rows]},
+            campaign_id=None if campaign < 0 else int(campaign),
+        )
 
 
 def pair_embeddings_ensure(
@@ -170,7 +192,11 @@ def pair_embeddings_ensure(
             check()
         chunk_ids = missing[start : start + chunk_size]
         pairs = list(Pair.objects.filter(pk__in=chunk_ids).order_by("id"))
-        pair_embeddings_store(vectors=compute_pair_vectors(model, pairs), key=key)
+        _store_by_campaign(
+            vectors=compute_pair_vectors(model, pairs),
+            campaigns=[pair.campaign_id for pair in pairs],
+            key=key,
+        )
         release_freed_memory()
         done = min(start + chunk_size, len(missing))
         report(done / len(missing), f"embedded {done}/{len(missing)} pairs")

@@ -11,10 +11,17 @@ from being scored or counted twice.
 Head-mode versions score from the cached encoder vectors (``head(a)``, ``head(b)``: exactly the
 checkpoint's rewards, without a forward pass); full-mode versions run the checkpoint. Either way
 the pairs' vectors are computed first (by the base encoder) since retrieval needs them.
+
+A verified ranking item (a consensus ranking of trainable provenance) is judged by the pairs its
+ranking expands into, not by responses 0 and 1, so its score also holds the reward of every
+response (``PairScore.rewards``): its responses beyond the first two are scored by the
+checkpoint in the shard (in head mode the frozen base plus the head, what their features would
+give; they have no cached vectors). Only these items pay for it, never the unlabelled pool.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +93,22 @@ def _pool_q() -> Q:
     )
 
 
+def _ranked_q() -> Q:
+    """Ranking items with a verified consensus ranking: judged by their expanded pairs, which
+    a tie between responses 0 and 1 (``consensus_preference = 0``) does not rule out."""
+    return Q(
+        is_gold=False,
+        provenance__in=TRAINABLE_PROVENANCE,
+        consensus_ranking__isnull=False,
+        responses__isnull=False,
+    )
+
+
 def _judged_q(include_gold: bool) -> Q:
-    judged = Q(
-        is_gold=False, provenance__in=TRAINABLE_PROVENANCE, consensus_preference__isnull=False
-    ) & ~Q(consensus_preference=0)
+    judged = (
+        Q(is_gold=False, provenance__in=TRAINABLE_PROVENANCE, consensus_preference__isnull=False)
+        & ~Q(consensus_preference=0)
+    ) | _ranked_q()
     if include_gold:
         judged |= Q(is_gold=True, gold_preference__isnull=False) & ~Q(gold_preference=0)
     return judged
@@ -282,6 +301,7 @@ def _score_rows(version: ModelVersion, model: Any, ids: list[int]) -> list[PairS
         )
     else:
         reward_a, reward_b = _forward_rewards(model, todo)
+    later = _later_rewards(model, todo)
     p_a_better = _sigmoid(reward_a - reward_b)
     return [
         PairScore(
@@ -290,9 +310,47 @@ def _score_rows(version: ModelVersion, model: Any, ids: list[int]) -> list[PairS
             reward_a=float(reward_a[i]),
             reward_b=float(reward_b[i]),
             p_a_better=float(p_a_better[i]),
+            rewards=(
+                _json_rewards([reward_a[i], reward_b[i], *later[pair_id]])
+                if pair_id in later
+                else None
+            ),
         )
         for i, pair_id in enumerate(todo)
     ]
+
+
+def _later_rewards(model: Any, pair_ids: list[int]) -> dict[int, list[float]]:
+    """The rewards of responses 2..K of the verified ranking items among ``pair_ids`` (a
+    2-response item maps to an empty list), by one batch through the checkpoint.
+
+    In head mode responses 0 and 1 are scored from their cached features (12-bit differences,
+    8-bit midpoints), so a reward here may sit up to the midpoint's rounding (about 0.06 on
+    MiniLM) off the scale of those two: p moves by at most about 0.015.
+    """
+    rows = (
+        Pair.objects.filter(pk__in=pair_ids)
+        .filter(_ranked_q())
+        .values_list("pk", "conversation", "responses")
+    )
+    owners: list[int] = []
+    items: list[tuple[Any, str]] = []
+    later: dict[int, list[float]] = {}
+    for pk, conversation, responses in rows:
+        later[pk] = []
+        for response in (responses or [])[2:]:
+            owners.append(pk)
+            items.append((conversation, str(response["content"])))
+    if items:
+        for pk, reward in zip(owners, model.score_batch(items), strict=True):
+            later[pk].append(float(reward))
+    return later
+
+
+def _json_rewards(rewards: list[float]) -> list[float | None]:
+    # PostgreSQL's jsonb has no NaN or infinity (an overflowing checkpoint's reward): such a
+    # reward is stored as null, and prioritisation leaves out the pairs it would decide.
+    return [float(reward) if math.isfinite(reward) else None for reward in rewards]
 
 
 def score_chunk_size() -> int:

@@ -2,7 +2,13 @@
 
 For each pair with a human preference (consensus, and gold unless excluded) the version's
 ``p`` is the probability that it agrees with the humans: ``p(A better)`` when they prefer A,
-else ``1 - p(A better)``. A pair the model gets wrong (``p < 0.5``) or only weakly right pulls
+else ``1 - p(A better)``. A verified ranking item is judged by the pairs its consensus ranking
+expands into under the campaign's rule (what training learns from it): its ``p`` is the lowest
+``sigmoid(r(chosen) - r(rejected))`` over them, from the reward of every response its score
+holds, so one misordered pair makes it a source, and a tie between responses 0 and 1 does
+not keep it out (an item with every response tied gives no pair and is not judged).
+
+A pair the model gets wrong (``p < 0.5``) or only weakly right pulls
 in its ``k`` most similar unlabelled pool pairs, ``k = retrieval_k`` (8) if ``p < 0.5`` else
 ``int(retrieval_k * (1 - p))`` (see ``scoring.loop.retrieval.retrieval_count``); similarity is the
 cosine of the pairs' context vectors (conversation plus attributes).
@@ -43,6 +49,7 @@ from reviewers.services.escalations import (
 from scoring.jobs.runner import JobContext
 from scoring.loop.embeddings import pair_context_load, pair_embeddings_missing
 from scoring.loop.pool_scoring import judged_targets, pool_pairs, retrieval_encoder_key
+from scoring.loop.ranking_pairs import ranking_pairs
 from scoring.loop.retrieval import retrieval_count
 from scoring.loop.vector_index import campaign_index
 from scoring.models import ModelVersion, PairScore, Retrieval
@@ -60,26 +67,67 @@ def _judged_agreement(
     *, version: ModelVersion, include_gold: bool
 ) -> Iterator[tuple[int, float, bool]]:
     """(pair id, p_agree, unanimous) of each judged pair that ``version`` scored, streamed."""
-    judged = judged_targets(campaign=version.campaign, include_gold=include_gold)
+    campaign = version.campaign
+    judged = judged_targets(campaign=campaign, include_gold=include_gold)
     rows = (
         PairScore.objects.filter(model_version=version, pair__in=judged)
         .order_by("pair_id")
         .values_list(
             "pair_id",
             "p_a_better",
+            "reward_a",
+            "reward_b",
+            "rewards",
             "pair__is_gold",
             "pair__gold_preference",
             "pair__consensus_preference",
+            "pair__consensus_ranking",
             "pair__provenance",
         )
         .iterator(chunk_size=5000)
     )
-    for pair_id, p_a, is_gold, gold_pref, consensus_pref, provenance in rows:
+    for row in rows:
+        pair_id, p_a, reward_a, reward_b, rewards, is_gold, gold_pref = row[:7]
+        consensus_pref, ranking, provenance = row[7:]
+        unanimous = provenance == Pair.Provenance.UNANIMOUS
+        if ranking is not None and not is_gold:
+            p_ranked = _ranking_agreement(
+                rewards=rewards or [reward_a, reward_b],
+                ranking=ranking,
+                rule=campaign.ranking_expansion,
+            )
+            if p_ranked is not None:
+                yield pair_id, p_ranked, unanimous
+            continue
         preference = gold_pref if is_gold else consensus_pref
-        if preference is None:  # the filter above keeps decided pairs only
+        if not preference:  # the filter above keeps decided pairs only
             continue
         p_agree = p_a if preference > 0 else 1.0 - p_a
-        yield pair_id, float(p_agree), provenance == Pair.Provenance.UNANIMOUS
+        yield pair_id, float(p_agree), unanimous
+
+
+def _ranking_agreement(
+    *, rewards: list[float | None], ranking: list[list[int]], rule: str
+) -> float | None:
+    """The lowest p over the pairs ``ranking`` expands into by ``rule`` whose responses have a
+    reward (a score written before every response's reward was kept holds responses 0 and 1
+    only; a non-finite reward is stored as null); None when there is no such pair (every
+    response tied)."""
+
+    def known(index: int) -> bool:
+        return index < len(rewards) and rewards[index] is not None
+
+    pairs = [
+        (pair.chosen, pair.rejected)
+        for pair in ranking_pairs(ranking, rule)
+        if known(pair.chosen) and known(pair.rejected)
+    ]
+    if not pairs:
+        return None
+    values = np.array([np.nan if r is None else r for r in rewards], dtype=np.float64)
+    chosen, rejected = np.array(pairs, dtype=np.int64).T
+    margins = values[chosen] - values[rejected]
+    return float(np.min(0.5 * (1.0 + np.tanh(0.5 * margins))))
 
 
 def pool_prioritise(
@@ -185,14 +233,6 @@ def _retrieve(
     if not len(ids):
         return _no_pulls()
 
-    def members(part_ids: np.ndarray) -> np.ndarray:
-        return np.fromiter(
-            Pair.objects.filter(campaign_id=campaign_id, id__in=part_ids.tolist()).values_list(
-                "id", flat=True
-            ),
-            dtype=np.int64,
-        )
-
     def in_pool(candidates: np.ndarray) -> np.ndarray:
         found: list[int] = []
         for start in range(0, len(candidates), 5000):
@@ -200,7 +240,8 @@ def _retrieve(
             found.extend(pool.filter(id__in=chunk).values_list("id", flat=True))
         return np.array(found, dtype=np.int64)
 
-    loaded = campaign_index(key=key, campaign_id=campaign_id, members=members)
+    # The index holds the pool, as the search accepts: a rebuild drops the pairs that left it.
+    loaded = campaign_index(key=key, campaign_id=campaign_id, members=in_pool)
     context.log(f"retrieval index: {loaded.meta['kind']}, {loaded.size} vectors")
     k_max = int(k.max())
     found: list[np.ndarray] = []

@@ -11,11 +11,14 @@ arrive, persisted beside the vectors and rebuilt when the pool has grown enough.
   a vector costs one comparison per list, and a build adds every vector while a round
   searches a few hundred, so at 1M pairs 250 lists need a quarter of the comparisons 1,000
   would, and searching 48 of them stays a few seconds a round.
-- The index is extended with each part file written since it was saved (only the campaign's
-  pairs in it), and rebuilt from all parts (a new IVF training) when it holds more than twice
-  the vectors it was trained on, or when it outgrows the exact threshold (counting the
-  campaign's vectors only). With no part file yet there is no index to save: its width comes
-  from the first vectors.
+- A campaign's index reads the campaign's own part files (their names record it) and the
+  untagged ones written before parts named their campaign, never the parts of the other
+  campaigns sharing the encoder. It holds the pairs the caller's ``members`` accepts
+  (prioritisation: those still in the pool). It is extended with each such part written
+  since it was saved (only its members), and rebuilt from all of them (a new IVF training;
+  pairs that left the pool since are dropped) when it holds more than twice the vectors it
+  was trained on, or when it outgrows the exact threshold. With no part file yet there is no
+  index to save: its width comes from the first vectors.
 - 8-bit codes cannot tell apart neighbours whose similarities differ by less than their
   step (a crowd of near-duplicates: the 1M benchmark's 0.912 recall@8 without this), so an IVF
   search is refined: it takes ``INDEX_REFINE`` × k candidates (8 by default) and ranks them by
@@ -23,33 +26,43 @@ arrive, persisted beside the vectors and rebuilt when the pool has grown enough.
   search batch holds its candidates' vectors, never the pool's). IVF-Flat with the same lists
   and ``nprobe`` finds the whole true top 8 on such a crowd (measured: the lost recall is the
   codes', not the lists'), so ``nprobe`` stays where it was.
-- Pairs leave the pool (labelled, queued) without leaving the index: searches ask for more
-  neighbours than needed and keep the hits the caller accepts (``search_filtered``), asking
-  again with a wider net for queries that came back short. A pair whose vectors are in two
-  part files (racing writers, a taken-over shard's old parts) is in the index twice; a search
-  keeps its best hit only, so it takes one of a query's k places.
+- Pairs leave the pool (labelled) without leaving the index until its next rebuild: searches
+  ask for more neighbours than needed and keep the hits the caller accepts
+  (``search_filtered``), asking again with a 4× wider net for queries that came back short
+  until they are full or the whole index was seen. A query an IVF probe cannot fill (its
+  lists hold too few accepted pairs) or still short at ``_FETCH_MAX`` neighbours is answered
+  by an exact scan of the index's part files, one part at a time; a query left short after
+  that has fewer than k accepted pairs in the whole index, and is logged. A pair whose
+  vectors are in two part files (racing writers, a taken-over shard's old parts) is in the
+  index twice; a search keeps its best hit only, so it takes one of a query's k places.
 
 Files: ``enc-…/index-c<campaign>-<ns>.faiss`` plus ``index-c<campaign>.json`` (which parts it
 holds, what it was trained on), each written to a temporary name and renamed; a reader never
-sees half an index. One process's loaded index is cached until the files change.
+sees half an index. Two saves racing (a job taken over while its old worker still runs): the
+meta written last wins and one index file is left (``_save``). A process keeps the
+``_CACHE_MAX`` indexes it used last, each until its files change.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 
-from scoring.loop.vector_store import VectorStore, vector_store
+from scoring.loop.vector_store import VectorStore, part_holds_campaign, vector_store
+
+logger = logging.getLogger(__name__)
 
 _SAMPLE_MAX = 100_000
 _KMEANS_ITERATIONS = 10
@@ -67,6 +80,12 @@ def _nlist(n: int) -> int:
 
 # ids of the part's pairs that belong in this campaign's index (a database membership query).
 Members = Callable[[np.ndarray], np.ndarray]
+# Which rows of the named part belong in the index (each part's membership queried once).
+Kept = Callable[[str, np.ndarray], np.ndarray]
+# The subset of these ids a search may return (e.g. still in the pool).
+Accept = Callable[[np.ndarray], np.ndarray]
+# Exact top-``keep`` accepted (ids, similarities) of each query, over every indexed vector.
+Scan = Callable[[np.ndarray, int, Accept], tuple[list[np.ndarray], list[np.ndarray]]]
 
 
 def _faiss() -> Any:
@@ -106,27 +125,55 @@ class LoadedIndex:
     def size(self) -> int:
         return int(self.index.ntotal)
 
-    def search(
-        self, queries: np.ndarray, k: int, accept: Callable[[np.ndarray], np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, accept: Accept) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` accepted ids per query and their similarities: an IVF index's candidates
         re-ranked by exact inner product against the stored vectors; an exact index's as
-        they are (it holds the stored vectors themselves)."""
-        if self.meta["kind"] != "ivf":
-            return search_filtered(self.index, queries, k, accept)
+        they are (it holds the stored vectors themselves). Queries the index cannot fill
+        are answered by an exact scan of its parts."""
         store = vector_store(self.key)
+        parts = list(self.meta["parts"])
+
+        def scan(queries: np.ndarray, keep: int, accept: Accept) -> Any:
+            return _scan_parts(store, parts, queries, keep, accept)
+
+        if self.meta["kind"] != "ivf":
+            return search_filtered(self.index, queries, k, accept, scan=scan)
 
         def stored(ids: np.ndarray) -> np.ndarray:
             vectors: np.ndarray = store.load(ids, blocks=("context",))["context"]
             return vectors
 
         return search_filtered(
-            self.index, queries, k, accept, exact_vectors=stored, refine=refine_setting()
+            self.index,
+            queries,
+            k,
+            accept,
+            exact_vectors=stored,
+            refine=refine_setting(),
+            scan=scan,
         )
 
 
-_CACHE: dict[str, LoadedIndex] = {}
+# The indexes this process used last, most recent at the end. Two: a worker prioritises one
+# campaign at a time, and an index is up to ~400 MB at 1M pairs (an exact one of 50,000 ×
+# 384 is 77 MB), so one per campaign served would grow with the campaigns.
+_CACHE: OrderedDict[str, LoadedIndex] = OrderedDict()
+_CACHE_MAX = 2
 _LOCK = threading.Lock()
+
+
+def _cache_get(cache_key: str) -> LoadedIndex | None:
+    loaded = _CACHE.get(cache_key)
+    if loaded is not None:
+        _CACHE.move_to_end(cache_key)
+    return loaded
+
+
+def _cache_put(cache_key: str, loaded: LoadedIndex) -> None:
+    _CACHE[cache_key] = loaded
+    _CACHE.move_to_end(cache_key)
+    while len(_CACHE) > _CACHE_MAX:
+        _CACHE.popitem(last=False)
 
 
 def _meta_path(store: VectorStore, campaign_id: int) -> str:
@@ -164,7 +211,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, *, exact: bool | None = No
     return index
 
 
-def _train_streaming(store: VectorStore, parts: list[str], members: Members, total: int) -> Any:
+def _train_streaming(store: VectorStore, parts: list[str], kept: Kept, total: int) -> Any:
     """An empty IVF index trained on a sample of the parts' member vectors: every member of
     randomly chosen parts until the sample is large enough (reading a few parts, not all)."""
     faiss = _faiss()
@@ -179,7 +226,7 @@ def _train_streaming(store: VectorStore, parts: list[str], members: Members, tot
         if taken >= wanted:
             break
         part = store.read_part(str(name), ("context",))
-        chosen = part["context"][np.isin(part["ids"], members(part["ids"]))]
+        chosen = part["context"][kept(str(name), part["ids"])]
         dim = chosen.shape[1] if len(chosen) else dim
         sample.append(chosen)
         taken += len(chosen)
@@ -197,11 +244,11 @@ def _train_streaming(store: VectorStore, parts: list[str], members: Members, tot
     return index
 
 
-def _add_parts(store: VectorStore, index: Any, parts: list[str], members: Members) -> int:
+def _add_parts(store: VectorStore, index: Any, parts: list[str], kept: Kept) -> int:
     added = 0
     for name in parts:
         part = store.read_part(name, ("context",))
-        keep = np.isin(part["ids"], members(part["ids"]))
+        keep = kept(name, part["ids"])
         if keep.any():
             index.add_with_ids(
                 np.ascontiguousarray(part["context"][keep], dtype=np.float32),
@@ -213,19 +260,63 @@ def _add_parts(store: VectorStore, index: Any, parts: list[str], members: Member
 
 def _save(store: VectorStore, campaign_id: int, index: Any, meta: dict[str, Any]) -> None:
     """Write the index to a local file and move it into place: no copy of it in memory (at
-    1M pairs it is ~400 MB)."""
+    1M pairs it is ~400 MB). Then name it in the meta and remove the files it replaces.
+
+    Two saves may race (a job taken over while its old worker still runs): the meta written
+    last wins. Each save marks its file once the meta has named it, then reads the meta
+    again: a save that finds another file named removes its own; the one named removes every
+    marked file the meta no longer names, so whichever order they ran in, one file is left.
+    """
     import faiss
 
-    name = f"index-c{campaign_id}-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.faiss"
+    stem = f"index-c{campaign_id}-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+    name = f"{stem}{_INDEX_SUFFIX}"
     with tempfile.TemporaryDirectory(prefix="arbiter-index-") as local:
         faiss.write_index(index, f"{local}/index.faiss")
         store.put_file(f"{local}/index.faiss", name)
-    old = (meta.get("file") or "") if meta else ""
+    previous = (meta.get("file") or "") if meta else ""
     meta["file"] = name
     store._atomic_write(_meta_path(store, campaign_id), json.dumps(meta).encode())
-    if old and old != name:
-        store.fs.rm(f"{store.path}/{old}")
+    store._atomic_write(f"{store.path}/{stem}{_NAMED_SUFFIX}", b"")
+    if _named_file(store, campaign_id) != name:
+        _remove_index_file(store, name)  # a racing save's meta came after: nothing names it
+        return
+    if previous and previous != name:
+        _remove_index_file(store, previous)
+    _remove_superseded_indexes(store, campaign_id, keep=name)
     _remove_orphan_indexes(store, campaign_id, keep=name)
+
+
+_INDEX_SUFFIX = ".faiss"
+# Beside an index file once a meta has named it (written after the meta): a marked file the
+# meta no longer names is superseded for good, whereas an unmarked one may be a racing save's
+# that its meta has yet to name.
+_NAMED_SUFFIX = ".named"
+
+
+def _named_file(store: VectorStore, campaign_id: int) -> str | None:
+    meta = _read_meta(store, campaign_id)
+    return str(meta["file"]) if meta is not None and meta.get("file") else None
+
+
+def _remove_index_file(store: VectorStore, name: str) -> None:
+    """Remove an index file and its mark; either may be gone already (two saves race to
+    them)."""
+    for path in (name, name.removesuffix(_INDEX_SUFFIX) + _NAMED_SUFFIX):
+        try:
+            store.fs.rm(f"{store.path}/{path}")
+        except FileNotFoundError:
+            pass
+
+
+def _remove_superseded_indexes(store: VectorStore, campaign_id: int, *, keep: str) -> None:
+    """Remove the marked index files the meta no longer names: their meta was written before
+    their mark, so a meta read after seeing the mark that names another file has replaced
+    theirs for good (a file is named once, by its own save)."""
+    for marker in store.fs.glob(f"{store.path}/index-c{campaign_id}-*{_NAMED_SUFFIX}"):
+        name = marker.rsplit("/", 1)[-1].removesuffix(_NAMED_SUFFIX) + _INDEX_SUFFIX
+        if name != keep and _named_file(store, campaign_id) != name:
+            _remove_index_file(store, name)
 
 
 # An index file is an orphan once no meta names it: a process killed between writing the file
@@ -236,11 +327,11 @@ _ORPHAN_AGE_NS = 3600 * 10**9
 
 def _remove_orphan_indexes(store: VectorStore, campaign_id: int, *, keep: str) -> None:
     now = time.time_ns()
-    for path in store.fs.glob(f"{store.path}/index-c{campaign_id}-*.faiss"):
+    for path in store.fs.glob(f"{store.path}/index-c{campaign_id}-*{_INDEX_SUFFIX}"):
         name = path.rsplit("/", 1)[-1]
         stamp = name.removeprefix(f"index-c{campaign_id}-").split("-", 1)[0]
         if name != keep and stamp.isdigit() and now - int(stamp) > _ORPHAN_AGE_NS:
-            store.fs.rm(path)
+            _remove_index_file(store, name)
 
 
 def _load(store: VectorStore, name: str) -> Any:
@@ -253,42 +344,67 @@ def _load(store: VectorStore, name: str) -> Any:
     return index
 
 
-def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedIndex:
-    """The campaign's index for encoder ``key``, extended or rebuilt as needed, and saved."""
-    store = vector_store(key)
-    memo: dict[tuple[int, int, int], np.ndarray] = {}
-    plain_members = members
+def _membership(members: Members) -> Kept:
+    """Which rows of a part are members, each part's membership queried once per build (a
+    rebuild counts them, then adds them), kept as one bit a row."""
+    memo: dict[str, np.ndarray] = {}
 
-    def memo_members(ids: np.ndarray) -> np.ndarray:  # each part's membership queried once
-        if not len(ids):
-            return ids
-        memo_key = (int(ids[0]), int(ids[-1]), len(ids))
-        if memo_key not in memo:
-            memo[memo_key] = plain_members(ids)
-        return memo[memo_key]
+    def kept(name: str, ids: np.ndarray) -> np.ndarray:
+        if name in memo:
+            return np.unpackbits(memo[name], count=len(ids)).astype(bool)
+        mask = np.isin(ids, members(ids)) if len(ids) else np.zeros(0, dtype=bool)
+        memo[name] = np.packbits(mask)
+        return mask
 
-    members = memo_members
+    return kept
 
-    with _LOCK:
-        catalogue = store.refresh()
-        names = [part.name for part in catalogue.parts]
-        if not names:
-            # No vector yet (or no encoder directory at all): nothing to search, and nothing
-            # saved, so the first vectors give the index its width.
-            return _empty_index(key)
+
+def _saved_index(
+    store: VectorStore, campaign_id: int, names: Sequence[str], cache_key: str, key: str
+) -> tuple[dict[str, Any] | None, LoadedIndex | None]:
+    """The saved meta (None when there is none to extend) and its index, loaded unless this
+    process holds it already."""
+    retries = 2  # a racing save can replace the file between reading the meta and the file
+    while True:
         meta = _read_meta(store, campaign_id)
         if meta is not None and not set(meta["parts"]).issubset(names):
             meta = None  # its parts were deleted: start again
         if meta is not None and not meta["parts"]:
             meta = None  # saved before any part existed (older code): its width was a guess
+        loaded = _cache_get(cache_key)
+        if meta is None or (loaded is not None and loaded.meta.get("file") == meta["file"]):
+            return meta, loaded
+        try:
+            return meta, LoadedIndex(_load(store, meta["file"]), meta, key)
+        except FileNotFoundError:
+            if not retries:
+                # Named but gone (removed by hand, or as an orphan from under a save paused
+                # for an hour): build it again rather than fail every run.
+                logger.warning("index file %s is missing: rebuilding", meta["file"])
+                return None, None
+            retries -= 1
+
+
+def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedIndex:
+    """The campaign's index for encoder ``key`` of the pairs ``members`` accepts, extended or
+    rebuilt as needed, and saved. Reads only the campaign's own parts and untagged ones."""
+    store = vector_store(key)
+    kept = _membership(members)
+
+    with _LOCK:
+        catalogue = store.refresh()
+        parts = [part for part in catalogue.parts if part_holds_campaign(part.name, campaign_id)]
+        names = [part.name for part in parts]
+        if not names:
+            # No vector yet (or no encoder directory at all): nothing to search, and nothing
+            # saved, so the first vectors give the index its width.
+            return _empty_index(key)
         cache_key = f"{store.path}|{campaign_id}"
-        loaded = _CACHE.get(cache_key)
-        if meta is not None and (loaded is None or loaded.meta.get("file") != meta["file"]):
-            loaded = LoadedIndex(_load(store, meta["file"]), meta, key)
+        meta, loaded = _saved_index(store, campaign_id, names, cache_key, key)
         indexed = set(meta["parts"]) if meta is not None else set()  # once: 20,000 parts
         new = [name for name in names if name not in indexed]
         if loaded is not None and meta is not None and not new:
-            _CACHE[cache_key] = loaded
+            _cache_put(cache_key, loaded)
             return loaded
         previous_file = (meta or {}).get("file")
         index: Any = None
@@ -298,24 +414,24 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
             # Extended in place: if adding or saving fails halfway, the object holds vectors
             # its metadata does not list, and a retry would add them again. Forgotten until
             # saved, so a retry reloads the index from its file. Extended before the rebuild
-            # check, so only this campaign's vectors count: the parts hold other campaigns'
-            # pairs too (one encoder serves many). A rebuild then reads them again; it is rare.
+            # check, so only the members count: an untagged part holds other campaigns' pairs
+            # too. A rebuild then reads them again; it is rare.
             _CACHE.pop(cache_key, None)
-            _add_parts(store, index, new, members)
+            _add_parts(store, index, new, kept)
             if _outgrown(meta, int(index.ntotal)):
                 index = None
             else:
                 saved = {**meta, "parts": names}
         if index is None:
-            total = sum(len(members(part.ids)) for part in catalogue.parts)
+            total = sum(int(kept(part.name, part.ids).sum()) for part in parts)
             if total <= exact_max():
                 faiss = _faiss()
                 index = faiss.IndexIDMap2(faiss.IndexFlatIP(_dim(store, names[0])))
                 kind = "exact"
             else:
-                index = _train_streaming(store, names, members, total)
+                index = _train_streaming(store, names, kept, total)
                 kind = "ivf"
-            _add_parts(store, index, names, members)
+            _add_parts(store, index, names, kept)
             saved = {
                 "kind": kind,
                 "trained_on": int(index.ntotal),
@@ -324,7 +440,7 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
             }
         _save(store, campaign_id, index, saved)
         loaded = LoadedIndex(index, saved, key)
-        _CACHE[cache_key] = loaded
+        _cache_put(cache_key, loaded)
         return loaded
 
 
@@ -347,15 +463,21 @@ def _dim(store: VectorStore, part: str) -> int:
     return int(store.read_part(part, ("context",))["context"].shape[1])
 
 
+# (query, neighbour) slots one faiss call returns (ids, similarities and flags: ~27 MB), and
+# the neighbours one query is widened to; past that it is answered by a scan of the parts.
+_HITS_PER_CALL = 1 << 21
+_FETCH_MAX = 1 << 17
+
+
 def search_filtered(
     index: Any,
     queries: np.ndarray,
     k: int,
-    accept: Callable[[np.ndarray], np.ndarray],
+    accept: Accept,
     *,
-    max_rounds: int = 4,
     exact_vectors: ExactVectors | None = None,
     refine: int = 1,
+    scan: Scan | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` distinct accepted ids per query (-1 padded) and their similarities.
 
@@ -363,9 +485,12 @@ def search_filtered(
     An id the index holds more than once (its pair is in two part files) keeps its first,
     best hit only, so it fills one of the ``k`` places.
     Asks for ``max(4k + 16, refine * k)`` neighbours, then 4× more for queries still short of
-    ``k``, up to ``max_rounds`` times or the whole index. With ``exact_vectors``, the first
-    ``refine * k`` accepted candidates of each query are ranked by exact inner product
-    against the vectors it returns, and the similarities returned are those exact ones.
+    ``k`` until they are full or have seen the whole index, in calls of at most
+    ``_HITS_PER_CALL`` slots. A query the index cannot widen further (an IVF probe's lists
+    exhausted, or ``_FETCH_MAX`` neighbours asked) is answered by ``scan`` when given. With
+    ``exact_vectors``, the first ``refine * k`` accepted candidates of each query are ranked
+    by exact inner product against the vectors it returns, and the similarities returned are
+    those exact ones. Queries left short of ``k`` are logged.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     out_ids = np.full((len(queries), k), -1, dtype=np.int64)
@@ -376,31 +501,101 @@ def search_filtered(
     candidates: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(queries)
     approximate: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(queries)
     todo = np.arange(len(queries))
+    unreached: list[int] = []  # short, and no wider search of the index can fill them
     fetch = min(max(4 * k + 16, keep), index.ntotal)
-    for _ in range(max_rounds):
-        similarities, ids = index.search(queries[todo], fetch)
-        ok = np.isin(ids, accept(np.unique(ids[ids >= 0])))
-        short = []
-        for row, query in enumerate(todo):
-            hits = np.nonzero(ok[row])[0]
-            # A pair stored in two parts is in the index twice: its best hit counts, once.
-            _, first = np.unique(ids[row][hits], return_index=True)
-            hits = hits[np.sort(first)][:keep]
-            candidates[query] = ids[row][hits]
-            approximate[query] = similarities[row][hits]
-            if len(candidates[query]) < k and fetch < index.ntotal:
-                short.append(query)
-        if not short:
-            break
-        todo = np.array(short)
-        fetch = min(fetch * 4, index.ntotal)
+    while len(todo):
+        short: list[int] = []
+        group = max(1, _HITS_PER_CALL // fetch)
+        for start in range(0, len(todo), group):
+            rows = todo[start : start + group]
+            similarities, ids = index.search(queries[rows], fetch)
+            ok = np.isin(ids, accept(np.unique(ids[ids >= 0])))
+            for row, query in enumerate(rows):
+                hits = np.nonzero(ok[row])[0]
+                # A pair stored in two parts is in the index twice: its best hit counts, once.
+                _, first = np.unique(ids[row][hits], return_index=True)
+                hits = hits[np.sort(first)][:keep]
+                candidates[query] = ids[row][hits]
+                approximate[query] = similarities[row][hits]
+                if len(candidates[query]) >= k:
+                    continue
+                if (ids[row] < 0).any() or fetch >= _FETCH_MAX:
+                    # Padded: an IVF search returned all its probed lists hold.
+                    unreached.append(int(query))
+                elif fetch < index.ntotal:
+                    short.append(int(query))
+                # else the whole index was seen: it holds fewer than k accepted pairs.
+        todo = np.array(short, dtype=np.int64)
+        fetch = min(fetch * 4, index.ntotal, _FETCH_MAX)
+    if scan is not None and unreached:
+        found, exact = scan(queries[unreached], keep, accept)
+        for query, ids_found, similarity in zip(unreached, found, exact, strict=True):
+            candidates[query], approximate[query] = ids_found, similarity
     if exact_vectors is not None:
         approximate = _exact_similarities(queries, candidates, exact_vectors)
-    for row_out, (found, similarity) in enumerate(zip(candidates, approximate, strict=True)):
+    for row_out, (found_ids, similarity) in enumerate(zip(candidates, approximate, strict=True)):
         best = np.argsort(-similarity, kind="stable")[:k]
-        out_ids[row_out, : len(best)] = found[best]
+        out_ids[row_out, : len(best)] = found_ids[best]
         out_sim[row_out, : len(best)] = similarity[best]
+    left_short = int(((out_ids >= 0).sum(axis=1) < k).sum())
+    if left_short:
+        logger.info(
+            "%d of %d queries found fewer than %d accepted neighbours in an index of %d "
+            "vectors (no more accepted pairs near them)",
+            left_short,
+            len(queries),
+            k,
+            index.ntotal,
+        )
     return out_ids, out_sim
+
+
+_SCAN_ROWS = 2048  # a part's rows compared with the queries at once
+
+
+def _scan_parts(
+    store: VectorStore, parts: Sequence[str], queries: np.ndarray, keep: int, accept: Accept
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Exact top-``keep`` accepted ids of each query (and their similarities, best first)
+    over these parts, read one at a time: memory holds a part and ``keep`` per query, never
+    the pool. A pair stored in several parts counts once: only its first copy in the
+    catalogue is compared."""
+    best_ids = np.full((len(queries), keep), -1, dtype=np.int64)
+    best_sim = np.full((len(queries), keep), -np.inf, dtype=np.float32)
+    catalogue = store.catalogue
+    position = {part.name: number for number, part in enumerate(catalogue.parts)}
+    for name in parts:
+        part = store.read_part(name, ("context",))
+        ids = part["ids"]
+        here = position.get(name)
+        wanted = np.ones(len(ids), dtype=bool)
+        if here is not None:
+            known, where = catalogue.locate(ids)
+            first_copy = (catalogue.part_of[where] == here) & (
+                catalogue.row_of[where] == np.arange(len(ids))
+            )
+            wanted = ~known | first_copy
+        if wanted.any():
+            wanted &= np.isin(ids, accept(ids[wanted]))
+        rows = np.nonzero(wanted)[0]
+        for start in range(0, len(rows), _SCAN_ROWS):
+            chunk = rows[start : start + _SCAN_ROWS]
+            similarity = queries @ part["context"][chunk].T
+            merged_sim = np.concatenate([best_sim, similarity], axis=1)
+            merged_ids = np.concatenate(
+                [best_ids, np.broadcast_to(ids[chunk], (len(queries), len(chunk)))], axis=1
+            )
+            top = np.argpartition(-merged_sim, keep - 1, axis=1)[:, :keep]
+            best_sim = np.take_along_axis(merged_sim, top, axis=1)
+            best_ids = np.take_along_axis(merged_ids, top, axis=1)
+    found: list[np.ndarray] = []
+    exact: list[np.ndarray] = []
+    for row_ids, row_sim in zip(best_ids, best_sim, strict=True):
+        order = np.argsort(-row_sim, kind="stable")
+        order = order[row_ids[order] >= 0]
+        found.append(row_ids[order])
+        exact.append(row_sim[order])
+    return found, exact
 
 
 _REFINE_QUERIES = 256  # queries whose candidates' vectors are held at once

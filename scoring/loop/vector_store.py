@@ -6,8 +6,14 @@ volume)::
 
     enc-<sha256(encoder key)[:16]>/
         encoder.json          the encoder key and the codecs of the blocks
-        part-<ns>-<rand>.npz  one chunk of pairs: ``ids`` (int64) and each block, encoded
+        part-<ns>-<rand>-c<campaign>.npz
+                              one chunk of one campaign's pairs: ``ids`` (int64) and each
+                              block, encoded (``part-<ns>-<rand>.npz``: written before parts
+                              named their campaign, or by a writer that did not know it)
         index-*.faiss          the retrieval index (``scoring.loop.vector_index``)
+
+One encoder serves many campaigns (pair ids are global); the campaign in a part's name lets a
+campaign's index read its own parts and the untagged ones, not every other campaign's.
 
 A part is written to a temporary name and renamed once complete, so a killed writer leaves no
 file that readers list (only a ``.tmp-*`` leftover). Parts are never modified; a pair
@@ -85,6 +91,21 @@ def _fs_and_path(url: str) -> tuple[Any, str]:
 
 def encoder_dir_name(key: str) -> str:
     return "enc-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def part_name_campaign(name: str) -> int | None:
+    """The campaign a part's name records, or None (an untagged part: any campaign's pairs)."""
+    segments = name.removeprefix(_PART_PREFIX).removesuffix(_PART_SUFFIX).split("-")
+    # Untagged names have two segments (``<ns>-<rand>``): a random part may itself read "c12…".
+    if len(segments) == 3 and segments[2][:1] == "c" and segments[2][1:].isdigit():
+        return int(segments[2][1:])
+    return None
+
+
+def part_holds_campaign(name: str, campaign_id: int) -> bool:
+    """Whether this part may hold pairs of the campaign: its own parts and the untagged ones."""
+    tagged = part_name_campaign(name)
+    return tagged is None or tagged == campaign_id
 
 
 def _row_scale(values: np.ndarray, levels: int) -> np.ndarray:
@@ -219,9 +240,7 @@ class VectorStore:
         else:
             # A new encoder directory takes the codecs configured now; existing ones keep theirs.
             self.codecs = configured_codecs()
-            self._atomic_write(
-                meta, json.dumps({"key": self.key, "codecs": self.codecs}).encode()
-            )
+            self._atomic_write(meta, json.dumps({"key": self.key, "codecs": self.codecs}).encode())
         self._meta_written = True
 
     def _atomic_write(self, path: str, data: bytes) -> None:
@@ -230,8 +249,11 @@ class VectorStore:
             handle.write(data)
         self.fs.mv(tmp, path)
 
-    def append(self, *, ids: np.ndarray, blocks: dict[str, np.ndarray]) -> str | None:
-        """Write one part with these pairs' blocks (context, a, b); returns its name."""
+    def append(
+        self, *, ids: np.ndarray, blocks: dict[str, np.ndarray], campaign_id: int | None = None
+    ) -> str | None:
+        """Write one part with these pairs' blocks (context, a, b); returns its name.
+        ``campaign_id``: the campaign all these pairs belong to, recorded in the name."""
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return None
@@ -244,7 +266,8 @@ class VectorStore:
 
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types kwds as bool
-        name = f"{_PART_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{_PART_SUFFIX}"
+        tag = f"-c{int(campaign_id)}" if campaign_id is not None else ""
+        name = f"{_PART_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{tag}{_PART_SUFFIX}"
         self._atomic_write(f"{self.path}/{name}", buffer.getvalue())
         return name
 
@@ -267,6 +290,8 @@ class VectorStore:
         """A local path holding the file ``name`` (itself on a local file system)."""
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         if "file" in protocols:
+            if not self.fs.exists(f"{self.path}/{name}"):  # as ``get_file`` raises for a copy
+                raise FileNotFoundError(f"{self.path}/{name}")
             return f"{self.path}/{name}"
         self.fs.get_file(f"{self.path}/{name}", local_path)
         return local_path
@@ -394,9 +419,7 @@ class VectorStore:
         ids = np.asarray(list(pair_ids), dtype=np.int64)
         found, position = catalogue.locate(ids)
         if not found.all():
-            raise LookupError(
-                f"no {self.key!r} vectors for pairs {ids[~found][:10].tolist()}"
-            )
+            raise LookupError(f"no {self.key!r} vectors for pairs {ids[~found][:10].tolist()}")
         out: dict[str, np.ndarray] = {}
         if not len(ids):
             return {block: np.zeros((0, 0), dtype=np.float32) for block in blocks}

@@ -271,7 +271,7 @@ def test_an_approximate_index_pulls_in_the_exact_nearest_pool_pairs(setup, setti
     by_id = dict(zip(pool_ids.tolist(), exact.tolist(), strict=True))
     for pair_id, similarity in pulled.items():
         assert similarity == pytest.approx(by_id[pair_id], abs=1e-5)
-    assert "retrieval index: ivf, 1001 vectors" in "\n".join(
+    assert "retrieval index: ivf, 1000 vectors" in "\n".join(
         context.job.log_lines.values_list("message", flat=True)
     )
 
