@@ -28,7 +28,7 @@ from reviewers.selectors.access import (
 from reviewers.selectors.quality import agreement_report, quality_report
 from reviewers.selectors.queue import claim_state, claim_states, escalation_queue, rewrite_queue
 from reviewers.selectors.review import escalation_review
-from reviewers.services.adjudications import adjudication_resolve
+from reviewers.services.adjudications import ADJUDICATION_NOTE_MAX_CHARS, adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
 from reviewers.services.gold import pair_mark_gold, pair_promote_gold
 
@@ -232,6 +232,10 @@ class ReviewLabelSerializer(serializers.Serializer):
         help_text="'' for a counted vote; 're-test', 'gold check' or 'set aside' (a "
         "quarantined annotator's label) for one the consensus did not count.",
     )
+    ranking = serializers.JSONField(
+        allow_null=True,
+        help_text="Ranking items: groups of canonical response indices, best first; else null.",
+    )
     evidence = EvidenceSerializer(many=True)
 
 
@@ -241,6 +245,7 @@ class AdjudicationOutputSerializer(serializers.Serializer):
     pair = serializers.IntegerField(source="pair_id")
     decision = serializers.CharField()
     preference = serializers.IntegerField(allow_null=True)
+    ranking = serializers.JSONField(allow_null=True, help_text="Ranking items: the decision.")
     note = serializers.CharField()
     expert = serializers.CharField(source="expert.username")
     created_at = serializers.DateTimeField()
@@ -259,6 +264,11 @@ class EscalationDetailApi(APIView):
             conversation=pair.conversation,
             response_a=pair.response_a,
             response_b=pair.response_b,
+            # A ranking item's K responses, as imported (the indices a ranking names); no
+            # model names, as on the page. Null for an A/B pair.
+            responses=[{"content": response["content"]} for response in pair.responses]
+            if pair.responses
+            else None,
             attributes={item["name"]: item["value"] for item in review["attributes"]},
             labels=ReviewLabelSerializer(review["labels"], many=True).data,
             prediction=review["prediction"],
@@ -310,7 +320,7 @@ class EscalationAdjudicateApi(APIView):
             help_text="Ranking items, for decision=preference: groups of canonical response "
             "indices (as imported), best first.",
         )
-        note = serializers.CharField()
+        note = serializers.CharField(max_length=ADJUDICATION_NOTE_MAX_CHARS)
 
     OutputSerializer = AdjudicationOutputSerializer
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -124,12 +125,17 @@ def _review_context(
 def _decision_panel(
     request: SignedInRequest, escalation_id: int, *, form: AdjudicationForm | None = None
 ) -> HttpResponse:
-    """After a claim, release or decision: the fragment for htmx, else back to the page."""
-    if not request.htmx:
+    """After a claim, release or decision: the fragment for htmx, else back to the page. A
+    decision that was not recorded (``form``) is shown again, on the whole page without htmx:
+    a redirect would lose what the expert wrote."""
+    if not request.htmx and form is None:
         return redirect("escalation-review", escalation_id=escalation_id)
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
     context = _review_context(request, escalation, form)
-    return render(request, "reviewers/review.html#decision-panel", context)
+    if form is not None:
+        context["unsaved_note"] = form.data.get("note", "")
+    template = "reviewers/review.html#decision-panel" if request.htmx else "reviewers/review.html"
+    return render(request, template, context)
 
 
 @login_required
@@ -212,11 +218,34 @@ def escalation_adjudicate_view(request: SignedInRequest, escalation_id: int) -> 
             ranking=form.ranking_groups(),
             note=form.cleaned_data["note"],
         )
+    if refused and _claim_taken_back(escalation, expert=request.user):
+        # The claim lapsed while they wrote, and nobody took the pair meanwhile: it is theirs
+        # again, and the form keeps their decision and note for one more click.
+        messages.info(
+            request,
+            "Your claim had expired, so nothing was recorded; the pair is yours again. "
+            "Record your decision again.",
+        )
+        return _decision_panel(request, escalation_id, form=form)
     if refused:
         messages.error(request, refused["error"])
         return _decision_panel(request, escalation_id, form=form)
     messages.success(request, "Decision recorded.")
     return _decision_panel(request, escalation_id)
+
+
+def _claim_taken_back(escalation: Escalation, *, expert: User) -> bool:
+    """After a refused decision: claim the escalation again if it is open and nobody holds
+    it (the expert's own claim expired); False when another expert has it, or it is closed."""
+    escalation.refresh_from_db()
+    if escalation.status != Escalation.Status.OPEN:
+        return False
+    if claim_state(escalation, viewer=expert)["held"]:
+        return False
+    taken: dict[str, Any] = {}
+    with error_into(taken):
+        escalation_claim(escalation=escalation, expert=expert)
+    return not taken
 
 
 @login_required

@@ -144,6 +144,7 @@ def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[
                     else label.get_outcome_display()
                 ),
                 "outcome": label.outcome,
+                "ranking": label.ranking,
                 "aspect_ratings": label.aspect_ratings or {},
                 "rationale": label.rationale,
                 "confidence": label.confidence,

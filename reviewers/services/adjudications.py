@@ -16,6 +16,10 @@ from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
 from reviewers.models import Adjudication, Escalation
 from reviewers.services.escalations import escalation_closed_message
 
+# The longest note a decision takes, on the page and the API alike (a longer one is refused,
+# not cut: it is the record of why).
+ADJUDICATION_NOTE_MAX_CHARS = 20_000
+
 
 def adjudication_resolve(
     *,
@@ -45,6 +49,10 @@ def adjudication_resolve(
     )
     if not note:
         raise InvalidDecision("a note explaining the decision is required")
+    if len(note) > ADJUDICATION_NOTE_MAX_CHARS:
+        raise InvalidDecision(
+            f"the note must be at most {ADJUDICATION_NOTE_MAX_CHARS:,} characters"
+        )
     with transaction.atomic():
         # Pair first, then escalation: the same lock order as escalation_open and label
         # submits, so a reason arriving during the decision waits instead of deadlocking.
