@@ -62,3 +62,8 @@ label_changed = Hook("label_changed")
 # The annotator just submitted ``assignment``: the model's view of the pair to show them, or
 # None (scoring answers, and records that it was shown).
 model_view_after_submit = Hook("model_view_after_submit")
+
+# A member was taken out of a campaign: called inside ``member_remove``'s transaction
+# (``campaign_id``, ``user_id``). reviewers gives back the escalations they had claimed there,
+# which would otherwise keep other experts out until the claim ran out.
+member_removed = Hook("member_removed")

@@ -31,6 +31,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework.authtoken.models import Token
 
+from annotation import hooks
 from annotation.models import Campaign, CampaignMember, Label, MemberTransition, Pair
 from annotation.roles import Role, role_groups
 from annotation.selectors import member_remember
@@ -118,6 +119,7 @@ def member_remove(*, campaign: Campaign, user_id: int, by: AbstractBaseUser | No
             by_id=by.pk if by else None,
         )
         member.delete()
+        hooks.member_removed(campaign_id=campaign.pk, user_id=user_id)
     # Leases they hold here end now: they can no longer open the pairs.
     assignments_end_for_annotator(campaign=campaign, annotator_id=user_id)
 

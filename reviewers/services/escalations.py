@@ -248,6 +248,15 @@ def escalation_claim_next(
     return None
 
 
+def escalation_claims_release_for_removed(*, campaign_id: int, user_id: int) -> int:
+    """An expert taken out of the campaign gives back their open claims there (the
+    ``member_removed`` hook); how many. They can no longer decide those pairs, and their
+    claims kept the other experts out until they ran out."""
+    return Escalation.objects.filter(
+        campaign_id=campaign_id, claimed_by_id=user_id, status=Escalation.Status.OPEN
+    ).update(claimed_by=None, claim_expires_at=None)
+
+
 def escalation_release(*, escalation: Escalation, expert: User) -> bool:
     """Give the claim back; False when the expert did not hold it."""
     released = Escalation.objects.filter(
