@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 from unittest import mock
 
 import pytest
@@ -23,7 +24,7 @@ from tests.conftest import purge_broker, start_worker, stop_worker, wait_for
 def _beat_entries() -> dict[str, tuple[str, float]]:
     app.loader.import_default_modules()  # what beat does at start: autodiscovery
     return {
-        name: (entry["task"], float(entry["schedule"]))
+        name: (str(entry["task"]), float(cast(float, entry["schedule"])))
         for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
     }
 

@@ -61,7 +61,7 @@ def _ranking_item(campaign, *, n: int = 0, size: int = 4, **fields):
 def _rank(user, campaign, canonical, *, rng: random.Random | None = None) -> Assignment:
     """The user's next item, ranked ``canonical`` (in imported indices) through the engine."""
     assignment = assignment_next(campaign=campaign, annotator=user, rng=rng or random.Random(7))
-    assert assignment is not None
+    assert assignment is not None and assignment.display_order is not None
     shown = ranking_to_shown(canonical, display_order=assignment.display_order)
     label_submit(assignment=assignment, data=LabelInput(preference=None, ranking=shown))
     return assignment
@@ -133,6 +133,7 @@ def _labelled_pairs(campaign) -> list[int]:
 
 def _tied_for_best(pair_id: int) -> bool:
     ranking = Label.objects.get(pair_id=pair_id).ranking
+    assert ranking is not None
     return len(ranking[0]) > 1
 
 

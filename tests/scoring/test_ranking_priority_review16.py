@@ -83,7 +83,9 @@ def _setup(*, rule: str = "all_pairs", k: int = 2):
         is_active=True,
     )
     job = job_create(campaign=campaign, kind="score")
-    context = JobContext(job_claim(job_id=job.pk, worker="t").job)
+    claim = job_claim(job_id=job.pk, worker="t")
+    assert claim.job is not None
+    context = JobContext(claim.job)
     return campaign, version, context
 
 

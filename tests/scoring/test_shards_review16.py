@@ -49,7 +49,7 @@ def test_shards_are_consecutive_ranges_of_the_given_size(monkeypatch):
     assert list(shard_ranges(Pair.objects.none(), 5)) == []
 
 
-def _plan_peak(campaign) -> int:
+def _plan_peak(campaign) -> tuple[int, list[ShardRange]]:
     targets = Pair.objects.filter(campaign=campaign)
     tracemalloc.start()
     try:

@@ -113,9 +113,9 @@ def _campaign_with_a_mispredicted_source(direction: np.ndarray):
 
 
 def _context(campaign) -> JobContext:
-    return JobContext(
-        job_claim(job_id=job_create(campaign=campaign, kind="score").pk, worker="t").job
-    )
+    claim = job_claim(job_id=job_create(campaign=campaign, kind="score").pk, worker="t")
+    assert claim.job is not None
+    return JobContext(claim.job)
 
 
 @pytest.mark.django_db
@@ -311,7 +311,7 @@ def _extend_in_a_child(key: str, barrier, out) -> None:
         real_put(self, local_path, name)
         barrier.wait(timeout=30)  # both wrote their file; both now write the meta
 
-    VectorStore.put_file = put_then_wait
+    VectorStore.put_file = put_then_wait  # type: ignore[method-assign]  # this process only
     try:
         loaded = campaign_index(key=key, campaign_id=1, members=lambda ids: ids)
         out.put(("ok", loaded.size))
