@@ -40,55 +40,54 @@ def _built_already(schema_editor: Any, name: str) -> bool:
     return bool(valid)
 
 
-class AddIndexWithoutBlockingWrites(AddIndexConcurrently):
+class _WithoutBlockingWrites:
+    """Put before a django.contrib.postgres ``*Concurrently`` operation: that operation on
+    PostgreSQL, where the direction that builds the index first keeps a valid one a killed run
+    left (and drops an invalid one); its plain parent (``_plain``) elsewhere."""
+
+    _plain: type[migrations.AddIndex] | type[migrations.RemoveIndex]
+
+    def _index_built_by(self, direction: str) -> str | None:
+        """The index name ``direction`` builds, None where it drops one."""
+        raise NotImplementedError
+
+    def _run(
+        self, direction: str, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if not _postgresql(schema_editor):
+            getattr(self._plain, direction)(self, app_label, schema_editor, from_state, to_state)
+            return
+        built = self._index_built_by(direction)
+        if built is not None and _built_already(schema_editor, built):
+            return
+        getattr(super(), direction)(app_label, schema_editor, from_state, to_state)
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        self._run("database_forwards", app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        self._run("database_backwards", app_label, schema_editor, from_state, to_state)
+
+
+class AddIndexWithoutBlockingWrites(_WithoutBlockingWrites, AddIndexConcurrently):
     """CREATE INDEX CONCURRENTLY on PostgreSQL, AddIndex elsewhere; runs again after a kill
     (a valid index is kept, an invalid one dropped and built again)."""
 
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _postgresql(schema_editor):
-            migrations.AddIndex.database_forwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
-            return
-        if _built_already(schema_editor, self.index.name):
-            return
-        super().database_forwards(app_label, schema_editor, from_state, to_state)
+    _plain = migrations.AddIndex
 
-    def database_backwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _postgresql(schema_editor):
-            migrations.AddIndex.database_backwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
-            return
-        super().database_backwards(app_label, schema_editor, from_state, to_state)
+    def _index_built_by(self, direction: str) -> str | None:
+        return self.index.name if direction == "database_forwards" else None
 
 
-class RemoveIndexWithoutBlockingWrites(RemoveIndexConcurrently):
+class RemoveIndexWithoutBlockingWrites(_WithoutBlockingWrites, RemoveIndexConcurrently):
     """DROP INDEX CONCURRENTLY IF EXISTS on PostgreSQL (waits for open transactions without
     stopping new ones), RemoveIndex elsewhere."""
 
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _postgresql(schema_editor):
-            migrations.RemoveIndex.database_forwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
-            return
-        super().database_forwards(app_label, schema_editor, from_state, to_state)
+    _plain = migrations.RemoveIndex
 
-    def database_backwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _postgresql(schema_editor):
-            migrations.RemoveIndex.database_backwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
-            return
-        if _built_already(schema_editor, self.name):
-            return
-        super().database_backwards(app_label, schema_editor, from_state, to_state)
+    def _index_built_by(self, direction: str) -> str | None:
+        return self.name if direction == "database_backwards" else None

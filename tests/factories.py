@@ -42,3 +42,21 @@ class PairFactory(DjangoModelFactory[Pair]):
     )
     status = Pair.Status.QUEUED
     slot_cap = factory.LazyAttribute(lambda pair: pair.campaign.annotators_per_pair)
+
+
+def ranking_item(
+    campaign: Campaign, *, n: int = 0, size: int = 4, texts: list[str] | None = None, **fields
+) -> Pair:
+    """A K-wise ranking item (``size`` responses, or ``texts``), its first two responses
+    mirrored in response A and B as the importer stores them; ``n`` makes it unique."""
+    conversation = [{"role": "user", "content": f"Rank these {n}."}]
+    texts = texts if texts is not None else [f"answer {n}.{k}" for k in range(size)]
+    return PairFactory(
+        campaign=campaign,
+        conversation=conversation,
+        response_a=texts[0],
+        response_b=texts[1],
+        responses=[{"content": text, "model": ""} for text in texts],
+        content_hash=content_hash(conversation, "ranked", str(n)),
+        **fields,
+    )

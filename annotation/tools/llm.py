@@ -8,16 +8,14 @@ that already ends in /chat/completions is used as it is).
 
 from __future__ import annotations
 
-import http.client
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from annotation.tools.http import AnswerTooLate, OffOriginRedirect, read_within, urlopen
+from annotation.tools.http import EndpointError, fetch_within
 
 TIMEOUT_S = 60.0
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
@@ -121,32 +119,18 @@ def chat(
     request = urllib.request.Request(  # noqa: S310 - chat_url allows only http(s)
         url, data=json.dumps(payload).encode(), headers=headers, method="POST"
     )
-    # The socket timeout bounds each read, not the call: the whole answer must be in by then.
-    deadline = time.monotonic() + timeout_s
     try:
-        with urlopen(request, timeout=timeout_s) as response:
-            body = read_within(response, limit=MAX_RESPONSE_BYTES + 1, deadline=deadline)
-    except OffOriginRedirect as exc:
-        raise LlmUnavailable(f"the model endpoint redirected elsewhere: {exc.msg}") from exc
+        body = fetch_within(
+            request,
+            timeout_s=timeout_s,
+            limit=MAX_RESPONSE_BYTES + 1,
+            service="the model endpoint",
+            url_setting="ARBITER_LLM_URL",
+        )
     except urllib.error.HTTPError as exc:
         raise LlmUnavailable(f"the model endpoint answered HTTP {exc.code}") from exc
-    except AnswerTooLate as exc:
-        raise LlmUnavailable(f"the model endpoint sent no answer within {timeout_s:g} s") from exc
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise LlmUnavailable(f"the model endpoint did not answer: {exc}") from exc
-    except http.client.InvalidURL as exc:
-        raise LlmUnavailable(
-            f"the model endpoint's URL (ARBITER_LLM_URL) is not usable: {exc}"
-        ) from exc
-    except http.client.HTTPException as exc:
-        # Not HTTP at all (a status line such as "-ERR …"), a body cut short, a line too long.
-        what = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-        raise LlmUnavailable(f"the model endpoint sent no usable HTTP answer ({what})") from exc
-    except ValueError as exc:
-        # A broken chunk size, or a URL or header http.client refuses; the text is left out, as
-        # it may hold the key.
-        what = type(exc).__name__
-        raise LlmUnavailable(f"the exchange with the model endpoint failed ({what})") from exc
+    except EndpointError as exc:
+        raise LlmUnavailable(str(exc)) from exc
     if len(body) > MAX_RESPONSE_BYTES:
         raise LlmUnavailable("the model endpoint sent more than 4 MiB")
     try:

@@ -23,16 +23,14 @@ service cannot take every thread from next and label.
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from annotation.tools.http import AnswerTooLate, OffOriginRedirect, read_within, urlopen
+from annotation.tools.http import EndpointError, fetch_within
 from annotation.tools.search_hits import (
     SearchError,
     SearchHit,
@@ -83,36 +81,20 @@ class WebSearchBackend:
         self.slots = _search_slots(concurrent_searches)
 
     def _fetch(self, request: urllib.request.Request) -> bytes:
-        # The socket timeout bounds each read, not the call: the whole answer must be in by then.
-        deadline = time.monotonic() + self.timeout_s
+        # The scheme was checked in __init__: only http(s) reaches urlopen. Redirects are
+        # followed only within the configured origin (the key goes along).
         try:
-            # The scheme was checked in __init__: only http(s) reaches urlopen.
-            # Redirects are followed only within the configured origin (the key goes along).
-            with urlopen(request, timeout=self.timeout_s) as response:
-                return read_within(response, limit=MAX_RESPONSE_BYTES + 1, deadline=deadline)
-        except OffOriginRedirect as exc:
-            raise SearchError(f"the web-search service redirected elsewhere: {exc.msg}") from exc
-        except AnswerTooLate as exc:
-            raise SearchError(
-                f"the web-search service sent no answer within {self.timeout_s:g} s"
-            ) from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            return fetch_within(
+                request,
+                timeout_s=self.timeout_s,
+                limit=MAX_RESPONSE_BYTES + 1,
+                service="the web-search service",
+                url_setting="ARBITER_WEB_SEARCH_URL",
+            )
+        except urllib.error.HTTPError as exc:
             raise SearchError(f"the web-search service did not answer: {exc}") from exc
-        except http.client.InvalidURL as exc:
-            raise SearchError(
-                f"the web-search service's URL (ARBITER_WEB_SEARCH_URL) is not usable: {exc}"
-            ) from exc
-        except http.client.HTTPException as exc:
-            # Not HTTP at all (an SSH banner), a body cut short, a line too long.
-            what = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-            raise SearchError(
-                f"the web-search service sent no usable HTTP answer ({what})"
-            ) from exc
-        except ValueError as exc:
-            # A broken chunk size, or a URL or header http.client refuses; the text is left out,
-            # as it may hold the key.
-            what = type(exc).__name__
-            raise SearchError(f"the exchange with the web-search service failed ({what})") from exc
+        except EndpointError as exc:
+            raise SearchError(str(exc)) from exc
 
     def search(self, query: str, k: int, *, corpus_id: int | None = None) -> list[SearchHit]:
         separator = "&" if urllib.parse.urlsplit(self.url).query else "?"

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, connections
@@ -18,6 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from annotation.models import Campaign, MemberTransition
 from annotation.services.members import member_add, member_remove
+from tests.annotation.test_member_state_concurrency import _wait_for_a_lock_waiter
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 
 BEFORE_0018 = [("annotation", "0017_member_transition_outlives_member")]
@@ -51,20 +51,6 @@ def _index_exists(name: str) -> bool:
         }
 
 
-def _waiting_for_a_lock(timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return True
-            time.sleep(0.05)
-    return False
-
-
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_0018_lets_pairs_be_written_while_it_waits_for_an_open_read(back_to_leaf):
@@ -80,7 +66,7 @@ def test_0018_lets_pairs_be_written_while_it_waits_for_an_open_read(back_to_leaf
         with reader.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM annotation_pair")
         migrating.start()
-        assert _waiting_for_a_lock(), "the migration never waited for the open read"
+        _wait_for_a_lock_waiter()  # the migration waits for the open read
         writer = connections.create_connection("default")
         try:
             with writer.cursor() as cursor:

@@ -16,7 +16,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.importers import content_hash
 from annotation.models import (
     Assignment,
     CampaignMember,
@@ -36,26 +35,12 @@ from reviewers.agreement.selectors import agreement_level, campaign_agreement, s
 from reviewers.annotator_report import _quarantine_seconds, quarantined_seconds_in
 from reviewers.models import Escalation
 from reviewers.selectors.quality import annotator_quality, retest_agreement
-from tests.factories import CampaignFactory, PairFactory, UserFactory
+from tests.factories import CampaignFactory, PairFactory, UserFactory, ranking_item
 from tests.reviewers.factories import add_label, user_with_role
 
 pytestmark = pytest.mark.django_db
 
 CONSENSUS = [[0], [1], [2], [3]]
-
-
-def _ranking_item(campaign, *, n: int = 0, size: int = 4, **fields):
-    conversation = [{"role": "user", "content": f"Rank these {n}."}]
-    texts = [f"answer {n}.{k}" for k in range(size)]
-    return PairFactory(
-        campaign=campaign,
-        conversation=conversation,
-        response_a=texts[0],
-        response_b=texts[1],
-        responses=[{"content": text, "model": ""} for text in texts],
-        content_hash=content_hash(conversation, "ranked", str(n)),
-        **fields,
-    )
 
 
 def _rank(user, campaign, canonical, *, rng: random.Random | None = None) -> Assignment:
@@ -83,7 +68,7 @@ def test_a_ranking_annotator_who_always_ranks_the_first_shown_best_is_flagged():
     biased = UserFactory(username="firstpicker")
     rng = random.Random(3)
     for n in range(60):
-        _ranking_item(campaign, n=n)
+        ranking_item(campaign, n=n)
     for _ in range(60):
         _rank_shown(biased, campaign, [[0], [1], [2], [3]], rng=rng)
     (row,) = annotator_quality(campaign=campaign)
@@ -101,7 +86,7 @@ def test_a_ranking_annotator_who_ranks_by_content_is_not_flagged_and_ties_for_be
     rng = random.Random(11)
     sizes = [4] * 40 + [2] * 20
     for n, size in enumerate(sizes):
-        _ranking_item(campaign, n=n, size=size)
+        ranking_item(campaign, n=n, size=size)
     first_wins = chance = 0.0
     for _ in range(len(sizes) + 5):
         assignment = assignment_next(campaign=campaign, annotator=fair, rng=rng)
@@ -150,7 +135,7 @@ def test_position_bias_of_ab_pairs_still_reads_the_side_shown_first():
 
 def test_the_quality_page_of_a_ranking_campaign_states_its_chance(admin_user):
     campaign = CampaignFactory(item_kind=ItemKind.RANKING, annotators_per_pair=1)
-    _ranking_item(campaign)
+    ranking_item(campaign)
     _rank(UserFactory(), campaign, CONSENSUS)
     client = Client()
     client.force_login(admin_user)
@@ -166,7 +151,7 @@ def test_the_quality_page_of_a_ranking_campaign_states_its_chance(admin_user):
 
 def test_a_contradicting_ranking_retest_is_not_counted_as_agreeing():
     campaign = CampaignFactory(item_kind=ItemKind.RANKING, annotators_per_pair=3, retest_share=1.0)
-    item = _ranking_item(campaign)
+    item = ranking_item(campaign)
     for user in UserFactory.create_batch(3):
         _rank(user, campaign, CONSENSUS)
     _rank(UserFactory(), campaign, [[3], [2], [0], [1]])
@@ -177,7 +162,7 @@ def test_a_contradicting_ranking_retest_is_not_counted_as_agreeing():
 
 def test_a_ranking_retest_sharing_the_best_response_agrees_whatever_responses_0_and_1_say():
     campaign = CampaignFactory(item_kind=ItemKind.RANKING, annotators_per_pair=3, retest_share=1.0)
-    item = _ranking_item(campaign)
+    item = ranking_item(campaign)
     for user in UserFactory.create_batch(3):
         _rank(user, campaign, CONSENSUS)
     # Response 1 above response 0 (the old 0-against-1 check said "disagrees"), yet 0 and 1
@@ -248,7 +233,7 @@ def test_ranking_alpha_counts_every_ranking_whatever_the_scale():
         [[[2], [0], [1], [3]], [[2], [1], [0], [3]], [[0], [2], [1], [3]]],
     ]
     for n, rankings in enumerate(items):
-        item = _ranking_item(campaign, n=n)
+        item = ranking_item(campaign, n=n)
         for user, ranking in zip(users, rankings, strict=True):
             label = add_label(item, user, first_two_preference(ranking))
             Label.objects.filter(pk=label.pk).update(ranking=ranking)

@@ -8,7 +8,6 @@ import random
 
 import pytest
 
-from annotation.importers import content_hash
 from annotation.models import Assignment, ItemKind, Pair
 from annotation.rankings import ranking_to_shown
 from annotation.services.assignments import assignment_next
@@ -19,25 +18,11 @@ from reviewers.models import Escalation
 from reviewers.services.gold import pair_mark_gold, pair_promote_gold
 from scoring.datasets.export import ExportFilters, export_rows
 from tests.conftest import api_client_for
-from tests.factories import CampaignFactory, PairFactory, UserFactory
+from tests.factories import CampaignFactory, UserFactory, ranking_item
 
 pytestmark = pytest.mark.django_db
 
 CONSENSUS = [[0], [1], [2], [3]]
-
-
-def _ranking_item(campaign, *, n: int = 0, **fields) -> Pair:
-    conversation = [{"role": "user", "content": f"Rank these {n}."}]
-    texts = [f"answer {n}.{k}" for k in range(4)]
-    return PairFactory(
-        campaign=campaign,
-        conversation=conversation,
-        response_a=texts[0],
-        response_b=texts[1],
-        responses=[{"content": text, "model": ""} for text in texts],
-        content_hash=content_hash(conversation, "ranked", str(n)),
-        **fields,
-    )
 
 
 def _rank(user, campaign, canonical, *, flags=()) -> Assignment:
@@ -62,7 +47,7 @@ def _retested(consensus, retest, *, flags=(), rules=None):
         retest_share=1.0,
         **({} if rules is None else {"escalation_rules": rules}),
     )
-    item = _ranking_item(campaign)
+    item = ranking_item(campaign)
     for user in UserFactory.create_batch(3):
         _rank(user, campaign, consensus)
     item.refresh_from_db()
@@ -144,7 +129,7 @@ def _settled_item(campaign, **fields) -> Pair:
         "consensus_preference": 1,
         "disagreement": 0.2,
     }
-    return _ranking_item(campaign, **{**defaults, **fields})
+    return ranking_item(campaign, **{**defaults, **fields})
 
 
 def _ranked_export(campaign):
@@ -186,7 +171,7 @@ def test_the_api_refuses_to_promote_an_adjudicated_ranking_item_to_gold(admin_us
     assert not item.is_gold and item.provenance == Pair.Provenance.ADJUDICATED
 
 
-def test_the_gold_services_refuse_a_ranking_item():
+def test_the_gold_services_refuse_aranking_item():
     campaign = CampaignFactory(item_kind=ItemKind.RANKING)
     item = _settled_item(campaign)
     with pytest.raises(GoldNotAllowed, match="ranking item has no A/B gold answer"):

@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pytest
 
-from annotation.importers import content_hash
 from annotation.models import ItemKind, Pair
 from reviewers.models import Escalation
 from scoring.jobs.runner import JobContext, job_claim, job_create
@@ -24,7 +23,7 @@ from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.requests import scoring_request
 from scoring.loop.retrieval import normalise_rows, retrieval_count
 from scoring.models import Job, ModelVersion, PairScore
-from tests.factories import CampaignFactory, PairFactory
+from tests.factories import CampaignFactory, ranking_item
 
 KEY = "review16-encoder"
 DIM = 4
@@ -43,7 +42,6 @@ def _embed(pair: Pair, direction: list[float]) -> None:
 
 
 def _item(campaign, n: int, *, ranking=None, size: int = 3, **fields) -> Pair:
-    conversation = [{"role": "user", "content": f"Rank answers {n}."}]
     texts = [f"answer {n}.{k} " + "detail " * k for k in range(size)]
     verified = {}
     if ranking is not None:
@@ -56,14 +54,8 @@ def _item(campaign, n: int, *, ranking=None, size: int = 3, **fields) -> Pair:
             # What the consensus stores: response 0 against response 1.
             "consensus_preference": _first_two(ranking),
         }
-    return PairFactory(
-        campaign=campaign,
-        conversation=conversation,
-        response_a=texts[0],
-        response_b=texts[1],
-        responses=[{"content": text, "model": ""} for text in texts],
-        content_hash=content_hash(conversation, "ranked", str(n)),
-        **{"status": Pair.Status.POOLED, **verified, **fields},
+    return ranking_item(
+        campaign, n=n, texts=texts, **{"status": Pair.Status.POOLED, **verified, **fields}
     )
 
 
