@@ -28,7 +28,7 @@ from annotation.models.choices import (
     default_escalation_rules,
 )
 from annotation.models.imports import ImportJob
-from annotation.models.labels import Assignment, Evidence, Label, Rewrite
+from annotation.models.labels import Assignment, Evidence, Label, LeaseGuard, Rewrite
 from annotation.models.pairs import Pair
 from annotation.models.tools import CodeRun, Corpus, Document
 
@@ -50,6 +50,7 @@ __all__ = [
     "ImportJob",
     "ItemKind",
     "Label",
+    "LeaseGuard",
     "MemberTransition",
     "Outcome",
     "Pair",

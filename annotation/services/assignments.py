@@ -127,6 +127,33 @@ def _active_assignment(campaign: Campaign, annotator: User, now: datetime) -> As
     )
 
 
+# This transaction's id as a number (xid8 is 64-bit, epoch-extended: it never wraps).
+_CURRENT_XACT_SQL = "pg_current_xact_id()::text::bigint"
+
+
+_GUARD_HOLD_SQL = (
+    "INSERT INTO annotation_leaseguard (campaign_id, annotator_id, taken_by) "
+    "VALUES (%s, %s, pg_current_xact_id()::text::bigint) "
+    "ON CONFLICT (annotator_id, campaign_id) DO UPDATE SET taken_by = EXCLUDED.taken_by"
+)
+_GUARD_HOLD_SQLITE = (
+    "INSERT INTO annotation_leaseguard (campaign_id, annotator_id, taken_by) "
+    "VALUES (%s, %s, NULL) "
+    "ON CONFLICT (annotator_id, campaign_id) DO UPDATE SET taken_by = NULL"
+)
+
+
+def _lease_guard_hold(campaign: Campaign, annotator: User) -> None:
+    """Queue behind any simultaneous take of this annotator in this campaign, for the rest of
+    the transaction: write their lease guard row. A read of their live lease after this sees
+    the other take's lease (a new statement's snapshot on PostgreSQL; on SQLite, IMMEDIATE
+    transactions take their turn before they read). The one-statement path writes the same
+    row, so either path waits for the other."""
+    sql = _GUARD_HOLD_SQL if connection.vendor == "postgresql" else _GUARD_HOLD_SQLITE
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [campaign.pk, annotator.pk])
+
+
 def _create_assignment(
     *,
     campaign: Campaign,
@@ -174,18 +201,30 @@ def _open_candidates(campaign: Campaign, annotator: User) -> QuerySet[Pair]:
     )
 
 
-# One statement: unless the annotator holds a live lease in this campaign, lock the best
-# open pair they never had (skipping rows other transactions hold), take one of its slots
-# with the same conditional UPDATE as the ORM path, record the assignment and return the
-# whole pair. The orientation is the one the pair's live slots use less (BALANCED_SWAP_SQL),
-# decided on the locked row, which FOR UPDATE reads in its latest committed version. The
-# UNIQUE (pair, annotator) constraint still guards the insert; if it fires,
-# the statement (the slot included) is undone.
+# One statement. First the annotator's lease guard (LeaseGuard): its row lock queues this
+# call behind a simultaneous take of the same annotator, and the guard lets it on only when
+# that take's transaction is in this statement's snapshot (or is this transaction), so that
+# the live-lease check below sees its lease; otherwise nothing is taken and the caller reads
+# the other call's lease afresh. Then, unless the annotator holds a live lease in this
+# campaign, lock the best open pair they never had (skipping rows other transactions hold),
+# take one of its slots with the same conditional UPDATE as the ORM path, record the
+# assignment and return the whole pair. The orientation is the one the pair's live slots use
+# less (BALANCED_SWAP_SQL), decided on the locked row, which FOR UPDATE reads in its latest
+# committed version. The UNIQUE (pair, annotator) constraint still guards the insert; if it
+# fires, the statement (the slot and the guard included) is undone.
 _TAKE_SQL = """
-WITH candidate AS (
+WITH guard AS (
+    INSERT INTO annotation_leaseguard AS g (campaign_id, annotator_id, taken_by)
+    VALUES (%(campaign)s, %(annotator)s, {current_xact})
+    ON CONFLICT (annotator_id, campaign_id) DO UPDATE SET taken_by = EXCLUDED.taken_by
+    WHERE g.taken_by IS NULL OR g.taken_by = EXCLUDED.taken_by
+       OR pg_visible_in_snapshot(g.taken_by::text::xid8, pg_current_snapshot())
+    RETURNING 1
+), candidate AS (
     SELECT p.id, p.slots_taken, {balanced_swap} AS swapped
     FROM annotation_pair p
-    WHERE p.campaign_id = %(campaign)s
+    WHERE EXISTS (SELECT 1 FROM guard)
+      AND p.campaign_id = %(campaign)s
       AND p.status IN ({open_statuses})
       AND p.slots_taken < p.slot_cap
       AND NOT EXISTS (
@@ -241,6 +280,7 @@ def take_sql() -> str:
         in_annotation=sql_literal(Pair.Status.IN_ANNOTATION), swapped="candidate.swapped"
     )
     return _TAKE_SQL.format(
+        current_xact=_CURRENT_XACT_SQL,
         balanced_swap=BALANCED_SWAP_SQL,
         pair_columns=model_columns(Pair, "taken").select_sql,
         open_statuses=", ".join(sql_literal(status) for status in OPEN_STATUSES),
@@ -325,6 +365,10 @@ def _take_regular_pair_with_orm(
     candidates = _open_candidates(campaign, annotator)
     for _attempt in range(_ATTEMPTS):
         with transaction.atomic():
+            _lease_guard_hold(campaign, annotator)
+            current = _active_assignment(campaign, annotator, now)
+            if current is not None:
+                return current  # a simultaneous call of theirs took one meanwhile
             locked = candidates
             if _supports_skip_locked():
                 locked = candidates.select_for_update(skip_locked=True, of=("self",))
@@ -379,6 +423,17 @@ def _take_gold_pair(
     if not gold_ids:
         return None
     pair = Pair.objects.get(pk=rng.choice(gold_ids))
+    with transaction.atomic():
+        _lease_guard_hold(campaign, annotator)
+        current = _active_assignment(campaign, annotator, now)
+        if current is not None:
+            return current  # a simultaneous call of theirs took one meanwhile
+        return _create_gold_assignment(campaign, pair, annotator, now, rng)
+
+
+def _create_gold_assignment(
+    campaign: Campaign, pair: Pair, annotator: User, now: datetime, rng: random.Random
+) -> Assignment | None:
     try:
         with transaction.atomic():
             return _create_assignment(

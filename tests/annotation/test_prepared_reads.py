@@ -79,7 +79,7 @@ def test_the_hot_path_statements_are_prepared_and_planned_once(annotator_a):
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement, generic_plans FROM pg_prepared_statements")
         generic_plans = {" ".join(sql.split())[:20]: plans for sql, plans in cursor.fetchall()}
-    assert generic_plans["WITH candidate AS ( "] >= 2  # the take statement
+    assert generic_plans["WITH guard AS ( INSE"] >= 2  # the take statement
     assert generic_plans["WITH claimed AS ( UP"] >= 2  # the label submit
     assert generic_plans["SELECT preference, o"] >= 2  # the votes, under the pair's lock
     assert generic_plans["UPDATE annotation_pa"] >= 2  # the consensus stored
