@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 
 import pytest
 from django.db import connection, connections
@@ -27,7 +28,7 @@ def _simultaneous_nexts(campaign, users) -> dict[int, set[int | None]]:
     """Each user asks `CALLS` times at once; the assignment ids each user was answered."""
     barrier = threading.Barrier(CALLS * len(users))
 
-    def ask(user):
+    def ask(user) -> tuple[int, int | None]:
         try:
             barrier.wait(timeout=30)
             assignment = assignment_next(campaign=campaign, annotator=user)
@@ -36,7 +37,9 @@ def _simultaneous_nexts(campaign, users) -> dict[int, set[int | None]]:
             connections.close_all()
 
     answers: dict[int, set[int | None]] = {user.pk: set() for user in users}
-    calls = [functools.partial(ask, user) for user in users for _ in range(CALLS)]
+    calls: list[Callable[[], tuple[int, int | None]]] = [
+        functools.partial(ask, user) for user in users for _ in range(CALLS)
+    ]
     for user_id, assignment_id in run_concurrently(calls):
         answers[user_id].add(assignment_id)
     return answers
