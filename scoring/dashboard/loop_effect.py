@@ -8,10 +8,15 @@ For each slice of a round:
   which chose the round had mispredicted (``Round.chosen_by_version``: the version the loop
   job prioritised with, else the version active when the round opened; for rounds opened
   before that was recorded, the newest loop version registered before the round opened and
-  that scored the pair). Raising it is what
-  the error-driven queue is for. 95% Wilson interval; the difference between the slices has
-  Newcombe's interval, once each slice has at least ``BOOTSTRAP_MIN_N`` scored pairs (as the
-  disagreement's difference needs).
+  that scored the pair). A ranking item (K responses, a consensus ranking) is judged as
+  prioritisation and training read it: mispredicted when the model misorders, or ties, any
+  pair its consensus ranking expands into by the campaign's rule, from the reward of every
+  response its score holds (``scoring.loop.prioritisation.ranking_agreement``: the lowest p
+  over those pairs, a miss at p <= 0.5 as for an A/B pair), so an item whose humans tied
+  responses 0 and 1 counts too, and one whose every response they tied picks no side. Raising
+  it is what the error-driven queue is for. 95% Wilson interval; the difference between the
+  slices has Newcombe's interval, once each slice has at least ``BOOTSTRAP_MIN_N`` scored
+  pairs (as the disagreement's difference needs).
 * **human disagreement**: the mean of ``Pair.disagreement`` (0: the votes agreed) over its
   labelled pairs, escalated ones included, with a bootstrap interval, and the bootstrap
   interval of the difference.
@@ -40,6 +45,8 @@ from scoring.evaluation.maths import (
     proportion_difference,
     wilson_interval,
 )
+from scoring.loop.prioritisation import ranking_agreement
+from scoring.loop.ranking_pairs import ranking_pairs
 from scoring.models import ModelVersion, PairScore
 
 SLICES = (Pair.Selection.PRIORITY, Pair.Selection.RANDOM)
@@ -48,13 +55,19 @@ SLICES = (Pair.Selection.PRIORITY, Pair.Selection.RANDOM)
 SETTLED = (Pair.Status.COMPLETE, Pair.Status.RESOLVED)
 # Verdicts that pick no side (a later preference on them is not a human's choice).
 NO_SIDE = (Outcome.BOTH_BAD, Outcome.BOTH_GOOD)
+# The side a ranking item's score is judged by: its score is the lowest p(chosen better) over
+# the pairs its consensus ranking expands into, so the humans' side is the chosen one (+1).
+RANKED = 1
+
+# (pair id, the settled side the score is judged by or None, disagreement) of one slice's pair.
+Row = tuple[int, int | None, float | None]
 
 
-def _slice_figures(
-    rows: list[tuple[int, int | None, float | None]], scores: dict[int, float]
-) -> dict[str, Any]:
-    """rows: (pair id, settled preference or None, disagreement) of one slice; the
-    disagreement counts every labelled pair, escalated ones included (it is why they were)."""
+def _slice_figures(rows: list[Row], scores: dict[int, float]) -> dict[str, Any]:
+    """rows: (pair id, settled side or None, disagreement) of one slice: an A/B pair's side is
+    its settled preference, judged against p(A better); a ranking item's is ``RANKED``,
+    judged against its ranking agreement (``_previous_scores``). The disagreement counts every
+    labelled pair, escalated ones included (it is why they were)."""
     judged = [(pair_id, preference) for pair_id, preference, _ in rows if preference]
     scored = [(pair_id, preference) for pair_id, preference in judged if pair_id in scores]
     misses = sum(1 for pair_id, preference in scored if mispredicted(scores[pair_id], preference))
@@ -90,13 +103,18 @@ def _difference_sentence(
     return f"{what}: the prioritised slice is {direction} than the random one by {span}."
 
 
-def _previous_scores(round_: Round, pair_ids: list[int]) -> dict[int, float]:
-    """p(A better) of each pair by the model that chose the round (``Round.chosen_by_version``:
-    a loop job's scoring version, else the version active when it opened; after a rollback not
-    the newest one). For rounds
-    recorded before that field, the newest loop version registered before the round opened
-    that scored the pair."""
-    best: dict[int, tuple[int, float]] = {}
+def _previous_scores(round_: Round, pair_ids: list[int], *, rule: str) -> dict[int, float]:
+    """The score each pair is judged by, from the model that chose the round
+    (``Round.chosen_by_version``: a loop job's scoring version, else the version active when it
+    opened; after a rollback not the newest one). For rounds recorded before that field, the
+    newest loop version registered before the round opened that scored the pair.
+
+    An A/B pair's score is p(A better). A ranking item's is the lowest p(chosen better) over
+    the pairs its consensus ranking expands into by ``rule``, from every response's reward
+    (prioritisation's ``ranking_agreement``); an item with no such pair whose responses have a
+    reward (a score from before every reward was kept, on responses 0 and 1 that humans tied)
+    has none."""
+    best: dict[int, tuple[int, float | None]] = {}
     scores = PairScore.objects.filter(pair_id__in=pair_ids)
     if round_.chosen_by_version is not None:
         scores = scores.filter(
@@ -108,11 +126,55 @@ def _previous_scores(round_: Round, pair_ids: list[int]) -> dict[int, float]:
             model_version__kind=ModelVersion.Kind.LOOP,
             model_version__created_at__lt=round_.opened_at,
         )
-    rows = scores.values_list("pair_id", "model_version__number", "p_a_better")
-    for pair_id, number, p in rows.iterator(chunk_size=5000):
-        if pair_id not in best or number > best[pair_id][0]:
-            best[pair_id] = (number, p)
-    return {pair_id: p for pair_id, (_, p) in best.items()}
+    rows = scores.values_list(
+        "pair_id",
+        "model_version__number",
+        "p_a_better",
+        "reward_a",
+        "reward_b",
+        "rewards",
+        "pair__consensus_ranking",
+    )
+    for pair_id, number, p, reward_a, reward_b, rewards, ranking in rows.iterator(chunk_size=5000):
+        if pair_id in best and number <= best[pair_id][0]:
+            continue
+        judged_by: float | None = p
+        if ranking is not None:
+            judged_by = ranking_agreement(
+                rewards=rewards or [reward_a, reward_b], ranking=ranking, rule=rule
+            )
+        best[pair_id] = (number, judged_by)
+    return {pair_id: p for pair_id, (_, p) in best.items() if p is not None}
+
+
+def _round_rows(round_: Round, *, rule: str) -> dict[str, list[Row]]:
+    """Each slice's rows of ``round_``, read for this round alone (the pool and the other
+    rounds' pairs are never held). A pair settled with a side: an A/B pair whose settled
+    preference is not a tie, or a ranking item whose consensus ranking expands into at least
+    one chosen/rejected pair by ``rule`` (responses 0 and 1 tied or not)."""
+    rows: dict[str, list[Row]] = defaultdict(list)
+    for pair_id, selection, preference, disagreement, status, outcome, ranking in (
+        Pair.objects.filter(round=round_, selection__in=SLICES)
+        .order_by("id")
+        .values_list(
+            "id",
+            "selection",
+            "consensus_preference",
+            "disagreement",
+            "status",
+            "consensus_outcome",
+            "consensus_ranking",
+        )
+        .iterator(chunk_size=5000)
+    ):
+        side = None
+        if status in SETTLED and outcome not in NO_SIDE:
+            if ranking is None:
+                side = preference or None
+            elif ranking_pairs(ranking, rule):
+                side = RANKED
+        rows[selection].append((pair_id, side, disagreement))
+    return rows
 
 
 def _heldout_change(
@@ -166,40 +228,21 @@ def _trained_after(round_: Round, versions: list[ModelVersion]) -> ModelVersion 
 
 
 def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
-    """Per round, both slices' figures and the sentences comparing them (module docstring)."""
-    rows_by_round: dict[int, dict[str, list[tuple[int, int | None, float | None]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for pair_id, round_id, selection, preference, disagreement, status, outcome in (
-        Pair.objects.filter(campaign=campaign, round__isnull=False, selection__in=SLICES)
-        .order_by("id")
-        .values_list(
-            "id",
-            "round_id",
-            "selection",
-            "consensus_preference",
-            "disagreement",
-            "status",
-            "consensus_outcome",
-        )
-        .iterator(chunk_size=5000)
-    ):
-        settled = status in SETTLED and outcome not in NO_SIDE
-        rows_by_round[round_id][selection].append(
-            (pair_id, preference if settled else None, disagreement)
-        )
+    """Per round, both slices' figures and the sentences comparing them (module docstring).
+    Reads one round's pairs at a time."""
     versions = list(
         ModelVersion.objects.filter(campaign=campaign, kind=ModelVersion.Kind.LOOP).order_by(
             "number"
         )
     )
+    rule = campaign.ranking_expansion
     rounds = []
     for round_ in Round.objects.filter(campaign=campaign).order_by("number"):
-        slices = rows_by_round.get(round_.pk)
+        slices = _round_rows(round_, rule=rule)
         if not slices:
             continue
         pair_ids = [row[0] for rows in slices.values() for row in rows if row[1]]
-        scores = _previous_scores(round_, pair_ids)
+        scores = _previous_scores(round_, pair_ids, rule=rule)
         figures = {name: _slice_figures(slices.get(name, []), scores) for name in SLICES}
         prioritised, random_ = figures[Pair.Selection.PRIORITY], figures[Pair.Selection.RANDOM]
         hit_difference = None

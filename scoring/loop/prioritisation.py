@@ -91,7 +91,7 @@ def _judged_agreement(
         consensus_pref, ranking, provenance = row[7:]
         unanimous = provenance == Pair.Provenance.UNANIMOUS
         if ranking is not None and not is_gold:
-            p_ranked = _ranking_agreement(
+            p_ranked = ranking_agreement(
                 rewards=rewards or [reward_a, reward_b],
                 ranking=ranking,
                 rule=campaign.ranking_expansion,
@@ -106,13 +106,14 @@ def _judged_agreement(
         yield pair_id, float(p_agree), unanimous
 
 
-def _ranking_agreement(
+def ranking_agreement(
     *, rewards: list[float | None], ranking: list[list[int]], rule: str
 ) -> float | None:
     """The lowest p over the pairs ``ranking`` expands into by ``rule`` whose responses have a
     reward (a score written before every response's reward was kept holds responses 0 and 1
     only; a non-finite reward is stored as null); None when there is no such pair (every
-    response tied)."""
+    response tied). Shared with the dashboard's hit rate (``scoring.dashboard.loop_effect``),
+    so a ranking item is judged there as it is here."""
 
     def known(index: int) -> bool:
         return index < len(rewards) and rewards[index] is not None
