@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -43,6 +44,7 @@ from reviewers.selectors.queue import (
     escalation_queue,
     queue_domains,
     queue_held_back,
+    queue_page,
 )
 from reviewers.selectors.review import escalation_review
 from reviewers.services.adjudications import adjudication_resolve
@@ -69,6 +71,11 @@ def _domain_filter(raw: str) -> str:
     return raw.strip()
 
 
+def _query(**params: object) -> str:
+    """A query string of the non-empty ``params``."""
+    return urlencode({name: value for name, value in params.items() if value not in ("", None)})
+
+
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
@@ -81,15 +88,33 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
     queue = escalation_queue(
         campaign_id=campaign_id, order=order, viewer=request.user, domain=domain or None
     )
+    page = queue_page(
+        queue,
+        order=order,
+        size=QUEUE_PAGE_SIZE,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+    )
     rows = [
         {"escalation": escalation, "claim": claim}
-        for escalation, claim in claim_states(queue[:QUEUE_PAGE_SIZE], viewer=request.user)
+        for escalation, claim in claim_states(page.escalations, viewer=request.user)
     ]
+    other_order = "disputed" if order == "oldest" else "oldest"
+    # The page links keep the filters; changing the order or a filter starts at the first page.
+    filters = {"campaign": campaign_id or "", "domain": domain}
     context = {
         "rows": rows,
         "total": queue.count(),
+        "page": page,
+        "page_size": QUEUE_PAGE_SIZE,
+        "first_query": _query(order=order, **filters),
+        "next_query": page.next_cursor and _query(order=order, after=page.next_cursor, **filters),
+        "previous_query": (
+            page.previous_cursor and _query(order=order, before=page.previous_cursor, **filters)
+        ),
+        "other_order_query": _query(order=other_order, **filters),
         "order": order,
-        "other_order": "disputed" if order == "oldest" else "oldest",
+        "other_order": other_order,
         "campaign_id": campaign_id,
         # Only what the viewer may see: another campaign's name or categories are not theirs.
         "campaigns": campaigns_reviewable(request.user),
@@ -102,22 +127,31 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
 
 
 def _review_context(
-    request: SignedInRequest, escalation: Escalation, form: AdjudicationForm | None = None
+    request: SignedInRequest,
+    escalation: Escalation,
+    form: AdjudicationForm | None = None,
+    *,
+    whole_page: bool = True,
 ) -> dict[str, object]:
+    """The review page's context; without ``whole_page`` (the decision panel alone) the pair
+    and the guidelines are not rendered, since the fragment shows neither."""
     context = escalation_review(escalation=escalation, viewer=request.user)
     pair = escalation.pair
-    size = len(pair.responses or ())
-    context["form"] = form or AdjudicationForm(campaign=escalation.campaign, size=size)
+    responses = [response["content"] for response in pair.responses or ()]
+    context["form"] = form or AdjudicationForm(campaign=escalation.campaign, size=len(responses))
+    if not whole_page:
+        return context
+    shown = {
+        "conversation": pair.conversation,
+        "responses": responses,
+        "annotation_guideline": pair.annotation_guideline,
+    }
+    if not responses:
+        # A ranking item shows its responses only: A and B, their first two mirrored, would
+        # be rendered (and diffed) for nothing.
+        shown |= {"response_a": pair.response_a, "response_b": pair.response_b}
     # The workspace's renderer and sanitiser: experts see exactly what annotators saw.
-    context["rendered"] = render_pair(
-        {
-            "conversation": pair.conversation,
-            "response_a": pair.response_a,
-            "response_b": pair.response_b,
-            "responses": [response["content"] for response in pair.responses or ()],
-            "annotation_guideline": pair.annotation_guideline,
-        }
-    )
+    context["rendered"] = render_pair(shown)
     context["guidelines_html"] = render_markdown(escalation.campaign.guidelines)
     return context
 
@@ -131,7 +165,7 @@ def _decision_panel(
     if not request.htmx and form is None:
         return redirect("escalation-review", escalation_id=escalation_id)
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
-    context = _review_context(request, escalation, form)
+    context = _review_context(request, escalation, form, whole_page=not request.htmx)
     if form is not None:
         context["unsaved_note"] = form.data.get("note", "")
     template = "reviewers/review.html#decision-panel" if request.htmx else "reviewers/review.html"
@@ -143,7 +177,7 @@ def _decision_panel(
 @vary_on_headers("HX-Request")
 def escalation_review_page(request: SignedInRequest, escalation_id: int) -> HttpResponse:
     escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
-    context = _review_context(request, escalation)
+    context = _review_context(request, escalation, whole_page=not request.htmx)
     template = "reviewers/review.html#decision-panel" if request.htmx else "reviewers/review.html"
     return render(request, template, context)
 

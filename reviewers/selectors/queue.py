@@ -1,10 +1,13 @@
-"""The expert queue: open escalations by order and domain, the next one an expert can take,
-who holds a claim; and the rewrite step's queue."""
+"""The expert queue: open escalations by order and domain, a page of them at a time, the next
+one an expert can take, who holds a claim; and the rewrite step's queue."""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -13,6 +16,8 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Outcome, Pair, Rewrite
 from annotation.roles import Role, user_has_role
+from core.errors import BadRequest
+from core.validation import DB_INT_MAX
 from reviewers.models import Escalation
 from reviewers.selectors.access import visible_to, visible_to_expert
 
@@ -44,6 +49,150 @@ def escalation_queue(
     if domain:
         escalations = escalations.filter(pair__task_category=domain)
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """One page of the queue, and where its neighbours start: a cursor is the sort key of a row
+    (see ``queue_page``), None where there is no such page."""
+
+    escalations: list[Escalation]
+    next_cursor: str | None  # the page after: rows after the last one shown
+    previous_cursor: str | None  # the page before: rows before the first one shown
+    first: bool  # the queue's first page
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_CURSOR_PART = {
+    "disagreement": re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?"),
+    "created_at": re.compile(r"-?[0-9]{1,18}"),
+    "id": re.compile(r"[0-9]{1,19}"),
+}
+
+
+def _key(escalation: Escalation, fields: tuple[str, ...]) -> list[Any]:
+    """The row's values of the order's fields: its place in the queue."""
+    return [getattr(escalation, field.lstrip("-")) for field in fields]
+
+
+def _cursor_encode(escalation: Escalation, fields: tuple[str, ...]) -> str:
+    """The row's place as a link writes it: its sort key's values joined by "_", the time in
+    microseconds since 1970 (``created_at_id`` or ``disagreement_created_at_id``)."""
+    parts = []
+    for field, value in zip(fields, _key(escalation, fields), strict=True):
+        if field.lstrip("-") == "created_at":
+            value = (value - _EPOCH) // _MICROSECOND
+        parts.append(repr(value))  # a float's repr reads back as the same float
+    return "_".join(parts)
+
+
+def _cursor_decode(raw: str, fields: tuple[str, ...], *, param: str) -> list[Any]:
+    """A cursor of ``_cursor_encode`` back into the values of the order's fields; BadRequest
+    for anything else (another order's cursor, an edited one)."""
+    parts = raw.strip().split("_")
+    invalid = BadRequest(f"{param} is not a position in this queue: follow the page links.")
+    if len(parts) != len(fields):
+        raise invalid
+    values: list[Any] = []
+    for field, part in zip(fields, parts, strict=True):
+        name = field.lstrip("-")
+        if not _CURSOR_PART[name].fullmatch(part):
+            raise invalid
+        if name == "disagreement":
+            number = float(part)
+            if not math.isfinite(number):
+                raise invalid
+            values.append(number)
+        elif name == "created_at":
+            try:
+                values.append(_EPOCH + int(part) * _MICROSECOND)
+            except OverflowError:
+                raise invalid from None
+        else:
+            if int(part) > DB_INT_MAX:
+                raise invalid
+            values.append(int(part))
+    return values
+
+
+def _beyond(fields: tuple[str, ...], values: list[Any], *, forward: bool) -> Q:
+    """The rows strictly after (``forward``) or before the position ``values`` in the order
+    ``fields``: (a, b, c) > (x, y, z) spelt out, each field in its own direction. The first
+    field is also bounded on its own, which lets the database start from the position in the
+    queue's index rather than read every row before it."""
+    ascending = [not field.startswith("-") for field in fields]
+    names = [field.lstrip("-") for field in fields]
+
+    def lookup(index: int, *, strict: bool) -> str:
+        later = "gt" if ascending[index] == forward else "lt"
+        return later if strict else f"{later}e"
+
+    condition = Q(**{f"{names[-1]}__{lookup(len(names) - 1, strict=True)}": values[-1]})
+    for index in range(len(names) - 2, -1, -1):
+        strictly = Q(**{f"{names[index]}__{lookup(index, strict=True)}": values[index]})
+        condition = strictly | (Q(**{names[index]: values[index]}) & condition)
+    return Q(**{f"{names[0]}__{lookup(0, strict=False)}": values[0]}) & condition
+
+
+def _reverse(fields: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(field[1:] if field.startswith("-") else f"-{field}" for field in fields)
+
+
+def queue_page(
+    queue: QuerySet[Escalation],
+    *,
+    order: str,
+    size: int,
+    after: str | None = None,
+    before: str | None = None,
+) -> QueuePage:
+    """``size`` escalations of ``queue`` (ordered by ``escalation_queue`` in ``order``): the
+    first, or those right after the cursor ``after`` or right before ``before``.
+
+    Keyset paging: a cursor is the sort key of a row, so a page is one indexed read of at most
+    ``size + 1`` rows however deep it is (no OFFSET), and escalations decided meanwhile shift
+    nothing: the next page starts where this one ended. A cursor that is not one of ours
+    (edited, another order's) is a BadRequest; one whose row has been decided since still
+    marks its place. Where no row is left before ``before``, the first page is shown.
+    """
+    fields = QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"])
+    if after and before:
+        raise BadRequest("Give after or before, not both.")
+    if before:
+        position = _cursor_decode(before, fields, param="before")
+        backwards = queue.filter(_beyond(fields, position, forward=False))
+        rows = list(backwards.order_by(*_reverse(fields))[: size + 1])
+        if len(rows) > size:
+            rows = rows[:size][::-1]
+            more_after = queue.filter(
+                _beyond(fields, _key(rows[-1], fields), forward=True)
+            ).exists()
+            return QueuePage(
+                escalations=rows,
+                next_cursor=_cursor_encode(rows[-1], fields) if more_after else None,
+                previous_cursor=_cursor_encode(rows[0], fields),
+                first=False,
+            )
+        after = None  # nothing before that page: the first page
+    if after:
+        position = _cursor_decode(after, fields, param="after")
+        rows = list(queue.filter(_beyond(fields, position, forward=True))[: size + 1])
+    else:
+        rows = list(queue[: size + 1])
+    more_after = len(rows) > size
+    rows = rows[:size]
+    more_before = (
+        bool(after)
+        and bool(rows)
+        and queue.filter(_beyond(fields, _key(rows[0], fields), forward=False)).exists()
+    )
+    return QueuePage(
+        escalations=rows,
+        next_cursor=_cursor_encode(rows[-1], fields) if more_after else None,
+        previous_cursor=_cursor_encode(rows[0], fields) if more_before else None,
+        first=not after,
+    )
 
 
 def queue_held_back(*, viewer: User, now: datetime | None = None) -> dict[str, Any]:
