@@ -77,8 +77,13 @@ def split_shared_prefix(
     limits: ImportLimits,
     *,
     allow_empty_response: bool = False,
+    names: tuple[str, str] = ("chosen", "rejected"),
+    response_names: tuple[str, str] = ("chosen response", "rejected response"),
 ) -> tuple[list[dict[str, str]], str, str]:
-    """Shared turns become the conversation; each side must add one assistant turn."""
+    """Shared turns become the conversation; each side must add one assistant turn. ``names``
+    (the two lists' fields) and ``response_names`` (their final turns) word the errors."""
+    first, second = response_names
+    both = f"{names[0]} and {names[1]}"
     shared = 0
     for chosen_turn, rejected_turn in zip(chosen, rejected, strict=False):
         if chosen_turn != rejected_turn:
@@ -86,27 +91,27 @@ def split_shared_prefix(
         shared += 1
     tails = (chosen[shared:], rejected[shared:])
     if tails == ([], []):
-        raise RowError("chosen and rejected are identical")
-    for name, tail in zip(("chosen", "rejected"), tails, strict=True):
+        raise RowError(f"{both} are identical")
+    for name, tail in zip(names, tails, strict=True):
         if len(tail) != 1 or tail[0]["role"] != "assistant":
             raise RowError(
-                f"chosen and rejected must share every turn but one final assistant turn; "
+                f"{both} must share every turn but one final assistant turn; "
                 f"{name} differs from turn {shared + 1} on with {len(tail)} turn(s)"
             )
     conversation = chosen[:shared]
     if not conversation:
-        raise RowError("chosen and rejected share no conversation before their responses")
+        raise RowError(f"{both} share no conversation before their responses")
     check_ends_with_user(conversation, "the shared conversation")
     if allow_empty_response:
         return (
             conversation,
-            text_value(tails[0][0]["content"], "chosen response", limits, allow_empty=True),
-            text_value(tails[1][0]["content"], "rejected response", limits, allow_empty=True),
+            text_value(tails[0][0]["content"], first, limits, allow_empty=True),
+            text_value(tails[1][0]["content"], second, limits, allow_empty=True),
         )
     return (
         conversation,
-        response_text(tails[0][0]["content"], "chosen response", limits),
-        response_text(tails[1][0]["content"], "rejected response", limits),
+        response_text(tails[0][0]["content"], first, limits),
+        response_text(tails[1][0]["content"], second, limits),
     )
 
 

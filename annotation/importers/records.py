@@ -19,7 +19,9 @@ ATTRIBUTE_NAMES = (
     "annotation_guideline",
 )
 ROLES = frozenset({"system", "user", "assistant"})
-RawFormat = Literal["native", "hf_messages", "hh_rlhf", "native_kwise", "ultrafeedback"]
+RawFormat = Literal[
+    "native", "hf_messages", "ab_messages", "hh_rlhf", "native_kwise", "ultrafeedback"
+]
 
 GiB = 1024**3
 # A K-wise item holds this many responses (annotation.models repeats the bounds).

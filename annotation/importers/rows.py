@@ -14,6 +14,10 @@ Row shapes, detected per row:
 - ultrafeedback: ``instruction`` (or prompt/conversation) plus ``completions``, a list of
   {response, model} objects; when every completion has an ``overall_score`` (or ``rating``),
   those scores become the silver ranking (equal scores tie).
+- ab_messages: response_a and response_b message lists sharing every turn but the last
+  assistant turn, with no conversation or prompt: an export's ties and outcomes files (see
+  ``ab_messages``; the outcomes file is refused, naming it). The label is the ``preference``
+  column, or silver_preference/preferred.
 - hh_rlhf: chosen and rejected transcripts in Anthropic's "\\n\\nHuman: ... \\n\\nAssistant: ..."
   form.
 
@@ -24,14 +28,15 @@ randomises what annotators see, so the fixed placement leaks nothing to them.
 Unknown top-level keys are ignored (exports often carry ids and scores); unknown keys inside
 "attributes" are rejected, because there they are most likely a typo.
 
-The shapes live in ``chosen_rejected`` and ``kwise_rows``, the checks they share in
-``row_fields``; this module tells the shape and keeps the native one.
+The shapes live in ``chosen_rejected``, ``ab_messages`` and ``kwise_rows``, the checks they
+share in ``row_fields``; this module tells the shape and keeps the native one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from annotation.importers.ab_messages import ab_messages_record, is_ab_messages
 from annotation.importers.chosen_rejected import chosen_rejected_record
 from annotation.importers.kwise_rows import native_kwise_record, ultrafeedback_record
 from annotation.importers.records import ImportLimits, PairRecord
@@ -82,6 +87,8 @@ def _native_record(row: dict[str, Any], line: int, limits: ImportLimits) -> Pair
         conversation = conversation_turns(conversation_value, "conversation", limits)
     elif prompt is not None:
         conversation = [{"role": "user", "content": text_value(prompt, "prompt", limits)}]
+    elif is_ab_messages(row):
+        return ab_messages_record(row, line, limits)
     else:
         raise RowError("missing field conversation (or prompt)")
     check_ends_with_user(conversation, "conversation")

@@ -42,6 +42,9 @@ ROW_KEYS = frozenset(
         "silver_preference",
         "preferred",
         "silver_ranking",
+        # An export's ties and outcomes files: their label and consensus outcome.
+        "preference",
+        "outcome",
         *ATTRIBUTE_NAMES,
     }
 )

@@ -13,6 +13,10 @@ the main file, provenance ``rewrite``: a chosen/rejected pair of its own, writte
 pair's own row goes to the main, ties or outcomes file or nowhere (a "both bad" pair's rewrite
 is what the rewrite step is for). Of an annotator's rewrites only their label's latest counts,
 and none of a set-aside label. Per-aspect ratings of the labels are summarised in ``aspects``.
+The main and ties files import back into a campaign (``annotation.importers``: chosen/rejected
+message lists, and A/B message lists whose ``preference`` is the source label, so a tie stays a
+tie and an unresolved pair comes without one); the importer refuses an outcomes file, naming it,
+since a source label cannot say "both bad" (tests/scoring/test_export_reimport.py).
 
 What is exported (``ExportFilters``):
 
