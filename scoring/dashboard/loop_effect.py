@@ -103,7 +103,7 @@ def _difference_sentence(
     return f"{what}: the prioritised slice is {direction} than the random one by {span}."
 
 
-def _previous_scores(round_: Round, pair_ids: list[int], *, rule: str) -> dict[int, float]:
+def _previous_scores(round_: Round, pair_ids: set[int], *, rule: str) -> dict[int, float]:
     """The score each pair is judged by, from the model that chose the round
     (``Round.chosen_by_version``: a loop job's scoring version, else the version active when it
     opened; after a rollback not the newest one). For rounds recorded before that field, the
@@ -115,7 +115,9 @@ def _previous_scores(round_: Round, pair_ids: list[int], *, rule: str) -> dict[i
     reward (a score from before every reward was kept, on responses 0 and 1 that humans tied)
     has none."""
     best: dict[int, tuple[int, float | None]] = {}
-    scores = PairScore.objects.filter(pair_id__in=pair_ids)
+    # Read by the round (its pairs' index), not by a list of ids: a round of 100,000 judged
+    # pairs made a statement of 100,000 parameters. Other pairs' rows are passed over here.
+    scores = PairScore.objects.filter(pair__round=round_)
     if round_.chosen_by_version is not None:
         scores = scores.filter(
             model_version__campaign_id=round_.campaign_id,
@@ -136,7 +138,7 @@ def _previous_scores(round_: Round, pair_ids: list[int], *, rule: str) -> dict[i
         "pair__consensus_ranking",
     )
     for pair_id, number, p, reward_a, reward_b, rewards, ranking in rows.iterator(chunk_size=5000):
-        if pair_id in best and number <= best[pair_id][0]:
+        if pair_id not in pair_ids or (pair_id in best and number <= best[pair_id][0]):
             continue
         judged_by: float | None = p
         if ranking is not None:
@@ -241,7 +243,7 @@ def loop_effect(*, campaign: Campaign) -> dict[str, Any]:
         slices = _round_rows(round_, rule=rule)
         if not slices:
             continue
-        pair_ids = [row[0] for rows in slices.values() for row in rows if row[1]]
+        pair_ids = {row[0] for rows in slices.values() for row in rows if row[1]}
         scores = _previous_scores(round_, pair_ids, rule=rule)
         figures = {name: _slice_figures(slices.get(name, []), scores) for name in SLICES}
         prioritised, random_ = figures[Pair.Selection.PRIORITY], figures[Pair.Selection.RANDOM]
