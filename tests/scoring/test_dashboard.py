@@ -175,8 +175,9 @@ PANEL_QUERIES = {
     "models": (4, 4),
     "curation": (6, 4),
     "exports": (4, 4),
-    # Pairs, loop versions, rounds; and one query of scores per round with marked slices.
-    "loop-effect": (6, 3),
+    # Loop versions, rounds; then per round its pairs (one round held at a time) and, for a
+    # round with marked slices, their scores.
+    "loop-effect": (7, 3),
 }
 
 
