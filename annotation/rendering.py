@@ -182,7 +182,7 @@ class RenderedTurn:
 @dataclass(frozen=True)
 class RenderedPair:
     turns: tuple[RenderedTurn, ...]
-    response_a: SafeString
+    response_a: SafeString  # empty for a ranking item, as is diff
     response_b: SafeString
     guideline: SafeString
     diff: SafeString = mark_safe("")  # noqa: S308 - the empty string
@@ -285,12 +285,27 @@ def render_conversation(conversation: Any) -> tuple[RenderedTurn, ...]:
 
 
 def render_pair(shown: dict[str, Any]) -> RenderedPair:
-    """A pair as `annotation.selectors.shown_pair` returns it, rendered for the workspace."""
+    """A pair as `annotation.selectors.shown_pair` returns it, rendered for the workspace.
+
+    A ranking item (``responses``) is shown as its K responses, never as A and B
+    (`annotation/_pair.html`): its response_a and response_b, which repeat the first two, are
+    neither rendered again nor diffed, and stay empty here."""
+    turns = render_conversation(shown.get("conversation"))
+    guideline = render_markdown(shown.get("annotation_guideline") or "")
+    responses = shown.get("responses") or ()
+    if responses:
+        return RenderedPair(
+            turns=turns,
+            response_a=mark_safe(""),  # noqa: S308 - the empty string
+            response_b=mark_safe(""),  # noqa: S308 - the empty string
+            guideline=guideline,
+            responses=tuple(render_markdown(text) for text in responses),
+        )
+    text_a, text_b = shown.get("response_a") or "", shown.get("response_b") or ""
     return RenderedPair(
-        turns=render_conversation(shown.get("conversation")),
-        response_a=render_markdown(shown.get("response_a") or ""),
-        response_b=render_markdown(shown.get("response_b") or ""),
-        guideline=render_markdown(shown.get("annotation_guideline") or ""),
-        diff=render_diff(shown.get("response_a") or "", shown.get("response_b") or ""),
-        responses=tuple(render_markdown(text) for text in shown.get("responses") or ()),
+        turns=turns,
+        response_a=render_markdown(text_a),
+        response_b=render_markdown(text_b),
+        guideline=guideline,
+        diff=render_diff(text_a, text_b),
     )

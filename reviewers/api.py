@@ -7,6 +7,9 @@ use the escalation endpoints; agreement, quality and gold are for admins. Everyo
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -26,7 +29,14 @@ from reviewers.selectors.access import (
     require_expert,
 )
 from reviewers.selectors.quality import agreement_report, quality_report
-from reviewers.selectors.queue import claim_state, claim_states, escalation_queue, rewrite_queue
+from reviewers.selectors.queue import (
+    QueuePage,
+    claim_state,
+    claim_states,
+    escalation_queue,
+    queue_page,
+    rewrite_queue,
+)
 from reviewers.selectors.review import escalation_review
 from reviewers.services.adjudications import ADJUDICATION_NOTE_MAX_CHARS, adjudication_resolve
 from reviewers.services.escalations import escalation_claim, escalation_release
@@ -176,12 +186,28 @@ class EscalationOutputSerializer(serializers.Serializer):
 
 @extend_schema(summary="Open escalations (the expert queue)")
 class EscalationListApi(APIView):
+    """A page of the expert queue, as the queue page pages it (``queue_page``: keyset, the
+    cursors ``after``/``before`` being the sort key of the page's last or first row). The body
+    stays a list of escalations; the neighbouring pages are in the ``Link`` header (RFC 8288,
+    as GitHub's API gives them), their URLs keeping the order, campaign, domain and limit."""
+
     class FilterSerializer(serializers.Serializer):
         campaign = DbIntegerField(required=False)
         order = serializers.ChoiceField(choices=["oldest", "disputed"], default="oldest")
         domain = serializers.CharField(required=False, allow_blank=True, max_length=100)
         limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
-        offset = DbIntegerField(min_value=0, default=0)
+        after = serializers.CharField(required=False, allow_blank=True, max_length=100)
+        before = serializers.CharField(required=False, allow_blank=True, max_length=100)
+        # Deprecated: reads and discards every row before the page, and shifts when
+        # escalations are decided between requests. Kept for existing scripts.
+        offset = DbIntegerField(min_value=0, required=False)
+
+        def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+            if "offset" in data and (data.get("after") or data.get("before")):
+                raise serializers.ValidationError(
+                    "Give offset (deprecated) or a cursor (after, before), not both."
+                )
+            return data
 
     @extend_schema(
         parameters=[
@@ -190,8 +216,35 @@ class EscalationListApi(APIView):
             OpenApiParameter(
                 "domain", str, description="Only escalations of pairs of this task category."
             ),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            OpenApiParameter("limit", int, description="Page size, 1 to 500 (default 100)."),
+            OpenApiParameter(
+                "after",
+                str,
+                description="The page after this cursor: take it from the Link header's "
+                'rel="next" URL.',
+            ),
+            OpenApiParameter(
+                "before",
+                str,
+                description="The page before this cursor: take it from the Link header's "
+                'rel="prev" URL.',
+            ),
+            OpenApiParameter(
+                "offset",
+                int,
+                deprecated=True,
+                description="Rows to skip. Deprecated: slow on a deep page, and rows shift "
+                "when escalations are decided between requests; such a page has no Link "
+                "header. Not with after or before.",
+            ),
+            OpenApiParameter(
+                "Link",
+                str,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description='The neighbouring pages: <url>; rel="next", <url>; rel="prev" '
+                'and, past the first page, <url>; rel="first"; absent rels mean no such page.',
+            ),
         ],
         responses={200: EscalationOutputSerializer(many=True)},
     )
@@ -206,12 +259,51 @@ class EscalationListApi(APIView):
             viewer=request.user,
             domain=data.get("domain") or None,
         )
-        page = list(queue[data["offset"] : data["offset"] + data["limit"]])
-        states = {row.pk: state for row, state in claim_states(page, viewer=request.user)}
+        offset, limit = data.get("offset") or 0, data["limit"]
+        links: dict[str, str] = {}
+        if offset:
+            rows = list(queue[offset : offset + limit])
+        else:
+            page = queue_page(
+                queue,
+                order=data["order"],
+                size=limit,
+                after=data.get("after") or None,
+                before=data.get("before") or None,
+            )
+            rows = page.escalations
+            links = _page_links(request, data, page)
+        states = {row.pk: state for row, state in claim_states(rows, viewer=request.user)}
         serializer = EscalationOutputSerializer(
-            page, many=True, context={"viewer": request.user, "claim_states": states}
+            rows, many=True, context={"viewer": request.user, "claim_states": states}
         )
-        return Response(serializer.data)
+        headers = {"Link": ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())}
+        return Response(serializer.data, headers=headers if links else None)
+
+
+def _page_links(
+    request: SignedInApiRequest, filters: dict[str, Any], page: QueuePage
+) -> dict[str, str]:
+    """The URLs of the pages next to ``page`` by rel, the filters kept in each."""
+    kept = {
+        "order": filters["order"],
+        "campaign": filters.get("campaign"),
+        "domain": filters.get("domain") or None,
+        "limit": filters["limit"],
+    }
+
+    def url(**cursor: str) -> str:
+        query = urlencode({k: v for k, v in (kept | cursor).items() if v is not None})
+        return request.build_absolute_uri(f"{request.path}?{query}")
+
+    links = {}
+    if page.next_cursor:
+        links["next"] = url(after=page.next_cursor)
+    if page.previous_cursor:
+        links["prev"] = url(before=page.previous_cursor)
+    if not page.first:
+        links["first"] = url()
+    return links
 
 
 class EvidenceSerializer(serializers.Serializer):
