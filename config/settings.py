@@ -427,6 +427,30 @@ for _codec, _allowed in (
         raise ImproperlyConfigured(f"ARBITER_{_codec} must be one of {', '.join(_allowed)}")
 if envstr("ARBITER_JOB_HEARTBEAT_SECONDS"):  # default: a quarter of the stale time, at most 10 s
     ARBITER["JOB_HEARTBEAT_SECONDS"] = envfloat("ARBITER_JOB_HEARTBEAT_SECONDS", 10.0)
+# --- Task time limits (README: "Time limits") ------------------------------------------------
+# Soft limits, in seconds, of the default-queue tasks whose work grows with the data; each
+# task's hard limit (its worker process killed) comes 120 s later. A task stopped by its soft
+# limit fails its job, saying so, and keeps nothing. An import reads for at most
+# ARBITER_IMPORT_MAX_SECONDS (4 h; a 20M-row file, the most one may hold, took about an hour at
+# the slowest measured 5,400 pairs/s), plus half an hour for the batches in flight and the
+# commit. An export of 40M pairs, deduplicated by exact repeats (5,600 pairs/s measured), takes
+# about two hours; four hours stays under the broker's visibility timeout (4 h 10 min).
+IMPORT_TIME_LIMIT_S = envint(
+    "ARBITER_IMPORT_TIME_LIMIT_S", int(ARBITER["IMPORT_MAX_SECONDS"]) + 1800, minimum=1
+)
+EXPORT_TIME_LIMIT_S = envint("ARBITER_EXPORT_TIME_LIMIT_S", 4 * 3600, minimum=1)
+# A Dawid-Skene re-estimate took 29-79 s per million pairs end to end (README: agreement.py):
+# 20-55 min at 40M pairs.
+CONSENSUS_REESTIMATE_TIME_LIMIT_S = envint("CONSENSUS_REESTIMATE_TIME_LIMIT_S", 2 * 3600, minimum=1)
+# The dashboard refresh (every minute) recomputes the agreement and annotator panels of every
+# campaign labelled that day: 3.9 s and 1.1 s for 100,000 pairs under load (README:
+# dashboard.py), so about 35 min for a campaign of 40M pairs.
+DASHBOARD_REFRESH_TIME_LIMIT_S = envint(
+    "ARBITER_DASHBOARD_REFRESH_TIME_LIMIT_S", 2 * 3600, minimum=1
+)
+# Seconds an SMTP connection may wait on the server (Django's default: for ever), so that a
+# hung mail server fails the expert notification (which retries) instead of holding a worker.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
@@ -182,10 +183,15 @@ def import_job_runs_inline(*, job: ImportJob) -> bool:
     return estimated_cost_bytes(job.file, cap=cap) <= cap
 
 
+class _FailedMeanwhile(Exception):  # noqa: N818 - a control-flow signal
+    """The job row stopped being running while the file was read (the stale sweep failed it)."""
+
+
 def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     """Claim the job and import its file; safe to call twice (the second does nothing).
     Reading the file may take ARBITER_IMPORT_INLINE_MAX_SECONDS within a request (`inline`),
-    ARBITER_IMPORT_MAX_SECONDS in a worker."""
+    ARBITER_IMPORT_MAX_SECONDS in a worker, whose task stops at ARBITER_IMPORT_TIME_LIMIT_S
+    (a read that hangs): the job is then failed, naming the limit, and nothing is kept."""
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
         status=ImportJob.Status.RUNNING,
         error="",  # a note that the sweep sent it again
@@ -223,9 +229,17 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
         job.status = ImportJob.Status.FAILED
         job.error = str(exc)
         job.error_line = exc.line
+    except _FailedMeanwhile:
+        # Rolled back: the row, failed by the sweep ("nothing was imported"), stays the truth.
+        job.refresh_from_db()
+        return job
     except Exception as exc:
         job.status = ImportJob.Status.FAILED
-        job.error = f"unexpected error: {exc}"
+        job.error = (
+            _time_limit_error()
+            if isinstance(exc, SoftTimeLimitExceeded)
+            else f"unexpected error: {exc}"
+        )
         job.finished_at = timezone.now()
         # A request (inline) answers at once (503 when the database is gone); a worker waits.
         _save_after_error(job, fields=["status", "error", "finished_at"], wait=not inline)
@@ -244,7 +258,25 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     return job
 
 
+def _time_limit_error() -> str:
+    return (
+        f"The import stopped at its time limit of {settings.IMPORT_TIME_LIMIT_S} s "
+        "(ARBITER_IMPORT_TIME_LIMIT_S), reading or storing the file; nothing was imported. "
+        "Upload it again, or split it."
+    )
+
+
 def _record_success(job: ImportJob, result: ImportResult) -> None:
+    """Within the import's transaction: the row is locked, so the stale sweep waits for the
+    commit and then finds the job finished. A worker stalled past IMPORT_STALE_SECONDS (a hung
+    read) may find its job failed by the sweep, which told the admin nothing was imported:
+    it raises _FailedMeanwhile, and the pairs roll back, rather than turn a failed job into a
+    succeeded one."""
+    running = ImportJob.objects.select_for_update().filter(
+        pk=job.pk, status=ImportJob.Status.RUNNING
+    )
+    if not running.exists():
+        raise _FailedMeanwhile
     job.status = ImportJob.Status.SUCCEEDED
     job.rows_read = result.rows_read
     job.created_count = result.created

@@ -11,6 +11,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.conf import settings
 
+from annotation.tasks import JOB_LIMIT_GRACE_S, closing_connections_at_time_limit
 from scoring.datasets.curation import curation_run
 from scoring.datasets.export import export_run
 from scoring.jobs.runner import ClaimOutcome, JobClaim, JobError, worker_name
@@ -24,16 +25,21 @@ def _retry_while_busy(task: Task, claim: JobClaim) -> None:
 
 
 # Exports read the database and write files: light work, routed to the default queue (not the
-# gpu queue of the other scoring.* tasks) by settings.CELERY_TASK_ROUTES.
+# gpu queue of the other scoring.* tasks) by settings.CELERY_TASK_ROUTES. Its time grows with
+# the campaign; at the soft limit the job fails, naming it, and its temporary files go.
 @shared_task(
     name="scoring.export_snapshot",
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     throws=(JobError,),
+    soft_time_limit=settings.EXPORT_TIME_LIMIT_S,
+    time_limit=settings.EXPORT_TIME_LIMIT_S + JOB_LIMIT_GRACE_S,
 )
 def export_snapshot_task(self: Task, job_id: int) -> None:
-    _retry_while_busy(self, export_run(job_id=job_id, worker=worker_name(self.request.hostname)))
+    with closing_connections_at_time_limit():
+        claim = export_run(job_id=job_id, worker=worker_name(self.request.hostname))
+    _retry_while_busy(self, claim)
 
 
 # Curation scores the pool with reward models: the gpu queue, like training and scoring.

@@ -5,6 +5,11 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.conf import settings
 
+from annotation.tasks import (
+    LIGHT_TASK_HARD_LIMIT_S,
+    LIGHT_TASK_SOFT_LIMIT_S,
+    closing_connections_at_time_limit,
+)
 from scoring.evaluation.services import evaluation_run, evaluations_enqueue_pending
 from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
 
@@ -29,6 +34,13 @@ def evaluate_model_task(self: Task, job_id: int) -> None:
 
 # Light: a few queries; the default queue (CELERY_TASK_ROUTES), run by the beat every 60 s. It
 # expires before the next one is sent, so a held-up worker does not run a pile of them.
-@shared_task(name="scoring.evaluate_pending", ignore_result=True, expires=55)
+@shared_task(
+    name="scoring.evaluate_pending",
+    ignore_result=True,
+    expires=55,
+    soft_time_limit=LIGHT_TASK_SOFT_LIMIT_S,
+    time_limit=LIGHT_TASK_HARD_LIMIT_S,
+)
 def evaluate_pending_task() -> None:
-    evaluations_enqueue_pending()
+    with closing_connections_at_time_limit():
+        evaluations_enqueue_pending()

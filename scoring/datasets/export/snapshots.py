@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
+from psycopg import pq
 
 from annotation.models import Campaign
 from scoring.datasets.export.filters import (
@@ -108,6 +111,13 @@ def _export_work(job: Job, chunk_size: int) -> JobWork:
             )
         except InvalidExport as error:
             raise JobError(str(error)) from error
+        except SoftTimeLimitExceeded as error:
+            # export_write removed its temporary files; the job fails saying why.
+            _connection_reset()
+            raise JobError(
+                f"time limit of {settings.EXPORT_TIME_LIMIT_S} s exceeded "
+                "(ARBITER_EXPORT_TIME_LIMIT_S); no file was written"
+            ) from error
         snapshot.path = str(result.path)
         snapshot.manifest = result.manifest
         with context.owned():
@@ -117,6 +127,19 @@ def _export_work(job: Job, chunk_size: int) -> JobWork:
         return counts
 
     return work
+
+
+def _connection_reset() -> None:
+    """After a time limit that may have stopped a query half-way: psycopg cancels a query only
+    on KeyboardInterrupt and otherwise leaves the connection in the middle of the command, so
+    the query is cancelled on the server and the connection closed; the job's failure is then
+    recorded on a new one."""
+    raw = connection.connection
+    if raw is not None and connection.vendor == "postgresql":
+        if raw.info.transaction_status == pq.TransactionStatus.ACTIVE:
+            with contextlib.suppress(Exception):  # closed below either way
+                raw.cancel_safe(timeout=5.0)
+    connection.close()
 
 
 def export_run(
