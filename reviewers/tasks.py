@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from annotation.models import Campaign
-from annotation.tasks import (
+from core.time_limits import (
     JOB_LIMIT_GRACE_S,
     LIGHT_TASK_HARD_LIMIT_S,
     LIGHT_TASK_SOFT_LIMIT_S,

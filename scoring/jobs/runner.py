@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import (
     InterfaceError,
@@ -26,6 +27,7 @@ from django.db import (
 from django.db.models.functions import Now
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from core.time_limits import connections_reset
 from scoring.jobs.claims import (
     MAX_ATTEMPTS,
     ClaimOutcome,
@@ -294,6 +296,8 @@ def job_run(
             logger.warning("could not release job %s", job.pk, exc_info=True)
         raise
     except BaseException as error:
+        if isinstance(error, SoftTimeLimitExceeded):
+            connections_reset()  # the limit may have stopped a query half-way
         job_fail(job=job, error=_describe(error))
         if reraise or not isinstance(error, Exception):
             raise

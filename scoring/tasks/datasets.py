@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.conf import settings
 
-from annotation.tasks import JOB_LIMIT_GRACE_S, closing_connections_at_time_limit
+from core.time_limits import JOB_LIMIT_GRACE_S, closing_connections_at_time_limit
 from scoring.datasets.curation import curation_run
 from scoring.datasets.export import export_run
 from scoring.jobs.runner import ClaimOutcome, JobClaim, JobError, worker_name

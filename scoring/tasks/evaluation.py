@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.conf import settings
 
-from annotation.tasks import (
+from core.time_limits import (
     LIGHT_TASK_HARD_LIMIT_S,
     LIGHT_TASK_SOFT_LIMIT_S,
     closing_connections_at_time_limit,

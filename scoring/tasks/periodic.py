@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from annotation.tasks import (
+from core.time_limits import (
     JOB_LIMIT_GRACE_S,
     LIGHT_TASK_HARD_LIMIT_S,
     LIGHT_TASK_SOFT_LIMIT_S,

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max
-from psycopg import pq
 
 from annotation.models import Campaign
+from core.time_limits import connections_reset
 from scoring.datasets.export.filters import (
     DEFAULT_CHUNK_SIZE,
     FORMATS,
@@ -113,7 +112,7 @@ def _export_work(job: Job, chunk_size: int) -> JobWork:
             raise JobError(str(error)) from error
         except SoftTimeLimitExceeded as error:
             # export_write removed its temporary files; the job fails saying why.
-            _connection_reset()
+            connections_reset()
             raise JobError(
                 f"time limit of {settings.EXPORT_TIME_LIMIT_S} s exceeded "
                 "(ARBITER_EXPORT_TIME_LIMIT_S); no file was written"
@@ -127,19 +126,6 @@ def _export_work(job: Job, chunk_size: int) -> JobWork:
         return counts
 
     return work
-
-
-def _connection_reset() -> None:
-    """After a time limit that may have stopped a query half-way: psycopg cancels a query only
-    on KeyboardInterrupt and otherwise leaves the connection in the middle of the command, so
-    the query is cancelled on the server and the connection closed; the job's failure is then
-    recorded on a new one."""
-    raw = connection.connection
-    if raw is not None and connection.vendor == "postgresql":
-        if raw.info.transaction_status == pq.TransactionStatus.ACTIVE:
-            with contextlib.suppress(Exception):  # closed below either way
-                raw.cancel_safe(timeout=5.0)
-    connection.close()
 
 
 def export_run(
