@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 
 from annotation.models import (
@@ -20,6 +21,7 @@ from annotation.models import (
     Rewrite,
     Round,
 )
+from annotation.services.campaigns import campaign_set_annotators_per_pair
 from annotation.services.members import member_remove
 from core.admin_paging import EstimatedCountPaginator
 
@@ -35,6 +37,20 @@ class CampaignAdmin(admin.ModelAdmin):
         "created_at",
     ]
     search_fields = ["name"]
+
+    def save_model(
+        self, request: HttpRequest, obj: Campaign, form: ModelForm[Campaign], change: bool
+    ) -> None:
+        """A changed annotators per pair goes through its service: the campaign's pairs in
+        rounds and not yet settled take it too, and the admin is told what changed."""
+        if not change or "annotators_per_pair" not in form.changed_data:
+            super().save_model(request, obj, form, change)
+            return
+        per_pair = obj.annotators_per_pair
+        obj.annotators_per_pair = form.initial["annotators_per_pair"]
+        super().save_model(request, obj, form, change)
+        result = campaign_set_annotators_per_pair(campaign=obj, annotators_per_pair=per_pair)
+        self.message_user(request, result.message)
 
 
 @admin.register(Pair)

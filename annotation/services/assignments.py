@@ -7,6 +7,11 @@ Guarantees, each held by the database rather than by Python:
 - concurrent annotators do not queue behind each other: candidate rows are locked with
   SELECT … FOR UPDATE SKIP LOCKED, so each transaction takes a different pair.
 
+A new slot is a double-blind re-test when the pair already has a verdict (a consensus: its
+provenance is set), and an ordinary label otherwise; the pair's own state decides, not the
+campaign's current `annotators_per_pair`, which an admin may change while pairs are out
+(`annotation.services.campaigns.campaign_set_annotators_per_pair`).
+
 On PostgreSQL the common case (a regular pair) is one statement: lock a candidate, take its
 slot, insert the assignment and return the pair, in one round trip and one implicit
 transaction. The ORM path below does the same in several statements; SQLite and gold checks
@@ -25,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotation.errors import AlreadyFinished
+from annotation.errors import AlreadyFinished, AnnotationError
 from annotation.models import Assignment, Campaign, CampaignMember, Pair
 from annotation.prepared_reads import fetch_one_prepared, instances_from_row, model_columns
 from annotation.rankings import display_order_random
@@ -36,6 +41,7 @@ from annotation.services.pair_state import (
     pair_release_slot,
     pair_take_slot,
 )
+from core.errors import Conflict
 
 OPEN_STATUSES = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 _CANDIDATES = 8  # rows locked per attempt; SKIP LOCKED means contention just moves on
@@ -244,14 +250,14 @@ WITH guard AS (
     SET {take_slot_set}
     FROM candidate
     WHERE p.id = candidate.id AND {take_slot_guard}
-    RETURNING p.*, candidate.slots_taken AS slots_before, candidate.swapped AS swapped_next
+    RETURNING p.*, candidate.swapped AS swapped_next
 ), assigned AS (
     INSERT INTO annotation_assignment (
         campaign_id, pair_id, annotator_id, round_id, status, kind, swapped,
         leased_at, lease_expires_at, finished_at, model_view_shown
     )
     SELECT %(campaign)s, taken.id, %(annotator)s, taken.round_id, {active},
-           CASE WHEN taken.slots_before >= %(per_pair)s THEN {retest} ELSE {regular} END,
+           CASE WHEN taken.provenance <> {no_verdict} THEN {retest} ELSE {regular} END,
            taken.swapped_next, %(now)s, %(expires)s, NULL, false
     FROM taken
     RETURNING id, kind, swapped
@@ -287,6 +293,7 @@ def take_sql() -> str:
         take_slot_set=take_slot_set,
         take_slot_guard=TAKE_SLOT_GUARD_SQL,
         active=sql_literal(Assignment.Status.ACTIVE),
+        no_verdict="''",  # Pair.Provenance.NONE
         retest=sql_literal(Assignment.Kind.RETEST),
         regular=sql_literal(Assignment.Kind.REGULAR),
     )
@@ -298,7 +305,6 @@ def take_params(
     return {
         "campaign": campaign.pk,
         "annotator": annotator.pk,
-        "per_pair": campaign.annotators_per_pair,
         "swapped": swapped,
         "now": now,
         "expires": now + timedelta(seconds=campaign.lease_seconds),
@@ -373,7 +379,9 @@ def _take_regular_pair_with_orm(
             if _supports_skip_locked():
                 locked = candidates.select_for_update(skip_locked=True, of=("self",))
             rows = list(
-                locked.values_list("id", "slots_taken", "round_id", "swapped_taken")[:_CANDIDATES]
+                locked.values_list("id", "slots_taken", "round_id", "swapped_taken", "provenance")[
+                    :_CANDIDATES
+                ]
             )
             if not rows:
                 # Every candidate may just be locked by another annotator's transaction for a
@@ -381,14 +389,15 @@ def _take_regular_pair_with_orm(
                 if not candidates.exists():
                     return None
                 continue
-            for pair_id, slots_taken, round_id, swapped_taken in rows:
+            for pair_id, slots_taken, round_id, swapped_taken, provenance in rows:
                 swapped = balanced_swap(
                     slots_taken=slots_taken, swapped_taken=swapped_taken, coin=rng.random() < 0.5
                 )
                 if not pair_take_slot(pair_id=pair_id, swapped=swapped):
                     continue
-                labelled = slots_taken >= campaign.annotators_per_pair
-                kind = Assignment.Kind.RETEST if labelled else Assignment.Kind.REGULAR
+                # A pair with a verdict is out again for its re-test (see the module's doc).
+                settled = provenance != Pair.Provenance.NONE
+                kind = Assignment.Kind.RETEST if settled else Assignment.Kind.REGULAR
                 try:
                     with transaction.atomic():
                         return _create_assignment(
@@ -460,7 +469,9 @@ def assignment_next(
     """The annotator's current lease, or a new one on the best pair; None when no work.
 
     A member who qualifies gets gold pairs only (the campaign's qualification count, then
-    nothing until admitted); a quarantined member gets nothing new. The membership is the
+    nothing until admitted; a check whose lease ran out comes back when no other gold pair
+    is left, and a campaign short of gold pairs shows in their qualification figures); a
+    quarantined member gets nothing new. The membership is the
     one the access helper read with the campaign, or is read here."""
     now = now or timezone.now()
     rng = rng or random.Random()  # noqa: S311 - A/B order and gold sampling, not security
@@ -540,7 +551,72 @@ def _next_for_inactive_member(
     )
     if taken >= campaign.qualification_gold_count:
         return None  # every check answered: admitted by the last label, or held back
-    return _take_gold_pair(campaign, annotator, now, rng)
+    # A gold pair they never had; else one whose lease ran out (or that they skipped while
+    # they were active, or before a check could not be skipped): a qualifying member must
+    # not wait for a pair nobody will serve them (UNIQUE (pair, annotator)).
+    check = _take_gold_pair(campaign, annotator, now, rng) or _gold_check_reissue(
+        campaign, annotator, now
+    )
+    _qualification_out_of_gold_note(
+        member, required=campaign.qualification_gold_count, answered=taken, out=check is None
+    )
+    return check
+
+
+def _gold_check_reissue(campaign: Campaign, annotator: User, now: datetime) -> Assignment | None:
+    """Lease again the annotator's oldest gold check that ran out or was skipped (expired |
+    skipped -> active; a gold check holds no slot, so no pair changes): for a qualifying
+    member out of gold pairs they never had. None when there is none."""
+    with transaction.atomic():
+        _lease_guard_hold(campaign, annotator)
+        current = _active_assignment(campaign, annotator, now)
+        if current is not None:
+            return current  # a simultaneous call of theirs took one meanwhile
+        lapsed = Assignment.objects.filter(
+            campaign=campaign,
+            annotator=annotator,
+            kind=Assignment.Kind.GOLD,
+            status__in=_LAPSED,
+            pair__is_gold=True,
+        ).order_by("id")
+        for assignment_id in lapsed.values_list("id", flat=True)[:_CANDIDATES]:
+            # The status guard: a sweep or another call that moved it first wins.
+            if Assignment.objects.filter(pk=assignment_id, status__in=_LAPSED).update(
+                status=Assignment.Status.ACTIVE,
+                leased_at=now,
+                lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
+                finished_at=None,
+            ):
+                return Assignment.objects.select_related("pair").get(pk=assignment_id)
+    return None
+
+
+_LAPSED = (Assignment.Status.EXPIRED, Assignment.Status.SKIPPED)
+# The qualification figures' outcome while the campaign has no gold pair left to serve a
+# qualifying member (the members page and API show it, so the admin sees the stall).
+OUT_OF_GOLD = "no gold left"
+
+
+def _qualification_out_of_gold_note(
+    member: CampaignMember, *, required: int, answered: int, out: bool
+) -> None:
+    """Keep the member's qualification figures telling whether they wait for gold pairs the
+    campaign lacks. Written only when that changes (the workspace asks every 30 seconds).
+
+    The figures are display only (``annotation.services.members`` owns the member's state;
+    ``reviewers`` rewrites the figures with each gold label); this module is the one that
+    knows no gold pair is left, and members imports it, not the other way round."""
+    figures = dict(member.qualification or {})
+    if out == (figures.get("outcome") == OUT_OF_GOLD):
+        return
+    if out:
+        figures.setdefault("checks", answered)
+        figures["required"] = required
+        figures["outcome"] = OUT_OF_GOLD
+    else:
+        figures["outcome"] = "in progress"  # gold pairs came: served one
+    CampaignMember.objects.filter(pk=member.pk).update(qualification=figures)
+    member.qualification = figures
 
 
 def _display_order_ensure(assignment: Assignment, rng: random.Random) -> None:
@@ -564,9 +640,23 @@ def _display_order_ensure(assignment: Assignment, rng: random.Random) -> None:
         )
 
 
+class QualificationCheckNotSkippable(Conflict, AnnotationError):
+    code = "qualification_check"
+
+
 def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> None:
-    """Give the slot back; the annotator never sees this pair again."""
+    """Give the slot back; the annotator never sees this pair again.
+
+    A qualifying member's gold check cannot be skipped: it is one of the few checks that
+    decide their admission, and a skipped one would leave them short of checks (409)."""
     now = now or timezone.now()
+    if assignment.kind == Assignment.Kind.GOLD:
+        member = member_of(campaign=assignment.campaign, user_id=assignment.annotator_id)
+        if member is not None and member.state == CampaignMember.State.QUALIFYING:
+            raise QualificationCheckNotSkippable(
+                "A qualification check cannot be skipped: answer it as best you can "
+                "(your qualification counts your answers to these checks)."
+            )
     with transaction.atomic():
         changed = Assignment.objects.filter(
             pk=assignment.pk, status=Assignment.Status.ACTIVE

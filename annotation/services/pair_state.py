@@ -11,7 +11,8 @@ States (``Pair.Status``) and the transitions between them::
                                         pair_retest_done goes back)       pair_escalate)
     escalated ──pair_resolve──> resolved | discarded   (final: nothing reopens them)
 
-plus counters (``pair_count_label``, ``pair_release_slot``, ``pair_set_aside_label``), flags
+plus counters (``pair_count_label``, ``pair_release_slot``, ``pair_set_aside_label``), caps
+(``pairs_apply_overlap``: a campaign's new ``annotators_per_pair``), flags
 (``pair_make_gold``, ``pairs_set_curation``) and priorities (``pairs_raise_priority``, not a
 transition).
 
@@ -27,18 +28,21 @@ as one prepared statement each for speed; they embed the SQL of their transition
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
-from annotation.models import Assignment, Outcome, Pair, Round
+from annotation.models import Assignment, Campaign, Outcome, Pair, Round
 from annotation.prepared_reads import fetch_all_prepared
 from core.iterables import batched
 
 FINAL_STATUSES = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
+# Statuses of the pairs in rounds still waiting for labels.
+_UNSETTLED = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 # Statuses that still wait for labels: marking such a pair gold takes it out of the queue.
 _NOT_YET_LABELLED = (Pair.Status.POOLED, Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
 
@@ -93,9 +97,22 @@ def pairs_queue(
 ) -> int:
     """pooled -> queued in ``round_``, marked with how the round chose them (by priority or
     at random); pairs no longer pooled are left alone. ``pair_ids`` may be a sliced queryset
-    of ids, so that a round's ids stay in the database."""
+    of ids, so that a round's ids stay in the database.
+
+    A queued pair takes the campaign's ``annotators_per_pair`` as it is now (read in the same
+    statement), whatever it was when the pair was imported: a change of the campaign's
+    overlap (``pairs_apply_overlap``) reaches the pairs in rounds, and the pool's pairs get
+    it here, however many they are. The caller holds the campaign's rounds lock, which that
+    change takes too."""
+    per_pair = (
+        Campaign.objects.filter(pk=round_.campaign_id).order_by().values("annotators_per_pair")
+    )
     return Pair.objects.filter(pk__in=pair_ids, status=Pair.Status.POOLED).update(
-        status=Pair.Status.QUEUED, round=round_, selection=selection
+        status=Pair.Status.QUEUED,
+        round=round_,
+        selection=selection,
+        # A pooled pair holds no slot; Greatest keeps the CHECK true whatever a row says.
+        slot_cap=Greatest(Subquery(per_pair[:1]), F("slots_taken")),
     )
 
 
@@ -107,6 +124,105 @@ def pairs_return_to_pool(*, round_: Round) -> int:
 
 
 # --- slots and labels -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverlapApplied:
+    """What ``pairs_apply_overlap`` did to a campaign's pairs in rounds, not yet settled."""
+
+    # The pairs in rounds not yet settled, which take the new overlap.
+    unsettled: int
+    # Of those, pairs that already had the new overlap's slots in use (labels, or leases
+    # out): each takes one label more, which settles it on all its labels.
+    one_more: int
+    # Pairs whose cap changed (the others had it already).
+    changed: int
+
+
+def _overlap_cap(annotators_per_pair: int) -> Case:
+    """The cap of a pair not yet settled under an overlap of ``annotators_per_pair`` (N):
+    N while fewer than N slots are in use; else one more than in use (never fewer than in
+    use: the CHECK ``pair_slots_within_cap``). The extra slot is what settles such a pair:
+    its consensus is computed when a label arrives and finds N labels, and a pair that
+    already holds N labels with none out would otherwise wait for good; a label submitted
+    while the change commits may still be counted under the old N, and the spare slot
+    settles its pair then too. (A pair whose in-flight labels settle it anyway keeps the
+    spare slot as its double-blind re-test.)"""
+    return Case(
+        When(slots_taken__lt=annotators_per_pair, then=Value(annotators_per_pair)),
+        default=F("slots_taken") + 1,
+    )
+
+
+def pairs_apply_overlap(*, campaign_id: int, annotators_per_pair: int) -> OverlapApplied:
+    """Give the campaign's pairs in rounds and not yet settled (queued or in annotation, no
+    verdict, not gold) the cap of a new overlap (``_overlap_cap``); settled pairs (a
+    consensus, a re-test out, escalated, decided, gold) keep the labels and slots they have,
+    and pooled pairs take the campaign's overlap when a round queues them (``pairs_queue``).
+
+    One set-based UPDATE (its rows are the campaign's open work, read through the
+    ``pair_campaign_status_gold`` index, never the pool); a pair already at its cap is not
+    written, so running it again changes nothing. On PostgreSQL the rows are locked in pair
+    order first, as every other walk over several pairs locks them (the lease sweep, a
+    quarantine's pass), so none of them deadlocks with this; a take or a submit holding a
+    pair is waited for, and the cap is computed on the pair as it left it, so the CHECK
+    holds. The caller holds the campaign's rounds lock and changes the campaign's
+    ``annotators_per_pair`` in the same transaction."""
+    unsettled = Pair.objects.filter(
+        campaign_id=campaign_id,
+        status__in=_UNSETTLED,
+        is_gold=False,
+        provenance=Pair.Provenance.NONE,
+    )
+    counts = unsettled.aggregate(
+        unsettled=Count("pk"),
+        one_more=Count("pk", filter=Q(slots_taken__gte=annotators_per_pair)),
+    )
+    if connection.vendor == "postgresql":
+        changed = _apply_overlap_in_pair_order(campaign_id, annotators_per_pair)
+    else:  # one writer at a time (SQLite): no lock order to keep
+        cap = _overlap_cap(annotators_per_pair)
+        changed = unsettled.exclude(slot_cap=cap).update(slot_cap=cap)
+    return OverlapApplied(
+        unsettled=counts["unsettled"], one_more=counts["one_more"], changed=changed
+    )
+
+
+# _overlap_cap in SQL, over the pair's latest version (alias ``p``).
+_OVERLAP_CAP_SQL = (
+    "CASE WHEN p.slots_taken < %(per_pair)s THEN %(per_pair)s ELSE p.slots_taken + 1 END"
+)
+# Django drops the ORDER BY of an ``id__in`` subquery, which would lock the rows in index
+# order: hence SQL. Only constant names are formatted in.
+_APPLY_OVERLAP_SQL = """
+UPDATE {table} AS p SET slot_cap = {cap}
+FROM (
+    SELECT id FROM {table}
+    WHERE campaign_id = %(campaign)s AND status IN (%(queued)s, %(in_annotation)s)
+      AND NOT is_gold AND provenance = %(no_verdict)s
+    ORDER BY id
+    FOR UPDATE
+) AS locked
+WHERE p.id = locked.id AND p.slot_cap <> {cap}
+"""
+
+
+def _apply_overlap_in_pair_order(campaign_id: int, annotators_per_pair: int) -> int:
+    sql = _APPLY_OVERLAP_SQL.format(
+        table=connection.ops.quote_name(Pair._meta.db_table), cap=_OVERLAP_CAP_SQL
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "campaign": campaign_id,
+                "per_pair": annotators_per_pair,
+                "queued": Pair.Status.QUEUED.value,
+                "in_annotation": Pair.Status.IN_ANNOTATION.value,
+                "no_verdict": Pair.Provenance.NONE.value,
+            },
+        )
+        return int(cursor.rowcount)
 
 
 def pair_take_slot(*, pair_id: int, swapped: bool = False) -> bool:

@@ -110,7 +110,14 @@ def test_next_says_nothing_about_gold_or_re_tests(annotator_a, annotator_b):
     pair = PairFactory(campaign=campaign)
     _gold_pairs(campaign, 1)
     # A re-test slot: the pair settled and was reopened with one more slot.
-    Pair.objects.filter(pk=pair.pk).update(slots_taken=3, slot_cap=4, labels_count=3)
+    Pair.objects.filter(pk=pair.pk).update(
+        slots_taken=3,
+        slot_cap=4,
+        labels_count=3,
+        status=Pair.Status.IN_ANNOTATION,
+        provenance=Pair.Provenance.UNANIMOUS,
+        consensus_preference=1,
+    )
     client = api_client_for(annotator_a)
     retest = client.post(f"/api/campaigns/{campaign.pk}/next").json()
     assert Assignment.objects.get(pk=retest["assignment"]["id"]).kind == Assignment.Kind.RETEST
