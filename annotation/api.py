@@ -166,8 +166,49 @@ class CampaignNextApi(APIView):
         return Response(next_payload(assignment))
 
 
-class RewriteInSerializer(serializers.Serializer):
-    text = serializers.CharField(max_length=REWRITE_MAX_CHARS)
+# The most entries a label's flags and aspect ratings take: more than any campaign asks for
+# (12 aspects of 2 sides, 3 flags), so the service still words the errors.
+_LABEL_ENTRIES_MAX = 64
+
+
+class _RankingField(serializers.ListField):
+    """A ranking as sent, checked by ``ranking_validate`` (in the service), which stops at the
+    first fault and words it; DRF would first coerce every index of a body of a million."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        return data
+
+
+class _ShortListField(serializers.ListField):
+    """A ListField that refuses more than ``max_length`` items before validating any: DRF
+    checks the length after every item, seconds of CPU for a body of a million numbers."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, list) and self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class _ShortDictField(serializers.DictField):
+    """A DictField that refuses more than ``max_keys`` keys before validating any."""
+
+    default_error_messages = {"max_keys": "Ensure this object has no more than {max_keys} keys."}
+
+    def __init__(self, *, max_keys: int, **kwargs: Any) -> None:
+        self.max_keys = max_keys
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) > self.max_keys:
+            self.fail("max_keys", max_keys=self.max_keys)
+        return super().to_internal_value(data)
+
+
+class RewriteInSerializer(StrictSerializer):
+    # Kept as written: leading indentation (a code block) and a final newline are the answer's.
+    text = serializers.CharField(max_length=REWRITE_MAX_CHARS, trim_whitespace=False)
     based_on = serializers.ChoiceField(
         choices=["a", "b"], help_text="The response (as shown) the rewrite started from."
     )
@@ -200,7 +241,7 @@ class LabelApi(APIView):
             help_text="A/B campaigns: required for the outcome 'preference'; 0 (or left out) for "
             "the others.",
         )
-        ranking = serializers.ListField(
+        ranking = _RankingField(
             child=serializers.ListField(child=serializers.IntegerField()),
             required=False,
             help_text="Ranking campaigns: groups of shown response indices, best first "
@@ -211,8 +252,11 @@ class LabelApi(APIView):
             default=Outcome.PREFERENCE,
             help_text="'both_bad' or 'both_good' (on scales with a tie) instead of a preference.",
         )
-        aspect_ratings = serializers.DictField(
-            child=serializers.DictField(child=serializers.IntegerField(allow_null=True)),
+        aspect_ratings = _ShortDictField(
+            child=_ShortDictField(
+                child=serializers.IntegerField(allow_null=True), max_keys=_LABEL_ENTRIES_MAX
+            ),
+            max_keys=_LABEL_ENTRIES_MAX,
             required=False,
             help_text="{aspect: {a: n, b: n}}, a and b as shown; see the campaign's aspects.",
         )
@@ -223,8 +267,11 @@ class LabelApi(APIView):
         confidence = serializers.IntegerField(
             required=False, allow_null=True, min_value=1, max_value=5
         )
-        flags = serializers.ListField(
-            child=serializers.ChoiceField(choices=FLAG_NAMES), required=False, default=list
+        flags = _ShortListField(
+            child=serializers.ChoiceField(choices=FLAG_NAMES),
+            max_length=_LABEL_ENTRIES_MAX,
+            required=False,
+            default=list,
         )
         seconds_spent = serializers.FloatField(
             required=False, allow_null=True, min_value=0, max_value=SECONDS_SPENT_MAX

@@ -383,6 +383,11 @@ def _record_in_one_statement(
 
 # Pair statuses after which no label of the pair changes: an expert's decision is final.
 _DECIDED = (Pair.Status.RESOLVED, Pair.Status.DISCARDED)
+# Most changes one label takes. Each keeps the values it replaced (a rationale of up to 20,000
+# characters, a rewrite of up to 50,000) in the label's history, one JSON value written whole
+# on every change: without a bound, a grace period of requests grows one row without limit
+# and every change costs more than the one before.
+LABEL_CHANGES_MAX = 50
 
 
 def label_change_deadline(*, label: Label, minutes: int) -> datetime:
@@ -407,6 +412,11 @@ def label_change_check(
             f"Labels can be changed for {minutes} minutes after submitting; this one is past that."
             if minutes > 0
             else "This campaign does not allow changing a submitted label."
+        )
+    if len(label.history or ()) >= LABEL_CHANGES_MAX:
+        raise LabelLocked(
+            f"This label was changed {LABEL_CHANGES_MAX} times, the most a label may be; it "
+            "stays as it is now."
         )
 
 

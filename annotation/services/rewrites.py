@@ -26,6 +26,19 @@ def rewrite_check(*, campaign: Campaign, text: str, based_on: str) -> None:
         raise InvalidRewrite(f"a rewritten answer is at most {REWRITE_MAX_CHARS:,} characters")
 
 
+def _line_breaks_as_in(text: str, original: str) -> str:
+    """``text`` with the line breaks of ``original``: a browser posts a textarea's lines
+    joined by CRLF whatever the response it started from used, and a (rewrite ≻ original)
+    row whose two sides differ in line endings teaches a reward model to prefer CRLF."""
+    text = text.replace("\r\n", "\n")
+    return text.replace("\n", "\r\n") if "\r\n" in original else text
+
+
+def _unchanged(text: str, original: str) -> bool:
+    # Line endings and surrounding whitespace aside: the response copied into the box as it was.
+    return text.replace("\r\n", "\n").strip() == original.replace("\r\n", "\n").strip()
+
+
 def rewrite_create(
     *,
     pair_id: int,
@@ -38,12 +51,24 @@ def rewrite_create(
 ) -> Rewrite:
     """Store a rewrite of the pair's ``based_on`` response (canonical side).
 
-    An identical text from the same author for the same pair is stored once (a resubmitted
-    form, a changed label that keeps its rewrite).
+    Its line breaks are stored as the original's. A text that is the original unchanged is
+    refused (InvalidRewrite): the workspace copies the response into the box, and submitting
+    it as it was would export (X ≻ X) and take the pair out of the rewrite queue. An identical
+    text from the same author for the same pair is stored once, per label (a resubmitted form,
+    a changed label that keeps its rewrite; an author's rewrite as an expert is not the one of
+    their label, which a change of the label withdraws).
     """
     rewrite_check(campaign=campaign, text=text, based_on=based_on)
+    column = "response_a" if based_on == Rewrite.BasedOn.A else "response_b"
+    original = Pair.objects.filter(pk=pair_id).values_list(column, flat=True).first() or ""
+    text = _line_breaks_as_in(text, original)
+    if _unchanged(text, original):
+        raise InvalidRewrite(
+            "the rewritten answer is the response it started from, unchanged: edit it, or "
+            "send no rewrite"
+        )
     existing = Rewrite.objects.filter(
-        pair_id=pair_id, author_id=author_id, based_on=based_on, text=text
+        pair_id=pair_id, author_id=author_id, based_on=based_on, text=text, label=label
     ).first()
     if existing is not None:
         return existing
