@@ -15,6 +15,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.api import _RankingField
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, rewrite_by_expert
 from core.requests import SignedInApiRequest
@@ -405,7 +406,9 @@ class EscalationAdjudicateApi(APIView):
             max_value=2,
             help_text="Canonical orientation (A and B as imported); for decision=preference.",
         )
-        ranking = serializers.ListField(
+        # Passed whole to ``ranking_validate`` (in the service), which stops at the first fault:
+        # item-by-item validation would word every bad index of a huge body.
+        ranking = _RankingField(
             child=serializers.ListField(child=serializers.IntegerField()),
             required=False,
             allow_null=True,
@@ -490,7 +493,9 @@ class RewriteQueueApi(APIView):
 @extend_schema(summary="Write a corrected answer for a pair (experts)")
 class PairRewriteApi(APIView):
     class InputSerializer(StrictSerializer):
-        text = serializers.CharField(max_length=REWRITE_MAX_CHARS)
+        # Kept as written (an indented code block, a final newline), as the label API's rewrite;
+        # the service stores its line breaks as the original's.
+        text = serializers.CharField(max_length=REWRITE_MAX_CHARS, trim_whitespace=False)
         based_on = serializers.ChoiceField(
             choices=["a", "b"], help_text="Canonical side (as imported) the rewrite corrects."
         )

@@ -11,7 +11,8 @@ the slot to someone who never had the pair (a UNIQUE (pair, annotator) constrain
 it), as an ordinary-looking assignment; only the stored kind says "retest". The re-test label
 is kept out of the consensus and of alpha; a re-test that picks another direction than the
 consensus (A, tie or B) escalates, and on a ranking item one whose best group shares no
-response with the consensus ranking's best group.
+response with the consensus ranking's best group. A changed label (the re-test's, or a regular
+one that moves the consensus) is checked again the same way.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None =
         return  # gold checks measure the annotator, not the pair
     campaign = pair.campaign
     if label.is_retest:
-        _retest_recorded(pair=pair, label=label, campaign=campaign)
+        _retest_recorded(pair=pair, label=label)
         return
     if pair.labels_count < campaign.annotators_per_pair:
         # labels_count (read under the pair's row lock) counts every label but gold checks,
@@ -131,13 +132,15 @@ _CONSENSUS_REASONS = (
 def pair_label_changed(*, pair: Pair, label: Label) -> None:
     """Called inside ``label_change``'s transaction, with the pair row locked and read.
 
-    Once the pair has its N labels, consensus is computed again: a change that creates a
-    dispute escalates the pair; one that settles it withdraws the open escalation the dispute
-    had opened (one opened for another reason stays, and so does the pair's escalated status).
-    Gold checks and re-tests never count towards the pair's consensus, and a gold pair's
-    answer is the admin's: a changed label moves neither.
+    Once the pair has its N labels, consensus is computed again, and the pair's re-test (if it
+    has one) is checked against it as its submit was: a change (of a regular label or of the
+    re-test) that creates a dispute, a contradiction or a flag escalates the pair; one that
+    settles it withdraws the open escalation the dispute or the re-test had opened (one opened
+    for another reason stays, and so does the pair's escalated status). Gold checks and
+    re-tests never count towards the pair's consensus, and a gold pair's answer is the admin's:
+    a changed label moves neither.
     """
-    if label.is_gold_check or label.is_retest:
+    if label.is_gold_check:
         return
     campaign = pair.campaign
     if pair.labels_count < campaign.annotators_per_pair:
@@ -148,13 +151,18 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
     # Settled: the escalations the dispute opened are withdrawn; any other keeps the pair
     # escalated (pair_consensus_update, which knows only the labels, marked it complete).
     pair_consensus_update(pair=pair, locked=True)
-    if pair.status == Pair.Status.ESCALATED:
+    disputed = pair.status == Pair.Status.ESCALATED
+    # The re-test against the consensus as it now is: a changed re-test, or a regular change
+    # that moved the consensus towards or away from it.
+    retest = label if label.is_retest else _retest_label(pair.pk)
+    standing = set() if retest is None else _retest_check(pair=pair, label=retest)
+    if disputed:
         return
-    reasons = list(_CONSENSUS_REASONS)
-    if _retest_flagged(pair.pk):
-        # The flag is a re-test's (it opened a "flagged" escalation of its own), which no
-        # change of a regular label settles.
-        reasons.remove(Escalation.Reason.FLAGGED)
+    reasons = [
+        reason
+        for reason in (*_CONSENSUS_REASONS, Escalation.Reason.RETEST_CONTRADICTION)
+        if reason not in standing
+    ]
     # One row holds every reason the pair was escalated for: the first in ``reason``, the
     # others as "also: REASON" in ``detail``; one that no label change settles keeps it open.
     merged_elsewhere = Q()
@@ -172,11 +180,12 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
         pair.status = Pair.Status.ESCALATED
 
 
-def _retest_flagged(pair_id: int) -> bool:
+def _retest_label(pair_id: int) -> Label | None:
+    """The pair's re-test label (one re-test per pair), unless it was set aside."""
     return (
-        Label.objects.filter(pair_id=pair_id, is_retest=True)
-        .filter(Q(flag_unsafe=True) | Q(flag_broken=True) | Q(flag_cannot_judge=True))
-        .exists()
+        Label.objects.filter(pair_id=pair_id, is_retest=True, set_aside=False)
+        .order_by("id")
+        .first()
     )
 
 
@@ -317,9 +326,21 @@ def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random
     return pair_reopen_for_retest(pair_id=pair.pk)
 
 
-def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
+def _retest_recorded(*, pair: Pair, label: Label) -> None:
     # Back out of the queue, unless an escalation or a decision moved the pair meanwhile.
     pair_retest_done(pair_id=pair.pk)
+    _retest_check(pair=pair, label=label)
+
+
+def _retest_check(*, pair: Pair, label: Label) -> set[str]:
+    """Escalate a re-test that contradicts the pair's consensus or carries a flag, under the
+    pair's row lock (its submit, or a change of it or of a regular label); idempotent, as
+    ``escalation_open`` adds a reason to the open escalation once.
+
+    Returns the escalation reasons the re-test now stands for (whether or not the campaign's
+    rules let them escalate): a change must not withdraw those.
+    """
+    campaign = pair.campaign
     rules = escalation_rules_of(campaign.escalation_rules)
     has_consensus = pair.provenance in (
         Pair.Provenance.UNANIMOUS,
@@ -336,20 +357,26 @@ def _retest_recorded(*, pair: Pair, label: Label, campaign: Campaign) -> None:
         said, consensus = label.preference, pair.consensus_preference
         contradicts = consensus is not None and direction(said) != direction(consensus)
         contradiction = f"re-test said {said}, consensus {consensus}" if contradicts else None
-    if rules.get("retest_contradiction", True) and has_consensus and contradiction is not None:
-        escalation_open(
-            pair=pair,
-            reason=Escalation.Reason.RETEST_CONTRADICTION,
-            detail=contradiction,
-            disagreement=disagreement,
-        )
-    if label.flags and rules.get("flags", True):
-        escalation_open(
-            pair=pair,
-            reason=Escalation.Reason.FLAGGED,
-            detail="re-test flags: " + ", ".join(label.flags),
-            disagreement=disagreement,
-        )
+    standing: set[str] = set()
+    if has_consensus and contradiction is not None:
+        standing.add(Escalation.Reason.RETEST_CONTRADICTION)
+        if rules.get("retest_contradiction", True):
+            escalation_open(
+                pair=pair,
+                reason=Escalation.Reason.RETEST_CONTRADICTION,
+                detail=contradiction,
+                disagreement=disagreement,
+            )
+    if label.flags:
+        standing.add(Escalation.Reason.FLAGGED)
+        if rules.get("flags", True):
+            escalation_open(
+                pair=pair,
+                reason=Escalation.Reason.FLAGGED,
+                detail="re-test flags: " + ", ".join(label.flags),
+                disagreement=disagreement,
+            )
+    return standing
 
 
 def _best_group(ranking: Sequence[Sequence[int]]) -> str:
