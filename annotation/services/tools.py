@@ -234,7 +234,9 @@ def code_run_create(
     """Queue a sandboxed run on the `sandbox` Celery queue; the task fills in the result.
 
     A run made for an open assignment is recorded as evidence at once (so a label submitted
-    before the run ends still lists it), and the task adds the outcome.
+    before the run ends still lists it), and the task adds the outcome. The evidence is
+    written under the assignment's row lock, as an attached result's is: a label submitted
+    meanwhile lists it, or the run is refused (AssignmentClosed) once the label is in.
     """
     if assignment is not None:
         assignment_require_open(assignment=assignment)
@@ -245,6 +247,13 @@ def code_run_create(
         # runs of those before it, so none passes the cap. NO KEY: rows that merely reference
         # the user are not held up. (SQLite has no row locks; it runs one writer at a time.)
         User.objects.select_for_update(no_key=True).only("pk").get(pk=user.pk)
+        if assignment is not None:
+            # Then the assignment's row, as an attach takes it: a submit, which takes it too,
+            # comes either after this run's evidence (and links it) or before (and the run is
+            # refused); checked without it, a submit could commit between check and insert.
+            # Nothing holds an assignment's lock and then waits for its user's: no deadlock.
+            assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+            assignment_require_open(assignment=assignment)
         pending = CodeRun.objects.filter(CODE_RUN_UNFINISHED, user=user).count()
         if pending >= code_run_max_pending():
             raise TooManyRuns(

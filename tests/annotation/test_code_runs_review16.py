@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation.models import CodeRun, Evidence
+from annotation.models.tools import CODE_RUN_UNFINISHED
 from annotation.services.tools import (
     TooManyRuns,
     code_run_create,
@@ -61,8 +62,12 @@ def test_simultaneous_runs_never_pass_the_pending_cap(transactional_db, settings
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert sorted(outcomes) == ["created"] * 2 + ["refused"] * 10
-    assert CodeRun.objects.filter(user=annotator_a).count() == 2
+    # A sandbox worker left running by an earlier test of this process may finish runs
+    # meanwhile, each freeing a place under the cap: never more pending than the cap.
+    finished = CodeRun.objects.filter(user=annotator_a).exclude(CODE_RUN_UNFINISHED).count()
+    created = outcomes.count("created")
+    assert len(outcomes) == threads_n and 2 <= created <= 2 + finished, (outcomes, finished)
+    assert CodeRun.objects.filter(user=annotator_a).count() == created
 
 
 # --- finding 3: the last SandboxBusy retry fails the run at once --------------------------------

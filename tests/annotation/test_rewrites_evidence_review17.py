@@ -175,7 +175,7 @@ def test_a_label_changes_at_most_label_changes_max_times(campaign, annotator_a):
 @pytest.mark.parametrize(
     "body",
     [
-        # Each about 2 MB: under Django's 2.5 MB (DATA_UPLOAD_MAX_MEMORY_SIZE), which DRF applies.
+        # Each about 2 MB, well under the 16 MiB bound of a JSON body.
         {"ranking": [["x"] * 300_000]},
         {"preference": 1, "flags": ["x"] * 200_000},
         {"preference": 1, "aspect_ratings": {f"k{n}": "x" for n in range(100_000)}},

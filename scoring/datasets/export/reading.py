@@ -134,6 +134,8 @@ class _ChunkContext:
     )
     # Per pair: [(rewrite id, text, canonical side it rewrites)], oldest first.
     rewrites: dict[int, list[tuple[int, str, str]]] = field(default_factory=dict)
+    # Rewrites left out as their original unchanged (stored before the service refused them).
+    unchanged_rewrites: int = 0
 
 
 def _mean(values: list[int]) -> float | None:
@@ -208,7 +210,7 @@ def _chunk_context(
         for pair_id, label_ratings in ratings.items()
     }
     if with_rewrites:
-        context.rewrites = _read_rewrites(campaign, {pair[_ID] for pair in chunk}, span)
+        context.rewrites, context.unchanged_rewrites = _read_rewrites(campaign, chunk, span)
     return context
 
 
@@ -277,12 +279,18 @@ def _read_scores(
 
 
 def _read_rewrites(
-    campaign: Campaign, ids: set[int], span: _Span
-) -> dict[int, list[tuple[int, str, str]]]:
+    campaign: Campaign, chunk: Sequence[tuple[Any, ...]], span: _Span
+) -> tuple[dict[int, list[tuple[int, str, str]]], int]:
     """The chunk's rewrites by pair: (rewrite id, text, canonical side it rewrites), oldest
-    first. Of a label's rewrites only the newest counts (a label changed before changes
-    replaced its rewrite holds several), and none of a set-aside label's; an expert's rewrite,
-    of no label, always does."""
+    first, and how many were left out as unchanged. Of a label's rewrites only the newest
+    counts (a label changed before changes replaced its rewrite holds several), and none of a
+    set-aside label's; an expert's rewrite, of no label, always does.
+
+    The rewrite service refuses a text that is its original unchanged and stores a text with
+    the original's line breaks (a browser posts a textarea's lines joined by CRLF); rows stored
+    before it did are read the same way here: an unchanged one is left out (an X ≻ X row), a
+    kept one's text takes the original's line breaks."""
+    originals = {pair[_ID]: (pair[_RESPONSE_A], pair[_RESPONSE_B]) for pair in chunk}
     rewrite_rows = (
         Rewrite.objects.filter(campaign=campaign)
         .filter(Q(label__isnull=True) | Q(label__set_aside=False))
@@ -293,15 +301,36 @@ def _read_rewrites(
     latest: dict[int, int] = {}  # label id: its newest rewrite's id
     for row in _in_range(rewrite_rows, span.first, span.last, span.size):
         pair_id, rewrite_id, label_id = row[:3]
-        if pair_id in ids:
+        if pair_id in originals:
             found.append(row)
             if label_id is not None:
                 latest[label_id] = rewrite_id  # id order: the last one read is the newest
     rewrites: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
+    unchanged = 0
     for pair_id, rewrite_id, label_id, text, based_on in found:
-        if label_id is None or latest[label_id] == rewrite_id:
-            rewrites[pair_id].append((rewrite_id, text, based_on))
-    return rewrites
+        if label_id is not None and latest[label_id] != rewrite_id:
+            continue
+        response_a, response_b = originals[pair_id]
+        original = response_a if based_on == Rewrite.BasedOn.A else response_b
+        text = _line_breaks_as_in(text, original)
+        if _unchanged(text, original):
+            unchanged += 1
+            continue
+        rewrites[pair_id].append((rewrite_id, text, based_on))
+    return rewrites, unchanged
+
+
+def _line_breaks_as_in(text: str, original: str) -> str:
+    """``text`` with the line breaks of ``original`` (CRLF where it has any, else LF), as
+    annotation.services.rewrites stores them."""
+    text = text.replace("\r\n", "\n")
+    return text.replace("\n", "\r\n") if "\r\n" in original else text
+
+
+def _unchanged(text: str, original: str) -> bool:
+    """Whether a rewrite is its original, line endings and surrounding whitespace aside (the
+    rule by which annotation.services.rewrites refuses one)."""
+    return text.replace("\r\n", "\n").strip() == original.replace("\r\n", "\n").strip()
 
 
 _END = object()

@@ -57,6 +57,8 @@ class ExportCounts:
     both_good: int = 0
     outcomes_written: int = 0
     rewrites: int = 0
+    # Stored rewrites that were their original unchanged (stored before such were refused).
+    unchanged_rewrites: int = 0
     by_provenance: dict[str, int] = field(default_factory=dict)
     max_pair_id: int = 0
     # Pairs left out, by the provenance they would have had: contaminated, repeated.
@@ -101,6 +103,7 @@ def _export_parts(
 
     rule = campaign.ranking_expansion
     for chunk, context in _read_ahead(chunks_with_context):
+        counts.unchanged_rewrites += context.unchanged_rewrites
         for pair in chunk:
             expanded = None
             if pair[_RESPONSES] is not None:

@@ -458,6 +458,7 @@ def _manifest(
             "both_good": counts.both_good,
             "outcomes_written": counts.outcomes_written,
             "rewrites": counts.rewrites,
+            "unchanged_rewrites_skipped": counts.unchanged_rewrites,
             "by_provenance": counts.by_provenance,
         },
         "sha256": files[0]["sha256"],
