@@ -14,3 +14,18 @@ def encodes_as_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def line_breaks_as_in(text: str, original: str) -> str:
+    """``text`` with the line breaks of ``original`` (CRLF where it has any, else LF): a
+    browser posts a textarea's lines joined by CRLF whatever the response it started from
+    used, and a (rewrite ≻ original) row whose two sides differ in line endings teaches a
+    reward model to prefer CRLF."""
+    text = text.replace("\r\n", "\n")
+    return text.replace("\n", "\r\n") if "\r\n" in original else text
+
+
+def unchanged_copy(text: str, original: str) -> bool:
+    """Whether ``text`` is ``original`` as it was, line endings and surrounding whitespace
+    aside (a response copied into the rewrite box and sent unedited)."""
+    return text.replace("\r\n", "\n").strip() == original.replace("\r\n", "\n").strip()

@@ -6,6 +6,7 @@ from typing import Any
 
 from annotation.errors import InvalidLabel
 from annotation.models import Assignment, Campaign, Label, Pair, Rewrite
+from core.text import line_breaks_as_in, unchanged_copy
 
 REWRITE_MAX_CHARS = 50_000
 
@@ -24,19 +25,6 @@ def rewrite_check(*, campaign: Campaign, text: str, based_on: str) -> None:
         raise InvalidRewrite("a rewritten answer cannot be empty")
     if len(text) > REWRITE_MAX_CHARS:
         raise InvalidRewrite(f"a rewritten answer is at most {REWRITE_MAX_CHARS:,} characters")
-
-
-def _line_breaks_as_in(text: str, original: str) -> str:
-    """``text`` with the line breaks of ``original``: a browser posts a textarea's lines
-    joined by CRLF whatever the response it started from used, and a (rewrite ≻ original)
-    row whose two sides differ in line endings teaches a reward model to prefer CRLF."""
-    text = text.replace("\r\n", "\n")
-    return text.replace("\n", "\r\n") if "\r\n" in original else text
-
-
-def _unchanged(text: str, original: str) -> bool:
-    # Line endings and surrounding whitespace aside: the response copied into the box as it was.
-    return text.replace("\r\n", "\n").strip() == original.replace("\r\n", "\n").strip()
 
 
 def rewrite_create(
@@ -61,8 +49,8 @@ def rewrite_create(
     rewrite_check(campaign=campaign, text=text, based_on=based_on)
     column = "response_a" if based_on == Rewrite.BasedOn.A else "response_b"
     original = Pair.objects.filter(pk=pair_id).values_list(column, flat=True).first() or ""
-    text = _line_breaks_as_in(text, original)
-    if _unchanged(text, original):
+    text = line_breaks_as_in(text, original)
+    if unchanged_copy(text, original):
         raise InvalidRewrite(
             "the rewritten answer is the response it started from, unchanged: edit it, or "
             "send no rewrite"

@@ -17,6 +17,7 @@ from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from annotation.models import Campaign, Evidence, Label, Pair, Rewrite
+from core.text import line_breaks_as_in, unchanged_copy
 from reviewers.models import Adjudication
 from scoring.datasets.export.filters import (
     EVIDENCE_ITEM_CHARS,
@@ -312,25 +313,12 @@ def _read_rewrites(
             continue
         response_a, response_b = originals[pair_id]
         original = response_a if based_on == Rewrite.BasedOn.A else response_b
-        text = _line_breaks_as_in(text, original)
-        if _unchanged(text, original):
+        text = line_breaks_as_in(text, original)
+        if unchanged_copy(text, original):
             unchanged += 1
             continue
         rewrites[pair_id].append((rewrite_id, text, based_on))
     return rewrites, unchanged
-
-
-def _line_breaks_as_in(text: str, original: str) -> str:
-    """``text`` with the line breaks of ``original`` (CRLF where it has any, else LF), as
-    annotation.services.rewrites stores them."""
-    text = text.replace("\r\n", "\n")
-    return text.replace("\n", "\r\n") if "\r\n" in original else text
-
-
-def _unchanged(text: str, original: str) -> bool:
-    """Whether a rewrite is its original, line endings and surrounding whitespace aside (the
-    rule by which annotation.services.rewrites refuses one)."""
-    return text.replace("\r\n", "\n").strip() == original.replace("\r\n", "\n").strip()
 
 
 _END = object()
