@@ -17,7 +17,6 @@ from core.time_limits import (
     JOB_LIMIT_GRACE_S,
     LIGHT_TASK_HARD_LIMIT_S,
     LIGHT_TASK_SOFT_LIMIT_S,
-    closing_connections_at_time_limit,
 )
 
 __all__ = [
@@ -36,8 +35,7 @@ __all__ = [
 )
 def import_pairs_task(job_id: int) -> None:
     # At the soft limit the import's transaction rolls back and its job is failed, naming it.
-    with closing_connections_at_time_limit():
-        import_job_run(job_id=job_id)
+    import_job_run(job_id=job_id)
 
 
 # Periodic tasks (settings.CELERY_BEAT_SCHEDULE) expire before beat sends the next one: a default
@@ -50,8 +48,7 @@ def import_pairs_task(job_id: int) -> None:
     time_limit=LIGHT_TASK_HARD_LIMIT_S,
 )
 def expire_leases_task() -> int:
-    with closing_connections_at_time_limit():
-        return assignments_expire()
+    return assignments_expire()
 
 
 @shared_task(
@@ -64,7 +61,6 @@ def fail_stale_work_task() -> int:
     """Imports and code runs whose worker died are marked failed rather than left running,
     what a killed sandbox worker left on this host (processes, scratch directories) goes, and
     labels a quarantine left behind (its process killed just after its commit) are set aside."""
-    with closing_connections_at_time_limit():
-        with contextlib.suppress(SandboxUnavailable, OSError):
-            sandbox_sweep()
-        return import_jobs_fail_stale() + code_runs_fail_stale() + members_set_aside_left_behind()
+    with contextlib.suppress(SandboxUnavailable, OSError):
+        sandbox_sweep()
+    return import_jobs_fail_stale() + code_runs_fail_stale() + members_set_aside_left_behind()

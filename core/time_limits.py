@@ -5,22 +5,22 @@ the usual way to hang), and psycopg, which cancels a query only on KeyboardInter
 leaves the connection in the middle of a command: the failure could not be recorded on it, and
 the next task of this process would fail its first query ("another command is already in
 progress"). So the query is cancelled on the server (it must not go on waiting for a client
-that has left) and the connection closed; the next query opens a new one.
+that has left) and the connection closed; the next query opens a new one. The Celery app
+(config.celery) does it after any task a soft limit stopped; work that records its own failure
+first (the job runner, the export) does it before that write.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connections
 from psycopg import pq
 
 # Time limits. At its soft limit a task gets SoftTimeLimitExceeded and records its failure (an
 # import's job row says so); the hard limit, later, kills its worker process should that not end
 # it. Work that grows with the data reads its soft limit from settings (README: "Time limits").
-# Light tasks (the sweeps below, the beat's checks, an e-mail) take seconds and are idempotent,
+# Light tasks (the beat's sweeps and checks, an e-mail) take seconds and are idempotent,
 # the next run doing what a stopped one left: their fixed limit only frees a worker held by a
 # hung query, disk, mount or mail server.
 LIGHT_TASK_SOFT_LIMIT_S = 300
@@ -38,13 +38,3 @@ def connections_reset() -> None:
                 with contextlib.suppress(Exception):  # closed below either way
                     raw.cancel_safe(timeout=5.0)
         connection.close()
-
-
-@contextlib.contextmanager
-def closing_connections_at_time_limit() -> Iterator[None]:
-    """Reset the connections (``connections_reset``) when a soft time limit stops the task."""
-    try:
-        yield
-    except SoftTimeLimitExceeded:
-        connections_reset()
-        raise

@@ -14,7 +14,6 @@ from core.time_limits import (
     JOB_LIMIT_GRACE_S,
     LIGHT_TASK_HARD_LIMIT_S,
     LIGHT_TASK_SOFT_LIMIT_S,
-    closing_connections_at_time_limit,
 )
 from reviewers.services.notifications import experts_notify
 from reviewers.services.weighted_consensus import campaign_consensus_reestimate
@@ -32,8 +31,7 @@ from reviewers.services.weighted_consensus import campaign_consensus_reestimate
     time_limit=LIGHT_TASK_HARD_LIMIT_S,
 )
 def notify_experts_task(escalation_id: int) -> int:
-    with closing_connections_at_time_limit():
-        return experts_notify(escalation_id=escalation_id)
+    return experts_notify(escalation_id=escalation_id)
 
 
 # Retried on a database restart: the debounce key is already taken, so a lost run is asked for
@@ -54,8 +52,7 @@ def notify_experts_task(escalation_id: int) -> int:
 def reestimate_consensus_task(campaign_id: int) -> int:
     """Re-settle a Dawid–Skene campaign's pairs; idempotent, so a duplicate run is harmless."""
     try:
-        with closing_connections_at_time_limit():
-            result = campaign_consensus_reestimate(campaign_id=campaign_id)
+        result = campaign_consensus_reestimate(campaign_id=campaign_id)
     except Campaign.DoesNotExist:
         return 0  # deleted since the label that asked for it
     return 0 if result is None else result.pairs_settled

@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.conf import settings
 
-from core.time_limits import JOB_LIMIT_GRACE_S, closing_connections_at_time_limit
+from core.time_limits import JOB_LIMIT_GRACE_S
 from scoring.datasets.curation import curation_run
 from scoring.datasets.export import export_run
 from scoring.jobs.runner import ClaimOutcome, JobClaim, JobError, worker_name
@@ -37,8 +37,7 @@ def _retry_while_busy(task: Task, claim: JobClaim) -> None:
     time_limit=settings.EXPORT_TIME_LIMIT_S + JOB_LIMIT_GRACE_S,
 )
 def export_snapshot_task(self: Task, job_id: int) -> None:
-    with closing_connections_at_time_limit():
-        claim = export_run(job_id=job_id, worker=worker_name(self.request.hostname))
+    claim = export_run(job_id=job_id, worker=worker_name(self.request.hostname))
     _retry_while_busy(self, claim)
 
 

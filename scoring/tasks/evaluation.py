@@ -8,7 +8,6 @@ from django.conf import settings
 from core.time_limits import (
     LIGHT_TASK_HARD_LIMIT_S,
     LIGHT_TASK_SOFT_LIMIT_S,
-    closing_connections_at_time_limit,
 )
 from scoring.evaluation.services import evaluation_run, evaluations_enqueue_pending
 from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
@@ -42,5 +41,4 @@ def evaluate_model_task(self: Task, job_id: int) -> None:
     time_limit=LIGHT_TASK_HARD_LIMIT_S,
 )
 def evaluate_pending_task() -> None:
-    with closing_connections_at_time_limit():
-        evaluations_enqueue_pending()
+    evaluations_enqueue_pending()

@@ -10,7 +10,6 @@ from core.time_limits import (
     JOB_LIMIT_GRACE_S,
     LIGHT_TASK_HARD_LIMIT_S,
     LIGHT_TASK_SOFT_LIMIT_S,
-    closing_connections_at_time_limit,
 )
 from scoring.dashboard.selectors import dashboards_refresh
 from scoring.jobs.runner import jobs_recover_stale
@@ -29,8 +28,7 @@ from scoring.loop.rounds import rounds_check_completion
     time_limit=LIGHT_TASK_HARD_LIMIT_S,
 )
 def check_round_completion_task() -> list[int]:
-    with closing_connections_at_time_limit():
-        return rounds_check_completion()
+    return rounds_check_completion()
 
 
 @shared_task(
@@ -40,8 +38,7 @@ def check_round_completion_task() -> list[int]:
     time_limit=LIGHT_TASK_HARD_LIMIT_S,
 )
 def recover_stale_jobs_task() -> list[int]:
-    with closing_connections_at_time_limit():
-        return jobs_recover_stale() + shards_recover_stale()
+    return jobs_recover_stale() + shards_recover_stale()
 
 
 # The slow panels' work grows with the campaigns' labels: its limit is a setting.
@@ -52,5 +49,4 @@ def recover_stale_jobs_task() -> list[int]:
     time_limit=settings.DASHBOARD_REFRESH_TIME_LIMIT_S + JOB_LIMIT_GRACE_S,
 )
 def refresh_dashboards_task() -> int:
-    with closing_connections_at_time_limit():
-        return dashboards_refresh()
+    return dashboards_refresh()

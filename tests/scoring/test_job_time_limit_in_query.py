@@ -46,3 +46,20 @@ def test_a_job_stopped_by_its_time_limit_inside_a_query_is_recorded_failed():
     job.refresh_from_db()  # the process's connection works again
     assert job.status == Job.Status.FAILED
     assert "time limit" in job.error
+
+
+def test_after_any_task_a_time_limit_stopped_in_a_query_the_next_query_works():
+    """Celery's task_failure signal, as its worker sends it for a task that raised: the app's
+    handler resets the connections, so the next task of the process can query."""
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_sleep and psycopg's half-way command are PostgreSQL's")
+    from celery import signals
+
+    from annotation.tasks import expire_leases_task
+
+    with pytest.raises(SoftTimeLimitExceeded) as stopped:
+        _stopped_in_a_query(None)
+    signals.task_failure.send(sender=expire_leases_task, task_id="t", exception=stopped.value)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
