@@ -141,17 +141,17 @@ def _review_context(
     context["form"] = form or AdjudicationForm(campaign=escalation.campaign, size=len(responses))
     if not whole_page:
         return context
-    shown = {
-        "conversation": pair.conversation,
-        "responses": responses,
-        "annotation_guideline": pair.annotation_guideline,
-    }
-    if not responses:
-        # A ranking item shows its responses only: A and B, their first two mirrored, would
-        # be rendered (and diffed) for nothing.
-        shown |= {"response_a": pair.response_a, "response_b": pair.response_b}
-    # The workspace's renderer and sanitiser: experts see exactly what annotators saw.
-    context["rendered"] = render_pair(shown)
+    # The workspace's renderer and sanitiser: experts see exactly what annotators saw (a
+    # ranking item's responses only, its mirrored A and B left unrendered there).
+    context["rendered"] = render_pair(
+        {
+            "conversation": pair.conversation,
+            "response_a": pair.response_a,
+            "response_b": pair.response_b,
+            "responses": responses,
+            "annotation_guideline": pair.annotation_guideline,
+        }
+    )
     context["guidelines_html"] = render_markdown(escalation.campaign.guidelines)
     return context
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from markdown_it import MarkdownIt
 from rest_framework.test import APIClient
 
 from annotation.roles import Role
@@ -225,6 +228,23 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: s
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def lock_waiters() -> int:
+    """Sessions of this test database waiting on a lock, read afresh (inside a transaction the
+    activity view is otherwise read once)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def wait_for_a_lock_waiter(timeout: float = 20.0) -> None:
+    """Until another session of this test database waits on a lock (PostgreSQL)."""
+    wait_for(lock_waiters, timeout=timeout, interval=0.05, what="a session to wait on a lock")
+
+
 def run_concurrently(calls: list[Callable[[], T]], *, timeout: float = 120.0) -> list[T]:
     """Run every call in a thread of its own, all at once; their results, in order.
 
@@ -309,3 +329,17 @@ def pytest_collection_modifyitems(config, items):
 def pytest_report_header(config):
     engine = settings.DATABASES["default"]["ENGINE"]
     return f"arbiter: database={engine}, broker={settings.CELERY_BROKER_URL}"
+
+
+@pytest.fixture
+def markdown_sources(monkeypatch) -> Counter[str]:
+    """Every text markdown-it (third party) renders, counted: the real renderer still runs."""
+    sources: Counter[str] = Counter()
+    original = MarkdownIt.render
+
+    def counting(self, src, env=None):  # noqa: ANN001, ANN202 - markdown-it's signature
+        sources[src] += 1
+        return original(self, src, env)
+
+    monkeypatch.setattr(MarkdownIt, "render", counting)
+    return sources

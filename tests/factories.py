@@ -45,11 +45,17 @@ class PairFactory(DjangoModelFactory[Pair]):
 
 
 def ranking_item(
-    campaign: Campaign, *, n: int = 0, size: int = 4, texts: list[str] | None = None, **fields
+    campaign: Campaign,
+    *,
+    n: int | str = 0,
+    size: int = 4,
+    texts: list[str] | None = None,
+    conversation: list[dict[str, str]] | None = None,
+    **fields,
 ) -> Pair:
     """A K-wise ranking item (``size`` responses, or ``texts``), its first two responses
     mirrored in response A and B as the importer stores them; ``n`` makes it unique."""
-    conversation = [{"role": "user", "content": f"Rank these {n}."}]
+    conversation = conversation or [{"role": "user", "content": f"Rank these {n}."}]
     texts = texts if texts is not None else [f"answer {n}.{k}" for k in range(size)]
     return PairFactory(
         campaign=campaign,

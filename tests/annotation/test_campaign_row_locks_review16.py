@@ -18,10 +18,9 @@ from scoring.evaluation.services import _version_evaluations_lock
 from scoring.loop.rounds import round_close
 from tests.annotation.test_member_state_concurrency import (
     _holding,
-    _wait_for_a_lock_waiter,
     _x_with_two_unsettled_labels,
 )
-from tests.conftest import start_in_thread
+from tests.conftest import start_in_thread, wait_for_a_lock_waiter
 from tests.factories import CampaignFactory, UserFactory
 
 pytestmark = [
@@ -43,7 +42,7 @@ def test_a_label_commits_while_a_quarantines_pass_waits_for_a_pair():
 
     waiting = start_in_thread(set_aside)
     try:
-        _wait_for_a_lock_waiter()  # the pass holds the member's row and waits for P
+        wait_for_a_lock_waiter()  # the pass holds the member's row and waits for P
         writer = connections.create_connection("default")
         try:
             with writer.cursor() as cursor:

@@ -7,29 +7,18 @@ submit committing in between left the evidence linked to no label, so no export 
 from __future__ import annotations
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, connections, transaction  # noqa: F401 - connection: skipif reads it
 
 from annotation.models import Assignment, CodeRun, Evidence, Label
 from annotation.services.labels import LabelInput, label_submit
 from annotation.services.tools import AssignmentClosed, code_run_create
 from tests.annotation.tools_helpers import open_assignment
-from tests.conftest import start_in_thread, wait_for
+from tests.conftest import start_in_thread, wait_for_a_lock_waiter
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif("connection.vendor != 'postgresql'", reason="row locks"),
 ]
-
-
-def _a_lock_waiter() -> bool:
-    with connection.cursor() as cursor:
-        # Within a transaction the activity view is read once: read it afresh each time.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'"
-        )
-        return bool(cursor.fetchone()[0])
 
 
 def test_a_label_submitted_while_a_run_is_being_recorded_is_not_left_without_its_evidence(
@@ -50,7 +39,7 @@ def test_a_label_submitted_while_a_run_is_being_recorded_is_not_left_without_its
         # open and waits for the row, before it writes anything.
         type(annotator_a).objects.select_for_update(no_key=True).get(pk=annotator_a.pk)
         run = start_in_thread(run_code)
-        wait_for(_a_lock_waiter, timeout=20, interval=0.05, what="the run to wait")
+        wait_for_a_lock_waiter()  # the run, for the user row
         label = label_submit(assignment=assignment, data=LabelInput(preference=1))
 
     refused = run.exception(timeout=20)

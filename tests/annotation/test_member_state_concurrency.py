@@ -12,11 +12,15 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError, connection, connections, transaction
+from django.db import (  # noqa: F401 - connection: the skipif condition reads it
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from annotation.models import Assignment, CampaignMember, Label, MemberTransition, Pair
@@ -24,7 +28,12 @@ from annotation.roles import Role
 from annotation.services import members as members_service
 from annotation.services.labels import LabelInput, label_submit
 from annotation.services.members import member_add, member_quarantine
-from tests.conftest import api_client_for, run_concurrently, start_in_thread
+from tests.conftest import (
+    api_client_for,
+    run_concurrently,
+    start_in_thread,
+    wait_for_a_lock_waiter,
+)
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import add_label, user_with_role
 
@@ -55,20 +64,6 @@ def _in_annotation(campaign, labels: int) -> Pair:
 
 def _state(campaign, user) -> str:
     return CampaignMember.objects.get(campaign=campaign, user=user).state
-
-
-def _wait_for_a_lock_waiter(timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.05)
-    raise AssertionError("nobody waited for a lock")
 
 
 def _crossed_submits():
@@ -194,7 +189,7 @@ def test_a_pair_held_elsewhere_is_set_aside_once_released():
     campaign, member, p0, p, x_on_p, _b = _x_with_two_unsettled_labels()
     holder, release = _holding(p)
     quarantined = _quarantine_in_thread(member)
-    _wait_for_a_lock_waiter()  # the pass after commit waits for P
+    wait_for_a_lock_waiter()  # the pass after commit waits for P
     release.set()
     holder.result(timeout=30)
     assert quarantined.result(timeout=30) == 1  # P0 at once; P after the release
@@ -213,7 +208,7 @@ def test_a_pair_that_settled_and_reopened_meanwhile_keeps_the_label():
         p, then=lambda: label_submit(assignment=b_lease, data=LabelInput(preference=1))
     )
     quarantined = _quarantine_in_thread(member)
-    _wait_for_a_lock_waiter()
+    wait_for_a_lock_waiter()
     release.set()
     holder.result(timeout=30)
     assert quarantined.result(timeout=30) == 1

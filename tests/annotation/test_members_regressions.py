@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotation.models import CampaignMember
 from annotation.services.members import member_add, member_invite
-from tests.conftest import start_in_thread
+from tests.conftest import start_in_thread, wait_for_a_lock_waiter
 from tests.factories import CampaignFactory, UserFactory
 from tests.reviewers.factories import user_with_role
 
@@ -30,21 +29,6 @@ def _members(campaign) -> set[str]:
     return set(
         CampaignMember.objects.filter(campaign=campaign).values_list("user__username", flat=True)
     )
-
-
-def _wait_for_a_lock_wait(timeout: float = 30) -> None:
-    """Until another session of this database waits on a lock (the second invite's insert)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return
-        time.sleep(0.02)
-    raise AssertionError("the second invite never waited on the first one's row")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -75,7 +59,7 @@ def test_concurrent_invites_of_one_name_answer_409_not_500():
     assert first_invited.wait(timeout=30)
     two = start_in_thread(second)
     try:
-        _wait_for_a_lock_wait()  # its exists() saw nothing; its insert waits on the first's
+        wait_for_a_lock_waiter()  # its exists() saw nothing; its insert waits on the first's
     finally:
         release_first.set()
     one.result(timeout=30)

@@ -17,7 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from annotation.models import Campaign, MemberTransition
 from annotation.services.members import member_add, member_remove
-from tests.annotation.test_member_state_concurrency import _wait_for_a_lock_waiter
+from tests.conftest import wait_for_a_lock_waiter
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 
 BEFORE_0018 = [("annotation", "0017_member_transition_outlives_member")]
@@ -66,7 +66,7 @@ def test_0018_lets_pairs_be_written_while_it_waits_for_an_open_read(back_to_leaf
         with reader.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM annotation_pair")
         migrating.start()
-        _wait_for_a_lock_waiter()  # the migration waits for the open read
+        wait_for_a_lock_waiter()  # the migration waits for the open read
         writer = connections.create_connection("default")
         try:
             with writer.cursor() as cursor:

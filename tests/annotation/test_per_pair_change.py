@@ -20,8 +20,7 @@ from annotation.services.campaigns import (
 )
 from annotation.services.labels import LabelInput, label_submit
 from annotation.services.pair_state import pair_take_slot, pairs_queue
-from tests.annotation.test_member_state_concurrency import _wait_for_a_lock_waiter
-from tests.conftest import start_in_thread
+from tests.conftest import start_in_thread, wait_for_a_lock_waiter
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 from tests.reviewers.factories import judge
 
@@ -220,7 +219,7 @@ def test_a_take_in_flight_is_waited_for_and_the_cap_never_falls_below_its_slots(
     holder = start_in_thread(take)
     assert taken.wait(10)
     changing = start_in_thread(change)
-    _wait_for_a_lock_waiter()
+    wait_for_a_lock_waiter()
     release.set()
     holder.result(timeout=30)
     assert changing.result(timeout=30).pairs_changed == 1

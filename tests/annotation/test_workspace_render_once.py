@@ -9,7 +9,6 @@ from collections import Counter
 
 import pytest
 from django.urls import reverse
-from markdown_it import MarkdownIt
 
 from annotation.models import Assignment, ItemKind
 from tests.factories import CampaignFactory, PairFactory, ranking_item
@@ -17,20 +16,6 @@ from tests.factories import CampaignFactory, PairFactory, ranking_item
 pytestmark = pytest.mark.django_db
 
 TEXTS = [f"Ranked *ws-{k}*" for k in range(4)]
-
-
-@pytest.fixture
-def markdown_sources(monkeypatch) -> Counter[str]:
-    """Every text markdown-it (third party) renders, counted: the real renderer still runs."""
-    sources: Counter[str] = Counter()
-    original = MarkdownIt.render
-
-    def counting(self, src, env=None):  # noqa: ANN001, ANN202 - markdown-it's signature
-        sources[src] += 1
-        return original(self, src, env)
-
-    monkeypatch.setattr(MarkdownIt, "render", counting)
-    return sources
 
 
 @pytest.fixture

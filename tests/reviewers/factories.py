@@ -11,6 +11,7 @@ from annotation.models import Assignment, Campaign, Label, Pair
 from annotation.roles import Role, role_groups
 from annotation.services.assignments import assignment_next
 from annotation.services.labels import LabelInput, label_submit
+from reviewers.models import Escalation
 from tests.factories import PairFactory, UserFactory
 
 
@@ -87,3 +88,24 @@ def add_label(
         shown_first=shown_first,
         seconds_spent=seconds,
     )
+
+
+def open_escalations(
+    campaign, n: int, *, category: str = "", disagreement=None
+) -> list[Escalation]:
+    """``n`` open escalations, all opened at the same instant (the id breaks the tie)."""
+    pairs = PairFactory.create_batch(
+        n, campaign=campaign, status=Pair.Status.ESCALATED, task_category=category
+    )
+    escalations = Escalation.objects.bulk_create(
+        Escalation(
+            campaign=campaign,
+            pair=pair,
+            reason="disagreement",
+            disagreement=disagreement(index) if disagreement else 0.5,
+        )
+        for index, pair in enumerate(pairs)
+    )
+    at = timezone.now() - timedelta(days=1)
+    Escalation.objects.filter(pk__in=[e.pk for e in escalations]).update(created_at=at)
+    return escalations

@@ -14,35 +14,15 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.models import Pair
 from annotation.roles import Role
 from reviewers.models import Escalation
 from tests.conftest import api_client_for
-from tests.factories import CampaignFactory, PairFactory
-from tests.reviewers.factories import user_with_role
+from tests.factories import CampaignFactory
+from tests.reviewers.factories import open_escalations, user_with_role
 
 pytestmark = pytest.mark.django_db
 
 LINK = re.compile(r'<([^>]*)>; rel="(\w+)"')
-
-
-def _escalate(campaign, n: int, *, category: str = "", disagreement=None) -> list[Escalation]:
-    """``n`` open escalations opened at the same instant (the id breaks the tie)."""
-    pairs = PairFactory.create_batch(
-        n, campaign=campaign, status=Pair.Status.ESCALATED, task_category=category
-    )
-    escalations = Escalation.objects.bulk_create(
-        Escalation(
-            campaign=campaign,
-            pair=pair,
-            reason="disagreement",
-            disagreement=disagreement(index) if disagreement else 0.5,
-        )
-        for index, pair in enumerate(pairs)
-    )
-    at = timezone.now() - timedelta(days=1)
-    Escalation.objects.filter(pk__in=[e.pk for e in escalations]).update(created_at=at)
-    return escalations
 
 
 def _links(response) -> dict[str, str]:
@@ -60,7 +40,7 @@ def _ids(response) -> list[int]:
 
 
 def test_the_link_header_leads_past_the_first_page_and_back(expert):
-    escalations = sorted(_escalate(CampaignFactory(), 7), key=lambda e: e.pk)
+    escalations = sorted(open_escalations(CampaignFactory(), 7), key=lambda e: e.pk)
     oldest_first = [e.pk for e in escalations]
     client = api_client_for(expert)
 
@@ -84,10 +64,10 @@ def test_the_link_header_leads_past_the_first_page_and_back(expert):
 def test_the_filters_order_and_limit_are_kept_across_pages(expert):
     campaign, other = CampaignFactory(), CampaignFactory()
     levels = (0.9, 0.6, 0.3)
-    wanted = _escalate(campaign, 8, category="math", disagreement=lambda i: levels[i % 3])
+    wanted = open_escalations(campaign, 8, category="math", disagreement=lambda i: levels[i % 3])
     # Amid escalations of another domain and another campaign, more disputed than all.
-    _escalate(campaign, 3, category="code", disagreement=lambda i: 1.0)
-    _escalate(other, 3, category="math", disagreement=lambda i: 1.0)
+    open_escalations(campaign, 3, category="code", disagreement=lambda i: 1.0)
+    open_escalations(other, 3, category="math", disagreement=lambda i: 1.0)
     expected = [e.pk for e in sorted(wanted, key=lambda e: (-e.disagreement, e.pk))]
     client = api_client_for(expert)
 
@@ -106,7 +86,7 @@ def test_the_filters_order_and_limit_are_kept_across_pages(expert):
 
 
 def test_no_escalation_is_skipped_when_earlier_ones_are_decided_between_requests(expert):
-    escalations = sorted(_escalate(CampaignFactory(), 12), key=lambda e: e.pk)
+    escalations = sorted(open_escalations(CampaignFactory(), 12), key=lambda e: e.pk)
     client = api_client_for(expert)
     first = _get(client, reverse("api-escalations"), {"limit": 5})
     assert _ids(first) == [e.pk for e in escalations[:5]]
@@ -120,7 +100,7 @@ def test_no_escalation_is_skipped_when_earlier_ones_are_decided_between_requests
 
 
 def test_the_deprecated_offset_still_answers_its_rows_without_links(expert):
-    escalations = sorted(_escalate(CampaignFactory(), 5), key=lambda e: e.pk)
+    escalations = sorted(open_escalations(CampaignFactory(), 5), key=lambda e: e.pk)
     client = api_client_for(expert)
     response = _get(client, reverse("api-escalations"), {"offset": 2, "limit": 2})
     assert _ids(response) == [e.pk for e in escalations[2:4]]
@@ -145,7 +125,7 @@ def test_the_deprecated_offset_still_answers_its_rows_without_links(expert):
     ],
 )
 def test_a_cursor_that_is_not_a_queue_position_is_a_clear_400(expert, query, message):
-    _escalate(CampaignFactory(), 2)
+    open_escalations(CampaignFactory(), 2)
     response = api_client_for(expert).get(f"{reverse('api-escalations')}?{query}")
     assert response.status_code == 400
     assert message in str(response.json())
@@ -155,7 +135,7 @@ def test_a_deep_page_reads_one_page_of_rows_in_as_many_queries_as_the_second(
     client, django_assert_max_num_queries
 ):
     campaign = CampaignFactory()
-    escalations = _escalate(campaign, 40)
+    escalations = open_escalations(campaign, 40)
     # Claims held by another expert: the viewer's roles are read once a page, not a row.
     holder = user_with_role("holder", Role.EXPERT)
     Escalation.objects.filter(pk__in=[e.pk for e in escalations]).update(

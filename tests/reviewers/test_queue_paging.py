@@ -5,39 +5,18 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
-from annotation.models import Pair
 from reviewers.models import Escalation
 from reviewers.views import QUEUE_PAGE_SIZE
-from tests.factories import CampaignFactory, PairFactory
+from tests.factories import CampaignFactory
+from tests.reviewers.factories import open_escalations
 
 pytestmark = pytest.mark.django_db
 
 PAIR_IN_ROW = re.compile(r">Pair (\d+)</(?:button|a)>")
-
-
-def _escalate(campaign, n: int, *, category: str = "", disagreement=None) -> list[Escalation]:
-    """``n`` open escalations, all opened at the same instant (the id breaks the tie)."""
-    pairs = PairFactory.create_batch(
-        n, campaign=campaign, status=Pair.Status.ESCALATED, task_category=category
-    )
-    escalations = Escalation.objects.bulk_create(
-        Escalation(
-            campaign=campaign,
-            pair=pair,
-            reason="disagreement",
-            disagreement=disagreement(index) if disagreement else 0.5,
-        )
-        for index, pair in enumerate(pairs)
-    )
-    at = timezone.now() - timedelta(days=1)
-    Escalation.objects.filter(pk__in=[e.pk for e in escalations]).update(created_at=at)
-    return escalations
 
 
 def _pairs(page: str) -> list[int]:
@@ -57,7 +36,7 @@ def _get(client, query: str = "", **headers) -> str:
 
 def test_escalations_past_the_first_page_are_reached_by_its_next_link(client, expert):
     campaign = CampaignFactory()
-    escalations = _escalate(campaign, QUEUE_PAGE_SIZE + 5)
+    escalations = open_escalations(campaign, QUEUE_PAGE_SIZE + 5)
     oldest_first = [e.pair_id for e in sorted(escalations, key=lambda e: e.pk)]
     client.force_login(expert)
 
@@ -80,11 +59,11 @@ def test_the_filters_and_order_are_kept_across_pages(client, expert):
     # Three disagreement levels (ties broken by age, then id), in the campaign and domain
     # filtered on, amid escalations of another domain and another campaign.
     levels = (0.9, 0.6, 0.3)
-    wanted = _escalate(
+    wanted = open_escalations(
         campaign, QUEUE_PAGE_SIZE + 3, category="math", disagreement=lambda i: levels[i % 3]
     )
-    _escalate(campaign, 4, category="code", disagreement=lambda i: 1.0)
-    _escalate(other, 4, category="math", disagreement=lambda i: 1.0)
+    open_escalations(campaign, 4, category="code", disagreement=lambda i: 1.0)
+    open_escalations(other, 4, category="math", disagreement=lambda i: 1.0)
     expected = [e.pair_id for e in sorted(wanted, key=lambda e: (-e.disagreement, e.pk))]
     client.force_login(expert)
 
@@ -102,7 +81,7 @@ def test_the_filters_and_order_are_kept_across_pages(client, expert):
 
 def test_a_page_starts_after_its_cursor_even_when_rows_before_were_decided(client, expert):
     campaign = CampaignFactory()
-    escalations = sorted(_escalate(campaign, QUEUE_PAGE_SIZE + 2), key=lambda e: e.pk)
+    escalations = sorted(open_escalations(campaign, QUEUE_PAGE_SIZE + 2), key=lambda e: e.pk)
     client.force_login(expert)
     next_query = _link(_get(client), "queue-next")
     # Ten escalations of the first page are decided meanwhile: the next page still starts
@@ -135,7 +114,7 @@ def test_a_cursor_that_is_not_a_queue_position_is_refused(client, expert, query)
 
 def test_a_deep_page_reads_one_page_of_rows(client, expert, django_assert_max_num_queries):
     campaign = CampaignFactory()
-    _escalate(campaign, QUEUE_PAGE_SIZE + 1)
+    open_escalations(campaign, QUEUE_PAGE_SIZE + 1)
     client.force_login(expert, backend="django.contrib.auth.backends.ModelBackend")
     next_query = _link(_get(client), "queue-next")
     # The first page's queries (13, see test_scale_review15) and one more: is there a page

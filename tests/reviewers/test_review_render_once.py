@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 from django.urls import reverse
-from markdown_it import MarkdownIt
 
 from annotation.models import Pair
 from reviewers.models import Escalation
 from tests.factories import PairFactory, ranking_item
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def markdown_sources(monkeypatch) -> Counter[str]:
-    """Every text markdown-it (third party) renders, counted: the real renderer still runs."""
-    sources: Counter[str] = Counter()
-    original = MarkdownIt.render
-
-    def counting(self, src, env=None):  # noqa: ANN001, ANN202 - markdown-it's signature
-        sources[src] += 1
-        return original(self, src, env)
-
-    monkeypatch.setattr(MarkdownIt, "render", counting)
-    return sources
 
 
 def _escalated(pair: Pair) -> Escalation:

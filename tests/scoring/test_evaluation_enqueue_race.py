@@ -14,22 +14,10 @@ from django.db import connection, connections
 
 from scoring.evaluation import services as evaluation_services
 from scoring.models import EvaluationSet, Job, ModelVersion
-from tests.conftest import run_concurrently
+from tests.conftest import lock_waiters, run_concurrently
 from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _lock_waiters() -> int:
-    """Sessions of this test database waiting on a lock."""
-    with connection.cursor() as cursor:
-        # Inside a transaction the activity view is a snapshot until cleared.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return int(cursor.fetchone()[0])
 
 
 def _pause_before_create(monkeypatch) -> None:
@@ -46,7 +34,7 @@ def _pause_before_create(monkeypatch) -> None:
             first = len(arrived) == 1
         if first:
             deadline = time.monotonic() + 30
-            while len(arrived) < 2 and _lock_waiters() == 0:
+            while len(arrived) < 2 and lock_waiters() == 0:
                 assert time.monotonic() < deadline, "the other caller neither came nor waited"
                 time.sleep(0.05)
         return original(**kwargs)

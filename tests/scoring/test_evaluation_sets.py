@@ -33,7 +33,7 @@ from scoring.evaluation.services import (
 )
 from scoring.models import EvaluationResult, EvaluationSet, Job, ModelVersion
 from scoring.reward_model import RewardModel, build_tiny_reward_model
-from tests.conftest import start_in_thread
+from tests.conftest import lock_waiters, start_in_thread
 from tests.factories import CampaignFactory
 
 PROMPTS = [f"Question number {index}: how should I store fresh herbs?" for index in range(12)]
@@ -200,16 +200,6 @@ def test_two_uploads_of_a_new_name_at_once_leave_one_set_the_later_content(
     second = [EvaluationRecord([{"role": "user", "content": "q2"}], "a2", "b2", "two")]
     second_started = threading.Event()
 
-    def waiters() -> int:
-        with connection.cursor() as cursor:
-            # Inside a transaction the activity view is a snapshot until cleared.
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            return int(cursor.fetchone()[0])
-
     def upload_first() -> int:
         try:
             with transaction.atomic():
@@ -218,7 +208,7 @@ def test_two_uploads_of_a_new_name_at_once_leave_one_set_the_later_content(
                 )
                 second_started.set()
                 deadline = time.monotonic() + 30
-                while waiters() == 0:
+                while lock_waiters() == 0:
                     assert time.monotonic() < deadline, "the second upload never waited"
                     time.sleep(0.05)
             return created.pk

@@ -23,7 +23,7 @@ from scoring.datasets.export import (
 from scoring.jobs.runner import JobCancelled
 from scoring.models import EvaluationPrompt, EvaluationSet, ExportSnapshot, Job
 from tests.conftest import api_client_for
-from tests.factories import CampaignFactory, PairFactory
+from tests.factories import CampaignFactory, PairFactory, ranking_item
 from tests.scoring.test_export import voted_pair
 
 CONVERSATION = [{"role": "user", "content": "Which of these two answers is better?"}]
@@ -124,13 +124,11 @@ def test_a_both_bad_pair_left_out_does_not_make_a_later_repeat_a_duplicate(
 
 
 def _ranking_item(campaign, texts: list[str], tag: str) -> Pair:
-    return PairFactory(
-        campaign=campaign,
+    return ranking_item(
+        campaign,
+        n=tag,
+        texts=texts,
         conversation=CONVERSATION,
-        response_a=texts[0],
-        response_b=texts[1],
-        responses=[{"content": text, "model": ""} for text in texts],
-        content_hash=content_hash(CONVERSATION, "ranked", tag),
         status=Pair.Status.COMPLETE,
         labels_count=3,
         provenance=Pair.Provenance.MAJORITY,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from annotation.models import ItemKind, Pair, Round
+from annotation.rankings import first_two_preference
 from scoring.dashboard.loop_effect import loop_effect
 from scoring.jobs.runner import JobContext, job_claim, job_create
 from scoring.loop.prioritisation import pool_prioritise
@@ -38,12 +39,6 @@ def _setup(*, rule: str = "all_pairs", item_kind: str = ItemKind.RANKING):
     return campaign, version, round_
 
 
-def _first_two(ranking: list[list[int]]) -> int:
-    """What the consensus stores as the preference: response 0 against response 1."""
-    rank = {index: position for position, group in enumerate(ranking) for index in group}
-    return (rank[1] > rank[0]) - (rank[1] < rank[0])
-
-
 def _item(round_: Round, n: int, ranking: list[list[int]], **fields: Any) -> Pair:
     settled: dict[str, Any] = {
         "status": Pair.Status.COMPLETE,
@@ -51,7 +46,7 @@ def _item(round_: Round, n: int, ranking: list[list[int]], **fields: Any) -> Pai
         "slots_taken": 3,
         "provenance": Pair.Provenance.UNANIMOUS,
         "consensus_ranking": ranking,
-        "consensus_preference": _first_two(ranking),
+        "consensus_preference": first_two_preference(ranking),
         "disagreement": 0.0,
         "round": round_,
         "selection": Pair.Selection.PRIORITY,

@@ -8,7 +8,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from annotation.importers import content_hash
 from annotation.models import ItemKind, Pair
 from scoring.datasets.export import (
     MAIN_SCHEMA,
@@ -21,7 +20,7 @@ from scoring.datasets.export import (
 from scoring.loop.judged_pairs import gold_pairs, training_pairs
 from scoring.loop.ranking_pairs import RankedPair, ranking_pairs, tied_pairs
 from scoring.loop.training import _examples
-from tests.factories import CampaignFactory, PairFactory
+from tests.factories import CampaignFactory, PairFactory, ranking_item
 
 STRICT = [[3], [1], [0], [2]]  # four responses, no ties
 TIED = [[2], [0, 1], [3]]  # 2 best, 0 and 1 tied, 3 worst
@@ -78,15 +77,10 @@ def test_an_unknown_rule_is_refused():
 
 
 def ranked_item(campaign, ranking, *, n: int = 0) -> Pair:
-    conversation = [{"role": "user", "content": f"Rank answers {n}."}]
-    texts = [f"answer {n}.{k}" for k in range(4)]
-    return PairFactory(
-        campaign=campaign,
-        conversation=conversation,
-        response_a=texts[0],
-        response_b=texts[1],
-        responses=[{"content": text, "model": ""} for text in texts],
-        content_hash=content_hash(conversation, "ranked", str(n)),
+    return ranking_item(
+        campaign,
+        n=n,
+        conversation=[{"role": "user", "content": f"Rank answers {n}."}],
         status=Pair.Status.COMPLETE,
         labels_count=3,
         provenance=Pair.Provenance.MAJORITY,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from annotation.models import ItemKind, Pair
+from annotation.rankings import first_two_preference
 from reviewers.models import Escalation
 from scoring.jobs.runner import JobContext, job_claim, job_create
 from scoring.loop.embeddings import PairVectors, pair_embeddings_store
@@ -52,16 +53,11 @@ def _item(campaign, n: int, *, ranking=None, size: int = 3, **fields) -> Pair:
             "provenance": fields.pop("provenance", Pair.Provenance.UNANIMOUS),
             "consensus_ranking": ranking,
             # What the consensus stores: response 0 against response 1.
-            "consensus_preference": _first_two(ranking),
+            "consensus_preference": first_two_preference(ranking),
         }
     return ranking_item(
         campaign, n=n, texts=texts, **{"status": Pair.Status.POOLED, **verified, **fields}
     )
-
-
-def _first_two(ranking) -> int:
-    rank = {index: position for position, group in enumerate(ranking) for index in group}
-    return int(np.sign(rank[1] - rank[0]))
 
 
 def _setup(*, rule: str = "all_pairs", k: int = 2):
