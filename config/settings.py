@@ -431,10 +431,11 @@ if envstr("ARBITER_JOB_HEARTBEAT_SECONDS"):  # default: a quarter of the stale t
 # Soft limits, in seconds, of the default-queue tasks whose work grows with the data; each
 # task's hard limit (its worker process killed) comes 120 s later. A task stopped by its soft
 # limit fails its job, saying so, and keeps nothing. An import reads for at most
-# ARBITER_IMPORT_MAX_SECONDS (4 h; a 20M-row file, the most one may hold, took about an hour at
-# the slowest measured 5,400 pairs/s), plus half an hour for the batches in flight and the
-# commit. An export of 40M pairs, deduplicated by exact repeats (5,600 pairs/s measured), takes
-# about two hours; four hours stays under the broker's visibility timeout (4 h 10 min).
+# ARBITER_IMPORT_MAX_SECONDS (4 h; a 20M-row file, the most one may hold, takes about 31 min at
+# the slowest import rate the README records, 10,795 pairs/s), plus half an hour for the
+# batches in flight and the commit. An export of 40M pairs, deduplicated by exact repeats
+# (5,600 pairs/s measured), takes about two hours; four hours stays under the broker's
+# visibility timeout (4 h 10 min).
 IMPORT_TIME_LIMIT_S = envint(
     "ARBITER_IMPORT_TIME_LIMIT_S", int(ARBITER["IMPORT_MAX_SECONDS"]) + 1800, minimum=1
 )

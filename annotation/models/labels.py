@@ -67,7 +67,7 @@ class LeaseGuard(models.Model):
     sees that the row's last writer (``taken_by``, a PostgreSQL transaction id) is not in its
     snapshot and takes nothing, then reads the other's lease afresh. A row lock on a narrow
     table, not a unique index on assignments: that index cost 6-13% of the engine's labels/s
-    (its dead entries, one per finished lease, were all visited by every insert)."""
+    (likely its dead entries, one per finished lease, which every unique check visits)."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
     annotator = models.ForeignKey(
