@@ -294,8 +294,8 @@ def round_hit_rate(campaign: Any, version: Any) -> tuple[int, int]:
     import numpy as np
 
     from annotation.models import Pair, Round
-    from scoring.evaluation.maths import mispredicted
     from scoring.loop.embeddings import head_rewards, pair_vectors_load
+    from scoring.loop.retrieval import agreement_of, is_mispredicted
     from scoring.reward_model import RewardModel
 
     current = Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).first()
@@ -319,7 +319,9 @@ def round_hit_rate(campaign: Any, version: Any) -> tuple[int, int]:
             [(pairs[i].conversation, pairs[i].response_a, pairs[i].response_b) for i in ids]
         )
         p = dict(zip(ids, p_a.tolist(), strict=True))
-    misses = sum(1 for pair_id, human in settled.items() if mispredicted(p[pair_id], human))
+    misses = sum(
+        is_mispredicted(agreement_of(p[pair_id], human)) for pair_id, human in settled.items()
+    )
     return misses, len(settled)
 
 

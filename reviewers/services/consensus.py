@@ -12,7 +12,8 @@ it), as an ordinary-looking assignment; only the stored kind says "retest". The 
 is kept out of the consensus and of alpha; a re-test that picks another direction than the
 consensus (A, tie or B) escalates, and on a ranking item one whose best group shares no
 response with the consensus ranking's best group. A changed label (the re-test's, or a regular
-one that moves the consensus) is checked again the same way.
+one that moves the consensus) is checked again the same way, and an escalation it leaves open
+is re-stated as the labels now make it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Q
 
 from annotation.models import (
     Assignment,
@@ -46,6 +46,7 @@ from annotation.services.pair_state import (
     pair_retest_done,
     pair_settle,
     pair_settle_ranking,
+    pairs_settle_weighted,
 )
 from reviewers.agreement.rankings import (
     consensus_ranking,
@@ -65,6 +66,7 @@ from reviewers.models import Escalation
 from reviewers.services.escalations import (
     FINAL_PAIR_STATUSES,
     escalation_open,
+    escalation_recheck,
     escalation_record,
 )
 from reviewers.services.weighted_consensus import consensus_reestimate_later
@@ -127,6 +129,11 @@ _CONSENSUS_REASONS = (
     Escalation.Reason.FLAGGED,
     Escalation.Reason.BOTH_BAD,
 )
+# And those the labels decide, the re-test's included: a change re-states or withdraws them.
+_LABEL_REASONS = (*_CONSENSUS_REASONS, Escalation.Reason.RETEST_CONTRADICTION)
+
+# What still holds of a reason after a change: (detail, disagreement), by reason.
+Standing = dict[str, tuple[str, float]]
 
 
 def pair_label_changed(*, pair: Pair, label: Label) -> None:
@@ -136,9 +143,12 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
     has one) is checked against it as its submit was: a change (of a regular label or of the
     re-test) that creates a dispute, a contradiction or a flag escalates the pair; one that
     settles it withdraws the open escalation the dispute or the re-test had opened (one opened
-    for another reason stays, and so does the pair's escalated status). Gold checks and
-    re-tests never count towards the pair's consensus, and a gold pair's answer is the admin's:
-    a changed label moves neither.
+    for another reason stays, and so does the pair's escalated status). An escalation that
+    stays open is re-stated: the reasons that still hold with their current details, those
+    settled left out (``escalation_recheck``). Gold checks and re-tests never count towards
+    the pair's consensus, and a gold pair's answer is the admin's: a changed label moves
+    neither. So a changed re-test leaves a weighted campaign's Dawid–Skene verdict standing,
+    and is checked against it, as its submit was.
     """
     if label.is_gold_check:
         return
@@ -147,37 +157,55 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
         return
     if pair.status in FINAL_PAIR_STATUSES or pair.provenance == Pair.Provenance.GOLD:
         return
-    # Still disputed: the open escalation takes the new reasons (escalation_record merges).
-    # Settled: the escalations the dispute opened are withdrawn; any other keeps the pair
-    # escalated (pair_consensus_update, which knows only the labels, marked it complete).
-    pair_consensus_update(pair=pair, locked=True)
-    disputed = pair.status == Pair.Status.ESCALATED
+    # Read before the settle below replaces it with the labels' majority.
+    weighted = _weighted_verdict(pair) if label.is_retest else None
+    # Disputed: escalation_record merges the new reasons into the open escalation. Settled:
+    # the pair is marked complete here, and escalated again below if an escalation stays open.
+    settled = _consensus_settle(pair=pair, locked=True)
+    if weighted is not None and pair.status == Pair.Status.COMPLETE:
+        _weighted_verdict_restore(pair=pair, verdict=weighted)
+    disagreement = pair.disagreement or 0.0
+    standing: Standing = {
+        reason: (detail, disagreement)
+        for reason, detail in (settled.reasons if settled is not None else ())
+    }
     # The re-test against the consensus as it now is: a changed re-test, or a regular change
     # that moved the consensus towards or away from it.
     retest = label if label.is_retest else _retest_label(pair.pk)
-    standing = set() if retest is None else _retest_check(pair=pair, label=retest)
-    if disputed:
-        return
-    reasons = [
-        reason
-        for reason in (*_CONSENSUS_REASONS, Escalation.Reason.RETEST_CONTRADICTION)
-        if reason not in standing
-    ]
-    # One row holds every reason the pair was escalated for: the first in ``reason``, the
-    # others as "also: REASON" in ``detail``; one that no label change settles keeps it open.
-    merged_elsewhere = Q()
-    for other in Escalation.Reason.values:
-        if other not in reasons:
-            merged_elsewhere |= Q(detail__contains=f"also: {other}")
-    Escalation.objects.filter(
-        pair_id=pair.pk, status=Escalation.Status.OPEN, reason__in=reasons
-    ).exclude(merged_elsewhere).update(
-        status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None
+    retest_standing: Standing = {} if retest is None else _retest_check(pair=pair, label=retest)
+    for reason, (detail, retest_disagreement) in retest_standing.items():
+        if reason in standing:  # a flag on a regular label and one on the re-test
+            detail = f"{standing[reason][0]}; {detail}"
+        standing[reason] = (detail, max(retest_disagreement, disagreement))
+    still_open = escalation_recheck(
+        pair=pair, label_reasons=_LABEL_REASONS, standing=standing, disagreement=disagreement
     )
-    others_open = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN)
-    if others_open.exists():
+    if still_open is not None and pair.status != Pair.Status.ESCALATED:
         pair_escalate(pair_id=pair.pk)
         pair.status = Pair.Status.ESCALATED
+
+
+def _weighted_verdict(pair: Pair) -> tuple[int, float] | None:
+    """The pair's Dawid–Skene verdict (preference, posterior) when its campaign settles by
+    the weighted rule and a re-estimate has settled it; None otherwise."""
+    if (
+        pair.campaign.consensus_rule != ConsensusRule.DAWID_SKENE
+        or pair.provenance != Pair.Provenance.DAWID_SKENE
+        or pair.consensus_preference is None
+    ):
+        return None
+    posterior = pair.consensus_posterior  # not in label_change's read: one query, here only
+    return None if posterior is None else (pair.consensus_preference, posterior)
+
+
+def _weighted_verdict_restore(*, pair: Pair, verdict: tuple[int, float]) -> None:
+    """Put back the weighted verdict that the majority settle replaced, as a re-estimate
+    stores it, on a pair that settled complete (the votes it came from did not change)."""
+    preference, posterior = verdict
+    pairs_settle_weighted(rows=[(pair.pk, preference, posterior)])
+    pair.consensus_preference = preference
+    pair.consensus_posterior = posterior
+    pair.provenance = Pair.Provenance.DAWID_SKENE
 
 
 def _retest_label(pair_id: int) -> Label | None:
@@ -187,6 +215,14 @@ def _retest_label(pair_id: int) -> Label | None:
         .order_by("id")
         .first()
     )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A pair's consensus as stored, and the escalation reasons it fired: (reason, detail)."""
+
+    consensus: Consensus
+    reasons: list[tuple[str, str]]
 
 
 def pair_consensus_update(
@@ -202,6 +238,18 @@ def pair_consensus_update(
     submit), so neither needs doing again. Returns None, changing nothing, when an expert has
     already decided the pair.
     """
+    settled = _consensus_settle(pair=pair, labels=labels, rng=rng, locked=locked)
+    return None if settled is None else settled.consensus
+
+
+def _consensus_settle(
+    *,
+    pair: Pair,
+    labels: Sequence[Vote | Label] | None = None,
+    rng: random.Random | None = None,
+    locked: bool = False,
+) -> Settled | None:
+    """``pair_consensus_update``, also returning the escalation reasons the consensus fired."""
     campaign = pair.campaign
     # No savepoint: a failure here must undo the caller's whole transaction anyway.
     with transaction.atomic(savepoint=False):
@@ -247,7 +295,7 @@ def pair_consensus_update(
             # The majority stands until the campaign's next (debounced) weighted estimate.
             campaign_id = campaign.pk
             transaction.on_commit(lambda: consensus_reestimate_later(campaign_id=campaign_id))
-    return consensus
+    return Settled(consensus, reasons)
 
 
 _RANKING_VOTES_SQL = (
@@ -270,7 +318,7 @@ def _ranking_votes(pair_id: int) -> list[tuple[list[list[int]], tuple[str, ...]]
 
 def _ranking_consensus_update(
     *, pair: Pair, campaign: Campaign, rng: random.Random | None
-) -> Consensus | None:
+) -> Settled | None:
     """A K-wise item's consensus ranking (mean rank, ties kept), its disagreement and the
     ranking escalation rules; the caller holds the pair's row lock."""
     votes = _ranking_votes(pair.pk)
@@ -310,7 +358,7 @@ def _ranking_consensus_update(
         escalation_record(pair=pair, reason=reason, detail=detail, disagreement=disagreement)
     if not reasons and ranking is not None:
         _maybe_schedule_retest(pair=pair, campaign=campaign, rng=rng)
-    return Consensus(preference, str(provenance), disagreement, bool(reasons))
+    return Settled(Consensus(preference, str(provenance), disagreement, bool(reasons)), reasons)
 
 
 def _maybe_schedule_retest(*, pair: Pair, campaign: Campaign, rng: random.Random | None) -> bool:
@@ -332,13 +380,14 @@ def _retest_recorded(*, pair: Pair, label: Label) -> None:
     _retest_check(pair=pair, label=label)
 
 
-def _retest_check(*, pair: Pair, label: Label) -> set[str]:
+def _retest_check(*, pair: Pair, label: Label) -> Standing:
     """Escalate a re-test that contradicts the pair's consensus or carries a flag, under the
     pair's row lock (its submit, or a change of it or of a regular label); idempotent, as
     ``escalation_open`` adds a reason to the open escalation once.
 
     Returns the escalation reasons the re-test now stands for (whether or not the campaign's
-    rules let them escalate): a change must not withdraw those.
+    rules let them escalate), each with its detail and disagreement: a change must not
+    withdraw those, and re-states them.
     """
     campaign = pair.campaign
     rules = escalation_rules_of(campaign.escalation_rules)
@@ -357,9 +406,9 @@ def _retest_check(*, pair: Pair, label: Label) -> set[str]:
         said, consensus = label.preference, pair.consensus_preference
         contradicts = consensus is not None and direction(said) != direction(consensus)
         contradiction = f"re-test said {said}, consensus {consensus}" if contradicts else None
-    standing: set[str] = set()
+    standing: Standing = {}
     if has_consensus and contradiction is not None:
-        standing.add(Escalation.Reason.RETEST_CONTRADICTION)
+        standing[Escalation.Reason.RETEST_CONTRADICTION] = (contradiction, disagreement)
         if rules.get("retest_contradiction", True):
             escalation_open(
                 pair=pair,
@@ -368,12 +417,13 @@ def _retest_check(*, pair: Pair, label: Label) -> set[str]:
                 disagreement=disagreement,
             )
     if label.flags:
-        standing.add(Escalation.Reason.FLAGGED)
+        flagged = "re-test flags: " + ", ".join(label.flags)
+        standing[Escalation.Reason.FLAGGED] = (flagged, disagreement)
         if rules.get("flags", True):
             escalation_open(
                 pair=pair,
                 reason=Escalation.Reason.FLAGGED,
-                detail="re-test flags: " + ", ".join(label.flags),
+                detail=flagged,
                 disagreement=disagreement,
             )
     return standing

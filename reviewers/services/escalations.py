@@ -8,6 +8,7 @@ that an abandoned review goes back to the queue.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 
 from celery import current_app
@@ -88,6 +89,10 @@ def escalation_open(
     return escalation
 
 
+# An escalation holds every reason the pair was escalated for: the first in ``reason`` (its
+# detail first in ``detail``), each further one as a line "also: REASON DETAIL".
+_ALSO = "also: "
+
 # At most one escalation per pair is open (a partial unique constraint).
 _OPEN_ESCALATION_SQL = (
     f"SELECT id FROM {Escalation._meta.db_table} "  # noqa: S608 - a constant table name only
@@ -128,8 +133,8 @@ def escalation_record(
         transaction.on_commit(lambda: _notify_experts_later(escalation.pk))
         return escalation
     changed = []
-    if reason != existing.reason and f"also: {reason}" not in existing.detail:
-        existing.detail = f"{existing.detail}\nalso: {reason} {detail}".strip()
+    if reason != existing.reason and f"{_ALSO}{reason}" not in existing.detail:
+        existing.detail = f"{existing.detail}\n{_ALSO}{reason} {detail}".strip()
         changed.append("detail")
     if disagreement > existing.disagreement:
         existing.disagreement = disagreement
@@ -137,6 +142,75 @@ def escalation_record(
     if changed:
         existing.save(update_fields=changed)
     return existing
+
+
+def escalation_account(escalation: Escalation) -> list[tuple[str, str]]:
+    """(reason, detail) of each reason the escalation holds, its first one first."""
+    entries: list[tuple[str, list[str]]] = [(escalation.reason, [])]
+    for line in escalation.detail.splitlines():
+        reason, _space, detail = line.removeprefix(_ALSO).partition(" ")
+        if line.startswith(_ALSO) and reason in Escalation.Reason.values:
+            entries.append((reason, [detail] if detail else []))
+        else:  # the first reason's detail, or a further line of the one before
+            entries[-1][1].append(line)
+    return [(reason, "\n".join(lines)) for reason, lines in entries]
+
+
+def _account_text(account: list[tuple[str, str]]) -> tuple[str, str]:
+    """``reason`` and ``detail`` holding the account (the reverse of ``escalation_account``)."""
+    (reason, detail), *others = account
+    lines = [detail, *(f"{_ALSO}{other} {text}".rstrip() for other, text in others)]
+    return reason, "\n".join(lines).strip()
+
+
+def escalation_recheck(
+    *,
+    pair: Pair,
+    label_reasons: Collection[str],
+    standing: Mapping[str, tuple[str, float]],
+    disagreement: float,
+) -> Escalation | None:
+    """Bring the pair's open escalation up to date after a label change, under the pair's
+    row lock: the expert reads the dispute as the labels now make it.
+
+    ``label_reasons`` are the reasons the labels decide; ``standing`` maps each of them that
+    still holds to its current (detail, disagreement). One that holds takes its current
+    detail, one that no longer holds leaves the account, and any other reason (an admin's,
+    the model's, the weighted posterior's) keeps its wording. An escalation left with no
+    reason is withdrawn (its claim freed). The escalation's disagreement becomes
+    ``disagreement`` (the pair's), or a standing reason's when higher. Adds no reason (opening
+    or merging one is ``escalation_record``'s), and never touches a decided escalation.
+
+    Returns the escalation when it stays open; None when the pair has none open or it was
+    withdrawn.
+    """
+    escalation = Escalation.objects.filter(pair_id=pair.pk, status=Escalation.Status.OPEN).first()
+    if escalation is None:
+        return None
+    account = [
+        (reason, standing[reason][0] if reason in standing else detail)
+        for reason, detail in escalation_account(escalation)
+        if reason in standing or reason not in label_reasons
+    ]
+    if not account:
+        Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.OPEN).update(
+            status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None
+        )
+        return None
+    reason, detail = _account_text(account)
+    disagreement = max(
+        [disagreement, *(standing[held][1] for held, _detail in account if held in standing)]
+    )
+    current = (escalation.reason, escalation.detail, escalation.disagreement)
+    if (reason, detail, disagreement) != current:
+        escalation.reason, escalation.detail, escalation.disagreement = (
+            reason,
+            detail,
+            disagreement,
+        )
+        # Only the account: a claim taken meanwhile (a conditional UPDATE) is not undone.
+        escalation.save(update_fields=["reason", "detail", "disagreement"])
+    return escalation
 
 
 def model_contradiction_threshold(rules: object) -> float | None:

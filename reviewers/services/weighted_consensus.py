@@ -14,6 +14,10 @@ Classes are directions (B, tie, A): a five-point scale's strengths are too spars
 annotator for a 5x5 confusion matrix. The weighted verdict keeps the strength of the labels
 that chose its direction (their mean, rounded half away from zero), or 1 when none did.
 
+A changed label re-settles its pair by majority until the next re-estimate, as its last label
+did; a changed re-test (in no consensus) leaves the weighted verdict standing and is checked
+against it (``reviewers.services.consensus.pair_label_changed``).
+
 The campaign's ``escalation_rules["posterior_threshold"]`` (off unless set) escalates a
 weighted verdict whose posterior is below it (reason ``low_posterior``).
 """

@@ -12,7 +12,8 @@ For each slice of a round:
   prioritisation and training read it: mispredicted when the model misorders, or ties, any
   pair its consensus ranking expands into by the campaign's rule, from the reward of every
   response its score holds (``scoring.loop.prioritisation.ranking_agreement``: the lowest p
-  over those pairs, a miss at p <= 0.5 as for an A/B pair), so an item whose humans tied
+  over those pairs, a miss at p <= 0.5 as for an A/B pair, by prioritisation's own rule,
+  ``scoring.loop.retrieval.is_mispredicted``), so an item whose humans tied
   responses 0 and 1 counts too, and one whose every response they tied picks no side. Raising
   it is what the error-driven queue is for. 95% Wilson interval; the difference between the
   slices has Newcombe's interval, once each slice has at least ``BOOTSTRAP_MIN_N`` scored
@@ -41,12 +42,12 @@ from scoring.evaluation.maths import (
     BOOTSTRAP_MIN_N,
     bootstrap_mean_difference,
     bootstrap_mean_interval,
-    mispredicted,
     proportion_difference,
     wilson_interval,
 )
 from scoring.loop.prioritisation import ranking_agreement
 from scoring.loop.ranking_pairs import ranking_pairs
+from scoring.loop.retrieval import agreement_of, is_mispredicted
 from scoring.models import ModelVersion, PairScore
 
 SLICES = (Pair.Selection.PRIORITY, Pair.Selection.RANDOM)
@@ -70,7 +71,10 @@ def _slice_figures(rows: list[Row], scores: dict[int, float]) -> dict[str, Any]:
     labelled pair, escalated ones included (it is why they were)."""
     judged = [(pair_id, preference) for pair_id, preference, _ in rows if preference]
     scored = [(pair_id, preference) for pair_id, preference in judged if pair_id in scores]
-    misses = sum(1 for pair_id, preference in scored if mispredicted(scores[pair_id], preference))
+    # Prioritisation's rule, on the same p: the slices are judged as the loop chose them.
+    misses = sum(
+        1 for pair_id, side in scored if is_mispredicted(agreement_of(scores[pair_id], side))
+    )
     low, high = wilson_interval(misses, len(scored))
     disagreements = [value for _, _, value in rows if value is not None]
     mean, d_low, d_high = bootstrap_mean_interval(disagreements)

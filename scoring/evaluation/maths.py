@@ -146,9 +146,3 @@ def bootstrap_mean_difference(
     means_right = _bootstrap_means(right, rng, resamples)
     low, high = np.percentile(means_left - means_right, [2.5, 97.5])
     return float(left.mean() - right.mean()), float(low), float(high)
-
-
-def mispredicted(p_a_better: float, human_preference: int) -> bool:
-    """Whether a model's p(A better) missed the humans' verdict (a tie p = 0.5 is a miss, as
-    in accuracy); only for a verdict with a side (``human_preference`` non-zero)."""
-    return (p_a_better - 0.5) * human_preference <= 0

@@ -8,8 +8,9 @@ expands into under the campaign's rule (what training learns from it): its ``p``
 holds, so one misordered pair makes it a source, and a tie between responses 0 and 1 does
 not keep it out (an item with every response tied gives no pair and is not judged).
 
-A pair the model gets wrong (``p < 0.5``) or only weakly right pulls
-in its ``k`` most similar unlabelled pool pairs, ``k = retrieval_k`` (8) if ``p < 0.5`` else
+A pair the model gets wrong (``p <= 0.5``: at 0.5 it has no preference, see
+``scoring.loop.retrieval.is_mispredicted``) or only weakly right pulls in its ``k`` most
+similar unlabelled pool pairs, ``k = retrieval_k`` (8) if ``p <= 0.5`` else
 ``int(retrieval_k * (1 - p))`` (see ``scoring.loop.retrieval.retrieval_count``); similarity is the
 cosine of the pairs' context vectors (conversation plus attributes).
 
@@ -50,13 +51,13 @@ from scoring.jobs.runner import JobContext
 from scoring.loop.embeddings import pair_context_load, pair_embeddings_missing
 from scoring.loop.pool_scoring import judged_targets, pool_pairs, retrieval_encoder_key
 from scoring.loop.ranking_pairs import ranking_pairs
-from scoring.loop.retrieval import retrieval_count
+from scoring.loop.retrieval import agreement_of, is_mispredicted, retrieval_count
 from scoring.loop.vector_index import campaign_index
 from scoring.models import ModelVersion, PairScore, Retrieval
 
 
 def reason_text(*, source_id: int, p: float, similarity: float) -> str:
-    verdict = "mispredicted" if p < 0.5 else "low confidence"
+    verdict = "mispredicted" if is_mispredicted(p) else "low confidence"
     return f"similar to pair {source_id} (cosine {similarity:.2f}), {verdict} at p = {p:.2f}"
 
 
@@ -102,8 +103,7 @@ def _judged_agreement(
         preference = gold_pref if is_gold else consensus_pref
         if not preference:  # the filter above keeps decided pairs only
             continue
-        p_agree = p_a if preference > 0 else 1.0 - p_a
-        yield pair_id, float(p_agree), unanimous
+        yield pair_id, float(agreement_of(p_a, preference)), unanimous
 
 
 def ranking_agreement(
@@ -154,7 +154,7 @@ def pool_prioritise(
         version=version, include_gold=include_gold
     ):
         judged += 1
-        mispredicted += int(p_agree < 0.5)
+        mispredicted += int(is_mispredicted(p_agree))
         k = retrieval_count(p_agree, campaign.retrieval_k)
         if k > 0:
             source_ids.append(pair_id)

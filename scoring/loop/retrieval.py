@@ -16,18 +16,38 @@ EXACT_SEARCH_MAX_POOL = 50_000
 _QUERY_CHUNK = 1024
 
 
+def agreement_of(p_a_better: float, side: int) -> float:
+    """The model's probability of agreeing with a human verdict that picked a side (``side``
+    positive: A, negative: B): p(A better), or 1 - p(A better)."""
+    return p_a_better if side > 0 else 1.0 - p_a_better
+
+
+def is_mispredicted(p_agree: float) -> bool:
+    """Whether the model missed the humans' side: ``p_agree <= 0.5``. The one rule for
+    prioritisation (its sources, their ``k`` and its count) and the dashboard's hit rate.
+
+    At exactly 0.5 the model has no preference (equal rewards, e.g. identical responses, or
+    a ranking item's two responses it scores alike), so it did not find the side the humans
+    chose: a miss, as held-out accuracy (``scoring.evaluation.maths.subset_counts``) and RewardBench
+    count a tie. The same holds for the retrieval: a pair the model cannot order is one it
+    has not learned, as much a place to look for more like it as a wrong one, and not a right
+    answer held with some doubt (``int(k_max * (1 - p))`` would treat it as one).
+    """
+    return p_agree <= 0.5
+
+
 def retrieval_count(p_agree: float, k_max: int = DEFAULT_RETRIEVAL_K) -> int:
     """How many similar pool pairs a verified pair pulls in (Skywork-Reward-V2, Stage 1).
 
-    ``k_max`` when the model disagrees with the human label (p < 0.5), otherwise
-    ``int(k_max * (1 - p))``: low-confidence agreement still pulls a few, confident agreement
-    none.
+    ``k_max`` when the model mispredicts the human label (``is_mispredicted``: p <= 0.5),
+    otherwise ``int(k_max * (1 - p))``: low-confidence agreement still pulls a few, confident
+    agreement none.
     """
     if not 0.0 <= p_agree <= 1.0 or math.isnan(p_agree):
         raise ValueError(f"p_agree must be a probability, got {p_agree!r}")
     if k_max < 0:
         raise ValueError("k_max cannot be negative")
-    if p_agree < 0.5:
+    if is_mispredicted(p_agree):
         return k_max
     return int(k_max * (1.0 - p_agree))
 

@@ -24,7 +24,7 @@ DIM = 4
 
 @pytest.mark.parametrize(
     ("p", "expected"),
-    [(0.0, 8), (0.23, 8), (0.4999, 8), (0.5, 4), (0.6, 3), (0.75, 2), (0.875, 1), (0.9, 0),
+    [(0.0, 8), (0.23, 8), (0.4999, 8), (0.5, 8), (0.6, 3), (0.75, 2), (0.875, 1), (0.9, 0),
      (1.0, 0)],
 )
 def test_the_number_of_neighbours_follows_the_skywork_rule(p, expected):
