@@ -16,6 +16,13 @@ def encodes_as_utf8(text: str) -> bool:
     return True
 
 
+def typed_length(text: str) -> int:
+    """Characters as a browser's textarea counts them for its maxlength: a line break one,
+    though the form posts it as CRLF (limits on typed text count this way, so that text typed
+    up to a textarea's maxlength is never refused)."""
+    return len(text.replace("\r\n", "\n"))
+
+
 def line_breaks_as_in(text: str, original: str) -> str:
     """``text`` with the line breaks of ``original`` (CRLF where it has any, else LF): a
     browser posts a textarea's lines joined by CRLF whatever the response it started from

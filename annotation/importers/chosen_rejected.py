@@ -1,7 +1,9 @@
 """Chosen/rejected rows: hf_messages (message lists, or a prompt with two strings) and
 hh_rlhf transcripts ("\\n\\nHuman: ... \\n\\nAssistant: ...").
 
-Chosen becomes response A and rejected response B, with silver_preference = 1. A transcript's
+Chosen becomes response A and rejected response B, with silver_preference the row's
+``preference_strength`` (an export's main file: 1 "A better", 2 "A much better"; 1 when the
+column is absent or null, as in every other chosen/rejected source). A transcript's
 or a message list's final assistant turn may be empty (hh-rlhf keeps replies where saying
 nothing was preferred, and the export writes them as message lists); a prompt's two strings
 may not, since an empty cell there is far likelier a missing value. The two responses are
@@ -68,7 +70,29 @@ def chosen_rejected_record(row: dict[str, Any], line: int, limits: ImportLimits)
         )
     if response_a == response_b:
         raise RowError("chosen and rejected responses are identical")
-    return pair_record(row, line, limits, conversation, response_a, response_b, 1, raw_format)
+    return pair_record(
+        row,
+        line,
+        limits,
+        conversation,
+        response_a,
+        response_b,
+        _strength(row.get("preference_strength")),
+        raw_format,
+        silver_fits_scale=True,
+    )
+
+
+def _strength(value: Any) -> int:
+    """The export's ``preference_strength`` of chosen over rejected; absent or null: 1."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2):
+        raise RowError(
+            f"preference_strength must be 1 (better) or 2 (much better), as an export writes "
+            f"it, got {value!r}; without the column every row imports as chosen better"
+        )
+    return value
 
 
 def split_shared_prefix(

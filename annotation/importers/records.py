@@ -83,6 +83,11 @@ class PairRecord:
     silver_preference is the source's own, unverified label on our -2..2 scale
     (positive = A better). conversation is a tuple of {"role", "content"} dicts ending with a
     user turn; treat them, and attributes, as read-only.
+
+    silver_fits_scale: the label's strength is a detail of a chosen/rejected row (its
+    ``preference_strength``, as an export writes it), so a campaign whose scale has no such
+    strength takes the strongest it has in that direction; a label given outright
+    (silver_preference, preference) stays as given.
     """
 
     line: int
@@ -99,6 +104,7 @@ class PairRecord:
     # are the first two), and the source's own ranking, groups of indices, best first.
     responses: tuple[dict[str, str], ...] | None = None
     silver_ranking: tuple[tuple[int, ...], ...] | None = None
+    silver_fits_scale: bool = False
 
 
 def nfc(text: str) -> str:

@@ -48,6 +48,13 @@ _NESTED_KEYS = (
 )
 
 
+# Columns that hold a whole number, text in CSV files: what each may be, for the error.
+_NUMBER_KEYS = {
+    "silver_preference": "an integer from -2 to 2",
+    "preference_strength": "1 (better) or 2 (much better)",
+}
+
+
 class RowError(BadRequest):
     """A row is invalid; the caller adds where it is."""
 
@@ -63,6 +70,8 @@ def pair_record(
     response_b: str,
     silver_preference: int | None,
     raw_format: RawFormat,
+    *,
+    silver_fits_scale: bool = False,
 ) -> PairRecord:
     try:
         if all_nfc(conversation, response_a, response_b):
@@ -90,6 +99,7 @@ def pair_record(
         silver_preference=silver_preference,
         content_hash=digest,
         raw_format=raw_format,
+        silver_fits_scale=silver_fits_scale,
     )
 
 
@@ -320,14 +330,13 @@ def decode_text_row(row: dict[str, Any]) -> dict[str, Any]:
         except RecursionError:
             # The standard library's decoder recurses once per level: "[[[[…" in a cell.
             raise RowError(f"{key} is nested too deeply") from None
-    silver = decoded.get("silver_preference")
-    if isinstance(silver, str):
-        try:
-            decoded["silver_preference"] = int(silver.strip())
-        except ValueError:
-            raise RowError(
-                f"silver_preference must be an integer from -2 to 2, got {silver!r}"
-            ) from None
+    for key, allowed in _NUMBER_KEYS.items():
+        number = decoded.get(key)
+        if isinstance(number, str):
+            try:
+                decoded[key] = int(number.strip())
+            except ValueError:
+                raise RowError(f"{key} must be {allowed}, got {number!r}") from None
     return decoded
 
 

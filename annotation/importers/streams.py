@@ -42,9 +42,11 @@ ROW_KEYS = frozenset(
         "silver_preference",
         "preferred",
         "silver_ranking",
-        # An export's ties and outcomes files: their label and consensus outcome.
+        # An export's ties and outcomes files: their label and consensus outcome; its main
+        # file: how much better chosen is.
         "preference",
         "outcome",
+        "preference_strength",
         *ATTRIBUTE_NAMES,
     }
 )

@@ -138,6 +138,7 @@ def _conversation_json(conversation: tuple[Any, ...]) -> str:
 def _row_builder(
     *,
     campaign: Campaign,
+    slot_cap: int,
     round_id: int | None,
     as_gold: bool,
     now: Any,
@@ -150,7 +151,6 @@ def _row_builder(
     here, once, and the row is built as a tuple literal.
     """
     campaign_id = campaign.pk
-    slot_cap = campaign.annotators_per_pair
     row_round_id = None if as_gold else round_id
     status: str = (
         Pair.Status.COMPLETE
@@ -161,6 +161,9 @@ def _row_builder(
     provenance = str(Pair.Provenance.GOLD if as_gold else Pair.Provenance.NONE)
     ranking_campaign = campaign.item_kind == ItemKind.RANKING
     allowed = campaign.allowed_preferences
+    # A chosen/rejected row's strength (an export's "much better") on a scale without it
+    # becomes the scale's strongest, "better": the direction is what the row says.
+    strongest = max(allowed)
 
     # Stays long: one tuple literal, the _COLUMNS order written out once.
     def build(record: PairRecord) -> tuple[Any, ...]:
@@ -172,6 +175,8 @@ def _row_builder(
                 else "rows with several responses need a campaign whose items are rankings",
             )
         silver = record.silver_preference
+        if record.silver_fits_scale and silver is not None and abs(silver) > strongest:
+            silver = strongest if silver > 0 else -strongest
         gold = None
         if as_gold:
             if silver is None or silver == 0:
@@ -576,9 +581,18 @@ def pairs_import(
     postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
         campaign_rounds_lock(campaign.pk)
+        # Read again under the lock: a change of the overlap holds it until it commits
+        # (campaign_set_annotators_per_pair), and this import may have waited for one since
+        # its caller read the campaign; its pairs must be queued with the overlap in force.
+        annotators_per_pair = (
+            Campaign.objects.filter(pk=campaign.pk)
+            .values_list("annotators_per_pair", flat=True)
+            .get()
+        )
         round_id = round_current(campaign=campaign).pk if (queue and not as_gold) else None
         build_row = _row_builder(
             campaign=campaign,
+            slot_cap=annotators_per_pair,
             round_id=round_id,
             as_gold=as_gold,
             now=now,

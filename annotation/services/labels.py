@@ -19,6 +19,7 @@ from annotation.aspects import AspectError, canonical_ratings, parse_aspects
 from annotation.errors import AlreadyFinished, InvalidLabel, LabelLocked, LeaseExpired
 from annotation.models import (
     Assignment,
+    Campaign,
     CampaignMember,
     Evidence,
     ItemKind,
@@ -27,7 +28,7 @@ from annotation.models import (
     Pair,
     Rewrite,
 )
-from annotation.prepared_reads import fetch_one_prepared
+from annotation.prepared_reads import fetch_all_prepared, fetch_one_prepared
 from annotation.rankings import (
     Ranking,
     first_two_preference,
@@ -41,12 +42,14 @@ from annotation.services.rewrites import (
     rewrite_create,
     rewrite_of_label_replace,
 )
+from core.text import typed_length
 
 FLAG_NAMES = ("unsafe", "broken", "cannot_judge")
 # Longest time one submit or change may report. Nobody spends a day on one item; a bigger
 # figure is a broken clock or a crafted request, and sums of such figures overflow to inf,
 # which neither JSON nor the quality figures can hold.
 SECONDS_SPENT_MAX = 86_400
+RATIONALE_MAX_CHARS = 20_000  # counted as typed: a line break is one (core.text.typed_length)
 _CONSENSUS_FIELDS = (
     "id",
     "campaign_id",
@@ -140,8 +143,8 @@ def _validate(assignment: Assignment, data: LabelInput) -> dict[str, dict[str, i
         math.isfinite(data.seconds_spent) and data.seconds_spent <= SECONDS_SPENT_MAX
     ):
         raise InvalidLabel(f"seconds_spent must be a finite number, at most {SECONDS_SPENT_MAX:,}")
-    if len(data.rationale) > 20_000:
-        raise InvalidLabel("rationale is longer than 20,000 characters")
+    if typed_length(data.rationale) > RATIONALE_MAX_CHARS:
+        raise InvalidLabel(f"rationale is longer than {RATIONALE_MAX_CHARS:,} characters")
     if campaign.item_kind == ItemKind.RANKING:
         # "a" and "b" name an A/B pair's sides; a ranking item has K responses in its own
         # display order. Campaign.clean refuses these settings; this guards campaigns saved
@@ -196,6 +199,7 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
             _rewrite_with_label(assignment, label, data.rewrite)
         if pair is not None:
             pair.campaign = assignment.campaign
+            _overlap_refresh(campaign=pair.campaign)
             status_before = pair.status
             # Consensus (reviewers) runs here, in this transaction, under the pair's row lock.
             hooks.label_recorded(pair=pair, label=label)
@@ -204,6 +208,29 @@ def label_submit(*, assignment: Assignment, data: LabelInput, now: datetime | No
         hooks.label_submitted(assignment=assignment, label=label)
     assignment.status = Assignment.Status.SUBMITTED
     return label
+
+
+# A statement of its own, so that it reads what is committed now: the submit's statement
+# read the tables as they were when it started, perhaps before a change it then waited for.
+_OVERLAP_SQL = f"SELECT annotators_per_pair FROM {Campaign._meta.db_table} WHERE id = %s"  # noqa: S608
+
+
+def _overlap_refresh(*, campaign: Campaign) -> None:
+    """Read the campaign's ``annotators_per_pair`` again, for the consensus of a pair whose
+    row lock this transaction holds (counting the label took it, or ``label_change``'s
+    locking read).
+
+    The request read the campaign before it took the lock, and a change of the overlap
+    (``campaign_set_annotators_per_pair``) may have committed since. That change locks every
+    pair not yet settled (queued or in annotation, no verdict) before it commits
+    (``pairs_apply_overlap``), the pairs whose consensus waits on the overlap: so either it
+    committed before this lock was taken, and the new overlap is read here, or it waits for
+    this transaction, and the old one, read here, is the one in force when this label
+    commits. Either way the pair is judged under the overlap in force when its label commits.
+    """
+    rows = fetch_all_prepared(_OVERLAP_SQL, [campaign.pk])
+    if rows:  # the campaign is there: its labels' foreign keys hold it
+        campaign.annotators_per_pair = rows[0][0]
 
 
 def side_across_swap(side: str, *, swapped: bool) -> str:
@@ -479,6 +506,7 @@ def label_change(*, assignment: Assignment, data: LabelInput, now: datetime | No
             based_on=_canonical_side(assignment, rewrite) if rewrite is not None else "",
         )
         pair.campaign = campaign
+        _overlap_refresh(campaign=campaign)  # under the pair's row lock, taken above
         status_before = pair.status
         hooks.label_changed(pair=pair, label=label)
         if pair.status != status_before:

@@ -144,10 +144,9 @@ def _overlap_cap(annotators_per_pair: int) -> Case:
     N while fewer than N slots are in use; else one more than in use (never fewer than in
     use: the CHECK ``pair_slots_within_cap``). The extra slot is what settles such a pair:
     its consensus is computed when a label arrives and finds N labels, and a pair that
-    already holds N labels with none out would otherwise wait for good; a label submitted
-    while the change commits may still be counted under the old N, and the spare slot
-    settles its pair then too. (A pair whose in-flight labels settle it anyway keeps the
-    spare slot as its double-blind re-test.)"""
+    already holds N labels with none out would otherwise wait for good (a label that took
+    the pair's lock before the change was counted under the old N). A pair whose in-flight
+    labels settle it anyway keeps the spare slot as its double-blind re-test."""
     return Case(
         When(slots_taken__lt=annotators_per_pair, then=Value(annotators_per_pair)),
         default=F("slots_taken") + 1,
@@ -193,7 +192,10 @@ _OVERLAP_CAP_SQL = (
     "CASE WHEN p.slots_taken < %(per_pair)s THEN %(per_pair)s ELSE p.slots_taken + 1 END"
 )
 # Django drops the ORDER BY of an ``id__in`` subquery, which would lock the rows in index
-# order: hence SQL. Only constant names are formatted in.
+# order: hence SQL. Only constant names are formatted in. Every unsettled pair is locked, its
+# cap changed or not: a label's consensus reads the overlap again under its pair's lock
+# (``annotation.services.labels``), which is right only because this change holds that lock
+# from before it commits the new overlap.
 _APPLY_OVERLAP_SQL = """
 UPDATE {table} AS p SET slot_cap = {cap}
 FROM (

@@ -119,9 +119,10 @@ def test_a_lease_out_beyond_the_lowered_overlap_keeps_its_slot_and_the_pair_sett
     assert assignment_next(campaign=campaign, annotator=UserFactory()) is None
 
 
-def test_a_submit_that_read_the_old_overlap_does_not_leave_its_pair_waiting():
-    """The request read the campaign (N = 3) before the change to 2 committed: its label
-    is counted under 3, so it settles nothing; the spare slot settles the pair."""
+def test_a_submit_that_read_the_old_overlap_is_judged_under_the_new_one():
+    """The request read the campaign (N = 3) before the change to 2 committed: its label is
+    judged under the N in force when it commits (read again under the pair's row lock), so
+    it settles the pair on 2; the spare slot then serves a re-test."""
     campaign = CampaignFactory(annotators_per_pair=3)
     pair = PairFactory(campaign=campaign)
     _labelled(campaign, pair, 1)
@@ -132,9 +133,9 @@ def test_a_submit_that_read_the_old_overlap_does_not_leave_its_pair_waiting():
     campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=2)
     label_submit(assignment=stale, data=LabelInput(preference=-1 if stale.swapped else 1))
 
-    assert (_fresh(pair).provenance, pair.labels_count) == ("", 2)
+    assert (_fresh(pair).provenance, pair.labels_count) == (Pair.Provenance.UNANIMOUS, 2)
     (last,) = _labelled(campaign, pair, 1)
-    assert not last.is_retest
+    assert last.is_retest
     assert (_fresh(pair).status, pair.labels_count) == (Pair.Status.COMPLETE, 3)
 
 

@@ -25,8 +25,8 @@ pytestmark = [
 
 # Queries per API call, token read included (the token cache is off in these tests).
 NEXT_QUERIES = 5
-LABEL_QUERIES = 5
-LABEL_CLOSING_THE_PAIR_QUERIES = 7  # the label that completes a pair runs consensus
+LABEL_QUERIES = 6  # the annotators per pair read again under the pair's row lock
+LABEL_CLOSING_THE_PAIR_QUERIES = 8  # the label that completes a pair runs consensus
 
 
 @pytest.fixture

@@ -109,10 +109,11 @@ def test_the_main_file_re_imports_as_chosen_rejected_pairs(exported):
     assert (result.rows_read, result.created) == (1, 1)
     (pair,) = _only_pairs(fresh)
     original = pairs["chosen"]
-    # chosen (B) becomes response A, with the source label "A better".
+    # chosen (B) becomes response A, with the source label "A much better" (the consensus
+    # was -2, B much better).
     assert pair.conversation == original.conversation
     assert (pair.response_a, pair.response_b) == (original.response_b, original.response_a)
-    assert pair.silver_preference == 1
+    assert pair.silver_preference == 2
 
 
 @pytest.mark.smoke
