@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
@@ -24,7 +25,14 @@ from annotation.selectors import (
     shown_pair,
 )
 from annotation.services.assignments import assignment_next, assignment_skip
-from annotation.services.campaigns import CREATE_FIELDS, campaign_create
+from annotation.services.campaigns import (
+    CREATE_FIELDS,
+    SETTINGS_FIELDS,
+    CampaignUpdate,
+    campaign_create,
+    campaign_fixed_settings,
+    campaign_update,
+)
 from annotation.services.import_jobs import (
     import_job_create,
     import_job_enqueue,
@@ -40,7 +48,7 @@ from annotation.services.labels import (
     label_submit,
 )
 from annotation.services.rewrites import REWRITE_MAX_CHARS
-from core.errors import Forbidden
+from core.errors import Forbidden, NotFound
 from core.requests import SignedInApiRequest
 from core.serializers import StrictSerializer
 from core.validation import UPLOAD_NAME_MAX
@@ -208,7 +216,9 @@ class _ShortDictField(serializers.DictField):
 
 class RewriteInSerializer(StrictSerializer):
     # Kept as written: leading indentation (a code block) and a final newline are the answer's.
-    text = serializers.CharField(max_length=REWRITE_MAX_CHARS, trim_whitespace=False)
+    # Twice the limit: a text typed to the limit may come with CRLF line breaks; the service
+    # counts each as one (rewrite_length_check), this only bounds what reaches it.
+    text = serializers.CharField(max_length=2 * REWRITE_MAX_CHARS, trim_whitespace=False)
     based_on = serializers.ChoiceField(
         choices=["a", "b"], help_text="The response (as shown) the rewrite started from."
     )
@@ -419,7 +429,7 @@ class CampaignCreateApi(APIView):
     class InputSerializer(StrictSerializer, serializers.ModelSerializer):
         class Meta:
             model = Campaign
-            fields = CREATE_FIELDS
+            fields: tuple[str, ...] = CREATE_FIELDS  # CampaignSettingsApi's takes more
             # The service says a name is taken, with a 409.
             extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
@@ -439,3 +449,143 @@ class CampaignCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         campaign = campaign_create(created_by=request.user, **serializer.validated_data)
         return Response(self.OutputSerializer(campaign).data, status=status.HTTP_201_CREATED)
+
+
+def _campaign_for_site_admin(*, campaign_id: int, user: User) -> Campaign:
+    """The campaign, for a site admin (a session or an admin's token); 403 for anyone else,
+    whether or not the campaign exists (no probing), and 404 for a site admin if it does not.
+    Its settings are the Django admin's, which only site admins reach: admin members of the
+    campaign have its members, imports and exports, not these."""
+    if not user_has_role(user, Role.ADMIN):
+        raise Forbidden("only site administrators read and change a campaign's settings")
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        raise NotFound("No such campaign.")
+    return campaign
+
+
+class CampaignSettingsOutSerializer(serializers.ModelSerializer):
+    locked_fields = serializers.SerializerMethodField(
+        help_text="Settings that cannot change any more: item_kind and scale once the campaign "
+        "has pairs. An aspect that labels rate keeps its name and scale (not listed here)."
+    )
+
+    class Meta:
+        model = Campaign
+        fields = ("id", *SETTINGS_FIELDS, "created_at", "locked_fields")
+
+    def get_locked_fields(self, campaign: Campaign) -> list[str]:
+        return list(self.context["locked_fields"])
+
+
+def _settings_body(campaign: Campaign) -> dict[str, Any]:
+    context = {"locked_fields": campaign_fixed_settings(campaign=campaign)}
+    return dict(CampaignSettingsOutSerializer(campaign, context=context).data)
+
+
+class OverlapChangeOutSerializer(serializers.Serializer):
+    old = serializers.IntegerField()
+    new = serializers.IntegerField()
+    pairs_unsettled = serializers.IntegerField(
+        help_text="Pairs in rounds, not yet settled: they take the new overlap."
+    )
+    pairs_one_more = serializers.IntegerField(
+        help_text="Of those, pairs that already had the new overlap's slots in use: one label "
+        "more each."
+    )
+    pairs_changed = serializers.IntegerField(help_text="Of those, pairs whose cap changed.")
+    pairs_settled_kept = serializers.IntegerField(
+        help_text="Settled pairs: they keep their verdicts and labels."
+    )
+
+
+class SettingChangeOutSerializer(serializers.Serializer):
+    old = serializers.JSONField()
+    new = serializers.JSONField()
+
+
+class CampaignSettingsChangeOutSerializer(serializers.Serializer):
+    campaign = CampaignSettingsOutSerializer(help_text="The settings after the change.")
+    changed = serializers.DictField(
+        child=SettingChangeOutSerializer(),
+        help_text="Each setting whose value changed: {old, new}. Values sent equal to the "
+        "current ones are not listed.",
+    )
+    message = serializers.CharField(help_text="What changed, in words (as the admin says it).")
+    annotators_per_pair_change = OverlapChangeOutSerializer(
+        allow_null=True,
+        help_text="When annotators_per_pair changed: what that did to the pairs in rounds.",
+    )
+
+
+def _change_body(result: CampaignUpdate) -> dict[str, Any]:
+    overlap = result.overlap
+    return {
+        "campaign": _settings_body(result.campaign),
+        "changed": {name: {"old": old, "new": new} for name, (old, new) in result.changed.items()},
+        "message": result.message,
+        "annotators_per_pair_change": None
+        if overlap is None
+        else {
+            "old": overlap.old,
+            "new": overlap.new,
+            "pairs_unsettled": overlap.pairs_unsettled,
+            "pairs_one_more": overlap.pairs_one_more,
+            "pairs_changed": overlap.pairs_changed,
+            "pairs_settled_kept": overlap.pairs_settled_kept,
+        },
+    }
+
+
+class CampaignSettingsApi(APIView):
+    """A campaign's settings, read and changed (site admins), as in the Django admin."""
+
+    # The create API's serializer over every setting: the same field checks (types, choices,
+    # lengths) and the same refusal of names it does not take; sent partially.
+    class InputSerializer(CampaignCreateApi.InputSerializer):
+        class Meta(CampaignCreateApi.InputSerializer.Meta):
+            fields = SETTINGS_FIELDS
+
+    @extend_schema(
+        summary="A campaign's settings (site admins)",
+        responses={
+            200: CampaignSettingsOutSerializer,
+            403: OpenApiResponse(description="Not a site admin."),
+            404: OpenApiResponse(description="No such campaign."),
+        },
+    )
+    def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
+        campaign = _campaign_for_site_admin(campaign_id=campaign_id, user=request.user)
+        return Response(_settings_body(campaign))
+
+    @extend_schema(
+        summary="Change a campaign's settings (site admins)",
+        description="Send only the settings to change; all of them change, or none. Checked "
+        "as at creation, the settings as a whole (e.g. both_bad_route 'rewrite' needs "
+        "allow_rewrites). A new annotators_per_pair applies to the pairs in rounds not yet "
+        "settled, as the admin applies it.",
+        request=InputSerializer,
+        responses={
+            200: CampaignSettingsChangeOutSerializer,
+            400: OpenApiResponse(
+                description="A bad value, naming its field ({field: [...]}, or detail "
+                "'field: ...' with code invalid_campaign), or a field it does not take "
+                "(unknown_field). Nothing changed."
+            ),
+            403: OpenApiResponse(description="Not a site admin."),
+            404: OpenApiResponse(description="No such campaign."),
+            409: OpenApiResponse(
+                description="A name in use (campaign_exists); item_kind or scale once the "
+                "campaign has pairs, or an aspect labels rate dropped or rescaled "
+                "(campaign_setting_locked); item_kind, scale or annotators_per_pair "
+                "changed since the request read it (campaign_changed: read and retry). "
+                "Nothing changed."
+            ),
+        },
+    )
+    def patch(self, request: SignedInApiRequest, campaign_id: int) -> Response:
+        campaign = _campaign_for_site_admin(campaign_id=campaign_id, user=request.user)
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        result = campaign_update(campaign=campaign, **serializer.validated_data)
+        return Response(_change_body(result))

@@ -6,10 +6,13 @@ from annotation import api
 
 urlpatterns = [
     path("campaigns", api.CampaignCreateApi.as_view(), name="api-campaign-create"),
-    path("campaigns/<int:campaign_id>/next", api.CampaignNextApi.as_view(), name="api-next"),
     path(
-        "campaigns/<int:campaign_id>/progress", api.ProgressApi.as_view(), name="api-progress"
+        "campaigns/<int:campaign_id>",
+        api.CampaignSettingsApi.as_view(),
+        name="api-campaign-settings",
     ),
+    path("campaigns/<int:campaign_id>/next", api.CampaignNextApi.as_view(), name="api-next"),
+    path("campaigns/<int:campaign_id>/progress", api.ProgressApi.as_view(), name="api-progress"),
     path(
         "campaigns/<int:campaign_id>/labels.jsonl",
         api.LabelsExportApi.as_view(),

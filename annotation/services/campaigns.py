@@ -1,20 +1,22 @@
-"""Creating a campaign from the product (page and API): the settings a team sets first; and
-changing its overlap (``annotators_per_pair``) once pairs are in.
+"""Creating a campaign from the product (page and API): the settings a team sets first;
+changing its overlap (``annotators_per_pair``) once pairs are in; and changing any of its
+settings (``campaign_update``: the settings API), checked as at creation.
 
 The rest of a campaign's settings (escalation rules, quarantine, qualification, aspects, the
-loop's tuning) keep their defaults and stay in the Django admin, where each is documented.
+loop's tuning) start at their defaults; the Django admin documents each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from annotation.models import Campaign, Pair
+from annotation.aspects import AspectError, parse_aspects
+from annotation.models import Campaign, Label, Pair
 from annotation.selectors import campaign_pair_counts
 from annotation.services.imports import campaign_rounds_lock
 from annotation.services.pair_state import OverlapApplied, pairs_apply_overlap
@@ -128,11 +130,13 @@ def campaign_set_annotators_per_pair(
     ``pair_state.pairs_apply_overlap``). Settled pairs keep what they have (their consensus
     stands; nothing reopens). Pooled pairs take the overlap when a round queues them.
 
-    Consensus reads the campaign's setting when a label arrives, and the engine tells a
-    re-test by the pair's verdict, so every pair not yet settled reaches a consensus under
-    the new overlap. A label submitted in the instant the change commits may still be
-    counted under the old one (its request read the campaign before): a pair it settles
-    early keeps that verdict, and one it leaves short has its spare slot.
+    Consensus reads the campaign's setting again under the pair's row lock when a label
+    arrives or changes (``annotation.services.labels``), and an import reads it again under
+    the rounds lock, so whatever the interleaving each pair is judged, and each imported
+    pair queued, under the overlap in force when that work commits: a label that got its
+    pair's lock first commits under the old overlap before this change takes the pair; one
+    that waited for the change reads the new one. The engine tells a re-test by the pair's
+    verdict, so every pair not yet settled reaches a consensus under the new overlap.
     """
     if isinstance(annotators_per_pair, bool) or not isinstance(annotators_per_pair, int):
         raise CampaignInvalid("annotators_per_pair: a whole number is required")
@@ -167,3 +171,189 @@ def campaign_set_annotators_per_pair(
         pairs_changed=applied.changed,
         pairs_settled_kept=sum(counts[status] for status in _SETTLED),
     )
+
+
+# What the settings API reads and changes: every setting of the campaign (the Django admin's
+# fields; tests/annotation/test_campaign_settings_api_review18.py keeps the two in step).
+SETTINGS_FIELDS = (
+    *CREATE_FIELDS,
+    "lease_seconds",
+    "label_change_minutes",
+    "attribute_schema",
+    "agreement_target",
+    "escalation_rules",
+    "escalation_domain_wait_minutes",
+    "quality_threshold",
+    "qualification_gold_count",
+    "qualification_threshold",
+    "quarantine_min_gold_accuracy",
+    "quarantine_min_agreement",
+    "quarantine_min_checks",
+    "quarantine_window",
+    "aspects",
+    "allow_rewrites",
+    "both_bad_route",
+    "reveal_model_after_submit",
+    "retrieval_k",
+    "activation_tolerance",
+    "random_slice_share",
+    "ranking_expansion",
+)
+# Settings the stored pairs and labels were made under: the item kind decides a pair's shape
+# (A/B or K responses) and the scale the values of gold answers and labels (checked against
+# it when they were stored). Fixed once the campaign has pairs.
+SETTINGS_FIXED_ONCE_PAIRS = ("item_kind", "scale")
+
+
+class CampaignSettingLocked(Conflict):
+    code = "campaign_setting_locked"
+
+
+@dataclass(frozen=True)
+class CampaignUpdate:
+    """What ``campaign_update`` changed, for the API's answer."""
+
+    campaign: Campaign
+    # field -> (old value, new value), for the settings whose value changed only.
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # Set when annotators_per_pair changed: what that did to the pairs in rounds.
+    overlap: OverlapChange | None = None
+
+    @property
+    def message(self) -> str:
+        if not self.changed:
+            return "Nothing changed."
+        others = [name for name in self.changed if name != "annotators_per_pair"]
+        parts = [f"Changed {', '.join(others)}."] if others else []
+        if self.overlap is not None:
+            parts.append(self.overlap.message)
+        return " ".join(parts)
+
+
+def campaign_has_pairs(*, campaign: Campaign) -> bool:
+    return Pair.objects.filter(campaign_id=campaign.pk).exists()
+
+
+def campaign_fixed_settings(*, campaign: Campaign) -> list[str]:
+    """The settings that cannot change any more (``SETTINGS_FIXED_ONCE_PAIRS`` once the
+    campaign has pairs); an aspect that labels rate is fixed too, which this does not list."""
+    return list(SETTINGS_FIXED_ONCE_PAIRS) if campaign_has_pairs(campaign=campaign) else []
+
+
+def campaign_update(*, campaign: Campaign, **fields: Any) -> CampaignUpdate:
+    """Change some of the campaign's settings (``SETTINGS_FIELDS``), all or none of them.
+
+    Checked as at creation (``Campaign.full_clean``, the merged settings as a whole):
+    CampaignInvalid names the first wrong field, CampaignNameTaken a name in use, and
+    CampaignSettingLocked a change the stored data forbids: the item kind or scale once the
+    campaign has pairs, or an aspect that labels rate dropped or given another scale (its
+    label may change; new aspects may be added). A new ``annotators_per_pair`` goes through
+    ``campaign_set_annotators_per_pair``, as in the admin, so pairs in rounds take it too.
+    A value equal to the current one is no change, so sending back what GET answered works.
+    """
+    unknown = sorted(set(fields) - set(SETTINGS_FIELDS))
+    if unknown:
+        raise CampaignInvalid(f"unknown campaign setting {', '.join(unknown)}")
+    if "name" in fields:
+        fields["name"] = str(fields["name"] or "").strip()
+    # Changes that depend on the campaign's pairs wait for its imports (and round openings)
+    # to commit and hold new ones off until this one does; taken before the row, in the
+    # order campaign_set_annotators_per_pair takes them, and only when the value read with
+    # the request differs (a change of the guidelines does not wait for an import).
+    pair_bound = (*SETTINGS_FIXED_ONCE_PAIRS, "annotators_per_pair")
+    waits_for_imports = any(
+        name in fields and fields[name] != getattr(campaign, name) for name in pair_bound
+    )
+    with transaction.atomic():
+        if waits_for_imports:
+            campaign_rounds_lock(campaign.pk)
+        # The row, locked as campaign_set_annotators_per_pair locks it: two changes apply one
+        # after the other, each to what the other left; labels and leases go on.
+        current = (
+            Campaign.objects.select_for_update(of=("self",), no_key=True)
+            .filter(pk=campaign.pk)
+            .first()
+        )
+        if current is None:
+            raise NotFound("That campaign no longer exists.")
+        changed = {
+            name: (getattr(current, name), value)
+            for name, value in fields.items()
+            if getattr(current, name) != value
+        }
+        if not waits_for_imports and any(name in changed for name in pair_bound):
+            # Another change of this setting committed since the request read it.
+            raise Conflict(
+                "The campaign's settings changed meanwhile: read them and try again.",
+                code="campaign_changed",
+            )
+        for name, (_old, new) in changed.items():
+            setattr(current, name, new)
+        per_pair = changed.get("annotators_per_pair", (None, 1))[1]
+        if isinstance(per_pair, int) and not 1 <= per_pair <= _MAX_PER_PAIR:
+            # campaign_set_annotators_per_pair's own bounds, said before the rest is checked
+            # (full_clean words a 0 as the database constraint's name, not the field's).
+            raise CampaignInvalid(f"annotators_per_pair: between 1 and {_MAX_PER_PAIR}")
+        try:
+            current.full_clean(validate_unique=False)  # the name: below, and the constraint
+        except ValidationError as error:
+            name, messages = next(iter(sorted(error.message_dict.items())))
+            raise CampaignInvalid(f"{name}: {' '.join(messages)}") from error
+        if (
+            "name" in changed
+            and Campaign.objects.filter(name=current.name).exclude(pk=current.pk).exists()
+        ):
+            raise CampaignNameTaken(f"a campaign named {current.name!r} already exists")
+        _check_changes_allowed(campaign=current, changed=changed)
+        plain = [name for name in changed if name != "annotators_per_pair"]
+        if plain:
+            try:
+                with transaction.atomic():
+                    current.save(update_fields=plain)
+            except IntegrityError as error:  # the name, taken by someone else since the check
+                raise CampaignNameTaken(
+                    f"a campaign named {current.name!r} already exists"
+                ) from error
+        overlap = None
+        if "annotators_per_pair" in changed:
+            # Last, in this transaction: a refusal there undoes the rest too.
+            overlap = campaign_set_annotators_per_pair(
+                campaign=current, annotators_per_pair=changed["annotators_per_pair"][1]
+            )
+    return CampaignUpdate(campaign=current, changed=changed, overlap=overlap)
+
+
+def _check_changes_allowed(*, campaign: Campaign, changed: dict[str, tuple[Any, Any]]) -> None:
+    """CampaignSettingLocked for a change the campaign's pairs or labels forbid."""
+    fixed = [name for name in SETTINGS_FIXED_ONCE_PAIRS if name in changed]
+    if fixed and campaign_has_pairs(campaign=campaign):
+        raise CampaignSettingLocked(
+            f"{', '.join(fixed)}: cannot change once the campaign has pairs (its pairs and "
+            "labels were stored under the current value); create a new campaign instead"
+        )
+    if "aspects" in changed:
+        in_use = _aspects_rated_and_changed(campaign=campaign, old=changed["aspects"][0])
+        if in_use:
+            raise CampaignSettingLocked(
+                f"aspects: labels already rate {', '.join(in_use)}: keep each in the list with "
+                "its scale (its label may change, and new aspects may be added)"
+            )
+
+
+def _aspects_rated_and_changed(*, campaign: Campaign, old: Any) -> list[str]:
+    """Aspects of ``old`` that the new aspects drop or rescale and that a label rates."""
+    try:
+        before = parse_aspects(old)
+    except AspectError:  # saved before aspects were checked: nothing it names was ratable
+        return []
+    after = {aspect.name: aspect for aspect in parse_aspects(campaign.aspects)}  # cleaned
+    touched = [
+        aspect.name
+        for aspect in before
+        if aspect.name not in after or after[aspect.name].points != aspect.points
+    ]
+    if not touched:
+        return []
+    # One query an aspect: an aspect in use is found at its first label; at most 12 aspects.
+    labels = Label.objects.filter(campaign_id=campaign.pk)
+    return [name for name in touched if labels.filter(aspect_ratings__has_key=name).exists()]

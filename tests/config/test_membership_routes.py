@@ -99,6 +99,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "api-job": ("campaign-admin", "get"),
     "api-job-cancel": ("campaign-admin", "post"),
     "api-model-score": ("campaign-admin", "post"),
+    "api-campaign-settings": ("site-admin", "get"),
 }
 REFUSED = {404, 403}
 
