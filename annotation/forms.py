@@ -11,8 +11,15 @@ from django import forms
 
 from annotation.aspects import SIDES, AspectError, parse_aspects
 from annotation.models import Campaign, ItemKind, Outcome
-from annotation.services.labels import FLAG_NAMES, SECONDS_SPENT_MAX, LabelInput, RewriteInput
-from annotation.services.rewrites import REWRITE_MAX_CHARS
+from annotation.services.labels import (
+    FLAG_NAMES,
+    RATIONALE_MAX_CHARS,
+    SECONDS_SPENT_MAX,
+    LabelInput,
+    RewriteInput,
+)
+from annotation.services.rewrites import REWRITE_MAX_CHARS, InvalidRewrite, rewrite_length_check
+from core.text import typed_length
 
 PREFERENCE_LABELS = {
     2: "A is much better",
@@ -86,7 +93,8 @@ class LabelForm(forms.Form):
         coerce=_preference_or_outcome,
         error_messages={"required": "Choose which response is better."},
     )
-    rationale = forms.CharField(required=False, max_length=20_000, strip=False)
+    # No max_length: that counts the CRLF a browser posts as two characters (clean_rationale).
+    rationale = forms.CharField(required=False, strip=False)
     confidence = forms.TypedChoiceField(
         coerce=int,
         required=False,
@@ -120,9 +128,9 @@ class LabelForm(forms.Form):
                     choices=[(point, str(point)) for point in aspect.points],
                 )
         if campaign.takes_rewrites:
-            self.fields["rewrite_text"] = forms.CharField(
-                required=False, max_length=REWRITE_MAX_CHARS, strip=False
-            )
+            # No max_length: it would count each line break the browser posts as CRLF twice;
+            # clean_rewrite_text applies the service's count instead.
+            self.fields["rewrite_text"] = forms.CharField(required=False, strip=False)
             self.fields["rewrite_based_on"] = forms.ChoiceField(
                 required=False, choices=[("a", "Response A"), ("b", "Response B")]
             )
@@ -135,6 +143,25 @@ class LabelForm(forms.Form):
             preference.empty_value = None  # type: ignore[attr-defined]
             while f"rank_{len(self.ranks_shown)}" in self.data:
                 self.ranks_shown.append(str(self.data[f"rank_{len(self.ranks_shown)}"]))
+
+    # The textareas' maxlength: the browser counts a line break as one character, as
+    # the services' checks do (core.text.typed_length).
+    rewrite_max_chars = REWRITE_MAX_CHARS
+    rationale_max_chars = RATIONALE_MAX_CHARS
+
+    def clean_rationale(self) -> str:
+        rationale: str = self.cleaned_data["rationale"]
+        if typed_length(rationale) > RATIONALE_MAX_CHARS:
+            raise forms.ValidationError(f"At most {RATIONALE_MAX_CHARS:,} characters.")
+        return rationale
+
+    def clean_rewrite_text(self) -> str:
+        text: str = self.cleaned_data["rewrite_text"]
+        try:
+            rewrite_length_check(text)
+        except InvalidRewrite as refused:
+            raise forms.ValidationError(refused.message) from refused
+        return text
 
     @property
     def _outcomes(self) -> list[str]:

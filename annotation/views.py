@@ -39,7 +39,11 @@ from annotation.selectors import (
     member_of,
     shown_pair,
 )
-from annotation.services.assignments import assignment_next, assignment_skip
+from annotation.services.assignments import (
+    assignment_is_qualification_check,
+    assignment_next,
+    assignment_skip,
+)
 from annotation.services.labels import (
     label_change,
     label_change_check,
@@ -115,6 +119,7 @@ def _render_workspace(
     form: LabelForm | None = None,
     notice: str = "",
     closed_message: str = "",
+    skip_refused: str = "",
     previous_model_view: dict[str, Any] | None = None,
     changing: dict[str, Any] | None = None,
     status: int = 200,
@@ -135,6 +140,7 @@ def _render_workspace(
         "progress": _progress_summary(campaign, request.user),
         "notice": notice,
         "closed_message": closed_message,
+        "skip_refused": skip_refused,
         "previous_model_view": previous_model_view,
         "changing": changing,
     }
@@ -151,6 +157,7 @@ def _render_workspace(
         if context["pair"].responses:
             context["rank_cards"] = context["form"].rank_cards(context["pair"].responses)
         context["pair_url"] = reverse("assignment-page", args=[assignment.pk])
+        context["qualification_check"] = assignment_is_qualification_check(assignment=assignment)
         if changing is None:
             context["previous"] = last_changeable_assignment(
                 campaign=campaign, user=request.user, now=timezone.now()
@@ -246,16 +253,26 @@ def assignment_skip_view(request: SignedInRequest, assignment_id: int) -> HttpRe
     refused: dict[str, Any] = {}
     with error_into(refused):
         assignment_skip(assignment=assignment)
-    if refused:
-        page = {"campaign": campaign, "assignment": assignment}
-        return _refused_label_page(request, page, refused)
-    return _after_action(request, campaign, "Skipped. You will not see that pair again.")
+    if not refused:
+        return _after_action(request, campaign, "Skipped. You will not see that pair again.")
+    # Said as the skip's refusal, not as a label not saved. A qualification check (Skip posted
+    # from a stale page) is still theirs to answer, so its form stays open; any other refusal
+    # (the lease is gone) closes the pair.
+    still_to_answer = assignment_is_qualification_check(assignment=assignment)
+    return _render_workspace(
+        request,
+        campaign=campaign,
+        assignment=assignment,
+        skip_refused=refused["error"],
+        closed_message="" if still_to_answer else refused["error"],
+        status=refused["error_status"],
+    )
 
 
 def _refused_label_page(
     request: SignedInRequest, page: dict[str, Any], refused: dict[str, Any]
 ) -> HttpResponse:
-    """The workspace again after a service refused a label, a change or a skip.
+    """The workspace again after a service refused a label or a change.
 
     A conflict (the lease is gone, the pair finished, the label locked) closes the pair, or
     locks the change, with the reason (409); any other refusal is the form's error (422), with
@@ -266,7 +283,7 @@ def _refused_label_page(
         return _render_workspace(
             request, **{**page, "changing": {"locked": refused["error"]}}, status=status
         )
-    if status == 409 or "form" not in page:
+    if status == 409:
         return _render_workspace(request, **page, closed_message=refused["error"], status=status)
     page["form"].add_error(None, refused["error"])
     return _render_workspace(request, **page, status=422)

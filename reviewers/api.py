@@ -495,7 +495,9 @@ class PairRewriteApi(APIView):
     class InputSerializer(StrictSerializer):
         # Kept as written (an indented code block, a final newline), as the label API's rewrite;
         # the service stores its line breaks as the original's.
-        text = serializers.CharField(max_length=REWRITE_MAX_CHARS, trim_whitespace=False)
+        # Twice the limit: CRLF line breaks count as one in the service's own check
+        # (rewrite_length_check); this only bounds what reaches it.
+        text = serializers.CharField(max_length=2 * REWRITE_MAX_CHARS, trim_whitespace=False)
         based_on = serializers.ChoiceField(
             choices=["a", "b"], help_text="Canonical side (as imported) the rewrite corrects."
         )

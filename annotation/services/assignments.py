@@ -644,19 +644,27 @@ class QualificationCheckNotSkippable(Conflict, AnnotationError):
     code = "qualification_check"
 
 
+def assignment_is_qualification_check(*, assignment: Assignment) -> bool:
+    """Whether the pair is a qualifying member's gold check (an active member's gold check
+    passes as ordinary work). The membership is the one the access check read with the
+    campaign where it did (no query then)."""
+    if assignment.kind != Assignment.Kind.GOLD:
+        return False
+    member = member_of(campaign=assignment.campaign, user_id=assignment.annotator_id)
+    return member is not None and member.state == CampaignMember.State.QUALIFYING
+
+
 def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> None:
     """Give the slot back; the annotator never sees this pair again.
 
     A qualifying member's gold check cannot be skipped: it is one of the few checks that
     decide their admission, and a skipped one would leave them short of checks (409)."""
     now = now or timezone.now()
-    if assignment.kind == Assignment.Kind.GOLD:
-        member = member_of(campaign=assignment.campaign, user_id=assignment.annotator_id)
-        if member is not None and member.state == CampaignMember.State.QUALIFYING:
-            raise QualificationCheckNotSkippable(
-                "A qualification check cannot be skipped: answer it as best you can "
-                "(your qualification counts your answers to these checks)."
-            )
+    if assignment_is_qualification_check(assignment=assignment):
+        raise QualificationCheckNotSkippable(
+            "A qualification check cannot be skipped: answer it as best you can "
+            "(your qualification counts your answers to these checks)."
+        )
     with transaction.atomic():
         changed = Assignment.objects.filter(
             pk=assignment.pk, status=Assignment.Status.ACTIVE

@@ -6,7 +6,7 @@ from typing import Any
 
 from annotation.errors import InvalidLabel
 from annotation.models import Assignment, Campaign, Label, Pair, Rewrite
-from core.text import line_breaks_as_in, unchanged_copy
+from core.text import line_breaks_as_in, typed_length, unchanged_copy
 
 REWRITE_MAX_CHARS = 50_000
 
@@ -23,7 +23,15 @@ def rewrite_check(*, campaign: Campaign, text: str, based_on: str) -> None:
         raise InvalidRewrite("based_on must be 'a' or 'b'")
     if not text.strip():
         raise InvalidRewrite("a rewritten answer cannot be empty")
-    if len(text) > REWRITE_MAX_CHARS:
+    rewrite_length_check(text)
+
+
+def rewrite_length_check(text: str) -> None:
+    """Raise InvalidRewrite if the rewrite is longer than REWRITE_MAX_CHARS, counting a line
+    break as one character, CRLF or LF (core.text.typed_length): a browser posts a textarea's
+    lines joined by CRLF, and the rewrite is stored with the original's line breaks. The
+    workspace form checks with this too, so that the page and the service count alike."""
+    if typed_length(text) > REWRITE_MAX_CHARS:
         raise InvalidRewrite(f"a rewritten answer is at most {REWRITE_MAX_CHARS:,} characters")
 
 
