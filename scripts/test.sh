@@ -34,10 +34,10 @@ echo "== types (mypy with django-stubs and djangorestframework-stubs; see [tool.
 echo "== main suite on PostgreSQL ($TEST_WORKERS pytest-xdist workers)"
 # In both passes exit status 5 (no test selected: the arguments name files of the other pass)
 # is not a failure.
-# --dist loadgroup: tests/conftest.py groups each file (and all of tests/faults/) onto one
-# worker and hands out the groups with a `slow` test first (hence --no-loadscope-reorder, which
+# --dist loadfile: tests/conftest.py's scheduler hands each file (and all of tests/faults/ as
+# one) to one worker, the files with a `slow` test first (hence --no-loadscope-reorder, which
 # would sort them by test count instead).
-"$PY" -m pytest -p tests.xdist_isolation -n "$TEST_WORKERS" --dist loadgroup --no-loadscope-reorder -m "not alone" "$@" || [ $? -eq 5 ]
+"$PY" -m pytest -p tests.xdist_isolation -n "$TEST_WORKERS" --dist loadfile --no-loadscope-reorder -m "not alone" "$@" || [ $? -eq 5 ]
 echo "== tests marked alone, one at a time (timed sandbox runs)"
 "$PY" -m pytest -m alone "$@" || [ $? -eq 5 ]
 echo "== smoke suite on the embedded default (SQLite, file-system broker)"

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.db import connection
 from markdown_it import MarkdownIt
 from rest_framework.test import APIClient
+from xdist.scheduler import LoadScopeScheduling
 
 from annotation.roles import Role
 from annotation.services.users import user_create
@@ -293,6 +294,13 @@ def _media_root(settings, tmp_path):
 
 
 def pytest_configure(config):
+    # Tests create about a thousand users: at PBKDF2's deliberate cost (about a million
+    # iterations) that was minutes of the suite's CPU. New passwords are hashed with MD5 here;
+    # the default hashers stay listed, so passwords a worker process hashed still check.
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        *global_settings.PASSWORD_HASHERS,
+    ]
     if os.environ.get("PYTEST_XDIST_WORKER") and "tests.xdist_isolation" not in sys.modules:
         # Without it every worker would share one broker, cache and var directory.
         raise pytest.UsageError(
@@ -300,23 +308,40 @@ def pytest_configure(config):
         )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def _distribution_group(nodeid: str) -> str:
+    """The unit one pytest-xdist worker takes whole: a test file, or all of tests/faults/."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/faults/" if path.startswith("tests/faults/") else path
+
+
+class FileGroupScheduling(LoadScopeScheduling):
+    """`--dist loadfile`, with all of tests/faults/ as one unit: each test file runs on one
+    worker, so its module-scoped fixtures (trained models, indexes) are built once, not once
+    per worker; all of tests/faults/ runs on one worker, which builds their shared throwaway
+    PostgreSQL cluster (migrated once) and runs one outage at a time, as in a serial run.
+    (`--dist loadgroup` with xdist_group marks did this before pytest 9, whose items ignore the
+    node id suffix xdist 3.8 writes for a group.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return _distribution_group(nodeid)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadfile":
+        return FileGroupScheduling(config, log)
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    """For `pytest -n N --dist loadgroup --no-loadscope-reorder` (scripts/test.sh): each test
-    file runs on one xdist worker, so its module-scoped fixtures (trained models, indexes) are
-    built once, not once per worker; all of tests/faults/ runs on one worker, which builds their
-    shared throwaway PostgreSQL cluster (migrated once) and runs one outage at a time, as in a
-    serial run. Under xdist the groups holding a `slow` test go first, then the others by size:
-    a several-minute test handed out last would leave the other worker idle meanwhile."""
-    faults = Path(__file__).resolve().parent / "faults"
+    """Under xdist (scripts/test.sh: `--dist loadfile --no-loadscope-reorder`) the units
+    holding a `slow` test go first, then the others by size: a several-minute test handed out
+    last would leave the other worker idle meanwhile. A serial run keeps the order it was
+    collected in."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return
     groups: dict[str, list[pytest.Item]] = {}
     for item in items:
-        path = Path(item.path)
-        group = "faults" if faults in path.parents else str(path.relative_to(REPO_ROOT))
-        item.add_marker(pytest.mark.xdist_group(group))
-        groups.setdefault(group, []).append(item)
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        return  # a serial run keeps the order it was collected in
+        groups.setdefault(_distribution_group(item.nodeid), []).append(item)
 
     def slow_first_then_largest(group: list[pytest.Item]) -> tuple[bool, int]:
         return (not any(item.get_closest_marker("slow") for item in group), -len(group))

@@ -7,7 +7,8 @@ settings, and the Celery worker processes the tests start (they inherit this env
 then see the worker's values. Worker ``gwK`` uses the run's broker and cache database numbers
 plus ``2 * K``, so a run given databases 12 and 13 with two workers uses 12 to 15; its var
 directory (media, models, exports, vectors, the file-system broker and cache of the SQLite
-smoke run) is ``<ARBITER_VAR_DIR>/gwK``. Outside xdist it changes nothing."""
+smoke run) is ``<ARBITER_VAR_DIR>/gwK``. Each worker also gets its share of the CPUs as
+``OMP_NUM_THREADS`` unless one is set. Outside xdist it changes nothing."""
 
 from __future__ import annotations
 
@@ -55,8 +56,20 @@ def worker_environment(environ: dict[str, str], worker_id: str, repo_root: Path)
     return changed
 
 
+def thread_environment(environ: dict[str, str], cpus: int) -> dict[str, str]:
+    """Each worker's share of the CPUs as its torch/OpenMP thread count. Left alone, torch in
+    every xdist worker (and in the Celery workers its tests start, which inherit it) runs as
+    many threads as there are CPUs, so two workers on two cores spin four threads against each
+    other. An OMP_NUM_THREADS already set is kept."""
+    if environ.get("OMP_NUM_THREADS"):
+        return {}
+    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    return {"OMP_NUM_THREADS": str(max(1, cpus // workers))}
+
+
 _worker_id = os.environ.get("PYTEST_XDIST_WORKER")
 if _worker_id:
     os.environ.update(
         worker_environment(dict(os.environ), _worker_id, Path(__file__).resolve().parent.parent)
     )
+    os.environ.update(thread_environment(dict(os.environ), os.cpu_count() or 1))

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.xdist_isolation import shifted_redis_url, worker_environment, worker_number
+from tests.conftest import FileGroupScheduling
+from tests.xdist_isolation import (
+    shifted_redis_url,
+    thread_environment,
+    worker_environment,
+    worker_number,
+)
 
 REPO = Path("/repo")
 
@@ -70,6 +76,28 @@ def test_it_refuses_what_it_cannot_separate():
         shifted_redis_url("redis://127.0.0.1:6379/cache", 2)
 
 
+def test_a_worker_takes_a_test_file_whole_and_all_of_tests_faults_as_one():
+    split = FileGroupScheduling.__new__(FileGroupScheduling)._split_scope
+
+    assert split("tests/scoring/test_a.py::test_one") == "tests/scoring/test_a.py"
+    assert split("tests/scoring/test_a.py::Class::test_two[x::y]") == "tests/scoring/test_a.py"
+    assert split("tests/faults/test_outage.py::test_one") == "tests/faults/"
+    assert split("tests/faults/sub/test_other.py::test_two") == "tests/faults/"
+
+
+def test_each_worker_gets_its_share_of_the_cpus_as_threads_unless_set():
+    assert thread_environment({"PYTEST_XDIST_WORKER_COUNT": "2"}, cpus=2) == {
+        "OMP_NUM_THREADS": "1"
+    }
+    assert thread_environment({"PYTEST_XDIST_WORKER_COUNT": "2"}, cpus=16) == {
+        "OMP_NUM_THREADS": "8"
+    }
+    assert thread_environment({"PYTEST_XDIST_WORKER_COUNT": "4"}, cpus=2) == {
+        "OMP_NUM_THREADS": "1"
+    }
+    assert thread_environment({"PYTEST_XDIST_WORKER_COUNT": "2", "OMP_NUM_THREADS": "3"}, 2) == {}
+
+
 def test_the_settings_of_this_run_are_this_worker_own():
     worker_id = os.environ.get("PYTEST_XDIST_WORKER")
     if worker_id is None:  # a serial run: nothing moved
@@ -81,3 +109,7 @@ def test_the_settings_of_this_run_are_this_worker_own():
     assert settings.CELERY_BROKER_URL == os.environ["CELERY_BROKER_URL"]
     cache = settings.CACHES["default"]
     assert cache["LOCATION"] == os.environ.get("CACHE_URL", str(Path(settings.VAR_DIR) / "cache"))
+    # torch read the thread count set for this worker (the plugin ran before torch was imported)
+    import torch
+
+    assert torch.get_num_threads() == int(os.environ["OMP_NUM_THREADS"])

@@ -1,5 +1,6 @@
-"""ONNX export and ONNX Runtime scoring (scoring.reward_model.onnx_backend): tiny random models,
-then the real default model (MiniLM with a head trained on hh-rlhf) on 200 real pairs.
+"""ONNX export and ONNX Runtime scoring (scoring.reward_model.onnx_backend) with tiny random
+models; the real default model's ONNX and int8 forms on 200 real pairs are checked in
+test_reward_model_minilm.py, beside the head training they share.
 
 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -p no:django tests/scoring/test_reward_model_onnx.py -q
 """
@@ -13,12 +14,9 @@ import pytest
 
 from scoring.reward_model import (
     RewardModel,
-    TrainingConfig,
     build_tiny_decoder_base,
     build_tiny_reward_model,
-    load_hh_rlhf,
     load_scorer,
-    train,
 )
 from scoring.reward_model.onnx_backend import (
     ONNX_FILE,
@@ -29,9 +27,6 @@ from scoring.reward_model.onnx_backend import (
     length_sorted_batches,
     read_manifest,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HH_RLHF_PATH = REPO_ROOT / "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
 
 CONVERSATION = [{"role": "user", "content": "How do I boil an egg?"}]
 RESPONSES = [
@@ -157,30 +152,3 @@ def test_loading_a_directory_without_a_model_fails_clearly(tmp_path: Path) -> No
     (tmp_path / ONNX_FILE).write_bytes(b"")
     with pytest.raises(FileNotFoundError):
         OnnxRewardModel.load(tmp_path)
-
-
-@pytest.mark.slow
-def test_minilm_onnx_and_int8_agree_with_torch_on_200_real_pairs(tmp_path: Path) -> None:
-    """The default model with a head trained on 300 hh-rlhf pairs, scored on 200 others."""
-    examples = load_hh_rlhf(HH_RLHF_PATH, limit=500)
-    training, held_out = examples[:300], examples[300:]
-    model = RewardModel.from_base(device="cpu", max_length=256)
-    train(model, training, TrainingConfig(mode="head"))
-    assert model.precision == "float32"
-    pairs = [(example.conversation, example.chosen, example.rejected) for example in held_out]
-    items = [(conversation, response) for conversation, a, b in pairs for response in (a, b)]
-
-    torch_rewards = model.score_batch(items)
-    fp32 = load_scorer(export_onnx(model, tmp_path / "fp32"))
-    np.testing.assert_allclose(fp32.score_batch(items), torch_rewards, atol=1e-3)
-
-    int8 = load_scorer(export_onnx(model, tmp_path / "int8", quantize="int8"))
-    assert int8.precision == "int8"
-    fp32_bytes = (tmp_path / "fp32" / ONNX_FILE).stat().st_size
-    # The encoder's matrices shrink fourfold; the word embeddings stay float32.
-    assert (tmp_path / "int8" / ONNX_FILE).stat().st_size < 0.75 * fp32_bytes
-    int8_rewards = int8.score_batch(items)
-    torch_prefers_a = torch_rewards[0::2] > torch_rewards[1::2]
-    int8_prefers_a = int8_rewards[0::2] > int8_rewards[1::2]
-    assert len(pairs) == 200
-    assert np.mean(torch_prefers_a == int8_prefers_a) >= 0.98

@@ -59,11 +59,14 @@ def _plan_peak(campaign) -> tuple[int, list[ShardRange]]:
         tracemalloc.stop()
 
 
-def test_planning_one_shard_as_large_as_the_pool_holds_a_page_of_ids():
+def test_planning_one_shard_as_large_as_the_pool_holds_a_page_of_ids(monkeypatch):
+    # Pages of 2,500 ids: the pools hold 2 and 8 pages (as 20,000 and 80,000 pairs do at the
+    # shipped 10,000), a quarter of the rows to insert.
+    monkeypatch.setattr(shards, "_PLAN_PAGE", 2_500)
     campaign = CampaignFactory()
-    _pool(campaign, 20_000)
+    _pool(campaign, 5_000)
     small, _ = _plan_peak(campaign)
-    _pool(campaign, 60_000, offset=20_000)
+    _pool(campaign, 15_000, offset=5_000)
     large, ranges = _plan_peak(campaign)
-    assert [shard.count for shard in ranges] == [80_000]
+    assert [shard.count for shard in ranges] == [20_000]
     assert large < 1.5 * small, (small, large)  # before: 1.87 MB, then 7.48 MB
