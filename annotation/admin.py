@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from annotation.aspects import AspectError, parse_aspects
 from annotation.models import (
     Assignment,
     Campaign,
@@ -21,13 +25,43 @@ from annotation.models import (
     Rewrite,
     Round,
 )
-from annotation.services.campaigns import campaign_set_annotators_per_pair
+from annotation.services.campaigns import (
+    CampaignSettingLocked,
+    campaign_changes_check,
+    campaign_fixed_settings,
+    campaign_set_annotators_per_pair,
+)
 from annotation.services.members import member_remove
 from core.admin_paging import EstimatedCountPaginator
 
 
+class CampaignAdminForm(ModelForm):
+    """Refuses what the settings API refuses (``campaign_changes_check``): an aspect that
+    labels rate, dropped or given another scale. (The admin builds its Meta: model and
+    fields.)"""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.instance.pk is None or "aspects" not in self.changed_data:
+            return cleaned
+        try:
+            parse_aspects(cleaned.get("aspects"))
+        except AspectError:
+            return cleaned  # Campaign.clean says what is wrong with them
+        stored = Campaign.objects.only("aspects").get(pk=self.instance.pk)
+        changed = Campaign(pk=self.instance.pk, aspects=cleaned["aspects"])
+        try:
+            campaign_changes_check(
+                campaign=changed, changed={"aspects": (stored.aspects, cleaned["aspects"])}
+            )
+        except CampaignSettingLocked as locked:
+            raise ValidationError({"aspects": locked.message}) from locked
+        return cleaned
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignAdminForm
     list_display = [
         "name",
         "item_kind",
@@ -37,6 +71,12 @@ class CampaignAdmin(admin.ModelAdmin):
         "created_at",
     ]
     search_fields = ["name"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """The item kind and scale are fixed once the campaign has pairs, as in the settings
+        API (``campaign_fixed_settings``): its pairs and labels were stored under them."""
+        fixed = campaign_fixed_settings(campaign=obj) if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
 
     def save_model(
         self, request: HttpRequest, obj: Campaign, form: ModelForm[Campaign], change: bool

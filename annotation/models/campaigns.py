@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -23,11 +24,18 @@ from annotation.models.choices import (
 MIN_LEASE_SECONDS = 60
 
 
+# The largest overlap: a pair's slot counts are small integers (and a spare slot is added).
+MAX_ANNOTATORS_PER_PAIR = 1000
+
+
 class Campaign(models.Model):
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
     scale = models.CharField(max_length=20, choices=Scale.choices, default=Scale.FIVE_POINT)
-    annotators_per_pair = models.PositiveSmallIntegerField(default=3)
+    annotators_per_pair = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_ANNOTATORS_PER_PAIR)],
+    )
     lease_seconds = models.PositiveIntegerField(default=900)
     attribute_schema = models.JSONField(
         default=dict,

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 
 from annotation.aspects import AspectError, parse_aspects
 from annotation.models import Campaign, Label, Pair
+from annotation.models.campaigns import MAX_ANNOTATORS_PER_PAIR
 from annotation.selectors import campaign_pair_counts
 from annotation.services.imports import campaign_rounds_lock
 from annotation.services.pair_state import OverlapApplied, pairs_apply_overlap
@@ -46,6 +47,17 @@ class CampaignNameTaken(Conflict):
     code = "campaign_exists"
 
 
+def _first_problem(error: ValidationError) -> str:
+    """The first field's problem in error ("field: message", fields by name); a problem of the
+    whole campaign (a database constraint, which repeats a field's own check in other words)
+    only if no field has one."""
+    problems = sorted(
+        error.message_dict.items(), key=lambda item: (item[0] == NON_FIELD_ERRORS, item[0])
+    )
+    field, messages = problems[0]
+    return f"{field}: {' '.join(messages)}"
+
+
 def campaign_create(*, created_by: User | None, **fields: Any) -> Campaign:
     """A new campaign with these settings (``CREATE_FIELDS``), checked before it is saved:
     CampaignInvalid names the first wrong field, CampaignNameTaken a name in use."""
@@ -59,8 +71,7 @@ def campaign_create(*, created_by: User | None, **fields: Any) -> Campaign:
     try:
         campaign.full_clean(validate_unique=False)  # the name: above, and the constraint below
     except ValidationError as error:
-        field, messages = next(iter(sorted(error.message_dict.items())))
-        raise CampaignInvalid(f"{field}: {' '.join(messages)}") from error
+        raise CampaignInvalid(_first_problem(error)) from error
     try:
         with transaction.atomic():
             campaign.save()
@@ -69,8 +80,6 @@ def campaign_create(*, created_by: User | None, **fields: Any) -> Campaign:
     return campaign
 
 
-# The largest overlap: a pair's slot counts are small integers (and a spare slot is added).
-_MAX_PER_PAIR = 1000
 _SETTLED = (
     Pair.Status.COMPLETE,
     Pair.Status.ESCALATED,
@@ -140,8 +149,8 @@ def campaign_set_annotators_per_pair(
     """
     if isinstance(annotators_per_pair, bool) or not isinstance(annotators_per_pair, int):
         raise CampaignInvalid("annotators_per_pair: a whole number is required")
-    if not 1 <= annotators_per_pair <= _MAX_PER_PAIR:
-        raise CampaignInvalid(f"annotators_per_pair: between 1 and {_MAX_PER_PAIR}")
+    if not 1 <= annotators_per_pair <= MAX_ANNOTATORS_PER_PAIR:
+        raise CampaignInvalid(f"annotators_per_pair: between 1 and {MAX_ANNOTATORS_PER_PAIR}")
     with transaction.atomic():
         campaign_rounds_lock(campaign.pk)
         # The campaign's row, locked as an update of a non-key column locks it: two changes
@@ -290,21 +299,19 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> CampaignUpdate:
         for name, (_old, new) in changed.items():
             setattr(current, name, new)
         per_pair = changed.get("annotators_per_pair", (None, 1))[1]
-        if isinstance(per_pair, int) and not 1 <= per_pair <= _MAX_PER_PAIR:
-            # campaign_set_annotators_per_pair's own bounds, said before the rest is checked
-            # (full_clean words a 0 as the database constraint's name, not the field's).
-            raise CampaignInvalid(f"annotators_per_pair: between 1 and {_MAX_PER_PAIR}")
+        if isinstance(per_pair, int) and not 1 <= per_pair <= MAX_ANNOTATORS_PER_PAIR:
+            # Said as campaign_set_annotators_per_pair says it, before the rest is checked.
+            raise CampaignInvalid(f"annotators_per_pair: between 1 and {MAX_ANNOTATORS_PER_PAIR}")
         try:
             current.full_clean(validate_unique=False)  # the name: below, and the constraint
         except ValidationError as error:
-            name, messages = next(iter(sorted(error.message_dict.items())))
-            raise CampaignInvalid(f"{name}: {' '.join(messages)}") from error
+            raise CampaignInvalid(_first_problem(error)) from error
         if (
             "name" in changed
             and Campaign.objects.filter(name=current.name).exclude(pk=current.pk).exists()
         ):
             raise CampaignNameTaken(f"a campaign named {current.name!r} already exists")
-        _check_changes_allowed(campaign=current, changed=changed)
+        campaign_changes_check(campaign=current, changed=changed)
         plain = [name for name in changed if name != "annotators_per_pair"]
         if plain:
             try:
@@ -323,8 +330,10 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> CampaignUpdate:
     return CampaignUpdate(campaign=current, changed=changed, overlap=overlap)
 
 
-def _check_changes_allowed(*, campaign: Campaign, changed: dict[str, tuple[Any, Any]]) -> None:
-    """CampaignSettingLocked for a change the campaign's pairs or labels forbid."""
+def campaign_changes_check(*, campaign: Campaign, changed: dict[str, tuple[Any, Any]]) -> None:
+    """CampaignSettingLocked for a change the campaign's pairs or labels forbid; ``campaign``
+    holds the new values, ``changed`` maps each changed setting to (old, new). The settings
+    API and the Django admin both ask it."""
     fixed = [name for name in SETTINGS_FIXED_ONCE_PAIRS if name in changed]
     if fixed and campaign_has_pairs(campaign=campaign):
         raise CampaignSettingLocked(

@@ -138,7 +138,6 @@ def _conversation_json(conversation: tuple[Any, ...]) -> str:
 def _row_builder(
     *,
     campaign: Campaign,
-    slot_cap: int,
     round_id: int | None,
     as_gold: bool,
     now: Any,
@@ -151,6 +150,7 @@ def _row_builder(
     here, once, and the row is built as a tuple literal.
     """
     campaign_id = campaign.pk
+    slot_cap = campaign.annotators_per_pair
     row_round_id = None if as_gold else round_id
     status: str = (
         Pair.Status.COMPLETE
@@ -581,18 +581,14 @@ def pairs_import(
     postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
         campaign_rounds_lock(campaign.pk)
-        # Read again under the lock: a change of the overlap holds it until it commits
-        # (campaign_set_annotators_per_pair), and this import may have waited for one since
-        # its caller read the campaign; its pairs must be queued with the overlap in force.
-        annotators_per_pair = (
-            Campaign.objects.filter(pk=campaign.pk)
-            .values_list("annotators_per_pair", flat=True)
-            .get()
-        )
+        # Read again under the lock: a change of the overlap, item kind or scale holds it
+        # until it commits (campaign_set_annotators_per_pair, campaign_update), and this import
+        # may have waited for one since its caller read the campaign; its pairs must be built
+        # and queued under the settings in force.
+        campaign.refresh_from_db(fields=["annotators_per_pair", "item_kind", "scale"])
         round_id = round_current(campaign=campaign).pk if (queue and not as_gold) else None
         build_row = _row_builder(
             campaign=campaign,
-            slot_cap=annotators_per_pair,
             round_id=round_id,
             as_gold=as_gold,
             now=now,

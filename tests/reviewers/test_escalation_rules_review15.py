@@ -186,7 +186,7 @@ def test_the_admin_refuses_no_annotators_per_pair(admin_user):
 
     assert response.status_code == 200
     assert response.context["adminform"].form.errors == {
-        "__all__": ["Constraint “campaign_annotators_positive” is violated."]
+        "annotators_per_pair": ["Ensure this value is greater than or equal to 1."]
     }
     assert Campaign.objects.get(pk=campaign.pk).annotators_per_pair == 2
 
