@@ -22,8 +22,9 @@ Row shapes, detected per row:
   form.
 
 For hf_messages and hh_rlhf rows chosen becomes response A and rejected response B, with
-silver_preference = 1. The stored orientation is canonical only: the assignment engine
-randomises what annotators see, so the fixed placement leaks nothing to them.
+silver_preference the row's preference_strength (an export's; 1 without it). The stored
+orientation is canonical only: the assignment engine randomises what annotators see, so the
+fixed placement leaks nothing to them.
 
 Unknown top-level keys are ignored (exports often carry ids and scores); unknown keys inside
 "attributes" are rejected, because there they are most likely a typo.

@@ -112,14 +112,23 @@ def pair_label_recorded(*, pair: Pair, label: Label, rng: random.Random | None =
     if label.is_retest:
         _retest_recorded(pair=pair, label=label)
         return
-    if pair.labels_count < campaign.annotators_per_pair:
+    if _awaits_labels(pair=pair, campaign=campaign, count=pair.labels_count):
         # labels_count (read under the pair's row lock) counts every label but gold checks,
         # so fewer than N means fewer than N regular labels: no need to read them.
         return
     votes = _regular_votes(pair.pk)
-    if len(votes) < campaign.annotators_per_pair:
+    if _awaits_labels(pair=pair, campaign=campaign, count=len(votes)):
         return
     pair_consensus_update(pair=pair, labels=votes, rng=rng, locked=True)
+
+
+def _awaits_labels(*, pair: Pair, campaign: Campaign, count: int) -> bool:
+    """Whether the pair still waits for labels before its consensus: fewer than the
+    campaign's N (``count`` of them) and no verdict yet. A pair with a verdict is judged on
+    the labels it has, whatever N is now: a raise of N leaves settled pairs as they are
+    (``campaign_set_annotators_per_pair``), yet one of their labels changed, or one leased
+    before they settled, must still move their consensus."""
+    return pair.provenance == Pair.Provenance.NONE and count < campaign.annotators_per_pair
 
 
 # Escalations that the labels' consensus opens; a changed label can settle them again.
@@ -153,7 +162,7 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
     if label.is_gold_check:
         return
     campaign = pair.campaign
-    if pair.labels_count < campaign.annotators_per_pair:
+    if _awaits_labels(pair=pair, campaign=campaign, count=pair.labels_count):
         return
     if pair.status in FINAL_PAIR_STATUSES or pair.provenance == Pair.Provenance.GOLD:
         return
