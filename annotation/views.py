@@ -256,9 +256,12 @@ def assignment_skip_view(request: SignedInRequest, assignment_id: int) -> HttpRe
     if not refused:
         return _after_action(request, campaign, "Skipped. You will not see that pair again.")
     # Said as the skip's refusal, not as a label not saved. A qualification check (Skip posted
-    # from a stale page) is still theirs to answer, so its form stays open; any other refusal
-    # (the lease is gone) closes the pair.
-    still_to_answer = assignment_is_qualification_check(assignment=assignment)
+    # from a stale page) is still theirs to answer while it is active, so its form stays open;
+    # any other refusal (answered already, the lease is gone) closes the pair.
+    still_to_answer = (
+        assignment.status == Assignment.Status.ACTIVE
+        and assignment_is_qualification_check(assignment=assignment)
+    )
     return _render_workspace(
         request,
         campaign=campaign,

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from annotation.api import _RankingField
 from annotation.selectors import campaign_for_admin
-from annotation.services.rewrites import REWRITE_MAX_CHARS, rewrite_by_expert
+from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG, rewrite_by_expert
 from core.requests import SignedInApiRequest
 from core.serializers import StrictSerializer
 from core.validation import DbIntegerField
@@ -496,8 +496,15 @@ class PairRewriteApi(APIView):
         # Kept as written (an indented code block, a final newline), as the label API's rewrite;
         # the service stores its line breaks as the original's.
         # Twice the limit: CRLF line breaks count as one in the service's own check
-        # (rewrite_length_check); this only bounds what reaches it.
-        text = serializers.CharField(max_length=2 * REWRITE_MAX_CHARS, trim_whitespace=False)
+        # (rewrite_length_check); this only bounds what reaches it (and says the limit itself
+        # past that bound, not the bound).
+        text = serializers.CharField(
+            max_length=2 * REWRITE_MAX_CHARS,
+            trim_whitespace=False,
+            error_messages={"max_length": REWRITE_TOO_LONG},
+            help_text=f"Kept as written; at most {REWRITE_MAX_CHARS:,} characters, a line "
+            "break (CRLF or LF) counted as one.",
+        )
         based_on = serializers.ChoiceField(
             choices=["a", "b"], help_text="Canonical side (as imported) the rewrite corrects."
         )

@@ -27,6 +27,11 @@ MIN_LEASE_SECONDS = 60
 # The largest overlap: a pair's slot counts are small integers (and a spare slot is added).
 MAX_ANNOTATORS_PER_PAIR = 1000
 
+# The longest a label stays changeable: a year. The workspace counts the window back from now
+# on every pair it shows, and a window reaching before year 1 cannot be counted (it answered
+# every annotator of the campaign with a 400, "A number in the request is out of range").
+MAX_LABEL_CHANGE_MINUTES = 365 * 24 * 60
+
 
 class Campaign(models.Model):
     name = models.CharField(max_length=200, unique=True)
@@ -167,6 +172,13 @@ class Campaign(models.Model):
         if self.lease_seconds is not None and self.lease_seconds < MIN_LEASE_SECONDS:
             errors["lease_seconds"] = (
                 f"A lease of under {MIN_LEASE_SECONDS} seconds ends before the pair is judged."
+            )
+        if (
+            self.label_change_minutes is not None
+            and self.label_change_minutes > MAX_LABEL_CHANGE_MINUTES
+        ):
+            errors["label_change_minutes"] = (
+                f"At most a year ({MAX_LABEL_CHANGE_MINUTES:,} minutes); 0 turns changes off."
             )
         if self.quality_threshold is not None and not 0.0 <= self.quality_threshold <= 1.0:
             errors["quality_threshold"] = "A gold accuracy lies between 0 and 1."

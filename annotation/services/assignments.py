@@ -660,6 +660,10 @@ def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> N
     A qualifying member's gold check cannot be skipped: it is one of the few checks that
     decide their admission, and a skipped one would leave them short of checks (409)."""
     now = now or timezone.now()
+    if assignment.status != Assignment.Status.ACTIVE:
+        # Answered, lapsed or skipped already: said so first, not "answer it" of a check that
+        # cannot be answered any more (the update below guards against a change since).
+        raise AlreadyFinished("This assignment is no longer active.")
     if assignment_is_qualification_check(assignment=assignment):
         raise QualificationCheckNotSkippable(
             "A qualification check cannot be skipped: answer it as best you can "

@@ -9,6 +9,8 @@ from annotation.models import Assignment, Campaign, Label, Pair, Rewrite
 from core.text import line_breaks_as_in, typed_length, unchanged_copy
 
 REWRITE_MAX_CHARS = 50_000
+# The refusal of a longer one: the service's, and the APIs' for a text past their bound.
+REWRITE_TOO_LONG = f"a rewritten answer is at most {REWRITE_MAX_CHARS:,} characters"
 
 
 class InvalidRewrite(InvalidLabel):
@@ -32,7 +34,7 @@ def rewrite_length_check(text: str) -> None:
     lines joined by CRLF, and the rewrite is stored with the original's line breaks. The
     workspace form checks with this too, so that the page and the service count alike."""
     if typed_length(text) > REWRITE_MAX_CHARS:
-        raise InvalidRewrite(f"a rewritten answer is at most {REWRITE_MAX_CHARS:,} characters")
+        raise InvalidRewrite(REWRITE_TOO_LONG)
 
 
 def rewrite_create(
