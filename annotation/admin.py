@@ -30,6 +30,7 @@ from annotation.services.campaigns import (
     campaign_changes_check,
     campaign_fixed_settings,
     campaign_set_annotators_per_pair,
+    campaign_settings_saved,
 )
 from annotation.services.members import member_remove
 from core.admin_paging import EstimatedCountPaginator
@@ -82,15 +83,19 @@ class CampaignAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Campaign, form: ModelForm[Campaign], change: bool
     ) -> None:
         """A changed annotators per pair goes through its service: the campaign's pairs in
-        rounds and not yet settled take it too, and the admin is told what changed."""
+        rounds and not yet settled take it too, and the admin is told what changed. Other
+        changes set off what they set off through the settings API (campaign_settings_saved:
+        new qualification settings judge the qualifying members again)."""
         if not change or "annotators_per_pair" not in form.changed_data:
             super().save_model(request, obj, form, change)
-            return
-        per_pair = obj.annotators_per_pair
-        obj.annotators_per_pair = form.initial["annotators_per_pair"]
-        super().save_model(request, obj, form, change)
-        result = campaign_set_annotators_per_pair(campaign=obj, annotators_per_pair=per_pair)
-        self.message_user(request, result.message)
+        else:
+            per_pair = obj.annotators_per_pair
+            obj.annotators_per_pair = form.initial["annotators_per_pair"]
+            super().save_model(request, obj, form, change)
+            result = campaign_set_annotators_per_pair(campaign=obj, annotators_per_pair=per_pair)
+            self.message_user(request, result.message)
+        if change:
+            campaign_settings_saved(campaign=obj, changed=form.changed_data)
 
 
 @admin.register(Pair)

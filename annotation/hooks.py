@@ -67,3 +67,9 @@ model_view_after_submit = Hook("model_view_after_submit")
 # (``campaign_id``, ``user_id``). reviewers gives back the escalations they had claimed there,
 # which would otherwise keep other experts out until the claim ran out.
 member_removed = Hook("member_removed")
+
+# A campaign's qualification settings (``qualification_gold_count``, ``qualification_threshold``)
+# changed: called inside the change's transaction (``campaign``, holding the new values).
+# reviewers judges its qualifying members again, who would otherwise wait for a check the
+# lowered count no longer serves them, or stay held back under a threshold since lowered.
+qualification_changed = Hook("qualification_changed")

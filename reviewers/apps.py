@@ -12,9 +12,13 @@ class ReviewersConfig(AppConfig):
         from annotation import hooks
         from reviewers.services.consensus import pair_label_changed, pair_label_recorded
         from reviewers.services.escalations import escalation_claims_release_for_removed
-        from reviewers.services.member_quality import member_label_submitted
+        from reviewers.services.member_quality import (
+            member_label_submitted,
+            members_requalify,
+        )
 
         hooks.label_recorded.register(pair_label_recorded)
         hooks.label_changed.register(pair_label_changed)
         hooks.label_submitted.register(member_label_submitted)
         hooks.member_removed.register(escalation_claims_release_for_removed)
+        hooks.qualification_changed.register(members_requalify)

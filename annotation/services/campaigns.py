@@ -8,6 +8,7 @@ loop's tuning) start at their defaults; the Django admin documents each.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 
+from annotation import hooks
 from annotation.aspects import AspectError, parse_aspects
 from annotation.models import Campaign, Label, Pair
 from annotation.models.campaigns import MAX_ANNOTATORS_PER_PAIR
@@ -321,6 +323,7 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> CampaignUpdate:
                 raise CampaignNameTaken(
                     f"a campaign named {current.name!r} already exists"
                 ) from error
+            campaign_settings_saved(campaign=current, changed=plain)
         overlap = None
         if "annotators_per_pair" in changed:
             # Last, in this transaction: a refusal there undoes the rest too.
@@ -328,6 +331,18 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> CampaignUpdate:
                 campaign=current, annotators_per_pair=changed["annotators_per_pair"][1]
             )
     return CampaignUpdate(campaign=current, changed=changed, overlap=overlap)
+
+
+# Settings whose change judges the qualifying members again (hooks.qualification_changed).
+QUALIFICATION_SETTINGS = frozenset({"qualification_gold_count", "qualification_threshold"})
+
+
+def campaign_settings_saved(*, campaign: Campaign, changed: Iterable[str]) -> None:
+    """What a saved change of these settings sets off, in its transaction (the settings API
+    and the Django admin both call it): qualifying members judged again under new
+    qualification settings."""
+    if QUALIFICATION_SETTINGS.intersection(changed):
+        hooks.qualification_changed(campaign=campaign)
 
 
 def campaign_changes_check(*, campaign: Campaign, changed: dict[str, tuple[Any, Any]]) -> None:

@@ -191,6 +191,22 @@ def member_label_submitted(*, assignment: Assignment, label: Label) -> None:
         _quarantine_step(campaign, member, label.annotator_id)
 
 
+def members_requalify(*, campaign: Campaign) -> None:
+    """The ``qualification_changed`` receiver: the campaign's qualifying members judged again
+    under its new settings. Those whose answered checks now pass are admitted, and all of them
+    once qualification is turned off (a count of 0); the others go on qualifying (a raised
+    count serves them more checks). Qualifying members are people, not pairs: a short loop."""
+    members = CampaignMember.objects.filter(
+        campaign=campaign, state=CampaignMember.State.QUALIFYING
+    )
+    for member in members.order_by("pk"):
+        member.campaign = campaign
+        if campaign.qualification_gold_count == 0:
+            member_admit(member=member, reason="qualification turned off")
+        else:
+            _qualification_step(campaign, member)
+
+
 def _qualification_step(campaign: Campaign, member: CampaignMember) -> None:
     figures = qualification_figures(
         campaign=campaign, annotator_id=member.user_id, since=member.added_at
