@@ -39,7 +39,11 @@ from reviewers.selectors.queue import (
     rewrite_queue,
 )
 from reviewers.selectors.review import escalation_review
-from reviewers.services.adjudications import ADJUDICATION_NOTE_MAX_CHARS, adjudication_resolve
+from reviewers.services.adjudications import (
+    ADJUDICATION_NOTE_MAX_CHARS,
+    NOTE_TOO_LONG,
+    adjudication_resolve,
+)
 from reviewers.services.escalations import escalation_claim, escalation_release
 from reviewers.services.gold import pair_mark_gold, pair_promote_gold
 
@@ -415,7 +419,13 @@ class EscalationAdjudicateApi(APIView):
             help_text="Ranking items, for decision=preference: groups of canonical response "
             "indices (as imported), best first.",
         )
-        note = serializers.CharField(max_length=ADJUDICATION_NOTE_MAX_CHARS)
+        # Twice the limit: CRLF line breaks count as one in the service's own check.
+        note = serializers.CharField(
+            max_length=2 * ADJUDICATION_NOTE_MAX_CHARS,
+            error_messages={"max_length": NOTE_TOO_LONG},
+            help_text=f"At most {ADJUDICATION_NOTE_MAX_CHARS:,} characters, a line break "
+            "counted as one.",
+        )
 
     OutputSerializer = AdjudicationOutputSerializer
 

@@ -6,8 +6,10 @@ from django import forms
 
 from annotation.models import Campaign, ItemKind
 from annotation.rankings import ranking_validate
+from core.text import typed_length
 from reviewers.models import Adjudication
 from reviewers.selectors.review import preference_words
+from reviewers.services.adjudications import ADJUDICATION_NOTE_MAX_CHARS
 
 DISCARD = "discard"
 RANKING = "ranking"
@@ -17,9 +19,10 @@ class AdjudicationForm(forms.Form):
     """One choice: a canonical preference, or discard the pair as ambiguous; and a note."""
 
     verdict = forms.ChoiceField(widget=forms.RadioSelect, label="Decision")
+    # The textarea's maxlength counts a line break as one, as clean_note does; a form
+    # max_length would count the CRLF the browser posts as two.
     note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4}),
-        max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": ADJUDICATION_NOTE_MAX_CHARS}),
         help_text="Why: what decided it, or why it cannot be decided.",
     )
 
@@ -46,6 +49,12 @@ class AdjudicationForm(forms.Form):
         verdict = self.fields["verdict"]
         assert isinstance(verdict, forms.ChoiceField)  # noqa: S101 - declared above
         verdict.choices = choices
+
+    def clean_note(self) -> str:
+        note: str = self.cleaned_data["note"]
+        if typed_length(note) > ADJUDICATION_NOTE_MAX_CHARS:
+            raise forms.ValidationError(f"At most {ADJUDICATION_NOTE_MAX_CHARS:,} characters.")
+        return note
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()

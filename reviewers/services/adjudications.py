@@ -12,13 +12,15 @@ from annotation.models import ItemKind
 from annotation.rankings import InvalidRanking, first_two_preference, ranking_validate
 from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import pair_lock, pair_resolve
+from core.text import typed_length
 from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
 from reviewers.models import Adjudication, Escalation
 from reviewers.services.escalations import escalation_closed_message
 
 # The longest note a decision takes, on the page and the API alike (a longer one is refused,
-# not cut: it is the record of why).
+# not cut: it is the record of why), a line break counted as one (core.text.typed_length).
 ADJUDICATION_NOTE_MAX_CHARS = 20_000
+NOTE_TOO_LONG = f"the note must be at most {ADJUDICATION_NOTE_MAX_CHARS:,} characters"
 
 
 def adjudication_resolve(
@@ -49,10 +51,8 @@ def adjudication_resolve(
     )
     if not note:
         raise InvalidDecision("a note explaining the decision is required")
-    if len(note) > ADJUDICATION_NOTE_MAX_CHARS:
-        raise InvalidDecision(
-            f"the note must be at most {ADJUDICATION_NOTE_MAX_CHARS:,} characters"
-        )
+    if typed_length(note) > ADJUDICATION_NOTE_MAX_CHARS:
+        raise InvalidDecision(NOTE_TOO_LONG)
     with transaction.atomic():
         # Pair first, then escalation: the same lock order as escalation_open and label
         # submits, so a reason arriving during the decision waits instead of deadlocking.
