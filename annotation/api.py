@@ -50,7 +50,7 @@ from annotation.services.labels import (
 from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG
 from core.errors import Forbidden, NotFound
 from core.requests import SignedInApiRequest
-from core.serializers import StrictSerializer
+from core.serializers import StrictSerializer, typed_text_field
 from core.validation import UPLOAD_NAME_MAX
 
 
@@ -216,15 +216,11 @@ class _ShortDictField(serializers.DictField):
 
 class RewriteInSerializer(StrictSerializer):
     # Kept as written: leading indentation (a code block) and a final newline are the answer's.
-    # Twice the limit: a text typed to the limit may come with CRLF line breaks; the service
-    # counts each as one (rewrite_length_check), this only bounds what reaches it (and says
-    # the limit itself past that bound, not the bound).
-    text = serializers.CharField(
-        max_length=2 * REWRITE_MAX_CHARS,
+    text = typed_text_field(
+        limit=REWRITE_MAX_CHARS,
+        too_long=REWRITE_TOO_LONG,
+        help_text="Kept as written.",
         trim_whitespace=False,
-        error_messages={"max_length": REWRITE_TOO_LONG},
-        help_text=f"Kept as written; at most {REWRITE_MAX_CHARS:,} characters, a line break "
-        "(CRLF or LF) counted as one.",
     )
     based_on = serializers.ChoiceField(
         choices=["a", "b"], help_text="The response (as shown) the rewrite started from."

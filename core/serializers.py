@@ -40,3 +40,17 @@ class StrictSerializer(serializers.Serializer[Any]):
                     f"unknown field {named}{more} (this request takes {', '.join(known)})"
                 )
         return super().to_internal_value(data)
+
+
+def typed_text_field(*, limit: int, too_long: str, help_text: str, **kwargs: Any) -> Any:
+    """A text field for what people type into a textarea, limited to ``limit`` characters
+    as the service counts them (a line break one: ``core.text.typed_length``). A client may
+    send CRLF line breaks, so this bounds the text at twice the limit and leaves the exact
+    count to the service; past the bound it says the limit itself (``too_long``)."""
+    return serializers.CharField(
+        max_length=2 * limit,
+        error_messages={"max_length": too_long},
+        help_text=f"{help_text} At most {limit:,} characters, a line break (CRLF or LF) "
+        "counted as one.",
+        **kwargs,
+    )

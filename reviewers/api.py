@@ -19,7 +19,7 @@ from annotation.api import _RankingField
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG, rewrite_by_expert
 from core.requests import SignedInApiRequest
-from core.serializers import StrictSerializer
+from core.serializers import StrictSerializer, typed_text_field
 from core.validation import DbIntegerField
 from reviewers.models import Adjudication
 from reviewers.selectors.access import (
@@ -419,12 +419,10 @@ class EscalationAdjudicateApi(APIView):
             help_text="Ranking items, for decision=preference: groups of canonical response "
             "indices (as imported), best first.",
         )
-        # Twice the limit: CRLF line breaks count as one in the service's own check.
-        note = serializers.CharField(
-            max_length=2 * ADJUDICATION_NOTE_MAX_CHARS,
-            error_messages={"max_length": NOTE_TOO_LONG},
-            help_text=f"At most {ADJUDICATION_NOTE_MAX_CHARS:,} characters, a line break "
-            "counted as one.",
+        note = typed_text_field(
+            limit=ADJUDICATION_NOTE_MAX_CHARS,
+            too_long=NOTE_TOO_LONG,
+            help_text="Why: what decided it, or why it cannot be decided.",
         )
 
     OutputSerializer = AdjudicationOutputSerializer
@@ -505,15 +503,11 @@ class PairRewriteApi(APIView):
     class InputSerializer(StrictSerializer):
         # Kept as written (an indented code block, a final newline), as the label API's rewrite;
         # the service stores its line breaks as the original's.
-        # Twice the limit: CRLF line breaks count as one in the service's own check
-        # (rewrite_length_check); this only bounds what reaches it (and says the limit itself
-        # past that bound, not the bound).
-        text = serializers.CharField(
-            max_length=2 * REWRITE_MAX_CHARS,
+        text = typed_text_field(
+            limit=REWRITE_MAX_CHARS,
+            too_long=REWRITE_TOO_LONG,
+            help_text="Kept as written.",
             trim_whitespace=False,
-            error_messages={"max_length": REWRITE_TOO_LONG},
-            help_text=f"Kept as written; at most {REWRITE_MAX_CHARS:,} characters, a line "
-            "break (CRLF or LF) counted as one.",
         )
         based_on = serializers.ChoiceField(
             choices=["a", "b"], help_text="Canonical side (as imported) the rewrite corrects."

@@ -10,7 +10,7 @@ from django.utils import timezone
 from annotation.models import Assignment, Campaign, Label, Pair
 from annotation.roles import Role, role_groups
 from annotation.services.assignments import assignment_next
-from annotation.services.labels import LabelInput, label_submit
+from annotation.services.labels import LabelInput, label_change, label_submit
 from reviewers.models import Escalation
 from tests.factories import PairFactory, UserFactory
 
@@ -41,6 +41,12 @@ def judge(
             preference=shown, flags=tuple(flags), rationale=rationale, seconds_spent=seconds
         ),
     )
+
+
+def relabel(assignment: Assignment, preference: int, flags: Sequence[str] = ()) -> None:
+    """The annotator changes their label of ``assignment`` to a *canonical* preference."""
+    shown = -preference if assignment.swapped else preference
+    label_change(assignment=assignment, data=LabelInput(preference=shown, flags=tuple(flags)))
 
 
 def judged_pair(campaign: Campaign, preferences: Sequence[int], *, users=None, **kwargs) -> Pair:

@@ -17,7 +17,7 @@ from annotation.services.pair_state import pairs_settle_weighted
 from reviewers.models import Escalation
 from reviewers.services.escalations import escalation_open
 from tests.factories import CampaignFactory, PairFactory, ranking_item
-from tests.reviewers.factories import user_with_role
+from tests.reviewers.factories import judge, relabel, user_with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -25,25 +25,12 @@ OPPOSITE = Escalation.Reason.OPPOSITE_DIRECTIONS
 CONTRADICTION = Escalation.Reason.RETEST_CONTRADICTION
 
 
-def _judge(campaign, user, canonical: int, flags: tuple[str, ...] = ()) -> Assignment:
-    assignment = assignment_next(campaign=campaign, annotator=user)
-    assert assignment is not None
-    shown = -canonical if assignment.swapped else canonical
-    label_submit(assignment=assignment, data=LabelInput(preference=shown, flags=flags))
-    return assignment
-
-
-def _change(assignment: Assignment, canonical: int, flags: tuple[str, ...] = ()) -> None:
-    shown = -canonical if assignment.swapped else canonical
-    label_change(assignment=assignment, data=LabelInput(preference=shown, flags=flags))
-
-
 def _judged(campaign, regular: list[int], flags=None) -> tuple[Pair, list[Assignment]]:
     """A fresh pair judged by len(regular) annotators (five-point scale, canonical values)."""
     pair = PairFactory(campaign=campaign)
     flags = flags or {}
     assignments = [
-        _judge(campaign, user_with_role(f"a{n}"), value, flags.get(n, ()))
+        judge(campaign, user_with_role(f"a{n}"), value, flags=flags.get(n, ())).assignment
         for n, value in enumerate(regular)
     ]
     assert all(assignment.pair_id == pair.pk for assignment in assignments)
@@ -52,7 +39,7 @@ def _judged(campaign, regular: list[int], flags=None) -> tuple[Pair, list[Assign
 
 def _retested(campaign, regular: list[int], said: int):
     pair, assignments = _judged(campaign, regular)
-    retest = _judge(campaign, user_with_role("retester"), said)
+    retest = judge(campaign, user_with_role("retester"), said).assignment
     assert retest.kind == Assignment.Kind.RETEST and retest.pair_id == pair.pk
     return pair, assignments, retest
 
@@ -72,7 +59,7 @@ def test_a_dispute_that_stays_open_shows_its_current_disagreement():
         OPPOSITE,
         "A and B both chosen; disagreement 0.67 > 0.5",
     )
-    _change(first, 1)  # 1, 2, -2: still opposite directions, less disputed
+    relabel(first, 1)  # 1, 2, -2: still opposite directions, less disputed
     escalation = _open(pair)
     assert escalation.pk == opened.pk
     assert (escalation.reason, escalation.detail) == (
@@ -89,7 +76,7 @@ def test_a_retest_still_contradicting_shows_what_it_now_says():
     opened = _open(pair)
     assert (opened.reason, opened.detail) == (CONTRADICTION, "re-test said -2, consensus 2")
     assert opened.disagreement == pytest.approx(0.5)
-    _change(retest, -1)
+    relabel(retest, -1)
     escalation = _open(pair)
     assert escalation.pk == opened.pk
     assert (escalation.reason, escalation.detail) == (
@@ -104,7 +91,7 @@ def test_a_settled_reason_leaves_the_account_and_the_one_that_holds_leads_it():
     pair, (flagger, *_others) = _judged(_changeable(), [2, 2, 2], flags={0: ("unsafe",)})
     opened = _open(pair)
     assert (opened.reason, opened.detail) == (Escalation.Reason.FLAGGED, "flags: unsafe")
-    _change(flagger, -2)  # no flag any more, but now opposite directions
+    relabel(flagger, -2)  # no flag any more, but now opposite directions
     escalation = _open(pair)
     assert escalation.pk == opened.pk
     assert (escalation.reason, escalation.detail) == (
@@ -118,12 +105,12 @@ def test_a_settled_reason_leaves_the_account_and_the_one_that_holds_leads_it():
 def test_an_admins_reason_keeps_its_wording_when_the_labels_dispute_settles():
     pair, (first, *_others) = _judged(_changeable(), [2, 2, 2])
     escalation_open(pair=pair, reason=Escalation.Reason.MANUAL, detail="an admin wants a look")
-    _change(first, -2)
+    relabel(first, -2)
     assert _open(pair).detail == (
         "an admin wants a look\nalso: opposite_directions A and B both chosen; "
         "disagreement 0.67 > 0.5"
     )
-    _change(first, -1)  # -1, 2, 2: disagreement 0.38, no dispute of the labels' left
+    relabel(first, -1)  # -1, 2, 2: disagreement 0.38, no dispute of the labels' left
     escalation = _open(pair)
     assert (escalation.reason, escalation.detail) == (
         Escalation.Reason.MANUAL,
@@ -137,10 +124,10 @@ def test_an_admins_reason_keeps_its_wording_when_the_labels_dispute_settles():
 def test_a_withdrawn_escalation_keeps_its_text_and_a_new_dispute_opens_a_new_one():
     pair, (first, *_others) = _judged(_changeable(), [2, 2, -2])
     withdrawn = _open(pair)
-    _change(_others[-1], 1)  # 2, 2, 1: settled
+    relabel(_others[-1], 1)  # 2, 2, 1: settled
     withdrawn.refresh_from_db()
     assert withdrawn.status == Escalation.Status.WITHDRAWN
-    _change(first, -2)  # -2, 2, 1: disputed again
+    relabel(first, -2)  # -2, 2, 1: disputed again
     fresh = _open(pair)
     assert fresh.pk != withdrawn.pk
     assert fresh.detail == "A and B both chosen; disagreement 0.54 > 0.5"
@@ -201,18 +188,18 @@ def _verdict(pair: Pair) -> tuple[str, str, int | None, float | None]:
 
 def test_a_retest_changed_in_line_with_the_weighted_verdict_escalates_nothing():
     pair, retest = _weighted_retested()
-    _change(retest, -2)  # agrees with the weighted verdict (B), not with the majority (A)
+    relabel(retest, -2)  # agrees with the weighted verdict (B), not with the majority (A)
     assert not Escalation.objects.filter(pair=pair).exists()
     assert _verdict(pair) == (Pair.Status.COMPLETE, Pair.Provenance.DAWID_SKENE, -1, 0.93)
 
 
 def test_a_retest_changed_against_the_weighted_verdict_escalates_and_back_withdraws():
     pair, retest = _weighted_retested()
-    _change(retest, 2)  # agrees with the majority (A), contradicts the weighted verdict (B)
+    relabel(retest, 2)  # agrees with the majority (A), contradicts the weighted verdict (B)
     escalation = _open(pair)
     assert (escalation.reason, escalation.detail) == (CONTRADICTION, "re-test said 2, consensus -1")
     assert _verdict(pair) == (Pair.Status.ESCALATED, Pair.Provenance.DAWID_SKENE, -1, 0.93)
-    _change(retest, -1)
+    relabel(retest, -1)
     escalation.refresh_from_db()
     assert escalation.status == Escalation.Status.WITHDRAWN
     assert _verdict(pair) == (Pair.Status.COMPLETE, Pair.Provenance.DAWID_SKENE, -1, 0.93)

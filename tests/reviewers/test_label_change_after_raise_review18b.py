@@ -10,17 +10,12 @@ import pytest
 from annotation.models import Assignment, Campaign, Pair
 from annotation.services.assignments import assignment_next
 from annotation.services.campaigns import campaign_set_annotators_per_pair
-from annotation.services.labels import LabelInput, label_change, label_submit
+from annotation.services.labels import LabelInput, label_submit
 from reviewers.models import Escalation
 from tests.factories import CampaignFactory, PairFactory, UserFactory
-from tests.reviewers.factories import judge
+from tests.reviewers.factories import judge, relabel
 
 pytestmark = pytest.mark.django_db
-
-
-def _change(assignment: Assignment, canonical: int, flags: tuple[str, ...] = ()) -> None:
-    shown = -canonical if assignment.swapped else canonical
-    label_change(assignment=assignment, data=LabelInput(preference=shown, flags=flags))
 
 
 def _settled_then_raised(preferences: list[int], flags=None) -> tuple[Campaign, Pair, list]:
@@ -41,7 +36,7 @@ def _settled_then_raised(preferences: list[int], flags=None) -> tuple[Campaign, 
 
 def test_a_change_that_puts_a_settled_pair_in_dispute_escalates_it_after_a_raise():
     _campaign, pair, (first, *_others) = _settled_then_raised([2, 2, 2])
-    _change(first, -2)  # -2, 2, 2: opposite directions
+    relabel(first, -2)  # -2, 2, 2: opposite directions
     pair.refresh_from_db()
     assert (pair.status, pair.provenance) == (Pair.Status.ESCALATED, Pair.Provenance.MAJORITY)
     assert Escalation.objects.get(pair=pair, status=Escalation.Status.OPEN).reason == (
@@ -52,7 +47,7 @@ def test_a_change_that_puts_a_settled_pair_in_dispute_escalates_it_after_a_raise
 def test_a_change_that_settles_a_dispute_withdraws_its_escalation_after_a_raise():
     _campaign, pair, (flagger, *_others) = _settled_then_raised([2, 2, 2], flags={0: ("unsafe",)})
     assert pair.status == Pair.Status.ESCALATED
-    _change(flagger, 2)  # the flag taken back
+    relabel(flagger, 2)  # the flag taken back
     pair.refresh_from_db()
     assert pair.status == Pair.Status.COMPLETE
     assert not Escalation.objects.filter(pair=pair, status=Escalation.Status.OPEN).exists()
@@ -60,8 +55,8 @@ def test_a_change_that_settles_a_dispute_withdraws_its_escalation_after_a_raise(
 
 def test_a_change_moves_a_settled_pairs_consensus_after_a_raise():
     _campaign, pair, (first, second, _third) = _settled_then_raised([2, 2, 2])
-    _change(first, 1)
-    _change(second, 1)  # 1, 1, 2: still A, now "better" rather than "much better"
+    relabel(first, 1)
+    relabel(second, 1)  # 1, 1, 2: still A, now "better" rather than "much better"
     pair.refresh_from_db()
     assert (pair.consensus_preference, pair.provenance) == (1, Pair.Provenance.UNANIMOUS)
 
@@ -76,7 +71,7 @@ def test_an_unsettled_pair_still_waits_for_the_new_overlap():
     early = judge(campaign, UserFactory(), 1)
     assert early.pair_id == unsettled.pk and first.pair_id == pair.pk
     campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=5)
-    _change(early.assignment, 2)
+    relabel(early.assignment, 2)
     unsettled.refresh_from_db()
     assert (unsettled.provenance, unsettled.consensus_preference) == (Pair.Provenance.NONE, None)
 
@@ -94,7 +89,7 @@ def test_a_label_leased_before_its_pair_settled_counts_after_a_raise():
     assert lease is not None and lease.pair_id == pair.pk
     assert lease.kind == Assignment.Kind.REGULAR
     campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=3)
-    _change(first.assignment, 2)  # settles it on its three labels
+    relabel(first.assignment, 2)  # settles it on its three labels
     pair.refresh_from_db()
     assert (pair.provenance, pair.status) == (Pair.Provenance.UNANIMOUS, Pair.Status.IN_ANNOTATION)
     campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=5)

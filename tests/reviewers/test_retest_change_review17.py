@@ -16,32 +16,21 @@ from annotation.services.labels import LabelInput, label_change, label_submit
 from reviewers.models import Escalation
 from tests.conftest import api_client_for
 from tests.factories import CampaignFactory, PairFactory, ranking_item
-from tests.reviewers.factories import judged_pair, user_with_role
+from tests.reviewers.factories import judge, judged_pair, relabel, user_with_role
 
 pytestmark = pytest.mark.django_db
 
 CONTRADICTION = Escalation.Reason.RETEST_CONTRADICTION
 
 
-def _judge(campaign, user, canonical: int, flags: tuple[str, ...] = ()) -> Assignment:
-    assignment = assignment_next(campaign=campaign, annotator=user)
-    assert assignment is not None
-    shown = -canonical if assignment.swapped else canonical
-    label_submit(assignment=assignment, data=LabelInput(preference=shown, flags=flags))
-    return assignment
-
-
-def _change(assignment: Assignment, canonical: int, flags: tuple[str, ...] = ()) -> None:
-    shown = -canonical if assignment.swapped else canonical
-    label_change(assignment=assignment, data=LabelInput(preference=shown, flags=flags))
-
-
 def _retested(regular: list[int], said: int) -> tuple[Pair, list[Assignment], Assignment]:
     campaign = CampaignFactory(retest_share=1.0, label_change_minutes=30)
     pair = PairFactory.create(campaign=campaign)
     users = [user_with_role(f"u{n}") for n in range(len(regular) + 1)]
-    assignments = [_judge(campaign, user, c) for user, c in zip(users, regular, strict=False)]
-    retest = _judge(campaign, users[-1], said)
+    assignments = [
+        judge(campaign, user, c).assignment for user, c in zip(users, regular, strict=False)
+    ]
+    retest = judge(campaign, users[-1], said).assignment
     assert retest.kind == Assignment.Kind.RETEST and retest.pair_id == pair.pk
     return pair, assignments, retest
 
@@ -57,15 +46,15 @@ def _open(pair: Pair) -> list[str]:
 def test_a_retest_changed_to_contradict_the_consensus_escalates_once_and_back_withdraws():
     pair, _regular, retest = _retested([2, 2, 2], 2)
     assert _open(pair) == []
-    _change(retest, -2)
+    relabel(retest, -2)
     pair.refresh_from_db()
     assert _open(pair) == [CONTRADICTION]
     assert pair.status == Pair.Status.ESCALATED
-    _change(retest, -1)  # still contradicts: the same escalation, no second one
+    relabel(retest, -1)  # still contradicts: the same escalation, no second one
     assert Escalation.objects.filter(pair=pair).count() == 1
     # Back in line with the consensus: the escalation it caused is withdrawn, as a regular
     # change withdraws the dispute it no longer makes.
-    _change(retest, 1)
+    relabel(retest, 1)
     pair.refresh_from_db()
     assert _open(pair) == []
     assert Escalation.objects.get(pair=pair).status == Escalation.Status.WITHDRAWN
@@ -74,7 +63,7 @@ def test_a_retest_changed_to_contradict_the_consensus_escalates_once_and_back_wi
 
 def test_a_retest_changed_to_add_a_flag_escalates():
     pair, _regular, retest = _retested([1, 1, 1], 1)
-    _change(retest, 1, flags=("unsafe",))
+    relabel(retest, 1, flags=("unsafe",))
     pair.refresh_from_db()
     escalation = Escalation.objects.get(pair=pair)
     assert (escalation.reason, escalation.detail) == (
@@ -89,13 +78,13 @@ def test_a_regular_change_that_flips_the_consensus_checks_the_retest_again():
     pair, regular, _retest = _retested([0, 0, 1], 0)
     pair.refresh_from_db()
     assert (pair.status, pair.consensus_preference, _open(pair)) == (Pair.Status.COMPLETE, 0, [])
-    _change(regular[0], 1)
+    relabel(regular[0], 1)
     pair.refresh_from_db()
     assert pair.consensus_preference == 1
     assert _open(pair) == [CONTRADICTION]
     assert pair.status == Pair.Status.ESCALATED
     # And back: the re-test agrees with the consensus again.
-    _change(regular[0], 0)
+    relabel(regular[0], 0)
     pair.refresh_from_db()
     assert (pair.status, pair.consensus_preference, _open(pair)) == (Pair.Status.COMPLETE, 0, [])
 
