@@ -19,6 +19,7 @@ from scoring.loop.registry import (
 )
 from scoring.loop.requests import loop_request
 from scoring.loop.training import (
+    base_model_check_access,
     job_params_for_campaign,
     training_settings_for,
 )
@@ -134,6 +135,9 @@ class RetrainApi(APIView):
         # the global defaults.
         submitted = {name: value for name, value in values.items() if name in request.data}
         # A JobError is the handler's 400.
+        base_model_check_access(
+            base_model=submitted.get("base_model"), campaign=campaign, user=request.user
+        )
         params = job_params_for_campaign(campaign=campaign, submitted=submitted)
         job = loop_request(campaign=campaign, user=request.user, params=params)
         return Response(job_payload(job), status=status.HTTP_202_ACCEPTED)

@@ -30,8 +30,10 @@ from typing import Any, overload
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from annotation.models import Campaign, Pair, Round
+from annotation.selectors import is_campaign_admin
 from scoring.jobs.runner import JobCancelled, JobContext, JobError
 from scoring.loop.embeddings import (
     PairVectors,
@@ -76,6 +78,31 @@ def resolve_base_model(params: dict[str, Any]) -> Path:
     if not is_model:
         raise JobError(f"base model {base} is not a model directory (no config.json)")
     return base
+
+
+def base_model_check_access(*, base_model: str | None, campaign: Campaign, user: User) -> None:
+    """Refuse (JobError) a base model that is a checkpoint in the model store of a campaign
+    ``user`` does not administer: its weights learnt that campaign's labels, and its versions
+    are not this user's to see (they answer 404). A campaign's current setting passes as it
+    stands: someone allowed chose it (``training_settings_for``)."""
+    base_model = (base_model or "").strip()  # as parse_training_settings reads it
+    if not base_model or base_model == training_settings_for(campaign=campaign)["base_model"]:
+        return
+    try:
+        store = Path(settings.ARBITER["MODEL_DIR"]).resolve()
+        # resolve(): "campaign-1/../campaign-2/v1" and links are judged by where they lead.
+        parts = Path(base_model).resolve().relative_to(store).parts
+    except (OSError, RuntimeError, ValueError):
+        return  # outside the store (ValueError), or unreadable: resolve_base_model judges it
+    owner = parts[0].removeprefix("campaign-") if parts else ""
+    if (
+        owner.isascii()
+        and owner.isdigit()
+        and not is_campaign_admin(campaign_id=int(owner), user=user)
+    ):
+        raise JobError(
+            f"bad training settings: base_model: {base_model} is a model of another campaign"
+        )
 
 
 def base_model_positions(base: Path) -> int | None:

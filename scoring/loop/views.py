@@ -27,7 +27,12 @@ from scoring.loop.registry import (
     model_version_rollback,
 )
 from scoring.loop.requests import loop_request
-from scoring.loop.training import LOOP_OPTIONS, job_params_from_settings, loop_options_for
+from scoring.loop.training import (
+    LOOP_OPTIONS,
+    base_model_check_access,
+    job_params_from_settings,
+    loop_options_for,
+)
 from scoring.loop.training_fields import RetrainForm
 from scoring.loop.versions import (
     current_model_job,
@@ -102,6 +107,9 @@ def campaign_retrain(request: SignedInRequest, campaign_id: int) -> HttpResponse
     checked: dict[str, Any] = {}
     if form.is_valid():
         with error_into(checked):
+            base_model_check_access(
+                base_model=form.cleaned_data.get("base_model"), campaign=campaign, user=request.user
+            )
             checked["params"] = {
                 **job_params_from_settings(form.cleaned_data),
                 **_loop_options(request.POST, campaign),
