@@ -33,7 +33,7 @@ MAX_RESPONSES = 9
 class ImportLimits:
     """Caps checked while streaming, before a file is read in full.
 
-    max_row_bytes bounds one JSONL line, one JSON array item or one CSV field, so a file
+    max_row_bytes bounds one JSONL line, one JSON array item or one CSV record, so a file
     without newlines cannot make the parser hold gigabytes in memory.
     """
 

@@ -23,6 +23,11 @@ BUFFER_BYTES = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 UTF8_BOM = b"\xef\xbb\xbf"
+# UTF-32's little-endian mark begins with UTF-16's.
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+NOT_UTF8 = (
+    "the file is not UTF-8 (it starts with a UTF-16 or UTF-32 byte order mark): save it as UTF-8"
+)
 # Every top-level key the row parser reads: Parquet decodes only these columns (and the
 # first JSONL line is told from a JSON document by them).
 ROW_KEYS = frozenset(
@@ -221,6 +226,10 @@ def detect_format(stream: io.BufferedReader[Any], name: str) -> FileFormat:
     head = stream.peek(BUFFER_BYTES)
     if head[:4] == PARQUET_MAGIC:
         return "parquet"
+    if head.startswith(UTF16_BOMS):
+        # Windows tools (PowerShell's ">", "Unicode text") write UTF-16: say so, rather than
+        # "not a file of pairs" or a JSON error about surrogates.
+        raise ImportFormatError(None, NOT_UTF8)
     extension = os.path.splitext(name)[1]
     by_name = _EXTENSIONS.get(extension)
     if by_name == "parquet":
