@@ -50,8 +50,9 @@ def iter_jsonl_rows(stream: io.BufferedReader[Any], limits: ImportLimits) -> Row
         line += 1
         if len(raw) > max_bytes and not raw.endswith(b"\n"):
             raise ImportFormatError(line, f"line is longer than {max_bytes:,} bytes")
-        if line == 1:
-            raw = raw.removeprefix(UTF8_BOM)
+        # Any line, not only the first: files saved on Windows and joined (cat a.jsonl
+        # b.jsonl) carry a byte order mark at the start of each part.
+        raw = raw.removeprefix(UTF8_BOM)
         if raw.isspace():
             continue
         try:

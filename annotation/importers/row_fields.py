@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from annotation.importers._json import dumps_sorted
@@ -331,13 +332,39 @@ def decode_text_row(row: dict[str, Any]) -> dict[str, Any]:
             # The standard library's decoder recurses once per level: "[[[[…" in a cell.
             raise RowError(f"{key} is nested too deeply") from None
     for key, allowed in _NUMBER_KEYS.items():
-        number = decoded.get(key)
-        if isinstance(number, str):
-            try:
-                decoded[key] = int(number.strip())
-            except ValueError:
-                raise RowError(f"{key} must be {allowed}, got {number!r}") from None
+        if key not in decoded:
+            continue
+        number = _whole_number(decoded[key])
+        if number is _MISSING:
+            del decoded[key]
+        elif number is None:
+            raise RowError(f"{key} must be {allowed}, got {decoded[key]!r}")
+        else:
+            decoded[key] = number
     return decoded
+
+
+_MISSING = object()
+
+
+def _whole_number(value: Any) -> Any:
+    """A tabular cell as a whole number: an int, or text or a float holding one ("2", "2.0",
+    2.0: pandas writes a column with a missing value as floats, the missing one as NaN, which
+    is read as missing here, ``_MISSING``); None when it holds something else."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return _MISSING
+        return int(value) if value.is_integer() else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _looks_like_messages(value: str) -> bool:
