@@ -27,7 +27,7 @@ as one prepared statement each for speed; they embed the SQL of their transition
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -378,16 +378,29 @@ def pair_settle_ranking(
     return pairs.values_list("status", flat=True).first() or Pair.Status.COMPLETE
 
 
-def pairs_settle_weighted(*, rows: Iterable[tuple[int, int, float]]) -> int:
+def pairs_settle_weighted(
+    *,
+    rows: Iterable[tuple[int, int, float]],
+    direction_changed: Callable[[list[int]], object] | None = None,
+) -> int:
     """Store a reliability-weighted verdict ``(pair_id, preference, posterior)`` on pairs the
     labels' majority settled (complete, not gold, no expert decision): the status stays
     complete. A locked read and one update per thousand rows, read from ``rows`` as they come
-    (a stream of millions is fine); returns how many changed."""
+    (a stream of millions is fine); returns how many changed.
+
+    ``direction_changed`` is called with the ids of each chunk's pairs whose verdict changed
+    direction (A, tie, B), in the chunk's transaction with their rows still locked: what was
+    checked against the old verdict (a re-test) is checked again in the same commit, so a
+    crash cannot leave a flipped verdict unchecked (its re-run would find nothing to change).
+    """
     changed = 0
     for chunk in batched(rows, 1000):
         by_id = {pair_id: (preference, posterior) for pair_id, preference, posterior in chunk}
         with transaction.atomic():
-            changed += _settle_weighted_chunk(by_id)
+            changes, flipped = _settle_weighted_chunk(by_id)
+            changed += changes
+            if flipped and direction_changed is not None:
+                direction_changed(flipped)
     return changed
 
 
@@ -413,8 +426,10 @@ _WEIGHTED_STATE = ("pk", "consensus_preference", "consensus_posterior", "provena
 def _weighted_changes(
     rows: Iterable[tuple[int, int | None, float | None, str]],
     by_id: dict[int, tuple[int, float]],
+    flipped: list[int] | None = None,
 ) -> list[tuple[int, int, float]]:
-    """``(pair_id, preference, posterior)`` of the stored states ``rows`` the verdicts change."""
+    """``(pair_id, preference, posterior)`` of the stored states ``rows`` the verdicts change;
+    the ids of those whose direction changes are appended to ``flipped``."""
     changes = []
     for pair_id, stored_preference, stored_posterior, provenance in rows:
         preference, posterior = by_id[pair_id]
@@ -426,15 +441,24 @@ def _weighted_changes(
         ):
             continue  # a re-run changes nothing
         changes.append((pair_id, preference, posterior))
+        if flipped is not None and (
+            stored_preference is None or _sign(stored_preference) != _sign(preference)
+        ):
+            flipped.append(pair_id)
     return changes
 
 
-def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> tuple[int, list[int]]:
+    """How many of the chunk's pairs changed, and the ids of those whose direction did."""
     # First a plain read: a re-estimate that changes nothing (the usual case, every 30 s on a
     # busy campaign) locks and dirties no row; locking a million rows wrote 272 MB of WAL.
     stale = _weighted_changes(_weighted_settleable(by_id).values_list(*_WEIGHTED_STATE), by_id)
     if not stale:
-        return 0
+        return 0, []
     # Then the rows to change, locked in id order and compared again: a label change or an
     # escalation of one of them waits, so neither is overwritten by a verdict read before it.
     # (A pair a label changes after the read is left to the re-estimate that label asks for.)
@@ -444,7 +468,8 @@ def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
         .order_by("pk")
         .values_list(*_WEIGHTED_STATE)
     )
-    changes = _weighted_changes(locked, by_id)
+    flipped: list[int] = []
+    changes = _weighted_changes(locked, by_id, flipped)
     if connection.vendor == "postgresql":
         _update_weighted_in_one_statement(changes)
     else:
@@ -460,7 +485,7 @@ def _settle_weighted_chunk(by_id: dict[int, tuple[int, float]]) -> int:
             ],
             ["consensus_preference", "consensus_posterior", "provenance"],
         )
-    return len(changes)
+    return len(changes), flipped
 
 
 # bulk_update's CASE WHEN id = … per column makes a thousand-row update compare every row

@@ -19,10 +19,14 @@ is re-stated as the labels now make it.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from celery import current_app
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
 from annotation.models import (
@@ -69,7 +73,8 @@ from reviewers.services.escalations import (
     escalation_recheck,
     escalation_record,
 )
-from reviewers.services.weighted_consensus import consensus_reestimate_later
+
+logger = logging.getLogger(__name__)
 
 
 def _max_value(campaign: Campaign) -> int:
@@ -194,6 +199,43 @@ def pair_label_changed(*, pair: Pair, label: Label) -> None:
         pair.status = Pair.Status.ESCALATED
 
 
+def pairs_retest_recheck(pair_ids: Sequence[int]) -> None:
+    """Check the re-tests of pairs whose verdict a weighted re-estimate just turned to another
+    direction against the new verdict, as their submits were checked against the old one:
+    a re-test that now contradicts it escalates, an open contradiction that no longer holds
+    is withdrawn (``escalation_recheck``, as ``pair_label_changed`` does). Idempotent: a
+    re-run opens nothing new.
+
+    Called by ``pairs_settle_weighted`` inside the transaction that wrote the verdicts; each
+    pair is read again under its row lock (already held there, so this waits for nothing).
+    """
+    retests: dict[int, Label] = {}
+    for retest in Label.objects.filter(
+        pair_id__in=pair_ids, is_retest=True, set_aside=False
+    ).order_by("-id"):
+        retests[retest.pair_id] = retest  # the first, as ``_retest_label`` picks
+    if not retests:
+        return
+    locked = (
+        Pair.objects.select_for_update(of=("self",))
+        .select_related("campaign")
+        .filter(pk__in=retests)
+        .order_by("pk")
+    )
+    for pair in locked:
+        if pair.status in FINAL_PAIR_STATUSES or pair.provenance == Pair.Provenance.GOLD:
+            continue
+        standing = _retest_check(pair=pair, label=retests[pair.pk])
+        still_open = escalation_recheck(
+            pair=pair,
+            label_reasons=(Escalation.Reason.RETEST_CONTRADICTION,),
+            standing=standing,
+            disagreement=pair.disagreement or 0.0,
+        )
+        if still_open is not None and pair.status != Pair.Status.ESCALATED:
+            pair_escalate(pair_id=pair.pk)
+
+
 def _weighted_verdict(pair: Pair) -> tuple[int, float] | None:
     """The pair's Dawid–Skene verdict (preference, posterior) when its campaign settles by
     the weighted rule and a re-estimate has settled it; None otherwise."""
@@ -305,6 +347,22 @@ def _consensus_settle(
             campaign_id = campaign.pk
             transaction.on_commit(lambda: consensus_reestimate_later(campaign_id=campaign_id))
     return Settled(consensus, reasons)
+
+
+def consensus_reestimate_later(*, campaign_id: int) -> None:
+    """Ask for a weighted campaign's re-estimate
+    (``reviewers.services.weighted_consensus.campaign_consensus_reestimate``) after the
+    debounce window unless one is already asked for: the first label of a window enqueues it,
+    the rest of the window rides along."""
+    window = settings.CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS
+    try:
+        if not cache.add(f"reestimate-consensus:{campaign_id}", 1, window):
+            return
+        current_app.send_task(
+            "reviewers.reestimate_consensus", args=(campaign_id,), countdown=window
+        )
+    except Exception:  # best effort after a commit: the next label asks again
+        logger.warning("could not enqueue the consensus re-estimate of campaign %s", campaign_id)
 
 
 _RANKING_VOTES_SQL = (

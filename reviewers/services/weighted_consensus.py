@@ -16,7 +16,9 @@ that chose its direction (their mean, rounded half away from zero), or 1 when no
 
 A changed label re-settles its pair by majority until the next re-estimate, as its last label
 did; a changed re-test (in no consensus) leaves the weighted verdict standing and is checked
-against it (``reviewers.services.consensus.pair_label_changed``).
+against it (``reviewers.services.consensus.pair_label_changed``). A re-estimate that turns a
+pair's verdict to another direction checks its re-test again, as its submit was
+(``reviewers.services.consensus.pairs_retest_recheck``).
 
 The campaign's ``escalation_rules["posterior_threshold"]`` (off unless set) escalates a
 weighted verdict whose posterior is below it (reason ``low_posterior``).
@@ -31,9 +33,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from celery import current_app
-from django.conf import settings
-from django.core.cache import cache
 
 from annotation.models import Campaign, ConsensusRule, Label, Pair
 from annotation.services.pair_state import pairs_settle_weighted
@@ -41,6 +40,7 @@ from core.iterables import batched
 from reviewers.agreement.dawid_skene import FloatArray, dawid_skene
 from reviewers.consensus import escalation_rules_of
 from reviewers.models import Escalation
+from reviewers.services.consensus import pairs_retest_recheck
 from reviewers.services.escalations import escalation_open
 
 logger = logging.getLogger(__name__)
@@ -56,20 +56,6 @@ class ReestimateResult:
     escalated: int
     # Each annotator's estimated accuracy (P of saying the true direction), by user id.
     accuracy: dict[int, float]
-
-
-def consensus_reestimate_later(*, campaign_id: int) -> None:
-    """Ask for a re-estimate after the debounce window unless one is already asked for: the
-    first label of a window enqueues it, the rest of the window rides along."""
-    window = settings.CONSENSUS_REESTIMATE_DEBOUNCE_SECONDS
-    try:
-        if not cache.add(f"reestimate-consensus:{campaign_id}", 1, window):
-            return
-        current_app.send_task(
-            "reviewers.reestimate_consensus", args=(campaign_id,), countdown=window
-        )
-    except Exception:  # best effort after a commit: the next label asks again
-        logger.warning("could not enqueue the consensus re-estimate of campaign %s", campaign_id)
 
 
 # Labels are read this many at a time into numpy arrays: a campaign of tens of millions of
@@ -162,7 +148,9 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
     verdicts = weighted_verdicts(
         labels, item=item, pair_ids=pair_ids, gold_ids=gold_ids, posteriors=fit.posteriors
     )
-    settled = pairs_settle_weighted(rows=verdicts.rows())
+    # A re-test was checked against the verdict it was submitted under: one whose pair's
+    # verdict now points another way is checked again (only those: a pool has millions).
+    settled = pairs_settle_weighted(rows=verdicts.rows(), direction_changed=pairs_retest_recheck)
     escalated = _escalate_low_posteriors(campaign=campaign, verdicts=verdicts)
     accuracy = fit.annotator_accuracy()
     return ReestimateResult(
