@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -527,16 +528,7 @@ def _change_body(result: CampaignUpdate) -> dict[str, Any]:
         "campaign": _settings_body(result.campaign),
         "changed": {name: {"old": old, "new": new} for name, (old, new) in result.changed.items()},
         "message": result.message,
-        "annotators_per_pair_change": None
-        if overlap is None
-        else {
-            "old": overlap.old,
-            "new": overlap.new,
-            "pairs_unsettled": overlap.pairs_unsettled,
-            "pairs_one_more": overlap.pairs_one_more,
-            "pairs_changed": overlap.pairs_changed,
-            "pairs_settled_kept": overlap.pairs_settled_kept,
-        },
+        "annotators_per_pair_change": None if overlap is None else dataclasses.asdict(overlap),
     }
 
 

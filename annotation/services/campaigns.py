@@ -300,11 +300,8 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> CampaignUpdate:
             )
         for name, (_old, new) in changed.items():
             setattr(current, name, new)
-        per_pair = changed.get("annotators_per_pair", (None, 1))[1]
-        if isinstance(per_pair, int) and not 1 <= per_pair <= MAX_ANNOTATORS_PER_PAIR:
-            # Said as campaign_set_annotators_per_pair says it, before the rest is checked.
-            raise CampaignInvalid(f"annotators_per_pair: between 1 and {MAX_ANNOTATORS_PER_PAIR}")
         try:
+            # The model's own checks, annotators per pair's bounds included (its validators).
             current.full_clean(validate_unique=False)  # the name: below, and the constraint
         except ValidationError as error:
             raise CampaignInvalid(_first_problem(error)) from error

@@ -212,8 +212,8 @@ def pairs_retest_recheck(pair_ids: Sequence[int]) -> None:
     retests: dict[int, Label] = {}
     for retest in Label.objects.filter(
         pair_id__in=pair_ids, is_retest=True, set_aside=False
-    ).order_by("-id"):
-        retests[retest.pair_id] = retest  # the first, as ``_retest_label`` picks
+    ).order_by("id"):
+        retests.setdefault(retest.pair_id, retest)  # the first, as ``_retest_label`` picks
     if not retests:
         return
     locked = (
