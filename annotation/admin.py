@@ -32,6 +32,7 @@ from annotation.services.campaigns import (
     campaign_set_annotators_per_pair,
     campaign_settings_saved,
 )
+from annotation.services.imports import campaign_rounds_lock
 from annotation.services.members import member_remove
 from core.admin_paging import EstimatedCountPaginator
 
@@ -79,23 +80,40 @@ class CampaignAdmin(admin.ModelAdmin):
         fixed = campaign_fixed_settings(campaign=obj) if obj is not None else []
         return [*super().get_readonly_fields(request, obj), *fixed]
 
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Campaign | None:
+        """On a POST (a change or a deletion, each in the admin's transaction), the campaign
+        as committed once its imports and settings changes have: the rounds lock, then the
+        row, in the order the settings API takes them. Held until the POST commits, so the
+        read-only fields, the form's checks and the save all see the same campaign (an
+        import could add pairs between the check of the scale and its save)."""
+        campaign = super().get_object(request, object_id, from_field)
+        if campaign is None or request.method != "POST":
+            return campaign
+        campaign_rounds_lock(campaign.pk)
+        return Campaign.objects.select_for_update(of=("self",), no_key=True).get(pk=campaign.pk)
+
     def save_model(
         self, request: HttpRequest, obj: Campaign, form: ModelForm[Campaign], change: bool
     ) -> None:
-        """A changed annotators per pair goes through its service: the campaign's pairs in
-        rounds and not yet settled take it too, and the admin is told what changed. Other
-        changes set off what they set off through the settings API (campaign_settings_saved:
-        new qualification settings judge the qualifying members again)."""
-        if not change or "annotators_per_pair" not in form.changed_data:
+        """A change writes the fields the form changed, not the whole row. A changed
+        annotators per pair goes through its service: the campaign's pairs in rounds and not
+        yet settled take it too, and the admin is told what changed. Other changes set off
+        what they set off through the settings API (campaign_settings_saved: new
+        qualification settings judge the qualifying members again)."""
+        if not change:
             super().save_model(request, obj, form, change)
-        else:
+            return
+        plain = [name for name in form.changed_data if name != "annotators_per_pair"]
+        if plain:
+            obj.save(update_fields=plain)
+        if "annotators_per_pair" in form.changed_data:
             per_pair = obj.annotators_per_pair
             obj.annotators_per_pair = form.initial["annotators_per_pair"]
-            super().save_model(request, obj, form, change)
             result = campaign_set_annotators_per_pair(campaign=obj, annotators_per_pair=per_pair)
             self.message_user(request, result.message)
-        if change:
-            campaign_settings_saved(campaign=obj, changed=form.changed_data)
+        campaign_settings_saved(campaign=obj, changed=form.changed_data)
 
 
 @admin.register(Pair)

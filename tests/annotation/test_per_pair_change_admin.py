@@ -19,9 +19,9 @@ from tests.reviewers.factories import judge
 pytestmark = pytest.mark.django_db
 
 
-def _change_in_admin(client, campaign: Campaign, **changes: str):  # noqa: ANN001, ANN202
-    """POST the campaign's admin change form with its current values and ``changes``."""
-    superuser = UserFactory(is_staff=True, is_superuser=True)
+def admin_change_data(campaign: Campaign, superuser, **changes: str) -> dict[str, str]:  # noqa: ANN001
+    """The campaign's admin change form as its page shows it to ``superuser``, with
+    ``changes``: what a POST of the form sends."""
     request = RequestFactory().get("/")
     request.user = superuser
     form = admin.site._registry[Campaign].get_form(request, campaign)(instance=campaign)
@@ -36,6 +36,13 @@ def _change_in_admin(client, campaign: Campaign, **changes: str):  # noqa: ANN00
         else:
             data[name] = "" if value is None else str(field.prepare_value(value))
     data.update(changes)
+    return data
+
+
+def _change_in_admin(client, campaign: Campaign, **changes: str):  # noqa: ANN001, ANN202
+    """POST the campaign's admin change form with its current values and ``changes``."""
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    data = admin_change_data(campaign, superuser, **changes)
     client.force_login(superuser)
     response = client.post(f"/admin/annotation/campaign/{campaign.pk}/change/", data, follow=True)
     assert response.status_code == 200
