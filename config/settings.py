@@ -367,6 +367,14 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "MODEL_DIR": Path(envstr("ARBITER_MODEL_DIR", str(VAR_DIR / "models")) or "models"),
     "EXPORT_DIR": Path(envstr("ARBITER_EXPORT_DIR", str(VAR_DIR / "exports")) or "exports"),
     "BASE_MODEL": envstr("ARBITER_BASE_MODEL", "") or "",
+    # Where a retrain asked for from the web (dashboard or API) may take its base model from:
+    # directories separated by the OS path separator; empty, any local directory the worker
+    # reads. The model store's checkpoints are always allowed (to the admins of their campaign).
+    "BASE_MODEL_ROOTS": [
+        Path(root)
+        for root in (envstr("ARBITER_BASE_MODEL_ROOTS", "") or "").split(os.pathsep)
+        if root.strip()
+    ],
     "SEARCH_BACKEND": envstr("ARBITER_SEARCH_BACKEND", "") or "",
     "WEB_SEARCH_URL": envstr("ARBITER_WEB_SEARCH_URL", "") or "",
     "WEB_SEARCH_KEY": envsecret("ARBITER_WEB_SEARCH_KEY", "") or "",

@@ -81,27 +81,44 @@ def resolve_base_model(params: dict[str, Any]) -> Path:
 
 
 def base_model_check_access(*, base_model: str | None, campaign: Campaign, user: User) -> None:
-    """Refuse (JobError) a base model that is a checkpoint in the model store of a campaign
-    ``user`` does not administer: its weights learnt that campaign's labels, and its versions
-    are not this user's to see (they answer 404). A campaign's current setting passes as it
-    stands: someone allowed chose it (``training_settings_for``)."""
+    """Refuse (JobError) a base model asked for from the web that ``user`` may not train
+    from: a checkpoint in the model store of a campaign they do not administer (its weights
+    learnt that campaign's labels, and its versions answer them 404), or, where
+    ``BASE_MODEL_ROOTS`` is set, a directory under none of those roots (judged before the
+    path is read, so a refusal says nothing of what exists outside them). A campaign's
+    current setting passes as it stands: someone allowed chose it (``training_settings_for``).
+    """
     base_model = (base_model or "").strip()  # as parse_training_settings reads it
     if not base_model or base_model == training_settings_for(campaign=campaign)["base_model"]:
         return
+    chosen = Path(base_model)
     try:
-        store = Path(settings.ARBITER["MODEL_DIR"]).resolve()
         # resolve(): "campaign-1/../campaign-2/v1" and links are judged by where they lead.
-        parts = Path(base_model).resolve().relative_to(store).parts
-    except (OSError, RuntimeError, ValueError):
-        return  # outside the store (ValueError), or unreadable: resolve_base_model judges it
-    owner = parts[0].removeprefix("campaign-") if parts else ""
-    if (
-        owner.isascii()
-        and owner.isdigit()
-        and not is_campaign_admin(campaign_id=int(owner), user=user)
+        resolved = chosen.resolve()
+        store = Path(settings.ARBITER["MODEL_DIR"]).resolve()
+    except (OSError, RuntimeError):  # a loop of links, or unreadable: judged as outside
+        resolved = store = None
+    if resolved is not None and store is not None and resolved.is_relative_to(store):
+        parts = resolved.relative_to(store).parts
+        owner = parts[0].removeprefix("campaign-") if parts else ""
+        if (
+            owner.isascii()
+            and owner.isdigit()
+            and not is_campaign_admin(campaign_id=int(owner), user=user)
+        ):
+            raise JobError(
+                f"bad training settings: base_model: {base_model} is a model of another campaign"
+            )
+        return
+    roots = settings.ARBITER.get("BASE_MODEL_ROOTS") or []
+    if roots and not (
+        chosen.is_absolute()  # the worker reads a relative path from its own directory
+        and resolved is not None
+        and any(resolved.is_relative_to(Path(root).resolve()) for root in roots)
     ):
         raise JobError(
-            f"bad training settings: base_model: {base_model} is a model of another campaign"
+            f"bad training settings: base_model: {base_model} is not under a directory that "
+            "base models may be taken from (ARBITER_BASE_MODEL_ROOTS; an absolute path)"
         )
 
 
