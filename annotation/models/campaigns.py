@@ -45,7 +45,10 @@ class Campaign(models.Model):
     attribute_schema = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Allowed values per attribute, e.g. {'task_category': ['math', 'code']}.",
+        help_text=(
+            "Allowed values per attribute, e.g. {'task_category': ['math', 'code']}: an import "
+            "refuses a pair whose task_category, objectivity or controversiality is not listed."
+        ),
     )
     agreement_target = models.FloatField(default=0.85)
     escalation_rules = models.JSONField(default=default_escalation_rules, blank=True)
@@ -160,6 +163,7 @@ class Campaign(models.Model):
 
     def clean(self) -> None:
         from annotation.aspects import AspectError, parse_aspects  # pure; no cycle
+        from annotation.attribute_schema import AttributeSchemaError, parse_attribute_schema
 
         for share in ("gold_share", "retest_share", "random_slice_share"):
             value = getattr(self, share)
@@ -195,6 +199,10 @@ class Campaign(models.Model):
         rule_problems = escalation_rules_problems(self.escalation_rules)
         if rule_problems:
             errors["escalation_rules"] = rule_problems
+        try:
+            parse_attribute_schema(self.attribute_schema)
+        except AttributeSchemaError as exc:
+            errors["attribute_schema"] = str(exc)
         if errors:
             raise ValidationError(errors)
         try:

@@ -40,6 +40,11 @@ try:
 except ImportError:  # pragma: no cover - the standard library is the slow fallback
     orjson = None  # type: ignore[assignment]  # a module or None: the checks below tell
 
+from annotation.attribute_schema import (
+    AttributeSchemaError,
+    attribute_schema_problem,
+    parse_attribute_schema,
+)
 from annotation.importers import ImportFormatError, ImportLimits, PairRecord, iter_pair_records
 from annotation.models import Assignment, Campaign, ItemKind, Pair, Round
 from annotation.selectors import campaign_pair_counts_forget_on_commit
@@ -114,6 +119,15 @@ def round_current(*, campaign: Campaign) -> Round:
     return Round.objects.create(campaign=campaign, number=(last.number + 1) if last else 1)
 
 
+def _attribute_schema_of(campaign: Campaign) -> dict[str, frozenset[str]]:
+    """The campaign's attribute schema; none where the stored one does not parse (saved
+    before it was checked: the settings refuse it until it is fixed)."""
+    try:
+        return parse_attribute_schema(campaign.attribute_schema)
+    except AttributeSchemaError:
+        return {}
+
+
 def _attribute(attributes: dict[str, Any], name: str) -> str:
     value = attributes.get(name)
     if value is None:
@@ -161,6 +175,7 @@ def _row_builder(
     provenance = str(Pair.Provenance.GOLD if as_gold else Pair.Provenance.NONE)
     ranking_campaign = campaign.item_kind == ItemKind.RANKING
     allowed = campaign.allowed_preferences
+    schema = _attribute_schema_of(campaign)
     # A chosen/rejected row's strength (an export's "much better") on a scale without it
     # becomes the scale's strongest, "better": the direction is what the row says.
     strongest = max(allowed)
@@ -194,6 +209,10 @@ def _row_builder(
             controversiality = _attribute(attributes, "controversiality")
             desired_attributes = _attribute(attributes, "desired_attributes")
             annotation_guideline = _attribute(attributes, "annotation_guideline")
+            if schema:
+                problem = attribute_schema_problem(schema, attributes)
+                if problem:
+                    raise ImportFormatError(record.line, problem)
         else:
             task_category = objectivity = controversiality = ""
             desired_attributes = annotation_guideline = ""
