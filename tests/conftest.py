@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from django.conf import global_settings, settings
-from django.db import connection
+from django.db import connection, connections
 from markdown_it import MarkdownIt
 from rest_framework.test import APIClient
 from xdist.scheduler import LoadScopeScheduling
@@ -259,6 +259,19 @@ def run_concurrently(calls: list[Callable[[], T]], *, timeout: float = 120.0) ->
         return [future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def closing_connections(call: Callable[[], T]) -> Callable[[], T]:
+    """``call``, closing the thread's database connections when it returns (a thread's own
+    connection would otherwise outlive the test and block dropping its database)."""
+
+    def run() -> T:
+        try:
+            return call()
+        finally:
+            connections.close_all()
+
+    return run
 
 
 def start_in_thread(call: Callable[[], T]) -> Future[T]:

@@ -8,28 +8,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test import Client
 
 from annotation.services.imports import campaign_rounds_lock
 from tests.annotation.test_per_pair_change_admin import admin_change_data
-from tests.conftest import start_in_thread, wait_for_a_lock_waiter
+from tests.conftest import closing_connections, start_in_thread, wait_for_a_lock_waiter
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory and row locks"),
 ]
-
-
-def _closing(call):  # noqa: ANN001, ANN202 - a call run in a thread of its own
-    def run():  # noqa: ANN202
-        try:
-            return call()
-        finally:
-            connections.close_all()
-
-    return run
 
 
 def test_an_admin_change_of_scale_waits_for_an_import_and_then_finds_its_pairs():
@@ -51,9 +41,9 @@ def test_an_admin_change_of_scale_waits_for_an_import_and_then_finds_its_pairs()
         client.force_login(superuser)
         return client.post(f"/admin/annotation/campaign/{campaign.pk}/change/", data)
 
-    holder = start_in_thread(_closing(import_and_hold))
+    holder = start_in_thread(closing_connections(import_and_hold))
     assert importing.wait(10)
-    posting = start_in_thread(_closing(post))
+    posting = start_in_thread(closing_connections(post))
     try:
         wait_for_a_lock_waiter()  # the admin's POST waits for the import to commit
     finally:

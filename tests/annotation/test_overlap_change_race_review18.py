@@ -12,7 +12,7 @@ import json
 import threading
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from annotation.importers import ImportFormatError
 from annotation.models import Campaign, Pair
@@ -24,7 +24,7 @@ from annotation.services.campaigns import (
 )
 from annotation.services.imports import ImportResult, pairs_import
 from annotation.services.labels import LabelInput, label_change, label_submit
-from tests.conftest import lock_waiters, start_in_thread, wait_for
+from tests.conftest import closing_connections, lock_waiters, start_in_thread, wait_for
 from tests.factories import CampaignFactory, PairFactory, UserFactory
 from tests.reviewers.factories import judge
 
@@ -46,16 +46,6 @@ def _waiters(count: int) -> None:
     )
 
 
-def _closing(call):  # noqa: ANN001, ANN202 - any service call run in a thread
-    def run():  # noqa: ANN202
-        try:
-            return call()
-        finally:
-            connections.close_all()
-
-    return run
-
-
 def _holding(pair: Pair):  # noqa: ANN202
     """A transaction elsewhere holds the pair's row lock until released."""
     holding, release = threading.Event(), threading.Event()
@@ -66,14 +56,14 @@ def _holding(pair: Pair):  # noqa: ANN202
             holding.set()
             release.wait(30)
 
-    future = start_in_thread(_closing(hold))
+    future = start_in_thread(closing_connections(hold))
     assert holding.wait(10)
     return future, release
 
 
 def _change_in_thread(campaign: Campaign, annotators_per_pair: int):  # noqa: ANN202
     return start_in_thread(
-        _closing(
+        closing_connections(
             lambda: campaign_set_annotators_per_pair(
                 campaign=Campaign.objects.get(pk=campaign.pk),
                 annotators_per_pair=annotators_per_pair,
@@ -110,7 +100,7 @@ def test_a_submit_that_waited_for_a_raise_is_judged_under_the_new_overlap():
     try:
         _waiters(1)  # the change holds `pair` and waits for `later`
         submitting = start_in_thread(
-            _closing(lambda: label_submit(assignment=lease, data=_a_better(lease)))
+            closing_connections(lambda: label_submit(assignment=lease, data=_a_better(lease)))
         )
         _waiters(2)  # the submit waits for the change
     finally:
@@ -141,7 +131,7 @@ def test_a_submit_that_waited_for_a_lowering_settles_its_pair_under_the_new_over
     try:
         _waiters(1)
         submitting = start_in_thread(
-            _closing(lambda: label_submit(assignment=lease, data=_a_better(lease)))
+            closing_connections(lambda: label_submit(assignment=lease, data=_a_better(lease)))
         )
         _waiters(2)
     finally:
@@ -170,7 +160,7 @@ def test_a_submit_holding_its_pair_commits_under_the_old_overlap_and_the_change_
             submitted.set()
             release.wait(30)
 
-    submitting = start_in_thread(_closing(submit_and_hold))
+    submitting = start_in_thread(closing_connections(submit_and_hold))
     assert submitted.wait(10)
     changing = _change_in_thread(campaign, 3)
     try:
@@ -200,7 +190,9 @@ def test_an_import_that_waited_for_a_raise_queues_its_pairs_with_the_new_overlap
     changing = _change_in_thread(campaign, 5)
     try:
         _waiters(1)  # the change holds the rounds lock and waits for `held`
-        importing = start_in_thread(_closing(lambda: pairs_import(campaign=stale, path=path)))
+        importing = start_in_thread(
+            closing_connections(lambda: pairs_import(campaign=stale, path=path))
+        )
         _waiters(2)  # the import waits for the rounds lock
     finally:
         release.set()
@@ -233,11 +225,11 @@ def test_an_import_that_waited_for_a_change_of_scale_is_checked_against_the_new_
             changed.set()
             release.wait(30)
 
-    changing = start_in_thread(_closing(change_and_hold))
+    changing = start_in_thread(closing_connections(change_and_hold))
     try:
         assert changed.wait(10)
         importing = start_in_thread(
-            _closing(lambda: pairs_import(campaign=stale, path=path, as_gold=True))
+            closing_connections(lambda: pairs_import(campaign=stale, path=path, as_gold=True))
         )
         _waiters(1)  # the import waits for the rounds lock
     finally:
