@@ -2,16 +2,17 @@
 
 django-axes locks a username only together with the address it was guessed from, so a
 stranger cannot lock the admin (or anyone behind the same address) out. Spraying many
-usernames from one address still has to be slowed: failed logins are counted per address in
-fixed windows of AXES_COOLOFF_TIME, and once the current window and the one before it hold
-LOGIN_ADDRESS_FAILURE_LIMIT of them together, every login from that address is refused. A
-failure thus counts for one to two windows, so a window boundary neither wipes the count nor
-lets a sprayer make twice the limit across it. The limit is well above axes' own, so one
-person mistyping, or a stranger guessing one account, never reaches it.
+usernames from one address still has to be slowed: failed logins are counted per address (for
+IPv6, per /64) in fixed windows of AXES_COOLOFF_TIME, and once the current window and the one
+before it hold LOGIN_ADDRESS_FAILURE_LIMIT of them together, every login from that address is
+refused. A failure thus counts for one to two windows, so a window boundary neither wipes the
+count nor lets a sprayer make twice the limit across it. The limit is well above axes' own, so
+one person mistyping, or a stranger guessing one account, never reaches it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -28,7 +29,22 @@ def _window_s() -> int:
 
 
 def _key(address: str, window: int) -> str:
-    return f"login-failures:{address}:{window}"
+    return f"login-failures:{_sender(address)}:{window}"
+
+
+def _sender(address: str) -> str:
+    """Who the failures are counted against: an IPv4 address, or an IPv6 address's /64 (one
+    host or home network is handed a whole /64, and would otherwise spray from 2**64
+    addresses, each under the limit)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def address_is_braked(request: HttpRequest | None, *, now: float | None = None) -> bool:
@@ -46,8 +62,9 @@ def login_failure_record(address: str, *, now: float | None = None) -> None:
     counter_incr(_key(address, window), timeout=_window_s() * 2)
 
 
-def login_failure_count(sender: Any, credentials: dict, request: HttpRequest | None = None,
-                        **kwargs: Any) -> None:
+def login_failure_count(
+    sender: Any, credentials: dict, request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     """user_login_failed receiver: one more failure for the request's address."""
     address = get_client_ip_address(request) if request is not None else None
     if address:

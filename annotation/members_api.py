@@ -126,7 +126,7 @@ class MembersApi(APIView):
             link = request.build_absolute_uri(invitation.set_password_path)
             return Response(
                 {
-                    "added": [data["invite"]],
+                    "added": [invitation.member.user.get_username()],
                     "user_id": invitation.member.user_id,
                     "set_password_url": link,
                 },

@@ -164,7 +164,7 @@ def _apply(request: SignedInRequest, campaign: Campaign, action: str) -> str:
         )
         link = request.build_absolute_uri(invitation.set_password_path)
         return (
-            f"Invited {invite.cleaned_data['username']}. Send them this one-time link to set "
+            f"Invited {invitation.member.user.get_username()}. Send them this one-time link to set "
             f"their password: {link}"
         )
     raise BadRequest(f"Unknown action {action!r}.")

@@ -87,6 +87,8 @@ def retest_taker_exists(*, campaign: Campaign, pair_id: int) -> bool:
             campaign=campaign,
             role=CampaignMember.Role.ANNOTATOR,
             state=CampaignMember.State.ACTIVE,
+            # A deactivated user (a leaver still listed) cannot log in to take it.
+            user__is_active=True,
         )
         .exclude(user_id__in=had_it)
         .exists()

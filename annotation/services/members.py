@@ -33,7 +33,7 @@ from rest_framework.authtoken.models import Token
 
 from annotation import hooks
 from annotation.models import Campaign, CampaignMember, Label, MemberTransition, Pair
-from annotation.roles import Role, role_groups
+from annotation.roles import Role, role_groups, user_has_role
 from annotation.selectors import member_remember
 from annotation.services.assignments import assignments_end_for_annotator
 from annotation.services.pair_state import pair_lock_open, pair_set_aside_label
@@ -78,8 +78,15 @@ def member_add(
         },
     )
     if not created and member.role != role:
+        # A conditional UPDATE, not save(): a removal committed meanwhile leaves no row, and
+        # save(update_fields=...) would raise a DatabaseError (a 500).
+        if not CampaignMember.objects.filter(pk=member.pk).update(role=role):
+            raise Conflict("That user was removed from the campaign meanwhile; add them again.")
         member.role = role
-        member.save(update_fields=["role"])
+        if role == CampaignMember.Role.EXPERT and not user_has_role(user, Role.ADMIN):
+            # An expert member no longer annotates here (a site admin still may): the leases
+            # they hold could not be submitted, yet would keep their slots until they ran out.
+            assignments_end_for_annotator(campaign=campaign, annotator_id=member.user_id)
     return member
 
 
@@ -271,9 +278,18 @@ def member_invite(
     """
     role = _role(role)
     user_model = get_user_model()
+    # As full_clean will store it (NFKC: a full-width "Ａda" is "Ada"), before it is compared.
+    username = user_model.normalize_username(username)
     taken = Conflict(f"a user named {username!r} exists already; add them instead")
-    if user_model.objects.filter(username=username).exists():
-        raise taken
+    # Case-insensitively: "Ada" beside "ada" is another account to Django but the same name to
+    # a reader, and whoever holds the invitation link would hold a look-alike of ada's.
+    existing = (
+        user_model.objects.filter(username__iexact=username)
+        .values_list("username", flat=True)
+        .first()
+    )
+    if existing is not None:
+        raise Conflict(f"a user named {existing!r} exists already; add them instead")
     user = user_model(username=username, email=email)
     user.set_unusable_password()
     try:

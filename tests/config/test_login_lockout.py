@@ -112,3 +112,26 @@ def test_without_trusted_proxies_the_forwarded_header_is_ignored(settings, annot
     chain = f"1.2.3.4, {ELSEWHERE}, 10.0.0.3"
     two = RequestFactory().get("/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=chain)
     assert client_ip(two) == ELSEWHERE
+
+
+# An IPv6 sender counts as its /64 (review 19).
+
+
+def test_spraying_from_many_addresses_of_one_ipv6_64_is_braked(settings, annotator_a):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 8
+    # One host is handed a whole /64: a new address for each guess costs it nothing.
+    for n in range(8):
+        _login(f"user{n}", "wrong", f"2001:db8:1:2::{n + 1:x}")
+
+    assert not _logged_in(_login("alice", "pw-alice", "2001:db8:1:2::ffff"))
+    # Another /64 (another network) is not braked.
+    assert _logged_in(_login("alice", "pw-alice", "2001:db8:1:3::1"))
+
+
+def test_an_ipv4_mapped_address_counts_as_its_ipv4_address(settings, annotator_a):
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 8
+    for n in range(8):
+        _login(f"user{n}", "wrong", "203.0.113.9")
+
+    assert not _logged_in(_login("alice", "pw-alice", "::ffff:203.0.113.9"))
+    assert _logged_in(_login("alice", "pw-alice", "198.51.100.7"))
