@@ -33,7 +33,7 @@ from annotation.services.campaigns import (
     campaign_settings_saved,
 )
 from annotation.services.imports import campaign_rounds_lock
-from annotation.services.members import member_remove
+from annotation.services.members import member_add, member_remove
 from core.admin_paging import EstimatedCountPaginator
 
 
@@ -188,7 +188,26 @@ class CampaignMemberAdmin(admin.ModelAdmin):
     list_display = ["user", "campaign", "role", "state", "added_at"]
     list_filter = ["role", "state"]
     search_fields = ["user__username", "campaign__name"]
-    readonly_fields = ["state", "qualification"]
+    raw_id_fields = ["user"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """Who added them is the service's to record; a membership stays one user's in one
+        campaign (remove it and add another instead)."""
+        fixed = ["state", "qualification", "added_by"]
+        return [*fixed, "user", "campaign"] if obj is not None else fixed
+
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: CampaignMember,
+        form: ModelForm[CampaignMember],
+        change: bool,
+    ) -> None:
+        """Through member_add, as the members page and API add and change members: a new
+        annotator starts qualifying where the campaign qualifies them, and a member made an
+        expert gives up their leases."""
+        member = member_add(campaign=obj.campaign, user=obj.user, role=obj.role, by=_admin(request))
+        obj.pk, obj.state = member.pk, member.state
 
     # Deleting here is removing from the campaign: through member_remove, so the state
     # history ends in "removed" (a quarantine stops counting) and their leases end.
