@@ -63,10 +63,11 @@ label_changed = Hook("label_changed")
 # None (scoring answers, and records that it was shown).
 model_view_after_submit = Hook("model_view_after_submit")
 
-# A member was taken out of a campaign: called inside ``member_remove``'s transaction
-# (``campaign_id``, ``user_id``). reviewers gives back the escalations they had claimed there,
-# which would otherwise keep other experts out until the claim ran out.
-member_removed = Hook("member_removed")
+# A member stopped reviewing a campaign: taken out of it, or made an annotator there; called
+# inside ``member_remove``'s or ``member_add``'s transaction (``campaign_id``, ``user_id``).
+# reviewers gives back the escalations they had claimed there, which would otherwise keep other
+# experts out until the claim ran out.
+member_stopped_reviewing = Hook("member_stopped_reviewing")
 
 # A campaign's qualification settings (``qualification_gold_count``, ``qualification_threshold``)
 # changed: called inside the change's transaction (``campaign``, holding the new values).

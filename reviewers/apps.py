@@ -11,7 +11,7 @@ class ReviewersConfig(AppConfig):
         # annotation calls up through its hooks, never by importing reviewers.
         from annotation import hooks
         from reviewers.services.consensus import pair_label_changed, pair_label_recorded
-        from reviewers.services.escalations import escalation_claims_release_for_removed
+        from reviewers.services.escalations import escalation_claims_release_for_member
         from reviewers.services.member_quality import (
             member_label_submitted,
             members_requalify,
@@ -20,5 +20,5 @@ class ReviewersConfig(AppConfig):
         hooks.label_recorded.register(pair_label_recorded)
         hooks.label_changed.register(pair_label_changed)
         hooks.label_submitted.register(member_label_submitted)
-        hooks.member_removed.register(escalation_claims_release_for_removed)
+        hooks.member_stopped_reviewing.register(escalation_claims_release_for_member)
         hooks.qualification_changed.register(members_requalify)

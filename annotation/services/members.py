@@ -82,6 +82,8 @@ def member_add(
         # save(update_fields=...) would raise a DatabaseError (a 500).
         if not CampaignMember.objects.filter(pk=member.pk).update(role=role):
             raise Conflict("That user was removed from the campaign meanwhile; add them again.")
+        if role == CampaignMember.Role.ANNOTATOR:
+            hooks.member_stopped_reviewing(campaign_id=campaign.pk, user_id=member.user_id)
         member.role = role
         if role == CampaignMember.Role.EXPERT and not user_has_role(user, Role.ADMIN):
             # An expert member no longer annotates here (a site admin still may): the leases
@@ -126,7 +128,7 @@ def member_remove(*, campaign: Campaign, user_id: int, by: AbstractBaseUser | No
             by_id=by.pk if by else None,
         )
         member.delete()
-        hooks.member_removed(campaign_id=campaign.pk, user_id=user_id)
+        hooks.member_stopped_reviewing(campaign_id=campaign.pk, user_id=user_id)
     # Leases they hold here end now: they can no longer open the pairs.
     assignments_end_for_annotator(campaign=campaign, annotator_id=user_id)
 

@@ -322,10 +322,10 @@ def escalation_claim_next(
     return None
 
 
-def escalation_claims_release_for_removed(*, campaign_id: int, user_id: int) -> int:
-    """An expert taken out of the campaign gives back their open claims there (the
-    ``member_removed`` hook); how many. They can no longer decide those pairs, and their
-    claims kept the other experts out until they ran out."""
+def escalation_claims_release_for_member(*, campaign_id: int, user_id: int) -> int:
+    """An expert taken out of the campaign, or made an annotator there, gives back their open
+    claims there (the ``member_stopped_reviewing`` hook); how many. They may no longer decide
+    those pairs, and their claims kept the other experts out until they ran out."""
     return Escalation.objects.filter(
         campaign_id=campaign_id, claimed_by_id=user_id, status=Escalation.Status.OPEN
     ).update(claimed_by=None, claim_expires_at=None)

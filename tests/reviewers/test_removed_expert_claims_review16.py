@@ -50,3 +50,20 @@ def test_a_removed_experts_claims_go_back_to_the_queue():
     assert (here.claimed_by_id, here.claim_expires_at) == (None, None)
     assert there.claimed_by_id == leaving.pk  # still theirs in the campaign they stay in
     assert escalation_claim_next(expert=staying) == here
+
+
+def test_an_expert_made_an_annotator_gives_back_their_claims_there():
+    """Review 19: a demoted expert can no longer open the campaign's escalations (members-only);
+    their claims stayed held until they ran out."""
+    campaign = CampaignFactory(open_to_all=False)
+    demoted = user_with_role("demoted", Role.EXPERT)
+    staying = user_with_role("staying", Role.EXPERT)
+    member_add(campaign=campaign, user=demoted, role="expert")
+    member_add(campaign=campaign, user=staying, role="expert")
+    claimed = _claimed_by(demoted, campaign)
+
+    member_add(campaign=campaign, user=demoted, role="annotator")
+
+    claimed.refresh_from_db()
+    assert (claimed.claimed_by_id, claimed.claim_expires_at) == (None, None)
+    assert escalation_claim_next(expert=staying) == claimed
