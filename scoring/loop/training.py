@@ -92,6 +92,8 @@ def base_model_check_access(*, base_model: str | None, campaign: Campaign, user:
     if not base_model or base_model == training_settings_for(campaign=campaign)["base_model"]:
         return
     chosen = Path(base_model)
+    resolved: Path | None
+    store: Path | None
     try:
         # resolve(): "campaign-1/../campaign-2/v1" and links are judged by where they lead.
         resolved = chosen.resolve()
