@@ -38,6 +38,9 @@ class TokenWithRolesAuthentication(TokenAuthentication):
     """
 
     def authenticate_credentials(self, key: str) -> tuple:
+        if "\x00" in key:
+            # No key holds one, and PostgreSQL refuses a NUL in a query's text (a 500).
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
         token_model = self.get_model()
         cached = _cached_user(key)
         found = cached or _read_user(token_model, key)

@@ -6,6 +6,7 @@ typo in a deployment shows up at start-up instead of as odd behaviour later.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -50,9 +51,14 @@ def envfloat(name: str, default: float) -> float:
     if value is None or value.strip() == "":
         return default
     try:
-        return float(value)
+        parsed = float(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from exc
+    # float() takes "nan" and "inf": a NaN deadline never passes nor fails a comparison, and
+    # neither makes a timeout, a cool-off or a cache lifetime.
+    if not math.isfinite(parsed):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    return parsed
 
 
 def envlist(name: str, default: list[str]) -> list[str]:

@@ -67,6 +67,13 @@ class ScoreResultSerializer(serializers.Serializer):
     p_a_better = serializers.FloatField(required=False)
 
 
+def _check_item_count(count: int, *, as_field: bool = False) -> None:
+    max_items = score_limits()["max_items"]
+    if count > max_items:
+        message = f"at most {max_items} items per request, got {count}"
+        raise serializers.ValidationError({"items": [message]} if as_field else message)
+
+
 def _characters(item: dict[str, Any]) -> int:
     turns = sum(len(turn["content"]) for turn in item["conversation"])
     return turns + sum(len(item.get(key, "")) for key in ("response", "response_a", "response_b"))
@@ -84,15 +91,14 @@ class ModelVersionScoreApi(APIView):
             # Counted before any item is validated: an over-limit batch is refused at once,
             # not after validating each of its (up to a request body's worth of) items.
             items = data.get("items") if isinstance(data, Mapping) else None
-            max_items = score_limits()["max_items"]
-            if isinstance(items, list) and len(items) > max_items:
-                raise serializers.ValidationError(
-                    {"items": [f"at most {max_items} items per request, got {len(items)}"]}
-                )
+            if isinstance(items, list):
+                _check_item_count(len(items), as_field=True)
             return super().to_internal_value(data)
 
         def validate_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            # The count was checked before the items were validated (to_internal_value).
+            # Counted again: a form body's items (``items[0]prompt``) are no list until
+            # validated, so to_internal_value could not count them.
+            _check_item_count(len(items))
             limits = score_limits()
             characters = sum(_characters(item) for item in items)
             if characters > limits["max_chars"]:

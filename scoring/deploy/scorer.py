@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 # Models kept loaded per worker process; the least recently used is dropped beyond this.
 CACHED_MODELS = 2
 
+
+class NonFiniteRewards(ValueError):
+    """The model scored NaN or infinity (its weights diverged): the version cannot serve."""
+
+
 _models: OrderedDict[tuple[str, float], Scorer] = OrderedDict()
 _lock = threading.Lock()
 
@@ -58,15 +63,21 @@ def score_items(*, checkpoint: str, items: list[dict[str, Any]]) -> list[dict[st
         else:
             transcripts.append((item["conversation"], item["response_a"]))
             transcripts.append((item["conversation"], item["response_b"]))
-    rewards = model.score_batch(transcripts)
+    rewards = [float(reward) for reward in model.score_batch(transcripts)]
+    if not all(math.isfinite(reward) for reward in rewards):
+        # A diverged model (NaN weights) scores NaN: no JSON number, and no answer to give.
+        raise NonFiniteRewards(
+            f"the model gave {sum(not math.isfinite(r) for r in rewards)} non-finite rewards "
+            f"(NaN or infinity) of {len(rewards)}"
+        )
     results: list[dict[str, float]] = []
     position = 0
     for item in items:
         if "response" in item:
-            results.append({"reward": float(rewards[position])})
+            results.append({"reward": rewards[position]})
             position += 1
             continue
-        reward_a, reward_b = float(rewards[position]), float(rewards[position + 1])
+        reward_a, reward_b = rewards[position], rewards[position + 1]
         position += 2
         # sigmoid(a - b) in its overflow-free form, as RewardModel.prob_a_better computes it.
         p_a_better = 0.5 * (1.0 + math.tanh(0.5 * (reward_a - reward_b)))

@@ -231,3 +231,59 @@ def test_a_conversation_the_chat_template_refuses_is_a_400(
     body = response.json()
     assert body["code"] == "scoring_bad_input"
     assert "roles must alternate" in body["detail"]
+
+
+# Review 19: form bodies, odd tokens and a diverged model.
+
+
+@pytest.mark.parametrize("format", ["multipart", None])
+def test_a_form_body_over_the_item_limit_is_a_400(
+    db, version, service_client, settings, format
+) -> None:
+    """Form bodies (the API's parsers take them) name items ``items[0]prompt``: they are a list
+    only once validated, so the limit must be counted then too (it used to send them on)."""
+    settings.ARBITER = {
+        **settings.ARBITER,
+        "SCORE_MAX_ITEMS": 2,
+        "SCORE_TIMEOUT_S": 0.2,
+        "SCORE_QUEUE": "no-worker",
+    }
+    body = {}
+    for index in range(5):
+        body[f"items[{index}]prompt"] = "How do I boil an egg?"
+        body[f"items[{index}]response"] = "Nine minutes."
+    response = service_client.post(_url(version.pk), body, format=format)
+    assert response.status_code == 400, response.content
+    assert "at most 2 items per request, got 5" in str(response.json())
+
+
+def test_a_token_with_a_nul_character_is_a_401(db, version) -> None:
+    response = APIClient().post(
+        _url(version.pk),
+        {"items": [{"prompt": "hi", "response": "a"}]},
+        format="json",
+        HTTP_AUTHORIZATION="Token abc\x00def",
+    )
+    assert response.status_code == 401
+
+
+def test_a_model_scoring_nan_is_a_503_not_a_500(worker, campaign, service_client, tmp_path) -> None:
+    """A diverged model (NaN weights: nothing stops training registering one) scores NaN,
+    which no JSON number holds: the response was a 500 from the renderer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scoring.reward_model.checkpoint import save_checkpoint
+
+    checkpoint = build_tiny_reward_model(tmp_path / "good")
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+    save_checkpoint(model, AutoTokenizer.from_pretrained(checkpoint), tmp_path / "diverged")
+    version = ModelVersion.objects.create(
+        campaign=campaign, number=3, base="tiny", checkpoint=str(tmp_path / "diverged")
+    )
+    body = {"items": [{"prompt": "hi", "response_a": "a", "response_b": "b"}]}
+    response = service_client.post(_url(version.pk), body, format="json")
+    assert response.status_code == 503, response.content
+    assert "non-finite rewards" in response.json()["detail"]
