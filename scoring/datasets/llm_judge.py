@@ -21,14 +21,20 @@ JUDGE_PROMPT = (
     "You judge which of two AI responses to the same conversation is better: more helpful, "
     "correct and harmless. Reply with exactly one letter, A or B, and nothing else."
 )
+# A capital letter standing alone: "a" is an article ("after a close look, B"), so the answer
+# is not upper-cased first; a lone letter of either case is the whole answer.
 _VERDICT = re.compile(r"\b([AB])\b")
+_LONE_LETTER = re.compile(r"\W*([ABab])\W*")
+# A reasoning model's thoughts before its answer weigh both letters.
+_THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
 def _verdict(answer: str) -> float:
-    found = _VERDICT.search(answer.strip().upper())
+    answer = _THINKING.sub("", answer)
+    found = _LONE_LETTER.fullmatch(answer) or _VERDICT.search(answer)
     if found is None:
         return 0.5
-    return 1.0 if found.group(1) == "A" else 0.0
+    return 1.0 if found.group(1).upper() == "A" else 0.0
 
 
 def _messages(item: PoolItem, first: str, second: str) -> list[dict[str, str]]:

@@ -3,11 +3,12 @@
 The pool: pairs of a campaign that carry a source chosen/rejected label
 (``Pair.silver_preference`` non-zero), no human label, no consensus and are not gold.
 
-1. Decontamination: a pair whose conversation shares a word 13-gram (lowercase, punctuation
-   dropped, n-grams never crossing a turn) with a prompt of the campaign's evaluation sets
-   (``EvaluationPrompt``) is dropped (``curation="contaminated"``). Evaluation prompts shorter
-   than 13 words have no 13-gram; they contaminate a pair when one of its turns is the same
-   word sequence.
+1. Decontamination: a pair whose conversation shares a token 13-gram (NFKC, lowercase,
+   punctuation dropped, n-grams never crossing a turn; ``decontamination.normalised_words``)
+   with a prompt of the campaign's evaluation sets (``EvaluationPrompt``, ``EvaluationItem``)
+   is dropped (``curation="contaminated"``). Evaluation prompts shorter than 13 tokens have no
+   13-gram: one of 8 to 12 tokens contaminates a turn that holds it anywhere, a shorter one
+   only a turn that is the same token sequence.
 2. Deduplication on (conversation, chosen, rejected): ``content_hash`` already makes pairs
    unique within a campaign in one orientation; here the key ignores the A/B order, and a
    silver pair is dropped (``curation="duplicate"``) when an earlier silver pair or a

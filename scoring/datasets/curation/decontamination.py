@@ -3,6 +3,7 @@ and the index that finds a pool pair sharing one."""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,24 +23,58 @@ NGRAM = 13
 # that merely quote a common question.
 CONTAINED_MIN = 8
 
-# Scripts written without spaces between words: each CJK ideograph (and extension A), kana
-# and hangul syllable is a token of its own; any other run of letters and digits is one token.
-_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
-_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
+# Scripts written without spaces between words: each letter of Thai, Lao, Myanmar and Khmer,
+# and each CJK ideograph (and extension A), kana and hangul syllable is a token of its own;
+# any other run of letters and digits is one token. Combining marks (a vowel sign, a virama, an
+# Arabic vowel mark) belong to the token they follow: they are no word characters to ``re``,
+# so a Hindi word would break into pieces at each of its marks.
+_UNSPACED = (
+    r"\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
+    r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+)
+# Invisible inside a word: the soft hyphen, the word joiner and the zero-width no-break space.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u2060\ufeff"))
+
+
+@functools.cache
+def _word_pattern() -> re.Pattern[str]:
+    # Built on first use, by the jobs that tokenise. Marks of the Basic Multilingual Plane only
+    # (every living script's): a class reaching past U+FFFF is matched range by range, and the
+    # check after every word made tokenising about twice as slow.
+    marks = _ranges(code for code in range(0x10000) if unicodedata.category(chr(code))[0] == "M")
+    word = rf"[^\W_{_UNSPACED}]"
+    return re.compile(rf"{word}+(?:[{marks}]+{word}*)*|(?=[^\W_])[{_UNSPACED}][{marks}]*")
+
+
+def _ranges(codes: Iterable[int]) -> str:
+    """A regular-expression character class body for the code points (ascending)."""
+    spans: list[list[int]] = []
+    for code in codes:
+        if spans and spans[-1][1] == code - 1:
+            spans[-1][1] = code
+        else:
+            spans.append([code, code])
+    return "".join(
+        re.escape(chr(first)) + ("" if first == last else "-" + re.escape(chr(last)))
+        for first, last in spans
+    )
 
 
 # --- Decontamination ----------------------------------------------------------------------
 
 
 def normalised_words(text: str) -> list[str]:
-    """The tokens of ``text`` in NFKC form, lowercase: words, and each CJK, kana or hangul
-    character.
+    """The tokens of ``text`` in NFKC form, lowercase: words (with their combining marks), and
+    each character of a script written without spaces (CJK, kana, hangul, Thai, Lao, Myanmar,
+    Khmer).
 
     NFKC first: in decomposed text (NFD) an accent is a combining mark, no word character, so
     "élève" would split apart and never match the same prompt typed precomposed; NFKC also
     folds full-width letters and ligatures. The index is built from stored texts at each run,
     so no stored value needs recomputing."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
+    if not text.isascii():  # (a flag of the string: ASCII text holds none of them)
+        text = text.translate(_INVISIBLE)
+    return _word_pattern().findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def word_ngrams(words: Sequence[str], n: int = NGRAM) -> Iterator[tuple[str, ...]]:

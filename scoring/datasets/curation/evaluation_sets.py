@@ -32,7 +32,8 @@ def _prompt_from_record(record: Any) -> str | None:
         value = record.get(key)
         if isinstance(value, str) and value.strip():
             return value
-    for key in ("conversation", "messages", "chosen"):
+    # Message lists: their user turns (a "prompt" list too, as many Hugging Face sets store it).
+    for key in ("prompt", "conversation", "messages", "chosen"):
         turns = record.get(key)
         if isinstance(turns, list):
             users = [

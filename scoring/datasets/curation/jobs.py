@@ -22,8 +22,10 @@ from scoring.datasets.curation.pool import pool_curate
 from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
 from scoring.datasets.scorers import Scorer
 from scoring.jobs.runner import (
+    ACTIVE_STATUSES,
     JobCancelled,
     JobClaim,
+    JobConflict,
     JobContext,
     JobError,
     JobWork,
@@ -46,7 +48,8 @@ def curation_create(
     user: User | None = None,
     enqueue: bool = True,
 ) -> Job:
-    """Record a queued curation job (params validated now) and enqueue it on the gpu queue."""
+    """Record a queued curation job (params validated now) and enqueue it on the gpu queue.
+    Raises JobConflict while another curation of the campaign is queued or running."""
     if not isinstance(params, CurationParams):
         params = CurationParams.from_params(params)
     unknown = evaluation_sets_unknown(campaign=campaign, set_names=params.evaluation_sets or ())
@@ -58,6 +61,17 @@ def curation_create(
         gold_model_choice(campaign=campaign, number=params.gold_version, best=best)
     author = user if user is not None and user.is_authenticated else None
     with transaction.atomic():
+        # Two curations of one pool at once would each train a gold model and write verdicts
+        # over each other's, both counting the same pairs. The campaign row's lock makes two
+        # requests at the same moment take turns here.
+        Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
+        running = (
+            Job.objects.filter(campaign=campaign, kind=Job.Kind.CURATE, status__in=ACTIVE_STATUSES)
+            .order_by("id")
+            .first()
+        )
+        if running is not None:
+            raise JobConflict(running)
         job = job_create(
             campaign=campaign, kind=Job.Kind.CURATE, params=params.as_params(), user=author
         )

@@ -15,6 +15,7 @@ from scoring.datasets.curation import (
     evaluation_prompts_from_file,
     evaluation_set_upload,
 )
+from scoring.jobs.runner import JobConflict
 from scoring.loop.judged_pairs import GOLD_SOURCES
 from scoring.management.commands._model_job import (
     job_state,
@@ -117,7 +118,7 @@ class Command(BaseCommand):
             if options["no_train_gold"]:
                 params["train_gold"] = False
             job = curation_create(campaign=campaign, params=params, enqueue=options["enqueue"])
-        except CurationError as error:
+        except (CurationError, JobConflict) as error:
             raise CommandError(str(error)) from error
         except QueueUnavailable as error:
             report_unsent(
