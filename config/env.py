@@ -46,7 +46,11 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
     return parsed
 
 
-def envfloat(name: str, default: float) -> float:
+def envfloat(
+    name: str, default: float, *, minimum: float | None = None, positive: bool = False
+) -> float:
+    """A finite number; at least ``minimum`` where given, above 0 where ``positive`` (a
+    timeout of 0 gives up at once, and a negative one is no duration at all)."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -58,6 +62,10 @@ def envfloat(name: str, default: float) -> float:
     # neither makes a timeout, a cool-off or a cache lifetime.
     if not math.isfinite(parsed):
         raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    if positive and not parsed > 0:
+        raise ImproperlyConfigured(f"{name} must be above 0, got {value!r}")
+    if minimum is not None and parsed < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value!r}")
     return parsed
 
 

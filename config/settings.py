@@ -151,7 +151,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5, minimum=1)
-AXES_COOLOFF_TIME = envfloat("AXES_COOLOFF_HOURS", 0.25)
+AXES_COOLOFF_TIME = envfloat("AXES_COOLOFF_HOURS", 0.25, positive=True)
 # A username is locked only together with the address guessing it, so that a stranger cannot
 # lock anyone out; annotation/login_brake.py brakes an address spraying many usernames.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -362,8 +362,8 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     # (decompressed, as measured), and must be read within the first limit of seconds there,
     # the second in a worker.
     "IMPORT_INLINE_MAX_BYTES": envint("ARBITER_IMPORT_INLINE_MAX_BYTES", 5 * 1024**2, minimum=0),
-    "IMPORT_INLINE_MAX_SECONDS": envfloat("ARBITER_IMPORT_INLINE_MAX_SECONDS", 20.0),
-    "IMPORT_MAX_SECONDS": envfloat("ARBITER_IMPORT_MAX_SECONDS", 4 * 3600.0),
+    "IMPORT_INLINE_MAX_SECONDS": envfloat("ARBITER_IMPORT_INLINE_MAX_SECONDS", 20.0, positive=True),
+    "IMPORT_MAX_SECONDS": envfloat("ARBITER_IMPORT_MAX_SECONDS", 4 * 3600.0, positive=True),
     "MODEL_DIR": Path(envstr("ARBITER_MODEL_DIR", str(VAR_DIR / "models")) or "models"),
     "EXPORT_DIR": Path(envstr("ARBITER_EXPORT_DIR", str(VAR_DIR / "exports")) or "exports"),
     "BASE_MODEL": envstr("ARBITER_BASE_MODEL", "") or "",
@@ -381,11 +381,11 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "LLM_URL": envstr("ARBITER_LLM_URL", "") or "",
     "LLM_MODEL": envstr("ARBITER_LLM_MODEL", "") or "",
     "LLM_KEY": envsecret("ARBITER_LLM_KEY", "") or "",
-    "LLM_TIMEOUT_S": envfloat("ARBITER_LLM_TIMEOUT_S", 60.0),
+    "LLM_TIMEOUT_S": envfloat("ARBITER_LLM_TIMEOUT_S", 60.0, positive=True),
     # Model asks waiting on the provider at once in one web process (0: no cap); each holds a
     # server thread, so the cap keeps threads free for next and label.
     "LLM_CONCURRENT_ASKS": envint("ARBITER_LLM_CONCURRENT_ASKS", 2, minimum=0),
-    "CODE_RUN_WAIT_S": envfloat("ARBITER_CODE_RUN_WAIT_S", 5.0),
+    "CODE_RUN_WAIT_S": envfloat("ARBITER_CODE_RUN_WAIT_S", 5.0, minimum=0),
     "CODE_RUN_MAX_PENDING": envint("ARBITER_CODE_RUN_MAX_PENDING", 8, minimum=1),
     # Tool calls per user per minute (0: unlimited); over it a call is refused (API: 429).
     "SEARCHES_PER_MINUTE": envint("ARBITER_SEARCHES_PER_MINUTE", 60, minimum=0),
@@ -393,7 +393,7 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     "LLM_ASKS_PER_MINUTE": envint("ARBITER_LLM_ASKS_PER_MINUTE", 10, minimum=0),
     "ATTACHES_PER_MINUTE": envint("ARBITER_ATTACHES_PER_MINUTE", 60, minimum=0),
     # How long a web process trusts what it read for an API token (0: it reads every call).
-    "TOKEN_CACHE_SECONDS": envfloat("ARBITER_TOKEN_CACHE_SECONDS", 5.0),
+    "TOKEN_CACHE_SECONDS": envfloat("ARBITER_TOKEN_CACHE_SECONDS", 5.0, minimum=0),
     # Bytes a JSON request body may hold (413 above); above the score endpoint's characters
     # as \u-escaped JSON spells them (six bytes each).
     "API_MAX_JSON_BYTES": envint("ARBITER_API_MAX_JSON_BYTES", 16 * 1024**2, minimum=1024),
@@ -401,10 +401,10 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
     # request waits for a worker's answer before a 504, and the queue of those workers.
     "SCORE_MAX_ITEMS": envint("ARBITER_SCORE_MAX_ITEMS", 64, minimum=1),
     "SCORE_MAX_CHARS": envint("ARBITER_SCORE_MAX_CHARS", 2_000_000, minimum=1),
-    "SCORE_TIMEOUT_S": envfloat("ARBITER_SCORE_TIMEOUT_S", 30.0),
+    "SCORE_TIMEOUT_S": envfloat("ARBITER_SCORE_TIMEOUT_S", 30.0, positive=True),
     "SCORE_QUEUE": envstr("ARBITER_SCORE_QUEUE", "gpu") or "gpu",
     # A running job whose heartbeat is silent this long is taken over by another worker.
-    "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0),
+    "JOB_STALE_SECONDS": envfloat("ARBITER_JOB_STALE_SECONDS", 60.0, positive=True),
     # Pair vectors (part files per encoder) and the retrieval index: a local directory or any
     # fsspec URL (s3://…, a shared volume) that every worker can reach.
     "VECTOR_ROOT": envstr("ARBITER_VECTOR_ROOT", str(VAR_DIR / "vectors"))
@@ -434,7 +434,9 @@ for _codec, _allowed in (
     if ARBITER[_codec] not in _allowed:
         raise ImproperlyConfigured(f"ARBITER_{_codec} must be one of {', '.join(_allowed)}")
 if envstr("ARBITER_JOB_HEARTBEAT_SECONDS"):  # default: a quarter of the stale time, at most 10 s
-    ARBITER["JOB_HEARTBEAT_SECONDS"] = envfloat("ARBITER_JOB_HEARTBEAT_SECONDS", 10.0)
+    ARBITER["JOB_HEARTBEAT_SECONDS"] = envfloat(
+        "ARBITER_JOB_HEARTBEAT_SECONDS", 10.0, positive=True
+    )
 # --- Task time limits (README: "Time limits") ------------------------------------------------
 # Soft limits, in seconds, of the default-queue tasks whose work grows with the data; each
 # task's hard limit (its worker process killed) comes 120 s later. A task stopped by its soft
