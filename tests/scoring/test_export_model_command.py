@@ -77,6 +77,14 @@ def test_it_refuses_bad_requests_clearly(version, tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_an_out_directory_that_cannot_be_written_is_a_clear_error(version, tmp_path: Path) -> None:
+    """Review 19: an OSError from the file system was a traceback."""
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(CommandError, match="cannot export to .*a-file"):
+        _export(str(tmp_path / "a-file" / "out"), campaign=version.campaign.name, format="hf")
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
 def test_it_replaces_an_earlier_export_and_nothing_else(version, tmp_path: Path, settings) -> None:
     name = version.campaign.name
     out = tmp_path / "served"

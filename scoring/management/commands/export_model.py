@@ -60,4 +60,7 @@ class Command(BaseCommand):
             )
         except ModelExportError as error:
             raise CommandError(str(error)) from error
+        except OSError as error:  # OUT under a file, a parent not writable, a name too long
+            where = error.filename or options["out"]
+            raise CommandError(f"cannot export to {where}: {error.strerror or error}") from error
         self.stdout.write(json.dumps(summary))
