@@ -9,6 +9,7 @@ import json
 import pytest
 
 from annotation.models import Pair
+from scoring.datasets.curation.consistency import CurationError, CurationParams
 from scoring.datasets.curation.near_duplicates import (
     EXACT,
     NEAR,
@@ -204,8 +205,12 @@ def test_an_export_drops_exact_and_near_duplicates_and_counts_them(campaign, ann
     assert exported == {first.pk, near.pk, other.pk} and swapped.pk not in exported
     exported, _ = _export(campaign, tmp_path, include_silver=True, deduplicate=False)
     assert exported == {first.pk, swapped.pk, near.pk, other.pk}
-    with pytest.raises(InvalidExport, match="near_duplicate_threshold"):
-        ExportFilters(near_duplicate_threshold=1.5)
+    for threshold in (1.5, 0.0, 0.49, 1e-300):
+        # Below one half the LSH index proposes nearly every pair (review 19: quadratic).
+        with pytest.raises(InvalidExport, match="between 0.5 and 1"):
+            ExportFilters(near_duplicate_threshold=threshold)
+    with pytest.raises(CurationError, match="between 0.5 and 1"):
+        CurationParams.from_params({"near_duplicate_threshold": 0.1})
 
 
 def test_minhash_estimates_are_the_same_in_every_process():

@@ -12,6 +12,7 @@ from django.db.models import F, Q, QuerySet
 
 from annotation.models import Campaign
 from core.errors import BadRequest
+from scoring.datasets.curation.near_duplicates import near_duplicate_threshold_problem
 from scoring.datasets.scorers import PoolItem, Scorer
 from scoring.jobs.params import JobParams
 from scoring.jobs.runner import JobError
@@ -96,9 +97,9 @@ class CurationParams(JobParams):
             raise CurationError(f"unknown gold_sources {', '.join(unknown)}")
         if self.train_gold and self.gold_version is None and not self.gold_sources:
             raise CurationError("gold_sources must name at least one kind of verified pair")
-        threshold = self.near_duplicate_threshold
-        if threshold is not None and not 0.0 < threshold <= 1.0:
-            raise CurationError("near_duplicate_threshold must lie in (0, 1]")
+        problem = near_duplicate_threshold_problem(self.near_duplicate_threshold)
+        if problem:
+            raise CurationError(problem)
         if self.shard_size is not None:
             # The shards' own rule, checked now: else the job fails only in the worker.
             try:

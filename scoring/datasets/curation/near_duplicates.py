@@ -35,6 +35,10 @@ NUM_PERM = 128
 DEFAULT_NEAR_DUPLICATE_THRESHOLD = 0.8
 # The highest threshold the LSH index is built for (see ``DuplicateFinder``).
 LSH_MAX_THRESHOLD = 0.95
+# The lowest threshold taken: below half the shingles shared, two pairs are no repeats, and the
+# index datasketch builds for a tiny threshold (bands of one row) makes nearly every pair a
+# candidate of every other, checked one by one: quadratic in the pairs.
+MIN_NEAR_DUPLICATE_THRESHOLD = 0.5
 EXACT, NEAR = "exact", "near"
 _SCHEME = "affine32"  # datasketch 2's default: 32-bit hash values
 
@@ -140,6 +144,16 @@ def minhash_similarity(
     )
 
 
+def near_duplicate_threshold_problem(threshold: float | None) -> str:
+    """Why ``threshold`` cannot be a near-duplicate threshold, or "" (None: no search)."""
+    if threshold is None or MIN_NEAR_DUPLICATE_THRESHOLD <= threshold <= 1.0:
+        return ""
+    return (
+        f"near_duplicate_threshold must lie between {MIN_NEAR_DUPLICATE_THRESHOLD} and 1 "
+        f"(null for exact repeats only), got {threshold}"
+    )
+
+
 class DuplicateFinder:
     """Remembers the pairs it has seen; ``check`` says whether a new one repeats one of them,
     exactly (``EXACT``) or nearly (``NEAR``: estimated Jaccard similarity of the conversations
@@ -148,8 +162,9 @@ class DuplicateFinder:
     sets of 128 32-bit hash values (1 KB) and the LSH bands of a third."""
 
     def __init__(self, *, threshold: float | None, num_perm: int = NUM_PERM) -> None:
-        if threshold is not None and not 0.0 < threshold <= 1.0:
-            raise ValueError(f"a near-duplicate threshold lies in (0, 1], got {threshold}")
+        problem = near_duplicate_threshold_problem(threshold)
+        if problem:
+            raise ValueError(problem)
         self.threshold = threshold
         self.num_perm = num_perm
         self._exact: set[int] = set()

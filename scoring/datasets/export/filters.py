@@ -13,7 +13,10 @@ from django.db.models import Q, QuerySet
 from annotation.models import Campaign, Evidence, Pair, Round
 from core.errors import BadRequest
 from scoring.datasets.curation.decontamination import evaluation_sets_unknown
-from scoring.datasets.curation.near_duplicates import DEFAULT_NEAR_DUPLICATE_THRESHOLD
+from scoring.datasets.curation.near_duplicates import (
+    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    near_duplicate_threshold_problem,
+)
 from scoring.jobs.params import JobParams
 
 FORMATS = ("jsonl", "parquet")
@@ -90,9 +93,9 @@ class ExportFilters(JobParams):
             raise InvalidExport(f"outcomes must be one of {', '.join(OUTCOMES_CHOICES)}")
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             raise InvalidExport("min_agreement must lie between 0 and 1")
-        threshold = self.near_duplicate_threshold
-        if threshold is not None and not 0.0 < threshold <= 1.0:
-            raise InvalidExport("near_duplicate_threshold must lie in (0, 1]")
+        problem = near_duplicate_threshold_problem(self.near_duplicate_threshold)
+        if problem:
+            raise InvalidExport(problem)
 
     def as_params(self) -> dict[str, Any]:
         # Every filter, min_agreement too when None: the snapshot row shows them all.
