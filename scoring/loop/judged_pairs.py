@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from django.db.models import Max, QuerySet
+from django.db.models import (
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+)
 
 from annotation.models import Campaign, ItemKind, Label, Outcome, Pair
 from scoring.jobs.runner import JobError
@@ -154,16 +163,43 @@ def _decided_query(*, campaign: Campaign, provenances: Sequence[str]) -> QuerySe
     )
 
 
-def _decided_pairs(*, campaign: Campaign, provenances: Sequence[str]) -> JudgedPairs:
-    """Non-gold pairs of these provenances whose consensus picked a side, in id order."""
-    decided = (
-        _decided_query(campaign=campaign, provenances=provenances)
-        .only(*TRAINING_FIELDS)
-        .order_by("id")
-    )
+def _decided_pairs(
+    *, campaign: Campaign, provenances: Sequence[str], by_votes: bool = False
+) -> JudgedPairs:
+    """Non-gold pairs of these provenances whose consensus picked a side, in id order. With
+    ``by_votes``, a pair a weighted re-estimate settled counts as unanimous or majority by
+    the votes behind its verdict (``_weighted_by_votes``)."""
+    decided = _decided_query(campaign=campaign, provenances=provenances)
+    if by_votes:
+        decided = decided | _weighted_by_votes(campaign=campaign, provenances=provenances)
+    decided = decided.only(*TRAINING_FIELDS).order_by("id")
     pairs = list(decided)
     # The query excludes null preferences; the ORM's types cannot say so.
     return JudgedPairs(pairs, [cast(int, pair.consensus_preference) for pair in pairs])
+
+
+def _weighted_by_votes(*, campaign: Campaign, provenances: Sequence[str]) -> QuerySet[Pair]:
+    """The pairs a weighted re-estimate settled (provenance ``dawid_skene``, which replaces
+    the vote's own) that were ``unanimous`` (every counting label picked the verdict's side)
+    or ``majority`` (some label did not), as ``provenances`` asks."""
+    wanted = {Pair.Provenance.UNANIMOUS, Pair.Provenance.MAJORITY}.intersection(provenances)
+    if not wanted:
+        return Pair.objects.none()
+    dissent = (
+        Label.objects.filter(pair_id=OuterRef("pk"), is_retest=False, set_aside=False)
+        .annotate(
+            agrees=ExpressionWrapper(
+                F("preference") * OuterRef("consensus_preference"), output_field=IntegerField()
+            )
+        )
+        .filter(~Q(outcome=Outcome.PREFERENCE) | Q(agrees__lte=0))
+    )
+    settled = _decided_query(campaign=campaign, provenances=[Pair.Provenance.DAWID_SKENE])
+    if wanted == {Pair.Provenance.UNANIMOUS}:
+        return settled.exclude(Exists(dissent))
+    if wanted == {Pair.Provenance.MAJORITY}:
+        return settled.filter(Exists(dissent))
+    return settled
 
 
 def training_pairs(*, campaign: Campaign, train_on_gold_share: float = 0.0) -> JudgedPairs:
@@ -309,7 +345,7 @@ def gold_training_pairs(*, campaign: Campaign, sources: Sequence[str]) -> Judged
     preferences: list[int] = []
     provenances = [source for source in sources if source != "gold"]
     if provenances:
-        verified = _decided_pairs(campaign=campaign, provenances=provenances)
+        verified = _decided_pairs(campaign=campaign, provenances=provenances, by_votes=True)
         pairs, preferences = verified.pairs, verified.preferences
     if "gold" in sources:
         gold = gold_pairs(campaign=campaign)
