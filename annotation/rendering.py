@@ -12,6 +12,7 @@ Images are never loaded: they become a link the annotator may choose to open.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pygments.lexers import get_all_lexers, get_lexer_by_name
 from pygments.lexers.special import TextLexer
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
+
+from core.text import combining_marks_class
 
 # Lexers are regular-expression machines; beyond this size a code block is shown plain so
 # that one pathological response cannot stall a page.
@@ -190,9 +193,20 @@ class RenderedPair:
     responses: tuple[SafeString, ...] = ()
 
 
-# Words, runs of white space and single other characters: `n % 2 == 1` against `== 0`
-# differs in the one token "1"/"0".
-_DIFF_TOKENS = re.compile(r"\w+|\s+|[^\w\s]")
+@functools.cache
+def _diff_tokens() -> re.Pattern[str]:
+    """Words, runs of white space, flags (two regional indicators) and single other
+    characters, each with what extends it on screen: combining marks (an accent, a Devanagari
+    vowel sign, an emoji's variation selector), emoji skin tones, and a zero-width joiner with
+    the character it joins (a family emoji). Split from it, a diff shows a vowel sign on a
+    dotted circle, or the letters of a flag. `n % 2 == 1` against `== 0` differs in the one
+    token "1"/"0". Built on first use."""
+    marks = combining_marks_class(astral=True)
+    extend = rf"(?:[{marks}\U0001F3FB-\U0001F3FF\u200c]|\u200d\S?)*"
+    flag = r"[\U0001F1E6-\U0001F1FF]{2}"
+    return re.compile(rf"(?:\w{extend})+|\s+|{flag}{extend}|[^\w\s]{extend}")
+
+
 # Past this size a side, no diff is offered (its blocks are what an annotator compares).
 MAX_DIFF_CHARS = 50_000
 # Lines are matched first; changed blocks of lines are then compared word by word when each
@@ -211,7 +225,7 @@ def _marked(removed: str, added: str) -> str:
 
 
 def _word_diff(text_a: str, text_b: str) -> str:
-    tokens_a, tokens_b = _DIFF_TOKENS.findall(text_a), _DIFF_TOKENS.findall(text_b)
+    tokens_a, tokens_b = _diff_tokens().findall(text_a), _diff_tokens().findall(text_b)
     if len(tokens_a) > MAX_WORD_DIFF_TOKENS or len(tokens_b) > MAX_WORD_DIFF_TOKENS:
         return _marked(text_a, text_b)
     # autojunk (difflib's default) ignores tokens that make up over 1% of a side of 200

@@ -262,6 +262,13 @@ def _claim_failed(assignment: Assignment) -> Exception:
     current = Assignment.objects.get(pk=assignment.pk)
     if current.status == Assignment.Status.ACTIVE:
         return LeaseExpired("The lease on this pair expired; it went back to the queue.")
+    if current.status == Assignment.Status.SUBMITTED:
+        # A second tab, a double click or a retried request: the page around this says the
+        # label was not saved, which is true of this one only; the first answer stands.
+        return AlreadyFinished(
+            "This assignment is already submitted: the answer sent first (from another tab, or "
+            "an earlier click) was saved and stands."
+        )
     return AlreadyFinished(f"This assignment is already {current.status}.")
 
 

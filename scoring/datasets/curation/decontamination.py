@@ -13,6 +13,7 @@ from typing import Any
 from django.db.models import Q
 
 from annotation.models import Campaign
+from core.text import combining_marks_class
 from scoring.models import EvaluationItem, EvaluationPrompt, EvaluationSet
 
 NGRAM = 13
@@ -39,25 +40,10 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u2060\ufeff"))
 @functools.cache
 def _word_pattern() -> re.Pattern[str]:
     # Built on first use, by the jobs that tokenise. Marks of the Basic Multilingual Plane only
-    # (every living script's): a class reaching past U+FFFF is matched range by range, and the
-    # check after every word made tokenising about twice as slow.
-    marks = _ranges(code for code in range(0x10000) if unicodedata.category(chr(code))[0] == "M")
+    # (every living script's): a class reaching past U+FFFF made tokenising about twice as slow.
+    marks = combining_marks_class(astral=False)
     word = rf"[^\W_{_UNSPACED}]"
     return re.compile(rf"{word}+(?:[{marks}]+{word}*)*|(?=[^\W_])[{_UNSPACED}][{marks}]*")
-
-
-def _ranges(codes: Iterable[int]) -> str:
-    """A regular-expression character class body for the code points (ascending)."""
-    spans: list[list[int]] = []
-    for code in codes:
-        if spans and spans[-1][1] == code - 1:
-            spans[-1][1] = code
-        else:
-            spans.append([code, code])
-    return "".join(
-        re.escape(chr(first)) + ("" if first == last else "-" + re.escape(chr(last)))
-        for first, last in spans
-    )
 
 
 # --- Decontamination ----------------------------------------------------------------------
