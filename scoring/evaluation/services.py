@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 
 from annotation.models import Campaign
 from core.queue import QUEUE_UNAVAILABLE_REASON, QueueUnavailable
@@ -442,6 +442,27 @@ def _evaluation_targets(set_ids: Sequence[int]) -> QuerySet[EvaluationItem]:
     return EvaluationItem.objects.filter(evaluation_set_id__in=list(set_ids))
 
 
+def _sets_as_read(set_ids: Sequence[int]) -> list[EvaluationSet]:
+    """The sets with ``last_item_id``, their last pair's id, read in the same statement as
+    their SHA-256 (one snapshot): the pairs of that content (``_items_as_read``)."""
+    return list(
+        EvaluationSet.objects.filter(pk__in=list(set_ids))
+        .annotate(last_item_id=Max("items__id"))
+        .order_by("name")
+    )
+
+
+def _items_as_read(sets: Sequence[EvaluationSet]) -> QuerySet[EvaluationItem]:
+    """The pairs of the sets' content as ``_sets_as_read`` read it. A set replaced since has
+    new pairs with higher ids, left out here: read by id alone, a set replaced (B) and put back
+    (A) while A was scored had B's pairs scored and stored as A's result (the SHA-256 matched
+    again); this way its count falls short and nothing is stored."""
+    scope = Q(pk__in=[])
+    for item in sets:
+        scope |= Q(evaluation_set_id=item.pk, id__lte=getattr(item, "last_item_id", None) or 0)
+    return EvaluationItem.objects.filter(scope)
+
+
 def _chunk_size() -> int:
     # The pool's scoring step (SCORE_CHUNK), at most CHUNK_PAIRS: pairs are two transcripts.
     return max(1, min(CHUNK_PAIRS, score_chunk_size()))
@@ -485,7 +506,7 @@ def evaluation_work(job: Job):  # noqa: ANN201 - a JobWork callable
     )
     if version is None:
         raise JobError(f"model version {job.params.get('version')} no longer exists")
-    sets = list(EvaluationSet.objects.filter(pk__in=job.params.get("sets", [])).order_by("name"))
+    sets = _sets_as_read(job.params.get("sets", []))
 
     def work(context: JobContext) -> dict[str, Any]:
         if not sets:
@@ -548,7 +569,7 @@ def _hand_off_large(context: JobContext, sets: Sequence[EvaluationSet]) -> None:
     }
     shards = job_hand_off_to_shards(
         context=context,
-        targets=_evaluation_targets([item.pk for item in sets]),
+        targets=_items_as_read(sets),
         size=size,
         progress_range=(0.0, 0.95),
         queue=context.queue,
@@ -567,7 +588,7 @@ def _evaluate_here(
     counts: dict[str, SubsetCounts] = {}
     done = 0
     for evaluation_set in sets:
-        for chunk in _item_chunks(_evaluation_targets([evaluation_set.pk])):
+        for chunk in _item_chunks(_items_as_read([evaluation_set])):
             context.check()
             _counts_add(counts, _chunk_counts(model, chunk))
             done += len(chunk)

@@ -70,12 +70,25 @@ class Command(BaseCommand):
         except EvaluationSetError as error:
             raise CommandError(str(error)) from error
 
+        # Set when the job succeeded without storing a result: the command then fails, after
+        # its JSON line says why.
+        unstored: list[str] = []
+
         def result_of(job: Job) -> dict[str, Any]:
+            # This job's result only: the set's row may hold an earlier job's (this job failed)
+            # or one of other content (the set was replaced while this job scored it).
             result = EvaluationResult.objects.filter(
-                model_version=version, evaluation_set=evaluation_set
+                model_version=version, evaluation_set=evaluation_set, job=job
             ).first()
             if result is None:
-                return {"version": version.number, "eval_set": evaluation_set.name}
+                summary = {"version": version.number, "eval_set": evaluation_set.name}
+                if job.status == Job.Status.SUCCEEDED:
+                    unstored.append(
+                        f"no result stored: the set {evaluation_set.name!r} was replaced or "
+                        "deleted while it was scored"
+                    )
+                    summary["error"] = unstored[0]
+                return summary
             return {
                 "version": version.number,
                 "eval_set": evaluation_set.name,
@@ -99,16 +112,18 @@ class Command(BaseCommand):
                 kind=Job.Kind.EVALUATE,
                 share_existing=True,
             )
-            return
-        run_and_report(
-            self,
-            options,
-            lambda enqueue: evaluation_request(
-                version=version, sets=[evaluation_set], enqueue=enqueue
-            ),
-            result_of,
-            kind=Job.Kind.EVALUATE,
-            # evaluation_request returns an active job only when it evaluates the same version
-            # on the same set: the work asked for.
-            share_existing=True,
-        )
+        else:
+            run_and_report(
+                self,
+                options,
+                lambda enqueue: evaluation_request(
+                    version=version, sets=[evaluation_set], enqueue=enqueue
+                ),
+                result_of,
+                kind=Job.Kind.EVALUATE,
+                # evaluation_request returns an active job only when it evaluates the same
+                # version on the same set: the work asked for.
+                share_existing=True,
+            )
+        if unstored:
+            raise CommandError(unstored[0])
