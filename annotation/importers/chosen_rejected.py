@@ -54,7 +54,11 @@ def chosen_rejected_record(row: dict[str, Any], line: int, limits: ImportLimits)
     elif isinstance(chosen, list) and isinstance(rejected, list):
         chosen_turns = conversation_turns(chosen, "chosen", limits)
         rejected_turns = conversation_turns(rejected, "rejected", limits)
-        if prompt is not None:
+        if isinstance(prompt, str):
+            chosen_turns, rejected_turns = _with_prompt_text(
+                prompt, chosen_turns, rejected_turns, limits
+            )
+        elif prompt is not None:
             prefix = conversation_turns(prompt, "prompt", limits)
             chosen_turns = prefix + chosen_turns
             rejected_turns = prefix + rejected_turns
@@ -81,6 +85,29 @@ def chosen_rejected_record(row: dict[str, Any], line: int, limits: ImportLimits)
         raw_format,
         silver_fits_scale=True,
     )
+
+
+def _with_prompt_text(
+    prompt: str,
+    chosen: list[dict[str, str]],
+    rejected: list[dict[str, str]],
+    limits: ImportLimits,
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """A prompt given as text beside message lists. Where the lists hold the conversation
+    already (UltraFeedback-binarized and many other Hugging Face sets repeat the prompt as
+    their first user turn), the prompt must be one of its user turns and adds nothing;
+    where they hold the responses only, it is the user turn they answer."""
+    text = text_value(prompt, "prompt", limits)
+    users = [turn["content"].strip() for turn in chosen if turn["role"] == "user"]
+    if not users:
+        turn = [{"role": "user", "content": text}]
+        return turn + chosen, turn + rejected
+    if text.strip() not in users:
+        raise RowError(
+            "prompt is text that is not a user turn of the chosen conversation; give the "
+            "conversation in one place (the chosen and rejected message lists, or prompt)"
+        )
+    return chosen, rejected
 
 
 def _strength(value: Any) -> int:

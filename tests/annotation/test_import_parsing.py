@@ -379,6 +379,23 @@ def test_hf_rows_with_a_prompt_string_or_a_prompt_message_list() -> None:
     assert {record.raw_format for record in records} == {"hf_messages"}
 
 
+def test_a_prompt_string_beside_message_lists_that_repeat_it_imports_once() -> None:
+    """UltraFeedback-binarized and many Hugging Face sets give the prompt as text and repeat
+    it as the message lists' first user turn (review 19: refused, "prompt must be a list")."""
+    chosen = [{"role": "user", "content": "Say yes"}, {"role": "assistant", "content": "Yes"}]
+    rejected = [{"role": "user", "content": "Say yes"}, {"role": "assistant", "content": "No"}]
+    repeated = {"prompt": "Say yes\n", "chosen": chosen, "rejected": rejected}
+    answers_only = {"prompt": "Say yes", "chosen": chosen[1:], "rejected": rejected[1:]}
+    plain = {"prompt": "Say yes", "chosen": "Yes", "rejected": "No"}
+    records = parse_all(io.BytesIO(jsonl_bytes([repeated, answers_only, plain])))
+    assert len({record.content_hash for record in records}) == 1
+    assert records[0].conversation == ({"role": "user", "content": "Say yes"},)
+
+    other = {**repeated, "prompt": "Say no"}
+    with pytest.raises(ImportFormatError, match="prompt is text that is not a user turn"):
+        parse_all(io.BytesIO(jsonl_bytes([other])))
+
+
 def test_hf_message_lists_in_csv_and_parquet_columns(tmp_path: Path) -> None:
     chosen = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
     rejected = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]
