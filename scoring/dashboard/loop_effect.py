@@ -150,7 +150,9 @@ def _previous_scores(round_: Round, pair_ids: set[int], *, rule: str) -> dict[in
                 rewards=rewards or [reward_a, reward_b], ranking=ranking, rule=rule
             )
         best[pair_id] = (number, judged_by)
-    return {pair_id: p for pair_id, (_, p) in best.items() if p is not None}
+    # A NaN score (a checkpoint's non-finite reward) decides nothing: prioritisation leaves
+    # such a pair out, and so does the hit rate (``p <= 0.5`` false would count it a hit).
+    return {pair_id: p for pair_id, (_, p) in best.items() if p is not None and math.isfinite(p)}
 
 
 def _round_rows(round_: Round, *, rule: str) -> dict[str, list[Row]]:

@@ -31,6 +31,7 @@ those same gold pairs an optimistic estimate over rounds. Jobs may pass
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -91,19 +92,23 @@ def _judged_agreement(
         pair_id, p_a, reward_a, reward_b, rewards, is_gold, gold_pref = row[:7]
         consensus_pref, ranking, provenance = row[7:]
         unanimous = provenance == Pair.Provenance.UNANIMOUS
+        p_agree: float | None
         if ranking is not None and not is_gold:
-            p_ranked = ranking_agreement(
+            p_agree = ranking_agreement(
                 rewards=rewards or [reward_a, reward_b],
                 ranking=ranking,
                 rule=campaign.ranking_expansion,
             )
-            if p_ranked is not None:
-                yield pair_id, p_ranked, unanimous
-            continue
-        preference = gold_pref if is_gold else consensus_pref
-        if not preference:  # the filter above keeps decided pairs only
-            continue
-        yield pair_id, float(agreement_of(p_a, preference)), unanimous
+        else:
+            preference = gold_pref if is_gold else consensus_pref
+            if not preference:  # the filter above keeps decided pairs only
+                continue
+            p_agree = float(agreement_of(p_a, preference))
+        # A checkpoint's non-finite reward (NaN, or infinity against infinity) gives a NaN p:
+        # such a pair is left out, as a ranking item's null rewards are, rather than failing
+        # the whole prioritisation on it.
+        if p_agree is not None and math.isfinite(p_agree):
+            yield pair_id, p_agree, unanimous
 
 
 def ranking_agreement(

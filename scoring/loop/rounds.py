@@ -76,6 +76,11 @@ def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRou
     """Close the campaign's open round; None when no round is open."""
     now = now or timezone.now()
     with transaction.atomic():
+        # An import that found this round open queues its pairs into it, unseen here until it
+        # commits (nor does it lock the round: foreign keys are checked at commit). A close
+        # meanwhile would return none of them and leave them queued in a closed round for
+        # good. The import holds this lock until it commits.
+        campaign_rounds_lock(campaign.pk)
         current = (
             # OF self: the default ordering joins the campaign, whose row every label's
             # commit in the campaign needs (its foreign-key check).
@@ -94,7 +99,8 @@ def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRou
 def round_open_next(
     *, campaign: Campaign, size: int | None = None, prioritised_with: ModelVersion | None = None
 ) -> Round | None:
-    """Open a round with pooled pairs; None if one is open or the pool is empty.
+    """Open a round with pooled pairs; None if one holding pairs is open or the pool is empty
+    (an open round without a pair is filled instead).
 
     ``Round.chosen_by_version`` records whose scores set the priorities it takes: the version a
     loop job scored and prioritised with (``prioritised_with``), which an admin may have rolled
@@ -108,19 +114,32 @@ def round_open_next(
     size = size if size is not None else campaign.round_size
     with transaction.atomic():
         campaign_rounds_lock(campaign.pk)  # an import may be opening a round too
-        if Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).exists():
+        current = Round.objects.filter(campaign=campaign, status=Round.Status.OPEN).first()
+        # An open round with no pair is one an import of duplicates only opened (it opens the
+        # round before it reads a row): it is filled here rather than left open and empty,
+        # which would keep this loop's round from opening and, holding no pair, never look
+        # complete to ``rounds_check_completion``. The lock above keeps imports out meanwhile.
+        if current is not None and Pair.objects.filter(round=current).exists():
             return None
         pooled = Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)
         if not pooled.exists():
             return None
-        last = Round.objects.filter(campaign=campaign).order_by("-number").first()
         chooser = prioritised_with or active_model_version(campaign=campaign)
-        opened = Round.objects.create(
-            campaign=campaign,
-            number=(last.number + 1) if last else 1,
-            # Whose scores set the priorities read below (the loop-effect panel's hit rate).
-            chosen_by_version=chooser.number if chooser is not None else None,
-        )
+        # Whose scores set the priorities read below (the loop-effect panel's hit rate).
+        chosen_by = chooser.number if chooser is not None else None
+        if current is not None:
+            Round.objects.filter(pk=current.pk).update(
+                chosen_by_version=chosen_by, opened_at=timezone.now()
+            )
+            current.refresh_from_db()
+            opened = current
+        else:
+            last = Round.objects.filter(campaign=campaign).order_by("-number").first()
+            opened = Round.objects.create(
+                campaign=campaign,
+                number=(last.number + 1) if last else 1,
+                chosen_by_version=chosen_by,
+            )
         # Set-based UPDATEs … WHERE id IN (SELECT … ORDER BY random() | priority LIMIT n): the
         # chosen ids never travel through Python, whatever the round size.
         random_size = random_slice_size(size=size, share=campaign.random_slice_share)
@@ -251,8 +270,8 @@ def _loop_round_step_once(
 ) -> Round | None:
     """Run ``step`` (a round's close or open) for the loop job, once: the step and the job's
     record of its round (``key`` in the job's result) commit together, fenced by the attempt
-    (the job's row is locked first: a worker that lost the job changes no round). An attempt
-    run again returns the round the record names instead of running the step."""
+    (the job's row is locked before the step: a worker that lost the job changes no round).
+    An attempt run again returns the round the record names instead of running the step."""
     job = context.job
     recorded = (job.result or {}).get(key)
     if recorded is not None:
@@ -261,6 +280,10 @@ def _loop_round_step_once(
             context.log(f"round {earlier.number} was {done} by an earlier attempt")
         return earlier
     with transaction.atomic():
+        # The rounds lock first (the step takes it too): waiting on an import that holds it,
+        # minutes for a large file, must not hold the job's row meanwhile, which would block
+        # the job's heartbeat until the sweep took the job for lost.
+        campaign_rounds_lock(job.campaign_id)
         owned = job_owned(job).select_for_update()
         row = owned.only("result").first()
         if row is None:
