@@ -31,6 +31,8 @@ MAX_ANNOTATORS_PER_PAIR = 1000
 # on every pair it shows, and a window reaching before year 1 cannot be counted (it answered
 # every annotator of the campaign with a 400, "A number in the request is out of range").
 MAX_LABEL_CHANGE_MINUTES = 365 * 24 * 60
+# Neighbours a mispredicted pair pulls from the pool: the loop holds sources × k hits at once.
+MAX_RETRIEVAL_K = 128
 
 
 class Campaign(models.Model):
@@ -59,7 +61,9 @@ class Campaign(models.Model):
     )
     auto_retrain = models.BooleanField(default=False)
     reveal_model_after_submit = models.BooleanField(default=False)
-    retrieval_k = models.PositiveSmallIntegerField(default=8)
+    retrieval_k = models.PositiveSmallIntegerField(
+        default=8, validators=[MaxValueValidator(MAX_RETRIEVAL_K)]
+    )
     activation_tolerance = models.FloatField(
         default=0.0,
         help_text=(
