@@ -286,15 +286,22 @@ def job_run(
     except JobLost:
         logger.warning("job %s was taken over by another worker; stopping", job.pk)
     except _transient_errors() as error:
-        try:
-            job_release(
-                job=job,
-                reason=f"{type(error).__name__}: {error}",
-                cancel_leaves=context.cancel_leaves,
-            )
-        except Exception:  # the database may still be down; the heartbeat goes stale instead
-            logger.warning("could not release job %s", job.pk, exc_info=True)
-        raise
+        if context.inline:
+            # Nothing retries an inline run: released, the job would sit queued with no task,
+            # refusing the campaign's other model jobs until a sweep sent it to a worker.
+            _fail_or_log(job, error)
+            if reraise:
+                raise
+        else:
+            try:
+                job_release(
+                    job=job,
+                    reason=f"{type(error).__name__}: {error}",
+                    cancel_leaves=context.cancel_leaves,
+                )
+            except Exception:  # the database may still be down; the heartbeat goes stale
+                logger.warning("could not release job %s", job.pk, exc_info=True)
+            raise
     except BaseException as error:
         if isinstance(error, SoftTimeLimitExceeded):
             connections_reset()  # the limit may have stopped a query half-way
@@ -303,8 +310,18 @@ def job_run(
             raise
     else:
         job_finish(job=job, result=result)
-    job.refresh_from_db()
+    try:
+        job.refresh_from_db()
+    except Job.DoesNotExist:  # deleted with its campaign while it ran
+        return JobClaim(ClaimOutcome.MISSING)
     return JobClaim(ClaimOutcome.CLAIMED, job)
+
+
+def _fail_or_log(job: Job, error: BaseException) -> None:
+    try:
+        job_fail(job=job, error=_describe(error))
+    except Exception:  # the database may still be down; the heartbeat goes stale instead
+        logger.warning("could not fail job %s", job.pk, exc_info=True)
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:

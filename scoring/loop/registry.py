@@ -260,24 +260,29 @@ def model_version_rollback(*, campaign: Campaign) -> ModelVersion:
     the activation gate refused or never judged (``activation_note``: it never served, being
     worse than the version of its day, or never compared with it), nor one whose checkpoint
     is gone from disk."""
-    active = active_model_version(campaign=campaign)
-    if active is None:
-        raise RegistryError("no active version to roll back from")
-    older = ModelVersion.objects.filter(
-        campaign=campaign,
-        number__lt=active.number,
-        status=ModelVersion.Status.READY,
-        kind=ModelVersion.Kind.LOOP,
-    )
-    if not older.exists():
-        raise RegistryError(f"v{active.number} is the oldest version; nothing to roll back to")
-    for previous in older.filter(activation_note="").order_by("-number").iterator():
-        if Path(previous.checkpoint).is_dir():
-            return model_version_activate(version=previous)
-    raise RegistryError(
-        f"no version older than v{active.number} can serve: the activation gate refused them "
-        "or never judged them, or their checkpoints are gone"
-    )
+    with transaction.atomic():
+        # The campaign's lock, as activation takes it, before the active version is read: an
+        # activation committing after that read would be undone by a rollback from the
+        # version it replaced.
+        Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
+        active = active_model_version(campaign=campaign)
+        if active is None:
+            raise RegistryError("no active version to roll back from")
+        older = ModelVersion.objects.filter(
+            campaign=campaign,
+            number__lt=active.number,
+            status=ModelVersion.Status.READY,
+            kind=ModelVersion.Kind.LOOP,
+        )
+        if not older.exists():
+            raise RegistryError(f"v{active.number} is the oldest version; nothing to roll back to")
+        for previous in older.filter(activation_note="").order_by("-number"):
+            if Path(previous.checkpoint).is_dir():
+                return model_version_activate(version=previous)
+        raise RegistryError(
+            f"no version older than v{active.number} can serve: the activation gate refused "
+            "them or never judged them, or their checkpoints are gone"
+        )
 
 
 def model_version_archive(*, version: ModelVersion) -> ModelVersion:

@@ -153,23 +153,35 @@ def run_and_report(
             )
         )
         raise CommandError(message)
+    if not inline and not options["wait"]:
+        command.stdout.write(json.dumps(job_state(job)))
+        return
+    job_id = job.pk
+    try:
+        job = _run_or_wait(command, job, inline=inline, timeout=options["timeout"])
+    except Job.DoesNotExist:
+        # Deleted with its campaign while it ran or was waited for.
+        message = f"{kind} job {job_id} no longer exists (its campaign was deleted)"
+        summary = {"job": job_id, "kind": kind, "status": "deleted", "error": message}
+        command.stdout.write(json.dumps(summary))
+        raise CommandError(message) from None
+    report_finished(command, job, result_of)
+
+
+def _run_or_wait(command: BaseCommand, job: Job, *, inline: bool, timeout: float | None) -> Job:
+    """The finished job: run here (``--inline``) or waited for (``--wait``)."""
     if inline:
         if job.status != Job.Status.QUEUED:
             command.stdout.write(json.dumps(job_state(job)))
             raise CommandError(f"{job.kind} job {job.pk} is already {job.status}")
-        job = job_run_inline(job=job)
-    elif options["wait"]:
+        return job_run_inline(job=job)
 
-        def show(current: Job) -> None:
-            command.stderr.write(f"[{current.progress:6.1%}] {current.status}: {current.message}")
+    def show(current: Job) -> None:
+        command.stderr.write(f"[{current.progress:6.1%}] {current.status}: {current.message}")
 
-        try:
-            job = job_wait(job=job, timeout=options["timeout"], on_update=show)
-        except TimeoutError as error:
-            job.refresh_from_db()
-            command.stdout.write(json.dumps(job_state(job)))
-            raise CommandError(str(error)) from error
-    else:
+    try:
+        return job_wait(job=job, timeout=timeout, on_update=show)
+    except TimeoutError as error:
+        job.refresh_from_db()
         command.stdout.write(json.dumps(job_state(job)))
-        return
-    report_finished(command, job, result_of)
+        raise CommandError(str(error)) from error
