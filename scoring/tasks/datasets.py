@@ -14,14 +14,8 @@ from django.conf import settings
 from core.time_limits import JOB_LIMIT_GRACE_S
 from scoring.datasets.curation import curation_run
 from scoring.datasets.export import export_run
-from scoring.jobs.runner import ClaimOutcome, JobClaim, JobError, worker_name
-
-
-def _retry_while_busy(task: Task, claim: JobClaim) -> None:
-    if claim.outcome == ClaimOutcome.BUSY:
-        # Another delivery runs the job with a live heartbeat: look again once that heartbeat
-        # would be stale (the job finished, or its worker died and this delivery takes over).
-        raise task.retry(countdown=claim.retry_in, max_retries=None)
+from scoring.jobs.runner import JobError, worker_name
+from scoring.tasks.busy import retry_while_busy
 
 
 # Exports read the database and write files: light work, routed to the default queue (not the
@@ -38,7 +32,7 @@ def _retry_while_busy(task: Task, claim: JobClaim) -> None:
 )
 def export_snapshot_task(self: Task, job_id: int) -> None:
     claim = export_run(job_id=job_id, worker=worker_name(self.request.hostname))
-    _retry_while_busy(self, claim)
+    retry_while_busy(self, claim)
 
 
 # Curation scores the pool with reward models: the gpu queue, like training and scoring.
@@ -52,4 +46,4 @@ def export_snapshot_task(self: Task, job_id: int) -> None:
     time_limit=settings.TRAINING_TIME_LIMIT_S + 120,
 )
 def curate_pool_task(self: Task, job_id: int) -> None:
-    _retry_while_busy(self, curation_run(job_id=job_id, worker=worker_name(self.request.hostname)))
+    retry_while_busy(self, curation_run(job_id=job_id, worker=worker_name(self.request.hostname)))

@@ -10,7 +10,8 @@ from core.time_limits import (
     LIGHT_TASK_SOFT_LIMIT_S,
 )
 from scoring.evaluation.services import evaluation_run, evaluations_enqueue_pending
-from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
+from scoring.jobs.runner import JobError, worker_name
+from scoring.tasks.busy import retry_while_busy
 
 
 # Scores with a reward model: the gpu queue (the scoring.* route).
@@ -27,8 +28,7 @@ def evaluate_model_task(self: Task, job_id: int) -> None:
     # The queue it came from: a sharded evaluation sends its shards to the same one.
     queue = (self.request.delivery_info or {}).get("routing_key") or None
     claim = evaluation_run(job_id=job_id, worker=worker_name(self.request.hostname), queue=queue)
-    if claim.outcome == ClaimOutcome.BUSY:
-        raise self.retry(countdown=claim.retry_in, max_retries=None)
+    retry_while_busy(self, claim)
 
 
 # Light: a few queries; the default queue (CELERY_TASK_ROUTES), run by the beat every 60 s. It

@@ -15,11 +15,12 @@ from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scoring.evaluation.services import evaluation_shard_work
-from scoring.jobs.runner import ClaimOutcome, JobError, worker_name
+from scoring.jobs.runner import JobError, worker_name
 from scoring.jobs.shards import ShardWork, shard_run
 from scoring.loop.model_jobs import model_job_run
 from scoring.loop.pool_scoring import shard_score_work
 from scoring.models import Job, JobShard
+from scoring.tasks.busy import retry_while_busy
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 
@@ -46,11 +47,7 @@ def _run_model_job(task: Task, job_id: int) -> None:
     claim = model_job_run(
         job_id=job_id, worker=worker_name(task.request.hostname), queue=_queue_of(task)
     )
-    if claim.outcome == ClaimOutcome.BUSY:
-        # Another delivery of this job is running with a live heartbeat. Look again once that
-        # heartbeat would be stale: the job has then finished (nothing to do) or its worker
-        # died (this delivery takes over). Either happens within the time limit.
-        raise task.retry(countdown=claim.retry_in, max_retries=None)
+    retry_while_busy(task, claim)  # another delivery of this job runs with a live heartbeat
 
 
 @shared_task(name="scoring.train_reward_model", **_MODEL_TASK_OPTIONS)
@@ -87,6 +84,4 @@ def score_shard_task(self: Task, shard_id: int) -> None:
     claim = shard_run(
         shard_id=shard_id, worker=worker_name(self.request.hostname), work_for=_shard_work
     )
-    if claim.outcome == "busy":
-        # A live worker holds it; look again once its heartbeat would be stale (taken over).
-        raise self.retry(countdown=claim.retry_in, max_retries=None)
+    retry_while_busy(self, claim)  # a live worker holds it
