@@ -161,13 +161,23 @@ def training_preflight(params: Mapping[str, Any]) -> Path:
     training_config_from_params(dict(params))
     base = resolve_base_model(dict(params))
     check_max_length(params, base)
+    _check_processes_fit(int(params.get("processes") or 1))
     if torch.cuda.is_available():
-        processes = int(params.get("processes") or 1)
-        if processes > 1 and processes > torch.cuda.device_count():
-            raise JobError(f"{processes} processes asked, {torch.cuda.device_count()} GPUs here")
         if params.get("precision") == "bf16" and not supports_bf16(torch.device("cuda")):
             raise JobError("this GPU has no bf16 arithmetic: train with precision float32 or auto")
     return base
+
+
+def _check_processes_fit(processes: int) -> None:
+    """Refuse more processes than this host's GPUs, or its CPU cores on a CPU host."""
+    import torch
+
+    from scoring.reward_model.devices import check_processes_fit
+
+    try:
+        check_processes_fit(processes, cuda=torch.cuda.is_available())
+    except ValueError as error:
+        raise JobError(str(error)) from error
 
 
 def job_params_for_training(
@@ -564,8 +574,7 @@ def _train_in_processes(
     )
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and processes > torch.cuda.device_count():
-        raise JobError(f"{processes} processes asked, {torch.cuda.device_count()} GPUs here")
+    _check_processes_fit(processes)
     context.log(f"launching {processes} training processes (torchrun, {device}, {config.strategy})")
     try:
         with context.stage(0.0, 0.9, f"training (full mode, {processes} processes)"):

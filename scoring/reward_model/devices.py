@@ -9,6 +9,7 @@ weights stay float32.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -17,6 +18,27 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on: its affinity, which a container's cpuset limits
+    (``os.cpu_count`` counts the whole machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_processes_fit(processes: int, *, cuda: bool) -> None:
+    """Refuse more training processes than the host has GPUs (one per rank) or, on a CPU host,
+    cores: every rank loads a whole model and runs torch's threads, so 64 gloo ranks on 2 cores
+    only exhaust memory. ValueError names both numbers."""
+    if processes <= 1:
+        return
+    if cuda and processes > torch.cuda.device_count():
+        raise ValueError(f"{processes} processes asked, {torch.cuda.device_count()} GPUs here")
+    if not cuda and processes > usable_cpus():
+        raise ValueError(f"{processes} processes asked, {usable_cpus()} CPU cores here")
 
 
 def supports_bf16(device: torch.device) -> bool:

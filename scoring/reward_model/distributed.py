@@ -72,11 +72,6 @@ def run(job_path: Path) -> None:
     import torch
     import torch.distributed as dist
 
-    from .examples import JsonlExamples
-    from .model import RewardModel
-    from .packed_training import gather_full_state_dict
-    from .training import TrainingConfig, train
-
     spec = json.loads(job_path.read_text(encoding="utf-8"))
     rank = int(os.environ["RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
@@ -89,33 +84,52 @@ def run(job_path: Path) -> None:
         device = torch.device("cpu")
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     try:
-        model = RewardModel.from_base(
-            spec["base_model"], device=device, max_length=spec.get("max_length"),
-            seed=spec.get("seed", 0),
-        )
-        config = TrainingConfig(**spec["config"])
-
-        def report(fraction: float, message: str) -> None:
-            if rank == 0:
-                emit({"event": "progress", "fraction": fraction, "message": message})
-
-        metrics = train(
-            model,
-            JsonlExamples(spec["examples"]),
-            config,
-            on_progress=report,
-            rank=rank,
-            world_size=world_size,
-        )
-        # Under FSDP each rank holds shards: all of them gather, and rank 0 receives the whole.
-        full_weights = gather_full_state_dict(model.model) if config.strategy == "fsdp" else None
-        if rank == 0:
-            checkpoint = model.save(spec["output"], state_dict=full_weights)
-            emit({"event": "done", "checkpoint": str(checkpoint), "metrics": metrics.as_dict()})
-        # No rank leaves before the checkpoint is complete.
-        dist.barrier()
+        _train_and_save(spec, rank=rank, world_size=world_size, device=device)
+    except Exception as error:
+        # torchrun's own failure summary fills the end of stderr and, without an error file,
+        # names no cause: the launcher puts this line in the job's error.
+        emit({"event": "error", "rank": rank, "error": f"{type(error).__name__}: {error}"})
+        raise
     finally:
         dist.destroy_process_group()
+
+
+def _train_and_save(spec: dict[str, Any], *, rank: int, world_size: int, device: Any) -> None:
+    """Train this rank's share; rank 0 saves the checkpoint and reports it."""
+    import torch.distributed as dist
+
+    from .examples import JsonlExamples
+    from .model import RewardModel
+    from .packed_training import gather_full_state_dict
+    from .training import TrainingConfig, train
+
+    model = RewardModel.from_base(
+        spec["base_model"],
+        device=device,
+        max_length=spec.get("max_length"),
+        seed=spec.get("seed", 0),
+    )
+    config = TrainingConfig(**spec["config"])
+
+    def report(fraction: float, message: str) -> None:
+        if rank == 0:
+            emit({"event": "progress", "fraction": fraction, "message": message})
+
+    metrics = train(
+        model,
+        JsonlExamples(spec["examples"]),
+        config,
+        on_progress=report,
+        rank=rank,
+        world_size=world_size,
+    )
+    # Under FSDP each rank holds shards: all of them gather, and rank 0 receives the whole.
+    full_weights = gather_full_state_dict(model.model) if config.strategy == "fsdp" else None
+    if rank == 0:
+        checkpoint = model.save(spec["output"], state_dict=full_weights)
+        emit({"event": "done", "checkpoint": str(checkpoint), "metrics": metrics.as_dict()})
+    # No rank leaves before the checkpoint is complete.
+    dist.barrier()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -90,7 +90,8 @@ TRAINING_SETTINGS: tuple[Setting, ...] = (
         "processes",
         "int",
         1,
-        "Full mode: training processes on this host (one per GPU; on a CPU host, gloo).",
+        "Full mode: training processes on this host (one per GPU; on a CPU host, gloo, at most "
+        "one per core).",
         1,
         MAX_PROCESSES,
     ),

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from .devices import check_processes_fit
 from .examples import ExampleLike, write_jsonl_examples
 from .model import RewardModel
 from .training import TrainingConfig, TrainingMetrics
@@ -178,6 +179,7 @@ def train_distributed(
     metrics."""
     if config.mode != "full" or processes < 1:
         raise ValueError("Distributed training needs mode='full' and at least one process.")
+    check_processes_fit(processes, cuda=device == "cuda")
     report = on_progress or (lambda fraction, message: None)
     stop_requested = should_stop or (lambda: False)
     root = Path(work_root) if work_root is not None else Path(tempfile.gettempdir())
@@ -215,8 +217,9 @@ def train_distributed(
                 start_new_session=True,
             )
             done: dict[str, Any] | None = None
+            rank_errors: list[str] = []
             try:
-                done = _watch(process, report, stop_requested, timeout_s)
+                done = _watch(process, report, stop_requested, timeout_s, rank_errors)
             except BaseException:
                 _kill_group(process)
                 raise
@@ -225,8 +228,10 @@ def train_distributed(
                 os.killpg(process.pid, signal.SIGKILL)
         if process.returncode != 0 or done is None:
             tail = deque(stderr_path.read_text(errors="replace").splitlines(), _STDERR_TAIL_LINES)
+            # The ranks' own errors first: torchrun's summary ends the stderr and names none.
             raise DistributedTrainingError(
-                f"distributed training exited with status {process.returncode}:\n" + "\n".join(tail)
+                f"distributed training exited with status {process.returncode}:\n"
+                + "\n".join([*rank_errors, *tail])
             )
         metrics_fields = {field.name for field in dataclasses.fields(TrainingMetrics)}
         metrics = TrainingMetrics(
@@ -241,7 +246,10 @@ def _watch(
     report: ProgressCallback,
     stop_requested: StopCheck,
     timeout_s: float | None,
+    rank_errors: list[str],
 ) -> dict[str, Any] | None:
+    """Forward progress until the processes exit; returns rank 0's "done" event, if any, and
+    appends each failed rank's "error" event (``rank N: Type: message``) to ``rank_errors``."""
     import time
 
     assert process.stdout is not None  # noqa: S101 - opened with stdout=PIPE
@@ -272,5 +280,7 @@ def _watch(
             report(float(event["fraction"]), str(event["message"]))
         elif event.get("event") == "done":
             done = event
+        elif event.get("event") == "error":
+            rank_errors.append(f"rank {event.get('rank')}: {event.get('error')}")
     process.wait()
     return done

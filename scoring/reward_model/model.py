@@ -121,7 +121,8 @@ class RewardModel:
 
     ``p(A ≻ B) = sigmoid(r(x, A) − r(x, B))``. Texts are built by :mod:`.formatting` (chat template
     when the tokenizer has one, else ``"role: content"`` lines) and cut from the left to
-    ``max_length`` tokens so the response is always seen.
+    ``max_length`` tokens so the response's end is always seen (a response longer than the
+    window loses its beginning too).
     """
 
     def __init__(

@@ -50,6 +50,7 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 from .devices import training_autocast, training_bf16
 from .memory import release_freed_memory
 from .packing import PackedBatch, pack, pack_width, packed_forward
+from .training_types import check_finite
 
 ProgressCallback = Callable[[float, str], None]
 StopCheck = Callable[[], bool]
@@ -362,14 +363,20 @@ def run_packed_training(
             pairs += len(indices)
             tokens += batch.tokens
             slots += batch.slots
-        if config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         if world_size > 1:
             torch.distributed.all_reduce(step_loss)
             step_loss /= world_size
+        # Every rank sees the same global loss, and the same norm below (DDP's reduced
+        # gradients; FSDP's full_tensor is a collective), so all ranks stop together.
+        check_finite(float(step_loss), what="loss", step=step + 1)
+        if config.max_grad_norm is not None:
+            norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            # A finite loss can still bring NaN gradients, whose step would leave NaN weights.
+            norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+            check_finite(float(norm), what="gradient norm", step=step + 1)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
         losses.append(float(step_loss))
         report((step + 1) / total_steps, f"step {step + 1}/{total_steps}, loss {losses[-1]:.4f}")
         if stop_requested():

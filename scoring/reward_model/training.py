@@ -26,7 +26,9 @@ Two modes:
 
 Both modes report progress through ``on_progress(fraction, message)`` and poll
 ``should_stop()``; a stopped run returns metrics with ``cancelled=True`` (head mode then leaves
-the model untouched; full mode leaves it partly trained, so do not save it).
+the model untouched; full mode leaves it partly trained, so do not save it). A loss, gradient
+norm or head fit that turns NaN or infinite raises :class:`TrainingDiverged` (the same holds:
+do not save a full-mode model then).
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ from .training_types import (
     ProgressCallback,
     StopCheck,
     TrainingConfig,
+    TrainingDiverged,
     TrainingMetrics,
     cancelled_metrics,
+    check_finite,
     loss_summary,
     prepare_pairs,
 )
@@ -67,6 +71,7 @@ __all__ = [
     "ProgressCallback",
     "StopCheck",
     "TrainingConfig",
+    "TrainingDiverged",
     "TrainingMetrics",
     "embed_pairs",
     "train",
@@ -198,6 +203,9 @@ def _train_head(
     except Cancelled:
         model.precision = precision_before
         return cancelled_metrics(model, "head", pairs)
+    except BaseException:
+        model.precision = precision_before  # a failed fit (diverged, say) leaves it untouched too
+        raise
     return TrainingMetrics(
         mode="head",
         device=str(model.device),
@@ -272,11 +280,18 @@ def _fit_linear_head(
     optimizer.step(closure)
     iterations = int(optimizer.state[weight].get("n_iter", 0))
     folded = (weight.detach() / scale).float()
+    mean_reward = float((all_features.float() @ folded).mean())
+    # Checked before the head is written: NaN or infinite features (a base model with broken
+    # weights) give a NaN fit, which must not become a model that scores NaN.
+    check_finite(losses[-1], what="head-fit loss", step=max(iterations, 1))
+    if not (bool(torch.isfinite(folded).all()) and np.isfinite(mean_reward)):
+        raise TrainingDiverged(
+            "the fitted reward head is not finite: check the base model's weights"
+        )
     with torch.no_grad():
         head.weight.copy_(folded.to(head.weight).unsqueeze(0))
         if head.bias is not None:
-            mean_reward = (all_features.float() @ folded).mean()
-            head.bias.fill_(float(-mean_reward))
+            head.bias.fill_(-mean_reward)
     return losses, iterations
 
 

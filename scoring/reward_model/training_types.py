@@ -6,6 +6,7 @@ See :mod:`.training` for the modes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -148,6 +149,20 @@ class TrainingMetrics:
 
 class Cancelled(Exception):
     pass
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the gradients became NaN or infinite: the weights are no longer a model, so
+    training stops rather than hand back one that scores NaN (and whose metrics no JSON holds)."""
+
+
+def check_finite(value: float, *, what: str, step: int) -> None:
+    """Raise :class:`TrainingDiverged` unless ``value`` (the ``what`` of ``step``) is finite."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"training diverged at step {step}: the {what} is {value}; lower the learning rate, "
+            "or check the base model's weights"
+        )
 
 
 @dataclass

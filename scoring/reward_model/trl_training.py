@@ -30,6 +30,7 @@ from .training_types import (
     StopCheck,
     TrainingConfig,
     TrainingMetrics,
+    check_finite,
     loss_summary,
 )
 
@@ -130,6 +131,9 @@ def _reward_config(config: TrainingConfig, device: torch.device, output_dir: str
         "max_steps": config.max_steps if config.max_steps is not None else -1,
         "logging_strategy": "steps",
         "logging_steps": 1,
+        # The Trainer logs a NaN or infinite step's loss as the mean of the finite ones by
+        # default, which would hide a divergence from the check in _ProgressCallback.
+        "logging_nan_inf_filter": False,
         "save_strategy": "no",
         "report_to": "none",
         "disable_tqdm": True,
@@ -229,6 +233,7 @@ class _ProgressCallback(TrainerCallback):  # type: ignore[misc]  # transformers 
     ) -> None:
         if logs and "loss" in logs:
             loss = float(logs["loss"])
+            check_finite(loss, what="loss", step=state.global_step)
             self.losses.append(loss)
             total = max(state.max_steps, 1)
             self.report(
