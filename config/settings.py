@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # intcomma: the dashboard's counts run to tens of millions
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db.models import Count, Exists, Min, OuterRef, Q
@@ -26,6 +28,7 @@ from django.utils import timezone
 from annotation.models import Campaign, Label, Pair, Round
 from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_pair_counts
+from core.time_limits import JOB_LIMIT_GRACE_S
 from reviewers.agreement.selectors import campaign_agreement
 from reviewers.models import Adjudication, Escalation
 from reviewers.selectors.quality import agreement_report, annotator_quality_report
@@ -190,6 +193,7 @@ def progress_summary(*, campaign: Campaign) -> dict[str, Any]:
             "total": total,
             "gold": gold,
             "complete_share": totals["complete"] / total if total else None,
+            "complete_percent": whole_percent(totals["complete"], total) if total else None,
             "rounds": rows,
             "labels": labels,
             "computed_at": now,
@@ -324,9 +328,11 @@ def annotator_table(*, campaign: Campaign, refresh: bool = False) -> dict[str, A
     )
 
 
-# A refresh still marked running after this long died with its worker (the mark expires, so
-# a killed worker holds a campaign's panels back this long at most).
-_REFRESH_LOCK_SECONDS = 900
+def _refresh_lock_seconds() -> int:
+    """How long a campaign stays marked as being refreshed: as long as the task may run (its
+    hard limit), so a live run on a very large campaign always holds it and the next minute's
+    run never repeats the work alongside; a mark left by a killed worker expires after that."""
+    return settings.DASHBOARD_REFRESH_TIME_LIMIT_S + JOB_LIMIT_GRACE_S
 
 
 # A refresh that took longer than this waits as long again before the next.
@@ -362,7 +368,7 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
         last_key = _campaign_key(campaign, "refresh-last")
         if not refresh_due(last=cache.get(last_key), now=time.time()):
             continue
-        if not cache.add(running_key, True, _REFRESH_LOCK_SECONDS):
+        if not cache.add(running_key, True, _refresh_lock_seconds()):
             continue
         started = time.time()
         try:
@@ -372,6 +378,10 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
             agreement_panel(campaign=campaign, refresh=True, report_just_stored=True)
             annotator_table(campaign=campaign, refresh=True)
             loop_effect_panel(campaign=campaign, refresh=True)
+        except SoftTimeLimitExceeded:
+            # The task's limit, not this campaign's failure: the task must end (and Celery
+            # reset the connections a stopped query left); the rest wait for the next run.
+            raise
         except Exception:  # one campaign's failure must not leave the others' panels stale
             logger.exception("refreshing the dashboard of campaign %s failed", campaign.pk)
             continue
@@ -481,6 +491,17 @@ def loop_effect_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str,
     return _cached(
         _campaign_key(campaign, "loop-effect"), SLOW_CACHE_SECONDS, compute, refresh=refresh
     )
+
+
+def whole_percent(part: int, whole: int) -> int:
+    """``part`` of ``whole`` in whole percent, rounded, but 100 only when all of it and 0 only
+    when none: 199 pairs of 200 complete read 99 %, not 100 %."""
+    percent = round(part * 100 / whole)
+    if part < whole:
+        percent = min(percent, 99)
+    if part > 0:
+        percent = max(percent, 1)
+    return percent
 
 
 def stacked_bar(buckets: dict[str, int], *, width: int = 400) -> list[dict[str, Any]]:

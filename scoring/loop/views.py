@@ -125,7 +125,12 @@ def campaign_retrain(request: SignedInRequest, campaign_id: int) -> HttpResponse
             )
             return render(request, "scoring/_retrain_error.html", {"error": errors}, status=422)
         form.initial = loop_options_for(campaign=campaign)  # for boxes the post did not send
-        context = {**_versions_context(campaign), "retrain_form": form, "job": None}
+        context = {
+            **_versions_context(campaign),
+            "retrain_form": form,
+            "job": None,
+            "cross_validations": cross_validation_jobs(campaign=campaign),
+        }
         return render(request, "scoring/models.html", context, status=400)
     job = loop_request(campaign=campaign, user=request.user, params=params)
     if request.htmx:

@@ -1,0 +1,80 @@
+"""Review 19 (i): the dashboards' minute task under its time limit and on campaigns whose
+refresh outlasts fifteen minutes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.cache import cache
+
+from scoring.dashboard import selectors
+from tests.factories import CampaignFactory, PairFactory
+from tests.reviewers.factories import add_label
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def private_cache(settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "dashboard-review19i",
+        }
+    }
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _labelled_campaign(annotator):  # noqa: ANN001, ANN202
+    campaign = CampaignFactory()
+    add_label(PairFactory(campaign=campaign), annotator, 1)
+    return campaign
+
+
+def test_the_soft_time_limit_stops_the_refresh_and_lets_the_campaign_go(monkeypatch, annotator_a):
+    """The limit ends the task (so Celery resets the connections a stopped query left, and the
+    hard kill never comes), not just the campaign it arrived in."""
+    first, second = _labelled_campaign(annotator_a), _labelled_campaign(annotator_a)
+    seen = []
+
+    def agreement_report(*, campaign, use_cache):  # noqa: ANN001, ANN202
+        seen.append(campaign.pk)
+        raise SoftTimeLimitExceeded
+
+    monkeypatch.setattr(selectors, "agreement_report", agreement_report)
+    with pytest.raises(SoftTimeLimitExceeded):
+        selectors.dashboards_refresh()
+    assert len(seen) == 1  # the other campaign waits for the next run
+    stopped = first if seen[0] == first.pk else second
+    assert cache.get(selectors._campaign_key(stopped, "refresh-running")) is None
+
+
+def test_a_refresh_that_outlasts_fifteen_minutes_is_not_started_twice(
+    monkeypatch, annotator_a, settings
+):
+    """A run within the task's time limit still holds its campaign: another worker's run (the
+    next minute's) skips it rather than repeating the slow work alongside."""
+    settings.DASHBOARD_REFRESH_TIME_LIMIT_S = 2 * 3600
+    campaign = _labelled_campaign(annotator_a)
+    original = selectors.agreement_report
+    nested: list[int] = []
+    started: list[bool] = []
+
+    with time_machine.travel("2026-12-01 12:00:00+00:00", tick=False) as traveller:
+
+        def slow_agreement_report(*, campaign, use_cache):  # noqa: ANN001, ANN202
+            if not started:
+                started.append(True)
+                traveller.shift(timedelta(minutes=20))  # the report of a very large campaign
+                nested.append(selectors.dashboards_refresh())  # the next beat, another worker
+            return original(campaign=campaign, use_cache=use_cache)
+
+        monkeypatch.setattr(selectors, "agreement_report", slow_agreement_report)
+        assert selectors.dashboards_refresh() == 1
+    assert nested == [0]
+    assert cache.get(selectors._campaign_key(campaign, "refresh-running")) is None
