@@ -284,6 +284,14 @@ def round_disputes(
     ]
 
 
+def campaign_agreement_key(campaign: Campaign) -> str:
+    """Where ``campaign_agreement`` stores the campaign's report (the dashboard's refresh keeps
+    it as long as its next refresh may take)."""
+    # created_at is in the key so that a re-created database reusing campaign ids never reads
+    # another campaign's figures from a shared cache.
+    return f"arbiter:agreement:v1:{campaign.pk}:{campaign.created_at.timestamp():.6f}"
+
+
 def campaign_agreement(*, campaign: Campaign, use_cache: bool = True) -> dict[str, Any]:
     """The admin's agreement report, cached for a minute (``CACHE_TTL_SECONDS``).
 
@@ -291,9 +299,7 @@ def campaign_agreement(*, campaign: Campaign, use_cache: bool = True) -> dict[st
     disputes}; ``overall`` and each round/category entry are ``histogram_agreement`` dicts,
     rounds add ``below_target`` (alpha defined and under the campaign's target).
     """
-    # created_at is in the key so that a re-created database reusing campaign ids never reads
-    # another campaign's figures from a shared cache.
-    key = f"arbiter:agreement:v1:{campaign.pk}:{campaign.created_at.timestamp():.6f}"
+    key = campaign_agreement_key(campaign)
     if use_cache:
         cached: dict[str, Any] | None = cache.get(key)
         if cached is not None:

@@ -303,6 +303,12 @@ def quality_report(*, campaign: Campaign) -> dict[str, Any]:
     return {**report, "retest": retest_report(campaign=campaign)}
 
 
+def quality_report_keys(campaign: Campaign) -> list[str]:
+    """Where the stored reports of the campaign are (the dashboard's refresh keeps them as
+    long as its next refresh may take)."""
+    return [_report_key(campaign, report) for report in ("agreement", "annotators", "retest")]
+
+
 def _report_key(campaign: Campaign, report: str) -> str:
     # created_at keeps a re-created database that reuses ids from reading stale figures.
     return f"arbiter:quality:v1:{report}:{campaign.pk}:{campaign.created_at.timestamp():.6f}"

@@ -29,9 +29,13 @@ from annotation.models import Campaign, Label, Pair, Round
 from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_pair_counts
 from core.time_limits import JOB_LIMIT_GRACE_S
-from reviewers.agreement.selectors import campaign_agreement
+from reviewers.agreement.selectors import campaign_agreement, campaign_agreement_key
 from reviewers.models import Adjudication, Escalation
-from reviewers.selectors.quality import agreement_report, annotator_quality_report
+from reviewers.selectors.quality import (
+    agreement_report,
+    annotator_quality_report,
+    quality_report_keys,
+)
 from scoring.dashboard.charts import bar_chart, line_chart
 from scoring.dashboard.loop_effect import loop_effect
 from scoring.datasets.curation import curation_pool
@@ -387,11 +391,31 @@ def dashboards_refresh(*, active_within: timedelta = timedelta(days=1)) -> int:
             continue
         else:
             refreshed += 1
+            _keep_until_next_refresh(campaign, took=time.time() - started)
         finally:
             finished = time.time()
             cache.set(last_key, (finished, finished - started), 24 * 3600)
             cache.delete(running_key)
     return refreshed
+
+
+def _keep_until_next_refresh(campaign: Campaign, *, took: float) -> None:
+    """Keep a slow campaign's stored panels until its next refresh has stored new ones: it
+    starts ``took`` seconds after this one ended at the earliest (``refresh_due``) and takes
+    about as long, while the panels' own lifetimes are a minute or two. Past them every
+    page (the agreement panel polls every 5 s) would recompute in its request what the
+    refresh is there to spare it."""
+    if took <= _SPACED_FROM_SECONDS:
+        return  # refreshed every minute, within the panels' own lifetimes
+    keep = int(2 * took) + 120  # and the minute until the task runs again, with a margin
+    keys = [
+        campaign_agreement_key(campaign),
+        *quality_report_keys(campaign),
+        _campaign_key(campaign, "annotators"),
+        _campaign_key(campaign, "loop-effect"),
+    ]
+    for key in keys:
+        cache.touch(key, keep)
 
 
 # --- Expert queue -------------------------------------------------------------------------

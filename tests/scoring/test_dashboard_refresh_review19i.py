@@ -78,3 +78,38 @@ def test_a_refresh_that_outlasts_fifteen_minutes_is_not_started_twice(
         assert selectors.dashboards_refresh() == 1
     assert nested == [0]
     assert cache.get(selectors._campaign_key(campaign, "refresh-running")) is None
+
+
+def _stored_panels(campaign) -> list[str]:  # noqa: ANN001
+    keys = [
+        selectors.campaign_agreement_key(campaign),
+        *selectors.quality_report_keys(campaign),
+        selectors._campaign_key(campaign, "annotators"),
+        selectors._campaign_key(campaign, "loop-effect"),
+    ]
+    return [key for key in keys if cache.get(key) is not None]
+
+
+@pytest.mark.parametrize(("report_takes", "kept"), [(timedelta(minutes=4), True), (None, False)])
+def test_a_slow_campaigns_panels_are_kept_until_its_next_refresh(
+    monkeypatch, annotator_a, report_takes, kept
+):
+    """Review 19: a campaign whose refresh takes minutes is refreshed only that often, but its
+    panels were stored for a minute or two: in between, every page (the agreement panel polls
+    every 5 s) recomputed them in its request."""
+    campaign = _labelled_campaign(annotator_a)
+    original = selectors.agreement_report
+    with time_machine.travel("2026-12-01 12:00:00+00:00", tick=False) as traveller:
+
+        def agreement_report(*, campaign, use_cache):  # noqa: ANN001, ANN202
+            if report_takes is not None:
+                traveller.shift(report_takes)
+            return original(campaign=campaign, use_cache=use_cache)
+
+        monkeypatch.setattr(selectors, "agreement_report", agreement_report)
+        assert selectors.dashboards_refresh() == 1
+        stored = _stored_panels(campaign)
+        assert len(stored) == 6
+        traveller.shift(timedelta(minutes=5))  # past the panels' own lifetimes
+        # Not due again before 4 minutes after the last ended; then it takes as long again.
+        assert _stored_panels(campaign) == (stored if kept else [])
