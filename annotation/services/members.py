@@ -78,17 +78,22 @@ def member_add(
         },
     )
     if not created and member.role != role:
-        # A conditional UPDATE, not save(): a removal committed meanwhile leaves no row, and
-        # save(update_fields=...) would raise a DatabaseError (a 500).
-        if not CampaignMember.objects.filter(pk=member.pk).update(role=role):
-            raise Conflict("That user was removed from the campaign meanwhile; add them again.")
-        if role == CampaignMember.Role.ANNOTATOR:
-            hooks.member_stopped_reviewing(campaign_id=campaign.pk, user_id=member.user_id)
+        with transaction.atomic():  # all of it, or none (a removal meanwhile: 409)
+            # The leases and claims first, the member's row last, as a label submit locks
+            # them (its lease, then the member's row for their figures): in a caller's
+            # transaction (the Django admin's), the other order deadlocked with their submit.
+            if role == CampaignMember.Role.EXPERT and not user_has_role(user, Role.ADMIN):
+                # An expert member no longer annotates here (a site admin still may): the
+                # leases they hold could not be submitted, yet would keep their slots until
+                # they ran out.
+                assignments_end_for_annotator(campaign=campaign, annotator_id=member.user_id)
+            if role == CampaignMember.Role.ANNOTATOR:
+                hooks.member_stopped_reviewing(campaign_id=campaign.pk, user_id=member.user_id)
+            # A conditional UPDATE, not save(): a removal committed meanwhile leaves no row,
+            # and save(update_fields=...) would raise a DatabaseError (a 500).
+            if not CampaignMember.objects.filter(pk=member.pk).update(role=role):
+                raise Conflict("That user was removed from the campaign meanwhile; add them again.")
         member.role = role
-        if role == CampaignMember.Role.EXPERT and not user_has_role(user, Role.ADMIN):
-            # An expert member no longer annotates here (a site admin still may): the leases
-            # they hold could not be submitted, yet would keep their slots until they ran out.
-            assignments_end_for_annotator(campaign=campaign, annotator_id=member.user_id)
     return member
 
 

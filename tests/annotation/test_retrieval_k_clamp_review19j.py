@@ -1,0 +1,46 @@
+"""Review 19j: a retrieval_k stored above 128 before the bound (the settings API took up to
+32,767) is brought down to it by the upgrade: left as it was, the loop went on using it, and
+every later settings change of the campaign was refused over a field it did not touch."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from annotation.models import Campaign
+from annotation.services.campaigns import campaign_update
+from tests.factories import CampaignFactory
+
+BEFORE_CLAMP = [("annotation", "0027_retrieval_k_bound")]
+AT_CLAMP = [("annotation", "0028_retrieval_k_clamp")]
+
+
+def _migrate(target) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(target)
+
+
+@pytest.fixture
+def back_to_leaf():
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_brings_a_stored_retrieval_k_down_to_the_bound(back_to_leaf):
+    large, usual = CampaignFactory(), CampaignFactory()
+    _migrate(BEFORE_CLAMP)
+    # As the settings API stored it before 0027 (a validator only: the column takes it).
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE annotation_campaign SET retrieval_k = 500 WHERE id = %s", [large.pk])
+
+    _migrate(AT_CLAMP)
+
+    assert Campaign.objects.get(pk=large.pk).retrieval_k == 128
+    assert Campaign.objects.get(pk=usual.pk).retrieval_k == 8
+    # A change of another setting is taken (it was refused: "retrieval_k: … at most 128").
+    result = campaign_update(campaign=Campaign.objects.get(pk=large.pk), guidelines="Be brief.")
+    assert list(result.changed) == ["guidelines"]
