@@ -26,6 +26,7 @@ from annotation.models import (
     Round,
 )
 from annotation.services.campaigns import (
+    SETTINGS_FIXED_ONCE_PAIRS,
     CampaignSettingLocked,
     campaign_changes_check,
     campaign_fixed_settings,
@@ -61,6 +62,18 @@ class CampaignAdminForm(ModelForm):
         return cleaned
 
 
+def _posts_pair_bound_change(request: HttpRequest, campaign: Campaign) -> bool:
+    """Whether a POST of the campaign's change form asks for another item kind, scale or
+    annotators per pair than the campaign has (a deletion: always), the settings whose change
+    waits for imports. A field the form does not show (read-only) is no change."""
+    if request.POST.get("post") == "yes" or "annotators_per_pair" not in request.POST:
+        return True  # the confirmed deletion page, or a form of unknown shape
+    return any(
+        name in request.POST and request.POST[name] != str(getattr(campaign, name))
+        for name in (*SETTINGS_FIXED_ONCE_PAIRS, "annotators_per_pair")
+    )
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
@@ -91,7 +104,10 @@ class CampaignAdmin(admin.ModelAdmin):
         campaign = super().get_object(request, object_id, from_field)
         if campaign is None or request.method != "POST":
             return campaign
-        campaign_rounds_lock(campaign.pk)
+        if _posts_pair_bound_change(request, campaign):
+            # Only then: an import holds the lock until it commits, hours for a large file,
+            # and a change of the guidelines need not wait for it (as in the settings API).
+            campaign_rounds_lock(campaign.pk)
         return Campaign.objects.select_for_update(of=("self",), no_key=True).get(pk=campaign.pk)
 
     def save_model(

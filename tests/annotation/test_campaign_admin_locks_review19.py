@@ -56,3 +56,31 @@ def test_an_admin_change_of_scale_waits_for_an_import_and_then_finds_its_pairs()
     # The scale was read-only by then (the pairs were stored under five-point); the rest of
     # the change went through.
     assert (campaign.scale, campaign.guidelines) == ("five_point", "Be kind.")
+
+
+def test_a_change_of_the_guidelines_does_not_wait_for_an_import():
+    """Only a change of the item kind, scale or annotators per pair waits for the campaign's
+    imports (one may hold the lock for hours), as in the settings API."""
+    campaign = CampaignFactory(scale="five_point")
+    superuser = UserFactory(is_staff=True, is_superuser=True)
+    data = admin_change_data(campaign, superuser, guidelines="Be brief.")
+    importing, release = threading.Event(), threading.Event()
+
+    def import_and_hold() -> None:
+        with transaction.atomic():
+            campaign_rounds_lock(campaign.pk)
+            importing.set()
+            release.wait(30)
+
+    holder = start_in_thread(closing_connections(import_and_hold))
+    try:
+        assert importing.wait(10)
+        client = Client()
+        client.force_login(superuser)
+        response = client.post(f"/admin/annotation/campaign/{campaign.pk}/change/", data)
+        assert response.status_code == 302, response.content[:2000]
+    finally:
+        release.set()
+        holder.result(timeout=30)
+    campaign.refresh_from_db()
+    assert campaign.guidelines == "Be brief."
