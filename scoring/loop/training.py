@@ -92,6 +92,14 @@ def base_model_check_access(*, base_model: str | None, campaign: Campaign, user:
     if not base_model or base_model == training_settings_for(campaign=campaign)["base_model"]:
         return
     chosen = Path(base_model)
+    roots = [Path(root) for root in settings.ARBITER.get("BASE_MODEL_ROOTS") or []]
+    outside_roots = JobError(
+        f"bad training settings: base_model: {base_model} is not under a directory that "
+        "base models may be taken from (ARBITER_BASE_MODEL_ROOTS; an absolute path)"
+    )
+    if roots and not chosen.is_absolute():
+        # The worker reads a relative path from its own directory, not the web process's.
+        raise outside_roots
     resolved: Path | None
     store: Path | None
     try:
@@ -112,16 +120,10 @@ def base_model_check_access(*, base_model: str | None, campaign: Campaign, user:
                 f"bad training settings: base_model: {base_model} is a model of another campaign"
             )
         return
-    roots = settings.ARBITER.get("BASE_MODEL_ROOTS") or []
     if roots and not (
-        chosen.is_absolute()  # the worker reads a relative path from its own directory
-        and resolved is not None
-        and any(resolved.is_relative_to(Path(root).resolve()) for root in roots)
+        resolved is not None and any(resolved.is_relative_to(root.resolve()) for root in roots)
     ):
-        raise JobError(
-            f"bad training settings: base_model: {base_model} is not under a directory that "
-            "base models may be taken from (ARBITER_BASE_MODEL_ROOTS; an absolute path)"
-        )
+        raise outside_roots
 
 
 def base_model_positions(base: Path) -> int | None:
