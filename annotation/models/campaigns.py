@@ -197,6 +197,21 @@ class Campaign(models.Model):
             errors["quarantine_window"] = (
                 "A window of no labels measures nothing; set the quarantine minimums to 0 instead."
             )
+        elif (
+            any(
+                (minimum or 0) > 0
+                for minimum in (self.quarantine_min_gold_accuracy, self.quarantine_min_agreement)
+            )
+            and self.quarantine_window is not None
+            and self.quarantine_min_checks is not None
+            and self.quarantine_min_checks > self.quarantine_window
+        ):
+            # The window holds at most quarantine_window checks of each measure: a higher
+            # minimum is never met, and nobody would ever be quarantined.
+            errors["quarantine_min_checks"] = (
+                f"At most the quarantine window ({self.quarantine_window}): the window never "
+                "holds more checks, so nobody would be quarantined."
+            )
         # The rules are read on every completed pair: a setting outside what they take is refused
         # here (blank=True lets None past the field checks). Rows saved before this check keep
         # the reading they had (reviewers.consensus.escalation_rules_of).

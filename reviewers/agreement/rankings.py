@@ -108,6 +108,19 @@ def retest_contradicts(retest: Ranking | None, consensus: Ranking | None) -> boo
     return bool(retest and consensus and not set(retest[0]) & set(consensus[0]))
 
 
+def ranking_has_clear_best(rankings: Sequence[Ranking]) -> bool:
+    """Whether some response is in the best group of more than half of the labels: without
+    one the item has no consensus ranking (as an A/B pair without a majority direction has
+    no consensus), whether or not the campaign escalates it (``no_majority``)."""
+    if not rankings:
+        return False
+    size = sum(len(group) for group in rankings[0])
+    top_votes = np.zeros(size, dtype=np.int64)
+    for ranking in rankings:
+        top_votes[list(ranking[0])] += 1
+    return bool(top_votes.max() * 2 > len(rankings))
+
+
 def ranking_escalation_reasons(
     rankings: Sequence[Ranking],
     *,
@@ -125,11 +138,7 @@ def ranking_escalation_reasons(
     reasons: list[tuple[str, str]] = []
     if not rankings:
         return reasons
-    size = sum(len(group) for group in rankings[0])
-    top_votes = np.zeros(size, dtype=np.int64)
-    for ranking in rankings:
-        top_votes[list(ranking[0])] += 1
-    if rules.get("no_majority", True) and top_votes.max() * 2 <= len(rankings):
+    if rules.get("no_majority", True) and not ranking_has_clear_best(rankings):
         reasons.append(("no_majority", "no clear best: no response is best for a majority"))
     threshold = float(rules.get("disagreement_threshold", 0.5))
     contradicted = sorted(

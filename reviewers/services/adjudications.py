@@ -6,16 +6,17 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Exists
 from django.utils import timezone
 
-from annotation.models import ItemKind
+from annotation.models import ItemKind, Label
 from annotation.rankings import InvalidRanking, first_two_preference, ranking_validate
 from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import pair_lock, pair_resolve
 from core.text import typed_length
-from reviewers.errors import AlreadyDecided, ClaimRequired, InvalidDecision
+from reviewers.errors import AlreadyDecided, ClaimRequired, ConflictOfInterest, InvalidDecision
 from reviewers.models import Adjudication, Escalation
-from reviewers.services.escalations import escalation_closed_message
+from reviewers.services.escalations import CONFLICT_OF_INTEREST, escalation_closed_message
 
 # The longest note a decision takes, on the page and the API alike (a longer one is refused,
 # not cut: it is the record of why), a line break counted as one (core.text.typed_length).
@@ -40,9 +41,11 @@ def adjudication_resolve(
     response indices, best first); its ``preference`` is then response 0 against response 1,
     as on labels.
 
-    The expert must hold an unexpired claim (``escalation_claim``). The pair gets the decision
-    as its consensus, with provenance "adjudicated" (status resolved) or "discarded" (status
-    discarded). A second decision on the same escalation raises ``AlreadyDecided``.
+    The expert must hold an unexpired claim (``escalation_claim``) and must not have labelled
+    the pair (``ConflictOfInterest``, even for a label given after the claim). The pair gets
+    the decision as its consensus, with provenance "adjudicated" (status resolved) or
+    "discarded" (status discarded). A second decision on the same escalation raises
+    ``AlreadyDecided``.
     """
     now = now or timezone.now()
     note = note.strip()
@@ -57,17 +60,26 @@ def adjudication_resolve(
         # Pair first, then escalation: the same lock order as escalation_open and label
         # submits, so a reason arriving during the decision waits instead of deadlocking.
         pair_lock(pair_id=escalation.pair_id)
-        # The conditional UPDATE is the gate: only the claim holder, once, before expiry.
-        closed = Escalation.objects.filter(
-            pk=escalation.pk,
-            status=Escalation.Status.OPEN,
-            claimed_by=expert,
-            claim_expires_at__gte=now,
-        ).update(status=Escalation.Status.RESOLVED)
+        # The conditional UPDATE is the gate: only the claim holder, once, before expiry, and
+        # not one who labelled the pair since claiming it (an admin annotates too, and a lease
+        # taken before the escalation may still be labelled): the claim checked only before.
+        own_label = Label.objects.filter(pair_id=escalation.pair_id, annotator=expert)
+        closed = (
+            Escalation.objects.filter(
+                pk=escalation.pk,
+                status=Escalation.Status.OPEN,
+                claimed_by=expert,
+                claim_expires_at__gte=now,
+            )
+            .exclude(Exists(own_label))
+            .update(status=Escalation.Status.RESOLVED)
+        )
         if not closed:
             escalation.refresh_from_db()
             if escalation.status != Escalation.Status.OPEN:
                 raise AlreadyDecided(escalation_closed_message(escalation))
+            if own_label.exists():
+                raise ConflictOfInterest(CONFLICT_OF_INTEREST)
             raise ClaimRequired("Claim this escalation (or renew your expired claim) first.")
         adjudication = Adjudication(
             escalation=escalation,

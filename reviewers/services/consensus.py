@@ -56,6 +56,7 @@ from reviewers.agreement.rankings import (
     consensus_ranking,
     ranking_disagreement,
     ranking_escalation_reasons,
+    ranking_has_clear_best,
     retest_contradicts,
 )
 from reviewers.consensus import (
@@ -400,8 +401,8 @@ def _ranking_consensus_update(
         flags=[name for _ranking, flags in votes for name in flags],
         rules=escalation_rules_of(campaign.escalation_rules),
     )
-    unresolved = any(reason == "no_majority" for reason, _detail in reasons)
-    ranking = None if unresolved else consensus_ranking(rankings, size)
+    # No clear best: no consensus, whether or not the campaign escalates it (no_majority off).
+    ranking = consensus_ranking(rankings, size) if ranking_has_clear_best(rankings) else None
     if ranking is None:
         provenance = Pair.Provenance.UNRESOLVED
     elif all(vote == ranking for vote in rankings):

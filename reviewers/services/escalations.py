@@ -28,6 +28,7 @@ from reviewers.models import Escalation
 from reviewers.selectors.queue import next_escalation_for
 
 CLAIM_DURATION = timedelta(minutes=30)
+CONFLICT_OF_INTEREST = "You labelled this pair, so someone else must decide it."
 # A decision is final: nothing reopens a pair an expert resolved or discarded.
 FINAL_PAIR_STATUSES = FINAL_STATUSES
 
@@ -280,7 +281,7 @@ def escalation_claim(
     """Take (or renew) the claim on an open escalation; raises if someone else holds it."""
     now = now or timezone.now()
     if Label.objects.filter(pair_id=escalation.pair_id, annotator=expert).exists():
-        raise ConflictOfInterest("You labelled this pair, so someone else must decide it.")
+        raise ConflictOfInterest(CONFLICT_OF_INTEREST)
     # The conditional UPDATE is the claim: of several experts racing, the database lets exactly
     # one change the row; an expired claim counts as free.
     taken = (

@@ -24,7 +24,7 @@ from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, 
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation.models import CampaignMember
+from annotation.models import CampaignMember, Label
 from annotation.roles import Role
 from reviewers.models import Escalation, ExpertSettings
 from reviewers.selectors.access import _REVIEWING_ROLES as REVIEWING_ROLES
@@ -78,10 +78,11 @@ def _opens_to_them_at(
 
 
 def _due_experts(escalation: Escalation, now: datetime) -> QuerySet[User]:
-    """Active experts with an address who can open the escalation's campaign and whose hourly
-    slot is free, with their settings (None: never set, so on for all domains) and
-    ``is_admin``, in one query: the slot, rarely free while escalations come often, is asked
-    first, so that a notice costs no query per expert who is not due an e-mail.
+    """Active experts with an address who can open the escalation's campaign, did not label
+    its pair, and whose hourly slot is free, with their settings (None: never set, so on for
+    all domains) and ``is_admin``, in one query: the slot, rarely free while escalations come
+    often, is asked first, so that a notice costs no query per expert who is not due an
+    e-mail.
 
     A superset of those ``experts_notify`` mails: the domains, the wait and an e-mail that
     counted the escalation already are checked there (the last one again by the slot's UPDATE).
@@ -104,6 +105,11 @@ def _due_experts(escalation: Escalation, now: datetime) -> QuerySet[User]:
         .exclude(email="")
         .filter(Q(expert_settings__isnull=True) | Q(expert_settings__notify_by_email=True))
         .filter(slot_free)
+        # Nobody decides a pair they labelled (an admin, or an expert who also annotates): the
+        # e-mail would spend their hourly slot on a pair they cannot take.
+        .exclude(
+            Exists(Label.objects.filter(pair_id=escalation.pair_id, annotator_id=OuterRef("pk")))
+        )
         .select_related("expert_settings")
         .annotate(is_admin=ExpressionWrapper(is_admin, output_field=BooleanField()))
         .order_by("pk")
