@@ -213,7 +213,7 @@ def escalation_open_view(request: SignedInRequest, escalation_id: int) -> HttpRe
 def expert_next_view(request: SignedInRequest) -> HttpResponse:
     """The next escalation this expert can take, claimed and opened; the queue when none."""
     require_expert(request.user)
-    after = _campaign_filter(request.POST.get("after"))
+    after = int_param(request.POST.get("after"), name="after")
     escalation = escalation_claim_next(expert=request.user, after=after)
     if escalation is not None:
         return redirect("escalation-review", escalation_id=escalation.pk)

@@ -94,7 +94,11 @@ class Campaign(models.Model):
     quarantine_min_gold_accuracy = models.FloatField(default=0.0)
     quarantine_min_agreement = models.FloatField(default=0.0)
     quarantine_min_checks = models.PositiveSmallIntegerField(default=10)
-    quarantine_window = models.PositiveSmallIntegerField(default=50)
+    # At most 1,000: each label reads the annotator's last window of checks under its pair's
+    # row lock.
+    quarantine_window = models.PositiveSmallIntegerField(
+        default=50, validators=[MaxValueValidator(1000)]
+    )
     # Per-aspect ratings asked for each response besides the overall judgment:
     # [{"name": "helpfulness", "label": "Helpfulness", "scale_min": 1, "scale_max": 5}, ...].
     aspects = models.JSONField(default=list, blank=True)

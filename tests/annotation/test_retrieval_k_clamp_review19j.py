@@ -44,3 +44,21 @@ def test_the_upgrade_brings_a_stored_retrieval_k_down_to_the_bound(back_to_leaf)
     # A change of another setting is taken (it was refused: "retrieval_k: … at most 128").
     result = campaign_update(campaign=Campaign.objects.get(pk=large.pk), guidelines="Be brief.")
     assert list(result.changed) == ["guidelines"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_brings_a_stored_quarantine_window_down_to_its_bound(back_to_leaf):
+    """Review 19: quarantine_window took up to 32,767, and each label reads the annotator's
+    last window of checks under its pair's row lock; now at most 1,000."""
+    large = CampaignFactory()
+    _migrate([("annotation", "0028_retrieval_k_clamp")])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE annotation_campaign SET quarantine_window = 5000 WHERE id = %s", [large.pk]
+        )
+
+    _migrate([("annotation", "0029_quarantine_window_bound")])
+
+    assert Campaign.objects.get(pk=large.pk).quarantine_window == 1000
+    result = campaign_update(campaign=Campaign.objects.get(pk=large.pk), guidelines="Be brief.")
+    assert list(result.changed) == ["guidelines"]

@@ -67,3 +67,13 @@ def test_an_expert_made_an_annotator_gives_back_their_claims_there():
     claimed.refresh_from_db()
     assert (claimed.claimed_by_id, claimed.claim_expires_at) == (None, None)
     assert escalation_claim_next(expert=staying) == claimed
+
+
+def test_a_bad_after_on_take_the_next_names_the_field(client):
+    """Review 19: the 400 said "campaign"."""
+    from django.urls import reverse
+
+    client.force_login(user_with_role("asker", Role.EXPERT))
+    response = client.post(reverse("expert-next"), {"after": "9" * 30})  # out of range
+    assert response.status_code == 400
+    assert "after" in response.content.decode()
