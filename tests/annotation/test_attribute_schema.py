@@ -84,7 +84,11 @@ def test_the_settings_api_refuses_a_malformed_schema_and_keeps_a_good_one(admin_
 def _jsonl(path: Path, categories: list[str | None]) -> Path:
     rows = []
     for number, category in enumerate(categories):
-        row = {"prompt": f"Question {number}?", "response_a": "yes", "response_b": "no"}
+        row: dict[str, object] = {
+            "prompt": f"Question {number}?",
+            "response_a": "yes",
+            "response_b": "no",
+        }
         if category is not None:
             row["attributes"] = {"task_category": category}
         rows.append(json.dumps(row))

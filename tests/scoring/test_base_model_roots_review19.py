@@ -52,7 +52,7 @@ def campaign_admin_api(annotator_a, sent_tasks):  # noqa: ANN201
             f"/api/campaigns/{campaign.pk}/retrain", {"base_model": base_model}, format="json"
         )
 
-    retrain.campaign = campaign  # type: ignore[attr-defined]
+    retrain.campaign = campaign
     return retrain
 
 

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 def _unanimous_by_votes(pair: Pair) -> bool:
     labels = Label.objects.filter(pair=pair, is_retest=False, set_aside=False)
+    verdict = pair.consensus_preference or 0
     return all(
-        label.outcome == Outcome.PREFERENCE and label.preference * pair.consensus_preference > 0
-        for label in labels
+        label.outcome == Outcome.PREFERENCE and label.preference * verdict > 0 for label in labels
     )
 
 
