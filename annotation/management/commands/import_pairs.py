@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from annotation.importers import ImportFormatError
-from annotation.models import ItemKind, RankingExpansion
+from annotation.models import Campaign, ItemKind, RankingExpansion
 from annotation.services.imports import campaign_get_or_create, pairs_import
 
 
@@ -18,6 +18,23 @@ def _messages(error: ValidationError) -> str:
         items = error.message_dict.items()
         return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in items)
     return " ".join(error.messages)
+
+
+def _check_rankings(campaign: Campaign, rule: object) -> None:
+    """``--rankings`` describes the campaign the import creates; an existing campaign of
+    another kind or rule would silently import by its own, so it is refused instead."""
+    if not rule:
+        return
+    if campaign.item_kind != ItemKind.RANKING:
+        raise CommandError(
+            f"campaign {campaign.name!r} exists and is not a ranking campaign: --rankings "
+            "applies to the campaign an import creates (nothing was imported)"
+        )
+    if campaign.ranking_expansion != rule:
+        raise CommandError(
+            f"campaign {campaign.name!r} exists with --rankings {campaign.ranking_expansion}, "
+            f"not {rule} (nothing was imported)"
+        )
 
 
 class Command(BaseCommand):
@@ -45,7 +62,8 @@ class Command(BaseCommand):
             "--rankings",
             choices=RankingExpansion.values,
             help="Create the campaign (when absent) for ranking items (rows with `responses` "
-            "or `completions`), expanded to pairs by this rule.",
+            "or `completions`), expanded to pairs by this rule; an existing campaign must be a "
+            "ranking campaign of this rule.",
         )
         parser.add_argument(
             "--pool",
@@ -74,6 +92,7 @@ class Command(BaseCommand):
             # this same connection, so it sees the uncommitted campaign.
             with transaction.atomic():
                 campaign = campaign_get_or_create(name=str(options["campaign"]), **fields)
+                _check_rankings(campaign, options["rankings"])
                 result = pairs_import(
                     campaign=campaign,
                     path=path,
