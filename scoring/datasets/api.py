@@ -6,6 +6,7 @@ import copy
 from collections.abc import Mapping
 
 from django.http import FileResponse, Http404
+from django.utils.text import get_valid_filename
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -102,7 +103,9 @@ class ExportDownloadApi(APIView):
         )
         if path is None:
             raise Http404("This export has no such file (yet).")
-        filename = f"{snapshot.campaign.name}-{path.name}".replace(" ", "_")
+        # Letters, digits, "-", "_" and ".": a campaign's name may hold ":" (which Windows
+        # refuses in a file name) or "/" (a folder to a saving client).
+        filename = get_valid_filename(f"{snapshot.campaign.name}-{path.name}")
         return FileResponse(path.open("rb"), as_attachment=True, filename=filename)
 
 

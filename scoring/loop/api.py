@@ -116,7 +116,8 @@ class RetrainApi(APIView):
     )
 
     @extend_schema(
-        responses={200: OpenApiResponse(description="The training settings and their defaults.")}
+        summary="The settings a retrain starts from",
+        responses={200: OpenApiResponse(description="The training settings and their defaults.")},
     )
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         """The settings a retrain starts from (defaults, or the campaign's last choice), with

@@ -14,6 +14,7 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import trigger_client_event
 
 from annotation.models import Campaign
 from annotation.selectors import campaign_for_admin
@@ -154,7 +155,12 @@ def _loop_options(data: QueryDict, campaign: Campaign) -> dict[str, Any]:
 def job_detail(request: SignedInRequest, job_id: int) -> HttpResponse:
     job = job_for_admin(job_id=job_id, user=request.user)
     if request.htmx:
-        return render(request, "scoring/_job_progress.html", _job_context(job))
+        response = render(request, "scoring/_job_progress.html", _job_context(job))
+        if job.is_finished:
+            # The card's last poll: the version list beside it (_model_versions.html) reloads
+            # once, for the version the job may have trained, activated or evaluated.
+            trigger_client_event(response, "model-job-finished")
+        return response
     return render(request, "scoring/job.html", _job_context(job))
 
 
