@@ -570,10 +570,8 @@ def _scan_parts(
         here = position.get(name)
         wanted = np.ones(len(ids), dtype=bool)
         if here is not None:
-            known, where = catalogue.locate(ids)
-            first_copy = (catalogue.part_of[where] == here) & (
-                catalogue.row_of[where] == np.arange(len(ids))
-            )
+            known, part_of, row_of = catalogue.locate(ids)
+            first_copy = (part_of == here) & (row_of == np.arange(len(ids)))
             wanted = ~known | first_copy
         if wanted.any():
             wanted &= np.isin(ids, accept(ids[wanted]))

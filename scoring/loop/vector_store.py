@@ -173,46 +173,86 @@ class _Part:
 
 
 @dataclass
+class _Run:
+    """Ids sorted (stably: a pair stored twice keeps its earlier part first), with each one's
+    part and row."""
+
+    ids: np.ndarray
+    part_of: np.ndarray
+    row_of: np.ndarray
+
+    @classmethod
+    def merged(cls, runs: Sequence[_Run]) -> _Run:
+        """One run of these, older first: a pair in several keeps its oldest copy first."""
+        ids = np.concatenate([run.ids for run in runs])
+        order = np.argsort(ids, kind="stable")
+        return cls(
+            ids[order],
+            np.concatenate([run.part_of for run in runs])[order],
+            np.concatenate([run.row_of for run in runs])[order],
+        )
+
+
+@dataclass
 class VectorCatalogue:
-    """Where each pair's vectors are: sorted ids with their part and row (numpy only)."""
+    """Where each pair's vectors are: the parts, and their ids in sorted runs with each id's
+    part and row (numpy only).
+
+    New parts come as a run of their own, merged with the runs before it while those are no
+    more than twice its size (as a binary counter carries): a few dozen runs at most, and
+    each id is re-sorted about log2(total / part) times in all. Re-sorting every id at each
+    refresh took 1.4 s at 20M ids, once per chunk of every scoring shard."""
 
     parts: list[_Part] = field(default_factory=list)
-    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    part_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    row_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    runs: list[_Run] = field(default_factory=list)
 
     def extend(self, new_parts: Sequence[_Part]) -> None:
         if not new_parts:
             return
         first = len(self.parts)
         self.parts.extend(new_parts)
-        ids = [self.ids] + [part.ids for part in new_parts]
-        part_of = [self.part_of] + [
-            np.full(len(part.ids), first + offset, dtype=np.int32)
-            for offset, part in enumerate(new_parts)
-        ]
-        row_of = [self.row_of] + [np.arange(len(part.ids), dtype=np.int32) for part in new_parts]
-        all_ids = np.concatenate(ids)
-        order = np.argsort(all_ids, kind="stable")
-        self.ids = all_ids[order]
-        self.part_of = np.concatenate(part_of)[order]
-        self.row_of = np.concatenate(row_of)[order]
+        run = _Run.merged(
+            [
+                _Run(
+                    part.ids,
+                    np.full(len(part.ids), first + offset, dtype=np.int32),
+                    np.arange(len(part.ids), dtype=np.int32),
+                )
+                for offset, part in enumerate(new_parts)
+            ]
+        )
+        if not len(run.ids):
+            return  # parts of no pair: nothing to find in them
+        while self.runs and len(self.runs[-1].ids) <= 2 * len(run.ids):
+            run = _Run.merged([self.runs.pop(), run])
+        self.runs.append(run)
 
-    def locate(self, pair_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(found mask, position in the catalogue) for each id."""
+    def locate(self, pair_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found mask, part, row) of each id: its oldest copy's, where it is stored twice."""
         pair_ids = np.asarray(pair_ids, dtype=np.int64)
-        if not len(self.ids):
-            return np.zeros(len(pair_ids), dtype=bool), np.zeros(len(pair_ids), dtype=np.int64)
-        position = np.searchsorted(self.ids, pair_ids)
-        clipped = np.minimum(position, len(self.ids) - 1)
-        return self.ids[clipped] == pair_ids, clipped
+        found = np.zeros(len(pair_ids), dtype=bool)
+        part_of = np.zeros(len(pair_ids), dtype=np.int32)
+        row_of = np.zeros(len(pair_ids), dtype=np.int32)
+        for run in self.runs:  # oldest first
+            wanted = np.nonzero(~found)[0]
+            if not len(wanted) or not len(run.ids):
+                continue
+            position = np.minimum(np.searchsorted(run.ids, pair_ids[wanted]), len(run.ids) - 1)
+            here = run.ids[position] == pair_ids[wanted]
+            hit, at = wanted[here], position[here]
+            found[hit] = True
+            part_of[hit] = run.part_of[at]
+            row_of[hit] = run.row_of[at]
+        return found, part_of, row_of
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return sum(len(run.ids) for run in self.runs)
 
     @property
     def distinct(self) -> int:
-        return int(len(np.unique(self.ids))) if len(self.ids) else 0
+        if not self.runs:
+            return 0
+        return int(len(np.unique(np.concatenate([run.ids for run in self.runs]))))
 
 
 class VectorStore:
@@ -354,7 +394,7 @@ class VectorStore:
     def missing(self, pair_ids: Sequence[int]) -> list[int]:
         catalogue = self.refresh()
         ids = np.asarray(list(pair_ids), dtype=np.int64)
-        found, _ = catalogue.locate(ids)
+        found, _part, _row = catalogue.locate(ids)
         return [int(pair_id) for pair_id in ids[~found]]
 
     def _joint(self) -> bool:
@@ -417,14 +457,12 @@ class VectorStore:
         few candidates of a search cost a few kilobytes, not every part's whole block)."""
         catalogue = self.refresh()
         ids = np.asarray(list(pair_ids), dtype=np.int64)
-        found, position = catalogue.locate(ids)
+        found, part_of, row_of = catalogue.locate(ids)
         if not found.all():
             raise LookupError(f"no {self.key!r} vectors for pairs {ids[~found][:10].tolist()}")
         out: dict[str, np.ndarray] = {}
         if not len(ids):
             return {block: np.zeros((0, 0), dtype=np.float32) for block in blocks}
-        part_of = catalogue.part_of[position]
-        row_of = catalogue.row_of[position]
         members = self._members(blocks)
         for part_index in np.unique(part_of):
             rows_here = np.nonzero(part_of == part_index)[0]
