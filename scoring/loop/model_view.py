@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from annotation.models import Assignment, Label, Pair
@@ -23,7 +24,7 @@ def model_view_for_assignment(assignment: Assignment) -> dict[str, Any] | None:
     score = scores.filter(model_version__is_active=True).first() or scores.order_by(
         "-model_version__number"
     ).first()
-    if score is None:
+    if score is None or not _finite(score):
         return None
     version: ModelVersion = score.model_version
     if assignment.swapped:
@@ -64,7 +65,7 @@ def pair_model_prediction(*, pair: Pair) -> dict[str, Any] | None:
         .order_by("-created_at", "-id")
         .first()
     )
-    if score is None:
+    if score is None or not _finite(score):
         return None
     return {
         "version": score.model_version.number,
@@ -72,3 +73,9 @@ def pair_model_prediction(*, pair: Pair) -> dict[str, Any] | None:
         "reward_a": score.reward_a,
         "reward_b": score.reward_b,
     }
+
+
+def _finite(score: PairScore) -> bool:
+    """A score a version gave with non-finite rewards (a diverged checkpoint registered before
+    training stopped such runs) says nothing, and is no JSON number."""
+    return all(math.isfinite(value) for value in (score.p_a_better, score.reward_a, score.reward_b))

@@ -121,3 +121,17 @@ def test_once_the_view_is_shown_the_label_can_no_longer_change(scored, annotator
         f"/assignments/{assignment.pk}/".encode()
         not in client.get(f"/campaigns/{campaign.pk}/").content
     )
+
+
+def test_a_score_with_non_finite_rewards_shows_no_view(scored, annotator_a):
+    """Review 19: NaN is no JSON number (the strict renderer answered 500)."""
+    from scoring.loop.model_view import pair_model_prediction
+
+    _campaign, assignment = scored
+    PairScore.objects.filter(pair_id=assignment.pair_id).update(
+        reward_a=float("nan"), p_a_better=float("nan")
+    )
+    label_submit(assignment=assignment, data=LabelInput(preference=1))
+    response = api_client_for(annotator_a).get(url(assignment))
+    assert response.status_code == 404
+    assert pair_model_prediction(pair=assignment.pair) is None
