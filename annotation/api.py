@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.aspects import parse_aspects
+from annotation.import_views import import_upload_bound
 from annotation.models import Campaign, ImportJob, Outcome
 from annotation.roles import Role, user_has_role
 from annotation.selectors import (
@@ -386,6 +387,7 @@ class LabelsExportApi(APIView):
 
 
 @extend_schema(summary="Import a file of pairs")
+@import_upload_bound
 class ImportApi(APIView):
     """Upload a file of pairs; small files import at once, large ones as a Celery job."""
 
@@ -395,7 +397,7 @@ class ImportApi(APIView):
         file = serializers.FileField(max_length=UPLOAD_NAME_MAX)
         as_gold = serializers.BooleanField(required=False, default=False)
 
-    @extend_schema(request=InputSerializer, responses={201: dict, 202: dict, 400: dict})
+    @extend_schema(request=InputSerializer, responses={201: dict, 202: dict, 400: dict, 413: dict})
     def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
@@ -407,10 +409,11 @@ class ImportApi(APIView):
             as_gold=serializer.validated_data["as_gold"],
             user=request.user,
         )
-        if not import_job_runs_inline(job=job):
+        if import_job_runs_inline(job=job):
+            job = import_job_run(job_id=job.pk, inline=True)
+        if job.status == ImportJob.Status.QUEUED:  # costly, or another import under way
             import_job_enqueue(job=job)
             return Response({"job": job.pk, "status": job.status}, status=202)
-        job = import_job_run(job_id=job.pk, inline=True)
         body = {
             "job": job.pk,
             "status": job.status,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +19,12 @@ from annotation.services.import_jobs import (
     import_job_runs_inline,
 )
 from core.requests import SignedInRequest
-from core.validation import UPLOAD_NAME_MAX
+from core.validation import UPLOAD_NAME_MAX, upload_max_bytes
+
+# An upload over the importer's size bound is refused (413) before it is received.
+import_upload_bound = upload_max_bytes(
+    lambda: int(settings.ARBITER["IMPORT_MAX_BYTES"]), "ARBITER_IMPORT_MAX_BYTES"
+)
 
 
 class ImportForm(forms.Form):
@@ -33,6 +39,7 @@ class ImportForm(forms.Form):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@import_upload_bound
 def import_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = ImportForm(request.POST or None, request.FILES or None)
@@ -43,14 +50,19 @@ def import_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
             user=request.user,
         )
         if import_job_runs_inline(job=job):
-            import_job_run(job_id=job.pk, inline=True)
-        else:
+            job = import_job_run(job_id=job.pk, inline=True)
+        if job.status == ImportJob.Status.QUEUED:  # costly, or another import under way
             import_job_enqueue(job=job)
         return redirect("import-job", campaign_id=campaign.pk, job_id=job.pk)
     jobs = ImportJob.objects.filter(campaign=campaign).order_by("-created_at")[:20]
-    return render(
-        request, "annotation/imports/page.html", {"campaign": campaign, "form": form, "jobs": jobs}
-    )
+    context = {
+        "campaign": campaign,
+        "form": form,
+        "jobs": jobs,
+        # The page's script refuses a bigger file as an alert before it is sent (413 otherwise).
+        "max_bytes": int(settings.ARBITER["IMPORT_MAX_BYTES"]),
+    }
+    return render(request, "annotation/imports/page.html", context)
 
 
 @login_required

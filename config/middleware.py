@@ -14,7 +14,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.utils.functional import SimpleLazyObject
 
 from annotation.roles import user_roles_read_once
-from core.validation import DB_INT_MAX, DB_INT_MIN, IntegerOutOfRange
+from core.validation import (
+    DB_INT_MAX,
+    DB_INT_MIN,
+    UPLOAD_FORM_OVERHEAD_BYTES,
+    IntegerOutOfRange,
+)
 
 # Response attributes by which django-csp's decorators give a view a policy of its own.
 _OWN_POLICY_ATTRIBUTES = (
@@ -114,6 +119,47 @@ def _error_response(request: HttpRequest, status: int, detail: str, code: str) -
     if request.path.startswith("/api/") or "json" in request.headers.get("accept", ""):
         return JsonResponse({"detail": detail, "code": code}, status=status)
     return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
+
+
+class UploadBoundMiddleware:
+    """A 413 for an upload whose Content-Length is over its view's bound (``upload_max_bytes``
+    in core.validation), before anything reads the body. It sits before CsrfViewMiddleware,
+    whose check of a form post reads the body whole. A body without a Content-Length is read
+    as empty by Django; one that lies about it is cut at the length given, and the import's
+    streaming reader still counts the bytes it gets."""
+
+    def __init__(self, get_response):  # noqa: ANN001 - Django's middleware protocol
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func,
+        view_args,
+        view_kwargs,  # noqa: ANN001
+    ) -> HttpResponse | None:
+        marked = getattr(view_func, "upload_max_bytes", None) or getattr(
+            getattr(view_func, "view_class", None), "upload_max_bytes", None
+        )
+        if marked is None:
+            return None
+        bound, setting = marked
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None  # Django answers a malformed length itself
+        if length <= bound() + UPLOAD_FORM_OVERHEAD_BYTES:
+            return None
+        return _error_response(
+            request,
+            413,
+            f"The upload is {length:,} bytes; files of at most {bound():,} bytes are imported "
+            f"({setting}). Split the file, or compress it with gzip.",
+            "upload_too_large",
+        )
 
 
 class RequestFaultMiddleware:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from rest_framework import serializers
 
@@ -13,6 +15,24 @@ DB_INT_MIN = -(2**63)
 # Longest uploaded file name accepted: longer names answer 400. An upload is stored on disk
 # under a uuid, not its name: Linux refuses names past 255 bytes, 128 letters such as "é".
 UPLOAD_NAME_MAX = 200
+# Room a multipart body takes beside its file: boundaries, part headers (the file's name is at
+# most UPLOAD_NAME_MAX characters), the CSRF token and a few small fields.
+UPLOAD_FORM_OVERHEAD_BYTES = 64 * 1024
+
+_View = TypeVar("_View")
+
+
+def upload_max_bytes(bound: Callable[[], int], setting: str) -> Callable[[_View], _View]:
+    """Mark a view (a function, or a DRF APIView class) as taking an upload of at most
+    ``bound()`` bytes, named by ``setting`` in the refusal. config.middleware.UploadBoundMiddleware
+    answers 413 to a request whose Content-Length is over it before anything reads the body:
+    Django's CSRF check reads a form post whole, writing its file to a temporary file."""
+
+    def mark(view: _View) -> _View:
+        view.upload_max_bytes = (bound, setting)  # type: ignore[attr-defined]
+        return view
+
+    return mark
 
 
 # A whole number as a form or query string spells it: ASCII digits, an optional sign and

@@ -24,7 +24,7 @@ from django.utils import timezone
 from annotation.importers import ImportFormatError
 from annotation.importers.streams import estimated_cost_bytes
 from annotation.models import Campaign, ImportJob
-from annotation.services.imports import ImportResult, pairs_import
+from annotation.services.imports import CampaignRoundsBusy, ImportResult, pairs_import
 from core.queue import QUEUE_UNAVAILABLE_REASON, QueueUnavailable, send_task_on_commit
 from core.validation import UPLOAD_NAME_MAX
 
@@ -189,6 +189,8 @@ class _FailedMeanwhile(Exception):  # noqa: N818 - a control-flow signal
 
 def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
     """Claim the job and import its file; safe to call twice (the second does nothing).
+    Inline, where another import into the campaign holds its lock, the job is left queued
+    (nothing read) for the caller to send to a worker (import_job_enqueue).
     Reading the file may take ARBITER_IMPORT_INLINE_MAX_SECONDS within a request (`inline`),
     ARBITER_IMPORT_MAX_SECONDS in a worker, whose task stops at ARBITER_IMPORT_TIME_LIMIT_S
     (a read that hangs): the job is then failed, naming the limit, and nothing is kept."""
@@ -223,8 +225,20 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
                 max_seconds=settings.ARBITER[
                     "IMPORT_INLINE_MAX_SECONDS" if inline else "IMPORT_MAX_SECONDS"
                 ],
+                # ARBITER_IMPORT_INLINE_MAX_SECONDS counts the reading only: a request would
+                # otherwise wait out another import into the campaign, hours for a large one.
+                wait_for_lock=not inline,
             )
             _record_success(job, result)
+    except CampaignRoundsBusy:
+        # Nothing was read: queued again, for the caller to send to a worker, which waits.
+        ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.RUNNING).update(
+            status=ImportJob.Status.QUEUED
+        )
+        job.refresh_from_db()
+        with _cache_advisory():
+            cache.delete_many([_progress_key(job_id), _heartbeat_key(job_id)])
+        return job
     except ImportFormatError as exc:
         job.status = ImportJob.Status.FAILED
         job.error = str(exc)
@@ -241,9 +255,11 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
             else f"unexpected error: {exc}"
         )
         job.finished_at = timezone.now()
+        # Removed first: the save may fail too (the database gone, or the row deleted with its
+        # campaign meanwhile), and nothing will import this file again either way.
+        _discard_upload(job)
         # A request (inline) answers at once (503 when the database is gone); a worker waits.
         _save_after_error(job, fields=["status", "error", "finished_at"], wait=not inline)
-        _discard_upload(job)
         raise
     else:
         _discard_upload(job)

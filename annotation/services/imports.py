@@ -551,10 +551,16 @@ def _write_gold(
     return created, tally.made_gold, len(tally.busy)
 
 
-def campaign_rounds_lock(campaign_id: int) -> None:
+class CampaignRoundsBusy(Exception):  # noqa: N818 - a state, not a failure
+    """The campaign's rounds lock is held (an import, a round closing) and the caller asked
+    not to wait for it."""
+
+
+def campaign_rounds_lock(campaign_id: int, *, wait: bool = True) -> None:
     """Wait for the campaign's other imports (and round openings) to commit, and hold them
     off until this transaction does (PostgreSQL; elsewhere, e.g. SQLite, which writes one
-    transaction at a time, nothing to do).
+    transaction at a time, nothing to do). ``wait=False``: raise CampaignRoundsBusy at once
+    where the lock is held, rather than wait (a web request; an import holds it for hours).
 
     Taken before the open round is looked up: two imports that both found no open round, or
     an import and the loop opening the next round, would otherwise both open one, and the
@@ -563,7 +569,12 @@ def campaign_rounds_lock(campaign_id: int) -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
+            return
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
+        if not cursor.fetchone()[0]:
+            raise CampaignRoundsBusy
 
 
 def _write_generic(batches: Iterable[list[tuple[Any, ...]]], on_batch: ProgressCallback) -> int:
@@ -588,10 +599,13 @@ def pairs_import(
     queue: bool = True,
     on_progress: ProgressCallback | None = None,
     max_seconds: float | None = None,
+    wait_for_lock: bool = True,
 ) -> ImportResult:
     """Import every pair of the file, or none. Raises ImportFormatError naming the line, or
     the whole file when reading it takes longer than `max_seconds`. A gold import leaves the
-    pairs being judged right now as they are (counted in ``busy_gold``): not an error."""
+    pairs being judged right now as they are (counted in ``busy_gold``): not an error.
+    ``wait_for_lock=False``: CampaignRoundsBusy, nothing read, where another import into the
+    campaign (or a round change) is under way."""
     limits = dataclasses.replace(import_limits(), max_seconds=max_seconds)
     path = Path(path)
     on_batch = on_progress or (lambda _rows: None)
@@ -599,7 +613,7 @@ def pairs_import(
     rows_read = 0
     postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
-        campaign_rounds_lock(campaign.pk)
+        campaign_rounds_lock(campaign.pk, wait=wait_for_lock)
         # Read again under the lock: a change of the overlap, item kind or scale holds it
         # until it commits (campaign_set_annotators_per_pair, campaign_update), and this import
         # may have waited for one since its caller read the campaign; its pairs must be built

@@ -28,5 +28,24 @@
       }
     });
     input.addEventListener("change", show);
+    // A file over the server's bound is refused (413) only once sent whole: say so at once.
+    const form = zone.closest("form");
+    const maxBytes = Number(form.dataset.maxBytes);
+    let tooBig = null;
+    form.addEventListener("submit", function (event) {
+      const file = input.files && input.files[0];
+      if (tooBig) tooBig.remove();
+      tooBig = null;
+      if (file && maxBytes && file.size > maxBytes) {
+        event.preventDefault();
+        tooBig = document.createElement("div");
+        tooBig.className = "alert";
+        tooBig.setAttribute("role", "alert");
+        tooBig.setAttribute("data-testid", "import-too-big");
+        tooBig.textContent = file.name + " is " + file.size + " bytes; files of at most " + maxBytes +
+          " bytes are imported (ARBITER_IMPORT_MAX_BYTES). Split the file, or compress it with gzip.";
+        zone.after(tooBig);
+      }
+    });
   });
 })();
