@@ -505,12 +505,12 @@ def train_in_process(
                 check=context.check,
             )
         context.log(f"embedded {computed} new pairs (the rest were cached)")
-        vector_a, vector_b = _training_vectors(model, data, key)
-        chooses_a = (np.array(data.preferences) > 0)[:, None]
-        embeddings = PairEmbeddings(
-            chosen=np.where(chooses_a, vector_a, vector_b),
-            rejected=np.where(chooses_a, vector_b, vector_a),
-        )
+        chosen, rejected = _training_vectors(model, data, key)
+        # Swapped in place where B was chosen: a second pair of (pairs x width) arrays, 3 KB
+        # a pair at 384 dimensions, would otherwise be held through the whole fit.
+        b_chosen = np.array(data.preferences) <= 0
+        chosen[b_chosen], rejected[b_chosen] = rejected[b_chosen], chosen[b_chosen]
+        embeddings = PairEmbeddings(chosen=chosen, rejected=rejected)
     fit_start = 0.7 if head_mode else 0.0
     with context.stage(fit_start, 0.9, f"training ({config.mode} mode)"):
         metrics = train(
@@ -530,13 +530,13 @@ def _training_vectors(model: Any, data: JudgedPairs, key: str) -> tuple[np.ndarr
     texts at a time."""
     expanded = [i for i in range(len(data)) if data.is_expanded(i)]
     if not expanded:
-        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key)
+        vectors = pair_vectors_load(pair_ids=data.pair_ids, key=key, context=False)
         return vectors.a, vectors.b
     stored = [i for i in range(len(data)) if not data.is_expanded(i)]
     parts = []
     if stored:
         stored_ids = [data.pairs[i].pk for i in stored]
-        parts.append((stored, pair_vectors_load(pair_ids=stored_ids, key=key)))
+        parts.append((stored, pair_vectors_load(pair_ids=stored_ids, key=key, context=False)))
     for first in range(0, len(expanded), TEXT_CHUNK):
         positions = expanded[first : first + TEXT_CHUNK]
         texts = pair_texts_at(data, positions)

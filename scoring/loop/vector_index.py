@@ -419,7 +419,9 @@ def campaign_index(*, key: str, campaign_id: int, members: Members) -> LoadedInd
             _CACHE.pop(cache_key, None)
             _add_parts(store, index, new, kept)
             if _outgrown(meta, int(index.ntotal)):
-                index = None
+                # Let go before the rebuild: the old index and its replacement, each ~3.9 GB
+                # at 10M pairs, would otherwise be held together.
+                index = loaded = None
             else:
                 saved = {**meta, "parts": names}
         if index is None:
