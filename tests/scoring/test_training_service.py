@@ -10,7 +10,7 @@ from django.core.management import call_command
 from transformers import AutoModelForSequenceClassification
 
 from annotation.models import Label, Pair
-from scoring.loop.judged_pairs import heldout_pairs, training_pairs
+from scoring.loop.judged_pairs import heldout_pairs, pair_texts, training_pairs
 from scoring.loop.model_jobs import job_run_inline
 from scoring.loop.requests import training_request
 from scoring.loop.training import job_params_for_training
@@ -98,9 +98,7 @@ def test_head_mode_accuracy_from_cached_vectors_matches_the_checkpoint(
     version = ModelVersion.objects.get(campaign=campaign)
     reloaded = RewardModel.load(version.checkpoint)
     gold = heldout_pairs(campaign=campaign)
-    p_a = reloaded.prob_a_better_batch(
-        [(pair.conversation, pair.response_a, pair.response_b) for pair in gold.pairs]
-    )
+    p_a = reloaded.prob_a_better_batch(pair_texts(gold, 0, len(gold)))
     correct = (p_a - 0.5) * np.sign(gold.preferences) > 0
     assert job.result["heldout_accuracy"] == pytest.approx(float(np.mean(correct)))
 
