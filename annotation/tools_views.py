@@ -286,8 +286,13 @@ def corpora(request: SignedInRequest) -> HttpResponse:
         else:
             result = outcome["result"]
             skipped = f", skipped {len(result.skipped)}" if result.skipped else ""
+            # Said, as load_corpus says it: "Loaded 0 documents" alone reads as a file that
+            # held none, when it held only documents the corpus already has.
+            duplicates = f", {result.duplicates} already in the corpus" if result.duplicates else ""
             messages.success(
-                request, f"Loaded {result.created} documents into {result.corpus.name}{skipped}."
+                request,
+                f"Loaded {result.created} documents into {result.corpus.name}"
+                f"{skipped}{duplicates}.",
             )
             for reason in result.skipped[:5]:
                 messages.warning(request, reason)

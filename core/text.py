@@ -20,6 +20,18 @@ def encodes_as_utf8(text: str) -> bool:
     return True
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate shown as U+FFFD, as a byte that is not UTF-8 would be.
+
+    A remote service's JSON may escape one ("\\ud800"; a pair decodes to its one character),
+    and neither the database nor a response can encode it: what such a service sends is
+    cleaned with this rather than refused, as its other odd text is."""
+    return text if encodes_as_utf8(text) else _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def typed_length(text: str) -> int:
     """Characters as a browser's textarea counts them for its maxlength: a line break one,
     though the form posts it as CRLF (limits on typed text count this way, so that text typed

@@ -48,6 +48,10 @@ WIKIPEDIA_LICENCE = "CC BY-SA 4.0"
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 _SETEXT_UNDERLINE = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 _NON_SPACE = re.compile(rb"\S")
+# What macOS adds when it zips or copies a folder: a __MACOSX/ tree and "._name" AppleDouble
+# files of binary metadata, named like the documents they describe ("._tides.md").
+_MACOS_METADATA_DIR = "__MACOSX"
+_APPLEDOUBLE_PREFIX = "._"
 
 
 class CorpusError(BadRequest, ValueError):
@@ -128,6 +132,12 @@ def corpus_load(
         corpus, created = Corpus.objects.get_or_create(
             name=name, defaults={"description": description}
         )
+        if not created:
+            # Loads into one corpus take turns: each reads the documents already there before
+            # it writes, so two at once would each add what the other adds too (no constraint
+            # keeps a corpus's documents unique). A new corpus's row is not visible to others
+            # until commit; a load of the same new name waits on its unique index meanwhile.
+            Corpus.objects.select_for_update(no_key=True).only("pk").get(pk=corpus.pk)
         if not created and description and corpus.description != description:
             Corpus.objects.filter(pk=corpus.pk).update(description=description)
         if replace:
@@ -356,6 +366,16 @@ def _decode(data: bytes, name: str) -> str:
         raise CorpusError(f"{name} is not UTF-8 text") from None
 
 
+def _is_macos_metadata(name: str) -> bool:
+    parts = Path(name).parts
+    return _MACOS_METADATA_DIR in parts[:-1] or parts[-1].startswith(_APPLEDOUBLE_PREFIX)
+
+
+def _is_text_document(name: str) -> bool:
+    """A Markdown/text file, not the macOS metadata that carries its name and suffix."""
+    return Path(name).suffix.lower() in TEXT_SUFFIXES and not _is_macos_metadata(name)
+
+
 def documents_from_folder(folder: Path, *, source_prefix: str = "") -> Iterator[DocumentInput]:
     """Every Markdown/text file under `folder`, in name order. The source is the relative path
     (after `source_prefix`, e.g. a base URL), so a hit says which file it came from."""
@@ -363,8 +383,8 @@ def documents_from_folder(folder: Path, *, source_prefix: str = "") -> Iterator[
     if not folder.is_dir():
         raise CorpusError(f"{folder} is not a folder")
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
-            relative = path.relative_to(folder).as_posix()
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and _is_text_document(relative):
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -374,9 +394,10 @@ def documents_from_folder(folder: Path, *, source_prefix: str = "") -> Iterator[
 
 
 def documents_from_text_files(files: Iterable[tuple[str, bytes]]) -> Iterator[DocumentInput]:
-    """(name, content) pairs of Markdown/text files, e.g. uploads; other names are ignored."""
+    """(name, content) pairs of Markdown/text files, e.g. uploads; other names (and macOS
+    metadata such as "._tides.md") are ignored."""
     for name, data in files:
-        if Path(name).suffix.lower() in TEXT_SUFFIXES:
+        if _is_text_document(name):
             document = title_and_body(_decode(data, name), filename=Path(name).name)
             yield DocumentInput(document.title, document.body, source=name)
 
@@ -406,7 +427,7 @@ def documents_from_zip(
 
         def read_members() -> Iterator[tuple[str, bytes]]:
             for info in members:
-                if Path(info.filename).suffix.lower() in TEXT_SUFFIXES:
+                if _is_text_document(info.filename):
                     try:
                         with archive.open(info) as member:
                             data = _read_at_most(member, MAX_MEMBER_BYTES, budget, info.filename)

@@ -140,20 +140,25 @@ def tool_search(
     k = search_tools.clamp_k(k)
     hits = search_tools.search(query, k, corpus_id=corpus_id)
     if assignment is not None and search_tools.clean_query(query):
-        _evidence_create(
-            assignment=assignment,
-            kind=Evidence.Kind.SEARCH,
-            payload={
-                "query": search_tools.clean_query(query),
-                "k": k,
-                "corpus": corpus_id,
-                "backend": search_tools.backend_name(),
-                "hits": [
-                    {"id": hit.document_id, "title": hit.title, "source": hit.source}
-                    for hit in hits
-                ],
-            },
-        )
+        with transaction.atomic():
+            # Under the assignment's row lock, as an attach: a label submitted while the search
+            # ran would not link evidence written after it, which would then belong to no label.
+            locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+            assignment_require_open(assignment=locked)
+            _evidence_create(
+                assignment=locked,
+                kind=Evidence.Kind.SEARCH,
+                payload={
+                    "query": search_tools.clean_query(query),
+                    "k": k,
+                    "corpus": corpus_id,
+                    "backend": search_tools.backend_name(),
+                    "hits": [
+                        {"id": hit.document_id, "title": hit.title, "source": hit.source}
+                        for hit in hits
+                    ],
+                },
+            )
     return hits
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from annotation.tools.http import EndpointError, fetch_within
+from core.text import without_lone_surrogates
 
 TIMEOUT_S = 60.0
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
@@ -140,4 +141,8 @@ def chat(
         raise LlmUnavailable("the model endpoint sent no chat completion") from exc
     if not isinstance(answer, str):
         raise LlmUnavailable("the model endpoint sent no text")
-    return LlmAnswer(model=str(data.get("model") or model), answer=answer)
+    # JSON may escape a lone surrogate ("\ud800"), which the evidence could not store.
+    return LlmAnswer(
+        model=without_lone_surrogates(str(data.get("model") or model)),
+        answer=without_lone_surrogates(answer),
+    )

@@ -38,6 +38,7 @@ from annotation.tools.search_hits import (
     query_words,
     strip_control_chars,
 )
+from core.text import without_lone_surrogates
 
 TIMEOUT_S = 8.0
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024
@@ -126,11 +127,17 @@ class WebSearchBackend:
             if not isinstance(item, dict):
                 continue
             score = _finite_score(item.get("score"))
+            # JSON may escape a lone surrogate ("\ud800"): neither a response nor the search's
+            # evidence could encode it.
+            title, snippet, url = (
+                without_lone_surrogates(str(item.get(name) or ""))
+                for name in ("title", "snippet", "url")
+            )
             hits.append(
                 SearchHit(
-                    title=strip_control_chars(str(item.get("title") or ""))[:500],
-                    snippet=highlight_words(str(item.get("snippet") or "")[:2000], words),
-                    source=strip_control_chars(str(item.get("url") or ""))[:1000],
+                    title=strip_control_chars(title)[:500],
+                    snippet=highlight_words(snippet[:2000], words),
+                    source=strip_control_chars(url)[:1000],
                     score=float(k - rank) if score is None else score,
                     document_id=None,
                 )
