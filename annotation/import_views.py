@@ -23,7 +23,9 @@ from core.validation import UPLOAD_NAME_MAX, upload_max_bytes
 
 # An upload over the importer's size bound is refused (413) before it is received.
 import_upload_bound = upload_max_bytes(
-    lambda: int(settings.ARBITER["IMPORT_MAX_BYTES"]), "ARBITER_IMPORT_MAX_BYTES"
+    lambda: int(settings.ARBITER["IMPORT_MAX_BYTES"]),
+    "ARBITER_IMPORT_MAX_BYTES",
+    "Split the file, or compress it with gzip.",
 )
 
 

@@ -42,7 +42,7 @@ from annotation.tools import available_languages
 from annotation.tools.search import MAX_K, backend_name
 from core.http import error_into
 from core.requests import SignedInRequest
-from core.validation import UPLOAD_NAME_MAX, int_param
+from core.validation import UPLOAD_NAME_MAX, int_param, upload_max_bytes
 
 PANEL = "annotation/_tools_panel.html"
 # The page waits this long for a run before it shows "running" and polls instead: a web worker
@@ -259,6 +259,7 @@ class CorpusUploadForm(forms.Form):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@upload_max_bytes(lambda: UPLOAD_MAX_BYTES, "the corpus upload limit of 100 MB")
 def corpora(request: SignedInRequest) -> HttpResponse:
     if not user_has_role(request.user, Role.ADMIN):
         raise PermissionDenied("Only admins load corpora.")

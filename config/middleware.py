@@ -146,7 +146,7 @@ class UploadBoundMiddleware:
         )
         if marked is None:
             return None
-        bound, setting = marked
+        bound, setting, advice = marked
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -156,8 +156,8 @@ class UploadBoundMiddleware:
         return _error_response(
             request,
             413,
-            f"The upload is {length:,} bytes; files of at most {bound():,} bytes are imported "
-            f"({setting}). Split the file, or compress it with gzip.",
+            f"The upload is {length:,} bytes; files of at most {bound():,} bytes are taken "
+            f"here ({setting}).{' ' + advice if advice else ''}",
             "upload_too_large",
         )
 

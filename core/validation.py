@@ -22,14 +22,17 @@ UPLOAD_FORM_OVERHEAD_BYTES = 64 * 1024
 _View = TypeVar("_View")
 
 
-def upload_max_bytes(bound: Callable[[], int], setting: str) -> Callable[[_View], _View]:
+def upload_max_bytes(
+    bound: Callable[[], int], setting: str, advice: str = ""
+) -> Callable[[_View], _View]:
     """Mark a view (a function, or a DRF APIView class) as taking an upload of at most
-    ``bound()`` bytes, named by ``setting`` in the refusal. config.middleware.UploadBoundMiddleware
-    answers 413 to a request whose Content-Length is over it before anything reads the body:
-    Django's CSRF check reads a form post whole, writing its file to a temporary file."""
+    ``bound()`` bytes, named by ``setting`` in the refusal (``advice`` ends it).
+    config.middleware.UploadBoundMiddleware answers 413 to a request whose Content-Length is
+    over it before anything reads the body: Django's CSRF check reads a form post whole,
+    writing its file to a temporary file."""
 
     def mark(view: _View) -> _View:
-        view.upload_max_bytes = (bound, setting)  # type: ignore[attr-defined]
+        view.upload_max_bytes = (bound, setting, advice)  # type: ignore[attr-defined]
         return view
 
     return mark

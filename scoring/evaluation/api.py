@@ -25,6 +25,7 @@ from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_for_admin
 from core.serializers import StrictSerializer
 from core.validation import UPLOAD_NAME_MAX
+from scoring.evaluation.reading import evaluation_upload_bound
 from scoring.evaluation.selectors import evaluation_set_for_admin, evaluation_sets_listed
 from scoring.evaluation.services import evaluation_set_delete, evaluation_set_upload_file
 from scoring.models import EvaluationSet
@@ -134,6 +135,7 @@ def _upload(request: Request, campaign: Campaign | None) -> Response:
         responses=_UPLOAD_RESPONSES,
     ),
 )
+@evaluation_upload_bound
 class CampaignEvaluationSetsApi(APIView):
     """GET: the sets the campaign's versions are evaluated on, with their results. POST: a
     file (multipart ``file``, optional ``name``); a set of the same name is replaced."""
@@ -174,6 +176,7 @@ class CampaignEvaluationSetApi(APIView):
         responses=_UPLOAD_RESPONSES,
     ),
 )
+@evaluation_upload_bound
 class SharedEvaluationSetsApi(APIView):
     """Sets every campaign's versions are evaluated on; as the campaign's route otherwise."""
 

@@ -20,12 +20,17 @@ from annotation.importers.row_fields import type_name
 from annotation.importers.rows import RowError, record_from_row
 from core.errors import BadRequest
 from core.text import encodes_as_utf8
+from core.validation import upload_max_bytes
 
 # RewardBench is ~3,000 pairs and a few MB; sets are held whole once read.
 MAX_SET_BYTES = 256 * 1024**2
 # What a gzipped set may decompress to: counted while streaming, so a small .gz holding
 # gigabytes stops at this many bytes read, never decompressed whole in memory.
 MAX_SET_DECOMPRESSED_BYTES = 512 * 1024**2
+# An upload over MAX_SET_BYTES is refused (413) before it is received (pages and API).
+evaluation_upload_bound = upload_max_bytes(
+    lambda: MAX_SET_BYTES, "the evaluation set limit of 256 MiB", "Compress it with gzip."
+)
 MAX_SET_PAIRS = 200_000
 DEFAULT_SUBSET = "default"
 SUBSET_COLUMNS = frozenset({"subset", "category"})

@@ -16,6 +16,7 @@ from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_for_admin
 from core.http import error_into
 from core.requests import SignedInRequest
+from scoring.evaluation.reading import evaluation_upload_bound
 from scoring.evaluation.selectors import evaluation_table
 from scoring.evaluation.services import evaluation_set_upload_file
 
@@ -59,6 +60,7 @@ def campaign_evaluations(request: SignedInRequest, campaign_id: int) -> HttpResp
 
 @login_required
 @require_POST
+@evaluation_upload_bound
 def evaluation_set_upload_view(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     form = EvaluationSetForm(request.POST, request.FILES)
