@@ -6,31 +6,19 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from annotation.models import Campaign
 from annotation.services.campaigns import campaign_update
+from tests.annotation.test_migrations_review16 import _migrate, back_to_leaf  # noqa: F401
 from tests.factories import CampaignFactory
 
 BEFORE_CLAMP = [("annotation", "0027_retrieval_k_bound")]
 AT_CLAMP = [("annotation", "0028_retrieval_k_clamp")]
 
 
-def _migrate(target) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(target)
-
-
-@pytest.fixture
-def back_to_leaf():
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True)
-def test_the_upgrade_brings_a_stored_retrieval_k_down_to_the_bound(back_to_leaf):
+@pytest.mark.usefixtures("back_to_leaf")
+def test_the_upgrade_brings_a_stored_retrieval_k_down_to_the_bound():
     large, usual = CampaignFactory(), CampaignFactory()
     _migrate(BEFORE_CLAMP)
     # As the settings API stored it before 0027 (a validator only: the column takes it).
@@ -47,7 +35,8 @@ def test_the_upgrade_brings_a_stored_retrieval_k_down_to_the_bound(back_to_leaf)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_upgrade_brings_a_stored_quarantine_window_down_to_its_bound(back_to_leaf):
+@pytest.mark.usefixtures("back_to_leaf")
+def test_the_upgrade_brings_a_stored_quarantine_window_down_to_its_bound():
     """Review 19: quarantine_window took up to 32,767, and each label reads the annotator's
     last window of checks under its pair's row lock; now at most 1,000."""
     large = CampaignFactory()

@@ -4,26 +4,12 @@ campaign of millions of pairs otherwise shows "40000000"."""
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from annotation.models import Pair
 from tests.factories import CampaignFactory, PairFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def private_cache(settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "dashboard-numbers-review19i",
-        }
-    }
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_cache")]
 
 
 def test_counts_of_thousands_are_grouped_on_the_dashboard_and_its_index(admin_user):

@@ -14,20 +14,7 @@ from scoring.dashboard import selectors
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import add_label
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def private_cache(settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "dashboard-review19i",
-        }
-    }
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_cache")]
 
 
 def _labelled_campaign(annotator):  # noqa: ANN001, ANN202

@@ -14,20 +14,7 @@ from scoring.dashboard.selectors import agreement_panel, annotator_table
 from tests.factories import CampaignFactory, PairFactory
 from tests.reviewers.factories import add_label
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def private_cache(settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "dashboard-review14",
-        }
-    }
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_cache")]
 
 
 def _admin_client(user) -> Client:  # noqa: ANN001
