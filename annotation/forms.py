@@ -19,7 +19,7 @@ from annotation.services.labels import (
     RewriteInput,
 )
 from annotation.services.rewrites import REWRITE_MAX_CHARS, InvalidRewrite, rewrite_length_check
-from core.text import typed_length
+from core.forms import TypedTextField
 
 PREFERENCE_LABELS = {
     2: "A is much better",
@@ -93,8 +93,7 @@ class LabelForm(forms.Form):
         coerce=_preference_or_outcome,
         error_messages={"required": "Choose which response is better."},
     )
-    # No max_length: that counts the CRLF a browser posts as two characters (clean_rationale).
-    rationale = forms.CharField(required=False, strip=False)
+    rationale = TypedTextField(typed_max=RATIONALE_MAX_CHARS, required=False, strip=False)
     confidence = forms.TypedChoiceField(
         coerce=int,
         required=False,
@@ -148,12 +147,6 @@ class LabelForm(forms.Form):
     # the services' checks do (core.text.typed_length).
     rewrite_max_chars = REWRITE_MAX_CHARS
     rationale_max_chars = RATIONALE_MAX_CHARS
-
-    def clean_rationale(self) -> str:
-        rationale: str = self.cleaned_data["rationale"]
-        if typed_length(rationale) > RATIONALE_MAX_CHARS:
-            raise forms.ValidationError(f"At most {RATIONALE_MAX_CHARS:,} characters.")
-        return rationale
 
     def clean_rewrite_text(self) -> str:
         text: str = self.cleaned_data["rewrite_text"]

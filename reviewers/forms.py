@@ -6,7 +6,7 @@ from django import forms
 
 from annotation.models import Campaign, ItemKind
 from annotation.rankings import ranking_validate
-from core.text import typed_length
+from core.forms import TypedTextField
 from reviewers.models import Adjudication
 from reviewers.selectors.review import preference_words
 from reviewers.services.adjudications import ADJUDICATION_NOTE_MAX_CHARS
@@ -19,10 +19,9 @@ class AdjudicationForm(forms.Form):
     """One choice: a canonical preference, or discard the pair as ambiguous; and a note."""
 
     verdict = forms.ChoiceField(widget=forms.RadioSelect, label="Decision")
-    # The textarea's maxlength counts a line break as one, as clean_note does; a form
-    # max_length would count the CRLF the browser posts as two.
-    note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "maxlength": ADJUDICATION_NOTE_MAX_CHARS}),
+    note = TypedTextField(
+        typed_max=ADJUDICATION_NOTE_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4}),
         help_text="Why: what decided it, or why it cannot be decided.",
     )
 
@@ -49,12 +48,6 @@ class AdjudicationForm(forms.Form):
         verdict = self.fields["verdict"]
         assert isinstance(verdict, forms.ChoiceField)  # noqa: S101 - declared above
         verdict.choices = choices
-
-    def clean_note(self) -> str:
-        note: str = self.cleaned_data["note"]
-        if typed_length(note) > ADJUDICATION_NOTE_MAX_CHARS:
-            raise forms.ValidationError(f"At most {ADJUDICATION_NOTE_MAX_CHARS:,} characters.")
-        return note
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
