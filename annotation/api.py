@@ -52,7 +52,7 @@ from annotation.services.labels import (
 from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG
 from core.errors import Forbidden, NotFound
 from core.requests import SignedInApiRequest
-from core.serializers import StrictSerializer, typed_text_field
+from core.serializers import ErrorSerializer, StrictSerializer, typed_text_field
 from core.validation import UPLOAD_NAME_MAX
 
 
@@ -314,7 +314,15 @@ class LabelApi(APIView):
         )
         outcome = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer, description="The lease expired, or the assignment is labelled."
+            ),
+        },
+    )
     def post(self, request: SignedInApiRequest, assignment_id: int) -> Response:
         assignment = assignment_for_annotator(
             assignment_id=assignment_id, user=request.user, with_pair=False
@@ -356,7 +364,16 @@ class LabelApi(APIView):
 
 @extend_schema(summary="Skip a leased pair")
 class SkipApi(APIView):
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={
+            204: None,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="A qualifying member's gold check (`qualification_check`): answer it.",
+            ),
+        },
+    )
     def post(self, request: SignedInApiRequest, assignment_id: int) -> Response:
         assignment = assignment_for_annotator(
             assignment_id=assignment_id, user=request.user, with_pair=False

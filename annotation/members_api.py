@@ -26,7 +26,7 @@ from annotation.services.members import (
 )
 from core.errors import BadRequest
 from core.requests import SignedInApiRequest
-from core.serializers import StrictSerializer
+from core.serializers import ErrorSerializer, StrictSerializer
 
 
 class MemberOutputSerializer(serializers.Serializer):
@@ -105,6 +105,10 @@ class MembersApi(APIView):
         responses={
             201: OpenApiResponse(description="Who was added (and the invitee's link)."),
             400: OpenApiResponse(description="Unknown users or group, or a bad role."),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="Inviting a name in use, or a role change that raced a removal.",
+            ),
         },
     )
     def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:

@@ -7,6 +7,7 @@ the caller's own open assignments) stores what was done as Evidence on it.
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers
@@ -222,7 +223,7 @@ class CodeRunDetailApi(ToolsApiView):
     def get(self, request: SignedInApiRequest, run_id: int) -> Response:
         run = code_run_for_user(code_run_id=run_id, user=request.user)
         if run is None:
-            return Response({"detail": "No such code run."}, status=404)
+            raise Http404("No such code run.")
         return Response(CodeRunOutputSerializer(run).data)
 
 

@@ -115,7 +115,10 @@ class CSPMiddleware(csp.middleware.CSPMiddleware):
 RETRY_AFTER_S = 2
 
 
-def _error_response(request: HttpRequest, status: int, detail: str, code: str) -> HttpResponse:
+def error_response(request: HttpRequest, status: int, detail: str, code: str) -> HttpResponse:
+    """The API's error body (`{"detail", "code"}`) for an API path or a client asking for
+    JSON; plain text for a page. Also config.error_views' answer for what Django itself
+    refuses before or outside a view."""
     if request.path.startswith("/api/") or "json" in request.headers.get("accept", ""):
         return JsonResponse({"detail": detail, "code": code}, status=status)
     return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
@@ -153,7 +156,7 @@ class UploadBoundMiddleware:
             return None  # Django answers a malformed length itself
         if length <= bound() + UPLOAD_FORM_OVERHEAD_BYTES:
             return None
-        return _error_response(
+        return error_response(
             request,
             413,
             f"The upload is {length:,} bytes; files of at most {bound():,} bytes are taken "
@@ -189,7 +192,7 @@ class RequestFaultMiddleware:
     ) -> HttpResponse | None:
         for name, value in view_kwargs.items():
             if isinstance(value, int) and not DB_INT_MIN <= value <= DB_INT_MAX:
-                return _error_response(
+                return error_response(
                     request, 400, f"{name} is out of range (at most {DB_INT_MAX})", "out_of_range"
                 )
         return None
@@ -199,7 +202,7 @@ class RequestFaultMiddleware:
             for connection in db.connections.all(initialized_only=True):
                 # Django marks the connection after an error; a dead one is closed here.
                 connection.close_if_unusable_or_obsolete()
-            response = _error_response(
+            response = error_response(
                 request,
                 503,
                 "The database is unavailable for a moment; please retry.",
@@ -208,15 +211,15 @@ class RequestFaultMiddleware:
             response["Retry-After"] = str(RETRY_AFTER_S)
             return response
         if isinstance(exception, IntegerOutOfRange):
-            return _error_response(request, 400, str(exception), "out_of_range")
+            return error_response(request, 400, str(exception), "out_of_range")
         if isinstance(exception, OverflowError) or (
             isinstance(exception, db.DataError) and "out of range" in str(exception)
         ):
-            return _error_response(
+            return error_response(
                 request, 400, "A number in the request is out of range.", "out_of_range"
             )
         if isinstance(exception, RecursionError):
-            return _error_response(
+            return error_response(
                 request, 400, "The request is nested too deeply.", "nested_too_deep"
             )
         return None

@@ -7,11 +7,28 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from annotation import views as annotation_views
 
+# Django's own 400, 404 and 500 answer the API's {"detail", "code"} under /api/.
+handler400 = "config.error_views.bad_request"
+handler404 = "config.error_views.not_found"
+handler500 = "config.error_views.server_error"
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """The Swagger UI page at /api/docs/, answering GET and HEAD only.
+
+    DRF answers OPTIONS with the view's metadata through its one renderer, a template
+    renderer given no template for it: a 500. Left out of the methods, OPTIONS is a 405
+    naming GET and HEAD in Allow.
+    """
+
+    http_method_names = ["get", "head"]
+
+
 # The API first: its calls are the busiest, and Django tries patterns in order (every page
 # pattern below would be tried, and fail, before each API call otherwise).
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("annotation.api_urls")),
     path("api/", include("annotation.tools_api_urls")),
     path("api/", include("annotation.members_api_urls")),

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -28,11 +30,35 @@ def _headers(exc: ApplicationError) -> dict[str, str]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """settings.REST_FRAMEWORK["EXCEPTION_HANDLER"]: the family first, then DRF's own."""
+    """settings.REST_FRAMEWORK["EXCEPTION_HANDLER"]: the family first, then DRF's own.
+
+    DRF answers its own errors (401, 403, 404, 405, 406, 413 from the JSON parser, 415, 429,
+    a parse error's 400) as `{"detail": message}`; they get the family's `code` beside it
+    (DRF's code for the error: `not_authenticated`, `method_not_allowed`, ...), so that a
+    client reads every error the same way. A serializer's field errors keep DRF's
+    `{field: [...]}`, which names each field."""
     if isinstance(exc, ApplicationError):
         body = {"detail": exc.message, "code": exc.code}
         return Response(body, status=exc.status, headers=_headers(exc))
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if (
+        response is not None
+        and not isinstance(exc, exceptions.ValidationError)
+        and isinstance(response.data, dict)
+        and set(response.data) == {"detail"}
+    ):
+        response.data["code"] = _drf_error_code(exc)
+    return response
+
+
+def _drf_error_code(exc: Exception) -> str:
+    # DRF's handler turns Django's Http404 and PermissionDenied into its own errors first.
+    if isinstance(exc, Http404):
+        return exceptions.NotFound.default_code
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied.default_code
+    codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+    return codes if isinstance(codes, str) else "error"
 
 
 def application_error_response(request: HttpRequest, exc: ApplicationError) -> HttpResponse:

@@ -54,3 +54,15 @@ def typed_text_field(*, limit: int, too_long: str, help_text: str, **kwargs: Any
         "counted as one.",
         **kwargs,
     )
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """The body of every error the API answers (core.http, config.middleware,
+    config.error_views), as the OpenAPI schema documents it; a serializer's field errors
+    answer `{field: [message, ...]}` instead."""
+
+    detail = serializers.CharField(help_text="What was wrong, for a person to read.")
+    code = serializers.CharField(
+        help_text="A stable machine-readable name: `not_authenticated`, `not_found`, "
+        "`unknown_field`, `lease_expired`, ..."
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +19,7 @@ from annotation.api import _RankingField
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG, rewrite_by_expert
 from core.requests import SignedInApiRequest
-from core.serializers import StrictSerializer, typed_text_field
+from core.serializers import ErrorSerializer, StrictSerializer, typed_text_field
 from core.validation import DbIntegerField
 from reviewers.models import Adjudication
 from reviewers.selectors.access import (
@@ -378,7 +378,15 @@ class EscalationDetailApi(APIView):
 
 @extend_schema(summary="Claim an escalation")
 class EscalationClaimApi(APIView):
-    @extend_schema(request=None, responses={200: EscalationOutputSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: EscalationOutputSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer, description="Another expert holds it, or it is decided."
+            ),
+        },
+    )
     def post(self, request: SignedInApiRequest, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
         escalation = escalation_claim(escalation=escalation, expert=request.user)
@@ -389,7 +397,15 @@ class EscalationClaimApi(APIView):
 
 @extend_schema(summary="Release a claimed escalation")
 class EscalationReleaseApi(APIView):
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={
+            204: None,
+            409: OpenApiResponse(
+                ErrorSerializer, description="You do not hold this claim (`not_claimed`)."
+            ),
+        },
+    )
     def post(self, request: SignedInApiRequest, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
         if not escalation_release(escalation=escalation, expert=request.user):
@@ -427,7 +443,15 @@ class EscalationAdjudicateApi(APIView):
 
     OutputSerializer = AdjudicationOutputSerializer
 
-    @extend_schema(request=InputSerializer, responses={201: AdjudicationOutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: AdjudicationOutputSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer, description="Not claimed by you (any more), or already decided."
+            ),
+        },
+    )
     def post(self, request: SignedInApiRequest, escalation_id: int) -> Response:
         escalation = escalation_for_expert(escalation_id=escalation_id, user=request.user)
         serializer = self.InputSerializer(data=request.data)
