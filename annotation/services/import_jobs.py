@@ -228,6 +228,9 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
                 # ARBITER_IMPORT_INLINE_MAX_SECONDS counts the reading only: a request would
                 # otherwise wait out another import into the campaign, hours for a large one.
                 wait_for_lock=not inline,
+                # Alive while it waits for another import into the campaign (hours, maybe):
+                # the stale sweep fails a running job silent for IMPORT_STALE_SECONDS.
+                on_lock_wait=lambda: on_progress(0),
             )
             _record_success(job, result)
     except CampaignRoundsBusy:

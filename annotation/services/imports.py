@@ -20,6 +20,7 @@ import dataclasses
 import json
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -85,6 +86,8 @@ _COLUMNS = (
 
 ProgressCallback = Callable[[int], None]
 _IMPORT_LOCK = 7301  # advisory-lock namespace for imports (the second key is the campaign)
+# How often an import waiting for the rounds lock asks again and says it is alive (``on_wait``).
+ROUNDS_LOCK_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -556,11 +559,16 @@ class CampaignRoundsBusy(Exception):  # noqa: N818 - a state, not a failure
     not to wait for it."""
 
 
-def campaign_rounds_lock(campaign_id: int, *, wait: bool = True) -> None:
+def campaign_rounds_lock(
+    campaign_id: int, *, wait: bool = True, on_wait: Callable[[], None] | None = None
+) -> None:
     """Wait for the campaign's other imports (and round openings) to commit, and hold them
     off until this transaction does (PostgreSQL; elsewhere, e.g. SQLite, which writes one
     transaction at a time, nothing to do). ``wait=False``: raise CampaignRoundsBusy at once
     where the lock is held, rather than wait (a web request; an import holds it for hours).
+    ``on_wait``: called every ``ROUNDS_LOCK_POLL_SECONDS`` while the lock is held elsewhere
+    (an import job's heartbeat: the stale sweep fails a job silent for ten minutes, and the
+    import ahead may run for hours).
 
     Taken before the open round is looked up: two imports that both found no open round, or
     an import and the loop opening the next round, would otherwise both open one, and the
@@ -569,12 +577,17 @@ def campaign_rounds_lock(campaign_id: int, *, wait: bool = True) -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        if wait:
+        if wait and on_wait is None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
             return
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
-        if not cursor.fetchone()[0]:
-            raise CampaignRoundsBusy
+        while True:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
+            if cursor.fetchone()[0]:
+                return
+            if not wait or on_wait is None:  # (wait with no on_wait took the blocking wait)
+                raise CampaignRoundsBusy
+            on_wait()
+            time.sleep(ROUNDS_LOCK_POLL_SECONDS)
 
 
 def _write_generic(batches: Iterable[list[tuple[Any, ...]]], on_batch: ProgressCallback) -> int:
@@ -600,12 +613,14 @@ def pairs_import(
     on_progress: ProgressCallback | None = None,
     max_seconds: float | None = None,
     wait_for_lock: bool = True,
+    on_lock_wait: Callable[[], None] | None = None,
 ) -> ImportResult:
     """Import every pair of the file, or none. Raises ImportFormatError naming the line, or
     the whole file when reading it takes longer than `max_seconds`. A gold import leaves the
     pairs being judged right now as they are (counted in ``busy_gold``): not an error.
     ``wait_for_lock=False``: CampaignRoundsBusy, nothing read, where another import into the
-    campaign (or a round change) is under way."""
+    campaign (or a round change) is under way; ``on_lock_wait``: called now and then while
+    waiting for it (``campaign_rounds_lock``'s ``on_wait``)."""
     limits = dataclasses.replace(import_limits(), max_seconds=max_seconds)
     path = Path(path)
     on_batch = on_progress or (lambda _rows: None)
@@ -613,7 +628,7 @@ def pairs_import(
     rows_read = 0
     postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
-        campaign_rounds_lock(campaign.pk, wait=wait_for_lock)
+        campaign_rounds_lock(campaign.pk, wait=wait_for_lock, on_wait=on_lock_wait)
         # Read again under the lock: a change of the overlap, item kind or scale holds it
         # until it commits (campaign_set_annotators_per_pair, campaign_update), and this import
         # may have waited for one since its caller read the campaign; its pairs must be built
