@@ -51,3 +51,31 @@ def test_the_upgrade_brings_a_stored_quarantine_window_down_to_its_bound():
     assert Campaign.objects.get(pk=large.pk).quarantine_window == 1000
     result = campaign_update(campaign=Campaign.objects.get(pk=large.pk), guidelines="Be brief.")
     assert list(result.changed) == ["guidelines"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("back_to_leaf")
+def test_the_upgrade_turns_off_a_quarantine_that_could_never_fire():
+    """Review 19: a campaign stored with more quarantine checks than its window holds (refused
+    now) had every later settings change refused; its quarantine, which never fired, is off."""
+    unreachable, reachable = CampaignFactory(), CampaignFactory()
+    _migrate([("annotation", "0029_quarantine_window_bound")])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE annotation_campaign SET quarantine_min_gold_accuracy = 0.7, "
+            "quarantine_min_checks = 80, quarantine_window = 50 WHERE id = %s",
+            [unreachable.pk],
+        )
+        cursor.execute(
+            "UPDATE annotation_campaign SET quarantine_min_gold_accuracy = 0.7, "
+            "quarantine_min_checks = 10, quarantine_window = 50 WHERE id = %s",
+            [reachable.pk],
+        )
+
+    _migrate([("annotation", "0030_quarantine_unreachable_off")])
+
+    off = Campaign.objects.get(pk=unreachable.pk)
+    assert (off.quarantine_min_gold_accuracy, off.quarantine_min_agreement) == (0, 0)
+    assert Campaign.objects.get(pk=reachable.pk).quarantine_min_gold_accuracy == 0.7
+    result = campaign_update(campaign=off, guidelines="Be brief.")
+    assert list(result.changed) == ["guidelines"]
