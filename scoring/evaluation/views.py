@@ -44,6 +44,10 @@ def _render(
         "upload_message": message,
         "can_share": user_has_role(request.user, Role.ADMIN),
     }
+    if request.htmx and status >= 400:
+        # htmx swaps only 2xx, 409 and 422 (the responseHandling in _head.html): a refused
+        # upload's panel, sent with its 400 or 403, was never shown.
+        status = 422
     return render(request, "scoring/_evaluations.html", context, status=status)
 
 

@@ -349,7 +349,7 @@ def test_admins_upload_a_set_and_see_results_on_the_model_page(
     rows, overall, _per_subset = _known_answer_rows(tiny_checkpoint)
     bad = SimpleUploadedFile("bad.jsonl", b'{"prompt": "a"}\n')
     response = client.post(upload_url, {"file": bad}, **HTMX)
-    assert response.status_code == 400 and b"row 1" in response.content
+    assert response.status_code == 422 and b"row 1" in response.content  # htmx swaps 422
     assert not EvaluationSet.objects.exists()
 
     good = SimpleUploadedFile("known.jsonl.gz", _jsonl_gz(rows))
