@@ -147,13 +147,18 @@ def _stored_name(original_name: str) -> str:
     return f"{uuid.uuid4().hex}{extensions}"
 
 
-def _discard_upload(job: ImportJob) -> None:
-    """Remove a finished job's uploaded file (once its state is committed); the row keeps the
-    name, size, SHA-256, who and when, and the outcome. A file imported from a path given on
-    the command line is the user's and stays."""
+def _discard_upload(job: ImportJob, *, now: bool = False) -> None:
+    """Remove a finished job's uploaded file once its state is committed (``now``: at once,
+    when that state could not be stored); the row keeps the name, size, SHA-256, who and
+    when, and the outcome. A file imported from a path given on the command line is the
+    user's and stays."""
     stored = Path(job.file)
     uploads = _uploads_folder().resolve()
     if stored.parent.resolve() != uploads:
+        return
+    if now:
+        # No on_commit: it asks the connection, which may be the one that was lost.
+        stored.unlink(missing_ok=True)
         return
     transaction.on_commit(lambda: stored.unlink(missing_ok=True))
 
@@ -258,11 +263,16 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
             else f"unexpected error: {exc}"
         )
         job.finished_at = timezone.now()
-        # Removed first: the save may fail too (the database gone, or the row deleted with its
-        # campaign meanwhile), and nothing will import this file again either way.
+        try:
+            # A request (inline) answers at once (503 when the database is gone); a worker
+            # waits for the database to come back.
+            _save_after_error(job, fields=["status", "error", "finished_at"], wait=not inline)
+        except Exception:
+            # Not recorded (the row deleted with its campaign meanwhile, or the database still
+            # away): nothing will import this file again, so it goes now, not at a commit.
+            _discard_upload(job, now=True)
+            raise
         _discard_upload(job)
-        # A request (inline) answers at once (503 when the database is gone); a worker waits.
-        _save_after_error(job, fields=["status", "error", "finished_at"], wait=not inline)
         raise
     else:
         _discard_upload(job)
