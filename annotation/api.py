@@ -440,7 +440,10 @@ class ImportApi(APIView):
             "busy_gold": job.busy_gold_count,
         }
         if job.status == ImportJob.Status.FAILED:
-            return Response({**body, "detail": job.error, "line": job.error_line}, status=400)
+            # Failed within the request: the file could not be read (ImportFormatError; other
+            # errors are raised), as the README's import_format_error says.
+            body.update(detail=job.error, line=job.error_line, code="import_format_error")
+            return Response(body, status=400)
         return Response(body, status=201)
 
 

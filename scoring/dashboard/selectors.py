@@ -28,6 +28,7 @@ from django.utils import timezone
 from annotation.models import Campaign, Label, Pair, Round
 from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_pair_counts
+from core.formatting import whole_percent as share_whole_percent
 from core.time_limits import JOB_LIMIT_GRACE_S
 from reviewers.agreement.selectors import campaign_agreement, campaign_agreement_key
 from reviewers.models import Adjudication, Escalation
@@ -518,14 +519,8 @@ def loop_effect_panel(*, campaign: Campaign, refresh: bool = False) -> dict[str,
 
 
 def whole_percent(part: int, whole: int) -> int:
-    """``part`` of ``whole`` in whole percent, rounded, but 100 only when all of it and 0 only
-    when none: 199 pairs of 200 complete read 99 %, not 100 %."""
-    percent = round(part * 100 / whole)
-    if part < whole:
-        percent = min(percent, 99)
-    if part > 0:
-        percent = max(percent, 1)
-    return percent
+    """``part`` of ``whole`` in whole percent: 100 only when all of it, 0 only when none."""
+    return share_whole_percent(part / whole)
 
 
 def stacked_bar(buckets: dict[str, int], *, width: int = 400) -> list[dict[str, Any]]:

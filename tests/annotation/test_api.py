@@ -186,6 +186,8 @@ def test_import_upload_is_all_or_nothing_and_admin_only(campaign, admin_user, an
     )
     assert response.status_code == 400
     assert response.json()["line"] == 2
+    # The one error shape (review 19: the code was missing here).
+    assert response.json()["code"] == "import_format_error"
     assert Pair.objects.filter(campaign=campaign).count() == 2
 
 

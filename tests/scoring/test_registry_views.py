@@ -86,6 +86,15 @@ def test_the_job_fragment_shows_progress_and_log_and_stops_polling_when_done(
     assert "hx-trigger" not in done and "Cancel</button>" not in done
 
 
+def test_a_job_nearly_done_reads_99_percent_not_100(campaign, admin_client):
+    """Review 19: widthratio rounded 0.996 up to a finished-looking "100 %"."""
+    job = Job.objects.create(campaign=campaign, kind=Job.Kind.TRAIN)
+    running = job_claim(job_id=job.pk, worker="w").job
+    job_progress(job=running, fraction=0.996, message="registering")
+    html = admin_client.get(f"/scoring/jobs/{job.pk}/", **HTMX).content.decode()
+    assert "99 % · registering" in html and "100 %" not in html
+
+
 def test_non_admins_cannot_see_or_change_models(campaign, annotator_a):
     client = Client()
     client.force_login(annotator_a)
