@@ -11,6 +11,7 @@ from csp.utils import build_policy
 from django import db
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject
 
 from annotation.roles import user_roles_read_once
@@ -124,18 +125,12 @@ def error_response(request: HttpRequest, status: int, detail: str, code: str) ->
     return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
 
 
-class UploadBoundMiddleware:
+class UploadBoundMiddleware(MiddlewareMixin):
     """A 413 for an upload whose Content-Length is over its view's bound (``upload_max_bytes``
     in core.validation), before anything reads the body. It sits before CsrfViewMiddleware,
     whose check of a form post reads the body whole. A body without a Content-Length is read
     as empty by Django; one that lies about it is cut at the length given, and the import's
     streaming reader still counts the bytes it gets."""
-
-    def __init__(self, get_response):  # noqa: ANN001 - Django's middleware protocol
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        return self.get_response(request)
 
     def process_view(
         self,
@@ -154,18 +149,19 @@ class UploadBoundMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return None  # Django answers a malformed length itself
-        if length <= bound() + UPLOAD_FORM_OVERHEAD_BYTES:
+        limit = bound()
+        if length <= limit + UPLOAD_FORM_OVERHEAD_BYTES:
             return None
         return error_response(
             request,
             413,
-            f"The upload is {length:,} bytes; files of at most {bound():,} bytes are taken "
+            f"The upload is {length:,} bytes; files of at most {limit:,} bytes are taken "
             f"here ({setting}).{' ' + advice if advice else ''}",
             "upload_too_large",
         )
 
 
-class RequestFaultMiddleware:
+class RequestFaultMiddleware(MiddlewareMixin):
     """Bad input and a lost database answer as 4xx and 503, never as 500.
 
     - An integer in the URL (`<int:...>`) beyond what the database stores answers 400 before
@@ -176,12 +172,6 @@ class RequestFaultMiddleware:
     - A lost database connection (OperationalError / InterfaceError) answers 503 with
       Retry-After; the broken connection is closed so that the next request opens a new one.
     """
-
-    def __init__(self, get_response):  # noqa: ANN001 - Django's middleware protocol
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        return self.get_response(request)
 
     def process_view(
         self,

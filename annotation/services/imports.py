@@ -584,7 +584,7 @@ def campaign_rounds_lock(
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, campaign_id])
             if cursor.fetchone()[0]:
                 return
-            if not wait or on_wait is None:  # (wait with no on_wait took the blocking wait)
+            if not wait or on_wait is None:  # here on_wait is set whenever wait is
                 raise CampaignRoundsBusy
             on_wait()
             time.sleep(ROUNDS_LOCK_POLL_SECONDS)
