@@ -75,7 +75,9 @@ def _check_item_count(count: int, *, as_field: bool = False) -> None:
 
 
 def _characters(item: dict[str, Any]) -> int:
-    turns = sum(len(turn["content"]) for turn in item["conversation"])
+    # A turn costs its role's name too (the chat template writes at least that much), so that a
+    # conversation of thousands of empty turns is not a free ride past the limit.
+    turns = sum(len(turn["role"]) + len(turn["content"]) for turn in item["conversation"])
     return turns + sum(len(item.get(key, "")) for key in ("response", "response_a", "response_b"))
 
 

@@ -287,3 +287,14 @@ def test_a_model_scoring_nan_is_a_503_not_a_500(worker, campaign, service_client
     response = service_client.post(_url(version.pk), body, format="json")
     assert response.status_code == 503, response.content
     assert "non-finite rewards" in response.json()["detail"]
+
+
+def test_empty_turns_count_against_the_character_limit(db, version, service_client, settings):
+    """Each turn costs its role's name: thousands of empty turns are not free."""
+    settings.ARBITER = {**settings.ARBITER, "SCORE_MAX_CHARS": 100}
+    turns = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}] * 20
+    turns.append({"role": "user", "content": ""})
+    body = {"items": [{"conversation": turns, "response": "a"}]}
+    response = service_client.post(_url(version.pk), body, format="json")
+    assert response.status_code == 400
+    assert "at most 100 characters" in str(response.json())
