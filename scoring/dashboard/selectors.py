@@ -1,8 +1,9 @@
 """Reads for the admin dashboard and the export pages.
 
 Every panel is one or two grouped queries (counts by the database, never rows in Python), and
-its result is cached for a few seconds in the shared Django cache, so a page that refreshes its
-fragments every five seconds costs the database little even on a campaign of a million pairs.
+its result is cached for a few seconds in the shared Django cache (longer where it took long:
+``KEEP_PER_SECOND_COMPUTED``), so a page that refreshes its fragments every five seconds costs
+the database little even on a campaign of tens of millions of pairs.
 The slow panels (agreement, annotators, the loop's effect), which read every label, are cached
 for ``SLOW_CACHE_SECONDS`` and recomputed every minute by ``dashboards_refresh`` (a beat task),
 so pages read them warm; a miss computes once and stores. They carry ``computed_at``.
@@ -12,6 +13,7 @@ Charts are plain geometry computed here and drawn by the templates as inline SVG
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -75,11 +77,19 @@ AGE_BUCKETS = (
 )
 
 
+# A panel is kept at least this many times as long as it took to compute, so that on a very
+# large campaign (a grouped count of 40M pairs takes seconds) the pages polling it every few
+# seconds spend at most a tenth of the database's time on it, not a recount on every poll.
+KEEP_PER_SECOND_COMPUTED = 10
+
+
 def _cached(key: str, seconds: int, compute: Callable[[], Any], *, refresh: bool = False) -> Any:
     value = None if refresh else cache.get(key)
     if value is None:
+        started = time.monotonic()
         value = compute()
-        cache.set(key, value, seconds)
+        took = time.monotonic() - started
+        cache.set(key, value, max(seconds, math.ceil(took * KEEP_PER_SECOND_COMPUTED)))
     return value
 
 
