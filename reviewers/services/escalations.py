@@ -332,6 +332,18 @@ def escalation_claims_release_for_member(*, campaign_id: int, user_id: int) -> i
     ).update(claimed_by=None, claim_expires_at=None)
 
 
+def escalation_claims_release_for_labeller(*, pair: Pair, label: Label) -> int:
+    """The ``label_recorded`` receiver: one who labels a pair whose escalation they claimed
+    (an admin annotates too, and a lease taken before the escalation may still be answered)
+    may no longer decide it, so the claim goes back at once rather than keeping the other
+    experts out until it runs out. Under the pair's row lock, as decisions take it."""
+    if pair.status != Pair.Status.ESCALATED:
+        return 0  # no open escalation: no statement on the submit's hot path
+    return Escalation.objects.filter(
+        pair_id=pair.pk, claimed_by_id=label.annotator_id, status=Escalation.Status.OPEN
+    ).update(claimed_by=None, claim_expires_at=None)
+
+
 def escalation_release(*, escalation: Escalation, expert: User) -> bool:
     """Give the claim back; False when the expert did not hold it."""
     released = Escalation.objects.filter(
