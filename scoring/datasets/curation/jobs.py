@@ -18,7 +18,7 @@ from scoring.datasets.curation.consistency import (
     model_version_scorer,
 )
 from scoring.datasets.curation.decontamination import evaluation_sets_unknown
-from scoring.datasets.curation.pool import pool_curate
+from scoring.datasets.curation.pool import CurationResult, pool_curate
 from scoring.datasets.llm_judge import llm_judge_configured, llm_judge_scorer
 from scoring.datasets.scorers import Scorer
 from scoring.jobs.runner import (
@@ -40,6 +40,9 @@ from scoring.loop.training import gold_model_train
 from scoring.models import Job, ModelVersion
 
 # --- Jobs ---------------------------------------------------------------------------------
+
+# Where a curation job keeps its counts while it runs (replaced by its result at the end).
+CARRIED_COUNTS = "curation_counts"
 
 def curation_create(
     *,
@@ -149,6 +152,14 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 judge = llm_judge_scorer()
                 context.log("an LLM judge is configured: it may keep pairs the models reject")
 
+        def store_counts(counts: CurationResult) -> None:
+            # With the batch's verdicts, so that a run taken over after a worker died goes on
+            # from the counts of the verdicts it finds written.
+            job.result = {**(job.result or {}), CARRIED_COUNTS: counts.as_dict()}
+            with context.owned():
+                Job.objects.filter(pk=job.pk).update(result=job.result)
+
+        carried = (job.result or {}).get(CARRIED_COUNTS)
         curating_from = start + 0.6 * (1 - start) if sharded else start
         with context.stage(curating_from, 1.0, "curating"):
             result = pool_curate(
@@ -161,6 +172,8 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 recurate=params.recurate,
                 on_progress=on_progress,
                 near_duplicate_threshold=params.near_duplicate_threshold,
+                carried=CurationResult.from_dict(carried) if carried else None,
+                on_counts=store_counts,
             )
         context.log(
             f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "

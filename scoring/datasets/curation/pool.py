@@ -4,11 +4,12 @@ silver and human-verified pairs, then the consistency filter."""
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import cast
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, cast
 
 import numpy as np
+from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from annotation.models import Campaign, Pair
@@ -66,6 +67,29 @@ class CurationResult:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> CurationResult:
+        return cls(**{f.name: int(values.get(f.name) or 0) for f in fields(cls)})
+
+    def plus(self, earlier: CurationResult | None) -> CurationResult:
+        """This run's counts with those of an interrupted earlier run of the same job added:
+        its pool already held the pairs this run finds still uncurated, so only pairs beyond
+        those (imported since) add to the pool."""
+        if earlier is None:
+            return CurationResult(**self.as_dict())
+        total = CurationResult(
+            **{f.name: getattr(self, f.name) + getattr(earlier, f.name) for f in fields(self)}
+        )
+        left_by_earlier = earlier.pool - earlier.contaminated - earlier.duplicates - earlier.scored
+        total.pool = earlier.pool + max(0, self.pool - left_by_earlier)
+        total.evaluation_prompts = self.evaluation_prompts
+        return total
+
+
+# Called with the counts so far (an earlier run's included) in the transaction that marks
+# each batch's verdicts, so that a job can store them with the verdicts or not at all.
+CountsCallback = Callable[[CurationResult], None]
+
 
 def _mark(ids: Sequence[int], curation: str) -> None:
     pairs_set_curation(pair_ids=ids, curation=curation)
@@ -79,6 +103,8 @@ def _screen(
     result: CurationResult,
     recurate: bool,
     near_duplicate_threshold: float | None,
+    carried: CurationResult | None,
+    on_counts: CountsCallback,
 ) -> array[int]:
     """Pass 1: drop contaminated and duplicate (exact, or near with a threshold) pairs;
     return the ids left to score."""
@@ -104,10 +130,16 @@ def _screen(
             survivors.append(pair_id)
     # Marked once the scan is over: SQLite gives no isolation between a query being read and
     # writes to the same table on the connection.
-    for ids, verdict in ((contaminated, CONTAMINATED), (duplicates, DUPLICATE)):
+    for ids, verdict, count in (
+        (contaminated, CONTAMINATED, "contaminated"),
+        (duplicates, DUPLICATE, "duplicates"),
+    ):
         for start in range(0, len(ids), 2000):
-            _mark(ids[start : start + 2000].tolist(), verdict)
-    result.contaminated, result.duplicates = len(contaminated), len(duplicates)
+            chunk = ids[start : start + 2000].tolist()
+            with transaction.atomic():
+                _mark(chunk, verdict)
+                setattr(result, count, getattr(result, count) + len(chunk))
+                on_counts(result.plus(carried))
     return survivors
 
 
@@ -123,14 +155,20 @@ def pool_curate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
     near_duplicate_threshold: float | None = None,
+    carried: CurationResult | None = None,
+    on_counts: CountsCallback | None = None,
 ) -> CurationResult:
     """Decontaminate, deduplicate, then keep/discard/recycle the campaign's silver pool.
 
     Verdicts are written a batch at a time, so an interrupted run resumes where it stopped
-    (the pool is the pairs not curated yet).
+    (the pool is the pairs not curated yet). ``carried`` are the counts an interrupted run of
+    the same curation stored (through ``on_counts``); the result adds them to this run's.
+    A re-curation starts afresh, so it carries nothing.
     """
     rules = rules or CurationRules()
     report = on_progress or (lambda _fraction, _message: None)
+    store_counts: CountsCallback = on_counts or (lambda _counts: None)
+    carried = None if recurate else carried
     result = CurationResult()
     index = evaluation_index(campaign=campaign, set_names=evaluation_sets)
     result.evaluation_prompts = index.prompts
@@ -142,6 +180,8 @@ def pool_curate(
         result=result,
         recurate=recurate,
         near_duplicate_threshold=near_duplicate_threshold,
+        carried=carried,
+        on_counts=store_counts,
     )
     report(
         0.1,
@@ -156,17 +196,21 @@ def pool_curate(
         verdicts = _batch_verdicts(
             items, gold=gold, best=best, judge=judge, rules=rules, result=result
         )
-        for verdict in (KEPT, DISCARDED, RECYCLED):
-            chosen = [item.pair_id for item, v in zip(items, verdicts, strict=True) if v == verdict]
-            _mark(chosen, verdict)
-            setattr(result, verdict, getattr(result, verdict) + len(chosen))
-        result.scored += len(items)
+        with transaction.atomic():
+            for verdict in (KEPT, DISCARDED, RECYCLED):
+                chosen = [
+                    item.pair_id for item, v in zip(items, verdicts, strict=True) if v == verdict
+                ]
+                _mark(chosen, verdict)
+                setattr(result, verdict, getattr(result, verdict) + len(chosen))
+            result.scored += len(items)
+            store_counts(result.plus(carried))
         report(
             0.1 + 0.9 * result.scored / len(survivors),
             f"scored {result.scored} of {len(survivors)}: {result.kept} kept, "
             f"{result.discarded} discarded, {result.recycled} recycled",
         )
-    return result
+    return result.plus(carried)
 
 
 def _pool_items(ids: list[int]) -> list[PoolItem]:
