@@ -33,6 +33,31 @@ MAX_ANNOTATORS_PER_PAIR = 1000
 MAX_LABEL_CHANGE_MINUTES = 365 * 24 * 60
 # Neighbours a mispredicted pair pulls from the pool: the loop holds sources × k hits at once.
 MAX_RETRIEVAL_K = 128
+# The settings held as JSON (jsonb), which cannot store a NUL character anywhere in them.
+_JSON_SETTINGS = ("attribute_schema", "escalation_rules", "aspects")
+# Settings that are a fraction, with the bounds of their check constraints (named in clean).
+_FRACTION_SETTINGS = {
+    "agreement_target": (-1.0, 1.0, "Krippendorff's alpha, its target, lies between -1 and 1."),
+    "qualification_threshold": (0.0, 1.0, "A gold accuracy lies between 0 and 1."),
+    "quarantine_min_gold_accuracy": (0.0, 1.0, "A gold accuracy lies between 0 and 1."),
+    "quarantine_min_agreement": (0.0, 1.0, "An agreement rate lies between 0 and 1."),
+}
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a text anywhere in this JSON value (a key included) holds a NUL character."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 class Campaign(models.Model):
@@ -194,6 +219,11 @@ class Campaign(models.Model):
             )
         if self.quality_threshold is not None and not 0.0 <= self.quality_threshold <= 1.0:
             errors["quality_threshold"] = "A gold accuracy lies between 0 and 1."
+        # Checked by the table's constraints too, whose refusal names no field.
+        for fraction, (low, high, message) in _FRACTION_SETTINGS.items():
+            value = getattr(self, fraction)
+            if value is not None and not low <= value <= high:
+                errors[fraction] = message
         if self.activation_tolerance is not None and not -1.0 <= self.activation_tolerance <= 1.0:
             # Accuracies differ by at most 1: beyond that every version, or none, activates.
             errors["activation_tolerance"] = "A difference of accuracies lies between -1 and 1."
@@ -226,6 +256,12 @@ class Campaign(models.Model):
             parse_attribute_schema(self.attribute_schema)
         except AttributeSchemaError as exc:
             errors["attribute_schema"] = str(exc)
+        for setting in _JSON_SETTINGS:
+            if _holds_nul(getattr(self, setting)):
+                # jsonb refuses it: the save would fail with a server error.
+                errors.setdefault(
+                    setting, "A text in it holds a NUL character, which cannot be stored."
+                )
         if errors:
             raise ValidationError(errors)
         try:
