@@ -173,6 +173,7 @@ def pool_prioritise(
             contradictions.append((pair_id, p_agree))
     key = retrieval_encoder_key(version)
     pool = pool_pairs(campaign=campaign)
+    pool_size = pool.count()  # prioritising moves no pair in or out of the pool
     pulls = _retrieve(
         key=key,
         campaign_id=campaign.pk,
@@ -182,6 +183,7 @@ def pool_prioritise(
             np.array(source_k, dtype=np.int64),
         ),
         pool=pool,
+        pool_size=pool_size,
         context=context,
     )
     context.check()
@@ -193,7 +195,7 @@ def pool_prioritise(
         "sources": len(source_ids),
         "retrieved": retrieved,
         "escalated": escalated,
-        "pool": pool.count(),
+        "pool": pool_size,
     }
     context.log(
         f"{summary['mispredicted']} of {summary['judged']} judged pairs mispredicted; "
@@ -222,6 +224,7 @@ def _retrieve(
     campaign_id: int,
     sources: tuple[np.ndarray, np.ndarray, np.ndarray],
     pool: QuerySet[Pair],
+    pool_size: int,
     context: JobContext,
 ) -> Pulls:
     """Strongest pull per pool pair (highest 1 - p, then similarity), from the index."""
@@ -246,8 +249,9 @@ def _retrieve(
             found.extend(pool.filter(id__in=chunk).values_list("id", flat=True))
         return np.array(found, dtype=np.int64)
 
-    # The index holds the pool, as the search accepts: a rebuild drops the pairs that left it.
-    loaded = campaign_index(key=key, campaign_id=campaign_id, members=in_pool)
+    # The index holds the pool, as the search accepts: a rebuild drops the pairs that left it,
+    # due once they are half of the index (``live``).
+    loaded = campaign_index(key=key, campaign_id=campaign_id, members=in_pool, live=pool_size)
     context.log(f"retrieval index: {loaded.meta['kind']}, {loaded.size} vectors")
     k_max = int(k.max())
     found: list[np.ndarray] = []

@@ -16,7 +16,8 @@ One encoder serves many campaigns (pair ids are global); the campaign in a part'
 campaign's index read its own parts and the untagged ones, not every other campaign's.
 
 A part is written to a temporary name and renamed once complete, so a killed writer leaves no
-file that readers list (only a ``.tmp-*`` leftover). Parts are never modified; a pair
+file that readers list (only a ``.tmp-<ns>-*`` leftover, removed once an hour old by the
+next index save). Parts are never modified; a pair
 embedded twice (two writers racing) has identical vectors in both, and readers take either.
 No database table tracks the vectors: "which pairs have vectors for this encoder" is answered
 from the parts' id arrays (``VectorCatalogue``: 24 bytes a pair in memory, numpy arrays: each
@@ -59,6 +60,7 @@ JOINT_FEATURE_CODEC = "mid-diff"
 FEATURE_CODECS = (*CODECS, JOINT_FEATURE_CODEC)
 _I12_MAX = 2047
 _PART_PREFIX = "part-"
+_TMP_PREFIX = ".tmp-"
 _PART_SUFFIX = ".npz"
 # Rows closer than this many bytes apart are read in one request (a gap costs less than a seek,
 # above all on object storage).
@@ -283,8 +285,13 @@ class VectorStore:
             self._atomic_write(meta, json.dumps({"key": self.key, "codecs": self.codecs}).encode())
         self._meta_written = True
 
+    def _temporary_name(self) -> str:
+        """A temporary path in this directory, named with the time it was made, so a leftover
+        of a killed writer can be told old (``remove_stale_temporaries``)."""
+        return f"{self.path}/{_TMP_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex}"
+
     def _atomic_write(self, path: str, data: bytes) -> None:
-        tmp = f"{self.path}/.tmp-{uuid.uuid4().hex}"
+        tmp = self._temporary_name()
         with self.fs.open(tmp, "wb") as handle:
             handle.write(data)
         self.fs.mv(tmp, path)
@@ -311,6 +318,27 @@ class VectorStore:
         self._atomic_write(f"{self.path}/{name}", buffer.getvalue())
         return name
 
+    def remove_stale_temporaries(self, *, older_than_ns: int) -> int:
+        """Remove the temporary files writers killed mid-write left behind (a part, a meta, or
+        an index being copied in: up to gigabytes each, which nothing else ever removed),
+        once older than ``older_than_ns``, so a write still under way keeps its file. A name
+        records when it was made; one from before names did is dated by the file system
+        where it can say. Returns how many were removed."""
+        now = time.time_ns()
+        removed = 0
+        for path in self.fs.glob(f"{self.path}/{_TMP_PREFIX}*"):
+            stamp = path.rsplit("/", 1)[-1].removeprefix(_TMP_PREFIX).split("-", 1)[0]
+            try:
+                made = int(stamp) if len(stamp) == 20 and stamp.isdigit() else None
+                if made is None:
+                    made = int(self.fs.modified(path).timestamp() * 10**9)
+                if now - made > older_than_ns:
+                    self.fs.rm(path)
+                    removed += 1
+            except (FileNotFoundError, NotImplementedError):
+                continue  # removed by another sweep, or a file system that cannot date it
+        return removed
+
     # Reading ----------------------------------------------------------------------------
     def part_names(self) -> list[str]:
         self.fs.invalidate_cache(self.path)
@@ -322,7 +350,7 @@ class VectorStore:
     def put_file(self, local_path: str, name: str) -> None:
         """Move a finished local file into this encoder's directory under ``name``
         (a temporary name first, then a rename, as for parts)."""
-        tmp = f"{self.path}/.tmp-{uuid.uuid4().hex}"
+        tmp = self._temporary_name()
         self.fs.put_file(local_path, tmp)
         self.fs.mv(tmp, f"{self.path}/{name}")
 

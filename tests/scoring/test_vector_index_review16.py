@@ -22,7 +22,7 @@ from scoring.loop.prioritisation import pool_prioritise
 from scoring.loop.retrieval import normalise_rows
 from scoring.loop.vector_index import build_index, campaign_index, search_filtered
 from scoring.loop.vector_store import VectorStore, part_name_campaign, vector_store
-from scoring.models import ModelVersion, PairScore
+from scoring.models import ModelVersion, PairScore, Retrieval
 from tests.factories import CampaignFactory
 
 KEY = "review16-encoder"
@@ -151,6 +151,10 @@ def test_a_source_behind_a_crowd_that_left_the_pool_pulls_its_k(vector_root):
     _embed(crowd, base[None, :] + 0.01 * rng.normal(size=(3200, DIM)))
     pool = _pairs(campaign, 50, 5000, status=Pair.Status.POOLED)
     _embed(pool, base[None, :] + 0.5 * rng.normal(size=(50, DIM)))
+    # Pool pairs far from the source keep the labelled crowd under half of the index, which
+    # is therefore not rebuilt (review 20e: an index over half of whose pairs left the pool is).
+    far = _pairs(campaign, 3200, 10_000, status=Pair.Status.POOLED)
+    _embed(far, -base[None, :] + 0.5 * rng.normal(size=(3200, DIM)))
     context = _context(campaign)
     pool_prioritise(version=version, context=context)  # the crowd is indexed
     # The whole crowd is labelled: no rebuild until new vectors arrive.
@@ -159,7 +163,9 @@ def test_a_source_behind_a_crowd_that_left_the_pool_pulls_its_k(vector_root):
     summary = pool_prioritise(version=version, context=context)
 
     assert summary["retrieved"] == 8, summary
-    assert next(iter(vector_index._CACHE.values())).size == 3250
+    assert next(iter(vector_index._CACHE.values())).size == 6450
+    pulled = Retrieval.objects.filter(job=context.job).values_list("pair_id", flat=True)
+    assert set(pulled) <= {pair.pk for pair in pool}
 
 
 def test_an_exact_search_widens_to_the_whole_index():
