@@ -179,9 +179,13 @@ def export_querysets(*, campaign: Campaign, filters: ExportFilters) -> list[Quer
 
 
 def export_filters_check(*, campaign: Campaign, filters: ExportFilters) -> None:
-    """Refuse filters that name what the campaign lacks (evaluation sets, rounds): they would
-    export nothing, or less than asked, without a word. Shared by ``export_create`` (the API,
-    the dashboard) and the ``export_dataset`` command."""
+    """Refuse filters that name what the campaign lacks (evaluation sets, rounds), or silver
+    curation without silver pairs: they would export nothing, or less than asked, without a
+    word. Shared by ``export_create`` (the API, the dashboard) and the ``export_dataset``
+    command."""
+    if filters.silver_curated_only and not filters.include_silver:
+        # It narrows the silver pairs: without them it would select nothing more, silently.
+        raise InvalidExport("silver_curated_only applies with include_silver only")
     unknown = evaluation_sets_unknown(campaign=campaign, set_names=filters.evaluation_sets)
     if unknown:
         raise InvalidExport(f"evaluation_sets: unknown evaluation set {', '.join(unknown)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,8 @@ from scoring.selectors import active_model_version
 
 @dataclass
 class ExportCounts:
+    # Pairs of the selection read so far, written or left out (what progress counts).
+    pairs_read: int = 0
     rows: int = 0
     ties: int = 0
     unresolved: int = 0
@@ -75,10 +77,12 @@ def _export_parts(
     chunk_size: int,
     counts: ExportCounts,
     model: ModelVersion | None,
+    on_chunk: Callable[[], None] | None = None,
 ) -> Iterator[_RowParts]:
     """The rows' parts, scored by ``model`` (the campaign's active version, read once by the
     caller: the loop may activate another while an export runs, and the manifest names the one
-    the rows carry)."""
+    the rows carry). ``on_chunk`` is called once each chunk's rows are taken (its pairs are in
+    ``counts.pairs_read``), whether or not any of them was written."""
     provenance_counts: Counter[str] = Counter()
     # The verified pass, then the silver one (``export_conditions``): every gold or
     # human-verified pair is in the duplicate finder before any silver pair is checked, so a
@@ -105,6 +109,7 @@ def _export_parts(
     for chunk, context in _read_ahead(chunks_with_context):
         counts.unchanged_rewrites += context.unchanged_rewrites
         for pair in chunk:
+            counts.pairs_read += 1
             expanded = None
             if pair[_RESPONSES] is not None:
                 expanded = _ranking_row_parts(pair, context, model, rule)
@@ -140,6 +145,8 @@ def _export_parts(
         # read so far, whichever pass read it.
         counts.max_pair_id = max(counts.max_pair_id, chunk[-1][_ID])
         counts.by_provenance = dict(sorted(provenance_counts.items()))
+        if on_chunk is not None:
+            on_chunk()
 
 
 def _goes_to_a_file(parts: _RowParts, filters: ExportFilters) -> bool:

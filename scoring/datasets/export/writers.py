@@ -303,13 +303,25 @@ def export_write(
     # Read once: the rows and the manifest name the same version, whatever the loop activates
     # while the export runs.
     model = active_model_version(campaign=campaign)
-    seen = 0
+
+    def chunk_read() -> None:
+        # Pairs read, as ``total`` counts them (a ranking item writes several rows, a rewrite
+        # one more, a repeat or contaminated pair none), once a chunk: also a chunk whose
+        # pairs were all left out asks whether to stop.
+        if on_progress is not None:
+            on_progress(counts.pairs_read, total)
+
     try:
         writers["main"] = writer_class(temporaries["main"], MAIN_SCHEMA)
         if separate:
             writers["ties"] = writer_class(temporaries["ties"], UNRANKED_SCHEMA)
         for parts in _export_parts(
-            campaign=campaign, filters=filters, chunk_size=chunk_size, counts=counts, model=model
+            campaign=campaign,
+            filters=filters,
+            chunk_size=chunk_size,
+            counts=counts,
+            model=model,
+            on_chunk=chunk_read,
         ):
             if parts.ranked:
                 writers["main"].write(parts)
@@ -324,16 +336,13 @@ def export_write(
             elif separate:
                 writers["ties"].write(parts)
                 counts.unranked_written += 1
-            seen += 1
-            if on_progress is not None and seen % chunk_size == 0:
-                on_progress(seen, total)
         for writer in writers.values():
             writer.close()
         writers.clear()
         files = _file_entries(temporaries, targets, counts)
         # The last call may cancel (JobCancelled): before the renames, so that nothing stays.
         if on_progress is not None:
-            on_progress(seen, total)
+            on_progress(counts.pairs_read, total)
         # A companion this export does not write must not outlive it (the manifest would say
         # it holds nothing); its files replace the old set whole, or the old set stays.
         stale = [

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.models import Campaign
+from scoring.datasets.curation.near_duplicates import DEFAULT_NEAR_DUPLICATE_THRESHOLD
 from scoring.datasets.export import (
     DEFAULT_PROVENANCE,
     FORMATS,
@@ -16,9 +18,10 @@ from scoring.datasets.export import (
     ExportFilters,
     InvalidExport,
     export_write,
+    outcomes_path,
     unranked_path,
 )
-from scoring.datasets.export.filters import export_filters_check
+from scoring.datasets.export.filters import OUTCOMES_CHOICES, export_filters_check
 
 
 class Command(BaseCommand):
@@ -63,6 +66,40 @@ class Command(BaseCommand):
             default="exclude",
             help="Pairs without a chosen side: leave out, or write to OUT's .ties file.",
         )
+        parser.add_argument(
+            "--outcomes",
+            choices=OUTCOMES_CHOICES,
+            default="separate",
+            help='"Both bad"/"both good" pairs: OUT\'s .outcomes file (default), or leave out.',
+        )
+        parser.add_argument(
+            "--rewrites", action="store_true", help="Add (rewrite ≻ original) pairs."
+        )
+        parser.add_argument(
+            "--no-decontaminate",
+            action="store_false",
+            dest="decontaminate",
+            help="Keep pairs that share a 13-gram with the evaluation sets' prompts.",
+        )
+        parser.add_argument(
+            "--evaluation-sets",
+            nargs="+",
+            default=[],
+            help="Decontaminate against these sets only (default: all the campaign sees).",
+        )
+        parser.add_argument(
+            "--no-deduplicate",
+            action="store_false",
+            dest="deduplicate",
+            help="Keep exact and near repeats.",
+        )
+        parser.add_argument(
+            "--near-duplicate-threshold",
+            type=_threshold,
+            default=DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+            help="0.5 … 1, or none for exact repeats only: near-duplicate search keeps about "
+            "4.5 KB a written pair in memory (default: %(default)s).",
+        )
         parser.add_argument("--manifest", help="Also write the manifest to this JSON file.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -96,6 +133,12 @@ class Command(BaseCommand):
                 include_silver=options["include_silver"],
                 silver_curated_only=options["silver_curated_only"],
                 ties=options["ties"],
+                outcomes=options["outcomes"],
+                rewrites=options["rewrites"],
+                decontaminate=options["decontaminate"],
+                evaluation_sets=tuple(options["evaluation_sets"]),
+                deduplicate=options["deduplicate"],
+                near_duplicate_threshold=options["near_duplicate_threshold"],
             )
             # The checks export_create makes: a round the campaign lacks is refused, not an
             # empty export.
@@ -115,6 +158,8 @@ class Command(BaseCommand):
         self.stdout.write(f"wrote {counts['rows']} pairs to {out}")
         if counts["unranked_written"]:
             self.stdout.write(f"wrote {counts['unranked_written']} to {unranked_path(out)}")
+        if counts["outcomes_written"]:
+            self.stdout.write(f"wrote {counts['outcomes_written']} to {outcomes_path(out)}")
         if manifest_path is not None:
             try:
                 _write_atomically(manifest_path, json.dumps(result.manifest, indent=2))
@@ -123,6 +168,16 @@ class Command(BaseCommand):
                     f"wrote {out}, but could not write the manifest to {manifest_path}: {error}"
                 ) from error
         self.stdout.write(json.dumps(result.manifest))
+
+
+def _threshold(text: str) -> float | None:
+    """A near-duplicate threshold, or None ("none") for exact repeats only."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or none, got {text!r}") from None
 
 
 def _write_atomically(path: Path, text: str) -> None:
