@@ -56,6 +56,7 @@ __all__ = [
     "alpha_from_pattern_histogram",
     "alpha_from_value_counts",
     "annotator_agreement",
+    "annotator_agreement_from_patterns",
     "annotator_agreements",
     "krippendorff_alpha",
     "unit_disagreement",
@@ -289,6 +290,44 @@ def annotator_agreement(
         reliability_data, level_of_measurement, value_domain, reference_value_totals
     )
     return float(agreements[annotator])
+
+
+def annotator_agreement_from_patterns(
+    own_values: ArrayLike,
+    patterns: ArrayLike,
+    multiplicities: ArrayLike,
+    values: ArrayLike,
+    level_of_measurement: LevelOfMeasurement,
+    reference_value_totals: ArrayLike,
+) -> float:
+    """``annotator_agreement`` of one coder from their units grouped by what the figure reads of
+    each: row ``i`` is ``multiplicities[i]`` units where the coder gave ``values[own_values[i]]``
+    and the unit's values (the coder's included) counted ``patterns[i]`` (one column per value).
+
+    Each row's ``D_o`` term is ``sum_k patterns[i, k] * delta(own, k) / (m_u - 1)`` (the own
+    value's distance to itself is 0), so the figure costs O(rows x values^2) and never builds
+    a coders x units matrix. NaN when no row is pairable or the reference's ``D_e`` is not
+    positive.
+    """
+    own = np.asarray(own_values, dtype=np.intp)
+    count_matrix = _as_count_matrix(patterns)
+    weights = _as_multiplicities(multiplicities, count_matrix.shape[0])
+    value_array = _as_values(values, count_matrix.shape[1], level_of_measurement)
+    value_totals = np.asarray(reference_value_totals, dtype=np.float64)
+    if value_totals.shape != (len(value_array),) or own.shape != weights.shape:
+        raise ValueError("one own value per row and one reference total per value are needed.")
+    distances = _squared_distances(value_array, value_totals, level_of_measurement)
+    expected = _expected_disagreement(value_totals, distances)
+    pair_weights = _pair_weights(count_matrix.sum(axis=1))
+    keep = (pair_weights > 0) & (weights > 0)
+    if not expected > 0 or not keep.any():
+        return float("nan")
+    rows = np.flatnonzero(keep)
+    per_row = (count_matrix[rows].astype(np.float64) @ distances)[
+        np.arange(len(rows)), own[rows]
+    ] * pair_weights[rows]
+    observed = float(np.average(per_row, weights=weights[rows]))
+    return 1.0 - observed / expected
 
 
 def alpha_confidence_interval(

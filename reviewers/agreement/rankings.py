@@ -7,7 +7,8 @@ response 3 rank 4. Ties therefore keep the sum of ranks, which makes mean ranks 
 across labels with and without ties.
 
 * ``ranking_alpha``: Krippendorff's alpha, ordinal, where a unit is one response of one item
-  and a label's value for it is the response's rank.
+  and a label's value for it is the response's rank; ``ranking_alpha_from_histogram`` the
+  same from units counted by their ranks (``ranking_unit_values``), for streamed labels.
 * ``consensus_ranking``: responses ordered by mean rank over the labels (equivalent to a Borda
   count), equal means staying tied.
 * ``ranking_disagreement``: the mean, over all pairs of labels, of the share of response pairs
@@ -19,6 +20,7 @@ across labels with and without ties.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reviewers.agreement.maths import alpha_from_value_counts
+from reviewers.agreement.maths import alpha_from_pattern_histogram
 
 Ranking = Sequence[Sequence[int]]
 # Mean ranks closer than this are equal (they are means of halves over a few labels).
@@ -49,20 +51,36 @@ def ranking_alpha(items: Iterable[Sequence[Ranking]]) -> float:
     ``items``: per item, the rankings its annotators gave. Units are (item, response); the
     value domain is every fractional rank that occurs, in order.
     """
-    unit_values: list[NDArray[np.float64]] = []
+    histogram: Counter[tuple[float, ...]] = Counter()
     for rankings in items:
-        if not rankings:
-            continue
-        size = sum(len(group) for group in rankings[0])
-        per_label = np.array([fractional_ranks(ranking, size) for ranking in rankings])
-        unit_values.extend(per_label.T)  # one row of values per response
-    if not unit_values:
+        histogram.update(ranking_unit_values(rankings))
+    return ranking_alpha_from_histogram(histogram)
+
+
+def ranking_unit_values(rankings: Sequence[Ranking]) -> list[tuple[float, ...]]:
+    """One item's units, one per response: the ranks its labels gave it, sorted (a unit's
+    values as a multiset, which is all alpha reads of it). [] for an item with no label."""
+    if not rankings:
+        return []
+    size = sum(len(group) for group in rankings[0])
+    per_label = np.array([fractional_ranks(ranking, size) for ranking in rankings])
+    return [tuple(sorted(column.tolist())) for column in per_label.T]
+
+
+def ranking_alpha_from_histogram(histogram: Mapping[tuple[float, ...], int]) -> float:
+    """``ranking_alpha`` from units counted by their values (``ranking_unit_values``): how many
+    units had each multiset of ranks. The histogram holds a few hundred distinct multisets
+    however many items were ranked, so a campaign's alpha is summed label by label in bounded
+    memory."""
+    units = [unit for unit, count in histogram.items() if count > 0]
+    if not units:
         return float("nan")
-    domain = np.unique(np.concatenate(unit_values))
-    counts = np.zeros((len(unit_values), len(domain)), dtype=np.int64)
-    for row, values in enumerate(unit_values):
-        np.add.at(counts[row], np.searchsorted(domain, values), 1)
-    return alpha_from_value_counts(counts, domain, "ordinal")
+    domain = np.unique(np.concatenate([np.asarray(unit, dtype=np.float64) for unit in units]))
+    patterns = np.zeros((len(units), len(domain)), dtype=np.int64)
+    for row, unit in enumerate(units):
+        np.add.at(patterns[row], np.searchsorted(domain, unit), 1)
+    multiplicities = np.asarray([histogram[unit] for unit in units], dtype=np.float64)
+    return alpha_from_pattern_histogram(patterns, multiplicities, domain, "ordinal")
 
 
 def mean_ranks(rankings: Sequence[Ranking], size: int) -> NDArray[np.float64]:

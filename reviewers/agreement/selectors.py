@@ -27,7 +27,7 @@ label-weighted mean of the annotators' figures equals the campaign's alpha.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +46,10 @@ from reviewers.agreement.maths import (
     LevelOfMeasurement,
     alpha_components,
     alpha_confidence_interval,
-    annotator_agreements,
+    annotator_agreement_from_patterns,
     unit_disagreement,
 )
-from reviewers.agreement.rankings import ranking_alpha
+from reviewers.agreement.rankings import ranking_alpha_from_histogram, ranking_unit_values
 
 LEVEL_BY_SCALE: dict[str, LevelOfMeasurement] = {
     Scale.BINARY: "nominal",
@@ -392,32 +392,47 @@ def _round_entries(
 def ranking_agreement(*, campaign: Campaign) -> dict[str, Any]:
     """Ordinal alpha over a ranking campaign's rankings (``reviewers.agreement.rankings``),
     overall and per round: {"alpha", "items", "rounds": [{"number", "alpha", "items"}]}.
-    The rest of the report reads labels' ``preference`` (response 0 against response 1)."""
+    The rest of the report reads labels' ``preference`` (response 0 against response 1).
+
+    The labels stream in pair order and each item is folded into its round's histogram of
+    units (``ranking_unit_values``) as soon as its last ranking is read: memory holds one
+    item's rankings and a few hundred histogram rows, however many items the campaign has."""
     rows = (
         regular_labels(campaign=campaign)
         .filter(ranking__isnull=False)
         .order_by("pair_id", "id")
         .values_list("pair_id", "pair__round__number", "ranking")
     )
-    items: dict[int, list[Any]] = {}
-    round_of: dict[int, int | None] = {}
+    histograms: dict[int | None, Counter[tuple[float, ...]]] = defaultdict(Counter)
+    items_in: Counter[int | None] = Counter()
+    current: tuple[int, int | None] | None = None
+    rankings: list[Any] = []
+
+    def fold() -> None:
+        if current is not None:
+            histograms[current[1]].update(ranking_unit_values(rankings))
+            items_in[current[1]] += 1
+
     for pair_id, round_number, ranking in rows.iterator(chunk_size=5000):
-        items.setdefault(pair_id, []).append(ranking)
-        round_of[pair_id] = round_number
-    rounds = []
-    for number in sorted({n for n in round_of.values() if n is not None}):
-        chosen = [rankings for pair_id, rankings in items.items() if round_of[pair_id] == number]
-        rounds.append(
+        if current is None or current[0] != pair_id:
+            fold()
+            current, rankings = (pair_id, round_number), []
+        rankings.append(ranking)
+    fold()
+    overall: Counter[tuple[float, ...]] = Counter()
+    for histogram in histograms.values():
+        overall.update(histogram)
+    return {
+        "alpha": _finite_or_none(ranking_alpha_from_histogram(overall)),
+        "items": sum(items_in.values()),
+        "rounds": [
             {
                 "number": number,
-                "alpha": _finite_or_none(ranking_alpha(chosen)),
-                "items": len(chosen),
+                "alpha": _finite_or_none(ranking_alpha_from_histogram(histograms[number])),
+                "items": items_in[number],
             }
-        )
-    return {
-        "alpha": _finite_or_none(ranking_alpha(items.values())),
-        "items": len(items),
-        "rounds": rounds,
+            for number in sorted(n for n in histograms if n is not None)
+        ],
     }
 
 
@@ -488,33 +503,19 @@ def _coder_agreement(
 
     The figure is ``1 - D_o(coder) / D_e`` with ``D_e`` fixed by the reference totals, and
     ``D_o(coder)`` is a mean over the coder's units of a term that depends only on the own value
-    and the unit's counts. So each distinct combination is evaluated once, as its own pseudo
-    coder with a single unit (``annotator_agreements`` row k, unit k, the co-labels in filler
-    rows below), and the coder's figure is the mean of those weighted by how many units had
-    each: exactly what ``annotator_agreement`` gives on the coder's expanded pairs, without
-    expanding them.
+    and the unit's counts, so each distinct combination is evaluated once and weighted by how
+    many units had it (``annotator_agreement_from_patterns``): exactly what
+    ``annotator_agreement`` gives on the coder's expanded pairs, without expanding them (a
+    matrix of combinations squared, gigabytes once pairs carry a dozen labels or more).
     """
     own_index, patterns, multiplicities = rows[:, 0], rows[:, 1:-1], rows[:, -1]
-    labels_per_unit = patterns.sum(axis=1)
-    keep = labels_per_unit >= 2
-    pairable = int(multiplicities[keep].sum())
+    pairable = int(multiplicities[patterns.sum(axis=1) >= 2].sum())
     if not pairable:
         return float("nan"), 0
-    own_index, patterns, multiplicities = own_index[keep], patterns[keep], multiplicities[keep]
-    combinations = len(own_index)
-    value_array = np.asarray(values, dtype=np.float64)
-    others = patterns.copy()
-    others[np.arange(combinations), own_index] -= 1
-    filler_rows = int(others.sum(axis=1).max())
-    data = np.full((combinations + filler_rows, combinations), np.nan)
-    data[np.arange(combinations), np.arange(combinations)] = value_array[own_index]
-    for column, other_counts in enumerate(others):
-        other_values = np.repeat(value_array, other_counts)
-        data[combinations : combinations + len(other_values), column] = other_values
-    per_combination = annotator_agreements(data, level, np.asarray(values), reference_value_totals)[
-        :combinations
-    ]
-    return float(np.average(per_combination, weights=multiplicities)), pairable
+    agreement = annotator_agreement_from_patterns(
+        own_index, patterns, multiplicities, np.asarray(values), level, reference_value_totals
+    )
+    return agreement, pairable
 
 
 def _finite_or_none(value: float) -> float | None:
