@@ -525,7 +525,12 @@ def last_changeable_assignment(
             finished_at__gte=since,
             model_view_shown=False,
         )
-        .exclude(pair__status__in=[Pair.Status.RESOLVED, Pair.Status.DISCARDED])
+        # A decided pair's labels are locked, but not a gold check's (label_change_check):
+        # a gold pair an expert decided must not show as one by a missing Back link.
+        .exclude(
+            Q(pair__status__in=[Pair.Status.RESOLVED, Pair.Status.DISCARDED])
+            & ~Q(kind=Assignment.Kind.GOLD)
+        )
         .order_by("-finished_at", "-id")
         .first()
     )

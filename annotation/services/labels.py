@@ -432,8 +432,12 @@ def label_change_deadline(*, label: Label, minutes: int) -> datetime:
 def label_change_check(
     *, label: Label, pair_status: str, minutes: int, now: datetime, model_view_shown: bool
 ) -> None:
-    """Raise LabelLocked unless the label may still be changed."""
-    if pair_status in _DECIDED:
+    """Raise LabelLocked unless the label may still be changed.
+
+    A gold check is not locked by the pair's decision: a gold pair may be one an expert
+    decided (promoted), and its answer is the admin's, which no label moves. Locked, it would
+    tell the annotator at once (no Change, no Back to it) that the pair was a gold check."""
+    if pair_status in _DECIDED and not label.is_gold_check:
         raise LabelLocked("An expert has decided this pair; its labels can no longer change.")
     if model_view_shown:
         # The view is shown only after a submit so that it cannot sway the label; a change

@@ -72,12 +72,17 @@ def retest_agreement(*, campaign: Campaign) -> dict[str, Any]:
     applies)."""
     retests = Label.objects.filter(campaign=campaign, is_retest=True)
     if campaign.item_kind == ItemKind.RANKING:
-        # Re-tests are a small share of the labels: their rankings are compared here.
-        compared = retests.filter(pair__consensus_ranking__isnull=False).values_list(
-            "ranking", "pair__consensus_ranking"
+        # Their rankings are compared here, streamed: a share of a 40M-pair campaign's pairs
+        # is still too many re-tests to hold, with their pairs' rankings, at once.
+        compared = (
+            retests.filter(pair__consensus_ranking__isnull=False)
+            .order_by()
+            .values_list("ranking", "pair__consensus_ranking")
         )
-        verdicts = [not retest_contradicts(retest, consensus) for retest, consensus in compared]
-        n, agreeing = len(verdicts), sum(verdicts)
+        n = agreeing = 0
+        for retest, consensus in compared.iterator(chunk_size=2000):
+            n += 1
+            agreeing += not retest_contradicts(retest, consensus)
     else:
         counts = retests.filter(pair__consensus_preference__isnull=False).aggregate(
             n=Count("pk"),

@@ -12,9 +12,10 @@ that asks for neither (the default) costs nothing here: no query. The state chan
 * Quarantine: an active annotator's last ``quarantine_window`` gold checks and last
   ``quarantine_window`` labels on settled pairs (consensus, or an expert's decision) are
   measured, counting only labels since they last became active (admitted or restored: a
-  restore starts a fresh window); with at least ``quarantine_min_checks`` of either, a gold
-  accuracy below ``quarantine_min_gold_accuracy`` or an agreement below
-  ``quarantine_min_agreement`` (each 0 = off) quarantines them.
+  restore starts a fresh window, and so does being added again after a removal); with at
+  least ``quarantine_min_checks`` of either, a gold accuracy below
+  ``quarantine_min_gold_accuracy`` or an agreement below ``quarantine_min_agreement`` (each
+  0 = off) quarantines them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from annotation.models import (
     Assignment,
@@ -86,13 +87,20 @@ def qualification_figures(
 
 
 def active_since(member: CampaignMember | None) -> datetime | None:
-    """When the member last became active (admitted or restored); None if never (added
-    active, or no membership): one query, for a member only."""
+    """When the member last became active (admitted or restored), or was last removed from
+    the campaign before this membership (a member added again starts afresh, as their
+    qualification does, not quarantined at once on the labels of the membership that ended);
+    None if neither (added active, or no membership): one query, for a member only."""
     if member is None or member.pk is None:
         return None
-    since: datetime | None = MemberTransition.objects.filter(
-        member_id=member.pk, to_state=CampaignMember.State.ACTIVE
-    ).aggregate(at=Max("at"))["at"]
+    since: datetime | None = (
+        MemberTransition.objects.filter(campaign_id=member.campaign_id, user_id=member.user_id)
+        .filter(
+            Q(member_id=member.pk, to_state=CampaignMember.State.ACTIVE)
+            | Q(to_state=MemberTransition.REMOVED)
+        )
+        .aggregate(at=Max("at"))["at"]
+    )
     return since
 
 
