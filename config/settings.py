@@ -65,6 +65,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The framing and content-security headers come next, so that every answer gets them:
+    # static files, and the 400 of a Host outside ALLOWED_HOSTS that CommonMiddleware raises.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.CSPMiddleware",  # django-csp's, with the headers built once
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,8 +79,6 @@ MIDDLEWARE = [
     # A page asks the user's roles several times: one query reads them all, once.
     "config.middleware.RolesOncePerRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.middleware.CSPMiddleware",  # django-csp's, with the headers built once
     "django_htmx.middleware.HtmxMiddleware",
     # 400 for out-of-range numbers and over-deep input, 503 for a lost database connection.
     "config.middleware.RequestFaultMiddleware",
