@@ -316,6 +316,7 @@ CELERY_TASK_ROUTES = {
     "scoring.recover_stale_jobs": {"queue": "default"},
     "scoring.refresh_dashboards": {"queue": "default"},
     "scoring.evaluate_pending": {"queue": "default"},
+    "scoring.remove_campaign_files": {"queue": "default"},
     "scoring.*": {"queue": "gpu"},
     "annotation.run_code": {"queue": "sandbox"},
 }

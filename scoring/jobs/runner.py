@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import (
@@ -27,6 +28,7 @@ from django.db import (
 from django.db.models.functions import Now
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from core.queue import BROKER_ERRORS
 from core.time_limits import connections_reset
 from scoring.jobs.claims import (
     MAX_ATTEMPTS,
@@ -64,6 +66,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "EXCLUSIVE_KINDS",
     "MAX_ATTEMPTS",
+    "REMOVE_CAMPAIGN_FILES_TASK",
     "TASK_NAMES",
     "ClaimOutcome",
     "JobCancelled",
@@ -74,6 +77,7 @@ __all__ = [
     "JobHandedOff",
     "JobLost",
     "JobWork",
+    "campaign_files_remove_send",
     "fenced_heartbeat",
     "heartbeat_seconds",
     "job_cancel",
@@ -313,8 +317,32 @@ def job_run(
     try:
         job.refresh_from_db()
     except Job.DoesNotExist:  # deleted with its campaign while it ran
+        campaign_files_remove_send(campaign_id=job.campaign_id)
         return JobClaim(ClaimOutcome.MISSING)
     return JobClaim(ClaimOutcome.CLAIMED, job)
+
+
+# The default-queue task that removes a deleted campaign's files (scoring.campaign_files).
+REMOVE_CAMPAIGN_FILES_TASK = "scoring.remove_campaign_files"
+
+
+def campaign_files_remove_send(*, campaign_id: int) -> None:
+    """Send the removal of a deleted campaign's files, once the current transaction commits:
+    by the deletion, and again by a worker whose job or shard of the campaign was still
+    running then and may have written a file since. A broker that cannot be reached is
+    logged: the next removal sweeps every deleted campaign's files."""
+
+    def send() -> None:
+        try:
+            current_app.send_task(
+                REMOVE_CAMPAIGN_FILES_TASK, args=(int(campaign_id),), queue="default"
+            )
+        except BROKER_ERRORS as error:
+            logger.warning(
+                "could not send the removal of campaign %s's files: %s", campaign_id, error
+            )
+
+    transaction.on_commit(send)
 
 
 def _fail_or_log(job: Job, error: BaseException) -> None:

@@ -49,6 +49,7 @@ from scoring.jobs.runner import (
     JobContext,
     JobError,
     JobLost,
+    campaign_files_remove_send,
     fenced_heartbeat,
     job_cancel_sharded,
     job_log,
@@ -387,7 +388,11 @@ def shard_run(
         _shard_fail_or_retry(shard=shard, error=f"{type(error).__name__}: {error}")
     else:
         shard_finish(shard=shard)
-    shard.refresh_from_db()
+    try:
+        shard.refresh_from_db()
+    except JobShard.DoesNotExist:  # deleted with its campaign while it ran
+        campaign_files_remove_send(campaign_id=shard.job.campaign_id)
+        return ShardClaim("finished")
     return ShardClaim("claimed", shard)
 
 

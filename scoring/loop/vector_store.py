@@ -13,7 +13,9 @@ volume)::
         index-*.faiss          the retrieval index (``scoring.loop.vector_index``)
 
 One encoder serves many campaigns (pair ids are global); the campaign in a part's name lets a
-campaign's index read its own parts and the untagged ones, not every other campaign's.
+campaign's index read its own parts and the untagged ones, not every other campaign's, and a
+deleted campaign's parts and index be removed without touching the others'
+(``campaign_vector_files_remove``, run by ``scoring.campaign_files``).
 
 A part is written to a temporary name and renamed once complete, so a killed writer leaves no
 file that readers list (only a ``.tmp-<ns>-*`` leftover, removed once an hour old by the
@@ -408,14 +410,21 @@ class VectorStore:
             names = self.part_names()
             known = {part.name for part in self.catalogue.parts}
             if not known.issubset(names):
-                # Parts only disappear when someone deletes the files (a reset): start over.
+                # Parts disappear when a deleted campaign's go, or someone deletes the files
+                # (a reset): start over.
                 self.catalogue = VectorCatalogue()
                 known = set()
-            new = [
-                _Part(name, self._read(name, ["ids"])["ids"].astype(np.int64))
-                for name in names
-                if name not in known
-            ]
+            new = []
+            for name in names:
+                if name in known:
+                    continue
+                try:
+                    ids = self._read(name, ["ids"])["ids"].astype(np.int64)
+                except FileNotFoundError:
+                    # Listed, then removed: a deleted campaign's part (campaign_files_remove)
+                    # on this shared encoder. It held none of the pairs read here.
+                    continue
+                new.append(_Part(name, ids))
             self.catalogue.extend(new)
             return self.catalogue
 
@@ -552,6 +561,63 @@ def _stored_rows(handle: Any, info: zipfile.ZipInfo, rows: np.ndarray) -> np.nda
         span = np.frombuffer(handle.read((last - first + 1) * row_bytes), dtype=dtype)
         out[run] = span.reshape(-1, *row_shape)[rows[run] - first]
     return out
+
+
+def campaign_vector_files(campaign_id: int, root: str | None = None) -> list[str]:
+    """The files of one campaign under the vector root, in every encoder's directory: its
+    tagged parts (``part-…-c<id>.npz``) and its index (``index-c<id>.json``,
+    ``index-c<id>-….faiss`` and their marks). Untagged parts and other campaigns' files are
+    never among them: an encoder's directory serves many campaigns."""
+    fs, base = _fs_and_path(root or vector_root())
+    fs.invalidate_cache(base)
+    found: list[str] = []
+    for directory in fs.glob(f"{base}/enc-*"):
+        names = [entry.rsplit("/", 1)[-1] for entry in fs.ls(directory, detail=False)]
+        found.extend(
+            f"{directory}/{name}" for name in names if _is_campaign_file(name, campaign_id)
+        )
+    return found
+
+
+def _is_campaign_file(name: str, campaign_id: int) -> bool:
+    if name.startswith(_PART_PREFIX) and name.endswith(_PART_SUFFIX):
+        return part_name_campaign(name) == campaign_id
+    return name == f"index-c{campaign_id}.json" or name.startswith(f"index-c{campaign_id}-")
+
+
+def vector_file_campaigns(root: str | None = None) -> set[int]:
+    """Every campaign id that names a file under the vector root (a part's tag or an index)."""
+    fs, base = _fs_and_path(root or vector_root())
+    fs.invalidate_cache(base)
+    campaigns: set[int] = set()
+    for directory in fs.glob(f"{base}/enc-*"):
+        for entry in fs.ls(directory, detail=False):
+            name = entry.rsplit("/", 1)[-1]
+            if name.startswith(_PART_PREFIX) and name.endswith(_PART_SUFFIX):
+                tagged = part_name_campaign(name)
+                if tagged is not None:
+                    campaigns.add(tagged)
+            elif name.startswith("index-c"):
+                digits = name.removeprefix("index-c").split("-", 1)[0].split(".", 1)[0]
+                if digits.isascii() and digits.isdigit():
+                    campaigns.add(int(digits))
+    return campaigns
+
+
+def campaign_vector_files_remove(campaign_id: int, root: str | None = None) -> int:
+    """Remove one campaign's vector files (``campaign_vector_files``); how many went. A file
+    already gone (a second run, a racing one) is no error. The index meta goes first, so a
+    reader never finds a meta naming a removed index file."""
+    fs, _base = _fs_and_path(root or vector_root())
+    paths = sorted(campaign_vector_files(campaign_id, root), key=lambda p: not p.endswith(".json"))
+    removed = 0
+    for path in paths:
+        try:
+            fs.rm(path)
+        except FileNotFoundError:
+            continue
+        removed += 1
+    return removed
 
 
 _STORES: dict[tuple[str, str], VectorStore] = {}

@@ -7,6 +7,7 @@ so that each task is registered. Task names are explicit and never change with t
 from __future__ import annotations
 
 from scoring.tasks import (  # noqa: F401  (registers the tasks)
+    cleanup,
     datasets,
     evaluation,
     model_jobs,

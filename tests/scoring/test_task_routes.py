@@ -30,6 +30,16 @@ def test_a_task_sent_by_name_goes_to_its_workload_queue(name, queue):
     assert options["queue"].name == queue
 
 
+def test_the_removal_of_a_deleted_campaigns_files_goes_to_the_default_queue():
+    """Its own queue wins over the ``scoring.*`` route to the gpu queue, which would hold it
+    behind hours of training (``.delay`` as well as ``campaign_files_remove_send``)."""
+    app.loader.import_default_modules()
+    task = app.tasks["scoring.remove_campaign_files"]
+    assert task.queue == "default"
+    options = app.amqp.router.route({"queue": task.queue}, task.name, (), {})
+    assert options["queue"].name == "default"
+
+
 def test_every_job_kind_names_a_task_that_autodiscovery_registers():
     app.loader.import_default_modules()  # what a worker does at start: autodiscovery
     assert set(TASK_NAMES) == set(Job.Kind.values)
@@ -43,4 +53,5 @@ def test_every_job_kind_names_a_task_that_autodiscovery_registers():
         "scoring.score_shard",
         "scoring.recover_stale_jobs",
         "scoring.refresh_dashboards",
+        "scoring.remove_campaign_files",
     }
