@@ -31,6 +31,12 @@ def test_compose_defines_the_production_services():
     assert "granian" in (REPO_ROOT / "Dockerfile").read_text()
 
 
+def test_the_web_app_is_published_on_the_loopback_only():
+    """Behind the TLS proxy the app believes X-Forwarded-For: it must not be reachable past it."""
+    web = yaml.safe_load(COMPOSE.read_text())["services"]["web"]
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
+
+
 def test_compose_file_matches_the_compose_specification():
     schema = json.loads((REPO_ROOT / "tests" / "config" / "compose-spec.json").read_text())
     spec = yaml.safe_load(COMPOSE.read_text())
