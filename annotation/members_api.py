@@ -18,6 +18,7 @@ from annotation.services.members import (
     member_add,
     member_admit,
     member_invite,
+    member_reinvite,
     member_remove,
     member_restore,
     members_add_group,
@@ -38,6 +39,9 @@ class MemberOutputSerializer(serializers.Serializer):
     qualification = serializers.JSONField(allow_null=True)
     last_transition = serializers.JSONField(allow_null=True)
     labels_set_aside = serializers.IntegerField()
+    invitation_pending = serializers.BooleanField(
+        help_text="Invited here and not signed in yet: action resend_invitation gives a new link."
+    )
 
 
 def _member_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +63,7 @@ def _member_row(row: dict[str, Any]) -> dict[str, Any]:
             "at": transition.at.isoformat(),
         },
         "labels_set_aside": row["labels_set_aside"],
+        "invitation_pending": member.invitation_pending,
     }
 
 
@@ -149,7 +154,7 @@ class MembersApi(APIView):
 @extend_schema(summary="Remove a member, or admit or restore them")
 class MemberApi(APIView):
     class InputSerializer(StrictSerializer):
-        action = serializers.ChoiceField(choices=["admit", "restore"])
+        action = serializers.ChoiceField(choices=["admit", "restore", "resend_invitation"])
 
     @extend_schema(
         request=None, responses={204: None, 404: OpenApiResponse(description="Not a member.")}
@@ -161,20 +166,33 @@ class MemberApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: MemberOutputSerializer},
+        responses={
+            200: MemberOutputSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="resend_invitation for anyone but a pending invitee of this campaign.",
+            ),
+        },
         operation_id="campaigns_members_change",
     )
     def post(self, request: SignedInApiRequest, campaign_id: int, user_id: int) -> Response:
-        """Admit a qualifying member, or restore a quarantined one (recorded as a transition)."""
+        """Admit a qualifying member, or restore a quarantined one (recorded as a transition),
+        or resend a pending invitee's invitation (``set_password_url``: a new one-time link,
+        the one given before stops working)."""
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         member = get_object_or_404(
             CampaignMember.objects.select_related("campaign"), campaign=campaign, user_id=user_id
         )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if serializer.validated_data["action"] == "admit":
+        action, extra = serializer.validated_data["action"], dict[str, str]()
+        if action == "resend_invitation":
+            invitation = member_reinvite(campaign=campaign, user_id=user_id, by=request.user)
+            link = request.build_absolute_uri(invitation.set_password_path)
+            extra = {"set_password_url": link}
+        elif action == "admit":
             member_admit(member=member, reason="admitted by an admin", by=request.user)
         else:
             member_restore(member=member, by=request.user)
         rows = [row for row in campaign_members(campaign=campaign) if row["member"].pk == member.pk]
-        return Response(_member_row(rows[0]))
+        return Response({**_member_row(rows[0]), **extra})

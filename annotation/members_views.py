@@ -1,5 +1,6 @@
 """The campaign members page (admins): list, add one, add many (CSV of user names or a
-group), invite, remove, and move a member on (admit a qualifier, restore a quarantined one).
+group), invite (and resend a pending invitation), remove, and move a member on (admit a
+qualifier, restore a quarantined one).
 
 POST/redirect/GET: each action redirects back to the page with a message; an input the
 services reject re-renders the page with the error, status 400.
@@ -26,6 +27,7 @@ from annotation.services.members import (
     member_add,
     member_admit,
     member_invite,
+    member_reinvite,
     member_remove,
     member_restore,
     members_add_group,
@@ -186,7 +188,8 @@ def members_change(request: SignedInRequest, campaign_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> HttpResponse:
-    """Remove a member, admit a qualifier, or restore a quarantined member."""
+    """Remove a member, admit a qualifier, restore a quarantined member, or resend a pending
+    invitee's invitation (a new one-time link)."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     action = request.POST.get("action", "")
     if action == "remove":
@@ -196,6 +199,21 @@ def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> H
     member = get_object_or_404(
         CampaignMember.objects.select_related("campaign"), campaign=campaign, user_id=user_id
     )
+    if action == "resend_invitation":
+        outcome: dict[str, Any] = {}
+        with error_into(outcome):  # not a pending invitee: said on the page, 409
+            invitation = member_reinvite(campaign=campaign, user_id=user_id, by=request.user)
+        if "error" in outcome:
+            return _render(
+                request, campaign, error=outcome["error"], status=outcome["error_status"]
+            )
+        link = request.build_absolute_uri(invitation.set_password_path)
+        messages.success(
+            request,
+            f"New invitation for {member.user.get_username()}: send them this one-time link to "
+            f"set their password (the link given before no longer works): {link}",
+        )
+        return redirect("campaign-members", campaign_id=campaign.pk)
     if action == "admit":
         done = member_admit(member=member, reason="admitted by an admin", by=request.user)
     elif action == "restore":

@@ -334,6 +334,10 @@ class CampaignMember(models.Model):
     added_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set when this campaign's invite created the user (``member_invite``): its admins may
+    # re-issue the set-password link while the invitation is pending. Null for a user who was
+    # added, whatever their account looks like (a token-only account is no invitee of theirs).
+    invited_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["campaign", "user__username"]
@@ -344,6 +348,16 @@ class CampaignMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.campaign_id} as {self.role} ({self.state})"
+
+    @property
+    def invitation_pending(self) -> bool:
+        """Invited by this campaign and never signed in: no password set, no login yet (the
+        members page offers to resend the link; ``member_reinvite`` checks the rest)."""
+        return (
+            self.invited_at is not None
+            and not self.user.has_usable_password()
+            and self.user.last_login is None
+        )
 
 
 class MemberTransition(models.Model):

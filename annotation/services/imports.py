@@ -677,11 +677,14 @@ def campaign_get_or_create(*, name: str, **fields: Any) -> Campaign:
 
     An invalid name or field raises ValidationError and stores nothing. To make a new campaign
     part of an import's all or nothing, call this and pairs_import in one transaction.
+    Surrounding spaces are no part of a name, as in ``campaign_create`` (the page and the
+    API): " Demo" finds "Demo" rather than creating a second campaign beside it.
     """
+    name = name.strip()
     found = Campaign.objects.filter(name=name).first()
     if found is not None:
         return found
-    if not name.strip():
+    if not name:
         raise ValidationError({"name": "a campaign needs a name"})
     Campaign(name=name, **fields).full_clean()
     # Another process may have created it since the look-up: get_or_create takes theirs.

@@ -27,6 +27,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.db import IntegrityError, transaction
 from django.db.models import Field
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework.authtoken.models import Token
@@ -290,13 +291,16 @@ def member_invite(
     taken = Conflict(f"a user named {username!r} exists already; add them instead")
     # Case-insensitively: "Ada" beside "ada" is another account to Django but the same name to
     # a reader, and whoever holds the invitation link would hold a look-alike of ada's.
-    existing = (
-        user_model.objects.filter(username__iexact=username)
-        .values_list("username", flat=True)
-        .first()
-    )
+    existing = user_model.objects.filter(username__iexact=username).first()
     if existing is not None:
-        raise Conflict(f"a user named {existing!r} exists already; add them instead")
+        name = existing.get_username()
+        if _pending_invitee(campaign, existing) is not None:
+            raise Conflict(
+                f"{name!r} was invited already and has not set a password yet: resend their "
+                "invitation from the campaign's members (a new link; the old one stops working)",
+                code="invitation_pending",
+            )
+        raise Conflict(f"a user named {name!r} exists already; add them instead")
     user = user_model(username=username, email=email)
     user.set_unusable_password()
     try:
@@ -315,6 +319,63 @@ def member_invite(
         user.groups.add(role_groups()[_GLOBAL_ROLE[role]])
     Token.objects.get_or_create(user=user)
     member = member_add(campaign=campaign, user=user, role=role, by=by)
+    member.invited_at = timezone.now()
+    member.save(update_fields=["invited_at"])
+    return Invitation(member=member, set_password_path=invitation_path(user))
+
+
+def _pending_invitee(campaign: Campaign, user: AbstractBaseUser) -> CampaignMember | None:
+    """The user's membership here if they are this campaign's pending invitee: invited by
+    this campaign (not merely added), no usable password, never logged in, active, neither
+    staff nor superuser, and in no group but the annotator and expert roles'. None otherwise:
+    re-issuing a link to anyone else would hand their account to whoever holds the link."""
+    assert isinstance(user, AbstractUser)  # noqa: S101 - the user model has these flags
+    if (
+        user.has_usable_password()
+        or user.last_login is not None
+        or not user.is_active
+        or user.is_staff
+        or user.is_superuser
+    ):
+        return None
+    role_names = {Role.ANNOTATOR.value, Role.EXPERT.value}
+    if user.groups.exclude(name__in=role_names).exists():
+        return None  # a service account, or one a site admin gave other rights
+    return CampaignMember.objects.filter(
+        campaign=campaign, user=user, invited_at__isnull=False
+    ).first()
+
+
+@transaction.atomic
+def member_reinvite(
+    *, campaign: Campaign, user_id: int, by: AbstractBaseUser | None = None
+) -> Invitation:
+    """A new set-password link for the campaign's pending invitee (their link expired, or was
+    lost); the link given before stops working.
+
+    Django's token is a hash of the user's password hash and last login (with a timestamp):
+    the unusable password is drawn again, so a token made before no longer matches. Anyone
+    but a pending invitee of this campaign is refused (409), the campaign's other members
+    included: they have an account of their own.
+    """
+    user = (
+        # Locked: a password set through the old link meanwhile makes this a refusal, and
+        # leaves their password as they set it.
+        get_user_model().objects.select_for_update().filter(pk=user_id).first()
+    )
+    if user is None or not CampaignMember.objects.filter(campaign=campaign, user=user).exists():
+        raise NotFound("That user is not a member of this campaign.")
+    member = _pending_invitee(campaign, user)
+    if member is None:
+        raise Conflict(
+            f"{user.get_username()!r} is no pending invitee of this campaign (they have a "
+            "password or have logged in, or were added rather than invited here): only a "
+            "site admin can reset their password",
+            code="not_pending_invitee",
+        )
+    user.set_unusable_password()
+    get_user_model().objects.filter(pk=user.pk).update(password=user.password)
+    member.user = user
     return Invitation(member=member, set_password_path=invitation_path(user))
 
 
