@@ -342,7 +342,7 @@ def _pending_invitee(campaign: Campaign, user: AbstractBaseUser) -> CampaignMemb
     if user.groups.exclude(name__in=role_names).exists():
         return None  # a service account, or one a site admin gave other rights
     return CampaignMember.objects.filter(
-        campaign=campaign, user=user, invited_at__isnull=False
+        campaign=campaign, user_id=user.pk, invited_at__isnull=False
     ).first()
 
 

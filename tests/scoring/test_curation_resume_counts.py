@@ -51,8 +51,10 @@ def test_a_resumed_curation_counts_the_verdicts_of_the_interrupted_run(campaign)
     assert job.status == Job.Status.QUEUED  # released for a retry
     assert Pair.objects.filter(campaign=campaign, curation="kept").count() == BATCH
 
-    job = curation_run(job_id=job.pk, worker="worker-2", scorers=scorers).job
-    assert job is not None and job.status == Job.Status.SUCCEEDED, job.error
+    resumed = curation_run(job_id=job.pk, worker="worker-2", scorers=scorers).job
+    assert resumed is not None
+    assert resumed.status == Job.Status.SUCCEEDED, resumed.error
     assert Pair.objects.filter(campaign=campaign, curation="kept").count() == pool
-    assert (job.result["pool"], job.result["scored"], job.result["kept"]) == (pool, pool, pool)
-    assert "curation_counts" not in job.result
+    counts = (resumed.result["pool"], resumed.result["scored"], resumed.result["kept"])
+    assert counts == (pool, pool, pool)
+    assert "curation_counts" not in resumed.result
