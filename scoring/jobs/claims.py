@@ -26,33 +26,25 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from django.conf import settings
-from django.db.models import F, QuerySet
-from django.db.models.expressions import CombinedExpression
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.queue import QueueUnavailable
 from scoring.jobs.requests import MESSAGE_MAX, TASK_NAMES, job_enqueue
+
+# Re-exported: their home before job_cancel (requests) needed them.
+from scoring.jobs.requests import stale_before as stale_before
+from scoring.jobs.requests import stale_seconds as stale_seconds
 from scoring.models import Job, JobLogLine
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-
-
-def stale_seconds() -> float:
-    return float(settings.ARBITER.get("JOB_STALE_SECONDS", 60))
-
-
-def stale_before(periods: float = 1) -> CombinedExpression:
-    """The database's clock less ``periods`` stale times. Heartbeats are written with the
-    database's clock too (``Now()``): workers on hosts whose clocks differ judge them alike."""
-    return Now() - timedelta(seconds=stale_seconds() * periods)
 
 
 def seconds_until_stale(rows: QuerySet[Any]) -> float:
@@ -265,8 +257,9 @@ def jobs_recover_stale() -> list[int]:
     """Re-enqueue running jobs of every kind whose worker went silent (e.g. brokers without
     redelivery, such as the file-system one), and released jobs whose task's retries ran out
     or which had none (exports, curation and evaluation are not retried automatically): queued,
-    claimed before, untouched for ``RELEASED_STALE_PERIODS`` stale periods. The claim decides
-    whether they run again, so a task sent twice runs once. Returns the jobs sent again."""
+    claimed before, untouched for ``RELEASED_STALE_PERIODS`` stale periods; and jobs queued
+    that long that no worker ever claimed (their task lost). The claim decides whether they
+    run again, so a task sent twice runs once. Returns the jobs sent again."""
     kinds = tuple(TASK_NAMES)
     stale = list(
         Job.objects.filter(
@@ -278,17 +271,28 @@ def jobs_recover_stale() -> list[int]:
         job_log(job=job, message="no heartbeat; sent again for a worker to take over")
         if _send_again(job):
             sent.append(job.pk)
+    waited_long = stale_before(RELEASED_STALE_PERIODS)
     released = list(
         Job.objects.filter(
+            Q(heartbeat_at__lt=waited_long)
+            # Never claimed (no heartbeat) and queued as long: its task may be lost (a broker
+            # restarted without its messages, a request that died between its commit and the
+            # send); nothing else would ever run it, and a model job would refuse its
+            # campaign's next ones for good.
+            | Q(heartbeat_at__isnull=True, created_at__lt=waited_long),
             kind__in=kinds,
             status=Job.Status.QUEUED,
             cancel_requested=False,
-            # Null for a job no worker has claimed yet.
-            heartbeat_at__lt=stale_before(RELEASED_STALE_PERIODS),
         )
     )
     for job in released:
-        job_log(job=job, message="released and never taken again; sent again")
+        taken_before = job.heartbeat_at is not None
+        job_log(
+            job=job,
+            message="released and never taken again; sent again"
+            if taken_before
+            else "never taken by a worker; sent again",
+        )
         # Sent again now: the next sweep waits as long again before another.
         Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(heartbeat_at=Now())
         if _send_again(job):

@@ -4,10 +4,14 @@ name, cancel it. The worker side is ``scoring.jobs.claims``; running one is
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from annotation.models import Campaign
@@ -20,6 +24,16 @@ EXCLUSIVE_KINDS = (Job.Kind.TRAIN, Job.Kind.SCORE, Job.Kind.LOOP)
 ACTIVE_STATUSES = (Job.Status.QUEUED, Job.Status.RUNNING)
 # The longest status message a job row shows (its log lines keep the whole text).
 MESSAGE_MAX = 500
+
+
+def stale_seconds() -> float:
+    return float(settings.ARBITER.get("JOB_STALE_SECONDS", 60))
+
+
+def stale_before(periods: float = 1) -> CombinedExpression:
+    """The database's clock less ``periods`` stale times. Heartbeats are written with the
+    database's clock too (``Now()``): workers on hosts whose clocks differ judge them alike."""
+    return Now() - timedelta(seconds=stale_seconds() * periods)
 
 
 class JobError(ApplicationError):
@@ -111,7 +125,8 @@ def job_fail_unsent(*, job: Job) -> bool:
 
 def job_cancel(*, job: Job) -> Job:
     """Ask a job to stop. A job no worker owns (queued; in stage ``shards`` or waiting for its
-    last part) is cancelled at once; a running one at its next check. One transaction, so a
+    last part; its worker silent for the stale time) is cancelled at once; a running one at
+    its next check. One transaction, so a
     request that dies halfway leaves no flag that nobody acts on."""
     now = timezone.now()
     with transaction.atomic():
@@ -123,10 +138,25 @@ def job_cancel(*, job: Job) -> Job:
         cancelled_waiting = Job.objects.filter(
             pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.FINISHING, worker=""
         ).update(status=Job.Status.CANCELLED, finished_at=now, message="cancelled")
+        # Its worker is gone (silent for the stale time): none would see the flag until the
+        # sweep's task reached a free worker, hours away behind other work maybe, and the job
+        # would refuse its campaign's next model jobs meanwhile. A worker merely slow finds its
+        # fenced writes refused and stops, as after a takeover.
+        cancelled_lost = (
+            Job.objects.filter(
+                pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before()
+            )
+            .exclude(stage=Job.Stage.SHARDS)
+            .update(status=Job.Status.CANCELLED, finished_at=now, message="cancelled")
+        )
         if cancelled_now:
             JobLogLine.objects.create(job=job, message="cancelled before it started")
         elif cancelled_waiting:
             JobLogLine.objects.create(job=job, message="cancelled before its last part started")
+        elif cancelled_lost:
+            JobLogLine.objects.create(
+                job=job, message="cancelled; its worker was lost before it stopped"
+            )
         elif Job.objects.filter(
             pk=job.pk, status=Job.Status.RUNNING, stage=Job.Stage.SHARDS
         ).exists():
