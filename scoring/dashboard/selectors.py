@@ -2,8 +2,9 @@
 
 Every panel is one or two grouped queries (counts by the database, never rows in Python), and
 its result is cached for a few seconds in the shared Django cache (longer where it took long:
-``KEEP_PER_SECOND_COMPUTED``), so a page that refreshes its fragments every five seconds costs
-the database little even on a campaign of tens of millions of pairs.
+``KEEP_PER_SECOND_COMPUTED``, up to ``MAX_KEEP_SECONDS``), so a page that refreshes its
+fragments every five seconds costs the database little even on a campaign of tens of millions
+of pairs.
 The slow panels (agreement, annotators, the loop's effect), which read every label, are cached
 for ``SLOW_CACHE_SECONDS`` and recomputed every minute by ``dashboards_refresh`` (a beat task),
 so pages read them warm; a miss computes once and stores. They carry ``computed_at``.
@@ -81,6 +82,15 @@ AGE_BUCKETS = (
 # large campaign (a grouped count of 40M pairs takes seconds) the pages polling it every few
 # seconds spend at most a tenth of the database's time on it, not a recount on every poll.
 KEEP_PER_SECOND_COMPUTED = 10
+# ... but never longer than this: a computation slowed once (a lock wait, a database busy with
+# an import) must not leave a small campaign's panel stale for ten times as long.
+MAX_KEEP_SECONDS = 300
+
+
+def _lifetime(seconds: int, took: float) -> int:
+    """How long a panel that took ``took`` seconds to compute is kept (``seconds`` at least)."""
+    stretched = min(math.ceil(took * KEEP_PER_SECOND_COMPUTED), MAX_KEEP_SECONDS)
+    return max(seconds, stretched)
 
 
 def _cached(key: str, seconds: int, compute: Callable[[], Any], *, refresh: bool = False) -> Any:
@@ -88,8 +98,7 @@ def _cached(key: str, seconds: int, compute: Callable[[], Any], *, refresh: bool
     if value is None:
         started = time.monotonic()
         value = compute()
-        took = time.monotonic() - started
-        cache.set(key, value, max(seconds, math.ceil(took * KEEP_PER_SECOND_COMPUTED)))
+        cache.set(key, value, _lifetime(seconds, time.monotonic() - started))
     return value
 
 
