@@ -153,11 +153,11 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 context.log("an LLM judge is configured: it may keep pairs the models reject")
 
         def store_counts(counts: CurationResult) -> None:
-            # With the batch's verdicts, so that a run taken over after a worker died goes on
-            # from the counts of the verdicts it finds written.
+            # In the batch's transaction (context.owned: this worker's job row locked first),
+            # so that a run taken over after a worker died goes on from the counts of the
+            # verdicts it finds written.
             job.result = {**(job.result or {}), CARRIED_COUNTS: counts.as_dict()}
-            with context.owned():
-                Job.objects.filter(pk=job.pk).update(result=job.result)
+            Job.objects.filter(pk=job.pk).update(result=job.result)
 
         carried = (job.result or {}).get(CARRIED_COUNTS)
         curating_from = start + 0.6 * (1 - start) if sharded else start
@@ -174,6 +174,7 @@ def _curation_work(job: Job, scorers: Mapping[str, Scorer]) -> JobWork:
                 near_duplicate_threshold=params.near_duplicate_threshold,
                 carried=CurationResult.from_dict(carried) if carried else None,
                 on_counts=store_counts,
+                batch_transaction=context.owned,
             )
         context.log(
             f"{result.kept} kept, {result.discarded} discarded, {result.recycled} recycled, "

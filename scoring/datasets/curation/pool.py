@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, cast
 
@@ -89,6 +90,9 @@ class CurationResult:
 # Called with the counts so far (an earlier run's included) in the transaction that marks
 # each batch's verdicts, so that a job can store them with the verdicts or not at all.
 CountsCallback = Callable[[CurationResult], None]
+# The transaction each batch's verdicts are written in: a job's takes its own row first (its
+# owner's check), before the pairs', the order a campaign's deletion takes them in too.
+BatchTransaction = Callable[[], AbstractContextManager[object]]
 
 
 def _mark(ids: Sequence[int], curation: str) -> None:
@@ -105,6 +109,7 @@ def _screen(
     near_duplicate_threshold: float | None,
     carried: CurationResult | None,
     on_counts: CountsCallback,
+    batch_transaction: BatchTransaction,
 ) -> array[int]:
     """Pass 1: drop contaminated and duplicate (exact, or near with a threshold) pairs;
     return the ids left to score."""
@@ -136,7 +141,7 @@ def _screen(
     ):
         for start in range(0, len(ids), 2000):
             chunk = ids[start : start + 2000].tolist()
-            with transaction.atomic():
+            with batch_transaction():
                 _mark(chunk, verdict)
                 setattr(result, count, getattr(result, count) + len(chunk))
                 on_counts(result.plus(carried))
@@ -157,6 +162,7 @@ def pool_curate(
     near_duplicate_threshold: float | None = None,
     carried: CurationResult | None = None,
     on_counts: CountsCallback | None = None,
+    batch_transaction: BatchTransaction = transaction.atomic,
 ) -> CurationResult:
     """Decontaminate, deduplicate, then keep/discard/recycle the campaign's silver pool.
 
@@ -182,6 +188,7 @@ def pool_curate(
         near_duplicate_threshold=near_duplicate_threshold,
         carried=carried,
         on_counts=store_counts,
+        batch_transaction=batch_transaction,
     )
     report(
         0.1,
@@ -196,7 +203,7 @@ def pool_curate(
         verdicts = _batch_verdicts(
             items, gold=gold, best=best, judge=judge, rules=rules, result=result
         )
-        with transaction.atomic():
+        with batch_transaction():
             for verdict in (KEPT, DISCARDED, RECYCLED):
                 chosen = [
                     item.pair_id for item, v in zip(items, verdicts, strict=True) if v == verdict
