@@ -19,9 +19,15 @@ def mark_pending_invitations(apps, schema_editor):
         user__is_staff=False,
         user__is_superuser=False,
     ).select_related("user")
-    for member in candidates.iterator():
-        if abs(member.added_at - member.user.date_joined) <= timedelta(minutes=1):
-            CampaignMember.objects.filter(pk=member.pk).update(invited_at=member.added_at)
+    # Read whole before the updates (pending invitees are few): SQLite gives no isolation
+    # between a query being read and writes to its table on the same connection.
+    invited = [
+        (member.pk, member.added_at)
+        for member in candidates
+        if abs(member.added_at - member.user.date_joined) <= timedelta(minutes=1)
+    ]
+    for member_id, added_at in invited:
+        CampaignMember.objects.filter(pk=member_id).update(invited_at=added_at)
 
 
 class Migration(migrations.Migration):

@@ -109,4 +109,8 @@ def test_the_command_refuses_a_threshold_out_of_range_or_an_unknown_evaluation_s
         _export(str(out), "--campaign", campaign.name, "--near-duplicate-threshold", "0.2")
     with pytest.raises(CommandError, match="unknown evaluation set nope"):
         _export(str(out), "--campaign", campaign.name, "--evaluation-sets", "nope")
+    with pytest.raises(CommandError, match="applies without --no-decontaminate only"):
+        _export(
+            str(out), "--campaign", campaign.name, "--no-decontaminate", "--evaluation-sets", "x"
+        )
     assert not out.exists()

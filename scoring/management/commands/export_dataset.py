@@ -108,6 +108,8 @@ class Command(BaseCommand):
             raise CommandError(f"no campaign named {options['campaign']!r}")
         if options["silver_curated_only"] and not options["include_silver"]:
             raise CommandError("--silver-curated-only applies with --include-silver only")
+        if options["evaluation_sets"] and not options["decontaminate"]:
+            raise CommandError("--evaluation-sets applies without --no-decontaminate only")
         if not options["out"]:
             raise CommandError("OUT must name a file")
         out = Path(options["out"])
