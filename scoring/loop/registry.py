@@ -7,7 +7,8 @@ A version exists only once its checkpoint is complete on disk:
 2. in one short transaction that locks the campaign row, the next number ``n`` is taken, the
    staging directory is renamed to ``campaign-<id>/v<n>`` and the row is inserted.
 
-An interrupted run leaves at most a staging directory (never a version); a crash between the
+An interrupted run leaves at most a staging directory (never a version; the job's next attempt
+removes it before it stages its own); a crash between the
 rename and the commit leaves an orphan ``v<n>`` directory without a row, which the next
 registration moves aside before reusing the number.
 
@@ -116,6 +117,7 @@ def model_version_register(
     """
     root = campaign_model_root(campaign)
     staging = root / f".job-{job.pk}-attempt-{job.attempts}"
+    _remove_earlier_attempts_staging(root, job)
     model.save(staging)
     renamed: Path | None = None
     try:
@@ -159,6 +161,17 @@ def model_version_register(
         raise
     job.result = recorded
     return version
+
+
+def _remove_earlier_attempts_staging(root: Path, job: Job) -> None:
+    """Remove what earlier attempts of ``job`` staged and never registered (a whole checkpoint
+    each, or half of one): a worker killed mid-registration cannot remove its own, and no
+    later save reuses its name. An earlier attempt no longer owns the job, so it can register
+    nothing from there (``_job_lock_for_registry``)."""
+    for attempt in range(job.attempts):
+        name = f".job-{job.pk}-attempt-{attempt}"
+        for leftover in [root / name, *root.glob(f".{name}.partial-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 FIRST_VERSION_MIN_ACCURACY = 0.5

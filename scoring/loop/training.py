@@ -490,7 +490,9 @@ def train_in_process(
 ) -> tuple[Any, Any, str, bool]:
     from scoring.reward_model import PairEmbeddings, RewardModel, train
 
-    model = RewardModel.from_base(base, max_length=params.get("max_length"))
+    # The head's initial weights from the job's seed, as every torchrun rank draws them
+    # (reward_model.distributed): one process and N processes train the same model.
+    model = RewardModel.from_base(base, max_length=params.get("max_length"), seed=config.seed)
     key = encoder_key(base, model.max_length)
     head_mode = config.mode == "head"
     embeddings = None
