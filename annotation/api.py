@@ -517,8 +517,7 @@ class OverlapChangeOutSerializer(serializers.Serializer):
         help_text="Pairs in rounds, not yet settled: they take the new overlap."
     )
     pairs_one_more = serializers.IntegerField(
-        help_text="Of those, pairs that already had the new overlap's slots in use: one label "
-        "more each."
+        help_text="Of those, pairs whose slots all held labels, N or more: one label more each."
     )
     pairs_changed = serializers.IntegerField(help_text="Of those, pairs whose cap changed.")
     pairs_settled_kept = serializers.IntegerField(

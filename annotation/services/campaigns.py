@@ -98,7 +98,7 @@ class OverlapChange:
     new: int
     # Pairs in rounds, not yet settled: they take the new overlap.
     pairs_unsettled: int
-    # Of those, pairs that already had the new overlap's slots in use: one label more each.
+    # Of those, pairs whose slots all held labels, N or more: one label more each.
     pairs_one_more: int
     # Of those, pairs whose cap changed (the others had the right one already).
     pairs_changed: int
@@ -118,8 +118,8 @@ class OverlapChange:
         ]
         if self.pairs_one_more:
             parts.append(
-                f"{self.pairs_one_more:,} of them already had {self.new} or more labels or "
-                "leases out: each takes one label more, which settles it on all its labels."
+                f"{self.pairs_one_more:,} of them already had {self.new} or more labels and none "
+                "out: each takes one label more, which settles it on all its labels."
             )
         if self.pairs_settled_kept:
             parts.append(

@@ -132,8 +132,9 @@ class OverlapApplied:
 
     # The pairs in rounds not yet settled, which take the new overlap.
     unsettled: int
-    # Of those, pairs that already had the new overlap's slots in use (labels, or leases
-    # out): each takes one label more, which settles it on all its labels.
+    # Of those, pairs that already held the new overlap's labels, every slot labelled: each
+    # takes one label more, which settles it on all its labels (a pair with leases out
+    # settles on the labels in flight).
     one_more: int
     # Pairs whose cap changed (the others had it already).
     changed: int
@@ -141,14 +142,18 @@ class OverlapApplied:
 
 def _overlap_cap(annotators_per_pair: int) -> Case:
     """The cap of a pair not yet settled under an overlap of ``annotators_per_pair`` (N):
-    N while fewer than N slots are in use; else one more than in use (never fewer than in
-    use: the CHECK ``pair_slots_within_cap``). The extra slot is what settles such a pair:
-    its consensus is computed when a label arrives and finds N labels, and a pair that
-    already holds N labels with none out would otherwise wait for good (a label that took
-    the pair's lock before the change was counted under the old N). A pair whose in-flight
-    labels settle it anyway keeps the spare slot as its double-blind re-test."""
+    N while fewer than N slots are in use; else the slots in use while a lease is out (never
+    fewer: the CHECK ``pair_slots_within_cap``), and one more than in use once every slot
+    holds a label. Its consensus is computed when a label arrives and finds N labels: a
+    lease out brings that label (or, lapsed, frees its slot for someone who will), while a
+    pair that already holds N labels with none out would otherwise wait for good (a label
+    that took the pair's lock before the change was counted under the old N), so it takes
+    one label more. A spare slot beside leases out would take labels nobody asked for: one
+    more than in use each, taken as ordinary labels before the in-flight ones settle it (a
+    pair lowered from 5 to 2 with 5 leases out got 6)."""
     return Case(
         When(slots_taken__lt=annotators_per_pair, then=Value(annotators_per_pair)),
+        When(labels_count__lt=F("slots_taken"), then=F("slots_taken")),
         default=F("slots_taken") + 1,
     )
 
@@ -175,7 +180,11 @@ def pairs_apply_overlap(*, campaign_id: int, annotators_per_pair: int) -> Overla
     )
     counts = unsettled.aggregate(
         unsettled=Count("pk"),
-        one_more=Count("pk", filter=Q(slots_taken__gte=annotators_per_pair)),
+        # A lease out brings the label that settles its pair: no label more for it.
+        one_more=Count(
+            "pk",
+            filter=Q(slots_taken__gte=annotators_per_pair, labels_count__gte=F("slots_taken")),
+        ),
     )
     if connection.vendor == "postgresql":
         changed = _apply_overlap_in_pair_order(campaign_id, annotators_per_pair)
@@ -189,7 +198,8 @@ def pairs_apply_overlap(*, campaign_id: int, annotators_per_pair: int) -> Overla
 
 # _overlap_cap in SQL, over the pair's latest version (alias ``p``).
 _OVERLAP_CAP_SQL = (
-    "CASE WHEN p.slots_taken < %(per_pair)s THEN %(per_pair)s ELSE p.slots_taken + 1 END"
+    "CASE WHEN p.slots_taken < %(per_pair)s THEN %(per_pair)s "
+    "WHEN p.labels_count < p.slots_taken THEN p.slots_taken ELSE p.slots_taken + 1 END"
 )
 # Django drops the ORDER BY of an ``id__in`` subquery, which would lock the rows in index
 # order: hence SQL. Only constant names are formatted in. Every unsettled pair is locked, its

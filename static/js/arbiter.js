@@ -198,6 +198,15 @@
 
   document.addEventListener("htmx:responseError", function (event) {
     const code = event.detail && event.detail.xhr ? event.detail.xhr.status : "an error";
+    if (code === 403 || code === 404) {
+      // Not a passing failure: the same request is refused again (the annotator was removed
+      // from the campaign, or the session changed in another tab), so "try again" loops.
+      showClientError(
+        "The server answered " + code + ": this page is no longer yours to use (you may have been " +
+          "removed from this campaign, or signed in as someone else). Reload the page."
+      );
+      return;
+    }
     showClientError("The server answered " + code + ". Nothing was lost: your input is still here, so try again.");
   });
   document.addEventListener("htmx:sendError", function () {

@@ -109,20 +109,19 @@ def test_a_lease_out_beyond_the_lowered_overlap_keeps_its_slot_and_the_pair_sett
 
     campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=1)
 
-    assert (_fresh(pair).slot_cap, pair.slots_taken) == (3, 2)  # never below the slots in use
+    assert (_fresh(pair).slot_cap, pair.slots_taken) == (2, 2)  # never below the slots in use
+    # No spare slot beside the lease out: its label is the one that settles the pair.
+    assert assignment_next(campaign=campaign, annotator=UserFactory()) is None
     label_submit(assignment=out, data=LabelInput(preference=-1 if out.swapped else 1))
     assert _fresh(pair).provenance == Pair.Provenance.UNANIMOUS
-    # The spare slot is the pair's re-test now, served as one; then the pair is done.
-    retest = judge(campaign, UserFactory(), 1)
-    assert retest.pair_id == pair.pk and retest.is_retest
-    assert _fresh(pair).status == Pair.Status.COMPLETE
+    assert (pair.status, pair.labels_count) == (Pair.Status.COMPLETE, 2)
     assert assignment_next(campaign=campaign, annotator=UserFactory()) is None
 
 
 def test_a_submit_that_read_the_old_overlap_is_judged_under_the_new_one():
     """The request read the campaign (N = 3) before the change to 2 committed: its label is
     judged under the N in force when it commits (read again under the pair's row lock), so
-    it settles the pair on 2; the spare slot then serves a re-test."""
+    it settles the pair on 2, with no slot to spare."""
     campaign = CampaignFactory(annotators_per_pair=3)
     pair = PairFactory(campaign=campaign)
     _labelled(campaign, pair, 1)
@@ -134,9 +133,8 @@ def test_a_submit_that_read_the_old_overlap_is_judged_under_the_new_one():
     label_submit(assignment=stale, data=LabelInput(preference=-1 if stale.swapped else 1))
 
     assert (_fresh(pair).provenance, pair.labels_count) == (Pair.Provenance.UNANIMOUS, 2)
-    (last,) = _labelled(campaign, pair, 1)
-    assert last.is_retest
-    assert (_fresh(pair).status, pair.labels_count) == (Pair.Status.COMPLETE, 3)
+    assert (pair.status, pair.slot_cap) == (Pair.Status.COMPLETE, 2)
+    assert assignment_next(campaign=campaign, annotator=UserFactory()) is None
 
 
 def test_a_re_test_out_when_the_overlap_is_raised_is_still_a_re_test():
@@ -195,11 +193,13 @@ def test_the_same_value_changes_nothing_and_a_bad_one_is_refused():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="row locks")
 def test_a_take_in_flight_is_waited_for_and_the_cap_never_falls_below_its_slots():
-    """A take holds a fresh pair (its first slot, uncommitted) while the overlap is lowered
-    to 1: the change waits for it and computes the cap on the pair as the take left it (one
-    slot in use: a spare one more), not as it read it (none in use: a cap of 1)."""
+    """A take holds a pair's second slot (uncommitted) while the overlap is lowered to 1: the
+    change waits for it and computes the cap on the pair as the take left it (two slots in
+    use, leases out: a cap of 2), not as it read it (one in use: a cap of 1, below the
+    slots the take then commits)."""
     campaign = CampaignFactory(annotators_per_pair=3)
     pair = PairFactory(campaign=campaign)
+    assert assignment_next(campaign=campaign, annotator=UserFactory()) is not None
     taken, release = threading.Event(), threading.Event()
 
     def take() -> None:
@@ -224,4 +224,4 @@ def test_a_take_in_flight_is_waited_for_and_the_cap_never_falls_below_its_slots(
     release.set()
     holder.result(timeout=30)
     assert changing.result(timeout=30).pairs_changed == 1
-    assert (_fresh(pair).slots_taken, pair.slot_cap) == (1, 2)
+    assert (_fresh(pair).slots_taken, pair.slot_cap) == (2, 2)

@@ -77,7 +77,7 @@ def test_an_unsettled_pair_still_waits_for_the_new_overlap():
 
 
 def test_a_label_leased_before_its_pair_settled_counts_after_a_raise():
-    """N lowered 4 -> 3 with a fourth lease out (its pair takes one label more), the pair
+    """N lowered 4 -> 3 with a fourth lease out (its pair keeps it, with no slot to spare), the pair
     settled on three labels by a change, then N raised to 5: the fourth label, leased before
     the pair had a verdict, still counts in its consensus, as it would have under 3."""
     campaign = CampaignFactory(annotators_per_pair=4, retest_share=0.0, label_change_minutes=30)
@@ -91,7 +91,7 @@ def test_a_label_leased_before_its_pair_settled_counts_after_a_raise():
     campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=3)
     relabel(first.assignment, 2)  # settles it on its three labels
     pair.refresh_from_db()
-    assert (pair.provenance, pair.status) == (Pair.Provenance.UNANIMOUS, Pair.Status.IN_ANNOTATION)
+    assert (pair.provenance, pair.status) == (Pair.Provenance.UNANIMOUS, Pair.Status.COMPLETE)
     campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=5)
 
     shown = 2 if lease.swapped else -2  # canonical -2: B much better
