@@ -23,7 +23,11 @@ def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 or n successes the bound is exactly 0 or 1, but centre ∓ half rounds to 5.6e-17
+    # (0 of 3) or 1 - 1.1e-16 (10 of 10): an interval that would not hold its own accuracy.
+    low = 0.0 if correct <= 0 else max(0.0, min(p, centre - half))
+    high = 1.0 if correct >= n else min(1.0, max(p, centre + half))
+    return (low, high)
 
 
 def _summary(correct: int, n: int) -> dict[str, float | int]:

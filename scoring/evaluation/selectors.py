@@ -52,10 +52,21 @@ def evaluation_set_for_admin(
     return found
 
 
+@dataclass(frozen=True)
+class EvaluationCell:
+    """A version's result on a set, with its subsets as (name, summary) pairs in name order.
+
+    The template iterates ``subsets``, never ``result.subsets.items``: Django looks a dict's key
+    up before its method, so a subset named "items" broke the panel (a 500)."""
+
+    result: EvaluationResult
+    subsets: list[tuple[str, Any]]
+
+
 @dataclass
 class EvaluationTable:
     sets: list[EvaluationSet]
-    rows: list[dict[str, Any]]  # {"version": ModelVersion, "cells": [EvaluationResult | None]}
+    rows: list[dict[str, Any]]  # {"version": ModelVersion, "cells": [EvaluationCell | None]}
     chart: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,8 +90,12 @@ def evaluation_table(*, campaign: Campaign, versions_limit: int = 20) -> Evaluat
             model_version__in=versions, evaluation_set__in=sets
         )
     }
+    cells = {
+        key: EvaluationCell(result=result, subsets=sorted(result.subsets.items()))
+        for key, result in results.items()
+    }
     rows = [
-        {"version": version, "cells": [results.get((version.pk, item.pk)) for item in sets]}
+        {"version": version, "cells": [cells.get((version.pk, item.pk)) for item in sets]}
         for version in versions
     ]
     table = EvaluationTable(sets=sets, rows=rows)

@@ -23,7 +23,7 @@ from scoring.evaluation.services import evaluation_set_upload_file
 
 class EvaluationSetForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="Default: the file's name.")
-    file = forms.FileField(help_text="JSONL, JSON or Parquet, optionally .gz")
+    file = forms.FileField(help_text="JSONL, JSON, CSV or Parquet, optionally .gz")
     shared = forms.BooleanField(required=False, help_text="Shared by every campaign.")
 
 

@@ -24,8 +24,8 @@ from scoring.models import EvaluationResult, Job, ModelVersion
 class Command(BaseCommand):
     help = (
         "Upload FILE as an evaluation set of the campaign (RewardBench layout: prompt, chosen, "
-        "rejected, subset; or message lists; JSONL, JSON or Parquet, optionally gzipped) and "
-        "evaluate a model version on it. The last line is one JSON object with version, "
+        "rejected, subset; or message lists; JSONL, JSON, CSV or Parquet, optionally gzipped) "
+        "and evaluate a model version on it. The last line is one JSON object with version, "
         "accuracy, ci_low, ci_high, n and subsets ({name: {accuracy, n, ci_low, ci_high}}). "
         + MODE_HELP
     )
