@@ -145,7 +145,9 @@ def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[
                 ),
                 "outcome": label.outcome,
                 "ranking": label.ranking,
-                "aspect_ratings": label.aspect_ratings or {},
+                # (aspect, sides) pairs, not the dict: a template reading ``.items`` of a dict
+                # with an aspect named "items" would get that aspect's ratings.
+                "aspect_ratings": list((label.aspect_ratings or {}).items()),
                 "rationale": label.rationale,
                 "confidence": label.confidence,
                 "flags": label.flags,

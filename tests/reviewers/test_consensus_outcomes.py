@@ -104,3 +104,25 @@ def test_the_expert_sees_both_bad_labels_and_their_aspect_ratings(client, expert
     assert text.count("Both bad") >= 3
     assert 'data-testid="aspect-ratings"' in text
     assert "honesty: A 0 · B –" in text or "honesty: A – · B 0" in text
+
+
+@pytest.mark.django_db
+def test_an_aspect_named_like_a_dict_method_shows_on_the_review_page(client, expert):
+    campaign = CampaignFactory(
+        both_bad_route=BothBadRoute.EXPERT,
+        aspects=[{"name": "items", "label": "Items", "scale_min": 0, "scale_max": 2}],
+    )
+    pair = PairFactory(campaign=campaign)
+    for _ in range(3):
+        assignment = assignment_next(campaign=campaign, annotator=UserFactory())
+        assert assignment is not None
+        label_submit(
+            assignment=assignment,
+            data=LabelInput(preference=0, outcome="both_bad", aspect_ratings={"items": {"a": 2}}),
+        )
+    escalation = Escalation.objects.get(pair=pair)
+    client.force_login(expert)
+    response = client.get(reverse("escalation-review", args=[escalation.pk]))
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "items: A 2 · B –" in text or "items: A – · B 2" in text
