@@ -71,7 +71,9 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
                 pk=assignment_id, status=Assignment.Status.ACTIVE
             ).update(status=Assignment.Status.EXPIRED, finished_at=now)
             if changed and kind != Assignment.Kind.GOLD:
-                pair_release_slot(pair_id=pair_id, swapped=swapped)
+                pair_release_slot(
+                    pair_id=pair_id, swapped=swapped, retest=kind == Assignment.Kind.RETEST
+                )
             expired += changed
     return expired
 
@@ -98,7 +100,9 @@ def assignments_end_for_annotator(
             if changed and kind != Assignment.Kind.GOLD:
                 # Its own orientation, not a recount: a recount's snapshot, taken before the
                 # pair's row lock, missed a slot another annotator took meanwhile.
-                pair_release_slot(pair_id=pair_id, swapped=swapped)
+                pair_release_slot(
+                    pair_id=pair_id, swapped=swapped, retest=kind == Assignment.Kind.RETEST
+                )
             ended += changed
     return ended
 
@@ -411,7 +415,9 @@ def _take_regular_pair_with_orm(
                 except IntegrityError:
                     # The same annotator asked twice at once and the other request got this
                     # pair; give the slot back and try the next candidate.
-                    pair_release_slot(pair_id=pair_id, swapped=swapped)
+                    pair_release_slot(
+                        pair_id=pair_id, swapped=swapped, retest=kind == Assignment.Kind.RETEST
+                    )
                     continue
     return None
 
@@ -676,5 +682,9 @@ def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> N
         if not changed:
             raise AlreadyFinished("This assignment is no longer active.")
         if assignment.kind != Assignment.Kind.GOLD:
-            pair_release_slot(pair_id=assignment.pair_id, swapped=assignment.swapped)
+            pair_release_slot(
+                pair_id=assignment.pair_id,
+                swapped=assignment.swapped,
+                retest=assignment.kind == Assignment.Kind.RETEST,
+            )
     assignment.status = Assignment.Status.SKIPPED

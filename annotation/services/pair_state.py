@@ -267,20 +267,34 @@ def _live_swapped_slots() -> Coalesce:
     return Coalesce(Subquery(live_swapped), 0)
 
 
-def pair_release_slot(*, pair_id: int, swapped: bool) -> int:
+def pair_release_slot(*, pair_id: int, swapped: bool, retest: bool) -> int:
     """Give a slot back (a lease expired, was skipped or ended, or its insert failed);
-    ``swapped``: the released slot's orientation. The slot always goes back: a swapped
-    count already at zero (it should not be) stays there rather than keeping the slot."""
-    return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(
-        slots_taken=F("slots_taken") - 1,
-        swapped_taken=Greatest(F("swapped_taken") - int(swapped), 0),
-        # Only a re-test's slot frees on a complete pair (it settled, a label changed, while
-        # the re-test was out): back in annotation, or no one would be served the re-test.
-        status=Case(
+    ``swapped``: the released slot's orientation; ``retest``: whether it was a re-test's.
+    The slot always goes back: a swapped count already at zero (it should not be) stays
+    there rather than keeping the slot."""
+    update: dict[str, Any] = {
+        "slots_taken": F("slots_taken") - 1,
+        "swapped_taken": Greatest(F("swapped_taken") - int(swapped), 0),
+    }
+    if retest:
+        # A re-test's slot freed on a complete pair (it settled, a label changed, while the
+        # re-test was out): back in annotation, or no one would be served the re-test. A
+        # regular lease lapsing on a pair its other labels settled (its overlap was lowered
+        # while it was out) leaves it complete: reopened, it was served as a re-test that
+        # nobody asked for.
+        update["status"] = Case(
             When(status=Pair.Status.COMPLETE, is_gold=False, then=Value(Pair.Status.IN_ANNOTATION)),
             default=F("status"),
-        ),
-    )
+        )
+    else:
+        # On a pair with a verdict the slot goes with it: kept, a later settle (the labels
+        # still in flight) would find a slot free and reopen the pair for that re-test.
+        update["slot_cap"] = Case(
+            When(~Q(provenance=Pair.Provenance.NONE), slot_cap__gt=0, then=F("slot_cap") - 1),
+            default=F("slot_cap"),
+            output_field=Pair._meta.get_field("slot_cap"),
+        )
+    return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(**update)
 
 
 def pair_set_aside_label(*, pair_id: int) -> int:

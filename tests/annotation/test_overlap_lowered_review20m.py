@@ -60,3 +60,24 @@ def test_a_lease_that_lapses_after_the_change_frees_its_slot_for_the_settling_la
     pair.refresh_from_db()
     assert (pair.status, pair.labels_count) == (Pair.Status.COMPLETE, 2)
     assert assignment_next(campaign=campaign, annotator=UserFactory()) is None
+
+
+def test_a_lease_lapsing_after_its_pair_settled_leaves_it_complete():
+    """Lowered from 3 to 1 with three leases out: the first label settles the pair, and a
+    lease lapsing afterwards does not reopen it (it was served as a re-test nobody asked
+    for)."""
+    campaign = CampaignFactory(annotators_per_pair=3, retest_share=0.0)
+    pair = PairFactory(campaign=campaign)
+    out = [assignment_next(campaign=campaign, annotator=UserFactory()) for _ in range(3)]
+    campaign_set_annotators_per_pair(campaign=campaign, annotators_per_pair=1)
+    _submit(out[0])
+    pair.refresh_from_db()
+    assert pair.status == Pair.Status.COMPLETE
+
+    assignment_skip(assignment=out[1])
+    pair.refresh_from_db()
+    assert (pair.status, pair.slots_taken) == (Pair.Status.COMPLETE, 2)
+    assert assignment_next(campaign=campaign, annotator=UserFactory()) is None
+    _submit(out[2])  # the label still in flight counts, as before
+    pair.refresh_from_db()
+    assert (pair.status, pair.labels_count) == (Pair.Status.COMPLETE, 2)
