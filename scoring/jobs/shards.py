@@ -43,6 +43,7 @@ from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from scoring.jobs.claims import RELEASED_STALE_PERIODS
 from scoring.jobs.runner import (
     TASK_NAMES,
     JobCancelled,
@@ -528,15 +529,24 @@ def shards_recover_stale() -> list[int]:
         ).select_related("job")
     )
     # Queued shards of a job nobody has touched for a while: their messages may be lost
-    # (a broker restart); a duplicate of a live one is ignored by its claim.
-    stale += list(
+    # (a broker restart); a duplicate of a live one is ignored by its claim. Only once every
+    # RELEASED_STALE_PERIODS stale periods (the job's heartbeat is stamped when they are sent):
+    # shards merely waiting behind other work (every gpu worker busy with a training of
+    # hours) were sent again at every sweep, thousands of duplicate messages an hour.
+    waiting = list(
         JobShard.objects.filter(
             status=JobShard.Status.QUEUED,
             job__status=Job.Status.RUNNING,
             job__stage=Job.Stage.SHARDS,
-            job__heartbeat_at__lt=stale_before(),
+            job__heartbeat_at__lt=stale_before(RELEASED_STALE_PERIODS),
         ).select_related("job")
     )
+    Job.objects.filter(
+        pk__in={shard.job_id for shard in waiting},
+        status=Job.Status.RUNNING,
+        stage=Job.Stage.SHARDS,
+    ).update(heartbeat_at=Now())
+    stale += waiting
     sent = []
     for shard in stale:
         queue = (shard.job.result or {}).get("queue")

@@ -197,3 +197,26 @@ def test_a_broker_refusing_one_stale_shard_does_not_end_the_sweep(db, monkeypatc
     monkeypatch.setattr(current_app, "send_task", send_task)
     assert shards_recover_stale() == [last.pk]
     assert sent == [last.pk]
+
+
+def test_queued_shards_waiting_behind_other_work_are_not_sent_at_every_sweep(
+    db, sent_tasks, django_capture_on_commit_callbacks, settings
+):
+    """Sent again once the job was silent ten stale periods, then not before as long again
+    (every gpu worker busy with an hours-long training: duplicates at every sweep)."""
+    job, last = _job_whose_last_shard_died_after_its_commit()
+    JobShard.objects.filter(pk=last.pk).update(status=JobShard.Status.QUEUED)
+    assert shards_recover_stale() == [last.pk]
+    assert shards_recover_stale() == []  # the next sweeps wait
+    assert shards_recover_stale() == []
+    stale_seconds = float(settings.ARBITER.get("JOB_STALE_SECONDS", 60))
+    # Silent for less than ten stale periods since: still waiting.
+    Job.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=5 * stale_seconds)
+    )
+    assert shards_recover_stale() == []
+    Job.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=11 * stale_seconds)
+    )
+    assert shards_recover_stale() == [last.pk]
+    assert [task for task in sent_tasks if task[0] == SHARD_TASK] == [(SHARD_TASK, (last.pk,))] * 2
