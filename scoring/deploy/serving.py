@@ -114,7 +114,8 @@ def model_version_score(
     """Score validated items with ``version`` on a worker; one result per item, in order."""
     if version.status != ModelVersion.Status.READY:
         raise ScoringRefused(f"model version {version.number} is {version.status}, not ready")
-    timeout_s = score_limits()["timeout_s"] if timeout_s is None else timeout_s
+    limits = score_limits()
+    timeout_s = limits["timeout_s"] if timeout_s is None else timeout_s
     request_id = uuid.uuid4().hex
     deadline = time.time() + timeout_s
     try:
@@ -126,7 +127,7 @@ def model_version_score(
                 "items": items,
                 "deadline": deadline,
             },
-            queue=score_limits()["queue"],
+            queue=limits["queue"],
             expires=timeout_s,
         )
     except Exception as error:  # kombu raises many types when the broker is unreachable
@@ -135,7 +136,8 @@ def model_version_score(
     answer = _wait_for_answer(_answer_key(request_id), deadline)
     if answer is None:
         raise ScoringTimeout(
-            f"no scoring worker answered within {timeout_s:g} s (is a `gpu` worker running?)"
+            f"no scoring worker answered within {timeout_s:g} s (is a worker consuming the "
+            f"`{limits['queue']}` queue running?)"
         )
     if "bad_input" in answer:
         raise ScoringBadInput(answer["bad_input"])
