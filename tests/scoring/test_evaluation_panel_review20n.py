@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -22,7 +24,7 @@ def test_the_interval_reaches_the_end_of_the_scale_at_none_or_all_correct(n: int
 
 
 def test_a_report_of_all_right_and_all_wrong_subsets_holds_its_accuracies() -> None:
-    report = accuracy_report([0.9] * 10 + [0.1] * 3, ["right"] * 10 + ["wrong"] * 3)
+    report: dict[str, Any] = accuracy_report([0.9] * 10 + [0.1] * 3, ["right"] * 10 + ["wrong"] * 3)
     subsets = report["subsets"]
     assert subsets["right"]["accuracy"] == 1.0 and subsets["right"]["ci_high"] == 1.0
     assert subsets["wrong"]["accuracy"] == 0.0 and subsets["wrong"]["ci_low"] == 0.0
@@ -45,7 +47,9 @@ def test_a_subset_named_like_a_dict_method_shows_in_the_panel(
         pairs_count=5,
         subsets={subset: 4, "chat": 1},
     )
-    report = accuracy_report([0.9, 0.9, 0.9, 0.2, 0.8], [subset, subset, subset, subset, "chat"])
+    report: dict[str, Any] = accuracy_report(
+        [0.9, 0.9, 0.9, 0.2, 0.8], [subset, subset, subset, subset, "chat"]
+    )
     EvaluationResult.objects.create(
         model_version=version,
         evaluation_set=evaluation_set,
