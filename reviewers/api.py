@@ -321,7 +321,19 @@ class ReviewLabelSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="'Annotator N': identities are hidden from experts.")
     username = serializers.CharField(allow_null=True, help_text="Shown to admins only.")
     preference = serializers.IntegerField(help_text="Canonical orientation (A and B as imported).")
-    rationale = serializers.CharField(allow_blank=True)
+    rationale = serializers.CharField(
+        allow_blank=True,
+        help_text="As written: it speaks of the responses as this annotator saw them "
+        "(shown_first, display_order), not in canonical order.",
+    )
+    shown_first = serializers.CharField(
+        help_text="Canonical side the annotator saw on the left, as 'A': 'a' or 'b'."
+    )
+    display_order = serializers.JSONField(
+        allow_null=True,
+        help_text="Ranking items: the canonical response index shown at each position "
+        "(their 'Response 1' first); else null.",
+    )
     confidence = serializers.IntegerField(allow_null=True)
     flags = serializers.ListField(child=serializers.CharField())
     kind = serializers.CharField(

@@ -347,7 +347,7 @@ def code_run_execute(*, code_run_id: int, last_try: bool = False) -> CodeRun | N
     try:
         result = run_code(run.language, run.code, stdin=run.stdin, tests=run.tests)
     except SandboxBusy:
-        if last_try:
+        if last_try or _no_time_for_another_try(run):
             _code_run_finish(
                 run, CodeRun.Status.FAILED, {"status": "failed", "error": SANDBOX_BUSY_REASON}
             )
@@ -366,6 +366,28 @@ def code_run_execute(*, code_run_id: int, last_try: bool = False) -> CodeRun | N
         run.status, run.result = CodeRun.Status.DONE, result.to_dict()
     _code_run_finish(run, run.status, run.result)
     return run
+
+
+# What a try may take beyond its wait for a slot: the task's longest back-off before it (30 s),
+# then compiling (20 s) and running (30 s at most).
+_TRY_BEYOND_SLOT_WAIT_S = 80
+
+
+def _no_time_for_another_try(run: CodeRun) -> bool:
+    """Whether the stale sweep would fail the run before one more try could end.
+
+    Each try waits up to ARBITER_SANDBOX_SLOT_WAIT_S (60 s) for a slot, and the task tries 11
+    times: a run that every try finds busy outlives CODE_RUN_STALE_SECONDS, and the sweep
+    would fail it saying its worker stopped. The try that leaves no time for another is its
+    last, so that the run fails with the true reason."""
+    from annotation.tools.sandbox import SandboxConfig
+
+    try:
+        slot_wait_s = SandboxConfig.from_env().slot_wait_s
+    except ValueError:  # a bad setting: run_code reported it already, as SandboxUnavailable
+        slot_wait_s = SandboxConfig.slot_wait_s
+    age_s = (timezone.now() - run.created_at).total_seconds()
+    return age_s + slot_wait_s + _TRY_BEYOND_SLOT_WAIT_S >= CODE_RUN_STALE_SECONDS
 
 
 def _code_run_finish(run: CodeRun, status: str, result: dict[str, Any]) -> None:
@@ -408,9 +430,28 @@ def _code_run_evidence_update(run: CodeRun) -> None:
         evidence.save(update_fields=["payload"])
 
 
+# Requests waiting on runs at once in a web process. A wait holds a server thread (the API's up
+# to 15 s); while the sandbox queue backs up (no sandbox worker, or slow programs) every run
+# waits its whole timeout, and unbounded waits would take every thread from next and label, as
+# unbounded model asks would (LLM_CONCURRENT_ASKS). A request past the cap does not wait: the
+# run as it stands (queued) is answered at once, to poll.
+CODE_RUN_CONCURRENT_WAITS = 2
+_code_run_waits = threading.BoundedSemaphore(CODE_RUN_CONCURRENT_WAITS)
+
+
 def code_run_wait(*, code_run_id: int, timeout_s: float, poll_s: float = 0.05) -> CodeRun:
-    """The run once it is finished, or as it stands after `timeout_s` (polling the row)."""
-    deadline = time.monotonic() + max(timeout_s, 0.0)
+    """The run once it is finished, or as it stands after `timeout_s` (polling the row); as it
+    stands at once while CODE_RUN_CONCURRENT_WAITS other requests of this process wait."""
+    if timeout_s <= 0 or not _code_run_waits.acquire(blocking=False):
+        return CodeRun.objects.get(pk=code_run_id)
+    try:
+        return _code_run_poll(code_run_id=code_run_id, timeout_s=timeout_s, poll_s=poll_s)
+    finally:
+        _code_run_waits.release()
+
+
+def _code_run_poll(*, code_run_id: int, timeout_s: float, poll_s: float) -> CodeRun:
+    deadline = time.monotonic() + timeout_s
     while True:
         run = CodeRun.objects.get(pk=code_run_id)
         if run.status in (CodeRun.Status.DONE, CodeRun.Status.FAILED):
@@ -471,6 +512,20 @@ def _llm_slots(cap: int) -> threading.BoundedSemaphore | None:
 def _without_nul(text: str) -> str:
     # A model's text is stored as jsonb, which refuses NUL.
     return text.replace("\x00", "\ufffd")
+
+
+# The most of a model's answer kept (and shown): a few pages. The endpoint may send up to
+# 4 MiB (a model repeating itself until its context is full), and each ask keeps its answer
+# as evidence, which the panel, the review page and the export read back.
+MAX_ANSWER_CHARS = 20_000
+ANSWER_CUT_MARK = "\n[… the rest of the answer was cut for length …]"
+
+
+def _answer_kept(answer: str) -> str:
+    answer = _without_nul(answer)
+    if len(answer) <= MAX_ANSWER_CHARS:
+        return answer
+    return answer[:MAX_ANSWER_CHARS] + ANSWER_CUT_MARK
 
 
 def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
@@ -534,8 +589,8 @@ def llm_ask(*, assignment: Assignment, question: str) -> Evidence:
             kind=Evidence.Kind.LLM,
             payload={
                 "question": question[:4000],
-                "answer": _without_nul(answer.answer),
-                "model": _without_nul(answer.model),
+                "answer": _answer_kept(answer.answer),
+                "model": _without_nul(answer.model)[:200],
             },
         )
 
@@ -578,8 +633,13 @@ def evidence_summary(label: Label) -> str:
     return "\n".join(evidence_line(evidence) for evidence in label.evidence.all())
 
 
-# Longer than a run's slot wait, retries and wall clock together.
+# Longer than a run's slot wait, retries and wall clock together (a try that would end later
+# fails the run itself: _no_time_for_another_try).
 CODE_RUN_STALE_SECONDS = 600
+_STALE_REASONS: dict[str, str] = {
+    CodeRun.Status.QUEUED: "no sandbox worker took this run within 10 minutes; try again later",
+    CodeRun.Status.RUNNING: "the worker running this program stopped",
+}
 
 
 def code_runs_fail_stale(*, now: datetime | None = None) -> int:
@@ -589,12 +649,16 @@ def code_runs_fail_stale(*, now: datetime | None = None) -> int:
     stale = CodeRun.objects.filter(
         CODE_RUN_UNFINISHED, created_at__lt=now - timedelta(seconds=CODE_RUN_STALE_SECONDS)
     )
-    result = {"status": "failed", "error": "the worker running this program stopped"}
     failed = 0
     with transaction.atomic():
-        for run in stale.only("pk", "assignment_id"):
-            # Guarded row by row: a run that finished since the SELECT keeps its outcome.
-            if not CodeRun.objects.filter(CODE_RUN_UNFINISHED, pk=run.pk).update(
+        for run in stale.only("pk", "assignment_id", "status"):
+            # A run still queued was never taken (its tries end before the sweep: see
+            # _no_time_for_another_try): no sandbox worker consumes the queue, or it lags.
+            reason = _STALE_REASONS[run.status]
+            result = {"status": "failed", "error": reason}
+            # Guarded row by row: a run that finished (or started) since the SELECT keeps its
+            # outcome (or is left to its worker until the next sweep).
+            if not CodeRun.objects.filter(pk=run.pk, status=run.status).update(
                 status=CodeRun.Status.FAILED, result=result, finished_at=now
             ):
                 continue

@@ -221,11 +221,17 @@ def queue_domains(*, viewer: User) -> list[str]:
 
 
 def next_escalation_for(
-    *, expert: User, after: int | None = None, now: datetime | None = None
+    *,
+    expert: User,
+    after: int | None = None,
+    exclude: Iterable[int] = (),
+    now: datetime | None = None,
 ) -> Escalation | None:
-    """The oldest open escalation this expert can take: visible to them (their domains first,
+    """The open escalation this expert can take next: visible to them (their domains first,
     see ``visible_to_expert``), free (or theirs, or its claim expired), on a pair they did not
-    label, other than ``after``."""
+    label, and not one of ``exclude``. The oldest; with ``after`` (the one they leave, skipped
+    or decided), the first after it in age order, back to the oldest past the last, so that
+    skipping moves through the queue rather than between two escalations."""
     now = now or timezone.now()
     claimable = (
         Escalation.objects.filter(status=Escalation.Status.OPEN)
@@ -234,9 +240,21 @@ def next_escalation_for(
         .exclude(pair__labels__annotator=expert)
     )
     claimable = visible_to(claimable, expert)
-    if after is not None:
-        claimable = claimable.exclude(pk=after)
-    return claimable.order_by(*QUEUE_ORDERS["oldest"]).first()
+    skipped = {*exclude, *([after] if after is not None else [])}
+    if skipped:
+        claimable = claimable.exclude(pk__in=skipped)
+    fields = QUEUE_ORDERS["oldest"]
+    ordered = claimable.order_by(*fields)
+    position = (
+        Escalation.objects.filter(pk=after).values_list(*fields).first()
+        if after is not None
+        else None
+    )
+    if position is not None:
+        later = ordered.filter(_beyond(fields, list(position), forward=True)).first()
+        if later is not None:
+            return later
+    return ordered.first()
 
 
 def _held(escalation: Escalation, now: datetime) -> bool:

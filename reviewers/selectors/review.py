@@ -7,10 +7,11 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
-from annotation.models import Campaign, Label, Outcome, Pair
+from annotation.models import Campaign, Evidence, Label, Outcome, Pair
 from annotation.roles import Role, user_has_role
+from annotation.services.tools import evidence_line
 from reviewers import hooks
-from reviewers.models import Escalation
+from reviewers.models import Adjudication, Escalation
 from reviewers.selectors.queue import claim_state
 
 EVIDENCE_SUMMARY_CHARS = 240
@@ -32,9 +33,15 @@ def preference_words(preference: int | None, *, campaign: Campaign) -> str:
     return PREFERENCE_WORDS.get(preference, str(preference))
 
 
-def evidence_summary(payload: Any) -> str:
-    """A one-line account of an evidence payload, whatever tool produced it."""
-    if isinstance(payload, dict):
+def evidence_summary(payload: Any, *, kind: str = "") -> str:
+    """A one-line account of an evidence payload, whatever tool produced it.
+
+    Evidence of the annotator tools reads as the export and the label's summary read it
+    (`evidence_line`): a code run's outcome is the program's ("timeout", "tests fail"), not the
+    run's bookkeeping state, which is "done" whatever the program did."""
+    if isinstance(payload, dict) and kind in Evidence.Kind.values:
+        text = evidence_line(Evidence(kind=kind, payload=payload))
+    elif isinstance(payload, dict):
         preferred = ("query", "title", "url", "language", "status", "exit_code", "prompt")
         parts = [
             f"{key}: {payload[key]}" for key in preferred if payload.get(key) not in (None, "")
@@ -95,17 +102,41 @@ def escalation_review(*, escalation: Escalation, viewer: User) -> dict[str, Any]
         "prediction": hooks.model_prediction.first(pair=pair),
         "claim": claim_state(escalation, viewer=viewer),
         "adjudication": adjudication,
-        "decision_words": (
-            preference_words(adjudication.preference, campaign=campaign)
-            if adjudication is not None
-            else None
-        ),
+        "decision_words": _decision_words(adjudication, campaign=campaign),
         "choices": [
             (value, preference_words(value, campaign=campaign))
             for value in sorted(campaign.allowed_preferences, reverse=True)
         ],
         "show_names": show_names,
     }
+
+
+def _decision_words(adjudication: Adjudication | None, *, campaign: Campaign) -> str | None:
+    """The decision as the page writes it: a ranking item's ranking in the responses' numbers
+    (its ``preference``, response 0 against response 1, is no A/B verdict), else the preference."""
+    if adjudication is None:
+        return None
+    if adjudication.ranking is not None:
+        return ranking_words(adjudication.ranking)
+    return preference_words(adjudication.preference, campaign=campaign)
+
+
+def _shown_as(label: Label) -> str:
+    """How the annotator saw the responses, when not as imported: their rationale speaks of
+    what they saw ("A" for the response on the left, "Response 1" for the first one shown),
+    while the page and its verdicts speak in canonical order. "" when they saw them as here."""
+    display_order = label.assignment.display_order
+    if display_order:  # a ranking item's label
+        if list(display_order) == sorted(display_order):
+            return ""
+        order = ", ".join(str(index + 1) for index in display_order)
+        return (
+            f"Saw the responses in the order {order}: their Response 1 is Response "
+            f"{display_order[0] + 1} here, and so on."
+        )
+    if label.shown_first == "b":
+        return "Saw B on the left, as A: in the rationale, A means B here and B means A."
+    return ""
 
 
 def _label_kind(label: Label) -> str:
@@ -123,7 +154,7 @@ def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[
     ``kind`` marks those the consensus did not count (re-test, gold check, set aside)."""
     labels = (
         Label.objects.filter(pair=pair)
-        .select_related("annotator")
+        .select_related("annotator", "assignment")
         .prefetch_related("evidence")
         .order_by("created_at", "id")
     )
@@ -149,6 +180,11 @@ def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[
                 # with an aspect named "items" would get that aspect's ratings.
                 "aspect_ratings": list((label.aspect_ratings or {}).items()),
                 "rationale": label.rationale,
+                # The rationale's orientation: what the annotator saw on the left, or in what
+                # order (canonical indices by position); ``shown_as`` says it in words.
+                "shown_first": label.shown_first,
+                "display_order": label.assignment.display_order,
+                "shown_as": _shown_as(label),
                 "confidence": label.confidence,
                 "flags": label.flags,
                 "seconds_spent": label.seconds_spent,
@@ -157,7 +193,7 @@ def _label_entries(pair: Pair, *, campaign: Campaign, show_names: bool) -> list[
                     {
                         "kind": item.kind,
                         "kind_display": item.get_kind_display(),
-                        "summary": evidence_summary(item.payload),
+                        "summary": evidence_summary(item.payload, kind=item.kind),
                     }
                     for item in label.evidence.all()
                 ],

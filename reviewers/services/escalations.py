@@ -312,14 +312,15 @@ def escalation_claim_next(
 ) -> Escalation | None:
     """Claim the next escalation this expert can take (None when there is none); another
     expert may take each candidate first, so a lost race moves on to the next one."""
+    lost: list[int] = []
     for _attempt in range(attempts):
-        escalation = next_escalation_for(expert=expert, after=after)
+        escalation = next_escalation_for(expert=expert, after=after, exclude=lost)
         if escalation is None:
             return None
         try:
             return escalation_claim(escalation=escalation, expert=expert)
         except ApplicationError:
-            after = escalation.pk
+            lost.append(escalation.pk)
     return None
 
 
