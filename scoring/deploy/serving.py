@@ -15,13 +15,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, User
 from django.core.cache import cache
+from django.db import transaction
 from django.http import Http404
+from rest_framework.authtoken.models import Token
 
 from annotation.roles import Role, user_has_role
 from annotation.selectors import is_campaign_admin
@@ -76,6 +80,46 @@ def score_limits() -> dict[str, Any]:
         "max_chars": int(settings.ARBITER.get("SCORE_MAX_CHARS", 2_000_000)),
         "timeout_s": float(settings.ARBITER.get("SCORE_TIMEOUT_S", 30.0)),
     }
+
+
+@dataclass(frozen=True)
+class ScoringServiceAccount:
+    username: str
+    token: str
+    created: bool
+
+
+@transaction.atomic
+def scoring_service_account(*, username: str) -> ScoringServiceAccount:
+    """A user in the scoring-service group (created with it where missing) and its API token.
+
+    A new account gets no usable password (it signs in with its token alone) and no role. An
+    existing user joins the group only if they hold no role and are neither staff nor
+    superuser: an operator's typo must not turn a person's account into a service one, nor
+    keep a person's rights on the pipeline's token (PermissionError)."""
+    user_model = get_user_model()
+    user = user_model.objects.filter(username=username).first()
+    created = user is None
+    if user is None:
+        user = user_model(username=username)
+        user.set_unusable_password()
+        user.full_clean(exclude=["password"])
+        user.save()
+    else:
+        role_names = [role.value for role in Role]
+        if (
+            user.is_staff
+            or user.is_superuser
+            or user.groups.filter(name__in=role_names).exists()
+        ):
+            raise PermissionError(
+                f"{username!r} is a person's account (a role, staff or superuser): a "
+                "scoring-service account must be one of its own"
+            )
+    group, _ = Group.objects.get_or_create(name=SERVICE_GROUP)
+    user.groups.add(group)
+    token, _ = Token.objects.get_or_create(user=user)
+    return ScoringServiceAccount(username=username, token=token.key, created=created)
 
 
 def user_may_score(user: AbstractBaseUser | AnonymousUser) -> bool:
