@@ -287,14 +287,42 @@ def pair_release_slot(*, pair_id: int, swapped: bool, retest: bool) -> int:
             default=F("status"),
         )
     else:
-        # On a pair with a verdict the slot goes with it: kept, a later settle (the labels
-        # still in flight) would find a slot free and reopen the pair for that re-test.
-        update["slot_cap"] = Case(
-            When(~Q(provenance=Pair.Provenance.NONE), slot_cap__gt=0, then=F("slot_cap") - 1),
-            default=F("slot_cap"),
-            output_field=Pair._meta.get_field("slot_cap"),
-        )
+        cap = _cap_after_release(pair_id)
+        if cap is not None:
+            update["slot_cap"] = cap
     return Pair.objects.filter(pk=pair_id, slots_taken__gt=0).update(**update)
+
+
+def _cap_after_release(pair_id: int) -> int | None:
+    """The cap of a pair one of whose regular slots goes back, read under its row lock (taken
+    here, as the release's UPDATE would): None to keep it.
+
+    On a pair with a verdict the slot goes with it: kept, a later settle (the labels still in
+    flight) would find a slot free and reopen the pair for that re-test. On a pair without
+    one whose cap is above the campaign's N (lowered while leases were out: its cap was the
+    slots in use, ``_overlap_cap``), the cap follows the slots: kept, the freed slot went to
+    another annotator, or stayed free when the labels in flight settled the pair, which then
+    served it as a re-test nobody asked for. The overlap change holds the pair's lock until
+    it commits, so the N read after the lock is the one in force."""
+    row = (
+        Pair.objects.select_for_update(of=("self",))
+        .filter(pk=pair_id, slots_taken__gt=0)
+        .values_list(
+            "provenance", "slot_cap", "slots_taken", "labels_count", "campaign__annotators_per_pair"
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    provenance, cap, taken, labels, per_pair = row
+    if provenance != Pair.Provenance.NONE:
+        return max(cap - 1, 0)
+    if cap <= per_pair:
+        return None
+    left = taken - 1
+    if left < per_pair:
+        return per_pair
+    return min(cap, left if labels < left else left + 1)
 
 
 def pair_set_aside_label(*, pair_id: int) -> int:
