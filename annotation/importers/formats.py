@@ -261,7 +261,9 @@ class _JsonText:
             if match is not None:
                 self.pos = match.start()
                 return self.text[self.pos]
-            self.pos = len(self.text)
+            # All whitespace to the end: dropped, or a run of it (megabytes of blanks, or a
+            # gzip file of gigabytes) would pile up in the window until the end of the file.
+            self.text, self.pos = "", 0
             if self.eof:
                 return ""
             self._read_more(JSON_CHUNK_BYTES)

@@ -249,7 +249,9 @@ def import_job_run(*, job_id: int, inline: bool = False) -> ImportJob:
         return job
     except ImportFormatError as exc:
         job.status = ImportJob.Status.FAILED
-        job.error = str(exc)
+        # The reason may quote the file (a CSV header's names), and PostgreSQL text holds no
+        # NUL: saving one raised DataError, a 500 with the job left running.
+        job.error = str(exc).replace("\x00", "\\x00")
         job.error_line = exc.line
     except _FailedMeanwhile:
         # Rolled back: the row, failed by the sweep ("nothing was imported"), stays the truth.

@@ -52,6 +52,8 @@ from annotation.selectors import campaign_pair_counts_forget_on_commit
 from annotation.services.pair_state import GoldRefusal, pair_gold_refusal, pair_make_gold
 
 _BATCH = 10_000
+# Characters of text a batch holds at most (about 32 MB of ASCII): long rows make smaller batches.
+_BATCH_CHARS = 32 * 1024 * 1024
 _COLUMNS = (
     "campaign_id",
     "round_id",
@@ -261,13 +263,19 @@ def _row_builder(
 _T = TypeVar("_T")
 
 
-def _batches(rows: Iterable[_T]) -> Iterator[list[_T]]:
+def _batches(rows: Iterable[_T], chars: Callable[[_T], int]) -> Iterator[list[_T]]:
+    """Batches of _BATCH rows, or fewer holding _BATCH_CHARS characters of text: a batch of
+    long rows (documents, code, long conversations) would otherwise hold gigabytes, and the
+    writers keep up to _BATCHES_AHEAD + 1 of them at once."""
     batch: list[_T] = []
+    held = 0
     for row in rows:
         batch.append(row)
-        if len(batch) >= _BATCH:
+        held += chars(row)
+        if len(batch) >= _BATCH or held >= _BATCH_CHARS:
             yield batch
             batch = []
+            held = 0
     if batch:
         yield batch
 
@@ -275,6 +283,21 @@ def _batches(rows: Iterable[_T]) -> Iterator[list[_T]]:
 _HASH_INDEX = _COLUMNS.index("content_hash")
 _GOLD_INDEX = _COLUMNS.index("gold_preference")
 _BATCHES_AHEAD = 2  # parsed batches waiting for the server: enough to keep it busy
+_CONVERSATION_INDEX, _A_INDEX, _B_INDEX, _RESPONSES_INDEX = (
+    _COLUMNS.index(name) for name in ("conversation", "response_a", "response_b", "responses")
+)
+
+
+def _row_chars(row: tuple[Any, ...]) -> int:
+    """About the text a row holds: its conversation (encoded as JSON on PostgreSQL), its two
+    responses and a K-wise item's responses."""
+    size = len(row[_CONVERSATION_INDEX]) + len(row[_A_INDEX]) + len(row[_B_INDEX])
+    responses = row[_RESPONSES_INDEX]
+    return size if responses is None else size + len(responses)
+
+
+def _numbered_row_chars(numbered: tuple[int, tuple[Any, ...]]) -> int:
+    return _row_chars(numbered[1])
 
 
 def _copy_fresh(raw: Any, statement: str, campaign_id: int, batch: list[tuple[Any, ...]]) -> int:
@@ -656,13 +679,18 @@ def pairs_import(
         if as_gold:
             numbered = ((record.line, build_row(record)) for record in records())
             created, made_gold, busy_gold = _write_gold(
-                _batches(numbered), on_batch, campaign_id=campaign.pk, postgresql=postgresql
+                _batches(numbered, _numbered_row_chars),
+                on_batch,
+                campaign_id=campaign.pk,
+                postgresql=postgresql,
             )
         elif postgresql:
             rows = map(build_row, records())
-            created = _write_postgresql(_batches(rows), on_batch, campaign_id=campaign.pk)
+            created = _write_postgresql(
+                _batches(rows, _row_chars), on_batch, campaign_id=campaign.pk
+            )
         else:
-            created = _write_generic(_batches(map(build_row, records())), on_batch)
+            created = _write_generic(_batches(map(build_row, records()), _row_chars), on_batch)
     return ImportResult(
         rows_read=rows_read,
         created=created,
