@@ -155,6 +155,7 @@ def _overlap_cap(annotators_per_pair: int) -> Case:
         When(slots_taken__lt=annotators_per_pair, then=Value(annotators_per_pair)),
         When(labels_count__lt=F("slots_taken"), then=F("slots_taken")),
         default=F("slots_taken") + 1,
+        output_field=Pair._meta.get_field("slot_cap"),
     )
 
 
