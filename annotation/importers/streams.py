@@ -189,7 +189,9 @@ def open_source(
 def estimated_cost_bytes(path: str | os.PathLike[str], *, cap: int) -> int:
     """What reading the file will cost, in bytes, measured rather than trusted: a gzip file's
     decompressed size (decompressed up to just past `cap`, so the measure itself is cheap), a
-    Parquet file's uncompressed row-group size, else the file size. Callers compare it with
+    Parquet file's decoded size (its footer's sizes can lie: a dictionary of one long value
+    repeated on every row is small on disk and in the footer; likewise measured up to just
+    past `cap`), else the file size. Callers compare it with
     `cap` to choose between importing now and importing in the background."""
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
@@ -208,16 +210,14 @@ def estimated_cost_bytes(path: str | os.PathLike[str], *, cap: int) -> int:
                 return size  # broken: the parser will say so, quickly
             return max(size, total)
     if head == PARQUET_MAGIC:
-        try:
-            import pyarrow.parquet as pq
+        # Imported here: pyarrow is heavy, and only Parquet uploads need it.
+        from annotation.importers.parquet_sizes import parquet_decoded_bytes
 
-            metadata = pq.read_metadata(os.fspath(path))
-            declared = sum(
-                metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
-            )
+        try:
+            decoded = parquet_decoded_bytes(os.fspath(path), columns_read=ROW_KEYS, cap=cap)
         except Exception:  # noqa: BLE001 - unreadable: the parser will say so
-            declared = 0
-        return max(size, declared)
+            decoded = 0
+        return max(size, decoded)
     return size
 
 
