@@ -202,7 +202,10 @@ def activation_gate_reason(
                 f"{FIRST_VERSION_MIN_ACCURACY:.1f}, the minimum for a first version"
             )
         return ""
-    if active_accuracy is not None and accuracy < active_accuracy - tolerance:
+    # Compared as a drop, not ``accuracy < active - tolerance``: 0.8 - 0.1 is
+    # 0.7000000000000001 in binary floating point, which refused 140/200 against 160/200 at a
+    # tolerance of 0.1, exactly at it. Accuracies are ratios of counts: 1e-9 is far below any.
+    if active_accuracy is not None and active_accuracy - accuracy > tolerance + 1e-9:
         return (
             f"held-out accuracy {accuracy:.3f} is more than {tolerance:.3f} below the active "
             f"v{active_number}'s {active_accuracy:.3f}"

@@ -357,21 +357,9 @@ def rounds_check_completion() -> list[int]:
         .exclude(campaign_id__in=busy)
         .select_related("campaign")
     ):
-        pairs = Pair.objects.filter(round=current)
-        still_open = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
-        if not pairs.exists() or still_open.exists():
+        if not _round_done_and_loop_idle(current):
             continue
         campaign = current.campaign
-        latest = (
-            Job.objects.filter(campaign=campaign, kind__in=(Job.Kind.TRAIN, Job.Kind.LOOP))
-            .order_by("-id")
-            .only("status")
-            .first()
-        )
-        if latest is not None and latest.status in (Job.Status.FAILED, Job.Status.CANCELLED):
-            # Not restarted every minute after a failure, nor a minute after an admin's
-            # cancel: the job is on the dashboard, and "Retrain now" resumes the loop.
-            continue
         try:
             # The campaign's own settings (its base model, mode, ...), as the form shows them;
             # the worker checks the base model before it closes the round.
@@ -379,6 +367,38 @@ def rounds_check_completion() -> list[int]:
         except JobError as error:
             logger.warning("campaign %s: no automatic retrain: %s", campaign.pk, error)
             continue
-        job = loop_request(campaign=campaign, user=None, params=params, reason="round complete")
+        with transaction.atomic():
+            # Read again under the campaign's row lock, which a model job's creation takes (and
+            # every loop job is created, so is running or has ended, before it closes a round):
+            # what was read above may be stale. A check that read round N done, then a loop
+            # job that closed N, failed, or opened N + 1 in the meantime (a second beat, or
+            # "Retrain now"), would otherwise start a loop that closes N + 1 just opened, or
+            # retry the failed one.
+            Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
+            if not _round_done_and_loop_idle(current):
+                continue
+            job = loop_request(
+                campaign=campaign, user=None, params=params, reason="round complete"
+            )
         started.append(job.pk)
     return started
+
+
+def _round_done_and_loop_idle(current: Round) -> bool:
+    """``current`` is still open, holds pairs, none queued or in annotation, and its campaign
+    has no model job queued or running, nor a last retrain that failed or was cancelled."""
+    if not Round.objects.filter(pk=current.pk, status=Round.Status.OPEN).exists():
+        return False
+    pairs = Pair.objects.filter(round=current)
+    still_open = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
+    if not pairs.exists() or still_open.exists():
+        return False
+    jobs = Job.objects.filter(campaign_id=current.campaign_id)
+    if jobs.filter(kind__in=EXCLUSIVE_KINDS, status__in=ACTIVE_STATUSES).exists():
+        return False
+    latest = (
+        jobs.filter(kind__in=(Job.Kind.TRAIN, Job.Kind.LOOP)).order_by("-id").only("status").first()
+    )
+    # Not restarted every minute after a failure, nor a minute after an admin's cancel: the
+    # job is on the dashboard, and "Retrain now" resumes the loop.
+    return latest is None or latest.status not in (Job.Status.FAILED, Job.Status.CANCELLED)
