@@ -135,7 +135,7 @@ def iter_csv_rows(stream: io.BufferedReader[Any], limits: ImportLimits) -> RowSt
                 break
         if not header:
             return
-        _check_header(header, reader.line_num, "CSV header", unit="line")
+        _check_csv_header(header, reader.line_num)
         line_end = reader.line_num
         for cells in reader:
             record_chars = 0
@@ -276,6 +276,26 @@ def _plain_type(kind: pa.DataType) -> pa.DataType:
     if pa.types.is_struct(kind):
         return pa.struct([field.with_type(_plain_type(field.type)) for field in kind])
     return kind
+
+
+def _check_csv_header(header: list[str], line: int) -> None:
+    """As ``_check_header``, saying so when the header is one column holding another
+    separator (a spreadsheet's export in a locale that separates with ';', or a TSV)."""
+    try:
+        _check_header(header, line, "CSV header", unit="line")
+    except ImportFormatError as error:
+        separator = next(
+            (sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), None
+        )
+        if separator is None:
+            raise
+        shown = "a tab" if separator == "\t" else repr(separator)
+        raise ImportFormatError(
+            line,
+            f"{error.reason}; its columns look separated by {shown}: save the file with "
+            "commas between columns (CSV), or as JSONL",
+            unit="line",
+        ) from None
 
 
 def _check_header(names: list[str], line: int | None, what: str, *, unit: str) -> None:

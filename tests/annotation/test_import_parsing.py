@@ -654,6 +654,18 @@ def test_csv_errors_name_the_line_and_the_header_must_fit_a_shape() -> None:
     assert "needs response_a and response_b columns, or chosen and rejected" in str(bad_header)
 
 
+@pytest.mark.parametrize(
+    ("separator", "said"), [(b";", "separated by ';'"), (b"\t", "separated by a tab")]
+)
+def test_a_csv_separated_otherwise_says_so(separator: bytes, said: str) -> None:
+    header = separator.join([b"prompt", b"response_a", b"response_b"])
+    error = errors_of(header + b"\n" + separator.join([b"q", b"a", b"b"]) + b"\n", "pairs.csv")
+    assert error.line == 1
+    assert said in str(error) and "commas between columns" in str(error)
+    plain = errors_of(b"question,answer\nq,a\n", "pairs.csv")
+    assert "separated by" not in str(plain)
+
+
 def test_parquet_without_pair_columns_is_rejected_before_reading_rows(tmp_path: Path) -> None:
     path = write(tmp_path / "p.parquet", parquet_bytes([{"prompt": "q", "answer": "a"}]))
     with pytest.raises(ImportFormatError, match="found: prompt, answer") as caught:
