@@ -84,11 +84,11 @@ def test_both_bad_routed_to_an_expert_escalates_the_pair():
     assert escalation.reason == Escalation.Reason.BOTH_BAD
 
 
-@pytest.mark.django_db
-def test_the_expert_sees_both_bad_labels_and_their_aspect_ratings(client, expert):
+def _both_bad_escalation(aspect: str, rating: int) -> Escalation:
+    """A pair three annotators found both bad, rating A's ``aspect``, sent to the experts."""
     campaign = CampaignFactory(
         both_bad_route=BothBadRoute.EXPERT,
-        aspects=[{"name": "honesty", "label": "Honesty", "scale_min": 0, "scale_max": 2}],
+        aspects=[{"name": aspect, "label": aspect.title(), "scale_min": 0, "scale_max": 2}],
     )
     pair = PairFactory(campaign=campaign)
     for _ in range(3):
@@ -96,9 +96,16 @@ def test_the_expert_sees_both_bad_labels_and_their_aspect_ratings(client, expert
         assert assignment is not None
         label_submit(
             assignment=assignment,
-            data=LabelInput(preference=0, outcome="both_bad", aspect_ratings={"honesty": {"a": 0}}),
+            data=LabelInput(
+                preference=0, outcome="both_bad", aspect_ratings={aspect: {"a": rating}}
+            ),
         )
-    escalation = Escalation.objects.get(pair=pair)
+    return Escalation.objects.get(pair=pair)
+
+
+@pytest.mark.django_db
+def test_the_expert_sees_both_bad_labels_and_their_aspect_ratings(client, expert):
+    escalation = _both_bad_escalation("honesty", 0)
     client.force_login(expert)
     text = client.get(reverse("escalation-review", args=[escalation.pk])).content.decode()
     assert text.count("Both bad") >= 3
@@ -108,19 +115,7 @@ def test_the_expert_sees_both_bad_labels_and_their_aspect_ratings(client, expert
 
 @pytest.mark.django_db
 def test_an_aspect_named_like_a_dict_method_shows_on_the_review_page(client, expert):
-    campaign = CampaignFactory(
-        both_bad_route=BothBadRoute.EXPERT,
-        aspects=[{"name": "items", "label": "Items", "scale_min": 0, "scale_max": 2}],
-    )
-    pair = PairFactory(campaign=campaign)
-    for _ in range(3):
-        assignment = assignment_next(campaign=campaign, annotator=UserFactory())
-        assert assignment is not None
-        label_submit(
-            assignment=assignment,
-            data=LabelInput(preference=0, outcome="both_bad", aspect_ratings={"items": {"a": 2}}),
-        )
-    escalation = Escalation.objects.get(pair=pair)
+    escalation = _both_bad_escalation("items", 2)
     client.force_login(expert)
     response = client.get(reverse("escalation-review", args=[escalation.pk]))
     assert response.status_code == 200
