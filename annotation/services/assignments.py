@@ -70,10 +70,8 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
             changed = Assignment.objects.filter(
                 pk=assignment_id, status=Assignment.Status.ACTIVE
             ).update(status=Assignment.Status.EXPIRED, finished_at=now)
-            if changed and kind != Assignment.Kind.GOLD:
-                pair_release_slot(
-                    pair_id=pair_id, swapped=swapped, retest=kind == Assignment.Kind.RETEST
-                )
+            if changed:
+                pair_release_slot(pair_id=pair_id, swapped=swapped, kind=kind)
             expired += changed
     return expired
 
@@ -97,12 +95,10 @@ def assignments_end_for_annotator(
             changed = Assignment.objects.filter(
                 pk=assignment_id, status=Assignment.Status.ACTIVE
             ).update(status=Assignment.Status.EXPIRED, finished_at=now)
-            if changed and kind != Assignment.Kind.GOLD:
+            if changed:
                 # Its own orientation, not a recount: a recount's snapshot, taken before the
                 # pair's row lock, missed a slot another annotator took meanwhile.
-                pair_release_slot(
-                    pair_id=pair_id, swapped=swapped, retest=kind == Assignment.Kind.RETEST
-                )
+                pair_release_slot(pair_id=pair_id, swapped=swapped, kind=kind)
             ended += changed
     return ended
 
@@ -415,9 +411,7 @@ def _take_regular_pair_with_orm(
                 except IntegrityError:
                     # The same annotator asked twice at once and the other request got this
                     # pair; give the slot back and try the next candidate.
-                    pair_release_slot(
-                        pair_id=pair_id, swapped=swapped, retest=kind == Assignment.Kind.RETEST
-                    )
+                    pair_release_slot(pair_id=pair_id, swapped=swapped, kind=kind)
                     continue
     return None
 
@@ -681,10 +675,7 @@ def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> N
         ).update(status=Assignment.Status.SKIPPED, finished_at=now)
         if not changed:
             raise AlreadyFinished("This assignment is no longer active.")
-        if assignment.kind != Assignment.Kind.GOLD:
-            pair_release_slot(
-                pair_id=assignment.pair_id,
-                swapped=assignment.swapped,
-                retest=assignment.kind == Assignment.Kind.RETEST,
-            )
+        pair_release_slot(
+            pair_id=assignment.pair_id, swapped=assignment.swapped, kind=assignment.kind
+        )
     assignment.status = Assignment.Status.SKIPPED

@@ -268,16 +268,18 @@ def _live_swapped_slots() -> Coalesce:
     return Coalesce(Subquery(live_swapped), 0)
 
 
-def pair_release_slot(*, pair_id: int, swapped: bool, retest: bool) -> int:
-    """Give a slot back (a lease expired, was skipped or ended, or its insert failed);
-    ``swapped``: the released slot's orientation; ``retest``: whether it was a re-test's.
-    The slot always goes back: a swapped count already at zero (it should not be) stays
-    there rather than keeping the slot."""
+def pair_release_slot(*, pair_id: int, swapped: bool, kind: str) -> int:
+    """Give back the slot of an assignment of ``kind`` (its lease expired, was skipped or
+    ended, or its insert failed); ``swapped``: the released slot's orientation. A gold check
+    holds no slot: nothing changes. The slot always goes back: a swapped count already at
+    zero (it should not be) stays there rather than keeping the slot."""
+    if kind == Assignment.Kind.GOLD:
+        return 0
     update: dict[str, Any] = {
         "slots_taken": F("slots_taken") - 1,
         "swapped_taken": Greatest(F("swapped_taken") - int(swapped), 0),
     }
-    if retest:
+    if kind == Assignment.Kind.RETEST:
         # A re-test's slot freed on a complete pair (it settled, a label changed, while the
         # re-test was out): back in annotation, or no one would be served the re-test. A
         # regular lease lapsing on a pair its other labels settled (its overlap was lowered

@@ -568,40 +568,32 @@ def campaign_vector_files(campaign_id: int, root: str | None = None) -> list[str
     tagged parts (``part-…-c<id>.npz``) and its index (``index-c<id>.json``,
     ``index-c<id>-….faiss`` and their marks). Untagged parts and other campaigns' files are
     never among them: an encoder's directory serves many campaigns."""
-    fs, base = _fs_and_path(root or vector_root())
-    fs.invalidate_cache(base)
-    found: list[str] = []
-    for directory in fs.glob(f"{base}/enc-*"):
-        names = [entry.rsplit("/", 1)[-1] for entry in fs.ls(directory, detail=False)]
-        found.extend(
-            f"{directory}/{name}" for name in names if _is_campaign_file(name, campaign_id)
-        )
-    return found
-
-
-def _is_campaign_file(name: str, campaign_id: int) -> bool:
-    if name.startswith(_PART_PREFIX) and name.endswith(_PART_SUFFIX):
-        return part_name_campaign(name) == campaign_id
-    return name == f"index-c{campaign_id}.json" or name.startswith(f"index-c{campaign_id}-")
+    return [path for path, owner in _vector_files(root) if owner == campaign_id]
 
 
 def vector_file_campaigns(root: str | None = None) -> set[int]:
     """Every campaign id that names a file under the vector root (a part's tag or an index)."""
+    return {owner for _path, owner in _vector_files(root) if owner is not None}
+
+
+def _vector_files(root: str | None) -> Iterator[tuple[str, int | None]]:
+    """(path, the campaign its name tags or None) of every file in every encoder's directory."""
     fs, base = _fs_and_path(root or vector_root())
     fs.invalidate_cache(base)
-    campaigns: set[int] = set()
     for directory in fs.glob(f"{base}/enc-*"):
         for entry in fs.ls(directory, detail=False):
             name = entry.rsplit("/", 1)[-1]
-            if name.startswith(_PART_PREFIX) and name.endswith(_PART_SUFFIX):
-                tagged = part_name_campaign(name)
-                if tagged is not None:
-                    campaigns.add(tagged)
-            elif name.startswith("index-c"):
-                digits = name.removeprefix("index-c").split("-", 1)[0].split(".", 1)[0]
-                if digits.isascii() and digits.isdigit():
-                    campaigns.add(int(digits))
-    return campaigns
+            yield f"{directory}/{name}", _file_campaign(name)
+
+
+def _file_campaign(name: str) -> int | None:
+    if name.startswith(_PART_PREFIX) and name.endswith(_PART_SUFFIX):
+        return part_name_campaign(name)
+    if not name.startswith("index-c"):
+        return None
+    rest = name.removeprefix("index-c")  # "<id>.json" or "<id>-…"
+    digits = rest.removesuffix(".json") if "-" not in rest else rest.split("-", 1)[0]
+    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 def campaign_vector_files_remove(campaign_id: int, root: str | None = None) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from annotation.models import Pair, Round
+from annotation.models import Assignment, Pair, Round
 from annotation.services import pair_state
 from tests.factories import PairFactory
 
@@ -41,7 +41,7 @@ def test_slots_are_taken_up_to_the_cap_and_given_back_down_to_zero(campaign):
     pair = PairFactory(campaign=campaign, slot_cap=2)
     assert [pair_state.pair_take_slot(pair_id=pair.pk) for _ in range(3)] == [True, True, False]
     released = [
-        pair_state.pair_release_slot(pair_id=pair.pk, swapped=False, retest=False)
+        pair_state.pair_release_slot(pair_id=pair.pk, swapped=False, kind=Assignment.Kind.REGULAR)
         for _ in range(3)
     ]
     assert released == [
