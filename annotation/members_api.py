@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.models import CampaignMember
-from annotation.selectors import campaign_for_admin, campaign_members
+from annotation.selectors import campaign_for_admin, campaign_members, campaign_members_ordered
 from annotation.services.members import (
     BulkResult,
     member_add,
@@ -26,6 +26,7 @@ from annotation.services.members import (
     usernames_from_csv,
 )
 from core.errors import BadRequest
+from core.paging import page_parameters, page_response
 from core.requests import SignedInApiRequest
 from core.serializers import ErrorSerializer, StrictSerializer
 
@@ -100,10 +101,18 @@ class MembersApi(APIView):
                 )
             return attrs
 
-    @extend_schema(responses={200: MemberOutputSerializer(many=True)})
+    @extend_schema(parameters=page_parameters(), responses={200: MemberOutputSerializer(many=True)})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
+        """The members by user name, a page at a time (``core.paging``)."""
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        return Response([_member_row(row) for row in campaign_members(campaign=campaign)])
+        return page_response(
+            request,
+            campaign_members_ordered(campaign=campaign),
+            order=("user__username", "id"),
+            serialize=lambda members: [
+                _member_row(row) for row in campaign_members(campaign=campaign, members=members)
+            ],
+        )
 
     @extend_schema(
         request=InputSerializer,
@@ -194,5 +203,6 @@ class MemberApi(APIView):
             member_admit(member=member, reason="admitted by an admin", by=request.user)
         else:
             member_restore(member=member, by=request.user)
-        rows = [row for row in campaign_members(campaign=campaign) if row["member"].pk == member.pk]
-        return Response({**_member_row(rows[0]), **extra})
+        fresh = list(campaign_members_ordered(campaign=campaign).filter(pk=member.pk))
+        (row,) = campaign_members(campaign=campaign, members=fresh)
+        return Response({**_member_row(row), **extra})

@@ -536,23 +536,31 @@ def last_changeable_assignment(
     )
 
 
-def campaign_members(*, campaign: Campaign) -> list[dict[str, Any]]:
-    """The campaign's members for its members page: role, state, the latest transition with
-    its figures, the qualification figures and how many of their labels are set aside."""
-    members = list(
+def campaign_members_ordered(*, campaign: Campaign) -> QuerySet[CampaignMember]:
+    """The campaign's memberships by user name, with their users."""
+    return (
         CampaignMember.objects.filter(campaign=campaign)
         .select_related("user", "added_by")
-        .order_by("user__username")
+        .order_by("user__username", "id")
     )
-    set_aside = dict(
-        Label.objects.filter(campaign=campaign, set_aside=True)
-        .order_by()
-        .values_list("annotator_id")
-        .annotate(n=Count("id"))
-    )
-    latest: dict[int | None, Any] = {}
+
+
+def campaign_members(
+    *, campaign: Campaign, members: list[CampaignMember] | None = None
+) -> list[dict[str, Any]]:
+    """The campaign's members for its members page: role, state, the latest transition with
+    its figures, the qualification figures and how many of their labels are set aside. Of
+    ``members`` only (a page of ``campaign_members_ordered``) where given."""
+    labels = Label.objects.filter(campaign=campaign, set_aside=True)
     # The current memberships' transitions (an earlier, removed membership's have no member).
     current = MemberTransition.objects.filter(campaign=campaign, member__isnull=False)
+    if members is None:
+        members = list(campaign_members_ordered(campaign=campaign))
+    else:
+        labels = labels.filter(annotator_id__in=[member.user_id for member in members])
+        current = current.filter(member__in=[member.pk for member in members])
+    set_aside = dict(labels.order_by().values_list("annotator_id").annotate(n=Count("id")))
+    latest: dict[int | None, Any] = {}
     transitions = (
         current.select_related("by").order_by("member_id", "-at", "-id").distinct("member_id")
         if connection.vendor == "postgresql"

@@ -249,6 +249,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.ContentNegotiation",
+    # JSON only, in every environment. DRF's browsable API (its default second renderer) writes
+    # inline <style> and style="" attributes, which CONTENT_SECURITY_POLICY's style-src 'self'
+    # blocks; loosening the policy for it would weaken every page. Swagger UI at /api/docs/ is
+    # the page for people (our own static files, no inline script or style).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON through orjson with a bound on nesting depth (config/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
         "config.parsers.JSONParser",
@@ -386,6 +391,9 @@ ARBITER: dict[str, Any] = {  # heterogeneous: each reader knows its key's type
         if root.strip()
     ],
     "SEARCH_BACKEND": envstr("ARBITER_SEARCH_BACKEND", "") or "",
+    # The longest one corpus search may run on PostgreSQL (its statement_timeout); past it the
+    # annotator is told to narrow the query. A search takes milliseconds on 100,000 documents.
+    "SEARCH_TIMEOUT_S": envfloat("ARBITER_SEARCH_TIMEOUT_S", 5.0, positive=True),
     "WEB_SEARCH_URL": envstr("ARBITER_WEB_SEARCH_URL", "") or "",
     "WEB_SEARCH_KEY": envsecret("ARBITER_WEB_SEARCH_KEY", "") or "",
     "LLM_URL": envstr("ARBITER_LLM_URL", "") or "",

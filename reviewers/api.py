@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from annotation.api import _RankingField
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG, rewrite_by_expert
+from core.paging import page_parameters, page_response
 from core.requests import SignedInApiRequest
 from core.serializers import ErrorSerializer, StrictSerializer, typed_text_field
 from core.validation import DbIntegerField
@@ -527,11 +528,16 @@ class RewriteQueueApi(APIView):
         response_a = serializers.CharField()
         response_b = serializers.CharField()
 
-    @extend_schema(responses={200: OutputSerializer(many=True)})
+    @extend_schema(parameters=page_parameters(), responses={200: OutputSerializer(many=True)})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
+        """Oldest first, a page at a time (``core.paging``)."""
         campaign = campaign_for_expert(campaign_id=campaign_id, user=request.user)
-        pairs = rewrite_queue(campaign=campaign)
-        return Response(self.OutputSerializer(pairs, many=True).data)
+        return page_response(
+            request,
+            rewrite_queue(campaign=campaign, limit=None),
+            order=("id",),
+            serialize=lambda rows: self.OutputSerializer(rows, many=True).data,
+        )
 
 
 @extend_schema(summary="Write a corrected answer for a pair (experts)")

@@ -14,7 +14,7 @@ from html import escape
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from core.errors import UpstreamFailed
+from core.errors import Unavailable, UpstreamFailed
 
 MATCH_START = "\x02"
 MATCH_STOP = "\x03"
@@ -30,6 +30,12 @@ class SearchError(UpstreamFailed):
     """The search could not be carried out (bad configuration, remote service down)."""
 
     code = "search_failed"
+
+
+class SearchTimedOut(Unavailable, SearchError):
+    """The search ran past its time limit (``SEARCH_TIMEOUT_S``) and the database stopped it."""
+
+    code = "search_timed_out"
 
 
 @dataclass(frozen=True)

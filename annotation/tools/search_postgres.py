@@ -12,15 +12,27 @@ Queries use `websearch_to_tsquery`, which accepts anything a person types ("quot
 -exclusions, or) and never raises a syntax error. Ranking uses ts_rank with the default weights
 (A = 1.0, B = 0.4), so a title match outranks a body match. Only the top k rows get a
 `ts_headline` snippet, because headlines re-parse the body and are the costly part.
+
+A search runs under its own `statement_timeout` (settings.ARBITER["SEARCH_TIMEOUT_S"]), set
+with `set_config(..., is_local)` inside a transaction, so that no query a person types can
+hold a connection and a CPU for long; the database cancels it and the annotator is told so
+(SearchTimedOut, a 503), rather than the request failing with a 500.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
 
-from annotation.tools.search_hits import MATCH_START, MATCH_STOP, SearchHit, render_snippet
+from annotation.tools.search_hits import (
+    MATCH_START,
+    MATCH_STOP,
+    SearchHit,
+    SearchTimedOut,
+    render_snippet,
+)
 
 TEXT_SEARCH_CONFIG = "english"
 _HEADLINE_OPTIONS = (
@@ -79,9 +91,16 @@ class PostgresSearchBackend:
             corpus_filter = "AND d.corpus_id = %(corpus_id)s"
             params["corpus_id"] = corpus_id
         sql = _SEARCH_SQL.format(corpus_filter=corpus_filter)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+        timeout_s = float(settings.ARBITER["SEARCH_TIMEOUT_S"])
+        try:
+            rows = _run_bounded(sql, params, timeout_ms=max(1, round(timeout_s * 1000)))
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != _QUERY_CANCELED:
+                raise
+            raise SearchTimedOut(
+                f"The search took longer than {timeout_s:g} s and was stopped. Try more "
+                'specific words or a "quoted phrase", or search one corpus.'
+            ) from error
         return [
             SearchHit(
                 title=title,
@@ -92,6 +111,31 @@ class PostgresSearchBackend:
             )
             for document_id, title, source, score, snippet in rows
         ]
+
+
+_QUERY_CANCELED = "57014"  # statement_timeout (or a cancel request) stopped the statement
+
+
+def _run_bounded(sql: str, params: dict[str, Any], *, timeout_ms: int) -> list[tuple]:
+    """The rows of ``sql``, the statement cancelled by the database past ``timeout_ms``.
+
+    ``set_config(..., true)`` is SET LOCAL: it ends with the transaction, so the atomic block
+    gives the setting one. Inside a caller's transaction that block is a savepoint, which a
+    timeout rolls back (the setting with it) but a success only releases: there the setting
+    is put back as it was, so the caller's later statements keep their own bound."""
+    enclosed = connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('statement_timeout'), "
+            "set_config('statement_timeout', %s, true)",
+            [f"{timeout_ms}ms"],
+        )
+        previous = cursor.fetchone()[0]
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        if enclosed:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+    return rows
 
 
 def search_indexes_flush() -> None:

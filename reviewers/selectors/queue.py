@@ -309,23 +309,25 @@ def claim_states(
     return rows
 
 
-def rewrite_queue(*, campaign: Campaign, limit: int = 50) -> QuerySet[Pair]:
+def rewrite_queue(*, campaign: Campaign, limit: int | None = 50) -> QuerySet[Pair]:
     """Pairs the labels found "both bad" that no one has rewritten yet, oldest first.
 
     Where the campaign sends "both bad" to the rewrite step (``both_bad_route``), experts (or
-    annotators with the workspace's rewrite box) write a corrected answer for them.
+    annotators with the workspace's rewrite box) write a corrected answer for them. The
+    first ``limit`` of them; all (to be paged) with ``limit`` None.
     """
     # A rewrite that counts: an expert's, or one of a label not set aside (the export leaves
     # a quarantined annotator's out, so their pair needs another).
     counted = Rewrite.objects.filter(pair=OuterRef("pk")).filter(
         Q(label__isnull=True) | Q(label__set_aside=False)
     )
-    return (
+    pairs = (
         Pair.objects.filter(
             campaign=campaign,
             consensus_outcome=Outcome.BOTH_BAD,
             status__in=[Pair.Status.COMPLETE, Pair.Status.RESOLVED],
         )
         .exclude(Exists(counted))
-        .order_by("id")[:limit]
+        .order_by("id")
     )
+    return pairs if limit is None else pairs[:limit]

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import campaign_for_admin
+from core.paging import page_parameters, page_response
 from core.requests import SignedInApiRequest
 from scoring.datasets.curation import CurationParams, curation_create
 from scoring.datasets.export import (
@@ -26,7 +27,7 @@ from scoring.datasets.export import (
     export_create,
     export_file,
 )
-from scoring.datasets.selectors import export_for_admin, exports_recent
+from scoring.datasets.selectors import export_for_admin, exports_of_campaign
 from scoring.jobs.params import params_serializer
 
 
@@ -54,7 +55,8 @@ class ExportOutputSerializer(serializers.Serializer):
     post=extend_schema(summary="Start an export snapshot"),
 )
 class ExportsApi(APIView):
-    """GET: the campaign's export snapshots, newest first. POST: start a new one (a job).
+    """GET: the campaign's export snapshots, newest first, a page at a time (``core.paging``).
+    POST: start a new one (a job).
 
     The body is the export's format and its ExportFilters (parsed by ExportFilters.from_params;
     the serializer below only documents it)."""
@@ -62,11 +64,15 @@ class ExportsApi(APIView):
     class InputSerializer(params_serializer(ExportFilters)):  # type: ignore[misc]
         format = serializers.ChoiceField(choices=FORMATS, default="parquet")
 
-    @extend_schema(responses={200: ExportOutputSerializer(many=True)})
+    @extend_schema(parameters=page_parameters(), responses={200: ExportOutputSerializer(many=True)})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        snapshots = exports_recent(campaign=campaign, limit=100)
-        return Response(ExportOutputSerializer(snapshots, many=True).data)
+        return page_response(
+            request,
+            exports_of_campaign(campaign=campaign),
+            order=("-version", "-id"),
+            serialize=lambda rows: ExportOutputSerializer(rows, many=True).data,
+        )
 
     @extend_schema(request=InputSerializer, responses={202: ExportOutputSerializer})
     def post(self, request: SignedInApiRequest, campaign_id: int) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.http import Http404
 
 from annotation.models import Campaign
@@ -10,12 +11,17 @@ from annotation.selectors import is_campaign_admin
 from scoring.models import ExportSnapshot
 
 
-def exports_recent(*, campaign: Campaign, limit: int = 10) -> list[ExportSnapshot]:
-    return list(
+def exports_of_campaign(*, campaign: Campaign) -> QuerySet[ExportSnapshot]:
+    """The campaign's export snapshots, newest first."""
+    return (
         ExportSnapshot.objects.filter(campaign=campaign)
         .select_related("job", "campaign")
-        .order_by("-version")[:limit]
+        .order_by("-version", "-id")
     )
+
+
+def exports_recent(*, campaign: Campaign, limit: int = 10) -> list[ExportSnapshot]:
+    return list(exports_of_campaign(campaign=campaign)[:limit])
 
 
 def export_for_admin(*, export_id: int, user: User) -> ExportSnapshot:

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from annotation.models import Campaign
 from annotation.roles import Role, user_has_role
 from annotation.selectors import campaign_for_admin
+from core.paging import page_parameters, page_response
 from core.serializers import StrictSerializer
 from core.validation import UPLOAD_NAME_MAX
 from scoring.evaluation.reading import evaluation_upload_bound
@@ -102,9 +103,14 @@ def _require_admin(request: Request) -> None:
         raise Http404("Not found.")
 
 
-def _listed(campaign: Campaign | None) -> Response:
-    sets = evaluation_sets_listed(campaign=campaign)
-    return Response(EvaluationSetOutputSerializer(sets, many=True).data)
+def _listed(request: Request, campaign: Campaign | None) -> Response:
+    """The sets by name, a page at a time (``core.paging``)."""
+    return page_response(
+        request,
+        evaluation_sets_listed(campaign=campaign),
+        order=("name", "id"),
+        serialize=lambda rows: EvaluationSetOutputSerializer(rows, many=True).data,
+    )
 
 
 def _upload(request: Request, campaign: Campaign | None) -> Response:
@@ -127,6 +133,7 @@ def _upload(request: Request, campaign: Campaign | None) -> Response:
 @extend_schema_view(
     get=extend_schema(
         summary="The campaign's evaluation sets (its own and the shared ones)",
+        parameters=page_parameters(),
         responses={200: EvaluationSetOutputSerializer(many=True)},
     ),
     post=extend_schema(
@@ -143,7 +150,7 @@ class CampaignEvaluationSetsApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     def get(self, request: Request, campaign_id: int) -> Response:
-        return _listed(campaign_for_admin(campaign_id=campaign_id, user=_user(request)))
+        return _listed(request, campaign_for_admin(campaign_id=campaign_id, user=_user(request)))
 
     def post(self, request: Request, campaign_id: int) -> Response:
         return _upload(request, campaign_for_admin(campaign_id=campaign_id, user=_user(request)))
@@ -168,6 +175,7 @@ class CampaignEvaluationSetApi(APIView):
 @extend_schema_view(
     get=extend_schema(
         summary="The shared evaluation sets",
+        parameters=page_parameters(),
         responses={200: EvaluationSetOutputSerializer(many=True)},
     ),
     post=extend_schema(
@@ -184,7 +192,7 @@ class SharedEvaluationSetsApi(APIView):
 
     def get(self, request: Request) -> Response:
         _require_admin(request)
-        return _listed(None)
+        return _listed(request, None)
 
     def post(self, request: Request) -> Response:
         _require_admin(request)

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.selectors import assignment_for_annotator, campaign_for_admin
+from core.paging import page_parameters, page_response
 from core.requests import SignedInApiRequest
 from core.serializers import StrictSerializer
 from scoring.jobs.runner import job_cancel
@@ -75,11 +76,17 @@ def job_payload(job: Job) -> dict:
 
 @extend_schema(summary="The campaign's reward-model versions")
 class ModelVersionsApi(APIView):
-    @extend_schema(responses={200: ModelVersionSerializer(many=True)})
+    """The campaign's versions, newest first, a page at a time (``core.paging``)."""
+
+    @extend_schema(parameters=page_parameters(), responses={200: ModelVersionSerializer(many=True)})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-        versions = model_versions_for_campaign(campaign=campaign)
-        return Response(ModelVersionSerializer(versions, many=True).data)
+        return page_response(
+            request,
+            model_versions_for_campaign(campaign=campaign),
+            order=("-number", "-id"),
+            serialize=lambda rows: ModelVersionSerializer(rows, many=True).data,
+        )
 
 
 @extend_schema(summary="Activate a model version")
