@@ -23,7 +23,8 @@ class Escalation(models.Model):
     class Status(models.TextChoices):
         OPEN = "open"
         RESOLVED = "resolved"
-        # Closed without a decision: a changed label settled the dispute it was opened for.
+        # Closed without a decision: a changed label, or a clear weighted consensus, settled
+        # the dispute it was opened for.
         WITHDRAWN = "withdrawn"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="escalations")

@@ -17,10 +17,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotation.models import Campaign, Label, Pair
+from annotation.models import Campaign, Label, Outcome, Pair
 from annotation.prepared_reads import fetch_all_prepared
 from annotation.selectors import campaign_pair_counts_forget_on_commit
-from annotation.services.pair_state import FINAL_STATUSES, pair_escalate, pair_lock_status
+from annotation.services.pair_state import (
+    FINAL_STATUSES,
+    pair_escalate,
+    pair_lock_status,
+    pair_settle,
+    pairs_settle_weighted,
+)
 from core.errors import ApplicationError
 from reviewers.consensus import escalation_rules_of
 from reviewers.errors import AlreadyDecided, ClaimUnavailable, ConflictOfInterest, InvalidDecision
@@ -214,6 +220,69 @@ def escalation_recheck(
     return escalation
 
 
+def escalation_withdraw_for_verdict(
+    *,
+    pair_id: int,
+    preference: int,
+    posterior: float,
+    answered: Collection[str],
+    now: datetime | None = None,
+) -> bool:
+    """Withdraw the pair's open escalation, settling the pair with a weighted verdict
+    ``(preference, posterior)``, when every reason it holds is one of ``answered`` (those the
+    verdict settles) and no expert holds an unexpired claim on it; returns whether it did.
+
+    The pair becomes complete with provenance ``dawid_skene`` and the posterior, as a
+    re-estimate stores a verdict. A decided escalation, a gold pair, a "both bad"/"both good"
+    consensus, a reason beyond ``answered`` or a claim leaves everything as it is.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Pair first, then escalation (the lock order of openers, label submits and
+        # decisions): a label or a reason arriving meanwhile waits, and so does a decision.
+        pair = (
+            Pair.objects.select_for_update(of=("self",))
+            .select_related("campaign")
+            .filter(pk=pair_id)
+            .first()
+        )
+        if (
+            pair is None
+            or pair.status != Pair.Status.ESCALATED
+            or pair.is_gold
+            or pair.consensus_outcome != Outcome.PREFERENCE
+        ):
+            return False
+        escalation = Escalation.objects.filter(
+            pair_id=pair_id, status=Escalation.Status.OPEN
+        ).first()
+        if escalation is None or any(
+            reason not in answered for reason, _detail in escalation_account(escalation)
+        ):
+            return False
+        # A claim is taken without the pair's lock: this conditional UPDATE and the claim's
+        # decide between them, so an expert who claimed first keeps the pair, and one who
+        # claims after finds it withdrawn. An expired claim counts as free, as for a claim.
+        withdrawn = (
+            Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.OPEN)
+            .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now))
+            .update(status=Escalation.Status.WITHDRAWN, claimed_by=None, claim_expires_at=None)
+        )
+        if not withdrawn:
+            return False
+        pair_settle(
+            pair_id=pair_id,
+            preference=preference,
+            provenance=Pair.Provenance.DAWID_SKENE,
+            disagreement=pair.disagreement or 0.0,
+            escalate=False,
+        )
+        # The posterior, as every weighted verdict carries it (pair_settle stores none).
+        pairs_settle_weighted(rows=[(pair_id, preference, posterior)])
+        campaign_pair_counts_forget_on_commit(campaign_id=pair.campaign_id)
+    return True
+
+
 def model_contradiction_threshold(rules: object) -> float | None:
     """The model confidence of a campaign's model-contradiction rule (``escalation_rules``:
     ``model_confidence``, 0.9 by default), or None when the rule is off
@@ -301,8 +370,8 @@ def escalation_closed_message(escalation: Escalation) -> str:
     """Why a closed escalation takes no claim or decision, as its status says."""
     if escalation.status == Escalation.Status.WITHDRAWN:
         return (
-            "This escalation was withdrawn: a changed label settled the dispute, so there is "
-            "nothing left to decide."
+            "This escalation was withdrawn: a changed label or a clear weighted consensus "
+            "settled the dispute, so there is nothing left to decide."
         )
     return "This escalation has already been decided."
 

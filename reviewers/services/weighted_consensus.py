@@ -21,7 +21,11 @@ pair's verdict to another direction checks its re-test again, as its submit was
 (``reviewers.services.consensus.pairs_retest_recheck``).
 
 The campaign's ``escalation_rules["posterior_threshold"]`` (off unless set) escalates a
-weighted verdict whose posterior is below it (reason ``low_posterior``).
+weighted verdict whose posterior is below it (reason ``low_posterior``). It is also what
+"clear" means: an escalated pair whose weighted verdict reaches it, and that waits only for a
+verdict (``no_majority``, ``low_posterior``: ``VERDICT_REASONS``), leaves the expert queue
+settled by that verdict (its escalation withdrawn), unless an expert holds an unexpired claim
+on it; a decided pair, and one escalated for any other reason, is left to the experts.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from django.db.models import Q
+from django.utils import timezone
 
 from annotation.models import Campaign, ConsensusRule, Label, Pair
 from annotation.services.pair_state import pairs_settle_weighted
@@ -41,7 +47,7 @@ from reviewers.agreement.dawid_skene import FloatArray, dawid_skene
 from reviewers.consensus import escalation_rules_of
 from reviewers.models import Escalation
 from reviewers.services.consensus import pairs_retest_recheck
-from reviewers.services.escalations import escalation_open
+from reviewers.services.escalations import escalation_open, escalation_withdraw_for_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +60,8 @@ class ReestimateResult:
     annotators: int
     pairs_settled: int
     escalated: int
+    # Escalated pairs the fit settled clearly, taken out of the expert queue.
+    withdrawn: int
     # Each annotator's estimated accuracy (P of saying the true direction), by user id.
     accuracy: dict[int, float]
 
@@ -152,12 +160,14 @@ def campaign_consensus_reestimate(*, campaign_id: int) -> ReestimateResult | Non
     # verdict now points another way is checked again (only those: a pool has millions).
     settled = pairs_settle_weighted(rows=verdicts.rows(), direction_changed=pairs_retest_recheck)
     escalated = _escalate_low_posteriors(campaign=campaign, verdicts=verdicts)
+    withdrawn = _withdraw_settled_escalations(campaign=campaign, verdicts=verdicts)
     accuracy = fit.annotator_accuracy()
     return ReestimateResult(
         labels=len(labels.pair),
         annotators=len(annotator_ids),
         pairs_settled=settled,
         escalated=escalated,
+        withdrawn=withdrawn,
         accuracy={
             int(user_id): float(accuracy[index]) for index, user_id in enumerate(annotator_ids)
         },
@@ -269,3 +279,55 @@ def _escalate_low_posteriors(*, campaign: Campaign, verdicts: WeightedVerdicts) 
             )
             escalated += opened is not None
     return escalated
+
+
+# The reasons that ask only for a verdict: the labels' majority found none (the majority is a
+# weighted campaign's stand-in until its re-estimate), or an earlier estimate's posterior was
+# below the threshold. Every other reason (a flag, "both bad", opposite directions, a re-test,
+# the model, an admin) asks an expert about more than the verdict, and stays.
+VERDICT_REASONS = frozenset({Escalation.Reason.NO_MAJORITY, Escalation.Reason.LOW_POSTERIOR})
+
+
+def _withdraw_settled_escalations(*, campaign: Campaign, verdicts: WeightedVerdicts) -> int:
+    """Take out of the expert queue the escalated pairs whose weighted verdict now reaches the
+    campaign's posterior threshold (the campaign's "clear"; none set: none is), when all they
+    wait for is a verdict and no expert holds a claim (``escalation_withdraw_for_verdict``):
+    they are settled with that verdict. How many."""
+    threshold = posterior_threshold(campaign)
+    if threshold is None:
+        return 0
+    clear = verdicts.posteriors >= threshold
+    ids = verdicts.pair_ids[clear].tolist()
+    preferences = verdicts.preferences[clear].tolist()
+    posteriors = verdicts.posteriors[clear].tolist()
+    now = timezone.now()
+    withdrawn = 0
+    for start in range(0, len(ids), WRITE_CHUNK):
+        stop = start + WRITE_CHUNK
+        verdict_of = {
+            pair_id: (preference, posterior)
+            for pair_id, preference, posterior in zip(
+                ids[start:stop], preferences[start:stop], posteriors[start:stop], strict=True
+            )
+        }
+        # A plain read first: escalated pairs are few, and most re-runs find none to take.
+        candidates = (
+            Escalation.objects.filter(
+                pair_id__in=verdict_of,
+                status=Escalation.Status.OPEN,
+                reason__in=VERDICT_REASONS,
+            )
+            .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now))
+            .order_by("pair_id")
+            .values_list("pair_id", flat=True)
+        )
+        for pair_id in candidates:
+            preference, posterior = verdict_of[pair_id]
+            withdrawn += escalation_withdraw_for_verdict(
+                pair_id=pair_id,
+                preference=preference,
+                posterior=posterior,
+                answered=VERDICT_REASONS,
+                now=now,
+            )
+    return withdrawn

@@ -177,7 +177,7 @@ def test_a_withdrawn_escalation_says_so_to_a_claim_and_to_a_decision(expert):
     escalation_claim(escalation=escalation, expert=expert)
     # A changed label settled the dispute while the expert was reviewing it.
     Escalation.objects.filter(pk=escalation.pk).update(status=Escalation.Status.WITHDRAWN)
-    with pytest.raises(AlreadyDecided, match="withdrawn: a changed label settled"):
+    with pytest.raises(AlreadyDecided, match="withdrawn: a changed label"):
         escalation_claim(escalation=escalation, expert=expert)
     with pytest.raises(AlreadyDecided, match="withdrawn"):
         adjudication_resolve(
