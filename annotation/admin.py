@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
 from annotation.aspects import AspectError, parse_aspects
 from annotation.models import (
@@ -25,6 +27,7 @@ from annotation.models import (
     Rewrite,
     Round,
 )
+from annotation.services.api_tokens import api_token_digest, api_token_issue
 from annotation.services.campaigns import (
     SETTINGS_FIXED_ONCE_PAIRS,
     CampaignSettingLocked,
@@ -192,6 +195,33 @@ class CodeRunAdmin(admin.ModelAdmin):
 admin.site.register(ImportJob)
 admin.site.register(Corpus)
 admin.site.register(Document)
+
+# DRF's token admin lists each key and adds a token by storing a generated key: here the table
+# holds digests (annotation.services.api_tokens), so its key column is of no use to anyone and
+# a key it made would never authenticate.
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class ApiTokenAdmin(TokenAdmin):
+    """API tokens by user: adding one issues a key through the service and shows it once, in
+    a message; a token is never edited (delete it and add another to replace it)."""
+
+    list_display = ("user", "created")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        key = api_token_issue(user=obj.user)
+        obj.key = api_token_digest(key)
+        obj._state.adding = False
+        self.message_user(
+            request,
+            f"The API token of {obj.user}: {key} (copy it now: it is stored as a digest and "
+            "cannot be shown again).",
+            messages.WARNING,
+        )
 
 
 def _admin(request: HttpRequest) -> User | None:

@@ -5,6 +5,9 @@ for ``ARBITER_TOKEN_CACHE_SECONDS`` (default 5), so a busy annotator costs one l
 seconds rather than one per call. A change to users, tokens or group memberships made through
 Django empties this process's cache at once; other processes see it within those seconds
 (0 turns the cache off).
+
+The token table holds digests, not keys (``annotation.services.api_tokens``): a presented key
+is looked up, and cached, by its digest.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rest_framework.authentication import TokenAuthentication
 
 from annotation.prepared_reads import fetch_one_prepared, instances_from_row, model_columns
 from annotation.roles import Role, user_roles_remember
+from annotation.services.api_tokens import api_token_digest
 
 
 class TokenWithRolesAuthentication(TokenAuthentication):
@@ -39,29 +43,33 @@ class TokenWithRolesAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, key: str) -> tuple:
         if "\x00" in key:
-            # No key holds one, and PostgreSQL refuses a NUL in a query's text (a 500).
+            # No key holds one (refused before hashing, as before digests: PostgreSQL
+            # refuses a NUL in a query's text, a 500, should a key ever reach SQL).
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         token_model = self.get_model()
-        cached = _cached_user(key)
-        found = cached or _read_user(token_model, key)
+        digest = api_token_digest(key)
+        cached = _cached_user(digest)
+        found = cached or _read_user(token_model, digest)
         if found is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         user, roles = found
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         if cached is None:
-            _remember_user(key, user, roles)
+            _remember_user(digest, user, roles)
         user_roles_remember(user, roles)
-        token = token_model(key=key, user=user)
+        # request.auth is the row as stored: its key is the digest, never the raw key (which
+        # a save of this object would otherwise write to the table in clear).
+        token = token_model(key=digest, user=user)
         token._state.adding = False
         return (user, token)
 
 
 def _read_user(
-    token_model: type[Model], key: str
+    token_model: type[Model], digest: str
 ) -> tuple[AbstractBaseUser, frozenset[Role]] | None:
-    """(the token's user, its roles), or None for no such token."""
-    params = [*(role.value for role in Role), key]
+    """(the user of the token stored as ``digest``, their roles), or None for no such token."""
+    params = [*(role.value for role in Role), digest]
     sql = _token_user_sql(token_model)
     if connection.vendor == "postgresql":  # every API call: prepared, no ORM compiling
         row = fetch_one_prepared(sql, params)
@@ -80,7 +88,7 @@ def _read_user(
     return user, frozenset(role for role, has_role in zip(Role, flags, strict=True) if has_role)
 
 
-# token key -> (monotonic expiry, the user's field values, its roles). Field values, not the
+# token digest -> (monotonic expiry, the user's field values, its roles). Field values, not the
 # user object: each request gets an instance of its own to change as it likes.
 _token_cache: dict[str, tuple[float, dict, frozenset]] = {}
 _token_cache_lock = threading.Lock()
@@ -89,9 +97,9 @@ _TOKEN_CACHE_MAX = 10_000
 token_cache_clock: Callable[[], float] = time.monotonic
 
 
-def _cached_user(key: str) -> tuple | None:
+def _cached_user(digest: str) -> tuple | None:
     seconds = settings.ARBITER["TOKEN_CACHE_SECONDS"]
-    found = _token_cache.get(key) if seconds > 0 else None
+    found = _token_cache.get(digest) if seconds > 0 else None
     if found is None or found[0] < token_cache_clock():
         return None
     _expires, values, roles = found
@@ -101,7 +109,7 @@ def _cached_user(key: str) -> tuple | None:
     return user, roles
 
 
-def _remember_user(key: str, user, roles: frozenset) -> None:  # noqa: ANN001 - the user model
+def _remember_user(digest: str, user, roles: frozenset) -> None:  # noqa: ANN001 - the user model
     seconds = settings.ARBITER["TOKEN_CACHE_SECONDS"]
     if seconds <= 0:
         return
@@ -109,7 +117,7 @@ def _remember_user(key: str, user, roles: frozenset) -> None:  # noqa: ANN001 - 
     with _token_cache_lock:
         if len(_token_cache) >= _TOKEN_CACHE_MAX:
             _token_cache.clear()
-        _token_cache[key] = (token_cache_clock() + seconds, values, roles)
+        _token_cache[digest] = (token_cache_clock() + seconds, values, roles)
 
 
 def token_cache_clear(**_signal_kwargs: object) -> None:

@@ -193,7 +193,13 @@ def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> H
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
     action = request.POST.get("action", "")
     if action == "remove":
-        member_remove(campaign=campaign, user_id=user_id, by=request.user)
+        removal: dict[str, Any] = {}
+        with error_into(removal):  # the campaign's last admin, for one: said on the page, 409
+            member_remove(campaign=campaign, user_id=user_id, by=request.user)
+        if "error" in removal:
+            return _render(
+                request, campaign, error=removal["error"], status=removal["error_status"]
+            )
         messages.success(request, "Removed from the campaign.")
         return redirect("campaign-members", campaign_id=campaign.pk)
     member = get_object_or_404(

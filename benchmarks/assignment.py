@@ -55,7 +55,9 @@ from annotation.services.users import user_create
 # each of them (the single campaign and, with --campaigns, the spread ones).
 campaigns = list(Campaign.objects.filter(pk__in=[int(pk) for pk in sys.argv[2:]]))
 for i in range(int(sys.argv[1])):
-    user, _password, token = user_create(username=f"bench{i}", role=Role.ANNOTATOR, password="x")
+    user, _password, token = user_create(
+        username=f"bench{i}", role=Role.ANNOTATOR, password="x", new_token=True
+    )
     for campaign in campaigns:
         member_add(campaign=campaign, user=user)
     print(token)

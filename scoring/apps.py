@@ -9,7 +9,7 @@ class ScoringConfig(AppConfig):
 
     def ready(self) -> None:
         # The layers below call up through their hooks, never by importing scoring.
-        from django.db.models.signals import post_delete
+        from django.db.models.signals import pre_delete
 
         from annotation import hooks as annotation_hooks
         from annotation.models import Campaign
@@ -22,4 +22,5 @@ class ScoringConfig(AppConfig):
         reviewers_hooks.model_prediction.register(pair_model_prediction)
         # A deleted campaign's files (checkpoints, exports, vectors) go once the deletion
         # commits: its rows go by cascade, wherever it is deleted from (the admin, a shell).
-        post_delete.connect(campaign_deleted, sender=Campaign, dispatch_uid="campaign-files")
+        # Before the delete: the receiver reads where its versions and exports were written.
+        pre_delete.connect(campaign_deleted, sender=Campaign, dispatch_uid="campaign-files")

@@ -24,13 +24,12 @@ from typing import Any, Protocol
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group
 from django.contrib.auth.tokens import default_token_generator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Field
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
-from rest_framework.authtoken.models import Token
 
 from annotation import hooks
 from annotation.models import Campaign, CampaignMember, Label, MemberTransition, Pair
@@ -46,6 +45,9 @@ BULK_MAX_USERNAMES = 2000
 # An uploaded CSV is read whole or refused: one cut short can end in part of a name, and that
 # part can be another user's ("alice" cut to "al").
 BULK_MAX_CSV_BYTES = 1_000_000
+# Advisory-lock namespace (the second key is the campaign) of the changes that take an admin
+# member away (see _keep_an_admin); imports use 7301.
+_ADMINS_LOCK = 7302
 
 
 def _initial_state(campaign: Campaign, role: str) -> str:
@@ -58,6 +60,34 @@ def _role(role: str) -> str:
     if role not in CampaignMember.Role.values:
         raise BadRequest(f"role must be one of {', '.join(CampaignMember.Role.values)}")
     return role
+
+
+def _keep_an_admin(*, campaign: Campaign, user_id: int, by: AbstractBaseUser | None) -> None:
+    """Refuse (409) to remove or demote the campaign's last active admin member when a
+    campaign admin asks: nobody but the site admins could manage its members (nor open its
+    dashboard) after, the asker included. A site admin, or code (``by`` None), may: the
+    campaign stays theirs.
+
+    Inside the change's transaction, under a lock of the campaign's own (not a row: a
+    member's row is taken by label submits in another order): two admins demoting each other
+    at once would each see the other still there.
+    """
+    if by is None or user_has_role(by, Role.ADMIN):
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADMINS_LOCK, campaign.pk])
+    admins = CampaignMember.objects.filter(
+        campaign=campaign, role=CampaignMember.Role.ADMIN, user__is_active=True
+    )
+    if not admins.filter(user_id=user_id).exists():
+        return  # no active admin taken away
+    if not admins.exclude(user_id=user_id).exists():
+        raise Conflict(
+            "that is the campaign's last admin: make another member an admin first "
+            "(or ask a site admin)",
+            code="last_admin",
+        )
 
 
 def member_add(
@@ -80,6 +110,8 @@ def member_add(
     )
     if not created and member.role != role:
         with transaction.atomic():  # all of it, or none (a removal meanwhile: 409)
+            if role != CampaignMember.Role.ADMIN:
+                _keep_an_admin(campaign=campaign, user_id=member.user_id, by=by)
             # The leases and claims first, the member's row last, as a label submit locks
             # them (its lease, then the member's row for their figures): in a caller's
             # transaction (the Django admin's), the other order deadlocked with their submit.
@@ -114,6 +146,7 @@ def member_remove(*, campaign: Campaign, user_id: int, by: AbstractBaseUser | No
     """Take the user out of the campaign; their labels and state history stay, the history
     ending in a transition to ``removed`` (a quarantine lasts until then, not for ever)."""
     with transaction.atomic():
+        _keep_an_admin(campaign=campaign, user_id=user_id, by=by)  # first: its lock, then rows
         member = (
             # OF self: the default ordering joins the campaign and the user, whose rows a
             # plain FOR UPDATE would lock too (every label's commit in the campaign waits
@@ -283,6 +316,8 @@ def member_invite(
 
     The user gets the site-wide group of their campaign role (annotator or expert: what kind
     of work they do); a campaign admin gets none, their rights come from the membership.
+    No API token: only a token's digest is stored, so one made here would be a key nobody
+    was shown; a site admin issues one when asked (the admin's Tokens page shows it once).
     """
     role = _role(role)
     user_model = get_user_model()
@@ -317,7 +352,6 @@ def member_invite(
     if role in _GLOBAL_ROLE:
         assert isinstance(user, AbstractUser)  # noqa: S101 - the user model has groups
         user.groups.add(role_groups()[_GLOBAL_ROLE[role]])
-    Token.objects.get_or_create(user=user)
     member = member_add(campaign=campaign, user=user, role=role, by=by)
     member.invited_at = timezone.now()
     member.save(update_fields=["invited_at"])

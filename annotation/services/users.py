@@ -10,9 +10,9 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Field
-from rest_framework.authtoken.models import Token
 
 from annotation.roles import Role, role_groups
+from annotation.services.api_tokens import api_token_ensure, api_token_issue
 from core.text import encodes_as_utf8
 
 
@@ -25,7 +25,8 @@ def user_create(
     email: str = "",
     reset_password: bool = False,
     check_password_rules: bool = False,
-) -> tuple[AbstractUser, str | None, str]:
+    new_token: bool = False,
+) -> tuple[AbstractUser, str | None, str | None]:
     """Create (or update the role of) a user; returns (user, password, API token key).
 
     A new user without a ``password`` gets a generated one, returned so it can be shown once.
@@ -37,6 +38,10 @@ def user_create(
     common passwords, likeness to the user's name and e-mail): for passwords an operator
     chooses (create_user). Generated ones (seed_demo's, a new user's) are random, and test
     fixtures pass short known ones on purpose.
+
+    The API key is returned once, when it is issued (only its digest is stored): for a user
+    without one, or with ``new_token``, which revokes the user's previous key. A user who has
+    one keeps it, and None is returned for it: it cannot be shown again.
     """
     user_model = get_user_model()
     # The name is checked before any row exists: get_or_create would store an invalid one
@@ -84,5 +89,5 @@ def user_create(
     groups = role_groups()
     user.groups.remove(*groups.values())
     user.groups.add(groups[role])
-    token, _ = Token.objects.get_or_create(user=user)
-    return user, password, token.key
+    token = api_token_issue(user=user) if new_token else api_token_ensure(user=user)
+    return user, password, token

@@ -25,10 +25,10 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, U
 from django.core.cache import cache
 from django.db import transaction
 from django.http import Http404
-from rest_framework.authtoken.models import Token
 
 from annotation.roles import Role, user_has_role
 from annotation.selectors import is_campaign_admin
+from annotation.services.api_tokens import api_token_ensure, api_token_issue
 from core.errors import ApplicationError, BadRequest, Conflict, Unavailable
 from scoring.models import ModelVersion
 
@@ -85,13 +85,17 @@ def score_limits() -> dict[str, Any]:
 @dataclass(frozen=True)
 class ScoringServiceAccount:
     username: str
-    token: str
+    token: str | None  # the raw key when one was issued now; None: the existing one is kept
     created: bool
 
 
 @transaction.atomic
-def scoring_service_account(*, username: str) -> ScoringServiceAccount:
+def scoring_service_account(*, username: str, new_token: bool = False) -> ScoringServiceAccount:
     """A user in the scoring-service group (created with it where missing) and its API token.
+
+    The token is returned once, when it is issued (only its digest is stored): for an account
+    without one, or with ``new_token``, which revokes the account's previous token. An
+    account that has one keeps it, and ``token`` is None: it cannot be shown again.
 
     A new account gets no usable password (it signs in with its token alone) and no role. An
     existing user joins the group only if they hold no role and are neither staff nor
@@ -118,8 +122,8 @@ def scoring_service_account(*, username: str) -> ScoringServiceAccount:
             )
     group, _ = Group.objects.get_or_create(name=SERVICE_GROUP)
     user.groups.add(group)
-    token, _ = Token.objects.get_or_create(user=user)
-    return ScoringServiceAccount(username=username, token=token.key, created=created)
+    token = api_token_issue(user=user) if new_token else api_token_ensure(user=user)
+    return ScoringServiceAccount(username=username, token=token, created=created)
 
 
 def user_may_score(user: AbstractBaseUser | AnonymousUser) -> bool:

@@ -326,17 +326,19 @@ def job_run(
 REMOVE_CAMPAIGN_FILES_TASK = "scoring.remove_campaign_files"
 
 
-def campaign_files_remove_send(*, campaign_id: int) -> None:
+def campaign_files_remove_send(*, campaign_id: int, directories: list[str] | None = None) -> None:
     """Send the removal of a deleted campaign's files, once the current transaction commits:
     by the deletion, and again by a worker whose job or shard of the campaign was still
     running then and may have written a file since. A broker that cannot be reached is
-    logged: the next removal sweeps every deleted campaign's files."""
+    logged: the next removal sweeps every deleted campaign's files. ``directories``: the
+    campaign's directories its rows named outside today's stores (``scoring.campaign_files``)."""
+    args: tuple[object, ...] = (int(campaign_id),)
+    if directories:
+        args = (*args, list(directories))
 
     def send() -> None:
         try:
-            current_app.send_task(
-                REMOVE_CAMPAIGN_FILES_TASK, args=(int(campaign_id),), queue="default"
-            )
+            current_app.send_task(REMOVE_CAMPAIGN_FILES_TASK, args=args, queue="default")
         except BROKER_ERRORS as error:
             logger.warning(
                 "could not send the removal of campaign %s's files: %s", campaign_id, error

@@ -20,7 +20,7 @@ from scoring.jobs.runner import REMOVE_CAMPAIGN_FILES_TASK
     soft_time_limit=LIGHT_TASK_SOFT_LIMIT_S,
     time_limit=LIGHT_TASK_HARD_LIMIT_S,
 )
-def remove_campaign_files_task(campaign_id: int) -> int:
-    removed = campaign_files_remove(campaign_id=campaign_id)
+def remove_campaign_files_task(campaign_id: int, directories: list[str] | None = None) -> int:
+    removed = campaign_files_remove(campaign_id=campaign_id, directories=directories)
     deleted_campaign_files_remove()
     return removed

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from django.db import models
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation.models import Campaign, CampaignMember, Pair
+from annotation.services.api_tokens import api_token_issue
 from annotation.services.assignments import assignment_next
 from annotation.services.campaigns import SETTINGS_FIELDS, campaign_update
 from annotation.services.labels import LabelInput, label_submit
@@ -68,8 +68,8 @@ def test_an_admins_token_reads_and_changes_settings_and_a_missing_campaign_is_40
     campaign, admin_user
 ):
     client = APIClient()
-    token, _created = Token.objects.get_or_create(user=admin_user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    token = api_token_issue(user=admin_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert client.get(_url(campaign.pk)).status_code == 200
     changed = client.patch(_url(campaign.pk), {"round_size": 64}, format="json")
     assert changed.status_code == 200, changed.content

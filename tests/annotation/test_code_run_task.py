@@ -8,9 +8,9 @@ import time
 import urllib.request
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from annotation.models import CodeRun, Evidence
+from annotation.services.api_tokens import api_token_issue
 from annotation.services.tools import code_run_execute
 from annotation.tools import SandboxUnavailable, available_languages, preflight
 from tests.annotation.tools_helpers import open_assignment
@@ -213,7 +213,7 @@ def test_pages_stay_responsive_while_20_hostile_runs_execute(
         wait_for(lambda: runs.filter(status=CodeRun.Status.RUNNING).exists(), timeout=60,
                  what="hostile runs to start")
 
-        token = Token.objects.get_or_create(user=annotator_a)[0].key
+        token = api_token_issue(user=annotator_a)
         url = f"{live_server.url}/api/campaigns/{campaign.pk}/progress"
         # No wall-clock bound (the machine may be busy with anything): a page is answered
         # while hostile runs are executing both before it was asked for and after its answer,

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from annotation import authentication
 from annotation.roles import Role
+from annotation.services.api_tokens import api_token_digest
 from annotation.services.users import user_create
 from tests.factories import PairFactory
 
@@ -62,7 +63,7 @@ def test_a_token_read_is_reused_for_a_few_seconds_then_read_again(
     client = client_with(token)
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
     # Revoked behind Django's back (no signal): this process still trusts what it read...
-    Token.objects.filter(key=token)._raw_delete(using="default")
+    Token.objects.filter(key=api_token_digest(token))._raw_delete(using="default")
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
     now[0] += 4.9
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
@@ -76,7 +77,7 @@ def test_without_the_cache_every_call_reads_the_token(campaign, settings):
     _user, _password, token = user_create(username="strict", role=Role.ANNOTATOR)
     client = client_with(token)
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
-    Token.objects.filter(key=token)._raw_delete(using="default")
+    Token.objects.filter(key=api_token_digest(token))._raw_delete(using="default")
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 401
 
 
@@ -86,5 +87,5 @@ def test_changes_made_through_django_take_effect_at_once(campaign):
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 200
     user.groups.clear()  # the annotator role taken away
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 404
-    Token.objects.filter(key=token).delete()
+    Token.objects.filter(key=api_token_digest(token)).delete()
     assert client.get(f"/api/campaigns/{campaign.pk}/progress").status_code == 401

@@ -216,15 +216,15 @@ def test_an_upload_past_its_time_limit_while_storing_is_refused_and_keeps_the_ol
 def service_client(db):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from annotation.services.api_tokens import api_token_issue
     from scoring.deploy.serving import SERVICE_GROUP
 
     user = get_user_model().objects.create_user(username="rlhf-pipeline")
     user.groups.add(Group.objects.get_or_create(name=SERVICE_GROUP)[0])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user)}")
     return client
 
 

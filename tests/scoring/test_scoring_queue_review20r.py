@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from annotation.services.api_tokens import api_token_issue
 from scoring.deploy.serving import SERVICE_GROUP
 from scoring.models import ModelVersion
 from scoring.reward_model import build_tiny_reward_model
@@ -34,7 +34,7 @@ def test_the_timeout_names_the_scoring_queue_nobody_consumes(
     user = get_user_model().objects.create_user(username="rlhf-pipeline")
     user.groups.add(Group.objects.get_or_create(name=SERVICE_GROUP)[0])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user)}")
 
     response = client.post(
         reverse("api-model-score", kwargs={"version_id": version.pk}),

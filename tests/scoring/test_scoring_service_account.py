@@ -45,8 +45,9 @@ def test_the_account_scores_with_its_token_and_reaches_nothing_else(campaign) ->
     assert client.post(f"/api/campaigns/{campaign.pk}/next").status_code in (403, 404)
     assert client.get(f"/api/campaigns/{campaign.pk}/model-versions").status_code in (403, 404)
 
-    again = _create("rlhf-pipeline")  # idempotent: the same token
-    assert "it existed" in again[0] and again[-1] == token
+    again = _create("rlhf-pipeline")  # idempotent: the same token, kept and not shown again
+    assert "it existed" in again[0] and again[-1].startswith("token: unchanged")
+    assert client.post(url, body, format="json").status_code == 409
 
 
 @pytest.mark.django_db

@@ -16,7 +16,11 @@ def _messages(error: ValidationError) -> str:
 
 
 class Command(BaseCommand):
-    help = "Create a user with a role; prints the API token alone on the last line."
+    help = (
+        "Create a user with a role; prints a new API token alone on the last line (shown this "
+        "once: only its digest is stored). An existing user keeps their token unless "
+        "--new-token asks for a new one."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
@@ -27,6 +31,11 @@ class Command(BaseCommand):
             "A given one must pass the site's password rules (AUTH_PASSWORD_VALIDATORS).",
         )
         parser.add_argument("--email", default="")
+        parser.add_argument(
+            "--new-token",
+            action="store_true",
+            help="Issue a new API token even if the user has one; their old one stops working.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         username = str(options["username"])
@@ -41,6 +50,7 @@ class Command(BaseCommand):
                     password=str(options["password"]) if password_given else None,
                     email=str(options["email"]),
                     check_password_rules=True,
+                    new_token=bool(options["new_token"]),
                 )
         except ValidationError as exc:
             raise CommandError(f"invalid user {username!r}: {_messages(exc)}") from None
@@ -49,4 +59,10 @@ class Command(BaseCommand):
             self.stdout.write("password: unchanged (an existing user; --password sets one)")
         elif not password_given:
             self.stdout.write(f"password: {password}")
-        self.stdout.write(token)
+        if token is None:
+            self.stdout.write(
+                "token: unchanged (an existing user's; it is stored as a digest and cannot be "
+                "shown again; --new-token issues a new one and revokes it)"
+            )
+        else:
+            self.stdout.write(token)

@@ -115,9 +115,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"corpus {corpus.corpus.name!r}: {corpus.created} documents for the search tool"
         )
-        self.stdout.write("demo logins (passwords are new on every run):")
+        self.stdout.write("demo logins (passwords and tokens are new on every run):")
         for username, role in DEMO_USERS:
-            user, password, token = user_create(username=username, role=role, reset_password=True)
+            user, password, token = user_create(
+                username=username, role=role, reset_password=True, new_token=True
+            )
             # The demo campaign is members-only, as new campaigns are: its users are members.
             member_add(campaign=campaign, user=user, role=CampaignMember.Role(role.value))
             self.stdout.write(
