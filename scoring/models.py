@@ -54,6 +54,13 @@ class Job(models.Model):
     releases = models.PositiveSmallIntegerField(default=0, db_default=0)
     worker = models.CharField(max_length=200, blank=True)
     stage = models.CharField(max_length=10, choices=Stage.choices, default=Stage.MAIN, blank=True)
+    # The queue its task was sent to where the caller overrode the route (``job_enqueue``):
+    # the stale-job sweep sends it there again. Empty: the route of its task.
+    queue = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # Sends by the stale-job sweep since a worker last claimed the job, and when the last one
+    # was: each waits twice as long as the one before (``scoring.jobs.claims``).
+    resends = models.PositiveSmallIntegerField(default=0, db_default=0)
+    resent_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

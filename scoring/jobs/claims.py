@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.db.models import F, Q, QuerySet
-from django.db.models.functions import Now
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from core.queue import QueueUnavailable
@@ -81,7 +81,14 @@ class JobClaim:
 def job_claim(*, job_id: int, worker: str) -> JobClaim:
     """Claim a job for this worker with a conditional UPDATE (see the module docstring)."""
     now = timezone.now()  # the times shown; staleness is judged by the database's clock
-    owned = {"worker": worker[:200], "heartbeat_at": Now(), "attempts": F("attempts") + 1}
+    # A claim ends the sweep's sends (its next lost worker starts their spacing afresh).
+    delivered = {"resends": 0, "resent_at": None}
+    owned = {
+        "worker": worker[:200],
+        "heartbeat_at": Now(),
+        "attempts": F("attempts") + 1,
+        **delivered,
+    }
     claimed = Job.objects.filter(
         pk=job_id, status=Job.Status.QUEUED, cancel_requested=False
     ).update(status=Job.Status.RUNNING, started_at=now, message="started", **owned)
@@ -93,7 +100,7 @@ def job_claim(*, job_id: int, worker: str) -> JobClaim:
     finishing = cancelled_waiting = 0
     if not claimed:
         finishing = waiting.filter(cancel_requested=False).update(
-            worker=worker[:200], heartbeat_at=Now(), message="finishing"
+            worker=worker[:200], heartbeat_at=Now(), message="finishing", **delivered
         )
         if not finishing:
             cancelled_waiting = waiting.filter(cancel_requested=True).update(
@@ -251,6 +258,27 @@ def job_release(*, job: Job, reason: str, cancel_leaves: str = "nothing was regi
 # A job released for a retry (``job_release``) and still queued this many stale periods later
 # lost its task: Celery's automatic retries ran out (e.g. a database outage of minutes).
 RELEASED_STALE_PERIODS = 10
+# Each send by the sweep waits twice as long as the one before (after a silent worker's
+# first: RELEASED_STALE_PERIODS), up to this many doublings: a job merely waiting behind
+# hours of other work on its queue (one gpu worker, a long training) is not sent again at
+# every sweep, piling up duplicate messages (each harmless to its claim, but each retried
+# while the job then runs), and one whose message was lost is still sent within a few hours.
+RESEND_DOUBLINGS_MAX = 5
+
+
+def resend_due(last_sent: str) -> Q:
+    """Jobs whose ``last_sent`` (a field or annotation) is older than the spacing their count
+    of sends by the sweep (``resends``) asks for."""
+    due = Q(
+        resends__gte=RESEND_DOUBLINGS_MAX,
+        **{f"{last_sent}__lt": stale_before(RELEASED_STALE_PERIODS * 2**RESEND_DOUBLINGS_MAX)},
+    )
+    for sends in range(RESEND_DOUBLINGS_MAX):
+        due |= Q(
+            resends=sends,
+            **{f"{last_sent}__lt": stale_before(RELEASED_STALE_PERIODS * 2**sends)},
+        )
+    return due
 
 
 def jobs_recover_stale() -> list[int]:
@@ -259,31 +287,32 @@ def jobs_recover_stale() -> list[int]:
     or which had none (exports, curation and evaluation are not retried automatically): queued,
     claimed before, untouched for ``RELEASED_STALE_PERIODS`` stale periods; and jobs queued
     that long that no worker ever claimed (their task lost). The claim decides whether they
-    run again, so a task sent twice runs once. Returns the jobs sent again."""
+    run again, so a task sent twice runs once. Sent again while still unclaimed, each waits
+    twice as long as the one before (``RESEND_DOUBLINGS_MAX``). Each goes to the queue the job
+    was first sent to (``Job.queue``). Returns the jobs sent again."""
     kinds = tuple(TASK_NAMES)
     stale = list(
         Job.objects.filter(
-            kind__in=kinds, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before()
+            Q(resent_at__isnull=True) | resend_due("resent_at"),
+            kind__in=kinds,
+            status=Job.Status.RUNNING,
+            heartbeat_at__lt=stale_before(),
         ).exclude(stage=Job.Stage.SHARDS)
     )
     sent = []
     for job in stale:
         job_log(job=job, message="no heartbeat; sent again for a worker to take over")
+        _mark_sent_again(job)
         if _send_again(job):
             sent.append(job.pk)
-    waited_long = stale_before(RELEASED_STALE_PERIODS)
     released = list(
-        Job.objects.filter(
-            Q(heartbeat_at__lt=waited_long)
-            # Never claimed (no heartbeat) and queued as long: its task may be lost (a broker
-            # restarted without its messages, a request that died between its commit and the
-            # send); nothing else would ever run it, and a model job would refuse its
-            # campaign's next ones for good.
-            | Q(heartbeat_at__isnull=True, created_at__lt=waited_long),
-            kind__in=kinds,
-            status=Job.Status.QUEUED,
-            cancel_requested=False,
-        )
+        # Released (its last heartbeat), sent again (resent_at), or never claimed and queued
+        # that long (created_at): its task may be lost (a broker restarted without its
+        # messages, a request that died between its commit and the send); nothing else would
+        # ever run it, and a model job would refuse its campaign's next ones for good.
+        Job.objects.annotate(last_sent=Coalesce("resent_at", "heartbeat_at", "created_at"))
+        .filter(resend_due("last_sent"))
+        .filter(kind__in=kinds, status=Job.Status.QUEUED, cancel_requested=False)
     )
     for job in released:
         taken_before = job.heartbeat_at is not None
@@ -293,11 +322,17 @@ def jobs_recover_stale() -> list[int]:
             if taken_before
             else "never taken by a worker; sent again",
         )
-        # Sent again now: the next sweep waits as long again before another.
-        Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(heartbeat_at=Now())
+        _mark_sent_again(job)
         if _send_again(job):
             sent.append(job.pk)
     return sent
+
+
+def _mark_sent_again(job: Job) -> None:
+    """Count the send: the next one waits twice as long (``resend_due``)."""
+    Job.objects.filter(pk=job.pk, status=job.status).update(
+        resends=F("resends") + 1, resent_at=Now()
+    )
 
 
 def _send_again(job: Job) -> bool:

@@ -24,6 +24,7 @@ EXCLUSIVE_KINDS = (Job.Kind.TRAIN, Job.Kind.SCORE, Job.Kind.LOOP)
 ACTIVE_STATUSES = (Job.Status.QUEUED, Job.Status.RUNNING)
 # The longest status message a job row shows (its log lines keep the whole text).
 MESSAGE_MAX = 500
+QUEUE_NAME_MAX = 200  # Job.queue
 
 
 def stale_seconds() -> float:
@@ -98,14 +99,20 @@ TASK_NAMES: dict[str, str] = {
 def job_enqueue(*, job: Job, queue: str | None = None) -> None:
     """Send the job's task once the surrounding transaction commits (the worker must see it).
 
-    ``queue`` overrides the route (``scoring.*`` → ``gpu``), e.g. for a dedicated GPU host.
+    ``queue`` overrides the route (``scoring.*`` → ``gpu``), e.g. for a dedicated GPU host;
+    the job row keeps it, and a later send without one (the stale-job sweep's) goes there too.
     With the broker down the job is marked failed (no queued row without a task) and
     ``core.queue.QueueUnavailable`` (503) propagates.
     """
+    if queue and len(queue) > QUEUE_NAME_MAX:
+        raise JobError(f"a queue name has at most {QUEUE_NAME_MAX} characters")
+    if queue and queue != job.queue:
+        Job.objects.filter(pk=job.pk).update(queue=queue)
+        job.queue = queue
     send_task_on_commit(
         TASK_NAMES[job.kind],
         args=(job.pk,),
-        queue=queue,
+        queue=job.queue or None,
         on_unavailable=lambda: job_fail_unsent(job=job),
     )
 

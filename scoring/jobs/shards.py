@@ -28,6 +28,7 @@ shards at once; running shards notice at their next chunk (their fenced writes f
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -39,11 +40,11 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from scoring.jobs.claims import RELEASED_STALE_PERIODS
+from scoring.jobs.claims import RELEASED_STALE_PERIODS, resend_due
 from scoring.jobs.runner import (
     TASK_NAMES,
     JobCancelled,
@@ -103,12 +104,15 @@ class ShardRange:
 _PLAN_PAGE = 10_000
 
 
-def shard_ranges(targets: QuerySet[Any], size: int) -> Iterator[ShardRange]:
+def shard_ranges(
+    targets: QuerySet[Any], size: int, *, check: Callable[[], None] | None = None
+) -> Iterator[ShardRange]:
     """Consecutive id ranges of ``targets`` with ``size`` pairs each (the last one fewer).
 
     Keyset pagination: each page is ``id > last id seen ORDER BY id LIMIT n``, one index range
     scan, with n at most ``_PLAN_PAGE`` whatever the shard size, so that a shard as large as
     the pool (``--shard-size`` up to 2**31-1) never holds the pool's ids in memory.
+    ``check`` is called before each page (it raises to stop): bounded work between two.
     """
     if size < 1:
         raise ValueError("shard size must be at least 1")
@@ -116,6 +120,8 @@ def shard_ranges(targets: QuerySet[Any], size: int) -> Iterator[ShardRange]:
     first: int | None = None
     count = 0
     while True:
+        if check is not None:
+            check()
         page = targets if after is None else targets.filter(id__gt=after)
         ids = list(
             page.order_by("id").values_list("id", flat=True)[: min(_PLAN_PAGE, size - count)]
@@ -149,14 +155,20 @@ def job_hand_off_to_shards(
     """
     job = context.job
     with transaction.atomic():
+        # The shard rows are written in this one transaction (a planner killed halfway leaves
+        # none), but the job's row is locked only once they are: a lock held while planning
+        # millions of pairs would make a cancel request (and the job's heartbeat) wait for
+        # the whole plan. The planning reads the cancel flag instead (``_plan_check``).
+        if not JobShard.objects.filter(job=job).exists():
+            _plan_check(context)
+            size = _bounded_shard_size(context, targets=targets, size=size)
+            _shards_plan(context, targets=targets, size=size)
         owned = Job.objects.select_for_update().filter(
             pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts
         )
-        if not owned.exists():
-            raise JobLost(f"job {job.pk} is no longer owned by this worker")
-        if not JobShard.objects.filter(job=job).exists():
-            size = _bounded_shard_size(context, targets=targets, size=size)
-            _shards_plan(context, targets=targets, size=size)
+        # Locked, the row is the truth: a takeover, or a cancel asked during the plan, ends
+        # it here and rolls its shard rows back.
+        _plan_check(context, rows=owned)
         total = JobShard.objects.filter(job=job).count()
         if total == 0:
             return 0
@@ -200,12 +212,28 @@ def _bounded_shard_size(context: JobContext, *, targets: QuerySet[Any], size: in
     return needed
 
 
+def _plan_check(context: JobContext, rows: QuerySet[Job] | None = None) -> None:
+    """Raise JobLost or JobCancelled where the job must stop, reading its row (``rows``:
+    the same row, locked) and writing nothing: a write would lock the row until the plan's
+    transaction commits (``JobContext.check`` beats the heartbeat; its thread does that)."""
+    job = context.job
+    found = (rows if rows is not None else Job.objects.filter(pk=job.pk)).values_list(
+        "status", "attempts", "cancel_requested"
+    )
+    row = found.first()
+    if context.lost or row is None or row[0] != Job.Status.RUNNING or row[1] != job.attempts:
+        raise JobLost(f"job {job.pk} is no longer owned by this worker")
+    if row[2] or context.should_stop():
+        raise JobCancelled
+
+
 def _shards_plan(context: JobContext, *, targets: QuerySet[Any], size: int) -> None:
-    """Write the job's shard rows, a batch at a time, checking for a stop between shards."""
+    """Write the job's shard rows, a batch at a time, checking for a stop before each page of
+    ids read (``_PLAN_PAGE``)."""
     job = context.job
     batch: list[JobShard] = []
-    for index, shard_range in enumerate(shard_ranges(targets, size)):
-        context.check()
+    check = functools.partial(_plan_check, context)
+    for index, shard_range in enumerate(shard_ranges(targets, size, check=check)):
         batch.append(
             JobShard(
                 job=job,
@@ -331,8 +359,9 @@ class ShardContext:
         if not alive:
             self._stop.set()
             return False
-        # The job's heartbeat: alive while any of its shards is.
-        if not _job_active(self.job.pk).update(heartbeat_at=Now()):
+        # The job's heartbeat: alive while any of its shards is (its shards taken, the
+        # sweep's sends of them start their spacing afresh).
+        if not _job_active(self.job.pk).update(heartbeat_at=Now(), resends=0, resent_at=None):
             job = Job.objects.filter(pk=self.job.pk).first()
             if job is None or job.cancel_requested or job.status == Job.Status.CANCELLED:
                 self._cancelled.set()
@@ -528,24 +557,28 @@ def shards_recover_stale() -> list[int]:
             job__status=Job.Status.RUNNING,
         ).select_related("job")
     )
-    # Queued shards of a job nobody has touched for a while: their messages may be lost
-    # (a broker restart); a duplicate of a live one is ignored by its claim. Only once every
-    # RELEASED_STALE_PERIODS stale periods (the job's heartbeat is stamped when they are sent):
-    # shards merely waiting behind other work (every gpu worker busy with a training of
-    # hours) were sent again at every sweep, thousands of duplicate messages an hour.
+    # Queued shards of a job none of whose shards has run for RELEASED_STALE_PERIODS stale
+    # periods: their messages may be lost (a broker restart); a duplicate of a live one is
+    # ignored by its claim. Sent again as the job's own task is (``resend_due``: each time
+    # twice as long after the one before, counted on the job): shards merely waiting behind
+    # other work (every gpu worker busy with a training of hours) were sent again every
+    # RELEASED_STALE_PERIODS, each time every one of them, without end.
+    waiting_jobs = Job.objects.filter(
+        Q(resent_at__isnull=True) | resend_due("resent_at"),
+        status=Job.Status.RUNNING,
+        stage=Job.Stage.SHARDS,
+        heartbeat_at__lt=stale_before(RELEASED_STALE_PERIODS),
+    )
     waiting = list(
-        JobShard.objects.filter(
-            status=JobShard.Status.QUEUED,
-            job__status=Job.Status.RUNNING,
-            job__stage=Job.Stage.SHARDS,
-            job__heartbeat_at__lt=stale_before(RELEASED_STALE_PERIODS),
-        ).select_related("job")
+        JobShard.objects.filter(status=JobShard.Status.QUEUED, job__in=waiting_jobs)
+        .select_related("job")
+        .order_by("job_id", "index")
     )
     Job.objects.filter(
         pk__in={shard.job_id for shard in waiting},
         status=Job.Status.RUNNING,
         stage=Job.Stage.SHARDS,
-    ).update(heartbeat_at=Now())
+    ).update(resends=F("resends") + 1, resent_at=Now())
     stale += waiting
     sent = []
     for shard in stale:

@@ -49,13 +49,19 @@ def test_a_queued_job_no_worker_ever_took_is_sent_again_once_a_while(
     assert Job.objects.get(pk=recent.pk).status == Job.Status.QUEUED
     assert Job.objects.get(pk=cancelled.pk).status == Job.Status.CANCELLED
 
-    # Still not taken as long after that send: sent again.
+    # Still not taken as long after that send: not yet (each send waits twice as long as the
+    # one before, review 21B); twice as long after it: sent again.
+    Job.objects.filter(pk=lost.pk).update(resent_at=timezone.now() - timedelta(seconds=long_wait))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert jobs_recover_stale() == []
     Job.objects.filter(pk=lost.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=long_wait)
+        resent_at=timezone.now() - timedelta(seconds=2 * long_wait)
     )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert jobs_recover_stale() == [lost.pk]
     assert len(callbacks) == 1
+    # Never taken by a worker, still (its resends leave its heartbeat alone).
+    assert lost.log_lines.filter(message="never taken by a worker; sent again").count() == 2
 
 
 @pytest.mark.worker

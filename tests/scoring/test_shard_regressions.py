@@ -202,7 +202,7 @@ def test_a_broker_refusing_one_stale_shard_does_not_end_the_sweep(db, monkeypatc
 def test_queued_shards_waiting_behind_other_work_are_not_sent_at_every_sweep(
     db, sent_tasks, django_capture_on_commit_callbacks, settings
 ):
-    """Sent again once the job was silent ten stale periods, then not before as long again
+    """Sent again once the job was silent ten stale periods, then not before twice as long
     (every gpu worker busy with an hours-long training: duplicates at every sweep)."""
     job, last = _job_whose_last_shard_died_after_its_commit()
     JobShard.objects.filter(pk=last.pk).update(status=JobShard.Status.QUEUED)
@@ -215,8 +215,15 @@ def test_queued_shards_waiting_behind_other_work_are_not_sent_at_every_sweep(
         heartbeat_at=timezone.now() - timedelta(seconds=5 * stale_seconds)
     )
     assert shards_recover_stale() == []
+    # Silent for long, but sent again less than twenty stale periods ago: each send waits
+    # twice as long as the one before (review 21B).
     Job.objects.filter(pk=job.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=11 * stale_seconds)
+        heartbeat_at=timezone.now() - timedelta(seconds=11 * stale_seconds),
+        resent_at=timezone.now() - timedelta(seconds=11 * stale_seconds),
+    )
+    assert shards_recover_stale() == []
+    Job.objects.filter(pk=job.pk).update(
+        resent_at=timezone.now() - timedelta(seconds=21 * stale_seconds)
     )
     assert shards_recover_stale() == [last.pk]
     assert [task for task in sent_tasks if task[0] == SHARD_TASK] == [(SHARD_TASK, (last.pk,))] * 2
