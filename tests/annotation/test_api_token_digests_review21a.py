@@ -51,6 +51,7 @@ def test_a_raw_key_is_not_in_the_database_and_only_it_authenticates(campaign) ->
 
 def test_request_auth_carries_the_digest_never_the_raw_key(campaign) -> None:
     _user, _password, key = user_create(username="ann", role=Role.ANNOTATOR)
+    assert key is not None
     _found, token = TokenWithRolesAuthentication().authenticate_credentials(key)
     assert token.key == api_token_digest(key) == Token.objects.get().key
 
@@ -92,9 +93,9 @@ def test_a_scoring_service_gets_a_new_token_only_when_asked(campaign) -> None:
 
 def test_the_migration_hashes_a_clear_key_which_keeps_working(campaign) -> None:
     user, _password, _key = user_create(username="old", role=Role.ANNOTATOR)
-    Token.objects.filter(user=user).delete()
+    Token.objects.filter(user_id=user.pk).delete()
     clear = Token.generate_key()
-    Token.objects.create(key=clear, user=user)  # as stored before digests
+    Token.objects.create(key=clear, user_id=user.pk)  # as stored before digests
     other = UserFactory()
     kept = api_token_issue(user=other)  # a digest already: left as it is
     assert _status(clear, campaign) == 401  # a clear key is no longer looked up as such
@@ -102,12 +103,12 @@ def test_the_migration_hashes_a_clear_key_which_keeps_working(campaign) -> None:
     schema_editor = SimpleNamespace(connection=connection)
     migration.hash_clear_keys(apps, schema_editor)
     assert clear not in _table_text()
-    assert Token.objects.get(user=user).key == api_token_digest(clear)
-    assert Token.objects.get(user=other).key == api_token_digest(kept)
+    assert Token.objects.get(user_id=user.pk).key == api_token_digest(clear)
+    assert Token.objects.get(user_id=other.pk).key == api_token_digest(kept)
     assert _status(clear, campaign) == 200
 
     migration.hash_clear_keys(apps, schema_editor)  # again (reversed, then reapplied): no harm
-    assert Token.objects.get(user=user).key == api_token_digest(clear)
+    assert Token.objects.get(user_id=user.pk).key == api_token_digest(clear)
     assert _status(clear, campaign) == 200
 
 
@@ -115,12 +116,12 @@ def test_the_admin_adds_a_token_through_the_service_and_shows_it_once(
     campaign, admin_user, client
 ) -> None:
     annotator, _password, _key = user_create(username="ann", role=Role.ANNOTATOR)
-    Token.objects.filter(user=annotator).delete()
+    Token.objects.filter(user_id=annotator.pk).delete()
     client.force_login(admin_user)
     response = client.post("/admin/authtoken/tokenproxy/add/", {"user": annotator.pk}, follow=True)
     assert response.status_code == 200
     shown = [str(message) for message in response.context["messages"]]
-    stored = Token.objects.get(user=annotator).key
+    stored = Token.objects.get(user_id=annotator.pk).key
     (key,) = [word for text in shown for word in text.replace(")", " ").split() if len(word) == 40]
     assert stored == api_token_digest(key)
     assert _status(key, campaign) == 200
