@@ -2,13 +2,19 @@
 group), invite (and resend a pending invitation), remove, and move a member on (admit a
 qualifier, restore a quarantined one).
 
-POST/redirect/GET: each action redirects back to the page with a message; an input the
-services reject re-renders the page with the error, status 400.
+The members are listed 100 a page in the API's keyset order (user name, then id:
+``core.paging.keyset_page``), with "Previous"/"Next" links carrying the cursor and an optional
+user-name filter ``q``. Every form posts to a URL that carries the page's query (``q``,
+``after``/``before``), so that an action comes back to the page it was taken on.
+
+POST/redirect/GET: each action redirects back to that page with a message; an input the
+services reject re-renders that page with the error, status 400.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -17,10 +23,11 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.models import Campaign, CampaignMember
-from annotation.selectors import campaign_for_admin, campaign_members
+from annotation.selectors import campaign_for_admin, campaign_members, campaign_members_ordered
 from annotation.services.members import (
     BulkResult,
     csv_text_from_upload,
@@ -36,10 +43,41 @@ from annotation.services.members import (
 )
 from core.errors import BadRequest
 from core.http import error_into
+from core.paging import keyset_page
 from core.requests import SignedInRequest
 
 TEMPLATE = "annotation/members.html"
 ROLE_CHOICES = CampaignMember.Role.choices
+PAGE_SIZE = 100
+MEMBERS_ORDER = ("user__username", "id")  # as the members API pages
+
+
+class ListingForm(forms.Form):
+    """Which page of the list: the user-name filter and the cursor of a page link."""
+
+    q = forms.CharField(max_length=150, required=False, strip=True)
+    after = forms.CharField(max_length=2000, required=False)
+    before = forms.CharField(max_length=2000, required=False)
+
+
+def _listing(request: SignedInRequest) -> dict[str, str]:
+    """The page's query parameters that are set (read from the query string on a POST too,
+    where each form's URL carries them); BadRequest for a filter or cursor out of shape."""
+    form = ListingForm(request.GET)
+    if not form.is_valid():
+        raise BadRequest("The member filter or page cursor is not valid: follow the page links.")
+    return {name: value for name, value in form.cleaned_data.items() if value}
+
+
+def _query(**params: str) -> str:
+    return urlencode({name: value for name, value in params.items() if value})
+
+
+def _back(campaign: Campaign, listing: dict[str, str]) -> HttpResponse:
+    """Back to the page the action was taken on."""
+    url = reverse("campaign-members", args=[campaign.pk])
+    query = _query(**listing)
+    return redirect(f"{url}?{query}" if query else url)
 
 
 class _MembersForm(forms.Form):
@@ -90,11 +128,36 @@ class InviteForm(_MembersForm):
 
 
 def _render(
-    request: SignedInRequest, campaign: Campaign, *, error: str = "", status: int = 200
+    request: SignedInRequest,
+    campaign: Campaign,
+    listing: dict[str, str],
+    *,
+    error: str = "",
+    status: int = 200,
 ) -> HttpResponse:
+    members = campaign_members_ordered(campaign=campaign)
+    name = listing.get("q", "")
+    if name:
+        members = members.filter(user__username__icontains=name)
+    page = keyset_page(
+        members,
+        order=MEMBERS_ORDER,
+        size=PAGE_SIZE,
+        after=listing.get("after"),
+        before=listing.get("before"),
+    )
     context: dict[str, Any] = {
         "campaign": campaign,
-        "rows": campaign_members(campaign=campaign),
+        "rows": campaign_members(campaign=campaign, members=page.rows),
+        "page": page,
+        "page_size": PAGE_SIZE,
+        "total": members.count(),
+        "q": name,
+        # The forms post to URLs carrying this, to come back to this very page.
+        "page_query": _query(**listing),
+        "first_query": _query(q=name),
+        "next_query": page.next_cursor and _query(q=name, after=page.next_cursor),
+        "previous_query": page.previous_cursor and _query(q=name, before=page.previous_cursor),
         "groups": Group.objects.order_by("name").values_list("name", flat=True),
         "add_form": AddMemberForm(),
         "bulk_form": BulkMembersForm(),
@@ -109,7 +172,7 @@ def _render(
 @require_GET
 def members_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-    return _render(request, campaign)
+    return _render(request, campaign, _listing(request))
 
 
 def _bulk_message(result: BulkResult) -> str:
@@ -176,13 +239,16 @@ def _apply(request: SignedInRequest, campaign: Campaign, action: str) -> str:
 @require_POST
 def members_change(request: SignedInRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    listing = _listing(request)  # before acting: a bad page link changes nothing
     outcome: dict[str, Any] = {}
     with error_into(outcome):  # a refusal is shown on the page, above the forms
         outcome["notice"] = _apply(request, campaign, request.POST.get("action", ""))
     if "error" in outcome:
-        return _render(request, campaign, error=outcome["error"], status=outcome["error_status"])
+        return _render(
+            request, campaign, listing, error=outcome["error"], status=outcome["error_status"]
+        )
     messages.success(request, outcome["notice"])
-    return redirect("campaign-members", campaign_id=campaign.pk)
+    return _back(campaign, listing)
 
 
 @login_required
@@ -191,6 +257,7 @@ def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> H
     """Remove a member, admit a qualifier, restore a quarantined member, or resend a pending
     invitee's invitation (a new one-time link)."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
+    listing = _listing(request)  # before acting: a bad page link changes nothing
     action = request.POST.get("action", "")
     if action == "remove":
         removal: dict[str, Any] = {}
@@ -198,10 +265,10 @@ def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> H
             member_remove(campaign=campaign, user_id=user_id, by=request.user)
         if "error" in removal:
             return _render(
-                request, campaign, error=removal["error"], status=removal["error_status"]
+                request, campaign, listing, error=removal["error"], status=removal["error_status"]
             )
         messages.success(request, "Removed from the campaign.")
-        return redirect("campaign-members", campaign_id=campaign.pk)
+        return _back(campaign, listing)
     member = get_object_or_404(
         CampaignMember.objects.select_related("campaign"), campaign=campaign, user_id=user_id
     )
@@ -211,7 +278,7 @@ def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> H
             invitation = member_reinvite(campaign=campaign, user_id=user_id, by=request.user)
         if "error" in outcome:
             return _render(
-                request, campaign, error=outcome["error"], status=outcome["error_status"]
+                request, campaign, listing, error=outcome["error"], status=outcome["error_status"]
             )
         link = request.build_absolute_uri(invitation.set_password_path)
         messages.success(
@@ -219,15 +286,15 @@ def member_change(request: SignedInRequest, campaign_id: int, user_id: int) -> H
             f"New invitation for {member.user.get_username()}: send them this one-time link to "
             f"set their password (the link given before no longer works): {link}",
         )
-        return redirect("campaign-members", campaign_id=campaign.pk)
+        return _back(campaign, listing)
     if action == "admit":
         done = member_admit(member=member, reason="admitted by an admin", by=request.user)
     elif action == "restore":
         done = member_restore(member=member, by=request.user)
     else:
-        return _render(request, campaign, error=f"Unknown action {action!r}.", status=400)
+        return _render(request, campaign, listing, error=f"Unknown action {action!r}.", status=400)
     if done:
         messages.success(request, f"{member.user.get_username()} is now {member.state}.")
     else:
         messages.info(request, f"{member.user.get_username()} is {member.state}: nothing to do.")
-    return redirect("campaign-members", campaign_id=campaign.pk)
+    return _back(campaign, listing)

@@ -8,19 +8,23 @@ so a page is one indexed read of at most ``limit + 1`` rows however deep it is, 
 or removed meanwhile shift nothing.
 
 ``keyset_page`` pages a queryset ordered by model fields (the last of them unique, a primary
-key, so that the order is total); ``ListPageSerializer``, ``page_parameters`` and
-``page_response`` give an APIView the same query parameters, schema and response.
+key, so that the order is total); ``keyset_list_page`` pages a list already in memory (a
+stored report) by a key of its rows the same way. ``ListPageSerializer``, ``page_parameters``,
+``page_response`` and ``list_page_response`` give an APIView the same query parameters, schema
+and response. A list whose cursors clients already hold in another format (the expert queue's)
+pages with the same ``keyset_page``, given its own ``CursorFormat``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from django.db import models
@@ -31,8 +35,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.errors import BadRequest
+from core.text import encodes_as_utf8
 
 T = TypeVar("T", bound=models.Model)
+R = TypeVar("R")  # a row of a page: a model instance, or a row of a list in memory
 
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 500
@@ -41,10 +47,10 @@ _BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
-class KeysetPage(Generic[T]):
+class KeysetPage(Generic[R]):
     """One page of rows, and where its neighbours start (None where there is no such page)."""
 
-    rows: list[T]
+    rows: list[R]
     next_cursor: str | None  # the page after: rows after the last one shown
     previous_cursor: str | None  # the page before: rows before the first one shown
     first: bool  # the list's first page
@@ -112,30 +118,39 @@ def _value(row: models.Model, path: str) -> Any:
 
 
 def _key(row: models.Model, order: Sequence[str]) -> list[Any]:
+    """The row's values of the order's fields: its place in the list."""
     return [_value(row, field.lstrip("-")) for field in order]
 
 
-def _cursor_encode(row: models.Model, order: Sequence[str]) -> str:
-    values = [
-        value.isoformat() if isinstance(value, datetime) else value for value in _key(row, order)
-    ]
+def _values_encode(key: Sequence[Any]) -> str:
+    values = [value.isoformat() if isinstance(value, datetime) else value for value in key]
     raw = json.dumps(values, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _invalid_cursor(param: str) -> BadRequest:
+    return BadRequest(f"{param} is not a position in this list: follow the page links.")
+
+
+def _values_decode(raw: str, *, length: int, param: str) -> list[Any]:
+    """The JSON list of ``length`` values of a cursor; BadRequest for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4))
+        values = json.loads(text)
+    except (binascii.Error, ValueError):
+        raise _invalid_cursor(param) from None
+    if not isinstance(values, list) or len(values) != length:
+        raise _invalid_cursor(param)
+    return values
 
 
 def _cursor_decode(
     raw: str, model: type[models.Model], order: Sequence[str], *, param: str
 ) -> list[Any]:
-    """A cursor of ``_cursor_encode`` back into the order's values; BadRequest for anything
+    """A cursor of ``_values_encode`` back into the order's values; BadRequest for anything
     else (an edited cursor, another list's)."""
-    invalid = BadRequest(f"{param} is not a position in this list: follow the page links.")
-    try:
-        text = base64.urlsafe_b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4))
-        values = json.loads(text)
-    except (binascii.Error, ValueError):
-        raise invalid from None
-    if not isinstance(values, list) or len(values) != len(order):
-        raise invalid
+    invalid = _invalid_cursor(param)
+    values = _values_decode(raw, length=len(order), param=param)
     decoded: list[Any] = []
     for field_path, value in zip(order, values, strict=True):
         field = _model_field(model, field_path.lstrip("-"))
@@ -152,8 +167,9 @@ def _cursor_decode(
                 raise invalid
             decoded.append(value)
         elif isinstance(field, models.CharField | models.TextField):
-            # NUL: no stored value holds one, and PostgreSQL refuses it in a query (a 500).
-            if not isinstance(value, str) or "\x00" in value:
+            # No stored value holds a NUL or a lone surrogate ("\ud800", which JSON escapes),
+            # and the database refuses either in a query (a 500).
+            if not isinstance(value, str) or "\x00" in value or not encodes_as_utf8(value):
                 raise invalid
             decoded.append(value)
         else:  # pragma: no cover - an order on another kind of field is a programming error
@@ -161,10 +177,35 @@ def _cursor_decode(
     return decoded
 
 
-def _beyond(order: Sequence[str], values: list[Any], *, forward: bool) -> Q:
+class CursorFormat(Protocol):
+    """How a list writes a row's place (its values of the order's fields) as a cursor and
+    reads it back: ``decode`` raises BadRequest, naming ``param``, for anything ``encode``
+    did not write for this list (an edited cursor, another list's)."""
+
+    def encode(self, key: list[Any]) -> str: ...
+
+    def decode(self, raw: str, *, param: str) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class JsonCursor:
+    """The API lists' cursors: the order's values as base64 JSON (``_values_encode``)."""
+
+    model: type[models.Model]
+    order: Sequence[str]
+
+    def encode(self, key: list[Any]) -> str:
+        return _values_encode(key)
+
+    def decode(self, raw: str, *, param: str) -> list[Any]:
+        return _cursor_decode(raw, self.model, self.order, param=param)
+
+
+def beyond(order: Sequence[str], values: Sequence[Any], *, forward: bool) -> Q:
     """The rows strictly after (``forward``) or before the position ``values`` in ``order``:
     (a, b) > (x, y) spelt out, each field in its own direction. The first field is also
-    bounded on its own, so that the database starts from the position in its index."""
+    bounded on its own, so that the database starts from the position in its index rather
+    than read every row before it."""
     ascending = [not field.startswith("-") for field in order]
     names = [field.lstrip("-") for field in order]
 
@@ -190,32 +231,35 @@ def keyset_page(
     size: int,
     after: str | None = None,
     before: str | None = None,
+    cursor: CursorFormat | None = None,
 ) -> KeysetPage[T]:
     """``size`` rows of ``queryset`` in ``order`` (whose last field is unique): the first, or
-    those right after the cursor ``after`` or right before ``before``. Where no row is left
-    before ``before``, the first page is shown."""
+    those right after the cursor ``after`` or right before ``before``, cursors written as
+    ``cursor`` has them (``JsonCursor`` by default). Where no row is left before ``before``,
+    the first page is shown."""
     if after and before:
         raise BadRequest("Give after or before, not both.")
+    cursor = cursor or JsonCursor(queryset.model, order)
     ordered = queryset.order_by(*order)
     if before:
-        position = _cursor_decode(before, queryset.model, order, param="before")
-        backwards = queryset.filter(_beyond(order, position, forward=False))
+        position = cursor.decode(before, param="before")
+        backwards = queryset.filter(beyond(order, position, forward=False))
         rows = list(backwards.order_by(*_reverse(order))[: size + 1])
         if len(rows) > size:
             rows = rows[:size][::-1]
             more_after = queryset.filter(
-                _beyond(order, _key(rows[-1], order), forward=True)
+                beyond(order, _key(rows[-1], order), forward=True)
             ).exists()
             return KeysetPage(
                 rows=rows,
-                next_cursor=_cursor_encode(rows[-1], order) if more_after else None,
-                previous_cursor=_cursor_encode(rows[0], order),
+                next_cursor=cursor.encode(_key(rows[-1], order)) if more_after else None,
+                previous_cursor=cursor.encode(_key(rows[0], order)),
                 first=False,
             )
         after = None  # nothing before that page: the first page
     if after:
-        position = _cursor_decode(after, queryset.model, order, param="after")
-        rows = list(ordered.filter(_beyond(order, position, forward=True))[: size + 1])
+        position = cursor.decode(after, param="after")
+        rows = list(ordered.filter(beyond(order, position, forward=True))[: size + 1])
     else:
         rows = list(ordered[: size + 1])
     more_after = len(rows) > size
@@ -223,12 +267,61 @@ def keyset_page(
     more_before = (
         bool(after)
         and bool(rows)
-        and queryset.filter(_beyond(order, _key(rows[0], order), forward=False)).exists()
+        and queryset.filter(beyond(order, _key(rows[0], order), forward=False)).exists()
     )
     return KeysetPage(
         rows=rows,
-        next_cursor=_cursor_encode(rows[-1], order) if more_after else None,
-        previous_cursor=_cursor_encode(rows[0], order) if more_before else None,
+        next_cursor=cursor.encode(_key(rows[-1], order)) if more_after else None,
+        previous_cursor=cursor.encode(_key(rows[0], order)) if more_before else None,
+        first=not after,
+    )
+
+
+def keyset_list_page(
+    rows: Sequence[R],
+    *,
+    key: Callable[[R], tuple[str | int, ...]],
+    size: int,
+    after: str | None = None,
+    before: str | None = None,
+) -> KeysetPage[R]:
+    """``keyset_page`` for a list in memory (a stored report): ``size`` of ``rows`` sorted by
+    ``key`` (unique per row; its values strings or integers), the first ones or those right
+    after the cursor ``after`` or right before ``before``, with the same cursors and the same
+    first page where no row is left before ``before``."""
+    if after and before:
+        raise BadRequest("Give after or before, not both.")
+    ordered = sorted(rows, key=key)
+    keys = [key(row) for row in ordered]
+    kinds = [type(value) for value in keys[0]] if keys else []  # position() needs keys
+
+    def position(raw: str, param: str) -> tuple[str | int, ...]:
+        values = _values_decode(raw, length=len(kinds), param=param)
+        # Each value of the kind the key has there (bool is no int here): compared with the
+        # keys below, another kind would raise a TypeError, a 500.
+        if any(type(v) is not k for v, k in zip(values, kinds, strict=True)):
+            raise _invalid_cursor(param)
+        return tuple(values)
+
+    if before and keys:
+        end = bisect.bisect_left(keys, position(before, "before"))
+        if end > size:
+            start = end - size
+            return KeysetPage(
+                rows=ordered[start:end],
+                next_cursor=_values_encode(keys[end - 1]) if end < len(keys) else None,
+                previous_cursor=_values_encode(keys[start]),
+                first=False,
+            )
+        after = None  # nothing before that page: the first page
+    elif before:
+        after = None  # an empty list has one page, the first
+    start = bisect.bisect_right(keys, position(after, "after")) if after and keys else 0
+    end = start + size
+    return KeysetPage(
+        rows=ordered[start:end],
+        next_cursor=_values_encode(keys[end - 1]) if end < len(keys) else None,
+        previous_cursor=_values_encode(keys[start]) if start and start < len(keys) else None,
         first=not after,
     )
 
@@ -252,6 +345,22 @@ def page_links(
     return links
 
 
+def _params(request: Request, filters: type[ListPageSerializer]) -> dict[str, Any]:
+    params = filters(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return dict(params.validated_data)
+
+
+def _respond(
+    request: Request, page: KeysetPage[Any], data: Mapping[str, Any], body: Any
+) -> Response:
+    """``body`` with the Link header to the pages next to ``page``."""
+    kept = {k: v for k, v in data.items() if k not in ("after", "before")}
+    links = page_links(request, page, kept=kept)
+    headers = {"Link": ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())}
+    return Response(body, headers=headers if links else None)
+
+
 def page_response(
     request: Request,
     queryset: QuerySet[T],
@@ -262,9 +371,7 @@ def page_response(
 ) -> Response:
     """The page of ``queryset`` that the request's query parameters ask for: the serialized
     rows as the body, the Link header to the neighbouring pages."""
-    params = filters(data=request.query_params)
-    params.is_valid(raise_exception=True)
-    data = params.validated_data
+    data = _params(request, filters)
     page = keyset_page(
         queryset,
         order=order,
@@ -272,7 +379,24 @@ def page_response(
         after=data.get("after") or None,
         before=data.get("before") or None,
     )
-    kept = {k: v for k, v in data.items() if k not in ("after", "before")}
-    links = page_links(request, page, kept=kept)
-    headers = {"Link": ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())}
-    return Response(serialize(page.rows), headers=headers if links else None)
+    return _respond(request, page, data, serialize(page.rows))
+
+
+def list_page_response(
+    request: Request,
+    rows: Sequence[R],
+    *,
+    key: Callable[[R], tuple[str | int, ...]],
+    serialize: Callable[[list[R]], Any],
+    filters: type[ListPageSerializer] = ListPageSerializer,
+) -> Response:
+    """``page_response`` for a list in memory, paged by ``key`` (``keyset_list_page``)."""
+    data = _params(request, filters)
+    page = keyset_list_page(
+        rows,
+        key=key,
+        size=data["limit"],
+        after=data.get("after") or None,
+        before=data.get("before") or None,
+    )
+    return _respond(request, page, data, serialize(page.rows))

@@ -8,7 +8,6 @@ use the escalation endpoints; agreement, quality and gold are for admins. Everyo
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -18,7 +17,7 @@ from rest_framework.views import APIView
 from annotation.api import _RankingField
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG, rewrite_by_expert
-from core.paging import page_parameters, page_response
+from core.paging import list_page_response, page_links, page_parameters, page_response
 from core.requests import SignedInApiRequest
 from core.serializers import ErrorSerializer, StrictSerializer, typed_text_field
 from core.validation import DbIntegerField
@@ -30,9 +29,8 @@ from reviewers.selectors.access import (
     pair_for_expert,
     require_expert,
 )
-from reviewers.selectors.quality import agreement_report, quality_report
+from reviewers.selectors.quality import agreement_report, annotator_quality_report
 from reviewers.selectors.queue import (
-    QueuePage,
     claim_state,
     claim_states,
     escalation_queue,
@@ -155,11 +153,17 @@ class AnnotatorQualityApi(APIView):
         flagged = serializers.BooleanField()
         flag_reasons = serializers.ListField(child=serializers.CharField())
 
-    @extend_schema(responses={200: OutputSerializer(many=True)})
+    @extend_schema(parameters=page_parameters(), responses={200: OutputSerializer(many=True)})
     def get(self, request: SignedInApiRequest, campaign_id: int) -> Response:
+        """The annotators by user name, a page at a time (``core.paging``)."""
         campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
         # Stored by dashboards_refresh every minute, as the quality page reads it.
-        return Response(quality_report(campaign=campaign)["annotators"])
+        return list_page_response(
+            request,
+            annotator_quality_report(campaign=campaign)["annotators"],
+            key=lambda row: (row["username"], row["annotator_id"]),
+            serialize=lambda rows: rows,
+        )
 
 
 class EscalationOutputSerializer(serializers.Serializer):
@@ -222,19 +226,7 @@ class EscalationListApi(APIView):
             OpenApiParameter(
                 "domain", str, description="Only escalations of pairs of this task category."
             ),
-            OpenApiParameter("limit", int, description="Page size, 1 to 500 (default 100)."),
-            OpenApiParameter(
-                "after",
-                str,
-                description="The page after this cursor: take it from the Link header's "
-                'rel="next" URL.',
-            ),
-            OpenApiParameter(
-                "before",
-                str,
-                description="The page before this cursor: take it from the Link header's "
-                'rel="prev" URL.',
-            ),
+            *page_parameters(),  # limit, after, before and the Link header
             OpenApiParameter(
                 "offset",
                 int,
@@ -242,14 +234,6 @@ class EscalationListApi(APIView):
                 description="Rows to skip. Deprecated: slow on a deep page, and rows shift "
                 "when escalations are decided between requests; such a page has no Link "
                 "header. Not with after or before.",
-            ),
-            OpenApiParameter(
-                "Link",
-                str,
-                OpenApiParameter.HEADER,
-                response=[200],
-                description='The neighbouring pages: <url>; rel="next", <url>; rel="prev" '
-                'and, past the first page, <url>; rel="first"; absent rels mean no such page.',
             ),
         ],
         responses={200: EscalationOutputSerializer(many=True)},
@@ -277,39 +261,20 @@ class EscalationListApi(APIView):
                 after=data.get("after") or None,
                 before=data.get("before") or None,
             )
-            rows = page.escalations
-            links = _page_links(request, data, page)
+            rows = page.rows
+            kept = {
+                "order": data["order"],
+                "campaign": data.get("campaign"),
+                "domain": data.get("domain") or None,
+                "limit": data["limit"],
+            }
+            links = page_links(request, page, kept=kept)
         states = {row.pk: state for row, state in claim_states(rows, viewer=request.user)}
         serializer = EscalationOutputSerializer(
             rows, many=True, context={"viewer": request.user, "claim_states": states}
         )
         headers = {"Link": ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())}
         return Response(serializer.data, headers=headers if links else None)
-
-
-def _page_links(
-    request: SignedInApiRequest, filters: dict[str, Any], page: QueuePage
-) -> dict[str, str]:
-    """The URLs of the pages next to ``page`` by rel, the filters kept in each."""
-    kept = {
-        "order": filters["order"],
-        "campaign": filters.get("campaign"),
-        "domain": filters.get("domain") or None,
-        "limit": filters["limit"],
-    }
-
-    def url(**cursor: str) -> str:
-        query = urlencode({k: v for k, v in (kept | cursor).items() if v is not None})
-        return request.build_absolute_uri(f"{request.path}?{query}")
-
-    links = {}
-    if page.next_cursor:
-        links["next"] = url(after=page.next_cursor)
-    if page.previous_cursor:
-        links["prev"] = url(before=page.previous_cursor)
-    if not page.first:
-        links["first"] = url()
-    return links
 
 
 class EvidenceSerializer(serializers.Serializer):

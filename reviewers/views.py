@@ -97,7 +97,7 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
     )
     rows = [
         {"escalation": escalation, "claim": claim}
-        for escalation, claim in claim_states(page.escalations, viewer=request.user)
+        for escalation, claim in claim_states(page.rows, viewer=request.user)
     ]
     other_order = "disputed" if order == "oldest" else "oldest"
     # The page links keep the filters; changing the order or a filter starts at the first page.

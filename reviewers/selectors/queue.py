@@ -17,6 +17,7 @@ from django.utils import timezone
 from annotation.models import Campaign, Outcome, Pair, Rewrite
 from annotation.roles import Role, user_has_role
 from core.errors import BadRequest
+from core.paging import KeysetPage, beyond, keyset_page
 from core.validation import DB_INT_MAX
 from reviewers.models import Escalation
 from reviewers.selectors.access import visible_to, visible_to_expert
@@ -51,17 +52,6 @@ def escalation_queue(
     return escalations.order_by(*QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"]))
 
 
-@dataclass(frozen=True)
-class QueuePage:
-    """One page of the queue, and where its neighbours start: a cursor is the sort key of a row
-    (see ``queue_page``), None where there is no such page."""
-
-    escalations: list[Escalation]
-    next_cursor: str | None  # the page after: rows after the last one shown
-    previous_cursor: str | None  # the page before: rows before the first one shown
-    first: bool  # the queue's first page
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CURSOR_PART = {
@@ -71,16 +61,12 @@ _CURSOR_PART = {
 }
 
 
-def _key(escalation: Escalation, fields: tuple[str, ...]) -> list[Any]:
-    """The row's values of the order's fields: its place in the queue."""
-    return [getattr(escalation, field.lstrip("-")) for field in fields]
-
-
-def _cursor_encode(escalation: Escalation, fields: tuple[str, ...]) -> str:
-    """The row's place as a link writes it: its sort key's values joined by "_", the time in
-    microseconds since 1970 (``created_at_id`` or ``disagreement_created_at_id``)."""
+def _cursor_encode(key: list[Any], fields: tuple[str, ...]) -> str:
+    """A row's place (its values ``key`` of the order's fields) as a link writes it: the
+    values joined by "_", the time in microseconds since 1970 (``created_at_id`` or
+    ``disagreement_created_at_id``). Links that clients keep are in this format: keep it."""
     parts = []
-    for field, value in zip(fields, _key(escalation, fields), strict=True):
+    for field, value in zip(fields, key, strict=True):
         if field.lstrip("-") == "created_at":
             value = (value - _EPOCH) // _MICROSECOND
         parts.append(repr(value))  # a float's repr reads back as the same float
@@ -116,27 +102,17 @@ def _cursor_decode(raw: str, fields: tuple[str, ...], *, param: str) -> list[Any
     return values
 
 
-def _beyond(fields: tuple[str, ...], values: list[Any], *, forward: bool) -> Q:
-    """The rows strictly after (``forward``) or before the position ``values`` in the order
-    ``fields``: (a, b, c) > (x, y, z) spelt out, each field in its own direction. The first
-    field is also bounded on its own, which lets the database start from the position in the
-    queue's index rather than read every row before it."""
-    ascending = [not field.startswith("-") for field in fields]
-    names = [field.lstrip("-") for field in fields]
+@dataclass(frozen=True)
+class _QueueCursor:
+    """The queue's cursor format for ``core.paging.keyset_page``."""
 
-    def lookup(index: int, *, strict: bool) -> str:
-        later = "gt" if ascending[index] == forward else "lt"
-        return later if strict else f"{later}e"
+    fields: tuple[str, ...]
 
-    condition = Q(**{f"{names[-1]}__{lookup(len(names) - 1, strict=True)}": values[-1]})
-    for index in range(len(names) - 2, -1, -1):
-        strictly = Q(**{f"{names[index]}__{lookup(index, strict=True)}": values[index]})
-        condition = strictly | (Q(**{names[index]: values[index]}) & condition)
-    return Q(**{f"{names[0]}__{lookup(0, strict=False)}": values[0]}) & condition
+    def encode(self, key: list[Any]) -> str:
+        return _cursor_encode(key, self.fields)
 
-
-def _reverse(fields: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(field[1:] if field.startswith("-") else f"-{field}" for field in fields)
+    def decode(self, raw: str, *, param: str) -> list[Any]:
+        return _cursor_decode(raw, self.fields, param=param)
 
 
 def queue_page(
@@ -146,52 +122,20 @@ def queue_page(
     size: int,
     after: str | None = None,
     before: str | None = None,
-) -> QueuePage:
+) -> KeysetPage[Escalation]:
     """``size`` escalations of ``queue`` (ordered by ``escalation_queue`` in ``order``): the
     first, or those right after the cursor ``after`` or right before ``before``.
 
-    Keyset paging: a cursor is the sort key of a row, so a page is one indexed read of at most
-    ``size + 1`` rows however deep it is (no OFFSET), and escalations decided meanwhile shift
-    nothing: the next page starts where this one ended. A cursor that is not one of ours
-    (edited, another order's) is a BadRequest; one whose row has been decided since still
-    marks its place. Where no row is left before ``before``, the first page is shown.
+    Keyset paging (``core.paging.keyset_page``): a cursor is the sort key of a row, so a page
+    is one indexed read of at most ``size + 1`` rows however deep it is (no OFFSET), and
+    escalations decided meanwhile shift nothing: the next page starts where this one ended. A
+    cursor that is not one of ours (edited, another order's) is a BadRequest; one whose row
+    has been decided since still marks its place. Where no row is left before ``before``, the
+    first page is shown.
     """
     fields = QUEUE_ORDERS.get(order, QUEUE_ORDERS["oldest"])
-    if after and before:
-        raise BadRequest("Give after or before, not both.")
-    if before:
-        position = _cursor_decode(before, fields, param="before")
-        backwards = queue.filter(_beyond(fields, position, forward=False))
-        rows = list(backwards.order_by(*_reverse(fields))[: size + 1])
-        if len(rows) > size:
-            rows = rows[:size][::-1]
-            more_after = queue.filter(
-                _beyond(fields, _key(rows[-1], fields), forward=True)
-            ).exists()
-            return QueuePage(
-                escalations=rows,
-                next_cursor=_cursor_encode(rows[-1], fields) if more_after else None,
-                previous_cursor=_cursor_encode(rows[0], fields),
-                first=False,
-            )
-        after = None  # nothing before that page: the first page
-    if after:
-        position = _cursor_decode(after, fields, param="after")
-        rows = list(queue.filter(_beyond(fields, position, forward=True))[: size + 1])
-    else:
-        rows = list(queue[: size + 1])
-    more_after = len(rows) > size
-    rows = rows[:size]
-    more_before = (
-        bool(after)
-        and bool(rows)
-        and queue.filter(_beyond(fields, _key(rows[0], fields), forward=False)).exists()
-    )
-    return QueuePage(
-        escalations=rows,
-        next_cursor=_cursor_encode(rows[-1], fields) if more_after else None,
-        previous_cursor=_cursor_encode(rows[0], fields) if more_before else None,
-        first=not after,
+    return keyset_page(
+        queue, order=fields, size=size, after=after, before=before, cursor=_QueueCursor(fields)
     )
 
 
@@ -251,7 +195,7 @@ def next_escalation_for(
         else None
     )
     if position is not None:
-        later = ordered.filter(_beyond(fields, list(position), forward=True)).first()
+        later = ordered.filter(beyond(fields, position, forward=True)).first()
         if later is not None:
             return later
     return ordered.first()

@@ -141,6 +141,7 @@ def test_the_schema_documents_the_paging(admin_user):
         "/api/evaluation-sets",
         "/api/campaigns/{campaign_id}/rewrite-queue",
         "/api/escalations",
+        "/api/campaigns/{campaign_id}/quality",
     ]
     for path in paged:
         operation = schema["paths"][path]["get"]
