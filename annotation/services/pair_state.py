@@ -117,9 +117,17 @@ def pairs_queue(
 
 
 def pairs_return_to_pool(*, round_: Round) -> int:
-    """queued -> pooled for the round's pairs nobody took a slot of or labelled."""
+    """queued | in_annotation -> pooled for the round's pairs that hold no slot, no label and
+    no verdict: never taken, or every lease of theirs skipped or lapsed (in annotation, no one
+    on them: left there, a pair every member skipped stayed in the closed round for good). The
+    UPDATE's guard is the state it leaves: a slot taken meanwhile keeps the pair."""
     return Pair.objects.filter(
-        round=round_, status=Pair.Status.QUEUED, slots_taken=0, labels_count=0
+        round=round_,
+        status__in=_UNSETTLED,
+        slots_taken=0,
+        labels_count=0,
+        provenance=Pair.Provenance.NONE,
+        is_gold=False,
     ).update(status=Pair.Status.POOLED, round=None, selection=Pair.Selection.NONE)
 
 

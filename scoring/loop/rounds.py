@@ -4,8 +4,9 @@
 close (0–2 %), train and evaluate on gold (2–50 %), score the pool (50–90 %), prioritise
 (90–97 %), open the next round (97–100 %).
 
-Closing a round returns its untouched pairs (queued, no slot taken) to the pool, where they
-compete on priority for the next round; pairs already being labelled stay in annotation. The
+Closing a round returns its untouched pairs (no slot taken, no label: never taken, or every
+lease skipped or lapsed) to the pool, where they compete on priority for the next round; pairs
+already being labelled stay in annotation. The
 next round takes the ``campaign.round_size`` highest-priority pooled pairs (ties by id, i.e.
 import order). Running the loop again after a failure is safe: with no round open the close
 is a no-op. A loop job restarted after its worker was lost (or released after a transient
@@ -14,9 +15,11 @@ recorded in the transaction that closed it. Opening is recorded the same way, so
 stage run again reports the round its earlier attempt opened.
 
 When a loop starts automatically: campaigns with ``auto_retrain`` are checked by the periodic
-task ``scoring.check_round_completion`` (``rounds_check_completion``): an open round none of
-whose pairs is still queued or in annotation starts a loop job. A periodic check, not the label
-submit path, keeps the annotators' requests free of this work; it is one indexed query per
+task ``scoring.check_round_completion`` (``rounds_check_completion``): an open round some of
+whose pairs settled and none of whose other pairs can still progress (no lease out, and in a
+members-only campaign no active annotator member left who never had it: skipped by every
+member, or its annotators removed) starts a loop job. A periodic check, not the label submit
+path, keeps the annotators' requests free of this work; it is a few indexed queries per
 campaign with auto-retrain on.
 """
 
@@ -30,9 +33,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotation.models import Campaign, Pair, Round
+from annotation.models import Assignment, Campaign, CampaignMember, Pair, Round
 from annotation.services.imports import campaign_rounds_lock
 from annotation.services.pair_state import pairs_queue, pairs_return_to_pool
 from scoring.jobs.claims import job_owned
@@ -377,21 +381,25 @@ def rounds_check_completion() -> list[int]:
             Campaign.objects.select_for_update(no_key=True).filter(pk=campaign.pk).first()
             if not _round_done_and_loop_idle(current):
                 continue
-            job = loop_request(
-                campaign=campaign, user=None, params=params, reason="round complete"
-            )
+            job = loop_request(campaign=campaign, user=None, params=params, reason="round complete")
         started.append(job.pk)
     return started
 
 
 def _round_done_and_loop_idle(current: Round) -> bool:
-    """``current`` is still open, holds pairs, none queued or in annotation, and its campaign
-    has no model job queued or running, nor a last retrain that failed or was cancelled."""
+    """``current`` is still open, holds pairs, at least one of them settled and none of the
+    others can still progress (``_pairs_waiting``), and its campaign has no model job queued
+    or running, nor a last retrain that failed or was cancelled."""
     if not Round.objects.filter(pk=current.pk, status=Round.Status.OPEN).exists():
         return False
     pairs = Pair.objects.filter(round=current)
-    still_open = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
-    if not pairs.exists() or still_open.exists():
+    unsettled = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
+    # A round none of whose pairs settled is not done, even with nobody to take them (no
+    # active member yet): closing it would train on nothing new and queue the same pairs
+    # again, a loop a minute.
+    if not pairs.exclude(pk__in=unsettled.values("pk")).exists():
+        return False
+    if _pairs_waiting(unsettled, campaign=current.campaign).exists():
         return False
     jobs = Job.objects.filter(campaign_id=current.campaign_id)
     if jobs.filter(kind__in=EXCLUSIVE_KINDS, status__in=ACTIVE_STATUSES).exists():
@@ -402,3 +410,25 @@ def _round_done_and_loop_idle(current: Round) -> bool:
     # Not restarted every minute after a failure, nor a minute after an admin's cancel: the
     # job is on the dashboard, and "Retrain now" resumes the loop.
     return latest is None or latest.status not in (Job.Status.FAILED, Job.Status.CANCELLED)
+
+
+def _pairs_waiting(unsettled: QuerySet[Pair], *, campaign: Campaign) -> QuerySet[Pair]:
+    """Of a round's unsettled pairs, those that can still progress: a lease is out on it, or
+    a slot is free and someone could take it. In a members-only campaign that is an active
+    annotator member who never had the pair (``annotation.selectors.retest_taker_exists``'s
+    rule); a pair every member skipped, or whose members were removed, waits for nobody, and
+    would keep the round from ever looking complete. A campaign open to all may always get
+    someone new: its unsettled pairs all wait. One query; ``exists()`` stops at the first."""
+    if campaign.open_to_all:
+        return unsettled
+    leased = Assignment.objects.filter(pair_id=OuterRef("pk"), status=Assignment.Status.ACTIVE)
+    had_it = Assignment.objects.filter(
+        pair_id=OuterRef(OuterRef("pk")), annotator_id=OuterRef("user_id")
+    )
+    takers = CampaignMember.objects.filter(
+        campaign_id=campaign.pk,
+        role=CampaignMember.Role.ANNOTATOR,
+        state=CampaignMember.State.ACTIVE,
+        user__is_active=True,
+    ).exclude(Exists(had_it))
+    return unsettled.filter(Exists(leased) | (Q(slots_taken__lt=F("slot_cap")) & Exists(takers)))
