@@ -106,3 +106,13 @@ class ExpertSettingsForm(forms.Form):
 
     def domain_list(self) -> list[str]:
         return [part.strip() for part in self.cleaned_data["domains"].split(",") if part.strip()]
+
+
+class QualityListingForm(forms.Form):
+    """Which page of the quality page's annotators: a user-name filter, "flagged only" and the
+    cursor of a page link (as the members page's ``ListingForm``)."""
+
+    q = forms.CharField(max_length=150, required=False, strip=True)
+    flagged = forms.BooleanField(required=False)
+    after = forms.CharField(max_length=2000, required=False)
+    before = forms.CharField(max_length=2000, required=False)

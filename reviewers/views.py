@@ -25,10 +25,11 @@ from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
 from core.errors import BadRequest
 from core.http import error_into
+from core.paging import keyset_list_page
 from core.requests import SignedInRequest
 from core.validation import int_param
 from reviewers.annotator_report import annotator_report, annotator_report_csv
-from reviewers.forms import AdjudicationForm, ExpertSettingsForm
+from reviewers.forms import AdjudicationForm, ExpertSettingsForm, QualityListingForm
 from reviewers.models import Escalation
 from reviewers.selectors.access import (
     campaigns_reviewable,
@@ -57,6 +58,7 @@ from reviewers.services.gold import pair_promote_gold
 from reviewers.services.notifications import expert_settings_for, expert_settings_update
 
 QUEUE_PAGE_SIZE = 200
+QUALITY_PAGE_SIZE = 100
 
 
 def _campaign_filter(raw: str | None) -> int | None:
@@ -314,15 +316,52 @@ def campaign_agreement_page(request: SignedInRequest, campaign_id: int) -> HttpR
     return render(request, template, context)
 
 
+def _quality_query(**params: str) -> str:
+    return urlencode({name: value for name, value in params.items() if value})
+
+
 @login_required
 @require_GET
 def campaign_quality_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
+    """The annotators' figures 100 a page, by user name then id as the quality API pages them
+    (``core.paging.keyset_list_page``), with Previous/Next/First links, a user-name filter
+    ``q`` and ``flagged`` (flagged annotators only)."""
     campaign = campaign_for_admin(campaign_id=campaign_id, user=request.user)
-    # Stored by dashboards_refresh every minute (computed here once on a miss).
+    form = QualityListingForm(request.GET)
+    if not form.is_valid():
+        raise BadRequest("The annotator filter or page cursor is not valid: follow the page links.")
+    name, flagged_only = form.cleaned_data["q"], form.cleaned_data["flagged"]
+    # Stored by dashboards_refresh every minute (computed here once on a miss): a page reads
+    # that one cache entry, and renders no more than a page of its rows.
     report = quality_report(campaign=campaign)
+    annotators = report["annotators"]
+    rows = [
+        row
+        for row in annotators
+        if (not name or name.casefold() in row["username"].casefold())
+        and (row["flagged"] or not flagged_only)
+    ]
+    page = keyset_list_page(
+        rows,
+        key=lambda row: (row["username"], row["annotator_id"]),
+        size=QUALITY_PAGE_SIZE,
+        after=form.cleaned_data["after"] or None,
+        before=form.cleaned_data["before"] or None,
+    )
+    kept = {"q": name, "flagged": "1" if flagged_only else ""}
     context = {
         "campaign": campaign,
-        "annotators": report["annotators"],
+        "annotators": page.rows,
+        "page": page,
+        "page_size": QUALITY_PAGE_SIZE,
+        "total": len(rows),
+        "flagged_total": sum(1 for row in annotators if row["flagged"]),
+        "q": name,
+        "flagged_only": flagged_only,
+        "first_query": _quality_query(**kept),
+        "next_query": page.next_cursor and _quality_query(**kept, after=page.next_cursor),
+        "previous_query": page.previous_cursor
+        and _quality_query(**kept, before=page.previous_cursor),
         "retest": report["retest"],
         "computed_at": report["computed_at"],
     }

@@ -49,6 +49,8 @@ from scoring.loop.versions import current_model_job, job_log_tail
 
 # Panels poll; a tab shown again after being hidden asks at once (static/scoring/dashboard.js).
 REFRESH = "every 5s, dashboard-refresh from:body"
+# The annotators panel shows this many (worst first) and links to the quality page for the rest.
+DASHBOARD_ANNOTATORS = 20
 
 
 class ExportForm(forms.Form):
@@ -152,6 +154,17 @@ def _models_context(campaign: Campaign) -> dict[str, Any]:
     return context
 
 
+def _annotators_context(campaign: Campaign) -> dict[str, Any]:
+    """The first ``DASHBOARD_ANNOTATORS`` rows of the annotator table, worst first; the
+    quality page pages through them all."""
+    table = annotator_table(campaign=campaign)
+    return {
+        "annotators": table,
+        "annotator_rows": table["rows"][:DASHBOARD_ANNOTATORS],
+        "annotators_more": max(len(table["rows"]) - DASHBOARD_ANNOTATORS, 0),
+    }
+
+
 def _model_job_context(campaign: Campaign) -> dict[str, Any]:
     """The retrain button and the current model job, from the model-registry fragments."""
     job = current_model_job(campaign=campaign)
@@ -164,7 +177,7 @@ def _model_job_context(campaign: Campaign) -> dict[str, Any]:
 PANELS: dict[str, Callable[[Campaign], dict[str, Any]]] = {
     "progress": lambda campaign: {"progress": progress_summary(campaign=campaign)},
     "agreement": lambda campaign: {"agreement": agreement_panel(campaign=campaign)},
-    "annotators": lambda campaign: {"annotators": annotator_table(campaign=campaign)},
+    "annotators": _annotators_context,
     "experts": lambda campaign: {"experts": expert_queue_health(campaign=campaign)},
     "models": _models_context,
     "loop-effect": lambda campaign: {"effect": loop_effect_panel(campaign=campaign)},
