@@ -252,14 +252,14 @@ class CorpusUploadForm(forms.Form):
         total = sum(getattr(upload, "size", 0) for upload in data.get("files") or [])
         if total > UPLOAD_MAX_BYTES:
             raise forms.ValidationError(
-                "Upload at most 100 MB here; load bigger corpora with `manage.py load_corpus`."
+                "Upload at most 100 MiB here; load bigger corpora with `manage.py load_corpus`."
             )
         return data
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@upload_max_bytes(lambda: UPLOAD_MAX_BYTES, "the corpus upload limit of 100 MB")
+@upload_max_bytes(lambda: UPLOAD_MAX_BYTES, "the corpus upload limit of 100 MiB")
 def corpora(request: SignedInRequest) -> HttpResponse:
     if not user_has_role(request.user, Role.ADMIN):
         raise PermissionDenied("Only admins load corpora.")
