@@ -103,8 +103,8 @@ def round_close(*, campaign: Campaign, now: datetime | None = None) -> ClosedRou
 def round_open_next(
     *, campaign: Campaign, size: int | None = None, prioritised_with: ModelVersion | None = None
 ) -> Round | None:
-    """Open a round with pooled pairs; None if one holding pairs is open or the pool is empty
-    (an open round without a pair is filled instead).
+    """Open a round with pooled pairs; None if one holding pairs is open or the pool holds
+    none a member could take (an open round without a pair is filled instead).
 
     ``Round.chosen_by_version`` records whose scores set the priorities it takes: the version a
     loop job scored and prioritised with (``prioritised_with``), which an admin may have rolled
@@ -113,7 +113,8 @@ def round_open_next(
     ``campaign.random_slice_share`` of the round is drawn first, uniformly at random from the
     whole pool (``selection="random"``): the baseline against which the rest, the
     highest-priority pooled pairs (``selection="priority"``), is measured. Drawing it first
-    keeps it a sample of the pool the priority order chose from.
+    keeps it a sample of the pool the priority order chose from. In a members-only campaign
+    the pool leaves out pairs every active member already had (``_pooled_takeable``).
     """
     size = size if size is not None else campaign.round_size
     with transaction.atomic():
@@ -125,7 +126,7 @@ def round_open_next(
         # complete to ``rounds_check_completion``. The lock above keeps imports out meanwhile.
         if current is not None and Pair.objects.filter(round=current).exists():
             return None
-        pooled = Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)
+        pooled = _pooled_takeable(campaign)
         if not pooled.exists():
             return None
         chooser = prioritised_with or active_model_version(campaign=campaign)
@@ -157,6 +158,20 @@ def round_open_next(
         by_priority = pooled.order_by("-priority", "id").values("pk")[: size - drawn]
         pairs_queue(pair_ids=by_priority, round_=opened, selection=Pair.Selection.PRIORITY)
     return opened
+
+
+def _pooled_takeable(campaign: Campaign) -> QuerySet[Pair]:
+    """The pool a round takes from: pooled, not gold, and, in a members-only campaign, not a
+    pair every active annotator member already had (nobody judges a pair twice): a pair they
+    all skipped or let lapse went back to the pool when its round closed, and queued again,
+    first by priority and id, it would fill rounds that never settle a pair and so never
+    complete. It stays pooled, for a member who joins later. The test is per pair, and only
+    pairs someone had (an indexed probe) look at the members."""
+    pooled = Pair.objects.filter(campaign=campaign, status=Pair.Status.POOLED, is_gold=False)
+    if campaign.open_to_all:
+        return pooled
+    had_any = Assignment.objects.filter(pair_id=OuterRef("pk"))
+    return pooled.exclude(Exists(had_any) & ~Exists(_takers(campaign)))
 
 
 def random_slice_size(*, size: int, share: float) -> int:
@@ -393,11 +408,14 @@ def _round_done_and_loop_idle(current: Round) -> bool:
     if not Round.objects.filter(pk=current.pk, status=Round.Status.OPEN).exists():
         return False
     pairs = Pair.objects.filter(round=current)
-    unsettled = pairs.filter(status__in=(Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION))
+    unsettled_statuses = (Pair.Status.QUEUED, Pair.Status.IN_ANNOTATION)
+    unsettled = pairs.filter(status__in=unsettled_statuses)
     # A round none of whose pairs settled is not done, even with nobody to take them (no
     # active member yet): closing it would train on nothing new and queue the same pairs
-    # again, a loop a minute.
-    if not pairs.exclude(pk__in=unsettled.values("pk")).exists():
+    # again, a loop a minute. A filter on the status, not NOT IN (the unsettled ids): an
+    # import queues all its pairs into the open round, and a NOT IN over more ids than fit
+    # in work_mem compares each row with all of them.
+    if not pairs.exclude(status__in=unsettled_statuses).exists():
         return False
     if _pairs_waiting(unsettled, campaign=current.campaign).exists():
         return False
@@ -422,13 +440,20 @@ def _pairs_waiting(unsettled: QuerySet[Pair], *, campaign: Campaign) -> QuerySet
     if campaign.open_to_all:
         return unsettled
     leased = Assignment.objects.filter(pair_id=OuterRef("pk"), status=Assignment.Status.ACTIVE)
+    return unsettled.filter(
+        Exists(leased) | (Q(slots_taken__lt=F("slot_cap")) & Exists(_takers(campaign)))
+    )
+
+
+def _takers(campaign: Campaign) -> QuerySet[CampaignMember]:
+    """The members-only campaign's active annotator members who never had the pair of the
+    enclosing query (``OuterRef("pk")`` inside an ``Exists``): who could still take it."""
     had_it = Assignment.objects.filter(
         pair_id=OuterRef(OuterRef("pk")), annotator_id=OuterRef("user_id")
     )
-    takers = CampaignMember.objects.filter(
+    return CampaignMember.objects.filter(
         campaign_id=campaign.pk,
         role=CampaignMember.Role.ANNOTATOR,
         state=CampaignMember.State.ACTIVE,
         user__is_active=True,
     ).exclude(Exists(had_it))
-    return unsettled.filter(Exists(leased) | (Q(slots_taken__lt=F("slot_cap")) & Exists(takers)))
