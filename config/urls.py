@@ -6,6 +6,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from annotation import views as annotation_views
+from annotation.accounts import LoginForm
+from annotation.services.members import invitation_token_generator
 
 # Django's own 400, 404 and 500 answer the API's {"detail", "code"} under /api/.
 handler400 = "config.error_views.bad_request"
@@ -38,12 +40,13 @@ urlpatterns = [
     path("api/", include("scoring.deploy.api_urls")),
     path("api/", include("scoring.evaluation.api_urls")),
     path("", annotation_views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    # The one-time password-set link of an invited member (annotation.services.members).
+    # The one-time password-set link of an invited member (annotation.services.members): it
+    # dies once the password is set, the member is removed or the user deactivated.
     path(
         "reset/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(),
+        auth_views.PasswordResetConfirmView.as_view(token_generator=invitation_token_generator),
         name="password_reset_confirm",
     ),
     path(

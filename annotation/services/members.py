@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group, User
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Field
 from django.urls import reverse
@@ -296,10 +296,34 @@ _GLOBAL_ROLE: dict[str, Role] = {
 }
 
 
-def invitation_path(user: AbstractBaseUser) -> str:
-    """A password-set link for the user, valid until they set a password (or it times out)."""
+class InvitationTokenGenerator(PasswordResetTokenGenerator):
+    """Django's password-reset token (its salt too: links issued before still match), which
+    holds only while the invitation does: the user is active and a membership they were
+    invited into still exists.
+
+    Django's token is a hash of the password hash and the last login, so setting a password
+    kills it, but nothing else did: a removed invitee (by the members page, the admin, or
+    their campaign's deletion), or a deactivated one, could still set a password through the
+    link they were sent, and log in with the site-wide role they were given (to open
+    campaigns, for one). Django's own confirm view checks neither.
+    """
+
+    def check_token(self, user: User | None, token: str | None) -> bool:
+        if user is None or not user.is_active:
+            return False
+        if not CampaignMember.objects.filter(user_id=user.pk, invited_at__isnull=False).exists():
+            return False
+        return super().check_token(user, token)
+
+
+invitation_token_generator = InvitationTokenGenerator()
+
+
+def invitation_path(user: User) -> str:
+    """A password-set link for the user, valid until they set a password (or it times out),
+    and only while they are active and a member of a campaign that invited them."""
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
+    token = invitation_token_generator.make_token(user)
     return reverse("password_reset_confirm", kwargs={"uidb64": uid, "token": token})
 
 
