@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 
 from annotation.aspects import parse_aspects
 from annotation.import_views import import_upload_bound
-from annotation.models import Campaign, ImportJob, Outcome
+from annotation.models import Campaign, ImportJob, Label, Outcome
 from annotation.roles import Role, user_has_role
 from annotation.selectors import (
     assignment_for_annotator,
@@ -324,17 +325,7 @@ class LabelApi(APIView):
         },
     )
     def post(self, request: SignedInApiRequest, assignment_id: int) -> Response:
-        assignment = assignment_for_annotator(
-            assignment_id=assignment_id, user=request.user, with_pair=False
-        )
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        label_input = _label_input(data)
-        label = label_submit(assignment=assignment, data=label_input)
-        # Plain data shaped as OutputSerializer documents it (see next_payload).
-        shown = _label_shown(label.pk, assignment.pk, label_input)
-        return Response(shown, status=201)
+        return Response(self._write(request, assignment_id, label_submit), status=201)
 
     @extend_schema(
         summary="Change your label (within the campaign's grace period)",
@@ -350,16 +341,25 @@ class LabelApi(APIView):
     )
     def put(self, request: SignedInApiRequest, assignment_id: int) -> Response:
         """Same body as POST; the label's previous values are kept in its history."""
+        return Response(self._write(request, assignment_id, label_change), status=200)
+
+    def _write(
+        self,
+        request: SignedInApiRequest,
+        assignment_id: int,
+        write: Callable[..., Label],
+    ) -> dict[str, Any]:
+        """POST and PUT alike: the caller's assignment, the body, one write (``label_submit`` or
+        ``label_change``), and plain data shaped as OutputSerializer documents it (see
+        next_payload)."""
         assignment = assignment_for_annotator(
             assignment_id=assignment_id, user=request.user, with_pair=False
         )
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        label_input = _label_input(data)
-        label = label_change(assignment=assignment, data=label_input)
-        shown = _label_shown(label.pk, assignment.pk, label_input)
-        return Response(shown, status=200)
+        label_input = _label_input(serializer.validated_data)
+        label = write(assignment=assignment, data=label_input)
+        return _label_shown(label.pk, assignment.pk, label_input)
 
 
 @extend_schema(summary="Skip a leased pair")

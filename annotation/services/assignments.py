@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -55,7 +56,6 @@ def _supports_skip_locked() -> bool:
 def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Mark leases past their expiry as expired and give their slots back. Idempotent."""
     now = now or timezone.now()
-    expired = 0
     with transaction.atomic():
         stale = Assignment.objects.filter(status=Assignment.Status.ACTIVE, lease_expires_at__lt=now)
         if _supports_skip_locked():
@@ -65,15 +65,7 @@ def assignments_expire(*, now: datetime | None = None, limit: int = 1000) -> int
         rows = list(
             stale.order_by("pair_id", "id").values_list("id", "pair_id", "kind", "swapped")[:limit]
         )
-        for assignment_id, pair_id, kind, swapped in rows:
-            # The status guard makes a concurrent submit or skip win cleanly.
-            changed = Assignment.objects.filter(
-                pk=assignment_id, status=Assignment.Status.ACTIVE
-            ).update(status=Assignment.Status.EXPIRED, finished_at=now)
-            if changed:
-                pair_release_slot(pair_id=pair_id, swapped=swapped, kind=kind)
-            expired += changed
-    return expired
+        return _leases_end(rows, now=now)
 
 
 def assignments_end_for_annotator(
@@ -82,7 +74,6 @@ def assignments_end_for_annotator(
     """End the annotator's live leases in the campaign (they were removed or quarantined) and
     give their slots back. Idempotent."""
     now = now or timezone.now()
-    ended = 0
     with transaction.atomic():
         rows = (
             Assignment.objects.filter(
@@ -91,15 +82,23 @@ def assignments_end_for_annotator(
             .order_by("pair_id", "id")  # pair order, as assignments_expire
             .values_list("id", "pair_id", "kind", "swapped")
         )
-        for assignment_id, pair_id, kind, swapped in list(rows):
-            changed = Assignment.objects.filter(
-                pk=assignment_id, status=Assignment.Status.ACTIVE
-            ).update(status=Assignment.Status.EXPIRED, finished_at=now)
-            if changed:
-                # Its own orientation, not a recount: a recount's snapshot, taken before the
-                # pair's row lock, missed a slot another annotator took meanwhile.
-                pair_release_slot(pair_id=pair_id, swapped=swapped, kind=kind)
-            ended += changed
+        return _leases_end(list(rows), now=now)
+
+
+def _leases_end(rows: Sequence[tuple[int, int, str, bool]], *, now: datetime) -> int:
+    """Expire each still-active lease of ``rows`` (id, pair_id, kind, swapped), in the order
+    given, and give its slot back. Returns how many it ended. Run inside the caller's atomic."""
+    ended = 0
+    for assignment_id, pair_id, kind, swapped in rows:
+        # The status guard makes a concurrent submit or skip win cleanly.
+        changed = Assignment.objects.filter(
+            pk=assignment_id, status=Assignment.Status.ACTIVE
+        ).update(status=Assignment.Status.EXPIRED, finished_at=now)
+        if changed:
+            # Its own orientation, not a recount: a recount's snapshot, taken before the
+            # pair's row lock, missed a slot another annotator took meanwhile.
+            pair_release_slot(pair_id=pair_id, swapped=swapped, kind=kind)
+        ended += changed
     return ended
 
 

@@ -148,12 +148,9 @@ def alpha_components(
     ``counts`` is units x values; with ``multiplicities`` its rows are distinct patterns and
     ``multiplicities[i]`` units have row ``i``.
     """
-    count_matrix = _as_count_matrix(counts)
-    if multiplicities is None:
-        count_matrix, unit_weights = _compress_to_patterns(count_matrix)
-    else:
-        unit_weights = _as_multiplicities(multiplicities, count_matrix.shape[0])
-    value_array = _as_values(values, count_matrix.shape[1], level_of_measurement)
+    count_matrix, unit_weights, value_array = _weighted_inputs(
+        counts, multiplicities, values, level_of_measurement
+    )
 
     labels_per_unit = count_matrix.sum(axis=1)
     pairable = labels_per_unit >= 2
@@ -354,12 +351,9 @@ def alpha_confidence_interval(
         raise ValueError("n_boot must be at least 1.")
     if not 0 < confidence < 1:
         raise ValueError("confidence must be between 0 and 1.")
-    count_matrix = _as_count_matrix(counts)
-    if multiplicities is None:
-        count_matrix, unit_weights = _compress_to_patterns(count_matrix)
-    else:
-        unit_weights = _as_multiplicities(multiplicities, count_matrix.shape[0])
-    value_array = _as_values(values, count_matrix.shape[1], level_of_measurement)
+    count_matrix, unit_weights, value_array = _weighted_inputs(
+        counts, multiplicities, values, level_of_measurement
+    )
     patterns, pattern_counts = _pairable_pattern_histogram(count_matrix, unit_weights)
     total_units = int(pattern_counts.sum())
     if total_units < 2:  # resampling one unit gives it back every time: a zero-width interval
@@ -492,6 +486,24 @@ def _counts_from_codes(codes: NDArray[np.intp], value_count: int) -> NDArray[np.
     flat_index = np.where(codes >= 0, np.arange(unit_count) * value_count + codes, cells)
     flat = np.bincount(flat_index.reshape(-1), minlength=cells + 1)[:cells]
     return flat.reshape(unit_count, value_count)
+
+
+def _weighted_inputs(
+    counts: ArrayLike,
+    multiplicities: ArrayLike | None,
+    values: ArrayLike | None,
+    level_of_measurement: LevelOfMeasurement,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.generic]]:
+    """The checked count matrix with a weight per row, and the values of its columns. Without
+    ``multiplicities`` equal rows are merged into distinct patterns (``_compress_to_patterns``);
+    with them the rows are taken as the distinct patterns they weigh."""
+    count_matrix = _as_count_matrix(counts)
+    if multiplicities is None:
+        count_matrix, unit_weights = _compress_to_patterns(count_matrix)
+    else:
+        unit_weights = _as_multiplicities(multiplicities, count_matrix.shape[0])
+    value_array = _as_values(values, count_matrix.shape[1], level_of_measurement)
+    return count_matrix, unit_weights, value_array
 
 
 def _compress_to_patterns(

@@ -22,16 +22,11 @@ from transformers import (
 
 from .checkpoint import save_checkpoint
 from .devices import PRECISIONS, autocast_for, resolve_device, supports_bf16
-from .formatting import (
-    Conversation,
-    EncodedTranscripts,
-    encode_transcripts,
-    has_chat_template,
-    render_transcript,
-)
+from .formatting import has_chat_template
 from .head import HeadInputCapture
 from .onnx_backend import is_onnx_model
 from .packing import pack, pack_width, packed_forward, supports_packing, token_budget_batches
+from .transcript_scoring import ScoredItem, TranscriptScoring
 
 # Skywork-Reward-V2 trains at 16K tokens; longer windows rarely pay for their memory.
 MAX_LENGTH_CAP = 16_384
@@ -48,9 +43,6 @@ MAX_LENGTH_CONFIG_KEY = "arbiter_max_length"
 # less peak memory, when nothing else used the cores (README, reward_model.py row).
 DEFAULT_MAX_BATCH_TOKENS = 32_768
 CPU_MAX_BATCH_TOKENS = 2_048
-
-ScoredItem = tuple[Conversation, str]
-ComparedItem = tuple[Conversation, str, str]
 
 
 def default_base_path() -> Path:
@@ -111,12 +103,7 @@ def _default_max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     return min(limits)
 
 
-def _sigmoid(values: np.ndarray) -> np.ndarray:
-    # tanh form is overflow-free and gives exactly 0.5 at 0.
-    return 0.5 * (1.0 + np.tanh(0.5 * values))
-
-
-class RewardModel:
+class RewardModel(TranscriptScoring):
     """A Hugging Face sequence-classification model with one output, used as r(x, y).
 
     ``p(A ≻ B) = sigmoid(r(x, A) − r(x, B))``. Texts are built by :mod:`.formatting` (chat template
@@ -258,32 +245,6 @@ class RewardModel:
         ``state_dict`` replaces the model's own weights (see :func:`.save_checkpoint`)."""
         return save_checkpoint(self.model, self.tokenizer, path, state_dict=state_dict)
 
-    def render(self, conversation: Conversation, response: str) -> str:
-        return render_transcript(self.tokenizer, conversation, response)
-
-    def encode(self, items: Sequence[ScoredItem]) -> EncodedTranscripts:
-        texts = [self.render(conversation, response) for conversation, response in items]
-        return encode_transcripts(self.tokenizer, texts, self.max_length)
-
-    def score(self, conversation: Conversation, response: str) -> float:
-        return float(self.score_batch([(conversation, response)])[0])
-
-    def score_batch(self, items: Sequence[ScoredItem]) -> np.ndarray:
-        """Rewards r(x, y), one float per (conversation, response) item."""
-        texts = [self.render(conversation, response) for conversation, response in items]
-        return self._rewards_for_texts(texts)
-
-    def prob_a_better(self, conversation: Conversation, response_a: str, response_b: str) -> float:
-        return float(self.prob_a_better_batch([(conversation, response_a, response_b)])[0])
-
-    def prob_a_better_batch(self, items: Sequence[ComparedItem]) -> np.ndarray:
-        """sigmoid(r(x, A) − r(x, B)) per (conversation, response_a, response_b) item."""
-        texts = [self.render(conversation, a) for conversation, a, _ in items]
-        texts += [self.render(conversation, b) for conversation, _, b in items]
-        rewards = self._rewards_for_texts(texts)
-        count = len(items)
-        return _sigmoid(rewards[:count] - rewards[count:])
-
     def embed_batch(self, items: Sequence[ScoredItem], *, normalize: bool = True) -> np.ndarray:
         """The pooled vector the reward head reads, per item (float32, shape (n, hidden)).
 
@@ -391,14 +352,6 @@ class RewardModel:
                 if on_batch is not None:
                     on_batch(done, count)
         return rewards, features
-
-    def _rewards_for_texts(self, texts: Sequence[str]) -> np.ndarray:
-        # Identical transcripts are scored once, so equal responses get exactly equal rewards.
-        unique_texts = list(dict.fromkeys(texts))
-        position = {text: index for index, text in enumerate(unique_texts)}
-        encoded = encode_transcripts(self.tokenizer, unique_texts, self.max_length)
-        unique_rewards = self.rewards_for_ids(encoded.input_ids)
-        return unique_rewards[[position[text] for text in texts]]
 
     def _length_sorted_batches(self, input_ids: Sequence[Sequence[int]]) -> Iterator[list[int]]:
         order = sorted(range(len(input_ids)), key=lambda index: len(input_ids[index]), reverse=True)

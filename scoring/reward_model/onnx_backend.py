@@ -30,7 +30,7 @@ import numpy as np
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
 from .files import chmod_from_umask, fsync_tree, move_into_place, staging_directory
-from .formatting import Conversation, EncodedTranscripts, encode_transcripts, render_transcript
+from .transcript_scoring import TranscriptScoring
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -69,10 +69,6 @@ def is_onnx_model(path: str | os.PathLike[str]) -> bool:
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     manifest: dict[str, Any] = json.loads((Path(path) / MANIFEST_FILE).read_text("utf-8"))
     return manifest
-
-
-def _sigmoid(values: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * values))
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -360,7 +356,7 @@ def _trace(model: RewardModel, target: Path, *, opset: int, eager_attention: boo
 # --- scoring ----------------------------------------------------------------------------------
 
 
-class OnnxRewardModel:
+class OnnxRewardModel(TranscriptScoring):
     """An exported reward model scored by ONNX Runtime (CPU execution provider).
 
     Same API as :class:`RewardModel` for scoring: rewards r(x, y) per (conversation, response)
@@ -437,32 +433,6 @@ class OnnxRewardModel:
         """``"float32"``, or the quantisation (``"int8"``, ``"int8-dynamic"``)."""
         return self.quantization or "float32"
 
-    def render(self, conversation: Conversation, response: str) -> str:
-        return render_transcript(self.tokenizer, conversation, response)
-
-    def encode(self, items: Sequence[tuple[Conversation, str]]) -> EncodedTranscripts:
-        texts = [self.render(conversation, response) for conversation, response in items]
-        return encode_transcripts(self.tokenizer, texts, self.max_length)
-
-    def score(self, conversation: Conversation, response: str) -> float:
-        return float(self.score_batch([(conversation, response)])[0])
-
-    def score_batch(self, items: Sequence[tuple[Conversation, str]]) -> np.ndarray:
-        """Rewards r(x, y), one float per (conversation, response) item."""
-        texts = [self.render(conversation, response) for conversation, response in items]
-        return self._rewards_for_texts(texts)
-
-    def prob_a_better(self, conversation: Conversation, response_a: str, response_b: str) -> float:
-        return float(self.prob_a_better_batch([(conversation, response_a, response_b)])[0])
-
-    def prob_a_better_batch(self, items: Sequence[tuple[Conversation, str, str]]) -> np.ndarray:
-        """sigmoid(r(x, A) − r(x, B)) per (conversation, response_a, response_b) item."""
-        texts = [self.render(conversation, a) for conversation, a, _ in items]
-        texts += [self.render(conversation, b) for conversation, _, b in items]
-        rewards = self._rewards_for_texts(texts)
-        count = len(items)
-        return _sigmoid(rewards[:count] - rewards[count:])
-
     def rewards_for_ids(
         self,
         input_ids: Sequence[Sequence[int]],
@@ -489,14 +459,6 @@ class OnnxRewardModel:
             if on_batch is not None:
                 on_batch(done, count)
         return rewards
-
-    def _rewards_for_texts(self, texts: Sequence[str]) -> np.ndarray:
-        # As the torch model: identical transcripts are scored once.
-        unique_texts = list(dict.fromkeys(texts))
-        position = {text: index for index, text in enumerate(unique_texts)}
-        encoded = encode_transcripts(self.tokenizer, unique_texts, self.max_length)
-        unique_rewards = self.rewards_for_ids(encoded.input_ids)
-        return unique_rewards[[position[text] for text in texts]]
 
     def _pad(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         width = max(len(sequence) for sequence in sequences)

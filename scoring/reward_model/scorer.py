@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from .formatting import Conversation, EncodedTranscripts
-from .model import ComparedItem, RewardModel, ScoredItem
+from .model import RewardModel
 from .onnx_backend import OnnxRewardModel, is_onnx_model
+from .transcript_scoring import ComparedItem, ScoredItem
 
 
 class Scorer(Protocol):

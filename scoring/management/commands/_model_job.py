@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from annotation.models import Campaign
 from core.queue import QUEUE_UNAVAILABLE_REASON, QueueUnavailable
 from scoring.loop.model_jobs import job_run_inline, job_wait
-from scoring.models import Job
+from scoring.models import Job, ModelVersion
 
 MODE_HELP = (
     "Without --wait or --inline the job is queued for a gpu worker and its id printed. "
@@ -54,6 +54,20 @@ def campaign_named(name: str) -> Campaign:
     if campaign is None:
         raise CommandError(f"no campaign named {name!r}")
     return campaign
+
+
+def version_named(campaign: Campaign, number: int | None) -> ModelVersion:
+    """``--version``: the campaign's version of that number, or its active one when None."""
+    versions = ModelVersion.objects.select_related("campaign").filter(campaign=campaign)
+    version = (
+        versions.filter(number=number).first()
+        if number is not None
+        else versions.filter(is_active=True).first()
+    )
+    if version is None:
+        wanted = f"version {number}" if number is not None else "active version"
+        raise CommandError(f"campaign {campaign.name!r} has no {wanted}")
+    return version
 
 
 def job_state(job: Job) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from scoring.management.commands._model_job import (
     add_run_arguments,
     campaign_named,
     run_and_report,
+    version_named,
 )
-from scoring.models import EvaluationResult, Job, ModelVersion
+from scoring.models import EvaluationResult, Job
 
 
 class Command(BaseCommand):
@@ -44,16 +45,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         campaign = campaign_named(options["campaign"])
-        versions = ModelVersion.objects.select_related("campaign").filter(campaign=campaign)
-        number = options["number"]
-        version = (
-            versions.filter(number=number).first()
-            if number is not None
-            else versions.filter(is_active=True).first()
-        )
-        if version is None:
-            wanted = f"version {number}" if number is not None else "active version"
-            raise CommandError(f"campaign {campaign.name!r} has no {wanted}")
+        version = version_named(campaign, options["number"])
         path = Path(options["eval_set"])
         try:
             with path.open("rb") as handle:

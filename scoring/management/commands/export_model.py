@@ -5,8 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from scoring.deploy.export import FORMATS, HF_DTYPES, ModelExportError, model_version_export
-from scoring.management.commands._model_job import campaign_named
-from scoring.models import ModelVersion
+from scoring.management.commands._model_job import campaign_named, version_named
 from scoring.reward_model.onnx_backend import QUANTIZATIONS
 
 
@@ -39,17 +38,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         campaign = campaign_named(str(options["campaign"]))
-        versions = ModelVersion.objects.select_related("campaign").filter(campaign=campaign)
         number = options["number"]
         assert number is None or isinstance(number, int)  # noqa: S101 - argparse type=int
-        version = (
-            versions.filter(number=number).first()
-            if number is not None
-            else versions.filter(is_active=True).first()
-        )
-        if version is None:
-            wanted = f"version {number}" if number is not None else "active version"
-            raise CommandError(f"campaign {campaign.name!r} has no {wanted}")
+        version = version_named(campaign, number)
         try:
             summary = model_version_export(
                 version=version,
