@@ -278,3 +278,16 @@ def test_a_second_score_request_still_reports_the_campaign_busy_not_the_other_jo
         call_command("score_pool", "--campaign", campaign.name, "--inline", stdout=out)
     first.refresh_from_db()
     assert first.status == Job.Status.QUEUED and first.attempts == 0
+
+
+# --- --timeout without --wait (review 21) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["score_pool", "train_reward_model", "cross_validate"])
+@pytest.mark.parametrize("mode", [["--inline"], []])
+def test_timeout_without_wait_is_refused_before_any_job(campaign, command, mode):
+    """Queued, the command waits for nothing; inline, the run is not cut short: the timeout
+    was silently ignored."""
+    with pytest.raises(CommandError, match="--timeout applies with --wait only"):
+        call_command(command, "--campaign", campaign.name, "--timeout", "60", *mode)
+    assert not Job.objects.filter(campaign=campaign).exists()

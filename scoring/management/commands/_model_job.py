@@ -49,6 +49,13 @@ def add_run_arguments(parser: CommandParser) -> None:
     )
 
 
+def run_options_check(options: dict[str, Any]) -> None:
+    """Refuse ``--timeout`` without ``--wait`` (queued, the command waits for nothing; inline,
+    the run is not cut short): before any work, so a refused command changes nothing."""
+    if options.get("timeout") is not None and not options.get("wait"):
+        raise CommandError("--timeout applies with --wait only")
+
+
 def campaign_named(name: str) -> Campaign:
     campaign = Campaign.objects.filter(name=name).first()
     if campaign is None:

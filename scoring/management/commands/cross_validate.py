@@ -13,6 +13,7 @@ from scoring.management.commands._model_job import (
     add_run_arguments,
     campaign_named,
     run_and_report,
+    run_options_check,
 )
 from scoring.models import Job
 
@@ -47,6 +48,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        run_options_check(options)
         campaign = campaign_named(options["campaign"])
         seed = options["seed"]
         if seed is not None and not 0 <= seed <= MAX_SEED:

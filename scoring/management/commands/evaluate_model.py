@@ -17,6 +17,7 @@ from scoring.management.commands._model_job import (
     add_run_arguments,
     campaign_named,
     run_and_report,
+    run_options_check,
     version_named,
 )
 from scoring.models import EvaluationResult, Job
@@ -44,6 +45,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        run_options_check(options)
         campaign = campaign_named(options["campaign"])
         version = version_named(campaign, options["number"])
         path = Path(options["eval_set"])

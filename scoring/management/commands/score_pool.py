@@ -10,6 +10,7 @@ from scoring.management.commands._model_job import (
     add_run_arguments,
     campaign_named,
     run_and_report,
+    run_options_check,
 )
 from scoring.models import Job
 
@@ -41,6 +42,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        run_options_check(options)
         campaign = campaign_named(options["campaign"])
         params: dict[str, Any] = {"retrieve_from_gold": not options["no_gold_sources"]}
         if options["shard_size"] is not None:

@@ -14,6 +14,7 @@ from scoring.management.commands._model_job import (
     add_run_arguments,
     campaign_named,
     run_and_report,
+    run_options_check,
 )
 from scoring.models import Job
 from scoring.reward_model.job_settings import TRAINING_SETTINGS
@@ -54,6 +55,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        run_options_check(options)
         campaign = campaign_named(options["campaign"])
         try:
             params = job_params_from_settings(
