@@ -113,4 +113,14 @@ def test_the_command_refuses_a_threshold_out_of_range_or_an_unknown_evaluation_s
         _export(
             str(out), "--campaign", campaign.name, "--no-decontaminate", "--evaluation-sets", "x"
         )
+    # A threshold that --no-deduplicate would silently ignore (review 21).
+    with pytest.raises(CommandError, match="applies without --no-deduplicate only"):
+        _export(
+            str(out),
+            "--campaign",
+            campaign.name,
+            "--no-deduplicate",
+            "--near-duplicate-threshold",
+            "0.9",
+        )
     assert not out.exists()

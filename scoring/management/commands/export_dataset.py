@@ -96,9 +96,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--near-duplicate-threshold",
             type=_threshold,
-            default=DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+            default=_NOT_GIVEN,
             help="0.5 … 1, or none for exact repeats only: near-duplicate search keeps about "
-            "4.5 KB a written pair in memory (default: %(default)s).",
+            f"4.5 KB a written pair in memory (default: {DEFAULT_NEAR_DUPLICATE_THRESHOLD}).",
         )
         parser.add_argument("--manifest", help="Also write the manifest to this JSON file.")
 
@@ -110,6 +110,10 @@ class Command(BaseCommand):
             raise CommandError("--silver-curated-only applies with --include-silver only")
         if options["evaluation_sets"] and not options["decontaminate"]:
             raise CommandError("--evaluation-sets applies without --no-decontaminate only")
+        if options["near_duplicate_threshold"] is _NOT_GIVEN:
+            options["near_duplicate_threshold"] = DEFAULT_NEAR_DUPLICATE_THRESHOLD
+        elif not options["deduplicate"]:
+            raise CommandError("--near-duplicate-threshold applies without --no-deduplicate only")
         if not options["out"]:
             raise CommandError("OUT must name a file")
         out = Path(options["out"])
@@ -170,6 +174,11 @@ class Command(BaseCommand):
                     f"wrote {out}, but could not write the manifest to {manifest_path}: {error}"
                 ) from error
         self.stdout.write(json.dumps(result.manifest))
+
+
+# --near-duplicate-threshold's default, told apart from a threshold given (refused with
+# --no-deduplicate, which it would not apply to).
+_NOT_GIVEN = object()
 
 
 def _threshold(text: str) -> float | None:
