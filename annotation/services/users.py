@@ -77,6 +77,18 @@ def user_create(
             validate_password(password, subject)
         except ValidationError as exc:
             raise ValidationError({"password": exc.messages}) from None
+    # Case-insensitively, as an invitation checks: "Ada" beside "ada" is another account to
+    # Django but the same name to a reader (a look-alike of ada's on every page).
+    look_alike = (
+        user_model.objects.filter(username__iexact=username).exclude(username=username).first()
+    )
+    if look_alike is not None:
+        raise ValidationError(
+            {
+                "username": f"{look_alike.get_username()!r} exists: names that differ only in case "
+                "are refused (give that name to change that user)"
+            }
+        )
     user, created = user_model.objects.get_or_create(username=username, defaults={"email": email})
     if password is None and (created or reset_password):
         password = secrets.token_urlsafe(12)

@@ -263,6 +263,16 @@ def test_create_user_checks_the_password_against_the_email_too():
     assert not get_user_model().objects.exists()
 
 
+def test_create_user_refuses_a_name_that_differs_only_in_case():
+    """As an invitation does (review 21): "Ada" beside "ada" reads as the same person."""
+    call_command("create_user", "ada", "--role", "annotator", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="'ada' exists: names that differ only in case"):
+        call_command("create_user", "Ada", "--role", "admin", stdout=io.StringIO())
+    assert list(get_user_model().objects.values_list("username", flat=True)) == ["ada"]
+    # The same name again is that user (a role change), as before.
+    call_command("create_user", "ada", "--role", "expert", stdout=io.StringIO())
+
+
 def test_create_user_keeps_an_existing_user_as_is_on_a_weak_password():
     call_command(
         "create_user",
