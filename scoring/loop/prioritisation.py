@@ -32,6 +32,7 @@ those same gold pairs an optimistic estimate over rounds. Jobs may pass
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ def reason_text(*, source_id: int, p: float, similarity: float) -> str:
 
 
 _BATCH = 1024  # sources searched, and priorities written, per statement
+_LOOKUP = 65_536  # sources checked for a context vector per call
 
 
 def _judged_agreement(
@@ -144,16 +146,20 @@ def pool_prioritise(
     Bounded memory: judged pairs are streamed (a few numbers each are kept, never the pool),
     neighbours come from the campaign's faiss index (``scoring.loop.vector_index``) in batches
     of sources (an IVF index's candidates re-ranked against only their own stored vectors),
-    and priorities are written by set-based UPDATEs in batches.
+    and priorities are written by set-based UPDATEs in batches. What it keeps a source is 20
+    bytes (typed arrays, not Python objects), and the hits are reduced to one pull per pool
+    pair as they are found (``_Strongest``), so they grow with the pool pairs retrieved, not
+    with ``k`` times the sources.
     """
     campaign = version.campaign
-    source_ids: list[int] = []
-    source_p: list[float] = []
-    source_k: list[int] = []
+    source_ids = array("q")
+    source_p = array("d")
+    source_k = array("i")
     # Only the pairs the model contradicts are kept (not every unanimous one): bounded by the
     # model's confident mistakes, not the judged set.
     threshold = model_contradiction_threshold(campaign.escalation_rules)
-    contradictions: list[tuple[int, float]] = []
+    contradiction_ids = array("q")
+    contradiction_p = array("d")
     judged = mispredicted = 0
     for pair_id, p_agree, unanimous in _judged_agreement(
         version=version, include_gold=include_gold
@@ -170,7 +176,8 @@ def pool_prioritise(
             and threshold is not None
             and model_contradicts(p_agree=p_agree, threshold=threshold)
         ):
-            contradictions.append((pair_id, p_agree))
+            contradiction_ids.append(pair_id)
+            contradiction_p.append(p_agree)
     key = retrieval_encoder_key(version)
     pool = pool_pairs(campaign=campaign)
     pool_size = pool.count()  # prioritising moves no pair in or out of the pool
@@ -178,9 +185,9 @@ def pool_prioritise(
         key=key,
         campaign_id=campaign.pk,
         sources=(
-            np.array(source_ids, dtype=np.int64),
-            np.array(source_p, dtype=np.float64),
-            np.array(source_k, dtype=np.int64),
+            np.frombuffer(source_ids, dtype=np.int64),
+            np.frombuffer(source_p, dtype=np.float64),
+            np.asarray(source_k),
         ),
         pool=pool,
         pool_size=pool_size,
@@ -188,7 +195,11 @@ def pool_prioritise(
     )
     context.check()
     retrieved = _apply(version=version, context=context, pulls=pulls)
-    escalated = _escalate_contradictions(threshold=threshold, pairs=contradictions)
+    escalated = _escalate_contradictions(
+        threshold=threshold,
+        pair_ids=np.frombuffer(contradiction_ids, dtype=np.int64),
+        p_agree=np.frombuffer(contradiction_p, dtype=np.float64),
+    )
     summary = {
         "judged": judged,
         "mispredicted": mispredicted,
@@ -234,27 +245,37 @@ def _retrieve(
     # A judged pair may have this version's score but no context vector (a curation job
     # scores without vectors; a pair finished annotation while the shards ran): it cannot be
     # searched from, and must not fail the whole prioritisation.
-    unsearchable = pair_embeddings_missing(pair_ids=ids.tolist(), key=key)
-    if unsearchable:
-        searchable = ~np.isin(ids, np.array(unsearchable, dtype=np.int64))
+    unsearchable = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [
+            np.array(
+                pair_embeddings_missing(pair_ids=ids[start : start + _LOOKUP].tolist(), key=key),
+                dtype=np.int64,
+            )
+            for start in range(0, len(ids), _LOOKUP)
+        ]
+    )
+    if len(unsearchable):
+        searchable = ~np.isin(ids, unsearchable)
         ids, p, k = ids[searchable], p[searchable], k[searchable]
         context.log(f"skipped {len(unsearchable)} sources without context vectors")
     if not len(ids):
         return _no_pulls()
 
     def in_pool(candidates: np.ndarray) -> np.ndarray:
-        found: list[int] = []
+        found = [np.zeros(0, dtype=np.int64)]
         for start in range(0, len(candidates), 5000):
             chunk = candidates[start : start + 5000].tolist()
-            found.extend(pool.filter(id__in=chunk).values_list("id", flat=True))
-        return np.array(found, dtype=np.int64)
+            found.append(np.array(pool.filter(id__in=chunk).values_list("id", flat=True)))
+        return np.concatenate(found).astype(np.int64)
 
     # The index holds the pool, as the search accepts: a rebuild drops the pairs that left it,
     # due once they are half of the index (``live``).
     loaded = campaign_index(key=key, campaign_id=campaign_id, members=in_pool, live=pool_size)
     context.log(f"retrieval index: {loaded.meta['kind']}, {loaded.size} vectors")
     k_max = int(k.max())
-    found: list[np.ndarray] = []
+    strongest = _Strongest(p=p)
+    hits = 0
     for start in range(0, len(ids), _BATCH):
         context.check()
         batch = slice(start, start + _BATCH)
@@ -262,39 +283,67 @@ def _retrieve(
         hit_ids, hit_sim = loaded.search(queries, k_max, in_pool)
         keep = (hit_ids >= 0) & (np.arange(k_max)[None, :] < k[batch][:, None])
         rows = np.nonzero(keep)[0]
-        found.append(
-            np.stack(
-                [
-                    hit_ids[keep].astype(np.float64),
-                    1.0 - p[batch][rows],
-                    ids[batch][rows].astype(np.float64),
-                    p[batch][rows],
-                    hit_sim[keep].astype(np.float64),
-                ],
-                axis=1,
-            )
-        )
-    table = np.concatenate(found)
-    context.log(f"searched the neighbours of {len(ids)} sources: {len(table)} hits")
-    if not len(table):
+        hits += len(rows)
+        strongest.add(pool_ids=hit_ids[keep], sources=start + rows, similarity=hit_sim[keep])
+    context.log(f"searched the neighbours of {len(ids)} sources: {hits} hits")
+    if not hits:
         return _no_pulls()
-    return _best_pulls(table)
-
-
-def _best_pulls(table: np.ndarray) -> Pulls:
-    """One pull per pool pair from the hits (pool id, boost, source id, p, similarity): the
-    highest boost, then the highest similarity."""
-    table = table[np.lexsort((-table[:, 4], -table[:, 1], table[:, 0]))]
-    first = np.ones(len(table), dtype=bool)
-    first[1:] = table[1:, 0] != table[:-1, 0]
-    table = table[first]
+    pool_ids, source, similarity = strongest.result()
     return Pulls(
-        pool_ids=table[:, 0].astype(np.int64),
-        boost=table[:, 1],
-        source_ids=table[:, 2].astype(np.int64),
-        p=table[:, 3],
-        similarity=table[:, 4],
+        pool_ids=pool_ids,
+        boost=1.0 - p[source],
+        source_ids=ids[source],
+        p=p[source],
+        similarity=similarity.astype(np.float64),
     )
+
+
+_REDUCE_AT = 1 << 20  # hits held before they are reduced (20 bytes each)
+
+
+class _Strongest:
+    """The strongest hit per pool pair (the highest boost ``1 - p``, then the highest
+    similarity; on a full tie the first found), reduced as hits arrive: memory grows with the
+    pool pairs retrieved, not with the hits. A hit is a pool id, its source's position in
+    ``p`` and the similarity as the index returned it (float32)."""
+
+    def __init__(self, *, p: np.ndarray) -> None:
+        self.p = p
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.held = 0
+        self.best = 0  # rows of the last reduction (parts[0])
+
+    def add(self, *, pool_ids: np.ndarray, sources: np.ndarray, similarity: np.ndarray) -> None:
+        self.parts.append(
+            (pool_ids.astype(np.int64), sources.astype(np.int64), similarity.astype(np.float32))
+        )
+        self.held += len(pool_ids)
+        # Reduced once the new hits outnumber both the threshold and the reduced rows, so each
+        # hit is sorted a bounded number of times on average.
+        if self.held - self.best > max(_REDUCE_AT, self.best):
+            self._reduce()
+
+    def _reduce(self) -> None:
+        pool_ids, sources, similarity = (
+            np.concatenate(column) for column in zip(*self.parts, strict=True)
+        )
+        self.parts = []
+        boost = 1.0 - self.p[sources]
+        # lexsort is stable: on a full tie the earlier hit (earlier source, earlier rank) wins,
+        # and the reduced rows come before the hits found after them.
+        order = np.lexsort((-similarity, -boost, pool_ids))
+        del boost
+        pool_ids = pool_ids[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = pool_ids[1:] != pool_ids[:-1]
+        kept = order[first]
+        self.parts = [(pool_ids[first], sources[kept], similarity[kept])]
+        self.held = self.best = len(kept)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pool ids (sorted), their pull's source position and similarity."""
+        self._reduce()
+        return self.parts[0]
 
 
 def _no_pulls() -> Pulls:
@@ -342,14 +391,17 @@ def _apply(*, version: ModelVersion, context: JobContext, pulls: Pulls) -> int:
     return len(pulls)
 
 
-def _escalate_contradictions(*, threshold: float | None, pairs: list[tuple[int, float]]) -> int:
+def _escalate_contradictions(
+    *, threshold: float | None, pair_ids: np.ndarray, p_agree: np.ndarray
+) -> int:
     """Open a model-contradiction escalation on each pair (the model's confident mistakes on
-    unanimous pairs) that has none yet; looked up in chunks."""
-    if threshold is None or not pairs:
+    unanimous pairs, with their ``p_agree``) that has none yet; looked up in chunks."""
+    if threshold is None or not len(pair_ids):
         return 0
     opened = 0
-    for start in range(0, len(pairs), _CONTRADICTION_CHUNK):
-        candidates = dict(pairs[start : start + _CONTRADICTION_CHUNK])
+    for start in range(0, len(pair_ids), _CONTRADICTION_CHUNK):
+        chunk = slice(start, start + _CONTRADICTION_CHUNK)
+        candidates = dict(zip(pair_ids[chunk].tolist(), p_agree[chunk].tolist(), strict=True))
         already = set(
             Escalation.objects.filter(
                 pair_id__in=list(candidates), reason=Escalation.Reason.MODEL_CONTRADICTION
