@@ -12,7 +12,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.models import CampaignMember
-from annotation.selectors import campaign_for_admin, campaign_members, campaign_members_ordered
+from annotation.selectors import (
+    MEMBERS_ORDER,
+    campaign_for_admin,
+    campaign_members,
+    campaign_members_ordered,
+)
 from annotation.services.members import (
     BulkResult,
     member_add,
@@ -108,7 +113,7 @@ class MembersApi(APIView):
         return page_response(
             request,
             campaign_members_ordered(campaign=campaign),
-            order=("user__username", "id"),
+            order=MEMBERS_ORDER,
             serialize=lambda members: [
                 _member_row(row) for row in campaign_members(campaign=campaign, members=members)
             ],

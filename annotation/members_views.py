@@ -14,7 +14,6 @@ services reject re-renders that page with the error, status 400.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -27,7 +26,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.models import Campaign, CampaignMember
-from annotation.selectors import campaign_for_admin, campaign_members, campaign_members_ordered
+from annotation.selectors import (
+    MEMBERS_ORDER,
+    campaign_for_admin,
+    campaign_members,
+    campaign_members_ordered,
+)
 from annotation.services.members import (
     BulkResult,
     csv_text_from_upload,
@@ -43,13 +47,12 @@ from annotation.services.members import (
 )
 from core.errors import BadRequest
 from core.http import error_into
-from core.paging import keyset_page
+from core.paging import keyset_page, query_string
 from core.requests import SignedInRequest
 
 TEMPLATE = "annotation/members.html"
 ROLE_CHOICES = CampaignMember.Role.choices
 PAGE_SIZE = 100
-MEMBERS_ORDER = ("user__username", "id")  # as the members API pages
 
 
 class ListingForm(forms.Form):
@@ -69,14 +72,10 @@ def _listing(request: SignedInRequest) -> dict[str, str]:
     return {name: value for name, value in form.cleaned_data.items() if value}
 
 
-def _query(**params: str) -> str:
-    return urlencode({name: value for name, value in params.items() if value})
-
-
 def _back(campaign: Campaign, listing: dict[str, str]) -> HttpResponse:
     """Back to the page the action was taken on."""
     url = reverse("campaign-members", args=[campaign.pk])
-    query = _query(**listing)
+    query = query_string(**listing)
     return redirect(f"{url}?{query}" if query else url)
 
 
@@ -154,10 +153,11 @@ def _render(
         "total": members.count(),
         "q": name,
         # The forms post to URLs carrying this, to come back to this very page.
-        "page_query": _query(**listing),
-        "first_query": _query(q=name),
-        "next_query": page.next_cursor and _query(q=name, after=page.next_cursor),
-        "previous_query": page.previous_cursor and _query(q=name, before=page.previous_cursor),
+        "page_query": query_string(**listing),
+        "first_query": query_string(q=name),
+        "next_query": page.next_cursor and query_string(q=name, after=page.next_cursor),
+        "previous_query": page.previous_cursor
+        and query_string(q=name, before=page.previous_cursor),
         "groups": Group.objects.order_by("name").values_list("name", flat=True),
         "add_form": AddMemberForm(),
         "bulk_form": BulkMembersForm(),

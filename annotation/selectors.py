@@ -82,16 +82,19 @@ def retest_taker_exists(*, campaign: Campaign, pair_id: int) -> bool:
     if campaign.open_to_all:
         return True
     had_it = Assignment.objects.filter(pair_id=pair_id).values("annotator_id")
-    return (
-        CampaignMember.objects.filter(
-            campaign=campaign,
-            role=CampaignMember.Role.ANNOTATOR,
-            state=CampaignMember.State.ACTIVE,
-            # A deactivated user (a leaver still listed) cannot log in to take it.
-            user__is_active=True,
-        )
-        .exclude(user_id__in=had_it)
-        .exists()
+    return campaign_active_annotators(campaign_id=campaign.pk).exclude(user_id__in=had_it).exists()
+
+
+def campaign_active_annotators(*, campaign_id: int) -> QuerySet[CampaignMember]:
+    """The campaign's members who could take a pair now: active annotator members whose user
+    is active (a deactivated user, a leaver still listed, cannot log in to take it). The one
+    statement of who may take a members-only campaign's pair, for ``retest_taker_exists``
+    and the loop's round checks (``scoring.loop.rounds``)."""
+    return CampaignMember.objects.filter(
+        campaign_id=campaign_id,
+        role=CampaignMember.Role.ANNOTATOR,
+        state=CampaignMember.State.ACTIVE,
+        user__is_active=True,
     )
 
 
@@ -536,29 +539,30 @@ def last_changeable_assignment(
     )
 
 
+# The members' order on their page and in the API (the last field unique: keyset paging).
+MEMBERS_ORDER = ("user__username", "id")
+
+
 def campaign_members_ordered(*, campaign: Campaign) -> QuerySet[CampaignMember]:
     """The campaign's memberships by user name, with their users."""
     return (
         CampaignMember.objects.filter(campaign=campaign)
         .select_related("user", "added_by")
-        .order_by("user__username", "id")
+        .order_by(*MEMBERS_ORDER)
     )
 
 
-def campaign_members(
-    *, campaign: Campaign, members: list[CampaignMember] | None = None
-) -> list[dict[str, Any]]:
-    """The campaign's members for its members page: role, state, the latest transition with
-    its figures, the qualification figures and how many of their labels are set aside. Of
-    ``members`` only (a page of ``campaign_members_ordered``) where given."""
-    labels = Label.objects.filter(campaign=campaign, set_aside=True)
+def campaign_members(*, campaign: Campaign, members: list[CampaignMember]) -> list[dict[str, Any]]:
+    """Rows of ``members`` (a page of ``campaign_members_ordered``) for the members page and
+    API: role, state, the latest transition with its figures, the qualification figures and
+    how many of their labels are set aside."""
+    labels = Label.objects.filter(
+        campaign=campaign, set_aside=True, annotator_id__in=[member.user_id for member in members]
+    )
     # The current memberships' transitions (an earlier, removed membership's have no member).
-    current = MemberTransition.objects.filter(campaign=campaign, member__isnull=False)
-    if members is None:
-        members = list(campaign_members_ordered(campaign=campaign))
-    else:
-        labels = labels.filter(annotator_id__in=[member.user_id for member in members])
-        current = current.filter(member__in=[member.pk for member in members])
+    current = MemberTransition.objects.filter(
+        campaign=campaign, member__in=[member.pk for member in members]
+    )
     set_aside = dict(labels.order_by().values_list("annotator_id").annotate(n=Count("id")))
     latest: dict[int | None, Any] = {}
     transitions = (

@@ -326,6 +326,11 @@ def keyset_list_page(
     )
 
 
+def query_string(**params: object) -> str:
+    """A query string of the non-empty ``params`` (a page's filters and cursor in its links)."""
+    return urlencode({name: value for name, value in params.items() if value not in ("", None)})
+
+
 def page_links(
     request: Request, page: KeysetPage[Any], *, kept: Mapping[str, Any]
 ) -> dict[str, str]:
@@ -345,10 +350,25 @@ def page_links(
     return links
 
 
+def link_response(body: Any, links: Mapping[str, str]) -> Response:
+    """``body`` with ``links`` (``page_links``) as its Link header; none where there are none."""
+    header = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())
+    return Response(body, headers={"Link": header} if links else None)
+
+
 def _params(request: Request, filters: type[ListPageSerializer]) -> dict[str, Any]:
     params = filters(data=request.query_params)
     params.is_valid(raise_exception=True)
     return dict(params.validated_data)
+
+
+def _page_args(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``keyset_page``/``keyset_list_page`` arguments that the query parameters give."""
+    return {
+        "size": data["limit"],
+        "after": data.get("after") or None,
+        "before": data.get("before") or None,
+    }
 
 
 def _respond(
@@ -356,9 +376,7 @@ def _respond(
 ) -> Response:
     """``body`` with the Link header to the pages next to ``page``."""
     kept = {k: v for k, v in data.items() if k not in ("after", "before")}
-    links = page_links(request, page, kept=kept)
-    headers = {"Link": ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())}
-    return Response(body, headers=headers if links else None)
+    return link_response(body, page_links(request, page, kept=kept))
 
 
 def page_response(
@@ -372,13 +390,7 @@ def page_response(
     """The page of ``queryset`` that the request's query parameters ask for: the serialized
     rows as the body, the Link header to the neighbouring pages."""
     data = _params(request, filters)
-    page = keyset_page(
-        queryset,
-        order=order,
-        size=data["limit"],
-        after=data.get("after") or None,
-        before=data.get("before") or None,
-    )
+    page = keyset_page(queryset, order=order, **_page_args(data))
     return _respond(request, page, data, serialize(page.rows))
 
 
@@ -392,11 +404,5 @@ def list_page_response(
 ) -> Response:
     """``page_response`` for a list in memory, paged by ``key`` (``keyset_list_page``)."""
     data = _params(request, filters)
-    page = keyset_list_page(
-        rows,
-        key=key,
-        size=data["limit"],
-        after=data.get("after") or None,
-        before=data.get("before") or None,
-    )
+    page = keyset_list_page(rows, key=key, **_page_args(data))
     return _respond(request, page, data, serialize(page.rows))

@@ -17,7 +17,13 @@ from rest_framework.views import APIView
 from annotation.api import _RankingField
 from annotation.selectors import campaign_for_admin
 from annotation.services.rewrites import REWRITE_MAX_CHARS, REWRITE_TOO_LONG, rewrite_by_expert
-from core.paging import list_page_response, page_links, page_parameters, page_response
+from core.paging import (
+    link_response,
+    list_page_response,
+    page_links,
+    page_parameters,
+    page_response,
+)
 from core.requests import SignedInApiRequest
 from core.serializers import ErrorSerializer, StrictSerializer, typed_text_field
 from core.validation import DbIntegerField
@@ -273,8 +279,7 @@ class EscalationListApi(APIView):
         serializer = EscalationOutputSerializer(
             rows, many=True, context={"viewer": request.user, "claim_states": states}
         )
-        headers = {"Link": ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items())}
-        return Response(serializer.data, headers=headers if links else None)
+        return link_response(serializer.data, links)
 
 
 class EvidenceSerializer(serializers.Serializer):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -25,7 +24,7 @@ from annotation.rendering import render_markdown, render_pair
 from annotation.selectors import campaign_for_admin
 from core.errors import BadRequest
 from core.http import error_into
-from core.paging import keyset_list_page
+from core.paging import keyset_list_page, query_string
 from core.requests import SignedInRequest
 from core.validation import int_param
 from reviewers.annotator_report import annotator_report, annotator_report_csv
@@ -73,11 +72,6 @@ def _domain_filter(raw: str) -> str:
     return raw.strip()
 
 
-def _query(**params: object) -> str:
-    """A query string of the non-empty ``params``."""
-    return urlencode({name: value for name, value in params.items() if value not in ("", None)})
-
-
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
@@ -109,12 +103,14 @@ def expert_queue(request: SignedInRequest) -> HttpResponse:
         "total": queue.count(),
         "page": page,
         "page_size": QUEUE_PAGE_SIZE,
-        "first_query": _query(order=order, **filters),
-        "next_query": page.next_cursor and _query(order=order, after=page.next_cursor, **filters),
+        "first_query": query_string(order=order, **filters),
+        "next_query": page.next_cursor
+        and query_string(order=order, after=page.next_cursor, **filters),
         "previous_query": (
-            page.previous_cursor and _query(order=order, before=page.previous_cursor, **filters)
+            page.previous_cursor
+            and query_string(order=order, before=page.previous_cursor, **filters)
         ),
-        "other_order_query": _query(order=other_order, **filters),
+        "other_order_query": query_string(order=other_order, **filters),
         "order": order,
         "other_order": other_order,
         "campaign_id": campaign_id,
@@ -316,10 +312,6 @@ def campaign_agreement_page(request: SignedInRequest, campaign_id: int) -> HttpR
     return render(request, template, context)
 
 
-def _quality_query(**params: str) -> str:
-    return urlencode({name: value for name, value in params.items() if value})
-
-
 @login_required
 @require_GET
 def campaign_quality_page(request: SignedInRequest, campaign_id: int) -> HttpResponse:
@@ -358,10 +350,10 @@ def campaign_quality_page(request: SignedInRequest, campaign_id: int) -> HttpRes
         "flagged_total": sum(1 for row in annotators if row["flagged"]),
         "q": name,
         "flagged_only": flagged_only,
-        "first_query": _quality_query(**kept),
-        "next_query": page.next_cursor and _quality_query(**kept, after=page.next_cursor),
+        "first_query": query_string(**kept),
+        "next_query": page.next_cursor and query_string(**kept, after=page.next_cursor),
         "previous_query": page.previous_cursor
-        and _quality_query(**kept, before=page.previous_cursor),
+        and query_string(**kept, before=page.previous_cursor),
         "retest": report["retest"],
         "computed_at": report["computed_at"],
     }

@@ -47,9 +47,7 @@ def api_token_issue(*, user: AbstractBaseUser) -> str:
     # Through the ORM (not a QuerySet.update): the delete and save signals empty the token
     # cache of this process (annotation.authentication), so the old key fails at once here.
     Token.objects.filter(user_id=user.pk).delete()
-    key = Token.generate_key()
-    Token.objects.create(key=api_token_digest(key), user_id=user.pk)
-    return key
+    return _token_create(user)
 
 
 @transaction.atomic
@@ -59,6 +57,11 @@ def api_token_ensure(*, user: AbstractBaseUser) -> str | None:
     _lock_user(user)
     if Token.objects.filter(user_id=user.pk).exists():
         return None
+    return _token_create(user)
+
+
+def _token_create(user: AbstractBaseUser) -> str:
+    """A new token row for ``user`` (who has none), storing the digest; the raw key."""
     key = Token.generate_key()
     Token.objects.create(key=api_token_digest(key), user_id=user.pk)
     return key

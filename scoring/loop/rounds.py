@@ -37,6 +37,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Assignment, Campaign, CampaignMember, Pair, Round
+from annotation.selectors import campaign_active_annotators
 from annotation.services.imports import campaign_rounds_lock
 from annotation.services.pair_state import pairs_queue, pairs_return_to_pool
 from scoring.jobs.claims import job_owned
@@ -451,9 +452,4 @@ def _takers(campaign: Campaign) -> QuerySet[CampaignMember]:
     had_it = Assignment.objects.filter(
         pair_id=OuterRef(OuterRef("pk")), annotator_id=OuterRef("user_id")
     )
-    return CampaignMember.objects.filter(
-        campaign_id=campaign.pk,
-        role=CampaignMember.Role.ANNOTATOR,
-        state=CampaignMember.State.ACTIVE,
-        user__is_active=True,
-    ).exclude(Exists(had_it))
+    return campaign_active_annotators(campaign_id=campaign.pk).exclude(Exists(had_it))
